@@ -1,0 +1,58 @@
+"""The ``hapdask`` command: a thin argparse layer over the Python API.
+
+Each sub-command lives in its own module of this package and provides two functions:
+``add_parser(subparsers)`` registers its arguments and ``run(args) -> int`` executes it and
+returns the process exit code. Errors a user can fix are raised as :class:`CLIError` (or
+``ValueError``/``OSError`` from the API) and printed as one line; the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from hapdask import __version__
+
+#: Sub-command modules, in the order ``hapdask --help`` lists them.
+COMMANDS = ("mvm", "cells", "info", "simulate")
+
+
+class CLIError(Exception):
+    """An error the user can fix; printed as a single line, exit code 1 (or ``code``)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="hapdask",
+        description="Hubble Advanced Products mosaics (SVM/MVM) as a Dask dataflow.",
+    )
+    parser.add_argument("--version", action="version", version=f"hapdask {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"hapdask.cli.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``hapdask`` command line and return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as exc:
+        print(f"hapdask {args.command}: error: {exc}", file=sys.stderr)
+        return exc.code
+    except (ValueError, OSError) as exc:
+        print(f"hapdask {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"hapdask {args.command}: interrupted", file=sys.stderr)
+        return 130

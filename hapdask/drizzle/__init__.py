@@ -1,0 +1,31 @@
+"""Drizzle engine: numba kernels, blot and distortion-aware pixel maps.
+
+The public API mirrors ``drizzle.resample`` 3.0 so that switching is a one-line import change::
+
+    from hapdask.drizzle import Drizzle, blot_image, calc_pixmap
+
+Names are imported lazily so that ``import hapdask.drizzle`` does not compile any numba code.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "Drizzle": "resample",
+    "blot_image": "blot",
+    "calc_pixmap": "pixmap",
+    "add_to_tile": "tile",
+    "finalize_tile": "tile",
+    "input_bbox": "tile",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'hapdask.drizzle' has no attribute {name!r}") from None
+    return getattr(importlib.import_module(f"hapdask.drizzle.{module}"), name)

@@ -1,0 +1,1 @@
+"""The HAP sky grid: ProjectionCells and SkyCells (numpy + astropy only)."""
