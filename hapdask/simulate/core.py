@@ -317,7 +317,7 @@ def _render_chip(shape: tuple[int, int], wcs_true: WCS, cat: Table, ra: np.ndarr
     owner_a = np.asarray(owner)
     cov = np.asarray(covs)
     ia, ib, ic, norm, smax = render.pixel_components(cov, jac[owner_a])
-    halfsize = np.minimum(np.ceil(4.0 * smax), 60).astype(np.int64)
+    halfsize = np.minimum(np.ceil(4.0 * smax), 200).astype(np.int64)
     smin = 1.0 / np.sqrt(np.maximum(ia, ic))  # ~ smallest width along the axes
     nsub = np.where(smin < 1.0, 5, np.where(smin < 2.0, 3, 1)).astype(np.int64)
     render.render_gaussians(image, np.ascontiguousarray(xy[owner_a, 0]),
@@ -492,6 +492,8 @@ def _build_hdul(tmpl: ins.Template, exp: _Exposure, visit: _Visit, nominal: list
         shdr["ROOTNAME"] = exp.rootname
         shdr["EXPNAME"] = exp.rootname
         shdr["BUNIT"] = det.bunit
+        if "CCDCHIP" not in shdr:  # WFC3/IR headers have none; readers default to 1
+            shdr.set("CCDCHIP", 1, "CCD chip (simulator: single-chip detector)", after="BUNIT")
         shdr["ORIENTAT"] = ins.orientat(shdr)
         shdr["PA_APER"] = shdr["ORIENTAT"]
         ra_c, dec_c = w_nom.all_pix2world([[(nx - 1) / 2, (ny - 1) / 2]], 0)[0]

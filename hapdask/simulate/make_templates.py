@@ -73,7 +73,8 @@ def _build(src: Path, dest: Path, *, stretch_luts: bool, extra_exts: tuple[str, 
         nchips = sum(1 for h in hdul if h.name == "SCI")
         for ver in range(1, nchips + 1):
             sci = _clean(hdul["SCI", ver].header)
-            sci["WCSNAME"] = sci.get("WCSNAME", "IDC")
+            # the pipeline's a-priori name (e.g. 'IDC_2731450pi'): our headers are not aligned
+            sci["WCSNAME"] = str(sci.get("WCSNAME", "IDC")).split("-")[0]
             out.append(_header_only(sci))
             for name in ("ERR", "DQ", *extra_exts):
                 out.append(_header_only(_clean(hdul[name, ver].header)))
