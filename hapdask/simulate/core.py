@@ -814,6 +814,10 @@ def _write_set(tmp: Path, final: Path, cell: str, visits: int, small: bool, seed
     (tmp / MARKER).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
 
 
+#: Parameters of the built-in demo set (see :func:`demo_dataset`).
+DEMO_PARAMS = {"visits": 4, "small": False, "seed": 0}
+
+
 def default_demo_dir(skycell: str) -> Path:
     """Cache folder of the demo set.
 
@@ -835,9 +839,10 @@ def demo_dataset(skycell: str = "p1889x07y19",
         SkyCell to simulate for (default the docs' example ``p1889x07y19``).
     cache_dir : path-like, optional
         Folder holding the set; default :func:`default_demo_dir`. A complete set with the demo
-        parameters (4 visits, full size, seed 0) found there is reused. An incomplete one is removed
-        and simulated again only if it carries our marker or holds nothing but our temporary
-        files; a folder with foreign content raises ``FileExistsError``.
+        parameters (:data:`DEMO_PARAMS`: 4 visits, full size, seed 0) found there is reused. A
+        damaged set (our marker present, but files missing or changed) is removed and simulated
+        again. A folder with foreign content, or with a set of other parameters, raises
+        ``FileExistsError`` and is left alone.
 
     Returns
     -------
@@ -845,23 +850,25 @@ def demo_dataset(skycell: str = "p1889x07y19",
     """
     cell = _normalise_cell(skycell)
     target = Path(cache_dir).expanduser().resolve() if cache_dir else default_demo_dir(cell)
-    params = _params(cell, 4, False, 0)
+    demo = DEMO_PARAMS
+    params = _params(cell, demo["visits"], demo["small"], demo["seed"])
     if target.is_dir() and any(target.iterdir()):
         try:
             existing = load_set(target)
-            if _params(existing.skycell, existing.visits, existing.small,
-                       existing.seed) == params:
-                return existing
-            stale = True
         except FileNotFoundError:
-            stale = False
+            raise FileExistsError(
+                f"{target}: demo cache folder holds files not made by hapdask simulate") from None
         except ValueError:
-            stale = True
-        if not stale:
-            raise FileExistsError(f"{target}: demo cache folder holds files not made by hapdask")
-        shutil.rmtree(target)
+            shutil.rmtree(target)  # our own set, damaged: simulate it again
+        else:
+            old = _params(existing.skycell, existing.visits, existing.small, existing.seed)
+            if old == params:
+                return existing
+            raise FileExistsError(
+                f"{target}: demo cache folder holds a simulated set with other parameters {old}")
     try:
-        return simulate_visits(cell, target, visits=4, small=False, seed=0)
+        return simulate_visits(cell, target, visits=demo["visits"], small=demo["small"],
+                               seed=demo["seed"])
     except FileExistsError:
         # another process finished the same set first
         return load_set(target)
