@@ -1,4 +1,4 @@
-"""Fidelity of a simulated --small set: files, headers, WCS, positions, counts, cosmic rays, pollers."""
+"""Fidelity of a simulated --small set: headers, WCS, positions, counts, cosmic rays, pollers."""
 
 from __future__ import annotations
 
