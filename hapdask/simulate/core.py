@@ -370,36 +370,49 @@ def cosmic_ray_events(rng: np.random.Generator, shape: tuple[int, int], exptime:
 def _noisy_chip(model_e: np.ndarray, det: ins.Detector, filt: ins.Filter, exptime: float,
                 hot: np.ndarray, hot_rate: np.ndarray, badcols: np.ndarray,
                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Turn a noise-free source image (e-) into calibrated SCI, ERR (BUNIT units) and DQ."""
+    """Turn a noise-free source image (e-) into calibrated SCI, ERR (BUNIT units) and DQ.
+
+    ``model_e`` is overwritten (it becomes the collected counts); the noise is drawn in blocks of
+    rows so that no full-chip temporaries beyond the outputs are needed.
+    """
     ny, nx = model_e.shape
+    counts = model_e
     dq = np.zeros((ny, nx), dtype=np.int16)
-    dark = np.full((ny, nx), det.dark)
+    counts += (filt.sky + det.dark) * exptime
     if hot.size:
-        dark[hot[:, 1], hot[:, 0]] += hot_rate
+        counts[hot[:, 1], hot[:, 0]] += hot_rate * exptime
         dq[hot[:, 1], hot[:, 0]] |= ins.DQ_HOT
-    expected = model_e + (filt.sky + dark) * exptime
-    counts = rng.poisson(expected).astype(np.float64)
-    counts += rng.normal(0.0, det.readnoise, (ny, nx))
+    for y0 in range(0, ny, 256):
+        blk = counts[y0:y0 + 256]
+        blk[...] = rng.poisson(blk) + rng.normal(0.0, det.readnoise, blk.shape)
     events = cosmic_ray_events(rng, (ny, nx), exptime, det.pixel_um)
     hit = np.zeros((ny, nx), dtype=np.uint8)
     is_ir = det.bunit.endswith("/S")
     render.cosmic_ray_tracks(counts, hit, events["x0"], events["y0"], events["length"],
                              events["angle"], events["deposit"], not is_ir)
     if is_ir:
-        dq[hit.astype(bool)] |= ins.DQ_CR_IR  # up-the-ramp fitting removed the hit, flagged it
+        dq[hit.view(bool)] |= ins.DQ_CR_IR  # up-the-ramp fitting removed the hit, flagged it
+    del hit
     if det.full_well > 0:
         sat = counts > det.full_well
         counts[sat] = det.full_well
         dq[sat] |= ins.DQ_SATURATED
+        del sat
     if badcols.size:
         counts[:, badcols] *= 0.3
         dq[:, badcols] |= ins.DQ_BAD_DETECTOR
-    sci = counts - det.dark * exptime  # bias and (mean) dark removed, sky kept
-    err = np.sqrt(np.maximum(counts, 0.0) + det.readnoise ** 2)
+    scale = 1.0 / exptime if is_ir else 1.0
+    # bias and (mean) dark removed, sky kept
+    sci = np.subtract(counts, det.dark * exptime, dtype=np.float32)
     if is_ir:
-        sci /= exptime
-        err /= exptime
-    return sci.astype(np.float32), err.astype(np.float32), dq
+        sci *= np.float32(scale)
+    np.maximum(counts, 0.0, out=counts)
+    counts += det.readnoise ** 2
+    np.sqrt(counts, out=counts)
+    err = counts.astype(np.float32)
+    if is_ir:
+        err *= np.float32(scale)
+    return sci, err, dq
 
 
 # --------------------------------------------------------------------------------------------

@@ -229,8 +229,11 @@ def _window_header(sci: fits.Header, window: tuple[int, int, int, int]) -> fits.
     return hdr
 
 
+@lru_cache(maxsize=8)
 def load_template(key: str, *, small: bool) -> Template:
     """Load detector ``key``'s template; ``small`` selects sub-array windows near the chip gap.
+
+    The result is cached and shared: callers must copy headers/HDUs before changing them.
 
     In small mode every chip is cut to ``Detector.small_window`` pixels, centred in x and, for
     two-chip cameras, placed against the inter-chip gap so that the windows of both chips form
