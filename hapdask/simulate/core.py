@@ -521,6 +521,9 @@ def _build_hdul(tmpl: ins.Template, exp: _Exposure, visit: _Visit, nominal: list
         shdr["SIZAXIS2"] = ny
         shdr["SKYLEVEL"] = (filt.sky if det.detector == "IR" else filt.sky * exp.exptime,
                             "simulated sky level in BUNIT")
+        good = (dq & int(shdr.get("SDQFLAGS", 31743))) == 0
+        ngood = int(good.sum())
+        _set_stats(shdr, sci, good, ngood, snr=sci / np.maximum(err, 1e-30))
         hdus.append(fits.ImageHDU(sci, header=shdr))
         for name, data in (("ERR", err), ("DQ", dq)):
             hdr = (tmpl.err if name == "ERR" else tmpl.dq)[c].copy()
@@ -533,6 +536,8 @@ def _build_hdul(tmpl: ins.Template, exp: _Exposure, visit: _Visit, nominal: list
                 hdr[key] = shdr[key]
             hdr["CTYPE1"], hdr["CTYPE2"] = "RA---TAN", "DEC--TAN"
             hdr["LTV1"], hdr["LTV2"] = shdr["LTV1"], shdr["LTV2"]
+            if name == "ERR":
+                _set_stats(hdr, err, good, ngood)
             hdus.append(fits.ImageHDU(data, header=hdr))
         for name, hdr0 in tmpl.extra[c].items():
             hdr = hdr0.copy()
@@ -547,6 +552,21 @@ def _build_hdul(tmpl: ins.Template, exp: _Exposure, visit: _Visit, nominal: list
     for lut in tmpl.luts:
         hdus.append(lut.copy())
     return fits.HDUList(hdus)
+
+
+def _set_stats(hdr: fits.Header, data: np.ndarray, good: np.ndarray, ngood: int,
+               snr: np.ndarray | None = None) -> None:
+    """The calwf3/calacs image statistics keywords (NGOODPIX, GOODMIN/MAX/MEAN, SNR*)."""
+    hdr["NGOODPIX"] = (ngood, "number of good pixels")
+    vals = data[good] if ngood else np.zeros(1, dtype=np.float32)
+    hdr["GOODMIN"] = (float(vals.min()), "minimum value of good pixels")
+    hdr["GOODMAX"] = (float(vals.max()), "maximum value of good pixels")
+    hdr["GOODMEAN"] = (float(vals.mean(dtype=np.float64)), "mean value of good pixels")
+    if snr is not None:
+        s = snr[good] if ngood else np.zeros(1)
+        hdr["SNRMIN"] = (float(s.min()), "minimum signal to noise of good pixels")
+        hdr["SNRMAX"] = (float(s.max()), "maximum signal to noise of good pixels")
+        hdr["SNRMEAN"] = (float(s.mean(dtype=np.float64)), "mean value of signal to noise")
 
 
 _TRUE_KEYS_FIXED = ("WCSAXES", "CTYPE1", "CTYPE2", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2",

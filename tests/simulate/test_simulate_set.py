@@ -13,6 +13,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from photutils.centroids import centroid_2dg
 from scipy import ndimage
+from stwcs.wcsutil import HSTWCS
 
 from hapdask.simulate import core, instruments, read_true_wcs, simulate_visits, sky, true_chip_wcs
 
@@ -145,6 +146,12 @@ def test_astropy_wcs_carries_full_distortion(simset):
                     dist = np.hypot(dra * np.cos(np.radians(w.wcs.crval[1])), ddec) / scale
                     assert 1e-3 < dist.max() < 0.5
                 seen.add(det)
+                # DrizzlePac's reader (stwcs HSTWCS) sees the same full WCS
+                hw = HSTWCS(hdul, ext=("SCI", v))
+                assert hw.idcscale == hdul["SCI", v].header["IDCSCALE"]
+                pix = np.array([[1.0, 2.0], [200.0, 100.0]])
+                np.testing.assert_allclose(hw.all_pix2world(pix, 0), w.all_pix2world(pix, 0),
+                                           rtol=0, atol=1e-11)
     assert seen == {"UVIS", "IR", "WFC"}
 
 
