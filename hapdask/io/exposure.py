@@ -310,6 +310,25 @@ class Chip:
             sci = self._read_one(hdul, self._sci, (y0, y1, x0, x1))
             return np.array(sci, dtype=np.float32, order="C")
 
+    def sci_all_zero(self, block_rows: int = 256) -> bool | None:
+        """True if every SCI pixel is exactly 0 (NaN counts as non-zero).
+
+        Reads the chip in blocks of ``block_rows`` rows and stops at the first block holding a
+        non-zero pixel, so ordinary exposures cost one small read. Returns ``None`` for a
+        header-only chip (nothing to test).
+        """
+        if self._sci.kind == "none":
+            return None
+        if self._sci.kind != "image":
+            return self._sci.value == 0
+        ny, nx = self.shape
+        with open_fits(self.path) as hdul:
+            for y0 in range(0, ny, max(1, int(block_rows))):
+                block = self._read_one(hdul, self._sci, (y0, min(ny, y0 + block_rows), 0, nx))
+                if np.any(block != 0):
+                    return False
+        return True
+
     def _check_region(self, region) -> tuple[int, int, int, int]:
         ny, nx = self.shape
         if region is None:
