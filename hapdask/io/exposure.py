@@ -356,7 +356,12 @@ class Chip:
             hdu = hdul[spec.hdu]
             if str(hdu.header.get("EXTNAME", "")).strip().upper() != spec.extname:
                 raise OSError("file changed since it was opened (extension order differs)")
-            arr = hdu.section[y0:y1, x0:x1]
+            if _memmap_view_ok(hdul, hdu):
+                # uncompressed local file, unscaled data: slicing the memory map reads only
+                # the pages of the region (much faster than row-wise section reads)
+                arr = hdu.data[y0:y1, x0:x1]
+            else:
+                arr = hdu.section[y0:y1, x0:x1]
         except OSError as exc:
             raise OSError(f"{where}: cannot read pixels: {exc}") from exc
         except (ValueError, TypeError, IndexError, EOFError) as exc:
@@ -370,6 +375,14 @@ class Chip:
                 "(file truncated?)"
             )
         return arr
+
+
+def _memmap_view_ok(hdul, hdu) -> bool:
+    """True when ``hdu.data`` is a lazy memory map that needs no scaling."""
+    if not getattr(hdul, "_file", None) or not getattr(hdul._file, "memmap", False):
+        return False
+    hdr = hdu.header
+    return float(hdr.get("BSCALE", 1.0)) == 1.0 and float(hdr.get("BZERO", 0.0)) == 0.0
 
 
 def _as_unsigned_dq(dq: np.ndarray, path: str, extver: int) -> np.ndarray:
@@ -496,6 +509,23 @@ class Exposure:
     def wcsname(self) -> str:
         """``WCSNAME`` of the first chip ("" if absent)."""
         return self.chips[0].wcsname
+
+    @property
+    def expstart(self) -> float | None:
+        """``EXPSTART`` (MJD) of the primary header, or None if absent."""
+        value = self.primary.get("EXPSTART")
+        return None if value is None else float(value)
+
+    @property
+    def date_obs(self) -> str:
+        """``DATE-OBS`` of the primary header ("" if absent)."""
+        return str(self.primary.get("DATE-OBS", "")).strip()
+
+    @property
+    def proposal_id(self) -> int | None:
+        """``PROPOSID`` of the primary header, or None if absent."""
+        value = self.primary.get("PROPOSID")
+        return None if value is None else int(value)
 
     @property
     def filename(self) -> str:

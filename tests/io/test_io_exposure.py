@@ -52,6 +52,9 @@ def test_io_real_files_metadata(shared_data, row):
     assert exp.primary["INSTRUME"].strip() == inst
     assert exp.rootname == exp.primary["ROOTNAME"].strip().lower()
     assert exp.path.endswith(name.split("/")[-1])
+    assert exp.date_obs == exp.primary["DATE-OBS"].strip()
+    assert exp.expstart == exp.primary.get("EXPSTART")
+    assert exp.proposal_id == exp.primary.get("PROPOSID")
 
 
 def test_io_header_only_chip_cannot_be_read(shared_data):
@@ -381,3 +384,66 @@ def test_io_bad_wcs_names_file_and_hdu(tmp_path):
     chip = open_exposure(path).chips[0]
     with pytest.raises(ValueError, match=r"badwcs_flt\.fits: SCI,1: invalid or incomplete WCS"):
         chip.wcs()
+
+
+def test_io_concurrent_reads_and_wcs_are_consistent(shared_data):
+    """Dask's threaded scheduler reads chips and builds WCSs from many threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    exp = open_exposure(shared_data / "real/j8bt06nyq_flt.fits")
+    chip = exp.chips[0]
+    regions = [(y, y + 64, x, x + 96) for y in range(0, 1024, 128) for x in range(0, 1024, 256)]
+    sci_full, _, dq_full = chip.read()
+    xy = np.array([[10.0, 20.0], [900.0, 800.0]])
+    expected_sky = chip.wcs().all_pix2world(xy, 0)
+
+    def work(region):
+        sci, _, dq = chip.read(region)
+        sky = chip.wcs().all_pix2world(xy, 0)
+        return region, sci, dq, sky
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(work, regions * 2))
+    for (y0, y1, x0, x1), sci, dq, sky in results:
+        np.testing.assert_array_equal(sci, sci_full[y0:y1, x0:x1])
+        np.testing.assert_array_equal(dq, dq_full[y0:y1, x0:x1])
+        np.testing.assert_array_equal(sky, expected_sky)
+
+
+def test_io_s3_urls_are_anonymous(monkeypatch):
+    """s3:// goes through fsspec with anon=True (no network here: the call is intercepted)."""
+    import hapdask.io._fits as fitsmod
+
+    seen = {}
+
+    def fake_open(name, **kwargs):
+        seen["name"], seen["kwargs"] = name, kwargs
+        raise FileNotFoundError("intercepted")
+
+    monkeypatch.setattr(fitsmod.fits, "open", fake_open)
+    url = "s3://stpubdata/hst/public/j8bt/j8bt06nyq/j8bt06nyq_flt.fits"
+    with pytest.raises(OSError, match="j8bt06nyq_flt.fits"):
+        open_exposure(url)
+    assert seen["name"] == url
+    assert seen["kwargs"]["use_fsspec"] is True
+    assert seen["kwargs"]["fsspec_kwargs"] == {"anon": True}
+    assert seen["kwargs"]["lazy_load_hdus"] is True
+    with pytest.raises(OSError):
+        open_exposure("https://example.invalid/x_flt.fits")
+    assert seen["kwargs"]["fsspec_kwargs"] == {}
+
+
+def test_io_big_endian_dq_region_from_memmap(tmp_path):
+    """Region reads of memory-mapped files return native-endian copies with the right bits."""
+    dq = (np.arange(40 * 50).reshape(40, 50) % 7 * 512).astype(np.int16)
+    sci = np.random.default_rng(3).normal(size=(40, 50)).astype(np.float32)
+    path = _write(
+        tmp_path / "imm01aaq_flt.fits",
+        [_primary(), _sci(sci), fits.ImageHDU(dq, name="DQ", ver=1)],
+    )
+    s, _, d = open_exposure(path).chips[0].read((5, 30, 7, 44))
+    assert s.dtype.isnative and d.dtype == np.uint16 and d.dtype.isnative
+    np.testing.assert_array_equal(s, sci[5:30, 7:44])
+    np.testing.assert_array_equal(d, dq[5:30, 7:44].astype(np.uint16))
+    s[:] = 0  # a private copy: the file is untouched
+    np.testing.assert_array_equal(open_exposure(path).chips[0].read_sci(), sci)
