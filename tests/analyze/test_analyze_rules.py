@@ -212,3 +212,25 @@ def test_analyze_table_accepts_exposures_and_empty(shared_data):
     ]  # fmt: skip
     assert t[0]["rootname"] == "j8bt06nyq" and t[0]["keep"]
     assert len(analyze_table([], "mvm")) == 0
+
+
+def test_analyze_zero_test_stops_at_first_nonzero_block(tmp_path, monkeypatch):
+    from hapdask.io.exposure import Chip
+
+    calls = []
+    original = Chip._read_one
+
+    def counting(self, hdul, spec, region):
+        calls.append(region)
+        return original(self, hdul, spec, region)
+
+    monkeypatch.setattr(Chip, "_read_one", counting)
+    data = np.zeros((2000, 64), np.float32)
+    data[10, 5] = 3.0
+    assert analyze_exposure(_make(tmp_path, sci=data), "mvm").keep
+    assert calls == [(0, 256, 0, 64)]  # one block of 256 rows, then stop
+    calls.clear()
+    data[:] = 0
+    data[1999, 0] = 1.0
+    assert analyze_exposure(_make(tmp_path, sci=data), "mvm").keep
+    assert len(calls) == 8 and calls[-1] == (1792, 2000, 0, 64)
