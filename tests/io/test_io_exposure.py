@@ -447,3 +447,40 @@ def test_io_big_endian_dq_region_from_memmap(tmp_path):
     np.testing.assert_array_equal(d, dq[5:30, 7:44].astype(np.uint16))
     s[:] = 0  # a private copy: the file is untouched
     np.testing.assert_array_equal(open_exposure(path).chips[0].read_sci(), sci)
+
+
+@pytest.mark.slow
+def test_io_full_acs_distortion_matches_stwcs(shared_data, tmp_path, monkeypatch):
+    """j94f05bgq after stwcs.updatewcs (real IDCTAB/NPOLFILE/D2IMFILE): SIP + NPOL + D2IM.
+
+    The oracle is stwcs' HSTWCS, the WCS drizzlepac uses; our chip WCS must agree exactly.
+    """
+    updatewcs = pytest.importorskip("stwcs.updatewcs")
+    hstwcs = pytest.importorskip("stwcs.wcsutil")
+    real = shared_data / "real"
+    for name in ("postsm4_idc.fits", "qbu16424j_npl.fits", "new_wfc_d2i.fits"):
+        (tmp_path / name).symlink_to(real / name)
+    path = tmp_path / "j94f05bgq_flt.fits"
+    with gzip.open(real / "j94f05bgq_flt.fits.gz") as src, open(path, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    monkeypatch.chdir(tmp_path)  # the headers name the reference files without a jref$ prefix
+    updatewcs.updatewcs(str(path), use_db=False)
+
+    exp = open_exposure(path)
+    assert [c.distortion for c in exp.chips] == [("SIP", "NPOL", "D2IM")] * 2
+    assert len(pickle.dumps(exp)) < 300_000  # lookup tables travel, pixels do not
+    rng = np.random.default_rng(0)
+    xy = rng.uniform([-0.5, -0.5], [4095.5, 2047.5], size=(2000, 2))
+    with fits.open(path) as hdul:
+        for chip, fp in zip(exp.chips, exp.footprints(step=256), strict=True):
+            ref = hstwcs.HSTWCS(hdul, ext=("SCI", chip.extver))
+            ours = chip.wcs()
+            np.testing.assert_allclose(ours.all_pix2world(xy, 0), ref.all_pix2world(xy, 0),
+                                       rtol=0, atol=1e-11)  # fmt: skip
+            # the lookup tables move positions by several milli-arcseconds: they are in use
+            plain = ours.deepcopy()
+            plain.cpdis1 = plain.cpdis2 = plain.det2im1 = plain.det2im2 = None
+            shift = np.abs(ours.all_pix2world(xy, 0) - plain.all_pix2world(xy, 0)).max() * 3600
+            assert shift > 1e-3
+            corner = ref.all_pix2world([[4095.5, 2047.5]], 0)[0]
+            assert np.min(np.hypot(fp[:, 0] - corner[0], fp[:, 1] - corner[1])) < 1e-10
