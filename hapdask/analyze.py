@@ -46,9 +46,12 @@ inventory as quirks):
   table says "MVM -> reject", which is what is implemented.
 * The FGSLOCK warning is kept in ``Verdict.warnings`` even when the SVM grism rule un-rejects
   the frame (drizzlepac drops the message there).
-* G, the guiding test, implements only its header part: QUALITY containing ``GSFAIL`` or
-  ``TDF-DOWN``. The image-based linear-trail detector of ``verify_guiding`` (Canny edges +
-  Hough lines on SCI,1) is NOT implemented.
+* G, the guiding test (:func:`verify_guiding`), is the header test (QUALITY containing
+  ``GSFAIL`` or ``TDF-DOWN``) followed by the linear-trail detector on SCI,1, re-implemented
+  from its description (inventory 1.5) with the same hard-coded parameters. Differences: the
+  probabilistic Hough transform is seeded (``rng=0``) so verdicts are reproducible (drizzlepac
+  leaves it unseeded), and when scikit-image is not installed the image part is skipped with a
+  warning. ``check_data=False`` skips it too.
 * Keywords missing from the primary header do not crash the analysis: each gets the benign
   value HST writes for ordinary imaging (OBSTYPE=IMAGING, DRIZCORR=PERFORM, MTFLAG=F,
   SCAN_TYP=N, TARGNAME="", FGSLOCK=FINE, CHINJECT=NONE, WFPC2 IMAGETYP=EXT) and a warning
@@ -59,14 +62,24 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 from astropy.table import Table
 
 from hapdask.io import Exposure, open_exposure
 
-__all__ = ["RULES", "Verdict", "analyze_exposure", "analyze_header", "analyze_table"]
+__all__ = [
+    "RULES",
+    "Verdict",
+    "analyze_exposure",
+    "analyze_header",
+    "analyze_table",
+    "guiding_trails",
+    "verify_guiding",
+]
 
 #: Rule ids and what they test.
 RULES: dict[str, str] = {
@@ -83,13 +96,16 @@ RULES: dict[str, str] = {
     "F2": "SBC BLOCK filter",
     "F3": "ramp filter (FR*) in MVM",
     "Z": "SCI data all zeros",
-    "G": "bad guiding (QUALITY reports GSFAIL or TDF-DOWN); MVM only",
+    "G": "bad guiding (QUALITY GSFAIL/TDF-DOWN, or linear trails in SCI,1); MVM only",
     "S": "HRC/SBC excluded from MVM (include_small=False)",
 }
 
 _CAL_TARGETS = ("DARK", "TUNG", "BIAS", "FLAT", "DEUT", "EARTH-CAL")
 _WFPC2_CAL_TARGETS = ("INTFLAT", "UVFLAT", "VISFLAT", "KSPOTS", "DARK", "BIAS", "EARTH-CALIB")
 _MODES = ("svm", "mvm")
+# DQ flags the guiding test treats as good: saturation (256), bad reference pixel (512),
+# charge trap (1024), A-to-D saturation (2048), cosmic ray (4096)
+_GUIDING_IGNORED_DQ = 256 | 512 | 1024 | 2048 | 4096
 
 
 @dataclass
@@ -127,6 +143,7 @@ def analyze_header(
     all_zero: bool | None | Callable[[], bool | None] = None,
     include_small: bool = True,
     name: str = "",
+    guiding: Callable[[], tuple[bool | None, str]] | None = None,
 ) -> Verdict:
     """Apply the analyze rules to a primary header.
 
@@ -143,6 +160,10 @@ def analyze_header(
         MVM only: False drops HRC/SBC exposures (rule S), like ``MVM_INCLUDE_SMALL=false``.
     name : str
         File name used in error messages.
+    guiding : callable, optional
+        MVM only, called for exposures still kept after the header guiding test: returns
+        ``(bad, message)`` of the image-based trail detector (``bad`` None: not run, the
+        message becomes a warning). None skips the image test.
 
     Raises
     ------
@@ -269,6 +290,12 @@ def analyze_header(
         quality = str(header.get("QUALITY", "")).lower()
         if "gsfail" in quality or "tdf-down" in quality:
             return Verdict(False, "G", f"QUALITY={quality.upper()}", warnings_out)
+        if guiding is not None:
+            bad, message = guiding()
+            if bad:
+                return Verdict(False, "G", message, warnings_out)
+            if bad is None and message:
+                warnings_out.append(message)
         if not include_small and detector in ("HRC", "SBC"):
             return Verdict(
                 False, "S", f"DETECTOR={detector} (MVM_INCLUDE_SMALL=false)", warnings_out
@@ -299,7 +326,8 @@ def analyze_exposure(
     include_small : bool
         MVM only: False rejects HRC/SBC (rule S).
     check_data : bool
-        If False, the all-zero test Z is skipped (no pixels are read).
+        If False, no pixels are read: the all-zero test Z and the image part of the guiding
+        test G are skipped.
 
     Returns
     -------
@@ -317,8 +345,16 @@ def analyze_exposure(
             return None
         return True
 
+    def guiding() -> tuple[bool | None, str]:
+        return verify_guiding(exp, header_only=False)
+
     verdict = analyze_header(
-        exp.primary, mode, all_zero=all_zero, include_small=include_small, name=exp.path
+        exp.primary,
+        mode,
+        all_zero=all_zero,
+        include_small=include_small,
+        name=exp.path,
+        guiding=guiding if check_data else None,
     )
     if not check_data and verdict.keep:
         verdict.warnings = [w for w in verdict.warnings if not w.startswith("no pixel data")] + [
@@ -366,3 +402,151 @@ def analyze_table(
     table = Table(rows=rows if rows else None, names=names, dtype=dtypes)
     table.meta["mode"] = mode
     return table
+
+
+# -- guiding (rule G) -------------------------------------------------------------------------
+
+
+def verify_guiding(
+    exposure: Exposure | str | os.PathLike, *, header_only: bool = False
+) -> tuple[bool | None, str]:
+    """Decide whether an exposure was affected by guiding problems (MVM rule G).
+
+    First the primary ``QUALITY`` keyword (``GSFAIL`` or ``TDF-DOWN`` means bad guiding),
+    then, unless ``header_only``, the linear-trail detector :func:`guiding_trails` on SCI,1
+    (with its DQ and units).
+
+    Returns
+    -------
+    bad : bool or None
+        True for bad guiding, False for good, None if the image test could not run.
+    message : str
+        What was found (suitable as a verdict reason or warning).
+    """
+    exp = exposure if isinstance(exposure, Exposure) else open_exposure(exposure)
+    quality = str(exp.primary.get("QUALITY", "")).lower()
+    if "gsfail" in quality or "tdf-down" in quality:
+        return True, f"QUALITY={quality.upper()}"
+    if header_only:
+        return False, ""
+    chip = exp.chips[0]
+    if not chip.has_data:
+        return None, "no pixel data: the guiding trail test (rule G) was skipped"
+    try:
+        import skimage  # noqa: F401
+    except ImportError:
+        return None, "scikit-image not installed: the guiding trail test (rule G) was skipped"
+    sci, _, dq = chip.read()
+    exptime = float(exp.primary.get("EXPTIME", chip.exptime))
+    bad, info = guiding_trails(sci, dq, rate=chip.is_rate, exptime=exptime)
+    if bad:
+        return True, (
+            f"guiding trails in SCI,{chip.extver}: {info['peak']} of {info['lines']} "
+            f"lines share one direction (limit {info['limit']:g})"
+        )
+    return False, ""
+
+
+def guiding_trails(
+    sci: np.ndarray,
+    dq: np.ndarray | None = None,
+    *,
+    rate: bool = False,
+    exptime: float = 1.0,
+    min_length: int = 33,
+    min_lines: int = 4,
+) -> tuple[bool, dict]:
+    """The linear-trail detector of the MVM guiding test, on one chip's arrays.
+
+    Steps (parameters hard-coded as in drizzlepac): per-second data are scaled to counts;
+    the 2-iteration sigma-clipped median plus one sigma is subtracted and the result clipped
+    at 0; pixels with DQ flags other than 256/512/1024/2048/4096 are zeroed; sources of at
+    least 17 connected pixels are segmented and cosmic-ray-like ones dropped (peak central
+    moment at index <= 1 on either axis, or narrower than 0.75 x 1.5 px and elongated more
+    than 2:1); 2-pixel borders are trimmed; Canny edges (sigma 2.5, thresholds 0/25) feed a
+    probabilistic Hough transform (lines >= ``min_length`` px, no gaps, seeded). With at
+    least max(``min_lines``, sources/10) lines, lines within 2 deg of vertical (column bleeds,
+    CTE) are set aside, the others are histogrammed in 4-deg bins over +-180 deg, and guiding
+    is bad when the fullest bin holds more than max(lines/10, vertical lines).
+
+    Returns
+    -------
+    bad : bool
+    info : dict
+        ``sources``, ``lines``, ``vertical``, ``peak`` and ``limit`` (what was measured).
+    """
+    from astropy.stats import sigma_clipped_stats
+    from photutils.segmentation import SegmentationImage, SourceCatalog
+    from scipy import ndimage
+    from skimage.feature import canny
+    from skimage.transform import probabilistic_hough_line
+
+    info = {"sources": 0, "lines": 0, "vertical": 0, "peak": 0, "limit": 0.0}
+    data = np.nan_to_num(np.array(sci, dtype=np.float32), nan=0.0)
+    if rate:
+        data *= exptime
+    _, median, std = sigma_clipped_stats(data, maxiters=2)
+    data -= median + std
+    image = np.clip(data, 0, None)
+    if dq is not None:
+        flagged = (np.asarray(dq).astype(np.int64) & ~_GUIDING_IGNORED_DQ & 0xFFFF) != 0
+        image[flagged] = 0.0
+
+    # photutils.detect_sources(image, 0, 17) semantics (pixels > 0, 8-connected, >= 17
+    # pixels), done with scipy: photutils is slow when noise leaves ~1e5 tiny segments
+    labels, n_raw = ndimage.label(image > 0, structure=np.ones((3, 3), dtype=bool))
+    sizes = np.bincount(labels.ravel(), minlength=n_raw + 1)
+    big = sizes >= 17
+    big[0] = False
+    n_labels = int(big.sum())
+    if n_labels < 2:
+        info["sources"] = n_labels
+        return False, info
+    relabel = np.zeros(n_raw + 1, dtype=np.int32)
+    relabel[big] = np.arange(1, n_labels + 1, dtype=np.int32)
+    segm = SegmentationImage(relabel[labels])
+    catalog = SourceCatalog(image, segm)
+    keep = _not_cosmic_ray(catalog, fwhm=1.5)
+    segm.remove_labels(np.asarray(segm.labels)[~keep])
+    info["sources"] = int(keep.sum())
+
+    trimmed = image[2:-2, 2:-2]
+    edges = canny(trimmed, sigma=2.5, low_threshold=0, high_threshold=25)
+    lines = probabilistic_hough_line(edges, threshold=0, line_gap=0, line_length=min_length, rng=0)
+    info["lines"] = len(lines)
+    if not lines or len(lines) < max(min_lines, info["sources"] / 10):
+        return False, info
+    ends = np.asarray(lines, dtype=float)  # (n, 2 points, (x, y))
+    angles = np.rad2deg(np.arctan2(ends[:, 1, 1] - ends[:, 0, 1], ends[:, 1, 0] - ends[:, 0, 0]))
+    vertical = np.isclose(np.abs(angles), 90.0, atol=2.0)
+    others = angles[~vertical]
+    counts, _ = np.histogram(others, bins=np.linspace(-180.0, 180.0, 91))
+    info["vertical"] = int(vertical.sum())
+    info["peak"] = int(counts.max()) if counts.size else 0
+    info["limit"] = float(max(others.size / 10.0, vertical.sum()))
+    return info["peak"] > info["limit"], info
+
+
+def _not_cosmic_ray(catalog, fwhm: float) -> np.ndarray:
+    """True for segments kept as real sources by the moments classifier."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # photutils 3 renamed several attributes
+        moments = np.nan_to_num(np.asarray(catalog.moments_central, dtype=float), nan=0.0)
+        semiminor = getattr(catalog, "semiminor_axis", None)
+        if semiminor is None:
+            semiminor = catalog.semiminor_sigma
+        xc = getattr(catalog, "x_centroid", None)
+        if xc is None:
+            xc = catalog.xcentroid
+        yc = getattr(catalog, "y_centroid", None)
+        if yc is None:
+            yc = catalog.ycentroid
+        elongation = catalog.elongation
+    semiminor = np.asarray(getattr(semiminor, "value", semiminor), dtype=float)
+    elongation = np.asarray(getattr(elongation, "value", elongation), dtype=float)
+    flat = moments.reshape(len(moments), -1).argmax(axis=1)
+    mi, mj = np.unravel_index(flat, moments.shape[1:])
+    peak_ok = (mi > 1) & (mj > 1)
+    streak = (semiminor < 0.75 * fwhm) & (elongation > 2)
+    finite = np.isfinite(np.asarray(xc, dtype=float)) & np.isfinite(np.asarray(yc, dtype=float))
+    return peak_ok & ~streak & finite

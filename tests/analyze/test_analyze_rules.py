@@ -227,10 +227,66 @@ def test_analyze_zero_test_stops_at_first_nonzero_block(tmp_path, monkeypatch):
     monkeypatch.setattr(Chip, "_read_one", counting)
     data = np.zeros((2000, 64), np.float32)
     data[10, 5] = 3.0
-    assert analyze_exposure(_make(tmp_path, sci=data), "mvm").keep
+    # SVM: no guiding test, so the all-zero test is the only pixel reader
+    assert analyze_exposure(_make(tmp_path, sci=data), "svm").keep
     assert calls == [(0, 256, 0, 64)]  # one block of 256 rows, then stop
     calls.clear()
     data[:] = 0
     data[1999, 0] = 1.0
-    assert analyze_exposure(_make(tmp_path, sci=data), "mvm").keep
+    assert analyze_exposure(_make(tmp_path, sci=data), "svm").keep
     assert len(calls) == 8 and calls[-1] == (1792, 2000, 0, 64)
+
+
+# -- rule G: the guiding trail detector ------------------------------------------------------
+
+
+def _star_field(seed, trail=0.0, angle=30.0, n=60, shape=(320, 320)):
+    """Gaussian stars (sigma 1.5 px) on a noisy sky, optionally smeared into parallel trails."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    img = np.zeros(shape)
+    ys = rng.uniform(15, shape[0] - 15, n)
+    xs = rng.uniform(15, shape[1] - 15, n)
+    flux = rng.uniform(3e3, 4e4, n)
+    steps = np.linspace(-trail / 2, trail / 2, max(1, int(trail * 2)))
+    for y, x, f in zip(ys, xs, flux, strict=True):
+        yy = np.clip(y + steps * np.sin(np.deg2rad(angle)), 0, shape[0] - 1).astype(int)
+        xx = np.clip(x + steps * np.cos(np.deg2rad(angle)), 0, shape[1] - 1).astype(int)
+        np.add.at(img, (yy, xx), f / steps.size)
+    img = ndimage.gaussian_filter(img, 1.5)
+    return (img + 100 + rng.normal(0, 5, shape)).astype(np.float32)
+
+
+def test_analyze_guiding_trails_detector():
+    pytest.importorskip("skimage")
+    from hapdask.analyze import guiding_trails
+
+    bad, info = guiding_trails(_star_field(1))
+    assert not bad and info["sources"] > 40 and info["lines"] == 0
+    bad, info = guiding_trails(_star_field(2, trail=60, angle=30))
+    assert bad and info["peak"] > info["limit"] and info["lines"] >= 4
+    bad, _ = guiding_trails(_star_field(3, trail=60, angle=-70))
+    assert bad
+    # trails along the columns look like bleeding/CTE and are ignored
+    bad, info = guiding_trails(_star_field(4, trail=60, angle=90))
+    assert not bad and info["vertical"] == info["lines"] > 0
+    # per-second data give the same verdict once scaled back to counts
+    rate = _star_field(2, trail=60, angle=30) / np.float32(500.0)
+    assert guiding_trails(rate, rate=True, exptime=500.0)[0]
+    # flagged pixels (other than 256/512/1024/2048/4096) are ignored: masking the trails
+    field = _star_field(2, trail=60, angle=30)
+    dq = np.where(field > 130, 16, 0).astype(np.uint16)
+    assert not guiding_trails(field, dq)[0]
+    assert guiding_trails(field, np.where(field > 130, 4096, 0).astype(np.uint16))[0]
+
+
+def test_analyze_rule_g_in_mvm_only(tmp_path):
+    pytest.importorskip("skimage")
+    path = _make(tmp_path, sci=_star_field(5, trail=60, angle=20))
+    v = analyze_exposure(path, "mvm")
+    assert (v.keep, v.rule) == (False, "G")
+    assert "guiding trails in SCI,1" in v.reason
+    assert analyze_exposure(path, "svm").keep
+    assert analyze_exposure(path, "mvm", check_data=False).keep
+    assert analyze_exposure(_make(tmp_path, sci=_star_field(6)), "mvm").keep
