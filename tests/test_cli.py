@@ -30,7 +30,9 @@ def test_unknown_command_fails():
 
 
 def test_python_dash_m_runs_the_cli():
-    res = subprocess.run([sys.executable, "-m", "hapdask", "--help"], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "hapdask", "--help"], capture_output=True, text=True
+    )
     assert res.returncode == 0
     for name in COMMANDS:
         assert name in res.stdout
