@@ -37,6 +37,9 @@ from skycells.cells import ProjectionCell, SkyCell
 #: Largest angular radius (deg) of the cap holding one footprint (or one of its polygons).
 MAX_FOOTPRINT_RADIUS = 40.0
 
+#: Tolerance (pixels) of :func:`bounded_wcs` when an edge falls on a pixel boundary.
+BOUNDS_EPS = 1e-6
+
 #: Pixels between outline samples of a distorted chip (at least 4 segments per side).
 DENSIFY_STEP = 128
 
@@ -393,8 +396,8 @@ def _clip_polygon_to_rect(
             a, b = -a, -b
         ina = a >= 0
         inb = b >= 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = a / (a - b)
+        den = a - b
+        t = a / np.where(den == 0, 1.0, den)
         inter = pts + t[:, None] * (nxt - pts)
         inter[:, axis] = bound
         out = []
@@ -442,8 +445,10 @@ def bounded_wcs(cell: SkyCell, footprints: Iterable[Footprint]) -> WCS:
 
     Rounding: the sub-array holds exactly the pixels whose area (0-based pixel p covers
     [p-0.5, p+0.5]) the footprints touch with positive length along each axis: the footprint
-    polygons are clipped to the cell's pixel area, and ``xmin = floor(bx0 - 0.5) + 1``,
-    ``xmax = ceil(bx1 + 0.5) - 1`` for the clipped bounding box [bx0, bx1] (same in y).
+    polygons are clipped to the cell's pixel area, and ``xmin = floor(bx0 - 0.5 + eps) + 1``,
+    ``xmax = ceil(bx1 + 0.5 - eps) - 1`` for the clipped bounding box [bx0, bx1] (same in y),
+    with ``eps = 1e-6`` pixel so that a footprint edge lying on a pixel boundary (up to float
+    noise) does not pull in the next pixel.
     Compute fine and coarse products separately by passing the fine or the coarse cell.
 
     Parameters
@@ -495,10 +500,11 @@ def bounded_wcs(cell: SkyCell, footprints: Iterable[Footprint]) -> WCS:
         by0, by1 = min(by0, cy.min()), max(by1, cy.max())
     if not np.isfinite(bx0):
         raise ValueError(f"none of the {len(polys)} footprint(s) overlaps {cell.name}")
-    xmin = max(int(math.floor(bx0 - 0.5)) + 1, 0)
-    ymin = max(int(math.floor(by0 - 0.5)) + 1, 0)
-    xmax = min(int(math.ceil(bx1 + 0.5)) - 1, nx - 1)
-    ymax = min(int(math.ceil(by1 + 0.5)) - 1, ny - 1)
+    eps = BOUNDS_EPS
+    xmin = max(int(math.floor(bx0 - 0.5 + eps)) + 1, 0)
+    ymin = max(int(math.floor(by0 - 0.5 + eps)) + 1, 0)
+    xmax = min(int(math.ceil(bx1 + 0.5 - eps)) - 1, nx - 1)
+    ymax = min(int(math.ceil(by1 + 0.5 - eps)) - 1, ny - 1)
     w = cell.wcs
     w.wcs.crpix = [cell.crpix[0] - xmin, cell.crpix[1] - ymin]
     w.pixel_shape = (xmax - xmin + 1, ymax - ymin + 1)
