@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import warnings
 from pathlib import Path
 
@@ -67,6 +68,24 @@ def describe_cell(name: str, scale: str = "fine") -> str:
     return "\n".join(lines)
 
 
+#: Header keywords the primary WCS (with SIP, NPOL and D2IM distortion) is built from.
+_WCS_KEY = re.compile(
+    r"(WCSAXES|NAXIS[12]?|CTYPE[12]|CRVAL[12]|CRPIX[12]|CD[12]_[12]|PC[12]_[12]|CDELT[12]"
+    r"|CUNIT[12]|CROTA[12]|PV[12]_\d+|LONPOLE|LATPOLE|RADESYS|EQUINOX|MJD-OBS|DATE-OBS"
+    r"|[AB]P?_\d_\d|[AB]P?_ORDER|[AB]_DMAX|CPDIS[12]|CPERR[12]|DP[12]|D2IMDIS[12]|D2IMERR[12]"
+    r"|D2IM[12]|D2IMEXT|NPOLEXT|EXTNAME|EXTVER)"
+)
+
+
+def _wcs_header(hdr):
+    """The primary-WCS cards of ``hdr`` (astropy's WCS parser is slow on 200-card headers)."""
+    from astropy.io import fits
+
+    return fits.Header(
+        [c for c in hdr.cards if _WCS_KEY.fullmatch(c.keyword.split(".", 1)[0])]
+    )
+
+
 def footprint_cells(path: str | Path) -> list[str]:
     """SkyCells touched by all SCI chips of a FITS exposure (full distortion when present).
 
@@ -110,7 +129,7 @@ def footprint_cells(path: str | Path) -> list[str]:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", FITSFixedWarning)
-                    w = WCS(hdr, fobj=hdul)
+                    w = WCS(_wcs_header(hdr), fobj=hdul)
             except Exception as exc:
                 raise ValueError(f"{where}: invalid WCS: {exc}") from None
             if not w.has_celestial:
