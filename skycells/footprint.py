@@ -24,6 +24,7 @@ tangent planes are used.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 
@@ -78,16 +79,29 @@ def _standard_coords(xyz: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, n
     return np.degrees(p[:, 0, :] / z), np.degrees(p[:, 1, :] / z)
 
 
-def _pc_reach() -> float:
-    """Angular radius (deg) from a pcell tangent point to the farthest skycell corner."""
+@functools.cache
+def _consts() -> tuple[float, float, int, int, float]:
+    """(pcell 0-based CRPIX, pcell scale deg/pix, skycell step, skycell size, reach deg).
+
+    ``reach`` is the angular radius from a pcell tangent point to its farthest skycell corner.
+    Every ring has the same pcell size (checked), so these hold for every pcell.
+    """
     g = grid()
+    if len(set(g.xcell.tolist()) | set(g.ycell.tolist())) != 1:  # pragma: no cover
+        raise OSError("sky-grid table: projection cells of different sizes are not supported")
     pc = ProjectionCell(0)
     step = int(pc.shape[1] / g.sc_nxy + 0.5)
     size = step + 2 * g.sc_olap
     crpix0 = pc.crpix[0] - 1.0
     far = max(crpix0 + 0.5, (g.sc_nxy - 1) * step + size - 0.5 - crpix0)
     t = math.radians(far * pc.scale / 3600.0)
-    return math.degrees(math.atan(math.hypot(t, t)))
+    reach = math.degrees(math.atan(math.hypot(t, t)))
+    return crpix0, pc.scale / 3600.0, step, size, reach
+
+
+def _pc_reach() -> float:
+    """Angular radius (deg) from a pcell tangent point to the farthest skycell corner."""
+    return _consts()[4]
 
 
 class _Polys:
@@ -294,15 +308,11 @@ def _find_cells(polys: _Polys) -> list[tuple[int, int, int]]:
     cand, p, z = cand[ok], p[ok], z[ok]
     if cand.size == 0:
         return []
-    pc = ProjectionCell(0)
-    s = pc.scale / 3600.0
-    crpix0 = pc.crpix[0] - 1.0  # 0-based pcell reference pixel (same for every pcell)
+    crpix0, s, step, size, _ = _consts()  # crpix0: 0-based pcell reference pixel
     # 0-based fine pcell pixels (x grows west: CD1_1 = -s).
     X = crpix0 - np.degrees(p[:, 0, :] / z) / s
     Y = crpix0 + np.degrees(p[:, 1, :] / z) / s
     nxy = g.sc_nxy
-    step = int(pc.shape[1] / nxy + 0.5)
-    size = step + 2 * g.sc_olap
     # Skycell i (0-based) covers 0-based fine pcell pixel area [i*step - 0.5, i*step+size-0.5].
     lo = np.floor((np.column_stack([X.min(1), Y.min(1)]) - size + 0.5) / step).astype(np.int64) + 1
     hi = np.ceil((np.column_stack([X.max(1), Y.max(1)]) + 0.5) / step).astype(np.int64) - 1

@@ -320,3 +320,19 @@ def test_bounded_wcs_rounding_covers_touched_pixels():
     assert cell.crpix[0] - w.wcs.crpix[0] == 10
     assert cell.crpix[1] - w.wcs.crpix[1] == 31
     assert tuple(w.pixel_shape) == (12, 10)
+
+
+def test_real_wfc3_uvis_text_headers(shared_data):
+    hdrs = [
+        fits.Header.fromstring((shared_data / "headers" / f"wfc3_uvis{n}.hdr").read_text())
+        for n in (1, 2)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcss = [WCS(h) for h in hdrs]
+    assert all(w.sip is not None and tuple(w.pixel_shape) == (4096, 2051) for w in wcss)
+    got = check_against_brute(wcss, n=150)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        both = sorted(set(cells_for_footprint(hdrs[0])) | set(cells_for_footprint(hdrs[1])))
+    assert got == both
