@@ -223,7 +223,8 @@ def footprint_polygons(footprint: Footprint) -> list[np.ndarray]:
         try:
             w = WCS(footprint)
         except Exception as exc:  # astropy raises several kinds for bad headers
-            raise ValueError(f"footprint header has no usable WCS: {exc}") from exc
+            hint = " (pass WCS(header, fobj=hdul) instead)" if "HDUList" in str(exc) else ""
+            raise ValueError(f"footprint header has no usable WCS: {exc}{hint}") from exc
         if w.pixel_shape is None and "NAXIS1" in footprint and "NAXIS2" in footprint:
             w.pixel_shape = (int(footprint["NAXIS1"]), int(footprint["NAXIS2"]))
         return [wcs_outline(w)]
