@@ -16,16 +16,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="describe HST exposures as the pipeline sees them")
     p.add_argument("files", nargs="+", metavar="FILE", help="FLT/FLC/DRZ/DRC files or URLs")
     p.add_argument("--mode", choices=("svm", "mvm"), default="mvm", help="analyze rules to apply")
+    p.add_argument(
+        "--no-data",
+        action="store_true",
+        help="read headers only: skip the analyze tests that read pixels (all-zero, guiding)",
+    )
     p.set_defaults(func=run)
 
 
-def describe(exp: Exposure, mode: str = "mvm") -> list[str]:
+def describe(exp: Exposure, mode: str = "mvm", *, check_data: bool = True) -> list[str]:
     """Return the lines ``hapdask info`` prints for one exposure.
 
     Footprint corners are the sky positions of the outer chip corners, 0-based pixel
     coordinates (-0.5, -0.5), (nx-0.5, -0.5), (nx-0.5, ny-0.5), (-0.5, ny-0.5), through the
-    full distortion model.
+    full distortion model. SkyCells are those the union of the densified chip outlines
+    overlaps (:func:`skycells.cells_for_footprint`).
     """
+    from skycells import cells_for_footprint
+
     lines = [f"{exp.filename}  ({exp.path})"]
 
     def add(label: str, text: str) -> None:
@@ -61,7 +69,9 @@ def describe(exp: Exposure, mode: str = "mvm") -> list[str]:
         sky = chip.wcs().all_pix2world(corners, 0)
         text = " ".join(f"({ra % 360:.6f}, {dec:+.6f})" for ra, dec in sky)
         add("footprint", f"SCI,{chip.extver} corners RA, Dec [deg]: {text}")
-    verdict = analyze_exposure(exp, mode)
+    cells = cells_for_footprint(exp.footprints())
+    add("skycells", f"{len(cells)}: {' '.join(cells)}")
+    verdict = analyze_exposure(exp, mode, check_data=check_data)
     if verdict.keep:
         extra = f"  ({verdict.reason})" if verdict.reason else ""
         add("analyze", f"{mode.upper()}: keep{extra}")
@@ -82,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     for i, name in enumerate(args.files):
         try:
             exp = open_exposure(name)
-            lines = describe(exp, args.mode)
+            lines = describe(exp, args.mode, check_data=not args.no_data)
         except (OSError, ValueError) as exc:
             failed += 1
             message = str(exc)

@@ -26,6 +26,20 @@ def test_io_info_prints_what_the_pipeline_sees(shared_data, capsys):
     corners = re.findall(r"SCI,1 corners RA, Dec \[deg\]: (.*)", flc)[0]
     assert len(re.findall(r"\(137\.86\d+, -64\.878\d+\)", corners)) == 4
     assert "analyze    : MVM: keep" in flc
+    # SkyCells from the exposure footprint, the same set the chip WCSs give skycells directly
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from skycells import cells_for_footprint
+
+    with fits.open(files[0]) as hdul:
+        wcs = [WCS(hdul["SCI", v].header, fobj=hdul) for v in (1, 2)]
+        for w in wcs:
+            w.pixel_shape = (10, 10)
+    expected = cells_for_footprint(wcs)
+    assert expected
+    assert f"skycells   : {len(expected)}: {' '.join(expected)}" in flc
+    assert "skycells   : 5: skycell-p0046x04y19 " in wfc
     assert "4096 x 2048 pixels (nx x ny)  (ERR constant, DQ constant)" in wfc
     assert "analyze    : MVM: reject, rule Z" in wfc
     assert "CTYPE says -SIP but there are no SIP coefficients" in wfc
@@ -57,3 +71,17 @@ def test_io_info_bad_file_exit_code(shared_data, tmp_path, capsys):
 def test_io_info_not_an_exposure(shared_data, capsys):
     assert main(["info", str(shared_data / "real/qbu16424j_npl.fits")]) == 1
     assert "qbu16424j_npl.fits: no SCI extension" in capsys.readouterr().err
+
+
+def test_io_info_no_data_reads_headers_only(shared_data, capsys, monkeypatch):
+    from hapdask.io.exposure import Chip
+
+    def no_pixels(*args, **kwargs):
+        raise AssertionError("pixels were read")
+
+    monkeypatch.setattr(Chip, "_read_one", no_pixels)
+    path = str(shared_data / "real/j94f05bgq_flt.fits.gz")
+    assert main(["info", "--no-data", path]) == 0
+    out = capsys.readouterr().out
+    assert "analyze    : MVM: keep" in out  # rule Z needs the (all-zero) pixels
+    assert "rule Z) not run" in out

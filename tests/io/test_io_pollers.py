@@ -197,3 +197,16 @@ def test_io_resolve_list_poller(shared_data, tmp_path):
     os.symlink(shared_data / "real/j8bt06nyq_flt.fits", tmp_path / "j8bt06nyq_flt.fits")
     (tmp_path / "l.out").write_text("j8bt06nyq_flt.fits\n")
     assert resolve_inputs(str(tmp_path / "l.out")) == [str(tmp_path / "j8bt06nyq_flt.fits")]
+
+
+def test_io_filter_normalisation_rules():
+    from hapdask.io import normalize_filter
+
+    assert normalize_filter("F850LP;CLEAR2L") == "f850lp"
+    assert normalize_filter("CLEAR1L;F814W") == "f814w"
+    assert normalize_filter("G800L;F814W") == "g800l-f814w"
+    assert normalize_filter("POL60V;F606W") == "f606w-pol60v"
+    assert normalize_filter("F606W;POL120V") == "f606w-pol120v"
+    assert normalize_filter("CLEAR1L;CLEAR2L") == "clear"
+    assert normalize_filter("F122M;N/A;N/A") == "f122m"  # SBC's third token dropped
+    assert normalize_filter("F555W;") == "f555w"  # blank WFPC2 FILTNAM2
