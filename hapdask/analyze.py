@@ -327,7 +327,9 @@ def analyze_exposure(
         MVM only: False rejects HRC/SBC (rule S).
     check_data : bool
         If False, no pixels are read: the all-zero test Z and the image part of the guiding
-        test G are skipped.
+        test G are skipped. Cost when True: Z usually reads one block of 256 rows; in MVM the
+        guiding test reads all of SCI,1 and runs Canny + Hough on it (about 1 s for a WFC3/IR
+        chip, 5-10 s for a full WFC3/UVIS or ACS/WFC chip on one core).
 
     Returns
     -------
