@@ -41,6 +41,7 @@ from astropy.wcs import WCS
 
 from hapdask.simulate import instruments as ins
 from hapdask.simulate import render, sky
+from skycells import SkyCell
 
 FORMAT_VERSION = 1
 MARKER = "simulate.json"
@@ -134,52 +135,21 @@ class _Visit:
 
 
 def _normalise_cell(name: str) -> str:
+    """``'p1889x07y19'`` for any valid SkyCell name; ``SimulationError`` otherwise."""
     if not isinstance(name, str):
         raise SimulationError(f"SkyCell name must be a string, got {name!r}")
-    short = name.strip().lower()
-    if short.startswith("skycell-"):
-        short = short[len("skycell-"):]
-    ok = (len(short) == 11 and short[0] == "p" and short[1:5].isdigit() and short[5] == "x"
-          and short[6:8].isdigit() and short[8] == "y" and short[9:11].isdigit())
-    if not ok:
-        raise SimulationError(f"invalid SkyCell name {name!r}: expected e.g. 'p1889x07y19'")
-    return short
+    try:
+        cell = SkyCell.from_name(name.strip())
+    except ValueError as exc:
+        raise SimulationError(str(exc)) from None
+    return cell.name.removeprefix("skycell-")
 
 
 def skycell_center(name: str) -> tuple[float, float]:
     """(ra, dec) in degrees of the centre of SkyCell ``name`` (fine grid)."""
-    short = _normalise_cell(name)
-    try:
-        from skycells import SkyCell  # type: ignore[import-not-found]
-    except ImportError:  # pragma: no cover - until the skycells package is merged
-        return _fallback_center(short)
-    cell = SkyCell.from_name(short)
-    w = cell.wcs
+    w = SkyCell.from_name(_normalise_cell(name)).wcs
     nx, ny = w.pixel_shape
     ra, dec = w.all_pix2world([[(nx - 1) / 2, (ny - 1) / 2]], 0)[0]
-    return float(ra), float(dec)
-
-
-_NBAND = (1, 9, 15, 21, 27, 33, 39, 45, 50, 55, 60, 64, 68, 72, 76, 79, 82, 84, 86, 88, 89, 89, 90,
-          90, 89, 89, 88, 86, 84, 82, 79, 76, 72, 68, 64, 60, 55, 50, 45, 39, 33, 27, 21, 15, 9, 1)
-
-
-def _fallback_center(short: str) -> tuple[float, float]:  # pragma: no cover - temporary
-    p, x, y = int(short[1:5]), int(short[6:8]), int(short[9:11])
-    if not (0 <= p <= 2643 and 1 <= x <= 21 and 1 <= y <= 21):
-        raise SimulationError(f"SkyCell {short!r} is outside the HAP grid")
-    start = np.cumsum((0, *_NBAND[:-1]))
-    ring = int(np.searchsorted(start, p, side="right") - 1)
-    k = p - start[ring]
-    pole = 89.999999999997
-    dec0 = -pole if ring == 0 else pole if ring == 45 else -86 + 4 * (ring - 1)
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [(k * 360.0) / _NBAND[ring], dec0]
-    s = 0.04 / 3600
-    w.wcs.cd = [[-s, 0], [0, s]]
-    w.wcs.crpix = [225144.0 - 21442 * (x - 1), 225144.0 - 21442 * (y - 1)]
-    ra, dec = w.all_pix2world([[(21954 - 1) / 2, (21954 - 1) / 2]], 0)[0]
     return float(ra), float(dec)
 
 

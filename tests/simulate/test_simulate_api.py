@@ -75,7 +75,8 @@ def test_overwrite_rules(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"skycell": "p1889x7y19"}, "invalid SkyCell name"),
+    ({"skycell": "p1889x7y19"}, "SkyCell name"),
+    ({"skycell": "p1889x22y19"}, "out of range"),
     ({"skycell": "p1889x07y19", "visits": 0}, "visits must be"),
     ({"skycell": "p1889x07y19", "seed": -1}, "seed must be"),
 ])
@@ -117,7 +118,7 @@ def test_cli(tmp_path, capsys):
     assert "4 exposures in 1 visits" in text and str(out) in text
     assert load_set(out).seed == 3
     assert main(["simulate", "nonsense", str(tmp_path / "bad"), "--small"]) == 1
-    assert "invalid SkyCell name" in capsys.readouterr().err
+    assert "SkyCell name 'nonsense'" in capsys.readouterr().err
 
 
 def test_read_true_wcs_rejects_other_files(tmp_path, shared_data):

@@ -16,6 +16,7 @@ from scipy import ndimage
 from stwcs.wcsutil import HSTWCS
 
 from hapdask.simulate import core, instruments, read_true_wcs, simulate_visits, sky, true_chip_wcs
+from skycells import cells_for_footprint
 
 CELL = "p1889x07y19"
 DET_KEY = {"UVIS": "wfc3_uvis", "IR": "wfc3_ir", "WFC": "acs_wfc"}
@@ -335,6 +336,25 @@ def test_round_trip_through_hapdask_io(simset):
                 pix = np.array([[0.0, 0.0], [100.0, 50.0], [200.0, 250.0]])
                 np.testing.assert_allclose(w.all_pix2world(pix, 0), ref.all_pix2world(pix, 0),
                                            rtol=0, atol=1e-10)
+
+
+def test_analyze_rules_keep_every_simulated_exposure(simset):
+    io = pytest.importorskip("hapdask.io")
+    analyze = pytest.importorskip("hapdask.analyze")
+    for path in simset.exposures[::4]:
+        for mode in ("svm", "mvm"):
+            verdict = analyze.analyze_exposure(io.open_exposure(str(path)), mode=mode)
+            assert verdict.keep, (path.name, mode, verdict.rule, verdict.reason)
+            assert not verdict.warnings
+
+
+def test_every_exposure_overlaps_the_skycell(simset):
+    for path in simset.exposures:
+        with fits.open(path) as hdul:
+            wcs = [WCS(hdul["SCI", v].header, fobj=hdul) for v in _chips(hdul)]
+            for w, v in zip(wcs, _chips(hdul), strict=True):
+                w.pixel_shape = hdul["SCI", v].data.shape[::-1]
+        assert f"skycell-{CELL}" in cells_for_footprint(wcs), path.name
 
 
 def test_truth_catalog(simset):
