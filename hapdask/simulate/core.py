@@ -304,8 +304,7 @@ def _defects(det: ins.Detector, chip: int, window: tuple[int, int, int, int], se
     every window of a chip shares them) and then cut to ``window``.
     """
     x0, y0, nx, ny = window
-    full = (4096, 2051) if det.key == "wfc3_uvis" else (4096, 2048) if det.key == "acs_wfc" else (
-        1014, 1014)
+    full = det.shape
     rng = np.random.default_rng([seed, 4, det_index, chip])
     nhot = int(0.002 * full[0] * full[1])
     hx = rng.integers(0, full[0], nhot)
@@ -487,8 +486,6 @@ def _build_hdul(tmpl: ins.Template, exp: _Exposure, visit: _Visit, nominal: list
         shdr["PHOTPLAM"] = filt.pivot
         shdr["PHOTZPT"] = -21.1
         shdr["S_REGION"] = _s_region(w_nom, nx, ny)
-        shdr["SIZAXIS1"] = nx
-        shdr["SIZAXIS2"] = ny
         shdr["SKYLEVEL"] = (filt.sky if det.detector == "IR" else filt.sky * exp.exptime,
                             "simulated sky level in BUNIT")
         good = (dq & int(shdr.get("SDQFLAGS", 31743))) == 0

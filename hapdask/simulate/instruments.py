@@ -60,16 +60,17 @@ class Detector:
     full_well: float  # e- (0: no saturation modelled)
     pixel_um: float  # physical pixel size, microns
     rootname_prefix: str  # "i" or "j"
+    shape: tuple[int, int]  # (nx, ny) of one chip's science array
     small_window: tuple[int, int]  # (nx, ny) of each chip's subarray window in --small mode
 
 
 DETECTORS: dict[str, Detector] = {
     "wfc3_uvis": Detector("wfc3_uvis", "WFC3", "UVIS", "wfc3_uvis.fits.gz", "flc", "ELECTRONS",
-                          0.07, 1.5, 3.1, 0.0015, 63000.0, 15.0, "i", (512, 256)),
+                          0.07, 1.5, 3.1, 0.0015, 63000.0, 15.0, "i", (4096, 2051), (512, 256)),
     "wfc3_ir": Detector("wfc3_ir", "WFC3", "IR", "wfc3_ir.fits.gz", "flt", "ELECTRONS/S",
-                        0.14, 2.5, 15.0, 0.05, 0.0, 18.0, "i", (256, 256)),
+                        0.14, 2.5, 15.0, 0.05, 0.0, 18.0, "i", (1014, 1014), (256, 256)),
     "acs_wfc": Detector("acs_wfc", "ACS", "WFC", "acs_wfc.fits.gz", "flc", "ELECTRONS",
-                        0.09, 2.0, 4.0, 0.006, 84000.0, 15.0, "j", (512, 256)),
+                        0.09, 2.0, 4.0, 0.006, 84000.0, 15.0, "j", (4096, 2048), (512, 256)),
 }
 
 
@@ -222,8 +223,8 @@ def _window_header(sci: fits.Header, window: tuple[int, int, int, int]) -> fits.
     hdr.set("NAXIS2", ny, after="NAXIS1")
     hdr["CRPIX1"] = sci["CRPIX1"] - x0
     hdr["CRPIX2"] = sci["CRPIX2"] - y0
-    hdr["LTV1"] = float(-x0)
-    hdr["LTV2"] = float(-y0)
+    hdr["LTV1"] = float(sci.get("LTV1", 0.0)) - x0
+    hdr["LTV2"] = float(sci.get("LTV2", 0.0)) - y0
     hdr["LTM1_1"] = 1.0
     hdr["LTM2_2"] = 1.0
     return hdr
@@ -246,7 +247,7 @@ def load_template(key: str, *, small: bool) -> Template:
     primary = hdul[0].header.copy()
     nchips = sum(1 for h in hdul if h.name == "SCI")
     full = [hdul["SCI", v].header.copy() for v in range(1, nchips + 1)]
-    sizes = [(int(h.get("SIZAXIS1", 1014)), int(h.get("SIZAXIS2", 1014))) for h in full]
+    sizes = [det.shape] * nchips
     luts = [h.copy() for h in hdul if h.name in ("WCSDVARR", "D2IMARR")]
     lut_list = fits.HDUList([fits.PrimaryHDU(), *luts])
 
@@ -287,8 +288,10 @@ def load_template(key: str, *, small: bool) -> Template:
                             if lut.data.shape[0] > 1:
                                 lut.header["CRVAL2"] = lut.header.get("CRVAL2", 0.0) - y0
                             lut.header["SIMSHIFT"] = (True, "CRVAL shifted for the sub-array")
-        for hdr in sci:
+        for hdr, (_, _, nx, ny) in zip(sci, windows, strict=True):
             hdr["SUBARRAY"] = True
+            hdr["SIZAXIS1"] = nx
+            hdr["SIZAXIS2"] = ny
     tmpl_luts = fits.HDUList([fits.PrimaryHDU(), *luts])
     centres = []
     for hdr, (_, _, nx, ny) in zip(sci, windows, strict=True):

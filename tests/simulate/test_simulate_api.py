@@ -185,3 +185,20 @@ def test_sersic_mixtures_reproduce_the_profiles():
         r = 1.0
         inside = np.sum(frac * (1 - np.exp(-0.5 * (r / sig) ** 2)))
         assert inside == pytest.approx(0.5, abs=0.03 if n == 1 else 0.08)
+
+
+@pytest.mark.parametrize("key, nchips, shape, scale", [
+    ("wfc3_uvis", 2, (4096, 2051), 0.0396),
+    ("wfc3_ir", 1, (1014, 1014), 0.128),
+    ("acs_wfc", 2, (4096, 2048), 0.05),
+])
+def test_full_size_geometry_is_the_real_instrument(key, nchips, shape, scale):
+    tmpl = instruments.load_template(key, small=False)
+    assert len(tmpl.sci) == nchips
+    assert [w[2:] for w in tmpl.windows] == [shape] * nchips
+    for hdr in tmpl.sci:
+        assert (hdr["NAXIS1"], hdr["NAXIS2"]) == shape
+        w = tmpl.chip_wcs(hdr)
+        pscale = math.sqrt(abs(np.linalg.det(w.pixel_scale_matrix))) * 3600
+        assert pscale == pytest.approx(scale, rel=0.03)  # ACS/WFC pixels are skewed
+        assert hdr["IDCSCALE"] == pytest.approx(scale, rel=0.01)
