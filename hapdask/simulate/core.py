@@ -461,14 +461,14 @@ def _build_hdul(tmpl: ins.Template, exp: _Exposure, visit: _Visit, nominal: list
     ra, dec = sky.positions_at_epoch(cat, epoch)
     for c in range(nchips):
         x0, y0, nx, ny = tmpl.windows[c]
-        w_true = tmpl.chip_wcs(true[c])
+        w_true = tmpl.repointed_wcs(c, true[c])
         model = _render_chip((ny, nx), w_true, cat, ra, dec, det, filt, exp.exptime)
         hot, hot_rate, cols = _defects(det, c, tmpl.windows[c], seed, det_index)
         rng = np.random.default_rng([seed, 3, exp.index, c])
         sci, err, dq = _noisy_chip(model, det, filt, exp.exptime, hot, hot_rate, cols, rng)
         del model
         shdr = nominal[c].copy()
-        w_nom = tmpl.chip_wcs(shdr)
+        w_nom = tmpl.repointed_wcs(c, shdr)
         shdr["EXTNAME"] = "SCI"
         shdr["EXTVER"] = c + 1
         shdr["ROOTNAME"] = exp.rootname
@@ -730,8 +730,8 @@ def _write_set(tmp: Path, final: Path, cell: str, visits: int, small: bool, seed
         nominal, true, pa_v3 = _exposure_headers(tmpl, exp, vlist[exp.visit], small=small,
                                                  nchips=len(tmpl.sci))
         geo.append((nominal, true, pa_v3))
-        for h, (_, _, nx, ny) in zip(nominal, tmpl.windows, strict=True):
-            w = tmpl.chip_wcs(h)
+        for c, (h, (_, _, nx, ny)) in enumerate(zip(nominal, tmpl.windows, strict=True)):
+            w = tmpl.repointed_wcs(c, h)
             corners = w.all_pix2world(np.array([[0, 0], [nx, 0], [nx, ny], [0, ny]]), 0)
             for ra, dec in corners:
                 v = ins.unit_vector(ra, dec) @ ins.unit_vector(*center)

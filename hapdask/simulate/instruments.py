@@ -192,6 +192,20 @@ class Template:
         """Full-distortion WCS of a chip header (SIP + lookup tables from this template)."""
         return WCS(wcs_only(sci), fobj=fits.HDUList([fits.PrimaryHDU(), *self.luts]))
 
+    def repointed_wcs(self, chip: int, sci: fits.Header) -> WCS:
+        """Like :meth:`chip_wcs` for a re-pointed header of chip index ``chip`` (0-based), fast.
+
+        Only CRVAL and CD differ from the template chip, so a copy of the template chip's WCS
+        with those replaced is identical to parsing the header, at a fraction of the cost.
+        """
+        if not hasattr(self, "_base"):
+            self._base = [self.chip_wcs(h) for h in self.sci]
+        w = self._base[chip].deepcopy()
+        w.wcs.crval = [sci["CRVAL1"], sci["CRVAL2"]]
+        w.wcs.cd = [[sci["CD1_1"], sci["CD1_2"]], [sci["CD2_1"], sci["CD2_2"]]]
+        w.wcs.set()
+        return w
+
 
 _WCS_KEY = re.compile(
     r"^(NAXIS\d?|WCSAXES|CTYPE\d|CRPIX\d|CRVAL\d|CD\d_\d|[AB]P?_\d_\d|[AB]P?_ORDER|CPDIS\d|DP\d|"

@@ -202,3 +202,15 @@ def test_full_size_geometry_is_the_real_instrument(key, nchips, shape, scale):
         pscale = math.sqrt(abs(np.linalg.det(w.pixel_scale_matrix))) * 3600
         assert pscale == pytest.approx(scale, rel=0.03)  # ACS/WFC pixels are skewed
         assert hdr["IDCSCALE"] == pytest.approx(scale, rel=0.01)
+
+
+def test_fast_repointed_wcs_equals_parsing_the_header():
+    tmpl = instruments.load_template("wfc3_uvis", small=True)
+    rot = instruments.rotation_between(*tmpl.ref_radec, tmpl.ref_pa, 181.07, 27.9, 211.0)
+    pix = np.random.default_rng(2).uniform(0, 256, (20, 2))
+    for c, hdr in enumerate(tmpl.sci):
+        moved = hdr.copy()
+        instruments.rotate_header_wcs(moved, rot)
+        fast = tmpl.repointed_wcs(c, moved)
+        slow = tmpl.chip_wcs(moved)
+        assert np.abs(fast.all_pix2world(pix, 0) - slow.all_pix2world(pix, 0)).max() < 1e-12
