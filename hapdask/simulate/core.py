@@ -707,9 +707,23 @@ def simulate_visits(skycell: str, outdir: str | os.PathLike[str], *, visits: int
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
     try:
         _write_set(tmp, outdir, cell, int(visits), bool(small), int(seed))
-        if outdir.exists():
-            outdir.rmdir()  # empty (checked above); fails loudly if something appeared meanwhile
-        os.rename(tmp, outdir)
+        try:
+            if outdir.exists():
+                outdir.rmdir()  # empty (checked above); fails if something appeared meanwhile
+            os.rename(tmp, outdir)
+        except OSError:
+            # another process (e.g. a concurrent demo_dataset) may have finished the same set
+            try:
+                other = load_set(outdir)
+            except (OSError, ValueError):
+                raise FileExistsError(
+                    f"{outdir}: files appeared in the output directory while simulating; "
+                    "nothing was overwritten") from None
+            if _params(other.skycell, other.visits, other.small, other.seed) != params:
+                raise FileExistsError(
+                    f"{outdir}: another simulated set appeared while simulating") from None
+            shutil.rmtree(tmp, ignore_errors=True)
+            return other
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

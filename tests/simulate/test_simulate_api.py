@@ -214,3 +214,20 @@ def test_fast_repointed_wcs_equals_parsing_the_header():
         fast = tmpl.repointed_wcs(c, moved)
         slow = tmpl.chip_wcs(moved)
         assert np.abs(fast.all_pix2world(pix, 0) - slow.all_pix2world(pix, 0)).max() < 1e-12
+
+
+def test_concurrent_runs_of_the_same_set_share_the_result(tmp_path, monkeypatch):
+    """A run that finds its target filled by an identical concurrent run returns that set."""
+    target = tmp_path / "set"
+    real_write = core._write_set
+
+    def write_then_race(tmp, final, *args):
+        real_write(tmp, final, *args)
+        if not final.exists():  # the "other process" finishes first
+            monkeypatch.setattr(core, "_write_set", real_write)
+            simulate_visits(CELL, final, visits=1, small=True)
+
+    monkeypatch.setattr(core, "_write_set", write_then_race)
+    s = simulate_visits(CELL, target, visits=1, small=True)
+    assert s.outdir == target.resolve() and len(s.exposures) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # our temp dir is gone
