@@ -362,10 +362,10 @@ def _noisy_chip(model_e: np.ndarray, det: ins.Detector, filt: ins.Filter, exptim
     if is_ir:
         dq[hit.view(bool)] |= ins.DQ_CR_IR  # up-the-ramp fitting removed the hit, flagged it
     del hit
-    if det.full_well > 0:
-        sat = counts > det.full_well
-        counts[sat] = det.full_well
-        dq[sat] |= ins.DQ_SATURATED
+    if det.full_well > 0 and (counts > det.full_well).any():
+        sat = np.zeros((ny, nx), dtype=np.uint8)
+        render.bleed_saturated(counts, det.full_well, sat)
+        dq[sat.view(bool)] |= ins.DQ_SATURATED
         del sat
     if badcols.size:
         counts[:, badcols] *= 0.3

@@ -125,3 +125,48 @@ def pixel_components(cov_sky: np.ndarray, jac: np.ndarray
     norm = 1.0 / (2.0 * np.pi * np.sqrt(det))
     smax = np.sqrt(np.maximum(cp[:, 0, 0], cp[:, 1, 1]))
     return ia, ib, ic, norm, smax
+
+
+@njit(nogil=True, cache=True)
+def bleed_saturated(counts, full_well, saturated):  # pragma: no cover - numba
+    """Move charge above ``full_well`` along the columns, as a CCD does (blooming).
+
+    For each column, the excess charge of every pixel above ``full_well`` spills into the
+    neighbouring pixels of the same column, alternately towards lower and higher rows, filling each
+    to ``full_well``; what would leave the chip is lost. Every pixel at full well is marked in
+    ``saturated``. Total charge is conserved on the chip. ``counts`` is ``[row, column]``.
+    """
+    ny, nx = counts.shape
+    for i in range(nx):
+        for j in range(ny):
+            if counts[j, i] <= full_well:
+                continue
+            excess = counts[j, i] - full_well
+            counts[j, i] = full_well
+            saturated[j, i] = 1
+            lo = j - 1
+            hi = j + 1
+            turn = 0
+            while excess > 0.0 and (lo >= 0 or hi < ny):
+                k = -1
+                if turn == 0 and lo >= 0:
+                    k = lo
+                    lo -= 1
+                elif hi < ny:
+                    k = hi
+                    hi += 1
+                elif lo >= 0:
+                    k = lo
+                    lo -= 1
+                turn = 1 - turn
+                if k < 0:
+                    break
+                room = full_well - counts[k, i]
+                if room <= 0.0:
+                    saturated[k, i] = 1
+                    continue
+                take = room if room < excess else excess
+                counts[k, i] += take
+                excess -= take
+                if counts[k, i] >= full_well:
+                    saturated[k, i] = 1

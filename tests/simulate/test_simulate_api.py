@@ -231,3 +231,17 @@ def test_concurrent_runs_of_the_same_set_share_the_result(tmp_path, monkeypatch)
     s = simulate_visits(CELL, target, visits=1, small=True)
     assert s.outdir == target.resolve() and len(s.exposures) == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # our temp dir is gone
+
+
+def test_saturated_charge_bleeds_along_columns_and_is_conserved():
+    img = np.full((40, 5), 100.0)
+    img[20, 2] = 100.0 + 5 * 1000.0  # 5 full wells' worth of excess above 1000
+    img[0, 4] = 3000.0  # at the edge: charge can only go up, some leaves nothing
+    before = img.sum()
+    sat = np.zeros(img.shape, dtype=np.uint8)
+    core.render.bleed_saturated(img, 1000.0, sat)
+    assert img.max() <= 1000.0
+    assert img.sum() == pytest.approx(before)
+    col = np.flatnonzero(sat[:, 2])
+    assert col.min() < 20 < col.max() and np.all(np.diff(col) == 1)  # one vertical trail
+    assert sat[:, [0, 1, 3]].sum() == 0
