@@ -31,16 +31,19 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from hapdask.dqflags import DQ_FLAGS
+
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 #: Cosmic-ray events per cm^2 per second (CCD detectors; IR hits are flagged, see render.py).
 CR_RATE = 1.2
 
-#: HST DQ bit values used by the simulator (same values in WFC3 and ACS).
-DQ_BAD_DETECTOR = 4
-DQ_HOT = 16
-DQ_SATURATED = 256
-DQ_CR_IR = 8192  # WFC3/IR: cosmic ray detected by up-the-ramp fitting (pixel value repaired)
+#: HST DQ bit values used by the simulator (from the :mod:`hapdask.dqflags` registry).
+_DQ = {flag.name: flag.value for flag in DQ_FLAGS}
+DQ_BAD_DETECTOR = _DQ["BAD_DETECTOR"]  # 4: bad columns
+DQ_HOT = _DQ["HOT"]  # 16
+DQ_SATURATED = _DQ["SATURATED"]  # 256: full well, including the bleed trail
+DQ_CR_IR = _DQ["CR_CALIBRATION"]  # 8192: WFC3/IR up-the-ramp CR hit (pixel value repaired)
 
 
 @dataclass(frozen=True)
