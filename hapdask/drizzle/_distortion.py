@@ -48,7 +48,7 @@ from numba import njit
 __all__ = ["ForwardModel", "TanTarget", "extract_forward", "extract_target", "pixmap_kernel"]
 
 # Columns of the lookup-table parameter rows: present, crpix1, crpix2, crval1, crval2,
-# cdelt1, cdelt2 (the table's own header keywords, as astropy stores them).
+# cdelt1, cdelt2 (the table's own header keywords, as astropy stores them), inv1, inv2.
 _NO_TABLE = np.zeros((1, 1), dtype=np.float32)
 
 
@@ -60,8 +60,9 @@ class ForwardModel:
     ----------
     tables : tuple of 4 float32 arrays
         ``(det2im1, det2im2, cpdis1, cpdis2)`` lookup tables (``(1, 1)`` zeros when absent).
-    table_par : (4, 7) float64 array
-        Per table: present flag, CRPIX1, CRPIX2, CRVAL1, CRVAL2, CDELT1, CDELT2.
+    table_par : (4, 9) float64 array
+        Per table: present flag, CRPIX1, CRPIX2, CRVAL1, CRVAL2, CDELT1, CDELT2, and 1/CDELT1,
+        1/CDELT2 where CDELT is a power of two (exact reciprocal), else 0.
     sip_a, sip_b : 2-D float64 arrays
         SIP coefficients ``a[p, q]`` of ``u**p v**q`` (``(1, 1)`` zeros when absent).
     sip_par : (5,) float64 array
@@ -165,12 +166,15 @@ def _tan_celestial(wcs, role: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] 
 
 def _table(tab) -> tuple[np.ndarray, np.ndarray]:
     if tab is None:
-        return _NO_TABLE, np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0])
+        return _NO_TABLE, np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
     data = np.ascontiguousarray(tab.data, dtype=np.float32)
     if data.ndim != 2:
         raise ValueError(f"distortion lookup table has {data.ndim} dimensions, expected 2")
+    cdelt = [float(c) for c in tab.cdelt]
+    # exact reciprocals of powers of two (see _axis); 0 = divide
+    inv = [1.0 / c if c != 0.0 and abs(math.frexp(c)[0]) == 0.5 else 0.0 for c in cdelt]
     par = np.array(
-        [1.0, tab.crpix[0], tab.crpix[1], tab.crval[0], tab.crval[1], tab.cdelt[0], tab.cdelt[1]],
+        [1.0, tab.crpix[0], tab.crpix[1], tab.crval[0], tab.crval[1], *cdelt, *inv],
         dtype=np.float64,
     )
     return data, par
@@ -197,7 +201,7 @@ def extract_forward(wcs) -> ForwardModel | str:
     pars = []
     for tab in (wcs.det2im1, wcs.det2im2, wcs.cpdis1, wcs.cpdis2):
         data, par = _table(tab)
-        if par[0] and (par[5] == 0.0 or par[6] == 0.0):
+        if par[0] and not (np.isfinite(par[5:7]).all() and (par[5:7] != 0.0).all()):
             return "a distortion lookup table has CDELT = 0"
         tabs.append(data)
         pars.append(par)
@@ -244,14 +248,19 @@ def extract_target(wcs) -> TanTarget | str:
 
 
 @njit(nogil=True, cache=True)
-def _axis(p, crval, cdelt, crpix, n):
+def _axis(p, crval, cdelt, inv, crpix, n):
     """Cell index, next index and weights of 1-based pixel ``p`` on one table axis.
 
     Same arithmetic as astropy's ``image_coord_to_distortion_coord``: ``u = (p - CRVAL) /
     CDELT + CRPIX - 1`` clamped to ``[0, n - 1]``; the upper neighbour is clamped to the table
-    (where astropy's clamped and unclamped branches give identical values).
+    (where astropy's clamped and unclamped branches give identical values). When CDELT is a
+    power of two, ``inv`` is its exact reciprocal and the division becomes a multiplication,
+    which gives the same bits, faster; otherwise ``inv`` is 0.
     """
-    u = (p - crval) / cdelt + crpix - 1.0
+    if inv != 0.0:
+        u = (p - crval) * inv + crpix - 1.0
+    else:
+        u = (p - crval) / cdelt + crpix - 1.0
     hi = float(n - 1)
     if u < 0.0:
         u = 0.0
@@ -278,41 +287,71 @@ def _bilin(data, ix, ix1, wx, iwx, iy, iy1, wy, iwy):
 
 
 @njit(nogil=True, cache=True)
-def _lut(data, par, px, py):
-    """Bilinear lookup-table offset at 1-based pixel ``(px, py)`` (astropy semantics)."""
-    ny, nx = data.shape
-    ix, ix1, wx, iwx = _axis(px, par[3], par[5], par[1], nx)
-    iy, iy1, wy, iwy = _axis(py, par[4], par[6], par[2], ny)
-    return _bilin(data, ix, ix1, wx, iwx, iy, iy1, wy, iwy)
-
-
-@njit(nogil=True, cache=True)
-def _sip_ypolys(coef, order, v, out):
-    """``out[j] = sum_q coef[order - j, q] v**q`` (q <= j), astropy's Horner order."""
-    for j in range(order + 1):
-        t = coef[order - j, j]
-        for k in range(j - 1, -1, -1):
-            t = v * t + coef[order - j, k]
-        out[j] = t
-
-
-@njit(nogil=True, cache=True)
-def _sip_x(tmp, order, u):
-    s = tmp[0]
-    for j in range(order, 0, -1):
-        s = u * s + tmp[order - j + 1]
-    return s
-
-
-@njit(nogil=True, cache=True)
 def _col_parts(data, par, x0, nx, ci, ci1, cw):
     """x-axis cell indices/weights of a table for 1-based pixels ``x0 + 1 ... x0 + nx``."""
     n = data.shape[1]
     for ii in range(nx):
-        i, i1, w, _ = _axis(float(x0 + ii) + 1.0, par[3], par[5], par[1], n)
+        i, i1, w, _ = _axis(float(x0 + ii) + 1.0, par[3], par[5], par[7], par[1], n)
         ci[ii] = i
         ci1[ii] = i1
         cw[ii] = w
+
+
+@njit(nogil=True, cache=True)
+def _table_row(data, par, ci, ci1, cw, iy, iy1, wy, iwy, base, out):
+    """``out[ii] = base[ii] + table`` for a row whose y-part and column x-parts are known."""
+    for ii in range(out.shape[0]):
+        w = cw[ii]
+        out[ii] = base[ii] + _bilin(data, ci[ii], ci1[ii], w, 1.0 - w, iy, iy1, wy, iwy)
+
+
+@njit(nogil=True, cache=True)
+def _table_add(data, par, dx, dy, dx_const, dy_const, ci, ci1, cw, ay, ay1, wy0, iwy0, out):
+    """``out[ii] += table(dx[ii], dy[ii])``; precomputed parts where an input is constant."""
+    ny, nx = data.shape
+    for ii in range(out.shape[0]):
+        if dx_const:
+            wx = cw[ii]
+            bx, bx1, iwx = ci[ii], ci1[ii], 1.0 - wx
+        else:
+            bx, bx1, wx, iwx = _axis(dx[ii], par[3], par[5], par[7], par[1], nx)
+        if dy_const:
+            by, by1, wy, iwy = ay, ay1, wy0, iwy0
+        else:
+            by, by1, wy, iwy = _axis(dy[ii], par[4], par[6], par[8], par[2], ny)
+        out[ii] += _bilin(data, bx, bx1, wx, iwx, by, by1, wy, iwy)
+
+
+@njit(nogil=True, cache=True)
+def _sip_row(coef, order, sy, dy, dy_const, ux, tmp, out):
+    """``out[ii] += SIP(ux[ii], dy[ii] - sy)`` with astropy's Horner order, row-vectorised."""
+    n = out.shape[0]
+    if dy_const:
+        v = dy[0] - sy
+        for j in range(order + 1):
+            t = coef[order - j, j]
+            for k in range(j - 1, -1, -1):
+                t = v * t + coef[order - j, k]
+            for ii in range(n):
+                tmp[j, ii] = t
+    else:
+        for j in range(order + 1):
+            c = coef[order - j, j]
+            for ii in range(n):
+                tmp[j, ii] = c
+            for k in range(j - 1, -1, -1):
+                c = coef[order - j, k]
+                for ii in range(n):
+                    tmp[j, ii] = (dy[ii] - sy) * tmp[j, ii] + c
+    s = tmp[order + 1]
+    for ii in range(n):
+        s[ii] = tmp[0, ii]
+    for j in range(order, 0, -1):
+        t = tmp[order - j + 1]
+        for ii in range(n):
+            s[ii] = ux[ii] * s[ii] + t[ii]
+    for ii in range(n):
+        out[ii] += s[ii]
 
 
 @njit(nogil=True, cache=True)
@@ -338,9 +377,11 @@ def pixmap_kernel(
 
     Every value depends only on the absolute (0-based) input pixel, never on ``x0, y0`` or the
     shape of ``out``, so a sub-region is bit-identical to the same pixels of a full-chip call.
-    Table-axis parts whose input is constant along a row (or a column) are computed once per
-    row (column) with the same arithmetic. ``rot`` maps input-native to output-native
-    direction vectors.
+    The work is done row by row in simple passes (lookup tables, SIP, projection) that the
+    compiler vectorises; each pixel goes through the same sequence of floating-point
+    operations as in astropy. Table-axis parts whose input is constant along a row (or a
+    column) are computed once per row (column), with the same arithmetic. ``rot`` maps
+    input-native to output-native direction vectors.
     """
     ny, nx = out.shape[0], out.shape[1]
     has_d1 = tpar[0, 0] != 0.0
@@ -352,14 +393,14 @@ def pixmap_kernel(
     mb = int(sip_par[2])
     sx = sip_par[3]
     sy = sip_par[4]
-    tmpa = np.empty(ma + 1)
-    tmpb = np.empty(mb + 1)
+    tmp = np.empty((max(ma, mb) + 2, nx))
     # x-parts of the tables evaluated at the raw column coordinate: det2im always, cpdis
     # when there is no x det2im correction.
-    ci = np.empty((4, nx), dtype=np.int64)
-    ci1 = np.empty((4, nx), dtype=np.int64)
-    cw = np.empty((4, nx))
+    ci = np.zeros((4, nx), dtype=np.int64)
+    ci1 = np.zeros((4, nx), dtype=np.int64)
+    cw = np.zeros((4, nx))
     pars = tpar
+    tabs = (t0, t1, t2, t3)
     if has_d1:
         _col_parts(t0, pars[0], x0, nx, ci[0], ci1[0], cw[0])
     if has_d2:
@@ -369,8 +410,15 @@ def pixmap_kernel(
             _col_parts(t2, pars[2], x0, nx, ci[2], ci1[2], cw[2])
         if has_c2:
             _col_parts(t3, pars[3], x0, nx, ci[3], ci1[3], cw[3])
-    n0y, n1y, n2y, n3y = t0.shape[0], t1.shape[0], t2.shape[0], t3.shape[0]
-    n2x, n3x = t2.shape[1], t3.shape[1]
+    px = np.empty(nx)
+    for ii in range(nx):
+        px[ii] = float(x0 + ii) + 1.0
+    pyr = np.empty(nx)
+    dx = np.empty(nx)
+    dy = np.empty(nx)
+    fx = np.empty(nx)
+    fy = np.empty(nx)
+    ux = np.empty(nx)
     deg = 180.0 / math.pi
     rad = math.pi / 180.0
     l00, l01, l10, l11 = lin[0, 0], lin[0, 1], lin[1, 0], lin[1, 1]
@@ -380,71 +428,59 @@ def pixmap_kernel(
     r20, r21, r22 = rot[2, 0], rot[2, 1], rot[2, 2]
     cx, cy = crpix[0], crpix[1]
     ox, oy = crpix_to[0], crpix_to[1]
+    nan = np.nan
     for jj in range(ny):
         py = float(y0 + jj) + 1.0
-        # y-parts constant along the row
-        a0, a0b, v0, iv0 = _axis(py, pars[0, 4], pars[0, 6], pars[0, 2], n0y)
-        a1, a1b, v1, iv1 = _axis(py, pars[1, 4], pars[1, 6], pars[1, 2], n1y)
-        a2, a2b, v2, iv2 = _axis(py, pars[2, 4], pars[2, 6], pars[2, 2], n2y)
-        a3, a3b, v3, iv3 = _axis(py, pars[3, 4], pars[3, 6], pars[3, 2], n3y)
-        if has_sip and not has_d2:
-            _sip_ypolys(sip_a, ma, py - sy, tmpa)
-            _sip_ypolys(sip_b, mb, py - sy, tmpb)
+        pyr[:] = py
+        # y-parts constant along the row (tables evaluated at the raw row coordinate)
+        ay = np.empty(4, dtype=np.int64)
+        ay1 = np.empty(4, dtype=np.int64)
+        wy = np.empty(4)
+        for k in range(4):
+            a, b, v, _ = _axis(py, pars[k, 4], pars[k, 6], pars[k, 8], pars[k, 2], tabs[k].shape[0])
+            ay[k], ay1[k], wy[k] = a, b, v
+        # 1. det2im, evaluated at the raw pixel
+        if has_d1:
+            _table_row(t0, pars[0], ci[0], ci1[0], cw[0], ay[0], ay1[0], wy[0], 1.0 - wy[0], px, dx)
+        else:
+            dx[:] = px
+        if has_d2:
+            _table_row(
+                t1, pars[1], ci[1], ci1[1], cw[1], ay[1], ay1[1], wy[1], 1.0 - wy[1], pyr, dy
+            )
+        else:
+            dy[:] = pyr
+        fx[:] = dx
+        fy[:] = dy
+        # 2. SIP on the det2im-corrected coordinates
+        if has_sip:
+            for ii in range(nx):
+                ux[ii] = dx[ii] - sx
+            _sip_row(sip_a, ma, sy, dy, not has_d2, ux, tmp, fx)
+            _sip_row(sip_b, mb, sy, dy, not has_d2, ux, tmp, fy)
+        # 3. NPOL tables on the det2im-corrected coordinates
+        if has_c1:
+            _table_add(
+                t2, pars[2], dx, dy, not has_d1, not has_d2,
+                ci[2], ci1[2], cw[2], ay[2], ay1[2], wy[2], 1.0 - wy[2], fx,
+            )  # fmt: skip
+        if has_c2:
+            _table_add(
+                t3, pars[3], dx, dy, not has_d1, not has_d2,
+                ci[3], ci1[3], cw[3], ay[3], ay1[3], wy[3], 1.0 - wy[3], fy,
+            )  # fmt: skip
+        # 4. linear, TAN deprojection, rotation, TAN projection, output linear
         for ii in range(nx):
-            px = float(x0 + ii) + 1.0
-            dx = px
-            dy = py
-            if has_d1:
-                w = cw[0, ii]
-                dx = px + _bilin(t0, ci[0, ii], ci1[0, ii], w, 1.0 - w, a0, a0b, v0, iv0)
-            if has_d2:
-                w = cw[1, ii]
-                dy = py + _bilin(t1, ci[1, ii], ci1[1, ii], w, 1.0 - w, a1, a1b, v1, iv1)
-            fx = dx
-            fy = dy
-            if has_sip:
-                if has_d2:
-                    _sip_ypolys(sip_a, ma, dy - sy, tmpa)
-                    _sip_ypolys(sip_b, mb, dy - sy, tmpb)
-                u = dx - sx
-                fx += _sip_x(tmpa, ma, u)
-                fy += _sip_x(tmpb, mb, u)
-            if has_c1:
-                if has_d1:
-                    bx, bx1, wx, iwx = _axis(dx, pars[2, 3], pars[2, 5], pars[2, 1], n2x)
-                else:
-                    wx = cw[2, ii]
-                    bx, bx1, iwx = ci[2, ii], ci1[2, ii], 1.0 - wx
-                if has_d2:
-                    by, by1, wy, iwy = _axis(dy, pars[2, 4], pars[2, 6], pars[2, 2], n2y)
-                else:
-                    by, by1, wy, iwy = a2, a2b, v2, iv2
-                fx += _bilin(t2, bx, bx1, wx, iwx, by, by1, wy, iwy)
-            if has_c2:
-                if has_d1:
-                    bx, bx1, wx, iwx = _axis(dx, pars[3, 3], pars[3, 5], pars[3, 1], n3x)
-                else:
-                    wx = cw[3, ii]
-                    bx, bx1, iwx = ci[3, ii], ci1[3, ii], 1.0 - wx
-                if has_d2:
-                    by, by1, wy, iwy = _axis(dy, pars[3, 4], pars[3, 6], pars[3, 2], n3y)
-                else:
-                    by, by1, wy, iwy = a3, a3b, v3, iv3
-                fy += _bilin(t3, bx, bx1, wx, iwx, by, by1, wy, iwy)
-            ex = fx - cx
-            ey = fy - cy
-            # intermediate world coordinates, radians
+            ex = fx[ii] - cx
+            ey = fy[ii] - cy
             xr = (l00 * ex + l01 * ey) * rad
             yr = (l10 * ex + l11 * ey) * rad
             # native direction (-Y, X, 1) rotated into the output native frame
             n0 = r00 * -yr + r01 * xr + r02
             n1 = r10 * -yr + r11 * xr + r12
             n2 = r20 * -yr + r21 * xr + r22
-            if n2 > 0.0:
-                xo = n1 / n2 * deg
-                yo = -n0 / n2 * deg
-                out[jj, ii, 0] = m00 * xo + m01 * yo + ox - 1.0
-                out[jj, ii, 1] = m10 * xo + m11 * yo + oy - 1.0
-            else:
-                out[jj, ii, 0] = np.nan
-                out[jj, ii, 1] = np.nan
+            xo = n1 / n2 * deg
+            yo = -n0 / n2 * deg
+            ok = n2 > 0.0
+            out[jj, ii, 0] = m00 * xo + m01 * yo + ox - 1.0 if ok else nan
+            out[jj, ii, 1] = m10 * xo + m11 * yo + oy - 1.0 if ok else nan

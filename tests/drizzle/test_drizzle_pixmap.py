@@ -204,12 +204,12 @@ def _synthetic_wcs(with_tables: bool) -> WCS:
         w.det2im1 = tab((7, 9), (1.5, 2.0), (10.0, -3.0), (50.0, 45.0))
         w.det2im2 = tab((5, 11), (0.0, 1.0), (0.0, 0.0), (37.0, 61.0))
         w.cpdis1 = tab((6, 8), (2.0, 1.0), (-5.0, 7.0), (60.0, 70.0))
-        w.cpdis2 = tab((9, 5), (1.0, 3.0), (3.0, 3.0), (90.0, 33.0))
+        w.cpdis2 = tab((9, 12), (12.0, 3.0), (3.0, 3.0), (-32.0, 33.0))
     return w
 
 
 def test_synthetic_tables_all_axes_match_astropy():
-    """Both det2im axes, tables partly outside the chip (clamping), non power-of-2 CDELT."""
+    """Both det2im axes, tables partly outside the chip (clamping), odd and negative CDELT."""
     wfrom = _synthetic_wcs(with_tables=True)
     wto = _north_up(wfrom, 0.03, shape=(900, 900))
     assert fast_path_reason(wfrom, wto) is None
