@@ -11,11 +11,12 @@ Interpolants (``x``, ``y`` 0-based, pixel centres at integers):
 * linear: bilinear between the 4 surrounding pixel centres; beyond the outermost centres
   (the outer half pixel of the image) the edge value is extended (constant).
 * poly3 / poly5: separable cubic / quintic interpolation through the 4 / 6 nearest samples
-  per axis, written in Everett's central-difference form. Samples beyond the image are
-  point-reflected through the edge pixel, ``d[-k] = 2 d[0] - d[k]`` (x first, then y), which
-  keeps linear trends exact up to the edge.
+  per axis (Everett's central-difference form, as in drizzle, expanded into sample weights).
+  Samples beyond the image are point-reflected through the edge pixel,
+  ``d[-k] = 2 d[0] - d[k]`` (x first, then y), which keeps linear trends exact up to the edge.
 * lanczos3 / lanczos5: ``sum_ij d_ij L(x - i) L(y - j) / sum_ij L(x - i) L(y - j)`` over the
-  ``2a x 2a`` window clipped to the image, ``L(u) = sinc(u) sinc(u / a)`` for ``|u| < a``.
+  ``2a x 2a`` window clipped to the image, ``L(u) = sinc(u) sinc(u / a)`` for ``|u| < a``
+  (the sum runs y first, then x).
   ``L`` comes from a table with spacing 1/4096 and linear interpolation (error < 1e-7);
   ``L(k) = 0`` exactly at non-zero integers, so integer positions return the data exactly.
 """
@@ -85,94 +86,161 @@ def _reflect(data, i, j):
 
 
 @njit(nogil=True, cache=True)
-def _everett3(f0, f1, f2, f3, s):
-    """Cubic through samples at -1, 0, 1, 2, evaluated at ``s`` in [0, 1)."""
+def _poly_weights(s, order, w):
+    """Weights of the samples at offsets ``-1 .. 2`` (poly3) or ``-2 .. 3`` (poly5) for ``s``.
+
+    Everett's central-difference formula expanded into sample weights: with ``t = 1 - s``,
+    ``A = s (s^2 - 1) / 6``, ``C = t (t^2 - 1) / 6`` (and for poly5 ``B = A (s^2 - 4) / 20``,
+    ``D = C (t^2 - 4) / 20``) the cubic is ``C f0 + (A + t - 2C) f1 + (s - 2A + C) f2 + A f3``,
+    i.e. the cubic (quintic) Lagrange interpolant through the 4 (6) nearest samples. At
+    ``s = 0`` the weights are exactly ``(0, 1, 0, 0)`` (``(0, 0, 1, 0, 0, 0)``).
+    """
     t = 1.0 - s
-    d0 = (f2 - 2.0 * f1 + f0) / 6.0
-    d1 = (f3 - 2.0 * f2 + f1) / 6.0
-    return s * (f2 + (s * s - 1.0) * d1) + t * (f1 + (t * t - 1.0) * d0)
+    a = s * (s * s - 1.0) / 6.0
+    c = t * (t * t - 1.0) / 6.0
+    if order == 3:
+        w[0] = c
+        w[1] = a + t - 2.0 * c
+        w[2] = s - 2.0 * a + c
+        w[3] = a
+    else:
+        b = a * (s * s - 4.0) / 20.0
+        d = c * (t * t - 4.0) / 20.0
+        w[0] = d
+        w[1] = b + c - 4.0 * d
+        w[2] = a - 4.0 * b + t - 2.0 * c + 6.0 * d
+        w[3] = s - 2.0 * a + 6.0 * b + c - 4.0 * d
+        w[4] = a - 4.0 * b + d
+        w[5] = b
 
 
 @njit(nogil=True, cache=True)
-def _everett5(f0, f1, f2, f3, f4, f5, s):
-    """Quintic through samples at -2 .. 3, evaluated at ``s`` in [0, 1)."""
-    t = 1.0 - s
-    s2 = s * s
-    t2 = t * t
-    d20 = (f3 - 2.0 * f2 + f1) / 6.0
-    d21 = (f4 - 2.0 * f3 + f2) / 6.0
-    d40 = (f0 - 4.0 * f1 + 6.0 * f2 - 4.0 * f3 + f4) / 120.0
-    d41 = (f1 - 4.0 * f2 + 6.0 * f3 - 4.0 * f4 + f5) / 120.0
-    return s * (f3 + (s2 - 1.0) * (d21 + (s2 - 4.0) * d41)) + t * (
-        f2 + (t2 - 1.0) * (d20 + (t2 - 4.0) * d40)
-    )
+def _sep4(data, i0, j0, wx, wy):
+    """``sum_rc data[j0 + r, i0 + c] wx[c] wy[r]`` for a 4x4 block inside the image."""
+    # unsigned indices: numba's negative-index wrap-around is not needed (block is inside);
+    # columns are accumulated in y first, in 4 independent sums
+    t0 = t1 = t2 = t3 = 0.0
+    i = np.uintp(i0)
+    for r in range(4):
+        j = np.uintp(j0 + r)
+        w = wy[r]
+        t0 += data[j, i] * w
+        t1 += data[j, i + 1] * w
+        t2 += data[j, i + 2] * w
+        t3 += data[j, i + 3] * w
+    return (t0 * wx[0] + t1 * wx[1]) + (t2 * wx[2] + t3 * wx[3])
 
 
 @njit(nogil=True, cache=True)
-def _poly(data, x, y, order, row, col):
-    """poly3 (order 3) or poly5 (order 5) interpolation at (x, y); ``row``, ``col``: scratch."""
+def _sep6(data, i0, j0, wx, wy):
+    """``sum_rc data[j0 + r, i0 + c] wx[c] wy[r]`` for a 6x6 block inside the image."""
+    t0 = t1 = t2 = t3 = t4 = t5 = 0.0
+    i = np.uintp(i0)
+    for r in range(6):
+        j = np.uintp(j0 + r)
+        w = wy[r]
+        t0 += data[j, i] * w
+        t1 += data[j, i + 1] * w
+        t2 += data[j, i + 2] * w
+        t3 += data[j, i + 3] * w
+        t4 += data[j, i + 4] * w
+        t5 += data[j, i + 5] * w
+    return (t0 * wx[0] + t1 * wx[1]) + (t2 * wx[2] + t3 * wx[3]) + (t4 * wx[4] + t5 * wx[5])
+
+
+@njit(nogil=True, cache=True)
+def _sep_clipped(data, i0, j0, n, wx, wy):
+    """Same sum for an ``n x n`` block starting at (i0, j0), skipping samples off the image.
+
+    Returns the sum and the total weight of the samples used.
+    """
+    ny, nx = data.shape
+    acc = 0.0
+    sy = 0.0
+    sx = 0.0
+    for c in range(n):
+        if 0 <= i0 + c < nx:
+            sx += wx[c]
+    for r in range(n):
+        j = j0 + r
+        if j < 0 or j >= ny:
+            continue
+        sy += wy[r]
+        row = 0.0
+        for c in range(n):
+            i = i0 + c
+            if 0 <= i < nx:
+                row += data[j, i] * wx[c]
+        acc += row * wy[r]
+    return acc, sx * sy
+
+
+@njit(nogil=True, cache=True)
+def _poly(data, x, y, order, wx, wy):
+    """poly3 (order 3) or poly5 (order 5) interpolation at (x, y); ``wx``, ``wy``: scratch."""
     ny, nx = data.shape
     ix = int(math.floor(x))
     iy = int(math.floor(y))
-    sx = x - ix
-    sy = y - iy
-    h = (order + 1) // 2  # samples below and including ix: 2 for poly3, 3 for poly5
+    _poly_weights(x - ix, order, wx)
+    _poly_weights(y - iy, order, wy)
+    h = (order + 1) // 2  # samples at or below ix: 2 for poly3, 3 for poly5
     i0 = ix - h + 1
     j0 = iy - h + 1
     n = order + 1
-    inside = i0 >= 0 and j0 >= 0 and i0 + n <= nx and j0 + n <= ny
-    for r in range(n):
-        j = j0 + r
-        for c in range(n):
-            if inside:
-                row[c] = data[j, i0 + c]
-            else:
-                row[c] = _reflect(data, i0 + c, j)
+    if i0 >= 0 and j0 >= 0 and i0 + n <= nx and j0 + n <= ny:
         if order == 3:
-            col[r] = _everett3(row[0], row[1], row[2], row[3], sx)
-        else:
-            col[r] = _everett5(row[0], row[1], row[2], row[3], row[4], row[5], sx)
-    if order == 3:
-        return _everett3(col[0], col[1], col[2], col[3], sy)
-    return _everett5(col[0], col[1], col[2], col[3], col[4], col[5], sy)
+            return _sep4(data, i0, j0, wx, wy)
+        return _sep6(data, i0, j0, wx, wy)
+    acc = 0.0
+    for r in range(n):
+        row = 0.0
+        for c in range(n):
+            row += _reflect(data, i0 + c, j0 + r) * wx[c]
+        acc += row * wy[r]
+    return acc
 
 
 @njit(nogil=True, cache=True)
-def _lanczos_weights(lut, a, x, n, w):
-    """Weights ``L(x - i)`` for ``i = i0 .. i0 + 2a - 1`` clipped to ``[0, n)``; returns i0, i1."""
-    ix = int(math.floor(x))
-    i0 = ix - a + 1
-    i1 = ix + a + 1  # exclusive
-    if i0 < 0:
-        i0 = 0
-    if i1 > n:
-        i1 = n
-    for i in range(i0, i1):
-        u = abs(x - i) * 4096.0
-        k = int(u)
-        f = u - k
-        w[i - i0] = lut[k] + f * (lut[k + 1] - lut[k])
-    return i0, i1
+def _lanczos_weights(lut, a, x, w):
+    """``w[k] = L(x - (i0 + k))`` for ``k = 0 .. 2a - 1``; returns ``i0 = floor(x) - a + 1``.
+
+    With ``s = x - floor(x)`` the arguments are ``|u| = s + q`` (``q = 0 .. a - 1``) and
+    ``m - s`` (``m = 1 .. a``), so one table position ``4096 s = k0 + f`` serves all of them:
+    ``4096 (s + q) = (k0 + 4096 q) + f`` and ``4096 (m - s) = (4096 m - k0 - 1) + (1 - f)``.
+    At ``s = 0`` the weights are exactly ``(0, .., 0, 1, 0, .., 0)``.
+    """
+    ix = math.floor(x)
+    sc = (x - ix) * 4096.0
+    k0 = int(sc)
+    f = sc - k0
+    g = 1.0 - f
+    for q in range(a):
+        k = k0 + 4096 * q
+        w[a - 1 - q] = lut[k] + f * (lut[k + 1] - lut[k])
+    for m in range(1, a + 1):
+        k = 4096 * m - k0 - 1
+        w[a - 1 + m] = lut[k] + g * (lut[k + 1] - lut[k])
+    return int(ix) - a + 1
 
 
 @njit(nogil=True, cache=True)
 def _lanczos(data, lut, a, x, y, wx, wy):
     ny, nx = data.shape
-    i0, i1 = _lanczos_weights(lut, a, x, nx, wx)
-    j0, j1 = _lanczos_weights(lut, a, y, ny, wy)
-    sx = 0.0
-    for i in range(i1 - i0):
-        sx += wx[i]
-    sy = 0.0
-    for j in range(j1 - j0):
-        sy += wy[j]
-    acc = 0.0
-    for j in range(j0, j1):
-        racc = 0.0
-        for i in range(i0, i1):
-            racc += data[j, i] * wx[i - i0]
-        acc += racc * wy[j - j0]
-    return acc / (sx * sy)
+    n = 2 * a
+    i0 = _lanczos_weights(lut, a, x, wx)
+    j0 = _lanczos_weights(lut, a, y, wy)
+    if i0 >= 0 and j0 >= 0 and i0 + n <= nx and j0 + n <= ny:
+        sx = 0.0
+        sy = 0.0
+        for k in range(n):
+            sx += wx[k]
+            sy += wy[k]
+        if a == 3:
+            return _sep6(data, i0, j0, wx, wy) / (sx * sy)
+        acc, _ = _sep_clipped(data, i0, j0, n, wx, wy)
+        return acc / (sx * sy)
+    acc, wsum = _sep_clipped(data, i0, j0, n, wx, wy)
+    return acc / wsum
 
 
 @njit(nogil=True, cache=True)
@@ -184,10 +252,9 @@ def blot_kernel(data, pixmap, out, mode, scale, fillval, lut, a):
     On-image values are ``interp(x, y) * scale``.
     """
     ny, nx = data.shape
-    wx = np.empty(2 * a + 2)
-    wy = np.empty(2 * a + 2)
-    row = np.empty(6)
-    col = np.empty(6)
+    wx = np.empty(max(2 * a + 2, 6))
+    wy = np.empty(max(2 * a + 2, 6))
+
     xhi = nx - 0.5
     yhi = ny - 0.5
     for jj in range(out.shape[0]):
@@ -223,9 +290,9 @@ def blot_kernel(data, pixmap, out, mode, scale, fillval, lut, a):
                     + sx * sy * data[j1, i1]
                 )
             elif mode == 2:
-                v = _poly(data, x, y, 3, row, col)
+                v = _poly(data, x, y, 3, wx, wy)
             elif mode == 3:
-                v = _poly(data, x, y, 5, row, col)
+                v = _poly(data, x, y, 5, wx, wy)
             else:
                 v = _lanczos(data, lut, a, x, y, wx, wy)
             out[jj, ii] = v * scale
