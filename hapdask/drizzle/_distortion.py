@@ -277,12 +277,20 @@ def _axis(p, crval, cdelt, inv, crpix, n):
 
 @njit(nogil=True, cache=True)
 def _bilin(data, ix, ix1, wx, iwx, iy, iy1, wy, iwy):
-    """astropy's bilinear sum, same terms in the same order (float32 table, float64 sum)."""
+    """astropy's bilinear sum, same terms in the same order (float32 table, float64 sum).
+
+    The indices are already clamped to the table, so they are used unsigned (no negative-index
+    handling).
+    """
+    jx = np.uintp(ix)
+    jx1 = np.uintp(ix1)
+    jy = np.uintp(iy)
+    jy1 = np.uintp(iy1)
     return (
-        float(data[iy, ix]) * iwx * iwy
-        + float(data[iy1, ix]) * iwx * wy
-        + float(data[iy, ix1]) * wx * iwy
-        + float(data[iy1, ix1]) * wx * wy
+        float(data[jy, jx]) * iwx * iwy
+        + float(data[jy1, jx]) * iwx * wy
+        + float(data[jy, jx1]) * wx * iwy
+        + float(data[jy1, jx1]) * wx * wy
     )
 
 
