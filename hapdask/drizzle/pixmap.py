@@ -225,8 +225,12 @@ def calc_pixmap(
         FITS WCSs have none). Default "to", as in drizzle.
     region : tuple of int, optional
         ``(y0, y1, x0, x1)``, 0-based, half-open, within ``shape``: compute only these input
-        pixels. The values are bit-identical to ``calc_pixmap(...)[y0:y1, x0:x1]`` (each value
-        depends only on the absolute input pixel).
+        pixels. On the numba path the values are bit-identical to
+        ``calc_pixmap(...)[y0:y1, x0:x1]`` (each value depends only on the absolute input
+        pixel; the path choice is checked on the whole chip, never on the region). On the
+        astropy path this holds for direct transforms, but not for a distorted ``wcs_to``:
+        astropy's iterative inverse (tolerance 1e-4 pixel) iterates until the worst point of
+        the batch converges, so values can differ below that tolerance.
 
     Returns
     -------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -278,23 +279,43 @@ def test_inputs_not_modified(cases):
     assert before == after
 
 
-def test_thread_safety(cases):
-    """photutils-style: the same WCS objects from many threads give the serial results."""
+@pytest.mark.parametrize("fresh", [False, True])
+def test_thread_safety(cases, acs_wfc_full, fresh):
+    """photutils-style: the same WCS objects from many threads give the serial results.
+
+    All threads start together (barrier). ``fresh``: WCS objects that nothing has used yet
+    (astropy sets them up lazily on first use), shared by all threads from the start.
+    """
     wfrom, wto = cases["acs_wfc1"]
     sin_to = _north_up(wfrom, 0.04)
     sin_to.wcs.ctype = ["RA---SIN", "DEC--SIN"]
     jobs = []
-    for k in range(12):
+    for k in range(8):
         y0 = 37 * k
         region = (y0, y0 + 60, 100 * k, 100 * k + 700)
-        jobs.append((wto if k % 3 else sin_to, region))
+        jobs.append((k % 3 != 0, region))
 
-    def run(job):
-        target, region = job
-        return calc_pixmap(wfrom, target, region=region)
+    def make():
+        if not fresh:
+            return wfrom, wto, sin_to
+        new_sin = _north_up(wfrom, 0.04)
+        new_sin.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+        return _load(acs_wfc_full), _north_up(wfrom, 0.04), new_sin
 
-    serial = [run(job) for job in jobs]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        threaded = list(pool.map(run, jobs))
+    def run(job, objs):
+        tan, region = job
+        src, tan_to, sin = objs
+        return calc_pixmap(src, tan_to if tan else sin, region=region)
+
+    serial = [run(job, make()) for job in jobs]
+    shared = make()
+    barrier = threading.Barrier(len(jobs))
+
+    def threaded_run(job):
+        barrier.wait()
+        return run(job, shared)
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        threaded = list(pool.map(threaded_run, jobs))
     for a, b in zip(serial, threaded, strict=True):
         assert np.array_equal(a, b, equal_nan=True)
