@@ -131,6 +131,23 @@ def bench_blot(pixmap: np.ndarray, src_shape: tuple[int, int], runs: int) -> Non
         print(f"  max |ours - C| / max|data| (interior) = {diff:.3g}")
 
 
+def bench_threads(wfrom: WCS, wto: WCS, runs: int) -> None:
+    """Two full-chip pixmaps one after the other vs. in 2 threads (numba releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def serial():
+        return [calc_pixmap(wfrom, wto) for _ in range(2)]
+
+    def threaded():
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return list(pool.map(lambda _: calc_pixmap(wfrom, wto), range(2)))
+
+    t1, _, _ = timed(serial, runs)
+    t2, _, _ = timed(threaded, runs)
+    print("calc_pixmap, 2 full UVIS chips: 1 thread vs 2 threads")
+    print(f"  1 thread wall {t1:7.3f} s   2 threads wall {t2:7.3f} s   speed-up {t1 / t2:.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs per case (median)")
@@ -153,6 +170,7 @@ def main() -> int:
     acs_grid = north_up(acs, 0.04, (5600, 5600))
     bench_pixmap('ACS/WFC SCI,1 (SIP+NPOL+D2IM) -> 0.04" TAN', acs, acs_grid, args.runs)
 
+    bench_threads(uvis, grid, args.runs)
     bench_blot(pm_uvis, (5000, 5000), args.runs)
     return 0
 

@@ -164,12 +164,12 @@ def _tan_celestial(wcs, role: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] 
     return lin, np.array(w.crpix, dtype=np.float64), rot
 
 
-def _table(tab) -> tuple[np.ndarray, np.ndarray]:
+def _table(tab) -> tuple[np.ndarray | None, np.ndarray]:
     if tab is None:
         return _NO_TABLE, np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
     data = np.ascontiguousarray(tab.data, dtype=np.float32)
     if data.ndim != 2:
-        raise ValueError(f"distortion lookup table has {data.ndim} dimensions, expected 2")
+        return None, np.zeros(9)
     cdelt = [float(c) for c in tab.cdelt]
     # exact reciprocals of powers of two (see _axis); 0 = divide
     inv = [1.0 / c if c != 0.0 and abs(math.frexp(c)[0]) == 0.5 else 0.0 for c in cdelt]
@@ -201,6 +201,8 @@ def extract_forward(wcs) -> ForwardModel | str:
     pars = []
     for tab in (wcs.det2im1, wcs.det2im2, wcs.cpdis1, wcs.cpdis2):
         data, par = _table(tab)
+        if data is None:
+            return "a distortion lookup table is not 2-D"
         if par[0] and not (np.isfinite(par[5:7]).all() and (par[5:7] != 0.0).all()):
             return "a distortion lookup table has CDELT = 0"
         tabs.append(data)
