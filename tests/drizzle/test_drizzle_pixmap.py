@@ -319,3 +319,26 @@ def test_thread_safety(cases, acs_wfc_full, fresh):
         threaded = list(pool.map(threaded_run, jobs))
     for a, b in zip(serial, threaded, strict=True):
         assert np.array_equal(a, b, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    ("crval_in", "crval_out", "lonpole"),
+    [((10.0, 89.95), (190.0, 89.97), 180.0), ((300.0, -45.0), (300.02, -44.99), 150.0)],
+)
+def test_rotation_general(crval_in, crval_out, lonpole):
+    """Near the pole, across RA = 0/180, non-default LONPOLE, rotated output grid."""
+    wfrom = _synthetic_wcs(with_tables=True)
+    wfrom.wcs.crval = list(crval_in)
+    wfrom.wcs.lonpole = lonpole
+    wto = WCS(naxis=2)
+    wto.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wto.wcs.crval = list(crval_out)
+    wto.wcs.crpix = [1000.0, -200.0]
+    ang = np.radians(33.0)
+    wto.wcs.cd = 8e-6 * np.array([[-np.cos(ang), np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+    wto.wcs.lonpole = 175.0
+    assert fast_path_reason(wfrom, wto) is None
+    pm = calc_pixmap(wfrom, wto)
+    y, x = np.indices(pm.shape[:2], dtype=float)
+    xa, ya = _astropy(wfrom, wto, x, y)
+    assert np.hypot(pm[..., 0] - xa, pm[..., 1] - ya).max() <= TOL_PX
