@@ -264,13 +264,12 @@ def _axis(p, crval, cdelt, inv, crpix, n):
     else:
         u = (p - crval) / cdelt + crpix - 1.0
     hi = float(n - 1)
-    if u < 0.0:
+    if not u >= 0.0:  # also NaN (undefined in astropy): never index outside the table
         u = 0.0
     elif u > hi:
         u = hi
-    f = math.floor(u)
-    i = int(f)
-    w = u - f
+    i = int(u)  # u >= 0: truncation is floor
+    w = u - i
     i1 = i + 1
     if i1 > n - 1:
         i1 = n - 1
@@ -319,17 +318,25 @@ def _table_row(data, par, ci, ci1, cw, iy, iy1, wy, iwy, base, out):
 def _table_add(data, par, dx, dy, dx_const, dy_const, ci, ci1, cw, ay, ay1, wy0, iwy0, out):
     """``out[ii] += table(dx[ii], dy[ii])``; precomputed parts where an input is constant."""
     ny, nx = data.shape
-    for ii in range(out.shape[0]):
-        if dx_const:
+    n = out.shape[0]
+    if dx_const and dy_const:
+        for ii in range(n):
             wx = cw[ii]
-            bx, bx1, iwx = ci[ii], ci1[ii], 1.0 - wx
-        else:
+            out[ii] += _bilin(data, ci[ii], ci1[ii], wx, 1.0 - wx, ay, ay1, wy0, iwy0)
+    elif dy_const:
+        for ii in range(n):
             bx, bx1, wx, iwx = _axis(dx[ii], par[3], par[5], par[7], par[1], nx)
-        if dy_const:
-            by, by1, wy, iwy = ay, ay1, wy0, iwy0
-        else:
+            out[ii] += _bilin(data, bx, bx1, wx, iwx, ay, ay1, wy0, iwy0)
+    elif dx_const:
+        for ii in range(n):
+            wx = cw[ii]
             by, by1, wy, iwy = _axis(dy[ii], par[4], par[6], par[8], par[2], ny)
-        out[ii] += _bilin(data, bx, bx1, wx, iwx, by, by1, wy, iwy)
+            out[ii] += _bilin(data, ci[ii], ci1[ii], wx, 1.0 - wx, by, by1, wy, iwy)
+    else:
+        for ii in range(n):
+            bx, bx1, wx, iwx = _axis(dx[ii], par[3], par[5], par[7], par[1], nx)
+            by, by1, wy, iwy = _axis(dy[ii], par[4], par[6], par[8], par[2], ny)
+            out[ii] += _bilin(data, bx, bx1, wx, iwx, by, by1, wy, iwy)
 
 
 @njit(nogil=True, cache=True)
