@@ -395,10 +395,11 @@ def pixmap_kernel(
     Every value depends only on the absolute (0-based) input pixel, never on ``x0, y0`` or the
     shape of ``out``, so a sub-region is bit-identical to the same pixels of a full-chip call.
     The work is done row by row in simple passes (lookup tables, SIP, projection) that the
-    compiler vectorises; each pixel goes through the same sequence of floating-point
-    operations as in astropy. Table-axis parts whose input is constant along a row (or a
-    column) are computed once per row (column), with the same arithmetic. ``rot`` maps
-    input-native to output-native direction vectors.
+    compiler vectorises. The distortion part (det2im, SIP, NPOL) does the same floating-point
+    operations as astropy for every pixel; the linear and TAN steps are the mathematically
+    identical matrix form described in the module docstring. Table-axis parts whose input
+    is constant along a row (or a column) are computed once per row (column), with the same
+    arithmetic. ``rot`` maps input-native to output-native direction vectors.
     """
     ny, nx = out.shape[0], out.shape[1]
     has_d1 = tpar[0, 0] != 0.0
@@ -446,13 +447,13 @@ def pixmap_kernel(
     cx, cy = crpix[0], crpix[1]
     ox, oy = crpix_to[0], crpix_to[1]
     nan = np.nan
+    ay = np.empty(4, dtype=np.int64)
+    ay1 = np.empty(4, dtype=np.int64)
+    wy = np.empty(4)
     for jj in range(ny):
         py = float(y0 + jj) + 1.0
         pyr[:] = py
         # y-parts constant along the row (tables evaluated at the raw row coordinate)
-        ay = np.empty(4, dtype=np.int64)
-        ay1 = np.empty(4, dtype=np.int64)
-        wy = np.empty(4)
         for k in range(4):
             a, b, v, _ = _axis(py, pars[k, 4], pars[k, 6], pars[k, 8], pars[k, 2], tabs[k].shape[0])
             ay[k], ay1[k], wy[k] = a, b, v
