@@ -236,3 +236,9 @@ def test_thread_safety():
         threaded = list(pool.map(threaded_run, jobs))
     for a, b in zip(serial, threaded, strict=True):
         assert np.array_equal(a, b)
+
+
+def test_kernel_releases_the_gil():
+    from hapdask.drizzle import _interp
+
+    assert _interp.blot_kernel.targetoptions.get("nogil") is True

@@ -342,3 +342,9 @@ def test_rotation_general(crval_in, crval_out, lonpole):
     y, x = np.indices(pm.shape[:2], dtype=float)
     xa, ya = _astropy(wfrom, wto, x, y)
     assert np.hypot(pm[..., 0] - xa, pm[..., 1] - ya).max() <= TOL_PX
+
+
+def test_kernel_releases_the_gil():
+    from hapdask.drizzle import _distortion
+
+    assert _distortion.pixmap_kernel.targetoptions.get("nogil") is True
