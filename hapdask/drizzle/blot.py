@@ -45,9 +45,11 @@ def blot_image(
     * **linear** extends the edge value over the outer half pixel (as C does at the last
       row/column).
     * **poly3/poly5** extend the image by point reflection through the edge pixel,
-      ``d[-k] = 2 d[0] - d[k]``, so linear trends stay exact up to the edges. C 3.0 returns
-      wrong values (or reads outside the array) when the 4x4/6x6 stencil crosses an edge.
-      Inside, both are the same Everett-form cubic/quintic interpolants.
+      ``d[-k] = 2 d[0] - d[k]``, so linear trends stay exact up to the edges. C 3.0 does
+      this in x, but returns wrong values when the stencil crosses the last rows (measured on
+      a plane: off by 0.1 for poly5 at ``y > ny - 3``, by 1 for poly3 at ``y > ny - 2``, and
+      garbage from outside the array on tiny images). Elsewhere both are the same
+      Everett-form cubic/quintic interpolants.
     * **lanczos3/lanczos5** are normalised by the sum of the kernel weights over the window
       (clipped to the image) and use an accurate kernel table, so a constant image stays
       constant and integer positions return the data exactly. C sums unnormalised weights

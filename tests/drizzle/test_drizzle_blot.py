@@ -109,6 +109,13 @@ def test_bilinear_data_exact_up_to_the_edges(interp):
     truth = 3.0 + 0.5 * pm[..., 0] - 0.25 * pm[..., 1] + 0.01 * pm[..., 0] * pm[..., 1]
     ours = blot_image(d, pm, interp=interp)
     assert np.abs(ours - truth).max() < 2e-5
+    if interp != "linear":
+        # the C flaw this fixes: near the last row C 3.0 is off even for a plane
+        edge = np.array([[[5.0, ny - 0.7]]])
+        ramp = (xx + 2.0 * yy).astype(np.float32)
+        truth = 5.0 + 2.0 * (ny - 0.7)
+        assert abs(blot_image(ramp, edge, interp=interp)[0, 0] - truth) < 1e-5
+        assert abs(c_blot(ramp, edge, interp=interp)[0, 0] - truth) > 0.05
 
 
 @pytest.mark.parametrize("interp", ["lanczos3", "lanczos5"])
