@@ -6,6 +6,7 @@ import gzip
 import os
 import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -392,3 +393,32 @@ def test_gwcs_fallback_matches_drizzle(disable_bbox):
     assert np.array_equal(sub, ours[50:70, 70:90], equal_nan=True)
     if disable_bbox == "to":  # shape from the bounding box, as drizzle
         assert calc_pixmap(wfrom, wto).shape == (60, 80, 2)
+
+
+def _main_thread_rate(fn) -> float:
+    """Iterations/s of a pure-Python loop in this thread while ``fn`` runs in another."""
+    done = threading.Event()
+
+    def background():
+        fn()
+        done.set()
+
+    th = threading.Thread(target=background)
+    t0 = time.perf_counter()
+    th.start()
+    n = 0
+    while not done.is_set():
+        n += 1
+    th.join()
+    return n / (time.perf_counter() - t0)
+
+
+def test_gil_released_while_computing():
+    """Other Python threads keep running during the call (C drizzle holds the GIL)."""
+    wfrom = _synthetic_wcs(with_tables=True)
+    wfrom.pixel_shape = (3000, 1500)
+    wto = _north_up(wfrom, 0.03, shape=(900, 900))
+    calc_pixmap(wfrom, wto, region=(0, 2, 0, 2))  # compiled
+    free = _main_thread_rate(lambda: time.sleep(0.3))
+    busy = _main_thread_rate(lambda: calc_pixmap(wfrom, wto))
+    assert busy > 0.2 * free
