@@ -422,3 +422,25 @@ def test_gil_released_while_computing():
     free = _main_thread_rate(lambda: time.sleep(0.3))
     busy = _main_thread_rate(lambda: calc_pixmap(wfrom, wto))
     assert busy > 0.2 * free
+
+
+def test_check_points_guard_the_fast_path(monkeypatch):
+    """A model that disagrees with astropy (as an unmodelled WCS feature would) is not used."""
+    import dataclasses
+
+    from hapdask.drizzle import pixmap as pixmap_mod
+
+    real_extract = pixmap_mod.extract_forward
+
+    def off_by_a_bit(wcs):
+        model = real_extract(wcs)
+        return dataclasses.replace(model, crpix=model.crpix + 1e-4)
+
+    monkeypatch.setattr(pixmap_mod, "extract_forward", off_by_a_bit)
+    wfrom = _synthetic_wcs(with_tables=True)
+    wto = _north_up(wfrom, 0.03, shape=(900, 900))
+    assert "differs from astropy" in fast_path_reason(wfrom, wto)
+    pm = calc_pixmap(wfrom, wto, region=(0, 20, 0, 30))
+    y, x = np.mgrid[0:20, 0:30].astype(float)
+    xa, ya = _astropy(wfrom, wto, x, y)
+    assert np.array_equal(pm[..., 0], xa) and np.array_equal(pm[..., 1], ya)
