@@ -1,0 +1,556 @@
+"""numba drizzle kernels (private).
+
+Every kernel adds the contributions of the input pixels ``[j0:j1, i0:i1]`` of one image into a pair
+of accumulators ``num`` (sum of ``dow * d``) and ``den`` (sum of ``dow``), both float64, that cover
+the output window whose pixel ``[0, 0]`` sits at ``(oy, ox)`` in the big output frame. The caller
+divides once at the end (:func:`hapdask.drizzle.tile.finalize_tile`).
+
+Coordinates: the pixmap gives 0-based pixel coordinates of input pixel centres in the big output
+frame; output pixel ``(ii, jj)`` covers ``[ii-0.5, ii+0.5] x [jj-0.5, jj+0.5]``. All geometry is
+computed in the big-frame coordinates and only the array index is shifted by the window origin, so
+the contribution an input pixel gives an output pixel is bit-for-bit the same whatever the window
+(tiling) and the order of the contributions to one output pixel is always the input raster order.
+
+Why float64 accumulators: the division happens once, so ``num`` and ``den`` must carry the sums
+without the ~1e-7-per-add loss of float32; float64 also keeps the tile sums independent of the
+number of inputs at the 1e-16 level. A tile of 4096x4096 costs 256 MiB for the pair, which the MVM
+tiles (smaller) can afford.
+
+The context plane ``ctx`` is a 2-D int32 array (or a 0x0 array to disable it); ``ctxmask`` is the
+int32 bit to OR in where a contribution has ``dow > 0``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+LANCZOS_LUT_STEP = 0.003
+
+KERNEL_CODES = {"square": 0, "point": 1, "turbo": 2, "gaussian": 3, "lanczos2": 4, "lanczos3": 5}
+
+
+@njit(nogil=True, cache=True)
+def _round_away(x):
+    """Round half away from zero (C ``round``), returning an int."""
+    if x >= 0.0:
+        return int(math.floor(x + 0.5))
+    return -int(math.floor(-x + 0.5))
+
+
+@njit(nogil=True, cache=True)
+def _cell(x):
+    """Index of the output pixel whose extent ``[k-0.5, k+0.5)`` holds ``x``."""
+    return int(math.floor(x + 0.5))
+
+
+@njit(nogil=True, cache=True)
+def _lerp(a, b, t):
+    return a + t * (b - a)
+
+
+@njit(nogil=True, cache=True)
+def _clamped_integral(h0, h1, w):
+    """Integral of ``clamp(h, 0, 1)`` over a width ``w`` where ``h`` goes linearly ``h0 -> h1``."""
+    if h0 > h1:
+        h0, h1 = h1, h0
+    if h1 <= 0.0:
+        return 0.0
+    if h0 >= 1.0:
+        return w
+    dh = h1 - h0
+    t0 = 0.0
+    a = h0
+    if h0 < 0.0:
+        t0 = -h0 / dh
+        a = 0.0
+    t1 = 1.0
+    b = h1
+    full = 0.0
+    if h1 > 1.0:
+        t1 = (1.0 - h0) / dh
+        b = 1.0
+        full = (1.0 - t1) * w
+    return w * (t1 - t0) * (a + b) * 0.5 + full
+
+
+@njit(nogil=True, cache=True)
+def _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, dow, d):
+    num[ly, lx] += dow * d
+    den[ly, lx] += dow
+    if use_ctx and dow > 0.0:
+        ctx[ly, lx] |= ctxmask
+
+
+@njit(nogil=True, cache=True)
+def _valid(pixmap, j, i):
+    return math.isfinite(pixmap[j, i, 0]) and math.isfinite(pixmap[j, i, 1])
+
+
+@njit(nogil=True, cache=True)
+def _affine_corners(pixmap, j, i, h, qx, qy):
+    """Corners from the pixel centre and a local Jacobian of its valid neighbours.
+
+    Used only where a neighbour needed for bilinear corner interpolation is NaN. Returns False
+    when the pixel has no valid neighbour along one axis (then it cannot be placed).
+    """
+    ny, nx = pixmap.shape[0], pixmap.shape[1]
+    cx = pixmap[j, i, 0]
+    cy = pixmap[j, i, 1]
+    left = i > 0 and _valid(pixmap, j, i - 1)
+    right = i < nx - 1 and _valid(pixmap, j, i + 1)
+    if left and right:
+        dxx = 0.5 * (pixmap[j, i + 1, 0] - pixmap[j, i - 1, 0])
+        dxy = 0.5 * (pixmap[j, i + 1, 1] - pixmap[j, i - 1, 1])
+    elif right:
+        dxx = pixmap[j, i + 1, 0] - cx
+        dxy = pixmap[j, i + 1, 1] - cy
+    elif left:
+        dxx = cx - pixmap[j, i - 1, 0]
+        dxy = cy - pixmap[j, i - 1, 1]
+    else:
+        return False
+    down = j > 0 and _valid(pixmap, j - 1, i)
+    up = j < ny - 1 and _valid(pixmap, j + 1, i)
+    if down and up:
+        dyx = 0.5 * (pixmap[j + 1, i, 0] - pixmap[j - 1, i, 0])
+        dyy = 0.5 * (pixmap[j + 1, i, 1] - pixmap[j - 1, i, 1])
+    elif up:
+        dyx = pixmap[j + 1, i, 0] - cx
+        dyy = pixmap[j + 1, i, 1] - cy
+    elif down:
+        dyx = cx - pixmap[j - 1, i, 0]
+        dyy = cy - pixmap[j - 1, i, 1]
+    else:
+        return False
+    # same corner order as the bilinear path: (-h,-h), (+h,-h), (+h,+h), (-h,+h)
+    sx = (-h, h, h, -h)
+    sy = (-h, -h, h, h)
+    for k in range(4):
+        qx[k] = cx + sx[k] * dxx + sy[k] * dyx
+        qy[k] = cy + sx[k] * dxy + sy[k] * dyy
+    return True
+
+
+@njit(nogil=True, cache=True)
+def _row_interp(pixmap, j, h, ilo, ihi, lo, hi):
+    """Pixmap interpolated to rows ``j - h`` (``lo``) and ``j + h`` (``hi``), columns ilo..ihi-1.
+
+    The cell and the fraction depend only on ``j`` and the array height, never on coordinates, so
+    a sub-array with a one-pixel margin gives bit-identical values (tiling invariance). At the first
+    and last rows the bilinear cell is clamped, i.e. the map is extrapolated linearly.
+    """
+    ny = pixmap.shape[0]
+    if j >= 1:
+        ra, rb, ta = j - 1, j, 1.0 - h
+    else:
+        ra, rb, ta = 0, 1, -h
+    if j <= ny - 2:
+        sa, sb, tb = j, j + 1, h
+    else:
+        sa, sb, tb = ny - 2, ny - 1, 1.0 + h
+    for i in range(ilo, ihi):
+        for c in range(2):
+            lo[i, c] = _lerp(pixmap[ra, i, c], pixmap[rb, i, c], ta)
+            hi[i, c] = _lerp(pixmap[sa, i, c], pixmap[sb, i, c], tb)
+
+
+@njit(nogil=True, cache=True)
+def _col_interp(row, i, h, nx, c):
+    """Return the ``c`` component of ``row`` interpolated at columns ``i - h`` and ``i + h``."""
+    if i >= 1:
+        a = _lerp(row[i - 1, c], row[i, c], 1.0 - h)
+    else:
+        a = _lerp(row[0, c], row[1, c], -h)
+    if i <= nx - 2:
+        b = _lerp(row[i, c], row[i + 1, c], h)
+    else:
+        b = _lerp(row[nx - 2, c], row[nx - 1, c], 1.0 + h)
+    return a, b
+
+
+@njit(nogil=True, cache=True)
+def drizzle_square(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox,
+                   pixfrac, iscale):
+    """Square kernel: exact overlap of the pixfrac-shrunk quadrilateral with output pixels.
+
+    The shrunk pixel has corners ``(i -+ h, j -+ h)``, ``h = pixfrac / 2``, mapped to the output by
+    bilinear interpolation of the pixmap (linear extrapolation at the array edges). Each output
+    pixel receives ``dow = w * overlap / area(quad)``, so an input pixel adds exactly ``w`` of
+    weight when its footprint is entirely on the output. The overlap with every output pixel
+    column is computed edge by edge from Green's theorem (area under each edge clamped to the
+    pixel's row), visiting only the rows the quad really occupies in that column.
+    """
+    ny, nx = data.shape
+    th, tw = num.shape
+    use_ctx = ctx.shape[0] > 0
+    h = 0.5 * pixfrac
+    lo = np.empty((nx, 2))
+    hi = np.empty((nx, 2))
+    qx = np.empty(4)
+    qy = np.empty(4)
+    # scratch for the per-pixel overlap computation (grown on demand)
+    maxc = 8
+    buf = np.zeros((maxc, maxc))
+    seg = np.empty((4 * maxc + 8, 5))
+    segc = np.empty(4 * maxc + 8, np.int64)
+    colbase = np.empty(maxc, np.int64)
+    coltop = np.empty(maxc, np.int64)
+    ilo = max(i0 - 1, 0)
+    ihi = min(i1 + 1, nx)
+    for j in range(j0, j1):
+        _row_interp(pixmap, j, h, ilo, ihi, lo, hi)
+        for i in range(i0, i1):
+            w = weight[j, i]
+            if w == 0.0:
+                continue
+            # corners: (-h,-h), (+h,-h), (+h,+h), (-h,+h) in input pixel offsets
+            ax, bx = _col_interp(lo, i, h, nx, 0)
+            ay, by = _col_interp(lo, i, h, nx, 1)
+            cx, dx = _col_interp(hi, i, h, nx, 0)
+            cy, dy = _col_interp(hi, i, h, nx, 1)
+            qx[0] = ax
+            qy[0] = ay
+            qx[1] = bx
+            qy[1] = by
+            qx[2] = dx
+            qy[2] = dy
+            qx[3] = cx
+            qy[3] = cy
+            if not (math.isfinite(ax + bx + cx + dx) and math.isfinite(ay + by + cy + dy)):
+                if not _valid(pixmap, j, i):
+                    continue
+                if not _affine_corners(pixmap, j, i, h, qx, qy):
+                    continue
+            xmin = min(min(qx[0], qx[1]), min(qx[2], qx[3]))
+            xmax = max(max(qx[0], qx[1]), max(qx[2], qx[3]))
+            ymin = min(min(qy[0], qy[1]), min(qy[2], qy[3]))
+            ymax = max(max(qy[0], qy[1]), max(qy[2], qy[3]))
+            c0 = _cell(xmin)
+            c1 = _cell(xmax)
+            r0 = _cell(ymin)
+            r1 = _cell(ymax)
+            if c1 < ox or c0 >= ox + tw or r1 < oy or r0 >= oy + th:
+                continue
+            jaco = 0.5 * ((qx[0] - qx[2]) * (qy[1] - qy[3]) - (qx[1] - qx[3]) * (qy[0] - qy[2]))
+            if not (jaco != 0.0 and math.isfinite(jaco)):
+                continue
+            ncol = c1 - c0 + 1
+            nrow = r1 - r0 + 1
+            if ncol > maxc or nrow > maxc:
+                maxc = max(ncol, nrow) + 2
+                buf = np.zeros((maxc, maxc))
+                seg = np.empty((4 * maxc + 8, 5))
+                segc = np.empty(4 * maxc + 8, np.int64)
+                colbase = np.empty(maxc, np.int64)
+                coltop = np.empty(maxc, np.int64)
+            for c in range(ncol):
+                colbase[c] = nrow
+                coltop[c] = -1
+            # pass 1: split the 4 directed edges into per-column segments
+            nseg = 0
+            for k in range(4):
+                xa = qx[k]
+                ya = qy[k]
+                xb = qx[(k + 1) & 3]
+                yb = qy[(k + 1) & 3]
+                if xa == xb:
+                    continue
+                if xb > xa:
+                    sgn = 1.0
+                    xl, yl, xr, yr = xa, ya, xb, yb
+                else:
+                    sgn = -1.0
+                    xl, yl, xr, yr = xb, yb, xa, ya
+                slope = (yr - yl) / (xr - xl)
+                for gc in range(_cell(xl), _cell(xr) + 1):
+                    u0 = gc - 0.5
+                    u1 = gc + 0.5
+                    ya_ = yl
+                    yb_ = yr
+                    if u0 > xl:
+                        ya_ = yl + slope * (u0 - xl)
+                    else:
+                        u0 = xl
+                    if u1 < xr:
+                        yb_ = yl + slope * (u1 - xl)
+                    else:
+                        u1 = xr
+                    if u1 <= u0:
+                        continue
+                    c = gc - c0
+                    seg[nseg, 0] = u1 - u0
+                    seg[nseg, 1] = ya_
+                    seg[nseg, 2] = yb_
+                    seg[nseg, 3] = sgn
+                    segc[nseg] = c
+                    nseg += 1
+                    rlo = _cell(min(ya_, yb_)) - r0
+                    rhi = _cell(max(ya_, yb_)) - r0
+                    if rlo < colbase[c]:
+                        colbase[c] = rlo
+                    if rhi > coltop[c]:
+                        coltop[c] = rhi
+            # pass 2: clamp-integrate every segment over the rows its column occupies
+            for c in range(ncol):
+                for r in range(colbase[c], coltop[c] + 1):
+                    buf[c, r] = 0.0
+            for s in range(nseg):
+                c = segc[s]
+                width = seg[s, 0]
+                ya_ = seg[s, 1]
+                yb_ = seg[s, 2]
+                sgn = seg[s, 3]
+                rtop = _cell(max(ya_, yb_)) - r0
+                for r in range(colbase[c], rtop + 1):
+                    yb0 = (r + r0) - 0.5
+                    buf[c, r] += sgn * _clamped_integral(ya_ - yb0, yb_ - yb0, width)
+            # scatter: overlap_signed = -buf (Green), dow = w * overlap / jaco
+            d = data[j, i] * iscale
+            fac = -w / jaco
+            for c in range(ncol):
+                lx = c0 + c - ox
+                if lx < 0 or lx >= tw:
+                    continue
+                for r in range(colbase[c], coltop[c] + 1):
+                    ly = r0 + r - oy
+                    if ly < 0 or ly >= th:
+                        continue
+                    a = buf[c, r]
+                    if a != 0.0:
+                        _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, a * fac, d)
+
+
+@njit(nogil=True, cache=True)
+def drizzle_point(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, iscale):
+    """Point kernel: all of the pixel's weight goes to the output pixel holding its centre."""
+    th, tw = num.shape
+    use_ctx = ctx.shape[0] > 0
+    for j in range(j0, j1):
+        for i in range(i0, i1):
+            w = weight[j, i]
+            if w == 0.0:
+                continue
+            x = pixmap[j, i, 0]
+            y = pixmap[j, i, 1]
+            if not (math.isfinite(x) and math.isfinite(y)):
+                continue
+            lx = _round_away(x) - ox
+            ly = _round_away(y) - oy
+            if lx < 0 or lx >= tw or ly < 0 or ly >= th:
+                continue
+            _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, float(w), data[j, i] * iscale)
+
+
+@njit(nogil=True, cache=True)
+def drizzle_turbo(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox,
+                  pixfrac, iscale, pscale):
+    """Turbo kernel: axis-aligned box of half-width ``pixfrac / (2 s)`` around the mapped centre."""
+    th, tw = num.shape
+    use_ctx = ctx.shape[0] > 0
+    pfo = 0.5 * pixfrac / pscale
+    ac = (pscale * pscale) / (pixfrac * pixfrac)
+    for j in range(j0, j1):
+        for i in range(i0, i1):
+            w = weight[j, i]
+            if w == 0.0:
+                continue
+            x = pixmap[j, i, 0]
+            y = pixmap[j, i, 1]
+            if not (math.isfinite(x) and math.isfinite(y)):
+                continue
+            xlo = x - pfo
+            xhi = x + pfo
+            ylo = y - pfo
+            yhi = y + pfo
+            c0 = max(_cell(xlo), ox)
+            c1 = min(_cell(xhi), ox + tw - 1)
+            r0 = max(_cell(ylo), oy)
+            r1 = min(_cell(yhi), oy + th - 1)
+            if c0 > c1 or r0 > r1:
+                continue
+            d = data[j, i] * iscale
+            wac = w * ac
+            for jj in range(r0, r1 + 1):
+                oyv = min(yhi, jj + 0.5) - max(ylo, jj - 0.5)
+                if oyv <= 0.0:
+                    continue
+                for ii in range(c0, c1 + 1):
+                    oxv = min(xhi, ii + 0.5) - max(xlo, ii - 0.5)
+                    if oxv <= 0.0:
+                        continue
+                    _accumulate(num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox,
+                                oxv * oyv * wac, d)
+
+
+@njit(nogil=True, cache=True)
+def drizzle_gaussian(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox,
+                     pixfrac, iscale, pscale):
+    """Gaussian kernel: unit-integral Gaussian of FWHM ``pixfrac`` input pixels (C cut-off box)."""
+    th, tw = num.shape
+    use_ctx = ctx.shape[0] > 0
+    pfo = max(2.5 * pixfrac / 2.3548 / pscale, 1.2 / pscale)
+    efac = 2.3548 * 2.3548 * pscale * pscale / (2.0 * pixfrac * pixfrac)
+    es = efac / math.pi
+    for j in range(j0, j1):
+        for i in range(i0, i1):
+            w = weight[j, i]
+            if w == 0.0:
+                continue
+            x = pixmap[j, i, 0]
+            y = pixmap[j, i, 1]
+            if not (math.isfinite(x) and math.isfinite(y)):
+                continue
+            c0 = max(_round_away(x - pfo), ox)
+            c1 = min(_round_away(x + pfo), ox + tw - 1)
+            r0 = max(_round_away(y - pfo), oy)
+            r1 = min(_round_away(y + pfo), oy + th - 1)
+            if c0 > c1 or r0 > r1:
+                continue
+            d = data[j, i] * iscale
+            for jj in range(r0, r1 + 1):
+                ddy = y - jj
+                for ii in range(c0, c1 + 1):
+                    ddx = x - ii
+                    dow = es * math.exp(-(ddx * ddx + ddy * ddy) * efac) * w
+                    if dow != 0.0:
+                        _accumulate(num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, dow, d)
+
+
+@njit(nogil=True, cache=True)
+def lanczos_lut(order):
+    """``L(u) = sinc(u) sinc(u / order)`` sampled every 0.003 on ``[0, order]`` (float32)."""
+    n = int(math.ceil(order / LANCZOS_LUT_STEP)) + 1
+    lut = np.empty(n, np.float32)
+    lut[0] = 1.0
+    for k in range(1, n):
+        u = k * LANCZOS_LUT_STEP
+        pu = math.pi * u
+        lut[k] = (math.sin(pu) / pu) * (math.sin(pu / order) / (pu / order))
+    return lut
+
+
+@njit(nogil=True, cache=True)
+def drizzle_lanczos(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox,
+                    iscale, pscale, lut, order, normalize):
+    """Lanczos kernel of the given order, weights from the 0.003-step LUT.
+
+    With ``normalize`` the weights of each input pixel are divided by their sum over the whole
+    kernel footprint (on or off the output), so each pixel adds exactly ``w`` of weight; without
+    it the weights are those of the C code (summing to about ``1 / s**2``).
+    """
+    th, tw = num.shape
+    use_ctx = ctx.shape[0] > 0
+    pfo = order / pscale
+    nlut = lut.shape[0]
+    scl = pscale / LANCZOS_LUT_STEP
+    nk = int(2 * pfo) + 3
+    wx = np.empty(nk)
+    wy = np.empty(nk)
+    for j in range(j0, j1):
+        for i in range(i0, i1):
+            w = weight[j, i]
+            if w == 0.0:
+                continue
+            x = pixmap[j, i, 0]
+            y = pixmap[j, i, 1]
+            if not (math.isfinite(x) and math.isfinite(y)):
+                continue
+            c0 = int(math.floor(x - pfo)) + 1
+            c1 = int(math.floor(x + pfo))
+            r0 = int(math.floor(y - pfo)) + 1
+            r1 = int(math.floor(y + pfo))
+            if c1 < ox or c0 >= ox + tw or r1 < oy or r0 >= oy + th:
+                continue
+            sx = 0.0
+            for ii in range(c0, c1 + 1):
+                k = int(math.floor(abs(x - ii) * scl + 0.5))
+                v = float(lut[k]) if k < nlut else 0.0
+                wx[ii - c0] = v
+                sx += v
+            sy = 0.0
+            for jj in range(r0, r1 + 1):
+                k = int(math.floor(abs(y - jj) * scl + 0.5))
+                v = float(lut[k]) if k < nlut else 0.0
+                wy[jj - r0] = v
+                sy += v
+            ws = w
+            if normalize:
+                tot = sx * sy
+                if tot == 0.0:
+                    continue
+                ws = w / tot
+            d = data[j, i] * iscale
+            for jj in range(max(r0, oy), min(r1, oy + th - 1) + 1):
+                vy = wy[jj - r0]
+                if vy == 0.0:
+                    continue
+                for ii in range(max(c0, ox), min(c1, ox + tw - 1) + 1):
+                    vx = wx[ii - c0]
+                    if vx == 0.0:
+                        continue
+                    _accumulate(num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox,
+                                vx * vy * ws, d)
+
+
+@njit(nogil=True, cache=True)
+def footprint_bbox(pixmap, wy0, wy1, wx0, wx1, kind, radius):
+    """Bounding box of input pixels whose kernel footprint can touch output window.
+
+    ``kind`` 0: square, footprint half-size ``radius`` times the largest pixmap step to the 8
+    neighbours; 1: fixed ``radius`` in output pixels.
+    Returns ``(j0, j1, i0, i1)`` half-open, or ``j1 == 0`` when nothing touches the window.
+    """
+    ny, nx = pixmap.shape[0], pixmap.shape[1]
+    lox = wx0 - 0.5
+    hix = wx1 - 0.5
+    loy = wy0 - 0.5
+    hiy = wy1 - 0.5
+    eps = 1e-6
+    bj0 = ny
+    bj1 = 0
+    bi0 = nx
+    bi1 = 0
+    for j in range(ny):
+        for i in range(nx):
+            x = pixmap[j, i, 0]
+            y = pixmap[j, i, 1]
+            if not (math.isfinite(x) and math.isfinite(y)):
+                continue
+            if kind == 0:
+                rx = 0.0
+                ry = 0.0
+                for dj in range(-1, 2):
+                    jn = j + dj
+                    if jn < 0 or jn >= ny:
+                        continue
+                    for di in range(-1, 2):
+                        iN = i + di
+                        if iN < 0 or iN >= nx:
+                            continue
+                        ex = abs(pixmap[jn, iN, 0] - x)
+                        ey = abs(pixmap[jn, iN, 1] - y)
+                        if ex > rx:
+                            rx = ex
+                        if ey > ry:
+                            ry = ey
+                rx = radius * rx + eps
+                ry = radius * ry + eps
+            else:
+                rx = radius + eps
+                ry = radius + eps
+            if x + rx <= lox or x - rx >= hix or y + ry <= loy or y - ry >= hiy:
+                continue
+            if j < bj0:
+                bj0 = j
+            if j + 1 > bj1:
+                bj1 = j + 1
+            if i < bi0:
+                bi0 = i
+            if i + 1 > bi1:
+                bi1 = i + 1
+    if bj1 == 0:
+        return 0, 0, 0, 0
+    return bj0, bj1, bi0, bi1
