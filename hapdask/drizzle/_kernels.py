@@ -554,3 +554,67 @@ def footprint_bbox(pixmap, wy0, wy1, wx0, wx1, kind, radius):
     if bj1 == 0:
         return 0, 0, 0, 0
     return bj0, bj1, bi0, bi1
+
+
+@njit(nogil=True, cache=True)
+def footprint_extent(pixmap, j0, j1, i0, i1, kind, radius):
+    """Output-frame extent ``(ymin, ymax, xmin, xmax)`` of the footprints of ``[j0:j1, i0:i1]``.
+
+    Same footprint bound as :func:`footprint_bbox`. Returns NaNs if no pixel is valid.
+    """
+    ny, nx = pixmap.shape[0], pixmap.shape[1]
+    xmn = np.inf
+    xmx = -np.inf
+    ymn = np.inf
+    ymx = -np.inf
+    for j in range(j0, j1):
+        for i in range(i0, i1):
+            x = pixmap[j, i, 0]
+            y = pixmap[j, i, 1]
+            if not (math.isfinite(x) and math.isfinite(y)):
+                continue
+            if kind == 0:
+                rx = 0.0
+                ry = 0.0
+                for jn in range(max(j - 1, 0), min(j + 2, ny)):
+                    for iN in range(max(i - 1, 0), min(i + 2, nx)):
+                        ex = abs(pixmap[jn, iN, 0] - x)
+                        ey = abs(pixmap[jn, iN, 1] - y)
+                        if ex > rx:
+                            rx = ex
+                        if ey > ry:
+                            ry = ey
+                rx *= radius
+                ry *= radius
+            else:
+                rx = radius
+                ry = radius
+            xmn = min(xmn, x - rx)
+            xmx = max(xmx, x + rx)
+            ymn = min(ymn, y - ry)
+            ymx = max(ymx, y + ry)
+    if xmn > xmx:
+        return np.nan, np.nan, np.nan, np.nan
+    return ymn, ymx, xmn, xmx
+
+
+@njit(nogil=True, cache=True)
+def merge_running_mean(out, wht, num, den, wy0, wx0):
+    """Fold one image's accumulators into a C-compatible running mean ``out``/``wht`` (float32).
+
+    ``out = (out * wht + num) / (wht + den)`` (``num / den`` where ``wht`` was 0) and
+    ``wht += den``, for the window whose ``[0, 0]`` is at ``(wy0, wx0)`` of ``out``.
+    """
+    th, tw = num.shape
+    for y in range(th):
+        for x in range(tw):
+            dw = den[y, x]
+            if dw == 0.0:
+                continue
+            vc = float(wht[y + wy0, x + wx0])
+            tot = vc + dw
+            if vc == 0.0:
+                out[y + wy0, x + wx0] = num[y, x] / dw
+            else:
+                out[y + wy0, x + wx0] = (float(out[y + wy0, x + wx0]) * vc + num[y, x]) / tot
+            wht[y + wy0, x + wx0] = tot
