@@ -443,6 +443,9 @@ def drizzle_lanczos(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask
     """
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
+    # the C code keeps the scale ratio in single precision; using the same value makes the LUT
+    # indices (rounded) identical to C's
+    pscale = np.float64(np.float32(pscale))
     pfo = order / pscale
     nlut = lut.shape[0]
     scl = pscale / LANCZOS_LUT_STEP
