@@ -94,40 +94,88 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     pm1 = calc_pixmap(w1, wout)
     pm2 = calc_pixmap(w2, wout)
-    print(f"pixmaps (drizzle.utils.calc_pixmap, 2 chips): {time.perf_counter() - t0:.1f} s; "
-          f"output grid {out_shape}")
+    print(
+        f"pixmaps (drizzle.utils.calc_pixmap, 2 chips): {time.perf_counter() - t0:.1f} s; "
+        f"output grid {out_shape}"
+    )
     rng = np.random.default_rng(0)
     data = rng.normal(100.0, 10.0, SHAPE).astype(np.float32)
     wht = np.ones(SHAPE, np.float32)
     npix = SHAPE[0] * SHAPE[1]
     ratio_ps = 0.04 / 0.0396  # output / input pixel scale (WFC3/UVIS)
 
-    print(f"chip {SHAPE[1]}x{SHAPE[0]} = {npix / 1e6:.2f} Mpix, pixfrac={args.pixfrac}, "
-          f"median of {args.repeat}, 1 thread")
-    print(f"{'kernel':10s} {'C Mpix/s':>9s} {'ours Mpix/s':>11s} {'ratio':>6s}")
+    print(
+        f"chip {SHAPE[1]}x{SHAPE[0]} = {npix / 1e6:.2f} Mpix, pixfrac={args.pixfrac}, "
+        f"median of {args.repeat}, 1 thread"
+    )
+    print(
+        "kernel: C add_image into pre-allocated outputs vs our add_to_tile into pre-allocated "
+        "float64 accumulators (whole output frame as one tile)"
+    )
+    print("API: C Drizzle(...).add_image vs hapdask Drizzle(...).add_image, allocation included")
+    print(
+        f"{'kernel':10s} {'C Mpix/s':>9s} {'ours Mpix/s':>11s} {'ratio':>6s} | "
+        f"{'API C':>7s} {'API ours':>8s} {'ratio':>6s}"
+    )
+    from hapdask.drizzle import Drizzle
+
+    num = np.zeros(out_shape)
+    den = np.zeros(out_shape)
+    ctx = np.zeros((1,) + out_shape, np.int32)
     for kernel in args.kernels.split(","):
         pf = 1.0 if kernel.startswith("lanczos") else args.pixfrac
+        kw = dict(exptime=1.0, pixmap=pm1, weight_map=wht, pixfrac=pf, pixel_scale_ratio=ratio_ps)
+        cd = CDrizzle(
+            kernel=kernel,
+            out_img=np.full(out_shape, np.nan, np.float32),
+            out_wht=np.ones(out_shape, np.float32) * 0,
+            out_ctx=np.ones((1,) + out_shape, np.int32) * 0,
+            max_ctx_id=31,
+        )
 
-        def run_c(kernel=kernel, pf=pf):
+        def run_c(cd=cd, kw=kw):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cd.add_image(data, **kw)
+
+        def run_ours(kernel=kernel, pf=pf):
+            add_to_tile(
+                data,
+                wht,
+                pm1,
+                num,
+                den,
+                ctx,
+                origin=(0, 0),
+                kernel=kernel,
+                pixfrac=pf,
+                pixel_scale_ratio=ratio_ps,
+            )
+
+        def api_c(kernel=kernel, kw=kw):
             d = CDrizzle(kernel=kernel, out_shape=out_shape)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                d.add_image(data, exptime=1.0, pixmap=pm1, weight_map=wht, pixfrac=pf,
-                            pixel_scale_ratio=ratio_ps)
+                d.add_image(data, **kw)
 
-        def run_ours(kernel=kernel, pf=pf, pm=pm1):
-            num = np.zeros(out_shape)
-            den = np.zeros(out_shape)
-            ctx = np.zeros((1,) + out_shape, np.int32)
-            add_to_tile(data, wht, pm, num, den, ctx, origin=(0, 0), kernel=kernel, pixfrac=pf,
-                        pixel_scale_ratio=ratio_ps)
-            return finalize_tile(num, den)
+        def api_ours(kernel=kernel, kw=kw):
+            d = Drizzle(kernel=kernel, out_shape=out_shape)
+            d.add_image(data, **kw)
 
         run_ours()  # warm-up / compile
+        api_ours()
         tc = median_time(run_c, args.repeat)
         to = median_time(run_ours, args.repeat)
-        print(f"{kernel:10s} {npix / tc / 1e6:9.2f} {npix / to / 1e6:11.2f} "
-              f"{tc / to:6.2f}  ratio = C time / our time")
+        ac = median_time(api_c, max(3, args.repeat // 2))
+        ao = median_time(api_ours, max(3, args.repeat // 2))
+        print(
+            f"{kernel:10s} {npix / tc / 1e6:9.2f} {npix / to / 1e6:11.2f} {tc / to:6.2f} | "
+            f"{ac:6.2f}s {ao:7.2f}s {ac / ao:6.2f}"
+        )
+    print("ratio = C time / our time")
+    t0 = time.perf_counter()
+    finalize_tile(num, den)
+    print(f"finalize_tile of the whole {out_shape} frame: {time.perf_counter() - t0:.2f} s")
 
     # threads: two chips, each into its own accumulators (as two MVM tiles/chips would)
     kernel = "square"
@@ -136,8 +184,9 @@ def main(argv=None) -> int:
         num = np.zeros(out_shape)
         den = np.zeros(out_shape)
         ctx = np.zeros((1,) + out_shape, np.int32)
-        add_to_tile(data, wht, pm, num, den, ctx, origin=(0, 0), kernel=kernel,
-                    pixfrac=args.pixfrac)
+        add_to_tile(
+            data, wht, pm, num, den, ctx, origin=(0, 0), kernel=kernel, pixfrac=args.pixfrac
+        )
 
     def serial():
         one(pm1)
@@ -152,8 +201,10 @@ def main(argv=None) -> int:
     t1 = median_time(serial, args.repeat)
     t2 = median_time(threaded, args.repeat)
     pool.shutdown()
-    print(f"square, 2 chips: 1 thread {t1:.2f} s, 2 threads {t2:.2f} s, speed-up {t1 / t2:.2f}x "
-          "(includes allocating the 2 full-frame accumulators per chip)")
+    print(
+        f"square, 2 chips: 1 thread {t1:.2f} s, 2 threads {t2:.2f} s, speed-up {t1 / t2:.2f}x "
+        "(includes allocating the 2 full-frame accumulators per chip)"
+    )
     return 0
 
 

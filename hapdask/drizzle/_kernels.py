@@ -46,6 +46,30 @@ def _cell(x):
     return int(math.floor(x + 0.5))
 
 
+STRIP = 128
+
+
+@njit(nogil=True, cache=True)
+def _nstrips(i0, i1, sx):
+    """Number of column strips of [i0, i1); strip edges at multiples of STRIP in chip columns.
+
+    The input is scanned strip by strip (rows within a strip) so that the output pixels being
+    updated stay in cache. ``sx`` is the chip column of local column 0: anchoring the strips to
+    the chip keeps the contribution order, hence the sums, identical for any sub-array.
+    """
+    if i1 <= i0:
+        return 0
+    return (i1 - 1 + sx) // STRIP - (i0 + sx) // STRIP + 1
+
+
+@njit(nogil=True, cache=True)
+def _strip(i0, i1, sx, k):
+    first = (i0 + sx) // STRIP
+    s0 = max(i0, (first + k) * STRIP - sx)
+    s1 = min(i1, (first + k + 1) * STRIP - sx)
+    return s0, s1
+
+
 @njit(nogil=True, cache=True)
 def _lerp(a, b, t):
     return a + t * (b - a)
@@ -172,8 +196,9 @@ def _col_interp(row, i, h, nx, c):
 
 
 @njit(nogil=True, cache=True)
-def drizzle_square(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox,
-                   pixfrac, iscale):
+def drizzle_square(
+    data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, pixfrac, iscale
+):
     """Square kernel: exact overlap of the pixfrac-shrunk quadrilateral with output pixels.
 
     The shrunk pixel has corners ``(i -+ h, j -+ h)``, ``h = pixfrac / 2``, mapped to the output by
@@ -198,225 +223,272 @@ def drizzle_square(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask,
     segc = np.empty(4 * maxc + 8, np.int64)
     colbase = np.empty(maxc, np.int64)
     coltop = np.empty(maxc, np.int64)
-    ilo = max(i0 - 1, 0)
-    ihi = min(i1 + 1, nx)
-    for j in range(j0, j1):
-        _row_interp(pixmap, j, h, ilo, ihi, lo, hi)
-        for i in range(i0, i1):
-            w = weight[j, i]
-            if w == 0.0:
-                continue
-            # corners: (-h,-h), (+h,-h), (+h,+h), (-h,+h) in input pixel offsets
-            ax, bx = _col_interp(lo, i, h, nx, 0)
-            ay, by = _col_interp(lo, i, h, nx, 1)
-            cx, dx = _col_interp(hi, i, h, nx, 0)
-            cy, dy = _col_interp(hi, i, h, nx, 1)
-            qx[0] = ax
-            qy[0] = ay
-            qx[1] = bx
-            qy[1] = by
-            qx[2] = dx
-            qy[2] = dy
-            qx[3] = cx
-            qy[3] = cy
-            if not (math.isfinite(ax + bx + cx + dx) and math.isfinite(ay + by + cy + dy)):
-                if not _valid(pixmap, j, i):
+    ns = _nstrips(i0, i1, sx)
+    for strip in range(ns):
+        s0, s1 = _strip(i0, i1, sx, strip)
+        ilo = max(s0 - 1, 0)
+        ihi = min(s1 + 1, nx)
+        for j in range(j0, j1):
+            _row_interp(pixmap, j, h, ilo, ihi, lo, hi)
+            for i in range(s0, s1):
+                w = weight[j, i]
+                if w == 0.0:
                     continue
-                if not _affine_corners(pixmap, j, i, h, qx, qy):
-                    continue
-            xmin = min(min(qx[0], qx[1]), min(qx[2], qx[3]))
-            xmax = max(max(qx[0], qx[1]), max(qx[2], qx[3]))
-            ymin = min(min(qy[0], qy[1]), min(qy[2], qy[3]))
-            ymax = max(max(qy[0], qy[1]), max(qy[2], qy[3]))
-            c0 = _cell(xmin)
-            c1 = _cell(xmax)
-            r0 = _cell(ymin)
-            r1 = _cell(ymax)
-            if c1 < ox or c0 >= ox + tw or r1 < oy or r0 >= oy + th:
-                continue
-            jaco = 0.5 * ((qx[0] - qx[2]) * (qy[1] - qy[3]) - (qx[1] - qx[3]) * (qy[0] - qy[2]))
-            if not (jaco != 0.0 and math.isfinite(jaco)):
-                continue
-            ncol = c1 - c0 + 1
-            nrow = r1 - r0 + 1
-            if ncol > maxc or nrow > maxc:
-                maxc = max(ncol, nrow) + 2
-                buf = np.zeros((maxc, maxc))
-                seg = np.empty((4 * maxc + 8, 5))
-                segc = np.empty(4 * maxc + 8, np.int64)
-                colbase = np.empty(maxc, np.int64)
-                coltop = np.empty(maxc, np.int64)
-            for c in range(ncol):
-                colbase[c] = nrow
-                coltop[c] = -1
-            # pass 1: split the 4 directed edges into per-column segments
-            nseg = 0
-            for k in range(4):
-                xa = qx[k]
-                ya = qy[k]
-                xb = qx[(k + 1) & 3]
-                yb = qy[(k + 1) & 3]
-                if xa == xb:
-                    continue
-                if xb > xa:
-                    sgn = 1.0
-                    xl, yl, xr, yr = xa, ya, xb, yb
-                else:
-                    sgn = -1.0
-                    xl, yl, xr, yr = xb, yb, xa, ya
-                slope = (yr - yl) / (xr - xl)
-                for gc in range(_cell(xl), _cell(xr) + 1):
-                    u0 = gc - 0.5
-                    u1 = gc + 0.5
-                    ya_ = yl
-                    yb_ = yr
-                    if u0 > xl:
-                        ya_ = yl + slope * (u0 - xl)
-                    else:
-                        u0 = xl
-                    if u1 < xr:
-                        yb_ = yl + slope * (u1 - xl)
-                    else:
-                        u1 = xr
-                    if u1 <= u0:
+                # corners: (-h,-h), (+h,-h), (+h,+h), (-h,+h) in input pixel offsets
+                ax, bx = _col_interp(lo, i, h, nx, 0)
+                ay, by = _col_interp(lo, i, h, nx, 1)
+                cx, dx = _col_interp(hi, i, h, nx, 0)
+                cy, dy = _col_interp(hi, i, h, nx, 1)
+                qx[0] = ax
+                qy[0] = ay
+                qx[1] = bx
+                qy[1] = by
+                qx[2] = dx
+                qy[2] = dy
+                qx[3] = cx
+                qy[3] = cy
+                if not (math.isfinite(ax + bx + cx + dx) and math.isfinite(ay + by + cy + dy)):
+                    if not _valid(pixmap, j, i):
                         continue
-                    c = gc - c0
-                    seg[nseg, 0] = u1 - u0
-                    seg[nseg, 1] = ya_
-                    seg[nseg, 2] = yb_
-                    seg[nseg, 3] = sgn
-                    segc[nseg] = c
-                    nseg += 1
-                    rlo = _cell(min(ya_, yb_)) - r0
-                    rhi = _cell(max(ya_, yb_)) - r0
-                    if rlo < colbase[c]:
-                        colbase[c] = rlo
-                    if rhi > coltop[c]:
-                        coltop[c] = rhi
-            # pass 2: clamp-integrate every segment over the rows its column occupies
-            for c in range(ncol):
-                for r in range(colbase[c], coltop[c] + 1):
-                    buf[c, r] = 0.0
-            for s in range(nseg):
-                c = segc[s]
-                width = seg[s, 0]
-                ya_ = seg[s, 1]
-                yb_ = seg[s, 2]
-                sgn = seg[s, 3]
-                rtop = _cell(max(ya_, yb_)) - r0
-                for r in range(colbase[c], rtop + 1):
-                    yb0 = (r + r0) - 0.5
-                    buf[c, r] += sgn * _clamped_integral(ya_ - yb0, yb_ - yb0, width)
-            # scatter: overlap_signed = -buf (Green), dow = w * overlap / jaco
-            d = data[j, i] * iscale
-            fac = -w / jaco
-            for c in range(ncol):
-                lx = c0 + c - ox
-                if lx < 0 or lx >= tw:
-                    continue
-                for r in range(colbase[c], coltop[c] + 1):
-                    ly = r0 + r - oy
-                    if ly < 0 or ly >= th:
+                    if not _affine_corners(pixmap, j, i, h, qx, qy):
                         continue
-                    a = buf[c, r]
-                    if a != 0.0:
-                        _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, a * fac, d)
+                xmin = min(min(qx[0], qx[1]), min(qx[2], qx[3]))
+                xmax = max(max(qx[0], qx[1]), max(qx[2], qx[3]))
+                ymin = min(min(qy[0], qy[1]), min(qy[2], qy[3]))
+                ymax = max(max(qy[0], qy[1]), max(qy[2], qy[3]))
+                c0 = _cell(xmin)
+                c1 = _cell(xmax)
+                r0 = _cell(ymin)
+                r1 = _cell(ymax)
+                if c1 < ox or c0 >= ox + tw or r1 < oy or r0 >= oy + th:
+                    continue
+                jaco = 0.5 * ((qx[0] - qx[2]) * (qy[1] - qy[3]) - (qx[1] - qx[3]) * (qy[0] - qy[2]))
+                if not (jaco != 0.0 and math.isfinite(jaco)):
+                    continue
+                ncol = c1 - c0 + 1
+                nrow = r1 - r0 + 1
+                if ncol > maxc or nrow > maxc:
+                    maxc = max(ncol, nrow) + 2
+                    buf = np.zeros((maxc, maxc))
+                    seg = np.empty((4 * maxc + 8, 5))
+                    segc = np.empty(4 * maxc + 8, np.int64)
+                    colbase = np.empty(maxc, np.int64)
+                    coltop = np.empty(maxc, np.int64)
+                for c in range(ncol):
+                    colbase[c] = nrow
+                    coltop[c] = -1
+                # pass 1: split the 4 directed edges into per-column segments
+                nseg = 0
+                for k in range(4):
+                    xa = qx[k]
+                    ya = qy[k]
+                    xb = qx[(k + 1) & 3]
+                    yb = qy[(k + 1) & 3]
+                    if xa == xb:
+                        continue
+                    if xb > xa:
+                        sgn = 1.0
+                        xl, yl, xr, yr = xa, ya, xb, yb
+                    else:
+                        sgn = -1.0
+                        xl, yl, xr, yr = xb, yb, xa, ya
+                    slope = (yr - yl) / (xr - xl)
+                    for gc in range(_cell(xl), _cell(xr) + 1):
+                        u0 = gc - 0.5
+                        u1 = gc + 0.5
+                        ya_ = yl
+                        yb_ = yr
+                        if u0 > xl:
+                            ya_ = yl + slope * (u0 - xl)
+                        else:
+                            u0 = xl
+                        if u1 < xr:
+                            yb_ = yl + slope * (u1 - xl)
+                        else:
+                            u1 = xr
+                        if u1 <= u0:
+                            continue
+                        c = gc - c0
+                        seg[nseg, 0] = u1 - u0
+                        seg[nseg, 1] = ya_
+                        seg[nseg, 2] = yb_
+                        seg[nseg, 3] = sgn
+                        segc[nseg] = c
+                        nseg += 1
+                        rlo = _cell(min(ya_, yb_)) - r0
+                        rhi = _cell(max(ya_, yb_)) - r0
+                        if rlo < colbase[c]:
+                            colbase[c] = rlo
+                        if rhi > coltop[c]:
+                            coltop[c] = rhi
+                # pass 2: clamp-integrate every segment over the rows its column occupies
+                for c in range(ncol):
+                    for r in range(colbase[c], coltop[c] + 1):
+                        buf[c, r] = 0.0
+                for s in range(nseg):
+                    c = segc[s]
+                    width = seg[s, 0]
+                    ya_ = seg[s, 1]
+                    yb_ = seg[s, 2]
+                    sgn = seg[s, 3]
+                    rtop = _cell(max(ya_, yb_)) - r0
+                    for r in range(colbase[c], rtop + 1):
+                        yb0 = (r + r0) - 0.5
+                        buf[c, r] += sgn * _clamped_integral(ya_ - yb0, yb_ - yb0, width)
+                # scatter: overlap_signed = -buf (Green), dow = w * overlap / jaco
+                d = data[j, i] * iscale
+                fac = -w / jaco
+                for c in range(ncol):
+                    lx = c0 + c - ox
+                    if lx < 0 or lx >= tw:
+                        continue
+                    for r in range(colbase[c], coltop[c] + 1):
+                        ly = r0 + r - oy
+                        if ly < 0 or ly >= th:
+                            continue
+                        a = buf[c, r]
+                        if a != 0.0:
+                            _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, a * fac, d)
 
 
 @njit(nogil=True, cache=True)
-def drizzle_point(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, iscale):
+def drizzle_point(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, iscale):
     """Point kernel: all of the pixel's weight goes to the output pixel holding its centre."""
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
-    for j in range(j0, j1):
-        for i in range(i0, i1):
-            w = weight[j, i]
-            if w == 0.0:
-                continue
-            x = pixmap[j, i, 0]
-            y = pixmap[j, i, 1]
-            if not (math.isfinite(x) and math.isfinite(y)):
-                continue
-            lx = _round_away(x) - ox
-            ly = _round_away(y) - oy
-            if lx < 0 or lx >= tw or ly < 0 or ly >= th:
-                continue
-            _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, float(w), data[j, i] * iscale)
+    ns = _nstrips(i0, i1, sx)
+    for strip in range(ns):
+        s0, s1 = _strip(i0, i1, sx, strip)
+        for j in range(j0, j1):
+            for i in range(s0, s1):
+                w = weight[j, i]
+                if w == 0.0:
+                    continue
+                x = pixmap[j, i, 0]
+                y = pixmap[j, i, 1]
+                if not (math.isfinite(x) and math.isfinite(y)):
+                    continue
+                lx = _round_away(x) - ox
+                ly = _round_away(y) - oy
+                if lx < 0 or lx >= tw or ly < 0 or ly >= th:
+                    continue
+                _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, float(w), data[j, i] * iscale)
 
 
 @njit(nogil=True, cache=True)
-def drizzle_turbo(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox,
-                  pixfrac, iscale, pscale):
+def drizzle_turbo(
+    data,
+    weight,
+    pixmap,
+    j0,
+    j1,
+    i0,
+    i1,
+    num,
+    den,
+    ctx,
+    ctxmask,
+    oy,
+    ox,
+    sx,
+    pixfrac,
+    iscale,
+    pscale,
+):
     """Turbo kernel: axis-aligned box of half-width ``pixfrac / (2 s)`` around the mapped centre."""
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
     pfo = 0.5 * pixfrac / pscale
     ac = (pscale * pscale) / (pixfrac * pixfrac)
-    for j in range(j0, j1):
-        for i in range(i0, i1):
-            w = weight[j, i]
-            if w == 0.0:
-                continue
-            x = pixmap[j, i, 0]
-            y = pixmap[j, i, 1]
-            if not (math.isfinite(x) and math.isfinite(y)):
-                continue
-            xlo = x - pfo
-            xhi = x + pfo
-            ylo = y - pfo
-            yhi = y + pfo
-            c0 = max(_cell(xlo), ox)
-            c1 = min(_cell(xhi), ox + tw - 1)
-            r0 = max(_cell(ylo), oy)
-            r1 = min(_cell(yhi), oy + th - 1)
-            if c0 > c1 or r0 > r1:
-                continue
-            d = data[j, i] * iscale
-            wac = w * ac
-            for jj in range(r0, r1 + 1):
-                oyv = min(yhi, jj + 0.5) - max(ylo, jj - 0.5)
-                if oyv <= 0.0:
+    ns = _nstrips(i0, i1, sx)
+    for strip in range(ns):
+        s0, s1 = _strip(i0, i1, sx, strip)
+        for j in range(j0, j1):
+            for i in range(s0, s1):
+                w = weight[j, i]
+                if w == 0.0:
                     continue
-                for ii in range(c0, c1 + 1):
-                    oxv = min(xhi, ii + 0.5) - max(xlo, ii - 0.5)
-                    if oxv <= 0.0:
+                x = pixmap[j, i, 0]
+                y = pixmap[j, i, 1]
+                if not (math.isfinite(x) and math.isfinite(y)):
+                    continue
+                xlo = x - pfo
+                xhi = x + pfo
+                ylo = y - pfo
+                yhi = y + pfo
+                c0 = max(_cell(xlo), ox)
+                c1 = min(_cell(xhi), ox + tw - 1)
+                r0 = max(_cell(ylo), oy)
+                r1 = min(_cell(yhi), oy + th - 1)
+                if c0 > c1 or r0 > r1:
+                    continue
+                d = data[j, i] * iscale
+                wac = w * ac
+                for jj in range(r0, r1 + 1):
+                    oyv = min(yhi, jj + 0.5) - max(ylo, jj - 0.5)
+                    if oyv <= 0.0:
                         continue
-                    _accumulate(num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox,
-                                oxv * oyv * wac, d)
+                    for ii in range(c0, c1 + 1):
+                        oxv = min(xhi, ii + 0.5) - max(xlo, ii - 0.5)
+                        if oxv <= 0.0:
+                            continue
+                        _accumulate(
+                            num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, oxv * oyv * wac, d
+                        )
 
 
 @njit(nogil=True, cache=True)
-def drizzle_gaussian(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox,
-                     pixfrac, iscale, pscale):
+def drizzle_gaussian(
+    data,
+    weight,
+    pixmap,
+    j0,
+    j1,
+    i0,
+    i1,
+    num,
+    den,
+    ctx,
+    ctxmask,
+    oy,
+    ox,
+    sx,
+    pixfrac,
+    iscale,
+    pscale,
+):
     """Gaussian kernel: unit-integral Gaussian of FWHM ``pixfrac`` input pixels (C cut-off box)."""
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
     pfo = max(2.5 * pixfrac / 2.3548 / pscale, 1.2 / pscale)
     efac = 2.3548 * 2.3548 * pscale * pscale / (2.0 * pixfrac * pixfrac)
     es = efac / math.pi
-    for j in range(j0, j1):
-        for i in range(i0, i1):
-            w = weight[j, i]
-            if w == 0.0:
-                continue
-            x = pixmap[j, i, 0]
-            y = pixmap[j, i, 1]
-            if not (math.isfinite(x) and math.isfinite(y)):
-                continue
-            c0 = max(_round_away(x - pfo), ox)
-            c1 = min(_round_away(x + pfo), ox + tw - 1)
-            r0 = max(_round_away(y - pfo), oy)
-            r1 = min(_round_away(y + pfo), oy + th - 1)
-            if c0 > c1 or r0 > r1:
-                continue
-            d = data[j, i] * iscale
-            for jj in range(r0, r1 + 1):
-                ddy = y - jj
-                for ii in range(c0, c1 + 1):
-                    ddx = x - ii
-                    dow = es * math.exp(-(ddx * ddx + ddy * ddy) * efac) * w
-                    if dow != 0.0:
-                        _accumulate(num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, dow, d)
+    ns = _nstrips(i0, i1, sx)
+    for strip in range(ns):
+        s0, s1 = _strip(i0, i1, sx, strip)
+        for j in range(j0, j1):
+            for i in range(s0, s1):
+                w = weight[j, i]
+                if w == 0.0:
+                    continue
+                x = pixmap[j, i, 0]
+                y = pixmap[j, i, 1]
+                if not (math.isfinite(x) and math.isfinite(y)):
+                    continue
+                c0 = max(_round_away(x - pfo), ox)
+                c1 = min(_round_away(x + pfo), ox + tw - 1)
+                r0 = max(_round_away(y - pfo), oy)
+                r1 = min(_round_away(y + pfo), oy + th - 1)
+                if c0 > c1 or r0 > r1:
+                    continue
+                d = data[j, i] * iscale
+                for jj in range(r0, r1 + 1):
+                    ddy = y - jj
+                    for ii in range(c0, c1 + 1):
+                        ddx = x - ii
+                        dow = es * math.exp(-(ddx * ddx + ddy * ddy) * efac) * w
+                        if dow != 0.0:
+                            _accumulate(num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, dow, d)
 
 
 @njit(nogil=True, cache=True)
@@ -433,8 +505,27 @@ def lanczos_lut(order):
 
 
 @njit(nogil=True, cache=True)
-def drizzle_lanczos(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox,
-                    iscale, pscale, lut, order, normalize):
+def drizzle_lanczos(
+    data,
+    weight,
+    pixmap,
+    j0,
+    j1,
+    i0,
+    i1,
+    num,
+    den,
+    ctx,
+    ctxmask,
+    oy,
+    ox,
+    sx,
+    iscale,
+    pscale,
+    lut,
+    order,
+    normalize,
+):
     """Lanczos kernel of the given order, weights from the 0.003-step LUT.
 
     With ``normalize`` the weights of each input pixel are divided by their sum over the whole
@@ -452,50 +543,54 @@ def drizzle_lanczos(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask
     nk = int(2 * pfo) + 3
     wx = np.empty(nk)
     wy = np.empty(nk)
-    for j in range(j0, j1):
-        for i in range(i0, i1):
-            w = weight[j, i]
-            if w == 0.0:
-                continue
-            x = pixmap[j, i, 0]
-            y = pixmap[j, i, 1]
-            if not (math.isfinite(x) and math.isfinite(y)):
-                continue
-            c0 = int(math.floor(x - pfo)) + 1
-            c1 = int(math.floor(x + pfo))
-            r0 = int(math.floor(y - pfo)) + 1
-            r1 = int(math.floor(y + pfo))
-            if c1 < ox or c0 >= ox + tw or r1 < oy or r0 >= oy + th:
-                continue
-            sx = 0.0
-            for ii in range(c0, c1 + 1):
-                k = int(math.floor(abs(x - ii) * scl + 0.5))
-                v = float(lut[k]) if k < nlut else 0.0
-                wx[ii - c0] = v
-                sx += v
-            sy = 0.0
-            for jj in range(r0, r1 + 1):
-                k = int(math.floor(abs(y - jj) * scl + 0.5))
-                v = float(lut[k]) if k < nlut else 0.0
-                wy[jj - r0] = v
-                sy += v
-            ws = w
-            if normalize:
-                tot = sx * sy
-                if tot == 0.0:
+    ns = _nstrips(i0, i1, sx)
+    for strip in range(ns):
+        s0, s1 = _strip(i0, i1, sx, strip)
+        for j in range(j0, j1):
+            for i in range(s0, s1):
+                w = weight[j, i]
+                if w == 0.0:
                     continue
-                ws = w / tot
-            d = data[j, i] * iscale
-            for jj in range(max(r0, oy), min(r1, oy + th - 1) + 1):
-                vy = wy[jj - r0]
-                if vy == 0.0:
+                x = pixmap[j, i, 0]
+                y = pixmap[j, i, 1]
+                if not (math.isfinite(x) and math.isfinite(y)):
                     continue
-                for ii in range(max(c0, ox), min(c1, ox + tw - 1) + 1):
-                    vx = wx[ii - c0]
-                    if vx == 0.0:
+                c0 = int(math.floor(x - pfo)) + 1
+                c1 = int(math.floor(x + pfo))
+                r0 = int(math.floor(y - pfo)) + 1
+                r1 = int(math.floor(y + pfo))
+                if c1 < ox or c0 >= ox + tw or r1 < oy or r0 >= oy + th:
+                    continue
+                sumx = 0.0
+                for ii in range(c0, c1 + 1):
+                    k = int(math.floor(abs(x - ii) * scl + 0.5))
+                    v = float(lut[k]) if k < nlut else 0.0
+                    wx[ii - c0] = v
+                    sumx += v
+                sumy = 0.0
+                for jj in range(r0, r1 + 1):
+                    k = int(math.floor(abs(y - jj) * scl + 0.5))
+                    v = float(lut[k]) if k < nlut else 0.0
+                    wy[jj - r0] = v
+                    sumy += v
+                ws = w
+                if normalize:
+                    tot = sumx * sumy
+                    if tot == 0.0:
                         continue
-                    _accumulate(num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox,
-                                vx * vy * ws, d)
+                    ws = w / tot
+                d = data[j, i] * iscale
+                for jj in range(max(r0, oy), min(r1, oy + th - 1) + 1):
+                    vy = wy[jj - r0]
+                    if vy == 0.0:
+                        continue
+                    for ii in range(max(c0, ox), min(c1, ox + tw - 1) + 1):
+                        vx = wx[ii - c0]
+                        if vx == 0.0:
+                            continue
+                        _accumulate(
+                            num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, vx * vy * ws, d
+                        )
 
 
 @njit(nogil=True, cache=True)

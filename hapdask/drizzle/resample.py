@@ -369,7 +369,8 @@ class Drizzle:
         kernel = self._kernel
         if pixfrac <= 0.001 and kernel != "point":
             warnings.warn(
-                f"pixfrac={pixfrac} <= 0.001: using the 'point' kernel", RuntimeWarning,
+                f"pixfrac={pixfrac} <= 0.001: using the 'point' kernel",
+                RuntimeWarning,
                 stacklevel=2,
             )
             kernel = "point"
@@ -392,7 +393,7 @@ class Drizzle:
 
         if self._out_shape is None:
             # infer the output from the pixmap range, (ny, nx) order (the C code transposes it)
-            valid = pixmap[y0:y1 + 1, x0:x1 + 1]
+            valid = pixmap[y0 : y1 + 1, x0 : x1 + 1]
             pxmin = math.floor(np.nanmin(valid[..., 0]))
             pxmax = math.ceil(np.nanmax(valid[..., 0]))
             pymin = math.floor(np.nanmin(valid[..., 1]))
@@ -411,14 +412,19 @@ class Drizzle:
         if self._out_img.shape != self._out_shape or self._out_wht.shape != self._out_shape:
             raise ValueError("out_img and out_wht do not have the output shape")
         oh, ow = self._out_shape
-        nmiss, nskip = _count_missing(pixmap, y0, y1 + 1, x0, x1 + 1, oh, ow, kernel, pixfrac,
-                                      pixel_scale_ratio)
+        nmiss, nskip = _count_missing(
+            pixmap, y0, y1 + 1, x0, x1 + 1, oh, ow, kernel, pixfrac, pixel_scale_ratio
+        )
         pixmap = np.ascontiguousarray(pixmap)
         kind = 0 if kernel == "square" else 1
-        radius = _square_factor(pixfrac) if kind == 0 else kernel_radius(
-            kernel, pixfrac, pixel_scale_ratio)
-        eymin, eymax, exmin, exmax = K.footprint_extent(pixmap, y0, y1 + 1, x0, x1 + 1, kind,
-                                                        radius)
+        radius = (
+            _square_factor(pixfrac)
+            if kind == 0
+            else kernel_radius(kernel, pixfrac, pixel_scale_ratio)
+        )
+        eymin, eymax, exmin, exmax = K.footprint_extent(
+            pixmap, y0, y1 + 1, x0, x1 + 1, kind, radius
+        )
         if math.isnan(eymin):
             return nmiss, nskip
         wy0 = max(int(math.floor(eymin + 0.5)) - 1, 0)
@@ -433,10 +439,21 @@ class Drizzle:
         den = np.zeros(shape)
         # a one-plane scratch context holding this image's bit, OR-ed into its plane afterwards
         ctx = None if plane is None else np.zeros((1,) + shape, np.int32)
-        add_to_tile(data, weight, pixmap, num, den, ctx, origin=(wy0, wx0),
-                    in_box=(y0, y1 + 1, x0, x1 + 1), kernel=kernel, pixfrac=pixfrac,
-                    iscale=iscale, pixel_scale_ratio=pixel_scale_ratio,
-                    ctx_id=0 if ctx is None else ctx_id % CTX_PLANE_BITS)
+        add_to_tile(
+            data,
+            weight,
+            pixmap,
+            num,
+            den,
+            ctx,
+            origin=(wy0, wx0),
+            in_box=(y0, y1 + 1, x0, x1 + 1),
+            kernel=kernel,
+            pixfrac=pixfrac,
+            iscale=iscale,
+            pixel_scale_ratio=pixel_scale_ratio,
+            ctx_id=0 if ctx is None else ctx_id % CTX_PLANE_BITS,
+        )
         out_img, out_wht = self._out_img, self._out_wht
         if not (out_img.flags.c_contiguous and out_img.flags.writeable):
             out_img = self._out_img = np.ascontiguousarray(out_img).copy()

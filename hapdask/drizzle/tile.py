@@ -9,14 +9,16 @@ The MVM pipeline drizzles every chip into every output tile it overlaps with::
         j0, j1, i0, i1 = box                                      # grow by 1 px, clip to the chip
         a0, a1, b0, b1 = max(j0 - 1, 0), min(j1 + 1, ny), max(i0 - 1, 0), min(i1 + 1, nx)
         add_to_tile(sci[a0:a1, b0:b1], wht[a0:a1, b0:b1], pixmap_chip[a0:a1, b0:b1], num, den, ctx,
-                    origin=(y0, x0), in_box=(j0 - a0, j1 - a0, i0 - b0, i1 - b0), ctx_id=k)
+                    origin=(y0, x0), in_box=(j0 - a0, j1 - a0, i0 - b0, i1 - b0), ctx_id=k,
+                    in_origin=(a0, b0))
     sci_tile, wht_tile = finalize_tile(num, den)
 
 All coordinates are 0-based pixel indices (numpy order ``(y, x)`` for shapes, windows and boxes;
 the pixmap's last axis is ``(x, y)``). Whatever the tiling, the result equals one whole-frame call
-bit for bit in ``num``/``den``/``ctx`` (hence to float32 rounding in ``sci``/``wht``), provided the
-arrays passed hold a one-pixel margin around ``in_box`` wherever the chip has one: only the array
-edges are treated as true input edges, where the pixel-corner positions are extrapolated.
+to float32 rounding in ``sci``/``wht`` and exactly in ``ctx`` -- and bit for bit in ``num``/``den``
+when ``in_origin`` gives the sub-array's position in the chip -- provided the arrays passed hold a
+one-pixel margin around ``in_box`` wherever the chip has one: only the array edges are treated as
+true input edges, where the pixel-corner positions are extrapolated.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def add_to_tile(
     iscale: float = 1.0,
     pixel_scale_ratio: float = 1.0,
     ctx_id: int = 0,
+    in_origin: tuple[int, int] = (0, 0),
     lanczos_normalize: bool = True,
 ) -> None:
     """Drizzle input pixels into the accumulators of one output tile (in place).
@@ -125,6 +128,11 @@ def add_to_tile(
         Output pixel size over input pixel size; sets the kernel size of turbo, gaussian, lanczos.
     ctx_id : int
         0-based context id of this input.
+    in_origin : (cy0, cx0)
+        0-based position of ``data[0, 0]`` in the whole chip. The input is scanned in column
+        strips anchored to chip columns (for cache locality); passing the true origin of a
+        sub-array keeps the order of the contributions, hence ``num``/``den``, bit-identical to
+        a whole-chip call. With the default, results agree to float64 rounding only.
     lanczos_normalize : bool
         Normalise each input pixel's lanczos weights to sum to its weight (default; the C code
         does not). Only for comparisons with the C code should this be False.
@@ -179,27 +187,30 @@ def add_to_tile(
     if j0 == j1 or i0 == i1:
         return
     oy, ox = (int(v) for v in origin)
+    sx = int(in_origin[1])
+    args = (data, weight, pixmap, j0, j1, i0, i1, num, den, plane, ctxmask, oy, ox, sx)
     if kernel == "square":
         if ny < 2 or nx < 2:
             raise ValueError(
                 f"the square kernel needs input arrays of at least 2x2 pixels, got {(ny, nx)}"
             )
-        K.drizzle_square(data, weight, pixmap, j0, j1, i0, i1, num, den, plane, ctxmask, oy, ox,
-                         float(pixfrac), float(iscale))
+        K.drizzle_square(*args, float(pixfrac), float(iscale))
     elif kernel == "point":
-        K.drizzle_point(data, weight, pixmap, j0, j1, i0, i1, num, den, plane, ctxmask, oy, ox,
-                        float(iscale))
+        K.drizzle_point(*args, float(iscale))
     elif kernel == "turbo":
-        K.drizzle_turbo(data, weight, pixmap, j0, j1, i0, i1, num, den, plane, ctxmask, oy, ox,
-                        float(pixfrac), float(iscale), float(pixel_scale_ratio))
+        K.drizzle_turbo(*args, float(pixfrac), float(iscale), float(pixel_scale_ratio))
     elif kernel == "gaussian":
-        K.drizzle_gaussian(data, weight, pixmap, j0, j1, i0, i1, num, den, plane, ctxmask, oy, ox,
-                           float(pixfrac), float(iscale), float(pixel_scale_ratio))
+        K.drizzle_gaussian(*args, float(pixfrac), float(iscale), float(pixel_scale_ratio))
     else:
         order = int(kernel[7:])
-        K.drizzle_lanczos(data, weight, pixmap, j0, j1, i0, i1, num, den, plane, ctxmask, oy, ox,
-                          float(iscale), float(pixel_scale_ratio), _lut(order), order,
-                          bool(lanczos_normalize))
+        K.drizzle_lanczos(
+            *args,
+            float(iscale),
+            float(pixel_scale_ratio),
+            _lut(order),
+            order,
+            bool(lanczos_normalize),
+        )
 
 
 def finalize_tile(

@@ -55,8 +55,15 @@ def run_c(kernel, data, weight, pixmap, out_shape, pixfrac, pscale, iscale=1.0):
     d = drizzle_resample.Drizzle(kernel=kernel, out_shape=out_shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        d.add_image(data, exptime=1.0, pixmap=pixmap, weight_map=weight, pixfrac=pixfrac,
-                    pixel_scale_ratio=pscale, iscale=iscale)
+        d.add_image(
+            data,
+            exptime=1.0,
+            pixmap=pixmap,
+            weight_map=weight,
+            pixfrac=pixfrac,
+            pixel_scale_ratio=pscale,
+            iscale=iscale,
+        )
     return d.out_img, d.out_wht, d.out_ctx[0]
 
 
@@ -64,9 +71,21 @@ def run_ours(kernel, data, weight, pixmap, out_shape, pixfrac, pscale, iscale=1.
     num = np.zeros(out_shape)
     den = np.zeros(out_shape)
     ctx = np.zeros((ctx_id // 32 + 1,) + tuple(out_shape), np.int32)
-    add_to_tile(data, weight, pixmap, num, den, ctx, origin=(0, 0), kernel=kernel,
-                pixfrac=pixfrac, iscale=iscale, pixel_scale_ratio=pscale, ctx_id=ctx_id,
-                lanczos_normalize=False)
+    add_to_tile(
+        data,
+        weight,
+        pixmap,
+        num,
+        den,
+        ctx,
+        origin=(0, 0),
+        kernel=kernel,
+        pixfrac=pixfrac,
+        iscale=iscale,
+        pixel_scale_ratio=pscale,
+        ctx_id=ctx_id,
+        lanczos_normalize=False,
+    )
     sci, wht = finalize_tile(num, den)
     return sci, wht, ctx[ctx_id // 32], num, den
 
@@ -132,8 +151,9 @@ def test_flux_conserved(kernel, seed):
 @pytest.mark.parametrize("ctx_id", [0, 31, 32, 70])
 def test_context_bits_and_planes(ctx_id):
     pixmap, data, weight, out_shape, pixfrac, pscale = random_case(7)
-    sci, wht, plane, _, _ = run_ours("square", data, weight, pixmap, out_shape, pixfrac, pscale,
-                                     ctx_id=ctx_id)
+    sci, wht, plane, _, _ = run_ours(
+        "square", data, weight, pixmap, out_shape, pixfrac, pscale, ctx_id=ctx_id
+    )
     bit = (plane.view(np.uint32) >> np.uint32(ctx_id % 32)) & 1
     assert np.array_equal(bit == 1, wht > 0)
     assert np.all(plane.view(np.uint32) & ~np.uint32(1 << (ctx_id % 32)) == 0)
@@ -175,8 +195,10 @@ def _real_case(shared_data, crop=(slice(420, 540), slice(380, 520))):
     out.wcs.crpix = [1, 1]
     xo, yo = out.world_to_pixel_values(foot[:, 0], foot[:, 1])
     out.wcs.crpix = [1 - np.floor(xo.min()) + MARGIN, 1 - np.floor(yo.min()) + MARGIN]
-    out_shape = (int(np.ceil(yo.max() - yo.min())) + 2 * MARGIN + 1,
-                 int(np.ceil(xo.max() - xo.min())) + 2 * MARGIN + 1)
+    out_shape = (
+        int(np.ceil(yo.max() - yo.min())) + 2 * MARGIN + 1,
+        int(np.ceil(xo.max() - xo.min())) + 2 * MARGIN + 1,
+    )
     out.pixel_shape = (out_shape[1], out_shape[0])
     pixmap = drizzle_utils.calc_pixmap(wcs_in, out)
     # input pixel ~0.028"x0.025" (HRC), output 0.025"
@@ -219,8 +241,15 @@ def test_kernels_release_gil_and_are_thread_safe():
 def test_kernels_are_nogil():
     from hapdask.drizzle import _kernels
 
-    for name in ("drizzle_square", "drizzle_point", "drizzle_turbo", "drizzle_gaussian",
-                 "drizzle_lanczos", "footprint_bbox", "merge_running_mean"):
+    for name in (
+        "drizzle_square",
+        "drizzle_point",
+        "drizzle_turbo",
+        "drizzle_gaussian",
+        "drizzle_lanczos",
+        "footprint_bbox",
+        "merge_running_mean",
+    ):
         fn = getattr(_kernels, name)
         assert fn.targetoptions.get("nogil") is True, name
 
@@ -230,8 +259,9 @@ def test_lanczos_equals_brute_force_mean(order):
     """Unnormalised lanczos (C weights) equals the exact float64 weighted mean of its
     contributions, computed independently pixel by pixel."""
     pixmap, data, weight, out_shape, _, pscale = random_case(21)
-    sci, wht, _, num, den = run_ours(f"lanczos{order}", data, weight, pixmap, out_shape, 1.0,
-                                     pscale)
+    sci, wht, _, num, den = run_ours(
+        f"lanczos{order}", data, weight, pixmap, out_shape, 1.0, pscale
+    )
     pscale32 = float(np.float32(pscale))
     rng = np.random.default_rng(0)
     jj, ii = np.nonzero(wht > 0.05 * wht.max())

@@ -55,8 +55,16 @@ def test_sequential_adds_match_c(kernel):
         data = rng.uniform(0, 10, (ny, nx)).astype(np.float32)
         wht = rng.uniform(0.5, 2, (ny, nx)).astype(np.float32)
         pixmap = distorted_pixmap(rng, ny, nx)
-        kw = dict(exptime=2.5, pixmap=pixmap, weight_map=wht, wht_scale=0.7, pixfrac=0.8,
-                  in_units="counts", iscale=1.2, pixel_scale_ratio=0.9)
+        kw = dict(
+            exptime=2.5,
+            pixmap=pixmap,
+            weight_map=wht,
+            wht_scale=0.7,
+            pixfrac=0.8,
+            in_units="counts",
+            iscale=1.2,
+            pixel_scale_ratio=0.9,
+        )
         c_add(theirs, data, **kw)
         ours.add_image(data, **kw)
     assert ours.out_ctx.shape == (2, 90, 90)
@@ -68,13 +76,20 @@ def test_sequential_adds_match_c(kernel):
 def test_continue_from_c_outputs():
     """A user passing existing C out_img/out_wht/out_ctx continues them like C would."""
     rng = np.random.default_rng(6)
-    imgs = [(rng.uniform(0, 5, (25, 30)).astype(np.float32), distorted_pixmap(rng, 25, 30))
-            for _ in range(3)]
+    imgs = [
+        (rng.uniform(0, 5, (25, 30)).astype(np.float32), distorted_pixmap(rng, 25, 30))
+        for _ in range(3)
+    ]
     theirs = CDrizzle(out_shape=(80, 80))
     for data, pm in imgs[:2]:
         c_add(theirs, data, exptime=1.0, pixmap=pm, pixfrac=0.7)
-    ours = Drizzle(out_img=theirs.out_img.copy(), out_wht=theirs.out_wht.copy(),
-                   out_ctx=theirs.out_ctx.copy(), exptime=2.0, begin_ctx_id=2)
+    ours = Drizzle(
+        out_img=theirs.out_img.copy(),
+        out_wht=theirs.out_wht.copy(),
+        out_ctx=theirs.out_ctx.copy(),
+        exptime=2.0,
+        begin_ctx_id=2,
+    )
     c_add(theirs, imgs[2][0], exptime=1.0, pixmap=imgs[2][1], pixfrac=0.7)
     ours.add_image(imgs[2][0], exptime=1.0, pixmap=imgs[2][1], pixfrac=0.7)
     assert_close(ours, theirs)
@@ -184,8 +199,9 @@ def test_deviation_lanczos_weights_normalised(kernel):
     np.testing.assert_allclose(ours.out_img[good], theirs.out_img[good], rtol=5e-3)
     # a constant image stays constant
     flat = Drizzle(kernel=kernel, out_shape=(100, 100))
-    flat.add_image(np.full((30, 30), 4.0, np.float32), exptime=1.0, pixmap=pm,
-                   pixel_scale_ratio=0.8)
+    flat.add_image(
+        np.full((30, 30), 4.0, np.float32), exptime=1.0, pixmap=pm, pixel_scale_ratio=0.8
+    )
     good = flat.out_wht > 0.5
     np.testing.assert_allclose(flat.out_img[good], 4.0, rtol=1e-5)
 
@@ -246,5 +262,6 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="data2 and dq are not supported"):
         d.add_image(data, exptime=1.0, pixmap=pm, data2=data)
     with pytest.raises(ValueError, match="Inconsistent values of supplied 'out_wht'"):
-        Drizzle(out_wht=np.ones((5, 5), np.float32), out_ctx=np.zeros((5, 5), np.int32),
-                exptime=1.0)
+        Drizzle(
+            out_wht=np.ones((5, 5), np.float32), out_ctx=np.zeros((5, 5), np.int32), exptime=1.0
+        )

@@ -43,15 +43,29 @@ def drizzle_tiled(data, weight, pixmap, out_shape, ys, xs, **kw):
             tn = np.zeros((b - a, e - c))
             td = np.zeros((b - a, e - c))
             tc = np.zeros((2, b - a, e - c), np.int32)
-            box = input_bbox(pixmap, (a, b, c, e), kernel=kw["kernel"], pixfrac=kw["pixfrac"],
-                             pixel_scale_ratio=kw["pixel_scale_ratio"])
+            box = input_bbox(
+                pixmap,
+                (a, b, c, e),
+                kernel=kw["kernel"],
+                pixfrac=kw["pixfrac"],
+                pixel_scale_ratio=kw["pixel_scale_ratio"],
+            )
             if box is not None:
                 j0, j1, i0, i1 = box
                 a0, a1 = max(j0 - 1, 0), min(j1 + 1, ny)
                 b0, b1 = max(i0 - 1, 0), min(i1 + 1, nx)
-                add_to_tile(data[a0:a1, b0:b1], weight[a0:a1, b0:b1], pixmap[a0:a1, b0:b1],
-                            tn, td, tc, origin=(a, c),
-                            in_box=(j0 - a0, j1 - a0, i0 - b0, i1 - b0), **kw)
+                add_to_tile(
+                    data[a0:a1, b0:b1],
+                    weight[a0:a1, b0:b1],
+                    pixmap[a0:a1, b0:b1],
+                    tn,
+                    td,
+                    tc,
+                    origin=(a, c),
+                    in_origin=(a0, b0),
+                    in_box=(j0 - a0, j1 - a0, i0 - b0, i1 - b0),
+                    **kw,
+                )
                 ntiles += 1
             num[a:b, c:e] = tn
             den[a:b, c:e] = td
@@ -76,8 +90,13 @@ def tilings(out_shape):
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_any_tiling_equals_whole_frame(kernel):
     data, weight, pixmap, out_shape, pscale = chip_case(1)
-    kw = dict(kernel=kernel, pixfrac=1.0 if kernel.startswith("lanczos") else 0.8,
-              pixel_scale_ratio=pscale, iscale=1.3, ctx_id=37)
+    kw = dict(
+        kernel=kernel,
+        pixfrac=1.0 if kernel.startswith("lanczos") else 0.8,
+        pixel_scale_ratio=pscale,
+        iscale=1.3,
+        ctx_id=37,
+    )
     num = np.zeros(out_shape)
     den = np.zeros(out_shape)
     ctx = np.zeros((2,) + out_shape, np.int32)
@@ -110,9 +129,19 @@ def test_input_bbox_is_conservative_and_tight(kernel):
         for i in range(data.shape[1]):
             num = np.zeros((y1 - y0, x1 - x0))
             den = np.zeros_like(num)
-            add_to_tile(data, weight, pixmap, num, den, None, origin=(y0, x0),
-                        in_box=(j, j + 1, i, i + 1), kernel=kernel, pixfrac=pf,
-                        pixel_scale_ratio=pscale)
+            add_to_tile(
+                data,
+                weight,
+                pixmap,
+                num,
+                den,
+                None,
+                origin=(y0, x0),
+                in_box=(j, j + 1, i, i + 1),
+                kernel=kernel,
+                pixfrac=pf,
+                pixel_scale_ratio=pscale,
+            )
             touching[j, i] = np.any(den != 0)
     tj, ti = np.nonzero(touching)
     assert tj.min() >= j0 and tj.max() < j1 and ti.min() >= i0 and ti.max() < i1
@@ -149,8 +178,16 @@ def test_add_to_tile_rejects_bad_input():
     with pytest.raises(ValueError, match="unknown drizzle kernel"):
         add_to_tile(data, weight, pixmap, num, den, None, origin=(0, 0), kernel="box")
     with pytest.raises(ValueError, match="needs plane 1"):
-        add_to_tile(data, weight, pixmap, num, den, np.zeros((1, 10, 10), np.int32),
-                    origin=(0, 0), ctx_id=40)
+        add_to_tile(
+            data,
+            weight,
+            pixmap,
+            num,
+            den,
+            np.zeros((1, 10, 10), np.int32),
+            origin=(0, 0),
+            ctx_id=40,
+        )
     with pytest.raises(ValueError, match="in_box"):
         add_to_tile(data, weight, pixmap, num, den, None, origin=(0, 0), in_box=(0, 99, 0, 5))
     with pytest.raises(ValueError, match="weight shape"):
