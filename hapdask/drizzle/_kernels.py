@@ -655,21 +655,32 @@ def footprint_bbox(pixmap, wy0, wy1, wx0, wx1, kind, radius):
 
 
 @njit(nogil=True, cache=True)
-def footprint_extent(pixmap, j0, j1, i0, i1, kind, radius):
-    """Output-frame extent ``(ymin, ymax, xmin, xmax)`` of the footprints of ``[j0:j1, i0:i1]``.
+def footprint_extent(pixmap, j0, j1, i0, i1, kind, radius, oh, ow):
+    """Extent of the footprints of ``[j0:j1, i0:i1]`` that touch an ``(oh, ow)`` output.
 
-    Same footprint bound as :func:`footprint_bbox`. Returns NaNs if no pixel is valid.
+    Same footprint bound as :func:`footprint_bbox`. Returns ``(ymin, ymax, xmin, xmax, nmiss,
+    nskip)``: the output-frame extent (NaNs if no footprint touches the output), the number of
+    pixels that are NaN or whose footprint misses the output, and the number of rows with no
+    footprint on it.
     """
     ny, nx = pixmap.shape[0], pixmap.shape[1]
     xmn = np.inf
     xmx = -np.inf
     ymn = np.inf
     ymx = -np.inf
+    nmiss = 0
+    nskip = 0
+    lo_x = -0.5
+    lo_y = -0.5
+    hi_x = ow - 0.5
+    hi_y = oh - 0.5
     for j in range(j0, j1):
+        row_hit = False
         for i in range(i0, i1):
             x = pixmap[j, i, 0]
             y = pixmap[j, i, 1]
             if not (math.isfinite(x) and math.isfinite(y)):
+                nmiss += 1
                 continue
             if kind == 0:
                 rx = 0.0
@@ -687,13 +698,19 @@ def footprint_extent(pixmap, j0, j1, i0, i1, kind, radius):
             else:
                 rx = radius
                 ry = radius
+            if x + rx <= lo_x or x - rx >= hi_x or y + ry <= lo_y or y - ry >= hi_y:
+                nmiss += 1
+                continue
+            row_hit = True
             xmn = min(xmn, x - rx)
             xmx = max(xmx, x + rx)
             ymn = min(ymn, y - ry)
             ymx = max(ymx, y + ry)
+        if not row_hit:
+            nskip += 1
     if xmn > xmx:
-        return np.nan, np.nan, np.nan, np.nan
-    return ymn, ymx, xmn, xmx
+        return np.nan, np.nan, np.nan, np.nan, nmiss, nskip
+    return ymn, ymx, xmn, xmx, nmiss, nskip
 
 
 @njit(nogil=True, cache=True)

@@ -24,6 +24,9 @@ Deliberate deviations from the C code (drizzle_kernels.md section 8), each cover
   kernels and scales. ``out_img`` changes only at the 1e-3 level (sub-pixel variation of the sum).
 * **Degenerate square footprints** (zero area, e.g. a collapsed pixmap) are skipped instead of
   adding infinite weight.
+* ``pixel_scale_ratio=None`` is estimated as ``1 / sqrt|det J|`` of the pixmap (output pixel size
+  over input pixel size, the documented meaning). The C code uses ``sqrt|det J|``, the inverse,
+  which sizes turbo/gaussian/lanczos kernels wrongly whenever the scales differ.
 * ``out_shape`` inferred from the pixmap (no output shape given at all) is ``(ny, nx)``; the C code
   returns it transposed.
 * :meth:`Drizzle.add_image` returns ``(nmiss, nskip)`` defined as: input pixels of the box with a
@@ -176,6 +179,7 @@ class Drizzle:
             )
         self._texptime = float(exptime)
         self._fillval = _process_fillval(out_img, fillval)
+        self._filled_once = False
 
         shapes = set()
         if out_img is not None:
@@ -412,9 +416,6 @@ class Drizzle:
         if self._out_img.shape != self._out_shape or self._out_wht.shape != self._out_shape:
             raise ValueError("out_img and out_wht do not have the output shape")
         oh, ow = self._out_shape
-        nmiss, nskip = _count_missing(
-            pixmap, y0, y1 + 1, x0, x1 + 1, oh, ow, kernel, pixfrac, pixel_scale_ratio
-        )
         pixmap = np.ascontiguousarray(pixmap)
         kind = 0 if kernel == "square" else 1
         radius = (
@@ -422,17 +423,19 @@ class Drizzle:
             if kind == 0
             else kernel_radius(kernel, pixfrac, pixel_scale_ratio)
         )
-        eymin, eymax, exmin, exmax = K.footprint_extent(
-            pixmap, y0, y1 + 1, x0, x1 + 1, kind, radius
+        eymin, eymax, exmin, exmax, nmiss, nskip = K.footprint_extent(
+            pixmap, y0, y1 + 1, x0, x1 + 1, kind, radius, oh, ow
         )
+        nmiss, nskip = int(nmiss), int(nskip)
         if math.isnan(eymin):
+            self._apply_fill(None)
             return nmiss, nskip
         wy0 = max(int(math.floor(eymin + 0.5)) - 1, 0)
         wy1 = min(int(math.floor(eymax + 0.5)) + 2, oh)
         wx0 = max(int(math.floor(exmin + 0.5)) - 1, 0)
         wx1 = min(int(math.floor(exmax + 0.5)) + 2, ow)
         if wy1 <= wy0 or wx1 <= wx0:
-            self._apply_fill()
+            self._apply_fill(None)
             return nmiss, nskip
         shape = (wy1 - wy0, wx1 - wx0)
         num = np.zeros(shape)
@@ -462,28 +465,22 @@ class Drizzle:
         K.merge_running_mean(out_img, out_wht, num, den, wy0, wx0)
         if ctx is not None:
             self._out_ctx[plane, wy0:wy1, wx0:wx1] |= ctx[0]
-        self._apply_fill()
+        self._apply_fill((slice(wy0, wy1), slice(wx0, wx1)))
         return nmiss, nskip
 
-    def _apply_fill(self) -> None:
+    def _apply_fill(self, window) -> None:
+        """Set ``out_img = fillval`` where ``out_wht == 0`` (C does it over the whole output after
+        every image; only the first call and the window just updated can need it)."""
         if self._fillval.upper() == "INDEF":
             return
         fv = np.float32(float(self._fillval))
-        self._out_img[self._out_wht == 0] = fv
+        if not self._filled_once or window is None:
+            window = (slice(None), slice(None))
+            self._filled_once = True
+        out = self._out_img[window]
+        out[self._out_wht[window] == 0] = fv
 
 
 def _square_factor(pixfrac: float) -> float:
     h = 0.5 * pixfrac
     return max(2.0, 1.1 * (2.0 * h * (1.0 + h) + h * h))
-
-
-def _count_missing(pixmap, j0, j1, i0, i1, oh, ow, kernel, pixfrac, pscale) -> tuple[int, int]:
-    """Pixels of the box with NaN pixmap or centre farther than the kernel reach off the output."""
-    sub = pixmap[j0:j1, i0:i1]
-    reach = 1.0 if kernel == "square" else kernel_radius(kernel, pixfrac, pscale)
-    x = sub[..., 0]
-    y = sub[..., 1]
-    with np.errstate(invalid="ignore"):
-        on = (x > -0.5 - reach) & (x < ow - 0.5 + reach)
-        on &= (y > -0.5 - reach) & (y < oh - 0.5 + reach)
-    return int(on.size - np.count_nonzero(on)), int(np.count_nonzero(~on.any(axis=1)))

@@ -231,7 +231,7 @@ def test_deviation_inferred_shape_not_transposed():
 # --- API behaviour ------------------------------------------------------------------------------
 
 
-def test_pixel_scale_ratio_none_is_estimated():
+def test_deviation_pixel_scale_ratio_none_estimate():
     y, x = np.indices((20, 20), dtype=np.float64)
     pm = np.dstack([2 * x + 5, 2 * y + 5])  # input pixels twice the output: ratio 0.5
     data = np.random.default_rng(1).uniform(size=(20, 20)).astype(np.float32)
@@ -240,6 +240,14 @@ def test_pixel_scale_ratio_none_is_estimated():
     b = Drizzle(kernel="turbo", out_shape=(50, 50))
     b.add_image(data, exptime=1.0, pixmap=pm, pixel_scale_ratio=0.5)
     np.testing.assert_array_equal(a.out_wht, b.out_wht)
+    # the 2x2-output-pixel footprint of each input pixel is covered (turbo box = input pixel)
+    assert np.count_nonzero(a.out_wht) == 41 * 41
+    if C_300:  # deviation: C estimates the inverse ratio (2), shrinking the turbo box 4x
+        c_none = CDrizzle(kernel="turbo", out_shape=(50, 50))
+        c_add(c_none, data, exptime=1.0, pixmap=pm, pixel_scale_ratio=None)
+        c_two = CDrizzle(kernel="turbo", out_shape=(50, 50))
+        c_add(c_two, data, exptime=1.0, pixmap=pm, pixel_scale_ratio=2.0)
+        np.testing.assert_array_equal(c_none.out_wht, c_two.out_wht)
 
 
 def test_bad_arguments_raise_clear_errors():
