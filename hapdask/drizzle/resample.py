@@ -10,29 +10,7 @@ who passes existing ``out_img``/``out_wht`` (from the C package or from us) cont
 as the C code would. Within one image the contributions are summed in float64 and divided once,
 so ``out_img`` may differ from the C result by float32 rounding (~1e-7 relative).
 
-Deliberate deviations from the C code (drizzle_kernels.md section 8), each covered by a test in
-``tests/drizzle/test_drizzle_resample.py``:
-
-* **NaN in the pixmap** only removes the pixel(s) whose own centre is NaN. Square-kernel
-  neighbours, whose corners the C code interpolates through the NaN (leaving a 3x3 hole), get
-  their corners from a local Jacobian of their valid neighbours instead; and a NaN never turns the
-  whole call into a silent no-op (the C scanner's failure mode).
-* **Pixels whose centre maps just off the output** still add the part of their footprint that
-  lands on it (the C scanner drops them), so edge output pixels get their full weight.
-* **lanczos2/lanczos3 weights are normalised** per input pixel to sum to the pixel weight (the C
-  weights sum to about ``1 / pixel_scale_ratio**2``), so ``out_wht`` is comparable between
-  kernels and scales. ``out_img`` changes only at the 1e-3 level (sub-pixel variation of the sum).
-* **Degenerate square footprints** (zero area, e.g. a collapsed pixmap) are skipped instead of
-  adding infinite weight.
-* ``pixel_scale_ratio=None`` is estimated as ``1 / sqrt|det J|`` of the pixmap (output pixel size
-  over input pixel size, the documented meaning). The C code uses ``sqrt|det J|``, the inverse,
-  which sizes turbo/gaussian/lanczos kernels wrongly whenever the scales differ.
-* ``out_shape`` inferred from the pixmap (no output shape given at all) is ``(ny, nx)``; the C code
-  returns it transposed.
-* :meth:`Drizzle.add_image` returns ``(nmiss, nskip)`` defined as: input pixels of the box with a
-  NaN pixmap or whose footprint misses the output entirely, and rows of the box with no pixel on
-  the output (the C counts are unreliable, even negative).
-* ``data2``/``dq`` (variance and DQ propagation) are not implemented and raise ``ValueError``.
+The deliberate deviations from the C code are listed in the :class:`Drizzle` docstring.
 """
 
 from __future__ import annotations
@@ -130,7 +108,30 @@ class Drizzle:
 
     Notes
     -----
-    See the module docstring for the documented deviations from the C code.
+    Deliberate deviations from the C code (drizzle_kernels.md section 8), each covered by a test in
+    ``tests/drizzle/test_drizzle_resample.py``:
+
+    * **NaN in the pixmap** only removes the pixel(s) whose own centre is NaN. Square-kernel
+      neighbours, whose corners the C code interpolates through the NaN (leaving a 3x3 hole), get
+      their corners from a local Jacobian of their valid neighbours instead; and a NaN never turns
+      the whole call into a silent no-op (the C scanner's failure mode).
+    * **Pixels whose centre maps just off the output** still add the part of their footprint that
+      lands on it (the C scanner drops them), so edge output pixels get their full weight.
+    * **lanczos2/lanczos3 weights are normalised** per input pixel to sum to the pixel weight (the
+      C weights sum to about ``1 / pixel_scale_ratio**2``), so ``out_wht`` is comparable between
+      kernels and scales. ``out_img`` changes only at the 1e-3 level (sub-pixel variation of the
+      sum).
+    * **Degenerate square footprints** (zero area, e.g. a collapsed pixmap) are skipped instead of
+      adding infinite weight.
+    * ``pixel_scale_ratio=None`` is estimated as ``1 / sqrt|det J|`` of the pixmap (output pixel
+      size over input pixel size, the documented meaning). The C code uses ``sqrt|det J|``, the
+      inverse, which sizes turbo/gaussian/lanczos kernels wrongly whenever the scales differ.
+    * ``out_shape`` inferred from the pixmap (no output shape given at all) is ``(ny, nx)``; the C
+      code returns it transposed.
+    * :meth:`Drizzle.add_image` returns ``(nmiss, nskip)`` defined as: input pixels of the box with
+      a NaN pixmap or whose footprint misses the output entirely, and rows of the box with no pixel
+      on the output (the C counts are unreliable, even negative).
+    * ``data2``/``dq`` (variance and DQ propagation) are not implemented and raise ``ValueError``.
     """
 
     def __init__(
