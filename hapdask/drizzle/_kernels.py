@@ -594,11 +594,36 @@ def drizzle_lanczos(
 
 
 @njit(nogil=True, cache=True)
-def footprint_bbox(pixmap, wy0, wy1, wx0, wx1, kind, radius):
-    """Bounding box of input pixels whose kernel footprint can touch output window.
+def _pixel_reach(pixmap, j, i, kind, radius):
+    """Half-sizes ``(rx, ry)`` in output pixels bounding the footprint of input pixel (i, j).
 
-    ``kind`` 0: square, footprint half-size ``radius`` times the largest pixmap step to the 8
-    neighbours; 1: fixed ``radius`` in output pixels.
+    ``kind`` 0 (square): ``radius`` times the largest step of the pixmap to the 8 neighbours
+    (bilinear corners, extrapolated at the edges or affine next to NaNs, stay inside it);
+    1: the fixed kernel ``radius``.
+    """
+    if kind != 0:
+        return radius, radius
+    ny, nx = pixmap.shape[0], pixmap.shape[1]
+    x = pixmap[j, i, 0]
+    y = pixmap[j, i, 1]
+    rx = 0.0
+    ry = 0.0
+    for jn in range(max(j - 1, 0), min(j + 2, ny)):
+        for iN in range(max(i - 1, 0), min(i + 2, nx)):
+            ex = abs(pixmap[jn, iN, 0] - x)
+            ey = abs(pixmap[jn, iN, 1] - y)
+            if ex > rx:
+                rx = ex
+            if ey > ry:
+                ry = ey
+    return radius * rx, radius * ry
+
+
+@njit(nogil=True, cache=True)
+def footprint_bbox(pixmap, sj0, sj1, si0, si1, wy0, wy1, wx0, wx1, kind, radius):
+    """Bounding box of the input pixels of ``[sj0:sj1, si0:si1]`` whose footprint can touch the
+    output window ``[wy0:wy1, wx0:wx1]`` (footprints as in :func:`_pixel_reach`).
+
     Returns ``(j0, j1, i0, i1)`` half-open, or ``j1 == 0`` when nothing touches the window.
     """
     ny, nx = pixmap.shape[0], pixmap.shape[1]
@@ -611,34 +636,15 @@ def footprint_bbox(pixmap, wy0, wy1, wx0, wx1, kind, radius):
     bj1 = 0
     bi0 = nx
     bi1 = 0
-    for j in range(ny):
-        for i in range(nx):
+    for j in range(sj0, sj1):
+        for i in range(si0, si1):
             x = pixmap[j, i, 0]
             y = pixmap[j, i, 1]
             if not (math.isfinite(x) and math.isfinite(y)):
                 continue
-            if kind == 0:
-                rx = 0.0
-                ry = 0.0
-                for dj in range(-1, 2):
-                    jn = j + dj
-                    if jn < 0 or jn >= ny:
-                        continue
-                    for di in range(-1, 2):
-                        iN = i + di
-                        if iN < 0 or iN >= nx:
-                            continue
-                        ex = abs(pixmap[jn, iN, 0] - x)
-                        ey = abs(pixmap[jn, iN, 1] - y)
-                        if ex > rx:
-                            rx = ex
-                        if ey > ry:
-                            ry = ey
-                rx = radius * rx + eps
-                ry = radius * ry + eps
-            else:
-                rx = radius + eps
-                ry = radius + eps
+            rx, ry = _pixel_reach(pixmap, j, i, kind, radius)
+            rx += eps
+            ry += eps
             if x + rx <= lox or x - rx >= hix or y + ry <= loy or y - ry >= hiy:
                 continue
             if j < bj0:
@@ -655,6 +661,35 @@ def footprint_bbox(pixmap, wy0, wy1, wx0, wx1, kind, radius):
 
 
 @njit(nogil=True, cache=True)
+def block_extents(pixmap, block, kind, radius):
+    """Footprint extent ``(xmin, xmax, ymin, ymax)`` (output frame, eps-padded) of every
+    ``block x block`` group of input pixels; ``+inf/-inf`` for blocks without a valid pixel."""
+    ny, nx = pixmap.shape[0], pixmap.shape[1]
+    nby = (ny + block - 1) // block
+    nbx = (nx + block - 1) // block
+    ext = np.empty((nby, nbx, 4))
+    ext[:, :, 0] = np.inf
+    ext[:, :, 1] = -np.inf
+    ext[:, :, 2] = np.inf
+    ext[:, :, 3] = -np.inf
+    eps = 1e-6
+    for j in range(ny):
+        bj = j // block
+        for i in range(nx):
+            x = pixmap[j, i, 0]
+            y = pixmap[j, i, 1]
+            if not (math.isfinite(x) and math.isfinite(y)):
+                continue
+            rx, ry = _pixel_reach(pixmap, j, i, kind, radius)
+            bi = i // block
+            ext[bj, bi, 0] = min(ext[bj, bi, 0], x - rx - eps)
+            ext[bj, bi, 1] = max(ext[bj, bi, 1], x + rx + eps)
+            ext[bj, bi, 2] = min(ext[bj, bi, 2], y - ry - eps)
+            ext[bj, bi, 3] = max(ext[bj, bi, 3], y + ry + eps)
+    return ext
+
+
+@njit(nogil=True, cache=True)
 def footprint_extent(pixmap, j0, j1, i0, i1, kind, radius, oh, ow):
     """Extent of the footprints of ``[j0:j1, i0:i1]`` that touch an ``(oh, ow)`` output.
 
@@ -663,7 +698,6 @@ def footprint_extent(pixmap, j0, j1, i0, i1, kind, radius, oh, ow):
     pixels that are NaN or whose footprint misses the output, and the number of rows with no
     footprint on it.
     """
-    ny, nx = pixmap.shape[0], pixmap.shape[1]
     xmn = np.inf
     xmx = -np.inf
     ymn = np.inf
@@ -682,22 +716,7 @@ def footprint_extent(pixmap, j0, j1, i0, i1, kind, radius, oh, ow):
             if not (math.isfinite(x) and math.isfinite(y)):
                 nmiss += 1
                 continue
-            if kind == 0:
-                rx = 0.0
-                ry = 0.0
-                for jn in range(max(j - 1, 0), min(j + 2, ny)):
-                    for iN in range(max(i - 1, 0), min(i + 2, nx)):
-                        ex = abs(pixmap[jn, iN, 0] - x)
-                        ey = abs(pixmap[jn, iN, 1] - y)
-                        if ex > rx:
-                            rx = ex
-                        if ey > ry:
-                            ry = ey
-                rx *= radius
-                ry *= radius
-            else:
-                rx = radius
-                ry = radius
+            rx, ry = _pixel_reach(pixmap, j, i, kind, radius)
             if x + rx <= lo_x or x - rx >= hi_x or y + ry <= lo_y or y - ry >= hi_y:
                 nmiss += 1
                 continue

@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 
 from hapdask.drizzle import _kernels as K
-from hapdask.drizzle.tile import KERNELS, _check_kernel_args, add_to_tile, kernel_radius
+from hapdask.drizzle.tile import KERNELS, _check_kernel_args, _reach_params, add_to_tile
 
 CTX_PLANE_BITS = 32
 _DEPRECATED = object()
@@ -418,12 +418,7 @@ class Drizzle:
             raise ValueError("out_img and out_wht do not have the output shape")
         oh, ow = self._out_shape
         pixmap = np.ascontiguousarray(pixmap)
-        kind = 0 if kernel == "square" else 1
-        radius = (
-            _square_factor(pixfrac)
-            if kind == 0
-            else kernel_radius(kernel, pixfrac, pixel_scale_ratio)
-        )
+        kind, radius = _reach_params(kernel, pixfrac, pixel_scale_ratio)
         eymin, eymax, exmin, exmax, nmiss, nskip = K.footprint_extent(
             pixmap, y0, y1 + 1, x0, x1 + 1, kind, radius, oh, ow
         )
@@ -480,8 +475,3 @@ class Drizzle:
             self._filled_once = True
         out = self._out_img[window]
         out[self._out_wht[window] == 0] = fv
-
-
-def _square_factor(pixfrac: float) -> float:
-    h = 0.5 * pixfrac
-    return max(2.0, 1.1 * (2.0 * h * (1.0 + h) + h * h))

@@ -274,14 +274,76 @@ def input_bbox(
     y0, y1, x0, x1 = (int(v) for v in window)
     if y1 <= y0 or x1 <= x0:
         return None
-    kind = 0 if kernel == "square" else 1
-    radius = kernel_radius(kernel, pixfrac, pixel_scale_ratio)
-    if kind == 0:
-        # corner offsets from the centre, in units of the largest neighbour step (worst case:
-        # extrapolated corners at the array edge)
-        h = 0.5 * pixfrac
-        radius = max(2.0, 1.1 * (2.0 * h * (1.0 + h) + h * h))
-    j0, j1, i0, i1 = K.footprint_bbox(pixmap, y0, y1, x0, x1, kind, radius)
+    kind, radius = _reach_params(kernel, pixfrac, pixel_scale_ratio)
+    ny, nx = pixmap.shape[:2]
+    j0, j1, i0, i1 = K.footprint_bbox(pixmap, 0, ny, 0, nx, y0, y1, x0, x1, kind, radius)
     if j1 == 0:
         return None
     return int(j0), int(j1), int(i0), int(i1)
+
+
+def _reach_params(kernel: str, pixfrac: float, pixel_scale_ratio: float) -> tuple[int, float]:
+    """(kind, radius) of the footprint bound used by the numba helpers."""
+    if kernel == "square":
+        # corner offsets from the centre, in units of the largest neighbour step (worst case:
+        # extrapolated corners at the array edge)
+        h = 0.5 * pixfrac
+        return 0, max(2.0, 1.1 * (2.0 * h * (1.0 + h) + h * h))
+    return 1, kernel_radius(kernel, pixfrac, pixel_scale_ratio)
+
+
+class FootprintIndex:
+    """Answer many :func:`input_bbox` queries on one pixmap quickly.
+
+    One pass over the pixmap records the footprint extent of every ``block x block`` group of
+    input pixels; a query then scans only the blocks that can reach the window. ``bbox(window)``
+    returns exactly what ``input_bbox(pixmap, window, ...)`` returns.
+
+    Parameters
+    ----------
+    pixmap : (ny, nx, 2) float64 array
+        0-based output-frame ``(x, y)`` of every input pixel centre.
+    kernel, pixfrac, pixel_scale_ratio
+        The drizzle parameters that will be used.
+    block : int
+        Block size in input pixels.
+    """
+
+    def __init__(
+        self,
+        pixmap: np.ndarray,
+        *,
+        kernel: str = "square",
+        pixfrac: float = 1.0,
+        pixel_scale_ratio: float = 1.0,
+        block: int = 64,
+    ) -> None:
+        _check_kernel_args(kernel, pixfrac, pixel_scale_ratio)
+        self.pixmap = np.ascontiguousarray(pixmap, dtype=np.float64)
+        if self.pixmap.ndim != 3 or self.pixmap.shape[2] != 2:
+            raise ValueError(f"pixmap must have shape (ny, nx, 2), got {self.pixmap.shape}")
+        self.block = int(block)
+        self.kind, self.radius = _reach_params(kernel, pixfrac, pixel_scale_ratio)
+        self.extents = K.block_extents(self.pixmap, self.block, self.kind, self.radius)
+
+    def bbox(self, window: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+        """Same as :func:`input_bbox` for output window ``(y0, y1, x0, x1)`` (half-open)."""
+        y0, y1, x0, x1 = (int(v) for v in window)
+        if y1 <= y0 or x1 <= x0:
+            return None
+        e = self.extents
+        hit = (e[..., 1] > x0 - 0.5) & (e[..., 0] < x1 - 0.5)
+        hit &= (e[..., 3] > y0 - 0.5) & (e[..., 2] < y1 - 0.5)
+        bj, bi = np.nonzero(hit)
+        if bj.size == 0:
+            return None
+        ny, nx = self.pixmap.shape[:2]
+        b = self.block
+        sj0, sj1 = int(bj.min()) * b, min((int(bj.max()) + 1) * b, ny)
+        si0, si1 = int(bi.min()) * b, min((int(bi.max()) + 1) * b, nx)
+        j0, j1, i0, i1 = K.footprint_bbox(
+            self.pixmap, sj0, sj1, si0, si1, y0, y1, x0, x1, self.kind, self.radius
+        )
+        if j1 == 0:
+            return None
+        return int(j0), int(j1), int(i0), int(i1)

@@ -213,3 +213,17 @@ def test_tiling_without_in_origin_agrees_to_float32_rounding():
     np.testing.assert_allclose(twht, wht, rtol=2e-7, atol=1e-12)
     good = wht > 0.01
     np.testing.assert_allclose(tsci[good], sci[good], rtol=2e-7)
+
+
+@pytest.mark.parametrize("kernel", ["square", "lanczos3"])
+def test_footprint_index_equals_input_bbox(kernel):
+    from hapdask.drizzle.tile import FootprintIndex
+
+    data, weight, pixmap, out_shape, pscale = chip_case(6, ny=90, nx=130)
+    kw = dict(kernel=kernel, pixfrac=1.0, pixel_scale_ratio=pscale)
+    index = FootprintIndex(pixmap, block=16, **kw)
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        y0, x0 = rng.integers(-20, out_shape[0]), rng.integers(-20, out_shape[1])
+        window = (y0, y0 + rng.integers(1, 40), x0, x0 + rng.integers(1, 40))
+        assert index.bbox(window) == input_bbox(pixmap, window, **kw)
