@@ -204,9 +204,10 @@ def drizzle_square(
     The shrunk pixel has corners ``(i -+ h, j -+ h)``, ``h = pixfrac / 2``, mapped to the output by
     bilinear interpolation of the pixmap (linear extrapolation at the array edges). Each output
     pixel receives ``dow = w * overlap / area(quad)``, so an input pixel adds exactly ``w`` of
-    weight when its footprint is entirely on the output. The overlap with every output pixel
-    column is computed edge by edge from Green's theorem (area under each edge clamped to the
-    pixel's row), visiting only the rows the quad really occupies in that column.
+    weight when its footprint is entirely on the output. The overlaps with all the output pixels
+    of the quad's bounding box come from one pass over its 4 edges split into per-column segments
+    (Green's theorem: signed area under each segment clamped to each pixel row); only the rows
+    the quad really occupies in each column are kept, so pixels it does not touch get exactly 0.
     """
     ny, nx = data.shape
     th, tw = num.shape
@@ -219,8 +220,6 @@ def drizzle_square(
     # scratch for the per-pixel overlap computation (grown on demand)
     maxc = 8
     buf = np.zeros((maxc, maxc))
-    seg = np.empty((4 * maxc + 8, 5))
-    segc = np.empty(4 * maxc + 8, np.int64)
     colbase = np.empty(maxc, np.int64)
     coltop = np.empty(maxc, np.int64)
     ns = _nstrips(i0, i1, sx)
@@ -270,15 +269,18 @@ def drizzle_square(
                 if ncol > maxc or nrow > maxc:
                     maxc = max(ncol, nrow) + 2
                     buf = np.zeros((maxc, maxc))
-                    seg = np.empty((4 * maxc + 8, 5))
-                    segc = np.empty(4 * maxc + 8, np.int64)
                     colbase = np.empty(maxc, np.int64)
                     coltop = np.empty(maxc, np.int64)
                 for c in range(ncol):
                     colbase[c] = nrow
                     coltop[c] = -1
-                # pass 1: split the 4 directed edges into per-column segments
-                nseg = 0
+                    for r in range(nrow):
+                        buf[c, r] = 0.0
+                # one pass: split the 4 directed edges into per-column segments and add the
+                # area under each segment, clamped to every row from the bottom of the bbox up to
+                # the segment's top. Rows below the lowest point of the quad in a column
+                # (colbase) get full widths that cancel mathematically; they are ignored below,
+                # so that their rounding residue never becomes a spurious contribution.
                 for k in range(4):
                     xa = qx[k]
                     ya = qy[k]
@@ -309,32 +311,17 @@ def drizzle_square(
                         if u1 <= u0:
                             continue
                         c = gc - c0
-                        seg[nseg, 0] = u1 - u0
-                        seg[nseg, 1] = ya_
-                        seg[nseg, 2] = yb_
-                        seg[nseg, 3] = sgn
-                        segc[nseg] = c
-                        nseg += 1
-                        rlo = _cell(min(ya_, yb_)) - r0
+                        width = u1 - u0
+                        ylo = min(ya_, yb_)
+                        rlo = _cell(ylo) - r0
                         rhi = _cell(max(ya_, yb_)) - r0
                         if rlo < colbase[c]:
                             colbase[c] = rlo
                         if rhi > coltop[c]:
                             coltop[c] = rhi
-                # pass 2: clamp-integrate every segment over the rows its column occupies
-                for c in range(ncol):
-                    for r in range(colbase[c], coltop[c] + 1):
-                        buf[c, r] = 0.0
-                for s in range(nseg):
-                    c = segc[s]
-                    width = seg[s, 0]
-                    ya_ = seg[s, 1]
-                    yb_ = seg[s, 2]
-                    sgn = seg[s, 3]
-                    rtop = _cell(max(ya_, yb_)) - r0
-                    for r in range(colbase[c], rtop + 1):
-                        yb0 = (r + r0) - 0.5
-                        buf[c, r] += sgn * _clamped_integral(ya_ - yb0, yb_ - yb0, width)
+                        for r in range(rhi + 1):
+                            yb0 = (r + r0) - 0.5
+                            buf[c, r] += sgn * _clamped_integral(ya_ - yb0, yb_ - yb0, width)
                 # scatter: overlap_signed = -buf (Green), dow = w * overlap / jaco
                 d = data[j, i] * iscale
                 fac = -w / jaco
