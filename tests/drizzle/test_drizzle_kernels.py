@@ -271,11 +271,8 @@ def test_lanczos_equals_brute_force_mean(order):
         assert num[jj[k], ii[k]] == pytest.approx(np.sum(d * dow), rel=1e-9, abs=1e-9)
 
 
-def test_python_thread_runs_while_kernel_works():
+def test_python_thread_runs_while_kernel_works(assert_releases_gil):
     """While a kernel runs, another Python thread keeps running (the GIL is released)."""
-    import threading
-    import time
-
     ny, nx = 700, 900
     y, x = np.indices((ny, nx), dtype=np.float64)
     pixmap = np.dstack([0.9 * x + 0.3 * y + 5, -0.3 * x + 0.9 * y + 280])
@@ -284,23 +281,4 @@ def test_python_thread_runs_while_kernel_works():
     num = np.zeros(shape)
     den = np.zeros(shape)
     add_to_tile(data[:4, :4], None, pixmap[:4, :4], num, den, None, origin=(0, 0))  # compile
-    ticks = []
-    running = threading.Event()
-    stop = threading.Event()
-
-    def counter():
-        running.set()
-        while not stop.is_set():
-            ticks.append(time.perf_counter())
-
-    t = threading.Thread(target=counter)
-    t.start()
-    running.wait()
-    t0 = time.perf_counter()
-    add_to_tile(data, None, pixmap, num, den, None, origin=(0, 0))
-    t1 = time.perf_counter()
-    stop.set()
-    t.join()
-    # with the GIL held the counter would stall for the whole call
-    during = np.array([t0] + [v for v in ticks if t0 < v < t1] + [t1])
-    assert np.diff(during).max() < 0.5 * (t1 - t0), f"call took {t1 - t0:.3f} s"
+    assert_releases_gil(lambda: add_to_tile(data, None, pixmap, num, den, None, origin=(0, 0)))
