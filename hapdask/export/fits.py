@@ -114,7 +114,7 @@ def create_fits(
     wht: fits.Header | None = None,
     ctx: fits.Header | None = None,
     nplanes: int = 0,
-    hdrtab: fits.BinTableHDU | None = None,
+    hdrtab: bytes | fits.BinTableHDU | None = None,
 ) -> FitsLayout:
     """Create the temporary file of a layer: all headers written, data areas preallocated.
 
@@ -132,8 +132,9 @@ def create_fits(
     nplanes : int
         Number of 32-bit CTX planes; 0 writes no CTX extension. One plane is written as a
         2-D image (as AstroDrizzle does), more as a 3-D cube (plane, y, x).
-    hdrtab : BinTableHDU, optional
-        The HDRTAB table (small; written whole).
+    hdrtab : bytes or BinTableHDU, optional
+        The HDRTAB extension (small; written whole): complete extension bytes (see
+        :func:`hapdask.export.headers.hdrtab`) or a table HDU.
 
     Returns
     -------
@@ -169,8 +170,9 @@ def create_fits(
         ctx_offset = offset + len(cbytes)
         offset = ctx_offset + _padded(nplanes * ny * nx * 4)
     tbytes = b""
-    if hdrtab is not None:
-        hdrtab = hdrtab.copy()
+    if isinstance(hdrtab, bytes):
+        tbytes = hdrtab
+    elif hdrtab is not None:
         hdrtab.header["EXTNAME"] = "HDRTAB"
         buf = io.BytesIO()
         dummy = fits.PrimaryHDU()

@@ -26,7 +26,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from hapdask.mvm.plan import ChipRef, LayerPlan, MvmPlan, header_wcs
+from hapdask.mvm.plan import ChipRef, LayerPlan, MvmPlan, header_wcs, thread_header_wcs
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel, SkyMethod
 
 __all__ = ["TileJob", "build_graph", "drizzle_tile", "layers", "radec", "rasterize_polygon",
@@ -92,14 +92,14 @@ def drizzle_tile(job: TileJob, skies: list[SkyLevel]) -> dict[str, np.ndarray]:
         if not sky.ok:
             continue
         if out_wcs is None:
-            out_wcs = header_wcs(job.header)
+            out_wcs = thread_header_wcs(job.header)
         ny, nx = chip.shape
         b0, b1, a0, a1 = box
         region = (max(b0 - 1, 0), min(b1 + 1, ny), max(a0 - 1, 0), min(a1 + 1, nx))
         if region[1] - region[0] < 2 or region[3] - region[2] < 2:
             continue
         data, weight = _prepare(chip, sky, region)
-        pixmap = calc_pixmap(chip.wcs(), out_wcs, chip.shape, region=region)
+        pixmap = calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region)
         in_box = (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
         add_to_tile(data, weight, pixmap, num, den, ctx, origin=(y0, x0), in_box=in_box,
                     kernel="square", pixfrac=1.0, iscale=float(iscale), ctx_id=int(cid))

@@ -324,33 +324,15 @@ def _demo_inputs(skycell: str, log) -> tuple[object, dict, list[str]]:
     t0 = time.perf_counter()
     demo = demo_dataset(skycell)
     notes = [f"no --input given: using the built-in simulated demo data for {skycell} "
-             f"({_demo_location(demo)}; {time.perf_counter() - t0:.1f} s)",
+             f"({demo.outdir}; {time.perf_counter() - t0:.1f} s)",
              "applying the simulator's true WCS as the WCS updates (standing in for SVM "
              "alignment)"]
     for n in notes:
         log(n)
-    return _demo_poller(demo), _true_wcs_updates(read_true_wcs, demo), notes
+    return str(demo.mvm_poller), _true_wcs_updates(read_true_wcs(demo.true_wcs)), notes
 
 
-def _demo_location(demo) -> str:
-    for attr in ("outdir", "path", "root", "directory"):
-        if hasattr(demo, attr):
-            return str(getattr(demo, attr))
-    return "cached"
-
-
-def _demo_poller(demo):
-    for attr in ("mvm_poller", "poller_mvm", "poller"):
-        if getattr(demo, attr, None):
-            return str(getattr(demo, attr))
-    files = getattr(demo, "files", None)
-    if files:
-        return [str(f) for f in files]
-    return _demo_location(demo)
-
-
-def _true_wcs_updates(read_true_wcs, demo) -> dict:
-    truth = read_true_wcs(demo)
+def _true_wcs_updates(truth: Mapping) -> dict:
     out = {}
     for key, w in dict(truth).items():
         out[(str(key[0]).lower(), int(key[1]))] = w
