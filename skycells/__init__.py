@@ -1,1 +1,31 @@
-"""The HAP sky grid: ProjectionCells and SkyCells (numpy + astropy only)."""
+"""The HAP sky grid: ProjectionCells and SkyCells (numpy + astropy only).
+
+Public API
+----------
+ProjectionCell, SkyCell
+    WCS of the 2644 projection cells and of their 21 x 21 SkyCells (bit-exact with DrizzlePac).
+cells_for_footprint
+    Names of the SkyCells an exposure overlaps (exact geometry).
+bounded_wcs
+    Smallest sub-array WCS of a SkyCell holding a set of footprints.
+layer_filename, normalize_filter, has_coarse_layer
+    MVM product naming rules.
+"""
+
+from skycells.cells import SCALES, ProjectionCell, SkyCell, parse_scale
+from skycells.footprint import bounded_wcs, cells_for_footprint, footprint_polygons, wcs_outline
+from skycells.names import has_coarse_layer, layer_filename, normalize_filter
+
+__all__ = [
+    "SCALES",
+    "ProjectionCell",
+    "SkyCell",
+    "bounded_wcs",
+    "cells_for_footprint",
+    "footprint_polygons",
+    "has_coarse_layer",
+    "layer_filename",
+    "normalize_filter",
+    "parse_scale",
+    "wcs_outline",
+]
