@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,3 +229,6 @@ def mark_store_complete(store: str | os.PathLike, attrs: dict[str, object]) -> N
     meta = json.loads(json.dumps(attrs, default=str))
     meta["complete"] = True
     root.attrs.update(meta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # consolidated metadata is not in the v3 spec yet
+        zarr.consolidate_metadata(str(store))
