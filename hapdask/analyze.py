@@ -1,0 +1,554 @@
+"""The SVM/MVM analyze rules: which exposures the pipeline uses (inventory section 1.5).
+
+The rules are those of drizzlepac ``haputils/analyze.py`` (``analyze_data`` and
+``analyze_wrapper``), evaluated per exposure from its primary header:
+
+1. a first-match-wins chain (rule ids as in the inventory):
+
+   ==  ========================================================================  ==========
+   id  condition                                                                 effect
+   ==  ========================================================================  ==========
+   1   OBSTYPE != IMAGING (WFPC2: IMAGETYP != EXT)                               reject
+   2   DRIZCORR in {OMIT, SKIPPED}                                               reject
+   3   MTFLAG = T (moving target)                                                reject
+   4   SCAN_TYP in {C, D} (WFC3 spatial scan)                                    reject
+   5   TARGNAME contains DARK, TUNG, BIAS, FLAT, DEUT or EARTH-CAL (not WFPC2)   reject
+   6   WFPC2: TARGNAME contains INTFLAT, UVFLAT, VISFLAT, KSPOTS, DARK, BIAS or  reject
+       EARTH-CALIB and IMAGETYP != EXT
+   7   EXPTIME == 0 (absolute tolerance 1e-5 s)                                  reject
+   8   FGSLOCK contains GY or COARSE (FINE/GYRO, GYROS, COARSE)                  warn, keep
+   9   CHINJECT != NONE (WFC3/UVIS)                                              reject
+   ==  ========================================================================  ==========
+
+2. a filter pass over the filter tokens (WFC3: FILTER; ACS: the non-blank FILTER1, FILTER2;
+   WFPC2 and others: none), token by token:
+
+   * F1, grism/prism (token starts with ``G`` or ``PR``): in SVM with EXPTIME > 0 the exposure
+     is *kept* whatever rule 1-9 said (it only gets its WCS reconciled); in MVM, or with
+     EXPTIME = 0, it is rejected;
+   * F2, ``BLOCK*`` (SBC internal): reject, overriding everything before;
+   * F3, ``FR*`` ramp filters: reject in MVM only.
+
+3. Z: when no rule matched at all, an exposure whose SCI arrays are all exactly zero is
+   rejected (the data are read block by block, stopping at the first non-zero block).
+
+4. MVM only, for kept exposures: G, bad guiding, and S, HRC/SBC when ``include_small=False``
+   (``MVM_INCLUDE_SMALL=false``).
+
+Decisions where this deliberately differs from the drizzlepac code (all noted in the
+inventory as quirks):
+
+* Rule 8 sits in the chain before rule 9, so a gyro-guided exposure is never tested for
+  CHINJECT, and (as in drizzlepac) it also skips the all-zero test Z: kept as drizzlepac does.
+* MVM grism/prism frames are always rejected (rule id F1, or the earlier rejecting rule with the
+  grism note appended, like drizzlepac's message). drizzlepac crashes when no earlier rule
+  matched and keeps the frame when the earlier match was the FGSLOCK warning; the inventory
+  table says "MVM -> reject", which is what is implemented.
+* The FGSLOCK warning is kept in ``Verdict.warnings`` even when the SVM grism rule un-rejects
+  the frame (drizzlepac drops the message there).
+* G, the guiding test (:func:`verify_guiding`), is the header test (QUALITY containing
+  ``GSFAIL`` or ``TDF-DOWN``) followed by the linear-trail detector on SCI,1, re-implemented
+  from its description (inventory 1.5) with the same hard-coded parameters. Differences: the
+  probabilistic Hough transform is seeded (``rng=0``) so verdicts are reproducible (drizzlepac
+  leaves it unseeded), and when scikit-image is not installed the image part is skipped with a
+  warning. ``check_data=False`` skips it too.
+* Keywords missing from the primary header do not crash the analysis: each gets the benign
+  value HST writes for ordinary imaging (OBSTYPE=IMAGING, DRIZCORR=PERFORM, MTFLAG=F,
+  SCAN_TYP=N, TARGNAME="", FGSLOCK=FINE, CHINJECT=NONE, WFPC2 IMAGETYP=EXT) and a warning
+  naming the keyword is added to the verdict. EXPTIME and INSTRUME are required.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from astropy.table import Table
+
+from hapdask.io import Exposure, open_exposure
+
+__all__ = [
+    "RULES",
+    "Verdict",
+    "analyze_exposure",
+    "analyze_header",
+    "analyze_table",
+    "guiding_trails",
+    "verify_guiding",
+]
+
+#: Rule ids and what they test.
+RULES: dict[str, str] = {
+    "1": "OBSTYPE is not IMAGING (WFPC2: IMAGETYP is not EXT)",
+    "2": "DRIZCORR is OMIT or SKIPPED",
+    "3": "moving target (MTFLAG = T)",
+    "4": "WFC3 spatial scan (SCAN_TYP C or D)",
+    "5": "calibration target (TARGNAME)",
+    "6": "WFPC2 calibration target (TARGNAME, IMAGETYP not EXT)",
+    "7": "zero exposure time",
+    "8": "gyro or coarse guiding (FGSLOCK): warning only",
+    "9": "WFC3/UVIS charge injection (CHINJECT not NONE)",
+    "F1": "grism/prism filter (MVM, or EXPTIME 0)",
+    "F2": "SBC BLOCK filter",
+    "F3": "ramp filter (FR*) in MVM",
+    "Z": "SCI data all zeros",
+    "G": "bad guiding (QUALITY GSFAIL/TDF-DOWN, or linear trails in SCI,1); MVM only",
+    "S": "HRC/SBC excluded from MVM (include_small=False)",
+}
+
+_CAL_TARGETS = ("DARK", "TUNG", "BIAS", "FLAT", "DEUT", "EARTH-CAL")
+_WFPC2_CAL_TARGETS = ("INTFLAT", "UVFLAT", "VISFLAT", "KSPOTS", "DARK", "BIAS", "EARTH-CALIB")
+_MODES = ("svm", "mvm")
+# DQ flags the guiding test treats as good: saturation (256), bad reference pixel (512),
+# charge trap (1024), A-to-D saturation (2048), cosmic ray (4096)
+_GUIDING_IGNORED_DQ = 256 | 512 | 1024 | 2048 | 4096
+
+
+@dataclass
+class Verdict:
+    """Outcome of the analyze rules for one exposure.
+
+    Attributes
+    ----------
+    keep : bool
+        True if the pipeline uses the exposure.
+    rule : str
+        ``"keep"``, or the id of the rule that rejected it (see :data:`RULES`).
+    reason : str
+        What was found, in drizzlepac's ``KEYWORD=value`` style ("" when kept cleanly).
+    warnings : list of str
+        Non-fatal findings (FGSLOCK guiding, grism kept for WCS only, missing keywords ...).
+    """
+
+    keep: bool
+    rule: str
+    reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "T" if value else "F"
+    return str(value).strip().upper()
+
+
+def analyze_header(
+    header: Mapping,
+    mode: str = "mvm",
+    *,
+    all_zero: bool | None | Callable[[], bool | None] = None,
+    include_small: bool = True,
+    name: str = "",
+    guiding: Callable[[], tuple[bool | None, str]] | None = None,
+) -> Verdict:
+    """Apply the analyze rules to a primary header.
+
+    Parameters
+    ----------
+    header : Mapping
+        The primary header (astropy Header or any mapping of keyword to value).
+    mode : {"mvm", "svm"}
+        Which variant of the rules.
+    all_zero : bool, None or callable
+        Result of the all-zero SCI test (rule Z), or a callable computing it, called only
+        when the rule is reached. ``None`` means unknown: Z is skipped with a warning.
+    include_small : bool
+        MVM only: False drops HRC/SBC exposures (rule S), like ``MVM_INCLUDE_SMALL=false``.
+    name : str
+        File name used in error messages.
+    guiding : callable, optional
+        MVM only, called for exposures still kept after the header guiding test: returns
+        ``(bad, message)`` of the image-based trail detector (``bad`` None: not run, the
+        message becomes a warning). None skips the image test.
+
+    Raises
+    ------
+    ValueError
+        For an unknown mode, or a header without INSTRUME or a numeric EXPTIME.
+    """
+    mode = str(mode).lower()
+    if mode not in _MODES:
+        raise ValueError(f"mode must be 'svm' or 'mvm', got {mode!r}")
+    where = f"{name}: primary header" if name else "primary header"
+    notes: list[str] = []
+
+    def get(key: str, default: str) -> str:
+        if key in header and header[key] is not None:
+            return _text(header[key])
+        notes.append(f"{key} missing from the primary header; assumed {default!r}")
+        return default
+
+    if "INSTRUME" not in header:
+        raise ValueError(f"{where}: keyword INSTRUME is missing")
+    instrument = _text(header["INSTRUME"])
+    try:
+        exptime = float(header["EXPTIME"])
+    except KeyError:
+        raise ValueError(f"{where}: keyword EXPTIME is missing") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: EXPTIME={header['EXPTIME']!r} is not a number") from None
+
+    wfpc2 = instrument == "WFPC2"
+    if wfpc2:
+        detector = "PC"
+        imagetyp = get("IMAGETYP", "EXT")
+        obstype = "IMAGING" if imagetyp == "EXT" else "CAL"
+        obskey = "IMAGETYP"
+        mtflag = get("MTFLAG", "F")
+        if mtflag not in ("T", "F"):
+            mtflag = "T" if mtflag in ("TRUE", "1") else "F"
+    else:
+        detector = get("DETECTOR", "")
+        imagetyp = ""
+        obstype = get("OBSTYPE", "IMAGING")
+        obskey = "OBSTYPE"
+        mtflag = get("MTFLAG", "F")
+    drizcorr = get("DRIZCORR", "PERFORM")
+    scan_typ = get("SCAN_TYP", "N") if instrument == "WFC3" else ""
+    targname = get("TARGNAME", "")
+    fgslock = get("FGSLOCK", "FINE")
+    chinject = get("CHINJECT", "NONE") if (instrument, detector) == ("WFC3", "UVIS") else "NONE"
+
+    if instrument == "WFC3":
+        sfilter = get("FILTER", "")
+    elif instrument == "ACS":
+        parts = [_text(header.get(k, "")) for k in ("FILTER1", "FILTER2")]
+        for k in ("FILTER1", "FILTER2"):
+            if k not in header:
+                notes.append(f"{k} missing from the primary header; assumed ''")
+        sfilter = "_".join(p for p in parts if p)
+    else:
+        sfilter = ""
+
+    is_zero = math.isclose(exptime, 0.0, abs_tol=1e-5)
+
+    rule: str | None = None
+    value = ""
+    if obstype != "IMAGING":
+        rule, value = "1", f"{obskey}={imagetyp if wfpc2 else obstype}"
+    elif drizcorr in ("OMIT", "SKIPPED"):
+        rule, value = "2", f"DRIZCORR={drizcorr}"
+    elif mtflag == "T":
+        rule, value = "3", f"MTFLAG={mtflag}"
+    elif scan_typ in ("C", "D"):
+        rule, value = "4", f"SCAN_TYP={scan_typ}"
+    elif not wfpc2 and any(x in targname for x in _CAL_TARGETS):
+        rule, value = "5", f"TARGNAME={targname}"
+    elif wfpc2 and any(x in targname for x in _WFPC2_CAL_TARGETS) and imagetyp != "EXT":
+        rule, value = "6", f"TARGNAME={targname}"
+    elif is_zero:
+        rule, value = "7", f"EXPTIME={exptime}"
+    elif any(x in fgslock for x in ("GY", "COARSE")):
+        rule, value = "8", f"FGSLOCK={fgslock}"
+    elif chinject != "NONE":
+        rule, value = "9", f"CHINJECT={chinject}"
+
+    fgs_warning = f"FGSLOCK={fgslock}: guiding not on fine lock, alignment may be compromised"
+    warned_fgs = rule == "8"
+    grism_kept = False
+    for item in sfilter.upper().split("_"):
+        if item.startswith(("G", "PR")):
+            if mode == "svm" and not is_zero:
+                rule, value = None, ""
+                grism_kept = True
+            elif mode == "mvm":
+                note = "Grism/Prism data and MVM processing"
+                rule, value = _reject_grism(rule, value, note, sfilter)
+                grism_kept = False
+            else:  # SVM with EXPTIME 0: rule 7 already matched
+                rule, value = _reject_grism(
+                    rule, value, "Grism/Prism data and EXPTIME = 0.0", sfilter
+                )
+        if item.startswith("BLOCK"):
+            rule, value = "F2", f"FILTER={sfilter}"
+            grism_kept = False
+        if item.startswith("FR") and mode == "mvm":
+            rule, value = "F3", "FILTER=Ramp data and MVM processing"
+
+    warnings_out = list(notes)
+    if warned_fgs:
+        warnings_out.append(fgs_warning)
+    if grism_kept and rule is None:
+        warnings_out.append(
+            f"grism/prism exposure ({sfilter}): kept in SVM for WCS reconciliation only"
+        )
+
+    if rule is not None and rule != "8":
+        return Verdict(False, rule, value, warnings_out)
+    if rule is None:
+        zero = all_zero() if callable(all_zero) else all_zero
+        if zero is None:
+            warnings_out.append("no pixel data: the all-zero SCI test (rule Z) was skipped")
+        elif zero:
+            return Verdict(False, "Z", "SCI data all zeros", warnings_out)
+
+    if mode == "mvm":
+        quality = str(header.get("QUALITY", "")).lower()
+        if "gsfail" in quality or "tdf-down" in quality:
+            return Verdict(False, "G", f"QUALITY={quality.upper()}", warnings_out)
+        if guiding is not None:
+            bad, message = guiding()
+            if bad:
+                return Verdict(False, "G", message, warnings_out)
+            if bad is None and message:
+                warnings_out.append(message)
+        if not include_small and detector in ("HRC", "SBC"):
+            return Verdict(
+                False, "S", f"DETECTOR={detector} (MVM_INCLUDE_SMALL=false)", warnings_out
+            )
+    return Verdict(True, "keep", value if rule == "8" else "", warnings_out)
+
+
+def _reject_grism(rule: str | None, value: str, note: str, sfilter: str) -> tuple[str, str]:
+    if rule is None or rule == "8":
+        return "F1", f"FILTER={sfilter}, {note}"
+    return rule, f"{value}, {note}"
+
+
+def analyze_exposure(
+    exposure: Exposure | str | os.PathLike,
+    mode: str = "mvm",
+    *,
+    include_small: bool = True,
+    check_data: bool = True,
+) -> Verdict:
+    """Apply the analyze rules (module docstring) to one exposure.
+
+    Parameters
+    ----------
+    exposure : Exposure, str or os.PathLike
+        An opened exposure or a path/URL to open.
+    mode : {"mvm", "svm"}
+    include_small : bool
+        MVM only: False rejects HRC/SBC (rule S).
+    check_data : bool
+        If False, no pixels are read: the all-zero test Z and the image part of the guiding
+        test G are skipped. Cost when True: Z usually reads one block of 256 rows; in MVM the
+        guiding test reads all of SCI,1 and runs Canny + Hough on it (about 1 s for a WFC3/IR
+        chip, 5-10 s for a full WFC3/UVIS or ACS/WFC chip on one core).
+
+    Returns
+    -------
+    Verdict
+    """
+    exp = exposure if isinstance(exposure, Exposure) else open_exposure(exposure)
+
+    def all_zero() -> bool | None:
+        if not check_data:
+            return None
+        results = [chip.sci_all_zero() for chip in exp.chips]
+        if any(r is False for r in results):
+            return False
+        if any(r is None for r in results):
+            return None
+        return True
+
+    def guiding() -> tuple[bool | None, str]:
+        return verify_guiding(exp, header_only=False)
+
+    verdict = analyze_header(
+        exp.primary,
+        mode,
+        all_zero=all_zero,
+        include_small=include_small,
+        name=exp.path,
+        guiding=guiding if check_data else None,
+    )
+    if not check_data and verdict.keep:
+        verdict.warnings = [w for w in verdict.warnings if not w.startswith("no pixel data")] + [
+            "all-zero SCI test (rule Z) not run (check_data=False)"
+        ]
+    return verdict
+
+
+def analyze_table(
+    exposures: Iterable[Exposure | str | os.PathLike],
+    mode: str = "mvm",
+    *,
+    include_small: bool = True,
+    check_data: bool = True,
+) -> Table:
+    """Analyze several exposures; one summary row each.
+
+    Columns: ``file``, ``rootname``, ``instrument``, ``detector``, ``filter``, ``exptime``,
+    ``keep``, ``rule``, ``reason``, ``warnings`` (joined with ``"; "``). ``meta["mode"]`` is the
+    mode. Files that cannot be opened raise (``OSError``/``ValueError`` naming the file).
+    """
+    rows = []
+    for item in exposures:
+        exp = item if isinstance(item, Exposure) else open_exposure(item)
+        v = analyze_exposure(exp, mode, include_small=include_small, check_data=check_data)
+        rows.append(
+            (
+                exp.filename,
+                exp.rootname,
+                exp.instrument,
+                exp.detector,
+                exp.filter,
+                exp.exptime,
+                v.keep,
+                v.rule,
+                v.reason,
+                "; ".join(v.warnings),
+            )
+        )
+    names = (
+        "file", "rootname", "instrument", "detector", "filter", "exptime",
+        "keep", "rule", "reason", "warnings",
+    )  # fmt: skip
+    dtypes = (str, str, str, str, str, float, bool, str, str, str)
+    table = Table(rows=rows if rows else None, names=names, dtype=dtypes)
+    table.meta["mode"] = mode
+    return table
+
+
+# -- guiding (rule G) -------------------------------------------------------------------------
+
+
+def verify_guiding(
+    exposure: Exposure | str | os.PathLike, *, header_only: bool = False
+) -> tuple[bool | None, str]:
+    """Decide whether an exposure was affected by guiding problems (MVM rule G).
+
+    First the primary ``QUALITY`` keyword (``GSFAIL`` or ``TDF-DOWN`` means bad guiding),
+    then, unless ``header_only``, the linear-trail detector :func:`guiding_trails` on SCI,1
+    (with its DQ and units).
+
+    Returns
+    -------
+    bad : bool or None
+        True for bad guiding, False for good, None if the image test could not run.
+    message : str
+        What was found (suitable as a verdict reason or warning).
+    """
+    exp = exposure if isinstance(exposure, Exposure) else open_exposure(exposure)
+    quality = str(exp.primary.get("QUALITY", "")).lower()
+    if "gsfail" in quality or "tdf-down" in quality:
+        return True, f"QUALITY={quality.upper()}"
+    if header_only:
+        return False, ""
+    chip = exp.chips[0]
+    if not chip.has_data:
+        return None, "no pixel data: the guiding trail test (rule G) was skipped"
+    try:
+        import skimage  # noqa: F401
+    except ImportError:
+        return None, "scikit-image not installed: the guiding trail test (rule G) was skipped"
+    sci, _, dq = chip.read()
+    exptime = float(exp.primary.get("EXPTIME", chip.exptime))
+    bad, info = guiding_trails(sci, dq, rate=chip.is_rate, exptime=exptime)
+    if bad:
+        return True, (
+            f"guiding trails in SCI,{chip.extver}: {info['peak']} of {info['lines']} "
+            f"lines share one direction (limit {info['limit']:g})"
+        )
+    return False, ""
+
+
+def guiding_trails(
+    sci: np.ndarray,
+    dq: np.ndarray | None = None,
+    *,
+    rate: bool = False,
+    exptime: float = 1.0,
+    min_length: int = 33,
+    min_lines: int = 4,
+) -> tuple[bool, dict]:
+    """The linear-trail detector of the MVM guiding test, on one chip's arrays.
+
+    Steps (parameters hard-coded as in drizzlepac): per-second data are scaled to counts;
+    the 2-iteration sigma-clipped median plus one sigma is subtracted and the result clipped
+    at 0; pixels with DQ flags other than 256/512/1024/2048/4096 are zeroed; sources of at
+    least 17 connected pixels are segmented and cosmic-ray-like ones dropped (peak central
+    moment at index <= 1 on either axis, or narrower than 0.75 x 1.5 px and elongated more
+    than 2:1); 2-pixel borders are trimmed; Canny edges (sigma 2.5, thresholds 0/25) feed a
+    probabilistic Hough transform (lines >= ``min_length`` px, no gaps, seeded). With at
+    least max(``min_lines``, sources/10) lines, lines within 2 deg of vertical (column bleeds,
+    CTE) are set aside, the others are histogrammed in 4-deg bins over +-180 deg, and guiding
+    is bad when the fullest bin holds more than max(lines/10, vertical lines).
+
+    Returns
+    -------
+    bad : bool
+    info : dict
+        ``sources``, ``lines``, ``vertical``, ``peak`` and ``limit`` (what was measured).
+    """
+    from astropy.stats import sigma_clipped_stats
+    from photutils.segmentation import SegmentationImage, SourceCatalog
+    from scipy import ndimage
+    from skimage.feature import canny
+    from skimage.transform import probabilistic_hough_line
+
+    info = {"sources": 0, "lines": 0, "vertical": 0, "peak": 0, "limit": 0.0}
+    data = np.nan_to_num(np.array(sci, dtype=np.float32), nan=0.0)
+    if rate:
+        data *= exptime
+    _, median, std = sigma_clipped_stats(data, maxiters=2)
+    data -= median + std
+    image = np.clip(data, 0, None)
+    if dq is not None:
+        flagged = (np.asarray(dq).astype(np.int64) & ~_GUIDING_IGNORED_DQ & 0xFFFF) != 0
+        image[flagged] = 0.0
+
+    # photutils.detect_sources(image, 0, 17) semantics (pixels > 0, 8-connected, >= 17
+    # pixels), done with scipy: photutils is slow when noise leaves ~1e5 tiny segments
+    labels, n_raw = ndimage.label(image > 0, structure=np.ones((3, 3), dtype=bool))
+    sizes = np.bincount(labels.ravel(), minlength=n_raw + 1)
+    big = sizes >= 17
+    big[0] = False
+    n_labels = int(big.sum())
+    if n_labels < 2:
+        info["sources"] = n_labels
+        return False, info
+    relabel = np.zeros(n_raw + 1, dtype=np.int32)
+    relabel[big] = np.arange(1, n_labels + 1, dtype=np.int32)
+    segm = SegmentationImage(relabel[labels])
+    catalog = SourceCatalog(image, segm)
+    keep = _not_cosmic_ray(catalog, fwhm=1.5)
+    segm.remove_labels(np.asarray(segm.labels)[~keep])
+    info["sources"] = int(keep.sum())
+
+    trimmed = image[2:-2, 2:-2]
+    edges = canny(trimmed, sigma=2.5, low_threshold=0, high_threshold=25)
+    lines = probabilistic_hough_line(edges, threshold=0, line_gap=0, line_length=min_length, rng=0)
+    info["lines"] = len(lines)
+    if not lines or len(lines) < max(min_lines, info["sources"] / 10):
+        return False, info
+    ends = np.asarray(lines, dtype=float)  # (n, 2 points, (x, y))
+    angles = np.rad2deg(np.arctan2(ends[:, 1, 1] - ends[:, 0, 1], ends[:, 1, 0] - ends[:, 0, 0]))
+    vertical = np.isclose(np.abs(angles), 90.0, atol=2.0)
+    others = angles[~vertical]
+    counts, _ = np.histogram(others, bins=np.linspace(-180.0, 180.0, 91))
+    info["vertical"] = int(vertical.sum())
+    info["peak"] = int(counts.max()) if counts.size else 0
+    info["limit"] = float(max(others.size / 10.0, vertical.sum()))
+    return info["peak"] > info["limit"], info
+
+
+def _not_cosmic_ray(catalog, fwhm: float) -> np.ndarray:
+    """True for segments kept as real sources by the moments classifier."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # photutils 3 renamed several attributes
+        moments = np.nan_to_num(np.asarray(catalog.moments_central, dtype=float), nan=0.0)
+        semiminor = getattr(catalog, "semiminor_axis", None)
+        if semiminor is None:
+            semiminor = catalog.semiminor_sigma
+        xc = getattr(catalog, "x_centroid", None)
+        if xc is None:
+            xc = catalog.xcentroid
+        yc = getattr(catalog, "y_centroid", None)
+        if yc is None:
+            yc = catalog.ycentroid
+        elongation = catalog.elongation
+    semiminor = np.asarray(getattr(semiminor, "value", semiminor), dtype=float)
+    elongation = np.asarray(getattr(elongation, "value", elongation), dtype=float)
+    flat = moments.reshape(len(moments), -1).argmax(axis=1)
+    mi, mj = np.unravel_index(flat, moments.shape[1:])
+    peak_ok = (mi > 1) & (mj > 1)
+    streak = (semiminor < 0.75 * fwhm) & (elongation > 2)
+    finite = np.isfinite(np.asarray(xc, dtype=float)) & np.isfinite(np.asarray(yc, dtype=float))
+    return peak_ok & ~streak & finite

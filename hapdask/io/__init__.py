@@ -1,0 +1,23 @@
+"""HST exposures, pollers and input lists in.
+
+* :func:`open_exposure` opens an FLT/FLC/DRZ/DRC file (local, gzip or fsspec URL) lazily and
+  returns an :class:`Exposure` with one :class:`Chip` per SCI extension.
+* :func:`read_poller` reads SVM/MVM poller files and plain file lists into an astropy Table;
+  :func:`resolve_inputs` turns a poller, a directory or a list of paths/URLs into file names.
+* :func:`normalize_filter` gives the HAP filter name of raw filter keywords.
+"""
+
+from hapdask.io.exposure import Chip, Exposure, open_exposure
+from hapdask.io.filters import normalize_filter, raw_filters
+from hapdask.io.pollers import POLLER_COLUMNS, read_poller, resolve_inputs
+
+__all__ = [
+    "POLLER_COLUMNS",
+    "Chip",
+    "Exposure",
+    "normalize_filter",
+    "open_exposure",
+    "raw_filters",
+    "read_poller",
+    "resolve_inputs",
+]
