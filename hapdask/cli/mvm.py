@@ -27,6 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads-per-worker", type=int, help="threads per local worker")
     p.add_argument("--tile-size", type=int, default=2048, help="tile edge in pixels (default 2048)")
     p.add_argument("--no-context", action="store_true", help="do not build the CTX layer")
+    p.add_argument("--layer", action="append", metavar="TEXT",
+                   help="only the layers whose name contains TEXT (repeatable), e.g. f160w")
     p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     p.set_defaults(func=run)
 
@@ -58,13 +60,13 @@ def run(args: argparse.Namespace) -> int:
 
             inputs, updates, _ = _demo_inputs(args.skycell, _log)
         p = mvm.plan(args.skycell, inputs, tile_size=args.tile_size, wcs_updates=updates,
-                     context=not args.no_context)
+                     context=not args.no_context, only=args.layer)
         print(p.describe())
         return 0 if p.layers else 65
     result = mvm.run(
         args.skycell, args.input, output=args.output, formats=formats,
         scheduler=args.scheduler, workers=args.workers,
         threads_per_worker=args.threads_per_worker, tile_size=args.tile_size,
-        context=not args.no_context, progress=True, log=_log)
+        context=not args.no_context, progress=True, log=_log, layers=args.layer)
     print(result.summary())
     return 0

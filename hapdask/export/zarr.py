@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,7 @@ class ZarrLayout:
         return (-(-self.shape[0] // self.tile), -(-self.shape[1] // self.tile))
 
     def _markers(self, mode: str = "r"):
-        g = zarr.open_group(self.store, mode=mode, zarr_format=3)
+        g = zarr.open_group(self.store, mode=mode, zarr_format=3, use_consolidated=False)
         return g[f"{self.group}/{MARKERS}/tiles_done"]
 
 
@@ -126,7 +127,7 @@ def create_zarr_layer(
     """
     store = str(store)
     ny, nx = int(shape[0]), int(shape[1])
-    root = zarr.open_group(store, mode="a", zarr_format=3)
+    root = zarr.open_group(store, mode="a", zarr_format=3, use_consolidated=False)
     layout = ZarrLayout(store, group, (ny, nx), int(tile), int(nplanes))
     if group in root:
         g = root[group]
@@ -172,6 +173,27 @@ def tiles_done(layout: ZarrLayout) -> np.ndarray:
     return np.asarray(layout._markers()[...]).astype(bool)
 
 
+_TLS = threading.local()
+
+
+def _arrays(layout: ZarrLayout) -> dict:
+    """The layer's zarr arrays, opened once per thread and store (metadata read once)."""
+    cache = getattr(_TLS, "arrays", None)
+    if cache is None:
+        cache = _TLS.arrays = {}
+    key = (layout.store, layout.group)
+    arrs = cache.get(key)
+    if arrs is None:
+        if len(cache) > 64:
+            cache.clear()
+        g = zarr.open_group(layout.store, mode="r+", zarr_format=3, use_consolidated=False)
+        g = g[layout.group]
+        arrs = {n: g[n] for n in ("sci", "wht", "ctx") if n in g}
+        arrs["done"] = g[f"{MARKERS}/tiles_done"]
+        cache[key] = arrs
+    return arrs
+
+
 def write_zarr_tile(
     layout: ZarrLayout,
     index: tuple[int, int],
@@ -194,7 +216,7 @@ def write_zarr_tile(
         Tile data; ``ctx`` is (plane, y, x) and required when the layer has a ctx array.
     """
     y0, y1, x0, x1 = window
-    g = zarr.open_group(layout.store, mode="r+", zarr_format=3)[layout.group]
+    g = _arrays(layout)
     g["sci"][y0:y1, x0:x1] = np.asarray(sci, dtype=np.float32)
     g["wht"][y0:y1, x0:x1] = np.asarray(wht, dtype=np.float32)
     if layout.nplanes > 0:
@@ -203,21 +225,23 @@ def write_zarr_tile(
         c = ctx if ctx.ndim == 3 else ctx[None]
         g["ctx"][:, y0:y1, x0:x1] = np.asarray(c).view(np.int32) if c.dtype == np.uint32 \
             else np.asarray(c, dtype=np.int32)
-    layout._markers("r+")[index[0], index[1]] = 1
+    g["done"][index[0], index[1]] = 1
 
 
 def read_zarr_tile(layout: ZarrLayout, window: tuple[int, int, int, int]
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Read a finished tile back: (sci, wht, ctx or None); window 0-based, half-open."""
     y0, y1, x0, x1 = window
-    g = zarr.open_group(layout.store, mode="r", zarr_format=3)[layout.group]
+    g = zarr.open_group(layout.store, mode="r", zarr_format=3,
+                        use_consolidated=False)[layout.group]
     ctx = g["ctx"][:, y0:y1, x0:x1] if layout.nplanes > 0 else None
     return g["sci"][y0:y1, x0:x1], g["wht"][y0:y1, x0:x1], ctx
 
 
 def finish_zarr_layer(layout: ZarrLayout, attrs: dict[str, object]) -> None:
     """Record whole-layer keywords in the group attrs and flag the layer complete."""
-    g = zarr.open_group(layout.store, mode="r+", zarr_format=3)[layout.group]
+    g = zarr.open_group(layout.store, mode="r+", zarr_format=3,
+                        use_consolidated=False)[layout.group]
     meta = json.loads(json.dumps(attrs, default=str))
     meta["complete"] = True
     g.attrs.update(meta)
@@ -225,7 +249,7 @@ def finish_zarr_layer(layout: ZarrLayout, attrs: dict[str, object]) -> None:
 
 def mark_store_complete(store: str | os.PathLike, attrs: dict[str, object]) -> None:
     """Write the store-level attributes (skycell, layers, ...) and ``complete = True``."""
-    root = zarr.open_group(str(store), mode="a", zarr_format=3)
+    root = zarr.open_group(str(store), mode="a", zarr_format=3, use_consolidated=False)
     meta = json.loads(json.dumps(attrs, default=str))
     meta["complete"] = True
     root.attrs.update(meta)

@@ -383,6 +383,8 @@ class MvmPlan:
                 t.contribs = [(remap[i], b) for i, b in t.contribs if i in remap]
             used = {c.key[0] for c in lay.chips}
             lay.inputs = [i for i in lay.inputs if i.rootname in used]
+        used = {i.rootname for lay in self.layers.values() for i in lay.inputs}
+        self.inputs = [i for i in self.inputs if i.rootname in used]
 
     def describe(self, context: bool | None = None) -> str:
         """Human-readable plan (what ``hapdask mvm --dry-run`` prints)."""
@@ -544,6 +546,30 @@ def _old_rows(items: Sequence[str]) -> set[str]:
 
 
 # -- the planner ---------------------------------------------------------------------------
+def analyze_one(path: str):
+    """MVM analyze verdict of one input path; never raises (an unreadable file is rejected)."""
+    from hapdask.analyze import Verdict, analyze_exposure
+
+    try:
+        return analyze_exposure(path, mode="mvm")
+    except Exception as exc:
+        return Verdict(False, "UNREADABLE", f"{type(exc).__name__}: {exc}")
+
+
+def analyze_tasks(inputs) -> tuple[dict, list, list[str]]:
+    """Dask tasks analysing every input in parallel: ``(graph, keys, paths)``.
+
+    Compute the keys and pass ``dict(zip(paths, results))`` as ``verdicts`` to :func:`plan`.
+    """
+    from hapdask.io import resolve_inputs
+
+    items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    paths = resolve_inputs(items)
+    token = hashlib.sha256("|".join(paths).encode()).hexdigest()[:16]
+    graph = {("mvm-analyze-" + token, i): (analyze_one, p) for i, p in enumerate(paths)}
+    return graph, list(graph), paths
+
+
 def plan(
     skycell: str | SkyCell,
     inputs: str | os.PathLike | Iterable[str | os.PathLike],
@@ -552,6 +578,8 @@ def plan(
     wcs_updates: Mapping[ChipKey, WCS | fits.Header] | None = None,
     context: bool = True,
     step: int = SAMPLE_STEP,
+    verdicts: Mapping[str, object] | None = None,
+    only: Iterable[str] | None = None,
 ) -> MvmPlan:
     """Plan the MVM layers of a SkyCell.
 
@@ -571,6 +599,12 @@ def plan(
         Build the CTX arrays.
     step : int
         Sampling step (input pixels) of the coarse pixel maps that find each tile's inputs.
+    verdicts : mapping, optional
+        ``path -> Verdict`` already computed by :func:`analyze_inputs` (e.g. in parallel on a
+        cluster: the MVM guiding test reads every SCI,1 array); missing paths are analysed here.
+    only : iterable of str, optional
+        Keep only the layers whose name contains one of these strings (e.g. ``"f160w"``,
+        ``"ir_f125w_coarse"``). The output grids still come from every input.
 
     Returns
     -------
@@ -635,7 +669,7 @@ def plan(
                                       "array only)"))
             continue
         try:
-            verdict = analyze_exposure(exp, mode="mvm")
+            verdict = (verdicts or {}).get(path) or analyze_exposure(exp, mode="mvm")
         except Exception as exc:
             rejected.append(Rejection(path, "ANALYZE", f"{type(exc).__name__}: {exc}"))
             continue
@@ -690,16 +724,22 @@ def plan(
                     raise ValueError(f"{cells[scale].name}: no input overlaps the SkyCell "
                                      f"({exc})") from None
             filename = skycells.layer_filename(cells[scale], instr, det, filt, scale, flc)
+            if only is not None and not any(str(o).lower() in filename.lower() for o in only):
+                continue
             layers[filename[:-5]] = _layer(
                 filename, instr, det, filt, scale, flc, members, bounded[scale], cells[scale],
                 tile_size, step)
     # a layer whose chips all fall outside the bounded grid has nothing to drizzle
+    wanted = [str(o).lower() for o in only] if only is not None else None
     for name in list(layers):
-        if not layers[name].chips:
+        if not layers[name].chips or (wanted is not None
+                                      and not any(w in name.lower() for w in wanted)):
             del layers[name]
     layers = dict(sorted(layers.items()))
     used = {i.rootname for lay in layers.values() for i in lay.inputs}
     for info in kept:
+        if wanted is not None:
+            break
         if info.rootname not in used and not any(r.path == info.path for r in rejected):
             rejected.append(Rejection(info.path, "NO_OVERLAP", "does not overlap the SkyCell"))
     inputs_used = [i for i in kept if i.rootname in used]

@@ -41,7 +41,7 @@ from hapdask.export import manifest as xmanifest
 from hapdask.export import stats as xstats
 from hapdask.export import zarr as xzarr
 from hapdask.mvm.graph import build_graph, tile_coverage
-from hapdask.mvm.plan import LayerPlan, MvmPlan, header_wcs, plan
+from hapdask.mvm.plan import LayerPlan, MvmPlan, analyze_tasks, header_wcs, plan
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel
 
 __all__ = ["MvmResult", "run", "store_name", "write_layers"]
@@ -353,6 +353,8 @@ def run(
     wcs_updates: Mapping | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
+    layers: Iterable[str] | None = None,
+    verdicts: Mapping | None = None,
 ) -> MvmResult:
     """Build the MVM layers of a SkyCell and write them (FITS and/or zarr).
 
@@ -380,6 +382,10 @@ def run(
         Show a progress bar.
     log : callable
         Receives progress messages.
+    layers : iterable of str, optional
+        Only the layers whose name contains one of these strings.
+    verdicts : mapping, optional
+        ``path -> Verdict`` of the analyze rules already computed (skips that step).
 
     Returns
     -------
@@ -399,11 +405,15 @@ def run(
     if inputs is None:
         inputs, demo_updates, notes = _demo_inputs(skycell, log)
         wcs_updates = {**demo_updates, **dict(wcs_updates or {})}
-    p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates, context=context)
-    if not p.layers:
-        reasons = "; ".join(str(r) for r in p.rejected[:5]) or "no inputs"
-        raise ValueError(f"{p.skycell}: no usable input exposure ({reasons})")
     with _scheduler(scheduler, workers, threads_per_worker, log) as (compute, _client):
+        if verdicts is None:
+            g, keys, paths = analyze_tasks(inputs)
+            verdicts = dict(zip(paths, compute(g, keys, False), strict=True))
+        p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates,
+                 context=context, verdicts=verdicts, only=layers)
+        if not p.layers:
+            reasons = "; ".join(str(r) for r in p.rejected[:5]) or "no inputs"
+            raise ValueError(f"{p.skycell}: no usable input exposure ({reasons})")
         chips = []
         seen = set()
         for lay in p.layers.values():

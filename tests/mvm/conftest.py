@@ -27,13 +27,22 @@ def true_wcs(sim):
 
 
 @pytest.fixture(scope="session")
-def baseline(sim, true_wcs, tmp_path_factory):
-    """One complete run (local threads, FITS + zarr, tiles of 512): the reference output."""
+def verdicts(sim):
+    """The MVM analyze verdicts of the set, computed once (the guiding test reads pixels)."""
+    from hapdask.mvm.plan import analyze_one
+
+    return {str(p): analyze_one(str(p)) for p in sim.exposures}
+
+
+@pytest.fixture(scope="session")
+def baseline(sim, true_wcs, verdicts, tmp_path_factory):
+    """One complete run (one local thread, FITS + zarr, tiles of 512): the reference output."""
     from hapdask.mvm import run
 
     out = tmp_path_factory.mktemp("baseline")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = run(SKYCELL, str(sim.mvm_poller), output=out, tile_size=BASE_TILE,
-                     wcs_updates=true_wcs, threads_per_worker=2, log=lambda m: None)
+                     wcs_updates=true_wcs, threads_per_worker=1, log=lambda m: None,
+                     verdicts=verdicts)
     return result, out

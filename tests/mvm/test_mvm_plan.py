@@ -18,8 +18,9 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def plan(sim, true_wcs):
-    return mvm.plan(SKYCELL, str(sim.mvm_poller), tile_size=256, wcs_updates=true_wcs)
+def plan(sim, true_wcs, verdicts):
+    return mvm.plan(SKYCELL, str(sim.mvm_poller), tile_size=256, wcs_updates=true_wcs,
+                    verdicts=verdicts)
 
 
 def test_layer_names_follow_hap_rules(plan):
@@ -85,6 +86,14 @@ def test_input_order_is_fixed(plan):
         order = [(c.key[0], c.key[1]) for c in lay.chips]
         starts = {i.rootname: i.expstart for i in lay.inputs}
         assert order == sorted(order, key=lambda k: (starts[k[0]], k[0], k[1]))
+
+
+def test_layer_selection(sim, true_wcs, verdicts, plan):
+    sub = mvm.plan(SKYCELL, str(sim.mvm_poller), tile_size=256, wcs_updates=true_wcs,
+                   verdicts=verdicts, only=["ir_f160w"])
+    assert sorted(sub.layers) == sorted(n for n in plan.layers if "ir_f160w" in n)
+    for name, lay in sub.layers.items():
+        assert lay.shape == plan.layers[name].shape  # grids still bounded by every input
 
 
 def test_dry_run_cli_prints_the_plan(sim, capsys):
