@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,5 +18,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Execute ``hapdask simulate``."""
-    raise NotImplementedError("TODO(simulate helper)")
+    """Execute ``hapdask simulate``: write the set and print a one-screen summary."""
+    from hapdask.simulate import simulate_visits
+
+    t0 = time.perf_counter()
+    result = simulate_visits(args.skycell, args.outdir, visits=args.visits, small=args.small,
+                             seed=args.seed)
+    elapsed = time.perf_counter() - t0
+    size = sum(p.stat().st_size for p in result.outdir.iterdir() if p.is_file())
+    print(f"simulated set for skycell-{result.skycell} in {result.outdir}")
+    print(f"  {len(result.exposures)} exposures in {result.visits} visits "
+          f"({'small sub-arrays' if result.small else 'full-size chips'}), seed {result.seed}")
+    print(f"  MVM poller:    {result.mvm_poller}")
+    print(f"  SVM pollers:   {', '.join(p.name for p in result.svm_pollers)}")
+    print(f"  truth catalog: {result.truth_catalog}")
+    print(f"  true WCS:      {result.true_wcs}")
+    print(f"  {size / 1e6:.1f} MB on disk, {elapsed:.1f} s")
+    return 0
