@@ -102,7 +102,8 @@ def drizzle_tile(job: TileJob, skies: list[SkyLevel]) -> dict[str, np.ndarray]:
         pixmap = calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region)
         in_box = (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
         add_to_tile(data, weight, pixmap, num, den, ctx, origin=(y0, x0), in_box=in_box,
-                    kernel="square", pixfrac=1.0, iscale=float(iscale), ctx_id=int(cid))
+                    kernel="square", pixfrac=1.0, iscale=float(iscale), ctx_id=int(cid),
+                    in_origin=(region[0], region[2]))
     sci, wht = finalize_tile(num, den, fillval=np.nan)
     return {"sci": sci, "wht": wht, "ctx": ctx}
 
