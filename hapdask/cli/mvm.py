@@ -59,8 +59,14 @@ def run(args: argparse.Namespace) -> int:
             from hapdask.mvm.run import _demo_inputs
 
             inputs, updates, _ = _demo_inputs(args.skycell, _log)
+        from dask.threaded import get
+
+        from hapdask.mvm.plan import analyze_tasks
+
+        g, keys, paths = analyze_tasks(inputs)  # the guiding test reads pixels: in parallel
+        verdicts = dict(zip(paths, get(g, keys), strict=True))
         p = mvm.plan(args.skycell, inputs, tile_size=args.tile_size, wcs_updates=updates,
-                     context=not args.no_context, only=args.layer)
+                     context=not args.no_context, only=args.layer, verdicts=verdicts)
         print(p.describe())
         return 0 if p.layers else 65
     result = mvm.run(

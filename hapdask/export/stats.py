@@ -51,6 +51,14 @@ def _log_center(idx: int) -> float:
     return float(np.ldexp(0.5 + (k + 0.5) / (2 * _NB), e))
 
 
+def _count(idx: np.ndarray) -> Counter:
+    """Histogram {value: count} of integers (bincount over their range; no sort)."""
+    lo = int(idx.min())
+    cnt = np.bincount(idx - lo)
+    nz = np.nonzero(cnt)[0]
+    return Counter(dict(zip((nz + lo).tolist(), cnt[nz].tolist(), strict=True)))
+
+
 def tile_stats(wht: np.ndarray, count: np.ndarray | None = None,
                exptime: np.ndarray | None = None) -> TileStats:
     """Summarise one tile.
@@ -68,8 +76,7 @@ def tile_stats(wht: np.ndarray, count: np.ndarray | None = None,
     s.n_wht = int(pos.size)
     s.sum_wht = float(pos.sum(dtype=np.float64))
     if pos.size:
-        idx, cnt = np.unique(_log_bins(pos), return_counts=True)
-        s.wht_hist = Counter(dict(zip(idx.tolist(), cnt.tolist(), strict=True)))
+        s.wht_hist = _count(_log_bins(pos))
     if count is not None:
         c = np.asarray(count)
         g = c > 0
@@ -77,8 +84,7 @@ def tile_stats(wht: np.ndarray, count: np.ndarray | None = None,
         if s.n_cov:
             cg = c[g]
             s.sum_c = float(cg.sum(dtype=np.float64))
-            idx, cnt = np.unique(cg, return_counts=True)
-            s.c_hist = Counter(dict(zip(idx.tolist(), cnt.tolist(), strict=True)))
+            s.c_hist = _count(cg.astype(np.int64))
             if exptime is not None:
                 tg = np.asarray(exptime, dtype=np.float64)[g]
                 s.sum_t = float(tg.sum())

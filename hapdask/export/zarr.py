@@ -144,7 +144,7 @@ def create_zarr_layer(
     c = (min(chunk, ny), min(chunk, nx))
     if t[0] % c[0] or t[1] % c[1]:
         c = t
-    common = dict(shards=t, chunks=c, compressors=[zarr.codecs.ZstdCodec(level=3)])
+    common = dict(shards=t, chunks=c, compressors=[zarr.codecs.ZstdCodec(level=1)])
     g.create_array("sci", shape=(ny, nx), dtype="float32", fill_value=np.nan,
                    dimension_names=("y", "x"), **common)
     g.create_array("wht", shape=(ny, nx), dtype="float32", fill_value=0.0,
@@ -152,7 +152,7 @@ def create_zarr_layer(
     if nplanes > 0:
         g.create_array("ctx", shape=(nplanes, ny, nx), dtype="int32", fill_value=0,
                        dimension_names=("plane", "y", "x"), shards=(nplanes, *t),
-                       chunks=(nplanes, *c), compressors=[zarr.codecs.ZstdCodec(level=3)])
+                       chunks=(nplanes, *c), compressors=[zarr.codecs.ZstdCodec(level=1)])
     meta = {"wcs": header_to_attrs(wcs_header), "hapdask_fingerprint": fingerprint,
             "tile_size": int(tile), "complete": False}
     meta.update(attrs or {})

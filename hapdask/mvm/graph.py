@@ -128,29 +128,26 @@ def rasterize_polygon(poly: np.ndarray, window: tuple[int, int, int, int]) -> np
     (y1-y0, x1-x0) bool array
     """
     y0, y1, x0, x1 = window
-    out = np.zeros((y1 - y0, x1 - x0), bool)
+    th, tw = y1 - y0, x1 - x0
     px = np.asarray(poly[:, 0], np.float64)
     py = np.asarray(poly[:, 1], np.float64)
     if py.max() < y0 - 1 or py.min() > y1 or px.max() < x0 - 1 or px.min() > x1:
-        return out
+        return np.zeros((th, tw), bool)
     ax, ay = px, py
     bx, by = np.roll(px, -1), np.roll(py, -1)
-    ys = np.arange(y0, y1, dtype=np.float64)
-    # edges crossing each row centre: (ay <= y < by) or (by <= y < ay)
-    lo = np.minimum(ay, by)
-    hi = np.maximum(ay, by)
-    for r, y in enumerate(ys):
-        sel = (lo <= y) & (y < hi)
-        if not sel.any():
-            continue
-        t = (y - ay[sel]) / (by[sel] - ay[sel])
-        xs = np.sort(ax[sel] + t * (bx[sel] - ax[sel]))
-        for k in range(0, xs.size - 1, 2):
-            c0 = max(int(np.ceil(xs[k])), x0)
-            c1 = min(int(np.ceil(xs[k + 1])), x1)
-            if c1 > c0:
-                out[r, c0 - x0:c1 - x0] ^= True
-    return out
+    ys = np.arange(y0, y1, dtype=np.float64)[:, None]
+    # edge k crosses the centre line of row y when lo_k <= y < hi_k (half-open: no double count)
+    cross = (np.minimum(ay, by) <= ys) & (ys < np.maximum(ay, by))
+    rows, edges = np.nonzero(cross)
+    if rows.size == 0:
+        return np.zeros((th, tw), bool)
+    t = (ys[rows, 0] - ay[edges]) / (by[edges] - ay[edges])
+    xs = ax[edges] + t * (bx[edges] - ax[edges])
+    # pixel centre c is right of a crossing at xs when c >= ceil(xs): toggle from that column
+    cols = np.clip(np.ceil(xs) - x0, 0, tw).astype(np.int64)
+    toggles = np.zeros((th, tw + 1), np.int32)
+    np.add.at(toggles, (rows, cols), 1)
+    return (np.cumsum(toggles[:, :tw], axis=1) & 1).astype(bool)
 
 
 def tile_coverage(polys: list[np.ndarray], exptimes: list[float],

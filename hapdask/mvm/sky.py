@@ -74,7 +74,7 @@ def clipped_median(values: np.ndarray, sigma: float = 3.0, maxiters: int = 5) ->
     return med
 
 
-def chip_sky(chip, sigma: float = 3.0, maxiters: int = 5, max_pixels: int = 4_000_000
+def chip_sky(chip, sigma: float = 3.0, maxiters: int = 5, max_pixels: int = 1_000_000
              ) -> SkyLevel:
     """Measure one chip: clipped median of its finite, DQ-good pixels.
 
