@@ -84,7 +84,37 @@ def _make_wcs(
     return w
 
 
-class ProjectionCell:
+class _TangentGrid:
+    """A pixel grid on a gnomonic tangent plane: ``crval``, ``crpix``, ``cd`` and ``shape``."""
+
+    crval: tuple[float, float]
+    crpix: tuple[float, float]
+    cd: np.ndarray
+    shape: tuple[int, int]
+
+    @property
+    def wcs(self) -> WCS:
+        """A NEW astropy TAN WCS of the whole grid (``pixel_shape`` set) on every access."""
+        ny, nx = self.shape
+        return _make_wcs(self.crval, self.crpix, self.cd.copy(), (nx, ny))
+
+    @cached_property
+    def corners(self) -> np.ndarray:
+        """(4, 2) RA/Dec (deg, RA in [0, 360)) of the outer corners of the pixel area.
+
+        The corners are the pixel edges (0-based -0.5 and n-0.5) in the order
+        (xmin, ymin), (xmax, ymin), (xmax, ymax), (xmin, ymax).
+        """
+        ny, nx = self.shape
+        px = np.array([-0.5, nx - 0.5, nx - 0.5, -0.5])
+        py = np.array([-0.5, -0.5, ny - 0.5, ny - 0.5])
+        ra, dec = self.wcs.wcs_pix2world(px, py, 0)
+        out = np.column_stack([np.mod(ra, 360.0), dec])
+        out.flags.writeable = False
+        return out
+
+
+class ProjectionCell(_TangentGrid):
     """One of the 2644 HAP projection cells: a 0.04"/pix gnomonic (TAN) tangent plane.
 
     Parameters
@@ -136,21 +166,6 @@ class ProjectionCell:
         """``"p%04d"`` name of the projection cell."""
         return f"p{self.index:04d}"
 
-    @property
-    def wcs(self) -> WCS:
-        """A NEW astropy TAN WCS of the whole projection cell (``pixel_shape`` set)."""
-        ny, nx = self.shape
-        return _make_wcs(self.crval, self.crpix, self.cd.copy(), (nx, ny))
-
-    @cached_property
-    def corners(self) -> np.ndarray:
-        """(4, 2) RA/Dec (deg) of the outer corners of the pixel area.
-
-        The corners are the pixel edges (0-based -0.5 and n-0.5) in the order
-        (xmin, ymin), (xmax, ymin), (xmax, ymax), (xmin, ymax).
-        """
-        return _corners(self.wcs, self.shape)
-
     def skycell(self, x: int, y: int, scale: str | float = "fine") -> SkyCell:
         """Return the SkyCell ``(x, y)`` (1-based, 1..21) of this projection cell."""
         return SkyCell(self, x, y, scale=scale)
@@ -165,17 +180,7 @@ class ProjectionCell:
         return hash(("ProjectionCell", self.index))
 
 
-def _corners(w: WCS, shape: tuple[int, int]) -> np.ndarray:
-    ny, nx = shape
-    px = np.array([-0.5, nx - 0.5, nx - 0.5, -0.5])
-    py = np.array([-0.5, -0.5, ny - 0.5, ny - 0.5])
-    ra, dec = w.wcs_pix2world(px, py, 0)
-    out = np.column_stack([np.mod(ra, 360.0), dec])
-    out.flags.writeable = False
-    return out
-
-
-class SkyCell:
+class SkyCell(_TangentGrid):
     """A SkyCell: sub-array ``(x, y)`` of a projection cell's tangent plane.
 
     Parameters
@@ -267,21 +272,6 @@ class SkyCell:
     def id(self) -> str:
         """The name without ``skycell-`` (the SCELLID keyword), e.g. ``"p1889x07y19"``."""
         return self.name[len("skycell-") :]
-
-    @property
-    def wcs(self) -> WCS:
-        """A NEW astropy TAN WCS of the whole SkyCell (``pixel_shape`` set) on every access."""
-        ny, nx = self.shape
-        return _make_wcs(self.crval, self.crpix, self.cd.copy(), (nx, ny))
-
-    @cached_property
-    def corners(self) -> np.ndarray:
-        """(4, 2) RA/Dec (deg, RA in [0, 360)) of the outer corners of the pixel area.
-
-        The corners are the pixel edges (0-based -0.5 and n-0.5) in the order
-        (xmin, ymin), (xmax, ymin), (xmax, ymax), (xmin, ymax).
-        """
-        return _corners(self.wcs, self.shape)
 
     def with_scale(self, scale: str | float) -> SkyCell:
         """The same SkyCell at another pixel scale."""

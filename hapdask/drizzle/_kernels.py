@@ -1,0 +1,741 @@
+"""numba drizzle kernels (private).
+
+Every kernel adds the contributions of the input pixels ``[j0:j1, i0:i1]`` of one image into a pair
+of accumulators ``num`` (sum of ``dow * d``) and ``den`` (sum of ``dow``), both float64, that cover
+the output window whose pixel ``[0, 0]`` sits at ``(oy, ox)`` in the big output frame. The caller
+divides once at the end (:func:`hapdask.drizzle.tile.finalize_tile`).
+
+Coordinates: the pixmap gives 0-based pixel coordinates of input pixel centres in the big output
+frame; output pixel ``(ii, jj)`` covers ``[ii-0.5, ii+0.5] x [jj-0.5, jj+0.5]``. All geometry is
+computed in the big-frame coordinates and only the array index is shifted by the window origin, so
+the contribution an input pixel gives an output pixel is bit-for-bit the same whatever the window
+(tiling) and the order of the contributions to one output pixel is always the input raster order.
+
+Why float64 accumulators: the division happens once, so ``num`` and ``den`` must carry the sums
+without the ~1e-7-per-add loss of float32; float64 also keeps the tile sums independent of the
+number of inputs at the 1e-16 level. A tile of 4096x4096 costs 256 MiB for the pair, which the MVM
+tiles (smaller) can afford.
+
+The context plane ``ctx`` is a 2-D int32 array (or a 0x0 array to disable it); ``ctxmask`` is the
+int32 bit to OR in where a contribution has ``dow > 0``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+LANCZOS_LUT_STEP = 0.003
+
+KERNEL_CODES = {"square": 0, "point": 1, "turbo": 2, "gaussian": 3, "lanczos2": 4, "lanczos3": 5}
+
+
+@njit(nogil=True, cache=True)
+def _round_away(x):
+    """Round half away from zero (C ``round``), returning an int."""
+    if x >= 0.0:
+        return int(math.floor(x + 0.5))
+    return -int(math.floor(-x + 0.5))
+
+
+@njit(nogil=True, cache=True)
+def _cell(x):
+    """Index of the output pixel whose extent ``[k-0.5, k+0.5)`` holds ``x``."""
+    return int(math.floor(x + 0.5))
+
+
+STRIP = 128
+
+
+@njit(nogil=True, cache=True)
+def _nstrips(i0, i1, sx):
+    """Number of column strips of [i0, i1); strip edges at multiples of STRIP in chip columns.
+
+    The input is scanned strip by strip (rows within a strip) so that the output pixels being
+    updated stay in cache. ``sx`` is the chip column of local column 0: anchoring the strips to
+    the chip keeps the contribution order, hence the sums, identical for any sub-array.
+    """
+    if i1 <= i0:
+        return 0
+    return (i1 - 1 + sx) // STRIP - (i0 + sx) // STRIP + 1
+
+
+@njit(nogil=True, cache=True)
+def _strip(i0, i1, sx, k):
+    first = (i0 + sx) // STRIP
+    s0 = max(i0, (first + k) * STRIP - sx)
+    s1 = min(i1, (first + k + 1) * STRIP - sx)
+    return s0, s1
+
+
+@njit(nogil=True, cache=True)
+def _lerp(a, b, t):
+    return a + t * (b - a)
+
+
+@njit(nogil=True, cache=True)
+def _clamped_integral(h0, h1, w):
+    """Integral of ``clamp(h, 0, 1)`` over a width ``w`` where ``h`` goes linearly ``h0 -> h1``."""
+    if h0 > h1:
+        h0, h1 = h1, h0
+    if h1 <= 0.0:
+        return 0.0
+    if h0 >= 1.0:
+        return w
+    dh = h1 - h0
+    t0 = 0.0
+    a = h0
+    if h0 < 0.0:
+        t0 = -h0 / dh
+        a = 0.0
+    t1 = 1.0
+    b = h1
+    full = 0.0
+    if h1 > 1.0:
+        t1 = (1.0 - h0) / dh
+        b = 1.0
+        full = (1.0 - t1) * w
+    return w * (t1 - t0) * (a + b) * 0.5 + full
+
+
+@njit(nogil=True, cache=True)
+def _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, dow, d):
+    num[ly, lx] += dow * d
+    den[ly, lx] += dow
+    if use_ctx and dow > 0.0:
+        ctx[ly, lx] |= ctxmask
+
+
+@njit(nogil=True, cache=True)
+def _valid(pixmap, j, i):
+    return math.isfinite(pixmap[j, i, 0]) and math.isfinite(pixmap[j, i, 1])
+
+
+@njit(nogil=True, cache=True)
+def _affine_corners(pixmap, j, i, h, qx, qy):
+    """Corners from the pixel centre and a local Jacobian of its valid neighbours.
+
+    Used only where a neighbour needed for bilinear corner interpolation is NaN. Returns False
+    when the pixel has no valid neighbour along one axis (then it cannot be placed).
+    """
+    ny, nx = pixmap.shape[0], pixmap.shape[1]
+    cx = pixmap[j, i, 0]
+    cy = pixmap[j, i, 1]
+    left = i > 0 and _valid(pixmap, j, i - 1)
+    right = i < nx - 1 and _valid(pixmap, j, i + 1)
+    if left and right:
+        dxx = 0.5 * (pixmap[j, i + 1, 0] - pixmap[j, i - 1, 0])
+        dxy = 0.5 * (pixmap[j, i + 1, 1] - pixmap[j, i - 1, 1])
+    elif right:
+        dxx = pixmap[j, i + 1, 0] - cx
+        dxy = pixmap[j, i + 1, 1] - cy
+    elif left:
+        dxx = cx - pixmap[j, i - 1, 0]
+        dxy = cy - pixmap[j, i - 1, 1]
+    else:
+        return False
+    down = j > 0 and _valid(pixmap, j - 1, i)
+    up = j < ny - 1 and _valid(pixmap, j + 1, i)
+    if down and up:
+        dyx = 0.5 * (pixmap[j + 1, i, 0] - pixmap[j - 1, i, 0])
+        dyy = 0.5 * (pixmap[j + 1, i, 1] - pixmap[j - 1, i, 1])
+    elif up:
+        dyx = pixmap[j + 1, i, 0] - cx
+        dyy = pixmap[j + 1, i, 1] - cy
+    elif down:
+        dyx = cx - pixmap[j - 1, i, 0]
+        dyy = cy - pixmap[j - 1, i, 1]
+    else:
+        return False
+    # same corner order as the bilinear path: (-h,-h), (+h,-h), (+h,+h), (-h,+h)
+    sx = (-h, h, h, -h)
+    sy = (-h, -h, h, h)
+    for k in range(4):
+        qx[k] = cx + sx[k] * dxx + sy[k] * dyx
+        qy[k] = cy + sx[k] * dxy + sy[k] * dyy
+    return True
+
+
+@njit(nogil=True, cache=True)
+def _row_interp(pixmap, j, h, ilo, ihi, lo, hi):
+    """Pixmap interpolated to rows ``j - h`` (``lo``) and ``j + h`` (``hi``), columns ilo..ihi-1.
+
+    The cell and the fraction depend only on ``j`` and the array height, never on coordinates, so
+    a sub-array with a one-pixel margin gives bit-identical values (tiling invariance). At the first
+    and last rows the bilinear cell is clamped, i.e. the map is extrapolated linearly.
+    """
+    ny = pixmap.shape[0]
+    if j >= 1:
+        ra, rb, ta = j - 1, j, 1.0 - h
+    else:
+        ra, rb, ta = 0, 1, -h
+    if j <= ny - 2:
+        sa, sb, tb = j, j + 1, h
+    else:
+        sa, sb, tb = ny - 2, ny - 1, 1.0 + h
+    for i in range(ilo, ihi):
+        for c in range(2):
+            lo[i, c] = _lerp(pixmap[ra, i, c], pixmap[rb, i, c], ta)
+            hi[i, c] = _lerp(pixmap[sa, i, c], pixmap[sb, i, c], tb)
+
+
+@njit(nogil=True, cache=True)
+def _col_interp(row, i, h, nx, c):
+    """Return the ``c`` component of ``row`` interpolated at columns ``i - h`` and ``i + h``."""
+    if i >= 1:
+        a = _lerp(row[i - 1, c], row[i, c], 1.0 - h)
+    else:
+        a = _lerp(row[0, c], row[1, c], -h)
+    if i <= nx - 2:
+        b = _lerp(row[i, c], row[i + 1, c], h)
+    else:
+        b = _lerp(row[nx - 2, c], row[nx - 1, c], 1.0 + h)
+    return a, b
+
+
+@njit(nogil=True, cache=True)
+def drizzle_square(
+    data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, pixfrac, iscale
+):
+    """Square kernel: exact overlap of the pixfrac-shrunk quadrilateral with output pixels.
+
+    The shrunk pixel has corners ``(i -+ h, j -+ h)``, ``h = pixfrac / 2``, mapped to the output by
+    bilinear interpolation of the pixmap (linear extrapolation at the array edges). Each output
+    pixel receives ``dow = w * overlap / area(quad)``, so an input pixel adds exactly ``w`` of
+    weight when its footprint is entirely on the output. The overlaps with all the output pixels
+    of the quad's bounding box come from one pass over its 4 edges split into per-column segments
+    (Green's theorem: signed area under each segment clamped to each pixel row); only the rows
+    the quad really occupies in each column are kept, so pixels it does not touch get exactly 0.
+    """
+    ny, nx = data.shape
+    th, tw = num.shape
+    use_ctx = ctx.shape[0] > 0
+    h = 0.5 * pixfrac
+    lo = np.empty((nx, 2))
+    hi = np.empty((nx, 2))
+    qx = np.empty(4)
+    qy = np.empty(4)
+    # scratch for the per-pixel overlap computation (grown on demand)
+    maxc = 8
+    buf = np.zeros((maxc, maxc))
+    colbase = np.empty(maxc, np.int64)
+    coltop = np.empty(maxc, np.int64)
+    ns = _nstrips(i0, i1, sx)
+    for strip in range(ns):
+        s0, s1 = _strip(i0, i1, sx, strip)
+        ilo = max(s0 - 1, 0)
+        ihi = min(s1 + 1, nx)
+        for j in range(j0, j1):
+            _row_interp(pixmap, j, h, ilo, ihi, lo, hi)
+            for i in range(s0, s1):
+                w = weight[j, i]
+                if w == 0.0:
+                    continue
+                # corners: (-h,-h), (+h,-h), (+h,+h), (-h,+h) in input pixel offsets
+                ax, bx = _col_interp(lo, i, h, nx, 0)
+                ay, by = _col_interp(lo, i, h, nx, 1)
+                cx, dx = _col_interp(hi, i, h, nx, 0)
+                cy, dy = _col_interp(hi, i, h, nx, 1)
+                qx[0] = ax
+                qy[0] = ay
+                qx[1] = bx
+                qy[1] = by
+                qx[2] = dx
+                qy[2] = dy
+                qx[3] = cx
+                qy[3] = cy
+                if not (math.isfinite(ax + bx + cx + dx) and math.isfinite(ay + by + cy + dy)):
+                    if not _valid(pixmap, j, i):
+                        continue
+                    if not _affine_corners(pixmap, j, i, h, qx, qy):
+                        continue
+                xmin = min(min(qx[0], qx[1]), min(qx[2], qx[3]))
+                xmax = max(max(qx[0], qx[1]), max(qx[2], qx[3]))
+                ymin = min(min(qy[0], qy[1]), min(qy[2], qy[3]))
+                ymax = max(max(qy[0], qy[1]), max(qy[2], qy[3]))
+                c0 = _cell(xmin)
+                c1 = _cell(xmax)
+                r0 = _cell(ymin)
+                r1 = _cell(ymax)
+                if c1 < ox or c0 >= ox + tw or r1 < oy or r0 >= oy + th:
+                    continue
+                jaco = 0.5 * ((qx[0] - qx[2]) * (qy[1] - qy[3]) - (qx[1] - qx[3]) * (qy[0] - qy[2]))
+                if not (jaco != 0.0 and math.isfinite(jaco)):
+                    continue
+                ncol = c1 - c0 + 1
+                nrow = r1 - r0 + 1
+                if ncol > maxc or nrow > maxc:
+                    maxc = max(ncol, nrow) + 2
+                    buf = np.zeros((maxc, maxc))
+                    colbase = np.empty(maxc, np.int64)
+                    coltop = np.empty(maxc, np.int64)
+                for c in range(ncol):
+                    colbase[c] = nrow
+                    coltop[c] = -1
+                    for r in range(nrow):
+                        buf[c, r] = 0.0
+                # one pass: split the 4 directed edges into per-column segments and add the
+                # area under each segment, clamped to every row from the bottom of the bbox up to
+                # the segment's top. Rows below the lowest point of the quad in a column
+                # (colbase) get full widths that cancel mathematically; they are ignored below,
+                # so that their rounding residue never becomes a spurious contribution.
+                for k in range(4):
+                    xa = qx[k]
+                    ya = qy[k]
+                    xb = qx[(k + 1) & 3]
+                    yb = qy[(k + 1) & 3]
+                    if xa == xb:
+                        continue
+                    if xb > xa:
+                        sgn = 1.0
+                        xl, yl, xr, yr = xa, ya, xb, yb
+                    else:
+                        sgn = -1.0
+                        xl, yl, xr, yr = xb, yb, xa, ya
+                    slope = (yr - yl) / (xr - xl)
+                    for gc in range(_cell(xl), _cell(xr) + 1):
+                        u0 = gc - 0.5
+                        u1 = gc + 0.5
+                        ya_ = yl
+                        yb_ = yr
+                        if u0 > xl:
+                            ya_ = yl + slope * (u0 - xl)
+                        else:
+                            u0 = xl
+                        if u1 < xr:
+                            yb_ = yl + slope * (u1 - xl)
+                        else:
+                            u1 = xr
+                        if u1 <= u0:
+                            continue
+                        c = gc - c0
+                        width = u1 - u0
+                        ylo = min(ya_, yb_)
+                        rlo = _cell(ylo) - r0
+                        rhi = _cell(max(ya_, yb_)) - r0
+                        if rlo < colbase[c]:
+                            colbase[c] = rlo
+                        if rhi > coltop[c]:
+                            coltop[c] = rhi
+                        for r in range(rhi + 1):
+                            yb0 = (r + r0) - 0.5
+                            buf[c, r] += sgn * _clamped_integral(ya_ - yb0, yb_ - yb0, width)
+                # scatter: overlap_signed = -buf (Green), dow = w * overlap / jaco
+                d = data[j, i] * iscale
+                fac = -w / jaco
+                for c in range(ncol):
+                    lx = c0 + c - ox
+                    if lx < 0 or lx >= tw:
+                        continue
+                    for r in range(colbase[c], coltop[c] + 1):
+                        ly = r0 + r - oy
+                        if ly < 0 or ly >= th:
+                            continue
+                        a = buf[c, r]
+                        if a != 0.0:
+                            _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, a * fac, d)
+
+
+@njit(nogil=True, cache=True)
+def drizzle_point(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, iscale):
+    """Point kernel: all of the pixel's weight goes to the output pixel holding its centre."""
+    th, tw = num.shape
+    use_ctx = ctx.shape[0] > 0
+    ns = _nstrips(i0, i1, sx)
+    for strip in range(ns):
+        s0, s1 = _strip(i0, i1, sx, strip)
+        for j in range(j0, j1):
+            for i in range(s0, s1):
+                w = weight[j, i]
+                if w == 0.0:
+                    continue
+                x = pixmap[j, i, 0]
+                y = pixmap[j, i, 1]
+                if not (math.isfinite(x) and math.isfinite(y)):
+                    continue
+                lx = _round_away(x) - ox
+                ly = _round_away(y) - oy
+                if lx < 0 or lx >= tw or ly < 0 or ly >= th:
+                    continue
+                _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, float(w), data[j, i] * iscale)
+
+
+@njit(nogil=True, cache=True)
+def drizzle_turbo(
+    data,
+    weight,
+    pixmap,
+    j0,
+    j1,
+    i0,
+    i1,
+    num,
+    den,
+    ctx,
+    ctxmask,
+    oy,
+    ox,
+    sx,
+    pixfrac,
+    iscale,
+    pscale,
+):
+    """Turbo kernel: axis-aligned box of half-width ``pixfrac / (2 s)`` around the mapped centre."""
+    th, tw = num.shape
+    use_ctx = ctx.shape[0] > 0
+    pfo = 0.5 * pixfrac / pscale
+    ac = (pscale * pscale) / (pixfrac * pixfrac)
+    ns = _nstrips(i0, i1, sx)
+    for strip in range(ns):
+        s0, s1 = _strip(i0, i1, sx, strip)
+        for j in range(j0, j1):
+            for i in range(s0, s1):
+                w = weight[j, i]
+                if w == 0.0:
+                    continue
+                x = pixmap[j, i, 0]
+                y = pixmap[j, i, 1]
+                if not (math.isfinite(x) and math.isfinite(y)):
+                    continue
+                xlo = x - pfo
+                xhi = x + pfo
+                ylo = y - pfo
+                yhi = y + pfo
+                c0 = max(_cell(xlo), ox)
+                c1 = min(_cell(xhi), ox + tw - 1)
+                r0 = max(_cell(ylo), oy)
+                r1 = min(_cell(yhi), oy + th - 1)
+                if c0 > c1 or r0 > r1:
+                    continue
+                d = data[j, i] * iscale
+                wac = w * ac
+                for jj in range(r0, r1 + 1):
+                    oyv = min(yhi, jj + 0.5) - max(ylo, jj - 0.5)
+                    if oyv <= 0.0:
+                        continue
+                    for ii in range(c0, c1 + 1):
+                        oxv = min(xhi, ii + 0.5) - max(xlo, ii - 0.5)
+                        if oxv <= 0.0:
+                            continue
+                        _accumulate(
+                            num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, oxv * oyv * wac, d
+                        )
+
+
+@njit(nogil=True, cache=True)
+def drizzle_gaussian(
+    data,
+    weight,
+    pixmap,
+    j0,
+    j1,
+    i0,
+    i1,
+    num,
+    den,
+    ctx,
+    ctxmask,
+    oy,
+    ox,
+    sx,
+    pixfrac,
+    iscale,
+    pscale,
+):
+    """Gaussian kernel: unit-integral Gaussian of FWHM ``pixfrac`` input pixels (C cut-off box)."""
+    th, tw = num.shape
+    use_ctx = ctx.shape[0] > 0
+    pfo = max(2.5 * pixfrac / 2.3548 / pscale, 1.2 / pscale)
+    efac = 2.3548 * 2.3548 * pscale * pscale / (2.0 * pixfrac * pixfrac)
+    es = efac / math.pi
+    ns = _nstrips(i0, i1, sx)
+    for strip in range(ns):
+        s0, s1 = _strip(i0, i1, sx, strip)
+        for j in range(j0, j1):
+            for i in range(s0, s1):
+                w = weight[j, i]
+                if w == 0.0:
+                    continue
+                x = pixmap[j, i, 0]
+                y = pixmap[j, i, 1]
+                if not (math.isfinite(x) and math.isfinite(y)):
+                    continue
+                c0 = max(_round_away(x - pfo), ox)
+                c1 = min(_round_away(x + pfo), ox + tw - 1)
+                r0 = max(_round_away(y - pfo), oy)
+                r1 = min(_round_away(y + pfo), oy + th - 1)
+                if c0 > c1 or r0 > r1:
+                    continue
+                d = data[j, i] * iscale
+                for jj in range(r0, r1 + 1):
+                    ddy = y - jj
+                    for ii in range(c0, c1 + 1):
+                        ddx = x - ii
+                        dow = es * math.exp(-(ddx * ddx + ddy * ddy) * efac) * w
+                        if dow != 0.0:
+                            _accumulate(num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, dow, d)
+
+
+@njit(nogil=True, cache=True)
+def lanczos_lut(order):
+    """``L(u) = sinc(u) sinc(u / order)`` sampled every 0.003 on ``[0, order]`` (float32)."""
+    n = int(math.ceil(order / LANCZOS_LUT_STEP)) + 1
+    lut = np.empty(n, np.float32)
+    lut[0] = 1.0
+    for k in range(1, n):
+        u = k * LANCZOS_LUT_STEP
+        pu = math.pi * u
+        lut[k] = (math.sin(pu) / pu) * (math.sin(pu / order) / (pu / order))
+    return lut
+
+
+@njit(nogil=True, cache=True)
+def drizzle_lanczos(
+    data,
+    weight,
+    pixmap,
+    j0,
+    j1,
+    i0,
+    i1,
+    num,
+    den,
+    ctx,
+    ctxmask,
+    oy,
+    ox,
+    sx,
+    iscale,
+    pscale,
+    lut,
+    order,
+    normalize,
+):
+    """Lanczos kernel of the given order, weights from the 0.003-step LUT.
+
+    With ``normalize`` the weights of each input pixel are divided by their sum over the whole
+    kernel footprint (on or off the output), so each pixel adds exactly ``w`` of weight; without
+    it the weights are those of the C code (summing to about ``1 / s**2``).
+    """
+    th, tw = num.shape
+    use_ctx = ctx.shape[0] > 0
+    # the C code keeps the scale ratio in single precision; using the same value makes the LUT
+    # indices (rounded) identical to C's
+    pscale = np.float64(np.float32(pscale))
+    pfo = order / pscale
+    nlut = lut.shape[0]
+    scl = pscale / LANCZOS_LUT_STEP
+    nk = int(2 * pfo) + 3
+    wx = np.empty(nk)
+    wy = np.empty(nk)
+    ns = _nstrips(i0, i1, sx)
+    for strip in range(ns):
+        s0, s1 = _strip(i0, i1, sx, strip)
+        for j in range(j0, j1):
+            for i in range(s0, s1):
+                w = weight[j, i]
+                if w == 0.0:
+                    continue
+                x = pixmap[j, i, 0]
+                y = pixmap[j, i, 1]
+                if not (math.isfinite(x) and math.isfinite(y)):
+                    continue
+                c0 = int(math.floor(x - pfo)) + 1
+                c1 = int(math.floor(x + pfo))
+                r0 = int(math.floor(y - pfo)) + 1
+                r1 = int(math.floor(y + pfo))
+                if c1 < ox or c0 >= ox + tw or r1 < oy or r0 >= oy + th:
+                    continue
+                sumx = 0.0
+                for ii in range(c0, c1 + 1):
+                    k = int(math.floor(abs(x - ii) * scl + 0.5))
+                    v = float(lut[k]) if k < nlut else 0.0
+                    wx[ii - c0] = v
+                    sumx += v
+                sumy = 0.0
+                for jj in range(r0, r1 + 1):
+                    k = int(math.floor(abs(y - jj) * scl + 0.5))
+                    v = float(lut[k]) if k < nlut else 0.0
+                    wy[jj - r0] = v
+                    sumy += v
+                ws = w
+                if normalize:
+                    tot = sumx * sumy
+                    if tot == 0.0:
+                        continue
+                    ws = w / tot
+                d = data[j, i] * iscale
+                for jj in range(max(r0, oy), min(r1, oy + th - 1) + 1):
+                    vy = wy[jj - r0]
+                    if vy == 0.0:
+                        continue
+                    for ii in range(max(c0, ox), min(c1, ox + tw - 1) + 1):
+                        vx = wx[ii - c0]
+                        if vx == 0.0:
+                            continue
+                        _accumulate(
+                            num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, vx * vy * ws, d
+                        )
+
+
+@njit(nogil=True, cache=True)
+def _pixel_reach(pixmap, j, i, kind, radius):
+    """Half-sizes ``(rx, ry)`` in output pixels bounding the footprint of input pixel (i, j).
+
+    ``kind`` 0 (square): ``radius`` times the largest step of the pixmap to the 8 neighbours
+    (bilinear corners, extrapolated at the edges or affine next to NaNs, stay inside it);
+    1: the fixed kernel ``radius``.
+    """
+    if kind != 0:
+        return radius, radius
+    ny, nx = pixmap.shape[0], pixmap.shape[1]
+    x = pixmap[j, i, 0]
+    y = pixmap[j, i, 1]
+    rx = 0.0
+    ry = 0.0
+    for jn in range(max(j - 1, 0), min(j + 2, ny)):
+        for iN in range(max(i - 1, 0), min(i + 2, nx)):
+            ex = abs(pixmap[jn, iN, 0] - x)
+            ey = abs(pixmap[jn, iN, 1] - y)
+            if ex > rx:
+                rx = ex
+            if ey > ry:
+                ry = ey
+    return radius * rx, radius * ry
+
+
+@njit(nogil=True, cache=True)
+def footprint_bbox(pixmap, sj0, sj1, si0, si1, wy0, wy1, wx0, wx1, kind, radius):
+    """Bounding box of the input pixels of ``[sj0:sj1, si0:si1]`` whose footprint can touch the
+    output window ``[wy0:wy1, wx0:wx1]`` (footprints as in :func:`_pixel_reach`).
+
+    Returns ``(j0, j1, i0, i1)`` half-open, or ``j1 == 0`` when nothing touches the window.
+    """
+    ny, nx = pixmap.shape[0], pixmap.shape[1]
+    lox = wx0 - 0.5
+    hix = wx1 - 0.5
+    loy = wy0 - 0.5
+    hiy = wy1 - 0.5
+    eps = 1e-6
+    bj0 = ny
+    bj1 = 0
+    bi0 = nx
+    bi1 = 0
+    for j in range(sj0, sj1):
+        for i in range(si0, si1):
+            x = pixmap[j, i, 0]
+            y = pixmap[j, i, 1]
+            if not (math.isfinite(x) and math.isfinite(y)):
+                continue
+            rx, ry = _pixel_reach(pixmap, j, i, kind, radius)
+            rx += eps
+            ry += eps
+            if x + rx <= lox or x - rx >= hix or y + ry <= loy or y - ry >= hiy:
+                continue
+            if j < bj0:
+                bj0 = j
+            if j + 1 > bj1:
+                bj1 = j + 1
+            if i < bi0:
+                bi0 = i
+            if i + 1 > bi1:
+                bi1 = i + 1
+    if bj1 == 0:
+        return 0, 0, 0, 0
+    return bj0, bj1, bi0, bi1
+
+
+@njit(nogil=True, cache=True)
+def block_extents(pixmap, block, kind, radius):
+    """Footprint extent ``(xmin, xmax, ymin, ymax)`` (output frame, eps-padded) of every
+    ``block x block`` group of input pixels; ``+inf/-inf`` for blocks without a valid pixel."""
+    ny, nx = pixmap.shape[0], pixmap.shape[1]
+    nby = (ny + block - 1) // block
+    nbx = (nx + block - 1) // block
+    ext = np.empty((nby, nbx, 4))
+    ext[:, :, 0] = np.inf
+    ext[:, :, 1] = -np.inf
+    ext[:, :, 2] = np.inf
+    ext[:, :, 3] = -np.inf
+    eps = 1e-6
+    for j in range(ny):
+        bj = j // block
+        for i in range(nx):
+            x = pixmap[j, i, 0]
+            y = pixmap[j, i, 1]
+            if not (math.isfinite(x) and math.isfinite(y)):
+                continue
+            rx, ry = _pixel_reach(pixmap, j, i, kind, radius)
+            bi = i // block
+            ext[bj, bi, 0] = min(ext[bj, bi, 0], x - rx - eps)
+            ext[bj, bi, 1] = max(ext[bj, bi, 1], x + rx + eps)
+            ext[bj, bi, 2] = min(ext[bj, bi, 2], y - ry - eps)
+            ext[bj, bi, 3] = max(ext[bj, bi, 3], y + ry + eps)
+    return ext
+
+
+@njit(nogil=True, cache=True)
+def footprint_extent(pixmap, j0, j1, i0, i1, kind, radius, oh, ow):
+    """Extent of the footprints of ``[j0:j1, i0:i1]`` that touch an ``(oh, ow)`` output.
+
+    Same footprint bound as :func:`footprint_bbox`. Returns ``(ymin, ymax, xmin, xmax, nmiss,
+    nskip)``: the output-frame extent (NaNs if no footprint touches the output), the number of
+    pixels that are NaN or whose footprint misses the output, and the number of rows with no
+    footprint on it.
+    """
+    xmn = np.inf
+    xmx = -np.inf
+    ymn = np.inf
+    ymx = -np.inf
+    nmiss = 0
+    nskip = 0
+    lo_x = -0.5
+    lo_y = -0.5
+    hi_x = ow - 0.5
+    hi_y = oh - 0.5
+    for j in range(j0, j1):
+        row_hit = False
+        for i in range(i0, i1):
+            x = pixmap[j, i, 0]
+            y = pixmap[j, i, 1]
+            if not (math.isfinite(x) and math.isfinite(y)):
+                nmiss += 1
+                continue
+            rx, ry = _pixel_reach(pixmap, j, i, kind, radius)
+            if x + rx <= lo_x or x - rx >= hi_x or y + ry <= lo_y or y - ry >= hi_y:
+                nmiss += 1
+                continue
+            row_hit = True
+            xmn = min(xmn, x - rx)
+            xmx = max(xmx, x + rx)
+            ymn = min(ymn, y - ry)
+            ymx = max(ymx, y + ry)
+        if not row_hit:
+            nskip += 1
+    if xmn > xmx:
+        return np.nan, np.nan, np.nan, np.nan, nmiss, nskip
+    return ymn, ymx, xmn, xmx, nmiss, nskip
+
+
+@njit(nogil=True, cache=True)
+def merge_running_mean(out, wht, num, den, wy0, wx0):
+    """Fold one image's accumulators into a C-compatible running mean ``out``/``wht`` (float32).
+
+    ``out = (out * wht + num) / (wht + den)`` (``num / den`` where ``wht`` was 0) and
+    ``wht += den``, for the window whose ``[0, 0]`` is at ``(wy0, wx0)`` of ``out``.
+    """
+    th, tw = num.shape
+    for y in range(th):
+        for x in range(tw):
+            dw = den[y, x]
+            if dw == 0.0:
+                continue
+            vc = float(wht[y + wy0, x + wx0])
+            tot = vc + dw
+            if vc == 0.0:
+                out[y + wy0, x + wx0] = num[y, x] / dw
+            else:
+                out[y + wy0, x + wx0] = (float(out[y + wy0, x + wx0]) * vc + num[y, x]) / tot
+            wht[y + wy0, x + wx0] = tot

@@ -1,0 +1,349 @@
+"""Tile mode: drizzle (part of) an input image into a window of a large output frame.
+
+The MVM pipeline drizzles every chip into every output tile it overlaps with::
+
+    num = np.zeros((th, tw)); den = np.zeros((th, tw))          # float64 accumulators
+    ctx = np.zeros((nplanes, th, tw), np.int32)
+    box = input_bbox(pixmap_chip, (y0, y0 + th, x0, x0 + tw))
+    if box is not None:
+        j0, j1, i0, i1 = box                                      # grow by 1 px, clip to the chip
+        a0, a1, b0, b1 = max(j0 - 1, 0), min(j1 + 1, ny), max(i0 - 1, 0), min(i1 + 1, nx)
+        add_to_tile(sci[a0:a1, b0:b1], wht[a0:a1, b0:b1], pixmap_chip[a0:a1, b0:b1], num, den, ctx,
+                    origin=(y0, x0), in_box=(j0 - a0, j1 - a0, i0 - b0, i1 - b0), ctx_id=k,
+                    in_origin=(a0, b0))
+    sci_tile, wht_tile = finalize_tile(num, den)
+
+All coordinates are 0-based pixel indices (numpy order ``(y, x)`` for shapes, windows and boxes;
+the pixmap's last axis is ``(x, y)``). Whatever the tiling, the result equals one whole-frame call
+to float32 rounding in ``sci``/``wht`` and exactly in ``ctx`` -- and bit for bit in ``num``/``den``
+when ``in_origin`` gives the sub-array's position in the chip -- provided the arrays passed hold a
+one-pixel margin around ``in_box`` wherever the chip has one: only the array edges are treated as
+true input edges, where the pixel-corner positions are extrapolated.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hapdask.drizzle import _kernels as K
+
+KERNELS = ("square", "point", "turbo", "gaussian", "lanczos2", "lanczos3")
+
+_LUTS: dict[int, np.ndarray] = {}
+
+
+def _lut(order: int) -> np.ndarray:
+    lut = _LUTS.get(order)
+    if lut is None:
+        lut = K.lanczos_lut(order)
+        _LUTS[order] = lut
+    return lut
+
+
+def kernel_radius(kernel: str, pixfrac: float = 1.0, pixel_scale_ratio: float = 1.0) -> float:
+    """Half-size in output pixels of the footprint of the fixed-size kernels (0 for square).
+
+    Parameters
+    ----------
+    kernel : str
+        One of ``square``, ``point``, ``turbo``, ``gaussian``, ``lanczos2``, ``lanczos3``.
+    pixfrac, pixel_scale_ratio : float
+        As in :func:`add_to_tile`.
+    """
+    s = float(pixel_scale_ratio)
+    if kernel == "square":
+        return 0.0
+    if kernel == "point":
+        return 0.5
+    if kernel == "turbo":
+        return 0.5 * pixfrac / s
+    if kernel == "gaussian":
+        return max(2.5 * pixfrac / 2.3548 / s, 1.2 / s)
+    if kernel.startswith("lanczos"):
+        return int(kernel[7:]) / s
+    raise ValueError(f"unknown drizzle kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
+
+
+def _check_kernel_args(kernel: str, pixfrac: float, pixel_scale_ratio: float) -> None:
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown drizzle kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
+    if not (math.isfinite(pixfrac) and 0.0 < pixfrac <= 1e3):
+        raise ValueError(f"pixfrac must be a positive finite number, got {pixfrac!r}")
+    if not (math.isfinite(pixel_scale_ratio) and pixel_scale_ratio > 0.0):
+        raise ValueError(
+            f"pixel_scale_ratio must be a positive finite number, got {pixel_scale_ratio!r}"
+        )
+
+
+def add_to_tile(
+    data: np.ndarray,
+    weight: np.ndarray | None,
+    pixmap: np.ndarray,
+    num: np.ndarray,
+    den: np.ndarray,
+    ctx: np.ndarray | None,
+    *,
+    origin: tuple[int, int],
+    in_box: tuple[int, int, int, int] | None = None,
+    kernel: str = "square",
+    pixfrac: float = 1.0,
+    iscale: float = 1.0,
+    pixel_scale_ratio: float = 1.0,
+    ctx_id: int = 0,
+    in_origin: tuple[int, int] = (0, 0),
+    lanczos_normalize: bool = True,
+) -> None:
+    """Drizzle input pixels into the accumulators of one output tile (in place).
+
+    Parameters
+    ----------
+    data : (ny, nx) array
+        Input pixel values (cast to float32; may be a sub-region of a chip). Pixels with weight 0
+        are skipped entirely, so NaN data must carry weight 0.
+    weight : (ny, nx) array or None
+        Input pixel weights (cast to float32); None means 1 everywhere.
+    pixmap : (ny, nx, 2) float64 array
+        ``pixmap[j, i] = (x, y)``: 0-based position of the centre of input pixel ``(i, j)`` in the
+        big output frame. NaN marks a pixel that cannot be placed.
+    num, den : (th, tw) float64 arrays
+        Tile accumulators, updated in place: ``num += sum(dow * data * iscale)`` and
+        ``den += sum(dow)`` where ``dow`` is the kernel weight times the pixel weight.
+    ctx : (nplanes, th, tw) int32 array or None
+        Context planes; bit ``ctx_id % 32`` of plane ``ctx_id // 32`` is set where ``dow > 0``.
+    origin : (y0, x0)
+        0-based position of the tile's pixel ``[0, 0]`` in the big output frame.
+    in_box : (j0, j1, i0, i1), optional
+        Half-open, 0-based box (in the indices of ``data``) of the input pixels to drizzle; None
+        means all. Pixels just outside it (inside the arrays) are read to interpolate corners.
+    kernel : str
+        ``square`` (default), ``point``, ``turbo``, ``gaussian``, ``lanczos2`` or ``lanczos3``.
+    pixfrac : float
+        Linear shrink factor of the input pixel (square, turbo, gaussian; ignored by point and
+        lanczos).
+    iscale : float
+        Multiplies the data.
+    pixel_scale_ratio : float
+        Output pixel size over input pixel size; sets the kernel size of turbo, gaussian, lanczos.
+    ctx_id : int
+        0-based context id of this input.
+    in_origin : (cy0, cx0)
+        0-based position of ``data[0, 0]`` in the whole chip. The input is scanned in column
+        strips anchored to chip columns (for cache locality); passing the true origin of a
+        sub-array keeps the order of the contributions, hence ``num``/``den``, bit-identical to
+        a whole-chip call. With the default, results agree to float64 rounding only.
+    lanczos_normalize : bool
+        Normalise each input pixel's lanczos weights to sum to its weight (default; the C code
+        does not). Only for comparisons with the C code should this be False.
+
+    Raises
+    ------
+    ValueError
+        On inconsistent shapes/dtypes or bad parameters, naming the argument.
+    """
+    _check_kernel_args(kernel, pixfrac, pixel_scale_ratio)
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    if data.ndim != 2:
+        raise ValueError(f"data must be 2-D, got shape {data.shape}")
+    ny, nx = data.shape
+    if weight is None:
+        weight = np.ones_like(data)
+    else:
+        weight = np.ascontiguousarray(weight, dtype=np.float32)
+        if weight.shape != data.shape:
+            raise ValueError(f"weight shape {weight.shape} differs from data shape {data.shape}")
+    pixmap = np.ascontiguousarray(pixmap, dtype=np.float64)
+    if pixmap.shape != (ny, nx, 2):
+        raise ValueError(f"pixmap shape {pixmap.shape} must be {(ny, nx, 2)} (data shape + (2,))")
+    for name, arr in (("num", num), ("den", den)):
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.float64 or arr.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D float64 array")
+        if not arr.flags.c_contiguous or not arr.flags.writeable:
+            raise ValueError(f"{name} must be C-contiguous and writeable (it is updated in place)")
+    if num.shape != den.shape:
+        raise ValueError(f"num shape {num.shape} differs from den shape {den.shape}")
+    if ctx is None:
+        plane = np.zeros((0, 0), np.int32)
+    else:
+        if not isinstance(ctx, np.ndarray) or ctx.dtype != np.int32 or ctx.ndim != 3:
+            raise ValueError("ctx must be a 3-D int32 array (nplanes, th, tw) or None")
+        if ctx.shape[1:] != num.shape:
+            raise ValueError(f"ctx shape {ctx.shape} does not match the tile shape {num.shape}")
+        if ctx_id < 0 or ctx_id // 32 >= ctx.shape[0]:
+            raise ValueError(
+                f"ctx_id {ctx_id} needs plane {ctx_id // 32} but ctx has {ctx.shape[0]} plane(s)"
+            )
+        plane = ctx[ctx_id // 32]
+        if not plane.flags.c_contiguous:
+            raise ValueError("ctx must be C-contiguous (it is updated in place)")
+    ctxmask = np.array([1 << (ctx_id % 32)], dtype=np.uint32).view(np.int32)[0]
+    if in_box is None:
+        j0, j1, i0, i1 = 0, ny, 0, nx
+    else:
+        j0, j1, i0, i1 = (int(v) for v in in_box)
+        if not (0 <= j0 <= j1 <= ny and 0 <= i0 <= i1 <= nx):
+            raise ValueError(f"in_box {in_box} is not inside the input arrays of shape {(ny, nx)}")
+    if j0 == j1 or i0 == i1:
+        return
+    oy, ox = (int(v) for v in origin)
+    sx = int(in_origin[1])
+    args = (data, weight, pixmap, j0, j1, i0, i1, num, den, plane, ctxmask, oy, ox, sx)
+    if kernel == "square":
+        if ny < 2 or nx < 2:
+            raise ValueError(
+                f"the square kernel needs input arrays of at least 2x2 pixels, got {(ny, nx)}"
+            )
+        K.drizzle_square(*args, float(pixfrac), float(iscale))
+    elif kernel == "point":
+        K.drizzle_point(*args, float(iscale))
+    elif kernel == "turbo":
+        K.drizzle_turbo(*args, float(pixfrac), float(iscale), float(pixel_scale_ratio))
+    elif kernel == "gaussian":
+        K.drizzle_gaussian(*args, float(pixfrac), float(iscale), float(pixel_scale_ratio))
+    else:
+        order = int(kernel[7:])
+        K.drizzle_lanczos(
+            *args,
+            float(iscale),
+            float(pixel_scale_ratio),
+            _lut(order),
+            order,
+            bool(lanczos_normalize),
+        )
+
+
+def finalize_tile(
+    num: np.ndarray, den: np.ndarray, fillval: float = np.nan
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn tile accumulators into science and weight images.
+
+    Parameters
+    ----------
+    num, den : (th, tw) arrays
+        Accumulators filled by :func:`add_to_tile` (sum of ``dow * d`` and of ``dow``).
+    fillval : float
+        Science value where no input contributed (``den == 0``).
+
+    Returns
+    -------
+    sci, wht : (th, tw) float32 arrays
+        ``sci = num / den`` (the weighted mean) and ``wht = den``.
+    """
+    num = np.asarray(num)
+    den = np.asarray(den)
+    if num.shape != den.shape:
+        raise ValueError(f"num shape {num.shape} differs from den shape {den.shape}")
+    hit = den != 0
+    sci = np.full(num.shape, fillval, dtype=np.float32)
+    np.divide(num, den, out=sci, where=hit, casting="unsafe")
+    return sci, den.astype(np.float32)
+
+
+def input_bbox(
+    pixmap: np.ndarray,
+    window: tuple[int, int, int, int],
+    *,
+    kernel: str = "square",
+    pixfrac: float = 1.0,
+    pixel_scale_ratio: float = 1.0,
+) -> tuple[int, int, int, int] | None:
+    """Box of the input pixels whose kernel footprint can land in an output window.
+
+    Parameters
+    ----------
+    pixmap : (ny, nx, 2) float64 array
+        0-based output-frame ``(x, y)`` of every input pixel centre (the whole chip, or the part
+        of it considered; the box is then in that part's indices).
+    window : (y0, y1, x0, x1)
+        Half-open, 0-based output pixel window in the big frame.
+    kernel, pixfrac, pixel_scale_ratio
+        The drizzle parameters that will be used (they set the footprint size).
+
+    Returns
+    -------
+    (j0, j1, i0, i1) or None
+        Half-open, 0-based input pixel box, or None if no input pixel touches the window.
+        Conservative (no contributing pixel is left out; square footprints are bounded by twice
+        the largest step of the pixmap to any of the 8 neighbours) and tight to a pixel or two.
+    """
+    _check_kernel_args(kernel, pixfrac, pixel_scale_ratio)
+    pixmap = np.ascontiguousarray(pixmap, dtype=np.float64)
+    if pixmap.ndim != 3 or pixmap.shape[2] != 2:
+        raise ValueError(f"pixmap must have shape (ny, nx, 2), got {pixmap.shape}")
+    y0, y1, x0, x1 = (int(v) for v in window)
+    if y1 <= y0 or x1 <= x0:
+        return None
+    kind, radius = _reach_params(kernel, pixfrac, pixel_scale_ratio)
+    ny, nx = pixmap.shape[:2]
+    j0, j1, i0, i1 = K.footprint_bbox(pixmap, 0, ny, 0, nx, y0, y1, x0, x1, kind, radius)
+    if j1 == 0:
+        return None
+    return int(j0), int(j1), int(i0), int(i1)
+
+
+def _reach_params(kernel: str, pixfrac: float, pixel_scale_ratio: float) -> tuple[int, float]:
+    """(kind, radius) of the footprint bound used by the numba helpers."""
+    if kernel == "square":
+        # corner offsets from the centre, in units of the largest neighbour step (worst case:
+        # extrapolated corners at the array edge)
+        h = 0.5 * pixfrac
+        return 0, max(2.0, 1.1 * (2.0 * h * (1.0 + h) + h * h))
+    return 1, kernel_radius(kernel, pixfrac, pixel_scale_ratio)
+
+
+class FootprintIndex:
+    """Answer many :func:`input_bbox` queries on one pixmap quickly.
+
+    One pass over the pixmap records the footprint extent of every ``block x block`` group of
+    input pixels; a query then scans only the blocks that can reach the window. ``bbox(window)``
+    returns exactly what ``input_bbox(pixmap, window, ...)`` returns.
+
+    Parameters
+    ----------
+    pixmap : (ny, nx, 2) float64 array
+        0-based output-frame ``(x, y)`` of every input pixel centre.
+    kernel, pixfrac, pixel_scale_ratio
+        The drizzle parameters that will be used.
+    block : int
+        Block size in input pixels.
+    """
+
+    def __init__(
+        self,
+        pixmap: np.ndarray,
+        *,
+        kernel: str = "square",
+        pixfrac: float = 1.0,
+        pixel_scale_ratio: float = 1.0,
+        block: int = 64,
+    ) -> None:
+        _check_kernel_args(kernel, pixfrac, pixel_scale_ratio)
+        self.pixmap = np.ascontiguousarray(pixmap, dtype=np.float64)
+        if self.pixmap.ndim != 3 or self.pixmap.shape[2] != 2:
+            raise ValueError(f"pixmap must have shape (ny, nx, 2), got {self.pixmap.shape}")
+        self.block = int(block)
+        self.kind, self.radius = _reach_params(kernel, pixfrac, pixel_scale_ratio)
+        self.extents = K.block_extents(self.pixmap, self.block, self.kind, self.radius)
+
+    def bbox(self, window: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+        """Same as :func:`input_bbox` for output window ``(y0, y1, x0, x1)`` (half-open)."""
+        y0, y1, x0, x1 = (int(v) for v in window)
+        if y1 <= y0 or x1 <= x0:
+            return None
+        e = self.extents
+        hit = (e[..., 1] > x0 - 0.5) & (e[..., 0] < x1 - 0.5)
+        hit &= (e[..., 3] > y0 - 0.5) & (e[..., 2] < y1 - 0.5)
+        bj, bi = np.nonzero(hit)
+        if bj.size == 0:
+            return None
+        ny, nx = self.pixmap.shape[:2]
+        b = self.block
+        sj0, sj1 = int(bj.min()) * b, min((int(bj.max()) + 1) * b, ny)
+        si0, si1 = int(bi.min()) * b, min((int(bi.max()) + 1) * b, nx)
+        j0, j1, i0, i1 = K.footprint_bbox(
+            self.pixmap, sj0, sj1, si0, si1, y0, y1, x0, x1, self.kind, self.radius
+        )
+        if j1 == 0:
+            return None
+        return int(j0), int(j1), int(i0), int(i1)

@@ -1,0 +1,229 @@
+"""Tile API: any tiling of the output gives the whole-frame result; input_bbox is conservative."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hapdask.drizzle.tile import add_to_tile, finalize_tile, input_bbox
+
+KERNELS = ["square", "point", "turbo", "gaussian", "lanczos3"]
+
+
+def chip_case(seed=0, ny=45, nx=60, nan=True):
+    """A rotated, scaled, smoothly distorted chip whose footprint crosses the output edges."""
+    rng = np.random.default_rng(seed)
+    y, x = np.indices((ny, nx), dtype=np.float64)
+    th = rng.uniform(0, 2 * np.pi)
+    s = rng.uniform(0.7, 1.4)
+    xs = s * (np.cos(th) * x - np.sin(th) * y) + 0.4 * np.sin(y / 8) + 0.3 * np.cos(x / 5)
+    ys = s * (np.sin(th) * x + np.cos(th) * y) + 0.3 * np.sin(x / 7)
+    xs += 5 - xs.min()
+    ys += 3 - ys.min()
+    pixmap = np.dstack([xs, ys])
+    if nan:
+        pixmap[10, 17] = np.nan
+        pixmap[30, 40, 0] = np.nan
+    data = rng.normal(5, 2, (ny, nx)).astype(np.float32)
+    weight = rng.uniform(0.5, 1.5, (ny, nx)).astype(np.float32)
+    # output frame cut so that part of the chip falls off it (borders matter)
+    out_shape = (int(ys.max()) - 4, int(xs.max()) + 2)
+    return data, weight, pixmap, out_shape, 1.0 / s
+
+
+def drizzle_tiled(data, weight, pixmap, out_shape, ys, xs, with_origin=True, **kw):
+    """Drizzle the chip tile by tile following the MVM contract."""
+    ny, nx = data.shape
+    num = np.zeros(out_shape)
+    den = np.zeros(out_shape)
+    ctx = np.zeros((2,) + out_shape, np.int32)
+    ntiles = 0
+    for a, b in zip(ys[:-1], ys[1:], strict=True):
+        for c, e in zip(xs[:-1], xs[1:], strict=True):
+            tn = np.zeros((b - a, e - c))
+            td = np.zeros((b - a, e - c))
+            tc = np.zeros((2, b - a, e - c), np.int32)
+            box = input_bbox(
+                pixmap,
+                (a, b, c, e),
+                kernel=kw["kernel"],
+                pixfrac=kw["pixfrac"],
+                pixel_scale_ratio=kw["pixel_scale_ratio"],
+            )
+            if box is not None:
+                j0, j1, i0, i1 = box
+                a0, a1 = max(j0 - 1, 0), min(j1 + 1, ny)
+                b0, b1 = max(i0 - 1, 0), min(i1 + 1, nx)
+                add_to_tile(
+                    data[a0:a1, b0:b1],
+                    weight[a0:a1, b0:b1],
+                    pixmap[a0:a1, b0:b1],
+                    tn,
+                    td,
+                    tc,
+                    origin=(a, c),
+                    in_origin=(a0, b0),
+                    in_box=(j0 - a0, j1 - a0, i0 - b0, i1 - b0),
+                    **kw,
+                )
+                ntiles += 1
+            num[a:b, c:e] = tn
+            den[a:b, c:e] = td
+            ctx[:, a:b, c:e] = tc
+    assert ntiles > 1
+    return num, den, ctx
+
+
+def tilings(out_shape):
+    ny, nx = out_shape
+    rng = np.random.default_rng(3)
+    irregular_y = np.unique(np.r_[0, np.sort(rng.integers(1, ny, 6)), ny])
+    irregular_x = np.unique(np.r_[0, np.sort(rng.integers(1, nx, 5)), nx])
+    return [
+        (np.r_[0:ny:17, ny], np.r_[0:nx:23, nx]),  # regular, last tile smaller
+        (np.arange(ny + 1), np.r_[0, nx // 2, nx]),  # tiles of one row
+        (np.r_[0, ny], np.arange(0, nx + 1)),  # tiles of one column
+        (irregular_y, irregular_x),
+    ]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_any_tiling_equals_whole_frame(kernel):
+    data, weight, pixmap, out_shape, pscale = chip_case(1)
+    kw = dict(
+        kernel=kernel,
+        pixfrac=1.0 if kernel.startswith("lanczos") else 0.8,
+        pixel_scale_ratio=pscale,
+        iscale=1.3,
+        ctx_id=37,
+    )
+    num = np.zeros(out_shape)
+    den = np.zeros(out_shape)
+    ctx = np.zeros((2,) + out_shape, np.int32)
+    add_to_tile(data, weight, pixmap, num, den, ctx, origin=(0, 0), **kw)
+    assert (den > 0).mean() > 0.3
+    sci, wht = finalize_tile(num, den)
+    for ys, xs in tilings(out_shape):
+        tnum, tden, tctx = drizzle_tiled(data, weight, pixmap, out_shape, ys, xs, **kw)
+        # the contributions and their order are the same: bit-identical accumulators
+        np.testing.assert_array_equal(tnum, num)
+        np.testing.assert_array_equal(tden, den)
+        np.testing.assert_array_equal(tctx, ctx)
+        tsci, twht = finalize_tile(tnum, tden)
+        np.testing.assert_array_equal(tsci, sci)
+        np.testing.assert_array_equal(twht, wht)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_input_bbox_is_conservative_and_tight(kernel):
+    data, weight, pixmap, out_shape, pscale = chip_case(2, nan=False)
+    pf = 1.0 if kernel.startswith("lanczos") else 0.9
+    window = (7, 19, 11, 30)
+    box = input_bbox(pixmap, window, kernel=kernel, pixfrac=pf, pixel_scale_ratio=pscale)
+    assert box is not None
+    j0, j1, i0, i1 = box
+    # brute force: which input pixels change the window when drizzled alone?
+    touching = np.zeros(data.shape, bool)
+    y0, y1, x0, x1 = window
+    for j in range(data.shape[0]):
+        for i in range(data.shape[1]):
+            num = np.zeros((y1 - y0, x1 - x0))
+            den = np.zeros_like(num)
+            add_to_tile(
+                data,
+                weight,
+                pixmap,
+                num,
+                den,
+                None,
+                origin=(y0, x0),
+                in_box=(j, j + 1, i, i + 1),
+                kernel=kernel,
+                pixfrac=pf,
+                pixel_scale_ratio=pscale,
+            )
+            touching[j, i] = np.any(den != 0)
+    tj, ti = np.nonzero(touching)
+    assert tj.min() >= j0 and tj.max() < j1 and ti.min() >= i0 and ti.max() < i1
+    slack = 3 if kernel == "square" else 2
+    assert j0 >= tj.min() - slack and j1 <= tj.max() + 1 + slack
+    assert i0 >= ti.min() - slack and i1 <= ti.max() + 1 + slack
+
+
+def test_input_bbox_none_when_window_missed():
+    data, weight, pixmap, out_shape, pscale = chip_case(3)
+    assert input_bbox(pixmap, (500, 520, 500, 520)) is None
+    assert input_bbox(pixmap, (5, 5, 0, 10)) is None
+
+
+def test_finalize_tile_fill_and_dtypes():
+    num = np.array([[2.0, 0.0], [3.0, 0.0]])
+    den = np.array([[4.0, 0.0], [1.5, 0.0]])
+    sci, wht = finalize_tile(num, den, fillval=-7.0)
+    assert sci.dtype == np.float32 and wht.dtype == np.float32
+    np.testing.assert_array_equal(sci, [[0.5, -7.0], [2.0, -7.0]])
+    np.testing.assert_array_equal(wht, [[4.0, 0.0], [1.5, 0.0]])
+    sci, _ = finalize_tile(num, den)
+    assert np.isnan(sci[0, 1])
+
+
+def test_add_to_tile_rejects_bad_input():
+    data, weight, pixmap, out_shape, pscale = chip_case(4)
+    num = np.zeros((10, 10))
+    den = np.zeros((10, 10))
+    with pytest.raises(ValueError, match="num must be a 2-D float64"):
+        add_to_tile(data, weight, pixmap, num.astype(np.float32), den, None, origin=(0, 0))
+    with pytest.raises(ValueError, match="pixmap shape"):
+        add_to_tile(data, weight, pixmap[:-1], num, den, None, origin=(0, 0))
+    with pytest.raises(ValueError, match="unknown drizzle kernel"):
+        add_to_tile(data, weight, pixmap, num, den, None, origin=(0, 0), kernel="box")
+    with pytest.raises(ValueError, match="needs plane 1"):
+        add_to_tile(
+            data,
+            weight,
+            pixmap,
+            num,
+            den,
+            np.zeros((1, 10, 10), np.int32),
+            origin=(0, 0),
+            ctx_id=40,
+        )
+    with pytest.raises(ValueError, match="in_box"):
+        add_to_tile(data, weight, pixmap, num, den, None, origin=(0, 0), in_box=(0, 99, 0, 5))
+    with pytest.raises(ValueError, match="weight shape"):
+        add_to_tile(data, weight[:3], pixmap, num, den, None, origin=(0, 0))
+
+
+def test_tiling_without_in_origin_agrees_to_float32_rounding():
+    """Without ``in_origin`` the scan strips move with the sub-array, so the float64 sums may
+    differ in their last bits; sci/wht still agree to float32 rounding and ctx exactly."""
+    data, weight, pixmap, out_shape, pscale = chip_case(5, ny=70, nx=300)
+    kw = dict(kernel="square", pixfrac=0.9, pixel_scale_ratio=pscale, iscale=1.0, ctx_id=3)
+    num = np.zeros(out_shape)
+    den = np.zeros(out_shape)
+    ctx = np.zeros((2,) + out_shape, np.int32)
+    add_to_tile(data, weight, pixmap, num, den, ctx, origin=(0, 0), **kw)
+    ys, xs = np.r_[0 : out_shape[0] : 41, out_shape[0]], np.r_[0 : out_shape[1] : 57, out_shape[1]]
+    tnum, tden, tctx = drizzle_tiled(
+        data, weight, pixmap, out_shape, ys, xs, with_origin=False, **kw
+    )
+    np.testing.assert_array_equal(tctx, ctx)
+    sci, wht = finalize_tile(num, den)
+    tsci, twht = finalize_tile(tnum, tden)
+    np.testing.assert_allclose(twht, wht, rtol=2e-7, atol=1e-12)
+    good = wht > 0.01
+    np.testing.assert_allclose(tsci[good], sci[good], rtol=2e-7)
+
+
+@pytest.mark.parametrize("kernel", ["square", "lanczos3"])
+def test_footprint_index_equals_input_bbox(kernel):
+    from hapdask.drizzle.tile import FootprintIndex
+
+    data, weight, pixmap, out_shape, pscale = chip_case(6, ny=90, nx=130)
+    kw = dict(kernel=kernel, pixfrac=1.0, pixel_scale_ratio=pscale)
+    index = FootprintIndex(pixmap, block=16, **kw)
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        y0, x0 = rng.integers(-20, out_shape[0]), rng.integers(-20, out_shape[1])
+        window = (y0, y0 + rng.integers(1, 40), x0, x0 + rng.integers(1, 40))
+        assert index.bbox(window) == input_bbox(pixmap, window, **kw)
