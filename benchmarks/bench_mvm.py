@@ -153,6 +153,15 @@ def engine_runmultihap(skycell: str, work: Path, timeout: float) -> dict:
         cols[-1] = str(work / cols[0])
         rows.append(",".join(cols))
     poller.write_text("\n".join(rows) + "\n")
+    # AstroDrizzle's ACS reader needs MEANDARK (dark rate for its noise model) in every SCI
+    # header; the simulator does not write it, so the copies get MEANDARK = 0.
+    from astropy.io import fits
+
+    for path in work.glob("j*_fl?.fits"):
+        with fits.open(path, mode="update") as h:
+            for hdu in h:
+                if hdu.name == "SCI" and "MEANDARK" not in hdu.header:
+                    hdu.header["MEANDARK"] = (0.0, "added by bench_mvm for runmultihap")
     code = ("import sys; from drizzlepac import runmultihap; "
             f"rv = runmultihap.perform({str(poller)!r}); sys.exit(int(rv or 0))")
     t0 = time.perf_counter()

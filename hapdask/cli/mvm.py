@@ -69,10 +69,15 @@ def run(args: argparse.Namespace) -> int:
                      context=not args.no_context, only=args.layer, verdicts=verdicts)
         print(p.describe())
         return 0 if p.layers else 65
-    result = mvm.run(
-        args.skycell, args.input, output=args.output, formats=formats,
-        scheduler=args.scheduler, workers=args.workers,
-        threads_per_worker=args.threads_per_worker, tile_size=args.tile_size,
-        context=not args.no_context, progress=True, log=_log, layers=args.layer)
+    try:
+        result = mvm.run(
+            args.skycell, args.input, output=args.output, formats=formats,
+            scheduler=args.scheduler, workers=args.workers,
+            threads_per_worker=args.threads_per_worker, tile_size=args.tile_size,
+            context=not args.no_context, progress=True, log=_log, layers=args.layer)
+    except (ValueError, OSError, KeyboardInterrupt, CLIError):
+        raise
+    except Exception as exc:  # a failed task: one line, not a traceback
+        raise CLIError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
     print(result.summary())
     return 0
