@@ -205,7 +205,6 @@ def build_graph(plan: MvmPlan, sky: SkyMethod | Mapping | None = None
     fp = plan.fingerprint
     graph: dict = {}
     chips = _global_chips(plan)
-    index = {c.key: i for i, c in enumerate(chips)}
     sky = ChipMedianSky() if sky is None else sky
     if isinstance(sky, Mapping):
         sky_of = {c.key: sky[c.key] for c in chips}
@@ -213,7 +212,7 @@ def build_graph(plan: MvmPlan, sky: SkyMethod | Mapping | None = None
     else:
         g, keys = sky.tasks(chips, f"mvm-sky-{getattr(sky, 'name', 'sky')}-{fp}")
         graph.update(g)
-        sky_keys = {c.key: keys[i] for c, i in zip(chips, range(len(chips)), strict=True)}
+        sky_keys = {c.key: k for c, k in zip(chips, keys, strict=True)}
     tile_keys: dict[str, dict] = {}
     for lay in plan.layers.values():
         tname = f"mvm-tile-{lay.name}-{fp}"
@@ -227,7 +226,6 @@ def build_graph(plan: MvmPlan, sky: SkyMethod | Mapping | None = None
             key = (tname, *tile.index)
             graph[key] = (drizzle_tile, job, skies)
             tile_keys[lay.name][tile.index] = key
-    del index
     return graph, tile_keys
 
 

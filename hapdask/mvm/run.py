@@ -257,14 +257,15 @@ def write_layers(
     zarr_layouts: dict[str, xzarr.ZarrLayout] = {}
     store = outdir / store_name(p.skycell)
     for name, lay in p.layers.items():
+        nplanes = lay.nplanes if p.context else 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", VerifyWarning)  # long comments get truncated
             hdrs = layer_headers(p, lay, skies)
-        nplanes = lay.nplanes if p.context else 0
-        if "fits" in formats:
-            fits_layouts[name] = xfits.create_fits(
-                outdir / lay.filename, lay.shape, primary=hdrs["primary"], sci=hdrs["sci"],
-                wht=hdrs["wht"], ctx=hdrs["ctx"], nplanes=nplanes, hdrtab=hdrs["hdrtab"])
+            if "fits" in formats:
+                fits_layouts[name] = xfits.create_fits(
+                    outdir / lay.filename, lay.shape, primary=hdrs["primary"],
+                    sci=hdrs["sci"], wht=hdrs["wht"], ctx=hdrs["ctx"], nplanes=nplanes,
+                    hdrtab=hdrs["hdrtab"])
         if "zarr" in formats:
             zarr_layouts[name] = xzarr.create_zarr_layer(
                 store, name, lay.shape, lay.tile_size, wcs_header=lay.wcs_header,
