@@ -254,6 +254,8 @@ def main() -> int:
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--only-full", action="store_true")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--no-warmup", action="store_true",
+                    help="skip the warm-up run (demo data and numba caches already there)")
     ap.add_argument("--engine", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--compare", help=argparse.SUPPRESS)
@@ -276,10 +278,11 @@ def main() -> int:
 
     work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_mvm_"))
     print(f"work directory {work}", flush=True)
-    t0 = time.perf_counter()
-    _sub(["--engine", "hapdask", "--out", str(work / "warm"), "--skycell", a.skycell,
-          "--tile", str(a.tile)])  # simulates/caches the demo, fills numba caches
-    print(f"warm-up (demo data + caches) {time.perf_counter() - t0:.1f} s", flush=True)
+    if not a.no_warmup:
+        t0 = time.perf_counter()
+        _sub(["--engine", "hapdask", "--out", str(work / "warm"), "--skycell", a.skycell,
+              "--tile", str(a.tile)])  # simulates/caches the demo, fills numba caches
+        print(f"warm-up (demo data + caches) {time.perf_counter() - t0:.1f} s", flush=True)
     if not a.only_full:
         ours, refs = [], []
         for k in range(a.repeat):
