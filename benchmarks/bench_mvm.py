@@ -122,6 +122,8 @@ def engine_reference(skycell: str, out: Path, hapdask_out: Path | None) -> dict:
                         weight_map=good.astype(np.float32) * np.float32(chip.exptime),
                         iscale=lay.iscale(chip), pixfrac=1.0)
         hdr = lay.wcs_header.copy()
+        for key in ("NAXIS1", "NAXIS2"):
+            hdr.remove(key, ignore_missing=True)
         fits.HDUList([fits.PrimaryHDU(),
                       fits.ImageHDU(d.out_img, hdr, name="SCI"),
                       fits.ImageHDU(d.out_wht, hdr, name="WHT"),
