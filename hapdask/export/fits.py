@@ -1,0 +1,291 @@
+"""Tile-by-tile FITS writer for MVM layers (HAP layout: PRIMARY, SCI, WHT, [CTX], HDRTAB).
+
+The file is laid out once, up front, with every header written and every data area
+preallocated (the file is extended with ``truncate``, so the data areas are sparse zeros until
+written). Each tile task then writes its rows at their byte offsets with ``os.pwrite``: tiles
+can be written in any order, from any thread or process on the same file system, and writing a
+tile twice (a retried task) writes the same bytes again. The header cards whose values need
+whole-layer statistics (MEANWHT, MEDWHT, ...) are written with placeholder values and patched in
+place at the end: every card is 80 characters, so the header keeps its exact size.
+
+Everything happens under a temporary name (``<final>.part``) that is renamed to the final name
+only when the file is complete, so a partial FITS file never appears under a final name.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+BLOCK = 2880
+
+__all__ = ["FitsLayout", "create_fits", "finalize_fits", "write_fits_tile", "temporary_name"]
+
+
+def temporary_name(final: str | os.PathLike) -> Path:
+    """Return the temporary name a FITS file is written under before its final rename."""
+    final = Path(final)
+    return final.with_name(final.name + ".part")
+
+
+def _padded(nbytes: int) -> int:
+    return -(-nbytes // BLOCK) * BLOCK
+
+
+@dataclass(frozen=True)
+class FitsLayout:
+    """Byte layout of a preallocated layer file (picklable; shipped to every tile task).
+
+    Attributes
+    ----------
+    final : str
+        Final path of the file.
+    tmp : str
+        Temporary path it is written under.
+    shape : tuple of int
+        ``(ny, nx)`` of SCI/WHT.
+    nplanes : int
+        Number of CTX planes (0: no CTX extension).
+    sci_offset, wht_offset, ctx_offset : int
+        Byte offsets of the first data byte of each extension (``ctx_offset`` is -1 without CTX).
+    primary_size : int
+        Size in bytes of the primary header (patched in place by :func:`finalize_fits`).
+    """
+
+    final: str
+    tmp: str
+    shape: tuple[int, int]
+    nplanes: int
+    sci_offset: int
+    wht_offset: int
+    ctx_offset: int
+    primary_size: int
+
+
+def _image_header(base: fits.Header, extname: str, bitpix: int,
+                  shape: tuple[int, ...]) -> fits.Header:
+    """An IMAGE extension header: mandatory cards first, then the cards of ``base``."""
+    hdr = fits.Header()
+    hdr["XTENSION"] = ("IMAGE", "Image extension")
+    hdr["BITPIX"] = bitpix
+    hdr["NAXIS"] = len(shape)
+    for i, n in enumerate(reversed(shape), start=1):
+        hdr[f"NAXIS{i}"] = n
+    hdr["PCOUNT"] = 0
+    hdr["GCOUNT"] = 1
+    hdr["EXTNAME"] = extname
+    hdr["EXTVER"] = 1
+    skip = {"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "EXTEND", "EXTNAME",
+            "EXTVER", "BSCALE", "BZERO"}
+    for card in base.cards:
+        key = card.keyword
+        if key in skip or (key.startswith("NAXIS") and key[5:].isdigit()):
+            continue
+        hdr.append(card, end=True)
+    return hdr
+
+
+def _primary_header(base: fits.Header) -> fits.Header:
+    hdr = fits.Header()
+    hdr["SIMPLE"] = True
+    hdr["BITPIX"] = 8
+    hdr["NAXIS"] = 0
+    hdr["EXTEND"] = True
+    skip = {"SIMPLE", "BITPIX", "NAXIS", "EXTEND", "XTENSION", "PCOUNT", "GCOUNT"}
+    for card in base.cards:
+        key = card.keyword
+        if key in skip or (key.startswith("NAXIS") and key[5:].isdigit()):
+            continue
+        hdr.append(card, end=True)
+    return hdr
+
+
+def create_fits(
+    final: str | os.PathLike,
+    shape: tuple[int, int],
+    *,
+    primary: fits.Header,
+    sci: fits.Header,
+    wht: fits.Header | None = None,
+    ctx: fits.Header | None = None,
+    nplanes: int = 0,
+    hdrtab: bytes | fits.BinTableHDU | None = None,
+) -> FitsLayout:
+    """Create the temporary file of a layer: all headers written, data areas preallocated.
+
+    Parameters
+    ----------
+    final : path
+        Final file name. The file is created as ``<final>.part``; an existing ``.part`` file
+        (from an interrupted run) is replaced, an existing final file is left alone until
+        :func:`finalize_fits` atomically replaces it.
+    shape : (ny, nx)
+        Shape of the SCI and WHT arrays.
+    primary, sci, wht, ctx : astropy.io.fits.Header
+        Cards of each HDU (structural cards are generated here). ``wht``/``ctx`` default to
+        ``sci``'s WCS cards when None; ``ctx`` is only written when ``nplanes > 0``.
+    nplanes : int
+        Number of 32-bit CTX planes; 0 writes no CTX extension. One plane is written as a
+        2-D image (as AstroDrizzle does), more as a 3-D cube (plane, y, x).
+    hdrtab : bytes or BinTableHDU, optional
+        The HDRTAB extension (small; written whole): complete extension bytes (see
+        :func:`hapdask.export.headers.hdrtab`) or a table HDU.
+
+    Returns
+    -------
+    FitsLayout
+        What :func:`write_fits_tile` and :func:`finalize_fits` need.
+    """
+    ny, nx = (int(shape[0]), int(shape[1]))
+    if ny <= 0 or nx <= 0:
+        raise ValueError(f"{final}: cannot write an empty {ny}x{nx} layer")
+    tmp = temporary_name(final)
+    wht = sci if wht is None else wht
+    ctx = sci if ctx is None else ctx
+    phdr = _primary_header(primary)
+    shdr = _image_header(sci, "SCI", -32, (ny, nx))
+    whdr = _image_header(wht, "WHT", -32, (ny, nx))
+    blocks: list[bytes] = []
+    pbytes = phdr.tostring().encode("ascii")
+    blocks.append(pbytes)
+    offset = len(pbytes)
+    sbytes = shdr.tostring().encode("ascii")
+    sci_offset = offset + len(sbytes)
+    data_size = _padded(ny * nx * 4)
+    offset = sci_offset + data_size
+    wbytes = whdr.tostring().encode("ascii")
+    wht_offset = offset + len(wbytes)
+    offset = wht_offset + data_size
+    ctx_offset = -1
+    cbytes = b""
+    if nplanes > 0:
+        cshape = (ny, nx) if nplanes == 1 else (nplanes, ny, nx)
+        chdr = _image_header(ctx, "CTX", 32, cshape)
+        cbytes = chdr.tostring().encode("ascii")
+        ctx_offset = offset + len(cbytes)
+        offset = ctx_offset + _padded(nplanes * ny * nx * 4)
+    tbytes = b""
+    if isinstance(hdrtab, bytes):
+        tbytes = hdrtab
+    elif hdrtab is not None:
+        hdrtab.header["EXTNAME"] = "HDRTAB"
+        buf = io.BytesIO()
+        dummy = fits.PrimaryHDU()
+        fits.HDUList([dummy, hdrtab]).writeto(buf)
+        skip = len(dummy.header.tostring())
+        tbytes = buf.getvalue()[skip:]
+    total = offset + len(tbytes)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "wb") as fh:
+        fh.write(pbytes)
+        fh.write(sbytes)
+        fh.seek(wht_offset - len(wbytes))
+        fh.write(wbytes)
+        if nplanes > 0:
+            fh.seek(ctx_offset - len(cbytes))
+            fh.write(cbytes)
+        if tbytes:
+            fh.seek(offset)
+            fh.write(tbytes)
+        fh.truncate(total)
+    return FitsLayout(str(final), str(tmp), (ny, nx), int(nplanes), sci_offset, wht_offset,
+                      ctx_offset, len(pbytes))
+
+
+def _write_rows(fd: int, offset: int, rowlen: int, window: tuple[int, int, int, int],
+                array: np.ndarray, dtype: str, plane_stride: int = 0) -> None:
+    y0, y1, x0, x1 = window
+    data = np.ascontiguousarray(array, dtype=dtype)
+    itemsize = data.dtype.itemsize
+    if data.ndim == 2:
+        data = data[None]
+    for p in range(data.shape[0]):
+        base = offset + p * plane_stride
+        for j, y in enumerate(range(y0, y1)):
+            os.pwrite(fd, data[p, j].tobytes(), base + (y * rowlen + x0) * itemsize)
+
+
+def write_fits_tile(
+    layout: FitsLayout,
+    window: tuple[int, int, int, int],
+    sci: np.ndarray,
+    wht: np.ndarray,
+    ctx: np.ndarray | None = None,
+) -> None:
+    """Write one tile's SCI, WHT (and CTX) rows into the preallocated temporary file.
+
+    Parameters
+    ----------
+    layout : FitsLayout
+        From :func:`create_fits`.
+    window : (y0, y1, x0, x1)
+        0-based, half-open pixel window of the tile in the layer array.
+    sci, wht : (y1-y0, x1-x0) arrays
+        Tile data (written as big-endian float32).
+    ctx : (nplanes, y1-y0, x1-x0) or (y1-y0, x1-x0) array, optional
+        Context bits (written as big-endian int32); required when the layout has CTX.
+    """
+    y0, y1, x0, x1 = (int(v) for v in window)
+    ny, nx = layout.shape
+    if not (0 <= y0 < y1 <= ny and 0 <= x0 < x1 <= nx):
+        raise ValueError(f"{layout.final}: tile window {window} outside the {ny}x{nx} layer")
+    if sci.shape != (y1 - y0, x1 - x0) or wht.shape != sci.shape:
+        raise ValueError(f"{layout.final}: tile arrays {sci.shape}/{wht.shape} do not match "
+                         f"window {window}")
+    fd = os.open(layout.tmp, os.O_WRONLY)
+    try:
+        _write_rows(fd, layout.sci_offset, nx, (y0, y1, x0, x1), sci, ">f4")
+        _write_rows(fd, layout.wht_offset, nx, (y0, y1, x0, x1), wht, ">f4")
+        if layout.nplanes > 0:
+            if ctx is None:
+                raise ValueError(f"{layout.final}: the layer has a CTX extension but the tile "
+                                 "has no context array")
+            c = ctx if ctx.ndim == 3 else ctx[None]
+            if c.shape[0] != layout.nplanes:
+                raise ValueError(f"{layout.final}: tile has {c.shape[0]} CTX planes, layer "
+                                 f"has {layout.nplanes}")
+            _write_rows(fd, layout.ctx_offset, nx, (y0, y1, x0, x1), c.view(np.int32)
+                        if c.dtype == np.uint32 else c, ">i4", plane_stride=ny * nx * 4)
+    finally:
+        os.close(fd)
+
+
+def finalize_fits(layout: FitsLayout, updates: dict[str, object] | None = None) -> Path:
+    """Patch whole-layer header values into the primary header, then rename to the final name.
+
+    Parameters
+    ----------
+    layout : FitsLayout
+        From :func:`create_fits`.
+    updates : dict, optional
+        Primary keyword -> new value. Every keyword must already be in the primary header
+        (written with a placeholder value), so the header keeps its size.
+
+    Returns
+    -------
+    Path
+        The final path.
+    """
+    with open(layout.tmp, "r+b") as fh:
+        raw = fh.read(layout.primary_size).decode("ascii")
+        hdr = fits.Header.fromstring(raw)
+        for key, value in (updates or {}).items():
+            if key not in hdr:
+                raise ValueError(f"{layout.final}: keyword {key} was not reserved in the "
+                                 "primary header")
+            hdr[key] = value
+        new = hdr.tostring().encode("ascii")
+        if len(new) != layout.primary_size:
+            raise ValueError(f"{layout.final}: patched primary header changed size "
+                             f"({len(new)} != {layout.primary_size} bytes)")
+        fh.seek(0)
+        fh.write(new)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(layout.tmp, layout.final)
+    return Path(layout.final)

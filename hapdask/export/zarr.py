@@ -1,0 +1,258 @@
+"""Zarr v3 store of a SkyCell: one group per layer, one shard per tile, resumable.
+
+Layout of ``hst_skycell-p1889x07y19.zarr``::
+
+    /                           attrs: skycell, hapdask version, layers, complete
+    /<layer>/                   attrs: wcs (FITS cards as a dict), plan fingerprint, tile size,
+                                       primary keywords once the layer is complete
+    /<layer>/sci   (y, x)       float32, NaN where no data
+    /<layer>/wht   (y, x)       float32
+    /<layer>/ctx   (plane, y, x) int32 (context bits), unless disabled
+    /<layer>/_hapdask/tiles_done (tile_y, tile_x) uint8, one chunk per tile: the completion
+                                marker of a tile, written after its shards
+
+Every array has ``shards == (tile, tile)`` and inner chunks that divide the tile, so a tile task
+writes whole shards and never touches another task's shard: tasks may run in any order, in
+parallel, and be repeated. A tile counts as written only once its marker exists, so a re-run
+after an interruption skips exactly the finished tiles. Opens with ``xarray.open_zarr(store,
+group=<layer>)``; the WCS is in the group attrs (``wcs``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+from astropy.io import fits
+
+__all__ = ["ZarrLayout", "create_zarr_layer", "finish_zarr_layer", "header_to_attrs",
+           "tile_done", "tiles_done", "write_zarr_tile", "mark_store_complete"]
+
+MARKERS = "_hapdask"
+
+
+def header_to_attrs(header: fits.Header) -> dict[str, object]:
+    """FITS cards -> a JSON-able dict (keyword -> value), for zarr/xarray attrs."""
+    out: dict[str, object] = {}
+    for card in header.cards:
+        key = card.keyword
+        if not key or key in ("COMMENT", "HISTORY") or key in out:
+            continue
+        value = card.value
+        if isinstance(value, (bool, np.bool_)):
+            out[key] = bool(value)
+        elif isinstance(value, (int, np.integer)):
+            out[key] = int(value)
+        elif isinstance(value, (float, np.floating)):
+            v = float(value)
+            out[key] = v if np.isfinite(v) else str(v)
+        elif isinstance(value, str):
+            out[key] = value
+    return out
+
+
+def _inner_chunk(tile: int) -> int:
+    """Largest of 512, 256 dividing the tile (read granularity inside a shard)."""
+    for c in (512, 256, 128):
+        if tile % c == 0 and tile > c:
+            return c
+    return tile
+
+
+@dataclass(frozen=True)
+class ZarrLayout:
+    """Where one layer lives in the store (picklable; shipped to every tile task)."""
+
+    store: str
+    group: str
+    shape: tuple[int, int]
+    tile: int
+    nplanes: int
+
+    @property
+    def path(self) -> Path:
+        return Path(self.store) / self.group
+
+    @property
+    def ntiles(self) -> tuple[int, int]:
+        return (-(-self.shape[0] // self.tile), -(-self.shape[1] // self.tile))
+
+    def _markers(self, mode: str = "r"):
+        g = zarr.open_group(self.store, mode=mode, zarr_format=3, use_consolidated=False)
+        return g[f"{self.group}/{MARKERS}/tiles_done"]
+
+
+def create_zarr_layer(
+    store: str | os.PathLike,
+    group: str,
+    shape: tuple[int, int],
+    tile: int,
+    *,
+    wcs_header: fits.Header,
+    fingerprint: str,
+    nplanes: int = 0,
+    attrs: dict[str, object] | None = None,
+) -> ZarrLayout:
+    """Create (or reopen, to resume) the arrays of one layer in a SkyCell store.
+
+    Parameters
+    ----------
+    store : path
+        The ``.zarr`` directory (created if missing).
+    group : str
+        Layer name (group path inside the store).
+    shape : (ny, nx)
+        Layer shape.
+    tile : int
+        Tile edge in pixels = shard edge.
+    wcs_header : Header
+        The layer's WCS (stored as the ``wcs`` attribute).
+    fingerprint : str
+        Identifies the plan (inputs, WCS, options). Reopening a group written with a different
+        fingerprint, shape or tile size raises ValueError instead of mixing two products.
+    nplanes : int
+        CTX planes; 0 for no ``ctx`` array.
+    attrs : dict, optional
+        More group attributes.
+
+    Returns
+    -------
+    ZarrLayout
+    """
+    store = str(store)
+    ny, nx = int(shape[0]), int(shape[1])
+    root = zarr.open_group(store, mode="a", zarr_format=3, use_consolidated=False)
+    layout = ZarrLayout(store, group, (ny, nx), int(tile), int(nplanes))
+    if group in root:
+        g = root[group]
+        old = g.attrs.get("hapdask_fingerprint")
+        if old == fingerprint and tuple(g["sci"].shape) == (ny, nx) \
+                and int(g.attrs.get("tile_size", -1)) == tile:
+            return layout
+        raise ValueError(
+            f"{store}: layer {group!r} already exists and was made from a different plan "
+            f"(inputs, grid or tile size); remove it or choose another output directory")
+    g = root.create_group(group)
+    chunk = _inner_chunk(tile)
+    t = (min(tile, ny), min(tile, nx))
+    c = (min(chunk, ny), min(chunk, nx))
+    if t[0] % c[0] or t[1] % c[1]:
+        c = t
+    common = dict(shards=t, chunks=c, compressors=[zarr.codecs.ZstdCodec(level=1)])
+    g.create_array("sci", shape=(ny, nx), dtype="float32", fill_value=np.nan,
+                   dimension_names=("y", "x"), **common)
+    g.create_array("wht", shape=(ny, nx), dtype="float32", fill_value=0.0,
+                   dimension_names=("y", "x"), **common)
+    if nplanes > 0:
+        g.create_array("ctx", shape=(nplanes, ny, nx), dtype="int32", fill_value=0,
+                       dimension_names=("plane", "y", "x"), shards=(nplanes, *t),
+                       chunks=(nplanes, *c), compressors=[zarr.codecs.ZstdCodec(level=1)])
+    meta = {"wcs": header_to_attrs(wcs_header), "hapdask_fingerprint": fingerprint,
+            "tile_size": int(tile), "complete": False}
+    meta.update(attrs or {})
+    g.attrs.update(json.loads(json.dumps(meta, default=str)))
+    g.create_group(MARKERS).create_array(
+        "tiles_done", shape=layout.ntiles, chunks=(1, 1), dtype="uint8", fill_value=0,
+        dimension_names=("tile_y", "tile_x"))
+    return layout
+
+
+def tile_done(layout: ZarrLayout, ty: int, tx: int) -> bool:
+    """True when tile (ty, tx) has been completely written by an earlier task or run."""
+    return bool(layout._markers()[ty, tx])
+
+
+def tiles_done(layout: ZarrLayout) -> np.ndarray:
+    """(tile_y, tile_x) boolean array of the finished tiles."""
+    return np.asarray(layout._markers()[...]).astype(bool)
+
+
+_TLS = threading.local()
+
+
+def _arrays(layout: ZarrLayout) -> dict:
+    """The layer's zarr arrays, opened once per thread and store (metadata read once)."""
+    cache = getattr(_TLS, "arrays", None)
+    if cache is None:
+        cache = _TLS.arrays = {}
+    key = (layout.store, layout.group)
+    arrs = cache.get(key)
+    if arrs is None:
+        if len(cache) > 64:
+            cache.clear()
+        g = zarr.open_group(layout.store, mode="r+", zarr_format=3, use_consolidated=False)
+        g = g[layout.group]
+        arrs = {n: g[n] for n in ("sci", "wht", "ctx") if n in g}
+        arrs["done"] = g[f"{MARKERS}/tiles_done"]
+        cache[key] = arrs
+    return arrs
+
+
+def write_zarr_tile(
+    layout: ZarrLayout,
+    index: tuple[int, int],
+    window: tuple[int, int, int, int],
+    sci: np.ndarray,
+    wht: np.ndarray,
+    ctx: np.ndarray | None = None,
+) -> None:
+    """Write one tile (whole shards) and then its completion marker.
+
+    Parameters
+    ----------
+    layout : ZarrLayout
+    index : (ty, tx)
+        0-based tile indices.
+    window : (y0, y1, x0, x1)
+        0-based, half-open pixel window of the tile; must be the tile grid's window so that it
+        covers whole shards.
+    sci, wht, ctx : arrays
+        Tile data; ``ctx`` is (plane, y, x) and required when the layer has a ctx array.
+    """
+    y0, y1, x0, x1 = window
+    g = _arrays(layout)
+    g["sci"][y0:y1, x0:x1] = np.asarray(sci, dtype=np.float32)
+    g["wht"][y0:y1, x0:x1] = np.asarray(wht, dtype=np.float32)
+    if layout.nplanes > 0:
+        if ctx is None:
+            raise ValueError(f"{layout.store}/{layout.group}: tile {index} has no context array")
+        c = ctx if ctx.ndim == 3 else ctx[None]
+        g["ctx"][:, y0:y1, x0:x1] = np.asarray(c).view(np.int32) if c.dtype == np.uint32 \
+            else np.asarray(c, dtype=np.int32)
+    g["done"][index[0], index[1]] = 1
+
+
+def read_zarr_tile(layout: ZarrLayout, window: tuple[int, int, int, int]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Read a finished tile back: (sci, wht, ctx or None); window 0-based, half-open."""
+    y0, y1, x0, x1 = window
+    g = zarr.open_group(layout.store, mode="r", zarr_format=3,
+                        use_consolidated=False)[layout.group]
+    ctx = g["ctx"][:, y0:y1, x0:x1] if layout.nplanes > 0 else None
+    return g["sci"][y0:y1, x0:x1], g["wht"][y0:y1, x0:x1], ctx
+
+
+def finish_zarr_layer(layout: ZarrLayout, attrs: dict[str, object]) -> None:
+    """Record whole-layer keywords in the group attrs and flag the layer complete."""
+    g = zarr.open_group(layout.store, mode="r+", zarr_format=3,
+                        use_consolidated=False)[layout.group]
+    meta = json.loads(json.dumps(attrs, default=str))
+    meta["complete"] = True
+    g.attrs.update(meta)
+
+
+def mark_store_complete(store: str | os.PathLike, attrs: dict[str, object]) -> None:
+    """Write the store-level attributes (skycell, layers, ...) and ``complete = True``."""
+    root = zarr.open_group(str(store), mode="a", zarr_format=3, use_consolidated=False)
+    meta = json.loads(json.dumps(attrs, default=str))
+    meta["complete"] = True
+    root.attrs.update(meta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # consolidated metadata is not in the v3 spec yet
+        zarr.consolidate_metadata(str(store))

@@ -1,0 +1,465 @@
+"""``hapdask.mvm.run``: plan, measure skies, drizzle and export a SkyCell, tile by tile.
+
+Execution (all lazy until the final compute):
+
+1. :func:`hapdask.mvm.plan` — inputs, rules, layers, bounded grids, tiles x chips.
+2. Sky levels — one task per chip (:class:`hapdask.mvm.sky.ChipMedianSky`); chips that turn
+   out unreadable or empty (all NaN, all flagged) are reported and dropped from the plan.
+3. Exporters are prepared: each FITS layer file is laid out under ``<name>.part`` (headers
+   written, data areas preallocated); the zarr store gets its groups, or is reopened to resume.
+4. One write task per tile: drizzle (or, when the zarr store already holds the tile, read it
+   back), write its rows into the FITS file and its shards into the zarr store, and return a
+   small statistics summary. Only these summaries travel back to the client.
+5. The whole-layer keywords are patched into each FITS primary header, which is then renamed to
+   its final name; trailers, the manifest and the zarr completion flags are written last.
+
+Default scheduler: Dask's local threaded scheduler with one thread per core. The numba kernels
+and the pixel-map code release the GIL, so threads share the work without the cost of
+shipping tiles between processes; ``workers=N`` starts a ``distributed.LocalCluster`` of N
+processes instead, and ``scheduler=ADDRESS`` uses a running cluster (its workers must see the
+input and output paths).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io.fits.verify import VerifyWarning
+
+from hapdask.export import fits as xfits
+from hapdask.export import headers as xheaders
+from hapdask.export import manifest as xmanifest
+from hapdask.export import stats as xstats
+from hapdask.export import zarr as xzarr
+from hapdask.mvm.graph import build_graph, tile_coverage
+from hapdask.mvm.plan import LayerPlan, MvmPlan, analyze_tasks, header_wcs, plan
+from hapdask.mvm.sky import ChipMedianSky, SkyLevel
+
+__all__ = ["MvmResult", "run", "store_name", "write_layers"]
+
+STAT_KEYS = ("NPIXFRAC", "MEANEXPT", "MEDEXPT", "MEANNEXP", "MEDNEXP", "MEANWHT", "MEDWHT")
+
+
+def store_name(skycell: str) -> str:
+    """Name of the zarr store of a SkyCell: ``hst_skycell-p1889x07y19.zarr``."""
+    name = skycell if skycell.startswith("skycell-") else f"skycell-{skycell}"
+    return f"hst_{name}.zarr"
+
+
+@dataclass
+class MvmResult:
+    """What a run produced."""
+
+    skycell: str
+    plan: MvmPlan
+    outputs: list[Path]
+    manifest: Path | None
+    skies: dict
+    keywords: dict[str, dict[str, float]]
+    tiles_computed: int
+    tiles_reused: int
+    wall_time: float
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """Human-readable end-of-run summary."""
+        p = self.plan
+        lines = [f"hapdask mvm {p.skycell}: {len(p.layers)} layer(s), "
+                 f"{len(p.inputs)} input(s) used, {len(p.rejected)} rejected, "
+                 f"{self.tiles_computed} tile(s) drizzled, {self.tiles_reused} reused, "
+                 f"wall time {self.wall_time:.1f} s"]
+        lines += [f"  note: {n}" for n in self.notes]
+        for name, lay in p.layers.items():
+            kw = self.keywords.get(name, {})
+            lines.append(f"  layer {name}: {lay.shape[1]}x{lay.shape[0]} px, "
+                         f"{len(lay.inputs)} exposure(s), {len(lay.chips)} chip(s), "
+                         f"MEANNEXP {kw.get('MEANNEXP', 0):.2f}")
+        for r in p.rejected:
+            lines.append(f"  rejected: {r}")
+        for o in self.outputs:
+            lines.append(f"  wrote {o}")
+        if self.manifest:
+            lines.append(f"  manifest {self.manifest}")
+        return "\n".join(lines)
+
+
+# -- tile write task ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class WriteJob:
+    """What the write task of one tile needs (picklable)."""
+
+    layer: str
+    index: tuple[int, int]
+    window: tuple[int, int, int, int]
+    fits: xfits.FitsLayout | None
+    zarr: xzarr.ZarrLayout | None
+    reuse: bool
+    polys: tuple[np.ndarray, ...]
+    exptimes: tuple[float, ...]
+
+
+def write_tile(job: WriteJob, result: dict | None) -> xstats.TileStats:
+    """Write one tile to the FITS file and/or zarr store; return its statistics.
+
+    ``result`` is the drizzled tile, or None when the zarr store already holds it (the tile is
+    then read back from there and not recomputed).
+    """
+    if result is None:
+        sci, wht, ctx = xzarr.read_zarr_tile(job.zarr, job.window)
+    else:
+        sci, wht, ctx = result["sci"], result["wht"], result["ctx"]
+    if job.fits is not None:
+        xfits.write_fits_tile(job.fits, job.window, sci, wht, ctx)
+    if job.zarr is not None and result is not None:
+        xzarr.write_zarr_tile(job.zarr, job.index, job.window, sci, wht, ctx)
+    count, expt = tile_coverage(list(job.polys), list(job.exptimes), job.window)
+    return xstats.tile_stats(wht, count, expt)
+
+
+# -- headers --------------------------------------------------------------------------------
+def _s_region(lay: LayerPlan) -> str:
+    ny, nx = lay.shape
+    w = header_wcs(lay.wcs_header.tostring())
+    x = np.array([-0.5, nx - 0.5, nx - 0.5, -0.5])
+    y = np.array([-0.5, -0.5, ny - 0.5, ny - 0.5])
+    ra, dec = w.wcs_pix2world(x, y, 0)
+    return "POLYGON ICRS " + " ".join(f"{a:.7f} {d:.7f}" for a, d in zip(ra, dec, strict=True))
+
+
+def layer_headers(p: MvmPlan, lay: LayerPlan, skies: Mapping) -> dict:
+    """PRIMARY/SCI/WHT/CTX headers and HDRTAB of one layer (statistics as placeholders)."""
+    primaries = [i.primary for i in lay.inputs]
+    primary = xheaders.combine_primary(primaries, filename=lay.filename, skycell=p.skycell,
+                                       ndrizim=len(lay.chips))
+    primary["BUNIT"] = ("ELECTRONS/S", "units of SCI")
+    primary["ORIGIN"] = ("hapdask", "FITS file originator")
+    primary["DATE"] = (_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                       "date this file was written (UTC)")
+    for key in STAT_KEYS:
+        primary[key] = (0.0, "set from the whole layer")
+    primary["MEDWHTPR"] = (xstats.WHT_MEDIAN_RTOL, "relative precision of MEDWHT")
+    primary["SKYMETH"] = ("chip-median", "per-chip sigma-clipped median sky subtracted")
+    dcards = []
+    for c in lay.chips:
+        dcards.append({"data": f"{os.path.basename(c.chip.path)}[sci,{c.key[1]}]",
+                       "exptime": c.exptime, "sky": skies[c.key].value,
+                       "iscale": lay.iscale(c), "scale": lay.scale_arcsec, "bits": c.bits,
+                       "wcsname": getattr(c.chip, "wcsname", ""), "outname": lay.filename,
+                       "ctx": p.context})
+    primary.extend(xheaders.drizzle_cards(dcards), end=True)
+    wcs = lay.wcs_header.copy()
+    for k in ("NAXIS1", "NAXIS2"):
+        wcs.remove(k, ignore_missing=True)
+    sci = wcs.copy()
+    sci["BUNIT"] = ("ELECTRONS/S", "brightness units")
+    sci["S_REGION"] = (_s_region(lay), "outline of the output array")
+    sci.extend(xheaders.phot_cards([i.sci_headers[0] for i in lay.inputs], primaries),
+               end=True)
+    wht = wcs.copy()
+    wht["BUNIT"] = ("UNITLESS", "exposure-time weight")
+    rows = []
+    by_root = {i.rootname: i for i in lay.inputs}
+    for c in lay.chips:
+        info = by_root[c.key[0]]
+        sci_hdr = info.sci_headers[[ch.key for ch in info.chips].index(c.key)]
+        stem = os.path.basename(info.path).split(".fits")[0]
+        lead = {"SVMROOTNAME": stem, "GENDATE": str(info.primary.get("DATE", "")),
+                "HAPEXPNAME": f"{lay.name.rsplit('_', 1)[0]}-{info.rootname}_"
+                              f"{'flc' if info.flc else 'flt'}",
+                "MDRIZSKY": skies[c.key].value}
+        rows.append(xheaders.header_row(info.primary, sci_hdr, lead))
+    return {"primary": primary, "sci": sci, "wht": wht, "ctx": wcs.copy(),
+            "hdrtab": xheaders.hdrtab(rows)}
+
+
+# -- scheduling -----------------------------------------------------------------------------
+@contextlib.contextmanager
+def _scheduler(scheduler, workers, threads_per_worker, log):
+    """Yield ``(compute, client)``: a compute function and the distributed client (or None)."""
+    import dask
+
+    if scheduler is None and not workers:
+        nthreads = threads_per_worker or os.cpu_count() or 1
+
+        def compute(graph, keys, progress):
+            from dask.threaded import get
+
+            if progress:
+                from dask.diagnostics import ProgressBar
+
+                with ProgressBar(out=sys.stderr):
+                    return get(graph, keys, num_workers=nthreads)
+            return get(graph, keys, num_workers=nthreads)
+
+        yield compute, None
+        return
+    from distributed import Client, LocalCluster, futures_of, progress
+
+    cluster = None
+    if isinstance(scheduler, Client):
+        client = scheduler
+        own = False
+    elif scheduler is not None:
+        client = Client(scheduler)
+        own = True
+    else:
+        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=threads_per_worker or 1,
+                               processes=True, dashboard_address="127.0.0.1:0",
+                               host="127.0.0.1")
+        client = Client(cluster)
+        own = True
+        log(f"started a local Dask cluster: {workers} worker(s) x "
+            f"{threads_per_worker or 1} thread(s); dashboard {client.dashboard_link}")
+
+    def compute(graph, keys, show):
+        futs = client.get(dict(graph), keys, sync=False)
+        if show:
+            progress(futures_of(futs), multi=False)
+            print(file=sys.stderr)
+        return client.gather(futs)
+
+    try:
+        with dask.config.set(scheduler=client):
+            yield compute, client
+    finally:
+        if own:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# -- run ------------------------------------------------------------------------------------
+def write_layers(
+    p: MvmPlan,
+    outdir: str | os.PathLike,
+    *,
+    formats: Iterable[str] = ("fits", "zarr"),
+    compute: Callable,
+    skies: Mapping,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> tuple[list[Path], dict, int, int]:
+    """Export every layer of a plan; see the module docstring. Returns (paths, keywords,
+    tiles computed, tiles reused)."""
+    formats = {f.strip().lower() for f in formats}
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    fits_layouts: dict[str, xfits.FitsLayout] = {}
+    zarr_layouts: dict[str, xzarr.ZarrLayout] = {}
+    store = outdir / store_name(p.skycell)
+    for name, lay in p.layers.items():
+        nplanes = lay.nplanes if p.context else 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", VerifyWarning)  # long comments get truncated
+            hdrs = layer_headers(p, lay, skies)
+            if "fits" in formats:
+                fits_layouts[name] = xfits.create_fits(
+                    outdir / lay.filename, lay.shape, primary=hdrs["primary"],
+                    sci=hdrs["sci"], wht=hdrs["wht"], ctx=hdrs["ctx"], nplanes=nplanes,
+                    hdrtab=hdrs["hdrtab"])
+        if "zarr" in formats:
+            zarr_layouts[name] = xzarr.create_zarr_layer(
+                store, name, lay.shape, lay.tile_size, wcs_header=lay.wcs_header,
+                fingerprint=p.fingerprint, nplanes=nplanes,
+                attrs={"filename": lay.filename, "skycell": p.skycell, "scale": lay.scale,
+                       "bunit": "ELECTRONS/S",
+                       "inputs": [f"{c.chip.path}[sci,{c.key[1]}]" for c in lay.chips]})
+    graph, tile_keys = build_graph(p, skies)
+    write_keys: list = []
+    layer_of: list[str] = []
+    computed = reused = 0
+    for name, lay in p.layers.items():
+        zl = zarr_layouts.get(name)
+        done = xzarr.tiles_done(zl) if zl is not None else None
+        wname = f"mvm-write-{name}-{p.fingerprint}"
+        for tile in lay.tiles:
+            reuse = bool(done is not None and done[tile.index])
+            job = WriteJob(
+                layer=name, index=tile.index, window=tile.window,
+                fits=fits_layouts.get(name), zarr=zl, reuse=reuse,
+                polys=tuple(lay.polygons[i] for i, _ in tile.contribs),
+                exptimes=tuple(lay.chips[i].exptime for i, _ in tile.contribs))
+            key = (wname, *tile.index)
+            graph[key] = (write_tile, job, None if reuse else tile_keys[name][tile.index])
+            if reuse:
+                graph.pop(tile_keys[name][tile.index], None)
+                reused += 1
+            else:
+                computed += 1
+            write_keys.append(key)
+            layer_of.append(name)
+    if reused:
+        log(f"resuming: {reused} tile(s) already in {store} are reused, {computed} to compute")
+    results = compute(graph, write_keys, progress)
+    per_layer: dict[str, list] = {}
+    for name, st in zip(layer_of, results, strict=True):
+        per_layer.setdefault(name, []).append(st)
+    outputs: list[Path] = []
+    keywords: dict[str, dict[str, float]] = {}
+    for name, lay in p.layers.items():
+        kw = xstats.layer_keywords(xstats.merge(per_layer.get(name, [])), lay.full_cell_pixels)
+        keywords[name] = kw
+        if name in fits_layouts:
+            outputs.append(xfits.finalize_fits(fits_layouts[name], kw))
+        if name in zarr_layouts:
+            xzarr.finish_zarr_layer(zarr_layouts[name], dict(kw))
+    if zarr_layouts:
+        xzarr.mark_store_complete(store, {"skycell": p.skycell, "layers": list(p.layers),
+                                          "hapdask_fingerprint": p.fingerprint})
+        outputs.append(store)
+    return outputs, keywords, computed, reused
+
+
+def _demo_inputs(skycell: str, log) -> tuple[object, dict, list[str]]:
+    from hapdask.simulate import demo_dataset, read_true_wcs
+
+    t0 = time.perf_counter()
+    demo = demo_dataset(skycell)
+    notes = [f"no --input given: using the built-in simulated demo data for {skycell} "
+             f"({demo.outdir}; {time.perf_counter() - t0:.1f} s)",
+             "applying the simulator's true WCS as the WCS updates (standing in for SVM "
+             "alignment)"]
+    for n in notes:
+        log(n)
+    return str(demo.mvm_poller), _true_wcs_updates(read_true_wcs(demo.true_wcs)), notes
+
+
+def _true_wcs_updates(truth: Mapping) -> dict:
+    out = {}
+    for key, w in dict(truth).items():
+        out[(str(key[0]).lower(), int(key[1]))] = w
+    return out
+
+
+def run(
+    skycell: str,
+    inputs=None,
+    *,
+    output: str | os.PathLike = "hapdask_output",
+    formats: Iterable[str] = ("fits", "zarr"),
+    scheduler=None,
+    workers: int | None = None,
+    threads_per_worker: int | None = None,
+    tile_size: int = 2048,
+    context: bool = True,
+    wcs_updates: Mapping | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+    layers: Iterable[str] | None = None,
+    verdicts: Mapping | None = None,
+) -> MvmResult:
+    """Build the MVM layers of a SkyCell and write them (FITS and/or zarr).
+
+    Parameters
+    ----------
+    skycell : str
+        ``p1889x07y19`` or ``skycell-p1889x07y19``.
+    inputs : poller, directory, list file, paths or URLs, optional
+        None uses the built-in simulated demo data of the SkyCell (simulated once, cached) and
+        its true WCS as WCS updates.
+    output : path
+        Output directory (created).
+    formats : iterable of {"fits", "zarr"}
+    scheduler : str or distributed.Client, optional
+        Address of a running Dask scheduler (or a client).
+    workers, threads_per_worker : int, optional
+        Start a local cluster of ``workers`` processes. Neither: local threads (default).
+    tile_size : int
+        Output tile edge (pixels): task size, zarr shard size.
+    context : bool
+        Write the CTX arrays.
+    wcs_updates : mapping, optional
+        ``(rootname, extver) -> WCS/Header`` replacing chip WCSs (alignment results).
+    progress : bool
+        Show a progress bar.
+    log : callable
+        Receives progress messages.
+    layers : iterable of str, optional
+        Only the layers whose name contains one of these strings.
+    verdicts : mapping, optional
+        ``path -> Verdict`` of the analyze rules already computed (skips that step).
+
+    Returns
+    -------
+    MvmResult
+
+    Raises
+    ------
+    ValueError
+        Bad SkyCell name, bad formats, or no usable input at all.
+    """
+    t0 = time.perf_counter()
+    formats = [f.strip().lower() for f in formats if f.strip()]
+    bad = [f for f in formats if f not in ("fits", "zarr")]
+    if bad or not formats:
+        raise ValueError(f"unknown output format(s) {bad or formats}: use fits, zarr")
+    notes: list[str] = []
+    if inputs is None:
+        inputs, demo_updates, notes = _demo_inputs(skycell, log)
+        wcs_updates = {**demo_updates, **dict(wcs_updates or {})}
+    with _scheduler(scheduler, workers, threads_per_worker, log) as (compute, _client):
+        if verdicts is None:
+            g, keys, paths = analyze_tasks(inputs)
+            verdicts = dict(zip(paths, compute(g, keys, False), strict=True))
+        p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates,
+                 context=context, verdicts=verdicts, only=layers)
+        if not p.layers:
+            reasons = "; ".join(str(r) for r in p.rejected[:5]) or "no inputs"
+            raise ValueError(f"{p.skycell}: no usable input exposure ({reasons})")
+        chips = []
+        seen = set()
+        for lay in p.layers.values():
+            for c in lay.chips:
+                if c.key not in seen:
+                    seen.add(c.key)
+                    chips.append(c)
+        g, keys = ChipMedianSky().tasks(chips, f"mvm-sky-{p.fingerprint}")
+        levels: list[SkyLevel] = compute(g, keys, False)
+        skies = {c.key: s for c, s in zip(chips, levels, strict=True)}
+        bad_chips = {k: s.reason for k, s in skies.items() if not s.ok}
+        p.reject_chips(bad_chips)
+        if not p.layers:
+            raise ValueError(f"{p.skycell}: no usable input exposure (all chips unreadable or "
+                             "empty)")
+        outputs, keywords, computed, reused = write_layers(
+            p, output, formats=formats, compute=compute, skies=skies, progress=progress,
+            log=log)
+    wall = time.perf_counter() - t0
+    outdir = Path(output)
+    products = list(outputs)
+    for name, lay in p.layers.items():
+        trl = outdir / f"{name}_trl.txt"
+        xmanifest.write_trailer(trl, _trailer_lines(p, lay, skies, keywords[name], wall, notes))
+        products.append(trl)
+    man = xmanifest.write_manifest(outdir, p.skycell, products)
+    return MvmResult(p.skycell, p, list(outputs) + [outdir / f"{n}_trl.txt" for n in p.layers],
+                     man, skies, keywords, computed, reused, wall, notes)
+
+
+def _trailer_lines(p: MvmPlan, lay: LayerPlan, skies, kw, wall, notes) -> list[str]:
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [f"{now} hapdask mvm {p.skycell}: layer {lay.filename}"]
+    lines += [f"note: {n}" for n in notes]
+    lines.append(f"grid {lay.scale} {lay.scale_arcsec:.4f} arcsec/px, {lay.shape[1]} x "
+                 f"{lay.shape[0]} px, tiles of {lay.tile_size} px, plan {p.fingerprint}")
+    lines.append(f"drizzle: square kernel, pixfrac 1.0, weight EXPTIME x DQ good "
+                 f"(bits {lay.bits}), output electrons/s, fill NaN")
+    for c in lay.chips:
+        s = skies[c.key]
+        lines.append(f"input {c.label}: EXPTIME {c.exptime:g} s, sky {s.value:.6g} "
+                     f"({s.rate:.6g} e-/s, {s.ngood} px), iscale {lay.iscale(c):.6f}")
+    for r in p.rejected:
+        lines.append(f"rejected {r}")
+    for k, v in kw.items():
+        lines.append(f"{k} = {v:.8g}")
+    lines.append(f"wall time of the run {wall:.2f} s")
+    return lines

@@ -1,0 +1,150 @@
+"""FITS/zarr tile writers and whole-layer statistics on synthetic arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from hapdask.export import fits as xfits
+from hapdask.export import headers, stats
+from hapdask.export import zarr as xzarr
+
+
+def _wcs_header(ny: int, nx: int) -> fits.Header:
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [180.0, 26.0]
+    w.wcs.crpix = [nx / 2, ny / 2]
+    w.wcs.cd = np.diag([-1.1111111111111112e-05, 1.1111111111111112e-05])
+    return w.to_header()
+
+
+def _tiles(ny, nx, t):
+    for ty, y0 in enumerate(range(0, ny, t)):
+        for tx, x0 in enumerate(range(0, nx, t)):
+            yield (ty, tx), (y0, min(y0 + t, ny), x0, min(x0 + t, nx))
+
+
+@pytest.mark.parametrize("nplanes", [0, 1, 2])
+def test_fits_tiles_out_of_order_round_trip(tmp_path, nplanes):
+    ny, nx, t = 301, 257, 64
+    rng = np.random.default_rng(1)
+    sci = rng.normal(size=(ny, nx)).astype(np.float32)
+    sci[:10, :20] = np.nan
+    wht = rng.uniform(0, 100, size=(ny, nx)).astype(np.float32)
+    ctx = rng.integers(0, 2**31 - 1, size=(max(nplanes, 1), ny, nx)).astype(np.int32)
+    primary = fits.Header({"SCELLID": "p1889x07y19", "MEANWHT": 0.0, "MEDWHT": 0.0})
+    tab = headers.hdrtab([{"ROOTNAME": "a", "EXPTIME": 10.0}, {"ROOTNAME": "bb", "X": 3}])
+    final = tmp_path / "out_drz.fits"
+    layout = xfits.create_fits(final, (ny, nx), primary=primary, sci=_wcs_header(ny, nx),
+                               nplanes=nplanes, hdrtab=tab)
+    assert not final.exists() and xfits.temporary_name(final).exists()
+    tiles = list(_tiles(ny, nx, t))
+    for _, (y0, y1, x0, x1) in reversed(tiles):
+        c = ctx[:nplanes, y0:y1, x0:x1] if nplanes else None
+        xfits.write_fits_tile(layout, (y0, y1, x0, x1), sci[y0:y1, x0:x1], wht[y0:y1, x0:x1], c)
+    assert not final.exists()
+    xfits.finalize_fits(layout, {"MEANWHT": 12.5, "MEDWHT": 3.25})
+    assert final.exists() and not xfits.temporary_name(final).exists()
+    with fits.open(final, checksum=False) as hdul:
+        hdul.verify("exception")
+        names = [h.name for h in hdul]
+        assert names == ["PRIMARY", "SCI", "WHT"] + (["CTX"] if nplanes else []) + ["HDRTAB"]
+        np.testing.assert_array_equal(hdul["SCI"].data, sci)
+        np.testing.assert_array_equal(hdul["WHT"].data, wht)
+        if nplanes == 1:
+            np.testing.assert_array_equal(hdul["CTX"].data, ctx[0])
+        elif nplanes == 2:
+            np.testing.assert_array_equal(hdul["CTX"].data, ctx[:2])
+        assert hdul[0].header["MEANWHT"] == 12.5 and hdul[0].header["MEDWHT"] == 3.25
+        assert WCS(hdul["SCI"].header).wcs.crval[1] == 26.0
+        assert list(hdul["HDRTAB"].data["ROOTNAME"]) == ["a", "bb"]
+        assert np.isnan(hdul["HDRTAB"].data["EXPTIME"][1])
+
+
+def test_fits_unreserved_keyword_is_refused(tmp_path):
+    layout = xfits.create_fits(tmp_path / "x.fits", (4, 4), primary=fits.Header(),
+                               sci=_wcs_header(4, 4))
+    with pytest.raises(ValueError, match="not reserved"):
+        xfits.finalize_fits(layout, {"MEANWHT": 1.0})
+    assert not (tmp_path / "x.fits").exists()
+
+
+def test_fits_window_checked(tmp_path):
+    layout = xfits.create_fits(tmp_path / "x.fits", (4, 4), primary=fits.Header(),
+                               sci=_wcs_header(4, 4))
+    z = np.zeros((2, 2), np.float32)
+    with pytest.raises(ValueError, match="outside"):
+        xfits.write_fits_tile(layout, (3, 5, 0, 2), z, z)
+
+
+def test_zarr_layer_tiles_markers_and_xarray(tmp_path):
+    ny, nx, t = 300, 520, 256
+    rng = np.random.default_rng(2)
+    sci = rng.normal(size=(ny, nx)).astype(np.float32)
+    wht = rng.uniform(size=(ny, nx)).astype(np.float32)
+    ctx = rng.integers(0, 100, size=(1, ny, nx)).astype(np.int32)
+    store = tmp_path / "cell.zarr"
+    hdr = _wcs_header(ny, nx)
+    lay = xzarr.create_zarr_layer(store, "layer_a", (ny, nx), t, wcs_header=hdr,
+                                  fingerprint="abc", nplanes=1)
+    for idx, (y0, y1, x0, x1) in _tiles(ny, nx, t):
+        assert not xzarr.tile_done(lay, *idx)
+        xzarr.write_zarr_tile(lay, idx, (y0, y1, x0, x1), sci[y0:y1, x0:x1],
+                              wht[y0:y1, x0:x1], ctx[:, y0:y1, x0:x1])
+        assert xzarr.tile_done(lay, *idx)
+    xzarr.finish_zarr_layer(lay, {"MEANWHT": 1.5})
+    ds = xr.open_zarr(store, group="layer_a", consolidated=False)
+    assert ds.sci.dims == ("y", "x") and ds.ctx.dims == ("plane", "y", "x")
+    np.testing.assert_array_equal(ds.sci.values, sci)
+    np.testing.assert_array_equal(ds.ctx.values, ctx)
+    assert ds.attrs["wcs"]["CRVAL2"] == 26.0 and ds.attrs["complete"] is True
+    # reopening with the same plan resumes; a different plan is refused
+    again = xzarr.create_zarr_layer(store, "layer_a", (ny, nx), t, wcs_header=hdr,
+                                    fingerprint="abc", nplanes=1)
+    assert xzarr.tile_done(again, 0, 0)
+    with pytest.raises(ValueError, match="different plan"):
+        xzarr.create_zarr_layer(store, "layer_a", (ny, nx), t, wcs_header=hdr,
+                                fingerprint="other", nplanes=1)
+
+
+def test_stats_merge_matches_numpy():
+    rng = np.random.default_rng(3)
+    ny, nx = 200, 300
+    count = rng.integers(0, 4, size=(ny, nx))
+    expt = count * 100.0 + (count > 1) * 7.5
+    wht = np.where(count > 0, rng.uniform(1, 1000, size=(ny, nx)), 0.0).astype(np.float32)
+    parts = [stats.tile_stats(wht[y0:y1, x0:x1], count[y0:y1, x0:x1], expt[y0:y1, x0:x1])
+             for _, (y0, y1, x0, x1) in _tiles(ny, nx, 64)]
+    kw = stats.layer_keywords(stats.merge(parts), full_cell_pixels=4 * ny * nx)
+    g = count > 0
+    assert kw["NPIXFRAC"] == pytest.approx(g.sum() / (4 * ny * nx))
+    assert kw["MEANNEXP"] == pytest.approx(count[g].mean())
+    assert kw["MEDNEXP"] == np.median(count[g])
+    assert kw["MEANEXPT"] == pytest.approx(expt[g].mean())
+    assert kw["MEDEXPT"] == np.median(expt[g])
+    w = wht[wht > 0].astype(np.float64)
+    assert kw["MEANWHT"] == pytest.approx(w.mean(), rel=1e-12)
+    assert kw["MEDWHT"] == pytest.approx(np.median(w), rel=2 * stats.WHT_MEDIAN_RTOL)
+
+
+def test_combine_primary_rules():
+    p1 = fits.Header({"INSTRUME": "WFC3", "PROPOSID": 12286, "EXPTIME": 100.0,
+                      "EXPSTART": 55000.0, "EXPEND": 55000.01, "FILTER": "F160W",
+                      "ROOTNAME": "ib1", "APERTURE": "IR", "ASN_ID": "X", "PA_V3": 12.0})
+    p2 = fits.Header({"INSTRUME": "WFC3", "PROPOSID": 9999, "EXPTIME": 50.0,
+                      "EXPSTART": 56000.0, "EXPEND": 56000.01, "FILTER": "F160W",
+                      "ROOTNAME": "ib2", "APERTURE": "IR-FIX"})
+    name = "hst_skycell-p1889x07y19_wfc3_ir_f160w_all_drz.fits"
+    h = headers.combine_primary([p1, p2], filename=name, skycell="skycell-p1889x07y19",
+                                ndrizim=2)
+    assert h["SCELLID"] == "p1889x07y19" and h["HAPLEVEL"] == 4
+    assert h["PROPOSID"] == "9999; 12286"
+    assert h["EXPTIME"] == 150.0 and h["TEXPTIME"] == 150.0
+    assert h["APERTURE"] == "MULTIPLE" and h["FILTER"] == "F160W"
+    assert h["NUMEXP"] == 2 and h["NDRIZIM"] == 2
+    assert h["DATE-BEG"].startswith("2009-06-18") and h["DATE-END"].startswith("2012-03-14")
+    assert "ASN_ID" not in h and h["PA_V3"] == 0.0
