@@ -7,8 +7,10 @@ Switching is a one-line change::
 Outputs follow the C code's running weighted mean: after each :meth:`Drizzle.add_image`,
 ``out_img = sum(w d) / sum(w)`` and ``out_wht = sum(w)`` over everything added so far, so a caller
 who passes existing ``out_img``/``out_wht`` (from the C package or from us) continues them exactly
-as the C code would. Within one image the contributions are summed in float64 and divided once,
-so ``out_img`` may differ from the C result by float32 rounding (~1e-7 relative).
+as the C code would. Within one image the contributions are summed in float64 and divided once
+(per block of ``ADD_BLOCK`` x ``ADD_BLOCK`` input pixels: output pixels reached from two blocks
+are merged once per block, except for lanczos, always done in one block), so ``out_img`` may
+differ from the C result by float32 rounding (~1e-7 relative).
 
 The deliberate deviations from the C code are listed in the :class:`Drizzle` docstring.
 """
@@ -24,6 +26,9 @@ from hapdask.drizzle import _kernels as K
 from hapdask.drizzle.tile import KERNELS, _check_kernel_args, _reach_params, add_to_tile
 
 CTX_PLANE_BITS = 32
+# input pixels per side of the blocks add_image drizzles one at a time (a multiple of the
+# kernels' column strip keeps the strips whole)
+ADD_BLOCK = 512
 _DEPRECATED = object()
 
 
@@ -423,48 +428,82 @@ class Drizzle:
         oh, ow = self._out_shape
         pixmap = np.ascontiguousarray(pixmap)
         kind, radius = _reach_params(kernel, pixfrac, pixel_scale_ratio)
-        eymin, eymax, exmin, exmax, nmiss, nskip = K.footprint_extent(
-            pixmap, y0, y1 + 1, x0, x1 + 1, kind, radius, oh, ow
+        # the box is drizzled in blocks of input pixels, each into a small float64 scratch
+        # window that is merged into the float32 outputs and cleared for the next block: the
+        # scratch stays in cache and no chip-sized float64 buffers are page-faulted in. lanczos
+        # (negative lobes) keeps one block so that every output pixel is divided once.
+        block = max(ny, nx) if kernel.startswith("lanczos") else ADD_BLOCK
+        ext, nmiss, nskip = K.footprint_extents_blocked(
+            pixmap, y0, y1 + 1, x0, x1 + 1, kind, radius, oh, ow, block
         )
         nmiss, nskip = int(nmiss), int(nskip)
-        if math.isnan(eymin):
+        wins = []
+        for kb in range(ext.shape[0]):
+            for lb in range(ext.shape[1]):
+                eymin, eymax, exmin, exmax = ext[kb, lb]
+                if math.isnan(eymin):
+                    continue
+                wy0 = max(int(math.floor(eymin + 0.5)) - 1, 0)
+                wy1 = min(int(math.floor(eymax + 0.5)) + 2, oh)
+                wx0 = max(int(math.floor(exmin + 0.5)) - 1, 0)
+                wx1 = min(int(math.floor(exmax + 0.5)) + 2, ow)
+                if wy1 <= wy0 or wx1 <= wx0:
+                    continue
+                jb = y0 + kb * block
+                ib = x0 + lb * block
+                in_box = (jb, min(jb + block, y1 + 1), ib, min(ib + block, x1 + 1))
+                wins.append((in_box, wy0, wy1, wx0, wx1))
+        if not wins:
             self._apply_fill(None)
             return nmiss, nskip
-        wy0 = max(int(math.floor(eymin + 0.5)) - 1, 0)
-        wy1 = min(int(math.floor(eymax + 0.5)) + 2, oh)
-        wx0 = max(int(math.floor(exmin + 0.5)) - 1, 0)
-        wx1 = min(int(math.floor(exmax + 0.5)) + 2, ow)
-        if wy1 <= wy0 or wx1 <= wx0:
-            self._apply_fill(None)
-            return nmiss, nskip
-        shape = (wy1 - wy0, wx1 - wx0)
-        num = np.zeros(shape)
-        den = np.zeros(shape)
-        # a one-plane scratch context holding this image's bit, OR-ed into its plane afterwards
-        ctx = None if plane is None else np.zeros((1,) + shape, np.int32)
-        add_to_tile(
-            data,
-            weight,
-            pixmap,
-            num,
-            den,
-            ctx,
-            origin=(wy0, wx0),
-            in_box=(y0, y1 + 1, x0, x1 + 1),
-            kernel=kernel,
-            pixfrac=pixfrac,
-            iscale=iscale,
-            pixel_scale_ratio=pixel_scale_ratio,
-            ctx_id=0 if ctx is None else ctx_id % CTX_PLANE_BITS,
-        )
         out_img, out_wht = self._out_img, self._out_wht
         if not (out_img.flags.c_contiguous and out_img.flags.writeable):
             out_img = self._out_img = np.ascontiguousarray(out_img).copy()
         if not (out_wht.flags.c_contiguous and out_wht.flags.writeable):
             out_wht = self._out_wht = np.ascontiguousarray(out_wht).copy()
-        K.merge_running_mean(out_img, out_wht, num, den, wy0, wx0)
-        if ctx is not None:
-            self._out_ctx[plane, wy0:wy1, wx0:wx1] |= ctx[0]
+        size = max((w[2] - w[1]) * (w[4] - w[3]) for w in wins)
+        num_buf = np.zeros(size)
+        den_buf = np.zeros(size)
+        ctx_buf = np.zeros(size if plane is not None else 1, np.int32)
+        octx = self._out_ctx[plane] if plane is not None else np.zeros((1, 1), np.int32)
+        bit = 0 if plane is None else ctx_id % CTX_PLANE_BITS
+        for in_box, wy0, wy1, wx0, wx1 in wins:
+            shape = (wy1 - wy0, wx1 - wx0)
+            n = shape[0] * shape[1]
+            num = num_buf[:n].reshape(shape)
+            den = den_buf[:n].reshape(shape)
+            # a one-plane scratch context holding this image's bit, OR-ed into its plane
+            ctx = None if plane is None else ctx_buf[:n].reshape((1,) + shape)
+            add_to_tile(
+                data,
+                weight,
+                pixmap,
+                num,
+                den,
+                ctx,
+                origin=(wy0, wx0),
+                in_box=in_box,
+                kernel=kernel,
+                pixfrac=pixfrac,
+                iscale=iscale,
+                pixel_scale_ratio=pixel_scale_ratio,
+                ctx_id=bit,
+            )
+            K.merge_and_clear(
+                out_img,
+                out_wht,
+                octx,
+                num,
+                den,
+                ctx_buf[:1].reshape(1, 1) if ctx is None else ctx[0],
+                wy0,
+                wx0,
+                plane is not None,
+            )
+        wy0 = min(w[1] for w in wins)
+        wy1 = max(w[2] for w in wins)
+        wx0 = min(w[3] for w in wins)
+        wx1 = max(w[4] for w in wins)
         self._apply_fill((slice(wy0, wy1), slice(wx0, wx1)))
         return nmiss, nskip
 

@@ -227,3 +227,46 @@ def test_footprint_index_equals_input_bbox(kernel):
         y0, x0 = rng.integers(-20, out_shape[0]), rng.integers(-20, out_shape[1])
         window = (y0, y0 + rng.integers(1, 40), x0, x0 + rng.integers(1, 40))
         assert index.bbox(window) == input_bbox(pixmap, window, **kw)
+
+
+@pytest.mark.parametrize("kernel", ["square", "point", "gaussian"])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_footprint_extent_counts_exact_and_extent_conservative(kernel, seed):
+    """footprint_extent (used by Drizzle.add_image to size its window) gives the exact miss/skip
+    counts of the per-pixel reach test and an extent that contains every footprint."""
+    from hapdask.drizzle import _kernels as K
+    from hapdask.drizzle.tile import _reach_params
+
+    _, _, pixmap, out_shape, pscale = chip_case(seed)
+    pixmap = np.ascontiguousarray(pixmap)
+    oh, ow = out_shape
+    kind, radius = _reach_params(kernel, 0.9, pscale)
+    ny, nx = pixmap.shape[:2]
+    nmiss = nskip = 0
+    ext = [np.inf, -np.inf, np.inf, -np.inf]
+    for j in range(ny):
+        hit_row = False
+        for i in range(nx):
+            x, y = pixmap[j, i]
+            if not (np.isfinite(x) and np.isfinite(y)):
+                nmiss += 1
+                continue
+            rx, ry = K._pixel_reach(pixmap, j, i, kind, radius)
+            if x + rx <= -0.5 or x - rx >= ow - 0.5 or y + ry <= -0.5 or y - ry >= oh - 0.5:
+                nmiss += 1
+                continue
+            hit_row = True
+            ext = [
+                min(ext[0], y - ry),
+                max(ext[1], y + ry),
+                min(ext[2], x - rx),
+                max(ext[3], x + rx),
+            ]
+        nskip += not hit_row
+    ymn, ymx, xmn, xmx, gmiss, gskip = K.footprint_extent(
+        pixmap, 0, ny, 0, nx, kind, radius, oh, ow
+    )
+    assert (gmiss, gskip) == (nmiss, nskip)
+    assert nmiss > 0  # the case really has pixels off the output
+    assert ymn <= ext[0] and ymx >= ext[1] and xmn <= ext[2] and xmx >= ext[3]
+    assert max(ext[0] - ymn, ymx - ext[1], ext[2] - xmn, xmx - ext[3]) < 3.0
