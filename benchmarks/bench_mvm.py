@@ -111,7 +111,8 @@ def engine_reference(skycell: str, out: Path, hapdask_out: Path | None) -> dict:
         for chip in lay.chips:
             with fits.open(chip.chip.path, memmap=False) as h:
                 sci = h["SCI", chip.key[1]].data.astype(np.float32)
-                dq = h["DQ", chip.key[1]].data
+                # native unsigned: dqflags.good_pixel_mask misreads big-endian signed arrays
+                dq = h["DQ", chip.key[1]].data.astype(np.uint16)
             good = good_pixel_mask(dq, chip.bits) & np.isfinite(sci)
             sky = clipped_median(sci[good])
             data = (sci - sky) if chip.is_rate else (sci - sky) / chip.exptime
