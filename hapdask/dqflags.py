@@ -206,8 +206,8 @@ def good_pixel_mask(dq: np.ndarray, good_bits: int | str | None) -> np.ndarray:
     bits = interpret_bits(good_bits)
     if bits is None:
         return np.ones(dq.shape, dtype=bool)
-    if dq.dtype.kind == "i":
-        dq = dq.view(np.dtype(f"u{dq.dtype.itemsize}"))
+    if dq.dtype.kind == "i":  # same bytes, same byte order (FITS arrays are big-endian)
+        dq = dq.view(dq.dtype.str.replace("i", "u"))
     bad = ~bits & int(np.iinfo(dq.dtype).max)
     return (dq & dq.dtype.type(bad)) == 0
 

@@ -87,3 +87,14 @@ def test_io_mvm_final_bits():
         mvm_final_bits("STIS", "CCD", 2)
     with pytest.raises(ValueError, match="filter"):
         mvm_final_bits("ACS", "SBC", 2)
+
+
+def test_big_endian_signed_dq_as_astropy_returns_it():
+    """FITS DQ arrays come back from astropy as big-endian int16: bits must not be byte-swapped."""
+    native = np.array([[0, 16, 4096, 16 | 4096], [64, 32768, 80, 1]], dtype=np.uint16)
+    big = native.astype(">i2")  # same values, big-endian signed, as astropy reads BITPIX=16
+    for bits in (0, 16, 80, 4096, 65535):
+        np.testing.assert_array_equal(good_pixel_mask(big, bits), good_pixel_mask(native, bits))
+    np.testing.assert_array_equal(
+        good_pixel_mask(big, 16), [[True, True, False, False], [False, False, False, False]]
+    )
