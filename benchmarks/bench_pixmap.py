@@ -24,9 +24,7 @@ pixmap and astropy's exact transform (which is what drizzle computes) over the w
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -43,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from hapdask.drizzle import blot_image, calc_pixmap  # noqa: E402
 from hapdask.drizzle.pixmap import fast_path_reason  # noqa: E402
+from hapdask.io import apply_reference_distortion  # noqa: E402
 
 DATA = Path(os.environ.get("HAPDASK_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
@@ -71,21 +70,11 @@ def north_up(wcs: WCS, scale_arcsec: float, shape: tuple[int, int]) -> WCS:
 
 
 def acs_full_distortion(tmpdir: Path) -> Path:
-    """Copy of j94f05bgq_flt.fits with SIP + NPOL + D2IM applied by stwcs.updatewcs."""
-    from stwcs import updatewcs
-
+    """Copy of j94f05bgq_flt.fits with SIP + NPOL + D2IM rebuilt from its reference files."""
     real = DATA / "real"
-    path = tmpdir / "j94f05bgq_flt.fits"
-    with gzip.open(real / "j94f05bgq_flt.fits.gz", "rb") as src, open(path, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    with fits.open(path, mode="update") as hdul:
-        hdr = hdul[0].header
-        for key in ("IDCTAB", "NPOLFILE", "D2IMFILE"):
-            hdr[key] = "jref$" + os.path.basename(hdr[key].split("$")[-1])
-        hdr["DGEOFILE"] = "N/A"
-    os.environ["jref"] = str(real) + "/"
-    updatewcs.updatewcs(str(path), use_db=False)
-    return path
+    return apply_reference_distortion(
+        real / "j94f05bgq_flt.fits.gz", tmpdir / "j94f05bgq_flt.fits", real
+    )
 
 
 def bench_pixmap(label: str, wfrom: WCS, wto: WCS, runs: int) -> np.ndarray:

@@ -5,8 +5,11 @@
 * :func:`read_poller` reads SVM/MVM poller files and plain file lists into an astropy Table;
   :func:`resolve_inputs` turns a poller, a directory or a list of paths/URLs into file names.
 * :func:`normalize_filter` gives the HAP filter name of raw filter keywords.
+* :func:`apply_reference_distortion` writes a copy of an exposure with the full distortion
+  (SIP + NPOL + D2IM) rebuilt from its reference files.
 """
 
+from hapdask.io.distortion import apply_reference_distortion
 from hapdask.io.exposure import Chip, Exposure, open_exposure
 from hapdask.io.filters import normalize_filter, raw_filters
 from hapdask.io.pollers import POLLER_COLUMNS, read_poller, resolve_inputs
@@ -15,6 +18,7 @@ __all__ = [
     "POLLER_COLUMNS",
     "Chip",
     "Exposure",
+    "apply_reference_distortion",
     "normalize_filter",
     "open_exposure",
     "raw_filters",

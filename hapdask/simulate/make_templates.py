@@ -27,12 +27,13 @@ from __future__ import annotations
 import gzip
 import os
 import re
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from astropy.io import fits
+
+from hapdask.io import apply_reference_distortion
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -106,26 +107,11 @@ def build_templates(shared_data: str | os.PathLike[str], dest: Path = TEMPLATE_D
     _build(data / "headers" / "sample_ipppssoot_flt.fits", target, stretch_luts=False,
            extra_exts=("SAMP", "TIME"))
     made.append(target)
-    from stwcs import updatewcs  # only needed here
-
     with tempfile.TemporaryDirectory() as tmpdir:
-        work = Path(tmpdir) / "j94f05bgq_flt.fits"
-        src = data / "real" / "j94f05bgq_flt.fits.gz"
-        with gzip.open(src, "rb") as fin, open(work, "wb") as fo:
-            shutil.copyfileobj(fin, fo)
-        with fits.open(work, mode="update") as hdul:
-            hdul[0].header["IDCTAB"] = "jref$postsm4_idc.fits"
-            hdul[0].header["NPOLFILE"] = "jref$qbu16424j_npl.fits"
-            hdul[0].header["D2IMFILE"] = "jref$new_wfc_d2i.fits"
-        old = os.environ.get("jref")
-        os.environ["jref"] = str(data / "real") + "/"
-        try:
-            updatewcs.updatewcs(str(work), use_db=False)
-        finally:
-            if old is None:
-                os.environ.pop("jref", None)
-            else:
-                os.environ["jref"] = old
+        work = apply_reference_distortion(
+            data / "real" / "j94f05bgq_flt.fits.gz", Path(tmpdir) / "j94f05bgq_flt.fits",
+            data / "real",
+        )
         target = dest / "acs_wfc.fits.gz"
         _build(work, target, stretch_luts=False)
         made.append(target)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import os
-import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,6 +12,7 @@ from astropy.wcs import WCS, DistortionLookupTable
 
 from hapdask.drizzle import calc_pixmap
 from hapdask.drizzle.pixmap import fast_path_reason
+from hapdask.io import apply_reference_distortion
 
 # Accuracy we assert against astropy's exact transform (the issue's target is 0.01 px; the
 # numba path reproduces astropy's arithmetic to ~1e-8 px).
@@ -43,25 +41,11 @@ def acs_wfc_full(shared_data, tmp_path_factory):
     The file in ../shared/data carries SIP only; its reference files are beside it. The
     header names them without the ``jref$`` prefix stwcs needs, so the copy gets it.
     """
-    updatewcs = pytest.importorskip("stwcs.updatewcs")
+    pytest.importorskip("stwcs.updatewcs")
     real = shared_data / "real"
-    path = tmp_path_factory.mktemp("acs") / "j94f05bgq_flt.fits"
-    with gzip.open(real / "j94f05bgq_flt.fits.gz", "rb") as src, open(path, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    with fits.open(path, mode="update") as hdul:
-        hdr = hdul[0].header
-        for key in ("IDCTAB", "NPOLFILE", "D2IMFILE"):
-            hdr[key] = "jref$" + os.path.basename(hdr[key].split("$")[-1])
-        hdr["DGEOFILE"] = "N/A"
-    old = os.environ.get("jref")
-    os.environ["jref"] = str(real) + "/"
-    try:
-        updatewcs.updatewcs(str(path), use_db=False)
-    finally:
-        if old is None:
-            del os.environ["jref"]
-        else:
-            os.environ["jref"] = old
+    path = apply_reference_distortion(
+        real / "j94f05bgq_flt.fits.gz", tmp_path_factory.mktemp("acs") / "j94f05bgq_flt.fits", real
+    )
     with fits.open(path) as hdul:
         names = {h.name for h in hdul}
         assert {"WCSDVARR", "D2IMARR"} <= names, f"updatewcs did not add tables to {path}"
