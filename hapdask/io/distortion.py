@@ -61,10 +61,20 @@ def apply_reference_distortion(
     src, dest, refdir = Path(src), Path(dest), Path(refdir)
     if dest.exists():
         raise FileExistsError(f"{dest}: already exists; not overwriting it")
+    work = dest.with_name(dest.name + ".part")  # never a half-made file under the final name
+    try:
+        _copy_and_update(src, work, refdir, updatewcs)
+        os.replace(work, dest)
+    finally:
+        work.unlink(missing_ok=True)
+    return dest
+
+
+def _copy_and_update(src: Path, work: Path, refdir: Path, updatewcs) -> None:
     opener = gzip.open if src.suffix == ".gz" else open
-    with opener(src, "rb") as fin, open(dest, "wb") as fout:
+    with opener(src, "rb") as fin, open(work, "wb") as fout:
         shutil.copyfileobj(fin, fout)
-    with fits.open(dest, mode="update") as hdul:
+    with fits.open(work, mode="update") as hdul:
         hdr = hdul[0].header
         for key in _REFERENCE_KEYS:
             value = str(hdr.get(key, "N/A")).strip()
@@ -78,10 +88,9 @@ def apply_reference_distortion(
     old = os.environ.get("jref")
     os.environ["jref"] = f"{refdir}{os.sep}"
     try:
-        updatewcs.updatewcs(str(dest), use_db=False)
+        updatewcs.updatewcs(str(work), use_db=False)
     finally:
         if old is None:
             os.environ.pop("jref", None)
         else:
             os.environ["jref"] = old
-    return dest
