@@ -10,7 +10,7 @@
 """
 
 from hapdask.io.distortion import apply_reference_distortion
-from hapdask.io.exposure import Chip, Exposure, open_exposure
+from hapdask.io.exposure import Chip, Exposure, linear_pixel_scale, open_exposure
 from hapdask.io.filters import normalize_filter, raw_filters
 from hapdask.io.pollers import POLLER_COLUMNS, read_poller, resolve_inputs
 
@@ -19,6 +19,7 @@ __all__ = [
     "Chip",
     "Exposure",
     "apply_reference_distortion",
+    "linear_pixel_scale",
     "normalize_filter",
     "open_exposure",
     "raw_filters",

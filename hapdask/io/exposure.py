@@ -26,6 +26,7 @@ Conventions
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 import threading
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs.utils import proj_plane_pixel_area
 
 from hapdask.io._fits import iter_hdus, normalize_path, open_fits
 from hapdask.io.filters import normalize_filter, raw_filters
@@ -62,6 +64,11 @@ class _ArraySpec:
 
 def _header_from_str(text: str) -> fits.Header:
     return fits.Header.fromstring(text)
+
+
+def linear_pixel_scale(w: WCS) -> float:
+    """Pixel scale (arcsec) of the linear part of a celestial WCS (``sqrt(|det CD|)``)."""
+    return math.sqrt(proj_plane_pixel_area(w.celestial)) * 3600.0
 
 
 class Chip:
@@ -169,6 +176,26 @@ class Chip:
         if "D2IMDIS1" in hdr or "D2IMDIS2" in hdr:
             parts.append("D2IM")
         return tuple(parts)
+
+    @property
+    def pixel_scale(self) -> float:
+        """Nominal input pixel scale (arcsec), the one DrizzlePac drizzles with.
+
+        FLT/FLC pixels are flat-fielded to a uniform surface brightness per *nominal* pixel, the
+        distortion model's ``IDCSCALE``; the drizzle overlap geometry already accounts for each
+        pixel's true area on the sky. So the flux scale of a chip is
+        ``(output scale / pixel_scale) ** 2`` with this value, as DrizzlePac does
+        (``D###ISCL``). Headers without a usable ``IDCSCALE`` (non-HST or hand-made files) fall
+        back to the distortion-free scale at the reference pixel, ``sqrt(|det CD|)``.
+        """
+        hdr = self.header
+        try:
+            idc = float(hdr.get("IDCSCALE", 0.0))
+        except (TypeError, ValueError):
+            idc = 0.0
+        if math.isfinite(idc) and idc > 0:
+            return idc
+        return linear_pixel_scale(self.wcs())
 
     def to_rate(self, array: np.ndarray) -> np.ndarray:
         """Return ``array`` (SCI or ERR of this chip) in per-second units.

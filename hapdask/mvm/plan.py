@@ -29,6 +29,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 import skycells
+from hapdask.io import linear_pixel_scale
 from skycells import SkyCell
 
 __all__ = ["ChipRef", "InputInfo", "LayerPlan", "MvmPlan", "Rejection", "Tile", "plan",
@@ -172,7 +173,7 @@ class ChipRef:
     bits : int or None
         DQ bits treated as good (None: every pixel good).
     pscale : float
-        Input pixel scale (arcsec) of the chip's linear WCS at its reference pixel.
+        Nominal input pixel scale (arcsec), :attr:`hapdask.io.Chip.pixel_scale` (``IDCSCALE``).
     wcs_bytes : bytes or None
         Replacement WCS (alignment result) serialised with :func:`serialize_wcs`.
     """
@@ -418,12 +419,6 @@ class MvmPlan:
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _linear_pscale(w: WCS) -> float:
-    """Pixel scale (arcsec) of the linear part of a celestial WCS at its reference pixel."""
-    cd = w.wcs.get_pc() * w.wcs.get_cdelt()[:, None] if not w.wcs.has_cd() else w.wcs.cd
-    return float(math.sqrt(abs(np.linalg.det(cd)))) * 3600.0
-
-
 def _to_output_pixels(cell_wcs: WCS, radec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x, y = cell_wcs.wcs_world2pix(radec[:, 0], radec[:, 1], 0)
     return np.asarray(x), np.asarray(y)
@@ -690,7 +685,7 @@ def plan(
             chips.append(ChipRef(
                 key=(exp.rootname, chip.extver), chip=chip, exptime=float(exp.exptime),
                 is_rate=bool(chip.is_rate), bits=bits,
-                pscale=_linear_pscale(chip_wcs[chip.extver]),
+                pscale=chip.pixel_scale,
                 wcs_bytes=chip_bytes[chip.extver]))
         expstart = _header_float(prim, "EXPSTART")
         kept.append(InputInfo(
@@ -753,7 +748,7 @@ def _layer(filename, instr, det, filt, scale, flc, members, bwcs, cell, tile_siz
     header = bwcs.to_header()
     header["NAXIS1"] = shape[1]
     header["NAXIS2"] = shape[0]
-    scale_arcsec = _linear_pscale(bwcs)
+    scale_arcsec = linear_pixel_scale(bwcs)
     layer_wcs = header_wcs(header.tostring())
     chips: list[ChipRef] = []
     polys: list[np.ndarray] = []
