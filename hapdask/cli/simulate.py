@@ -14,6 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--visits", type=int, default=4, help="number of visits (default 4)")
     p.add_argument("--small", action="store_true", help="small subarray chips, for tests")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--star-density", type=float, metavar="N",
+                   help="stars per square arcminute, all magnitudes (default 30; 150 with "
+                        "--small)")
     p.set_defaults(func=run)
 
 
@@ -23,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     result = simulate_visits(args.skycell, args.outdir, visits=args.visits, small=args.small,
-                             seed=args.seed)
+                             seed=args.seed, star_density=args.star_density)
     elapsed = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in result.outdir.iterdir() if p.is_file())
     print(f"simulated set for skycell-{result.skycell} in {result.outdir}")
@@ -33,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  SVM pollers:   {', '.join(p.name for p in result.svm_pollers)}")
     print(f"  truth catalog: {result.truth_catalog}")
     print(f"  true WCS:      {result.true_wcs}")
+    print(f"  Gaia-like reference catalog: {result.refcat}")
     print(f"  {size / 1e6:.1f} MB on disk, {elapsed:.1f} s")
     return 0

@@ -47,6 +47,7 @@ FORMAT_VERSION = 1
 MARKER = "simulate.json"
 TRUTH_NAME = "truth_catalog.ecsv"
 TRUE_WCS_NAME = "true_wcs.fits"
+REFCAT_NAME = "gaia_refcat.ecsv"
 
 #: Visit recipes, cycled over the visits: (detector, filter, exposure time) per filter, with
 #: ``DITHERS`` exposures per filter. The filters follow the docs' p1889x07y19 example.
@@ -92,6 +93,19 @@ class SimulatedSet:
     marker: Path
     center: tuple[float, float] = (0.0, 0.0)
     rootnames: list[str] = field(default_factory=list)
+    star_density: float | None = None
+
+    @property
+    def refcat(self) -> Path:
+        """The Gaia-like reference catalog of the set's sky (``gaia_refcat.ecsv``).
+
+        Sets made before the catalog existed get it written on first use (a deterministic
+        function of the truth catalog and the seed; temporary name, then renamed).
+        """
+        path = self.outdir / REFCAT_NAME
+        if not path.is_file():
+            _write_refcat(self.truth(), self.seed, path)
+        return path
 
     def true_wcs_headers(self) -> dict[tuple[str, int], fits.Header]:
         """The true WCS of every chip, see :func:`read_true_wcs`."""
@@ -521,6 +535,14 @@ def _build_hdul(tmpl: ins.Template, exp: _Exposure, visit: _Visit, nominal: list
     return fits.HDUList(hdus)
 
 
+def _write_refcat(truth: Table, seed: int, path: Path) -> None:
+    """Write the Gaia-like catalog of ``truth`` to ``path`` (temporary name, then rename)."""
+    refcat = sky.gaia_like_catalog(truth, np.random.default_rng([seed, 5]))
+    part = path.with_name(path.name + ".part")
+    refcat.write(part, format="ascii.ecsv", overwrite=True)
+    os.replace(part, path)
+
+
 def _set_stats(hdr: fits.Header, data: np.ndarray, good: np.ndarray, ngood: int,
                snr: np.ndarray | None = None) -> None:
     """The calwf3/calacs image statistics keywords (NGOODPIX, GOODMIN/MAX/MEAN, SNR*)."""
@@ -603,9 +625,13 @@ def true_chip_wcs(exposure: str | os.PathLike[str], extver: int,
 # the public entry points
 
 
-def _params(skycell: str, visits: int, small: bool, seed: int) -> dict:
-    return {"skycell": skycell, "visits": visits, "small": small, "seed": seed,
-            "format_version": FORMAT_VERSION}
+def _params(skycell: str, visits: int, small: bool, seed: int,
+            star_density: float | None = None) -> dict:
+    out = {"skycell": skycell, "visits": visits, "small": small, "seed": seed,
+           "format_version": FORMAT_VERSION}
+    if star_density is not None:  # only when given: sets made without it keep their identity
+        out["star_density"] = float(star_density)
+    return out
 
 
 def _check_args(skycell: str, visits: int, seed: int) -> str:
@@ -651,12 +677,13 @@ def load_set(outdir: str | os.PathLike[str]) -> SimulatedSet:
         svm_pollers=[outdir / n for n in info["svm_pollers"]],
         mvm_poller=outdir / info["mvm_poller"], truth_catalog=outdir / TRUTH_NAME,
         true_wcs=outdir / TRUE_WCS_NAME, marker=marker, center=tuple(info["center"]),
-        rootnames=list(info["rootnames"]),
+        rootnames=list(info["rootnames"]), star_density=params.get("star_density"),
     )
 
 
 def simulate_visits(skycell: str, outdir: str | os.PathLike[str], *, visits: int = 4,
-                    small: bool = False, seed: int = 0) -> SimulatedSet:
+                    small: bool = False, seed: int = 0,
+                    star_density: float | None = None) -> SimulatedSet:
     """Simulate ``visits`` HST visits overlapping ``skycell`` and write them to ``outdir``.
 
     Parameters
@@ -674,15 +701,21 @@ def simulate_visits(skycell: str, outdir: str | os.PathLike[str], *, visits: int
     small : bool
         Sub-array chips (UVIS/ACS 2 x 512x256, IR 256x256) and a compact field, for tests.
     seed : int
-        Random seed; the output is a deterministic function of all four parameters.
+        Random seed; the output is a deterministic function of all the parameters.
+    star_density : float, optional
+        Stars per square arcminute, all magnitudes (17.5-26 AB); default 30 (150 with
+        ``small``). About 3 % of them are brighter than G = 21 and enter ``gaia_refcat.ecsv``.
 
     Returns
     -------
     SimulatedSet
     """
     cell = _check_args(skycell, visits, seed)
+    if star_density is not None and not (isinstance(star_density, int | float)
+                                         and math.isfinite(star_density) and star_density >= 0):
+        raise SimulationError(f"star_density must be a non-negative number, got {star_density!r}")
     outdir = Path(outdir).expanduser().resolve()
-    params = _params(cell, int(visits), bool(small), int(seed))
+    params = _params(cell, int(visits), bool(small), int(seed), star_density)
     if outdir.exists():
         if not outdir.is_dir():
             raise FileExistsError(f"{outdir}: exists and is not a directory")
@@ -697,7 +730,8 @@ def simulate_visits(skycell: str, outdir: str | os.PathLike[str], *, visits: int
                 raise FileExistsError(
                     f"{outdir}: holds an incomplete or modified simulated set ({exc}); remove it "
                     "or choose another directory") from None
-            old = _params(existing.skycell, existing.visits, existing.small, existing.seed)
+            old = _params(existing.skycell, existing.visits, existing.small, existing.seed,
+                          existing.star_density)
             if old != params:
                 raise FileExistsError(
                     f"{outdir}: holds a simulated set with different parameters {old}; "
@@ -706,7 +740,7 @@ def simulate_visits(skycell: str, outdir: str | os.PathLike[str], *, visits: int
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
     try:
-        _write_set(tmp, outdir, cell, int(visits), bool(small), int(seed))
+        _write_set(tmp, outdir, cell, int(visits), bool(small), int(seed), star_density)
         try:
             if outdir.exists():
                 outdir.rmdir()  # empty (checked above); fails if something appeared meanwhile
@@ -719,7 +753,8 @@ def simulate_visits(skycell: str, outdir: str | os.PathLike[str], *, visits: int
                 raise FileExistsError(
                     f"{outdir}: files appeared in the output directory while simulating; "
                     "nothing was overwritten") from None
-            if _params(other.skycell, other.visits, other.small, other.seed) != params:
+            if _params(other.skycell, other.visits, other.small, other.seed,
+                       other.star_density) != params:
                 raise FileExistsError(
                     f"{outdir}: another simulated set appeared while simulating") from None
             shutil.rmtree(tmp, ignore_errors=True)
@@ -730,7 +765,8 @@ def simulate_visits(skycell: str, outdir: str | os.PathLike[str], *, visits: int
     return load_set(outdir)
 
 
-def _write_set(tmp: Path, final: Path, cell: str, visits: int, small: bool, seed: int) -> None:
+def _write_set(tmp: Path, final: Path, cell: str, visits: int, small: bool, seed: int,
+               star_density: float | None = None) -> None:
     center = skycell_center(cell)
     vlist, elist = _plan(visits, small, seed, center)
     templates = {key: ins.load_template(key, small=small) for key in ins.DETECTORS}
@@ -752,11 +788,14 @@ def _write_set(tmp: Path, final: Path, cell: str, visits: int, small: bool, seed
                 far = max(far, math.degrees(math.acos(min(1.0, v))) * 3600.0)
     filters = {f.name: f.pivot for f in ins.FILTERS.values()}
     stars, gals = DENSITY[small]
+    if star_density is not None:
+        stars = float(star_density)
     cat = sky.make_truth_catalog(np.random.default_rng([seed, 1]), center[0], center[1],
                                  far + 15.0, filters, star_density=stars, galaxy_density=gals)
     cat.meta["skycell"] = cell
     cat.meta["seed"] = seed
     cat.write(tmp / TRUTH_NAME, format="ascii.ecsv")
+    _write_refcat(cat, seed, tmp / REFCAT_NAME)
 
     true_hdus: list[fits.ImageHDU] = []
     names: list[str] = []
@@ -812,10 +851,10 @@ def _write_set(tmp: Path, final: Path, cell: str, visits: int, small: bool, seed
     mvm_name = f"skycell-{cell}_input.out"
     (tmp / mvm_name).write_text("\n".join(mvm_rows) + "\n")
 
-    files = [*names, *svm_names, mvm_name, TRUTH_NAME, TRUE_WCS_NAME]
+    files = [*names, *svm_names, mvm_name, TRUTH_NAME, TRUE_WCS_NAME, REFCAT_NAME]
     info = {
         "format": "hapdask-simulate",
-        "params": _params(cell, visits, small, seed),
+        "params": _params(cell, visits, small, seed, star_density),
         "center": list(center),
         "exposures": names,
         "rootnames": [e.rootname for e in elist],
