@@ -1,0 +1,40 @@
+"""Alignment: sources per chip, offline reference catalogs, tweakwcs fits, WCS updates as data.
+
+Public API::
+
+    align(inputs, refcat, *, fit_pars=None, compute=None) -> AlignResult
+    align_graph(exposures, refcat, ...) -> (graph, keys, kept)     # the Dask graph
+    write_outputs(result, outdir, *, headerlets=False) -> [paths]
+    read_wcs_updates(path) -> {(rootname, sci_extver): Header}
+    FileCatalog(path, name=None)   # a RefCatalog: .query(footprint, epoch) -> Table
+    find_sources(sci, err, dq, pixel_scale, params) -> (Table, note)
+    fit_visit(exposures, refcat, params) -> [ExposureFit]
+"""
+
+from hapdask.align.catalog import CatalogError, FileCatalog, RefCatalog
+from hapdask.align.fit import ExposureFit, fit_visit, wcsname_for
+from hapdask.align.params import FitParams, SourceParams, fit_params, source_params
+from hapdask.align.pipeline import AlignResult, align, align_graph, write_outputs
+from hapdask.align.sources import find_sources
+from hapdask.align.updates import WcsUpdate, read_wcs_updates, write_wcs_updates
+
+__all__ = [
+    "AlignResult",
+    "CatalogError",
+    "ExposureFit",
+    "FileCatalog",
+    "FitParams",
+    "RefCatalog",
+    "SourceParams",
+    "WcsUpdate",
+    "align",
+    "align_graph",
+    "find_sources",
+    "fit_params",
+    "fit_visit",
+    "read_wcs_updates",
+    "source_params",
+    "wcsname_for",
+    "write_outputs",
+    "write_wcs_updates",
+]
