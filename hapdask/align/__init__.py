@@ -6,6 +6,7 @@ Public API::
     align_graph(exposures, refcat, ...) -> (graph, keys, kept)     # the Dask graph
     write_outputs(result, outdir, *, headerlets=False) -> [paths]
     read_wcs_updates(path) -> {(rootname, sci_extver): Header}
+    mvm_alignment(inputs, refcat, *, margin=3.0, compute=None) -> AlignResult  # MVM runs
     FileCatalog(path, name=None)   # a RefCatalog: .query(footprint, epoch) -> Table
     find_sources(sci, err, dq, pixel_scale, params) -> (Table, note)
     fit_visit(exposures, refcat, params) -> [ExposureFit]
@@ -14,11 +15,19 @@ Public API::
 from hapdask.align.catalog import CatalogError, FileCatalog, RefCatalog
 from hapdask.align.fit import ExposureFit, fit_visit, wcsname_for
 from hapdask.align.params import FitParams, SourceParams, fit_params, source_params
-from hapdask.align.pipeline import AlignResult, align, align_graph, write_outputs
+from hapdask.align.pipeline import (
+    MVM_ALIGN_MARGIN,
+    AlignResult,
+    align,
+    align_graph,
+    mvm_alignment,
+    write_outputs,
+)
 from hapdask.align.sources import find_sources
 from hapdask.align.updates import WcsUpdate, read_wcs_updates, write_wcs_updates
 
 __all__ = [
+    "MVM_ALIGN_MARGIN",
     "AlignResult",
     "CatalogError",
     "ExposureFit",
@@ -30,6 +39,7 @@ __all__ = [
     "align",
     "align_graph",
     "find_sources",
+    "mvm_alignment",
     "fit_params",
     "fit_visit",
     "read_wcs_updates",

@@ -179,7 +179,7 @@ def _run(correctors: list[FITSWCSCorrector], refcat: Table | None, m: MatchParam
         try:
             align_wcs(cs, refcat=refcat, enforce_user_order=True, expand_refcat=relative,
                       minobj=nmin if relative else None, match=match, fitgeom=geom,
-                      nclip=p.nclip, sigma=p.sigma)
+                      nclip=p.nclip, sigma=p.sigma, group_bb_policy=0)
         except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
             for c in cs:
                 c.meta["fit_info"] = {"status": f"FAILED: {exc}"}

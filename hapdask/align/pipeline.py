@@ -123,7 +123,8 @@ def _chip_list(exps: list) -> list[tuple[str, int, object]]:
 
 def align_graph(exposures: list, refcat: RefCatalog | None, *,
                 source_pars: Mapping[str, SourceParams] | None = None,
-                fit_pars: FitParams | None = None) -> tuple[dict, list, list[ExposureFit]]:
+                fit_pars: FitParams | None = None, max_correction: float | None = None
+                ) -> tuple[dict, list, list[ExposureFit]]:
     """The Dask graph of the alignment of opened exposures.
 
     Parameters
@@ -134,7 +135,9 @@ def align_graph(exposures: list, refcat: RefCatalog | None, *,
     source_pars : mapping, optional
         ``"INSTRUMENT/DETECTOR" -> SourceParams`` overriding :func:`source_params`.
     fit_pars : FitParams, optional
-        Overrides :func:`fit_params` for every visit (e.g. ``max_correction``).
+        Overrides :func:`fit_params` for every visit.
+    max_correction : float, optional
+        Largest accepted correction (arcsec), see :class:`FitParams`.
 
     Returns
     -------
@@ -159,11 +162,13 @@ def align_graph(exposures: list, refcat: RefCatalog | None, *,
     graph: dict = {}
     keys = []
     n = 0
-    for vi, (v, exps) in enumerate(sorted(visits.items())):
+    for vi, (_v, exps) in enumerate(sorted(visits.items())):
         exps = sorted(exps, key=lambda e: (e.expstart or 0.0, e.rootname))
         det = f"{exps[0].instrument}/{exps[0].detector}".upper()
         sp = (source_pars or {}).get(det) or source_params(exps[0].instrument, exps[0].detector)
         fp = fit_pars or fit_params(exps[0].instrument, exps[0].detector)
+        if max_correction is not None:
+            fp = fp.with_(max_correction=float(max_correction))
         deps = []
         for _, _, chip in _chip_list(exps):
             k = (f"align-sources-{token}", n)
@@ -191,7 +196,7 @@ def open_inputs(inputs) -> tuple[list, list[tuple[str, str]]]:
 
 
 def align(inputs, refcat: RefCatalog | str | os.PathLike | None, *,
-          fit_pars: FitParams | None = None,
+          fit_pars: FitParams | None = None, max_correction: float | None = None,
           compute: Callable[[dict, list], list] | None = None) -> AlignResult:
     """Align inputs to each other (per visit) and to a reference catalog.
 
@@ -202,6 +207,8 @@ def align(inputs, refcat: RefCatalog | str | os.PathLike | None, *,
         A path is read with :class:`FileCatalog`.
     fit_pars : FitParams, optional
         Overrides the per-detector defaults.
+    max_correction : float, optional
+        Largest accepted correction (arcsec); larger ones are rejected with a reason.
     compute : callable, optional
         ``compute(graph, keys) -> results``; default the threaded Dask scheduler.
 
@@ -218,7 +225,8 @@ def align(inputs, refcat: RefCatalog | str | os.PathLike | None, *,
         exps, bad = list(items), []
     else:
         exps, bad = open_inputs(inputs)
-    graph, keys, kept = align_graph(exps, refcat, fit_pars=fit_pars)
+    graph, keys, kept = align_graph(exps, refcat, fit_pars=fit_pars,
+                                    max_correction=max_correction)
     results = (compute or get)(graph, keys) if keys else []
     fits_ = [r for visit in results for r in visit]
     order = {e.rootname: i for i, e in enumerate(exps)}
@@ -246,3 +254,19 @@ def write_outputs(result: AlignResult, outdir: str | os.PathLike, *,
         paths += write_headerlets(result, out)
     return paths
 
+
+
+#: Alignment margin (arcsec) of MVM runs: plans use the a-priori WCS, so a correction larger
+#: than this is rejected (the exposure keeps its a-priori WCS, with the reason).
+MVM_ALIGN_MARGIN = 3.0
+
+
+def mvm_alignment(inputs, refcat: RefCatalog | str | os.PathLike, *,
+                  margin: float = MVM_ALIGN_MARGIN,
+                  compute: Callable[[dict, list], list] | None = None) -> AlignResult:
+    """Alignment for an MVM run: :func:`align` with corrections limited to ``margin`` arcsec.
+
+    Exposures whose WCSNAME already holds a FIT_SVM/FIT_MVM solution are used as they are.
+    The result's :meth:`AlignResult.wcs_updates` feed ``hapdask.mvm.plan(wcs_updates=...)``.
+    """
+    return align(inputs, refcat, max_correction=float(margin), compute=compute)

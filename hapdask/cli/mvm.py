@@ -30,6 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", action="append", metavar="TEXT",
                    help="only the layers whose name contains TEXT (repeatable), e.g. f160w")
     p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    p.add_argument("--refcat", metavar="CAT",
+                   help="align the inputs to this reference catalog first (ECSV/FITS/CSV/"
+                        "Parquet); the demo uses the simulator's Gaia-like catalog")
+    p.add_argument("--wcs-updates", metavar="FILE",
+                   help="apply the WCS updates of 'hapdask align' (wcs_updates.fits)")
     p.set_defaults(func=run)
 
 
@@ -52,13 +57,18 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not formats:
         raise CLIError(f"--format: unknown format(s) {', '.join(unknown) or '(none)'}; "
                        "use fits, zarr or fits,zarr")
+    updates = None
+    if args.wcs_updates:
+        from hapdask.align import read_wcs_updates
+
+        updates = read_wcs_updates(args.wcs_updates)
     if args.dry_run:
         inputs = args.input
-        updates = None
         if inputs is None:
             from hapdask.mvm.run import _demo_inputs
 
-            inputs, updates, _ = _demo_inputs(args.skycell, _log)
+            inputs, _, _ = _demo_inputs(args.skycell, _log)
+            _log("dry run: planned on the a-priori WCS (alignment is not run)")
         from dask.threaded import get
 
         from hapdask.mvm.plan import analyze_tasks
@@ -74,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
             args.skycell, args.input, output=args.output, formats=formats,
             scheduler=args.scheduler, workers=args.workers,
             threads_per_worker=args.threads_per_worker, tile_size=args.tile_size,
-            context=not args.no_context, progress=True, log=_log, layers=args.layer)
+            context=not args.no_context, progress=True, log=_log, layers=args.layer,
+            refcat=args.refcat, wcs_updates=updates)
     except (ValueError, OSError, KeyboardInterrupt, CLIError):
         raise
     except Exception as exc:  # a failed task: one line, not a traceback

@@ -96,6 +96,20 @@ def updated_wcs_bytes(chip, update: WCS | fits.Header) -> bytes:
     return buf.getvalue()
 
 
+def _applied_header(header: fits.Header, update: WCS | fits.Header | None) -> fits.Header:
+    """A chip's SCI header as drizzled: the update's keywords (WCSNAME, fit keywords) applied.
+
+    Only a header update carries a WCSNAME; the chip header is returned as it is otherwise.
+    """
+    if not isinstance(update, fits.Header):
+        return header
+    out = header.copy()
+    for card in update.cards:
+        if card.keyword and card.keyword not in ("COMMENT", "HISTORY"):
+            out[card.keyword] = (card.value, card.comment)
+    return out
+
+
 def wcs_from_bytes(data: bytes) -> WCS:
     """A new astropy WCS from :func:`serialize_wcs` bytes (one private object per call)."""
     import io
@@ -575,6 +589,7 @@ def plan(
     step: int = SAMPLE_STEP,
     verdicts: Mapping[str, object] | None = None,
     only: Iterable[str] | None = None,
+    refcat: object | None = None,
 ) -> MvmPlan:
     """Plan the MVM layers of a SkyCell.
 
@@ -600,6 +615,9 @@ def plan(
     only : iterable of str, optional
         Keep only the layers whose name contains one of these strings (e.g. ``"f160w"``,
         ``"ir_f125w_coarse"``). The output grids still come from every input.
+    refcat : RefCatalog or path, optional
+        Align the inputs to this reference catalog first (:func:`hapdask.align.mvm_alignment`,
+        corrections limited to the alignment margin); its updates yield to ``wcs_updates``.
 
     Returns
     -------
@@ -624,6 +642,11 @@ def plan(
     items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
     paths = resolve_inputs(items)
     old = _old_rows([str(i) for i in items])
+    if refcat is not None:
+        from hapdask.align import mvm_alignment
+
+        aligned = mvm_alignment(paths, refcat).wcs_updates()
+        wcs_updates = {**aligned, **dict(wcs_updates or {})}
     updates = {(str(k[0]).lower(), int(k[1])): v for k, v in (wcs_updates or {}).items()}
 
     rejected: list[Rejection] = []
@@ -692,7 +715,8 @@ def plan(
             path=path, rootname=exp.rootname, instrument=exp.instrument, detector=exp.detector,
             filter=exp.filter, flc=exp.is_flc, exptime=float(exp.exptime), expstart=expstart,
             expend=_header_float(prim, "EXPEND", expstart), primary=prim,
-            sci_headers=[c.header for c in exp.chips], chips=chips,
+            sci_headers=[_applied_header(c.header, updates.get((exp.rootname, c.extver)))
+                         for c in exp.chips], chips=chips,
             warnings=list(getattr(verdict, "warnings", []) or [])))
 
     kept.sort(key=lambda i: (i.expstart, i.rootname))

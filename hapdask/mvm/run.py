@@ -319,25 +319,31 @@ def write_layers(
     return outputs, keywords, computed, reused
 
 
-def _demo_inputs(skycell: str, log) -> tuple[object, dict, list[str]]:
-    from hapdask.simulate import demo_dataset, read_true_wcs
+def _demo_inputs(skycell: str, log) -> tuple[object, str, list[str]]:
+    """The demo's MVM poller, its Gaia-like reference catalog (path) and notes."""
+    from hapdask.simulate import demo_dataset
 
     t0 = time.perf_counter()
     demo = demo_dataset(skycell)
     notes = [f"no --input given: using the built-in simulated demo data for {skycell} "
              f"({demo.outdir}; {time.perf_counter() - t0:.1f} s)",
-             "applying the simulator's true WCS as the WCS updates (standing in for SVM "
-             "alignment)"]
+             f"aligning to the simulator's Gaia-like catalog {demo.refcat.name}"]
     for n in notes:
         log(n)
-    return str(demo.mvm_poller), _true_wcs_updates(read_true_wcs(demo.true_wcs)), notes
+    return str(demo.mvm_poller), str(demo.refcat), notes
 
 
-def _true_wcs_updates(truth: Mapping) -> dict:
-    out = {}
-    for key, w in dict(truth).items():
-        out[(str(key[0]).lower(), int(key[1]))] = w
-    return out
+def _align_inputs(inputs, refcat, compute, log) -> tuple[dict, list[str]]:
+    """Alignment graph computed on the run's scheduler: (WCS updates, summary notes)."""
+    from hapdask.align import MVM_ALIGN_MARGIN, mvm_alignment
+
+    t0 = time.perf_counter()
+    res = mvm_alignment(inputs, refcat, compute=lambda g, k: compute(g, k, False))
+    notes = [f"alignment to {res.catalog} ({time.perf_counter() - t0:.1f} s, margin "
+             f"{MVM_ALIGN_MARGIN:g}\"): " + line for line in res.summary()]
+    for n in notes:
+        log(n)
+    return res.wcs_updates(), notes
 
 
 def run(
@@ -356,6 +362,7 @@ def run(
     log: Callable[[str], None] = print,
     layers: Iterable[str] | None = None,
     verdicts: Mapping | None = None,
+    refcat=None,
 ) -> MvmResult:
     """Build the MVM layers of a SkyCell and write them (FITS and/or zarr).
 
@@ -364,8 +371,8 @@ def run(
     skycell : str
         ``p1889x07y19`` or ``skycell-p1889x07y19``.
     inputs : poller, directory, list file, paths or URLs, optional
-        None uses the built-in simulated demo data of the SkyCell (simulated once, cached) and
-        its true WCS as WCS updates.
+        None uses the built-in simulated demo data of the SkyCell (simulated once, cached),
+        aligned to its Gaia-like reference catalog.
     output : path
         Output directory (created).
     formats : iterable of {"fits", "zarr"}
@@ -387,6 +394,9 @@ def run(
         Only the layers whose name contains one of these strings.
     verdicts : mapping, optional
         ``path -> Verdict`` of the analyze rules already computed (skips that step).
+    refcat : RefCatalog or path, optional
+        Align the inputs (per visit, then to this catalog) before planning; the updates
+        yield to ``wcs_updates``. Inputs already holding a FIT_SVM WCS are used as they are.
 
     Returns
     -------
@@ -404,9 +414,13 @@ def run(
         raise ValueError(f"unknown output format(s) {bad or formats}: use fits, zarr")
     notes: list[str] = []
     if inputs is None:
-        inputs, demo_updates, notes = _demo_inputs(skycell, log)
-        wcs_updates = {**demo_updates, **dict(wcs_updates or {})}
+        inputs, demo_refcat, notes = _demo_inputs(skycell, log)
+        refcat = demo_refcat if refcat is None else refcat
     with _scheduler(scheduler, workers, threads_per_worker, log) as (compute, _client):
+        if refcat is not None:
+            aligned, align_notes = _align_inputs(inputs, refcat, compute, log)
+            notes += align_notes
+            wcs_updates = {**aligned, **dict(wcs_updates or {})}
         if verdicts is None:
             g, keys, paths = analyze_tasks(inputs)
             verdicts = dict(zip(paths, compute(g, keys, False), strict=True))
