@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from astropy.table import Table
+from astropy.table import Table, vstack
 from tweakwcs import XYXYMatch, align_wcs
 from tweakwcs.correctors import FITSWCSCorrector
 
@@ -116,7 +116,8 @@ class _Fit:
     rms_dec: float = math.nan
 
 
-def _quality(info: dict, ref: Table, p: FitParams, pscale_mas: float) -> _Fit:
+def _quality(info: dict, ref: Table, p: FitParams, pscale_mas: float,
+             tolerance: float) -> _Fit:
     """DrizzlePac's acceptance checks (``determine_fit_quality``) on one tweakwcs fit_info."""
     status = str(info.get("status", "SKIPPED"))
     if status != "SUCCESS":
@@ -136,6 +137,10 @@ def _quality(info: dict, ref: Table, p: FitParams, pscale_mas: float) -> _Fit:
         return f
     if not rms <= p.max_fit_limit:
         f.reason = f"fit rms {rms:.1f} mas > MAX_FIT_LIMIT {p.max_fit_limit:g}"
+        return f
+    if float(info.get("rmse", 0.0)) > 0.5 * tolerance:
+        f.reason = (f"fit rms {float(info['rmse']):.2f} px > half the matching tolerance "
+                    f"({tolerance:g} px): chance matches")
         return f
     scale = float(info.get("<scale>", 1.0))
     rot = float(info.get("proper_rot", info.get("<rot>", 0.0)))
@@ -170,6 +175,7 @@ def _run(correctors: list[FITSWCSCorrector], refcat: Table | None, m: MatchParam
     Returns the corrected copies and the geometry used ("" if every geometry failed).
     """
     last: list[FITSWCSCorrector] = []
+    best = 0
     for geom, nmin in p.fitgeom_min:
         cs = [FITSWCSCorrector(c0.wcs.deepcopy(),
                                meta={k: v for k, v in c0.meta.items() if k != "fit_info"})
@@ -188,32 +194,82 @@ def _run(correctors: list[FITSWCSCorrector], refcat: Table | None, m: MatchParam
         last = cs
         infos = [c.meta.get("fit_info", {}) for c in cs]
         fitted = [i for i in infos if i.get("status") == "SUCCESS"]
-        if fitted and min(int(np.sum(i["fitmask"])) for i in fitted) >= nmin:
-            return cs, geom
+        if fitted:
+            nfit = min(int(np.sum(i["fitmask"])) for i in fitted)
+            best = max(best, nfit)
+            if nfit >= nmin:
+                return cs, geom
+    need = ", ".join(f"{g} {n}" for g, n in p.fitgeom_min)
+    for c in last:
+        info = c.meta.setdefault("fit_info", {})
+        if info.get("status") == "SUCCESS":
+            info["status"] = f"only {best} matches (needed: {need})"
     return last, ""
 
 
-def _relative_ok(cs: list[FITSWCSCorrector], p: FitParams) -> tuple[bool, str, dict]:
-    """Per-exposure outcome of the relative step: (all ok, reason, rootname -> (n, rms))."""
-    stats: dict[str, tuple[int, float, str]] = {}
-    bad = []
+def _relative(correctors: list[FITSWCSCorrector], first: str, m: MatchParams,
+              p: FitParams) -> tuple[list[FITSWCSCorrector], str]:
+    """Relative step: every exposure aligned to the first one (poller order), whose sources
+    form the reference catalog, expanded with each newly aligned exposure's sources
+    (tweakwcs ``enforce_user_order``/``expand_refcat``, as DrizzlePac's relative fit)."""
+    ref_cs = [c for c in correctors if c.meta["rootname"] == first]
+    others = [c for c in correctors if c.meta["rootname"] != first]
+    parts = []
+    for c in ref_cs:
+        cat = c.meta["catalog"]
+        ra, dec = c.det_to_world(np.asarray(cat["x"]), np.asarray(cat["y"]))
+        parts.append(Table({"RA": ra, "DEC": dec, "weight": np.asarray(cat["weight"])}))
+    for c in ref_cs:
+        c.meta["fit_info"] = {"status": "REFERENCE"}
+    if not others:
+        return ref_cs, ""
+    refcat = vstack(parts) if parts else Table({"RA": [], "DEC": [], "weight": []})
+    cs, geom = _run(others, refcat, m, p, relative=True)
+    return ref_cs + cs, geom
+
+
+def _relative_split(cs: list[FITSWCSCorrector], m: MatchParams, p: FitParams
+                    ) -> tuple[set[str], dict[str, str], dict[str, tuple[int, float]]]:
+    """Per-exposure outcome of the relative step.
+
+    Returns (rootnames that aligned, rootname -> why not, rootname -> (matches, rms mas)).
+    Besides tweakwcs' status, a relative fit must have ``min_matches`` matches and be
+    plausible for exposures of one visit: |rotation| <= ``max_rot``, |scale - 1| <=
+    ``max_scale``, rms <= ``MAX_FIT_LIMIT`` and below half the matching tolerance (chance
+    matches spread over the whole tolerance circle, rms ~ 0.7 tolerance; a true match has the
+    centroid noise, a small fraction of it).
+    """
+    good: set[str] = set()
+    bad: dict[str, str] = {}
+    stats: dict[str, tuple[int, float]] = {}
     for c in cs:
         info = c.meta.get("fit_info", {})
         root = c.meta["rootname"]
         st = str(info.get("status", "SKIPPED"))
         if st == "REFERENCE":
-            stats[root] = (0, 0.0, "reference")
+            stats[root] = (0, 0.0)
+            good.add(root)
             continue
         if st != "SUCCESS":
-            bad.append(f"{root}: {st}")
-            stats[root] = (0, math.nan, st)
+            bad[root] = st
             continue
         n = int(np.sum(info["fitmask"]))
         rms = float(info["rmse"]) * c.meta.get("pscale_mas", 1.0)
-        stats[root] = (n, rms, "")
+        stats[root] = (n, rms)
+        rot = (float(info.get("proper_rot", 0.0)) + 180.0) % 360.0 - 180.0
+        scale = float(info.get("<scale>", 1.0))
+        rms_px = float(info["rmse"])
         if n < p.min_matches:
-            bad.append(f"{root}: {n} relative matches < {p.min_matches}")
-    return not bad, "; ".join(dict.fromkeys(bad)), stats
+            bad[root] = f"{n} relative matches < MIN_FIT_MATCHES {p.min_matches}"
+        elif rms > p.max_fit_limit or rms_px > 0.5 * m.tolerance:
+            bad[root] = (f"relative fit rms {rms:.1f} mas ({rms_px:.2f} px) too large for "
+                         f"a true match ({n} matches)")
+        elif abs(rot) > p.max_rot or abs(scale - 1.0) > p.max_scale:
+            bad[root] = (f"implausible relative fit (rotation {rot:.3f} deg, scale "
+                         f"{scale:.4f}): a false match")
+        else:
+            good.add(root)
+    return good - set(bad), bad, stats
 
 
 def _updates(cs: list[FITSWCSCorrector], keywords: dict[str, dict]) -> list[WcsUpdate]:
@@ -295,20 +351,26 @@ def fit_visit(exposures: list[ExposureInput], refcat: RefCatalog | None,
     methods = list(p.methods)
     if len(usable) < 2:
         methods = [m for m in methods if m.name != "relative"]
-    rel_info: dict[str, tuple[int, float, str]] = {}
+    rel_info: dict[str, tuple[int, float]] = {}
     rel_ok = False
+    good: set[str] = set()
     for m in methods:
         if m.name == "relative":
-            cs, geom = _run(make(lambda e: e.rootname), None, m, p, relative=True)
-            rel_ok, why, rel_info = _relative_ok(cs, p)
-            if not rel_ok or not geom:
+            cs, geom = _relative(make(lambda e: e.rootname), usable[0].rootname, m, p)
+            good, bad, rel_info = _relative_split(cs, m, p)
+            for root, why in bad.items():
+                reasons[root].append(f"relative: {why}")
+            rel_ok = bool(geom) and len(good) >= 2
+            if not rel_ok:
                 for e in usable:
-                    reasons[e.rootname].append(
-                        f"relative: {why or 'no fit geometry had enough matches'}")
+                    if e.rootname not in bad:
+                        reasons[e.rootname].append("relative: no other exposure aligned to it")
                 continue
             rel_geom = geom
+            rel_members = [e for e in usable if e.rootname in good]
             if len(ref) < p.min_matches:
                 break
+            cs = [c for c in cs if c.meta["rootname"] in good]
             for c in cs:
                 c.meta["group_id"] = "visit"
                 c.meta.pop("fit_info", None)
@@ -316,27 +378,25 @@ def fit_visit(exposures: list[ExposureInput], refcat: RefCatalog | None,
             base = [FITSWCSCorrector(c.wcs, meta=dict(c.meta)) for c in cs]
             abs_cs, geom = _run(base, ref, m, p, relative=False)
             info = abs_cs[0].meta.get("fit_info", {}) if abs_cs else {}
-            q = _quality(info, ref, p, abs_cs[0].meta["pscale_mas"]) if geom else _Fit(
-                False, "no fit geometry had enough "
-                                                         f"matches: {info.get('status', '')}")
+            q = (_quality(info, ref, p, abs_cs[0].meta["pscale_mas"], m.tolerance) if geom
+                 else _Fit(False, str(info.get("status", "no fit"))))
             if q.ok:
-                q = _check_margin(abs_cs, make(lambda e: e.rootname), p, q)
+                q = _check_margin(abs_cs, [c for c in make(lambda e: e.rootname)
+                                           if c.meta["rootname"] in good], p, q)
             if not q.ok:
-                for e in usable:
+                for e in rel_members:
                     reasons[e.rootname].append(f"relative+{cat_name}: {q.reason}")
                 continue
             kw = {}
-            for e in usable:
-                n_rel, rms_rel, _ = rel_info.get(e.rootname, (0, math.nan, ""))
+            for e in rel_members:
+                n_rel, rms_rel = rel_info.get(e.rootname, (0, math.nan))
                 kw[e.rootname] = _keywords(e, p, cat_name, m.name, q, rel=(rel_geom, n_rel,
                                                                            rms_rel, usable[0]))
                 _set(results[e.rootname], "aligned", m.name, q, cat_name, kw[e.rootname],
                      n_rel, rms_rel)
-            ups = _updates(abs_cs, kw)
-            for u in ups:
+            for u in _updates(abs_cs, kw):
                 results[u.rootname].updates.append(u)
-            _fill_empty_chips(usable, results, abs_cs)
-            return _finish(exposures, results, {})
+            _fill_empty_chips(rel_members, results, abs_cs)
         else:
             if len(ref) < p.min_matches:
                 break
@@ -346,8 +406,8 @@ def fit_visit(exposures: list[ExposureInput], refcat: RefCatalog | None,
                 own = [c for c in make(lambda x: x.rootname) if c.meta["rootname"] == e.rootname]
                 cs, geom = _run(own, ref, m, p, relative=False)
                 info = cs[0].meta.get("fit_info", {}) if cs else {}
-                q = _quality(info, ref, p, cs[0].meta["pscale_mas"]) if geom else _Fit(
-                    False, f"no fit geometry had enough matches ({info.get('status', '')})")
+                q = (_quality(info, ref, p, cs[0].meta["pscale_mas"], m.tolerance) if geom
+                     else _Fit(False, str(info.get("status", "no fit"))))
                 if q.ok:
                     q = _check_margin(cs, own, p, q)
                 if not q.ok:
@@ -359,12 +419,12 @@ def fit_visit(exposures: list[ExposureInput], refcat: RefCatalog | None,
                 results[e.rootname].updates.extend(_updates(cs, kw))
                 _fill_empty_chips([e], results, cs)
     if p.apply_relative_only and rel_ok:
-        cs, geom = _run(make(lambda e: e.rootname), None, p.methods[0], p, relative=True)
+        cs, geom = _relative(make(lambda e: e.rootname), usable[0].rootname, p.methods[0], p)
         for e in usable:
             r = results[e.rootname]
-            if r.status == "aligned":
+            if r.status == "aligned" or e.rootname not in good:
                 continue
-            n_rel, rms_rel, _ = rel_info.get(e.rootname, (0, math.nan, ""))
+            n_rel, rms_rel = rel_info.get(e.rootname, (0, math.nan))
             q = _Fit(True, "", geom, 0)
             kw = {e.rootname: _keywords(e, p, "NONE", "relative", q, rel=(geom, n_rel, rms_rel,
                                                                           usable[0]))}
@@ -478,7 +538,7 @@ def _finish(exposures: list[ExposureInput], results: dict[str, ExposureFit],
         if r.status == "apriori":
             r.reason = "; ".join(dict.fromkeys(reasons.get(e.rootname, []))) or "not fitted"
             r.reason = "a-priori WCS kept: " + r.reason
-        elif reasons.get(e.rootname):
-            r.reason = "; ".join(dict.fromkeys(reasons[e.rootname]))
+        elif r.status == "relative":
+            r.reason = "; ".join(dict.fromkeys(reasons.get(e.rootname, [])))
         out.append(r)
     return out
