@@ -39,7 +39,7 @@ def test_empty_chip_and_unrelated_exposure(visit, tmp_path, true_error):
         err = true_error(visit, uvis[0], u.extver, u.header(), (256, 512))
         assert np.percentile(err, 90) <= 15.0, (u.extver, err.max())
     # the unrelated exposure keeps its a-priori WCS, with the reasons of every method
-    assert unrelated.status == "apriori" and not unrelated.updates, (unrelated.method, unrelated.geometry, unrelated.matches, unrelated.rms_mas, unrelated.nref, unrelated.reason)
+    assert unrelated.status == "apriori" and not unrelated.updates, unrelated.method
     for method in ("relative", "2dhist", "default"):
         assert method in unrelated.reason
     # the other IR exposure is aligned on its own (2dhist), the UVIS pair together
