@@ -4,10 +4,13 @@ the updates accepted by the MVM plan (with the applied WCSNAME in its headers)."
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 import numpy as np
+from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
+from stwcs.wcsutil import headerlet
 
 from hapdask import mvm
 from hapdask.align import mvm_alignment, read_wcs_updates
@@ -23,7 +26,8 @@ def test_cli_writes_updates_and_leaves_inputs(visit, aligned, tmp_path, capsys):
     ir = [p for p in visit.exposures if p.name.endswith("_flt.fits")]
     before = _digest(ir)
     out = tmp_path / "out"
-    code = main(["align", *map(str, ir), "--refcat", str(visit.refcat), "--output", str(out)])
+    code = main(["align", *map(str, ir), "--refcat", str(visit.refcat), "--output", str(out),
+                 "--headerlets"])
     assert code == 0
     text = capsys.readouterr().out
     assert "2/2 exposures aligned to GAIASIM" in text
@@ -43,6 +47,17 @@ def test_cli_writes_updates_and_leaves_inputs(visit, aligned, tmp_path, capsys):
     assert set(tab.colnames) >= {"visit", "method", "geometry", "catalog", "matches",
                                  "rms_mas", "status", "reason"}
     assert not list(out.glob("*.part"))
+    # stwcs applies the headerlet: the file's WCS becomes the update
+    target = tmp_path / ir[0].name
+    shutil.copy(ir[0], target)
+    root = ir[0].name.split("_")[0]
+    headerlet.apply_headerlet_as_primary(str(target), str(out / f"{root}_flt_hlet.fits"),
+                                         attach=False, archive=False)
+    with fits.open(target) as hdul:
+        h = hdul["SCI", 1].header
+        assert h["WCSNAME"] == ups[(root, 1)]["WCSNAME"]
+        for key in ("CRVAL1", "CRVAL2", "CD1_1", "CD1_2", "CD2_1", "CD2_2"):
+            assert np.isclose(h[key], ups[(root, 1)][key], rtol=1e-10, atol=1e-13), key
 
 
 def test_missing_catalog_is_one_line_error(visit, tmp_path, capsys):

@@ -1,0 +1,67 @@
+"""Headerlets of aligned exposures (``hapdask align --headerlets``), built by stwcs.
+
+A headerlet holds an exposure's complete WCS solution (linear WCS, SIP, NPOL/D2IM) so that
+``stwcs.wcsutil.headerlet.apply_headerlet_as_primary(file, headerlet)`` installs it. stwcs builds
+headerlets from a file, so each one is made from a private temporary copy of the input with the
+update applied; the input itself is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from astropy.io import fits
+
+from hapdask.align.updates import FIT_KEYS
+
+_SIP = ("A_", "B_", "AP_", "BP_")
+
+
+def headerlet_name(path: str, wcsname: str) -> str:
+    """DrizzlePac's HDRNAME: ``<file stem>_<WCSNAME>-hlet.fits``."""
+    stem = Path(path).name.split(".fits")[0]
+    return f"{stem}_{wcsname}-hlet.fits"
+
+
+def write_headerlets(result, outdir: str | os.PathLike) -> list[Path]:
+    """One headerlet per aligned exposure of an :class:`~hapdask.align.AlignResult`.
+
+    Written to ``outdir/<file stem>_hlet.fits`` (temporary name, then renamed); the headerlet's
+    HDRNAME is :func:`headerlet_name`, its WCSNAME the fit's, with NMATCH and CATALOG set.
+    """
+    from stwcs.wcsutil import headerlet
+
+    out = Path(outdir)
+    written: list[Path] = []
+    for e in result.exposures:
+        if not e.updates:
+            continue
+        with tempfile.TemporaryDirectory(prefix=".hlet-", dir=out) as tmp:
+            copy = Path(tmp) / Path(e.path).name
+            shutil.copy(e.path, copy)
+            with fits.open(copy, mode="update") as hdul:
+                for u in e.updates:
+                    hdr = hdul["SCI", u.extver].header
+                    upd = u.header()
+                    if any(k.startswith(_SIP) for k in upd):
+                        for k in [k for k in hdr if k.startswith(_SIP)]:
+                            hdr.remove(k, ignore_missing=True, remove_all=True)
+                    for card in upd.cards:
+                        hdr[card.keyword] = (card.value, card.comment)
+            wcsname = e.updates[0].wcsname
+            hlet = headerlet.create_headerlet(
+                str(copy), hdrname=headerlet_name(e.path, wcsname), wcsname=wcsname,
+                catalog=e.catalog, nmatch=e.matches,
+                descrip=f"hapdask alignment ({e.method}, {e.geometry})")
+            for k in ("RMS_RA", "RMS_DEC", "FIT_RMS"):
+                if k in FIT_KEYS and k in e.updates[0].header():
+                    hlet[0].header[k] = e.updates[0].header()[k]
+            final = out / f"{Path(e.path).name.split('.fits')[0]}_hlet.fits"
+            part = final.with_name(final.name + ".part")
+            hlet.writeto(str(part), overwrite=True)
+            os.replace(part, final)
+            written.append(final)
+    return written
