@@ -6,12 +6,14 @@ flat-fielding convention of real FLT/FLC files (source counts / pixel-area facto
 see :mod:`hapdask.simulate.core`), and with the true WCS written into its headers. Aperture fluxes
 of the stars in our product are then compared, chip by chip,
 
-(a) with the truth fluxes of the star catalog (physics: nothing of the pipeline enters), and
+(a) with the truth fluxes of the star catalog (physics: nothing of the pipeline enters; the
+    output grid's own pixel-area factor, computed from its WCS, see :func:`_output_pam`), and
 (b) with the same apertures on DrizzlePac's own product of the same file (``AstroDrizzle``, final
     drizzle only, square kernel, pixfrac 1, on our product's output grid),
 
-to 0.5 %. A chip drizzled with the wrong input scale (its CD-matrix area instead of ``IDCSCALE``)
-is off by 4.75 % on ACS/WFC chip 2, so these tests fail on it.
+to 0.2 % and 0.1 % (the issue asks 0.5 %). A chip drizzled with the wrong input scale (its
+CD-matrix area instead of ``IDCSCALE``) is off by 4.75 % on ACS/WFC chip 2, -0.9 % on WFC3/UVIS
+chip 1 and +0.45 % on WFC3/IR, so these tests fail on it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ SKYCELL = "p1889x07y19"
 #: One exposure per detector of the small simulated set: rootname -> detector key.
 EXPOSURES = {"jf3t03a1q": "acs_wfc", "if3s01a1q": "wfc3_uvis", "if3s01a3q": "wfc3_ir"}
 MAG = 20.0
-TOL = 5e-3
+#: Tolerances: the issue asks for 0.5 %; these noise-free stars reach ~1e-4, so the tests are
+#: tighter, tight enough to see WFC3/IR's 0.45 % CD-versus-IDCSCALE error too.
+TOL_TRUTH = 2e-3
+TOL_DRIZZLEPAC = 1e-3
 
 
 def _star_grid(w: WCS, shape: tuple[int, int], idc: float, fwhm: float, chip: int
@@ -178,26 +183,41 @@ def _aperture_fluxes(product: Path, cat: Table, fwhm: float) -> np.ndarray:
     return flux
 
 
+def _output_pam(product: Path, cat: Table, sky_pixel_area) -> np.ndarray:
+    """Output pixel-area factor at each star: true sky area / nominal (linear) pixel area.
+
+    A drizzled product is surface brightness per *nominal* output pixel, like DrizzlePac's; on
+    a SkyCell far from its projection cell's tangent point the TAN pixels are smaller on the sky
+    (cos^3 of the distance: 0.21 % at the 2.1 deg of p1889x07y19), so the counts summed over an
+    aperture are the true counts / this factor.
+    """
+    with fits.open(product) as h:
+        w = WCS(h["SCI"].header)
+    x, y = w.all_world2pix(np.column_stack([cat["ra"], cat["dec"]]), 0).T
+    nominal = abs(np.linalg.det(w.pixel_scale_matrix)) * 3600.0 ** 2
+    return sky_pixel_area(w, x, y) / nominal
+
+
 def _per_chip(cat: Table, ratio: np.ndarray) -> dict[int, float]:
     chips = np.asarray(cat["chip"])
     return {int(c): float(np.median(ratio[chips == c])) for c in np.unique(chips)}
 
 
 @pytest.mark.parametrize("root", list(EXPOSURES))
-def test_star_fluxes_match_truth(star_fields, ours, root):
+def test_star_fluxes_match_truth(star_fields, ours, sky_pixel_area, root):
     """Each chip's median star flux / catalog flux is 1 within 0.5 % (any chip, any detector)."""
     field = star_fields[root]
     cat = field["cat"]
     truth = 10 ** (-0.4 * (MAG - field["filter"].zp_ab))
     flux = _aperture_fluxes(ours[root], cat, field["det"].fwhm)
     assert np.isfinite(flux).all() and len(flux) >= 8
-    per_chip = _per_chip(cat, flux / truth)
+    per_chip = _per_chip(cat, flux * _output_pam(ours[root], cat, sky_pixel_area) / truth)
     for chip, r in per_chip.items():
-        assert r == pytest.approx(1.0, abs=TOL), (root, chip, per_chip)
+        assert r == pytest.approx(1.0, abs=TOL_TRUTH), (root, chip, per_chip)
 
 
 @pytest.mark.parametrize("root", list(EXPOSURES))
-def test_star_fluxes_match_drizzlepac(star_fields, ours, drizzlepac, root):
+def test_star_fluxes_match_drizzlepac(star_fields, ours, drizzlepac, sky_pixel_area, root):
     """Ours / AstroDrizzle aperture fluxes per chip: 1 within 0.5 %; DrizzlePac on truth too."""
     field = star_fields[root]
     cat = field["cat"]
@@ -206,8 +226,9 @@ def test_star_fluxes_match_drizzlepac(star_fields, ours, drizzlepac, root):
     theirs = _aperture_fluxes(drizzlepac[root], cat, fwhm)
     per_chip = _per_chip(cat, mine / theirs)
     for chip, r in per_chip.items():
-        assert r == pytest.approx(1.0, abs=TOL), (root, chip, per_chip)
+        assert r == pytest.approx(1.0, abs=TOL_DRIZZLEPAC), (root, chip, per_chip)
     # the oracle itself agrees with the truth (so both agreeing is not a shared error)
     truth = 10 ** (-0.4 * (MAG - field["filter"].zp_ab))
-    for chip, r in _per_chip(cat, theirs / truth).items():
-        assert r == pytest.approx(1.0, abs=TOL), (root, chip)
+    pam = _output_pam(drizzlepac[root], cat, sky_pixel_area)
+    for chip, r in _per_chip(cat, theirs * pam / truth).items():
+        assert r == pytest.approx(1.0, abs=TOL_TRUTH), (root, chip)
