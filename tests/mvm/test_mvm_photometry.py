@@ -232,3 +232,17 @@ def test_star_fluxes_match_drizzlepac(star_fields, ours, drizzlepac, sky_pixel_a
     pam = _output_pam(drizzlepac[root], cat, sky_pixel_area)
     for chip, r in _per_chip(cat, theirs * pam / truth).items():
         assert r == pytest.approx(1.0, abs=TOL_TRUTH), (root, chip)
+
+
+@pytest.mark.parametrize("root", list(EXPOSURES))
+def test_weights_and_meanwht_match_drizzlepac(ours, drizzlepac, root):
+    """Output WHT (EXPTIME x overlap area, in output pixels) pixel by pixel, and our MEANWHT
+    against the mean of AstroDrizzle's WHT over its covered pixels."""
+    with fits.open(ours[root]) as a, fits.open(drizzlepac[root]) as b:
+        mine = a["WHT"].data.astype(np.float64)
+        theirs = b["WHT"].data.astype(np.float64)
+        meanwht = float(a[0].header["MEANWHT"])
+    both = (mine > 0) & (theirs > 0)
+    interior = both & (theirs > 0.9 * np.median(theirs[both]))
+    assert np.median(mine[interior] / theirs[interior]) == pytest.approx(1.0, abs=1e-4)
+    assert meanwht == pytest.approx(float(theirs[theirs > 0].mean()), rel=TOL_DRIZZLEPAC)
