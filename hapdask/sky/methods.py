@@ -52,7 +52,7 @@ from hapdask.sky.level import SkyLevel
 from hapdask.sky.overlap import Overlap, chip_overlap, corners_sky
 from hapdask.sky.params import SkyParams
 from hapdask.sky.static import static_mask_tasks
-from hapdask.sky.stats import brightness_factor, good_sky_pixels, sky_statistic
+from hapdask.sky.stats import brightness_factor, gather_spans, good_sky_pixels, sky_statistic
 
 __all__ = ["AstroDrizzleSky", "ChipMeasure", "measure_chip", "solve_sky"]
 
@@ -116,15 +116,11 @@ def measure_chip(ref, params: SkyParams, static: np.ndarray | None,
         except ValueError as exc:
             note = f"no sky statistic: {exc}"
     found = {}
-    nx = sci.shape[1]
-    cols = np.arange(nx)
     for ov, side, pid in zip(overlaps, sides, pair_ids, strict=True):
         if ov is None:
             continue
         sp = ov.a if side == 0 else ov.b
-        y0, y1 = sp.rows
-        sel = (cols >= sp.xlo[:, None]) & (cols <= sp.xhi[:, None]) & good[y0:y1]
-        vals = sci[y0:y1][sel]
+        vals = gather_spans(sci, good, sp.y0, sp.xlo, sp.xhi)
         if vals.size == 0:
             continue
         try:
