@@ -92,12 +92,12 @@ def _moments(v, lo, hi):  # pragma: no cover - numba
 
 
 @njit(nogil=True, cache=True)
-def _histogram(v, nbins, vmin, vmax, width):  # pragma: no cover - numba
+def _histogram(v, nbins, vmin, vmax, inv_width):  # pragma: no cover - numba
     h = np.zeros(nbins, np.int64)
     for i in range(v.size):
         x = v[i]
         if x >= vmin and x < vmax:
-            k = int((x - vmin) / width)  # float32, as stsci.imagestats 1.8
+            k = int((x - vmin) * inv_width)  # float32 times the reciprocal: as imagestats 1.8
             if k < 0:
                 k = 0
             elif k >= nbins:
@@ -192,7 +192,7 @@ def _mode(v: np.ndarray, vmin: np.float32, vmax: np.float32, stddev: float,
         dz = drange / (nbins - 1)
     width = np.float32(dz)
     h = _histogram(v, nbins, np.float32(vmin), np.float32(np.float32(vmin) + width * nbins),
-                   width)
+                   np.float32(np.float32(1.0) / width))
     lo = float(vmin)
     if nbins == 1:
         return lo + 0.5 * hwidth, nbins
@@ -236,6 +236,7 @@ def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
         raise ValueError(f"no pixel inside [{lower:g}, {upper:g}] (data range "
                          f"[{vmin:g}, {vmax:g}])")
     lo, hi = lower, upper
+    prev = None
     for it in range(nclip + 1):
         n, s, ss, mn, mx = _moments(v, np.float32(lo), np.float32(hi))
         if n <= 0:
@@ -244,6 +245,11 @@ def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
         mean = np.float32(s / n)
         var = (ss - s * s / n) / (n - 1) if n > 1 else float("nan")
         std = float(np.float32(math.sqrt(var))) if var >= 0 else 0.0
+        if prev == (mn, mx):
+            # the same pixels as the previous pass (the selected set is every value in
+            # [mn, mx]): identical statistics and limits, so the remaining passes change nothing
+            break
+        prev = (mn, mx)
         if it < nclip:
             lo = max(lower, float(mean) - lsig * std)
             hi = min(upper, float(mean) + usig * std)
