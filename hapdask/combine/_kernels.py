@@ -28,18 +28,27 @@ def _f32(x):
 
 
 @njit(nogil=True, cache=True)
-def _gather_sorted(images, valid, y, x, buf):
-    """Insert the valid values of pixel (y, x) into ``buf`` in ascending order; return the count."""
+def _gather_sorted(images, weights, thr, lo, hi, y, x, buf):
+    """Insert the valid values of pixel (y, x) into ``buf`` in ascending order; return the count.
+
+    Valid: weight > 0, not weight < thr[i], finite value, not value < lo, not value >= hi
+    (lo/hi are float32; +-inf disables them).
+    """
     g = 0
     for i in range(images.shape[0]):
-        if valid[i, y, x]:
-            v = np.float64(images[i, y, x])
-            k = g
-            while k > 0 and buf[k - 1] > v:
-                buf[k] = buf[k - 1]
-                k -= 1
-            buf[k] = v
-            g += 1
+        wt = weights[i, y, x]
+        v32 = images[i, y, x]
+        if not (wt > 0) or np.float64(wt) < thr[i] or not np.isfinite(v32):
+            continue
+        if v32 < lo or v32 >= hi:
+            continue
+        v = np.float64(v32)
+        k = g
+        while k > 0 and buf[k - 1] > v:
+            buf[k] = buf[k - 1]
+            k -= 1
+        buf[k] = v
+        g += 1
     return g
 
 
@@ -87,16 +96,17 @@ def _mean_of(buf, g, nlow, nhigh):
 
 
 @njit(nogil=True, cache=True)
-def numcombine(images, valid, kind, nlow, nhigh, fill, out):
+def numcombine(images, weights, thr, lo, hi, kind, nlow, nhigh, fill, out):
     """Median or mean over the valid values of every pixel (``stsci.image`` semantics).
 
-    images (n, ny, nx) float32; valid (n, ny, nx) bool; out (ny, nx) float32.
+    images, weights (n, ny, nx) float32; thr (n,) float64 weight cut; lo/hi float32 value
+    thresholds; out (ny, nx) float32.
     """
     n, ny, nx = images.shape
     buf = np.empty(max(n, 1), np.float64)
     for y in range(ny):
         for x in range(nx):
-            g = _gather_sorted(images, valid, y, x, buf)
+            g = _gather_sorted(images, weights, thr, lo, hi, y, x, buf)
             if g == 0 and fill:
                 g = _first_nonzero(images, y, x, buf)
             if kind == KIND_MEDIAN:
@@ -106,22 +116,25 @@ def numcombine(images, valid, kind, nlow, nhigh, fill, out):
 
 
 @njit(nogil=True, cache=True)
-def minmed_pass1(images, weights, valid, sky_rate, rn2, n_inputs, fill,
-                 minimum, median, min_w, med_w, rms, allbad):
+def minmed_pass1(images, weights, thr, sky_rate, rn2, n_inputs, fill, nsigma1, nsigma2,
+                 minimum, median, flag1, take2, allbad):
     """Per-pixel part of AstroDrizzle's ``minmed``.
 
-    sky_rate[i] = background electrons / exptime of image i; rn2[i] = readnoise**2 (e-**2).
-    Fills minimum/median (float32, the data values), min_w/med_w (float32, times the summed
-    weight), rms (float64, electrons) and allbad (no valid input).
+    thr[i] = weight cut of image i; sky_rate[i] = background electrons / exptime of image i;
+    rn2[i] = readnoise**2 (e-**2). Fills minimum/median (float32 data values), flag1 (the minimum
+    wins at nsigma1), take2 (it wins at nsigma2) and allbad (no valid input).
     """
     n, ny, nx = images.shape
     buf = np.empty(max(n, 1), np.float64)
+    ninf = np.float32(-np.inf)
+    pinf = np.float32(np.inf)
     for y in range(ny):
         for x in range(nx):
-            g = _gather_sorted(images, valid, y, x, buf)
+            g = _gather_sorted(images, weights, thr, ninf, pinf, y, x, buf)
             allbad[y, x] = g == 0
             # minimum of the valid values (0 if none)
             mn = buf[0] if g > 0 else 0.0
+            ng = g
             if g == 0 and fill:
                 g = _first_nonzero(images, y, x, buf)
             if n_inputs == 2:
@@ -132,51 +145,53 @@ def minmed_pass1(images, weights, valid, sky_rate, rn2, n_inputs, fill,
             bk = 0.0
             rn = 0.0
             for i in range(n):
-                w = _f32(np.float64(w) + np.float64(weights[i, y, x]))
-                bk += np.float64(weights[i, y, x]) * sky_rate[i]
-                if valid[i, y, x]:
-                    rn += rn2[i]
+                wi = weights[i, y, x]
+                w = _f32(np.float64(w) + np.float64(wi))
+                bk += np.float64(wi) * sky_rate[i]
+            if ng > 0:
+                for i in range(n):
+                    wi = weights[i, y, x]
+                    if wi > 0 and not np.float64(wi) < thr[i] and np.isfinite(images[i, y, x]):
+                        rn += rn2[i]
             mn32 = _f32(mn)
             md32 = _f32(md)
             minimum[y, x] = mn32
             median[y, x] = md32
-            mw = _f32(np.float64(mn32) * np.float64(w))
-            dw = _f32(np.float64(md32) * np.float64(w))
-            min_w[y, x] = mw
-            med_w[y, x] = dw
-            r2 = np.float64(dw) + bk + rn
-            rms[y, x] = math.sqrt(r2) if r2 > 0.0 else 0.0
+            mw = np.float64(_f32(np.float64(mn32) * np.float64(w)))
+            dw = np.float64(_f32(np.float64(md32) * np.float64(w)))
+            r2 = dw + bk + rn
+            rms = math.sqrt(r2) if r2 > 0.0 else 0.0
+            flag1[y, x] = mw < dw - rms * nsigma1
+            take2[y, x] = mw < dw - rms * nsigma2
 
 
 @njit(nogil=True, cache=True)
-def minmed_pass2(minimum, median, min_w, med_w, rms, allbad, nsigma1, nsigma2, grow, out):
-    """Choose minimum or median per pixel; ``grow`` > 0 lowers the threshold to ``nsigma2``
-    within ``grow`` pixels (box) of a pixel where the minimum wins at ``nsigma1``.
+def minmed_pass2(minimum, median, flag1, take2, allbad, grow, out):
+    """Choose minimum or median per pixel; within ``grow`` pixels (box) of a pixel where the
+    minimum wins at nsigma1 the nsigma2 decision is used (``grow`` 0: nsigma1 everywhere).
     Pixels beyond the array edges count as not flagged (AstroDrizzle's zero-filled boxcar)."""
     ny, nx = minimum.shape
-    flag = np.zeros((ny, nx), np.bool_)
-    if grow > 0:
-        for y in range(ny):
-            for x in range(nx):
-                flag[y, x] = np.float64(min_w[y, x]) < np.float64(med_w[y, x]) - rms[y, x] * nsigma1
     for y in range(ny):
+        y0 = max(0, y - grow)
+        y1 = min(ny, y + grow + 1)
         for x in range(nx):
-            ns = nsigma1
-            if grow > 0:
+            take = flag1[y, x]
+            if grow > 0 and not take:
                 hit = False
-                for yy in range(max(0, y - grow), min(ny, y + grow + 1)):
+                for yy in range(y0, y1):
                     for xx in range(max(0, x - grow), min(nx, x + grow + 1)):
-                        if flag[yy, xx]:
+                        if flag1[yy, xx]:
                             hit = True
                             break
                     if hit:
                         break
                 if hit:
-                    ns = nsigma2
-            thr = np.float64(med_w[y, x]) - rms[y, x] * ns
+                    take = take2[y, x]
+            elif grow > 0:
+                take = take2[y, x]
             if allbad[y, x]:
                 out[y, x] = 0.0
-            elif np.float64(min_w[y, x]) < thr:
+            elif take:
                 out[y, x] = minimum[y, x]
             else:
                 out[y, x] = median[y, x]

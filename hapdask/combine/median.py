@@ -301,8 +301,7 @@ def combine_stack(images: np.ndarray, weights: np.ndarray, params: CombineParams
         if means.size != n:
             raise ValueError(f"weight_means: expected {n} values (one per image), "
                              f"got {means.size}")
-    thr = means * params.combine_maskpt
-    valid = (wht > 0) & ~(wht < thr[:, None, None]) & np.isfinite(img)
+    thr = np.ascontiguousarray(means * params.combine_maskpt, dtype=np.float64)
     out = np.empty(img.shape[1:], np.float32)
     fill = ctype.startswith("i")
 
@@ -317,25 +316,21 @@ def combine_stack(images: np.ndarray, weights: np.ndarray, params: CombineParams
         shape = img.shape[1:]
         minimum = np.empty(shape, np.float32)
         median = np.empty(shape, np.float32)
-        min_w = np.empty(shape, np.float32)
-        med_w = np.empty(shape, np.float32)
-        rms = np.empty(shape, np.float64)
+        flag1 = np.empty(shape, np.bool_)
+        take2 = np.empty(shape, np.bool_)
         allbad = np.empty(shape, np.bool_)
-        k.minmed_pass1(img, wht, valid, sky / et, rn ** 2, total, fill,
-                       minimum, median, min_w, med_w, rms, allbad)
         n1, n2 = params.nsigma
-        k.minmed_pass2(minimum, median, min_w, med_w, rms, allbad, n1, n2,
-                       params.combine_grow, out)
+        k.minmed_pass1(img, wht, thr, sky / et, rn ** 2, total, fill, n1, n2,
+                       minimum, median, flag1, take2, allbad)
+        k.minmed_pass2(minimum, median, flag1, take2, allbad, params.combine_grow, out)
         return out
 
     nlow, nhigh = params.combine_nlow, params.combine_nhigh
     if total - nlow - nhigh < 1:
         raise ValueError(f"combine_nlow/combine_nhigh: rejecting {nlow} low and {nhigh} high "
                          f"values of {total} inputs leaves none")
-    if params.combine_lthresh is not None:
-        valid &= ~(img < np.float32(params.combine_lthresh))
-    if params.combine_hthresh is not None:
-        valid &= ~(img >= np.float32(params.combine_hthresh))
+    lo = -np.inf if params.combine_lthresh is None else params.combine_lthresh
+    hi = np.inf if params.combine_hthresh is None else params.combine_hthresh
     kind = k.KIND_MEDIAN if ctype in ("median", "imedian") else k.KIND_MEAN
-    k.numcombine(img, valid, kind, nlow, nhigh, fill, out)
+    k.numcombine(img, wht, thr, np.float32(lo), np.float32(hi), kind, nlow, nhigh, fill, out)
     return out
