@@ -7,7 +7,9 @@
   arrays, which includes ``quickDeriv.qderiv``), HAP ACS settings.
 
 Same inputs, same process, one thread; times are medians of ``--repeat`` runs after a warm-up
-(numba compilation excluded). Outputs are checked to be identical. Run from the repository root::
+(numba compilation excluded), measured as process CPU time (``time.process_time``: the machine is
+shared, wall time swings with other users' load; both sides are single-threaded). Outputs are
+checked to be identical. Run from the repository root::
 
     nice python benchmarks/bench_combine.py [--repeat 3]
 """
@@ -45,9 +47,9 @@ def _timed(fn, repeat):
     fn()  # warm-up (numba compile / caches)
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         out = fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return statistics.median(times), out
 
 

@@ -28,16 +28,28 @@ def _f32(x):
 
 
 @njit(nogil=True, cache=True)
-def _gather_sorted(images, weights, thr, lo, hi, y, x, buf):
-    """Insert the valid values of pixel (y, x) into ``buf`` in ascending order; return the count.
+def _load_row(images, weights, y, vals, wts):
+    """Copy row ``y`` of the stacks into (nx, n) buffers: pixel-major, so that the per-pixel
+    loops read contiguous memory (the (n, ny, nx) stride across images defeats the caches)."""
+    n, _, nx = images.shape
+    for i in range(n):
+        for x in range(nx):
+            vals[x, i] = images[i, y, x]
+            wts[x, i] = weights[i, y, x]
+
+
+@njit(nogil=True, cache=True)
+def _gather_sorted(vals, wts, thr, lo, hi, x, buf):
+    """Insert the valid values of pixel x of the row buffers into ``buf`` in ascending order;
+    return the count.
 
     Valid: weight > 0, not weight < thr[i], finite value, not value < lo, not value >= hi
     (lo/hi are float32; +-inf disables them).
     """
     g = 0
-    for i in range(images.shape[0]):
-        wt = weights[i, y, x]
-        v32 = images[i, y, x]
+    for i in range(vals.shape[1]):
+        wt = wts[x, i]
+        v32 = vals[x, i]
         if not (wt > 0) or np.float64(wt) < thr[i] or not np.isfinite(v32):
             continue
         if v32 < lo or v32 >= hi:
@@ -53,11 +65,11 @@ def _gather_sorted(images, weights, thr, lo, hi, y, x, buf):
 
 
 @njit(nogil=True, cache=True)
-def _first_nonzero(images, y, x, buf):
+def _first_nonzero(vals, x, buf):
     """The 'i' combine types: with no valid value, use the first non-zero input value."""
-    for i in range(images.shape[0]):
-        if images[i, y, x] != 0:
-            buf[0] = np.float64(images[i, y, x])
+    for i in range(vals.shape[1]):
+        if vals[x, i] != 0:
+            buf[0] = np.float64(vals[x, i])
             return 1
     return 0
 
@@ -104,11 +116,14 @@ def numcombine(images, weights, thr, lo, hi, kind, nlow, nhigh, fill, out):
     """
     n, ny, nx = images.shape
     buf = np.empty(max(n, 1), np.float64)
+    vals = np.empty((nx, n), np.float32)
+    wts = np.empty((nx, n), np.float32)
     for y in range(ny):
+        _load_row(images, weights, y, vals, wts)
         for x in range(nx):
-            g = _gather_sorted(images, weights, thr, lo, hi, y, x, buf)
+            g = _gather_sorted(vals, wts, thr, lo, hi, x, buf)
             if g == 0 and fill:
-                g = _first_nonzero(images, y, x, buf)
+                g = _first_nonzero(vals, x, buf)
             if kind == KIND_MEDIAN:
                 out[y, x] = _f32(_median_of(buf, g, nlow, nhigh))
             else:
@@ -128,15 +143,18 @@ def minmed_pass1(images, weights, thr, sky_rate, rn2, n_inputs, fill, nsigma1, n
     buf = np.empty(max(n, 1), np.float64)
     ninf = np.float32(-np.inf)
     pinf = np.float32(np.inf)
+    vals = np.empty((nx, n), np.float32)
+    wts = np.empty((nx, n), np.float32)
     for y in range(ny):
+        _load_row(images, weights, y, vals, wts)
         for x in range(nx):
-            g = _gather_sorted(images, weights, thr, ninf, pinf, y, x, buf)
+            g = _gather_sorted(vals, wts, thr, ninf, pinf, x, buf)
             allbad[y, x] = g == 0
             # minimum of the valid values (0 if none)
             mn = buf[0] if g > 0 else 0.0
             ng = g
             if g == 0 and fill:
-                g = _first_nonzero(images, y, x, buf)
+                g = _first_nonzero(vals, x, buf)
             if n_inputs == 2:
                 md = _mean_of(buf, g, 0, 0)
             else:
@@ -145,13 +163,13 @@ def minmed_pass1(images, weights, thr, sky_rate, rn2, n_inputs, fill, nsigma1, n
             bk = 0.0
             rn = 0.0
             for i in range(n):
-                wi = weights[i, y, x]
+                wi = wts[x, i]
                 w = _f32(np.float64(w) + np.float64(wi))
                 bk += np.float64(wi) * sky_rate[i]
             if ng > 0:
                 for i in range(n):
-                    wi = weights[i, y, x]
-                    if wi > 0 and not np.float64(wi) < thr[i] and np.isfinite(images[i, y, x]):
+                    wi = wts[x, i]
+                    if wi > 0 and not np.float64(wi) < thr[i] and np.isfinite(vals[x, i]):
                         rn += rn2[i]
             mn32 = _f32(mn)
             md32 = _f32(md)
@@ -327,3 +345,20 @@ def crmask(sci, blot, deriv, conv, backg, gain, rn2, snr1, snr2, mult1, mult2, g
                         ok = False
                         break
             out[y, x] = not ok
+
+
+@njit(nogil=True, cache=True)
+def weight_sums(weights, lower, sums, counts):
+    """Per-image sum (float64) and count of the weights >= ``lower`` (float32)."""
+    n, ny, nx = weights.shape
+    for i in range(n):
+        s = 0.0
+        c = 0
+        for y in range(ny):
+            for x in range(nx):
+                w = weights[i, y, x]
+                if w >= lower:
+                    s += np.float64(w)
+                    c += 1
+        sums[i] = s
+        counts[i] = c

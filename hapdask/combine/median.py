@@ -195,12 +195,15 @@ def weight_sums(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     sums : (n,) float64
     counts : (n,) int64
     """
-    w = np.asarray(weights, dtype=np.float32)
+    from hapdask.combine import _kernels as k  # numba: compiled on first use, not on import
+
+    w = np.ascontiguousarray(weights, dtype=np.float32)
     if w.ndim != 3:
         raise ValueError(f"weights: expected an (n, ny, nx) stack, got shape {w.shape}")
-    use = w >= WEIGHT_MEAN_LOWER
-    sums = np.where(use, w, 0).sum(axis=(1, 2), dtype=np.float64)
-    return sums, use.sum(axis=(1, 2)).astype(np.int64)
+    sums = np.empty(w.shape[0], np.float64)
+    counts = np.empty(w.shape[0], np.int64)
+    k.weight_sums(w, WEIGHT_MEAN_LOWER, sums, counts)
+    return sums, counts
 
 
 def exposure_noise(chip_skies_e: Sequence[float], chip_readnoise_e: Sequence[float]
