@@ -33,6 +33,18 @@ AstroDrizzle: ``ImageStats(weight, lower=1e-8).mean``; the brief's "median" is A
 and its value is finite. In a tiled graph the mean must come from the whole image, not the tile:
 reduce :func:`weight_sums` over the tiles and pass ``weight_means``.
 
+Deviations from AstroDrizzle (each tested in tests/combine)
+-----------------------------------------------------------
+* ``imedian``/``imean``/``iminmed`` fill *every* pixel without valid input with the first non-zero
+  input value; stsci.image 2.3.11 does so only in column 0 of each row (its fill flag is reset
+  after the first pixel of a row), which no tiling could reproduce. Under minmed the fill only
+  moves the thresholds of the neighbours (the pixel itself is set to 0 by both).
+* A weight of 0 is never used, also with ``combine_maskpt = 0`` (AstroDrizzle then lets the
+  zeros of pixels without data into the median).
+* ``combine_lthresh``/``combine_hthresh`` apply to the values given; AstroDrizzle multiplies them
+  by gain and/or exposure time per image for counts or per-second native units (cumulatively,
+  over the images) -- the caller converts a user's threshold to electrons/s once.
+
 Tiling: ``minmed`` with ``combine_grow`` > 0 looks ``combine_grow`` pixels around each pixel
 (:attr:`CombineParams.halo`); every other option is per pixel. Give the stack with ``halo`` pixels
 of context on each side where the output frame has them (at the frame's edges give it as is, or
