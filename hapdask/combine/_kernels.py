@@ -48,11 +48,10 @@ def _gather_sorted(vals, wts, thr, lo, hi, x, buf):
     """
     g = 0
     for i in range(vals.shape[1]):
-        wt = wts[x, i]
+        wt = np.float64(wts[x, i])
         v32 = vals[x, i]
-        if not (wt > 0) or np.float64(wt) < thr[i] or not np.isfinite(v32):
-            continue
-        if v32 < lo or v32 >= hi:
+        # weight > 0 (False for NaN), not below the cut, value finite and within [lo, hi)
+        if not (wt > 0.0 and wt >= thr[i] and v32 >= lo and v32 < hi and v32 - v32 == 0):
             continue
         v = np.float64(v32)
         k = g
