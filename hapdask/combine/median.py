@@ -275,9 +275,11 @@ def combine_stack(images: np.ndarray, weights: np.ndarray, params: CombineParams
         Mean positive weight of each image over the whole output frame (from
         :func:`weight_sums`). Default: computed from ``weights`` (right only for a whole frame).
     n_inputs : int, optional
-        Number of images of the full stack when ``images`` holds only those overlapping this
-        tile (an absent image is the same as a fully masked one). AstroDrizzle's choices that
-        depend on it: minmed uses a mean for 2 inputs, and the rejection check below.
+        Number of images of the full stack when ``images`` holds only those reaching this tile
+        (an image left out must have weight 0 over the whole tile; it then changes nothing).
+        AstroDrizzle's choices that depend on it: minmed uses a mean for 2 inputs, and the
+        rejection check below. Keep the images in input order: the ``i`` types' fill value
+        is the first non-zero one in stack order.
 
     Returns
     -------
