@@ -234,10 +234,11 @@ def _relative_split(cs: list[FITSWCSCorrector], m: MatchParams, p: FitParams
 
     Returns (rootnames that aligned, rootname -> why not, rootname -> (matches, rms mas)).
     Besides tweakwcs' status, a relative fit must have ``min_matches`` matches and be
-    plausible for exposures of one visit: |rotation| <= ``max_rot``, |scale - 1| <=
-    ``max_scale``, rms <= ``MAX_FIT_LIMIT`` and below half the matching tolerance (chance
-    matches spread over the whole tolerance circle, rms ~ 0.7 tolerance; a true match has the
-    centroid noise, a small fraction of it).
+    plausible for exposures of one visit (same guide stars): |rotation| <= ``max_rot``,
+    |scale - 1| <= ``max_scale``, shift <= ``max_rel_shift`` (DrizzlePac's
+    ``check_consistency`` tolerances), rms <= ``MAX_FIT_LIMIT`` and below a quarter of the
+    matching tolerance (chance matches spread over the whole tolerance circle, rms ~ 0.7
+    tolerance; a true match has the centroid noise, a few hundredths of a pixel).
     """
     good: set[str] = set()
     bad: dict[str, str] = {}
@@ -259,14 +260,16 @@ def _relative_split(cs: list[FITSWCSCorrector], m: MatchParams, p: FitParams
         rot = (float(info.get("proper_rot", 0.0)) + 180.0) % 360.0 - 180.0
         scale = float(info.get("<scale>", 1.0))
         rms_px = float(info["rmse"])
+        shift = math.hypot(*np.asarray(info["shift"], float)) * c.meta["pscale_mas"] / 1e3
         if n < p.min_matches:
             bad[root] = f"{n} relative matches < MIN_FIT_MATCHES {p.min_matches}"
-        elif rms > p.max_fit_limit or rms_px > 0.5 * m.tolerance:
+        elif rms > p.max_fit_limit or rms_px > 0.25 * m.tolerance:
             bad[root] = (f"relative fit rms {rms:.1f} mas ({rms_px:.2f} px) too large for "
                          f"a true match ({n} matches)")
-        elif abs(rot) > p.max_rot or abs(scale - 1.0) > p.max_scale:
+        elif (abs(rot) > p.max_rot or abs(scale - 1.0) > p.max_scale
+              or shift > p.max_rel_shift):
             bad[root] = (f"implausible relative fit (rotation {rot:.3f} deg, scale "
-                         f"{scale:.4f}): a false match")
+                         f"{scale:.4f}, shift {shift:.2f}\"): a false match")
         else:
             good.add(root)
     return good - set(bad), bad, stats

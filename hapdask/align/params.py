@@ -94,6 +94,9 @@ class FitParams:
     max_scale, max_rot, max_skew : float
         A fit with (|scale - 1| > ``max_scale`` or |rotation| > ``max_rot`` deg) and
         skew > ``max_skew`` fails.
+    max_rel_shift : float
+        Largest relative shift (arcsec) between exposures of one visit
+        (``check_consistency``'s shift tolerance).
     nclip, sigma : int, float
         tweakwcs clipping iterations and threshold (rmse units).
     max_correction : float or None
@@ -114,6 +117,7 @@ class FitParams:
     max_scale: float = 0.01
     max_rot: float = 0.1
     max_skew: float = 0.01
+    max_rel_shift: float = 1.0
     nclip: int = 1
     sigma: float = 3.0
     max_correction: float | None = None
