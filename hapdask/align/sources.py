@@ -40,7 +40,8 @@ def empty_sources() -> Table:
 
 
 def _background(data: np.ndarray, mask: np.ndarray, p: SourceParams
-                ) -> tuple[np.ndarray, np.ndarray] | None:
+                ) -> tuple[np.ndarray, float] | None:
+    """Background image and median background rms (the rms image is never interpolated)."""
     est = SExtractorBackground() if p.bkg_estimator == "sextractor" else MedianBackground()
     box = min(p.box_size, *data.shape)
     for pct in _EXCLUDE_PERCENTILES:
@@ -53,7 +54,7 @@ def _background(data: np.ndarray, mask: np.ndarray, p: SourceParams
                                    exclude_percentile=pct)
         except ValueError:
             continue
-        return np.asarray(bkg.background), np.asarray(bkg.background_rms)
+        return np.asarray(bkg.background), float(bkg.background_rms_median)
     return None
 
 
@@ -154,16 +155,18 @@ def find_sources(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, pixel_scale: 
     bg = _background(sci, bad, p)
     if bg is None:
         return empty_sources(), "background estimation failed (too few good pixels)"
-    bkg, rms = bg
+    bkg, rms_med = bg
     data = np.where(bad, 0.0, sci - bkg)
-    rms_med = float(np.median(rms[~bad])) if (~bad).any() else 0.0
     if not rms_med > 0:
         return empty_sources(), "zero background noise (constant image)"
     fwhm = max(p.fwhmpsf / pixel_scale, 1.0)
     threshold = p.threshold_scale * p.nsigma * rms_med
+    # the brightest 8 x max_sources detections: room for the rejections below (on CCD FLC
+    # frames most bright detections are unflagged cosmic rays, dropped by the centroiding)
     finder = DAOStarFinder(threshold, fwhm, exclude_border=True,
                            sharpness_range=p.sharp_range,
-                           roundness_range=(-p.round_max, p.round_max))
+                           roundness_range=(-p.round_max, p.round_max),
+                           n_brightest=8 * p.max_sources)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         found = finder(data, mask=bad)
