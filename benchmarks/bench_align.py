@@ -13,9 +13,10 @@ same reference catalog (the set's Gaia-like ``gaia_refcat.ecsv``).
   files. The reference catalog that ``amutils.create_astrometric_catalog`` would fetch from the
   Gaia web service is replaced by the same local catalog (RA/DEC propagated to the first
   exposure's epoch, RA_error/DEC_error, mag, objID, and DrizzlePac's 1/(err^2) weight).
-  Compatibility shim: DrizzlePac 3.11 reads the ``local_background`` column that photutils 3.0
-  no longer puts in ``SourceCatalog.to_table()``; the benchmark adds it back (nothing else is
-  changed).
+  Compatibility shims (DrizzlePac 3.11 predates photutils 3.0): ``SourceCatalog.to_table()``
+  gets its ``local_background`` column back, and the source tables' ``x_centroid``/``y_centroid``
+  columns are renamed to the ``xcentroid``/``ycentroid`` that ``build_wcscat`` expects. Nothing
+  else is changed.
 
 Prints both wall times, ``ratio = drizzlepac / hapdask`` and, with ``--mvm``, the alignment time
 as a fraction of an MVM run (``hapdask.mvm.run``) on the same four exposures.
@@ -81,6 +82,11 @@ def run_drizzlepac(files: list[str], refcat_path: Path, workdir: Path) -> tuple[
     table = align_utils.AlignmentTable(copies, process_type="SVM", log_level=logging.WARNING,
                                        **pars)
     table.find_alignment_sources(output=False)
+    for chips in table.extracted_sources.values():  # photutils 3.0 names -> DrizzlePac's
+        for t in chips.values():
+            for old, new in (("x_centroid", "xcentroid"), ("y_centroid", "ycentroid")):
+                if t is not None and old in t.colnames and new not in t.colnames:
+                    t.rename_column(old, new)
     table.configure_fit()
     imglist = table.perform_fit("relative", cat.name, ref, fitgeom="rscale")
     try:
