@@ -10,7 +10,8 @@ same reference catalog (the set's Gaia-like ``gaia_refcat.ecsv``).
   catalog query): ``align_utils.AlignmentTable(files, process_type='SVM', **pars)`` with
   ``align.get_default_pars('ACS', 'WFC')``, ``find_alignment_sources``, ``configure_fit``,
   ``perform_fit('relative', ..., 'rscale')`` on a copy of the files (the fit-quality step, a
-  few ms, is left out: its interface differs between DrizzlePac versions). The reference catalog that ``amutils.create_astrometric_catalog`` would fetch from the
+  few ms, is left out: its interface differs between DrizzlePac versions). The reference
+  catalog that ``amutils.create_astrometric_catalog`` would fetch from the
   Gaia web service is replaced by the same local catalog (RA/DEC propagated to the first
   exposure's epoch, RA_error/DEC_error, mag, objID, and DrizzlePac's 1/(err^2) weight).
   Compatibility shims (DrizzlePac 3.11 predates photutils 3.0): ``SourceCatalog.to_table()``
