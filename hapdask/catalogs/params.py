@@ -81,7 +81,8 @@ class CatalogParams:
             raise ValueError(f"CatalogParams.salgorithm: 'mode', 'median' or 'mean', "
                              f"got {self.salgorithm!r}")
         if not 0 < self.sensitivity < 1:
-            raise ValueError(f"CatalogParams.sensitivity: must be in (0, 1), got {self.sensitivity}")
+            raise ValueError(f"CatalogParams.sensitivity: must be in (0, 1), "
+                             f"got {self.sensitivity}")
 
     @classmethod
     def for_detector(cls, detector: str, **overrides: object) -> CatalogParams:

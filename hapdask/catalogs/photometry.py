@@ -17,10 +17,13 @@ No aperture correction is applied (as in HAP).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from astropy.stats import SigmaClip
+from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
-from photutils.aperture import ApertureStats, CircularAnnulus, CircularAperture, aperture_photometry
+from astropy.utils.exceptions import AstropyUserWarning
+from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
 
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.product import DrizzleProduct
@@ -39,11 +42,37 @@ def abmag(flux: np.ndarray, photflam: float, photplam: float) -> np.ndarray:
 
 
 def effective_gain(product: DrizzleProduct, params: CatalogParams) -> float:
-    """HAP's ``epadu``: ``EXPTIME x mean(ATODGN*)`` (``ATODGN`` taken as 1 when absent); 1 for IR."""
+    """HAP's ``epadu``: ``EXPTIME x mean(ATODGN*)`` (ATODGN 1 when absent); 1 for IR."""
     if params.ir:
         return 1.0
     gains = product.keyword_values("ATODGN")
     return product.exptime * (float(np.mean(gains)) if gains else 1.0)
+
+
+def _annulus_stats(image: np.ndarray, annulus: CircularAnnulus, mask: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sigma-clipped (3 sigma) mean, median, std and pixel count of each annulus.
+
+    Pixels whose centres fall in the annulus are gathered into one NaN-padded array and clipped
+    in a single vectorised :func:`~astropy.stats.sigma_clipped_stats` call (per-source
+    ``ApertureStats`` clipping costs ~3 ms per source).
+    """
+    values = []
+    for amask in annulus.to_mask(method="center"):
+        v = amask.get_values(image, mask=mask)
+        values.append(v[np.isfinite(v)])
+    width = max((v.size for v in values), default=0)
+    stack = np.full((len(values), max(width, 1)), np.nan)
+    for k, v in enumerate(values):
+        stack[k, : v.size] = v
+    count = np.array([v.size for v in values], dtype=np.float64)
+    with warnings.catch_warnings():
+        # NaN padding is intended; annuli without any pixel give NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        mean, med, std = sigma_clipped_stats(stack, sigma=3.0, axis=1)
+    return (np.asarray(mean, dtype=np.float64), np.asarray(med, dtype=np.float64),
+            np.asarray(std, dtype=np.float64), count)
 
 
 def aperture_photometry_hap(data: np.ndarray, x: np.ndarray, y: np.ndarray, *,
@@ -67,11 +96,8 @@ def aperture_photometry_hap(data: np.ndarray, x: np.ndarray, y: np.ndarray, *,
     annulus = CircularAnnulus(pos, r_in=r_in,
                               r_out=(params.skyannulus_arcsec + params.dskyannulus_arcsec)
                               / pixel_scale)
-    stats = ApertureStats(image, annulus, mask=mask, sigma_clip=SigmaClip(sigma=3.0))
-    med, mean, std = (np.atleast_1d(stats.median), np.atleast_1d(stats.mean),
-                      np.atleast_1d(stats.std))
+    mean, med, std, ann_area = _annulus_stats(image, annulus, mask)
     sky = {"mode": 3.0 * med - 2.0 * mean, "median": med, "mean": mean}[params.salgorithm]
-    ann_area = np.atleast_1d(stats.sum_aper_area.value)
     for tag, radius in (("Ap1", params.aperture_1), ("Ap2", params.aperture_2)):
         aper = CircularAperture(pos, r=radius / pixel_scale)
         phot = aperture_photometry(image, aper, error=np.asarray(rms, dtype=np.float64),

@@ -18,9 +18,12 @@ MagErrAp2, MSkyAp2, StdevAp2, FluxAp2, FluxErrAp2, CI, Flags.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from astropy.table import Table
 from photutils.detection import DAOStarFinder
+from photutils.utils.exceptions import NoDetectionsWarning
 
 from hapdask.catalogs.background import Background, WeightRegion
 from hapdask.catalogs.flags import source_flags
@@ -57,7 +60,9 @@ def detect_point_sources(total: DrizzleProduct, background: Background,
     xs, ys = [], []
     for reg in regions:
         finder = DAOStarFinder(threshold=params.nsigma * reg.noise, fwhm=fwhm)
-        found = finder(np.where(reg.mask, image, 0.0), mask=~footprint)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoDetectionsWarning)  # an empty region is fine
+            found = finder(np.where(reg.mask, image, 0.0), mask=~footprint)
         if found is None:
             continue
         xs.append(np.asarray(found["x_centroid"], dtype=np.float64))

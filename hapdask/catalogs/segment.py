@@ -9,8 +9,8 @@ Quality test ("big islands"): the biggest segment must not exceed ``rw2d_biggest
 footprint pixels nor ``rw2d_biggest_pixels``, and all segments together not
 ``rw2d_source_fraction`` of it. When the Gaussian map fails, it is redone with a matched
 RickerWavelet kernel (sigma ``1.5 x`` the Gaussian's, ``rw2d_size`` pixels, peak-normalised,
-threshold ``rw2d_nsigma``), judged on the biggest-segment criteria only. **Simplification**: HAP then
-retries with a 2-D background or doubled thresholds; we stop after the Ricker step and keep the
+threshold ``rw2d_nsigma``), judged on the biggest-segment criteria only. **Simplification**: HAP
+then retries with a 2-D background or doubled thresholds; we stop after the Ricker step and keep the
 Ricker map when the Gaussian/Ricker biggest-segment ratio exceeds ``ratio_bigsource_limit``
 (overlapping PSFs rather than nebulosity, HAP's final acceptance rule), else return no sources.
 :attr:`Segmentation.big_island` records a failed test (written to the catalog header).
