@@ -7,7 +7,10 @@ For positions ``(x, y)`` (0-based pixels) on the *non-background-subtracted* ima
 * ``Flux = aperture sum - sky x area`` (exact pixel overlap);
 * ``FluxErr^2 = (sum of rms^2 in the aperture) / gain + area sigma_sky^2 (1 + area / annulus
   area)`` with the background-rms map and HAP's effective gain (``EXPTIME x mean(ATODGN*)`` for
-  CCDs, 1 for IR; see :func:`effective_gain`);
+  CCDs, 1 for IR; see :func:`effective_gain`). As in HAP, this error holds background noise only
+  (no Poisson term of the source), and the annulus term assumes a mean sky: with the mode
+  (variance ~6.1 sigma^2/N instead of sigma^2/N) it is low by
+  ``sqrt((1 + a/A) / (1 + 6.1 a/A))`` (~20 % for ACS's apertures; tested);
 * ``ABMAG = -2.5 log10(Flux PHOTFLAM) - 21.10 - 5 log10(PHOTPLAM) + 18.6921``,
   ``MagErr = 1.0857 FluxErr / Flux``; non-positive fluxes give NaN magnitudes (written as -9999).
 * ``CI = MagAp1 - MagAp2``.

@@ -52,9 +52,16 @@ def make_wcs() -> WCS:
     return w
 
 
-def psf_sigmas() -> tuple[tuple[float, float], ...]:
-    """PSF components (fraction, sigma px) convolved with the pixel box (variance + 1/12)."""
-    return tuple((frac, math.sqrt((DET.fwhm * width / 2.354820045 / PSCALE) ** 2 + 1.0 / 12.0))
+def psf_sigmas(pixel: bool = True) -> tuple[tuple[float, float], ...]:
+    """PSF components (fraction, sigma px).
+
+    ``pixel``: as seen by exact-overlap aperture photometry of a pixelated image: integration
+    over the pixel, then each pixel value spread uniformly over its pixel -- two box
+    convolutions, each approximated by a Gaussian variance of 1/12 pixel^2 (checked against a
+    direct rendering: 0.02 % at r = 3 px, 2 % at r = 1 px).
+    """
+    box = 2.0 / 12.0 if pixel else 0.0
+    return tuple((frac, math.sqrt((DET.fwhm * width / 2.354820045 / PSCALE) ** 2 + box))
                  for frac, width in sky.PSF_COMPONENTS)
 
 
