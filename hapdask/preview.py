@@ -7,13 +7,17 @@ is hapdask's own definition:
 * the image is block-averaged (NaN-aware, :func:`astropy.nddata.block_reduce`) by the smallest
   integer factor that brings its longer side to at most ``max_size`` (1024) pixels; the thumbnail
   is block-averaged the same way to at most ``thumb_size`` (128) pixels;
-* grey levels: limits from :class:`astropy.visualization.ZScaleInterval` of the finite
-  pixels with data (WHT > 0), then an asinh stretch (``AsinhStretch(asinh_a)``); no-data pixels
-  are black; north is up when the grid is north-up (FITS row 0 is the bottom row);
+* grey levels: from the sigma-clipped sky and noise of the pixels with data (WHT > 0, finite),
+  ``lo = sky - 1 sigma`` and ``hi = max(99.95th percentile, sky + 20 sigma)``; the linear
+  fraction ``(x - lo) / (hi - lo)`` is clipped to [0, 1] and stretched with
+  :class:`astropy.visualization.AsinhStretch` (``asinh_a`` 0.1): the sky is dark grey (~40),
+  3-sigma noise mid-grey, sources bright without saturating their cores. (A zscale display puts
+  the sky at mid-grey, which hides faint structure in colour.) No-data pixels are black; north is
+  up when the grid is north-up (FITS row 0 is the bottom row);
 * colour: filters sorted by pivot wavelength (``PHOTPLAM``; otherwise the given order, blue
   first), reddest -> R, bluest -> B, the middle (or the mean of two) -> G; one filter gives grey.
-  Each channel is stretched on its own, after scaling it to the same flux density per unit
-  wavelength (``x PHOTFLAM``), so the zscale limits come from one common band.
+  Each image is scaled to flux density (``x PHOTFLAM``); each channel gets its own ``lo`` (so the
+  sky is neutral) and all share the largest span ``hi - lo`` (so source colours are kept).
   Name: ``<total stem>_<f1>-<f2>-<f3>_dr[cz].jpg`` (filters lower case, blue to red).
 * JPEG quality ``quality`` (90), no metadata: the same input gives the same bytes.
 
@@ -33,13 +37,14 @@ from pathlib import Path
 
 import numpy as np
 from astropy.nddata import block_reduce
-from astropy.visualization import AsinhStretch, ZScaleInterval
+from astropy.stats import sigma_clipped_stats
+from astropy.visualization import AsinhStretch
 from PIL import Image
 
 from hapdask.catalogs.product import DrizzleProduct
 
-__all__ = ["PreviewParams", "grey_levels", "render_preview", "render_color", "write_previews",
-           "write_color_preview", "preview_names", "color_preview_name"]
+__all__ = ["PreviewParams", "display_limits", "grey_levels", "render_preview", "render_color",
+           "write_previews", "write_color_preview", "preview_names", "color_preview_name"]
 
 
 @dataclass(frozen=True)
@@ -75,13 +80,22 @@ def _binned(sci: np.ndarray, wht: np.ndarray, size: int) -> np.ndarray:
         return block_reduce(padded, factor, func=np.nanmean)
 
 
+def display_limits(data: np.ndarray) -> tuple[float, float]:
+    """``(sky - sigma, max(99.95th percentile, sky + 20 sigma))`` of the finite pixels."""
+    values = data[np.isfinite(data)]
+    if values.size == 0:
+        return 0.0, 1.0
+    _, sky, sigma = sigma_clipped_stats(values, sigma=3.0, maxiters=5)
+    lo = float(sky - sigma)
+    hi = max(float(np.percentile(values, 99.95)), float(sky + 20.0 * sigma))
+    return lo, (hi if hi > lo else lo + 1.0)
+
+
 def grey_levels(data: np.ndarray, params: PreviewParams,
                 limits: tuple[float, float] | None = None) -> np.ndarray:
-    """uint8 image (row 0 = top) of ``data`` (row 0 = bottom): zscale + asinh, NaN -> 0."""
+    """uint8 image (row 0 = top) of ``data`` (row 0 = bottom): asinh stretch, NaN -> 0."""
     good = np.isfinite(data)
-    if limits is None:
-        limits = ZScaleInterval().get_limits(data[good]) if good.any() else (0.0, 1.0)
-    lo, hi = limits
+    lo, hi = display_limits(data) if limits is None else limits
     span = hi - lo if hi > lo else 1.0
     scaled = np.clip((np.where(good, data, lo) - lo) / span, 0.0, 1.0)
     out = np.round(AsinhStretch(params.asinh_a)(scaled) * 255.0).astype(np.uint8)
@@ -121,10 +135,10 @@ def render_color(products: list[DrizzleProduct], params: PreviewParams = Preview
         flam = p.keyword("PHOTFLAM")
         scale = float(flam) if flam is not None else 1.0
         planes.append(_binned(p.sci, p.wht, size) * scale)
-    stack = np.stack(planes)
-    good = np.isfinite(stack)
-    limits = ZScaleInterval().get_limits(stack[good]) if good.any() else (0.0, 1.0)
-    grey = [grey_levels(plane, params, limits) for plane in planes]
+    limits = [display_limits(plane) for plane in planes]
+    span = max(hi - lo for lo, hi in limits)
+    grey = [grey_levels(plane, params, (lo, lo + span)) for plane, (lo, _) in
+            zip(planes, limits, strict=True)]
     if len(grey) == 1:
         r = g = b = grey[0]
     elif len(grey) == 2:

@@ -30,8 +30,9 @@ R2 = PARAMS.aperture_2 / PSCALE
 
 @pytest.fixture(scope="module", params=["field", "dense_field"])
 def result(request):
-    fld = request.getfixturevalue(request.param)
-    return request.param, fld, make_catalogs(fld.total, fld.filters, PARAMS)
+    cats = {"field": "field_catalogs", "dense_field": "dense_catalogs"}[request.param]
+    return (request.param, request.getfixturevalue(request.param),
+            request.getfixturevalue(cats))
 
 
 def _robust_sigma(v: np.ndarray) -> float:
