@@ -254,7 +254,7 @@ def make_catalogs(total: DrizzleProduct, filters: dict[str, DrizzleProduct],
         flist, params)
     rejected = None
     if not params.ir:
-        nexp = [int(p.keyword("NDRIZIM", "NUMEXP", default=1) or 1) for p in filters.values()]
+        nexp = [int(p.keyword("NUMEXP", "NDRIZIM", default=1) or 1) for p in filters.values()]
         singles = ([p.exptime for p in filters.values()] if all(n == 1 for n in nexp) else None)
         for kind, table, factor in (("point", point_total, params.crfactor_point),
                                     ("segment", seg_total, params.crfactor_segment)):

@@ -72,7 +72,7 @@ def source_flags(phot: Table, x: np.ndarray, y: np.ndarray, *, params: CatalogPa
     exposure_count : (ny, nx) array
         Number of exposures contributing to each pixel.
     n_exposures : int
-        Number of exposures in the product (``NDRIZIM``).
+        Number of exposures in the product (``NUMEXP``, else ``NDRIZIM``).
     saturated : (ny, nx) bool array, optional
         Saturated input pixels mapped to the drizzle frame.
     """

@@ -97,7 +97,7 @@ def measure_point_sources(image: DrizzleProduct, sources: Table, background: Bac
     phot = aperture_photometry_hap(image.sci, x, y, rms=background.rms, pixel_scale=pscale,
                                    gain=effective_gain(image, params), photflam=photflam,
                                    photplam=photplam, params=params)
-    n_exp = int(image.keyword("NDRIZIM", "NUMEXP", default=1) or 1)
+    n_exp = int(image.keyword("NUMEXP", "NDRIZIM", default=1) or 1)
     flags = source_flags(phot, x, y, params=params, pixel_scale=pscale,
                          exposure_count=image.exposure_count, n_exposures=n_exp,
                          saturated=saturated)

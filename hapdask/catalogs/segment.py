@@ -198,7 +198,7 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
     phot = aperture_photometry_hap(data, x, y, rms=background.rms,
                                    pixel_scale=image.pixel_scale, gain=gain, photflam=photflam,
                                    photplam=photplam, params=params)
-    n_exp = int(image.keyword("NDRIZIM", "NUMEXP", default=1) or 1)
+    n_exp = int(image.keyword("NUMEXP", "NDRIZIM", default=1) or 1)
     flags = source_flags(phot, x, y, params=params, pixel_scale=image.pixel_scale,
                          exposure_count=image.exposure_count, n_exposures=n_exp,
                          saturated=saturated)
