@@ -162,5 +162,7 @@ def test_catalog_flags_on_simulated_field(field):
     gals = (kind == "galaxy") & (mag < 24.5) & (np.asarray(truth["r_eff"]) >= 0.15) & (dist < 2)
     assert gals.sum() >= 3
     assert np.all(flags[idx[gals]] & 1)
+    # inventory 9.15: bits 2, 32 and 128 are documented but never set (as in DrizzlePac's code)
+    assert not np.any(flags & (2 | 32 | 128))
     # CI of isolated bright stars = the PSF's concentration
     assert np.median(np.asarray(cat["CI"])[idx[deep]]) == pytest.approx(CI_STAR, abs=0.03)
