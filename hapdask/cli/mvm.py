@@ -30,6 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", action="append", metavar="TEXT",
                    help="only the layers whose name contains TEXT (repeatable), e.g. f160w")
     p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    p.add_argument("--scheduler-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="give up connecting to --scheduler after this long (default 30)")
+    p.add_argument("--oversubscribe", action="store_true",
+                   help="allow more workers x threads than this machine has cores")
+    p.add_argument("--temp-dir", metavar="DIR",
+                   help="scratch space of a local cluster (default: under --output; removed)")
     p.set_defaults(func=run)
 
 
@@ -52,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not formats:
         raise CLIError(f"--format: unknown format(s) {', '.join(unknown) or '(none)'}; "
                        "use fits, zarr or fits,zarr")
+    from hapdask.mvm.run import check_parallelism, validate_arguments
+
+    validate_arguments(args.skycell, tile_size=args.tile_size, layers=args.layer,
+                       formats=formats)  # before any input is read
+    if not args.scheduler:
+        check_parallelism(args.workers, args.threads_per_worker, args.oversubscribe)
     if args.dry_run:
         inputs = args.input
         updates = None
@@ -74,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
             args.skycell, args.input, output=args.output, formats=formats,
             scheduler=args.scheduler, workers=args.workers,
             threads_per_worker=args.threads_per_worker, tile_size=args.tile_size,
-            context=not args.no_context, progress=True, log=_log, layers=args.layer)
+            context=not args.no_context, progress=True, log=_log, layers=args.layer,
+            scheduler_timeout=args.scheduler_timeout, oversubscribe=args.oversubscribe,
+            temp_dir=args.temp_dir)
     except (ValueError, OSError, KeyboardInterrupt, CLIError):
         raise
     except Exception as exc:  # a failed task: one line, not a traceback
