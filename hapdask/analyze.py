@@ -120,6 +120,10 @@ RULES: dict[str, str] = {
 
 #: Sanity rules: an input failing one of these never reaches the drizzle (nor bounds a grid).
 SANITY_RULES = frozenset({"N", "T", "W", "D"})
+#: Linear WCS keywords that must be finite numbers when present (astropy reads a non-number
+#: such as ``NaN`` as 0 and would build a wrong grid without a word).
+_WCS_NUMBERS = tuple(f"{k}{i}_{j}" for k in ("CD", "PC") for i in (1, 2) for j in (1, 2)) + (
+    "CDELT1", "CDELT2", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2")
 #: Allowed ratio of a chip's pixel scale to its detector's nominal scale.
 SCALE_LIMITS = (0.2, 5.0)
 
@@ -410,14 +414,29 @@ def sanity_problem(exp: Exposure) -> tuple[str, str] | None:
         return "T", f"EXPTIME={exp.exptime!r}"
     nominal = KNOWN_DETECTORS[instr][det]
     for chip in exp.chips:
+        if "CTYPE1" not in chip.header:
+            continue  # no WCS at all: nothing to check here (the planner cannot place it)
+        for key in _WCS_NUMBERS:
+            value = chip.header.get(key)
+            if value is not None and not _finite_number(value):
+                return "W", f"SCI,{chip.extver}: {key}={ascii(value)} is not a finite number"
         try:
             w = chip.wcs()
         except (ValueError, ZeroDivisionError, FloatingPointError) as exc:
-            return "W", f"SCI,{chip.extver}: {str(exc).splitlines()[0]}"
+            return "W", f"SCI,{chip.extver}: {' '.join(str(exc).split())}"
         problem = wcs_problem(w, nominal, idcscale=chip.pixel_scale)
         if problem:
             return "W", f"SCI,{chip.extver}: {problem}"
     return None
+
+
+def _finite_number(value) -> bool:
+    if isinstance(value, bool | str):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def wcs_problem(w, nominal: float, *, idcscale: float | None = None) -> str:

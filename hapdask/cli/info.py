@@ -73,15 +73,22 @@ def describe(exp: Exposure, mode: str = "mvm", *, check_data: bool = True,
         if "-SIP" in str(chip.header.get("CTYPE1", "")) and "SIP" not in chip.distortion:
             parts += "; CTYPE says -SIP but there are no SIP coefficients"
         add("wcs", f"SCI,{chip.extver}: {chip.wcsname or '(no WCSNAME)'}  [{parts}]")
-    for chip in exp.chips:
-        ny, nx = chip.shape
-        corners = np.array([[-0.5, -0.5], [nx - 0.5, -0.5], [nx - 0.5, ny - 0.5], [-0.5, ny - 0.5]])
-        sky = chip.wcs().all_pix2world(corners, 0)
-        text = " ".join(f"({ra % 360:.6f}, {dec:+.6f})" for ra, dec in sky)
-        add("footprint", f"SCI,{chip.extver} corners RA, Dec [deg]: {text}")
-    cells = cells_for_footprint(exp.footprints())
-    add("skycells", f"{len(cells)}: {' '.join(cells)}")
     verdict = analyze_exposure(exp, mode, check_data=check_data)
+    if verdict.rule in ("W", "N"):  # no sky geometry from an unusable WCS or detector
+        add("footprint", f"not computed ({verdict.reason})")
+    else:
+        try:
+            for chip in exp.chips:
+                ny, nx = chip.shape
+                corners = np.array([[-0.5, -0.5], [nx - 0.5, -0.5], [nx - 0.5, ny - 0.5],
+                                    [-0.5, ny - 0.5]])
+                sky = chip.wcs().all_pix2world(corners, 0)
+                text = " ".join(f"({ra % 360:.6f}, {dec:+.6f})" for ra, dec in sky)
+                add("footprint", f"SCI,{chip.extver} corners RA, Dec [deg]: {text}")
+            cells = cells_for_footprint(exp.footprints())
+            add("skycells", f"{len(cells)}: {' '.join(cells)}")
+        except (ValueError, ArithmeticError) as exc:
+            add("footprint", f"not computed ({exc})")
     if duplicate and verdict.keep:
         verdict = Verdict(False, "D", duplicate, verdict.warnings)
     if verdict.keep:

@@ -671,7 +671,11 @@ def plan(
                 chip_wcs[chip.extver] = w
                 fps.append(skycells.wcs_outline(w))
         except Exception as exc:
-            rejected.append(Rejection(path, "WCS", f"{exc}"))
+            known = (verdicts or {}).get(path)  # the sanity rules may already say why
+            if known is not None and not known.keep:
+                rejected.append(Rejection(path, str(known.rule), str(known.reason)))
+            else:
+                rejected.append(Rejection(path, "WCS", f"{exc}"))
             continue
         is_old = os.path.basename(path) in old
         verdict = None

@@ -281,6 +281,43 @@ def layer_headers(p: MvmPlan, lay: LayerPlan, skies: Mapping) -> dict:
 
 
 # -- scheduling -----------------------------------------------------------------------------
+def _probe_scheduler(address: str, timeout: float) -> None:
+    """Ask a Dask scheduler for its identity within ``timeout`` seconds.
+
+    ``distributed.Client`` waits forever for an endpoint that accepts connections but never
+    answers; this bounded round trip (in its own thread and event loop, so it also works
+    where a loop is already running, e.g. Jupyter) fails first.
+
+    Raises
+    ------
+    TimeoutError, OSError
+        No answer in time, or the connection failed.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import connect
+
+    async def probe():
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            await comm.read()
+        finally:
+            comm.abort()
+
+    async def bounded():
+        await asyncio.wait_for(probe(), timeout)
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="hapdask-probe")
+    try:
+        pool.submit(asyncio.run, bounded()).result(timeout + 5.0)
+    except TimeoutError:  # asyncio's and concurrent.futures' (both the builtin since 3.11)
+        raise TimeoutError(f"no answer from {address} in {timeout:g} s") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
 @contextlib.contextmanager
 def _scheduler(scheduler, workers, threads_per_worker, log, *, timeout=30.0, scratch=None):
     """Yield ``(compute, client)``: a compute function and the distributed client (or None).
@@ -313,6 +350,7 @@ def _scheduler(scheduler, workers, threads_per_worker, log, *, timeout=30.0, scr
         own = False
     elif scheduler is not None:
         try:
+            _probe_scheduler(str(scheduler), timeout)
             client = Client(scheduler, timeout=timeout)
         except (OSError, TimeoutError) as exc:
             raise OSError(f"cannot connect to the Dask scheduler {scheduler} within "
