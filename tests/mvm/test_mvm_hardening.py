@@ -207,7 +207,7 @@ def test_changed_input_recomputes_exactly_its_tiles(sim, tmp_path):
              "if3s02a4q_flt.fits"]  # two F160W layers' inputs + two F125W ones bounding the grid
     paths = [_copy(sim, n, inputs / n) for n in names]
     out = tmp_path / "out"
-    kw = dict(formats=("fits", "zarr"), tile=256, verdicts=_verdicts(paths))
+    kw = dict(formats=("fits", "zarr"), tile=512, verdicts=_verdicts(paths))
     first = _run(paths, out, **kw)
     assert first.tiles_reused == 0
     # change the pixels of one input in place and put its mtime back
@@ -234,9 +234,6 @@ def test_changed_input_recomputes_exactly_its_tiles(sim, tmp_path):
     za = xr.open_zarr(out / STORE, group=FINE)
     zb = xr.open_zarr(tmp_path / "fresh" / STORE, group=FINE)
     np.testing.assert_array_equal(za.sci.values, zb.sci.values)
-    # and with nothing changed, every tile is reused
-    third = _run(paths, out, **kw)
-    assert third.tiles_computed == 0 and third.tiles_reused == len(lay.tiles)
 
 
 # -- 5. wrong science is refused with a reason, the good inputs still drizzled -----------------
