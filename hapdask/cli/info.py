@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 from hapdask.analyze import RULES, Verdict, analyze_exposure, exposure_identity, find_duplicates
+from hapdask.cli import printable
 from hapdask.io import Exposure, open_exposure
 
 
@@ -22,12 +23,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="read headers only: skip the analyze tests that read pixels (all-zero, guiding)",
     )
     p.set_defaults(func=run)
-
-
-def printable(text: object) -> str:
-    """``text`` with control characters (newlines included) shown as escapes: header values
-    written by others never break a report line."""
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
 
 
 def describe(exp: Exposure, mode: str = "mvm", *, check_data: bool = True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hapdask.cli import CLIError
+from hapdask.cli import CLIError, printable
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         verdicts = dict(zip(paths, get(g, keys), strict=True))
         p = mvm.plan(args.skycell, inputs, tile_size=args.tile_size, wcs_updates=updates,
                      context=not args.no_context, only=args.layer, verdicts=verdicts)
-        print(p.describe())
+        print("\n".join(printable(line) for line in p.describe().splitlines()))
         return 0 if p.layers else 65
     try:
         result = mvm.run(
@@ -93,5 +93,5 @@ def run(args: argparse.Namespace) -> int:
         raise
     except Exception as exc:  # a failed task: one line, not a traceback
         raise CLIError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
-    print(result.summary())
+    print("\n".join(printable(line) for line in result.summary().splitlines()))
     return 0
