@@ -2,9 +2,10 @@
 
 :func:`content_identity` of a local file is its size and ``mtime_ns`` plus a checksum:
 
-* files up to :data:`FULL_CHECKSUM_BYTES` (every WFC3/IR FLT, the simulated sets): BLAKE2b of
-  the whole file -- any changed byte changes the identity;
-* larger files: BLAKE2b of the first and last :data:`EDGE_BYTES` (the primary and first
+* files up to :data:`FULL_CHECKSUM_BYTES` (every WFC3/IR FLT, the simulated sets): SHA-256 of
+  the whole file (hardware-accelerated on current CPUs: ~0.1 s for a 17 MB IR FLT here) --
+  any changed byte changes the identity;
+* larger files: SHA-256 of the first and last :data:`EDGE_BYTES` (the primary and first
   extension headers, the last arrays' tail) together with ``ctime_ns`` and the inode, which
   every write changes and which cannot be set back by the user.
 
@@ -35,18 +36,17 @@ def content_identity(path: str) -> str:
     if is_url(path):
         return _url_identity(path)
     st = os.stat(path)
-    h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as fh:
         if st.st_size <= FULL_CHECKSUM_BYTES:
-            for block in iter(lambda: fh.read(2**22), b""):
-                h.update(block)
+            h = hashlib.file_digest(fh, "sha256")
             extra = ""
         else:
+            h = hashlib.sha256()
             h.update(fh.read(EDGE_BYTES))
             fh.seek(max(st.st_size - EDGE_BYTES, 0))
             h.update(fh.read(EDGE_BYTES))
             extra = f":{st.st_ctime_ns}:{st.st_ino}"
-    return f"{st.st_size}:{st.st_mtime_ns}{extra}:{h.hexdigest()}"
+    return f"{st.st_size}:{st.st_mtime_ns}{extra}:{h.hexdigest()[:32]}"
 
 
 def _url_identity(url: str) -> str:
