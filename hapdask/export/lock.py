@@ -1,7 +1,10 @@
-"""One run at a time per output directory: a lock file holding the run's identity.
+"""One run at a time per output directory and SkyCell: a lock file holding the run's identity.
 
-``<output>/.hapdask.lock`` holds ``host pid start-time command`` of the run that owns the
-directory. It is taken with an exclusive, non-blocking ``flock`` on the open file, so the kernel
+``<output>/.hapdask-<key>.lock`` (``key``: the SkyCell, whose products are the only files a run
+writes; ``.hapdask.lock`` without a key) holds ``host pid start-time command`` of the run that
+owns them, so runs of different SkyCells may share a directory, two runs of one never do.
+
+It is taken with an exclusive, non-blocking ``flock`` on the open file, so the kernel
 releases it when the owning process ends in any way (even ``SIGKILL``); a lock file left behind
 by a dead run is therefore *stale* and taken over (the old identity is reported). Where
 ``flock`` is not available the lock falls back to the recorded pid: on the same host a lock
@@ -22,7 +25,7 @@ import socket
 import sys
 from pathlib import Path
 
-__all__ = ["LOCK_NAME", "OutputLock", "OutputLocked", "lock_owner"]
+__all__ = ["LOCK_NAME", "OutputLock", "OutputLocked", "lock_name", "lock_owner"]
 
 LOCK_NAME = ".hapdask.lock"
 _FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -43,10 +46,19 @@ def _describe(owner: dict) -> str:
             f"{owner.get('start', '?')} ({owner.get('command', '')})")
 
 
-def lock_owner(outdir: str | os.PathLike) -> dict | None:
+def lock_name(key: str | None = None) -> str:
+    """File name of the lock of ``key`` (a plain name such as a SkyCell)."""
+    if key is None:
+        return LOCK_NAME
+    if not key or not all(ch.isalnum() or ch in "-_" for ch in key):
+        raise ValueError(f"lock key {ascii(key)}: only letters, digits, '-' and '_'")
+    return f".hapdask-{key}.lock"
+
+
+def lock_owner(outdir: str | os.PathLike, key: str | None = None) -> dict | None:
     """The identity recorded in the lock file of ``outdir`` (None when there is none)."""
     try:
-        with open(Path(outdir) / LOCK_NAME, encoding="utf-8") as fh:
+        with open(Path(outdir) / lock_name(key), encoding="utf-8") as fh:
             return json.loads(fh.read() or "{}")
     except (OSError, ValueError):
         return None
@@ -69,6 +81,8 @@ class OutputLock:
     ----------
     outdir : path
         The output directory.
+    key : str, optional
+        What in the directory is locked (the SkyCell name); None locks the whole directory.
     log : callable, optional
         Receives a note when a stale lock is taken over.
 
@@ -78,9 +92,10 @@ class OutputLock:
         When another live run holds the directory (the message names it).
     """
 
-    def __init__(self, outdir: str | os.PathLike, log=None) -> None:
+    def __init__(self, outdir: str | os.PathLike, key: str | None = None, log=None) -> None:
         self.outdir = Path(outdir)
-        self.path = self.outdir / LOCK_NAME
+        self.key = key
+        self.path = self.outdir / lock_name(key)
         self.log = log
         self._fd: int | None = None
 
@@ -96,7 +111,8 @@ class OutputLock:
                 raise
             if owner is not None:
                 os.close(fd)
-                raise OutputLocked(f"{self.outdir}: output directory is in use by another "
+                what = f" for {self.key}" if self.key else ""
+                raise OutputLocked(f"{self.outdir}: output directory is in use{what} by another "
                                    f"hapdask run ({_describe(owner)}); wait for it to finish or "
                                    "choose another --output")
             # the file may have been unlinked by its previous owner between open and lock
@@ -107,7 +123,7 @@ class OutputLock:
             if not same:
                 os.close(fd)
                 continue
-            old = lock_owner(self.outdir)
+            old = lock_owner(self.outdir, self.key)
             if old and self.log is not None:
                 self.log(f"taking over a stale lock of {self.outdir} ({_describe(old)}: no "
                          "longer running)")
@@ -124,11 +140,11 @@ class OutputLock:
             return None
         except OSError as exc:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                return lock_owner(self.outdir) or {}
+                return lock_owner(self.outdir, self.key) or {}
             if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 raise
         # no flock on this file system: the recorded pid decides
-        owner = lock_owner(self.outdir)
+        owner = lock_owner(self.outdir, self.key)
         if owner and owner.get("pid") != os.getpid():
             local = owner.get("host") == socket.gethostname()
             if not local or _pid_alive(int(owner.get("pid", 0))):

@@ -525,7 +525,8 @@ def _checked_and_locked(func: Callable) -> Callable:
                            formats=a["formats"])
         if a["scheduler"] is None:
             check_parallelism(a["workers"], a["threads_per_worker"], a["oversubscribe"])
-        with OutputLock(a["output"], log=a["log"]):
+        key = SkyCell.from_name(str(a["skycell"]), scale="fine").name
+        with OutputLock(a["output"], key=key, log=a["log"]):
             return func(*bound.args, **bound.kwargs)
 
     return wrapper
@@ -590,8 +591,9 @@ def run(
         Where a local cluster keeps its scratch space (default: the output directory); a
         private sub-directory is made and removed at the end.
 
-    The output directory is locked for the run (:class:`hapdask.export.lock.OutputLock`): a
-    second run into it fails at once with :class:`~hapdask.export.lock.OutputLocked`.
+    The SkyCell's products in the output directory are locked for the run
+    (:class:`hapdask.export.lock.OutputLock`): a second run of the same SkyCell into it fails
+    at once with :class:`~hapdask.export.lock.OutputLocked`.
 
     Returns
     -------

@@ -24,12 +24,13 @@ from hapdask import mvm
 from hapdask.analyze import analyze_exposure
 from hapdask.cli import main
 from hapdask.export import zarr as xzarr
-from hapdask.export.lock import LOCK_NAME, OutputLock, OutputLocked
+from hapdask.export.lock import OutputLock, OutputLocked, lock_name
 
 SKYCELL = "p1889x07y19"
 FINE = f"hst_skycell-{SKYCELL}_wfc3_ir_f160w_all_drz"
 COARSE = f"hst_skycell-{SKYCELL}_wfc3_ir_f160w_coarse-all_drz"
 STORE = f"hst_skycell-{SKYCELL}.zarr"
+LOCK = lock_name(f"skycell-{SKYCELL}")
 REPO = Path(__file__).resolve().parents[2]
 warnings.filterwarnings("ignore", category=fits.verify.VerifyWarning)
 
@@ -69,11 +70,12 @@ def _verdicts(paths) -> dict:
     return {str(p): analyze_exposure(str(p), "mvm", check_data=False) for p in paths}
 
 
-def _run(inputs, out, *, layers=("ir_f160w_all",), formats=("fits",), tile=1024, **kw):
+def _run(inputs, out, *, layers=("ir_f160w_all",), formats=("fits",), tile=1024,
+         skycell=SKYCELL, **kw):
     inputs = [str(p) for p in inputs]
     kw.setdefault("verdicts", _verdicts(inputs))
     kw.setdefault("log", lambda m: None)
-    return mvm.run(SKYCELL, inputs, output=out, tile_size=tile, formats=formats,
+    return mvm.run(skycell, inputs, output=out, tile_size=tile, formats=formats,
                    layers=list(layers), threads_per_worker=1, **kw)
 
 
@@ -177,7 +179,7 @@ def test_planted_links_are_never_written_through(sim, tmp_path):
 def test_second_run_into_a_locked_directory_is_refused(sim, tmp_path, capsys):
     good = _src(sim, "if3s01a3q_flt.fits")
     out = tmp_path / "out"
-    with OutputLock(out):
+    with OutputLock(out, key=f"skycell-{SKYCELL}"):
         t0 = time.perf_counter()
         with pytest.raises(OutputLocked, match=f"pid {os.getpid()}"):
             _run([good], out)
@@ -185,19 +187,22 @@ def test_second_run_into_a_locked_directory_is_refused(sim, tmp_path, capsys):
                      "--format", "fits"]) == 1
         assert time.perf_counter() - t0 < 10  # refused at once, not after the analysis
         err = capsys.readouterr().err
-        assert "in use by another hapdask run" in err and "Traceback" not in err
-        assert list(out.iterdir()) == [out / LOCK_NAME]  # the refused runs wrote nothing
-    assert not (out / LOCK_NAME).exists()  # released on exit
+        assert f"in use for skycell-{SKYCELL} by another hapdask run" in err
+        assert "Traceback" not in err
+        assert list(out.iterdir()) == [out / LOCK]  # the refused runs wrote nothing
+        other = _run([good], out, skycell="p1970x15y02", layers=["f160w"])
+        assert other.outputs  # another SkyCell (the exposure touches it too) may share it
+    assert not (out / LOCK).exists()  # released on exit
 
     # a lock left by a run that no longer exists is stale: taken over, with a note
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
-    (out / LOCK_NAME).write_text(json.dumps({"host": socket.gethostname(),
-                                             "pid": int(dead.stdout), "start": "then"}))
+    (out / LOCK).write_text(json.dumps({"host": socket.gethostname(),
+                                        "pid": int(dead.stdout), "start": "then"}))
     notes: list[str] = []
     result = _run([good], out, log=notes.append)
     assert result.outputs and any("stale lock" in n for n in notes)
-    assert not (out / LOCK_NAME).exists()
+    assert not (out / LOCK).exists()
 
 
 # -- 4. resume never reuses stale tiles ----------------------------------------------------
@@ -337,7 +342,7 @@ def test_silent_scheduler_times_out_with_a_clear_message(sim, tmp_path):
         assert time.perf_counter() - t0 < 30
     finally:
         srv.close()
-    assert not (tmp_path / "out" / LOCK_NAME).exists()
+    assert not (tmp_path / "out" / LOCK).exists()
 
 
 def test_workers_are_bounded_and_cluster_scratch_is_removed(sim, tmp_path, capsys):
