@@ -16,6 +16,7 @@ owner; two runs never write the same products.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import fcntl
@@ -98,9 +99,11 @@ class OutputLock:
         self.path = self.outdir / lock_name(key)
         self.log = log
         self._fd: int | None = None
+        self._created = False
 
     def acquire(self) -> OutputLock:
         """Take the lock (see the class docstring)."""
+        self._created = not self.outdir.exists()
         self.outdir.mkdir(parents=True, exist_ok=True)
         for _ in range(10):
             fd = os.open(self.path, _FLAGS, 0o644)
@@ -161,6 +164,9 @@ class OutputLock:
             pass
         os.close(self._fd)
         self._fd = None
+        if self._created:  # a directory made for a run that wrote nothing goes again
+            with contextlib.suppress(OSError):
+                self.outdir.rmdir()
 
     def __enter__(self) -> OutputLock:
         return self.acquire()
