@@ -2,11 +2,16 @@
 
 Execution (all lazy until the final compute):
 
+0. The arguments are checked (:func:`validate_arguments`, :func:`check_parallelism`) before any
+   input is read, and the SkyCell's products in the output directory are locked for the run
+   (:class:`hapdask.export.lock.OutputLock`).
 1. :func:`hapdask.mvm.plan` — inputs, rules, layers, bounded grids, tiles x chips.
 2. Sky levels — one task per chip (:class:`hapdask.mvm.sky.ChipMedianSky`); chips that turn
    out unreadable or empty (all NaN, all flagged) are reported and dropped from the plan.
 3. Exporters are prepared: each FITS layer file is laid out under ``<name>.part`` (headers
-   written, data areas preallocated); the zarr store gets its groups, or is reopened to resume.
+   written, data areas preallocated); the zarr store gets its groups, or is reopened to resume:
+   a stored tile is reused only when its fingerprint (:func:`tile_fingerprint`: inputs' content
+   identity, skies, grid) is unchanged. A failed run removes its ``.part`` files.
 4. One write task per tile: drizzle (or, when the zarr store already holds the tile, read it
    back), write its rows into the FITS file and its shards into the zarr store, and return a
    small statistics summary. Only these summaries travel back to the client.
