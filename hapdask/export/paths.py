@@ -11,7 +11,8 @@ The one mechanism every exporter uses:
   planted there cannot make the run write into its target;
 * :func:`commit` renames the temporary file over the final name (``os.replace`` replaces a
   link at the final name itself, never its target);
-* :func:`remove_temporary` deletes what a failed run left behind.
+* :func:`remove_temporary` deletes what a failed run left behind;
+* :func:`check_no_links` refuses a directory product (a zarr store) with links inside.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["commit", "create_temporary", "output_path", "remove_temporary", "temporary_name"]
+__all__ = ["check_no_links", "commit", "create_temporary", "output_path", "remove_temporary",
+           "temporary_name"]
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) \
     | getattr(os, "O_CLOEXEC", 0)
@@ -66,6 +68,25 @@ def output_path(outdir: str | os.PathLike, name: str) -> Path:
     if (base / text).resolve().parent != base:
         raise ValueError(f"{path}: resolves outside {base}; refusing to write there")
     return path
+
+
+def check_no_links(root: str | os.PathLike) -> None:
+    """Refuse a directory tree (e.g. a zarr store being reopened) holding symbolic links.
+
+    Writers inside the tree (zarr) create sub-directories and files by name; a link planted
+    anywhere in it would send those writes elsewhere.
+
+    Raises
+    ------
+    ValueError
+        Naming the first link found.
+    """
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                raise ValueError(f"{path}: symbolic link inside {root}; refusing to write "
+                                 "through it (remove it or choose another output directory)")
 
 
 def create_temporary(final: str | os.PathLike) -> int:

@@ -427,6 +427,8 @@ def write_layers(
 def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layouts):
     zarr_layouts: dict[str, xzarr.ZarrLayout] = {}
     store = xpaths.output_path(outdir, store_name(p.skycell))
+    if "zarr" in formats and store.exists():
+        xpaths.check_no_links(store)
     for name, lay in p.layers.items():
         nplanes = lay.nplanes if p.context else 0
         with warnings.catch_warnings():

@@ -9,7 +9,13 @@ import sys
 import pytest
 
 from hapdask.export.lock import LOCK_NAME, OutputLock, OutputLocked, lock_owner
-from hapdask.export.paths import commit, create_temporary, output_path, temporary_name
+from hapdask.export.paths import (
+    check_no_links,
+    commit,
+    create_temporary,
+    output_path,
+    temporary_name,
+)
 
 
 @pytest.mark.parametrize("name", ["../x.fits", "a/b.fits", "..", ".", "", "x\n.fits",
@@ -71,3 +77,13 @@ def test_lock_held_by_another_live_process_is_refused_dead_one_taken_over(tmp_pa
     with OutputLock(out, log=notes.append):
         assert lock_owner(out)["pid"] == os.getpid()
     assert notes and f"pid {proc.pid}" in notes[0] and "stale" in notes[0]
+
+
+def test_a_link_inside_a_directory_product_is_refused(tmp_path):
+    store = tmp_path / "s.zarr"
+    (store / "layer" / "sci").mkdir(parents=True)
+    (store / "layer" / "sci" / "zarr.json").write_text("{}")
+    check_no_links(store)
+    (store / "layer" / "sci" / "c").symlink_to(tmp_path)
+    with pytest.raises(ValueError, match="symbolic link inside"):
+        check_no_links(store)
