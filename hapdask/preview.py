@@ -21,8 +21,9 @@ is hapdask's own definition:
   Name: ``<total stem>_<f1>-<f2>-<f3>_dr[cz].jpg`` (filters lower case, blue to red).
 * JPEG quality ``quality`` (90), no metadata: the same input gives the same bytes.
 
-Files are written under a temporary name in the target folder and linked to the final name; an
-existing file is left alone (FileExistsError) unless ``overwrite=True``.
+Files are written through :mod:`hapdask.export.paths` (``<name>.part`` created exclusively,
+renamed when complete); an existing file is left alone (FileExistsError) unless
+``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,7 @@ from astropy.visualization import AsinhStretch
 from PIL import Image
 
 from hapdask.catalogs.product import DrizzleProduct
+from hapdask.export.paths import commit, create_temporary, output_path, remove_temporary
 
 __all__ = ["PreviewParams", "display_limits", "grey_levels", "render_preview", "render_color",
            "write_previews", "write_color_preview", "preview_names", "color_preview_name"]
@@ -157,23 +158,18 @@ def _jpeg_bytes(array: np.ndarray, params: PreviewParams) -> bytes:
 
 
 def _write_bytes(path: Path, data: bytes, overwrite: bool) -> Path:
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    final = output_path(path.parent, path.name)
+    if final.exists() and not overwrite:
+        raise FileExistsError(f"{final}: exists; pass overwrite=True to replace it")
+    fd = create_temporary(final)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)
-            os.unlink(tmp)
+        return commit(final)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        remove_temporary(final)
         raise
-    return path
 
 
 def _stem(product_name: str) -> tuple[str, str]:

@@ -17,14 +17,15 @@ rule. :meth:`CatalogProducts.write` writes the ECSV files (HAP names
   with zero rows. (HAP's ``cr_residual`` only acts in a branch that cannot trigger; not used.)
 * ECSV: masked and NaN values are written as -9999; the metadata block carries the product's
   keywords, the aperture radii, thresholds, number of sources, and the notes (0-based X/Y, ABMAG,
-  CI, flag legend). Files appear under their final name only when complete and an existing file
-  is never replaced unless ``overwrite=True``.
+  CI, flag legend). Files are written through :mod:`hapdask.export.paths` (``<name>.part``
+  created exclusively, renamed when complete) and an existing file is never replaced unless
+  ``overwrite=True``.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.point import detect_point_sources, measure_point_sources
 from hapdask.catalogs.product import DrizzleProduct
 from hapdask.catalogs.segment import Segmentation, detect_segments, measure_segments
+from hapdask.export.paths import commit, create_temporary, output_path, remove_temporary
 
 __all__ = ["CatalogProducts", "make_catalogs", "total_catalog", "trim_total", "cr_contamination",
            "write_catalog", "catalog_filename", "FILL_VALUE"]
@@ -189,8 +191,10 @@ def write_catalog(table: Table, path: str | os.PathLike[str], *, meta: dict | No
     An existing ``path`` is left alone (FileExistsError) unless ``overwrite``.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    final = output_path(path.parent, path.name)
+    if final.exists() and not overwrite:
+        raise FileExistsError(f"{final}: exists; pass overwrite=True to replace it")
     out = Table(table, masked=False, copy=True)
     for name in out.colnames:
         col = table[name]
@@ -201,21 +205,16 @@ def write_catalog(table: Table, path: str | os.PathLike[str], *, meta: dict | No
         out[name].unit = col.unit
     out.meta = dict(meta or {})
     out.meta["n_sources"] = len(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
+    text = io.StringIO()
+    out.write(text, format="ascii.ecsv")
+    fd = create_temporary(final)
     try:
-        out.write(tmp, format="ascii.ecsv", overwrite=True)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if someone created the file meanwhile
-            os.unlink(tmp)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text.getvalue())
+        return commit(final)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        remove_temporary(final)
         raise
-    return path
 
 
 def _image_background(product: DrizzleProduct, params: CatalogParams) -> Background:

@@ -91,7 +91,8 @@ def make_field(seed: int = 3, star_density: float = 900.0, galaxy_density: float
     products, rates = {}, {}
     for k, fname in enumerate(FILTERS):
         filt = instruments.FILTERS[("acs_wfc", fname)]
-        model_e = core._render_chip(SHAPE, wcs, cat, ra, dec, DET, filt, 1.0)  # e-/s
+        # e-/s; nominal scale = the grid scale: pixel-area factor 1 on this TAN grid
+        model_e = core._render_chip(SHAPE, wcs, cat, ra, dec, DET, filt, 1.0, PSCALE)
         frng = np.random.default_rng(seed * 100 + k)
         expected = (model_e + filt.sky) * exptime
         counts = frng.poisson(expected).astype(np.float64)
