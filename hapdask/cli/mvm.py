@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "threads, one per core (the drizzle kernels release the GIL); --workers N "
                     "starts a local cluster of N processes, --scheduler ADDRESS uses a "
                     "running one.")
-    p.add_argument("skycell", nargs="*", help="SkyCell name, e.g. p1889x07y19 (several with --plan)")
+    p.add_argument("skycell", nargs="*",
+                   help="SkyCell name, e.g. p1889x07y19 (several with --plan)")
     p.add_argument("--input", action="append", metavar="POLLER|DIR|LIST|URL",
                    help="inputs (repeatable); default: the built-in simulated demo data")
     p.add_argument("--output", default="hapdask_output", metavar="DIR", help="output directory")

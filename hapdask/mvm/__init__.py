@@ -15,5 +15,6 @@ from hapdask.mvm.plan import LayerPlan, MvmPlan, Rejection, plan
 from hapdask.mvm.run import MvmResult, run
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel, SkyMethod
 
-__all__ = ["BatchResult", "ChipMedianSky", "LayerPlan", "MvmPlan", "MvmResult", "Rejection", "SkyLevel",
+__all__ = ["BatchResult", "ChipMedianSky",
+           "LayerPlan", "MvmPlan", "MvmResult", "Rejection", "SkyLevel",
            "SkyMethod", "layers", "plan", "radec", "run", "run_batch"]
