@@ -60,7 +60,7 @@ def assign_partition(s_regions: list, first_row: int = 0) -> Assignments:
 
     Parameters
     ----------
-    s_regions : list of str
+    s_regions : sequence of str
         The rows' ``s_region`` values.
     first_row : int
         Inventory row of ``s_regions[0]`` (the result uses inventory rows).
@@ -94,6 +94,12 @@ def assign_partition(s_regions: list, first_row: int = 0) -> Assignments:
                        dict(sorted(bad.items())))
 
 
+def _objects(items: list) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
 def assign(s_regions, *, rows: np.ndarray | None = None, num_workers: int | None = None,
            partition: int = PARTITION, scheduler: str | None = None) -> Assignments:
     """Assign every row of an inventory to the SkyCells its chips overlap.
@@ -125,11 +131,12 @@ def assign(s_regions, *, rows: np.ndarray | None = None, num_workers: int | None
     tasks = []
     for a in range(0, len(rows), partition):
         sub = rows[a:a + partition]
+        # an object array: Dask does not walk it element by element as it would a list
         if sub.size and sub[-1] - sub[0] + 1 == sub.size:  # contiguous: one slice
-            texts = s_regions[int(sub[0]):int(sub[-1]) + 1]
+            texts = _objects(s_regions[int(sub[0]):int(sub[-1]) + 1])
             tasks.append((dask.delayed(assign_partition)(texts, int(sub[0])), None))
         else:
-            texts = [s_regions[i] for i in sub.tolist()]
+            texts = _objects([s_regions[i] for i in sub.tolist()])
             tasks.append((dask.delayed(assign_partition)(texts, 0), sub))
     sched = scheduler or ("processes" if nw > 1 and len(tasks) > 1 else "sync")
     results = dask.compute(*[t for t, _ in tasks], scheduler=sched, num_workers=nw)

@@ -161,12 +161,15 @@ def plan_archive(
 
     good = np.setdiff1d(ok_rows, np.fromiter(bad, np.int64, len(bad)), assume_unique=True)
     obs_id = inventory["obs_id"].to_numpy(dtype=object)
-    det = [split_instrument(v) for v in inventory["instrument_name"].to_numpy()[good]]
+    icode, iname = pd.factorize(inventory["instrument_name"].to_numpy(dtype=object)[good])
+    dets = [split_instrument(v) for v in iname]
+    det_i = np.array([d[0] for d in dets], dtype=object)[icode] if dets else []
+    det_d = np.array([d[1] for d in dets], dtype=object)[icode] if dets else []
     exposures = pd.DataFrame({
         "exposure": good,
         "obs_id": obs_id[good],
-        "instrument": [d[0] for d in det],
-        "detector": [d[1] for d in det],
+        "instrument": det_i,
+        "detector": det_d,
         "layer": np.array(layer_names, dtype=object)[codes[good]] if layer_names else [],
         "filter": [s.rsplit("_", 1)[-1] for s in np.array(layer_names, dtype=object)
                    [codes[good]]] if layer_names else [],
