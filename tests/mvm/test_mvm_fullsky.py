@@ -234,3 +234,49 @@ def test_projection_cell_equals_skycell_products(batch, monkeypatch):
     assert cut.shape == (200, 200)
     assert len(calls) == 4
     assert all(y1 - y0 <= 100 and x1 - x0 <= 100 for _, y0, y1, x0, x1 in calls)
+
+
+class _KillOnce:
+    """Worker plugin: the first worker to start a tile-write task dies (once per marker file)."""
+
+    name = "hapdask-kill-once"
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def setup(self, worker) -> None:
+        pass
+
+    def teardown(self, worker) -> None:
+        pass
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        import os
+
+        if finish == "executing" and "mvm-write-" in str(key):
+            try:
+                fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return
+            os.close(fd)
+            os._exit(1)
+
+
+def test_killed_worker_same_products(batch, corner, client, tmp_path):
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    res, out, _ = batch
+    plan, true, _ = corner
+    marker = tmp_path / "killed"
+    plugin = type("KillOnce", (_KillOnce, WorkerPlugin), {})(str(marker))
+    client.register_plugin(plugin)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            again = run_batch(plan, [CELLS[2]], output=tmp_path / "out", scheduler=client,
+                              retries=0, run_options=_opts(true), log=lambda m: None)
+    finally:
+        client.unregister_worker_plugin(_KillOnce.name)
+    assert marker.exists()  # a worker really died in the middle of the SkyCell
+    assert again.outcomes[0].status == "done"
+    np.testing.assert_array_equal(_sci(tmp_path / "out", CELLS[2]), _sci(out, CELLS[2]))
