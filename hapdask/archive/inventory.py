@@ -11,7 +11,8 @@ An inventory has one row per exposure with the MAST CAOM columns
 ``t_exptime``      exposure time (s), optional (NaN)
 ``t_min``          start (MJD), optional (NaN)
 ``proposal_id``    optional (-1)
-``path``           where the file is: a local path or an fsspec URL; taken from ``path``,
+``path``           where the file is: a local path (relative to the inventory file) or an
+                   fsspec URL; taken from ``path``,
                    ``dataURL`` or ``dataURI`` (``mast:HST/product/<name>`` becomes the public
                    ``s3://stpubdata/hst/public/<ipppss>/<ipppssoot>/<name>`` copy), optional
 =================  ==========================================================================
@@ -28,6 +29,7 @@ import pandas as pd
 from astropy.table import Table
 
 from hapdask.io import open_exposure, raw_filters, resolve_inputs
+from hapdask.io._fits import is_url
 from skycells import has_coarse_layer, normalize_filter
 
 __all__ = ["INSTRUMENTS", "REQUIRED", "inventory_from_exposures", "mast_uri_to_url",
@@ -109,7 +111,12 @@ def read_inventory(path: str | os.PathLike) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: inventory lacks column(s) {', '.join(missing)} "
                          f"(has {', '.join(map(str, df.columns))})")
-    return normalise(df)
+    out = normalise(df)
+    # relative local paths are relative to the inventory file
+    base = os.path.dirname(os.path.abspath(path))
+    out["path"] = [p if not p or is_url(p) or os.path.isabs(p) else os.path.join(base, p)
+                   for p in out["path"].tolist()]
+    return out
 
 
 def normalise(df: pd.DataFrame) -> pd.DataFrame:

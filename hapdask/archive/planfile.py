@@ -138,8 +138,12 @@ def plan_archive(
     """
     t0 = time.perf_counter()
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output}: plan directory exists (use --overwrite to replace it)")
+    if output.exists():
+        if not overwrite:
+            raise FileExistsError(f"{output}: plan directory exists (use --overwrite to "
+                                  "replace it)")
+        if not (output / "plan.json").is_file():
+            raise FileExistsError(f"{output}: exists and is not a hapdask plan; not replacing it")
     cost = cost or CostModel()
     n = len(inventory)
     codes, layer_names, coarse = layer_keys(inventory)

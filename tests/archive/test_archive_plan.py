@@ -115,9 +115,19 @@ def test_bad_rows_reported_and_skipped(tmp_path, capsys):
 
 
 def test_ecsv_and_missing_column(tmp_path):
-    inv = _inventory().iloc[:5]
+    inv = _inventory().iloc[:5].copy()
+    inv.loc[1, "path"] = "sub/x_flt.fits"
+    inv.loc[2, "path"] = "s3://stpubdata/hst/public/x_flt.fits"
     write_inventory(inv, tmp_path / "inv.ecsv")
-    assert len(read_inventory(tmp_path / "inv.ecsv")) == 5
+    back = read_inventory(tmp_path / "inv.ecsv")
+    assert len(back) == 5
+    # relative paths are relative to the inventory file; URLs and absolute paths unchanged
+    assert back["path"].tolist()[:3] == [inv.path[0], str(tmp_path / "sub" / "x_flt.fits"),
+                                         inv.path[2]]
+    # a directory that is not a plan is never replaced
+    (tmp_path / "notaplan").mkdir()
+    with pytest.raises(FileExistsError, match="not a hapdask plan"):
+        plan_archive(back, tmp_path / "notaplan", overwrite=True, num_workers=1)
     inv.drop(columns=["s_region"]).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ValueError, match="lacks column"):
         read_inventory(tmp_path / "bad.csv")
