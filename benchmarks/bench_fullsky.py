@@ -2,13 +2,14 @@
 
 1. **Cost model.** Small simulated visits are moved onto the corner of four SkyCells and planned
    with ``hapdask plan`` (all layers, and the F160W layer alone); every SkyCell is then built
-   with ``hapdask.mvm.run`` on one thread. Wall time and peak traced memory are fitted against
+   with ``hapdask.mvm.run`` on one thread. CPU time (robust against other load; wall time and
+   peak traced memory are printed too) is fitted against
    the plan's estimated output and input pixels: ``t = a + b * out_Mpix + c * in_Mpix``
    (non-negative least squares) -> :class:`hapdask.archive.CostModel`.
 2. **Planning an archive.** A synthetic archive-like inventory of ``--n`` exposures
    (default 1,000,000; :func:`hapdask.archive.synthetic.synthetic_inventory`) is written to
    Parquet and planned by ``hapdask plan INVENTORY --output PLAN --workers 2`` in a subprocess:
-   wall time and peak memory (sum over the process tree, sampled every 0.2 s).
+   wall time, CPU time and peak memory (sums over the process tree, sampled every 0.2 s).
 3. **Projection.** The fitted model applied to that plan: CPU-hours, and the cores needed for a
    chosen wall time.
 4. **Reference.** DrizzlePac's per-exposure SkyCell search,
@@ -82,19 +83,20 @@ def measure_cost(tmp: Path) -> tuple[CostModel, pd.DataFrame]:
                 run(r.skycell, paths, output=tmp / "warm", tile_size=512, threads_per_worker=1,
                     wcs_updates=true, log=lambda m: None, layers=only)
             tracemalloc.start()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             run(r.skycell, paths, output=tmp / f"out-{tag}-{r.skycell}", tile_size=512,
                 threads_per_worker=1, wcs_updates=true, log=lambda m: None, layers=only)
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             rows.append({"run": tag, "skycell": r.skycell, "exposures": r.exposures,
                          "layers": r.layers, "out_Mpix": r.output_pixels / 1e6,
-                         "in_Mpix": r.input_pixels / 1e6, "wall_s": wall,
+                         "in_Mpix": r.input_pixels / 1e6, "wall_s": wall, "cpu_s": cpu,
                          "peak_MiB": peak / 2**20})
     df = pd.DataFrame(rows)
+    # fit CPU seconds (one compute thread): robust against other load on the machine
     a = np.column_stack([np.ones(len(df)), df["out_Mpix"], df["in_Mpix"]])
-    coef, _ = nnls(a, df["wall_s"].to_numpy())
+    coef, _ = nnls(a, df["cpu_s"].to_numpy())
     df["model_s"] = a @ coef
     return CostModel(*(float(c) for c in coef)), df
 
@@ -112,10 +114,17 @@ def plan_big(tmp: Path, n: int, workers: int) -> dict:
     proc = psutil.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     peak = 0
+    cpu: dict[int, float] = {}
     while proc.poll() is None:
         try:
             tree = [proc, *proc.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            rss = 0
+            for p in tree:
+                with contextlib.suppress(psutil.Error):
+                    rss += p.memory_info().rss
+                    t = p.cpu_times()
+                    cpu[p.pid] = t.user + t.system
+            peak = max(peak, rss)
         except psutil.Error:
             pass
         time.sleep(0.2)
@@ -124,6 +133,7 @@ def plan_big(tmp: Path, n: int, workers: int) -> dict:
     if proc.returncode:
         raise RuntimeError(f"hapdask plan failed: {err.decode()[-2000:]}")
     return {"n": n, "generate_s": gen, "plan_s": wall, "peak_GiB": peak / 2**30,
+            "cpu_s": sum(cpu.values()),
             "stdout": out.decode(), "stderr": err.decode(), "plan": tmp / "PLAN"}
 
 
@@ -163,15 +173,17 @@ def main() -> None:
         model, runs = measure_cost(tmp)
         print("## 1. per-SkyCell cost, measured (one thread, tiles of 512)")
         print(runs.round(3).to_string(index=False))
-        print(f"fitted: seconds = {model.per_skycell:.2f} + {model.per_output_mpix:.3f} * "
-              f"out_Mpix + {model.per_input_mpix:.3f} * in_Mpix; "
+        print(f"fitted (CPU seconds): seconds = {model.per_skycell:.2f} + "
+              f"{model.per_output_mpix:.3f} * out_Mpix + {model.per_input_mpix:.3f} * in_Mpix; "
               f"peak traced memory {runs['peak_MiB'].max():.0f} MiB")
         big = plan_big(tmp, args.n, args.workers)
         print(f"\n## 2. hapdask plan on a synthetic {big['n']:,}-exposure inventory "
               f"({args.workers} workers)")
         print(big["stdout"].strip())
         print(f"generate {big['generate_s']:.1f} s (not part of the plan); plan wall "
-              f"{big['plan_s']:.1f} s; peak memory (process tree) {big['peak_GiB']:.2f} GiB")
+              f"{big['plan_s']:.1f} s, CPU {big['cpu_s']:.1f} s (process tree, sampled: a "
+              f"lower bound), i.e. {big['cpu_s'] / args.workers:.1f} s on {args.workers} idle "
+              f"cores; peak memory (process tree) {big['peak_GiB']:.2f} GiB")
         plan = read_plan(big["plan"])
         sc = plan.skycells
         cost = model.seconds(sc["output_pixels"], sc["input_pixels"])
