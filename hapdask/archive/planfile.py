@@ -113,7 +113,8 @@ def plan_archive(
     output : path
         The plan directory; built as ``<output>.part`` and renamed when complete.
     num_workers : int, optional
-        Worker processes for the assignment (default: all cores).
+        Worker processes for the assignment (default: all cores). They are started with
+        ``spawn``: a script calling this needs the ``if __name__ == "__main__":`` guard.
     cost : CostModel, optional
         Cost coefficients (default :class:`CostModel`).
     pollers : bool or iterable of str
