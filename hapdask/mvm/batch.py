@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -221,7 +220,6 @@ def run_batch(
         todo = [s for s in order if s in wanted]
     opts = dict(run_options or {})
     outcomes: dict[str, SkyCellOutcome] = {}
-    lock = threading.Lock()
     old_sched = dask.config.get("scheduler", None)
 
     def one(name: str, client) -> SkyCellOutcome:
@@ -266,10 +264,9 @@ def run_batch(
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     o = fut.result()
-                    with lock:
-                        outcomes[o.skycell] = o
-                        done = [outcomes[n] for n in todo if n in outcomes]
-                        _write_tables(output, done)
+                    outcomes[o.skycell] = o  # only this thread touches the tables
+                    done = [outcomes[n] for n in todo if n in outcomes]
+                    _write_tables(output, done)
                     c = BatchResult(output, done).counts()
                     log(f"[{len(done)}/{len(todo)}: {c.get('done', 0)} done, "
                         f"{c.get('skipped', 0)} skipped, {c.get('failed', 0)} failed] "
