@@ -152,7 +152,7 @@ def layer_headers(p: MvmPlan, lay: LayerPlan, skies: Mapping) -> dict:
     for c in lay.chips:
         dcards.append({"data": f"{os.path.basename(c.chip.path)}[sci,{c.key[1]}]",
                        "exptime": c.exptime, "sky": skies[c.key].value,
-                       "iscale": lay.iscale(c), "scale": lay.scale_arcsec, "bits": c.bits,
+                       "in_scale": c.pscale, "scale": lay.scale_arcsec, "bits": c.bits,
                        "wcsname": getattr(c.chip, "wcsname", ""), "outname": lay.filename,
                        "ctx": p.context})
     primary.extend(xheaders.drizzle_cards(dcards), end=True)
