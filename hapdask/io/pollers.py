@@ -40,7 +40,7 @@ import fsspec
 from astropy.io import fits
 from astropy.table import Table
 
-from hapdask.io._fits import _fsspec_kwargs, is_url, normalize_path
+from hapdask.io._fits import _fsspec_kwargs, check_regular_file, is_url, normalize_path
 from hapdask.io.filters import normalize_filter, raw_filters
 
 __all__ = ["POLLER_COLUMNS", "read_poller", "resolve_inputs"]
@@ -367,6 +367,9 @@ def _resolve_one(item: str | os.PathLike) -> list[str]:
         return sorted(found)
     if not os.path.exists(path):
         raise OSError(f"{path}: no such file or directory")
+    if _FITS_NAME_RE.search(path):
+        return [path]  # opened (or refused, when not a regular file) one by one later
+    check_regular_file(path)  # a FIFO would block the reads below
     if _looks_like_fits(path):
         return [path]
     table = read_poller(path)
