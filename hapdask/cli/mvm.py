@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from hapdask.cli import CLIError, printable
+from hapdask.cli._mvm_batch import add_arguments as add_batch_arguments
+from hapdask.cli._mvm_batch import run_batch
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "threads, one per core (the drizzle kernels release the GIL); --workers N "
                     "starts a local cluster of N processes, --scheduler ADDRESS uses a "
                     "running one.")
-    p.add_argument("skycell", help="SkyCell name, e.g. p1889x07y19")
+    p.add_argument("skycell", nargs="*",
+                   help="SkyCell name, e.g. p1889x07y19 (several with --plan)")
     p.add_argument("--input", action="append", metavar="POLLER|DIR|LIST|URL",
                    help="inputs (repeatable); default: the built-in simulated demo data")
     p.add_argument("--output", default="hapdask_output", metavar="DIR", help="output directory")
@@ -30,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", action="append", metavar="TEXT",
                    help="only the layers whose name contains TEXT (repeatable), e.g. f160w")
     p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    add_batch_arguments(p)
     p.add_argument("--scheduler-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="give up connecting to --scheduler after this long (default 30)")
     p.add_argument("--oversubscribe", action="store_true",
@@ -47,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``hapdask mvm``."""
     from hapdask import mvm
 
+    if args.plan is not None:
+        return run_batch(args)
+    if len(args.skycell) != 1 or args.all:
+        raise CLIError("give one SkyCell name (several, or --all, only with --plan)")
+    args.skycell = args.skycell[0]
     if args.scheduler and args.workers:
         raise CLIError("give either --scheduler or --workers, not both")
     if args.workers is not None and args.workers < 1:
