@@ -15,6 +15,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -28,7 +29,9 @@ sys.path.insert(0, str(REPO))
 
 from hapdask.drizzle.tile import add_to_tile, finalize_tile  # noqa: E402
 
-HEADER = REPO.parent / "shared" / "data" / "headers" / "sample_svm_flc.fits"
+# ``../shared/data`` beside the repository, or $HAPDASK_SHARED_DATA (as tests/conftest.py)
+SHARED_DATA = Path(os.environ.get("HAPDASK_SHARED_DATA") or REPO.parent / "shared" / "data")
+HEADER = SHARED_DATA / "headers" / "sample_svm_flc.fits"
 SHAPE = (2051, 4096)  # numpy (ny, nx)
 OUT_SCALE = 0.04  # arcsec / pixel
 

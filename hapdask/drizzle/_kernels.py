@@ -101,9 +101,57 @@ def _clamped_integral(h0, h1, w):
 
 
 @njit(nogil=True, cache=True)
-def _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, dow, d):
+def _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, dow, d, ext, j, i):
+    """Add one contribution ``dow`` of input pixel ``(i, j)`` (value ``d``) to output ``(ly, lx)``.
+
+    ``ext = (num2, data2, iscale2, dq, dqo, direct)``:
+
+    * sums (``direct`` False; float64 ``num``/``den``/``num2``): ``num += dow d``,
+      ``den += dow``, ``num2[k] += dow**2 data2[k] iscale2``, ``dqo |= dq``;
+    * ``direct`` (float32 ``num``/``den``/``num2`` are the running outputs ``out_img``/``out_wht``
+      /``out_img2``): the C code's running weighted mean, contribution by contribution, with
+      ``dow`` in single precision: the first contributor (``wht == 0``) sets ``out = d``,
+      ``out2 = d2`` and ``outdq = dq``; later ones give ``out = (out wht + d dow) / (wht + dow)``,
+      ``out2 = (out2 wht**2 + d2 dow**2) / (wht + dow)**2``, ``outdq |= dq``.
+
+    ``num2`` has one plane per ``data2`` plane (none: shape ``(0, 1, 1)``); ``dqo`` is a 0x0 array
+    when no DQ is propagated. The context bit is set where ``dow > 0``.
+    """
+    num2, data2, iscale2, dq, dqo, direct = ext
+    if direct:
+        dowf = np.float32(dow)
+        if dowf == 0.0:
+            return
+        vc = den[ly, lx]
+        tot = vc + dowf
+        first = vc == 0.0
+        if first:
+            num[ly, lx] = d
+        else:
+            num[ly, lx] = (float(num[ly, lx] * vc) + float(np.float32(d) * dowf)) / float(tot)
+        den[ly, lx] = tot
+        for k in range(num2.shape[0]):
+            d2 = data2[k, j, i] * iscale2
+            if first:
+                num2[k, ly, lx] = d2
+            else:
+                num2[k, ly, lx] = (
+                    float(num2[k, ly, lx]) * float(vc) * float(vc) + d2 * float(dowf) * float(dowf)
+                ) / (float(tot) * float(tot))
+        if dqo.shape[0] > 0:
+            if first:
+                dqo[ly, lx] = dq[j, i]
+            else:
+                dqo[ly, lx] |= dq[j, i]
+        if use_ctx and dowf > 0.0:
+            ctx[ly, lx] |= ctxmask
+        return
     num[ly, lx] += dow * d
     den[ly, lx] += dow
+    for k in range(num2.shape[0]):
+        num2[k, ly, lx] += dow * dow * (data2[k, j, i] * iscale2)
+    if dqo.shape[0] > 0:
+        dqo[ly, lx] |= dq[j, i]
     if use_ctx and dow > 0.0:
         ctx[ly, lx] |= ctxmask
 
@@ -197,7 +245,7 @@ def _col_interp(row, i, h, nx, c):
 
 @njit(nogil=True, cache=True)
 def drizzle_square(
-    data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, pixfrac, iscale
+    data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, pixfrac, iscale, ext
 ):
     """Square kernel: exact overlap of the pixfrac-shrunk quadrilateral with output pixels.
 
@@ -219,7 +267,8 @@ def drizzle_square(
     qy = np.empty(4)
     # scratch for the per-pixel overlap computation (grown on demand)
     maxc = 8
-    buf = np.zeros((maxc, maxc))
+    part = np.zeros((maxc, maxc))
+    full = np.zeros((maxc, maxc))
     colbase = np.empty(maxc, np.int64)
     coltop = np.empty(maxc, np.int64)
     ns = _nstrips(i0, i1, sx)
@@ -268,19 +317,20 @@ def drizzle_square(
                 nrow = r1 - r0 + 1
                 if ncol > maxc or nrow > maxc:
                     maxc = max(ncol, nrow) + 2
-                    buf = np.zeros((maxc, maxc))
+                    part = np.zeros((maxc, maxc))
+                    full = np.zeros((maxc, maxc))
                     colbase = np.empty(maxc, np.int64)
                     coltop = np.empty(maxc, np.int64)
                 for c in range(ncol):
                     colbase[c] = nrow
                     coltop[c] = -1
                     for r in range(nrow):
-                        buf[c, r] = 0.0
-                # one pass: split the 4 directed edges into per-column segments and add the
-                # area under each segment, clamped to every row from the bottom of the bbox up to
-                # the segment's top. Rows below the lowest point of the quad in a column
-                # (colbase) get full widths that cancel mathematically; they are ignored below,
-                # so that their rounding residue never becomes a spurious contribution.
+                        part[c, r] = 0.0
+                        full[c, r] = 0.0
+                # Green's theorem per output column: split the 4 directed edges at the column
+                # and row lines into pieces lying in one cell each; a piece adds its signed area
+                # above the cell's bottom to that cell (part) and its signed width to every cell
+                # below it in the column (full, summed from the top down afterwards).
                 for k in range(4):
                     xa = qx[k]
                     ya = qy[k]
@@ -295,51 +345,90 @@ def drizzle_square(
                         sgn = -1.0
                         xl, yl, xr, yr = xb, yb, xa, ya
                     slope = (yr - yl) / (xr - xl)
-                    for gc in range(_cell(xl), _cell(xr) + 1):
-                        u0 = gc - 0.5
-                        u1 = gc + 0.5
+                    gl = _cell(xl)
+                    gr = _cell(xr)
+                    for gc in range(gl, gr + 1):
+                        u0 = xl
                         ya_ = yl
-                        yb_ = yr
-                        if u0 > xl:
+                        if gc > gl:
+                            u0 = gc - 0.5
                             ya_ = yl + slope * (u0 - xl)
-                        else:
-                            u0 = xl
-                        if u1 < xr:
+                        u1 = xr
+                        yb_ = yr
+                        if gc < gr:
+                            u1 = gc + 0.5
                             yb_ = yl + slope * (u1 - xl)
-                        else:
-                            u1 = xr
                         if u1 <= u0:
                             continue
                         c = gc - c0
-                        width = u1 - u0
-                        ylo = min(ya_, yb_)
-                        rlo = _cell(ylo) - r0
-                        rhi = _cell(max(ya_, yb_)) - r0
+                        ra = _cell(ya_)
+                        rb = _cell(yb_)
+                        if ra == rb:
+                            r = ra - r0
+                            wd = sgn * (u1 - u0)
+                            part[c, r] += wd * (0.5 * (ya_ + yb_) - (ra - 0.5))
+                            full[c, r] += wd
+                            rlo = r
+                            rhi = r
+                        else:
+                            # crosses row lines: walk from (u0, ya_) to (u1, yb_) row by row
+                            step = 1 if rb > ra else -1
+                            px = u0
+                            py = ya_
+                            rr = ra
+                            while True:
+                                if rr == rb:
+                                    qxe = u1
+                                    qye = yb_
+                                else:
+                                    qye = rr + 0.5 * step
+                                    qxe = u0 + (qye - ya_) / slope
+                                    if qxe > u1:
+                                        qxe = u1
+                                    if qxe < px:
+                                        qxe = px
+                                r = rr - r0
+                                wd = sgn * (qxe - px)
+                                part[c, r] += wd * (0.5 * (py + qye) - (rr - 0.5))
+                                full[c, r] += wd
+                                if rr == rb:
+                                    break
+                                px = qxe
+                                py = qye
+                                rr += step
+                            rlo = min(ra, rb) - r0
+                            rhi = max(ra, rb) - r0
                         if rlo < colbase[c]:
                             colbase[c] = rlo
                         if rhi > coltop[c]:
                             coltop[c] = rhi
-                        for r in range(rhi + 1):
-                            yb0 = (r + r0) - 0.5
-                            buf[c, r] += sgn * _clamped_integral(ya_ - yb0, yb_ - yb0, width)
-                # scatter: overlap_signed = -buf (Green), dow = w * overlap / jaco
+                # scatter: overlap_signed = -(part + widths of the pieces above), dow = w *
+                # overlap / jaco. Only the rows the quad occupies in a column are visited: the
+                # widths below its lowest point cancel mathematically (their rounding residue
+                # must not become a contribution).
                 d = data[j, i] * iscale
                 fac = -w / jaco
                 for c in range(ncol):
                     lx = c0 + c - ox
                     if lx < 0 or lx >= tw:
                         continue
-                    for r in range(colbase[c], coltop[c] + 1):
+                    acc = 0.0
+                    for r in range(coltop[c], colbase[c] - 1, -1):
+                        a = part[c, r] + acc
+                        acc += full[c, r]
                         ly = r0 + r - oy
                         if ly < 0 or ly >= th:
                             continue
-                        a = buf[c, r]
                         if a != 0.0:
-                            _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, a * fac, d)
+                            _accumulate(
+                                num, den, ctx, use_ctx, ctxmask, ly, lx, a * fac, d, ext, j, i
+                            )
 
 
 @njit(nogil=True, cache=True)
-def drizzle_point(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, iscale):
+def drizzle_point(
+    data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, iscale, ext
+):
     """Point kernel: all of the pixel's weight goes to the output pixel holding its centre."""
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
@@ -359,7 +448,20 @@ def drizzle_point(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, 
                 ly = _round_away(y) - oy
                 if lx < 0 or lx >= tw or ly < 0 or ly >= th:
                     continue
-                _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, float(w), data[j, i] * iscale)
+                _accumulate(
+                    num,
+                    den,
+                    ctx,
+                    use_ctx,
+                    ctxmask,
+                    ly,
+                    lx,
+                    float(w),
+                    data[j, i] * iscale,
+                    ext,
+                    j,
+                    i,
+                )
 
 
 @njit(nogil=True, cache=True)
@@ -381,6 +483,7 @@ def drizzle_turbo(
     pixfrac,
     iscale,
     pscale,
+    ext,
 ):
     """Turbo kernel: axis-aligned box of half-width ``pixfrac / (2 s)`` around the mapped centre."""
     th, tw = num.shape
@@ -420,7 +523,18 @@ def drizzle_turbo(
                         if oxv <= 0.0:
                             continue
                         _accumulate(
-                            num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, oxv * oyv * wac, d
+                            num,
+                            den,
+                            ctx,
+                            use_ctx,
+                            ctxmask,
+                            jj - oy,
+                            ii - ox,
+                            oxv * oyv * wac,
+                            d,
+                            ext,
+                            j,
+                            i,
                         )
 
 
@@ -443,6 +557,7 @@ def drizzle_gaussian(
     pixfrac,
     iscale,
     pscale,
+    ext,
 ):
     """Gaussian kernel: unit-integral Gaussian of FWHM ``pixfrac`` input pixels (C cut-off box)."""
     th, tw = num.shape
@@ -475,7 +590,9 @@ def drizzle_gaussian(
                         ddx = x - ii
                         dow = es * math.exp(-(ddx * ddx + ddy * ddy) * efac) * w
                         if dow != 0.0:
-                            _accumulate(num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, dow, d)
+                            _accumulate(
+                                num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, dow, d, ext, j, i
+                            )
 
 
 @njit(nogil=True, cache=True)
@@ -512,6 +629,7 @@ def drizzle_lanczos(
     lut,
     order,
     normalize,
+    ext,
 ):
     """Lanczos kernel of the given order, weights from the 0.003-step LUT.
 
@@ -576,7 +694,18 @@ def drizzle_lanczos(
                         if vx == 0.0:
                             continue
                         _accumulate(
-                            num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, vx * vy * ws, d
+                            num,
+                            den,
+                            ctx,
+                            use_ctx,
+                            ctxmask,
+                            jj - oy,
+                            ii - ox,
+                            vx * vy * ws,
+                            d,
+                            ext,
+                            j,
+                            i,
                         )
 
 
