@@ -101,24 +101,28 @@ def _clamped_integral(h0, h1, w):
 
 
 @njit(nogil=True, cache=True)
-def _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, dow, d, ext, j, i):
+def _accumulate(
+    num, den, ctx, use_ctx, ctxmask, ly, lx, dow, d, num2, data2, iscale2, dq, dqo, direct, j, i
+):
     """Add one contribution ``dow`` of input pixel ``(i, j)`` (value ``d``) to output ``(ly, lx)``.
 
-    ``ext = (num2, data2, iscale2, dq, dqo, direct)``:
+    The kernels take ``ext = (num2, data2, iscale2, dq, dqo, direct)`` and unpack it once. The
+    optional parts are None when unused: numba compiles this function per argument types and
+    prunes the ``is None`` branches, so the unused paths cost nothing in the inner loop.
 
-    * sums (``direct`` False; float64 ``num``/``den``/``num2``): ``num += dow d``,
-      ``den += dow``, ``num2[k] += dow**2 data2[k] iscale2``, ``dqo |= dq``;
-    * ``direct`` (float32 ``num``/``den``/``num2`` are the running outputs ``out_img``/``out_wht``
-      /``out_img2``): the C code's running weighted mean, contribution by contribution, with
-      ``dow`` in single precision: the first contributor (``wht == 0``) sets ``out = d``,
-      ``out2 = d2`` and ``outdq = dq``; later ones give ``out = (out wht + d dow) / (wht + dow)``,
-      ``out2 = (out2 wht**2 + d2 dow**2) / (wht + dow)**2``, ``outdq |= dq``.
+    * ``direct`` None (sums; float64 ``num``/``den``/``num2``): ``num += dow d``, ``den += dow``,
+      ``num2[k] += dow**2 data2[k] iscale2``, ``dqo |= dq``;
+    * ``direct`` not None (``num``/``den``/``num2`` are the float32 running outputs
+      ``out_img``/``out_wht``/``out_img2``): the C code's running weighted mean, contribution by
+      contribution, with ``dow`` in single precision: the first contributor (``wht == 0``) sets
+      ``out = d``, ``out2 = d2`` and ``outdq = dq``; later ones give
+      ``out = (out wht + d dow) / (wht + dow)``, ``out2 = (out2 wht**2 + d2 dow**2) /
+      (wht + dow)**2``, ``outdq |= dq``.
 
-    ``num2`` has one plane per ``data2`` plane (none: shape ``(0, 1, 1)``); ``dqo`` is a 0x0 array
-    when no DQ is propagated. The context bit is set where ``dow > 0``.
+    ``num2``/``data2`` have one plane per ``data2`` array. The context bit is set where
+    ``dow > 0``.
     """
-    num2, data2, iscale2, dq, dqo, direct = ext
-    if direct:
+    if direct is not None:
         dowf = np.float32(dow)
         if dowf == 0.0:
             return
@@ -130,30 +134,33 @@ def _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, dow, d, ext, j, i):
         else:
             num[ly, lx] = (float(num[ly, lx] * vc) + float(np.float32(d) * dowf)) / float(tot)
         den[ly, lx] = tot
-        for k in range(num2.shape[0]):
-            d2 = data2[k, j, i] * iscale2
-            if first:
-                num2[k, ly, lx] = d2
-            else:
-                num2[k, ly, lx] = (
-                    float(num2[k, ly, lx]) * float(vc) * float(vc) + d2 * float(dowf) * float(dowf)
-                ) / (float(tot) * float(tot))
-        if dqo.shape[0] > 0:
+        if num2 is not None:
+            for k in range(num2.shape[0]):
+                d2 = data2[k, j, i] * iscale2
+                if first:
+                    num2[k, ly, lx] = d2
+                else:
+                    num2[k, ly, lx] = (
+                        float(num2[k, ly, lx]) * float(vc) * float(vc)
+                        + d2 * float(dowf) * float(dowf)
+                    ) / (float(tot) * float(tot))
+        if dqo is not None:
             if first:
                 dqo[ly, lx] = dq[j, i]
             else:
                 dqo[ly, lx] |= dq[j, i]
         if use_ctx and dowf > 0.0:
             ctx[ly, lx] |= ctxmask
-        return
-    num[ly, lx] += dow * d
-    den[ly, lx] += dow
-    for k in range(num2.shape[0]):
-        num2[k, ly, lx] += dow * dow * (data2[k, j, i] * iscale2)
-    if dqo.shape[0] > 0:
-        dqo[ly, lx] |= dq[j, i]
-    if use_ctx and dow > 0.0:
-        ctx[ly, lx] |= ctxmask
+    else:
+        num[ly, lx] += dow * d
+        den[ly, lx] += dow
+        if num2 is not None:
+            for k in range(num2.shape[0]):
+                num2[k, ly, lx] += dow * dow * (data2[k, j, i] * iscale2)
+        if dqo is not None:
+            dqo[ly, lx] |= dq[j, i]
+        if use_ctx and dow > 0.0:
+            ctx[ly, lx] |= ctxmask
 
 
 @njit(nogil=True, cache=True)
@@ -260,6 +267,7 @@ def drizzle_square(
     ny, nx = data.shape
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
+    num2, data2, iscale2, dq, dqo, direct = ext
     h = 0.5 * pixfrac
     lo = np.empty((nx, 2))
     hi = np.empty((nx, 2))
@@ -421,7 +429,23 @@ def drizzle_square(
                             continue
                         if a != 0.0:
                             _accumulate(
-                                num, den, ctx, use_ctx, ctxmask, ly, lx, a * fac, d, ext, j, i
+                                num,
+                                den,
+                                ctx,
+                                use_ctx,
+                                ctxmask,
+                                ly,
+                                lx,
+                                a * fac,
+                                d,
+                                num2,
+                                data2,
+                                iscale2,
+                                dq,
+                                dqo,
+                                direct,
+                                j,
+                                i,
                             )
 
 
@@ -432,6 +456,7 @@ def drizzle_point(
     """Point kernel: all of the pixel's weight goes to the output pixel holding its centre."""
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
+    num2, data2, iscale2, dq, dqo, direct = ext
     ns = _nstrips(i0, i1, sx)
     for strip in range(ns):
         s0, s1 = _strip(i0, i1, sx, strip)
@@ -458,7 +483,12 @@ def drizzle_point(
                     lx,
                     float(w),
                     data[j, i] * iscale,
-                    ext,
+                    num2,
+                    data2,
+                    iscale2,
+                    dq,
+                    dqo,
+                    direct,
                     j,
                     i,
                 )
@@ -488,6 +518,7 @@ def drizzle_turbo(
     """Turbo kernel: axis-aligned box of half-width ``pixfrac / (2 s)`` around the mapped centre."""
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
+    num2, data2, iscale2, dq, dqo, direct = ext
     pfo = 0.5 * pixfrac / pscale
     ac = (pscale * pscale) / (pixfrac * pixfrac)
     ns = _nstrips(i0, i1, sx)
@@ -532,7 +563,12 @@ def drizzle_turbo(
                             ii - ox,
                             oxv * oyv * wac,
                             d,
-                            ext,
+                            num2,
+                            data2,
+                            iscale2,
+                            dq,
+                            dqo,
+                            direct,
                             j,
                             i,
                         )
@@ -562,6 +598,7 @@ def drizzle_gaussian(
     """Gaussian kernel: unit-integral Gaussian of FWHM ``pixfrac`` input pixels (C cut-off box)."""
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
+    num2, data2, iscale2, dq, dqo, direct = ext
     pfo = max(2.5 * pixfrac / 2.3548 / pscale, 1.2 / pscale)
     efac = 2.3548 * 2.3548 * pscale * pscale / (2.0 * pixfrac * pixfrac)
     es = efac / math.pi
@@ -591,7 +628,23 @@ def drizzle_gaussian(
                         dow = es * math.exp(-(ddx * ddx + ddy * ddy) * efac) * w
                         if dow != 0.0:
                             _accumulate(
-                                num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, dow, d, ext, j, i
+                                num,
+                                den,
+                                ctx,
+                                use_ctx,
+                                ctxmask,
+                                jj - oy,
+                                ii - ox,
+                                dow,
+                                d,
+                                num2,
+                                data2,
+                                iscale2,
+                                dq,
+                                dqo,
+                                direct,
+                                j,
+                                i,
                             )
 
 
@@ -639,6 +692,7 @@ def drizzle_lanczos(
     """
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
+    num2, data2, iscale2, dq, dqo, direct = ext
     # the C code keeps the scale ratio in single precision; using the same value makes the LUT
     # indices (rounded) identical to C's
     pscale = np.float64(np.float32(pscale))
@@ -703,7 +757,12 @@ def drizzle_lanczos(
                             ii - ox,
                             vx * vy * ws,
                             d,
-                            ext,
+                            num2,
+                            data2,
+                            iscale2,
+                            dq,
+                            dqo,
+                            direct,
                             j,
                             i,
                         )

@@ -594,11 +594,9 @@ class Drizzle:
                     d2 = np.stack([np.asarray(data2[k], dtype=np.float32) for k in sel])
                     out2 = np.stack([self._out_img2[k] for k in sel])
                 else:
-                    d2 = np.zeros((0, 1, 1), np.float32)
-                    out2 = np.zeros((0, 1, 1), np.float32)
+                    d2 = out2 = None
                 if dq is None:
-                    dqi = np.zeros((1, 1), np.uint32)
-                    dqo = np.zeros((0, 0), np.uint32)
+                    dqi = dqo = None
                 else:
                     dqi = np.ascontiguousarray(dq, dtype=np.uint32)
                     dqo = self._out_dq

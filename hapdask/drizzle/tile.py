@@ -220,7 +220,7 @@ def add_to_tile(
         float(iscale),
         float(pixel_scale_ratio),
         bool(lanczos_normalize),
-        (n2, d2, float(iscale) ** 2, dqi, dqo, False),
+        (n2, d2, float(iscale) ** 2, dqi, dqo, None),
     )
 
 
@@ -233,8 +233,7 @@ def _check_var_dq(data2, num2, dq, out_dq, in_shape, acc_shape, acc_dtype):
     if (data2 is None) != (num2 is None):
         raise ValueError("data2 and num2 must be given together (or neither)")
     if data2 is None:
-        d2 = np.zeros((0, 1, 1), np.float32)
-        n2 = np.zeros((0, 1, 1), acc_dtype)
+        d2 = n2 = None
     else:
         d2 = np.asarray(data2, dtype=np.float32)
         if d2.ndim == 2:
@@ -255,8 +254,7 @@ def _check_var_dq(data2, num2, dq, out_dq, in_shape, acc_shape, acc_dtype):
     if (dq is None) != (out_dq is None):
         raise ValueError("dq and out_dq must be given together (or neither)")
     if dq is None:
-        dqi = np.zeros((1, 1), np.uint32)
-        dqo = np.zeros((0, 0), np.uint32)
+        dqi = dqo = None
     else:
         dq = np.asarray(dq)
         if dq.dtype.kind not in "iu" or dq.dtype.itemsize > 4:
