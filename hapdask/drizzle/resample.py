@@ -409,7 +409,7 @@ class Drizzle:
             0-based output ``(x, y)`` of every input pixel centre; NaN for pixels to ignore.
         data2 : (ny, nx) array or list of them (items may be None), optional
             Variance-like image(s) resampled with squared weights into ``out_img2`` (one output
-            per item; a None item leaves its output untouched): ``out_img2 = sum(w**2 d2) /
+            per item; a None item counts as zeros, as in drizzle C): ``out_img2 = sum(w**2 d2) /
             sum(w)**2``, ``d2`` multiplied by ``iscale**2`` (divided by ``exptime**2`` for
             counts). Once used, every call needs the same number of items (as drizzle C).
         dq : (ny, nx) unsigned integer array (<= 32 bits), optional
@@ -553,8 +553,11 @@ class Drizzle:
         octx = self._out_ctx[plane] if plane is not None else np.zeros((0, 0), np.int32)
         bit = 0 if plane is None else ctx_id % CTX_PLANE_BITS
         ctxmask = np.array([1 << bit], dtype=np.uint32).view(np.int32)[0]
-        # variance planes to update: the data2 arrays that are not None
-        sel = [] if data2 is None else [k for k, d2 in enumerate(data2) if d2 is not None]
+        # every out_img2 plane takes part; a None data2 item contributes zeros (its weights
+        # still enter the running mean), as in drizzle C 3.0
+        sel = [] if data2 is None else list(range(len(data2)))
+        if data2 is not None:
+            data2 = [np.zeros(data.shape, np.float32) if d2 is None else d2 for d2 in data2]
         for k in sel:
             img = self._out_img2[k]
             if not (img.flags.c_contiguous and img.flags.writeable):
