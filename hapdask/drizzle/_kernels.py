@@ -106,7 +106,8 @@ def _accumulate(
 ):
     """Add one contribution ``dow`` of input pixel ``(i, j)`` (value ``d``) to output ``(ly, lx)``.
 
-    The kernels take ``ext = (num2, data2, iscale2, dq, dqo, direct)`` and unpack it once. The
+    The kernels take ``ext = (num2, data2, iscale2, dq, dqo, direct, stats)`` and unpack it once
+    (``stats``: None, or int64 ``[nmiss, row flags...]`` filled by :func:`_miss`/:func:`_hit`). The
     optional parts are None when unused: numba compiles this function per argument types and
     prunes the ``is None`` branches, so the unused paths cost nothing in the inner loop.
 
@@ -161,6 +162,20 @@ def _accumulate(
             dqo[ly, lx] |= dq[j, i]
         if use_ctx and dow > 0.0:
             ctx[ly, lx] |= ctxmask
+
+
+@njit(nogil=True, cache=True)
+def _miss(stats):
+    """Count an input pixel that contributes nothing (``stats[0]``; ``stats`` None: no counts)."""
+    if stats is not None:
+        stats[0] += 1
+
+
+@njit(nogil=True, cache=True)
+def _hit(stats, row):
+    """Flag input row ``row`` (relative to the box) as having a pixel on the output."""
+    if stats is not None:
+        stats[1 + row] = 1
 
 
 @njit(nogil=True, cache=True)
@@ -267,7 +282,7 @@ def drizzle_square(
     ny, nx = data.shape
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
-    num2, data2, iscale2, dq, dqo, direct = ext
+    num2, data2, iscale2, dq, dqo, direct, stats = ext
     h = 0.5 * pixfrac
     lo = np.empty((nx, 2))
     hi = np.empty((nx, 2))
@@ -289,6 +304,7 @@ def drizzle_square(
             for i in range(s0, s1):
                 w = weight[j, i]
                 if w == 0.0:
+                    _miss(stats)
                     continue
                 # corners: (-h,-h), (+h,-h), (+h,+h), (-h,+h) in input pixel offsets
                 ax, bx = _col_interp(lo, i, h, nx, 0)
@@ -305,8 +321,10 @@ def drizzle_square(
                 qy[3] = cy
                 if not (math.isfinite(ax + bx + cx + dx) and math.isfinite(ay + by + cy + dy)):
                     if not _valid(pixmap, j, i):
+                        _miss(stats)
                         continue
                     if not _affine_corners(pixmap, j, i, h, qx, qy):
+                        _miss(stats)
                         continue
                 xmin = min(min(qx[0], qx[1]), min(qx[2], qx[3]))
                 xmax = max(max(qx[0], qx[1]), max(qx[2], qx[3]))
@@ -317,10 +335,13 @@ def drizzle_square(
                 r0 = _cell(ymin)
                 r1 = _cell(ymax)
                 if c1 < ox or c0 >= ox + tw or r1 < oy or r0 >= oy + th:
+                    _miss(stats)
                     continue
                 jaco = 0.5 * ((qx[0] - qx[2]) * (qy[1] - qy[3]) - (qx[1] - qx[3]) * (qy[0] - qy[2]))
                 if not (jaco != 0.0 and math.isfinite(jaco)):
+                    _miss(stats)
                     continue
+                _hit(stats, j - j0)
                 ncol = c1 - c0 + 1
                 nrow = r1 - r0 + 1
                 if ncol > maxc or nrow > maxc:
@@ -329,12 +350,10 @@ def drizzle_square(
                     full = np.zeros((maxc, maxc))
                     colbase = np.empty(maxc, np.int64)
                     coltop = np.empty(maxc, np.int64)
+                # part/full are all zero here: the scatter below clears what the pieces wrote
                 for c in range(ncol):
                     colbase[c] = nrow
                     coltop[c] = -1
-                    for r in range(nrow):
-                        part[c, r] = 0.0
-                        full[c, r] = 0.0
                 # Green's theorem per output column: split the 4 directed edges at the column
                 # and row lines into pieces lying in one cell each; a piece adds its signed area
                 # above the cell's bottom to that cell (part) and its signed width to every cell
@@ -418,16 +437,15 @@ def drizzle_square(
                 fac = -w / jaco
                 for c in range(ncol):
                     lx = c0 + c - ox
-                    if lx < 0 or lx >= tw:
-                        continue
+                    inx = lx >= 0 and lx < tw
                     acc = 0.0
                     for r in range(coltop[c], colbase[c] - 1, -1):
                         a = part[c, r] + acc
                         acc += full[c, r]
+                        part[c, r] = 0.0
+                        full[c, r] = 0.0
                         ly = r0 + r - oy
-                        if ly < 0 or ly >= th:
-                            continue
-                        if a != 0.0:
+                        if inx and ly >= 0 and ly < th and a != 0.0:
                             _accumulate(
                                 num,
                                 den,
@@ -456,7 +474,7 @@ def drizzle_point(
     """Point kernel: all of the pixel's weight goes to the output pixel holding its centre."""
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
-    num2, data2, iscale2, dq, dqo, direct = ext
+    num2, data2, iscale2, dq, dqo, direct, stats = ext
     ns = _nstrips(i0, i1, sx)
     for strip in range(ns):
         s0, s1 = _strip(i0, i1, sx, strip)
@@ -464,15 +482,19 @@ def drizzle_point(
             for i in range(s0, s1):
                 w = weight[j, i]
                 if w == 0.0:
+                    _miss(stats)
                     continue
                 x = pixmap[j, i, 0]
                 y = pixmap[j, i, 1]
                 if not (math.isfinite(x) and math.isfinite(y)):
+                    _miss(stats)
                     continue
                 lx = _round_away(x) - ox
                 ly = _round_away(y) - oy
                 if lx < 0 or lx >= tw or ly < 0 or ly >= th:
+                    _miss(stats)
                     continue
+                _hit(stats, j - j0)
                 _accumulate(
                     num,
                     den,
@@ -518,7 +540,7 @@ def drizzle_turbo(
     """Turbo kernel: axis-aligned box of half-width ``pixfrac / (2 s)`` around the mapped centre."""
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
-    num2, data2, iscale2, dq, dqo, direct = ext
+    num2, data2, iscale2, dq, dqo, direct, stats = ext
     pfo = 0.5 * pixfrac / pscale
     ac = (pscale * pscale) / (pixfrac * pixfrac)
     ns = _nstrips(i0, i1, sx)
@@ -528,10 +550,12 @@ def drizzle_turbo(
             for i in range(s0, s1):
                 w = weight[j, i]
                 if w == 0.0:
+                    _miss(stats)
                     continue
                 x = pixmap[j, i, 0]
                 y = pixmap[j, i, 1]
                 if not (math.isfinite(x) and math.isfinite(y)):
+                    _miss(stats)
                     continue
                 xlo = x - pfo
                 xhi = x + pfo
@@ -542,7 +566,9 @@ def drizzle_turbo(
                 r0 = max(_cell(ylo), oy)
                 r1 = min(_cell(yhi), oy + th - 1)
                 if c0 > c1 or r0 > r1:
+                    _miss(stats)
                     continue
+                _hit(stats, j - j0)
                 d = data[j, i] * iscale
                 wac = w * ac
                 for jj in range(r0, r1 + 1):
@@ -598,7 +624,7 @@ def drizzle_gaussian(
     """Gaussian kernel: unit-integral Gaussian of FWHM ``pixfrac`` input pixels (C cut-off box)."""
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
-    num2, data2, iscale2, dq, dqo, direct = ext
+    num2, data2, iscale2, dq, dqo, direct, stats = ext
     pfo = max(2.5 * pixfrac / 2.3548 / pscale, 1.2 / pscale)
     efac = 2.3548 * 2.3548 * pscale * pscale / (2.0 * pixfrac * pixfrac)
     es = efac / math.pi
@@ -609,17 +635,21 @@ def drizzle_gaussian(
             for i in range(s0, s1):
                 w = weight[j, i]
                 if w == 0.0:
+                    _miss(stats)
                     continue
                 x = pixmap[j, i, 0]
                 y = pixmap[j, i, 1]
                 if not (math.isfinite(x) and math.isfinite(y)):
+                    _miss(stats)
                     continue
                 c0 = max(_round_away(x - pfo), ox)
                 c1 = min(_round_away(x + pfo), ox + tw - 1)
                 r0 = max(_round_away(y - pfo), oy)
                 r1 = min(_round_away(y + pfo), oy + th - 1)
                 if c0 > c1 or r0 > r1:
+                    _miss(stats)
                     continue
+                _hit(stats, j - j0)
                 d = data[j, i] * iscale
                 for jj in range(r0, r1 + 1):
                     ddy = y - jj
@@ -692,7 +722,7 @@ def drizzle_lanczos(
     """
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
-    num2, data2, iscale2, dq, dqo, direct = ext
+    num2, data2, iscale2, dq, dqo, direct, stats = ext
     # the C code keeps the scale ratio in single precision; using the same value makes the LUT
     # indices (rounded) identical to C's
     pscale = np.float64(np.float32(pscale))
@@ -709,16 +739,19 @@ def drizzle_lanczos(
             for i in range(s0, s1):
                 w = weight[j, i]
                 if w == 0.0:
+                    _miss(stats)
                     continue
                 x = pixmap[j, i, 0]
                 y = pixmap[j, i, 1]
                 if not (math.isfinite(x) and math.isfinite(y)):
+                    _miss(stats)
                     continue
                 c0 = int(math.floor(x - pfo)) + 1
                 c1 = int(math.floor(x + pfo))
                 r0 = int(math.floor(y - pfo)) + 1
                 r1 = int(math.floor(y + pfo))
                 if c1 < ox or c0 >= ox + tw or r1 < oy or r0 >= oy + th:
+                    _miss(stats)
                     continue
                 sumx = 0.0
                 for ii in range(c0, c1 + 1):
@@ -736,8 +769,10 @@ def drizzle_lanczos(
                 if normalize:
                     tot = sumx * sumy
                     if tot == 0.0:
+                        _miss(stats)
                         continue
                     ws = w / tot
+                _hit(stats, j - j0)
                 d = data[j, i] * iscale
                 for jj in range(max(r0, oy), min(r1, oy + th - 1) + 1):
                     vy = wy[jj - r0]

@@ -32,7 +32,6 @@ from hapdask.drizzle.tile import (
     _check_kernel_args,
     _reach_params,
     _run_kernel,
-    add_to_tile,
 )
 
 CTX_PLANE_BITS = 32
@@ -57,6 +56,15 @@ def _process_fillval(out_img, fillval) -> str:
     if out_img is None and fv == "INDEF":
         fv = "NaN"
     return fv
+
+
+def _window(ymn: float, ymx: float, xmn: float, xmx: float, oh: int, ow: int) -> tuple:
+    """Output slices holding a footprint extent (one pixel of margin), clipped to the output."""
+    wy0 = max(int(math.floor(ymn + 0.5)) - 1, 0)
+    wy1 = min(int(math.floor(ymx + 0.5)) + 2, oh)
+    wx0 = max(int(math.floor(xmn + 0.5)) - 1, 0)
+    wx1 = min(int(math.floor(xmx + 0.5)) + 2, ow)
+    return slice(wy0, wy1), slice(wx0, wx1)
 
 
 def estimate_pixel_scale_ratio(pixmap: np.ndarray) -> float:
@@ -151,9 +159,10 @@ class Drizzle:
       inverse, which sizes turbo/gaussian/lanczos kernels wrongly whenever the scales differ.
     * ``out_shape`` inferred from the pixmap (no output shape given at all) is ``(ny, nx)``; the C
       code returns it transposed.
-    * :meth:`Drizzle.add_image` returns ``(nmiss, nskip)`` defined as: input pixels of the box with
-      a NaN pixmap or whose footprint misses the output entirely, and rows of the box with no pixel
-      on the output (the C counts are unreliable, even negative).
+    * :meth:`Drizzle.add_image` returns ``(nmiss, nskip)`` defined as: input pixels of the box that
+      contribute nothing (zero weight, NaN pixmap, footprint off the output, degenerate square
+      footprint), and rows of the box with no contributing pixel (the C counts are unreliable,
+      even negative). The kernels count them as they go.
     """
 
     def __init__(
@@ -436,8 +445,8 @@ class Drizzle:
         Returns
         -------
         nmiss, nskip : int
-            Input pixels of the box that could not contribute (NaN pixmap or footprint off the
-            output) and rows of the box with no pixel on the output.
+            Input pixels of the box that contribute nothing (zero weight, NaN pixmap, footprint
+            off the output) and rows of the box with no contributing pixel.
         """
         if scale is not _DEPRECATED:
             warnings.warn(
@@ -584,54 +593,54 @@ class Drizzle:
             )
         else:
             # the C code's running mean, contribution by contribution, straight into the outputs
-            ymn, ymx, xmn, xmx, nmiss, nskip = K.footprint_extent(
-                pixmap, y0, y1 + 1, x0, x1 + 1, kind, radius, oh, ow
-            )
-            nmiss, nskip = int(nmiss), int(nskip)
+            lanczos = kernel.startswith("lanczos")
+            # the kernel counts: [pixels contributing nothing, flags of rows with a hit]
+            stats = np.zeros(y1 - y0 + 2, np.int64)
             window = None
-            if not math.isnan(ymn):
-                if len(sel) == 1:
-                    d2 = np.ascontiguousarray(data2[sel[0]], dtype=np.float32)[None]
-                    out2 = self._out_img2[sel[0]][None]
-                elif sel:
-                    d2 = np.stack([np.asarray(data2[k], dtype=np.float32) for k in sel])
-                    out2 = np.stack([self._out_img2[k] for k in sel])
-                else:
-                    d2 = out2 = None
-                if dq is None:
-                    dqi = dqo = None
-                else:
-                    dqi = np.ascontiguousarray(dq, dtype=np.uint32)
-                    dqo = self._out_dq
-                _run_kernel(
-                    kernel,
-                    data,
-                    weight,
-                    pixmap,
-                    (y0, y1 + 1, x0, x1 + 1),
-                    self._out_img,
-                    self._out_wht,
-                    octx,
-                    ctxmask,
-                    (0, 0),
-                    0,
-                    float(pixfrac),
-                    float(iscale),
-                    float(pixel_scale_ratio),
-                    True,
-                    (out2, d2, float(iscale) ** 2, dqi, dqo, True),
+            if lanczos:
+                # the window where a weight sum can return to exactly 0 (negative lobes) and
+                # then needs the fill value again
+                ymn, ymx, xmn, xmx, _, _ = K.footprint_extent(
+                    pixmap, y0, y1 + 1, x0, x1 + 1, kind, radius, oh, ow
                 )
-                if len(sel) > 1:
-                    for n, k in enumerate(sel):
-                        self._out_img2[k][...] = out2[n]
-                # a pixel whose weight sum returns to exactly 0 (possible with lanczos lobes)
-                # must get the fill value: only the touched window can hold one
-                wy0 = max(int(math.floor(ymn + 0.5)) - 1, 0)
-                wy1 = min(int(math.floor(ymx + 0.5)) + 2, oh)
-                wx0 = max(int(math.floor(xmn + 0.5)) - 1, 0)
-                wx1 = min(int(math.floor(xmx + 0.5)) + 2, ow)
-                if kernel.startswith("lanczos"):
-                    window = (slice(wy0, wy1), slice(wx0, wx1))
+                if not math.isnan(ymn):
+                    window = _window(ymn, ymx, xmn, xmx, oh, ow)
+            if len(sel) == 1:
+                d2 = np.ascontiguousarray(data2[sel[0]], dtype=np.float32)[None]
+                out2 = self._out_img2[sel[0]][None]
+            elif sel:
+                d2 = np.stack([np.asarray(data2[k], dtype=np.float32) for k in sel])
+                out2 = np.stack([self._out_img2[k] for k in sel])
+            else:
+                d2 = out2 = None
+            if dq is None:
+                dqi = dqo = None
+            else:
+                dqi = np.ascontiguousarray(dq, dtype=np.uint32)
+                dqo = self._out_dq
+            _run_kernel(
+                kernel,
+                data,
+                weight,
+                pixmap,
+                (y0, y1 + 1, x0, x1 + 1),
+                self._out_img,
+                self._out_wht,
+                octx,
+                ctxmask,
+                (0, 0),
+                0,
+                float(pixfrac),
+                float(iscale),
+                float(pixel_scale_ratio),
+                True,
+                (out2, d2, float(iscale) ** 2, dqi, dqo, True, stats),
+            )
+            if len(sel) > 1:
+                for n, k in enumerate(sel):
+                    self._out_img2[k][...] = out2[n]
+            nmiss = int(stats[0])
+            nskip = int(y1 - y0 + 1 - np.count_nonzero(stats[1:]))
         self._apply_fill(window)
         return nmiss, nskip
 
@@ -655,36 +664,36 @@ class Drizzle:
         divided once (negative lobes make the float32 running mean lose its digits)."""
         y0, y1, x0, x1 = box
         oh, ow = self._out_shape
-        ymn, ymx, xmn, xmx, nmiss, nskip = K.footprint_extent(
-            pixmap, y0, y1, x0, x1, kind, radius, oh, ow
-        )
-        nmiss, nskip = int(nmiss), int(nskip)
-        if math.isnan(ymn):
-            return nmiss, nskip, None
-        wy0 = max(int(math.floor(ymn + 0.5)) - 1, 0)
-        wy1 = min(int(math.floor(ymx + 0.5)) + 2, oh)
-        wx0 = max(int(math.floor(xmn + 0.5)) - 1, 0)
-        wx1 = min(int(math.floor(xmx + 0.5)) + 2, ow)
-        if wy1 <= wy0 or wx1 <= wx0:
-            return nmiss, nskip, None
+        stats = np.zeros(y1 - y0 + 1, np.int64)
+        ymn, ymx, xmn, xmx, _, _ = K.footprint_extent(pixmap, y0, y1, x0, x1, kind, radius, oh, ow)
+        window = None if math.isnan(ymn) else _window(ymn, ymx, xmn, xmx, oh, ow)
+        if window is None or window[0].stop <= window[0].start or window[1].stop <= window[1].start:
+            # nothing lands on the output: every pixel misses (NaN or off the output)
+            return (y1 - y0) * (x1 - x0), y1 - y0, None
+        wy0, wy1 = window[0].start, window[0].stop
+        wx0, wx1 = window[1].start, window[1].stop
         shape = (wy1 - wy0, wx1 - wx0)
         num = np.zeros(shape)
         den = np.zeros(shape)
-        ctx = np.zeros((1,) + shape, np.int32) if use_ctx else None
-        add_to_tile(
+        ctx = np.zeros(shape, np.int32) if use_ctx else np.zeros((0, 0), np.int32)
+        ctxmask = np.array([1 << bit], dtype=np.uint32).view(np.int32)[0]
+        _run_kernel(
+            kernel,
             data,
             weight,
             pixmap,
+            box,
             num,
             den,
             ctx,
-            origin=(wy0, wx0),
-            in_box=box,
-            kernel=kernel,
-            pixfrac=pixfrac,
-            iscale=iscale,
-            pixel_scale_ratio=pscale,
-            ctx_id=bit,
+            ctxmask,
+            (wy0, wx0),
+            0,
+            float(pixfrac),
+            float(iscale),
+            float(pscale),
+            True,
+            (None, None, 1.0, None, None, None, stats),
         )
         K.merge_and_clear(
             self._out_img,
@@ -692,12 +701,12 @@ class Drizzle:
             octx if use_ctx else np.zeros((1, 1), np.int32),
             num,
             den,
-            ctx[0] if use_ctx else np.zeros((1, 1), np.int32),
+            ctx if use_ctx else np.zeros((1, 1), np.int32),
             wy0,
             wx0,
             use_ctx,
         )
-        return nmiss, nskip, (slice(wy0, wy1), slice(wx0, wx1))
+        return int(stats[0]), int(y1 - y0 - np.count_nonzero(stats[1:])), window
 
     def _apply_fill(self, window) -> None:
         """Set ``out_img = fillval`` (``out_img2 = fillval2``) where ``out_wht == 0``.

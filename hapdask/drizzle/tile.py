@@ -220,7 +220,7 @@ def add_to_tile(
         float(iscale),
         float(pixel_scale_ratio),
         bool(lanczos_normalize),
-        (n2, d2, float(iscale) ** 2, dqi, dqo, None),
+        (n2, d2, float(iscale) ** 2, dqi, dqo, None, None),
     )
 
 

@@ -322,3 +322,25 @@ def test_add_image_equals_tile_sums(kernel):
     np.testing.assert_array_equal(ours.out_ctx, ctx)
     np.testing.assert_array_equal(ours.out_wht == 0, w == 0)
     np.testing.assert_array_equal(ours.out_img[w == 0], 0.0)
+
+
+@pytest.mark.parametrize("kernel", ["square", "point", "turbo", "gaussian", "lanczos3"])
+def test_miss_and_skip_counts(kernel):
+    """(nmiss, nskip) from the geometry: input pixels 10 output pixels apart; rows 0..4 and
+    columns 20..23 land entirely off the output (square footprints end exactly on its edges, the
+    other kernels reach < 4 pixels); NaN pixmap and zero-weight pixels contribute nothing."""
+    ny, nx = 20, 24
+    y, x = np.indices((ny, nx), dtype=np.float64)
+    # row 4 at y = -6, row 5 at y = 4 (square boundary at -1); column 19 at x = 195, column 20
+    # at x = 205 (square boundary at 200 = the output width)
+    pm = np.dstack([10.0 * x + 5.0, 10.0 * y - 46.0])
+    wht = np.ones((ny, nx), np.float32)
+    wht[10, 3] = 0.0  # zero weight
+    pm[12, 7] = np.nan  # NaN pixmap
+    d = Drizzle(kernel=kernel, out_shape=(200, 200))
+    nmiss, nskip = d.add_image(
+        np.ones((ny, nx), np.float32), exptime=1.0, pixmap=pm, weight_map=wht
+    )
+    off = 5 * nx + (ny - 5) * 4  # the 5 low rows and the 4 right columns
+    assert nskip == 5
+    assert nmiss == off + 2
