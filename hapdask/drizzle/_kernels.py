@@ -132,19 +132,29 @@ def _accumulate(
         first = vc == 0.0
         if first:
             num[ly, lx] = d
+        elif tot == 0.0:
+            # the weight sum cancelled (negative lanczos lobes): C divides by 0; the fill value
+            # replaces it afterwards unless it is INDEF
+            num[ly, lx] = np.nan
         else:
-            num[ly, lx] = (float(num[ly, lx] * vc) + float(np.float32(d) * dowf)) / float(tot)
+            num[ly, lx] = (
+                np.float64(num[ly, lx] * vc) + np.float64(np.float32(d) * dowf)
+            ) / np.float64(tot)
         den[ly, lx] = tot
         if num2 is not None:
             for k in range(num2.shape[0]):
                 d2 = data2[k, j, i] * iscale2
                 if first:
                     num2[k, ly, lx] = d2
+                elif tot == 0.0:
+                    num2[k, ly, lx] = np.nan
                 else:
-                    num2[k, ly, lx] = (
-                        float(num2[k, ly, lx]) * float(vc) * float(vc)
-                        + d2 * float(dowf) * float(dowf)
-                    ) / (float(tot) * float(tot))
+                    v64 = np.float64(vc)
+                    w64 = np.float64(dowf)
+                    t64 = np.float64(tot)
+                    num2[k, ly, lx] = (np.float64(num2[k, ly, lx]) * v64 * v64 + d2 * w64 * w64) / (
+                        t64 * t64
+                    )
         if dqo is not None:
             if first:
                 dqo[ly, lx] = dq[j, i]

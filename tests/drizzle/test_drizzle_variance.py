@@ -213,3 +213,17 @@ def test_tile_arguments_checked():
         )
     with pytest.raises(ValueError, match="out_dq must be C-contiguous, writeable and of the tile"):
         add_to_tile(data, wht, pm, num, den, None, dq=dq, out_dq=np.zeros((9, 9), np.uint32), **kw)
+
+
+def test_lanczos_variance_with_tiny_weights():
+    """lanczos weights at integer offsets are ~1e-17 (not 0): the squared running sums must be
+    formed in double precision (a float32 square underflows to 0; regression)."""
+    y, x = np.indices((5, 6), dtype=np.float64)
+    pm = np.dstack([x + 2, y + 2])
+    ones = np.ones((5, 6), np.float32)
+    d = Drizzle(kernel="lanczos3", out_shape=(10, 10), fillval=0, fillval2=0)
+    d.add_image(ones, exptime=1.0, pixmap=pm, data2=ones, dq=ones.astype(np.uint32))
+    hit = d.out_wht > 0.5
+    np.testing.assert_allclose(d.out_img[hit], 1.0, rtol=1e-5)
+    assert np.isfinite(d.out_img2[0]).all()
+    np.testing.assert_array_equal(d.out_dq[hit], 1)
