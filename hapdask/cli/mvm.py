@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hapdask.cli import CLIError
+from hapdask.cli import CLIError, printable
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", action="append", metavar="TEXT",
                    help="only the layers whose name contains TEXT (repeatable), e.g. f160w")
     p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    p.add_argument("--scheduler-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="give up connecting to --scheduler after this long (default 30)")
+    p.add_argument("--oversubscribe", action="store_true",
+                   help="allow more workers x threads than this machine has cores")
+    p.add_argument("--temp-dir", metavar="DIR",
+                   help="scratch space of a local cluster (default: under --output; removed)")
     p.set_defaults(func=run)
 
 
@@ -52,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not formats:
         raise CLIError(f"--format: unknown format(s) {', '.join(unknown) or '(none)'}; "
                        "use fits, zarr or fits,zarr")
+    from hapdask.mvm.run import check_parallelism, validate_arguments
+
+    validate_arguments(args.skycell, tile_size=args.tile_size, layers=args.layer,
+                       formats=formats)  # before any input is read
+    if not args.scheduler:
+        check_parallelism(args.workers, args.threads_per_worker, args.oversubscribe)
     if args.dry_run:
         inputs = args.input
         updates = None
@@ -67,17 +79,19 @@ def run(args: argparse.Namespace) -> int:
         verdicts = dict(zip(paths, get(g, keys), strict=True))
         p = mvm.plan(args.skycell, inputs, tile_size=args.tile_size, wcs_updates=updates,
                      context=not args.no_context, only=args.layer, verdicts=verdicts)
-        print(p.describe())
+        print("\n".join(printable(line) for line in p.describe().splitlines()))
         return 0 if p.layers else 65
     try:
         result = mvm.run(
             args.skycell, args.input, output=args.output, formats=formats,
             scheduler=args.scheduler, workers=args.workers,
             threads_per_worker=args.threads_per_worker, tile_size=args.tile_size,
-            context=not args.no_context, progress=True, log=_log, layers=args.layer)
+            context=not args.no_context, progress=True, log=_log, layers=args.layer,
+            scheduler_timeout=args.scheduler_timeout, oversubscribe=args.oversubscribe,
+            temp_dir=args.temp_dir)
     except (ValueError, OSError, KeyboardInterrupt, CLIError):
         raise
     except Exception as exc:  # a failed task: one line, not a traceback
         raise CLIError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
-    print(result.summary())
+    print("\n".join(printable(line) for line in result.summary().splitlines()))
     return 0

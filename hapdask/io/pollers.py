@@ -39,7 +39,7 @@ from collections.abc import Iterable, Sequence
 from astropy.io import fits
 from astropy.table import Table
 
-from hapdask.io._fits import is_url, normalize_path
+from hapdask.io._fits import check_regular_file, is_url, normalize_path
 from hapdask.io.filters import normalize_filter, raw_filters
 
 __all__ = ["POLLER_COLUMNS", "read_poller", "resolve_inputs"]
@@ -339,6 +339,9 @@ def _resolve_one(item: str | os.PathLike) -> list[str]:
         return sorted(found)
     if not os.path.exists(path):
         raise OSError(f"{path}: no such file or directory")
+    if _FITS_NAME_RE.search(path):
+        return [path]  # opened (or refused, when not a regular file) one by one later
+    check_regular_file(path)  # a FIFO would block the reads below
     if _looks_like_fits(path):
         return [path]
     table = read_poller(path)

@@ -1,0 +1,311 @@
+"""AstroDrizzle's clipped sky statistic of one chip (stsci.imagestats semantics).
+
+AstroDrizzle measures sky with ``stsci.imagestats.ImageStats`` (through skypac's ``SkyStats``):
+
+1. ``skyclip + 1`` passes over the pixels inside ``[lo, hi]`` (initially ``skylower`` /
+   ``skyupper``, or the data range), each giving ``npix``, ``mean``, ``stddev`` (``N - 1``
+   normalisation) and the min/max of those pixels; after every pass but the last the range
+   becomes ``[max(skylower, mean - skylsigma*stddev), min(skyupper, mean + skyusigma*stddev)]``;
+2. ``median``: the exact median (``numpy.median``) of the pixels inside the final range (all
+   pixels when ``skyclip == 0``); ``mean``: the last pass's mean;
+3. ``mode`` (AstroDrizzle's definition): a histogram of bin width ``skywidth * stddev`` from
+   the clipped minimum, ``nbins = int((max - min) / width) + 1`` bins of width
+   ``(max - min) / (nbins - 1)`` filled with every pixel in ``[min, min + nbins * width')``; the
+   peak bin is refined by parabolic interpolation of its two neighbours and placed with the
+   nominal width (ImageStats' quirk, kept: ``mode = min + (peak + 0.5 + (dh1 - dh2) /
+   (2 (dh1 + dh2))) * width``), special cases for one or two bins and edge peaks.
+
+ImageStats 1.8 starts the running min/max from the first pixel clamped to the range, so the
+histogram's lower edge can be the clip limit rather than the lowest pixel: reproduced (it moves
+``mode`` by a fraction of a bin). Values are float32 as in ImageStats (sums in float64). The
+passes are one numba kernel each; the median is exact (equal to :func:`numpy.median` of the
+final selection) from a counting pass over fine bins and a sort of the bins holding the middle.
+
+Units: statistics are in the chip's SCI units. To compare chips and exposures AstroDrizzle
+(skypac ``SkyLineMember.data2brightness``) converts a value to surface brightness by dividing
+by the nominal pixel area ``pscale**2`` (arcsec^2, ``IDCSCALE``) and, for count (not rate)
+data, by ``EXPTIME``: :func:`brightness_factor`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from hapdask.dqflags import good_pixel_mask
+
+__all__ = ["ClippedStats", "brightness_factor", "clipped_stats", "gather_spans",
+           "good_sky_pixels", "sky_statistic"]
+
+
+@dataclass(frozen=True)
+class ClippedStats:
+    """Result of :func:`clipped_stats`.
+
+    Attributes
+    ----------
+    npix : int
+        Pixels inside the final clipping range.
+    mean, stddev, min, max : float
+        Of the pixels inside the final range (float32 values as ImageStats).
+    lo, hi : float
+        The final clipping range.
+    median, mode : float or None
+        When requested.
+    nbins : int
+        Histogram bins used for ``mode`` (0 if not computed).
+    """
+
+    npix: int
+    mean: float
+    stddev: float
+    min: float
+    max: float
+    lo: float
+    hi: float
+    median: float | None = None
+    mode: float | None = None
+    nbins: int = 0
+
+
+@njit(nogil=True, cache=True)
+def _moments(v, lo, hi):  # pragma: no cover - numba
+    n = 0
+    s = 0.0
+    ss = 0.0
+    mn = hi
+    mx = lo
+    for i in range(v.size):
+        x = v[i]
+        if x >= lo and x <= hi:
+            n += 1
+            s += x
+            ss += np.float64(x) * np.float64(x)
+            if x < mn:
+                mn = x
+            if x > mx:
+                mx = x
+    return n, s, ss, mn, mx
+
+
+@njit(nogil=True, cache=True)
+def _histogram(v, nbins, vmin, vmax, inv_width):  # pragma: no cover - numba
+    h = np.zeros(nbins, np.int64)
+    for i in range(v.size):
+        x = v[i]
+        if x >= vmin and x < vmax:
+            k = int((x - vmin) * inv_width)  # float32 times the reciprocal: as imagestats 1.8
+            if k < 0:
+                k = 0
+            elif k >= nbins:
+                k = nbins - 1
+            h[k] += 1
+    return h
+
+
+@njit(nogil=True, cache=True)
+def _order_stats(v, lo, hi, n, r1, r2):  # pragma: no cover - numba
+    """The r1-th and r2-th smallest (0-based) of the n values of v inside [lo, hi]: exact, by
+    a counting pass over fine bins and a sort of only the bins holding those ranks."""
+    nb = 65536
+    flo = np.float64(lo)
+    width = (np.float64(hi) - flo) / nb
+    if not width > 0:
+        return lo, lo
+    h = np.zeros(nb, np.int64)
+    for i in range(v.size):
+        x = v[i]
+        if x >= lo and x <= hi:
+            k = int((np.float64(x) - flo) / width)
+            if k >= nb:
+                k = nb - 1
+            h[k] += 1
+    cum = 0
+    b1 = -1
+    b2 = -1
+    start = 0
+    for k in range(nb):
+        if b1 < 0 and r1 < cum + h[k]:
+            b1 = k
+            start = cum
+        if r2 < cum + h[k]:
+            b2 = k
+            break
+        cum += h[k]
+    m = 0
+    for k in range(b1, b2 + 1):
+        m += h[k]
+    buf = np.empty(m, v.dtype)
+    j = 0
+    for i in range(v.size):
+        x = v[i]
+        if x >= lo and x <= hi:
+            k = int((np.float64(x) - flo) / width)
+            if k >= nb:
+                k = nb - 1
+            if k >= b1 and k <= b2:
+                buf[j] = x
+                j += 1
+    buf.sort()
+    return buf[r1 - start], buf[r2 - start]
+
+
+@njit(nogil=True, cache=True)
+def gather_spans(sci, good, y0, xlo, xhi):  # pragma: no cover - numba
+    """Values of ``sci`` where ``good`` inside row spans (rows ``y0 + k``, columns
+    ``xlo[k]..xhi[k]`` inclusive), in row-major order (as a boolean-mask selection)."""
+    n = 0
+    for k in range(xlo.size):
+        y = y0 + k
+        for x in range(xlo[k], xhi[k] + 1):
+            if good[y, x]:
+                n += 1
+    out = np.empty(n, sci.dtype)
+    j = 0
+    for k in range(xlo.size):
+        y = y0 + k
+        for x in range(xlo[k], xhi[k] + 1):
+            if good[y, x]:
+                out[j] = sci[y, x]
+                j += 1
+    return out
+
+
+def _median(v: np.ndarray, lo: float, hi: float, n: int) -> float:
+    """``numpy.median`` of the n values of v inside [lo, hi] (float32 arithmetic as numpy)."""
+    a, b = _order_stats(v, np.float32(lo), np.float32(hi), n, (n - 1) // 2, n // 2)
+    return float((np.float32(a) + np.float32(b)) / np.float32(2))
+
+
+def _mode(v: np.ndarray, vmin: np.float32, vmax: np.float32, stddev: float,
+          binwidth: float) -> tuple[float, int]:
+    hwidth = binwidth * stddev
+    drange = float(vmax - vmin)
+    tiny = 10.0 * float(np.finfo(np.float32).eps)
+    if hwidth < tiny or abs(drange) < tiny or hwidth > drange:
+        nbins, dz = 1, drange
+    else:
+        nbins = int(drange / hwidth) + 1
+        dz = drange / (nbins - 1)
+    width = np.float32(dz)
+    h = _histogram(v, nbins, np.float32(vmin), np.float32(np.float32(vmin) + width * nbins),
+                   np.float32(np.float32(1.0) / width))
+    lo = float(vmin)
+    if nbins == 1:
+        return lo + 0.5 * hwidth, nbins
+    if nbins == 2:
+        if h[0] > h[1]:
+            return lo + 0.5 * hwidth, nbins
+        if h[0] < h[1]:
+            return lo + 1.5 * hwidth, nbins
+        return lo + hwidth, nbins
+    peak = int(np.argmax(h))
+    if peak == 0:
+        return lo + 0.5 * hwidth, nbins
+    if peak == nbins - 1:
+        return lo + (nbins - 0.5) * hwidth, nbins
+    dh1 = int(h[peak] - h[peak - 1])
+    dh2 = int(h[peak] - h[peak + 1])
+    if dh1 + dh2 == 0:
+        return lo + (peak + 0.5) * hwidth, nbins
+    pos = peak + 1 + 0.5 * (dh1 - dh2) / (dh1 + dh2)
+    return lo + (pos - 0.5) * hwidth, nbins
+
+
+def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
+                  lower: float | None = None, upper: float | None = None,
+                  binwidth: float = 0.1, median: bool = False, mode: bool = False
+                  ) -> ClippedStats:
+    """ImageStats' clipped statistics of a 1-D array of finite values (module docstring).
+
+    Raises
+    ------
+    ValueError
+        No value, or no value inside the range (as ImageStats: "Not enough data points").
+    """
+    v = np.ascontiguousarray(values, dtype=np.float32).ravel()
+    if v.size == 0:
+        raise ValueError("no pixel to compute statistics on")
+    vmin, vmax = float(v.min()), float(v.max())
+    lower = vmin if lower is None else float(lower)
+    upper = vmax if upper is None else float(upper)
+    if lower > vmax or upper < vmin:
+        raise ValueError(f"no pixel inside [{lower:g}, {upper:g}] (data range "
+                         f"[{vmin:g}, {vmax:g}])")
+    lo, hi = lower, upper
+    prev = None
+    for it in range(nclip + 1):
+        n, s, ss, mn, mx = _moments(v, np.float32(lo), np.float32(hi))
+        if n <= 0:
+            raise ValueError(f"no pixel left after clipping pass {it} "
+                             f"(range [{lo:g}, {hi:g}])")
+        mean = np.float32(s / n)
+        var = (ss - s * s / n) / (n - 1) if n > 1 else float("nan")
+        std = float(np.float32(math.sqrt(var))) if var >= 0 else 0.0
+        if prev == (mn, mx):
+            # the same pixels as the previous pass (the selected set is every value in
+            # [mn, mx]): identical statistics and limits, so the remaining passes change nothing
+            break
+        prev = (mn, mx)
+        if it < nclip:
+            lo = max(lower, float(mean) - lsig * std)
+            hi = min(upper, float(mean) + usig * std)
+    med = None
+    if median:  # ImageStats: median of the final range, of all values without clipping
+        med = _median(v, lo, hi, n) if nclip > 0 else _median(v, vmin, vmax, v.size)
+    # stsci.imagestats 1.8's computeMean starts its min/max from the first pixel clamped to
+    # the range, so the reported extremes (which place the mode histogram) include it: kept
+    v0 = v[0]
+    mn = min(max(v0, np.float32(lo)), mn)
+    mx = max(min(v0, np.float32(hi)), mx)
+    mo, nbins = (None, 0)
+    if mode:
+        mo, nbins = _mode(v, mn, mx, std, binwidth)
+    return ClippedStats(int(n), float(mean), std, float(mn), float(mx), float(lo), float(hi),
+                        med, mo, nbins)
+
+
+def sky_statistic(values: np.ndarray, params) -> tuple[float, int]:
+    """AstroDrizzle's sky value (``params.skystat``) and pixel count of 1-D finite values.
+
+    Parameters
+    ----------
+    values : ndarray
+        Good pixels in SCI units.
+    params : hapdask.sky.SkyParams
+
+    Raises
+    ------
+    ValueError
+        When there is nothing to measure (see :func:`clipped_stats`).
+    """
+    st = clipped_stats(values, nclip=params.skyclip, lsig=params.skylsigma,
+                       usig=params.skyusigma, lower=params.skylower, upper=params.skyupper,
+                       binwidth=params.skywidth, median=params.skystat == "median",
+                       mode=params.skystat == "mode")
+    value = {"median": st.median, "mode": st.mode, "mean": st.mean}[params.skystat]
+    return float(value), st.npix
+
+
+def brightness_factor(pscale: float, exptime: float, is_rate: bool) -> float:
+    """Factor turning a sky value in SCI units into AstroDrizzle's surface brightness.
+
+    ``1 / pscale**2`` (nominal pixel area, arcsec^2), divided by ``exptime`` for count data
+    (as skypac, an exposure time <= 0 is ignored).
+    """
+    f = 1.0 / (pscale * pscale)
+    if not is_rate and exptime > 0:
+        f /= exptime
+    return f
+
+
+def good_sky_pixels(sci: np.ndarray, dq: np.ndarray, bits: int | None,
+                    static: np.ndarray | None = None) -> np.ndarray:
+    """Mask of pixels usable for sky: DQ good per ``bits``, static mask, finite."""
+    good = good_pixel_mask(dq, bits) & np.isfinite(sci)
+    if static is not None:
+        good &= static
+    return good
