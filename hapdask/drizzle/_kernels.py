@@ -18,6 +18,14 @@ tiles (smaller) can afford.
 
 The context plane ``ctx`` is a 2-D int32 array (or a 0x0 array to disable it); ``ctxmask`` is the
 int32 bit to OR in where a contribution has ``dow > 0``.
+
+The last argument ``ext = (num2, data2, iscale2, dq, dqo, direct, stats)`` of every kernel holds
+the optional parts (each None when unused; see :func:`_accumulate`): variance (``data2``) and DQ
+propagation, ``direct`` mode (``num``/``den`` are then the float32 ``out_img``/``out_wht`` of
+``Drizzle``, updated with the C code's running mean contribution by contribution, so that no
+scratch accumulators and no merge pass are needed), and ``stats`` (miss and row-hit counts).
+numba compiles a kernel per argument types and prunes the ``is None`` branches, so the unused
+parts cost nothing in the inner loops.
 """
 
 from __future__ import annotations

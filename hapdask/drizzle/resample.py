@@ -157,6 +157,8 @@ class Drizzle:
     * ``pixel_scale_ratio=None`` is estimated as ``1 / sqrt|det J|`` of the pixmap (output pixel
       size over input pixel size, the documented meaning). The C code uses ``sqrt|det J|``, the
       inverse, which sizes turbo/gaussian/lanczos kernels wrongly whenever the scales differ.
+    * A running weight sum that cancels to exactly 0 (negative lanczos lobes, ``data2``/``dq``
+      given) leaves NaN, then the fill value; the C code divides by 0 there.
     * ``out_shape`` inferred from the pixmap (no output shape given at all) is ``(ny, nx)``; the C
       code returns it transposed.
     * :meth:`Drizzle.add_image` returns ``(nmiss, nskip)`` defined as: input pixels of the box that
