@@ -55,7 +55,7 @@ def write_headerlets(result, outdir: str | os.PathLike) -> list[Path]:
             hlet = headerlet.create_headerlet(
                 str(copy), hdrname=headerlet_name(e.path, wcsname), wcsname=wcsname,
                 catalog=e.catalog, nmatch=e.matches,
-                descrip=f"hapdask alignment ({e.method}, {e.geometry})")
+                descrip=f"hapdask alignment ({e.method}, {e.geometry})", logging=False)
             for k in ("RMS_RA", "RMS_DEC", "FIT_RMS"):
                 if k in FIT_KEYS and k in e.updates[0].header():
                     hlet[0].header[k] = e.updates[0].header()[k]

@@ -52,7 +52,7 @@ def test_cli_writes_updates_and_leaves_inputs(visit, aligned, tmp_path, capsys):
     shutil.copy(ir[0], target)
     root = ir[0].name.split("_")[0]
     headerlet.apply_headerlet_as_primary(str(target), str(out / f"{root}_flt_hlet.fits"),
-                                         attach=False, archive=False)
+                                         attach=False, archive=False, logging=False)
     with fits.open(target) as hdul:
         h = hdul["SCI", 1].header
         assert h["WCSNAME"] == ups[(root, 1)]["WCSNAME"]
