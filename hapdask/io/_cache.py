@@ -11,8 +11,9 @@ small per-process LRU cache:
 * it is bounded (:data:`FITS_CACHE_SIZE` open files) and closes the handles it evicts — but
   only once no thread is still reading from them (reference counted);
 * it is thread-safe: every handle carries a lock, held while astropy touches the file
-  (lazy HDU loading, seeks and reads of non-memory-mapped files). Memory-mapped pixel regions
-  are copied outside the lock, so threads reading the same local file do not serialise on it;
+  (lazy HDU loading, seeks and section reads). Pixels of local uncompressed files are read
+  with positional reads (``os.pread``) outside the lock, so threads reading the same file do
+  not serialise on it, and no memory map keeps touched pages resident;
 * it is per process: a forked child starts with an empty cache (handles are not shared with
   the parent).
 
@@ -32,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 
+import numpy as np
 from astropy.io import fits
 
 from hapdask.io._fits import is_url, open_fits
@@ -69,15 +71,20 @@ def file_identity(path: str) -> tuple:
     return (path, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
+_RAW_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+
+
 class FitsHandle:
     """One cached open file: ``hdul`` (lazily loaded HDUList) and the ``lock`` guarding it.
 
-    Hold ``lock`` while touching ``hdul`` (``hdul[i]``, ``.header``, ``.section``, the first
-    ``.data``). ``memmap`` is True when ``hdu.data`` of an unscaled image is a view of a memory
-    map: slices of it may be copied without the lock while the handle is in use.
+    Hold ``lock`` while touching ``hdul`` (``hdul[i]``, ``.header``, ``.section``, ``.data``).
+    For a local uncompressed file the handle also keeps a raw descriptor, and unscaled 2-D
+    images are read with positional reads (:meth:`read_raw`, ``os.pread``): no lock, no file
+    position shared between threads, and no memory map whose touched pages would stay counted
+    in the process's resident memory for as long as the handle is cached.
     """
 
-    __slots__ = ("_cm", "closed", "evicted", "hdul", "key", "lock", "memmap", "users")
+    __slots__ = ("_cm", "_layouts", "closed", "evicted", "fd", "hdul", "key", "lock", "users")
 
     def __init__(self, key: tuple, path: str) -> None:
         self.key = key
@@ -87,11 +94,69 @@ class FitsHandle:
         self.users = 0
         self.evicted = False
         self.closed = False
-        self.memmap = bool(getattr(getattr(self.hdul, "_file", None), "memmap", False))
+        self._layouts: dict[int, tuple[int, str, int, int] | None] = {}
+        self.fd: int | None = None
+        if not is_url(path) and hasattr(os, "pread") and len(key) > 2:
+            try:
+                self.fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                self.fd = None
+
+    def raw_layout(self, index: int, hdu) -> tuple[int, str, int, int] | None:
+        """``(data offset, big-endian dtype, ny, nx)`` of an unscaled 2-D image HDU, or None.
+
+        Call with ``lock`` held (reads the header and the HDU's file position).
+        """
+        if index in self._layouts:
+            return self._layouts[index]
+        layout = None
+        hdr = hdu.header
+        if self.fd is not None and int(hdr.get("NAXIS", 0)) == 2:
+            dtype = _RAW_DTYPES.get(int(hdr.get("BITPIX", 0)))
+            unscaled = (float(hdr.get("BSCALE", 1.0)) == 1.0
+                        and float(hdr.get("BZERO", 0.0)) == 0.0)
+            if dtype is not None and unscaled:
+                offset = int(hdu.fileinfo()["datLoc"])
+                layout = (offset, dtype, int(hdr["NAXIS2"]), int(hdr["NAXIS1"]))
+        self._layouts[index] = layout
+        return layout
+
+    def read_raw(self, layout: tuple[int, str, int, int], region) -> np.ndarray:
+        """Pixels ``[y0:y1, x0:x1]`` of an image with ``layout`` (big-endian, a fresh array).
+
+        Thread-safe without ``lock``. Whole rows are read in one call when the region spans at
+        least a quarter of the width, else one read per row.
+
+        Raises
+        ------
+        OSError
+            On a short read (file truncated).
+        """
+        offset, dtype, _, nx = layout
+        y0, y1, x0, x1 = region
+        item = np.dtype(dtype).itemsize
+        row = nx * item
+        if 4 * (x1 - x0) >= nx:
+            want = (y1 - y0) * row
+            buf = os.pread(self.fd, want, offset + y0 * row)
+            if len(buf) != want:
+                raise OSError(f"short read ({len(buf)} of {want} bytes): file truncated?")
+            return np.frombuffer(buf, dtype).reshape(y1 - y0, nx)[:, x0:x1]
+        out = np.empty((y1 - y0, x1 - x0), dtype)
+        want = (x1 - x0) * item
+        for k, y in enumerate(range(y0, y1)):
+            buf = os.pread(self.fd, want, offset + y * row + x0 * item)
+            if len(buf) != want:
+                raise OSError(f"short read ({len(buf)} of {want} bytes): file truncated?")
+            out[k] = np.frombuffer(buf, dtype)
+        return out
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
             self._cm.__exit__(None, None, None)
 
 
@@ -212,6 +277,10 @@ def _after_fork() -> None:
     # the child must not share file offsets/locks with the parent: start empty, close nothing
     global _LOCK
     _LOCK = threading.Lock()
+    for handle in _HANDLES.values():
+        if handle.fd is not None:  # the child's duplicate of the descriptor
+            os.close(handle.fd)
+            handle.fd = None
     _HANDLES.clear()
     _EXPOSURES.clear()
 

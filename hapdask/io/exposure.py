@@ -380,7 +380,7 @@ class Chip:
     def _read_one(self, handle, spec: _ArraySpec, region) -> np.ndarray:
         """One array of ``region`` from an open :class:`~hapdask.io._cache.FitsHandle`.
 
-        May return a view of the file's memory map: copy it before the handle is released.
+        Big-endian for FITS images read directly; callers convert.
         """
         y0, y1, x0, x1 = region
         if spec.kind != "image":
@@ -391,17 +391,16 @@ class Chip:
         where = f"{self.path}: {spec.extname},{self.extver} (HDU {spec.hdu})"
         try:
             with handle.lock:  # astropy HDU loading, seeks and reads are not thread-safe
-                hdul = handle.hdul
-                hdu = hdul[spec.hdu]
+                hdu = handle.hdul[spec.hdu]
                 if str(hdu.header.get("EXTNAME", "")).strip().upper() != spec.extname:
                     raise OSError("file changed since it was opened (extension order differs)")
-                if _memmap_view_ok(hdul, hdu):
-                    # uncompressed local file, unscaled data: slicing the memory map reads only
-                    # the pages of the region (much faster than row-wise section reads); the
-                    # caller copies the view outside the lock
-                    arr = hdu.data[y0:y1, x0:x1]
-                else:
+                layout = handle.raw_layout(spec.hdu, hdu)
+                if layout is None:  # URL, gzip or scaled data: astropy's section reader
                     arr = np.asarray(hdu.section[y0:y1, x0:x1])
+            if layout is not None:
+                # uncompressed local file, unscaled data: positional reads of the region's
+                # bytes only, outside the lock
+                arr = handle.read_raw(layout, region)
         except OSError as exc:
             raise OSError(f"{where}: cannot read pixels: {exc}") from exc
         except (ValueError, TypeError, IndexError, EOFError) as exc:
@@ -415,14 +414,6 @@ class Chip:
                 "(file truncated?)"
             )
         return arr
-
-
-def _memmap_view_ok(hdul, hdu) -> bool:
-    """True when ``hdu.data`` is a lazy memory map that needs no scaling."""
-    if not getattr(hdul, "_file", None) or not getattr(hdul._file, "memmap", False):
-        return False
-    hdr = hdu.header
-    return float(hdr.get("BSCALE", 1.0)) == 1.0 and float(hdr.get("BZERO", 0.0)) == 0.0
 
 
 def _as_unsigned_dq(dq: np.ndarray, path: str, extver: int) -> np.ndarray:

@@ -44,6 +44,9 @@ def test_cache_region_reads_do_not_reopen(tmp_path, monkeypatch):
     for y0 in range(0, 64, 16):
         sci, err, dq = chip.read((y0, y0 + 16, 4, 20))
         np.testing.assert_array_equal(sci, data[y0:y0 + 16, 4:20])
+    # narrow regions are read row by row, wide ones as whole rows: same pixels
+    for box in [(3, 40, 5, 13), (0, 64, 0, 48), (63, 64, 47, 48)]:
+        np.testing.assert_array_equal(chip.read(box)[0], data[box[0]:box[1], box[2]:box[3]])
     assert open_exposure(path).chips[0].read((0, 2, 0, 2))[0].tolist() == [[0, 1], [48, 49]]
     assert len(opened) == 1  # open_exposure, every read and the second open: one file open
 
