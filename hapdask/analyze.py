@@ -50,8 +50,11 @@ inventory as quirks):
   ``GSFAIL`` or ``TDF-DOWN``) followed by the linear-trail detector on SCI,1, re-implemented
   from its description (inventory 1.5) with the same hard-coded parameters. Differences: the
   probabilistic Hough transform is seeded (``rng=0``) so verdicts are reproducible (drizzlepac
-  leaves it unseeded), and when scikit-image is not installed the image part is skipped with a
-  warning. ``check_data=False`` skips it too.
+  leaves it unseeded); the detector runs on sampled full-resolution windows of the chip
+  (:func:`guiding_trails_sampled`: at least 1/8 of the chip holding >= 50 sources, else more,
+  up to all of it) with the background level from a regular pixel grid, instead of the whole
+  array (tested against drizzlepac's ``verify_guiding`` verdicts); and when scikit-image is not
+  installed the image part is skipped with a warning. ``check_data=False`` skips it too.
 * Keywords missing from the primary header do not crash the analysis: each gets the benign
   value HST writes for ordinary imaging (OBSTYPE=IMAGING, DRIZCORR=PERFORM, MTFLAG=F,
   SCAN_TYP=N, TARGNAME="", FGSLOCK=FINE, CHINJECT=NONE, WFPC2 IMAGETYP=EXT) and a warning
@@ -330,8 +333,9 @@ def analyze_exposure(
     check_data : bool
         If False, no pixels are read: the all-zero test Z and the image part of the guiding
         test G are skipped. Cost when True: Z usually reads one block of 256 rows; in MVM the
-        guiding test reads all of SCI,1 and runs Canny + Hough on it (about 1 s for a WFC3/IR
-        chip, 5-10 s for a full WFC3/UVIS or ACS/WFC chip on one core).
+        guiding test reads a grid of SCI,1 rows and a few 512 x 512 windows and runs Canny +
+        Hough on the windows (about 0.1 s for a WFC3/IR chip, 0.2-0.3 s for a full WFC3/UVIS
+        or ACS/WFC chip on one core; sparse fields are analysed whole, up to 4 s).
 
     Returns
     -------
