@@ -11,9 +11,10 @@ small per-process LRU cache:
 * it is bounded (:data:`FITS_CACHE_SIZE` open files) and closes the handles it evicts — but
   only once no thread is still reading from them (reference counted);
 * it is thread-safe: every handle carries a lock, held while astropy touches the file
-  (lazy HDU loading, seeks and section reads). Pixels of local uncompressed files are read
-  with positional reads (``os.pread``) outside the lock, so threads reading the same file do
-  not serialise on it, and no memory map keeps touched pages resident;
+  (lazy HDU loading, seeks and section reads). Pixels of local uncompressed files are copied
+  from the handle's own read-only memory map outside the lock, so threads reading the same
+  file do not serialise on it, and the pages read are released afterwards (``MADV_DONTNEED``)
+  so cached handles do not keep files resident in the process's memory;
 * it is per process: a forked child starts with an empty cache (handles are not shared with
   the parent).
 
@@ -27,6 +28,7 @@ building) ask for it.
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from collections import OrderedDict
@@ -71,6 +73,8 @@ def file_identity(path: str) -> tuple:
     return (path, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
+_PAGE = mmap.PAGESIZE
+_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 _RAW_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 
@@ -78,13 +82,14 @@ class FitsHandle:
     """One cached open file: ``hdul`` (lazily loaded HDUList) and the ``lock`` guarding it.
 
     Hold ``lock`` while touching ``hdul`` (``hdul[i]``, ``.header``, ``.section``, ``.data``).
-    For a local uncompressed file the handle also keeps a raw descriptor, and unscaled 2-D
-    images are read with positional reads (:meth:`read_raw`, ``os.pread``): no lock, no file
-    position shared between threads, and no memory map whose touched pages would stay counted
-    in the process's resident memory for as long as the handle is cached.
+    For a local uncompressed file the handle also keeps its own read-only memory map, and
+    unscaled 2-D images are read from it (:meth:`read_raw`): no lock, no file position shared
+    between threads, and the pages read are released again, so they do not stay counted in the
+    process's resident memory for as long as the handle is cached.
     """
 
-    __slots__ = ("_cm", "_layouts", "closed", "evicted", "fd", "hdul", "key", "lock", "users")
+    __slots__ = ("_cm", "_layouts", "_mm", "closed", "evicted", "fd", "hdul", "key", "lock",
+                 "users")
 
     def __init__(self, key: tuple, path: str) -> None:
         self.key = key
@@ -96,7 +101,8 @@ class FitsHandle:
         self.closed = False
         self._layouts: dict[int, tuple[int, str, int, int] | None] = {}
         self.fd: int | None = None
-        if not is_url(path) and hasattr(os, "pread") and len(key) > 2:
+        self._mm: mmap.mmap | None = None
+        if not is_url(path) and len(key) > 2:
             try:
                 self.fd = os.open(path, os.O_RDONLY)
             except OSError:
@@ -124,36 +130,49 @@ class FitsHandle:
     def read_raw(self, layout: tuple[int, str, int, int], region) -> np.ndarray:
         """Pixels ``[y0:y1, x0:x1]`` of an image with ``layout`` (big-endian, a fresh array).
 
-        Thread-safe without ``lock``. Whole rows are read in one call when the region spans at
-        least a quarter of the width, else one read per row.
+        Thread-safe without ``lock``: the bytes are copied from a read-only memory map of the
+        file, then the map's pages of those rows are released (``MADV_DONTNEED``; they stay in
+        the page cache), so a long-lived handle does not keep the file resident in this
+        process's memory.
 
         Raises
         ------
         OSError
-            On a short read (file truncated).
+            If the image extends beyond the end of the file (truncated).
         """
-        offset, dtype, _, nx = layout
+        offset, dtype, ny, nx = layout
         y0, y1, x0, x1 = region
-        item = np.dtype(dtype).itemsize
-        row = nx * item
-        if 4 * (x1 - x0) >= nx:
-            want = (y1 - y0) * row
-            buf = os.pread(self.fd, want, offset + y0 * row)
-            if len(buf) != want:
-                raise OSError(f"short read ({len(buf)} of {want} bytes): file truncated?")
-            return np.frombuffer(buf, dtype).reshape(y1 - y0, nx)[:, x0:x1]
-        out = np.empty((y1 - y0, x1 - x0), dtype)
-        want = (x1 - x0) * item
-        for k, y in enumerate(range(y0, y1)):
-            buf = os.pread(self.fd, want, offset + y * row + x0 * item)
-            if len(buf) != want:
-                raise OSError(f"short read ({len(buf)} of {want} bytes): file truncated?")
-            out[k] = np.frombuffer(buf, dtype)
+        mm = self._map()
+        row = nx * np.dtype(dtype).itemsize
+        if offset + ny * row > len(mm):
+            raise OSError(f"image data end at byte {offset + ny * row} beyond the end of the "
+                          f"file ({len(mm)} bytes): file truncated?")
+        view = np.ndarray((ny, nx), dtype, buffer=mm, offset=offset)
+        out = np.array(view[y0:y1, x0:x1])
+        del view
+        if _DONTNEED is not None:
+            start = (offset + y0 * row) // _PAGE * _PAGE
+            mm.madvise(_DONTNEED, start, min(len(mm), offset + y1 * row) - start)
         return out
+
+    def _map(self) -> mmap.mmap:
+        mm = self._mm
+        if mm is None:
+            with self.lock:
+                if self._mm is None:
+                    self._mm = mmap.mmap(self.fd, 0, access=mmap.ACCESS_READ)
+                mm = self._mm
+        return mm
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            if self._mm is not None:
+                try:
+                    self._mm.close()
+                except BufferError:  # an array still views it: freed with that array
+                    pass
+                self._mm = None
             if self.fd is not None:
                 os.close(self.fd)
                 self.fd = None
