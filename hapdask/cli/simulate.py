@@ -33,5 +33,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  SVM pollers:   {', '.join(p.name for p in result.svm_pollers)}")
     print(f"  truth catalog: {result.truth_catalog}")
     print(f"  true WCS:      {result.true_wcs}")
+    print(f"  CR truth:      {len(result.crtruth)} <rootname>_crtruth.fits files")
     print(f"  {size / 1e6:.1f} MB on disk, {elapsed:.1f} s")
     return 0

@@ -10,9 +10,11 @@ Public API::
 
 A set holds WFC3/UVIS and ACS/WFC ``_flc.fits`` and WFC3/IR ``_flt.fits`` files built from real
 instrument headers and distortion (SIP + NPOL/D2IM lookup tables), SVM pollers (one per visit),
-an MVM poller, a truth catalog (ECSV; also usable as the astrometric reference catalog) and the
-true WCS of every chip. The file headers carry the *uncorrected* pointing; the pixels follow the
-true one. Using the true WCS as the "WCS update" of a chip (the stand-in for SVM alignment)::
+an MVM poller, a truth catalog (ECSV; also usable as the astrometric reference catalog), the
+true WCS of every chip and the cosmic-ray truth of every exposure (``<rootname>_crtruth.fits``,
+``SimulatedSet.crtruth``: one uint8 ``CRMASK`` HDU per SCI chip, 1 = cosmic ray). The file
+headers carry the *uncorrected* pointing; the pixels follow the true one. Using the true WCS as
+the "WCS update" of a chip (the stand-in for SVM alignment)::
 
     s = demo_dataset()
     true = read_true_wcs(s.true_wcs)

@@ -11,6 +11,11 @@ What one run writes into ``outdir`` (all names final only when the whole set is 
 * ``skycell-<cell>_input.out``: the 10-column MVM poller for the whole set (all rows ``NEW``).
 * ``truth_catalog.ecsv``: stars and galaxies, see :func:`hapdask.simulate.sky.make_truth_catalog`.
 * ``true_wcs.fits``: the true WCS of every chip; read it with :func:`read_true_wcs`.
+* ``<rootname>_crtruth.fits``: the cosmic-ray truth of every exposure, the layout of AstroDrizzle's
+  CR masks: PRIMARY + one uint8 image HDU per SCI chip, EXTNAME ``CRMASK``, EXTVER = the chip's SCI
+  EXTVER, 1 = the pixel holds cosmic-ray charge (every pixel a track crosses receives at least
+  :data:`CR_MIN_DEPOSIT_E` electrons, so that is the threshold). WFC3/IR masks are all 0: the ramp
+  fit removed the hits from SCI (they are flagged in DQ instead).
 * ``simulate.json``: parameters, file list and sizes; written last, it marks the set complete.
 
 Overwriting rules: ``outdir`` may not exist, may be empty, or may hold a complete set made by an
@@ -43,10 +48,13 @@ from hapdask.simulate import instruments as ins
 from hapdask.simulate import render, sky
 from skycells import SkyCell
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: adds <rootname>_crtruth.fits
 MARKER = "simulate.json"
 TRUTH_NAME = "truth_catalog.ecsv"
 TRUE_WCS_NAME = "true_wcs.fits"
+CRTRUTH_SUFFIX = "_crtruth.fits"
+#: Smallest charge (e-) a cosmic-ray track leaves in a pixel it crosses; the CR truth threshold.
+CR_MIN_DEPOSIT_E = 80.0
 
 #: Visit recipes, cycled over the visits: (detector, filter, exposure time) per filter, with
 #: ``DITHERS`` exposures per filter. The filters follow the docs' p1889x07y19 example.
@@ -92,6 +100,7 @@ class SimulatedSet:
     marker: Path
     center: tuple[float, float] = (0.0, 0.0)
     rootnames: list[str] = field(default_factory=list)
+    crtruth: list[Path] = field(default_factory=list)  # <rootname>_crtruth.fits per exposure
 
     def true_wcs_headers(self) -> dict[tuple[str, int], fits.Header]:
         """The true WCS of every chip, see :func:`read_true_wcs`."""
@@ -322,7 +331,8 @@ def cosmic_ray_events(rng: np.random.Generator, shape: tuple[int, int], exptime:
 
     The number of events is Poisson with mean ``rate`` (events/cm^2/s) x chip area x ``exptime``.
     Tracks start uniformly on the chip, have random directions, lengths 1 + Exp(2.5) pixels (capped
-    at 40) and deposit 80 + LogNormal(median 500 e-, sigma 0.7) electrons in each pixel they cross.
+    at 40) and deposit :data:`CR_MIN_DEPOSIT_E` (80) + LogNormal(median 500 e-, sigma 0.7) electrons
+    in each pixel they cross.
     """
     ny, nx = shape
     area_cm2 = nx * ny * (pixel_um * 1e-4) ** 2
@@ -332,14 +342,16 @@ def cosmic_ray_events(rng: np.random.Generator, shape: tuple[int, int], exptime:
         "y0": rng.uniform(-0.5, ny - 0.5, n),
         "length": np.minimum(rng.exponential(2.5, n), 39.0),
         "angle": rng.uniform(0.0, 2 * math.pi, n),
-        "deposit": 80.0 + np.exp(rng.normal(math.log(500.0), 0.7, n)),
+        "deposit": CR_MIN_DEPOSIT_E + np.exp(rng.normal(math.log(500.0), 0.7, n)),
     }
 
 
 def _noisy_chip(model_e: np.ndarray, det: ins.Detector, filt: ins.Filter, exptime: float,
                 hot: np.ndarray, hot_rate: np.ndarray, badcols: np.ndarray,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Turn a noise-free source image (e-) into calibrated SCI, ERR (BUNIT units) and DQ.
+                rng: np.random.Generator
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Turn a noise-free source image (e-) into calibrated SCI, ERR (BUNIT units), DQ and the
+    cosmic-ray truth (uint8, 1 = CR charge in SCI; all 0 for IR, whose ramp fit removed the hits).
 
     ``model_e`` is overwritten (it becomes the collected counts); the noise is drawn in blocks of
     rows so that no full-chip temporaries beyond the outputs are needed.
@@ -361,7 +373,7 @@ def _noisy_chip(model_e: np.ndarray, det: ins.Detector, filt: ins.Filter, exptim
                              events["angle"], events["deposit"], not is_ir)
     if is_ir:
         dq[hit.view(bool)] |= ins.DQ_CR_IR  # up-the-ramp fitting removed the hit, flagged it
-    del hit
+        hit[...] = 0
     if det.full_well > 0 and (counts > det.full_well).any():
         sat = np.zeros((ny, nx), dtype=np.uint8)
         render.bleed_saturated(counts, det.full_well, sat)
@@ -381,7 +393,7 @@ def _noisy_chip(model_e: np.ndarray, det: ins.Detector, filt: ins.Filter, exptim
     err = counts.astype(np.float32)
     if is_ir:
         err *= np.float32(scale)
-    return sci, err, dq
+    return sci, err, dq, hit
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,7 +461,8 @@ def _primary_header(tmpl: ins.Template, exp: _Exposure, visit: _Visit, pa_v3: fl
 
 def _build_hdul(tmpl: ins.Template, exp: _Exposure, visit: _Visit, nominal: list[fits.Header],
                 true: list[fits.Header], pa_v3: float, cat: Table, cell: str, small: bool,
-                seed: int, det_index: int) -> fits.HDUList:
+                seed: int, det_index: int) -> tuple[fits.HDUList, fits.HDUList]:
+    """The exposure's MEF and its cosmic-ray truth file (see the module docstring)."""
     det = tmpl.det
     filt = ins.FILTERS[(det.key, exp.filter)]
     nchips = len(nominal)
@@ -457,6 +470,11 @@ def _build_hdul(tmpl: ins.Template, exp: _Exposure, visit: _Visit, nominal: list
     nextend = nchips * (3 + len(extra_names)) + len(tmpl.luts)
     primary = _primary_header(tmpl, exp, visit, pa_v3, nextend, filt, cell, small)
     hdus: list[fits.hdu.base.ExtensionHDU | fits.PrimaryHDU] = [fits.PrimaryHDU(header=primary)]
+    truth_hdr = fits.Header()
+    truth_hdr["ROOTNAME"] = exp.rootname
+    truth_hdr["CRTRUTH"] = (True, "hapdask simulated cosmic-ray truth, 1 = CR")
+    truth_hdr["CRMINE"] = (CR_MIN_DEPOSIT_E, "[e-] smallest CR charge in a flagged pixel")
+    truth: list[fits.hdu.base.ExtensionHDU | fits.PrimaryHDU] = [fits.PrimaryHDU(header=truth_hdr)]
     epoch = 2000.0 + (exp.expstart - 51544.5) / 365.25
     ra, dec = sky.positions_at_epoch(cat, epoch)
     for c in range(nchips):
@@ -465,8 +483,13 @@ def _build_hdul(tmpl: ins.Template, exp: _Exposure, visit: _Visit, nominal: list
         model = _render_chip((ny, nx), w_true, cat, ra, dec, det, filt, exp.exptime)
         hot, hot_rate, cols = _defects(det, c, tmpl.windows[c], seed, det_index)
         rng = np.random.default_rng([seed, 3, exp.index, c])
-        sci, err, dq = _noisy_chip(model, det, filt, exp.exptime, hot, hot_rate, cols, rng)
+        sci, err, dq, crhit = _noisy_chip(model, det, filt, exp.exptime, hot, hot_rate, cols, rng)
         del model
+        thdr = fits.Header()
+        thdr["EXTNAME"] = "CRMASK"
+        thdr["EXTVER"] = c + 1
+        truth.append(fits.ImageHDU(crhit, header=thdr))
+        del crhit
         shdr = nominal[c].copy()
         w_nom = tmpl.repointed_wcs(c, shdr)
         shdr["EXTNAME"] = "SCI"
@@ -518,7 +541,7 @@ def _build_hdul(tmpl: ins.Template, exp: _Exposure, visit: _Visit, nominal: list
             hdus.append(fits.ImageHDU(data, header=hdr))
     for lut in tmpl.luts:
         hdus.append(lut.copy())
-    return fits.HDUList(hdus)
+    return fits.HDUList(hdus), fits.HDUList(truth)
 
 
 def _set_stats(hdr: fits.Header, data: np.ndarray, good: np.ndarray, ngood: int,
@@ -651,7 +674,7 @@ def load_set(outdir: str | os.PathLike[str]) -> SimulatedSet:
         svm_pollers=[outdir / n for n in info["svm_pollers"]],
         mvm_poller=outdir / info["mvm_poller"], truth_catalog=outdir / TRUTH_NAME,
         true_wcs=outdir / TRUE_WCS_NAME, marker=marker, center=tuple(info["center"]),
-        rootnames=list(info["rootnames"]),
+        rootnames=list(info["rootnames"]), crtruth=[outdir / n for n in info.get("crtruth", [])],
     )
 
 
@@ -760,13 +783,16 @@ def _write_set(tmp: Path, final: Path, cell: str, visits: int, small: bool, seed
 
     true_hdus: list[fits.ImageHDU] = []
     names: list[str] = []
+    crnames: list[str] = []
     for exp, (nominal, true, pa_v3) in zip(elist, geo, strict=True):
         tmpl = templates[exp.det]
-        hdul = _build_hdul(tmpl, exp, vlist[exp.visit], nominal, true, pa_v3, cat, cell, small,
-                           seed, det_index[exp.det])
+        hdul, crtruth = _build_hdul(tmpl, exp, vlist[exp.visit], nominal, true, pa_v3, cat, cell,
+                                    small, seed, det_index[exp.det])
         name = f"{exp.rootname}_{tmpl.det.suffix}.fits"
         hdul.writeto(tmp / name)
         names.append(name)
+        crtruth.writeto(tmp / f"{exp.rootname}{CRTRUTH_SUFFIX}")
+        crnames.append(f"{exp.rootname}{CRTRUTH_SUFFIX}")
         visit = vlist[exp.visit]
         for c, h in enumerate(true):
             th = _true_wcs_keys(h)
@@ -812,13 +838,14 @@ def _write_set(tmp: Path, final: Path, cell: str, visits: int, small: bool, seed
     mvm_name = f"skycell-{cell}_input.out"
     (tmp / mvm_name).write_text("\n".join(mvm_rows) + "\n")
 
-    files = [*names, *svm_names, mvm_name, TRUTH_NAME, TRUE_WCS_NAME]
+    files = [*names, *crnames, *svm_names, mvm_name, TRUTH_NAME, TRUE_WCS_NAME]
     info = {
         "format": "hapdask-simulate",
         "params": _params(cell, visits, small, seed),
         "center": list(center),
         "exposures": names,
         "rootnames": [e.rootname for e in elist],
+        "crtruth": crnames,
         "svm_pollers": svm_names,
         "mvm_poller": mvm_name,
         "visits": [asdict(v) for v in vlist],

@@ -1,0 +1,314 @@
+"""numba kernels of the combine package (private; plain arrays in and out).
+
+Floating point follows AstroDrizzle's own arithmetic so that results can be compared bit for bit:
+
+* ``stsci.image`` combines convert the inputs to float64, sort the good values of a pixel, and
+  store the float64 median/mean into a float32 output.
+* ``minmed`` mixes float32 arrays (images, weights, their products) with float64 ones (background,
+  read noise, rms); every float32 operation here is done in float64 and rounded to float32, which
+  gives the correctly rounded float32 result for ``+ - * / sqrt`` (53 >= 2 * 24 + 2 bits).
+* ``driz_cr`` is evaluated by AstroDrizzle entirely in float32 (float32 arrays with Python float
+  scalars, NumPy 2 promotion rules); it is emulated the same way.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+KIND_MEDIAN = 0
+KIND_MEAN = 1
+
+
+@njit(nogil=True, cache=True)
+def _f32(x):
+    return np.float32(x)
+
+
+@njit(nogil=True, cache=True)
+def _gather_sorted(images, valid, y, x, buf):
+    """Insert the valid values of pixel (y, x) into ``buf`` in ascending order; return the count."""
+    g = 0
+    for i in range(images.shape[0]):
+        if valid[i, y, x]:
+            v = np.float64(images[i, y, x])
+            k = g
+            while k > 0 and buf[k - 1] > v:
+                buf[k] = buf[k - 1]
+                k -= 1
+            buf[k] = v
+            g += 1
+    return g
+
+
+@njit(nogil=True, cache=True)
+def _first_nonzero(images, y, x, buf):
+    """The 'i' combine types: with no valid value, use the first non-zero input value."""
+    for i in range(images.shape[0]):
+        if images[i, y, x] != 0:
+            buf[0] = np.float64(images[i, y, x])
+            return 1
+    return 0
+
+
+@njit(nogil=True, cache=True)
+def _median_of(buf, g, nlow, nhigh):
+    """Median of ``buf[:g]`` after rejecting ``nlow`` low and ``nhigh`` high values.
+
+    When the rejection would leave nothing, both counts are lowered one step at a time until a
+    value remains (IRAF imcombine / stsci.image behaviour); no value at all gives 0.
+    """
+    if g <= 0:
+        return 0.0
+    while nlow + nhigh >= g:
+        if nhigh > 0:
+            nhigh -= 1
+        if nlow > 0:
+            nlow -= 1
+    m = g - nlow - nhigh
+    mid = m // 2
+    if m % 2:
+        return buf[mid + nlow]
+    return (buf[mid + nlow] + buf[mid + nlow - 1]) / 2.0
+
+
+@njit(nogil=True, cache=True)
+def _mean_of(buf, g, nlow, nhigh):
+    """Mean of ``buf[:g]`` after rejecting ``nlow``/``nhigh`` values; nothing left gives 0."""
+    m = g - nlow - nhigh
+    if m <= 0:
+        return 0.0
+    s = 0.0
+    for k in range(nlow, nlow + m):
+        s += buf[k]
+    return s / m
+
+
+@njit(nogil=True, cache=True)
+def numcombine(images, valid, kind, nlow, nhigh, fill, out):
+    """Median or mean over the valid values of every pixel (``stsci.image`` semantics).
+
+    images (n, ny, nx) float32; valid (n, ny, nx) bool; out (ny, nx) float32.
+    """
+    n, ny, nx = images.shape
+    buf = np.empty(max(n, 1), np.float64)
+    for y in range(ny):
+        for x in range(nx):
+            g = _gather_sorted(images, valid, y, x, buf)
+            if g == 0 and fill:
+                g = _first_nonzero(images, y, x, buf)
+            if kind == KIND_MEDIAN:
+                out[y, x] = _f32(_median_of(buf, g, nlow, nhigh))
+            else:
+                out[y, x] = _f32(_mean_of(buf, g, nlow, nhigh))
+
+
+@njit(nogil=True, cache=True)
+def minmed_pass1(images, weights, valid, sky_rate, rn2, n_inputs, fill,
+                 minimum, median, min_w, med_w, rms, allbad):
+    """Per-pixel part of AstroDrizzle's ``minmed``.
+
+    sky_rate[i] = background electrons / exptime of image i; rn2[i] = readnoise**2 (e-**2).
+    Fills minimum/median (float32, the data values), min_w/med_w (float32, times the summed
+    weight), rms (float64, electrons) and allbad (no valid input).
+    """
+    n, ny, nx = images.shape
+    buf = np.empty(max(n, 1), np.float64)
+    for y in range(ny):
+        for x in range(nx):
+            g = _gather_sorted(images, valid, y, x, buf)
+            allbad[y, x] = g == 0
+            # minimum of the valid values (0 if none)
+            mn = buf[0] if g > 0 else 0.0
+            if g == 0 and fill:
+                g = _first_nonzero(images, y, x, buf)
+            if n_inputs == 2:
+                md = _mean_of(buf, g, 0, 0)
+            else:
+                md = _median_of(buf, g, 0, 1)
+            w = np.float32(0.0)
+            bk = 0.0
+            rn = 0.0
+            for i in range(n):
+                w = _f32(np.float64(w) + np.float64(weights[i, y, x]))
+                bk += np.float64(weights[i, y, x]) * sky_rate[i]
+                if valid[i, y, x]:
+                    rn += rn2[i]
+            mn32 = _f32(mn)
+            md32 = _f32(md)
+            minimum[y, x] = mn32
+            median[y, x] = md32
+            mw = _f32(np.float64(mn32) * np.float64(w))
+            dw = _f32(np.float64(md32) * np.float64(w))
+            min_w[y, x] = mw
+            med_w[y, x] = dw
+            r2 = np.float64(dw) + bk + rn
+            rms[y, x] = math.sqrt(r2) if r2 > 0.0 else 0.0
+
+
+@njit(nogil=True, cache=True)
+def minmed_pass2(minimum, median, min_w, med_w, rms, allbad, nsigma1, nsigma2, grow, out):
+    """Choose minimum or median per pixel; ``grow`` > 0 lowers the threshold to ``nsigma2``
+    within ``grow`` pixels (box) of a pixel where the minimum wins at ``nsigma1``.
+    Pixels beyond the array edges count as not flagged (AstroDrizzle's zero-filled boxcar)."""
+    ny, nx = minimum.shape
+    flag = np.zeros((ny, nx), np.bool_)
+    if grow > 0:
+        for y in range(ny):
+            for x in range(nx):
+                flag[y, x] = np.float64(min_w[y, x]) < np.float64(med_w[y, x]) - rms[y, x] * nsigma1
+    for y in range(ny):
+        for x in range(nx):
+            ns = nsigma1
+            if grow > 0:
+                hit = False
+                for yy in range(max(0, y - grow), min(ny, y + grow + 1)):
+                    for xx in range(max(0, x - grow), min(nx, x + grow + 1)):
+                        if flag[yy, xx]:
+                            hit = True
+                            break
+                    if hit:
+                        break
+                if hit:
+                    ns = nsigma2
+            thr = np.float64(med_w[y, x]) - rms[y, x] * ns
+            if allbad[y, x]:
+                out[y, x] = 0.0
+            elif np.float64(min_w[y, x]) < thr:
+                out[y, x] = minimum[y, x]
+            else:
+                out[y, x] = median[y, x]
+
+
+# ------------------------------------------------------------------------------------------
+# driz_cr
+
+
+@njit(nogil=True, cache=True)
+def _reflect(c, n):
+    """scipy.signal 'symm' boundary: -1 -> 0, -2 -> 1, n -> n-1, n+1 -> n-2."""
+    if c < 0:
+        return -c - 1
+    if c >= n:
+        return 2 * n - c - 1
+    return c
+
+
+@njit(nogil=True, cache=True)
+def _local(c, origin, size):
+    """Region index of chip index ``c``, clamped into the region (only reached in the halo)."""
+    k = c - origin
+    if k < 0:
+        return 0
+    if k >= size:
+        return size - 1
+    return k
+
+
+@njit(nogil=True, cache=True)
+def qderiv(a, oy, ox, NY, NX, out):
+    """AstroDrizzle's quick derivative of the region ``a`` whose [0, 0] is chip pixel (oy, ox).
+
+    out = max over the 4 neighbours of |a - neighbour| (float64, stored as float32), where a
+    neighbour that AstroDrizzle's shifted copies do not provide (the chip's last row, its last
+    one or two columns, the first row/column depending on direction) counts as 0.
+    """
+    h, w = a.shape
+    for y in range(h):
+        i = oy + y
+        for x in range(w):
+            j = ox + x
+            v = np.float64(a[y, x])
+            m = 0.0
+            # left neighbour
+            if i <= NY - 2 and 1 <= j <= NX - 2:
+                d = abs(v - np.float64(a[y, _local(j - 1, ox, w)]))
+            else:
+                d = abs(v)
+            m = max(m, d)
+            # right neighbour
+            if i <= NY - 2 and j <= NX - 3:
+                d = abs(v - np.float64(a[y, _local(j + 1, ox, w)]))
+            else:
+                d = abs(v)
+            m = max(m, d)
+            # previous row
+            if 1 <= i <= NY - 2 and j <= NX - 2:
+                d = abs(v - np.float64(a[_local(i - 1, oy, h), x]))
+            else:
+                d = abs(v)
+            m = max(m, d)
+            # next row
+            if i <= NY - 3 and j <= NX - 2:
+                d = abs(v - np.float64(a[_local(i + 1, oy, h), x]))
+            else:
+                d = abs(v)
+            m = max(m, d)
+            out[y, x] = np.float32(m)
+
+
+@njit(nogil=True, cache=True)
+def crmask(sci, blot, deriv, conv, backg, gain, rn2, snr1, snr2, mult1, mult2, grow, ctegrow,
+           cte_dir, oy, ox, NY, NX, out):
+    """AstroDrizzle's driz_cr on a region; out[y, x] = True where a cosmic ray is found.
+
+    sci/blot/deriv float32 (deriv already in converted units); conv/backg/gain/rn2/snr/mult
+    float32 scalars; grow, ctegrow, cte_dir ints; (oy, ox) = chip position of the region's [0, 0];
+    (NY, NX) = chip shape.
+    """
+    h, w = sci.shape
+    good1 = np.empty((h, w), np.bool_)
+    good2 = np.empty((h, w), np.bool_)
+    for y in range(h):
+        for x in range(w):
+            b = _f32(np.float64(blot[y, x]) * np.float64(conv))
+            s = _f32(np.float64(sci[y, x]) * np.float64(conv))
+            t1 = abs(_f32(np.float64(s) - np.float64(b)))
+            a = abs(_f32(np.float64(b) + np.float64(backg)))
+            a = _f32(np.float64(gain) * np.float64(a))
+            a = _f32(np.float64(a) + np.float64(rn2))
+            ta = _f32(math.sqrt(np.float64(a)))
+            d = np.float64(deriv[y, x])
+            u1 = _f32(np.float64(mult1) * d)
+            v1 = _f32(_f32(np.float64(snr1) * np.float64(ta)) / np.float64(gain))
+            u2 = _f32(np.float64(mult2) * d)
+            v2 = _f32(_f32(np.float64(snr2) * np.float64(ta)) / np.float64(gain))
+            good1[y, x] = t1 <= _f32(np.float64(u1) + np.float64(v1))
+            good2[y, x] = t1 <= _f32(np.float64(u2) + np.float64(v2))
+    # a pixel is good if it passes the second test or its whole 3x3 neighbourhood the first
+    good = np.empty((h, w), np.bool_)
+    for y in range(h):
+        for x in range(w):
+            if good2[y, x]:
+                good[y, x] = True
+                continue
+            allg = True
+            for dy in range(-1, 2):
+                yy = _local(_reflect(oy + y + dy, NY), oy, h)
+                for dx in range(-1, 2):
+                    xx = _local(_reflect(ox + x + dx, NX), ox, w)
+                    if not good1[yy, xx]:
+                        allg = False
+            good[y, x] = allg
+    lo = grow // 2
+    hi = (grow - 1) // 2
+    for y in range(h):
+        for x in range(w):
+            ok = True
+            # radial: every pixel of the grow x grow box (offsets -lo..hi) must be good
+            for dy in range(-lo, hi + 1):
+                yy = _local(_reflect(oy + y + dy, NY), oy, h)
+                for dx in range(-lo, hi + 1):
+                    xx = _local(_reflect(ox + x + dx, NX), ox, w)
+                    if not good[yy, xx]:
+                        ok = False
+            # CTE tail: the ctegrow pixels on the read-out side must be good
+            if ok and ctegrow > 0 and cte_dir != 0:
+                for k in range(1, ctegrow + 1):
+                    yy = _local(_reflect(oy + y + k * cte_dir, NY), oy, h)
+                    if not good[yy, x]:
+                        ok = False
+                        break
+            out[y, x] = not ok
