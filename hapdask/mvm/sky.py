@@ -6,53 +6,22 @@ A method that matches skies between overlapping exposures (AstroDrizzle's ``skym
 fits the same interface: its :meth:`SkyMethod.tasks` may add any tasks it needs (per-chip
 statistics in overlaps, one least-squares solve) as long as it returns one key per chip whose
 value is a :class:`SkyLevel`.
+
+:class:`SkyLevel` and :class:`SkyMethod` live in :mod:`hapdask.sky.level` (re-exported here);
+AstroDrizzle's methods (``localmin``, ``globalmin``, ``match``, ``globalmin+match``) are
+:class:`hapdask.sky.AstroDrizzleSky`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
+from hapdask.sky.level import SkyLevel, SkyMethod
+
 __all__ = ["ChipMedianSky", "SkyLevel", "SkyMethod", "clipped_median"]
-
-
-@dataclass(frozen=True)
-class SkyLevel:
-    """Sky of one chip.
-
-    Attributes
-    ----------
-    value : float
-        Sky level in the chip's SCI units (what is subtracted from SCI); 0 when not ``ok``.
-    rate : float
-        The same in electrons/s.
-    ngood : int
-        Good pixels the estimate used.
-    ok : bool
-        False when the chip is unusable (unreadable, no finite good pixel): it is then left
-        out of every layer and reported with ``reason``.
-    reason : str
-    """
-
-    value: float
-    rate: float
-    ngood: int
-    ok: bool = True
-    reason: str = ""
-
-
-class SkyMethod(Protocol):
-    """Interface of a sky method (see the module docstring)."""
-
-    name: str
-
-    def tasks(self, chips: Sequence, prefix: str) -> tuple[dict, list]:
-        """Return ``(graph, keys)``: Dask tasks and, per chip (same order), the key of its
-        :class:`SkyLevel`. ``chips`` are :class:`hapdask.mvm.plan.ChipRef`."""
-        ...
 
 
 def clipped_median(values: np.ndarray, sigma: float = 3.0, maxiters: int = 5) -> float:

@@ -1,0 +1,126 @@
+"""AstroDrizzle's static mask: pixels far below the sky in any exposure, per detector chip.
+
+For every input chip AstroDrizzle (``staticMask.py``) computes ImageStats over all its pixels
+(no DQ; range = the data range; 3 clipping passes at 3 sigma; ``mode`` with bin width 0.1
+sigma) and flags the pixels below ``mode - static_sig * stddev``. Chips sharing a *signature*
+(instrument/detector, array shape, chip id) share one mask: the AND of their "not low" maps
+over all exposures, so a pixel low in any exposure is masked in all. A chip whose clipped data
+fall in fewer than two histogram bins contributes nothing.
+
+Here: :func:`static_part` is that per-chip numerics (one chip in memory), :func:`combine`
+ANDs them, and :func:`static_mask_tasks` builds the Dask tasks (one part per chip, a chain of
+ANDs per signature) and returns, per chip key, the key of its combined mask
+(``ndarray`` of bool, chip shape, **True = good**). Feed it to
+
+* the sky (``hapdask.sky.AstroDrizzleSky(params, static_keys=...)``, used when
+  ``params.static and params.use_static``), and
+* the drizzle weights (AstroDrizzle multiplies the final and single drizzle weights by it:
+  weight = EXPTIME x DQ-good(final_bits) x static x CR mask), reading the chip's region of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from hapdask.sky.stats import clipped_stats
+
+__all__ = ["combine", "signature", "static_mask_tasks", "static_part"]
+
+
+def signature(ref, detector: str | None = None) -> tuple:
+    """AstroDrizzle's static-mask signature of a chip: (detector, shape, chip id).
+
+    ``detector`` defaults to ``INSTRUME``/``DETECTOR`` of the SCI header when present (else
+    ""); the chip id is ``CCDCHIP`` when present, else the SCI ``EXTVER``.
+    """
+    chip = ref.chip
+    if detector is None:
+        hdr = chip.header
+        detector = f"{hdr.get('INSTRUME', '')}{hdr.get('DETECTOR', '')}".strip()
+    ccd = chip.ccdchip if getattr(chip, "ccdchip", None) is not None else ref.key[1]
+    return (detector, tuple(ref.shape), int(ccd))
+
+
+def static_part(sci: np.ndarray, static_sig: float) -> np.ndarray | None:
+    """One chip's contribution: True where ``sci`` is not below ``mode - static_sig*stddev``.
+
+    ``sci`` in the chip's SCI units (as AstroDrizzle reads it). Non-finite pixels are left
+    out of the statistics and never flagged. Returns None when the chip cannot contribute (no
+    finite pixel, or clipped data within one histogram bin), as AstroDrizzle skips it.
+    """
+    finite = np.isfinite(sci)
+    vals = sci[finite]
+    if vals.size == 0:
+        return None
+    try:
+        st = clipped_stats(vals, nclip=3, lsig=3.0, usig=3.0, lower=float(vals.min()),
+                           upper=float(vals.max()), binwidth=0.1, mode=True)
+    except ValueError:
+        return None
+    if st.nbins < 2:
+        return None
+    return ~(sci < np.float32(st.mode - static_sig * st.stddev))
+
+
+def _read_part(ref, static_sig: float) -> np.ndarray | None:
+    try:
+        sci = ref.chip.read_sci()
+    except Exception:  # an unreadable chip contributes nothing (its sky task reports it)
+        return None
+    return static_part(sci, static_sig)
+
+
+def combine(a: np.ndarray | None, b: np.ndarray | None, shape: tuple[int, int]
+            ) -> np.ndarray:
+    """AND of two contributions (None = no contribution); all good if both are None."""
+    if a is None and b is None:
+        return np.ones(shape, dtype=bool)
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a & b
+
+
+def static_mask_tasks(chips: Sequence, prefix: str, static_sig: float = 4.0,
+                      detectors: Mapping | None = None) -> tuple[dict, dict]:
+    """Dask tasks of the static masks of ``chips`` (:class:`hapdask.mvm.plan.ChipRef`).
+
+    Parameters
+    ----------
+    chips : sequence of ChipRef
+    prefix : str
+        Key prefix: parts are ``(prefix + "-part", i)``, masks ``(prefix, s, k)``.
+    static_sig : float
+        AstroDrizzle's ``static_sig``.
+    detectors : mapping chip key -> str, optional
+        Detector name per chip for the signature (default: from the SCI header).
+
+    Returns
+    -------
+    graph : dict
+    keys : dict
+        Chip key ``(rootname, extver)`` -> Dask key of its combined mask (bool, chip shape,
+        True = good). Chips with the same signature share one key.
+    """
+    graph: dict = {}
+    groups: dict[tuple, list[int]] = {}
+    for i, ref in enumerate(chips):
+        det = None if detectors is None else detectors.get(ref.key)
+        groups.setdefault(signature(ref, det), []).append(i)
+        graph[(f"{prefix}-part", i)] = (_read_part, ref, float(static_sig))
+    keys: dict = {}
+    for s, (sig, members) in enumerate(sorted(groups.items(), key=lambda kv: kv[1][0])):
+        shape = sig[1]
+        acc = None
+        for k, i in enumerate(members):  # a chain of ANDs: one part held at a time
+            key = (prefix, s, k)
+            graph[key] = (combine, acc, (f"{prefix}-part", i), shape)
+            acc = key
+        for i in members:
+            keys[chips[i].key] = acc
+    return graph, keys
+
+

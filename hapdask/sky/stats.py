@@ -1,0 +1,231 @@
+"""AstroDrizzle's clipped sky statistic of one chip (stsci.imagestats semantics).
+
+AstroDrizzle measures sky with ``stsci.imagestats.ImageStats`` (through skypac's ``SkyStats``):
+
+1. ``skyclip + 1`` passes over the pixels inside ``[lo, hi]`` (initially ``skylower`` /
+   ``skyupper``, or the data range), each giving ``npix``, ``mean``, ``stddev`` (``N - 1``
+   normalisation) and the min/max of those pixels; after every pass but the last the range
+   becomes ``[max(skylower, mean - skylsigma*stddev), min(skyupper, mean + skyusigma*stddev)]``;
+2. ``median``: the exact median (``numpy.median``) of the pixels inside the final range (all
+   pixels when ``skyclip == 0``); ``mean``: the last pass's mean;
+3. ``mode`` (AstroDrizzle's definition): a histogram of bin width ``skywidth * stddev`` from
+   the clipped minimum, ``nbins = int((max - min) / width) + 1`` bins of width
+   ``(max - min) / (nbins - 1)`` filled with every pixel in ``[min, min + nbins * width')``; the
+   peak bin is refined by parabolic interpolation of its two neighbours and placed with the
+   nominal width (ImageStats' quirk, kept: ``mode = min + (peak + 0.5 + (dh1 - dh2) /
+   (2 (dh1 + dh2))) * width``), special cases for one or two bins and edge peaks.
+
+ImageStats 1.8 starts the running min/max from the first pixel clamped to the range, so the
+histogram's lower edge can be the clip limit rather than the lowest pixel: reproduced (it moves
+``mode`` by a fraction of a bin). Values are float32 as in ImageStats (sums in float64). The
+passes are one numba kernel each; the median is :func:`numpy.median` of the final selection.
+
+Units: statistics are in the chip's SCI units. To compare chips and exposures AstroDrizzle
+(skypac ``SkyLineMember.data2brightness``) converts a value to surface brightness by dividing
+by the nominal pixel area ``pscale**2`` (arcsec^2, ``IDCSCALE``) and, for count (not rate)
+data, by ``EXPTIME``: :func:`brightness_factor`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from hapdask.dqflags import good_pixel_mask
+
+__all__ = ["ClippedStats", "brightness_factor", "clipped_stats", "good_sky_pixels",
+           "sky_statistic"]
+
+
+@dataclass(frozen=True)
+class ClippedStats:
+    """Result of :func:`clipped_stats`.
+
+    Attributes
+    ----------
+    npix : int
+        Pixels inside the final clipping range.
+    mean, stddev, min, max : float
+        Of the pixels inside the final range (float32 values as ImageStats).
+    lo, hi : float
+        The final clipping range.
+    median, mode : float or None
+        When requested.
+    nbins : int
+        Histogram bins used for ``mode`` (0 if not computed).
+    """
+
+    npix: int
+    mean: float
+    stddev: float
+    min: float
+    max: float
+    lo: float
+    hi: float
+    median: float | None = None
+    mode: float | None = None
+    nbins: int = 0
+
+
+@njit(nogil=True, cache=True)
+def _moments(v, lo, hi):  # pragma: no cover - numba
+    n = 0
+    s = 0.0
+    ss = 0.0
+    mn = hi
+    mx = lo
+    for i in range(v.size):
+        x = v[i]
+        if x >= lo and x <= hi:
+            n += 1
+            s += x
+            ss += np.float64(x) * np.float64(x)
+            if x < mn:
+                mn = x
+            if x > mx:
+                mx = x
+    return n, s, ss, mn, mx
+
+
+@njit(nogil=True, cache=True)
+def _histogram(v, nbins, vmin, vmax, width):  # pragma: no cover - numba
+    h = np.zeros(nbins, np.int64)
+    for i in range(v.size):
+        x = v[i]
+        if x >= vmin and x < vmax:
+            k = int((x - vmin) / width)  # float32, as stsci.imagestats 1.8
+            if k < 0:
+                k = 0
+            elif k >= nbins:
+                k = nbins - 1
+            h[k] += 1
+    return h
+
+
+def _mode(v: np.ndarray, vmin: np.float32, vmax: np.float32, stddev: float,
+          binwidth: float) -> tuple[float, int]:
+    hwidth = binwidth * stddev
+    drange = float(vmax - vmin)
+    tiny = 10.0 * float(np.finfo(np.float32).eps)
+    if hwidth < tiny or abs(drange) < tiny or hwidth > drange:
+        nbins, dz = 1, drange
+    else:
+        nbins = int(drange / hwidth) + 1
+        dz = drange / (nbins - 1)
+    width = np.float32(dz)
+    h = _histogram(v, nbins, np.float32(vmin), np.float32(np.float32(vmin) + width * nbins),
+                   width)
+    lo = float(vmin)
+    if nbins == 1:
+        return lo + 0.5 * hwidth, nbins
+    if nbins == 2:
+        if h[0] > h[1]:
+            return lo + 0.5 * hwidth, nbins
+        if h[0] < h[1]:
+            return lo + 1.5 * hwidth, nbins
+        return lo + hwidth, nbins
+    peak = int(np.argmax(h))
+    if peak == 0:
+        return lo + 0.5 * hwidth, nbins
+    if peak == nbins - 1:
+        return lo + (nbins - 0.5) * hwidth, nbins
+    dh1 = int(h[peak] - h[peak - 1])
+    dh2 = int(h[peak] - h[peak + 1])
+    if dh1 + dh2 == 0:
+        return lo + (peak + 0.5) * hwidth, nbins
+    pos = peak + 1 + 0.5 * (dh1 - dh2) / (dh1 + dh2)
+    return lo + (pos - 0.5) * hwidth, nbins
+
+
+def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
+                  lower: float | None = None, upper: float | None = None,
+                  binwidth: float = 0.1, median: bool = False, mode: bool = False
+                  ) -> ClippedStats:
+    """ImageStats' clipped statistics of a 1-D array of finite values (module docstring).
+
+    Raises
+    ------
+    ValueError
+        No value, or no value inside the range (as ImageStats: "Not enough data points").
+    """
+    v = np.ascontiguousarray(values, dtype=np.float32).ravel()
+    if v.size == 0:
+        raise ValueError("no pixel to compute statistics on")
+    vmin, vmax = float(v.min()), float(v.max())
+    lower = vmin if lower is None else float(lower)
+    upper = vmax if upper is None else float(upper)
+    if lower > vmax or upper < vmin:
+        raise ValueError(f"no pixel inside [{lower:g}, {upper:g}] (data range "
+                         f"[{vmin:g}, {vmax:g}])")
+    lo, hi = lower, upper
+    for it in range(nclip + 1):
+        n, s, ss, mn, mx = _moments(v, np.float32(lo), np.float32(hi))
+        if n <= 0:
+            raise ValueError(f"no pixel left after clipping pass {it} "
+                             f"(range [{lo:g}, {hi:g}])")
+        mean = np.float32(s / n)
+        var = (ss - s * s / n) / (n - 1) if n > 1 else float("nan")
+        std = float(np.float32(math.sqrt(var))) if var >= 0 else 0.0
+        if it < nclip:
+            lo = max(lower, float(mean) - lsig * std)
+            hi = min(upper, float(mean) + usig * std)
+    med = None
+    if median:
+        sel = v[(v <= np.float32(hi)) & (v >= np.float32(lo))] if nclip > 0 else v
+        med = float(np.median(sel))
+    # stsci.imagestats 1.8's computeMean starts its min/max from the first pixel clamped to
+    # the range, so the reported extremes (which place the mode histogram) include it: kept
+    v0 = v[0]
+    mn = min(max(v0, np.float32(lo)), mn)
+    mx = max(min(v0, np.float32(hi)), mx)
+    mo, nbins = (None, 0)
+    if mode:
+        mo, nbins = _mode(v, mn, mx, std, binwidth)
+    return ClippedStats(int(n), float(mean), std, float(mn), float(mx), float(lo), float(hi),
+                        med, mo, nbins)
+
+
+def sky_statistic(values: np.ndarray, params) -> tuple[float, int]:
+    """AstroDrizzle's sky value (``params.skystat``) and pixel count of 1-D finite values.
+
+    Parameters
+    ----------
+    values : ndarray
+        Good pixels in SCI units.
+    params : hapdask.sky.SkyParams
+
+    Raises
+    ------
+    ValueError
+        When there is nothing to measure (see :func:`clipped_stats`).
+    """
+    st = clipped_stats(values, nclip=params.skyclip, lsig=params.skylsigma,
+                       usig=params.skyusigma, lower=params.skylower, upper=params.skyupper,
+                       binwidth=params.skywidth, median=params.skystat == "median",
+                       mode=params.skystat == "mode")
+    value = {"median": st.median, "mode": st.mode, "mean": st.mean}[params.skystat]
+    return float(value), st.npix
+
+
+def brightness_factor(pscale: float, exptime: float, is_rate: bool) -> float:
+    """Factor turning a sky value in SCI units into AstroDrizzle's surface brightness.
+
+    ``1 / pscale**2`` (nominal pixel area, arcsec^2), divided by ``exptime`` for count data
+    (as skypac, an exposure time <= 0 is ignored).
+    """
+    f = 1.0 / (pscale * pscale)
+    if not is_rate and exptime > 0:
+        f /= exptime
+    return f
+
+
+def good_sky_pixels(sci: np.ndarray, dq: np.ndarray, bits: int | None,
+                    static: np.ndarray | None = None) -> np.ndarray:
+    """Mask of pixels usable for sky: DQ good per ``bits``, static mask, finite."""
+    good = good_pixel_mask(dq, bits) & np.isfinite(sci)
+    if static is not None:
+        good &= static
+    return good
