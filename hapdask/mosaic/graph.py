@@ -5,7 +5,9 @@ deterministic)::
 
     (<p>-chip, i)               ChipRef of input chip i (every chip enters the graph once)
     (<p>-sky..., i)             SkyLevel of chip i (from a sky method's own tasks)
-    (<p>-static, s)             static mask (bool, True = bad) of chip signature s
+    (<p>-static...)             static masks (bool, True = good), one per chip signature
+    (<p>-wsum, ty, tx)          per-exposure weight sums of a separate-drizzle tile
+    (<p>-wmean,), (<p>-noise,)  mean weights and minmed noise terms of the exposures
     (<p>-median, ty, tx)        median tile of the separate-drizzle grid
     (<p>-cr, i, r)              cosmic-ray mask (bool) of region r of chip i
     (<p>-tile, ty, tx)          {"sci", "wht", "ctx"} of a final output tile
@@ -20,8 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.stages import (
@@ -30,7 +30,10 @@ from hapdask.mosaic.stages import (
     TileJob,
     blot_cr_region,
     drizzle_tile,
+    exposure_noise,
     median_tile,
+    weight_means,
+    weight_sums_tile,
 )
 from hapdask.mosaic.tiles import ChipPlacement, Tile
 
@@ -49,36 +52,15 @@ def chip_tasks(chips: Sequence[ChipRef], prefix: str) -> tuple[dict, list]:
     return graph, list(graph)
 
 
-def _and_masks(*masks: np.ndarray | None) -> np.ndarray | None:
-    """Combine per-chip static masks (True = bad) of one signature: bad in any -> bad."""
-    out = None
-    for m in masks:
-        if m is None:
-            continue
-        out = m.copy() if out is None else (out | m)
-    return out
-
-
-def static_tasks(chips: Sequence[ChipRef], chip_keys: Sequence, params, prefix: str
+def static_tasks(chips: Sequence[ChipRef], static_sig: float, prefix: str
                  ) -> tuple[dict, list]:
-    """Static mask tasks: one per chip (the sky package's ``static_sig`` numerics), combined
-    per chip signature (a pixel low in any exposure is masked in all, as AstroDrizzle).
+    """Static masks (the sky package's ``static_mask_tasks``: one per chip signature, a pixel
+    low in any exposure is masked in all, as AstroDrizzle). Returns ``(graph, keys)`` with one
+    key per chip (bool, chip shape, True = good)."""
+    from hapdask.sky import static_mask_tasks
 
-    Returns ``(graph, keys)`` with one key per chip (its signature's mask, True = bad).
-    """
-    from hapdask.sky import static_mask_chip
-
-    graph: dict = {}
-    sig_index: dict = {}
-    members: dict[int, list] = {}
-    for i, (c, k) in enumerate(zip(chips, chip_keys, strict=True)):
-        s = sig_index.setdefault(c.signature, len(sig_index))
-        key = (f"{prefix}-static-chip", i)
-        graph[key] = (static_mask_chip, k, params)
-        members.setdefault(s, []).append(key)
-    for s, keys in members.items():
-        graph[(f"{prefix}-static", s)] = (_and_masks, *keys)
-    return graph, [(f"{prefix}-static", sig_index[c.signature]) for c in chips]
+    graph, by_chip = static_mask_tasks(list(chips), f"{prefix}-static", static_sig)
+    return graph, [by_chip[c.key] for c in chips]
 
 
 def drizzle_tasks(
@@ -154,7 +136,6 @@ def median_tasks(
     scale_arcsec: float,
     params: DrizzleParams,
     combine,
-    halo: int,
     tile_boxes: Sequence[dict],
     prefix: str,
     *,
@@ -162,13 +143,27 @@ def median_tasks(
 ) -> tuple[dict, dict[tuple[int, int], tuple]]:
     """Separate drizzles + median: one task per tile of the median grid.
 
-    ``tile_boxes[i]`` maps tile index -> input box of chip ``i`` for the tiles *grown* by
-    ``halo`` (see :func:`hapdask.mosaic.tiles.place_chip`); exposures are the chips' rootnames
-    in chip order.
+    Two passes: the weight sums of every tile (reduced into each exposure's mean weight over
+    the whole grid, for ``combine_maskpt``), then the median tiles. Exposures are the chips'
+    rootnames in chip order. ``tile_boxes[i]`` maps tile index -> input box of chip ``i`` for
+    the tile grown by ``combine.halo`` (see :func:`hapdask.mosaic.tiles.place_chip`).
+
+    Returns
+    -------
+    graph, {(ty, tx): key of the median tile}
     """
+    halo = int(combine.halo)
     ny, nx = grid_shape
+    exposures: dict[str, list[int]] = {}
+    for i, c in enumerate(chips):
+        exposures.setdefault(c.rootname, []).append(i)
+    exp_index = {r: e for e, r in enumerate(exposures)}
+    n_inputs = len(exposures)
     graph: dict = {}
-    keys: dict = {}
+    noise_key = (f"{prefix}-noise",)
+    graph[noise_key] = (exposure_noise, list(chip_keys), [list(v) for v in exposures.values()],
+                        *sky_keys)
+    jobs = []
     for tile in tiles:
         y0, y1, x0, x1 = tile.window
         grown = (max(y0 - halo, 0), min(y1 + halo, ny), max(x0 - halo, 0), min(x1 + halo, nx))
@@ -182,12 +177,21 @@ def median_tasks(
         job = MedianJob(index=tile.index, window=tile.window, grown=grown, header=header,
                         boxes=tuple(tile_boxes[i][tile.index] for i in idx),
                         iscales=tuple(r * r for r in ratios), ratios=ratios,
-                        groups=tuple(tuple(v) for v in groups.values()), params=params,
-                        combine=combine)
-        key = (f"{prefix}-median", *tile.index)
-        graph[key] = (median_tile, job, [chip_keys[i] for i in idx], [sky_keys[i] for i in idx],
-                      [static_keys[i] for i in idx] if static_keys is not None else [])
-        keys[tile.index] = key
+                        groups=tuple(tuple(v) for v in groups.values()),
+                        exposures=tuple(exp_index[r] for r in groups), n_inputs=n_inputs,
+                        params=params, combine=combine)
+        args = ([chip_keys[i] for i in idx], [sky_keys[i] for i in idx],
+                [static_keys[i] for i in idx] if static_keys is not None else [])
+        wkey = (f"{prefix}-wsum", *tile.index)
+        graph[wkey] = (weight_sums_tile, job, *args)
+        jobs.append((job, args, wkey))
+    means_key = (f"{prefix}-wmean",)
+    graph[means_key] = (weight_means, *[w for _, _, w in jobs])
+    keys: dict = {}
+    for job, args, _ in jobs:
+        key = (f"{prefix}-median", *job.index)
+        graph[key] = (median_tile, job, *args, means_key, noise_key)
+        keys[job.index] = key
     return graph, keys
 
 
@@ -204,8 +208,6 @@ def cr_tasks(
     blot: dict,
     cr,
     prefix: str,
-    *,
-    static_keys: Sequence | None = None,
 ) -> tuple[dict, list[list[tuple[Box, object]]]]:
     """Blot + driz_cr: one task per chip region.
 
@@ -238,7 +240,6 @@ def cr_tasks(
                         cr=cr)
             key = (f"{prefix}-cr", i, r)
             graph[key] = (blot_cr_region, job, chip_keys[i], sky_keys[i],
-                          static_keys[i] if static_keys is not None else None,
                           [k for _, k in parts])
             mine.append((region.box, key))
         out.append(mine)
