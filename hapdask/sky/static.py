@@ -3,9 +3,15 @@
 For every input chip AstroDrizzle (``staticMask.py``) computes ImageStats over all its pixels
 (no DQ; range = the data range; 3 clipping passes at 3 sigma; ``mode`` with bin width 0.1
 sigma) and flags the pixels below ``mode - static_sig * stddev``. Chips sharing a *signature*
-(instrument/detector, array shape, chip id) share one mask: the AND of their "not low" maps
-over all exposures, so a pixel low in any exposure is masked in all. A chip whose clipped data
-fall in fewer than two histogram bins contributes nothing.
+share one mask: the AND of their "not low" maps. A chip whose clipped data fall in fewer than
+two histogram bins contributes nothing.
+
+Which chips share a signature: the documentation (and hap_pipeline_inventory.md 4.3) says
+(instrument/detector, shape, chip), i.e. one mask per detector chip combined over all
+exposures; drizzlepac 3.11's code (``acsData``/``wfc3Data._assignSignature``) actually uses
+``(outroot, shape, extver)`` with ``outroot`` the *exposure's* root name, so every exposure
+gets its own mask and nothing is combined. ``across_exposures=False`` (default) reproduces
+drizzlepac 3.11; ``across_exposures=True`` gives the documented behaviour.
 
 Here: :func:`static_part` is that per-chip numerics (one chip in memory), :func:`combine`
 ANDs them, and :func:`static_mask_tasks` builds the Dask tasks (one part per chip, a chain of
@@ -29,18 +35,21 @@ from hapdask.sky.stats import clipped_stats
 __all__ = ["combine", "signature", "static_mask_tasks", "static_part"]
 
 
-def signature(ref, detector: str | None = None) -> tuple:
-    """AstroDrizzle's static-mask signature of a chip: (detector, shape, chip id).
+def signature(ref, across_exposures: bool = False, detector: str | None = None) -> tuple:
+    """Static-mask signature of a chip (module docstring): ``(group, shape, extver)``.
 
-    ``detector`` defaults to ``INSTRUME``/``DETECTOR`` of the SCI header when present (else
-    ""); the chip id is ``CCDCHIP`` when present, else the SCI ``EXTVER``.
+    ``group`` is the exposure's root name (drizzlepac 3.11) or, ``across_exposures``, the
+    detector: ``detector`` if given, else ``INSTRUME``/``DETECTOR`` of the SCI header ("" when
+    absent).
     """
-    chip = ref.chip
-    if detector is None:
-        hdr = chip.header
-        detector = f"{hdr.get('INSTRUME', '')}{hdr.get('DETECTOR', '')}".strip()
-    ccd = chip.ccdchip if getattr(chip, "ccdchip", None) is not None else ref.key[1]
-    return (detector, tuple(ref.shape), int(ccd))
+    if not across_exposures:
+        group = str(ref.key[0])
+    elif detector is not None:
+        group = detector
+    else:
+        hdr = ref.chip.header
+        group = f"{hdr.get('INSTRUME', '')}{hdr.get('DETECTOR', '')}".strip()
+    return (group, tuple(ref.shape), int(ref.key[1]))
 
 
 def static_part(sci: np.ndarray, static_sig: float) -> np.ndarray | None:
@@ -85,7 +94,8 @@ def combine(a: np.ndarray | None, b: np.ndarray | None, shape: tuple[int, int]
 
 
 def static_mask_tasks(chips: Sequence, prefix: str, static_sig: float = 4.0,
-                      detectors: Mapping | None = None) -> tuple[dict, dict]:
+                      across_exposures: bool = False, detectors: Mapping | None = None
+                      ) -> tuple[dict, dict]:
     """Dask tasks of the static masks of ``chips`` (:class:`hapdask.mvm.plan.ChipRef`).
 
     Parameters
@@ -95,8 +105,11 @@ def static_mask_tasks(chips: Sequence, prefix: str, static_sig: float = 4.0,
         Key prefix: parts are ``(prefix + "-part", i)``, masks ``(prefix, s, k)``.
     static_sig : float
         AstroDrizzle's ``static_sig``.
+    across_exposures : bool
+        Combine the chips of all exposures per detector chip (documented AstroDrizzle) instead
+        of one mask per exposure chip (drizzlepac 3.11's code, default).
     detectors : mapping chip key -> str, optional
-        Detector name per chip for the signature (default: from the SCI header).
+        Detector name per chip for ``across_exposures`` (default: from the SCI header).
 
     Returns
     -------
@@ -109,7 +122,7 @@ def static_mask_tasks(chips: Sequence, prefix: str, static_sig: float = 4.0,
     groups: dict[tuple, list[int]] = {}
     for i, ref in enumerate(chips):
         det = None if detectors is None else detectors.get(ref.key)
-        groups.setdefault(signature(ref, det), []).append(i)
+        groups.setdefault(signature(ref, across_exposures, det), []).append(i)
         graph[(f"{prefix}-part", i)] = (_read_part, ref, float(static_sig))
     keys: dict = {}
     for s, (sig, members) in enumerate(sorted(groups.items(), key=lambda kv: kv[1][0])):

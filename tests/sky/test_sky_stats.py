@@ -1,0 +1,63 @@
+"""Clipped sky statistics against stsci.imagestats.ImageStats (AstroDrizzle's own)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from stsci.imagestats import ImageStats
+
+from hapdask.sky import SkyParams, brightness_factor, clipped_stats, sky_statistic
+
+
+def _data(n, seed):
+    rng = np.random.default_rng(seed)
+    v = rng.normal(45.0, 7.0, n) + (rng.random(n) < 0.03) * rng.exponential(400.0, n)
+    return v.astype(np.float32)
+
+
+@pytest.mark.parametrize("n", [50, 3000, 200_000])
+@pytest.mark.parametrize(("nclip", "lower", "upper"), [(5, -100.0, None), (0, None, None),
+                                                        (3, 20.0, 300.0)])
+def test_matches_imagestats(n, nclip, lower, upper):
+    v = _data(n, n + nclip)
+    ref = ImageStats(v, fields="npix,mean,median,mode", nclip=nclip, lsig=4.0, usig=4.0,
+                     lower=lower, upper=upper, binwidth=0.1)
+    got = clipped_stats(v, nclip=nclip, lsig=4.0, usig=4.0, lower=lower, upper=upper,
+                        binwidth=0.1, median=True, mode=True)
+    assert got.npix == ref.npix
+    assert got.mean == pytest.approx(ref.mean, rel=1e-6)
+    assert got.stddev == pytest.approx(ref.stddev, rel=1e-6)
+    assert got.median == pytest.approx(float(ref.median), rel=1e-6)
+    assert got.mode == pytest.approx(ref.mode, rel=1e-6)
+
+
+def test_static_settings_match_imagestats():
+    """The static mask's call: nclip=3, default 3-sigma clipping, range = data range."""
+    v = _data(100_000, 7)
+    ref = ImageStats(v, fields="mode", nclip=3, lower=float(v.min()), upper=float(v.max()))
+    got = clipped_stats(v, nclip=3, lsig=3.0, usig=3.0, lower=float(v.min()),
+                        upper=float(v.max()), mode=True)
+    assert got.mode == pytest.approx(ref.mode, rel=1e-6)
+    assert got.stddev == pytest.approx(ref.stddev, rel=1e-6)
+    assert got.nbins == len(ref.histogram)
+
+
+def test_sky_statistic_picks_skystat_and_errors_without_data():
+    v = _data(10_000, 3)
+    for stat in ("median", "mode", "mean"):
+        p = SkyParams(skystat=stat, skylower=-100.0)
+        ref = ImageStats(v, fields=f"npix,{stat}", nclip=5, lsig=4.0, usig=4.0, lower=-100.0,
+                         binwidth=0.1)
+        value, npix = sky_statistic(v, p)
+        assert value == pytest.approx(float(getattr(ref, stat)), rel=1e-6)
+        assert npix == ref.npix
+    with pytest.raises(ValueError):
+        sky_statistic(np.array([], np.float32), SkyParams())
+    with pytest.raises(ValueError, match="no pixel inside"):
+        sky_statistic(v, SkyParams(skylower=1e6))
+
+
+def test_brightness_factor_is_skypac_conversion():
+    """skypac: data -> brightness = 1 / pscale^2 [/ EXPTIME for counts]."""
+    assert brightness_factor(0.05, 500.0, False) == pytest.approx(1 / (0.05**2 * 500.0))
+    assert brightness_factor(0.128, 300.0, True) == pytest.approx(1 / 0.128**2)
