@@ -21,8 +21,8 @@ from hapdask.mosaic.grid import OutputGrid
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
 
-__all__ = ["crmask_name", "find_crmask", "product_headers", "read_crmask", "update_dq",
-           "write_crmask"]
+__all__ = ["chip_crmask", "crmask_name", "find_crmask", "product_headers", "read_crmask",
+           "update_dq", "write_crmask"]
 
 
 def crmask_name(rootname: str) -> str:
@@ -57,6 +57,30 @@ def read_crmask(path: str | os.PathLike) -> dict[int, np.ndarray]:
     if not out:
         raise ValueError(f"{path}: no CRMASK extension")
     return out
+
+
+def chip_crmask(path: str, extver: int, shape: tuple[int, int]) -> np.ndarray:
+    """The bool cosmic-ray mask of one chip from a mask file (True = cosmic ray).
+
+    Raises
+    ------
+    ValueError
+        When the file has no ``CRMASK`` extension of that ``EXTVER`` or its shape is not the
+        chip's (naming the file and HDU).
+    """
+    try:
+        with fits.open(path) as hdul:
+            try:
+                hdu = hdul["CRMASK", int(extver)]
+            except KeyError:
+                raise ValueError(f"{path}: no CRMASK,{extver} extension") from None
+            data = np.asarray(hdu.data)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the cosmic-ray mask: {exc}") from None
+    if data.shape != tuple(shape):
+        raise ValueError(f"{path}: CRMASK,{extver} has shape {data.shape}, the chip has "
+                         f"{tuple(shape)}")
+    return data != 0
 
 
 def find_crmask(input_path: str, rootname: str, masks_dir: str | os.PathLike | None = None

@@ -6,6 +6,7 @@ rules: square kernel, pixfrac 1, EXPTIME weights, the layer's DQ bits, NaN fill.
 
     ("mvm-<fp>-chip", i)               ChipRef of chip i (each chip enters the graph once)
     ("mvm-sky-<method>-<fp>", i)       SkyLevel of chip i
+    ("mvm-<fp>-crmask", i)             cosmic-ray mask of chip i (when it has a mask file)
     ("mvm-<layer>-<fp>-tile", ty, tx)  {"sci", "wht", "ctx"} of a tile
     ("mvm-sci-<layer>-<fp>", ty, tx)   the chunks of the dask arrays (getitem of the tile task)
     ("mvm-wht-<layer>-<fp>", ty, tx)
@@ -32,6 +33,7 @@ from hapdask.mosaic.coverage import rasterize_polygon, tile_coverage
 from hapdask.mosaic.graph import chip_tasks, drizzle_tasks
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
+from hapdask.mosaic.products import chip_crmask
 from hapdask.mvm.plan import LayerPlan, MvmPlan, header_wcs
 from hapdask.mvm.sky import ChipMedianSky, SkyMethod
 
@@ -88,12 +90,20 @@ def build_graph(plan: MvmPlan, sky: SkyMethod | Mapping | None = None
         g, keys = sky.tasks(chips, f"mvm-sky-{getattr(sky, 'name', 'sky')}-{fp}")
         graph.update(g)
         sky_of = {c.key: k for c, k in zip(chips, keys, strict=True)}
+    masks: dict = {}
+    for i, c in enumerate(chips):
+        path = plan.crmasks.get(c.key)
+        if path is not None:
+            key = (f"mvm-{fp}-crmask", i)
+            graph[key] = (chip_crmask, path, c.key[1], c.shape)
+            masks[c.key] = [((0, c.shape[0], 0, c.shape[1]), key)]
     tile_keys: dict[str, dict] = {}
     for lay in plan.layers.values():
         g, keys = drizzle_tasks(
             lay.tiles, lay.chips, [chip_key[c.key] for c in lay.chips],
             [sky_of[c.key] for c in lay.chips], lay.wcs_header.tostring(), lay.scale_arcsec,
-            layer_params(lay), lay.nplanes if plan.context else 0, f"mvm-{lay.name}-{fp}")
+            layer_params(lay), lay.nplanes if plan.context else 0, f"mvm-{lay.name}-{fp}",
+            cr_regions=[masks.get(c.key, []) for c in lay.chips] if masks else None)
         graph.update(g)
         tile_keys[lay.name] = keys
     return graph, tile_keys

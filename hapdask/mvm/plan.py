@@ -29,6 +29,7 @@ import skycells
 from hapdask.io import linear_pixel_scale
 from hapdask.mosaic.grid import OutputGrid
 from hapdask.mosaic.inputs import ChipKey, ChipRef, detector_noise
+from hapdask.mosaic.products import find_crmask
 from hapdask.mosaic.tiles import SAMPLE_STEP, Tile, chip_tile_boxes, place_chips, plan_tiles
 from hapdask.mosaic.wcsio import (
     header_wcs,
@@ -153,6 +154,9 @@ class MvmPlan:
     tile_size : int
     context : bool
         Whether CTX is built.
+    crmasks : dict
+        ``(rootname, extver) -> path`` of the cosmic-ray mask file (``<rootname>_crmask.fits``
+        of ``hapdask drizzle``) of each chip that has one; its flagged pixels get weight 0.
     """
 
     skycell: str
@@ -161,6 +165,7 @@ class MvmPlan:
     rejected: list[Rejection]
     tile_size: int
     context: bool = True
+    crmasks: dict = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:
@@ -174,6 +179,9 @@ class MvmPlan:
                 h.update(f"{c.chip.path}|{c.key}|{c.exptime}|{c.bits}|{c.pscale!r}".encode())
                 if c.wcs_bytes is not None:
                     h.update(hashlib.sha256(c.wcs_bytes).digest())
+        for key, path in sorted(self.crmasks.items()):
+            st = os.stat(path)
+            h.update(f"crmask|{key}|{path}|{st.st_size}|{st.st_mtime_ns}".encode())
         return h.hexdigest()[:16]
 
     def reject_chips(self, bad: Mapping[ChipKey, str]) -> None:
@@ -306,6 +314,7 @@ def plan(
     step: int = SAMPLE_STEP,
     verdicts: Mapping[str, object] | None = None,
     only: Iterable[str] | None = None,
+    masks: str | os.PathLike | None = None,
 ) -> MvmPlan:
     """Plan the MVM layers of a SkyCell.
 
@@ -331,6 +340,9 @@ def plan(
     only : iterable of str, optional
         Keep only the layers whose name contains one of these strings (e.g. ``"f160w"``,
         ``"ir_f125w_coarse"``). The output grids still come from every input.
+    masks : path, optional
+        Directory of cosmic-ray masks (``<rootname>_crmask.fits``); a mask file beside an
+        input is used too (``masks`` wins).
 
     Returns
     -------
@@ -472,8 +484,14 @@ def plan(
         if info.rootname not in used and not any(r.path == info.path for r in rejected):
             rejected.append(Rejection(info.path, "NO_OVERLAP", "does not overlap the SkyCell"))
     inputs_used = [i for i in kept if i.rootname in used]
+    crmasks = {}
+    for info in inputs_used:
+        found = find_crmask(info.path, info.rootname, masks)
+        if found is not None:
+            for c in info.chips:
+                crmasks[c.key] = str(found)
     return MvmPlan(skycell=cells["fine"].name, layers=layers, inputs=inputs_used,
-                   rejected=rejected, tile_size=tile_size, context=context)
+                   rejected=rejected, tile_size=tile_size, context=context, crmasks=crmasks)
 
 
 def _layer(filename, instr, det, filt, scale, flc, members, bwcs, cell, tile_size, step

@@ -356,6 +356,7 @@ def run(
     log: Callable[[str], None] = print,
     layers: Iterable[str] | None = None,
     verdicts: Mapping | None = None,
+    masks: str | os.PathLike | None = None,
 ) -> MvmResult:
     """Build the MVM layers of a SkyCell and write them (FITS and/or zarr).
 
@@ -387,6 +388,9 @@ def run(
         Only the layers whose name contains one of these strings.
     verdicts : mapping, optional
         ``path -> Verdict`` of the analyze rules already computed (skips that step).
+    masks : path, optional
+        Directory of cosmic-ray masks (``<rootname>_crmask.fits`` of ``hapdask drizzle``);
+        masks beside the inputs are used too. Flagged pixels get weight 0.
 
     Returns
     -------
@@ -411,7 +415,10 @@ def run(
             g, keys, paths = analyze_tasks(inputs)
             verdicts = dict(zip(paths, compute(g, keys, False), strict=True))
         p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates,
-                 context=context, verdicts=verdicts, only=layers)
+                 context=context, verdicts=verdicts, only=layers, masks=masks)
+        for path in sorted(set(p.crmasks.values())):
+            notes.append(f"cosmic-ray mask {path}")
+            log(notes[-1])
         if not p.layers:
             reasons = "; ".join(str(r) for r in p.rejected[:5]) or "no inputs"
             raise ValueError(f"{p.skycell}: no usable input exposure ({reasons})")

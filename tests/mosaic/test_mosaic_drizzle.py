@@ -214,3 +214,24 @@ def test_mixed_units_and_unreadable_input(pair, tmp_path):
     bad.write_bytes(b"not a fits file")
     with pytest.raises(ValueError, match="broken_flc.fits"):
         drizzle([pair[0], str(bad)], tmp_path / "x")
+
+
+def test_mvm_uses_crmask_files(pair, ours, tmp_path):
+    """``hapdask mvm`` gives cosmic-ray pixels of a ``_crmask.fits`` (beside an input or under
+    ``masks``) zero weight: the layer's weight drops exactly where flagged pixels land."""
+    from hapdask import mvm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = mvm.plan("p1889x07y19", pair, tile_size=256, only=["f775w_all"])
+        masked = mvm.plan("p1889x07y19", pair, tile_size=256, only=["f775w_all"],
+                          masks=ours.output.parent)
+        assert not base.crmasks
+        assert {k[0] for k in masked.crmasks} == set(ROOTS)
+        assert base.fingerprint != masked.fingerprint
+        a = mvm.layers(base)
+        b = mvm.layers(masked)
+    name = next(iter(a))
+    wa, wb = a[name]["wht"].values, b[name]["wht"].values
+    assert (wb <= wa + 1e-3).all()
+    assert (wb < wa - 1.0).sum() > 100  # cosmic-ray footprints lost their exposure's weight
