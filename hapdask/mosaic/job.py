@@ -223,8 +223,28 @@ def drizzle(
     t0 = time.perf_counter()
     final_grid = _grid("final", p, chips)
     final = p.final
-    placements = place_chips(chips, final_grid, tile_size, kernel=final.kernel,
-                             pixfrac=final.pixfrac)
+    want_cr = p["driz_cr"]
+    combine = CombineParams(
+        combine_type=p["combine_type"], combine_nsigma=" ".join(map(str, p["combine_nsigma"])),
+        combine_nlow=p["combine_nlow"], combine_nhigh=p["combine_nhigh"],
+        combine_lthresh=p["combine_lthresh"], combine_hthresh=p["combine_hthresh"],
+        combine_grow=p["combine_grow"], combine_maskpt=p["combine_maskpt"])
+    cr = CRParams(driz_cr_snr=" ".join(map(str, p["driz_cr_snr"])),
+                  driz_cr_scale=" ".join(map(str, p["driz_cr_scale"])),
+                  driz_cr_grow=p["driz_cr_grow"], driz_cr_ctegrow=p["driz_cr_ctegrow"],
+                  driz_cr_corr=p["driz_cr_corr"])
+    sep = p.separate
+    final_cfg = {"kernel": final.kernel, "pixfrac": final.pixfrac}
+    sep_cfg = {"kernel": sep.kernel, "pixfrac": sep.pixfrac, "grow": combine.halo,
+               "region_size": region_size, "halo": cr.halo, "reach": BLOT_REACH}
+    sep_grid = _grid("driz_sep", p, chips) if want_cr else None
+    sep_place = None
+    if sep_grid is not None and sep_grid.header == final_grid.header:
+        both = place_chips(chips, final_grid, tile_size, configs=[final_cfg, sep_cfg])
+        placements = [b[0] for b in both]
+        sep_place = [b[1] for b in both]
+    else:
+        placements = place_chips(chips, final_grid, tile_size, **final_cfg)
     keep = [i for i, pl in enumerate(placements) if pl.boxes]
     for i in range(len(chips)):
         if i not in keep:
@@ -233,9 +253,10 @@ def drizzle(
         raise ValueError("no input chip overlaps the output grid")
     chips = [chips[i] for i in keep]
     placements = [placements[i] for i in keep]
+    if sep_place is not None:
+        sep_place = [sep_place[i] for i in keep]
     tiles = plan_tiles(final_grid, tile_size, placements)
     n_exp = len({c.rootname for c in chips})
-    want_cr = p["driz_cr"]
     do_cr = want_cr and n_exp >= 2
     if want_cr and not do_cr:
         notes.append("one exposure: separate drizzle, median, blot and driz_cr skipped "
@@ -252,21 +273,8 @@ def drizzle(
     cr_regions = None
     cr_layout: list[tuple] = []
     if do_cr:
-        combine = CombineParams(
-            combine_type=p["combine_type"], combine_nsigma=" ".join(map(str,
-                                                                       p["combine_nsigma"])),
-            combine_nlow=p["combine_nlow"], combine_nhigh=p["combine_nhigh"],
-            combine_lthresh=p["combine_lthresh"], combine_hthresh=p["combine_hthresh"],
-            combine_grow=p["combine_grow"], combine_maskpt=p["combine_maskpt"])
-        cr = CRParams(driz_cr_snr=" ".join(map(str, p["driz_cr_snr"])),
-                      driz_cr_scale=" ".join(map(str, p["driz_cr_scale"])),
-                      driz_cr_grow=p["driz_cr_grow"], driz_cr_ctegrow=p["driz_cr_ctegrow"],
-                      driz_cr_corr=p["driz_cr_corr"])
-        sep = p.separate
-        sep_grid = _grid("driz_sep", p, chips)
-        sep_place = place_chips(chips, sep_grid, tile_size, kernel=sep.kernel,
-                                pixfrac=sep.pixfrac, grow=combine.halo, region_size=region_size,
-                                halo=cr.halo, reach=BLOT_REACH)
+        if sep_place is None:
+            sep_place = place_chips(chips, sep_grid, tile_size, **sep_cfg)
         header = sep_grid.header
         g, med_keys = median_tasks(
             plan_tiles(sep_grid, tile_size, sep_place), sep_grid.shape, chips, ckeys, sky_keys,

@@ -358,11 +358,14 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
     Returns
     -------
     bool array of the region's shape (``job.box``)
-        True = cosmic ray.
+        True = cosmic ray (never on non-finite SCI pixels, nor on chips whose sky is not ok).
     """
     from hapdask.combine.crrej import driz_cr_mask
     from hapdask.drizzle import blot_image, calc_pixmap
 
+    y0, y1, x0, x1 = job.box
+    if not sky.ok:  # an unusable chip (e.g. all NaN) is not drizzled: nothing to flag
+        return np.zeros((y1 - y0, x1 - x0), bool)
     w0, w1, v0, v1 = job.window
     mosaic = np.zeros((w1 - w0, v1 - v0), np.float32)
     for (p0, p1, q0, q1), arr in zip(job.parts, medians, strict=True):
@@ -383,8 +386,8 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
     mask = driz_cr_mask(sci, blot, None, sky=sky_units, exptime=chip.exptime, gain=chip.gain,
                         readnoise=chip.readnoise, params=job.cr,
                         cte_direction=cte_direction(chip) if job.cr.driz_cr_ctegrow else 0,
-                        rate=chip.is_rate, origin=(g0, h0), chip_shape=chip.shape)
-    y0, y1, x0, x1 = job.box
+                        rate=chip.is_rate, origin=(g0, h0), chip_shape=chip.shape,
+                        good=np.isfinite(sci))
     return np.ascontiguousarray(mask[y0 - g0:y1 - g0, x0 - h0:x1 - h0], dtype=bool)
 
 

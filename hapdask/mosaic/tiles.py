@@ -24,7 +24,7 @@ from hapdask.mosaic.grid import OutputGrid
 from hapdask.mosaic.inputs import ChipRef
 
 __all__ = ["ChipPlacement", "Region", "SAMPLE_STEP", "Tile", "chip_tile_boxes", "place_chip",
-           "plan_tiles"]
+           "place_chip_configs", "place_chips", "plan_tiles"]
 
 #: sampling step (input pixels) of the coarse per-chip pixel map of :func:`chip_tile_boxes`
 SAMPLE_STEP = 32
@@ -191,12 +191,31 @@ def place_chip(chip: ChipRef, grid: OutputGrid, tile_size: int, *, kernel: str =
     -------
     ChipPlacement
     """
+    return place_chip_configs(chip, grid, tile_size, [dict(
+        kernel=kernel, pixfrac=pixfrac, region_size=region_size, halo=halo, reach=reach,
+        grow=grow)], candidates=candidates)[0]
+
+
+def place_chip_configs(chip: ChipRef, grid: OutputGrid, tile_size: int,
+                       configs: Sequence[dict], *,
+                       candidates: Sequence[tuple[int, int]] | None = None
+                       ) -> list[ChipPlacement]:
+    """:func:`place_chip` for several parameter sets (keyword dicts of :func:`place_chip`)
+    from one pixel map of the chip (e.g. the separate and the final drizzle on one grid)."""
     from hapdask.drizzle import calc_pixmap
+
+    pixmap = calc_pixmap(chip.wcs(), grid.wcs(), chip.shape)
+    return [_placement(pixmap, chip, grid, tile_size, candidates=candidates, **c)
+            for c in configs]
+
+
+def _placement(pixmap: np.ndarray, chip: ChipRef, grid: OutputGrid, tile_size: int, *,
+               kernel: str = "square", pixfrac: float = 1.0, region_size: int | None = None,
+               halo: int = 0, reach: int = 0, grow: int = 0,
+               candidates: Sequence[tuple[int, int]] | None = None) -> ChipPlacement:
     from hapdask.drizzle.tile import FootprintIndex
 
-    gw = grid.wcs()
     ny_out, nx_out = grid.shape
-    pixmap = calc_pixmap(chip.wcs(), gw, chip.shape)
     ratio = grid.scale_arcsec / chip.pscale
     index = FootprintIndex(pixmap, kernel=kernel, pixfrac=pixfrac, pixel_scale_ratio=ratio)
     windows = grid.windows(tile_size)
@@ -232,14 +251,19 @@ def place_chip(chip: ChipRef, grid: OutputGrid, tile_size: int, *, kernel: str =
 
 def place_chips(chips: Sequence[ChipRef], grid: OutputGrid, tile_size: int, *,
                 candidates: Sequence[Sequence[tuple[int, int]] | None] | None = None,
-                threads: int | None = None, **kwargs) -> list[ChipPlacement]:
+                threads: int | None = None, configs: Sequence[dict] | None = None,
+                **kwargs) -> list:
     """:func:`place_chip` for many chips (``candidates``: one list or None per chip), in
-    threads (the numba pixel maps release the GIL)."""
+    threads (the numba pixel maps release the GIL). With ``configs`` (keyword dicts of
+    :func:`place_chip`), each chip's entry is the list of its placements, one per config,
+    from one pixel map."""
     import os
 
     cands = list(candidates) if candidates is not None else [None] * len(chips)
 
-    def one(k: int) -> ChipPlacement:
+    def one(k: int):
+        if configs is not None:
+            return place_chip_configs(chips[k], grid, tile_size, configs, candidates=cands[k])
         return place_chip(chips[k], grid, tile_size, candidates=cands[k], **kwargs)
 
     n = threads or min(len(chips), os.cpu_count() or 1) or 1

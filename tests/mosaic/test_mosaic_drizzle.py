@@ -235,3 +235,27 @@ def test_mvm_uses_crmask_files(pair, ours, tmp_path):
     wa, wb = a[name]["wht"].values, b[name]["wht"].values
     assert (wb <= wa + 1e-3).all()
     assert (wb < wa - 1.0).sum() > 100  # cosmic-ray footprints lost their exposure's weight
+
+
+def test_all_nan_chip_and_non_overlapping_exposure(pair, params, tmp_path):
+    """An all-NaN chip is left out with a note; an exposure off the user grid is skipped with a
+    note; the rest is drizzled."""
+    nan = tmp_path / "jf3t03a2q_flc.fits"
+    with fits.open(pair[1]) as h:
+        h["SCI", 1].data[:] = np.nan
+        h.writeto(nan)
+    res = _run([pair[0], str(nan)], tmp_path / "nan", params, tile_size=256)
+    assert any("jf3t03a2q_flc.fits[sci,1]" in n for n in res.notes)
+    assert read_crmask(res.crmasks[1])[1].sum() == 0
+    with fits.open(res.output) as h:
+        assert np.isfinite(h["SCI"].data).any()
+    far = tmp_path / "far" / "jf3t03a2q_flc.fits"
+    far.parent.mkdir()
+    with fits.open(pair[1]) as h:
+        for hdu in h:
+            if hdu.name == "SCI":
+                hdu.header["CRVAL2"] = hdu.header["CRVAL2"] + 0.5
+        h.writeto(far)
+    res = _run([pair[0], str(far)], tmp_path / "far" / "m", params, tile_size=256)
+    assert any("does not overlap" in n for n in res.notes)
+    assert any("one exposure" in n for n in res.notes)
