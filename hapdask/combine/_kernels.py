@@ -28,27 +28,47 @@ def _f32(x):
 
 
 @njit(nogil=True, cache=True)
-def _gather_sorted(images, valid, y, x, buf):
-    """Insert the valid values of pixel (y, x) into ``buf`` in ascending order; return the count."""
+def _load_row(images, weights, y, vals, wts):
+    """Copy row ``y`` of the stacks into (nx, n) buffers: pixel-major, so that the per-pixel
+    loops read contiguous memory (the (n, ny, nx) stride across images defeats the caches)."""
+    n, _, nx = images.shape
+    for i in range(n):
+        for x in range(nx):
+            vals[x, i] = images[i, y, x]
+            wts[x, i] = weights[i, y, x]
+
+
+@njit(nogil=True, cache=True)
+def _gather_sorted(vals, wts, thr, lo, hi, x, buf):
+    """Insert the valid values of pixel x of the row buffers into ``buf`` in ascending order;
+    return the count.
+
+    Valid: weight > 0, not weight < thr[i], finite value, not value < lo, not value >= hi
+    (lo/hi are float32; +-inf disables them).
+    """
     g = 0
-    for i in range(images.shape[0]):
-        if valid[i, y, x]:
-            v = np.float64(images[i, y, x])
-            k = g
-            while k > 0 and buf[k - 1] > v:
-                buf[k] = buf[k - 1]
-                k -= 1
-            buf[k] = v
-            g += 1
+    for i in range(vals.shape[1]):
+        wt = np.float64(wts[x, i])
+        v32 = vals[x, i]
+        # weight > 0 (False for NaN), not below the cut, value finite and within [lo, hi)
+        if not (wt > 0.0 and wt >= thr[i] and v32 >= lo and v32 < hi and v32 - v32 == 0):
+            continue
+        v = np.float64(v32)
+        k = g
+        while k > 0 and buf[k - 1] > v:
+            buf[k] = buf[k - 1]
+            k -= 1
+        buf[k] = v
+        g += 1
     return g
 
 
 @njit(nogil=True, cache=True)
-def _first_nonzero(images, y, x, buf):
+def _first_nonzero(vals, x, buf):
     """The 'i' combine types: with no valid value, use the first non-zero input value."""
-    for i in range(images.shape[0]):
-        if images[i, y, x] != 0:
-            buf[0] = np.float64(images[i, y, x])
+    for i in range(vals.shape[1]):
+        if vals[x, i] != 0:
+            buf[0] = np.float64(vals[x, i])
             return 1
     return 0
 
@@ -87,18 +107,22 @@ def _mean_of(buf, g, nlow, nhigh):
 
 
 @njit(nogil=True, cache=True)
-def numcombine(images, valid, kind, nlow, nhigh, fill, out):
+def numcombine(images, weights, thr, lo, hi, kind, nlow, nhigh, fill, out):
     """Median or mean over the valid values of every pixel (``stsci.image`` semantics).
 
-    images (n, ny, nx) float32; valid (n, ny, nx) bool; out (ny, nx) float32.
+    images, weights (n, ny, nx) float32; thr (n,) float64 weight cut; lo/hi float32 value
+    thresholds; out (ny, nx) float32.
     """
     n, ny, nx = images.shape
     buf = np.empty(max(n, 1), np.float64)
+    vals = np.empty((nx, n), np.float32)
+    wts = np.empty((nx, n), np.float32)
     for y in range(ny):
+        _load_row(images, weights, y, vals, wts)
         for x in range(nx):
-            g = _gather_sorted(images, valid, y, x, buf)
+            g = _gather_sorted(vals, wts, thr, lo, hi, x, buf)
             if g == 0 and fill:
-                g = _first_nonzero(images, y, x, buf)
+                g = _first_nonzero(vals, x, buf)
             if kind == KIND_MEDIAN:
                 out[y, x] = _f32(_median_of(buf, g, nlow, nhigh))
             else:
@@ -106,24 +130,30 @@ def numcombine(images, valid, kind, nlow, nhigh, fill, out):
 
 
 @njit(nogil=True, cache=True)
-def minmed_pass1(images, weights, valid, sky_rate, rn2, n_inputs, fill,
-                 minimum, median, min_w, med_w, rms, allbad):
+def minmed_pass1(images, weights, thr, sky_rate, rn2, n_inputs, fill, nsigma1, nsigma2,
+                 minimum, median, flag1, take2, allbad):
     """Per-pixel part of AstroDrizzle's ``minmed``.
 
-    sky_rate[i] = background electrons / exptime of image i; rn2[i] = readnoise**2 (e-**2).
-    Fills minimum/median (float32, the data values), min_w/med_w (float32, times the summed
-    weight), rms (float64, electrons) and allbad (no valid input).
+    thr[i] = weight cut of image i; sky_rate[i] = background electrons / exptime of image i;
+    rn2[i] = readnoise**2 (e-**2). Fills minimum/median (float32 data values), flag1 (the minimum
+    wins at nsigma1), take2 (it wins at nsigma2) and allbad (no valid input).
     """
     n, ny, nx = images.shape
     buf = np.empty(max(n, 1), np.float64)
+    ninf = np.float32(-np.inf)
+    pinf = np.float32(np.inf)
+    vals = np.empty((nx, n), np.float32)
+    wts = np.empty((nx, n), np.float32)
     for y in range(ny):
+        _load_row(images, weights, y, vals, wts)
         for x in range(nx):
-            g = _gather_sorted(images, valid, y, x, buf)
+            g = _gather_sorted(vals, wts, thr, ninf, pinf, x, buf)
             allbad[y, x] = g == 0
             # minimum of the valid values (0 if none)
             mn = buf[0] if g > 0 else 0.0
+            ng = g
             if g == 0 and fill:
-                g = _first_nonzero(images, y, x, buf)
+                g = _first_nonzero(vals, x, buf)
             if n_inputs == 2:
                 md = _mean_of(buf, g, 0, 0)
             else:
@@ -132,51 +162,53 @@ def minmed_pass1(images, weights, valid, sky_rate, rn2, n_inputs, fill,
             bk = 0.0
             rn = 0.0
             for i in range(n):
-                w = _f32(np.float64(w) + np.float64(weights[i, y, x]))
-                bk += np.float64(weights[i, y, x]) * sky_rate[i]
-                if valid[i, y, x]:
-                    rn += rn2[i]
+                wi = wts[x, i]
+                w = _f32(np.float64(w) + np.float64(wi))
+                bk += np.float64(wi) * sky_rate[i]
+            if ng > 0:
+                for i in range(n):
+                    wi = wts[x, i]
+                    if wi > 0 and not np.float64(wi) < thr[i] and np.isfinite(vals[x, i]):
+                        rn += rn2[i]
             mn32 = _f32(mn)
             md32 = _f32(md)
             minimum[y, x] = mn32
             median[y, x] = md32
-            mw = _f32(np.float64(mn32) * np.float64(w))
-            dw = _f32(np.float64(md32) * np.float64(w))
-            min_w[y, x] = mw
-            med_w[y, x] = dw
-            r2 = np.float64(dw) + bk + rn
-            rms[y, x] = math.sqrt(r2) if r2 > 0.0 else 0.0
+            mw = np.float64(_f32(np.float64(mn32) * np.float64(w)))
+            dw = np.float64(_f32(np.float64(md32) * np.float64(w)))
+            r2 = dw + bk + rn
+            rms = math.sqrt(r2) if r2 > 0.0 else 0.0
+            flag1[y, x] = mw < dw - rms * nsigma1
+            take2[y, x] = mw < dw - rms * nsigma2
 
 
 @njit(nogil=True, cache=True)
-def minmed_pass2(minimum, median, min_w, med_w, rms, allbad, nsigma1, nsigma2, grow, out):
-    """Choose minimum or median per pixel; ``grow`` > 0 lowers the threshold to ``nsigma2``
-    within ``grow`` pixels (box) of a pixel where the minimum wins at ``nsigma1``.
+def minmed_pass2(minimum, median, flag1, take2, allbad, grow, out):
+    """Choose minimum or median per pixel; within ``grow`` pixels (box) of a pixel where the
+    minimum wins at nsigma1 the nsigma2 decision is used (``grow`` 0: nsigma1 everywhere).
     Pixels beyond the array edges count as not flagged (AstroDrizzle's zero-filled boxcar)."""
     ny, nx = minimum.shape
-    flag = np.zeros((ny, nx), np.bool_)
-    if grow > 0:
-        for y in range(ny):
-            for x in range(nx):
-                flag[y, x] = np.float64(min_w[y, x]) < np.float64(med_w[y, x]) - rms[y, x] * nsigma1
     for y in range(ny):
+        y0 = max(0, y - grow)
+        y1 = min(ny, y + grow + 1)
         for x in range(nx):
-            ns = nsigma1
-            if grow > 0:
+            take = flag1[y, x]
+            if grow > 0 and not take:
                 hit = False
-                for yy in range(max(0, y - grow), min(ny, y + grow + 1)):
+                for yy in range(y0, y1):
                     for xx in range(max(0, x - grow), min(nx, x + grow + 1)):
-                        if flag[yy, xx]:
+                        if flag1[yy, xx]:
                             hit = True
                             break
                     if hit:
                         break
                 if hit:
-                    ns = nsigma2
-            thr = np.float64(med_w[y, x]) - rms[y, x] * ns
+                    take = take2[y, x]
+            elif grow > 0:
+                take = take2[y, x]
             if allbad[y, x]:
                 out[y, x] = 0.0
-            elif np.float64(min_w[y, x]) < thr:
+            elif take:
                 out[y, x] = minimum[y, x]
             else:
                 out[y, x] = median[y, x]
@@ -312,3 +344,20 @@ def crmask(sci, blot, deriv, conv, backg, gain, rn2, snr1, snr2, mult1, mult2, g
                         ok = False
                         break
             out[y, x] = not ok
+
+
+@njit(nogil=True, cache=True)
+def weight_sums(weights, lower, sums, counts):
+    """Per-image sum (float64) and count of the weights >= ``lower`` (float32)."""
+    n, ny, nx = weights.shape
+    for i in range(n):
+        s = 0.0
+        c = 0
+        for y in range(ny):
+            for x in range(nx):
+                w = weights[i, y, x]
+                if w >= lower:
+                    s += np.float64(w)
+                    c += 1
+        sums[i] = s
+        counts[i] = c

@@ -26,6 +26,10 @@ of its 3x3 neighbourhood fails the first test ``|sci - blot| > scale1 * deriv + 
 gain``; the mask then grows by ``driz_cr_grow`` (a grow x grow box: 1 = no growth, as
 AstroDrizzle) and ``driz_cr_ctegrow`` pixels along the read-out direction.
 
+Deviations from AstroDrizzle: ``driz_cr_ctegrow`` > 0 with ``cte_direction`` 0 (WFC3) is ignored
+(AstroDrizzle's all-zero tail kernel flags every pixel of the chip); ``driz_cr_grow`` must be >= 1
+(AstroDrizzle's convolution fails for 0).
+
 Regions: pass ``origin`` (chip position of the region's [0, 0]) and ``chip_shape``. The result
 equals the whole-chip result for every pixel at least :attr:`CRParams.halo` pixels away from a
 region edge that is not a chip edge (at chip edges AstroDrizzle's own boundary rules apply).

@@ -33,6 +33,18 @@ AstroDrizzle: ``ImageStats(weight, lower=1e-8).mean``; the brief's "median" is A
 and its value is finite. In a tiled graph the mean must come from the whole image, not the tile:
 reduce :func:`weight_sums` over the tiles and pass ``weight_means``.
 
+Deviations from AstroDrizzle (each tested in tests/combine)
+-----------------------------------------------------------
+* ``imedian``/``imean``/``iminmed`` fill *every* pixel without valid input with the first non-zero
+  input value; stsci.image 2.3.11 does so only in column 0 of each row (its fill flag is reset
+  after the first pixel of a row), which no tiling could reproduce. Under minmed the fill only
+  moves the thresholds of the neighbours (the pixel itself is set to 0 by both).
+* A weight of 0 is never used, also with ``combine_maskpt = 0`` (AstroDrizzle then lets the
+  zeros of pixels without data into the median).
+* ``combine_lthresh``/``combine_hthresh`` apply to the values given; AstroDrizzle multiplies them
+  by gain and/or exposure time per image for counts or per-second native units (cumulatively,
+  over the images) -- the caller converts a user's threshold to electrons/s once.
+
 Tiling: ``minmed`` with ``combine_grow`` > 0 looks ``combine_grow`` pixels around each pixel
 (:attr:`CombineParams.halo`); every other option is per pixel. Give the stack with ``halo`` pixels
 of context on each side where the output frame has them (at the frame's edges give it as is, or
@@ -195,12 +207,15 @@ def weight_sums(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     sums : (n,) float64
     counts : (n,) int64
     """
-    w = np.asarray(weights, dtype=np.float32)
+    from hapdask.combine import _kernels as k  # numba: compiled on first use, not on import
+
+    w = np.ascontiguousarray(weights, dtype=np.float32)
     if w.ndim != 3:
         raise ValueError(f"weights: expected an (n, ny, nx) stack, got shape {w.shape}")
-    use = w >= WEIGHT_MEAN_LOWER
-    sums = np.where(use, w, 0).sum(axis=(1, 2), dtype=np.float64)
-    return sums, use.sum(axis=(1, 2)).astype(np.int64)
+    sums = np.empty(w.shape[0], np.float64)
+    counts = np.empty(w.shape[0], np.int64)
+    k.weight_sums(w, WEIGHT_MEAN_LOWER, sums, counts)
+    return sums, counts
 
 
 def exposure_noise(chip_skies_e: Sequence[float], chip_readnoise_e: Sequence[float]
@@ -260,9 +275,11 @@ def combine_stack(images: np.ndarray, weights: np.ndarray, params: CombineParams
         Mean positive weight of each image over the whole output frame (from
         :func:`weight_sums`). Default: computed from ``weights`` (right only for a whole frame).
     n_inputs : int, optional
-        Number of images of the full stack when ``images`` holds only those overlapping this
-        tile (an absent image is the same as a fully masked one). AstroDrizzle's choices that
-        depend on it: minmed uses a mean for 2 inputs, and the rejection check below.
+        Number of images of the full stack when ``images`` holds only those reaching this tile
+        (an image left out must have weight 0 over the whole tile; it then changes nothing).
+        AstroDrizzle's choices that depend on it: minmed uses a mean for 2 inputs, and the
+        rejection check below. Keep the images in input order: the ``i`` types' fill value
+        is the first non-zero one in stack order.
 
     Returns
     -------
@@ -301,8 +318,7 @@ def combine_stack(images: np.ndarray, weights: np.ndarray, params: CombineParams
         if means.size != n:
             raise ValueError(f"weight_means: expected {n} values (one per image), "
                              f"got {means.size}")
-    thr = means * params.combine_maskpt
-    valid = (wht > 0) & ~(wht < thr[:, None, None]) & np.isfinite(img)
+    thr = np.ascontiguousarray(means * params.combine_maskpt, dtype=np.float64)
     out = np.empty(img.shape[1:], np.float32)
     fill = ctype.startswith("i")
 
@@ -317,25 +333,21 @@ def combine_stack(images: np.ndarray, weights: np.ndarray, params: CombineParams
         shape = img.shape[1:]
         minimum = np.empty(shape, np.float32)
         median = np.empty(shape, np.float32)
-        min_w = np.empty(shape, np.float32)
-        med_w = np.empty(shape, np.float32)
-        rms = np.empty(shape, np.float64)
+        flag1 = np.empty(shape, np.bool_)
+        take2 = np.empty(shape, np.bool_)
         allbad = np.empty(shape, np.bool_)
-        k.minmed_pass1(img, wht, valid, sky / et, rn ** 2, total, fill,
-                       minimum, median, min_w, med_w, rms, allbad)
         n1, n2 = params.nsigma
-        k.minmed_pass2(minimum, median, min_w, med_w, rms, allbad, n1, n2,
-                       params.combine_grow, out)
+        k.minmed_pass1(img, wht, thr, sky / et, rn ** 2, total, fill, n1, n2,
+                       minimum, median, flag1, take2, allbad)
+        k.minmed_pass2(minimum, median, flag1, take2, allbad, params.combine_grow, out)
         return out
 
     nlow, nhigh = params.combine_nlow, params.combine_nhigh
     if total - nlow - nhigh < 1:
         raise ValueError(f"combine_nlow/combine_nhigh: rejecting {nlow} low and {nhigh} high "
                          f"values of {total} inputs leaves none")
-    if params.combine_lthresh is not None:
-        valid &= ~(img < np.float32(params.combine_lthresh))
-    if params.combine_hthresh is not None:
-        valid &= ~(img >= np.float32(params.combine_hthresh))
+    lo = -np.inf if params.combine_lthresh is None else params.combine_lthresh
+    hi = np.inf if params.combine_hthresh is None else params.combine_hthresh
     kind = k.KIND_MEDIAN if ctype in ("median", "imedian") else k.KIND_MEAN
-    k.numcombine(img, valid, kind, nlow, nhigh, fill, out)
+    k.numcombine(img, wht, thr, np.float32(lo), np.float32(hi), kind, nlow, nhigh, fill, out)
     return out

@@ -862,8 +862,8 @@ DEMO_PARAMS = {"visits": 4, "small": False, "seed": 0}
 def default_demo_dir(skycell: str) -> Path:
     """Cache folder of the demo set.
 
-    ``$HAPDASK_DEMO_DIR/<cell>-v1`` if that variable is set, else
-    ``~/.cache/hapdask/demo/<cell>-v1``.
+    ``$HAPDASK_DEMO_DIR/<cell>-v<FORMAT_VERSION>`` if that variable is set, else
+    ``~/.cache/hapdask/demo/<cell>-v<FORMAT_VERSION>``.
     """
     base = os.environ.get("HAPDASK_DEMO_DIR")
     root = Path(base).expanduser() if base else Path.home() / ".cache" / "hapdask" / "demo"

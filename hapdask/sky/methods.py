@@ -52,7 +52,7 @@ from hapdask.sky.level import SkyLevel
 from hapdask.sky.overlap import Overlap, chip_overlap, corners_sky
 from hapdask.sky.params import SkyParams
 from hapdask.sky.static import static_mask_tasks
-from hapdask.sky.stats import brightness_factor, good_sky_pixels, sky_statistic
+from hapdask.sky.stats import brightness_factor, gather_spans, good_sky_pixels, sky_statistic
 
 __all__ = ["AstroDrizzleSky", "ChipMeasure", "measure_chip", "solve_sky"]
 
@@ -99,9 +99,10 @@ def measure_chip(ref, params: SkyParams, static: np.ndarray | None,
         Also measure the chip's statistic over all its good pixels.
     """
     try:
-        sci, _, dq = ref.chip.read()
+        sci, err, dq = ref.chip.read()
     except Exception as exc:  # any failure to read makes the chip unusable, not the graph
         return ChipMeasure(False, f"cannot read pixels: {exc}")
+    del err  # not used: free it before the statistics
     finite = np.isfinite(sci)
     if not finite.any():
         return ChipMeasure(False, "all pixels NaN (no finite pixel)")
@@ -116,15 +117,11 @@ def measure_chip(ref, params: SkyParams, static: np.ndarray | None,
         except ValueError as exc:
             note = f"no sky statistic: {exc}"
     found = {}
-    nx = sci.shape[1]
-    cols = np.arange(nx)
     for ov, side, pid in zip(overlaps, sides, pair_ids, strict=True):
         if ov is None:
             continue
         sp = ov.a if side == 0 else ov.b
-        y0, y1 = sp.rows
-        sel = (cols >= sp.xlo[:, None]) & (cols <= sp.xhi[:, None]) & good[y0:y1]
-        vals = sci[y0:y1][sel]
+        vals = gather_spans(sci, good, sp.y0, sp.xlo, sp.xhi)
         if vals.size == 0:
             continue
         try:

@@ -18,7 +18,8 @@ AstroDrizzle measures sky with ``stsci.imagestats.ImageStats`` (through skypac's
 ImageStats 1.8 starts the running min/max from the first pixel clamped to the range, so the
 histogram's lower edge can be the clip limit rather than the lowest pixel: reproduced (it moves
 ``mode`` by a fraction of a bin). Values are float32 as in ImageStats (sums in float64). The
-passes are one numba kernel each; the median is :func:`numpy.median` of the final selection.
+passes are one numba kernel each; the median is exact (equal to :func:`numpy.median` of the
+final selection) from a counting pass over fine bins and a sort of the bins holding the middle.
 
 Units: statistics are in the chip's SCI units. To compare chips and exposures AstroDrizzle
 (skypac ``SkyLineMember.data2brightness``) converts a value to surface brightness by dividing
@@ -36,8 +37,8 @@ from numba import njit
 
 from hapdask.dqflags import good_pixel_mask
 
-__all__ = ["ClippedStats", "brightness_factor", "clipped_stats", "good_sky_pixels",
-           "sky_statistic"]
+__all__ = ["ClippedStats", "brightness_factor", "clipped_stats", "gather_spans",
+           "good_sky_pixels", "sky_statistic"]
 
 
 @dataclass(frozen=True)
@@ -91,18 +92,92 @@ def _moments(v, lo, hi):  # pragma: no cover - numba
 
 
 @njit(nogil=True, cache=True)
-def _histogram(v, nbins, vmin, vmax, width):  # pragma: no cover - numba
+def _histogram(v, nbins, vmin, vmax, inv_width):  # pragma: no cover - numba
     h = np.zeros(nbins, np.int64)
     for i in range(v.size):
         x = v[i]
         if x >= vmin and x < vmax:
-            k = int((x - vmin) / width)  # float32, as stsci.imagestats 1.8
+            k = int((x - vmin) * inv_width)  # float32 times the reciprocal: as imagestats 1.8
             if k < 0:
                 k = 0
             elif k >= nbins:
                 k = nbins - 1
             h[k] += 1
     return h
+
+
+@njit(nogil=True, cache=True)
+def _order_stats(v, lo, hi, n, r1, r2):  # pragma: no cover - numba
+    """The r1-th and r2-th smallest (0-based) of the n values of v inside [lo, hi]: exact, by
+    a counting pass over fine bins and a sort of only the bins holding those ranks."""
+    nb = 65536
+    flo = np.float64(lo)
+    width = (np.float64(hi) - flo) / nb
+    if not width > 0:
+        return lo, lo
+    h = np.zeros(nb, np.int64)
+    for i in range(v.size):
+        x = v[i]
+        if x >= lo and x <= hi:
+            k = int((np.float64(x) - flo) / width)
+            if k >= nb:
+                k = nb - 1
+            h[k] += 1
+    cum = 0
+    b1 = -1
+    b2 = -1
+    start = 0
+    for k in range(nb):
+        if b1 < 0 and r1 < cum + h[k]:
+            b1 = k
+            start = cum
+        if r2 < cum + h[k]:
+            b2 = k
+            break
+        cum += h[k]
+    m = 0
+    for k in range(b1, b2 + 1):
+        m += h[k]
+    buf = np.empty(m, v.dtype)
+    j = 0
+    for i in range(v.size):
+        x = v[i]
+        if x >= lo and x <= hi:
+            k = int((np.float64(x) - flo) / width)
+            if k >= nb:
+                k = nb - 1
+            if k >= b1 and k <= b2:
+                buf[j] = x
+                j += 1
+    buf.sort()
+    return buf[r1 - start], buf[r2 - start]
+
+
+@njit(nogil=True, cache=True)
+def gather_spans(sci, good, y0, xlo, xhi):  # pragma: no cover - numba
+    """Values of ``sci`` where ``good`` inside row spans (rows ``y0 + k``, columns
+    ``xlo[k]..xhi[k]`` inclusive), in row-major order (as a boolean-mask selection)."""
+    n = 0
+    for k in range(xlo.size):
+        y = y0 + k
+        for x in range(xlo[k], xhi[k] + 1):
+            if good[y, x]:
+                n += 1
+    out = np.empty(n, sci.dtype)
+    j = 0
+    for k in range(xlo.size):
+        y = y0 + k
+        for x in range(xlo[k], xhi[k] + 1):
+            if good[y, x]:
+                out[j] = sci[y, x]
+                j += 1
+    return out
+
+
+def _median(v: np.ndarray, lo: float, hi: float, n: int) -> float:
+    """``numpy.median`` of the n values of v inside [lo, hi] (float32 arithmetic as numpy)."""
+    a, b = _order_stats(v, np.float32(lo), np.float32(hi), n, (n - 1) // 2, n // 2)
+    return float((np.float32(a) + np.float32(b)) / np.float32(2))
 
 
 def _mode(v: np.ndarray, vmin: np.float32, vmax: np.float32, stddev: float,
@@ -117,7 +192,7 @@ def _mode(v: np.ndarray, vmin: np.float32, vmax: np.float32, stddev: float,
         dz = drange / (nbins - 1)
     width = np.float32(dz)
     h = _histogram(v, nbins, np.float32(vmin), np.float32(np.float32(vmin) + width * nbins),
-                   width)
+                   np.float32(np.float32(1.0) / width))
     lo = float(vmin)
     if nbins == 1:
         return lo + 0.5 * hwidth, nbins
@@ -161,6 +236,7 @@ def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
         raise ValueError(f"no pixel inside [{lower:g}, {upper:g}] (data range "
                          f"[{vmin:g}, {vmax:g}])")
     lo, hi = lower, upper
+    prev = None
     for it in range(nclip + 1):
         n, s, ss, mn, mx = _moments(v, np.float32(lo), np.float32(hi))
         if n <= 0:
@@ -169,13 +245,17 @@ def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
         mean = np.float32(s / n)
         var = (ss - s * s / n) / (n - 1) if n > 1 else float("nan")
         std = float(np.float32(math.sqrt(var))) if var >= 0 else 0.0
+        if prev == (mn, mx):
+            # the same pixels as the previous pass (the selected set is every value in
+            # [mn, mx]): identical statistics and limits, so the remaining passes change nothing
+            break
+        prev = (mn, mx)
         if it < nclip:
             lo = max(lower, float(mean) - lsig * std)
             hi = min(upper, float(mean) + usig * std)
     med = None
-    if median:
-        sel = v[(v <= np.float32(hi)) & (v >= np.float32(lo))] if nclip > 0 else v
-        med = float(np.median(sel))
+    if median:  # ImageStats: median of the final range, of all values without clipping
+        med = _median(v, lo, hi, n) if nclip > 0 else _median(v, vmin, vmax, v.size)
     # stsci.imagestats 1.8's computeMean starts its min/max from the first pixel clamped to
     # the range, so the reported extremes (which place the mode histogram) include it: kept
     v0 = v[0]

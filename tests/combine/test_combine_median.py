@@ -62,6 +62,20 @@ def test_numcombine_types_match_stsci_image(stacks, kind, n, ctype):
                 assert not diff.any(), (maskpt, nlow, nhigh, np.argwhere(diff)[:5])
 
 
+def test_maskpt_zero_never_uses_zero_weights(stacks):
+    """Deviation: with maskpt 0 AstroDrizzle masks nothing, zero-weight pixels included."""
+    images, weights = stacks[("rand", 4)]
+    ref = numcombine.num_combine(images, masks=np.zeros(images.shape, np.uint8),
+                                 combination_type="median", nhigh=1)
+    ours = combine_stack(images, weights, CombineParams(combine_type="median", combine_nhigh=1,
+                                                        combine_maskpt=0))
+    zero = (weights == 0).any(axis=0)
+    np.testing.assert_array_equal(ours[~zero], ref[~zero])
+    both = CombineParams(combine_type="median", combine_nhigh=1, combine_maskpt=1e-6)
+    ref = numcombine.num_combine(images, masks=weights == 0, combination_type="median", nhigh=1)
+    np.testing.assert_array_equal(combine_stack(images, weights, both), ref)
+
+
 @pytest.mark.parametrize("n", [3, 4])
 def test_thresholds_match_stsci_image(stacks, n):
     images, weights = stacks[("real", n)][:2]

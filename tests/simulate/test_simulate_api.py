@@ -101,7 +101,8 @@ def test_demo_dataset_is_cached_and_repaired(tmp_path, monkeypatch):
     assert load_set(cache).exposures == s.exposures
     # the default location follows $HAPDASK_DEMO_DIR
     monkeypatch.setenv("HAPDASK_DEMO_DIR", str(tmp_path / "env"))
-    assert core.default_demo_dir("skycell-p1889x07y19") == tmp_path / "env" / f"{CELL}-v1"
+    expected = tmp_path / "env" / f"{CELL}-v{core.FORMAT_VERSION}"
+    assert core.default_demo_dir("skycell-p1889x07y19") == expected
     # foreign content is never deleted
     other = tmp_path / "other"
     other.mkdir()

@@ -135,3 +135,15 @@ def test_mvm_sky_names_still_work():
     from hapdask.sky import SkyLevel as S
 
     assert SkyLevel is S
+
+
+def test_input_order_does_not_matter(acs):
+    p = SkyParams(skymethod="globalmin+match", skylower=-100.0, sky_bits=80, static=False)
+    chips = chip_refs(acs["offset"], p.bits)
+    g, keys = AstroDrizzleSky(p).tasks(chips, "a")
+    fwd = {c.key: lv.value for c, lv in zip(chips, dask.get(g, keys), strict=True)}
+    rev = chips[::-1]
+    g, keys = AstroDrizzleSky(p).tasks(rev, "b")
+    bwd = {c.key: lv.value for c, lv in zip(rev, dask.get(g, keys), strict=True)}
+    for k, v in fwd.items():
+        assert bwd[k] == pytest.approx(v, rel=1e-9, abs=1e-9)
