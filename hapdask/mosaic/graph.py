@@ -54,9 +54,8 @@ def chip_tasks(chips: Sequence[ChipRef], prefix: str) -> tuple[dict, list]:
 
 def static_tasks(chips: Sequence[ChipRef], static_sig: float, prefix: str
                  ) -> tuple[dict, list]:
-    """Static masks (the sky package's ``static_mask_tasks``: one per chip signature, a pixel
-    low in any exposure is masked in all, as AstroDrizzle). Returns ``(graph, keys)`` with one
-    key per chip (bool, chip shape, True = good)."""
+    """Static masks (the sky package's ``static_mask_tasks``, grouped as drizzlepac 3.11 does).
+    Returns ``(graph, keys)`` with one key per chip (bool, chip shape, True = good)."""
     from hapdask.sky import static_mask_tasks
 
     graph, by_chip = static_mask_tasks(list(chips), f"{prefix}-static", static_sig)

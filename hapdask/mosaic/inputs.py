@@ -48,8 +48,8 @@ class ChipRef:
     readnoise : float
         Read noise (electrons).
     signature : tuple
-        Static-mask signature (instrument, detector, shape, chip id): chips sharing it share
-        one static mask.
+        ``(instrument, detector, shape, chip id)``: what kind of chip this is (e.g. the
+        read-out direction of ``driz_cr_ctegrow``).
     """
 
     key: ChipKey
