@@ -100,6 +100,7 @@ def _sky_method(p: AstroDrizzleParams, static_keys: dict | None):
 
     names = {f.name for f in fields(SkyParams)}
     values = {k: p[k] for k in names if k in p.values}
+    values["sky_bits"] = p.good_bits("sky_bits")
     return AstroDrizzleSky(SkyParams.from_dict(values), static_keys=static_keys)
 
 
@@ -139,9 +140,9 @@ def _crmask_file(path, rootname, shapes, extvers, boxes_per_chip, *parts):
                                                                           strict=True))
 
 
-def _update_dq_after(written, path, crbit):
+def _update_dq_after(written, path, crbit, reset):
     _, masks = written
-    products.update_dq(path, {e: m.astype(bool) for e, m in masks.items()}, crbit)
+    products.update_dq(path, {e: m.astype(bool) for e, m in masks.items()}, crbit, reset)
     return path
 
 
@@ -180,7 +181,9 @@ def drizzle(
     scheduler, workers, threads_per_worker
         As :func:`hapdask.mvm.run`.
     update_dq : bool
-        OR ``crbit`` into the inputs' DQ where cosmic rays were found (atomically per file).
+        Clear ``resetbits`` in the inputs' DQ and OR ``crbit`` where cosmic rays were found
+        (atomically per file), as AstroDrizzle leaves its inputs. Otherwise the inputs are
+        not touched; ``resetbits`` are then treated as good DQ bits.
     wcs_updates : mapping, optional
         ``(rootname, extver) -> WCS or Header`` replacing chip WCSs.
     progress : bool
@@ -213,7 +216,8 @@ def drizzle(
     updates = {(str(k[0]).lower(), int(k[1])): v for k, v in (wcs_updates or {}).items()}
     chips: list[ChipRef] = []
     for e in exps:
-        chips += [c for c in chip_refs(e, p["final_bits"], updates) if c.chip.has_data]
+        chips += [c for c in chip_refs(e, p.good_bits("final_bits"), updates)
+                  if c.chip.has_data]
     flc = all(e.is_flc for e in exps)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -341,7 +345,8 @@ def drizzle(
                 cr_layout.append((root, path))
                 if update_dq:
                     dkey = (f"drz-dq-{fp}", root)
-                    graph[dkey] = (_update_dq_after, key, chips[idx[0]].chip.path, p["crbit"])
+                    graph[dkey] = (_update_dq_after, key, chips[idx[0]].chip.path, p["crbit"],
+                                   p["resetbits"] or 0)
                     mask_keys.append(dkey)
         try:
             compute(graph, keys + mask_keys, progress)

@@ -276,13 +276,21 @@ class AstroDrizzleParams:
                 if not (v == base[k] or (isinstance(v, float) and isinstance(base[k], float)
                                          and math.isnan(v) and math.isnan(base[k])))}
 
+    def good_bits(self, name: str) -> int | None:
+        """DQ bits treated as good by a step (``final_bits``, ``driz_sep_bits``, ``sky_bits``)
+        with ``resetbits`` added: AstroDrizzle clears those bits in its working copies of the
+        inputs before processing, which is the same as treating them as good here."""
+        bits = self.values[name]
+        reset = self.values["resetbits"] or 0
+        return None if bits is None else int(bits) | int(reset)
+
     def _drizzle(self, prefix: str, wht_type: str) -> DrizzleParams:
         v = self.values
         fill = v[f"{prefix}_fillval"]
         return DrizzleParams(
             kernel=v[f"{prefix}_kernel"], pixfrac=float(v[f"{prefix}_pixfrac"]),
             fillval=math.nan if fill is None else float(fill), wht_type=wht_type,
-            bits=v[f"{prefix}_bits"], units=v.get(f"{prefix}_units", "cps"),
+            bits=self.good_bits(f"{prefix}_bits"), units=v.get(f"{prefix}_units", "cps"),
             wt_scl=_wt_scl(f"{prefix}_wt_scl", v[f"{prefix}_wt_scl"]))
 
     @property

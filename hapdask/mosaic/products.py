@@ -94,8 +94,10 @@ def find_crmask(input_path: str, rootname: str, masks_dir: str | os.PathLike | N
     return None
 
 
-def update_dq(path: str | os.PathLike, masks: dict[int, np.ndarray], crbit: int = 4096) -> None:
-    """OR ``crbit`` into the DQ arrays of an input where its masks are set, atomically.
+def update_dq(path: str | os.PathLike, masks: dict[int, np.ndarray], crbit: int = 4096,
+              reset: int = 0) -> None:
+    """Clear ``reset`` bits, then OR ``crbit`` into the DQ arrays of an input where its masks
+    are set, atomically.
 
     A copy is updated and renamed over the original, so the input is either untouched or
     completely updated.
@@ -113,6 +115,8 @@ def update_dq(path: str | os.PathLike, masks: dict[int, np.ndarray], crbit: int 
                 if hdu.data is None or hdu.data.shape != m.shape:
                     raise ValueError(f"{path}: DQ,{extver} does not match its SCI shape")
                 dq = hdu.data
+                if reset:
+                    dq &= np.array(~int(reset) & 0xFFFF).astype(dq.dtype)
                 dq[m] |= np.array(crbit).astype(dq.dtype)
         os.replace(tmp, path)
     finally:
