@@ -87,6 +87,8 @@ def _open_inputs(inputs) -> list:
         if not any(c.has_data for c in exp.chips):
             raise ValueError(f"{p}: no SCI extension holds pixel data")
         exps.append(exp)
+    # a fixed drizzle order (start time, rootname), whatever order the inputs came in
+    exps.sort(key=lambda e: (e.expstart if e.expstart is not None else 0.0, e.rootname))
     base = {e.path: e.bunit.upper().replace(" ", "").removesuffix("/S") for e in exps}
     kinds = sorted(set(base.values()))
     if len(kinds) > 1:
@@ -168,7 +170,7 @@ def drizzle(
     ----------
     inputs : path(s), list file, directory or URL(s)
         FLT/FLC exposures (anything :func:`hapdask.io.resolve_inputs` accepts); drizzled in
-        the given order.
+        the order of their start times (then rootnames), whatever order they are given in.
     output : path
         Product name without suffix: writes ``<output>_drz.fits`` (``_drc`` for FLC inputs);
         cosmic-ray masks go to the same directory.
