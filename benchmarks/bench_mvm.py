@@ -8,7 +8,8 @@ Engines (each runs in its own subprocess, so peak RSS is measured per engine):
 * ``reference``   — the same layers on the same grids, the way DrizzlePac's MVM final drizzle
   does it: one process, astropy pixel maps (``drizzle.utils.calc_pixmap``) and the ``drizzle``
   C square kernel (``drizzle.resample.Drizzle``), whole layers in memory, same per-chip sky,
-  same weights (EXPTIME x DQ good), written with astropy (SCI, WHT, CTX).
+  same weights (EXPTIME x DQ good), written with astropy (SCI, WHT, CTX). Its flux scale is
+  DrizzlePac's (:func:`drizzlepac_iscale`, from stwcs), not taken from hapdask's plan.
 * ``runmultihap`` — DrizzlePac's own ``runmultihap`` on the demo's MVM poller, if it runs on the
   simulated files (its outcome is printed either way).
 * ``full``        — peak RSS per worker for one full 21954 x 21954 fine layer: 49 synthetic
@@ -90,6 +91,27 @@ def engine_hapdask(skycell: str, out: Path, tile: int, inputs=None, updates=None
             "out_pixels": sum(lay.shape[0] * lay.shape[1] for lay in result.plan.layers.values())}
 
 
+def drizzlepac_iscale(path: str, extver: int, out_wcs) -> float:
+    """AstroDrizzle's flux scale for one chip, computed with DrizzlePac's own pieces.
+
+    ``adrizzle`` passes ``pix_ratio = output pscale / wcslin_pscale`` to drizzle, which scales
+    the data by ``pix_ratio ** 2``. ``wcslin_pscale`` is what ``imageObject.compute_wcslin``
+    gets from ``stwcs.distortion.utils.output_wcs`` for the chip's ``HSTWCS`` (undistorted only
+    when the chip has SIP); the output ``pscale`` is ``HSTWCS.pscale`` of the output grid,
+    ``sqrt(CD1_1**2 + CD2_1**2)``. Nothing of hapdask's plan enters.
+    """
+    from stwcs.distortion import utils as stwcs_utils
+    from stwcs.wcsutil import HSTWCS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w = HSTWCS(path, ext=("SCI", extver))
+        wcslin = stwcs_utils.output_wcs([w], undistort=w.sip is not None)
+    cd = out_wcs.pixel_scale_matrix
+    out_pscale = float(np.hypot(cd[0, 0], cd[1, 0])) * 3600.0
+    return (out_pscale / float(wcslin.pscale)) ** 2
+
+
 def engine_reference(skycell: str, out: Path, hapdask_out: Path | None) -> dict:
     """DrizzlePac's MVM final drizzle, done directly with astropy + the drizzle C kernel."""
     from astropy.io import fits
@@ -119,9 +141,10 @@ def engine_reference(skycell: str, out: Path, hapdask_out: Path | None) -> dict:
             data[~good] = 0
             w_in = chip.wcs()  # astropy WCS with SIP + lookup tables
             pixmap = calc_pixmap(w_in, out_wcs)
+            iscale = drizzlepac_iscale(chip.chip.path, chip.key[1], out_wcs)
             d.add_image(data.astype(np.float32), exptime=chip.exptime, pixmap=pixmap,
                         weight_map=good.astype(np.float32) * np.float32(chip.exptime),
-                        iscale=lay.iscale(chip), pixfrac=1.0)
+                        iscale=iscale, pixfrac=1.0)
         hdr = lay.wcs_header.copy()
         for key in ("NAXIS1", "NAXIS2"):
             hdr.remove(key, ignore_missing=True)

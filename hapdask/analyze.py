@@ -35,6 +35,15 @@ The rules are those of drizzlepac ``haputils/analyze.py`` (``analyze_data`` and
 4. MVM only, for kept exposures: G, bad guiding, and S, HRC/SBC when ``include_small=False``
    (``MVM_INCLUDE_SMALL=false``).
 
+Before all of these, input sanity (:func:`sanity_problem`; not in drizzlepac, which trusts its
+archive): N, a header value that becomes part of a product name (INSTRUME, DETECTOR, filter,
+ROOTNAME, PROPOSID) is not a valid name component (:func:`skycells.name_component`); T, EXPTIME
+negative or not finite; W, a chip WCS that is unusable: non-finite or singular CD/PC matrix,
+or a pixel scale (linear part, or IDCSCALE) outside 0.2x-5x the detector's nominal scale.
+Across a set of inputs, D (:func:`find_duplicates`): the same exposure given twice (same
+ROOTNAME, or the same headers under two names, e.g. ``.fits`` and ``.fits.gz``); one copy is
+kept (FLC before FLT, then the first path in sorted order) and the others name it.
+
 Decisions where this deliberately differs from the drizzlepac code (all noted in the
 inventory as quirks):
 
@@ -60,16 +69,18 @@ inventory as quirks):
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from astropy.table import Table
 
-from hapdask.io import Exposure, open_exposure
+from hapdask.io import Exposure, linear_pixel_scale, open_exposure
+from skycells import KNOWN_DETECTORS, name_component, product_name_parts
 
 __all__ = [
     "RULES",
@@ -77,7 +88,10 @@ __all__ = [
     "analyze_exposure",
     "analyze_header",
     "analyze_table",
+    "exposure_identity",
+    "find_duplicates",
     "guiding_trails",
+    "sanity_problem",
     "verify_guiding",
 ]
 
@@ -98,7 +112,20 @@ RULES: dict[str, str] = {
     "Z": "SCI data all zeros",
     "G": "bad guiding (QUALITY GSFAIL/TDF-DOWN, or linear trails in SCI,1); MVM only",
     "S": "HRC/SBC excluded from MVM (include_small=False)",
+    "N": "header value not usable in a product name",
+    "T": "EXPTIME negative or not finite",
+    "W": "unusable WCS (non-finite or singular CD/PC, or absurd pixel scale)",
+    "D": "duplicate of another input exposure",
 }
+
+#: Sanity rules: an input failing one of these never reaches the drizzle (nor bounds a grid).
+SANITY_RULES = frozenset({"N", "T", "W", "D"})
+#: Linear WCS keywords that must be finite numbers when present (astropy reads a non-number
+#: such as ``NaN`` as 0 and would build a wrong grid without a word).
+_WCS_NUMBERS = tuple(f"{k}{i}_{j}" for k in ("CD", "PC") for i in (1, 2) for j in (1, 2)) + (
+    "CDELT1", "CDELT2", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2")
+#: Allowed ratio of a chip's pixel scale to its detector's nominal scale.
+SCALE_LIMITS = (0.2, 5.0)
 
 _CAL_TARGETS = ("DARK", "TUNG", "BIAS", "FLAT", "DEUT", "EARTH-CAL")
 _WFPC2_CAL_TARGETS = ("INTFLAT", "UVFLAT", "VISFLAT", "KSPOTS", "DARK", "BIAS", "EARTH-CALIB")
@@ -336,6 +363,9 @@ def analyze_exposure(
     Verdict
     """
     exp = exposure if isinstance(exposure, Exposure) else open_exposure(exposure)
+    problem = sanity_problem(exp)
+    if problem is not None:
+        return Verdict(False, *problem)
 
     def all_zero() -> bool | None:
         if not check_data:
@@ -363,6 +393,114 @@ def analyze_exposure(
             "all-zero SCI test (rule Z) not run (check_data=False)"
         ]
     return verdict
+
+
+def sanity_problem(exp: Exposure) -> tuple[str, str] | None:
+    """Input sanity of one exposure (rules N, T, W of the module docstring).
+
+    Returns
+    -------
+    (rule, reason) or None
+        None when the exposure is sane.
+    """
+    try:
+        instr, det, _ = product_name_parts(exp.instrument, exp.detector, exp.filters_raw)
+        name_component(exp.rootname, "ROOTNAME")
+        if exp.primary.get("PROPOSID") is not None:
+            name_component(exp.primary["PROPOSID"], "PROPOSID")
+    except ValueError as exc:
+        return "N", str(exc)
+    if not math.isfinite(exp.exptime) or exp.exptime < 0:
+        return "T", f"EXPTIME={exp.exptime!r}"
+    nominal = KNOWN_DETECTORS[instr][det]
+    for chip in exp.chips:
+        if "CTYPE1" not in chip.header:
+            continue  # no WCS at all: nothing to check here (the planner cannot place it)
+        for key in _WCS_NUMBERS:
+            value = chip.header.get(key)
+            if value is not None and not _finite_number(value):
+                return "W", f"SCI,{chip.extver}: {key}={ascii(value)} is not a finite number"
+        try:
+            w = chip.wcs()
+        except (ValueError, ZeroDivisionError, FloatingPointError) as exc:
+            return "W", f"SCI,{chip.extver}: {' '.join(str(exc).split())}"
+        problem = wcs_problem(w, nominal, idcscale=chip.pixel_scale)
+        if problem:
+            return "W", f"SCI,{chip.extver}: {problem}"
+    return None
+
+
+def _finite_number(value) -> bool:
+    if isinstance(value, bool | str):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def wcs_problem(w, nominal: float, *, idcscale: float | None = None) -> str:
+    """What is wrong with a chip WCS ("" when nothing): non-finite or singular linear
+    matrix, or a pixel scale (linear part, and ``idcscale`` when given) outside
+    :data:`SCALE_LIMITS` times ``nominal`` (arcsec)."""
+    try:
+        m = np.asarray(w.celestial.pixel_scale_matrix, dtype=float)
+    except Exception as exc:
+        return f"no usable linear transformation ({exc})"
+    if m.shape != (2, 2) or not np.all(np.isfinite(m)):
+        return "CD/PC matrix is not finite"
+    det = abs(float(np.linalg.det(m)))
+    if not det > 0 or not np.isfinite(1.0 / det):
+        return "CD/PC matrix is singular"
+    lo, hi = SCALE_LIMITS
+    scales = [("pixel scale", linear_pixel_scale(w))]
+    if idcscale is not None:
+        scales.append(("IDCSCALE", float(idcscale)))
+    for what, value in scales:
+        if not (math.isfinite(value) and lo * nominal <= value <= hi * nominal):
+            return (f"{what} {value:.6g} arcsec is outside {lo:g}-{hi:g} x the detector's "
+                    f"nominal {nominal:g} arcsec")
+    return ""
+
+
+def exposure_identity(primary, sci_headers: Sequence) -> str:
+    """Digest of an exposure's headers, ROOTNAME and FILENAME left out: two copies of one
+    exposure (``.fits`` and ``.fits.gz``, or a renamed copy) share it."""
+    h = hashlib.sha256()
+    for card in primary.cards:
+        if card.keyword not in ("ROOTNAME", "FILENAME"):
+            h.update(card.image.encode("ascii", "replace"))
+    for hdr in sci_headers:
+        h.update(hdr.tostring().encode("ascii", "replace"))
+    return h.hexdigest()
+
+
+def find_duplicates(items: Iterable[tuple[str, str, bool, str]]) -> dict[str, str]:
+    """The inputs that repeat another one (rule D).
+
+    Parameters
+    ----------
+    items : iterable of (path, rootname, is_flc, identity)
+        ``identity`` from :func:`exposure_identity`.
+
+    Returns
+    -------
+    dict
+        ``path -> reason`` for every input left out; the reason names the path kept. The kept
+        copy does not depend on the input order: FLC before FLT, then the smallest path.
+    """
+    seen: dict[str, str] = {}
+    out: dict[str, str] = {}
+    for path, root, _flc, ident in sorted(items, key=lambda t: (not t[2], t[0])):
+        keys = [f"root:{root.lower()}", f"content:{ident}"]
+        first = next((seen[k] for k in keys if k in seen), None)
+        if first is not None:
+            why = "same ROOTNAME" if keys[0] in seen else "same headers"
+            out[path] = f"{why} as {first} (kept): {path} is a duplicate"
+            continue
+        for k in keys:
+            seen[k] = path
+    return out
 
 
 def analyze_table(

@@ -24,6 +24,11 @@ SCALES: dict[str, float] = {"fine": 0.04, "coarse": 0.12}
 _NAME_RE = re.compile(r"(?:skycell-)?p(\d{4})x(\d{2})y(\d{2})")
 
 
+#: Largest SkyCell side (pixels) a scale may give: the fine grid is 21954, so a scale about
+#: 45 times finer than the fine layer is still allowed.
+MAX_SIDE = 1_000_000
+
+
 def parse_scale(scale: str | float) -> float:
     """Return a pixel scale in arcsec/pixel.
 
@@ -230,6 +235,12 @@ class SkyCell(_TangentGrid):
         pc_ny, pc_nx = pc.shape
         step_x = int(pc_nx / nxy + 0.5)
         step_y = int(pc_ny / nxy + 0.5)
+        side = (max(step_x, step_y) + g.sc_olap * 2) * ratio
+        if not 1 <= side <= MAX_SIDE:
+            raise ValueError(
+                f"scale {self.scale!r} arcsec/pixel gives a SkyCell of {side:.3g} pixels a "
+                f"side; use a scale between {side * self.scale / MAX_SIDE:.3g} and "
+                f"{side * self.scale:.3g}")
         nx = int((step_x + g.sc_olap * 2) * ratio)
         ny = int((step_y + g.sc_olap * 2) * ratio)
         i, j = self.x - 1, self.y - 1
@@ -258,9 +269,12 @@ class SkyCell(_TangentGrid):
                 "'pNNNNxXXyYY' (e.g. 'skycell-p1889x07y19')"
             )
         p, x, y = (int(v) for v in m.groups())
+        scale = parse_scale(scale)  # a bad scale is not a bad name
         try:
             return cls(p, x, y, scale=scale)
         except ValueError as exc:
+            if "scale" in str(exc):
+                raise
             raise ValueError(f"invalid SkyCell name {name!r}: {exc}") from None
 
     @property

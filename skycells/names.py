@@ -2,12 +2,77 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Collection, Sequence
 
 from skycells.cells import SCALES, SkyCell, parse_scale
 
 #: (instrument, detector) pairs that get a coarse (0.12"/pix) layer besides the fine one.
 COARSE_DETECTORS = frozenset({("wfc3", "ir"), ("wfpc2", "pc")})
+
+#: The instruments and detectors HAP products are made for (lower case), and each detector's
+#: nominal pixel scale in arcsec (instrument handbooks; WFPC2 "pc" stands for all four chips).
+KNOWN_DETECTORS: dict[str, dict[str, float]] = {
+    "acs": {"wfc": 0.05, "hrc": 0.025, "sbc": 0.032},
+    "wfc3": {"uvis": 0.0396, "ir": 0.1283},
+    "wfpc2": {"pc": 0.0996},
+}
+
+_COMPONENT = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+def name_component(value: object, what: str, known: Collection[str] | None = None) -> str:
+    """The one gate from a header value to a product-name component.
+
+    Header values (instrument, detector, filter, rootname, proposal) end up in file names: a
+    value is accepted only when, lower-cased and stripped, it is made of ``[a-z0-9-]`` (first
+    character not ``-``) and, when ``known`` is given, is one of those values.
+
+    Parameters
+    ----------
+    value : object
+        The header value.
+    what : str
+        What it is (``"INSTRUME"``, ``"FILTER"`` ...), for the error message.
+    known : collection of str, optional
+        The only values allowed (lower case).
+
+    Returns
+    -------
+    str
+        The component (lower case).
+
+    Raises
+    ------
+    ValueError
+        Naming ``what`` and the offending value (control characters escaped).
+    """
+    text = str(value).strip().lower()
+    shown = ascii(str(value))[:80]
+    if not _COMPONENT.fullmatch(text) or len(text) > 64:
+        raise ValueError(f"{what}={shown} cannot be part of a product name (allowed: a-z, 0-9, "
+                         "'-')")
+    if known is not None and text not in known:
+        raise ValueError(f"{what}={shown} is not one of {', '.join(sorted(known))}")
+    return text
+
+
+def product_name_parts(instrument: str, detector: str,
+                       filter: str | Sequence[str | None]) -> tuple[str, str, str]:
+    """Checked ``(instrument, detector, filter)`` components of a product name.
+
+    Instrument and detector must be a known pair (:data:`KNOWN_DETECTORS`); the filter is
+    normalised (:func:`normalize_filter`) and must pass :func:`name_component`.
+
+    Raises
+    ------
+    ValueError
+        For any value that is not a valid name component.
+    """
+    instr = name_component(instrument, "INSTRUME", KNOWN_DETECTORS)
+    det = name_component(detector, "DETECTOR", KNOWN_DETECTORS[instr])
+    filt = name_component(normalize_filter(filter), "FILTER")
+    return instr, det, filt
 
 
 def normalize_filter(filters: str | Sequence[str | None] | None) -> str:
@@ -79,7 +144,9 @@ def layer_filename(
     Raises
     ------
     ValueError
-        For an invalid name or scale, or a coarse layer of a detector that has none.
+        For an invalid name or scale, a coarse layer of a detector that has none, or an
+        instrument, detector or filter that is not a valid name component
+        (:func:`product_name_parts`).
 
     Examples
     --------
@@ -98,9 +165,6 @@ def layer_filename(
         layer = "coarse-all"
     else:
         raise ValueError(f"MVM layers are 'fine' or 'coarse', got scale {scale!r}")
-    instr = instrument.strip().lower()
-    det = detector.strip().lower()
-    if not instr or not det:
-        raise ValueError("instrument and detector must be non-empty")
+    instr, det, filt = product_name_parts(instrument, detector, filter)
     kind = "drc" if flc else "drz"
-    return f"hst_{name}_{instr}_{det}_{normalize_filter(filter)}_{layer}_{kind}.fits"
+    return f"hst_{name}_{instr}_{det}_{filt}_{layer}_{kind}.fits"

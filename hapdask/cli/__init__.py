@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from hapdask import __version__
 
 #: Sub-command modules, in the order ``hapdask --help`` lists them.
-COMMANDS = ("mvm", "drizzle", "cells", "info", "simulate")
+COMMANDS = ("mvm", "drizzle", "plan", "cells", "info", "simulate")
+
+
+def printable(text: object) -> str:
+    """``text`` with control characters (newlines included) shown as escapes: header values
+    written by others never break or take over a report line."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
 
 
 class CLIError(Exception):
@@ -48,10 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CLIError as exc:
-        print(f"hapdask {args.command}: error: {exc}", file=sys.stderr)
+        print(f"hapdask {args.command}: error: {printable(exc)}", file=sys.stderr)
         return exc.code
     except (ValueError, OSError) as exc:
-        print(f"hapdask {args.command}: error: {exc}", file=sys.stderr)
+        print(f"hapdask {args.command}: error: {printable(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"hapdask {args.command}: interrupted", file=sys.stderr)

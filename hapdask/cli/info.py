@@ -7,7 +7,8 @@ import sys
 
 import numpy as np
 
-from hapdask.analyze import RULES, analyze_exposure
+from hapdask.analyze import RULES, Verdict, analyze_exposure, exposure_identity, find_duplicates
+from hapdask.cli import printable
 from hapdask.io import Exposure, open_exposure
 
 
@@ -24,8 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def describe(exp: Exposure, mode: str = "mvm", *, check_data: bool = True) -> list[str]:
+def describe(exp: Exposure, mode: str = "mvm", *, check_data: bool = True,
+             duplicate: str | None = None) -> list[str]:
     """Return the lines ``hapdask info`` prints for one exposure.
+
+    ``duplicate`` (the reason from :func:`hapdask.analyze.find_duplicates`) makes the verdict
+    a rule-D rejection, as ``hapdask mvm`` decides it for the same set of files.
 
     Footprint corners are the sky positions of the outer chip corners, 0-based pixel
     coordinates (-0.5, -0.5), (nx-0.5, -0.5), (nx-0.5, ny-0.5), (-0.5, ny-0.5), through the
@@ -63,15 +68,24 @@ def describe(exp: Exposure, mode: str = "mvm", *, check_data: bool = True) -> li
         if "-SIP" in str(chip.header.get("CTYPE1", "")) and "SIP" not in chip.distortion:
             parts += "; CTYPE says -SIP but there are no SIP coefficients"
         add("wcs", f"SCI,{chip.extver}: {chip.wcsname or '(no WCSNAME)'}  [{parts}]")
-    for chip in exp.chips:
-        ny, nx = chip.shape
-        corners = np.array([[-0.5, -0.5], [nx - 0.5, -0.5], [nx - 0.5, ny - 0.5], [-0.5, ny - 0.5]])
-        sky = chip.wcs().all_pix2world(corners, 0)
-        text = " ".join(f"({ra % 360:.6f}, {dec:+.6f})" for ra, dec in sky)
-        add("footprint", f"SCI,{chip.extver} corners RA, Dec [deg]: {text}")
-    cells = cells_for_footprint(exp.footprints())
-    add("skycells", f"{len(cells)}: {' '.join(cells)}")
     verdict = analyze_exposure(exp, mode, check_data=check_data)
+    if verdict.rule in ("W", "N"):  # no sky geometry from an unusable WCS or detector
+        add("footprint", f"not computed ({verdict.reason})")
+    else:
+        try:
+            for chip in exp.chips:
+                ny, nx = chip.shape
+                corners = np.array([[-0.5, -0.5], [nx - 0.5, -0.5], [nx - 0.5, ny - 0.5],
+                                    [-0.5, ny - 0.5]])
+                sky = chip.wcs().all_pix2world(corners, 0)
+                text = " ".join(f"({ra % 360:.6f}, {dec:+.6f})" for ra, dec in sky)
+                add("footprint", f"SCI,{chip.extver} corners RA, Dec [deg]: {text}")
+            cells = cells_for_footprint(exp.footprints())
+            add("skycells", f"{len(cells)}: {' '.join(cells)}")
+        except (ValueError, ArithmeticError) as exc:
+            add("footprint", f"not computed ({exc})")
+    if duplicate and verdict.keep:
+        verdict = Verdict(False, "D", duplicate, verdict.warnings)
     if verdict.keep:
         extra = f"  ({verdict.reason})" if verdict.reason else ""
         add("analyze", f"{mode.upper()}: keep{extra}")
@@ -83,27 +97,50 @@ def describe(exp: Exposure, mode: str = "mvm", *, check_data: bool = True) -> li
         )
     for warning in verdict.warnings:
         add("warning", warning)
-    return lines
+    return [printable(line) for line in lines]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Execute ``hapdask info``: describe each file; exit 1 if any file could not be read."""
+    """Execute ``hapdask info``: describe every file (a bad one is reported in one line and the
+    others still described; never a traceback); exit 1 if any file could not be read."""
     failed = 0
+    opened: dict[int, Exposure] = {}
     for i, name in enumerate(args.files):
         try:
-            exp = open_exposure(name)
-            lines = describe(exp, args.mode, check_data=not args.no_data)
-        except (OSError, ValueError) as exc:
+            opened[i] = open_exposure(name)
+        except Exception as exc:  # anything a hostile file triggers: one line, go on
             failed += 1
-            message = str(exc)
-            if str(name) not in message and exp_name(name) not in message:
-                message = f"{name}: {message}"
-            print(f"hapdask info: error: {message}", file=sys.stderr)
+            _error(name, exc)
+    duplicates: dict[str, str] = {}
+    try:
+        duplicates = find_duplicates(
+            (e.path, e.rootname, e.is_flc,
+             exposure_identity(e.primary, [c.header for c in e.chips]))
+            for e in opened.values())
+    except Exception as exc:
+        print(f"hapdask info: error: duplicate check failed: {printable(exc)}", file=sys.stderr)
+    first = True
+    for i, exp in opened.items():
+        try:
+            lines = describe(exp, args.mode, check_data=not args.no_data,
+                             duplicate=duplicates.get(exp.path))
+        except Exception as exc:
+            failed += 1
+            _error(args.files[i], exc)
             continue
-        if i:
+        if not first:
             print()
+        first = False
         print("\n".join(lines))
     return 1 if failed else 0
+
+
+def _error(name: str, exc: BaseException) -> None:
+    message = str(exc) if isinstance(exc, OSError | ValueError) else \
+        f"{type(exc).__name__}: {exc}"
+    if str(name) not in message and exp_name(name) not in message:
+        message = f"{name}: {message}"
+    print(f"hapdask info: error: {printable(message)}", file=sys.stderr)
 
 
 def exp_name(name: str) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hapdask.cli import CLIError
+from hapdask.cli import CLIError, printable
+from hapdask.cli._mvm_batch import add_arguments as add_batch_arguments
+from hapdask.cli._mvm_batch import run_batch
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "threads, one per core (the drizzle kernels release the GIL); --workers N "
                     "starts a local cluster of N processes, --scheduler ADDRESS uses a "
                     "running one.")
-    p.add_argument("skycell", help="SkyCell name, e.g. p1889x07y19")
+    p.add_argument("skycell", nargs="*",
+                   help="SkyCell name, e.g. p1889x07y19 (several with --plan)")
     p.add_argument("--input", action="append", metavar="POLLER|DIR|LIST|URL",
                    help="inputs (repeatable); default: the built-in simulated demo data")
     p.add_argument("--output", default="hapdask_output", metavar="DIR", help="output directory")
@@ -33,6 +36,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="directory of <rootname>_crmask.fits cosmic-ray masks (hapdask drizzle); "
                         "masks beside the inputs are always used")
     p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    add_batch_arguments(p)
+    p.add_argument("--scheduler-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="give up connecting to --scheduler after this long (default 30)")
+    p.add_argument("--oversubscribe", action="store_true",
+                   help="allow more workers x threads than this machine has cores")
+    p.add_argument("--temp-dir", metavar="DIR",
+                   help="scratch space of a local cluster (default: under --output; removed)")
     p.set_defaults(func=run)
 
 
@@ -44,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``hapdask mvm``."""
     from hapdask import mvm
 
+    if args.plan is not None:
+        return run_batch(args)
+    if len(args.skycell) != 1 or args.all:
+        raise CLIError("give one SkyCell name (several, or --all, only with --plan)")
+    args.skycell = args.skycell[0]
     if args.scheduler and args.workers:
         raise CLIError("give either --scheduler or --workers, not both")
     if args.workers is not None and args.workers < 1:
@@ -55,6 +70,12 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not formats:
         raise CLIError(f"--format: unknown format(s) {', '.join(unknown) or '(none)'}; "
                        "use fits, zarr or fits,zarr")
+    from hapdask.mvm.run import check_parallelism, validate_arguments
+
+    validate_arguments(args.skycell, tile_size=args.tile_size, layers=args.layer,
+                       formats=formats)  # before any input is read
+    if not args.scheduler:
+        check_parallelism(args.workers, args.threads_per_worker, args.oversubscribe)
     if args.dry_run:
         inputs = args.input
         updates = None
@@ -71,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         p = mvm.plan(args.skycell, inputs, tile_size=args.tile_size, wcs_updates=updates,
                      context=not args.no_context, only=args.layer, verdicts=verdicts,
                      masks=args.masks)
-        print(p.describe())
+        print("\n".join(printable(line) for line in p.describe().splitlines()))
         return 0 if p.layers else 65
     try:
         result = mvm.run(
@@ -79,10 +100,11 @@ def run(args: argparse.Namespace) -> int:
             scheduler=args.scheduler, workers=args.workers,
             threads_per_worker=args.threads_per_worker, tile_size=args.tile_size,
             context=not args.no_context, progress=True, log=_log, layers=args.layer,
-            masks=args.masks)
+            scheduler_timeout=args.scheduler_timeout, oversubscribe=args.oversubscribe,
+            temp_dir=args.temp_dir, masks=args.masks)
     except (ValueError, OSError, KeyboardInterrupt, CLIError):
         raise
     except Exception as exc:  # a failed task: one line, not a traceback
         raise CLIError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
-    print(result.summary())
+    print("\n".join(printable(line) for line in result.summary().splitlines()))
     return 0

@@ -18,6 +18,14 @@ tiles (smaller) can afford.
 
 The context plane ``ctx`` is a 2-D int32 array (or a 0x0 array to disable it); ``ctxmask`` is the
 int32 bit to OR in where a contribution has ``dow > 0``.
+
+The last argument ``ext = (num2, data2, iscale2, dq, dqo, direct, stats)`` of every kernel holds
+the optional parts (each None when unused; see :func:`_accumulate`): variance (``data2``) and DQ
+propagation, ``direct`` mode (``num``/``den`` are then the float32 ``out_img``/``out_wht`` of
+``Drizzle``, updated with the C code's running mean contribution by contribution, so that no
+scratch accumulators and no merge pass are needed), and ``stats`` (miss and row-hit counts).
+numba compiles a kernel per argument types and prunes the ``is None`` branches, so the unused
+parts cost nothing in the inner loops.
 """
 
 from __future__ import annotations
@@ -101,11 +109,91 @@ def _clamped_integral(h0, h1, w):
 
 
 @njit(nogil=True, cache=True)
-def _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, dow, d):
-    num[ly, lx] += dow * d
-    den[ly, lx] += dow
-    if use_ctx and dow > 0.0:
-        ctx[ly, lx] |= ctxmask
+def _accumulate(
+    num, den, ctx, use_ctx, ctxmask, ly, lx, dow, d, num2, data2, iscale2, dq, dqo, direct, j, i
+):
+    """Add one contribution ``dow`` of input pixel ``(i, j)`` (value ``d``) to output ``(ly, lx)``.
+
+    The kernels take ``ext = (num2, data2, iscale2, dq, dqo, direct, stats)`` and unpack it once
+    (``stats``: None, or int64 ``[nmiss, row flags...]`` filled by :func:`_miss`/:func:`_hit`). The
+    optional parts are None when unused: numba compiles this function per argument types and
+    prunes the ``is None`` branches, so the unused paths cost nothing in the inner loop.
+
+    * ``direct`` None (sums; float64 ``num``/``den``/``num2``): ``num += dow d``, ``den += dow``,
+      ``num2[k] += dow**2 data2[k] iscale2``, ``dqo |= dq``;
+    * ``direct`` not None (``num``/``den``/``num2`` are the float32 running outputs
+      ``out_img``/``out_wht``/``out_img2``): the C code's running weighted mean, contribution by
+      contribution, with ``dow`` in single precision: the first contributor (``wht == 0``) sets
+      ``out = d``, ``out2 = d2`` and ``outdq = dq``; later ones give
+      ``out = (out wht + d dow) / (wht + dow)``, ``out2 = (out2 wht**2 + d2 dow**2) /
+      (wht + dow)**2``, ``outdq |= dq``.
+
+    ``num2``/``data2`` have one plane per ``data2`` array. The context bit is set where
+    ``dow > 0``.
+    """
+    if direct is not None:
+        dowf = np.float32(dow)
+        if dowf == 0.0:
+            return
+        vc = den[ly, lx]
+        tot = vc + dowf
+        first = vc == 0.0
+        if first:
+            num[ly, lx] = d
+        elif tot == 0.0:
+            # the weight sum cancelled (negative lanczos lobes): C divides by 0; the fill value
+            # replaces it afterwards unless it is INDEF
+            num[ly, lx] = np.nan
+        else:
+            num[ly, lx] = (
+                np.float64(num[ly, lx] * vc) + np.float64(np.float32(d) * dowf)
+            ) / np.float64(tot)
+        den[ly, lx] = tot
+        if num2 is not None:
+            for k in range(num2.shape[0]):
+                d2 = data2[k, j, i] * iscale2
+                if first:
+                    num2[k, ly, lx] = d2
+                elif tot == 0.0:
+                    num2[k, ly, lx] = np.nan
+                else:
+                    v64 = np.float64(vc)
+                    w64 = np.float64(dowf)
+                    t64 = np.float64(tot)
+                    num2[k, ly, lx] = (np.float64(num2[k, ly, lx]) * v64 * v64 + d2 * w64 * w64) / (
+                        t64 * t64
+                    )
+        if dqo is not None:
+            if first:
+                dqo[ly, lx] = dq[j, i]
+            else:
+                dqo[ly, lx] |= dq[j, i]
+        if use_ctx and dowf > 0.0:
+            ctx[ly, lx] |= ctxmask
+    else:
+        num[ly, lx] += dow * d
+        den[ly, lx] += dow
+        if num2 is not None:
+            for k in range(num2.shape[0]):
+                num2[k, ly, lx] += dow * dow * (data2[k, j, i] * iscale2)
+        if dqo is not None:
+            dqo[ly, lx] |= dq[j, i]
+        if use_ctx and dow > 0.0:
+            ctx[ly, lx] |= ctxmask
+
+
+@njit(nogil=True, cache=True)
+def _miss(stats):
+    """Count an input pixel that contributes nothing (``stats[0]``; ``stats`` None: no counts)."""
+    if stats is not None:
+        stats[0] += 1
+
+
+@njit(nogil=True, cache=True)
+def _hit(stats, row):
+    """Flag input row ``row`` (relative to the box) as having a pixel on the output."""
+    if stats is not None:
+        stats[1 + row] = 1
 
 
 @njit(nogil=True, cache=True)
@@ -197,7 +285,7 @@ def _col_interp(row, i, h, nx, c):
 
 @njit(nogil=True, cache=True)
 def drizzle_square(
-    data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, pixfrac, iscale
+    data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, pixfrac, iscale, ext
 ):
     """Square kernel: exact overlap of the pixfrac-shrunk quadrilateral with output pixels.
 
@@ -212,6 +300,7 @@ def drizzle_square(
     ny, nx = data.shape
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
+    num2, data2, iscale2, dq, dqo, direct, stats = ext
     h = 0.5 * pixfrac
     lo = np.empty((nx, 2))
     hi = np.empty((nx, 2))
@@ -219,7 +308,8 @@ def drizzle_square(
     qy = np.empty(4)
     # scratch for the per-pixel overlap computation (grown on demand)
     maxc = 8
-    buf = np.zeros((maxc, maxc))
+    part = np.zeros((maxc, maxc))
+    full = np.zeros((maxc, maxc))
     colbase = np.empty(maxc, np.int64)
     coltop = np.empty(maxc, np.int64)
     ns = _nstrips(i0, i1, sx)
@@ -232,6 +322,7 @@ def drizzle_square(
             for i in range(s0, s1):
                 w = weight[j, i]
                 if w == 0.0:
+                    _miss(stats)
                     continue
                 # corners: (-h,-h), (+h,-h), (+h,+h), (-h,+h) in input pixel offsets
                 ax, bx = _col_interp(lo, i, h, nx, 0)
@@ -248,8 +339,10 @@ def drizzle_square(
                 qy[3] = cy
                 if not (math.isfinite(ax + bx + cx + dx) and math.isfinite(ay + by + cy + dy)):
                     if not _valid(pixmap, j, i):
+                        _miss(stats)
                         continue
                     if not _affine_corners(pixmap, j, i, h, qx, qy):
+                        _miss(stats)
                         continue
                 xmin = min(min(qx[0], qx[1]), min(qx[2], qx[3]))
                 xmax = max(max(qx[0], qx[1]), max(qx[2], qx[3]))
@@ -260,27 +353,29 @@ def drizzle_square(
                 r0 = _cell(ymin)
                 r1 = _cell(ymax)
                 if c1 < ox or c0 >= ox + tw or r1 < oy or r0 >= oy + th:
+                    _miss(stats)
                     continue
                 jaco = 0.5 * ((qx[0] - qx[2]) * (qy[1] - qy[3]) - (qx[1] - qx[3]) * (qy[0] - qy[2]))
                 if not (jaco != 0.0 and math.isfinite(jaco)):
+                    _miss(stats)
                     continue
+                _hit(stats, j - j0)
                 ncol = c1 - c0 + 1
                 nrow = r1 - r0 + 1
                 if ncol > maxc or nrow > maxc:
                     maxc = max(ncol, nrow) + 2
-                    buf = np.zeros((maxc, maxc))
+                    part = np.zeros((maxc, maxc))
+                    full = np.zeros((maxc, maxc))
                     colbase = np.empty(maxc, np.int64)
                     coltop = np.empty(maxc, np.int64)
+                # part/full are all zero here: the scatter below clears what the pieces wrote
                 for c in range(ncol):
                     colbase[c] = nrow
                     coltop[c] = -1
-                    for r in range(nrow):
-                        buf[c, r] = 0.0
-                # one pass: split the 4 directed edges into per-column segments and add the
-                # area under each segment, clamped to every row from the bottom of the bbox up to
-                # the segment's top. Rows below the lowest point of the quad in a column
-                # (colbase) get full widths that cancel mathematically; they are ignored below,
-                # so that their rounding residue never becomes a spurious contribution.
+                # Green's theorem per output column: split the 4 directed edges at the column
+                # and row lines into pieces lying in one cell each; a piece adds its signed area
+                # above the cell's bottom to that cell (part) and its signed width to every cell
+                # below it in the column (full, summed from the top down afterwards).
                 for k in range(4):
                     xa = qx[k]
                     ya = qy[k]
@@ -295,54 +390,109 @@ def drizzle_square(
                         sgn = -1.0
                         xl, yl, xr, yr = xb, yb, xa, ya
                     slope = (yr - yl) / (xr - xl)
-                    for gc in range(_cell(xl), _cell(xr) + 1):
-                        u0 = gc - 0.5
-                        u1 = gc + 0.5
+                    gl = _cell(xl)
+                    gr = _cell(xr)
+                    for gc in range(gl, gr + 1):
+                        u0 = xl
                         ya_ = yl
-                        yb_ = yr
-                        if u0 > xl:
+                        if gc > gl:
+                            u0 = gc - 0.5
                             ya_ = yl + slope * (u0 - xl)
-                        else:
-                            u0 = xl
-                        if u1 < xr:
+                        u1 = xr
+                        yb_ = yr
+                        if gc < gr:
+                            u1 = gc + 0.5
                             yb_ = yl + slope * (u1 - xl)
-                        else:
-                            u1 = xr
                         if u1 <= u0:
                             continue
                         c = gc - c0
-                        width = u1 - u0
-                        ylo = min(ya_, yb_)
-                        rlo = _cell(ylo) - r0
-                        rhi = _cell(max(ya_, yb_)) - r0
+                        ra = _cell(ya_)
+                        rb = _cell(yb_)
+                        if ra == rb:
+                            r = ra - r0
+                            wd = sgn * (u1 - u0)
+                            part[c, r] += wd * (0.5 * (ya_ + yb_) - (ra - 0.5))
+                            full[c, r] += wd
+                            rlo = r
+                            rhi = r
+                        else:
+                            # crosses row lines: walk from (u0, ya_) to (u1, yb_) row by row
+                            step = 1 if rb > ra else -1
+                            px = u0
+                            py = ya_
+                            rr = ra
+                            while True:
+                                if rr == rb:
+                                    qxe = u1
+                                    qye = yb_
+                                else:
+                                    qye = rr + 0.5 * step
+                                    qxe = u0 + (qye - ya_) / slope
+                                    if qxe > u1:
+                                        qxe = u1
+                                    if qxe < px:
+                                        qxe = px
+                                r = rr - r0
+                                wd = sgn * (qxe - px)
+                                part[c, r] += wd * (0.5 * (py + qye) - (rr - 0.5))
+                                full[c, r] += wd
+                                if rr == rb:
+                                    break
+                                px = qxe
+                                py = qye
+                                rr += step
+                            rlo = min(ra, rb) - r0
+                            rhi = max(ra, rb) - r0
                         if rlo < colbase[c]:
                             colbase[c] = rlo
                         if rhi > coltop[c]:
                             coltop[c] = rhi
-                        for r in range(rhi + 1):
-                            yb0 = (r + r0) - 0.5
-                            buf[c, r] += sgn * _clamped_integral(ya_ - yb0, yb_ - yb0, width)
-                # scatter: overlap_signed = -buf (Green), dow = w * overlap / jaco
+                # scatter: overlap_signed = -(part + widths of the pieces above), dow = w *
+                # overlap / jaco. Only the rows the quad occupies in a column are visited: the
+                # widths below its lowest point cancel mathematically (their rounding residue
+                # must not become a contribution).
                 d = data[j, i] * iscale
                 fac = -w / jaco
                 for c in range(ncol):
                     lx = c0 + c - ox
-                    if lx < 0 or lx >= tw:
-                        continue
-                    for r in range(colbase[c], coltop[c] + 1):
+                    inx = lx >= 0 and lx < tw
+                    acc = 0.0
+                    for r in range(coltop[c], colbase[c] - 1, -1):
+                        a = part[c, r] + acc
+                        acc += full[c, r]
+                        part[c, r] = 0.0
+                        full[c, r] = 0.0
                         ly = r0 + r - oy
-                        if ly < 0 or ly >= th:
-                            continue
-                        a = buf[c, r]
-                        if a != 0.0:
-                            _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, a * fac, d)
+                        if inx and ly >= 0 and ly < th and a != 0.0:
+                            _accumulate(
+                                num,
+                                den,
+                                ctx,
+                                use_ctx,
+                                ctxmask,
+                                ly,
+                                lx,
+                                a * fac,
+                                d,
+                                num2,
+                                data2,
+                                iscale2,
+                                dq,
+                                dqo,
+                                direct,
+                                j,
+                                i,
+                            )
 
 
 @njit(nogil=True, cache=True)
-def drizzle_point(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, iscale):
+def drizzle_point(
+    data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, iscale, ext
+):
     """Point kernel: all of the pixel's weight goes to the output pixel holding its centre."""
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
+    num2, data2, iscale2, dq, dqo, direct, stats = ext
     ns = _nstrips(i0, i1, sx)
     for strip in range(ns):
         s0, s1 = _strip(i0, i1, sx, strip)
@@ -350,16 +500,38 @@ def drizzle_point(data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, 
             for i in range(s0, s1):
                 w = weight[j, i]
                 if w == 0.0:
+                    _miss(stats)
                     continue
                 x = pixmap[j, i, 0]
                 y = pixmap[j, i, 1]
                 if not (math.isfinite(x) and math.isfinite(y)):
+                    _miss(stats)
                     continue
                 lx = _round_away(x) - ox
                 ly = _round_away(y) - oy
                 if lx < 0 or lx >= tw or ly < 0 or ly >= th:
+                    _miss(stats)
                     continue
-                _accumulate(num, den, ctx, use_ctx, ctxmask, ly, lx, float(w), data[j, i] * iscale)
+                _hit(stats, j - j0)
+                _accumulate(
+                    num,
+                    den,
+                    ctx,
+                    use_ctx,
+                    ctxmask,
+                    ly,
+                    lx,
+                    float(w),
+                    data[j, i] * iscale,
+                    num2,
+                    data2,
+                    iscale2,
+                    dq,
+                    dqo,
+                    direct,
+                    j,
+                    i,
+                )
 
 
 @njit(nogil=True, cache=True)
@@ -381,10 +553,12 @@ def drizzle_turbo(
     pixfrac,
     iscale,
     pscale,
+    ext,
 ):
     """Turbo kernel: axis-aligned box of half-width ``pixfrac / (2 s)`` around the mapped centre."""
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
+    num2, data2, iscale2, dq, dqo, direct, stats = ext
     pfo = 0.5 * pixfrac / pscale
     ac = (pscale * pscale) / (pixfrac * pixfrac)
     ns = _nstrips(i0, i1, sx)
@@ -394,10 +568,12 @@ def drizzle_turbo(
             for i in range(s0, s1):
                 w = weight[j, i]
                 if w == 0.0:
+                    _miss(stats)
                     continue
                 x = pixmap[j, i, 0]
                 y = pixmap[j, i, 1]
                 if not (math.isfinite(x) and math.isfinite(y)):
+                    _miss(stats)
                     continue
                 xlo = x - pfo
                 xhi = x + pfo
@@ -408,7 +584,9 @@ def drizzle_turbo(
                 r0 = max(_cell(ylo), oy)
                 r1 = min(_cell(yhi), oy + th - 1)
                 if c0 > c1 or r0 > r1:
+                    _miss(stats)
                     continue
+                _hit(stats, j - j0)
                 d = data[j, i] * iscale
                 wac = w * ac
                 for jj in range(r0, r1 + 1):
@@ -420,7 +598,23 @@ def drizzle_turbo(
                         if oxv <= 0.0:
                             continue
                         _accumulate(
-                            num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, oxv * oyv * wac, d
+                            num,
+                            den,
+                            ctx,
+                            use_ctx,
+                            ctxmask,
+                            jj - oy,
+                            ii - ox,
+                            oxv * oyv * wac,
+                            d,
+                            num2,
+                            data2,
+                            iscale2,
+                            dq,
+                            dqo,
+                            direct,
+                            j,
+                            i,
                         )
 
 
@@ -443,10 +637,12 @@ def drizzle_gaussian(
     pixfrac,
     iscale,
     pscale,
+    ext,
 ):
     """Gaussian kernel: unit-integral Gaussian of FWHM ``pixfrac`` input pixels (C cut-off box)."""
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
+    num2, data2, iscale2, dq, dqo, direct, stats = ext
     pfo = max(2.5 * pixfrac / 2.3548 / pscale, 1.2 / pscale)
     efac = 2.3548 * 2.3548 * pscale * pscale / (2.0 * pixfrac * pixfrac)
     es = efac / math.pi
@@ -457,17 +653,21 @@ def drizzle_gaussian(
             for i in range(s0, s1):
                 w = weight[j, i]
                 if w == 0.0:
+                    _miss(stats)
                     continue
                 x = pixmap[j, i, 0]
                 y = pixmap[j, i, 1]
                 if not (math.isfinite(x) and math.isfinite(y)):
+                    _miss(stats)
                     continue
                 c0 = max(_round_away(x - pfo), ox)
                 c1 = min(_round_away(x + pfo), ox + tw - 1)
                 r0 = max(_round_away(y - pfo), oy)
                 r1 = min(_round_away(y + pfo), oy + th - 1)
                 if c0 > c1 or r0 > r1:
+                    _miss(stats)
                     continue
+                _hit(stats, j - j0)
                 d = data[j, i] * iscale
                 for jj in range(r0, r1 + 1):
                     ddy = y - jj
@@ -475,7 +675,25 @@ def drizzle_gaussian(
                         ddx = x - ii
                         dow = es * math.exp(-(ddx * ddx + ddy * ddy) * efac) * w
                         if dow != 0.0:
-                            _accumulate(num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, dow, d)
+                            _accumulate(
+                                num,
+                                den,
+                                ctx,
+                                use_ctx,
+                                ctxmask,
+                                jj - oy,
+                                ii - ox,
+                                dow,
+                                d,
+                                num2,
+                                data2,
+                                iscale2,
+                                dq,
+                                dqo,
+                                direct,
+                                j,
+                                i,
+                            )
 
 
 @njit(nogil=True, cache=True)
@@ -512,6 +730,7 @@ def drizzle_lanczos(
     lut,
     order,
     normalize,
+    ext,
 ):
     """Lanczos kernel of the given order, weights from the 0.003-step LUT.
 
@@ -521,6 +740,7 @@ def drizzle_lanczos(
     """
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
+    num2, data2, iscale2, dq, dqo, direct, stats = ext
     # the C code keeps the scale ratio in single precision; using the same value makes the LUT
     # indices (rounded) identical to C's
     pscale = np.float64(np.float32(pscale))
@@ -537,16 +757,19 @@ def drizzle_lanczos(
             for i in range(s0, s1):
                 w = weight[j, i]
                 if w == 0.0:
+                    _miss(stats)
                     continue
                 x = pixmap[j, i, 0]
                 y = pixmap[j, i, 1]
                 if not (math.isfinite(x) and math.isfinite(y)):
+                    _miss(stats)
                     continue
                 c0 = int(math.floor(x - pfo)) + 1
                 c1 = int(math.floor(x + pfo))
                 r0 = int(math.floor(y - pfo)) + 1
                 r1 = int(math.floor(y + pfo))
                 if c1 < ox or c0 >= ox + tw or r1 < oy or r0 >= oy + th:
+                    _miss(stats)
                     continue
                 sumx = 0.0
                 for ii in range(c0, c1 + 1):
@@ -564,8 +787,10 @@ def drizzle_lanczos(
                 if normalize:
                     tot = sumx * sumy
                     if tot == 0.0:
+                        _miss(stats)
                         continue
                     ws = w / tot
+                _hit(stats, j - j0)
                 d = data[j, i] * iscale
                 for jj in range(max(r0, oy), min(r1, oy + th - 1) + 1):
                     vy = wy[jj - r0]
@@ -576,7 +801,23 @@ def drizzle_lanczos(
                         if vx == 0.0:
                             continue
                         _accumulate(
-                            num, den, ctx, use_ctx, ctxmask, jj - oy, ii - ox, vx * vy * ws, d
+                            num,
+                            den,
+                            ctx,
+                            use_ctx,
+                            ctxmask,
+                            jj - oy,
+                            ii - ox,
+                            vx * vy * ws,
+                            d,
+                            num2,
+                            data2,
+                            iscale2,
+                            dq,
+                            dqo,
+                            direct,
+                            j,
+                            i,
                         )
 
 

@@ -7,10 +7,14 @@ Switching is a one-line change::
 Outputs follow the C code's running weighted mean: after each :meth:`Drizzle.add_image`,
 ``out_img = sum(w d) / sum(w)`` and ``out_wht = sum(w)`` over everything added so far, so a caller
 who passes existing ``out_img``/``out_wht`` (from the C package or from us) continues them exactly
-as the C code would. Within one image the contributions are summed in float64 and divided once
-(per block of ``ADD_BLOCK`` x ``ADD_BLOCK`` input pixels: output pixels reached from two blocks
-are merged once per block, except for lanczos, always done in one block), so ``out_img`` may
-differ from the C result by float32 rounding (~1e-7 relative).
+as the C code would. Each contribution updates the float32 outputs in place with the C formula
+(no scratch accumulators, no merge pass), so ``out_img`` differs from the C result only by the
+order of the contributions (input column strips; ~1e-7 relative). The exception is lanczos
+without ``data2``/``dq``: its weighted sums are formed in float64 per image and divided once.
+
+``data2`` (variance-like images, drizzled with squared weights into ``out_img2``) and ``dq`` (bit
+fields OR-ed into ``out_dq``) follow drizzle C 3.0: ``out_img2 = sum(w**2 d2) / sum(w)**2`` in
+the same running form, ``d2`` scaled by ``iscale**2`` (``/ exptime**2`` for counts).
 
 The deliberate deviations from the C code are listed in the :class:`Drizzle` docstring.
 """
@@ -23,12 +27,14 @@ import warnings
 import numpy as np
 
 from hapdask.drizzle import _kernels as K
-from hapdask.drizzle.tile import KERNELS, _check_kernel_args, _reach_params, add_to_tile
+from hapdask.drizzle.tile import (
+    KERNELS,
+    _check_kernel_args,
+    _reach_params,
+    _run_kernel,
+)
 
 CTX_PLANE_BITS = 32
-# input pixels per side of the blocks add_image drizzles one at a time (a multiple of the
-# kernels' column strip keeps the strips whole)
-ADD_BLOCK = 512
 _DEPRECATED = object()
 
 
@@ -50,6 +56,15 @@ def _process_fillval(out_img, fillval) -> str:
     if out_img is None and fv == "INDEF":
         fv = "NaN"
     return fv
+
+
+def _window(ymn: float, ymx: float, xmn: float, xmx: float, oh: int, ow: int) -> tuple:
+    """Output slices holding a footprint extent (one pixel of margin), clipped to the output."""
+    wy0 = max(int(math.floor(ymn + 0.5)) - 1, 0)
+    wy1 = min(int(math.floor(ymx + 0.5)) + 2, oh)
+    wx0 = max(int(math.floor(xmn + 0.5)) - 1, 0)
+    wx1 = min(int(math.floor(xmx + 0.5)) + 2, ow)
+    return slice(wy0, wy1), slice(wx0, wx1)
 
 
 def estimate_pixel_scale_ratio(pixmap: np.ndarray) -> float:
@@ -110,6 +125,13 @@ class Drizzle:
         Largest expected context id (pre-allocates planes); planes are added as needed anyway.
     disable_ctx : bool
         Do not keep a context image.
+    fillval2 : float, str or None
+        As ``fillval``, for ``out_img2``.
+    out_img2 : (ny, nx) float32 array or list of them (items may be None), optional
+        Images co-added with squared weights to continue (one per ``data2`` array of
+        :meth:`add_image`); created on the first ``add_image`` with ``data2`` otherwise.
+    out_dq : (ny, nx) unsigned integer array, optional
+        Output DQ to continue (OR of the contributing input DQ bit fields).
 
     Notes
     -----
@@ -135,12 +157,14 @@ class Drizzle:
     * ``pixel_scale_ratio=None`` is estimated as ``1 / sqrt|det J|`` of the pixmap (output pixel
       size over input pixel size, the documented meaning). The C code uses ``sqrt|det J|``, the
       inverse, which sizes turbo/gaussian/lanczos kernels wrongly whenever the scales differ.
+    * A running weight sum that cancels to exactly 0 (negative lanczos lobes, ``data2``/``dq``
+      given) leaves NaN, then the fill value; the C code divides by 0 there.
     * ``out_shape`` inferred from the pixmap (no output shape given at all) is ``(ny, nx)``; the C
       code returns it transposed.
-    * :meth:`Drizzle.add_image` returns ``(nmiss, nskip)`` defined as: input pixels of the box with
-      a NaN pixmap or whose footprint misses the output entirely, and rows of the box with no pixel
-      on the output (the C counts are unreliable, even negative).
-    * ``data2``/``dq`` (variance and DQ propagation) are not implemented and raise ``ValueError``.
+    * :meth:`Drizzle.add_image` returns ``(nmiss, nskip)`` defined as: input pixels of the box that
+      contribute nothing (zero weight, NaN pixmap, footprint off the output, degenerate square
+      footprint), and rows of the box with no contributing pixel (the C counts are unreliable,
+      even negative). The kernels count them as they go.
     """
 
     def __init__(
@@ -155,6 +179,9 @@ class Drizzle:
         begin_ctx_id: int = 0,
         max_ctx_id: int | None = None,
         disable_ctx: bool = False,
+        fillval2: float | str | None = None,
+        out_img2: np.ndarray | list | None = None,
+        out_dq: np.ndarray | None = None,
     ) -> None:
         if kernel.lower() not in KERNELS:
             raise ValueError(f"Kernel '{kernel}' is not supported; use one of {', '.join(KERNELS)}")
@@ -189,7 +216,20 @@ class Drizzle:
             )
         self._texptime = float(exptime)
         self._fillval = _process_fillval(out_img, fillval)
-        self._filled_once = False
+        self._fillval2 = _process_fillval(out_img2, fillval2)
+        # True while "out_wht == 0 implies out_img == fillval" holds everywhere (always, for an
+        # out_img we created); until then the first add_image fills the whole output
+        self._filled_once = out_img is None
+        self._filled2_once = out_img2 is None
+        self._ncoadds = 0
+        self._out_dq = None
+        if out_dq is not None:
+            out_dq = np.asarray(out_dq)
+            if out_dq.dtype.kind not in "iu" or out_dq.dtype.itemsize > 4:
+                raise TypeError(
+                    "'out_dq' must be of an unsigned integer type with itemsize of 4 bytes or less"
+                )
+            self._out_dq = np.asarray(out_dq, dtype=np.uint32)
 
         shapes = set()
         if out_img is not None:
@@ -205,20 +245,32 @@ class Drizzle:
             elif out_ctx.ndim != 3:
                 raise ValueError(f"'out_ctx' must be a 2D or 3D array, got {out_ctx.ndim}D")
             shapes.add(out_ctx.shape[1:])
+        if self._out_dq is not None:
+            shapes.add(self._out_dq.shape)
         if out_shape is not None:
             shapes.add(tuple(int(v) for v in out_shape))
+        if out_img2 is not None:
+            out_img2 = [out_img2] if isinstance(out_img2, np.ndarray) else list(out_img2)
+            for k, img in enumerate(out_img2):
+                if img is not None:
+                    out_img2[k] = np.asarray(img, dtype=np.float32)
+                    shapes.add(out_img2[k].shape)
         for s in shapes:
             if len(s) != 2:
                 raise ValueError(f"output arrays must be 2-D, got shape {s}")
         if len(shapes) > 1:
             raise ValueError(
-                "Inconsistent data shapes specified: 'out_shape' and/or out_img, out_wht, "
-                f"out_ctx have different shapes: {sorted(shapes)}"
+                "Inconsistent data shapes specified: 'out_shape' and/or out_img, out_img2, "
+                f"out_wht, out_ctx, out_dq have different shapes: {sorted(shapes)}"
             )
         self._out_shape = shapes.pop() if shapes else None
         self._out_img = self._out_wht = self._out_ctx = None
         if self._out_shape is not None:
             self._alloc(out_img, out_wht, out_ctx)
+        # out_img2: a list (None items are created with the output shape when it is known)
+        self._out_img2 = out_img2
+        if out_img2 is not None and self._out_shape is not None:
+            self._alloc2(len(out_img2))
 
     def _alloc(self, out_img, out_wht, out_ctx) -> None:
         shape = self._out_shape
@@ -276,9 +328,54 @@ class Drizzle:
         return self._out_ctx
 
     @property
+    def fillval2(self) -> str:
+        """Fill value of ``out_img2`` where nothing contributed (as text)."""
+        return self._fillval2
+
+    @property
+    def out_img2(self) -> list[np.ndarray] | None:
+        """Images drizzled with squared weights (list, one per ``data2`` array), float32."""
+        return self._out_img2
+
+    @property
+    def out_dq(self) -> np.ndarray | None:
+        """OR of the DQ bit fields of the input pixels contributing to each output pixel."""
+        return self._out_dq
+
+    @property
     def total_exptime(self) -> float:
         """Total exposure time of all resampled images."""
         return self._texptime
+
+    def _fv2(self) -> np.float32:
+        return np.float32(
+            np.nan if self._fillval2.upper() in ("INDEF", "NAN") else float(self._fillval2)
+        )
+
+    def _alloc2(self, ninputs2: int | None) -> None:
+        """Create or check ``out_img2`` for ``ninputs2`` data2 arrays (drizzle C's rules)."""
+        if self._out_img2 is None:
+            if ninputs2 is None or ninputs2 < 1:
+                return
+            if self._ncoadds > 0:
+                raise ValueError(
+                    "Mismatch between the number of 'out_img2' images and the number of inputs."
+                )
+            self._out_img2 = [None] * ninputs2
+        for k, img in enumerate(self._out_img2):
+            if img is None:
+                self._out_img2[k] = np.full(self._out_shape, self._fv2(), np.float32)
+            elif img.shape != self._out_shape:
+                raise ValueError(
+                    f"'out_img2'[{k}] shape {img.shape} differs from the output shape "
+                    f"{self._out_shape}"
+                )
+        nimg2 = len(self._out_img2)
+        if (ninputs2 is not None and ninputs2 != nimg2) or (ninputs2 is None and nimg2 > 0):
+            raise ValueError(
+                "Mismatch between the number of 'out_img2' images previously set and the "
+                "number of inputs."
+            )
 
     def _next_ctx(self) -> tuple[int, int] | tuple[None, int]:
         if self._disable_ctx:
@@ -321,8 +418,14 @@ class Drizzle:
             ``in_units == "counts"``.
         pixmap : (ny, nx, 2) array
             0-based output ``(x, y)`` of every input pixel centre; NaN for pixels to ignore.
-        data2, dq
-            Not supported (raise ValueError when given).
+        data2 : (ny, nx) array or list of them (items may be None), optional
+            Variance-like image(s) resampled with squared weights into ``out_img2`` (one output
+            per item; a None item counts as zeros, as in drizzle C): ``out_img2 = sum(w**2 d2) /
+            sum(w)**2``, ``d2`` multiplied by ``iscale**2`` (divided by ``exptime**2`` for
+            counts). Once used, every call needs the same number of items (as drizzle C).
+        dq : (ny, nx) unsigned integer array (<= 32 bits), optional
+            DQ bit fields OR-ed into ``out_dq`` over the input pixels that contribute to each
+            output pixel.
         scale : float, deprecated
             Sets ``iscale = scale**2`` and ``pixel_scale_ratio = scale``.
         iscale : float
@@ -344,11 +447,9 @@ class Drizzle:
         Returns
         -------
         nmiss, nskip : int
-            Input pixels of the box that could not contribute (NaN pixmap or footprint off the
-            output) and rows of the box with no pixel on the output.
+            Input pixels of the box that contribute nothing (zero weight, NaN pixmap, footprint
+            off the output) and rows of the box with no contributing pixel.
         """
-        if data2 is not None or dq is not None:
-            raise ValueError("data2 and dq are not supported by hapdask.drizzle.Drizzle")
         if scale is not _DEPRECATED:
             warnings.warn(
                 "Argument 'scale' is deprecated: use iscale=scale**2 and pixel_scale_ratio=scale",
@@ -380,6 +481,30 @@ class Drizzle:
                 )
             if wht_scale != 1.0:
                 weight = weight * np.float32(wht_scale)
+        if data2 is None:
+            ninputs2 = None
+        else:
+            data2 = [data2] if isinstance(data2, np.ndarray) else list(data2)
+            ninputs2 = len(data2)
+            for k, d2 in enumerate(data2):
+                if d2 is None or np.size(d2) == 0:
+                    data2[k] = None
+                elif np.shape(d2) != data.shape:
+                    raise ValueError(
+                        f"'data2'[{k}] shape {np.shape(d2)} is not consistent with 'data' shape "
+                        f"{data.shape}"
+                    )
+        if dq is not None:
+            dq = np.asarray(dq)
+            if dq.dtype.kind not in "iu" or dq.dtype.itemsize > 4:
+                raise TypeError(
+                    "'dq' must be of an unsigned integer type with itemsize of 4 bytes or less, "
+                    f"got {dq.dtype.name}"
+                )
+            if dq.shape != data.shape:
+                raise ValueError(
+                    f"'dq' shape {dq.shape} is not consistent with 'data' shape {data.shape}"
+                )
         kernel = self._kernel
         if pixfrac <= 0.001 and kernel != "point":
             warnings.warn(
@@ -418,8 +543,12 @@ class Drizzle:
             self._out_shape = (pymax - pymin + 1, pxmax - pxmin + 1)
             self._alloc(None, None, None)
 
+        self._alloc2(ninputs2)
+        if dq is not None and self._out_dq is None:
+            self._out_dq = np.zeros(self._out_shape, np.uint32)
         plane, ctx_id = self._next_ctx()
         self._texptime += float(exptime)
+        self._ncoadds += 1
         if in_units == "counts":
             iscale = iscale / exptime
 
@@ -428,93 +557,183 @@ class Drizzle:
         oh, ow = self._out_shape
         pixmap = np.ascontiguousarray(pixmap)
         kind, radius = _reach_params(kernel, pixfrac, pixel_scale_ratio)
-        # the box is drizzled in blocks of input pixels, each into a small float64 scratch
-        # window that is merged into the float32 outputs and cleared for the next block: the
-        # scratch stays in cache and no chip-sized float64 buffers are page-faulted in. lanczos
-        # (negative lobes) keeps one block so that every output pixel is divided once.
-        block = max(ny, nx) if kernel.startswith("lanczos") else ADD_BLOCK
-        ext, nmiss, nskip = K.footprint_extents_blocked(
-            pixmap, y0, y1 + 1, x0, x1 + 1, kind, radius, oh, ow, block
-        )
-        nmiss, nskip = int(nmiss), int(nskip)
-        wins = []
-        for kb in range(ext.shape[0]):
-            for lb in range(ext.shape[1]):
-                eymin, eymax, exmin, exmax = ext[kb, lb]
-                if math.isnan(eymin):
-                    continue
-                wy0 = max(int(math.floor(eymin + 0.5)) - 1, 0)
-                wy1 = min(int(math.floor(eymax + 0.5)) + 2, oh)
-                wx0 = max(int(math.floor(exmin + 0.5)) - 1, 0)
-                wx1 = min(int(math.floor(exmax + 0.5)) + 2, ow)
-                if wy1 <= wy0 or wx1 <= wx0:
-                    continue
-                jb = y0 + kb * block
-                ib = x0 + lb * block
-                in_box = (jb, min(jb + block, y1 + 1), ib, min(ib + block, x1 + 1))
-                wins.append((in_box, wy0, wy1, wx0, wx1))
-        if not wins:
-            self._apply_fill(None)
-            return nmiss, nskip
-        out_img, out_wht = self._out_img, self._out_wht
-        if not (out_img.flags.c_contiguous and out_img.flags.writeable):
-            out_img = self._out_img = np.ascontiguousarray(out_img).copy()
-        if not (out_wht.flags.c_contiguous and out_wht.flags.writeable):
-            out_wht = self._out_wht = np.ascontiguousarray(out_wht).copy()
-        size = max((w[2] - w[1]) * (w[4] - w[3]) for w in wins)
-        num_buf = np.zeros(size)
-        den_buf = np.zeros(size)
-        ctx_buf = np.zeros(size if plane is not None else 1, np.int32)
-        octx = self._out_ctx[plane] if plane is not None else np.zeros((1, 1), np.int32)
+        for name in ("_out_img", "_out_wht"):
+            arr = getattr(self, name)
+            if not (arr.flags.c_contiguous and arr.flags.writeable):
+                setattr(self, name, np.ascontiguousarray(arr).copy())
+        octx = self._out_ctx[plane] if plane is not None else np.zeros((0, 0), np.int32)
         bit = 0 if plane is None else ctx_id % CTX_PLANE_BITS
-        for in_box, wy0, wy1, wx0, wx1 in wins:
-            shape = (wy1 - wy0, wx1 - wx0)
-            n = shape[0] * shape[1]
-            num = num_buf[:n].reshape(shape)
-            den = den_buf[:n].reshape(shape)
-            # a one-plane scratch context holding this image's bit, OR-ed into its plane
-            ctx = None if plane is None else ctx_buf[:n].reshape((1,) + shape)
-            add_to_tile(
+        ctxmask = np.array([1 << bit], dtype=np.uint32).view(np.int32)[0]
+        # every out_img2 plane takes part; a None data2 item contributes zeros (its weights
+        # still enter the running mean), as in drizzle C 3.0
+        sel = [] if data2 is None else list(range(len(data2)))
+        if data2 is not None:
+            data2 = [np.zeros(data.shape, np.float32) if d2 is None else d2 for d2 in data2]
+        for k in sel:
+            img = self._out_img2[k]
+            if not (img.flags.c_contiguous and img.flags.writeable):
+                self._out_img2[k] = np.ascontiguousarray(img).copy()
+        if self._out_dq is not None and not (
+            self._out_dq.flags.c_contiguous and self._out_dq.flags.writeable
+        ):
+            self._out_dq = np.ascontiguousarray(self._out_dq).copy()
+        if kernel.startswith("lanczos") and not sel and dq is None:
+            nmiss, nskip, window = self._add_lanczos(
                 data,
                 weight,
                 pixmap,
-                num,
-                den,
-                ctx,
-                origin=(wy0, wx0),
-                in_box=in_box,
-                kernel=kernel,
-                pixfrac=pixfrac,
-                iscale=iscale,
-                pixel_scale_ratio=pixel_scale_ratio,
-                ctx_id=bit,
-            )
-            K.merge_and_clear(
-                out_img,
-                out_wht,
+                (y0, y1 + 1, x0, x1 + 1),
                 octx,
-                num,
-                den,
-                ctx_buf[:1].reshape(1, 1) if ctx is None else ctx[0],
-                wy0,
-                wx0,
                 plane is not None,
+                kernel,
+                pixfrac,
+                iscale,
+                pixel_scale_ratio,
+                bit,
+                kind,
+                radius,
             )
-        wy0 = min(w[1] for w in wins)
-        wy1 = max(w[2] for w in wins)
-        wx0 = min(w[3] for w in wins)
-        wx1 = max(w[4] for w in wins)
-        self._apply_fill((slice(wy0, wy1), slice(wx0, wx1)))
+        else:
+            # the C code's running mean, contribution by contribution, straight into the outputs
+            lanczos = kernel.startswith("lanczos")
+            # the kernel counts: [pixels contributing nothing, flags of rows with a hit]
+            stats = np.zeros(y1 - y0 + 2, np.int64)
+            window = None
+            if lanczos:
+                # the window where a weight sum can return to exactly 0 (negative lobes) and
+                # then needs the fill value again
+                ymn, ymx, xmn, xmx, _, _ = K.footprint_extent(
+                    pixmap, y0, y1 + 1, x0, x1 + 1, kind, radius, oh, ow
+                )
+                if not math.isnan(ymn):
+                    window = _window(ymn, ymx, xmn, xmx, oh, ow)
+            if len(sel) == 1:
+                d2 = np.ascontiguousarray(data2[sel[0]], dtype=np.float32)[None]
+                out2 = self._out_img2[sel[0]][None]
+            elif sel:
+                d2 = np.stack([np.asarray(data2[k], dtype=np.float32) for k in sel])
+                out2 = np.stack([self._out_img2[k] for k in sel])
+            else:
+                d2 = out2 = None
+            if dq is None:
+                dqi = dqo = None
+            else:
+                dqi = np.ascontiguousarray(dq, dtype=np.uint32)
+                dqo = self._out_dq
+            _run_kernel(
+                kernel,
+                data,
+                weight,
+                pixmap,
+                (y0, y1 + 1, x0, x1 + 1),
+                self._out_img,
+                self._out_wht,
+                octx,
+                ctxmask,
+                (0, 0),
+                0,
+                float(pixfrac),
+                float(iscale),
+                float(pixel_scale_ratio),
+                True,
+                (out2, d2, float(iscale) ** 2, dqi, dqo, True, stats),
+            )
+            if len(sel) > 1:
+                for n, k in enumerate(sel):
+                    self._out_img2[k][...] = out2[n]
+            nmiss = int(stats[0])
+            nskip = int(y1 - y0 + 1 - np.count_nonzero(stats[1:]))
+        self._apply_fill(window)
         return nmiss, nskip
 
+    def _add_lanczos(
+        self,
+        data,
+        weight,
+        pixmap,
+        box,
+        octx,
+        use_ctx,
+        kernel,
+        pixfrac,
+        iscale,
+        pscale,
+        bit,
+        kind,
+        radius,
+    ):
+        """lanczos without data2/dq: the weighted sums of the image are formed in float64 and
+        divided once (negative lobes make the float32 running mean lose its digits)."""
+        y0, y1, x0, x1 = box
+        oh, ow = self._out_shape
+        stats = np.zeros(y1 - y0 + 1, np.int64)
+        ymn, ymx, xmn, xmx, _, _ = K.footprint_extent(pixmap, y0, y1, x0, x1, kind, radius, oh, ow)
+        window = None if math.isnan(ymn) else _window(ymn, ymx, xmn, xmx, oh, ow)
+        if window is None or window[0].stop <= window[0].start or window[1].stop <= window[1].start:
+            # nothing lands on the output: every pixel misses (NaN or off the output)
+            return (y1 - y0) * (x1 - x0), y1 - y0, None
+        wy0, wy1 = window[0].start, window[0].stop
+        wx0, wx1 = window[1].start, window[1].stop
+        shape = (wy1 - wy0, wx1 - wx0)
+        num = np.zeros(shape)
+        den = np.zeros(shape)
+        ctx = np.zeros(shape, np.int32) if use_ctx else np.zeros((0, 0), np.int32)
+        ctxmask = np.array([1 << bit], dtype=np.uint32).view(np.int32)[0]
+        _run_kernel(
+            kernel,
+            data,
+            weight,
+            pixmap,
+            box,
+            num,
+            den,
+            ctx,
+            ctxmask,
+            (wy0, wx0),
+            0,
+            float(pixfrac),
+            float(iscale),
+            float(pscale),
+            True,
+            (None, None, 1.0, None, None, None, stats),
+        )
+        K.merge_and_clear(
+            self._out_img,
+            self._out_wht,
+            octx if use_ctx else np.zeros((1, 1), np.int32),
+            num,
+            den,
+            ctx if use_ctx else np.zeros((1, 1), np.int32),
+            wy0,
+            wx0,
+            use_ctx,
+        )
+        return int(stats[0]), int(y1 - y0 - np.count_nonzero(stats[1:])), window
+
     def _apply_fill(self, window) -> None:
-        """Set ``out_img = fillval`` where ``out_wht == 0`` (C does it over the whole output after
-        every image; only the first call and the window just updated can need it)."""
-        if self._fillval.upper() == "INDEF":
-            return
-        fv = np.float32(float(self._fillval))
-        if not self._filled_once or window is None:
-            window = (slice(None), slice(None))
-            self._filled_once = True
-        out = self._out_img[window]
-        out[self._out_wht[window] == 0] = fv
+        """Set ``out_img = fillval`` (``out_img2 = fillval2``) where ``out_wht == 0``.
+
+        The C code does this over the whole output after every image. Here the whole output is
+        filled once (unless we created ``out_img`` with the fill value); after that pixels with
+        no weight keep it, so only a ``window`` where a weight sum can have returned to 0
+        (lanczos) needs the pass again.
+        """
+        if self._fillval.upper() != "INDEF":
+            fv = np.float32(float(self._fillval))
+            win = window
+            if not self._filled_once:
+                win = (slice(None), slice(None))
+                self._filled_once = True
+            if win is not None:
+                out = self._out_img[win]
+                out[self._out_wht[win] == 0] = fv
+        if self._out_img2 is not None and self._fillval2.upper() != "INDEF":
+            fv2 = self._fv2()
+            win = window
+            if not self._filled2_once:
+                win = (slice(None), slice(None))
+                self._filled2_once = True
+            if win is not None:
+                empty = self._out_wht[win] == 0
+                for img in self._out_img2:
+                    img[win][empty] = fv2

@@ -94,6 +94,10 @@ def add_to_tile(
     ctx_id: int = 0,
     in_origin: tuple[int, int] = (0, 0),
     lanczos_normalize: bool = True,
+    data2: np.ndarray | None = None,
+    num2: np.ndarray | None = None,
+    dq: np.ndarray | None = None,
+    out_dq: np.ndarray | None = None,
 ) -> None:
     """Drizzle input pixels into the accumulators of one output tile (in place).
 
@@ -136,6 +140,18 @@ def add_to_tile(
     lanczos_normalize : bool
         Normalise each input pixel's lanczos weights to sum to its weight (default; the C code
         does not). Only for comparisons with the C code should this be False.
+    data2 : (ny, nx) array or sequence of them, optional
+        Variance-like input(s) to propagate with squared weights (cast to float32; multiplied by
+        ``iscale**2``). Needs ``num2``.
+    num2 : (th, tw) or (n2, th, tw) float64 array, optional
+        Accumulator(s) of ``data2``, updated in place: ``num2 += sum(dow**2 * data2 * iscale**2)``
+        (one plane per ``data2`` array); :func:`finalize_tile` turns it into
+        ``num2 / den**2``, the variance of the weighted mean (drizzle C's ``out_img2``).
+    dq : (ny, nx) unsigned integer array, optional
+        Input DQ bit fields (at most 32 bits). Needs ``out_dq``.
+    out_dq : (th, tw) uint32 array, optional
+        Output DQ, updated in place: OR of the ``dq`` of every input pixel contributing a
+        non-zero weight (drizzle C's ``out_dq``).
 
     Raises
     ------
@@ -187,36 +203,125 @@ def add_to_tile(
     if j0 == j1 or i0 == i1:
         return
     oy, ox = (int(v) for v in origin)
-    sx = int(in_origin[1])
+    d2, n2, dqi, dqo = _check_var_dq(data2, num2, dq, out_dq, (ny, nx), num.shape, np.float64)
+    _run_kernel(
+        kernel,
+        data,
+        weight,
+        pixmap,
+        (j0, j1, i0, i1),
+        num,
+        den,
+        plane,
+        ctxmask,
+        (oy, ox),
+        int(in_origin[1]),
+        float(pixfrac),
+        float(iscale),
+        float(pixel_scale_ratio),
+        bool(lanczos_normalize),
+        (n2, d2, float(iscale) ** 2, dqi, dqo, None, None),
+    )
+
+
+def _check_var_dq(data2, num2, dq, out_dq, in_shape, acc_shape, acc_dtype):
+    """Validate the optional variance/DQ arrays; return them in the kernels' form.
+
+    ``data2`` is one (ny, nx) array or a sequence of them (or None); ``num2`` one or as many
+    accumulator planes of ``acc_shape``; both or neither. ``dq``/``out_dq`` likewise.
+    """
+    if (data2 is None) != (num2 is None):
+        raise ValueError("data2 and num2 must be given together (or neither)")
+    if data2 is None:
+        d2 = n2 = None
+    else:
+        d2 = np.asarray(data2, dtype=np.float32)
+        if d2.ndim == 2:
+            d2 = d2[None]
+        if d2.shape[1:] != tuple(in_shape):
+            raise ValueError(f"data2 shape {d2.shape} is not consistent with data shape {in_shape}")
+        d2 = np.ascontiguousarray(d2)
+        if not isinstance(num2, np.ndarray) or num2.dtype != acc_dtype:
+            raise ValueError(f"num2 must be a {np.dtype(acc_dtype).name} array")
+        n2 = num2 if num2.ndim == 3 else num2[None]
+        if n2.shape != (d2.shape[0],) + tuple(acc_shape):
+            raise ValueError(
+                f"num2 shape {num2.shape} does not match {d2.shape[0]} data2 plane(s) of the "
+                f"tile shape {tuple(acc_shape)}"
+            )
+        if not n2.flags.c_contiguous or not n2.flags.writeable:
+            raise ValueError("num2 must be C-contiguous and writeable (it is updated in place)")
+    if (dq is None) != (out_dq is None):
+        raise ValueError("dq and out_dq must be given together (or neither)")
+    if dq is None:
+        dqi = dqo = None
+    else:
+        dq = np.asarray(dq)
+        if dq.dtype.kind not in "iu" or dq.dtype.itemsize > 4:
+            raise TypeError(
+                f"dq must be of an integer type of at most 4 bytes, got {dq.dtype.name}"
+            )
+        dqi = np.ascontiguousarray(dq, dtype=np.uint32)
+        if dqi.shape != tuple(in_shape):
+            raise ValueError(f"dq shape {dqi.shape} is not consistent with data shape {in_shape}")
+        dqo = out_dq
+        if not isinstance(dqo, np.ndarray) or dqo.dtype != np.uint32:
+            raise ValueError("out_dq must be a uint32 array")
+        if dqo.shape != tuple(acc_shape) or not dqo.flags.c_contiguous or not dqo.flags.writeable:
+            raise ValueError(
+                f"out_dq must be C-contiguous, writeable and of the tile shape {tuple(acc_shape)}"
+            )
+    return d2, n2, dqi, dqo
+
+
+def _run_kernel(
+    kernel,
+    data,
+    weight,
+    pixmap,
+    box,
+    num,
+    den,
+    plane,
+    ctxmask,
+    origin,
+    sx,
+    pixfrac,
+    iscale,
+    pscale,
+    lanczos_normalize,
+    ext,
+):
+    """Call the numba kernel of ``kernel`` on the checked arrays (see ``_kernels``)."""
+    ny, nx = data.shape
+    j0, j1, i0, i1 = box
+    oy, ox = origin
     args = (data, weight, pixmap, j0, j1, i0, i1, num, den, plane, ctxmask, oy, ox, sx)
     if kernel == "square":
         if ny < 2 or nx < 2:
             raise ValueError(
                 f"the square kernel needs input arrays of at least 2x2 pixels, got {(ny, nx)}"
             )
-        K.drizzle_square(*args, float(pixfrac), float(iscale))
+        K.drizzle_square(*args, pixfrac, iscale, ext)
     elif kernel == "point":
-        K.drizzle_point(*args, float(iscale))
+        K.drizzle_point(*args, iscale, ext)
     elif kernel == "turbo":
-        K.drizzle_turbo(*args, float(pixfrac), float(iscale), float(pixel_scale_ratio))
+        K.drizzle_turbo(*args, pixfrac, iscale, pscale, ext)
     elif kernel == "gaussian":
-        K.drizzle_gaussian(*args, float(pixfrac), float(iscale), float(pixel_scale_ratio))
+        K.drizzle_gaussian(*args, pixfrac, iscale, pscale, ext)
     else:
         order = int(kernel[7:])
-        K.drizzle_lanczos(
-            *args,
-            float(iscale),
-            float(pixel_scale_ratio),
-            _lut(order),
-            order,
-            bool(lanczos_normalize),
-        )
+        K.drizzle_lanczos(*args, iscale, pscale, _lut(order), order, lanczos_normalize, ext)
 
 
 def finalize_tile(
-    num: np.ndarray, den: np.ndarray, fillval: float = np.nan
-) -> tuple[np.ndarray, np.ndarray]:
-    """Turn tile accumulators into science and weight images.
+    num: np.ndarray,
+    den: np.ndarray,
+    fillval: float = np.nan,
+    num2: np.ndarray | None = None,
+    fillval2: float | None = None,
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Turn tile accumulators into science and weight images (and the propagated variance).
 
     Parameters
     ----------
@@ -224,11 +329,18 @@ def finalize_tile(
         Accumulators filled by :func:`add_to_tile` (sum of ``dow * d`` and of ``dow``).
     fillval : float
         Science value where no input contributed (``den == 0``).
+    num2 : (th, tw) or (n2, th, tw) array, optional
+        ``data2`` accumulator(s) of :func:`add_to_tile` (sum of ``dow**2 * d2``).
+    fillval2 : float, optional
+        Value of the propagated image(s) where ``den == 0`` (default: ``fillval``).
 
     Returns
     -------
     sci, wht : (th, tw) float32 arrays
         ``sci = num / den`` (the weighted mean) and ``wht = den``.
+    var : float32 array, only when ``num2`` is given
+        ``num2 / den**2`` (shape of ``num2``): the variance of the weighted mean when ``data2``
+        held the input variances, as drizzle C's ``out_img2``.
     """
     num = np.asarray(num)
     den = np.asarray(den)
@@ -237,7 +349,16 @@ def finalize_tile(
     hit = den != 0
     sci = np.full(num.shape, fillval, dtype=np.float32)
     np.divide(num, den, out=sci, where=hit, casting="unsafe")
-    return sci, den.astype(np.float32)
+    if num2 is None:
+        return sci, den.astype(np.float32)
+    num2 = np.asarray(num2)
+    if num2.shape[-2:] != den.shape or num2.ndim not in (2, 3):
+        raise ValueError(f"num2 shape {num2.shape} does not match the tile shape {den.shape}")
+    fv2 = fillval if fillval2 is None else fillval2
+    var = np.full(num2.shape, fv2, dtype=np.float32)
+    den = den.astype(np.float64)
+    np.divide(num2, den * den, out=var, where=np.broadcast_to(hit, num2.shape), casting="unsafe")
+    return sci, den.astype(np.float32), var
 
 
 def input_bbox(

@@ -22,15 +22,12 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from hapdask.export.paths import commit, create_temporary, output_path, temporary_name
+
 BLOCK = 2880
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 __all__ = ["FitsLayout", "create_fits", "finalize_fits", "write_fits_tile", "temporary_name"]
-
-
-def temporary_name(final: str | os.PathLike) -> Path:
-    """Return the temporary name a FITS file is written under before its final rename."""
-    final = Path(final)
-    return final.with_name(final.name + ".part")
 
 
 def _padded(nbytes: int) -> int:
@@ -121,9 +118,10 @@ def create_fits(
     Parameters
     ----------
     final : path
-        Final file name. The file is created as ``<final>.part``; an existing ``.part`` file
-        (from an interrupted run) is replaced, an existing final file is left alone until
-        :func:`finalize_fits` atomically replaces it.
+        Final file name, directly inside its (output) directory. The file is created as
+        ``<final>.part`` exclusively (:func:`hapdask.export.paths.create_temporary`: a leftover
+        ``.part`` file or link is removed, never followed); an existing final file is left
+        alone until :func:`finalize_fits` atomically replaces it.
     shape : (ny, nx)
         Shape of the SCI and WHT arrays.
     primary, sci, wht, ctx : astropy.io.fits.Header
@@ -144,6 +142,9 @@ def create_fits(
     ny, nx = (int(shape[0]), int(shape[1]))
     if ny <= 0 or nx <= 0:
         raise ValueError(f"{final}: cannot write an empty {ny}x{nx} layer")
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    final = output_path(final.parent, final.name)
     tmp = temporary_name(final)
     wht = sci if wht is None else wht
     ctx = sci if ctx is None else ctx
@@ -180,8 +181,7 @@ def create_fits(
         skip = len(dummy.header.tostring())
         tbytes = buf.getvalue()[skip:]
     total = offset + len(tbytes)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as fh:
+    with os.fdopen(create_temporary(final), "wb") as fh:
         fh.write(pbytes)
         fh.write(sbytes)
         fh.seek(wht_offset - len(wbytes))
@@ -237,7 +237,7 @@ def write_fits_tile(
     if sci.shape != (y1 - y0, x1 - x0) or wht.shape != sci.shape:
         raise ValueError(f"{layout.final}: tile arrays {sci.shape}/{wht.shape} do not match "
                          f"window {window}")
-    fd = os.open(layout.tmp, os.O_WRONLY)
+    fd = os.open(layout.tmp, os.O_WRONLY | _NOFOLLOW)
     try:
         _write_rows(fd, layout.sci_offset, nx, (y0, y1, x0, x1), sci, ">f4")
         _write_rows(fd, layout.wht_offset, nx, (y0, y1, x0, x1), wht, ">f4")
@@ -271,7 +271,7 @@ def finalize_fits(layout: FitsLayout, updates: dict[str, object] | None = None) 
     Path
         The final path.
     """
-    with open(layout.tmp, "r+b") as fh:
+    with os.fdopen(os.open(layout.tmp, os.O_RDWR | _NOFOLLOW), "r+b") as fh:
         raw = fh.read(layout.primary_size).decode("ascii")
         hdr = fits.Header.fromstring(raw)
         for key, value in (updates or {}).items():
@@ -287,5 +287,4 @@ def finalize_fits(layout: FitsLayout, updates: dict[str, object] | None = None) 
         fh.write(new)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(layout.tmp, layout.final)
-    return Path(layout.final)
+    return commit(layout.final)

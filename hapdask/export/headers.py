@@ -122,8 +122,10 @@ def drizzle_cards(chips: list[dict]) -> fits.Header:
     ----------
     chips : list of dict
         One dict per drizzled chip, in drizzle order, with keys ``data`` (``file[sci,N]``),
-        ``exptime``, ``sky``, ``iscale``, ``scale`` (output arcsec/pixel), ``bits``,
-        ``wcsname``, ``outname``.
+        ``exptime``, ``sky``, ``in_scale`` (nominal input arcsec/pixel, the chip's
+        ``IDCSCALE``), ``scale`` (output arcsec/pixel), ``bits``, ``wcsname``, ``outname``.
+        As in AstroDrizzle, ``D###SCAL`` is the output and ``D###ISCL`` the input pixel scale;
+        the flux scale applied is ``(D###SCAL / D###ISCL) ** 2``.
     """
     out = fits.Header()
     for i, c in enumerate(chips, start=1):
@@ -144,8 +146,8 @@ def drizzle_cards(chips: list[dict]) -> fits.Header:
         out[p + "OUUN"] = ("cps", "units of output image")
         out[p + "FVAL"] = ("NaN", "fill value for empty pixels")
         out[p + "WKEY"] = (str(c.get("wcsname", "")), "input WCS name")
-        out[p + "SCAL"] = (float(c["scale"]), "output pixel scale (arcsec)")
-        out[p + "ISCL"] = (float(c["iscale"]), "flux scale (output/input pixel area)")
+        out[p + "SCAL"] = (float(c["scale"]), "Drizzle, pixel size (arcsec) of output image")
+        out[p + "ISCL"] = (float(c["in_scale"]), "Drizzle, default IDCTAB pixel size(arcsec)")
         out[p + "SKY"] = (float(c["sky"]), "sky level subtracted (input units)")
     return out
 

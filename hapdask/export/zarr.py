@@ -10,11 +10,16 @@ Layout of ``hst_skycell-p1889x07y19.zarr``::
     /<layer>/ctx   (plane, y, x) int32 (context bits), unless disabled
     /<layer>/_hapdask/tiles_done (tile_y, tile_x) uint8, one chunk per tile: the completion
                                 marker of a tile, written after its shards
+    /<layer>/_hapdask/tile_fp   (tile_y, tile_x) uint64: fingerprint of what the tile was
+                                drizzled from (inputs' content, skies, grid), written with
+                                the marker
 
 Every array has ``shards == (tile, tile)`` and inner chunks that divide the tile, so a tile task
 writes whole shards and never touches another task's shard: tasks may run in any order, in
 parallel, and be repeated. A tile counts as written only once its marker exists, so a re-run
-after an interruption skips exactly the finished tiles. Opens with ``xarray.open_zarr(store,
+after an interruption skips exactly the finished tiles -- and only those whose recorded
+fingerprint equals the new one (:func:`reusable_tiles`): a changed input recomputes every
+tile it touches. Opens with ``xarray.open_zarr(store,
 group=<layer>)``; the WCS is in the group attrs (``wcs``).
 """
 
@@ -32,7 +37,8 @@ import zarr
 from astropy.io import fits
 
 __all__ = ["ZarrLayout", "create_zarr_layer", "finish_zarr_layer", "header_to_attrs",
-           "tile_done", "tiles_done", "write_zarr_tile", "mark_store_complete"]
+           "reusable_tiles", "tile_done", "tiles_done", "write_zarr_tile",
+           "mark_store_complete"]
 
 MARKERS = "_hapdask"
 
@@ -134,6 +140,11 @@ def create_zarr_layer(
         old = g.attrs.get("hapdask_fingerprint")
         if old == fingerprint and tuple(g["sci"].shape) == (ny, nx) \
                 and int(g.attrs.get("tile_size", -1)) == tile:
+            if "tile_fp" not in g[MARKERS]:
+                _create_fp(g[MARKERS], layout.ntiles)
+            if attrs:
+                g.attrs.update(json.loads(json.dumps({**attrs, "complete": False},
+                                                     default=str)))
             return layout
         raise ValueError(
             f"{store}: layer {group!r} already exists and was made from a different plan "
@@ -157,10 +168,17 @@ def create_zarr_layer(
             "tile_size": int(tile), "complete": False}
     meta.update(attrs or {})
     g.attrs.update(json.loads(json.dumps(meta, default=str)))
-    g.create_group(MARKERS).create_array(
+    markers = g.create_group(MARKERS)
+    markers.create_array(
         "tiles_done", shape=layout.ntiles, chunks=(1, 1), dtype="uint8", fill_value=0,
         dimension_names=("tile_y", "tile_x"))
+    _create_fp(markers, layout.ntiles)
     return layout
+
+
+def _create_fp(markers, ntiles: tuple[int, int]) -> None:
+    markers.create_array("tile_fp", shape=ntiles, chunks=(1, 1), dtype="uint64", fill_value=0,
+                         dimension_names=("tile_y", "tile_x"))
 
 
 def tile_done(layout: ZarrLayout, ty: int, tx: int) -> bool:
@@ -171,6 +189,21 @@ def tile_done(layout: ZarrLayout, ty: int, tx: int) -> bool:
 def tiles_done(layout: ZarrLayout) -> np.ndarray:
     """(tile_y, tile_x) boolean array of the finished tiles."""
     return np.asarray(layout._markers()[...]).astype(bool)
+
+
+def reusable_tiles(layout: ZarrLayout, fingerprints: np.ndarray) -> np.ndarray:
+    """(tile_y, tile_x) booleans: finished tiles whose recorded fingerprint is ``fingerprints``.
+
+    ``fingerprints`` holds the uint64 fingerprint each tile would be written with now; a tile
+    written from other inputs (or before fingerprints were recorded) is not reusable.
+    """
+    g = zarr.open_group(layout.store, mode="r", zarr_format=3, use_consolidated=False)
+    markers = g[f"{layout.group}/{MARKERS}"]
+    done = np.asarray(markers["tiles_done"][...]).astype(bool)
+    if "tile_fp" not in markers:
+        return np.zeros_like(done)
+    recorded = np.asarray(markers["tile_fp"][...], dtype=np.uint64)
+    return done & (recorded == np.asarray(fingerprints, dtype=np.uint64))
 
 
 _TLS = threading.local()
@@ -190,6 +223,8 @@ def _arrays(layout: ZarrLayout) -> dict:
         g = g[layout.group]
         arrs = {n: g[n] for n in ("sci", "wht", "ctx") if n in g}
         arrs["done"] = g[f"{MARKERS}/tiles_done"]
+        if "tile_fp" in g[MARKERS]:
+            arrs["fp"] = g[f"{MARKERS}/tile_fp"]
         cache[key] = arrs
     return arrs
 
@@ -201,8 +236,9 @@ def write_zarr_tile(
     sci: np.ndarray,
     wht: np.ndarray,
     ctx: np.ndarray | None = None,
+    fingerprint: int = 0,
 ) -> None:
-    """Write one tile (whole shards) and then its completion marker.
+    """Write one tile (whole shards) and then its fingerprint and completion marker.
 
     Parameters
     ----------
@@ -214,9 +250,13 @@ def write_zarr_tile(
         covers whole shards.
     sci, wht, ctx : arrays
         Tile data; ``ctx`` is (plane, y, x) and required when the layer has a ctx array.
+    fingerprint : int
+        uint64 fingerprint of what the tile was made from (see :func:`reusable_tiles`).
     """
     y0, y1, x0, x1 = window
     g = _arrays(layout)
+    if "fp" in g and g["fp"][index[0], index[1]] not in (0, fingerprint):
+        g["done"][index[0], index[1]] = 0  # a tile of other inputs: never half-overwritten
     g["sci"][y0:y1, x0:x1] = np.asarray(sci, dtype=np.float32)
     g["wht"][y0:y1, x0:x1] = np.asarray(wht, dtype=np.float32)
     if layout.nplanes > 0:
@@ -225,6 +265,8 @@ def write_zarr_tile(
         c = ctx if ctx.ndim == 3 else ctx[None]
         g["ctx"][:, y0:y1, x0:x1] = np.asarray(c).view(np.int32) if c.dtype == np.uint32 \
             else np.asarray(c, dtype=np.int32)
+    if "fp" in g:
+        g["fp"][index[0], index[1]] = np.uint64(fingerprint)
     g["done"][index[0], index[1]] = 1
 
 

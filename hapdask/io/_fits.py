@@ -6,6 +6,7 @@ import gzip
 import io
 import os
 import re
+import stat
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-__all__ = ["is_url", "iter_hdus", "normalize_path", "open_fits"]
+__all__ = ["check_regular_file", "is_url", "iter_hdus", "normalize_path", "open_fits"]
 
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _COMPRESSED = (".gz", ".bz2", ".zip", ".fz")
@@ -50,6 +51,27 @@ def _gunzip(path: str) -> io.BytesIO:
         raise OSError(f"{path}: gzip file is truncated or corrupt: {exc}") from exc
 
 
+def check_regular_file(path: str) -> None:
+    """Refuse anything but a regular file (after links): FIFOs, devices and sockets would
+    block or never end, directories are not FITS files.
+
+    Raises
+    ------
+    OSError
+        Naming the file and what it is.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{path}: is a directory, not a FITS file")
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
+        raise OSError(f"{path}: is {kind}, not a regular file: refused as an input")
+
+
 @contextmanager
 def open_fits(path: str) -> Iterator[fits.HDUList]:
     """Open ``path`` lazily (``lazy_load_hdus=True``) and close it on exit.
@@ -75,10 +97,7 @@ def open_fits(path: str) -> Iterator[fits.HDUList]:
                 lazy_load_hdus=True,
             )
         else:
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"{path}: no such file")
-            if os.path.isdir(path):
-                raise IsADirectoryError(f"{path}: is a directory, not a FITS file")
+            check_regular_file(path)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", AstropyUserWarning)
                 if path.lower().endswith(".gz"):

@@ -179,23 +179,41 @@ class Chip:
 
     @property
     def pixel_scale(self) -> float:
-        """Nominal input pixel scale (arcsec), the one DrizzlePac drizzles with.
+        """Nominal input pixel scale (arcsec), the one DrizzlePac drizzles this chip with.
 
         FLT/FLC pixels are flat-fielded to a uniform surface brightness per *nominal* pixel, the
         distortion model's ``IDCSCALE``; the drizzle overlap geometry already accounts for each
         pixel's true area on the sky. So the flux scale of a chip is
-        ``(output scale / pixel_scale) ** 2`` with this value, as DrizzlePac does
-        (``D###ISCL``). Headers without a usable ``IDCSCALE`` (non-HST or hand-made files) fall
-        back to the distortion-free scale at the reference pixel, ``sqrt(|det CD|)``.
+        ``(output scale / pixel_scale) ** 2``.
+
+        The value follows DrizzlePac 3.11 (``imageObject.compute_wcslin`` ->
+        ``stwcs.distortion.utils.output_wcs``/``make_orthogonal_cd``, whose ``pscale`` becomes
+        ``wcslin_pscale`` and ``pix_ratio = output scale / wcslin_pscale`` in ``adrizzle``):
+
+        * header with SIP distortion (``A_ORDER``) and ``IDCSCALE`` > 0: ``IDCSCALE``;
+        * SIP but no usable ``IDCSCALE``: ``sqrt(|det CD|)`` (DrizzlePac warns "IDCSCALE is
+          missing, computing it from CD matrix");
+        * no SIP (plain TAN, e.g. a file never run through ``updatewcs``, even if its primary
+          header names an ``IDCTAB``): the length of the CD matrix's first column,
+          ``sqrt(CD1_1**2 + CD2_1**2)`` (``HSTWCS.pscale``); ``IDCSCALE`` is not used then.
+
+        The IDCTAB itself is never read here, as DrizzlePac does not read it either (only
+        ``updatewcs`` does, which writes ``IDCSCALE``). One DrizzlePac quirk is not copied: its
+        loop over the chips keeps ``undistort=False`` for every later chip once one chip lacks
+        SIP; each chip is judged on its own header here.
         """
         hdr = self.header
+        w = self.wcs()
+        if w.sip is None:
+            cd = w.celestial.pixel_scale_matrix
+            return math.hypot(cd[0, 0], cd[1, 0]) * 3600.0
         try:
             idc = float(hdr.get("IDCSCALE", 0.0))
         except (TypeError, ValueError):
             idc = 0.0
         if math.isfinite(idc) and idc > 0:
             return idc
-        return linear_pixel_scale(self.wcs())
+        return linear_pixel_scale(w)
 
     def to_rate(self, array: np.ndarray) -> np.ndarray:
         """Return ``array`` (SCI or ERR of this chip) in per-second units.

@@ -36,10 +36,11 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 
+import fsspec
 from astropy.io import fits
 from astropy.table import Table
 
-from hapdask.io._fits import is_url, normalize_path
+from hapdask.io._fits import _fsspec_kwargs, check_regular_file, is_url, normalize_path
 from hapdask.io.filters import normalize_filter, raw_filters
 
 __all__ = ["POLLER_COLUMNS", "read_poller", "resolve_inputs"]
@@ -141,8 +142,11 @@ def read_poller(path: str | os.PathLike) -> Table:
     """
     path = normalize_path(path)
     try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
+        if is_url(path):  # a remote poller (s3://, https://, ...): read through fsspec
+            lines = _read_remote_text(path).splitlines()
+        else:
+            with open(path, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not a text poller file ({exc})") from exc
     except OSError as exc:
@@ -265,6 +269,8 @@ def _resolve_row(table: Table, row) -> str:
     pathname = str(row["pathname"])
     if is_url(pathname):
         return pathname
+    if is_url(poller):  # remote poller: relative names resolve against its URL, unchecked
+        return pathname if os.path.isabs(pathname) else f"{base_dir}/{pathname or row['filename']}"
     candidate = pathname if os.path.isabs(pathname) else os.path.join(base_dir, pathname)
     if os.path.isfile(candidate):
         return os.path.abspath(candidate)
@@ -272,6 +278,23 @@ def _resolve_row(table: Table, row) -> str:
         f"{poller}, line {row['line']}: {row['filename']} not found beside the poller "
         f"({beside}) nor at its pathname ({candidate})"
     )
+
+
+def _read_remote_text(url: str) -> str:
+    """Text of a remote file (fsspec; anonymous for ``s3://`` like the exposures)."""
+    with fsspec.open(url, "rt", encoding="utf-8", **_fsspec_kwargs(url)) as fh:
+        return fh.read()
+
+
+def _remote_is_fits(url: str) -> bool:
+    """A URL names an exposure if its name is a FITS name, or its first bytes are FITS."""
+    if _FITS_NAME_RE.search(url.split("?", 1)[0]):
+        return True
+    try:
+        with fsspec.open(url, "rb", **_fsspec_kwargs(url)) as fh:
+            return fh.read(9) == b"SIMPLE  ="
+    except (OSError, ValueError) as exc:
+        raise OSError(f"{url}: cannot open: {exc}") from exc
 
 
 def _looks_like_fits(path: str) -> bool:
@@ -296,7 +319,9 @@ def resolve_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> l
           ``OLD`` rows are included (they bound the output array); filter with
           :func:`read_poller` if needed;
         * a directory: all ``*_flt.fits``/``*_flc.fits`` (optionally ``.gz``) in it, sorted;
-        * a FITS file path or a URL (``s3://...``, ``https://...``): itself;
+        * a FITS file path, or a URL (``s3://...``, ``https://...``) of a FITS file (a
+          ``.fits`` name, else FITS content): itself; any other URL is read as a poller or
+          file list, its relative names resolved against the URL's folder;
         * a list/tuple of any of these, expanded in order.
 
     Returns
@@ -328,7 +353,10 @@ def resolve_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> l
 def _resolve_one(item: str | os.PathLike) -> list[str]:
     text = os.fspath(item)
     if is_url(text):
-        return [text]
+        if _remote_is_fits(text):
+            return [text]
+        table = read_poller(text)  # a remote poller or file list
+        return [_resolve_row(table, row) for row in table]
     path = normalize_path(text)
     if os.path.isdir(path):
         found = set()
@@ -339,6 +367,9 @@ def _resolve_one(item: str | os.PathLike) -> list[str]:
         return sorted(found)
     if not os.path.exists(path):
         raise OSError(f"{path}: no such file or directory")
+    if _FITS_NAME_RE.search(path):
+        return [path]  # opened (or refused, when not a regular file) one by one later
+    check_regular_file(path)  # a FIFO would block the reads below
     if _looks_like_fits(path):
         return [path]
     table = read_poller(path)

@@ -50,6 +50,9 @@ class ChipRef:
     signature : tuple
         ``(instrument, detector, shape, chip id)``: what kind of chip this is (e.g. the
         read-out direction of ``driz_cr_ctegrow``).
+    content : str
+        Content identity of the chip's file (:func:`hapdask.io.content_identity`): resumed
+        MVM runs recompute every tile of a chip whose file changed.
     """
 
     key: ChipKey
@@ -62,6 +65,7 @@ class ChipRef:
     gain: float = 1.0
     readnoise: float = 0.0
     signature: tuple = ()
+    content: str = ""
 
     def wcs(self) -> WCS:
         """A new astropy WCS of this chip (the replacement one when given)."""

@@ -176,7 +176,8 @@ class MvmPlan:
             h.update(name.encode())
             h.update(lay.wcs_header.tostring().encode())
             for c in lay.chips:
-                h.update(f"{c.chip.path}|{c.key}|{c.exptime}|{c.bits}|{c.pscale!r}".encode())
+                h.update(f"{c.chip.path}|{c.key}|{c.exptime}|{c.bits}|{c.pscale!r}|"
+                         f"{c.content}".encode())
                 if c.wcs_bytes is not None:
                     h.update(hashlib.sha256(c.wcs_bytes).digest())
         for key, path in sorted(self.crmasks.items()):
@@ -353,9 +354,15 @@ def plan(
     ValueError
         For a bad SkyCell name or tile size, or when no input overlaps the SkyCell at all.
     """
-    from hapdask.analyze import analyze_exposure
+    from hapdask.analyze import (
+        SANITY_RULES,
+        analyze_exposure,
+        exposure_identity,
+        find_duplicates,
+        wcs_problem,
+    )
     from hapdask.dqflags import mvm_final_bits
-    from hapdask.io import open_exposure, resolve_inputs
+    from hapdask.io import content_identity, open_exposure, resolve_inputs
 
     if int(tile_size) < 16:
         raise ValueError(f"tile size must be at least 16 pixels, got {tile_size}")
@@ -385,6 +392,8 @@ def plan(
         chip_wcs: dict[int, WCS] = {}
         chip_bytes: dict[int, bytes | None] = {}
         fps: list[np.ndarray] = []
+        nominal = skycells.KNOWN_DETECTORS.get(exp.instrument.lower(), {}).get(
+            exp.detector.lower())
         try:
             for chip in exp.chips:
                 upd = updates.get((exp.rootname, chip.extver))
@@ -396,20 +405,30 @@ def plan(
                 else:
                     w = chip.wcs()
                     chip_bytes[chip.extver] = None
+                if nominal and upd is not None and (problem := wcs_problem(w, nominal)):
+                    raise ValueError(f"SCI,{chip.extver} updated WCS: {problem}")
                 chip_wcs[chip.extver] = w
                 fps.append(skycells.wcs_outline(w))
         except Exception as exc:
-            rejected.append(Rejection(path, "WCS", f"{exc}"))
+            known = (verdicts or {}).get(path)  # the sanity rules may already say why
+            if known is not None and not known.keep:
+                rejected.append(Rejection(path, str(known.rule), str(known.reason)))
+            else:
+                rejected.append(Rejection(path, "WCS", f"{exc}"))
             continue
-        all_footprints.extend(fps)
-        if os.path.basename(path) in old:
+        is_old = os.path.basename(path) in old
+        verdict = None
+        if not is_old:
+            try:
+                verdict = (verdicts or {}).get(path) or analyze_exposure(exp, mode="mvm")
+            except Exception as exc:
+                rejected.append(Rejection(path, "ANALYZE", f"{type(exc).__name__}: {exc}"))
+                continue
+        if verdict is None or verdict.keep or verdict.rule not in SANITY_RULES:
+            all_footprints.extend(fps)  # an insane WCS or header must not bound the grid
+        if is_old:
             rejected.append(Rejection(path, "OLD", "poller row marked OLD (bounds the output "
                                       "array only)"))
-            continue
-        try:
-            verdict = (verdicts or {}).get(path) or analyze_exposure(exp, mode="mvm")
-        except Exception as exc:
-            rejected.append(Rejection(path, "ANALYZE", f"{type(exc).__name__}: {exc}"))
             continue
         if not verdict.keep:
             rejected.append(Rejection(path, str(verdict.rule), str(verdict.reason)))
@@ -422,6 +441,11 @@ def plan(
             bits: int | None = mvm_final_bits(exp.instrument, exp.detector, 2, exp.filter)
         except ValueError:
             bits = 0
+        try:
+            content = content_identity(path)
+        except OSError as exc:
+            rejected.append(Rejection(path, "UNREADABLE", str(exc)))
+            continue
         prim = exp.primary
         chips = []
         for chip in exp.chips:
@@ -432,7 +456,8 @@ def plan(
                 pscale=chip.pixel_scale,
                 wcs_bytes=chip_bytes[chip.extver], gain=gain, readnoise=rn,
                 signature=(exp.instrument, exp.detector, tuple(chip.shape),
-                           chip.ccdchip if chip.ccdchip is not None else chip.extver)))
+                           chip.ccdchip if chip.ccdchip is not None else chip.extver),
+                content=content))
         expstart = _header_float(prim, "EXPSTART")
         kept.append(InputInfo(
             path=path, rootname=exp.rootname, instrument=exp.instrument, detector=exp.detector,
@@ -441,6 +466,10 @@ def plan(
             sci_headers=[c.header for c in exp.chips], chips=chips,
             warnings=list(getattr(verdict, "warnings", []) or [])))
 
+    dups = find_duplicates((i.path, i.rootname, i.flc, exposure_identity(i.primary, i.sci_headers))
+                           for i in kept)
+    rejected.extend(Rejection(i.path, "D", dups[i.path]) for i in kept if i.path in dups)
+    kept = [i for i in kept if i.path not in dups]
     kept.sort(key=lambda i: (i.expstart, i.rootname))
     groups: dict[tuple[str, str, str], list[InputInfo]] = {}
     for info in kept:

@@ -2,11 +2,16 @@
 
 Execution (all lazy until the final compute):
 
+0. The arguments are checked (:func:`validate_arguments`, :func:`check_parallelism`) before any
+   input is read, and the SkyCell's products in the output directory are locked for the run
+   (:class:`hapdask.export.lock.OutputLock`).
 1. :func:`hapdask.mvm.plan` — inputs, rules, layers, bounded grids, tiles x chips.
 2. Sky levels — one task per chip (:class:`hapdask.mvm.sky.ChipMedianSky`); chips that turn
    out unreadable or empty (all NaN, all flagged) are reported and dropped from the plan.
 3. Exporters are prepared: each FITS layer file is laid out under ``<name>.part`` (headers
-   written, data areas preallocated); the zarr store gets its groups, or is reopened to resume.
+   written, data areas preallocated); the zarr store gets its groups, or is reopened to resume:
+   a stored tile is reused only when its fingerprint (:func:`tile_fingerprint`: inputs' content
+   identity, skies, grid) is unchanged. A failed run removes its ``.part`` files.
 4. One write task per tile: drizzle (or, when the zarr store already holds the tile, read it
    back), write its rows into the FITS file and its shards into the zarr store, and return a
    small statistics summary. Only these summaries travel back to the client.
@@ -24,8 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
+import hashlib
+import inspect
 import os
+import re
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -38,13 +49,21 @@ from astropy.io.fits.verify import VerifyWarning
 from hapdask.export import fits as xfits
 from hapdask.export import headers as xheaders
 from hapdask.export import manifest as xmanifest
+from hapdask.export import paths as xpaths
 from hapdask.export import stats as xstats
 from hapdask.export import zarr as xzarr
+from hapdask.export.lock import OutputLock
 from hapdask.mvm.graph import build_graph, tile_coverage
 from hapdask.mvm.plan import LayerPlan, MvmPlan, analyze_tasks, header_wcs, plan
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel
+from skycells import SkyCell
 
-__all__ = ["MvmResult", "run", "store_name", "write_layers"]
+__all__ = ["MvmResult", "run", "store_name", "tile_fingerprint", "validate_arguments",
+           "write_layers"]
+
+#: Tile edges accepted (pixels): a tile task holds a few arrays of this size squared.
+TILE_SIZE_RANGE = (16, 16384)
+_LAYER_TEXT = re.compile(r"[a-z0-9_-]+")
 
 STAT_KEYS = ("NPIXFRAC", "MEANEXPT", "MEDEXPT", "MEANNEXP", "MEDNEXP", "MEANWHT", "MEDWHT")
 
@@ -105,6 +124,7 @@ class WriteJob:
     reuse: bool
     polys: tuple[np.ndarray, ...]
     exptimes: tuple[float, ...]
+    fingerprint: int = 0
 
 
 def write_tile(job: WriteJob, result: dict | None) -> xstats.TileStats:
@@ -120,9 +140,97 @@ def write_tile(job: WriteJob, result: dict | None) -> xstats.TileStats:
     if job.fits is not None:
         xfits.write_fits_tile(job.fits, job.window, sci, wht, ctx)
     if job.zarr is not None and result is not None:
-        xzarr.write_zarr_tile(job.zarr, job.index, job.window, sci, wht, ctx)
+        xzarr.write_zarr_tile(job.zarr, job.index, job.window, sci, wht, ctx,
+                              fingerprint=job.fingerprint)
     count, expt = tile_coverage(list(job.polys), list(job.exptimes), job.window)
     return xstats.tile_stats(wht, count, expt)
+
+
+def tile_fingerprint(p: MvmPlan, lay: LayerPlan, tile, skies: Mapping) -> int:
+    """uint64 fingerprint of everything one tile's pixels come from.
+
+    The layer grid, tile window, context option and, for every contributing chip, its context
+    id, input box, identity (file, content identity, EXPTIME, DQ bits, scale, replacement WCS,
+    cosmic-ray mask file) and sky level. A resumed run reuses a stored tile only when this is
+    unchanged (:func:`hapdask.export.zarr.reusable_tiles`). Never 0 (0 marks "not recorded").
+    """
+    h = hashlib.blake2b(digest_size=8)
+    h.update(f"{lay.name}|{tile.window}|{p.context}|{lay.nplanes}|".encode())
+    h.update(lay.wcs_header.tostring().encode())
+    for i, box in tile.contribs:
+        c = lay.chips[i]
+        h.update(f"|{i}|{box}|{c.chip.path}|{c.key}|{c.content}|{c.exptime!r}|{c.bits}|"
+                 f"{c.pscale!r}|{skies[c.key].value!r}".encode())
+        if c.wcs_bytes is not None:
+            h.update(hashlib.sha256(c.wcs_bytes).digest())
+        mask = p.crmasks.get(c.key)
+        if mask is not None:  # a cosmic-ray mask file (hapdask drizzle) changes the weights
+            st = os.stat(mask)
+            h.update(f"|crmask|{mask}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return int.from_bytes(h.digest(), "little") or 1
+
+
+def grid_fingerprint(p: MvmPlan, lay: LayerPlan) -> str:
+    """Identity of a layer's geometry (grid, tile size, context planes): a zarr group made for
+    another geometry is refused rather than mixed (contents are checked per tile)."""
+    h = hashlib.sha256(f"{lay.name}|{lay.shape}|{lay.tile_size}|{p.context}|{lay.nplanes}|"
+                       .encode())
+    h.update(lay.wcs_header.tostring().encode())
+    return h.hexdigest()[:16]
+
+
+def validate_arguments(skycell: str, *, tile_size: int = 2048,
+                       layers: Iterable[str] | None = None,
+                       formats: Iterable[str] = ("fits", "zarr")) -> None:
+    """Check the run's arguments before any input is read.
+
+    Raises
+    ------
+    ValueError
+        Naming the bad argument: SkyCell name, tile size (:data:`TILE_SIZE_RANGE`), a
+        ``layers`` text that is not ``[a-z0-9_-]`` (layer names never hold anything else),
+        or an unknown format.
+    """
+    SkyCell.from_name(str(skycell), scale="fine")
+    lo, hi = TILE_SIZE_RANGE
+    if isinstance(tile_size, bool) or not isinstance(tile_size, int | np.integer) \
+            or not lo <= int(tile_size) <= hi:
+        raise ValueError(f"tile size must be an integer in {lo}..{hi} pixels, got {tile_size!r}")
+    for text in layers or ():
+        if not _LAYER_TEXT.fullmatch(str(text).lower()):
+            raise ValueError(f"layer selection {ascii(str(text))}: layer names hold only a-z, "
+                             "0-9, '_' and '-' (e.g. f160w, wfc3_ir_f160w_coarse)")
+    formats = [f.strip().lower() for f in formats if f.strip()]
+    bad = [f for f in formats if f not in ("fits", "zarr")]
+    if bad or not formats:
+        raise ValueError(f"unknown output format(s) {bad or formats}: use fits, zarr")
+
+
+def _available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def check_parallelism(workers: int | None, threads_per_worker: int | None,
+                      oversubscribe: bool = False) -> None:
+    """Refuse worker processes x threads beyond the machine's cores (unless ``oversubscribe``).
+
+    Raises
+    ------
+    ValueError
+        For counts below 1, or above the available cores without ``oversubscribe``.
+    """
+    for what, n in (("workers", workers), ("threads per worker", threads_per_worker)):
+        if n is not None and int(n) < 1:
+            raise ValueError(f"{what} must be at least 1, got {n}")
+    total = int(workers or 1) * int(threads_per_worker or 1)
+    ncpu = _available_cpus()
+    if total > ncpu and not oversubscribe:
+        raise ValueError(f"{workers or 1} worker(s) x {threads_per_worker or 1} thread(s) = "
+                         f"{total} exceeds the {ncpu} CPU core(s) available; lower them or "
+                         "allow it explicitly (--oversubscribe)")
 
 
 # -- headers --------------------------------------------------------------------------------
@@ -152,7 +260,7 @@ def layer_headers(p: MvmPlan, lay: LayerPlan, skies: Mapping) -> dict:
     for c in lay.chips:
         dcards.append({"data": f"{os.path.basename(c.chip.path)}[sci,{c.key[1]}]",
                        "exptime": c.exptime, "sky": skies[c.key].value,
-                       "iscale": lay.iscale(c), "scale": lay.scale_arcsec, "bits": c.bits,
+                       "in_scale": c.pscale, "scale": lay.scale_arcsec, "bits": c.bits,
                        "wcsname": getattr(c.chip, "wcsname", ""), "outname": lay.filename,
                        "ctx": p.context})
     primary.extend(xheaders.drizzle_cards(dcards), end=True)
@@ -182,9 +290,50 @@ def layer_headers(p: MvmPlan, lay: LayerPlan, skies: Mapping) -> dict:
 
 
 # -- scheduling -----------------------------------------------------------------------------
+def _probe_scheduler(address: str, timeout: float) -> None:
+    """Ask a Dask scheduler for its identity within ``timeout`` seconds.
+
+    ``distributed.Client`` waits forever for an endpoint that accepts connections but never
+    answers; this bounded round trip (in its own thread and event loop, so it also works
+    where a loop is already running, e.g. Jupyter) fails first.
+
+    Raises
+    ------
+    TimeoutError, OSError
+        No answer in time, or the connection failed.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import connect
+
+    async def probe():
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            await comm.read()
+        finally:
+            comm.abort()
+
+    async def bounded():
+        await asyncio.wait_for(probe(), timeout)
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="hapdask-probe")
+    try:
+        pool.submit(asyncio.run, bounded()).result(timeout + 5.0)
+    except TimeoutError:  # asyncio's and concurrent.futures' (both the builtin since 3.11)
+        raise TimeoutError(f"no answer from {address} in {timeout:g} s") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
 @contextlib.contextmanager
-def _scheduler(scheduler, workers, threads_per_worker, log):
-    """Yield ``(compute, client)``: a compute function and the distributed client (or None)."""
+def _scheduler(scheduler, workers, threads_per_worker, log, *, timeout=30.0, scratch=None):
+    """Yield ``(compute, client)``: a compute function and the distributed client (or None).
+
+    ``timeout`` (s) bounds the connection to a ``scheduler`` address; a local cluster keeps its
+    scratch space in a new directory under ``scratch`` (removed on exit).
+    """
     import dask
 
     if scheduler is None and not workers:
@@ -209,13 +358,28 @@ def _scheduler(scheduler, workers, threads_per_worker, log):
         client = scheduler
         own = False
     elif scheduler is not None:
-        client = Client(scheduler)
+        try:
+            _probe_scheduler(str(scheduler), timeout)
+            client = Client(scheduler, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise OSError(f"cannot connect to the Dask scheduler {scheduler} within "
+                          f"{timeout:g} s ({type(exc).__name__}); check the address or raise "
+                          "--scheduler-timeout") from None
         own = True
     else:
-        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=threads_per_worker or 1,
-                               processes=True, dashboard_address="127.0.0.1:0",
-                               host="127.0.0.1")
-        client = Client(cluster)
+        Path(scratch).mkdir(parents=True, exist_ok=True)
+        local_dir = tempfile.mkdtemp(prefix=".hapdask-dask-", dir=scratch)
+        try:
+            cluster = LocalCluster(n_workers=int(workers),
+                                   threads_per_worker=threads_per_worker or 1, processes=True,
+                                   dashboard_address="127.0.0.1:0", host="127.0.0.1",
+                                   local_directory=local_dir)
+            client = Client(cluster)
+        except BaseException:
+            if cluster is not None:
+                cluster.close()
+            shutil.rmtree(local_dir, ignore_errors=True)
+            raise
         own = True
         log(f"started a local Dask cluster: {workers} worker(s) x "
             f"{threads_per_worker or 1} thread(s); dashboard {client.dashboard_link}")
@@ -235,6 +399,7 @@ def _scheduler(scheduler, workers, threads_per_worker, log):
             client.close()
         if cluster is not None:
             cluster.close()
+            shutil.rmtree(local_dir, ignore_errors=True)
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -254,8 +419,20 @@ def write_layers(
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     fits_layouts: dict[str, xfits.FitsLayout] = {}
+    try:
+        return _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layouts)
+    except BaseException:
+        for layout in fits_layouts.values():  # a failed run leaves no .part file behind
+            with contextlib.suppress(OSError):
+                xpaths.remove_temporary(layout.final)
+        raise
+
+
+def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layouts):
     zarr_layouts: dict[str, xzarr.ZarrLayout] = {}
-    store = outdir / store_name(p.skycell)
+    store = xpaths.output_path(outdir, store_name(p.skycell))
+    if "zarr" in formats and store.exists():
+        xpaths.check_no_links(store)
     for name, lay in p.layers.items():
         nplanes = lay.nplanes if p.context else 0
         with warnings.catch_warnings():
@@ -263,14 +440,15 @@ def write_layers(
             hdrs = layer_headers(p, lay, skies)
             if "fits" in formats:
                 fits_layouts[name] = xfits.create_fits(
-                    outdir / lay.filename, lay.shape, primary=hdrs["primary"],
+                    xpaths.output_path(outdir, lay.filename), lay.shape, primary=hdrs["primary"],
                     sci=hdrs["sci"], wht=hdrs["wht"], ctx=hdrs["ctx"], nplanes=nplanes,
                     hdrtab=hdrs["hdrtab"])
         if "zarr" in formats:
             zarr_layouts[name] = xzarr.create_zarr_layer(
                 store, name, lay.shape, lay.tile_size, wcs_header=lay.wcs_header,
-                fingerprint=p.fingerprint, nplanes=nplanes,
+                fingerprint=grid_fingerprint(p, lay), nplanes=nplanes,
                 attrs={"filename": lay.filename, "skycell": p.skycell, "scale": lay.scale,
+                       "plan_fingerprint": p.fingerprint,
                        "bunit": "ELECTRONS/S",
                        "inputs": [f"{c.chip.path}[sci,{c.key[1]}]" for c in lay.chips]})
     graph, tile_keys = build_graph(p, skies)
@@ -279,7 +457,10 @@ def write_layers(
     computed = reused = 0
     for name, lay in p.layers.items():
         zl = zarr_layouts.get(name)
-        done = xzarr.tiles_done(zl) if zl is not None else None
+        fps = np.zeros(lay.ntiles, dtype=np.uint64)
+        for tile in lay.tiles:
+            fps[tile.index] = tile_fingerprint(p, lay, tile, skies)
+        done = xzarr.reusable_tiles(zl, fps) if zl is not None else None
         wname = f"mvm-write-{name}-{p.fingerprint}"
         for tile in lay.tiles:
             reuse = bool(done is not None and done[tile.index])
@@ -287,7 +468,8 @@ def write_layers(
                 layer=name, index=tile.index, window=tile.window,
                 fits=fits_layouts.get(name), zarr=zl, reuse=reuse,
                 polys=tuple(lay.polygons[i] for i, _ in tile.contribs),
-                exptimes=tuple(lay.chips[i].exptime for i, _ in tile.contribs))
+                exptimes=tuple(lay.chips[i].exptime for i, _ in tile.contribs),
+                fingerprint=int(fps[tile.index]))
             key = (wname, *tile.index)
             graph[key] = (write_tile, job, None if reuse else tile_keys[name][tile.index])
             if reuse:
@@ -340,6 +522,28 @@ def _true_wcs_updates(truth: Mapping) -> dict:
     return out
 
 
+def _checked_and_locked(func: Callable) -> Callable:
+    """Decorator of :func:`run`: validate the arguments before anything is read, then hold
+    the output directory's lock (:class:`hapdask.export.lock.OutputLock`) for the call."""
+    sig = inspect.signature(func)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        validate_arguments(a["skycell"], tile_size=a["tile_size"], layers=a["layers"],
+                           formats=a["formats"])
+        if a["scheduler"] is None:
+            check_parallelism(a["workers"], a["threads_per_worker"], a["oversubscribe"])
+        key = SkyCell.from_name(str(a["skycell"]), scale="fine").name
+        with OutputLock(a["output"], key=key, log=a["log"]):
+            return func(*bound.args, **bound.kwargs)
+
+    return wrapper
+
+
+@_checked_and_locked
 def run(
     skycell: str,
     inputs=None,
@@ -356,6 +560,9 @@ def run(
     log: Callable[[str], None] = print,
     layers: Iterable[str] | None = None,
     verdicts: Mapping | None = None,
+    scheduler_timeout: float = 30.0,
+    oversubscribe: bool = False,
+    temp_dir: str | os.PathLike | None = None,
     masks: str | os.PathLike | None = None,
 ) -> MvmResult:
     """Build the MVM layers of a SkyCell and write them (FITS and/or zarr).
@@ -388,6 +595,17 @@ def run(
         Only the layers whose name contains one of these strings.
     verdicts : mapping, optional
         ``path -> Verdict`` of the analyze rules already computed (skips that step).
+    scheduler_timeout : float
+        Seconds to wait for a ``scheduler`` address to answer.
+    oversubscribe : bool
+        Allow ``workers`` x ``threads_per_worker`` above the machine's cores.
+    temp_dir : path, optional
+        Where a local cluster keeps its scratch space (default: the output directory); a
+        private sub-directory is made and removed at the end.
+
+    The SkyCell's products in the output directory are locked for the run
+    (:class:`hapdask.export.lock.OutputLock`): a second run of the same SkyCell into it fails
+    at once with :class:`~hapdask.export.lock.OutputLocked`.
     masks : path, optional
         Directory of cosmic-ray masks (``<rootname>_crmask.fits`` of ``hapdask drizzle``);
         masks beside the inputs are used too. Flagged pixels get weight 0.
@@ -399,18 +617,20 @@ def run(
     Raises
     ------
     ValueError
-        Bad SkyCell name, bad formats, or no usable input at all.
+        Bad SkyCell name, tile size, layer selection, formats or parallelism (all checked
+        before any input is read), or no usable input at all.
+    OSError
+        The output directory is in use by another run, or the scheduler does not answer.
     """
     t0 = time.perf_counter()
     formats = [f.strip().lower() for f in formats if f.strip()]
-    bad = [f for f in formats if f not in ("fits", "zarr")]
-    if bad or not formats:
-        raise ValueError(f"unknown output format(s) {bad or formats}: use fits, zarr")
     notes: list[str] = []
     if inputs is None:
         inputs, demo_updates, notes = _demo_inputs(skycell, log)
         wcs_updates = {**demo_updates, **dict(wcs_updates or {})}
-    with _scheduler(scheduler, workers, threads_per_worker, log) as (compute, _client):
+    scratch = temp_dir if temp_dir is not None else output
+    with _scheduler(scheduler, workers, threads_per_worker, log, timeout=scheduler_timeout,
+                    scratch=scratch) as (compute, _client):
         if verdicts is None:
             g, keys, paths = analyze_tasks(inputs)
             verdicts = dict(zip(paths, compute(g, keys, False), strict=True))
@@ -421,6 +641,11 @@ def run(
             log(notes[-1])
         if not p.layers:
             reasons = "; ".join(str(r) for r in p.rejected[:5]) or "no inputs"
+            if layers:
+                raise ValueError(f"{p.skycell}: no layer of the usable inputs has a name "
+                                 f"containing any of {list(layers)} (names look like "
+                                 f"hst_skycell-..._wfc3_ir_f160w_coarse-all_drz; rejected: "
+                                 f"{reasons})")
             raise ValueError(f"{p.skycell}: no usable input exposure ({reasons})")
         chips = []
         seen = set()

@@ -23,6 +23,15 @@ earlier run with the *same* parameters (which is then reused as is). Anything el
 ``FileExistsError``; nothing the user had is ever deleted or overwritten. The set is built in a
 temporary sibling directory and renamed into place.
 
+Flat-fielding convention (as in real FLT/FLC files): pixels are calibrated to a uniform surface
+brightness per *nominal* pixel of ``IDCSCALE`` arcsec, not per true (distorted) pixel area. So a
+uniform sky is uniform in counts per pixel, and a source's counts carry the pixel-area factor of
+where it falls: FLT counts = true counts / PAM, with ``PAM = true pixel area / IDCSCALE**2`` (what a
+pixel-area map corrects; the true area comes from the true WCS with its full distortion, evaluated
+at the source's centre, which is exact to < 0.05 % over a galaxy's extent). Aperture photometry of
+an FLT/FLC needs multiplying by PAM to give the truth catalog's flux; a drizzle with ``iscale =
+(output scale / IDCSCALE)**2`` gives it directly. The truth catalog holds true fluxes (magnitudes).
+
 Everything is a deterministic function of (skycell, visits, small, seed): files contain no
 wall-clock time and every random number comes from a generator seeded by the seed plus a fixed
 tag, so repeated runs produce identical bytes (pollers differ only by their absolute paths).
@@ -48,7 +57,8 @@ from hapdask.simulate import instruments as ins
 from hapdask.simulate import render, sky
 from skycells import SkyCell
 
-FORMAT_VERSION = 2  # 2: adds <rootname>_crtruth.fits
+#: 2: adds <rootname>_crtruth.fits; 3: sources carry the pixel-area factor (flat-fielding)
+FORMAT_VERSION = 3
 MARKER = "simulate.json"
 TRUTH_NAME = "truth_catalog.ecsv"
 TRUE_WCS_NAME = "true_wcs.fits"
@@ -237,8 +247,13 @@ def _psf_covs(det: ins.Detector) -> list[tuple[float, float]]:
 
 def _render_chip(shape: tuple[int, int], wcs_true: WCS, cat: Table, ra: np.ndarray,
                  dec: np.ndarray, det: ins.Detector, filt: ins.Filter,
-                 exptime: float) -> np.ndarray:
-    """Noise-free source image (electrons collected in ``exptime``) of one chip."""
+                 exptime: float, nominal_scale: float) -> np.ndarray:
+    """Noise-free, flat-fielded source image (electrons in ``exptime``) of one chip.
+
+    Each source's counts are its true counts divided by the pixel-area factor where it falls,
+    ``PAM = (true pixel area) / nominal_scale**2`` (see the module docstring); ``nominal_scale``
+    is the chip's ``IDCSCALE`` (arcsec).
+    """
     ny, nx = shape
     image = np.zeros(shape, dtype=np.float64)
     # preselect sources near the chip
@@ -268,6 +283,9 @@ def _render_chip(shape: tuple[int, int], wcs_true: WCS, cat: Table, ra: np.ndarr
         return image
     mag = np.asarray(cat[f"mag_{filt.name.lower()}"], dtype=float)[sel]
     flux = 10.0 ** (-0.4 * (mag - filt.zp_ab)) * exptime
+    # flat-fielding convention: true pixel area (arcsec^2) at the source = 1 / |det jac|
+    pam = 1.0 / (np.abs(np.linalg.det(jac)) * nominal_scale ** 2)
+    flux = flux / pam
     is_gal = np.asarray(cat["type"])[sel] == "galaxy"
 
     covs, fracs, owner = [], [], []
@@ -480,7 +498,8 @@ def _build_hdul(tmpl: ins.Template, exp: _Exposure, visit: _Visit, nominal: list
     for c in range(nchips):
         x0, y0, nx, ny = tmpl.windows[c]
         w_true = tmpl.repointed_wcs(c, true[c])
-        model = _render_chip((ny, nx), w_true, cat, ra, dec, det, filt, exp.exptime)
+        model = _render_chip((ny, nx), w_true, cat, ra, dec, det, filt, exp.exptime,
+                             float(true[c]["IDCSCALE"]))
         hot, hot_rate, cols = _defects(det, c, tmpl.windows[c], seed, det_index)
         rng = np.random.default_rng([seed, 3, exp.index, c])
         sci, err, dq, crhit = _noisy_chip(model, det, filt, exp.exptime, hot, hot_rate, cols, rng)

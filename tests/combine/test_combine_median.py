@@ -11,9 +11,9 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import random_stack, realistic_stack
 from drizzlepac.minmed import min_med
 from scipy import ndimage
+from stacks import random_stack, realistic_stack
 from stsci.image import numcombine
 from stsci.imagestats import ImageStats
 

@@ -267,45 +267,80 @@ def test_bad_arguments_raise_clear_errors():
         d.add_image(data, exptime=1.0, pixmap=pm[:4])
     with pytest.raises(ValueError, match="'weight_map' shape"):
         d.add_image(data, exptime=1.0, pixmap=pm, weight_map=np.ones((3, 3)))
-    with pytest.raises(ValueError, match="data2 and dq are not supported"):
-        d.add_image(data, exptime=1.0, pixmap=pm, data2=data)
+    with pytest.raises(ValueError, match="'data2'\\[0\\] shape"):
+        d.add_image(data, exptime=1.0, pixmap=pm, data2=np.ones((3, 3)))
+    with pytest.raises(TypeError, match="'dq' must be of an unsigned integer type"):
+        d.add_image(data, exptime=1.0, pixmap=pm, dq=np.ones((5, 5)))
     with pytest.raises(ValueError, match="Inconsistent values of supplied 'out_wht'"):
         Drizzle(
             out_wht=np.ones((5, 5), np.float32), out_ctx=np.zeros((5, 5), np.int32), exptime=1.0
         )
 
 
-@pytest.mark.parametrize("kernel", ["square", "gaussian"])
-def test_add_image_blocks_match_one_window(kernel, monkeypatch):
-    """add_image drizzles the input in blocks of ADD_BLOCK pixels, each merged into the float32
-    running mean on its own. With blocks much smaller than the image (partial box, NaNs, zero
-    weights, a second image on top) the result equals the one-block result to float32 rounding,
-    with the same context and counts."""
-    import hapdask.drizzle.resample as R
+@pytest.mark.parametrize("kernel", ["square", "gaussian", "lanczos3"])
+def test_add_image_equals_tile_sums(kernel):
+    """add_image's in-place running mean (lanczos: float64 sums per image) equals the tile API's
+    float64 sums divided once, to float32 rounding, with the same context (partial box, NaNs,
+    zero weights, a second image on top)."""
+    from hapdask.drizzle import add_to_tile, finalize_tile
 
     ny, nx = 50, 64
-    outs = []
-    counts = []
-    for block in (8, 512):
-        monkeypatch.setattr(R, "ADD_BLOCK", block)
-        ours = Drizzle(kernel=kernel, out_shape=(110, 110), fillval=0)
-        r = np.random.default_rng(3)
-        for k in range(2):
-            data = r.uniform(0, 10, (ny, nx)).astype(np.float32)
-            wht = r.uniform(0.5, 2, (ny, nx)).astype(np.float32)
-            wht[r.random((ny, nx)) < 0.05] = 0
-            pixmap = distorted_pixmap(r, ny, nx)
-            pixmap[20:23, 30:33] = np.nan
-            kw = dict(exptime=1.0, pixmap=pixmap, weight_map=wht, pixel_scale_ratio=1.1)
-            box = dict(xmin=3, xmax=60, ymin=2) if k else {}
-            counts.append(ours.add_image(data, **kw, **box))
-        outs.append(ours)
-    small, one = outs
-    assert counts[:2] == counts[2:]  # (nmiss, nskip) do not depend on the blocks
-    assert counts[0][0] > 0
-    wmax = one.out_wht.max()
-    np.testing.assert_allclose(small.out_wht, one.out_wht, rtol=1e-6, atol=1e-6 * wmax)
-    good = one.out_wht >= 0.01 * wmax
-    np.testing.assert_allclose(small.out_img[good], one.out_img[good], rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(small.out_ctx, one.out_ctx)
-    np.testing.assert_array_equal(small.out_wht == 0, one.out_wht == 0)
+    ours = Drizzle(kernel=kernel, out_shape=(110, 110), fillval=0)
+    num = np.zeros((110, 110))
+    den = np.zeros((110, 110))
+    ctx = np.zeros((1, 110, 110), np.int32)
+    r = np.random.default_rng(3)
+    for k in range(2):
+        data = r.uniform(0, 10, (ny, nx)).astype(np.float32)
+        wht = r.uniform(0.5, 2, (ny, nx)).astype(np.float32)
+        wht[r.random((ny, nx)) < 0.05] = 0
+        pixmap = distorted_pixmap(r, ny, nx)
+        pixmap[20:23, 30:33] = np.nan
+        kw = dict(exptime=1.0, pixmap=pixmap, weight_map=wht, pixel_scale_ratio=1.1)
+        box = dict(xmin=3, xmax=60, ymin=2) if k else {}
+        counts = ours.add_image(data, **kw, **box)
+        assert counts[0] > 0
+        in_box = (2, ny, 3, 61) if k else None
+        add_to_tile(
+            data,
+            wht,
+            pixmap,
+            num,
+            den,
+            ctx,
+            origin=(0, 0),
+            in_box=in_box,
+            kernel=kernel,
+            pixel_scale_ratio=1.1,
+            ctx_id=k,
+        )
+    sci, w = finalize_tile(num, den, fillval=0.0)
+    wmax = w.max()
+    np.testing.assert_allclose(ours.out_wht, w, rtol=1e-6, atol=1e-6 * wmax)
+    good = w >= 0.01 * wmax
+    np.testing.assert_allclose(ours.out_img[good], sci[good], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(ours.out_ctx, ctx)
+    np.testing.assert_array_equal(ours.out_wht == 0, w == 0)
+    np.testing.assert_array_equal(ours.out_img[w == 0], 0.0)
+
+
+@pytest.mark.parametrize("kernel", ["square", "point", "turbo", "gaussian", "lanczos3"])
+def test_miss_and_skip_counts(kernel):
+    """(nmiss, nskip) from the geometry: input pixels 10 output pixels apart; rows 0..4 and
+    columns 20..23 land entirely off the output (square footprints end exactly on its edges, the
+    other kernels reach < 4 pixels); NaN pixmap and zero-weight pixels contribute nothing."""
+    ny, nx = 20, 24
+    y, x = np.indices((ny, nx), dtype=np.float64)
+    # row 4 at y = -6, row 5 at y = 4 (square boundary at -1); column 19 at x = 195, column 20
+    # at x = 205 (square boundary at 200 = the output width)
+    pm = np.dstack([10.0 * x + 5.0, 10.0 * y - 46.0])
+    wht = np.ones((ny, nx), np.float32)
+    wht[10, 3] = 0.0  # zero weight
+    pm[12, 7] = np.nan  # NaN pixmap
+    d = Drizzle(kernel=kernel, out_shape=(200, 200))
+    nmiss, nskip = d.add_image(
+        np.ones((ny, nx), np.float32), exptime=1.0, pixmap=pm, weight_map=wht
+    )
+    off = 5 * nx + (ny - 5) * 4  # the 5 low rows and the 4 right columns
+    assert nskip == 5
+    assert nmiss == off + 2

@@ -64,7 +64,8 @@ def _chips_with_truth(crset, detectors=("UVIS", "WFC")):
             for m in t[1:]:
                 w = true_chip_wcs(exp, m.ver, crset.true_wcs_headers())
                 sci = h["SCI", m.ver].data
-                model = core._render_chip(sci.shape, w, cat, ra, dec, det, filt, et)
+                model = core._render_chip(sci.shape, w, cat, ra, dec, det, filt, et,
+                                          float(h["SCI", m.ver].header["IDCSCALE"]))
                 yield (prim["DETECTOR"], sci, h["DQ", m.ver].data, m.data.astype(bool), model,
                        filt.sky * et, det)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dask
 import numpy as np
 import pytest
-from conftest import OFFSETS, chip_refs, run_skymatch
+from skycases import OFFSETS, chip_refs, run_skymatch
 
 from hapdask.sky import AstroDrizzleSky, SkyParams, static_mask_tasks
 

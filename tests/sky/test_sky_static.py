@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dask
 import numpy as np
-from conftest import chip_refs
+from skycases import chip_refs
 
 from hapdask.sky import static_mask_tasks
 

@@ -1,0 +1,266 @@
+"""Catalog assembly for one detector of a visit (HAP inventory 5.6) and ECSV output.
+
+:func:`make_catalogs` runs the whole chain on a total (detection) product and its filter
+products: background and weight regions of each image, point and segment detection on the total,
+forced measurement and flags per filter, the total catalogs, trimming and the CR-contamination
+rule. :meth:`CatalogProducts.write` writes the ECSV files (HAP names
+``<product>_point-cat.ecsv`` / ``<product>_segment-cat.ecsv``).
+
+* The total catalog gets ``MagAP2_<filter>``, ``CI_<filter>``, ``Flags_<filter>`` per filter (left
+  join on ID, missing values masked).
+* Trimming: a total-catalog row is removed when in *every* filter its flag is above
+  ``flag_trim_value`` or missing; filter catalogs are not trimmed.
+* CR contamination (:func:`cr_contamination`; not WFC3/IR): when every filter product is a single
+  exposure, ``T1 = sum of their EXPTIME`` else 0; ``threshold = crfactor x T1^2 / TEXPTIME``;
+  ``N_good`` = total-catalog rows with flag < 2 in at least one filter; if
+  ``0 < N_good < threshold`` for either catalog type, *both* types (total and filters) are written
+  with zero rows. (HAP's ``cr_residual`` only acts in a branch that cannot trigger; not used.)
+* ECSV: masked and NaN values are written as -9999; the metadata block carries the product's
+  keywords, the aperture radii, thresholds, number of sources, and the notes (0-based X/Y, ABMAG,
+  CI, flag legend). Files are written through :mod:`hapdask.export.paths` (``<name>.part``
+  created exclusively, renamed when complete) and an existing file is never replaced unless
+  ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.table import MaskedColumn, Table, join
+
+from hapdask.catalogs.background import (
+    Background,
+    compute_background,
+    footprint_mask,
+    weight_regions,
+)
+from hapdask.catalogs.flags import FLAG_BITS
+from hapdask.catalogs.params import CatalogParams
+from hapdask.catalogs.point import detect_point_sources, measure_point_sources
+from hapdask.catalogs.product import DrizzleProduct
+from hapdask.catalogs.segment import Segmentation, detect_segments, measure_segments
+from hapdask.export.paths import commit, create_temporary, output_path, remove_temporary
+
+__all__ = ["CatalogProducts", "make_catalogs", "total_catalog", "trim_total", "cr_contamination",
+           "write_catalog", "catalog_filename", "FILL_VALUE"]
+
+FILL_VALUE = -9999
+
+_META_KEYS = ("WCSNAME", "WCSTYPE", "PROPOSID", "TARGNAME", "DATE-OBS", "TIME-OBS", "INSTRUME",
+              "DETECTOR", "RA_TARG", "DEC_TARG", "PA_V3", "EXPSTART", "TEXPTIME", "CCDGAIN",
+              "FILTER", "ORIENTAT", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "CD1_1", "CD1_2",
+              "CD2_1", "CD2_2", "PHOTFLAM", "PHOTPLAM")
+
+
+def catalog_filename(product_name: str, kind: str) -> str:
+    """``hst_..._drc.fits`` -> ``hst_..._point-cat.ecsv`` (``kind`` "point" or "segment")."""
+    if kind not in ("point", "segment"):
+        raise ValueError(f"catalog kind must be 'point' or 'segment', got {kind!r}")
+    stem = os.path.basename(product_name)
+    for suffix in ("_drz.fits", "_drc.fits", ".fits"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return f"{stem}_{kind}-cat.ecsv"
+
+
+def total_catalog(sources: Table, filter_catalogs: dict[str, Table]) -> Table:
+    """Total catalog: ``sources`` plus MagAP2_/CI_/Flags_<filter> from each filter (by ID)."""
+    out = sources.copy()
+    out["_order"] = np.arange(len(out))
+    for fname, cat in filter_catalogs.items():
+        part = Table()
+        part["ID"] = np.asarray(cat["ID"], dtype=np.int64)
+        part[f"MagAP2_{fname}"] = np.asarray(cat["MagAp2"], dtype=np.float64)
+        part[f"CI_{fname}"] = np.asarray(cat["CI"], dtype=np.float64)
+        part[f"Flags_{fname}"] = np.asarray(cat["Flags"], dtype=np.int64)
+        out = join(out, part, keys="ID", join_type="left")
+    out.sort("_order")
+    out.remove_column("_order")
+    for fname in filter_catalogs:
+        out[f"MagAP2_{fname}"].unit = "mag(AB)"
+        out[f"CI_{fname}"].unit = "mag(AB)"
+    return out
+
+
+def _flag_matrix(total: Table, filters: list[str]) -> np.ndarray:
+    """(n_rows, n_filters) flags, -1 where missing."""
+    cols = []
+    for fname in filters:
+        col = total[f"Flags_{fname}"]
+        values = np.asarray(col.filled(-1) if isinstance(col, MaskedColumn) else col)
+        cols.append(values.astype(np.int64))
+    return np.column_stack(cols) if cols else np.zeros((len(total), 0), dtype=np.int64)
+
+
+def trim_total(total: Table, filters: list[str], params: CatalogParams) -> Table:
+    """Drop rows whose flag is above ``flag_trim_value`` or missing in every filter."""
+    flags = _flag_matrix(total, filters)
+    keep = ((flags >= 0) & (flags <= params.flag_trim_value)).any(axis=1)
+    return total[keep]
+
+
+def n_good_sources(total: Table, filters: list[str]) -> int:
+    """Rows with flag < 2 (point-like or extended only) in at least one filter."""
+    flags = _flag_matrix(total, filters)
+    return int(((flags >= 0) & (flags < 2)).any(axis=1).sum())
+
+
+def cr_contamination(n_good: int, crfactor: float, single_exposure_times: list[float] | None,
+                     total_exptime: float) -> bool:
+    """True when a catalog looks like cosmic rays: ``0 < n_good < crfactor T1^2 / TEXPTIME``.
+
+    ``single_exposure_times``: EXPTIME of each filter product when *every* filter product is a
+    single exposure, else None (T1 = 0, never rejected).
+    """
+    if not single_exposure_times or crfactor <= 0:
+        return False
+    t1 = float(sum(single_exposure_times))
+    return 0 < n_good < crfactor * t1 * t1 / total_exptime
+
+
+@dataclass
+class CatalogProducts:
+    """All catalogs of one detector: totals, filters, the segmentation and the decisions."""
+
+    total_name: str
+    point_total: Table
+    segment_total: Table
+    point_filters: dict[str, Table]
+    segment_filters: dict[str, Table]
+    filter_names: dict[str, str]  # filter -> product file name
+    segmentation: Segmentation
+    rejected: str | None = None  # reason both catalog types were emptied
+    meta: dict[str, dict] = field(default_factory=dict)  # product name -> metadata
+
+    def write(self, outdir: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
+        """Write every catalog as ECSV into ``outdir``; returns the paths (sorted)."""
+        outdir = Path(outdir)
+        jobs = [(self.total_name, "point", self.point_total),
+                (self.total_name, "segment", self.segment_total)]
+        for fname, pname in self.filter_names.items():
+            jobs.append((pname, "point", self.point_filters[fname]))
+            jobs.append((pname, "segment", self.segment_filters[fname]))
+        paths = []
+        for pname, kind, table in jobs:
+            meta = dict(self.meta.get(pname, {}))
+            if kind == "segment" and self.segmentation.big_island:
+                meta["warning"] = ("segmentation failed the big-island test; kernel "
+                                   f"{self.segmentation.kernel}")
+            if self.rejected:
+                meta["rejected"] = self.rejected
+                table = table[:0]
+            paths.append(write_catalog(table, outdir / catalog_filename(pname, kind), meta=meta,
+                                       overwrite=overwrite))
+        return sorted(paths)
+
+
+def _meta(product: DrizzleProduct, params: CatalogParams, kind_note: str) -> dict:
+    meta: dict[str, object] = {"file": product.name}
+    for key in _META_KEYS:
+        if key in product.header:
+            meta[key] = product.header[key]
+    meta.update({
+        "aperture_1_arcsec": params.aperture_1, "aperture_2_arcsec": params.aperture_2,
+        "point_threshold_nsigma": params.nsigma, "segment_threshold_nsigma": params.segm_nsigma,
+        "notes": [
+            "X/Y are 0-based pixel coordinates of the drizzled image",
+            "RA/DEC are ICRS at the epoch of observation",
+            "magnitudes are ABMAG, without aperture correction",
+            f"MagAp1/MagAp2 in circular apertures of {params.aperture_1} and "
+            f"{params.aperture_2} arcsec; sky: {params.salgorithm} in an annulus "
+            f"{params.skyannulus_arcsec}-{params.skyannulus_arcsec + params.dskyannulus_arcsec}"
+            f" arcsec",
+            "CI (concentration index) = MagAp1 - MagAp2",
+            "Flags: 0 point-like; " + "; ".join(f"{b} {m}" for b, m in FLAG_BITS.items()),
+            f"missing values are {FILL_VALUE}",
+            kind_note,
+        ],
+    })
+    return meta
+
+
+def write_catalog(table: Table, path: str | os.PathLike[str], *, meta: dict | None = None,
+                  overwrite: bool = False) -> Path:
+    """Write ``table`` as ECSV (NaN/masked -> -9999) under a temporary name, then rename.
+
+    An existing ``path`` is left alone (FileExistsError) unless ``overwrite``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    final = output_path(path.parent, path.name)
+    if final.exists() and not overwrite:
+        raise FileExistsError(f"{final}: exists; pass overwrite=True to replace it")
+    out = Table(table, masked=False, copy=True)
+    for name in out.colnames:
+        col = table[name]
+        data = col.filled(FILL_VALUE) if isinstance(col, MaskedColumn) else np.asarray(col)
+        if data.dtype.kind == "f":
+            data = np.where(np.isfinite(data), data, FILL_VALUE)
+        out[name] = data
+        out[name].unit = col.unit
+    out.meta = dict(meta or {})
+    out.meta["n_sources"] = len(out)
+    text = io.StringIO()
+    out.write(text, format="ascii.ecsv")
+    fd = create_temporary(final)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text.getvalue())
+        return commit(final)
+    except BaseException:
+        remove_temporary(final)
+        raise
+
+
+def _image_background(product: DrizzleProduct, params: CatalogParams) -> Background:
+    return compute_background(product, params, footprint_mask(product, params))
+
+
+def make_catalogs(total: DrizzleProduct, filters: dict[str, DrizzleProduct],
+                  params: CatalogParams, *,
+                  saturated: dict[str, np.ndarray] | None = None) -> CatalogProducts:
+    """Point and segment catalogs of a total product and its filter products (module docstring).
+
+    ``saturated`` optionally maps a filter to its saturated-pixel mask in the drizzle frame.
+    """
+    if not filters:
+        raise ValueError(f"{total.name}: no filter products given")
+    saturated = saturated or {}
+    footprint = footprint_mask(total, params)
+    bkg = compute_background(total, params, footprint)
+    regions = weight_regions(total, bkg.rms, params, footprint)
+    points = detect_point_sources(total, bkg, regions, footprint, params)
+    seg = detect_segments(total, bkg, regions, footprint, params)
+    point_f, seg_f, names, meta = {}, {}, {}, {}
+    for fname, prod in filters.items():
+        fbkg = _image_background(prod, params)
+        point_f[fname] = measure_point_sources(prod, points, fbkg, params,
+                                               saturated=saturated.get(fname))
+        seg_f[fname] = measure_segments(prod, seg, fbkg, params, saturated=saturated.get(fname))
+        names[fname] = prod.name
+        meta[prod.name] = _meta(prod, params, f"filter catalog of {fname}")
+    meta[total.name] = _meta(total, params, "total (detection) catalog; per-filter columns "
+                                            "MagAP2_/CI_/Flags_<filter>")
+    flist = list(filters)
+    point_total = trim_total(total_catalog(points, point_f), flist, params)
+    seg_total = trim_total(
+        total_catalog(seg.catalog["ID", "X-Centroid", "Y-Centroid", "RA", "DEC"], seg_f),
+        flist, params)
+    rejected = None
+    if not params.ir:
+        nexp = [int(p.keyword("NUMEXP", "NDRIZIM", default=1) or 1) for p in filters.values()]
+        singles = ([p.exptime for p in filters.values()] if all(n == 1 for n in nexp) else None)
+        for kind, table, factor in (("point", point_total, params.crfactor_point),
+                                    ("segment", seg_total, params.crfactor_segment)):
+            n_good = n_good_sources(table, flist)
+            if cr_contamination(n_good, factor, singles, total.exptime):
+                rejected = (f"CR contamination: {n_good} good {kind} sources < "
+                            f"{factor} x T1^2 / TEXPTIME")
+                break
+    return CatalogProducts(total.name, point_total, seg_total, point_f, seg_f, names, seg,
+                           rejected, meta)

@@ -1,0 +1,124 @@
+"""HAP's two-aperture photometry with a local annulus sky (inventory 5.3), and ABMAG.
+
+For positions ``(x, y)`` (0-based pixels) on the *non-background-subtracted* image:
+
+* sky per source: the sigma-clipped (3 sigma) ``salgorithm`` statistic of the annulus
+  ``skyannulus_arcsec .. skyannulus_arcsec + dskyannulus_arcsec``; ``mode = 3 median - 2 mean``;
+* ``Flux = aperture sum - sky x area`` (exact pixel overlap);
+* ``FluxErr^2 = (sum of rms^2 in the aperture) / gain + area sigma_sky^2 (1 + area / annulus
+  area)`` with the background-rms map and HAP's effective gain (``EXPTIME x mean(ATODGN*)`` for
+  CCDs, 1 for IR; see :func:`effective_gain`). As in HAP, this error holds background noise only
+  (no Poisson term of the source), and the annulus term assumes a mean sky: with the mode
+  (variance ~6.1 sigma^2/N instead of sigma^2/N) it is low by
+  ``sqrt((1 + a/A) / (1 + 6.1 a/A))`` (~20 % for ACS's apertures; tested);
+* ``ABMAG = -2.5 log10(Flux PHOTFLAM) - 21.10 - 5 log10(PHOTPLAM) + 18.6921``,
+  ``MagErr = 1.0857 FluxErr / Flux``; non-positive fluxes give NaN magnitudes (written as -9999).
+* ``CI = MagAp1 - MagAp2``.
+
+No aperture correction is applied (as in HAP).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from astropy.stats import sigma_clipped_stats
+from astropy.table import Table
+from astropy.utils.exceptions import AstropyUserWarning
+from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
+
+from hapdask.catalogs.params import CatalogParams
+from hapdask.catalogs.product import DrizzleProduct
+
+__all__ = ["abmag", "effective_gain", "aperture_photometry_hap"]
+
+
+def abmag(flux: np.ndarray, photflam: float, photplam: float) -> np.ndarray:
+    """AB magnitude of count rates ``flux`` (e-/s); NaN where ``flux <= 0`` or not finite."""
+    flux = np.asarray(flux, dtype=np.float64)
+    good = np.isfinite(flux) & (flux > 0)
+    out = np.full(flux.shape, np.nan)
+    out[good] = (-2.5 * np.log10(flux[good] * photflam) - 21.10 - 5.0 * np.log10(photplam)
+                 + 18.6921)
+    return out
+
+
+def effective_gain(product: DrizzleProduct, params: CatalogParams) -> float:
+    """HAP's ``epadu``: ``EXPTIME x mean(ATODGN*)`` (ATODGN 1 when absent); 1 for IR."""
+    if params.ir:
+        return 1.0
+    gains = product.keyword_values("ATODGN")
+    return product.exptime * (float(np.mean(gains)) if gains else 1.0)
+
+
+def _annulus_stats(image: np.ndarray, annulus: CircularAnnulus, mask: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sigma-clipped (3 sigma) mean, median, std and pixel count of each annulus.
+
+    Pixels whose centres fall in the annulus are gathered into one NaN-padded array and clipped
+    in a single vectorised :func:`~astropy.stats.sigma_clipped_stats` call (per-source
+    ``ApertureStats`` clipping costs ~3 ms per source).
+    """
+    values = []
+    for amask in annulus.to_mask(method="center"):
+        v = amask.get_values(image, mask=mask)
+        values.append(v[np.isfinite(v)])
+    width = max((v.size for v in values), default=0)
+    stack = np.full((len(values), max(width, 1)), np.nan)
+    for k, v in enumerate(values):
+        stack[k, : v.size] = v
+    count = np.array([v.size for v in values], dtype=np.float64)
+    with warnings.catch_warnings():
+        # NaN padding is intended; annuli without any pixel give NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        mean, med, std = sigma_clipped_stats(stack, sigma=3.0, axis=1)
+    return (np.asarray(mean, dtype=np.float64), np.asarray(med, dtype=np.float64),
+            np.asarray(std, dtype=np.float64), count)
+
+
+def aperture_photometry_hap(data: np.ndarray, x: np.ndarray, y: np.ndarray, *,
+                            rms: np.ndarray, pixel_scale: float, gain: float, photflam: float,
+                            photplam: float, params: CatalogParams,
+                            mask: np.ndarray | None = None) -> Table:
+    """Two-aperture photometry at ``(x, y)``; columns FluxAp1, FluxErrAp1, MagAp1, MagErrAp1,
+    FluxAp2, FluxErrAp2, MagAp2, MagErrAp2, MSkyAp2, StdevAp2, CI (module docstring)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    out = Table()
+    n = x.size
+    if n == 0:
+        for name in ("FluxAp1", "FluxErrAp1", "MagAp1", "MagErrAp1", "FluxAp2", "FluxErrAp2",
+                     "MagAp2", "MagErrAp2", "MSkyAp2", "StdevAp2", "CI"):
+            out[name] = np.zeros(0)
+        return out
+    image = np.nan_to_num(np.asarray(data, dtype=np.float64), nan=0.0)
+    pos = np.column_stack([x, y])
+    r_in = params.skyannulus_arcsec / pixel_scale
+    annulus = CircularAnnulus(pos, r_in=r_in,
+                              r_out=(params.skyannulus_arcsec + params.dskyannulus_arcsec)
+                              / pixel_scale)
+    mean, med, std, ann_area = _annulus_stats(image, annulus, mask)
+    sky = {"mode": 3.0 * med - 2.0 * mean, "median": med, "mean": mean}[params.salgorithm]
+    for tag, radius in (("Ap1", params.aperture_1), ("Ap2", params.aperture_2)):
+        aper = CircularAperture(pos, r=radius / pixel_scale)
+        phot = aperture_photometry(image, aper, error=np.asarray(rms, dtype=np.float64),
+                                   mask=mask)
+        area = aper.area
+        flux = np.asarray(phot["aperture_sum"]) - sky * area
+        var = (np.asarray(phot["aperture_sum_err"]) ** 2 / gain
+               + area * std ** 2 * (1.0 + area / ann_area))
+        err = np.sqrt(var)
+        mag = abmag(flux, photflam, photplam)
+        good = np.isfinite(mag)
+        magerr = np.full(n, np.nan)
+        magerr[good] = 1.0857 * err[good] / flux[good]
+        out[f"Flux{tag}"] = flux
+        out[f"FluxErr{tag}"] = err
+        out[f"Mag{tag}"] = mag
+        out[f"MagErr{tag}"] = magerr
+    out["MSkyAp2"] = sky
+    out["StdevAp2"] = std
+    out["CI"] = out["MagAp1"] - out["MagAp2"]
+    return out

@@ -1,0 +1,131 @@
+"""A drizzled product as the catalog and preview code sees it: SCI, WHT, WCS, header.
+
+:class:`DrizzleProduct` holds the arrays in memory (a ``*_drz.fits``/``*_drc.fits`` file through
+:func:`read_product`, or arrays made elsewhere). Arrays are ``[row, column]``; pixel positions
+in the catalogs are 0-based.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+from astropy.wcs.utils import proj_plane_pixel_scales
+
+__all__ = ["DrizzleProduct", "read_product", "context_count"]
+
+
+@dataclass
+class DrizzleProduct:
+    """A drizzled image in memory.
+
+    Attributes
+    ----------
+    sci : (ny, nx) float array
+        Science image, electrons/s (count rate), NaN or 0 where there is no data.
+    wht : (ny, nx) float array
+        Drizzle weight (0 = no data).
+    wcs : astropy.wcs.WCS
+        Celestial WCS of the arrays.
+    header : astropy.io.fits.Header
+        Keywords (primary and SCI merged, SCI wins): ``PHOTFLAM``, ``PHOTPLAM``, ``EXPTIME``/
+        ``TEXPTIME``, ``NDRIZIM``/``NUMEXP``, ``READNSE*``, ``ATODGN*``, ``FILTER``, ...
+    nexp : (ny, nx) int array or None
+        Number of exposures contributing to each pixel (HAP's ``num_images_mask``; from the CTX
+        extension); None means "1 where WHT > 0".
+    name : str
+        File name (or a label) used in messages and catalog metadata.
+    """
+
+    sci: np.ndarray
+    wht: np.ndarray
+    wcs: WCS
+    header: fits.Header = field(default_factory=fits.Header)
+    nexp: np.ndarray | None = None
+    name: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        self.sci = np.asarray(self.sci)
+        self.wht = np.asarray(self.wht)
+        if self.sci.ndim != 2:
+            raise ValueError(f"{self.name}: SCI must be 2-D, got shape {self.sci.shape}")
+        if self.wht.shape != self.sci.shape:
+            raise ValueError(f"{self.name}: WHT shape {self.wht.shape} != SCI shape "
+                             f"{self.sci.shape}")
+        if self.nexp is not None and np.shape(self.nexp) != self.sci.shape:
+            raise ValueError(f"{self.name}: exposure-count map shape {np.shape(self.nexp)} != "
+                             f"SCI shape {self.sci.shape}")
+
+    @property
+    def pixel_scale(self) -> float:
+        """Pixel scale in arcsec (geometric mean of the two axes)."""
+        sx, sy = proj_plane_pixel_scales(self.wcs.celestial)
+        return float(math.sqrt(sx * sy) * 3600.0)
+
+    @property
+    def exposure_count(self) -> np.ndarray:
+        """Per-pixel number of contributing exposures (``nexp``, else WHT > 0 as 0/1)."""
+        if self.nexp is not None:
+            return np.asarray(self.nexp)
+        return (self.wht > 0).astype(np.int32)
+
+    def keyword(self, *names: str, default: object = None) -> object:
+        """First of ``names`` present in the header, else ``default``."""
+        for n in names:
+            if n in self.header:
+                return self.header[n]
+        return default
+
+    def keyword_values(self, prefix: str) -> list[float]:
+        """Values of all numeric keywords starting with ``prefix`` (e.g. ``READNSE``)."""
+        return [float(v) for k, v in self.header.items()
+                if k.startswith(prefix) and isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+    @property
+    def exptime(self) -> float:
+        """Total exposure time (``TEXPTIME``, else ``EXPTIME``), seconds."""
+        value = self.keyword("TEXPTIME", "EXPTIME")
+        if value is None or not float(value) > 0:
+            raise ValueError(f"{self.name}: no positive TEXPTIME/EXPTIME keyword")
+        return float(value)
+
+    def photometry_keywords(self) -> tuple[float, float]:
+        """``(PHOTFLAM, PHOTPLAM)``; ValueError naming the product when missing."""
+        flam, plam = self.keyword("PHOTFLAM"), self.keyword("PHOTPLAM")
+        if flam is None or plam is None:
+            raise ValueError(f"{self.name}: PHOTFLAM/PHOTPLAM keywords missing; pass them in the "
+                             f"header")
+        return float(flam), float(plam)
+
+
+def context_count(ctx: np.ndarray) -> np.ndarray:
+    """Number of set bits per pixel of a CTX array ``(ny, nx)`` or ``(nplanes, ny, nx)``."""
+    ctx = np.asarray(ctx)
+    if ctx.ndim == 2:
+        ctx = ctx[None]
+    planes = ctx.astype(np.uint32).view(np.uint8).reshape(*ctx.shape, 4)
+    return np.unpackbits(planes, axis=-1).sum(axis=(-1, 0)).astype(np.int32)
+
+
+def read_product(path: str | os.PathLike[str]) -> DrizzleProduct:
+    """Read a drizzle product (``SCI``, ``WHT`` and optional ``CTX`` extensions)."""
+    path = os.fspath(path)
+    with fits.open(path) as hdul:
+        names = [h.name for h in hdul]
+        for need in ("SCI", "WHT"):
+            if need not in names:
+                raise ValueError(f"{path}: no {need} extension (found {names})")
+        header = hdul[0].header.copy()
+        sci_hdr = hdul["SCI"].header
+        header.update({k: v for k, v in sci_hdr.items() if k not in ("", "COMMENT", "HISTORY")})
+        sci = np.asarray(hdul["SCI"].data, dtype=np.float32)
+        wht = np.asarray(hdul["WHT"].data, dtype=np.float32)
+        nexp = context_count(hdul["CTX"].data) if "CTX" in names and hdul["CTX"].data is not None \
+            else None
+        wcs = WCS(sci_hdr)
+    return DrizzleProduct(sci=sci, wht=wht, wcs=wcs, header=header, nexp=nexp,
+                          name=os.path.basename(path))

@@ -1,0 +1,218 @@
+"""JPEG previews of drizzle products: ``<product>_dr[cz].jpg``, ``<product>_dr[cz]_thumb.jpg`` and a
+colour preview of a total product from up to three filter images.
+
+DrizzlePac documents these files but never makes them (inventory section 6), so the rendering
+is hapdask's own definition:
+
+* the image is block-averaged (NaN-aware, :func:`astropy.nddata.block_reduce`) by the smallest
+  integer factor that brings its longer side to at most ``max_size`` (1024) pixels; the thumbnail
+  is block-averaged the same way to at most ``thumb_size`` (128) pixels;
+* grey levels: from the sigma-clipped sky and noise of the pixels with data (WHT > 0, finite),
+  ``lo = sky - 1 sigma`` and ``hi = max(99.95th percentile, sky + 20 sigma)``; the linear
+  fraction ``(x - lo) / (hi - lo)`` is clipped to [0, 1] and stretched with
+  :class:`astropy.visualization.AsinhStretch` (``asinh_a`` 0.1): the sky is dark grey (~40),
+  3-sigma noise mid-grey, sources bright without saturating their cores. (A zscale display puts
+  the sky at mid-grey, which hides faint structure in colour.) No-data pixels are black; north is
+  up when the grid is north-up (FITS row 0 is the bottom row);
+* colour: filters sorted by pivot wavelength (``PHOTPLAM``; otherwise the given order, blue
+  first), reddest -> R, bluest -> B, the middle (or the mean of two) -> G; one filter gives grey.
+  Each image is scaled to flux density (``x PHOTFLAM``); each channel gets its own ``lo`` (so the
+  sky is neutral) and all share the largest span ``hi - lo`` (so source colours are kept).
+  Name: ``<total stem>_<f1>-<f2>-<f3>_dr[cz].jpg`` (filters lower case, blue to red).
+* JPEG quality ``quality`` (90), no metadata: the same input gives the same bytes.
+
+Files are written through :mod:`hapdask.export.paths` (``<name>.part`` created exclusively,
+renamed when complete); an existing file is left alone (FileExistsError) unless
+``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.nddata import block_reduce
+from astropy.stats import sigma_clipped_stats
+from astropy.visualization import AsinhStretch
+from PIL import Image
+
+from hapdask.catalogs.product import DrizzleProduct
+from hapdask.export.paths import commit, create_temporary, output_path, remove_temporary
+
+__all__ = ["PreviewParams", "display_limits", "grey_levels", "render_preview", "render_color",
+           "write_previews", "write_color_preview", "preview_names", "color_preview_name"]
+
+
+@dataclass(frozen=True)
+class PreviewParams:
+    """Preview rendering parameters (see the module docstring)."""
+
+    max_size: int = 1024
+    thumb_size: int = 128
+    asinh_a: float = 0.1
+    quality: int = 90
+
+    def __post_init__(self) -> None:
+        if self.max_size < 1 or self.thumb_size < 1:
+            raise ValueError("PreviewParams.max_size/thumb_size: must be >= 1")
+        if not 0 < self.asinh_a <= 1:
+            raise ValueError(f"PreviewParams.asinh_a: must be in (0, 1], got {self.asinh_a}")
+        if not 1 <= self.quality <= 95:
+            raise ValueError(f"PreviewParams.quality: must be in 1..95, got {self.quality}")
+
+
+def _binned(sci: np.ndarray, wht: np.ndarray, size: int) -> np.ndarray:
+    """NaN-aware block average (NaN where no data) so the longer side is <= ``size``."""
+    data = np.where((wht > 0) & np.isfinite(sci), sci, np.nan).astype(np.float64)
+    factor = max(1, math.ceil(max(data.shape) / size))
+    if factor == 1:
+        return data
+    ny, nx = (math.ceil(n / factor) * factor for n in data.shape)
+    padded = np.full((ny, nx), np.nan)
+    padded[: data.shape[0], : data.shape[1]] = data
+    with warnings.catch_warnings():
+        # all-NaN blocks ("Mean of empty slice") stay NaN = no data
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return block_reduce(padded, factor, func=np.nanmean)
+
+
+def display_limits(data: np.ndarray) -> tuple[float, float]:
+    """``(sky - sigma, max(99.95th percentile, sky + 20 sigma))`` of the finite pixels."""
+    values = data[np.isfinite(data)]
+    if values.size == 0:
+        return 0.0, 1.0
+    _, sky, sigma = sigma_clipped_stats(values, sigma=3.0, maxiters=5)
+    lo = float(sky - sigma)
+    hi = max(float(np.percentile(values, 99.95)), float(sky + 20.0 * sigma))
+    return lo, (hi if hi > lo else lo + 1.0)
+
+
+def grey_levels(data: np.ndarray, params: PreviewParams,
+                limits: tuple[float, float] | None = None) -> np.ndarray:
+    """uint8 image (row 0 = top) of ``data`` (row 0 = bottom): asinh stretch, NaN -> 0."""
+    good = np.isfinite(data)
+    lo, hi = display_limits(data) if limits is None else limits
+    span = hi - lo if hi > lo else 1.0
+    scaled = np.clip((np.where(good, data, lo) - lo) / span, 0.0, 1.0)
+    out = np.round(AsinhStretch(params.asinh_a)(scaled) * 255.0).astype(np.uint8)
+    out[~good] = 0
+    return np.flipud(out)
+
+
+def render_preview(product: DrizzleProduct, params: PreviewParams = PreviewParams()
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(preview, thumbnail) uint8 grey images of a product."""
+    return (grey_levels(_binned(product.sci, product.wht, params.max_size), params),
+            grey_levels(_binned(product.sci, product.wht, params.thumb_size), params))
+
+
+def _channels(products: list[DrizzleProduct]) -> list[DrizzleProduct]:
+    if not 1 <= len(products) <= 3:
+        raise ValueError(f"colour preview: 1 to 3 filter images, got {len(products)}")
+    shape = products[0].sci.shape
+    for p in products:
+        if p.sci.shape != shape:
+            raise ValueError(f"colour preview: {p.name} has shape {p.sci.shape}, "
+                             f"{products[0].name} {shape}; filter images must share the grid")
+    pivots = [p.keyword("PHOTPLAM") for p in products]
+    if all(v is not None for v in pivots):
+        return [p for _, p in sorted(zip(pivots, products, strict=True),
+                                     key=lambda t: float(t[0]))]
+    return list(products)
+
+
+def render_color(products: list[DrizzleProduct], params: PreviewParams = PreviewParams(),
+                 size: int | None = None) -> np.ndarray:
+    """(ny, nx, 3) uint8 RGB preview of up to three filter images (module docstring)."""
+    ordered = _channels(products)
+    size = params.max_size if size is None else size
+    planes = []
+    for p in ordered:
+        flam = p.keyword("PHOTFLAM")
+        scale = float(flam) if flam is not None else 1.0
+        planes.append(_binned(p.sci, p.wht, size) * scale)
+    limits = [display_limits(plane) for plane in planes]
+    span = max(hi - lo for lo, hi in limits)
+    grey = [grey_levels(plane, params, (lo, lo + span)) for plane, (lo, _) in
+            zip(planes, limits, strict=True)]
+    if len(grey) == 1:
+        r = g = b = grey[0]
+    elif len(grey) == 2:
+        b, r = grey
+        g = ((b.astype(np.uint16) + r) // 2).astype(np.uint8)
+    else:
+        b, g, r = grey
+    return np.dstack([r, g, b])
+
+
+def _jpeg_bytes(array: np.ndarray, params: PreviewParams) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="JPEG", quality=params.quality, optimize=False,
+                                progressive=False, subsampling=0)
+    return buf.getvalue()
+
+
+def _write_bytes(path: Path, data: bytes, overwrite: bool) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    final = output_path(path.parent, path.name)
+    if final.exists() and not overwrite:
+        raise FileExistsError(f"{final}: exists; pass overwrite=True to replace it")
+    fd = create_temporary(final)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return commit(final)
+    except BaseException:
+        remove_temporary(final)
+        raise
+
+
+def _stem(product_name: str) -> tuple[str, str]:
+    """``hst_x_drc.fits`` -> (``hst_x``, ``drc``); other names keep ``drz``."""
+    name = os.path.basename(product_name)
+    for kind in ("drz", "drc"):
+        if name.endswith(f"_{kind}.fits"):
+            return name[: -len(f"_{kind}.fits")], kind
+    return (name[:-5] if name.endswith(".fits") else name), "drz"
+
+
+def preview_names(product_name: str) -> tuple[str, str]:
+    """(``<stem>_drc.jpg``, ``<stem>_drc_thumb.jpg``) for ``<stem>_drc.fits`` (likewise drz)."""
+    stem, kind = _stem(product_name)
+    return f"{stem}_{kind}.jpg", f"{stem}_{kind}_thumb.jpg"
+
+
+def color_preview_name(total_name: str, filters: list[str]) -> str:
+    """``<total stem>_<f1>-<f2>_dr[cz].jpg`` (filters in the given order, lower case)."""
+    stem, kind = _stem(total_name)
+    return f"{stem}_{'-'.join(f.lower() for f in filters)}_{kind}.jpg"
+
+
+def write_previews(product: DrizzleProduct, outdir: str | os.PathLike[str], *,
+                   params: PreviewParams = PreviewParams(),
+                   overwrite: bool = False) -> tuple[Path, Path]:
+    """Write ``<product>_dr[cz].jpg`` and ``_thumb.jpg`` into ``outdir``; returns both paths."""
+    preview, thumb = render_preview(product, params)
+    big_name, thumb_name = preview_names(product.name)
+    outdir = Path(outdir)
+    for name in (big_name, thumb_name):
+        if (outdir / name).exists() and not overwrite:
+            raise FileExistsError(f"{outdir / name}: exists; pass overwrite=True to replace it")
+    return (_write_bytes(outdir / big_name, _jpeg_bytes(preview, params), overwrite),
+            _write_bytes(outdir / thumb_name, _jpeg_bytes(thumb, params), overwrite))
+
+
+def write_color_preview(total: DrizzleProduct, products: list[DrizzleProduct],
+                        outdir: str | os.PathLike[str], *, params: PreviewParams = PreviewParams(),
+                        overwrite: bool = False) -> Path:
+    """Write the colour preview of a total product from its filter images; returns the path."""
+    ordered = _channels(products)
+    filters = [str(p.keyword("FILTER", default=p.name)) for p in ordered]
+    rgb = render_color(ordered, params)
+    path = Path(outdir) / color_preview_name(total.name, filters)
+    return _write_bytes(path, _jpeg_bytes(rgb, params), overwrite)
