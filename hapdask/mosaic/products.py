@@ -150,7 +150,8 @@ def product_headers(filename: str, grid: OutputGrid, chips: Sequence[ChipRef], p
     for c in chips:
         cards.append({"data": f"{os.path.basename(c.chip.path)}[sci,{c.key[1]}]",
                       "exptime": c.exptime, "sky": skies[c.key].value,
-                      "iscale": (scale / c.pscale) ** 2, "scale": scale, "bits": params.bits,
+                      "iscale": (scale / c.pscale) ** 2, "in_scale": c.pscale, "scale": scale,
+                      "bits": params.bits,
                       "wcsname": getattr(c.chip, "wcsname", ""), "outname": filename,
                       "ctx": context})
     dcards = xheaders.drizzle_cards(cards)
