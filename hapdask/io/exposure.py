@@ -4,7 +4,11 @@ An :class:`Exposure` holds the primary header, one :class:`Chip` per ``SCI`` ext
 small distortion lookup tables (``WCSDVARR`` NPOL and ``D2IMARR`` detector-to-image
 extensions). It never holds pixel arrays, so it pickles in well under a millisecond (headers
 travel as their 80-character card images) and can be shipped to Dask workers freely. Pixels
-are read per chip, optionally per region, by :meth:`Chip.read`, which reopens the file.
+are read per chip, optionally per region, by :meth:`Chip.read`, through a per-process cache of
+open file handles (:mod:`hapdask.io._cache`: a region read does not reopen the file or re-parse
+its headers; a file replaced on disk is reopened). :func:`open_exposure` results are cached per
+process the same way (keyed on path, size and modification time), so planning parses each
+file's headers once.
 
 Conventions
 -----------
@@ -26,6 +30,7 @@ Conventions
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import re
@@ -39,7 +44,8 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_area
 
-from hapdask.io._fits import iter_hdus, normalize_path, open_fits
+from hapdask.io._cache import cached_exposure, fits_handle
+from hapdask.io._fits import iter_hdus, normalize_path
 from hapdask.io.filters import normalize_filter, raw_filters
 
 __all__ = ["Chip", "Exposure", "open_exposure"]
@@ -333,13 +339,13 @@ class Chip:
                 np.full(shape, self._err.value, np.float32),
                 np.full(shape, int(self._dq.value), np.uint16),
             )
-        with open_fits(self.path) as hdul:
-            # copy (and convert) while the file is open: sections of memory-mapped files
-            # may be views into the map
+        with fits_handle(self.path) as handle:
+            # copy (and convert) while the handle is in use: regions of memory-mapped files
+            # are views into the map
             box = (y0, y1, x0, x1)
-            sci = np.array(self._read_one(hdul, self._sci, box), dtype=np.float32, order="C")
-            err = np.array(self._read_one(hdul, self._err, box), dtype=np.float32, order="C")
-            dq = _as_unsigned_dq(self._read_one(hdul, self._dq, box), self.path, self.extver)
+            sci = np.array(self._read_one(handle, self._sci, box), dtype=np.float32, order="C")
+            err = np.array(self._read_one(handle, self._err, box), dtype=np.float32, order="C")
+            dq = _as_unsigned_dq(self._read_one(handle, self._dq, box), self.path, self.extver)
         return sci, err, dq
 
     def read_sci(self, region: tuple[int, int, int, int] | None = None) -> np.ndarray:
@@ -351,8 +357,8 @@ class Chip:
             )
         if self._sci.kind != "image":
             return np.full((y1 - y0, x1 - x0), self._sci.value, np.float32)
-        with open_fits(self.path) as hdul:
-            sci = self._read_one(hdul, self._sci, (y0, y1, x0, x1))
+        with fits_handle(self.path) as handle:
+            sci = self._read_one(handle, self._sci, (y0, y1, x0, x1))
             return np.array(sci, dtype=np.float32, order="C")
 
     def sci_all_zero(self, block_rows: int = 256) -> bool | None:
@@ -367,9 +373,9 @@ class Chip:
         if self._sci.kind != "image":
             return self._sci.value == 0
         ny, nx = self.shape
-        with open_fits(self.path) as hdul:
+        with fits_handle(self.path) as handle:
             for y0 in range(0, ny, max(1, int(block_rows))):
-                block = self._read_one(hdul, self._sci, (y0, min(ny, y0 + block_rows), 0, nx))
+                block = self._read_one(handle, self._sci, (y0, min(ny, y0 + block_rows), 0, nx))
                 if np.any(block != 0):
                     return False
         return True
@@ -389,7 +395,11 @@ class Chip:
             )
         return y0, y1, x0, x1
 
-    def _read_one(self, hdul, spec: _ArraySpec, region) -> np.ndarray:
+    def _read_one(self, handle, spec: _ArraySpec, region) -> np.ndarray:
+        """One array of ``region`` from an open :class:`~hapdask.io._cache.FitsHandle`.
+
+        Big-endian for FITS images read directly; callers convert.
+        """
         y0, y1, x0, x1 = region
         if spec.kind != "image":
             dtype = np.uint16 if spec.extname == "DQ" else np.float32
@@ -398,15 +408,17 @@ class Chip:
             return np.full((y1 - y0, x1 - x0), spec.value, dtype)
         where = f"{self.path}: {spec.extname},{self.extver} (HDU {spec.hdu})"
         try:
-            hdu = hdul[spec.hdu]
-            if str(hdu.header.get("EXTNAME", "")).strip().upper() != spec.extname:
-                raise OSError("file changed since it was opened (extension order differs)")
-            if _memmap_view_ok(hdul, hdu):
-                # uncompressed local file, unscaled data: slicing the memory map reads only
-                # the pages of the region (much faster than row-wise section reads)
-                arr = hdu.data[y0:y1, x0:x1]
-            else:
-                arr = hdu.section[y0:y1, x0:x1]
+            with handle.lock:  # astropy HDU loading, seeks and reads are not thread-safe
+                hdu = handle.hdul[spec.hdu]
+                if str(hdu.header.get("EXTNAME", "")).strip().upper() != spec.extname:
+                    raise OSError("file changed since it was opened (extension order differs)")
+                layout = handle.raw_layout(spec.hdu, hdu)
+                if layout is None:  # URL, gzip or scaled data: astropy's section reader
+                    arr = np.asarray(hdu.section[y0:y1, x0:x1])
+            if layout is not None:
+                # uncompressed local file, unscaled data: positional reads of the region's
+                # bytes only, outside the lock
+                arr = handle.read_raw(layout, region)
         except OSError as exc:
             raise OSError(f"{where}: cannot read pixels: {exc}") from exc
         except (ValueError, TypeError, IndexError, EOFError) as exc:
@@ -420,14 +432,6 @@ class Chip:
                 "(file truncated?)"
             )
         return arr
-
-
-def _memmap_view_ok(hdul, hdu) -> bool:
-    """True when ``hdu.data`` is a lazy memory map that needs no scaling."""
-    if not getattr(hdul, "_file", None) or not getattr(hdul._file, "memmap", False):
-        return False
-    hdr = hdu.header
-    return float(hdr.get("BSCALE", 1.0)) == 1.0 and float(hdr.get("BZERO", 0.0)) == 0.0
 
 
 def _as_unsigned_dq(dq: np.ndarray, path: str, extver: int) -> np.ndarray:
@@ -692,11 +696,20 @@ def _kind(path: str, extnames: set[str], primary: fits.Header) -> str:
     return "flc" if cte else "flt"
 
 
+def _copy_exposure(exp: Exposure) -> Exposure:
+    _ = exp.primary  # parse once, share the parsed header (read-only by contract)
+    return dataclasses.replace(exp, chips=list(exp.chips))
+
+
 def open_exposure(path_or_url: str | os.PathLike) -> Exposure:
     """Open an HST FLT/FLC/DRZ/DRC exposure lazily.
 
     Only headers (and the small ``WCSDVARR``/``D2IMARR`` lookup tables) are read; pixels are
-    read on demand by :meth:`Chip.read`.
+    read on demand by :meth:`Chip.read`. Results are cached per process, keyed on the path and
+    the file's size, modification time and inode (URLs: size and ETag/modification time), so
+    opening the same unchanged file again costs no header parsing; each call returns its own
+    :class:`Exposure` (sharing the immutable chips and parsed headers: treat them as
+    read-only).
 
     Parameters
     ----------
@@ -718,12 +731,18 @@ def open_exposure(path_or_url: str | os.PathLike) -> Exposure:
         the HDU and what is wrong).
     """
     path = normalize_path(path_or_url)
+    return cached_exposure(path, _read_exposure, _copy_exposure)
+
+
+def _read_exposure(path: str) -> Exposure:
+    """:func:`open_exposure` without the cache (``path`` normalised)."""
     sci: dict[int, tuple[int, fits.Header]] = {}
     aux: dict[tuple[str, int], tuple[int, fits.Header]] = {}
     lookup_hdus: dict[tuple[str, int], int] = {}
     extnames: set[str] = set()
     stubs: dict[int, np.ndarray] = {}
-    with open_fits(path) as hdul:
+    with fits_handle(path, drop_on_error=True) as handle, handle.lock:  # serves Chip.read later
+        hdul = handle.hdul
         primary = None
         for idx, hdu in iter_hdus(hdul, path):
             hdr = hdu.header

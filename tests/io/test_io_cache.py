@@ -1,0 +1,125 @@
+"""hapdask.io._cache: per-process FITS handle and exposure caches behind Chip.read."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from hapdask.io import _cache, open_exposure
+
+
+def _write(path, data, value_offset=0.0):
+    prim = fits.Header({"INSTRUME": "WFC3", "DETECTOR": "UVIS", "FILTER": "F606W",
+                        "EXPTIME": 10.0, "ROOTNAME": "icac01aaq"})
+    sci = fits.ImageHDU((data + value_offset).astype(np.float32), name="SCI", ver=1)
+    sci.header["BUNIT"] = "ELECTRONS"
+    dq = fits.ImageHDU(np.zeros(data.shape, np.int16), name="DQ", ver=1)
+    fits.HDUList([fits.PrimaryHDU(header=prim), sci, dq]).writeto(path, overwrite=True)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _empty_caches():
+    _cache.clear_caches()
+    yield
+    _cache.clear_caches()
+
+
+def test_cache_region_reads_do_not_reopen(tmp_path, monkeypatch):
+    data = np.arange(64 * 48, dtype=np.float32).reshape(64, 48)
+    path = _write(tmp_path / "icac01aaq_flt.fits", data)
+    opened = []
+    original = _cache.open_fits
+
+    def counting(p):
+        opened.append(p)
+        return original(p)
+
+    monkeypatch.setattr(_cache, "open_fits", counting)
+    chip = open_exposure(path).chips[0]
+    for y0 in range(0, 64, 16):
+        sci, err, dq = chip.read((y0, y0 + 16, 4, 20))
+        np.testing.assert_array_equal(sci, data[y0:y0 + 16, 4:20])
+    # narrow regions are read row by row, wide ones as whole rows: same pixels
+    for box in [(3, 40, 5, 13), (0, 64, 0, 48), (63, 64, 47, 48)]:
+        np.testing.assert_array_equal(chip.read(box)[0], data[box[0]:box[1], box[2]:box[3]])
+    assert open_exposure(path).chips[0].read((0, 2, 0, 2))[0].tolist() == [[0, 1], [48, 49]]
+    assert len(opened) == 1  # open_exposure, every read and the second open: one file open
+
+
+def test_cache_file_replaced_on_disk(tmp_path):
+    data = np.zeros((32, 32), np.float32)
+    path = _write(tmp_path / "icac01aaq_flt.fits", data)
+    chip = open_exposure(path).chips[0]
+    assert chip.read((0, 4, 0, 4))[0].max() == 0
+    old = next(iter(_cache._HANDLES.values()))
+    # replace the file by a new one (new inode, new mtime) and rewrite it in place
+    tmp = _write(tmp_path / "new.fits", data, 5.0)
+    os.replace(tmp, path)
+    assert chip.read((0, 4, 0, 4))[0].min() == 5.0
+    assert old.closed  # the stale handle was closed
+    with fits.open(path, mode="update") as h:
+        h["SCI"].data[:] = 7.0
+    assert open_exposure(path).chips[0].read((0, 4, 0, 4))[0].min() == 7.0
+    assert len(_cache._HANDLES) == 1
+
+
+def test_cache_bounded_lru_closes_evicted(tmp_path, monkeypatch):
+    monkeypatch.setattr(_cache, "FITS_CACHE_SIZE", 3)
+    chips = [open_exposure(_write(tmp_path / f"icac0{i}aaq_flt.fits",
+                                  np.full((8, 8), i, np.float32))).chips[0] for i in range(5)]
+    handles = []
+    for i, chip in enumerate(chips):
+        assert chip.read((0, 1, 0, 1))[0][0, 0] == i
+        handles.append(_cache._HANDLES[_cache.file_identity(chip.path)])
+    assert len(_cache._HANDLES) == 3
+    assert [h.closed for h in handles] == [True, True, False, False, False]
+    assert chips[0].read((0, 1, 0, 1))[0][0, 0] == 0  # reopened after eviction
+    assert handles[2].closed
+
+
+def test_cache_eviction_waits_for_readers(tmp_path):
+    path = str(_write(tmp_path / "icac01aaq_flt.fits", np.ones((8, 8), np.float32)))
+    with _cache.fits_handle(path) as handle:
+        _cache.clear_caches()
+        assert not handle.closed  # still in use
+        assert handle.hdul[1].data[0, 0] == 1.0
+    assert handle.closed
+
+
+def test_cache_threads_read_same_file(tmp_path):
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(256, 256)).astype(np.float32)
+    chip = open_exposure(_write(tmp_path / "icac01aaq_flt.fits", data)).chips[0]
+    errors = []
+
+    def worker(k):
+        try:
+            for j in range(20):
+                y0 = (k * 37 + j * 11) % 200
+                sci = chip.read((y0, y0 + 50, 10, 60))[0]
+                if not np.array_equal(sci, data[y0:y0 + 50, 10:60]):
+                    errors.append((k, j))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(_cache._HANDLES) == 1
+
+
+def test_cache_exposures_are_private_copies(tmp_path):
+    path = _write(tmp_path / "icac01aaq_flt.fits", np.ones((8, 8), np.float32))
+    a = open_exposure(path)
+    b = open_exposure(path)
+    assert a is not b and a.chips is not b.chips and a.chips[0] is b.chips[0]
+    a.chips.clear()
+    assert len(open_exposure(path).chips) == 1
