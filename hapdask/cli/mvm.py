@@ -32,6 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-context", action="store_true", help="do not build the CTX layer")
     p.add_argument("--layer", action="append", metavar="TEXT",
                    help="only the layers whose name contains TEXT (repeatable), e.g. f160w")
+    p.add_argument("--masks", metavar="DIR",
+                   help="directory of <rootname>_crmask.fits cosmic-ray masks (hapdask drizzle); "
+                        "masks beside the inputs are always used")
     p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     p.add_argument("--refcat", metavar="CAT",
                    help="align the inputs to this reference catalog first (ECSV/FITS/CSV/"
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         g, keys, paths = analyze_tasks(inputs)  # the guiding test reads pixels: in parallel
         verdicts = dict(zip(paths, get(g, keys), strict=True))
         p = mvm.plan(args.skycell, inputs, tile_size=args.tile_size, wcs_updates=updates,
-                     context=not args.no_context, only=args.layer, verdicts=verdicts)
+                     context=not args.no_context, only=args.layer, verdicts=verdicts,
+                     masks=args.masks)
         print("\n".join(printable(line) for line in p.describe().splitlines()))
         return 0 if p.layers else 65
     try:
@@ -107,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
             threads_per_worker=args.threads_per_worker, tile_size=args.tile_size,
             context=not args.no_context, progress=True, log=_log, layers=args.layer,
             scheduler_timeout=args.scheduler_timeout, oversubscribe=args.oversubscribe,
-            temp_dir=args.temp_dir, refcat=args.refcat, wcs_updates=updates)
+            temp_dir=args.temp_dir, refcat=args.refcat, wcs_updates=updates,
+            masks=args.masks)
     except (ValueError, OSError, KeyboardInterrupt, CLIError):
         raise
     except Exception as exc:  # a failed task: one line, not a traceback

@@ -18,82 +18,34 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import threading
-import warnings
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from astropy.io import fits
-from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs import WCS
 
 import skycells
 from hapdask.io import linear_pixel_scale
+from hapdask.mosaic.grid import OutputGrid
+from hapdask.mosaic.inputs import ChipKey, ChipRef, detector_noise
+from hapdask.mosaic.products import find_crmask
+from hapdask.mosaic.tiles import SAMPLE_STEP, Tile, chip_tile_boxes, place_chips, plan_tiles
+from hapdask.mosaic.wcsio import (
+    header_wcs,
+    serialize_wcs,
+    thread_header_wcs,
+    thread_wcs,
+    updated_wcs_bytes,
+    wcs_from_bytes,
+)
 from skycells import SkyCell
 
-__all__ = ["ChipRef", "InputInfo", "LayerPlan", "MvmPlan", "Rejection", "Tile", "plan",
-           "serialize_wcs", "wcs_from_bytes"]
-
-#: sampling step (input pixels) of the coarse per-chip pixel map used to find tile boxes
-SAMPLE_STEP = 32
-
-ChipKey = tuple[str, int]
-
-
-# -- WCS transport: bytes in, a fresh private astropy WCS out (never shared across threads) ----
-def serialize_wcs(w: WCS | fits.Header) -> bytes:
-    """Serialise a WCS (SIP + lookup tables included) or a header to FITS bytes."""
-    import io
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        if isinstance(w, fits.Header):
-            w = WCS(w)
-        hdul = w.to_fits(relax=True)
-    if w.pixel_shape is not None:
-        hdul[0].header["HDKNAXS1"] = w.pixel_shape[0]
-        hdul[0].header["HDKNAXS2"] = w.pixel_shape[1]
-    buf = io.BytesIO()
-    hdul.writeto(buf)
-    return buf.getvalue()
-
-
-_SIP_PREFIXES = ("A_", "B_", "AP_", "BP_")
-
-
-def updated_wcs_bytes(chip, update: WCS | fits.Header) -> bytes:
-    """Serialised WCS of a chip after an update (:func:`serialize_wcs` bytes).
-
-    A WCS replaces the chip's WCS outright. A header is applied like a headerlet: its
-    keywords replace the chip header's (all SIP terms go when it carries any), and the chip's
-    own NPOL/D2IM lookup tables are kept.
-    """
-    import io
-
-    if isinstance(update, WCS):
-        return serialize_wcs(update)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        hdul = chip.wcs().to_fits(relax=True)
-    hdr = hdul[0].header
-    if any(k.startswith(_SIP_PREFIXES[:2]) for k in update):
-        for k in [k for k in hdr if k.startswith(_SIP_PREFIXES)]:
-            hdr.remove(k, ignore_missing=True, remove_all=True)
-    if any(k[:2] in ("CD", "PC") and "_" in k for k in update):
-        # a new linear transform: drop the old one in either convention (PC wins over CD)
-        for k in [k for k in hdr if (k[:2] in ("CD", "PC") and "_" in k) or k.startswith("CDELT")]:
-            hdr.remove(k, ignore_missing=True, remove_all=True)
-    skip = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "XTENSION", "PCOUNT",
-            "GCOUNT", "EXTNAME", "EXTVER", "COMMENT", "HISTORY", ""}
-    for card in update.cards:
-        if card.keyword not in skip:
-            hdr[card.keyword] = (card.value, card.comment)
-    hdr["HDKNAXS1"] = chip.shape[1]
-    hdr["HDKNAXS2"] = chip.shape[0]
-    buf = io.BytesIO()
-    hdul.writeto(buf)
-    return buf.getvalue()
+# ChipRef, Tile, the WCS transport and chip_tile_boxes live in hapdask.mosaic (the engine);
+# they are re-exported here for the MVM API.
+__all__ = ["ChipRef", "InputInfo", "LayerPlan", "MvmPlan", "Rejection", "SAMPLE_STEP", "Tile",
+           "chip_tile_boxes", "header_wcs", "plan", "serialize_wcs", "thread_header_wcs",
+           "thread_wcs", "updated_wcs_bytes", "wcs_from_bytes"]
 
 
 def _applied_header(header: fits.Header, update: WCS | fits.Header | None) -> fits.Header:
@@ -110,124 +62,7 @@ def _applied_header(header: fits.Header, update: WCS | fits.Header | None) -> fi
     return out
 
 
-def wcs_from_bytes(data: bytes) -> WCS:
-    """A new astropy WCS from :func:`serialize_wcs` bytes (one private object per call)."""
-    import io
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        with fits.open(io.BytesIO(data)) as hdul:
-            hdr = hdul[0].header
-            w = WCS(hdr, fobj=hdul)
-            if "HDKNAXS1" in hdr:
-                w.pixel_shape = (int(hdr["HDKNAXS1"]), int(hdr["HDKNAXS2"]))
-    return w
-
-
-_TLS = threading.local()
-_TLS_SIZE = 64
-
-
-def _thread_cached(kind: str, data: bytes | str, build):
-    """Per-thread cache of WCS objects built from bytes/strings.
-
-    Each thread builds and keeps its own objects, so no astropy WCS is ever shared between
-    threads; a thread reuses its objects across the tasks it runs one after another.
-    """
-    cache = getattr(_TLS, "cache", None)
-    if cache is None:
-        cache = _TLS.cache = OrderedDict()
-    raw = data.encode() if isinstance(data, str) else data
-    key = (kind, hashlib.sha1(raw).digest())
-    w = cache.get(key)
-    if w is None:
-        w = build(data)
-        cache[key] = w
-        while len(cache) > _TLS_SIZE:
-            cache.popitem(last=False)
-    else:
-        cache.move_to_end(key)
-    return w
-
-
-def thread_wcs(data: bytes) -> WCS:
-    """:func:`wcs_from_bytes`, cached per thread (the object is private to this thread)."""
-    return _thread_cached("bytes", data, wcs_from_bytes)
-
-
-def thread_header_wcs(header_str: str) -> WCS:
-    """:func:`header_wcs`, cached per thread (the object is private to this thread)."""
-    return _thread_cached("header", header_str, header_wcs)
-
-
-def header_wcs(header_str: str) -> WCS:
-    """A new pure-TAN WCS from a header string (the layer grids)."""
-    hdr = fits.Header.fromstring(header_str)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        w = WCS(hdr)
-    w.pixel_shape = (int(hdr["NAXIS1"]), int(hdr["NAXIS2"]))
-    return w
-
-
 # -- plan records --------------------------------------------------------------------------
-@dataclass
-class ChipRef:
-    """One input chip as the graph sees it (picklable; shipped to the tasks that need it).
-
-    Attributes
-    ----------
-    key : (rootname, extver)
-    chip : hapdask.io.Chip
-        Lazy chip (reads pixels on demand).
-    exptime : float
-        Exposure time (s): the drizzle weight per good pixel.
-    is_rate : bool
-        SCI already in electrons/s (else divided by ``exptime``).
-    bits : int or None
-        DQ bits treated as good (None: every pixel good).
-    pscale : float
-        Nominal input pixel scale (arcsec), :attr:`hapdask.io.Chip.pixel_scale` (``IDCSCALE``).
-    wcs_bytes : bytes or None
-        Replacement WCS (alignment result) serialised with :func:`serialize_wcs`.
-    content : str
-        Content identity of the chip's file (:func:`hapdask.io.content_identity`): resumed
-        runs recompute every tile of a chip whose file changed.
-    """
-
-    key: ChipKey
-    chip: object
-    exptime: float
-    is_rate: bool
-    bits: int | None
-    pscale: float
-    wcs_bytes: bytes | None = None
-    content: str = ""
-
-    def wcs(self) -> WCS:
-        """A new astropy WCS of this chip (the replacement one when given)."""
-        if self.wcs_bytes is not None:
-            w = wcs_from_bytes(self.wcs_bytes)
-            ny, nx = self.shape
-            w.pixel_shape = (nx, ny)
-            return w
-        return self.chip.wcs()
-
-    def thread_wcs(self) -> WCS:
-        """The chip's WCS, private to the calling thread (cached per thread: do not modify)."""
-        if self.wcs_bytes is not None:
-            return thread_wcs(self.wcs_bytes)
-        return self.chip.wcs()
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.chip.shape)
-
-    @property
-    def label(self) -> str:
-        return f"{os.path.basename(self.chip.path)}[sci,{self.key[1]}]"
-
-
 @dataclass
 class InputInfo:
     """One input exposure that passed the rules."""
@@ -261,27 +96,6 @@ class Rejection:
 
     def __str__(self) -> str:
         return f"{os.path.basename(self.path)}: {self.rule}: {self.reason}"
-
-
-@dataclass
-class Tile:
-    """One output tile and the chips that touch it.
-
-    Attributes
-    ----------
-    index : (ty, tx)
-        0-based tile indices.
-    window : (y0, y1, x0, x1)
-        0-based, half-open pixel window in the layer array.
-    contribs : list of (chip index, box)
-        Chip index into :attr:`LayerPlan.chips` (also its context id) and the 0-based,
-        half-open input box ``(y0, y1, x0, x1)`` of the pixels that can land in the tile;
-        sorted by chip index (the fixed drizzle order).
-    """
-
-    index: tuple[int, int]
-    window: tuple[int, int, int, int]
-    contribs: list[tuple[int, tuple[int, int, int, int]]]
 
 
 @dataclass
@@ -354,6 +168,9 @@ class MvmPlan:
     tile_size : int
     context : bool
         Whether CTX is built.
+    crmasks : dict
+        ``(rootname, extver) -> path`` of the cosmic-ray mask file (``<rootname>_crmask.fits``
+        of ``hapdask drizzle``) of each chip that has one; its flagged pixels get weight 0.
     """
 
     skycell: str
@@ -362,6 +179,7 @@ class MvmPlan:
     rejected: list[Rejection]
     tile_size: int
     context: bool = True
+    crmasks: dict = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:
@@ -376,6 +194,9 @@ class MvmPlan:
                          f"{c.content}".encode())
                 if c.wcs_bytes is not None:
                     h.update(hashlib.sha256(c.wcs_bytes).digest())
+        for key, path in sorted(self.crmasks.items()):
+            st = os.stat(path)
+            h.update(f"crmask|{key}|{path}|{st.st_size}|{st.st_mtime_ns}".encode())
         return h.hexdigest()[:16]
 
     def reject_chips(self, bad: Mapping[ChipKey, str]) -> None:
@@ -441,92 +262,6 @@ class MvmPlan:
 def _to_output_pixels(cell_wcs: WCS, radec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x, y = cell_wcs.wcs_world2pix(radec[:, 0], radec[:, 1], 0)
     return np.asarray(x), np.asarray(y)
-
-
-def _sample_grid(n: int, step: int) -> np.ndarray:
-    g = np.arange(0, n, step, dtype=np.float64)
-    if g[-1] != n - 1:
-        g = np.append(g, n - 1)
-    return g
-
-
-def chip_tile_boxes(
-    chip_wcs: WCS,
-    shape: tuple[int, int],
-    layer_wcs: WCS,
-    layer_shape: tuple[int, int],
-    tile: int,
-    margin: float,
-    step: int = SAMPLE_STEP,
-) -> dict[tuple[int, int], tuple[int, int, int, int]]:
-    """Conservative input boxes of one chip for every tile it touches.
-
-    The chip is sampled every ``step`` pixels (edges included) through its full WCS into the
-    layer grid; each cell of the sample grid is assigned to every tile its mapped bounding box
-    (grown by ``margin`` output pixels) touches.
-
-    Returns
-    -------
-    dict
-        ``(ty, tx) -> (y0, y1, x0, x1)``: 0-based, half-open input pixel box (clipped to the
-        chip).
-    """
-    ny, nx = shape
-    gy = _sample_grid(ny, step)
-    gx = _sample_grid(nx, step)
-    xx, yy = np.meshgrid(gx, gy)
-    ra, dec = chip_wcs.all_pix2world(xx.ravel(), yy.ravel(), 0)
-    ox, oy = layer_wcs.wcs_world2pix(ra, dec, 0)
-    ox = ox.reshape(xx.shape)
-    oy = oy.reshape(xx.shape)
-    quads_x = np.stack([ox[:-1, :-1], ox[1:, :-1], ox[:-1, 1:], ox[1:, 1:]])
-    quads_y = np.stack([oy[:-1, :-1], oy[1:, :-1], oy[:-1, 1:], oy[1:, 1:]])
-    qx0 = quads_x.min(0) - margin
-    qx1 = quads_x.max(0) + margin
-    qy0 = quads_y.min(0) - margin
-    qy1 = quads_y.max(0) + margin
-    # input range of each cell (half-open), 1 px beyond the samples on each side
-    iy0 = np.repeat(gy[:-1, None], len(gx) - 1, axis=1)
-    iy1 = np.repeat(gy[1:, None], len(gx) - 1, axis=1) + 1
-    ix0 = np.repeat(gx[None, :-1], len(gy) - 1, axis=0)
-    ix1 = np.repeat(gx[None, 1:], len(gy) - 1, axis=0) + 1
-    lny, lnx = layer_shape
-    ok = np.isfinite(qx0) & np.isfinite(qy0) & (qx1 >= -0.5) & (qy1 >= -0.5) \
-        & (qx0 <= lnx - 0.5) & (qy0 <= lny - 0.5)
-    if not ok.any():
-        return {}
-    nty, ntx = -(-lny // tile), -(-lnx // tile)
-    t_x0 = np.clip(np.floor((qx0[ok] + 0.5) / tile), 0, ntx - 1).astype(int)
-    t_x1 = np.clip(np.floor((qx1[ok] + 0.5) / tile), 0, ntx - 1).astype(int)
-    t_y0 = np.clip(np.floor((qy0[ok] + 0.5) / tile), 0, nty - 1).astype(int)
-    t_y1 = np.clip(np.floor((qy1[ok] + 0.5) / tile), 0, nty - 1).astype(int)
-    cy0, cy1, cx0, cx1 = iy0[ok], iy1[ok], ix0[ok], ix1[ok]
-    boxes: dict[tuple[int, int], list[int]] = {}
-    for k in range(t_x0.size):
-        for ty in range(t_y0[k], t_y1[k] + 1):
-            for tx in range(t_x0[k], t_x1[k] + 1):
-                b = boxes.get((ty, tx))
-                if b is None:
-                    boxes[(ty, tx)] = [cy0[k], cy1[k], cx0[k], cx1[k]]
-                else:
-                    b[0] = min(b[0], cy0[k])
-                    b[1] = max(b[1], cy1[k])
-                    b[2] = min(b[2], cx0[k])
-                    b[3] = max(b[3], cx1[k])
-    out = {}
-    for key, (a, b, c, d) in boxes.items():
-        out[key] = (max(int(a) - 1, 0), min(int(b) + 1, ny),
-                    max(int(c) - 1, 0), min(int(d) + 1, nx))
-    return out
-
-
-def _tile_windows(shape: tuple[int, int], tile: int) -> list[tuple[tuple[int, int], tuple]]:
-    ny, nx = shape
-    out = []
-    for ty, y0 in enumerate(range(0, ny, tile)):
-        for tx, x0 in enumerate(range(0, nx, tile)):
-            out.append(((ty, tx), (y0, min(y0 + tile, ny), x0, min(x0 + tile, nx))))
-    return out
 
 
 def _header_float(h: fits.Header, key: str, default: float = 0.0) -> float:
@@ -595,6 +330,7 @@ def plan(
     verdicts: Mapping[str, object] | None = None,
     only: Iterable[str] | None = None,
     refcat: object | None = None,
+    masks: str | os.PathLike | None = None,
 ) -> MvmPlan:
     """Plan the MVM layers of a SkyCell.
 
@@ -623,6 +359,9 @@ def plan(
     refcat : RefCatalog or path, optional
         Align the inputs to this reference catalog first (:func:`hapdask.align.mvm_alignment`,
         corrections limited to the alignment margin); its updates yield to ``wcs_updates``.
+    masks : path, optional
+        Directory of cosmic-ray masks (``<rootname>_crmask.fits``); a mask file beside an
+        input is used too (``masks`` wins).
 
     Returns
     -------
@@ -733,11 +472,15 @@ def plan(
         prim = exp.primary
         chips = []
         for chip in exp.chips:
+            gain, rn = detector_noise(prim, chip.bunit)
             chips.append(ChipRef(
                 key=(exp.rootname, chip.extver), chip=chip, exptime=float(exp.exptime),
                 is_rate=bool(chip.is_rate), bits=bits,
                 pscale=chip.pixel_scale,
-                wcs_bytes=chip_bytes[chip.extver], content=content))
+                wcs_bytes=chip_bytes[chip.extver], gain=gain, readnoise=rn,
+                signature=(exp.instrument, exp.detector, tuple(chip.shape),
+                           chip.ccdchip if chip.ccdchip is not None else chip.extver),
+                content=content))
         expstart = _header_float(prim, "EXPSTART")
         kept.append(InputInfo(
             path=path, rootname=exp.rootname, instrument=exp.instrument, detector=exp.detector,
@@ -794,8 +537,14 @@ def plan(
         if info.rootname not in used and not any(r.path == info.path for r in rejected):
             rejected.append(Rejection(info.path, "NO_OVERLAP", "does not overlap the SkyCell"))
     inputs_used = [i for i in kept if i.rootname in used]
+    crmasks = {}
+    for info in inputs_used:
+        found = find_crmask(info.path, info.rootname, masks)
+        if found is not None:
+            for c in info.chips:
+                crmasks[c.key] = str(found)
     return MvmPlan(skycell=cells["fine"].name, layers=layers, inputs=inputs_used,
-                   rejected=rejected, tile_size=tile_size, context=context)
+                   rejected=rejected, tile_size=tile_size, context=context, crmasks=crmasks)
 
 
 def _layer(filename, instr, det, filt, scale, flc, members, bwcs, cell, tile_size, step
@@ -808,7 +557,7 @@ def _layer(filename, instr, det, filt, scale, flc, members, bwcs, cell, tile_siz
     layer_wcs = header_wcs(header.tostring())
     chips: list[ChipRef] = []
     polys: list[np.ndarray] = []
-    per_chip_boxes = []
+    candidates = []
     inputs: list[InputInfo] = []
     for m in members:
         used = False
@@ -823,14 +572,14 @@ def _layer(filename, instr, det, filt, scale, flc, members, bwcs, cell, tile_siz
             px, py = _to_output_pixels(layer_wcs, outline)
             chips.append(c)
             polys.append(np.column_stack([px, py]))
-            per_chip_boxes.append(boxes)
+            candidates.append(list(boxes))
             used = True
         if used:
             inputs.append(m)
-    tiles = []
-    for index, window in _tile_windows(shape, tile_size):
-        contribs = [(k, boxes[index]) for k, boxes in enumerate(per_chip_boxes) if index in boxes]
-        tiles.append(Tile(index, window, contribs))
+    # the sampled boxes decide which chips belong to the layer; the drizzle boxes are exact
+    grid = OutputGrid(header.tostring())
+    placements = place_chips(chips, grid, tile_size, candidates=candidates)
+    tiles = plan_tiles(grid, tile_size, placements)
     bits = chips[0].bits if chips else None
     return LayerPlan(
         name=filename[:-5], filename=filename, instrument=instr, detector=det, filter=filt,

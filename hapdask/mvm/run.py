@@ -150,9 +150,9 @@ def tile_fingerprint(p: MvmPlan, lay: LayerPlan, tile, skies: Mapping) -> int:
     """uint64 fingerprint of everything one tile's pixels come from.
 
     The layer grid, tile window, context option and, for every contributing chip, its context
-    id, input box, identity (file, content identity, EXPTIME, DQ bits, scale, replacement WCS)
-    and sky level. A resumed run reuses a stored tile only when this is unchanged
-    (:func:`hapdask.export.zarr.reusable_tiles`). Never 0 (0 marks "not recorded").
+    id, input box, identity (file, content identity, EXPTIME, DQ bits, scale, replacement WCS,
+    cosmic-ray mask file) and sky level. A resumed run reuses a stored tile only when this is
+    unchanged (:func:`hapdask.export.zarr.reusable_tiles`). Never 0 (0 marks "not recorded").
     """
     h = hashlib.blake2b(digest_size=8)
     h.update(f"{lay.name}|{tile.window}|{p.context}|{lay.nplanes}|".encode())
@@ -163,6 +163,10 @@ def tile_fingerprint(p: MvmPlan, lay: LayerPlan, tile, skies: Mapping) -> int:
                  f"{c.pscale!r}|{skies[c.key].value!r}".encode())
         if c.wcs_bytes is not None:
             h.update(hashlib.sha256(c.wcs_bytes).digest())
+        mask = p.crmasks.get(c.key)
+        if mask is not None:  # a cosmic-ray mask file (hapdask drizzle) changes the weights
+            st = os.stat(mask)
+            h.update(f"|crmask|{mask}|{st.st_size}|{st.st_mtime_ns}".encode())
     return int.from_bytes(h.digest(), "little") or 1
 
 
@@ -566,6 +570,7 @@ def run(
     scheduler_timeout: float = 30.0,
     oversubscribe: bool = False,
     temp_dir: str | os.PathLike | None = None,
+    masks: str | os.PathLike | None = None,
 ) -> MvmResult:
     """Build the MVM layers of a SkyCell and write them (FITS and/or zarr).
 
@@ -611,6 +616,9 @@ def run(
     The SkyCell's products in the output directory are locked for the run
     (:class:`hapdask.export.lock.OutputLock`): a second run of the same SkyCell into it fails
     at once with :class:`~hapdask.export.lock.OutputLocked`.
+    masks : path, optional
+        Directory of cosmic-ray masks (``<rootname>_crmask.fits`` of ``hapdask drizzle``);
+        masks beside the inputs are used too. Flagged pixels get weight 0.
 
     Returns
     -------
@@ -641,7 +649,10 @@ def run(
             g, keys, paths = analyze_tasks(inputs)
             verdicts = dict(zip(paths, compute(g, keys, False), strict=True))
         p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates,
-                 context=context, verdicts=verdicts, only=layers)
+                 context=context, verdicts=verdicts, only=layers, masks=masks)
+        for path in sorted(set(p.crmasks.values())):
+            notes.append(f"cosmic-ray mask {path}")
+            log(notes[-1])
         if not p.layers:
             reasons = "; ".join(str(r) for r in p.rejected[:5]) or "no inputs"
             if layers:

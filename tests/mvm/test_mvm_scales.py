@@ -115,14 +115,16 @@ def test_exp_weights_have_no_scale(sim):
     """DrizzlePac's EXP weight (``buildEXPmask``) = EXPTIME x mask, as ours: no pixel scale."""
     from drizzlepac import processInput
 
-    from hapdask.mvm.graph import _prepare
+    from hapdask.mosaic.stages import prepare_chip_region
+    from hapdask.mvm.graph import layer_params
     from hapdask.mvm.sky import SkyLevel
 
     p = make_plan(SKYCELL, str(sim.mvm_poller), tile_size=2048)
     lay = next(lay for lay in p.layers.values() if lay.detector.upper() == "UVIS")
     chip = lay.chips[0]
     ny, nx = chip.shape
-    _, ours = _prepare(chip, SkyLevel(0.0, 0.0, 1), (0, ny, 0, nx))
+    _, ours = prepare_chip_region(chip, SkyLevel(0.0, 0.0, 1), (0, ny, 0, nx),
+                                  layer_params(lay))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         img = processInput._getInputImage(str(chip.chip.path))

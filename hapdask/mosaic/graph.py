@@ -1,0 +1,245 @@
+"""The mosaic graph: AstroDrizzle's steps as Dask stages over tiles and chip regions.
+
+Keys (``<p>`` is a caller-given prefix carrying a plan fingerprint, so keys are
+deterministic)::
+
+    (<p>-chip, i)               ChipRef of input chip i (every chip enters the graph once)
+    (<p>-sky..., i)             SkyLevel of chip i (from a sky method's own tasks)
+    (<p>-static...)             static masks (bool, True = good), one per chip signature
+    (<p>-wsum, ty, tx)          per-exposure weight sums of a separate-drizzle tile
+    (<p>-wmean,), (<p>-noise,)  mean weights and minmed noise terms of the exposures
+    (<p>-median, ty, tx)        median tile of the separate-drizzle grid
+    (<p>-cr, i, r)              cosmic-ray mask (bool) of region r of chip i
+    (<p>-tile, ty, tx)          {"sci", "wht", "ctx"} of a final output tile
+
+Each task holds one tile (or one chip region) and the input pixels that map onto it; the order
+in which chips are added is fixed by the plan, so results do not depend on scheduling, tiling
+or worker count. Pixel coordinates are 0-based; boxes and windows are ``(y0, y1, x0, x1)``,
+half-open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hapdask.mosaic.inputs import ChipRef
+from hapdask.mosaic.params import DrizzleParams
+from hapdask.mosaic.stages import (
+    CrJob,
+    MedianJob,
+    TileJob,
+    blot_cr_region,
+    drizzle_tile,
+    exposure_noise,
+    median_tile,
+    weight_means,
+    weight_sums_tile,
+)
+from hapdask.mosaic.tiles import ChipPlacement, Tile
+
+__all__ = ["chip_tasks", "cr_tasks", "drizzle_tasks", "median_tasks", "static_tasks"]
+
+Box = tuple[int, int, int, int]
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+
+
+def chip_tasks(chips: Sequence[ChipRef], prefix: str) -> tuple[dict, list]:
+    """Put every chip into a graph once: ``({(<prefix>-chip, i): chip}, keys)``."""
+    graph = {(f"{prefix}-chip", i): c for i, c in enumerate(chips)}
+    return graph, list(graph)
+
+
+def static_tasks(chips: Sequence[ChipRef], static_sig: float, prefix: str
+                 ) -> tuple[dict, list]:
+    """Static masks (the sky package's ``static_mask_tasks``, grouped as drizzlepac 3.11 does).
+    Returns ``(graph, keys)`` with one key per chip (bool, chip shape, True = good)."""
+    from hapdask.sky import static_mask_tasks
+
+    graph, by_chip = static_mask_tasks(list(chips), f"{prefix}-static", static_sig)
+    return graph, [by_chip[c.key] for c in chips]
+
+
+def drizzle_tasks(
+    tiles: Sequence[Tile],
+    chips: Sequence[ChipRef],
+    chip_keys: Sequence,
+    sky_keys: Sequence,
+    header: str,
+    scale_arcsec: float,
+    params: DrizzleParams,
+    nplanes: int,
+    prefix: str,
+    *,
+    static_keys: Sequence | None = None,
+    cr_regions: Sequence[Sequence[tuple[Box, object]]] | None = None,
+) -> tuple[dict, dict[tuple[int, int], tuple]]:
+    """Final drizzle: one task per output tile.
+
+    Parameters
+    ----------
+    tiles : sequence of Tile
+        ``contribs`` index ``chips`` (and are the context ids).
+    chips, chip_keys, sky_keys : sequences
+        The chips, the graph keys holding them and the keys (or values) of their SkyLevels.
+    header, scale_arcsec : str, float
+        Output grid (header string with NAXISn) and its pixel scale.
+    params : DrizzleParams
+    nplanes : int
+        Context planes (0: no CTX).
+    prefix : str
+    static_keys : sequence, optional
+        Per chip, the key of its static mask.
+    cr_regions : sequence, optional
+        Per chip, ``(region box, key of its cosmic-ray mask)`` pairs.
+
+    Returns
+    -------
+    graph, {(ty, tx): key}
+    """
+    graph: dict = {}
+    keys: dict = {}
+    for tile in tiles:
+        idx = [i for i, _ in tile.contribs]
+        boxes = tuple(b for _, b in tile.contribs)
+        ratios = tuple(scale_arcsec / chips[i].pscale for i in idx)
+        cr_boxes: list[tuple[Box, ...]] = []
+        cr_keys: list[list] = []
+        if cr_regions is not None:
+            for i, box in tile.contribs:
+                grown = (box[0] - 1, box[1] + 1, box[2] - 1, box[3] + 1)
+                sel = [(b, k) for b, k in cr_regions[i] if _overlaps(b, grown)]
+                cr_boxes.append(tuple(b for b, _ in sel))
+                cr_keys.append([k for _, k in sel])
+        job = TileJob(index=tile.index, window=tile.window, header=header, boxes=boxes,
+                      ctx_ids=tuple(idx), iscales=tuple(r * r for r in ratios), ratios=ratios,
+                      nplanes=nplanes, params=params, cr_boxes=tuple(cr_boxes))
+        key = (f"{prefix}-tile", *tile.index)
+        graph[key] = (drizzle_tile, job, [chip_keys[i] for i in idx],
+                      [sky_keys[i] for i in idx],
+                      [static_keys[i] for i in idx] if static_keys is not None else [],
+                      cr_keys)
+        keys[tile.index] = key
+    return graph, keys
+
+
+def median_tasks(
+    tiles: Sequence[Tile],
+    grid_shape: tuple[int, int],
+    chips: Sequence[ChipRef],
+    chip_keys: Sequence,
+    sky_keys: Sequence,
+    header: str,
+    scale_arcsec: float,
+    params: DrizzleParams,
+    combine,
+    tile_boxes: Sequence[dict],
+    prefix: str,
+    *,
+    static_keys: Sequence | None = None,
+) -> tuple[dict, dict[tuple[int, int], tuple]]:
+    """Separate drizzles + median: one task per tile of the median grid.
+
+    Two passes: the weight sums of every tile (reduced into each exposure's mean weight over
+    the whole grid, for ``combine_maskpt``), then the median tiles. Exposures are the chips'
+    rootnames in chip order. ``tile_boxes[i]`` maps tile index -> input box of chip ``i`` for
+    the tile grown by ``combine.halo`` (see :func:`hapdask.mosaic.tiles.place_chip`).
+
+    Returns
+    -------
+    graph, {(ty, tx): key of the median tile}
+    """
+    halo = int(combine.halo)
+    ny, nx = grid_shape
+    exposures: dict[str, list[int]] = {}
+    for i, c in enumerate(chips):
+        exposures.setdefault(c.rootname, []).append(i)
+    exp_index = {r: e for e, r in enumerate(exposures)}
+    n_inputs = len(exposures)
+    graph: dict = {}
+    noise_key = (f"{prefix}-noise",)
+    graph[noise_key] = (exposure_noise, list(chip_keys), [list(v) for v in exposures.values()],
+                        *sky_keys)
+    jobs = []
+    for tile in tiles:
+        y0, y1, x0, x1 = tile.window
+        grown = (max(y0 - halo, 0), min(y1 + halo, ny), max(x0 - halo, 0), min(x1 + halo, nx))
+        idx = [i for i in range(len(chips)) if tile.index in tile_boxes[i]]
+        if not idx:
+            continue
+        groups: dict[str, list[int]] = {}
+        for pos, i in enumerate(idx):
+            groups.setdefault(chips[i].rootname, []).append(pos)
+        ratios = tuple(scale_arcsec / chips[i].pscale for i in idx)
+        job = MedianJob(index=tile.index, window=tile.window, grown=grown, header=header,
+                        boxes=tuple(tile_boxes[i][tile.index] for i in idx),
+                        iscales=tuple(r * r for r in ratios), ratios=ratios,
+                        groups=tuple(tuple(v) for v in groups.values()),
+                        exposures=tuple(exp_index[r] for r in groups), n_inputs=n_inputs,
+                        params=params, combine=combine)
+        args = ([chip_keys[i] for i in idx], [sky_keys[i] for i in idx],
+                [static_keys[i] for i in idx] if static_keys is not None else [])
+        wkey = (f"{prefix}-wsum", *tile.index)
+        graph[wkey] = (weight_sums_tile, job, *args)
+        jobs.append((job, args, wkey))
+    means_key = (f"{prefix}-wmean",)
+    graph[means_key] = (weight_means, *[w for _, _, w in jobs])
+    keys: dict = {}
+    for job, args, _ in jobs:
+        key = (f"{prefix}-median", *job.index)
+        graph[key] = (median_tile, job, *args, means_key, noise_key)
+        keys[job.index] = key
+    return graph, keys
+
+
+def cr_tasks(
+    placements: Sequence[ChipPlacement],
+    chips: Sequence[ChipRef],
+    chip_keys: Sequence,
+    sky_keys: Sequence,
+    header: str,
+    scale_arcsec: float,
+    tile_windows: dict[tuple[int, int], Box],
+    median_keys: dict[tuple[int, int], tuple],
+    halo: int,
+    blot: dict,
+    cr,
+    prefix: str,
+) -> tuple[dict, list[list[tuple[Box, object]]]]:
+    """Blot + driz_cr: one task per chip region.
+
+    ``blot`` holds ``interp``, ``sinscl``, ``addsky``, ``skyval``. Regions mapping outside
+    the median grid, or onto tiles without a median, get no task (no cosmic ray flagged).
+
+    Returns
+    -------
+    graph, per chip: list of (region box, key of its bool mask)
+    """
+    graph: dict = {}
+    out: list[list] = []
+    for i, (chip, place) in enumerate(zip(chips, placements, strict=True)):
+        cy, cx = chip.shape
+        mine = []
+        for r, region in enumerate(place.regions):
+            if region.window is None:
+                continue
+            parts = [(w, median_keys[t]) for t, w in tile_windows.items()
+                     if t in median_keys and _overlaps(w, region.window)]
+            if not parts:
+                continue
+            y0, y1, x0, x1 = region.box
+            grown = (max(y0 - halo, 0), min(y1 + halo, cy), max(x0 - halo, 0),
+                     min(x1 + halo, cx))
+            job = CrJob(box=region.box, grown=grown, window=region.window,
+                        parts=tuple(w for w, _ in parts), header=header,
+                        ratio=scale_arcsec / chip.pscale, interp=blot["interp"],
+                        sinscl=blot["sinscl"], addsky=blot["addsky"], skyval=blot["skyval"],
+                        cr=cr)
+            key = (f"{prefix}-cr", i, r)
+            graph[key] = (blot_cr_region, job, chip_keys[i], sky_keys[i],
+                          [k for _, k in parts])
+            mine.append((region.box, key))
+        out.append(mine)
+    return graph, out

@@ -1,0 +1,378 @@
+"""``hapdask drizzle``: AstroDrizzle's job (static mask, sky, separate drizzle, median, blot,
+driz_cr, final drizzle) on a tiled Dask graph.
+
+:func:`drizzle` is the Python entry point::
+
+    from hapdask.mosaic import drizzle
+    result = drizzle(["j1_flc.fits", "j2_flc.fits"], "out/mosaic",
+                     params={"final_pixfrac": 0.8, "combine_type": "median"})
+
+Parameters are AstroDrizzle's, by name and with its defaults
+(:class:`~hapdask.mosaic.params.AstroDrizzleParams`). Products: ``<output>_drz.fits`` (or
+``_drc.fits`` for FLC inputs) and, when cosmic rays were searched for, one
+``<rootname>_crmask.fits`` per exposure beside it. Inputs are read only, unless
+``update_dq=True`` ORs ``crbit`` into their DQ arrays (atomically).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.io.fits.verify import VerifyWarning
+
+from hapdask.export import fits as xfits
+from hapdask.mosaic import products
+from hapdask.mosaic.graph import chip_tasks, cr_tasks, drizzle_tasks, median_tasks, static_tasks
+from hapdask.mosaic.grid import OutputGrid, astrodrizzle_grid
+from hapdask.mosaic.inputs import ChipRef, chip_refs
+from hapdask.mosaic.params import AstroDrizzleParams, ParameterError, load_config
+from hapdask.mosaic.stages import assemble_mask
+from hapdask.mosaic.tiles import place_chips, plan_tiles
+
+__all__ = ["DrizzleResult", "drizzle"]
+
+#: output pixels blot may read around a position (poly5 reads 3, lanczos5 5)
+BLOT_REACH = 6
+
+
+@dataclass
+class DrizzleResult:
+    """What :func:`drizzle` produced."""
+
+    output: Path
+    crmasks: list[Path]
+    skies: dict
+    params: AstroDrizzleParams
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    wall_time: float = 0.0
+
+    def summary(self) -> str:
+        lines = [f"hapdask drizzle: wrote {self.output} ({self.wall_time:.1f} s)"]
+        lines += [f"  note: {n}" for n in self.notes]
+        lines += [f"  cosmic-ray mask {p}" for p in self.crmasks]
+        lines += [f"  {k}: {v:.2f} s" for k, v in self.timings.items()]
+        return "\n".join(lines)
+
+
+def _open_inputs(inputs) -> list:
+    from hapdask.io import open_exposure, resolve_inputs
+
+    items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    if not items:
+        raise ValueError("no input given")
+    paths = resolve_inputs(items)
+    if not paths:
+        raise ValueError(f"no input file found in {items}")
+    exps = []
+    seen = set()
+    for p in paths:
+        try:
+            exp = open_exposure(p)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{p}: cannot be drizzled: {exc}") from None
+        if exp.rootname in seen:
+            raise ValueError(f"{p}: exposure {exp.rootname} is given twice")
+        seen.add(exp.rootname)
+        if exp.kind not in ("flt", "flc"):
+            raise ValueError(f"{p}: {exp.kind.upper()} files are not drizzle inputs (FLT/FLC)")
+        if not any(c.has_data for c in exp.chips):
+            raise ValueError(f"{p}: no SCI extension holds pixel data")
+        exps.append(exp)
+    # a fixed drizzle order (start time, rootname), whatever order the inputs came in
+    exps.sort(key=lambda e: (e.expstart if e.expstart is not None else 0.0, e.rootname))
+    base = {e.path: e.bunit.upper().replace(" ", "").removesuffix("/S") for e in exps}
+    kinds = sorted(set(base.values()))
+    if len(kinds) > 1:
+        detail = ", ".join(f"{os.path.basename(p)}: {b}" for p, b in base.items())
+        raise ValueError(f"inputs in different units cannot be combined ({detail})")
+    return exps
+
+
+def _sky_method(p: AstroDrizzleParams, static_keys: dict | None):
+    from hapdask.sky import AstroDrizzleSky, SkyParams
+
+    names = {f.name for f in fields(SkyParams)}
+    values = {k: p[k] for k in names if k in p.values}
+    values["sky_bits"] = p.good_bits("sky_bits")
+    return AstroDrizzleSky(SkyParams.from_dict(values), static_keys=static_keys)
+
+
+def _reference_wcs(path: str):
+    from astropy.wcs import WCS
+
+    with fits.open(path) as hdul:
+        for h in hdul:
+            if h.header.get("NAXIS", 0) == 2 and ("CTYPE1" in h.header):
+                w = WCS(h.header, fobj=hdul)
+                w.pixel_shape = (h.header["NAXIS1"], h.header["NAXIS2"])
+                return w
+    raise ValueError(f"{path}: final_refimage has no 2-D image with a WCS")
+
+
+def _grid(prefix: str, p: AstroDrizzleParams, chips: list[ChipRef]) -> OutputGrid:
+    args = p.grid_args(prefix)
+    ref = p[f"{prefix}_refimage"] if p[f"{prefix}_wcs"] else ""
+    refimage = _reference_wcs(ref) if ref else None
+    return astrodrizzle_grid([c.wcs() for c in chips], refimage=refimage,
+                             ref_scale=chips[0].pscale, **args)
+
+
+def _write_tile(layout: xfits.FitsLayout, window, scale: float, result: dict) -> float:
+    sci = result["sci"] if scale == 1.0 else result["sci"] * np.float32(scale)
+    xfits.write_fits_tile(layout, window, sci, result["wht"], result["ctx"])
+    return float(np.count_nonzero(result["wht"]))
+
+
+def _crmask_file(path, rootname, shapes, extvers, boxes_per_chip, *parts):
+    masks = []
+    k = 0
+    for shape, boxes in zip(shapes, boxes_per_chip, strict=True):
+        masks.append(assemble_mask(shape, boxes, parts[k:k + len(boxes)]))
+        k += len(boxes)
+    return products.write_crmask(path, rootname, extvers, masks), dict(zip(extvers, masks,
+                                                                          strict=True))
+
+
+def _update_dq_after(written, path, crbit, reset):
+    _, masks = written
+    products.update_dq(path, {e: m.astype(bool) for e, m in masks.items()}, crbit, reset)
+    return path
+
+
+def drizzle(
+    inputs,
+    output: str | os.PathLike,
+    *,
+    params: Mapping | AstroDrizzleParams | None = None,
+    config: str | os.PathLike | None = None,
+    tile_size: int = 1024,
+    region_size: int = 1024,
+    scheduler=None,
+    workers: int | None = None,
+    threads_per_worker: int | None = None,
+    update_dq: bool = False,
+    wcs_updates: Mapping | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> DrizzleResult:
+    """Run AstroDrizzle's steps on a set of exposures and write the drizzled product.
+
+    Parameters
+    ----------
+    inputs : path(s), list file, directory or URL(s)
+        FLT/FLC exposures (anything :func:`hapdask.io.resolve_inputs` accepts); drizzled in
+        the order of their start times (then rootnames), whatever order they are given in.
+    output : path
+        Product name without suffix: writes ``<output>_drz.fits`` (``_drc`` for FLC inputs);
+        cosmic-ray masks go to the same directory.
+    params : mapping or AstroDrizzleParams, optional
+        AstroDrizzle parameters by name (override ``config``).
+    config : path, optional
+        JSON file of AstroDrizzle parameters (:func:`~hapdask.mosaic.params.load_config`).
+    tile_size, region_size : int
+        Output tile edge and chip region edge (pixels) of the tasks.
+    scheduler, workers, threads_per_worker
+        As :func:`hapdask.mvm.run`.
+    update_dq : bool
+        Clear ``resetbits`` in the inputs' DQ and OR ``crbit`` where cosmic rays were found
+        (atomically per file), as AstroDrizzle leaves its inputs. Otherwise the inputs are
+        not touched; ``resetbits`` are then treated as good DQ bits.
+    wcs_updates : mapping, optional
+        ``(rootname, extver) -> WCS or Header`` replacing chip WCSs.
+    progress : bool
+    log : callable
+
+    Returns
+    -------
+    DrizzleResult
+
+    Raises
+    ------
+    ParameterError
+        Unknown parameter name or bad value (named).
+    ValueError
+        Unreadable input, mixed units, no input.
+    """
+    from hapdask.combine.crrej import CRParams
+    from hapdask.combine.median import CombineParams
+    from hapdask.mvm.run import _scheduler
+
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    given = dict(load_config(config)) if config else {}
+    if isinstance(params, AstroDrizzleParams):
+        p = AstroDrizzleParams.from_mapping({**given, **params.changed()})
+    else:
+        p = AstroDrizzleParams.from_mapping({**given, **dict(params or {})})
+    notes: list[str] = []
+    exps = _open_inputs(inputs)
+    updates = {(str(k[0]).lower(), int(k[1])): v for k, v in (wcs_updates or {}).items()}
+    chips: list[ChipRef] = []
+    for e in exps:
+        chips += [c for c in chip_refs(e, p.good_bits("final_bits"), updates)
+                  if c.chip.has_data]
+    flc = all(e.is_flc for e in exps)
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    filename = f"{out.name}_{'drc' if flc else 'drz'}.fits"
+    final_path = out.parent / filename
+    fp = _fingerprint(chips, p, tile_size, region_size)
+    t0 = time.perf_counter()
+    final_grid = _grid("final", p, chips)
+    final = p.final
+    want_cr = p["driz_cr"]
+    combine = CombineParams(
+        combine_type=p["combine_type"], combine_nsigma=" ".join(map(str, p["combine_nsigma"])),
+        combine_nlow=p["combine_nlow"], combine_nhigh=p["combine_nhigh"],
+        combine_lthresh=p["combine_lthresh"], combine_hthresh=p["combine_hthresh"],
+        combine_grow=p["combine_grow"], combine_maskpt=p["combine_maskpt"])
+    cr = CRParams(driz_cr_snr=" ".join(map(str, p["driz_cr_snr"])),
+                  driz_cr_scale=" ".join(map(str, p["driz_cr_scale"])),
+                  driz_cr_grow=p["driz_cr_grow"], driz_cr_ctegrow=p["driz_cr_ctegrow"],
+                  driz_cr_corr=p["driz_cr_corr"])
+    sep = p.separate
+    final_cfg = {"kernel": final.kernel, "pixfrac": final.pixfrac}
+    sep_cfg = {"kernel": sep.kernel, "pixfrac": sep.pixfrac, "grow": combine.halo,
+               "region_size": region_size, "halo": cr.halo, "reach": BLOT_REACH}
+    sep_grid = _grid("driz_sep", p, chips) if want_cr else None
+    sep_place = None
+    if sep_grid is not None and sep_grid.header == final_grid.header:
+        both = place_chips(chips, final_grid, tile_size, configs=[final_cfg, sep_cfg])
+        placements = [b[0] for b in both]
+        sep_place = [b[1] for b in both]
+    else:
+        placements = place_chips(chips, final_grid, tile_size, **final_cfg)
+    keep = [i for i, pl in enumerate(placements) if pl.boxes]
+    for i in range(len(chips)):
+        if i not in keep:
+            notes.append(f"{chips[i].label}: does not overlap the output grid (skipped)")
+    if not keep:
+        raise ValueError("no input chip overlaps the output grid")
+    chips = [chips[i] for i in keep]
+    placements = [placements[i] for i in keep]
+    if sep_place is not None:
+        sep_place = [sep_place[i] for i in keep]
+    tiles = plan_tiles(final_grid, tile_size, placements)
+    n_exp = len({c.rootname for c in chips})
+    do_cr = want_cr and n_exp >= 2
+    if want_cr and not do_cr:
+        notes.append("one exposure: separate drizzle, median, blot and driz_cr skipped "
+                     "(as AstroDrizzle)")
+    graph, ckeys = chip_tasks(chips, f"drz-{fp}")
+    static_keys = None
+    if p["static"]:
+        g, static_keys = static_tasks(chips, p["static_sig"], f"drz-{fp}")
+        graph.update(g)
+    sky = _sky_method(p, {c.key: k for c, k in zip(chips, static_keys, strict=True)}
+                      if static_keys is not None and p["use_static"] else None)
+    g, sky_keys = sky.tasks(chips, f"drz-sky-{fp}")
+    graph.update(g)
+    cr_regions = None
+    cr_layout: list[tuple] = []
+    if do_cr:
+        if sep_place is None:
+            sep_place = place_chips(chips, sep_grid, tile_size, **sep_cfg)
+        header = sep_grid.header
+        g, med_keys = median_tasks(
+            plan_tiles(sep_grid, tile_size, sep_place), sep_grid.shape, chips, ckeys, sky_keys,
+            header, sep_grid.scale_arcsec, sep, combine, [pl.boxes for pl in sep_place],
+            f"drz-{fp}", static_keys=static_keys)
+        graph.update(g)
+        windows = dict(sep_grid.windows(tile_size))
+        g, cr_regions = cr_tasks(sep_place, chips, ckeys, sky_keys, header,
+                                 sep_grid.scale_arcsec, windows, med_keys, cr.halo,
+                                 {"interp": p["blot_interp"], "sinscl": p["blot_sinscl"],
+                                  "addsky": p["blot_addsky"], "skyval": p["blot_skyval"]},
+                                 cr, f"drz-{fp}")
+        graph.update(g)
+    nplanes = max(1, math.ceil(len(chips) / 32)) if p["context"] else 0
+    g, tile_keys = drizzle_tasks(tiles, chips, ckeys, sky_keys, final_grid.header,
+                                 final_grid.scale_arcsec, final, nplanes, f"drz-{fp}",
+                                 static_keys=static_keys, cr_regions=cr_regions)
+    graph.update(g)
+    timings["plan"] = time.perf_counter() - t0
+
+    with _scheduler(scheduler, workers, threads_per_worker, log) as (compute, _client):
+        t0 = time.perf_counter()
+        pre = list(sky_keys) + list(dict.fromkeys(static_keys or []))
+        values = compute(graph, pre, False)
+        levels = values[:len(sky_keys)]
+        graph.update(dict(zip(pre, values, strict=True)))
+        skies = {c.key: s for c, s in zip(chips, levels, strict=True)}
+        for c in chips:
+            if not skies[c.key].ok:
+                notes.append(f"{c.label}: {skies[c.key].reason} (skipped)")
+        timings["sky"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        primaries = {e.rootname: e.primary for e in exps}
+        sci_headers = {(e.rootname, c.extver): c.header for e in exps for c in e.chips}
+        texptime = float(sum(e.exptime for e in exps
+                             if any(c.rootname == e.rootname for c in chips)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", VerifyWarning)
+            hdrs = products.product_headers(filename, final_grid, chips, primaries,
+                                            sci_headers, skies, final, bool(nplanes),
+                                            p.changed())
+            layout = xfits.create_fits(final_path, final_grid.shape, primary=hdrs["primary"],
+                                       sci=hdrs["sci"], wht=hdrs["wht"], ctx=hdrs["ctx"],
+                                       nplanes=nplanes, hdrtab=hdrs["hdrtab"])
+        scale = 1.0 if final.units == "cps" else texptime
+        keys = []
+        for t in tiles:
+            key = (f"drz-write-{fp}", *t.index)
+            graph[key] = (_write_tile, layout, t.window, scale, tile_keys[t.index])
+            keys.append(key)
+        mask_keys = []
+        if cr_regions is not None:
+            by_exp: dict[str, list[int]] = {}
+            for i, c in enumerate(chips):
+                by_exp.setdefault(c.rootname, []).append(i)
+            for root, idx in by_exp.items():
+                path = out.parent / products.crmask_name(root)
+                key = (f"drz-crmask-{fp}", root)
+                graph[key] = (_crmask_file, str(path), root, [chips[i].shape for i in idx],
+                              [chips[i].key[1] for i in idx],
+                              [[b for b, _ in cr_regions[i]] for i in idx],
+                              *[k for i in idx for _, k in cr_regions[i]])
+                mask_keys.append(key)
+                cr_layout.append((root, path))
+                if update_dq:
+                    dkey = (f"drz-dq-{fp}", root)
+                    graph[dkey] = (_update_dq_after, key, chips[idx[0]].chip.path, p["crbit"],
+                                   p["resetbits"] or 0)
+                    mask_keys.append(dkey)
+        try:
+            compute(graph, keys + mask_keys, progress)
+        except BaseException:
+            if layout.tmp.exists():
+                layout.tmp.unlink()
+            raise
+        timings["drizzle"] = time.perf_counter() - t0
+    xfits.finalize_fits(layout, {})
+    wall = time.perf_counter() - t_start
+    return DrizzleResult(final_path, [pth for _, pth in cr_layout], skies, p, notes, timings,
+                         wall)
+
+
+def _fingerprint(chips: Iterable[ChipRef], p: AstroDrizzleParams, tile: int, region: int
+                 ) -> str:
+    import hashlib
+
+    h = hashlib.sha256(f"{tile}|{region}|{sorted(p.values.items(), key=str)}".encode())
+    for c in chips:
+        h.update(f"{c.chip.path}|{c.key}|{c.exptime}".encode())
+        if c.wcs_bytes is not None:
+            h.update(c.wcs_bytes)
+    return h.hexdigest()[:16]
+
+
+__all__ += ["ParameterError"]

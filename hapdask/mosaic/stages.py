@@ -1,0 +1,400 @@
+"""The work of one task of each mosaic stage (the graph wiring is :mod:`hapdask.mosaic.graph`).
+
+* :func:`prepare_chip_region` — read a region of a chip; data in rate units minus sky, and the
+  drizzle weight of :class:`~hapdask.mosaic.params.DrizzleParams` (EXP/ERR/IVM) times the DQ,
+  static and cosmic-ray masks;
+* :func:`drizzle_tile` — drizzle every contributing chip into one output tile (final drizzle);
+* :func:`median_tile` — drizzle each exposure separately into one tile of the median grid
+  (in memory) and combine the stack (the combine package's ``combine_stack``);
+* :func:`blot_cr_region` — blot the median onto a region of a chip and find its cosmic rays
+  (the combine package's ``blot_derivative`` and ``driz_cr_mask``);
+* :func:`assemble_mask` — the cosmic-ray mask of a whole chip from its regions.
+
+Units: SCI enters drizzles in electrons/s (or the input's rate units) after sky subtraction;
+driz_cr works in the chip's own units, as AstroDrizzle does. Pixel coordinates are 0-based;
+windows and boxes are ``(y0, y1, x0, x1)``, half-open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hapdask.dqflags import good_pixel_mask
+from hapdask.mosaic.inputs import ChipRef
+from hapdask.mosaic.params import DrizzleParams
+from hapdask.mosaic.wcsio import thread_header_wcs
+
+__all__ = ["CrJob", "MedianJob", "TileJob", "assemble_mask", "blot_cr_region", "cte_direction",
+           "drizzle_tile", "exposure_noise", "median_tile", "prepare_chip_region",
+           "separate_drizzles", "weight_means", "weight_sums_tile"]
+
+Box = tuple[int, int, int, int]
+
+
+def _sub(mask: np.ndarray | None, region: Box) -> np.ndarray | None:
+    if mask is None:
+        return None
+    y0, y1, x0, x1 = region
+    return mask[y0:y1, x0:x1]
+
+
+def region_mask(parts: Sequence[tuple[Box, np.ndarray]], region: Box) -> np.ndarray:
+    """OR of region masks (``(box, bool array)`` in chip pixels) over a region of the chip."""
+    y0, y1, x0, x1 = region
+    out = np.zeros((y1 - y0, x1 - x0), bool)
+    for (b0, b1, a0, a1), m in parts:
+        c0, c1, d0, d1 = max(b0, y0), min(b1, y1), max(a0, x0), min(a1, x1)
+        if c0 < c1 and d0 < d1:
+            out[c0 - y0:c1 - y0, d0 - x0:d1 - x0] |= m[c0 - b0:c1 - b0, d0 - a0:d1 - a0]
+    return out
+
+
+def _subtracted(sky) -> float:
+    """The sky value subtracted from SCI (chip units): 0 when the level is only recorded."""
+    return float(sky.value) if getattr(sky, "subtract", True) else 0.0
+
+
+def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, *,
+                        static: np.ndarray | None = None, crmask: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Read a region of a chip: ``(data, weight)`` ready for :func:`hapdask.drizzle.add_to_tile`.
+
+    ``data`` = (SCI - sky) x effective gain in rate units (over EXPTIME for non-rate data), 0
+    where bad; ``weight`` = the ``wht_type`` weight where the pixel is good: DQ good per
+    ``params.bits``, finite, in the static mask (``static``: whole chip, True = good) and not in
+    the cosmic-ray mask (``crmask``: the region's shape, True = cosmic ray); 0 elsewhere.
+    """
+    sci, err, dq = chip.chip.read(region)
+    good = good_pixel_mask(dq, params.bits) & np.isfinite(sci)
+    st = _sub(static, region)
+    if st is not None:
+        good &= st
+    if crmask is not None:
+        good &= ~crmask
+    data = sci.astype(np.float32, copy=False) - np.float32(_subtracted(sky))
+    if chip.gain != 1.0:
+        data = data * np.float32(chip.gain)
+    if not chip.is_rate:
+        data = data / np.float32(chip.exptime)
+    data[~good] = 0.0
+    if params.wht_type == "EXP":
+        weight = np.where(good, np.float32(params.exp_weight(chip.exptime)),
+                          np.float32(0.0)).astype(np.float32)
+    elif params.wht_type == "ERR":
+        e = err.astype(np.float64) * chip.gain
+        if not chip.is_rate:
+            e = e / chip.exptime
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = np.where(good & np.isfinite(e) & (e > 0), 1.0 / (e * e), 0.0)
+        weight = w.astype(np.float32)
+    else:  # IVM: inverse variance of sky + read noise, in rate units
+        sky_e = max(float(sky.value), 0.0) * chip.gain
+        if chip.is_rate:
+            sky_e *= chip.exptime
+        var = (sky_e + chip.readnoise ** 2) / chip.exptime ** 2
+        ivm = 1.0 / var if var > 0 else 0.0
+        weight = np.where(good, np.float32(ivm), np.float32(0.0)).astype(np.float32)
+    return data, weight
+
+
+def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale, ratio, out_wcs,
+                  static=None, crparts=None) -> None:
+    from hapdask.drizzle import add_to_tile, calc_pixmap
+
+    ny, nx = chip.shape
+    b0, b1, a0, a1 = box
+    region = (max(b0 - 1, 0), min(b1 + 1, ny), max(a0 - 1, 0), min(a1 + 1, nx))
+    if region[1] - region[0] < 2 or region[3] - region[2] < 2:
+        return
+    cr = region_mask(crparts, region) if crparts else None
+    data, weight = prepare_chip_region(chip, sky, region, params, static=static, crmask=cr)
+    pixmap = calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region)
+    in_box = (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
+    add_to_tile(data, weight, pixmap, num, den, ctx, origin=(window[0], window[2]),
+                in_box=in_box, kernel=params.kernel, pixfrac=params.pixfrac, iscale=float(iscale),
+                pixel_scale_ratio=float(ratio), ctx_id=int(ctx_id),
+                in_origin=(region[0], region[2]))
+
+
+@dataclass(frozen=True)
+class TileJob:
+    """What a final-drizzle tile task needs besides its chips (picklable, small).
+
+    ``boxes``, ``ctx_ids``, ``iscales``, ``ratios`` are per contributing chip (same order as
+    the chips passed to :func:`drizzle_tile`); ``cr_boxes`` lists, per chip, the boxes of the
+    cosmic-ray mask regions passed with it.
+    """
+
+    index: tuple[int, int]
+    window: Box
+    header: str
+    boxes: tuple[Box, ...]
+    ctx_ids: tuple[int, ...]
+    iscales: tuple[float, ...]
+    ratios: tuple[float, ...]
+    nplanes: int
+    params: DrizzleParams
+    cr_boxes: tuple[tuple[Box, ...], ...] = ()
+
+
+def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics: Sequence = (),
+                 crmasks: Sequence[Sequence[np.ndarray]] = ()) -> dict[str, np.ndarray]:
+    """Drizzle every contributing chip into one output tile.
+
+    Parameters
+    ----------
+    job : TileJob
+    chips, skies : sequences
+        Per contributing chip: its :class:`ChipRef` and :class:`~hapdask.mvm.sky.SkyLevel`
+        (chips with ``ok=False`` are skipped).
+    statics : sequence of (bool array or None), optional
+        Per chip, its whole-chip static mask (True = good).
+    crmasks : sequence of sequences of bool arrays, optional
+        Per chip, the cosmic-ray masks of the regions ``job.cr_boxes``.
+
+    Returns
+    -------
+    dict
+        ``sci``, ``wht`` (float32, tile shape; SCI ``fillval`` where nothing landed) and
+        ``ctx`` ((nplanes, ty, tx) int32, or None).
+    """
+    from hapdask.drizzle import finalize_tile
+
+    y0, y1, x0, x1 = job.window
+    th, tw = y1 - y0, x1 - x0
+    num = np.zeros((th, tw), np.float64)
+    den = np.zeros((th, tw), np.float64)
+    ctx = np.zeros((job.nplanes, th, tw), np.int32) if job.nplanes else None
+    out_wcs = None
+    for k, (chip, sky) in enumerate(zip(chips, skies, strict=True)):
+        if not sky.ok:
+            continue
+        if out_wcs is None:
+            out_wcs = thread_header_wcs(job.header)
+        crparts = None
+        if crmasks:
+            crparts = list(zip(job.cr_boxes[k], crmasks[k], strict=True))
+        _drizzle_chip(chip, sky, job.boxes[k], job.window, job.params, num, den, ctx,
+                      job.ctx_ids[k], job.iscales[k], job.ratios[k], out_wcs,
+                      static=statics[k] if statics else None, crparts=crparts)
+    sci, wht = finalize_tile(num, den, fillval=job.params.fillval)
+    return {"sci": sci, "wht": wht, "ctx": ctx}
+
+
+@dataclass(frozen=True)
+class MedianJob:
+    """What a separate-drizzle tile task needs besides its chips.
+
+    The tile's ``window`` is grown by ``halo`` pixels (clipped to the grid) into ``grown``;
+    ``boxes`` are the input boxes of the chips for ``grown``. ``groups`` lists, per exposure
+    (fixed order), the positions of its chips among the chips passed; ``exposures`` the
+    exposure's index in the whole stack (for the weight means and minmed's noise terms).
+    """
+
+    index: tuple[int, int]
+    window: Box
+    grown: Box
+    header: str
+    boxes: tuple[Box, ...]
+    iscales: tuple[float, ...]
+    ratios: tuple[float, ...]
+    groups: tuple[tuple[int, ...], ...]
+    exposures: tuple[int, ...]
+    n_inputs: int
+    params: DrizzleParams
+    combine: object
+
+
+def separate_drizzles(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
+                      statics: Sequence = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Drizzle each exposure separately onto the grown tile (in memory).
+
+    Returns
+    -------
+    images, weights : (n, gy, gx) float32
+        Per exposure of ``job.groups``: science in electrons/s, sky removed (0 where nothing
+        landed) and its weights.
+    """
+    from hapdask.drizzle import finalize_tile
+
+    g0, g1, h0, h1 = job.grown
+    th, tw = g1 - g0, h1 - h0
+    out_wcs = thread_header_wcs(job.header)
+    images = np.zeros((len(job.groups), th, tw), np.float32)
+    weights = np.zeros((len(job.groups), th, tw), np.float32)
+    for e, members in enumerate(job.groups):
+        num = np.zeros((th, tw), np.float64)
+        den = np.zeros((th, tw), np.float64)
+        for k in members:
+            chip, sky = chips[k], skies[k]
+            if not sky.ok:
+                continue
+            _drizzle_chip(chip, sky, job.boxes[k], job.grown, job.params, num, den, None, 0,
+                          job.iscales[k], job.ratios[k], out_wcs,
+                          static=statics[k] if statics else None)
+        images[e], weights[e] = finalize_tile(num, den, fillval=0.0)
+    return images, weights
+
+
+def weight_sums_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
+                     statics: Sequence = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Per exposure of the whole stack: sum and count of the positive separate-drizzle
+    weights inside the tile (not its halo), to reduce into the weight means of
+    ``combine_maskpt``."""
+    from hapdask.combine.median import weight_sums
+
+    _, weights = separate_drizzles(job, chips, skies, statics)
+    y0, y1, x0, x1 = job.window
+    g0, _, h0, _ = job.grown
+    sums, counts = weight_sums(weights[:, y0 - g0:y1 - g0, x0 - h0:x1 - h0])
+    all_sums = np.zeros(job.n_inputs, np.float64)
+    all_counts = np.zeros(job.n_inputs, np.int64)
+    all_sums[list(job.exposures)] = sums
+    all_counts[list(job.exposures)] = counts
+    return all_sums, all_counts
+
+
+def weight_means(*parts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Mean positive weight of every exposure over the whole grid (0 where none), from the
+    :func:`weight_sums_tile` results of every tile (added in a fixed order)."""
+    sums = np.zeros_like(parts[0][0]) if parts else np.zeros(0)
+    counts = np.zeros_like(parts[0][1]) if parts else np.zeros(0, np.int64)
+    for s, c in parts:
+        sums = sums + s
+        counts = counts + c
+    return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+
+
+def median_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
+                statics: Sequence, means: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Separate drizzles of one tile combined (the combine package's ``combine_stack``).
+
+    Parameters
+    ----------
+    means : (n_inputs,) array
+        Mean positive weight of every exposure over the grid (:func:`weight_means`).
+    noise : (n_inputs, 2) array
+        Per exposure, minmed's sky (electrons per input pixel) and read noise (electrons)
+        (:func:`exposure_noise`).
+
+    Returns
+    -------
+    (ty, tx) float32
+        The combined image in electrons/s (0 where no input is valid, as AstroDrizzle).
+    """
+    from hapdask.combine.median import combine_stack
+
+    images, weights = separate_drizzles(job, chips, skies, statics)
+    ex = list(job.exposures)
+    expt = np.array([chips[m[0]].exptime for m in job.groups], np.float64)
+    med = combine_stack(images, weights, job.combine, skies=noise[ex, 0], readnoise=noise[ex, 1],
+                        exptimes=expt, weight_means=means[ex], n_inputs=job.n_inputs)
+    y0, y1, x0, x1 = job.window
+    g0, _, h0, _ = job.grown
+    return np.ascontiguousarray(med[y0 - g0:y1 - g0, x0 - h0:x1 - h0], dtype=np.float32)
+
+
+def exposure_noise(chips: Sequence[ChipRef], groups: Sequence[Sequence[int]], *skies
+                   ) -> np.ndarray:
+    """minmed's noise terms of every exposure: ``(n, 2)`` of (sky in electrons per input pixel,
+    read noise in electrons), as AstroDrizzle's createMedian (smallest chip sky, rms read
+    noise; :func:`hapdask.combine.median.exposure_noise`)."""
+    from hapdask.combine.median import exposure_noise as one
+
+    out = np.zeros((len(groups), 2), np.float64)
+    for e, members in enumerate(groups):
+        sk = []
+        for k in members:
+            c, s = chips[k], skies[k]
+            if not s.ok:
+                continue
+            sk.append(_subtracted(s) * c.gain * (c.exptime if c.is_rate else 1.0))
+        out[e] = one(sk, [chips[k].readnoise for k in members])
+    return out
+
+
+@dataclass(frozen=True)
+class CrJob:
+    """What a blot + driz_cr task of one chip region needs besides its inputs.
+
+    ``box`` is the region; ``grown`` the region grown by the halo driz_cr needs (clipped to
+    the chip); ``window`` the median-grid window the blot reads; ``parts`` the windows of the
+    median tiles passed with it.
+    """
+
+    box: Box
+    grown: Box
+    window: Box
+    parts: tuple[Box, ...]
+    header: str
+    ratio: float
+    interp: str
+    sinscl: float
+    addsky: bool
+    skyval: float
+    cr: object
+
+
+def cte_direction(chip: ChipRef) -> int:
+    """Read-out direction of ``driz_cr_ctegrow``: ACS/WFC SCI,1 +1, SCI,2 -1, otherwise 0."""
+    sig = chip.signature
+    if len(sig) >= 2 and sig[0] == "ACS" and sig[1] == "WFC":
+        return 1 if chip.key[1] == 1 else -1
+    return 0
+
+
+def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]) -> np.ndarray:
+    """Blot the median onto a region of a chip and flag its cosmic rays.
+
+    The median (electrons/s per output pixel) is interpolated at the region's pixel positions
+    on the median grid (:func:`hapdask.drizzle.calc_pixmap` chip -> grid is exactly the map
+    blot needs), scaled back to the chip's units (per input pixel; times EXPTIME for non-rate
+    data, over the effective gain) with the sky added back (``blot_addsky``), then compared
+    with the chip by the combine package's ``driz_cr_mask``.
+
+    Returns
+    -------
+    bool array of the region's shape (``job.box``)
+        True = cosmic ray (never on non-finite SCI pixels, nor on chips whose sky is not ok).
+    """
+    from hapdask.combine.crrej import driz_cr_mask
+    from hapdask.drizzle import blot_image, calc_pixmap
+
+    y0, y1, x0, x1 = job.box
+    if not sky.ok:  # an unusable chip (e.g. all NaN) is not drizzled: nothing to flag
+        return np.zeros((y1 - y0, x1 - x0), bool)
+    w0, w1, v0, v1 = job.window
+    mosaic = np.zeros((w1 - w0, v1 - v0), np.float32)
+    for (p0, p1, q0, q1), arr in zip(job.parts, medians, strict=True):
+        c0, c1, d0, d1 = max(p0, w0), min(p1, w1), max(q0, v0), min(q1, v1)
+        if c0 < c1 and d0 < d1:
+            mosaic[c0 - w0:c1 - w0, d0 - v0:d1 - v0] = arr[c0 - p0:c1 - p0, d0 - q0:d1 - q0]
+    g0, g1, h0, h1 = job.grown
+    pixmap = calc_pixmap(chip.thread_wcs(), thread_header_wcs(job.header), chip.shape,
+                         region=job.grown)
+    pixmap[..., 0] -= v0
+    pixmap[..., 1] -= w0
+    to_units = (1.0 if chip.is_rate else chip.exptime) / chip.gain
+    blot = blot_image(mosaic, pixmap, interp=job.interp, sinscl=job.sinscl,
+                      iscale=to_units / (job.ratio * job.ratio), fillval=0.0)
+    sky_units = _subtracted(sky) if job.addsky else float(job.skyval)
+    blot += np.float32(sky_units)
+    sci = chip.chip.read_sci(job.grown)
+    mask = driz_cr_mask(sci, blot, None, sky=sky_units, exptime=chip.exptime, gain=chip.gain,
+                        readnoise=chip.readnoise, params=job.cr,
+                        cte_direction=cte_direction(chip) if job.cr.driz_cr_ctegrow else 0,
+                        rate=chip.is_rate, origin=(g0, h0), chip_shape=chip.shape,
+                        good=np.isfinite(sci))
+    return np.ascontiguousarray(mask[y0 - g0:y1 - g0, x0 - h0:x1 - h0], dtype=bool)
+
+
+def assemble_mask(shape: tuple[int, int], boxes: Sequence[Box], parts: Sequence[np.ndarray]
+                  ) -> np.ndarray:
+    """Whole-chip uint8 mask (1 = cosmic ray) from its region masks."""
+    out = np.zeros(shape, np.uint8)
+    for (y0, y1, x0, x1), m in zip(boxes, parts, strict=True):
+        out[y0:y1, x0:x1] = m
+    return out

@@ -1,0 +1,332 @@
+"""Tiles of an output grid and, per tile, the input boxes of the chips that land in it.
+
+:func:`place_chip` maps one chip onto a grid once (the fast numba pixel map) and answers, with
+the exact kernel-aware :class:`hapdask.drizzle.tile.FootprintIndex`, which input pixels can land
+in every tile; it also cuts the chip into regions (for blot and driz_cr) and finds the output
+window each region's pixels sample. :func:`plan_tiles` assembles the per-tile lists that *are*
+the drizzle graph. :func:`chip_tile_boxes` is a cheap, conservative sampled estimate, used to
+skip chips that miss a grid altogether before any exact work.
+
+Pixel coordinates are 0-based; windows and boxes are ``(y0, y1, x0, x1)``, half-open.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.wcs import WCS
+
+from hapdask.mosaic.grid import OutputGrid
+from hapdask.mosaic.inputs import ChipRef
+
+__all__ = ["ChipPlacement", "Region", "SAMPLE_STEP", "Tile", "chip_tile_boxes", "place_chip",
+           "place_chip_configs", "place_chips", "plan_tiles"]
+
+#: sampling step (input pixels) of the coarse per-chip pixel map of :func:`chip_tile_boxes`
+SAMPLE_STEP = 32
+
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass
+class Tile:
+    """One output tile and the chips that touch it.
+
+    Attributes
+    ----------
+    index : (ty, tx)
+        0-based tile indices.
+    window : (y0, y1, x0, x1)
+        0-based, half-open pixel window in the output grid.
+    contribs : list of (chip index, box)
+        Chip index (into the plan's chip list; also its context id) and the 0-based, half-open
+        input box ``(y0, y1, x0, x1)`` of the pixels that can land in the tile; sorted by chip
+        index (the fixed drizzle order).
+    """
+
+    index: tuple[int, int]
+    window: Box
+    contribs: list[tuple[int, Box]]
+
+
+@dataclass(frozen=True)
+class Region:
+    """A block of a chip (for blot and driz_cr) and the output window its pixels sample.
+
+    Attributes
+    ----------
+    box : (y0, y1, x0, x1)
+        Chip pixels of the region (0-based, half-open).
+    window : (y0, y1, x0, x1) or None
+        Output pixels whose values interpolating at the region's (grown) pixel positions may
+        read (clipped to the grid), or None when the region maps outside the grid.
+    """
+
+    box: Box
+    window: Box | None
+
+
+@dataclass
+class ChipPlacement:
+    """Where one chip lands on a grid: per-tile input boxes and chip regions."""
+
+    boxes: dict[tuple[int, int], Box]
+    regions: list[Region]
+
+
+def _sample_grid(n: int, step: int) -> np.ndarray:
+    g = np.arange(0, n, step, dtype=np.float64)
+    if g[-1] != n - 1:
+        g = np.append(g, n - 1)
+    return g
+
+
+def chip_tile_boxes(
+    chip_wcs: WCS,
+    shape: tuple[int, int],
+    layer_wcs: WCS,
+    layer_shape: tuple[int, int],
+    tile: int,
+    margin: float,
+    step: int = SAMPLE_STEP,
+) -> dict[tuple[int, int], Box]:
+    """Conservative input boxes of one chip for every tile it touches (sampled estimate).
+
+    The chip is sampled every ``step`` pixels (edges included) through its full WCS into the
+    layer grid; each cell of the sample grid is assigned to every tile its mapped bounding box
+    (grown by ``margin`` output pixels) touches.
+
+    Returns
+    -------
+    dict
+        ``(ty, tx) -> (y0, y1, x0, x1)``: 0-based, half-open input pixel box (clipped to the
+        chip).
+    """
+    ny, nx = shape
+    gy = _sample_grid(ny, step)
+    gx = _sample_grid(nx, step)
+    xx, yy = np.meshgrid(gx, gy)
+    ra, dec = chip_wcs.all_pix2world(xx.ravel(), yy.ravel(), 0)
+    ox, oy = layer_wcs.wcs_world2pix(ra, dec, 0)
+    ox = ox.reshape(xx.shape)
+    oy = oy.reshape(xx.shape)
+    quads_x = np.stack([ox[:-1, :-1], ox[1:, :-1], ox[:-1, 1:], ox[1:, 1:]])
+    quads_y = np.stack([oy[:-1, :-1], oy[1:, :-1], oy[:-1, 1:], oy[1:, 1:]])
+    qx0 = quads_x.min(0) - margin
+    qx1 = quads_x.max(0) + margin
+    qy0 = quads_y.min(0) - margin
+    qy1 = quads_y.max(0) + margin
+    # input range of each cell (half-open), 1 px beyond the samples on each side
+    iy0 = np.repeat(gy[:-1, None], len(gx) - 1, axis=1)
+    iy1 = np.repeat(gy[1:, None], len(gx) - 1, axis=1) + 1
+    ix0 = np.repeat(gx[None, :-1], len(gy) - 1, axis=0)
+    ix1 = np.repeat(gx[None, 1:], len(gy) - 1, axis=0) + 1
+    lny, lnx = layer_shape
+    ok = np.isfinite(qx0) & np.isfinite(qy0) & (qx1 >= -0.5) & (qy1 >= -0.5) \
+        & (qx0 <= lnx - 0.5) & (qy0 <= lny - 0.5)
+    if not ok.any():
+        return {}
+    nty, ntx = -(-lny // tile), -(-lnx // tile)
+    t_x0 = np.clip(np.floor((qx0[ok] + 0.5) / tile), 0, ntx - 1).astype(int)
+    t_x1 = np.clip(np.floor((qx1[ok] + 0.5) / tile), 0, ntx - 1).astype(int)
+    t_y0 = np.clip(np.floor((qy0[ok] + 0.5) / tile), 0, nty - 1).astype(int)
+    t_y1 = np.clip(np.floor((qy1[ok] + 0.5) / tile), 0, nty - 1).astype(int)
+    cy0, cy1, cx0, cx1 = iy0[ok], iy1[ok], ix0[ok], ix1[ok]
+    boxes: dict[tuple[int, int], list[int]] = {}
+    for k in range(t_x0.size):
+        for ty in range(t_y0[k], t_y1[k] + 1):
+            for tx in range(t_x0[k], t_x1[k] + 1):
+                b = boxes.get((ty, tx))
+                if b is None:
+                    boxes[(ty, tx)] = [cy0[k], cy1[k], cx0[k], cx1[k]]
+                else:
+                    b[0] = min(b[0], cy0[k])
+                    b[1] = max(b[1], cy1[k])
+                    b[2] = min(b[2], cx0[k])
+                    b[3] = max(b[3], cx1[k])
+    out = {}
+    for key, (a, b, c, d) in boxes.items():
+        out[key] = (max(int(a) - 1, 0), min(int(b) + 1, ny),
+                    max(int(c) - 1, 0), min(int(d) + 1, nx))
+    return out
+
+
+def _regions(shape: tuple[int, int], size: int) -> list[Box]:
+    ny, nx = shape
+    return [(y, min(y + size, ny), x, min(x + size, nx))
+            for y in range(0, ny, size) for x in range(0, nx, size)]
+
+
+def place_chip(chip: ChipRef, grid: OutputGrid, tile_size: int, *, kernel: str = "square",
+               pixfrac: float = 1.0, region_size: int | None = None, halo: int = 0,
+               reach: int = 0, candidates: Sequence[tuple[int, int]] | None = None,
+               grow: int = 0) -> ChipPlacement:
+    """Map a chip onto a grid once and find its exact per-tile boxes and its regions.
+
+    Parameters
+    ----------
+    chip : ChipRef
+    grid : OutputGrid
+    tile_size : int
+    kernel, pixfrac : str, float
+        The drizzle parameters (they set how far a pixel's footprint reaches).
+    region_size : int, optional
+        Cut the chip into regions of this edge (for blot and driz_cr); None: no regions.
+    halo : int
+        Input pixels each region is grown by before mapping (clipped to the chip).
+    reach : int
+        Output pixels the interpolation may read around a position (poly5: 3).
+    candidates : sequence of (ty, tx), optional
+        Only these tiles can be touched (e.g. from :func:`chip_tile_boxes`); None: all.
+    grow : int
+        The boxes are those of the tiles grown by this many output pixels (clipped to the
+        grid), for stages that need a halo around each tile.
+
+    Returns
+    -------
+    ChipPlacement
+    """
+    return place_chip_configs(chip, grid, tile_size, [dict(
+        kernel=kernel, pixfrac=pixfrac, region_size=region_size, halo=halo, reach=reach,
+        grow=grow)], candidates=candidates)[0]
+
+
+def place_chip_configs(chip: ChipRef, grid: OutputGrid, tile_size: int,
+                       configs: Sequence[dict], *,
+                       candidates: Sequence[tuple[int, int]] | None = None
+                       ) -> list[ChipPlacement]:
+    """:func:`place_chip` for several parameter sets (keyword dicts of :func:`place_chip`)
+    from one pixel map of the chip (e.g. the separate and the final drizzle on one grid)."""
+    from hapdask.drizzle import calc_pixmap
+
+    pixmap = calc_pixmap(chip.wcs(), grid.wcs(), chip.shape)
+    return [_placement(pixmap, chip, grid, tile_size, candidates=candidates, **c)
+            for c in configs]
+
+
+def _placement(pixmap: np.ndarray, chip: ChipRef, grid: OutputGrid, tile_size: int, *,
+               kernel: str = "square", pixfrac: float = 1.0, region_size: int | None = None,
+               halo: int = 0, reach: int = 0, grow: int = 0,
+               candidates: Sequence[tuple[int, int]] | None = None) -> ChipPlacement:
+    from hapdask.drizzle.tile import FootprintIndex
+
+    ny_out, nx_out = grid.shape
+    ratio = grid.scale_arcsec / chip.pscale
+    index = FootprintIndex(pixmap, kernel=kernel, pixfrac=pixfrac, pixel_scale_ratio=ratio)
+    windows = grid.windows(tile_size)
+    if candidates is not None:
+        wanted = set(candidates)
+        windows = [(i, w) for i, w in windows if i in wanted]
+    boxes = {}
+    for idx, (y0, y1, x0, x1) in windows:
+        window = (max(y0 - grow, 0), min(y1 + grow, ny_out), max(x0 - grow, 0),
+                  min(x1 + grow, nx_out))
+        b = _window_box(pixmap, index, window, kernel, pixfrac, ratio)
+        if b is not None:
+            boxes[idx] = b
+    regions = []
+    if region_size:
+        cy, cx = chip.shape
+        for box in _regions(chip.shape, int(region_size)):
+            y0, y1, x0, x1 = box
+            g = pixmap[max(y0 - halo, 0):min(y1 + halo, cy), max(x0 - halo, 0):min(x1 + halo, cx)]
+            x, y = g[..., 0], g[..., 1]
+            ok = np.isfinite(x) & np.isfinite(y)
+            window = None
+            if ok.any():
+                wy0 = max(math.floor(float(y[ok].min())) - reach, 0)
+                wy1 = min(math.ceil(float(y[ok].max())) + reach + 1, ny_out)
+                wx0 = max(math.floor(float(x[ok].min())) - reach, 0)
+                wx1 = min(math.ceil(float(x[ok].max())) + reach + 1, nx_out)
+                if wy0 < wy1 and wx0 < wx1:
+                    window = (wy0, wy1, wx0, wx1)
+            regions.append(Region(box, window))
+    return ChipPlacement(boxes, regions)
+
+
+def _window_box(pixmap: np.ndarray, index, window: Box, kernel: str, pixfrac: float,
+                ratio: float) -> Box | None:
+    """:func:`hapdask.drizzle.input_bbox` of a window, block by block.
+
+    Blocks of the :class:`~hapdask.drizzle.tile.FootprintIndex` whose whole footprint extent
+    lies inside the window contribute their full pixel range; blocks straddling its edge are
+    scanned exactly (``input_bbox`` on the block plus a one-pixel margin, so every pixel sees
+    its true neighbours). The result equals ``input_bbox`` except that it may also hold pixels
+    with no position (NaN) inside fully covered blocks, which drizzling skips anyway.
+    """
+    from hapdask.drizzle import input_bbox
+
+    y0, y1, x0, x1 = window
+    e = index.extents
+    b = index.block
+    lo_x, hi_x, lo_y, hi_y = x0 - 0.5, x1 - 0.5, y0 - 0.5, y1 - 0.5
+    hit = (e[..., 1] > lo_x) & (e[..., 0] < hi_x) & (e[..., 3] > lo_y) & (e[..., 2] < hi_y)
+    if not hit.any():
+        return None
+    inside = hit & (e[..., 0] >= lo_x) & (e[..., 1] <= hi_x) & (e[..., 2] >= lo_y) \
+        & (e[..., 3] <= hi_y)
+    ny, nx = pixmap.shape[:2]
+    out = [ny, 0, nx, 0]
+
+    def grow(j0: int, j1: int, i0: int, i1: int) -> None:
+        out[0], out[1] = min(out[0], j0), max(out[1], j1)
+        out[2], out[3] = min(out[2], i0), max(out[3], i1)
+
+    for bj, bi in zip(*np.nonzero(inside), strict=True):
+        grow(bj * b, min((bj + 1) * b, ny), bi * b, min((bi + 1) * b, nx))
+    for bj, bi in zip(*np.nonzero(hit & ~inside), strict=True):
+        j0, j1 = int(bj) * b, min((int(bj) + 1) * b, ny)
+        i0, i1 = int(bi) * b, min((int(bi) + 1) * b, nx)
+        if out[0] <= j0 and j1 <= out[1] and out[2] <= i0 and i1 <= out[3]:
+            continue  # already inside the box found so far
+        m0, m2 = max(j0 - 1, 0), max(i0 - 1, 0)
+        sub = pixmap[m0:min(j1 + 1, ny), m2:min(i1 + 1, nx)]
+        r = input_bbox(sub, window, kernel=kernel, pixfrac=pixfrac, pixel_scale_ratio=ratio)
+        if r is None:
+            continue
+        c0, c1 = max(r[0] + m0, j0), min(r[1] + m0, j1)
+        c2, c3 = max(r[2] + m2, i0), min(r[3] + m2, i1)
+        if c0 < c1 and c2 < c3:
+            grow(c0, c1, c2, c3)
+    if out[1] <= out[0] or out[3] <= out[2]:
+        return None
+    return out[0], out[1], out[2], out[3]
+
+
+def place_chips(chips: Sequence[ChipRef], grid: OutputGrid, tile_size: int, *,
+                candidates: Sequence[Sequence[tuple[int, int]] | None] | None = None,
+                threads: int | None = None, configs: Sequence[dict] | None = None,
+                **kwargs) -> list:
+    """:func:`place_chip` for many chips (``candidates``: one list or None per chip), in
+    threads (the numba pixel maps release the GIL). With ``configs`` (keyword dicts of
+    :func:`place_chip`), each chip's entry is the list of its placements, one per config,
+    from one pixel map."""
+    import os
+
+    cands = list(candidates) if candidates is not None else [None] * len(chips)
+
+    def one(k: int):
+        if configs is not None:
+            return place_chip_configs(chips[k], grid, tile_size, configs, candidates=cands[k])
+        return place_chip(chips[k], grid, tile_size, candidates=cands[k], **kwargs)
+
+    n = threads or min(len(chips), os.cpu_count() or 1) or 1
+    if n <= 1:
+        return [one(k) for k in range(len(chips))]
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(len(chips))))
+
+
+def plan_tiles(grid: OutputGrid, tile_size: int, placements: Sequence[ChipPlacement]
+               ) -> list[Tile]:
+    """Every tile of the grid with its contributing chips (in chip order) and their boxes."""
+    tiles = []
+    for index, window in grid.windows(tile_size):
+        contribs = [(k, p.boxes[index]) for k, p in enumerate(placements) if index in p.boxes]
+        tiles.append(Tile(index, window, contribs))
+    return tiles
