@@ -105,7 +105,7 @@ def bench_chip_read(path: str, n: int = 50) -> None:
 def bench_plan_inprocess(skycell: str, listfile: Path, runs: int) -> float:
     from hapdask import mvm
     from hapdask.io._cache import clear_caches
-    from hapdask.mvm.plan import analyze_one
+    from hapdask.mvm.planning import analyze_one
 
     paths = [p for p in listfile.read_text().split() if p]
 

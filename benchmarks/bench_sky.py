@@ -90,7 +90,7 @@ def make_inputs(workdir: Path) -> list[str]:
 
 def chip_refs(files):
     from hapdask.io import open_exposure
-    from hapdask.mvm.plan import ChipRef
+    from hapdask.mvm.planning import ChipRef
 
     refs = []
     for f in files:

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not formats:
         raise CLIError(f"--format: unknown format(s) {', '.join(unknown) or '(none)'}; "
                        "use fits, zarr or fits,zarr")
-    from hapdask.mvm.run import check_parallelism, validate_arguments
+    from hapdask.mvm.runner import check_parallelism, validate_arguments
 
     validate_arguments(args.skycell, tile_size=args.tile_size, layers=args.layer,
                        formats=formats)  # before any input is read
@@ -89,13 +89,13 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         inputs = args.input
         if inputs is None:
-            from hapdask.mvm.run import _demo_inputs
+            from hapdask.mvm.runner import _demo_inputs
 
             inputs, _, _ = _demo_inputs(args.skycell, _log)
             _log("dry run: planned on the a-priori WCS (alignment is not run)")
         from dask.threaded import get
 
-        from hapdask.mvm.plan import analyze_tasks
+        from hapdask.mvm.planning import analyze_tasks
 
         g, keys, paths = analyze_tasks(inputs)  # the guiding test reads pixels: in parallel
         verdicts = dict(zip(paths, get(g, keys), strict=True))

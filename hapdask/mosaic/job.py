@@ -204,7 +204,7 @@ def drizzle(
     """
     from hapdask.combine.crrej import CRParams
     from hapdask.combine.median import CombineParams
-    from hapdask.mvm.run import _scheduler
+    from hapdask.mvm.runner import _scheduler
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}

@@ -12,9 +12,9 @@
 
 from hapdask.mvm.batch import BatchResult, run_batch
 from hapdask.mvm.graph import layers, radec
-from hapdask.mvm.plan import LayerPlan, MvmPlan, Rejection, plan
+from hapdask.mvm.planning import LayerPlan, MvmPlan, Rejection, plan
 from hapdask.mvm.projection import projection_cell
-from hapdask.mvm.run import MvmResult, run
+from hapdask.mvm.runner import MvmResult, run
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel, SkyMethod
 
 __all__ = ["BatchResult", "ChipMedianSky",

@@ -31,7 +31,7 @@ import pandas as pd
 
 from hapdask.archive import ArchivePlan, read_plan
 from hapdask.export import manifest as xmanifest
-from hapdask.mvm.run import run
+from hapdask.mvm.runner import run
 
 __all__ = ["BatchResult", "SkyCellOutcome", "is_finished", "run_batch"]
 

@@ -34,7 +34,7 @@ from hapdask.mosaic.graph import chip_tasks, drizzle_tasks
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.products import chip_crmask
-from hapdask.mvm.plan import LayerPlan, MvmPlan, header_wcs
+from hapdask.mvm.planning import LayerPlan, MvmPlan, header_wcs
 from hapdask.mvm.sky import ChipMedianSky, SkyMethod
 
 __all__ = ["build_graph", "layer_params", "layers", "radec", "rasterize_polygon",

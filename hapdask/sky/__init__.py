@@ -8,7 +8,7 @@ Public interface (what the mosaic engine codes against):
   ``SkyParams.from_dict`` rejects unknown names; bad values raise ``ValueError`` naming them.
 * :class:`AstroDrizzleSky` ``(params, static_keys=None)`` — a
   :class:`SkyMethod`: ``tasks(chips, prefix) -> (graph, keys)``, one :class:`SkyLevel` key per
-  :class:`hapdask.mvm.plan.ChipRef` (same order). ``SkyLevel.value`` is the chip's MDRIZSKY (SCI
+  :class:`hapdask.mosaic.ChipRef` (same order). ``SkyLevel.value`` is the chip's MDRIZSKY (SCI
   units); subtract it from SCI when ``SkyLevel.subtract``; ``ok=False`` chips are unusable
   (``reason``). See :mod:`hapdask.sky.methods`.
 * :func:`static_mask_tasks` ``(chips, prefix, static_sig) -> (graph, {chip key: mask key})``

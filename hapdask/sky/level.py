@@ -55,5 +55,5 @@ class SkyMethod(Protocol):
 
     def tasks(self, chips: Sequence, prefix: str) -> tuple[dict, list]:
         """Return ``(graph, keys)``: Dask tasks and, per chip (same order), the key of its
-        :class:`SkyLevel`. ``chips`` are :class:`hapdask.mvm.plan.ChipRef`."""
+        :class:`SkyLevel`. ``chips`` are :class:`hapdask.mosaic.inputs.ChipRef`."""
         ...

@@ -88,7 +88,7 @@ def measure_chip(ref, params: SkyParams, static: np.ndarray | None,
 
     Parameters
     ----------
-    ref : hapdask.mvm.plan.ChipRef
+    ref : hapdask.mosaic.inputs.ChipRef
     params : SkyParams
     static : ndarray of bool or None
         Static mask of the chip (True = good), or None.

@@ -116,7 +116,7 @@ def spans_in(w, shape: tuple[int, int], radec: np.ndarray) -> Spans | None:
 
 
 def chip_overlap(ref_a, ref_b) -> Overlap | None:
-    """The pixels of two chips (:class:`hapdask.mvm.plan.ChipRef`) inside their common sky
+    """The pixels of two chips (:class:`hapdask.mosaic.inputs.ChipRef`) inside their common sky
     region, or None when they do not overlap."""
     sa = spans_in(ref_a.wcs(), ref_a.shape, corners_sky(ref_b))
     if sa is None:

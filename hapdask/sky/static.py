@@ -96,7 +96,7 @@ def combine(a: np.ndarray | None, b: np.ndarray | None, shape: tuple[int, int]
 def static_mask_tasks(chips: Sequence, prefix: str, static_sig: float = 4.0,
                       across_exposures: bool = False, detectors: Mapping | None = None
                       ) -> tuple[dict, dict]:
-    """Dask tasks of the static masks of ``chips`` (:class:`hapdask.mvm.plan.ChipRef`).
+    """Dask tasks of the static masks of ``chips`` (:class:`hapdask.mosaic.inputs.ChipRef`).
 
     Parameters
     ----------

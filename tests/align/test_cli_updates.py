@@ -15,7 +15,7 @@ from stwcs.wcsutil import headerlet
 from hapdask import mvm
 from hapdask.align import mvm_alignment, read_wcs_updates
 from hapdask.cli import main
-from hapdask.mvm.plan import wcs_from_bytes
+from hapdask.mvm.planning import wcs_from_bytes
 
 
 def _digest(paths):

@@ -30,7 +30,7 @@ def true_wcs(sim):
 @pytest.fixture(scope="session")
 def verdicts(sim):
     """The MVM analyze verdicts of the set, computed once (the guiding test reads pixels)."""
-    from hapdask.mvm.plan import analyze_one
+    from hapdask.mvm.planning import analyze_one
 
     return {str(p): analyze_one(str(p)) for p in sim.exposures}
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+import hapdask.mvm.runner
 from hapdask import mvm
 from hapdask.analyze import analyze_exposure
 from hapdask.cli import main
@@ -346,7 +347,7 @@ def test_silent_scheduler_times_out_with_a_clear_message(sim, tmp_path):
 
 
 def test_workers_are_bounded_and_cluster_scratch_is_removed(sim, tmp_path, capsys):
-    from hapdask.mvm.run import _scheduler
+    from hapdask.mvm.runner import _scheduler
 
     good = str(_src(sim, "if3s01a3q_flt.fits"))
     with pytest.raises(ValueError, match="exceeds the"):
@@ -389,7 +390,7 @@ def test_cells_scale_and_unknown_layer_are_reported(sim, tmp_path, capsys):
 
 def test_failed_run_leaves_no_part_files_and_manifest_stays_consistent(sim, tmp_path,
                                                                          monkeypatch):
-    run_module = sys.modules["hapdask.mvm.run"]  # hapdask.mvm.run is also the function
+    run_module = hapdask.mvm.runner
     good = _src(sim, "if3s01a3q_flt.fits")
     out = tmp_path / "out"
     _run([good], out, layers=["ir_f160w"], formats=("fits", "zarr"))

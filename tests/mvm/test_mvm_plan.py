@@ -38,7 +38,7 @@ def test_grids_are_the_bounded_skycell_subarray(plan, sim, true_wcs):
     for path in sim.exposures:
         exp = open_exposure(path)
         for chip in exp.chips:
-            from hapdask.mvm.plan import updated_wcs_bytes, wcs_from_bytes
+            from hapdask.mvm.planning import updated_wcs_bytes, wcs_from_bytes
 
             w = wcs_from_bytes(updated_wcs_bytes(chip, true_wcs[(exp.rootname, chip.extver)]))
             fps.append(skycells.wcs_outline(w))

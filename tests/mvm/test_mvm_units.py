@@ -8,7 +8,7 @@ from astropy.wcs import WCS
 from matplotlib.path import Path as MplPath
 
 from hapdask.mvm.graph import rasterize_polygon, tile_coverage
-from hapdask.mvm.plan import chip_tile_boxes
+from hapdask.mvm.planning import chip_tile_boxes
 from hapdask.mvm.sky import clipped_median
 
 

@@ -54,7 +54,7 @@ def acs(tmp_path_factory):
 def chip_refs(files, bits):
     """ChipRefs of every SCI chip of ``files`` (as the MVM plan builds them)."""
     from hapdask.io import open_exposure
-    from hapdask.mvm.plan import ChipRef
+    from hapdask.mvm.planning import ChipRef
 
     refs = []
     for f in files:

@@ -1,4 +1,4 @@
-"""``hapdask.mvm.run``: plan, measure skies, drizzle and export a SkyCell, tile by tile.
+"""``hapdask.mvm.runner``: plan, measure skies, drizzle and export a SkyCell, tile by tile.
 
 Execution (all lazy until the final compute):
 
@@ -54,7 +54,7 @@ from hapdask.export import stats as xstats
 from hapdask.export import zarr as xzarr
 from hapdask.export.lock import OutputLock
 from hapdask.mvm.graph import build_graph, tile_coverage
-from hapdask.mvm.plan import LayerPlan, MvmPlan, analyze_tasks, header_wcs, plan
+from hapdask.mvm.planning import LayerPlan, MvmPlan, analyze_tasks, header_wcs, plan
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel
 from skycells import SkyCell
 
