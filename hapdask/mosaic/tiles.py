@@ -226,7 +226,7 @@ def _placement(pixmap: np.ndarray, chip: ChipRef, grid: OutputGrid, tile_size: i
     for idx, (y0, y1, x0, x1) in windows:
         window = (max(y0 - grow, 0), min(y1 + grow, ny_out), max(x0 - grow, 0),
                   min(x1 + grow, nx_out))
-        b = _window_box(pixmap, index, window, kernel, pixfrac, ratio)
+        b = index.covering_bbox(window)
         if b is not None:
             boxes[idx] = b
     regions = []
@@ -247,55 +247,6 @@ def _placement(pixmap: np.ndarray, chip: ChipRef, grid: OutputGrid, tile_size: i
                     window = (wy0, wy1, wx0, wx1)
             regions.append(Region(box, window))
     return ChipPlacement(boxes, regions)
-
-
-def _window_box(pixmap: np.ndarray, index, window: Box, kernel: str, pixfrac: float,
-                ratio: float) -> Box | None:
-    """:func:`hapdask.drizzle.input_bbox` of a window, block by block.
-
-    Blocks of the :class:`~hapdask.drizzle.tile.FootprintIndex` whose whole footprint extent
-    lies inside the window contribute their full pixel range; blocks straddling its edge are
-    scanned exactly (``input_bbox`` on the block plus a one-pixel margin, so every pixel sees
-    its true neighbours). The result equals ``input_bbox`` except that it may also hold pixels
-    with no position (NaN) inside fully covered blocks, which drizzling skips anyway.
-    """
-    from hapdask.drizzle import input_bbox
-
-    y0, y1, x0, x1 = window
-    e = index.extents
-    b = index.block
-    lo_x, hi_x, lo_y, hi_y = x0 - 0.5, x1 - 0.5, y0 - 0.5, y1 - 0.5
-    hit = (e[..., 1] > lo_x) & (e[..., 0] < hi_x) & (e[..., 3] > lo_y) & (e[..., 2] < hi_y)
-    if not hit.any():
-        return None
-    inside = hit & (e[..., 0] >= lo_x) & (e[..., 1] <= hi_x) & (e[..., 2] >= lo_y) \
-        & (e[..., 3] <= hi_y)
-    ny, nx = pixmap.shape[:2]
-    out = [ny, 0, nx, 0]
-
-    def grow(j0: int, j1: int, i0: int, i1: int) -> None:
-        out[0], out[1] = min(out[0], j0), max(out[1], j1)
-        out[2], out[3] = min(out[2], i0), max(out[3], i1)
-
-    for bj, bi in zip(*np.nonzero(inside), strict=True):
-        grow(bj * b, min((bj + 1) * b, ny), bi * b, min((bi + 1) * b, nx))
-    for bj, bi in zip(*np.nonzero(hit & ~inside), strict=True):
-        j0, j1 = int(bj) * b, min((int(bj) + 1) * b, ny)
-        i0, i1 = int(bi) * b, min((int(bi) + 1) * b, nx)
-        if out[0] <= j0 and j1 <= out[1] and out[2] <= i0 and i1 <= out[3]:
-            continue  # already inside the box found so far
-        m0, m2 = max(j0 - 1, 0), max(i0 - 1, 0)
-        sub = pixmap[m0:min(j1 + 1, ny), m2:min(i1 + 1, nx)]
-        r = input_bbox(sub, window, kernel=kernel, pixfrac=pixfrac, pixel_scale_ratio=ratio)
-        if r is None:
-            continue
-        c0, c1 = max(r[0] + m0, j0), min(r[1] + m0, j1)
-        c2, c3 = max(r[2] + m2, i0), min(r[3] + m2, i1)
-        if c0 < c1 and c2 < c3:
-            grow(c0, c1, c2, c3)
-    if out[1] <= out[0] or out[3] <= out[2]:
-        return None
-    return out[0], out[1], out[2], out[3]
 
 
 def place_chips(chips: Sequence[ChipRef], grid: OutputGrid, tile_size: int, *,

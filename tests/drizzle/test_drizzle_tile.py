@@ -227,6 +227,21 @@ def test_footprint_index_equals_input_bbox(kernel):
         y0, x0 = rng.integers(-20, out_shape[0]), rng.integers(-20, out_shape[1])
         window = (y0, y0 + rng.integers(1, 40), x0, x0 + rng.integers(1, 40))
         assert index.bbox(window) == input_bbox(pixmap, window, **kw)
+    # larger windows: covering_bbox (the engine's fast path) equals input_bbox where the
+    # pixmap has no NaN, and holds it where NaN pixels sit inside fully covered blocks
+    holed = pixmap.copy()
+    holed[40:44, 50:60] = np.nan
+    holed_index = FootprintIndex(holed, block=16, **kw)
+    for _ in range(40):
+        y0, x0 = rng.integers(-20, out_shape[0]), rng.integers(-20, out_shape[1])
+        window = (y0, y0 + rng.integers(1, 120), x0, x0 + rng.integers(1, 160))
+        assert index.covering_bbox(window) == input_bbox(pixmap, window, **kw)
+        exact = input_bbox(holed, window, **kw)
+        cover = holed_index.covering_bbox(window)
+        assert (cover is None) == (exact is None)
+        if exact is not None:
+            assert cover[0] <= exact[0] and cover[1] >= exact[1]
+            assert cover[2] <= exact[2] and cover[3] >= exact[3]
 
 
 @pytest.mark.parametrize("kernel", ["square", "point", "gaussian"])
