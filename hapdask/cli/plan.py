@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from hapdask.cli import CLIError
 
@@ -36,8 +37,6 @@ def _log(msg: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``hapdask plan``."""
-    import time
-
     from hapdask import archive
 
     if bool(args.inventory) == bool(args.exposures):

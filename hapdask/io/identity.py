@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import os
 
-from hapdask.io._fits import is_url
+import fsspec
+
+from hapdask.io._fits import _fsspec_kwargs, is_url
 
 __all__ = ["EDGE_BYTES", "FULL_CHECKSUM_BYTES", "content_identity"]
 
@@ -50,10 +52,6 @@ def content_identity(path: str) -> str:
 
 
 def _url_identity(url: str) -> str:
-    import fsspec
-
-    from hapdask.io._fits import _fsspec_kwargs
-
     fs, _, paths = fsspec.get_fs_token_paths(url, storage_options=_fsspec_kwargs(url))
     info = fs.info(paths[0])
     keys = ("size", "ETag", "etag", "LastModified", "last_modified", "mtime", "md5")

@@ -16,6 +16,7 @@ Parameters are AstroDrizzle's, by name and with its defaults
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -365,8 +366,6 @@ def drizzle(
 
 def _fingerprint(chips: Iterable[ChipRef], p: AstroDrizzleParams, tile: int, region: int
                  ) -> str:
-    import hashlib
-
     h = hashlib.sha256(f"{tile}|{region}|{sorted(p.values.items(), key=str)}".encode())
     for c in chips:
         h.update(f"{c.chip.path}|{c.key}|{c.exptime}".encode())

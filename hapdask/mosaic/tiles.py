@@ -13,6 +13,7 @@ Pixel coordinates are 0-based; windows and boxes are ``(y0, y1, x0, x1)``, half-
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -257,7 +258,6 @@ def place_chips(chips: Sequence[ChipRef], grid: OutputGrid, tile_size: int, *,
     threads (the numba pixel maps release the GIL). With ``configs`` (keyword dicts of
     :func:`place_chip`), each chip's entry is the list of its placements, one per config,
     from one pixel map."""
-    import os
 
     cands = list(candidates) if candidates is not None else [None] * len(chips)
 

@@ -27,6 +27,7 @@ input and output paths).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as _dt
 import functools
@@ -302,7 +303,6 @@ def _probe_scheduler(address: str, timeout: float) -> None:
     TimeoutError, OSError
         No answer in time, or the connection failed.
     """
-    import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
     from distributed.comm import connect
