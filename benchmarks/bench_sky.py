@@ -90,15 +90,9 @@ def make_inputs(workdir: Path) -> list[str]:
 
 def chip_refs(files):
     from hapdask.io import open_exposure
-    from hapdask.mvm.planning import ChipRef
+    from hapdask.mosaic import chip_refs as mosaic_chip_refs
 
-    refs = []
-    for f in files:
-        ex = open_exposure(f)
-        for c in ex.chips:
-            refs.append(ChipRef((ex.rootname, c.extver), c, ex.exptime, c.is_rate, BITS,
-                                c.pixel_scale))
-    return refs
+    return [ref for f in files for ref in mosaic_chip_refs(open_exposure(f), BITS)]
 
 
 def run_hapdask(files) -> tuple[float, dict]:

@@ -13,6 +13,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from hapdask.io import open_exposure
+from hapdask.mosaic import chip_refs as mosaic_chip_refs
+
 #: sky offsets (electrons) added to the four ACS exposures (truth for ``match``)
 OFFSETS = (0.0, 12.0, -7.0, 25.0)
 
@@ -52,17 +55,8 @@ def acs(tmp_path_factory):
 
 
 def chip_refs(files, bits):
-    """ChipRefs of every SCI chip of ``files`` (as the MVM plan builds them)."""
-    from hapdask.io import open_exposure
-    from hapdask.mvm.planning import ChipRef
-
-    refs = []
-    for f in files:
-        ex = open_exposure(f)
-        for c in ex.chips:
-            refs.append(ChipRef((ex.rootname, c.extver), c, ex.exptime, c.is_rate, bits,
-                                c.pixel_scale))
-    return refs
+    """ChipRefs of every SCI chip of ``files`` (as the engine builds them)."""
+    return [ref for f in files for ref in mosaic_chip_refs(open_exposure(f), bits)]
 
 
 def run_skymatch(files, workdir, method, bits, static=None, **stat):
