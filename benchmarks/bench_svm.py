@@ -332,14 +332,30 @@ def print_comparison(c: dict) -> None:
 
 
 # -- driver -------------------------------------------------------------------------------------
-def _demo_visit() -> tuple[Path, Path]:
+def _demo_visit() -> tuple[Path, Path, Path]:
     from hapdask.simulate import demo_dataset
 
     demo = demo_dataset("p1889x07y19")
     acs = [p for p in demo.svm_pollers if Path(p).name.startswith("acs_")]
     if not acs:
         raise SystemExit("the demo set has no ACS/WFC visit")
-    return Path(acs[0]), Path(demo.refcat)
+    return Path(acs[0]), Path(demo.refcat), Path(demo.truth_catalog)
+
+
+def deeper_refcat(truth_catalog: Path, g_limit: float, out: Path, seed: int = 0) -> Path:
+    """A Gaia-like catalog of the simulated sky down to ``g_limit`` (the demo's stops at 21).
+
+    With G < 21 the demo's ACS/WFC field holds ~20 reference stars, fewer than DrizzlePac's
+    ACS/WFC SVM ``rscale`` fit needs (12 matches) after matching, so runsinglehap keeps the
+    pipeline WCS; a deeper catalog lets both tools align.
+    """
+    from hapdask.simulate.sky import gaia_like_catalog
+
+    cat = gaia_like_catalog(Table.read(truth_catalog, format="ascii.ecsv"),
+                            np.random.default_rng([seed, 5]), g_limit=g_limit)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cat.write(out, format="ascii.ecsv", overwrite=True)
+    return out
 
 
 def _fmt(r: RunResult) -> str:
@@ -351,6 +367,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--poller", type=Path, help="SVM poller (default: the demo's ACS/WFC visit)")
     ap.add_argument("--refcat", type=Path, help="reference catalog (default: the demo's)")
+    ap.add_argument("--refcat-g-limit", type=float,
+                    help="demo only: use a Gaia-like catalog of the truth down to this G "
+                         "(e.g. 23) instead of the demo's G < 21 one")
     ap.add_argument("--workdir", type=Path, help="where runs write (default: a new temp dir)")
     ap.add_argument("--dp-python", default=DEFAULT_DP_PYTHON,
                     help=f"python of the drizzlepac 3.11 side environment ({DEFAULT_DP_PYTHON})")
@@ -375,13 +394,20 @@ def main() -> int:
             a.json.write_text(json.dumps(c, indent=1, default=str))
         return 0
 
-    poller, refcat = (a.poller, a.refcat) if a.poller else _demo_visit()
-    refcat = refcat or a.refcat
-    if refcat is None:
-        raise SystemExit("--refcat is required with --poller")
-    poller, refcat = poller.resolve(), refcat.resolve()
     work = (a.workdir or Path(tempfile.mkdtemp(prefix="bench_svm_"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    if a.poller:
+        if a.refcat is None:
+            raise SystemExit("--refcat is required with --poller")
+        poller, refcat = a.poller, a.refcat
+    else:
+        poller, refcat, truth = _demo_visit()
+        if a.refcat:
+            refcat = a.refcat
+        elif a.refcat_g_limit:
+            refcat = deeper_refcat(truth, a.refcat_g_limit,
+                                   work / f"gaia_refcat_G{a.refcat_g_limit:g}.ecsv")
+    poller, refcat = poller.resolve(), refcat.resolve()
     print(f"visit {poller}\nreference catalog {refcat}\nwork directory {work}", flush=True)
     figures: dict = {"poller": str(poller), "refcat": str(refcat)}
 
