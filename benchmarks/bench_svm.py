@@ -25,7 +25,9 @@ Then the outputs are compared (also available alone with ``--compare-only REF OU
   ratio; our SCI is sampled at the reference pixels' sky positions (bilinear) when the grids differ;
 * catalogs (point and segment, per filter and total): cross-match by position (0.1"), number of
   sources each, matched fraction, median separation (mas), median and robust (MAD) scatter of
-  ``MagAp1``/``MagAp2`` differences for matched sources with finite magnitudes.
+  the ``Mag*`` column differences (``MagAp1``, ``MagAp2``, ``MagSegment``, the total catalogs'
+  ``MagAP2_<filter>``) for matched sources with measured magnitudes (HAP writes -9999 otherwise),
+  also for the brightest quarter.
 
 Run::
 
@@ -265,9 +267,11 @@ def compare_catalog(ref_path: Path, our_path: Path, radius_arcsec: float = 0.1) 
     m = sep.arcsec <= radius_arcsec
     res["matched"] = int(m.sum())
     res["matched_frac_of_ref"] = float(m.mean())
+    res["matched_frac_of_ours"] = float(len(np.unique(idx[m])) / len(to))
     res["median_sep_mas"] = float(np.median(sep.arcsec[m]) * 1e3) if m.any() else float("nan")
-    for col in ("MagAp1", "MagAp2", "MagSegment"):
-        if col in tr.colnames and col in to.colnames and m.any():
+    # MagAp1/MagAp2/MagSegment (filter catalogs), MagAP2_<filter> (total catalogs)
+    for col in [c for c in tr.colnames if c.startswith("Mag") and not c.startswith("MagErr")]:
+        if col in to.colnames and m.any():
             a = np.ma.filled(np.ma.asarray(tr[col][m], dtype=float), np.nan)
             b = np.ma.filled(np.ma.asarray(to[col][idx[m]], dtype=float), np.nan)
             ok = _finite_mag(a) & _finite_mag(b)
@@ -318,8 +322,9 @@ def print_comparison(c: dict) -> None:
         line = f"  {name}: {r['n_ref']} vs {r['n_ours']} sources"
         if "matched" in r:
             line += (f", matched {r['matched']} ({100 * r['matched_frac_of_ref']:.0f} % of "
-                     f"reference), median sep {r['median_sep_mas']:.1f} mas")
-        for col in ("MagAp1", "MagAp2", "MagSegment"):
+                     f"reference, {100 * r['matched_frac_of_ours']:.0f} % of ours), median sep "
+                     f"{r['median_sep_mas']:.1f} mas")
+        for col in [k[1:] for k in r if k.startswith("dMag") and not k.endswith("_bright25")]:
             d = r.get(f"d{col}")
             if d:
                 line += f"; d{col} {d['median']:+.3f} +- {d['mad_std']:.3f} (n={d['n']})"
