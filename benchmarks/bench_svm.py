@@ -167,11 +167,13 @@ def run_reference(poller: Path, refcat: Path, work: Path, dp_python: str,
                         work, env, work.parent / f"{work.name}.log", timeout)
 
 
-def hapdask_has_svm(tree: Path) -> bool:
+def hapdask_svm_missing(tree: Path) -> str:
+    """Why ``python -m hapdask svm --help`` fails with ``tree`` first on the path ('' if not)."""
     env = dict(os.environ, PYTHONPATH=str(tree))
+    # cwd = tree: ``python -m`` puts the working directory before PYTHONPATH
     proc = subprocess.run([sys.executable, "-m", "hapdask", "svm", "--help"], env=env,
-                          capture_output=True, text=True)
-    return proc.returncode == 0
+                          cwd=tree, capture_output=True, text=True)
+    return "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["?"])[-1]
 
 
 def run_ours(poller: Path, refcat: Path, out: Path, tree: Path, extra: list[str],
@@ -435,9 +437,10 @@ def main() -> int:
     if ref is not None:
         figures["runsinglehap"] = ref.__dict__
 
-    if not hapdask_has_svm(a.hapdask_tree):
+    why = hapdask_svm_missing(a.hapdask_tree)
+    if why:
         print(f"\nhapdask svm is missing in {a.hapdask_tree} (`python -m hapdask svm --help` "
-              f"fails): no timing, no comparison. Reference products in {ref_dir}:")
+              f"fails: {why}): no timing, no comparison. Reference products in {ref_dir}:")
         for name in sorted(products(ref_dir)):
             print(f"  {name}")
         return 1
