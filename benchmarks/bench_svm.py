@@ -86,6 +86,7 @@ class RunResult:
     rc: int
     peak_tree_mib: float
     peak_process_mib: float
+    cpu: float = float("nan")
     log_tail: list[str] = field(default_factory=list)
 
 
@@ -123,8 +124,10 @@ def run_measured(cmd: list[str], cwd: Path, env: dict[str, str], log: Path,
     wall = time.perf_counter() - t0
     text = timefile.read_text() if timefile.exists() else ""
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    cpu = sum(float(v) for v in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text))
     return RunResult(wall=wall, rc=rc, peak_tree_mib=peak / 2**20,
                      peak_process_mib=int(m.group(1)) / 1024.0 if m else float("nan"),
+                     cpu=cpu if text else float("nan"),
                      log_tail=log.read_text(errors="replace").strip().splitlines()[-15:])
 
 
@@ -366,8 +369,9 @@ def deeper_refcat(truth_catalog: Path, g_limit: float, out: Path, seed: int = 0)
 
 
 def _fmt(r: RunResult) -> str:
-    return (f"{r.wall:.1f} s, exit {r.rc}, peak RSS {r.peak_tree_mib:.0f} MiB (process tree), "
-            f"{r.peak_process_mib:.0f} MiB (largest process)")
+    return (f"{r.wall:.1f} s wall, {r.cpu:.0f} s CPU, exit {r.rc}, peak RSS "
+            f"{r.peak_tree_mib:.0f} MiB (process tree), {r.peak_process_mib:.0f} MiB (largest "
+            f"process)")
 
 
 def main() -> int:
@@ -382,7 +386,8 @@ def main() -> int:
                     help=f"python of the drizzlepac 3.11 side environment ({DEFAULT_DP_PYTHON})")
     ap.add_argument("--reference-dir", type=Path,
                     help="a finished runsinglehap work directory to reuse instead of running it")
-    ap.add_argument("--reference-figures", help="wall,peak_tree_MiB of that reused run")
+    ap.add_argument("--reference-figures",
+                    help="wall_s,peak_MiB[,cpu_s] of that reused run (e.g. from its .time file)")
     ap.add_argument("--hapdask-tree", type=Path, default=ROOT,
                     help="source tree whose hapdask is measured (default: this one)")
     ap.add_argument("--svm-arg", action="append", default=[],
@@ -422,8 +427,9 @@ def main() -> int:
         ref_dir = a.reference_dir.resolve()
         ref = None
         if a.reference_figures:
-            w, m = (float(v) for v in a.reference_figures.split(","))
-            ref = RunResult(wall=w, rc=0, peak_tree_mib=m, peak_process_mib=float("nan"))
+            v = [float(x) for x in a.reference_figures.split(",")]
+            ref = RunResult(wall=v[0], rc=0, peak_tree_mib=v[1], peak_process_mib=float("nan"),
+                            cpu=v[2] if len(v) > 2 else float("nan"))
         print(f"runsinglehap: reusing {ref_dir}", flush=True)
     else:
         if not Path(a.dp_python).exists():
@@ -461,6 +467,9 @@ def main() -> int:
         print(f"peak memory (process tree): runsinglehap {ref.peak_tree_mib:.0f} MiB, hapdask "
               f"svm {m_ours:.0f} MiB")
         print(f"ratio = reference_time / our_time = {ref.wall / t_ours:.2f}")
+        c_ours = statistics.median(r.cpu for r in ours)
+        print(f"CPU time (user + sys, all processes): runsinglehap {ref.cpu:.0f} s, hapdask svm "
+              f"{c_ours:.0f} s, ratio {ref.cpu / c_ours:.2f} (less sensitive to machine load)")
         print(f"memory ratio = our_peak / reference_peak = {m_ours / ref.peak_tree_mib:.3f}")
     c = compare(ref_dir, work / f"hapdask{len(ours) - 1}", a.bright_sigma)
     print_comparison(c)
