@@ -169,8 +169,15 @@ def run_reference(poller: Path, refcat: Path, work: Path, dp_python: str,
     staged = stage_for_drizzlepac(poller, work)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(ROOT)  # the wrapper imports hapdask.align.catalog.FileCatalog
-    return run_measured([dp_python, str(WRAPPER), staged.name, "--refcat", str(refcat)],
-                        work, env, work.parent / f"{work.name}.log", timeout)
+    try:
+        return run_measured([dp_python, str(WRAPPER), staged.name, "--refcat", str(refcat)],
+                            work, env, work.parent / f"{work.name}.log", timeout)
+    finally:
+        # the staged copies are not products (runsinglehap works on its renamed hst_ copies);
+        # a full-frame visit needs ~170 MB each
+        for line in staged.read_text().splitlines():
+            if line.strip():
+                Path(line.split(",")[-1]).unlink(missing_ok=True)
 
 
 def hapdask_svm_missing(tree: Path) -> str:
