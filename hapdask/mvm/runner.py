@@ -257,13 +257,19 @@ def layer_headers(p: MvmPlan, lay: LayerPlan, skies: Mapping) -> dict:
         primary[key] = (0.0, "set from the whole layer")
     primary["MEDWHTPR"] = (xstats.WHT_MEDIAN_RTOL, "relative precision of MEDWHT")
     primary["SKYMETH"] = ("chip-median", "per-chip sigma-clipped median sky subtracted")
+    by_root = {i.rootname: i for i in lay.inputs}
+
+    def sci_header(c):  # the chip's SCI header as drizzled (alignment update applied)
+        info = by_root[c.key[0]]
+        return info.sci_headers[[ch.key for ch in info.chips].index(c.key)]
+
     dcards = []
     for c in lay.chips:
         dcards.append({"data": f"{os.path.basename(c.chip.path)}[sci,{c.key[1]}]",
                        "exptime": c.exptime, "sky": skies[c.key].value,
                        "in_scale": c.pscale, "scale": lay.scale_arcsec, "bits": c.bits,
-                       "wcsname": getattr(c.chip, "wcsname", ""), "outname": lay.filename,
-                       "ctx": p.context})
+                       "wcsname": str(sci_header(c).get("WCSNAME", "")),
+                       "outname": lay.filename, "ctx": p.context})
     primary.extend(xheaders.drizzle_cards(dcards), end=True)
     wcs = lay.wcs_header.copy()
     for k in ("NAXIS1", "NAXIS2"):
@@ -276,10 +282,9 @@ def layer_headers(p: MvmPlan, lay: LayerPlan, skies: Mapping) -> dict:
     wht = wcs.copy()
     wht["BUNIT"] = ("UNITLESS", "exposure-time weight")
     rows = []
-    by_root = {i.rootname: i for i in lay.inputs}
     for c in lay.chips:
         info = by_root[c.key[0]]
-        sci_hdr = info.sci_headers[[ch.key for ch in info.chips].index(c.key)]
+        sci_hdr = sci_header(c)
         stem = os.path.basename(info.path).split(".fits")[0]
         lead = {"SVMROOTNAME": stem, "GENDATE": str(info.primary.get("DATE", "")),
                 "HAPEXPNAME": f"{lay.name.rsplit('_', 1)[0]}-{info.rootname}_"
@@ -515,17 +520,31 @@ def _demo_inputs(skycell: str, log) -> tuple[object, str, list[str]]:
     return str(demo.mvm_poller), str(demo.refcat), notes
 
 
-def _align_inputs(inputs, refcat, compute, log) -> tuple[dict, list[str]]:
-    """Alignment graph computed on the run's scheduler: (WCS updates, summary notes)."""
-    from hapdask.align import MVM_ALIGN_MARGIN, mvm_alignment
+def _align_and_analyze(inputs, refcat, verdicts, compute, log
+                       ) -> tuple[dict | None, dict, list[str]]:
+    """Alignment (when ``refcat``) and the analyze rules (unless ``verdicts`` are given) as one
+    computation on the run's scheduler, so that they overlap: (WCS updates, verdicts, notes)."""
+    from hapdask.align import MVM_ALIGN_MARGIN, mvm_alignment_job
 
     t0 = time.perf_counter()
-    res = mvm_alignment(inputs, refcat, compute=lambda g, k: compute(g, k, False))
-    notes = [f"alignment to {res.catalog} ({time.perf_counter() - t0:.1f} s, margin "
-             f"{MVM_ALIGN_MARGIN:g}\"): " + line for line in res.summary()]
+    job = mvm_alignment_job(inputs, refcat) if refcat is not None else None
+    graph, keys = (dict(job.graph), list(job.keys)) if job is not None else ({}, [])
+    nalign = len(keys)
+    if verdicts is None:
+        g, akeys, paths = analyze_tasks(inputs)
+        graph.update(g)
+        keys += akeys
+    values = compute(graph, keys, False) if keys else []
+    if verdicts is None:
+        verdicts = dict(zip(paths, values[nalign:], strict=True))
+    if job is None:
+        return None, verdicts, []
+    res = job.result(values[:nalign])
+    notes = [f"alignment to {res.catalog} ({time.perf_counter() - t0:.1f} s with the input "
+             f"analysis, margin {MVM_ALIGN_MARGIN:g}\"): " + line for line in res.summary()]
     for n in notes:
         log(n)
-    return res.wcs_updates(), notes
+    return res.wcs_updates(), verdicts, notes
 
 
 def _checked_and_locked(func: Callable) -> Callable:
@@ -641,13 +660,11 @@ def run(
     scratch = temp_dir if temp_dir is not None else output
     with _scheduler(scheduler, workers, threads_per_worker, log, timeout=scheduler_timeout,
                     scratch=scratch) as (compute, _client):
-        if refcat is not None:
-            aligned, align_notes = _align_inputs(inputs, refcat, compute, log)
-            notes += align_notes
+        aligned, verdicts, align_notes = _align_and_analyze(inputs, refcat, verdicts, compute,
+                                                            log)
+        notes += align_notes
+        if aligned is not None:
             wcs_updates = {**aligned, **dict(wcs_updates or {})}
-        if verdicts is None:
-            g, keys, paths = analyze_tasks(inputs)
-            verdicts = dict(zip(paths, compute(g, keys, False), strict=True))
         p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates,
                  context=context, verdicts=verdicts, only=layers, masks=masks)
         for path in sorted(set(p.crmasks.values())):
