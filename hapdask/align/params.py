@@ -23,9 +23,9 @@ class SourceParams:
     box_size, filter_size : int
         ``photutils.background.Background2D`` box (chip pixels) and median-filter size.
     bin_size : int
-        Block size (chip pixels) of the binned image on which the background is estimated and
-        candidates are found (:func:`hapdask.align.sources.find_sources`); 0: from
-        ``box_size`` (:func:`hapdask.align.sources.bin_factor`).
+        Block size (chip pixels) of the binned image whose Background2D mesh is the background
+        (:func:`hapdask.align.sources.find_sources`); 0: from ``box_size``
+        (:func:`hapdask.align.sources.bin_factor`).
     bkg_estimator : {"sextractor", "median"}
         Background estimator (SExtractorBackground / MedianBackground); rms is StdBackgroundRMS.
     nsigma, threshold_scale : float

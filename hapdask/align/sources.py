@@ -160,16 +160,23 @@ def find_sources(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, pixel_scale: 
                  params: SourceParams | None = None) -> tuple[Table, str]:
     """Detect and centroid the point-like sources of one chip.
 
-    The chip is read once, by numba kernels: the good pixels (DQ, finite) are averaged in
-    ``b x b`` blocks (:func:`bin_factor`), the background is photutils' Background2D of the
-    binned image (boxes of ``box_size`` chip pixels), and local maxima of the binned residual
-    are the candidates, brightest first. Everything else runs on full-resolution stamps around
-    the ``8 x max_sources`` brightest candidates, laid out side by side as one small image:
-    photutils' DAOStarFinder there (its threshold, sharpness and roundness limits, peaks within
-    ``b`` pixels of a stamp centre; the stamps are wide enough for its convolution and peak
-    search to be those of the whole chip), DQ rejection, :func:`windowed_centroids` and
-    aperture photometry. On a 2048 x 4096 chip this costs ~1/10 of running Background2D and
-    DAOStarFinder on every pixel.
+    Full-chip passes are numba kernels (GIL released) and one scipy convolution:
+
+    1. the good pixels (finite, DQ) are averaged in ``b x b`` blocks (:func:`bin_factor`);
+       photutils' Background2D of that binned image gives the background mesh (boxes of
+       ``box_size`` chip pixels, see :func:`_background`);
+    2. chip minus the bilinearly interpolated mesh, bad pixels 0; the noise is the
+       sigma-clipped rms of a sample of its rows;
+    3. DAOStarFinder's detection step: its kernel convolved with the residual, its peaks (the
+       circular ``min_separation`` footprint of ``find_peaks``, borders excluded) above its
+       effective threshold.
+
+    DAOStarFinder itself then measures and filters the peaks (sharpness, roundness, the
+    ``8 x max_sources`` brightest) on stamps of two kernel radii laid side by side in one
+    small image, where its convolution equals the whole-chip one; DQ rejection,
+    :func:`windowed_centroids` and aperture photometry run on wider stamps around the
+    survivors. Same sources as Background2D + DAOStarFinder on every pixel (centroids agree
+    to ~1e-3 pixel on the demo chips) at ~1/7 of the CPU time.
 
     Parameters
     ----------
