@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from astropy.io import fits
 
 from hapdask.dqflags import good_pixel_mask
 from hapdask.mosaic.inputs import ChipRef
@@ -34,7 +35,7 @@ from hapdask.mosaic.wcsio import thread_header_wcs
 
 __all__ = ["CrJob", "MedianJob", "TileJob", "assemble_mask", "blot_cr_region", "chip_pixmap",
            "cte_direction", "drizzle_tile", "exposure_noise", "median_tile",
-           "prepare_chip_region", "separate_drizzles", "separate_tile", "weight_means"]
+           "prepare_chip_region", "read_flat", "separate_drizzles", "separate_tile", "weight_means"]
 
 Box = tuple[int, int, int, int]
 
@@ -62,15 +63,55 @@ def _subtracted(sky) -> float:
     return float(sky.value) if getattr(sky, "subtract", True) else 0.0
 
 
+def read_flat(chip: ChipRef, region: Box) -> np.ndarray | None:
+    """The region of the chip's flat field (``SCI,<extver>`` of :attr:`ChipRef.flatfile`), or
+    None without a usable flat file (a flat of 1).
+
+    As AstroDrizzle's ``getflat``, a flat of the chip's shape is used as is; a larger one
+    (full-frame flat, sub-array chip) is cut at the chip's offset ``-LTV1``/``-LTV2``.
+    """
+    if chip.flatfile is None:
+        return None
+    y0, y1, x0, x1 = region
+    with fits.open(chip.flatfile, memmap=True) as h:
+        try:
+            data = h["SCI", chip.key[1]].data
+        except KeyError:
+            return None
+        if data is None:
+            return None
+        oy = ox = 0
+        if tuple(data.shape) != tuple(chip.shape):
+            hdr = chip.chip.header
+            oy = -round(float(hdr.get("LTV2", 0.0)))
+            ox = -round(float(hdr.get("LTV1", 0.0)))
+            if oy < 0 or ox < 0 or oy + chip.shape[0] > data.shape[0] \
+                    or ox + chip.shape[1] > data.shape[1]:
+                return None
+        return np.array(data[oy + y0:oy + y1, ox + x0:ox + x1], dtype=np.float32)
+
+
 def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, *,
-                        static: np.ndarray | None = None, crmask: np.ndarray | None = None
-                        ) -> tuple[np.ndarray, np.ndarray]:
+                        static: np.ndarray | None = None, crmask: np.ndarray | None = None,
+                        pix_ratio: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Read a region of a chip: ``(data, weight)`` ready for :func:`hapdask.drizzle.add_to_tile`.
 
     ``data`` = (SCI - sky) x effective gain in rate units (over EXPTIME for non-rate data), 0
     where bad; ``weight`` = the ``wht_type`` weight where the pixel is good: DQ good per
     ``params.bits``, finite, in the static mask (``static``: whole chip, True = good) and not in
     the cosmic-ray mask (``crmask``: the region's shape, True = cosmic ray); 0 elsewhere.
+
+    Weights are AstroDrizzle's (``buildEXPmask``, ``buildERRmask``, ``buildIVMmask`` times the
+    ``wt_scl`` it sets; ``pix_ratio`` = output / input pixel scale):
+
+    * ``EXP``: ``wt_scl`` (the exposure time by default);
+    * ``ERR``: ``(EXPTIME / ERR)**2 / pix_ratio**4``, ERR as stored (0 where ERR <= 0 or not
+      finite);
+    * ``IVM``: ``flat**2 / (dark + sky x flat + readnoise**2) x EXPTIME**2 / pix_ratio**4``
+      with dark = ``MEANDARK`` (:attr:`ChipRef.meandark`), sky = the subtracted sky in SCI
+      units, the read noise in electrons and the flat from ``PFLTFILE`` when the reference file
+      is on this machine, else 1 (AstroDrizzle's fallback). User IVM files and WFC3/IR dark
+      images are not read.
     """
     sci, err, dq = chip.chip.read(region)
     good = good_pixel_mask(dq, params.bits) & np.isfinite(sci)
@@ -85,23 +126,23 @@ def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, 
     if not chip.is_rate:
         data = data / np.float32(chip.exptime)
     data[~good] = 0.0
+    ratio4 = float(pix_ratio) ** 4
     if params.wht_type == "EXP":
         weight = np.where(good, np.float32(params.exp_weight(chip.exptime)),
                           np.float32(0.0)).astype(np.float32)
     elif params.wht_type == "ERR":
-        e = err.astype(np.float64) * chip.gain
-        if not chip.is_rate:
-            e = e / chip.exptime
+        e = err.astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            w = np.where(good & np.isfinite(e) & (e > 0), 1.0 / (e * e), 0.0)
+            w = np.where(good & np.isfinite(e) & (e > 0), (chip.exptime / e) ** 2 / ratio4, 0.0)
         weight = w.astype(np.float32)
-    else:  # IVM: inverse variance of sky + read noise, in rate units
-        sky_e = max(float(sky.value), 0.0) * chip.gain
-        if chip.is_rate:
-            sky_e *= chip.exptime
-        var = (sky_e + chip.readnoise ** 2) / chip.exptime ** 2
-        ivm = 1.0 / var if var > 0 else 0.0
-        weight = np.where(good, np.float32(ivm), np.float32(0.0)).astype(np.float32)
+    else:  # IVM
+        flat = read_flat(chip, region)
+        f = np.float64(1.0) if flat is None else flat.astype(np.float64)
+        var = chip.meandark + _subtracted(sky) * f + chip.readnoise ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ivm = np.where(var > 0, f * f / var, 0.0) * (chip.exptime ** 2 / ratio4)
+        ivm = np.broadcast_to(ivm, good.shape)
+        weight = np.where(good & np.isfinite(ivm), ivm, 0.0).astype(np.float32)
     return data, weight
 
 
@@ -127,7 +168,8 @@ def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale,
     if region[1] - region[0] < 2 or region[3] - region[2] < 2:
         return
     cr = region_mask(crparts, region) if crparts else None
-    data, weight = prepare_chip_region(chip, sky, region, params, static=static, crmask=cr)
+    data, weight = prepare_chip_region(chip, sky, region, params, static=static, crmask=cr,
+                                       pix_ratio=ratio)
     pm = chip_pixmap(chip, out_wcs, region, pixmap)
     in_box = (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
     add_to_tile(data, weight, pm, num, den, ctx, origin=(window[0], window[2]),
