@@ -213,26 +213,32 @@ def place_chip_configs(chip: ChipRef, grid: OutputGrid, tile_size: int,
 
     With ``scratch``, the pixel map is also kept there as ``name`` (the placements'
     ``pixmap``), so that the stages read it instead of recomputing it."""
-    from hapdask.drizzle import calc_pixmap
+    from hapdask.drizzle import calc_pixmap  # numba code: loaded when a chip is placed
+    from hapdask.drizzle.tile import FootprintIndex
 
     pixmap = calc_pixmap(chip.wcs(), grid.wcs(), chip.shape)
     path = scratch.save(name, pixmap) if scratch is not None else None
-    out = [_placement(pixmap, chip, grid, tile_size, candidates=candidates, **c)
-           for c in configs]
+    ratio = grid.scale_arcsec / chip.pscale
+    indexes: dict[tuple, FootprintIndex] = {}  # one per footprint size, shared by the configs
+    out = []
+    for c in configs:
+        reach = (c.get("kernel", "square"), float(c.get("pixfrac", 1.0)))
+        if reach not in indexes:
+            indexes[reach] = FootprintIndex(pixmap, kernel=reach[0], pixfrac=reach[1],
+                                            pixel_scale_ratio=ratio)
+        out.append(_placement(pixmap, indexes[reach], chip, grid, tile_size,
+                              candidates=candidates, **c))
     for pl in out:
         pl.pixmap = path
     return out
 
 
-def _placement(pixmap: np.ndarray, chip: ChipRef, grid: OutputGrid, tile_size: int, *,
+def _placement(pixmap: np.ndarray, index, chip: ChipRef, grid: OutputGrid, tile_size: int, *,
                kernel: str = "square", pixfrac: float = 1.0, region_size: int | None = None,
                halo: int = 0, reach: int = 0, grow: int = 0,
                candidates: Sequence[tuple[int, int]] | None = None) -> ChipPlacement:
-    from hapdask.drizzle.tile import FootprintIndex
-
+    """Placement of a chip from its pixel map and the FootprintIndex of (kernel, pixfrac)."""
     ny_out, nx_out = grid.shape
-    ratio = grid.scale_arcsec / chip.pscale
-    index = FootprintIndex(pixmap, kernel=kernel, pixfrac=pixfrac, pixel_scale_ratio=ratio)
     windows = grid.windows(tile_size)
     if candidates is not None:
         wanted = set(candidates)
