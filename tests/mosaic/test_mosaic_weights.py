@@ -72,6 +72,7 @@ def test_weight_types_against_astrodrizzle(inputs, wht_type, tmp_path):
         warnings.simplefilter("ignore")
         ours = drizzle([str(p) for p in inputs], tmp_path / "ours" / "m", params=params,
                        tile_size=256, log=lambda m: None)
+    assert not list((tmp_path / "ours").glob(".m-scratch-*"))  # scratch removed at the end
     ref = astrodrizzle_refimage(ours.output, tmp_path / "ref.fits")
     work = tmp_path / "ad"
     work.mkdir()
