@@ -45,6 +45,7 @@ from hapdask.mosaic.params import AstroDrizzleParams, ParameterError, load_confi
 from hapdask.mosaic.scratch import Scratch
 from hapdask.mosaic.stages import assemble_mask
 from hapdask.mosaic.tiles import place_chips, plan_tiles
+from hapdask.scheduling import compute_context
 
 __all__ = ["DrizzleResult", "drizzle"]
 
@@ -213,8 +214,6 @@ def drizzle(
     """
     from hapdask.combine.crrej import CRParams
     from hapdask.combine.median import CombineParams
-    from hapdask.mvm.runner import _scheduler
-
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     given = dict(load_config(config)) if config else {}
@@ -318,7 +317,8 @@ def drizzle(
         graph.update(g)
         timings["plan"] = time.perf_counter() - t0
 
-        with _scheduler(scheduler, workers, threads_per_worker, log) as (compute, _client):
+        with compute_context(scheduler, workers, threads_per_worker, log,
+                             scratch=scratch.directory) as (compute, _client):
             t0 = time.perf_counter()
             pre = list(sky_keys) + list(dict.fromkeys(static_keys or []))
             values = compute(graph, pre, False)

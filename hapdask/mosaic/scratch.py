@@ -73,15 +73,37 @@ class Scratch:
 
 def load_array(path: str, region: Box | None = None) -> np.ndarray:
     """Read a scratch array, or the ``(y0, y1, x0, x1)`` region (0-based, half-open) of its
-    first two axes, as a new in-memory array (the memory map is released on return)."""
-    mm = np.load(path, mmap_mode="r", allow_pickle=False)
-    try:
+    first two axes, into a new array.
+
+    A region is read row by row (positional reads of just its bytes), so the task's memory is
+    the region, not the whole rows of a memory map.
+    """
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(fh)
+        if fortran:
+            raise ValueError(f"{path}: Fortran-ordered scratch arrays are not supported")
+        offset = fh.tell()
         if region is None:
-            return np.array(mm)
-        y0, y1, x0, x1 = region
-        if not (0 <= y0 < y1 <= mm.shape[0] and 0 <= x0 < x1 <= mm.shape[1]):
+            y0, y1, x0, x1 = 0, shape[0], 0, shape[1] if len(shape) > 1 else 0
+        else:
+            y0, y1, x0, x1 = region
+        if len(shape) < 2 or not (0 <= y0 < y1 <= shape[0] and 0 <= x0 < x1 <= shape[1]):
             raise ValueError(f"{path}: region {region} is outside the array of shape "
-                             f"{mm.shape[:2]}")
-        return np.array(mm[y0:y1, x0:x1])
-    finally:
-        del mm
+                             f"{shape[:2]}")
+        inner = int(np.prod(shape[2:], dtype=np.int64)) * dtype.itemsize
+        row = shape[1] * inner
+        out = np.empty((y1 - y0, x1 - x0, *shape[2:]), dtype)
+        if region is None or (x0 == 0 and x1 == shape[1]):
+            fh.seek(offset + y0 * row)
+            fh.readinto(memoryview(out.reshape(-1).view(np.uint8)))
+            return out
+        fd = fh.fileno()
+        width = (x1 - x0) * inner
+        for k, y in enumerate(range(y0, y1)):
+            buf = memoryview(out[k].reshape(-1).view(np.uint8))
+            if os.preadv(fd, [buf], offset + y * row + x0 * inner) != width:
+                raise OSError(f"{path}: truncated scratch file")
+        return out
