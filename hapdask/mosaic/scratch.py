@@ -98,7 +98,8 @@ def load_array(path: str, region: Box | None = None) -> np.ndarray:
         out = np.empty((y1 - y0, x1 - x0, *shape[2:]), dtype)
         if region is None or (x0 == 0 and x1 == shape[1]):
             fh.seek(offset + y0 * row)
-            fh.readinto(memoryview(out.reshape(-1).view(np.uint8)))
+            if fh.readinto(memoryview(out.reshape(-1).view(np.uint8))) != out.nbytes:
+                raise OSError(f"{path}: truncated scratch file")
             return out
         fd = fh.fileno()
         width = (x1 - x0) * inner
