@@ -39,6 +39,7 @@ from hapdask.align import AlignResult, FileCatalog, read_wcs_updates
 from hapdask.align.headerlet import headerlet_name, write_headerlets
 from hapdask.align.pipeline import align_graph, visit_key
 from hapdask.align.updates import WcsUpdate, apply_update, write_wcs_updates
+from hapdask.dqflags import DQ_FLAGS
 from hapdask.export.lock import OutputLock
 from hapdask.export.manifest import write_atomic
 from hapdask.export.stats import layer_keywords, merge, tile_stats
@@ -230,11 +231,38 @@ def _drizzle_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorStat
              *[f"  {k} = {v}" for k, v in sorted(params.items())],
              *res.summary().splitlines(), *lines,
              f"  product done in {time.perf_counter() - t0:.1f} s"]
+    lines = [line.replace(staging.rstrip("/") + "/", "") for line in lines]
     crm = {Path(p).name.removesuffix("_crmask.fits"): p for p in res.crmasks}
     return ProductRecord(job.name, res.output, job.level, crm, lines)
 
 
-def _catalog_task(det_key: str, staging: str, total: ProductRecord, *filters: ProductRecord
+def saturation_map(exps: list, state: DetectorState, shape: tuple[int, int]) -> np.ndarray:
+    """Saturated input pixels (DQ 256) of the exposures mapped onto the product grid (HAP's
+    flag-4 input, inventory 5.5): bool ``(ny, nx)``, True where a saturated pixel's centre
+    lands (full distortion, aligned WCS)."""
+    bit = next(f.value for f in DQ_FLAGS if f.name == "SATURATED")
+    heads = state.headers()
+    out = np.zeros(shape, bool)
+    gw = state.grid.wcs()
+    for e in exps:
+        for c in chip_refs(e, None, heads):
+            if not c.chip.has_data:
+                continue
+            _, _, dq = c.chip.read()
+            yy, xx = np.nonzero(np.asarray(dq).astype(np.int64) & bit)
+            if not yy.size:
+                continue
+            ra, dec = c.wcs().all_pix2world(xx.astype(float), yy.astype(float), 0)
+            x, y = gw.wcs_world2pix(ra, dec, 0)
+            i = np.rint(y).astype(np.int64)
+            j = np.rint(x).astype(np.int64)
+            ok = (i >= 0) & (i < shape[0]) & (j >= 0) & (j < shape[1])
+            out[i[ok], j[ok]] = True
+    return out
+
+
+def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
+                  state: DetectorState, total: ProductRecord, *filters: ProductRecord
                   ) -> list[str]:
     """Point and segment catalogs of a detector (total detection, forced filter photometry)."""
     from hapdask.catalogs import CatalogParams, make_catalogs, read_product
@@ -244,13 +272,17 @@ def _catalog_task(det_key: str, staging: str, total: ProductRecord, *filters: Pr
     except (KeyError, ValueError) as exc:
         return [f"{total.name}: no catalogs ({exc})"]
     tprod = read_product(total.path)
-    fprods = {}
+    fprods, saturated = {}, {}
     for rec in filters:
         p = read_product(rec.path)
-        fprods[str(p.keyword("FILTER", default=rec.name)).lower()] = p
+        fname = str(p.keyword("FILTER", default=rec.name)).lower()
+        fprods[fname] = p
+        if not params.ir:
+            saturated[fname] = saturation_map([exps[q] for q in filter_paths[rec.name]], state,
+                                              p.sci.shape)
     lines = []
     try:
-        cats = make_catalogs(tprod, fprods, params)
+        cats = make_catalogs(tprod, fprods, params, saturated=saturated)
     except ValueError as exc:
         return [f"{total.name}: catalogs failed: {exc}"]
     if cats.rejected:
@@ -275,7 +307,10 @@ def _color_task(total: ProductRecord, staging: str, *filters: ProductRecord) -> 
 
     if len(filters) < 2:
         return []
-    prods = [read_product(r.path) for r in filters[:3]]
+    prods = sorted((read_product(r.path) for r in filters),
+                   key=lambda q: float(q.keyword("PHOTPLAM", default=0.0)))
+    if len(prods) > 3:  # bluest, middle, reddest
+        prods = [prods[0], prods[len(prods) // 2], prods[-1]]
     return [write_color_preview(read_product(total.path), prods, staging).name]
 
 
@@ -348,7 +383,8 @@ def visit_graph(p: SvmPlan, refcat, staging: str, *, previews: bool = True,
         fk = [filter_keys[f.drizzle_name] for f in det.filters]
         if catalogs:
             ck = ("svm-catalogs", det.drizzle_name)
-            graph[ck] = (_catalog_task, det.key, staging, total_key, *fk)
+            fpaths = {f.drizzle_name: [e.path for e in f.exposures] for f in det.filters}
+            graph[ck] = (_catalog_task, det.key, staging, exps, fpaths, skey, total_key, *fk)
             keys["catalogs"].append(ck)
         if previews:
             ck = ("svm-color", det.drizzle_name)
