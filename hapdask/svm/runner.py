@@ -43,8 +43,10 @@ from hapdask.dqflags import DQ_FLAGS
 from hapdask.export.lock import OutputLock
 from hapdask.export.manifest import write_atomic
 from hapdask.export.stats import layer_keywords, merge, tile_stats
-from hapdask.mosaic import OutputGrid, chip_refs, drizzle, north_up_grid
+from hapdask.io import linear_pixel_scale
+from hapdask.mosaic import OutputGrid, chip_refs, drizzle
 from hapdask.mosaic.coverage import tile_coverage
+from hapdask.mosaic.grid import hap_visit_grid
 from hapdask.mosaic.products import crmask_name, update_dq
 from hapdask.svm.params import svm_drizzle_params
 from hapdask.svm.planning import SvmPlan, plan
@@ -116,28 +118,30 @@ class SvmResult:
 # -- tasks -----------------------------------------------------------------------------------
 def _state_task(exps: list, kept_updates: dict, *fit_results) -> DetectorState:
     """Collect a detector's alignment records and build its north-up grid (HAP's metawcs,
-    recomputed after the fit, over every chip of every exposure of the detector)."""
+    recomputed after the fit, over every chip of every exposure of the detector in HAP's order,
+    :func:`hapdask.mosaic.grid.hap_visit_grid`)."""
     fits_ = [f for res in fit_results for f in res]
     updates = dict(kept_updates)
     for f in fits_:
         for u in f.updates:
             updates[u.key] = u.header_text
     heads = {k: fits.Header.fromstring(v) for k, v in updates.items()}
-    wcss = [c.wcs() for e in exps for c in chip_refs(e, None, heads) if c.chip.has_data]
-    return DetectorState(updates, fits_, north_up_grid(wcss))
+    refs = [c for e in exps for c in chip_refs(e, None, heads) if c.chip.has_data]
+    first = refs[0]
+    w0 = first.wcs()
+    hdr = first.chip.header
+    scale = float(hdr["IDCSCALE"]) if "IDCSCALE" in hdr else linear_pixel_scale(w0)
+    grid = hap_visit_grid([w0] + [c.wcs() for c in refs[1:]], scale, sci_header=hdr,
+                          pa_v3=exps[0].primary.get("PA_V3"),
+                          detector=(exps[0].instrument, exps[0].detector))
+    return DetectorState(updates, fits_, grid)
 
 
 def _grid_params(grid: OutputGrid) -> dict:
     """The grid as AstroDrizzle ``final_*`` parameters (HAP passes the filter products' grid
     this way; exactly the same north-up TAN grid)."""
     h = grid.fits_header()
-    cd = np.array([[h.get("CD1_1", 0.0), h.get("CD1_2", 0.0)],
-                   [h.get("CD2_1", 0.0), h.get("CD2_2", 0.0)]])
-    if not cd.any():
-        cd = np.diag([h.get("CDELT1", 1.0), h.get("CDELT2", 1.0)]) @ np.array(
-            [[h.get("PC1_1", 1.0), h.get("PC1_2", 0.0)], [h.get("PC2_1", 0.0),
-                                                          h.get("PC2_2", 1.0)]])
-    scale = float(np.sqrt(abs(np.linalg.det(cd))) * 3600.0)
+    scale = grid.scale_arcsec
     return {"final_wcs": True, "final_ra": float(h["CRVAL1"]), "final_dec": float(h["CRVAL2"]),
             "final_crpix1": float(h["CRPIX1"]), "final_crpix2": float(h["CRPIX2"]),
             "final_outnx": int(h["NAXIS1"]), "final_outny": int(h["NAXIS2"]),
