@@ -204,8 +204,7 @@ def _refine_headers(path: Path, job: DrizzleJob, state: DetectorState, exps: dic
         else:
             for k, v in kw.items():
                 h[k] = (float(v), "HAP footprint keyword (inventory 4.5)")
-        hdul["SCI"].header["S_REGION"] = (_s_region(polys, state.grid.wcs()),
-                                          "footprint of the product")
+        hdul["SCI"].header["S_REGION"] = _s_region(polys, state.grid.wcs())
 
 
 def _filter_value(exps: list) -> str:
@@ -301,7 +300,7 @@ def _preview_task(rec: ProductRecord, staging: str) -> list[str]:
     from hapdask.catalogs import read_product
     from hapdask.preview import write_previews
 
-    paths = write_previews(read_product(rec.path), staging)
+    paths = write_previews(read_product(rec.path, memmap=True), staging)
     return [p.name for p in paths]
 
 
@@ -311,11 +310,11 @@ def _color_task(total: ProductRecord, staging: str, *filters: ProductRecord) -> 
 
     if len(filters) < 2:
         return []
-    prods = sorted((read_product(r.path) for r in filters),
+    prods = sorted((read_product(r.path, memmap=True) for r in filters),
                    key=lambda q: float(q.keyword("PHOTPLAM", default=0.0)))
     if len(prods) > 3:  # bluest, middle, reddest
         prods = [prods[0], prods[len(prods) // 2], prods[-1]]
-    return [write_color_preview(read_product(total.path), prods, staging).name]
+    return [write_color_preview(read_product(total.path, memmap=True), prods, staging).name]
 
 
 # -- graph -----------------------------------------------------------------------------------
