@@ -54,6 +54,12 @@ def acs_run(sim, input_digests, tmp_path_factory):
     return _run(poller, out, refcat=sim.refcat, update_inputs=True), poller, out
 
 
+@pytest.fixture(name="file_digest")
+def file_digest_fixture():
+    """``f(path) -> SHA-256`` of a file's bytes."""
+    return file_digest
+
+
 @pytest.fixture
 def run_svm():
     return _run

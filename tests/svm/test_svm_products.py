@@ -15,7 +15,6 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
-from conftest import file_digest
 from PIL import Image
 
 from hapdask.align import read_wcs_updates
@@ -82,7 +81,7 @@ def test_every_expected_product_exists(which, request):
     assert sorted(manifest) == sorted(have)
 
 
-def test_inputs_untouched(wfc3_run, acs_run, input_digests):
+def test_inputs_untouched(wfc3_run, acs_run, input_digests, file_digest):
     for path, digest in input_digests.items():
         assert file_digest(path) == digest, path
 
