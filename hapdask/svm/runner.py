@@ -200,11 +200,18 @@ def _refine_headers(path: Path, job: DrizzleJob, state: DetectorState, exps: dic
         h["DRIZPARS"] = (trailer, "trailer of the drizzle run")
         h["PARAMSET"] = (job.param_set, "HAP SVM parameter set (hapdask.svm.params)")
         if job.level == "exposure":
-            h["IPPPSSOO"] = (job.rootname, "rootname of the exposure")
+            h["IPPPSSOO"] = (job.rootname, "rootname of the exposure")  # 9 characters as HAP
         else:
             for k, v in kw.items():
                 h[k] = (float(v), "HAP footprint keyword (inventory 4.5)")
-        hdul["SCI"].header["S_REGION"] = _s_region(polys, state.grid.wcs())
+        sci = hdul["SCI"].header
+        sci["S_REGION"] = _s_region(polys, state.grid.wcs())
+        names = list(dict.fromkeys(
+            str(heads[(e.rootname, c.extver)]["WCSNAME"]) if (e.rootname, c.extver) in heads
+            and "WCSNAME" in heads[(e.rootname, c.extver)] else c.wcsname
+            for e in (exps[q] for q in job.inputs) for c in e.chips))
+        sci["WCSNAME"] = (names[0] if len(names) == 1 else "MULTIPLE",
+                          "WCS solution of the inputs")
 
 
 def _filter_value(exps: list) -> str:
@@ -335,7 +342,7 @@ def _jobs(det: DetectorProducts, exps: dict) -> list[DrizzleJob]:
             jobs.append(DrizzleJob(e.drizzle_name, "exposure", (e.path,),
                                    tuple(sorted(pe.items())),
                                    _set_name(key, "exposure", f.n, first), fval, (e.path,),
-                                   e.rootname[:8]))
+                                   e.rootname))
     tot = tuple(e.path for e in det.total_exposures)
     pt = svm_drizzle_params(key, "total", len(tot), first)
     jobs.append(DrizzleJob(det.drizzle_name, "total", tot, tuple(sorted(pt.items())),
@@ -450,7 +457,7 @@ def _updated_inputs(p: SvmPlan, updates: dict, masks: dict, staging: Path) -> li
                             apply_update(hdu.header, fits.Header.fromstring(u))
                 h = hdul[0].header
                 h["HAPLEVEL"] = (1, "HAP level 1: renamed SVM input")
-                h["IPPPSSOO"] = (e.rootname[:8], "rootname of the exposure")
+                h["IPPPSSOO"] = (e.rootname, "rootname of the exposure")
                 h["FILENAME"] = (final.name, "name of this file")
             mask = masks.get(e.rootname)
             if mask is not None:
