@@ -254,3 +254,21 @@ def test_previews_are_jpegs(acs_run):
             assert max(im.size) <= 128
         elif "f775w-f850lp" in jpg.name:
             assert im.mode == "RGB"
+
+
+def test_mvm_consumes_svm_outputs(acs_run, tmp_path):
+    """``hapdask mvm`` on the SVM output directory (renamed aligned copies + CR masks beside
+    them): the layer is made from the SVM inputs and uses the SVM cosmic-ray masks."""
+    from hapdask.cli import main
+
+    _result, _poller, out = acs_run
+    dest = tmp_path / "mvm"
+    assert main(["mvm", "p1889x07y19", "--input", str(out), "--output", str(dest),
+                 "--format", "fits", "--layer", "f775w", "--tile-size", "512"]) == 0
+    layer = dest / "hst_skycell-p1889x07y19_acs_wfc_f775w_all_drc.fits"
+    with fits.open(layer) as hdul:
+        rows = hdul["HDRTAB"].data
+        assert hdul[0].header["NUMEXP"] == 2
+        assert {str(r).lower()[:9] for r in rows["ROOTNAME"]} == {"jf3t03a1q", "jf3t03a2q"}
+    trailer = (dest / "hst_skycell-p1889x07y19_acs_wfc_f775w_all_drc_trl.txt").read_text()
+    assert str(out / "jf3t03a1q_crmask.fits") in trailer
