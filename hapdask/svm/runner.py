@@ -33,12 +33,14 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from scipy.spatial import ConvexHull
 
 import skycells
 from hapdask.align import AlignResult, FileCatalog, read_wcs_updates
 from hapdask.align.headerlet import headerlet_name, write_headerlets
 from hapdask.align.pipeline import align_graph, visit_key
 from hapdask.align.updates import WcsUpdate, apply_update, write_wcs_updates
+from hapdask.catalogs import CatalogParams, make_catalogs, read_product
 from hapdask.dqflags import DQ_FLAGS
 from hapdask.export.lock import OutputLock
 from hapdask.export.manifest import write_atomic
@@ -47,10 +49,11 @@ from hapdask.io import linear_pixel_scale
 from hapdask.mosaic import OutputGrid, chip_refs, drizzle
 from hapdask.mosaic.coverage import tile_coverage
 from hapdask.mosaic.grid import hap_visit_grid
-from hapdask.mosaic.products import crmask_name, update_dq
-from hapdask.svm.params import svm_drizzle_params
+from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
+from hapdask.preview import write_color_preview, write_previews
+from hapdask.svm.params import level_key, svm_drizzle_params
 from hapdask.svm.planning import SvmPlan, plan
-from hapdask.svm.products import DetectorProducts, ExposureItem, output_names
+from hapdask.svm.products import DetectorProducts, output_names, sort_key
 
 __all__ = ["ProductRecord", "SvmResult", "run"]
 
@@ -150,8 +153,6 @@ def _grid_params(grid: OutputGrid) -> dict:
 
 def _s_region(polys: list[np.ndarray], wcs) -> str:
     """``POLYGON ICRS ...`` of the convex hull of the chips' outlines (0-based pixels)."""
-    from scipy.spatial import ConvexHull
-
     pts = np.vstack(polys)
     hull = pts[ConvexHull(pts).vertices]
     ra, dec = wcs.wcs_pix2world(hull[:, 0], hull[:, 1], 0)
@@ -275,8 +276,6 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
                   state: DetectorState, total: ProductRecord, *filters: ProductRecord
                   ) -> list[str]:
     """Point and segment catalogs of a detector (total detection, forced filter photometry)."""
-    from hapdask.catalogs import CatalogParams, make_catalogs, read_product
-
     try:
         params = CatalogParams.for_detector(det_key)
     except (KeyError, ValueError) as exc:
@@ -304,17 +303,11 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
 
 
 def _preview_task(rec: ProductRecord, staging: str) -> list[str]:
-    from hapdask.catalogs import read_product
-    from hapdask.preview import write_previews
-
     paths = write_previews(read_product(rec.path, memmap=True), staging)
     return [p.name for p in paths]
 
 
 def _color_task(total: ProductRecord, staging: str, *filters: ProductRecord) -> list[str]:
-    from hapdask.catalogs import read_product
-    from hapdask.preview import write_color_preview
-
     if len(filters) < 2:
         return []
     prods = sorted((read_product(r.path, memmap=True) for r in filters),
@@ -351,8 +344,6 @@ def _jobs(det: DetectorProducts, exps: dict) -> list[DrizzleJob]:
 
 
 def _set_name(key: str, level: str, n: int, first: float | None) -> str:
-    from hapdask.svm.params import level_key
-
     return f"{key}:{level_key(key, level, n, first)}"
 
 
@@ -368,7 +359,7 @@ def visit_graph(p: SvmPlan, refcat, staging: str, *, previews: bool = True,
     keys: dict = {"fits": list(fit_keys), "drizzle": [], "catalogs": [], "previews": [],
                   "states": []}
     for det in p.detectors:
-        dexps = [exps[e.path] for e in sorted(det.all_exposures, key=_order)]
+        dexps = [exps[e.path] for e in sorted(det.all_exposures, key=sort_key)]
         deps = sorted({key_of[visit_key(e)] for e in dexps if visit_key(e) in key_of})
         skey = ("svm-state", det.key + "-" + det.prefix)
         graph[skey] = (_state_task, dexps, {}, *deps)
@@ -404,15 +395,11 @@ def visit_graph(p: SvmPlan, refcat, staging: str, *, previews: bool = True,
     return graph, keys
 
 
-def _order(e: ExposureItem):
-    return (e.exptime, -e.photflam, e.rootname)
-
-
 # -- run -------------------------------------------------------------------------------------
 def _headerlets(p: SvmPlan, alignment: AlignResult, staging: Path) -> list[Path]:
     """``<stem>_hlet.fits`` per exposure: the aligned WCS (or the one it has when the fit
     failed), built by stwcs from a private copy; the input is never touched."""
-    from stwcs.wcsutil import headerlet
+    from stwcs.wcsutil import headerlet  # costly import (~1 s), only when headerlets are made
 
     items = {e.rootname: e for d in p.detectors for e in d.all_exposures}
     done = []
@@ -461,8 +448,6 @@ def _updated_inputs(p: SvmPlan, updates: dict, masks: dict, staging: Path) -> li
                 h["FILENAME"] = (final.name, "name of this file")
             mask = masks.get(e.rootname)
             if mask is not None:
-                from hapdask.mosaic.products import read_crmask
-
                 update_dq(final, read_crmask(mask), 4096, 0)
             out.append(final)
     return out
@@ -529,7 +514,7 @@ def run(
     FileExistsError
         When a product of this visit already exists in ``output``.
     """
-    from hapdask.mvm.runner import _scheduler
+    from hapdask.mvm.runner import _scheduler  # the MVM runner pulls in zarr/xarray
 
     t_start = time.perf_counter()
     outdir = Path(output)
