@@ -273,8 +273,8 @@ def saturation_map(exps: list, state: DetectorState, shape: tuple[int, int]) -> 
 
 
 def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
-                  state: DetectorState, total: ProductRecord, *filters: ProductRecord
-                  ) -> list[str]:
+                  state: DetectorState, _after: object, total: ProductRecord,
+                  *filters: ProductRecord) -> list[str]:
     """Point and segment catalogs of a detector (total detection, forced filter photometry)."""
     try:
         params = CatalogParams.for_detector(det_key)
@@ -358,6 +358,7 @@ def visit_graph(p: SvmPlan, refcat, staging: str, *, previews: bool = True,
     key_of = dict(zip(fitted, fit_keys, strict=True))
     keys: dict = {"fits": list(fit_keys), "drizzle": [], "catalogs": [], "previews": [],
                   "states": []}
+    pending: list[tuple] = []
     for det in p.detectors:
         dexps = [exps[e.path] for e in sorted(det.all_exposures, key=sort_key)]
         deps = sorted({key_of[visit_key(e)] for e in dexps if visit_key(e) in key_of})
@@ -383,16 +384,29 @@ def visit_graph(p: SvmPlan, refcat, staging: str, *, previews: bool = True,
                 keys["previews"].append(pk)
         fk = [filter_keys[f.drizzle_name] for f in det.filters]
         if catalogs:
-            ck = ("svm-catalogs", det.drizzle_name)
             fpaths = {f.drizzle_name: [e.path for e in f.exposures] for f in det.filters}
-            graph[ck] = (_catalog_task, det.key, staging, exps, fpaths, skey, total_key, *fk)
-            keys["catalogs"].append(ck)
+            pending.append((det, skey, total_key, fk, fpaths))
         if previews:
             ck = ("svm-color", det.drizzle_name)
             graph[ck] = (_color_task, total_key, staging, *fk)
             keys["previews"].append(ck)
+    # Catalogs hold whole images in memory: they run one at a time, after every drizzle and
+    # preview of the visit (the peak is then the larger of the two phases, not their sum).
+    before = ("svm-drizzled", p.manifest)
+    graph[before] = (_barrier, *keys["drizzle"], *keys["previews"])
+    for det, skey, total_key, fk, fpaths in pending:
+        ck = ("svm-catalogs", det.drizzle_name)
+        graph[ck] = (_catalog_task, det.key, staging, exps, fpaths, skey, before, total_key,
+                     *fk)
+        keys["catalogs"].append(ck)
+        before = ck
     keys["kept"] = kept
     return graph, keys
+
+
+def _barrier(*_done) -> None:
+    """A task that completes when its dependencies have (ordering only)."""
+    return None
 
 
 # -- run -------------------------------------------------------------------------------------
