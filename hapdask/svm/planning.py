@@ -77,7 +77,9 @@ class SvmPlan:
         return lines
 
 
-def _kind(filters_raw: str, hap_filter: str) -> str:
+def exposure_kind(filters_raw: str, hap_filter: str) -> str:
+    """``grism`` (a token starts with G or PR), ``ramp`` (HAP filter ``fr*`` or quad ``fq*``:
+    aligned, no drizzle products; inventory 1.5 / quirk 17) or ``direct``."""
     tokens = [t.strip().upper() for t in filters_raw.split(";") if t.strip()]
     if any(t.startswith(("G", "PR")) for t in tokens):
         return "grism"
@@ -166,7 +168,7 @@ def plan(poller: str | os.PathLike) -> SvmPlan:
         except (TypeError, ValueError) as exc:
             rejected.append((label, f"cannot form a HAP product name: {exc}"))
             continue
-        kind = _kind(exp.filters_raw, filt)
+        kind = exposure_kind(exp.filters_raw, filt)
         if f"{instr}_{det}" not in DETECTORS and kind == "direct":
             rejected.append((label, f"no HAP SVM parameters for {instr}/{det} (known: "
                                     f"{', '.join(DETECTORS)})"))

@@ -30,9 +30,10 @@ def test_drc_drz_rule_and_flipped_non_members():
 def test_all_singletons_ramps_and_grisms():
     d = build_detector("wfc3", "uvis", "hst_1_01_wfc3_uvis", [
         _item("ib4606c5q", "f555w"), _item("ib4606c6q", "f814w"),
-        _item("ib4606c7q", "fr388n", kind="ramp"), _item("ib4606c8q", "g280", kind="grism")])
+        _item("ib4606c7q", "fr388n", kind="ramp"), _item("ib4606c8q", "g280", kind="grism"),
+        _item("ib4606c9q", "fq508n", kind="ramp")])
     assert [f.filter for f in d.total_filters] == ["f555w", "f814w"]
-    assert [e.rootname for e in d.ramps] == ["ib4606c7q"]
+    assert sorted(e.rootname for e in d.ramps) == ["ib4606c7q", "ib4606c9q"]
     assert [e.rootname for e in d.grisms] == ["ib4606c8q"]
     assert "ib4606c7q" in [e.rootname for e in d.all_exposures]
     assert build_detector("wfc3", "uvis", "p", [_item("ib4606c8q", "g280", kind="grism")]) is None
@@ -49,6 +50,16 @@ def test_ir_is_always_drz():
     d = build_detector("wfc3", "ir", "p", [_item("ib4606c5q", "f160w", flc=True, det="IR"),
                                            _item("ib4606c6q", "f160w", flc=True, det="IR")])
     assert d.suffix == "drz"
+
+
+def test_exposure_kinds():
+    from hapdask.svm.planning import exposure_kind
+
+    assert exposure_kind("G280", "g280") == "grism"
+    assert exposure_kind("CLEAR1L;PR200L", "pr200l") == "grism"
+    assert exposure_kind("FQ508N", "fq508n") == "ramp"
+    assert exposure_kind("FR388N", "fr388n") == "ramp"
+    assert exposure_kind("F606W;POL60V", "f606w-pol60v") == "direct"
 
 
 def test_manifest_name():
