@@ -161,10 +161,11 @@ def plan(poller: str | os.PathLike) -> SvmPlan:
             rejected.append((label, f"analyze rule {verdict.rule}: {verdict.reason}"))
             continue
         try:
+            prop = int(row["proposal_id"]) if int(row["proposal_id"]) >= 0 else exp.proposal_id
+            if prop is None:
+                raise ValueError("no proposal id (poller column 2 or PROPOSID)")
             instr, det, filt = product_name_parts(exp.instrument, exp.detector, exp.filter)
-            prefix = product_prefix(row["proposal_id"] if int(row["proposal_id"]) >= 0
-                                    else exp.proposal_id, row["obset_id"] or exp.rootname[4:6],
-                                    instr, det)
+            prefix = product_prefix(prop, row["obset_id"] or exp.rootname[4:6], instr, det)
         except (TypeError, ValueError) as exc:
             rejected.append((label, f"cannot form a HAP product name: {exc}"))
             continue
