@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("poller", help="the visit's 8-column SVM poller (or a list of FLT/FLC files)")
     p.add_argument("--refcat", metavar="CAT",
                    help="reference catalog (ECSV/FITS/CSV/Parquet with RA, DEC); without it "
-                        "the visit is aligned relatively only")
+                        "the inputs keep their a-priori WCS (DrizzlePac would query its "
+                        "catalog service)")
     p.add_argument("--output", default=".", metavar="DIR", help="output directory (default .)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask "

@@ -508,7 +508,7 @@ def run(
         Output directory (created).
     refcat : path, optional
         Reference catalog (ECSV/FITS with RA, DEC; :class:`hapdask.align.FileCatalog`); without
-        one the visit is aligned relatively only (HAP would query its catalog service).
+        one the inputs keep their a-priori WCS (HAP would query its catalog service).
     scheduler, workers, threads_per_worker
         As :func:`hapdask.mvm.run`: a Dask scheduler address, a local cluster of ``workers``
         processes, or (default) threads in this process.
