@@ -159,9 +159,9 @@ def _s_region(polys: list[np.ndarray], wcs) -> str:
     return "POLYGON ICRS " + " ".join(f"{a:.8f} {d:.8f}" for a, d in zip(ra, dec, strict=True))
 
 
-def _footprint(path: Path, grid: OutputGrid, exps: list, heads: dict
-               ) -> tuple[dict, list[np.ndarray]]:
-    """HAP's footprint keywords of a product (inventory 4.5) and the chip polygons."""
+def _chip_polygons(grid: OutputGrid, exps: list, heads: dict
+                   ) -> tuple[list[np.ndarray], list[float]]:
+    """Outlines of the exposures' chips in 0-based grid pixels, and each chip's EXPTIME."""
     w = grid.wcs()
     polys, times = [], []
     for e in exps:
@@ -172,6 +172,12 @@ def _footprint(path: Path, grid: OutputGrid, exps: list, heads: dict
             x, y = w.wcs_world2pix(radec[:, 0], radec[:, 1], 0)
             polys.append(np.column_stack([x, y]))
             times.append(float(e.exptime))
+    return polys, times
+
+
+def _footprint(path: Path, grid: OutputGrid, polys: list[np.ndarray], times: list[float]
+               ) -> dict:
+    """HAP's footprint keywords of a product (inventory 4.5), band by band."""
     ny, nx = grid.shape
     parts = []
     with fits.open(path, memmap=True) as hdul:
@@ -181,7 +187,7 @@ def _footprint(path: Path, grid: OutputGrid, exps: list, heads: dict
             count, expt = tile_coverage(polys, times, win)
             band = np.asarray(wht[win[0]:win[1]], dtype=np.float32)
             parts.append(tile_stats(np.where(count > 0, band, 0.0), count, expt))
-    return layer_keywords(merge(parts), ny * nx), polys
+    return layer_keywords(merge(parts), ny * nx)
 
 
 def _refine_headers(path: Path, job: DrizzleJob, state: DetectorState, exps: dict,
@@ -189,8 +195,9 @@ def _refine_headers(path: Path, job: DrizzleJob, state: DetectorState, exps: dic
     """HAP's product keywords (``refine_product_headers``, inventory 4.5) on a staged file."""
     heads = state.headers()
     stem = path.name.rsplit("_", 1)[0]
-    cover = [exps[p] for p in job.coverage]
-    kw, polys = _footprint(path, state.grid, cover, heads)
+    polys, times = _chip_polygons(state.grid, [exps[p] for p in job.coverage], heads)
+    # exposure products carry no footprint keywords (inventory 4.5)
+    kw = {} if job.level == "exposure" else _footprint(path, state.grid, polys, times)
     with fits.open(path, mode="update") as hdul:
         h = hdul[0].header
         h["ROOTNAME"] = (stem, "rootname of the product")
