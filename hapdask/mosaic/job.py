@@ -152,6 +152,23 @@ def _crmask_file(path, rootname, shapes, extvers, boxes_per_chip, *parts):
                                                                           strict=True))
 
 
+def _given_masks(chips: list[ChipRef], crmasks: Mapping, crbit: int, prefix: str,
+                 graph: dict) -> list[list]:
+    """Whole-chip mask tasks of the given ``<rootname>_crmask.fits`` files (graph updated in
+    place); chips whose good bits include ``crbit`` (or that have no file) get none."""
+    masks = {str(k).lower(): v for k, v in crmasks.items()}
+    regions: list[list] = []
+    for i, c in enumerate(chips):
+        path = masks.get(c.rootname)
+        if path is None or (c.bits is None or c.bits & crbit):
+            regions.append([])
+            continue
+        key = (f"{prefix}-crmask-in", i)
+        graph[key] = (products.chip_crmask, str(path), c.key[1], c.shape)
+        regions.append([((0, c.shape[0], 0, c.shape[1]), key)])
+    return regions
+
+
 def _update_dq_after(written, path, crbit, reset):
     _, masks = written
     products.update_dq(path, {e: m.astype(bool) for e, m in masks.items()}, crbit, reset)
@@ -171,6 +188,7 @@ def drizzle(
     threads_per_worker: int | None = None,
     update_dq: bool = False,
     wcs_updates: Mapping | None = None,
+    crmasks: Mapping | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> DrizzleResult:
@@ -198,6 +216,11 @@ def drizzle(
         not touched; ``resetbits`` are then treated as good DQ bits.
     wcs_updates : mapping, optional
         ``(rootname, extver) -> WCS or Header`` replacing chip WCSs.
+    crmasks : mapping, optional
+        ``rootname -> <rootname>_crmask.fits`` of an earlier run (e.g. the filter product of an
+        SVM visit): when this job does not search cosmic rays itself, their flagged pixels get
+        weight 0 like a DQ flag ``crbit`` would, i.e. only where ``crbit`` is not a good bit of
+        ``final_bits``. The files are read, never written.
     progress : bool
     log : callable
 
@@ -308,6 +331,8 @@ def drizzle(
                                       "addsky": p["blot_addsky"], "skyval": p["blot_skyval"]},
                                      cr, f"drz-{fp}")
             graph.update(g)
+        elif crmasks:
+            cr_regions = _given_masks(chips, crmasks, p["crbit"], f"drz-{fp}", graph)
         nplanes = max(1, math.ceil(len(chips) / 32)) if p["context"] else 0
         final_inputs = GridInputs(chips, ckeys, sky_keys, final_grid.header,
                                   final_grid.scale_arcsec, static_keys=static_keys,
@@ -349,7 +374,7 @@ def drizzle(
                 graph[key] = (_write_tile, layout, t.window, scale, tile_keys[t.index])
                 keys.append(key)
             mask_keys = []
-            if cr_regions is not None:
+            if do_cr:
                 by_exp: dict[str, list[int]] = {}
                 for i, c in enumerate(chips):
                     by_exp.setdefault(c.rootname, []).append(i)
