@@ -51,6 +51,7 @@ from hapdask.mosaic.coverage import tile_coverage
 from hapdask.mosaic.grid import hap_visit_grid
 from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
 from hapdask.preview import write_color_preview, write_previews
+from hapdask.scheduling import compute_context
 from hapdask.svm.params import level_key, svm_drizzle_params
 from hapdask.svm.planning import SvmPlan, plan
 from hapdask.svm.products import DetectorProducts, output_names, sort_key
@@ -535,8 +536,6 @@ def run(
     FileExistsError
         When a product of this visit already exists in ``output``.
     """
-    from hapdask.mvm.runner import _scheduler  # the MVM runner pulls in zarr/xarray
-
     t_start = time.perf_counter()
     outdir = Path(output)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -559,8 +558,8 @@ def run(
             graph, keys = visit_graph(p, cat, str(staging), previews=previews,
                                       catalogs=catalogs)
             want = (keys["states"] + keys["drizzle"] + keys["catalogs"] + keys["previews"])
-            with _scheduler(scheduler, workers, threads_per_worker, log,
-                            scratch=str(staging)) as (compute, _client):
+            with compute_context(scheduler, workers, threads_per_worker, log,
+                                 scratch=str(staging)) as (compute, _client):
                 t0 = time.perf_counter()
                 values = dict(zip(want, compute(graph, want, False), strict=True))
                 run_log.append(f"visit graph: {len(graph)} tasks in "
