@@ -30,6 +30,7 @@ from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 
 from hapdask.export import fits as xfits
+from hapdask.export.paths import remove_temporary
 from hapdask.mosaic import products
 from hapdask.mosaic.graph import (
     GridInputs,
@@ -395,8 +396,7 @@ def drizzle(
             try:
                 compute(graph, keys + mask_keys, progress)
             except BaseException:
-                if layout.tmp.exists():
-                    layout.tmp.unlink()
+                remove_temporary(layout.final)
                 raise
             timings["drizzle"] = time.perf_counter() - t0
         xfits.finalize_fits(layout, {})
