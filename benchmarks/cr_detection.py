@@ -1,0 +1,168 @@
+"""Cosmic-ray detection against the simulator's truth: ``hapdask drizzle`` vs AstroDrizzle.
+
+For N = 2, 3, 4, 8 dithered exposures of one filter (ACS/WFC F775W, 500 s; the simulator's
+``exposures_per_filter=N, filters=["F775W"]``: line pattern for 2-3, box for 4, box x 2-point
+line for 8) both tools run AstroDrizzle's steps with the same parameters -- HAP's SVM ACS/WFC
+filter-product settings for N (n=2-5: minmed, driz_cr_scale 1.5 1.2; n>=6: median,
+driz_cr_scale 1.2 0.7, final_pixfrac 0.8; ../shared/design/hap_parameters.md) -- on the same
+explicit north-up 0.05"/px grid, one after the other in this process. Each tool's masks
+(``<rootname>_crmask.fits``; AstroDrizzle's DQ bit 4096 in its copies of the inputs) are scored
+with :mod:`hapdask.simulate.score`:
+
+* found: % of the truth's cosmic-ray pixels flagged (issue target >= 99.5 %);
+* false: flagged pixels without cosmic-ray charge, % of the truth's CR pixel count (<= 0.1 %);
+* cores: star cores (pixel of the true centre of stars >= 1000 e-) flagged without a cosmic ray
+  on them (target 0), out of the cores examined.
+
+Run::
+
+    python benchmarks/cr_detection.py [--small] [--n 2 3 4 8] [--workdir DIR] [--threads N]
+
+(full-size chips by default: 2 x 4096x2048 per exposure; ``--small`` uses 2 x 512x256 sub-arrays).
+Prints one table row per N and tool, the wall time of both, and
+``ratio = reference_time / our_time`` per N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from astropy.io import fits
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench_drizzle import PARAMS as HAP_N2  # noqa: E402  (benchmarks/ is sys.path[0])
+
+from hapdask.mosaic import drizzle, north_up_grid  # noqa: E402
+from hapdask.mosaic.products import read_crmask  # noqa: E402
+from hapdask.simulate import simulate_visits  # noqa: E402
+from hapdask.simulate.score import CRScore, score_masks, truth_context  # noqa: E402
+
+#: HAP SVM acs_wfc filter product, n >= 6 (acs_wfc_any_n6) differs from n = 2-5 in these.
+HAP_N6 = {**HAP_N2, "combine_type": "median", "driz_cr_scale": "1.2 0.7", "final_pixfrac": 0.8}
+
+
+def hap_params(n: int) -> dict:
+    """HAP's SVM ACS/WFC filter-product AstroDrizzle parameters for ``n`` exposures (n >= 2)."""
+    return dict(HAP_N6 if n >= 6 else HAP_N2)
+
+
+def grid_params(inputs: list[Path], scale: float = 0.05) -> dict:
+    """An explicit north-up grid covering ``inputs`` as AstroDrizzle final_*/driz_sep_* values."""
+    from hapdask.io import open_exposure
+
+    chips = [c for p in inputs for c in open_exposure(str(p)).chips]
+    g = north_up_grid([c.wcs() for c in chips], scale=scale)
+    ny, nx = g.shape
+    ra, dec = g.wcs().wcs_pix2world([[(nx - 1) / 2, (ny - 1) / 2]], 0)[0]
+    grid = {"rot": 0.0, "scale": scale, "ra": float(ra), "dec": float(dec), "outnx": nx,
+            "outny": ny, "crpix1": (nx + 1) / 2, "crpix2": (ny + 1) / 2}
+    out: dict = {"final_wcs": True, "driz_sep_wcs": True}
+    for k, v in grid.items():
+        out[f"final_{k}"] = v
+        out[f"driz_sep_{k}"] = v
+    return out
+
+
+def run_astrodrizzle(inputs: list[Path], workdir: Path, params: dict) -> Path:
+    """AstroDrizzle on copies of ``inputs`` in ``workdir`` (it flags CRs in their DQ)."""
+    from drizzlepac import astrodrizzle
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    for p in inputs:
+        shutil.copy(p, workdir / p.name)
+        with fits.open(workdir / p.name, mode="update") as h:  # its ACS noise model reads it
+            for hdu in h:
+                if hdu.name == "SCI" and "MEANDARK" not in hdu.header:
+                    hdu.header["MEANDARK"] = 0.0
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            astrodrizzle.AstroDrizzle([p.name for p in inputs], output="ad", build=True,
+                                      clean=True, in_memory=True, num_cores=1, preserve=False,
+                                      resetbits=0, **params)
+    finally:
+        os.chdir(cwd)
+    return workdir
+
+
+def astrodrizzle_masks(workdir: Path, exposure: Path) -> dict:
+    """AstroDrizzle's CR flags (DQ bit 4096) of its copy of ``exposure``."""
+    with fits.open(workdir / exposure.name) as h:
+        return {x.ver: (h["DQ", x.ver].data & 4096) != 0 for x in h if x.name == "SCI"}
+
+
+def score_set(contexts: dict, masks_of) -> CRScore:
+    """Summed score of ``masks_of(exposure) -> {extver: bool}`` over the exposures."""
+    total = CRScore()
+    for p, ctx in contexts.items():
+        total = total + score_masks(masks_of(p), ctx)
+    return total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, nargs="+", default=[2, 3, 4, 8])
+    ap.add_argument("--small", action="store_true", help="512x256 sub-array chips")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    work = a.workdir or Path(tempfile.mkdtemp(prefix="cr_detection_"))
+    tile = 512 if a.small else 1024
+    rows = []
+    for n in a.n:
+        sim = simulate_visits("p1889x07y19", work / f"sim{n}{'s' if a.small else ''}", visits=3,
+                              small=a.small, seed=a.seed, exposures_per_filter=n,
+                              filters=["F775W"])
+        inputs = sorted(sim.exposures)
+        params = {**hap_params(n), **grid_params(inputs)}
+        ad = work / f"ad{n}{'s' if a.small else ''}"
+        shutil.rmtree(ad, ignore_errors=True)
+        t0 = time.perf_counter()
+        run_astrodrizzle(inputs, ad, params)
+        t_ad = time.perf_counter() - t0  # (AstroDrizzle prints its WCS to stdout)
+        out = work / f"ours{n}{'s' if a.small else ''}"
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            drizzle([str(p) for p in inputs], out / "cr", params=params, tile_size=tile,
+                    region_size=tile, threads_per_worker=a.threads, log=lambda m: None)
+        t_ours = time.perf_counter() - t0
+        ctx = {p: truth_context(sim, p, [q for q in inputs if q != p]) for p in inputs}
+        theirs = score_set(ctx, lambda p, ad=ad: astrodrizzle_masks(ad, p))
+        ours = score_set(ctx, lambda p, out=out: read_crmask(
+            out / f"{p.name.split('_')[0]}_crmask.fits"))
+        rows.append((n, "AstroDrizzle", theirs, t_ad))
+        rows.append((n, "hapdask", ours, t_ours))
+        print(f"N={n}: ratio = reference_time / our_time = {t_ad / t_ours:.2f} "
+              f"({t_ad:.1f} s / {t_ours:.1f} s)", flush=True)
+    size = "2 x 512x256 sub-array" if a.small else "full 2 x 4096x2048"
+    print(f"\nACS/WFC F775W, {size} chips, HAP SVM parameters; targets: found >= 99.5 %, "
+          "false <= 0.1 %, 0 cores")
+    print("found: % of all CR pixels | det.: % of the detectable ones (seen by another "
+          "exposure's good pixel); false: all flags without CR charge (mostly hot pixels, DQ 16) "
+          "| clean: on DQ-0 pixels; both % of the CR pixel count")
+    print(f"{'N':>2} {'tool':<13} {'CR pix':>7} {'found %':>8} {'det. %':>7} {'false':>6} "
+          f"{'false %':>8} {'clean':>6} {'clean %':>8} {'cores':>8} {'wall s':>7}")
+    for n, label, s, t in rows:
+        print(f"{n:>2} {label:<13} {s.truth_pixels:>7} {s.found_pct:>8.2f} "
+              f"{s.found_detectable_pct:>7.2f} {s.false:>6} {s.false_pct:>8.2f} "
+              f"{s.false_clean:>6} {s.false_clean_pct:>8.3f} "
+              f"{f'{s.cores_flagged}/{s.cores}':>8} {t:>7.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
