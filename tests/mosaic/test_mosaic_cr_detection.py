@@ -1,12 +1,15 @@
 """Cosmic-ray detection of ``hapdask drizzle`` against the simulator's truth: 4 dithered ACS/WFC
-F775W exposures (box pattern, small chips), HAP's SVM ACS/WFC parameters for n = 2-5.
+F775W exposures (box pattern, small chips), HAP's SVM ACS/WFC parameters for n = 2-5, with
+``skymethod`` HAP's ``match`` and ``localmin`` (what AstroDrizzle 3.11 runs here: its ``match``
+fails on an stsci.skypac / spherical_geometry incompatibility and it reverts to ``localmin``).
 
 The issue's targets: >= 99.5 % of cosmic-ray pixels found, false flags <= 0.1 % of the CR pixel
 count, no star core flagged. Met here: found (of the *detectable* CR pixels, those another
-exposure sees; the rest cannot be told from a source by any tool) and star cores. Not met:
-false flags. Flags on hot pixels (DQ 16, good under HAP's bits 336) are real outliers and
-expected; on DQ-0 pixels we flag ~2.5 % of the CR count where AstroDrizzle flags ~0.1 %
-(``benchmarks/cr_detection.py`` prints both), so the test holds the level we reach.
+exposure sees; the rest cannot be told from a source by any tool) and star cores. False flags
+are counted on DQ-0 pixels: flags on hot pixels (DQ 16, good under HAP's bits 336) are real
+outliers and expected. With ``localmin`` the target is met (our masks equal AstroDrizzle's);
+with ``match`` we flag ~2.5 % (``benchmarks/cr_detection.py`` prints all figures), so that case
+holds the level we reach.
 """
 
 from __future__ import annotations
@@ -51,13 +54,14 @@ def _grid(inputs) -> dict:
     return out
 
 
-def test_four_exposures_against_truth(quad, tmp_path):
+@pytest.mark.parametrize("skymethod", ["localmin", "match"])
+def test_four_exposures_against_truth(quad, tmp_path, skymethod):
     inputs = sorted(quad.exposures)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = drizzle([str(p) for p in inputs], tmp_path / "cr",
-                      params={**HAP_N2, **_grid(inputs)}, tile_size=256, region_size=256,
-                      log=lambda m: None)
+                      params={**HAP_N2, **_grid(inputs), "skymethod": skymethod},
+                      tile_size=256, region_size=256, log=lambda m: None)
     score = CRScore()
     for p in inputs:
         ctx = truth_context(quad, p, [q for q in inputs if q != p])
@@ -65,9 +69,14 @@ def test_four_exposures_against_truth(quad, tmp_path):
         score = score + score_masks(mask, ctx)
     assert score.truth_pixels > 3000 and score.cores > 30
     assert score.detectable >= 0.95 * score.truth_pixels
-    assert score.found_detectable_pct >= 99.5  # the issue's target, met
-    assert score.cores_flagged == 0  # the issue's target, met
-    # false flags on DQ-0 pixels: the issue wants <= 0.1 %; we reach ~2.5 % (AstroDrizzle ~0.1)
-    assert score.false_clean_pct <= 3.5
+    assert score.found_detectable_pct >= 99.5  # the issue's target
+    assert score.cores_flagged == 0  # the issue's target
     # all false flags (hot pixels included): the moving defects are outliers by design
     assert score.false_pct <= 35.0
+    if skymethod == "localmin":
+        # false flags on DQ-0 pixels: the issue's target (AstroDrizzle: the same masks)
+        assert score.false_clean_pct <= 0.1
+    else:
+        # with "match" the sky stays in the images and driz_cr's noise term (blot + subtracted
+        # sky) no longer counts it twice: a lower threshold, ~2.5 % false on DQ-0 pixels
+        assert score.false_clean_pct <= 3.5
