@@ -302,7 +302,9 @@ def drizzle(
     graph.update(g)
     timings["plan"] = time.perf_counter() - t0
 
-    with _scheduler(scheduler, workers, threads_per_worker, log) as (compute, _client):
+    # a local cluster (workers=N) keeps its scratch space under the output directory
+    with _scheduler(scheduler, workers, threads_per_worker, log, scratch=out.parent) as (
+            compute, _client):
         t0 = time.perf_counter()
         pre = list(sky_keys) + list(dict.fromkeys(static_keys or []))
         values = compute(graph, pre, False)
