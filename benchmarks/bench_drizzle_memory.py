@@ -1,10 +1,17 @@
 """Peak memory per worker of ``hapdask drizzle`` on a full SkyCell-sized output (21954 x 21954)
 for 5, 10 and 20 inputs: it must stay under 2 GiB and not grow with the number of inputs.
 
-Inputs: synthetic WFC3/IR-like FLT files (one 512 x 512 chip each, pure TAN WCS, flat sky plus
-noise, EXPTIME 500 s) with large pixels, each spanning the *whole* output grid (a few arcsec
-dither and a small roll apart), so that every output tile receives every input: the worst case
-for a tile task's inputs. Output: an AstroDrizzle ``final_*`` grid of 21954 x 21954 pixels at
+Inputs: synthetic WFC3/IR-like FLT files (one chip each, pure TAN WCS, flat sky plus noise,
+EXPTIME 500 s), in one of two layouts:
+
+* ``strips`` (default): N chips of 0.128"/px side by side, each a strip 1/N of the grid wide
+  (+6 % overlap) and the grid's full height: together they span the output (depth ~1), so the
+  work is the same for any N and the figure isolates what N itself costs;
+* ``span``: N 512 x 512 chips with large pixels, each spanning the *whole* grid (a few arcsec
+  dither and a small roll apart): every output tile receives every input, the worst case for a
+  tile task (work grows with N; affordable on smaller grids, ``--size``).
+
+Output: an AstroDrizzle ``final_*`` grid of 21954 x 21954 pixels at
 the fine SkyCell scale (0.04"/px) centred on SkyCell p1889x07y19, north up. Steps: sky
 (``localmin``) and the final drizzle (square kernel, pixfrac 1, EXP weights); one exposure per
 input visit, so no cosmic-ray steps. Context is off (the CTX layer would add 1.9 GB on disk).
@@ -48,20 +55,35 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def make_inputs(outdir: Path, n: int, size: int, ra: float, dec: float) -> list[str]:
-    """``n`` synthetic one-chip FLT files, each spanning the ``size``-pixel output grid."""
+def make_inputs(outdir: Path, n: int, size: int, ra: float, dec: float,
+                layout: str = "strips") -> list[str]:
+    """``n`` synthetic one-chip FLT files spanning the ``size``-pixel output grid (see the
+    module docstring for the layouts)."""
     outdir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(n)
-    span = 1.03 * size * SCALE * np.sqrt(2)  # arcsec: covers the grid at any small roll
-    pscale = span / CHIP
+    grid = WCS(naxis=2)
+    grid.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    grid.wcs.crval = [ra, dec]
+    grid.wcs.crpix = [(size + 1) / 2, (size + 1) / 2]
+    grid.wcs.cd = np.diag([-SCALE / 3600.0, SCALE / 3600.0])
     paths = []
     for k in range(n):
-        dx, dy = rng.uniform(-3.0, 3.0, 2) / 3600.0
-        roll = np.radians(rng.uniform(-1.0, 1.0))
+        if layout == "span":
+            pscale = 1.03 * size * SCALE * np.sqrt(2) / CHIP  # covers the grid at any small roll
+            shape = (CHIP, CHIP)
+            dx, dy = rng.uniform(-3.0, 3.0, 2) / 3600.0
+            cra, cdec = ra + dx / np.cos(np.radians(dec)), dec + dy
+            roll = np.radians(rng.uniform(-1.0, 1.0))
+        else:
+            pscale = 0.128
+            f = SCALE / pscale
+            shape = (int(np.ceil(1.02 * size * f)), int(np.ceil(1.06 * size / n * f)))
+            cra, cdec = grid.wcs_pix2world([[(k + 0.5) * size / n - 0.5, (size - 1) / 2]], 0)[0]
+            roll = np.radians(rng.uniform(-0.05, 0.05))
         w = WCS(naxis=2)
         w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-        w.wcs.crval = [ra + dx / np.cos(np.radians(dec)), dec + dy]
-        w.wcs.crpix = [(CHIP + 1) / 2, (CHIP + 1) / 2]
+        w.wcs.crval = [cra, cdec]
+        w.wcs.crpix = [(shape[1] + 1) / 2, (shape[0] + 1) / 2]
         c, s = np.cos(roll), np.sin(roll)
         w.wcs.cd = pscale / 3600.0 * np.array([[-c, s], [s, c]])
         root = f"imem{k:03d}q"
@@ -75,12 +97,12 @@ def make_inputs(outdir: Path, n: int, size: int, ra: float, dec: float) -> list[
         h["BUNIT"] = "ELECTRONS/S"
         h["EXPTIME"] = 500.0
         h["WCSNAME"] = "SYNTHETIC"
-        sci = rng.normal(1.0, 0.05, (CHIP, CHIP)).astype(np.float32)
+        sci = rng.normal(1.0, 0.05, shape).astype(np.float32)
         hdul = fits.HDUList([
             fits.PrimaryHDU(header=prim),
             fits.ImageHDU(sci, h, name="SCI", ver=1),
-            fits.ImageHDU(np.full((CHIP, CHIP), 0.05, np.float32), h, name="ERR", ver=1),
-            fits.ImageHDU(np.zeros((CHIP, CHIP), np.int16), h, name="DQ", ver=1)])
+            fits.ImageHDU(np.full(shape, 0.05, np.float32), h, name="ERR", ver=1),
+            fits.ImageHDU(np.zeros(shape, np.int16), h, name="DQ", ver=1)])
         path = outdir / f"{root}_flt.fits"
         hdul.writeto(path, overwrite=True)
         paths.append(str(path))
@@ -119,6 +141,7 @@ def main() -> int:
     ap.add_argument("--inputs", type=int, nargs="+", default=[5, 10, 20])
     ap.add_argument("--size", type=int, default=21954)
     ap.add_argument("--tile", type=int, default=2048)
+    ap.add_argument("--layout", choices=["strips", "span"], default="strips")
     ap.add_argument("--workdir", type=Path, default=None)
     a = ap.parse_args()
     work = a.workdir or Path(tempfile.mkdtemp(prefix="bench_drizzle_memory_"))
@@ -127,11 +150,12 @@ def main() -> int:
     ra, dec = cell.wcs.all_pix2world([[(nx - 1) / 2, (ny - 1) / 2]], 0)[0]
     rows = []
     for n in a.inputs:
-        paths = make_inputs(work / f"in{n}", n, a.size, float(ra), float(dec))
+        paths = make_inputs(work / f"in{n}", n, a.size, float(ra), float(dec), a.layout)
         r = run_one(paths, work / f"out{n}" / "mem", a.size, float(ra), float(dec), a.tile)
         shutil.rmtree(work / f"in{n}", ignore_errors=True)
         rows.append((n, r))
-        print(f"{n:3d} inputs: {r['shape'][1]} x {r['shape'][0]} output, {r['wall']:.1f} s, "
+        print(f"{n:3d} inputs ({a.layout}): {r['shape'][1]} x {r['shape'][0]} output, "
+              f"{r['wall']:.1f} s, "
               f"peak RSS per worker {', '.join(f'{v:.0f}' for v in r['workers'])} MiB "
               f"(middle row finite: {100 * r['finite']:.0f} %)", flush=True)
     peak = max(max(r["workers"]) for _, r in rows)
