@@ -35,7 +35,6 @@ Prints one table row per N and tool, the wall time of both, and
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -54,6 +53,7 @@ from hapdask.mosaic import drizzle, north_up_grid  # noqa: E402
 from hapdask.mosaic.products import read_crmask  # noqa: E402
 from hapdask.simulate import simulate_visits  # noqa: E402
 from hapdask.simulate.score import CRScore, score_masks, truth_context  # noqa: E402
+from hapdask.testing import astrodrizzle_run  # noqa: E402
 
 #: HAP SVM acs_wfc filter product, n >= 6 (acs_wfc_any_n6) differs from n = 2-5 in these.
 HAP_N6 = {**HAP_N2, "combine_type": "median", "driz_cr_scale": "1.2 0.7", "final_pixfrac": 0.8}
@@ -83,29 +83,7 @@ def grid_params(inputs: list[Path], scale: float = 0.05) -> dict:
 
 def run_astrodrizzle(inputs: list[Path], workdir: Path, params: dict) -> Path:
     """AstroDrizzle on copies of ``inputs`` in ``workdir`` (it flags CRs in their DQ)."""
-    from drizzlepac import astrodrizzle
-    from spherical_geometry.polygon import SphericalPolygon
-
-    if not hasattr(SphericalPolygon, "iter_polygons_flat"):  # see the module docstring
-        SphericalPolygon.iter_polygons_flat = lambda self: iter(self)
-    workdir.mkdir(parents=True, exist_ok=True)
-    for p in inputs:
-        shutil.copy(p, workdir / p.name)
-        with fits.open(workdir / p.name, mode="update") as h:  # its ACS noise model reads it
-            for hdu in h:
-                if hdu.name == "SCI" and "MEANDARK" not in hdu.header:
-                    hdu.header["MEANDARK"] = 0.0
-    cwd = os.getcwd()
-    os.chdir(workdir)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            astrodrizzle.AstroDrizzle([p.name for p in inputs], output="ad", build=True,
-                                      clean=True, in_memory=True, num_cores=1, preserve=False,
-                                      resetbits=0, **params)
-    finally:
-        os.chdir(cwd)
-    return workdir
+    return astrodrizzle_run(inputs, workdir, clean=True, in_memory=True, **params)
 
 
 def astrodrizzle_masks(workdir: Path, exposure: Path) -> dict:
