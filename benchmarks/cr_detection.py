@@ -49,11 +49,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench_drizzle import PARAMS as HAP_N2  # noqa: E402  (benchmarks/ is sys.path[0])
 
-from hapdask.mosaic import drizzle, north_up_grid  # noqa: E402
+from hapdask.mosaic import drizzle  # noqa: E402
 from hapdask.mosaic.products import read_crmask  # noqa: E402
 from hapdask.simulate import simulate_visits  # noqa: E402
 from hapdask.simulate.score import CRScore, score_masks, truth_context  # noqa: E402
-from hapdask.testing import astrodrizzle_run  # noqa: E402
+from hapdask.testing import astrodrizzle_run, grid_params  # noqa: E402
 
 #: HAP SVM acs_wfc filter product, n >= 6 (acs_wfc_any_n6) differs from n = 2-5 in these.
 HAP_N6 = {**HAP_N2, "combine_type": "median", "driz_cr_scale": "1.2 0.7", "final_pixfrac": 0.8}
@@ -62,23 +62,6 @@ HAP_N6 = {**HAP_N2, "combine_type": "median", "driz_cr_scale": "1.2 0.7", "final
 def hap_params(n: int) -> dict:
     """HAP's SVM ACS/WFC filter-product AstroDrizzle parameters for ``n`` exposures (n >= 2)."""
     return dict(HAP_N6 if n >= 6 else HAP_N2)
-
-
-def grid_params(inputs: list[Path], scale: float = 0.05) -> dict:
-    """An explicit north-up grid covering ``inputs`` as AstroDrizzle final_*/driz_sep_* values."""
-    from hapdask.io import open_exposure
-
-    chips = [c for p in inputs for c in open_exposure(str(p)).chips]
-    g = north_up_grid([c.wcs() for c in chips], scale=scale)
-    ny, nx = g.shape
-    ra, dec = g.wcs().wcs_pix2world([[(nx - 1) / 2, (ny - 1) / 2]], 0)[0]
-    grid = {"rot": 0.0, "scale": scale, "ra": float(ra), "dec": float(dec), "outnx": nx,
-            "outny": ny, "crpix1": (nx + 1) / 2, "crpix2": (ny + 1) / 2}
-    out: dict = {"final_wcs": True, "driz_sep_wcs": True}
-    for k, v in grid.items():
-        out[f"final_{k}"] = v
-        out[f"driz_sep_{k}"] = v
-    return out
 
 
 def run_astrodrizzle(inputs: list[Path], workdir: Path, params: dict) -> Path:
@@ -124,7 +107,7 @@ def main() -> int:
                               small=a.small, seed=a.seed, exposures_per_filter=n,
                               filters=["F775W"])
         inputs = sorted(sim.exposures)
-        params = {**hap_params(n), **grid_params(inputs)}
+        params = {**hap_params(n), **grid_params(inputs, 0.05)}
         ad = work / f"ad{n}{'s' if a.small else ''}"
         shutil.rmtree(ad, ignore_errors=True)
         t0 = time.perf_counter()

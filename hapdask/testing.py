@@ -17,7 +17,11 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-__all__ = ["sky_pixel_area", "astrodrizzle_refimage", "astrodrizzle_final", "astrodrizzle_run"]
+from hapdask.io import open_exposure
+from hapdask.mosaic import north_up_grid
+
+__all__ = ["sky_pixel_area", "astrodrizzle_refimage", "astrodrizzle_final", "astrodrizzle_run",
+           "grid_params"]
 
 
 def sky_pixel_area(w: WCS, x, y) -> np.ndarray:
@@ -158,3 +162,17 @@ def astrodrizzle_run(inputs: Sequence[str | Path], workdir: str | Path, *, outpu
     finally:
         os.chdir(cwd)
     return workdir
+
+
+def grid_params(inputs: Sequence[str | Path], scale: float) -> dict:
+    """AstroDrizzle ``final_*`` and ``driz_sep_*`` values of one explicit north-up grid covering
+    ``inputs`` at ``scale`` arcsec/px, so that both tools drizzle onto the very same pixels."""
+    chips = [c for p in inputs for c in open_exposure(str(p)).chips]
+    g = north_up_grid([c.wcs() for c in chips], scale=scale)
+    ny, nx = g.shape
+    ra, dec = g.wcs().wcs_pix2world([[(nx - 1) / 2, (ny - 1) / 2]], 0)[0]
+    out: dict = {"final_wcs": True, "driz_sep_wcs": True}
+    for k, v in {"rot": 0.0, "scale": scale, "ra": float(ra), "dec": float(dec), "outnx": nx,
+                 "outny": ny, "crpix1": (nx + 1) / 2, "crpix2": (ny + 1) / 2}.items():
+        out[f"final_{k}"] = out[f"driz_sep_{k}"] = v
+    return out

@@ -13,7 +13,7 @@ from astropy.io import fits
 from hapdask.mosaic import ParameterError, drizzle
 from hapdask.mosaic.products import read_crmask
 from hapdask.simulate import simulate_visits
-from hapdask.testing import astrodrizzle_run
+from hapdask.testing import astrodrizzle_run, grid_params
 
 STEPS = {"skymethod": "localmin", "combine_type": "median", "context": True}
 
@@ -48,8 +48,9 @@ def test_exposures_that_do_not_overlap_each_other(pair, tmp_path):
     only flags what blot's resampling smooths (sharp hot pixels, cosmic-ray cores): the same
     pixels as AstroDrizzle (oracle, same parameters)."""
     far = _shifted(pair[1], tmp_path / "jf3t03a2q_flc.fits", 60.0)
-    res = _run([pair[0], far], tmp_path / "out" / "m")
-    ad = astrodrizzle_run([pair[0], far], tmp_path / "ad", clean=True, in_memory=True, **STEPS)
+    params = {**STEPS, **grid_params([pair[0], far], 0.05)}
+    res = _run([pair[0], far], tmp_path / "out" / "m", params)
+    ad = astrodrizzle_run([pair[0], far], tmp_path / "ad", clean=True, in_memory=True, **params)
     with fits.open(res.output) as h:
         ctx = h["CTX"].data
         ctx = ctx[0] if ctx.ndim == 3 else ctx

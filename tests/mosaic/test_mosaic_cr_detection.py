@@ -21,10 +21,11 @@ import warnings
 
 import pytest
 
-from hapdask.mosaic import drizzle, north_up_grid
+from hapdask.mosaic import drizzle
 from hapdask.mosaic.products import read_crmask
 from hapdask.simulate import simulate_visits
 from hapdask.simulate.score import CRScore, score_masks, truth_context
+from hapdask.testing import grid_params
 
 #: HAP's SVM acs_wfc filter product for n = 2-5 (../shared/design/hap_parameters.md)
 HAP_N2 = {
@@ -43,27 +44,13 @@ def quad(tmp_path_factory):
                            small=True, seed=0, exposures_per_filter=4, filters=["F775W"])
 
 
-def _grid(inputs) -> dict:
-    from hapdask.io import open_exposure
-
-    chips = [c for p in inputs for c in open_exposure(str(p)).chips]
-    g = north_up_grid([c.wcs() for c in chips], scale=0.05)
-    ny, nx = g.shape
-    ra, dec = g.wcs().wcs_pix2world([[(nx - 1) / 2, (ny - 1) / 2]], 0)[0]
-    out = {"final_wcs": True, "driz_sep_wcs": True}
-    for k, v in {"rot": 0.0, "scale": 0.05, "ra": float(ra), "dec": float(dec), "outnx": nx,
-                 "outny": ny, "crpix1": (nx + 1) / 2, "crpix2": (ny + 1) / 2}.items():
-        out[f"final_{k}"] = out[f"driz_sep_{k}"] = v
-    return out
-
-
 @pytest.mark.parametrize("skymethod", ["localmin", "match"])
 def test_four_exposures_against_truth(quad, tmp_path, skymethod):
     inputs = sorted(quad.exposures)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = drizzle([str(p) for p in inputs], tmp_path / "cr",
-                      params={**HAP_N2, **_grid(inputs), "skymethod": skymethod},
+                      params={**HAP_N2, **grid_params(inputs, 0.05), "skymethod": skymethod},
                       tile_size=256, region_size=256, log=lambda m: None)
     score = CRScore()
     for p in inputs:

@@ -22,11 +22,10 @@ import pytest
 from astropy.io import fits
 from dask.callbacks import Callback
 
-from hapdask.io import open_exposure
-from hapdask.mosaic import drizzle, north_up_grid
+from hapdask.mosaic import drizzle
 from hapdask.mosaic.products import read_crmask
 from hapdask.simulate import simulate_visits
-from hapdask.testing import astrodrizzle_run
+from hapdask.testing import astrodrizzle_run, grid_params
 
 TILE = 128
 
@@ -38,18 +37,6 @@ STEPS = {"static": True, "skysub": True, "skymethod": "localmin", "skystat": "me
          "combine_nhigh": 0, "blot": True, "driz_cr": True, "driz_cr_snr": "3.5 3.0",
          "driz_cr_scale": "1.5 1.2", "final_kernel": "square", "final_pixfrac": 1.0,
          "final_bits": "336", "final_wht_type": "EXP", "final_units": "cps", "context": True}
-
-
-def _grid(inputs, scale: float) -> dict:
-    chips = [c for p in inputs for c in open_exposure(str(p)).chips]
-    g = north_up_grid([c.wcs() for c in chips], scale=scale)
-    ny, nx = g.shape
-    ra, dec = g.wcs().wcs_pix2world([[(nx - 1) / 2, (ny - 1) / 2]], 0)[0]
-    out = {"final_wcs": True, "driz_sep_wcs": True}
-    for k, v in {"rot": 0.0, "scale": scale, "ra": float(ra), "dec": float(dec), "outnx": nx,
-                 "outny": ny, "crpix1": (nx + 1) / 2, "crpix2": (ny + 1) / 2}.items():
-        out[f"final_{k}"] = out[f"driz_sep_{k}"] = v
-    return out
 
 
 class _Medians(Callback):
@@ -112,7 +99,7 @@ def _final_agree(ours_path, theirs_path, *, cov_tol, p99_sigma):
 
 def test_real_hrc_single_exposure(shared_data, tmp_path):
     src = shared_data / "real" / "j8bt06nyq_flt.fits"
-    params = {**STEPS, **_grid([src], 0.025)}
+    params = {**STEPS, **grid_params([src], 0.025)}
     res, med = _ours([src], tmp_path / "ours" / "hrc", params)
     assert med is None and res.crmasks == []
     assert any("one exposure" in n for n in res.notes)
@@ -140,7 +127,7 @@ def test_simulated_wfc3_visit(wfc3, tmp_path, det, scale):
     inputs = sorted(p for p in wfc3.exposures if p.name.endswith(
         "_flc.fits" if det == "uvis" else "_flt.fits"))
     assert len(inputs) == 3
-    params = {**STEPS, **_grid(inputs, scale)}
+    params = {**STEPS, **grid_params(inputs, scale)}
     res, med = _ours(inputs, tmp_path / "ours" / det, params)
     ad = astrodrizzle_run(inputs, tmp_path / "ad", **params)
 
