@@ -17,7 +17,7 @@ the fine SkyCell scale (0.04"/px) centred on SkyCell p1889x07y19, north up. Step
 input visit, so no cosmic-ray steps. Context is off (the CTX layer would add 1.9 GB on disk).
 
 Each run uses its own 2-process local Dask cluster (1 thread per worker); the peak RSS of every
-worker process (``ru_maxrss``) and of the client are printed per input count. The product
+worker process (``VmHWM``) and of the client are printed per input count. The product
 (about 3.9 GB) is deleted after each run.
 
 Run::
@@ -52,6 +52,18 @@ CHIP = 512  # input chip edge, pixels
 
 
 def _rss_mib() -> float:
+    """Peak RSS (MiB) of this process: ``VmHWM`` of /proc/self/status.
+
+    Not ``ru_maxrss``: Linux keeps it across ``execve``, so a worker process spawned by the
+    client would report the client's peak at spawn time if that is higher than its own.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
