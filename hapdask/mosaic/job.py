@@ -356,8 +356,7 @@ def drizzle(
         try:
             compute(graph, keys + mask_keys, progress)
         except BaseException:
-            if layout.tmp.exists():
-                layout.tmp.unlink()
+            Path(layout.tmp).unlink(missing_ok=True)  # (a str: .exists() raised, hiding the error)
             raise
         timings["drizzle"] = time.perf_counter() - t0
     xfits.finalize_fits(layout, {})
