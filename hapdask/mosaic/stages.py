@@ -26,6 +26,7 @@ from hapdask.dqflags import good_pixel_mask
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.wcsio import thread_header_wcs
+from hapdask.profile import timed
 
 __all__ = ["CrJob", "MedianJob", "TileJob", "assemble_mask", "blot_cr_region", "cte_direction",
            "drizzle_tile", "exposure_noise", "median_tile", "prepare_chip_region",
@@ -109,14 +110,17 @@ def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale,
     region = (max(b0 - 1, 0), min(b1 + 1, ny), max(a0 - 1, 0), min(a1 + 1, nx))
     if region[1] - region[0] < 2 or region[3] - region[2] < 2:
         return
-    cr = region_mask(crparts, region) if crparts else None
-    data, weight = prepare_chip_region(chip, sky, region, params, static=static, crmask=cr)
-    pixmap = calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region)
+    with timed("read"):
+        cr = region_mask(crparts, region) if crparts else None
+        data, weight = prepare_chip_region(chip, sky, region, params, static=static, crmask=cr)
+    with timed("pixmap"):
+        pixmap = calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region)
     in_box = (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
-    add_to_tile(data, weight, pixmap, num, den, ctx, origin=(window[0], window[2]),
-                in_box=in_box, kernel=params.kernel, pixfrac=params.pixfrac, iscale=float(iscale),
-                pixel_scale_ratio=float(ratio), ctx_id=int(ctx_id),
-                in_origin=(region[0], region[2]))
+    with timed("kernel"):
+        add_to_tile(data, weight, pixmap, num, den, ctx, origin=(window[0], window[2]),
+                    in_box=in_box, kernel=params.kernel, pixfrac=params.pixfrac,
+                    iscale=float(iscale), pixel_scale_ratio=float(ratio), ctx_id=int(ctx_id),
+                    in_origin=(region[0], region[2]))
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,8 @@ def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, static
         _drizzle_chip(chip, sky, job.boxes[k], job.window, job.params, num, den, ctx,
                       job.ctx_ids[k], job.iscales[k], job.ratios[k], out_wcs,
                       static=statics[k] if statics else None, crparts=crparts)
-    sci, wht = finalize_tile(num, den, fillval=job.params.fillval)
+    with timed("finalize"):
+        sci, wht = finalize_tile(num, den, fillval=job.params.fillval)
     return {"sci": sci, "wht": wht, "ctx": ctx}
 
 

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io.fits.verify import VerifyWarning
 
+from hapdask import profile
 from hapdask.export import fits as xfits
 from hapdask.export import headers as xheaders
 from hapdask.export import manifest as xmanifest
@@ -59,8 +60,8 @@ from hapdask.mvm.planning import LayerPlan, MvmPlan, analyze_tasks, header_wcs, 
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel
 from skycells import SkyCell
 
-__all__ = ["MvmResult", "run", "store_name", "tile_fingerprint", "validate_arguments",
-           "write_layers"]
+__all__ = ["MvmResult", "local_compute", "run", "store_name", "tile_fingerprint",
+           "validate_arguments", "write_layers"]
 
 #: Tile edges accepted (pixels): a tile task holds a few arrays of this size squared.
 TILE_SIZE_RANGE = (16, 16384)
@@ -135,16 +136,20 @@ def write_tile(job: WriteJob, result: dict | None) -> xstats.TileStats:
     then read back from there and not recomputed).
     """
     if result is None:
-        sci, wht, ctx = xzarr.read_zarr_tile(job.zarr, job.window)
+        with profile.timed("zarr-read"):
+            sci, wht, ctx = xzarr.read_zarr_tile(job.zarr, job.window)
     else:
         sci, wht, ctx = result["sci"], result["wht"], result["ctx"]
     if job.fits is not None:
-        xfits.write_fits_tile(job.fits, job.window, sci, wht, ctx)
+        with profile.timed("fits"):
+            xfits.write_fits_tile(job.fits, job.window, sci, wht, ctx)
     if job.zarr is not None and result is not None:
-        xzarr.write_zarr_tile(job.zarr, job.index, job.window, sci, wht, ctx,
-                              fingerprint=job.fingerprint)
-    count, expt = tile_coverage(list(job.polys), list(job.exptimes), job.window)
-    return xstats.tile_stats(wht, count, expt)
+        with profile.timed("zarr"):
+            xzarr.write_zarr_tile(job.zarr, job.index, job.window, sci, wht, ctx,
+                                  fingerprint=job.fingerprint)
+    with profile.timed("stats"):
+        count, expt = tile_coverage(list(job.polys), list(job.exptimes), job.window)
+        return xstats.tile_stats(wht, count, expt)
 
 
 def tile_fingerprint(p: MvmPlan, lay: LayerPlan, tile, skies: Mapping) -> int:
@@ -327,6 +332,24 @@ def _probe_scheduler(address: str, timeout: float) -> None:
         pool.shutdown(wait=False)
 
 
+def local_compute(graph: Mapping, keys: list, progress: bool = False, *,
+                  nthreads: int | None = None) -> list:
+    """Compute ``keys`` of ``graph`` on Dask's local threaded scheduler (``nthreads``, default
+    one per core), timed per task while a :class:`hapdask.profile.Profile` is active."""
+    from dask.threaded import get
+
+    nthreads = nthreads or os.cpu_count() or 1
+    prof = profile.active()
+    with contextlib.ExitStack() as stack:
+        if progress:
+            from dask.diagnostics import ProgressBar
+
+            stack.enter_context(ProgressBar(out=sys.stderr))
+        if prof is not None:
+            return profile.profiled_local(prof, get, graph, keys, nthreads)
+        return get(graph, keys, num_workers=nthreads)
+
+
 @contextlib.contextmanager
 def _scheduler(scheduler, workers, threads_per_worker, log, *, timeout=30.0, scratch=None):
     """Yield ``(compute, client)``: a compute function and the distributed client (or None).
@@ -337,19 +360,7 @@ def _scheduler(scheduler, workers, threads_per_worker, log, *, timeout=30.0, scr
     import dask
 
     if scheduler is None and not workers:
-        nthreads = threads_per_worker or os.cpu_count() or 1
-
-        def compute(graph, keys, progress):
-            from dask.threaded import get
-
-            if progress:
-                from dask.diagnostics import ProgressBar
-
-                with ProgressBar(out=sys.stderr):
-                    return get(graph, keys, num_workers=nthreads)
-            return get(graph, keys, num_workers=nthreads)
-
-        yield compute, None
+        yield functools.partial(local_compute, nthreads=threads_per_worker), None
         return
     from distributed import Client, LocalCluster, futures_of, progress
 
@@ -384,15 +395,29 @@ def _scheduler(scheduler, workers, threads_per_worker, log, *, timeout=30.0, scr
         log(f"started a local Dask cluster: {workers} worker(s) x "
             f"{threads_per_worker or 1} thread(s); dashboard {client.dashboard_link}")
 
-    def compute(graph, keys, show):
+    def run_graph(graph, keys, show):
         futs = client.get(dict(graph), keys, sync=False)
         if show:
             progress(futures_of(futs), multi=False)
             print(file=sys.stderr)
         return client.gather(futs)
 
+    def compute(graph, keys, show):
+        prof = profile.active()
+        if prof is None:
+            return run_graph(graph, keys, show)
+        return profile.profiled_distributed(prof, client, graph, keys,
+                                            lambda g, k: run_graph(g, k, show))
+
     try:
-        with dask.config.set(scheduler=client):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(dask.config.set(scheduler=client))
+            prof = profile.active()
+            if prof is not None and prof.report_path is not None:
+                from distributed import performance_report
+
+                stack.enter_context(performance_report(filename=str(prof.report_path)))
+                prof.report_saved = str(prof.report_path)
             yield compute, client
     finally:
         if own:
@@ -648,8 +673,9 @@ def run(
         if verdicts is None:
             g, keys, paths = analyze_tasks(inputs)
             verdicts = dict(zip(paths, compute(g, keys, False), strict=True))
-        p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates,
-                 context=context, verdicts=verdicts, only=layers, masks=masks)
+        with profile.step("plan"):
+            p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates,
+                     context=context, verdicts=verdicts, only=layers, masks=masks)
         for path in sorted(set(p.crmasks.values())):
             notes.append(f"cosmic-ray mask {path}")
             log(notes[-1])
