@@ -55,6 +55,7 @@ from hapdask.export import paths as xpaths
 from hapdask.export import stats as xstats
 from hapdask.export import zarr as xzarr
 from hapdask.export.lock import OutputLock
+from hapdask.mosaic.coverage import MAX_CODE_POLYGONS, coverage_codes
 from hapdask.mvm.graph import build_graph, tile_coverage
 from hapdask.mvm.planning import LayerPlan, MvmPlan, analyze_tasks, header_wcs, plan
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel
@@ -148,6 +149,10 @@ def write_tile(job: WriteJob, result: dict | None) -> xstats.TileStats:
             xzarr.write_zarr_tile(job.zarr, job.index, job.window, sci, wht, ctx,
                                   fingerprint=job.fingerprint)
     with profile.timed("stats"):
+        if len(job.polys) <= MAX_CODE_POLYGONS:  # one pass over the tile for all chips
+            return xstats.add_coverage(xstats.tile_stats(wht),
+                                       coverage_codes(list(job.polys), job.window),
+                                       list(job.exptimes))
         count, expt = tile_coverage(list(job.polys), list(job.exptimes), job.window)
         return xstats.tile_stats(wht, count, expt)
 
