@@ -81,3 +81,17 @@ def test_profile_counts_follow_the_plan(sim, true_wcs, verdicts, tmp_path):
     assert rows[(1, "read")].tasks == rows[(1, "pixmap")].tasks == rows[(1, "kernel")].tasks
     assert (0, "analyze") not in rows  # verdicts were given: no analyze tasks
     assert "plan" in prof.steps
+
+
+def test_drizzle_profile_has_the_astrodrizzle_stages(sim, tmp_path, capsys):
+    """``hapdask drizzle --profile``: the AstroDrizzle stages of the same engine are named."""
+    pair = sorted(str(p) for p in sim.exposures if "jf3t03a1q" in str(p) or "jf3t03a2q" in str(p))
+    assert len(pair) == 2
+    code = main(["drizzle", *pair, "--output", str(tmp_path / "pair"), "--tile-size", "256",
+                 "--threads-per-worker", "2", "--profile"])
+    assert code == 0
+    out = capsys.readouterr().out
+    text = out[out.index("profile: wall"):]
+    for stage in ("static", "sky", "median", "driz_cr", "drizzle", "write", "kernel",
+                  "scheduler overhead"):
+        assert re.search(rf"^\s+{stage}\s+\d", text, re.M), (stage, text)
