@@ -20,7 +20,6 @@ older checkout too (``PYTHONPATH=<old tree>``) for a before/after comparison.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -35,6 +34,8 @@ from photutils.aperture import (
     CircularAperture,
     aperture_photometry,
 )
+
+from hapdask.testing import astrodrizzle_final, astrodrizzle_refimage, sky_pixel_area
 
 DETS = {"WFC": "acs_wfc", "UVIS": "wfc3_uvis", "IR": "wfc3_ir"}
 
@@ -61,50 +62,6 @@ def _true_copy(src: Path, dst: Path, true_headers) -> None:
         h.writeto(dst, overwrite=True)
 
 
-def _refimage(product: Path, dst: Path) -> Path:
-    with fits.open(product) as h:
-        w = WCS(h["SCI"].header)
-        ny, nx = h["SCI"].data.shape
-    cd = w.pixel_scale_matrix
-    hdr = fits.Header()
-    hdr["CTYPE1"], hdr["CTYPE2"] = w.wcs.ctype
-    hdr["CRVAL1"], hdr["CRVAL2"] = w.wcs.crval
-    hdr["CRPIX1"], hdr["CRPIX2"] = w.wcs.crpix
-    for i in range(2):
-        for j in range(2):
-            hdr[f"CD{i + 1}_{j + 1}"] = cd[i, j]
-    fits.PrimaryHDU(np.zeros((ny, nx), np.float32), header=hdr).writeto(dst, overwrite=True)
-    return dst
-
-
-def _astrodrizzle(inp: Path, ref: Path, work: Path) -> Path:
-    from drizzlepac import astrodrizzle
-
-    cwd = os.getcwd()
-    os.chdir(work)
-    try:
-        astrodrizzle.AstroDrizzle(
-            [inp.name], output="dp", context=False, build=True, preserve=False, clean=True,
-            in_memory=True, static=False, skysub=False, driz_separate=False, median=False,
-            blot=False, driz_cr=False, driz_combine=True, final_wht_type="EXP",
-            final_kernel="square", final_pixfrac=1.0, final_units="cps", final_bits="~0",
-            final_refimage=f"{ref}[0]", resetbits=0, num_cores=1)
-    finally:
-        os.chdir(cwd)
-    return next(work.glob("dp_dr[cz].fits"))
-
-
-def _pixel_area(w: WCS, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    pts = [w.all_pix2world(px, py, 0) for px, py in
-           ((x - 0.5, y), (x + 0.5, y), (x, y - 0.5), (x, y + 0.5))]
-    ra = np.stack([p[0] for p in pts])
-    dec = np.stack([p[1] for p in pts])
-    east = (ra - ra[0]) * np.cos(np.radians(dec[0])) * 3600.0
-    north = (dec - dec[0]) * 3600.0
-    return np.abs((east[1] - east[0]) * (north[3] - north[2])
-                  - (north[1] - north[0]) * (east[3] - east[2]))
-
-
 def _photometry(product: Path, ra, dec, fwhm: float) -> tuple[np.ndarray, np.ndarray]:
     """Aperture fluxes (e-/s) and the output pixel-area factor at each position."""
     with fits.open(product) as h:
@@ -117,7 +74,7 @@ def _photometry(product: Path, ra, dec, fwhm: float) -> tuple[np.ndarray, np.nda
     ann = CircularAnnulus(pos, 10 * fwhm / scale, 14 * fwhm / scale)
     bkg = ApertureStats(data, ann, sigma_clip=SigmaClip(3.0)).median
     flux = np.asarray(aperture_photometry(data, ap)["aperture_sum"]) - bkg * ap.area
-    pam = _pixel_area(w, x, y) / (scale ** 2)
+    pam = sky_pixel_area(w, x, y) / (scale ** 2)
     return flux, pam
 
 
@@ -181,8 +138,8 @@ def main() -> int:
         dpw = work / f"dp_{root}"
         dpw.mkdir()
         _true_copy(path, dpw / path.name, true)
-        dp_prod = _astrodrizzle(dpw / path.name,
-                                _refimage(products[root], dpw / "ref.fits"), dpw)
+        dp_prod = astrodrizzle_final(
+            [path.name], astrodrizzle_refimage(products[root], dpw / "ref.fits"), dpw)
         theirs, _ = _photometry(dp_prod, ra[sel], dec[sel], det.fwhm)
         ok = np.isfinite(ours) & np.isfinite(theirs)  # apertures with DQ holes are dropped
         sel, ours, theirs, pam, truth = sel[ok], ours[ok], theirs[ok], pam[ok], truth[ok]

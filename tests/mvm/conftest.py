@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import pytest
+
+from hapdask import testing
 
 SKYCELL = "p1889x07y19"
 BASE_TILE = 512
@@ -49,25 +50,7 @@ def baseline(sim, true_wcs, verdicts, tmp_path_factory):
     return result, out
 
 
-def _sky_pixel_area(w, x, y) -> np.ndarray:
-    """True sky area (arcsec^2) of the pixels of ``w`` centred on 0-based (x, y).
-
-    From the full WCS (with distortion) by astropy: the cross product of the sky vectors of the
-    pixel's two mid-edge to mid-edge spans, in a local east/north tangent frame.
-    """
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
-    pts = [w.all_pix2world(px, py, 0) for px, py in
-           ((x - 0.5, y), (x + 0.5, y), (x, y - 0.5), (x, y + 0.5))]
-    ra = np.stack([p[0] for p in pts])
-    dec = np.stack([p[1] for p in pts])
-    east = (ra - ra[0]) * np.cos(np.radians(dec[0])) * 3600.0
-    north = (dec - dec[0]) * 3600.0
-    return np.abs((east[1] - east[0]) * (north[3] - north[2])
-                  - (north[1] - north[0]) * (east[3] - east[2]))
-
-
 @pytest.fixture(scope="session")
 def sky_pixel_area():
     """``f(wcs, x, y) -> true pixel area (arcsec^2)``: an independent pixel-area map (physics)."""
-    return _sky_pixel_area
+    return testing.sky_pixel_area

@@ -18,7 +18,6 @@ chip 1 and +0.45 % on WFC3/IR, so these tests fail on it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -38,6 +37,7 @@ from photutils.aperture import (
 
 from hapdask import mvm
 from hapdask.simulate import core, instruments, true_chip_wcs
+from hapdask.testing import astrodrizzle_final, astrodrizzle_refimage
 
 SKYCELL = "p1889x07y19"
 #: One exposure per detector of the small simulated set: rootname -> detector key.
@@ -124,47 +124,16 @@ def ours(star_fields, tmp_path_factory):
     return products
 
 
-def _reference_image(product: Path, dst: Path) -> Path:
-    """The product's output grid as a CD-matrix image (the form AstroDrizzle's refimage needs)."""
-    with fits.open(product) as h:
-        w = WCS(h["SCI"].header)
-        ny, nx = h["SCI"].data.shape
-    cd = w.pixel_scale_matrix
-    hdr = fits.Header()
-    hdr["CTYPE1"], hdr["CTYPE2"] = w.wcs.ctype
-    hdr["CRVAL1"], hdr["CRVAL2"] = w.wcs.crval
-    hdr["CRPIX1"], hdr["CRPIX2"] = w.wcs.crpix
-    for i in range(2):
-        for j in range(2):
-            hdr[f"CD{i + 1}_{j + 1}"] = cd[i, j]
-    fits.PrimaryHDU(np.zeros((ny, nx), np.float32), header=hdr).writeto(dst)
-    return dst
-
-
 @pytest.fixture(scope="module")
 def drizzlepac(star_fields, ours, tmp_path_factory):
     """AstroDrizzle's product of each star field on our product's grid: rootname -> path."""
-    astrodrizzle = pytest.importorskip("drizzlepac.astrodrizzle")
+    pytest.importorskip("drizzlepac.astrodrizzle")
     products = {}
-    cwd = os.getcwd()
     for root, field in star_fields.items():
         work = tmp_path_factory.mktemp(f"dp_{root}")
         shutil.copy(field["path"], work)
-        ref = _reference_image(ours[root], work / "ref.fits")
-        os.chdir(work)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                astrodrizzle.AstroDrizzle(
-                    [field["path"].name], output="dp", context=False, build=True,
-                    preserve=False, clean=True, in_memory=True, static=False, skysub=False,
-                    driz_separate=False, median=False, blot=False, driz_cr=False,
-                    driz_combine=True, final_wht_type="EXP", final_kernel="square",
-                    final_pixfrac=1.0, final_units="cps", final_bits="~0",
-                    final_refimage=f"{ref}[0]", resetbits=0, num_cores=1)
-        finally:
-            os.chdir(cwd)
-        products[root] = next(work.glob("dp_dr[cz].fits"))
+        ref = astrodrizzle_refimage(ours[root], work / "ref.fits")
+        products[root] = astrodrizzle_final([field["path"].name], ref, work)
     return products
 
 

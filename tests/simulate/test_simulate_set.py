@@ -16,6 +16,7 @@ from scipy import ndimage
 from stwcs.wcsutil import HSTWCS
 
 from hapdask.simulate import core, instruments, read_true_wcs, simulate_visits, sky, true_chip_wcs
+from hapdask.testing import sky_pixel_area
 from skycells import cells_for_footprint
 
 CELL = "p1889x07y19"
@@ -65,17 +66,6 @@ def _model_uncached(simset, path: Path, ext: int, hdul: fits.HDUList):
                               float(hdul["SCI", ext].header["IDCSCALE"]))
     xy = w.all_world2pix(np.column_stack([ra, dec]), 0, tolerance=1e-9, quiet=True)
     return model, w, xy, cat
-
-
-def _pixel_area(w, x: float, y: float) -> float:
-    """True area (arcsec^2) of the pixel centred on 0-based (x, y): its mapped edge vectors."""
-    pts = np.array([[x - 0.5, y], [x + 0.5, y], [x, y - 0.5], [x, y + 0.5]])
-    ra, dec = w.all_pix2world(pts, 0).T
-    east = (ra - ra[0]) * np.cos(np.radians(dec[0])) * 3600.0
-    north = (dec - dec[0]) * 3600.0
-    ex, ey = east[1] - east[0], north[1] - north[0]
-    nx_, ny_ = east[3] - east[2], north[3] - north[2]
-    return abs(ex * ny_ - ey * nx_)
 
 
 def _isolated_bright_stars(cat: Table, xy: np.ndarray, shape, mag_col: str, maglim: float,
@@ -247,7 +237,7 @@ def test_counts_match_exptime_times_flux(simset):
                     alone = core._render_chip(model.shape, w, one, ra1, dec1,
                                               instruments.DETECTORS[det], f, t, idc)
                     # flat-fielded: true counts / PAM, PAM = true pixel area / IDCSCALE^2
-                    pam = _pixel_area(w, *xy[k]) / idc ** 2
+                    pam = float(sky_pixel_area(w, *xy[k])) / idc ** 2
                     expected = t * 10 ** (-0.4 * (mags[k] - f.zp_ab)) / pam
                     assert alone.sum() == pytest.approx(expected,
                                                         rel=0.02 if one["r_eff"][0] else 0.002)
