@@ -20,6 +20,8 @@ Run::
     python benchmarks/bench_mvm.py                      # hapdask vs reference, 3 runs each
     python benchmarks/bench_mvm.py --runmultihap        # also DrizzlePac runmultihap (slow)
     python benchmarks/bench_mvm.py --full               # also the full-cell memory test
+    python benchmarks/bench_mvm.py --profile --no-warmup  # the 108-tile demo on 2 workers,
+        # per-stage breakdown and scheduler overhead (distributed)
     python benchmarks/bench_mvm.py --case acs4 --runmultihap --repeat 3 --runmultihap-runs 2
         # 4 full-frame ACS/WFC exposures: the hapdask mvm CLI vs runmultihap, interleaved,
         # and the --profile breakdown of the last hapdask run
@@ -31,6 +33,7 @@ Prints medians and ``ratio = reference_time / our_time``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import shutil
@@ -68,10 +71,12 @@ def _demo(skycell: str):
 
 # -- engines (run inside a subprocess) --------------------------------------------------------
 def engine_hapdask(skycell: str, out: Path, tile: int, inputs=None, updates=None,
-                   formats=("fits", "zarr"), context: bool = True) -> dict:
+                   formats=("fits", "zarr"), context: bool = True, profile: bool = False
+                   ) -> dict:
     from distributed import Client, LocalCluster
 
     from hapdask import mvm
+    from hapdask.profile import Profile
 
     if inputs is None:
         demo, updates = _demo(skycell)
@@ -82,8 +87,11 @@ def engine_hapdask(skycell: str, out: Path, tile: int, inputs=None, updates=None
     client = Client(cluster)
     t_cluster = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = mvm.run(skycell, inputs, output=out, tile_size=tile, wcs_updates=updates,
-                     scheduler=client, formats=formats, context=context, log=lambda m: None)
+    with contextlib.ExitStack() as stack:
+        prof = stack.enter_context(Profile(report_path=out / "dask-report.html")) \
+            if profile else None
+        result = mvm.run(skycell, inputs, output=out, tile_size=tile, wcs_updates=updates,
+                         scheduler=client, formats=formats, context=context, log=lambda m: None)
     wall = time.perf_counter() - t0
     workers = sorted(client.run(_worker_rss).values())
     client.close()
@@ -91,7 +99,8 @@ def engine_hapdask(skycell: str, out: Path, tile: int, inputs=None, updates=None
     return {"wall": wall, "cluster_start": t_cluster, "rss_client": _rss_mib(),
             "rss_workers": workers, "layers": len(result.plan.layers),
             "tiles": result.tiles_computed,
-            "out_pixels": sum(lay.shape[0] * lay.shape[1] for lay in result.plan.layers.values())}
+            "out_pixels": sum(lay.shape[0] * lay.shape[1] for lay in result.plan.layers.values()),
+            "profile": prof.report() if prof is not None else ""}
 
 
 def drizzlepac_iscale(path: str, extver: int, out_wcs) -> float:
@@ -372,7 +381,9 @@ def main() -> int:
     ap.add_argument("--engine", help=argparse.SUPPRESS)
     ap.add_argument("--inputs", help=argparse.SUPPRESS)
     ap.add_argument("--prefix", default="", help=argparse.SUPPRESS)
-    ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--profile", action="store_true",
+                    help="--case demo: one profiled run on the 2-worker cluster (per-stage "
+                         "breakdown, scheduler overhead, Dask performance report) and stop")
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--compare", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -380,7 +391,7 @@ def main() -> int:
     if a.engine:
         out = Path(a.out)
         if a.engine == "hapdask":
-            r = engine_hapdask(a.skycell, out, a.tile)
+            r = engine_hapdask(a.skycell, out, a.tile, profile=a.profile)
         elif a.engine == "reference":
             r = engine_reference(a.skycell, out, Path(a.compare) if a.compare else None)
         elif a.engine == "runmultihap":
@@ -398,6 +409,13 @@ def main() -> int:
     print(f"work directory {work}", flush=True)
     if a.case == "acs4":
         run_acs4(a, work)
+        return 0
+    if a.profile:  # the demo on the 2-worker cluster once, with the --profile breakdown
+        o = _sub(["--engine", "hapdask", "--out", str(work / "profiled"), "--skycell",
+                  a.skycell, "--tile", str(a.tile), "--profile"])
+        print(f"hapdask (2 workers x 1 thread, FITS + zarr): {o['wall']:.1f} s, {o['tiles']} "
+              f"tiles; peak RSS workers {', '.join(f'{v:.0f}' for v in o['rss_workers'])} "
+              f"MiB\n{o['profile']}")
         return 0
     if not a.no_warmup:
         t0 = time.perf_counter()
