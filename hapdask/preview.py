@@ -67,18 +67,29 @@ class PreviewParams:
 
 
 def _binned(sci: np.ndarray, wht: np.ndarray, size: int) -> np.ndarray:
-    """NaN-aware block average (NaN where no data) so the longer side is <= ``size``."""
-    data = np.where((wht > 0) & np.isfinite(sci), sci, np.nan).astype(np.float64)
-    factor = max(1, math.ceil(max(data.shape) / size))
+    """NaN-aware block average (NaN where no data) so the longer side is <= ``size``.
+
+    Works through bands of whole blocks, so ``sci``/``wht`` may be memory-mapped and are never
+    copied whole (the result is the same as averaging the whole frame at once).
+    """
+    ny, nx = sci.shape
+    factor = max(1, math.ceil(max(ny, nx) / size))
     if factor == 1:
-        return data
-    ny, nx = (math.ceil(n / factor) * factor for n in data.shape)
-    padded = np.full((ny, nx), np.nan)
-    padded[: data.shape[0], : data.shape[1]] = data
-    with warnings.catch_warnings():
-        # all-NaN blocks ("Mean of empty slice") stay NaN = no data
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return block_reduce(padded, factor, func=np.nanmean)
+        return np.where((wht > 0) & np.isfinite(sci), sci, np.nan).astype(np.float64)
+    oy, ox = math.ceil(ny / factor), math.ceil(nx / factor)
+    out = np.empty((oy, ox))
+    step = factor * max(1, 512 // factor)
+    for r0 in range(0, ny, step):
+        r1 = min(ny, r0 + step)
+        s, w = np.asarray(sci[r0:r1]), np.asarray(wht[r0:r1])
+        band = np.full((math.ceil((r1 - r0) / factor) * factor, ox * factor), np.nan)
+        band[: r1 - r0, :nx] = np.where((w > 0) & np.isfinite(s), s, np.nan)
+        with warnings.catch_warnings():
+            # all-NaN blocks ("Mean of empty slice") stay NaN = no data
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out[r0 // factor: r0 // factor + band.shape[0] // factor] = block_reduce(
+                band, factor, func=np.nanmean)
+    return out
 
 
 def display_limits(data: np.ndarray) -> tuple[float, float]:

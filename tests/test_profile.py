@@ -97,7 +97,7 @@ def test_local_threads_breakdown():
 def test_distributed_breakdown_and_performance_report(tmp_path):
     distributed = pytest.importorskip("distributed")
 
-    from hapdask.mvm.runner import _scheduler
+    from hapdask.scheduling import compute_context as _scheduler
 
     report = tmp_path / "report.html"
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
@@ -112,7 +112,7 @@ def test_distributed_breakdown_and_performance_report(tmp_path):
 
 
 def test_no_profile_no_records():
-    from hapdask.mvm.runner import local_compute
+    from hapdask.scheduling import local_compute
 
     assert profile.active() is None
     assert list(local_compute(_graph(), [("t-sum",)], nthreads=2)) == [0.04]

@@ -15,9 +15,7 @@ from pathlib import Path
 
 from astropy.io import fits
 
-from hapdask.align.updates import FIT_KEYS
-
-_SIP = ("A_", "B_", "AP_", "BP_")
+from hapdask.align.updates import FIT_KEYS, apply_update
 
 
 def headerlet_name(path: str, wcsname: str) -> str:
@@ -44,13 +42,7 @@ def write_headerlets(result, outdir: str | os.PathLike) -> list[Path]:
             shutil.copy(e.path, copy)
             with fits.open(copy, mode="update") as hdul:
                 for u in e.updates:
-                    hdr = hdul["SCI", u.extver].header
-                    upd = u.header()
-                    if any(k.startswith(_SIP) for k in upd):
-                        for k in [k for k in hdr if k.startswith(_SIP)]:
-                            hdr.remove(k, ignore_missing=True, remove_all=True)
-                    for card in upd.cards:
-                        hdr[card.keyword] = (card.value, card.comment)
+                    apply_update(hdul["SCI", u.extver].header, u.header())
             wcsname = e.updates[0].wcsname
             hlet = headerlet.create_headerlet(
                 str(copy), hdrname=headerlet_name(e.path, wcsname), wcsname=wcsname,

@@ -21,7 +21,11 @@ class SourceParams:
     Attributes
     ----------
     box_size, filter_size : int
-        ``photutils.background.Background2D`` box (pixels) and median-filter size.
+        ``photutils.background.Background2D`` box (chip pixels) and median-filter size.
+    bin_size : int
+        Block size (chip pixels) of the binned image whose Background2D mesh is the background
+        (:func:`hapdask.align.sources.find_sources`); 0: from ``box_size``
+        (:func:`hapdask.align.sources.bin_factor`).
     bkg_estimator : {"sextractor", "median"}
         Background estimator (SExtractorBackground / MedianBackground); rms is StdBackgroundRMS.
     nsigma, threshold_scale : float
@@ -43,6 +47,7 @@ class SourceParams:
 
     box_size: int = 27
     filter_size: int = 3
+    bin_size: int = 0
     bkg_estimator: str = "sextractor"
     nsigma: float = 3.0
     threshold_scale: float = 1.1

@@ -123,8 +123,8 @@ def _chip_list(exps: list) -> list[tuple[str, int, object]]:
 
 def align_graph(exposures: list, refcat: RefCatalog | None, *,
                 source_pars: Mapping[str, SourceParams] | None = None,
-                fit_pars: FitParams | None = None, max_correction: float | None = None
-                ) -> tuple[dict, list, list[ExposureFit]]:
+                fit_pars: FitParams | None = None, max_correction: float | None = None,
+                label: str | None = None) -> tuple[dict, list, list[ExposureFit]]:
     """The Dask graph of the alignment of opened exposures.
 
     Parameters
@@ -138,6 +138,9 @@ def align_graph(exposures: list, refcat: RefCatalog | None, *,
         Overrides :func:`fit_params` for every visit.
     max_correction : float, optional
         Largest accepted correction (arcsec), see :class:`FitParams`.
+    label : str, optional
+        Fit label of the WCSNAMEs (``SVM`` by default; ``MVM`` for alignment inside an MVM
+        run, as DrizzlePac's ``run_mvm_processing``: ``...-FIT_MVM_<catalog>``).
 
     Returns
     -------
@@ -169,6 +172,8 @@ def align_graph(exposures: list, refcat: RefCatalog | None, *,
         fp = fit_pars or fit_params(exps[0].instrument, exps[0].detector)
         if max_correction is not None:
             fp = fp.with_(max_correction=float(max_correction))
+        if label is not None:
+            fp = fp.with_(label=str(label))
         deps = []
         for _, _, chip in _chip_list(exps):
             k = (f"align-sources-{token}", n)
@@ -195,9 +200,61 @@ def open_inputs(inputs) -> tuple[list, list[tuple[str, str]]]:
     return exps, bad
 
 
+@dataclass
+class AlignJob:
+    """The alignment graph of opened inputs, to be computed alone (:func:`align`) or merged
+    with other work into one Dask computation (``hapdask.mvm.run``: alignment overlaps the
+    analysis of the inputs).
+
+    Attributes
+    ----------
+    graph, keys : dict, list
+        The plain dict Dask graph (:func:`align_graph`) and its fit keys.
+    kept : list of ExposureFit
+        Exposures used as they are.
+    order : list of str
+        Rootnames in input order (the order of :attr:`AlignResult.exposures`).
+    catalog : str
+        Reference catalog name.
+    unreadable : list of (path, reason)
+    """
+
+    graph: dict
+    keys: list
+    kept: list[ExposureFit]
+    order: list[str]
+    catalog: str = ""
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+    def result(self, values: list) -> AlignResult:
+        """The :class:`AlignResult` from the computed values of :attr:`keys` (same order)."""
+        fits_ = [r for visit in values for r in visit]
+        rank = {r: i for i, r in enumerate(self.order)}
+        allfits = sorted(fits_ + self.kept, key=lambda r: rank.get(r.rootname, 0))
+        return AlignResult(allfits, self.catalog, list(self.unreadable))
+
+
+def align_job(inputs, refcat: RefCatalog | str | os.PathLike | None, *,
+              fit_pars: FitParams | None = None, max_correction: float | None = None,
+              label: str | None = None) -> AlignJob:
+    """Open the inputs and build their alignment graph (see :func:`align`)."""
+    if refcat is not None and not isinstance(refcat, RefCatalog):
+        refcat = FileCatalog(refcat)
+    items = inputs if isinstance(inputs, list) else [inputs]
+    if items and all(hasattr(i, "chips") for i in items):
+        exps, bad = list(items), []
+    else:
+        exps, bad = open_inputs(inputs)
+    graph, keys, kept = align_graph(exps, refcat, fit_pars=fit_pars,
+                                    max_correction=max_correction, label=label)
+    return AlignJob(graph, keys, kept, [e.rootname for e in exps],
+                    refcat.name if refcat is not None else "", bad)
+
+
 def align(inputs, refcat: RefCatalog | str | os.PathLike | None, *,
           fit_pars: FitParams | None = None, max_correction: float | None = None,
-          compute: Callable[[dict, list], list] | None = None) -> AlignResult:
+          compute: Callable[[dict, list], list] | None = None,
+          label: str | None = None) -> AlignResult:
     """Align inputs to each other (per visit) and to a reference catalog.
 
     Parameters
@@ -211,6 +268,8 @@ def align(inputs, refcat: RefCatalog | str | os.PathLike | None, *,
         Largest accepted correction (arcsec); larger ones are rejected with a reason.
     compute : callable, optional
         ``compute(graph, keys) -> results``; default the threaded Dask scheduler.
+    label : str, optional
+        WCSNAME fit label (default ``SVM``).
 
     Returns
     -------
@@ -218,20 +277,9 @@ def align(inputs, refcat: RefCatalog | str | os.PathLike | None, *,
     """
     from dask.threaded import get
 
-    if refcat is not None and not isinstance(refcat, RefCatalog):
-        refcat = FileCatalog(refcat)
-    items = inputs if isinstance(inputs, list) else [inputs]
-    if items and all(hasattr(i, "chips") for i in items):
-        exps, bad = list(items), []
-    else:
-        exps, bad = open_inputs(inputs)
-    graph, keys, kept = align_graph(exps, refcat, fit_pars=fit_pars,
-                                    max_correction=max_correction)
-    results = (compute or get)(graph, keys) if keys else []
-    fits_ = [r for visit in results for r in visit]
-    order = {e.rootname: i for i, e in enumerate(exps)}
-    allfits = sorted(fits_ + kept, key=lambda r: order.get(r.rootname, 0))
-    return AlignResult(allfits, refcat.name if refcat is not None else "", bad)
+    job = align_job(inputs, refcat, fit_pars=fit_pars, max_correction=max_correction,
+                    label=label)
+    return job.result((compute or get)(job.graph, job.keys) if job.keys else [])
 
 
 def write_outputs(result: AlignResult, outdir: str | os.PathLike, *,
@@ -261,12 +309,23 @@ def write_outputs(result: AlignResult, outdir: str | os.PathLike, *,
 MVM_ALIGN_MARGIN = 3.0
 
 
+def mvm_alignment_job(inputs, refcat: RefCatalog | str | os.PathLike, *,
+                      margin: float = MVM_ALIGN_MARGIN) -> AlignJob:
+    """The :class:`AlignJob` of an MVM run: corrections limited to ``margin`` arcsec, WCSNAMEs
+    ``...-FIT_MVM_<catalog>`` (DrizzlePac's MVM alignment label)."""
+    return align_job(inputs, refcat, max_correction=float(margin), label="MVM")
+
+
 def mvm_alignment(inputs, refcat: RefCatalog | str | os.PathLike, *,
                   margin: float = MVM_ALIGN_MARGIN,
                   compute: Callable[[dict, list], list] | None = None) -> AlignResult:
-    """Alignment for an MVM run: :func:`align` with corrections limited to ``margin`` arcsec.
+    """Alignment for an MVM run: :func:`align` with corrections limited to ``margin`` arcsec
+    and DrizzlePac's MVM WCSNAMEs (``<a priori>-FIT_MVM_<catalog>``).
 
     Exposures whose WCSNAME already holds a FIT_SVM/FIT_MVM solution are used as they are.
     The result's :meth:`AlignResult.wcs_updates` feed ``hapdask.mvm.plan(wcs_updates=...)``.
     """
-    return align(inputs, refcat, max_correction=float(margin), compute=compute)
+    from dask.threaded import get
+
+    job = mvm_alignment_job(inputs, refcat, margin=margin)
+    return job.result((compute or get)(job.graph, job.keys) if job.keys else [])

@@ -96,6 +96,19 @@ class WcsUpdate:
         return cls(str(rootname).lower(), int(extver), h.tostring())
 
 
+def apply_update(header: fits.Header, update: fits.Header) -> None:
+    """Install an update's cards in a chip's SCI header (in place).
+
+    When the update carries SIP terms, the header's old ones are removed first (so no stale
+    higher-order term survives); every card of the update then replaces or adds its keyword.
+    """
+    if any(k.startswith(_SIP) for k in update):
+        for k in [k for k in header if k.startswith(_SIP)]:
+            header.remove(k, ignore_missing=True, remove_all=True)
+    for card in update.cards:
+        header[card.keyword] = (card.value, card.comment)
+
+
 def write_wcs_updates(path: str | os.PathLike[str], updates: list[WcsUpdate]) -> Path:
     """Write ``updates`` as ``wcs_updates.fits`` (one header-only ``WCSUPD`` HDU per chip).
 

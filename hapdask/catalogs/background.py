@@ -138,7 +138,9 @@ def compute_background(product: DrizzleProduct, params: CatalogParams,
     if not bkg_rms > 0:
         raise ValueError(f"{product.name}: background rms is zero (constant image?)")
     def constant(note: str) -> Background:
-        return Background(np.full(data.shape, bkg_median), np.full(data.shape, bkg_rms),
+        # read-only broadcast views: a constant model costs no memory per pixel
+        return Background(np.broadcast_to(np.float64(bkg_median), data.shape),
+                          np.broadcast_to(np.float64(bkg_rms), data.shape),
                           bkg_median, bkg_rms, skew, "constant", note)
 
     if params.simple_bkg:

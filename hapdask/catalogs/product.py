@@ -102,19 +102,34 @@ class DrizzleProduct:
         return float(flam), float(plam)
 
 
+#: set bits of every byte value
+_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
 def context_count(ctx: np.ndarray) -> np.ndarray:
-    """Number of set bits per pixel of a CTX array ``(ny, nx)`` or ``(nplanes, ny, nx)``."""
+    """Number of set bits per pixel of a CTX array ``(ny, nx)`` or ``(nplanes, ny, nx)``.
+
+    Counted band by band through a byte lookup table (memory: the result plus a few rows).
+    """
     ctx = np.asarray(ctx)
     if ctx.ndim == 2:
         ctx = ctx[None]
-    planes = ctx.astype(np.uint32).view(np.uint8).reshape(*ctx.shape, 4)
-    return np.unpackbits(planes, axis=-1).sum(axis=(-1, 0)).astype(np.int32)
+    out = np.zeros(ctx.shape[1:], np.int32)
+    for r0 in range(0, ctx.shape[1], 256):
+        band = np.ascontiguousarray(ctx[:, r0:r0 + 256], dtype=np.uint32)
+        bits = _POPCOUNT8[band.view(np.uint8)].reshape(*band.shape, 4)
+        out[r0:r0 + 256] = bits.sum(axis=(-1, 0), dtype=np.int32)
+    return out
 
 
-def read_product(path: str | os.PathLike[str]) -> DrizzleProduct:
-    """Read a drizzle product (``SCI``, ``WHT`` and optional ``CTX`` extensions)."""
+def read_product(path: str | os.PathLike[str], *, memmap: bool = False) -> DrizzleProduct:
+    """Read a drizzle product (``SCI``, ``WHT`` and optional ``CTX`` extensions).
+
+    ``memmap=True`` leaves SCI and WHT memory-mapped (pixels read where used, e.g. by the band-wise
+    previews) and skips the exposure count (CTX).
+    """
     path = os.fspath(path)
-    with fits.open(path) as hdul:
+    with fits.open(path, memmap=memmap) as hdul:
         names = [h.name for h in hdul]
         for need in ("SCI", "WHT"):
             if need not in names:
@@ -122,10 +137,13 @@ def read_product(path: str | os.PathLike[str]) -> DrizzleProduct:
         header = hdul[0].header.copy()
         sci_hdr = hdul["SCI"].header
         header.update({k: v for k, v in sci_hdr.items() if k not in ("", "COMMENT", "HISTORY")})
-        sci = np.asarray(hdul["SCI"].data, dtype=np.float32)
-        wht = np.asarray(hdul["WHT"].data, dtype=np.float32)
-        nexp = context_count(hdul["CTX"].data) if "CTX" in names and hdul["CTX"].data is not None \
-            else None
+        if memmap:
+            sci, wht, nexp = hdul["SCI"].data, hdul["WHT"].data, None
+        else:
+            sci = np.asarray(hdul["SCI"].data, dtype=np.float32)
+            wht = np.asarray(hdul["WHT"].data, dtype=np.float32)
+            nexp = context_count(hdul["CTX"].data) if "CTX" in names and \
+                hdul["CTX"].data is not None else None
         wcs = WCS(sci_hdr)
     return DrizzleProduct(sci=sci, wht=wht, wcs=wcs, header=header, nexp=nexp,
                           name=os.path.basename(path))

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from hapdask import __version__
 
 #: Sub-command modules, in the order ``hapdask --help`` lists them.
-COMMANDS = ("mvm", "drizzle", "plan", "align", "cells", "info", "simulate")
+COMMANDS = ("mvm", "svm", "drizzle", "plan", "align", "cells", "info", "simulate")
 
 
 def printable(text: object) -> str:

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             inputs, _, _ = _demo_inputs(args.skycell, _log)
             _log("dry run: planned on the a-priori WCS (alignment is not run)")
         from hapdask.mvm.planning import analyze_tasks
-        from hapdask.mvm.runner import local_compute
+        from hapdask.scheduling import local_compute
 
         with profiling(args, Path(args.output) / f"{args.skycell}_dask-report.html"):
             g, keys, paths = analyze_tasks(inputs)  # the guiding test reads pixels: in parallel

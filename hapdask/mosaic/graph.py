@@ -6,7 +6,8 @@ deterministic)::
     (<p>-chip, i)               ChipRef of input chip i (every chip enters the graph once)
     (<p>-sky..., i)             SkyLevel of chip i (from a sky method's own tasks)
     (<p>-static...)             static masks (bool, True = good), one per chip signature
-    (<p>-wsum, ty, tx)          per-exposure weight sums of a separate-drizzle tile
+    (<p>-sep, ty, tx)           separate drizzles of a median tile (stack kept as a scratch
+                                file) -> per-exposure weight sums of the tile
     (<p>-wmean,), (<p>-noise,)  mean weights and minmed noise terms of the exposures
     (<p>-median, ty, tx)        median tile of the separate-drizzle grid
     (<p>-cr, i, r)              cosmic-ray mask (bool) of region r of chip i
@@ -21,9 +22,11 @@ half-open.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
+from hapdask.mosaic.scratch import Scratch
 from hapdask.mosaic.stages import (
     CrJob,
     MedianJob,
@@ -32,14 +35,55 @@ from hapdask.mosaic.stages import (
     drizzle_tile,
     exposure_noise,
     median_tile,
+    separate_tile,
     weight_means,
-    weight_sums_tile,
 )
 from hapdask.mosaic.tiles import ChipPlacement, Tile
 
-__all__ = ["chip_tasks", "cr_tasks", "drizzle_tasks", "median_tasks", "static_tasks"]
+__all__ = ["GridInputs", "chip_tasks", "cr_tasks", "drizzle_tasks", "median_tasks",
+           "static_tasks"]
 
 Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class GridInputs:
+    """The inputs of one output grid, as the stage builders take them.
+
+    Attributes
+    ----------
+    chips : sequence of ChipRef
+        Plan order (a tile's ``contribs`` index it; also the context ids).
+    chip_keys : sequence
+        Graph keys holding the chips (:func:`chip_tasks`).
+    sky_keys : sequence
+        Per chip, the key (or value) of its SkyLevel.
+    header : str
+        The grid's WCS header string (with NAXISn).
+    scale_arcsec : float
+        Its pixel scale.
+    static_keys : sequence, optional
+        Per chip, the key of its static mask (True = good).
+    pixmaps : sequence, optional
+        Per chip, its cached whole-chip pixel map on this grid (scratch path or None;
+        :attr:`hapdask.mosaic.tiles.ChipPlacement.pixmap`).
+    """
+
+    chips: Sequence[ChipRef]
+    chip_keys: Sequence
+    sky_keys: Sequence
+    header: str
+    scale_arcsec: float
+    static_keys: Sequence | None = None
+    pixmaps: Sequence[str | None] | None = None
+
+    def pixmap(self, i: int) -> str | None:
+        """Chip ``i``'s cached pixel map (None: compute it)."""
+        return self.pixmaps[i] if self.pixmaps is not None else None
+
+    def statics(self, idx: Sequence[int]) -> list:
+        """Static-mask keys of chips ``idx`` ([] without static masks)."""
+        return [self.static_keys[i] for i in idx] if self.static_keys is not None else []
 
 
 def _overlaps(a: Box, b: Box) -> bool:
@@ -64,16 +108,11 @@ def static_tasks(chips: Sequence[ChipRef], static_sig: float, prefix: str
 
 def drizzle_tasks(
     tiles: Sequence[Tile],
-    chips: Sequence[ChipRef],
-    chip_keys: Sequence,
-    sky_keys: Sequence,
-    header: str,
-    scale_arcsec: float,
+    grid: GridInputs,
     params: DrizzleParams,
     nplanes: int,
     prefix: str,
     *,
-    static_keys: Sequence | None = None,
     cr_regions: Sequence[Sequence[tuple[Box, object]]] | None = None,
 ) -> tuple[dict, dict[tuple[int, int], tuple]]:
     """Final drizzle: one task per output tile.
@@ -81,17 +120,12 @@ def drizzle_tasks(
     Parameters
     ----------
     tiles : sequence of Tile
-        ``contribs`` index ``chips`` (and are the context ids).
-    chips, chip_keys, sky_keys : sequences
-        The chips, the graph keys holding them and the keys (or values) of their SkyLevels.
-    header, scale_arcsec : str, float
-        Output grid (header string with NAXISn) and its pixel scale.
+        ``contribs`` index ``grid.chips`` (and are the context ids).
+    grid : GridInputs
     params : DrizzleParams
     nplanes : int
         Context planes (0: no CTX).
     prefix : str
-    static_keys : sequence, optional
-        Per chip, the key of its static mask.
     cr_regions : sequence, optional
         Per chip, ``(region box, key of its cosmic-ray mask)`` pairs.
 
@@ -104,7 +138,7 @@ def drizzle_tasks(
     for tile in tiles:
         idx = [i for i, _ in tile.contribs]
         boxes = tuple(b for _, b in tile.contribs)
-        ratios = tuple(scale_arcsec / chips[i].pscale for i in idx)
+        ratios = tuple(grid.scale_arcsec / grid.chips[i].pscale for i in idx)
         cr_boxes: list[tuple[Box, ...]] = []
         cr_keys: list[list] = []
         if cr_regions is not None:
@@ -113,14 +147,14 @@ def drizzle_tasks(
                 sel = [(b, k) for b, k in cr_regions[i] if _overlaps(b, grown)]
                 cr_boxes.append(tuple(b for b, _ in sel))
                 cr_keys.append([k for _, k in sel])
-        job = TileJob(index=tile.index, window=tile.window, header=header, boxes=boxes,
+        job = TileJob(index=tile.index, window=tile.window, header=grid.header, boxes=boxes,
                       ctx_ids=tuple(idx), iscales=tuple(r * r for r in ratios), ratios=ratios,
-                      nplanes=nplanes, params=params, cr_boxes=tuple(cr_boxes))
+                      nplanes=nplanes, params=params, cr_boxes=tuple(cr_boxes),
+                      pixmaps=tuple(grid.pixmap(i) for i in idx)
+                      if grid.pixmaps is not None else ())
         key = (f"{prefix}-tile", *tile.index)
-        graph[key] = (drizzle_tile, job, [chip_keys[i] for i in idx],
-                      [sky_keys[i] for i in idx],
-                      [static_keys[i] for i in idx] if static_keys is not None else [],
-                      cr_keys)
+        graph[key] = (drizzle_tile, job, [grid.chip_keys[i] for i in idx],
+                      [grid.sky_keys[i] for i in idx], grid.statics(idx), cr_keys)
         keys[tile.index] = key
     return graph, keys
 
@@ -128,24 +162,20 @@ def drizzle_tasks(
 def median_tasks(
     tiles: Sequence[Tile],
     grid_shape: tuple[int, int],
-    chips: Sequence[ChipRef],
-    chip_keys: Sequence,
-    sky_keys: Sequence,
-    header: str,
-    scale_arcsec: float,
+    grid: GridInputs,
     params: DrizzleParams,
     combine,
     tile_boxes: Sequence[dict],
     prefix: str,
-    *,
-    static_keys: Sequence | None = None,
+    scratch: Scratch,
 ) -> tuple[dict, dict[tuple[int, int], tuple]]:
-    """Separate drizzles + median: one task per tile of the median grid.
+    """Separate drizzles + median: one separate-drizzle and one median task per tile.
 
-    Two passes: the weight sums of every tile (reduced into each exposure's mean weight over
-    the whole grid, for ``combine_maskpt``), then the median tiles. Exposures are the chips'
-    rootnames in chip order. ``tile_boxes[i]`` maps tile index -> input box of chip ``i`` for
-    the tile grown by ``combine.halo`` (see :func:`hapdask.mosaic.tiles.place_chip`).
+    The separate-drizzle task of a tile keeps its stack in ``scratch`` and returns the tile's
+    weight sums; their reduction (each exposure's mean weight over the whole grid, for
+    ``combine_maskpt``) gates the median tasks, which read the stacks back. Exposures are the
+    chips' rootnames in chip order. ``tile_boxes[i]`` maps tile index -> input box of chip
+    ``i`` for the tile grown by ``combine.halo`` (see :func:`hapdask.mosaic.tiles.place_chip`).
 
     Returns
     -------
@@ -153,6 +183,7 @@ def median_tasks(
     """
     halo = int(combine.halo)
     ny, nx = grid_shape
+    chips = grid.chips
     exposures: dict[str, list[int]] = {}
     for i, c in enumerate(chips):
         exposures.setdefault(c.rootname, []).append(i)
@@ -160,8 +191,8 @@ def median_tasks(
     n_inputs = len(exposures)
     graph: dict = {}
     noise_key = (f"{prefix}-noise",)
-    graph[noise_key] = (exposure_noise, list(chip_keys), [list(v) for v in exposures.values()],
-                        *sky_keys)
+    graph[noise_key] = (exposure_noise, list(grid.chip_keys),
+                        [list(v) for v in exposures.values()], *grid.sky_keys)
     jobs = []
     for tile in tiles:
         y0, y1, x0, x1 = tile.window
@@ -172,35 +203,33 @@ def median_tasks(
         groups: dict[str, list[int]] = {}
         for pos, i in enumerate(idx):
             groups.setdefault(chips[i].rootname, []).append(pos)
-        ratios = tuple(scale_arcsec / chips[i].pscale for i in idx)
-        job = MedianJob(index=tile.index, window=tile.window, grown=grown, header=header,
+        ratios = tuple(grid.scale_arcsec / chips[i].pscale for i in idx)
+        job = MedianJob(index=tile.index, window=tile.window, grown=grown, header=grid.header,
                         boxes=tuple(tile_boxes[i][tile.index] for i in idx),
                         iscales=tuple(r * r for r in ratios), ratios=ratios,
                         groups=tuple(tuple(v) for v in groups.values()),
                         exposures=tuple(exp_index[r] for r in groups), n_inputs=n_inputs,
-                        params=params, combine=combine)
-        args = ([chip_keys[i] for i in idx], [sky_keys[i] for i in idx],
-                [static_keys[i] for i in idx] if static_keys is not None else [])
-        wkey = (f"{prefix}-wsum", *tile.index)
-        graph[wkey] = (weight_sums_tile, job, *args)
-        jobs.append((job, args, wkey))
+                        params=params, combine=combine, scratch=scratch,
+                        pixmaps=tuple(grid.pixmap(i) for i in idx)
+                        if grid.pixmaps is not None else ())
+        ckeys = [grid.chip_keys[i] for i in idx]
+        skey = (f"{prefix}-sep", *tile.index)
+        graph[skey] = (separate_tile, job, ckeys, [grid.sky_keys[i] for i in idx],
+                       grid.statics(idx))
+        jobs.append((job, ckeys, skey))
     means_key = (f"{prefix}-wmean",)
-    graph[means_key] = (weight_means, *[w for _, _, w in jobs])
+    graph[means_key] = (weight_means, *[k for _, _, k in jobs])
     keys: dict = {}
-    for job, args, _ in jobs:
+    for job, ckeys, skey in jobs:
         key = (f"{prefix}-median", *job.index)
-        graph[key] = (median_tile, job, *args, means_key, noise_key)
+        graph[key] = (median_tile, job, ckeys, skey, means_key, noise_key)
         keys[job.index] = key
     return graph, keys
 
 
 def cr_tasks(
     placements: Sequence[ChipPlacement],
-    chips: Sequence[ChipRef],
-    chip_keys: Sequence,
-    sky_keys: Sequence,
-    header: str,
-    scale_arcsec: float,
+    grid: GridInputs,
     tile_windows: dict[tuple[int, int], Box],
     median_keys: dict[tuple[int, int], tuple],
     halo: int,
@@ -210,8 +239,9 @@ def cr_tasks(
 ) -> tuple[dict, list[list[tuple[Box, object]]]]:
     """Blot + driz_cr: one task per chip region.
 
-    ``blot`` holds ``interp``, ``sinscl``, ``addsky``, ``skyval``. Regions mapping outside
-    the median grid, or onto tiles without a median, get no task (no cosmic ray flagged).
+    ``grid`` is the median grid; ``blot`` holds ``interp``, ``sinscl``, ``addsky``,
+    ``skyval``. Regions mapping outside the median grid, or onto tiles without a median, get
+    no task (no cosmic ray flagged).
 
     Returns
     -------
@@ -219,7 +249,7 @@ def cr_tasks(
     """
     graph: dict = {}
     out: list[list] = []
-    for i, (chip, place) in enumerate(zip(chips, placements, strict=True)):
+    for i, (chip, place) in enumerate(zip(grid.chips, placements, strict=True)):
         cy, cx = chip.shape
         mine = []
         for r, region in enumerate(place.regions):
@@ -233,12 +263,12 @@ def cr_tasks(
             grown = (max(y0 - halo, 0), min(y1 + halo, cy), max(x0 - halo, 0),
                      min(x1 + halo, cx))
             job = CrJob(box=region.box, grown=grown, window=region.window,
-                        parts=tuple(w for w, _ in parts), header=header,
-                        ratio=scale_arcsec / chip.pscale, interp=blot["interp"],
+                        parts=tuple(w for w, _ in parts), header=grid.header,
+                        ratio=grid.scale_arcsec / chip.pscale, interp=blot["interp"],
                         sinscl=blot["sinscl"], addsky=blot["addsky"], skyval=blot["skyval"],
-                        cr=cr)
+                        cr=cr, pixmap=grid.pixmap(i))
             key = (f"{prefix}-cr", i, r)
-            graph[key] = (blot_cr_region, job, chip_keys[i], sky_keys[i],
+            graph[key] = (blot_cr_region, job, grid.chip_keys[i], grid.sky_keys[i],
                           [k for _, k in parts])
             mine.append((region.box, key))
         out.append(mine)

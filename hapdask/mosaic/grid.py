@@ -3,7 +3,10 @@
 * :meth:`OutputGrid.from_wcs` — any celestial WCS with a pixel shape;
 * :func:`skycell_grid` — the bounded sub-array of a SkyCell holding some footprints (MVM);
 * :func:`north_up_grid` — a visit's north-up grid at the native scale of its first chip,
-  enclosing every chip (the SVM "meta" grid, inventory 4.4);
+  enclosing every chip;
+* :func:`hap_visit_grid` — HAP's SVM "metawcs" (inventory 4.4): the same construction as
+  DrizzlePac's ``make_mosaic_wcs`` + AstroDrizzle's rotation to north up, so the products land
+  on DrizzlePac's grid (size, reference pixel and position);
 * :func:`astrodrizzle_grid` — AstroDrizzle's ``final_*`` / ``driz_sep_*`` grid parameters
   (``scale``, ``rot``, ``outnx``/``outny``, ``ra``/``dec``, ``crpix1``/``crpix2``,
   ``refimage``).
@@ -28,7 +31,8 @@ import skycells
 from hapdask.io import linear_pixel_scale
 from hapdask.mosaic.wcsio import header_wcs, thread_header_wcs
 
-__all__ = ["OutputGrid", "astrodrizzle_grid", "north_up_grid", "skycell_grid"]
+__all__ = ["OutputGrid", "astrodrizzle_grid", "aperture_roll", "hap_visit_grid", "north_up_grid",
+           "skycell_grid"]
 
 
 @dataclass(frozen=True)
@@ -220,3 +224,119 @@ def north_up_grid(chip_wcss: Sequence[WCS], scale: float | None = None) -> Outpu
     """A visit's north-up grid: native scale of the first chip (or ``scale``), rotation 0,
     centred on the union of the chips and enclosing every one (inventory 4.4)."""
     return astrodrizzle_grid(chip_wcss, scale=scale, rot=0.0)
+
+
+#: Parity of HST detector frames relative to the V2/V3 frame: ACS/WFC keeps x and flips y,
+#: the others (ACS/HRC/SBC, WFC3/UVIS/IR, WFPC2) flip x (instrument science-frame definitions).
+HST_PARITY = {("ACS", "WFC"): np.array([[1.0, 0.0], [0.0, -1.0]])}
+_DEFAULT_PARITY = np.array([[-1.0, 0.0], [0.0, 1.0]])
+
+
+def aperture_roll(pa_v3: float, dec: float, v2: float, v3: float) -> float:
+    """Position angle (deg) of the V3 axis at an aperture offset ``(v2, v3)`` (arcsec) from V1,
+    for a telescope roll ``pa_v3`` (deg) at V1 and a target at declination ``dec`` (deg).
+
+    Spherical triangle V1 - aperture - north pole: the aperture lies at angular distance rho
+    from V1 in direction beta (from +V2 towards +V3 ... measured as in the HST instrument
+    handbooks); the roll at the aperture is the V1 roll carried along that arc.
+    """
+    roll, d = math.radians(pa_v3), math.radians(dec)
+    a2, a3 = math.radians(v2 / 3600.0), math.radians(v3 / 3600.0)
+    s2, s3 = math.sin(a2), math.sin(a3)
+    sin_rho = math.sqrt(s2 * s2 + s3 * s3 - s2 * s2 * s3 * s3)
+    rho = math.asin(sin_rho)
+    beta = math.asin(s3 / sin_rho)
+    if a2 < 0:
+        beta = math.pi - beta
+    gamma = math.asin(s2 / sin_rho)
+    if a3 < 0:
+        gamma = math.pi - gamma
+    big_a = math.pi / 2.0 + roll - beta
+    big_b = math.atan2(math.sin(big_a) * math.cos(d),
+                       math.sin(d) * sin_rho - math.cos(d) * math.cos(rho) * math.cos(big_a))
+    return math.degrees(math.pi - (gamma + big_b))
+
+
+def _reference_rotation(sci: fits.Header | None, pa_v3: float | None, w: WCS,
+                        detector: tuple[str, str] | None) -> float:
+    """Orientation (deg) of HAP's reference tangent plane: the aperture roll from PA_V3 and the
+    chip's IDCV2REF/IDCV3REF (+ IDCTHETA) with the HST parity, else the chip's ORIENTAT (PA of
+    its y axis from the CD matrix)."""
+    keys = ("IDCV2REF", "IDCV3REF")
+    if sci is not None and pa_v3 is not None and all(k in sci for k in keys):
+        pv = aperture_roll(float(pa_v3), float(w.wcs.crval[1]), float(sci["IDCV2REF"]),
+                           float(sci["IDCV3REF"])) + float(sci.get("IDCTHETA", 0.0) or 0.0)
+        c, s = math.cos(math.radians(pv)), math.sin(math.radians(pv))
+        parity = HST_PARITY.get(tuple(v.upper() for v in detector or ("", "")),
+                                _DEFAULT_PARITY)
+        m = np.array([[c, s], [-s, c]]) @ parity
+        return math.degrees(math.atan2(m[0, 1], m[1, 1]))
+    cd = w.pixel_scale_matrix
+    return math.degrees(math.atan2(cd[0, 1], cd[1, 1]))
+
+
+def hap_visit_grid(chip_wcss: Sequence[WCS], scale: float, *, sci_header: fits.Header | None
+                   = None, pa_v3: float | None = None, detector: tuple[str, str] | None = None
+                   ) -> OutputGrid:
+    """HAP's SVM output grid ("metawcs", inventory 4.4): north up, ``scale`` arcsec/px.
+
+    Construction (the one DrizzlePac's SVM products get): the chips' corner pixel centres (full
+    distortion) define the footprint; its geographic midpoint is the first tangent point; a
+    square frame at ``scale`` oriented like the first chip's reference tangent plane
+    (:func:`aperture_roll` from ``pa_v3`` and ``sci_header``'s IDCV2REF/IDCV3REF/IDCTHETA, else
+    the chip's own orientation) is sized to the footprint's extent (ceil), its reference point
+    moved to the footprint's lower-left corner; that frame is then rotated to north up about its
+    reference pixel, the output sized to hold the rotated frame (ceil) with the reference pixel
+    at ``(-xmin + 0.5, -ymin + 0.5)`` (AstroDrizzle's ``final_rot``).
+
+    Parameters
+    ----------
+    chip_wcss : sequence of WCS
+        Every chip of the detector, the first chip of the first exposure first.
+    scale : float
+        Output scale (arcsec), HAP's: the first chip's ``IDCSCALE`` (else sqrt|det CD|).
+    sci_header, pa_v3, detector : optional
+        SCI header of the first chip, the exposure's ``PA_V3`` (deg) and its
+        ``(INSTRUME, DETECTOR)`` (frame parity, :data:`HST_PARITY`).
+    """
+    if not chip_wcss:
+        raise ValueError("a visit grid needs at least one input chip")
+    corners = np.vstack([w.calc_footprint(undistort=True) for w in chip_wcss])
+    a, d = np.radians(corners[:, 0]), np.radians(corners[:, 1])
+    xm, ym, zm = (np.mean(np.cos(d) * np.cos(a)), np.mean(np.cos(d) * np.sin(a)),
+                  np.mean(np.sin(d)))
+    crval = (math.degrees(math.atan2(ym, xm)) % 360.0,
+             math.degrees(math.atan2(zm, math.hypot(xm, ym))))
+    rot = _reference_rotation(sci_header, pa_v3, chip_wcss[0], detector)
+    s = scale / 3600.0
+    c, n = math.cos(math.radians(rot)), math.sin(math.radians(rot))
+    frame = WCS(naxis=2)
+    frame.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    frame.wcs.cd = s * np.array([[-c, n], [n, c]])
+    frame.wcs.crval = crval
+    frame.wcs.crpix = [0.0, 0.0]
+    frame.wcs.set()
+    x, y = frame.wcs_world2pix(corners[:, 0], corners[:, 1], 0)
+    n1, n2 = int(math.ceil(x.max() - x.min())), int(math.ceil(y.max() - y.min()))
+    frame.wcs.crpix = [n1 / 2.0, n2 / 2.0]
+    frame.wcs.set()
+    x, y = frame.wcs_world2pix(corners[:, 0], corners[:, 1], 0)
+    corner = [n1 / 2.0 + x.min(), n2 / 2.0 + y.min()]
+    frame.wcs.crval = frame.wcs_pix2world([corner], 1)[0]
+    frame.wcs.set()
+    # rotate to north up (rotation by the frame's orientation about its reference pixel)
+    box = np.array([[0.5, 0.5], [n1 + 0.5, 0.5], [0.5, n2 + 0.5], [n1 + 0.5, n2 + 0.5]]) \
+        - np.array([n1 / 2.0, n2 / 2.0])
+    rm = np.array([[c, n], [-n, c]])
+    turned = box @ rm
+    (x0, x1), (y0, y1) = (turned[:, 0].min(), turned[:, 0].max()), \
+        (turned[:, 1].min(), turned[:, 1].max())
+    nx, ny = max(1, int(math.ceil(x1 - x0))), max(1, int(math.ceil(y1 - y0)))
+    out = WCS(naxis=2)
+    out.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    out.wcs.cd = frame.wcs.cd @ rm
+    out.wcs.crval = frame.wcs.crval
+    out.wcs.crpix = [-x0 + 0.5, -y0 + 0.5]
+    out.wcs.radesys = "ICRS"
+    out.wcs.set()
+    return OutputGrid.from_wcs(out, (ny, nx))

@@ -18,7 +18,7 @@ from astropy.wcs import WCS
 
 from hapdask.mosaic.wcsio import thread_wcs, updated_wcs_bytes, wcs_from_bytes
 
-__all__ = ["ChipKey", "ChipRef", "chip_refs", "detector_noise"]
+__all__ = ["ChipKey", "ChipRef", "chip_refs", "detector_noise", "reference_file"]
 
 ChipKey = tuple[str, int]
 
@@ -53,6 +53,13 @@ class ChipRef:
     content : str
         Content identity of the chip's file (:func:`hapdask.io.content_identity`): resumed
         MVM runs recompute every tile of a chip whose file changed.
+    meandark : float
+        ``MEANDARK`` of the SCI header (electrons; 0 when absent): the dark term of the IVM
+        weight, as AstroDrizzle's ``getdarkcurrent``.
+    flatfile : str or None
+        The flat-field reference file (``PFLTFILE``, ``jref$`` style prefixes resolved through
+        the environment) when it exists on this machine, else None (AstroDrizzle then uses a
+        flat of 1).
     """
 
     key: ChipKey
@@ -66,6 +73,8 @@ class ChipRef:
     readnoise: float = 0.0
     signature: tuple = ()
     content: str = ""
+    meandark: float = 0.0
+    flatfile: str | None = None
 
     def wcs(self) -> WCS:
         """A new astropy WCS of this chip (the replacement one when given)."""
@@ -132,6 +141,30 @@ def detector_noise(primary: fits.Header, bunit: str) -> tuple[float, float]:
     return gain, rn
 
 
+def reference_file(value: str | None) -> str | None:
+    """Local path of a reference-file keyword value (``jref$x_pfl.fits``, ``iref$...`` or a
+    plain path), resolving the ``<var>$`` prefix through the environment as DrizzlePac's
+    ``fileutil.osfn``; None when the value is empty/``N/A`` or the file does not exist."""
+    if not value or str(value).strip().upper() in ("N/A", "NONE"):
+        return None
+    name = str(value).strip()
+    if "$" in name:
+        var, rest = name.split("$", 1)
+        base = os.environ.get(var) or os.environ.get(var.lower()) or os.environ.get(var.upper())
+        if not base:
+            return None
+        name = os.path.join(base, rest)
+    return name if os.path.isfile(name) else None
+
+
+def _float(header: fits.Header, key: str) -> float:
+    try:
+        v = float(header.get(key, 0.0))
+    except (TypeError, ValueError):
+        return 0.0
+    return v if math.isfinite(v) else 0.0
+
+
 def chip_refs(exposure, bits: int | None,
               updates: Mapping[ChipKey, WCS | fits.Header] | None = None) -> list[ChipRef]:
     """The :class:`ChipRef` of every chip of an opened exposure.
@@ -146,6 +179,7 @@ def chip_refs(exposure, bits: int | None,
     """
     updates = updates or {}
     primary = exposure.primary
+    flat = reference_file(primary.get("PFLTFILE"))
     out = []
     for chip in exposure.chips:
         upd = updates.get((exposure.rootname, chip.extver))
@@ -156,5 +190,6 @@ def chip_refs(exposure, bits: int | None,
             wcs_bytes=None if upd is None else updated_wcs_bytes(chip, upd),
             gain=gain, readnoise=rn,
             signature=(exposure.instrument, exposure.detector, tuple(chip.shape),
-                       chip.ccdchip if chip.ccdchip is not None else chip.extver)))
+                       chip.ccdchip if chip.ccdchip is not None else chip.extver),
+            meandark=_float(chip.header, "MEANDARK"), flatfile=flat))
     return out

@@ -30,13 +30,23 @@ from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 
 from hapdask.export import fits as xfits
+from hapdask.export.paths import remove_temporary
 from hapdask.mosaic import products
-from hapdask.mosaic.graph import chip_tasks, cr_tasks, drizzle_tasks, median_tasks, static_tasks
+from hapdask.mosaic.graph import (
+    GridInputs,
+    chip_tasks,
+    cr_tasks,
+    drizzle_tasks,
+    median_tasks,
+    static_tasks,
+)
 from hapdask.mosaic.grid import OutputGrid, astrodrizzle_grid
 from hapdask.mosaic.inputs import ChipRef, chip_refs
 from hapdask.mosaic.params import AstroDrizzleParams, ParameterError, load_config
+from hapdask.mosaic.scratch import Scratch
 from hapdask.mosaic.stages import assemble_mask
 from hapdask.mosaic.tiles import place_chips, plan_tiles
+from hapdask.scheduling import compute_context
 
 __all__ = ["DrizzleResult", "drizzle"]
 
@@ -143,6 +153,23 @@ def _crmask_file(path, rootname, shapes, extvers, boxes_per_chip, *parts):
                                                                           strict=True))
 
 
+def _given_masks(chips: list[ChipRef], crmasks: Mapping, crbit: int, prefix: str,
+                 graph: dict) -> list[list]:
+    """Whole-chip mask tasks of the given ``<rootname>_crmask.fits`` files (graph updated in
+    place); chips whose good bits include ``crbit`` (or that have no file) get none."""
+    masks = {str(k).lower(): v for k, v in crmasks.items()}
+    regions: list[list] = []
+    for i, c in enumerate(chips):
+        path = masks.get(c.rootname)
+        if path is None or (c.bits is None or c.bits & crbit):
+            regions.append([])
+            continue
+        key = (f"{prefix}-crmask-in", i)
+        graph[key] = (products.chip_crmask, str(path), c.key[1], c.shape)
+        regions.append([((0, c.shape[0], 0, c.shape[1]), key)])
+    return regions
+
+
 def _update_dq_after(written, path, crbit, reset):
     _, masks = written
     products.update_dq(path, {e: m.astype(bool) for e, m in masks.items()}, crbit, reset)
@@ -162,6 +189,7 @@ def drizzle(
     threads_per_worker: int | None = None,
     update_dq: bool = False,
     wcs_updates: Mapping | None = None,
+    crmasks: Mapping | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> DrizzleResult:
@@ -189,6 +217,11 @@ def drizzle(
         not touched; ``resetbits`` are then treated as good DQ bits.
     wcs_updates : mapping, optional
         ``(rootname, extver) -> WCS or Header`` replacing chip WCSs.
+    crmasks : mapping, optional
+        ``rootname -> <rootname>_crmask.fits`` of an earlier run (e.g. the filter product of an
+        SVM visit): when this job does not search cosmic rays itself, their flagged pixels get
+        weight 0 like a DQ flag ``crbit`` would, i.e. only where ``crbit`` is not a good bit of
+        ``final_bits``. The files are read, never written.
     progress : bool
     log : callable
 
@@ -205,8 +238,6 @@ def drizzle(
     """
     from hapdask.combine.crrej import CRParams
     from hapdask.combine.median import CombineParams
-    from hapdask.mvm.runner import _scheduler
-
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     given = dict(load_config(config)) if config else {}
@@ -245,123 +276,135 @@ def drizzle(
     sep_cfg = {"kernel": sep.kernel, "pixfrac": sep.pixfrac, "grow": combine.halo,
                "region_size": region_size, "halo": cr.halo, "reach": BLOT_REACH}
     sep_grid = _grid("driz_sep", p, chips) if want_cr else None
-    sep_place = None
-    if sep_grid is not None and sep_grid.header == final_grid.header:
-        both = place_chips(chips, final_grid, tile_size, configs=[final_cfg, sep_cfg])
-        placements = [b[0] for b in both]
-        sep_place = [b[1] for b in both]
-    else:
-        placements = place_chips(chips, final_grid, tile_size, **final_cfg)
-    keep = [i for i, pl in enumerate(placements) if pl.boxes]
-    for i in range(len(chips)):
-        if i not in keep:
-            notes.append(f"{chips[i].label}: does not overlap the output grid (skipped)")
-    if not keep:
-        raise ValueError("no input chip overlaps the output grid")
-    chips = [chips[i] for i in keep]
-    placements = [placements[i] for i in keep]
-    if sep_place is not None:
-        sep_place = [sep_place[i] for i in keep]
-    tiles = plan_tiles(final_grid, tile_size, placements)
-    n_exp = len({c.rootname for c in chips})
-    do_cr = want_cr and n_exp >= 2
-    if want_cr and not do_cr:
-        notes.append("one exposure: separate drizzle, median, blot and driz_cr skipped "
-                     "(as AstroDrizzle)")
-    graph, ckeys = chip_tasks(chips, f"drz-{fp}")
-    static_keys = None
-    if p["static"]:
-        g, static_keys = static_tasks(chips, p["static_sig"], f"drz-{fp}")
+    # pixel maps and separate-drizzle stacks are kept here until the run ends
+    scratch = Scratch.create(out.parent, out.name)
+    try:
+        sep_place = None
+        if sep_grid is not None and sep_grid.header == final_grid.header:
+            both = place_chips(chips, final_grid, tile_size, configs=[final_cfg, sep_cfg],
+                               scratch=scratch, tag="final")
+            placements = [b[0] for b in both]
+            sep_place = [b[1] for b in both]
+        else:
+            placements = place_chips(chips, final_grid, tile_size, scratch=scratch,
+                                     tag="final", **final_cfg)
+        keep = [i for i, pl in enumerate(placements) if pl.boxes]
+        for i in range(len(chips)):
+            if i not in keep:
+                notes.append(f"{chips[i].label}: does not overlap the output grid (skipped)")
+        if not keep:
+            raise ValueError("no input chip overlaps the output grid")
+        chips = [chips[i] for i in keep]
+        placements = [placements[i] for i in keep]
+        if sep_place is not None:
+            sep_place = [sep_place[i] for i in keep]
+        tiles = plan_tiles(final_grid, tile_size, placements)
+        n_exp = len({c.rootname for c in chips})
+        do_cr = want_cr and n_exp >= 2
+        if want_cr and not do_cr:
+            notes.append("one exposure: separate drizzle, median, blot and driz_cr skipped "
+                         "(as AstroDrizzle)")
+        graph, ckeys = chip_tasks(chips, f"drz-{fp}")
+        static_keys = None
+        if p["static"]:
+            g, static_keys = static_tasks(chips, p["static_sig"], f"drz-{fp}")
+            graph.update(g)
+        sky = _sky_method(p, {c.key: k for c, k in zip(chips, static_keys, strict=True)}
+                          if static_keys is not None and p["use_static"] else None)
+        g, sky_keys = sky.tasks(chips, f"drz-sky-{fp}")
         graph.update(g)
-    sky = _sky_method(p, {c.key: k for c, k in zip(chips, static_keys, strict=True)}
-                      if static_keys is not None and p["use_static"] else None)
-    g, sky_keys = sky.tasks(chips, f"drz-sky-{fp}")
-    graph.update(g)
-    cr_regions = None
-    cr_layout: list[tuple] = []
-    if do_cr:
-        if sep_place is None:
-            sep_place = place_chips(chips, sep_grid, tile_size, **sep_cfg)
-        header = sep_grid.header
-        g, med_keys = median_tasks(
-            plan_tiles(sep_grid, tile_size, sep_place), sep_grid.shape, chips, ckeys, sky_keys,
-            header, sep_grid.scale_arcsec, sep, combine, [pl.boxes for pl in sep_place],
-            f"drz-{fp}", static_keys=static_keys)
+        cr_regions = None
+        cr_layout: list[tuple] = []
+        if do_cr:
+            if sep_place is None:
+                sep_place = place_chips(chips, sep_grid, tile_size, scratch=scratch,
+                                        tag="sep", **sep_cfg)
+            sep_inputs = GridInputs(chips, ckeys, sky_keys, sep_grid.header,
+                                    sep_grid.scale_arcsec, static_keys=static_keys,
+                                    pixmaps=[pl.pixmap for pl in sep_place])
+            g, med_keys = median_tasks(
+                plan_tiles(sep_grid, tile_size, sep_place), sep_grid.shape, sep_inputs, sep,
+                combine, [pl.boxes for pl in sep_place], f"drz-{fp}", scratch)
+            graph.update(g)
+            windows = dict(sep_grid.windows(tile_size))
+            g, cr_regions = cr_tasks(sep_place, sep_inputs, windows, med_keys, cr.halo,
+                                     {"interp": p["blot_interp"], "sinscl": p["blot_sinscl"],
+                                      "addsky": p["blot_addsky"], "skyval": p["blot_skyval"]},
+                                     cr, f"drz-{fp}")
+            graph.update(g)
+        elif crmasks:
+            cr_regions = _given_masks(chips, crmasks, p["crbit"], f"drz-{fp}", graph)
+        nplanes = max(1, math.ceil(len(chips) / 32)) if p["context"] else 0
+        final_inputs = GridInputs(chips, ckeys, sky_keys, final_grid.header,
+                                  final_grid.scale_arcsec, static_keys=static_keys,
+                                  pixmaps=[pl.pixmap for pl in placements])
+        g, tile_keys = drizzle_tasks(tiles, final_inputs, final, nplanes, f"drz-{fp}",
+                                     cr_regions=cr_regions)
         graph.update(g)
-        windows = dict(sep_grid.windows(tile_size))
-        g, cr_regions = cr_tasks(sep_place, chips, ckeys, sky_keys, header,
-                                 sep_grid.scale_arcsec, windows, med_keys, cr.halo,
-                                 {"interp": p["blot_interp"], "sinscl": p["blot_sinscl"],
-                                  "addsky": p["blot_addsky"], "skyval": p["blot_skyval"]},
-                                 cr, f"drz-{fp}")
-        graph.update(g)
-    nplanes = max(1, math.ceil(len(chips) / 32)) if p["context"] else 0
-    g, tile_keys = drizzle_tasks(tiles, chips, ckeys, sky_keys, final_grid.header,
-                                 final_grid.scale_arcsec, final, nplanes, f"drz-{fp}",
-                                 static_keys=static_keys, cr_regions=cr_regions)
-    graph.update(g)
-    timings["plan"] = time.perf_counter() - t0
+        timings["plan"] = time.perf_counter() - t0
 
-    with _scheduler(scheduler, workers, threads_per_worker, log) as (compute, _client):
-        t0 = time.perf_counter()
-        pre = list(sky_keys) + list(dict.fromkeys(static_keys or []))
-        values = compute(graph, pre, False)
-        levels = values[:len(sky_keys)]
-        graph.update(dict(zip(pre, values, strict=True)))
-        skies = {c.key: s for c, s in zip(chips, levels, strict=True)}
-        for c in chips:
-            if not skies[c.key].ok:
-                notes.append(f"{c.label}: {skies[c.key].reason} (skipped)")
-        timings["sky"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        primaries = {e.rootname: e.primary for e in exps}
-        sci_headers = {(e.rootname, c.extver): c.header for e in exps for c in e.chips}
-        texptime = float(sum(e.exptime for e in exps
-                             if any(c.rootname == e.rootname for c in chips)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", VerifyWarning)
-            hdrs = products.product_headers(filename, final_grid, chips, primaries,
-                                            sci_headers, skies, final, bool(nplanes),
-                                            p.changed())
-            layout = xfits.create_fits(final_path, final_grid.shape, primary=hdrs["primary"],
-                                       sci=hdrs["sci"], wht=hdrs["wht"], ctx=hdrs["ctx"],
-                                       nplanes=nplanes, hdrtab=hdrs["hdrtab"])
-        scale = 1.0 if final.units == "cps" else texptime
-        keys = []
-        for t in tiles:
-            key = (f"drz-write-{fp}", *t.index)
-            graph[key] = (_write_tile, layout, t.window, scale, tile_keys[t.index])
-            keys.append(key)
-        mask_keys = []
-        if cr_regions is not None:
-            by_exp: dict[str, list[int]] = {}
-            for i, c in enumerate(chips):
-                by_exp.setdefault(c.rootname, []).append(i)
-            for root, idx in by_exp.items():
-                path = out.parent / products.crmask_name(root)
-                key = (f"drz-crmask-{fp}", root)
-                graph[key] = (_crmask_file, str(path), root, [chips[i].shape for i in idx],
-                              [chips[i].key[1] for i in idx],
-                              [[b for b, _ in cr_regions[i]] for i in idx],
-                              *[k for i in idx for _, k in cr_regions[i]])
-                mask_keys.append(key)
-                cr_layout.append((root, path))
-                if update_dq:
-                    dkey = (f"drz-dq-{fp}", root)
-                    graph[dkey] = (_update_dq_after, key, chips[idx[0]].chip.path, p["crbit"],
-                                   p["resetbits"] or 0)
-                    mask_keys.append(dkey)
-        try:
-            compute(graph, keys + mask_keys, progress)
-        except BaseException:
-            if layout.tmp.exists():
-                layout.tmp.unlink()
-            raise
-        timings["drizzle"] = time.perf_counter() - t0
-    xfits.finalize_fits(layout, {})
-    wall = time.perf_counter() - t_start
-    return DrizzleResult(final_path, [pth for _, pth in cr_layout], skies, p, notes, timings,
-                         wall)
+        with compute_context(scheduler, workers, threads_per_worker, log,
+                             scratch=scratch.directory) as (compute, _client):
+            t0 = time.perf_counter()
+            pre = list(sky_keys) + list(dict.fromkeys(static_keys or []))
+            values = compute(graph, pre, False)
+            levels = values[:len(sky_keys)]
+            graph.update(dict(zip(pre, values, strict=True)))
+            skies = {c.key: s for c, s in zip(chips, levels, strict=True)}
+            for c in chips:
+                if not skies[c.key].ok:
+                    notes.append(f"{c.label}: {skies[c.key].reason} (skipped)")
+            timings["sky"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            primaries = {e.rootname: e.primary for e in exps}
+            sci_headers = {(e.rootname, c.extver): c.header for e in exps for c in e.chips}
+            texptime = float(sum(e.exptime for e in exps
+                                 if any(c.rootname == e.rootname for c in chips)))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", VerifyWarning)
+                hdrs = products.product_headers(filename, final_grid, chips, primaries,
+                                                sci_headers, skies, final, bool(nplanes),
+                                                p.changed())
+                layout = xfits.create_fits(final_path, final_grid.shape, primary=hdrs["primary"],
+                                           sci=hdrs["sci"], wht=hdrs["wht"], ctx=hdrs["ctx"],
+                                           nplanes=nplanes, hdrtab=hdrs["hdrtab"])
+            scale = 1.0 if final.units == "cps" else texptime
+            keys = []
+            for t in tiles:
+                key = (f"drz-write-{fp}", *t.index)
+                graph[key] = (_write_tile, layout, t.window, scale, tile_keys[t.index])
+                keys.append(key)
+            mask_keys = []
+            if do_cr:
+                by_exp: dict[str, list[int]] = {}
+                for i, c in enumerate(chips):
+                    by_exp.setdefault(c.rootname, []).append(i)
+                for root, idx in by_exp.items():
+                    path = out.parent / products.crmask_name(root)
+                    key = (f"drz-crmask-{fp}", root)
+                    graph[key] = (_crmask_file, str(path), root, [chips[i].shape for i in idx],
+                                  [chips[i].key[1] for i in idx],
+                                  [[b for b, _ in cr_regions[i]] for i in idx],
+                                  *[k for i in idx for _, k in cr_regions[i]])
+                    mask_keys.append(key)
+                    cr_layout.append((root, path))
+                    if update_dq:
+                        dkey = (f"drz-dq-{fp}", root)
+                        graph[dkey] = (_update_dq_after, key, chips[idx[0]].chip.path, p["crbit"],
+                                       p["resetbits"] or 0)
+                        mask_keys.append(dkey)
+            try:
+                compute(graph, keys + mask_keys, progress)
+            except BaseException:
+                remove_temporary(layout.final)
+                raise
+            timings["drizzle"] = time.perf_counter() - t0
+        xfits.finalize_fits(layout, {})
+        wall = time.perf_counter() - t_start
+        return DrizzleResult(final_path, [pth for _, pth in cr_layout], skies, p, notes, timings,
+                             wall)
+    finally:
+        scratch.remove()
 
 
 def _fingerprint(chips: Iterable[ChipRef], p: AstroDrizzleParams, tile: int, region: int

@@ -4,15 +4,19 @@
   drizzle weight of :class:`~hapdask.mosaic.params.DrizzleParams` (EXP/ERR/IVM) times the DQ,
   static and cosmic-ray masks;
 * :func:`drizzle_tile` — drizzle every contributing chip into one output tile (final drizzle);
-* :func:`median_tile` — drizzle each exposure separately into one tile of the median grid
-  (in memory) and combine the stack (the combine package's ``combine_stack``);
+* :func:`separate_tile` — drizzle each exposure separately into one tile of the median grid
+  (in memory), keep the stack as a scratch file and return the tile's weight statistics for
+  ``combine_maskpt`` (one pass: the drizzles are not redone for the median);
+* :func:`median_tile` — combine a tile's stack once the grid's mean weights are known (the
+  combine package's ``combine_stack``);
 * :func:`blot_cr_region` — blot the median onto a region of a chip and find its cosmic rays
   (the combine package's ``blot_derivative`` and ``driz_cr_mask``);
 * :func:`assemble_mask` — the cosmic-ray mask of a whole chip from its regions.
 
 Units: SCI enters drizzles in electrons/s (or the input's rate units) after sky subtraction;
 driz_cr works in the chip's own units, as AstroDrizzle does. Pixel coordinates are 0-based;
-windows and boxes are ``(y0, y1, x0, x1)``, half-open.
+windows and boxes are ``(y0, y1, x0, x1)``, half-open. Pixel maps come from the chip's cached
+whole-chip map when the plan kept one (:func:`chip_pixmap`), so each is computed once per grid.
 """
 
 from __future__ import annotations
@@ -21,16 +25,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from astropy.io import fits
 
 from hapdask.dqflags import good_pixel_mask
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
+from hapdask.mosaic.scratch import Scratch, load_array
 from hapdask.mosaic.wcsio import thread_header_wcs
 from hapdask.profile import timed
 
-__all__ = ["CrJob", "MedianJob", "TileJob", "assemble_mask", "blot_cr_region", "cte_direction",
-           "drizzle_tile", "exposure_noise", "median_tile", "prepare_chip_region",
-           "separate_drizzles", "weight_means", "weight_sums_tile"]
+__all__ = ["CrJob", "MedianJob", "TileJob", "assemble_mask", "blot_cr_region", "chip_pixmap",
+           "cte_direction", "drizzle_tile", "exposure_noise", "median_tile",
+           "prepare_chip_region", "read_flat", "separate_drizzles", "separate_tile", "weight_means"]
 
 Box = tuple[int, int, int, int]
 
@@ -58,15 +64,55 @@ def _subtracted(sky) -> float:
     return float(sky.value) if getattr(sky, "subtract", True) else 0.0
 
 
+def read_flat(chip: ChipRef, region: Box) -> np.ndarray | None:
+    """The region of the chip's flat field (``SCI,<extver>`` of :attr:`ChipRef.flatfile`), or
+    None without a usable flat file (a flat of 1).
+
+    As AstroDrizzle's ``getflat``, a flat of the chip's shape is used as is; a larger one
+    (full-frame flat, sub-array chip) is cut at the chip's offset ``-LTV1``/``-LTV2``.
+    """
+    if chip.flatfile is None:
+        return None
+    y0, y1, x0, x1 = region
+    with fits.open(chip.flatfile, memmap=True) as h:
+        try:
+            data = h["SCI", chip.key[1]].data
+        except KeyError:
+            return None
+        if data is None:
+            return None
+        oy = ox = 0
+        if tuple(data.shape) != tuple(chip.shape):
+            hdr = chip.chip.header
+            oy = -round(float(hdr.get("LTV2", 0.0)))
+            ox = -round(float(hdr.get("LTV1", 0.0)))
+            if oy < 0 or ox < 0 or oy + chip.shape[0] > data.shape[0] \
+                    or ox + chip.shape[1] > data.shape[1]:
+                return None
+        return np.array(data[oy + y0:oy + y1, ox + x0:ox + x1], dtype=np.float32)
+
+
 def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, *,
-                        static: np.ndarray | None = None, crmask: np.ndarray | None = None
-                        ) -> tuple[np.ndarray, np.ndarray]:
+                        static: np.ndarray | None = None, crmask: np.ndarray | None = None,
+                        pix_ratio: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Read a region of a chip: ``(data, weight)`` ready for :func:`hapdask.drizzle.add_to_tile`.
 
     ``data`` = (SCI - sky) x effective gain in rate units (over EXPTIME for non-rate data), 0
     where bad; ``weight`` = the ``wht_type`` weight where the pixel is good: DQ good per
     ``params.bits``, finite, in the static mask (``static``: whole chip, True = good) and not in
     the cosmic-ray mask (``crmask``: the region's shape, True = cosmic ray); 0 elsewhere.
+
+    Weights are AstroDrizzle's (``buildEXPmask``, ``buildERRmask``, ``buildIVMmask`` times the
+    ``wt_scl`` it sets; ``pix_ratio`` = output / input pixel scale):
+
+    * ``EXP``: ``wt_scl`` (the exposure time by default);
+    * ``ERR``: ``(EXPTIME / ERR)**2 / pix_ratio**4``, ERR as stored (0 where ERR <= 0 or not
+      finite);
+    * ``IVM``: ``flat**2 / (dark + sky x flat + readnoise**2) x EXPTIME**2 / pix_ratio**4``
+      with dark = ``MEANDARK`` (:attr:`ChipRef.meandark`), sky = the subtracted sky in SCI
+      units, the read noise in electrons and the flat from ``PFLTFILE`` when the reference file
+      is on this machine, else 1 (AstroDrizzle's fallback). User IVM files and WFC3/IR dark
+      images are not read.
     """
     sci, err, dq = chip.chip.read(region)
     good = good_pixel_mask(dq, params.bits) & np.isfinite(sci)
@@ -81,29 +127,41 @@ def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, 
     if not chip.is_rate:
         data = data / np.float32(chip.exptime)
     data[~good] = 0.0
+    ratio4 = float(pix_ratio) ** 4
     if params.wht_type == "EXP":
         weight = np.where(good, np.float32(params.exp_weight(chip.exptime)),
                           np.float32(0.0)).astype(np.float32)
     elif params.wht_type == "ERR":
-        e = err.astype(np.float64) * chip.gain
-        if not chip.is_rate:
-            e = e / chip.exptime
+        e = err.astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            w = np.where(good & np.isfinite(e) & (e > 0), 1.0 / (e * e), 0.0)
+            w = np.where(good & np.isfinite(e) & (e > 0), (chip.exptime / e) ** 2 / ratio4, 0.0)
         weight = w.astype(np.float32)
-    else:  # IVM: inverse variance of sky + read noise, in rate units
-        sky_e = max(float(sky.value), 0.0) * chip.gain
-        if chip.is_rate:
-            sky_e *= chip.exptime
-        var = (sky_e + chip.readnoise ** 2) / chip.exptime ** 2
-        ivm = 1.0 / var if var > 0 else 0.0
-        weight = np.where(good, np.float32(ivm), np.float32(0.0)).astype(np.float32)
+    else:  # IVM
+        flat = read_flat(chip, region)
+        f = np.float64(1.0) if flat is None else flat.astype(np.float64)
+        var = chip.meandark + _subtracted(sky) * f + chip.readnoise ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ivm = np.where(var > 0, f * f / var, 0.0) * (chip.exptime ** 2 / ratio4)
+        ivm = np.broadcast_to(ivm, good.shape)
+        weight = np.where(good & np.isfinite(ivm), ivm, 0.0).astype(np.float32)
     return data, weight
 
 
+def chip_pixmap(chip: ChipRef, out_wcs, region: Box, cached: str | None = None) -> np.ndarray:
+    """Pixel map of a region of a chip on an output grid (0-based output ``(x, y)`` per
+    input pixel): read from the chip's cached whole-chip map (``cached``, a scratch file of
+    :func:`hapdask.mosaic.tiles.place_chip_configs`) when there is one, else computed
+    (:func:`hapdask.drizzle.calc_pixmap`; the same values either way)."""
+    from hapdask.drizzle import calc_pixmap
+
+    if cached is not None:
+        return load_array(cached, region)
+    return calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region)
+
+
 def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale, ratio, out_wcs,
-                  static=None, crparts=None) -> None:
-    from hapdask.drizzle import add_to_tile, calc_pixmap
+                  static=None, crparts=None, pixmap=None) -> None:
+    from hapdask.drizzle import add_to_tile
 
     ny, nx = chip.shape
     b0, b1, a0, a1 = box
@@ -112,12 +170,13 @@ def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale,
         return
     with timed("read"):
         cr = region_mask(crparts, region) if crparts else None
-        data, weight = prepare_chip_region(chip, sky, region, params, static=static, crmask=cr)
+        data, weight = prepare_chip_region(chip, sky, region, params, static=static, crmask=cr,
+                                           pix_ratio=ratio)
     with timed("pixmap"):
-        pixmap = calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region)
+        pm = chip_pixmap(chip, out_wcs, region, pixmap)
     in_box = (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
     with timed("kernel"):
-        add_to_tile(data, weight, pixmap, num, den, ctx, origin=(window[0], window[2]),
+        add_to_tile(data, weight, pm, num, den, ctx, origin=(window[0], window[2]),
                     in_box=in_box, kernel=params.kernel, pixfrac=params.pixfrac,
                     iscale=float(iscale), pixel_scale_ratio=float(ratio), ctx_id=int(ctx_id),
                     in_origin=(region[0], region[2]))
@@ -129,7 +188,8 @@ class TileJob:
 
     ``boxes``, ``ctx_ids``, ``iscales``, ``ratios`` are per contributing chip (same order as
     the chips passed to :func:`drizzle_tile`); ``cr_boxes`` lists, per chip, the boxes of the
-    cosmic-ray mask regions passed with it.
+    cosmic-ray mask regions passed with it; ``pixmaps`` per chip its cached pixel map on the
+    grid (path or None; empty: none cached).
     """
 
     index: tuple[int, int]
@@ -142,6 +202,7 @@ class TileJob:
     nplanes: int
     params: DrizzleParams
     cr_boxes: tuple[tuple[Box, ...], ...] = ()
+    pixmaps: tuple[str | None, ...] = ()
 
 
 def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics: Sequence = (),
@@ -183,7 +244,8 @@ def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, static
             crparts = list(zip(job.cr_boxes[k], crmasks[k], strict=True))
         _drizzle_chip(chip, sky, job.boxes[k], job.window, job.params, num, den, ctx,
                       job.ctx_ids[k], job.iscales[k], job.ratios[k], out_wcs,
-                      static=statics[k] if statics else None, crparts=crparts)
+                      static=statics[k] if statics else None, crparts=crparts,
+                      pixmap=job.pixmaps[k] if job.pixmaps else None)
     with timed("finalize"):
         sci, wht = finalize_tile(num, den, fillval=job.params.fillval)
     return {"sci": sci, "wht": wht, "ctx": ctx}
@@ -211,6 +273,13 @@ class MedianJob:
     n_inputs: int
     params: DrizzleParams
     combine: object
+    scratch: Scratch
+    pixmaps: tuple[str | None, ...] = ()
+
+    @property
+    def stack_name(self) -> str:
+        """Scratch name of this tile's separate-drizzle stack."""
+        return f"sep-{self.index[0]}-{self.index[1]}"
 
 
 def separate_drizzles(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
@@ -239,19 +308,26 @@ def separate_drizzles(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
                 continue
             _drizzle_chip(chip, sky, job.boxes[k], job.grown, job.params, num, den, None, 0,
                           job.iscales[k], job.ratios[k], out_wcs,
-                          static=statics[k] if statics else None)
+                          static=statics[k] if statics else None,
+                          pixmap=job.pixmaps[k] if job.pixmaps else None)
         images[e], weights[e] = finalize_tile(num, den, fillval=0.0)
     return images, weights
 
 
-def weight_sums_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
-                     statics: Sequence = ()) -> tuple[np.ndarray, np.ndarray]:
-    """Per exposure of the whole stack: sum and count of the positive separate-drizzle
-    weights inside the tile (not its halo), to reduce into the weight means of
-    ``combine_maskpt``."""
+def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
+                  statics: Sequence = ()) -> tuple[np.ndarray, np.ndarray]:
+    """The one separate-drizzle pass of a median tile.
+
+    Drizzles each exposure separately onto the grown tile (:func:`separate_drizzles`), keeps
+    the stack in the job's scratch directory for :func:`median_tile`, and returns, per
+    exposure of the whole stack, the sum and count of the positive weights inside the tile
+    (not its halo), to reduce into the weight means of ``combine_maskpt``
+    (:func:`weight_means`).
+    """
     from hapdask.combine.median import weight_sums
 
-    _, weights = separate_drizzles(job, chips, skies, statics)
+    images, weights = separate_drizzles(job, chips, skies, statics)
+    job.scratch.save(job.stack_name, np.stack([images, weights]))
     y0, y1, x0, x1 = job.window
     g0, _, h0, _ = job.grown
     sums, counts = weight_sums(weights[:, y0 - g0:y1 - g0, x0 - h0:x1 - h0])
@@ -264,7 +340,7 @@ def weight_sums_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
 
 def weight_means(*parts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Mean positive weight of every exposure over the whole grid (0 where none), from the
-    :func:`weight_sums_tile` results of every tile (added in a fixed order)."""
+    :func:`separate_tile` results of every tile (added in a fixed order)."""
     sums = np.zeros_like(parts[0][0]) if parts else np.zeros(0)
     counts = np.zeros_like(parts[0][1]) if parts else np.zeros(0, np.int64)
     for s, c in parts:
@@ -273,12 +349,18 @@ def weight_means(*parts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
 
 
-def median_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
-                statics: Sequence, means: np.ndarray, noise: np.ndarray) -> np.ndarray:
+def median_tile(job: MedianJob, chips: Sequence[ChipRef], separated: object,
+                means: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """Separate drizzles of one tile combined (the combine package's ``combine_stack``).
 
     Parameters
     ----------
+    job : MedianJob
+    chips : sequence of ChipRef
+        The tile's chips (their exposure times).
+    separated : object
+        The tile's :func:`separate_tile` result (the task this one waits for: its stack is in
+        the scratch directory).
     means : (n_inputs,) array
         Mean positive weight of every exposure over the grid (:func:`weight_means`).
     noise : (n_inputs, 2) array
@@ -292,7 +374,7 @@ def median_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     """
     from hapdask.combine.median import combine_stack
 
-    images, weights = separate_drizzles(job, chips, skies, statics)
+    images, weights = load_array(job.scratch.path(job.stack_name))
     ex = list(job.exposures)
     expt = np.array([chips[m[0]].exptime for m in job.groups], np.float64)
     med = combine_stack(images, weights, job.combine, skies=noise[ex, 0], readnoise=noise[ex, 1],
@@ -341,6 +423,7 @@ class CrJob:
     addsky: bool
     skyval: float
     cr: object
+    pixmap: str | None = None
 
 
 def cte_direction(chip: ChipRef) -> int:
@@ -366,7 +449,7 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
         True = cosmic ray (never on non-finite SCI pixels, nor on chips whose sky is not ok).
     """
     from hapdask.combine.crrej import driz_cr_mask
-    from hapdask.drizzle import blot_image, calc_pixmap
+    from hapdask.drizzle import blot_image
 
     y0, y1, x0, x1 = job.box
     if not sky.ok:  # an unusable chip (e.g. all NaN) is not drizzled: nothing to flag
@@ -378,8 +461,7 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
         if c0 < c1 and d0 < d1:
             mosaic[c0 - w0:c1 - w0, d0 - v0:d1 - v0] = arr[c0 - p0:c1 - p0, d0 - q0:d1 - q0]
     g0, g1, h0, h1 = job.grown
-    pixmap = calc_pixmap(chip.thread_wcs(), thread_header_wcs(job.header), chip.shape,
-                         region=job.grown)
+    pixmap = chip_pixmap(chip, thread_header_wcs(job.header), job.grown, job.pixmap)
     pixmap[..., 0] -= v0
     pixmap[..., 1] -= w0
     to_units = (1.0 if chip.is_rate else chip.exptime) / chip.gain

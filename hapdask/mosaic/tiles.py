@@ -23,6 +23,7 @@ from astropy.wcs import WCS
 
 from hapdask.mosaic.grid import OutputGrid
 from hapdask.mosaic.inputs import ChipRef
+from hapdask.mosaic.scratch import Scratch
 
 __all__ = ["ChipPlacement", "Region", "SAMPLE_STEP", "Tile", "chip_tile_boxes", "place_chip",
            "place_chip_configs", "place_chips", "plan_tiles"]
@@ -74,10 +75,15 @@ class Region:
 
 @dataclass
 class ChipPlacement:
-    """Where one chip lands on a grid: per-tile input boxes and chip regions."""
+    """Where one chip lands on a grid: per-tile input boxes and chip regions.
+
+    ``pixmap`` is the path of the chip's whole pixel map on the grid when it was kept as a
+    scratch file (:class:`~hapdask.mosaic.scratch.Scratch`), else None.
+    """
 
     boxes: dict[tuple[int, int], Box]
     regions: list[Region]
+    pixmap: str | None = None
 
 
 def _sample_grid(n: int, step: int) -> np.ndarray:
@@ -199,26 +205,40 @@ def place_chip(chip: ChipRef, grid: OutputGrid, tile_size: int, *, kernel: str =
 
 def place_chip_configs(chip: ChipRef, grid: OutputGrid, tile_size: int,
                        configs: Sequence[dict], *,
-                       candidates: Sequence[tuple[int, int]] | None = None
+                       candidates: Sequence[tuple[int, int]] | None = None,
+                       scratch: Scratch | None = None, name: str = ""
                        ) -> list[ChipPlacement]:
     """:func:`place_chip` for several parameter sets (keyword dicts of :func:`place_chip`)
-    from one pixel map of the chip (e.g. the separate and the final drizzle on one grid)."""
-    from hapdask.drizzle import calc_pixmap
+    from one pixel map of the chip (e.g. the separate and the final drizzle on one grid).
+
+    With ``scratch``, the pixel map is also kept there as ``name`` (the placements'
+    ``pixmap``), so that the stages read it instead of recomputing it."""
+    from hapdask.drizzle import calc_pixmap  # numba code: loaded when a chip is placed
+    from hapdask.drizzle.tile import FootprintIndex
 
     pixmap = calc_pixmap(chip.wcs(), grid.wcs(), chip.shape)
-    return [_placement(pixmap, chip, grid, tile_size, candidates=candidates, **c)
-            for c in configs]
+    path = scratch.save(name, pixmap) if scratch is not None else None
+    ratio = grid.scale_arcsec / chip.pscale
+    indexes: dict[tuple, FootprintIndex] = {}  # one per footprint size, shared by the configs
+    out = []
+    for c in configs:
+        reach = (c.get("kernel", "square"), float(c.get("pixfrac", 1.0)))
+        if reach not in indexes:
+            indexes[reach] = FootprintIndex(pixmap, kernel=reach[0], pixfrac=reach[1],
+                                            pixel_scale_ratio=ratio)
+        out.append(_placement(pixmap, indexes[reach], chip, grid, tile_size,
+                              candidates=candidates, **c))
+    for pl in out:
+        pl.pixmap = path
+    return out
 
 
-def _placement(pixmap: np.ndarray, chip: ChipRef, grid: OutputGrid, tile_size: int, *,
+def _placement(pixmap: np.ndarray, index, chip: ChipRef, grid: OutputGrid, tile_size: int, *,
                kernel: str = "square", pixfrac: float = 1.0, region_size: int | None = None,
                halo: int = 0, reach: int = 0, grow: int = 0,
                candidates: Sequence[tuple[int, int]] | None = None) -> ChipPlacement:
-    from hapdask.drizzle.tile import FootprintIndex
-
+    """Placement of a chip from its pixel map and the FootprintIndex of (kernel, pixfrac)."""
     ny_out, nx_out = grid.shape
-    ratio = grid.scale_arcsec / chip.pscale
-    index = FootprintIndex(pixmap, kernel=kernel, pixfrac=pixfrac, pixel_scale_ratio=ratio)
     windows = grid.windows(tile_size)
     if candidates is not None:
         wanted = set(candidates)
@@ -253,18 +273,20 @@ def _placement(pixmap: np.ndarray, chip: ChipRef, grid: OutputGrid, tile_size: i
 def place_chips(chips: Sequence[ChipRef], grid: OutputGrid, tile_size: int, *,
                 candidates: Sequence[Sequence[tuple[int, int]] | None] | None = None,
                 threads: int | None = None, configs: Sequence[dict] | None = None,
-                **kwargs) -> list:
+                scratch: Scratch | None = None, tag: str = "", **kwargs) -> list:
     """:func:`place_chip` for many chips (``candidates``: one list or None per chip), in
     threads (the numba pixel maps release the GIL). With ``configs`` (keyword dicts of
     :func:`place_chip`), each chip's entry is the list of its placements, one per config,
-    from one pixel map."""
+    from one pixel map. With ``scratch``, chip ``k``'s pixel map is kept there as
+    ``pixmap-<tag>-<k>`` (:func:`place_chip_configs`)."""
 
     cands = list(candidates) if candidates is not None else [None] * len(chips)
 
     def one(k: int):
-        if configs is not None:
-            return place_chip_configs(chips[k], grid, tile_size, configs, candidates=cands[k])
-        return place_chip(chips[k], grid, tile_size, candidates=cands[k], **kwargs)
+        cfgs = configs if configs is not None else [kwargs]
+        got = place_chip_configs(chips[k], grid, tile_size, cfgs, candidates=cands[k],
+                                 scratch=scratch, name=f"pixmap-{tag}-{k}")
+        return got if configs is not None else got[0]
 
     n = threads or min(len(chips), os.cpu_count() or 1) or 1
     if n <= 1:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hapdask.mosaic.coverage import rasterize_polygon, tile_coverage
-from hapdask.mosaic.graph import chip_tasks, drizzle_tasks
+from hapdask.mosaic.graph import GridInputs, chip_tasks, drizzle_tasks
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.products import chip_crmask
@@ -101,10 +101,12 @@ def build_graph(plan: MvmPlan, sky: SkyMethod | Mapping | None = None
             masks[c.key] = [((0, c.shape[0], 0, c.shape[1]), key)]
     tile_keys: dict[str, dict] = {}
     for lay in plan.layers.values():
+        inputs = GridInputs(lay.chips, [chip_key[c.key] for c in lay.chips],
+                            [sky_of[c.key] for c in lay.chips], lay.wcs_header.tostring(),
+                            lay.scale_arcsec)
         g, keys = drizzle_tasks(
-            lay.tiles, lay.chips, [chip_key[c.key] for c in lay.chips],
-            [sky_of[c.key] for c in lay.chips], lay.wcs_header.tostring(), lay.scale_arcsec,
-            layer_params(lay), lay.nplanes if plan.context else 0, f"mvm-{lay.name}-{fp}",
+            lay.tiles, inputs, layer_params(lay), lay.nplanes if plan.context else 0,
+            f"mvm-{lay.name}-{fp}",
             cr_regions=[masks.get(c.key, []) for c in lay.chips] if masks else None)
         graph.update(g)
         tile_keys[lay.name] = keys

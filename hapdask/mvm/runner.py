@@ -27,7 +27,6 @@ input and output paths).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as _dt
 import functools
@@ -35,9 +34,6 @@ import hashlib
 import inspect
 import os
 import re
-import shutil
-import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -59,9 +55,10 @@ from hapdask.mosaic.coverage import MAX_CODE_POLYGONS, coverage_codes
 from hapdask.mvm.graph import build_graph, tile_coverage
 from hapdask.mvm.planning import LayerPlan, MvmPlan, analyze_tasks, header_wcs, plan
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel
+from hapdask.scheduling import compute_context as _scheduler
 from skycells import SkyCell
 
-__all__ = ["MvmResult", "local_compute", "run", "store_name", "tile_fingerprint",
+__all__ = ["MvmResult", "run", "store_name", "tile_fingerprint",
            "validate_arguments", "write_layers"]
 
 #: Tile edges accepted (pixels): a tile task holds a few arrays of this size squared.
@@ -267,13 +264,19 @@ def layer_headers(p: MvmPlan, lay: LayerPlan, skies: Mapping) -> dict:
         primary[key] = (0.0, "set from the whole layer")
     primary["MEDWHTPR"] = (xstats.WHT_MEDIAN_RTOL, "relative precision of MEDWHT")
     primary["SKYMETH"] = ("chip-median", "per-chip sigma-clipped median sky subtracted")
+    by_root = {i.rootname: i for i in lay.inputs}
+
+    def sci_header(c):  # the chip's SCI header as drizzled (alignment update applied)
+        info = by_root[c.key[0]]
+        return info.sci_headers[[ch.key for ch in info.chips].index(c.key)]
+
     dcards = []
     for c in lay.chips:
         dcards.append({"data": f"{os.path.basename(c.chip.path)}[sci,{c.key[1]}]",
                        "exptime": c.exptime, "sky": skies[c.key].value,
                        "in_scale": c.pscale, "scale": lay.scale_arcsec, "bits": c.bits,
-                       "wcsname": getattr(c.chip, "wcsname", ""), "outname": lay.filename,
-                       "ctx": p.context})
+                       "wcsname": str(sci_header(c).get("WCSNAME", "")),
+                       "outname": lay.filename, "ctx": p.context})
     primary.extend(xheaders.drizzle_cards(dcards), end=True)
     wcs = lay.wcs_header.copy()
     for k in ("NAXIS1", "NAXIS2"):
@@ -286,10 +289,9 @@ def layer_headers(p: MvmPlan, lay: LayerPlan, skies: Mapping) -> dict:
     wht = wcs.copy()
     wht["BUNIT"] = ("UNITLESS", "exposure-time weight")
     rows = []
-    by_root = {i.rootname: i for i in lay.inputs}
     for c in lay.chips:
         info = by_root[c.key[0]]
-        sci_hdr = info.sci_headers[[ch.key for ch in info.chips].index(c.key)]
+        sci_hdr = sci_header(c)
         stem = os.path.basename(info.path).split(".fits")[0]
         lead = {"SVMROOTNAME": stem, "GENDATE": str(info.primary.get("DATE", "")),
                 "HAPEXPNAME": f"{lay.name.rsplit('_', 1)[0]}-{info.rootname}_"
@@ -298,138 +300,6 @@ def layer_headers(p: MvmPlan, lay: LayerPlan, skies: Mapping) -> dict:
         rows.append(xheaders.header_row(info.primary, sci_hdr, lead))
     return {"primary": primary, "sci": sci, "wht": wht, "ctx": wcs.copy(),
             "hdrtab": xheaders.hdrtab(rows)}
-
-
-# -- scheduling -----------------------------------------------------------------------------
-def _probe_scheduler(address: str, timeout: float) -> None:
-    """Ask a Dask scheduler for its identity within ``timeout`` seconds.
-
-    ``distributed.Client`` waits forever for an endpoint that accepts connections but never
-    answers; this bounded round trip (in its own thread and event loop, so it also works
-    where a loop is already running, e.g. Jupyter) fails first.
-
-    Raises
-    ------
-    TimeoutError, OSError
-        No answer in time, or the connection failed.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from distributed.comm import connect
-
-    async def probe():
-        comm = await connect(address, timeout=timeout)
-        try:
-            await comm.write({"op": "identity", "reply": True})
-            await comm.read()
-        finally:
-            comm.abort()
-
-    async def bounded():
-        await asyncio.wait_for(probe(), timeout)
-
-    pool = ThreadPoolExecutor(1, thread_name_prefix="hapdask-probe")
-    try:
-        pool.submit(asyncio.run, bounded()).result(timeout + 5.0)
-    except TimeoutError:  # asyncio's and concurrent.futures' (both the builtin since 3.11)
-        raise TimeoutError(f"no answer from {address} in {timeout:g} s") from None
-    finally:
-        pool.shutdown(wait=False)
-
-
-def local_compute(graph: Mapping, keys: list, progress: bool = False, *,
-                  nthreads: int | None = None) -> list:
-    """Compute ``keys`` of ``graph`` on Dask's local threaded scheduler (``nthreads``, default
-    one per core), timed per task while a :class:`hapdask.profile.Profile` is active."""
-    from dask.threaded import get
-
-    nthreads = nthreads or os.cpu_count() or 1
-    prof = profile.active()
-    with contextlib.ExitStack() as stack:
-        if progress:
-            from dask.diagnostics import ProgressBar
-
-            stack.enter_context(ProgressBar(out=sys.stderr))
-        if prof is not None:
-            return profile.profiled_local(prof, get, graph, keys, nthreads)
-        return get(graph, keys, num_workers=nthreads)
-
-
-@contextlib.contextmanager
-def _scheduler(scheduler, workers, threads_per_worker, log, *, timeout=30.0, scratch=None):
-    """Yield ``(compute, client)``: a compute function and the distributed client (or None).
-
-    ``timeout`` (s) bounds the connection to a ``scheduler`` address; a local cluster keeps its
-    scratch space in a new directory under ``scratch`` (removed on exit).
-    """
-    import dask
-
-    if scheduler is None and not workers:
-        yield functools.partial(local_compute, nthreads=threads_per_worker), None
-        return
-    from distributed import Client, LocalCluster, futures_of, progress
-
-    cluster = None
-    if isinstance(scheduler, Client):
-        client = scheduler
-        own = False
-    elif scheduler is not None:
-        try:
-            _probe_scheduler(str(scheduler), timeout)
-            client = Client(scheduler, timeout=timeout)
-        except (OSError, TimeoutError) as exc:
-            raise OSError(f"cannot connect to the Dask scheduler {scheduler} within "
-                          f"{timeout:g} s ({type(exc).__name__}); check the address or raise "
-                          "--scheduler-timeout") from None
-        own = True
-    else:
-        Path(scratch).mkdir(parents=True, exist_ok=True)
-        local_dir = tempfile.mkdtemp(prefix=".hapdask-dask-", dir=scratch)
-        try:
-            cluster = LocalCluster(n_workers=int(workers),
-                                   threads_per_worker=threads_per_worker or 1, processes=True,
-                                   dashboard_address="127.0.0.1:0", host="127.0.0.1",
-                                   local_directory=local_dir)
-            client = Client(cluster)
-        except BaseException:
-            if cluster is not None:
-                cluster.close()
-            shutil.rmtree(local_dir, ignore_errors=True)
-            raise
-        own = True
-        log(f"started a local Dask cluster: {workers} worker(s) x "
-            f"{threads_per_worker or 1} thread(s); dashboard {client.dashboard_link}")
-
-    def run_graph(graph, keys, show):
-        futs = client.get(dict(graph), keys, sync=False)
-        if show:
-            progress(futures_of(futs), multi=False)
-            print(file=sys.stderr)
-        return client.gather(futs)
-
-    def compute(graph, keys, show):
-        prof = profile.active()
-        if prof is None:
-            return run_graph(graph, keys, show)
-        return profile.profiled_distributed(prof, client, graph, keys,
-                                            lambda g, k: run_graph(g, k, show))
-
-    try:
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(dask.config.set(scheduler=client))
-            prof = profile.active()
-            if prof is not None and prof.report_path is not None:
-                from distributed import performance_report
-
-                stack.enter_context(performance_report(filename=str(prof.report_path)))
-                prof.report_saved = str(prof.report_path)
-            yield compute, client
-    finally:
-        if own:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-            shutil.rmtree(local_dir, ignore_errors=True)
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -545,17 +415,31 @@ def _demo_inputs(skycell: str, log) -> tuple[object, str, list[str]]:
     return str(demo.mvm_poller), str(demo.refcat), notes
 
 
-def _align_inputs(inputs, refcat, compute, log) -> tuple[dict, list[str]]:
-    """Alignment graph computed on the run's scheduler: (WCS updates, summary notes)."""
-    from hapdask.align import MVM_ALIGN_MARGIN, mvm_alignment
+def _align_and_analyze(inputs, refcat, verdicts, compute, log
+                       ) -> tuple[dict | None, dict, list[str]]:
+    """Alignment (when ``refcat``) and the analyze rules (unless ``verdicts`` are given) as one
+    computation on the run's scheduler, so that they overlap: (WCS updates, verdicts, notes)."""
+    from hapdask.align import MVM_ALIGN_MARGIN, mvm_alignment_job
 
     t0 = time.perf_counter()
-    res = mvm_alignment(inputs, refcat, compute=lambda g, k: compute(g, k, False))
-    notes = [f"alignment to {res.catalog} ({time.perf_counter() - t0:.1f} s, margin "
-             f"{MVM_ALIGN_MARGIN:g}\"): " + line for line in res.summary()]
+    job = mvm_alignment_job(inputs, refcat) if refcat is not None else None
+    graph, keys = (dict(job.graph), list(job.keys)) if job is not None else ({}, [])
+    nalign = len(keys)
+    if verdicts is None:
+        g, akeys, paths = analyze_tasks(inputs)
+        graph.update(g)
+        keys += akeys
+    values = compute(graph, keys, False) if keys else []
+    if verdicts is None:
+        verdicts = dict(zip(paths, values[nalign:], strict=True))
+    if job is None:
+        return None, verdicts, []
+    res = job.result(values[:nalign])
+    notes = [f"alignment to {res.catalog} ({time.perf_counter() - t0:.1f} s with the input "
+             f"analysis, margin {MVM_ALIGN_MARGIN:g}\"): " + line for line in res.summary()]
     for n in notes:
         log(n)
-    return res.wcs_updates(), notes
+    return res.wcs_updates(), verdicts, notes
 
 
 def _checked_and_locked(func: Callable) -> Callable:
@@ -671,13 +555,11 @@ def run(
     scratch = temp_dir if temp_dir is not None else output
     with _scheduler(scheduler, workers, threads_per_worker, log, timeout=scheduler_timeout,
                     scratch=scratch) as (compute, _client):
-        if refcat is not None:
-            aligned, align_notes = _align_inputs(inputs, refcat, compute, log)
-            notes += align_notes
+        aligned, verdicts, align_notes = _align_and_analyze(inputs, refcat, verdicts, compute,
+                                                            log)
+        notes += align_notes
+        if aligned is not None:
             wcs_updates = {**aligned, **dict(wcs_updates or {})}
-        if verdicts is None:
-            g, keys, paths = analyze_tasks(inputs)
-            verdicts = dict(zip(paths, compute(g, keys, False), strict=True))
         with profile.step("plan"):
             p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates,
                      context=context, verdicts=verdicts, only=layers, masks=masks)

@@ -186,18 +186,20 @@ def gaia_errors(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pos, 1.35 * pos
 
 
-def gaia_like_catalog(truth: Table, rng: np.random.Generator) -> Table:
+def gaia_like_catalog(truth: Table, rng: np.random.Generator,
+                      g_limit: float = GAIA_G_LIMIT) -> Table:
     """The reference catalog a Gaia query of the simulated sky would return.
 
-    Stars of ``truth`` with G < :data:`GAIA_G_LIMIT` (G = AB magnitude at 6400 A from the
-    truth's ``mag``/``color``), with Gaia archive column names: ``source_id``, ``ra``, ``dec``
-    (deg, epoch ``ref_epoch`` = 2016.0), ``ra_error``/``dec_error`` (mas), ``pmra`` (mu_alpha*),
-    ``pmdec``, ``pmra_error``/``pmdec_error`` (mas/yr), ``phot_g_mean_mag``. Positions and
-    proper motions carry random errors drawn from :func:`gaia_errors` (the listed errors).
+    Stars of ``truth`` with G < ``g_limit`` (default :data:`GAIA_G_LIMIT`; G = AB magnitude at
+    6400 A from the truth's ``mag``/``color``), with Gaia archive column names: ``source_id``,
+    ``ra``, ``dec`` (deg, epoch ``ref_epoch`` = 2016.0), ``ra_error``/``dec_error`` (mas),
+    ``pmra`` (mu_alpha*), ``pmdec``, ``pmra_error``/``pmdec_error`` (mas/yr),
+    ``phot_g_mean_mag``. Positions and proper motions carry random errors drawn from
+    :func:`gaia_errors` (the listed errors).
     """
     star = np.asarray(truth["type"]) == "star"
     g = np.asarray(truth["mag"], dtype=float) + np.asarray(truth["color"], dtype=float) * 0.04
-    sel = np.flatnonzero(star & (g < GAIA_G_LIMIT))
+    sel = np.flatnonzero(star & (g < g_limit))
     g = g[sel]
     epos, epm = gaia_errors(g)
     n = sel.size
@@ -221,6 +223,7 @@ def gaia_like_catalog(truth: Table, rng: np.random.Generator) -> Table:
                       ("pmdec_error", "mas / yr"), ("ref_epoch", "yr"), ("phot_g_mean_mag", "mag")):
         t[col].unit = unit
     t.meta["catalog"] = "GAIASIM"
-    t.meta["comments"] = ["hapdask simulated Gaia-like catalog of the truth sky (G < 21)",
+    t.meta["comments"] = [f"hapdask simulated Gaia-like catalog of the truth sky "
+                          f"(G < {g_limit:g})",
                           "ra/dec at ref_epoch with Gaia DR3-like errors; pmra = mu_alpha*"]
     return t

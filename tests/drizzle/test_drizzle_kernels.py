@@ -136,6 +136,51 @@ def test_kernel_matches_c_random(kernel, seed):
     assert_matches_c(ours, theirs)
 
 
+def aligned_case(kind: str, ny: int = 14, nx: int = 17):
+    """Pixmaps whose square footprints lie exactly on output pixel lines (edges and corners
+    touch cells without overlapping them): the C kernel's ``overlap > 0`` rule decides."""
+    y, x = np.indices((ny, nx), dtype=np.float64)
+    if kind == "shift":  # integer shift: each footprint is exactly one output pixel
+        xs, ys = x + 5, y + 7
+    elif kind == "half":  # half-pixel shift: each footprint covers 4 quarter pixels
+        xs, ys = x + 5.5, y + 6.5
+    elif kind == "double":  # 2x2 output pixels per input pixel, edges on cell lines
+        xs, ys = 2 * x + 5.5, 2 * y + 6.5
+    elif kind == "rot90":  # rotated by 90 degrees and mirrored
+        xs, ys = y + 6, -x + nx + 6
+    else:  # "diamond": 45 degrees, scale sqrt(2): corners on cell centres and lines
+        xs, ys = x - y + ny + 6, x + y + 6
+    pixmap = np.dstack([xs, ys])
+    out_shape = (int(ys.max()) + 9, int(xs.max()) + 9)
+    rng = np.random.default_rng(len(kind))
+    data = rng.normal(10.0, 3.0, (ny, nx)).astype(np.float32)
+    weight = rng.uniform(0.2, 2.0, (ny, nx)).astype(np.float32)
+    return pixmap, data, weight, out_shape
+
+
+@pytest.mark.parametrize("kind", ["shift", "half", "double", "rot90", "diamond"])
+def test_square_touching_cells_match_c(kind):
+    """Cells a footprint only touches get neither weight nor a context bit (as in C)."""
+    pixmap, data, weight, out_shape = aligned_case(kind)
+    theirs = run_c("square", data, weight, pixmap, out_shape, 1.0, 1.0)
+    ours = run_ours("square", data, weight, pixmap, out_shape, 1.0, 1.0)
+    assert_matches_c(ours, theirs)
+
+
+@pytest.mark.parametrize("seed", range(20, 26))
+def test_square_matches_c_more_shapes(seed):
+    """pixfrac 1 and 0.3..1 over more random distortions, rotations, flips and scales (the
+    footprints' edges span one to several output pixels)."""
+    pixmap, data, weight, out_shape, pixfrac, pscale = random_case(seed, 22, 26)
+    if seed % 2 == 0:
+        pixfrac = 1.0
+    else:
+        pixfrac = 0.3 + 1.4 * (pixfrac - 0.5)
+    theirs = run_c("square", data, weight, pixmap, out_shape, pixfrac, pscale)
+    ours = run_ours("square", data, weight, pixmap, out_shape, pixfrac, pscale)
+    assert_matches_c(ours, theirs)
+
+
 @pytest.mark.parametrize("kernel", ["square", "point", "turbo"])
 @pytest.mark.parametrize("seed", [4, 5])
 def test_flux_conserved(kernel, seed):

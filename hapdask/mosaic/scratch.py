@@ -1,0 +1,110 @@
+"""Scratch files of one mosaic run: cached pixel maps and separate-drizzle stacks.
+
+AstroDrizzle keeps its singly-drizzled images and masks as intermediate files; the engine does
+the same with two kinds of arrays that would otherwise be recomputed or held in memory:
+
+* the **pixel map** of every chip on an output grid (computed once while planning, where the
+  per-tile input boxes need it anyway) — the separate drizzle, blot and final drizzle tasks
+  read the region they need instead of recomputing it;
+* the **separate-drizzle stack** of every median tile — written by the one separate-drizzle
+  pass (which also yields the weight statistics of ``combine_maskpt``) and read back by the
+  median task once the whole grid's mean weights are known.
+
+Files are ``.npy`` (read with a memory map, so a task touches only the rows of its region),
+written under a temporary name and renamed when complete (a retried task rewrites the same
+bytes). The directory lives beside the output (workers of a cluster must see it, as they see
+the output file) and is removed when the run ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Scratch", "load_array"]
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """A run's scratch directory (picklable; tasks receive it).
+
+    Attributes
+    ----------
+    directory : str
+    """
+
+    directory: str
+
+    @classmethod
+    def create(cls, parent: str | os.PathLike, stem: str) -> Scratch:
+        """Make a new, empty scratch directory ``<parent>/.<stem>-scratch-XXXX``."""
+        Path(parent).mkdir(parents=True, exist_ok=True)
+        return cls(tempfile.mkdtemp(prefix=f".{stem}-scratch-", dir=str(parent)))
+
+    def path(self, name: str) -> str:
+        """Path of the scratch file ``name`` (``.npy`` appended)."""
+        return os.path.join(self.directory, f"{name}.npy")
+
+    def save(self, name: str, array: np.ndarray) -> str:
+        """Write ``array`` as ``name`` (temporary name, then renamed); returns its path."""
+        final = self.path(name)
+        fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=".npy", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+            os.replace(tmp, final)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return final
+
+    def remove(self) -> None:
+        """Delete the directory and everything in it."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def load_array(path: str, region: Box | None = None) -> np.ndarray:
+    """Read a scratch array, or the ``(y0, y1, x0, x1)`` region (0-based, half-open) of its
+    first two axes, into a new array.
+
+    A region is read row by row (positional reads of just its bytes), so the task's memory is
+    the region, not the whole rows of a memory map.
+    """
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(fh)
+        if fortran:
+            raise ValueError(f"{path}: Fortran-ordered scratch arrays are not supported")
+        offset = fh.tell()
+        if region is None:
+            y0, y1, x0, x1 = 0, shape[0], 0, shape[1] if len(shape) > 1 else 0
+        else:
+            y0, y1, x0, x1 = region
+        if len(shape) < 2 or not (0 <= y0 < y1 <= shape[0] and 0 <= x0 < x1 <= shape[1]):
+            raise ValueError(f"{path}: region {region} is outside the array of shape "
+                             f"{shape[:2]}")
+        inner = int(np.prod(shape[2:], dtype=np.int64)) * dtype.itemsize
+        row = shape[1] * inner
+        out = np.empty((y1 - y0, x1 - x0, *shape[2:]), dtype)
+        if region is None or (x0 == 0 and x1 == shape[1]):
+            fh.seek(offset + y0 * row)
+            if fh.readinto(memoryview(out.reshape(-1).view(np.uint8))) != out.nbytes:
+                raise OSError(f"{path}: truncated scratch file")
+            return out
+        fd = fh.fileno()
+        width = (x1 - x0) * inner
+        for k, y in enumerate(range(y0, y1)):
+            buf = memoryview(out[k].reshape(-1).view(np.uint8))
+            if os.preadv(fd, [buf], offset + y * row + x0 * inner) != width:
+                raise OSError(f"{path}: truncated scratch file")
+        return out

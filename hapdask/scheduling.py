@@ -1,0 +1,150 @@
+"""Where a graph runs: local threads, a local cluster of processes or a remote scheduler.
+
+:func:`compute_context` yields a ``compute(graph, keys, progress)`` function for each case; the
+MVM runner and the mosaic engine (``hapdask drizzle``) both use it. Nothing heavy is imported
+here (``distributed`` only when a cluster is asked for), so a threaded run does not pay for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import shutil
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import dask
+from dask.diagnostics import ProgressBar
+from dask.threaded import get
+
+from hapdask import profile
+
+__all__ = ["compute_context", "local_compute", "probe_scheduler"]
+
+
+def probe_scheduler(address: str, timeout: float) -> None:
+    """Ask a Dask scheduler for its identity within ``timeout`` seconds.
+
+    ``distributed.Client`` waits forever for an endpoint that accepts connections but never
+    answers; this bounded round trip (in its own thread and event loop, so it also works
+    where a loop is already running, e.g. Jupyter) fails first.
+
+    Raises
+    ------
+    TimeoutError, OSError
+        No answer in time, or the connection failed.
+    """
+    from distributed.comm import connect  # distributed is costly to import: only for clusters
+
+    async def probe():
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            await comm.read()
+        finally:
+            comm.abort()
+
+    async def bounded():
+        await asyncio.wait_for(probe(), timeout)
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="hapdask-probe")
+    try:
+        pool.submit(asyncio.run, bounded()).result(timeout + 5.0)
+    except TimeoutError:  # asyncio's and concurrent.futures' (both the builtin since 3.11)
+        raise TimeoutError(f"no answer from {address} in {timeout:g} s") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+def local_compute(graph, keys, progress: bool = False, *, nthreads: int | None = None) -> list:
+    """Compute ``keys`` of ``graph`` on Dask's local threaded scheduler (``nthreads``, default
+    one per core), timed per task while a :class:`hapdask.profile.Profile` is active."""
+    nthreads = nthreads or os.cpu_count() or 1
+    prof = profile.active()
+    with contextlib.ExitStack() as stack:
+        if progress:
+            stack.enter_context(ProgressBar(out=sys.stderr))
+        if prof is not None:
+            return profile.profiled_local(prof, get, graph, keys, nthreads)
+        return get(graph, keys, num_workers=nthreads)
+
+
+@contextlib.contextmanager
+def compute_context(scheduler, workers, threads_per_worker, log, *, timeout=30.0,
+                    scratch=None):
+    """Yield ``(compute, client)``: a compute function and the distributed client (or None).
+
+    ``timeout`` (s) bounds the connection to a ``scheduler`` address; a local cluster keeps its
+    scratch space in a new directory under ``scratch`` (removed on exit).
+    """
+    if scheduler is None and not workers:
+        yield functools.partial(local_compute, nthreads=threads_per_worker), None
+        return
+    # distributed is costly to import (tornado, msgpack, ...): only when a cluster is used
+    from distributed import Client, LocalCluster, futures_of, progress
+
+    cluster = None
+    if isinstance(scheduler, Client):
+        client = scheduler
+        own = False
+    elif scheduler is not None:
+        try:
+            probe_scheduler(str(scheduler), timeout)
+            client = Client(scheduler, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise OSError(f"cannot connect to the Dask scheduler {scheduler} within "
+                          f"{timeout:g} s ({type(exc).__name__}); check the address or raise "
+                          "--scheduler-timeout") from None
+        own = True
+    else:
+        Path(scratch).mkdir(parents=True, exist_ok=True)
+        local_dir = tempfile.mkdtemp(prefix=".hapdask-dask-", dir=scratch)
+        try:
+            cluster = LocalCluster(n_workers=int(workers),
+                                   threads_per_worker=threads_per_worker or 1, processes=True,
+                                   dashboard_address="127.0.0.1:0", host="127.0.0.1",
+                                   local_directory=local_dir)
+            client = Client(cluster)
+        except BaseException:
+            if cluster is not None:
+                cluster.close()
+            shutil.rmtree(local_dir, ignore_errors=True)
+            raise
+        own = True
+        log(f"started a local Dask cluster: {workers} worker(s) x "
+            f"{threads_per_worker or 1} thread(s); dashboard {client.dashboard_link}")
+
+    def run_graph(graph, keys, show):
+        futs = client.get(dict(graph), keys, sync=False)
+        if show:
+            progress(futures_of(futs), multi=False)
+            print(file=sys.stderr)
+        return client.gather(futs)
+
+    def compute(graph, keys, show):
+        prof = profile.active()
+        if prof is None:
+            return run_graph(graph, keys, show)
+        return profile.profiled_distributed(prof, client, graph, keys,
+                                            lambda g, k: run_graph(g, k, show))
+
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(dask.config.set(scheduler=client))
+            prof = profile.active()
+            if prof is not None and prof.report_path is not None:
+                from distributed import performance_report
+
+                stack.enter_context(performance_report(filename=str(prof.report_path)))
+                prof.report_saved = str(prof.report_path)
+            yield compute, client
+    finally:
+        if own:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+            shutil.rmtree(local_dir, ignore_errors=True)

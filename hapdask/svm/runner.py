@@ -1,0 +1,619 @@
+"""``hapdask.svm.run``: a visit's Single-Visit Mosaics as one Dask graph.
+
+The graph of a visit (keys)::
+
+    ("align-sources-<t>", i) / ("align-fit-<t>", v)   alignment (hapdask.align.align_graph)
+    ("svm-state", det)          alignment records of the detector -> WCS updates + north-up grid
+    ("svm-drizzle", name)       one AstroDrizzle job per product (hapdask.mosaic.drizzle) with
+                                HAP's SVM parameters of its level, on the detector's grid;
+                                filter products first, the total uses their cosmic-ray masks
+    ("svm-catalogs", det)       point + segment catalogs (hapdask.catalogs) of the total and filters
+    ("svm-preview", name)       JPEG preview + thumbnail of a product (hapdask.preview)
+    ("svm-color", det)          colour preview of the total from up to three filters
+
+Each product task runs its own AstroDrizzle graph on one thread (products run in parallel on the
+visit graph's workers). Everything is written into a private staging directory inside the output
+directory and moved to its final name only at the end, after checking that no file of the same
+name exists: nothing the user had is overwritten. Then ``wcs_updates.fits`` (merged with an
+existing one), headerlets, trailers and the manifest are written. Inputs are never modified;
+``update_inputs=True`` writes HAP's renamed copies ``hst_..._fl[ct].fits`` with the aligned WCS
+and the cosmic-ray flags (DQ 4096) instead.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from scipy.spatial import ConvexHull
+
+import skycells
+from hapdask.align import AlignResult, FileCatalog, read_wcs_updates
+from hapdask.align.headerlet import headerlet_name, write_headerlets
+from hapdask.align.pipeline import align_graph, visit_key
+from hapdask.align.updates import WcsUpdate, apply_update, write_wcs_updates
+from hapdask.catalogs import CatalogParams, make_catalogs, read_product
+from hapdask.dqflags import DQ_FLAGS
+from hapdask.export.lock import OutputLock
+from hapdask.export.manifest import write_atomic
+from hapdask.export.stats import layer_keywords, merge, tile_stats
+from hapdask.io import linear_pixel_scale
+from hapdask.mosaic import OutputGrid, chip_refs, drizzle
+from hapdask.mosaic.coverage import tile_coverage
+from hapdask.mosaic.grid import hap_visit_grid
+from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
+from hapdask.preview import write_color_preview, write_previews
+from hapdask.scheduling import compute_context
+from hapdask.svm.params import level_key, svm_drizzle_params
+from hapdask.svm.planning import SvmPlan, plan
+from hapdask.svm.products import DetectorProducts, output_names, sort_key
+
+__all__ = ["ProductRecord", "SvmResult", "run"]
+
+@dataclass
+class DetectorState:
+    """Alignment outcome of one detector: per-chip WCS updates and the visit's grid."""
+
+    updates: dict  # (rootname, extver) -> header text
+    fits_: list
+    grid: OutputGrid
+
+    def headers(self) -> dict:
+        return {k: fits.Header.fromstring(v) for k, v in self.updates.items()}
+
+
+@dataclass(frozen=True)
+class DrizzleJob:
+    """One drizzle product of the visit."""
+
+    name: str
+    level: str          # exposure | filter | total
+    inputs: tuple       # input paths
+    params: tuple       # sorted (name, value) pairs (hashable)
+    param_set: str
+    filter_value: str   # FILTER keyword
+    coverage: tuple     # paths of the exposures counted in the footprint keywords
+    rootname: str = ""  # exposure level
+
+
+@dataclass
+class ProductRecord:
+    """What a drizzle task made."""
+
+    name: str
+    path: Path
+    level: str
+    crmasks: dict = field(default_factory=dict)  # rootname -> path
+    lines: list = field(default_factory=list)
+
+
+@dataclass
+class SvmResult:
+    """Outcome of :func:`run`."""
+
+    outdir: Path
+    plan: SvmPlan
+    files: list[Path]
+    alignment: AlignResult
+    notes: list[str] = field(default_factory=list)
+    wall_time: float = 0.0
+
+    @property
+    def products(self) -> list[Path]:
+        return [p for p in self.files if p.name.endswith(("_drz.fits", "_drc.fits"))]
+
+    def summary(self) -> str:
+        lines = [f"hapdask svm: {self.plan.poller.name}: {len(self.products)} drizzle product(s),"
+                 f" {len(self.files)} file(s) in {self.outdir} ({self.wall_time:.1f} s)"]
+        lines += [f"  alignment: {s}" for s in self.alignment.summary()]
+        lines += [f"  rejected {f}: {r}" for f, r in self.plan.rejected]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+# -- tasks -----------------------------------------------------------------------------------
+def _state_task(exps: list, kept_updates: dict, *fit_results) -> DetectorState:
+    """Collect a detector's alignment records and build its north-up grid (HAP's metawcs,
+    recomputed after the fit, over every chip of every exposure of the detector in HAP's order,
+    :func:`hapdask.mosaic.grid.hap_visit_grid`)."""
+    fits_ = [f for res in fit_results for f in res]
+    updates = dict(kept_updates)
+    for f in fits_:
+        for u in f.updates:
+            updates[u.key] = u.header_text
+    heads = {k: fits.Header.fromstring(v) for k, v in updates.items()}
+    refs = [c for e in exps for c in chip_refs(e, None, heads) if c.chip.has_data]
+    first = refs[0]
+    w0 = first.wcs()
+    hdr = first.chip.header
+    scale = float(hdr["IDCSCALE"]) if "IDCSCALE" in hdr else linear_pixel_scale(w0)
+    grid = hap_visit_grid([w0] + [c.wcs() for c in refs[1:]], scale, sci_header=hdr,
+                          pa_v3=exps[0].primary.get("PA_V3"),
+                          detector=(exps[0].instrument, exps[0].detector))
+    return DetectorState(updates, fits_, grid)
+
+
+def _grid_params(grid: OutputGrid) -> dict:
+    """The grid as AstroDrizzle ``final_*`` parameters (HAP passes the filter products' grid
+    this way; exactly the same north-up TAN grid)."""
+    h = grid.fits_header()
+    scale = grid.scale_arcsec
+    return {"final_wcs": True, "final_ra": float(h["CRVAL1"]), "final_dec": float(h["CRVAL2"]),
+            "final_crpix1": float(h["CRPIX1"]), "final_crpix2": float(h["CRPIX2"]),
+            "final_outnx": int(h["NAXIS1"]), "final_outny": int(h["NAXIS2"]),
+            "final_scale": scale, "final_rot": 0.0}
+
+
+def _s_region(polys: list[np.ndarray], wcs) -> str:
+    """``POLYGON ICRS ...`` of the convex hull of the chips' outlines (0-based pixels)."""
+    pts = np.vstack(polys)
+    hull = pts[ConvexHull(pts).vertices]
+    ra, dec = wcs.wcs_pix2world(hull[:, 0], hull[:, 1], 0)
+    return "POLYGON ICRS " + " ".join(f"{a:.8f} {d:.8f}" for a, d in zip(ra, dec, strict=True))
+
+
+def _chip_polygons(grid: OutputGrid, exps: list, heads: dict
+                   ) -> tuple[list[np.ndarray], list[float]]:
+    """Outlines of the exposures' chips in 0-based grid pixels, and each chip's EXPTIME."""
+    w = grid.wcs()
+    polys, times = [], []
+    for e in exps:
+        for c in chip_refs(e, None, heads):
+            if not c.chip.has_data:
+                continue
+            radec = skycells.wcs_outline(c.wcs())
+            x, y = w.wcs_world2pix(radec[:, 0], radec[:, 1], 0)
+            polys.append(np.column_stack([x, y]))
+            times.append(float(e.exptime))
+    return polys, times
+
+
+def _footprint(path: Path, grid: OutputGrid, polys: list[np.ndarray], times: list[float]
+               ) -> dict:
+    """HAP's footprint keywords of a product (inventory 4.5), band by band."""
+    ny, nx = grid.shape
+    parts = []
+    with fits.open(path, memmap=True) as hdul:
+        wht = hdul["WHT"].data
+        for y0 in range(0, ny, 1024):
+            win = (y0, min(ny, y0 + 1024), 0, nx)
+            count, expt = tile_coverage(polys, times, win)
+            band = np.asarray(wht[win[0]:win[1]], dtype=np.float32)
+            parts.append(tile_stats(np.where(count > 0, band, 0.0), count, expt))
+    return layer_keywords(merge(parts), ny * nx)
+
+
+def _refine_headers(path: Path, job: DrizzleJob, state: DetectorState, exps: dict,
+                    trailer: str) -> None:
+    """HAP's product keywords (``refine_product_headers``, inventory 4.5) on a staged file."""
+    heads = state.headers()
+    stem = path.name.rsplit("_", 1)[0]
+    polys, times = _chip_polygons(state.grid, [exps[p] for p in job.coverage], heads)
+    # exposure products carry no footprint keywords (inventory 4.5)
+    kw = {} if job.level == "exposure" else _footprint(path, state.grid, polys, times)
+    with fits.open(path, mode="update") as hdul:
+        h = hdul[0].header
+        h["ROOTNAME"] = (stem, "rootname of the product")
+        h["FILENAME"] = (path.name, "name of this file")
+        h["HAPLEVEL"] = (1 if job.level == "exposure" else 2,
+                         "HAP level: 1 exposure, 2 filter/total SVM product")
+        h["FILTER"] = (job.filter_value, "filter(s) of the product")
+        h["DRIZPARS"] = (trailer, "trailer of the drizzle run")
+        h["PARAMSET"] = (job.param_set, "HAP SVM parameter set (hapdask.svm.params)")
+        if job.level == "exposure":
+            h["IPPPSSOO"] = (job.rootname, "rootname of the exposure")  # 9 characters as HAP
+        else:
+            for k, v in kw.items():
+                h[k] = (float(v), "HAP footprint keyword (inventory 4.5)")
+        sci = hdul["SCI"].header
+        sci["S_REGION"] = _s_region(polys, state.grid.wcs())
+        names = list(dict.fromkeys(
+            str(heads[(e.rootname, c.extver)]["WCSNAME"]) if (e.rootname, c.extver) in heads
+            and "WCSNAME" in heads[(e.rootname, c.extver)] else c.wcsname
+            for e in (exps[q] for q in job.inputs) for c in e.chips))
+        sci["WCSNAME"] = (names[0] if len(names) == 1 else "MULTIPLE",
+                          "WCS solution of the inputs")
+
+
+def _filter_value(exps: list) -> str:
+    raw = exps[0].filters_raw
+    tokens = [t.strip().upper() for t in raw.split(";") if t.strip()]
+    keep = [t for t in tokens if "CLEAR" not in t and "N/A" not in t]
+    return ";".join(keep) or "CLEAR"
+
+
+def _drizzle_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorState,
+                  *filters: ProductRecord) -> ProductRecord:
+    """One SVM drizzle product: AstroDrizzle's job, then HAP's keywords."""
+    lines: list[str] = []
+    stem = job.name.rsplit("_", 1)[0]
+    masks = {r: p for rec in filters for r, p in rec.crmasks.items()}
+    params = {**dict(job.params), **_grid_params(state.grid)}
+    t0 = time.perf_counter()
+    res = drizzle(list(job.inputs), Path(staging) / stem, params=params,
+                  wcs_updates=state.headers(), crmasks=masks or None, threads_per_worker=1,
+                  log=lines.append)
+    if res.output.name != job.name:
+        raise RuntimeError(f"{job.name}: the drizzle wrote {res.output.name}")
+    trailer = f"{stem}_trl.txt"
+    _refine_headers(res.output, job, state, exps, trailer)
+    lines = [f"{job.name}: HAP SVM {job.level} product, parameter set {job.param_set}",
+             *[f"  input {p}" for p in job.inputs],
+             *[f"  {k} = {v}" for k, v in sorted(params.items())],
+             *res.summary().splitlines(), *lines,
+             f"  product done in {time.perf_counter() - t0:.1f} s"]
+    lines = [line.replace(staging.rstrip("/") + "/", "") for line in lines]
+    crm = {Path(p).name.removesuffix("_crmask.fits"): p for p in res.crmasks}
+    return ProductRecord(job.name, res.output, job.level, crm, lines)
+
+
+def saturation_map(exps: list, state: DetectorState, shape: tuple[int, int]) -> np.ndarray:
+    """Saturated input pixels (DQ 256) of the exposures mapped onto the product grid (HAP's
+    flag-4 input, inventory 5.5): bool ``(ny, nx)``, True where a saturated pixel's centre
+    lands (full distortion, aligned WCS)."""
+    bit = next(f.value for f in DQ_FLAGS if f.name == "SATURATED")
+    heads = state.headers()
+    out = np.zeros(shape, bool)
+    gw = state.grid.wcs()
+    for e in exps:
+        for c in chip_refs(e, None, heads):
+            if not c.chip.has_data:
+                continue
+            _, _, dq = c.chip.read()
+            yy, xx = np.nonzero(np.asarray(dq).astype(np.int64) & bit)
+            if not yy.size:
+                continue
+            ra, dec = c.wcs().all_pix2world(xx.astype(float), yy.astype(float), 0)
+            x, y = gw.wcs_world2pix(ra, dec, 0)
+            i = np.rint(y).astype(np.int64)
+            j = np.rint(x).astype(np.int64)
+            ok = (i >= 0) & (i < shape[0]) & (j >= 0) & (j < shape[1])
+            out[i[ok], j[ok]] = True
+    return out
+
+
+def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
+                  state: DetectorState, _after: object, total: ProductRecord,
+                  *filters: ProductRecord) -> list[str]:
+    """Point and segment catalogs of a detector (total detection, forced filter photometry)."""
+    try:
+        params = CatalogParams.for_detector(det_key)
+    except (KeyError, ValueError) as exc:
+        return [f"{total.name}: no catalogs ({exc})"]
+    tprod = read_product(total.path)
+    fprods, saturated = {}, {}
+    for rec in filters:
+        p = read_product(rec.path)
+        fname = str(p.keyword("FILTER", default=rec.name)).lower()
+        fprods[fname] = p
+        if not params.ir:
+            saturated[fname] = saturation_map([exps[q] for q in filter_paths[rec.name]], state,
+                                              p.sci.shape)
+    lines = []
+    try:
+        cats = make_catalogs(tprod, fprods, params, saturated=saturated)
+    except ValueError as exc:
+        return [f"{total.name}: catalogs failed: {exc}"]
+    if cats.rejected:
+        lines.append(f"{total.name}: catalogs written empty: {cats.rejected}")
+    written = cats.write(staging)
+    lines.append(f"{total.name}: {len(cats.point_total)} point and {len(cats.segment_total)} "
+                 f"segment sources; {len(written)} catalog file(s)")
+    return lines
+
+
+def _preview_task(rec: ProductRecord, staging: str) -> list[str]:
+    paths = write_previews(read_product(rec.path, memmap=True), staging)
+    return [p.name for p in paths]
+
+
+def _color_task(total: ProductRecord, staging: str, *filters: ProductRecord) -> list[str]:
+    if len(filters) < 2:
+        return []
+    prods = sorted((read_product(r.path, memmap=True) for r in filters),
+                   key=lambda q: float(q.keyword("PHOTPLAM", default=0.0)))
+    if len(prods) > 3:  # bluest, middle, reddest
+        prods = [prods[0], prods[len(prods) // 2], prods[-1]]
+    return [write_color_preview(read_product(total.path, memmap=True), prods, staging).name]
+
+
+# -- graph -----------------------------------------------------------------------------------
+def _jobs(det: DetectorProducts, exps: dict) -> list[DrizzleJob]:
+    """The drizzle jobs of a detector, in HAP's order (filters, their exposures, the total)."""
+    key = det.key
+    jobs = []
+    first = min((e.expstart for e in det.all_exposures), default=None)
+    all_paths = tuple(e.path for f in det.filters for e in f.exposures)
+    for f in det.filters:
+        p = svm_drizzle_params(key, "filter", f.n, first)
+        inputs = tuple(e.path for e in f.exposures)
+        fval = _filter_value([exps[e.path] for e in f.exposures])
+        jobs.append(DrizzleJob(f.drizzle_name, "filter", inputs, tuple(sorted(p.items())),
+                               _set_name(key, "filter", f.n, first), fval, inputs))
+        for e in f.exposures + f.extra:
+            pe = svm_drizzle_params(key, "exposure", f.n, first)
+            jobs.append(DrizzleJob(e.drizzle_name, "exposure", (e.path,),
+                                   tuple(sorted(pe.items())),
+                                   _set_name(key, "exposure", f.n, first), fval, (e.path,),
+                                   e.rootname))
+    tot = tuple(e.path for e in det.total_exposures)
+    pt = svm_drizzle_params(key, "total", len(tot), first)
+    jobs.append(DrizzleJob(det.drizzle_name, "total", tot, tuple(sorted(pt.items())),
+                           _set_name(key, "total", len(tot), first), "detection", all_paths))
+    return jobs
+
+
+def _set_name(key: str, level: str, n: int, first: float | None) -> str:
+    return f"{key}:{level_key(key, level, n, first)}"
+
+
+def visit_graph(p: SvmPlan, refcat, staging: str, *, previews: bool = True,
+                catalogs: bool = True) -> tuple[dict, dict]:
+    """The Dask graph of a visit and its named result keys (see the module docstring)."""
+    exps = p.exposures
+    align_exps = [exps[e.path] for d in p.detectors for e in d.all_exposures]
+    graph, fit_keys, kept = align_graph(align_exps, refcat)
+    fitted = sorted({visit_key(e) for e in align_exps
+                     if e.rootname not in {k.rootname for k in kept}})
+    key_of = dict(zip(fitted, fit_keys, strict=True))
+    keys: dict = {"fits": list(fit_keys), "drizzle": [], "catalogs": [], "previews": [],
+                  "states": []}
+    pending: list[tuple] = []
+    for det in p.detectors:
+        dexps = [exps[e.path] for e in sorted(det.all_exposures, key=sort_key)]
+        deps = sorted({key_of[visit_key(e)] for e in dexps if visit_key(e) in key_of})
+        skey = ("svm-state", det.key + "-" + det.prefix)
+        graph[skey] = (_state_task, dexps, {}, *deps)
+        keys["states"].append(skey)
+        filter_keys = {}
+        total_key = None
+        for job in _jobs(det, exps):
+            k = ("svm-drizzle", job.name)
+            if job.level == "total":
+                fdeps = [filter_keys[f.drizzle_name] for f in det.total_filters]
+                graph[k] = (_drizzle_task, job, staging, exps, skey, *fdeps)
+                total_key = k
+            else:
+                graph[k] = (_drizzle_task, job, staging, exps, skey)
+                if job.level == "filter":
+                    filter_keys[job.name] = k
+            keys["drizzle"].append(k)
+            if previews:
+                pk = ("svm-preview", job.name)
+                graph[pk] = (_preview_task, k, staging)
+                keys["previews"].append(pk)
+        fk = [filter_keys[f.drizzle_name] for f in det.filters]
+        if catalogs:
+            fpaths = {f.drizzle_name: [e.path for e in f.exposures] for f in det.filters}
+            pending.append((det, skey, total_key, fk, fpaths))
+        if previews:
+            ck = ("svm-color", det.drizzle_name)
+            graph[ck] = (_color_task, total_key, staging, *fk)
+            keys["previews"].append(ck)
+    # Catalogs hold whole images in memory: they run one at a time, after every drizzle and
+    # preview of the visit (the peak is then the larger of the two phases, not their sum).
+    before = ("svm-drizzled", p.manifest)
+    graph[before] = (_barrier, *keys["drizzle"], *keys["previews"])
+    for det, skey, total_key, fk, fpaths in pending:
+        ck = ("svm-catalogs", det.drizzle_name)
+        graph[ck] = (_catalog_task, det.key, staging, exps, fpaths, skey, before, total_key,
+                     *fk)
+        keys["catalogs"].append(ck)
+        before = ck
+    keys["kept"] = kept
+    return graph, keys
+
+
+def _barrier(*_done) -> None:
+    """A task that completes when its dependencies have (ordering only)."""
+    return None
+
+
+# -- run -------------------------------------------------------------------------------------
+def _headerlets(p: SvmPlan, alignment: AlignResult, staging: Path) -> list[Path]:
+    """``<stem>_hlet.fits`` per exposure: the aligned WCS (or the one it has when the fit
+    failed), built by stwcs from a private copy; the input is never touched."""
+    from stwcs.wcsutil import headerlet  # costly import (~1 s), only when headerlets are made
+
+    items = {e.rootname: e for d in p.detectors for e in d.all_exposures}
+    done = []
+    tmpdir = staging / ".hlet"
+    tmpdir.mkdir(exist_ok=True)
+    for path in write_headerlets(alignment, tmpdir):
+        root = path.name.split("_")[0].lower()
+        e = items[root]
+        final = staging / e.headerlet_name
+        os.replace(path, final)
+        done.append(final)
+    have = {f.name for f in done}
+    for e in items.values():
+        if e.headerlet_name in have:
+            continue
+        exp = p.exposures[e.path]
+        with tempfile.TemporaryDirectory(prefix=".hlet-", dir=staging) as tmp:
+            copy = Path(tmp) / Path(e.path).name
+            shutil.copy(e.path, copy)
+            wcsname = exp.wcsname or "NONE"
+            hlet = headerlet.create_headerlet(str(copy), hdrname=headerlet_name(e.path, wcsname),
+                                              wcsname=wcsname, logging=False)
+            hlet.writeto(str(staging / e.headerlet_name), overwrite=False)
+        done.append(staging / e.headerlet_name)
+    shutil.rmtree(tmpdir, ignore_errors=True)
+    return done
+
+
+def _updated_inputs(p: SvmPlan, updates: dict, masks: dict, staging: Path) -> list[Path]:
+    """HAP's renamed inputs ``hst_..._fl[ct].fits``: copies with the aligned WCS and DQ 4096
+    where cosmic rays were found (inventory 3.3); the originals are not touched."""
+    out = []
+    for d in p.detectors:
+        for e in d.all_exposures + d.grisms:
+            final = staging / e.renamed_input
+            shutil.copy2(e.path, final)
+            with fits.open(final, mode="update") as hdul:
+                for hdu in hdul:
+                    if hdu.name == "SCI":
+                        u = updates.get((e.rootname, int(hdu.header.get("EXTVER", 1))))
+                        if u is not None:
+                            apply_update(hdu.header, fits.Header.fromstring(u))
+                h = hdul[0].header
+                h["HAPLEVEL"] = (1, "HAP level 1: renamed SVM input")
+                h["IPPPSSOO"] = (e.rootname, "rootname of the exposure")
+                h["FILENAME"] = (final.name, "name of this file")
+            mask = masks.get(e.rootname)
+            if mask is not None:
+                update_dq(final, read_crmask(mask), 4096, 0)
+            out.append(final)
+    return out
+
+
+def _merge_wcs_updates(path: Path, updates: list[WcsUpdate], staging: Path) -> Path:
+    """``wcs_updates.fits`` with this visit's records added to an existing file's."""
+    merged = {u.key: u for u in updates}
+    if path.exists():
+        for key, h in read_wcs_updates(path).items():
+            merged.setdefault(key, WcsUpdate(key[0], key[1], h.tostring()))
+    return write_wcs_updates(staging / path.name, list(merged.values()))
+
+
+def _check_free(outdir: Path, names: list[str]) -> None:
+    taken = sorted(n for n in names if (outdir / n).exists() or (outdir / n).is_symlink())
+    if taken:
+        more = f" and {len(taken) - 5} more" if len(taken) > 5 else ""
+        raise FileExistsError(f"{outdir}: products of this visit already exist ("
+                              f"{', '.join(taken[:5])}{more}); choose another --output or "
+                              f"move them away (nothing was written)")
+
+
+def run(
+    poller: str | os.PathLike,
+    *,
+    output: str | os.PathLike = ".",
+    refcat: str | os.PathLike | None = None,
+    scheduler=None,
+    workers: int | None = None,
+    threads_per_worker: int | None = None,
+    update_inputs: bool = False,
+    catalogs: bool = True,
+    previews: bool = True,
+    log: Callable[[str], None] = print,
+) -> SvmResult:
+    """Make a visit's SVM products.
+
+    Parameters
+    ----------
+    poller : path
+        The visit's 8-column SVM poller (or a list of FLT/FLC files).
+    output : path
+        Output directory (created).
+    refcat : path, optional
+        Reference catalog (ECSV/FITS with RA, DEC; :class:`hapdask.align.FileCatalog`); without
+        one the inputs keep their a-priori WCS (HAP would query its catalog service).
+    scheduler, workers, threads_per_worker
+        As :func:`hapdask.mvm.run`: a Dask scheduler address, a local cluster of ``workers``
+        processes, or (default) threads in this process.
+    update_inputs : bool
+        Also write HAP's renamed copies of the inputs with the aligned WCS and CR flags.
+    catalogs, previews : bool
+    log : callable
+
+    Returns
+    -------
+    SvmResult
+
+    Raises
+    ------
+    ValueError
+        Unreadable poller or no usable direct image (every input's reason listed).
+    FileExistsError
+        When a product of this visit already exists in ``output``.
+    """
+    t_start = time.perf_counter()
+    outdir = Path(output)
+    outdir.mkdir(parents=True, exist_ok=True)
+    p = plan(poller)
+    for line in p.describe():
+        log(line)
+    names = [n for d in p.detectors for n in output_names(d)] + [p.manifest]
+    if update_inputs:
+        names += [e.renamed_input for d in p.detectors for e in d.all_exposures + d.grisms]
+    names += [crmask_name(e.rootname) for d in p.detectors for f in d.filters
+              for e in f.exposures]
+    cat = FileCatalog(refcat) if refcat is not None else None
+    run_log: list[str] = [f"hapdask svm {p.poller} started "
+                          f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}",
+                          *p.describe()]
+    with OutputLock(outdir):
+        _check_free(outdir, names)
+        staging = Path(tempfile.mkdtemp(prefix=".hapdask-svm-", dir=outdir))
+        try:
+            graph, keys = visit_graph(p, cat, str(staging), previews=previews,
+                                      catalogs=catalogs)
+            want = (keys["states"] + keys["drizzle"] + keys["catalogs"] + keys["previews"])
+            with compute_context(scheduler, workers, threads_per_worker, log,
+                                 scratch=str(staging)) as (compute, _client):
+                t0 = time.perf_counter()
+                values = dict(zip(want, compute(graph, want, False), strict=True))
+                run_log.append(f"visit graph: {len(graph)} tasks in "
+                               f"{time.perf_counter() - t0:.1f} s")
+            states = [values[k] for k in keys["states"]]
+            fits_ = [f for s in states for f in s.fits_] + list(keys["kept"])
+            alignment = AlignResult(fits_, cat.name if cat is not None else "")
+            run_log += [f"alignment: {s}" for s in alignment.summary()]
+            for f in fits_:
+                if f.status not in ("aligned", "relative", "kept"):
+                    run_log.append(f"alignment: {f.rootname}: {f.status}: {f.reason}")
+            records = {values[k].name: values[k] for k in keys["drizzle"]}
+            for k in keys["catalogs"]:
+                run_log += values[k]
+            for k in keys["previews"]:
+                run_log += [f"preview {n}" for n in values[k]]
+            masks = {r: pth for rec in records.values() for r, pth in rec.crmasks.items()}
+            updates = {k: v for s in states for k, v in s.updates.items()}
+            _headerlets(p, alignment, staging)
+            _merge_wcs_updates(outdir / "wcs_updates.fits", alignment.updates, staging)
+            if update_inputs:
+                _updated_inputs(p, updates, masks, staging)
+            notes = list(p.notes)
+            run_log += [f"note: {n}" for n in notes]
+            run_log += [f"rejected {f}: {r}" for f, r in p.rejected]
+            _trailers(p, records, run_log, staging)
+            produced = sorted(q.name for q in staging.iterdir() if q.is_file()
+                              and not q.name.endswith(".part"))
+            produced.append(p.manifest)
+            write_atomic(staging / p.manifest, "".join(n + "\n" for n in sorted(produced)))
+            final_names = [n for n in produced if n != "wcs_updates.fits"]
+            _check_free(outdir, final_names)
+            files = []
+            for n in produced:
+                os.replace(staging / n, outdir / n)
+                files.append(outdir / n)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    result = SvmResult(outdir, p, files, alignment, notes, time.perf_counter() - t_start)
+    return result
+
+
+def _trailers(p: SvmPlan, records: dict, run_log: list[str], staging: Path) -> None:
+    """``<stem>_trl.txt`` per product (its drizzle log); the total's gets the whole run log,
+    ramp/grism frames get the run log (HAP copies the SVM log into their trailers)."""
+    for d in p.detectors:
+        for name, rec in records.items():
+            if not name.startswith(d.prefix + "_"):
+                continue
+            lines = list(rec.lines)
+            if rec.level == "total":
+                lines += ["", "-- SVM run log --", *run_log]
+            write_atomic(staging / (name.rsplit("_", 1)[0] + "_trl.txt"), "\n".join(lines) + "\n")
+        for e in d.ramps + d.grisms:
+            write_atomic(staging / e.trailer_name,
+                         "\n".join([f"{os.path.basename(e.path)}: {e.kind} frame, no drizzle "
+                                    "products", *run_log]) + "\n")
