@@ -269,7 +269,9 @@ class Chip:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FITSFixedWarning)
-                w = WCS(self.header, fobj=hdulist)
+                # from the header text the template cache is keyed on, never from the parsed
+                # ``self.header`` a caller may have edited in place
+                w = WCS(_header_from_str(self._header_str), fobj=hdulist)
                 w.pixel_shape = (self.shape[1], self.shape[0])
                 w.wcs.set()
         except Exception as exc:  # astropy raises many types for bad WCS headers
