@@ -480,3 +480,20 @@ def test_io_full_acs_distortion_matches_stwcs(shared_data, tmp_path):
             assert shift > 1e-3
             corner = ref.all_pix2world([[4095.5, 2047.5]], 0)[0]
             assert np.min(np.hypot(fp[:, 0] - corner[0], fp[:, 1] - corner[1])) < 1e-10
+
+
+def test_io_editing_a_parsed_header_does_not_change_other_wcs(shared_data):
+    """The per-process WCS template cache is keyed on the file's header text: an in-place edit
+    of one Exposure's parsed header must not leak into the WCS another Exposure gets."""
+    path = shared_data / "real/j8bt06nyq_flt.fits"
+    xy = np.array([[10.0, 20.0], [900.0, 800.0]])
+    with fits.open(path) as h:  # oracle: astropy on the file itself
+        expected = WCS(h["SCI", 1].header, h).all_pix2world(xy, 0)
+    from hapdask.io import exposure as exposure_module
+
+    exposure_module._WCS_CACHE.clear()
+    edited = open_exposure(path).chips[0]
+    edited.header["CRVAL1"] = edited.header["CRVAL1"] + 0.01
+    edited.wcs()
+    fresh = open_exposure(path).chips[0]
+    np.testing.assert_allclose(fresh.wcs().all_pix2world(xy, 0), expected, rtol=0, atol=1e-9)
