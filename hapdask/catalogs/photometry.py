@@ -94,8 +94,9 @@ def aperture_photometry_hap(data: np.ndarray, x: np.ndarray, y: np.ndarray, *,
             out[name] = np.zeros(0)
         return out
     image = np.asarray(data, dtype=np.float64)
-    # NaN -> 0 in place when asarray made a float64 copy (float32 products), else in a copy
-    image = np.nan_to_num(image, nan=0.0, copy=np.may_share_memory(image, data))
+    if not np.isfinite(image).all():
+        # NaN -> 0 in place when asarray made a float64 copy (float32 products), else in a copy
+        image = np.nan_to_num(image, nan=0.0, copy=np.may_share_memory(image, data))
     pos = np.column_stack([x, y])
     r_in = params.skyannulus_arcsec / pixel_scale
     annulus = CircularAnnulus(pos, r_in=r_in,
