@@ -20,6 +20,11 @@ Run::
     python benchmarks/bench_mvm.py                      # hapdask vs reference, 3 runs each
     python benchmarks/bench_mvm.py --runmultihap        # also DrizzlePac runmultihap (slow)
     python benchmarks/bench_mvm.py --full               # also the full-cell memory test
+    python benchmarks/bench_mvm.py --profile --no-warmup  # the 108-tile demo on 2 workers,
+        # per-stage breakdown and scheduler overhead (distributed)
+    python benchmarks/bench_mvm.py --case acs4 --runmultihap --repeat 3 --runmultihap-runs 2
+        # 4 full-frame ACS/WFC exposures: the hapdask mvm CLI vs runmultihap, interleaved,
+        # and the --profile breakdown of the last hapdask run
 
 ``HAPDASK_DEMO_DIR`` chooses where the demo data are cached (default ~/.cache/hapdask/demo).
 Prints medians and ``ratio = reference_time / our_time``.
@@ -28,6 +33,7 @@ Prints medians and ``ratio = reference_time / our_time``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import shutil
@@ -65,10 +71,12 @@ def _demo(skycell: str):
 
 # -- engines (run inside a subprocess) --------------------------------------------------------
 def engine_hapdask(skycell: str, out: Path, tile: int, inputs=None, updates=None,
-                   formats=("fits", "zarr"), context: bool = True) -> dict:
+                   formats=("fits", "zarr"), context: bool = True, profile: bool = False
+                   ) -> dict:
     from distributed import Client, LocalCluster
 
     from hapdask import mvm
+    from hapdask.profile import Profile
 
     if inputs is None:
         demo, updates = _demo(skycell)
@@ -79,8 +87,11 @@ def engine_hapdask(skycell: str, out: Path, tile: int, inputs=None, updates=None
     client = Client(cluster)
     t_cluster = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = mvm.run(skycell, inputs, output=out, tile_size=tile, wcs_updates=updates,
-                     scheduler=client, formats=formats, context=context, log=lambda m: None)
+    with contextlib.ExitStack() as stack:
+        prof = stack.enter_context(Profile(report_path=out / "dask-report.html")) \
+            if profile else None
+        result = mvm.run(skycell, inputs, output=out, tile_size=tile, wcs_updates=updates,
+                         scheduler=client, formats=formats, context=context, log=lambda m: None)
     wall = time.perf_counter() - t0
     workers = sorted(client.run(_worker_rss).values())
     client.close()
@@ -88,7 +99,8 @@ def engine_hapdask(skycell: str, out: Path, tile: int, inputs=None, updates=None
     return {"wall": wall, "cluster_start": t_cluster, "rss_client": _rss_mib(),
             "rss_workers": workers, "layers": len(result.plan.layers),
             "tiles": result.tiles_computed,
-            "out_pixels": sum(lay.shape[0] * lay.shape[1] for lay in result.plan.layers.values())}
+            "out_pixels": sum(lay.shape[0] * lay.shape[1] for lay in result.plan.layers.values()),
+            "profile": prof.report() if prof is not None else ""}
 
 
 def drizzlepac_iscale(path: str, extver: int, out_wcs) -> float:
@@ -168,13 +180,17 @@ def engine_reference(skycell: str, out: Path, hapdask_out: Path | None) -> dict:
     return {"wall": wall, "rss": _rss_mib(), "max_rel_diff": agree}
 
 
-def engine_runmultihap(skycell: str, work: Path, timeout: float) -> dict:
+def engine_runmultihap(skycell: str, work: Path, timeout: float, prefix: str = "") -> dict:
+    """DrizzlePac's ``runmultihap`` on copies of the demo's MVM poller rows whose file name
+    starts with ``prefix`` (all rows: ``""``)."""
     demo, _ = _demo(skycell)
     work.mkdir(parents=True, exist_ok=True)
     poller = work / Path(demo.mvm_poller).name
     rows = []
     for line in Path(demo.mvm_poller).read_text().splitlines():
         cols = line.split(",")
+        if not cols[0].startswith(prefix):
+            continue
         shutil.copy(cols[-1], work / cols[0])
         cols[-1] = str(work / cols[0])
         rows.append(",".join(cols))
@@ -199,9 +215,84 @@ def engine_runmultihap(skycell: str, work: Path, timeout: float) -> dict:
         rc, log = "timeout", (exc.stdout or b"").decode() + (exc.stderr or b"").decode()
     wall = time.perf_counter() - t0
     products = sorted(p.name for p in work.glob("hst_skycell*_dr?.fits"))
-    return {"wall": wall, "rc": rc, "products": products,
-            "rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0,
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"wall": wall, "rc": rc, "products": products, "cpu": ru.ru_utime + ru.ru_stime,
+            "rss": ru.ru_maxrss / 1024.0,
             "log_tail": log.strip().splitlines()[-15:]}
+
+
+def acs_inputs(skycell: str) -> list[str]:
+    """The demo's 4 full-frame ACS/WFC exposures (visit 3: F775W x 2, F850LP x 2; 4096 x 2048
+    chips) — the ``--case acs4`` inputs."""
+    demo, _ = _demo(skycell)
+    return [str(p) for p in demo.exposures if Path(p).name.startswith("j")]
+
+
+def engine_cli(skycell: str, out: Path, listfile: Path, profile: bool) -> dict:
+    """``hapdask mvm SKYCELL --input LIST --output OUT`` as a user runs it (fresh interpreter,
+    imports, analyze, plan, sky, drizzle, FITS + zarr; local threads, one per core): wall time
+    and the process's peak RSS (it is the only worker)."""
+    import os
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    args = [sys.executable, "-m", "hapdask", "mvm", skycell, "--input", str(listfile),
+            "--output", str(out)] + (["--profile"] if profile else [])
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"hapdask mvm failed:\n{proc.stderr[-3000:]}")
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    text = proc.stdout
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss": ru.ru_maxrss / 1024.0,
+            "products": sorted(p.name for p in out.glob("hst_skycell*")),
+            "profile": text[text.index("profile:"):] if profile and "profile:" in text else ""}
+
+
+def run_acs4(a, work: Path) -> None:
+    """``--case acs4``: 4 full-frame ACS/WFC exposures, ``hapdask mvm`` (CLI) against
+    ``runmultihap`` on the same poller rows, runs interleaved so both see the same load."""
+    paths = acs_inputs(a.skycell)
+    listfile = work / "acs4.txt"
+    listfile.write_text("\n".join(paths) + "\n")
+    if not a.no_warmup:  # numba caches, page cache
+        _sub(["--engine", "cli", "--out", str(work / "warm"), "--skycell", a.skycell,
+              "--inputs", str(listfile)])
+    ours, theirs = [], []
+    for k in range(a.repeat):
+        o = _sub(["--engine", "cli", "--out", str(work / f"cli{k}"), "--skycell", a.skycell,
+                  "--inputs", str(listfile)] + (["--profile"] if k == a.repeat - 1 else []))
+        ours.append(o)
+        msg = f"run {k}: hapdask mvm {o['wall']:.1f} s (CPU {o['cpu']:.1f} s, peak RSS " \
+              f"{o['rss']:.0f} MiB)"
+        if a.runmultihap and k < a.runmultihap_runs:
+            m = _sub(["--engine", "runmultihap", "--out", str(work / f"runmultihap{k}"),
+                      "--skycell", a.skycell, "--runmultihap-timeout",
+                      str(a.runmultihap_timeout), "--prefix", "j"])
+            theirs.append(m)
+            msg += f", runmultihap {m['wall']:.1f} s (CPU {m['cpu']:.1f} s, exit {m['rc']}, " \
+                   f"peak RSS {m['rss']:.0f} MiB, {len(m['products'])} products)"
+        print(msg, flush=True)
+    t_ours = statistics.median(o["wall"] for o in ours)
+    print(f"\n4 ACS/WFC exposures ({', '.join(Path(p).name for p in paths)}), SkyCell "
+          f"{a.skycell}: hapdask mvm (CLI, local threads, FITS + zarr) median {t_ours:.1f} s "
+          f"wall, CPU median {statistics.median(o['cpu'] for o in ours):.1f} s, peak RSS "
+          f"max {max(o['rss'] for o in ours):.0f} MiB; products {ours[-1]['products']}")
+    if theirs:
+        ok = [m for m in theirs if m["rc"] == 0 and m["products"]]
+        if ok:
+            t_ref = statistics.median(m["wall"] for m in ok)
+            print(f"runmultihap: median {t_ref:.1f} s over {len(ok)} run(s); products "
+                  f"{ok[-1]['products']}")
+            c_ref = statistics.median(m["cpu"] for m in ok)
+            c_ours = statistics.median(o["cpu"] for o in ours)
+            print(f"ratio = runmultihap_time / our_time = {t_ref / t_ours:.2f} (wall); CPU "
+                  f"{c_ref / c_ours:.2f} (runmultihap CPU / ours: robust on a shared machine)")
+        else:
+            print("runmultihap failed:\n  " + "\n  ".join(theirs[-1]["log_tail"]))
+    if ours[-1]["profile"]:
+        print("\nper-stage breakdown of the last hapdask run (--profile):\n"
+              + ours[-1]["profile"])
 
 
 def make_full_cell(skycell: str, outdir: Path, n: int = 7) -> list[str]:
@@ -282,7 +373,17 @@ def main() -> int:
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--no-warmup", action="store_true",
                     help="skip the warm-up run (demo data and numba caches already there)")
+    ap.add_argument("--case", choices=("demo", "acs4"), default="demo",
+                    help="demo: the demo SkyCell, all layers, vs the reference engine; acs4: "
+                         "4 full-frame ACS/WFC exposures, hapdask mvm CLI vs runmultihap")
+    ap.add_argument("--runmultihap-runs", type=int, default=2,
+                    help="with --case acs4: runmultihap runs (it takes minutes)")
     ap.add_argument("--engine", help=argparse.SUPPRESS)
+    ap.add_argument("--inputs", help=argparse.SUPPRESS)
+    ap.add_argument("--prefix", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--profile", action="store_true",
+                    help="--case demo: one profiled run on the 2-worker cluster (per-stage "
+                         "breakdown, scheduler overhead, Dask performance report) and stop")
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--compare", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -290,11 +391,13 @@ def main() -> int:
     if a.engine:
         out = Path(a.out)
         if a.engine == "hapdask":
-            r = engine_hapdask(a.skycell, out, a.tile)
+            r = engine_hapdask(a.skycell, out, a.tile, profile=a.profile)
         elif a.engine == "reference":
             r = engine_reference(a.skycell, out, Path(a.compare) if a.compare else None)
         elif a.engine == "runmultihap":
-            r = engine_runmultihap(a.skycell, out, a.runmultihap_timeout)
+            r = engine_runmultihap(a.skycell, out, a.runmultihap_timeout, a.prefix)
+        elif a.engine == "cli":
+            r = engine_cli(a.skycell, out, Path(a.inputs), a.profile)
         elif a.engine == "full":
             r = engine_full(a.skycell, out, a.tile)
         else:
@@ -304,6 +407,16 @@ def main() -> int:
 
     work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_mvm_"))
     print(f"work directory {work}", flush=True)
+    if a.case == "acs4":
+        run_acs4(a, work)
+        return 0
+    if a.profile:  # the demo on the 2-worker cluster once, with the --profile breakdown
+        o = _sub(["--engine", "hapdask", "--out", str(work / "profiled"), "--skycell",
+                  a.skycell, "--tile", str(a.tile), "--profile"])
+        print(f"hapdask (2 workers x 1 thread, FITS + zarr): {o['wall']:.1f} s, {o['tiles']} "
+              f"tiles; peak RSS workers {', '.join(f'{v:.0f}' for v in o['rss_workers'])} "
+              f"MiB\n{o['profile']}")
+        return 0
     if not a.no_warmup:
         t0 = time.perf_counter()
         _sub(["--engine", "hapdask", "--out", str(work / "warm"), "--skycell", a.skycell,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import sys
@@ -20,7 +21,9 @@ import dask
 from dask.diagnostics import ProgressBar
 from dask.threaded import get
 
-__all__ = ["compute_context", "probe_scheduler"]
+from hapdask import profile
+
+__all__ = ["compute_context", "local_compute", "probe_scheduler"]
 
 
 def probe_scheduler(address: str, timeout: float) -> None:
@@ -57,6 +60,19 @@ def probe_scheduler(address: str, timeout: float) -> None:
         pool.shutdown(wait=False)
 
 
+def local_compute(graph, keys, progress: bool = False, *, nthreads: int | None = None) -> list:
+    """Compute ``keys`` of ``graph`` on Dask's local threaded scheduler (``nthreads``, default
+    one per core), timed per task while a :class:`hapdask.profile.Profile` is active."""
+    nthreads = nthreads or os.cpu_count() or 1
+    prof = profile.active()
+    with contextlib.ExitStack() as stack:
+        if progress:
+            stack.enter_context(ProgressBar(out=sys.stderr))
+        if prof is not None:
+            return profile.profiled_local(prof, get, graph, keys, nthreads)
+        return get(graph, keys, num_workers=nthreads)
+
+
 @contextlib.contextmanager
 def compute_context(scheduler, workers, threads_per_worker, log, *, timeout=30.0,
                     scratch=None):
@@ -66,15 +82,7 @@ def compute_context(scheduler, workers, threads_per_worker, log, *, timeout=30.0
     scratch space in a new directory under ``scratch`` (removed on exit).
     """
     if scheduler is None and not workers:
-        nthreads = threads_per_worker or os.cpu_count() or 1
-
-        def compute(graph, keys, progress):
-            if progress:
-                with ProgressBar(out=sys.stderr):
-                    return get(graph, keys, num_workers=nthreads)
-            return get(graph, keys, num_workers=nthreads)
-
-        yield compute, None
+        yield functools.partial(local_compute, nthreads=threads_per_worker), None
         return
     # distributed is costly to import (tornado, msgpack, ...): only when a cluster is used
     from distributed import Client, LocalCluster, futures_of, progress
@@ -110,15 +118,29 @@ def compute_context(scheduler, workers, threads_per_worker, log, *, timeout=30.0
         log(f"started a local Dask cluster: {workers} worker(s) x "
             f"{threads_per_worker or 1} thread(s); dashboard {client.dashboard_link}")
 
-    def compute(graph, keys, show):
+    def run_graph(graph, keys, show):
         futs = client.get(dict(graph), keys, sync=False)
         if show:
             progress(futures_of(futs), multi=False)
             print(file=sys.stderr)
         return client.gather(futs)
 
+    def compute(graph, keys, show):
+        prof = profile.active()
+        if prof is None:
+            return run_graph(graph, keys, show)
+        return profile.profiled_distributed(prof, client, graph, keys,
+                                            lambda g, k: run_graph(g, k, show))
+
     try:
-        with dask.config.set(scheduler=client):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(dask.config.set(scheduler=client))
+            prof = profile.active()
+            if prof is not None and prof.report_path is not None:
+                from distributed import performance_report
+
+                stack.enter_context(performance_report(filename=str(prof.report_path)))
+                prof.report_saved = str(prof.report_path)
             yield compute, client
     finally:
         if own:

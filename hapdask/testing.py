@@ -8,6 +8,7 @@ benchmarks compare hapdask against something it could disagree with.
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,11 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-__all__ = ["sky_pixel_area", "astrodrizzle_refimage", "astrodrizzle_final"]
+from hapdask.io import open_exposure
+from hapdask.mosaic import north_up_grid
+
+__all__ = ["sky_pixel_area", "astrodrizzle_refimage", "astrodrizzle_final", "astrodrizzle_run",
+           "grid_params"]
 
 
 def sky_pixel_area(w: WCS, x, y) -> np.ndarray:
@@ -103,3 +108,71 @@ def astrodrizzle_final(inputs: Sequence[str], refimage: str | Path, workdir: str
     finally:
         os.chdir(cwd)
     return next(workdir.glob(f"{settings['output']}_dr[cz].fits"))
+
+
+def astrodrizzle_run(inputs: Sequence[str | Path], workdir: str | Path, *, output: str = "ad",
+                     **params) -> Path:
+    """Run AstroDrizzle (all its steps, as ``params`` ask) on copies of ``inputs`` in ``workdir``.
+
+    AstroDrizzle writes into its inputs (DQ bit 4096, MDRIZSKY), hence the copies. Two
+    adjustments let it run as intended on this environment's files:
+
+    * ACS ``SCI`` headers without ``MEANDARK`` get ``MEANDARK = 0`` (its ACS noise model reads it;
+      simulated files have none);
+    * stsci.skypac's ``match`` calls ``SphericalPolygon.iter_polygons_flat``, missing from
+      spherical_geometry 1.4, and AstroDrizzle then silently reverts to ``localmin``; the method
+      is added as iteration over the polygon's parts, which is what skypac means.
+
+    Defaults (overridable): ``build=True, clean=False, in_memory=False, num_cores=1,
+    preserve=False, resetbits=0`` -- so the intermediate products (``*_single_sci.fits``,
+    ``<output>_med.fits``, ``*_blt.fits``) stay in ``workdir``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``workdir`` (products: ``<output>_drz.fits`` / ``_drc.fits``; the copies' DQ carries
+        the CR flags).
+    """
+    from drizzlepac import astrodrizzle  # a test/benchmark dependency only, and slow to import
+    from spherical_geometry.polygon import SphericalPolygon
+
+    if not hasattr(SphericalPolygon, "iter_polygons_flat"):
+        SphericalPolygon.iter_polygons_flat = lambda self: iter(self)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for p in inputs:
+        dst = workdir / Path(p).name
+        shutil.copy(p, dst)
+        with fits.open(dst, mode="update") as h:
+            if h[0].header.get("INSTRUME") == "ACS":
+                for hdu in h:
+                    if hdu.name == "SCI" and "MEANDARK" not in hdu.header:
+                        hdu.header["MEANDARK"] = 0.0
+        names.append(dst.name)
+    settings = dict(output=output, build=True, clean=False, in_memory=False, num_cores=1,
+                    preserve=False, resetbits=0)
+    settings.update(params)
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            astrodrizzle.AstroDrizzle(names, **settings)
+    finally:
+        os.chdir(cwd)
+    return workdir
+
+
+def grid_params(inputs: Sequence[str | Path], scale: float) -> dict:
+    """AstroDrizzle ``final_*`` and ``driz_sep_*`` values of one explicit north-up grid covering
+    ``inputs`` at ``scale`` arcsec/px, so that both tools drizzle onto the very same pixels."""
+    chips = [c for p in inputs for c in open_exposure(str(p)).chips]
+    g = north_up_grid([c.wcs() for c in chips], scale=scale)
+    ny, nx = g.shape
+    ra, dec = g.wcs().wcs_pix2world([[(nx - 1) / 2, (ny - 1) / 2]], 0)[0]
+    out: dict = {"final_wcs": True, "driz_sep_wcs": True}
+    for k, v in {"rot": 0.0, "scale": scale, "ra": float(ra), "dec": float(dec), "outnx": nx,
+                 "outny": ny, "crpix1": (nx + 1) / 2, "crpix2": (ny + 1) / 2}.items():
+        out[f"final_{k}"] = out[f"driz_sep_{k}"] = v
+    return out

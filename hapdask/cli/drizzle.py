@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from hapdask.cli import CLIError
+from hapdask.cli._profile import add_arguments as add_profile_arguments
+from hapdask.cli._profile import profiling
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="fits", help="output format (fits)")
     p.add_argument("--update-dq", action="store_true",
                    help="OR crbit (4096) into the inputs' DQ where cosmic rays are found")
+    add_profile_arguments(p, "NAME_dask-report.html")
     p.set_defaults(func=run)
 
 
@@ -59,14 +63,16 @@ def run(args: argparse.Namespace) -> int:
     if formats != ["fits"]:
         raise CLIError(f"--format: only fits is written by hapdask drizzle, got {args.format}")
     try:
-        result = drizzle(args.inputs, args.output, params=_params(args.param),
-                         config=args.config, tile_size=args.tile_size,
-                         scheduler=args.scheduler, workers=args.workers,
-                         threads_per_worker=args.threads_per_worker, update_dq=args.update_dq,
-                         progress=True, log=lambda m: print(m, file=sys.stderr))
+        with profiling(args, Path(f"{args.output}_dask-report.html")):
+            result = drizzle(args.inputs, args.output, params=_params(args.param),
+                             config=args.config, tile_size=args.tile_size,
+                             scheduler=args.scheduler, workers=args.workers,
+                             threads_per_worker=args.threads_per_worker,
+                             update_dq=args.update_dq, progress=True,
+                             log=lambda m: print(m, file=sys.stderr))
+            print(result.summary())
     except (ValueError, OSError, KeyboardInterrupt, CLIError):
         raise
     except Exception as exc:  # a failed task: one line, not a traceback
         raise CLIError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
-    print(result.summary())
     return 0

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from hapdask.cli import CLIError, printable
 from hapdask.cli._mvm_batch import add_arguments as add_batch_arguments
 from hapdask.cli._mvm_batch import run_batch
+from hapdask.cli._profile import add_arguments as add_profile_arguments
+from hapdask.cli._profile import profiling
+from hapdask.profile import step
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wcs-updates", metavar="FILE",
                    help="apply the WCS updates of 'hapdask align' (wcs_updates.fits)")
     add_batch_arguments(p)
+    add_profile_arguments(p, "OUTPUT/<skycell>_dask-report.html")
     p.add_argument("--scheduler-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="give up connecting to --scheduler after this long (default 30)")
     p.add_argument("--oversubscribe", action="store_true",
@@ -93,29 +98,31 @@ def run(args: argparse.Namespace) -> int:
 
             inputs, _, _ = _demo_inputs(args.skycell, _log)
             _log("dry run: planned on the a-priori WCS (alignment is not run)")
-        from dask.threaded import get
-
         from hapdask.mvm.planning import analyze_tasks
+        from hapdask.scheduling import local_compute
 
-        g, keys, paths = analyze_tasks(inputs)  # the guiding test reads pixels: in parallel
-        verdicts = dict(zip(paths, get(g, keys), strict=True))
-        p = mvm.plan(args.skycell, inputs, tile_size=args.tile_size, wcs_updates=updates,
-                     context=not args.no_context, only=args.layer, verdicts=verdicts,
-                     masks=args.masks)
-        print("\n".join(printable(line) for line in p.describe().splitlines()))
+        with profiling(args, Path(args.output) / f"{args.skycell}_dask-report.html"):
+            g, keys, paths = analyze_tasks(inputs)  # the guiding test reads pixels: in parallel
+            verdicts = dict(zip(paths, local_compute(g, keys), strict=True))
+            with step("plan"):
+                p = mvm.plan(args.skycell, inputs, tile_size=args.tile_size,
+                             wcs_updates=updates, context=not args.no_context, only=args.layer,
+                             verdicts=verdicts, masks=args.masks)
+            print("\n".join(printable(line) for line in p.describe().splitlines()))
         return 0 if p.layers else 65
     try:
-        result = mvm.run(
-            args.skycell, args.input, output=args.output, formats=formats,
-            scheduler=args.scheduler, workers=args.workers,
-            threads_per_worker=args.threads_per_worker, tile_size=args.tile_size,
-            context=not args.no_context, progress=True, log=_log, layers=args.layer,
-            scheduler_timeout=args.scheduler_timeout, oversubscribe=args.oversubscribe,
-            temp_dir=args.temp_dir, refcat=args.refcat, wcs_updates=updates,
-            masks=args.masks)
+        with profiling(args, Path(args.output) / f"{args.skycell}_dask-report.html"):
+            result = mvm.run(
+                args.skycell, args.input, output=args.output, formats=formats,
+                scheduler=args.scheduler, workers=args.workers,
+                threads_per_worker=args.threads_per_worker, tile_size=args.tile_size,
+                context=not args.no_context, progress=True, log=_log,
+                layers=args.layer, scheduler_timeout=args.scheduler_timeout,
+                oversubscribe=args.oversubscribe, temp_dir=args.temp_dir, refcat=args.refcat,
+                wcs_updates=updates, masks=args.masks)
+            print("\n".join(printable(line) for line in result.summary().splitlines()))
     except (ValueError, OSError, KeyboardInterrupt, CLIError):
         raise
     except Exception as exc:  # a failed task: one line, not a traceback
         raise CLIError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
-    print("\n".join(printable(line) for line in result.summary().splitlines()))
     return 0

@@ -17,6 +17,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--star-density", type=float, metavar="N",
                    help="stars per square arcminute, all magnitudes (default 30; 150 with "
                         "--small)")
+    p.add_argument("--exposures", type=int, metavar="N", dest="exposures_per_filter",
+                   help="dithered exposures per filter in a visit (default 2; 4+ on a box "
+                        "pattern)")
+    p.add_argument("--filters", metavar="F1,F2",
+                   help="keep only these filters of the visit recipes (e.g. F775W)")
     p.set_defaults(func=run)
 
 
@@ -26,7 +31,9 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     result = simulate_visits(args.skycell, args.outdir, visits=args.visits, small=args.small,
-                             seed=args.seed, star_density=args.star_density)
+                             seed=args.seed, star_density=args.star_density,
+                             exposures_per_filter=args.exposures_per_filter,
+                             filters=args.filters)
     elapsed = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in result.outdir.iterdir() if p.is_file())
     print(f"simulated set for skycell-{result.skycell} in {result.outdir}")

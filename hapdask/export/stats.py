@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TileStats", "tile_stats", "merge", "layer_keywords", "WHT_MEDIAN_RTOL"]
+__all__ = ["TileStats", "add_coverage", "tile_stats", "merge", "layer_keywords",
+           "WHT_MEDIAN_RTOL"]
 
 _NB = 4096
 #: relative precision of MEDWHT (half a logarithmic histogram bin)
@@ -41,6 +42,13 @@ class TileStats:
 
 
 def _log_bins(values: np.ndarray) -> np.ndarray:
+    if values.dtype == np.float32 and values.size:
+        # the same bins straight from the IEEE bits of positive normal float32 values:
+        # frexp gives m = 0.5 + mantissa / 2**24, e = biased exponent - 126
+        bits = values.view(np.int32)
+        ex = bits >> 23
+        if ex.min() > 0:
+            return (ex.astype(np.int64) - 126) * (2 * _NB) + ((bits & 0x7FFFFF) >> 11)
     m, e = np.frexp(values.astype(np.float64))
     k = np.minimum(np.floor((m - 0.5) * 2 * _NB), 2 * _NB - 1).astype(np.int64)
     return e.astype(np.int64) * (2 * _NB) + k
@@ -90,6 +98,41 @@ def tile_stats(wht: np.ndarray, count: np.ndarray | None = None,
                 s.sum_t = float(tg.sum())
                 idx, cnt = np.unique(tg, return_counts=True)
                 s.t_hist = Counter(dict(zip(idx.tolist(), cnt.tolist(), strict=True)))
+    return s
+
+
+def add_coverage(s: TileStats, codes: np.ndarray, exptimes: list[float]) -> TileStats:
+    """Fill the coverage part of ``s`` (C and T) from coverage codes.
+
+    ``codes`` are :func:`hapdask.mosaic.coverage.coverage_codes` of the chips' outlines (bit
+    ``i``: chip ``i`` covers the pixel); C of a code is its number of bits and T the sum of its
+    chips' EXPTIME, added in chip order as :func:`hapdask.mosaic.coverage.tile_coverage` does.
+    Only the distinct codes are visited, so this costs one histogram of the tile.
+    """
+    flat = codes.ravel()
+    if len(exptimes) <= 20:
+        cnt = np.bincount(flat)
+        vals = np.nonzero(cnt)[0]
+        counts = cnt[vals]
+    else:
+        vals, counts = np.unique(flat, return_counts=True)
+    s.n_cov = s.sum_c = 0
+    s.sum_t = 0.0
+    s.c_hist, s.t_hist = Counter(), Counter()
+    for v, k in zip(vals.tolist(), counts.tolist(), strict=True):
+        if v == 0:
+            continue
+        c, t = 0, 0.0
+        for i, e in enumerate(exptimes):
+            if v >> i & 1:
+                c += 1
+                t += float(e)
+        s.n_cov += k
+        s.sum_c += c * k
+        s.sum_t += t * k
+        s.c_hist[c] += k
+        s.t_hist[t] += k
+    s.sum_c = float(s.sum_c)
     return s
 
 

@@ -7,7 +7,33 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["rasterize_polygon", "tile_coverage"]
+__all__ = ["MAX_CODE_POLYGONS", "coverage_codes", "rasterize_polygon", "tile_coverage"]
+
+
+def _crossings(poly: np.ndarray, window: tuple[int, int, int, int]
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where the polygon's edges cross the window's pixel-centre rows: ``(rows, cols)`` of the
+    first pixel centre right of each crossing (0-based in the window; ``cols`` may be the
+    window width), or None when no edge crosses the window."""
+    y0, y1, x0, x1 = window
+    tw = x1 - x0
+    px = np.asarray(poly[:, 0], np.float64)
+    py = np.asarray(poly[:, 1], np.float64)
+    if py.max() < y0 - 1 or py.min() > y1 or px.max() < x0 - 1 or px.min() > x1:
+        return None
+    ax, ay = px, py
+    bx, by = np.roll(px, -1), np.roll(py, -1)
+    ys = np.arange(y0, y1, dtype=np.float64)[:, None]
+    # edge k crosses the centre line of row y when lo_k <= y < hi_k (half-open: no double count)
+    cross = (np.minimum(ay, by) <= ys) & (ys < np.maximum(ay, by))
+    rows, edges = np.nonzero(cross)
+    if rows.size == 0:
+        return None
+    t = (ys[rows, 0] - ay[edges]) / (by[edges] - ay[edges])
+    xs = ax[edges] + t * (bx[edges] - ax[edges])
+    # pixel centre c is right of a crossing at xs when c >= ceil(xs): toggle from that column
+    cols = np.clip(np.ceil(xs) - x0, 0, tw).astype(np.int64)
+    return rows, cols
 
 
 def rasterize_polygon(poly: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
@@ -26,25 +52,34 @@ def rasterize_polygon(poly: np.ndarray, window: tuple[int, int, int, int]) -> np
     """
     y0, y1, x0, x1 = window
     th, tw = y1 - y0, x1 - x0
-    px = np.asarray(poly[:, 0], np.float64)
-    py = np.asarray(poly[:, 1], np.float64)
-    if py.max() < y0 - 1 or py.min() > y1 or px.max() < x0 - 1 or px.min() > x1:
+    hit = _crossings(poly, window)
+    if hit is None:
         return np.zeros((th, tw), bool)
-    ax, ay = px, py
-    bx, by = np.roll(px, -1), np.roll(py, -1)
-    ys = np.arange(y0, y1, dtype=np.float64)[:, None]
-    # edge k crosses the centre line of row y when lo_k <= y < hi_k (half-open: no double count)
-    cross = (np.minimum(ay, by) <= ys) & (ys < np.maximum(ay, by))
-    rows, edges = np.nonzero(cross)
-    if rows.size == 0:
-        return np.zeros((th, tw), bool)
-    t = (ys[rows, 0] - ay[edges]) / (by[edges] - ay[edges])
-    xs = ax[edges] + t * (bx[edges] - ax[edges])
-    # pixel centre c is right of a crossing at xs when c >= ceil(xs): toggle from that column
-    cols = np.clip(np.ceil(xs) - x0, 0, tw).astype(np.int64)
     toggles = np.zeros((th, tw + 1), np.int32)
-    np.add.at(toggles, (rows, cols), 1)
+    np.add.at(toggles, hit, 1)
     return (np.cumsum(toggles[:, :tw], axis=1) & 1).astype(bool)
+
+
+#: most polygons :func:`coverage_codes` takes (one bit each of an int64)
+MAX_CODE_POLYGONS = 63
+
+
+def coverage_codes(polys: list[np.ndarray], window: tuple[int, int, int, int]) -> np.ndarray:
+    """Which polygons cover each pixel centre of a window, as bits: bit ``i`` of the int64
+    result is :func:`rasterize_polygon` of ``polys[i]`` (even-odd rule), for all polygons in
+    one pass (an XOR scan of every polygon's crossings). At most :data:`MAX_CODE_POLYGONS`.
+    """
+    if len(polys) > MAX_CODE_POLYGONS:
+        raise ValueError(f"coverage_codes takes at most {MAX_CODE_POLYGONS} polygons, "
+                         f"got {len(polys)}")
+    y0, y1, x0, x1 = window
+    th, tw = y1 - y0, x1 - x0
+    toggles = np.zeros((th, tw + 1), np.int64)
+    for i, poly in enumerate(polys):
+        hit = _crossings(poly, window)
+        if hit is not None:
+            np.bitwise_xor.at(toggles, hit, np.int64(1) << i)
+    return np.bitwise_xor.accumulate(toggles[:, :tw], axis=1)
 
 
 def tile_coverage(polys: list[np.ndarray], exptimes: list[float],

@@ -32,6 +32,7 @@ from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.scratch import Scratch, load_array
 from hapdask.mosaic.wcsio import thread_header_wcs
+from hapdask.profile import timed
 
 __all__ = ["CrJob", "MedianJob", "TileJob", "assemble_mask", "blot_cr_region", "chip_pixmap",
            "cte_direction", "drizzle_tile", "exposure_noise", "median_tile",
@@ -167,15 +168,18 @@ def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale,
     region = (max(b0 - 1, 0), min(b1 + 1, ny), max(a0 - 1, 0), min(a1 + 1, nx))
     if region[1] - region[0] < 2 or region[3] - region[2] < 2:
         return
-    cr = region_mask(crparts, region) if crparts else None
-    data, weight = prepare_chip_region(chip, sky, region, params, static=static, crmask=cr,
-                                       pix_ratio=ratio)
-    pm = chip_pixmap(chip, out_wcs, region, pixmap)
+    with timed("read"):
+        cr = region_mask(crparts, region) if crparts else None
+        data, weight = prepare_chip_region(chip, sky, region, params, static=static, crmask=cr,
+                                           pix_ratio=ratio)
+    with timed("pixmap"):
+        pm = chip_pixmap(chip, out_wcs, region, pixmap)
     in_box = (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
-    add_to_tile(data, weight, pm, num, den, ctx, origin=(window[0], window[2]),
-                in_box=in_box, kernel=params.kernel, pixfrac=params.pixfrac, iscale=float(iscale),
-                pixel_scale_ratio=float(ratio), ctx_id=int(ctx_id),
-                in_origin=(region[0], region[2]))
+    with timed("kernel"):
+        add_to_tile(data, weight, pm, num, den, ctx, origin=(window[0], window[2]),
+                    in_box=in_box, kernel=params.kernel, pixfrac=params.pixfrac,
+                    iscale=float(iscale), pixel_scale_ratio=float(ratio), ctx_id=int(ctx_id),
+                    in_origin=(region[0], region[2]))
 
 
 @dataclass(frozen=True)
@@ -242,7 +246,8 @@ def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, static
                       job.ctx_ids[k], job.iscales[k], job.ratios[k], out_wcs,
                       static=statics[k] if statics else None, crparts=crparts,
                       pixmap=job.pixmaps[k] if job.pixmaps else None)
-    sci, wht = finalize_tile(num, den, fillval=job.params.fillval)
+    with timed("finalize"):
+        sci, wht = finalize_tile(num, den, fillval=job.params.fillval)
     return {"sci": sci, "wht": wht, "ctx": ctx}
 
 

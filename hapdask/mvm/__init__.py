@@ -10,12 +10,28 @@
 * :func:`projection_cell` — a whole ProjectionCell as one lazy array over a run's SkyCell stores.
 """
 
-from hapdask.mvm.batch import BatchResult, run_batch
+
+import importlib
+
 from hapdask.mvm.graph import layers, radec
 from hapdask.mvm.planning import LayerPlan, MvmPlan, Rejection, plan
-from hapdask.mvm.projection import projection_cell
 from hapdask.mvm.runner import MvmResult, run
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel, SkyMethod
+
+#: Names imported on first use (PEP 562): their modules pull pandas and the archive planner
+#: (``batch``) or dask.array, xarray and zarr (``projection``), ~1 s of imports at the start of
+#: every ``hapdask mvm`` run that needs none of them.
+_LAZY = {"BatchResult": "hapdask.mvm.batch", "run_batch": "hapdask.mvm.batch",
+         "projection_cell": "hapdask.mvm.projection"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hapdask.mvm' has no attribute {name!r}")
+
 
 __all__ = ["BatchResult", "ChipMedianSky",
            "LayerPlan", "MvmPlan", "MvmResult", "Rejection", "SkyLevel",

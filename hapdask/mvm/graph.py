@@ -24,10 +24,9 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import dask.array as da
 import numpy as np
-import xarray as xr
 
 from hapdask.mosaic.coverage import rasterize_polygon, tile_coverage
 from hapdask.mosaic.graph import GridInputs, chip_tasks, drizzle_tasks
@@ -36,6 +35,9 @@ from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.products import chip_crmask
 from hapdask.mvm.planning import LayerPlan, MvmPlan, header_wcs
 from hapdask.mvm.sky import ChipMedianSky, SkyMethod
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["build_graph", "layer_params", "layers", "radec", "rasterize_polygon",
            "tile_coverage"]
@@ -136,6 +138,11 @@ def layers(plan: MvmPlan, *, sky: SkyMethod | Mapping | None = None) -> dict[str
         (``wcs``, FITS cards as a dict), ``skycell``, ``filename``, ``scale``, the plan
         fingerprint and the input chips. Use :func:`radec` for lazy RA/Dec.
     """
+    # dask.array and xarray (~1 s of imports) only for the lazy arrays: a run that writes
+    # files builds its graph with build_graph and never needs them
+    import dask.array as da
+    import xarray as xr
+
     from hapdask.export.zarr import header_to_attrs
 
     graph, tile_keys = build_graph(plan, sky)
@@ -185,6 +192,8 @@ def radec(ds: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray]:
 
     Works on :func:`layers` output and on layers opened from the zarr store (WCS in attrs).
     """
+    import dask.array as da  # costly, see layers()
+    import xarray as xr
     from astropy.io import fits
 
     hdr = fits.Header()

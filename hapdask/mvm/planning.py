@@ -30,7 +30,7 @@ from hapdask.io import linear_pixel_scale
 from hapdask.mosaic.grid import OutputGrid
 from hapdask.mosaic.inputs import ChipKey, ChipRef, detector_noise
 from hapdask.mosaic.products import find_crmask
-from hapdask.mosaic.tiles import SAMPLE_STEP, Tile, chip_tile_boxes, place_chips, plan_tiles
+from hapdask.mosaic.tiles import SAMPLE_STEP, ChipPlacement, Tile, chip_tile_boxes, plan_tiles
 from hapdask.mosaic.wcsio import (
     header_wcs,
     serialize_wcs,
@@ -572,14 +572,16 @@ def _layer(filename, instr, det, filt, scale, flc, members, bwcs, cell, tile_siz
             px, py = _to_output_pixels(layer_wcs, outline)
             chips.append(c)
             polys.append(np.column_stack([px, py]))
-            candidates.append(list(boxes))
+            candidates.append(boxes)
             used = True
         if used:
             inputs.append(m)
-    # the sampled boxes decide which chips belong to the layer; the drizzle boxes are exact
+    # The sampled, conservative boxes are the drizzle boxes too: a tile task computes the pixel
+    # map of its box anyway, and input pixels that land outside the tile add nothing, so the
+    # products are those of exact boxes (FootprintIndex), without a full-chip pixel map per
+    # chip in the client before any task runs (~0.6 s CPU per 4096 x 2048 chip).
     grid = OutputGrid(header.tostring())
-    placements = place_chips(chips, grid, tile_size, candidates=candidates)
-    tiles = plan_tiles(grid, tile_size, placements)
+    tiles = plan_tiles(grid, tile_size, [ChipPlacement(b, []) for b in candidates])
     bits = chips[0].bits if chips else None
     return LayerPlan(
         name=filename[:-5], filename=filename, instrument=instr, detector=det, filter=filt,

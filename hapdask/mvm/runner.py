@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io.fits.verify import VerifyWarning
 
+from hapdask import profile
 from hapdask.export import fits as xfits
 from hapdask.export import headers as xheaders
 from hapdask.export import manifest as xmanifest
@@ -50,14 +51,15 @@ from hapdask.export import paths as xpaths
 from hapdask.export import stats as xstats
 from hapdask.export import zarr as xzarr
 from hapdask.export.lock import OutputLock
+from hapdask.mosaic.coverage import MAX_CODE_POLYGONS, coverage_codes
 from hapdask.mvm.graph import build_graph, tile_coverage
 from hapdask.mvm.planning import LayerPlan, MvmPlan, analyze_tasks, header_wcs, plan
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel
 from hapdask.scheduling import compute_context as _scheduler
 from skycells import SkyCell
 
-__all__ = ["MvmResult", "run", "store_name", "tile_fingerprint", "validate_arguments",
-           "write_layers"]
+__all__ = ["MvmResult", "run", "store_name", "tile_fingerprint",
+           "validate_arguments", "write_layers"]
 
 #: Tile edges accepted (pixels): a tile task holds a few arrays of this size squared.
 TILE_SIZE_RANGE = (16, 16384)
@@ -132,16 +134,24 @@ def write_tile(job: WriteJob, result: dict | None) -> xstats.TileStats:
     then read back from there and not recomputed).
     """
     if result is None:
-        sci, wht, ctx = xzarr.read_zarr_tile(job.zarr, job.window)
+        with profile.timed("zarr-read"):
+            sci, wht, ctx = xzarr.read_zarr_tile(job.zarr, job.window)
     else:
         sci, wht, ctx = result["sci"], result["wht"], result["ctx"]
     if job.fits is not None:
-        xfits.write_fits_tile(job.fits, job.window, sci, wht, ctx)
+        with profile.timed("fits"):
+            xfits.write_fits_tile(job.fits, job.window, sci, wht, ctx)
     if job.zarr is not None and result is not None:
-        xzarr.write_zarr_tile(job.zarr, job.index, job.window, sci, wht, ctx,
-                              fingerprint=job.fingerprint)
-    count, expt = tile_coverage(list(job.polys), list(job.exptimes), job.window)
-    return xstats.tile_stats(wht, count, expt)
+        with profile.timed("zarr"):
+            xzarr.write_zarr_tile(job.zarr, job.index, job.window, sci, wht, ctx,
+                                  fingerprint=job.fingerprint)
+    with profile.timed("stats"):
+        if len(job.polys) <= MAX_CODE_POLYGONS:  # one pass over the tile for all chips
+            return xstats.add_coverage(xstats.tile_stats(wht),
+                                       coverage_codes(list(job.polys), job.window),
+                                       list(job.exptimes))
+        count, expt = tile_coverage(list(job.polys), list(job.exptimes), job.window)
+        return xstats.tile_stats(wht, count, expt)
 
 
 def tile_fingerprint(p: MvmPlan, lay: LayerPlan, tile, skies: Mapping) -> int:
@@ -550,8 +560,9 @@ def run(
         notes += align_notes
         if aligned is not None:
             wcs_updates = {**aligned, **dict(wcs_updates or {})}
-        p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates,
-                 context=context, verdicts=verdicts, only=layers, masks=masks)
+        with profile.step("plan"):
+            p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates,
+                     context=context, verdicts=verdicts, only=layers, masks=masks)
         for path in sorted(set(p.crmasks.values())):
             notes.append(f"cosmic-ray mask {path}")
             log(notes[-1])

@@ -2,7 +2,9 @@
 
 Public API::
 
-    simulate_visits(skycell, outdir, *, visits=4, small=False, seed=0) -> SimulatedSet
+    simulate_visits(skycell, outdir, *, visits=4, small=False, seed=0, star_density=None,
+                    exposures_per_filter=None, filters=None) -> SimulatedSet
+    dither_pattern(n, small=False) -> ((dx, dy), ...)   # arcsec, HAP-like line/box patterns
     demo_dataset(skycell="p1889x07y19", cache_dir=None) -> SimulatedSet
     load_set(outdir) -> SimulatedSet
     read_true_wcs(path) -> dict[(rootname, extver), astropy.io.fits.Header]
@@ -30,6 +32,7 @@ from hapdask.simulate.core import (
     SimulationError,
     default_demo_dir,
     demo_dataset,
+    dither_pattern,
     load_set,
     read_true_wcs,
     simulate_visits,
@@ -42,6 +45,7 @@ __all__ = [
     "SimulationError",
     "default_demo_dir",
     "demo_dataset",
+    "dither_pattern",
     "load_set",
     "read_true_wcs",
     "simulate_visits",

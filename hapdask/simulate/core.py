@@ -44,6 +44,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -68,16 +69,24 @@ CRTRUTH_SUFFIX = "_crtruth.fits"
 CR_MIN_DEPOSIT_E = 80.0
 
 #: Visit recipes, cycled over the visits: (detector, filter, exposure time) per filter, with
-#: ``DITHERS`` exposures per filter. The filters follow the docs' p1889x07y19 example.
+#: ``exposures_per_filter`` (default 2) dithered exposures per filter (:func:`dither_pattern`).
+#: The filters follow the docs' p1889x07y19 example.
 VISIT_RECIPES: tuple[tuple[tuple[str, str, float], ...], ...] = (
     (("wfc3_uvis", "F475W", 600.0), ("wfc3_ir", "F160W", 402.9)),
     (("wfc3_ir", "F105W", 352.9), ("wfc3_ir", "F125W", 352.9)),
     (("acs_wfc", "F775W", 500.0), ("acs_wfc", "F850LP", 560.0)),
     (("wfc3_uvis", "F475W", 650.0), ("wfc3_ir", "F125W", 302.9), ("wfc3_ir", "F160W", 302.9)),
 )
-#: Dither offsets (arcsec along the detector x/y axes) of the exposures of one filter.
+#: Dither offsets (arcsec along the detector x/y axes) of the default two exposures of one filter:
+#: HAP's 2-point line pattern (ACS-WFC-DITHER-LINE: half-pixel steps in x and y); for ``small``
+#: sets the offsets are scaled down to fit the sub-array chips.
 DITHERS = ((0.0, 0.0), (2.415, 1.575))
 DITHERS_SMALL = ((0.0, 0.0), (0.62, 0.41))
+#: The 4-point box pattern (ACS-WFC-DITHER-BOX, arcsec along the detector axes), used for 4 or more
+#: exposures per filter.
+DITHER_BOX = ((0.0, 0.0), (5.0, 1.5), (2.5, 4.0), (-2.5, 2.5))
+#: Most exposures per filter (rootname exposure ids run to 90 per visit).
+MAX_EXPOSURES_PER_FILTER = 30
 
 #: Programs: (proposal id, program id) per instrument.
 PROGRAMS = {"WFC3": (16801, "f3s"), "ACS": (16802, "f3t")}
@@ -92,6 +101,55 @@ DENSITY = {False: (30.0, 80.0), True: (150.0, 120.0)}
 
 class SimulationError(ValueError):
     """A simulation request that cannot be honoured (bad parameters, occupied output directory)."""
+
+
+def dither_pattern(n: int, small: bool = False) -> tuple[tuple[float, float], ...]:
+    """Offsets (arcsec along the detector x/y axes) of ``n`` dithered exposures of one filter.
+
+    Patterns like HAP's: 1 exposure undithered; 2 or 3 exposures on a line of half-pixel steps
+    (ACS-WFC-DITHER-LINE, ``DITHERS``); 4 or more on the 4-point box (``DITHER_BOX``), repeated
+    with a secondary line offset of half the line step for every further group of four (so 8
+    exposures = box x 2-point line). ``small`` scales the offsets to the sub-array chips (the
+    2-exposure pattern is then exactly ``DITHERS_SMALL``).
+
+    Parameters
+    ----------
+    n : int
+        Number of exposures (>= 1).
+    small : bool
+        Offsets for the ``small`` sub-array sets.
+
+    Returns
+    -------
+    tuple of (dx, dy)
+    """
+    if n < 1:
+        raise SimulationError(f"exposures per filter must be >= 1, got {n}")
+    step = (DITHERS_SMALL if small else DITHERS)[1]
+    if n <= 3:
+        return tuple((k * step[0], k * step[1]) for k in range(n))
+    f = DITHERS_SMALL[1][0] / DITHERS[1][0] if small else 1.0
+    return tuple((f * DITHER_BOX[k % 4][0] + (k // 4) * step[0] / 2,
+                  f * DITHER_BOX[k % 4][1] + (k // 4) * step[1] / 2) for k in range(n))
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a set holds beyond the defaults: exposures per filter, filters kept.
+
+    ``None`` means the default (2 exposures; every filter of :data:`VISIT_RECIPES`); only given
+    values enter the marker, so default sets keep their identity and bytes.
+    """
+
+    exposures_per_filter: int | None = None
+    filters: tuple[str, ...] | None = None
+
+    @property
+    def nexp(self) -> int:
+        return 2 if self.exposures_per_filter is None else self.exposures_per_filter
+
+    def keeps(self, filt: str) -> bool:
+        return self.filters is None or filt in self.filters
 
 
 @dataclass
@@ -113,6 +171,8 @@ class SimulatedSet:
     rootnames: list[str] = field(default_factory=list)
     star_density: float | None = None
     crtruth: list[Path] = field(default_factory=list)  # <rootname>_crtruth.fits per exposure
+    exposures_per_filter: int | None = None  # None: the default two
+    filters: tuple[str, ...] | None = None  # None: every filter of the visit recipes
 
     @property
     def refcat(self) -> Path:
@@ -190,14 +250,14 @@ def skycell_center(name: str) -> tuple[float, float]:
 # planning
 
 
-def _plan(visits: int, small: bool, seed: int, center: tuple[float, float]
-          ) -> tuple[list[_Visit], list[_Exposure]]:
+def _plan(visits: int, small: bool, seed: int, center: tuple[float, float],
+          layout: _Layout = _Layout()) -> tuple[list[_Visit], list[_Exposure]]:
     rng = np.random.default_rng([seed, 2])
     vlist: list[_Visit] = []
     elist: list[_Exposure] = []
     spread = 3.0 if small else 35.0
     per_program: dict[str, int] = {}
-    dithers = DITHERS_SMALL if small else DITHERS
+    dithers = dither_pattern(layout.nexp, small)
     for v in range(visits):
         dx, dy = rng.uniform(-spread, spread, 2)
         ra, dec = ins.offset_position(center[0], center[1], float(dx), float(dy))
@@ -211,6 +271,8 @@ def _plan(visits: int, small: bool, seed: int, center: tuple[float, float]
         t = mjd
         k = 0
         for det_key, filt, exptime in recipe:
+            if not layout.keeps(filt):
+                continue
             instr = ins.DETECTORS[det_key].instrume
             proposal, program = PROGRAMS[instr]
             for d in dithers:
@@ -668,12 +730,46 @@ def true_chip_wcs(exposure: str | os.PathLike[str], extver: int,
 
 
 def _params(skycell: str, visits: int, small: bool, seed: int,
-            star_density: float | None = None) -> dict:
+            star_density: float | None = None, layout: _Layout = _Layout()) -> dict:
     out = {"skycell": skycell, "visits": visits, "small": small, "seed": seed,
            "format_version": FORMAT_VERSION}
-    if star_density is not None:  # only when given: sets made without it keep their identity
+    # optional ones only when given: sets made without them keep their identity (and bytes)
+    if star_density is not None:
         out["star_density"] = float(star_density)
+    if layout.exposures_per_filter is not None:
+        out["exposures_per_filter"] = int(layout.exposures_per_filter)
+    if layout.filters is not None:
+        out["filters"] = list(layout.filters)
     return out
+
+
+def _set_params(s: SimulatedSet) -> dict:
+    """The marker parameters of a loaded set (to compare with a request)."""
+    layout = _Layout(s.exposures_per_filter, s.filters)
+    return _params(s.skycell, s.visits, s.small, s.seed, s.star_density, layout)
+
+
+def _check_layout(exposures_per_filter: int | None, filters) -> _Layout:
+    """Validate the layout options of :func:`simulate_visits` (``SimulationError`` naming them)."""
+    if exposures_per_filter is not None:
+        n = exposures_per_filter
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or not (
+                1 <= n <= MAX_EXPOSURES_PER_FILTER):
+            raise SimulationError(
+                f"exposures_per_filter must be an integer from 1 to {MAX_EXPOSURES_PER_FILTER}, "
+                f"got {n!r}")
+        exposures_per_filter = int(n)
+    if filters is not None:
+        if isinstance(filters, str):
+            filters = [f for f in filters.split(",") if f.strip()]
+        known = sorted({f for recipe in VISIT_RECIPES for _, f, _ in recipe})
+        wanted = tuple(sorted({str(f).strip().upper() for f in filters}))
+        bad = [f for f in wanted if f not in known]
+        if bad or not wanted:
+            raise SimulationError(f"filters: unknown filter(s) {bad or list(filters)}; the visit "
+                                  f"recipes have {', '.join(known)}")
+        filters = wanted
+    return _Layout(exposures_per_filter, filters)
 
 
 def _check_args(skycell: str, visits: int, seed: int) -> str:
@@ -721,12 +817,16 @@ def load_set(outdir: str | os.PathLike[str]) -> SimulatedSet:
         true_wcs=outdir / TRUE_WCS_NAME, marker=marker, center=tuple(info["center"]),
         rootnames=list(info["rootnames"]), star_density=params.get("star_density"),
         crtruth=[outdir / n for n in info.get("crtruth", [])],
+        exposures_per_filter=params.get("exposures_per_filter"),
+        filters=tuple(params["filters"]) if params.get("filters") else None,
     )
 
 
 def simulate_visits(skycell: str, outdir: str | os.PathLike[str], *, visits: int = 4,
                     small: bool = False, seed: int = 0,
-                    star_density: float | None = None) -> SimulatedSet:
+                    star_density: float | None = None,
+                    exposures_per_filter: int | None = None,
+                    filters: Iterable[str] | str | None = None) -> SimulatedSet:
     """Simulate ``visits`` HST visits overlapping ``skycell`` and write them to ``outdir``.
 
     Parameters
@@ -739,8 +839,8 @@ def simulate_visits(skycell: str, outdir: str | os.PathLike[str], *, visits: int
     visits : int
         Number of visits (1-99). Visits cycle through :data:`VISIT_RECIPES`: WFC3 UVIS F475W + IR
         F160W; IR F105W + F125W; ACS/WFC F775W + F850LP; UVIS F475W + IR F125W + F160W; two dithered
-        exposures per filter; each visit has its own roll, epoch (about 13 months apart from
-        2014-12) and pointing error.
+        exposures per filter (see ``exposures_per_filter``); each visit has its own roll, epoch
+        (about 13 months apart from 2014-12) and pointing error.
     small : bool
         Sub-array chips (UVIS/ACS 2 x 512x256, IR 256x256) and a compact field, for tests.
     seed : int
@@ -748,17 +848,26 @@ def simulate_visits(skycell: str, outdir: str | os.PathLike[str], *, visits: int
     star_density : float, optional
         Stars per square arcminute, all magnitudes (17.5-26 AB); default 30 (150 with
         ``small``). About 3 % of them are brighter than G = 21 and enter ``gaia_refcat.ecsv``.
+    exposures_per_filter : int, optional
+        Dithered exposures of each filter in a visit (1-30; default 2), on the offsets of
+        :func:`dither_pattern` (HAP-like line / box patterns). Each exposure has its own noise and
+        cosmic rays (and CR truth). Default sets are unchanged by this option.
+    filters : iterable of str or comma-separated str, optional
+        Keep only these filters of the visit recipes (e.g. ``["F775W"]``: the ACS/WFC F775W
+        exposures of visit 3); visits left without a filter have no exposures. The sky, visit
+        pointings and the kept exposures' geometry are those of the full set.
 
     Returns
     -------
     SimulatedSet
     """
     cell = _check_args(skycell, visits, seed)
+    layout = _check_layout(exposures_per_filter, filters)
     if star_density is not None and not (isinstance(star_density, int | float)
                                          and math.isfinite(star_density) and star_density >= 0):
         raise SimulationError(f"star_density must be a non-negative number, got {star_density!r}")
     outdir = Path(outdir).expanduser().resolve()
-    params = _params(cell, int(visits), bool(small), int(seed), star_density)
+    params = _params(cell, int(visits), bool(small), int(seed), star_density, layout)
     if outdir.exists():
         if not outdir.is_dir():
             raise FileExistsError(f"{outdir}: exists and is not a directory")
@@ -773,8 +882,7 @@ def simulate_visits(skycell: str, outdir: str | os.PathLike[str], *, visits: int
                 raise FileExistsError(
                     f"{outdir}: holds an incomplete or modified simulated set ({exc}); remove it "
                     "or choose another directory") from None
-            old = _params(existing.skycell, existing.visits, existing.small, existing.seed,
-                          existing.star_density)
+            old = _set_params(existing)
             if old != params:
                 raise FileExistsError(
                     f"{outdir}: holds a simulated set with different parameters {old}; "
@@ -783,7 +891,7 @@ def simulate_visits(skycell: str, outdir: str | os.PathLike[str], *, visits: int
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
     try:
-        _write_set(tmp, outdir, cell, int(visits), bool(small), int(seed), star_density)
+        _write_set(tmp, outdir, cell, int(visits), bool(small), int(seed), star_density, layout)
         try:
             if outdir.exists():
                 outdir.rmdir()  # empty (checked above); fails if something appeared meanwhile
@@ -796,8 +904,7 @@ def simulate_visits(skycell: str, outdir: str | os.PathLike[str], *, visits: int
                 raise FileExistsError(
                     f"{outdir}: files appeared in the output directory while simulating; "
                     "nothing was overwritten") from None
-            if _params(other.skycell, other.visits, other.small, other.seed,
-                       other.star_density) != params:
+            if _set_params(other) != params:
                 raise FileExistsError(
                     f"{outdir}: another simulated set appeared while simulating") from None
             shutil.rmtree(tmp, ignore_errors=True)
@@ -809,9 +916,12 @@ def simulate_visits(skycell: str, outdir: str | os.PathLike[str], *, visits: int
 
 
 def _write_set(tmp: Path, final: Path, cell: str, visits: int, small: bool, seed: int,
-               star_density: float | None = None) -> None:
+               star_density: float | None = None, layout: _Layout = _Layout()) -> None:
     center = skycell_center(cell)
-    vlist, elist = _plan(visits, small, seed, center)
+    vlist, elist = _plan(visits, small, seed, center, layout)
+    if not elist:
+        raise SimulationError(f"filters {list(layout.filters or [])}: no visit of {visits} has "
+                              "them (visits cycle through VISIT_RECIPES)")
     templates = {key: ins.load_template(key, small=small) for key in ins.DETECTORS}
     det_index = {key: i for i, key in enumerate(ins.DETECTORS)}
 
@@ -900,7 +1010,7 @@ def _write_set(tmp: Path, final: Path, cell: str, visits: int, small: bool, seed
     files = [*names, *crnames, *svm_names, mvm_name, TRUTH_NAME, TRUE_WCS_NAME, REFCAT_NAME]
     info = {
         "format": "hapdask-simulate",
-        "params": _params(cell, visits, small, seed, star_density),
+        "params": _params(cell, visits, small, seed, star_density, layout),
         "center": list(center),
         "exposures": names,
         "rootnames": [e.rootname for e in elist],
@@ -961,7 +1071,7 @@ def demo_dataset(skycell: str = "p1889x07y19",
         except ValueError:
             shutil.rmtree(target)  # our own set, damaged: simulate it again
         else:
-            old = _params(existing.skycell, existing.visits, existing.small, existing.seed)
+            old = _set_params(existing)
             if old == params:
                 return existing
             raise FileExistsError(

@@ -260,17 +260,3 @@ def test_all_nan_chip_and_non_overlapping_exposure(pair, params, tmp_path):
     assert any("does not overlap" in n for n in res.notes)
     assert any("one exposure" in n for n in res.notes)
 
-
-def test_failed_write_reports_the_real_error_and_leaves_nothing(pair, params, tmp_path,
-                                                                 monkeypatch):
-    """A task failing while tiles are written (e.g. a full disk) surfaces as itself, and no
-    temporary or final product is left behind."""
-    import hapdask.mosaic.job as job
-
-    def disk_full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(job, "_write_tile", disk_full)
-    with pytest.raises(OSError, match="No space left"):
-        _run(pair[:1], tmp_path / "full", params, tile_size=256)
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == []

@@ -1,0 +1,47 @@
+"""Tile statistics from coverage codes against numpy on the matching C and T arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hapdask.export import stats
+
+
+@pytest.mark.parametrize("nchips", [5, 24])  # histogram by bincount / by np.unique
+def test_add_coverage_matches_numpy(nchips):
+    rng = np.random.default_rng(nchips)
+    ny, nx = 90, 110
+    cover = rng.random((nchips, ny, nx)) < 0.3
+    exptimes = rng.choice([300.0, 402.9, 500.0, 560.0], nchips).tolist()
+    codes = np.zeros((ny, nx), np.int64)
+    for i in range(nchips):
+        codes |= cover[i].astype(np.int64) << i
+    count = cover.sum(0)
+    expt = np.zeros((ny, nx))
+    for i in range(nchips):  # EXPTIME added in chip order, as the code does
+        expt[cover[i]] += exptimes[i]
+    wht = rng.uniform(1, 100, (ny, nx)).astype(np.float32)
+    s = stats.add_coverage(stats.tile_stats(wht), codes, exptimes)
+    g = count > 0
+    assert s.n_cov == int(g.sum())
+    assert s.sum_c == float(count[g].sum())
+    assert s.sum_t == pytest.approx(float(expt[g].sum()), rel=1e-12)
+    vals, cnt = np.unique(count[g], return_counts=True)
+    assert dict(s.c_hist) == dict(zip(vals.tolist(), cnt.tolist(), strict=True))
+    vals, cnt = np.unique(expt[g], return_counts=True)
+    assert dict(s.t_hist) == dict(zip(vals.tolist(), cnt.tolist(), strict=True))
+
+
+def test_float32_bins_equal_frexp_bins():
+    rng = np.random.default_rng(2)
+    v = np.concatenate([rng.uniform(1e-3, 1e6, 5000), 2.0 ** np.arange(-20, 20),
+                        np.nextafter(2.0 ** np.arange(-20, 20), 0)]).astype(np.float32)
+    m, e = np.frexp(v.astype(np.float64))  # the definition of the bins (4096 per octave)
+    ref = e.astype(np.int64) * 8192 + np.floor((m - 0.5) * 8192).astype(np.int64)
+    np.testing.assert_array_equal(stats._log_bins(v), ref)
+    tiny = np.array([1e-45, 1.0], np.float32)  # a subnormal takes the frexp path
+    m, e = np.frexp(tiny.astype(np.float64))
+    np.testing.assert_array_equal(stats._log_bins(tiny),
+                                  e.astype(np.int64) * 8192
+                                  + np.floor((m - 0.5) * 8192).astype(np.int64))
