@@ -187,7 +187,9 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
     data = np.asarray(image.sci, dtype=np.float64)
     data = np.nan_to_num(data, nan=0.0, copy=np.may_share_memory(data, image.sci))
     sub = data - background.background
-    error = calc_total_error(np.clip(sub, 0.0, None), background.rms, gain)
+    # the Poisson term of negative pixels is 0: calc_total_error clips its source variance at 0
+    # itself (== passing np.clip(sub, 0, None), without that whole-image copy)
+    error = calc_total_error(sub, background.rms, gain)
     cat = SourceCatalog(sub, seg.segm, error=error, background=background.background,
                         wcs=image.wcs.celestial, detection_catalog=seg.source_catalog,
                         kron_params=(params.kron_scaling_radius, params.kron_minimum_radius))
