@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -221,12 +222,14 @@ def _image_background(product: DrizzleProduct, params: CatalogParams) -> Backgro
     return compute_background(product, params, footprint_mask(product, params))
 
 
-def make_catalogs(total: DrizzleProduct, filters: dict[str, DrizzleProduct],
+def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
                   params: CatalogParams, *,
-                  saturated: dict[str, np.ndarray] | None = None) -> CatalogProducts:
+                  saturated: Mapping[str, np.ndarray] | None = None) -> CatalogProducts:
     """Point and segment catalogs of a total product and its filter products (module docstring).
 
     ``saturated`` optionally maps a filter to its saturated-pixel mask in the drizzle frame.
+    Each filter product (and mask) is looked up once and released before the next, so lazy
+    mappings that read on lookup keep one filter product in memory at a time.
     """
     if not filters:
         raise ValueError(f"{total.name}: no filter products given")
@@ -236,14 +239,25 @@ def make_catalogs(total: DrizzleProduct, filters: dict[str, DrizzleProduct],
     regions = weight_regions(total, bkg.rms, params, footprint)
     points = detect_point_sources(total, bkg, regions, footprint, params)
     seg = detect_segments(total, bkg, regions, footprint, params)
+    del bkg, regions, footprint  # detection only (full-image arrays)
     point_f, seg_f, names, meta = {}, {}, {}, {}
-    for fname, prod in filters.items():
+    nexp, exptimes = [], []
+    # one filter product at a time: ``filters`` may be a mapping that reads each product when
+    # it is looked up (the SVM catalog task), so only one is in memory with the total
+    for fname in list(filters):
+        prod = filters[fname]
         fbkg = _image_background(prod, params)
-        point_f[fname] = measure_point_sources(prod, points, fbkg, params,
-                                               saturated=saturated.get(fname))
-        seg_f[fname] = measure_segments(prod, seg, fbkg, params, saturated=saturated.get(fname))
+        sat = saturated.get(fname)
+        point_f[fname] = measure_point_sources(prod, points, fbkg, params, saturated=sat)
+        seg_f[fname] = measure_segments(prod, seg, fbkg, params, saturated=sat)
         names[fname] = prod.name
         meta[prod.name] = _meta(prod, params, f"filter catalog of {fname}")
+        nexp.append(int(prod.keyword("NUMEXP", "NDRIZIM", default=1) or 1))
+        try:  # needed (and an error) only when every filter product is a single exposure
+            exptimes.append(prod.exptime)
+        except ValueError as exc:
+            exptimes.append(exc)
+        del prod, fbkg, sat
     meta[total.name] = _meta(total, params, "total (detection) catalog; per-filter columns "
                                             "MagAP2_/CI_/Flags_<filter>")
     flist = list(filters)
@@ -253,8 +267,10 @@ def make_catalogs(total: DrizzleProduct, filters: dict[str, DrizzleProduct],
         flist, params)
     rejected = None
     if not params.ir:
-        nexp = [int(p.keyword("NUMEXP", "NDRIZIM", default=1) or 1) for p in filters.values()]
-        singles = ([p.exptime for p in filters.values()] if all(n == 1 for n in nexp) else None)
+        singles = exptimes if all(n == 1 for n in nexp) else None
+        for t in singles or ():
+            if isinstance(t, ValueError):
+                raise t
         for kind, table, factor in (("point", point_total, params.crfactor_point),
                                     ("segment", seg_total, params.crfactor_segment)):
             n_good = n_good_sources(table, flist)

@@ -90,11 +90,20 @@ def _readnoise_floor(product: DrizzleProduct) -> float:
     return float(np.sqrt(numexp) * max(readnoise) / product.exptime)
 
 
-def _mad_rms(data: np.ndarray) -> float:
-    masked = np.ma.masked_array(data, mask=(data == 0) | ~np.isfinite(data))
-    diffs = 2 * masked[:, 2:-2] - masked[:, :-4] - masked[:, 4:]
-    value = np.ma.median(np.ma.abs(diffs))
-    return 0.0 if value is np.ma.masked else float(value) * MAD_SIGMA / np.sqrt(6.0)
+def _mad_rms(data: np.ndarray, band: int = 512) -> float:
+    """DER_SNR-like rms along rows over pixels that are finite and non-zero (with both
+    neighbours at +-2); the differences are gathered band by band (no whole-image temporaries
+    besides the gathered values)."""
+    parts = []
+    for r0 in range(0, data.shape[0], band):
+        x = np.asarray(data[r0:r0 + band], dtype=np.float64)
+        ok = (x != 0) & np.isfinite(x)
+        use = ok[:, 2:-2] & ok[:, :-4] & ok[:, 4:]
+        parts.append(np.abs(2 * x[:, 2:-2] - x[:, :-4] - x[:, 4:])[use])
+    values = np.concatenate(parts) if parts else np.zeros(0)
+    if not values.size:
+        return 0.0
+    return float(np.median(values)) * MAD_SIGMA / np.sqrt(6.0)
 
 
 def compute_background(product: DrizzleProduct, params: CatalogParams,
@@ -117,13 +126,16 @@ def compute_background(product: DrizzleProduct, params: CatalogParams,
         footprint = footprint_mask(product, params)
     if not footprint.any():
         raise ValueError(f"{product.name}: no pixel with data inside the eroded footprint")
-    data = np.nan_to_num(np.asarray(product.sci, dtype=np.float64), nan=0.0)
+    data = np.asarray(product.sci, dtype=np.float64)
+    data = np.nan_to_num(data, nan=0.0, copy=np.may_share_memory(data, product.sci))
     outside = ~footprint
-    mean, median, rms = sigma_clipped_stats(data, mask=outside, sigma=params.nsigma_clip,
+    # statistics of the footprint's values (the same values as ``data`` masked by ``outside``,
+    # without a masked whole-image copy)
+    mean, median, rms = sigma_clipped_stats(data[footprint], sigma=params.nsigma_clip,
                                             cenfunc="median", maxiters=params.maxiters)
     if median < 0:
-        data = data - (median - rms)
-        mean, median, rms = sigma_clipped_stats(data, mask=outside, sigma=params.nsigma_clip,
+        data -= median - rms
+        mean, median, rms = sigma_clipped_stats(data[footprint], sigma=params.nsigma_clip,
                                                 cenfunc="median", maxiters=params.maxiters)
     skew = float(abs(3.0 * (mean - median) / rms)) if rms > 0 else 0.0
     vals = data[footprint]
@@ -160,7 +172,10 @@ def compute_background(product: DrizzleProduct, params: CatalogParams,
     if bkg is None:
         return constant("Background2D failed for every exclude_percentile")
     rms2d_median = float(bkg.background_rms_median)
-    negative = np.count_nonzero((data - bkg.background)[footprint] < -rms2d_median)
+    background = np.asarray(bkg.background)  # photutils recomputes it at each access
+    # counted band by band (no whole-image difference array)
+    negative = sum(np.count_nonzero((data[r:r + 512] - background[r:r + 512])[footprint[r:r + 512]]
+                                    < -rms2d_median) for r in range(0, data.shape[0], 512))
     percent = negative / footprint.sum() * 100.0
     if percent > params.negative_percent:
         return constant(f"Background2D rejected: {percent:.1f} % of the footprint below -1 rms "
@@ -168,7 +183,7 @@ def compute_background(product: DrizzleProduct, params: CatalogParams,
     if rms2d_median > bkg_rms:
         return constant(f"Background2D rejected: its median rms {rms2d_median:.4g} exceeds the "
                         f"constant model's {bkg_rms:.4g}")
-    return Background(np.asarray(bkg.background), np.asarray(bkg.background_rms),
+    return Background(background, np.asarray(bkg.background_rms),
                       float(bkg.background_median), rms2d_median, skew, "2d",
                       f"Background2D adopted ({percent:.1f} % below -1 rms)")
 

@@ -48,13 +48,18 @@ def edge_limit(n_exposures: int, params: CatalogParams) -> float:
 
 def _circle_values(image: np.ndarray, x: np.ndarray, y: np.ndarray, radius: float,
                    reduce, empty: float) -> np.ndarray:
-    """``reduce`` of the image values inside circles; pixels off the image count as ``empty``."""
+    """``reduce`` of the image values inside circles; pixels off the image count as ``empty``.
+
+    Only the cutouts are converted to float64 (the image keeps its dtype: bool/int maps)."""
     out = np.full(x.size, empty, dtype=np.float64)
     for k, aper in enumerate(CircularAperture(np.column_stack([x, y]), r=radius)):
         amask = aper.to_mask(method="center")
-        cut = amask.cutout(image, fill_value=empty)
-        if cut is not None:
-            out[k] = reduce(cut[amask.data > 0])
+        big, small = amask.get_overlap_slices(image.shape)
+        if big is None:
+            continue
+        cut = np.full(amask.shape, empty, dtype=np.float64)
+        cut[small] = image[big]
+        out[k] = reduce(cut[amask.data > 0])
     return out
 
 
@@ -93,9 +98,9 @@ def source_flags(phot: Table, x: np.ndarray, y: np.ndarray, *, params: CatalogPa
         return flags
     if saturated is not None and not params.ir:
         radius = round(params.aperture_2 / pixel_scale + 0.5) * 2
-        hit = _circle_values(np.asarray(saturated, dtype=np.float64), x, y, radius, np.max, 0.0)
+        hit = _circle_values(np.asarray(saturated), x, y, radius, np.max, 0.0)
         flags[hit > 0] |= 4
-    nmin = _circle_values(np.asarray(exposure_count, dtype=np.float64), x, y,
+    nmin = _circle_values(np.asarray(exposure_count), x, y,
                           params.aperture_2 / pixel_scale, np.min, 0.0)
     flags[nmin < edge_limit(n_exposures, params)] |= 64
     return flags

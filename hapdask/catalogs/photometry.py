@@ -93,7 +93,10 @@ def aperture_photometry_hap(data: np.ndarray, x: np.ndarray, y: np.ndarray, *,
                      "MagAp2", "MagErrAp2", "MSkyAp2", "StdevAp2", "CI"):
             out[name] = np.zeros(0)
         return out
-    image = np.nan_to_num(np.asarray(data, dtype=np.float64), nan=0.0)
+    image = np.asarray(data, dtype=np.float64)
+    if not np.isfinite(image).all():
+        # NaN -> 0 in place when asarray made a float64 copy (float32 products), else in a copy
+        image = np.nan_to_num(image, nan=0.0, copy=np.may_share_memory(image, data))
     pos = np.column_stack([x, y])
     r_in = params.skyannulus_arcsec / pixel_scale
     annulus = CircularAnnulus(pos, r_in=r_in,

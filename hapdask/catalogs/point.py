@@ -55,7 +55,8 @@ def detect_point_sources(total: DrizzleProduct, background: Background,
                          regions: list[WeightRegion], footprint: np.ndarray,
                          params: CatalogParams) -> Table:
     """Point sources of the total image: columns ID, X-Center, Y-Center, RA, DEC (sorted by ID)."""
-    image = np.clip(np.nan_to_num(total.sci, nan=0.0) - background.background, 0.0, None)
+    image = np.nan_to_num(total.sci, nan=0.0) - background.background
+    np.clip(image, 0.0, None, out=image)
     fwhm = params.fwhmpsf / total.pixel_scale
     xs, ys = [], []
     for reg in regions:

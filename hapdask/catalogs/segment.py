@@ -184,9 +184,12 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
                          f"segmentation {seg.segm.shape}; segment catalogs need a common grid")
     photflam, photplam = image.photometry_keywords()
     gain = effective_gain(image, params)
-    data = np.nan_to_num(np.asarray(image.sci, dtype=np.float64), nan=0.0)
+    data = np.asarray(image.sci, dtype=np.float64)
+    data = np.nan_to_num(data, nan=0.0, copy=np.may_share_memory(data, image.sci))
     sub = data - background.background
-    error = calc_total_error(np.clip(sub, 0.0, None), background.rms, gain)
+    # the Poisson term of negative pixels is 0: calc_total_error clips its source variance at 0
+    # itself (== passing np.clip(sub, 0, None), without that whole-image copy)
+    error = calc_total_error(sub, background.rms, gain)
     cat = SourceCatalog(sub, seg.segm, error=error, background=background.background,
                         wcs=image.wcs.celestial, detection_catalog=seg.source_catalog,
                         kron_params=(params.kron_scaling_radius, params.kron_minimum_radius))
@@ -195,18 +198,10 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
     bad = ~(np.isfinite(x) & np.isfinite(y))
     x[bad] = np.asarray(seg.catalog["X-Centroid"])[bad]
     y[bad] = np.asarray(seg.catalog["Y-Centroid"])[bad]
-    phot = aperture_photometry_hap(data, x, y, rms=background.rms,
-                                   pixel_scale=image.pixel_scale, gain=gain, photflam=photflam,
-                                   photplam=photplam, params=params)
-    n_exp = int(image.keyword("NUMEXP", "NDRIZIM", default=1) or 1)
-    flags = source_flags(phot, x, y, params=params, pixel_scale=image.pixel_scale,
-                         exposure_count=image.exposure_count, n_exposures=n_exp,
-                         saturated=saturated)
-    ra, dec = image.wcs.celestial.all_pix2world(x, y, 0)
     flux = np.asarray(cat.segment_flux, dtype=np.float64)
     values = {
-        "X-Centroid": x, "Y-Centroid": y, "RA": ra, "DEC": dec,
-        "ID": np.asarray(cat.labels, dtype=np.int64), "Flags": flags,
+        "X-Centroid": x, "Y-Centroid": y,
+        "ID": np.asarray(cat.labels, dtype=np.int64),
         "Bck": np.asarray(cat.background_centroid, dtype=np.float64),
         "Area": np.asarray(cat.area.value, dtype=np.float64),
         "FWHM": np.asarray(cat.fwhm.value, dtype=np.float64),
@@ -222,6 +217,16 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
         "Ellipticity": np.asarray(cat.ellipticity.value),
         "Theta": _theta(np.asarray(cat.orientation.value)),
     }
+    del cat, sub, error  # whole-image arrays; the aperture photometry below needs only data
+    phot = aperture_photometry_hap(data, x, y, rms=background.rms,
+                                   pixel_scale=image.pixel_scale, gain=gain, photflam=photflam,
+                                   photplam=photplam, params=params)
+    del data
+    n_exp = int(image.keyword("NUMEXP", "NDRIZIM", default=1) or 1)
+    values["Flags"] = source_flags(phot, x, y, params=params, pixel_scale=image.pixel_scale,
+                                   exposure_count=image.exposure_count, n_exposures=n_exp,
+                                   saturated=saturated)
+    values["RA"], values["DEC"] = image.wcs.celestial.all_pix2world(x, y, 0)
     for name in SEGMENT_COLUMNS:
         col = values[name] if name in values else phot[name]
         out[name] = np.asarray(col, dtype=np.int64 if name in ("ID", "Flags", "Xmin", "Ymin",

@@ -11,11 +11,13 @@ The graph of a visit (keys)::
     ("svm-preview", name)       JPEG preview + thumbnail of a product (hapdask.preview)
     ("svm-color", det)          colour preview of the total from up to three filters
 
-Each product task runs its own AstroDrizzle graph on one thread (products run in parallel on the
-visit graph's workers). Everything is written into a private staging directory inside the output
-directory and moved to its final name only at the end, after checking that no file of the same
-name exists: nothing the user had is overwritten. Then ``wcs_updates.fits`` (merged with an
-existing one), headerlets, trailers and the manifest are written. Inputs are never modified;
+Each exposure and filter product task runs its own AstroDrizzle graph on one thread (they run in
+parallel on the visit graph's workers); the total, which waits for the filter products and runs
+after them, gets the visit's threads (``threads`` of :func:`visit_graph`). Everything is written
+into a private staging directory inside the output directory and moved to its final name only at
+the end, after checking that no file of the same name exists: nothing the user had is
+overwritten. Then ``wcs_updates.fits`` (merged with an existing one), headerlets, trailers and
+the manifest are written. Inputs are never modified;
 ``update_inputs=True`` writes HAP's renamed copies ``hst_..._fl[ct].fits`` with the aligned WCS
 and the cosmic-ray flags (DQ 4096) instead.
 """
@@ -27,7 +29,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,16 +232,17 @@ def _filter_value(exps: list) -> str:
     return ";".join(keep) or "CLEAR"
 
 
-def _drizzle_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorState,
+def _drizzle_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorState, threads: int,
                   *filters: ProductRecord) -> ProductRecord:
-    """One SVM drizzle product: AstroDrizzle's job, then HAP's keywords."""
+    """One SVM drizzle product: AstroDrizzle's job (its own graph on ``threads`` threads), then
+    HAP's keywords."""
     lines: list[str] = []
     stem = job.name.rsplit("_", 1)[0]
     masks = {r: p for rec in filters for r, p in rec.crmasks.items()}
     params = {**dict(job.params), **_grid_params(state.grid)}
     t0 = time.perf_counter()
     res = drizzle(list(job.inputs), Path(staging) / stem, params=params,
-                  wcs_updates=state.headers(), crmasks=masks or None, threads_per_worker=1,
+                  wcs_updates=state.headers(), crmasks=masks or None, threads_per_worker=threads,
                   log=lines.append)
     if res.output.name != job.name:
         raise RuntimeError(f"{job.name}: the drizzle wrote {res.output.name}")
@@ -280,6 +283,23 @@ def saturation_map(exps: list, state: DetectorState, shape: tuple[int, int]) -> 
     return out
 
 
+class _OnLookup(Mapping):
+    """A read-only mapping whose values are made by ``make(source)`` at each lookup (not kept)."""
+
+    def __init__(self, sources: dict, make: Callable) -> None:
+        self._sources = sources
+        self._make = make
+
+    def __getitem__(self, key):
+        return self._make(self._sources[key])
+
+    def __iter__(self):
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+
 def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
                   state: DetectorState, _after: object, total: ProductRecord,
                   *filters: ProductRecord) -> list[str]:
@@ -289,14 +309,18 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
     except (KeyError, ValueError) as exc:
         return [f"{total.name}: no catalogs ({exc})"]
     tprod = read_product(total.path)
-    fprods, saturated = {}, {}
+    paths, sources = {}, {}
     for rec in filters:
-        p = read_product(rec.path)
-        fname = str(p.keyword("FILTER", default=rec.name)).lower()
-        fprods[fname] = p
-        if not params.ir:
-            saturated[fname] = saturation_map([exps[q] for q in filter_paths[rec.name]], state,
-                                              p.sci.shape)
+        head = read_product(rec.path, memmap=True)  # keywords only; pixels are not read
+        fname = str(head.keyword("FILTER", default=rec.name)).lower()
+        paths[fname] = rec.path
+        sources[fname] = ([exps[q] for q in filter_paths[rec.name]], head.sci.shape)
+        del head
+    # filter products and saturation maps are read when make_catalogs looks them up, one filter
+    # at a time (each is a whole image: holding them all at once was the catalog step's peak)
+    fprods = _OnLookup(paths, read_product)
+    saturated = {} if params.ir else _OnLookup(
+        sources, lambda src: saturation_map(src[0], state, src[1]))
     lines = []
     try:
         cats = make_catalogs(tprod, fprods, params, saturated=saturated)
@@ -356,8 +380,12 @@ def _set_name(key: str, level: str, n: int, first: float | None) -> str:
 
 
 def visit_graph(p: SvmPlan, refcat, staging: str, *, previews: bool = True,
-                catalogs: bool = True) -> tuple[dict, dict]:
-    """The Dask graph of a visit and its named result keys (see the module docstring)."""
+                catalogs: bool = True, threads: int = 1) -> tuple[dict, dict]:
+    """The Dask graph of a visit and its named result keys (see the module docstring).
+
+    ``threads``: threads of a worker of the visit graph; the total products' drizzles (which
+    run after their filter products, mostly alone) use that many, the others one each.
+    """
     exps = p.exposures
     align_exps = [exps[e.path] for d in p.detectors for e in d.all_exposures]
     graph, fit_keys, kept = align_graph(align_exps, refcat)
@@ -379,10 +407,11 @@ def visit_graph(p: SvmPlan, refcat, staging: str, *, previews: bool = True,
             k = ("svm-drizzle", job.name)
             if job.level == "total":
                 fdeps = [filter_keys[f.drizzle_name] for f in det.total_filters]
-                graph[k] = (_drizzle_task, job, staging, exps, skey, *fdeps)
+                graph[k] = (_drizzle_task, job, staging, exps, skey, max(1, int(threads)),
+                            *fdeps)
                 total_key = k
             else:
-                graph[k] = (_drizzle_task, job, staging, exps, skey)
+                graph[k] = (_drizzle_task, job, staging, exps, skey, 1)
                 if job.level == "filter":
                     filter_keys[job.name] = k
             keys["drizzle"].append(k)
@@ -555,8 +584,11 @@ def run(
         _check_free(outdir, names)
         staging = Path(tempfile.mkdtemp(prefix=".hapdask-svm-", dir=outdir))
         try:
+            local = scheduler is None and not workers
+            threads = (threads_per_worker or os.cpu_count() or 1) if local else \
+                (threads_per_worker or 1)
             graph, keys = visit_graph(p, cat, str(staging), previews=previews,
-                                      catalogs=catalogs)
+                                      catalogs=catalogs, threads=threads)
             want = (keys["states"] + keys["drizzle"] + keys["catalogs"] + keys["previews"])
             with compute_context(scheduler, workers, threads_per_worker, log,
                                  scratch=str(staging)) as (compute, _client):
