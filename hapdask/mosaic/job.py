@@ -28,9 +28,13 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
+from astropy.wcs import WCS
 
+from hapdask.combine.crrej import CRParams
+from hapdask.combine.median import CombineParams
 from hapdask.export import fits as xfits
 from hapdask.export.paths import remove_temporary
+from hapdask.io import open_exposure, resolve_inputs
 from hapdask.mosaic import products
 from hapdask.mosaic.graph import (
     GridInputs,
@@ -75,7 +79,6 @@ class DrizzleResult:
 
 
 def _open_inputs(inputs) -> list:
-    from hapdask.io import open_exposure, resolve_inputs
 
     items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
     if not items:
@@ -109,6 +112,7 @@ def _open_inputs(inputs) -> list:
 
 
 def _sky_method(p: AstroDrizzleParams, static_keys: dict | None):
+    # hapdask.sky loads numba code: deferred so importing the engine (e.g. for --dry-run) does not
     from hapdask.sky import AstroDrizzleSky, SkyParams
 
     names = {f.name for f in fields(SkyParams)}
@@ -118,7 +122,6 @@ def _sky_method(p: AstroDrizzleParams, static_keys: dict | None):
 
 
 def _reference_wcs(path: str):
-    from astropy.wcs import WCS
 
     with fits.open(path) as hdul:
         for h in hdul:
@@ -236,8 +239,6 @@ def drizzle(
     ValueError
         Unreadable input, mixed units, no input.
     """
-    from hapdask.combine.crrej import CRParams
-    from hapdask.combine.median import CombineParams
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     given = dict(load_config(config)) if config else {}
