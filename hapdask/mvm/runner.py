@@ -435,8 +435,9 @@ def _align_and_analyze(inputs, refcat, verdicts, compute, log
     if job is None:
         return None, verdicts, []
     res = job.result(values[:nalign])
-    notes = [f"alignment to {res.catalog} ({time.perf_counter() - t0:.1f} s with the input "
-             f"analysis, margin {MVM_ALIGN_MARGIN:g}\"): " + line for line in res.summary()]
+    notes = [f"alignment to {res.catalog}: {time.perf_counter() - t0:.1f} s with the input "
+             f"analysis, margin {MVM_ALIGN_MARGIN:g}\"",
+             *(f"alignment: {line}" for line in res.summary())]
     for n in notes:
         log(n)
     return res.wcs_updates(), verdicts, notes
