@@ -43,8 +43,26 @@ def manifest_name(instrument: str, first_rootname: str, visit: object) -> str:
     return f"{instrument.lower()}_{ppp}_{vis}_manifest.txt"
 
 
+class _Named:
+    """The drizzle product and trailer names every product level derives from its ``stem``
+    and ``suffix`` (``drz``/``drc``), inventory 2.2."""
+
+    stem: str
+    suffix: str
+
+    @property
+    def drizzle_name(self) -> str:
+        """``<stem>_dr[cz].fits``."""
+        return f"{self.stem}_{self.suffix}.fits"
+
+    @property
+    def trailer_name(self) -> str:
+        """``<stem>_trl.txt``."""
+        return f"{self.stem}_trl.txt"
+
+
 @dataclass
-class ExposureItem:
+class ExposureItem(_Named):
     """One input exposure of the visit.
 
     Attributes
@@ -83,16 +101,8 @@ class ExposureItem:
         return f"{self.prefix}_{self.filter}_{self.rootname[:8]}"
 
     @property
-    def drizzle_name(self) -> str:
-        return f"{self.stem}_{self.suffix}.fits"
-
-    @property
     def headerlet_name(self) -> str:
         return f"{self.stem}_hlet.fits"
-
-    @property
-    def trailer_name(self) -> str:
-        return f"{self.stem}_trl.txt"
 
     @property
     def renamed_input(self) -> str:
@@ -106,7 +116,7 @@ def sort_key(e: ExposureItem) -> tuple[float, float, str]:
 
 
 @dataclass
-class FilterProduct:
+class FilterProduct(_Named):
     """One filter of one detector: its member exposures (FLC-only when any is FLC)."""
 
     prefix: str
@@ -124,20 +134,12 @@ class FilterProduct:
         return f"{self.prefix}_{self.filter}_{self.ipppss}"
 
     @property
-    def drizzle_name(self) -> str:
-        return f"{self.stem}_{self.suffix}.fits"
-
-    @property
-    def trailer_name(self) -> str:
-        return f"{self.stem}_trl.txt"
-
-    @property
     def n(self) -> int:
         return len(self.exposures)
 
 
 @dataclass
-class DetectorProducts:
+class DetectorProducts(_Named):
     """The total product of one detector and everything below it."""
 
     instrument: str
@@ -178,14 +180,6 @@ class DetectorProducts:
     @property
     def stem(self) -> str:
         return f"{self.prefix}_total_{self.ipppss}"
-
-    @property
-    def drizzle_name(self) -> str:
-        return f"{self.stem}_{self.suffix}.fits"
-
-    @property
-    def trailer_name(self) -> str:
-        return f"{self.stem}_trl.txt"
 
 
 def build_detector(instrument: str, detector: str, prefix: str,
