@@ -113,32 +113,28 @@ def main() -> int:
         t0 = time.perf_counter()
         run_astrodrizzle(inputs, ad, params)
         t_ad = time.perf_counter() - t0  # (AstroDrizzle prints its WCS to stdout)
-        out = work / f"ours{n}{'s' if a.small else ''}"
-        shutil.rmtree(out, ignore_errors=True)
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            drizzle([str(p) for p in inputs], out / "cr", params=params, tile_size=tile,
-                    region_size=tile, threads_per_worker=a.threads, log=lambda m: None)
-        t_ours = time.perf_counter() - t0
         ctx = {p: truth_context(sim, p, [q for q in inputs if q != p]) for p in inputs}
-        theirs = score_set(ctx, lambda p, ad=ad: astrodrizzle_masks(ad, p))
-        ours = score_set(ctx, lambda p, out=out: read_crmask(
-            out / f"{p.name.split('_')[0]}_crmask.fits"))
-        rows.append((n, "AstroDrizzle", theirs, t_ad))
-        rows.append((n, "hapdask", ours, t_ours))
-        if "Reverting sky computation" in (ad / "astrodrizzle.log").read_text():
-            same = {**params, "skymethod": "localmin"}
-            out2 = work / f"ours{n}{'s' if a.small else ''}_localmin"
-            shutil.rmtree(out2, ignore_errors=True)
+
+        def ours(out: Path, params: dict, inputs=inputs, ctx=ctx):
+            """Run hapdask drizzle into ``out`` (timed) and score its CR masks."""
+            shutil.rmtree(out, ignore_errors=True)
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                drizzle([str(p) for p in inputs], out2 / "cr", params=same, tile_size=tile,
+                drizzle([str(p) for p in inputs], out / "cr", params=params, tile_size=tile,
                         region_size=tile, threads_per_worker=a.threads, log=lambda m: None)
-            t_lm = time.perf_counter() - t0
-            rows.append((n, "hapdask (localmin)", score_set(ctx, lambda p, o=out2: read_crmask(
-                o / f"{p.name.split('_')[0]}_crmask.fits")), t_lm))
+            t = time.perf_counter() - t0
+            return score_set(ctx, lambda p: read_crmask(
+                out / f"{p.name.split('_')[0]}_crmask.fits")), t
+
+        theirs = score_set(ctx, lambda p, ad=ad: astrodrizzle_masks(ad, p))
+        rows.append((n, "AstroDrizzle", theirs, t_ad))
+        score, t_ours = ours(work / f"ours{n}{'s' if a.small else ''}", params)
+        rows.append((n, "hapdask", score, t_ours))
+        if "Reverting sky computation" in (ad / "astrodrizzle.log").read_text():
+            rows.append((n, "hapdask (localmin)",
+                         *ours(work / f"ours{n}{'s' if a.small else ''}_localmin",
+                               {**params, "skymethod": "localmin"})))
         for n_, label, sc, t in rows[-(3 if rows[-1][1].endswith(")") else 2):]:
             print(f"{n_:>2} {label:<19} {sc.truth_pixels:>7} {sc.found_pct:>8.2f} "
                   f"{sc.found_detectable_pct:>7.2f} {sc.false:>6} {sc.false_pct:>8.2f} "
