@@ -1,6 +1,7 @@
 """Where the time of a run goes: a per-stage breakdown from Dask task timings.
 
-One home for ``hapdask mvm --profile`` and ``hapdask drizzle --profile`` (and for Python users)::
+One home for ``hapdask mvm --profile``, ``hapdask drizzle --profile`` and ``hapdask svm --profile``
+(and for Python users)::
 
     from hapdask.profile import Profile
 
@@ -14,8 +15,9 @@ How it measures
   :mod:`hapdask.mvm.runner`, which, while a :class:`Profile` is active, wraps each task of the
   graph in :func:`run_task`: the task's start and end (wall clock, in the thread that runs it)
   and its *stage* (from the key name: analyze, align, sky, static, median, driz_cr, drizzle,
-  write) are recorded. This works the same on the local threaded scheduler and on
-  ``distributed`` workers (their records are collected with ``Client.run`` after each compute).
+  write; SVM's keywords, catalogs, preview) are recorded. This works the same on the local
+  threaded scheduler and on ``distributed`` workers (their records are collected with
+  ``Client.run`` after each compute).
 * Inside tasks, :func:`timed` splits a stage into operations (``read``, ``pixmap``, ``kernel``,
   ``finalize`` of a drizzle tile; ``fits``, ``zarr``, ``stats`` of a write task). It costs one
   thread-local lookup when no profile is active.
@@ -45,7 +47,7 @@ __all__ = ["ComputeRecord", "Profile", "StageRow", "TaskSpan", "active", "classi
 
 #: Stages in report order, with the key-name tokens that mark them (first match wins).
 STAGE_TOKENS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("write", frozenset({"write"})),
+    ("write", frozenset({"write", "header", "done"})),
     ("analyze", frozenset({"analyze"})),
     ("align", frozenset({"align"})),
     ("static", frozenset({"static"})),
@@ -53,6 +55,9 @@ STAGE_TOKENS: tuple[tuple[str, frozenset[str]], ...] = (
     ("median", frozenset({"median", "wsum", "wmean", "noise"})),
     ("driz_cr", frozenset({"cr", "crmask", "dq"})),
     ("drizzle", frozenset({"tile"})),
+    ("keywords", frozenset({"keywords", "headerlets"})),
+    ("catalogs", frozenset({"catalogs"})),
+    ("preview", frozenset({"preview", "color"})),
 )
 STAGES = tuple(name for name, _ in STAGE_TOKENS) + ("other",)
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from hapdask.cli import CLIError, printable
+from hapdask.cli._profile import add_arguments as add_profile_arguments
+from hapdask.cli._profile import profiling
 
 #: HAP's exit code when a poller holds no viable data (inventory section 0).
 NO_VIABLE_DATA = 65
@@ -39,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-catalogs", action="store_true", help="skip the catalogs")
     p.add_argument("--no-previews", action="store_true", help="skip the JPEG previews")
     p.add_argument("--dry-run", action="store_true", help="print the product tree and stop")
+    add_profile_arguments(p, "OUTPUT/<poller>_dask-report.html")
     p.set_defaults(func=run)
 
 
@@ -59,11 +63,13 @@ def run(args: argparse.Namespace) -> int:
             for line in svm.plan(args.poller).describe():
                 print(printable(line))
             return 0
-        result = svm.run(args.poller, output=args.output, refcat=args.refcat,
-                         scheduler=args.scheduler, workers=args.workers,
-                         threads_per_worker=args.threads_per_worker,
-                         update_inputs=args.update_inputs, catalogs=not args.no_catalogs,
-                         previews=not args.no_previews, log=_log)
+        report = Path(args.output) / f"{Path(args.poller).stem}_dask-report.html"
+        with profiling(args, report):
+            result = svm.run(args.poller, output=args.output, refcat=args.refcat,
+                             scheduler=args.scheduler, workers=args.workers,
+                             threads_per_worker=args.threads_per_worker,
+                             update_inputs=args.update_inputs, catalogs=not args.no_catalogs,
+                             previews=not args.no_previews, log=_log)
     except svm.NoViableData as exc:
         raise CLIError(str(exc), code=NO_VIABLE_DATA) from None
     for line in result.summary().splitlines():

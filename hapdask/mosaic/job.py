@@ -52,7 +52,7 @@ from hapdask.mosaic.stages import assemble_mask
 from hapdask.mosaic.tiles import place_chips, plan_tiles
 from hapdask.scheduling import compute_context
 
-__all__ = ["DrizzleResult", "drizzle"]
+__all__ = ["DrizzleGraph", "DrizzleResult", "drizzle", "drizzle_graph"]
 
 #: output pixels blot may read around a position (poly5 reads 3, lanczos5 5)
 BLOT_REACH = 6
@@ -76,6 +76,18 @@ class DrizzleResult:
         lines += [f"  cosmic-ray mask {p}" for p in self.crmasks]
         lines += [f"  {k}: {v:.2f} s" for k, v in self.timings.items()]
         return "\n".join(lines)
+
+
+@dataclass
+class DrizzleGraph:
+    """One :func:`drizzle` job as a Dask graph (:func:`drizzle_graph`)."""
+
+    graph: dict
+    keys: list          # what to compute: ``done`` first, then the cosmic-ray mask tasks
+    done: tuple         # key of the DrizzleResult (the product renamed to its final name)
+    output: Path        # the product's final path
+    scratch: Scratch    # pixel maps and stacks; remove after the compute
+    crmask_keys: dict = field(default_factory=dict)  # rootname -> key writing its crmask file
 
 
 def _open_inputs(inputs) -> list:
@@ -156,10 +168,15 @@ def _crmask_file(path, rootname, shapes, extvers, boxes_per_chip, *parts):
                                                                           strict=True))
 
 
+def _read_crmask(path: str, extver: int, shape, *_after) -> np.ndarray:
+    return products.chip_crmask(path, extver, shape)
+
+
 def _given_masks(chips: list[ChipRef], crmasks: Mapping, crbit: int, prefix: str,
-                 graph: dict) -> list[list]:
+                 graph: dict, after: tuple = ()) -> list[list]:
     """Whole-chip mask tasks of the given ``<rootname>_crmask.fits`` files (graph updated in
-    place); chips whose good bits include ``crbit`` (or that have no file) get none."""
+    place; read after the tasks ``after``); chips whose good bits include ``crbit`` (or that
+    have no file) get none."""
     masks = {str(k).lower(): v for k, v in crmasks.items()}
     regions: list[list] = []
     for i, c in enumerate(chips):
@@ -168,7 +185,7 @@ def _given_masks(chips: list[ChipRef], crmasks: Mapping, crbit: int, prefix: str
             regions.append([])
             continue
         key = (f"{prefix}-crmask-in", i)
-        graph[key] = (products.chip_crmask, str(path), c.key[1], c.shape)
+        graph[key] = (_read_crmask, str(path), c.key[1], c.shape, *after)
         regions.append([((0, c.shape[0], 0, c.shape[1]), key)])
     return regions
 
@@ -177,6 +194,216 @@ def _update_dq_after(written, path, crbit, reset):
     _, masks = written
     products.update_dq(path, {e: m.astype(bool) for e, m in masks.items()}, crbit, reset)
     return path
+
+
+def drizzle_graph(
+    inputs,
+    output: str | os.PathLike,
+    *,
+    params: Mapping | AstroDrizzleParams | None = None,
+    config: str | os.PathLike | None = None,
+    tile_size: int = 1024,
+    region_size: int = 1024,
+    update_dq: bool = False,
+    wcs_updates: Mapping | None = None,
+    crmasks: Mapping | None = None,
+    after: Iterable = (),
+    scratch: Scratch | None = None,
+) -> DrizzleGraph:
+    """The Dask graph of one :func:`drizzle` job, to be computed alone or merged into a bigger
+    graph (``hapdask svm`` computes a visit's products as one graph).
+
+    Parameters are those of :func:`drizzle`, plus:
+
+    after : keys
+        Keys of the enclosing graph that must be computed before the given ``crmasks`` files
+        are read (the tasks that write them).
+    scratch : Scratch, optional
+        Where pixel maps and separate-drizzle stacks go (default: a new one beside the output,
+        :attr:`DrizzleGraph.scratch`); the caller removes it after the compute.
+
+    Returns
+    -------
+    DrizzleGraph
+        ``graph``; ``keys`` to compute; ``done``, the key whose value is the
+        :class:`DrizzleResult` (the product then has its final name). Pixel maps are computed
+        while the graph is built.
+    """
+    t_start = time.perf_counter()
+    given = dict(load_config(config)) if config else {}
+    if isinstance(params, AstroDrizzleParams):
+        p = AstroDrizzleParams.from_mapping({**given, **params.changed()})
+    else:
+        p = AstroDrizzleParams.from_mapping({**given, **dict(params or {})})
+    notes: list[str] = []
+    exps = _open_inputs(inputs)
+    updates = {(str(k[0]).lower(), int(k[1])): v for k, v in (wcs_updates or {}).items()}
+    chips: list[ChipRef] = []
+    for e in exps:
+        chips += [c for c in chip_refs(e, p.good_bits("final_bits"), updates)
+                  if c.chip.has_data]
+    flc = all(e.is_flc for e in exps)
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    filename = f"{out.name}_{'drc' if flc else 'drz'}.fits"
+    final_path = out.parent / filename
+    fp = _fingerprint(chips, p, tile_size, region_size)
+    final_grid = _grid("final", p, chips)
+    final = p.final
+    want_cr = p["driz_cr"]
+    combine = CombineParams(
+        combine_type=p["combine_type"], combine_nsigma=" ".join(map(str, p["combine_nsigma"])),
+        combine_nlow=p["combine_nlow"], combine_nhigh=p["combine_nhigh"],
+        combine_lthresh=p["combine_lthresh"], combine_hthresh=p["combine_hthresh"],
+        combine_grow=p["combine_grow"], combine_maskpt=p["combine_maskpt"])
+    cr = CRParams(driz_cr_snr=" ".join(map(str, p["driz_cr_snr"])),
+                  driz_cr_scale=" ".join(map(str, p["driz_cr_scale"])),
+                  driz_cr_grow=p["driz_cr_grow"], driz_cr_ctegrow=p["driz_cr_ctegrow"],
+                  driz_cr_corr=p["driz_cr_corr"])
+    sep = p.separate
+    final_cfg = {"kernel": final.kernel, "pixfrac": final.pixfrac}
+    sep_cfg = {"kernel": sep.kernel, "pixfrac": sep.pixfrac, "grow": combine.halo,
+               "region_size": region_size, "halo": cr.halo, "reach": BLOT_REACH}
+    sep_grid = _grid("driz_sep", p, chips) if want_cr else None
+    # pixel maps and separate-drizzle stacks are kept here until the caller removes it
+    own_scratch = scratch is None
+    if scratch is None:
+        scratch = Scratch.create(out.parent, out.name)
+    try:
+        sep_place = None
+        if sep_grid is not None and sep_grid.header == final_grid.header:
+            both = place_chips(chips, final_grid, tile_size, configs=[final_cfg, sep_cfg],
+                               scratch=scratch, tag=f"final-{fp}")
+            placements = [b[0] for b in both]
+            sep_place = [b[1] for b in both]
+        else:
+            placements = place_chips(chips, final_grid, tile_size, scratch=scratch,
+                                     tag=f"final-{fp}", **final_cfg)
+        keep = [i for i, pl in enumerate(placements) if pl.boxes]
+        for i in range(len(chips)):
+            if i not in keep:
+                notes.append(f"{chips[i].label}: does not overlap the output grid (skipped)")
+        if not keep:
+            raise ValueError("no input chip overlaps the output grid")
+        chips = [chips[i] for i in keep]
+        placements = [placements[i] for i in keep]
+        if sep_place is not None:
+            sep_place = [sep_place[i] for i in keep]
+        tiles = plan_tiles(final_grid, tile_size, placements)
+        n_exp = len({c.rootname for c in chips})
+        do_cr = want_cr and n_exp >= 2
+        if want_cr and not do_cr:
+            notes.append("one exposure: separate drizzle, median, blot and driz_cr skipped "
+                         "(as AstroDrizzle)")
+        graph, ckeys = chip_tasks(chips, f"drz-{fp}")
+        static_keys = None
+        if p["static"]:
+            g, static_keys = static_tasks(chips, p["static_sig"], f"drz-{fp}")
+            graph.update(g)
+        sky = _sky_method(p, {c.key: k for c, k in zip(chips, static_keys, strict=True)}
+                          if static_keys is not None and p["use_static"] else None)
+        g, sky_keys = sky.tasks(chips, f"drz-sky-{fp}")
+        graph.update(g)
+        cr_regions = None
+        cr_layout: list[tuple] = []
+        if do_cr:
+            if sep_place is None:
+                sep_place = place_chips(chips, sep_grid, tile_size, scratch=scratch,
+                                        tag=f"sep-{fp}", **sep_cfg)
+            sep_inputs = GridInputs(chips, ckeys, sky_keys, sep_grid.header,
+                                    sep_grid.scale_arcsec, static_keys=static_keys,
+                                    pixmaps=[pl.pixmap for pl in sep_place])
+            g, med_keys = median_tasks(
+                plan_tiles(sep_grid, tile_size, sep_place), sep_grid.shape, sep_inputs, sep,
+                combine, [pl.boxes for pl in sep_place], f"drz-{fp}", scratch)
+            graph.update(g)
+            windows = dict(sep_grid.windows(tile_size))
+            g, cr_regions = cr_tasks(sep_place, sep_inputs, windows, med_keys, cr.halo,
+                                     {"interp": p["blot_interp"], "sinscl": p["blot_sinscl"],
+                                      "addsky": p["blot_addsky"], "skyval": p["blot_skyval"]},
+                                     cr, f"drz-{fp}")
+            graph.update(g)
+        elif crmasks:
+            cr_regions = _given_masks(chips, crmasks, p["crbit"], f"drz-{fp}", graph,
+                                      tuple(after))
+        nplanes = max(1, math.ceil(len(chips) / 32)) if p["context"] else 0
+        final_inputs = GridInputs(chips, ckeys, sky_keys, final_grid.header,
+                                  final_grid.scale_arcsec, static_keys=static_keys,
+                                  pixmaps=[pl.pixmap for pl in placements])
+        g, tile_keys = drizzle_tasks(tiles, final_inputs, final, nplanes, f"drz-{fp}",
+                                     cr_regions=cr_regions)
+        graph.update(g)
+        primaries = {e.rootname: e.primary for e in exps}
+        sci_headers = {(e.rootname, c.extver): c.header for e in exps for c in e.chips}
+        texptime = float(sum(e.exptime for e in exps
+                             if any(c.rootname == e.rootname for c in chips)))
+        # the product file is created once the sky levels (its header keywords) are known
+        head_key = (f"drz-header-{fp}",)
+        graph[head_key] = (_create_product, final_path, filename, final_grid, chips, primaries,
+                           sci_headers, final, nplanes, p.changed(), *sky_keys)
+        scale = 1.0 if final.units == "cps" else texptime
+        keys = []
+        for t in tiles:
+            key = (f"drz-write-{fp}", *t.index)
+            graph[key] = (_write_tile, head_key, t.window, scale, tile_keys[t.index])
+            keys.append(key)
+        mask_keys = []
+        if do_cr:
+            by_exp: dict[str, list[int]] = {}
+            for i, c in enumerate(chips):
+                by_exp.setdefault(c.rootname, []).append(i)
+            for root, idx in by_exp.items():
+                path = out.parent / products.crmask_name(root)
+                key = (f"drz-crmask-{fp}", root)
+                graph[key] = (_crmask_file, str(path), root, [chips[i].shape for i in idx],
+                              [chips[i].key[1] for i in idx],
+                              [[b for b, _ in cr_regions[i]] for i in idx],
+                              *[k for i in idx for _, k in cr_regions[i]])
+                mask_keys.append(key)
+                cr_layout.append((root, path))
+                if update_dq:
+                    dkey = (f"drz-dq-{fp}", root)
+                    graph[dkey] = (_update_dq_after, key, chips[idx[0]].chip.path, p["crbit"],
+                                   p["resetbits"] or 0)
+                    mask_keys.append(dkey)
+        done = (f"drz-done-{fp}",)
+        graph[done] = (_finish_product, head_key, [c.key for c in chips], [c.label for c in chips],
+                       p, notes, {"plan": time.perf_counter() - t_start},
+                       [pth for _, pth in cr_layout], len(sky_keys), *sky_keys, *keys,
+                       *mask_keys)
+    except BaseException:
+        if own_scratch:
+            scratch.remove()
+        raise
+    masks_written = {root: (f"drz-crmask-{fp}", root) for root, _ in cr_layout}
+    return DrizzleGraph(graph, [done, *mask_keys], done, final_path, scratch, masks_written)
+
+
+def _create_product(final_path, filename, grid, chips, primaries, sci_headers, final, nplanes,
+                    changed, *skies) -> xfits.FitsLayout:
+    """The product's temporary file with every header (they hold the sky levels)."""
+    sky = {c.key: s for c, s in zip(chips, skies, strict=True)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VerifyWarning)
+        hdrs = products.product_headers(filename, grid, chips, primaries, sci_headers, sky,
+                                        final, bool(nplanes), changed)
+        return xfits.create_fits(final_path, grid.shape, primary=hdrs["primary"],
+                                 sci=hdrs["sci"], wht=hdrs["wht"], ctx=hdrs["ctx"],
+                                 nplanes=nplanes, hdrtab=hdrs["hdrtab"])
+
+
+def _finish_product(layout, chip_keys, labels, p, notes, timings, crmasks, n_sky, *rest
+                    ) -> DrizzleResult:
+    """Rename the product to its final name once every tile is written."""
+    t0 = time.perf_counter()
+    skies = dict(zip(chip_keys, rest[:n_sky], strict=True))
+    notes = list(notes)
+    for key, label in zip(chip_keys, labels, strict=True):
+        if not skies[key].ok:
+            notes.append(f"{label}: {skies[key].reason} (skipped)")
+    path = xfits.finalize_fits(layout, {})
+    timings = {**timings, "finalize": time.perf_counter() - t0}
+    return DrizzleResult(Path(path), list(crmasks), skies, p, notes, timings, 0.0)
 
 
 def drizzle(
@@ -240,172 +467,23 @@ def drizzle(
         Unreadable input, mixed units, no input.
     """
     t_start = time.perf_counter()
-    timings: dict[str, float] = {}
-    given = dict(load_config(config)) if config else {}
-    if isinstance(params, AstroDrizzleParams):
-        p = AstroDrizzleParams.from_mapping({**given, **params.changed()})
-    else:
-        p = AstroDrizzleParams.from_mapping({**given, **dict(params or {})})
-    notes: list[str] = []
-    exps = _open_inputs(inputs)
-    updates = {(str(k[0]).lower(), int(k[1])): v for k, v in (wcs_updates or {}).items()}
-    chips: list[ChipRef] = []
-    for e in exps:
-        chips += [c for c in chip_refs(e, p.good_bits("final_bits"), updates)
-                  if c.chip.has_data]
-    flc = all(e.is_flc for e in exps)
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    filename = f"{out.name}_{'drc' if flc else 'drz'}.fits"
-    final_path = out.parent / filename
-    fp = _fingerprint(chips, p, tile_size, region_size)
-    t0 = time.perf_counter()
-    final_grid = _grid("final", p, chips)
-    final = p.final
-    want_cr = p["driz_cr"]
-    combine = CombineParams(
-        combine_type=p["combine_type"], combine_nsigma=" ".join(map(str, p["combine_nsigma"])),
-        combine_nlow=p["combine_nlow"], combine_nhigh=p["combine_nhigh"],
-        combine_lthresh=p["combine_lthresh"], combine_hthresh=p["combine_hthresh"],
-        combine_grow=p["combine_grow"], combine_maskpt=p["combine_maskpt"])
-    cr = CRParams(driz_cr_snr=" ".join(map(str, p["driz_cr_snr"])),
-                  driz_cr_scale=" ".join(map(str, p["driz_cr_scale"])),
-                  driz_cr_grow=p["driz_cr_grow"], driz_cr_ctegrow=p["driz_cr_ctegrow"],
-                  driz_cr_corr=p["driz_cr_corr"])
-    sep = p.separate
-    final_cfg = {"kernel": final.kernel, "pixfrac": final.pixfrac}
-    sep_cfg = {"kernel": sep.kernel, "pixfrac": sep.pixfrac, "grow": combine.halo,
-               "region_size": region_size, "halo": cr.halo, "reach": BLOT_REACH}
-    sep_grid = _grid("driz_sep", p, chips) if want_cr else None
-    # pixel maps and separate-drizzle stacks are kept here until the run ends
-    scratch = Scratch.create(out.parent, out.name)
+    job = drizzle_graph(inputs, output, params=params, config=config, tile_size=tile_size,
+                        region_size=region_size, update_dq=update_dq, wcs_updates=wcs_updates,
+                        crmasks=crmasks)
     try:
-        sep_place = None
-        if sep_grid is not None and sep_grid.header == final_grid.header:
-            both = place_chips(chips, final_grid, tile_size, configs=[final_cfg, sep_cfg],
-                               scratch=scratch, tag="final")
-            placements = [b[0] for b in both]
-            sep_place = [b[1] for b in both]
-        else:
-            placements = place_chips(chips, final_grid, tile_size, scratch=scratch,
-                                     tag="final", **final_cfg)
-        keep = [i for i, pl in enumerate(placements) if pl.boxes]
-        for i in range(len(chips)):
-            if i not in keep:
-                notes.append(f"{chips[i].label}: does not overlap the output grid (skipped)")
-        if not keep:
-            raise ValueError("no input chip overlaps the output grid")
-        chips = [chips[i] for i in keep]
-        placements = [placements[i] for i in keep]
-        if sep_place is not None:
-            sep_place = [sep_place[i] for i in keep]
-        tiles = plan_tiles(final_grid, tile_size, placements)
-        n_exp = len({c.rootname for c in chips})
-        do_cr = want_cr and n_exp >= 2
-        if want_cr and not do_cr:
-            notes.append("one exposure: separate drizzle, median, blot and driz_cr skipped "
-                         "(as AstroDrizzle)")
-        graph, ckeys = chip_tasks(chips, f"drz-{fp}")
-        static_keys = None
-        if p["static"]:
-            g, static_keys = static_tasks(chips, p["static_sig"], f"drz-{fp}")
-            graph.update(g)
-        sky = _sky_method(p, {c.key: k for c, k in zip(chips, static_keys, strict=True)}
-                          if static_keys is not None and p["use_static"] else None)
-        g, sky_keys = sky.tasks(chips, f"drz-sky-{fp}")
-        graph.update(g)
-        cr_regions = None
-        cr_layout: list[tuple] = []
-        if do_cr:
-            if sep_place is None:
-                sep_place = place_chips(chips, sep_grid, tile_size, scratch=scratch,
-                                        tag="sep", **sep_cfg)
-            sep_inputs = GridInputs(chips, ckeys, sky_keys, sep_grid.header,
-                                    sep_grid.scale_arcsec, static_keys=static_keys,
-                                    pixmaps=[pl.pixmap for pl in sep_place])
-            g, med_keys = median_tasks(
-                plan_tiles(sep_grid, tile_size, sep_place), sep_grid.shape, sep_inputs, sep,
-                combine, [pl.boxes for pl in sep_place], f"drz-{fp}", scratch)
-            graph.update(g)
-            windows = dict(sep_grid.windows(tile_size))
-            g, cr_regions = cr_tasks(sep_place, sep_inputs, windows, med_keys, cr.halo,
-                                     {"interp": p["blot_interp"], "sinscl": p["blot_sinscl"],
-                                      "addsky": p["blot_addsky"], "skyval": p["blot_skyval"]},
-                                     cr, f"drz-{fp}")
-            graph.update(g)
-        elif crmasks:
-            cr_regions = _given_masks(chips, crmasks, p["crbit"], f"drz-{fp}", graph)
-        nplanes = max(1, math.ceil(len(chips) / 32)) if p["context"] else 0
-        final_inputs = GridInputs(chips, ckeys, sky_keys, final_grid.header,
-                                  final_grid.scale_arcsec, static_keys=static_keys,
-                                  pixmaps=[pl.pixmap for pl in placements])
-        g, tile_keys = drizzle_tasks(tiles, final_inputs, final, nplanes, f"drz-{fp}",
-                                     cr_regions=cr_regions)
-        graph.update(g)
-        timings["plan"] = time.perf_counter() - t0
-
         with compute_context(scheduler, workers, threads_per_worker, log,
-                             scratch=scratch.directory) as (compute, _client):
+                             scratch=job.scratch.directory) as (compute, _client):
             t0 = time.perf_counter()
-            pre = list(sky_keys) + list(dict.fromkeys(static_keys or []))
-            values = compute(graph, pre, False)
-            levels = values[:len(sky_keys)]
-            graph.update(dict(zip(pre, values, strict=True)))
-            skies = {c.key: s for c, s in zip(chips, levels, strict=True)}
-            for c in chips:
-                if not skies[c.key].ok:
-                    notes.append(f"{c.label}: {skies[c.key].reason} (skipped)")
-            timings["sky"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            primaries = {e.rootname: e.primary for e in exps}
-            sci_headers = {(e.rootname, c.extver): c.header for e in exps for c in e.chips}
-            texptime = float(sum(e.exptime for e in exps
-                                 if any(c.rootname == e.rootname for c in chips)))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", VerifyWarning)
-                hdrs = products.product_headers(filename, final_grid, chips, primaries,
-                                                sci_headers, skies, final, bool(nplanes),
-                                                p.changed())
-                layout = xfits.create_fits(final_path, final_grid.shape, primary=hdrs["primary"],
-                                           sci=hdrs["sci"], wht=hdrs["wht"], ctx=hdrs["ctx"],
-                                           nplanes=nplanes, hdrtab=hdrs["hdrtab"])
-            scale = 1.0 if final.units == "cps" else texptime
-            keys = []
-            for t in tiles:
-                key = (f"drz-write-{fp}", *t.index)
-                graph[key] = (_write_tile, layout, t.window, scale, tile_keys[t.index])
-                keys.append(key)
-            mask_keys = []
-            if do_cr:
-                by_exp: dict[str, list[int]] = {}
-                for i, c in enumerate(chips):
-                    by_exp.setdefault(c.rootname, []).append(i)
-                for root, idx in by_exp.items():
-                    path = out.parent / products.crmask_name(root)
-                    key = (f"drz-crmask-{fp}", root)
-                    graph[key] = (_crmask_file, str(path), root, [chips[i].shape for i in idx],
-                                  [chips[i].key[1] for i in idx],
-                                  [[b for b, _ in cr_regions[i]] for i in idx],
-                                  *[k for i in idx for _, k in cr_regions[i]])
-                    mask_keys.append(key)
-                    cr_layout.append((root, path))
-                    if update_dq:
-                        dkey = (f"drz-dq-{fp}", root)
-                        graph[dkey] = (_update_dq_after, key, chips[idx[0]].chip.path, p["crbit"],
-                                       p["resetbits"] or 0)
-                        mask_keys.append(dkey)
             try:
-                compute(graph, keys + mask_keys, progress)
+                result = compute(job.graph, job.keys, progress)[0]
             except BaseException:
-                remove_temporary(layout.final)
+                remove_temporary(job.output)
                 raise
-            timings["drizzle"] = time.perf_counter() - t0
-        xfits.finalize_fits(layout, {})
-        wall = time.perf_counter() - t_start
-        return DrizzleResult(final_path, [pth for _, pth in cr_layout], skies, p, notes, timings,
-                             wall)
+        result.timings["compute"] = time.perf_counter() - t0
+        result.wall_time = time.perf_counter() - t_start
+        return result
     finally:
-        scratch.remove()
+        job.scratch.remove()
 
 
 def _fingerprint(chips: Iterable[ChipRef], p: AstroDrizzleParams, tile: int, region: int

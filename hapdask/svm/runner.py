@@ -48,11 +48,13 @@ from hapdask.export.lock import OutputLock
 from hapdask.export.manifest import write_atomic
 from hapdask.export.stats import layer_keywords, merge, tile_stats
 from hapdask.io import linear_pixel_scale
-from hapdask.mosaic import OutputGrid, chip_refs, drizzle
+from hapdask.mosaic import OutputGrid, chip_refs
 from hapdask.mosaic.coverage import tile_coverage
 from hapdask.mosaic.grid import hap_visit_grid
+from hapdask.mosaic.job import DrizzleGraph, DrizzleResult, drizzle_graph
 from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
 from hapdask.preview import write_color_preview, write_previews
+from hapdask.profile import step
 from hapdask.scheduling import compute_context
 from hapdask.svm.params import level_key, svm_drizzle_params
 from hapdask.svm.planning import SvmPlan, plan
@@ -232,18 +234,22 @@ def _filter_value(exps: list) -> str:
     return ";".join(keep) or "CLEAR"
 
 
-def _drizzle_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorState, threads: int,
-                  *filters: ProductRecord) -> ProductRecord:
-    """One SVM drizzle product: AstroDrizzle's job (its own graph on ``threads`` threads), then
-    HAP's keywords."""
-    lines: list[str] = []
+def _drizzle_graph(job: DrizzleJob, staging: str, state: DetectorState,
+                   masks: dict, after: tuple) -> DrizzleGraph:
+    """The engine's graph of one SVM drizzle product (AstroDrizzle's job with the product
+    level's parameters on the detector's grid; ``masks``: the filter products' cosmic-ray
+    masks the total uses, written by the tasks ``after``)."""
     stem = job.name.rsplit("_", 1)[0]
-    masks = {r: p for rec in filters for r, p in rec.crmasks.items()}
     params = {**dict(job.params), **_grid_params(state.grid)}
-    t0 = time.perf_counter()
-    res = drizzle(list(job.inputs), Path(staging) / stem, params=params,
-                  wcs_updates=state.headers(), crmasks=masks or None, threads_per_worker=threads,
-                  log=lines.append)
+    return drizzle_graph(list(job.inputs), Path(staging) / stem, params=params,
+                         wcs_updates=state.headers(), crmasks=masks or None, after=after)
+
+
+def _product_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorState,
+                  res: DrizzleResult) -> ProductRecord:
+    """HAP's keywords on a finished drizzle product, and its trailer lines."""
+    stem = job.name.rsplit("_", 1)[0]
+    params = {**dict(job.params), **_grid_params(state.grid)}
     if res.output.name != job.name:
         raise RuntimeError(f"{job.name}: the drizzle wrote {res.output.name}")
     trailer = f"{stem}_trl.txt"
@@ -251,8 +257,7 @@ def _drizzle_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorStat
     lines = [f"{job.name}: HAP SVM {job.level} product, parameter set {job.param_set}",
              *[f"  input {p}" for p in job.inputs],
              *[f"  {k} = {v}" for k, v in sorted(params.items())],
-             *res.summary().splitlines(), *lines,
-             f"  product done in {time.perf_counter() - t0:.1f} s"]
+             *res.summary().splitlines()]
     lines = [line.replace(staging.rstrip("/") + "/", "") for line in lines]
     crm = {Path(p).name.removesuffix("_crmask.fits"): p for p in res.crmasks}
     return ProductRecord(job.name, res.output, job.level, crm, lines)
@@ -379,66 +384,100 @@ def _set_name(key: str, level: str, n: int, first: float | None) -> str:
     return f"{key}:{level_key(key, level, n, first)}"
 
 
-def visit_graph(p: SvmPlan, refcat, staging: str, *, previews: bool = True,
-                catalogs: bool = True, threads: int = 1) -> tuple[dict, dict]:
-    """The Dask graph of a visit and its named result keys (see the module docstring).
-
-    ``threads``: threads of a worker of the visit graph; the total products' drizzles (which
-    run after their filter products, mostly alone) use that many, the others one each.
-    """
+def alignment_graph(p: SvmPlan, refcat) -> tuple[dict, dict]:
+    """The alignment part of a visit's graph: the fits and, per detector, the task
+    ``("svm-align-state", det)`` giving its WCS updates and north-up grid (:class:`DetectorState`).
+    Returns the graph and ``{"fits": [...], "states": {detector key: key}, "kept": [...]}``."""
     exps = p.exposures
     align_exps = [exps[e.path] for d in p.detectors for e in d.all_exposures]
     graph, fit_keys, kept = align_graph(align_exps, refcat)
     fitted = sorted({visit_key(e) for e in align_exps
                      if e.rootname not in {k.rootname for k in kept}})
     key_of = dict(zip(fitted, fit_keys, strict=True))
-    keys: dict = {"fits": list(fit_keys), "drizzle": [], "catalogs": [], "previews": [],
-                  "states": []}
-    pending: list[tuple] = []
+    states = {}
     for det in p.detectors:
         dexps = [exps[e.path] for e in sorted(det.all_exposures, key=sort_key)]
         deps = sorted({key_of[visit_key(e)] for e in dexps if visit_key(e) in key_of})
-        skey = ("svm-state", det.key + "-" + det.prefix)
+        skey = ("svm-align-state", det.key + "-" + det.prefix)
         graph[skey] = (_state_task, dexps, {}, *deps)
-        keys["states"].append(skey)
-        filter_keys = {}
+        states[det.key + "-" + det.prefix] = skey
+    return graph, {"fits": list(fit_keys), "states": states, "kept": kept}
+
+
+def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str, *,
+                   previews: bool = True, catalogs: bool = True
+                   ) -> tuple[dict, dict, list[DrizzleGraph]]:
+    """Every product of the visit as one graph, once the alignment is known (``states``: the
+    :class:`DetectorState` of each detector, by ``"<detector>-<prefix>"``).
+
+    Keys: the engine's tasks of every drizzle product (``drz-...``: sky, separate drizzles,
+    medians, cosmic rays, final tiles, writes), ``("svm-keywords", name)`` HAP's keywords of a
+    finished product, ``("svm-catalogs", det)``, ``("svm-preview", name)`` and
+    ``("svm-color", det)``. Exposure and filter products have no dependency between them; a
+    total reads its filter products' cosmic-ray masks, so its mask tasks wait for those files
+    (its sky and pixel work do not). Catalogs hold whole images: they wait for the drizzles of
+    their detector's products and run one detector at a time. The pixel maps of every product
+    are computed here (in threads), before the graph runs.
+
+    Returns the graph, its named keys (``drizzle``, ``catalogs``, ``previews``) and the
+    :class:`~hapdask.mosaic.job.DrizzleGraph` of each product (remove their scratch after the
+    compute).
+    """
+    exps = p.exposures
+    graph: dict = {}
+    keys: dict = {"drizzle": [], "catalogs": [], "previews": []}
+    jobs_made: list[DrizzleGraph] = []
+    before = None
+    for det in p.detectors:
+        state = states[det.key + "-" + det.prefix]
+        skey = ("svm-state", det.key + "-" + det.prefix)
+        graph[skey] = state
+        n_before = len(keys["drizzle"])
+        filter_keys: dict = {}
+        filter_masks: dict = {}  # filter product -> (masks, mask task keys)
         total_key = None
         for job in _jobs(det, exps):
-            k = ("svm-drizzle", job.name)
+            masks, after = {}, ()
             if job.level == "total":
-                fdeps = [filter_keys[f.drizzle_name] for f in det.total_filters]
-                graph[k] = (_drizzle_task, job, staging, exps, skey, max(1, int(threads)),
-                            *fdeps)
+                for f in det.total_filters:
+                    m, a = filter_masks[f.drizzle_name]
+                    masks.update(m)
+                    after += a
+            dg = _drizzle_graph(job, staging, state, masks, after)
+            jobs_made.append(dg)
+            graph.update(dg.graph)
+            k = ("svm-keywords", job.name)
+            graph[k] = (_product_task, job, staging, exps, skey, dg.done)
+            if job.level == "filter":
+                filter_keys[job.name] = k
+                filter_masks[job.name] = (
+                    {r: str(Path(staging) / crmask_name(r)) for r in dg.crmask_keys},
+                    tuple(dg.crmask_keys.values()))
+            elif job.level == "total":
                 total_key = k
-            else:
-                graph[k] = (_drizzle_task, job, staging, exps, skey, 1)
-                if job.level == "filter":
-                    filter_keys[job.name] = k
             keys["drizzle"].append(k)
+            keys["drizzle"] += dg.keys[1:]  # cosmic-ray masks (and DQ updates)
             if previews:
                 pk = ("svm-preview", job.name)
                 graph[pk] = (_preview_task, k, staging)
                 keys["previews"].append(pk)
         fk = [filter_keys[f.drizzle_name] for f in det.filters]
         if catalogs:
+            # after every drizzle of the detector and the previous detector's catalogs
+            wait = ("svm-drizzled", det.drizzle_name)
+            graph[wait] = (_barrier, *keys["drizzle"][n_before:],
+                           *([before] if before is not None else []))
+            ck = ("svm-catalogs", det.drizzle_name)
             fpaths = {f.drizzle_name: [e.path for e in f.exposures] for f in det.filters}
-            pending.append((det, skey, total_key, fk, fpaths))
+            graph[ck] = (_catalog_task, det.key, staging, exps, fpaths, skey, wait, total_key,
+                         *fk)
+            keys["catalogs"].append(ck)
+            before = ck
         if previews:
             ck = ("svm-color", det.drizzle_name)
             graph[ck] = (_color_task, total_key, staging, *fk)
             keys["previews"].append(ck)
-    # Catalogs hold whole images in memory: they run one at a time, after every drizzle and
-    # preview of the visit (the peak is then the larger of the two phases, not their sum).
-    before = ("svm-drizzled", p.manifest)
-    graph[before] = (_barrier, *keys["drizzle"], *keys["previews"])
-    for det, skey, total_key, fk, fpaths in pending:
-        ck = ("svm-catalogs", det.drizzle_name)
-        graph[ck] = (_catalog_task, det.key, staging, exps, fpaths, skey, before, total_key,
-                     *fk)
-        keys["catalogs"].append(ck)
-        before = ck
-    keys["kept"] = kept
-    return graph, keys
+    return graph, keys, jobs_made
 
 
 def _barrier(*_done) -> None:
@@ -584,33 +623,46 @@ def run(
         _check_free(outdir, names)
         staging = Path(tempfile.mkdtemp(prefix=".hapdask-svm-", dir=outdir))
         try:
-            local = scheduler is None and not workers
-            threads = (threads_per_worker or os.cpu_count() or 1) if local else \
-                (threads_per_worker or 1)
-            graph, keys = visit_graph(p, cat, str(staging), previews=previews,
-                                      catalogs=catalogs, threads=threads)
-            want = (keys["states"] + keys["drizzle"] + keys["catalogs"] + keys["previews"])
             with compute_context(scheduler, workers, threads_per_worker, log,
                                  scratch=str(staging)) as (compute, _client):
                 t0 = time.perf_counter()
-                values = dict(zip(want, compute(graph, want, False), strict=True))
-                run_log.append(f"visit graph: {len(graph)} tasks in "
+                graph, akeys = alignment_graph(p, cat)
+                want = list(akeys["states"].values())
+                states_by = dict(zip(akeys["states"],
+                                     compute(graph, want, False), strict=True))
+                run_log.append(f"alignment graph: {len(graph)} tasks in "
                                f"{time.perf_counter() - t0:.1f} s")
-            states = [values[k] for k in keys["states"]]
-            fits_ = [f for s in states for f in s.fits_] + list(keys["kept"])
-            alignment = AlignResult(fits_, cat.name if cat is not None else "")
+                t0 = time.perf_counter()
+                fits_ = [f for st in states_by.values() for f in st.fits_] + list(akeys["kept"])
+                alignment = AlignResult(fits_, cat.name if cat is not None else "")
+                with step("product graph (pixel maps)"):
+                    graph, keys, jobs = products_graph(p, states_by, str(staging),
+                                                       previews=previews, catalogs=catalogs)
+                # headerlets need only the alignment: they are made while the products are
+                hkey = ("svm-headerlets", p.manifest)
+                graph[hkey] = (_headerlets, p, alignment, staging)
+                try:
+                    t1 = time.perf_counter()
+                    want = keys["drizzle"] + keys["catalogs"] + keys["previews"] + [hkey]
+                    values = dict(zip(want, compute(graph, want, False), strict=True))
+                finally:
+                    for j in jobs:
+                        j.scratch.remove()
+                run_log.append(f"product graph: {len(graph)} tasks, built in {t1 - t0:.1f} s "
+                               f"(pixel maps), computed in {time.perf_counter() - t1:.1f} s")
+            states = list(states_by.values())
             run_log += [f"alignment: {s}" for s in alignment.summary()]
             for f in fits_:
                 if f.status not in ("aligned", "relative", "kept"):
                     run_log.append(f"alignment: {f.rootname}: {f.status}: {f.reason}")
-            records = {values[k].name: values[k] for k in keys["drizzle"]}
+            records = {values[k].name: values[k] for k in keys["drizzle"]
+                       if k[0] == "svm-keywords"}
             for k in keys["catalogs"]:
                 run_log += values[k]
             for k in keys["previews"]:
                 run_log += [f"preview {n}" for n in values[k]]
             masks = {r: pth for rec in records.values() for r, pth in rec.crmasks.items()}
             updates = {k: v for s in states for k, v in s.updates.items()}
-            _headerlets(p, alignment, staging)
             _merge_wcs_updates(outdir / "wcs_updates.fits", alignment.updates, staging)
             if update_inputs:
                 _updated_inputs(p, updates, masks, staging)
