@@ -229,7 +229,9 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
 
     ``saturated`` optionally maps a filter to its saturated-pixel mask in the drizzle frame.
     Each filter product (and mask) is looked up once and released before the next, so lazy
-    mappings that read on lookup keep one filter product in memory at a time.
+    mappings that read on lookup keep one filter product in memory at a time. The total's
+    arrays are not used after detection (pass ``read_product(path)`` directly, not a name the
+    caller keeps, and they are freed before the filters are measured).
     """
     if not filters:
         raise ValueError(f"{total.name}: no filter products given")
@@ -239,7 +241,13 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     regions = weight_regions(total, bkg.rms, params, footprint)
     points = detect_point_sources(total, bkg, regions, footprint, params)
     seg = detect_segments(total, bkg, regions, footprint, params)
-    del bkg, regions, footprint  # detection only (full-image arrays)
+    # the total's pixels are needed for detection only: from here on only its name, keywords and
+    # TEXPTIME (with ``make_catalogs(read_product(path), ...)`` its arrays are freed here)
+    total_name = total.name
+    total_meta = _meta(total, params, "total (detection) catalog; per-filter columns "
+                                      "MagAP2_/CI_/Flags_<filter>")
+    total_exptime = total.exptime if not params.ir else 0.0
+    del bkg, regions, footprint, total
     point_f, seg_f, names, meta = {}, {}, {}, {}
     nexp, exptimes = [], []
     # one filter product at a time: ``filters`` may be a mapping that reads each product when
@@ -258,8 +266,7 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
         except ValueError as exc:
             exptimes.append(exc)
         del prod, fbkg, sat
-    meta[total.name] = _meta(total, params, "total (detection) catalog; per-filter columns "
-                                            "MagAP2_/CI_/Flags_<filter>")
+    meta[total_name] = total_meta
     flist = list(filters)
     point_total = trim_total(total_catalog(points, point_f), flist, params)
     seg_total = trim_total(
@@ -274,9 +281,9 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
         for kind, table, factor in (("point", point_total, params.crfactor_point),
                                     ("segment", seg_total, params.crfactor_segment)):
             n_good = n_good_sources(table, flist)
-            if cr_contamination(n_good, factor, singles, total.exptime):
+            if cr_contamination(n_good, factor, singles, total_exptime):
                 rejected = (f"CR contamination: {n_good} good {kind} sources < "
                             f"{factor} x T1^2 / TEXPTIME")
                 break
-    return CatalogProducts(total.name, point_total, seg_total, point_f, seg_f, names, seg,
+    return CatalogProducts(total_name, point_total, seg_total, point_f, seg_f, names, seg,
                            rejected, meta)

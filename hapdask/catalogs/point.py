@@ -55,7 +55,10 @@ def detect_point_sources(total: DrizzleProduct, background: Background,
                          regions: list[WeightRegion], footprint: np.ndarray,
                          params: CatalogParams) -> Table:
     """Point sources of the total image: columns ID, X-Center, Y-Center, RA, DEC (sorted by ID)."""
-    image = np.nan_to_num(total.sci, nan=0.0) - background.background
+    # one whole-image array (NaN -> 0 and the background subtracted in place)
+    image = np.array(total.sci, dtype=np.result_type(total.sci, background.background))
+    np.nan_to_num(image, copy=False, nan=0.0)
+    image -= background.background
     np.clip(image, 0.0, None, out=image)
     fwhm = params.fwhmpsf / total.pixel_scale
     xs, ys = [], []

@@ -44,7 +44,6 @@ from photutils.segmentation import (
     detect_sources,
     make_2dgaussian_kernel,
 )
-from photutils.utils import calc_total_error
 
 from hapdask.catalogs.background import Background, WeightRegion, threshold_image
 from hapdask.catalogs.flags import source_flags
@@ -53,7 +52,8 @@ from hapdask.catalogs.photometry import abmag, aperture_photometry_hap, effectiv
 from hapdask.catalogs.point import COLUMN_UNITS
 from hapdask.catalogs.product import DrizzleProduct
 
-__all__ = ["Segmentation", "detect_segments", "measure_segments", "SEGMENT_COLUMNS"]
+__all__ = ["Segmentation", "detect_segments", "measure_segments", "total_error",
+           "SEGMENT_COLUMNS"]
 
 SEGMENT_COLUMNS = ("X-Centroid", "Y-Centroid", "RA", "DEC", "ID", "CI", "Flags", "MagAp1",
                    "MagErrAp1", "FluxAp1", "FluxErrAp1", "MagAp2", "MagErrAp2", "FluxAp2",
@@ -111,6 +111,22 @@ def _deblend(conv: np.ndarray, segm: SegmentationImage, params: CatalogParams) -
                            progress_bar=False)
 
 
+def total_error(data: np.ndarray, rms: np.ndarray, gain: float, band: int = 256) -> np.ndarray:
+    """photutils' ``calc_total_error(data, rms, gain)`` for a scalar ``gain``, band by band:
+    ``sqrt(rms^2 + max(data / gain, 0))`` (0 source variance where ``gain`` is 0), the same
+    values, with no whole-image temporaries (photutils makes ~5 of them: the peak of the
+    catalog step). ``rms`` may be a read-only broadcast view."""
+    data = np.asarray(data)
+    out = np.empty(data.shape, dtype=np.result_type(data, rms, np.float64))
+    for r in range(0, data.shape[0], band):
+        d = data[r:r + band]
+        var = d / gain if gain != 0 else np.zeros_like(d, dtype=out.dtype)
+        np.maximum(var, 0, out=var)
+        e = np.asarray(rms[r:r + band])
+        np.sqrt(e ** 2 + var, out=out[r:r + band])
+    return out
+
+
 def _theta(orientation_deg: np.ndarray) -> np.ndarray:
     """Orientation (deg, any range) -> radians in [-pi/2, pi/2) (an ellipse axis is modulo pi)."""
     return np.radians((orientation_deg + 90.0) % 180.0 - 90.0)
@@ -128,7 +144,11 @@ def detect_segments(total: DrizzleProduct, background: Background,
                     regions: list[WeightRegion], footprint: np.ndarray,
                     params: CatalogParams) -> Segmentation:
     """Segmentation of the total (detection) image (module docstring)."""
-    image = np.nan_to_num(np.asarray(total.sci, dtype=np.float64), nan=0.0) - background.background
+    # one whole-image array (NaN -> 0 and the background subtracted in place)
+    image = np.array(total.sci, dtype=np.result_type(total.sci, background.background,
+                                                     np.float64))
+    np.nan_to_num(image, copy=False, nan=0.0)
+    image -= background.background
     image[~footprint] = 0.0
     fwhm = params.fwhmpsf / total.pixel_scale
     gauss = make_2dgaussian_kernel(fwhm, size=params.kernel_size).array
@@ -187,9 +207,9 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
     data = np.asarray(image.sci, dtype=np.float64)
     data = np.nan_to_num(data, nan=0.0, copy=np.may_share_memory(data, image.sci))
     sub = data - background.background
-    # the Poisson term of negative pixels is 0: calc_total_error clips its source variance at 0
-    # itself (== passing np.clip(sub, 0, None), without that whole-image copy)
-    error = calc_total_error(sub, background.rms, gain)
+    # the Poisson term of negative pixels is 0 (as calc_total_error, which clips its source
+    # variance at 0 itself)
+    error = total_error(sub, background.rms, gain)
     cat = SourceCatalog(sub, seg.segm, error=error, background=background.background,
                         wcs=image.wcs.celestial, detection_catalog=seg.source_catalog,
                         kron_params=(params.kron_scaling_radius, params.kron_minimum_radius))

@@ -247,7 +247,8 @@ def drizzle_graph(
     out.parent.mkdir(parents=True, exist_ok=True)
     filename = f"{out.name}_{'drc' if flc else 'drz'}.fits"
     final_path = out.parent / filename
-    fp = _fingerprint(chips, p, tile_size, region_size)
+    # the product's path is part of the keys: two products of one graph never share a task
+    fp = _fingerprint(chips, p, tile_size, region_size, str(final_path.resolve()))
     final_grid = _grid("final", p, chips)
     final = p.final
     want_cr = p["driz_cr"]
@@ -486,9 +487,10 @@ def drizzle(
         job.scratch.remove()
 
 
-def _fingerprint(chips: Iterable[ChipRef], p: AstroDrizzleParams, tile: int, region: int
-                 ) -> str:
-    h = hashlib.sha256(f"{tile}|{region}|{sorted(p.values.items(), key=str)}".encode())
+def _fingerprint(chips: Iterable[ChipRef], p: AstroDrizzleParams, tile: int, region: int,
+                 output: str = "") -> str:
+    h = hashlib.sha256(f"{tile}|{region}|{output}|{sorted(p.values.items(), key=str)}"
+                       .encode())
     for c in chips:
         h.update(f"{c.chip.path}|{c.key}|{c.exptime}".encode())
         if c.wcs_bytes is not None:

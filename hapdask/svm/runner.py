@@ -313,7 +313,6 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
         params = CatalogParams.for_detector(det_key)
     except (KeyError, ValueError) as exc:
         return [f"{total.name}: no catalogs ({exc})"]
-    tprod = read_product(total.path)
     paths, sources = {}, {}
     for rec in filters:
         head = read_product(rec.path, memmap=True)  # keywords only; pixels are not read
@@ -328,7 +327,8 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
         sources, lambda src: saturation_map(src[0], state, src[1]))
     lines = []
     try:
-        cats = make_catalogs(tprod, fprods, params, saturated=saturated)
+        # the total product is not held here: make_catalogs frees it after the detection
+        cats = make_catalogs(read_product(total.path), fprods, params, saturated=saturated)
     except ValueError as exc:
         return [f"{total.name}: catalogs failed: {exc}"]
     if cats.rejected:
