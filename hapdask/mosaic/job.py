@@ -209,6 +209,7 @@ def drizzle_graph(
     crmasks: Mapping | None = None,
     after: Iterable = (),
     scratch: Scratch | None = None,
+    pixmaps: dict | None = None,
 ) -> DrizzleGraph:
     """The Dask graph of one :func:`drizzle` job, to be computed alone or merged into a bigger
     graph (``hapdask svm`` computes a visit's products as one graph).
@@ -221,6 +222,10 @@ def drizzle_graph(
     scratch : Scratch, optional
         Where pixel maps and separate-drizzle stacks go (default: a new one beside the output,
         :attr:`DrizzleGraph.scratch`); the caller removes it after the compute.
+    pixmaps : dict, optional
+        Pixel-map cache shared by the jobs of one run (:func:`~hapdask.mosaic.tiles.place_chips`):
+        a chip's map on a grid another job already made is read, not recomputed. Keep every
+        job's scratch until all of them are computed.
 
     Returns
     -------
@@ -274,12 +279,12 @@ def drizzle_graph(
         sep_place = None
         if sep_grid is not None and sep_grid.header == final_grid.header:
             both = place_chips(chips, final_grid, tile_size, configs=[final_cfg, sep_cfg],
-                               scratch=scratch, tag=f"final-{fp}")
+                               scratch=scratch, tag=f"final-{fp}", pixmaps=pixmaps)
             placements = [b[0] for b in both]
             sep_place = [b[1] for b in both]
         else:
             placements = place_chips(chips, final_grid, tile_size, scratch=scratch,
-                                     tag=f"final-{fp}", **final_cfg)
+                                     tag=f"final-{fp}", pixmaps=pixmaps, **final_cfg)
         keep = [i for i, pl in enumerate(placements) if pl.boxes]
         for i in range(len(chips)):
             if i not in keep:
@@ -310,7 +315,7 @@ def drizzle_graph(
         if do_cr:
             if sep_place is None:
                 sep_place = place_chips(chips, sep_grid, tile_size, scratch=scratch,
-                                        tag=f"sep-{fp}", **sep_cfg)
+                                        tag=f"sep-{fp}", pixmaps=pixmaps, **sep_cfg)
             sep_inputs = GridInputs(chips, ckeys, sky_keys, sep_grid.header,
                                     sep_grid.scale_arcsec, static_keys=static_keys,
                                     pixmaps=[pl.pixmap for pl in sep_place])

@@ -23,7 +23,7 @@ from astropy.wcs import WCS
 
 from hapdask.mosaic.grid import OutputGrid
 from hapdask.mosaic.inputs import ChipRef
-from hapdask.mosaic.scratch import Scratch
+from hapdask.mosaic.scratch import Scratch, load_array
 
 __all__ = ["ChipPlacement", "Region", "SAMPLE_STEP", "Tile", "chip_tile_boxes", "place_chip",
            "place_chip_configs", "place_chips", "plan_tiles"]
@@ -206,18 +206,28 @@ def place_chip(chip: ChipRef, grid: OutputGrid, tile_size: int, *, kernel: str =
 def place_chip_configs(chip: ChipRef, grid: OutputGrid, tile_size: int,
                        configs: Sequence[dict], *,
                        candidates: Sequence[tuple[int, int]] | None = None,
-                       scratch: Scratch | None = None, name: str = ""
-                       ) -> list[ChipPlacement]:
+                       scratch: Scratch | None = None, name: str = "",
+                       pixmaps: dict | None = None) -> list[ChipPlacement]:
     """:func:`place_chip` for several parameter sets (keyword dicts of :func:`place_chip`)
     from one pixel map of the chip (e.g. the separate and the final drizzle on one grid).
 
     With ``scratch``, the pixel map is also kept there as ``name`` (the placements'
-    ``pixmap``), so that the stages read it instead of recomputing it."""
+    ``pixmap``), so that the stages read it instead of recomputing it. ``pixmaps``: a cache
+    ``(file, chip key, WCS, grid header) -> scratch path`` shared by several products of one
+    run (e.g. an SVM visit's products on one grid): a chip's map on a grid is computed once
+    (the scratch holding it must live until every product is done)."""
     from hapdask.drizzle import calc_pixmap  # numba code: loaded when a chip is placed
     from hapdask.drizzle.tile import FootprintIndex
 
-    pixmap = calc_pixmap(chip.wcs(), grid.wcs(), chip.shape)
-    path = scratch.save(name, pixmap) if scratch is not None else None
+    key = (chip.chip.path, chip.key, chip.wcs_bytes, grid.header)
+    path = pixmaps.get(key) if pixmaps is not None else None
+    if path is not None:  # the same chip (and WCS) on the same grid: computed once per run
+        pixmap = load_array(path)
+    else:
+        pixmap = calc_pixmap(chip.wcs(), grid.wcs(), chip.shape)
+        path = scratch.save(name, pixmap) if scratch is not None else None
+        if pixmaps is not None and path is not None:
+            pixmaps[key] = path
     ratio = grid.scale_arcsec / chip.pscale
     indexes: dict[tuple, FootprintIndex] = {}  # one per footprint size, shared by the configs
     out = []
@@ -273,19 +283,21 @@ def _placement(pixmap: np.ndarray, index, chip: ChipRef, grid: OutputGrid, tile_
 def place_chips(chips: Sequence[ChipRef], grid: OutputGrid, tile_size: int, *,
                 candidates: Sequence[Sequence[tuple[int, int]] | None] | None = None,
                 threads: int | None = None, configs: Sequence[dict] | None = None,
-                scratch: Scratch | None = None, tag: str = "", **kwargs) -> list:
+                scratch: Scratch | None = None, tag: str = "", pixmaps: dict | None = None,
+                **kwargs) -> list:
     """:func:`place_chip` for many chips (``candidates``: one list or None per chip), in
     threads (the numba pixel maps release the GIL). With ``configs`` (keyword dicts of
     :func:`place_chip`), each chip's entry is the list of its placements, one per config,
     from one pixel map. With ``scratch``, chip ``k``'s pixel map is kept there as
-    ``pixmap-<tag>-<k>`` (:func:`place_chip_configs`)."""
+    ``pixmap-<tag>-<k>`` (:func:`place_chip_configs`, also for ``pixmaps``, a cache shared
+    by the products of a run)."""
 
     cands = list(candidates) if candidates is not None else [None] * len(chips)
 
     def one(k: int):
         cfgs = configs if configs is not None else [kwargs]
         got = place_chip_configs(chips[k], grid, tile_size, cfgs, candidates=cands[k],
-                                 scratch=scratch, name=f"pixmap-{tag}-{k}")
+                                 scratch=scratch, name=f"pixmap-{tag}-{k}", pixmaps=pixmaps)
         return got if configs is not None else got[0]
 
     n = threads or min(len(chips), os.cpu_count() or 1) or 1

@@ -235,14 +235,15 @@ def _filter_value(exps: list) -> str:
 
 
 def _drizzle_graph(job: DrizzleJob, staging: str, state: DetectorState,
-                   masks: dict, after: tuple) -> DrizzleGraph:
+                   masks: dict, after: tuple, pixmaps: dict) -> DrizzleGraph:
     """The engine's graph of one SVM drizzle product (AstroDrizzle's job with the product
     level's parameters on the detector's grid; ``masks``: the filter products' cosmic-ray
     masks the total uses, written by the tasks ``after``)."""
     stem = job.name.rsplit("_", 1)[0]
     params = {**dict(job.params), **_grid_params(state.grid)}
     return drizzle_graph(list(job.inputs), Path(staging) / stem, params=params,
-                         wcs_updates=state.headers(), crmasks=masks or None, after=after)
+                         wcs_updates=state.headers(), crmasks=masks or None, after=after,
+                         pixmaps=pixmaps)
 
 
 def _product_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorState,
@@ -417,7 +418,8 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     total reads its filter products' cosmic-ray masks, so its mask tasks wait for those files
     (its sky and pixel work do not). Catalogs hold whole images: they wait for the drizzles of
     their detector's products and run one detector at a time. The pixel maps of every product
-    are computed here (in threads), before the graph runs.
+    are computed here (in threads), before the graph runs, once per chip and grid (the
+    exposure, filter and total products of a detector share them).
 
     Returns the graph, its named keys (``drizzle``, ``catalogs``, ``previews``) and the
     :class:`~hapdask.mosaic.job.DrizzleGraph` of each product (remove their scratch after the
@@ -427,6 +429,7 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     graph: dict = {}
     keys: dict = {"drizzle": [], "catalogs": [], "previews": []}
     jobs_made: list[DrizzleGraph] = []
+    pixmaps: dict = {}  # a chip's pixel map on the grid, shared by the products
     before = None
     for det in p.detectors:
         state = states[det.key + "-" + det.prefix]
@@ -443,7 +446,7 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
                     m, a = filter_masks[f.drizzle_name]
                     masks.update(m)
                     after += a
-            dg = _drizzle_graph(job, staging, state, masks, after)
+            dg = _drizzle_graph(job, staging, state, masks, after, pixmaps)
             jobs_made.append(dg)
             graph.update(dg.graph)
             k = ("svm-keywords", job.name)
