@@ -52,7 +52,7 @@ STAGE_TOKENS: tuple[tuple[str, frozenset[str]], ...] = (
     ("align", frozenset({"align"})),
     ("static", frozenset({"static"})),
     ("sky", frozenset({"sky"})),
-    ("median", frozenset({"median", "wsum", "wmean", "noise"})),
+    ("median", frozenset({"median", "wsum", "wmean", "noise", "sep"})),
     ("driz_cr", frozenset({"cr", "crmask", "dq"})),
     ("drizzle", frozenset({"tile"})),
     ("keywords", frozenset({"keywords", "headerlets"})),

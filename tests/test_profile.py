@@ -41,6 +41,19 @@ def test_classify_by_key_name():
     assert classify("something-else") == "other"
 
 
+def test_classify_svm_keys():
+    """The keys of ``hapdask svm``'s graphs (hapdask.svm.runner) land in their stages."""
+    assert classify(("svm-align-state", "acs_wfc-hst_16802_03_acs_wfc")) == "align"
+    assert classify(("drz-0123abcd-sep", 0, 1)) == "median"
+    assert classify(("drz-header-0123abcd",)) == "write"
+    assert classify(("drz-done-0123abcd",)) == "write"
+    assert classify(("svm-keywords", "hst_x_drc.fits")) == "keywords"
+    assert classify(("svm-headerlets", "x_manifest.txt")) == "keywords"
+    assert classify(("svm-catalogs", "hst_x_total_drc.fits")) == "catalogs"
+    assert classify(("svm-preview", "hst_x_drc.fits")) == "preview"
+    assert classify(("svm-color", "hst_x_total_drc.fits")) == "preview"
+
+
 def test_occupancy_by_hand():
     # 2 threads. A [0, 1] and B [0, 2] start at once; C needs A but starts only at 1.5:
     # 0.5 s with a free thread and a ready task = overhead. After B ends at 2 nothing is

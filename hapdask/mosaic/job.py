@@ -71,7 +71,8 @@ class DrizzleResult:
     wall_time: float = 0.0
 
     def summary(self) -> str:
-        lines = [f"hapdask drizzle: wrote {self.output} ({self.wall_time:.1f} s)"]
+        took = f" ({self.wall_time:.1f} s)" if self.wall_time else ""  # 0: part of a bigger graph
+        lines = [f"hapdask drizzle: wrote {self.output}{took}"]
         lines += [f"  note: {n}" for n in self.notes]
         lines += [f"  cosmic-ray mask {p}" for p in self.crmasks]
         lines += [f"  {k}: {v:.2f} s" for k, v in self.timings.items()]

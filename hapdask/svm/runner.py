@@ -1,19 +1,28 @@
-"""``hapdask.svm.run``: a visit's Single-Visit Mosaics as one Dask graph.
+"""``hapdask.svm.run``: a visit's Single-Visit Mosaics as two Dask computes.
 
-The graph of a visit (keys)::
+1. The alignment graph (:func:`alignment_graph`)::
 
     ("align-sources-<t>", i) / ("align-fit-<t>", v)   alignment (hapdask.align.align_graph)
-    ("svm-state", det)          alignment records of the detector -> WCS updates + north-up grid
-    ("svm-drizzle", name)       one AstroDrizzle job per product (hapdask.mosaic.drizzle) with
-                                HAP's SVM parameters of its level, on the detector's grid;
-                                filter products first, the total uses their cosmic-ray masks
-    ("svm-catalogs", det)       point + segment catalogs (hapdask.catalogs) of the total and filters
+    ("svm-align-state", det)    alignment records of the detector -> WCS updates + north-up grid
+
+2. The product graph (:func:`products_graph`), built once the grid is known, computed at once::
+
+    ("drz-...-<fp>", ...)       every drizzle product's AstroDrizzle graph (hapdask.mosaic
+                                drizzle_graph: static, sky, separate drizzles, medians, blot +
+                                driz_cr, final tiles, writes) with HAP's SVM parameters of its
+                                level, on the detector's grid; a chip's pixel map on that grid
+                                is computed once for all products (while the graph is built)
+    ("svm-keywords", name)      HAP's keywords of a finished product
+    ("svm-catalogs", det)       point + segment catalogs (hapdask.catalogs) of the total and
+                                filters, after the drizzles of the detector
     ("svm-preview", name)       JPEG preview + thumbnail of a product (hapdask.preview)
     ("svm-color", det)          colour preview of the total from up to three filters
+    ("svm-headerlets", poller)  a headerlet per exposure (needs only the alignment)
 
-Each exposure and filter product task runs its own AstroDrizzle graph on one thread (they run in
-parallel on the visit graph's workers); the total, which waits for the filter products and runs
-after them, gets the visit's threads (``threads`` of :func:`visit_graph`). Everything is written
+Exposure, filter and total products run side by side on the graph's threads; only the total's
+reading of its filter products' cosmic-ray masks waits for them. ``--profile`` shows the time
+per stage (``hapdask.profile``; ``keywords``, ``catalogs`` and ``preview`` are SVM's stages).
+Everything is written
 into a private staging directory inside the output directory and moved to its final name only at
 the end, after checking that no file of the same name exists: nothing the user had is
 overwritten. Then ``wcs_updates.fits`` (merged with an existing one), headerlets, trailers and
