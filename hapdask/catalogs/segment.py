@@ -204,20 +204,25 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
                          f"segmentation {seg.segm.shape}; segment catalogs need a common grid")
     photflam, photplam = image.photometry_keywords()
     gain = effective_gain(image, params)
-    data = np.asarray(image.sci, dtype=np.float64)
-    data = np.nan_to_num(data, nan=0.0, copy=np.may_share_memory(data, image.sci))
-    sub = data - background.background
+    data = np.array(image.sci, dtype=np.float64)  # one whole-image array, used twice:
+    np.nan_to_num(data, copy=False, nan=0.0)
+    # centroids: the detection catalog's (SourceCatalog takes them from detection_catalog),
+    # finite by construction (detect_segments drops the others)
+    x = np.array(seg.catalog["X-Centroid"], dtype=np.float64)
+    y = np.array(seg.catalog["Y-Centroid"], dtype=np.float64)
+    # 1. the two-aperture photometry on the image as it is (HAP: not background-subtracted)
+    phot = aperture_photometry_hap(data, x, y, rms=background.rms,
+                                   pixel_scale=image.pixel_scale, gain=gain, photflam=photflam,
+                                   photplam=photplam, params=params)
+    # 2. SourceCatalog on the background-subtracted image (subtracted in place)
+    data -= background.background
+    sub = data
     # the Poisson term of negative pixels is 0 (as calc_total_error, which clips its source
     # variance at 0 itself)
     error = total_error(sub, background.rms, gain)
     cat = SourceCatalog(sub, seg.segm, error=error, background=background.background,
                         wcs=image.wcs.celestial, detection_catalog=seg.source_catalog,
                         kron_params=(params.kron_scaling_radius, params.kron_minimum_radius))
-    x = np.asarray(cat.x_centroid, dtype=np.float64)
-    y = np.asarray(cat.y_centroid, dtype=np.float64)
-    bad = ~(np.isfinite(x) & np.isfinite(y))
-    x[bad] = np.asarray(seg.catalog["X-Centroid"])[bad]
-    y[bad] = np.asarray(seg.catalog["Y-Centroid"])[bad]
     flux = np.asarray(cat.segment_flux, dtype=np.float64)
     values = {
         "X-Centroid": x, "Y-Centroid": y,
@@ -237,11 +242,7 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
         "Ellipticity": np.asarray(cat.ellipticity.value),
         "Theta": _theta(np.asarray(cat.orientation.value)),
     }
-    del cat, sub, error  # whole-image arrays; the aperture photometry below needs only data
-    phot = aperture_photometry_hap(data, x, y, rms=background.rms,
-                                   pixel_scale=image.pixel_scale, gain=gain, photflam=photflam,
-                                   photplam=photplam, params=params)
-    del data
+    del cat, sub, data, error  # whole-image arrays
     n_exp = int(image.keyword("NUMEXP", "NDRIZIM", default=1) or 1)
     values["Flags"] = source_flags(phot, x, y, params=params, pixel_scale=image.pixel_scale,
                                    exposure_count=image.exposure_count, n_exposures=n_exp,
