@@ -211,6 +211,7 @@ def drizzle_graph(
     after: Iterable = (),
     scratch: Scratch | None = None,
     pixmaps: dict | None = None,
+    reserve_cards: int = 0,
 ) -> DrizzleGraph:
     """The Dask graph of one :func:`drizzle` job, to be computed alone or merged into a bigger
     graph (``hapdask svm`` computes a visit's products as one graph).
@@ -227,6 +228,9 @@ def drizzle_graph(
         Pixel-map cache shared by the jobs of one run (:func:`~hapdask.mosaic.tiles.place_chips`):
         a chip's map on a grid another job already made is read, not recomputed. Keep every
         job's scratch until all of them are computed.
+    reserve_cards : int
+        Blank cards left at the end of the primary and SCI headers, for keywords a caller adds
+        to the finished product (astropy fills them in place instead of rewriting the file).
 
     Returns
     -------
@@ -347,7 +351,8 @@ def drizzle_graph(
         # the product file is created once the sky levels (its header keywords) are known
         head_key = (f"drz-header-{fp}",)
         graph[head_key] = (_create_product, final_path, filename, final_grid, chips, primaries,
-                           sci_headers, final, nplanes, p.changed(), *sky_keys)
+                           sci_headers, final, nplanes, p.changed(), int(reserve_cards),
+                           *sky_keys)
         scale = 1.0 if final.units == "cps" else texptime
         keys = []
         for t in tiles:
@@ -387,13 +392,16 @@ def drizzle_graph(
 
 
 def _create_product(final_path, filename, grid, chips, primaries, sci_headers, final, nplanes,
-                    changed, *skies) -> xfits.FitsLayout:
+                    changed, reserve, *skies) -> xfits.FitsLayout:
     """The product's temporary file with every header (they hold the sky levels)."""
     sky = {c.key: s for c, s in zip(chips, skies, strict=True)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", VerifyWarning)
         hdrs = products.product_headers(filename, grid, chips, primaries, sci_headers, sky,
                                         final, bool(nplanes), changed)
+        for name in ("primary", "sci"):
+            for _ in range(reserve):
+                hdrs[name].append(fits.Card(), useblanks=False, bottom=True)
         return xfits.create_fits(final_path, grid.shape, primary=hdrs["primary"],
                                  sci=hdrs["sci"], wht=hdrs["wht"], ctx=hdrs["ctx"],
                                  nplanes=nplanes, hdrtab=hdrs["hdrtab"])

@@ -71,6 +71,10 @@ from hapdask.svm.products import DetectorProducts, output_names, sort_key
 
 __all__ = ["ProductRecord", "SvmResult", "run"]
 
+#: blank header cards a drizzle product gets for HAP's keywords (:func:`_refine_headers`): one
+#: FITS block; with them astropy updates the headers in place instead of rewriting the file
+RESERVE_CARDS = 36
+
 @dataclass
 class DetectorState:
     """Alignment outcome of one detector: per-chip WCS updates and the visit's grid."""
@@ -252,7 +256,7 @@ def _drizzle_graph(job: DrizzleJob, staging: str, state: DetectorState,
     params = {**dict(job.params), **_grid_params(state.grid)}
     return drizzle_graph(list(job.inputs), Path(staging) / stem, params=params,
                          wcs_updates=state.headers(), crmasks=masks or None, after=after,
-                         pixmaps=pixmaps)
+                         pixmaps=pixmaps, reserve_cards=RESERVE_CARDS)
 
 
 def _product_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorState,
