@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -230,8 +230,8 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     ``saturated`` optionally maps a filter to its saturated-pixel mask in the drizzle frame.
     Each filter product (and mask) is looked up once and released before the next, so lazy
     mappings that read on lookup keep one filter product in memory at a time. The total's
-    arrays are not used after detection (pass ``read_product(path)`` directly, not a name the
-    caller keeps, and they are freed before the filters are measured).
+    arrays are not used after detection, nor its WHT and exposure count after the weight regions
+    (pass ``read_product(path)`` directly, not a name the caller keeps, and they are freed then).
     """
     if not filters:
         raise ValueError(f"{total.name}: no filter products given")
@@ -239,6 +239,9 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     footprint = footprint_mask(total, params)
     bkg = compute_background(total, params, footprint)
     regions = weight_regions(total, bkg.rms, params, footprint)
+    # the detections read SCI, the WCS and the pixel scale only: WHT and the exposure count
+    # (whole images) are dropped here, freed when the caller keeps no reference (see above)
+    total = replace(total, wht=np.broadcast_to(np.float32(0), total.sci.shape), nexp=None)
     points = detect_point_sources(total, bkg, regions, footprint, params)
     seg = detect_segments(total, bkg, regions, footprint, params)
     # the total's pixels are needed for detection only: from here on only its name, keywords and

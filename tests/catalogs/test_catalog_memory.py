@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from photutils.utils import calc_total_error
 
-from hapdask.catalogs import CatalogParams, make_catalogs
+from hapdask.catalogs import CatalogParams, assemble, detect_point_sources, make_catalogs
 from hapdask.catalogs.segment import total_error
 
 
@@ -48,16 +48,26 @@ class _Lookup(Mapping):
         return len(self._filters)
 
 
-def test_total_pixels_freed_before_filters(field, field_catalogs):
-    """Passed without a reference kept, the total's arrays are released after the detection
-    (before any filter product is looked up), and the catalogs are those of the fixture."""
+def test_total_pixels_freed_before_filters(field, field_catalogs, monkeypatch):
+    """Passed without a reference kept, the total's WHT is released before the detections and
+    its SCI after them (before any filter product is looked up); the catalogs are those of the
+    fixture."""
     params = CatalogParams.for_detector("acs_wfc")
-    total = replace(field.total, sci=field.total.sci.copy())
+    total = replace(field.total, sci=field.total.sci.copy(), wht=field.total.wht.copy())
     ref = weakref.ref(total.sci)
+    wht = weakref.ref(total.wht)
+    wht_alive = []
+
+    def detect(*args, **kw):
+        wht_alive.append(wht() is not None)
+        return detect_point_sources(*args, **kw)
+
+    monkeypatch.setattr(assemble, "detect_point_sources", detect)
     lookup = _Lookup(dict(field.filters), ref)
     args = [total]
     del total
     res = make_catalogs(args.pop(), lookup, params)
+    assert wht_alive == [False]
     assert lookup.seen == [False] * len(field.filters)
     for got, want in ((res.point_total, field_catalogs.point_total),
                       (res.segment_total, field_catalogs.segment_total)):
