@@ -47,7 +47,7 @@ from hapdask.mosaic.graph import (
 from hapdask.mosaic.grid import OutputGrid, astrodrizzle_grid
 from hapdask.mosaic.inputs import ChipRef, chip_refs
 from hapdask.mosaic.params import AstroDrizzleParams, ParameterError, load_config
-from hapdask.mosaic.scratch import Scratch
+from hapdask.mosaic.scratch import Scratch, remove_stale
 from hapdask.mosaic.stages import assemble_mask
 from hapdask.mosaic.tiles import place_chips, plan_tiles
 from hapdask.scheduling import compute_context
@@ -277,7 +277,10 @@ def drizzle(
     sep_cfg = {"kernel": sep.kernel, "pixfrac": sep.pixfrac, "grow": combine.halo,
                "region_size": region_size, "halo": cr.halo, "reach": BLOT_REACH}
     sep_grid = _grid("driz_sep", p, chips) if want_cr else None
-    # pixel maps and separate-drizzle stacks are kept here until the run ends
+    # pixel maps and separate-drizzle stacks are kept here until the run ends; scratch left by
+    # killed runs (owner dead on this host) goes first
+    for stale in remove_stale(out.parent):
+        notes.append(f"removed the scratch directory {stale} of a run that did not finish")
     scratch = Scratch.create(out.parent, out.name)
     try:
         sep_place = None
