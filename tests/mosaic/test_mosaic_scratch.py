@@ -138,3 +138,28 @@ def test_remove_stale_pid_reused(tmp_path):
     d = _fake(tmp_path, ".m-scratch-bb1", {"tool": "hapdask.mosaic.scratch", "host": host,
                                            "pid": os.getpid(), "start": str(int(start) + 1)})
     assert d in remove_stale(tmp_path)
+
+
+def test_drizzle_removes_stale_scratch_of_dead_run(tmp_path):
+    """``drizzle()`` clears a dead run's scratch beside its output (with a note), keeps a live
+    one's, and leaves none of its own."""
+    from hapdask.mosaic import drizzle
+    from hapdask.simulate import simulate_visits
+
+    sim = simulate_visits("p1889x07y19", tmp_path / "sim", small=True, visits=3)
+    inputs = sorted(str(p) for p in sim.exposures if p.name.startswith("jf3t03"))[:2]
+    out = tmp_path / "out"
+    out.mkdir()
+    host = socket.gethostname()
+    stale = _fake(out, ".m-scratch-dead1", {"tool": "hapdask.mosaic.scratch", "host": host,
+                                            "pid": _dead_pid(), "start": None})
+    live = Scratch.create(out, "other")
+    res = drizzle(inputs, out / "m", params={"driz_cr": False, "median": False, "blot": False,
+                                            "driz_separate": False, "skysub": False,
+                                            "static": False},
+                  tile_size=256, log=lambda m: None)
+    assert not os.path.exists(stale)
+    assert any(stale in n for n in res.notes)
+    assert os.path.isdir(live.directory)
+    assert sorted(p.name for p in out.glob(".*-scratch-*")) == [os.path.basename(live.directory)]
+    live.remove()
