@@ -512,6 +512,7 @@ def run(
     *,
     output: str | os.PathLike = ".",
     refcat: str | os.PathLike | None = None,
+    catalog_name: str | None = None,
     scheduler=None,
     workers: int | None = None,
     threads_per_worker: int | None = None,
@@ -531,6 +532,9 @@ def run(
     refcat : path, optional
         Reference catalog (ECSV/FITS with RA, DEC; :class:`hapdask.align.FileCatalog`); without
         one the inputs keep their a-priori WCS (HAP would query its catalog service).
+    catalog_name : str, optional
+        The catalog's name in WCSNAME (``...-FIT_SVM_<name>``); default the table's
+        ``catalog`` meta value, else the file stem (:class:`hapdask.align.FileCatalog`).
     scheduler, workers, threads_per_worker
         As :func:`hapdask.mvm.run`: a Dask scheduler address, a local cluster of ``workers``
         processes, or (default) threads in this process.
@@ -561,7 +565,7 @@ def run(
         names += [e.renamed_input for d in p.detectors for e in d.all_exposures + d.grisms]
     names += [crmask_name(e.rootname) for d in p.detectors for f in d.filters
               for e in f.exposures]
-    cat = FileCatalog(refcat) if refcat is not None else None
+    cat = FileCatalog(refcat, name=catalog_name) if refcat is not None else None
     run_log: list[str] = [f"hapdask svm {p.poller} started "
                           f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}",
                           *p.describe()]
