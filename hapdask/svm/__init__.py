@@ -27,8 +27,8 @@ Choices where DrizzlePac's code and docs disagree, or where hapdask differs (inv
   reference catalog; exposures that keep their a-priori WCS or are only aligned relative to each
   other (hapdask's ``FIT_SVM_NONE``, which DrizzlePac does not make) get none.
 * ``S_REGION`` of a product is traced from its SCI data as DrizzlePac does, one
-  ``POLYGON ICRS`` per region (exposure products of two-chip cameras: two), on 4 x 4-pixel
-  blocks (:mod:`hapdask.svm.keywords`; within DrizzlePac's 10-pixel simplification tolerance).
+  ``POLYGON ICRS`` per region (exposure products of two-chip cameras: two;
+  :mod:`hapdask.svm.keywords`, within DrizzlePac's 10-pixel simplification tolerance).
   HDRTAB ends with DrizzlePac's ``HAPEXPNAME`` column (the exposure's product name).
 * WCSNAME ``...-FIT_SVM_<catalog>``: DrizzlePac names the catalog by its service's list
   (``GAIAeDR3``, else ``GSC242``, else ``2MASS``); hapdask reads a local catalog file and names

