@@ -168,13 +168,15 @@ def stage_for_drizzlepac(poller: Path, work: Path) -> Path:
 
 
 def run_reference(poller: Path, refcat: Path, work: Path, dp_python: str,
-                  timeout: float) -> RunResult:
+                  timeout: float, sky_repair: bool = False) -> RunResult:
     staged = stage_for_drizzlepac(poller, work)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(ROOT)  # the wrapper imports hapdask.align.catalog.FileCatalog
     try:
-        return run_measured([dp_python, str(WRAPPER), staged.name, "--refcat", str(refcat)],
-                            work, env, work.parent / f"{work.name}.log", timeout)
+        cmd = [dp_python, str(WRAPPER), staged.name, "--refcat", str(refcat)]
+        if sky_repair:
+            cmd.append("--sky-repair")
+        return run_measured(cmd, work, env, work.parent / f"{work.name}.log", timeout)
     finally:
         # the staged copies are not products (runsinglehap works on its renamed hst_ copies);
         # a full-frame visit needs ~170 MB each
@@ -453,6 +455,10 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, help="where runs write (default: a new temp dir)")
     ap.add_argument("--dp-python", default=DEFAULT_DP_PYTHON,
                     help=f"python of the drizzlepac 3.11 side environment ({DEFAULT_DP_PYTHON})")
+    ap.add_argument("--sky-repair", action="store_true",
+                    help="runsinglehap with skymatch 'match' repaired (else AstroDrizzle falls "
+                         "back to 'localmin' in this environment and subtracts the sky from "
+                         "the filter and total products; see _runsinglehap_offline.py)")
     ap.add_argument("--reference-dir", type=Path,
                     help="a finished runsinglehap work directory to reuse instead of running it")
     ap.add_argument("--reference-figures",
@@ -505,7 +511,7 @@ def main() -> int:
             raise SystemExit(f"{a.dp_python}: no drizzlepac side environment; run "
                              f"benchmarks/setup_drizzlepac_env.sh first")
         ref_dir = work / "runsinglehap"
-        ref = run_reference(poller, refcat, ref_dir, a.dp_python, a.timeout)
+        ref = run_reference(poller, refcat, ref_dir, a.dp_python, a.timeout, a.sky_repair)
         print(f"runsinglehap: {_fmt(ref)}", flush=True)
         if ref.rc != 0:
             print("runsinglehap log tail:\n  " + "\n  ".join(ref.log_tail))
