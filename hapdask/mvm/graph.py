@@ -4,13 +4,21 @@ The tasks are the mosaic engine's (:mod:`hapdask.mosaic.graph`); this module add
 rules: square kernel, pixfrac 1, EXPTIME weights, the layer's DQ bits, NaN fill. Graph of a plan
 (keys carry the plan fingerprint, so they are deterministic)::
 
-    ("mvm-<fp>-chip", i)               ChipRef of chip i (each chip enters the graph once)
+    ("align-sources-<token>", n)       sources of alignment chip n   } alignment inside the
+    ("align-fit-<token>", v)           fits of visit v                } graph (plan with
+    ("mvm-align-<fp>", v)              the fits, margin enforced      } ``refcat=``)
+    ("mvm-<fp>-chip", i)               ChipRef of chip i (each chip enters the graph once;
+                                       a task applying its visit's update when aligned here)
+    ("mvm-<layer>-<fp>-poly", i)       outline of an aligned chip i on the layer grid
     ("mvm-sky-<method>-<fp>", i)       SkyLevel of chip i
     ("mvm-<fp>-crmask", i)             cosmic-ray mask of chip i (when it has a mask file)
     ("mvm-<layer>-<fp>-tile", ty, tx)  {"sci", "wht", "ctx"} of a tile
     ("mvm-sci-<layer>-<fp>", ty, tx)   the chunks of the dask arrays (getitem of the tile task)
     ("mvm-wht-<layer>-<fp>", ty, tx)
     ("mvm-ctx-<layer>-<fp>", 0, ty, tx)
+
+With alignment inside the graph, a chip's key depends on its own visit's ``mvm-align`` key
+only: a tile waits for the visits it uses, never for the whole alignment.
 
 A tile task reads only the input box that maps onto the tile (plus a 1-pixel margin for the
 kernel's corner interpolation) and adds the chips in the plan's fixed order: the result does
@@ -21,6 +29,7 @@ Pixel coordinates are 0-based; windows and boxes are ``(y0, y1, x0, x1)``, half-
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from collections.abc import Mapping
@@ -28,19 +37,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+import skycells
 from hapdask.mosaic.coverage import rasterize_polygon, tile_coverage
 from hapdask.mosaic.graph import GridInputs, chip_tasks, drizzle_tasks
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.products import chip_crmask
+from hapdask.mosaic.wcsio import updated_wcs_bytes
 from hapdask.mvm.planning import LayerPlan, MvmPlan, header_wcs
 from hapdask.mvm.sky import ChipMedianSky, SkyMethod
 
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["build_graph", "layer_params", "layers", "radec", "rasterize_polygon",
-           "tile_coverage"]
+__all__ = ["aligned_chip", "alignment_keys", "build_graph", "chip_outline", "layer_params",
+           "layer_polygons", "layers", "radec", "rasterize_polygon", "tile_coverage"]
 
 
 def layer_params(lay: LayerPlan) -> DrizzleParams:
@@ -63,6 +74,49 @@ def _global_chips(plan: MvmPlan) -> list[ChipRef]:
     return list(seen.values())
 
 
+def aligned_chip(chip: ChipRef, fits: list) -> ChipRef:
+    """The chip with its visit's update applied (task of a chip aligned inside the graph).
+
+    ``fits`` are the visit's :class:`hapdask.align.ExposureFit` after the margin check; a chip
+    without an update (fit rejected, exposure kept) is returned as it is (a-priori WCS).
+    """
+    for f in fits:
+        if f.rootname == chip.key[0]:
+            for u in f.updates:
+                if u.extver == chip.key[1]:
+                    return dataclasses.replace(
+                        chip, wcs_bytes=updated_wcs_bytes(chip.chip, u.header()))
+    return chip
+
+
+def chip_outline(chip: ChipRef, grid_header: str) -> np.ndarray:
+    """Outline of a chip (its WCS as given, e.g. aligned) in 0-based pixels of a grid:
+    ``(N, 2)`` x, y."""
+    radec = skycells.wcs_outline(chip.wcs())
+    x, y = header_wcs(grid_header).wcs_world2pix(radec[:, 0], radec[:, 1], 0)
+    return np.column_stack([np.asarray(x), np.asarray(y)])
+
+
+def alignment_keys(plan: MvmPlan) -> list:
+    """Keys (one per fitted visit) of the checked alignment fits in :func:`build_graph`'s
+    graph, in the order of the plan's :class:`~hapdask.align.AlignJob` keys ([] without
+    alignment in the graph)."""
+    if plan.alignment is None:
+        return []
+    return [(f"mvm-align-{plan.fingerprint}", v) for v in range(len(plan.alignment.job.keys))]
+
+
+def layer_polygons(plan: MvmPlan, lay: LayerPlan) -> list:
+    """Per chip of a layer, its outline on the layer grid (``(N, 2)`` x, y): the plan's own
+    polygon, or the key of the task computing it from the aligned WCS (chips aligned inside
+    the graph)."""
+    fp = plan.fingerprint
+    al = plan.alignment
+    return [(f"mvm-{lay.name}-{fp}-poly", i)
+            if al is not None and al.visit_of(c.key) is not None else lay.polygons[i]
+            for i, c in enumerate(lay.chips)]
+
+
 def build_graph(plan: MvmPlan, sky: SkyMethod | Mapping | None = None
                 ) -> tuple[dict, dict[str, dict[tuple[int, int], tuple]]]:
     """Low-level graph of a plan.
@@ -80,11 +134,28 @@ def build_graph(plan: MvmPlan, sky: SkyMethod | Mapping | None = None
         Dask tasks (legacy tuple form).
     tile_keys : dict
         ``layer -> {(ty, tx): key}`` of the tile tasks (each returns ``{"sci", "wht", "ctx"}``).
+
+    With :attr:`MvmPlan.alignment`, the graph also holds the alignment (:func:`alignment_keys`
+    give its per-visit results) and the outlines of the aligned chips (:func:`layer_polygons`).
     """
     fp = plan.fingerprint
     chips = _global_chips(plan)
     graph, ckeys = chip_tasks(chips, f"mvm-{fp}")
     chip_key = {c.key: k for c, k in zip(chips, ckeys, strict=True)}
+    al = plan.alignment
+    if al is not None:
+        graph.update(al.job.graph)
+        g, vkeys = al.job.checked_tasks(f"mvm-align-{fp}")
+        graph.update(g)
+        for c, k in zip(chips, ckeys, strict=True):
+            v = al.visit_of(c.key)
+            if v is not None:
+                graph[k] = (aligned_chip, c, vkeys[v])
+        for lay in plan.layers.values():
+            for i, poly in enumerate(layer_polygons(plan, lay)):
+                if not isinstance(poly, np.ndarray):
+                    graph[poly] = (chip_outline, chip_key[lay.chips[i].key],
+                                   lay.wcs_header.tostring())
     sky = ChipMedianSky() if sky is None else sky
     if isinstance(sky, Mapping):
         sky_of = {c.key: sky[c.key] for c in chips}
