@@ -308,6 +308,11 @@ class MvmPlan:
         context = self.context if context is None else context
         out = [f"SkyCell {self.skycell}: {len(self.layers)} layer(s) from "
                f"{len(self.inputs)} input exposure(s); tile size {self.tile_size}"]
+        if self.alignment is not None:
+            al = self.alignment
+            out.append(f"  alignment to {al.job.catalog} inside the graph: "
+                       f"{len(al.job.keys)} visit fit(s); {len(al.chips)} chip(s) planned on "
+                       f"their a-priori WCS grown by the {al.margin:g}\" margin")
         for lay in self.layers.values():
             ny, nx = lay.shape
             nty, ntx = lay.ntiles
