@@ -10,6 +10,7 @@ rules: square kernel, pixfrac 1, EXPTIME weights, the layer's DQ bits, NaN fill.
     ("mvm-<fp>-chip", i)               ChipRef of chip i (each chip enters the graph once;
                                        a task applying its visit's update when aligned here)
     ("mvm-<layer>-<fp>-poly", i)       outline of an aligned chip i on the layer grid
+    ("mvm-<layer>-<fp>-boxes", i)      its per-tile input boxes on its aligned WCS
     ("mvm-sky-<method>-<fp>", i)       SkyLevel of chip i
     ("mvm-<fp>-crmask", i)             cosmic-ray mask of chip i (when it has a mask file)
     ("mvm-<layer>-<fp>-tile", ty, tx)  {"sci", "wht", "ctx"} of a tile
@@ -43,15 +44,18 @@ from hapdask.mosaic.graph import GridInputs, chip_tasks, drizzle_tasks
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.products import chip_crmask
+from hapdask.mosaic.stages import TileJob, drizzle_tile
+from hapdask.mosaic.tiles import chip_tile_boxes
 from hapdask.mosaic.wcsio import updated_wcs_bytes
-from hapdask.mvm.planning import LayerPlan, MvmPlan, header_wcs
+from hapdask.mvm.planning import LayerPlan, MvmPlan, header_wcs, kernel_margin
 from hapdask.mvm.sky import ChipMedianSky, SkyMethod
 
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["aligned_chip", "alignment_keys", "build_graph", "chip_outline", "layer_params",
-           "layer_polygons", "layers", "radec", "rasterize_polygon", "tile_coverage"]
+__all__ = ["aligned_boxes", "aligned_chip", "alignment_keys", "build_graph", "chip_outline",
+           "drizzle_aligned_tile", "layer_params", "layer_polygons", "layers", "radec",
+           "rasterize_polygon", "tile_coverage"]
 
 
 def layer_params(lay: LayerPlan) -> DrizzleParams:
@@ -95,6 +99,36 @@ def chip_outline(chip: ChipRef, grid_header: str) -> np.ndarray:
     radec = skycells.wcs_outline(chip.wcs())
     x, y = header_wcs(grid_header).wcs_world2pix(radec[:, 0], radec[:, 1], 0)
     return np.column_stack([np.asarray(x), np.asarray(y)])
+
+
+def aligned_boxes(chip: ChipRef, grid_header: str, tile_size: int, margin: float, step: int
+                  ) -> dict[tuple[int, int], tuple[int, int, int, int]]:
+    """Per tile, the input box of a chip on its aligned WCS (the sampled estimate of
+    :func:`hapdask.mosaic.tiles.chip_tile_boxes` grown by the kernel's ``margin`` only, as a
+    plan on that WCS has it): the tile tasks drizzle these instead of the plan's boxes grown
+    by the alignment margin (the same pixels land, less work)."""
+    grid = header_wcs(grid_header)
+    shape = (int(grid.pixel_shape[1]), int(grid.pixel_shape[0]))
+    return chip_tile_boxes(chip.wcs(), chip.shape, grid, shape, tile_size, margin, step)
+
+
+def drizzle_aligned_tile(job: TileJob, chips: list, skies: list, statics: list, crmasks: list,
+                         tight: list) -> dict[str, np.ndarray]:
+    """:func:`hapdask.mosaic.stages.drizzle_tile` with the input boxes of chips aligned in the
+    graph narrowed to their :func:`aligned_boxes` (``tight``: per chip, that mapping or None
+    for a chip planned on its final WCS). A chip whose aligned boxes miss the tile gets an
+    empty box: none of its pixels lands there."""
+    boxes = []
+    for box, t in zip(job.boxes, tight, strict=True):
+        if t is not None:
+            b = t.get(job.index)
+            box = (max(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]),
+                   min(box[3], b[3])) if b is not None else (0, 0, 0, 0)
+            if box[0] >= box[1] or box[2] >= box[3]:
+                box = (0, 0, 0, 0)
+        boxes.append(box)
+    return drizzle_tile(dataclasses.replace(job, boxes=tuple(boxes)), chips, skies, statics,
+                        crmasks)
 
 
 def alignment_keys(plan: MvmPlan) -> list:
@@ -180,6 +214,23 @@ def build_graph(plan: MvmPlan, sky: SkyMethod | Mapping | None = None
             f"mvm-{lay.name}-{fp}",
             cr_regions=[masks.get(c.key, []) for c in lay.chips] if masks else None)
         graph.update(g)
+        if al is not None:  # tiles drizzle the aligned chips' own boxes (see aligned_boxes)
+            tight: list = []
+            for i, c in enumerate(lay.chips):
+                if al.visit_of(c.key) is None:
+                    tight.append(None)
+                    continue
+                bkey = (f"mvm-{lay.name}-{fp}-boxes", i)
+                graph[bkey] = (aligned_boxes, chip_key[c.key], lay.wcs_header.tostring(),
+                               lay.tile_size, kernel_margin(c.pscale / lay.scale_arcsec),
+                               al.step)
+                tight.append(bkey)
+            for tile in lay.tiles:
+                task = graph[keys[tile.index]]
+                if tile.contribs and any(tight[i] is not None for i, _ in tile.contribs):
+                    assert task[0] is drizzle_tile
+                    graph[keys[tile.index]] = (drizzle_aligned_tile, *task[1:],
+                                               [tight[i] for i, _ in tile.contribs])
         tile_keys[lay.name] = keys
     return graph, tile_keys
 

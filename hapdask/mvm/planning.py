@@ -175,6 +175,9 @@ class GraphAlignment:
     identity : str
         The catalog's identity (file, size, modification time), margin and fit label: part of
         the plan and tile fingerprints, since the updates are not known when planning.
+    step : int
+        Sampling step of the tile boxes (the tile tasks narrow the grown boxes of the aligned
+        chips to those of their aligned WCS, :func:`hapdask.mvm.graph.aligned_boxes`).
     result : hapdask.align.AlignResult or None
         Set once the graph has run (:func:`hapdask.mvm.runner.write_layers`).
     """
@@ -183,6 +186,7 @@ class GraphAlignment:
     margin: float
     chips: frozenset
     identity: str
+    step: int = SAMPLE_STEP
     result: object | None = None
 
     def visit_of(self, key: ChipKey) -> int | None:
@@ -638,7 +642,8 @@ def plan(
     if refcat is not None:
         job = mvm_alignment_job(opened, refcat, margin=margin)
         alignment = GraphAlignment(job, float(margin), frozenset(moving),
-                                   f"{_catalog_identity(refcat)}|{job.catalog}|{margin!r}|MVM")
+                                   f"{_catalog_identity(refcat)}|{job.catalog}|{margin!r}|MVM",
+                                   step=int(step))
     return MvmPlan(skycell=cells["fine"].name, layers=layers, inputs=inputs_used,
                    rejected=rejected, tile_size=tile_size, context=context, crmasks=crmasks,
                    alignment=alignment)
@@ -688,6 +693,13 @@ def _bounded_wcs(cell: SkyCell, fixed: list[np.ndarray], moving: list[np.ndarray
     return w
 
 
+def kernel_margin(ratio: float) -> float:
+    """Output pixels a chip's sampled tile boxes are grown by (:func:`chip_tile_boxes`): the
+    square kernel's reach (pixfrac 1, ``ratio`` = input / output pixel scale) and the
+    sampling."""
+    return 0.5 * ratio * 1.5 + 2.0
+
+
 def _layer(filename, instr, det, filt, scale, flc, members, bwcs, cell, tile_size, step,
            moving=frozenset(), margin=0.0) -> LayerPlan:
     shape = (int(bwcs.pixel_shape[1]), int(bwcs.pixel_shape[0]))
@@ -704,8 +716,7 @@ def _layer(filename, instr, det, filt, scale, flc, members, bwcs, cell, tile_siz
         used = False
         for c in m.chips:
             w = c.wcs()
-            ratio = c.pscale / scale_arcsec
-            grow = 0.5 * ratio * 1.5 + 2.0  # output pixels: kernel + sampling
+            grow = kernel_margin(c.pscale / scale_arcsec)
             if c.key in moving:  # aligned inside the graph: anywhere within the margin
                 grow += margin / scale_arcsec
             boxes = chip_tile_boxes(w, c.shape, layer_wcs, shape, tile_size, grow, step)
