@@ -407,7 +407,7 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
     if reused:
         log(f"resuming: {reused} tile(s) already in {store} are reused, {computed} to compute")
     results = compute(graph, write_keys + align_keys, progress)
-    if align_keys:
+    if p.alignment is not None:  # (no fitted visit: every input kept, still reported)
         p.alignment.result = p.alignment.job.result(results[len(write_keys):])
         p.apply_alignment(p.alignment.result)
         results = results[:len(write_keys)]
