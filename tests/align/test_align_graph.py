@@ -194,3 +194,20 @@ def test_limit_corrections_checks_every_chip(visit):
                                          if e.rootname == before.rootname)
         else:
             assert after == before
+
+
+def test_given_updates_win_over_the_graph_alignment(visit):
+    from hapdask.simulate import read_true_wcs
+
+    true = read_true_wcs(visit.true_wcs)
+    first = sorted({k[0] for k in true})[0]
+    given = {k: v for k, v in true.items() if k[0] == first}
+    p = plan(visit.skycell, str(visit.mvm_poller), tile_size=256, refcat=visit.refcat,
+             wcs_updates=given)
+    chips = {c.key: c for lay in p.layers.values() for c in lay.chips}
+    assert given.keys() <= chips.keys()
+    for key, c in chips.items():
+        if key in given:  # planned and drizzled on the given WCS, not aligned in the graph
+            assert key not in p.alignment.chips and c.wcs_bytes is not None
+        else:
+            assert key in p.alignment.chips and c.wcs_bytes is None
