@@ -14,7 +14,13 @@ photutils < 3):
   DrizzlePac's ``1 / (RA_error**2 + DEC_error**2)`` equals hapdask's weight);
 * switches the astrometry database off (``ASTROMETRY_STEP_CONTROL=OFF``);
 * refuses every other network connection (socket level: anything but loopback), so a run that
-  silently depended on the network fails loudly instead.
+  silently depended on the network fails loudly instead;
+* with ``--sky-repair``, repairs AstroDrizzle's sky matching: stsci.skypac 1.0.12 calls
+  ``SphericalPolygon.iter_polygons_flat``, which spherical_geometry 1.4 lacks; the AttributeError
+  is caught by ``drizzlepac.sky`` and ``skymethod="match"`` silently becomes ``"localmin"``,
+  which subtracts the absolute sky from HAP's filter and total products (run 3 of
+  ``runsinglehap_reference.md``). The repair adds the method as iteration over the polygon's
+  parts, as ``benchmarks/bench_drizzle.py`` and ``hapdask.testing.astrodrizzle_run`` do.
 
 Only catalogs whose name starts with ``--serve-prefix`` (default ``GAIA``) are answered from the
 file; other catalogs (GSC242, 2MASS) get an empty answer, as a service without that sky would
@@ -123,10 +129,24 @@ class LocalService:
         return t
 
 
-def install(refcat: str, serve_prefix: str = "GAIA") -> LocalService:
-    """Patch drizzlepac's catalog queries and stwcs' astrometry database; block the network."""
+def repair_sky_match() -> bool:
+    """Give SphericalPolygon the ``iter_polygons_flat`` stsci.skypac calls (True if added)."""
+    from spherical_geometry.polygon import SphericalPolygon
+
+    if hasattr(SphericalPolygon, "iter_polygons_flat"):
+        return False
+    SphericalPolygon.iter_polygons_flat = lambda self: iter(self)
+    return True
+
+
+def install(refcat: str, serve_prefix: str = "GAIA", sky_repair: bool = False) -> LocalService:
+    """Patch drizzlepac's catalog queries and stwcs' astrometry database; block the network;
+    repair the sky matching (module docstring)."""
     os.environ["ASTROMETRY_STEP_CONTROL"] = "OFF"
     block_network()
+    if sky_repair and repair_sky_match():
+        print("offline wrapper: SphericalPolygon.iter_polygons_flat added (skymatch 'match')",
+              flush=True)
     from drizzlepac.haputils import astrometric_utils as amutils
 
     service = LocalService(refcat, serve_prefix)
@@ -152,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="answer catalogs whose name starts with this from --refcat (GAIA)")
     ap.add_argument("--multi", action="store_true", help="runmultihap instead of runsinglehap")
     ap.add_argument("--log-level", default="info")
+    ap.add_argument("--sky-repair", action="store_true",
+                    help="let skymatch 'match' run instead of AstroDrizzle's silent 'localmin' "
+                         "fall-back (module docstring)")
     a = ap.parse_args(argv)
-    install(a.refcat, a.serve_prefix)
+    install(a.refcat, a.serve_prefix, sky_repair=a.sky_repair)
     if a.multi:
         from drizzlepac import runmultihap as task
     else:

@@ -22,7 +22,9 @@ same reference catalog (the set's Gaia-like ``gaia_refcat.ecsv``).
 Runs both ``--repeat`` times, interleaved, and prints ``ratio = median drizzlepac / median
 hapdask``; with ``--mvm``, the share of alignment in an MVM run (``hapdask.mvm.run``) on the
 same four exposures: the run aligning inside its graph against the same run given the same
-WCS updates (what alignment adds), and the standalone alignment time.
+WCS updates (what alignment adds), and the standalone alignment time, in wall and CPU seconds
+(user + system of the process: the runs use the local threaded scheduler), medians of
+``--repeat`` interleaved runs.
 
 Usage: ``nice python benchmarks/bench_align.py [--set DIR] [--repeat N] [--mvm]``.
 """
@@ -104,26 +106,34 @@ def run_drizzlepac(files: list[str], refcat_path: Path, workdir: Path) -> tuple[
     return elapsed, f"source finding {t_src:.1f} s; {outcome}"
 
 
-def run_hapdask(files: list[str], refcat_path: Path) -> tuple[float, str]:
-    """hapdask.align on ``files``; (seconds, outcome)."""
+def run_hapdask(files: list[str], refcat_path: Path) -> tuple[float, float, str]:
+    """hapdask.align on ``files``; (wall seconds, CPU seconds of this process, outcome)."""
     from hapdask.align import align
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = align(files, refcat_path)
-    elapsed = time.perf_counter() - t0
-    return elapsed, " | ".join(res.summary())
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return elapsed, cpu, " | ".join(res.summary())
 
 
-def run_mvm(skycell: str, files: list[str], refcat_path: Path, updates=None) -> float:
-    """Wall time of ``hapdask.mvm.run`` on ``files`` (FITS only): aligning to ``refcat_path``
-    inside the run, or applying precomputed ``updates`` (no alignment)."""
+def run_mvm(skycell: str, files: list[str], refcat_path: Path,
+            updates=None) -> tuple[float, float, float]:
+    """``hapdask.mvm.run`` on ``files`` (FITS only, the local threaded scheduler, so all its
+    work is in this process): aligning to ``refcat_path`` inside its graph, or applying
+    precomputed ``updates`` (no alignment). Returns (wall seconds, CPU seconds: user + system
+    of all threads of this process, CPU seconds of its alignment tasks: the ``align`` stage
+    of :class:`hapdask.profile.Profile`)."""
     from hapdask import mvm
+    from hapdask.profile import Profile
 
     with tempfile.TemporaryDirectory(prefix="bench_align_mvm_") as tmp:
-        t0 = time.perf_counter()
-        mvm.run(skycell, files, output=tmp, formats=["fits"], log=lambda m: None,
-                refcat=None if updates is not None else refcat_path, wcs_updates=updates)
-        return time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), time.process_time()
+        with Profile() as prof:
+            mvm.run(skycell, files, output=tmp, formats=["fits"], log=lambda m: None,
+                    refcat=None if updates is not None else refcat_path, wcs_updates=updates)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    align_cpu = sum(r.cpu for r in prof.stages() if r.depth == 0 and r.name == "align")
+    return wall, cpu, align_cpu
 
 
 def main() -> None:
@@ -145,11 +155,12 @@ def main() -> None:
     refcat = sset.refcat
     print(f"inputs: {', '.join(Path(f).name for f in files)}; catalog {refcat}")
     align(files[:1], refcat)  # numba kernels loaded (compiled once, cached on disk)
-    ours, refs = [], []
+    ours, ours_cpu, refs = [], [], []
     for i in range(max(1, args.repeat)):
-        t, what = run_hapdask(files, refcat)
+        t, c, what = run_hapdask(files, refcat)
         ours.append(t)
-        print(f"run {i + 1}: hapdask.align {t:.1f} s  ({what})")
+        ours_cpu.append(c)
+        print(f"run {i + 1}: hapdask.align {t:.1f} s (CPU {c:.1f} s)  ({what})")
         with tempfile.TemporaryDirectory(prefix="bench_align_") as tmp:
             t, what = run_drizzlepac(files, refcat, Path(tmp))
         refs.append(t)
@@ -158,13 +169,30 @@ def main() -> None:
     print(f"hapdask.align median {o:.1f} s, drizzlepac median {r:.1f} s")
     print(f"ratio = {r / o:.2f}")
     if args.mvm:
+        # alignment's share of an MVM run. Wall-time differences of two runs are noise on a
+        # loaded machine (negative "alignment adds" was seen), so CPU seconds are compared
+        # too, every figure the median of --repeat interleaved runs
         updates = align(files, refcat, label="MVM", max_correction=3.0).wcs_updates()
-        with_align = run_mvm(sset.skycell, files, refcat)
-        without = run_mvm(sset.skycell, files, refcat, updates=updates)
-        print(f"MVM run aligning inside the run: {with_align:.1f} s; with the same updates "
-              f"given: {without:.1f} s; alignment adds {with_align - without:.1f} s = "
-              f"{100 * (with_align - without) / with_align:.0f} % of the run (standalone "
-              f"alignment {o:.1f} s = {100 * o / with_align:.0f} %)")
+        runs: dict[str, list[tuple[float, float, float]]] = {"with": [], "without": []}
+        for i in range(max(1, args.repeat)):
+            runs["with"].append(run_mvm(sset.skycell, files, refcat))
+            runs["without"].append(run_mvm(sset.skycell, files, refcat, updates=updates))
+            print(f"MVM run {i + 1}: aligning inside the graph {runs['with'][-1][0]:.1f} s "
+                  f"(CPU {runs['with'][-1][1]:.1f} s, of which alignment tasks "
+                  f"{runs['with'][-1][2]:.1f} s); updates given "
+                  f"{runs['without'][-1][0]:.1f} s (CPU {runs['without'][-1][1]:.1f} s)")
+        (w_wall, w_cpu, w_align), (n_wall, n_cpu, _) = (
+            tuple(float(np.median([r[k] for r in runs[m]])) for k in (0, 1, 2))
+            for m in ("with", "without"))
+        oc = float(np.median(ours_cpu))
+        print(f"MVM medians: aligning inside the graph {w_wall:.1f} s wall, {w_cpu:.1f} s CPU; "
+              f"updates given {n_wall:.1f} s wall, {n_cpu:.1f} s CPU")
+        print(f"alignment share of the MVM run: CPU of its alignment tasks "
+              f"{100 * w_align / w_cpu:.0f} % ({w_align:.1f} s); "
+              f"CPU {100 * (w_cpu - n_cpu) / w_cpu:.0f} % "
+              f"(difference), {100 * oc / w_cpu:.0f} % (standalone alignment CPU {oc:.1f} s); "
+              f"wall {100 * (w_wall - n_wall) / w_wall:.0f} % (difference), "
+              f"{100 * o / w_wall:.0f} % (standalone alignment wall {o:.1f} s)")
 
 
 if __name__ == "__main__":

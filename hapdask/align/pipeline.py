@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Mapping
@@ -21,6 +22,9 @@ from hapdask.align.fit import ChipSources, ExposureFit, ExposureInput, fit_visit
 from hapdask.align.params import FitParams, SourceParams, fit_params, source_params
 from hapdask.align.sources import chip_sources
 from hapdask.align.updates import WcsUpdate, write_wcs_updates
+from hapdask.analyze import wcs_problem
+from hapdask.mosaic.wcsio import updated_wcs_bytes, wcs_from_bytes
+from skycells import KNOWN_DETECTORS
 
 #: WCSNAME marks of an a-posteriori solution already holding an SVM/MVM alignment.
 ALIGNED_MARKS = ("-FIT_SVM", "-FIT_MVM")
@@ -121,6 +125,22 @@ def _chip_list(exps: list) -> list[tuple[str, int, object]]:
     return [(e.rootname, c.extver, c) for e in exps for c in e.chips]
 
 
+def visit_groups(exposures: list) -> tuple[list[list], list[ExposureFit]]:
+    """The visits :func:`align_graph` fits, in the order of its fit keys (each visit's
+    exposures in EXPSTART order), and the exposures used as they are (WCSNAME already
+    FIT_SVM/FIT_MVM)."""
+    visits: dict[str, list] = {}
+    kept: list[ExposureFit] = []
+    for e in exposures:
+        v = visit_key(e)
+        if any(m in e.wcsname.upper() for m in ALIGNED_MARKS):
+            kept.append(_exposure_fit_kept(e, v))
+            continue
+        visits.setdefault(v, []).append(e)
+    return ([sorted(exps, key=lambda e: (e.expstart or 0.0, e.rootname))
+             for _, exps in sorted(visits.items())], kept)
+
+
 def align_graph(exposures: list, refcat: RefCatalog | None, *,
                 source_pars: Mapping[str, SourceParams] | None = None,
                 fit_pars: FitParams | None = None, max_correction: float | None = None,
@@ -154,19 +174,11 @@ def align_graph(exposures: list, refcat: RefCatalog | None, *,
     """
     token = hashlib.sha256("|".join(sorted(e.path for e in exposures)).encode()
                            ).hexdigest()[:12]
-    visits: dict[str, list] = {}
-    kept: list[ExposureFit] = []
-    for e in exposures:
-        v = visit_key(e)
-        if any(m in e.wcsname.upper() for m in ALIGNED_MARKS):
-            kept.append(_exposure_fit_kept(e, v))
-            continue
-        visits.setdefault(v, []).append(e)
+    visits, kept = visit_groups(exposures)
     graph: dict = {}
     keys = []
     n = 0
-    for vi, (_v, exps) in enumerate(sorted(visits.items())):
-        exps = sorted(exps, key=lambda e: (e.expstart or 0.0, e.rootname))
+    for vi, exps in enumerate(visits):
         det = f"{exps[0].instrument}/{exps[0].detector}".upper()
         sp = (source_pars or {}).get(det) or source_params(exps[0].instrument, exps[0].detector)
         fp = fit_pars or fit_params(exps[0].instrument, exps[0].detector)
@@ -225,13 +237,91 @@ class AlignJob:
     order: list[str]
     catalog: str = ""
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    visits: list[list] = field(default_factory=list)
+    margin: float | None = None
 
     def result(self, values: list) -> AlignResult:
-        """The :class:`AlignResult` from the computed values of :attr:`keys` (same order)."""
+        """The :class:`AlignResult` from the computed values of :attr:`keys` (same order).
+
+        With a :attr:`margin`, every visit's fits first go through :func:`limit_corrections`
+        (what the checked tasks of :meth:`checked_tasks` return: pass their values as they
+        are, the check is idempotent).
+        """
+        if self.margin is not None:
+            values = [limit_corrections(v, exps, self.margin)
+                      for v, exps in zip(values, self.visits, strict=True)]
         fits_ = [r for visit in values for r in visit]
         rank = {r: i for i, r in enumerate(self.order)}
         allfits = sorted(fits_ + self.kept, key=lambda r: rank.get(r.rootname, 0))
         return AlignResult(allfits, self.catalog, list(self.unreadable))
+
+    def checked_tasks(self, prefix: str) -> tuple[dict, list]:
+        """One task per visit, after its fit: the fits with :func:`limit_corrections` applied
+        (``(<prefix>, v)``, in the order of :attr:`keys`). Tasks that apply a visit's WCS
+        updates depend on its key only, never on the other visits'."""
+        graph = {(prefix, v): (limit_corrections, k, exps, self.margin)
+                 for v, (k, exps) in enumerate(zip(self.keys, self.visits, strict=True))}
+        return graph, list(graph)
+
+    def visit_of(self) -> dict[str, int]:
+        """``rootname -> index`` of the fitted visit holding it (kept exposures absent)."""
+        return {e.rootname: v for v, exps in enumerate(self.visits) for e in exps}
+
+
+#: Chip pixels (fractions of each axis) where :func:`limit_corrections` measures a correction.
+_SAMPLES = np.linspace(0.0, 1.0, 5)
+
+
+def _largest_shift(chip, update, nominal: float | None) -> tuple[float, str]:
+    """Largest sky shift (arcsec) between a chip's a-priori WCS and the WCS after ``update``
+    (a Header) on a 5 x 5 grid of its pixels (corners included), and what is wrong with the
+    updated WCS itself ("" when nothing)."""
+    ny, nx = chip.shape
+    gx, gy = np.meshgrid(_SAMPLES * (nx - 1), _SAMPLES * (ny - 1))
+    before = chip.wcs()
+    after = wcs_from_bytes(updated_wcs_bytes(chip, update))
+    r0, d0 = before.all_pix2world(gx.ravel(), gy.ravel(), 0)
+    r1, d1 = after.all_pix2world(gx.ravel(), gy.ravel(), 0)
+    dra = ((r1 - r0 + 180.0) % 360.0 - 180.0) * np.cos(np.radians(d0))
+    shift = float(np.max(np.hypot(dra, d1 - d0))) * 3600.0
+    return shift, (wcs_problem(after, nominal) if nominal else "")
+
+
+def limit_corrections(fits_: list[ExposureFit], exposures: list,
+                      margin: float | None) -> list[ExposureFit]:
+    """The fits of one visit with every correction held to ``margin`` arcsec.
+
+    Plans drawn on the a-priori WCS (``hapdask.mvm.plan`` aligning inside the graph) hold the
+    input pixels that can land within ``margin`` of their a-priori place; an exposure any of
+    whose updated chips moves a pixel of a 5 x 5 grid (corners included) by more than that,
+    or whose updated WCS is not sane, keeps its a-priori WCS, with the reason. The fits
+    already check the margin on the fitted chips; this also covers chips that follow a
+    sibling (no sources) and relative-only solutions. ``margin`` None: returned as they are.
+    """
+    if margin is None:
+        return list(fits_)
+    chips = {(e.rootname, c.extver): (c, KNOWN_DETECTORS.get(e.instrument.lower(), {}).get(
+        e.detector.lower())) for e in exposures for c in e.chips}
+    out = []
+    for f in fits_:
+        why = ""
+        for u in f.updates:
+            if u.key not in chips:
+                continue
+            shift, problem = _largest_shift(chips[u.key][0], u.header(), chips[u.key][1])
+            if problem:
+                why = f"updated WCS of SCI,{u.extver}: {problem}"
+                break
+            if shift > margin:
+                why = (f"correction {shift:.2f}\" on SCI,{u.extver} exceeds the alignment "
+                       f"margin {margin:g}\"")
+                break
+        if why:
+            apriori = next((e.wcsname for e in exposures if e.rootname == f.rootname), "")
+            f = dataclasses.replace(f, status="apriori", wcsname=apriori, updates=[],
+                                    reason=f"{why}: keeps its a-priori WCS")
+        out.append(f)
+    return out
 
 
 def align_job(inputs, refcat: RefCatalog | str | os.PathLike | None, *,
@@ -248,7 +338,8 @@ def align_job(inputs, refcat: RefCatalog | str | os.PathLike | None, *,
     graph, keys, kept = align_graph(exps, refcat, fit_pars=fit_pars,
                                     max_correction=max_correction, label=label)
     return AlignJob(graph, keys, kept, [e.rootname for e in exps],
-                    refcat.name if refcat is not None else "", bad)
+                    refcat.name if refcat is not None else "", bad,
+                    visits=visit_groups(exps)[0])
 
 
 def align(inputs, refcat: RefCatalog | str | os.PathLike | None, *,
@@ -313,7 +404,9 @@ def mvm_alignment_job(inputs, refcat: RefCatalog | str | os.PathLike, *,
                       margin: float = MVM_ALIGN_MARGIN) -> AlignJob:
     """The :class:`AlignJob` of an MVM run: corrections limited to ``margin`` arcsec, WCSNAMEs
     ``...-FIT_MVM_<catalog>`` (DrizzlePac's MVM alignment label)."""
-    return align_job(inputs, refcat, max_correction=float(margin), label="MVM")
+    job = align_job(inputs, refcat, max_correction=float(margin), label="MVM")
+    job.margin = float(margin)
+    return job
 
 
 def mvm_alignment(inputs, refcat: RefCatalog | str | os.PathLike, *,

@@ -24,7 +24,9 @@ class CatalogParams:
     is flattened (``source_box``, ``segm_nsigma``, ...); ``bthresh``, ``ci_lower``, ``ci_upper``
     come from the ``ci filter`` quality-control block; ``crfactor_point``/``crfactor_segment`` are
     the CR-contamination factors; ``ir`` marks WFC3/IR (no saturation flag, no CR test,
-    edge limit 0.5).
+    edge limit 0.5). ``starfinder`` is HAP's ``starfinder_algorithm`` ("psf", the SVM
+    configuration's value, or "dao"), ``block_size`` its deconvolution block (square) and
+    ``freq_limit`` the regularisation of that deconvolution (:mod:`hapdask.catalogs.point`).
     """
 
     detector: str = "acs_wfc"
@@ -39,6 +41,9 @@ class CatalogParams:
     scale: float = 1.5
     sensitivity: float = 0.95
     region_size: int = 11
+    starfinder: str = "psf"
+    block_size: int = 1024
+    freq_limit: float = 0.95
     flag_trim_value: int = 5
     simple_bkg: bool = False
     zero_percent: float = 25.0
@@ -80,6 +85,8 @@ class CatalogParams:
         if self.salgorithm not in ("mode", "median", "mean"):
             raise ValueError(f"CatalogParams.salgorithm: 'mode', 'median' or 'mean', "
                              f"got {self.salgorithm!r}")
+        if self.starfinder not in ("psf", "dao"):
+            raise ValueError(f"CatalogParams.starfinder: 'psf' or 'dao', got {self.starfinder!r}")
         if not 0 < self.sensitivity < 1:
             raise ValueError(f"CatalogParams.sensitivity: must be in (0, 1), "
                              f"got {self.sensitivity}")

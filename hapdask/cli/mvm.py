@@ -92,12 +92,15 @@ def run(args: argparse.Namespace) -> int:
 
         updates = read_wcs_updates(args.wcs_updates)
     if args.dry_run:
-        inputs = args.input
+        inputs, refcat = args.input, args.refcat
         if inputs is None:
             from hapdask.mvm.runner import _demo_inputs
 
-            inputs, _, _ = _demo_inputs(args.skycell, _log)
-            _log("dry run: planned on the a-priori WCS (alignment is not run)")
+            inputs, demo_refcat, _ = _demo_inputs(args.skycell, _log)
+            refcat = refcat or demo_refcat
+        if refcat is not None:
+            _log("dry run: the run's plan, on the a-priori WCS grown by the alignment margin "
+                 "(the alignment itself is not run)")
         from hapdask.mvm.planning import analyze_tasks
         from hapdask.scheduling import local_compute
 
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             with step("plan"):
                 p = mvm.plan(args.skycell, inputs, tile_size=args.tile_size,
                              wcs_updates=updates, context=not args.no_context, only=args.layer,
-                             verdicts=verdicts, masks=args.masks)
+                             verdicts=verdicts, masks=args.masks, refcat=refcat)
             print("\n".join(printable(line) for line in p.describe().splitlines()))
         return 0 if p.layers else 65
     try:

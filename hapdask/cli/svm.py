@@ -29,6 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="reference catalog (ECSV/FITS/CSV/Parquet with RA, DEC); without it "
                         "the inputs keep their a-priori WCS (DrizzlePac would query its "
                         "catalog service)")
+    p.add_argument("--catalog-name", metavar="NAME",
+                   help="reference catalog name in WCSNAME (...-FIT_SVM_<NAME>; default: the "
+                        "table's 'catalog' meta value, else the file stem); e.g. GAIAeDR3 for "
+                        "a Gaia DR3 extract, DrizzlePac's name for that catalog")
     p.add_argument("--output", default=".", metavar="DIR", help="output directory (default .)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask "
@@ -66,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         report = Path(args.output) / f"{Path(args.poller).stem}_dask-report.html"
         with profiling(args, report):
             result = svm.run(args.poller, output=args.output, refcat=args.refcat,
-                             scheduler=args.scheduler, workers=args.workers,
+                             catalog_name=args.catalog_name, scheduler=args.scheduler,
+                             workers=args.workers,
                              threads_per_worker=args.threads_per_worker,
                              update_inputs=args.update_inputs, catalogs=not args.no_catalogs,
                              previews=not args.no_previews, log=_log)

@@ -255,7 +255,8 @@ def write_fits_tile(
         os.close(fd)
 
 
-def finalize_fits(layout: FitsLayout, updates: dict[str, object] | None = None) -> Path:
+def finalize_fits(layout: FitsLayout, updates: dict[str, object] | None = None, *,
+                  hdrtab: bytes | None = None) -> Path:
     """Patch whole-layer header values into the primary header, then rename to the final name.
 
     Parameters
@@ -265,6 +266,10 @@ def finalize_fits(layout: FitsLayout, updates: dict[str, object] | None = None) 
     updates : dict, optional
         Primary keyword -> new value. Every keyword must already be in the primary header
         (written with a placeholder value), so the header keeps its size.
+    hdrtab : bytes, optional
+        The HDRTAB extension (:func:`hapdask.export.headers.hdrtab`), appended as the last
+        extension when the file was created without one (its rows may depend on results,
+        e.g. the WCS names of an alignment computed with the tiles).
 
     Returns
     -------
@@ -285,6 +290,9 @@ def finalize_fits(layout: FitsLayout, updates: dict[str, object] | None = None) 
                              f"({len(new)} != {layout.primary_size} bytes)")
         fh.seek(0)
         fh.write(new)
+        if hdrtab is not None:
+            fh.seek(0, os.SEEK_END)
+            fh.write(hdrtab)
         fh.flush()
         os.fsync(fh.fileno())
     return commit(layout.final)

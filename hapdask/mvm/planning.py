@@ -26,6 +26,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 import skycells
+from hapdask.align.pipeline import ALIGNED_MARKS, MVM_ALIGN_MARGIN, mvm_alignment_job
 from hapdask.io import linear_pixel_scale
 from hapdask.mosaic.grid import OutputGrid
 from hapdask.mosaic.inputs import ChipKey, ChipRef, detector_noise
@@ -152,6 +153,64 @@ class LayerPlan:
 
 
 @dataclass
+class GraphAlignment:
+    """Alignment computed inside the run's graph (``plan(..., refcat=...)``).
+
+    The plan is drawn on the a-priori WCS of the chips in :attr:`chips`, with their input
+    boxes and the output grids grown by :attr:`margin`; their updated WCS reaches the drizzle
+    tasks as Dask keys (:func:`hapdask.mvm.graph.build_graph`), each tile waiting only for the
+    visits whose chips it uses.
+
+    Attributes
+    ----------
+    job : hapdask.align.AlignJob
+        The alignment graph of every readable input (the fit of a visit uses all of its
+        exposures, rejected ones included, as in a separate alignment run).
+    margin : float
+        Largest accepted correction (arcsec); larger ones keep the a-priori WCS
+        (:func:`hapdask.align.pipeline.limit_corrections`).
+    chips : frozenset
+        ``(rootname, extver)`` of the chips whose WCS the graph's alignment sets (inputs
+        already holding a FIT_SVM/FIT_MVM solution, or given a ``wcs_updates`` entry, are not).
+    identity : str
+        The catalog's identity (file, size, modification time), margin and fit label: part of
+        the plan and tile fingerprints, since the updates are not known when planning.
+    step : int
+        Sampling step of the tile boxes (the tile tasks narrow the grown boxes of the aligned
+        chips to those of their aligned WCS, :func:`hapdask.mvm.graph.aligned_boxes`).
+    result : hapdask.align.AlignResult or None
+        Set once the graph has run (:func:`hapdask.mvm.runner.write_layers`).
+    """
+
+    job: object
+    margin: float
+    chips: frozenset
+    identity: str
+    step: int = SAMPLE_STEP
+    result: object | None = None
+
+    def visit_of(self, key: ChipKey) -> int | None:
+        """Index of the fitted visit (key of :meth:`AlignJob.checked_tasks`) of a graph-aligned
+        chip, None for any other chip."""
+        if key not in self.chips:
+            return None
+        return self.job.visit_of().get(key[0])
+
+
+def _catalog_identity(refcat) -> str:
+    path = getattr(refcat, "path", None)
+    if path is None and isinstance(refcat, str | os.PathLike):
+        path = refcat
+    if path is not None:
+        try:
+            st = os.stat(path)
+            return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+        except OSError:
+            return str(path)
+    return f"{type(refcat).__name__}|{getattr(refcat, 'name', '')}"
+
+
+@dataclass
 class MvmPlan:
     """Everything :func:`hapdask.mvm.layers` and the exporters need.
 
@@ -171,6 +230,9 @@ class MvmPlan:
     crmasks : dict
         ``(rootname, extver) -> path`` of the cosmic-ray mask file (``<rootname>_crmask.fits``
         of ``hapdask drizzle``) of each chip that has one; its flagged pixels get weight 0.
+    alignment : GraphAlignment or None
+        Alignment inside the graph (``refcat=``): the plan is drawn on the a-priori WCS of
+        its chips, grown by its margin.
     """
 
     skycell: str
@@ -180,6 +242,7 @@ class MvmPlan:
     tile_size: int
     context: bool = True
     crmasks: dict = field(default_factory=dict)
+    alignment: GraphAlignment | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -197,6 +260,8 @@ class MvmPlan:
         for key, path in sorted(self.crmasks.items()):
             st = os.stat(path)
             h.update(f"crmask|{key}|{path}|{st.st_size}|{st.st_mtime_ns}".encode())
+        if self.alignment is not None:
+            h.update(f"align|{self.alignment.identity}|{sorted(self.alignment.chips)}".encode())
         return h.hexdigest()[:16]
 
     def reject_chips(self, bad: Mapping[ChipKey, str]) -> None:
@@ -227,11 +292,31 @@ class MvmPlan:
         used = {i.rootname for lay in self.layers.values() for i in lay.inputs}
         self.inputs = [i for i in self.inputs if i.rootname in used]
 
+    def apply_alignment(self, result) -> None:
+        """Record the outcome of the alignment computed in the graph: the SCI headers of the
+        inputs (:attr:`InputInfo.sci_headers`, what HDRTAB and the ``D###WKEY`` cards show)
+        of the graph-aligned chips take their update's keywords (WCSNAME, fit keywords).
+
+        ``result`` is the :class:`hapdask.align.AlignResult` of :attr:`alignment`'s job.
+        """
+        if self.alignment is None:
+            return
+        got = {(str(k[0]).lower(), int(k[1])): v for k, v in result.wcs_updates().items()}
+        for info in self.inputs:
+            for i, c in enumerate(info.chips):
+                if c.key in self.alignment.chips and c.key in got:
+                    info.sci_headers[i] = _applied_header(info.sci_headers[i], got[c.key])
+
     def describe(self, context: bool | None = None) -> str:
         """Human-readable plan (what ``hapdask mvm --dry-run`` prints)."""
         context = self.context if context is None else context
         out = [f"SkyCell {self.skycell}: {len(self.layers)} layer(s) from "
                f"{len(self.inputs)} input exposure(s); tile size {self.tile_size}"]
+        if self.alignment is not None:
+            al = self.alignment
+            out.append(f"  alignment to {al.job.catalog} inside the graph: "
+                       f"{len(al.job.keys)} visit fit(s); {len(al.chips)} chip(s) planned on "
+                       f"their a-priori WCS grown by the {al.margin:g}\" margin")
         for lay in self.layers.values():
             ny, nx = lay.shape
             nty, ntx = lay.ntiles
@@ -331,6 +416,7 @@ def plan(
     only: Iterable[str] | None = None,
     refcat: object | None = None,
     masks: str | os.PathLike | None = None,
+    margin: float = MVM_ALIGN_MARGIN,
 ) -> MvmPlan:
     """Plan the MVM layers of a SkyCell.
 
@@ -357,8 +443,14 @@ def plan(
         Keep only the layers whose name contains one of these strings (e.g. ``"f160w"``,
         ``"ir_f125w_coarse"``). The output grids still come from every input.
     refcat : RefCatalog or path, optional
-        Align the inputs to this reference catalog first (:func:`hapdask.align.mvm_alignment`,
-        corrections limited to the alignment margin); its updates yield to ``wcs_updates``.
+        Align the inputs to this reference catalog inside the graph
+        (:func:`hapdask.align.mvm_alignment_job`, corrections limited to ``margin``): nothing
+        is computed here. The chips it aligns are planned on their a-priori WCS with their
+        tile boxes and the output grids grown by ``margin``; their updated WCS reaches the
+        drizzle tasks as Dask keys (:attr:`MvmPlan.alignment`). ``wcs_updates`` entries win.
+    margin : float
+        Alignment margin (arcsec) of ``refcat``; default
+        :data:`hapdask.align.MVM_ALIGN_MARGIN`.
     masks : path, optional
         Directory of cosmic-ray masks (``<rootname>_crmask.fits``); a mask file beside an
         input is used too (``masks`` wins).
@@ -392,16 +484,14 @@ def plan(
     items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
     paths = resolve_inputs(items)
     old = _old_rows([str(i) for i in items])
-    if refcat is not None:
-        from hapdask.align import mvm_alignment
-
-        aligned = mvm_alignment(paths, refcat).wcs_updates()
-        wcs_updates = {**aligned, **dict(wcs_updates or {})}
     updates = {(str(k[0]).lower(), int(k[1])): v for k, v in (wcs_updates or {}).items()}
 
     rejected: list[Rejection] = []
     kept: list[InputInfo] = []
-    all_footprints: list[np.ndarray] = []
+    opened: list = []  # every readable input: the alignment fits whole visits
+    moving: set[ChipKey] = set()  # chips whose WCS the graph's alignment sets
+    fixed_footprints: list[np.ndarray] = []
+    moving_footprints: list[np.ndarray] = []
     for path in paths:
         try:
             exp = open_exposure(path)
@@ -411,6 +501,11 @@ def plan(
         except Exception as exc:
             rejected.append(Rejection(path, "UNREADABLE", f"{type(exc).__name__}: {exc}"))
             continue
+        opened.append(exp)
+        aligns = refcat is not None and not any(m in exp.wcsname.upper()
+                                                for m in ALIGNED_MARKS)
+        exp_moving = {(exp.rootname, c.extver) for c in exp.chips
+                      if aligns and (exp.rootname, c.extver) not in updates}
         # per chip WCS (the update, when given) and footprint
         chip_wcs: dict[int, WCS] = {}
         chip_bytes: dict[int, bytes | None] = {}
@@ -431,7 +526,7 @@ def plan(
                 if nominal and upd is not None and (problem := wcs_problem(w, nominal)):
                     raise ValueError(f"SCI,{chip.extver} updated WCS: {problem}")
                 chip_wcs[chip.extver] = w
-                fps.append(skycells.wcs_outline(w))
+                fps.append((skycells.wcs_outline(w), (exp.rootname, chip.extver) in exp_moving))
         except Exception as exc:
             known = (verdicts or {}).get(path)  # the sanity rules may already say why
             if known is not None and not known.keep:
@@ -448,7 +543,9 @@ def plan(
                 rejected.append(Rejection(path, "ANALYZE", f"{type(exc).__name__}: {exc}"))
                 continue
         if verdict is None or verdict.keep or verdict.rule not in SANITY_RULES:
-            all_footprints.extend(fps)  # an insane WCS or header must not bound the grid
+            # an insane WCS or header must not bound the grid
+            fixed_footprints.extend(f for f, m in fps if not m)
+            moving_footprints.extend(f for f, m in fps if m)
         if is_old:
             rejected.append(Rejection(path, "OLD", "poller row marked OLD (bounds the output "
                                       "array only)"))
@@ -481,6 +578,7 @@ def plan(
                 signature=(exp.instrument, exp.detector, tuple(chip.shape),
                            chip.ccdchip if chip.ccdchip is not None else chip.extver),
                 content=content))
+        moving |= exp_moving
         expstart = _header_float(prim, "EXPSTART")
         kept.append(InputInfo(
             path=path, rootname=exp.rootname, instrument=exp.instrument, detector=exp.detector,
@@ -512,17 +610,14 @@ def plan(
         scales = ["fine"] + (["coarse"] if skycells.has_coarse_layer(instr, det) else [])
         for scale in scales:
             if scale not in bounded:
-                try:
-                    bounded[scale] = skycells.bounded_wcs(cells[scale], all_footprints)
-                except ValueError as exc:
-                    raise ValueError(f"{cells[scale].name}: no input overlaps the SkyCell "
-                                     f"({exc})") from None
+                bounded[scale] = _bounded_wcs(cells[scale], fixed_footprints,
+                                              moving_footprints, margin)
             filename = skycells.layer_filename(cells[scale], instr, det, filt, scale, flc)
             if only is not None and not any(str(o).lower() in filename.lower() for o in only):
                 continue
             layers[filename[:-5]] = _layer(
                 filename, instr, det, filt, scale, flc, members, bounded[scale], cells[scale],
-                tile_size, step)
+                tile_size, step, moving, margin)
     # a layer whose chips all fall outside the bounded grid has nothing to drizzle
     wanted = [str(o).lower() for o in only] if only is not None else None
     for name in list(layers):
@@ -543,12 +638,70 @@ def plan(
         if found is not None:
             for c in info.chips:
                 crmasks[c.key] = str(found)
+    alignment = None
+    if refcat is not None:
+        job = mvm_alignment_job(opened, refcat, margin=margin)
+        alignment = GraphAlignment(job, float(margin), frozenset(moving),
+                                   f"{_catalog_identity(refcat)}|{job.catalog}|{margin!r}|MVM",
+                                   step=int(step))
     return MvmPlan(skycell=cells["fine"].name, layers=layers, inputs=inputs_used,
-                   rejected=rejected, tile_size=tile_size, context=context, crmasks=crmasks)
+                   rejected=rejected, tile_size=tile_size, context=context, crmasks=crmasks,
+                   alignment=alignment)
 
 
-def _layer(filename, instr, det, filt, scale, flc, members, bwcs, cell, tile_size, step
-           ) -> LayerPlan:
+def _cell_box(cell: SkyCell, footprints: list[np.ndarray]) -> tuple[int, int, int, int] | None:
+    """0-based inclusive ``(xmin, ymin, xmax, ymax)`` of :func:`skycells.bounded_wcs` (None
+    when no footprint overlaps the cell)."""
+    if not footprints:
+        return None
+    try:
+        w = skycells.bounded_wcs(cell, footprints)
+    except ValueError:
+        return None
+    xmin = round(cell.crpix[0] - w.wcs.crpix[0])
+    ymin = round(cell.crpix[1] - w.wcs.crpix[1])
+    return (xmin, ymin, xmin + int(w.pixel_shape[0]) - 1, ymin + int(w.pixel_shape[1]) - 1)
+
+
+def _bounded_wcs(cell: SkyCell, fixed: list[np.ndarray], moving: list[np.ndarray],
+                 margin: float) -> WCS:
+    """:func:`skycells.bounded_wcs` of all footprints, where those of chips aligned inside the
+    graph (``moving``, a-priori WCS) bound a sub-array grown by ``margin`` arcsec (clipped to
+    the cell): wherever their alignment moves them, within the margin, they stay inside."""
+    if not moving:
+        try:
+            return skycells.bounded_wcs(cell, fixed)
+        except ValueError as exc:
+            raise ValueError(f"{cell.name}: no input overlaps the SkyCell ({exc})") from None
+    boxes = [b for b in (_cell_box(cell, fixed), _cell_box(cell, moving)) if b is not None]
+    if not boxes:
+        raise ValueError(f"{cell.name}: no input overlaps the SkyCell (none of the "
+                         f"{len(fixed) + len(moving)} chip footprint(s) overlaps it)")
+    if _cell_box(cell, moving) is not None:
+        pad = math.ceil(margin / linear_pixel_scale(cell.wcs) - 1e-9)
+        x0, y0, x1, y1 = boxes[-1]
+        boxes[-1] = (x0 - pad, y0 - pad, x1 + pad, y1 + pad)
+    ny, nx = cell.shape
+    xmin = max(min(b[0] for b in boxes), 0)
+    ymin = max(min(b[1] for b in boxes), 0)
+    xmax = min(max(b[2] for b in boxes), nx - 1)
+    ymax = min(max(b[3] for b in boxes), ny - 1)
+    w = cell.wcs
+    w.wcs.crpix = [cell.crpix[0] - xmin, cell.crpix[1] - ymin]
+    w.pixel_shape = (xmax - xmin + 1, ymax - ymin + 1)
+    w.wcs.set()
+    return w
+
+
+def kernel_margin(ratio: float) -> float:
+    """Output pixels a chip's sampled tile boxes are grown by (:func:`chip_tile_boxes`): the
+    square kernel's reach (pixfrac 1, ``ratio`` = input / output pixel scale) and the
+    sampling."""
+    return 0.5 * ratio * 1.5 + 2.0
+
+
+def _layer(filename, instr, det, filt, scale, flc, members, bwcs, cell, tile_size, step,
+           moving=frozenset(), margin=0.0) -> LayerPlan:
     shape = (int(bwcs.pixel_shape[1]), int(bwcs.pixel_shape[0]))
     header = bwcs.to_header()
     header["NAXIS1"] = shape[1]
@@ -563,9 +716,10 @@ def _layer(filename, instr, det, filt, scale, flc, members, bwcs, cell, tile_siz
         used = False
         for c in m.chips:
             w = c.wcs()
-            ratio = c.pscale / scale_arcsec
-            margin = 0.5 * ratio * 1.5 + 2.0
-            boxes = chip_tile_boxes(w, c.shape, layer_wcs, shape, tile_size, margin, step)
+            grow = kernel_margin(c.pscale / scale_arcsec)
+            if c.key in moving:  # aligned inside the graph: anywhere within the margin
+                grow += margin / scale_arcsec
+            boxes = chip_tile_boxes(w, c.shape, layer_wcs, shape, tile_size, grow, step)
             if not boxes:
                 continue
             outline = skycells.wcs_outline(w)

@@ -5,7 +5,9 @@ Execution (all lazy until the final compute):
 0. The arguments are checked (:func:`validate_arguments`, :func:`check_parallelism`) before any
    input is read, and the SkyCell's products in the output directory are locked for the run
    (:class:`hapdask.export.lock.OutputLock`).
-1. :func:`hapdask.mvm.plan` — inputs, rules, layers, bounded grids, tiles x chips.
+1. The analyze rules (one task per input), then :func:`hapdask.mvm.plan` — inputs, layers,
+   bounded grids, tiles x chips. With ``refcat`` the plan also holds the alignment graph and
+   is drawn on the a-priori WCS grown by the alignment margin: nothing waits for alignment.
 2. Sky levels — one task per chip (:class:`hapdask.mvm.sky.ChipMedianSky`); chips that turn
    out unreadable or empty (all NaN, all flagged) are reported and dropped from the plan.
 3. Exporters are prepared: each FITS layer file is laid out under ``<name>.part`` (headers
@@ -14,8 +16,11 @@ Execution (all lazy until the final compute):
    identity, skies, grid) is unchanged. A failed run removes its ``.part`` files.
 4. One write task per tile: drizzle (or, when the zarr store already holds the tile, read it
    back), write its rows into the FITS file and its shards into the zarr store, and return a
-   small statistics summary. Only these summaries travel back to the client.
-5. The whole-layer keywords are patched into each FITS primary header, which is then renamed to
+   small statistics summary. Only these summaries (and the alignment's per-visit fits) travel
+   back to the client. A tile's chips aligned in the graph are tasks applying their visit's
+   update (:func:`hapdask.mvm.graph.aligned_chip`): the tile waits for those visits only.
+5. The whole-layer keywords and the input cards (``D###WKEY`` from the applied WCSNAMEs) are
+   patched into each FITS primary header and HDRTAB is appended; the file is then renamed to
    its final name; trailers, the manifest and the zarr completion flags are written last.
 
 Default scheduler: Dask's local threaded scheduler with one thread per core. The numba kernels
@@ -41,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 
 from hapdask import profile
@@ -52,7 +58,7 @@ from hapdask.export import stats as xstats
 from hapdask.export import zarr as xzarr
 from hapdask.export.lock import OutputLock
 from hapdask.mosaic.coverage import MAX_CODE_POLYGONS, coverage_codes
-from hapdask.mvm.graph import build_graph, tile_coverage
+from hapdask.mvm.graph import alignment_keys, build_graph, layer_polygons, tile_coverage
 from hapdask.mvm.planning import LayerPlan, MvmPlan, analyze_tasks, header_wcs, plan
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel
 from hapdask.scheduling import compute_context as _scheduler
@@ -122,16 +128,18 @@ class WriteJob:
     fits: xfits.FitsLayout | None
     zarr: xzarr.ZarrLayout | None
     reuse: bool
-    polys: tuple[np.ndarray, ...]
     exptimes: tuple[float, ...]
     fingerprint: int = 0
 
 
-def write_tile(job: WriteJob, result: dict | None) -> xstats.TileStats:
+def write_tile(job: WriteJob, result: dict | None,
+               polys: list[np.ndarray]) -> xstats.TileStats:
     """Write one tile to the FITS file and/or zarr store; return its statistics.
 
     ``result`` is the drizzled tile, or None when the zarr store already holds it (the tile is
-    then read back from there and not recomputed).
+    then read back from there and not recomputed). ``polys`` are the outlines of the tile's
+    chips on the layer grid (:func:`hapdask.mvm.graph.layer_polygons`: computed from the
+    aligned WCS when the alignment is part of the graph).
     """
     if result is None:
         with profile.timed("zarr-read"):
@@ -146,11 +154,11 @@ def write_tile(job: WriteJob, result: dict | None) -> xstats.TileStats:
             xzarr.write_zarr_tile(job.zarr, job.index, job.window, sci, wht, ctx,
                                   fingerprint=job.fingerprint)
     with profile.timed("stats"):
-        if len(job.polys) <= MAX_CODE_POLYGONS:  # one pass over the tile for all chips
+        if len(polys) <= MAX_CODE_POLYGONS:  # one pass over the tile for all chips
             return xstats.add_coverage(xstats.tile_stats(wht),
-                                       coverage_codes(list(job.polys), job.window),
+                                       coverage_codes(list(polys), job.window),
                                        list(job.exptimes))
-        count, expt = tile_coverage(list(job.polys), list(job.exptimes), job.window)
+        count, expt = tile_coverage(list(polys), list(job.exptimes), job.window)
         return xstats.tile_stats(wht, count, expt)
 
 
@@ -159,9 +167,11 @@ def tile_fingerprint(p: MvmPlan, lay: LayerPlan, tile, skies: Mapping) -> int:
 
     The layer grid, tile window, context option and, for every contributing chip, its context
     id, input box, identity (file, content identity, EXPTIME, DQ bits, scale, replacement WCS,
-    cosmic-ray mask file) and sky level. A resumed run reuses a stored tile only when this is
-    unchanged (:func:`hapdask.export.zarr.reusable_tiles`). Never 0 (0 marks "not recorded").
+    or the alignment's catalog and margin when the graph aligns it, cosmic-ray mask file) and
+    sky level. A resumed run reuses a stored tile only when this is unchanged
+    (:func:`hapdask.export.zarr.reusable_tiles`). Never 0 (0 marks "not recorded").
     """
+    al = p.alignment
     h = hashlib.blake2b(digest_size=8)
     h.update(f"{lay.name}|{tile.window}|{p.context}|{lay.nplanes}|".encode())
     h.update(lay.wcs_header.tostring().encode())
@@ -171,6 +181,8 @@ def tile_fingerprint(p: MvmPlan, lay: LayerPlan, tile, skies: Mapping) -> int:
                  f"{c.pscale!r}|{skies[c.key].value!r}".encode())
         if c.wcs_bytes is not None:
             h.update(hashlib.sha256(c.wcs_bytes).digest())
+        if al is not None and c.key in al.chips:
+            h.update(f"|align|{al.identity}".encode())
         mask = p.crmasks.get(c.key)
         if mask is not None:  # a cosmic-ray mask file (hapdask drizzle) changes the weights
             st = os.stat(mask)
@@ -264,20 +276,8 @@ def layer_headers(p: MvmPlan, lay: LayerPlan, skies: Mapping) -> dict:
         primary[key] = (0.0, "set from the whole layer")
     primary["MEDWHTPR"] = (xstats.WHT_MEDIAN_RTOL, "relative precision of MEDWHT")
     primary["SKYMETH"] = ("chip-median", "per-chip sigma-clipped median sky subtracted")
-    by_root = {i.rootname: i for i in lay.inputs}
-
-    def sci_header(c):  # the chip's SCI header as drizzled (alignment update applied)
-        info = by_root[c.key[0]]
-        return info.sci_headers[[ch.key for ch in info.chips].index(c.key)]
-
-    dcards = []
-    for c in lay.chips:
-        dcards.append({"data": f"{os.path.basename(c.chip.path)}[sci,{c.key[1]}]",
-                       "exptime": c.exptime, "sky": skies[c.key].value,
-                       "in_scale": c.pscale, "scale": lay.scale_arcsec, "bits": c.bits,
-                       "wcsname": str(sci_header(c).get("WCSNAME", "")),
-                       "outname": lay.filename, "ctx": p.context})
-    primary.extend(xheaders.drizzle_cards(dcards), end=True)
+    cards, table = input_cards(p, lay, skies)
+    primary.extend(cards, end=True)
     wcs = lay.wcs_header.copy()
     for k in ("NAXIS1", "NAXIS2"):
         wcs.remove(k, ignore_missing=True)
@@ -288,18 +288,37 @@ def layer_headers(p: MvmPlan, lay: LayerPlan, skies: Mapping) -> dict:
                end=True)
     wht = wcs.copy()
     wht["BUNIT"] = ("UNITLESS", "exposure-time weight")
+    return {"primary": primary, "sci": sci, "wht": wht, "ctx": wcs.copy(), "hdrtab": table}
+
+
+def input_cards(p: MvmPlan, lay: LayerPlan, skies: Mapping) -> tuple[fits.Header, bytes]:
+    """What a layer's files say about each input chip: the ``D###`` drizzle cards of the
+    primary header and the HDRTAB extension, from the chips' SCI headers as drizzled
+    (:attr:`InputInfo.sci_headers`: with alignment in the graph, known once it has run, see
+    :meth:`MvmPlan.apply_alignment`)."""
+    by_root = {i.rootname: i for i in lay.inputs}
+
+    def sci_header(c):  # the chip's SCI header as drizzled (alignment update applied)
+        info = by_root[c.key[0]]
+        return info.sci_headers[[ch.key for ch in info.chips].index(c.key)]
+
+    dcards = []
     rows = []
     for c in lay.chips:
         info = by_root[c.key[0]]
         sci_hdr = sci_header(c)
+        dcards.append({"data": f"{os.path.basename(c.chip.path)}[sci,{c.key[1]}]",
+                       "exptime": c.exptime, "sky": skies[c.key].value,
+                       "in_scale": c.pscale, "scale": lay.scale_arcsec, "bits": c.bits,
+                       "wcsname": str(sci_hdr.get("WCSNAME", "")),
+                       "outname": lay.filename, "ctx": p.context})
         stem = os.path.basename(info.path).split(".fits")[0]
         lead = {"SVMROOTNAME": stem, "GENDATE": str(info.primary.get("DATE", "")),
                 "HAPEXPNAME": f"{lay.name.rsplit('_', 1)[0]}-{info.rootname}_"
                               f"{'flc' if info.flc else 'flt'}",
                 "MDRIZSKY": skies[c.key].value}
         rows.append(xheaders.header_row(info.primary, sci_hdr, lead))
-    return {"primary": primary, "sci": sci, "wht": wht, "ctx": wcs.copy(),
-            "hdrtab": xheaders.hdrtab(rows)}
+    return xheaders.drizzle_cards(dcards), xheaders.hdrtab(rows)
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -314,7 +333,12 @@ def write_layers(
     log: Callable[[str], None] = print,
 ) -> tuple[list[Path], dict, int, int]:
     """Export every layer of a plan; see the module docstring. Returns (paths, keywords,
-    tiles computed, tiles reused)."""
+    tiles computed, tiles reused).
+
+    With alignment in the plan's graph (:attr:`MvmPlan.alignment`), it is computed with the
+    tiles; its result is recorded in the plan (:meth:`MvmPlan.apply_alignment`) and the input
+    cards (``D###WKEY``, HDRTAB) are written when the files are finalised. The
+    :class:`hapdask.align.AlignResult` is then ``p.alignment.result``."""
     formats = {f.strip().lower() for f in formats}
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -338,11 +362,10 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", VerifyWarning)  # long comments get truncated
             hdrs = layer_headers(p, lay, skies)
-            if "fits" in formats:
+            if "fits" in formats:  # HDRTAB is appended when the alignment is known
                 fits_layouts[name] = xfits.create_fits(
                     xpaths.output_path(outdir, lay.filename), lay.shape, primary=hdrs["primary"],
-                    sci=hdrs["sci"], wht=hdrs["wht"], ctx=hdrs["ctx"], nplanes=nplanes,
-                    hdrtab=hdrs["hdrtab"])
+                    sci=hdrs["sci"], wht=hdrs["wht"], ctx=hdrs["ctx"], nplanes=nplanes)
         if "zarr" in formats:
             zarr_layouts[name] = xzarr.create_zarr_layer(
                 store, name, lay.shape, lay.tile_size, wcs_header=lay.wcs_header,
@@ -352,6 +375,7 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
                        "bunit": "ELECTRONS/S",
                        "inputs": [f"{c.chip.path}[sci,{c.key[1]}]" for c in lay.chips]})
     graph, tile_keys = build_graph(p, skies)
+    align_keys = alignment_keys(p)
     write_keys: list = []
     layer_of: list[str] = []
     computed = reused = 0
@@ -362,16 +386,17 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
             fps[tile.index] = tile_fingerprint(p, lay, tile, skies)
         done = xzarr.reusable_tiles(zl, fps) if zl is not None else None
         wname = f"mvm-write-{name}-{p.fingerprint}"
+        polys = layer_polygons(p, lay)
         for tile in lay.tiles:
             reuse = bool(done is not None and done[tile.index])
             job = WriteJob(
                 layer=name, index=tile.index, window=tile.window,
                 fits=fits_layouts.get(name), zarr=zl, reuse=reuse,
-                polys=tuple(lay.polygons[i] for i, _ in tile.contribs),
                 exptimes=tuple(lay.chips[i].exptime for i, _ in tile.contribs),
                 fingerprint=int(fps[tile.index]))
             key = (wname, *tile.index)
-            graph[key] = (write_tile, job, None if reuse else tile_keys[name][tile.index])
+            graph[key] = (write_tile, job, None if reuse else tile_keys[name][tile.index],
+                          [polys[i] for i, _ in tile.contribs])
             if reuse:
                 graph.pop(tile_keys[name][tile.index], None)
                 reused += 1
@@ -381,7 +406,11 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
             layer_of.append(name)
     if reused:
         log(f"resuming: {reused} tile(s) already in {store} are reused, {computed} to compute")
-    results = compute(graph, write_keys, progress)
+    results = compute(graph, write_keys + align_keys, progress)
+    if p.alignment is not None:  # (no fitted visit: every input kept, still reported)
+        p.alignment.result = p.alignment.job.result(results[len(write_keys):])
+        p.apply_alignment(p.alignment.result)
+        results = results[:len(write_keys)]
     per_layer: dict[str, list] = {}
     for name, st in zip(layer_of, results, strict=True):
         per_layer.setdefault(name, []).append(st)
@@ -391,7 +420,10 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
         kw = xstats.layer_keywords(xstats.merge(per_layer.get(name, [])), lay.full_cell_pixels)
         keywords[name] = kw
         if name in fits_layouts:
-            outputs.append(xfits.finalize_fits(fits_layouts[name], kw))
+            cards, table = input_cards(p, lay, skies)
+            wkeys = {k: v for k, v in cards.items() if k.endswith("WKEY")}
+            outputs.append(xfits.finalize_fits(fits_layouts[name], {**kw, **wkeys},
+                                               hdrtab=table))
         if name in zarr_layouts:
             xzarr.finish_zarr_layer(zarr_layouts[name], dict(kw))
     if zarr_layouts:
@@ -415,32 +447,26 @@ def _demo_inputs(skycell: str, log) -> tuple[object, str, list[str]]:
     return str(demo.mvm_poller), str(demo.refcat), notes
 
 
-def _align_and_analyze(inputs, refcat, verdicts, compute, log
-                       ) -> tuple[dict | None, dict, list[str]]:
-    """Alignment (when ``refcat``) and the analyze rules (unless ``verdicts`` are given) as one
-    computation on the run's scheduler, so that they overlap: (WCS updates, verdicts, notes)."""
-    from hapdask.align import MVM_ALIGN_MARGIN, mvm_alignment_job
+def _analyze(inputs, verdicts, compute) -> dict:
+    """The analyze rules of every input (unless ``verdicts`` are given), in parallel on the
+    run's scheduler: ``path -> Verdict``."""
+    if verdicts is not None:
+        return dict(verdicts)
+    graph, keys, paths = analyze_tasks(inputs)
+    return dict(zip(paths, compute(graph, keys, False) if keys else [], strict=True))
 
-    t0 = time.perf_counter()
-    job = mvm_alignment_job(inputs, refcat) if refcat is not None else None
-    graph, keys = (dict(job.graph), list(job.keys)) if job is not None else ({}, [])
-    nalign = len(keys)
-    if verdicts is None:
-        g, akeys, paths = analyze_tasks(inputs)
-        graph.update(g)
-        keys += akeys
-    values = compute(graph, keys, False) if keys else []
-    if verdicts is None:
-        verdicts = dict(zip(paths, values[nalign:], strict=True))
-    if job is None:
-        return None, verdicts, []
-    res = job.result(values[:nalign])
-    notes = [f"alignment to {res.catalog}: {time.perf_counter() - t0:.1f} s with the input "
-             f"analysis, margin {MVM_ALIGN_MARGIN:g}\"",
-             *(f"alignment: {line}" for line in res.summary())]
+
+def _alignment_notes(p: MvmPlan, log) -> list[str]:
+    """What the alignment computed in the graph did (one line, then one per visit)."""
+    al = p.alignment
+    if al is None or al.result is None:
+        return []
+    res = al.result
+    notes = [f"alignment to {res.catalog} inside the graph, margin {al.margin:g}\" (planned "
+             "on the a-priori WCS)", *(f"alignment: {line}" for line in res.summary())]
     for n in notes:
         log(n)
-    return res.wcs_updates(), verdicts, notes
+    return notes
 
 
 def _checked_and_locked(func: Callable) -> Callable:
@@ -518,8 +544,11 @@ def run(
     verdicts : mapping, optional
         ``path -> Verdict`` of the analyze rules already computed (skips that step).
     refcat : RefCatalog or path, optional
-        Align the inputs (per visit, then to this catalog) before planning; the updates
-        yield to ``wcs_updates``. Inputs already holding a FIT_SVM WCS are used as they are.
+        Align the inputs (per visit, then to this catalog) inside the run's graph: the plan
+        is drawn on the a-priori WCS with :data:`hapdask.align.MVM_ALIGN_MARGIN` (larger
+        corrections are rejected, the exposure keeps its a-priori WCS) and each tile waits
+        only for the visits it uses. ``wcs_updates`` entries win. Inputs already holding a
+        FIT_SVM WCS are used as they are.
     scheduler_timeout : float
         Seconds to wait for a ``scheduler`` address to answer.
     oversubscribe : bool
@@ -556,14 +585,11 @@ def run(
     scratch = temp_dir if temp_dir is not None else output
     with _scheduler(scheduler, workers, threads_per_worker, log, timeout=scheduler_timeout,
                     scratch=scratch) as (compute, _client):
-        aligned, verdicts, align_notes = _align_and_analyze(inputs, refcat, verdicts, compute,
-                                                            log)
-        notes += align_notes
-        if aligned is not None:
-            wcs_updates = {**aligned, **dict(wcs_updates or {})}
-        with profile.step("plan"):
+        verdicts = _analyze(inputs, verdicts, compute)
+        with profile.step("plan"):  # alignment (refcat) is planned, computed with the tiles
             p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates,
-                     context=context, verdicts=verdicts, only=layers, masks=masks)
+                     context=context, verdicts=verdicts, only=layers, masks=masks,
+                     refcat=refcat)
         for path in sorted(set(p.crmasks.values())):
             notes.append(f"cosmic-ray mask {path}")
             log(notes[-1])
@@ -593,6 +619,7 @@ def run(
         outputs, keywords, computed, reused = write_layers(
             p, output, formats=formats, compute=compute, skies=skies, progress=progress,
             log=log)
+        notes += _alignment_notes(p, log)
     wall = time.perf_counter() - t0
     outdir = Path(output)
     products = list(outputs)

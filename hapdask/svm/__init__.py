@@ -23,9 +23,18 @@ Choices where DrizzlePac's code and docs disagree, or where hapdask differs (inv
   treats a mask like DQ 4096, which HAP's total ``final_bits`` exclude; exposure products use
   ``final_bits`` 65535 as HAP, i.e. keep them). ``update_inputs`` writes HAP's renamed copies.
   ``D###DATA`` therefore names the original inputs, not the renamed copies.
-* A headerlet is written for every exposure (DrizzlePac writes one only after a successful fit).
-* ``S_REGION`` of a product is the convex hull of its chips' outlines (DrizzlePac traces the
-  drizzled data, one polygon per region).
+* Headerlets (``_hlet.fits``) are written, as by DrizzlePac, only for exposures fitted to the
+  reference catalog; exposures that keep their a-priori WCS or are only aligned relative to each
+  other (hapdask's ``FIT_SVM_NONE``, which DrizzlePac does not make) get none.
+* ``S_REGION`` of a product is traced from its SCI data as DrizzlePac does, one
+  ``POLYGON ICRS`` per region (exposure products of two-chip cameras: two;
+  :mod:`hapdask.svm.keywords`, within DrizzlePac's 10-pixel simplification tolerance).
+  HDRTAB ends with DrizzlePac's ``HAPEXPNAME`` column (the exposure's product name).
+* WCSNAME ``...-FIT_SVM_<catalog>``: DrizzlePac names the catalog by its service's list
+  (``GAIAeDR3``, else ``GSC242``, else ``2MASS``); hapdask reads a local catalog file and names
+  what it read: ``--catalog-name`` (``catalog_name``), else the file's ``catalog`` meta value
+  (the simulator's Gaia-like catalog says ``GAIASIM``), else the file stem. A Gaia DR3 extract
+  run with ``--catalog-name GAIAeDR3`` gets DrizzlePac's WCSNAME.
 * Footprint keywords: MEANWHT/MEDWHT over pixels with C > 0 and WHT > 0 (DrizzlePac: C > 0).
 * Previews (not made by DrizzlePac): ``_dr[cz].jpg`` + ``_thumb.jpg`` per product and one colour
   JPEG per total with two or more filters (bluest, middle, reddest when more than three).

@@ -44,11 +44,10 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from scipy.spatial import ConvexHull
 
 import skycells
 from hapdask.align import AlignResult, FileCatalog, read_wcs_updates
-from hapdask.align.headerlet import headerlet_name, write_headerlets
+from hapdask.align.headerlet import write_headerlets
 from hapdask.align.pipeline import align_graph, visit_key
 from hapdask.align.updates import WcsUpdate, apply_update, write_wcs_updates
 from hapdask.catalogs import CatalogParams, make_catalogs, read_product
@@ -65,6 +64,7 @@ from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
 from hapdask.preview import write_color_preview, write_previews
 from hapdask.profile import step
 from hapdask.scheduling import compute_context
+from hapdask.svm.keywords import add_hapexpname, s_region
 from hapdask.svm.params import level_key, svm_drizzle_params
 from hapdask.svm.planning import SvmPlan, plan
 from hapdask.svm.products import DetectorProducts, output_names, sort_key
@@ -99,6 +99,7 @@ class DrizzleJob:
     filter_value: str   # FILTER keyword
     coverage: tuple     # paths of the exposures counted in the footprint keywords
     rootname: str = ""  # exposure level
+    hapexpnames: tuple = ()  # (ipppssoo, exposure product stem) of the detector (HDRTAB)
 
 
 @dataclass
@@ -169,14 +170,6 @@ def _grid_params(grid: OutputGrid) -> dict:
             "final_scale": scale, "final_rot": 0.0}
 
 
-def _s_region(polys: list[np.ndarray], wcs) -> str:
-    """``POLYGON ICRS ...`` of the convex hull of the chips' outlines (0-based pixels)."""
-    pts = np.vstack(polys)
-    hull = pts[ConvexHull(pts).vertices]
-    ra, dec = wcs.wcs_pix2world(hull[:, 0], hull[:, 1], 0)
-    return "POLYGON ICRS " + " ".join(f"{a:.8f} {d:.8f}" for a, d in zip(ra, dec, strict=True))
-
-
 def _chip_polygons(grid: OutputGrid, exps: list, heads: dict
                    ) -> tuple[list[np.ndarray], list[float]]:
     """Outlines of the exposures' chips in 0-based grid pixels, and each chip's EXPTIME."""
@@ -231,13 +224,14 @@ def _refine_headers(path: Path, job: DrizzleJob, state: DetectorState, exps: dic
             for k, v in kw.items():
                 h[k] = (float(v), "HAP footprint keyword (inventory 4.5)")
         sci = hdul["SCI"].header
-        sci["S_REGION"] = _s_region(polys, state.grid.wcs())
+        sci["S_REGION"] = s_region(hdul["SCI"].data, state.grid.wcs())
         names = list(dict.fromkeys(
             str(heads[(e.rootname, c.extver)]["WCSNAME"]) if (e.rootname, c.extver) in heads
             and "WCSNAME" in heads[(e.rootname, c.extver)] else c.wcsname
             for e in (exps[q] for q in job.inputs) for c in e.chips))
         sci["WCSNAME"] = (names[0] if len(names) == 1 else "MULTIPLE",
                           "WCS solution of the inputs")
+    add_hapexpname(path, dict(job.hapexpnames))
 
 
 def _filter_value(exps: list) -> str:
@@ -375,22 +369,25 @@ def _jobs(det: DetectorProducts, exps: dict) -> list[DrizzleJob]:
     jobs = []
     first = min((e.expstart for e in det.all_exposures), default=None)
     all_paths = tuple(e.path for f in det.filters for e in f.exposures)
+    hapexp = tuple((e.rootname[:8], e.stem) for e in det.all_exposures)
     for f in det.filters:
         p = svm_drizzle_params(key, "filter", f.n, first)
         inputs = tuple(e.path for e in f.exposures)
         fval = _filter_value([exps[e.path] for e in f.exposures])
         jobs.append(DrizzleJob(f.drizzle_name, "filter", inputs, tuple(sorted(p.items())),
-                               _set_name(key, "filter", f.n, first), fval, inputs))
+                               _set_name(key, "filter", f.n, first), fval, inputs,
+                               hapexpnames=hapexp))
         for e in f.exposures + f.extra:
             pe = svm_drizzle_params(key, "exposure", f.n, first)
             jobs.append(DrizzleJob(e.drizzle_name, "exposure", (e.path,),
                                    tuple(sorted(pe.items())),
                                    _set_name(key, "exposure", f.n, first), fval, (e.path,),
-                                   e.rootname))
+                                   e.rootname, hapexp))
     tot = tuple(e.path for e in det.total_exposures)
     pt = svm_drizzle_params(key, "total", len(tot), first)
     jobs.append(DrizzleJob(det.drizzle_name, "total", tot, tuple(sorted(pt.items())),
-                           _set_name(key, "total", len(tot), first), "detection", all_paths))
+                           _set_name(key, "total", len(tot), first), "detection", all_paths,
+                           hapexpnames=hapexp))
     return jobs
 
 
@@ -503,33 +500,21 @@ def _barrier(*_done) -> None:
 
 # -- run -------------------------------------------------------------------------------------
 def _headerlets(p: SvmPlan, alignment: AlignResult, staging: Path) -> list[Path]:
-    """``<stem>_hlet.fits`` per exposure: the aligned WCS (or the one it has when the fit
-    failed), built by stwcs from a private copy; the input is never touched."""
-    from stwcs.wcsutil import headerlet  # costly import (~1 s), only when headerlets are made
-
+    """``<stem>_hlet.fits`` of every exposure fitted to the reference catalog (status
+    ``aligned``), as DrizzlePac writes them only after a successful fit (inventory 3.3):
+    exposures that kept their a-priori WCS, were only aligned relative to each other, or were
+    used as they are get none. Built by stwcs from a private copy; inputs are never touched."""
     items = {e.rootname: e for d in p.detectors for e in d.all_exposures}
+    fitted = AlignResult([f for f in alignment.exposures if f.status == "aligned"],
+                         alignment.catalog)
     done = []
     tmpdir = staging / ".hlet"
     tmpdir.mkdir(exist_ok=True)
-    for path in write_headerlets(alignment, tmpdir):
+    for path in write_headerlets(fitted, tmpdir):
         root = path.name.split("_")[0].lower()
-        e = items[root]
-        final = staging / e.headerlet_name
+        final = staging / items[root].headerlet_name
         os.replace(path, final)
         done.append(final)
-    have = {f.name for f in done}
-    for e in items.values():
-        if e.headerlet_name in have:
-            continue
-        exp = p.exposures[e.path]
-        with tempfile.TemporaryDirectory(prefix=".hlet-", dir=staging) as tmp:
-            copy = Path(tmp) / Path(e.path).name
-            shutil.copy(e.path, copy)
-            wcsname = exp.wcsname or "NONE"
-            hlet = headerlet.create_headerlet(str(copy), hdrname=headerlet_name(e.path, wcsname),
-                                              wcsname=wcsname, logging=False)
-            hlet.writeto(str(staging / e.headerlet_name), overwrite=False)
-        done.append(staging / e.headerlet_name)
     shutil.rmtree(tmpdir, ignore_errors=True)
     return done
 
@@ -582,6 +567,7 @@ def run(
     *,
     output: str | os.PathLike = ".",
     refcat: str | os.PathLike | None = None,
+    catalog_name: str | None = None,
     scheduler=None,
     workers: int | None = None,
     threads_per_worker: int | None = None,
@@ -601,6 +587,9 @@ def run(
     refcat : path, optional
         Reference catalog (ECSV/FITS with RA, DEC; :class:`hapdask.align.FileCatalog`); without
         one the inputs keep their a-priori WCS (HAP would query its catalog service).
+    catalog_name : str, optional
+        The catalog's name in WCSNAME (``...-FIT_SVM_<name>``); default the table's
+        ``catalog`` meta value, else the file stem (:class:`hapdask.align.FileCatalog`).
     scheduler, workers, threads_per_worker
         As :func:`hapdask.mvm.run`: a Dask scheduler address, a local cluster of ``workers``
         processes, or (default) threads in this process.
@@ -631,7 +620,7 @@ def run(
         names += [e.renamed_input for d in p.detectors for e in d.all_exposures + d.grisms]
     names += [crmask_name(e.rootname) for d in p.detectors for f in d.filters
               for e in f.exposures]
-    cat = FileCatalog(refcat) if refcat is not None else None
+    cat = FileCatalog(refcat, name=catalog_name) if refcat is not None else None
     run_log: list[str] = [f"hapdask svm {p.poller} started "
                           f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}",
                           *p.describe()]

@@ -46,7 +46,12 @@ def test_point_catalog_vs_truth(result, fname):
     cat = res.point_filters[fname]  # filter catalogs are not trimmed: every detection
     snr = star_snr(truth, fname, R2)
     stars = (np.asarray(truth["type"]) == "star") & interior(truth)
-    bright = stars & (snr > 50)
+    assert (stars & (snr > 50)).sum() >= 10
+    # HAP's PSF star finder searches the footprint eroded by the catalog erosion (10 px) and
+    # again by its peak box (``region_size``, 11 px; DrizzlePac ``find_point_sources``):
+    # completeness is measured there
+    margin = PARAMS.footprint_erosion + PARAMS.region_size
+    bright = stars & interior(truth, margin=margin) & (snr > 50)
     idx, dist = nearest(truth, cat["X-Center"], cat["Y-Center"])
     found = bright & (dist < 2.0)
     completeness = found.sum() / bright.sum()
@@ -58,7 +63,6 @@ def test_point_catalog_vs_truth(result, fname):
     print(f"\n[{name} {fname}] stars S/N>50: {bright.sum()}, found {found.sum()} "
           f"({100 * completeness:.1f} %), median position error {pos_mas:.2f} mas, "
           f"MagAp2 - truth: median {np.median(dmag):+.4f}, robust scatter {scatter:.4f} mag")
-    assert bright.sum() >= 10
     assert completeness >= 0.90
     assert pos_mas <= 10.0
     assert scatter <= 0.05

@@ -1,0 +1,157 @@
+"""S_REGION and HDRTAB's HAPEXPNAME of SVM products (inventory 4.5), against DrizzlePac.
+
+``S_REGION`` is compared with DrizzlePac's own ``processing_utils.compute_sregion`` (the
+oracle, run on the same file) and with the geometry the test draws; HAPEXPNAME with the names
+inventory 2.2 gives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+from scipy.spatial import cKDTree
+
+from hapdask.svm.keywords import s_region
+
+
+def _polygons(text: str) -> list[np.ndarray]:
+    parts = text.split("POLYGON ICRS")[1:]
+    return [np.array(p.split(), dtype=float).reshape(-1, 2) for p in parts]
+
+
+def _dense(xy: np.ndarray, step: float = 0.25) -> np.ndarray:
+    pts = []
+    for a, b in zip(xy[:-1], xy[1:], strict=True):
+        n = max(2, int(np.hypot(*(b - a)) / step) + 1)
+        pts.append(a + (b - a) * np.linspace(0.0, 1.0, n)[:, None])
+    return np.vstack(pts)
+
+
+def _hausdorff(p: np.ndarray, q: np.ndarray) -> float:
+    a, b = _dense(p), _dense(q)
+    return float(max(cKDTree(b).query(a)[0].max(), cKDTree(a).query(b)[0].max()))
+
+
+def _area(xy: np.ndarray) -> float:
+    x, y = xy[:, 0], xy[:, 1]
+    return 0.5 * float(np.sum(x[:-1] * y[1:] - x[1:] * y[:-1]))
+
+
+def _wcs(ny: int, nx: int) -> WCS:
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [181.0, 27.9]
+    w.wcs.crpix = [nx / 2, ny / 2]
+    w.wcs.cd = [[-0.05 / 3600, 0.0], [0.0, 0.05 / 3600]]
+    return w
+
+
+def _two_chips(ny=600, nx=700, gap=30.0, angle=20.0, fill=np.nan):
+    """Two 550 x 220 px 'chips' rotated by ``angle``, ``gap`` px apart, noise with a hole."""
+    yy, xx = np.mgrid[:ny, :nx]
+    a = np.radians(angle)
+    u = (xx - nx / 2) * np.cos(a) + (yy - ny / 2) * np.sin(a)
+    v = -(xx - nx / 2) * np.sin(a) + (yy - ny / 2) * np.cos(a)
+    chip1 = (np.abs(u) < 275) & (v > gap / 2) & (v < gap / 2 + 220)
+    chip2 = (np.abs(u) < 275) & (v < -gap / 2) & (v > -gap / 2 - 220)
+    sci = np.full((ny, nx), fill, dtype=np.float32)
+    rng = np.random.default_rng(1)
+    sci[chip1 | chip2] = rng.normal(1.0, 0.1, int((chip1 | chip2).sum()))
+    cy, cx = int(ny / 2 + (gap / 2 + 100) * np.cos(a)), int(nx / 2 - (gap / 2 + 100) * np.sin(a))
+    sci[cy:cy + 5, cx:cx + 5] = fill  # a hole inside chip 1: filled, no extra polygon
+    return sci, [chip1, chip2]
+
+
+def test_s_region_one_polygon_per_chip_like_drizzlepac(tmp_path):
+    pu = pytest.importorskip("drizzlepac.haputils.processing_utils")
+    sci, chips = _two_chips()
+    w = _wcs(*sci.shape)
+    path = tmp_path / "hst_x_drc.fits"
+    hdr = w.to_header()
+    hdus = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(sci, header=hdr, name="SCI")])
+    hdus[0].header["D001DATA"] = "x_flc.fits[sci,1]"  # a drizzled product for DrizzlePac
+    hdus.writeto(path)
+    ours = s_region(sci, w)
+    with fits.open(path, mode="update") as hdul:
+        pu.compute_sregion(hdul)
+    ref = fits.getval(path, "S_REGION", "SCI")
+    ours_p, ref_p = _polygons(ours), _polygons(ref)
+    assert len(ours_p) == len(ref_p) == 2
+    for r in ref_p:
+        rxy = np.column_stack(w.all_world2pix(r[:, 0], r[:, 1], 0))
+        o = min(ours_p, key=lambda p: np.hypot(*(p.mean(0) - r.mean(0))))
+        oxy = np.column_stack(w.all_world2pix(o[:, 0], o[:, 1], 0))
+        assert np.allclose(oxy[0], oxy[-1]) and np.allclose(rxy[0], rxy[-1])  # closed
+        # both outlines are simplified with a 10-pixel tolerance (DrizzlePac's simplify,
+        # Douglas-Peucker here): they lie within 2 x 10 px of each other and run the same way
+        # round; their areas differ by less than a 1.5-px strip along the outline (ours runs
+        # through pixel-edge midpoints, DrizzlePac's through edge-pixel centres: 0.5 px, and
+        # hapdask.svm.keywords.BLOCK may trace blocks of pixels: <= 1 px)
+        assert _hausdorff(oxy, rxy) <= 20.0
+        perimeter = float(np.sum(np.hypot(*np.diff(rxy, axis=0).T)))
+        assert abs(abs(_area(oxy)) - abs(_area(rxy))) <= 1.5 * perimeter
+        assert np.sign(_area(oxy)) == np.sign(_area(rxy))
+        assert 4 <= len(oxy) - 1 <= 8
+    # truth: each polygon encloses one chip's pixel count (to a 1.5-px strip, as above)
+    areas = sorted(abs(_area(np.column_stack(w.all_world2pix(p[:, 0], p[:, 1], 0))))
+                   for p in ours_p)
+    truth = sorted(float(c.sum()) for c in chips)
+    assert np.all(np.abs(np.subtract(areas, truth)) <= 1.5 * 2 * (550 + 220))
+
+
+@pytest.mark.parametrize("fill", [np.nan, 0.0])
+def test_s_region_merges_chips_closer_than_the_closing(fill):
+    """A gap narrower than DrizzlePac's 11-pixel closing is bridged: one polygon; a wider one
+    is not. Without NaN in the array, 0 marks pixels without data (total products)."""
+    sci, _ = _two_chips(gap=8.0, fill=fill)
+    assert len(_polygons(s_region(sci, _wcs(*sci.shape)))) == 1
+    sci, _ = _two_chips(gap=30.0, fill=fill)
+    assert len(_polygons(s_region(sci, _wcs(*sci.shape)))) == 2
+
+
+def test_s_region_empty():
+    assert s_region(np.zeros((50, 60), np.float32), _wcs(50, 60)) == ""
+
+
+def test_products_s_region_and_hapexpname(acs_run):
+    """The ACS visit: an exposure product has two polygons (ACS/WFC's chip gap, ~50 drizzled
+    pixels, is wider than the 11-pixel closing), a filter or total product one or two (two when
+    the dithers do not cover the gap, as in this small set's; one in the full-frame demo);
+    every HDRTAB row names its exposure's HAP product."""
+    result, _poller, out = acs_run
+    stems = {e.rootname[:8]: e.stem for d in result.plan.detectors for e in d.all_exposures}
+    for path in out.glob("hst_*_dr[cz].fits"):
+        with fits.open(path) as hdul:
+            n = len(_polygons(hdul["SCI"].header["S_REGION"]))
+            exposure = hdul[0].header["HAPLEVEL"] == 1
+            assert n == 2 if exposure else n in (1, 2), path.name
+            tab = hdul["HDRTAB"]
+            assert tab.columns.names[-1] == "HAPEXPNAME"
+            assert int(tab.columns["HAPEXPNAME"].format[:-1]) >= 51
+            for root, name in zip(tab.data["ROOTNAME"], tab.data["HAPEXPNAME"], strict=True):
+                root = str(root).strip().lower()
+                assert name.strip() == stems[root[:8]]
+                assert name.strip().startswith("hst_") and name.strip().endswith(root[:8])
+
+
+def test_catalog_name_reaches_the_wcsname(sim, tmp_path, monkeypatch):
+    """``hapdask svm --catalog-name GAIAeDR3`` names the fit as DrizzlePac names its Gaia DR3
+    fits (``...-FIT_SVM_GAIAeDR3``); the reference catalog object gets that name."""
+    from hapdask import svm
+    from hapdask.cli import main
+
+    seen = {}
+
+    def fake_run(poller, **kw):
+        from hapdask.align import FileCatalog
+
+        seen["name"] = FileCatalog(kw["refcat"], name=kw["catalog_name"]).name
+        raise svm.NoViableData("stop here")
+
+    monkeypatch.setattr(svm, "run", fake_run)
+    poller = sim.svm_pollers[0]
+    main(["svm", str(poller), "--refcat", str(sim.refcat), "--catalog-name", "GAIAeDR3",
+          "--output", str(tmp_path)])
+    assert seen["name"] == "GAIAeDR3"
