@@ -722,7 +722,7 @@ def guiding_trails_sampled(
     done = 0
     for k in order:
         y0, y1, x0, x1 = boxes[k]
-        sci, _, dq = chip.read((y0, y1, x0, x1))
+        sci, _, dq = chip.read((y0, y1, x0, x1), err=False)
         data = np.nan_to_num(sci, nan=0.0)
         if scale != 1.0:
             data *= np.float32(scale)

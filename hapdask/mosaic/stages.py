@@ -114,23 +114,24 @@ def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, 
       is on this machine, else 1 (AstroDrizzle's fallback). User IVM files and WFC3/IR dark
       images are not read.
     """
-    sci, err, dq = chip.chip.read(region)
+    sci, err, dq = chip.chip.read(region, err=params.wht_type == "ERR")
     good = good_pixel_mask(dq, params.bits) & np.isfinite(sci)
     st = _sub(static, region)
     if st is not None:
         good &= st
     if crmask is not None:
         good &= ~crmask
-    data = sci.astype(np.float32, copy=False) - np.float32(_subtracted(sky))
+    # in place: ``sci`` is this call's own float32 copy (the same float32 operations)
+    data = sci.astype(np.float32, copy=False)
+    data -= np.float32(_subtracted(sky))
     if chip.gain != 1.0:
-        data = data * np.float32(chip.gain)
+        data *= np.float32(chip.gain)
     if not chip.is_rate:
-        data = data / np.float32(chip.exptime)
+        data /= np.float32(chip.exptime)
     data[~good] = 0.0
     ratio4 = float(pix_ratio) ** 4
     if params.wht_type == "EXP":
-        weight = np.where(good, np.float32(params.exp_weight(chip.exptime)),
-                          np.float32(0.0)).astype(np.float32)
+        weight = np.where(good, np.float32(params.exp_weight(chip.exptime)), np.float32(0.0))
     elif params.wht_type == "ERR":
         e = err.astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
