@@ -419,10 +419,13 @@ def _align_and_analyze(inputs, refcat, verdicts, compute, log
                        ) -> tuple[dict | None, dict, list[str]]:
     """Alignment (when ``refcat``) and the analyze rules (unless ``verdicts`` are given) as one
     computation on the run's scheduler, so that they overlap: (WCS updates, verdicts, notes)."""
-    from hapdask.align import MVM_ALIGN_MARGIN, mvm_alignment_job
-
     t0 = time.perf_counter()
-    job = mvm_alignment_job(inputs, refcat) if refcat is not None else None
+    job = None
+    if refcat is not None:
+        # hapdask.align (photutils, tweakwcs, gwcs: ~2 s CPU of imports) only when aligning
+        from hapdask.align import MVM_ALIGN_MARGIN, mvm_alignment_job
+
+        job = mvm_alignment_job(inputs, refcat)
     graph, keys = (dict(job.graph), list(job.keys)) if job is not None else ({}, [])
     nalign = len(keys)
     if verdicts is None:
