@@ -144,22 +144,29 @@ def chip_tile_boxes(
     t_y0 = np.clip(np.floor((qy0[ok] + 0.5) / tile), 0, nty - 1).astype(int)
     t_y1 = np.clip(np.floor((qy1[ok] + 0.5) / tile), 0, nty - 1).astype(int)
     cy0, cy1, cx0, cx1 = iy0[ok], iy1[ok], ix0[ok], ix1[ok]
-    boxes: dict[tuple[int, int], list[int]] = {}
-    for k in range(t_x0.size):
-        for ty in range(t_y0[k], t_y1[k] + 1):
-            for tx in range(t_x0[k], t_x1[k] + 1):
-                b = boxes.get((ty, tx))
-                if b is None:
-                    boxes[(ty, tx)] = [cy0[k], cy1[k], cx0[k], cx1[k]]
-                else:
-                    b[0] = min(b[0], cy0[k])
-                    b[1] = max(b[1], cy1[k])
-                    b[2] = min(b[2], cx0[k])
-                    b[3] = max(b[3], cx1[k])
+    # per tile, the extent of the cells touching it (vectorised over cells; a cell touches
+    # at most a few tiles, so the loops below run a handful of times)
+    ntiles = nty * ntx
+    big = np.iinfo(np.int64).max
+    by0 = np.full(ntiles, big, np.int64)
+    by1 = np.full(ntiles, -1, np.int64)
+    bx0 = np.full(ntiles, big, np.int64)
+    bx1 = np.full(ntiles, -1, np.int64)
+    spany = t_y1 - t_y0
+    spanx = t_x1 - t_x0
+    for dy in range(int(spany.max()) + 1):
+        for dx in range(int(spanx.max()) + 1):
+            m = (dy <= spany) & (dx <= spanx)
+            flat = (t_y0[m] + dy) * ntx + (t_x0[m] + dx)
+            np.minimum.at(by0, flat, cy0[m].astype(np.int64))
+            np.maximum.at(by1, flat, cy1[m].astype(np.int64))
+            np.minimum.at(bx0, flat, cx0[m].astype(np.int64))
+            np.maximum.at(bx1, flat, cx1[m].astype(np.int64))
     out = {}
-    for key, (a, b, c, d) in boxes.items():
-        out[key] = (max(int(a) - 1, 0), min(int(b) + 1, ny),
-                    max(int(c) - 1, 0), min(int(d) + 1, nx))
+    for flat in np.nonzero(by1 >= 0)[0]:
+        ty, tx = divmod(int(flat), ntx)
+        out[(ty, tx)] = (max(int(by0[flat]) - 1, 0), min(int(by1[flat]) + 1, ny),
+                         max(int(bx0[flat]) - 1, 0), min(int(bx1[flat]) + 1, nx))
     return out
 
 
