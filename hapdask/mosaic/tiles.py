@@ -179,11 +179,11 @@ def footprint_margin(in_pixel: float, kernel: str = "square", pixfrac: float = 1
     square kernel with pixfrac <= 1, ``0.75 in_pixel + 2`` (the margin of the MVM plan's
     :func:`chip_tile_boxes`).
     """
-    from hapdask.drizzle.tile import kernel_radius  # numba module: loaded by the tasks anyway
-
     in_pixel = float(in_pixel)
     reach = 0.5 * max(float(pixfrac), 1.0) * in_pixel
     if kernel != "square":
+        from hapdask.drizzle.tile import kernel_radius  # numba module: not needed for square
+
         reach += kernel_radius(kernel, pixfrac, 1.0 / in_pixel)
     return 1.5 * reach + 2.0
 
