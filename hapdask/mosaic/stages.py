@@ -209,7 +209,7 @@ def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale,
     if pixmap is None:
         # without a cached whole-chip map, compute it only where the tile's pixels are: the
         # box around a rotated footprint piece holds up to ~2x the pixels that land
-        with timed("pixmap"):
+        with timed("spans"):
             spans = _tile_spans(chip, box, region, window, out_wcs, params, ratio)
         if spans is None:
             return
