@@ -191,7 +191,8 @@ def _tile_spans(chip: ChipRef, box: Box, region: Box, window: Box, out_wcs, para
     mhi = np.maximum(hi, np.maximum(np.r_[hi[1:], region[2]], np.r_[region[2], hi[:-1]])) + 1
     mlo = np.clip(mlo, region[2], region[3])
     mhi = np.clip(mhi, region[2], region[3])
-    mlo[mhi <= mlo] = mhi[mhi <= mlo] = region[2]
+    empty = mhi <= mlo
+    mlo[empty] = mhi[empty] = region[2]
     lo[~used] = hi[~used] = region[2]
     return (lo, hi), (mlo, mhi)
 
