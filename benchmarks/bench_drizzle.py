@@ -7,6 +7,16 @@ settings for 2-5 exposures: static mask, sky ``match`` with sky_bits 80, square 
 minmed, driz_cr 3.5 3.0 / 1.5 1.2, final square pixfrac 1, bits 336) on the same explicit
 north-up 0.05"/px grid.
 
+Sky work: AstroDrizzle's ``skymethod="match"`` fails in this environment (stsci.skypac 1.0.12
+calls ``SphericalPolygon.iter_polygons_flat``, which spherical_geometry 1.4 no longer has; the
+AttributeError is caught by ``drizzlepac.sky.subtractSky``, which logs "Reverting sky computation
+to localmin" and runs ``localmin`` instead). Unpatched, the reference would do less sky work than
+hapdask (which matches skies over the pairwise overlaps). Its child therefore adds the missing
+method as iteration over the polygon's parts (what skypac means; as
+:func:`hapdask.testing.astrodrizzle_run` and the sky tests' oracle do), and the bench reads its
+log: the output states which sky method each tool really ran (``--unpatched`` measures the
+fallback instead, and then runs hapdask with ``localmin`` too, so both do the same work).
+
 Each tool runs as a whole process (``python -c``), one after the other, niced; the child reports
 its wall time, its peak RSS (``ru_maxrss``) and a per-step breakdown: AstroDrizzle's own step
 table; for hapdask the summed task time per stage from Dask's profiler (threads overlap, so the
@@ -14,7 +24,7 @@ stage times add up to more than the wall time).
 
 Run::
 
-    python benchmarks/bench_drizzle.py [--workdir DIR] [--runs N] [--threads N]
+    python benchmarks/bench_drizzle.py [--workdir DIR] [--runs N] [--threads N] [--unpatched]
 
 Prints both tools' figures and ``ratio = reference_time / our_time`` (medians of the runs) and
 ``memory ratio = our_peak / reference_peak``.
@@ -66,8 +76,9 @@ for res in prof.results:
         stage = "static"
     steps[stage] = steps.get(stage, 0.0) + (res.end_time - res.start_time)
 steps.update({{"client " + k: v for k, v in r.timings.items()}})
-print(json.dumps({{"wall": wall, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "steps": steps}}))
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({{"wall": wall, "rss": ru.ru_maxrss / 1024, "cpu": ru.ru_utime + ru.ru_stime,
+                  "steps": steps, "sky": cfg["params"]["skymethod"]}}))
 """
 
 THEIRS = r"""
@@ -76,18 +87,27 @@ warnings.filterwarnings("ignore")
 t0 = time.perf_counter()
 from drizzlepac import astrodrizzle
 cfg = json.load(open({cfg!r}))
+if cfg["patch"]:
+    from spherical_geometry.polygon import SphericalPolygon
+    if not hasattr(SphericalPolygon, "iter_polygons_flat"):  # what stsci.skypac 1.0.12 calls
+        SphericalPolygon.iter_polygons_flat = lambda self: iter(self)
 os.chdir(cfg["workdir"])
 astrodrizzle.AstroDrizzle(cfg["inputs"], output="ad", build=True, in_memory=False, num_cores=1,
                           clean=True, preserve=False, resetbits=0, **cfg["params"])
 wall = time.perf_counter() - t0
 steps = {{}}
-for line in open("astrodrizzle.log"):
+log = open("astrodrizzle.log").read()
+sky = cfg["params"]["skymethod"]
+if "Reverting sky computation" in log:
+    sky = "localmin (fallback from " + sky + ")"
+for line in log.splitlines():
     m = re.search(r"\]\s+(Initialization|Static Mask|Subtract Sky|Separate Drizzle|"
                   r"Create Median|Blot|Driz_CR|Final Drizzle)\s+([0-9.]+) sec", line)
     if m:
         steps[m.group(1)] = float(m.group(2))
-print(json.dumps({{"wall": wall, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "steps": steps}}))
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({{"wall": wall, "rss": ru.ru_maxrss / 1024, "cpu": ru.ru_utime + ru.ru_stime,
+                  "steps": steps, "sky": sky}}))
 """
 
 
@@ -158,11 +178,15 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="hapdask threads (default: cores)")
     ap.add_argument("--tile", type=int, default=1024)
+    ap.add_argument("--unpatched", action="store_true",
+                    help="leave AstroDrizzle's sky match broken (it falls back to localmin) and "
+                         "run hapdask with localmin too")
     a = ap.parse_args()
     work = a.workdir or Path(tempfile.mkdtemp(prefix="bench_drizzle_"))
     work.mkdir(parents=True, exist_ok=True)
     inputs = _data(work)
     params = {**PARAMS, **_grid(inputs)}
+    ours_params = {**params, "skymethod": "localmin"} if a.unpatched else params
     ours, theirs = [], []
     for run in range(a.runs):
         # AstroDrizzle on fresh copies (it writes into its inputs)
@@ -179,25 +203,31 @@ def main() -> int:
                         hdu.header["MEANDARK"] = 0.0
         cfg = work / "ad.json"
         cfg.write_text(json.dumps({"workdir": str(ad), "inputs": [p.name for p in inputs],
-                                   "params": params}))
+                                   "params": params, "patch": not a.unpatched}))
         theirs.append(_child(THEIRS.format(cfg=str(cfg))))
         out = work / f"ours{run}"
         shutil.rmtree(out, ignore_errors=True)
         cfg = work / "ours.json"
         cfg.write_text(json.dumps({"inputs": [str(p) for p in inputs],
-                                   "output": str(out / "bench"), "params": params,
+                                   "output": str(out / "bench"), "params": ours_params,
                                    "tile": a.tile, "threads": a.threads}))
         ours.append(_child(OURS.format(root=str(ROOT), cfg=str(cfg))))
     for label, res in (("AstroDrizzle", theirs), ("hapdask", ours)):
         walls = ", ".join(f"{r['wall']:.1f}" for r in res)
+        cpus = ", ".join(f"{r['cpu']:.1f}" for r in res)
         print(f"{label}: wall {statistics.median(r['wall'] for r in res):.1f} s (runs {walls}), "
-              f"peak RSS {max(r['rss'] for r in res):.0f} MiB")
+              f"CPU {statistics.median(r['cpu'] for r in res):.1f} s (runs {cpus}), "
+              f"peak RSS {max(r['rss'] for r in res):.0f} MiB; sky method run: "
+              f"{', '.join(sorted({r['sky'] for r in res}))}")
         for k, v in res[-1]["steps"].items():
             print(f"    {k:24s} {v:8.2f} s")
     _cr_figures(inputs, work / f"ad{a.runs - 1}", work / f"ours{a.runs - 1}")
     t_ref = statistics.median(r["wall"] for r in theirs)
     t_our = statistics.median(r["wall"] for r in ours)
     print(f"ratio = reference_time / our_time = {t_ref / t_our:.2f}")
+    c_ref = statistics.median(r["cpu"] for r in theirs)
+    c_our = statistics.median(r["cpu"] for r in ours)
+    print(f"CPU ratio = reference_cpu / our_cpu = {c_ref / c_our:.2f} (user + sys of each process)")
     print(f"memory ratio = our_peak / reference_peak = "
           f"{max(r['rss'] for r in ours) / max(r['rss'] for r in theirs):.2f}")
     return 0

@@ -130,13 +130,59 @@ def _footprints(chip_wcss: Sequence[WCS]) -> np.ndarray:
     return np.vstack([skycells.wcs_outline(w) for w in chip_wcss])
 
 
-def _y_axis_pa(w: WCS) -> float:
-    """Position angle (deg, east of north) of a chip's +y axis at its centre."""
-    nx, ny = w.pixel_shape
-    cx, cy = (nx - 1) / 2.0, (ny - 1) / 2.0
-    (ra0, ra1), (de0, de1) = w.all_pix2world([cx, cx], [cy, cy + 10.0], 0)
-    dra = (ra1 - ra0) * math.cos(math.radians(de0))
-    return math.degrees(math.atan2(dra, de1 - de0))
+def astrodrizzle_default_grid(chip_wcss: Sequence[WCS], scale: float, *,
+                              sci_header: fits.Header | None = None,
+                              pa_v3: float | None = None,
+                              detector: tuple[str, str] | None = None) -> OutputGrid:
+    """AstroDrizzle's default output grid (no ``final_*`` parameter, no reference image).
+
+    DrizzlePac's ``wcs_functions.make_outputwcs`` -> ``stwcs.distortion.utils.output_wcs``: a
+    square TAN frame at ``scale`` oriented like the first chip's reference tangent plane
+    (``make_orthogonal_cd``: the aperture roll from ``pa_v3`` and the chip's
+    IDCV2REF/IDCV3REF/IDCTHETA, else the chip's orientation), tangent at the geographic
+    midpoint of the chips' corner pixel centres, sized to their extent (ceil) with the
+    reference pixel moved to the lower-left corner -- the frame :func:`hap_visit_grid` starts
+    from, before its rotation to north up.
+
+    Parameters
+    ----------
+    chip_wcss : sequence of WCS
+        Every input chip (full WCS, ``pixel_shape`` set), the reference chip first.
+    scale : float
+        Pixel scale (arcsec): the first chip's ``IDCSCALE`` (else sqrt|det CD|).
+    sci_header, pa_v3, detector : optional
+        As :func:`hap_visit_grid`.
+    """
+    if not chip_wcss:
+        raise ValueError("an AstroDrizzle grid needs at least one input chip")
+    frame, (n1, n2) = _reference_frame(chip_wcss, scale, sci_header, pa_v3, detector)
+    frame.wcs.cd = _perfect_cd(frame.wcs.cd)
+    frame.wcs.set()
+    return OutputGrid.from_wcs(frame, (n2, n1))
+
+
+def _pscale_orientat(cd: np.ndarray) -> tuple[float, float]:
+    """HSTWCS's ``pscale`` (arcsec) and ``orientat`` (deg) of a CD matrix, with its arithmetic
+    (sizes are ceilings of products with these: the last bit matters)."""
+    return (float(np.sqrt(cd[0, 0] ** 2 + cd[1, 0] ** 2) * 3600.0),
+            float(np.arctan2(cd[0, 1], cd[1, 1]) * 180.0 / np.pi))
+
+
+def _perfect_cd(cd: np.ndarray) -> np.ndarray:
+    """DrizzlePac's ``make_perfect_cd``: the square, orthogonal CD matrix of ``cd``'s pscale
+    and orientat (AstroDrizzle applies it to its default grid)."""
+    pscale, orientat = _pscale_orientat(cd)
+    t = np.deg2rad(orientat)
+    return pscale / 3600.0 * np.array([[-np.cos(t), np.sin(t)], [np.sin(t), np.cos(t)]])
+
+
+def _pair(name: str, a, b) -> bool:
+    """Whether a pair of ``final_*`` values is given; one without the other is an error (as
+    AstroDrizzle's ``_check_custom_WCS_pars``)."""
+    if (a is None) != (b is None):
+        given, missing = name.split("/") if a is not None else name.split("/")[::-1]
+        raise ValueError(f"output grid: {given} is given without {missing}")
+    return a is not None
 
 
 def astrodrizzle_grid(
@@ -152,78 +198,141 @@ def astrodrizzle_grid(
     crpix2: float | None = None,
     refimage: WCS | fits.Header | None = None,
     ref_scale: float | None = None,
+    sci_header: fits.Header | None = None,
+    pa_v3: float | None = None,
+    detector: tuple[str, str] | None = None,
 ) -> OutputGrid:
     """An output grid from AstroDrizzle's ``final_*`` (or ``driz_sep_*``) parameters.
 
-    Start: the reference image's WCS and shape when ``refimage`` is given; otherwise an
-    undistorted TAN grid at ``ref_scale`` (default: the first chip's linear scale) oriented
-    like the first chip, centred on the union of the chips and large enough to hold them.
-    Then every parameter given replaces its part: ``scale`` (arcsec/px), ``rot`` (PA of +y,
-    deg), ``ra``/``dec`` (centre, deg), ``outnx``/``outny`` and ``crpix1``/``crpix2``
-    (1-based; default the array centre). When the size is not given the grid is sized to hold
-    every chip.
+    As DrizzlePac's ``wcs_functions.make_outputwcs`` + ``mergeWCS``: start from the reference
+    image's WCS and shape when ``refimage`` is given, otherwise from AstroDrizzle's default
+    grid (:func:`astrodrizzle_default_grid` at ``ref_scale``, default the first chip's linear
+    scale, with ``sci_header``/``pa_v3``/``detector`` of the first chip); then
+
+    * ``ra``/``dec`` (deg, both or neither) replace the reference position;
+    * ``scale`` (arcsec/px) rescales the CD matrix; without an output size the shape becomes
+      ``ceil(ratio x shape)`` and CRPIX ``1 + ratio x (CRPIX - 1)``;
+    * ``rot`` (PA of +y, deg) rotates the CD matrix; without an output size the shape is that
+      of the rotated frame (ceil) and CRPIX ``(-xmin + 0.5, -ymin + 0.5)``;
+    * ``outnx``/``outny`` (both or neither) set the shape, CRPIX then defaulting to the array
+      centre ``((outnx + 1) / 2, (outny + 1) / 2)``;
+    * ``crpix1``/``crpix2`` (1-based, both or neither) set CRPIX.
 
     Parameters
     ----------
     chip_wcss : sequence of WCS
-        Full WCS of every input chip (``pixel_shape`` set).
+        Full WCS of every input chip (``pixel_shape`` set), the reference chip first.
 
     Returns
     -------
     OutputGrid
+
+    Raises
+    ------
+    ValueError
+        A pair given half, a non-positive scale or size.
     """
+    custom_crval = _pair("ra/dec", ra, dec)
+    custom_crpix = _pair("crpix1/crpix2", crpix1, crpix2)
+    custom_shape = _pair("outnx/outny", outnx, outny)
     if refimage is not None:
         base = OutputGrid.from_wcs(refimage)
         if all(v is None for v in (scale, rot, outnx, outny, ra, dec, crpix1, crpix2)):
             return base
         bw = base.wcs()
+        cd = bw.pixel_scale_matrix
         ny0, nx0 = base.shape
-        cra, cdec = (float(v) for v in bw.wcs_pix2world([[(nx0 - 1) / 2, (ny0 - 1) / 2]], 0)[0])
-        scale0, rot0 = linear_pixel_scale(bw), _y_axis_pa(bw)
-        size0: tuple[int, int] | None = (nx0, ny0)
     else:
         if not chip_wcss:
             raise ValueError("an AstroDrizzle grid needs at least one input chip")
-        scale0 = ref_scale if ref_scale is not None else linear_pixel_scale(chip_wcss[0])
-        rot0 = _y_axis_pa(chip_wcss[0])
-        cra = cdec = None
-        size0 = None
-    scale = scale0 if scale is None else float(scale)
-    rot = rot0 if rot is None else float(rot)
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"output pixel scale must be positive, got {scale}")
-    fp = _footprints(chip_wcss) if chip_wcss else None
-    if cra is None:
-        # centre of the chips' bounding box in a tangent plane about their mean position
-        mid = _tan(float(np.mean(fp[:, 0])), float(np.mean(fp[:, 1])), scale, rot, (0.0, 0.0))
-        x, y = mid.wcs_world2pix(fp[:, 0], fp[:, 1], 0)
-        cra, cdec = (float(v) for v in mid.wcs_pix2world(
-            [[(x.min() + x.max()) / 2, (y.min() + y.max()) / 2]], 0)[0])
-    cra = cra if ra is None else float(ra)
-    cdec = cdec if dec is None else float(dec)
-    if outnx is None or outny is None:
-        if size0 is None:
-            probe = _tan(cra, cdec, scale, rot, (0.0, 0.0))
-            x, y = probe.wcs_world2pix(fp[:, 0], fp[:, 1], 0)
-            need_x = 2 * math.ceil(max(abs(x.min()), abs(x.max())) + 0.5)
-            need_y = 2 * math.ceil(max(abs(y.min()), abs(y.max())) + 0.5)
-        else:
-            need_x, need_y = size0
-        outnx = need_x if outnx is None else outnx
-        outny = need_y if outny is None else outny
-    outnx, outny = int(outnx), int(outny)
-    if outnx < 1 or outny < 1:
-        raise ValueError(f"output size must be positive, got outnx={outnx}, outny={outny}")
-    c1 = outnx / 2.0 + 0.5 if crpix1 is None else float(crpix1)
-    c2 = outny / 2.0 + 0.5 if crpix2 is None else float(crpix2)
-    w = _tan(cra, cdec, scale, rot, (c1, c2))
-    return OutputGrid.from_wcs(w, (outny, outnx))
+        bw, (nx0, ny0) = _reference_frame(
+            chip_wcss, ref_scale if ref_scale is not None else linear_pixel_scale(chip_wcss[0]),
+            sci_header, pa_v3, detector)
+        # orientat and pscale from the orthogonal frame, then its "perfect" CD (AstroDrizzle)
+        cd = _perfect_cd(bw.wcs.cd)
+        if all(v is None for v in (scale, rot, outnx, outny, ra, dec, crpix1, crpix2)):
+            bw.wcs.cd = cd
+            bw.wcs.set()
+            return OutputGrid.from_wcs(bw, (ny0, nx0))
+    pscale, orientat = _pscale_orientat(bw.wcs.cd if refimage is None else cd)
+    crpix = np.array(bw.wcs.crpix, dtype=np.float64)
+    crval = np.array(bw.wcs.crval, dtype=np.float64)
+    ratio = None
+    if scale is not None:
+        if not (math.isfinite(float(scale)) and float(scale) > 0):
+            raise ValueError(f"output pixel scale must be positive, got {scale}")
+        if not np.isclose(float(scale), pscale, rtol=10.0 * np.finfo(float).eps,
+                          atol=100.0 * np.finfo(float).tiny):
+            ratio = pscale / float(scale)
+    delta = None if rot is None or orientat - float(rot) == 0.0 else orientat - float(rot)
+    new_crpix = (float(crpix1), float(crpix2)) if custom_crpix else None
+    shape = None
+    if custom_shape:
+        # Python 2 rounding, as AstroDrizzle
+        shape = tuple(int(math.floor(float(v) + 0.5)) if float(v) >= 0
+                      else int(math.ceil(float(v) - 0.5)) for v in (outnx, outny))
+        if shape[0] < 1 or shape[1] < 1:
+            raise ValueError(f"output size must be positive, got outnx={outnx}, outny={outny}")
+        if new_crpix is None:
+            new_crpix = ((shape[0] + 1.0) / 2.0, (shape[1] + 1.0) / 2.0)
+    elif delta is None:
+        if ratio is not None:
+            shape = (max(1, math.ceil(ratio * nx0)), max(1, math.ceil(ratio * ny0)))
+            if new_crpix is None:
+                new_crpix = tuple(1.0 + ratio * (crpix - 1.0))
+    else:
+        corners = np.array([[0.5, 0.5], [nx0 + 0.5, 0.5], [0.5, ny0 + 0.5],
+                            [nx0 + 0.5, ny0 + 0.5]]) - crpix
+        if ratio is not None:
+            corners *= ratio
+        t = math.radians(delta)
+        turned = corners @ np.array([[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]])
+        xmin, xmax = turned[:, 0].min(), turned[:, 0].max()
+        ymin, ymax = turned[:, 1].min(), turned[:, 1].max()
+        shape = (max(1, math.ceil(xmax - xmin)), max(1, math.ceil(ymax - ymin)))
+        if new_crpix is None:
+            new_crpix = (-xmin + 0.5, -ymin + 0.5)
+    if ratio is not None:
+        cd = cd / ratio
+    if delta is not None:
+        t = math.radians(delta)
+        cd = cd @ np.array([[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]])
+    out = WCS(naxis=2)
+    out.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    out.wcs.cd = cd
+    out.wcs.crpix = list(new_crpix) if new_crpix is not None else list(crpix)
+    out.wcs.crval = [float(ra), float(dec)] if custom_crval else list(crval)
+    out.wcs.radesys = "ICRS"
+    out.wcs.set()
+    nx, ny = shape if shape is not None else (nx0, ny0)
+    return OutputGrid.from_wcs(out, (ny, nx))
+
+
+def _centred_grid(chip_wcss: Sequence[WCS], scale: float, rot: float) -> OutputGrid:
+    """TAN grid at ``scale`` and ``rot`` centred on the chips' bounding box (in a tangent plane
+    about their mean position), symmetric about its centre and holding every chip."""
+    fp = _footprints(chip_wcss)
+    mid = _tan(float(np.mean(fp[:, 0])), float(np.mean(fp[:, 1])), scale, rot, (0.0, 0.0))
+    x, y = mid.wcs_world2pix(fp[:, 0], fp[:, 1], 0)
+    cra, cdec = (float(v) for v in mid.wcs_pix2world(
+        [[(x.min() + x.max()) / 2, (y.min() + y.max()) / 2]], 0)[0])
+    probe = _tan(cra, cdec, scale, rot, (0.0, 0.0))
+    x, y = probe.wcs_world2pix(fp[:, 0], fp[:, 1], 0)
+    nx = 2 * math.ceil(max(abs(x.min()), abs(x.max())) + 0.5)
+    ny = 2 * math.ceil(max(abs(y.min()), abs(y.max())) + 0.5)
+    return OutputGrid.from_wcs(_tan(cra, cdec, scale, rot, (nx / 2.0 + 0.5, ny / 2.0 + 0.5)),
+                               (ny, nx))
 
 
 def north_up_grid(chip_wcss: Sequence[WCS], scale: float | None = None) -> OutputGrid:
     """A visit's north-up grid: native scale of the first chip (or ``scale``), rotation 0,
     centred on the union of the chips and enclosing every one (inventory 4.4)."""
-    return astrodrizzle_grid(chip_wcss, scale=scale, rot=0.0)
+    if not chip_wcss:
+        raise ValueError("a north-up grid needs at least one input chip")
+    scale = linear_pixel_scale(chip_wcss[0]) if scale is None else float(scale)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"output pixel scale must be positive, got {scale}")
+    return _centred_grid(chip_wcss, scale, 0.0)
 
 
 #: Parity of HST detector frames relative to the V2/V3 frame: ACS/WFC keeps x and flips y,
@@ -257,9 +366,9 @@ def aperture_roll(pa_v3: float, dec: float, v2: float, v3: float) -> float:
     return math.degrees(math.pi - (gamma + big_b))
 
 
-def _reference_rotation(sci: fits.Header | None, pa_v3: float | None, w: WCS,
+def _reference_rotation_rad(sci: fits.Header | None, pa_v3: float | None, w: WCS,
                         detector: tuple[str, str] | None) -> float:
-    """Orientation (deg) of HAP's reference tangent plane: the aperture roll from PA_V3 and the
+    """Orientation (radians) of HAP's reference tangent plane: the aperture roll from PA_V3 and the
     chip's IDCV2REF/IDCV3REF (+ IDCTHETA) with the HST parity, else the chip's ORIENTAT (PA of
     its y axis from the CD matrix)."""
     keys = ("IDCV2REF", "IDCV3REF")
@@ -270,9 +379,40 @@ def _reference_rotation(sci: fits.Header | None, pa_v3: float | None, w: WCS,
         parity = HST_PARITY.get(tuple(v.upper() for v in detector or ("", "")),
                                 _DEFAULT_PARITY)
         m = np.array([[c, s], [-s, c]]) @ parity
-        return math.degrees(math.atan2(m[0, 1], m[1, 1]))
+        return math.atan2(m[0, 1], m[1, 1])
     cd = w.pixel_scale_matrix
-    return math.degrees(math.atan2(cd[0, 1], cd[1, 1]))
+    return math.atan2(cd[0, 1], cd[1, 1])
+
+
+def _reference_frame(chip_wcss: Sequence[WCS], scale: float, sci_header: fits.Header | None,
+                     pa_v3: float | None, detector: tuple[str, str] | None
+                     ) -> tuple[WCS, tuple[int, int]]:
+    """stwcs ``output_wcs`` (AstroDrizzle's default grid): ``(frame WCS, (nx, ny))``; see
+    :func:`astrodrizzle_default_grid`."""
+    corners = np.vstack([w.calc_footprint(undistort=True) for w in chip_wcss])
+    a, d = np.radians(corners[:, 0]), np.radians(corners[:, 1])
+    xm, ym, zm = (np.mean(np.cos(d) * np.cos(a)), np.mean(np.cos(d) * np.sin(a)),
+                  np.mean(np.sin(d)))
+    crval = (math.degrees(math.atan2(ym, xm)) % 360.0,
+             math.degrees(math.atan2(zm, math.hypot(xm, ym))))
+    rot = _reference_rotation_rad(sci_header, pa_v3, chip_wcss[0], detector)
+    s = scale / 3600.0
+    c, n = math.cos(rot), math.sin(rot)
+    frame = WCS(naxis=2)
+    frame.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    frame.wcs.cd = s * np.array([[-c, n], [n, c]])
+    frame.wcs.crval = crval
+    frame.wcs.crpix = [0.0, 0.0]
+    frame.wcs.set()
+    x, y = frame.wcs_world2pix(corners[:, 0], corners[:, 1], 0)
+    n1, n2 = int(math.ceil(x.max() - x.min())), int(math.ceil(y.max() - y.min()))
+    frame.wcs.crpix = [n1 / 2.0, n2 / 2.0]
+    frame.wcs.set()
+    x, y = frame.wcs_world2pix(corners[:, 0], corners[:, 1], 0)
+    corner = [n1 / 2.0 + x.min(), n2 / 2.0 + y.min()]
+    frame.wcs.crval = frame.wcs_pix2world([corner], 1)[0]
+    frame.wcs.set()
+    return frame, (n1, n2)
 
 
 def hap_visit_grid(chip_wcss: Sequence[WCS], scale: float, *, sci_header: fits.Header | None
@@ -301,29 +441,9 @@ def hap_visit_grid(chip_wcss: Sequence[WCS], scale: float, *, sci_header: fits.H
     """
     if not chip_wcss:
         raise ValueError("a visit grid needs at least one input chip")
-    corners = np.vstack([w.calc_footprint(undistort=True) for w in chip_wcss])
-    a, d = np.radians(corners[:, 0]), np.radians(corners[:, 1])
-    xm, ym, zm = (np.mean(np.cos(d) * np.cos(a)), np.mean(np.cos(d) * np.sin(a)),
-                  np.mean(np.sin(d)))
-    crval = (math.degrees(math.atan2(ym, xm)) % 360.0,
-             math.degrees(math.atan2(zm, math.hypot(xm, ym))))
-    rot = _reference_rotation(sci_header, pa_v3, chip_wcss[0], detector)
-    s = scale / 3600.0
-    c, n = math.cos(math.radians(rot)), math.sin(math.radians(rot))
-    frame = WCS(naxis=2)
-    frame.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    frame.wcs.cd = s * np.array([[-c, n], [n, c]])
-    frame.wcs.crval = crval
-    frame.wcs.crpix = [0.0, 0.0]
-    frame.wcs.set()
-    x, y = frame.wcs_world2pix(corners[:, 0], corners[:, 1], 0)
-    n1, n2 = int(math.ceil(x.max() - x.min())), int(math.ceil(y.max() - y.min()))
-    frame.wcs.crpix = [n1 / 2.0, n2 / 2.0]
-    frame.wcs.set()
-    x, y = frame.wcs_world2pix(corners[:, 0], corners[:, 1], 0)
-    corner = [n1 / 2.0 + x.min(), n2 / 2.0 + y.min()]
-    frame.wcs.crval = frame.wcs_pix2world([corner], 1)[0]
-    frame.wcs.set()
+    frame, (n1, n2) = _reference_frame(chip_wcss, scale, sci_header, pa_v3, detector)
+    rot = _reference_rotation_rad(sci_header, pa_v3, chip_wcss[0], detector)
+    c, n = math.cos(rot), math.sin(rot)
     # rotate to north up (rotation by the frame's orientation about its reference pixel)
     box = np.array([[0.5, 0.5], [n1 + 0.5, 0.5], [0.5, n2 + 0.5], [n1 + 0.5, n2 + 0.5]]) \
         - np.array([n1 / 2.0, n2 / 2.0])

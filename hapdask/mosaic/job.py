@@ -47,7 +47,7 @@ from hapdask.mosaic.graph import (
 from hapdask.mosaic.grid import OutputGrid, astrodrizzle_grid
 from hapdask.mosaic.inputs import ChipRef, chip_refs
 from hapdask.mosaic.params import AstroDrizzleParams, ParameterError, load_config
-from hapdask.mosaic.scratch import Scratch
+from hapdask.mosaic.scratch import Scratch, remove_stale
 from hapdask.mosaic.stages import assemble_mask
 from hapdask.mosaic.tiles import place_chips, plan_tiles
 from hapdask.scheduling import compute_context
@@ -132,12 +132,20 @@ def _reference_wcs(path: str):
     raise ValueError(f"{path}: final_refimage has no 2-D image with a WCS")
 
 
-def _grid(prefix: str, p: AstroDrizzleParams, chips: list[ChipRef]) -> OutputGrid:
+def _grid(prefix: str, p: AstroDrizzleParams, chips: list[ChipRef], first) -> OutputGrid:
+    """The ``final`` or ``driz_sep`` grid; ``first`` is the exposure of ``chips[0]`` (the
+    reference chip of AstroDrizzle's default grid: its first input's first chip; here the
+    earliest exposure's, so the grid does not depend on the order the inputs are given in)."""
     args = p.grid_args(prefix)
     ref = p[f"{prefix}_refimage"] if p[f"{prefix}_wcs"] else ""
     refimage = _reference_wcs(ref) if ref else None
-    return astrodrizzle_grid([c.wcs() for c in chips], refimage=refimage,
-                             ref_scale=chips[0].pscale, **args)
+    try:
+        return astrodrizzle_grid([c.wcs() for c in chips], refimage=refimage,
+                                 ref_scale=chips[0].pscale, sci_header=chips[0].chip.header,
+                                 pa_v3=first.primary.get("PA_V3"),
+                                 detector=(first.instrument, first.detector), **args)
+    except ValueError as exc:
+        raise ParameterError(f"{prefix}_* parameters: {exc}") from None
 
 
 def _write_tile(layout: xfits.FitsLayout, window, scale: float, result: dict) -> float:
@@ -260,7 +268,8 @@ def drizzle(
     final_path = out.parent / filename
     fp = _fingerprint(chips, p, tile_size, region_size)
     t0 = time.perf_counter()
-    final_grid = _grid("final", p, chips)
+    first = next(e for e in exps if e.rootname == chips[0].rootname)
+    final_grid = _grid("final", p, chips, first)
     final = p.final
     want_cr = p["driz_cr"]
     combine = CombineParams(
@@ -276,8 +285,11 @@ def drizzle(
     final_cfg = {"kernel": final.kernel, "pixfrac": final.pixfrac}
     sep_cfg = {"kernel": sep.kernel, "pixfrac": sep.pixfrac, "grow": combine.halo,
                "region_size": region_size, "halo": cr.halo, "reach": BLOT_REACH}
-    sep_grid = _grid("driz_sep", p, chips) if want_cr else None
-    # pixel maps and separate-drizzle stacks are kept here until the run ends
+    sep_grid = _grid("driz_sep", p, chips, first) if want_cr else None
+    # pixel maps and separate-drizzle stacks are kept here until the run ends; scratch left by
+    # killed runs (owner dead on this host) goes first
+    for stale in remove_stale(out.parent):
+        notes.append(f"removed the scratch directory {stale} of a run that did not finish")
     scratch = Scratch.create(out.parent, out.name)
     try:
         sep_place = None

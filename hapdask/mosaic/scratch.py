@@ -14,21 +14,113 @@ Files are ``.npy`` (read with a memory map, so a task touches only the rows of i
 written under a temporary name and renamed when complete (a retried task rewrites the same
 bytes). The directory lives beside the output (workers of a cluster must see it, as they see
 the output file) and is removed when the run ends.
+
+A run that is killed cannot remove its directory. Each directory therefore records its owner
+(:data:`OWNER_FILE`: host, process id and the process's start time); :func:`remove_stale`,
+called when a new run creates its scratch, deletes the directories of owners that are dead on
+this host, and only those: a directory of a live process, of another host, without a
+readable owner record, or holding anything but scratch files is left alone.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Scratch", "load_array"]
+__all__ = ["OWNER_FILE", "Scratch", "load_array", "remove_stale"]
 
 Box = tuple[int, int, int, int]
+
+#: Owner record of a scratch directory (JSON: tool, host, pid, start).
+OWNER_FILE = "owner.json"
+_TOOL = "hapdask.mosaic.scratch"
+#: Directory names :meth:`Scratch.create` makes (``.<stem>-scratch-<mkdtemp suffix>``).
+_DIR_NAME = re.compile(r"^\..+-scratch-[A-Za-z0-9_]+$")
+#: What a scratch directory may hold: arrays, their temporary parts, the owner record and a
+#: local Dask cluster's work directory (:func:`hapdask.scheduling.compute_context`).
+_CONTENT = re.compile(r"^([^/]+\.npy|\.part-.*|owner\.json|\.hapdask-dask-.*)$")
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, field 22 of
+    ``/proc/<pid>/stat``), or None where /proc cannot tell (not Linux, no such process)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces: split after it
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    """Whether process ``pid`` (started at ``start``, if known) still runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    if start is None:
+        return True
+    now = _start_time(pid)
+    return now is None or now == start  # another start time: the pid was reused
+
+
+def _owner() -> dict:
+    pid = os.getpid()
+    return {"tool": _TOOL, "host": socket.gethostname(), "pid": pid, "start": _start_time(pid)}
+
+
+def remove_stale(parent: str | os.PathLike) -> list[str]:
+    """Delete the scratch directories under ``parent`` whose owner died on this host.
+
+    A directory is removed only when its name is a scratch directory's, its
+    :data:`OWNER_FILE` says this tool made it on this host, the owner process is gone (or its
+    pid now belongs to a process started at another time), and everything in it is a scratch
+    file. Anything else is left alone.
+
+    Returns
+    -------
+    list of str
+        The directories removed.
+    """
+    removed = []
+    host = socket.gethostname()
+    try:
+        entries = list(os.scandir(parent))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if not (_DIR_NAME.match(entry.name) and entry.is_dir(follow_symlinks=False)):
+            continue
+        try:
+            with open(os.path.join(entry.path, OWNER_FILE)) as fh:
+                owner = json.load(fh)
+            pid = int(owner["pid"])
+            if owner.get("tool") != _TOOL or owner.get("host") != host:
+                continue
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no readable record (e.g. being created, or not ours): leave it
+        if _alive(pid, owner.get("start")):
+            continue
+        try:
+            names = os.listdir(entry.path)
+        except OSError:
+            continue
+        if not all(_CONTENT.match(n) for n in names):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.path)
+    return removed
 
 
 @dataclass(frozen=True)
@@ -44,9 +136,16 @@ class Scratch:
 
     @classmethod
     def create(cls, parent: str | os.PathLike, stem: str) -> Scratch:
-        """Make a new, empty scratch directory ``<parent>/.<stem>-scratch-XXXX``."""
+        """Make a new scratch directory ``<parent>/.<stem>-scratch-XXXX`` holding only its
+        owner record (:data:`OWNER_FILE`; see :func:`remove_stale`)."""
         Path(parent).mkdir(parents=True, exist_ok=True)
-        return cls(tempfile.mkdtemp(prefix=f".{stem}-scratch-", dir=str(parent)))
+        directory = tempfile.mkdtemp(prefix=f".{stem}-scratch-", dir=str(parent))
+        scratch = cls(directory)
+        fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=".json", dir=directory)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_owner(), fh)
+        os.replace(tmp, os.path.join(directory, OWNER_FILE))
+        return scratch
 
     def path(self, name: str) -> str:
         """Path of the scratch file ``name`` (``.npy`` appended)."""

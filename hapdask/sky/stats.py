@@ -115,11 +115,13 @@ def _order_stats(v, lo, hi, n, r1, r2):  # pragma: no cover - numba
     width = (np.float64(hi) - flo) / nb
     if not width > 0:
         return lo, lo
+    # bins by a multiplication (monotonic in x, the same in both passes: all exactness needs)
+    inv = 1.0 / width
     h = np.zeros(nb, np.int64)
     for i in range(v.size):
         x = v[i]
         if x >= lo and x <= hi:
-            k = int((np.float64(x) - flo) / width)
+            k = int((np.float64(x) - flo) * inv)
             if k >= nb:
                 k = nb - 1
             h[k] += 1
@@ -143,7 +145,7 @@ def _order_stats(v, lo, hi, n, r1, r2):  # pragma: no cover - numba
     for i in range(v.size):
         x = v[i]
         if x >= lo and x <= hi:
-            k = int((np.float64(x) - flo) / width)
+            k = int((np.float64(x) - flo) * inv)
             if k >= nb:
                 k = nb - 1
             if k >= b1 and k <= b2:

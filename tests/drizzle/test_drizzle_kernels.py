@@ -327,3 +327,52 @@ def test_python_thread_runs_while_kernel_works(assert_releases_gil):
     den = np.zeros(shape)
     add_to_tile(data[:4, :4], None, pixmap[:4, :4], num, den, None, origin=(0, 0))  # compile
     assert_releases_gil(lambda: add_to_tile(data, None, pixmap, num, den, None, origin=(0, 0)))
+
+
+def adversarial_case(kind: str, ny: int = 16, nx: int = 19):
+    """Square-kernel footprints built to stress the ``overlap > 0`` decision against C.
+
+    * ``shear``: a shear with rational coefficients, so the parallelogram vertices fall on
+      quarter pixels, many of them exactly on output pixel lines;
+    * ``sliver+``/``sliver-``: an almost exact shift whose footprints stick out of (or fall
+      short of) an output pixel line by 1e-9, so edges are nearly but
+      not exactly axis-parallel (1e-12 rad tilt), and the cells beyond the footprint get
+      overlaps of ~1e-9;
+    * ``sliver13``: the same with 1e-13 (overlaps ~1e-13);
+    * ``big``: footprints of about 5x5 output pixels at 40 degrees (boxes of 8-9 cells: the
+      scratch buffers of the kernel must grow).
+    """
+    y, x = np.indices((ny, nx), dtype=np.float64)
+    if kind == "shear":
+        xs, ys = x + 0.5 * y + 5, 0.75 * y + 0.25 * x + 7
+    elif kind.startswith("sliver"):
+        eps = {"sliver+": 1e-9, "sliver-": -1e-9, "sliver13": 1e-13}[kind]
+        t = 1e-12
+        xs = x - t * y + 6 + eps
+        ys = y + t * x + 7 - eps
+    else:  # "big"
+        c, s = np.cos(np.radians(40.0)), np.sin(np.radians(40.0))
+        xs = 5.0 * (c * x - s * y) + 5.0 * ny + 9
+        ys = 5.0 * (s * x + c * y) + 9
+    pixmap = np.dstack([xs, ys])
+    out_shape = (int(ys.max()) + 12, int(xs.max()) + 12)
+    rng = np.random.default_rng(len(kind))
+    data = rng.normal(10.0, 3.0, (ny, nx)).astype(np.float32)
+    weight = rng.uniform(0.2, 2.0, (ny, nx)).astype(np.float32)
+    return pixmap, data, weight, out_shape
+
+
+@pytest.mark.parametrize("pixfrac", [1.0, 0.5])
+@pytest.mark.parametrize("kind", ["shear", "sliver+", "sliver-", "sliver13", "big"])
+def test_square_adversarial_ctx_matches_c(kind, pixfrac):
+    """Tile mode and the Drizzle API set exactly C's context bits (and weights where C has
+    weight) on footprints with vertices on, or within 1e-9..1e-13 of, output pixel lines."""
+    from hapdask.drizzle import Drizzle
+
+    pixmap, data, weight, out_shape = adversarial_case(kind)
+    theirs = run_c("square", data, weight, pixmap, out_shape, pixfrac, 1.0)
+    ours = run_ours("square", data, weight, pixmap, out_shape, pixfrac, 1.0)
+    assert_matches_c(ours, theirs)
+    api = Drizzle(kernel="square", out_shape=out_shape)
+    api.add_image(data, exptime=1.0, pixmap=pixmap, weight_map=weight, pixfrac=pixfrac)
+    assert_matches_c((api.out_img, api.out_wht, api.out_ctx[0]), theirs)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from hapdask.drizzle import calc_pixmap
 from hapdask.io import open_exposure
 from hapdask.mosaic import chip_refs, north_up_grid
-from hapdask.mosaic.scratch import Scratch, load_array
+from hapdask.mosaic.scratch import OWNER_FILE, Scratch, load_array, remove_stale
 from hapdask.mosaic.stages import chip_pixmap
 from hapdask.mosaic.tiles import place_chips
 
@@ -20,7 +26,7 @@ def test_save_and_load_regions(tmp_path):
     assert path == s.path("a")
     assert np.array_equal(load_array(path), a)
     assert np.array_equal(load_array(path, (1, 4, 2, 6)), a[1:4, 2:6])
-    assert [p.name for p in (tmp_path / s.directory).iterdir()] == ["a.npy"]  # no .part left
+    assert sorted(p.name for p in (tmp_path / s.directory).iterdir()) == ["a.npy", OWNER_FILE]
     with pytest.raises(ValueError, match="outside"):
         load_array(path, (0, 6, 0, 7))
     s.remove()
@@ -48,3 +54,112 @@ def test_cached_pixmap_equals_computed(tmp_path):
             assert np.array_equal(chip_pixmap(chip, grid.thread_wcs(), region), want,
                                   equal_nan=True)
     scratch.remove()
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_killed_run_scratch_removed_by_next_run(tmp_path):
+    """A process killed with its scratch directory in place: the next run's clean-up removes
+    it; the live run's own directory stays."""
+    code = ("import sys; from hapdask.mosaic.scratch import Scratch; "
+            f"s = Scratch.create({str(tmp_path)!r}, 'out'); s.save('x', __import__('numpy')"
+            ".zeros((4, 4))); print(s.directory, flush=True); sys.stdin.read()")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": ROOT})
+    stale = child.stdout.readline().strip()
+    assert os.path.isdir(stale)
+    assert remove_stale(tmp_path) == []  # its owner still runs
+    mine = Scratch.create(tmp_path, "out")
+    child.kill()
+    child.wait()
+    child.stdout.close()
+    child.stdin.close()
+    assert remove_stale(tmp_path) == [stale]
+    assert not os.path.exists(stale)
+    assert os.path.isdir(mine.directory)  # a live owner's directory is kept
+    mine.remove()
+
+
+def _fake(tmp_path, name: str, owner: dict | None, files=("a.npy",)) -> str:
+    d = tmp_path / name
+    d.mkdir()
+    for f in files:
+        (d / f).write_bytes(b"x")
+    if owner is not None:
+        (d / OWNER_FILE).write_text(json.dumps(owner))
+    return str(d)
+
+
+def test_remove_stale_only_dead_owners_on_this_host(tmp_path):
+    host = socket.gethostname()
+    tool = "hapdask.mosaic.scratch"
+    dead = _dead_pid()
+    gone = _fake(tmp_path, ".m-scratch-aa1", {"tool": tool, "host": host, "pid": dead,
+                                              "start": None})
+    keep = [
+        # a live owner (this process)
+        _fake(tmp_path, ".m-scratch-aa2", {"tool": tool, "host": host, "pid": os.getpid(),
+                                           "start": None}),
+        # another host: its processes cannot be checked from here
+        _fake(tmp_path, ".m-scratch-aa3", {"tool": tool, "host": host + "-other", "pid": dead,
+                                           "start": None}),
+        # no owner record (e.g. a run that is creating its directory right now)
+        _fake(tmp_path, ".m-scratch-aa4", None),
+        # not this tool's record
+        _fake(tmp_path, ".m-scratch-aa5", {"tool": "other", "host": host, "pid": dead}),
+        # holds something that is not a scratch file
+        _fake(tmp_path, ".m-scratch-aa6", {"tool": tool, "host": host, "pid": dead},
+              files=("a.npy", "notes.txt")),
+        # not a scratch directory's name
+        _fake(tmp_path, "m-scratch-aa7", {"tool": tool, "host": host, "pid": dead}),
+    ]
+    (tmp_path / ".m-scratch-file").write_text("a file, not a directory")
+    assert remove_stale(tmp_path) == [gone]
+    assert all(os.path.isdir(d) for d in keep)
+    assert (tmp_path / ".m-scratch-file").exists()
+
+
+def test_remove_stale_pid_reused(tmp_path):
+    """The owner's pid now names another process (other start time): the owner is dead."""
+    host = socket.gethostname()
+    start = json.loads(open(os.path.join(Scratch.create(tmp_path, "x").directory,
+                                         OWNER_FILE)).read())["start"]
+    if start is None:
+        pytest.skip("no /proc start times on this system")
+    d = _fake(tmp_path, ".m-scratch-bb1", {"tool": "hapdask.mosaic.scratch", "host": host,
+                                           "pid": os.getpid(), "start": str(int(start) + 1)})
+    assert d in remove_stale(tmp_path)
+
+
+def test_drizzle_removes_stale_scratch_of_dead_run(tmp_path):
+    """``drizzle()`` clears a dead run's scratch beside its output (with a note), keeps a live
+    one's, and leaves none of its own."""
+    from hapdask.mosaic import drizzle
+    from hapdask.simulate import simulate_visits
+
+    sim = simulate_visits("p1889x07y19", tmp_path / "sim", small=True, visits=3)
+    inputs = sorted(str(p) for p in sim.exposures if p.name.startswith("jf3t03"))[:2]
+    out = tmp_path / "out"
+    out.mkdir()
+    host = socket.gethostname()
+    stale = _fake(out, ".m-scratch-dead1", {"tool": "hapdask.mosaic.scratch", "host": host,
+                                            "pid": _dead_pid(), "start": None})
+    live = Scratch.create(out, "other")
+    res = drizzle(inputs, out / "m", params={"driz_cr": False, "median": False, "blot": False,
+                                            "driz_separate": False, "skysub": False,
+                                            "static": False},
+                  tile_size=256, log=lambda m: None)
+    assert not os.path.exists(stale)
+    assert any(stale in n for n in res.notes)
+    assert os.path.isdir(live.directory)
+    assert sorted(p.name for p in out.glob(".*-scratch-*")) == [os.path.basename(live.directory)]
+    live.remove()
