@@ -11,6 +11,13 @@ from dataclasses import dataclass, replace
 
 from hapdask.dqflags import DQ_FLAGS
 
+#: WCSNAME marks of an a-posteriori solution already holding an SVM/MVM alignment.
+ALIGNED_MARKS = ("-FIT_SVM", "-FIT_MVM")
+
+#: Alignment margin (arcsec) of MVM runs: plans use the a-priori WCS, so a correction larger
+#: than this is rejected (the exposure keeps its a-priori WCS, with the reason).
+MVM_ALIGN_MARGIN = 3.0
+
 _DQ = {flag.name: flag.value for flag in DQ_FLAGS}
 
 

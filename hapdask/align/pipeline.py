@@ -19,15 +19,19 @@ from astropy.table import Table
 
 from hapdask.align.catalog import FileCatalog, RefCatalog
 from hapdask.align.fit import ChipSources, ExposureFit, ExposureInput, fit_visit
-from hapdask.align.params import FitParams, SourceParams, fit_params, source_params
+from hapdask.align.params import (
+    ALIGNED_MARKS,
+    MVM_ALIGN_MARGIN,
+    FitParams,
+    SourceParams,
+    fit_params,
+    source_params,
+)
 from hapdask.align.sources import chip_sources
 from hapdask.align.updates import WcsUpdate, write_wcs_updates
 from hapdask.analyze import wcs_problem
 from hapdask.mosaic.wcsio import updated_wcs_bytes, wcs_from_bytes
 from skycells import KNOWN_DETECTORS
-
-#: WCSNAME marks of an a-posteriori solution already holding an SVM/MVM alignment.
-ALIGNED_MARKS = ("-FIT_SVM", "-FIT_MVM")
 
 #: Columns of ``alignment.ecsv``.
 TABLE_COLUMNS = ("rootname", "visit", "status", "method", "geometry", "catalog", "matches",
@@ -394,10 +398,6 @@ def write_outputs(result: AlignResult, outdir: str | os.PathLike, *,
     return paths
 
 
-
-#: Alignment margin (arcsec) of MVM runs: plans use the a-priori WCS, so a correction larger
-#: than this is rejected (the exposure keeps its a-priori WCS, with the reason).
-MVM_ALIGN_MARGIN = 3.0
 
 
 def mvm_alignment_job(inputs, refcat: RefCatalog | str | os.PathLike, *,

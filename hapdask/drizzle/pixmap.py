@@ -189,6 +189,7 @@ def calc_pixmap(
     disable_bbox: str = "to",
     *,
     region: tuple[int, int, int, int] | None = None,
+    spans: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Map every input pixel centre to 0-based pixel coordinates of another WCS.
 
@@ -231,6 +232,11 @@ def calc_pixmap(
         astropy path this holds for direct transforms, but not for a distorted ``wcs_to``:
         astropy's iterative inverse (tolerance 1e-4 pixel) iterates until the worst point of
         the batch converges, so values can differ below that tolerance.
+    spans : (lo, hi), optional
+        Two integer arrays of the region's (or chip's) height: compute only input columns
+        ``lo[r] <= x < hi[r]`` (chip columns, inside the region) of its row ``r``; the other
+        pixels are NaN. The values computed are those of the call without ``spans`` (rows
+        with equal spans are computed together, as rectangles of the region).
 
     Returns
     -------
@@ -251,12 +257,35 @@ def calc_pixmap(
     shape = _resolve_shape(wcs_from, shape)
     y0, y1, x0, x1 = _resolve_region(region, shape)
     sel = _select(wcs_from, wcs_to, shape, disable_bbox)
-    if not isinstance(sel, str):
-        return _run_kernel(sel[0], sel[1], y0, y1, x0, x1)
-    log.debug("calc_pixmap: using astropy (%s)", sel)
-    y, x = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-    xo, yo = _astropy_map(wcs_from, wcs_to, x, y, disable_bbox)
-    out = np.empty((y1 - y0, x1 - x0, 2), dtype=np.float64)
-    out[..., 0] = xo
-    out[..., 1] = yo
+    if isinstance(sel, str):
+        log.debug("calc_pixmap: using astropy (%s)", sel)
+
+    def rect(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        if not isinstance(sel, str):
+            return _run_kernel(sel[0], sel[1], r0, r1, c0, c1)
+        y, x = np.mgrid[r0:r1, c0:c1].astype(np.float64)
+        xo, yo = _astropy_map(wcs_from, wcs_to, x, y, disable_bbox)
+        return np.stack([xo, yo], axis=-1)
+
+    if spans is None:
+        return np.ascontiguousarray(rect(y0, y1, x0, x1))
+    lo, hi = (np.asarray(v, dtype=np.int64) for v in spans)
+    if lo.shape != (y1 - y0,) or hi.shape != (y1 - y0,):
+        raise ValueError(
+            f"calc_pixmap: spans must be two arrays of the region's height {y1 - y0}, got "
+            f"shapes {lo.shape} and {hi.shape}"
+        )
+    out = np.full((y1 - y0, x1 - x0, 2), np.nan)
+    used = hi > lo
+    if np.any(used & ((lo < x0) | (hi > x1))):
+        raise ValueError(f"calc_pixmap: spans leave the region's columns [{x0}, {x1})")
+    r = 0
+    n = y1 - y0
+    while r < n:
+        e = r + 1
+        while e < n and lo[e] == lo[r] and hi[e] == hi[r]:
+            e += 1
+        if used[r]:
+            out[r:e, lo[r] - x0:hi[r] - x0] = rect(y0 + r, y0 + e, int(lo[r]), int(hi[r]))
+        r = e
     return out

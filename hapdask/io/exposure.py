@@ -302,8 +302,8 @@ class Chip:
 
     # -- pixels -------------------------------------------------------------------------------
     def read(
-        self, region: tuple[int, int, int, int] | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self, region: tuple[int, int, int, int] | None = None, *, err: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """Read SCI, ERR and DQ for the whole chip or a region.
 
         Parameters
@@ -312,12 +312,14 @@ class Chip:
             0-based, half-open array-index bounds (``sci[y0:y1, x0:x1]``); must lie inside the
             chip. Only that region is read from disk where the format allows it (memory-mapped
             local files, byte-range reads for URLs; gzip files are decompressed up to it).
+        err : bool
+            Read ERR (default); False: ERR is not read and None is returned in its place.
 
         Returns
         -------
         sci : ndarray of float32
             In ``bunit`` units (see :attr:`is_rate`, :meth:`to_rate`).
-        err : ndarray of float32
+        err : ndarray of float32, or None with ``err=False``
         dq : ndarray of uint16 (uint32 for 32-bit DQ)
             Constant/missing ERR and DQ are expanded (see the module docstring).
 
@@ -334,11 +336,11 @@ class Chip:
                 f"{self.path}: SCI,{self.extver} has no pixel data (header-only extension)"
             )
         shape = (y1 - y0, x1 - x0)
-        need_file = any(s.kind == "image" for s in (self._sci, self._err, self._dq))
-        if not need_file:
+        arrays = (self._sci, self._err, self._dq) if err else (self._sci, self._dq)
+        if not any(s.kind == "image" for s in arrays):
             return (
                 np.full(shape, self._sci.value, np.float32),
-                np.full(shape, self._err.value, np.float32),
+                np.full(shape, self._err.value, np.float32) if err else None,
                 np.full(shape, int(self._dq.value), np.uint16),
             )
         with fits_handle(self.path) as handle:
@@ -346,9 +348,11 @@ class Chip:
             # are views into the map
             box = (y0, y1, x0, x1)
             sci = np.array(self._read_one(handle, self._sci, box), dtype=np.float32, order="C")
-            err = np.array(self._read_one(handle, self._err, box), dtype=np.float32, order="C")
+            e = None
+            if err:
+                e = np.array(self._read_one(handle, self._err, box), dtype=np.float32, order="C")
             dq = _as_unsigned_dq(self._read_one(handle, self._dq, box), self.path, self.extver)
-        return sci, err, dq
+        return sci, e, dq
 
     def read_sci(self, region: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """Read only SCI (float32), for a region like :meth:`read`."""

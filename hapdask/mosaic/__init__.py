@@ -14,13 +14,36 @@ One concept per module:
 * :mod:`~hapdask.mosaic.wcsio` — WCS transport to the tasks;
 * :mod:`~hapdask.mosaic.products` — drizzled product, cosmic-ray mask files, DQ update;
 * :mod:`~hapdask.mosaic.job` — :func:`drizzle`, AstroDrizzle's job (``hapdask drizzle``).
+
+Names are imported lazily (on first use), so that importing one module of the engine (e.g.
+:mod:`~hapdask.mosaic.tiles` for planning) does not import the whole engine and its
+dependencies (:func:`drizzle` pulls in the export, sky and combine packages).
 """
 
-from hapdask.mosaic.grid import OutputGrid, astrodrizzle_grid, north_up_grid, skycell_grid
-from hapdask.mosaic.inputs import ChipRef, chip_refs
-from hapdask.mosaic.job import DrizzleResult, drizzle
-from hapdask.mosaic.params import AstroDrizzleParams, DrizzleParams, ParameterError
+from __future__ import annotations
 
-__all__ = ["AstroDrizzleParams", "ChipRef", "DrizzleParams", "DrizzleResult", "OutputGrid",
-           "ParameterError", "astrodrizzle_grid", "chip_refs", "drizzle", "north_up_grid",
-           "skycell_grid"]
+import importlib
+
+_LAZY = {
+    "AstroDrizzleParams": "params",
+    "ChipRef": "inputs",
+    "DrizzleParams": "params",
+    "DrizzleResult": "job",
+    "OutputGrid": "grid",
+    "ParameterError": "params",
+    "astrodrizzle_grid": "grid",
+    "chip_refs": "inputs",
+    "drizzle": "job",
+    "north_up_grid": "grid",
+    "skycell_grid": "grid",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'hapdask.mosaic' has no attribute {name!r}") from None
+    return getattr(importlib.import_module(f"hapdask.mosaic.{module}"), name)

@@ -31,6 +31,7 @@ from hapdask.dqflags import good_pixel_mask
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.scratch import Scratch, load_array
+from hapdask.mosaic.tiles import footprint_margin, input_row_spans
 from hapdask.mosaic.wcsio import thread_header_wcs
 from hapdask.profile import timed
 
@@ -114,23 +115,24 @@ def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, 
       is on this machine, else 1 (AstroDrizzle's fallback). User IVM files and WFC3/IR dark
       images are not read.
     """
-    sci, err, dq = chip.chip.read(region)
+    sci, err, dq = chip.chip.read(region, err=params.wht_type == "ERR")
     good = good_pixel_mask(dq, params.bits) & np.isfinite(sci)
     st = _sub(static, region)
     if st is not None:
         good &= st
     if crmask is not None:
         good &= ~crmask
-    data = sci.astype(np.float32, copy=False) - np.float32(_subtracted(sky))
+    # in place: ``sci`` is this call's own float32 copy (the same float32 operations)
+    data = sci.astype(np.float32, copy=False)
+    data -= np.float32(_subtracted(sky))
     if chip.gain != 1.0:
-        data = data * np.float32(chip.gain)
+        data *= np.float32(chip.gain)
     if not chip.is_rate:
-        data = data / np.float32(chip.exptime)
+        data /= np.float32(chip.exptime)
     data[~good] = 0.0
     ratio4 = float(pix_ratio) ** 4
     if params.wht_type == "EXP":
-        weight = np.where(good, np.float32(params.exp_weight(chip.exptime)),
-                          np.float32(0.0)).astype(np.float32)
+        weight = np.where(good, np.float32(params.exp_weight(chip.exptime)), np.float32(0.0))
     elif params.wht_type == "ERR":
         e = err.astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -147,16 +149,51 @@ def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, 
     return data, weight
 
 
-def chip_pixmap(chip: ChipRef, out_wcs, region: Box, cached: str | None = None) -> np.ndarray:
+def chip_pixmap(chip: ChipRef, out_wcs, region: Box, cached: str | None = None,
+                spans: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Pixel map of a region of a chip on an output grid (0-based output ``(x, y)`` per
     input pixel): read from the chip's cached whole-chip map (``cached``, a scratch file of
     :func:`hapdask.mosaic.tiles.place_chip_configs`) when there is one, else computed
-    (:func:`hapdask.drizzle.calc_pixmap`; the same values either way)."""
+    (:func:`hapdask.drizzle.calc_pixmap`; the same values either way), then only in the
+    row ``spans`` when given (NaN elsewhere)."""
     from hapdask.drizzle import calc_pixmap
 
     if cached is not None:
         return load_array(cached, region)
-    return calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region)
+    return calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region, spans=spans)
+
+
+def _tile_spans(chip: ChipRef, box: Box, region: Box, window: Box, out_wcs, params,
+                ratio: float) -> tuple[tuple[np.ndarray, np.ndarray],
+                                       tuple[np.ndarray, np.ndarray]] | None:
+    """Where a tile's input pixels are, within its (axis-aligned) input box.
+
+    Returns ``(drizzled, mapped)``: per row of ``region`` (= the box grown by one pixel), the
+    chip columns ``[lo, hi)`` of the pixels that can land in the window
+    (:func:`hapdask.mosaic.tiles.input_row_spans`), and those grown by one pixel each way (and
+    to the rows above and below), whose pixel map the kernel's corner interpolation reads. None
+    when nothing lands."""
+    margin = footprint_margin(1.0 / ratio, params.kernel, params.pixfrac)
+    got = input_row_spans(chip.thread_wcs(), box, out_wcs, window, margin)
+    if got is None:
+        return None
+    n = region[1] - region[0]
+    lo = np.full(n, region[3], np.int64)
+    hi = np.full(n, region[2], np.int64)
+    r0 = box[0] - region[0]
+    lo[r0:r0 + len(got[0])], hi[r0:r0 + len(got[1])] = got
+    used = hi > lo
+    lo[~used] = region[3]
+    hi[~used] = region[2]
+    # the map is read one pixel around every drizzled pixel (bilinear corners)
+    mlo = np.minimum(lo, np.minimum(np.r_[lo[1:], region[3]], np.r_[region[3], lo[:-1]])) - 1
+    mhi = np.maximum(hi, np.maximum(np.r_[hi[1:], region[2]], np.r_[region[2], hi[:-1]])) + 1
+    mlo = np.clip(mlo, region[2], region[3])
+    mhi = np.clip(mhi, region[2], region[3])
+    empty = mhi <= mlo
+    mlo[empty] = mhi[empty] = region[2]
+    lo[~used] = hi[~used] = region[2]
+    return (lo, hi), (mlo, mhi)
 
 
 def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale, ratio, out_wcs,
@@ -168,13 +205,30 @@ def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale,
     region = (max(b0 - 1, 0), min(b1 + 1, ny), max(a0 - 1, 0), min(a1 + 1, nx))
     if region[1] - region[0] < 2 or region[3] - region[2] < 2:
         return
+    spans = None
+    if pixmap is None:
+        # without a cached whole-chip map, compute it only where the tile's pixels are: the
+        # box around a rotated footprint piece holds up to ~2x the pixels that land
+        with timed("spans"):
+            spans = _tile_spans(chip, box, region, window, out_wcs, params, ratio)
+        if spans is None:
+            return
     with timed("read"):
         cr = region_mask(crparts, region) if crparts else None
         data, weight = prepare_chip_region(chip, sky, region, params, static=static, crmask=cr,
                                            pix_ratio=ratio)
-    with timed("pixmap"):
-        pm = chip_pixmap(chip, out_wcs, region, pixmap)
     in_box = (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
+    if spans is not None:
+        (lo, hi), _ = spans
+        cols = np.arange(region[2], region[3])
+        # weight 0: the kernel skips these pixels before anything else (add_to_tile)
+        weight[(cols < lo[:, None]) | (cols >= hi[:, None])] = 0.0
+        rows = np.nonzero(hi > lo)[0]
+        in_box = (max(in_box[0], int(rows[0])), min(in_box[1], int(rows[-1]) + 1),
+                  max(in_box[2], int(lo[rows].min()) - region[2]),
+                  min(in_box[3], int(hi[rows].max()) - region[2]))
+    with timed("pixmap"):
+        pm = chip_pixmap(chip, out_wcs, region, pixmap, spans[1] if spans is not None else None)
     with timed("kernel"):
         add_to_tile(data, weight, pm, num, den, ctx, origin=(window[0], window[2]),
                     in_box=in_box, kernel=params.kernel, pixfrac=params.pixfrac,

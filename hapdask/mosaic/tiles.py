@@ -25,8 +25,8 @@ from hapdask.mosaic.grid import OutputGrid
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.scratch import Scratch, load_array
 
-__all__ = ["ChipPlacement", "Region", "SAMPLE_STEP", "Tile", "chip_tile_boxes", "place_chip",
-           "place_chip_configs", "place_chips", "plan_tiles"]
+__all__ = ["ChipPlacement", "Region", "SAMPLE_STEP", "Tile", "chip_tile_boxes", "footprint_margin",
+           "input_row_spans", "place_chip", "place_chip_configs", "place_chips", "plan_tiles"]
 
 #: sampling step (input pixels) of the coarse per-chip pixel map of :func:`chip_tile_boxes`
 SAMPLE_STEP = 32
@@ -144,23 +144,126 @@ def chip_tile_boxes(
     t_y0 = np.clip(np.floor((qy0[ok] + 0.5) / tile), 0, nty - 1).astype(int)
     t_y1 = np.clip(np.floor((qy1[ok] + 0.5) / tile), 0, nty - 1).astype(int)
     cy0, cy1, cx0, cx1 = iy0[ok], iy1[ok], ix0[ok], ix1[ok]
-    boxes: dict[tuple[int, int], list[int]] = {}
-    for k in range(t_x0.size):
-        for ty in range(t_y0[k], t_y1[k] + 1):
-            for tx in range(t_x0[k], t_x1[k] + 1):
-                b = boxes.get((ty, tx))
-                if b is None:
-                    boxes[(ty, tx)] = [cy0[k], cy1[k], cx0[k], cx1[k]]
-                else:
-                    b[0] = min(b[0], cy0[k])
-                    b[1] = max(b[1], cy1[k])
-                    b[2] = min(b[2], cx0[k])
-                    b[3] = max(b[3], cx1[k])
+    # per tile, the extent of the cells touching it (vectorised over cells; a cell touches
+    # at most a few tiles, so the loops below run a handful of times)
+    ntiles = nty * ntx
+    big = np.iinfo(np.int64).max
+    by0 = np.full(ntiles, big, np.int64)
+    by1 = np.full(ntiles, -1, np.int64)
+    bx0 = np.full(ntiles, big, np.int64)
+    bx1 = np.full(ntiles, -1, np.int64)
+    spany = t_y1 - t_y0
+    spanx = t_x1 - t_x0
+    for dy in range(int(spany.max()) + 1):
+        for dx in range(int(spanx.max()) + 1):
+            m = (dy <= spany) & (dx <= spanx)
+            flat = (t_y0[m] + dy) * ntx + (t_x0[m] + dx)
+            np.minimum.at(by0, flat, cy0[m].astype(np.int64))
+            np.maximum.at(by1, flat, cy1[m].astype(np.int64))
+            np.minimum.at(bx0, flat, cx0[m].astype(np.int64))
+            np.maximum.at(bx1, flat, cx1[m].astype(np.int64))
     out = {}
-    for key, (a, b, c, d) in boxes.items():
-        out[key] = (max(int(a) - 1, 0), min(int(b) + 1, ny),
-                    max(int(c) - 1, 0), min(int(d) + 1, nx))
+    for flat in np.nonzero(by1 >= 0)[0]:
+        ty, tx = divmod(int(flat), ntx)
+        out[(ty, tx)] = (max(int(by0[flat]) - 1, 0), min(int(by1[flat]) + 1, ny),
+                         max(int(bx0[flat]) - 1, 0), min(int(bx1[flat]) + 1, nx))
     return out
+
+
+def footprint_margin(in_pixel: float, kernel: str = "square", pixfrac: float = 1.0) -> float:
+    """Margin (output pixels) around sampled positions that holds every pixel's footprint.
+
+    ``in_pixel`` is the input pixel size in output pixels. The margin is 1.5 times the reach of
+    a pixel's footprint from its centre (half the pixfrac-scaled pixel, plus the radius of the
+    fixed-size kernels) plus 2 output pixels for the map's curvature between samples: for the
+    square kernel with pixfrac <= 1, ``0.75 in_pixel + 2`` (the margin of the MVM plan's
+    :func:`chip_tile_boxes`).
+    """
+    in_pixel = float(in_pixel)
+    reach = 0.5 * max(float(pixfrac), 1.0) * in_pixel
+    if kernel != "square":
+        from hapdask.drizzle.tile import kernel_radius  # numba module: not needed for square
+
+        reach += kernel_radius(kernel, pixfrac, 1.0 / in_pixel)
+    return 1.5 * reach + 2.0
+
+
+def _box_samples(a: int, b: int, step: int) -> np.ndarray:
+    """Sample positions of pixels [a, b): a, the multiples of ``step`` inside, b - 1."""
+    first = -(-a // step) * step
+    g = np.unique(np.concatenate([[a], np.arange(first, b, step), [b - 1]])).astype(np.float64)
+    return g if g.size > 1 else np.array([a, a], np.float64)
+
+
+def input_row_spans(chip_wcs: WCS, box: Box, out_wcs: WCS, window: Box, margin: float,
+                    step: int = SAMPLE_STEP) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per input row of ``box``, the columns whose pixels can land in an output ``window``.
+
+    The box is sampled like :func:`chip_tile_boxes` does a chip (every ``step`` chip pixels,
+    its edges included) through the full chip WCS; a cell of the sample grid is kept when its
+    mapped bounding box grown by ``margin`` output pixels (:func:`footprint_margin`) touches the
+    window, or when one of its samples has no position. The rows' spans are the column extent
+    of the kept cells of each row grown by one pixel each way (as the plan's boxes are), clipped
+    to the box: the same conservative rule as the boxes themselves, cell by cell instead of for
+    the whole box, so that a tile's rotated footprint piece is no longer padded out to its
+    axis-aligned box. Every pixel outside the spans lands outside the window.
+
+    Parameters
+    ----------
+    chip_wcs : WCS
+        The chip's full WCS (not modified).
+    box : (y0, y1, x0, x1)
+        Input pixels (chip coordinates, 0-based, half-open), e.g. a tile's input box.
+    out_wcs : WCS
+        The output grid's (celestial, undistorted) WCS.
+    window : (y0, y1, x0, x1)
+        Output pixels of the tile.
+    margin : float
+        Output pixels added around each sampled cell.
+    step : int
+        Sampling step in input pixels.
+
+    Returns
+    -------
+    (lo, hi) or None
+        int64 arrays of ``box``'s height: the pixels of box row ``r`` to drizzle are chip
+        columns ``lo[r] <= x < hi[r]`` (``lo[r] == hi[r]``: none). None when no pixel of the box
+        can land in the window.
+    """
+    b0, b1, a0, a1 = (int(v) for v in box)
+    gy = _box_samples(b0, b1, int(step))
+    gx = _box_samples(a0, a1, int(step))
+    xx, yy = np.meshgrid(gx, gy)
+    ra, dec = chip_wcs.all_pix2world(xx.ravel(), yy.ravel(), 0)
+    ox, oy = out_wcs.wcs_world2pix(ra, dec, 0)
+    ox = ox.reshape(xx.shape)
+    oy = oy.reshape(xx.shape)
+    qx = np.stack([ox[:-1, :-1], ox[1:, :-1], ox[:-1, 1:], ox[1:, 1:]])
+    qy = np.stack([oy[:-1, :-1], oy[1:, :-1], oy[:-1, 1:], oy[1:, 1:]])
+    y0, y1, x0, x1 = window
+    with np.errstate(invalid="ignore"):
+        keep = ((qx.max(0) + margin >= x0 - 0.5) & (qx.min(0) - margin <= x1 - 0.5)
+                & (qy.max(0) + margin >= y0 - 0.5) & (qy.min(0) - margin <= y1 - 0.5))
+    keep |= ~(np.isfinite(qx).all(0) & np.isfinite(qy).all(0))
+    if not keep.any():
+        return None
+    n = b1 - b0
+    lo = np.full(n, a1, np.int64)
+    hi = np.full(n, a0, np.int64)
+    gyi = gy.astype(np.int64)
+    gxi = gx.astype(np.int64)
+    for k in np.nonzero(keep.any(1))[0]:
+        cols = np.nonzero(keep[k])[0]
+        c0 = max(int(gxi[cols[0]]) - 1, a0)
+        c1 = min(int(gxi[cols[-1] + 1]) + 2, a1)
+        r0 = max(int(gyi[k]) - 1, b0) - b0
+        r1 = min(int(gyi[k + 1]) + 2, b1) - b0
+        np.minimum(lo[r0:r1], c0, out=lo[r0:r1])
+        np.maximum(hi[r0:r1], c1, out=hi[r0:r1])
+    empty = hi <= lo
+    lo[empty] = a0
+    hi[empty] = a0
+    return lo, hi
 
 
 def _regions(shape: tuple[int, int], size: int) -> list[Box]:

@@ -45,9 +45,9 @@ from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.products import chip_crmask
 from hapdask.mosaic.stages import TileJob, drizzle_tile
-from hapdask.mosaic.tiles import chip_tile_boxes
+from hapdask.mosaic.tiles import chip_tile_boxes, footprint_margin
 from hapdask.mosaic.wcsio import updated_wcs_bytes
-from hapdask.mvm.planning import LayerPlan, MvmPlan, header_wcs, kernel_margin
+from hapdask.mvm.planning import LayerPlan, MvmPlan, header_wcs
 from hapdask.mvm.sky import ChipMedianSky, SkyMethod
 
 if TYPE_CHECKING:
@@ -222,7 +222,7 @@ def build_graph(plan: MvmPlan, sky: SkyMethod | Mapping | None = None
                     continue
                 bkey = (f"mvm-{lay.name}-{fp}-boxes", i)
                 graph[bkey] = (aligned_boxes, chip_key[c.key], lay.wcs_header.tostring(),
-                               lay.tile_size, kernel_margin(c.pscale / lay.scale_arcsec),
+                               lay.tile_size, footprint_margin(c.pscale / lay.scale_arcsec),
                                al.step)
                 tight.append(bkey)
             for tile in lay.tiles:

@@ -26,12 +26,19 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 import skycells
-from hapdask.align.pipeline import ALIGNED_MARKS, MVM_ALIGN_MARGIN, mvm_alignment_job
+from hapdask.align.params import ALIGNED_MARKS, MVM_ALIGN_MARGIN
 from hapdask.io import linear_pixel_scale
 from hapdask.mosaic.grid import OutputGrid
 from hapdask.mosaic.inputs import ChipKey, ChipRef, detector_noise
 from hapdask.mosaic.products import find_crmask
-from hapdask.mosaic.tiles import SAMPLE_STEP, ChipPlacement, Tile, chip_tile_boxes, plan_tiles
+from hapdask.mosaic.tiles import (
+    SAMPLE_STEP,
+    ChipPlacement,
+    Tile,
+    chip_tile_boxes,
+    footprint_margin,
+    plan_tiles,
+)
 from hapdask.mosaic.wcsio import (
     header_wcs,
     serialize_wcs,
@@ -640,6 +647,9 @@ def plan(
                 crmasks[c.key] = str(found)
     alignment = None
     if refcat is not None:
+        # deferred: the fits import photutils, tweakwcs and gwcs (~2 s), needed only when aligning
+        from hapdask.align.pipeline import mvm_alignment_job
+
         job = mvm_alignment_job(opened, refcat, margin=margin)
         alignment = GraphAlignment(job, float(margin), frozenset(moving),
                                    f"{_catalog_identity(refcat)}|{job.catalog}|{margin!r}|MVM",
@@ -693,13 +703,6 @@ def _bounded_wcs(cell: SkyCell, fixed: list[np.ndarray], moving: list[np.ndarray
     return w
 
 
-def kernel_margin(ratio: float) -> float:
-    """Output pixels a chip's sampled tile boxes are grown by (:func:`chip_tile_boxes`): the
-    square kernel's reach (pixfrac 1, ``ratio`` = input / output pixel scale) and the
-    sampling."""
-    return 0.5 * ratio * 1.5 + 2.0
-
-
 def _layer(filename, instr, det, filt, scale, flc, members, bwcs, cell, tile_size, step,
            moving=frozenset(), margin=0.0) -> LayerPlan:
     shape = (int(bwcs.pixel_shape[1]), int(bwcs.pixel_shape[0]))
@@ -716,7 +719,7 @@ def _layer(filename, instr, det, filt, scale, flc, members, bwcs, cell, tile_siz
         used = False
         for c in m.chips:
             w = c.wcs()
-            grow = kernel_margin(c.pscale / scale_arcsec)
+            grow = footprint_margin(c.pscale / scale_arcsec)
             if c.key in moving:  # aligned inside the graph: anywhere within the margin
                 grow += margin / scale_arcsec
             boxes = chip_tile_boxes(w, c.shape, layer_wcs, shape, tile_size, grow, step)

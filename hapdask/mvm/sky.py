@@ -53,7 +53,7 @@ def chip_sky(chip, sigma: float = 3.0, maxiters: int = 5, max_pixels: int = 1_00
     from hapdask.dqflags import good_pixel_mask
 
     try:
-        sci, _, dq = chip.chip.read()
+        sci, _, dq = chip.chip.read(err=False)
     except Exception as exc:
         return SkyLevel(0.0, 0.0, 0, False, f"cannot read pixels: {exc}")
     good = good_pixel_mask(dq, chip.bits) & np.isfinite(sci)

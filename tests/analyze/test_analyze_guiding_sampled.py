@@ -125,3 +125,34 @@ def test_sampled_reads_bounded_regions(tmp_path, monkeypatch):
     assert all((r[1] - r[0]) * (r[3] - r[2]) <= 256 * 1024 for r in regions)
     windows = {r for r in regions if r[1] - r[0] == 256 and r[3] - r[2] == 256}
     assert len(windows) == 4 and info["windows"] == "4/16"
+
+
+@pytest.mark.parametrize("kwargs", [CASES[0][1], CASES[2][1], CASES[8][1]])
+def test_segment_shapes_equal_photutils_catalog(kwargs):
+    """The segment moments of the source count (no photutils import in the guiding check)
+    equal photutils' ``SourceCatalog`` on the same segmentation, value for value, with NaN
+    and negative pixels in segments; so does the cosmic-ray classifier built on them."""
+    from photutils.segmentation import SegmentationImage, SourceCatalog
+
+    from hapdask.analyze import _not_cosmic_ray, _segment_shapes
+
+    img = _field(3, **kwargs) - np.float32(110.0)
+    img[5:9, 100:400] = np.nan
+    labels, n = ndimage.label(img > 0, structure=np.ones((3, 3), dtype=bool))
+    img[::7, ::5] = np.where(labels[::7, ::5] > 0, -3.0, img[::7, ::5])  # negatives inside
+    assert n > 50
+    got = _segment_shapes(img, labels)
+    cat = SourceCatalog(img, SegmentationImage(labels))
+    np.testing.assert_array_equal(got.moments_central, cat.moments_central)
+    np.testing.assert_array_equal(got.semiminor, cat.semiminor_axis.value)
+    np.testing.assert_array_equal(got.elongation, cat.elongation.value)
+    np.testing.assert_array_equal(got.finite_centroid,
+                                  np.isfinite(cat.x_centroid) & np.isfinite(cat.y_centroid))
+    keep = _not_cosmic_ray(got, fwhm=1.5)
+    mom = np.nan_to_num(np.asarray(cat.moments_central, dtype=float), nan=0.0)
+    mi, mj = np.unravel_index(mom.reshape(n, -1).argmax(axis=1), (4, 4))
+    want = ((mi > 1) & (mj > 1) & ~((cat.semiminor_axis.value < 1.125)
+                                   & (cat.elongation.value > 2))
+            & np.isfinite(cat.x_centroid) & np.isfinite(cat.y_centroid))
+    np.testing.assert_array_equal(keep, want)
+    assert 0 < keep.sum() < n

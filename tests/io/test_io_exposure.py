@@ -89,6 +89,10 @@ def test_io_region_read_equals_full_read(shared_data, region):
     np.testing.assert_array_equal(re, err[y0:y1, x0:x1])
     np.testing.assert_array_equal(rd, dq[y0:y1, x0:x1])
     np.testing.assert_array_equal(chip.read_sci(region), sci[y0:y1, x0:x1])
+    ns, ne, nd = chip.read(region, err=False)  # ERR not read: None in its place
+    assert ne is None
+    np.testing.assert_array_equal(ns, sci[y0:y1, x0:x1])
+    np.testing.assert_array_equal(nd, dq[y0:y1, x0:x1])
 
 
 def test_io_full_read_matches_astropy(shared_data):
