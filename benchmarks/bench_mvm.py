@@ -406,6 +406,7 @@ def main() -> int:
         return 0
 
     work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_mvm_"))
+    work.mkdir(parents=True, exist_ok=True)
     print(f"work directory {work}", flush=True)
     if a.case == "acs4":
         run_acs4(a, work)
