@@ -21,7 +21,7 @@ tweakwcs and gwcs (~2 s of imports), which an MVM plan that only needs the align
 
 from __future__ import annotations
 
-import importlib
+from hapdask._lazy import lazy_names
 
 _LAZY = {
     "CatalogError": "catalog",
@@ -50,12 +50,4 @@ _LAZY = {
     "write_wcs_updates": "updates",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    try:
-        module = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'hapdask.align' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(f"hapdask.align.{module}"), name)
+__getattr__, __all__ = lazy_names(__name__, _LAZY)

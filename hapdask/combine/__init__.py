@@ -37,7 +37,7 @@ lazily; the numba kernels compile (cached) on first use.
 
 from __future__ import annotations
 
-import importlib
+from hapdask._lazy import lazy_names
 
 _LAZY = {
     "COMBINE_TYPES": "median",
@@ -51,12 +51,4 @@ _LAZY = {
     "driz_cr_mask": "crrej",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    try:
-        module = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'hapdask.combine' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(f"hapdask.combine.{module}"), name)
+__getattr__, __all__ = lazy_names(__name__, _LAZY)

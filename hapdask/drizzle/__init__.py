@@ -9,7 +9,7 @@ Names are imported lazily so that ``import hapdask.drizzle`` does not compile an
 
 from __future__ import annotations
 
-import importlib
+from hapdask._lazy import lazy_names
 
 _LAZY = {
     "Drizzle": "resample",
@@ -20,12 +20,4 @@ _LAZY = {
     "input_bbox": "tile",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    try:
-        module = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'hapdask.drizzle' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(f"hapdask.drizzle.{module}"), name)
+__getattr__, __all__ = lazy_names(__name__, _LAZY)

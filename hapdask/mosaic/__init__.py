@@ -22,7 +22,7 @@ dependencies (:func:`drizzle` pulls in the export, sky and combine packages).
 
 from __future__ import annotations
 
-import importlib
+from hapdask._lazy import lazy_names
 
 _LAZY = {
     "AstroDrizzleParams": "params",
@@ -38,12 +38,4 @@ _LAZY = {
     "skycell_grid": "grid",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    try:
-        module = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'hapdask.mosaic' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(f"hapdask.mosaic.{module}"), name)
+__getattr__, __all__ = lazy_names(__name__, _LAZY)
