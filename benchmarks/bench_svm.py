@@ -243,13 +243,16 @@ def compare_sci(ref_path: Path, our_path: Path, bright_sigma: float) -> dict:
     _, med, std = sigma_clipped_stats(sr[(wr > 0) & np.isfinite(sr)], sigma=3.0, maxiters=5)
     bright = (wr > 0) & np.isfinite(sr) & (sr > med + bright_sigma * std)
     yy, xx = np.nonzero(bright)
-    if grid["same_grid"]:
-        vo, wov = so[yy, xx], wo[yy, xx]
-    else:
-        ra, dec = WCS(hr).all_pix2world(xx, yy, 0)
+
+    def ours_at(ys, xs):  # our SCI and WHT at reference pixels (interpolated off-grid)
+        if grid["same_grid"]:
+            return so[ys, xs], wo[ys, xs]
+        ra, dec = WCS(hr).all_pix2world(xs, ys, 0)
         xo, yo = WCS(ho).all_world2pix(ra, dec, 0)
-        vo = map_coordinates(np.nan_to_num(so), [yo, xo], order=1, cval=np.nan)
-        wov = map_coordinates(wo, [yo, xo], order=1, cval=0.0)
+        return (map_coordinates(np.nan_to_num(so), [yo, xo], order=1, cval=np.nan),
+                map_coordinates(wo, [yo, xo], order=1, cval=0.0))
+
+    vo, wov = ours_at(yy, xx)
     vr = sr[yy, xx]
     out = {"grid": grid, "bright_pixels": int(bright.sum()), "sky_sigma": float(std),
            **_agreement(vr, vo, wov)}
@@ -261,13 +264,7 @@ def compare_sci(ref_path: Path, our_path: Path, bright_sigma: float) -> dict:
     ys, xs = np.nonzero(sky)
     pick = slice(None, None, max(1, ys.size // 200000))
     ys, xs = ys[pick], xs[pick]
-    if grid["same_grid"]:
-        so_sky, wo_sky = so[ys, xs], wo[ys, xs]
-    else:
-        ra, dec = WCS(hr).all_pix2world(xs, ys, 0)
-        xo, yo = WCS(ho).all_world2pix(ra, dec, 0)
-        so_sky = map_coordinates(np.nan_to_num(so), [yo, xo], order=1, cval=np.nan)
-        wo_sky = map_coordinates(wo, [yo, xo], order=1, cval=0.0)
+    so_sky, wo_sky = ours_at(ys, xs)
     ok = (wo_sky > 0) & np.isfinite(so_sky)
     if ok.sum() > 100:
         offset = float(np.median(so_sky[ok] - sr[ys, xs][ok]))

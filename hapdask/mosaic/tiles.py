@@ -93,6 +93,21 @@ def _sample_grid(n: int, step: int) -> np.ndarray:
     return g
 
 
+def _cell_extents(chip_wcs: WCS, out_wcs: WCS, gy: np.ndarray, gx: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Output-pixel extents ``(xmin, xmax, ymin, ymax)`` of each cell of the chip's sample grid
+    (rows ``gy`` x columns ``gx``): the bounding box of its four corners mapped through the
+    chip's full WCS onto ``out_wcs``; NaN where a corner does not map."""
+    xx, yy = np.meshgrid(gx, gy)
+    ra, dec = chip_wcs.all_pix2world(xx.ravel(), yy.ravel(), 0)
+    ox, oy = out_wcs.wcs_world2pix(ra, dec, 0)
+    ox = ox.reshape(xx.shape)
+    oy = oy.reshape(xx.shape)
+    qx = np.stack([ox[:-1, :-1], ox[1:, :-1], ox[:-1, 1:], ox[1:, 1:]])
+    qy = np.stack([oy[:-1, :-1], oy[1:, :-1], oy[:-1, 1:], oy[1:, 1:]])
+    return qx.min(0), qx.max(0), qy.min(0), qy.max(0)
+
+
 def chip_tile_boxes(
     chip_wcs: WCS,
     shape: tuple[int, int],
@@ -117,17 +132,11 @@ def chip_tile_boxes(
     ny, nx = shape
     gy = _sample_grid(ny, step)
     gx = _sample_grid(nx, step)
-    xx, yy = np.meshgrid(gx, gy)
-    ra, dec = chip_wcs.all_pix2world(xx.ravel(), yy.ravel(), 0)
-    ox, oy = layer_wcs.wcs_world2pix(ra, dec, 0)
-    ox = ox.reshape(xx.shape)
-    oy = oy.reshape(xx.shape)
-    quads_x = np.stack([ox[:-1, :-1], ox[1:, :-1], ox[:-1, 1:], ox[1:, 1:]])
-    quads_y = np.stack([oy[:-1, :-1], oy[1:, :-1], oy[:-1, 1:], oy[1:, 1:]])
-    qx0 = quads_x.min(0) - margin
-    qx1 = quads_x.max(0) + margin
-    qy0 = quads_y.min(0) - margin
-    qy1 = quads_y.max(0) + margin
+    xmin, xmax, ymin, ymax = _cell_extents(chip_wcs, layer_wcs, gy, gx)
+    qx0 = xmin - margin
+    qx1 = xmax + margin
+    qy0 = ymin - margin
+    qy1 = ymax + margin
     # input range of each cell (half-open), 1 px beyond the samples on each side
     iy0 = np.repeat(gy[:-1, None], len(gx) - 1, axis=1)
     iy1 = np.repeat(gy[1:, None], len(gx) - 1, axis=1) + 1
@@ -233,18 +242,13 @@ def input_row_spans(chip_wcs: WCS, box: Box, out_wcs: WCS, window: Box, margin: 
     b0, b1, a0, a1 = (int(v) for v in box)
     gy = _box_samples(b0, b1, int(step))
     gx = _box_samples(a0, a1, int(step))
-    xx, yy = np.meshgrid(gx, gy)
-    ra, dec = chip_wcs.all_pix2world(xx.ravel(), yy.ravel(), 0)
-    ox, oy = out_wcs.wcs_world2pix(ra, dec, 0)
-    ox = ox.reshape(xx.shape)
-    oy = oy.reshape(xx.shape)
-    qx = np.stack([ox[:-1, :-1], ox[1:, :-1], ox[:-1, 1:], ox[1:, 1:]])
-    qy = np.stack([oy[:-1, :-1], oy[1:, :-1], oy[:-1, 1:], oy[1:, 1:]])
+    xmin, xmax, ymin, ymax = _cell_extents(chip_wcs, out_wcs, gy, gx)
     y0, y1, x0, x1 = window
     with np.errstate(invalid="ignore"):
-        keep = ((qx.max(0) + margin >= x0 - 0.5) & (qx.min(0) - margin <= x1 - 0.5)
-                & (qy.max(0) + margin >= y0 - 0.5) & (qy.min(0) - margin <= y1 - 0.5))
-    keep |= ~(np.isfinite(qx).all(0) & np.isfinite(qy).all(0))
+        keep = ((xmax + margin >= x0 - 0.5) & (xmin - margin <= x1 - 0.5)
+                & (ymax + margin >= y0 - 0.5) & (ymin - margin <= y1 - 0.5))
+    # a non-finite corner (NaN, +-inf) makes the cell's min or max non-finite
+    keep |= ~(np.isfinite(xmin) & np.isfinite(xmax) & np.isfinite(ymin) & np.isfinite(ymax))
     if not keep.any():
         return None
     n = b1 - b0
