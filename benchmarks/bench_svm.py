@@ -26,7 +26,8 @@ Then the outputs are compared (also available alone with ``--compare-only REF OU
   and, when only their sky position differs (same shape), also pixel by pixel; then again after
   removing the constant sky offset (median of ours - reference on the reference's sky pixels):
   DrizzlePac subtracts the absolute sky when its ``skymethod='match'`` fails and it falls back to
-  ``'localmin'`` (it does in the side environment), hapdask's 'match' leaves the sky level in;
+  ``'localmin'`` (it does in the side environment unless repaired: ``--sky-repair``, the default),
+  hapdask's 'match' leaves the sky level in;
 * catalogs (point and segment, per filter and total): cross-match by position (0.1", after
   removing the median offset of a 1" match: the astrometric difference, reported), number of
   sources each, matched fraction, median separation (mas), median and robust (MAD) scatter of
@@ -168,7 +169,7 @@ def stage_for_drizzlepac(poller: Path, work: Path) -> Path:
 
 
 def run_reference(poller: Path, refcat: Path, work: Path, dp_python: str,
-                  timeout: float, sky_repair: bool = False) -> RunResult:
+                  timeout: float, sky_repair: bool = True) -> RunResult:
     staged = stage_for_drizzlepac(poller, work)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(ROOT)  # the wrapper imports hapdask.align.catalog.FileCatalog
@@ -452,10 +453,11 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, help="where runs write (default: a new temp dir)")
     ap.add_argument("--dp-python", default=DEFAULT_DP_PYTHON,
                     help=f"python of the drizzlepac 3.11 side environment ({DEFAULT_DP_PYTHON})")
-    ap.add_argument("--sky-repair", action="store_true",
-                    help="runsinglehap with skymatch 'match' repaired (else AstroDrizzle falls "
-                         "back to 'localmin' in this environment and subtracts the sky from "
-                         "the filter and total products; see _runsinglehap_offline.py)")
+    ap.add_argument("--sky-repair", action=argparse.BooleanOptionalAction, default=True,
+                    help="runsinglehap with skymatch 'match' repaired (default; with "
+                         "--no-sky-repair AstroDrizzle falls back to 'localmin' in this "
+                         "environment: sky subtracted from the filter and total products, fewer "
+                         "cosmic rays flagged; see _runsinglehap_offline.py)")
     ap.add_argument("--reference-dir", type=Path,
                     help="a finished runsinglehap work directory to reuse instead of running it")
     ap.add_argument("--reference-figures",
