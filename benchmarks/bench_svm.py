@@ -33,7 +33,9 @@ Then the outputs are compared (also available alone with ``--compare-only REF OU
   sources each, matched fraction, median separation (mas), median and robust (MAD) scatter of
   the ``Mag*`` column differences (``MagAp1``, ``MagAp2``, ``MagSegment``, the total catalogs'
   ``MagAP2_<filter>``) for matched sources with measured magnitudes (HAP writes -9999 otherwise),
-  also for the brightest quarter.
+  also for the brightest quarter;
+* cosmic-ray flags per exposure chip: DrizzlePac's DQ 4096 in its renamed inputs against our
+  ``<rootname>_crmask.fits`` (flagged pixels each, flagged by one tool only).
 
 Run::
 
@@ -74,6 +76,8 @@ from scipy.ndimage import map_coordinates
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 warnings.simplefilter("ignore", FITSFixedWarning)
+
+from hapdask.mosaic.products import crmask_name, read_crmask  # noqa: E402  (ROOT on the path)
 
 DEFAULT_DP_PYTHON = "/work/venvs/dp311/bin/python"
 WRAPPER = Path(__file__).resolve().with_name("_runsinglehap_offline.py")
@@ -290,6 +294,30 @@ def _agreement(vr: np.ndarray, vo: np.ndarray, wo: np.ndarray) -> dict:
             "flux_ratio": float(vo[ok].sum() / vr[ok].sum())}
 
 
+def compare_crmasks(ref: Path, ours: Path) -> dict:
+    """Cosmic-ray flags per exposure chip: DrizzlePac's DQ bit 4096 in its renamed inputs
+    (``hst_..._fl[ct].fits``, written by its filter products' driz_cr) against our
+    ``<rootname>_crmask.fits``: flagged pixels each, and flagged in one only."""
+    out: dict = {}
+    for path in sorted(ref.glob("hst_*_fl[ct].fits")):
+        with fits.open(path) as h:
+            root = str(h[0].header.get("ROOTNAME", "")).lower()
+            mine = ours / crmask_name(root)
+            if not root or not mine.is_file():
+                continue
+            masks = read_crmask(mine)
+            for hdu in h:
+                ev = hdu.header.get("EXTVER", 1)
+                if hdu.name != "DQ" or ev not in masks:
+                    continue
+                dp = (np.asarray(hdu.data).astype(np.int64) & 4096) != 0
+                m = masks[ev]
+                out[f"{root}[{ev}]"] = {"ref": int(dp.sum()), "ours": int(m.sum()),
+                                        "only_ref": int((dp & ~m).sum()),
+                                        "only_ours": int((m & ~dp).sum())}
+    return out
+
+
 def _radec(t: Table) -> SkyCoord:
     ra = next(c for c in t.colnames if c.upper() in ("RA", "RA_ICRS"))
     dec = next(c for c in t.colnames if c.upper() in ("DEC", "DE_ICRS"))
@@ -359,6 +387,7 @@ def compare(ref: Path, ours: Path, bright_sigma: float = 20.0) -> dict:
             out["images"][name] = compare_sci(ref / name, ours / name, bright_sigma)
         elif name.endswith("-cat.ecsv"):
             out["catalogs"][name] = compare_catalog(ref / name, ours / name)
+    out["crmasks"] = compare_crmasks(ref, ours)
     return out
 
 
@@ -389,6 +418,9 @@ def print_comparison(c: dict) -> None:
             print(f"    same pixels (ignoring the grids' sky offset): {100 * q['within_1pct']:.1f} "
                   f"% within 1 %, median |d| {100 * q['median_rel']:.2f} %, p90 "
                   f"{100 * q['p90_rel']:.2f} %, flux ratio {q['flux_ratio']:.4f}")
+    for chip, r in c.get("crmasks", {}).items():
+        print(f"  cosmic rays {chip}: DrizzlePac (DQ 4096) {r['ref']}, ours {r['ours']}, only "
+              f"DrizzlePac {r['only_ref']}, only ours {r['only_ours']}")
     for name, r in c["catalogs"].items():
         line = f"  {name}: {r['n_ref']} vs {r['n_ours']} sources"
         if "matched" in r:
