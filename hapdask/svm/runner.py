@@ -336,7 +336,8 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
     lines = []
     try:
         # the total product is not held here: make_catalogs frees it after the detection
-        cats = make_catalogs(read_product(total.path), fprods, params, saturated=saturated)
+        cats = make_catalogs(read_product(total.path), fprods, params, saturated=saturated,
+                             scratch=staging)
     except ValueError as exc:
         return [f"{total.name}: catalogs failed: {exc}"]
     if cats.rejected:
