@@ -15,7 +15,10 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.measure import approximate_polygon, find_contours
 
+from hapdask.export.stats import layer_keywords, merge, tile_stats
+from hapdask.mosaic.coverage import tile_coverage
 from hapdask.svm.keywords import add_hapexpname, data_mask, footprint_regions, s_region
+from hapdask.svm.runner import _footprint
 
 
 def _polygons(text: str) -> list[np.ndarray]:
@@ -256,3 +259,35 @@ def test_catalog_name_reaches_the_wcsname(sim, tmp_path, monkeypatch):
     main(["svm", str(poller), "--refcat", str(sim.refcat), "--catalog-name", "GAIAeDR3",
           "--output", str(tmp_path)])
     assert seen["name"] == "GAIAeDR3"
+
+
+def test_footprint_keywords_from_coverage_codes(tmp_path):
+    """The footprint keywords from the chips' coverage codes equal those of the per-chip
+    rasterisation (``tile_coverage``, checked against matplotlib in the mosaic tests): rotated,
+    overlapping chips with different exposure times, bands cut across them."""
+    ny, nx = 2500, 1300
+    rng = np.random.default_rng(4)
+    polys, times = [], []
+    for _ in range(7):
+        a = np.radians(rng.uniform(0, 90))
+        cx, cy = rng.uniform(300, 1000), rng.uniform(300, 2200)
+        u = np.array([[-400, -200], [400, -200], [400, 200], [-400, 200]], float)
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        polys.append(u @ rot.T + [cx, cy])
+        times.append(float(rng.choice([30.0, 339.5, 500.0])))
+    wht = rng.uniform(0, 3, (ny, nx)).astype(np.float32)
+    wht[rng.random((ny, nx)) < 0.1] = 0
+    path = tmp_path / "w.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(wht, name="WHT")]).writeto(path)
+
+    class Grid:
+        shape = (ny, nx)
+
+    got = _footprint(path, Grid(), polys, times)
+    parts = []
+    for y0 in range(0, ny, 1024):
+        win = (y0, min(ny, y0 + 1024), 0, nx)
+        count, expt = tile_coverage(polys, times, win)
+        parts.append(tile_stats(np.where(count > 0, wht[win[0]:win[1]], 0.0), count, expt))
+    want = layer_keywords(merge(parts), ny * nx)
+    assert got == want and len(got) > 3
