@@ -224,7 +224,8 @@ def _image_background(product: DrizzleProduct, params: CatalogParams) -> Backgro
 
 def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
                   params: CatalogParams, *,
-                  saturated: Mapping[str, np.ndarray] | None = None) -> CatalogProducts:
+                  saturated: Mapping[str, np.ndarray] | None = None,
+                  scratch: str | os.PathLike[str] | None = None) -> CatalogProducts:
     """Point and segment catalogs of a total product and its filter products (module docstring).
 
     ``saturated`` optionally maps a filter to its saturated-pixel mask in the drizzle frame.
@@ -232,18 +233,23 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     mappings that read on lookup keep one filter product in memory at a time. The total's
     arrays are not used after detection, nor its WHT and exposure count after the weight regions
     (pass ``read_product(path)`` directly, not a name the caller keeps, and they are freed then).
+    ``scratch``: a directory where the segmentation's detection images are kept as memory maps
+    while the filters are measured (:func:`~hapdask.catalogs.segment.detect_segments` ``spill``;
+    ~0.6 GB less memory for a 6000^2 total); default in memory.
     """
     if not filters:
         raise ValueError(f"{total.name}: no filter products given")
     saturated = saturated or {}
     footprint = footprint_mask(total, params)
+    # the exposure count (a whole image) served the footprint only: dropped here, and WHT after
+    # the weight regions (the detections read SCI, the WCS and the pixel scale); both are freed
+    # when the caller keeps no reference (see above)
+    total = replace(total, nexp=None)
     bkg = compute_background(total, params, footprint)
     regions = weight_regions(total, bkg.rms, params, footprint)
-    # the detections read SCI, the WCS and the pixel scale only: WHT and the exposure count
-    # (whole images) are dropped here, freed when the caller keeps no reference (see above)
-    total = replace(total, wht=np.broadcast_to(np.float32(0), total.sci.shape), nexp=None)
+    total = replace(total, wht=np.broadcast_to(np.float32(0), total.sci.shape))
     points = detect_point_sources(total, bkg, regions, footprint, params)
-    seg = detect_segments(total, bkg, regions, footprint, params)
+    seg = detect_segments(total, bkg, regions, footprint, params, spill=scratch)
     # the total's pixels are needed for detection only: from here on only its name, keywords and
     # TEXPTIME (with ``make_catalogs(read_product(path), ...)`` its arrays are freed here)
     total_name = total.name

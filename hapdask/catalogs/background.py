@@ -90,13 +90,17 @@ def _readnoise_floor(product: DrizzleProduct) -> float:
     return float(np.sqrt(numexp) * max(readnoise) / product.exptime)
 
 
-def _mad_rms(data: np.ndarray, band: int = 512) -> float:
+def _mad_rms(data: np.ndarray, band: int = 512, shift: float = 0.0) -> float:
     """DER_SNR-like rms along rows over pixels that are finite and non-zero (with both
-    neighbours at +-2); the differences are gathered band by band (no whole-image temporaries
-    besides the gathered values)."""
+    neighbours at +-2) of ``data`` as float64 with NaN set to 0, minus ``shift`` when it is not
+    0; the differences are gathered band by band (no whole-image temporaries besides the
+    gathered values)."""
     parts = []
     for r0 in range(0, data.shape[0], band):
         x = np.asarray(data[r0:r0 + band], dtype=np.float64)
+        x = np.nan_to_num(x, nan=0.0, copy=np.may_share_memory(x, data))
+        if shift:
+            x -= shift
         ok = (x != 0) & np.isfinite(x)
         use = ok[:, 2:-2] & ok[:, :-4] & ok[:, 4:]
         parts.append(np.abs(2 * x[:, 2:-2] - x[:, :-4] - x[:, 4:])[use])
@@ -126,39 +130,48 @@ def compute_background(product: DrizzleProduct, params: CatalogParams,
         footprint = footprint_mask(product, params)
     if not footprint.any():
         raise ValueError(f"{product.name}: no pixel with data inside the eroded footprint")
-    data = np.asarray(product.sci, dtype=np.float64)
-    data = np.nan_to_num(data, nan=0.0, copy=np.may_share_memory(data, product.sci))
-    outside = ~footprint
-    # statistics of the footprint's values (the same values as ``data`` masked by ``outside``,
-    # without a masked whole-image copy)
-    mean, median, rms = sigma_clipped_stats(data[footprint], sigma=params.nsigma_clip,
+    # the statistics read the footprint's values only (float64, NaN as 0; the same values as
+    # the whole image converted and indexed, without that whole-image float64 copy, which is
+    # made only for Background2D)
+    vals = np.asarray(product.sci[footprint], dtype=np.float64)
+    vals = np.nan_to_num(vals, nan=0.0, copy=False)
+    shift = 0.0
+    mean, median, rms = sigma_clipped_stats(vals, sigma=params.nsigma_clip,
                                             cenfunc="median", maxiters=params.maxiters)
     if median < 0:
-        data -= median - rms
-        mean, median, rms = sigma_clipped_stats(data[footprint], sigma=params.nsigma_clip,
+        shift = median - rms
+        vals -= shift
+        mean, median, rms = sigma_clipped_stats(vals, sigma=params.nsigma_clip,
                                                 cenfunc="median", maxiters=params.maxiters)
     skew = float(abs(3.0 * (mean - median) / rms)) if rms > 0 else 0.0
-    vals = data[footprint]
     vals = vals[(vals > 0) & (vals < median + 0.1 * rms)]
     if vals.size:
         _, bkg_median, bkg_rms = sigma_clipped_stats(vals, sigma=params.nsigma_clip,
                                                      cenfunc="median")
     else:
         bkg_median, bkg_rms = 0.0, 0.0
+    del vals
     bkg_median = max(float(bkg_median), 0.0)
-    bkg_rms = max(float(bkg_rms), _readnoise_floor(product), _mad_rms(data))
+    bkg_rms = max(float(bkg_rms), _readnoise_floor(product), _mad_rms(product.sci, shift=shift))
     if not bkg_rms > 0:
         raise ValueError(f"{product.name}: background rms is zero (constant image?)")
+    shape = product.sci.shape
+
     def constant(note: str) -> Background:
         # read-only broadcast views: a constant model costs no memory per pixel
-        return Background(np.broadcast_to(np.float64(bkg_median), data.shape),
-                          np.broadcast_to(np.float64(bkg_rms), data.shape),
+        return Background(np.broadcast_to(np.float64(bkg_median), shape),
+                          np.broadcast_to(np.float64(bkg_rms), shape),
                           bkg_median, bkg_rms, skew, "constant", note)
 
     if params.simple_bkg:
         return constant("simple_bkg")
     if skew <= params.bkg_skew_threshold:
         return constant(f"skew {skew:.3f} <= bkg_skew_threshold; Background2D not tried")
+    data = np.asarray(product.sci, dtype=np.float64)
+    data = np.nan_to_num(data, nan=0.0, copy=np.may_share_memory(data, product.sci))
+    if shift:
+        data -= shift
+    outside = ~footprint
     bkg = None
     for percentile in (10.0, 25.0, 50.0, 75.0):
         try:

@@ -32,6 +32,8 @@ aperture photometry (``EXPTIME x ATODGN``). ``Theta`` is in radians (photutils g
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,10 +142,29 @@ def _empty_catalog() -> Table:
     return out
 
 
+def _spill(array: np.ndarray, directory: str | os.PathLike[str]) -> np.ndarray:
+    """``array`` as a read-only memory map of an unlinked file in ``directory`` (the same
+    values; its pages are read, and count in the process's memory, only where used)."""
+    fd, name = tempfile.mkstemp(suffix=".npy", prefix=".hapdask-segm-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array)
+        return np.load(name, mmap_mode="r")
+    finally:
+        os.unlink(name)
+
+
 def detect_segments(total: DrizzleProduct, background: Background,
                     regions: list[WeightRegion], footprint: np.ndarray,
-                    params: CatalogParams) -> Segmentation:
-    """Segmentation of the total (detection) image (module docstring)."""
+                    params: CatalogParams, *,
+                    spill: str | os.PathLike[str] | None = None) -> Segmentation:
+    """Segmentation of the total (detection) image (module docstring).
+
+    The returned :attr:`Segmentation.source_catalog` keeps the background-subtracted and the
+    convolved total images (whole float64 images, read again by the filter catalogs for the
+    detection image's properties); with ``spill`` (a directory) they are kept as memory maps of
+    unlinked files there, so that only the sources' cut-outs are read back into memory.
+    """
     # one whole-image array (NaN -> 0 and the background subtracted in place)
     image = np.array(total.sci, dtype=np.result_type(total.sci, background.background,
                                                      np.float64))
@@ -173,6 +194,8 @@ def detect_segments(total: DrizzleProduct, background: Background,
     if segm is None or segm.n_labels == 0:
         return Segmentation(None, _empty_catalog(), None, kernel_name, big_island)
     segm = _deblend(conv, segm, params)
+    if spill is not None:
+        image, conv = _spill(image, spill), _spill(conv, spill)
     cat = SourceCatalog(image, segm, convolved_data=conv, wcs=total.wcs.celestial,
                         kron_params=(params.kron_scaling_radius, params.kron_minimum_radius))
     good = np.isfinite(cat.x_centroid) & np.isfinite(cat.y_centroid)

@@ -235,8 +235,9 @@ def drizzle_graph(
         :attr:`DrizzleGraph.scratch`); the caller removes it after the compute.
     pixmaps : dict, optional
         Pixel-map cache shared by the jobs of one run (:func:`~hapdask.mosaic.tiles.place_chips`):
-        a chip's map on a grid another job already made is read, not recomputed. Keep every
-        job's scratch until all of them are computed.
+        a chip's map on a grid another job already made is read, not recomputed, and its
+        placement with the same drizzle parameters is copied. Keep every job's scratch until
+        all of them are computed.
     reserve_cards : int
         Blank cards left at the end of the primary and SCI headers, for keywords a caller adds
         to the finished product (astropy fills them in place instead of rewriting the file).

@@ -322,12 +322,20 @@ def place_chip_configs(chip: ChipRef, grid: OutputGrid, tile_size: int,
     ``pixmap``), so that the stages read it instead of recomputing it. ``pixmaps``: a cache
     ``(file, chip key, WCS, grid header) -> scratch path`` shared by several products of one
     run (e.g. an SVM visit's products on one grid): a chip's map on a grid is computed once
-    (the scratch holding it must live until every product is done)."""
+    (the scratch holding it must live until every product is done); the placements made from
+    it are kept there too, so that a product placing the chip with a config another product
+    used (e.g. the exposure, filter and total products of an SVM visit) gets a copy of that
+    placement without reading the map."""
     from hapdask.drizzle import calc_pixmap  # numba code: loaded when a chip is placed
     from hapdask.drizzle.tile import FootprintIndex
 
     key = (chip.chip.path, chip.key, chip.wcs_bytes, grid.header)
     path = pixmaps.get(key) if pixmaps is not None else None
+    cand = tuple(candidates) if candidates is not None else None
+    done_keys = [("placement", key, int(tile_size), cand, tuple(sorted(c.items())))
+                 for c in configs]
+    if path is not None and all(k in pixmaps for k in done_keys):
+        return [_copy_placement(pixmaps[k], path) for k in done_keys]
     if path is not None:  # the same chip (and WCS) on the same grid: computed once per run
         pixmap = load_array(path)
     else:
@@ -338,16 +346,25 @@ def place_chip_configs(chip: ChipRef, grid: OutputGrid, tile_size: int,
     ratio = grid.scale_arcsec / chip.pscale
     indexes: dict[tuple, FootprintIndex] = {}  # one per footprint size, shared by the configs
     out = []
-    for c in configs:
+    for c, done in zip(configs, done_keys, strict=True):
+        if pixmaps is not None and done in pixmaps:
+            out.append(_copy_placement(pixmaps[done], path))
+            continue
         reach = (c.get("kernel", "square"), float(c.get("pixfrac", 1.0)))
         if reach not in indexes:
             indexes[reach] = FootprintIndex(pixmap, kernel=reach[0], pixfrac=reach[1],
                                             pixel_scale_ratio=ratio)
         out.append(_placement(pixmap, indexes[reach], chip, grid, tile_size,
                               candidates=candidates, **c))
+        if pixmaps is not None and path is not None:
+            pixmaps[done] = _copy_placement(out[-1], path)
     for pl in out:
         pl.pixmap = path
     return out
+
+
+def _copy_placement(pl: ChipPlacement, pixmap: str | None) -> ChipPlacement:
+    return ChipPlacement(dict(pl.boxes), list(pl.regions), pixmap)
 
 
 def _placement(pixmap: np.ndarray, index, chip: ChipRef, grid: OutputGrid, tile_size: int, *,

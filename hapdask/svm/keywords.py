@@ -54,33 +54,68 @@ def data_mask(sci: np.ndarray, block: int = BLOCK, band: int = 1024) -> np.ndarr
     """Blocks with data, ``block x block`` pixels each (the last ones padded with no data).
 
     A pixel has data when it is not NaN if the array holds a NaN, else when it is not 0
-    (``extract_mask``); a block has data when at least half of its pixels have. Read in bands
-    of ``band`` rows (a multiple of ``block``): memory is the block mask plus one band.
+    (``extract_mask``); a block has data when at least half of its pixels have. Read once, in
+    bands of ``band`` rows (a multiple of ``block``): memory is two block masks (both rules)
+    plus one band.
     """
     band = max(block, band // block * block)
     ny, nx = sci.shape
-    has_nan = any(np.isnan(np.asarray(sci[r:r + band], dtype=np.float32)).any()
-                  for r in range(0, ny, band))
     by, bx = -(-ny // block), -(-nx // block)
-    out = np.empty((by, bx), dtype=bool)
+    not_nan = np.empty((by, bx), dtype=bool)
+    not_zero = np.empty((by, bx), dtype=bool)
+    has_nan = False
     for r in range(0, ny, band):
         rows = np.asarray(sci[r:r + band], dtype=np.float32)
-        good = ~np.isnan(rows) if has_nan else rows != 0
-        pad = np.zeros((-(-good.shape[0] // block) * block, bx * block), dtype=np.uint8)
-        pad[:good.shape[0], :nx] = good
-        counts = pad.reshape(pad.shape[0] // block, block, bx, block).sum(axis=(1, 3))
-        out[r // block:r // block + counts.shape[0]] = counts * 2 >= block * block
-    return out
+        nan = np.isnan(rows)
+        has_nan = has_nan or bool(nan.any())
+        for out, good in ((not_nan, ~nan), (not_zero, rows != 0)):
+            if block == 1:
+                out[r:r + good.shape[0]] = good
+                continue
+            pad = np.zeros((-(-good.shape[0] // block) * block, bx * block), dtype=np.uint8)
+            pad[:good.shape[0], :nx] = good
+            counts = pad.reshape(pad.shape[0] // block, block, bx, block).sum(axis=(1, 3))
+            out[r // block:r // block + counts.shape[0]] = counts * 2 >= block * block
+    return not_nan if has_nan else not_zero
+
+
+#: pixels (at block 1) around the mask's bounding box that :func:`footprint_regions` keeps:
+#: more than the closing's dilation plus the Gaussian's reach (4 sigma), so that every step
+#: gives on the cut-out exactly what it gives on the whole array (nothing outside the box
+#: plus the dilation is ever set; the smoothing reads only zeros beyond it)
+_MARGIN = _CLOSING + int(4 * _SMOOTH_SIGMA) + 5
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes(mask)`` (4-connected background), by labelling the
+    background once: the components not touching the array's edge are holes."""
+    labels, n = ndimage.label(~mask)
+    if n == 0:
+        return mask.copy()
+    edge = np.zeros(n + 1, dtype=bool)
+    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        edge[side] = True
+    edge[0] = False  # label 0: the mask itself
+    return ~edge[labels]
 
 
 def footprint_regions(mask: np.ndarray, block: int = 1) -> list[np.ndarray]:
     """Outlines (closed ``(n, 2)`` arrays of 0-based x, y pixels) of the regions of a data mask
-    made of ``block x block`` blocks (:func:`data_mask`); lengths are scaled to blocks."""
+    made of ``block x block`` blocks (:func:`data_mask`); lengths are scaled to blocks.
+
+    The morphology runs on the mask's bounding box grown by :data:`_MARGIN` pixels (scaled to
+    blocks; clipped to the array), with the same result as on the whole array.
+    """
     if not mask.any():
         return []
     closing = max(1, round(_CLOSING / block))
     opening = max(1, round(_OPENING / block))
-    filled = ndimage.binary_fill_holes(mask)
+    margin = -(-_MARGIN // block)
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    y0, x0 = max(0, int(rows[0]) - margin), max(0, int(cols[0]) - margin)
+    mask = mask[y0:int(rows[-1]) + margin + 1, x0:int(cols[-1]) + margin + 1]
+    filled = _fill_holes(mask)
     closed = ndimage.binary_erosion(ndimage.binary_dilation(filled, iterations=closing),
                                     iterations=closing)
     total = filled | closed
@@ -105,8 +140,8 @@ def footprint_regions(mask: np.ndarray, block: int = 1) -> list[np.ndarray]:
         ring = approximate_polygon(ring, tolerance=_TOLERANCE / block)
         # (row, col) of the padded cut-out -> (x, y) of the blocks -> pixels (block k spans
         # pixels k*block .. k*block + block - 1)
-        xb = ring[:, 1] - 1 + sl[1].start
-        yb = ring[:, 0] - 1 + sl[0].start
+        xb = ring[:, 1] - 1 + sl[1].start + x0
+        yb = ring[:, 0] - 1 + sl[0].start + y0
         xy = np.column_stack([xb, yb]) * block + (block - 1) / 2.0
         if not np.array_equal(xy[0], xy[-1]):
             xy = np.vstack([xy, xy[:1]])
@@ -149,9 +184,14 @@ def add_hapexpname(path: str | os.PathLike, names: dict[str, str]) -> None:
     ``names`` maps the first 8 characters of an input rootname (lower case, ``ipppssoo``) to
     the exposure's HAP product stem; HDRTAB's ``ROOTNAME`` column selects the row's name.
     Raises a ValueError naming the file when a row's rootname is not in ``names``.
+
+    HDRTAB is the product's last extension: the file is cut at its header and the new table
+    appended, so the image extensions before it are neither read nor rewritten (replacing an
+    HDU in astropy's update mode rewrites the whole file, ~430 MB for an ACS/WFC product).
     """
-    with fits.open(path, mode="update") as hdul:
-        tab = hdul["HDRTAB"]
+    with fits.open(path) as hdul:
+        index = hdul.index_of("HDRTAB")
+        tab = hdul[index]
         roots = [str(r).strip().lower()[:8] for r in tab.data["ROOTNAME"]]
         missing = sorted(set(roots) - set(names))
         if missing:
@@ -164,5 +204,13 @@ def add_hapexpname(path: str | os.PathLike, names: dict[str, str]) -> None:
                                 array=np.array(values, dtype=f"U{width}")))
         new = fits.BinTableHDU.from_columns(fits.ColDefs(cols), header=tab.header.copy())
         new.header["EXTNAME"] = "HDRTAB"
-        index = hdul.index_of("HDRTAB")
-        hdul[index] = new
+        last = index == len(hdul) - 1
+        start = hdul.fileinfo(index)["hdrLoc"]
+    if not last:  # HDRTAB followed by other extensions: astropy rewrites the file
+        with fits.open(path, mode="update") as hdul:
+            hdul[index] = new
+        return
+    with open(path, "r+b") as fh:
+        fh.truncate(start)
+    with fits.open(path, mode="append") as hdul:
+        hdul.append(new)

@@ -54,10 +54,10 @@ from hapdask.catalogs import CatalogParams, make_catalogs, read_product
 from hapdask.dqflags import DQ_FLAGS
 from hapdask.export.lock import OutputLock
 from hapdask.export.manifest import write_atomic
-from hapdask.export.stats import layer_keywords, merge, tile_stats
+from hapdask.export.stats import add_coverage, layer_keywords, merge, tile_stats
 from hapdask.io import linear_pixel_scale
 from hapdask.mosaic import OutputGrid, chip_refs
-from hapdask.mosaic.coverage import tile_coverage
+from hapdask.mosaic.coverage import MAX_CODE_POLYGONS, coverage_codes, tile_coverage
 from hapdask.mosaic.grid import hap_visit_grid
 from hapdask.mosaic.job import DrizzleGraph, DrizzleResult, drizzle_graph
 from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
@@ -188,16 +188,24 @@ def _chip_polygons(grid: OutputGrid, exps: list, heads: dict
 
 def _footprint(path: Path, grid: OutputGrid, polys: list[np.ndarray], times: list[float]
                ) -> dict:
-    """HAP's footprint keywords of a product (inventory 4.5), band by band."""
+    """HAP's footprint keywords of a product (inventory 4.5), band by band (the chips' coverage
+    of a band from one scan of all outlines, :func:`~hapdask.mosaic.coverage.coverage_codes`,
+    as the MVM write tasks do; :func:`~hapdask.mosaic.coverage.tile_coverage` beyond
+    :data:`~hapdask.mosaic.coverage.MAX_CODE_POLYGONS` chips)."""
     ny, nx = grid.shape
     parts = []
     with fits.open(path, memmap=True) as hdul:
         wht = hdul["WHT"].data
         for y0 in range(0, ny, 1024):
             win = (y0, min(ny, y0 + 1024), 0, nx)
-            count, expt = tile_coverage(polys, times, win)
             band = np.asarray(wht[win[0]:win[1]], dtype=np.float32)
-            parts.append(tile_stats(np.where(count > 0, band, 0.0), count, expt))
+            if len(polys) <= MAX_CODE_POLYGONS:
+                codes = coverage_codes(polys, win)
+                parts.append(add_coverage(tile_stats(np.where(codes != 0, band, 0.0)), codes,
+                                          times))
+            else:
+                count, expt = tile_coverage(polys, times, win)
+                parts.append(tile_stats(np.where(count > 0, band, 0.0), count, expt))
     return layer_keywords(merge(parts), ny * nx)
 
 
@@ -336,7 +344,8 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
     lines = []
     try:
         # the total product is not held here: make_catalogs frees it after the detection
-        cats = make_catalogs(read_product(total.path), fprods, params, saturated=saturated)
+        cats = make_catalogs(read_product(total.path), fprods, params, saturated=saturated,
+                             scratch=staging)
     except ValueError as exc:
         return [f"{total.name}: catalogs failed: {exc}"]
     if cats.rejected:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from photutils.utils import calc_total_error
 
-from hapdask.catalogs import CatalogParams, assemble, detect_point_sources, make_catalogs
+from hapdask.catalogs import CatalogParams, assemble, detect_point_sources, make_catalogs, segment
 from hapdask.catalogs.segment import total_error
 
 
@@ -72,5 +72,31 @@ def test_total_pixels_freed_before_filters(field, field_catalogs, monkeypatch):
     for got, want in ((res.point_total, field_catalogs.point_total),
                       (res.segment_total, field_catalogs.segment_total)):
         assert got.colnames == want.colnames and len(got) == len(want)
+        for name in got.colnames:
+            assert np.array_equal(np.asarray(got[name]), np.asarray(want[name]), equal_nan=True)
+
+
+def test_spilled_detection_images_same_catalogs(field, field_catalogs, tmp_path, monkeypatch):
+    """With ``scratch``, the segmentation's detection images are memory maps of unlinked files
+    there (nothing is left in the directory) and every catalog is the in-memory run's."""
+    spilled = []
+    original = segment._spill
+
+    def spill(array, directory):
+        got = original(array, directory)
+        spilled.append((type(got), got.shape, directory))
+        return got
+
+    monkeypatch.setattr(segment, "_spill", spill)
+    res = make_catalogs(field.total, field.filters, CatalogParams.for_detector("acs_wfc"),
+                        scratch=tmp_path)
+    assert spilled == [(np.memmap, field.total.sci.shape, tmp_path)] * 2
+    assert list(tmp_path.iterdir()) == []
+    pairs = [(res.point_total, field_catalogs.point_total),
+             (res.segment_total, field_catalogs.segment_total)]
+    pairs += [(res.point_filters[f], field_catalogs.point_filters[f]) for f in field.filters]
+    pairs += [(res.segment_filters[f], field_catalogs.segment_filters[f]) for f in field.filters]
+    for got, want in pairs:
+        assert got.colnames == want.colnames and len(got) == len(want) > 0
         for name in got.colnames:
             assert np.array_equal(np.asarray(got[name]), np.asarray(want[name]), equal_nan=True)

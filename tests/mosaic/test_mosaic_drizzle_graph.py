@@ -10,6 +10,7 @@ import pytest
 from astropy.io import fits
 
 import hapdask.drizzle
+import hapdask.mosaic.tiles
 from hapdask.io import open_exposure
 from hapdask.mosaic import chip_refs, north_up_grid
 from hapdask.mosaic.job import drizzle_graph
@@ -34,7 +35,7 @@ def test_pixmap_cache_shared_by_products(acs_exposure, tmp_path, monkeypatch):
     cache: dict = {}
     s1, s2 = Scratch.create(tmp_path, "a"), Scratch.create(tmp_path, "b")
     first = place_chips(chips, grid, 128, scratch=s1, tag="a", pixmaps=cache)
-    assert len(cache) == len(chips)
+    assert sum(k[0] != "placement" for k in cache) == len(chips)
 
     def fail(*_a, **_k):
         raise AssertionError("pixel map recomputed")
@@ -45,6 +46,15 @@ def test_pixmap_cache_shared_by_products(acs_exposure, tmp_path, monkeypatch):
     plain = place_chips(chips, grid, 128, pixfrac=0.8)
     for a, b, c in zip(first, second, plain, strict=True):
         assert b.pixmap == a.pixmap and b.boxes == c.boxes and b.regions == c.regions
+    # a third product with the first one's parameters gets copies of its placements: the
+    # pixel maps are not even read
+    monkeypatch.setattr(hapdask.mosaic.tiles, "load_array", fail)
+    third = place_chips(chips, grid, 128, scratch=s2, tag="c", pixmaps=cache)
+    monkeypatch.undo()
+    plain = place_chips(chips, grid, 128)
+    for a, b, c in zip(first, third, plain, strict=True):
+        assert b.pixmap == a.pixmap and b.boxes == c.boxes and b.regions == c.regions
+        assert b is not a and b.boxes is not a.boxes
     s1.remove()
     s2.remove()
 

@@ -11,9 +11,14 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
+from scipy import ndimage
 from scipy.spatial import cKDTree
+from skimage.measure import approximate_polygon, find_contours
 
-from hapdask.svm.keywords import s_region
+from hapdask.export.stats import layer_keywords, merge, tile_stats
+from hapdask.mosaic.coverage import tile_coverage
+from hapdask.svm.keywords import add_hapexpname, data_mask, footprint_regions, s_region
+from hapdask.svm.runner import _footprint
 
 
 def _polygons(text: str) -> list[np.ndarray]:
@@ -115,6 +120,105 @@ def test_s_region_empty():
     assert s_region(np.zeros((50, 60), np.float32), _wcs(50, 60)) == ""
 
 
+def _regions_whole_array(mask: np.ndarray) -> list[np.ndarray]:
+    """The outline steps of the module docstring done the plain way, on the whole array (scipy's
+    fill_holes, iterated morphology, Gaussian; the oracle of the cut-out implementation)."""
+    filled = ndimage.binary_fill_holes(mask)
+    closed = ndimage.binary_erosion(ndimage.binary_dilation(filled, iterations=11),
+                                    iterations=11)
+    opened = ndimage.binary_dilation(ndimage.binary_erosion(filled | closed, iterations=3),
+                                     iterations=3)
+    labels, _ = ndimage.label(ndimage.gaussian_filter(opened.astype(np.float32), 2.0) > 0.5)
+    out = []
+    for label, sl in enumerate(ndimage.find_objects(labels), start=1):
+        ring = max(find_contours(np.pad(labels[sl] == label, 1).astype(np.float32), 0.5),
+                   key=len)
+        ring = approximate_polygon(ring, tolerance=10.0)
+        xy = np.column_stack([ring[:, 1] - 1 + sl[1].start, ring[:, 0] - 1 + sl[0].start])
+        out.append(xy if np.array_equal(xy[0], xy[-1]) else np.vstack([xy, xy[:1]]))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_footprint_regions_equal_whole_array_morphology(seed):
+    """The cut-out morphology (bounding box plus margin, holes filled by labelling) gives the
+    vertices of the whole-array steps exactly: blobs with holes, near and on the array edges,
+    gaps narrower and wider than the closing."""
+    rng = np.random.default_rng(seed)
+    ny, nx = (int(v) for v in rng.integers(60, 260, 2))
+    mask = ndimage.binary_dilation(rng.random((ny, nx)) < 0.002,
+                                   iterations=int(rng.integers(3, 15)))
+    mask &= rng.random((ny, nx)) > 0.03  # pixel holes
+    if seed % 2:
+        mask[:, int(nx * 0.4):int(nx * 0.4) + int(rng.integers(5, 30))] = False  # a gap
+    if seed == 5:
+        mask[:] = False
+        mask[0:ny // 2, 3:nx - 1] = True  # touching the array's edges
+    sci = np.where(mask, 1.0, np.nan if seed % 3 else 0.0).astype(np.float32)
+    assert np.array_equal(data_mask(sci, band=64), mask)
+    got, want = footprint_regions(mask), _regions_whole_array(mask)
+    assert len(got) == len(want) > 0
+    for a, b in zip(got, want, strict=True):
+        assert np.array_equal(a, b)
+
+
+def _hdrtab_product(path, last: bool = True) -> None:
+    rows = np.array(["jf3t03a1q", "jf3t03a2q", "jf3t03a1q"])
+    sci = np.arange(1 << 20, dtype=np.float32).reshape(1024, 1024)  # 4 MB
+    hdus = [fits.PrimaryHDU(), fits.ImageHDU(sci, name="SCI"),
+            fits.BinTableHDU.from_columns([fits.Column("ROOTNAME", "9A", array=rows),
+                                           fits.Column("EXTVER", "K", array=[1, 1, 2])],
+                                          name="HDRTAB")]
+    if not last:
+        hdus.append(fits.ImageHDU(np.ones((3, 4), np.int16), name="EXTRA"))
+    fits.HDUList(hdus).writeto(path)
+
+
+def _bytes_written() -> int | None:
+    """Bytes this process has passed to write calls (Linux ``/proc/self/io``), else None."""
+    try:
+        with open("/proc/self/io") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("wchar:"))
+    except (OSError, StopIteration):
+        return None
+
+
+@pytest.mark.parametrize("last", [True, False])
+def test_add_hapexpname_in_place(tmp_path, last):
+    """HDRTAB gets HAPEXPNAME (51 characters) as its last column, the rows' names by rootname;
+    when HDRTAB is the last extension the file is cut at HDRTAB and the table appended: the
+    bytes before it are kept and far less than the 4 MB SCI is written (astropy's update mode
+    rewrites the file when an HDU is replaced); a second call replaces the column; a foreign
+    rootname is an error."""
+    path = tmp_path / "p_drc.fits"
+    _hdrtab_product(path, last)
+    before = path.read_bytes()
+    names = {"jf3t03a1": "hst_1_03_acs_wfc_f775w_jf3t03a1", "jf3t03a2": "hst_1_03_acs_wfc_x"}
+    for _ in range(2):
+        written = _bytes_written()
+        add_hapexpname(path, names)
+        if written is not None:
+            written = _bytes_written() - written
+            assert written < 100_000 if last else written > 4_000_000
+        with fits.open(path, checksum=True) as hdul:
+            hdul.verify("exception")
+            assert [h.name for h in hdul] == (["PRIMARY", "SCI", "HDRTAB"]
+                                              + ([] if last else ["EXTRA"]))
+            start = hdul.fileinfo(hdul.index_of("HDRTAB"))["hdrLoc"]
+            tab = hdul["HDRTAB"]
+            assert tab.columns.names == ["ROOTNAME", "EXTVER", "HAPEXPNAME"]
+            assert tab.columns["HAPEXPNAME"].format == "51A"
+            assert list(tab.data["HAPEXPNAME"]) == [names["jf3t03a1"], names["jf3t03a2"],
+                                                    names["jf3t03a1"]]
+            assert list(tab.data["EXTVER"]) == [1, 1, 2]
+            assert np.array_equal(hdul["SCI"].data, np.arange(1 << 20).reshape(1024, 1024))
+            if not last:
+                assert np.array_equal(hdul["EXTRA"].data, np.ones((3, 4)))
+        assert path.read_bytes()[:start] == before[:start]
+    with pytest.raises(ValueError, match="jf3t03a2"):
+        add_hapexpname(path, {"jf3t03a1": "x"})
+
+
 def test_products_s_region_and_hapexpname(acs_run):
     """The ACS visit: an exposure product has two polygons (ACS/WFC's chip gap, ~50 drizzled
     pixels, is wider than the 11-pixel closing), a filter or total product one or two (two when
@@ -155,3 +259,35 @@ def test_catalog_name_reaches_the_wcsname(sim, tmp_path, monkeypatch):
     main(["svm", str(poller), "--refcat", str(sim.refcat), "--catalog-name", "GAIAeDR3",
           "--output", str(tmp_path)])
     assert seen["name"] == "GAIAeDR3"
+
+
+def test_footprint_keywords_from_coverage_codes(tmp_path):
+    """The footprint keywords from the chips' coverage codes equal those of the per-chip
+    rasterisation (``tile_coverage``, checked against matplotlib in the mosaic tests): rotated,
+    overlapping chips with different exposure times, bands cut across them."""
+    ny, nx = 2500, 1300
+    rng = np.random.default_rng(4)
+    polys, times = [], []
+    for _ in range(7):
+        a = np.radians(rng.uniform(0, 90))
+        cx, cy = rng.uniform(300, 1000), rng.uniform(300, 2200)
+        u = np.array([[-400, -200], [400, -200], [400, 200], [-400, 200]], float)
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        polys.append(u @ rot.T + [cx, cy])
+        times.append(float(rng.choice([30.0, 339.5, 500.0])))
+    wht = rng.uniform(0, 3, (ny, nx)).astype(np.float32)
+    wht[rng.random((ny, nx)) < 0.1] = 0
+    path = tmp_path / "w.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(wht, name="WHT")]).writeto(path)
+
+    class Grid:
+        shape = (ny, nx)
+
+    got = _footprint(path, Grid(), polys, times)
+    parts = []
+    for y0 in range(0, ny, 1024):
+        win = (y0, min(ny, y0 + 1024), 0, nx)
+        count, expt = tile_coverage(polys, times, win)
+        parts.append(tile_stats(np.where(count > 0, wht[win[0]:win[1]], 0.0), count, expt))
+    want = layer_keywords(merge(parts), ny * nx)
+    assert got == want and len(got) > 3
