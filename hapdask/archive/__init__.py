@@ -9,12 +9,14 @@
   demand) and :func:`read_plan` reads it back; ``hapdask plan`` is the command.
 """
 
-from hapdask.archive.assign import Assignments, assign
-from hapdask.archive.cost import CostModel
-from hapdask.archive.inventory import inventory_from_exposures, read_inventory, write_inventory
-from hapdask.archive.planfile import ArchivePlan, plan_archive, read_plan, write_pollers
-from hapdask.archive.sregion import parse_s_region, parse_s_regions
+from hapdask._lazy import lazy_names
 
-__all__ = ["ArchivePlan", "Assignments", "CostModel", "assign", "inventory_from_exposures",
-           "parse_s_region", "parse_s_regions", "plan_archive", "read_inventory", "read_plan",
-           "write_inventory", "write_pollers"]
+# lazy (PEP 562): the planning modules import pandas/pyarrow (~0.5 s), which users of
+# ``hapdask.archive.sregion`` alone (S_REGION formatting in every product) must not pay
+__getattr__, __all__ = lazy_names(__name__, {
+    "ArchivePlan": "planfile", "Assignments": "assignment", "CostModel": "cost",
+    "assign": "assignment",
+    "format_s_region": "sregion", "inventory_from_exposures": "inventory",
+    "parse_s_region": "sregion", "parse_s_regions": "sregion", "plan_archive": "planfile",
+    "read_inventory": "inventory", "read_plan": "planfile", "write_inventory": "inventory",
+    "write_pollers": "planfile"})

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from astropy.table import Table
 
+from hapdask.archive.sregion import format_s_region
 from hapdask.io import open_exposure, raw_filters, resolve_inputs
 from hapdask.io._fits import is_url
 from skycells import has_coarse_layer, normalize_filter
@@ -177,8 +178,7 @@ def layer_keys(df: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray]:
 def _exposure_row(path: str) -> dict:
     exp = open_exposure(path)
     polys = exp.footprints()
-    s_region = " ".join(
-        "POLYGON ICRS " + " ".join(f"{a:.8f} {d:.8f}" for a, d in p) for p in polys)
+    s_region = format_s_region(polys, digits=8)
     try:
         filters = raw_filters(exp.primary, exp.instrument, where=f"{path}: primary header")
     except ValueError:

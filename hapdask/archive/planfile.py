@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hapdask.archive.assign import assign
+from hapdask.archive.assignment import assign
 from hapdask.archive.cost import CostModel
 from hapdask.archive.inventory import layer_keys, split_instrument
 from skycells._grid import grid

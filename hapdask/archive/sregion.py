@@ -1,4 +1,7 @@
-"""STC-S ``s_region`` strings (as MAST gives them) -> sky polygons.
+"""STC-S ``s_region`` strings (as MAST gives them) <-> sky polygons.
+
+:func:`format_s_region` writes the one form every hapdask product uses (``S_REGION`` keywords,
+inventories, the simulator): ``POLYGON ICRS ra dec ...`` per polygon, joined by spaces.
 
 Accepted: one or more ``POLYGON [frame] [refpos] ra dec ra dec ...`` shapes per string
 (case-insensitive, e.g. ``POLYGON ICRS 10.1 -5.2 ...  POLYGON ICRS ...``, one per chip).
@@ -16,13 +19,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ParsedRegions", "parse_s_region", "parse_s_regions"]
+__all__ = ["ParsedRegions", "format_s_region", "parse_s_region", "parse_s_regions"]
 
 _OK_FRAMES = {"ICRS", "FK5", "J2000", "UNKNOWNFRAME"}
 _OTHER_FRAMES = {"FK4", "B1950", "GALACTIC", "ECLIPTIC", "GEO_C", "GEO_D"}
 _REFPOS = {"GEOCENTER", "BARYCENTER", "HELIOCENTER", "TOPOCENTER", "LSR", "UNKNOWNREFPOS",
            "SPHERICAL2"}
 _SHAPES = {"CIRCLE", "BOX", "POSITION", "ELLIPSE", "UNION", "INTERSECTION", "NOT", "CONVEX"}
+
+
+def format_s_region(polygons, digits: int = 8) -> str:
+    """STC-S ``POLYGON ICRS ra dec ...`` of each polygon, joined by a space.
+
+    Parameters
+    ----------
+    polygons : iterable of (N, 2) array-like
+        Vertices (RA, Dec) in degrees of each polygon, in the order to write (not closed).
+    digits : int
+        Decimal places of every coordinate.
+
+    Returns
+    -------
+    str
+        What :func:`parse_s_region` reads back into the same polygons (to ``digits``).
+    """
+    fmt = f"{{:.{digits}f}} {{:.{digits}f}}"
+    return " ".join("POLYGON ICRS " + " ".join(fmt.format(a, d) for a, d in np.asarray(p))
+                    for p in polygons)
 
 
 def _is_number(tok: str) -> bool:

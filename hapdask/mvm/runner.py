@@ -50,6 +50,7 @@ from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 
 from hapdask import profile
+from hapdask.archive.sregion import format_s_region
 from hapdask.export import fits as xfits
 from hapdask.export import headers as xheaders
 from hapdask.export import manifest as xmanifest
@@ -260,7 +261,7 @@ def _s_region(lay: LayerPlan) -> str:
     x = np.array([-0.5, nx - 0.5, nx - 0.5, -0.5])
     y = np.array([-0.5, -0.5, ny - 0.5, ny - 0.5])
     ra, dec = w.wcs_pix2world(x, y, 0)
-    return "POLYGON ICRS " + " ".join(f"{a:.7f} {d:.7f}" for a, d in zip(ra, dec, strict=True))
+    return format_s_region([np.column_stack([ra, dec])], digits=7)
 
 
 def layer_headers(p: MvmPlan, lay: LayerPlan, skies: Mapping) -> dict:

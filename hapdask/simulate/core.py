@@ -54,6 +54,7 @@ from astropy.table import Table
 from astropy.time import Time
 from astropy.wcs import WCS
 
+from hapdask.archive.sregion import format_s_region
 from hapdask.simulate import instruments as ins
 from hapdask.simulate import render, sky
 from skycells import SkyCell
@@ -502,7 +503,7 @@ def _mjd_to_date_time(mjd: float) -> tuple[str, str]:
 def _s_region(w: WCS, nx: int, ny: int) -> str:
     corners = np.array([[-0.5, -0.5], [nx - 0.5, -0.5], [nx - 0.5, ny - 0.5], [-0.5, ny - 0.5]])
     radec = w.all_pix2world(corners, 0)
-    return "POLYGON ICRS " + " ".join(f"{a:.9f} {b:.9f}" for a, b in radec)
+    return format_s_region([radec], digits=9)
 
 
 _LINEAR_WCS = ("WCSAXES", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "CD1_1", "CD1_2", "CD2_1",

@@ -32,6 +32,8 @@ from astropy.io import fits
 from scipy import ndimage
 from skimage.measure import approximate_polygon, find_contours
 
+from hapdask.archive.sregion import format_s_region
+
 __all__ = ["BLOCK", "HAPEXPNAME", "add_hapexpname", "data_mask", "footprint_regions", "s_region"]
 
 #: HDRTAB column holding the exposure's HAP product name (DrizzlePac ``HAPCOLNAME``).
@@ -137,8 +139,8 @@ def s_region(sci: np.ndarray, wcs, block: int = BLOCK) -> str:
         # right: the signed area in (RA, Dec) is negative
         if _signed_area(sky) > 0:
             sky = sky[::-1]
-        polys.append("POLYGON ICRS " + " ".join(f"{a:.8f} {d:.8f}" for a, d in sky))
-    return " ".join(polys)
+        polys.append(sky)
+    return format_s_region(polys, digits=8)
 
 
 def add_hapexpname(path: str | os.PathLike, names: dict[str, str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hapdask.archive import parse_s_region, parse_s_regions
+from hapdask.archive import format_s_region, parse_s_region, parse_s_regions
 
 
 def test_several_polygons_and_frames():
@@ -19,6 +19,20 @@ def test_several_polygons_and_frames():
     # FK5 with a reference position and parentheses (STC-S flavours MAST emits)
     (p,) = parse_s_region("POLYGON FK5 GEOCENTER (-1.0 2.0 1.0 2.0 1.0 3.0)")
     np.testing.assert_allclose(p[:, 0], [359.0, 1.0, 1.0])  # RA wrapped into [0, 360)
+
+
+def test_format_reads_back():
+    # two chips' outlines, one crossing RA 0: the written string parses back to the vertices to
+    # the requested decimal places, in the STC-S form HAP products carry
+    polys = [np.array([[359.99, -5.0], [0.01, -5.0], [0.01, -4.9]]),
+             np.array([[10.123456789, 20.5], [10.2, 20.5], [10.2, 20.6], [10.1, 20.6]])]
+    text = format_s_region(polys, digits=7)
+    assert text.startswith("POLYGON ICRS 359.9900000 -5.0000000 ")
+    assert text.count("POLYGON ICRS") == 2
+    back = parse_s_region(text)
+    for a, b in zip(back, polys, strict=True):
+        np.testing.assert_allclose(a, b, atol=5e-8, rtol=0)
+    assert abs(back[1][0, 0] - 10.123456789) > 1e-9  # rounded to 7 places, not more
 
 
 @pytest.mark.parametrize("text, match", [
