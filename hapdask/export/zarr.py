@@ -14,7 +14,8 @@ Layout of ``hst_skycell-p1889x07y19.zarr``::
                                 drizzled from (inputs' content, skies, grid), written with
                                 the marker
 
-Every array has ``shards == (tile, tile)`` and inner chunks that divide the tile, so a tile task
+Every array has ``shards == (tile, tile)`` and inner chunks that divide the tile (512 when they
+can; Blosc LZ4 + byte shuffle, see :func:`_compressors`), so a tile task
 writes whole shards and never touches another task's shard: tasks may run in any order, in
 parallel, and be repeated. A tile counts as written only once its marker exists, so a re-run
 after an interruption skips exactly the finished tiles -- and only those whose recorded
