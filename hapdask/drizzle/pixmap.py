@@ -105,12 +105,8 @@ def _fast_models(wcs_from: Any, wcs_to: Any) -> tuple[ForwardModel, TanTarget] |
     return fwd, tgt
 
 
-def _run_kernel(fwd: ForwardModel, tgt: TanTarget, y0: int, y1: int, x0: int, x1: int,
-                out: np.ndarray | None = None) -> np.ndarray:
-    """The numba map of input rows ``y0:y1``, columns ``x0:x1``, into ``out`` (a new array when
-    None; else a float64 ``(y1 - y0, x1 - x0, 2)`` array or view, e.g. part of a larger map)."""
-    if out is None:
-        out = np.empty((y1 - y0, x1 - x0, 2), dtype=np.float64)
+def _run_kernel(fwd: ForwardModel, tgt: TanTarget, y0: int, y1: int, x0: int, x1: int):
+    out = np.empty((y1 - y0, x1 - x0, 2), dtype=np.float64)
     rot = tgt.cel_to_native @ fwd.native_to_cel
     pixmap_kernel(
         x0,
@@ -264,15 +260,12 @@ def calc_pixmap(
     if isinstance(sel, str):
         log.debug("calc_pixmap: using astropy (%s)", sel)
 
-    def rect(r0: int, r1: int, c0: int, c1: int, into: np.ndarray | None = None) -> np.ndarray:
+    def rect(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         if not isinstance(sel, str):
-            return _run_kernel(sel[0], sel[1], r0, r1, c0, c1, into)
+            return _run_kernel(sel[0], sel[1], r0, r1, c0, c1)
         y, x = np.mgrid[r0:r1, c0:c1].astype(np.float64)
         xo, yo = _astropy_map(wcs_from, wcs_to, x, y, disable_bbox)
-        if into is None:
-            return np.stack([xo, yo], axis=-1)
-        into[..., 0], into[..., 1] = xo, yo
-        return into
+        return np.stack([xo, yo], axis=-1)
 
     if spans is None:
         return np.ascontiguousarray(rect(y0, y1, x0, x1))
@@ -285,8 +278,7 @@ def calc_pixmap(
     used = hi > lo
     if np.any(used & ((lo < x0) | (hi > x1))):
         raise ValueError(f"calc_pixmap: spans leave the region's columns [{x0}, {x1})")
-    # every value is written once: the spans straight from the kernel, NaN around them (no
-    # whole-array NaN fill, no temporary per rectangle)
+    # every value is written once: the spans from the kernel, NaN only around them
     out = np.empty((y1 - y0, x1 - x0, 2))
     r = 0
     n = y1 - y0
@@ -298,7 +290,7 @@ def calc_pixmap(
             a, b = int(lo[r]) - x0, int(hi[r]) - x0
             out[r:e, :a] = np.nan
             out[r:e, b:] = np.nan
-            rect(y0 + r, y0 + e, int(lo[r]), int(hi[r]), out[r:e, a:b])
+            out[r:e, a:b] = rect(y0 + r, y0 + e, int(lo[r]), int(hi[r]))
         else:
             out[r:e] = np.nan
         r = e
