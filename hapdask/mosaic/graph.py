@@ -11,7 +11,9 @@ deterministic)::
     (<p>-wmean,), (<p>-noise,)  mean weights and minmed noise terms of the exposures
     (<p>-median, ty, tx)        median tile of the separate-drizzle grid
     (<p>-cr, i, r)              cosmic-ray mask (bool) of region r of chip i
-    (<p>-tile, ty, tx)          {"sci", "wht", "ctx"} of a final output tile
+    (<p>-tile, ty, tx)          {"sci", "wht", "ctx"} of a final output tile (drizzled, or
+                                made from the separate drizzles' sums when the final
+                                drizzle is the separate one but for the cosmic rays)
 
 Each task holds one tile (or one chip region) and the input pixels that map onto it; the order
 in which chips are added is fixed by the plan, so results do not depend on scheduling, tiling
@@ -35,6 +37,7 @@ from hapdask.mosaic.stages import (
     drizzle_tile,
     exposure_noise,
     median_tile,
+    reuse_tile,
     separate_tile,
     weight_means,
 )
@@ -114,6 +117,7 @@ def drizzle_tasks(
     prefix: str,
     *,
     cr_regions: Sequence[Sequence[tuple[Box, object]]] | None = None,
+    sums: dict[tuple[int, int], tuple] | None = None,
 ) -> tuple[dict, dict[tuple[int, int], tuple]]:
     """Final drizzle: one task per output tile.
 
@@ -128,6 +132,10 @@ def drizzle_tasks(
     prefix : str
     cr_regions : sequence, optional
         Per chip, ``(region box, key of its cosmic-ray mask)`` pairs.
+    sums : dict, optional
+        Tile index -> ``(key of its separate-drizzle task, scratch files of its sums)``
+        (:func:`median_tasks` with ``final_planes``): those tiles are made from the separate
+        pass's sums (:func:`~hapdask.mosaic.stages.reuse_tile`) instead of drizzled again.
 
     Returns
     -------
@@ -147,14 +155,16 @@ def drizzle_tasks(
                 sel = [(b, k) for b, k in cr_regions[i] if _overlaps(b, grown)]
                 cr_boxes.append(tuple(b for b, _ in sel))
                 cr_keys.append([k for _, k in sel])
+        sep_key, files = (sums or {}).get(tile.index, (None, None))
         job = TileJob(index=tile.index, window=tile.window, header=grid.header, boxes=boxes,
                       ctx_ids=tuple(idx), iscales=tuple(r * r for r in ratios), ratios=ratios,
                       nplanes=nplanes, params=params, cr_boxes=tuple(cr_boxes),
                       pixmaps=tuple(grid.pixmap(i) for i in idx)
-                      if grid.pixmaps is not None else ())
+                      if grid.pixmaps is not None else (), sums=files)
         key = (f"{prefix}-tile", *tile.index)
-        graph[key] = (drizzle_tile, job, [grid.chip_keys[i] for i in idx],
-                      [grid.sky_keys[i] for i in idx], grid.statics(idx), cr_keys)
+        args = (job, [grid.chip_keys[i] for i in idx], [grid.sky_keys[i] for i in idx],
+                grid.statics(idx), cr_keys)
+        graph[key] = (drizzle_tile, *args) if files is None else (reuse_tile, *args, sep_key)
         keys[tile.index] = key
     return graph, keys
 
@@ -168,7 +178,8 @@ def median_tasks(
     tile_boxes: Sequence[dict],
     prefix: str,
     scratch: Scratch,
-) -> tuple[dict, dict[tuple[int, int], tuple]]:
+    final_planes: int = 0,
+) -> tuple[dict, dict[tuple[int, int], tuple], dict[tuple[int, int], tuple]]:
     """Separate drizzles + median: one separate-drizzle and one median task per tile.
 
     The separate-drizzle task of a tile keeps its stack in ``scratch`` and returns the tile's
@@ -176,10 +187,15 @@ def median_tasks(
     ``combine_maskpt``) gates the median tasks, which read the stacks back. Exposures are the
     chips' rootnames in chip order. ``tile_boxes[i]`` maps tile index -> input box of chip
     ``i`` for the tile grown by ``combine.halo`` (see :func:`hapdask.mosaic.tiles.place_chip`).
+    With ``final_planes`` (context planes, > 0), each separate-drizzle task also keeps the sums
+    of all exposures over its tile and their context (chip ``i`` = context id ``i``), from
+    which :func:`drizzle_tasks` makes the final tiles when the final drizzle is the separate
+    one.
 
     Returns
     -------
-    graph, {(ty, tx): key of the median tile}
+    graph, {(ty, tx): key of the median tile}, {(ty, tx): (key of the separate-drizzle task,
+    scratch files of its sums)} (empty without ``final_planes``)
     """
     halo = int(combine.halo)
     ny, nx = grid_shape
@@ -194,6 +210,7 @@ def median_tasks(
     graph[noise_key] = (exposure_noise, list(grid.chip_keys),
                         [list(v) for v in exposures.values()], *grid.sky_keys)
     jobs = []
+    sums: dict = {}
     for tile in tiles:
         y0, y1, x0, x1 = tile.window
         grown = (max(y0 - halo, 0), min(y1 + halo, ny), max(x0 - halo, 0), min(x1 + halo, nx))
@@ -211,9 +228,14 @@ def median_tasks(
                         exposures=tuple(exp_index[r] for r in groups), n_inputs=n_inputs,
                         params=params, combine=combine, scratch=scratch,
                         pixmaps=tuple(grid.pixmap(i) for i in idx)
-                        if grid.pixmaps is not None else ())
+                        if grid.pixmaps is not None else (),
+                        final_ctx=tuple(idx) if final_planes else (),
+                        final_planes=int(final_planes))
         ckeys = [grid.chip_keys[i] for i in idx]
         skey = (f"{prefix}-sep", *tile.index)
+        if final_planes:
+            sums[tile.index] = (skey, (scratch.path(job.sums_name),
+                                       scratch.path(job.sums_name + "-ctx")))
         graph[skey] = (separate_tile, job, ckeys, [grid.sky_keys[i] for i in idx],
                        grid.statics(idx))
         jobs.append((job, ckeys, skey))
@@ -224,7 +246,7 @@ def median_tasks(
         key = (f"{prefix}-median", *job.index)
         graph[key] = (median_tile, job, ckeys, skey, means_key, noise_key)
         keys[job.index] = key
-    return graph, keys
+    return graph, keys, sums
 
 
 def cr_tasks(

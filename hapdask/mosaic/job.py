@@ -52,7 +52,7 @@ from hapdask.mosaic.stages import assemble_mask
 from hapdask.mosaic.tiles import place_chips, plan_tiles
 from hapdask.scheduling import compute_context
 
-__all__ = ["DrizzleGraph", "DrizzleResult", "drizzle", "drizzle_graph"]
+__all__ = ["DrizzleGraph", "DrizzleResult", "drizzle", "drizzle_graph", "reuses_separate"]
 
 #: output pixels blot may read around a position (poly5 reads 3, lanczos5 5)
 BLOT_REACH = 6
@@ -220,6 +220,7 @@ def drizzle_graph(
     scratch: Scratch | None = None,
     pixmaps: dict | None = None,
     reserve_cards: int = 0,
+    reuse_separate: bool = True,
 ) -> DrizzleGraph:
     """The Dask graph of one :func:`drizzle` job, to be computed alone or merged into a bigger
     graph (``hapdask svm`` computes a visit's products as one graph).
@@ -239,6 +240,12 @@ def drizzle_graph(
     reserve_cards : int
         Blank cards left at the end of the primary and SCI headers, for keywords a caller adds
         to the finished product (astropy fills them in place instead of rewriting the file).
+    reuse_separate : bool
+        When the final drizzle is the separate one but for the cosmic-ray masks
+        (:func:`reuses_separate`), make the final tiles from the separate pass's sums minus
+        the cosmic-ray pixels (:func:`~hapdask.mosaic.stages.reuse_tile`) instead of drizzling
+        every pixel again (default). SCI and WHT then agree with the full drizzle to float64
+        rounding (a float32 ulp where they differ), CTX exactly.
 
     Returns
     -------
@@ -328,6 +335,7 @@ def drizzle_graph(
         g, sky_keys = sky.tasks(chips, f"drz-sky-{fp}")
         graph.update(g)
         cr_regions = None
+        sums = None
         cr_layout: list[tuple] = []
         if do_cr:
             if sep_place is None:
@@ -336,10 +344,18 @@ def drizzle_graph(
             sep_inputs = GridInputs(chips, ckeys, sky_keys, sep_grid.header,
                                     sep_grid.scale_arcsec, static_keys=static_keys,
                                     pixmaps=[pl.pixmap for pl in sep_place])
-            g, med_keys = median_tasks(
+            reuse = reuse_separate and reuses_separate(p, sep_grid, final_grid)
+            g, med_keys, sums = median_tasks(
                 plan_tiles(sep_grid, tile_size, sep_place), sep_grid.shape, sep_inputs, sep,
-                combine, [pl.boxes for pl in sep_place], f"drz-{fp}", scratch)
+                combine, [pl.boxes for pl in sep_place], f"drz-{fp}", scratch,
+                final_planes=max(1, math.ceil(len(chips) / 32)) if reuse else 0)
             graph.update(g)
+            # a final tile is made from the sums only when every chip landing on it was in its
+            # separate drizzle (the grown separate tiles' boxes hold the final ones)
+            for t in tiles:
+                if t.index in sums and not all(t.index in sep_place[i].boxes
+                                               for i, _ in t.contribs):
+                    del sums[t.index]
             windows = dict(sep_grid.windows(tile_size))
             g, cr_regions = cr_tasks(sep_place, sep_inputs, windows, med_keys, cr.halo,
                                      {"interp": p["blot_interp"], "sinscl": p["blot_sinscl"],
@@ -354,7 +370,7 @@ def drizzle_graph(
                                   final_grid.scale_arcsec, static_keys=static_keys,
                                   pixmaps=[pl.pixmap for pl in placements])
         g, tile_keys = drizzle_tasks(tiles, final_inputs, final, nplanes, f"drz-{fp}",
-                                     cr_regions=cr_regions)
+                                     cr_regions=cr_regions, sums=sums)
         graph.update(g)
         primaries = {e.rootname: e.primary for e in exps}
         sci_headers = {(e.rootname, c.extver): c.header for e in exps for c in e.chips}
@@ -403,6 +419,20 @@ def drizzle_graph(
     return DrizzleGraph(graph, [done, *mask_keys], done, final_path, scratch, masks_written)
 
 
+def reuses_separate(p: AstroDrizzleParams, sep_grid: OutputGrid | None,
+                    final_grid: OutputGrid) -> bool:
+    """Whether the final drizzle is the separate one but for the cosmic-ray masks: same grid,
+    square kernel with pixfrac 1 for both (HAP's ACS/WFC, WFC3/UVIS and WFC3/IR settings), EXP
+    weights of the same scale and the same good DQ bits. Static masks and sky are shared by
+    construction; units only scale the written SCI."""
+    if sep_grid is None or sep_grid.header != final_grid.header:
+        return False
+    sep, final = p.separate, p.final
+    return (sep.kernel == final.kernel == "square" and sep.pixfrac == final.pixfrac == 1.0
+            and sep.wht_type == final.wht_type == "EXP" and sep.wt_scl == final.wt_scl
+            and sep.bits == final.bits)
+
+
 def _create_product(final_path, filename, grid, chips, primaries, sci_headers, final, nplanes,
                     changed, reserve, *skies) -> xfits.FitsLayout:
     """The product's temporary file with every header (they hold the sky levels)."""
@@ -449,6 +479,7 @@ def drizzle(
     crmasks: Mapping | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
+    reuse_separate: bool = True,
 ) -> DrizzleResult:
     """Run AstroDrizzle's steps on a set of exposures and write the drizzled product.
 
@@ -481,6 +512,8 @@ def drizzle(
         ``final_bits``. The files are read, never written.
     progress : bool
     log : callable
+    reuse_separate : bool
+        As :func:`drizzle_graph`.
 
     Returns
     -------
@@ -496,7 +529,7 @@ def drizzle(
     t_start = time.perf_counter()
     job = drizzle_graph(inputs, output, params=params, config=config, tile_size=tile_size,
                         region_size=region_size, update_dq=update_dq, wcs_updates=wcs_updates,
-                        crmasks=crmasks)
+                        crmasks=crmasks, reuse_separate=reuse_separate)
     try:
         with compute_context(scheduler, workers, threads_per_worker, log,
                              scratch=job.scratch.directory) as (compute, _client):

@@ -1,14 +1,17 @@
-"""Scratch files of one mosaic run: cached pixel maps and separate-drizzle stacks.
+"""Scratch files of one mosaic run: cached pixel maps, separate-drizzle stacks and sums.
 
 AstroDrizzle keeps its singly-drizzled images and masks as intermediate files; the engine does
-the same with two kinds of arrays that would otherwise be recomputed or held in memory:
+the same with three kinds of arrays that would otherwise be recomputed or held in memory:
 
 * the **pixel map** of every chip on an output grid (computed once while planning, where the
   per-tile input boxes need it anyway) — the separate drizzle, blot and final drizzle tasks
   read the region they need instead of recomputing it;
 * the **separate-drizzle stack** of every median tile — written by the one separate-drizzle
   pass (which also yields the weight statistics of ``combine_maskpt``) and read back by the
-  median task once the whole grid's mean weights are known.
+  median task once the whole grid's mean weights are known;
+* the **separate-drizzle sums** of every tile (all exposures' float64 num/den and context),
+  when the final drizzle is the separate one but for the cosmic rays: the final tile task
+  subtracts the cosmic-ray pixels from them instead of drizzling every pixel again.
 
 Files are ``.npy`` (read with a memory map, so a task touches only the rows of its region),
 written under a temporary name and renamed when complete (a retried task rewrites the same

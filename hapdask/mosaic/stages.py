@@ -37,7 +37,8 @@ from hapdask.profile import timed
 
 __all__ = ["CrJob", "MedianJob", "TileJob", "assemble_mask", "blot_cr_region", "chip_pixmap",
            "cte_direction", "drizzle_tile", "exposure_noise", "median_tile",
-           "prepare_chip_region", "read_flat", "separate_drizzles", "separate_tile", "weight_means"]
+           "prepare_chip_region", "read_flat", "reuse_tile", "separate_drizzles", "separate_tile",
+           "weight_means"]
 
 Box = tuple[int, int, int, int]
 
@@ -196,15 +197,16 @@ def _tile_spans(chip: ChipRef, box: Box, region: Box, window: Box, out_wcs, para
     return (lo, hi), (mlo, mhi)
 
 
-def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale, ratio, out_wcs,
-                  static=None, crparts=None, pixmap=None) -> None:
-    from hapdask.drizzle import add_to_tile
-
+def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, crparts=None,
+                 pixmap=None):
+    """What the kernel needs to drizzle a chip's input box onto a window: ``(region, data,
+    weight, pixmap, in_box)`` (:func:`prepare_chip_region` over the box grown by one pixel), or
+    None when nothing of the box lands."""
     ny, nx = chip.shape
     b0, b1, a0, a1 = box
     region = (max(b0 - 1, 0), min(b1 + 1, ny), max(a0 - 1, 0), min(a1 + 1, nx))
     if region[1] - region[0] < 2 or region[3] - region[2] < 2:
-        return
+        return None
     spans = None
     if pixmap is None:
         # without a cached whole-chip map, compute it only where the tile's pixels are: the
@@ -212,7 +214,7 @@ def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale,
         with timed("spans"):
             spans = _tile_spans(chip, box, region, window, out_wcs, params, ratio)
         if spans is None:
-            return
+            return None
     with timed("read"):
         cr = region_mask(crparts, region) if crparts else None
         data, weight = prepare_chip_region(chip, sky, region, params, static=static, crmask=cr,
@@ -229,9 +231,28 @@ def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale,
                   min(in_box[3], int(hi[rows].max()) - region[2]))
     with timed("pixmap"):
         pm = chip_pixmap(chip, out_wcs, region, pixmap, spans[1] if spans is not None else None)
+    return region, data, weight, pm, in_box
+
+
+def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale, ratio, out_wcs,
+                  static=None, crparts=None, pixmap=None) -> None:
+    got = _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=static,
+                       crparts=crparts, pixmap=pixmap)
+    if got is None:
+        return
+    region, data, weight, pm, in_box = got
+    _kernel(data, weight, pm, num, den, ctx, window, in_box, params, iscale, ratio, ctx_id,
+            region)
+
+
+def _kernel(data, weight, pm, num, den, ctx, window, in_box, params, iscale, ratio, ctx_id,
+            region, pixfrac=None) -> None:
+    from hapdask.drizzle import add_to_tile
+
     with timed("kernel"):
         add_to_tile(data, weight, pm, num, den, ctx, origin=(window[0], window[2]),
-                    in_box=in_box, kernel=params.kernel, pixfrac=params.pixfrac,
+                    in_box=in_box, kernel=params.kernel,
+                    pixfrac=params.pixfrac if pixfrac is None else pixfrac,
                     iscale=float(iscale), pixel_scale_ratio=float(ratio), ctx_id=int(ctx_id),
                     in_origin=(region[0], region[2]))
 
@@ -244,6 +265,8 @@ class TileJob:
     the chips passed to :func:`drizzle_tile`); ``cr_boxes`` lists, per chip, the boxes of the
     cosmic-ray mask regions passed with it; ``pixmaps`` per chip its cached pixel map on the
     grid (path or None; empty: none cached).
+    ``sums``: the scratch files of the tile's summed separate drizzles and their context
+    (:func:`separate_tile`), when :func:`reuse_tile` makes the tile from them.
     """
 
     index: tuple[int, int]
@@ -257,6 +280,7 @@ class TileJob:
     params: DrizzleParams
     cr_boxes: tuple[tuple[Box, ...], ...] = ()
     pixmaps: tuple[str | None, ...] = ()
+    sums: tuple[str, str] | None = None
 
 
 def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics: Sequence = (),
@@ -305,6 +329,125 @@ def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, static
     return {"sci": sci, "wht": wht, "ctx": ctx}
 
 
+def _near_radius(pm: np.ndarray) -> int | None:
+    """Chebyshev radius (input pixels) around a cosmic-ray pixel that holds every pixel whose
+    footprint (square kernel, pixfrac 1) can share an output pixel with it, from the map's
+    smallest local scale ``s`` (output pixels per input pixel, sampled every 8 pixels, 10 %
+    margin): both footprints meet the output pixel, whose preimage is at most ``sqrt(2) / s``
+    across, so the two pixels are at most ``1 + sqrt(2) / s`` apart. None when the map has
+    NaN (then the caller drizzles in full).
+    """
+    g = pm[::8, ::8]
+    if g.shape[0] < 2 or g.shape[1] < 2:
+        g = pm
+        step = 1.0
+    else:
+        step = 8.0
+    if g.shape[0] < 2 or g.shape[1] < 2 or not np.isfinite(pm).all():
+        return None
+    ji = (g[:-1, 1:] - g[:-1, :-1]) / step   # d(x, y)/di
+    jj = (g[1:, :-1] - g[:-1, :-1]) / step   # d(x, y)/dj
+    a, c = ji[..., 0], ji[..., 1]
+    b, d = jj[..., 0], jj[..., 1]
+    tot = a * a + b * b + c * c + d * d
+    det = a * d - b * c
+    smin2 = 0.5 * (tot - np.sqrt(np.maximum(tot * tot - 4.0 * det * det, 0.0)))
+    smin = 0.9 * float(np.sqrt(max(float(smin2.min()), 0.0)))
+    if not smin > 0:
+        return None
+    return int(np.floor(1.0 + np.sqrt(2.0) / smin))
+
+
+def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    """Chebyshev dilation of a bool mask by ``r`` pixels (shifted ORs along each axis)."""
+    rows = mask.copy()
+    for k in range(1, min(r, mask.shape[0] - 1) + 1):
+        rows[k:] |= mask[:-k]
+        rows[:-k] |= mask[k:]
+    out = rows.copy()
+    for k in range(1, min(r, mask.shape[1] - 1) + 1):
+        out[:, k:] |= rows[:, :-k]
+        out[:, :-k] |= rows[:, k:]
+    return out
+
+
+def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics: Sequence = (),
+               crmasks: Sequence[Sequence[np.ndarray]] = (), _separate: object = None
+               ) -> dict[str, np.ndarray]:
+    """The final tile from the separate drizzles' sums minus the cosmic-ray pixels.
+
+    When the final drizzle is the separate one (same grid, kernel ``square`` with pixfrac 1,
+    EXP weights, bits) apart from the cosmic-ray masks, the final ``num``/``den`` are the
+    separate pass's sums over all exposures (:func:`separate_tile`, ``job.sums``) minus the
+    contributions of the cosmic-ray pixels, which are drizzled again (about 1 % of the
+    pixels) instead of every pixel. Sums in another order: SCI and WHT agree with
+    :func:`drizzle_tile` to float64 rounding (a float32 ulp at most where they differ).
+
+    The context is exact: an output pixel touched by a chip's cosmic rays keeps the chip's bit
+    only if one of its good pixels near them (:func:`_near_radius`) lands there (those are
+    drizzled for the context only); a pixel left without any bit has no weight (as in
+    :func:`drizzle_tile`, not a rounding residue). When the map has NaN, or where a sum
+    cancels to less than 1e-6 of itself, the tile is drizzled in full (:func:`drizzle_tile`),
+    so the result never depends on a residue.
+
+    ``_separate`` is the tile's :func:`separate_tile` result (the task waits for it).
+    """
+    from hapdask.drizzle import finalize_tile
+
+    y0, y1, x0, x1 = job.window
+    th, tw = y1 - y0, x1 - x0
+    with timed("read"):
+        sums = load_array(job.sums[0])
+        ctx_all = load_array(job.sums[1])
+    num, den = sums[0], sums[1]
+    planes = ctx_all.shape[0]
+    num_c = np.zeros((th, tw))
+    den_c = np.zeros((th, tw))
+    ctx_c = np.zeros((planes, th, tw), np.int32)
+    ctx_d = np.zeros_like(ctx_c)
+    junk_n = np.zeros((th, tw))
+    junk_d = np.zeros((th, tw))
+    out_wcs = None
+    p = job.params
+    for k, (chip, sky) in enumerate(zip(chips, skies, strict=True)):
+        if not sky.ok or not crmasks:
+            continue
+        if out_wcs is None:
+            out_wcs = thread_header_wcs(job.header)
+        got = _chip_inputs(chip, sky, job.boxes[k], job.window, p, job.ratios[k], out_wcs,
+                           static=statics[k] if statics else None,
+                           pixmap=job.pixmaps[k] if job.pixmaps else None)
+        if got is None:
+            continue
+        region, data, weight, pm, in_box = got
+        parts = list(zip(job.cr_boxes[k], crmasks[k], strict=True))
+        good = weight > 0
+        cr = region_mask(parts, region) & good if parts else None
+        if cr is None or not cr.any():
+            continue
+        r = _near_radius(pm)
+        if r is None:
+            return drizzle_tile(job, chips, skies, statics, crmasks)
+        args = (job.window, in_box, p, job.iscales[k], job.ratios[k], job.ctx_ids[k], region)
+        _kernel(data, np.where(cr, weight, np.float32(0)), pm, num_c, den_c, ctx_c, *args)
+        near = _dilate(cr, r)
+        near &= good
+        near &= ~cr
+        _kernel(data, np.where(near, weight, np.float32(0)), pm, junk_n, junk_d, ctx_d, *args)
+    with timed("finalize"):
+        ctx = (ctx_all & ~ctx_c) | (ctx_d & ctx_c)
+        touched = ctx_c.any(axis=0)
+        empty = touched & ~ctx.any(axis=0)
+        left = den - den_c
+        if (touched & ~empty & (left < 1e-6 * den)).any():
+            return drizzle_tile(job, chips, skies, statics, crmasks)
+        num -= num_c
+        num[empty] = 0.0
+        left[empty] = 0.0
+        sci, wht = finalize_tile(num, left, fillval=p.fillval)
+    return {"sci": sci, "wht": wht, "ctx": ctx if job.nplanes else None}
+
+
 @dataclass(frozen=True)
 class MedianJob:
     """What a separate-drizzle tile task needs besides its chips.
@@ -329,16 +472,29 @@ class MedianJob:
     combine: object
     scratch: Scratch
     pixmaps: tuple[str | None, ...] = ()
+    final_ctx: tuple[int, ...] = ()
+    final_planes: int = 0
 
     @property
     def stack_name(self) -> str:
         """Scratch name of this tile's separate-drizzle stack."""
         return f"sep-{self.index[0]}-{self.index[1]}"
 
+    @property
+    def sums_name(self) -> str:
+        """Scratch name of this tile's summed separate drizzles (kept when ``final_ctx`` is
+        given: :func:`reuse_tile` makes the final tile from them)."""
+        return f"sum-{self.index[0]}-{self.index[1]}"
+
 
 def separate_drizzles(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
-                      statics: Sequence = ()) -> tuple[np.ndarray, np.ndarray]:
+                      statics: Sequence = (), sums: tuple | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Drizzle each exposure separately onto the grown tile (in memory).
+
+    ``sums``: optional ``(num, den, ctx)`` accumulators of the grown tile (float64, float64,
+    ``(job.final_planes, gy, gx)`` int32), to which every exposure's sums are added in the
+    order of ``job.groups`` and the context bits ``job.final_ctx`` of its chips are set.
 
     Returns
     -------
@@ -353,6 +509,7 @@ def separate_drizzles(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     out_wcs = thread_header_wcs(job.header)
     images = np.zeros((len(job.groups), th, tw), np.float32)
     weights = np.zeros((len(job.groups), th, tw), np.float32)
+    ctx = sums[2] if sums is not None else None
     for e, members in enumerate(job.groups):
         num = np.zeros((th, tw), np.float64)
         den = np.zeros((th, tw), np.float64)
@@ -360,10 +517,14 @@ def separate_drizzles(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
             chip, sky = chips[k], skies[k]
             if not sky.ok:
                 continue
-            _drizzle_chip(chip, sky, job.boxes[k], job.grown, job.params, num, den, None, 0,
+            _drizzle_chip(chip, sky, job.boxes[k], job.grown, job.params, num, den, ctx,
+                          job.final_ctx[k] if ctx is not None else 0,
                           job.iscales[k], job.ratios[k], out_wcs,
                           static=statics[k] if statics else None,
                           pixmap=job.pixmaps[k] if job.pixmaps else None)
+        if sums is not None:
+            np.add(sums[0], num, out=sums[0])
+            np.add(sums[1], den, out=sums[1])
         images[e], weights[e] = finalize_tile(num, den, fillval=0.0)
     return images, weights
 
@@ -376,14 +537,24 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     the stack in the job's scratch directory for :func:`median_tile`, and returns, per
     exposure of the whole stack, the sum and count of the positive weights inside the tile
     (not its halo), to reduce into the weight means of ``combine_maskpt``
-    (:func:`weight_means`).
+    (:func:`weight_means`). With ``job.final_ctx``, the tile's (not the halo's) sums of all
+    exposures and their context are kept too (``job.sums_name``: float64 ``(2, ty, tx)`` num
+    and den; ``job.sums_name + "-ctx"``: int32 context planes), for :func:`reuse_tile`.
     """
     from hapdask.combine.median import weight_sums
 
-    images, weights = separate_drizzles(job, chips, skies, statics)
-    job.scratch.save(job.stack_name, np.stack([images, weights]))
+    g0, g1, h0, h1 = job.grown
     y0, y1, x0, x1 = job.window
-    g0, _, h0, _ = job.grown
+    acc = None
+    if job.final_ctx:
+        shape = (g1 - g0, h1 - h0)
+        acc = (np.zeros(shape), np.zeros(shape), np.zeros((job.final_planes, *shape), np.int32))
+    images, weights = separate_drizzles(job, chips, skies, statics, acc)
+    job.scratch.save(job.stack_name, np.stack([images, weights]))
+    if acc is not None:
+        inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
+        job.scratch.save(job.sums_name, np.stack([acc[0][inner], acc[1][inner]]))
+        job.scratch.save(job.sums_name + "-ctx", acc[2][(slice(None), *inner)])
     sums, counts = weight_sums(weights[:, y0 - g0:y1 - g0, x0 - h0:x1 - h0])
     all_sums = np.zeros(job.n_inputs, np.float64)
     all_counts = np.zeros(job.n_inputs, np.int64)

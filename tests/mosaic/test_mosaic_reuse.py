@@ -1,0 +1,118 @@
+"""The final drizzle made from the separate drizzles' sums (``reuse_separate``, HAP's ACS/WFC
+case: square kernel, pixfrac 1, EXP weights and the same bits in both drizzles).
+
+The oracle is the full final drizzle of the same job (every pixel drizzled again with the
+cosmic-ray masks as weights): SCI and WHT may differ by float64 rounding only (the sums are
+added in another order), i.e. at most one float32 ulp; CTX and the cosmic-ray masks must be
+identical. The reuse path must also stay deterministic (tile size, input order).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+import hapdask.mosaic.graph as mosaic_graph
+from hapdask.mosaic import drizzle
+from hapdask.mosaic.grid import north_up_grid
+from hapdask.mosaic.job import reuses_separate
+from hapdask.mosaic.params import AstroDrizzleParams
+from hapdask.mosaic.stages import _dilate
+from hapdask.simulate import simulate_visits
+
+PARAMS = {"static": True, "skysub": True, "skymethod": "match", "combine_type": "minmed",
+          "combine_nhigh": 1, "driz_cr_snr": "3.5 3.0", "driz_cr_scale": "1.5 1.2",
+          "final_bits": "336", "driz_sep_bits": "336", "context": True,
+          "driz_sep_kernel": "square", "final_pixfrac": 1.0}
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory):
+    s = simulate_visits("p1889x07y19", tmp_path_factory.mktemp("reuse") / "set", visits=3,
+                        small=True, seed=2, exposures_per_filter=3, filters=["F775W"])
+    return [str(p) for p in s.exposures]
+
+
+def _run(inputs, out, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return drizzle(inputs, out, params=PARAMS, log=lambda m: None, threads_per_worker=1,
+                       **kw)
+
+
+def _arrays(result):
+    with fits.open(result.output) as h:
+        out = {e: h[e].data.copy() for e in ("SCI", "WHT", "CTX")}
+    for p in result.crmasks:
+        with fits.open(p) as h:
+            out[p.name] = np.stack([x.data for x in h[1:]])
+    return out
+
+
+def test_reuse_matches_full_drizzle(trio, tmp_path, monkeypatch):
+    calls = []
+    real = mosaic_graph.reuse_tile
+
+    def counting(*args):
+        calls.append(args[0].index)
+        return real(*args)
+
+    monkeypatch.setattr(mosaic_graph, "reuse_tile", counting)
+    full = _arrays(_run(trio, tmp_path / "full" / "m", tile_size=128, reuse_separate=False))
+    assert not calls
+    reused = _arrays(_run(trio, tmp_path / "reuse" / "m", tile_size=128))
+    assert len(calls) > 4  # the tiles were made from the sums
+    assert full["CTX"].max() > 0 and np.isnan(full["SCI"]).any()
+    # cosmic rays were found, and they removed some chips' bits from the context
+    masks = [k for k in full if k.endswith("_crmask.fits")]
+    assert masks and all(full[k].sum() > 20 for k in masks)
+    for k in masks:
+        np.testing.assert_array_equal(reused[k], full[k], err_msg=k)
+    np.testing.assert_array_equal(reused["CTX"], full["CTX"])
+    for ext in ("SCI", "WHT"):
+        a, b = full[ext], reused[ext]
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=ext)
+        ok = ~np.isnan(a)
+        # float64 sums in another order: one float32 ulp at most
+        ulp = np.spacing(np.abs(a[ok]).astype(np.float32))
+        assert np.all(np.abs(a[ok].astype(np.float64) - b[ok]) <= ulp), ext
+    # deterministic: another tiling and input order give the same bits
+    again = _arrays(_run(trio[::-1], tmp_path / "again" / "m", tile_size=200))
+    for k, v in reused.items():
+        np.testing.assert_array_equal(again[k], v, err_msg=k)
+
+
+def test_reuse_only_when_the_drizzles_agree(trio):
+    from hapdask.io import open_exposure
+
+    chips = [c for p in trio for c in open_exposure(p).chips]
+    grid = north_up_grid([c.wcs() for c in chips], scale=0.05)
+    other = north_up_grid([c.wcs() for c in chips], scale=0.04)
+
+    def reuse(**changes):
+        return reuses_separate(AstroDrizzleParams.from_mapping({**PARAMS, **changes}), grid, grid)
+
+    assert reuse()
+    assert not reuse(driz_sep_kernel="turbo")          # AstroDrizzle's default
+    assert not reuse(final_pixfrac=0.8)
+    assert not reuse(final_wht_type="ERR")
+    assert not reuse(final_wt_scl="expsq")
+    assert not reuse(final_bits="0")
+    params = AstroDrizzleParams.from_mapping(PARAMS)
+    assert not reuses_separate(params, other, grid)
+    assert not reuses_separate(params, None, grid)
+
+
+def test_dilate_is_a_chebyshev_dilation():
+    rng = np.random.default_rng(0)
+    m = rng.random((40, 57)) < 0.03
+    yy, xx = np.nonzero(m)
+    for r in (0, 1, 2, 3):
+        gy, gx = np.mgrid[0:40, 0:57]
+        want = np.zeros_like(m)
+        for y, x in zip(yy, xx, strict=True):
+            want |= (np.abs(gy - y) <= r) & (np.abs(gx - x) <= r)
+        np.testing.assert_array_equal(_dilate(m, r), want)
