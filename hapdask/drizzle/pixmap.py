@@ -275,10 +275,11 @@ def calc_pixmap(
             f"calc_pixmap: spans must be two arrays of the region's height {y1 - y0}, got "
             f"shapes {lo.shape} and {hi.shape}"
         )
-    out = np.full((y1 - y0, x1 - x0, 2), np.nan)
     used = hi > lo
     if np.any(used & ((lo < x0) | (hi > x1))):
         raise ValueError(f"calc_pixmap: spans leave the region's columns [{x0}, {x1})")
+    # every value is written once: the spans from the kernel, NaN only around them
+    out = np.empty((y1 - y0, x1 - x0, 2))
     r = 0
     n = y1 - y0
     while r < n:
@@ -286,6 +287,11 @@ def calc_pixmap(
         while e < n and lo[e] == lo[r] and hi[e] == hi[r]:
             e += 1
         if used[r]:
-            out[r:e, lo[r] - x0:hi[r] - x0] = rect(y0 + r, y0 + e, int(lo[r]), int(hi[r]))
+            a, b = int(lo[r]) - x0, int(hi[r]) - x0
+            out[r:e, :a] = np.nan
+            out[r:e, b:] = np.nan
+            out[r:e, a:b] = rect(y0 + r, y0 + e, int(lo[r]), int(hi[r]))
+        else:
+            out[r:e] = np.nan
         r = e
     return out

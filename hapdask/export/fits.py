@@ -2,11 +2,12 @@
 
 The file is laid out once, up front, with every header written and every data area
 preallocated (the file is extended with ``truncate``, so the data areas are sparse zeros until
-written). Each tile task then writes its rows at their byte offsets with ``os.pwrite``: tiles
-can be written in any order, from any thread or process on the same file system, and writing a
-tile twice (a retried task) writes the same bytes again. The header cards whose values need
-whole-layer statistics (MEANWHT, MEDWHT, ...) are written with placeholder values and patched in
-place at the end: every card is 80 characters, so the header keeps its exact size.
+written). Each tile task then writes its rows at their byte offsets with ``os.pwrite`` (a tile
+spanning the layer's width with one call per extension: its rows are contiguous in the file):
+tiles can be written in any order, from any thread or process on the same file system, and
+writing a tile twice (a retried task) writes the same bytes again. The header cards whose values
+need whole-layer statistics (MEANWHT, MEDWHT, ...) are written with placeholder values and
+patched in place at the end: every card is 80 characters, so the header keeps its exact size.
 
 Everything happens under a temporary name (``<final>.part``) that is renamed to the final name
 only when the file is complete, so a partial FITS file never appears under a final name.
@@ -197,17 +198,37 @@ def create_fits(
                       ctx_offset, len(pbytes))
 
 
+def _pwrite_all(fd: int, buf: memoryview, offset: int) -> None:
+    """``os.pwrite`` until every byte of ``buf`` is written (a call may write fewer bytes)."""
+    while len(buf):
+        n = os.pwrite(fd, buf, offset)
+        buf = buf[n:]
+        offset += n
+
+
 def _write_rows(fd: int, offset: int, rowlen: int, window: tuple[int, int, int, int],
                 array: np.ndarray, dtype: str, plane_stride: int = 0) -> None:
+    """Write a (planes of a) tile at its place in a data area whose rows are ``rowlen`` long.
+
+    The tile is converted to the file's big-endian type once; rows are then written straight
+    from that buffer (no per-row copy). A tile spanning the whole row length is one contiguous
+    block of the file and is written with one call per plane; otherwise one call per row.
+    """
     y0, y1, x0, x1 = window
     data = np.ascontiguousarray(array, dtype=dtype)
-    itemsize = data.dtype.itemsize
     if data.ndim == 2:
         data = data[None]
+    itemsize = data.dtype.itemsize
+    nbytes = (x1 - x0) * itemsize
     for p in range(data.shape[0]):
-        base = offset + p * plane_stride
-        for j, y in enumerate(range(y0, y1)):
-            os.pwrite(fd, data[p, j].tobytes(), base + (y * rowlen + x0) * itemsize)
+        base = offset + p * plane_stride + (y0 * rowlen + x0) * itemsize
+        buf = memoryview(data[p]).cast("B")
+        if x0 == 0 and x1 == rowlen:
+            _pwrite_all(fd, buf, base)
+            continue
+        step = rowlen * itemsize
+        for j in range(y1 - y0):
+            _pwrite_all(fd, buf[j * nbytes:(j + 1) * nbytes], base + j * step)
 
 
 def write_fits_tile(

@@ -14,7 +14,8 @@ Layout of ``hst_skycell-p1889x07y19.zarr``::
                                 drizzled from (inputs' content, skies, grid), written with
                                 the marker
 
-Every array has ``shards == (tile, tile)`` and inner chunks that divide the tile, so a tile task
+Every array has ``shards == (tile, tile)`` and inner chunks that divide the tile (512 when they
+can; Blosc LZ4 + byte shuffle, see :func:`_compressors`), so a tile task
 writes whole shards and never touches another task's shard: tasks may run in any order, in
 parallel, and be repeated. A tile counts as written only once its marker exists, so a re-run
 after an interruption skips exactly the finished tiles -- and only those whose recorded
@@ -33,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import zarr
 from astropy.io import fits
 
 __all__ = ["ZarrLayout", "create_zarr_layer", "finish_zarr_layer", "header_to_attrs",
@@ -63,6 +63,21 @@ def header_to_attrs(header: fits.Header) -> dict[str, object]:
     return out
 
 
+def _zarr():
+    """The zarr package, imported on first use: its import (~0.25 s CPU) is not needed by a
+    ``--dry-run`` or an import of :mod:`hapdask.mvm`."""
+    import zarr
+
+    return zarr
+
+
+def _compressors() -> list:
+    """Codec of every array: Blosc LZ4 with byte shuffle. On MVM layers (float32 SCI/WHT with
+    NaN outside the footprint, int32 CTX) it encodes ~20 % faster than Zstd level 1 and is
+    ~10 % smaller (measured on the acs4 benchmark's layers)."""
+    return [_zarr().codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+
+
 def _inner_chunk(tile: int) -> int:
     """Largest of 512, 256 dividing the tile (read granularity inside a shard)."""
     for c in (512, 256, 128):
@@ -90,7 +105,7 @@ class ZarrLayout:
         return (-(-self.shape[0] // self.tile), -(-self.shape[1] // self.tile))
 
     def _markers(self, mode: str = "r"):
-        g = zarr.open_group(self.store, mode=mode, zarr_format=3, use_consolidated=False)
+        g = _zarr().open_group(self.store, mode=mode, zarr_format=3, use_consolidated=False)
         return g[f"{self.group}/{MARKERS}/tiles_done"]
 
 
@@ -133,7 +148,7 @@ def create_zarr_layer(
     """
     store = str(store)
     ny, nx = int(shape[0]), int(shape[1])
-    root = zarr.open_group(store, mode="a", zarr_format=3, use_consolidated=False)
+    root = _zarr().open_group(store, mode="a", zarr_format=3, use_consolidated=False)
     layout = ZarrLayout(store, group, (ny, nx), int(tile), int(nplanes))
     if group in root:
         g = root[group]
@@ -155,7 +170,7 @@ def create_zarr_layer(
     c = (min(chunk, ny), min(chunk, nx))
     if t[0] % c[0] or t[1] % c[1]:
         c = t
-    common = dict(shards=t, chunks=c, compressors=[zarr.codecs.ZstdCodec(level=1)])
+    common = dict(shards=t, chunks=c, compressors=_compressors())
     g.create_array("sci", shape=(ny, nx), dtype="float32", fill_value=np.nan,
                    dimension_names=("y", "x"), **common)
     g.create_array("wht", shape=(ny, nx), dtype="float32", fill_value=0.0,
@@ -163,7 +178,7 @@ def create_zarr_layer(
     if nplanes > 0:
         g.create_array("ctx", shape=(nplanes, ny, nx), dtype="int32", fill_value=0,
                        dimension_names=("plane", "y", "x"), shards=(nplanes, *t),
-                       chunks=(nplanes, *c), compressors=[zarr.codecs.ZstdCodec(level=1)])
+                       chunks=(nplanes, *c), compressors=_compressors())
     meta = {"wcs": header_to_attrs(wcs_header), "hapdask_fingerprint": fingerprint,
             "tile_size": int(tile), "complete": False}
     meta.update(attrs or {})
@@ -197,7 +212,7 @@ def reusable_tiles(layout: ZarrLayout, fingerprints: np.ndarray) -> np.ndarray:
     ``fingerprints`` holds the uint64 fingerprint each tile would be written with now; a tile
     written from other inputs (or before fingerprints were recorded) is not reusable.
     """
-    g = zarr.open_group(layout.store, mode="r", zarr_format=3, use_consolidated=False)
+    g = _zarr().open_group(layout.store, mode="r", zarr_format=3, use_consolidated=False)
     markers = g[f"{layout.group}/{MARKERS}"]
     done = np.asarray(markers["tiles_done"][...]).astype(bool)
     if "tile_fp" not in markers:
@@ -219,7 +234,7 @@ def _arrays(layout: ZarrLayout) -> dict:
     if arrs is None:
         if len(cache) > 64:
             cache.clear()
-        g = zarr.open_group(layout.store, mode="r+", zarr_format=3, use_consolidated=False)
+        g = _zarr().open_group(layout.store, mode="r+", zarr_format=3, use_consolidated=False)
         g = g[layout.group]
         arrs = {n: g[n] for n in ("sci", "wht", "ctx") if n in g}
         arrs["done"] = g[f"{MARKERS}/tiles_done"]
@@ -274,7 +289,7 @@ def read_zarr_tile(layout: ZarrLayout, window: tuple[int, int, int, int]
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Read a finished tile back: (sci, wht, ctx or None); window 0-based, half-open."""
     y0, y1, x0, x1 = window
-    g = zarr.open_group(layout.store, mode="r", zarr_format=3,
+    g = _zarr().open_group(layout.store, mode="r", zarr_format=3,
                         use_consolidated=False)[layout.group]
     ctx = g["ctx"][:, y0:y1, x0:x1] if layout.nplanes > 0 else None
     return g["sci"][y0:y1, x0:x1], g["wht"][y0:y1, x0:x1], ctx
@@ -282,7 +297,7 @@ def read_zarr_tile(layout: ZarrLayout, window: tuple[int, int, int, int]
 
 def finish_zarr_layer(layout: ZarrLayout, attrs: dict[str, object]) -> None:
     """Record whole-layer keywords in the group attrs and flag the layer complete."""
-    g = zarr.open_group(layout.store, mode="r+", zarr_format=3,
+    g = _zarr().open_group(layout.store, mode="r+", zarr_format=3,
                         use_consolidated=False)[layout.group]
     meta = json.loads(json.dumps(attrs, default=str))
     meta["complete"] = True
@@ -291,10 +306,10 @@ def finish_zarr_layer(layout: ZarrLayout, attrs: dict[str, object]) -> None:
 
 def mark_store_complete(store: str | os.PathLike, attrs: dict[str, object]) -> None:
     """Write the store-level attributes (skycell, layers, ...) and ``complete = True``."""
-    root = zarr.open_group(str(store), mode="a", zarr_format=3, use_consolidated=False)
+    root = _zarr().open_group(str(store), mode="a", zarr_format=3, use_consolidated=False)
     meta = json.loads(json.dumps(attrs, default=str))
     meta["complete"] = True
     root.attrs.update(meta)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # consolidated metadata is not in the v3 spec yet
-        zarr.consolidate_metadata(str(store))
+        _zarr().consolidate_metadata(str(store))

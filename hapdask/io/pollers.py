@@ -30,6 +30,7 @@ Blank lines and lines starting with ``#`` are skipped. ``meta`` holds ``poller_t
 
 from __future__ import annotations
 
+import functools
 import glob
 import math
 import os
@@ -94,7 +95,20 @@ def _fail(path: str, lineno: int, message: str) -> ValueError:
 
 
 def _header_values(local: str) -> dict:
-    """proposal_id, exptime, filters, detector from a primary header (drizzlepac 1-col rules)."""
+    """proposal_id, exptime, filters, detector from a primary header (drizzlepac 1-col rules).
+
+    Read once per file version: a run resolves its inputs more than once (analyze tasks,
+    OLD rows, the plan), and a file rewritten since (other size or mtime) is read again.
+    """
+    try:
+        st = os.stat(local)
+    except OSError as exc:
+        raise OSError(f"{local}: cannot read the primary header: {exc}") from exc
+    return dict(_header_values_of(local, st.st_mtime_ns, st.st_size, st.st_ino))
+
+
+@functools.lru_cache(maxsize=4096)
+def _header_values_of(local: str, mtime_ns: int, size: int, ino: int) -> dict:
     try:
         hdr = fits.getheader(local, 0)
     except Exception as exc:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MAX_CODE_POLYGONS", "coverage_codes", "rasterize_polygon", "tile_coverage"]
+__all__ = ["MAX_CODE_POLYGONS", "coverage_code_counts", "coverage_codes", "rasterize_polygon",
+           "tile_coverage"]
 
 
 def _crossings(poly: np.ndarray, window: tuple[int, int, int, int]
@@ -80,6 +81,50 @@ def coverage_codes(polys: list[np.ndarray], window: tuple[int, int, int, int]) -
         if hit is not None:
             np.bitwise_xor.at(toggles, hit, np.int64(1) << i)
     return np.bitwise_xor.accumulate(toggles[:, :tw], axis=1)
+
+
+def coverage_code_counts(polys: list[np.ndarray], window: tuple[int, int, int, int]
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """The histogram of :func:`coverage_codes` (distinct codes and their pixel counts) without
+    the per-pixel array: the crossings of each row, in column order, cut it into runs of one
+    code, whose lengths are added up (cost ~ crossings, not pixels).
+
+    Returns
+    -------
+    codes, counts : int64 arrays
+        Distinct codes in increasing order (0 included when some pixel has it) and how many
+        pixels of the window have each.
+    """
+    if len(polys) > MAX_CODE_POLYGONS:
+        raise ValueError(f"coverage_code_counts takes at most {MAX_CODE_POLYGONS} polygons, "
+                         f"got {len(polys)}")
+    y0, y1, x0, x1 = window
+    th, tw = y1 - y0, x1 - x0
+    parts = [(hit, np.int64(1) << i) for i, poly in enumerate(polys)
+             if (hit := _crossings(poly, window)) is not None]
+    if not parts or th * tw == 0:
+        return np.array([0], np.int64), np.array([th * tw], np.int64)
+    rows = np.concatenate([h[0] for h, _ in parts])
+    cols = np.concatenate([h[1] for h, _ in parts])
+    bits = np.concatenate([np.full(h[0].size, b) for h, b in parts])
+    order = np.lexsort((cols, rows))
+    rows, cols, bits = rows[order], cols[order], bits[order]
+    # code of the run starting at crossing k: XOR of the row's crossings up to k
+    acc = np.bitwise_xor.accumulate(bits)
+    first = np.r_[True, rows[1:] != rows[:-1]]
+    before = np.where(first, np.int64(0), np.r_[np.int64(0), acc[:-1]])
+    start = np.maximum.accumulate(np.where(first, np.arange(rows.size), 0))
+    code = acc ^ before[start]
+    last = np.r_[rows[1:] != rows[:-1], True]
+    length = np.where(last, tw, np.r_[cols[1:], tw]) - cols
+    # pixels of code 0: rows without crossings and the columns left of each row's first one
+    zeros = (th - int(first.sum())) * tw + int(cols[first].sum())
+    codes = np.concatenate([code, [0]])
+    lengths = np.concatenate([length, [zeros]])
+    keep = lengths > 0
+    vals, inverse = np.unique(codes[keep], return_inverse=True)
+    counts = np.bincount(inverse, weights=lengths[keep], minlength=vals.size)
+    return vals, counts.astype(np.int64)
 
 
 def tile_coverage(polys: list[np.ndarray], exptimes: list[float],

@@ -26,20 +26,18 @@ Typical engine use::
     graph.update(sg); graph.update(g)
 """
 
-from hapdask.sky.level import SkyLevel, SkyMethod
-from hapdask.sky.methods import AstroDrizzleSky, ChipMeasure, measure_chip, solve_sky
-from hapdask.sky.overlap import Overlap, Spans, chip_overlap
-from hapdask.sky.params import SKYMETHODS, SKYSTATS, SkyParams
-from hapdask.sky.static import signature, static_mask_tasks, static_part
-from hapdask.sky.stats import (
-                               ClippedStats,
-                               brightness_factor,
-                               clipped_stats,
-                               good_sky_pixels,
-                               sky_statistic,
-)
+from hapdask._lazy import lazy_names
 
-__all__ = ["SKYMETHODS", "SKYSTATS", "AstroDrizzleSky", "ChipMeasure", "ClippedStats",
-           "Overlap", "SkyLevel", "SkyMethod", "SkyParams", "Spans", "brightness_factor",
-           "chip_overlap", "clipped_stats", "good_sky_pixels", "measure_chip", "signature",
-           "sky_statistic", "solve_sky", "static_mask_tasks", "static_part"]
+# Names are imported on first use: hapdask.sky.stats compiles numba kernels (numba's import
+# alone is ~0.3 s CPU), which planning (hapdask.mvm imports the SkyLevel interface) never needs.
+_LAZY = {
+    "SKYMETHODS": "params", "SKYSTATS": "params", "AstroDrizzleSky": "methods",
+    "ChipMeasure": "methods", "ClippedStats": "stats", "Overlap": "overlap",
+    "SkyLevel": "level", "SkyMethod": "level", "SkyParams": "params", "Spans": "overlap",
+    "brightness_factor": "stats", "chip_overlap": "overlap", "clipped_stats": "stats",
+    "good_sky_pixels": "stats", "measure_chip": "methods", "signature": "static",
+    "sky_statistic": "stats", "solve_sky": "methods", "static_mask_tasks": "static",
+    "static_part": "static",
+}
+
+__getattr__, __all__ = lazy_names(__name__, _LAZY)

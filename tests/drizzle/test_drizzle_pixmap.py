@@ -155,6 +155,53 @@ def test_regions_are_bit_identical(cases, full_pixmaps, name):
         assert np.array_equal(sub, full[y0:y1, x0:x1]), region
 
 
+def _spans_check(pm, ref, region, lo, hi):
+    """``pm`` holds ``ref`` exactly inside the spans and NaN everywhere else."""
+    y0, y1, x0, x1 = region
+    cols = np.arange(x0, x1)
+    inside = (cols >= lo[:, None]) & (cols < hi[:, None])
+    assert pm.shape == (y1 - y0, x1 - x0, 2) and pm.flags.c_contiguous
+    assert np.array_equal(pm[inside], ref[inside])
+    assert np.isnan(pm[~inside]).all()
+    assert inside.any() and (~inside).any()
+
+
+def _test_spans(n: int, x0: int, x1: int):
+    """Row spans of a region: runs of equal spans, single rows, empty rows, spans touching
+    either edge of the region or covering it whole."""
+    rng = np.random.default_rng(3)
+    lo = rng.integers(x0, x1, n)
+    hi = np.minimum(lo + rng.integers(0, x1 - x0, n), x1)
+    lo[:5], hi[:5] = x0 + 2, x1 - 3  # a run of 5 equal rows
+    lo[7], hi[7] = x0, x1  # the whole row
+    lo[8], hi[8] = x0, x0 + 1  # left edge
+    lo[9], hi[9] = x1 - 1, x1  # right edge
+    lo[10:13], hi[10:13] = x1, x0  # empty rows (hi <= lo)
+    return lo, hi
+
+
+@pytest.mark.parametrize("name", ["acs_wfc1", "wfc3_uvis"])
+def test_spans_are_the_region_map_inside_and_nan_outside(cases, name):
+    wfrom, wto = cases[name]
+    region = (301, 341, 1003, 1400)
+    lo, hi = _test_spans(region[1] - region[0], region[2], region[3])
+    ref = calc_pixmap(wfrom, wto, region=region)
+    pm = calc_pixmap(wfrom, wto, region=region, spans=(lo, hi))
+    _spans_check(pm, ref, region, lo, hi)
+
+
+def test_spans_on_the_astropy_path():
+    wfrom = _synthetic_wcs(with_tables=True)
+    wto = _north_up(wfrom, 0.03, shape=(900, 900))
+    wto.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    region = (10, 40, 20, 90)
+    lo, hi = _test_spans(region[1] - region[0], region[2], region[3])
+    y, x = np.mgrid[10:40, 20:90].astype(float)
+    ref = np.stack(_astropy(wfrom, wto, x, y), axis=-1)
+    pm = calc_pixmap(wfrom, wto, region=region, spans=(lo, hi))
+    _spans_check(pm, ref, region, lo, hi)
+
+
 def test_matches_drizzle_calc_pixmap(cases):
     dutils = pytest.importorskip("drizzle.utils")
     wfrom, wto = cases["acs_hrc"]

@@ -45,3 +45,29 @@ def test_float32_bins_equal_frexp_bins():
     np.testing.assert_array_equal(stats._log_bins(tiny),
                                   e.astype(np.int64) * 8192
                                   + np.floor((m - 0.5) * 8192).astype(np.int64))
+
+
+def test_add_code_counts_equals_add_coverage_of_the_array():
+    """The histogram form gives the same summary, bit for bit (same code order)."""
+    rng = np.random.default_rng(9)
+    codes = rng.integers(0, 64, size=(70, 50)) * rng.integers(0, 2, size=(70, 50))
+    exptimes = [402.9, 300.0, 0.1, 560.0, 1e4, 7.7]
+    a = stats.add_coverage(stats.TileStats(), codes, exptimes)
+    vals, counts = np.unique(codes, return_counts=True)
+    b = stats.add_code_counts(stats.TileStats(), vals, counts, exptimes)
+    assert a == b and a.n_cov == int((codes > 0).sum())
+
+
+def test_log_hist_equals_the_histogram_of_the_bins():
+    """The float32 shortcut (labels from the top bits) gives the bins of _log_bins exactly:
+    many octaves, exact powers of two and their neighbours, float64 input, a subnormal."""
+    rng = np.random.default_rng(4)
+    cases = [
+        rng.uniform(1e-3, 1e6, 20000).astype(np.float32),
+        np.concatenate([2.0 ** np.arange(-120, 120), np.nextafter(2.0 ** np.arange(-120, 120), 0),
+                        np.nextafter(2.0 ** np.arange(-120, 120), np.inf)]).astype(np.float32),
+        rng.uniform(1e-3, 1e6, 1000),
+        np.array([1e-45, 1.0, 3.0], np.float32),
+    ]
+    for v in cases:
+        assert stats._log_hist(v) == stats._count(stats._log_bins(v))

@@ -83,6 +83,28 @@ def test_io_list_poller_reads_headers_of_present_files(tmp_path, shared_data):
     assert row["program_id"] == "8BT" and row["obset_id"] == "06"
 
 
+def test_io_list_poller_headers_read_once_per_file_version(tmp_path, shared_data,
+                                                          monkeypatch):
+    """A list read twice opens each header once; a rewritten file is read again."""
+    import hapdask.io.pollers as pollers
+
+    path = tmp_path / "j8bt06nyq_flt.fits"
+    with fits.open(shared_data / "real/j8bt06nyq_flt.fits") as h:
+        fits.HDUList([fits.PrimaryHDU(header=h[0].header)]).writeto(path)
+    (tmp_path / "list.out").write_text("j8bt06nyq_flt.fits\n")
+    calls = []
+    real = pollers.fits.getheader
+    monkeypatch.setattr(pollers.fits, "getheader", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert read_poller(tmp_path / "list.out")[0]["exptime"] == 60.0
+    assert read_poller(tmp_path / "list.out")[0]["exptime"] == 60.0
+    assert len(calls) == 1
+    with fits.open(path, mode="update") as h:
+        h[0].header["EXPTIME"] = 61.5
+        h[0].header["HISTORY"] = "x" * 70 * 40  # another size as well as another mtime
+    assert read_poller(tmp_path / "list.out")[0]["exptime"] == 61.5
+    assert len(calls) == 2
+
+
 def test_io_mvm_poller(tmp_path):
     text = (
         "hst_12286_0r_acs_wfc_f775w_jbl70rtv_flc.fits,12286,BL7,0R,486.0,F775W,WFC,"
