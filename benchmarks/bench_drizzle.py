@@ -55,7 +55,7 @@ PARAMS = {
 }
 
 OURS = r"""
-import json, resource, sys, time, warnings
+import json, re, resource, sys, time, warnings
 warnings.filterwarnings("ignore")
 sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
@@ -70,8 +70,9 @@ steps = {{}}
 for res in prof.results:
     k = res.key
     name = k[0] if isinstance(k, tuple) else str(k)
-    stage = name.rsplit("-", 1)[-1] if not name.startswith(("drz-sky", "drz-write",
-                                                              "drz-crmask")) else name.split("-")[1]
+    parts = name.split("-")
+    # keys end in the stage ("drz-<fp>-sep") or hold it second ("drz-write-<fp>", "drz-header-<fp>")
+    stage = parts[1] if re.fullmatch(r"[0-9a-f]{{16}}", parts[-1]) and len(parts) > 2 else parts[-1]
     if "static" in name:
         stage = "static"
     steps[stage] = steps.get(stage, 0.0) + (res.end_time - res.start_time)
