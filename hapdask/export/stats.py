@@ -19,8 +19,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TileStats", "add_code_counts", "add_coverage", "tile_stats", "merge", "layer_keywords",
-           "WHT_MEDIAN_RTOL"]
+from hapdask.mosaic.coverage import (
+    MAX_CODE_POLYGONS,
+    coverage_code_counts,
+    coverage_codes,
+    tile_coverage,
+)
+
+__all__ = ["TileStats", "add_code_counts", "add_coverage", "coverage_stats", "tile_stats", "merge",
+           "layer_keywords", "WHT_MEDIAN_RTOL"]
 
 _NB = 4096
 #: relative precision of MEDWHT (half a logarithmic histogram bin)
@@ -220,3 +227,38 @@ def layer_keywords(stats: TileStats, full_cell_pixels: int) -> dict[str, float]:
         "MEANWHT": stats.sum_wht / stats.n_wht if stats.n_wht else 0.0,
         "MEDWHT": _median(stats.wht_hist, stats.n_wht, center=_log_center),
     }
+
+
+def coverage_stats(wht: np.ndarray, polys, exptimes, window: tuple[int, int, int, int], *,
+                   covered_only: bool = False) -> TileStats:
+    """:func:`tile_stats` of a window with its coverage (C and T) from the chips' outlines.
+
+    Up to :data:`~hapdask.mosaic.coverage.MAX_CODE_POLYGONS` outlines the coverage comes from
+    one scan of all their crossings (:func:`~hapdask.mosaic.coverage.coverage_code_counts`, or
+    the per-pixel :func:`~hapdask.mosaic.coverage.coverage_codes` when ``covered_only``), beyond
+    that from :func:`~hapdask.mosaic.coverage.tile_coverage`; the results are the same.
+
+    Parameters
+    ----------
+    wht : 2-D array
+        Output weights of the window.
+    polys : sequence of (N, 2) arrays
+        The chips' outlines on the output grid.
+    exptimes : sequence of float
+        EXPTIME of each chip, in the order of ``polys``.
+    window : (y0, y1, x0, x1)
+        The window on the output grid.
+    covered_only : bool
+        Count weights only where some chip's outline covers the pixel (SVM products).
+    """
+    polys, exptimes = list(polys), list(exptimes)
+    if len(polys) <= MAX_CODE_POLYGONS:
+        if not covered_only:
+            codes, counts = coverage_code_counts(polys, window)
+            return add_code_counts(tile_stats(wht), codes, counts, exptimes)
+        codes = coverage_codes(polys, window)
+        return add_coverage(tile_stats(np.where(codes != 0, wht, 0.0)), codes, exptimes)
+    count, expt = tile_coverage(polys, exptimes, window)
+    if covered_only:
+        wht = np.where(count > 0, wht, 0.0)
+    return tile_stats(wht, count, expt)

@@ -58,8 +58,7 @@ from hapdask.export import paths as xpaths
 from hapdask.export import stats as xstats
 from hapdask.export import zarr as xzarr
 from hapdask.export.lock import OutputLock
-from hapdask.mosaic.coverage import MAX_CODE_POLYGONS, coverage_code_counts
-from hapdask.mvm.graph import alignment_keys, build_graph, layer_polygons, tile_coverage
+from hapdask.mvm.graph import alignment_keys, build_graph, layer_polygons
 from hapdask.mvm.planning import LayerPlan, MvmPlan, analyze_tasks, header_wcs, plan
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel
 from hapdask.scheduling import compute_context as _scheduler
@@ -155,12 +154,7 @@ def write_tile(job: WriteJob, result: dict | None,
             xzarr.write_zarr_tile(job.zarr, job.index, job.window, sci, wht, ctx,
                                   fingerprint=job.fingerprint)
     with profile.timed("stats"):
-        if len(polys) <= MAX_CODE_POLYGONS:  # all chips at once, from the rows' crossings
-            codes, counts = coverage_code_counts(list(polys), job.window)
-            return xstats.add_code_counts(xstats.tile_stats(wht), codes, counts,
-                                          list(job.exptimes))
-        count, expt = tile_coverage(list(polys), list(job.exptimes), job.window)
-        return xstats.tile_stats(wht, count, expt)
+        return xstats.coverage_stats(wht, polys, job.exptimes, job.window)
 
 
 def tile_fingerprint(p: MvmPlan, lay: LayerPlan, tile, skies: Mapping) -> int:

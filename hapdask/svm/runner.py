@@ -54,10 +54,9 @@ from hapdask.catalogs import CatalogParams, make_catalogs, read_product
 from hapdask.dqflags import DQ_FLAGS
 from hapdask.export.lock import OutputLock
 from hapdask.export.manifest import write_atomic
-from hapdask.export.stats import add_coverage, layer_keywords, merge, tile_stats
+from hapdask.export.stats import coverage_stats, layer_keywords, merge
 from hapdask.io import linear_pixel_scale
 from hapdask.mosaic import OutputGrid, chip_refs
-from hapdask.mosaic.coverage import MAX_CODE_POLYGONS, coverage_codes, tile_coverage
 from hapdask.mosaic.grid import hap_visit_grid
 from hapdask.mosaic.job import DrizzleGraph, DrizzleResult, drizzle_graph
 from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
@@ -188,10 +187,8 @@ def _chip_polygons(grid: OutputGrid, exps: list, heads: dict
 
 def _footprint(path: Path, grid: OutputGrid, polys: list[np.ndarray], times: list[float]
                ) -> dict:
-    """HAP's footprint keywords of a product (inventory 4.5), band by band (the chips' coverage
-    of a band from one scan of all outlines, :func:`~hapdask.mosaic.coverage.coverage_codes`,
-    as the MVM write tasks do; :func:`~hapdask.mosaic.coverage.tile_coverage` beyond
-    :data:`~hapdask.mosaic.coverage.MAX_CODE_POLYGONS` chips)."""
+    """HAP's footprint keywords of a product (inventory 4.5), band by band
+    (:func:`~hapdask.export.stats.coverage_stats`, as the MVM write tasks)."""
     ny, nx = grid.shape
     parts = []
     with fits.open(path, memmap=True) as hdul:
@@ -199,13 +196,7 @@ def _footprint(path: Path, grid: OutputGrid, polys: list[np.ndarray], times: lis
         for y0 in range(0, ny, 1024):
             win = (y0, min(ny, y0 + 1024), 0, nx)
             band = np.asarray(wht[win[0]:win[1]], dtype=np.float32)
-            if len(polys) <= MAX_CODE_POLYGONS:
-                codes = coverage_codes(polys, win)
-                parts.append(add_coverage(tile_stats(np.where(codes != 0, band, 0.0)), codes,
-                                          times))
-            else:
-                count, expt = tile_coverage(polys, times, win)
-                parts.append(tile_stats(np.where(count > 0, band, 0.0), count, expt))
+            parts.append(coverage_stats(band, polys, times, win, covered_only=True))
     return layer_keywords(merge(parts), ny * nx)
 
 

@@ -71,3 +71,31 @@ def test_log_hist_equals_the_histogram_of_the_bins():
     ]
     for v in cases:
         assert stats._log_hist(v) == stats._count(stats._log_bins(v))
+
+
+@pytest.mark.parametrize("covered_only", [False, True])
+@pytest.mark.parametrize("nchips", [7, 70])  # coverage codes / per-chip rasterisation beyond 63
+def test_coverage_stats_equal_per_chip_rasterisation(nchips, covered_only):
+    """The window's summary equals that of the per-chip rasterisation (``tile_coverage``,
+    checked against matplotlib's point-in-polygon in the mosaic tests) on either path."""
+    from hapdask.mosaic.coverage import tile_coverage
+
+    rng = np.random.default_rng(nchips)
+    window = (40, 240, 10, 190)
+    polys, times = [], []
+    for _ in range(nchips):
+        a = np.radians(rng.uniform(0, 90))
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        box = np.array([[-60, -25], [60, -25], [60, 25], [-60, 25]], float)
+        polys.append(box @ rot.T + rng.uniform([0, 30], [200, 250]))
+        times.append(float(rng.choice([30.0, 339.5, 500.0])))
+    wht = rng.uniform(0, 3, (200, 180)).astype(np.float32)
+    got = stats.coverage_stats(wht, polys, times, window, covered_only=covered_only)
+    count, expt = tile_coverage(polys, times, window)
+    want = stats.tile_stats(np.where(count > 0, wht, 0.0) if covered_only else wht, count, expt)
+    assert got.n_cov == want.n_cov > 0 and got.sum_c == want.sum_c
+    assert got.sum_t == pytest.approx(want.sum_t, rel=1e-12)
+    assert got.c_hist == want.c_hist and got.t_hist == want.t_hist
+    assert (got.n_wht, got.sum_wht, got.wht_hist) == (want.n_wht, want.sum_wht, want.wht_hist)
+    if want.n_cov < wht.size:  # some pixel uncovered: covered_only must drop its weight
+        assert covered_only == (got.n_wht < int((wht > 0).sum()))
