@@ -39,6 +39,7 @@ import hashlib
 import inspect
 import os
 import re
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -314,6 +315,54 @@ def input_cards(p: MvmPlan, lay: LayerPlan, skies: Mapping) -> tuple[fits.Header
                 "MDRIZSKY": skies[c.key].value}
         rows.append(xheaders.header_row(info.primary, sci_hdr, lead))
     return xheaders.drizzle_cards(dcards), xheaders.hdrtab(rows)
+
+
+# -- warm-up --------------------------------------------------------------------------------
+def warm_up(lay: LayerPlan) -> None:
+    """Load what the first tile tasks of a layer would otherwise load while the cores wait:
+    the numba machine code of the pixel map (on the layer's first chip and grid, so the same
+    distortion specialisation), of the square kernel and of the tile finalisation (from numba's
+    on-disk cache: ~0.6 CPU-s), and the zarr package. Computes a 4 x 4 input pixel patch into
+    private arrays; the products are not touched. Never raises (a failure only means the first
+    tiles load these themselves, as without the warm-up)."""
+    with contextlib.suppress(Exception):
+        from hapdask.drizzle import add_to_tile, calc_pixmap, finalize_tile
+
+        chip = lay.chips[0]
+        ny, nx = chip.shape
+        y0, x0 = max(ny // 2 - 2, 0), max(nx // 2 - 2, 0)
+        y1, x1 = min(y0 + 4, ny), min(x0 + 4, nx)
+        region = (y0, y1, x0, x1)
+        lo = np.full(y1 - y0, x0, np.int64)
+        hi = np.full(y1 - y0, x1, np.int64)
+        pm = calc_pixmap(chip.thread_wcs(), lay.wcs(), chip.shape, region=region,
+                         spans=(lo, hi))
+        ratio = lay.scale_arcsec / chip.pscale
+        oy = int(np.floor(np.nanmin(pm[..., 1]))) - 2
+        ox = int(np.floor(np.nanmin(pm[..., 0]))) - 2
+        n = 8 + int(np.ceil(4 / ratio))
+        num = np.zeros((n, n))
+        den = np.zeros((n, n))
+        ctx = np.zeros((1, n, n), np.int32)
+        data = np.ones((y1 - y0, x1 - x0), np.float32)
+        add_to_tile(data, data.copy(), pm, num, den, ctx, origin=(oy, ox),
+                    in_box=(0, y1 - y0, 0, x1 - x0), kernel="square", pixfrac=1.0,
+                    iscale=ratio * ratio, pixel_scale_ratio=ratio, ctx_id=0,
+                    in_origin=(y0, x0))
+        finalize_tile(num, den, fillval=np.nan)
+        xzarr._zarr()
+
+
+def _start_warm_up(p: MvmPlan, local: bool) -> threading.Thread | None:
+    """Run :func:`warm_up` on the plan's first layer in a background thread (local threads
+    only: worker processes load their own), overlapping the sky step, whose tasks leave a core
+    idle about half of the time."""
+    if not local or not p.layers:
+        return None
+    th = threading.Thread(target=warm_up, args=(next(iter(p.layers.values())),),
+                          name="hapdask-warm-up", daemon=True)
+    th.start()
+    return th
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -596,6 +645,7 @@ def run(
                                  f"hst_skycell-..._wfc3_ir_f160w_coarse-all_drz; rejected: "
                                  f"{reasons})")
             raise ValueError(f"{p.skycell}: no usable input exposure ({reasons})")
+        _start_warm_up(p, local=_client is None)
         chips = []
         seen = set()
         for lay in p.layers.values():
