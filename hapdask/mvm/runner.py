@@ -43,6 +43,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -458,23 +459,36 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
     per_layer: dict[str, list] = {}
     for name, st in zip(layer_of, results, strict=True):
         per_layer.setdefault(name, []).append(st)
-    outputs: list[Path] = []
     keywords: dict[str, dict[str, float]] = {}
+    finals: list[tuple] = []
     for name, lay in p.layers.items():
         kw = xstats.layer_keywords(xstats.merge(per_layer.get(name, [])), lay.full_cell_pixels)
         keywords[name] = kw
         if name in fits_layouts:
             cards, table = input_cards(p, lay, skies)
             wkeys = {k: v for k, v in cards.items() if k.endswith("WKEY")}
-            outputs.append(xfits.finalize_fits(fits_layouts[name], {**kw, **wkeys},
-                                               hdrtab=table))
+            finals.append((fits_layouts[name], {**kw, **wkeys}, table))
         if name in zarr_layouts:
             xzarr.finish_zarr_layer(zarr_layouts[name], dict(kw))
+    outputs = _finalize_all(finals)
     if zarr_layouts:
         xzarr.mark_store_complete(store, {"skycell": p.skycell, "layers": list(p.layers),
                                           "hapdask_fingerprint": p.fingerprint})
         outputs.append(store)
     return outputs, keywords, computed, reused
+
+
+def _finalize_all(finals: list[tuple]) -> list[Path]:
+    """:func:`hapdask.export.fits.finalize_fits` of every layer file (``(layout, updates,
+    hdrtab)``), in threads: each ends with an ``fsync`` that waits for the disk to take the
+    file's dirty pages (~0.2-0.9 s per 620 MB layer here), and those waits overlap. Returns
+    the final paths in the order given."""
+    if len(finals) <= 1:
+        return [xfits.finalize_fits(lay, upd, hdrtab=tab) for lay, upd, tab in finals]
+    with ThreadPoolExecutor(min(len(finals), 8), thread_name_prefix="hapdask-finalize") as pool:
+        futures = [pool.submit(xfits.finalize_fits, lay, upd, hdrtab=tab)
+                   for lay, upd, tab in finals]
+        return [f.result() for f in futures]
 
 
 def _demo_inputs(skycell: str, log) -> tuple[object, str, list[str]]:
