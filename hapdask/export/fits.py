@@ -206,13 +206,27 @@ def _pwrite_all(fd: int, buf: memoryview, offset: int) -> None:
         offset += n
 
 
+def _row_runs(data: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` runs of the rows of a 2-D array holding at least one non-zero byte
+    (``-0.0`` counts as non-zero: only bytes that are all 0 are left out)."""
+    keep = np.any(data.view(np.uint8 if data.dtype.itemsize == 1 else f"u{data.dtype.itemsize}")
+                  != 0, axis=1)
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], keep, [False])).astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
 def _write_rows(fd: int, offset: int, rowlen: int, window: tuple[int, int, int, int],
-                array: np.ndarray, dtype: str, plane_stride: int = 0) -> None:
+                array: np.ndarray, dtype: str, plane_stride: int = 0,
+                skip_zero_rows: bool = False) -> None:
     """Write a (planes of a) tile at its place in a data area whose rows are ``rowlen`` long.
 
     The tile is converted to the file's big-endian type once; rows are then written straight
     from that buffer (no per-row copy). A tile spanning the whole row length is one contiguous
-    block of the file and is written with one call per plane; otherwise one call per row.
+    block of the file and is written with one call per plane (per run of rows with
+    ``skip_zero_rows``); otherwise one call per row. ``skip_zero_rows``: rows whose bytes are
+    all 0 are not written at all (the data areas are created as zeros, see
+    :func:`create_fits`: the file's bytes are the same; WHT and CTX are 0 outside the inputs'
+    footprints).
     """
     y0, y1, x0, x1 = window
     data = np.ascontiguousarray(array, dtype=dtype)
@@ -220,15 +234,17 @@ def _write_rows(fd: int, offset: int, rowlen: int, window: tuple[int, int, int, 
         data = data[None]
     itemsize = data.dtype.itemsize
     nbytes = (x1 - x0) * itemsize
+    step = rowlen * itemsize
     for p in range(data.shape[0]):
         base = offset + p * plane_stride + (y0 * rowlen + x0) * itemsize
         buf = memoryview(data[p]).cast("B")
-        if x0 == 0 and x1 == rowlen:
-            _pwrite_all(fd, buf, base)
-            continue
-        step = rowlen * itemsize
-        for j in range(y1 - y0):
-            _pwrite_all(fd, buf[j * nbytes:(j + 1) * nbytes], base + j * step)
+        runs = _row_runs(data[p]) if skip_zero_rows else [(0, y1 - y0)]
+        for a, b in runs:
+            if x0 == 0 and x1 == rowlen:
+                _pwrite_all(fd, buf[a * nbytes:b * nbytes], base + a * step)
+                continue
+            for j in range(a, b):
+                _pwrite_all(fd, buf[j * nbytes:(j + 1) * nbytes], base + j * step)
 
 
 def write_fits_tile(
@@ -261,7 +277,8 @@ def write_fits_tile(
     fd = os.open(layout.tmp, os.O_WRONLY | _NOFOLLOW)
     try:
         _write_rows(fd, layout.sci_offset, nx, (y0, y1, x0, x1), sci, ">f4")
-        _write_rows(fd, layout.wht_offset, nx, (y0, y1, x0, x1), wht, ">f4")
+        _write_rows(fd, layout.wht_offset, nx, (y0, y1, x0, x1), wht, ">f4",
+                    skip_zero_rows=True)
         if layout.nplanes > 0:
             if ctx is None:
                 raise ValueError(f"{layout.final}: the layer has a CTX extension but the tile "
@@ -271,7 +288,8 @@ def write_fits_tile(
                 raise ValueError(f"{layout.final}: tile has {c.shape[0]} CTX planes, layer "
                                  f"has {layout.nplanes}")
             _write_rows(fd, layout.ctx_offset, nx, (y0, y1, x0, x1), c.view(np.int32)
-                        if c.dtype == np.uint32 else c, ">i4", plane_stride=ny * nx * 4)
+                        if c.dtype == np.uint32 else c, ">i4", plane_stride=ny * nx * 4,
+                        skip_zero_rows=True)
     finally:
         os.close(fd)
 

@@ -31,15 +31,16 @@ def clipped_median(values: np.ndarray, sigma: float = 3.0, maxiters: int = 5) ->
     for _ in range(maxiters):
         if v.size < 3:
             break
-        mad = float(np.median(np.abs(v - med)))
-        std = 1.4826 * mad
+        dev = np.abs(v - med)  # once per iteration: the MAD and the clip use the same values
+        std = 1.4826 * float(np.median(dev))
         if std <= 0:
             break
-        keep = np.abs(v - med) <= sigma * std
+        keep = dev <= sigma * std
         if keep.all():
             break
         v = v[keep]
-        med = float(np.median(v))
+        # v is this function's own copy now: a median is order-free, so it may be reordered
+        med = float(np.median(v, overwrite_input=True))
     return med
 
 

@@ -28,6 +28,36 @@ def _tiles(ny, nx, t):
             yield (ty, tx), (y0, min(y0 + t, ny), x0, min(x0 + t, nx))
 
 
+@pytest.mark.parametrize("tile", [64, 300])  # partial-width tiles; full-width tiles
+def test_fits_tiles_zero_rows_left_out_same_bytes(tmp_path, tile):
+    """WHT and CTX rows whose bytes are all 0 are not written (the data areas are created as
+    zeros): the file holds exactly the arrays, -0.0 (sign bit set) included."""
+    ny, nx = 203, 257
+    rng = np.random.default_rng(7)
+    sci = rng.normal(size=(ny, nx)).astype(np.float32)
+    wht = rng.uniform(1, 100, size=(ny, nx)).astype(np.float32)
+    wht[:50] = 0.0                 # empty bands above, inside and below the footprint
+    wht[90:130, :] = 0.0
+    wht[95, 17] = -0.0             # not 0 bytes: must be written
+    wht[180:] = 0.0
+    wht[60:70, 100:] = 0.0         # zero only in some tiles of the row
+    ctx = rng.integers(1, 2**31 - 1, size=(2, ny, nx)).astype(np.int32)
+    ctx[0, :50] = 0
+    ctx[1, 100:] = 0
+    final = tmp_path / "zero_drz.fits"
+    layout = xfits.create_fits(final, (ny, nx), primary=fits.Header(), sci=_wcs_header(ny, nx),
+                               nplanes=2)
+    for _, (y0, y1, x0, x1) in _tiles(ny, nx, tile):
+        xfits.write_fits_tile(layout, (y0, y1, x0, x1), sci[y0:y1, x0:x1], wht[y0:y1, x0:x1],
+                              ctx[:, y0:y1, x0:x1])
+    xfits.finalize_fits(layout, {})
+    with fits.open(final) as hdul:
+        assert hdul["WHT"].data.astype(np.float32).view(np.uint32).tobytes() \
+            == wht.view(np.uint32).tobytes()
+        np.testing.assert_array_equal(hdul["CTX"].data, ctx)
+        np.testing.assert_array_equal(hdul["SCI"].data, sci)
+
+
 @pytest.mark.parametrize("nplanes", [0, 1, 2])
 def test_fits_tiles_out_of_order_round_trip(tmp_path, nplanes):
     ny, nx, t = 301, 257, 64
