@@ -534,13 +534,21 @@ def separate_drizzles(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
         Per exposure of ``job.groups``: science in electrons/s, sky removed (0 where nothing
         landed) and its weights.
     """
+    stack = _separate_stack(job, chips, skies, statics, sums)
+    return stack[0], stack[1]
+
+
+def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
+                    statics: Sequence = (), sums: tuple | None = None) -> np.ndarray:
+    """:func:`separate_drizzles` as the one ``(2, n, gy, gx)`` float32 array (images,
+    weights) that :func:`separate_tile` keeps: no stacking copy."""
     from hapdask.drizzle import finalize_tile
 
     g0, g1, h0, h1 = job.grown
     th, tw = g1 - g0, h1 - h0
     out_wcs = thread_header_wcs(job.header)
-    images = np.zeros((len(job.groups), th, tw), np.float32)
-    weights = np.zeros((len(job.groups), th, tw), np.float32)
+    stack = np.zeros((2, len(job.groups), th, tw), np.float32)
+    images, weights = stack[0], stack[1]
     ctx = sums[2] if sums is not None else None
     for e, members in enumerate(job.groups):
         num = np.zeros((th, tw), np.float64)
@@ -558,7 +566,7 @@ def separate_drizzles(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
             np.add(sums[0], num, out=sums[0])
             np.add(sums[1], den, out=sums[1])
         images[e], weights[e] = finalize_tile(num, den, fillval=0.0)
-    return images, weights
+    return stack
 
 
 def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
@@ -581,8 +589,10 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     if job.final_ctx:
         shape = (g1 - g0, h1 - h0)
         acc = (np.zeros(shape), np.zeros(shape), np.zeros((job.final_planes, *shape), np.int32))
-    images, weights = separate_drizzles(job, chips, skies, statics, acc)
-    job.scratch.save(job.stack_name, np.stack([images, weights]))
+    stack = _separate_stack(job, chips, skies, statics, acc)
+    job.scratch.save(job.stack_name, stack)
+    weights = stack[1]
+    del stack
     if acc is not None:
         inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
         job.scratch.save(job.sums_name, np.stack([acc[0][inner], acc[1][inner]]))
