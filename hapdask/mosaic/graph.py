@@ -5,7 +5,8 @@ deterministic)::
 
     (<p>-chip, i)               ChipRef of input chip i (every chip enters the graph once)
     (<p>-sky..., i)             SkyLevel of chip i (from a sky method's own tasks)
-    (<p>-static...)             static masks (bool, True = good), one per chip signature
+    (<p>-static...)             static masks (bool, True = good), one per chip signature,
+                                and each packed (PackedMask) for the drizzle stages
     (<p>-sep, ty, tx)           separate drizzles of a median tile (stack kept as a scratch
                                 file) -> per-exposure weight sums of the tile
     (<p>-wmean,), (<p>-noise,)  mean weights and minmed noise terms of the exposures
@@ -32,6 +33,7 @@ from hapdask.mosaic.scratch import Scratch
 from hapdask.mosaic.stages import (
     CrJob,
     MedianJob,
+    PackedMask,
     TileJob,
     blot_cr_region,
     drizzle_tile,
@@ -100,13 +102,24 @@ def chip_tasks(chips: Sequence[ChipRef], prefix: str) -> tuple[dict, list]:
 
 
 def static_tasks(chips: Sequence[ChipRef], static_sig: float, prefix: str
-                 ) -> tuple[dict, list]:
+                 ) -> tuple[dict, list, list]:
     """Static masks (the sky package's ``static_mask_tasks``, grouped as drizzlepac 3.11 does).
-    Returns ``(graph, keys)`` with one key per chip (bool, chip shape, True = good)."""
+
+    Returns ``(graph, keys, packed)``: per chip, the key of its mask (bool, chip shape, True =
+    good), for the sky step, and the key of the same mask as a :class:`PackedMask`, for the
+    drizzle stages (the graph holds masks until the last final tile: packed, 1/8 of the
+    memory; the bool masks are released once the sky step and the packing are done).
+    """
     from hapdask.sky import static_mask_tasks
 
     graph, by_chip = static_mask_tasks(list(chips), f"{prefix}-static", static_sig)
-    return graph, [by_chip[c.key] for c in chips]
+    packed: dict = {}
+    for key in by_chip.values():
+        if key not in packed:
+            pkey = (f"{prefix}-static-packed", *key[1:])
+            graph[pkey] = (PackedMask.pack, key)
+            packed[key] = pkey
+    return graph, [by_chip[c.key] for c in chips], [packed[by_chip[c.key]] for c in chips]
 
 
 def drizzle_tasks(

@@ -167,14 +167,17 @@ def _write_tile(layout: xfits.FitsLayout, window, scale: float, result: dict) ->
     return float(np.count_nonzero(result["wht"]))
 
 
-def _crmask_file(path, rootname, shapes, extvers, boxes_per_chip, *parts):
+def _crmask_file(path, rootname, shapes, extvers, boxes_per_chip, keep, *parts):
+    """Write ``<rootname>_crmask.fits``; returns ``(path, {extver: mask})`` with ``keep`` (the
+    ``update_dq`` task needs them), else ``(path, None)``: the whole-chip masks are not held
+    in memory until the end of the run."""
     masks = []
     k = 0
     for shape, boxes in zip(shapes, boxes_per_chip, strict=True):
         masks.append(assemble_mask(shape, boxes, parts[k:k + len(boxes)]))
         k += len(boxes)
-    return products.write_crmask(path, rootname, extvers, masks), dict(zip(extvers, masks,
-                                                                          strict=True))
+    written = products.write_crmask(path, rootname, extvers, masks)
+    return written, dict(zip(extvers, masks, strict=True)) if keep else None
 
 
 def _read_crmask(path: str, extver: int, shape, *_after) -> np.ndarray:
@@ -327,9 +330,9 @@ def drizzle_graph(
             notes.append("one exposure: separate drizzle, median, blot and driz_cr skipped "
                          "(as AstroDrizzle)")
         graph, ckeys = chip_tasks(chips, f"drz-{fp}")
-        static_keys = None
+        static_keys = packed_static = None
         if p["static"]:
-            g, static_keys = static_tasks(chips, p["static_sig"], f"drz-{fp}")
+            g, static_keys, packed_static = static_tasks(chips, p["static_sig"], f"drz-{fp}")
             graph.update(g)
         sky = _sky_method(p, {c.key: k for c, k in zip(chips, static_keys, strict=True)}
                           if static_keys is not None and p["use_static"] else None)
@@ -343,7 +346,7 @@ def drizzle_graph(
                 sep_place = place_chips(chips, sep_grid, tile_size, scratch=scratch,
                                         tag=f"sep-{fp}", pixmaps=pixmaps, **sep_cfg)
             sep_inputs = GridInputs(chips, ckeys, sky_keys, sep_grid.header,
-                                    sep_grid.scale_arcsec, static_keys=static_keys,
+                                    sep_grid.scale_arcsec, static_keys=packed_static,
                                     pixmaps=[pl.pixmap for pl in sep_place])
             reuse = reuse_separate and reuses_separate(p, sep_grid, final_grid)
             g, med_keys, sums = median_tasks(
@@ -368,7 +371,7 @@ def drizzle_graph(
                                       tuple(after))
         nplanes = max(1, math.ceil(len(chips) / 32)) if p["context"] else 0
         final_inputs = GridInputs(chips, ckeys, sky_keys, final_grid.header,
-                                  final_grid.scale_arcsec, static_keys=static_keys,
+                                  final_grid.scale_arcsec, static_keys=packed_static,
                                   pixmaps=[pl.pixmap for pl in placements])
         g, tile_keys = drizzle_tasks(tiles, final_inputs, final, nplanes, f"drz-{fp}",
                                      cr_regions=cr_regions, sums=sums)
@@ -398,7 +401,7 @@ def drizzle_graph(
                 key = (f"drz-crmask-{fp}", root)
                 graph[key] = (_crmask_file, str(path), root, [chips[i].shape for i in idx],
                               [chips[i].key[1] for i in idx],
-                              [[b for b, _ in cr_regions[i]] for i in idx],
+                              [[b for b, _ in cr_regions[i]] for i in idx], bool(update_dq),
                               *[k for i in idx for _, k in cr_regions[i]])
                 mask_keys.append(key)
                 cr_layout.append((root, path))

@@ -35,17 +35,47 @@ from hapdask.mosaic.tiles import footprint_margin, input_row_spans
 from hapdask.mosaic.wcsio import thread_header_wcs
 from hapdask.profile import timed
 
-__all__ = ["CrJob", "MedianJob", "TileJob", "assemble_mask", "blot_cr_region", "chip_pixmap",
-           "cte_direction", "drizzle_tile", "exposure_noise", "median_tile",
+__all__ = ["CrJob", "MedianJob", "PackedMask", "TileJob", "assemble_mask", "blot_cr_region",
+           "chip_pixmap", "cte_direction", "drizzle_tile", "exposure_noise", "median_tile",
            "prepare_chip_region", "read_flat", "reuse_tile", "separate_drizzles", "separate_tile",
            "weight_means"]
 
 Box = tuple[int, int, int, int]
 
 
-def _sub(mask: np.ndarray | None, region: Box) -> np.ndarray | None:
+@dataclass(frozen=True)
+class PackedMask:
+    """A whole-chip boolean mask kept as bits (``numpy.packbits`` along rows): 1/8 of the
+    memory of the bool array, for masks held by the graph for the whole run (static masks).
+
+    Attributes
+    ----------
+    bits : (ny, ceil(nx / 8)) uint8
+    shape : (ny, nx)
+    """
+
+    bits: np.ndarray
+    shape: tuple[int, int]
+
+    @classmethod
+    def pack(cls, mask: np.ndarray) -> PackedMask:
+        """Pack a 2-D bool array."""
+        mask = np.asarray(mask, dtype=bool)
+        return cls(np.packbits(mask, axis=1), (int(mask.shape[0]), int(mask.shape[1])))
+
+    def region(self, region: Box) -> np.ndarray:
+        """The bool mask of ``region`` ``(y0, y1, x0, x1)`` (0-based, half-open), a new array."""
+        y0, y1, x0, x1 = region
+        b0 = x0 // 8
+        got = np.unpackbits(self.bits[y0:y1, b0:(x1 + 7) // 8], axis=1)
+        return got[:, x0 - 8 * b0:x1 - 8 * b0].view(bool)
+
+
+def _sub(mask: np.ndarray | PackedMask | None, region: Box) -> np.ndarray | None:
     if mask is None:
         return None
+    if isinstance(mask, PackedMask):
+        return mask.region(region)
     y0, y1, x0, x1 = region
     return mask[y0:y1, x0:x1]
 
@@ -95,13 +125,15 @@ def read_flat(chip: ChipRef, region: Box) -> np.ndarray | None:
 
 
 def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, *,
-                        static: np.ndarray | None = None, crmask: np.ndarray | None = None,
+                        static: np.ndarray | PackedMask | None = None,
+                        crmask: np.ndarray | None = None,
                         pix_ratio: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Read a region of a chip: ``(data, weight)`` ready for :func:`hapdask.drizzle.add_to_tile`.
 
     ``data`` = (SCI - sky) x effective gain in rate units (over EXPTIME for non-rate data), 0
     where bad; ``weight`` = the ``wht_type`` weight where the pixel is good: DQ good per
-    ``params.bits``, finite, in the static mask (``static``: whole chip, True = good) and not in
+    ``params.bits``, finite, in the static mask (``static``: whole chip, True = good; a bool
+    array or a :class:`PackedMask`) and not in
     the cosmic-ray mask (``crmask``: the region's shape, True = cosmic ray); 0 elsewhere.
 
     Weights are AstroDrizzle's (``buildEXPmask``, ``buildERRmask``, ``buildIVMmask`` times the
@@ -293,7 +325,7 @@ def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, static
     chips, skies : sequences
         Per contributing chip: its :class:`ChipRef` and :class:`~hapdask.mvm.sky.SkyLevel`
         (chips with ``ok=False`` are skipped).
-    statics : sequence of (bool array or None), optional
+    statics : sequence of (bool array, PackedMask or None), optional
         Per chip, its whole-chip static mask (True = good).
     crmasks : sequence of sequences of bool arrays, optional
         Per chip, the cosmic-ray masks of the regions ``job.cr_boxes``.
@@ -502,13 +534,21 @@ def separate_drizzles(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
         Per exposure of ``job.groups``: science in electrons/s, sky removed (0 where nothing
         landed) and its weights.
     """
+    stack = _separate_stack(job, chips, skies, statics, sums)
+    return stack[0], stack[1]
+
+
+def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
+                    statics: Sequence = (), sums: tuple | None = None) -> np.ndarray:
+    """:func:`separate_drizzles` as the one ``(2, n, gy, gx)`` float32 array (images,
+    weights) that :func:`separate_tile` keeps: no stacking copy."""
     from hapdask.drizzle import finalize_tile
 
     g0, g1, h0, h1 = job.grown
     th, tw = g1 - g0, h1 - h0
     out_wcs = thread_header_wcs(job.header)
-    images = np.zeros((len(job.groups), th, tw), np.float32)
-    weights = np.zeros((len(job.groups), th, tw), np.float32)
+    stack = np.zeros((2, len(job.groups), th, tw), np.float32)
+    images, weights = stack[0], stack[1]
     ctx = sums[2] if sums is not None else None
     for e, members in enumerate(job.groups):
         num = np.zeros((th, tw), np.float64)
@@ -526,7 +566,7 @@ def separate_drizzles(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
             np.add(sums[0], num, out=sums[0])
             np.add(sums[1], den, out=sums[1])
         images[e], weights[e] = finalize_tile(num, den, fillval=0.0)
-    return images, weights
+    return stack
 
 
 def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
@@ -549,8 +589,10 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     if job.final_ctx:
         shape = (g1 - g0, h1 - h0)
         acc = (np.zeros(shape), np.zeros(shape), np.zeros((job.final_planes, *shape), np.int32))
-    images, weights = separate_drizzles(job, chips, skies, statics, acc)
-    job.scratch.save(job.stack_name, np.stack([images, weights]))
+    stack = _separate_stack(job, chips, skies, statics, acc)
+    job.scratch.save(job.stack_name, stack)
+    weights = stack[1]
+    del stack
     if acc is not None:
         inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
         job.scratch.save(job.sums_name, np.stack([acc[0][inner], acc[1][inner]]))

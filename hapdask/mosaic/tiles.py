@@ -391,9 +391,14 @@ def _placement(pixmap: np.ndarray, index, chip: ChipRef, grid: OutputGrid, tile_
             y0, y1, x0, x1 = box
             g = pixmap[max(y0 - halo, 0):min(y1 + halo, cy), max(x0 - halo, 0):min(x1 + halo, cx)]
             x, y = g[..., 0], g[..., 1]
-            ok = np.isfinite(x) & np.isfinite(y)
             window = None
-            if ok.any():
+            if np.isfinite(g).all():  # the usual case: no boolean selections (copies)
+                ok = ...
+            else:
+                ok = np.isfinite(x) & np.isfinite(y)
+                if not ok.any():
+                    ok = None
+            if ok is not None:
                 wy0 = max(math.floor(float(y[ok].min())) - reach, 0)
                 wy1 = min(math.ceil(float(y[ok].max())) + reach + 1, ny_out)
                 wx0 = max(math.floor(float(x[ok].min())) - reach, 0)

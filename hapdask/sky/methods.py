@@ -99,10 +99,9 @@ def measure_chip(ref, params: SkyParams, static: np.ndarray | None,
         Also measure the chip's statistic over all its good pixels.
     """
     try:
-        sci, err, dq = ref.chip.read()
+        sci, _, dq = ref.chip.read(err=False)  # ERR is not used
     except Exception as exc:  # any failure to read makes the chip unusable, not the graph
         return ChipMeasure(False, f"cannot read pixels: {exc}")
-    del err  # not used: free it before the statistics
     finite = np.isfinite(sci)
     if not finite.any():
         return ChipMeasure(False, "all pixels NaN (no finite pixel)")
