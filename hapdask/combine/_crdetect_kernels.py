@@ -48,9 +48,9 @@ def hysteresis(sci, blot, good, conv, gain, rn2, medvar, seed_snr, grow_snr, mul
             var = max(gain * b[y, x], 0.0) + rn2
             sig = math.sqrt(var * (1.0 + medvar)) / gain
             d = _deriv(b, oy, ox, NY, NX, y, x)
-            if e > seed_snr * sig + mult1 * d:
+            if e * e > (seed_snr * sig) ** 2 + (mult1 * d) ** 2:
                 state[y, x] = 2
-            elif e > grow_snr * sig + mult2 * d:
+            elif e * e > (grow_snr * sig) ** 2 + (mult2 * d) ** 2:
                 state[y, x] = 1
     # geodesic growth: ``reach`` passes, each flags candidates touching a flagged pixel of the
     # previous pass (snapshot semantics: the result does not depend on the scan order)

@@ -15,10 +15,14 @@ blot's local derivative, which protects star cores), and changes the decision:
   for the median's own noise: 0.5, the variance of the mean of two exposures, the noisiest median
   AstroDrizzle forms from >= 2 inputs (more inputs, or the resampling of the separate drizzles
   and of the blot, only lower it: the threshold is conservative);
-* **hysteresis**: a *seed* exceeds ``seed_snr * sigma + scale1 * deriv``; a pixel exceeding
-  ``grow_snr * sigma + scale2 * deriv`` is flagged when an 8-connected chain of such pixels of
-  at most :data:`GROW_REACH` steps joins it to a seed. An isolated noise tail at 3-4 sigma never
-  reaches a seed, the faint wings of a track do;
+* **hysteresis**: a *seed* exceeds ``hypot(seed_snr * sigma, scale1 * deriv)``; a pixel
+  exceeding ``hypot(grow_snr * sigma, scale2 * deriv)`` is flagged when an 8-connected chain of
+  such pixels of at most :data:`GROW_REACH` steps joins it to a seed. An isolated noise tail at
+  4-5 sigma never reaches a seed, the faint wings of a track do. The noise and the blot-error
+  allowance are independent errors, added in quadrature (AstroDrizzle adds them linearly):
+  where a cosmic ray leaked into the median (two exposures) the blot's derivative is large at
+  the cosmic ray itself, and the linear sum hid it; at star cores the derivative term dominates
+  either way;
 * pixels that are not ``good`` (non-finite SCI, DQ bits the final drizzle rejects) carry no
   cosmic-ray information: they are never seeds, never grown into and never flagged;
 * ``driz_cr_grow`` (box side) and ``driz_cr_ctegrow`` (tail along the read-out direction) then
