@@ -33,7 +33,7 @@ Public interface (the mosaic engine codes against it)::
     HysteresisParams(driz_cr_hyst_snr="5.0 4.0", driz_cr_scale="1.2 0.7", driz_cr_grow=1,
                      driz_cr_ctegrow=0, driz_cr_corr=False)
     hysteresis_cr_mask(sci, blot, *, sky, exptime, gain, readnoise, params, good=None, ...)
-    cr_mask(sci, blot, *, ..., params, good, dq_good=None, ...)   # dispatch on the record
+    cr_mask(sci, blot, *, ..., params, good, dq=None, bits=None, ...)   # dispatch on the record
 
 Numerics reproduce ``drizzlepac.createMedian``/``minmed.min_med``/``stsci.image.numcombine`` and
 ``drizzlepac.drizCR``/``quickDeriv`` bit for bit on the same inputs (tests/combine); the few

@@ -28,7 +28,7 @@ def _deriv(b, oy, ox, NY, NX, y, x):
 
 
 @njit(nogil=True, cache=True)
-def hysteresis(sci, blot, good, conv, gain, rn2, medvar, seed_snr, grow_snr, mult1, mult2,
+def hysteresis(sci, blot, good, suspect, conv, gain, rn2, medvar, seed_snr, grow_snr, mult1, mult2,
                 reach, grow, ctegrow, cte_dir, oy, ox, NY, NX, out):
     """Hysteresis cosmic-ray mask of a region (float64 arithmetic); see the module docstring."""
     h, w = sci.shape
@@ -48,10 +48,12 @@ def hysteresis(sci, blot, good, conv, gain, rn2, medvar, seed_snr, grow_snr, mul
             var = max(gain * b[y, x], 0.0) + rn2
             sig = math.sqrt(var * (1.0 + medvar)) / gain
             d = _deriv(b, oy, ox, NY, NX, y, x)
-            if e * e > (seed_snr * sig) ** 2 + (mult1 * d) ** 2:
-                state[y, x] = 2
-            elif e * e > (grow_snr * sig) ** 2 + (mult2 * d) ** 2:
-                state[y, x] = 1
+            if e * e > (grow_snr * sig) ** 2 + (mult2 * d) ** 2:
+                # a known defect (suspect) seeds at the grow threshold
+                if suspect[y, x] or e * e > (seed_snr * sig) ** 2 + (mult1 * d) ** 2:
+                    state[y, x] = 2
+                else:
+                    state[y, x] = 1
     # geodesic growth: ``reach`` passes, each flags candidates touching a flagged pixel of the
     # previous pass (snapshot semantics: the result does not depend on the scan order)
     nxt = state.copy()

@@ -25,6 +25,11 @@ blot's local derivative, which protects star cores), and changes the decision:
   either way;
 * pixels that are not ``good`` (non-finite SCI, DQ bits the final drizzle rejects) carry no
   cosmic-ray information: they are never seeds, never grown into and never flagged;
+* *suspect* pixels -- used by the final drizzle but carrying DQ bits (e.g. hot pixels under
+  HAP's final_bits 336) -- seed at the grow threshold: an outlier there is a known defect the
+  dithered median does not share (AstroDrizzle's low thresholds reject it too); keeping it would
+  put the defect's excess into the product. They are outliers, not cosmic rays: benchmarks and
+  tests report them apart from the clean (DQ 0) false flags;
 * ``driz_cr_grow`` (box side) and ``driz_cr_ctegrow`` (tail along the read-out direction) then
   grow the mask as AstroDrizzle does, without its reflection at chip edges.
 
@@ -39,12 +44,14 @@ region edges that are not chip edges.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from hapdask.combine.crrej import CRParams, _chip_geometry, driz_cr_mask
 from hapdask.combine.median import _as_float, _as_int, parse_pair
+from hapdask.dqflags import good_pixel_mask
 
 __all__ = ["CR_METHODS", "GROW_REACH", "MEDIAN_VARIANCE", "HysteresisParams", "cr_mask",
            "hysteresis_cr_mask"]
@@ -113,7 +120,8 @@ class HysteresisParams:
 
 def hysteresis_cr_mask(sci: np.ndarray, blot: np.ndarray, *, sky: float, exptime: float,
                        gain: float, readnoise: float, params: HysteresisParams,
-                       good: np.ndarray | None = None, cte_direction: int = 0,
+                       good: np.ndarray | None = None, suspect: np.ndarray | None = None,
+                       cte_direction: int = 0,
                        rate: bool = False, origin: tuple[int, int] = (0, 0),
                        chip_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Cosmic-ray mask of a chip (region) by hysteresis: True = cosmic ray.
@@ -135,6 +143,8 @@ def hysteresis_cr_mask(sci: np.ndarray, blot: np.ndarray, *, sky: float, exptime
     good : (ny, nx) bool array, optional
         Pixels carrying information (finite, DQ accepted by the final drizzle); the others are
         never seeds, never grown into and never flagged. Default: finite SCI.
+    suspect : (ny, nx) bool array, optional
+        Good pixels carrying DQ bits (known defects): they seed at the grow threshold.
     cte_direction : int
         Read-out direction for ``driz_cr_ctegrow`` (+1, -1, 0 = none), as ``driz_cr_mask``.
     rate : bool
@@ -176,10 +186,16 @@ def hysteresis_cr_mask(sci: np.ndarray, blot: np.ndarray, *, sky: float, exptime
         g = np.ascontiguousarray(good, dtype=bool)
         if g.shape != s.shape:
             raise ValueError(f"good: shape {g.shape} differs from sci {s.shape}")
+    if suspect is None:
+        sus = np.zeros(s.shape, np.bool_)
+    else:
+        sus = np.ascontiguousarray(suspect, dtype=bool)
+        if sus.shape != s.shape:
+            raise ValueError(f"suspect: shape {sus.shape} differs from sci {s.shape}")
     seed, grow = params.snr
     mult1, mult2 = params.scale
     out = np.empty(s.shape, np.bool_)
-    k.hysteresis(s, b, g, float(conv), float(gain_f), float(rn_f) ** 2,  # type: ignore[arg-type]
+    k.hysteresis(s, b, g, sus, float(conv), float(gain_f), float(rn_f) ** 2,  # type: ignore[arg-type]
                 MEDIAN_VARIANCE, seed, grow, mult1, mult2, GROW_REACH, params.driz_cr_grow,
                 params.driz_cr_ctegrow, int(cte_direction), oy, ox, ny, nx, out)
     return out
@@ -187,22 +203,26 @@ def hysteresis_cr_mask(sci: np.ndarray, blot: np.ndarray, *, sky: float, exptime
 
 def cr_mask(sci: np.ndarray, blot: np.ndarray, *, sky: float, exptime: float, gain: float,
             readnoise: float, params: CRParams | HysteresisParams, good: np.ndarray,
-            dq_good=None, cte_direction: int = 0, rate: bool = False,
-            origin: tuple[int, int] = (0, 0),
+            dq: Callable[[], np.ndarray] | None = None, bits: int | None = None,
+            cte_direction: int = 0, rate: bool = False, origin: tuple[int, int] = (0, 0),
             chip_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Cosmic-ray mask by the method ``params`` selects (``driz_cr_method``).
 
     :class:`~hapdask.combine.crrej.CRParams`: AstroDrizzle's driz_cr (``driz_cr_mask``, the
     derivative computed from the blot; flags restricted to ``good``);
-    :class:`HysteresisParams`: :func:`hysteresis_cr_mask` with ``good`` further restricted by
-    ``dq_good()`` (a callable returning the DQ-good mask of the region, read only for this
-    method). Arguments as :func:`hapdask.combine.crrej.driz_cr_mask`.
+    :class:`HysteresisParams`: :func:`hysteresis_cr_mask`; ``dq()`` (a callable returning the
+    region's DQ array, read only for this method) restricts ``good`` to the pixels the final
+    drizzle uses (DQ within ``bits``) and marks those with DQ bits as suspect. Other arguments
+    as :func:`hapdask.combine.crrej.driz_cr_mask`.
     """
     common = dict(sky=sky, exptime=exptime, gain=gain, readnoise=readnoise, params=params,
                   cte_direction=cte_direction, rate=rate, origin=origin, chip_shape=chip_shape)
     if isinstance(params, HysteresisParams):
         g = np.asarray(good, dtype=bool)
-        if dq_good is not None:
-            g = g & np.asarray(dq_good(), dtype=bool)
-        return hysteresis_cr_mask(sci, blot, good=g, **common)
+        suspect = None
+        if dq is not None:
+            d = np.asarray(dq())
+            g = g & good_pixel_mask(d, bits)
+            suspect = g & (d != 0)
+        return hysteresis_cr_mask(sci, blot, good=g, suspect=suspect, **common)
     return driz_cr_mask(sci, blot, None, good=good, **common)

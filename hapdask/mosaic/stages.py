@@ -699,8 +699,8 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
                    readnoise=chip.readnoise, params=job.cr,
                    cte_direction=cte_direction(chip) if job.cr.driz_cr_ctegrow else 0,
                    rate=chip.is_rate, origin=(g0, h0), chip_shape=chip.shape,
-                   good=np.isfinite(sci), dq_good=lambda: good_pixel_mask(
-                       chip.chip.read(job.grown, err=False)[2], chip.bits))
+                   good=np.isfinite(sci), bits=chip.bits,
+                   dq=lambda: chip.chip.read(job.grown, err=False)[2])
     return np.ascontiguousarray(mask[y0 - g0:y1 - g0, x0 - h0:x1 - h0], dtype=bool)
 
 

@@ -158,10 +158,22 @@ def test_dispatch_by_parameter_record():
     kw = dict(sky=SKY, exptime=500.0, gain=1.0, readnoise=RN, good=np.isfinite(sci))
     np.testing.assert_array_equal(cr_mask(sci, blot, params=CRParams(), **kw),
                                   driz_cr_mask(sci, blot, None, params=CRParams(), **kw))
-    dq = np.ones(sci.shape, bool)
-    dq[::2] = False
-    got = cr_mask(sci, blot, params=HysteresisParams(), dq_good=lambda: dq, **kw)
-    np.testing.assert_array_equal(got, _mask(sci, blot, good=dq))
+    dq = np.zeros(sci.shape, np.int16)
+    dq[::2] = 4  # rejected by bits 16
+    dq[1::4] = 16  # used: suspect
+    got = cr_mask(sci, blot, params=HysteresisParams(), dq=lambda: dq, bits=16, **kw)
+    np.testing.assert_array_equal(got, _mask(sci, blot, good=dq != 4, suspect=dq == 16))
+
+
+def test_suspect_pixels_seed_at_the_grow_threshold():
+    sci, blot = _flat()
+    sci[4, 4] += 4.5 * SIGMA  # a hot pixel's moderate excess: between grow and seed
+    sci[4, 5] += 4.5 * SIGMA  # its clean neighbour, grown
+    sci[9, 9] += 4.5 * SIGMA  # the same excess on a clean pixel: a noise tail, kept
+    suspect = np.zeros(sci.shape, bool)
+    suspect[4, 4] = True
+    m = _mask(sci, blot, suspect=suspect)
+    assert set(zip(*np.nonzero(m), strict=True)) == {(4, 4), (4, 5)}
 
 
 def test_parameters():
