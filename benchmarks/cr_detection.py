@@ -14,6 +14,14 @@ with :mod:`hapdask.simulate.score`:
 * cores: star cores (pixel of the true centre of stars >= 1000 e-) flagged without a cosmic ray
   on them (target 0), out of the cores examined.
 
+hapdask runs twice: AstroDrizzle's driz_cr (row ``hapdask``, the default, expected to equal
+AstroDrizzle's masks) and the hysteresis detector (row ``hapdask hysteresis``,
+``driz_cr_method="hysteresis"``, a hapdask extension: :mod:`hapdask.combine.crdetect`). The
+false flags are split: ``clean`` on DQ-0 pixels, the rest (``false - clean``) on hot pixels
+(DQ 16, used by the final drizzle under HAP's final_bits 336: real outliers, rejected on
+purpose). The effect on the final product: 7x7-pixel box fluxes of the truth's stars (>= 1000
+e-) in the hysteresis product relative to the default's (median and largest |change|).
+
 AstroDrizzle's ``skymethod="match"`` fails in this environment (stsci.skypac 1.0.12 calls
 ``SphericalPolygon.iter_polygons_flat``, missing from spherical_geometry 1.4) and AstroDrizzle
 silently reverts to ``localmin``. As the sky tests' oracle does (tests/sky/skycases.py), the
@@ -35,6 +43,7 @@ Prints one table row per N and tool, the wall time of both, and
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import tempfile
@@ -42,7 +51,9 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 from astropy.io import fits
+from astropy.wcs import WCS
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -52,6 +63,7 @@ from bench_drizzle import PARAMS as HAP_N2  # noqa: E402  (benchmarks/ is sys.pa
 from hapdask.mosaic import drizzle  # noqa: E402
 from hapdask.mosaic.products import read_crmask  # noqa: E402
 from hapdask.simulate import simulate_visits  # noqa: E402
+from hapdask.simulate import sky as simsky  # noqa: E402
 from hapdask.simulate.score import CRScore, score_masks, truth_context  # noqa: E402
 from hapdask.testing import astrodrizzle_run, grid_params  # noqa: E402
 
@@ -81,6 +93,36 @@ def score_set(contexts: dict, masks_of) -> CRScore:
     for p, ctx in contexts.items():
         total = total + score_masks(masks_of(p), ctx)
     return total
+
+
+def star_flux_change(sim, exposure: Path, base: Path, other: Path, min_counts: float = 1000.0,
+                     half: int = 3) -> tuple[int, float, float]:
+    """(stars, median, largest |change| in %) of the 7x7 box flux of the truth's stars (at
+    least ``min_counts`` e- in one exposure) in product ``other`` relative to ``base``."""
+    truth = sim.truth()
+    with fits.open(exposure) as h:
+        prim = h[0].header
+        epoch = 2000.0 + (float(prim["EXPSTART"]) - 51544.5) / 365.25
+        exptime = float(prim["EXPTIME"])
+        zp = -2.5 * math.log10(float(prim["PHOTFLAM"])) - 21.10 - 5 * math.log10(
+            float(prim["PHOTPLAM"])) + 18.692  # AB zero point of the filter
+    stars = truth[np.asarray(truth["type"]) == "star"]
+    mag = np.asarray(stars["mag_f775w"], dtype=float)
+    stars = stars[10.0 ** (-0.4 * (mag - zp)) * exptime >= min_counts]
+    ra, dec = simsky.positions_at_epoch(stars, epoch)
+    with fits.open(base) as a, fits.open(other) as b:
+        w = WCS(a["SCI"].header)
+        da, db = a["SCI"].data, b["SCI"].data
+        xy = np.round(w.all_world2pix(np.column_stack([ra, dec]), 0)).astype(int)
+        ch = []
+        for x, y in xy:
+            if half <= y < da.shape[0] - half and half <= x < da.shape[1] - half:
+                fa = float(np.nansum(da[y - half:y + half + 1, x - half:x + half + 1]))
+                fb = float(np.nansum(db[y - half:y + half + 1, x - half:x + half + 1]))
+                if fa > 0:
+                    ch.append(100.0 * (fb / fa - 1.0))
+    c = np.abs(np.array(ch)) if ch else np.zeros(1)
+    return len(ch), float(np.median(c)), float(c.max())
 
 
 def main() -> int:
@@ -131,15 +173,23 @@ def main() -> int:
         rows.append((n, "AstroDrizzle", theirs, t_ad))
         score, t_ours = ours(work / f"ours{n}{'s' if a.small else ''}", params)
         rows.append((n, "hapdask", score, t_ours))
+        hyst = work / f"hyst{n}{'s' if a.small else ''}"
+        rows.append((n, "hapdask hysteresis",
+                     *ours(hyst, {**params, "driz_cr_method": "hysteresis"})))
+        base_out = work / f"ours{n}{'s' if a.small else ''}"
+        prod = next(base_out.glob("cr_dr?.fits")).name
+        flux = star_flux_change(sim, inputs[0], base_out / prod, hyst / prod)
         if "Reverting sky computation" in (ad / "astrodrizzle.log").read_text():
             rows.append((n, "hapdask (localmin)",
                          *ours(work / f"ours{n}{'s' if a.small else ''}_localmin",
                                {**params, "skymethod": "localmin"})))
-        for n_, label, sc, t in rows[-(3 if rows[-1][1].endswith(")") else 2):]:
+        for n_, label, sc, t in rows[-(4 if rows[-1][1].endswith(")") else 3):]:
             print(f"{n_:>2} {label:<19} {sc.truth_pixels:>7} {sc.found_pct:>8.2f} "
                   f"{sc.found_detectable_pct:>7.2f} {sc.false:>6} {sc.false_pct:>8.2f} "
                   f"{sc.false_clean:>6} {sc.false_clean_pct:>8.3f} "
                   f"{f'{sc.cores_flagged}/{sc.cores}':>8} {t:>7.1f}", flush=True)
+        print(f"N={n}: final product, hysteresis vs default: {flux[0]} stars, 7x7 box flux "
+              f"|change| median {flux[1]:.4f} %, max {flux[2]:.4f} %", flush=True)
         print(f"N={n}: ratio = reference_time / our_time = {t_ad / t_ours:.2f} "
               f"({t_ad:.1f} s / {t_ours:.1f} s)", flush=True)
     return 0

@@ -29,6 +29,12 @@ Public interface (the mosaic engine codes against it)::
         # chip units, sci and blot both WITH sky; region valid params.halo pixels from
         # inner edges
 
+    # --- optional hysteresis detector (hapdask.combine.crdetect; driz_cr_method) ---
+    HysteresisParams(driz_cr_hyst_snr="5.0 4.0", driz_cr_scale="1.2 0.7", driz_cr_grow=1,
+                     driz_cr_ctegrow=0, driz_cr_corr=False)
+    hysteresis_cr_mask(sci, blot, *, sky, exptime, gain, readnoise, params, good=None, ...)
+    cr_mask(sci, blot, *, ..., params, good, dq=None, bits=None, ...)   # dispatch on the record
+
 Numerics reproduce ``drizzlepac.createMedian``/``minmed.min_med``/``stsci.image.numcombine`` and
 ``drizzlepac.drizCR``/``quickDeriv`` bit for bit on the same inputs (tests/combine); the few
 deliberate deviations are listed in the module docstrings and DEVELOPING.md. Names are imported
@@ -49,6 +55,9 @@ _LAZY = {
     "DERIV_HALO": "crrej",
     "blot_derivative": "crrej",
     "driz_cr_mask": "crrej",
+    "HysteresisParams": "crdetect",
+    "cr_mask": "crdetect",
+    "hysteresis_cr_mask": "crdetect",
 }
 
 __getattr__, __all__ = lazy_names(__name__, _LAZY)

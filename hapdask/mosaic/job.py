@@ -30,7 +30,6 @@ from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 from astropy.wcs import WCS
 
-from hapdask.combine.crrej import CRParams
 from hapdask.combine.median import CombineParams
 from hapdask.export import fits as xfits
 from hapdask.export.paths import remove_temporary
@@ -287,10 +286,7 @@ def drizzle_graph(
         combine_nlow=p["combine_nlow"], combine_nhigh=p["combine_nhigh"],
         combine_lthresh=p["combine_lthresh"], combine_hthresh=p["combine_hthresh"],
         combine_grow=p["combine_grow"], combine_maskpt=p["combine_maskpt"])
-    cr = CRParams(driz_cr_snr=" ".join(map(str, p["driz_cr_snr"])),
-                  driz_cr_scale=" ".join(map(str, p["driz_cr_scale"])),
-                  driz_cr_grow=p["driz_cr_grow"], driz_cr_ctegrow=p["driz_cr_ctegrow"],
-                  driz_cr_corr=p["driz_cr_corr"])
+    cr = p.cr()
     sep = p.separate
     final_cfg = {"kernel": final.kernel, "pixfrac": final.pixfrac}
     sep_cfg = {"kernel": sep.kernel, "pixfrac": sep.pixfrac, "grow": combine.halo,

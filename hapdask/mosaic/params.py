@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hapdask.combine.crdetect import CR_METHODS, HysteresisParams
+from hapdask.combine.crrej import CRParams
 from hapdask.dqflags import interpret_bits
 
 __all__ = ["DEFAULTS", "AstroDrizzleParams", "DrizzleParams", "ParameterError", "load_config"]
@@ -130,6 +132,9 @@ _SPEC: dict[str, tuple] = {
     "blot_sinscl": ("float", 1.0), "blot_addsky": ("bool", True), "blot_skyval": ("float", 0.0),
     "driz_cr": ("bool", True), "driz_cr_corr": ("bool", False), "driz_cr_snr": ("pair", "3.5 3.0"),
     "driz_cr_grow": ("int", 1), "driz_cr_ctegrow": ("int", 0), "driz_cr_scale": ("pair", "1.2 0.7"),
+    # hapdask extension (not AstroDrizzle's): the cosmic-ray detector, hapdask.combine.crdetect
+    "driz_cr_method": ("opt", "astrodrizzle", CR_METHODS),
+    "driz_cr_hyst_snr": ("pair", "5.0 4.0"),
     "driz_combine": ("bool", True), "final_wht_type": ("opt", "EXP", WHT_TYPES),
     "final_kernel": ("opt", "square", KERNELS), "final_wt_scl": ("str", "exptime"),
     "final_pixfrac": ("float", 1.0), "final_fillval": ("float?", None),
@@ -303,6 +308,22 @@ class AstroDrizzleParams:
     def separate(self) -> DrizzleParams:
         """The separate drizzles (``driz_sep_*``; EXP weights, counts never)."""
         return self._drizzle("driz_sep", "EXP")
+
+    def cr(self) -> CRParams | HysteresisParams:
+        """The driz_cr step's record: AstroDrizzle's (:class:`CRParams`) or, with
+        ``driz_cr_method="hysteresis"`` (a hapdask extension), :class:`HysteresisParams`
+        (``driz_cr_hyst_snr`` replaces ``driz_cr_snr``)."""
+        v = self.values
+        common = {"driz_cr_scale": " ".join(map(str, v["driz_cr_scale"])),
+                  "driz_cr_grow": v["driz_cr_grow"], "driz_cr_ctegrow": v["driz_cr_ctegrow"],
+                  "driz_cr_corr": v["driz_cr_corr"]}
+        try:
+            if v["driz_cr_method"] == "hysteresis":
+                return HysteresisParams(
+                    driz_cr_hyst_snr=" ".join(map(str, v["driz_cr_hyst_snr"])), **common)
+            return CRParams(driz_cr_snr=" ".join(map(str, v["driz_cr_snr"])), **common)
+        except ValueError as exc:
+            raise ParameterError(f"parameter {exc}") from None
 
     def grid_args(self, prefix: str) -> dict[str, Any]:
         """Keyword arguments of :func:`hapdask.mosaic.grid.astrodrizzle_grid` for ``final`` or

@@ -708,14 +708,14 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
     on the median grid (:func:`hapdask.drizzle.calc_pixmap` chip -> grid is exactly the map
     blot needs), scaled back to the chip's units (per input pixel; times EXPTIME for non-rate
     data, over the effective gain) with the sky added back (``blot_addsky``), then compared
-    with the chip by the combine package's ``driz_cr_mask``.
+    with the chip by the combine package's ``cr_mask`` (the ``driz_cr_method``'s detector).
 
     Returns
     -------
     bool array of the region's shape (``job.box``)
         True = cosmic ray (never on non-finite SCI pixels, nor on chips whose sky is not ok).
     """
-    from hapdask.combine.crrej import driz_cr_mask
+    from hapdask.combine.crdetect import cr_mask
     from hapdask.drizzle import blot_image
 
     y0, y1, x0, x1 = job.box
@@ -737,11 +737,12 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
     sky_units = _subtracted(sky) if job.addsky else float(job.skyval)
     blot += np.float32(sky_units)
     sci = chip.chip.read_sci(job.grown)
-    mask = driz_cr_mask(sci, blot, None, sky=sky_units, exptime=chip.exptime, gain=chip.gain,
-                        readnoise=chip.readnoise, params=job.cr,
-                        cte_direction=cte_direction(chip) if job.cr.driz_cr_ctegrow else 0,
-                        rate=chip.is_rate, origin=(g0, h0), chip_shape=chip.shape,
-                        good=np.isfinite(sci))
+    mask = cr_mask(sci, blot, sky=sky_units, exptime=chip.exptime, gain=chip.gain,
+                   readnoise=chip.readnoise, params=job.cr,
+                   cte_direction=cte_direction(chip) if job.cr.driz_cr_ctegrow else 0,
+                   rate=chip.is_rate, origin=(g0, h0), chip_shape=chip.shape,
+                   good=np.isfinite(sci), bits=chip.bits,
+                   dq=lambda: chip.chip.read(job.grown, err=False)[2])
     return np.ascontiguousarray(mask[y0 - g0:y1 - g0, x0 - h0:x1 - h0], dtype=bool)
 
 
