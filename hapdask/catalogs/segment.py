@@ -32,6 +32,7 @@ aperture photometry (``EXPTIME x ATODGN``). ``Theta`` is in radians (photutils g
 
 from __future__ import annotations
 
+import mmap
 import os
 import tempfile
 from dataclasses import dataclass
@@ -64,6 +65,12 @@ SEGMENT_COLUMNS = ("X-Centroid", "Y-Centroid", "RA", "DEC", "ID", "CI", "Flags",
                    "XY", "CXX", "CYY", "CXY", "Elongation", "Ellipticity", "Theta")
 
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+
+#: properties :func:`measure_segments` reads that photutils takes from the detection catalog
+#: (``use_detcat``); evaluated by :func:`detect_segments` before it releases spilled images
+DETECTION_PROPERTIES = ("centroid", "bbox", "area", "fwhm", "kron_radius", "covariance_xx",
+                        "covariance_yy", "covariance_xy", "ellipse_cxx", "ellipse_cyy",
+                        "ellipse_cxy", "elongation", "ellipticity", "orientation")
 
 
 @dataclass
@@ -142,16 +149,27 @@ def _empty_catalog() -> Table:
     return out
 
 
-def _spill(array: np.ndarray, directory: str | os.PathLike[str]) -> np.ndarray:
+def _spill(array: np.ndarray, directory: str | os.PathLike[str]
+           ) -> tuple[np.ndarray, mmap.mmap]:
     """``array`` as a read-only memory map of an unlinked file in ``directory`` (the same
-    values; its pages are read, and count in the process's memory, only where used)."""
-    fd, name = tempfile.mkstemp(suffix=".npy", prefix=".hapdask-segm-", dir=directory)
+    values; its pages are read, and count in the process's memory, only where used), and the
+    map (for :func:`_drop_pages`)."""
+    fd, name = tempfile.mkstemp(suffix=".bin", prefix=".hapdask-segm-", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        return np.load(name, mmap_mode="r")
+        with os.fdopen(fd, "w+b") as fh:
+            np.ascontiguousarray(array).tofile(fh)
+            fh.flush()
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     finally:
         os.unlink(name)
+    return np.frombuffer(mm, dtype=array.dtype).reshape(array.shape), mm
+
+
+def _drop_pages(mm: mmap.mmap) -> None:
+    """Release the pages of a file map read so far from the process's memory (Linux
+    ``MADV_DONTNEED``: they are read again from the file when used; elsewhere nothing)."""
+    if hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED)
 
 
 def detect_segments(total: DrizzleProduct, background: Background,
@@ -194,8 +212,10 @@ def detect_segments(total: DrizzleProduct, background: Background,
     if segm is None or segm.n_labels == 0:
         return Segmentation(None, _empty_catalog(), None, kernel_name, big_island)
     segm = _deblend(conv, segm, params)
+    maps = ()
     if spill is not None:
-        image, conv = _spill(image, spill), _spill(conv, spill)
+        (image, m1), (conv, m2) = _spill(image, spill), _spill(conv, spill)
+        maps = (m1, m2)
     cat = SourceCatalog(image, segm, convolved_data=conv, wcs=total.wcs.celestial,
                         kron_params=(params.kron_scaling_radius, params.kron_minimum_radius))
     good = np.isfinite(cat.x_centroid) & np.isfinite(cat.y_centroid)
@@ -204,6 +224,14 @@ def detect_segments(total: DrizzleProduct, background: Background,
         segm.keep_labels(cat.labels[good], relabel=True)
         cat = SourceCatalog(image, segm, convolved_data=conv, wcs=total.wcs.celestial,
                             kron_params=(params.kron_scaling_radius, params.kron_minimum_radius))
+    if maps:
+        # the detection properties the filter catalogs take from this catalog are computed now
+        # (photutils caches them), then the pages read are released: the filter catalogs
+        # hardly read the spilled images again (the same values, from the cache)
+        for name in DETECTION_PROPERTIES:
+            getattr(cat, name)
+        for mm in maps:
+            _drop_pages(mm)
     ra, dec = total.wcs.celestial.all_pix2world(cat.x_centroid, cat.y_centroid, 0)
     out = Table()
     out["ID"] = np.asarray(cat.labels, dtype=np.int64)

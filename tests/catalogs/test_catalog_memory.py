@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import weakref
 from collections.abc import Mapping
 from dataclasses import replace
@@ -83,14 +84,14 @@ def test_spilled_detection_images_same_catalogs(field, field_catalogs, tmp_path,
     original = segment._spill
 
     def spill(array, directory):
-        got = original(array, directory)
-        spilled.append((type(got), got.shape, directory))
-        return got
+        got, mm = original(array, directory)
+        spilled.append((type(mm), got.shape, got.flags.owndata, directory))
+        return got, mm
 
     monkeypatch.setattr(segment, "_spill", spill)
     res = make_catalogs(field.total, field.filters, CatalogParams.for_detector("acs_wfc"),
                         scratch=tmp_path)
-    assert spilled == [(np.memmap, field.total.sci.shape, tmp_path)] * 2
+    assert spilled == [(mmap.mmap, field.total.sci.shape, False, tmp_path)] * 2
     assert list(tmp_path.iterdir()) == []
     pairs = [(res.point_total, field_catalogs.point_total),
              (res.segment_total, field_catalogs.segment_total)]
