@@ -101,9 +101,14 @@ def _quality(segm: SegmentationImage | None, n_real: int, params: CatalogParams,
     return not bad, biggest
 
 
-def _detect(image: np.ndarray, kernel: np.ndarray, threshold: np.ndarray, footprint: np.ndarray,
-            params: CatalogParams) -> tuple[np.ndarray, SegmentationImage | None]:
+def _detect(image: np.ndarray, kernel: np.ndarray, regions: list[WeightRegion], nsigma: float,
+            footprint: np.ndarray, params: CatalogParams, maps: tuple[mmap.mmap, ...] = ()
+            ) -> tuple[np.ndarray, SegmentationImage | None]:
     conv = convolve(image, kernel, normalize_kernel=False, boundary="extend")
+    for mm in maps:  # a spilled image is read by the convolution only
+        _drop_pages(mm)
+    # the threshold map is made after the convolution (not alongside its temporaries)
+    threshold = threshold_image(regions, nsigma, image.shape)
     return conv, detect_sources(conv, threshold, n_pixels=params.source_box, mask=~footprint)
 
 
@@ -192,8 +197,11 @@ def detect_segments(total: DrizzleProduct, background: Background,
     fwhm = params.fwhmpsf / total.pixel_scale
     gauss = make_2dgaussian_kernel(fwhm, size=params.kernel_size).array
     n_real = int(footprint.sum())
-    conv, segm = _detect(image, gauss, threshold_image(regions, params.segm_nsigma, image.shape),
-                         footprint, params)
+    maps: tuple[mmap.mmap, ...] = ()
+    if spill is not None:  # kept in a file from here on (read by the convolutions only)
+        image, mm = _spill(image, spill)
+        maps = (mm,)
+    conv, segm = _detect(image, gauss, regions, params.segm_nsigma, footprint, params, maps)
     ok, big_g = _quality(segm, n_real, params, biggest_only=False)
     kernel_name, big_island = "gaussian", not ok
     if not ok:
@@ -201,9 +209,8 @@ def detect_segments(total: DrizzleProduct, background: Background,
         ricker = RickerWavelet2DKernel(sigma, x_size=params.rw2d_size,
                                        y_size=params.rw2d_size).array
         ricker = ricker / ricker.max()
-        conv_r, segm_r = _detect(image, ricker,
-                                 threshold_image(regions, params.rw2d_nsigma, image.shape),
-                                 footprint, params)
+        conv_r, segm_r = _detect(image, ricker, regions, params.rw2d_nsigma, footprint, params,
+                                 maps)
         ok_r, big_r = _quality(segm_r, n_real, params, biggest_only=True)
         if ok_r or (big_r > 0 and big_g / big_r > params.ratio_bigsource_limit):
             conv, segm, kernel_name = conv_r, segm_r, "ricker"
@@ -212,10 +219,9 @@ def detect_segments(total: DrizzleProduct, background: Background,
     if segm is None or segm.n_labels == 0:
         return Segmentation(None, _empty_catalog(), None, kernel_name, big_island)
     segm = _deblend(conv, segm, params)
-    maps = ()
     if spill is not None:
-        (image, m1), (conv, m2) = _spill(image, spill), _spill(conv, spill)
-        maps = (m1, m2)
+        conv, mm = _spill(conv, spill)
+        maps += (mm,)
     cat = SourceCatalog(image, segm, convolved_data=conv, wcs=total.wcs.celestial,
                         kron_params=(params.kron_scaling_radius, params.kron_minimum_radius))
     good = np.isfinite(cat.x_centroid) & np.isfinite(cat.y_centroid)
