@@ -68,9 +68,10 @@ _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 #: properties :func:`measure_segments` reads that photutils takes from the detection catalog
 #: (``use_detcat``); evaluated by :func:`detect_segments` before it releases spilled images
-DETECTION_PROPERTIES = ("centroid", "bbox", "area", "fwhm", "kron_radius", "covariance_xx",
-                        "covariance_yy", "covariance_xy", "ellipse_cxx", "ellipse_cyy",
-                        "ellipse_cxy", "elongation", "ellipticity", "orientation")
+DETECTION_PROPERTIES = ("centroid", "bbox_xmin", "bbox_xmax", "bbox_ymin", "bbox_ymax", "area",
+                        "fwhm", "kron_radius", "covariance_xx", "covariance_yy", "covariance_xy",
+                        "ellipse_cxx", "ellipse_cyy", "ellipse_cxy", "elongation", "ellipticity",
+                        "orientation")
 
 
 @dataclass
@@ -184,9 +185,11 @@ def detect_segments(total: DrizzleProduct, background: Background,
     """Segmentation of the total (detection) image (module docstring).
 
     The returned :attr:`Segmentation.source_catalog` keeps the background-subtracted and the
-    convolved total images (whole float64 images, read again by the filter catalogs for the
-    detection image's properties); with ``spill`` (a directory) they are kept as memory maps of
-    unlinked files there, so that only the sources' cut-outs are read back into memory.
+    convolved total images (whole float64 images, read by photutils for the detection image's
+    properties the filter catalogs use); with ``spill`` (a directory) they are kept as memory
+    maps of unlinked files there (the total image from before its convolution), those
+    properties (:data:`DETECTION_PROPERTIES`) are computed here and the pages read are released,
+    so that the filter catalogs take them from photutils' cache without reading the images.
     """
     # one whole-image array (NaN -> 0 and the background subtracted in place)
     image = np.array(total.sci, dtype=np.result_type(total.sci, background.background,

@@ -101,3 +101,28 @@ def test_spilled_detection_images_same_catalogs(field, field_catalogs, tmp_path,
         assert got.colnames == want.colnames and len(got) == len(want) > 0
         for name in got.colnames:
             assert np.array_equal(np.asarray(got[name]), np.asarray(want[name]), equal_nan=True)
+
+
+def test_filter_catalogs_compute_nothing_on_spilled_detection(field, tmp_path):
+    """With ``spill``, every detection property the filter catalogs take from the detection
+    catalog (photutils' ``use_detcat``) is already in photutils' cache: measuring the filters
+    adds nothing to it (so nothing reads the released detection images again), and the filter
+    catalogs equal those of an in-memory detection."""
+    from hapdask.catalogs.background import compute_background, footprint_mask, weight_regions
+    from hapdask.catalogs.segment import detect_segments, measure_segments
+
+    params = CatalogParams.for_detector("acs_wfc")
+    fp = footprint_mask(field.total, params)
+    bkg = compute_background(field.total, params, fp)
+    regions = weight_regions(field.total, bkg.rms, params, fp)
+    spilled = detect_segments(field.total, bkg, regions, fp, params, spill=tmp_path)
+    plain = detect_segments(field.total, bkg, regions, fp, params)
+    cached = set(vars(spilled.source_catalog))
+    assert {"area", "kron_radius", "orientation"} <= cached  # photutils caches in the instance
+    for prod in field.filters.values():
+        fbkg = compute_background(prod, params)
+        got = measure_segments(prod, spilled, fbkg, params)
+        want = measure_segments(prod, plain, fbkg, params)
+        for name in got.colnames:
+            assert np.array_equal(np.asarray(got[name]), np.asarray(want[name]), equal_nan=True)
+    assert set(vars(spilled.source_catalog)) == cached
