@@ -120,7 +120,8 @@ def deconvolve(image: np.ndarray, fwhm: float, params: CatalogParams) -> np.ndar
 
 def _psf_sources(region: np.ndarray, footprint: np.ndarray, fwhm: float,
                  params: CatalogParams) -> tuple[np.ndarray, np.ndarray] | None:
-    """HAP's PSF path on one thresholded region (module docstring); None when no peak."""
+    """HAP's PSF path on one thresholded region (module docstring); None when no peak.
+    ``region`` is modified (pixels far from the peaks of the deconvolved image set to 0)."""
     box = params.region_size
     dec = deconvolve(region, fwhm, params)
     dec *= ndimage.binary_erosion(footprint, iterations=box)
@@ -134,7 +135,7 @@ def _psf_sources(region: np.ndarray, footprint: np.ndarray, fwhm: float,
     near = np.zeros(region.shape, dtype=bool)
     for x, y in zip(np.asarray(peaks["x_peak"]), np.asarray(peaks["y_peak"]), strict=True):
         near[max(0, y - half):y + half + 1, max(0, x - half):x + half + 1] = True
-    region = np.where(near, region, 0.0)
+    region[~near] = 0.0  # in place (the caller's array: it is not used again)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
         peaks = find_peaks(region, threshold=0.0, box_size=half)
@@ -149,6 +150,15 @@ def _psf_sources(region: np.ndarray, footprint: np.ndarray, fwhm: float,
             np.asarray(found["y_centroid"], dtype=np.float64))
 
 
+def _detection_image(total: DrizzleProduct, background: Background) -> np.ndarray:
+    """SCI (NaN as 0) minus the background, clipped at 0, in one whole-image array."""
+    image = np.array(total.sci, dtype=np.result_type(total.sci, background.background))
+    np.nan_to_num(image, copy=False, nan=0.0)
+    image -= background.background
+    np.clip(image, 0.0, None, out=image)
+    return image
+
+
 def detect_point_sources(total: DrizzleProduct, background: Background,
                          regions: list[WeightRegion], footprint: np.ndarray,
                          params: CatalogParams) -> Table:
@@ -156,16 +166,16 @@ def detect_point_sources(total: DrizzleProduct, background: Background,
 
     ``params.starfinder`` selects HAP's PSF path or DAOStarFinder (module docstring).
     """
-    # one whole-image array (NaN -> 0 and the background subtracted in place)
-    image = np.array(total.sci, dtype=np.result_type(total.sci, background.background))
-    np.nan_to_num(image, copy=False, nan=0.0)
-    image -= background.background
-    np.clip(image, 0.0, None, out=image)
     fwhm = params.fwhmpsf / total.pixel_scale
     xs, ys = [], []
     for reg in regions:
+        # the detection image is made again for each use (the same values; never kept beside
+        # the thresholded region and the deconvolution)
         if params.starfinder == "psf":
-            region = np.where(reg.mask, image - params.nsigma * reg.noise, 0.0)
+            # np.where(mask, image - t, 0) clipped at 0, made in one array
+            region = _detection_image(total, background)
+            region -= params.nsigma * reg.noise
+            region[~reg.mask] = 0.0
             np.clip(region, 0.0, None, out=region)
             got = _psf_sources(region, footprint, fwhm, params)
             del region
@@ -174,9 +184,12 @@ def detect_point_sources(total: DrizzleProduct, background: Background,
                 ys.append(got[1])
                 continue
         finder = DAOStarFinder(threshold=params.nsigma * reg.noise, fwhm=fwhm)
+        image = _detection_image(total, background)
+        image[~reg.mask] = 0.0  # np.where(mask, image, 0) in place
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NoDetectionsWarning)  # an empty region is fine
-            found = finder(np.where(reg.mask, image, 0.0), mask=~footprint)
+            found = finder(image, mask=~footprint)
+        del image
         if found is None:
             continue
         xs.append(np.asarray(found["x_centroid"], dtype=np.float64))

@@ -102,31 +102,69 @@ class DrizzleProduct:
         return float(flam), float(plam)
 
 
-#: set bits of every byte value
-_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+#: rows counted, read and converted at a time (:func:`context_count`, :func:`read_product`)
+_BAND = 256
+
+
+def _count_dtype(nplanes: int) -> type:
+    """Smallest unsigned type holding ``32 x nplanes`` (the most exposures a CTX can count)."""
+    return np.uint8 if 32 * nplanes <= 255 else np.uint16 if 32 * nplanes <= 65535 else np.uint32
+
+
+def _count_band(band: np.ndarray, out: np.ndarray) -> None:
+    """Set bits per pixel of ``band`` ``(nplanes, rows, nx)`` summed over planes into ``out``."""
+    bits = np.ascontiguousarray(band, dtype=np.uint32)  # int32 CTX: the same bit pattern
+    np.sum(np.bitwise_count(bits), axis=0, dtype=out.dtype, out=out)
 
 
 def context_count(ctx: np.ndarray) -> np.ndarray:
     """Number of set bits per pixel of a CTX array ``(ny, nx)`` or ``(nplanes, ny, nx)``.
 
-    Counted band by band through a byte lookup table (memory: the result plus a few rows).
+    Counted band by band (memory: the result plus a few rows), in the smallest unsigned type
+    that holds ``32 x nplanes`` (uint8 up to 7 planes, i.e. 224 exposures).
     """
     ctx = np.asarray(ctx)
     if ctx.ndim == 2:
         ctx = ctx[None]
-    out = np.zeros(ctx.shape[1:], np.int32)
-    for r0 in range(0, ctx.shape[1], 256):
-        band = np.ascontiguousarray(ctx[:, r0:r0 + 256], dtype=np.uint32)
-        bits = _POPCOUNT8[band.view(np.uint8)].reshape(*band.shape, 4)
-        out[r0:r0 + 256] = bits.sum(axis=(-1, 0), dtype=np.int32)
+    out = np.empty(ctx.shape[1:], _count_dtype(ctx.shape[0]))
+    for r0 in range(0, ctx.shape[1], _BAND):
+        _count_band(ctx[:, r0:r0 + _BAND], out[r0:r0 + _BAND])
     return out
 
 
-def read_product(path: str | os.PathLike[str], *, memmap: bool = False) -> DrizzleProduct:
+def _read_image(hdu: fits.ImageHDU, dtype: type) -> np.ndarray:
+    """``hdu.data`` as a native-endian ``dtype`` array, read band by band through
+    ``hdu.section`` (the same values as ``np.asarray(hdu.data, dtype)`` without holding the
+    file's big-endian copy of the whole image as well)."""
+    out = np.empty(hdu.shape, dtype)
+    for r0 in range(0, hdu.shape[0], _BAND):
+        out[r0:r0 + _BAND] = hdu.section[r0:r0 + _BAND]
+    return out
+
+
+def _read_context(hdu: fits.ImageHDU) -> np.ndarray:
+    """:func:`context_count` of a CTX extension, read band by band (never the whole CTX)."""
+    shape = hdu.shape
+    if len(shape) == 2:
+        out = np.empty(shape, _count_dtype(1))
+        for r0 in range(0, shape[0], _BAND):
+            _count_band(hdu.section[r0:r0 + _BAND][None], out[r0:r0 + _BAND])
+        return out
+    out = np.empty(shape[1:], _count_dtype(shape[0]))
+    for r0 in range(0, shape[1], _BAND):
+        _count_band(hdu.section[:, r0:r0 + _BAND], out[r0:r0 + _BAND])
+    return out
+
+
+def read_product(path: str | os.PathLike[str], *, memmap: bool = False,
+                 weights: bool = True) -> DrizzleProduct:
     """Read a drizzle product (``SCI``, ``WHT`` and optional ``CTX`` extensions).
 
     ``memmap=True`` leaves SCI and WHT memory-mapped (pixels read where used, e.g. by the band-wise
-    previews) and skips the exposure count (CTX).
+    previews) and skips the exposure count (CTX). Otherwise SCI and WHT are read as native
+    float32 and CTX as the exposure count (:func:`context_count`), band by band.
+    ``weights=False`` leaves WHT memory-mapped (read only where used: the filter products of the
+    catalogs never read it).
     """
     path = os.fspath(path)
     with fits.open(path, memmap=memmap) as hdul:
@@ -140,10 +178,13 @@ def read_product(path: str | os.PathLike[str], *, memmap: bool = False) -> Drizz
         if memmap:
             sci, wht, nexp = hdul["SCI"].data, hdul["WHT"].data, None
         else:
-            sci = np.asarray(hdul["SCI"].data, dtype=np.float32)
-            wht = np.asarray(hdul["WHT"].data, dtype=np.float32)
-            nexp = context_count(hdul["CTX"].data) if "CTX" in names and \
-                hdul["CTX"].data is not None else None
+            sci = _read_image(hdul["SCI"], np.float32)
+            wht = _read_image(hdul["WHT"], np.float32) if weights else None
+            nexp = _read_context(hdul["CTX"]) if "CTX" in names and \
+                hdul["CTX"].header.get("NAXIS", 0) >= 2 else None
         wcs = WCS(sci_hdr)
+    if wht is None:
+        with fits.open(path, memmap=True) as hdul:
+            wht = hdul["WHT"].data
     return DrizzleProduct(sci=sci, wht=wht, wcs=wcs, header=header, nexp=nexp,
                           name=os.path.basename(path))

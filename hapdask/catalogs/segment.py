@@ -32,6 +32,7 @@ aperture photometry (``EXPTIME x ATODGN``). ``Theta`` is in radians (photutils g
 
 from __future__ import annotations
 
+import mmap
 import os
 import tempfile
 from dataclasses import dataclass
@@ -65,6 +66,13 @@ SEGMENT_COLUMNS = ("X-Centroid", "Y-Centroid", "RA", "DEC", "ID", "CI", "Flags",
 
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
+#: properties :func:`measure_segments` reads that photutils takes from the detection catalog
+#: (``use_detcat``); evaluated by :func:`detect_segments` before it releases spilled images
+DETECTION_PROPERTIES = ("centroid", "bbox_xmin", "bbox_xmax", "bbox_ymin", "bbox_ymax", "area",
+                        "fwhm", "kron_radius", "covariance_xx", "covariance_yy", "covariance_xy",
+                        "ellipse_cxx", "ellipse_cyy", "ellipse_cxy", "elongation", "ellipticity",
+                        "orientation")
+
 
 @dataclass
 class Segmentation:
@@ -94,9 +102,14 @@ def _quality(segm: SegmentationImage | None, n_real: int, params: CatalogParams,
     return not bad, biggest
 
 
-def _detect(image: np.ndarray, kernel: np.ndarray, threshold: np.ndarray, footprint: np.ndarray,
-            params: CatalogParams) -> tuple[np.ndarray, SegmentationImage | None]:
+def _detect(image: np.ndarray, kernel: np.ndarray, regions: list[WeightRegion], nsigma: float,
+            footprint: np.ndarray, params: CatalogParams, maps: tuple[mmap.mmap, ...] = ()
+            ) -> tuple[np.ndarray, SegmentationImage | None]:
     conv = convolve(image, kernel, normalize_kernel=False, boundary="extend")
+    for mm in maps:  # a spilled image is read by the convolution only
+        _drop_pages(mm)
+    # the threshold map is made after the convolution (not alongside its temporaries)
+    threshold = threshold_image(regions, nsigma, image.shape)
     return conv, detect_sources(conv, threshold, n_pixels=params.source_box, mask=~footprint)
 
 
@@ -142,16 +155,27 @@ def _empty_catalog() -> Table:
     return out
 
 
-def _spill(array: np.ndarray, directory: str | os.PathLike[str]) -> np.ndarray:
+def _spill(array: np.ndarray, directory: str | os.PathLike[str]
+           ) -> tuple[np.ndarray, mmap.mmap]:
     """``array`` as a read-only memory map of an unlinked file in ``directory`` (the same
-    values; its pages are read, and count in the process's memory, only where used)."""
-    fd, name = tempfile.mkstemp(suffix=".npy", prefix=".hapdask-segm-", dir=directory)
+    values; its pages are read, and count in the process's memory, only where used), and the
+    map (for :func:`_drop_pages`)."""
+    fd, name = tempfile.mkstemp(suffix=".bin", prefix=".hapdask-segm-", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        return np.load(name, mmap_mode="r")
+        with os.fdopen(fd, "w+b") as fh:
+            np.ascontiguousarray(array).tofile(fh)
+            fh.flush()
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     finally:
         os.unlink(name)
+    return np.frombuffer(mm, dtype=array.dtype).reshape(array.shape), mm
+
+
+def _drop_pages(mm: mmap.mmap) -> None:
+    """Release the pages of a file map read so far from the process's memory (Linux
+    ``MADV_DONTNEED``: they are read again from the file when used; elsewhere nothing)."""
+    if hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED)
 
 
 def detect_segments(total: DrizzleProduct, background: Background,
@@ -161,9 +185,11 @@ def detect_segments(total: DrizzleProduct, background: Background,
     """Segmentation of the total (detection) image (module docstring).
 
     The returned :attr:`Segmentation.source_catalog` keeps the background-subtracted and the
-    convolved total images (whole float64 images, read again by the filter catalogs for the
-    detection image's properties); with ``spill`` (a directory) they are kept as memory maps of
-    unlinked files there, so that only the sources' cut-outs are read back into memory.
+    convolved total images (whole float64 images, read by photutils for the detection image's
+    properties the filter catalogs use); with ``spill`` (a directory) they are kept as memory
+    maps of unlinked files there (the total image from before its convolution), those
+    properties (:data:`DETECTION_PROPERTIES`) are computed here and the pages read are released,
+    so that the filter catalogs take them from photutils' cache without reading the images.
     """
     # one whole-image array (NaN -> 0 and the background subtracted in place)
     image = np.array(total.sci, dtype=np.result_type(total.sci, background.background,
@@ -174,8 +200,11 @@ def detect_segments(total: DrizzleProduct, background: Background,
     fwhm = params.fwhmpsf / total.pixel_scale
     gauss = make_2dgaussian_kernel(fwhm, size=params.kernel_size).array
     n_real = int(footprint.sum())
-    conv, segm = _detect(image, gauss, threshold_image(regions, params.segm_nsigma, image.shape),
-                         footprint, params)
+    maps: tuple[mmap.mmap, ...] = ()
+    if spill is not None:  # kept in a file from here on (read by the convolutions only)
+        image, mm = _spill(image, spill)
+        maps = (mm,)
+    conv, segm = _detect(image, gauss, regions, params.segm_nsigma, footprint, params, maps)
     ok, big_g = _quality(segm, n_real, params, biggest_only=False)
     kernel_name, big_island = "gaussian", not ok
     if not ok:
@@ -183,9 +212,8 @@ def detect_segments(total: DrizzleProduct, background: Background,
         ricker = RickerWavelet2DKernel(sigma, x_size=params.rw2d_size,
                                        y_size=params.rw2d_size).array
         ricker = ricker / ricker.max()
-        conv_r, segm_r = _detect(image, ricker,
-                                 threshold_image(regions, params.rw2d_nsigma, image.shape),
-                                 footprint, params)
+        conv_r, segm_r = _detect(image, ricker, regions, params.rw2d_nsigma, footprint, params,
+                                 maps)
         ok_r, big_r = _quality(segm_r, n_real, params, biggest_only=True)
         if ok_r or (big_r > 0 and big_g / big_r > params.ratio_bigsource_limit):
             conv, segm, kernel_name = conv_r, segm_r, "ricker"
@@ -195,7 +223,8 @@ def detect_segments(total: DrizzleProduct, background: Background,
         return Segmentation(None, _empty_catalog(), None, kernel_name, big_island)
     segm = _deblend(conv, segm, params)
     if spill is not None:
-        image, conv = _spill(image, spill), _spill(conv, spill)
+        conv, mm = _spill(conv, spill)
+        maps += (mm,)
     cat = SourceCatalog(image, segm, convolved_data=conv, wcs=total.wcs.celestial,
                         kron_params=(params.kron_scaling_radius, params.kron_minimum_radius))
     good = np.isfinite(cat.x_centroid) & np.isfinite(cat.y_centroid)
@@ -204,6 +233,14 @@ def detect_segments(total: DrizzleProduct, background: Background,
         segm.keep_labels(cat.labels[good], relabel=True)
         cat = SourceCatalog(image, segm, convolved_data=conv, wcs=total.wcs.celestial,
                             kron_params=(params.kron_scaling_radius, params.kron_minimum_radius))
+    if maps:
+        # the detection properties the filter catalogs take from this catalog are computed now
+        # (photutils caches them), then the pages read are released: the filter catalogs
+        # hardly read the spilled images again (the same values, from the cache)
+        for name in DETECTION_PROPERTIES:
+            getattr(cat, name)
+        for mm in maps:
+            _drop_pages(mm)
     ra, dec = total.wcs.celestial.all_pix2world(cat.x_centroid, cat.y_centroid, 0)
     out = Table()
     out["ID"] = np.asarray(cat.labels, dtype=np.int64)

@@ -329,7 +329,7 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
         del head
     # filter products and saturation maps are read when make_catalogs looks them up, one filter
     # at a time (each is a whole image: holding them all at once was the catalog step's peak)
-    fprods = _OnLookup(paths, read_product)
+    fprods = _OnLookup(paths, lambda path: read_product(path, weights=False))  # no WHT used
     saturated = {} if params.ir else _OnLookup(
         sources, lambda src: saturation_map(src[0], state, src[1]))
     lines = []

@@ -18,6 +18,7 @@ from hapdask.catalogs import (
     context_count,
     cr_contamination,
     make_catalogs,
+    product,
     read_product,
     total_catalog,
     write_catalog,
@@ -166,3 +167,58 @@ def test_read_product_and_context(tmp_path):
         read_product(tmp_path / "bad.fits")
     with pytest.raises(ValueError, match="PHOTFLAM"):
         DrizzleProduct(sci, sci, make_wcs()).photometry_keywords()
+
+
+def _popcount_oracle(ctx: np.ndarray) -> np.ndarray:
+    """Set bits per pixel summed over planes, bit by bit in Python integers."""
+    planes = ctx.reshape(-1, *ctx.shape[-2:]).astype(np.int64) & 0xFFFFFFFF
+    return np.array([[sum(bin(int(v)).count("1") for v in planes[:, i, j])
+                      for j in range(planes.shape[2])] for i in range(planes.shape[1])])
+
+
+@pytest.mark.parametrize("nplanes", [0, 1, 3])
+def test_read_product_band_by_band(tmp_path, monkeypatch, nplanes):
+    """SCI/WHT (big-endian float64 in the file) and the exposure count are read in bands of a
+    few rows: the same values as astropy's whole-image read (float32) and the bit count of an
+    oracle; CTX of up to 7 planes counts in uint8; ``weights=False`` leaves WHT a memory map."""
+    monkeypatch.setattr(product, "_BAND", 4)  # several bands and a partial last one
+    rng = np.random.default_rng(5)
+    sci = rng.normal(0.0, 1.0, (11, 6)) * 1e3
+    sci[2, 3] = np.nan
+    wht = rng.uniform(0.0, 5.0, (11, 6))
+    ctx = rng.integers(-2**31, 2**31, (max(nplanes, 1), 11, 6), dtype=np.int64).astype(np.int32)
+    ctx[0, 0, 0] = -1  # all 32 bits
+    hdr = make_wcs().to_header()
+    hdus = [fits.PrimaryHDU(header=fits.Header({"EXPTIME": 1.0})),
+            fits.ImageHDU(sci, hdr, name="SCI"), fits.ImageHDU(wht, hdr, name="WHT")]
+    if nplanes:
+        hdus.append(fits.ImageHDU(ctx[0] if nplanes == 1 else ctx, hdr, name="CTX"))
+    path = tmp_path / "p_drz.fits"
+    fits.HDUList(hdus).writeto(path)
+    prod = read_product(path)
+    with fits.open(path) as hdul:
+        want_sci = np.asarray(hdul["SCI"].data, dtype=np.float32)
+        want_wht = np.asarray(hdul["WHT"].data, dtype=np.float32)
+    assert prod.sci.dtype == np.float32 and prod.sci.dtype.isnative
+    assert np.array_equal(prod.sci, want_sci, equal_nan=True)
+    assert np.array_equal(prod.wht, want_wht)
+    if nplanes:
+        assert prod.nexp.dtype == np.uint8
+        assert np.array_equal(prod.nexp, _popcount_oracle(ctx))
+        assert np.array_equal(context_count(ctx), _popcount_oracle(ctx))
+    else:
+        assert prod.nexp is None
+    lazy = read_product(path, weights=False)
+    # the file's memory map (big-endian float64, not converted) with the same values
+    assert lazy.wht.dtype == np.dtype(">f8") and not lazy.wht.flags.owndata
+    assert np.array_equal(lazy.wht, wht)
+    assert np.array_equal(lazy.sci, want_sci, equal_nan=True)
+
+
+def test_context_count_wide():
+    """More than 7 planes (over 255 exposures) count in uint16."""
+    ctx = np.full((9, 2, 3), -1, dtype=np.int32)
+    ctx[8, 1, 2] = 5
+    got = context_count(ctx)
+    assert got.dtype == np.uint16
+    assert np.array_equal(got, _popcount_oracle(ctx))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import weakref
 from collections.abc import Mapping
 from dataclasses import replace
@@ -83,14 +84,14 @@ def test_spilled_detection_images_same_catalogs(field, field_catalogs, tmp_path,
     original = segment._spill
 
     def spill(array, directory):
-        got = original(array, directory)
-        spilled.append((type(got), got.shape, directory))
-        return got
+        got, mm = original(array, directory)
+        spilled.append((type(mm), got.shape, got.flags.owndata, directory))
+        return got, mm
 
     monkeypatch.setattr(segment, "_spill", spill)
     res = make_catalogs(field.total, field.filters, CatalogParams.for_detector("acs_wfc"),
                         scratch=tmp_path)
-    assert spilled == [(np.memmap, field.total.sci.shape, tmp_path)] * 2
+    assert spilled == [(mmap.mmap, field.total.sci.shape, False, tmp_path)] * 2
     assert list(tmp_path.iterdir()) == []
     pairs = [(res.point_total, field_catalogs.point_total),
              (res.segment_total, field_catalogs.segment_total)]
@@ -100,3 +101,28 @@ def test_spilled_detection_images_same_catalogs(field, field_catalogs, tmp_path,
         assert got.colnames == want.colnames and len(got) == len(want) > 0
         for name in got.colnames:
             assert np.array_equal(np.asarray(got[name]), np.asarray(want[name]), equal_nan=True)
+
+
+def test_filter_catalogs_compute_nothing_on_spilled_detection(field, tmp_path):
+    """With ``spill``, every detection property the filter catalogs take from the detection
+    catalog (photutils' ``use_detcat``) is already in photutils' cache: measuring the filters
+    adds nothing to it (so nothing reads the released detection images again), and the filter
+    catalogs equal those of an in-memory detection."""
+    from hapdask.catalogs.background import compute_background, footprint_mask, weight_regions
+    from hapdask.catalogs.segment import detect_segments, measure_segments
+
+    params = CatalogParams.for_detector("acs_wfc")
+    fp = footprint_mask(field.total, params)
+    bkg = compute_background(field.total, params, fp)
+    regions = weight_regions(field.total, bkg.rms, params, fp)
+    spilled = detect_segments(field.total, bkg, regions, fp, params, spill=tmp_path)
+    plain = detect_segments(field.total, bkg, regions, fp, params)
+    cached = set(vars(spilled.source_catalog))
+    assert {"area", "kron_radius", "orientation"} <= cached  # photutils caches in the instance
+    for prod in field.filters.values():
+        fbkg = compute_background(prod, params)
+        got = measure_segments(prod, spilled, fbkg, params)
+        want = measure_segments(prod, plain, fbkg, params)
+        for name in got.colnames:
+            assert np.array_equal(np.asarray(got[name]), np.asarray(want[name]), equal_nan=True)
+    assert set(vars(spilled.source_catalog)) == cached
