@@ -2,15 +2,14 @@
 
 A headerlet holds an exposure's complete WCS solution (linear WCS, SIP, NPOL/D2IM) so that
 ``stwcs.wcsutil.headerlet.apply_headerlet_as_primary(file, headerlet)`` installs it. stwcs builds
-headerlets from a file, so each one is made from a private temporary copy of the input with the
-update applied; the input itself is never touched.
+it from the input opened read-only, with the update applied to the headers in memory: only the
+headers and the small distortion arrays are read (no copy of the file, no pixel data), and the
+input is never touched.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from astropy.io import fits
@@ -37,15 +36,13 @@ def write_headerlets(result, outdir: str | os.PathLike) -> list[Path]:
     for e in result.exposures:
         if not e.updates:
             continue
-        with tempfile.TemporaryDirectory(prefix=".hlet-", dir=out) as tmp:
-            copy = Path(tmp) / Path(e.path).name
-            shutil.copy(e.path, copy)
-            with fits.open(copy, mode="update") as hdul:
-                for u in e.updates:
-                    apply_update(hdul["SCI", u.extver].header, u.header())
+        # read-only, lazily loaded: stwcs reads the headers and the NPOL/D2IM arrays only
+        with fits.open(e.path) as hdul:
+            for u in e.updates:
+                apply_update(hdul["SCI", u.extver].header, u.header())
             wcsname = e.updates[0].wcsname
             hlet = headerlet.create_headerlet(
-                str(copy), hdrname=headerlet_name(e.path, wcsname), wcsname=wcsname,
+                hdul, hdrname=headerlet_name(e.path, wcsname), wcsname=wcsname,
                 catalog=e.catalog, nmatch=e.matches,
                 descrip=f"hapdask alignment ({e.method}, {e.geometry})", logging=False)
             for k in ("RMS_RA", "RMS_DEC", "FIT_RMS"):

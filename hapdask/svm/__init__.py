@@ -39,7 +39,8 @@ Choices where DrizzlePac's code and docs disagree, or where hapdask differs (inv
 * Previews (not made by DrizzlePac): ``_dr[cz].jpg`` + ``_thumb.jpg`` per product and one colour
   JPEG per total with two or more filters (bluest, middle, reddest when more than three).
 * Each drizzle product is one task of the visit graph running its own AstroDrizzle graph on one
-  thread; products run in parallel. Catalogs (whole images in memory) run one at a time, last.
+  thread; products run in parallel. Catalogs (whole images in memory) run one at a time, once
+  their total and filter products are made (the exposure products go on beside them).
 """
 
 from hapdask.svm.params import svm_drizzle_params

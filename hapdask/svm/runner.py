@@ -14,7 +14,7 @@
                                 is computed once for all products (while the graph is built)
     ("svm-keywords", name)      HAP's keywords of a finished product
     ("svm-catalogs", det)       point + segment catalogs (hapdask.catalogs) of the total and
-                                filters, after the drizzles of the detector
+                                filters, once these are made (beside the exposure products)
     ("svm-preview", name)       JPEG preview + thumbnail of a product (hapdask.preview)
     ("svm-color", det)          colour preview of the total from up to three filters
     ("svm-headerlets", poller)  a headerlet per exposure (needs only the alignment)
@@ -426,8 +426,9 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     finished product, ``("svm-catalogs", det)``, ``("svm-preview", name)`` and
     ``("svm-color", det)``. Exposure and filter products have no dependency between them; a
     total reads its filter products' cosmic-ray masks, so its mask tasks wait for those files
-    (its sky and pixel work do not). Catalogs hold whole images: they wait for the drizzles of
-    their detector's products and run one detector at a time. The pixel maps of every product
+    (its sky and pixel work do not). Catalogs hold whole images: they start once their
+    detector's total and filter products are made (while its exposure products are still being
+    drizzled on the other threads) and run one detector at a time. The pixel maps of every product
     are computed here (in threads), before the graph runs, once per chip and grid (the
     exposure, filter and total products of a detector share them).
 
@@ -445,7 +446,6 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
         state = states[det.key + "-" + det.prefix]
         skey = ("svm-state", det.key + "-" + det.prefix)
         graph[skey] = state
-        n_before = len(keys["drizzle"])
         filter_keys: dict = {}
         filter_masks: dict = {}  # filter product -> (masks, mask task keys)
         total_key = None
@@ -476,10 +476,10 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
                 keys["previews"].append(pk)
         fk = [filter_keys[f.drizzle_name] for f in det.filters]
         if catalogs:
-            # after every drizzle of the detector and the previous detector's catalogs
+            # after the total and filter products (their tasks are the catalog's arguments)
+            # and the previous detector's catalogs; the exposure products go on beside them
             wait = ("svm-drizzled", det.drizzle_name)
-            graph[wait] = (_barrier, *keys["drizzle"][n_before:],
-                           *([before] if before is not None else []))
+            graph[wait] = (_barrier, *([before] if before is not None else []))
             ck = ("svm-catalogs", det.drizzle_name)
             fpaths = {f.drizzle_name: [e.path for e in f.exposures] for f in det.filters}
             graph[ck] = (_catalog_task, det.key, staging, exps, fpaths, skey, wait, total_key,

@@ -162,6 +162,37 @@ def test_footprint_regions_equal_whole_array_morphology(seed):
         assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize(("seed", "closing", "opening", "sigma"),
+                         [(0, 11, 3, 2.0), (1, 11, 3, 2.0), (2, 3, 1, 0.5), (3, 11, 3, 2.0)])
+def test_smoothed_tiles_equal_whole_array_steps(seed, closing, opening, sigma):
+    """The tiled outline steps (constant tiles skipped, boundary tiles computed on grown
+    windows) equal the steps on the whole array: large set and empty areas (constant tiles,
+    also near the array's edges), tilted edges, a chip gap, holes and specks."""
+    from hapdask.svm.keywords import _smooth_steps, _smoothed
+
+    rng = np.random.default_rng(seed)
+    ny, nx = (int(v) for v in rng.integers(500, 800, 2))
+    yy, xx = np.mgrid[:ny, :nx]
+    angle = rng.uniform(0, np.pi / 2)
+    u = (xx - nx / 2) * np.cos(angle) + (yy - ny / 2) * np.sin(angle)
+    v = -(xx - nx / 2) * np.sin(angle) + (yy - ny / 2) * np.cos(angle)
+    half = rng.uniform(0.3, 0.45) * min(ny, nx)
+    filled = (np.abs(u) < half) & (np.abs(v) < half * 1.2)
+    filled &= np.abs(v - rng.uniform(-20, 20)) > rng.uniform(3, 12)  # a gap
+    filled &= rng.random((ny, nx)) > 0.001  # specks of no data
+    filled |= rng.random((ny, nx)) < 0.0005  # isolated pixels
+    if seed == 3:
+        filled[:, :] = True  # every tile set: the edges decide
+        filled[ny // 3:ny // 3 + 5, :] = False
+    for _ in range(60):  # set and cleared rectangles: gaps and bridges of every size
+        y, x = rng.integers(0, ny), rng.integers(0, nx)
+        h, w = rng.integers(2, 40, 2)
+        filled[y:y + h, x:x + w] = rng.random() < 0.5
+    want = _smooth_steps(filled, closing, opening, sigma)
+    for tile in (1, 40, 64, 97):
+        assert np.array_equal(_smoothed(filled, closing, opening, sigma, tile=tile), want)
+
+
 def _hdrtab_product(path, last: bool = True) -> None:
     rows = np.array(["jf3t03a1q", "jf3t03a2q", "jf3t03a1q"])
     sci = np.arange(1 << 20, dtype=np.float32).reshape(1024, 1024)  # 4 MB
