@@ -49,8 +49,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hapdask.combine.crrej import CRParams, _chip_geometry, driz_cr_mask
-from hapdask.combine.median import _as_float, _as_int, parse_pair
+from hapdask.combine.crrej import CRParams, _chip_geometry, check_growth_params, driz_cr_mask
+from hapdask.combine.median import _as_float, parse_pair
 from hapdask.dqflags import good_pixel_mask
 
 __all__ = ["CR_METHODS", "GROW_REACH", "MEDIAN_VARIANCE", "HysteresisParams", "cr_mask",
@@ -96,12 +96,7 @@ class HysteresisParams:
         if grow > seed:
             raise ValueError(f"driz_cr_hyst_snr: the grow threshold ({grow}) exceeds the seed "
                              f"threshold ({seed})")
-        parse_pair("driz_cr_scale", self.driz_cr_scale)
-        set_ = object.__setattr__
-        set_(self, "driz_cr_grow", _as_int("driz_cr_grow", self.driz_cr_grow, 1))
-        set_(self, "driz_cr_ctegrow", _as_int("driz_cr_ctegrow", self.driz_cr_ctegrow, 0))
-        if not isinstance(self.driz_cr_corr, bool | np.bool_):
-            raise ValueError(f"driz_cr_corr: must be True or False, got {self.driz_cr_corr!r}")
+        check_growth_params(self)
 
     @property
     def snr(self) -> tuple[float, float]:

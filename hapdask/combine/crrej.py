@@ -75,12 +75,7 @@ class CRParams:
 
     def __post_init__(self) -> None:
         parse_pair("driz_cr_snr", self.driz_cr_snr)
-        parse_pair("driz_cr_scale", self.driz_cr_scale)
-        set_ = object.__setattr__
-        set_(self, "driz_cr_grow", _as_int("driz_cr_grow", self.driz_cr_grow, 1))
-        set_(self, "driz_cr_ctegrow", _as_int("driz_cr_ctegrow", self.driz_cr_ctegrow, 0))
-        if not isinstance(self.driz_cr_corr, bool | np.bool_):
-            raise ValueError(f"driz_cr_corr: must be True or False, got {self.driz_cr_corr!r}")
+        check_growth_params(self)
 
     @property
     def snr(self) -> tuple[float, float]:
@@ -95,6 +90,18 @@ class CRParams:
         """Pixels of context :func:`driz_cr_mask` needs around a region (derivative, 3x3 test,
         growth box and CTE tail)."""
         return DERIV_HALO + 1 + max(self.driz_cr_grow // 2, self.driz_cr_ctegrow)
+
+
+def check_growth_params(params) -> None:
+    """Validate (and normalise in place) the parameters every cosmic-ray detector shares:
+    ``driz_cr_scale``, ``driz_cr_grow``, ``driz_cr_ctegrow`` and ``driz_cr_corr`` of a frozen
+    dataclass."""
+    parse_pair("driz_cr_scale", params.driz_cr_scale)
+    set_ = object.__setattr__
+    set_(params, "driz_cr_grow", _as_int("driz_cr_grow", params.driz_cr_grow, 1))
+    set_(params, "driz_cr_ctegrow", _as_int("driz_cr_ctegrow", params.driz_cr_ctegrow, 0))
+    if not isinstance(params.driz_cr_corr, bool | np.bool_):
+        raise ValueError(f"driz_cr_corr: must be True or False, got {params.driz_cr_corr!r}")
 
 
 def _chip_geometry(shape: tuple[int, int], origin: tuple[int, int],
