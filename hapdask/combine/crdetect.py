@@ -49,8 +49,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hapdask.combine.crrej import CRParams, _chip_geometry, check_growth_params, driz_cr_mask
-from hapdask.combine.median import _as_float, parse_pair
+from hapdask.combine.crrej import CRParams, _detector_inputs, check_growth_params, driz_cr_mask
+from hapdask.combine.median import parse_pair
 from hapdask.dqflags import good_pixel_mask
 
 __all__ = ["CR_METHODS", "GROW_REACH", "MEDIAN_VARIANCE", "HysteresisParams", "cr_mask",
@@ -156,25 +156,8 @@ def hysteresis_cr_mask(sci: np.ndarray, blot: np.ndarray, *, sky: float, exptime
 
     if not isinstance(params, HysteresisParams):
         raise TypeError(f"params: expected HysteresisParams, got {type(params).__name__}")
-    s = np.ascontiguousarray(sci, dtype=np.float32)
-    b = np.ascontiguousarray(blot, dtype=np.float32)
-    if s.ndim != 2:
-        raise ValueError(f"sci: expected a 2-D array, got shape {s.shape}")
-    if b.shape != s.shape:
-        raise ValueError(f"blot: shape {b.shape} differs from sci {s.shape}")
-    oy, ox, ny, nx = _chip_geometry(s.shape, origin, chip_shape)
-    _as_float("sky", sky)
-    gain_f = _as_float("gain", gain)
-    rn_f = _as_float("readnoise", readnoise, minimum=0.0)
-    if gain_f <= 0:  # type: ignore[operator]
-        raise ValueError(f"gain: must be > 0, got {gain!r}")
-    conv = 1.0
-    if rate:
-        conv = _as_float("exptime", exptime)  # type: ignore[assignment]
-        if conv <= 0:
-            raise ValueError(f"exptime: must be > 0 for per-second units, got {exptime!r}")
-    if cte_direction not in (-1, 0, 1):
-        raise ValueError(f"cte_direction: must be -1, 0 or +1, got {cte_direction!r}")
+    s, b, (oy, ox, ny, nx), _, gain_f, rn_f, conv = _detector_inputs(
+        sci, blot, sky, exptime, gain, readnoise, cte_direction, rate, origin, chip_shape)
     if good is None:
         g = np.isfinite(s)
     else:

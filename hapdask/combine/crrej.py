@@ -114,6 +114,33 @@ def _chip_geometry(shape: tuple[int, int], origin: tuple[int, int],
     return oy, ox, ny, nx
 
 
+def _detector_inputs(sci, blot, sky, exptime, gain, readnoise, cte_direction, rate, origin,
+                     chip_shape):
+    """Checked inputs shared by the cosmic-ray detectors: contiguous float32 ``sci``/``blot``, the
+    region's ``(oy, ox, ny, nx)``, ``sky``, ``gain``, ``readnoise`` and the units factor ``conv``
+    (``exptime`` for per-second units, else 1); errors name the bad argument."""
+    s = np.ascontiguousarray(sci, dtype=np.float32)
+    b = np.ascontiguousarray(blot, dtype=np.float32)
+    if s.ndim != 2:
+        raise ValueError(f"sci: expected a 2-D array, got shape {s.shape}")
+    if b.shape != s.shape:
+        raise ValueError(f"blot: shape {b.shape} differs from sci {s.shape}")
+    oy, ox, ny, nx = _chip_geometry(s.shape, origin, chip_shape)
+    sky_f = _as_float("sky", sky)
+    gain_f = _as_float("gain", gain)
+    rn_f = _as_float("readnoise", readnoise, minimum=0.0)
+    if gain_f <= 0:  # type: ignore[operator]
+        raise ValueError(f"gain: must be > 0, got {gain!r}")
+    conv = 1.0
+    if rate:
+        conv = _as_float("exptime", exptime)  # type: ignore[assignment]
+        if conv <= 0:
+            raise ValueError(f"exptime: must be > 0 for per-second units, got {exptime!r}")
+    if cte_direction not in (-1, 0, 1):
+        raise ValueError(f"cte_direction: must be -1, 0 or +1, got {cte_direction!r}")
+    return s, b, (oy, ox, ny, nx), sky_f, gain_f, rn_f, conv
+
+
 def blot_derivative(blot: np.ndarray, *, origin: tuple[int, int] = (0, 0),
                     chip_shape: tuple[int, int] | None = None) -> np.ndarray:
     """AstroDrizzle's quick absolute derivative (``quickDeriv.qderiv``) of a blotted image.
@@ -192,25 +219,8 @@ def driz_cr_mask(sci: np.ndarray, blot: np.ndarray, deriv: np.ndarray | None, *,
 
     if not isinstance(params, CRParams):
         raise TypeError(f"params: expected CRParams, got {type(params).__name__}")
-    s = np.ascontiguousarray(sci, dtype=np.float32)
-    b = np.ascontiguousarray(blot, dtype=np.float32)
-    if s.ndim != 2:
-        raise ValueError(f"sci: expected a 2-D array, got shape {s.shape}")
-    if b.shape != s.shape:
-        raise ValueError(f"blot: shape {b.shape} differs from sci {s.shape}")
-    oy, ox, ny, nx = _chip_geometry(s.shape, origin, chip_shape)
-    sky_f = _as_float("sky", sky)
-    gain_f = _as_float("gain", gain)
-    rn_f = _as_float("readnoise", readnoise, minimum=0.0)
-    if gain_f <= 0:  # type: ignore[operator]
-        raise ValueError(f"gain: must be > 0, got {gain!r}")
-    conv = 1.0
-    if rate:
-        conv = _as_float("exptime", exptime)  # type: ignore[assignment]
-        if conv <= 0:
-            raise ValueError(f"exptime: must be > 0 for per-second units, got {exptime!r}")
-    if cte_direction not in (-1, 0, 1):
-        raise ValueError(f"cte_direction: must be -1, 0 or +1, got {cte_direction!r}")
+    s, b, (oy, ox, ny, nx), sky_f, gain_f, rn_f, conv = _detector_inputs(
+        sci, blot, sky, exptime, gain, readnoise, cte_direction, rate, origin, chip_shape)
     conv32 = np.float32(conv)
     if deriv is None:
         bc = b if conv == 1.0 else b * conv32
