@@ -7,9 +7,13 @@ in this process on one thread; times are medians of ``--repeat`` runs after a wa
 compilation excluded). Also times 2 threads (two chips at once) against 1 thread (one after the
 other) for our kernel; C cannot do this since it holds the GIL.
 
+``--mvm-scale`` drizzles onto a finer grid, 0.8 times the input pixel size (0.0317"/pix), the
+ratio of an ACS/WFC exposure (0.05") on the 0.04" MVM SkyCell grid: the square kernel's footprints
+then cover mostly 3x3 output pixels (2x2 to 3x3 at the default 0.04").
+
 Run from the repository root::
 
-    python benchmarks/bench_kernels.py [--repeat 5] [--kernels square,point,...]
+    python benchmarks/bench_kernels.py [--repeat 5] [--kernels square,point,...] [--mvm-scale]
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from hapdask.drizzle.tile import add_to_tile, finalize_tile  # noqa: E402
 SHARED_DATA = Path(os.environ.get("HAPDASK_SHARED_DATA") or REPO.parent / "shared" / "data")
 HEADER = SHARED_DATA / "headers" / "sample_svm_flc.fits"
 SHAPE = (2051, 4096)  # numpy (ny, nx)
+IN_SCALE = 0.0396  # arcsec / pixel (WFC3/UVIS)
 OUT_SCALE = 0.04  # arcsec / pixel
+MVM_RATIO = 0.04 / 0.05  # output / input pixel size of ACS/WFC on the MVM grid
 
 
 def chip_wcs(ext: int):
@@ -54,8 +60,9 @@ def chip_wcs(ext: int):
     return wcs
 
 
-def output_wcs(wcss):
-    """North-up TAN grid at OUT_SCALE covering all the given chip WCSs (with a 5 px margin)."""
+def output_wcs(wcss, scale=OUT_SCALE):
+    """North-up TAN grid at ``scale`` (arcsec/pix) covering all the given chip WCSs (with a 5 px
+    margin)."""
     from astropy.wcs import WCS
 
     corners = np.vstack([w.calc_footprint() for w in wcss])
@@ -63,7 +70,7 @@ def output_wcs(wcss):
     out = WCS(naxis=2)
     out.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     out.wcs.crval = [ra0, dec0]
-    out.wcs.cdelt = [-OUT_SCALE / 3600.0, OUT_SCALE / 3600.0]
+    out.wcs.cdelt = [-scale / 3600.0, scale / 3600.0]
     out.wcs.crpix = [1.0, 1.0]
     x, y = out.world_to_pixel_values(corners[:, 0], corners[:, 1])
     out.wcs.crpix = [1.0 - np.floor(x.min()) + 5, 1.0 - np.floor(y.min()) + 5]
@@ -101,6 +108,11 @@ def main(argv=None) -> int:
     ap.add_argument("--kernels", default="square,point,turbo,gaussian,lanczos3")
     ap.add_argument("--pixfrac", type=float, default=1.0)
     ap.add_argument(
+        "--mvm-scale",
+        action="store_true",
+        help="output pixels 0.8 x the input ones, as ACS/WFC (0.05 arcsec) on the MVM grid (0.04)",
+    )
+    ap.add_argument(
         "--skip-threads", action="store_true", help="skip the 2-thread (two chips) timing"
     )
     args = ap.parse_args(argv)
@@ -110,19 +122,20 @@ def main(argv=None) -> int:
 
     print("load average (1, 5, 15 min) at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     w1, w2 = chip_wcs(1), chip_wcs(2)
-    wout, out_shape = output_wcs([w1, w2])
+    out_scale = IN_SCALE * MVM_RATIO if args.mvm_scale else OUT_SCALE
+    wout, out_shape = output_wcs([w1, w2], out_scale)
     t0 = time.perf_counter()
     pm1 = calc_pixmap(w1, wout)
     pm2 = calc_pixmap(w2, wout)
     print(
         f"pixmaps (drizzle.utils.calc_pixmap, 2 chips): {time.perf_counter() - t0:.1f} s; "
-        f"output grid {out_shape}"
+        f'output grid {out_shape} at {out_scale:.4f}"/pix'
     )
     rng = np.random.default_rng(0)
     data = rng.normal(100.0, 10.0, SHAPE).astype(np.float32)
     wht = np.ones(SHAPE, np.float32)
     npix = SHAPE[0] * SHAPE[1]
-    ratio_ps = 0.04 / 0.0396  # output / input pixel scale (WFC3/UVIS)
+    ratio_ps = out_scale / IN_SCALE  # output / input pixel scale
 
     print(
         f"chip {SHAPE[1]}x{SHAPE[0]} = {npix / 1e6:.2f} Mpix, pixfrac={args.pixfrac}, "
