@@ -376,3 +376,71 @@ def test_square_adversarial_ctx_matches_c(kind, pixfrac):
     api = Drizzle(kernel="square", out_shape=out_shape)
     api.add_image(data, exptime=1.0, pixmap=pixmap, weight_map=weight, pixfrac=pixfrac)
     assert_matches_c((api.out_img, api.out_wht, api.out_ctx[0]), theirs)
+
+
+def box_shape_case(ex: float, ey: float, pixfrac: float, ny: int = 18, nx: int = 21):
+    """Affine pixmap whose pixfrac-shrunk footprints span ``ex`` x ``ey`` output pixels.
+
+    ``x = a i + b j``, ``y = c i + d j`` with small shears (``b = 0.13 a``, ``c = -0.11 d``) so
+    the edges are oblique, and incommensurate steps so the footprints fall at every sub-pixel
+    phase. Returns the case and, from the affine map itself (exact corners), the histogram
+    ``{(ncol, nrow): count}`` of the cell boxes the footprints' bounding boxes span.
+    """
+    a = ex / (pixfrac * 1.13)
+    d = ey / (pixfrac * 1.11)
+    b, c = 0.13 * a, -0.11 * d
+    y, x = np.indices((ny, nx), dtype=np.float64)
+    xs = a * x + b * y
+    ys = c * x + d * y
+    xs += MARGIN - xs.min() + 0.3183
+    ys += MARGIN - ys.min() + 0.2718
+    pixmap = np.dstack([xs, ys])
+    out_shape = (int(ys.max()) + MARGIN + 2, int(xs.max()) + MARGIN + 2)
+    h = 0.5 * pixfrac
+    # footprint extents (corners i -+ h, j -+ h of the affine map)
+    hx = h * (abs(a) + abs(b))
+    hy = h * (abs(c) + abs(d))
+    ncol = np.floor(xs + hx + 0.5) - np.floor(xs - hx + 0.5) + 1
+    nrow = np.floor(ys + hy + 0.5) - np.floor(ys - hy + 0.5) + 1
+    shapes, counts = np.unique(np.stack([ncol.ravel(), nrow.ravel()]), axis=1, return_counts=True)
+    hist = {(int(cc), int(rr)): int(k) for (cc, rr), k in zip(shapes.T, counts, strict=True)}
+    rng = np.random.default_rng(int(100 * ex + 10 * ey))
+    data = rng.normal(10.0, 3.0, (ny, nx)).astype(np.float32)
+    weight = rng.uniform(0.2, 2.0, (ny, nx)).astype(np.float32)
+    return pixmap, data, weight, out_shape, hist
+
+
+# (ex, ey) footprint sizes in output pixels: 0.45 spans 1-2 cells, 1.45 spans 2-3 cells, so the
+# four small cases give every box from 1x1 to 3x3; 4.4 gives boxes of 5-6 cells a side
+BOX_SIZES = [(0.45, 0.45), (0.45, 1.45), (1.45, 0.45), (1.45, 1.45), (4.4, 4.4)]
+
+
+def test_box_shape_cases_cover_every_shape():
+    """The cases of test_square_every_box_shape_matches_c really produce every footprint box
+    from 1x1 to 3x3 output pixels, and boxes larger than 3x3."""
+    seen = {}
+    for ex, ey in BOX_SIZES:
+        for pixfrac in (1.0, 0.7):
+            for shape, k in box_shape_case(ex, ey, pixfrac)[4].items():
+                seen[shape] = seen.get(shape, 0) + k
+    for ncol in (1, 2, 3):
+        for nrow in (1, 2, 3):
+            assert seen.get((ncol, nrow), 0) >= 5, f"box {ncol}x{nrow} not exercised"
+    assert sum(k for (cc, rr), k in seen.items() if min(cc, rr) > 3) >= 100
+
+
+@pytest.mark.parametrize("pixfrac", [1.0, 0.7])
+@pytest.mark.parametrize(("ex", "ey"), BOX_SIZES)
+def test_square_every_box_shape_matches_c(ex, ey, pixfrac):
+    """Footprint boxes of every shape from 1x1 to 3x3 output pixels, and larger ones, give C's
+    weights and science values (module tolerances) and exactly C's context bits, in tile mode
+    and through the Drizzle API (the running-mean path)."""
+    from hapdask.drizzle import Drizzle
+
+    pixmap, data, weight, out_shape, _ = box_shape_case(ex, ey, pixfrac)
+    theirs = run_c("square", data, weight, pixmap, out_shape, pixfrac, 1.0)
+    ours = run_ours("square", data, weight, pixmap, out_shape, pixfrac, 1.0)
+    assert_matches_c(ours, theirs)
+    api = Drizzle(kernel="square", out_shape=out_shape)
+    api.add_image(data, exptime=1.0, pixmap=pixmap, weight_map=weight, pixfrac=pixfrac)
+    assert_matches_c((api.out_img, api.out_wht, api.out_ctx[0]), theirs)
