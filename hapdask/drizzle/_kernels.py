@@ -347,12 +347,16 @@ def drizzle_square(
                     _miss(stats)
                     continue
                 # corners: (-h,-h), (+h,-h), (+h,+h), (-h,+h) in input pixel offsets
-                for k in range(4):
-                    qx[k] = cq[k, i]
-                    qy[k] = cq[4 + k, i]
+                qx0 = cq[0, i]
+                qx1 = cq[1, i]
+                qx2 = cq[2, i]
+                qx3 = cq[3, i]
+                qy0 = cq[4, i]
+                qy1 = cq[5, i]
+                qy2 = cq[6, i]
+                qy3 = cq[7, i]
                 if not (
-                    math.isfinite(qx[0] + qx[1] + qx[3] + qx[2])
-                    and math.isfinite(qy[0] + qy[1] + qy[3] + qy[2])
+                    math.isfinite(qx0 + qx1 + qx3 + qx2) and math.isfinite(qy0 + qy1 + qy3 + qy2)
                 ):
                     if not _valid(pixmap, j, i):
                         _miss(stats)
@@ -360,10 +364,12 @@ def drizzle_square(
                     if not _affine_corners(pixmap, j, i, h, qx, qy):
                         _miss(stats)
                         continue
-                xmin = min(min(qx[0], qx[1]), min(qx[2], qx[3]))
-                xmax = max(max(qx[0], qx[1]), max(qx[2], qx[3]))
-                ymin = min(min(qy[0], qy[1]), min(qy[2], qy[3]))
-                ymax = max(max(qy[0], qy[1]), max(qy[2], qy[3]))
+                    qx0, qx1, qx2, qx3 = qx[0], qx[1], qx[2], qx[3]
+                    qy0, qy1, qy2, qy3 = qy[0], qy[1], qy[2], qy[3]
+                xmin = min(min(qx0, qx1), min(qx2, qx3))
+                xmax = max(max(qx0, qx1), max(qx2, qx3))
+                ymin = min(min(qy0, qy1), min(qy2, qy3))
+                ymax = max(max(qy0, qy1), max(qy2, qy3))
                 c0 = _cell(xmin)
                 c1 = _cell(xmax)
                 r0 = _cell(ymin)
@@ -371,7 +377,7 @@ def drizzle_square(
                 if c1 < ox or c0 >= ox + tw or r1 < oy or r0 >= oy + th:
                     _miss(stats)
                     continue
-                jaco = 0.5 * ((qx[0] - qx[2]) * (qy[1] - qy[3]) - (qx[1] - qx[3]) * (qy[0] - qy[2]))
+                jaco = 0.5 * ((qx0 - qx2) * (qy1 - qy3) - (qx1 - qx3) * (qy0 - qy2))
                 if not (jaco != 0.0 and math.isfinite(jaco)):
                     _miss(stats)
                     continue
@@ -392,9 +398,14 @@ def drizzle_square(
                 # the cell lines are the integers (the shift is exact: Sterbenz)
                 bx = c0 - 0.5
                 by = r0 - 0.5
-                for k in range(4):
-                    sxk[k] = qx[k] - bx
-                    syk[k] = qy[k] - by
+                sxk[0] = qx0 - bx
+                sxk[1] = qx1 - bx
+                sxk[2] = qx2 - bx
+                sxk[3] = qx3 - bx
+                syk[0] = qy0 - by
+                syk[1] = qy1 - by
+                syk[2] = qy2 - by
+                syk[3] = qy3 - by
                 for k in range(4):
                     xa = sxk[k]
                     ya = syk[k]
