@@ -434,16 +434,10 @@ def drizzle_square(
                         if u1 > u0:
                             # the piece in column c: signed width sw, height y0 -> y1
                             sw = sgn * (u1 - u0)
-                            if y0 <= y1:
-                                ylo = y0
-                                yhi = y1
-                            else:
-                                ylo = y1
-                                yhi = y0
-                            rlo = int(ylo)
+                            ylo = min(y0, y1)
+                            yhi = max(y0, y1)
                             rhi = min(int(yhi), nrow - 1)
-                            if rlo > rhi:
-                                rlo = rhi
+                            rlo = min(int(ylo), rhi)
                             f = 0.5 * (y0 + y1) - rlo
                             # unsigned indices (no negative-index wraparound code): the box
                             # coordinates are >= 0 exactly, so c, rlo >= 0 (int truncates)
@@ -465,10 +459,8 @@ def drizzle_square(
                                     f = fn
                                 part[uc, np.uintp(rhi)] += sw * f
                             full[uc, ulo] += sw
-                            if rlo < rmin[uc]:
-                                rmin[uc] = rlo
-                            if rhi > rmax[uc]:
-                                rmax[uc] = rhi
+                            rmin[uc] = min(rmin[uc], rlo)
+                            rmax[uc] = max(rmax[uc], rhi)
                         u0 = u1
                         y0 = y1
                 # scatter: overlap_signed = -(part + widths of the pieces above), dow = w *
