@@ -300,6 +300,16 @@ def _col_interp(row, i, h, nx):
 # columns or rows; 2 divisions per edge) 0.84x; the first contributor of the running mean as a
 # select instead of a branch, no measurable change. Geometry-only probes (same A/B): skipping
 # the accumulation leaves ~77 % of the time, skipping the 4-edge loop as well ~27 %.
+# Session 20 (cachegrind over rows 1000-1256, direct mode; in-process A/B CPU time at load 3-15):
+# corners as scalars and min/max (no branches) for a piece's row range and the per-column row
+# bounds: 1386 vs 1420 instructions/px, 8.9 vs 12.6 mispredicted branches/px (cachegrind's
+# predictor model); 1.03-1.10x at 0.04"/pix, 1.18-1.22x at the MVM ratio (0.8). Tried and
+# dropped (bit-identical, but slower): one-or-two-row pieces without a branch (select, the
+# second row getting +-0) 0.92-0.98x; the slope only for edges crossing a column line
+# 0.93-0.99x; the piece code as a helper function 0.3x (not inlined, arrays passed to a call);
+# a fixed 3x3 scatter for boxes up to 3x3 with the running-mean update in select form (no branch
+# on the box shape or on which cells get weight) 0.91-1.13x, 1519 instructions/px and no fewer
+# mispredictions; routing point/turbo through that select-form update slowed them 2.7x/1.8x.
 @njit(nogil=True, cache=True, error_model="numpy")
 def drizzle_square(
     data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, pixfrac, iscale, ext
