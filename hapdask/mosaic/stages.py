@@ -575,11 +575,11 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     images, weights = stack[0], stack[1]
     ctx = sums[2] if sums is not None else None
     buffer = Buffer()
-    num = np.empty((th, tw), np.float64)
-    den = np.empty((th, tw), np.float64)
     for e, members in enumerate(job.groups):
-        num.fill(0.0)  # the same two accumulators for every exposure: no fresh pages
-        den.fill(0.0)
+        # fresh zeros (calloc): pages nothing lands on are never touched (a reused, refilled
+        # pair measured ~50 MB more peak RSS)
+        num = np.zeros((th, tw), np.float64)
+        den = np.zeros((th, tw), np.float64)
         for k in members:
             chip, sky = chips[k], skies[k]
             if not sky.ok:
