@@ -254,6 +254,74 @@ def _lanczos(data, lut, a, x, y, wx, wy):
 
 
 @njit(nogil=True, cache=True)
+def _poly5_row(pos, n, w):
+    """``w[k, ii]``: the poly5 weights of :func:`_poly_weights` for ``pos[ii] - floor(pos[ii])``,
+    ``ii < n`` (a loop the compiler vectorises; the same operations per element, so the same
+    values; garbage for non-finite positions, which the caller skips)."""
+    for ii in range(n):
+        p = pos[ii]
+        s = p - math.floor(p)
+        t = 1.0 - s
+        a = s * (s * s - 1.0) / 6.0
+        c = t * (t * t - 1.0) / 6.0
+        b = a * (s * s - 4.0) / 20.0
+        d = c * (t * t - 4.0) / 20.0
+        w[0, ii] = d
+        w[1, ii] = b + c - 4.0 * d
+        w[2, ii] = a - 4.0 * b + t - 2.0 * c + 6.0 * d
+        w[3, ii] = s - 2.0 * a + 6.0 * b + c - 4.0 * d
+        w[4, ii] = a - 4.0 * b + d
+        w[5, ii] = b
+
+
+@njit(nogil=True, cache=True)
+def _blot_poly5(data, pixmap, out, scale, fillval, wx, wy):
+    """poly5 over every pixmap position: :func:`_poly` with the weights of a whole row
+    computed first in vectorised loops (:func:`_poly5_row`) for stencils inside the image;
+    the same operations in the same order, so the same values. Stencils that cross an edge
+    take :func:`_poly`."""
+    ny, nx = data.shape
+    no = out.shape[1]
+    xhi = nx - 0.5
+    yhi = ny - 0.5
+    px = np.empty(no)
+    py = np.empty(no)
+    wxr = np.empty((6, no))
+    wyr = np.empty((6, no))
+    for jj in range(out.shape[0]):
+        for ii in range(no):
+            px[ii] = pixmap[jj, ii, 0]
+            py[ii] = pixmap[jj, ii, 1]
+        _poly5_row(px, no, wxr)
+        _poly5_row(py, no, wyr)
+        for ii in range(no):
+            x = px[ii]
+            y = py[ii]
+            if not (x >= -0.5 and x < xhi and y >= -0.5 and y < yhi):
+                out[jj, ii] = fillval
+                continue
+            i0 = int(math.floor(x)) - 2
+            j0 = int(math.floor(y)) - 2
+            if not (i0 >= 0 and j0 >= 0 and i0 + 6 <= nx and j0 + 6 <= ny):
+                out[jj, ii] = _poly(data, x, y, 5, wx, wy) * scale
+                continue
+            t0 = t1 = t2 = t3 = t4 = t5 = 0.0
+            i = np.uintp(i0)
+            for r in range(6):
+                j = np.uintp(j0 + r)
+                w = wyr[r, ii]
+                t0 += data[j, i] * w
+                t1 += data[j, i + 1] * w
+                t2 += data[j, i + 2] * w
+                t3 += data[j, i + 3] * w
+                t4 += data[j, i + 4] * w
+                t5 += data[j, i + 5] * w
+            v = ((t0 * wxr[0, ii] + t1 * wxr[1, ii]) + (t2 * wxr[2, ii] + t3 * wxr[3, ii])
+                 + (t4 * wxr[4, ii] + t5 * wxr[5, ii]))
+            out[jj, ii] = v * scale
+
+
+@njit(nogil=True, cache=True)
 def blot_kernel(data, pixmap, out, mode, scale, fillval, lut, a):
     """Interpolate ``data`` at every pixmap position into ``out`` (see module docstring).
 
@@ -264,6 +332,9 @@ def blot_kernel(data, pixmap, out, mode, scale, fillval, lut, a):
     ny, nx = data.shape
     wx = np.empty(max(2 * a + 2, 6))
     wy = np.empty(max(2 * a + 2, 6))
+    if mode == 3:
+        _blot_poly5(data, pixmap, out, scale, fillval, wx, wy)
+        return
 
     xhi = nx - 0.5
     yhi = ny - 0.5

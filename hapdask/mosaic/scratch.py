@@ -173,9 +173,11 @@ class Scratch:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def load_array(path: str, region: Box | None = None) -> np.ndarray:
+def load_array(path: str, region: Box | None = None, out: np.ndarray | None = None
+               ) -> np.ndarray:
     """Read a scratch array, or the ``(y0, y1, x0, x1)`` region (0-based, half-open) of its
-    first two axes, into a new array.
+    first two axes, into a new array (or into ``out``, a C-contiguous array of the region's
+    shape and the file's dtype, e.g. a buffer a task reuses; returned).
 
     A region is read row by row (positional reads of just its bytes), so the task's memory is
     the region, not the whole rows of a memory map.
@@ -197,7 +199,12 @@ def load_array(path: str, region: Box | None = None) -> np.ndarray:
                              f"{shape[:2]}")
         inner = int(np.prod(shape[2:], dtype=np.int64)) * dtype.itemsize
         row = shape[1] * inner
-        out = np.empty((y1 - y0, x1 - x0, *shape[2:]), dtype)
+        want = (y1 - y0, x1 - x0, *shape[2:])
+        if out is None:
+            out = np.empty(want, dtype)
+        elif out.shape != want or out.dtype != dtype or not out.flags.c_contiguous:
+            raise ValueError(f"{path}: out must be a C-contiguous {dtype} array of shape "
+                             f"{want}, got {out.dtype} {out.shape}")
         if region is None or (x0 == 0 and x1 == shape[1]):
             fh.seek(offset + y0 * row)
             if fh.readinto(memoryview(out.reshape(-1).view(np.uint8))) != out.nbytes:

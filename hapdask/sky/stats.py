@@ -107,16 +107,8 @@ def _histogram(v, nbins, vmin, vmax, inv_width):  # pragma: no cover - numba
 
 
 @njit(nogil=True, cache=True)
-def _order_stats(v, lo, hi, n, r1, r2):  # pragma: no cover - numba
-    """The r1-th and r2-th smallest (0-based) of the n values of v inside [lo, hi]: exact, by
-    a counting pass over fine bins and a sort of only the bins holding those ranks."""
-    nb = 65536
-    flo = np.float64(lo)
-    width = (np.float64(hi) - flo) / nb
-    if not width > 0:
-        return lo, lo
-    # bins by a multiplication (monotonic in x, the same in both passes: all exactness needs)
-    inv = 1.0 / width
+def _bin_counts(v, lo, hi, flo, inv, nb):  # pragma: no cover - numba
+    """Counts of the values of v inside [lo, hi] in ``nb`` bins ``(x - flo) * inv``."""
     h = np.zeros(nb, np.int64)
     for i in range(v.size):
         x = v[i]
@@ -125,6 +117,41 @@ def _order_stats(v, lo, hi, n, r1, r2):  # pragma: no cover - numba
             if k >= nb:
                 k = nb - 1
             h[k] += 1
+    return h
+
+
+@njit(nogil=True, cache=True)
+def _bin_values(v, lo, hi, flo, inv, nb, b1, b2, m):  # pragma: no cover - numba
+    """The m values of v inside [lo, hi] that fall in bins b1..b2 of :func:`_bin_counts`."""
+    buf = np.empty(m, v.dtype)
+    j = 0
+    for i in range(v.size):
+        x = v[i]
+        if x >= lo and x <= hi:
+            k = int((np.float64(x) - flo) * inv)
+            if k >= nb:
+                k = nb - 1
+            if k >= b1 and k <= b2:
+                buf[j] = x
+                j += 1
+    return buf
+
+
+@njit(nogil=True, cache=True)
+def _order_stats(v, lo, hi, n, r1, r2):  # pragma: no cover - numba
+    """The r1-th and r2-th smallest (0-based) of the n values of v inside [lo, hi]: exact, by
+    a counting pass over fine bins and a sort of only the bins holding those ranks.
+
+    The two passes are separate functions: inlined into one, the second ran ~7x slower
+    (measured: 58 ms instead of 8 ms for 8 Mpix)."""
+    nb = 65536
+    flo = np.float64(lo)
+    width = (np.float64(hi) - flo) / nb
+    if not width > 0:
+        return lo, lo
+    # bins by a multiplication (monotonic in x, the same in both passes: all exactness needs)
+    inv = 1.0 / width
+    h = _bin_counts(v, lo, hi, flo, inv, nb)
     cum = 0
     b1 = -1
     b2 = -1
@@ -140,17 +167,7 @@ def _order_stats(v, lo, hi, n, r1, r2):  # pragma: no cover - numba
     m = 0
     for k in range(b1, b2 + 1):
         m += h[k]
-    buf = np.empty(m, v.dtype)
-    j = 0
-    for i in range(v.size):
-        x = v[i]
-        if x >= lo and x <= hi:
-            k = int((np.float64(x) - flo) * inv)
-            if k >= nb:
-                k = nb - 1
-            if k >= b1 and k <= b2:
-                buf[j] = x
-                j += 1
+    buf = _bin_values(v, lo, hi, flo, inv, nb, b1, b2, m)
     buf.sort()
     return buf[r1 - start], buf[r2 - start]
 

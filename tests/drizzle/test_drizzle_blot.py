@@ -259,3 +259,42 @@ def test_gil_released_while_computing(assert_releases_gil):
     pm = np.dstack([ox * 0.9 + 0.3, oy * 0.9 + 0.2])
     blot_image(d, pm[:2, :2], interp="poly5")  # compiled
     assert_releases_gil(lambda: blot_image(d, pm, interp="poly5"))
+
+
+def _lagrange5(s: float) -> np.ndarray:
+    """Weights of the quintic Lagrange interpolant through nodes -2..3 at s (from the formula)."""
+    nodes = np.arange(-2, 4, dtype=np.float64)
+    return np.array([np.prod([(s - m) / (c - m) for m in nodes if m != c]) for c in nodes])
+
+
+def test_poly5_is_the_quintic_lagrange_interpolant_per_pixel():
+    """poly5 at arbitrary positions (one output row mixing interior stencils, stencils that
+    cross the edges, off-image and NaN positions) equals the 6x6 Lagrange interpolant where the
+    stencil is inside the image, and the fill value off the image: each pixel gets its own
+    weights whatever its neighbours in the row are."""
+    rng = np.random.default_rng(7)
+    d = rng.normal(100.0, 30.0, (40, 50)).astype(np.float32)
+    n = 400
+    pm = np.empty((2, n, 2))
+    pm[..., 0] = rng.uniform(-3.0, 52.0, (2, n))
+    pm[..., 1] = rng.uniform(-3.0, 42.0, (2, n))
+    pm[0, ::17, 0] = np.nan
+    pm[1, ::13, 1] = np.nan
+    pm[0, 5] = (10.0, 20.0)  # an integer position
+    out = blot_image(d, pm, interp="poly5", fillval=-7.0)
+    checked = 0
+    for jj in range(2):
+        for ii in range(n):
+            x, y = pm[jj, ii]
+            if not (-0.5 <= x < 49.5 and -0.5 <= y < 39.5):  # off the image, or NaN
+                assert out[jj, ii] == np.float32(-7.0)
+                continue
+            ix, iy = int(np.floor(x)), int(np.floor(y))
+            if not (ix >= 2 and iy >= 2 and ix + 4 <= 50 and iy + 4 <= 40):
+                continue  # edge reflection: test_bilinear_data_exact_up_to_the_edges
+            block = d[iy - 2:iy + 4, ix - 2:ix + 4].astype(np.float64)
+            ref = _lagrange5(y - iy) @ block @ _lagrange5(x - ix)
+            assert out[jj, ii] == pytest.approx(ref, rel=1e-6, abs=1e-4)
+            checked += 1
+    assert checked > 300
+    assert out[0, 5] == d[20, 10]

@@ -29,6 +29,14 @@ def test_save_and_load_regions(tmp_path):
     assert sorted(p.name for p in (tmp_path / s.directory).iterdir()) == ["a.npy", OWNER_FILE]
     with pytest.raises(ValueError, match="outside"):
         load_array(path, (0, 6, 0, 7))
+    # into a reused buffer: filled and returned; a buffer of another shape or dtype is refused
+    buf = np.full((3, 4, 2), np.nan)
+    assert load_array(path, (1, 4, 2, 6), buf) is buf
+    assert np.array_equal(buf, a[1:4, 2:6])
+    assert np.array_equal(load_array(path, (0, 5, 0, 7), np.empty((5, 7, 2))), a)
+    for bad in (np.empty((3, 5, 2)), np.empty((3, 4, 2), np.float32)):
+        with pytest.raises(ValueError, match="out must be"):
+            load_array(path, (1, 4, 2, 6), bad)
     s.remove()
     assert not (tmp_path / s.directory).exists()
 

@@ -61,3 +61,24 @@ def test_brightness_factor_is_skypac_conversion():
     """skypac: data -> brightness = 1 / pscale^2 [/ EXPTIME for counts]."""
     assert brightness_factor(0.05, 500.0, False) == pytest.approx(1 / (0.05**2 * 500.0))
     assert brightness_factor(0.128, 300.0, True) == pytest.approx(1 / 0.128**2)
+
+
+@pytest.mark.parametrize("kind", ["ties", "one_bin", "spread"])
+def test_median_is_numpy_median_of_the_selection(kind):
+    """The exact median (binned counting pass + sort of the middle bins) equals numpy's median
+    of the values inside the range, also with heavy ties and with everything in a few bins."""
+    from hapdask.sky.stats import _median
+
+    rng = np.random.default_rng(11)
+    if kind == "ties":
+        v = rng.integers(0, 7, 100_001).astype(np.float32)
+    elif kind == "one_bin":
+        v = (50.0 + rng.integers(0, 3, 40_000) * np.float32(1e-5)).astype(np.float32)
+        v[:10] = [-1e6, 1e6, 3e5, -2e5, 7, 8, 9, 10, 11, 12]
+    else:
+        v = _data(200_000, 3)
+    for lo, hi in [(float(v.min()), float(v.max())), (20.0, 300.0), (1.0, 5.0)]:
+        sel = v[(v >= np.float32(lo)) & (v <= np.float32(hi))]
+        if sel.size == 0:
+            continue
+        assert _median(v, lo, hi, sel.size) == float(np.median(sel))
