@@ -8,20 +8,27 @@ Execution (all lazy until the final compute):
 1. The analyze rules (one task per input), then :func:`hapdask.mvm.plan` — inputs, layers,
    bounded grids, tiles x chips. With ``refcat`` the plan also holds the alignment graph and
    is drawn on the a-priori WCS grown by the alignment margin: nothing waits for alignment.
-2. Sky levels — one task per chip (:class:`hapdask.mvm.sky.ChipMedianSky`); chips that turn
-   out unreadable or empty (all NaN, all flagged) are reported and dropped from the plan.
+2. Sky levels — one task per chip (:class:`hapdask.mvm.sky.ChipMedianSky`), in the same
+   graph as the tiles (step 4): a tile waits for its own chips' skies only, so drizzling
+   starts at once. Should a chip turn out unreadable or empty (all NaN, all flagged), the
+   tiles using it are skipped, it is reported and dropped from the plan and the layers are
+   written again (:func:`write_layers`). A run resuming into an existing zarr store measures
+   the skies first: its tile fingerprints decide what is reused.
 3. Exporters are prepared: each FITS layer file is laid out under ``<name>.part`` (headers
-   written, data areas preallocated); the zarr store gets its groups, or is reopened to resume:
-   a stored tile is reused only when its fingerprint (:func:`tile_fingerprint`: inputs' content
-   identity, skies, grid) is unchanged. A failed run removes its ``.part`` files.
+   written, data areas preallocated, sky cards as placeholders); the zarr store gets its
+   groups, or is reopened to resume: a stored tile is reused only when its fingerprint
+   (:func:`tile_fingerprint`: inputs' content identity, skies, grid) is unchanged. A failed
+   run removes its ``.part`` files.
 4. One write task per tile: drizzle (or, when the zarr store already holds the tile, read it
-   back), write its rows into the FITS file and its shards into the zarr store, and return a
-   small statistics summary. Only these summaries (and the alignment's per-visit fits) travel
-   back to the client. A tile's chips aligned in the graph are tasks applying their visit's
-   update (:func:`hapdask.mvm.graph.aligned_chip`): the tile waits for those visits only.
-5. The whole-layer keywords and the input cards (``D###WKEY`` from the applied WCSNAMEs) are
-   patched into each FITS primary header and HDRTAB is appended; the file is then renamed to
-   its final name; trailers, the manifest and the zarr completion flags are written last.
+   back), write its rows into the FITS file and its shards into the zarr store (with the
+   fingerprint, completed there from the chips' skies), and return a small statistics
+   summary. Only these summaries, the skies (and the alignment's per-visit fits) travel back
+   to the client. A tile's chips aligned in the graph are tasks applying their visit's update
+   (:func:`hapdask.mvm.graph.aligned_chip`): the tile waits for those visits only.
+5. The whole-layer keywords and the input cards (``D###SKY``, ``D###WKEY`` from the applied
+   WCSNAMEs) are patched into each FITS primary header and HDRTAB is appended; the file is
+   then renamed to its final name; trailers, the manifest and the zarr completion flags are
+   written last.
 
 Default scheduler: Dask's local threaded scheduler with one thread per core. The numba kernels
 and the pixel-map code release the GIL, so threads share the work without the cost of
@@ -67,8 +74,9 @@ from hapdask.mvm.sky import ChipMedianSky, SkyLevel
 from hapdask.scheduling import compute_context as _scheduler
 from skycells import SkyCell
 
-__all__ = ["MvmResult", "measure_skies", "reject_unusable", "run", "store_name",
-           "tile_fingerprint", "validate_arguments", "write_layers"]
+__all__ = ["MvmResult", "fingerprint_parts", "hash_fingerprint", "measure_skies",
+           "reject_unusable", "run", "store_name", "tile_fingerprint", "validate_arguments",
+           "write_layers"]
 
 #: Tile edges accepted (pixels): a tile task holds a few arrays of this size squared.
 TILE_SIZE_RANGE = (16, 16384)
@@ -395,8 +403,8 @@ def warm_up(lay: LayerPlan) -> None:
 
 def _start_warm_up(p: MvmPlan, local: bool) -> threading.Thread | None:
     """Run :func:`warm_up` on the plan's first layer in a background thread (local threads
-    only: worker processes load their own), overlapping the sky step, whose tasks leave a core
-    idle about half of the time."""
+    only: worker processes load their own), overlapping the preparation of the output files
+    and the first tasks (the chips' skies)."""
     if not local or not p.layers:
         return None
     th = threading.Thread(target=warm_up, args=(next(iter(p.layers.values())),),
