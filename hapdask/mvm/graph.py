@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = ["aligned_boxes", "aligned_chip", "alignment_keys", "build_graph", "chip_outline",
            "drizzle_aligned_tile", "layer_params", "layer_polygons", "layers", "radec",
-           "rasterize_polygon", "tile_coverage"]
+           "rasterize_polygon", "sky_tasks", "tile_coverage"]
 
 
 def layer_params(lay: LayerPlan) -> DrizzleParams:
@@ -151,6 +151,15 @@ def layer_polygons(plan: MvmPlan, lay: LayerPlan) -> list:
             for i, c in enumerate(lay.chips)]
 
 
+def sky_tasks(plan: MvmPlan, sky: SkyMethod) -> tuple[dict, dict]:
+    """The tasks of a sky method on every chip of a plan (each chip once) and ``chip key ->
+    task key`` (the keys :func:`build_graph` gives them, so a caller may ask for the levels
+    computed with the tiles)."""
+    chips = _global_chips(plan)
+    graph, keys = sky.tasks(chips, f"mvm-sky-{getattr(sky, 'name', 'sky')}-{plan.fingerprint}")
+    return graph, {c.key: k for c, k in zip(chips, keys, strict=True)}
+
+
 def build_graph(plan: MvmPlan, sky: SkyMethod | Mapping | None = None
                 ) -> tuple[dict, dict[str, dict[tuple[int, int], tuple]]]:
     """Low-level graph of a plan.
@@ -194,9 +203,8 @@ def build_graph(plan: MvmPlan, sky: SkyMethod | Mapping | None = None
     if isinstance(sky, Mapping):
         sky_of = {c.key: sky[c.key] for c in chips}
     else:
-        g, keys = sky.tasks(chips, f"mvm-sky-{getattr(sky, 'name', 'sky')}-{fp}")
+        g, sky_of = sky_tasks(plan, sky)
         graph.update(g)
-        sky_of = {c.key: k for c, k in zip(chips, keys, strict=True)}
     masks: dict = {}
     for i, c in enumerate(chips):
         path = plan.crmasks.get(c.key)

@@ -8,20 +8,27 @@ Execution (all lazy until the final compute):
 1. The analyze rules (one task per input), then :func:`hapdask.mvm.plan` — inputs, layers,
    bounded grids, tiles x chips. With ``refcat`` the plan also holds the alignment graph and
    is drawn on the a-priori WCS grown by the alignment margin: nothing waits for alignment.
-2. Sky levels — one task per chip (:class:`hapdask.mvm.sky.ChipMedianSky`); chips that turn
-   out unreadable or empty (all NaN, all flagged) are reported and dropped from the plan.
+2. Sky levels — one task per chip (:class:`hapdask.mvm.sky.ChipMedianSky`), in the same
+   graph as the tiles (step 4): a tile waits for its own chips' skies only, so drizzling
+   starts at once. Should a chip turn out unreadable or empty (all NaN, all flagged), the
+   tiles using it are skipped, it is reported and dropped from the plan and the layers are
+   written again (:func:`write_layers`). A run resuming into an existing zarr store measures
+   the skies first: its tile fingerprints decide what is reused.
 3. Exporters are prepared: each FITS layer file is laid out under ``<name>.part`` (headers
-   written, data areas preallocated); the zarr store gets its groups, or is reopened to resume:
-   a stored tile is reused only when its fingerprint (:func:`tile_fingerprint`: inputs' content
-   identity, skies, grid) is unchanged. A failed run removes its ``.part`` files.
+   written, data areas preallocated, sky cards as placeholders); the zarr store gets its
+   groups, or is reopened to resume: a stored tile is reused only when its fingerprint
+   (:func:`tile_fingerprint`: inputs' content identity, skies, grid) is unchanged. A failed
+   run removes its ``.part`` files.
 4. One write task per tile: drizzle (or, when the zarr store already holds the tile, read it
-   back), write its rows into the FITS file and its shards into the zarr store, and return a
-   small statistics summary. Only these summaries (and the alignment's per-visit fits) travel
-   back to the client. A tile's chips aligned in the graph are tasks applying their visit's
-   update (:func:`hapdask.mvm.graph.aligned_chip`): the tile waits for those visits only.
-5. The whole-layer keywords and the input cards (``D###WKEY`` from the applied WCSNAMEs) are
-   patched into each FITS primary header and HDRTAB is appended; the file is then renamed to
-   its final name; trailers, the manifest and the zarr completion flags are written last.
+   back), write its rows into the FITS file and its shards into the zarr store (with the
+   fingerprint, completed there from the chips' skies), and return a small statistics
+   summary. Only these summaries, the skies (and the alignment's per-visit fits) travel back
+   to the client. A tile's chips aligned in the graph are tasks applying their visit's update
+   (:func:`hapdask.mvm.graph.aligned_chip`): the tile waits for those visits only.
+5. The whole-layer keywords and the input cards (``D###SKY``, ``D###WKEY`` from the applied
+   WCSNAMEs) are patched into each FITS primary header and HDRTAB is appended; the file is
+   then renamed to its final name; trailers, the manifest and the zarr completion flags are
+   written last.
 
 Default scheduler: Dask's local threaded scheduler with one thread per core. The numba kernels
 and the pixel-map code release the GIL, so threads share the work without the cost of
@@ -39,6 +46,7 @@ import hashlib
 import inspect
 import os
 import re
+import shutil
 import threading
 import time
 import warnings
@@ -60,14 +68,15 @@ from hapdask.export import paths as xpaths
 from hapdask.export import stats as xstats
 from hapdask.export import zarr as xzarr
 from hapdask.export.lock import OutputLock
-from hapdask.mvm.graph import alignment_keys, build_graph, layer_polygons
+from hapdask.mvm.graph import alignment_keys, build_graph, layer_polygons, sky_tasks
 from hapdask.mvm.planning import LayerPlan, MvmPlan, analyze_tasks, header_wcs, plan
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel
 from hapdask.scheduling import compute_context as _scheduler
 from skycells import SkyCell
 
-__all__ = ["MvmResult", "run", "store_name", "tile_fingerprint",
-           "validate_arguments", "write_layers"]
+__all__ = ["MvmResult", "fingerprint_parts", "hash_fingerprint", "measure_skies",
+           "reject_unusable", "run", "store_name", "tile_fingerprint", "validate_arguments",
+           "write_layers"]
 
 #: Tile edges accepted (pixels): a tile task holds a few arrays of this size squared.
 TILE_SIZE_RANGE = (16, 16384)
@@ -132,17 +141,36 @@ class WriteJob:
     reuse: bool
     exptimes: tuple[float, ...]
     fingerprint: int = 0
+    fingerprint_parts: tuple | None = None
 
 
-def write_tile(job: WriteJob, result: dict | None,
-               polys: list[np.ndarray]) -> xstats.TileStats:
+#: What a tile task returns instead of pixels when one of its chips' sky (measured in the
+#: same graph) says the chip is unusable: nothing is written, the run redoes its plan.
+SKIPPED = "hapdask-mvm-tile-skipped"
+
+
+def drizzle_if_usable(skies: list[SkyLevel], func: Callable, *args) -> dict | str:
+    """``func(*args)`` (a tile's drizzle task) unless one of ``skies`` (the levels of the
+    tile's chips) is not ``ok``: then :data:`SKIPPED`, and the chip's pixels are never read."""
+    if any(not s.ok for s in skies):
+        return SKIPPED
+    return func(*args)
+
+
+def write_tile(job: WriteJob, result: dict | str | None, polys: list[np.ndarray],
+               skies: list[SkyLevel] | None = None) -> xstats.TileStats | None:
     """Write one tile to the FITS file and/or zarr store; return its statistics.
 
     ``result`` is the drizzled tile, or None when the zarr store already holds it (the tile is
-    then read back from there and not recomputed). ``polys`` are the outlines of the tile's
-    chips on the layer grid (:func:`hapdask.mvm.graph.layer_polygons`: computed from the
-    aligned WCS when the alignment is part of the graph).
+    then read back from there and not recomputed), or :data:`SKIPPED` (nothing is written,
+    None returned). ``polys`` are the outlines of the tile's chips on the layer grid
+    (:func:`hapdask.mvm.graph.layer_polygons`: computed from the aligned WCS when the
+    alignment is part of the graph). ``skies``: the levels of the tile's chips (in
+    ``tile.contribs`` order) when they are measured in the same graph; the zarr fingerprint
+    is then completed here from ``job.fingerprint_parts``.
     """
+    if isinstance(result, str):
+        return None
     if result is None:
         with profile.timed("zarr-read"):
             sci, wht, ctx = xzarr.read_zarr_tile(job.zarr, job.window)
@@ -153,8 +181,9 @@ def write_tile(job: WriteJob, result: dict | None,
             xfits.write_fits_tile(job.fits, job.window, sci, wht, ctx)
     if job.zarr is not None and result is not None:
         with profile.timed("zarr"):
+            fp = job.fingerprint or hash_fingerprint(job.fingerprint_parts, skies)
             xzarr.write_zarr_tile(job.zarr, job.index, job.window, sci, wht, ctx,
-                                  fingerprint=job.fingerprint)
+                                  fingerprint=fp)
     with profile.timed("stats"):
         return xstats.coverage_stats(wht, polys, job.exptimes, job.window)
 
@@ -168,22 +197,40 @@ def tile_fingerprint(p: MvmPlan, lay: LayerPlan, tile, skies: Mapping) -> int:
     sky level. A resumed run reuses a stored tile only when this is unchanged
     (:func:`hapdask.export.zarr.reusable_tiles`). Never 0 (0 marks "not recorded").
     """
+    return hash_fingerprint(fingerprint_parts(p, lay, tile),
+                            [skies[lay.chips[i].key] for i, _ in tile.contribs])
+
+
+def fingerprint_parts(p: MvmPlan, lay: LayerPlan, tile) -> tuple:
+    """What :func:`tile_fingerprint` hashes, without the sky levels: byte strings, and at the
+    place of each contributing chip's sky level its position in ``tile.contribs`` (an int).
+    :func:`hash_fingerprint` completes it once the levels are known (in the write task when
+    the skies are measured in the same graph)."""
     al = p.alignment
-    h = hashlib.blake2b(digest_size=8)
-    h.update(f"{lay.name}|{tile.window}|{p.context}|{lay.nplanes}|".encode())
-    h.update(lay.wcs_header.tostring().encode())
-    for i, box in tile.contribs:
+    parts: list = [f"{lay.name}|{tile.window}|{p.context}|{lay.nplanes}|".encode(),
+                   lay.wcs_header.tostring().encode()]
+    for n, (i, box) in enumerate(tile.contribs):
         c = lay.chips[i]
-        h.update(f"|{i}|{box}|{c.chip.path}|{c.key}|{c.content}|{c.exptime!r}|{c.bits}|"
-                 f"{c.pscale!r}|{skies[c.key].value!r}".encode())
+        parts.append(f"|{i}|{box}|{c.chip.path}|{c.key}|{c.content}|{c.exptime!r}|{c.bits}|"
+                     f"{c.pscale!r}|".encode())
+        parts.append(n)
         if c.wcs_bytes is not None:
-            h.update(hashlib.sha256(c.wcs_bytes).digest())
+            parts.append(hashlib.sha256(c.wcs_bytes).digest())
         if al is not None and c.key in al.chips:
-            h.update(f"|align|{al.identity}".encode())
+            parts.append(f"|align|{al.identity}".encode())
         mask = p.crmasks.get(c.key)
         if mask is not None:  # a cosmic-ray mask file (hapdask drizzle) changes the weights
             st = os.stat(mask)
-            h.update(f"|crmask|{mask}|{st.st_size}|{st.st_mtime_ns}".encode())
+            parts.append(f"|crmask|{mask}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return tuple(parts)
+
+
+def hash_fingerprint(parts: tuple, skies: list) -> int:
+    """The uint64 fingerprint of :func:`fingerprint_parts` with ``skies`` (the
+    :class:`SkyLevel` of each contributing chip, in ``tile.contribs`` order)."""
+    h = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        h.update(f"{skies[part].value!r}".encode() if isinstance(part, int) else part)
     return int.from_bytes(h.digest(), "little") or 1
 
 
@@ -356,8 +403,8 @@ def warm_up(lay: LayerPlan) -> None:
 
 def _start_warm_up(p: MvmPlan, local: bool) -> threading.Thread | None:
     """Run :func:`warm_up` on the plan's first layer in a background thread (local threads
-    only: worker processes load their own), overlapping the sky step, whose tasks leave a core
-    idle about half of the time."""
+    only: worker processes load their own), overlapping the preparation of the output files
+    and the first tasks (the chips' skies)."""
     if not local or not p.layers:
         return None
     th = threading.Thread(target=warm_up, args=(next(iter(p.layers.values())),),
@@ -367,18 +414,56 @@ def _start_warm_up(p: MvmPlan, local: bool) -> threading.Thread | None:
 
 
 # -- run ------------------------------------------------------------------------------------
+class UnusableSky(Exception):
+    """Raised by :func:`_write_layers` when a chip's sky, measured with the tiles, says the
+    chip is unusable (its tiles were skipped); carries every chip's :class:`SkyLevel`."""
+
+    def __init__(self, skies: dict):
+        super().__init__("chips with an unusable sky")
+        self.skies = skies
+
+
+def measure_skies(p: MvmPlan, compute: Callable) -> dict:
+    """The :class:`ChipMedianSky` of every chip of the plan on its own (before any tile):
+    ``chip key -> SkyLevel``."""
+    graph, keys = sky_tasks(p, ChipMedianSky())
+    return dict(zip(keys, compute(graph, list(keys.values()), False), strict=True))
+
+
+def reject_unusable(p: MvmPlan, skies: Mapping) -> None:
+    """Drop the chips whose sky is not ``ok`` from the plan (:meth:`MvmPlan.reject_chips`).
+
+    Raises
+    ------
+    ValueError
+        When no layer is left.
+    """
+    p.reject_chips({k: s.reason for k, s in skies.items() if not s.ok})
+    if not p.layers:
+        raise ValueError(f"{p.skycell}: no usable input exposure (all chips unreadable or "
+                         "empty)")
+
+
 def write_layers(
     p: MvmPlan,
     outdir: str | os.PathLike,
     *,
     formats: Iterable[str] = ("fits", "zarr"),
     compute: Callable,
-    skies: Mapping,
+    skies: Mapping | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
-) -> tuple[list[Path], dict, int, int]:
+) -> tuple[list[Path], dict, int, int, dict]:
     """Export every layer of a plan; see the module docstring. Returns (paths, keywords,
-    tiles computed, tiles reused).
+    tiles computed, tiles reused, skies).
+
+    ``skies`` (``chip key -> SkyLevel``) measured beforehand, or None: the chips' skies
+    (:class:`ChipMedianSky`) are then tasks of the tiles' graph, so drizzling starts at once;
+    the sky cards (``D###SKY``, HDRTAB's ``MDRIZSKY``) are written when the files are
+    finalised and the zarr tile fingerprints in the write tasks. Should a chip turn out
+    unusable, its tiles are skipped, the plan drops it (:func:`reject_unusable`) and the
+    layers are written again from scratch. A zarr store already present (a run to resume)
+    needs the fingerprints first: the skies are then measured before the tiles.
 
     With alignment in the plan's graph (:attr:`MvmPlan.alignment`), it is computed with the
     tiles; its result is recorded in the plan (:meth:`MvmPlan.apply_alignment`) and the input
@@ -387,14 +472,27 @@ def write_layers(
     formats = {f.strip().lower() for f in formats}
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    fits_layouts: dict[str, xfits.FitsLayout] = {}
-    try:
-        return _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layouts)
-    except BaseException:
-        for layout in fits_layouts.values():  # a failed run leaves no .part file behind
-            with contextlib.suppress(OSError):
-                xpaths.remove_temporary(layout.final)
-        raise
+    store = xpaths.output_path(outdir, store_name(p.skycell))
+    if skies is None and "zarr" in formats and store.exists():
+        skies = measure_skies(p, compute)
+    if skies is not None:
+        reject_unusable(p, skies)
+    while True:
+        fits_layouts: dict[str, xfits.FitsLayout] = {}
+        new_store = "zarr" in formats and not store.exists()
+        try:
+            return _write_layers(p, outdir, formats, compute, skies, progress, log,
+                                 fits_layouts)
+        except BaseException as exc:
+            for layout in fits_layouts.values():  # a failed run leaves no .part file behind
+                with contextlib.suppress(OSError):
+                    xpaths.remove_temporary(layout.final)
+            if not isinstance(exc, UnusableSky) or skies is not None:
+                raise
+            if new_store:  # made by this attempt for a plan that changes: start afresh
+                shutil.rmtree(store, ignore_errors=True)
+            skies = exc.skies
+            reject_unusable(p, skies)
 
 
 def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layouts):
@@ -402,11 +500,15 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
     store = xpaths.output_path(outdir, store_name(p.skycell))
     if "zarr" in formats and store.exists():
         xpaths.check_no_links(store)
+    in_graph = skies is None  # skies measured with the tiles
+    if in_graph:
+        _, sky_key = sky_tasks(p, ChipMedianSky())
+        placeholder = dict.fromkeys(sky_key, SkyLevel(0.0, 0.0, 0))  # cards patched at the end
     for name, lay in p.layers.items():
         nplanes = lay.nplanes if p.context else 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", VerifyWarning)  # long comments get truncated
-            hdrs = layer_headers(p, lay, skies)
+            hdrs = layer_headers(p, lay, placeholder if in_graph else skies)
             if "fits" in formats:  # HDRTAB is appended when the alignment is known
                 fits_layouts[name] = xfits.create_fits(
                     xpaths.output_path(outdir, lay.filename), lay.shape, primary=hdrs["primary"],
@@ -419,7 +521,7 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
                        "plan_fingerprint": p.fingerprint,
                        "bunit": "ELECTRONS/S",
                        "inputs": [f"{c.chip.path}[sci,{c.key[1]}]" for c in lay.chips]})
-    graph, tile_keys = build_graph(p, skies)
+    graph, tile_keys = build_graph(p, ChipMedianSky() if in_graph else skies)
     align_keys = alignment_keys(p)
     write_keys: list = []
     layer_of: list[str] = []
@@ -427,9 +529,10 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
     for name, lay in p.layers.items():
         zl = zarr_layouts.get(name)
         fps = np.zeros(lay.ntiles, dtype=np.uint64)
-        for tile in lay.tiles:
-            fps[tile.index] = tile_fingerprint(p, lay, tile, skies)
-        done = xzarr.reusable_tiles(zl, fps) if zl is not None else None
+        if not in_graph:
+            for tile in lay.tiles:
+                fps[tile.index] = tile_fingerprint(p, lay, tile, skies)
+        done = xzarr.reusable_tiles(zl, fps) if zl is not None and not in_graph else None
         wname = f"mvm-write-{name}-{p.fingerprint}"
         polys = layer_polygons(p, lay)
         for tile in lay.tiles:
@@ -438,20 +541,32 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
                 layer=name, index=tile.index, window=tile.window,
                 fits=fits_layouts.get(name), zarr=zl, reuse=reuse,
                 exptimes=tuple(lay.chips[i].exptime for i, _ in tile.contribs),
-                fingerprint=int(fps[tile.index]))
+                fingerprint=int(fps[tile.index]),
+                fingerprint_parts=fingerprint_parts(p, lay, tile) if in_graph else None)
             key = (wname, *tile.index)
-            graph[key] = (write_tile, job, None if reuse else tile_keys[name][tile.index],
-                          [polys[i] for i, _ in tile.contribs])
+            tkey = tile_keys[name][tile.index]
+            tile_skies = [sky_key[lay.chips[i].key] for i, _ in tile.contribs] \
+                if in_graph else None
+            graph[key] = (write_tile, job, None if reuse else tkey,
+                          [polys[i] for i, _ in tile.contribs], tile_skies)
             if reuse:
-                graph.pop(tile_keys[name][tile.index], None)
+                graph.pop(tkey, None)
                 reused += 1
             else:
+                if in_graph:
+                    graph[tkey] = (drizzle_if_usable, tile_skies, *graph[tkey])
                 computed += 1
             write_keys.append(key)
             layer_of.append(name)
     if reused:
         log(f"resuming: {reused} tile(s) already in {store} are reused, {computed} to compute")
-    results = compute(graph, write_keys + align_keys, progress)
+    sky_keys = list(sky_key.values()) if in_graph else []
+    results = compute(graph, write_keys + align_keys + sky_keys, progress)
+    if in_graph:
+        skies = dict(zip(sky_key, results[len(results) - len(sky_keys):], strict=True))
+        results = results[:len(results) - len(sky_keys)]
+        if any(not s.ok for s in skies.values()):
+            raise UnusableSky(skies)
     if p.alignment is not None:  # (no fitted visit: every input kept, still reported)
         p.alignment.result = p.alignment.job.result(results[len(write_keys):])
         p.apply_alignment(p.alignment.result)
@@ -466,8 +581,9 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
         keywords[name] = kw
         if name in fits_layouts:
             cards, table = input_cards(p, lay, skies)
-            wkeys = {k: v for k, v in cards.items() if k.endswith("WKEY")}
-            finals.append((fits_layouts[name], {**kw, **wkeys}, table))
+            # (the sky cards were placeholders when the skies were measured with the tiles)
+            late = {k: v for k, v in cards.items() if k.endswith(("WKEY", "SKY"))}
+            finals.append((fits_layouts[name], {**kw, **late}, table))
         if name in zarr_layouts:
             xzarr.finish_zarr_layer(zarr_layouts[name], dict(kw))
     outputs = _finalize_all(finals)
@@ -475,7 +591,7 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
         xzarr.mark_store_complete(store, {"skycell": p.skycell, "layers": list(p.layers),
                                           "hapdask_fingerprint": p.fingerprint})
         outputs.append(store)
-    return outputs, keywords, computed, reused
+    return outputs, keywords, computed, reused, skies
 
 
 def _finalize_all(finals: list[tuple]) -> list[Path]:
@@ -660,24 +776,8 @@ def run(
                                  f"{reasons})")
             raise ValueError(f"{p.skycell}: no usable input exposure ({reasons})")
         _start_warm_up(p, local=_client is None)
-        chips = []
-        seen = set()
-        for lay in p.layers.values():
-            for c in lay.chips:
-                if c.key not in seen:
-                    seen.add(c.key)
-                    chips.append(c)
-        g, keys = ChipMedianSky().tasks(chips, f"mvm-sky-{p.fingerprint}")
-        levels: list[SkyLevel] = compute(g, keys, False)
-        skies = {c.key: s for c, s in zip(chips, levels, strict=True)}
-        bad_chips = {k: s.reason for k, s in skies.items() if not s.ok}
-        p.reject_chips(bad_chips)
-        if not p.layers:
-            raise ValueError(f"{p.skycell}: no usable input exposure (all chips unreadable or "
-                             "empty)")
-        outputs, keywords, computed, reused = write_layers(
-            p, output, formats=formats, compute=compute, skies=skies, progress=progress,
-            log=log)
+        outputs, keywords, computed, reused, skies = write_layers(
+            p, output, formats=formats, compute=compute, progress=progress, log=log)
         notes += _alignment_notes(p, log)
     wall = time.perf_counter() - t0
     outdir = Path(output)

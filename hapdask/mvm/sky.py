@@ -25,23 +25,77 @@ __all__ = ["ChipMedianSky", "SkyLevel", "SkyMethod", "clipped_median"]
 
 
 def clipped_median(values: np.ndarray, sigma: float = 3.0, maxiters: int = 5) -> float:
-    """Sigma-clipped median (MAD-based sigma) of a 1-D array of finite values."""
-    v = np.asarray(values, dtype=np.float64)
-    med = float(np.median(v)) if v.size else float("nan")
+    """Sigma-clipped median (MAD-based sigma) of a 1-D array of finite values.
+
+    The definition: ``med`` = median of the values; then, at most ``maxiters`` times (while 3
+    values or more remain), ``dev = |v - med|``, ``std = 1.4826 * median(dev)``; stop if
+    ``std <= 0`` or every value has ``dev <= sigma * std``, else keep those values and take
+    their median as the new ``med``.
+
+    Evaluated on the values sorted once: a clip keeps a contiguous run of the sorted values
+    (``dev`` falls, then rises along them, also as rounded), so every median is read from
+    the run's middle and the median of ``dev`` is a selection from two sorted sequences. The
+    arithmetic of each value (``|v - med|``, the mean of the two middle values of an even
+    count) is numpy's, so the result is bit-identical to the plain definition.
+    """
+    a = np.asarray(values).ravel()
+    s = np.sort(a) if a.dtype in (np.float32, np.float64) else np.sort(a.astype(np.float64))
+    s = s.astype(np.float64, copy=False)
+    lo, hi = 0, s.size
+    if hi == 0:
+        return float("nan")
+    med = _middle(s, lo, hi)
     for _ in range(maxiters):
-        if v.size < 3:
+        if hi - lo < 3:
             break
-        dev = np.abs(v - med)  # once per iteration: the MAD and the clip use the same values
-        std = 1.4826 * float(np.median(dev))
+        run = s[lo:hi]
+        split = int(np.searchsorted(run, med, side="left"))  # run[:split] < med <= run[split:]
+        dev = np.abs(run - med)
+        down = dev[:split][::-1]  # both ascending
+        up = dev[split:]
+        n = hi - lo
+        if n % 2:
+            mad = _kth_of_two(down, up, n // 2)
+        else:
+            mad = (_kth_of_two(down, up, n // 2 - 1) + _kth_of_two(down, up, n // 2)) / 2
+        std = 1.4826 * mad
         if std <= 0:
             break
-        keep = dev <= sigma * std
-        if keep.all():
+        limit = sigma * std
+        nd = int(np.searchsorted(down, limit, side="right"))
+        nu = int(np.searchsorted(up, limit, side="right"))
+        if nd + nu == n:
             break
-        v = v[keep]
-        # v is this function's own copy now: a median is order-free, so it may be reordered
-        med = float(np.median(v, overwrite_input=True))
+        lo, hi = lo + split - nd, lo + split + nu
+        med = _middle(s, lo, hi)
     return med
+
+
+def _middle(s: np.ndarray, lo: int, hi: int) -> float:
+    """Median of the sorted run ``s[lo:hi]`` (numpy's: the mean of the two middle values of
+    an even count)."""
+    n = hi - lo
+    if n % 2:
+        return float(s[lo + n // 2])
+    return (float(s[lo + n // 2 - 1]) + float(s[lo + n // 2])) / 2
+
+
+def _kth_of_two(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """The ``k``-th smallest (0-based) of the union of two ascending arrays."""
+    c = k + 1  # values taken: i from a, c - i from b
+    lo, hi = max(0, c - b.size), min(c, a.size)
+    while lo < hi:
+        i = (lo + hi) // 2
+        if a[i] < b[c - i - 1]:
+            lo = i + 1
+        else:
+            hi = i
+    i, j = lo, c - lo
+    if i == 0:
+        return float(b[j - 1])
+    if j == 0:
+        return float(a[i - 1])
+    return float(max(a[i - 1], b[j - 1]))
 
 
 def chip_sky(chip, sigma: float = 3.0, maxiters: int = 5, max_pixels: int = 1_000_000
