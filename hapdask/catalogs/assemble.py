@@ -42,7 +42,7 @@ from hapdask.catalogs.background import (
 from hapdask.catalogs.flags import FLAG_BITS
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.point import detect_point_sources, measure_point_sources
-from hapdask.catalogs.product import DrizzleProduct
+from hapdask.catalogs.product import DrizzleProduct, release_free_memory
 from hapdask.catalogs.segment import Segmentation, detect_segments, measure_segments
 from hapdask.export.paths import commit, create_temporary, output_path, remove_temporary
 
@@ -249,7 +249,9 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     regions = weight_regions(total, bkg.rms, params, footprint)
     total = replace(total, wht=np.broadcast_to(np.float32(0), total.sci.shape))
     points = detect_point_sources(total, bkg, regions, footprint, params)
+    release_free_memory()  # the banded steps' freed heap memory (see there), at each stage
     seg = detect_segments(total, bkg, regions, footprint, params, spill=scratch)
+    release_free_memory()
     # the total's pixels are needed for detection only: from here on only its name, keywords and
     # TEXPTIME (with ``make_catalogs(read_product(path), ...)`` its arrays are freed here)
     total_name = total.name
@@ -275,6 +277,7 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
         except ValueError as exc:
             exptimes.append(exc)
         del prod, fbkg, sat
+        release_free_memory()
     meta[total_name] = total_meta
     flist = list(filters)
     point_total = trim_total(total_catalog(points, point_f), flist, params)

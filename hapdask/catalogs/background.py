@@ -46,7 +46,7 @@ from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.product import DrizzleProduct
 
 __all__ = ["Background", "WeightRegion", "footprint_mask", "compute_background",
-           "weight_regions", "threshold_image", "MAD_SIGMA"]
+           "weight_regions", "threshold_image", "max_filtered", "MAD_SIGMA"]
 
 #: Gaussian sigma per median absolute deviation (the constant HAP uses).
 MAD_SIGMA = 1.482602
@@ -201,16 +201,31 @@ def compute_background(product: DrizzleProduct, params: CatalogParams,
                       f"Background2D adopted ({percent:.1f} % below -1 rms)")
 
 
+def max_filtered(image: np.ndarray, size: int, band: int = 512) -> np.ndarray:
+    """``scipy.ndimage.maximum_filter(np.nan_to_num(image), size=size)`` (mode 'reflect'),
+    band by band: each band is filtered with ``size`` rows of context on both sides (the
+    filter reaches ``size // 2``), so the values are the same, without whole-image
+    temporaries (a memory-mapped ``image`` is read a band at a time)."""
+    ny = image.shape[0]
+    out = np.empty(image.shape, dtype=image.dtype.newbyteorder("="))
+    for r0 in range(0, ny, band):
+        r1 = min(ny, r0 + band)
+        lo, hi = max(0, r0 - size), min(ny, r1 + size)
+        sub = ndimage.maximum_filter(np.nan_to_num(np.asarray(image[lo:hi])), size=size)
+        out[r0:r1] = sub[r0 - lo:r1 - lo]
+    return out
+
+
 def weight_regions(product: DrizzleProduct, rms: np.ndarray, params: CatalogParams,
                    footprint: np.ndarray) -> list[WeightRegion]:
     """Split the footprint into nested relative-weight regions (see the module docstring)."""
     ndrizim = float(product.keyword("NDRIZIM", "NUMEXP", default=1) or 1)
     scale = max(params.scale, (ndrizim - 1.0) / 2.0)
-    maxwht = ndimage.maximum_filter(np.nan_to_num(product.wht), size=params.region_size)
-    top = float(maxwht.max())
+    rel = max_filtered(product.wht, params.region_size)
+    top = float(rel.max())
     if not top > 0:
         raise ValueError(f"{product.name}: WHT is zero everywhere")
-    rel = maxwht / top
+    rel /= top  # in place: the same values as ``maxwht / top``
     remaining = footprint & (rel > 0)
     pthresh = (1.0 - params.sensitivity) * remaining.sum()
     limit = 1.0 / scale

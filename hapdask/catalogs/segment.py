@@ -35,6 +35,8 @@ from __future__ import annotations
 import mmap
 import os
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,10 +55,10 @@ from hapdask.catalogs.flags import source_flags
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.photometry import abmag, aperture_photometry_hap, effective_gain
 from hapdask.catalogs.point import COLUMN_UNITS
-from hapdask.catalogs.product import DrizzleProduct
+from hapdask.catalogs.product import DrizzleProduct, release_free_memory
 
 __all__ = ["Segmentation", "detect_segments", "measure_segments", "total_error",
-           "SEGMENT_COLUMNS"]
+           "above_threshold", "convolve_bands", "SEGMENT_COLUMNS"]
 
 SEGMENT_COLUMNS = ("X-Centroid", "Y-Centroid", "RA", "DEC", "ID", "CI", "Flags", "MagAp1",
                    "MagErrAp1", "FluxAp1", "FluxErrAp1", "MagAp2", "MagErrAp2", "FluxAp2",
@@ -102,15 +104,67 @@ def _quality(segm: SegmentationImage | None, n_real: int, params: CatalogParams,
     return not bad, biggest
 
 
+def above_threshold(conv: np.ndarray, regions: list[WeightRegion], nsigma: float,
+                    footprint: np.ndarray, band: int = 512) -> np.ndarray:
+    """Pixels of ``conv`` above the weight regions' threshold, inside ``footprint`` (bool).
+
+    The pixels ``detect_sources(conv, threshold_image(regions, nsigma, shape),
+    mask=~footprint)`` selects before it labels them (``conv > threshold``, masked pixels off),
+    made band by band without the whole-image float64 threshold map and the comparison's and
+    mask's temporaries."""
+    out = np.empty(conv.shape, dtype=bool)
+    for r in range(0, conv.shape[0], band):
+        rows = slice(r, r + band)
+        thresh = threshold_image([WeightRegion(reg.mask[rows], reg.limit, reg.noise)
+                                  for reg in regions], nsigma, conv[rows].shape)
+        np.greater(conv[rows], thresh, out=out[rows])
+        out[rows] &= footprint[rows]
+    return out
+
+
+def convolve_bands(image: np.ndarray, kernel: np.ndarray, band: int = 512,
+                   workers: int = 2, after_band: Callable[[], None] | None = None
+                   ) -> np.ndarray:
+    """astropy's ``convolve(image, kernel, normalize_kernel=False, boundary="extend")`` of a
+    NaN-free image, band by band (in ``workers`` threads: the C convolution releases the GIL).
+
+    Each band is convolved with ``kernel.shape[0]`` rows of context on both sides (the kernel
+    reaches half of that) and only its own rows kept: every pixel sees the same neighbours,
+    summed in the same order, so the values are the same as the whole-image call's, without
+    its whole-image padded copy (a memory-mapped ``image`` is read a band at a time;
+    ``after_band`` is called after each band, e.g. to release the pages read)."""
+    ny = image.shape[0]
+    ctx = kernel.shape[0]
+    out = np.empty(image.shape, dtype=np.float64)
+
+    def one(r0: int) -> None:
+        r1 = min(ny, r0 + band)
+        lo, hi = max(0, r0 - ctx), min(ny, r1 + ctx)
+        conv = convolve(np.asarray(image[lo:hi]), kernel, normalize_kernel=False,
+                        boundary="extend")
+        out[r0:r1] = conv[r0 - lo:r1 - lo]
+        if after_band is not None:
+            after_band()
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(one, range(0, ny, band)))
+    return out
+
+
 def _detect(image: np.ndarray, kernel: np.ndarray, regions: list[WeightRegion], nsigma: float,
             footprint: np.ndarray, params: CatalogParams, maps: tuple[mmap.mmap, ...] = ()
             ) -> tuple[np.ndarray, SegmentationImage | None]:
-    conv = convolve(image, kernel, normalize_kernel=False, boundary="extend")
-    for mm in maps:  # a spilled image is read by the convolution only
-        _drop_pages(mm)
-    # the threshold map is made after the convolution (not alongside its temporaries)
-    threshold = threshold_image(regions, nsigma, image.shape)
-    return conv, detect_sources(conv, threshold, n_pixels=params.source_box, mask=~footprint)
+    def release() -> None:  # a spilled image is read by the convolution only
+        for mm in maps:
+            _drop_pages(mm)
+
+    conv = convolve_bands(image, kernel, after_band=release if maps else None)
+    release_free_memory()  # the bands' freed heap memory (threads' arenas included)
+    # detect_sources labels the pixels above the threshold (its only use of the data and the
+    # threshold): given them as 0/1 with threshold 0, it makes the same segmentation image
+    # (tested against the call with the convolved image and the threshold map)
+    above = above_threshold(conv, regions, nsigma, footprint).view(np.uint8)
+    return conv, detect_sources(above, 0, n_pixels=params.source_box)
 
 
 def _deblend(conv: np.ndarray, segm: SegmentationImage, params: CatalogParams) -> SegmentationImage:
