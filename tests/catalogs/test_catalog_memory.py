@@ -101,15 +101,23 @@ def test_spilled_detection_images_same_catalogs(field, field_catalogs, tmp_path,
     there (nothing is left in the directory) and every catalog is the in-memory run's."""
     spilled = []
     original = segment._spill
+    original_image = segment.segmentation_image
 
     def spill(array, directory):
         got, mm = original(array, directory)
         spilled.append((type(mm), got.shape, got.flags.owndata, directory))
         return got, mm
 
+    def image(*args, spill=None, **kw):
+        got, maps = original_image(*args, spill=spill, band=37, **kw)
+        spilled.append((*(type(m) for m in maps), got.shape, got.flags.owndata, spill))
+        return got, maps
+
     monkeypatch.setattr(segment, "_spill", spill)
+    monkeypatch.setattr(assemble, "segmentation_image", image)
     res = make_catalogs(field.total, field.filters, CatalogParams.for_detector("acs_wfc"),
                         scratch=tmp_path)
+    # the detection image (written band by band) and the convolved image
     assert spilled == [(mmap.mmap, field.total.sci.shape, False, tmp_path)] * 2
     assert list(tmp_path.iterdir()) == []
     pairs = [(res.point_total, field_catalogs.point_total),
@@ -283,3 +291,38 @@ def test_convolve_bands_equals_astropy(workers):
                                      after_band=lambda: calls.append(1))
         assert np.array_equal(got, want)
     assert len(calls) == 2 * 15  # ceil(900 / 64) bands per kernel
+
+
+@pytest.mark.parametrize("spill", [False, True])
+def test_segmentation_image_values(field, tmp_path, spill):
+    """The segmentation's detection image, made band by band (and written to a file band by
+    band), is SCI (NaN as 0) minus the background, 0 outside the footprint, float64."""
+    params = CatalogParams.for_detector("acs_wfc")
+    total = replace(field.total, sci=field.total.sci.astype(np.float32))
+    total.sci[7, 9] = np.nan
+    fp = footprint_mask(field.total, params)
+    bkg = compute_background(total, params, fp)
+    got, maps = segment.segmentation_image(total, bkg, fp, spill=tmp_path if spill else None,
+                                           band=37)
+    want = np.where(fp, np.nan_to_num(total.sci.astype(np.float64)) - bkg.background, 0.0)
+    assert got.dtype == np.float64 and len(maps) == int(spill)
+    assert np.array_equal(got, want)
+
+
+def test_measure_segments_own_sci(field, field_catalogs):
+    """``own_sci=True`` (SCI float64 without NaN, subtracted in place) gives the catalog of
+    the copying default."""
+    params = CatalogParams.for_detector("acs_wfc")
+    seg = field_catalogs.segmentation
+    for fname, prod in field.filters.items():
+        fbkg = compute_background(prod, params)
+        want = segment.measure_segments(prod, seg, fbkg, params)
+        owned = replace(prod, sci=np.nan_to_num(prod.sci.astype(np.float64)))
+        got = segment.measure_segments(owned, seg, fbkg, params, own_sci=True)
+        for name in want.colnames:
+            assert np.array_equal(np.asarray(got[name]), np.asarray(want[name]),
+                                  equal_nan=True), (fname, name)
+        with pytest.raises(ValueError, match="own_sci"):
+            segment.measure_segments(prod.__class__(prod.sci.astype(np.float32), prod.wht,
+                                                    prod.wcs, prod.header), seg, fbkg, params,
+                                     own_sci=True)
