@@ -86,6 +86,7 @@ def run_once(folder: Path, outdir: Path) -> None:
 
 def measured(tree: Path, folder: Path, outdir: Path) -> dict:
     """One whole-process run with ``tree`` first on the path: wall, CPU-s, peak RSS (MiB)."""
+    outdir.parent.mkdir(parents=True, exist_ok=True)
     timefile = outdir.with_suffix(".time")
     env = dict(os.environ, PYTHONPATH=str(tree))
     cmd = ["/usr/bin/time", "-v", "-o", str(timefile), sys.executable, str(Path(__file__)),
