@@ -10,9 +10,9 @@ code.
 
 Each run is measured with ``/usr/bin/time -v`` (CPU = user + sys, peak RSS) and wall time; runs of
 the reference tree (``--base``, e.g. an unchanged worktree of main) and of this tree are
-interleaved (A B A B ...). The ECSV files of every run are compared with the first base run's
-(byte-identical apart from nothing: the tables hold no timestamps). DrizzlePac's catalog step is
-not callable here (it needs photutils < 3); ``ratio = base_time / our_time`` is against main.
+interleaved (A B A B ...). The ECSV files of every run are compared byte for byte with the
+first base run's (they hold no timestamps). DrizzlePac's catalog step is not callable here (it
+needs photutils < 3): ``ratio = base_time / our_time`` is against the base tree.
 
 Run::
 
