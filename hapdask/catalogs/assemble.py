@@ -42,8 +42,13 @@ from hapdask.catalogs.background import (
 from hapdask.catalogs.flags import FLAG_BITS
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.point import detect_point_sources, measure_point_sources
-from hapdask.catalogs.product import DrizzleProduct
-from hapdask.catalogs.segment import Segmentation, detect_segments, measure_segments
+from hapdask.catalogs.product import DrizzleProduct, release_free_memory
+from hapdask.catalogs.segment import (
+    Segmentation,
+    detect_segments,
+    measure_segments,
+    segmentation_image,
+)
 from hapdask.export.paths import commit, create_temporary, output_path, remove_temporary
 
 __all__ = ["CatalogProducts", "make_catalogs", "total_catalog", "trim_total", "cr_contamination",
@@ -249,7 +254,15 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     regions = weight_regions(total, bkg.rms, params, footprint)
     total = replace(total, wht=np.broadcast_to(np.float32(0), total.sci.shape))
     points = detect_point_sources(total, bkg, regions, footprint, params)
-    seg = detect_segments(total, bkg, regions, footprint, params, spill=scratch)
+    release_free_memory()  # the banded steps' freed heap memory (see there), at each stage
+    # the segmentation's detection image is made (spilled band by band with ``scratch``), then
+    # the total's SCI is not needed any more: released here during the segmentation
+    seg_image = segmentation_image(total, bkg, footprint, spill=scratch)
+    total = replace(total, sci=np.broadcast_to(np.float32(0), total.sci.shape))
+    seg = detect_segments(total, bkg, regions, footprint, params, spill=scratch,
+                          image=seg_image)
+    del seg_image
+    release_free_memory()
     # the total's pixels are needed for detection only: from here on only its name, keywords and
     # TEXPTIME (with ``make_catalogs(read_product(path), ...)`` its arrays are freed here)
     total_name = total.name
@@ -264,9 +277,14 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     for fname in list(filters):
         prod = filters[fname]
         fbkg = _image_background(prod, params)
+        # both measurements read SCI as float64 with NaN as 0: converted once (a new array; the
+        # product's own SCI is released when the caller keeps no reference), background-
+        # subtracted in place by the segment measurement (its last use)
+        prod = replace(prod, sci=np.nan_to_num(np.array(prod.sci, dtype=np.float64), nan=0.0,
+                                               copy=False))
         sat = saturated.get(fname)
         point_f[fname] = measure_point_sources(prod, points, fbkg, params, saturated=sat)
-        seg_f[fname] = measure_segments(prod, seg, fbkg, params, saturated=sat)
+        seg_f[fname] = measure_segments(prod, seg, fbkg, params, saturated=sat, own_sci=True)
         names[fname] = prod.name
         meta[prod.name] = _meta(prod, params, f"filter catalog of {fname}")
         nexp.append(int(prod.keyword("NUMEXP", "NDRIZIM", default=1) or 1))
@@ -275,6 +293,7 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
         except ValueError as exc:
             exptimes.append(exc)
         del prod, fbkg, sat
+        release_free_memory()
     meta[total_name] = total_meta
     flist = list(filters)
     point_total = trim_total(total_catalog(points, point_f), flist, params)

@@ -46,7 +46,7 @@ from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.product import DrizzleProduct
 
 __all__ = ["Background", "WeightRegion", "footprint_mask", "compute_background",
-           "weight_regions", "threshold_image", "MAD_SIGMA"]
+           "weight_regions", "threshold_image", "max_filtered", "exact_median", "MAD_SIGMA"]
 
 #: Gaussian sigma per median absolute deviation (the constant HAP uses).
 MAD_SIGMA = 1.482602
@@ -82,6 +82,35 @@ def footprint_mask(product: DrizzleProduct, params: CatalogParams) -> np.ndarray
     return ndimage.binary_erosion(covered, iterations=params.footprint_erosion)
 
 
+def exact_median(data: np.ndarray, axis: int | None = None) -> np.floating:
+    """``np.nanmedian(data, axis)``, for a large 1-D-able float64 array without NaN by
+    selection inside a bracket (the same value, ~3x less CPU): a strided sample of ~16000 values
+    gives a value bracket around the median (+-5 sigma of its rank), the values below it are
+    counted and only those inside are partitioned for the middle order statistics, averaged as
+    ``np.median`` does (``np.mean`` of the two middle values). Anything else (``axis``, small
+    or non-float64 arrays, NaN, a bracket that misses the median) is ``np.nanmedian``'s.
+    Usable as astropy's sigma-clipping ``cenfunc``.
+    """
+    a = np.asarray(data)
+    if axis is not None or a.size < 65536 or a.dtype != np.float64:
+        return np.nanmedian(a, axis=axis)
+    a = a.ravel()
+    n = a.size
+    if np.isnan(a).any():
+        return np.nanmedian(a)
+    sample = np.sort(a[::max(1, n // 16384)])
+    m = sample.size
+    width = int(2.5 * np.sqrt(m)) + 1  # 5 sigma of the sample median's rank (sqrt(m) / 2)
+    lo, hi = sample[max(0, m // 2 - width)], sample[min(m - 1, m // 2 + width)]
+    k0, k1 = (n - 1) // 2, n // 2
+    below = int(np.count_nonzero(a < lo))
+    inside = a[(a >= lo) & (a <= hi)]
+    if not below <= k0 <= k1 < below + inside.size:
+        return np.nanmedian(a)
+    part = np.partition(inside, sorted({k0 - below, k1 - below}))
+    return np.mean(part[k0 - below:k1 - below + 1])
+
+
 def _readnoise_floor(product: DrizzleProduct) -> float:
     readnoise = product.keyword_values("READNSE")
     if not readnoise:
@@ -107,7 +136,7 @@ def _mad_rms(data: np.ndarray, band: int = 512, shift: float = 0.0) -> float:
     values = np.concatenate(parts) if parts else np.zeros(0)
     if not values.size:
         return 0.0
-    return float(np.median(values)) * MAD_SIGMA / np.sqrt(6.0)
+    return float(exact_median(values)) * MAD_SIGMA / np.sqrt(6.0)
 
 
 def compute_background(product: DrizzleProduct, params: CatalogParams,
@@ -136,18 +165,19 @@ def compute_background(product: DrizzleProduct, params: CatalogParams,
     vals = np.asarray(product.sci[footprint], dtype=np.float64)
     vals = np.nan_to_num(vals, nan=0.0, copy=False)
     shift = 0.0
+    # cenfunc: the median of each clipping iteration, by exact_median (np.nanmedian's values)
     mean, median, rms = sigma_clipped_stats(vals, sigma=params.nsigma_clip,
-                                            cenfunc="median", maxiters=params.maxiters)
+                                            cenfunc=exact_median, maxiters=params.maxiters)
     if median < 0:
         shift = median - rms
         vals -= shift
         mean, median, rms = sigma_clipped_stats(vals, sigma=params.nsigma_clip,
-                                                cenfunc="median", maxiters=params.maxiters)
+                                                cenfunc=exact_median, maxiters=params.maxiters)
     skew = float(abs(3.0 * (mean - median) / rms)) if rms > 0 else 0.0
     vals = vals[(vals > 0) & (vals < median + 0.1 * rms)]
     if vals.size:
         _, bkg_median, bkg_rms = sigma_clipped_stats(vals, sigma=params.nsigma_clip,
-                                                     cenfunc="median")
+                                                     cenfunc=exact_median)
     else:
         bkg_median, bkg_rms = 0.0, 0.0
     del vals
@@ -201,16 +231,31 @@ def compute_background(product: DrizzleProduct, params: CatalogParams,
                       f"Background2D adopted ({percent:.1f} % below -1 rms)")
 
 
+def max_filtered(image: np.ndarray, size: int, band: int = 512) -> np.ndarray:
+    """``scipy.ndimage.maximum_filter(np.nan_to_num(image), size=size)`` (mode 'reflect'),
+    band by band: each band is filtered with ``size`` rows of context on both sides (the
+    filter reaches ``size // 2``), so the values are the same, without whole-image
+    temporaries (a memory-mapped ``image`` is read a band at a time)."""
+    ny = image.shape[0]
+    out = np.empty(image.shape, dtype=image.dtype.newbyteorder("="))
+    for r0 in range(0, ny, band):
+        r1 = min(ny, r0 + band)
+        lo, hi = max(0, r0 - size), min(ny, r1 + size)
+        sub = ndimage.maximum_filter(np.nan_to_num(np.asarray(image[lo:hi])), size=size)
+        out[r0:r1] = sub[r0 - lo:r1 - lo]
+    return out
+
+
 def weight_regions(product: DrizzleProduct, rms: np.ndarray, params: CatalogParams,
                    footprint: np.ndarray) -> list[WeightRegion]:
     """Split the footprint into nested relative-weight regions (see the module docstring)."""
     ndrizim = float(product.keyword("NDRIZIM", "NUMEXP", default=1) or 1)
     scale = max(params.scale, (ndrizim - 1.0) / 2.0)
-    maxwht = ndimage.maximum_filter(np.nan_to_num(product.wht), size=params.region_size)
-    top = float(maxwht.max())
+    rel = max_filtered(product.wht, params.region_size)
+    top = float(rel.max())
     if not top > 0:
         raise ValueError(f"{product.name}: WHT is zero everywhere")
-    rel = maxwht / top
+    rel /= top  # in place: the same values as ``maxwht / top``
     remaining = footprint & (rel > 0)
     pthresh = (1.0 - params.sensitivity) * remaining.sum()
     limit = 1.0 / scale

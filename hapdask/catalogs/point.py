@@ -44,7 +44,7 @@ import warnings
 
 import numpy as np
 from astropy.table import Table
-from photutils.detection import DAOStarFinder, find_peaks
+from photutils.detection import DAOStarFinder
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import fft, ndimage
 
@@ -52,10 +52,10 @@ from hapdask.catalogs.background import Background, WeightRegion
 from hapdask.catalogs.flags import source_flags
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.photometry import aperture_photometry_hap, effective_gain
-from hapdask.catalogs.product import DrizzleProduct
+from hapdask.catalogs.product import DrizzleProduct, release_free_memory
 
-__all__ = ["detect_point_sources", "measure_point_sources", "deconvolve", "POINT_COLUMNS",
-           "COLUMN_UNITS", "PSF_SHARPNESS"]
+__all__ = ["detect_point_sources", "measure_point_sources", "deconvolve", "band_peaks",
+           "POINT_COLUMNS", "COLUMN_UNITS", "PSF_SHARPNESS"]
 
 POINT_COLUMNS = ("X-Center", "Y-Center", "RA", "DEC", "ID", "MagAp1", "MagErrAp1", "FluxAp1",
                  "FluxErrAp1", "MagAp2", "MagErrAp2", "MSkyAp2", "StdevAp2", "FluxAp2",
@@ -79,6 +79,82 @@ COLUMN_UNITS = {"X-Center": "pix", "Y-Center": "pix", "X-Centroid": "pix", "Y-Ce
 PSF_SHARPNESS = (0.4, 0.9)
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
+#: rows per band of the banded peak search (:func:`band_peaks`): a few 10 MB per temporary
+#: instead of whole float64 images
+_BAND = 512
+
+
+def band_peaks(rows, shape: tuple[int, int], box_size: int, *, threshold: float = 0.0,
+               mask: np.ndarray | None = None,
+               band: int = _BAND) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(x_peak, y_peak)`` of photutils' ``find_peaks(data, threshold, box_size=box_size,
+    mask=mask)`` (NaN-free ``data``, scalar ``threshold``), found band by band.
+
+    ``rows(lo, hi)`` returns ``data[lo:hi]`` (an array's slice, or rows made on demand and
+    requested in increasing order). The same peaks in the same (row-major) order: a pixel is a
+    peak when it equals the ``box_size`` maximum filter (``mode='constant'``, ``cval=0``), is not
+    masked and is above the threshold; the filter reaches ``box_size // 2`` rows, so each band
+    is filtered with ``box_size`` rows of context on both sides (exact; whole-image edges are
+    padded with 0 as before). Returns None where find_peaks does (constant data, no peak).
+    """
+    ny = shape[0]
+    ctx = int(box_size)
+    xs, ys = [], []
+    first = None
+    constant = True
+    for r0 in range(0, ny, band):
+        r1 = min(ny, r0 + band)
+        lo, hi = max(0, r0 - ctx), min(ny, r1 + ctx)
+        sub = np.asarray(rows(lo, hi))
+        if np.isnan(sub).any():
+            raise ValueError("band_peaks: data must not contain NaN")
+        if first is None:
+            first = sub.flat[0]
+        constant = constant and bool(np.all(sub == first))
+        peak = ndimage.maximum_filter(sub, size=box_size, mode="constant", cval=0.0)
+        inner = slice(r0 - lo, r1 - lo)
+        good = sub[inner] == peak[inner]
+        del peak
+        good &= sub[inner] > threshold
+        if mask is not None:
+            good &= ~mask[r0:r1]
+        y, x = np.nonzero(good)
+        ys.append(y + r0)
+        xs.append(x)
+    if constant:
+        return None
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    return (x, y) if x.size else None
+
+
+class _DeconvolvedRows:
+    """Rows of :func:`deconvolve` (times ``weight``), computed one block row at a time when
+    requested (increasing order, as :func:`band_peaks` asks): only the block rows that the
+    current band and its context touch are held, never the whole deconvolved image."""
+
+    def __init__(self, image: np.ndarray, fwhm: float, params: CatalogParams,
+                 weight: np.ndarray) -> None:
+        self._image, self._fwhm, self._params, self._weight = image, fwhm, params, weight
+        self._filt = _deconvolution_filter(fwhm, params)
+        self._cache: dict[int, np.ndarray] = {}
+
+    def _block_row(self, k: int) -> np.ndarray:
+        if k not in self._cache:
+            b = self._params.block_size
+            rows = _deconvolve_rows(self._image, k * b, self._filt, self._params)
+            rows *= self._weight[k * b:k * b + rows.shape[0]]
+            self._cache[k] = rows
+        return self._cache[k]
+
+    def __call__(self, lo: int, hi: int) -> np.ndarray:
+        b = self._params.block_size
+        k0, k1 = lo // b, (hi - 1) // b
+        for k in [k for k in self._cache if k < k0]:
+            del self._cache[k]  # rows above the band are not asked for again
+        parts = [self._block_row(k)[max(lo, k * b) - k * b:min(hi, (k + 1) * b) - k * b]
+                 for k in range(k0, k1 + 1)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
 
 def deconvolve(image: np.ndarray, fwhm: float, params: CatalogParams) -> np.ndarray:
     """``image`` deconvolved by a Gaussian PSF of ``fwhm`` pixels (DrizzlePac ``fft_deconv_img``).
@@ -88,61 +164,82 @@ def deconvolve(image: np.ndarray, fwhm: float, params: CatalogParams) -> np.ndar
     ``image`` is not positive are 0 in the result. Blocks of ``block_size`` pixels are
     transformed with a margin of ``region_size`` pixels on each side (no seams).
     """
+    filt = _deconvolution_filter(fwhm, params)
+    return np.concatenate([_deconvolve_rows(image, y0, filt, params)
+                           for y0 in range(0, image.shape[0], params.block_size)])
+
+
+def _deconvolution_filter(fwhm: float, params: CatalogParams) -> np.ndarray:
+    """``conj(P) / (|P|^2 + alpha^2)`` on the rfft grid of a block with its margins."""
     sigma = fwhm / _FWHM_PER_SIGMA
-    margin = params.region_size
-    n = params.block_size + 2 * margin
+    n = params.block_size + 2 * params.region_size
     ky = fft.fftfreq(n)[:, None]
     kx = fft.rfftfreq(n)[None, :]
     psf_t = np.exp(-2.0 * (np.pi * sigma) ** 2 * (kx * kx + ky * ky))
     # alpha from the full (two-sided) spectrum, as DrizzlePac sorts |P| of the whole block
     full = np.exp(-2.0 * (np.pi * sigma) ** 2 * (fft.fftfreq(n)[None, :] ** 2 + ky * ky))
     alpha = np.sort(full.ravel())[::-1][int(full.size * params.freq_limit)]
-    del full
-    filt = psf_t / (psf_t * psf_t + alpha * alpha)
-    out = np.zeros(image.shape, dtype=np.float64)
-    ny, nx = image.shape
+    return psf_t / (psf_t * psf_t + alpha * alpha)
+
+
+def _deconvolve_rows(image: np.ndarray, y0: int, filt: np.ndarray,
+                     params: CatalogParams) -> np.ndarray:
+    """Rows ``y0 .. y0 + block_size`` of :func:`deconvolve` (one row of blocks)."""
+    margin = params.region_size
     b = params.block_size
-    for y0 in range(0, ny, b):
-        for x0 in range(0, nx, b):
-            ys, xs = max(0, y0 - margin), max(0, x0 - margin)
-            block = np.zeros((n, n))
-            src = image[ys:min(ny, y0 + b + margin), xs:min(nx, x0 + b + margin)]
-            if not src.any():
-                continue
-            block[:src.shape[0], :src.shape[1]] = src
-            dec = fft.irfft2(fft.rfft2(block) * filt, s=(n, n))
-            oy, ox = y0 - ys, x0 - xs
-            h, w = min(b, ny - y0), min(b, nx - x0)
-            out[y0:y0 + h, x0:x0 + w] = dec[oy:oy + h, ox:ox + w]
-    out[image <= 0] = 0.0
+    n = b + 2 * margin
+    ny, nx = image.shape
+    h = min(b, ny - y0)
+    out = np.zeros((h, nx), dtype=np.float64)
+    ys = max(0, y0 - margin)
+    for x0 in range(0, nx, b):
+        xs = max(0, x0 - margin)
+        src = image[ys:min(ny, y0 + b + margin), xs:min(nx, x0 + b + margin)]
+        if not src.any():
+            continue
+        block = np.zeros((n, n))
+        block[:src.shape[0], :src.shape[1]] = src
+        dec = fft.irfft2(fft.rfft2(block) * filt, s=(n, n))
+        oy, ox = y0 - ys, x0 - xs
+        w = min(b, nx - x0)
+        out[:, x0:x0 + w] = dec[oy:oy + h, ox:ox + w]
+    out[image[y0:y0 + h] <= 0] = 0.0
     return out
 
 
 def _psf_sources(region: np.ndarray, footprint: np.ndarray, fwhm: float,
                  params: CatalogParams) -> tuple[np.ndarray, np.ndarray] | None:
     """HAP's PSF path on one thresholded region (module docstring); None when no peak.
-    ``region`` is modified (pixels far from the peaks of the deconvolved image set to 0)."""
+    ``region`` is modified (pixels far from the peaks of the deconvolved image set to 0).
+
+    The deconvolved image is made block row by block row as the banded peak search reads it
+    (never whole), and both peak searches run in row bands (:func:`band_peaks`): the same
+    peaks as photutils' ``find_peaks`` on the whole images."""
     box = params.region_size
-    dec = deconvolve(region, fwhm, params)
-    dec *= ndimage.binary_erosion(footprint, iterations=box)
+    inside = ndimage.binary_erosion(footprint, iterations=box)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
-        peaks = find_peaks(dec, threshold=0.0, mask=~footprint, box_size=box)
-    del dec
-    if peaks is None or not len(peaks):
+        peaks = band_peaks(_DeconvolvedRows(region, fwhm, params, inside), region.shape, box,
+                           mask=~footprint)
+    del inside
+    release_free_memory()  # the bands' freed heap memory (before the whole-image steps)
+    if peaks is None:
         return None
     half = box // 2
     near = np.zeros(region.shape, dtype=bool)
-    for x, y in zip(np.asarray(peaks["x_peak"]), np.asarray(peaks["y_peak"]), strict=True):
+    for x, y in zip(*peaks, strict=True):
         near[max(0, y - half):y + half + 1, max(0, x - half):x + half + 1] = True
     region[~near] = 0.0  # in place (the caller's array: it is not used again)
+    del near
+    peaks = band_peaks(lambda lo, hi: region[lo:hi], region.shape, half)
+    if peaks is None:
+        return None
+    # DAOFIND at the peaks on the whole image (its pixel positions are whole-image positions:
+    # measured in a band, the centroids would be rounded differently)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
-        peaks = find_peaks(region, threshold=0.0, box_size=half)
-        if peaks is None or not len(peaks):
-            return None
         finder = DAOStarFinder(threshold=1e-10, fwhm=fwhm, sharpness_range=PSF_SHARPNESS,
-                               xycoords=np.column_stack([peaks["x_peak"], peaks["y_peak"]]))
+                               xycoords=np.column_stack(peaks))
         found = finder(region, mask=~footprint)
     if found is None:
         return None

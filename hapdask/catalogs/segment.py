@@ -35,6 +35,8 @@ from __future__ import annotations
 import mmap
 import os
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,10 +55,10 @@ from hapdask.catalogs.flags import source_flags
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.photometry import abmag, aperture_photometry_hap, effective_gain
 from hapdask.catalogs.point import COLUMN_UNITS
-from hapdask.catalogs.product import DrizzleProduct
+from hapdask.catalogs.product import DrizzleProduct, release_free_memory
 
 __all__ = ["Segmentation", "detect_segments", "measure_segments", "total_error",
-           "SEGMENT_COLUMNS"]
+           "above_threshold", "convolve_bands", "segmentation_image", "SEGMENT_COLUMNS"]
 
 SEGMENT_COLUMNS = ("X-Centroid", "Y-Centroid", "RA", "DEC", "ID", "CI", "Flags", "MagAp1",
                    "MagErrAp1", "FluxAp1", "FluxErrAp1", "MagAp2", "MagErrAp2", "FluxAp2",
@@ -102,15 +104,67 @@ def _quality(segm: SegmentationImage | None, n_real: int, params: CatalogParams,
     return not bad, biggest
 
 
+def above_threshold(conv: np.ndarray, regions: list[WeightRegion], nsigma: float,
+                    footprint: np.ndarray, band: int = 512) -> np.ndarray:
+    """Pixels of ``conv`` above the weight regions' threshold, inside ``footprint`` (bool).
+
+    The pixels ``detect_sources(conv, threshold_image(regions, nsigma, shape),
+    mask=~footprint)`` selects before it labels them (``conv > threshold``, masked pixels off),
+    made band by band without the whole-image float64 threshold map and the comparison's and
+    mask's temporaries."""
+    out = np.empty(conv.shape, dtype=bool)
+    for r in range(0, conv.shape[0], band):
+        rows = slice(r, r + band)
+        thresh = threshold_image([WeightRegion(reg.mask[rows], reg.limit, reg.noise)
+                                  for reg in regions], nsigma, conv[rows].shape)
+        np.greater(conv[rows], thresh, out=out[rows])
+        out[rows] &= footprint[rows]
+    return out
+
+
+def convolve_bands(image: np.ndarray, kernel: np.ndarray, band: int = 512,
+                   workers: int = 2, after_band: Callable[[], None] | None = None
+                   ) -> np.ndarray:
+    """astropy's ``convolve(image, kernel, normalize_kernel=False, boundary="extend")`` of a
+    NaN-free image, band by band (in ``workers`` threads: the C convolution releases the GIL).
+
+    Each band is convolved with ``kernel.shape[0]`` rows of context on both sides (the kernel
+    reaches half of that) and only its own rows kept: every pixel sees the same neighbours,
+    summed in the same order, so the values are the same as the whole-image call's, without
+    its whole-image padded copy (a memory-mapped ``image`` is read a band at a time;
+    ``after_band`` is called after each band, e.g. to release the pages read)."""
+    ny = image.shape[0]
+    ctx = kernel.shape[0]
+    out = np.empty(image.shape, dtype=np.float64)
+
+    def one(r0: int) -> None:
+        r1 = min(ny, r0 + band)
+        lo, hi = max(0, r0 - ctx), min(ny, r1 + ctx)
+        conv = convolve(np.asarray(image[lo:hi]), kernel, normalize_kernel=False,
+                        boundary="extend")
+        out[r0:r1] = conv[r0 - lo:r1 - lo]
+        if after_band is not None:
+            after_band()
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(one, range(0, ny, band)))
+    return out
+
+
 def _detect(image: np.ndarray, kernel: np.ndarray, regions: list[WeightRegion], nsigma: float,
             footprint: np.ndarray, params: CatalogParams, maps: tuple[mmap.mmap, ...] = ()
             ) -> tuple[np.ndarray, SegmentationImage | None]:
-    conv = convolve(image, kernel, normalize_kernel=False, boundary="extend")
-    for mm in maps:  # a spilled image is read by the convolution only
-        _drop_pages(mm)
-    # the threshold map is made after the convolution (not alongside its temporaries)
-    threshold = threshold_image(regions, nsigma, image.shape)
-    return conv, detect_sources(conv, threshold, n_pixels=params.source_box, mask=~footprint)
+    def release() -> None:  # a spilled image is read by the convolution only
+        for mm in maps:
+            _drop_pages(mm)
+
+    conv = convolve_bands(image, kernel, after_band=release if maps else None)
+    release_free_memory()  # the bands' freed heap memory (threads' arenas included)
+    # detect_sources labels the pixels above the threshold (its only use of the data and the
+    # threshold): given them as 0/1 with threshold 0, it makes the same segmentation image
+    # (tested against the call with the convolved image and the threshold map)
+    above = above_threshold(conv, regions, nsigma, footprint).view(np.uint8)
+    return conv, detect_sources(above, 0, n_pixels=params.source_box)
 
 
 def _deblend(conv: np.ndarray, segm: SegmentationImage, params: CatalogParams) -> SegmentationImage:
@@ -178,10 +232,49 @@ def _drop_pages(mm: mmap.mmap) -> None:
         mm.madvise(mmap.MADV_DONTNEED)
 
 
+def segmentation_image(total: DrizzleProduct, background: Background, footprint: np.ndarray,
+                       *, spill: str | os.PathLike[str] | None = None, band: int = 512
+                       ) -> tuple[np.ndarray, tuple[mmap.mmap, ...]]:
+    """The segmentation's detection image and its file maps: the total's SCI (NaN as 0) minus
+    the background, 0 outside ``footprint``, float64.
+
+    With ``spill`` (a directory) it is written band by band into an unlinked file there and
+    returned as a read-only memory map of it (no whole image in memory at any time), with the
+    map (for :func:`_drop_pages`); else an array in memory and no map.
+    """
+    dtype = np.result_type(total.sci, background.background, np.float64)
+    shape = total.sci.shape
+
+    def rows(r: slice) -> np.ndarray:
+        x = np.array(total.sci[r], dtype=dtype)
+        np.nan_to_num(x, copy=False, nan=0.0)
+        x -= background.background[r]
+        x[~footprint[r]] = 0.0
+        return x
+
+    if spill is None:
+        out = np.empty(shape, dtype=dtype)
+        for r0 in range(0, shape[0], band):
+            out[r0:r0 + band] = rows(slice(r0, r0 + band))
+        return out, ()
+    fd, name = tempfile.mkstemp(suffix=".bin", prefix=".hapdask-segm-", dir=spill)
+    try:
+        with os.fdopen(fd, "w+b") as fh:
+            for r0 in range(0, shape[0], band):
+                rows(slice(r0, r0 + band)).tofile(fh)
+            fh.flush()
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    finally:
+        os.unlink(name)
+    return np.frombuffer(mm, dtype=dtype).reshape(shape), (mm,)
+
+
 def detect_segments(total: DrizzleProduct, background: Background,
                     regions: list[WeightRegion], footprint: np.ndarray,
                     params: CatalogParams, *,
-                    spill: str | os.PathLike[str] | None = None) -> Segmentation:
+                    spill: str | os.PathLike[str] | None = None,
+                    image: tuple[np.ndarray, tuple[mmap.mmap, ...]] | None = None
+                    ) -> Segmentation:
     """Segmentation of the total (detection) image (module docstring).
 
     The returned :attr:`Segmentation.source_catalog` keeps the background-subtracted and the
@@ -190,20 +283,15 @@ def detect_segments(total: DrizzleProduct, background: Background,
     maps of unlinked files there (the total image from before its convolution), those
     properties (:data:`DETECTION_PROPERTIES`) are computed here and the pages read are released,
     so that the filter catalogs take them from photutils' cache without reading the images.
+    ``image``: the detection image already made by :func:`segmentation_image` (with the same
+    ``spill``); then the total's SCI is not read (the caller may have released it).
     """
-    # one whole-image array (NaN -> 0 and the background subtracted in place)
-    image = np.array(total.sci, dtype=np.result_type(total.sci, background.background,
-                                                     np.float64))
-    np.nan_to_num(image, copy=False, nan=0.0)
-    image -= background.background
-    image[~footprint] = 0.0
+    if image is None:
+        image = segmentation_image(total, background, footprint, spill=spill)
+    image, maps = image
     fwhm = params.fwhmpsf / total.pixel_scale
     gauss = make_2dgaussian_kernel(fwhm, size=params.kernel_size).array
     n_real = int(footprint.sum())
-    maps: tuple[mmap.mmap, ...] = ()
-    if spill is not None:  # kept in a file from here on (read by the convolutions only)
-        image, mm = _spill(image, spill)
-        maps = (mm,)
     conv, segm = _detect(image, gauss, regions, params.segm_nsigma, footprint, params, maps)
     ok, big_g = _quality(segm, n_real, params, biggest_only=False)
     kernel_name, big_island = "gaussian", not ok
@@ -252,8 +340,13 @@ def detect_segments(total: DrizzleProduct, background: Background,
 
 
 def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Background,
-                     params: CatalogParams, *, saturated: np.ndarray | None = None) -> Table:
-    """Filter segment catalog (:data:`SEGMENT_COLUMNS`) of ``image`` on the total segmentation."""
+                     params: CatalogParams, *, saturated: np.ndarray | None = None,
+                     own_sci: bool = False) -> Table:
+    """Filter segment catalog (:data:`SEGMENT_COLUMNS`) of ``image`` on the total segmentation.
+
+    ``own_sci=True``: ``image.sci`` is a float64 array without NaN that is not used again; it is
+    background-subtracted in place instead of copied (one whole image less).
+    """
     out = Table()
     if seg.segm is None:
         for name in SEGMENT_COLUMNS:
@@ -264,8 +357,13 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
                          f"segmentation {seg.segm.shape}; segment catalogs need a common grid")
     photflam, photplam = image.photometry_keywords()
     gain = effective_gain(image, params)
-    data = np.array(image.sci, dtype=np.float64)  # one whole-image array, used twice:
-    np.nan_to_num(data, copy=False, nan=0.0)
+    if own_sci:
+        data = image.sci
+        if data.dtype != np.float64 or not data.flags.writeable:
+            raise ValueError(f"{image.name}: own_sci needs a writeable float64 SCI")
+    else:
+        data = np.array(image.sci, dtype=np.float64)  # one whole-image array, used twice:
+        np.nan_to_num(data, copy=False, nan=0.0)
     # centroids: the detection catalog's (SourceCatalog takes them from detection_catalog),
     # finite by construction (detect_segments drops the others)
     x = np.array(seg.catalog["X-Centroid"], dtype=np.float64)

@@ -19,6 +19,7 @@ from hapdask.catalogs import (
     threshold_image,
     weight_regions,
 )
+from hapdask.catalogs.background import exact_median
 from hapdask.simulate import instruments
 
 PARAMS = CatalogParams.for_detector("acs_wfc")
@@ -161,3 +162,29 @@ def test_bad_inputs():
         CatalogParams.for_detector("stis_ccd")
     assert CatalogParams.for_detector("wfc3_ir").aperture_2 == 0.45
     assert SHALLOW_X < 400
+
+
+@pytest.mark.parametrize("n", [65536, 65537, 400_001])
+@pytest.mark.parametrize("kind", ["skewed", "ties", "few_values", "sorted", "inf", "nan", "int"])
+def test_exact_median_equals_numpy(n, kind):
+    """``exact_median`` returns ``np.nanmedian``'s value (the oracle) bit for bit: odd and even
+    sizes, ties, a handful of distinct values, sorted data, inf; NaN and non-float64 data go
+    to numpy itself."""
+    rng = np.random.default_rng(n)
+    v = rng.normal(0.05, 0.01, n)
+    v[rng.integers(0, n, n // 50)] += rng.exponential(1.0, n // 50)  # a source tail
+    if kind == "ties":
+        v = np.round(v, 3)
+    elif kind == "few_values":
+        v = rng.integers(0, 3, n).astype(np.float64)
+    elif kind == "sorted":
+        v = np.sort(v)[::-1].copy()
+    elif kind == "inf":
+        v[::1000] = np.inf
+    elif kind == "nan":
+        v[17] = np.nan
+    elif kind == "int":
+        v = rng.integers(0, 1000, n)
+    want = np.nanmedian(v)
+    got = exact_median(v)
+    assert got == want or (np.isnan(want) and np.isnan(got))

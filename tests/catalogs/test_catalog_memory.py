@@ -9,10 +9,29 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from astropy.convolution import RickerWavelet2DKernel, convolve
+from photutils.detection import DAOStarFinder, find_peaks
+from photutils.segmentation import detect_sources, make_2dgaussian_kernel
 from photutils.utils import calc_total_error
+from photutils.utils.exceptions import NoDetectionsWarning
+from scipy import ndimage
 
-from hapdask.catalogs import CatalogParams, assemble, detect_point_sources, make_catalogs, segment
-from hapdask.catalogs.segment import total_error
+from hapdask.catalogs import (
+    CatalogParams,
+    WeightRegion,
+    assemble,
+    compute_background,
+    detect_point_sources,
+    footprint_mask,
+    make_catalogs,
+    point,
+    segment,
+    threshold_image,
+    weight_regions,
+)
+from hapdask.catalogs.background import max_filtered
+from hapdask.catalogs.point import band_peaks
+from hapdask.catalogs.segment import above_threshold, total_error
 
 
 @pytest.mark.parametrize("gain", [1.0, 1234.5, 0.0])
@@ -82,15 +101,23 @@ def test_spilled_detection_images_same_catalogs(field, field_catalogs, tmp_path,
     there (nothing is left in the directory) and every catalog is the in-memory run's."""
     spilled = []
     original = segment._spill
+    original_image = segment.segmentation_image
 
     def spill(array, directory):
         got, mm = original(array, directory)
         spilled.append((type(mm), got.shape, got.flags.owndata, directory))
         return got, mm
 
+    def image(*args, spill=None, **kw):
+        got, maps = original_image(*args, spill=spill, band=37, **kw)
+        spilled.append((*(type(m) for m in maps), got.shape, got.flags.owndata, spill))
+        return got, maps
+
     monkeypatch.setattr(segment, "_spill", spill)
+    monkeypatch.setattr(assemble, "segmentation_image", image)
     res = make_catalogs(field.total, field.filters, CatalogParams.for_detector("acs_wfc"),
                         scratch=tmp_path)
+    # the detection image (written band by band) and the convolved image
     assert spilled == [(mmap.mmap, field.total.sci.shape, False, tmp_path)] * 2
     assert list(tmp_path.iterdir()) == []
     pairs = [(res.point_total, field_catalogs.point_total),
@@ -126,3 +153,176 @@ def test_filter_catalogs_compute_nothing_on_spilled_detection(field, tmp_path):
         for name in got.colnames:
             assert np.array_equal(np.asarray(got[name]), np.asarray(want[name]), equal_nan=True)
     assert set(vars(spilled.source_catalog)) == cached
+
+
+# -- banded forms of whole-image library calls: the same results as the library calls --------
+def _peak_image(seed: int = 5, shape=(613, 241)) -> np.ndarray:
+    """Noise with point sources, exact ties (plateaus), zero rows/columns and negative values."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(0.0, 1.0, shape)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    for y, x in rng.uniform((0, 0), shape, (80, 2)):
+        img += 20.0 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 3.0)
+    img = np.round(img, 1)  # many equal values: ties decide peaks at band edges too
+    img[100:103] = 0.0
+    img[:, 50] = 0.0
+    img[400:410, 100:110] = 7.0  # a plateau
+    return img
+
+
+@pytest.mark.parametrize("box", [11, 5, 4])
+@pytest.mark.parametrize("band", [7, 64, 1000])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_band_peaks_equal_find_peaks(box, band, with_mask):
+    """``band_peaks`` (bands narrower, wider and taller than the box) returns photutils'
+    whole-image ``find_peaks`` positions, in the same order."""
+    img = _peak_image()
+    mask = None
+    if with_mask:
+        mask = np.zeros(img.shape, bool)
+        mask[:30] = True
+        mask[250:380, 60:200] = True
+    want = find_peaks(img, threshold=0.0, box_size=box, mask=mask)
+    got = band_peaks(lambda lo, hi: img[lo:hi], img.shape, box, mask=mask, band=band)
+    assert want is not None and got is not None
+    assert np.array_equal(got[0], np.asarray(want["x_peak"]))
+    assert np.array_equal(got[1], np.asarray(want["y_peak"]))
+
+
+def test_band_peaks_none_and_nan():
+    """Constant data gives None as find_peaks does; NaN is refused."""
+    flat = np.full((50, 20), 3.0)
+    with pytest.warns(NoDetectionsWarning):
+        assert find_peaks(flat, threshold=0.0, box_size=5) is None
+    assert band_peaks(lambda lo, hi: flat[lo:hi], flat.shape, 5, band=8) is None
+    bad = _peak_image()
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        band_peaks(lambda lo, hi: bad[lo:hi], bad.shape, 5)
+
+
+def _psf_sources_whole(region, footprint, fwhm, params):
+    """HAP's PSF path as before the banding: whole-image deconvolution, photutils find_peaks
+    (twice) and DAOStarFinder on whole images (the reference)."""
+    box = params.region_size
+    dec = point.deconvolve(region, fwhm, params)
+    dec *= ndimage.binary_erosion(footprint, iterations=box)
+    peaks = find_peaks(dec, threshold=0.0, mask=~footprint, box_size=box)
+    half = box // 2
+    near = np.zeros(region.shape, dtype=bool)
+    for x, y in zip(np.asarray(peaks["x_peak"]), np.asarray(peaks["y_peak"]), strict=True):
+        near[max(0, y - half):y + half + 1, max(0, x - half):x + half + 1] = True
+    region[~near] = 0.0
+    peaks = find_peaks(region, threshold=0.0, box_size=half)
+    finder = DAOStarFinder(threshold=1e-10, fwhm=fwhm, sharpness_range=point.PSF_SHARPNESS,
+                           xycoords=np.column_stack([peaks["x_peak"], peaks["y_peak"]]))
+    found = finder(region, mask=~footprint)
+    return np.asarray(found["x_centroid"]), np.asarray(found["y_centroid"])
+
+
+@pytest.mark.parametrize("block_size", [1024, 96])
+def test_psf_sources_equal_whole_image_path(field, block_size):
+    """The PSF path with the deconvolution made block row by block row and banded peak
+    searches finds the same sources (bit-identical centroids, same order) as the whole-image
+    deconvolution with photutils' find_peaks; with small blocks many block rows and band edges
+    cross the sources."""
+    params = replace(CatalogParams.for_detector("acs_wfc"), block_size=block_size)
+    fp = footprint_mask(field.total, params)
+    bkg = compute_background(field.total, params, fp)
+    regions = weight_regions(field.total, bkg.rms, params, fp)
+    fwhm = params.fwhmpsf / field.total.pixel_scale
+    n = 0
+    for reg in regions:
+        region = point._detection_image(field.total, bkg)
+        region -= params.nsigma * reg.noise
+        region[~reg.mask] = 0.0
+        np.clip(region, 0.0, None, out=region)
+        want = _psf_sources_whole(region.copy(), fp, fwhm, params)
+        got = point._psf_sources(region, fp, fwhm, params)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+        n += got[0].size
+    assert n > 50
+
+
+def test_above_threshold_same_segmentation():
+    """``detect_sources`` on ``above_threshold``'s pixels (0/1, threshold 0) makes the
+    segmentation image of ``detect_sources(conv, threshold_image(...), mask=~footprint)``."""
+    rng = np.random.default_rng(1)
+    conv = ndimage.gaussian_filter(rng.normal(0.0, 1.0, (700, 300)), 1.5) * 4
+    fp = np.ones(conv.shape, bool)
+    fp[:20] = False
+    fp[:, -15:] = False
+    inner = np.zeros(conv.shape, bool)
+    inner[100:400] = True
+    regions = [WeightRegion(inner & fp, 0.5, 0.8), WeightRegion(fp & ~inner, 0.25, 1.2)]
+    want = detect_sources(conv, threshold_image(regions, 1.5, conv.shape), n_pixels=5,
+                          mask=~fp)
+    above = above_threshold(conv, regions, 1.5, fp, band=64)
+    got = detect_sources(above.view(np.uint8), 0, n_pixels=5)
+    assert want.n_labels > 20
+    assert np.array_equal(got.data, want.data)
+
+
+@pytest.mark.parametrize("size", [11, 4])
+def test_max_filtered_equals_scipy(size):
+    """Banded ``max_filtered`` equals ``maximum_filter(nan_to_num(wht))`` (native and
+    big-endian input, NaN included)."""
+    rng = np.random.default_rng(2)
+    wht = rng.uniform(0.0, 5.0, (700, 300)).astype(np.float32)
+    wht[5, 5] = np.nan
+    wht[650:, :10] = np.nan
+    want = ndimage.maximum_filter(np.nan_to_num(wht), size=size)
+    assert np.array_equal(max_filtered(wht, size, band=64), want)
+    assert np.array_equal(max_filtered(wht.astype(">f4"), size, band=100), want)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_convolve_bands_equals_astropy(workers):
+    """Banded (and threaded) convolution equals astropy's whole-image ``convolve`` for the
+    segmentation's Gaussian and Ricker kernels; ``after_band`` runs once per band."""
+    rng = np.random.default_rng(4)
+    img = rng.normal(0.0, 1.0, (900, 400))
+    img[:30] = 0.0
+    calls = []
+    for kernel in (make_2dgaussian_kernel(3.2, size=11).array,
+                   RickerWavelet2DKernel(2.0, x_size=15, y_size=15).array):
+        want = convolve(img, kernel, normalize_kernel=False, boundary="extend")
+        got = segment.convolve_bands(img, kernel, band=64, workers=workers,
+                                     after_band=lambda: calls.append(1))
+        assert np.array_equal(got, want)
+    assert len(calls) == 2 * 15  # ceil(900 / 64) bands per kernel
+
+
+@pytest.mark.parametrize("spill", [False, True])
+def test_segmentation_image_values(field, tmp_path, spill):
+    """The segmentation's detection image, made band by band (and written to a file band by
+    band), is SCI (NaN as 0) minus the background, 0 outside the footprint, float64."""
+    params = CatalogParams.for_detector("acs_wfc")
+    total = replace(field.total, sci=field.total.sci.astype(np.float32))
+    total.sci[7, 9] = np.nan
+    fp = footprint_mask(field.total, params)
+    bkg = compute_background(total, params, fp)
+    got, maps = segment.segmentation_image(total, bkg, fp, spill=tmp_path if spill else None,
+                                           band=37)
+    want = np.where(fp, np.nan_to_num(total.sci.astype(np.float64)) - bkg.background, 0.0)
+    assert got.dtype == np.float64 and len(maps) == int(spill)
+    assert np.array_equal(got, want)
+
+
+def test_measure_segments_own_sci(field, field_catalogs):
+    """``own_sci=True`` (SCI float64 without NaN, subtracted in place) gives the catalog of
+    the copying default."""
+    params = CatalogParams.for_detector("acs_wfc")
+    seg = field_catalogs.segmentation
+    for fname, prod in field.filters.items():
+        fbkg = compute_background(prod, params)
+        want = segment.measure_segments(prod, seg, fbkg, params)
+        owned = replace(prod, sci=np.nan_to_num(prod.sci.astype(np.float64)))
+        got = segment.measure_segments(owned, seg, fbkg, params, own_sci=True)
+        for name in want.colnames:
+            assert np.array_equal(np.asarray(got[name]), np.asarray(want[name]),
+                                  equal_nan=True), (fname, name)
+        with pytest.raises(ValueError, match="own_sci"):
+            segment.measure_segments(prod.__class__(prod.sci.astype(np.float32), prod.wht,
+                                                    prod.wcs, prod.header), seg, fbkg, params,
+                                     own_sci=True)
