@@ -74,12 +74,15 @@ def test_local_cluster_workers_are_spawned_with_the_setting(tmp_path, monkeypatc
 
     monkeypatch.setattr(_memory, "_active", True)  # as after keep_freed_memory()
     want = _memory.worker_environ()
-    saved = {k: os.environ.get(k) for k in want}
+    # the nanny copies its pre-spawn variables into this process's environment, and values
+    # already there win over the configuration (a user's own MALLOC_* settings are kept):
+    # start without the ones an earlier cluster of this test session left
+    saved = {k: os.environ.pop(k, None) for k in want}
     try:
         with compute_context(None, 1, 1, lambda m: None, scratch=str(tmp_path)) as (_, client):
             assert isinstance(client, distributed.Client)
             got = client.run(lambda: {k: os.environ.get(k) for k in want})
-    finally:  # the nanny sets them in this process's environment before spawning
+    finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
