@@ -4,25 +4,29 @@ Why: the pipeline's tasks make and drop many large numpy arrays (tiles, stacks, 
 bands of 10-300 MB). glibc's malloc serves every block above its mmap threshold (at most 32 MiB)
 with a fresh ``mmap`` and gives it back with ``munmap`` when it is freed; threads other than the
 main one get arenas whose heaps are at most 64 MiB, so their larger blocks are mmapped whatever
-the threshold. Each new array therefore page-faults fresh pages that the kernel must zero: in a
-``hapdask svm`` run of the demo's 4-exposure ACS/WFC visit that was ~0.8 million page faults and
-~30 s of system time (``perf``: mostly ``clear_page``), a fifth of the run's CPU time.
+the threshold. Each new array therefore page-faults fresh pages that the kernel must zero
+(``clear_page``): in a ``hapdask svm`` run of the demo's 4-exposure ACS/WFC visit that was
+0.8-1.3 million page faults and 26-30 s of system time, a fifth of the run's CPU time.
 
 What: one arena for all threads (``M_ARENA_MAX`` 1), no mmapped blocks (``M_MMAP_MAX`` 0: every
 block comes from the main heap, grown with ``brk``), and the heap's free top returned to the OS
 only beyond :data:`TRIM_THRESHOLD` (``M_TRIM_THRESHOLD``). Freed arrays are then reused by the
-next ones without new page faults. The cost is the heap's fragmentation: the peak RSS can exceed
-the peak of live memory (measured for ``hapdask svm`` on the demo visit: +6 %), and memory freed
-inside the heap stays resident until the process ends. The one arena is shared by the threads
-under a lock; numpy allocates large blocks rarely, so the contention is negligible (Python's own
-small objects come from its ``pymalloc`` pools).
+next ones without new page faults. A fixed 32 MiB mmap threshold alone does not help (the
+blocks that churn are larger). The cost is the heap's fragmentation and the kept top: the peak
+RSS grows, and memory freed inside the heap stays resident until the process ends. Measured on
+the demo visit (session 20, load 6-14; whole process, medians): system time 27.6 s -> 12.4 s,
+minor page faults 1.26 M -> 0.33 M, CPU (user + sys) 119 s -> 100 s, peak RSS 1.85 -> 2.27 GiB
+(+23 %); a 512 MiB threshold gave 16.4 s and 2.11 GiB, 128 MiB 20.6 s and 1.78 GiB (one run
+each). The one arena is shared by the threads under a lock; numpy allocates large blocks
+rarely, so the contention is negligible (Python's small objects come from its own pools).
 
 Where: :func:`keep_freed_memory` is called by the ``hapdask svm`` command (``hapdask.cli.svm``)
 before it starts its threads; a local Dask cluster that the command starts gets the same setting
 through :func:`worker_environ` (glibc reads these variables when a process starts, so the
-workers are spawned with them; ``hapdask.scheduling``). Importing hapdask changes nothing: a
+workers are spawned with them; ``hapdask.scheduling``; MALLOC_* variables already set in the
+environment win, as Dask's own rule for them). Importing hapdask changes nothing: a
 library user's process keeps its allocator unless it calls :func:`keep_freed_memory` itself.
-Other C libraries (glibc only; no effect and ``False`` elsewhere, e.g. musl or macOS).
+glibc only: elsewhere (musl, macOS) nothing changes and :func:`keep_freed_memory` returns False.
 """
 
 from __future__ import annotations
