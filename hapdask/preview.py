@@ -86,14 +86,19 @@ class _Binner:
 
     def add(self, rows: np.ndarray, last: bool) -> None:
         f = self.factor
-        if self.pending is not None:
-            rows = np.concatenate([self.pending, rows])
-        n = rows.shape[0] if last else rows.shape[0] // f * f
-        self.pending = rows[n:] if n < rows.shape[0] else None
-        if n == 0:
+        held = 0 if self.pending is None else self.pending.shape[0]  # < f rows
+        n = held + rows.shape[0]
+        if not last:
+            n = n // f * f
+        if n == 0:  # still less than a block's height
+            self.pending = rows.copy() if self.pending is None else np.concatenate(
+                [self.pending, rows])
             return
         band = np.full((math.ceil(n / f) * f, self.ox * f), np.nan)
-        band[:n, :self.nx] = rows[:n]
+        if held:
+            band[:held, :self.nx] = self.pending
+        band[held:n, :self.nx] = rows[:n - held]
+        self.pending = rows[n - held:].copy() if n - held < rows.shape[0] else None
         with warnings.catch_warnings():
             # all-NaN blocks ("Mean of empty slice") stay NaN = no data
             warnings.simplefilter("ignore", RuntimeWarning)
