@@ -14,10 +14,10 @@ only beyond :data:`TRIM_THRESHOLD` (``M_TRIM_THRESHOLD``). Freed arrays are then
 next ones without new page faults. A fixed 32 MiB mmap threshold alone does not help (the
 blocks that churn are larger). The cost is the heap's fragmentation and the kept top: the peak
 RSS grows, and memory freed inside the heap stays resident until the process ends. Measured on
-the demo visit (session 20, load 6-14; whole process, medians): system time 27.6 s -> 12.4 s,
-minor page faults 1.26 M -> 0.33 M, CPU (user + sys) 119 s -> 100 s, peak RSS 1.85 -> 2.27 GiB
-(+23 %); a 512 MiB threshold gave 16.4 s and 2.11 GiB, 128 MiB 20.6 s and 1.78 GiB (one run
-each). The one arena is shared by the threads under a lock; numpy allocates large blocks
+the demo visit (session 20, load 2-14; whole process, medians of 5 and 4 runs): system time
+29.8 s -> 13.3 s, minor page faults 1.26 M -> 0.37 M, CPU (user + sys) 132 s -> 105 s, peak RSS
+1.82 -> 2.18 GiB (+20 %); a 512 MiB threshold gave 16.4 s and 2.11 GiB, 128 MiB 20.6 s and
+1.78 GiB (one run each, load 12-15). The one arena is shared by the threads under a lock; numpy allocates large blocks
 rarely, so the contention is negligible (Python's small objects come from its own pools).
 
 Where: :func:`keep_freed_memory` is called by the ``hapdask svm`` command (``hapdask.cli.svm``)
