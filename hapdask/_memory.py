@@ -17,8 +17,9 @@ RSS grows, and memory freed inside the heap stays resident until the process end
 the demo visit (session 20, load 2-14; whole process, medians of 5 and 4 runs): system time
 29.8 s -> 13.3 s, minor page faults 1.26 M -> 0.37 M, CPU (user + sys) 132 s -> 105 s, peak RSS
 1.82 -> 2.18 GiB (+20 %); a 512 MiB threshold gave 16.4 s and 2.11 GiB, 128 MiB 20.6 s and
-1.78 GiB (one run each, load 12-15). The one arena is shared by the threads under a lock; numpy allocates large blocks
-rarely, so the contention is negligible (Python's small objects come from its own pools).
+1.78 GiB (one run each, load 12-15). The one arena is shared by the threads under a lock;
+numpy allocates large blocks rarely, so the contention is negligible (Python's small objects
+come from its own pools).
 
 Where: :func:`keep_freed_memory` is called by the ``hapdask svm`` command (``hapdask.cli.svm``)
 before it starts its threads; a local Dask cluster that the command starts gets the same setting
