@@ -98,6 +98,8 @@ class RunResult:
     peak_tree_mib: float
     peak_process_mib: float
     cpu: float = float("nan")
+    sys_time: float = float("nan")  # of the CPU time: in the kernel (page faults, I/O)
+    minor_faults: float = float("nan")
     log_tail: list[str] = field(default_factory=list)
 
 
@@ -136,9 +138,13 @@ def run_measured(cmd: list[str], cwd: Path, env: dict[str, str], log: Path,
     text = timefile.read_text() if timefile.exists() else ""
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     cpu = sum(float(v) for v in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text))
+    st = re.search(r"System time \(seconds\): ([\d.]+)", text)
+    mf = re.search(r"Minor \(reclaiming a frame\) page faults: (\d+)", text)
     return RunResult(wall=wall, rc=rc, peak_tree_mib=peak / 2**20,
                      peak_process_mib=int(m.group(1)) / 1024.0 if m else float("nan"),
                      cpu=cpu if text else float("nan"),
+                     sys_time=float(st.group(1)) if st else float("nan"),
+                     minor_faults=float(mf.group(1)) if mf else float("nan"),
                      log_tail=log.read_text(errors="replace").strip().splitlines()[-15:])
 
 
@@ -470,7 +476,8 @@ def deeper_refcat(truth_catalog: Path, g_limit: float, out: Path, seed: int = 0)
 
 
 def _fmt(r: RunResult) -> str:
-    return (f"{r.wall:.1f} s wall, {r.cpu:.0f} s CPU, exit {r.rc}, peak RSS "
+    return (f"{r.wall:.1f} s wall, {r.cpu:.0f} s CPU ({r.sys_time:.0f} s system, "
+            f"{r.minor_faults / 1e3:.0f}k minor page faults), exit {r.rc}, peak RSS "
             f"{r.peak_tree_mib:.0f} MiB (process tree), {r.peak_process_mib:.0f} MiB (largest "
             f"process)")
 

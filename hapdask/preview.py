@@ -67,29 +67,69 @@ class PreviewParams:
 
 
 def _binned(sci: np.ndarray, wht: np.ndarray, size: int) -> np.ndarray:
-    """NaN-aware block average (NaN where no data) so the longer side is <= ``size``.
+    """NaN-aware block average (NaN where no data) so the longer side is <= ``size``
+    (:func:`_binned_many` of one size)."""
+    return _binned_many(sci, wht, (size,))[0]
 
-    Works through bands of whole blocks, so ``sci``/``wht`` may be memory-mapped and are never
-    copied whole (the result is the same as averaging the whole frame at once).
-    """
-    ny, nx = sci.shape
-    factor = max(1, math.ceil(max(ny, nx) / size))
-    if factor == 1:
-        return np.where((wht > 0) & np.isfinite(sci), sci, np.nan).astype(np.float64)
-    oy, ox = math.ceil(ny / factor), math.ceil(nx / factor)
-    out = np.empty((oy, ox))
-    step = factor * max(1, 512 // factor)
-    for r0 in range(0, ny, step):
-        r1 = min(ny, r0 + step)
-        s, w = np.asarray(sci[r0:r1]), np.asarray(wht[r0:r1])
-        band = np.full((math.ceil((r1 - r0) / factor) * factor, ox * factor), np.nan)
-        band[: r1 - r0, :nx] = np.where((w > 0) & np.isfinite(s), s, np.nan)
+
+class _Binner:
+    """Block averages of one factor, fed bands of masked rows in order (rows that do not fill a
+    block yet wait for the next band)."""
+
+    def __init__(self, shape: tuple[int, int], factor: int) -> None:
+        ny, nx = shape
+        self.factor, self.nx = factor, nx
+        self.ox = math.ceil(nx / factor)
+        self.out = np.empty((math.ceil(ny / factor), self.ox))
+        self.row = 0  # next output row
+        self.pending: np.ndarray | None = None
+
+    def add(self, rows: np.ndarray, last: bool) -> None:
+        f = self.factor
+        held = 0 if self.pending is None else self.pending.shape[0]  # < f rows
+        n = held + rows.shape[0]
+        if not last:
+            n = n // f * f
+        if n == 0:  # still less than a block's height
+            self.pending = rows.copy() if self.pending is None else np.concatenate(
+                [self.pending, rows])
+            return
+        band = np.full((math.ceil(n / f) * f, self.ox * f), np.nan)
+        if held:
+            band[:held, :self.nx] = self.pending
+        band[held:n, :self.nx] = rows[:n - held]
+        self.pending = rows[n - held:].copy() if n - held < rows.shape[0] else None
         with warnings.catch_warnings():
             # all-NaN blocks ("Mean of empty slice") stay NaN = no data
             warnings.simplefilter("ignore", RuntimeWarning)
-            out[r0 // factor: r0 // factor + band.shape[0] // factor] = block_reduce(
-                band, factor, func=np.nanmean)
-    return out
+            got = block_reduce(band, f, func=np.nanmean)
+        self.out[self.row:self.row + got.shape[0]] = got
+        self.row += got.shape[0]
+
+
+def _binned_many(sci: np.ndarray, wht: np.ndarray, sizes: tuple[int, ...]
+                 ) -> list[np.ndarray]:
+    """NaN-aware block averages (NaN where no data), one per size: the smallest integer factor
+    that brings the longer side to <= ``size``.
+
+    One pass through bands of rows (``sci``/``wht`` may be memory-mapped and are never copied
+    whole); each block is averaged from the same float64 values as when the whole frame is
+    averaged at once, so the results are the same.
+    """
+    ny, nx = sci.shape
+    factors = [max(1, math.ceil(max(ny, nx) / size)) for size in sizes]
+    binners = {f: _Binner((ny, nx), f) for f in factors if f > 1}
+    if binners:
+        step = max(512, *binners)
+        for r0 in range(0, ny, step):
+            r1 = min(ny, r0 + step)
+            s, w = np.asarray(sci[r0:r1]), np.asarray(wht[r0:r1])
+            good = np.where((w > 0) & np.isfinite(s), s, np.nan)
+            for b in binners.values():
+                b.add(good, last=r1 == ny)
+    return [binners[f].out if f > 1 else
+            np.where((wht > 0) & np.isfinite(sci), sci, np.nan).astype(np.float64)
+            for f in factors]
 
 
 def display_limits(data: np.ndarray) -> tuple[float, float]:
@@ -118,8 +158,8 @@ def grey_levels(data: np.ndarray, params: PreviewParams,
 def render_preview(product: DrizzleProduct, params: PreviewParams = PreviewParams()
                    ) -> tuple[np.ndarray, np.ndarray]:
     """(preview, thumbnail) uint8 grey images of a product."""
-    return (grey_levels(_binned(product.sci, product.wht, params.max_size), params),
-            grey_levels(_binned(product.sci, product.wht, params.thumb_size), params))
+    big, small = _binned_many(product.sci, product.wht, (params.max_size, params.thumb_size))
+    return grey_levels(big, params), grey_levels(small, params)
 
 
 def _channels(products: list[DrizzleProduct]) -> list[DrizzleProduct]:

@@ -21,7 +21,7 @@ import dask
 from dask.diagnostics import ProgressBar
 from dask.threaded import get
 
-from hapdask import profile
+from hapdask import _memory, profile
 
 __all__ = ["compute_context", "local_compute", "probe_scheduler"]
 
@@ -104,10 +104,14 @@ def compute_context(scheduler, workers, threads_per_worker, log, *, timeout=30.0
         Path(scratch).mkdir(parents=True, exist_ok=True)
         local_dir = tempfile.mkdtemp(prefix=".hapdask-dask-", dir=scratch)
         try:
-            cluster = LocalCluster(n_workers=int(workers),
-                                   threads_per_worker=threads_per_worker or 1, processes=True,
-                                   dashboard_address="127.0.0.1:0", host="127.0.0.1",
-                                   local_directory=local_dir)
+            # the workers are spawned with this process's allocator setting (hapdask._memory)
+            environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}),
+                       **_memory.worker_environ()}
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+                cluster = LocalCluster(n_workers=int(workers),
+                                       threads_per_worker=threads_per_worker or 1,
+                                       processes=True, dashboard_address="127.0.0.1:0",
+                                       host="127.0.0.1", local_directory=local_dir)
             client = Client(cluster)
         except BaseException:
             if cluster is not None:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from hapdask._memory import keep_freed_memory
 from hapdask.cli import CLIError, printable
 from hapdask.cli._profile import add_arguments as add_profile_arguments
 from hapdask.cli._profile import profiling
@@ -67,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
             for line in svm.plan(args.poller).describe():
                 print(printable(line))
             return 0
+        # before the graph's threads start: freed arrays are reused without new page faults
+        # (hapdask._memory; a local cluster's workers get it too)
+        keep_freed_memory()
         report = Path(args.output) / f"{Path(args.poller).stem}_dask-report.html"
         with profiling(args, report):
             result = svm.run(args.poller, output=args.output, refcat=args.refcat,

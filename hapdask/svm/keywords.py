@@ -133,7 +133,11 @@ def _smoothed(filled: np.ndarray, closing: int, opening: int, sigma: float,
     tile = max(int(tile), reach)
     ys = np.arange(0, ny, tile)
     xs = np.arange(0, nx, tile)
-    counts = np.add.reduceat(np.add.reduceat(filled, ys, axis=0, dtype=np.int64), xs, axis=1)
+    # pixels set per tile: column sums of each row of tiles, then summed over the tiles' columns
+    # (np.add.reduceat over the rows of the bool array is ~25x slower)
+    rows = np.stack([filled[y:y + tile].sum(axis=0, dtype=np.int64) for y in ys])
+    counts = np.add.reduceat(rows, xs, axis=1)
+    del rows
     sizes = np.outer(np.diff(np.append(ys, ny)), np.diff(np.append(xs, nx)))
     # 3 x 3 neighbourhoods: any pixel set / every pixel set (outside the array: neither)
     some = np.pad(counts > 0, 1)
@@ -195,7 +199,9 @@ def footprint_regions(mask: np.ndarray, block: int = 1) -> list[np.ndarray]:
         if sl is None:
             continue
         sub = np.pad(labels[sl] == label, 1)
-        contours = find_contours(sub.astype(np.float32), 0.5)
+        # the bool mask as it is: find_contours makes its own float64 copy
+        contours = find_contours(sub, 0.5)
+        del sub
         if not contours:
             continue
         ring = max(contours, key=len)  # the outer boundary (holes were filled)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -130,3 +131,34 @@ def test_preview_bad_input(tmp_path):
         PreviewParams(asinh_a=0.0)
     prev, thumb = render_preview(a, PreviewParams(max_size=1000, thumb_size=128))
     assert prev.shape == (300, 500) and thumb.shape == (75, 125)
+
+
+@pytest.mark.parametrize("shape,sizes", [((1300, 700), (100, 13)),   # factors 13 and 100
+                                         ((2051, 2051), (1024, 128, 3000)),  # 3, 17 and 1
+                                         ((600, 1100), (1024, 7))])  # factor 2 and 158 > rows
+def test_one_pass_binning_equals_whole_frame_block_average(shape, sizes):
+    """The preview and thumbnail come from one banded pass: every block must be the NaN-aware
+    mean of its pixels with data (WHT > 0, finite) exactly as astropy's block_reduce gives it on
+    the whole frame padded with NaN (blocks straddling the bands included)."""
+    from astropy.nddata import block_reduce
+
+    from hapdask.preview import _binned_many
+
+    rng = np.random.default_rng(3)
+    sci = rng.normal(0.0, 1.0, shape).astype(np.float32)
+    wht = rng.uniform(0.0, 2.0, shape).astype(np.float32)
+    wht[rng.random(shape) < 0.3] = 0.0          # no data
+    sci[rng.random(shape) < 0.01] = np.nan       # bad pixels
+    wht[:, : shape[1] // 5] = 0.0                # an empty strip: all-NaN blocks
+    good = np.where((wht > 0) & np.isfinite(sci), sci, np.nan).astype(np.float64)
+    got = _binned_many(sci, wht, sizes)
+    for size, g in zip(sizes, got, strict=True):
+        f = max(1, -(-max(shape) // size))
+        oy, ox = -(-shape[0] // f), -(-shape[1] // f)
+        assert g.shape == (oy, ox) and max(g.shape) <= size
+        full = np.full((oy * f, ox * f), np.nan)
+        full[: shape[0], : shape[1]] = good
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks
+            want = block_reduce(full, f, func=np.nanmean) if f > 1 else good
+        assert np.array_equal(g, want, equal_nan=True)

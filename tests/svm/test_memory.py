@@ -1,0 +1,91 @@
+"""hapdask._memory: freed memory is reused without new page faults; workers get the setting."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hapdask import _memory
+
+ROOT = Path(__file__).resolve().parents[2]
+MIB = 1 << 20
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+#: a thread (not the main one: its blocks would come from a per-thread arena) makes and drops a
+#: 64 MiB array 8 times; numpy's hugepage advice is off so that a fault is one page
+_PROBE = """
+import json, resource, sys, threading
+import numpy as np
+from numpy._core.multiarray import _set_madvise_hugepage
+from hapdask import _memory
+_set_madvise_hugepage(False)
+active = _memory.keep_freed_memory() if sys.argv[1] == "keep" else False
+def work():
+    for _ in range(8):
+        a = np.ones(64 << 20, dtype=np.uint8)
+        del a
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+t = threading.Thread(target=work); t.start(); t.join()
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+print(json.dumps({"active": active, "faults": faults, "env": _memory.worker_environ()}))
+"""
+
+
+def _probe(mode: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for k in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_"):
+        env.pop(k, None)
+    out = subprocess.run([sys.executable, "-c", _PROBE, mode], env=env, capture_output=True,
+                         text=True, check=True, timeout=120)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_freed_arrays_are_reused_without_new_page_faults():
+    pages = 64 * MIB // PAGE  # faults of one fresh 64 MiB array
+    default = _probe("default")
+    kept = _probe("keep")
+    # glibc's default maps and unmaps every such array: every one faults all its pages again
+    assert not default["active"] and default["env"] == {}
+    assert default["faults"] >= 6 * pages
+    # kept: only the first array faults its pages; the others reuse them
+    assert kept["active"]
+    assert kept["faults"] <= 2 * pages
+    assert kept["env"] == {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
+                           "MALLOC_TRIM_THRESHOLD_": str(_memory.TRIM_THRESHOLD)}
+
+
+def test_plain_import_changes_nothing():
+    code = ("import hapdask, hapdask._memory as m; from hapdask.cli import build_parser; "
+            "build_parser(); print(m.is_active())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert out.stdout.strip() == "False"
+
+
+def test_local_cluster_workers_are_spawned_with_the_setting(tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    from hapdask.scheduling import compute_context
+
+    monkeypatch.setattr(_memory, "_active", True)  # as after keep_freed_memory()
+    want = _memory.worker_environ()
+    # the nanny copies its pre-spawn variables into this process's environment, and values
+    # already there win over the configuration (a user's own MALLOC_* settings are kept):
+    # start without the ones an earlier cluster of this test session left
+    saved = {k: os.environ.pop(k, None) for k in want}
+    try:
+        with compute_context(None, 1, 1, lambda m: None, scratch=str(tmp_path)) as (_, client):
+            assert isinstance(client, distributed.Client)
+            got = client.run(lambda: {k: os.environ.get(k) for k in want})
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert list(got.values()) == [want]
