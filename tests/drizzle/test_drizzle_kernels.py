@@ -362,20 +362,26 @@ def adversarial_case(kind: str, ny: int = 16, nx: int = 19):
     return pixmap, data, weight, out_shape
 
 
-@pytest.mark.parametrize("pixfrac", [1.0, 0.5])
-@pytest.mark.parametrize("kind", ["shear", "sliver+", "sliver-", "sliver13", "big"])
-def test_square_adversarial_ctx_matches_c(kind, pixfrac):
-    """Tile mode and the Drizzle API set exactly C's context bits (and weights where C has
-    weight) on footprints with vertices on, or within 1e-9..1e-13 of, output pixel lines."""
+def assert_square_matches_c(pixmap, data, weight, out_shape, pixfrac):
+    """Square kernel in tile mode and through the Drizzle API (the running-mean path) against
+    drizzle C on the same inputs: module tolerances, context bits exact."""
     from hapdask.drizzle import Drizzle
 
-    pixmap, data, weight, out_shape = adversarial_case(kind)
     theirs = run_c("square", data, weight, pixmap, out_shape, pixfrac, 1.0)
     ours = run_ours("square", data, weight, pixmap, out_shape, pixfrac, 1.0)
     assert_matches_c(ours, theirs)
     api = Drizzle(kernel="square", out_shape=out_shape)
     api.add_image(data, exptime=1.0, pixmap=pixmap, weight_map=weight, pixfrac=pixfrac)
     assert_matches_c((api.out_img, api.out_wht, api.out_ctx[0]), theirs)
+
+
+@pytest.mark.parametrize("pixfrac", [1.0, 0.5])
+@pytest.mark.parametrize("kind", ["shear", "sliver+", "sliver-", "sliver13", "big"])
+def test_square_adversarial_ctx_matches_c(kind, pixfrac):
+    """Tile mode and the Drizzle API set exactly C's context bits (and weights where C has
+    weight) on footprints with vertices on, or within 1e-9..1e-13 of, output pixel lines."""
+    pixmap, data, weight, out_shape = adversarial_case(kind)
+    assert_square_matches_c(pixmap, data, weight, out_shape, pixfrac)
 
 
 def box_shape_case(ex: float, ey: float, pixfrac: float, ny: int = 18, nx: int = 21):
@@ -435,12 +441,5 @@ def test_square_every_box_shape_matches_c(ex, ey, pixfrac):
     """Footprint boxes of every shape from 1x1 to 3x3 output pixels, and larger ones, give C's
     weights and science values (module tolerances) and exactly C's context bits, in tile mode
     and through the Drizzle API (the running-mean path)."""
-    from hapdask.drizzle import Drizzle
-
     pixmap, data, weight, out_shape, _ = box_shape_case(ex, ey, pixfrac)
-    theirs = run_c("square", data, weight, pixmap, out_shape, pixfrac, 1.0)
-    ours = run_ours("square", data, weight, pixmap, out_shape, pixfrac, 1.0)
-    assert_matches_c(ours, theirs)
-    api = Drizzle(kernel="square", out_shape=out_shape)
-    api.add_image(data, exptime=1.0, pixmap=pixmap, weight_map=weight, pixfrac=pixfrac)
-    assert_matches_c((api.out_img, api.out_wht, api.out_ctx[0]), theirs)
+    assert_square_matches_c(pixmap, data, weight, out_shape, pixfrac)
