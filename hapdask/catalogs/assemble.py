@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import MaskedColumn, Table, join
 
+from hapdask._memory import release_free_memory
 from hapdask.catalogs.background import (
     Background,
     compute_background,
@@ -42,7 +43,7 @@ from hapdask.catalogs.background import (
 from hapdask.catalogs.flags import FLAG_BITS
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.point import detect_point_sources, measure_point_sources
-from hapdask.catalogs.product import DrizzleProduct, release_free_memory
+from hapdask.catalogs.product import DrizzleProduct
 from hapdask.catalogs.segment import (
     Segmentation,
     detect_segments,

@@ -48,11 +48,12 @@ from photutils.detection import DAOStarFinder
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import fft, ndimage
 
+from hapdask._memory import release_free_memory
 from hapdask.catalogs.background import Background, WeightRegion
 from hapdask.catalogs.flags import source_flags
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.photometry import aperture_photometry_hap, effective_gain
-from hapdask.catalogs.product import DrizzleProduct, release_free_memory
+from hapdask.catalogs.product import DrizzleProduct
 
 __all__ = ["detect_point_sources", "measure_point_sources", "deconvolve", "band_peaks",
            "POINT_COLUMNS", "COLUMN_UNITS", "PSF_SHARPNESS"]

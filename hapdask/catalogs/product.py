@@ -7,8 +7,6 @@ in the catalogs are 0-based.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 import os
 from dataclasses import dataclass, field
@@ -18,35 +16,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 
-__all__ = ["DrizzleProduct", "read_product", "context_count", "release_free_memory"]
-
-
-def _libc_trim():
-    """glibc's ``malloc_trim`` (None elsewhere)."""
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        return None
-    if trim is not None:
-        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
-
-
-_MALLOC_TRIM = _libc_trim()
-
-
-def release_free_memory() -> None:
-    """Give the allocator's free heap memory back to the system (glibc ``malloc_trim(0)``;
-    elsewhere nothing).
-
-    The banded steps of the catalogs allocate and free many arrays of a few 10 MB: glibc
-    serves them from its heaps (its mmap threshold rises to the largest freed block) and keeps
-    the freed memory, ~0.1 GB of resident memory that the whole-image arrays made later cannot
-    reuse. Called between the catalog stages; the values computed are not affected.
-    """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
+__all__ = ["DrizzleProduct", "read_product", "context_count"]
 
 
 @dataclass

@@ -50,12 +50,13 @@ from photutils.segmentation import (
     make_2dgaussian_kernel,
 )
 
+from hapdask._memory import release_free_memory
 from hapdask.catalogs.background import Background, WeightRegion, threshold_image
 from hapdask.catalogs.flags import source_flags
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.photometry import abmag, aperture_photometry_hap, effective_gain
 from hapdask.catalogs.point import COLUMN_UNITS
-from hapdask.catalogs.product import DrizzleProduct, release_free_memory
+from hapdask.catalogs.product import DrizzleProduct
 
 __all__ = ["Segmentation", "detect_segments", "measure_segments", "total_error",
            "above_threshold", "convolve_bands", "segmentation_image", "SEGMENT_COLUMNS"]

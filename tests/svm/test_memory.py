@@ -24,11 +24,13 @@ import numpy as np
 from numpy._core.multiarray import _set_madvise_hugepage
 from hapdask import _memory
 _set_madvise_hugepage(False)
-active = _memory.keep_freed_memory() if sys.argv[1] == "keep" else False
+active = _memory.keep_freed_memory() if sys.argv[1].startswith("keep") else False
 def work():
     for _ in range(8):
         a = np.ones(64 << 20, dtype=np.uint8)
         del a
+        if sys.argv[1].endswith("trim"):
+            _memory.release_free_memory()  # as the catalog stages call it
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 t = threading.Thread(target=work); t.start(); t.join()
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
@@ -58,6 +60,16 @@ def test_freed_arrays_are_reused_without_new_page_faults():
     assert kept["faults"] <= 2 * pages
     assert kept["env"] == {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
                            "MALLOC_TRIM_THRESHOLD_": str(_memory.TRIM_THRESHOLD)}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_release_free_memory_keeps_what_the_setting_keeps():
+    """The catalogs' malloc_trim between stages must not hand back the memory a process chose
+    to keep: with the setting on, arrays freed and trimmed are still reused without faults."""
+    pages = 64 * MIB // PAGE
+    kept = _probe("keep-trim")
+    assert kept["active"]
+    assert kept["faults"] <= 2 * pages
 
 
 def test_plain_import_changes_nothing():
