@@ -44,9 +44,10 @@ from scipy import ndimage
 
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.product import DrizzleProduct
+from hapdask.sky.stats import exact_median
 
 __all__ = ["Background", "WeightRegion", "footprint_mask", "compute_background",
-           "weight_regions", "threshold_image", "max_filtered", "exact_median", "MAD_SIGMA"]
+           "weight_regions", "threshold_image", "max_filtered", "MAD_SIGMA"]
 
 #: Gaussian sigma per median absolute deviation (the constant HAP uses).
 MAD_SIGMA = 1.482602
@@ -80,35 +81,6 @@ def footprint_mask(product: DrizzleProduct, params: CatalogParams) -> np.ndarray
     if params.footprint_erosion <= 0:
         return covered
     return ndimage.binary_erosion(covered, iterations=params.footprint_erosion)
-
-
-def exact_median(data: np.ndarray, axis: int | None = None) -> np.floating:
-    """``np.nanmedian(data, axis)``, for a large 1-D-able float64 array without NaN by
-    selection inside a bracket (the same value, ~3x less CPU): a strided sample of ~16000 values
-    gives a value bracket around the median (+-5 sigma of its rank), the values below it are
-    counted and only those inside are partitioned for the middle order statistics, averaged as
-    ``np.median`` does (``np.mean`` of the two middle values). Anything else (``axis``, small
-    or non-float64 arrays, NaN, a bracket that misses the median) is ``np.nanmedian``'s.
-    Usable as astropy's sigma-clipping ``cenfunc``.
-    """
-    a = np.asarray(data)
-    if axis is not None or a.size < 65536 or a.dtype != np.float64:
-        return np.nanmedian(a, axis=axis)
-    a = a.ravel()
-    n = a.size
-    if np.isnan(a).any():
-        return np.nanmedian(a)
-    sample = np.sort(a[::max(1, n // 16384)])
-    m = sample.size
-    width = int(2.5 * np.sqrt(m)) + 1  # 5 sigma of the sample median's rank (sqrt(m) / 2)
-    lo, hi = sample[max(0, m // 2 - width)], sample[min(m - 1, m // 2 + width)]
-    k0, k1 = (n - 1) // 2, n // 2
-    below = int(np.count_nonzero(a < lo))
-    inside = a[(a >= lo) & (a <= hi)]
-    if not below <= k0 <= k1 < below + inside.size:
-        return np.nanmedian(a)
-    part = np.partition(inside, sorted({k0 - below, k1 - below}))
-    return np.mean(part[k0 - below:k1 - below + 1])
 
 
 def _readnoise_floor(product: DrizzleProduct) -> float:
@@ -165,7 +137,7 @@ def compute_background(product: DrizzleProduct, params: CatalogParams,
     vals = np.asarray(product.sci[footprint], dtype=np.float64)
     vals = np.nan_to_num(vals, nan=0.0, copy=False)
     shift = 0.0
-    # cenfunc: the median of each clipping iteration, by exact_median (np.nanmedian's values)
+    # cenfunc: each clipping iteration's median by sky.stats.exact_median (np.nanmedian's)
     mean, median, rms = sigma_clipped_stats(vals, sigma=params.nsigma_clip,
                                             cenfunc=exact_median, maxiters=params.maxiters)
     if median < 0:

@@ -305,6 +305,8 @@ def _blot_poly5(data, pixmap, out, scale, fillval, wx, wy):
             if not (i0 >= 0 and j0 >= 0 and i0 + 6 <= nx and j0 + 6 <= ny):
                 out[jj, ii] = _poly(data, x, y, 5, wx, wy) * scale
                 continue
+            # _sep6's sum written out with the row tables: calling _sep6 with the strided
+            # views wxr[:, ii] / wyr[:, ii] gives the same values but measured 34 vs 19 ns/px
             t0 = t1 = t2 = t3 = t4 = t5 = 0.0
             i = np.uintp(i0)
             for r in range(6):

@@ -19,8 +19,8 @@ from hapdask.catalogs import (
     threshold_image,
     weight_regions,
 )
-from hapdask.catalogs.background import exact_median
 from hapdask.simulate import instruments
+from hapdask.sky.stats import exact_median
 
 PARAMS = CatalogParams.for_detector("acs_wfc")
 
