@@ -59,6 +59,8 @@ import json, re, resource, sys, time, warnings
 warnings.filterwarnings("ignore")
 sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
+from hapdask._memory import keep_freed_memory
+keep_freed_memory()  # as the ``hapdask drizzle`` command does before its threads start
 from dask.diagnostics import Profiler
 from hapdask.mosaic import drizzle
 cfg = json.load(open({cfg!r}))

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from hapdask._memory import keep_freed_memory
 from hapdask.cli import CLIError
 from hapdask.cli._profile import add_arguments as add_profile_arguments
 from hapdask.cli._profile import profiling
@@ -62,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     if formats != ["fits"]:
         raise CLIError(f"--format: only fits is written by hapdask drizzle, got {args.format}")
+    # before the graph's threads start: freed tiles, stacks and maps are reused without new
+    # page faults (hapdask._memory; a local cluster's workers get it too). Measured on
+    # benchmarks/bench_drizzle.py's 4 ACS/WFC exposures: system time 10-11 -> 6.5 s, minor
+    # page faults 0.3-0.4 M -> 0.06 M, peak RSS unchanged (650 vs 658 MiB)
+    keep_freed_memory()
     try:
         with profiling(args, Path(f"{args.output}_dask-report.html")):
             result = drizzle(args.inputs, args.output, params=_params(args.param),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -88,6 +89,7 @@ class DrizzleGraph:
     output: Path        # the product's final path
     scratch: Scratch    # pixel maps and stacks; remove after the compute
     crmask_keys: dict = field(default_factory=dict)  # rootname -> key writing its crmask file
+    early: tuple = ()   # (task keys, result keys) of the work given to ``early``, if it applies
 
 
 def _open_inputs(inputs) -> list:
@@ -223,6 +225,7 @@ def drizzle_graph(
     pixmaps: dict | None = None,
     reserve_cards: int = 0,
     reuse_separate: bool = True,
+    early: Callable[[dict, list], None] | None = None,
 ) -> DrizzleGraph:
     """The Dask graph of one :func:`drizzle` job, to be computed alone or merged into a bigger
     graph (``hapdask svm`` computes a visit's products as one graph).
@@ -249,6 +252,11 @@ def drizzle_graph(
         the cosmic-ray pixels (:func:`~hapdask.mosaic.stages.reuse_tile`) instead of drizzling
         every pixel again (default). SCI and WHT then agree with the full drizzle to float64
         rounding (a float32 ulp where they differ), CTX exactly.
+    early : callable, optional
+        ``early(graph, keys)`` is handed the static-mask and sky tasks (they need only the
+        chips) before the chips are placed, to start computing ``keys`` (the packed static
+        masks and sky levels) meanwhile; :attr:`DrizzleGraph.early` then names them, or is
+        empty when the results do not apply (a chip missed the grid).
 
     Returns
     -------
@@ -299,7 +307,15 @@ def drizzle_graph(
         for stale in remove_stale(out.parent):
             notes.append(f"removed the scratch directory {stale} of a run that did not finish")
         scratch = Scratch.create(out.parent, out.name)
+    early_keys: tuple = ()
     try:
+        if early is not None:
+            # the static masks and sky levels need only the chips: they are computed while the
+            # chips are placed (the client's serial planning would leave a core idle)
+            g, sky_keys, packed_static = _sky_graph(chips, p, fp)
+            early_keys = (*dict.fromkeys([*(packed_static or ()), *sky_keys]),)
+            early(g, list(early_keys))
+            early_keys = (tuple(g), early_keys)
         sep_place = None
         if sep_grid is not None and sep_grid.header == final_grid.header:
             both = place_chips(chips, final_grid, tile_size, configs=[final_cfg, sep_cfg],
@@ -315,6 +331,8 @@ def drizzle_graph(
                 notes.append(f"{chips[i].label}: does not overlap the output grid (skipped)")
         if not keep:
             raise ValueError("no input chip overlaps the output grid")
+        if len(keep) < len(chips):
+            early_keys = ()  # chip indices changed: the early results do not apply
         chips = [chips[i] for i in keep]
         placements = [placements[i] for i in keep]
         if sep_place is not None:
@@ -326,13 +344,7 @@ def drizzle_graph(
             notes.append("one exposure: separate drizzle, median, blot and driz_cr skipped "
                          "(as AstroDrizzle)")
         graph, ckeys = chip_tasks(chips, f"drz-{fp}")
-        static_keys = packed_static = None
-        if p["static"]:
-            g, static_keys, packed_static = static_tasks(chips, p["static_sig"], f"drz-{fp}")
-            graph.update(g)
-        sky = _sky_method(p, {c.key: k for c, k in zip(chips, static_keys, strict=True)}
-                          if static_keys is not None and p["use_static"] else None)
-        g, sky_keys = sky.tasks(chips, f"drz-sky-{fp}")
+        g, sky_keys, packed_static = _sky_graph(chips, p, fp)
         graph.update(g)
         cr_regions = None
         sums = None
@@ -416,7 +428,67 @@ def drizzle_graph(
             scratch.remove()
         raise
     masks_written = {root: (f"drz-crmask-{fp}", root) for root, _ in cr_layout}
-    return DrizzleGraph(graph, [done, *mask_keys], done, final_path, scratch, masks_written)
+    return DrizzleGraph(graph, [done, *mask_keys], done, final_path, scratch, masks_written,
+                        early_keys)
+
+
+def _sky_graph(chips: list[ChipRef], p: AstroDrizzleParams, fp: str
+               ) -> tuple[dict, list, list | None]:
+    """The static-mask and sky tasks of ``chips`` (keys marked with the plan fingerprint
+    ``fp``): ``(graph, sky keys, packed static-mask keys or None)``, one per chip."""
+    graph: dict = {}
+    static_keys = packed_static = None
+    if p["static"]:
+        g, static_keys, packed_static = static_tasks(chips, p["static_sig"], f"drz-{fp}")
+        graph.update(g)
+    sky = _sky_method(p, {c.key: k for c, k in zip(chips, static_keys, strict=True)}
+                      if static_keys is not None and p["use_static"] else None)
+    g, sky_keys = sky.tasks(chips, f"drz-sky-{fp}")
+    graph.update(g)
+    return graph, sky_keys, packed_static
+
+
+class _Early:
+    """Computes the static masks and sky levels of a :func:`drizzle_graph` in a background
+    thread while the client places the chips (the ``early`` hook), then puts the results into
+    the graph in place of their tasks (:meth:`apply`)."""
+
+    def __init__(self, nthreads: int | None) -> None:
+        self.nthreads = nthreads
+        self.thread: threading.Thread | None = None
+        self.values: dict = {}
+        self.error: BaseException | None = None
+
+    def __call__(self, graph: dict, keys: list) -> None:
+        from hapdask.scheduling import local_compute
+
+        def run() -> None:
+            try:
+                self.values = dict(zip(keys, local_compute(graph, keys, nthreads=self.nthreads),
+                                       strict=True))
+            except BaseException as exc:  # re-raised by apply()
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, name="hapdask-drizzle-sky", daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        """Wait for the background compute (if one was started)."""
+        if self.thread is not None:
+            self.thread.join()
+
+    def apply(self, job: DrizzleGraph) -> dict:
+        """The job's graph with the early tasks replaced by their results (the graph as it is
+        when nothing was computed early or the results do not apply)."""
+        self.join()
+        if not job.early:
+            return job.graph
+        if self.error is not None:
+            raise self.error
+        tasks, keys = job.early
+        graph = {k: v for k, v in job.graph.items() if k not in set(tasks)}
+        graph.update({k: self.values[k] for k in keys})
+        return graph
 
 
 def reuses_separate(p: AstroDrizzleParams, sep_grid: OutputGrid | None,
@@ -527,15 +599,23 @@ def drizzle(
         Unreadable input, mixed units, no input.
     """
     t_start = time.perf_counter()
-    job = drizzle_graph(inputs, output, params=params, config=config, tile_size=tile_size,
-                        region_size=region_size, update_dq=update_dq, wcs_updates=wcs_updates,
-                        crmasks=crmasks, reuse_separate=reuse_separate)
+    # on local threads, the static masks and sky levels are computed while the chips are placed
+    early = _Early(threads_per_worker) if scheduler is None and not workers else None
     try:
+        job = drizzle_graph(inputs, output, params=params, config=config, tile_size=tile_size,
+                            region_size=region_size, update_dq=update_dq,
+                            wcs_updates=wcs_updates, crmasks=crmasks,
+                            reuse_separate=reuse_separate, early=early)
+    finally:
+        if early is not None:
+            early.join()
+    try:
+        graph = early.apply(job) if early is not None else job.graph
         with compute_context(scheduler, workers, threads_per_worker, log,
                              scratch=job.scratch.directory) as (compute, _client):
             t0 = time.perf_counter()
             try:
-                result = compute(job.graph, job.keys, progress)[0]
+                result = compute(graph, job.keys, progress)[0]
             except BaseException:
                 remove_temporary(job.output)
                 raise
