@@ -23,6 +23,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -30,7 +31,9 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 from astropy.wcs import WCS
+from dask.threaded import get as threaded_get
 
+from hapdask import profile
 from hapdask.combine.median import CombineParams
 from hapdask.export import fits as xfits
 from hapdask.export.paths import remove_temporary
@@ -226,6 +229,7 @@ def drizzle_graph(
     reserve_cards: int = 0,
     reuse_separate: bool = True,
     early: Callable[[dict, list], None] | None = None,
+    pool: Executor | None = None,
 ) -> DrizzleGraph:
     """The Dask graph of one :func:`drizzle` job, to be computed alone or merged into a bigger
     graph (``hapdask svm`` computes a visit's products as one graph).
@@ -257,6 +261,10 @@ def drizzle_graph(
         chips) before the chips are placed, to start computing ``keys`` (the packed static
         masks and sky levels) meanwhile; :attr:`DrizzleGraph.early` then names them, or is
         empty when the results do not apply (a chip missed the grid).
+    pool : Executor, optional
+        Threads that place the chips (default: new ones, one per core); ``drizzle`` shares
+        its pool between the placements and the ``early`` compute, so that both keep the cores
+        busy without running more tasks at once than there are threads.
 
     Returns
     -------
@@ -316,15 +324,18 @@ def drizzle_graph(
             early_keys = (*dict.fromkeys([*(packed_static or ()), *sky_keys]),)
             early(g, list(early_keys))
             early_keys = (tuple(g), early_keys)
+
         sep_place = None
         if sep_grid is not None and sep_grid.header == final_grid.header:
             both = place_chips(chips, final_grid, tile_size, configs=[final_cfg, sep_cfg],
-                               scratch=scratch, tag=f"final-{fp}", pixmaps=pixmaps)
+                               scratch=scratch, tag=f"final-{fp}", pixmaps=pixmaps,
+                               pool=pool)
             placements = [b[0] for b in both]
             sep_place = [b[1] for b in both]
         else:
             placements = place_chips(chips, final_grid, tile_size, scratch=scratch,
-                                     tag=f"final-{fp}", pixmaps=pixmaps, **final_cfg)
+                                     tag=f"final-{fp}", pixmaps=pixmaps, pool=pool,
+                                     **final_cfg)
         keep = [i for i, pl in enumerate(placements) if pl.boxes]
         for i in range(len(chips)):
             if i not in keep:
@@ -352,7 +363,8 @@ def drizzle_graph(
         if do_cr:
             if sep_place is None:
                 sep_place = place_chips(chips, sep_grid, tile_size, scratch=scratch,
-                                        tag=f"sep-{fp}", pixmaps=pixmaps, **sep_cfg)
+                                        tag=f"sep-{fp}", pixmaps=pixmaps, pool=pool,
+                                        **sep_cfg)
             sep_inputs = GridInputs(chips, ckeys, sky_keys, sep_grid.header,
                                     sep_grid.scale_arcsec, static_keys=packed_static,
                                     pixmaps=[pl.pixmap for pl in sep_place])
@@ -450,22 +462,28 @@ def _sky_graph(chips: list[ChipRef], p: AstroDrizzleParams, fp: str
 
 class _Early:
     """Computes the static masks and sky levels of a :func:`drizzle_graph` in a background
-    thread while the client places the chips (the ``early`` hook), then puts the results into
-    the graph in place of their tasks (:meth:`apply`)."""
+    thread while the client places the chips (the ``early`` hook), on the same thread pool as
+    the placements (:attr:`pool`: as many tasks at once as threads, so no more memory than
+    either alone); :meth:`apply` then puts the results into the graph in place of their
+    tasks."""
 
     def __init__(self, nthreads: int | None) -> None:
-        self.nthreads = nthreads
+        self.pool = ThreadPoolExecutor(nthreads or os.cpu_count() or 1,
+                                       thread_name_prefix="hapdask-plan")
         self.thread: threading.Thread | None = None
         self.values: dict = {}
         self.error: BaseException | None = None
 
     def __call__(self, graph: dict, keys: list) -> None:
-        from hapdask.scheduling import local_compute
-
         def run() -> None:
             try:
-                self.values = dict(zip(keys, local_compute(graph, keys, nthreads=self.nthreads),
-                                       strict=True))
+                prof = profile.active()
+                if prof is None:
+                    got = threaded_get(graph, keys, pool=self.pool)
+                else:
+                    got = profile.profiled_local(prof, threaded_get, graph, keys,
+                                                 self.pool._max_workers, pool=self.pool)
+                self.values = dict(zip(keys, got, strict=True))
             except BaseException as exc:  # re-raised by apply()
                 self.error = exc
 
@@ -473,9 +491,10 @@ class _Early:
         self.thread.start()
 
     def join(self) -> None:
-        """Wait for the background compute (if one was started)."""
+        """Wait for the background compute (if one was started) and stop the pool."""
         if self.thread is not None:
             self.thread.join()
+        self.pool.shutdown()
 
     def apply(self, job: DrizzleGraph) -> dict:
         """The job's graph with the early tasks replaced by their results (the graph as it is
@@ -486,7 +505,8 @@ class _Early:
         if self.error is not None:
             raise self.error
         tasks, keys = job.early
-        graph = {k: v for k, v in job.graph.items() if k not in set(tasks)}
+        drop = set(tasks)
+        graph = {k: v for k, v in job.graph.items() if k not in drop}
         graph.update({k: self.values[k] for k in keys})
         return graph
 
@@ -605,7 +625,8 @@ def drizzle(
         job = drizzle_graph(inputs, output, params=params, config=config, tile_size=tile_size,
                             region_size=region_size, update_dq=update_dq,
                             wcs_updates=wcs_updates, crmasks=crmasks,
-                            reuse_separate=reuse_separate, early=early)
+                            reuse_separate=reuse_separate, early=early,
+                            pool=early.pool if early is not None else None)
     finally:
         if early is not None:
             early.join()

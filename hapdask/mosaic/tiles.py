@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -413,13 +413,14 @@ def place_chips(chips: Sequence[ChipRef], grid: OutputGrid, tile_size: int, *,
                 candidates: Sequence[Sequence[tuple[int, int]] | None] | None = None,
                 threads: int | None = None, configs: Sequence[dict] | None = None,
                 scratch: Scratch | None = None, tag: str = "", pixmaps: dict | None = None,
-                **kwargs) -> list:
+                pool: Executor | None = None, **kwargs) -> list:
     """:func:`place_chip` for many chips (``candidates``: one list or None per chip), in
     threads (the numba pixel maps release the GIL). With ``configs`` (keyword dicts of
     :func:`place_chip`), each chip's entry is the list of its placements, one per config,
     from one pixel map. With ``scratch``, chip ``k``'s pixel map is kept there as
     ``pixmap-<tag>-<k>`` (:func:`place_chip_configs`, also for ``pixmaps``, a cache shared
-    by the products of a run)."""
+    by the products of a run). ``pool``: run the chips there instead of on ``threads`` new
+    threads."""
 
     cands = list(candidates) if candidates is not None else [None] * len(chips)
 
@@ -429,6 +430,8 @@ def place_chips(chips: Sequence[ChipRef], grid: OutputGrid, tile_size: int, *,
                                  scratch=scratch, name=f"pixmap-{tag}-{k}", pixmaps=pixmaps)
         return got if configs is not None else got[0]
 
+    if pool is not None:
+        return list(pool.map(one, range(len(chips))))
     n = threads or min(len(chips), os.cpu_count() or 1) or 1
     if n <= 1:
         return [one(k) for k in range(len(chips))]
