@@ -11,7 +11,8 @@
                                 drizzle_graph: static, sky, separate drizzles, medians, blot +
                                 driz_cr, final tiles, writes) with HAP's SVM parameters of its
                                 level, on the detector's grid; a chip's pixel map on that grid
-                                is computed once for all products (while the graph is built)
+                                is computed once for all products (while the graph is built,
+                                the products of a detector planned side by side in threads)
     ("svm-keywords", name)      HAP's keywords of a finished product
     ("svm-catalogs", det)       point + segment catalogs (hapdask.catalogs) of the total and
                                 filters, once these are made (beside the exposure products)
@@ -78,6 +79,7 @@ RESERVE_CARDS = 36
 #: threads planning a detector's drizzle products (:func:`_plan_products`); each product maps
 #: its chips in up to one thread per core besides
 PLAN_THREADS = 2
+
 
 @dataclass
 class DetectorState:
