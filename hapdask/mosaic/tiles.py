@@ -12,8 +12,10 @@ Pixel coordinates are 0-based; windows and boxes are ``(y0, y1, x0, x1)``, half-
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -325,11 +327,23 @@ def place_chip_configs(chip: ChipRef, grid: OutputGrid, tile_size: int,
     (the scratch holding it must live until every product is done); the placements made from
     it are kept there too, so that a product placing the chip with a config another product
     used (e.g. the exposure, filter and total products of an SVM visit) gets a copy of that
-    placement without reading the map."""
+    placement without reading the map. The cache may be shared by threads."""
+    key = (chip.chip.path, chip.key, chip.wcs_bytes, grid.header)
+    # products planned in several threads share the cache: one computes a map, the others wait
+    # for it (dict.setdefault is atomic)
+    lock = (pixmaps.setdefault(("lock", key), threading.Lock()) if pixmaps is not None
+            else contextlib.nullcontext())
+    with lock:
+        return _place_configs(chip, grid, tile_size, configs, key, candidates, scratch, name,
+                              pixmaps)
+
+
+def _place_configs(chip: ChipRef, grid: OutputGrid, tile_size: int, configs: Sequence[dict],
+                   key: tuple, candidates, scratch: Scratch | None, name: str,
+                   pixmaps: dict | None) -> list[ChipPlacement]:
     from hapdask.drizzle import calc_pixmap  # numba code: loaded when a chip is placed
     from hapdask.drizzle.tile import FootprintIndex
 
-    key = (chip.chip.path, chip.key, chip.wcs_bytes, grid.header)
     path = pixmaps.get(key) if pixmaps is not None else None
     cand = tuple(candidates) if candidates is not None else None
     done_keys = [("placement", key, int(tile_size), cand, tuple(sorted(c.items())))

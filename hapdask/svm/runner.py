@@ -11,7 +11,8 @@
                                 drizzle_graph: static, sky, separate drizzles, medians, blot +
                                 driz_cr, final tiles, writes) with HAP's SVM parameters of its
                                 level, on the detector's grid; a chip's pixel map on that grid
-                                is computed once for all products (while the graph is built)
+                                is computed once for all products (while the graph is built,
+                                the products of a detector planned side by side in threads)
     ("svm-keywords", name)      HAP's keywords of a finished product
     ("svm-catalogs", det)       point + segment catalogs (hapdask.catalogs) of the total and
                                 filters, once these are made (beside the exposure products)
@@ -39,6 +40,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +75,11 @@ __all__ = ["ProductRecord", "SvmResult", "run"]
 #: blank header cards a drizzle product gets for HAP's keywords (:func:`_refine_headers`): one
 #: FITS block; with them astropy updates the headers in place instead of rewriting the file
 RESERVE_CARDS = 36
+
+#: threads planning a detector's drizzle products (:func:`_plan_products`); each product maps
+#: its chips in up to one thread per core besides
+PLAN_THREADS = 2
+
 
 @dataclass
 class DetectorState:
@@ -447,25 +454,17 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
         skey = ("svm-state", det.key + "-" + det.prefix)
         graph[skey] = state
         filter_keys: dict = {}
-        filter_masks: dict = {}  # filter product -> (masks, mask task keys)
         total_key = None
-        for job in _jobs(det, exps):
-            masks, after = {}, ()
-            if job.level == "total":
-                for f in det.total_filters:
-                    m, a = filter_masks[f.drizzle_name]
-                    masks.update(m)
-                    after += a
-            dg = _drizzle_graph(job, staging, state, masks, after, pixmaps)
+        jobs = _jobs(det, exps)
+        planned = _plan_products(jobs, det, staging, state, pixmaps)
+        for job in jobs:
+            dg = planned[job.name]
             jobs_made.append(dg)
             graph.update(dg.graph)
             k = ("svm-keywords", job.name)
             graph[k] = (_product_task, job, staging, exps, skey, dg.done)
             if job.level == "filter":
                 filter_keys[job.name] = k
-                filter_masks[job.name] = (
-                    {r: str(Path(staging) / crmask_name(r)) for r in dg.crmask_keys},
-                    tuple(dg.crmask_keys.values()))
             elif job.level == "total":
                 total_key = k
             keys["drizzle"].append(k)
@@ -491,6 +490,33 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             graph[ck] = (_color_task, total_key, staging, *fk)
             keys["previews"].append(ck)
     return graph, keys, jobs_made
+
+
+def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
+                   state: DetectorState, pixmaps: dict) -> dict[str, DrizzleGraph]:
+    """The engine's graphs of a detector's products (by name), planned side by side in
+    :data:`PLAN_THREADS` threads: the pixel maps (numba, GIL released) and their scratch files
+    of one product are made while another product's Python planning runs; ``pixmaps`` gives
+    each chip's map on a grid to every product (computed once: a product needing a map being
+    made waits for it). The total is planned once its filter products' cosmic-ray mask keys
+    are known. The graphs are those of planning the products one after the other."""
+    futures: dict = {}
+    with ThreadPoolExecutor(PLAN_THREADS) as pool:
+        for job in jobs:
+            if job.level != "total":
+                futures[job.name] = pool.submit(_drizzle_graph, job, staging, state, {}, (),
+                                                pixmaps)
+        for job in jobs:
+            if job.level != "total":
+                continue
+            masks, after = {}, ()
+            for f in det.total_filters:
+                fdg = futures[f.drizzle_name].result()
+                masks.update({r: str(Path(staging) / crmask_name(r)) for r in fdg.crmask_keys})
+                after += tuple(fdg.crmask_keys.values())
+            futures[job.name] = pool.submit(_drizzle_graph, job, staging, state, masks, after,
+                                            pixmaps)
+        return {name: f.result() for name, f in futures.items()}
 
 
 def _barrier(*_done) -> None:

@@ -1,0 +1,60 @@
+"""The SVM product graph planned in threads (``hapdask.svm.runner._plan_products``): the same
+graph as planning the products one after the other, and each chip's pixel map on a grid made
+once for all products (the cache of :func:`hapdask.mosaic.tiles.place_chip_configs` shared by
+the threads)."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections import Counter
+
+from dask.core import get_dependencies
+
+import hapdask.drizzle
+from hapdask.align import FileCatalog
+from hapdask.scheduling import local_compute
+from hapdask.svm import plan, runner
+
+
+def _graph(p, states, staging):
+    graph, keys, jobs = runner.products_graph(p, states, str(staging))
+    for j in jobs:
+        j.scratch.remove()
+    deps = {k: sorted(map(str, get_dependencies(graph, k))) for k in graph}
+    return deps, keys
+
+
+def test_threaded_planning_same_graph_maps_once(sim, tmp_path, monkeypatch):
+    poller = next(q for q in sim.svm_pollers if q.name == "acs_f3t_03_input.out")
+    p = plan(poller)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph, akeys = runner.alignment_graph(p, FileCatalog(sim.refcat))
+        states = dict(zip(akeys["states"], local_compute(graph, list(akeys["states"].values())),
+                          strict=True))
+    calls: Counter = Counter()
+    lock = threading.Lock()
+    real = hapdask.drizzle.calc_pixmap
+
+    def counted(wcs_in, wcs_out, shape):
+        with lock:
+            calls[threading.current_thread() is threading.main_thread()] += 1
+        return real(wcs_in, wcs_out, shape)
+
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    monkeypatch.setattr(hapdask.drizzle, "calc_pixmap", counted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        threaded = _graph(p, states, staging)
+        made = calls.copy()
+        calls.clear()
+        monkeypatch.setattr(runner, "PLAN_THREADS", 1)
+        serial = _graph(p, states, staging)
+    assert threaded == serial
+    # as many maps as planning one product after the other, which makes each chip's map on a
+    # grid once (a cache hit for the products sharing it), none in the main thread
+    assert made == calls and set(made) == {False}
+    products = [j for d in p.detectors for j in runner._jobs(d, p.exposures)]
+    assert sum(made.values()) < sum(2 * len(j.inputs) for j in products)
