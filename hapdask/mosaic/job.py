@@ -230,6 +230,7 @@ def drizzle_graph(
     reuse_separate: bool = True,
     early: Callable[[dict, list], None] | None = None,
     pool: Executor | None = None,
+    grid: OutputGrid | None = None,
 ) -> DrizzleGraph:
     """The Dask graph of one :func:`drizzle` job, to be computed alone or merged into a bigger
     graph (``hapdask svm`` computes a visit's products as one graph).
@@ -265,6 +266,10 @@ def drizzle_graph(
         Threads that place the chips (default: new ones, one per core); ``drizzle`` shares
         its pool between the placements and the ``early`` compute, so that both keep the cores
         busy without running more tasks at once than there are threads.
+    grid : OutputGrid, optional
+        The final grid itself, used as given instead of the one the ``final_*`` parameters
+        build from the job's first chip (``hapdask svm`` puts every product of a detector on
+        one visit grid: the same WCS object, so the products share their pixel maps).
 
     Returns
     -------
@@ -294,7 +299,7 @@ def drizzle_graph(
     # the product's path is part of the keys: two products of one graph never share a task
     fp = _fingerprint(chips, p, tile_size, region_size, str(final_path.resolve()))
     first = next(e for e in exps if e.rootname == chips[0].rootname)
-    final_grid = _grid("final", p, chips, first)
+    final_grid = grid if grid is not None else _grid("final", p, chips, first)
     final = p.final
     want_cr = p["driz_cr"]
     combine = CombineParams(

@@ -167,7 +167,8 @@ def _state_task(exps: list, kept_updates: dict, *fit_results) -> DetectorState:
 
 def _grid_params(grid: OutputGrid) -> dict:
     """The grid as AstroDrizzle ``final_*`` parameters (HAP passes the filter products' grid
-    this way; exactly the same north-up TAN grid)."""
+    this way). They are recorded with each product; the drizzle itself is given the grid
+    (``drizzle_graph(grid=)``), so every product of a detector is on exactly one WCS."""
     h = grid.fits_header()
     scale = grid.scale_arcsec
     return {"final_wcs": True, "final_ra": float(h["CRVAL1"]), "final_dec": float(h["CRVAL2"]),
@@ -256,7 +257,7 @@ def _drizzle_graph(job: DrizzleJob, staging: str, state: DetectorState,
     params = {**dict(job.params), **_grid_params(state.grid)}
     return drizzle_graph(list(job.inputs), Path(staging) / stem, params=params,
                          wcs_updates=state.headers(), crmasks=masks or None, after=after,
-                         pixmaps=pixmaps, reserve_cards=RESERVE_CARDS)
+                         pixmaps=pixmaps, reserve_cards=RESERVE_CARDS, grid=state.grid)
 
 
 def _product_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorState,

@@ -9,6 +9,7 @@ import threading
 import warnings
 from collections import Counter
 
+import numpy as np
 from dask.core import get_dependencies
 
 import hapdask.drizzle
@@ -58,3 +59,50 @@ def test_threaded_planning_same_graph_maps_once(sim, tmp_path, monkeypatch):
     assert made == calls and set(made) == {False}
     products = [j for d in p.detectors for j in runner._jobs(d, p.exposures)]
     assert sum(made.values()) < sum(2 * len(j.inputs) for j in products)
+
+
+def test_every_product_on_the_one_visit_grid(sim, tmp_path, monkeypatch):
+    """HAP drizzles a detector's exposure, filter and total products onto one visit grid: each
+    chip's final pixel map is made once, on exactly that grid (not on a copy rebuilt from
+    another product's first chip, which differs in the last bits of its CD matrix)."""
+    poller = next(q for q in sim.svm_pollers if q.name == "acs_f3t_03_input.out")
+    p = plan(poller)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph, akeys = runner.alignment_graph(p, FileCatalog(sim.refcat))
+        states = dict(zip(akeys["states"], local_compute(graph, list(akeys["states"].values())),
+                          strict=True))
+    (state,) = states.values()
+    visit = state.grid.wcs()
+    grids: list = []
+    lock = threading.Lock()
+    real = hapdask.drizzle.calc_pixmap
+
+    def recorded(wcs_in, wcs_out, shape):
+        with lock:
+            grids.append(wcs_out)
+        return real(wcs_in, wcs_out, shape)
+
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    monkeypatch.setattr(hapdask.drizzle, "calc_pixmap", recorded)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _graph(p, states, staging)
+
+    def same(w):
+        return (w.pixel_shape == visit.pixel_shape
+                and np.array_equal(w.wcs.crval, visit.wcs.crval)
+                and np.array_equal(w.wcs.crpix, visit.wcs.crpix)
+                and np.array_equal(w.pixel_scale_matrix, visit.pixel_scale_matrix))
+
+    def near(w):
+        return (w.pixel_shape == visit.pixel_shape
+                and np.allclose(w.wcs.crval, visit.wcs.crval, rtol=0, atol=1e-9)
+                and np.allclose(w.wcs.crpix, visit.wcs.crpix, rtol=0, atol=1e-6)
+                and np.allclose(w.pixel_scale_matrix, visit.pixel_scale_matrix, rtol=1e-9,
+                                atol=1e-15))
+
+    n_chips = sum(c.has_data for e in p.exposures.values() for c in e.chips)
+    assert sum(same(w) for w in grids) == n_chips
+    assert not [w for w in grids if near(w) and not same(w)]
