@@ -379,8 +379,9 @@ def _square_row_small(buf, n):
         c1 = np.floor(xmax + 0.5)
         r0 = np.floor(ymin + 0.5)
         r1 = np.floor(ymax + 0.5)
-        # NaN or inf corners fail these comparisons
-        ok = (c1 - c0 <= 2.0) and (r1 - r0 <= 2.0)
+        # finite corners (numba's min/max can drop a NaN): s - s is 0 unless s is NaN or inf
+        sq = (qx0 + qx1) + (qx2 + qx3) + ((qy0 + qy1) + (qy2 + qy3))
+        ok = (sq - sq == 0.0) and (c1 - c0 <= 2.0) and (r1 - r0 <= 2.0)
         buf[np.uintp(8) * u + i] = c0
         buf[np.uintp(9) * u + i] = r0
         buf[np.uintp(10) * u + i] = c1
