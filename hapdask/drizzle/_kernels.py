@@ -698,49 +698,51 @@ def drizzle_square(
 def drizzle_point(
     data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, iscale, ext
 ):
-    """Point kernel: all of the pixel's weight goes to the output pixel holding its centre."""
+    """Point kernel: all of the pixel's weight goes to the output pixel holding its centre.
+
+    Input rows are scanned whole, in raster order (C's order; ``sx`` is unused): with one output
+    pixel per input pixel the output rows are streamed, and the 128-column strips of the other
+    kernels were 7 % slower here (whole Drizzle.add_image call, WFC3/UVIS chip at 0.04"/pix).
+    """
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
     num2, data2, iscale2, dq, dqo, direct, stats = ext
-    ns = _nstrips(i0, i1, sx)
-    for strip in range(ns):
-        s0, s1 = _strip(i0, i1, sx, strip)
-        for j in range(j0, j1):
-            for i in range(s0, s1):
-                w = weight[j, i]
-                if w == 0.0:
-                    _miss(stats)
-                    continue
-                x = pixmap[j, i, 0]
-                y = pixmap[j, i, 1]
-                if not (math.isfinite(x) and math.isfinite(y)):
-                    _miss(stats)
-                    continue
-                lx = _round_away(x) - ox
-                ly = _round_away(y) - oy
-                if lx < 0 or lx >= tw or ly < 0 or ly >= th:
-                    _miss(stats)
-                    continue
-                _hit(stats, j - j0)
-                _accumulate(
-                    num,
-                    den,
-                    ctx,
-                    use_ctx,
-                    ctxmask,
-                    ly,
-                    lx,
-                    float(w),
-                    data[j, i] * iscale,
-                    num2,
-                    data2,
-                    iscale2,
-                    dq,
-                    dqo,
-                    direct,
-                    j,
-                    i,
-                )
+    for j in range(j0, j1):
+        for i in range(i0, i1):
+            w = weight[j, i]
+            if w == 0.0:
+                _miss(stats)
+                continue
+            x = pixmap[j, i, 0]
+            y = pixmap[j, i, 1]
+            if not (math.isfinite(x) and math.isfinite(y)):
+                _miss(stats)
+                continue
+            lx = _round_away(x) - ox
+            ly = _round_away(y) - oy
+            if lx < 0 or lx >= tw or ly < 0 or ly >= th:
+                _miss(stats)
+                continue
+            _hit(stats, j - j0)
+            _accumulate(
+                num,
+                den,
+                ctx,
+                use_ctx,
+                ctxmask,
+                ly,
+                lx,
+                float(w),
+                data[j, i] * iscale,
+                num2,
+                data2,
+                iscale2,
+                dq,
+                dqo,
+                direct,
+                j,
+                i,
+            )
 
 
 @njit(nogil=True, cache=True)
