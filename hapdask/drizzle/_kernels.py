@@ -453,7 +453,10 @@ def _square_row_small(buf, n):
 # of the bench chip (0.04"/pix, load 6-8): geometry only 0.19 s, with the scatter 0.28 s (the
 # general path: 0.37 s); the scatter with a fixed 3x3 trip count 1.2x slower; sum-mode updates
 # (no running mean) instead of the direct running mean no faster (1.03x), so the direct mode
-# stays. Whole add_image call: 1.20-1.32x main at 0.04"/pix, 1.20-1.36x at the MVM ratio.
+# stays. Whole add_image call: 1.27-1.32x main at 0.04"/pix, 1.17-1.36x at the MVM ratio
+# (in-process interleaved CPU time, load 7-17); products identical to main's on the bench chip.
+# Whole input rows (C's raster order) instead of strips: 1.2x slower (strips keep the outputs
+# of the 3 arrays in cache).
 @njit(nogil=True, cache=True, error_model="numpy")
 def drizzle_square(
     data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, pixfrac, iscale, ext
@@ -717,7 +720,8 @@ def drizzle_point(
 
     Input rows are scanned whole, in raster order (C's order; ``sx`` is unused): with one output
     pixel per input pixel the output rows are streamed, and the 128-column strips of the other
-    kernels were 7 % slower here (whole Drizzle.add_image call, WFC3/UVIS chip at 0.04"/pix).
+    kernels were 1.07-1.25x slower here (whole Drizzle.add_image call, WFC3/UVIS chip at
+    0.04"/pix, load 7-8).
     """
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
