@@ -443,3 +443,117 @@ def test_square_every_box_shape_matches_c(ex, ey, pixfrac):
     and through the Drizzle API (the running-mean path)."""
     pixmap, data, weight, out_shape, _ = box_shape_case(ex, ey, pixfrac)
     assert_square_matches_c(pixmap, data, weight, out_shape, pixfrac)
+
+
+def _exact_cell_area(quad, x0, y0):
+    """Exact (rational) area of the convex polygon ``quad`` inside the cell ``[x0, x0 + 1] x
+    [y0, y0 + 1]`` (Sutherland-Hodgman clipping in Fractions)."""
+    from fractions import Fraction
+
+    poly = [(Fraction(x), Fraction(y)) for x, y in quad]
+    for axis, bound, keep_below in (
+        (0, Fraction(x0), False),
+        (0, Fraction(x0) + 1, True),
+        (1, Fraction(y0), False),
+        (1, Fraction(y0) + 1, True),
+    ):
+        out = []
+        for k, p in enumerate(poly):
+            q = poly[(k + 1) % len(poly)]
+            pin = p[axis] <= bound if keep_below else p[axis] >= bound
+            qin = q[axis] <= bound if keep_below else q[axis] >= bound
+            if pin:
+                out.append(p)
+            if pin != qin:
+                t = (bound - p[axis]) / (q[axis] - p[axis])
+                out.append((p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])))
+        poly = out
+        if not poly:
+            return Fraction(0)
+    area = sum(
+        poly[k][0] * poly[(k + 1) % len(poly)][1] - poly[(k + 1) % len(poly)][0] * poly[k][1]
+        for k in range(len(poly))
+    )
+    return abs(area) / 2
+
+
+def _small_box_quads(rng, n):
+    """Convex quads (corner order of the square kernel) spanning boxes of 1x1 to 3x3 cells:
+    random rotated/sheared/tapered ones, ones with vertices on quarter pixels (edges and corners
+    exactly on cell lines) and 1e-13..1e-9 slivers across a cell line."""
+    quads = []
+    for k in range(n):
+        kind = k % 3
+        if kind == 0:
+            sx, sy = rng.uniform(0.3, 1.6, 2)
+            th = rng.uniform(0, 2 * np.pi)
+            c, s = np.cos(th), np.sin(th)
+            base = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
+            base *= [sx, sy]
+            base[2] *= rng.uniform(0.85, 1.0)  # taper: a general convex quad
+            pts = base @ np.array([[c, s], [-s, c]])
+            pts += rng.uniform(0, 50, 2)
+            if rng.random() < 0.5:  # mirrored: the other orientation
+                pts = pts[:, ::-1].copy()
+        elif kind == 1:
+            q = rng.integers(0, 9, (2,)) / 4.0 + 20.0
+            a, b, d = rng.integers(1, 6, 3) / 4.0
+            pts = np.array([[0, 0], [a, b / 2], [a - b / 4, d + b / 2], [-b / 4, d]]) + q
+        else:
+            eps = 10.0 ** -rng.integers(9, 14)
+            tilt = 1e-12 * rng.choice([-1, 1])
+            x0, y0 = 30.5 + rng.choice([-eps, eps]), 40.5 + rng.choice([-eps, eps])
+            w = rng.choice([0.5, 1.0, 1.5])
+            pts = np.array([[x0, y0], [x0 + w, y0 + tilt], [x0 + w - tilt, y0 + w], [x0, y0 + w]])
+        quads.append(pts)
+    return quads
+
+
+def test_square_small_box_overlaps_are_exact():
+    """The vectorised overlaps of the square kernel's small-box path (boxes up to 3x3 cells)
+    equal the exact rational overlap of each quad with each cell to 1e-12 (relative to the quad
+    area), and are exactly 0 precisely where the exact overlap is 0 (C's ``overlap > 0`` rule,
+    which decides the context bits); boxes larger than 3x3 or NaN corners are left to the
+    general path."""
+    from hapdask.drizzle import _kernels as K
+
+    S = K.STRIP
+    rng = np.random.default_rng(5)
+    quads = _small_box_quads(rng, S - 2)
+    buf = np.full(23 * S, -1.0)
+    for i, pts in enumerate(quads):
+        for k in range(4):
+            buf[k * S + i] = pts[k, 0]
+            buf[(4 + k) * S + i] = pts[k, 1]
+    n = len(quads) + 2
+    big = np.array([[0.0, 0.0], [3.2, 0.0], [3.2, 3.2], [0.0, 3.2]]) + 7.1
+    nan = big.copy()
+    nan[1, 1] = np.nan
+    for i, pts in ((n - 2, big), (n - 1, nan)):
+        for k in range(4):
+            buf[k * S + i] = pts[k, 0]
+            buf[(4 + k) * S + i] = pts[k, 1]
+    K._square_row_small(buf, n)
+    plane = buf.reshape(23, S)
+    assert plane[13, n - 2] == 0.0 and plane[13, n - 1] == 0.0
+    nzero = npos = 0
+    for i, pts in enumerate(quads):
+        c0 = np.floor(pts[:, 0].min() + 0.5)
+        r0 = np.floor(pts[:, 1].min() + 0.5)
+        assert (plane[8, i], plane[9, i]) == (c0, r0)
+        assert plane[13, i] == 1.0
+        xs, ys = pts[:, 0], pts[:, 1]
+        area = 0.5 * abs(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1)))
+        sign = -np.sign(plane[12, i])
+        for c in range(3):
+            for r in range(3):
+                exact = _exact_cell_area(pts, c0 - 0.5 + c, r0 - 0.5 + r)
+                got = plane[14 + 3 * c + r, i] * sign
+                if exact == 0:
+                    assert got == 0.0, (i, c, r, got)
+                    nzero += 1
+                else:
+                    assert got > 0.0, (i, c, r, float(exact), got)
+                    assert abs(got - float(exact)) <= 1e-12 * area, (i, c, r, float(exact), got)
+                    npos += 1
+    assert nzero > 100 and npos > 100
