@@ -41,6 +41,10 @@ def test_fits_tiles_zero_rows_left_out_same_bytes(tmp_path, tile):
     wht[95, 17] = -0.0             # not 0 bytes: must be written
     wht[180:] = 0.0
     wht[60:70, 100:] = 0.0         # zero only in some tiles of the row
+    for j in range(140, 175):      # a slanted footprint edge: zeros before and after in a row
+        wht[j, :j - 130] = 0.0
+        wht[j, 250 - (j - 140):] = 0.0
+    wht[150, 3] = -0.0             # inside the leading zeros: written
     ctx = rng.integers(1, 2**31 - 1, size=(2, ny, nx)).astype(np.int32)
     ctx[0, :50] = 0
     ctx[1, 100:] = 0
@@ -285,3 +289,41 @@ def test_has_fill_chunk_finds_each_kind():
     assert xzarr._has_fill_chunk(c, (1, 32, 32), False)
     c[0, 40, 5] = -0.0
     assert not xzarr._has_fill_chunk(c, (1, 32, 32), False)
+
+
+def test_fits_zero_bytes_at_row_ends_not_written(tmp_path, monkeypatch):
+    """Of a partial-width tile's WHT/CTX rows only the part from the first to the last non-zero
+    element is written (the rest of the file's data area is already zeros); SCI rows whole."""
+    ny, nx, t = 40, 96, 32
+    wht = np.zeros((ny, nx), np.float32)
+    for j in range(ny):  # a slanted band
+        wht[j, j:j + 30] = 1.0 + j
+    ctx = (wht > 0).astype(np.int32)[None]
+    sci = np.where(wht > 0, 2.0, np.nan).astype(np.float32)
+    layout = xfits.create_fits(tmp_path / "e_drz.fits", (ny, nx), primary=fits.Header(),
+                               sci=_wcs_header(ny, nx), nplanes=1)
+    writes = []
+    real = xfits.os.pwrite
+
+    def spy(fd, buf, offset):
+        writes.append((offset, bytes(buf)))
+        return real(fd, buf, offset)
+
+    monkeypatch.setattr(xfits.os, "pwrite", spy)
+    for _, (y0, y1, x0, x1) in _tiles(ny, nx, t):
+        xfits.write_fits_tile(layout, (y0, y1, x0, x1), sci[y0:y1, x0:x1], wht[y0:y1, x0:x1],
+                              ctx[:, y0:y1, x0:x1])
+    monkeypatch.undo()
+    sci_end = layout.sci_offset + ny * nx * 4
+    for offset, data in writes:
+        if offset < sci_end:
+            assert len(data) == t * 4  # whole SCI rows of the tile (NaN included)
+        else:
+            assert data[:4] != bytes(4) and data[-4:] != bytes(4)
+    wht_bytes = sum(len(d) for o, d in writes if layout.wht_offset <= o < layout.ctx_offset)
+    assert wht_bytes == np.count_nonzero(wht) * 4  # the band has no inner zeros
+    xfits.finalize_fits(layout, {})
+    with fits.open(tmp_path / "e_drz.fits") as hdul:
+        np.testing.assert_array_equal(hdul["WHT"].data, wht)
+        np.testing.assert_array_equal(hdul["CTX"].data, ctx[0])
+        np.testing.assert_array_equal(hdul["SCI"].data, sci)
