@@ -586,7 +586,8 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
             finals.append((fits_layouts[name], {**kw, **late}, table))
         if name in zarr_layouts:
             xzarr.finish_zarr_layer(zarr_layouts[name], dict(kw))
-    outputs = _finalize_all(finals)
+    with profile.step("finalize"):  # header patches, HDRTAB, fsync, rename
+        outputs = _finalize_all(finals)
     if zarr_layouts:
         xzarr.mark_store_complete(store, {"skycell": p.skycell, "layers": list(p.layers),
                                           "hapdask_fingerprint": p.fingerprint})
