@@ -413,6 +413,19 @@ def _start_warm_up(p: MvmPlan, local: bool) -> threading.Thread | None:
     return th
 
 
+def _import_zarr() -> None:
+    with contextlib.suppress(Exception):  # a failure shows where zarr is first used
+        xzarr._zarr()
+
+
+def _start_zarr_import() -> None:
+    """Import zarr in a background thread while the inputs are analysed (local threads):
+    otherwise the first layer's store is created only after that import (~0.25 CPU-s, more
+    on a busy machine), on the client between the analysis and the tiles, while a core
+    waits."""
+    threading.Thread(target=_import_zarr, name="hapdask-import-zarr", daemon=True).start()
+
+
 # -- run ------------------------------------------------------------------------------------
 class UnusableSky(Exception):
     """Raised by :func:`_write_layers` when a chip's sky, measured with the tiles, says the
@@ -760,6 +773,8 @@ def run(
     scratch = temp_dir if temp_dir is not None else output
     with _scheduler(scheduler, workers, threads_per_worker, log, timeout=scheduler_timeout,
                     scratch=scratch) as (compute, _client):
+        if _client is None and "zarr" in formats:
+            _start_zarr_import()
         verdicts = _analyze(inputs, verdicts, compute)
         with profile.step("plan"):  # alignment (refcat) is planned, computed with the tiles
             p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates,
