@@ -215,6 +215,19 @@ def _row_runs(data: np.ndarray) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
+def _row_extents(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a 2-D array, ``[first, last + 1)`` of its elements holding a non-zero byte
+    (``first == last + 1 == 0`` for a row of zero bytes only)."""
+    nz = data.view(np.uint8 if data.dtype.itemsize == 1 else f"u{data.dtype.itemsize}") != 0
+    n = nz.shape[1]
+    first = nz.argmax(axis=1)  # first True (0 when none)
+    stop = n - nz[:, ::-1].argmax(axis=1)
+    empty = ~nz[np.arange(nz.shape[0]), first]
+    first[empty] = 0
+    stop[empty] = 0
+    return first, stop
+
+
 def _write_rows(fd: int, offset: int, rowlen: int, window: tuple[int, int, int, int],
                 array: np.ndarray, dtype: str, plane_stride: int = 0,
                 skip_zero_rows: bool = False) -> None:
@@ -224,9 +237,10 @@ def _write_rows(fd: int, offset: int, rowlen: int, window: tuple[int, int, int, 
     from that buffer (no per-row copy). A tile spanning the whole row length is one contiguous
     block of the file and is written with one call per plane (per run of rows with
     ``skip_zero_rows``); otherwise one call per row. ``skip_zero_rows``: rows whose bytes are
-    all 0 are not written at all (the data areas are created as zeros, see
+    all 0 are not written at all, and of a partial-width tile's rows only the part from the
+    first to the last element with a non-zero byte (the data areas are created as zeros, see
     :func:`create_fits`: the file's bytes are the same; WHT and CTX are 0 outside the inputs'
-    footprints).
+    footprints, about half of an MVM layer's rows).
     """
     y0, y1, x0, x1 = window
     data = np.ascontiguousarray(array, dtype=dtype)
@@ -238,12 +252,16 @@ def _write_rows(fd: int, offset: int, rowlen: int, window: tuple[int, int, int, 
     for p in range(data.shape[0]):
         base = offset + p * plane_stride + (y0 * rowlen + x0) * itemsize
         buf = memoryview(data[p]).cast("B")
-        runs = _row_runs(data[p]) if skip_zero_rows else [(0, y1 - y0)]
-        for a, b in runs:
-            if x0 == 0 and x1 == rowlen:
+        if x0 == 0 and x1 == rowlen:
+            for a, b in _row_runs(data[p]) if skip_zero_rows else [(0, y1 - y0)]:
                 _pwrite_all(fd, buf[a * nbytes:b * nbytes], base + a * step)
-                continue
-            for j in range(a, b):
+        elif skip_zero_rows:
+            first, stop = _row_extents(data[p])
+            for j in np.flatnonzero(stop).tolist():
+                a, b = int(first[j]) * itemsize, int(stop[j]) * itemsize
+                _pwrite_all(fd, buf[j * nbytes + a:j * nbytes + b], base + j * step + a)
+        else:
+            for j in range(y1 - y0):
                 _pwrite_all(fd, buf[j * nbytes:(j + 1) * nbytes], base + j * step)
 
 

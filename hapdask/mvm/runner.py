@@ -413,6 +413,19 @@ def _start_warm_up(p: MvmPlan, local: bool) -> threading.Thread | None:
     return th
 
 
+def _import_zarr() -> None:
+    with contextlib.suppress(Exception):  # a failure shows where zarr is first used
+        xzarr._zarr()
+
+
+def _start_zarr_import() -> None:
+    """Import zarr in a background thread while the inputs are analysed (local threads):
+    otherwise the first layer's store is created only after that import (~0.25 CPU-s, more
+    on a busy machine), on the client between the analysis and the tiles, while a core
+    waits."""
+    threading.Thread(target=_import_zarr, name="hapdask-import-zarr", daemon=True).start()
+
+
 # -- run ------------------------------------------------------------------------------------
 class UnusableSky(Exception):
     """Raised by :func:`_write_layers` when a chip's sky, measured with the tiles, says the
@@ -586,7 +599,8 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
             finals.append((fits_layouts[name], {**kw, **late}, table))
         if name in zarr_layouts:
             xzarr.finish_zarr_layer(zarr_layouts[name], dict(kw))
-    outputs = _finalize_all(finals)
+    with profile.step("finalize"):  # header patches, HDRTAB, fsync, rename
+        outputs = _finalize_all(finals)
     if zarr_layouts:
         xzarr.mark_store_complete(store, {"skycell": p.skycell, "layers": list(p.layers),
                                           "hapdask_fingerprint": p.fingerprint})
@@ -759,6 +773,8 @@ def run(
     scratch = temp_dir if temp_dir is not None else output
     with _scheduler(scheduler, workers, threads_per_worker, log, timeout=scheduler_timeout,
                     scratch=scratch) as (compute, _client):
+        if _client is None and "zarr" in formats:
+            _start_zarr_import()
         verdicts = _analyze(inputs, verdicts, compute)
         with profile.step("plan"):  # alignment (refcat) is planned, computed with the tiles
             p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates,

@@ -41,6 +41,10 @@ def test_fits_tiles_zero_rows_left_out_same_bytes(tmp_path, tile):
     wht[95, 17] = -0.0             # not 0 bytes: must be written
     wht[180:] = 0.0
     wht[60:70, 100:] = 0.0         # zero only in some tiles of the row
+    for j in range(140, 175):      # a slanted footprint edge: zeros before and after in a row
+        wht[j, :j - 130] = 0.0
+        wht[j, 250 - (j - 140):] = 0.0
+    wht[150, 3] = -0.0             # inside the leading zeros: written
     ctx = rng.integers(1, 2**31 - 1, size=(2, ny, nx)).astype(np.int32)
     ctx[0, :50] = 0
     ctx[1, 100:] = 0
@@ -211,3 +215,115 @@ def test_combine_primary_rules():
     assert h["NUMEXP"] == 2 and h["NDRIZIM"] == 2
     assert h["DATE-BEG"].startswith("2009-06-18") and h["DATE-END"].startswith("2012-03-14")
     assert "ASN_ID" not in h and h["PA_V3"] == 0.0
+
+
+def _store_bytes(root) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("case", ["no_fill_chunk", "some_fill_chunks", "all_fill"])
+def test_zarr_tiles_same_bytes_as_zarrs_own_fill_checks(tmp_path, case):
+    """write_zarr_tile skips zarr's fill-value checks only for a tile without a fill chunk:
+    the store's bytes equal those zarr writes with its checks on (the oracle), for tiles with
+    no, some and only fill chunks (NaN SCI, 0 WHT/CTX; -0.0 is not fill; cut edge chunks)."""
+    zarr = pytest.importorskip("zarr")
+    ny, nx, t = 200, 136, 64  # inner chunks of 32; edge tiles cut (200 = 3*64+8, 136 = 2*64+8)
+    rng = np.random.default_rng(3)
+    sci = rng.normal(size=(ny, nx)).astype(np.float32)
+    wht = rng.uniform(1, 2, size=(ny, nx)).astype(np.float32)
+    ctx = rng.integers(1, 4, size=(1, ny, nx)).astype(np.int32)
+    if case == "some_fill_chunks":
+        sci[:32, :32] = np.nan             # one whole inner chunk of tile (0, 0)
+        sci[64:96, 70:80] = np.nan         # part of a chunk only: not fill
+        wht[:32, 32:64] = 0.0
+        wht[32:64, 32:64] = 0.0
+        wht[40, 40] = -0.0                 # a -0.0 makes that chunk non-fill
+        ctx[0, 192:, 128:] = 0             # the cut corner chunk
+    elif case == "all_fill":
+        sci[:] = np.nan
+        wht[:] = 0.0
+        ctx[:] = 0
+    windows = [(y, min(y + t, ny), x, min(x + t, nx)) for y in range(0, ny, t)
+               for x in range(0, nx, t)]
+
+    def write(root, checked: bool):
+        lay = xzarr.create_zarr_layer(root / "s.zarr", "lay", (ny, nx), t,
+                                      wcs_header=fits.Header(), fingerprint="f", nplanes=1)
+        g = zarr.open_group(str(root / "s.zarr"), mode="r+", zarr_format=3)["lay"]
+        for y0, y1, x0, x1 in windows:
+            if checked:  # zarr alone, fill checks on (write_empty_chunks False)
+                g["sci"][y0:y1, x0:x1] = sci[y0:y1, x0:x1]
+                g["wht"][y0:y1, x0:x1] = wht[y0:y1, x0:x1]
+                g["ctx"][:, y0:y1, x0:x1] = ctx[:, y0:y1, x0:x1]
+            else:
+                xzarr.write_zarr_tile(lay, (y0 // t, x0 // t), (y0, y1, x0, x1),
+                                      sci[y0:y1, x0:x1], wht[y0:y1, x0:x1],
+                                      ctx[:, y0:y1, x0:x1])
+        return _store_bytes(root / "s.zarr" / "lay")
+
+    assert not zarr.config.get("array.write_empty_chunks")
+    ours = write(tmp_path / "ours", False)
+    oracle = write(tmp_path / "oracle", True)
+    def shards(files):  # the data arrays' shards (the tile markers are write_zarr_tile's own)
+        return {k: v for k, v in files.items() if k.split("/")[0] in ("sci", "wht", "ctx")
+                and "/c/" in k}
+
+    data = shards(ours)
+    assert shards(oracle) == data
+    assert (len(data) == 0) == (case == "all_fill")
+    got = zarr.open_group(str(tmp_path / "ours" / "s.zarr"), mode="r")["lay"]
+    np.testing.assert_array_equal(got["sci"][...], sci)
+    np.testing.assert_array_equal(got["wht"][...].view(np.uint32), wht.view(np.uint32))
+    np.testing.assert_array_equal(got["ctx"][...], ctx)
+
+
+def test_has_fill_chunk_finds_each_kind():
+    a = np.ones((70, 70), np.float32)
+    assert not xzarr._has_fill_chunk(a, (32, 32), True)
+    b = a.copy()
+    b[64:, 64:] = np.nan  # the cut corner chunk (6 x 6) is all NaN
+    assert xzarr._has_fill_chunk(b, (32, 32), True)
+    c = np.zeros((1, 70, 70), np.float32) + 1
+    c[0, 32:64, :32] = 0.0
+    assert xzarr._has_fill_chunk(c, (1, 32, 32), False)
+    c[0, 40, 5] = -0.0
+    assert not xzarr._has_fill_chunk(c, (1, 32, 32), False)
+
+
+def test_fits_zero_bytes_at_row_ends_not_written(tmp_path, monkeypatch):
+    """Of a partial-width tile's WHT/CTX rows only the part from the first to the last non-zero
+    element is written (the rest of the file's data area is already zeros); SCI rows whole."""
+    ny, nx, t = 40, 96, 32
+    wht = np.zeros((ny, nx), np.float32)
+    for j in range(ny):  # a slanted band
+        wht[j, j:j + 30] = 1.0 + j
+    ctx = (wht > 0).astype(np.int32)[None]
+    sci = np.where(wht > 0, 2.0, np.nan).astype(np.float32)
+    layout = xfits.create_fits(tmp_path / "e_drz.fits", (ny, nx), primary=fits.Header(),
+                               sci=_wcs_header(ny, nx), nplanes=1)
+    writes = []
+    real = xfits.os.pwrite
+
+    def spy(fd, buf, offset):
+        writes.append((offset, bytes(buf)))
+        return real(fd, buf, offset)
+
+    monkeypatch.setattr(xfits.os, "pwrite", spy)
+    for _, (y0, y1, x0, x1) in _tiles(ny, nx, t):
+        xfits.write_fits_tile(layout, (y0, y1, x0, x1), sci[y0:y1, x0:x1], wht[y0:y1, x0:x1],
+                              ctx[:, y0:y1, x0:x1])
+    monkeypatch.undo()
+    sci_end = layout.sci_offset + ny * nx * 4
+    for offset, data in writes:
+        if offset < sci_end:
+            assert len(data) == t * 4  # whole SCI rows of the tile (NaN included)
+        else:
+            assert data[:4] != bytes(4) and data[-4:] != bytes(4)
+    wht_bytes = sum(len(d) for o, d in writes if layout.wht_offset <= o < layout.ctx_offset)
+    assert wht_bytes == np.count_nonzero(wht) * 4  # the band has no inner zeros
+    xfits.finalize_fits(layout, {})
+    with fits.open(tmp_path / "e_drz.fits") as hdul:
+        np.testing.assert_array_equal(hdul["WHT"].data, wht)
+        np.testing.assert_array_equal(hdul["CTX"].data, ctx[0])
+        np.testing.assert_array_equal(hdul["SCI"].data, sci)
