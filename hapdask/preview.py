@@ -41,6 +41,7 @@ from astropy.stats import sigma_clipped_stats
 from astropy.visualization import AsinhStretch
 from PIL import Image
 
+from hapdask._memory import drop_file_pages
 from hapdask.catalogs.product import DrizzleProduct
 from hapdask.export.paths import commit, create_temporary, output_path, remove_temporary
 
@@ -125,6 +126,9 @@ def _binned_many(sci: np.ndarray, wht: np.ndarray, sizes: tuple[int, ...]
             r1 = min(ny, r0 + step)
             s, w = np.asarray(sci[r0:r1]), np.asarray(wht[r0:r1])
             good = np.where((w > 0) & np.isfinite(s), s, np.nan)
+            del s, w
+            drop_file_pages(sci)  # the mapped pages read so far (hapdask._memory)
+            drop_file_pages(wht)
             for b in binners.values():
                 b.add(good, last=r1 == ny)
     return [binners[f].out if f > 1 else

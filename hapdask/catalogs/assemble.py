@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import MaskedColumn, Table, join
 
-from hapdask._memory import release_free_memory
+from hapdask._memory import give_back_free_memory
 from hapdask.catalogs.background import (
     Background,
     compute_background,
@@ -252,10 +252,11 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     # when the caller keeps no reference (see above)
     total = replace(total, nexp=None)
     bkg = compute_background(total, params, footprint)
+    give_back_free_memory()  # its statistics' copies of the footprint values
     regions = weight_regions(total, bkg.rms, params, footprint)
     total = replace(total, wht=np.broadcast_to(np.float32(0), total.sci.shape))
     points = detect_point_sources(total, bkg, regions, footprint, params)
-    release_free_memory()  # the banded steps' freed heap memory (see there), at each stage
+    give_back_free_memory()  # the banded steps' freed heap memory (see there), at each stage
     # the segmentation's detection image is made (spilled band by band with ``scratch``), then
     # the total's SCI is not needed any more: released here during the segmentation
     seg_image = segmentation_image(total, bkg, footprint, spill=scratch)
@@ -263,7 +264,7 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     seg = detect_segments(total, bkg, regions, footprint, params, spill=scratch,
                           image=seg_image)
     del seg_image
-    release_free_memory()
+    give_back_free_memory()
     # the total's pixels are needed for detection only: from here on only its name, keywords and
     # TEXPTIME (with ``make_catalogs(read_product(path), ...)`` its arrays are freed here)
     total_name = total.name
@@ -278,6 +279,7 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     for fname in list(filters):
         prod = filters[fname]
         fbkg = _image_background(prod, params)
+        give_back_free_memory()
         # both measurements read SCI as float64 with NaN as 0: converted once (a new array; the
         # product's own SCI is released when the caller keeps no reference), background-
         # subtracted in place by the segment measurement (its last use)
@@ -294,7 +296,7 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
         except ValueError as exc:
             exptimes.append(exc)
         del prod, fbkg, sat
-        release_free_memory()
+        give_back_free_memory()
     meta[total_name] = total_meta
     flist = list(filters)
     point_total = trim_total(total_catalog(points, point_f), flist, params)

@@ -328,8 +328,8 @@ def detect_segments(total: DrizzleProduct, background: Background,
         # hardly read the spilled images again (the same values, from the cache)
         for name in DETECTION_PROPERTIES:
             getattr(cat, name)
-        for mm in maps:
-            _drop_pages(mm)
+            for mm in maps:  # after each: the pages one property read, not all of them at once
+                _drop_pages(mm)
     ra, dec = total.wcs.celestial.all_pix2world(cat.x_centroid, cat.y_centroid, 0)
     out = Table()
     out["ID"] = np.asarray(cat.labels, dtype=np.int64)

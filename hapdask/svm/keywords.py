@@ -32,6 +32,7 @@ from astropy.io import fits
 from scipy import ndimage
 from skimage.measure import approximate_polygon, find_contours
 
+from hapdask._memory import drop_file_pages
 from hapdask.archive.sregion import format_s_region
 
 __all__ = ["BLOCK", "HAPEXPNAME", "add_hapexpname", "data_mask", "footprint_regions", "s_region"]
@@ -66,6 +67,7 @@ def data_mask(sci: np.ndarray, block: int = BLOCK, band: int = 1024) -> np.ndarr
     has_nan = False
     for r in range(0, ny, band):
         rows = np.asarray(sci[r:r + band], dtype=np.float32)
+        drop_file_pages(sci)  # the mapped pages read so far (hapdask._memory)
         nan = np.isnan(rows)
         has_nan = has_nan or bool(nan.any())
         for out, good in ((not_nan, ~nan), (not_zero, rows != 0)):

@@ -48,6 +48,7 @@ import numpy as np
 from astropy.io import fits
 
 import skycells
+from hapdask._memory import drop_file_pages, give_back_free_memory
 from hapdask.align import AlignResult, FileCatalog, read_wcs_updates
 from hapdask.align.headerlet import write_headerlets
 from hapdask.align.pipeline import align_graph, visit_key
@@ -204,6 +205,7 @@ def _footprint(path: Path, grid: OutputGrid, polys: list[np.ndarray], times: lis
         for y0 in range(0, ny, 1024):
             win = (y0, min(ny, y0 + 1024), 0, nx)
             band = np.asarray(wht[win[0]:win[1]], dtype=np.float32)
+            drop_file_pages(wht)  # the mapped pages read so far (hapdask._memory)
             parts.append(coverage_stats(band, polys, times, win, covered_only=True))
     return layer_keywords(merge(parts), ny * nx)
 
@@ -352,6 +354,8 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
     written = cats.write(staging)
     lines.append(f"{total.name}: {len(cats.point_total)} point and {len(cats.segment_total)} "
                  f"segment sources; {len(written)} catalog file(s)")
+    del cats  # the segmentation map and tables: their memory is handed back (hapdask._memory)
+    give_back_free_memory()
     return lines
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hapdask import _memory
@@ -30,11 +31,17 @@ def work():
         a = np.ones(64 << 20, dtype=np.uint8)
         del a
         if sys.argv[1].endswith("trim"):
-            _memory.release_free_memory()  # as the catalog stages call it
+            _memory.release_free_memory()  # as the catalogs' banded steps call it
+    if sys.argv[1].endswith("give-back"):
+        _memory.give_back_free_memory()  # as the catalog stages and task call it
+def anon():
+    with open("/proc/self/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("RssAnon")) * 1024
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 t = threading.Thread(target=work); t.start(); t.join()
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-print(json.dumps({"active": active, "faults": faults, "env": _memory.worker_environ()}))
+print(json.dumps({"active": active, "faults": faults, "env": _memory.worker_environ(),
+                  "anon": anon()}))
 """
 
 
@@ -101,3 +108,39 @@ def test_local_cluster_workers_are_spawned_with_the_setting(tmp_path, monkeypatc
             else:
                 os.environ[k] = v
     assert list(got.values()) == [want]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_give_back_free_memory_hands_back_what_the_setting_keeps():
+    """At the chosen points (catalog stages and task) the freed arrays leave the resident
+    memory even with the setting on: 64 MiB less than when they are kept."""
+    kept = _probe("keep")
+    given = _probe("keep-give-back")
+    assert kept["active"] and given["active"]
+    assert kept["anon"] - given["anon"] >= 48 * MIB
+
+
+def _rss_file() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("RssFile")) * 1024
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux madvise, /proc")
+def test_drop_file_pages_releases_read_pages_and_keeps_the_values(tmp_path):
+    from astropy.io import fits
+
+    rng = np.random.default_rng(5)
+    data = rng.normal(size=(2048, 4096)).astype(np.float32)  # 32 MiB
+    path = tmp_path / "img.fits"
+    fits.PrimaryHDU(data).writeto(path)
+    with fits.open(path, memmap=True) as hdul:
+        mapped = hdul[0].data
+        before = _rss_file()
+        total = float(np.sum(mapped, dtype=np.float64))  # reads every page
+        assert _rss_file() - before >= 24 * MIB
+        assert _memory.drop_file_pages(mapped[100:200])  # a view of the map: the whole map
+        assert _rss_file() - before <= 4 * MIB
+        # the pages are read again where used: the same values
+        assert float(np.sum(mapped, dtype=np.float64)) == total
+        np.testing.assert_array_equal(mapped, data)
+    assert not _memory.drop_file_pages(data)  # no mapping: nothing done
