@@ -27,7 +27,10 @@ How it measures
   imbalance) is reported separately. On ``distributed``, the task stream adds the time spent
   moving data between workers, and Dask's ``performance_report`` is saved to ``report``.
 * Client: wall time outside the Dask computes (planning, headers, finalizing), split by
-  :func:`step` where the caller marks its steps.
+  :func:`step` where the caller marks its steps. A compute run *beside the client* (``hapdask
+  drizzle`` computes the static masks and sky levels on the planning pool while the chips are
+  placed) has its tasks in the stages, but neither its wall time in the computes' nor
+  occupancy figures: its pool's threads were busy with the client's placements, not free.
 
 Times of tasks are thread-seconds: with 2 threads, 10 s of wall time hold up to 20 s of task
 time. ``total task time + scheduler overhead + idle = threads x wall of the computes``.
@@ -205,13 +208,17 @@ class ComputeRecord:
     spans: list[TaskSpan]
     ready: dict[str, float]         # key -> when its inputs were all computed
     transfer: float = 0.0           # distributed: seconds moving data between workers
+    beside_client: bool = False     # ran on a pool shared with the client's own work
 
     @property
     def wall(self) -> float:
         return self.end - self.start
 
     def occupancy(self) -> tuple[float, float]:
-        """``(scheduler overhead, other idle)`` thread-seconds (see the module docstring)."""
+        """``(scheduler overhead, other idle)`` thread-seconds (see the module docstring);
+        ``(0, 0)`` for a compute beside the client (its threads' other work is not seen)."""
+        if self.beside_client:
+            return 0.0, 0.0
         events: list[tuple[float, int, int]] = []  # (time, d_ready, d_running)
         last_end = self.start
         for s in self.spans:
@@ -296,8 +303,10 @@ class Profile:
         return out
 
     def record(self, graph: Mapping, start: float, end: float, slots: int,
-               spans: Sequence[TaskSpan], ops: Mapping, transfer: float = 0.0) -> None:
-        """Add one compute: its graph (for dependencies), wall clock, threads, spans, ops."""
+               spans: Sequence[TaskSpan], ops: Mapping, transfer: float = 0.0,
+               beside_client: bool = False) -> None:
+        """Add one compute: its graph (for dependencies), wall clock, threads, spans, ops
+        (``beside_client``: it shared its threads with the client's work)."""
         from dask.core import get_deps
 
         deps, _ = get_deps(dict(graph))
@@ -307,7 +316,7 @@ class Profile:
             k = str(key)
             ready[k] = max((end_of.get(str(d), start) for d in ds), default=start)
         self.computes.append(ComputeRecord(start, end, int(slots), list(spans), ready,
-                                           float(transfer)))
+                                           float(transfer), bool(beside_client)))
         _merge_ops(self.ops, ops)
 
     # -- results --------------------------------------------------------------------------------
@@ -338,7 +347,8 @@ class Profile:
     def totals(self) -> dict[str, float]:
         """Headline figures (seconds): ``wall``, ``compute_wall``, ``client``, ``task``
         (thread time in tasks), ``cpu`` (their CPU time), ``overhead``, ``idle``,
-        ``transfer``, ``slots`` (largest thread count)."""
+        ``transfer``, ``slots`` (largest thread count), ``beside`` (thread time of the tasks
+        computed beside the client, part of ``task``)."""
         task = sum(s.end - s.start for c in self.computes for s in c.spans)
         cpu = sum(s.cpu for c in self.computes for s in c.spans)
         over = idle = 0.0
@@ -346,12 +356,15 @@ class Profile:
             o, i = c.occupancy()
             over += o
             idle += i
-        compute_wall = sum(c.wall for c in self.computes)
+        compute_wall = sum(c.wall for c in self.computes if not c.beside_client)
+        beside = sum(s.end - s.start for c in self.computes if c.beside_client
+                     for s in c.spans)
         wall = (self.end or time.time()) - self.start
         return {"wall": wall, "compute_wall": compute_wall,
                 "client": max(wall - compute_wall, 0.0), "task": task, "cpu": cpu,
                 "overhead": over,
                 "idle": idle, "transfer": sum(c.transfer for c in self.computes),
+                "beside": beside,
                 "slots": max((c.slots for c in self.computes), default=0)}
 
     def report(self) -> str:
@@ -359,8 +372,9 @@ class Profile:
         t = self.totals()
         task = t["task"] or 1e-12
         ntasks = sum(len(c.spans) for c in self.computes)
+        ncomp = sum(not c.beside_client for c in self.computes)
         lines = [f"profile: wall {t['wall']:.2f} s = Dask computes {t['compute_wall']:.2f} s "
-                 f"({len(self.computes)} compute(s), {ntasks} tasks, {self.scheduler}, "
+                 f"({ncomp} compute(s), {ntasks} tasks, {self.scheduler}, "
                  f"{t['slots']} thread(s)) + client {t['client']:.2f} s",
                  f"  {'stage':<22}{'thread-s':>10}{'% tasks':>9}{'CPU s':>9}{'tasks':>7}"]
         for r in self.stages():
@@ -375,6 +389,10 @@ class Profile:
                      "hand-back)")
         lines.append(f"  {'idle (dependencies)':<22}{t['idle']:>10.2f}"
                      f"{100 * t['idle'] / task:>8.1f}%   (critical path, imbalance)")
+        if t["beside"]:
+            lines.append(f"  {'beside the client':<22}{t['beside']:>10.2f}"
+                         f"{100 * t['beside'] / task:>8.1f}%   (tasks above computed on the "
+                         "planning pool while the client placed the chips)")
         if t["transfer"]:
             lines.append(f"  {'transfer (workers)':<22}{t['transfer']:>10.2f}"
                          f"{100 * t['transfer'] / task:>8.1f}%   (task stream; not in tasks)")
@@ -390,8 +408,10 @@ class Profile:
 
 
 # -- used by the scheduler helper ------------------------------------------------------------
-def profiled_local(prof: Profile, get: Callable, graph: Mapping, keys, nthreads: int, **kw):
-    """Run ``get(graph, keys, **kw)`` (Dask's threaded scheduler) with every task timed."""
+def profiled_local(prof: Profile, get: Callable, graph: Mapping, keys, nthreads: int, *,
+                   beside_client: bool = False, **kw):
+    """Run ``get(graph, keys, **kw)`` (Dask's threaded scheduler) with every task timed
+    (``beside_client``: on threads the client's own work shares, :class:`ComputeRecord`)."""
     prof.scheduler = "local threads"
     wrapped = prof.wrap(graph)
     drain()
@@ -401,7 +421,7 @@ def profiled_local(prof: Profile, get: Callable, graph: Mapping, keys, nthreads:
     finally:
         end = time.time()
         spans, ops = drain()
-        prof.record(graph, start, end, nthreads, spans, ops)
+        prof.record(graph, start, end, nthreads, spans, ops, beside_client=beside_client)
 
 
 def profiled_distributed(prof: Profile, client, graph: Mapping, keys, run: Callable):

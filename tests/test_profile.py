@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -65,6 +66,30 @@ def test_occupancy_by_hand():
     over, idle = rec.occupancy()
     assert over == pytest.approx(0.5 + 0.4)
     assert idle == pytest.approx(2 * 2.7 - 4.0 - 0.9)
+
+
+def test_compute_beside_the_client_is_not_scheduler_overhead():
+    # ``hapdask drizzle`` computes sky/static tasks on the pool that places the chips: a ready
+    # task waiting there waits for the client's placement, not for the scheduler. The same
+    # spans as a plain compute give overhead; beside the client they give none, its wall is
+    # not counted as a compute's, and its tasks stay in the stages and the report.
+    spans = [TaskSpan("A", "sky", 0.0, 1.0, (1, 1)), TaskSpan("B", "sky", 2.0, 3.0, (1, 1))]
+    plain = ComputeRecord(0.0, 3.0, 2, spans, {"A": 0.0, "B": 0.0})
+    assert plain.occupancy()[0] == pytest.approx(1.0 + 1.0)  # B ready from 0, started at 2
+    prof = Profile()
+    prof.start, prof.end = 0.0, 10.0
+    prof.computes.append(ComputeRecord(0.0, 3.0, 2, spans, {"A": 0.0, "B": 0.0},
+                                       beside_client=True))
+    prof.computes.append(ComputeRecord(4.0, 6.0, 2, [TaskSpan("C", "tile", 4.0, 6.0, (1, 1))],
+                                       {"C": 4.0}))
+    t = prof.totals()
+    assert t["overhead"] == 0.0
+    assert t["compute_wall"] == pytest.approx(2.0)
+    assert t["client"] == pytest.approx(8.0)
+    assert t["task"] == pytest.approx(4.0) and t["beside"] == pytest.approx(2.0)
+    text = prof.report()
+    assert "(1 compute(s)" in text
+    assert re.search(r"^\s+beside the client\s+2\.00", text, re.M)
 
 
 def _graph():

@@ -487,7 +487,8 @@ class _Early:
                     got = threaded_get(graph, keys, pool=self.pool)
                 else:
                     got = profile.profiled_local(prof, threaded_get, graph, keys,
-                                                 self.pool._max_workers, pool=self.pool)
+                                                 self.pool._max_workers, pool=self.pool,
+                                                 beside_client=True)
                 self.values = dict(zip(keys, got, strict=True))
             except BaseException as exc:  # re-raised by apply()
                 self.error = exc
