@@ -33,11 +33,11 @@ not kept (one run each, side by side, load 12-17; that tree's first run: peak 1.
 1.54 GiB without, 1.01 M vs 0.55 M page faults).
 
 Where: :func:`keep_freed_memory` is called by the ``hapdask svm``, ``mvm`` and ``drizzle``
-commands (``hapdask.cli.svm``, ``.mvm``, ``.drizzle``) before they start their threads (mvm, 108-tile demo,
-one run each, load 11-18: system time 16.9 -> 8.8 s, minor faults 1.11 M -> 0.23 M, peak RSS
-1157 -> 1096 MB); a local Dask cluster that the command starts gets the same setting
-through :func:`worker_environ` (glibc reads these variables when a process starts, so the
-workers are spawned with them; ``hapdask.scheduling``; MALLOC_* variables already set in the
+commands (``hapdask.cli.svm``, ``.mvm``, ``.drizzle``) before they start their threads (mvm,
+108-tile demo, one run each, load 11-18: system time 16.9 -> 8.8 s, minor faults 1.11 M ->
+0.23 M, peak RSS 1157 -> 1096 MB); a local Dask cluster that the command starts gets the same
+setting through :func:`worker_environ` (glibc reads these variables when a process starts, so
+the workers are spawned with them; ``hapdask.scheduling``; MALLOC_* variables already set in the
 environment win, as Dask's own rule for them). Importing hapdask changes nothing: a
 library user's process keeps its allocator unless it calls :func:`keep_freed_memory` itself.
 glibc only: elsewhere (musl, macOS) nothing changes and :func:`keep_freed_memory` returns False.
