@@ -26,7 +26,8 @@ def _graph(p, states, staging):
     return deps, keys
 
 
-def test_threaded_planning_same_graph_maps_once(sim, tmp_path, monkeypatch):
+def _aligned_visit(sim):
+    """The demo ACS visit's plan and its detectors' alignment states (computed here)."""
     poller = next(q for q in sim.svm_pollers if q.name == "acs_f3t_03_input.out")
     p = plan(poller)
     with warnings.catch_warnings():
@@ -34,6 +35,11 @@ def test_threaded_planning_same_graph_maps_once(sim, tmp_path, monkeypatch):
         graph, akeys = runner.alignment_graph(p, FileCatalog(sim.refcat))
         states = dict(zip(akeys["states"], local_compute(graph, list(akeys["states"].values())),
                           strict=True))
+    return p, states
+
+
+def test_threaded_planning_same_graph_maps_once(sim, tmp_path, monkeypatch):
+    p, states = _aligned_visit(sim)
     calls: Counter = Counter()
     lock = threading.Lock()
     real = hapdask.drizzle.calc_pixmap
@@ -65,13 +71,7 @@ def test_every_product_on_the_one_visit_grid(sim, tmp_path, monkeypatch):
     """HAP drizzles a detector's exposure, filter and total products onto one visit grid: each
     chip's final pixel map is made once, on exactly that grid (not on a copy rebuilt from
     another product's first chip, which differs in the last bits of its CD matrix)."""
-    poller = next(q for q in sim.svm_pollers if q.name == "acs_f3t_03_input.out")
-    p = plan(poller)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        graph, akeys = runner.alignment_graph(p, FileCatalog(sim.refcat))
-        states = dict(zip(akeys["states"], local_compute(graph, list(akeys["states"].values())),
-                          strict=True))
+    p, states = _aligned_visit(sim)
     (state,) = states.values()
     visit = state.grid.wcs()
     grids: list = []
