@@ -168,6 +168,13 @@ def _miss(stats):
 
 
 @njit(nogil=True, cache=True)
+def _misses(stats, n):
+    """Count ``n`` input pixels that contribute nothing (as :func:`_miss`)."""
+    if stats is not None:
+        stats[0] += n
+
+
+@njit(nogil=True, cache=True)
 def _hit(stats, row):
     """Flag input row ``row`` (relative to the box) as having a pixel on the output."""
     if stats is not None:
@@ -504,20 +511,32 @@ def drizzle_square(
     for strip in range(ns):
         s0, s1 = _strip(i0, i1, sx, strip)
         for j in range(j0, j1):
-            _row_corners(pixmap, j, h, s0, s1, lo, hi, buf)
-            _square_row_small(buf, s1 - s0)
-            for i in range(s0, s1):
+            # only the run from the first to the last weighted pixel of the strip row gets its
+            # corners and small-box overlaps (a tile's input box around a rotated footprint
+            # piece holds up to ~2x the pixels that land: their weights are 0)
+            w0 = s0
+            while w0 < s1 and weight[j, w0] == 0.0:
+                w0 += 1
+            w1 = s1
+            while w1 > w0 and weight[j, w1 - 1] == 0.0:
+                w1 -= 1
+            _misses(stats, (w0 - s0) + (s1 - w1))
+            if w0 == w1:
+                continue
+            _row_corners(pixmap, j, h, w0, w1, lo, hi, buf)
+            _square_row_small(buf, w1 - w0)
+            for i in range(w0, w1):
                 w = weight[j, i]
                 if w == 0.0:
                     _miss(stats)
                     continue
-                if buf[13 * STRIP + i - s0] != 0.0:
+                if buf[13 * STRIP + i - w0] != 0.0:
                     # box of at most 3x3 cells: overlaps from _square_row_small
-                    c0 = int(buf[8 * STRIP + i - s0])
-                    r0 = int(buf[9 * STRIP + i - s0])
-                    c1 = int(buf[10 * STRIP + i - s0])
-                    r1 = int(buf[11 * STRIP + i - s0])
-                    jaco = buf[12 * STRIP + i - s0]
+                    c0 = int(buf[8 * STRIP + i - w0])
+                    r0 = int(buf[9 * STRIP + i - w0])
+                    c1 = int(buf[10 * STRIP + i - w0])
+                    r1 = int(buf[11 * STRIP + i - w0])
+                    jaco = buf[12 * STRIP + i - w0]
                     if c1 < ox or c0 >= ox + tw or r1 < oy or r0 >= oy + th:
                         _miss(stats)
                         continue
@@ -533,7 +552,7 @@ def drizzle_square(
                             continue
                         for r in range(r1 - r0 + 1):
                             ly = r0 + r - oy
-                            dow = buf[(14 + 3 * c + r) * STRIP + i - s0] * fac
+                            dow = buf[(14 + 3 * c + r) * STRIP + i - w0] * fac
                             if dow > 0.0 and ly >= 0 and ly < th:
                                 _accumulate(
                                     num,
@@ -556,14 +575,14 @@ def drizzle_square(
                                 )
                     continue
                 # corners: (-h,-h), (+h,-h), (+h,+h), (-h,+h) in input pixel offsets
-                qx0 = buf[0 * STRIP + i - s0]
-                qx1 = buf[1 * STRIP + i - s0]
-                qx2 = buf[2 * STRIP + i - s0]
-                qx3 = buf[3 * STRIP + i - s0]
-                qy0 = buf[4 * STRIP + i - s0]
-                qy1 = buf[5 * STRIP + i - s0]
-                qy2 = buf[6 * STRIP + i - s0]
-                qy3 = buf[7 * STRIP + i - s0]
+                qx0 = buf[0 * STRIP + i - w0]
+                qx1 = buf[1 * STRIP + i - w0]
+                qx2 = buf[2 * STRIP + i - w0]
+                qx3 = buf[3 * STRIP + i - w0]
+                qy0 = buf[4 * STRIP + i - w0]
+                qy1 = buf[5 * STRIP + i - w0]
+                qy2 = buf[6 * STRIP + i - w0]
+                qy3 = buf[7 * STRIP + i - w0]
                 if not (
                     math.isfinite(qx0 + qx1 + qx3 + qx2) and math.isfinite(qy0 + qy1 + qy3 + qy2)
                 ):

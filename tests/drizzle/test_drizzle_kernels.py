@@ -557,3 +557,29 @@ def test_square_small_box_overlaps_are_exact():
                     assert abs(got - float(exact)) <= 1e-12 * area, (i, c, r, float(exact), got)
                     npos += 1
     assert nzero > 100 and npos > 100
+
+
+def test_square_weighted_runs_inside_strips_match_c():
+    """The square kernel computes corners and overlaps only over each strip row's run from the
+    first to the last weighted pixel (a tile's input box around a rotated footprint piece is
+    mostly weight 0): runs that start and end inside 128-column strips, rows without any
+    weighted pixel in a strip, holes inside a run and a run touching the array edge all give
+    drizzle C's SCI, WHT and context bits, in tile mode and through the Drizzle API."""
+    ny, nx = 40, 300  # three strips of columns
+    jj, ii = np.mgrid[0:ny, 0:nx].astype(np.float64)
+    t = np.deg2rad(23.0)
+    pixmap = np.dstack([0.9 * (np.cos(t) * ii - np.sin(t) * jj) + 60.0,
+                        0.9 * (np.sin(t) * ii + np.cos(t) * jj) + 5.0])
+    rng = np.random.default_rng(7)
+    data = rng.normal(10.0, 2.0, (ny, nx)).astype(np.float32)
+    weight = np.zeros((ny, nx), np.float32)
+    for j in range(ny):
+        lo = 17 + 5 * j  # slanted band: each row's run starts and ends at a different column
+        weight[j, lo:lo + 61 + (j % 7)] = 1.0 + 0.1 * (j % 3)
+    weight[:, 250:] = 0.0
+    weight[5, 40:45] = 0.0     # a hole inside a run
+    weight[12:14, :] = 0.0     # rows with no weighted pixel at all
+    weight[30:33, 0:3] = 2.0   # a run at the array's first column
+    out_shape = (300, 300)
+    assert_square_matches_c(pixmap, data, weight, out_shape, 1.0)
+    assert_square_matches_c(pixmap, data, weight, out_shape, 0.7)
