@@ -473,8 +473,8 @@ class _Early:
     tasks."""
 
     def __init__(self, nthreads: int | None) -> None:
-        self.pool = ThreadPoolExecutor(nthreads or os.cpu_count() or 1,
-                                       thread_name_prefix="hapdask-plan")
+        self.nthreads = nthreads or os.cpu_count() or 1
+        self.pool = ThreadPoolExecutor(self.nthreads, thread_name_prefix="hapdask-plan")
         self.thread: threading.Thread | None = None
         self.values: dict = {}
         self.error: BaseException | None = None
@@ -487,7 +487,7 @@ class _Early:
                     got = threaded_get(graph, keys, pool=self.pool)
                 else:
                     got = profile.profiled_local(prof, threaded_get, graph, keys,
-                                                 self.pool._max_workers, pool=self.pool,
+                                                 self.nthreads, pool=self.pool,
                                                  beside_client=True)
                 self.values = dict(zip(keys, got, strict=True))
             except BaseException as exc:  # re-raised by apply()

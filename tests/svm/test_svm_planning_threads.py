@@ -38,27 +38,34 @@ def _aligned_visit(sim):
     return p, states
 
 
-def test_threaded_planning_same_graph_maps_once(sim, tmp_path, monkeypatch):
-    p, states = _aligned_visit(sim)
-    calls: Counter = Counter()
+def _record_pixmaps(monkeypatch) -> list:
+    """Spy on every pixel map made: ``(made in the main thread, output WCS)`` per call."""
+    made: list = []
     lock = threading.Lock()
     real = hapdask.drizzle.calc_pixmap
 
-    def counted(wcs_in, wcs_out, shape):
+    def recorded(wcs_in, wcs_out, shape):
         with lock:
-            calls[threading.current_thread() is threading.main_thread()] += 1
+            made.append((threading.current_thread() is threading.main_thread(), wcs_out))
         return real(wcs_in, wcs_out, shape)
 
+    monkeypatch.setattr(hapdask.drizzle, "calc_pixmap", recorded)
+    return made
+
+
+def test_threaded_planning_same_graph_maps_once(sim, tmp_path, monkeypatch):
+    p, states = _aligned_visit(sim)
     staging = tmp_path / "staging"
     staging.mkdir()
-    monkeypatch.setattr(hapdask.drizzle, "calc_pixmap", counted)
+    records = _record_pixmaps(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         threaded = _graph(p, states, staging)
-        made = calls.copy()
-        calls.clear()
+        made = Counter(main for main, _ in records)
+        records.clear()
         monkeypatch.setattr(runner, "PLAN_THREADS", 1)
         serial = _graph(p, states, staging)
+        calls = Counter(main for main, _ in records)
     assert threaded == serial
     # as many maps as planning one product after the other, which makes each chip's map on a
     # grid once (a cache hit for the products sharing it), none in the main thread
@@ -74,21 +81,13 @@ def test_every_product_on_the_one_visit_grid(sim, tmp_path, monkeypatch):
     p, states = _aligned_visit(sim)
     (state,) = states.values()
     visit = state.grid.wcs()
-    grids: list = []
-    lock = threading.Lock()
-    real = hapdask.drizzle.calc_pixmap
-
-    def recorded(wcs_in, wcs_out, shape):
-        with lock:
-            grids.append(wcs_out)
-        return real(wcs_in, wcs_out, shape)
-
     staging = tmp_path / "staging"
     staging.mkdir()
-    monkeypatch.setattr(hapdask.drizzle, "calc_pixmap", recorded)
+    records = _record_pixmaps(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _graph(p, states, staging)
+    grids = [w for _, w in records]
 
     def same(w):
         return (w.pixel_shape == visit.pixel_shape
