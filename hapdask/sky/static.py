@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from hapdask.profile import timed
 from hapdask.sky.stats import clipped_stats
 
 __all__ = ["combine", "signature", "static_mask_tasks", "static_part"]
@@ -75,10 +76,12 @@ def static_part(sci: np.ndarray, static_sig: float) -> np.ndarray | None:
 
 def _read_part(ref, static_sig: float) -> np.ndarray | None:
     try:
-        sci = ref.chip.read_sci()
+        with timed("read"):
+            sci = ref.chip.read_sci()
     except Exception:  # an unreadable chip contributes nothing (its sky task reports it)
         return None
-    return static_part(sci, static_sig)
+    with timed("stats"):
+        return static_part(sci, static_sig)
 
 
 def combine(a: np.ndarray | None, b: np.ndarray | None, shape: tuple[int, int]
