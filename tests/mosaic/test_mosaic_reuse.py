@@ -116,3 +116,50 @@ def test_dilate_is_a_chebyshev_dilation():
         for y, x in zip(yy, xx, strict=True):
             want |= (np.abs(gy - y) <= r) & (np.abs(gx - x) <= r)
         np.testing.assert_array_equal(_dilate(m, r), want)
+
+
+def test_local_run_deletes_stacks_and_sums_once_read(trio, tmp_path, monkeypatch):
+    """On local threads (``drizzle``) the median and reuse tasks delete the scratch files they
+    read last (their pages are reused by later writes); a graph for a scheduler that may
+    recompute a task (``drizzle_graph`` default) keeps them. Products are the same."""
+    import os
+
+    from dask.threaded import get
+
+    from hapdask.mosaic.job import drizzle_graph
+
+    seen = []
+    real_median, real_reuse = mosaic_graph.median_tile, mosaic_graph.reuse_tile
+
+    def median(job, *args):
+        path = job.scratch.path(job.stack_name)
+        assert os.path.exists(path)
+        out = real_median(job, *args)
+        seen.append(("median", job.discard, os.path.exists(path)))
+        return out
+
+    def reuse(job, *args):
+        assert all(os.path.exists(p) for p in job.sums)
+        out = real_reuse(job, *args)
+        seen.append(("reuse", job.discard, any(os.path.exists(p) for p in job.sums)))
+        return out
+
+    monkeypatch.setattr(mosaic_graph, "median_tile", median)
+    monkeypatch.setattr(mosaic_graph, "reuse_tile", reuse)
+    local = _arrays(_run(trio, tmp_path / "local" / "m", tile_size=128))
+    assert {s[0] for s in seen} == {"median", "reuse"}
+    assert all(discard and not left for _, discard, left in seen)
+    seen.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        job = drizzle_graph(trio, tmp_path / "kept" / "m", params=PARAMS, tile_size=128)
+        try:
+            result = get(job.graph, job.keys, num_workers=1)[0]
+        finally:
+            job.scratch.remove()
+    assert {s[0] for s in seen} == {"median", "reuse"}
+    assert all(not discard and left for _, discard, left in seen)
+    kept = _arrays(result)
+    assert sorted(kept) == sorted(local)
+    for k, v in local.items():
+        np.testing.assert_array_equal(kept[k], v, err_msg=k)
