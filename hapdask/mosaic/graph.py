@@ -131,7 +131,6 @@ def drizzle_tasks(
     *,
     cr_regions: Sequence[Sequence[tuple[Box, object]]] | None = None,
     sums: dict[tuple[int, int], tuple] | None = None,
-    discard: bool = False,
 ) -> tuple[dict, dict[tuple[int, int], tuple]]:
     """Final drizzle: one task per output tile.
 
@@ -150,9 +149,6 @@ def drizzle_tasks(
         Tile index -> ``(key of its separate-drizzle task, scratch files of its sums)``
         (:func:`median_tasks` with ``final_planes``): those tiles are made from the separate
         pass's sums (:func:`~hapdask.mosaic.stages.reuse_tile`) instead of drizzled again.
-    discard : bool
-        Those tiles delete their sums files once read (only where a finished task is never
-        recomputed: :attr:`~hapdask.mosaic.stages.MedianJob.discard`).
 
     Returns
     -------
@@ -177,8 +173,7 @@ def drizzle_tasks(
                       ctx_ids=tuple(idx), iscales=tuple(r * r for r in ratios), ratios=ratios,
                       nplanes=nplanes, params=params, cr_boxes=tuple(cr_boxes),
                       pixmaps=tuple(grid.pixmap(i) for i in idx)
-                      if grid.pixmaps is not None else (), sums=files,
-                      discard=bool(discard and files is not None))
+                      if grid.pixmaps is not None else (), sums=files)
         key = (f"{prefix}-tile", *tile.index)
         args = (job, [grid.chip_keys[i] for i in idx], [grid.sky_keys[i] for i in idx],
                 grid.statics(idx), cr_keys)
@@ -197,7 +192,6 @@ def median_tasks(
     prefix: str,
     scratch: Scratch,
     final_planes: int = 0,
-    discard: bool = False,
 ) -> tuple[dict, dict[tuple[int, int], tuple], dict[tuple[int, int], tuple]]:
     """Separate drizzles + median: one separate-drizzle and one median task per tile.
 
@@ -209,8 +203,7 @@ def median_tasks(
     With ``final_planes`` (context planes, > 0), each separate-drizzle task also keeps the sums
     of all exposures over its tile and their context (chip ``i`` = context id ``i``), from
     which :func:`drizzle_tasks` makes the final tiles when the final drizzle is the separate
-    one. ``discard``: the median tasks delete the stacks once read (only where a finished task
-    is never recomputed: :attr:`~hapdask.mosaic.stages.MedianJob.discard`).
+    one.
 
     Returns
     -------
@@ -250,7 +243,7 @@ def median_tasks(
                         pixmaps=tuple(grid.pixmap(i) for i in idx)
                         if grid.pixmaps is not None else (),
                         final_ctx=tuple(idx) if final_planes else (),
-                        final_planes=int(final_planes), discard=bool(discard))
+                        final_planes=int(final_planes))
         ckeys = [grid.chip_keys[i] for i in idx]
         skey = (f"{prefix}-sep", *tile.index)
         if final_planes:

@@ -231,7 +231,6 @@ def drizzle_graph(
     early: Callable[[dict, list], None] | None = None,
     pool: Executor | None = None,
     grid: OutputGrid | None = None,
-    discard_scratch: bool = False,
 ) -> DrizzleGraph:
     """The Dask graph of one :func:`drizzle` job, to be computed alone or merged into a bigger
     graph (``hapdask svm`` computes a visit's products as one graph).
@@ -271,11 +270,6 @@ def drizzle_graph(
         The final grid itself, used as given instead of the one the ``final_*`` parameters
         build from the job's first chip (``hapdask svm`` puts every product of a detector on
         one visit grid: the same WCS object, so the products share their pixel maps).
-    discard_scratch : bool
-        The median and final tile tasks delete the separate-drizzle stacks and sums once they
-        have read them (:attr:`~hapdask.mosaic.stages.MedianJob.discard`): only for a
-        scheduler that never runs a finished task again (local threads; ``drizzle`` sets it
-        there).
 
     Returns
     -------
@@ -383,8 +377,7 @@ def drizzle_graph(
             g, med_keys, sums = median_tasks(
                 plan_tiles(sep_grid, tile_size, sep_place), sep_grid.shape, sep_inputs, sep,
                 combine, [pl.boxes for pl in sep_place], f"drz-{fp}", scratch,
-                final_planes=max(1, math.ceil(len(chips) / 32)) if reuse else 0,
-                discard=discard_scratch)
+                final_planes=max(1, math.ceil(len(chips) / 32)) if reuse else 0)
             graph.update(g)
             # a final tile is made from the sums only when every chip landing on it was in its
             # separate drizzle (the grown separate tiles' boxes hold the final ones)
@@ -406,7 +399,7 @@ def drizzle_graph(
                                   final_grid.scale_arcsec, static_keys=packed_static,
                                   pixmaps=[pl.pixmap for pl in placements])
         g, tile_keys = drizzle_tasks(tiles, final_inputs, final, nplanes, f"drz-{fp}",
-                                     cr_regions=cr_regions, sums=sums, discard=discard_scratch)
+                                     cr_regions=cr_regions, sums=sums)
         graph.update(g)
         primaries = {e.rootname: e.primary for e in exps}
         sci_headers = {(e.rootname, c.extver): c.header for e in exps for c in e.chips}
@@ -639,8 +632,7 @@ def drizzle(
                             region_size=region_size, update_dq=update_dq,
                             wcs_updates=wcs_updates, crmasks=crmasks,
                             reuse_separate=reuse_separate, early=early,
-                            pool=early.pool if early is not None else None,
-                            discard_scratch=early is not None)
+                            pool=early.pool if early is not None else None)
     finally:
         if early is not None:
             early.join()

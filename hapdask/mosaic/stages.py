@@ -21,7 +21,6 @@ whole-chip map when the plan kept one (:func:`chip_pixmap`), so each is computed
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -321,8 +320,7 @@ class TileJob:
     cosmic-ray mask regions passed with it; ``pixmaps`` per chip its cached pixel map on the
     grid (path or None; empty: none cached).
     ``sums``: the scratch files of the tile's summed separate drizzles and their context
-    (:func:`separate_tile`), when :func:`reuse_tile` makes the tile from them; ``discard``:
-    :func:`reuse_tile` deletes them once read (see :attr:`MedianJob.discard`).
+    (:func:`separate_tile`), when :func:`reuse_tile` makes the tile from them.
     """
 
     index: tuple[int, int]
@@ -337,7 +335,6 @@ class TileJob:
     cr_boxes: tuple[tuple[Box, ...], ...] = ()
     pixmaps: tuple[str | None, ...] = ()
     sums: tuple[str, str] | None = None
-    discard: bool = False
 
 
 def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics: Sequence = (),
@@ -455,10 +452,8 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
     y0, y1, x0, x1 = job.window
     th, tw = y1 - y0, x1 - x0
     with timed("read"):
-        sums = load_array(job.sums[0])
-        ctx_all = load_array(job.sums[1])
-        if job.discard:
-            _discard(*job.sums)
+        sums = load_array(job.sums[0], direct=True)
+        ctx_all = load_array(job.sums[1], direct=True)
     num, den = sums[0], sums[1]
     planes = ctx_all.shape[0]
     num_c = np.zeros((th, tw))
@@ -517,11 +512,6 @@ class MedianJob:
     ``boxes`` are the input boxes of the chips for ``grown``. ``groups`` lists, per exposure
     (fixed order), the positions of its chips among the chips passed; ``exposures`` the
     exposure's index in the whole stack (for the weight means and minmed's noise terms).
-    ``discard``: :func:`median_tile` deletes the stack once read. Only where a finished task
-    is never run again (the local threaded scheduler; a distributed one recomputes the results
-    of a lost worker): the pages of a deleted file are reused by the writes that follow, and a
-    fresh page costs this machine ~2 s of CPU per GB written (measured: 1 GB into new files
-    2.2 CPU-s, right after deleting 1 GB 0.6 CPU-s).
     """
 
     index: tuple[int, int]
@@ -540,7 +530,6 @@ class MedianJob:
     pixmaps: tuple[str | None, ...] = ()
     final_ctx: tuple[int, ...] = ()
     final_planes: int = 0
-    discard: bool = False
 
     @property
     def stack_name(self) -> str:
@@ -630,13 +619,15 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
         acc = (np.zeros(shape), np.zeros(shape), np.zeros((job.final_planes, *shape), np.int32))
     stack = _separate_stack(job, chips, skies, statics, acc)
     with timed("save"):
-        job.scratch.save(job.stack_name, stack)
+        job.scratch.save(job.stack_name, stack, direct=True)
         weights = stack[1]
         del stack
         if acc is not None:
             inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
-            job.scratch.save(job.sums_name, np.stack([acc[0][inner], acc[1][inner]]))
-            job.scratch.save(job.sums_name + "-ctx", acc[2][(slice(None), *inner)])
+            job.scratch.save(job.sums_name, np.stack([acc[0][inner], acc[1][inner]]),
+                             direct=True)
+            job.scratch.save(job.sums_name + "-ctx", acc[2][(slice(None), *inner)],
+                             direct=True)
     with timed("wsums"):
         sums, counts = weight_sums(weights[:, y0 - g0:y1 - g0, x0 - h0:x1 - h0])
     all_sums = np.zeros(job.n_inputs, np.float64)
@@ -644,12 +635,6 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     all_sums[list(job.exposures)] = sums
     all_counts[list(job.exposures)] = counts
     return all_sums, all_counts
-
-
-def _discard(*paths: str) -> None:
-    """Delete scratch files that were read for the last time (``discard`` of a job)."""
-    for path in paths:
-        os.remove(path)
 
 
 def weight_means(*parts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -689,9 +674,7 @@ def median_tile(job: MedianJob, chips: Sequence[ChipRef], separated: object,
     from hapdask.combine.median import combine_stack
 
     with timed("load"):
-        images, weights = load_array(job.scratch.path(job.stack_name))
-        if job.discard:
-            _discard(job.scratch.path(job.stack_name))
+        images, weights = load_array(job.scratch.path(job.stack_name), direct=True)
     ex = list(job.exposures)
     expt = np.array([chips[m[0]].exptime for m in job.groups], np.float64)
     with timed("combine"):

@@ -61,12 +61,13 @@ def static_part(sci: np.ndarray, static_sig: float) -> np.ndarray | None:
     finite pixel, or clipped data within one histogram bin), as AstroDrizzle skips it.
     """
     finite = np.isfinite(sci)
-    vals = sci[finite]
+    # the finite values in row order: the chip itself (no copy) when all are finite
+    vals = sci.ravel() if finite.all() else sci[finite]
     if vals.size == 0:
         return None
     try:
-        st = clipped_stats(vals, nclip=3, lsig=3.0, usig=3.0, lower=float(vals.min()),
-                           upper=float(vals.max()), binwidth=0.1, mode=True)
+        # range: the data range (clipped_stats' default)
+        st = clipped_stats(vals, nclip=3, lsig=3.0, usig=3.0, binwidth=0.1, mode=True)
     except ValueError:
         return None
     if st.nbins < 2:
