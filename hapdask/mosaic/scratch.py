@@ -13,10 +13,23 @@ the same with three kinds of arrays that would otherwise be recomputed or held i
   when the final drizzle is the separate one but for the cosmic rays: the final tile task
   subtracts the cosmic-ray pixels from them instead of drizzling every pixel again.
 
-Files are ``.npy`` (read with a memory map, so a task touches only the rows of its region),
-written under a temporary name and renamed when complete (a retried task rewrites the same
-bytes). The directory lives beside the output (workers of a cluster must see it, as they see
-the output file) and is removed when the run ends.
+Files are ``.npy`` (a region is read row by row, so a task touches only the rows of its
+region), written under a temporary name and renamed when complete (a retried task rewrites the
+same bytes).
+
+Stacks and sums are written once and read once, whole: they are moved with direct I/O
+(``O_DIRECT``, :meth:`Scratch.save` and :func:`load_array` with ``direct=True``), past the page
+cache. On this project's virtual machines a page the kernel has not used for a few seconds is
+handed back to the host, and using it again costs the guest ~2 CPU-s per GB (measured: 1 GB
+written into new files 2.2 CPU-s, 1 GB written with O_DIRECT 0.03 CPU-s and 0.7 s); a page-cache
+copy of an array read once is that cost for nothing. The data go through a small aligned
+buffer per thread; the ``.npy`` header is padded to one block, so the files stay ordinary
+``.npy`` files (readable by :func:`load_array` without ``direct`` or ``numpy.load``). Where the
+file system refuses ``O_DIRECT`` (e.g. tmpfs) the ordinary path is taken. Pixel maps, read by
+region many times, stay in the page cache.
+
+The directory lives beside the output (workers of a cluster must see it, as they see the
+output file) and is removed when the run ends.
 
 A run that is killed cannot remove its directory. Each directory therefore records its owner
 (:data:`OWNER_FILE`: host, process id and the process's start time); :func:`remove_stale`,
@@ -27,12 +40,15 @@ readable owner record, or holding anything but scratch files is left alone.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import re
 import shutil
 import socket
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +57,15 @@ import numpy as np
 __all__ = ["OWNER_FILE", "Scratch", "load_array", "remove_stale"]
 
 Box = tuple[int, int, int, int]
+
+#: Direct I/O: offsets, sizes and buffer addresses are multiples of this (the largest logical
+#: block size in use), and the ``.npy`` header of a direct file is padded to it.
+_BLOCK = 4096
+#: Size of the per-thread aligned buffer the data of direct I/O go through.
+_CHUNK = 8 << 20
+_LOCAL = threading.local()
+#: errnos meaning "this file system or file does not do O_DIRECT" (then: the ordinary path)
+_NO_DIRECT = {errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
 
 #: Owner record of a scratch directory (JSON: tool, host, pid, start).
 OWNER_FILE = "owner.json"
@@ -154,18 +179,27 @@ class Scratch:
         """Path of the scratch file ``name`` (``.npy`` appended)."""
         return os.path.join(self.directory, f"{name}.npy")
 
-    def save(self, name: str, array: np.ndarray) -> str:
-        """Write ``array`` as ``name`` (temporary name, then renamed); returns its path."""
+    def save(self, name: str, array: np.ndarray, direct: bool = False) -> str:
+        """Write ``array`` as ``name`` (temporary name, then renamed); returns its path.
+
+        ``direct``: with direct I/O, past the page cache (module docstring), for an array that
+        will be read once, whole (:func:`load_array` with ``direct=True``)."""
         final = self.path(name)
+        array = np.ascontiguousarray(array)
         fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=".npy", dir=self.directory)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+            if not (direct and _save_direct(tmp, array)):
+                with os.fdopen(fd, "wb") as fh:
+                    fd = -1
+                    np.save(fh, array, allow_pickle=False)
             os.replace(tmp, final)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+        finally:
+            if fd >= 0:
+                os.close(fd)
         return final
 
     def remove(self) -> None:
@@ -173,15 +207,134 @@ class Scratch:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def load_array(path: str, region: Box | None = None, out: np.ndarray | None = None
-               ) -> np.ndarray:
+def _bounce() -> np.ndarray:
+    """This thread's aligned buffer of direct I/O (``_CHUNK`` bytes)."""
+    buf = getattr(_LOCAL, "buffer", None)
+    if buf is None or buf.size != _CHUNK:
+        raw = np.empty(_CHUNK + _BLOCK, np.uint8)
+        start = -raw.ctypes.data % _BLOCK
+        buf = _LOCAL.buffer = raw[start:start + _CHUNK]
+    return buf
+
+
+def _direct_header(array: np.ndarray) -> bytes:
+    """The ``.npy`` (version 1.0) header of ``array`` padded with spaces to ``_BLOCK`` bytes."""
+    d = np.lib.format.header_data_from_array_1_0(array)
+    text = "{" + "".join(f"{k!r}: {d[k]!r}, " for k in sorted(d)) + "}"
+    pad = _BLOCK - len(np.lib.format.MAGIC_PREFIX) - 2 - 2 - len(text) - 1
+    if pad < 0:  # a shape too long for one block (not a scratch array of this package)
+        raise ValueError(f"array shape {array.shape} does not fit a {_BLOCK}-byte header")
+    body = (text + " " * pad + "\n").encode("latin1")
+    return np.lib.format.magic(1, 0) + len(body).to_bytes(2, "little") + body
+
+
+def _save_direct(path: str, array: np.ndarray) -> bool:
+    """Write ``array`` to ``path`` as a ``.npy`` file with direct I/O (the end is padded with
+    zeros to a whole block). False, with nothing written, where the file system does not do
+    direct I/O."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return False
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | flag)
+    except OSError as exc:
+        if exc.errno in _NO_DIRECT:
+            return False
+        raise
+    try:
+        buf = _bounce()
+        data = array.reshape(-1).view(np.uint8)
+        head = _direct_header(array)
+        buf[:len(head)] = np.frombuffer(head, np.uint8)
+        used = len(head)
+        pos = 0
+        first = True
+        while True:
+            take = min(_CHUNK - used, data.size - pos)
+            buf[used:used + take] = data[pos:pos + take]
+            used += take
+            pos += take
+            if pos == data.size:
+                end = -used % _BLOCK
+                buf[used:used + end] = 0
+                used += end
+            try:
+                done = os.write(fd, buf[:used])
+            except OSError as exc:
+                if exc.errno in _NO_DIRECT and first:
+                    return False  # refused at the first write: nothing written
+                raise
+            first = False
+            if done != used:
+                raise OSError(f"{path}: short write ({done} of {used} bytes)")
+            if pos == data.size:
+                return True
+            used = 0
+    finally:
+        os.close(fd)
+
+
+def _load_direct(path: str) -> np.ndarray | None:
+    """The whole array of the ``.npy`` file ``path`` read with direct I/O, or None where the
+    file system does not do direct I/O."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | flag)
+    except OSError as exc:
+        if exc.errno in _NO_DIRECT:
+            return None
+        raise
+    try:
+        buf = _bounce()
+        try:
+            got = os.readv(fd, [buf])
+        except OSError as exc:
+            if exc.errno in _NO_DIRECT:
+                return None
+            raise
+        fh = io.BytesIO(bytes(buf[:min(got, _BLOCK * 16)]))
+        version = np.lib.format.read_magic(fh)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(fh)
+        if fortran:
+            raise ValueError(f"{path}: Fortran-ordered scratch arrays are not supported")
+        offset = fh.tell()
+        out = np.empty(shape, dtype)
+        dest = out.reshape(-1).view(np.uint8)
+        pos = 0
+        while True:
+            take = min(got - offset, dest.size - pos)
+            if take < 0:
+                raise OSError(f"{path}: truncated scratch file")
+            dest[pos:pos + take] = buf[offset:offset + take]
+            pos += take
+            if pos == dest.size:
+                return out
+            got = os.readv(fd, [buf])
+            offset = 0
+            if got == 0:
+                raise OSError(f"{path}: truncated scratch file")
+    finally:
+        os.close(fd)
+
+
+def load_array(path: str, region: Box | None = None, out: np.ndarray | None = None,
+               direct: bool = False) -> np.ndarray:
     """Read a scratch array, or the ``(y0, y1, x0, x1)`` region (0-based, half-open) of its
     first two axes, into a new array (or into ``out``, a C-contiguous array of the region's
     shape and the file's dtype, e.g. a buffer a task reuses; returned).
 
     A region is read row by row (positional reads of just its bytes), so the task's memory is
-    the region, not the whole rows of a memory map.
+    the region, not the whole rows of a memory map. ``direct``: read the whole array with
+    direct I/O, past the page cache (module docstring; not with ``region`` or ``out``).
     """
+    if direct and region is None and out is None:
+        got = _load_direct(path)
+        if got is not None:
+            return got
     with open(path, "rb") as fh:
         version = np.lib.format.read_magic(fh)
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)

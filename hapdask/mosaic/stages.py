@@ -452,8 +452,8 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
     y0, y1, x0, x1 = job.window
     th, tw = y1 - y0, x1 - x0
     with timed("read"):
-        sums = load_array(job.sums[0])
-        ctx_all = load_array(job.sums[1])
+        sums = load_array(job.sums[0], direct=True)
+        ctx_all = load_array(job.sums[1], direct=True)
     num, den = sums[0], sums[1]
     planes = ctx_all.shape[0]
     num_c = np.zeros((th, tw))
@@ -589,10 +589,11 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
                           job.iscales[k], job.ratios[k], out_wcs,
                           static=statics[k] if statics else None,
                           pixmap=job.pixmaps[k] if job.pixmaps else None, buffer=buffer)
-        if sums is not None:
-            np.add(sums[0], num, out=sums[0])
-            np.add(sums[1], den, out=sums[1])
-        images[e], weights[e] = finalize_tile(num, den, fillval=0.0)
+        with timed("finalize"):
+            if sums is not None:
+                np.add(sums[0], num, out=sums[0])
+                np.add(sums[1], den, out=sums[1])
+            images[e], weights[e] = finalize_tile(num, den, fillval=0.0)
     return stack
 
 
@@ -617,14 +618,18 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
         shape = (g1 - g0, h1 - h0)
         acc = (np.zeros(shape), np.zeros(shape), np.zeros((job.final_planes, *shape), np.int32))
     stack = _separate_stack(job, chips, skies, statics, acc)
-    job.scratch.save(job.stack_name, stack)
-    weights = stack[1]
-    del stack
-    if acc is not None:
-        inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
-        job.scratch.save(job.sums_name, np.stack([acc[0][inner], acc[1][inner]]))
-        job.scratch.save(job.sums_name + "-ctx", acc[2][(slice(None), *inner)])
-    sums, counts = weight_sums(weights[:, y0 - g0:y1 - g0, x0 - h0:x1 - h0])
+    with timed("save"):
+        job.scratch.save(job.stack_name, stack, direct=True)
+        weights = stack[1]
+        del stack
+        if acc is not None:
+            inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
+            job.scratch.save(job.sums_name, np.stack([acc[0][inner], acc[1][inner]]),
+                             direct=True)
+            job.scratch.save(job.sums_name + "-ctx", acc[2][(slice(None), *inner)],
+                             direct=True)
+    with timed("wsums"):
+        sums, counts = weight_sums(weights[:, y0 - g0:y1 - g0, x0 - h0:x1 - h0])
     all_sums = np.zeros(job.n_inputs, np.float64)
     all_counts = np.zeros(job.n_inputs, np.int64)
     all_sums[list(job.exposures)] = sums
@@ -668,11 +673,14 @@ def median_tile(job: MedianJob, chips: Sequence[ChipRef], separated: object,
     """
     from hapdask.combine.median import combine_stack
 
-    images, weights = load_array(job.scratch.path(job.stack_name))
+    with timed("load"):
+        images, weights = load_array(job.scratch.path(job.stack_name), direct=True)
     ex = list(job.exposures)
     expt = np.array([chips[m[0]].exptime for m in job.groups], np.float64)
-    med = combine_stack(images, weights, job.combine, skies=noise[ex, 0], readnoise=noise[ex, 1],
-                        exptimes=expt, weight_means=means[ex], n_inputs=job.n_inputs)
+    with timed("combine"):
+        med = combine_stack(images, weights, job.combine, skies=noise[ex, 0],
+                            readnoise=noise[ex, 1], exptimes=expt, weight_means=means[ex],
+                            n_inputs=job.n_inputs)
     y0, y1, x0, x1 = job.window
     g0, _, h0, _ = job.grown
     return np.ascontiguousarray(med[y0 - g0:y1 - g0, x0 - h0:x1 - h0], dtype=np.float32)
@@ -755,21 +763,25 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
         if c0 < c1 and d0 < d1:
             mosaic[c0 - w0:c1 - w0, d0 - v0:d1 - v0] = arr[c0 - p0:c1 - p0, d0 - q0:d1 - q0]
     g0, g1, h0, h1 = job.grown
-    pixmap = chip_pixmap(chip, thread_header_wcs(job.header), job.grown, job.pixmap)
+    with timed("pixmap"):
+        pixmap = chip_pixmap(chip, thread_header_wcs(job.header), job.grown, job.pixmap)
     pixmap[..., 0] -= v0
     pixmap[..., 1] -= w0
     to_units = (1.0 if chip.is_rate else chip.exptime) / chip.gain
-    blot = blot_image(mosaic, pixmap, interp=job.interp, sinscl=job.sinscl,
-                      iscale=to_units / (job.ratio * job.ratio), fillval=0.0)
+    with timed("blot"):
+        blot = blot_image(mosaic, pixmap, interp=job.interp, sinscl=job.sinscl,
+                          iscale=to_units / (job.ratio * job.ratio), fillval=0.0)
     sky_units = _subtracted(sky) if job.addsky else float(job.skyval)
     blot += np.float32(sky_units)
-    sci = chip.chip.read_sci(job.grown)
-    mask = cr_mask(sci, blot, sky=sky_units, exptime=chip.exptime, gain=chip.gain,
-                   readnoise=chip.readnoise, params=job.cr,
-                   cte_direction=cte_direction(chip) if job.cr.driz_cr_ctegrow else 0,
-                   rate=chip.is_rate, origin=(g0, h0), chip_shape=chip.shape,
-                   good=np.isfinite(sci), bits=chip.bits,
-                   dq=lambda: chip.chip.read(job.grown, err=False)[2])
+    with timed("read"):
+        sci = chip.chip.read_sci(job.grown)
+    with timed("detect"):
+        mask = cr_mask(sci, blot, sky=sky_units, exptime=chip.exptime, gain=chip.gain,
+                       readnoise=chip.readnoise, params=job.cr,
+                       cte_direction=cte_direction(chip) if job.cr.driz_cr_ctegrow else 0,
+                       rate=chip.is_rate, origin=(g0, h0), chip_shape=chip.shape,
+                       good=np.isfinite(sci), bits=chip.bits,
+                       dq=lambda: chip.chip.read(job.grown, err=False)[2])
     return np.ascontiguousarray(mask[y0 - g0:y1 - g0, x0 - h0:x1 - h0], dtype=bool)
 
 

@@ -400,23 +400,22 @@ def _placement(pixmap: np.ndarray, index, chip: ChipRef, grid: OutputGrid, tile_
             boxes[idx] = b
     regions = []
     if region_size:
+        from hapdask.mosaic._extent import finite_extent  # numba: loaded when a chip is placed
+
         cy, cx = chip.shape
         for box in _regions(chip.shape, int(region_size)):
             y0, y1, x0, x1 = box
-            g = pixmap[max(y0 - halo, 0):min(y1 + halo, cy), max(x0 - halo, 0):min(x1 + halo, cx)]
-            x, y = g[..., 0], g[..., 1]
+            # the output window the region's (grown) pixels sample: positions with a finite x
+            # and y, in one pass over the map (no strided or boolean-selected copies)
+            n, xmn, xmx, ymn, ymx = finite_extent(pixmap, max(y0 - halo, 0),
+                                                  min(y1 + halo, cy), max(x0 - halo, 0),
+                                                  min(x1 + halo, cx))
             window = None
-            if np.isfinite(g).all():  # the usual case: no boolean selections (copies)
-                ok = ...
-            else:
-                ok = np.isfinite(x) & np.isfinite(y)
-                if not ok.any():
-                    ok = None
-            if ok is not None:
-                wy0 = max(math.floor(float(y[ok].min())) - reach, 0)
-                wy1 = min(math.ceil(float(y[ok].max())) + reach + 1, ny_out)
-                wx0 = max(math.floor(float(x[ok].min())) - reach, 0)
-                wx1 = min(math.ceil(float(x[ok].max())) + reach + 1, nx_out)
+            if n:
+                wy0 = max(math.floor(ymn) - reach, 0)
+                wy1 = min(math.ceil(ymx) + reach + 1, ny_out)
+                wx0 = max(math.floor(xmn) - reach, 0)
+                wx1 = min(math.ceil(xmx) + reach + 1, nx_out)
                 if wy0 < wy1 and wx0 < wx1:
                     window = (wy0, wy1, wx0, wx1)
             regions.append(Region(box, window))

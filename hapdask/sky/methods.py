@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hapdask.profile import timed
 from hapdask.sky.level import SkyLevel
 from hapdask.sky.overlap import Overlap, chip_overlap, corners_sky
 from hapdask.sky.params import SkyParams
@@ -99,7 +100,8 @@ def measure_chip(ref, params: SkyParams, static: np.ndarray | None,
         Also measure the chip's statistic over all its good pixels.
     """
     try:
-        sci, _, dq = ref.chip.read(err=False)  # ERR is not used
+        with timed("read"):
+            sci, _, dq = ref.chip.read(err=False)  # ERR is not used
     except Exception as exc:  # any failure to read makes the chip unusable, not the graph
         return ChipMeasure(False, f"cannot read pixels: {exc}")
     finite = np.isfinite(sci)
@@ -107,12 +109,14 @@ def measure_chip(ref, params: SkyParams, static: np.ndarray | None,
         return ChipMeasure(False, "all pixels NaN (no finite pixel)")
     if static is not None and static.shape != sci.shape:
         return ChipMeasure(False, f"static mask shape {static.shape} != chip {sci.shape}")
-    good = good_sky_pixels(sci, dq, params.bits, static)
+    with timed("mask"):
+        good = good_sky_pixels(sci, dq, params.bits, static)
     mine = None
     note = ""
     if own:
         try:
-            mine = sky_statistic(sci[good], params)
+            with timed("stats"):
+                mine = sky_statistic(sci[good], params)
         except ValueError as exc:
             note = f"no sky statistic: {exc}"
     found = {}
@@ -120,11 +124,13 @@ def measure_chip(ref, params: SkyParams, static: np.ndarray | None,
         if ov is None:
             continue
         sp = ov.a if side == 0 else ov.b
-        vals = gather_spans(sci, good, sp.y0, sp.xlo, sp.xhi)
+        with timed("gather"):
+            vals = gather_spans(sci, good, sp.y0, sp.xlo, sp.xhi)
         if vals.size == 0:
             continue
         try:
-            found[int(pid)] = sky_statistic(vals, params)
+            with timed("stats"):
+                found[int(pid)] = sky_statistic(vals, params)
         except ValueError:
             continue
     return ChipMeasure(True, "", mine, found, note)

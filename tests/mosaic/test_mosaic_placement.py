@@ -1,0 +1,77 @@
+"""The output window of every chip region (blot and driz_cr read the median there): the
+positions of the region's grown pixels with a finite x and y, floored/ceiled and widened by the
+interpolation's reach, clipped to the grid (the definition, computed here with numpy)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hapdask.drizzle import calc_pixmap
+from hapdask.io import open_exposure
+from hapdask.mosaic import chip_refs, north_up_grid
+from hapdask.mosaic._extent import finite_extent
+from hapdask.mosaic.grid import OutputGrid
+from hapdask.mosaic.tiles import place_chip
+
+
+def _numpy_extent(g):
+    ok = np.isfinite(g[..., 0]) & np.isfinite(g[..., 1])
+    if not ok.any():
+        return 0, None, None, None, None
+    x, y = g[..., 0][ok], g[..., 1][ok]
+    return int(ok.sum()), x.min(), x.max(), y.min(), y.max()
+
+
+def test_finite_extent_is_numpys_over_the_finite_positions():
+    rng = np.random.default_rng(3)
+    pm = rng.normal(0, 1e3, (40, 30, 2))
+    pm[rng.random((40, 30)) < 0.1, 0] = np.nan
+    pm[rng.random((40, 30)) < 0.1, 1] = np.inf
+    pm[5, 7] = (-5e4, 6e4)                 # extremes, finite: counted
+    pm[6, 7] = (np.nan, -9e4)              # y extreme with a NaN x: not counted
+    for box in ((0, 40, 0, 30), (3, 17, 4, 29), (10, 11, 2, 3)):
+        y0, y1, x0, x1 = box
+        got = finite_extent(pm, *box)
+        want = _numpy_extent(pm[y0:y1, x0:x1])
+        assert got[0] == want[0]
+        if want[0]:
+            assert got[1:] == want[1:]
+    pm[:, :, 0] = np.nan
+    assert finite_extent(pm, 0, 40, 0, 30)[0] == 0
+
+
+@pytest.fixture(scope="module")
+def chip(tmp_path_factory):
+    from hapdask.simulate import simulate_visits
+
+    sim = simulate_visits("p1889x07y19", tmp_path_factory.mktemp("sim"), small=True, visits=3)
+    path = str(next(p for p in sim.exposures if p.name.startswith("jf3t03a1q")))
+    return chip_refs(open_exposure(path), None)[0]
+
+
+def test_region_windows_follow_their_definition(chip):
+    # a grid that cuts the chip: windows are clipped, some regions miss it
+    full = north_up_grid([chip.wcs()], scale=0.05)
+    grid = OutputGrid.from_wcs(full.wcs(), (full.shape[0] // 2, full.shape[1]))
+    size, halo, reach = 96, 2, 6
+    pl = place_chip(chip, grid, 128, region_size=size, halo=halo, reach=reach)
+    pm = calc_pixmap(chip.wcs(), grid.wcs(), chip.shape)
+    ny, nx = grid.shape
+    cy, cx = chip.shape
+    assert len(pl.regions) == math.ceil(cy / size) * math.ceil(cx / size)
+    windows = 0
+    for r in pl.regions:
+        y0, y1, x0, x1 = r.box
+        g = pm[max(y0 - halo, 0):min(y1 + halo, cy), max(x0 - halo, 0):min(x1 + halo, cx)]
+        n, xmn, xmx, ymn, ymx = _numpy_extent(g)
+        want = None
+        if n:
+            w = (max(math.floor(ymn) - reach, 0), min(math.ceil(ymx) + reach + 1, ny),
+                 max(math.floor(xmn) - reach, 0), min(math.ceil(xmx) + reach + 1, nx))
+            want = w if w[0] < w[1] and w[2] < w[3] else None
+        assert r.window == want, r.box
+        windows += want is not None
+    assert 0 < windows < len(pl.regions)
