@@ -406,10 +406,7 @@ def input_bbox(
 def _reach_params(kernel: str, pixfrac: float, pixel_scale_ratio: float) -> tuple[int, float]:
     """(kind, radius) of the footprint bound used by the numba helpers."""
     if kernel == "square":
-        # corner offsets from the centre, in units of the largest neighbour step (worst case:
-        # extrapolated corners at the array edge)
-        h = 0.5 * pixfrac
-        return 0, max(2.0, 1.1 * (2.0 * h * (1.0 + h) + h * h))
+        return 0, K.square_reach_radius(0.5 * pixfrac)
     return 1, kernel_radius(kernel, pixfrac, pixel_scale_ratio)
 
 
