@@ -55,11 +55,17 @@ def _cell(x):
 
 
 STRIP = 128
+# the point kernel's strips: 256 columns were 1.45-1.5x faster than whole rows on the
+# bench_kernels chip (rotated ~63 deg on the output, so each input row touches a new output
+# cache line per pixel in each of the 3 output arrays; a strip keeps them cached until the next
+# rows reuse them) and 128 columns 0.8-0.85x (in-process A/B, CPU time, load 8-10)
+POINT_STRIP = 256
 
 
 @njit(nogil=True, cache=True)
-def _nstrips(i0, i1, sx):
-    """Number of column strips of [i0, i1); strip edges at multiples of STRIP in chip columns.
+def _nstrips(i0, i1, sx, width=STRIP):
+    """Number of column strips of [i0, i1); strip edges at multiples of ``width`` in chip
+    columns.
 
     The input is scanned strip by strip (rows within a strip) so that the output pixels being
     updated stay in cache. ``sx`` is the chip column of local column 0: anchoring the strips to
@@ -67,14 +73,14 @@ def _nstrips(i0, i1, sx):
     """
     if i1 <= i0:
         return 0
-    return (i1 - 1 + sx) // STRIP - (i0 + sx) // STRIP + 1
+    return (i1 - 1 + sx) // width - (i0 + sx) // width + 1
 
 
 @njit(nogil=True, cache=True)
-def _strip(i0, i1, sx, k):
-    first = (i0 + sx) // STRIP
-    s0 = max(i0, (first + k) * STRIP - sx)
-    s1 = min(i1, (first + k + 1) * STRIP - sx)
+def _strip(i0, i1, sx, k, width=STRIP):
+    first = (i0 + sx) // width
+    s0 = max(i0, (first + k) * width - sx)
+    s1 = min(i1, (first + k + 1) * width - sx)
     return s0, s1
 
 
@@ -850,54 +856,64 @@ def drizzle_square(
 
 @njit(nogil=True, cache=True)
 def drizzle_point(
-    data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, iscale, ext
+    data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, iscale, ext,
+    width=0
 ):
     """Point kernel: all of the pixel's weight goes to the output pixel holding its centre.
 
-    Input rows are scanned whole, in raster order (C's order; ``sx`` is unused): with one output
-    pixel per input pixel the output rows are streamed, and the 128-column strips of the other
-    kernels were 1.07-1.25x slower here (whole Drizzle.add_image call, WFC3/UVIS chip at
-    0.04"/pix, load 7-8).
+    ``width`` 0: input rows scanned whole, in raster order (C's order); else in strips of
+    ``width`` columns anchored to the chip (``sx``), which keeps the output lines of the last
+    rows cached where the map turns input rows across output rows (see ``POINT_STRIP``).
     """
     th, tw = num.shape
+    uth = np.uintp(th)
+    utw = np.uintp(tw)
     use_ctx = ctx.shape[0] > 0
     num2, data2, iscale2, dq, dqo, direct, stats = ext
-    for j in range(j0, j1):
-        for i in range(i0, i1):
-            w = weight[j, i]
-            if w == 0.0:
-                _miss(stats)
-                continue
-            x = pixmap[j, i, 0]
-            y = pixmap[j, i, 1]
-            if not (math.isfinite(x) and math.isfinite(y)):
-                _miss(stats)
-                continue
-            lx = _round_away(x) - ox
-            ly = _round_away(y) - oy
-            if lx < 0 or lx >= tw or ly < 0 or ly >= th:
-                _miss(stats)
-                continue
-            _hit(stats, j - j0)
-            _accumulate(
-                num,
-                den,
-                ctx,
-                use_ctx,
-                ctxmask,
-                ly,
-                lx,
-                float(w),
-                data[j, i] * iscale,
-                num2,
-                data2,
-                iscale2,
-                dq,
-                dqo,
-                direct,
-                j,
-                i,
-            )
+    wid = width if width > 0 else max(i1 - i0, 1)
+    ns = _nstrips(i0, i1, sx if width > 0 else -i0, wid)
+    for strip in range(ns):
+        s0, s1 = _strip(i0, i1, sx if width > 0 else -i0, strip, wid)
+        for j in range(j0, j1):
+            hit = False
+            for i in range(s0, s1):
+                w = weight[j, i]
+                if w == 0.0:
+                    _miss(stats)
+                    continue
+                x = pixmap[j, i, 0]
+                y = pixmap[j, i, 1]
+                if not (math.isfinite(x) and math.isfinite(y)):
+                    _miss(stats)
+                    continue
+                lx = _round_away(x) - ox
+                ly = _round_away(y) - oy
+                # one unsigned test per axis: a negative index wraps to a huge one
+                if np.uintp(lx) >= utw or np.uintp(ly) >= uth:
+                    _miss(stats)
+                    continue
+                hit = True
+                _accumulate(
+                    num,
+                    den,
+                    ctx,
+                    use_ctx,
+                    ctxmask,
+                    ly,
+                    lx,
+                    float(w),
+                    data[j, i] * iscale,
+                    num2,
+                    data2,
+                    iscale2,
+                    dq,
+                    dqo,
+                    direct,
+                    j,
+                    i,
+                )
+            if hit:
+                _hit(stats, j - j0)
 
 
 @njit(nogil=True, cache=True)

@@ -291,8 +291,10 @@ def _run_kernel(
     pscale,
     lanczos_normalize,
     ext,
+    point_width=0,
 ):
-    """Call the numba kernel of ``kernel`` on the checked arrays (see ``_kernels``)."""
+    """Call the numba kernel of ``kernel`` on the checked arrays (see ``_kernels``);
+    ``point_width``: the point kernel's strip width (0: whole rows)."""
     ny, nx = data.shape
     j0, j1, i0, i1 = box
     oy, ox = origin
@@ -304,7 +306,7 @@ def _run_kernel(
             )
         K.drizzle_square(*args, pixfrac, iscale, ext)
     elif kernel == "point":
-        K.drizzle_point(*args, iscale, ext)
+        K.drizzle_point(*args, iscale, ext, point_width)
     elif kernel == "turbo":
         K.drizzle_turbo(*args, pixfrac, iscale, pscale, ext)
     elif kernel == "gaussian":
