@@ -641,18 +641,21 @@ def drizzle_square(
                     if weight[j, i] != 0.0:
                         idx[n] = i
                         n += 1
-                _misses(stats, (w1 - w0) - n)
                 _gather_corners(pixmap, j, h, idx, n, lo, hi, buf)
             else:
                 n = w1 - w0
                 _row_corners(pixmap, j, h, w0, w1, lo, hi, buf)
             _square_row_small(buf, n)
-            for p in range(n):
-                i = idx[p] if sparse else w0 + p
+            # the loop runs over i (a range: LLVM then knows i >= 0 and drops the negative-index
+            # wraparound of every array access; i = w0 + p or idx[p] measured 0.84x on a tile's
+            # span-limited rows); p is the pixel's buffer position
+            p = -1
+            for i in range(w0, w1):
                 w = weight[j, i]
                 if w == 0.0:
                     _miss(stats)
                     continue
+                p = p + 1 if sparse else i - w0
                 if buf[13 * STRIP + p] != 0.0:
                     # box of at most 3x3 cells: overlaps from _square_row_small
                     c0 = int(buf[8 * STRIP + p])
