@@ -55,11 +55,17 @@ def _cell(x):
 
 
 STRIP = 128
+# the point kernel's strips: 256 columns were 1.45-1.5x faster than whole rows on the
+# bench_kernels chip (rotated ~63 deg on the output, so each input row touches a new output
+# cache line per pixel in each of the 3 output arrays; a strip keeps them cached until the next
+# rows reuse them) and 128 columns 0.8-0.85x (in-process A/B, CPU time, load 8-10)
+POINT_STRIP = 256
 
 
 @njit(nogil=True, cache=True)
-def _nstrips(i0, i1, sx):
-    """Number of column strips of [i0, i1); strip edges at multiples of STRIP in chip columns.
+def _nstrips(i0, i1, sx, width=STRIP):
+    """Number of column strips of [i0, i1); strip edges at multiples of ``width`` in chip
+    columns.
 
     The input is scanned strip by strip (rows within a strip) so that the output pixels being
     updated stay in cache. ``sx`` is the chip column of local column 0: anchoring the strips to
@@ -67,14 +73,14 @@ def _nstrips(i0, i1, sx):
     """
     if i1 <= i0:
         return 0
-    return (i1 - 1 + sx) // STRIP - (i0 + sx) // STRIP + 1
+    return (i1 - 1 + sx) // width - (i0 + sx) // width + 1
 
 
 @njit(nogil=True, cache=True)
-def _strip(i0, i1, sx, k):
-    first = (i0 + sx) // STRIP
-    s0 = max(i0, (first + k) * STRIP - sx)
-    s1 = min(i1, (first + k + 1) * STRIP - sx)
+def _strip(i0, i1, sx, k, width=STRIP):
+    first = (i0 + sx) // width
+    s0 = max(i0, (first + k) * width - sx)
+    s1 = min(i1, (first + k + 1) * width - sx)
     return s0, s1
 
 
@@ -280,6 +286,38 @@ def _row_corners(pixmap, j, h, s0, s1, lo, hi, buf):
 
 
 @njit(nogil=True, cache=True)
+def _gather_corners(pixmap, j, h, idx, n, lo, hi, buf):
+    """:func:`_row_corners` for the pixels ``(idx[k], j)``, ``k < n``, only, into buffer
+    position ``k``: the same interpolations (bit-identical corners), computed per pixel from its
+    three columns of the interpolated rows ``lo``/``hi``."""
+    ny, nx = pixmap.shape[0], pixmap.shape[1]
+    if j >= 1:
+        ra, rb, ta = j - 1, j, 1.0 - h
+    else:
+        ra, rb, ta = 0, 1, -h
+    if j <= ny - 2:
+        sa, sb, tb = j, j + 1, h
+    else:
+        sa, sb, tb = ny - 2, ny - 1, 1.0 + h
+    g = 1.0 - h
+    for k in range(n):
+        i = idx[k]
+        for c in range(2):
+            for m in range(max(i - 1, 0), min(i + 2, nx)):
+                lo[c, m] = _lerp(pixmap[ra, m, c], pixmap[rb, m, c], ta)
+                hi[c, m] = _lerp(pixmap[sa, m, c], pixmap[sb, m, c], tb)
+            q = 4 * c * STRIP + k
+            if 1 <= i <= nx - 2:
+                buf[q] = _lerp(lo[c, i - 1], lo[c, i], g)
+                buf[q + STRIP] = _lerp(lo[c, i], lo[c, i + 1], h)
+                buf[q + 2 * STRIP] = _lerp(hi[c, i], hi[c, i + 1], h)
+                buf[q + 3 * STRIP] = _lerp(hi[c, i - 1], hi[c, i], g)
+            else:
+                buf[q], buf[q + STRIP] = _col_interp(lo[c], i, h, nx)
+                buf[q + 3 * STRIP], buf[q + 2 * STRIP] = _col_interp(hi[c], i, h, nx)
+
+
+@njit(nogil=True, cache=True)
 def _col_interp(row, i, h, nx):
     """Return ``row`` (1-D, ``nx`` columns) interpolated at columns ``i - h`` and ``i + h``."""
     if i >= 1:
@@ -426,6 +464,68 @@ def _square_row_small(buf, n):
             buf[(np.uintp(14) + oc) * u + i] = (t - p1) if (lo < 1.0 and hi > 0.0) else 0.0
 
 
+@njit(nogil=True, cache=True)
+def square_reach_radius(h):
+    """Bound of a square-kernel footprint's reach from its pixel centre, in units of the
+    largest step of the pixmap to the 8 neighbours (:func:`_pixel_reach`), for the half-size
+    ``h = pixfrac / 2``: corners interpolated bilinearly (inside the 8 neighbours' range),
+    extrapolated at the array edges (at most ``2 h (1 + h) + h**2`` steps) or affine next to
+    NaNs (``2 h``), with 10 % to spare, and at least 2."""
+    return max(2.0, 1.1 * (2.0 * h * (1.0 + h) + h * h))
+
+
+@njit(nogil=True, cache=True)
+def _landing_run(pixmap, weight, j, s0, s1, win, box, radius, reach):
+    """The run ``[w0, w1)`` of strip row ``j`` from its first to its last pixel that can add
+    to the window ``win = (xlo, xhi, ylo, yhi)`` (cell edges, output frame), ``w0 == w1`` when
+    none can.
+
+    A pixel adds nothing when its weight is 0, it has no position (NaN), or its centre lies
+    beyond one of the window's edges by more than the bound of every footprint's reach in the
+    input box ``box = (j0, j1, i0, i1)``, plus 1e-6 (the test of :func:`footprint_bbox`).
+    The bound is the pixel's own reach (:func:`_pixel_reach` with ``radius``) for the first
+    ``reach[2]`` pixels tested, then the box-wide bound of :func:`_reach_bound`, computed once
+    (a pass over the box) and kept in ``reach[:2]`` (negative until then): only calls with
+    many pixels off the window pay for it, never one whose window holds the whole input (as
+    in ``Drizzle``). One call per strip row: a per-pixel helper taking arrays cost ~30 ns/px
+    (reference counting), the loop below ~4 (box-wide bound) to ~20 (own reach).
+    """
+    w0 = s0
+    w1 = s1
+    for end in range(2):
+        while w0 < w1:
+            i = w0 if end == 0 else w1 - 1
+            if weight[j, i] != 0.0:
+                x = pixmap[j, i, 0]
+                y = pixmap[j, i, 1]
+                if math.isfinite(x) and math.isfinite(y):
+                    if win[0] < x < win[1] and win[2] < y < win[3]:
+                        break
+                    if reach[0] < 0.0 and reach[2] > 0.0:
+                        # the pixel's own reach (~20 ns), until as many as 1/8 of the box have
+                        # been tested: then the box-wide bound (~3 ns/px of the box) is cheaper
+                        reach[2] -= 1.0
+                        rx, ry = _pixel_reach(pixmap, j, i, 0, radius)
+                    else:
+                        if reach[0] < 0.0:
+                            bx, by = _reach_bound(pixmap, box[0], box[1], box[2], box[3], 0,
+                                                  radius)
+                            reach[0] = bx
+                            reach[1] = by
+                        rx = reach[0]
+                        ry = reach[1]
+                    rx += 1e-6
+                    ry += 1e-6
+                    if not (x + rx <= win[0] or x - rx >= win[1] or y + ry <= win[2]
+                            or y - ry >= win[3]):
+                        break
+            if end == 0:
+                w0 += 1
+            else:
+                w1 -= 1
+    return w0, w1
+
+
 # Speed notes (cachegrind, rows 1000-1016 of the bench_kernels chip, direct mode): this kernel
 # runs ~1570 instructions and ~13.6 mispredicted branches per input pixel. Tried and slower
 # (session 18): sharing each edge between the two pixels it bounds (pixfrac = 1; pieces recorded
@@ -492,11 +592,20 @@ def drizzle_square(
     use_ctx = ctx.shape[0] > 0
     num2, data2, iscale2, dq, dqo, direct, stats = ext
     h = 0.5 * pixfrac
+    radius = square_reach_radius(h)
+    # the window grown by a hair (footprint_bbox's test): a pixel whose footprint bound stays
+    # outside it gets no overlap > 0 with any output pixel of the window
+    win = (ox - 0.5, ox + tw - 0.5, oy - 0.5, oy + th - 0.5)
+    box = (j0, j1, i0, i1)
+    # _landing_run's state: the box-wide reach bound (x, y; -1 until computed) and how many
+    # pixels may still have their own reach computed first
+    reach = np.array([-1.0, -1.0, 0.125 * (j1 - j0) * (i1 - i0)])
     lo = np.empty((2, nx))
     hi = np.empty((2, nx))
     # strip buffer, planes of STRIP values indexed from the strip start: 0-7 the corners
     # (_row_corners), 8-22 the small-box data (_square_row_small)
     buf = np.empty(23 * STRIP)
+    idx = np.empty(STRIP, np.int64)
     qx = np.empty(4)
     qy = np.empty(4)
     # scratch for the per-pixel overlap computation (grown on demand)
@@ -511,32 +620,49 @@ def drizzle_square(
     for strip in range(ns):
         s0, s1 = _strip(i0, i1, sx, strip)
         for j in range(j0, j1):
-            # only the run from the first to the last weighted pixel of the strip row gets its
-            # corners and small-box overlaps (a tile's input box around a rotated footprint
-            # piece holds up to ~2x the pixels that land: their weights are 0)
-            w0 = s0
-            while w0 < s1 and weight[j, w0] == 0.0:
-                w0 += 1
-            w1 = s1
-            while w1 > w0 and weight[j, w1 - 1] == 0.0:
-                w1 -= 1
+            # only the run from the first to the last weighted pixel of the strip row whose
+            # footprint can reach the window gets its corners and small-box overlaps: a tile's
+            # input box around a rotated footprint piece holds up to ~2x the pixels that land
+            # (weight 0 where the caller knew it, else they land off the window)
+            w0, w1 = _landing_run(pixmap, weight, j, s0, s1, win, box, radius, reach)
             _misses(stats, (w0 - s0) + (s1 - w1))
             if w0 == w1:
                 continue
-            _row_corners(pixmap, j, h, w0, w1, lo, hi, buf)
-            _square_row_small(buf, w1 - w0)
+            # the pixels to compute, into buffer positions 0..n-1: the whole run, or only its
+            # weighted pixels where they are under a quarter of it (e.g. the cosmic-ray pixels
+            # of a final tile made from the separate drizzles' sums)
+            nw = 0
+            for i in range(w0, w1):
+                nw += weight[j, i] != 0.0
+            sparse = 4 * nw < w1 - w0
+            if sparse:
+                n = 0
+                for i in range(w0, w1):
+                    if weight[j, i] != 0.0:
+                        idx[n] = i
+                        n += 1
+                _gather_corners(pixmap, j, h, idx, n, lo, hi, buf)
+            else:
+                n = w1 - w0
+                _row_corners(pixmap, j, h, w0, w1, lo, hi, buf)
+            _square_row_small(buf, n)
+            # the loop runs over i (a range: LLVM then knows i >= 0 and drops the negative-index
+            # wraparound of every array access; i = w0 + p or idx[p] measured 0.84x on a tile's
+            # span-limited rows); p is the pixel's buffer position
+            p = -1
             for i in range(w0, w1):
                 w = weight[j, i]
                 if w == 0.0:
                     _miss(stats)
                     continue
-                if buf[13 * STRIP + i - w0] != 0.0:
+                p = p + 1 if sparse else i - w0
+                if buf[13 * STRIP + p] != 0.0:
                     # box of at most 3x3 cells: overlaps from _square_row_small
-                    c0 = int(buf[8 * STRIP + i - w0])
-                    r0 = int(buf[9 * STRIP + i - w0])
-                    c1 = int(buf[10 * STRIP + i - w0])
-                    r1 = int(buf[11 * STRIP + i - w0])
-                    jaco = buf[12 * STRIP + i - w0]
+                    c0 = int(buf[8 * STRIP + p])
+                    r0 = int(buf[9 * STRIP + p])
+                    c1 = int(buf[10 * STRIP + p])
+                    r1 = int(buf[11 * STRIP + p])
+                    jaco = buf[12 * STRIP + p]
                     if c1 < ox or c0 >= ox + tw or r1 < oy or r0 >= oy + th:
                         _miss(stats)
                         continue
@@ -552,7 +678,7 @@ def drizzle_square(
                             continue
                         for r in range(r1 - r0 + 1):
                             ly = r0 + r - oy
-                            dow = buf[(14 + 3 * c + r) * STRIP + i - w0] * fac
+                            dow = buf[(14 + 3 * c + r) * STRIP + p] * fac
                             if dow > 0.0 and ly >= 0 and ly < th:
                                 _accumulate(
                                     num,
@@ -575,14 +701,14 @@ def drizzle_square(
                                 )
                     continue
                 # corners: (-h,-h), (+h,-h), (+h,+h), (-h,+h) in input pixel offsets
-                qx0 = buf[0 * STRIP + i - w0]
-                qx1 = buf[1 * STRIP + i - w0]
-                qx2 = buf[2 * STRIP + i - w0]
-                qx3 = buf[3 * STRIP + i - w0]
-                qy0 = buf[4 * STRIP + i - w0]
-                qy1 = buf[5 * STRIP + i - w0]
-                qy2 = buf[6 * STRIP + i - w0]
-                qy3 = buf[7 * STRIP + i - w0]
+                qx0 = buf[0 * STRIP + p]
+                qx1 = buf[1 * STRIP + p]
+                qx2 = buf[2 * STRIP + p]
+                qx3 = buf[3 * STRIP + p]
+                qy0 = buf[4 * STRIP + p]
+                qy1 = buf[5 * STRIP + p]
+                qy2 = buf[6 * STRIP + p]
+                qy3 = buf[7 * STRIP + p]
                 if not (
                     math.isfinite(qx0 + qx1 + qx3 + qx2) and math.isfinite(qy0 + qy1 + qy3 + qy2)
                 ):
@@ -733,54 +859,64 @@ def drizzle_square(
 
 @njit(nogil=True, cache=True)
 def drizzle_point(
-    data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, iscale, ext
+    data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, iscale, ext,
+    width=0
 ):
     """Point kernel: all of the pixel's weight goes to the output pixel holding its centre.
 
-    Input rows are scanned whole, in raster order (C's order; ``sx`` is unused): with one output
-    pixel per input pixel the output rows are streamed, and the 128-column strips of the other
-    kernels were 1.07-1.25x slower here (whole Drizzle.add_image call, WFC3/UVIS chip at
-    0.04"/pix, load 7-8).
+    ``width`` 0: input rows scanned whole, in raster order (C's order); else in strips of
+    ``width`` columns anchored to the chip (``sx``), which keeps the output lines of the last
+    rows cached where the map turns input rows across output rows (see ``POINT_STRIP``).
     """
     th, tw = num.shape
+    uth = np.uintp(th)
+    utw = np.uintp(tw)
     use_ctx = ctx.shape[0] > 0
     num2, data2, iscale2, dq, dqo, direct, stats = ext
-    for j in range(j0, j1):
-        for i in range(i0, i1):
-            w = weight[j, i]
-            if w == 0.0:
-                _miss(stats)
-                continue
-            x = pixmap[j, i, 0]
-            y = pixmap[j, i, 1]
-            if not (math.isfinite(x) and math.isfinite(y)):
-                _miss(stats)
-                continue
-            lx = _round_away(x) - ox
-            ly = _round_away(y) - oy
-            if lx < 0 or lx >= tw or ly < 0 or ly >= th:
-                _miss(stats)
-                continue
-            _hit(stats, j - j0)
-            _accumulate(
-                num,
-                den,
-                ctx,
-                use_ctx,
-                ctxmask,
-                ly,
-                lx,
-                float(w),
-                data[j, i] * iscale,
-                num2,
-                data2,
-                iscale2,
-                dq,
-                dqo,
-                direct,
-                j,
-                i,
-            )
+    wid = width if width > 0 else max(i1 - i0, 1)
+    ns = _nstrips(i0, i1, sx if width > 0 else -i0, wid)
+    for strip in range(ns):
+        s0, s1 = _strip(i0, i1, sx if width > 0 else -i0, strip, wid)
+        for j in range(j0, j1):
+            hit = False
+            for i in range(s0, s1):
+                w = weight[j, i]
+                if w == 0.0:
+                    _miss(stats)
+                    continue
+                x = pixmap[j, i, 0]
+                y = pixmap[j, i, 1]
+                if not (math.isfinite(x) and math.isfinite(y)):
+                    _miss(stats)
+                    continue
+                lx = _round_away(x) - ox
+                ly = _round_away(y) - oy
+                # one unsigned test per axis: a negative index wraps to a huge one
+                if np.uintp(lx) >= utw or np.uintp(ly) >= uth:
+                    _miss(stats)
+                    continue
+                hit = True
+                _accumulate(
+                    num,
+                    den,
+                    ctx,
+                    use_ctx,
+                    ctxmask,
+                    ly,
+                    lx,
+                    float(w),
+                    data[j, i] * iscale,
+                    num2,
+                    data2,
+                    iscale2,
+                    dq,
+                    dqo,
+                    direct,
+                    j,
+                    i,
+                )
+            if hit:
+                _hit(stats, j - j0)
 
 
 @njit(nogil=True, cache=True)

@@ -291,8 +291,10 @@ def _run_kernel(
     pscale,
     lanczos_normalize,
     ext,
+    point_width=0,
 ):
-    """Call the numba kernel of ``kernel`` on the checked arrays (see ``_kernels``)."""
+    """Call the numba kernel of ``kernel`` on the checked arrays (see ``_kernels``);
+    ``point_width``: the point kernel's strip width (0: whole rows)."""
     ny, nx = data.shape
     j0, j1, i0, i1 = box
     oy, ox = origin
@@ -304,7 +306,7 @@ def _run_kernel(
             )
         K.drizzle_square(*args, pixfrac, iscale, ext)
     elif kernel == "point":
-        K.drizzle_point(*args, iscale, ext)
+        K.drizzle_point(*args, iscale, ext, point_width)
     elif kernel == "turbo":
         K.drizzle_turbo(*args, pixfrac, iscale, pscale, ext)
     elif kernel == "gaussian":
@@ -406,10 +408,7 @@ def input_bbox(
 def _reach_params(kernel: str, pixfrac: float, pixel_scale_ratio: float) -> tuple[int, float]:
     """(kind, radius) of the footprint bound used by the numba helpers."""
     if kernel == "square":
-        # corner offsets from the centre, in units of the largest neighbour step (worst case:
-        # extrapolated corners at the array edge)
-        h = 0.5 * pixfrac
-        return 0, max(2.0, 1.1 * (2.0 * h * (1.0 + h) + h * h))
+        return 0, K.square_reach_radius(0.5 * pixfrac)
     return 1, kernel_radius(kernel, pixfrac, pixel_scale_ratio)
 
 

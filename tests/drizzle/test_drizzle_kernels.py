@@ -583,3 +583,50 @@ def test_square_weighted_runs_inside_strips_match_c():
     out_shape = (300, 300)
     assert_square_matches_c(pixmap, data, weight, out_shape, 1.0)
     assert_square_matches_c(pixmap, data, weight, out_shape, 0.7)
+
+
+def test_square_sparse_rows_match_c():
+    """Strip rows whose weighted pixels are under a quarter of their run are computed for those
+    pixels only (gathered corners): drizzle C's SCI, WHT and context bits, in tile mode and
+    through the Drizzle API, with isolated weighted pixels, pairs and pixels at the array's
+    first and last columns."""
+    ny, nx = 30, 260
+    jj, ii = np.mgrid[0:ny, 0:nx].astype(np.float64)
+    t = np.deg2rad(-31.0)
+    pixmap = np.dstack([1.1 * (np.cos(t) * ii - np.sin(t) * jj) + 40.0,
+                        1.1 * (np.sin(t) * ii + np.cos(t) * jj) + 160.0])
+    rng = np.random.default_rng(5)
+    data = rng.normal(10.0, 2.0, (ny, nx)).astype(np.float32)
+    weight = np.where(rng.random((ny, nx)) < 0.08, 1.0, 0.0).astype(np.float32)
+    weight[4, 100:102] = 1.5
+    weight[[7, 8, 20], 0] = 2.0
+    weight[[9, 21], nx - 1] = 2.0
+    out_shape = (int(pixmap[..., 1].max()) + 4, int(pixmap[..., 0].max()) + 4)
+    assert_square_matches_c(pixmap, data, weight, out_shape, 1.0)
+    assert_square_matches_c(pixmap, data, weight, out_shape, 0.6)
+
+
+def test_point_strips_match_c():
+    """Drizzle's point kernel scans column strips where an input row crosses many output rows
+    (``_point_width``): drizzle C's SCI, WHT and context bits, and rows scanned whole for a map
+    that keeps input rows along output rows."""
+    from hapdask.drizzle import Drizzle
+    from hapdask.drizzle._kernels import POINT_STRIP
+    from hapdask.drizzle.resample import _point_width
+
+    ny, nx = 24, 3000
+    jj, ii = np.mgrid[0:ny, 0:nx].astype(np.float64)
+    rng = np.random.default_rng(9)
+    data = rng.normal(10.0, 2.0, (ny, nx)).astype(np.float32)
+    weight = rng.uniform(0.5, 1.5, (ny, nx)).astype(np.float32)
+    for deg, width in ((72.0, POINT_STRIP), (8.0, 0)):
+        t = np.deg2rad(deg)
+        xs = 0.99 * (np.cos(t) * ii - np.sin(t) * jj)
+        ys = 0.99 * (np.sin(t) * ii + np.cos(t) * jj)
+        pixmap = np.dstack([xs - xs.min() + 3.2, ys - ys.min() + 2.7])
+        assert _point_width(pixmap, (0, ny, 0, nx)) == width
+        out_shape = (int(pixmap[..., 1].max()) + 4, int(pixmap[..., 0].max()) + 4)
+        theirs = run_c("point", data, weight, pixmap, out_shape, 1.0, 1.0)
+        api = Drizzle(kernel="point", out_shape=out_shape)
+        api.add_image(data, exptime=1.0, pixmap=pixmap, weight_map=weight)
+        assert_matches_c((api.out_img, api.out_wht, api.out_ctx[0]), theirs)

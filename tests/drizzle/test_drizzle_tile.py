@@ -285,3 +285,50 @@ def test_footprint_extent_counts_exact_and_extent_conservative(kernel, seed):
     assert nmiss > 0  # the case really has pixels off the output
     assert ymn <= ext[0] and ymx >= ext[1] and xmn <= ext[2] and xmx >= ext[3]
     assert max(ext[0] - ymn, ymx - ext[1], ext[2] - xmn, xmx - ext[3]) < 3.0
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_square_tile_skips_only_pixels_that_cannot_land(sparse):
+    """A tile task drizzles a chip's whole axis-aligned input box (the SVM/drizzle pipelines
+    with a cached whole-chip map): the square kernel skips, per strip row, the pixels whose
+    footprint cannot reach the tile, and gathers the weighted pixels of sparse rows (cosmic-ray
+    re-drizzles). Every tile gets exactly the whole-frame accumulators (bit-identical), so no
+    pixel whose footprint lands in a tile (centre up to ~1.5 output pixels outside it) is
+    skipped, whichever path computed it."""
+    ny, nx = 40, 300  # three 128-column strips
+    jj, ii = np.mgrid[0:ny, 0:nx].astype(np.float64)
+    t = np.deg2rad(57.0)
+    s = 1.25  # output pixels per input pixel: footprints reach ~1.3 px beyond their centres
+    xs = s * (np.cos(t) * ii - np.sin(t) * jj) + 0.3 * np.sin(jj / 7)
+    ys = s * (np.sin(t) * ii + np.cos(t) * jj) + 0.2 * np.cos(ii / 11)
+    pixmap = np.dstack([xs - xs.min() + 4.0, ys - ys.min() + 4.0])
+    rng = np.random.default_rng(11)
+    data = rng.normal(10.0, 2.0, (ny, nx)).astype(np.float32)
+    weight = rng.uniform(0.5, 1.5, (ny, nx)).astype(np.float32)
+    if sparse:
+        weight[rng.random((ny, nx)) > 0.1] = 0.0  # ~10 % weighted: the gathered path
+    out_shape = (int(pixmap[..., 1].max()) + 6, int(pixmap[..., 0].max()) + 6)
+    kw = dict(kernel="square", pixfrac=1.0, ctx_id=5)
+    num = np.zeros(out_shape)
+    den = np.zeros(out_shape)
+    ctx = np.zeros((1,) + out_shape, np.int32)
+    add_to_tile(data, weight, pixmap, num, den, ctx, origin=(0, 0), **kw)
+    ty, tx = 23, 19
+    edge = 0  # pixels whose footprint lands in a tile with their centre outside it
+    for a in range(0, out_shape[0], ty):
+        for c in range(0, out_shape[1], tx):
+            b, e = min(a + ty, out_shape[0]), min(c + tx, out_shape[1])
+            tn = np.zeros((b - a, e - c))
+            td = np.zeros((b - a, e - c))
+            tc = np.zeros((1, b - a, e - c), np.int32)
+            # the whole chip as the input box: most of it lands off this tile
+            add_to_tile(data, weight, pixmap, tn, td, tc, origin=(a, c), **kw)
+            np.testing.assert_array_equal(tn, num[a:b, c:e])
+            np.testing.assert_array_equal(td, den[a:b, c:e])
+            np.testing.assert_array_equal(tc, ctx[:, a:b, c:e])
+            x, y = pixmap[..., 0], pixmap[..., 1]
+            out = (x < c - 0.5) | (x > e - 0.5) | (y < a - 0.5) | (y > b - 0.5)
+            near = (x > c - 1.5) & (x < e + 0.5) & (y > a - 1.5) & (y < b + 0.5)
+            edge += int((out & near & (weight > 0)).sum())
+    assert edge > 100
+    assert (den > 0).sum() > 0.5 * (weight > 0).sum()
