@@ -401,3 +401,35 @@ def test_zarr_shard_writer_same_bytes_as_zarr(tmp_path, case, monkeypatch):
     np.testing.assert_array_equal(got["sci"][...], exp_sci)
     np.testing.assert_array_equal(got["wht"][...].view(np.uint32), exp_wht.view(np.uint32))
     np.testing.assert_array_equal(got["ctx"][...], exp_ctx)
+
+
+def test_fits_tile_writeback_hint_covers_its_rows(tmp_path, monkeypatch):
+    """Each tile write asks the kernel to start writing the tile's rows of every extension
+    (SCI, WHT, each CTX plane) to disk; the ranges come from the file's layout, so every
+    written data byte lies in a hinted range (a wrong offset would leave them to the fsync)."""
+    import threading
+
+    calls = []
+    done = threading.Event()
+
+    def record(fd, offset, nbytes, flags):
+        calls.append((offset, nbytes, flags))
+        if len(calls) == 2 + nplanes:  # the hints of one tile, given in a background thread
+            done.set()
+        return 0
+
+    monkeypatch.setattr(xfits, "_SYNC_FILE_RANGE", record)
+    ny, nx, nplanes = 40, 30, 2
+    hdr = fits.Header()
+    lay = xfits.create_fits(tmp_path / "x_drz.fits", (ny, nx), primary=hdr, sci=hdr,
+                            nplanes=nplanes)
+    y0, y1, x0, x1 = 10, 25, 5, 20
+    sci = np.ones((y1 - y0, x1 - x0), np.float32)
+    ctx = np.ones((nplanes, y1 - y0, x1 - x0), np.int32)
+    xfits.write_fits_tile(lay, (y0, y1, x0, x1), sci, sci, ctx)
+    assert done.wait(10)
+    starts = [lay.sci_offset, lay.wht_offset] + [lay.ctx_offset + p * ny * nx * 4
+                                                 for p in range(nplanes)]
+    assert sorted(c[:2] for c in calls) == sorted((s + y0 * nx * 4, (y1 - y0) * nx * 4)
+                                                  for s in starts)
+    assert {c[2] for c in calls} == {2}  # SYNC_FILE_RANGE_WRITE: start, never wait
