@@ -15,8 +15,11 @@ only when the file is complete, so a partial FITS file never appears under a fin
 
 from __future__ import annotations
 
+import ctypes
 import io
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,63 @@ BLOCK = 2880
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 __all__ = ["FitsLayout", "create_fits", "finalize_fits", "write_fits_tile", "temporary_name"]
+
+
+def _writeback_function():
+    """libc's ``sync_file_range`` (Linux; None elsewhere), from the symbols already loaded."""
+    try:
+        func = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (AttributeError, OSError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func
+
+
+_SYNC_FILE_RANGE = _writeback_function()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(path: str, ranges: list[tuple[int, int]]) -> None:
+    """Have the dirty pages of ``ranges`` (``(offset, nbytes)``) of the file ``path`` written
+    to disk soon, without waiting for it: a background thread of this process calls Linux's
+    ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` on them (elsewhere nothing happens).
+
+    With the kernel's default thresholds (background write-back from 10 % of memory dirty,
+    pages older than 30 s) nothing of a run's layer files reaches the disk before the final
+    ``fsync`` of :func:`finalize_fits`, which then waits for all of it (~0.8 s for the acs4
+    benchmark's 1.24 GB after the last tile); started tile by tile, the writing overlaps the
+    drizzling. The call may wait for the disk's queue, hence the thread (a tile task never
+    waits for it). Only a hint: the bytes, the ``fsync`` and the atomic rename are unchanged."""
+    if _SYNC_FILE_RANGE is None:
+        return
+    with _WRITEBACK_LOCK:
+        global _WRITEBACK_THREAD
+        if _WRITEBACK_THREAD is None or not _WRITEBACK_THREAD.is_alive():
+            _WRITEBACK_THREAD = threading.Thread(target=_writeback_loop, daemon=True,
+                                                 name="hapdask-fits-writeback")
+            _WRITEBACK_THREAD.start()
+    _WRITEBACK.put((path, ranges))
+
+
+def _writeback_loop() -> None:
+    while True:
+        path, ranges = _WRITEBACK.get()
+        try:
+            fd = os.open(path, os.O_WRONLY | _NOFOLLOW)
+        except OSError:  # renamed or removed meanwhile: nothing to hint
+            continue
+        try:
+            for off, n in ranges:
+                if n > 0:
+                    _SYNC_FILE_RANGE(fd, off, n, _SYNC_FILE_RANGE_WRITE)
+        finally:
+            os.close(fd)
+
+
+_WRITEBACK: queue.SimpleQueue = queue.SimpleQueue()
+_WRITEBACK_LOCK = threading.Lock()
+_WRITEBACK_THREAD: threading.Thread | None = None
 
 
 def _padded(nbytes: int) -> int:
@@ -308,6 +368,10 @@ def write_fits_tile(
             _write_rows(fd, layout.ctx_offset, nx, (y0, y1, x0, x1), c.view(np.int32)
                         if c.dtype == np.uint32 else c, ">i4", plane_stride=ny * nx * 4,
                         skip_zero_rows=True)
+        band = (y1 - y0) * nx * 4  # the tile's rows in each extension (other tiles' too)
+        starts = [layout.sci_offset, layout.wht_offset]
+        starts += [layout.ctx_offset + p * ny * nx * 4 for p in range(layout.nplanes)]
+        start_writeback(layout.tmp, [(s + y0 * nx * 4, band) for s in starts])
     finally:
         os.close(fd)
 

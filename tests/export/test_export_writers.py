@@ -327,3 +327,109 @@ def test_fits_zero_bytes_at_row_ends_not_written(tmp_path, monkeypatch):
         np.testing.assert_array_equal(hdul["WHT"].data, wht)
         np.testing.assert_array_equal(hdul["CTX"].data, ctx[0])
         np.testing.assert_array_equal(hdul["SCI"].data, sci)
+
+
+@pytest.mark.parametrize("case", ["probe_miss", "rewrite", "planes"])
+def test_zarr_shard_writer_same_bytes_as_zarr(tmp_path, case, monkeypatch):
+    """The shards write_zarr_tile encodes itself (export.zarr._ShardWriter) are byte for byte
+    what zarr writes for the same tiles (the oracle, its own path with its fill checks):
+    chunks whose only non-fill value is off the writer's probe grid (probe_miss), a tile
+    written over earlier different data of the same tiles (rewrite: partly to fill, one
+    shard then removed), several CTX planes (planes)."""
+    zarr = pytest.importorskip("zarr")
+    ny, nx, t = 150, 200, 64  # chunks of 32; 150 = 2*64+22, 200 = 3*64+8: cut edge shards
+    rng = np.random.default_rng(11)
+    nplanes = 2 if case == "planes" else 1
+    sci = rng.normal(size=(ny, nx)).astype(np.float32)
+    wht = rng.uniform(1, 2, size=(ny, nx)).astype(np.float32)
+    ctx = rng.integers(1, 4, size=(nplanes, ny, nx)).astype(np.int32)
+    sci[:32, :32] = np.nan
+    sci[17, 29] = 1.5                       # the one value of that chunk, off the probe
+    wht[32:64, :32] = 0.0
+    wht[60, 3] = 2.0
+    wht[128:, 192:] = 0.0                   # the cut corner chunk: fill
+    ctx[:, 96:128, 96:128] = 0
+    ctx[-1, 100, 101] = 7                   # only in the last plane
+    windows = [(y, min(y + t, ny), x, min(x + t, nx)) for y in range(0, ny, t)
+               for x in range(0, nx, t)]
+    used = []
+    real = xzarr._ShardWriter.write
+
+    def spy(self, coords, data):
+        used.append(coords)
+        return real(self, coords, data)
+
+    monkeypatch.setattr(xzarr._ShardWriter, "write", spy)
+
+    def write(root, oracle: bool):
+        lay = xzarr.create_zarr_layer(root / "s.zarr", "lay", (ny, nx), t,
+                                      wcs_header=fits.Header(), fingerprint="f",
+                                      nplanes=nplanes)
+        g = zarr.open_group(str(root / "s.zarr"), mode="r+", zarr_format=3)["lay"]
+        passes = [(sci + 1, wht + 1, ctx + 1), (sci, wht, ctx)] if case == "rewrite" \
+            else [(sci, wht, ctx)]
+        if case == "rewrite":  # then the second pass turns tile (0, 0) into fill only
+            passes[1] = (sci.copy(), wht.copy(), ctx.copy())
+            passes[1][0][:64, :64] = np.nan
+            passes[1][1][:64, :64] = 0.0
+            passes[1][2][:, :64, :64] = 0
+        for s, w, c in passes:
+            for y0, y1, x0, x1 in windows:
+                if oracle:
+                    g["sci"][y0:y1, x0:x1] = s[y0:y1, x0:x1]
+                    g["wht"][y0:y1, x0:x1] = w[y0:y1, x0:x1]
+                    g["ctx"][:, y0:y1, x0:x1] = c[:, y0:y1, x0:x1]
+                else:
+                    xzarr.write_zarr_tile(lay, (y0 // t, x0 // t), (y0, y1, x0, x1),
+                                          s[y0:y1, x0:x1], w[y0:y1, x0:x1],
+                                          c[:, y0:y1, x0:x1])
+        files = _store_bytes(root / "s.zarr" / "lay")
+        return {k: v for k, v in files.items() if k.split("/")[0] in ("sci", "wht", "ctx")
+                and "/c/" in k}
+
+    ours = write(tmp_path / "ours", False)
+    assert len(used) == 3 * len(windows) * (2 if case == "rewrite" else 1)
+    oracle = write(tmp_path / "oracle", True)
+    assert ours.keys() == oracle.keys()
+    assert ours == oracle
+    if case == "rewrite":
+        assert "sci/c/0/0" not in ours and "ctx/c/0/0/0" not in ours
+    exp_sci, exp_wht, exp_ctx = sci.copy(), wht.copy(), ctx.copy()
+    if case == "rewrite":
+        exp_sci[:64, :64], exp_wht[:64, :64], exp_ctx[:, :64, :64] = np.nan, 0.0, 0
+    got = zarr.open_group(str(tmp_path / "ours" / "s.zarr"), mode="r")["lay"]
+    np.testing.assert_array_equal(got["sci"][...], exp_sci)
+    np.testing.assert_array_equal(got["wht"][...].view(np.uint32), exp_wht.view(np.uint32))
+    np.testing.assert_array_equal(got["ctx"][...], exp_ctx)
+
+
+def test_fits_tile_writeback_hint_covers_its_rows(tmp_path, monkeypatch):
+    """Each tile write asks the kernel to start writing the tile's rows of every extension
+    (SCI, WHT, each CTX plane) to disk; the ranges come from the file's layout, so every
+    written data byte lies in a hinted range (a wrong offset would leave them to the fsync)."""
+    import threading
+
+    calls = []
+    done = threading.Event()
+
+    def record(fd, offset, nbytes, flags):
+        calls.append((offset, nbytes, flags))
+        if len(calls) == 2 + nplanes:  # the hints of one tile, given in a background thread
+            done.set()
+        return 0
+
+    monkeypatch.setattr(xfits, "_SYNC_FILE_RANGE", record)
+    ny, nx, nplanes = 40, 30, 2
+    hdr = fits.Header()
+    lay = xfits.create_fits(tmp_path / "x_drz.fits", (ny, nx), primary=hdr, sci=hdr,
+                            nplanes=nplanes)
+    y0, y1, x0, x1 = 10, 25, 5, 20
+    sci = np.ones((y1 - y0, x1 - x0), np.float32)
+    ctx = np.ones((nplanes, y1 - y0, x1 - x0), np.int32)
+    xfits.write_fits_tile(lay, (y0, y1, x0, x1), sci, sci, ctx)
+    assert done.wait(10)
+    starts = [lay.sci_offset, lay.wht_offset] + [lay.ctx_offset + p * ny * nx * 4
+                                                 for p in range(nplanes)]
+    assert sorted(c[:2] for c in calls) == sorted((s + y0 * nx * 4, (y1 - y0) * nx * 4)
+                                                  for s in starts)
+    assert {c[2] for c in calls} == {2}  # SYNC_FILE_RANGE_WRITE: start, never wait
