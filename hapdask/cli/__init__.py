@@ -9,6 +9,7 @@ returns the process exit code. Errors a user can fix are raised as :class:`CLIEr
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 from collections.abc import Sequence
@@ -62,3 +63,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hapdask {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def console() -> None:
+    """Entry point of the ``hapdask`` console script and of ``python -m hapdask``: run
+    :func:`main` and exit with its code.
+
+    The command is done then (products written and closed). The interpreter's final garbage
+    collections over the ~200 k objects a run leaves behind take 0.5-1.5 s on one core after an
+    ``mvm`` run of 4 ACS/WFC exposures, for memory the operating system takes back with the
+    process anyway: they skip the objects frozen here. Exit handlers and flushing still run.
+    (Only here, not in :func:`main`, which tests and notebooks call in their own process.)
+    """
+    rc = main()
+    gc.disable()
+    gc.freeze()
+    sys.exit(rc)
