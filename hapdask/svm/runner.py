@@ -46,8 +46,10 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from dask.threaded import get as threaded_get
 
 import skycells
+from hapdask import profile
 from hapdask._memory import drop_file_pages, give_back_free_memory
 from hapdask.align import AlignResult, FileCatalog, read_wcs_updates
 from hapdask.align.headerlet import write_headerlets
@@ -64,7 +66,7 @@ from hapdask.mosaic.grid import hap_visit_grid
 from hapdask.mosaic.job import DrizzleGraph, DrizzleResult, drizzle_graph
 from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
 from hapdask.preview import write_color_preview, write_previews
-from hapdask.profile import step
+from hapdask.profile import step, timed
 from hapdask.scheduling import compute_context
 from hapdask.svm.keywords import add_hapexpname, s_region
 from hapdask.svm.params import level_key, svm_drizzle_params
@@ -215,10 +217,11 @@ def _refine_headers(path: Path, job: DrizzleJob, state: DetectorState, exps: dic
     """HAP's product keywords (``refine_product_headers``, inventory 4.5) on a staged file."""
     heads = state.headers()
     stem = path.name.rsplit("_", 1)[0]
-    polys, times = _chip_polygons(state.grid, [exps[p] for p in job.coverage], heads)
-    # exposure products carry no footprint keywords (inventory 4.5)
-    kw = {} if job.level == "exposure" else _footprint(path, state.grid, polys, times)
-    with fits.open(path, mode="update") as hdul:
+    with timed("footprint"):
+        polys, times = _chip_polygons(state.grid, [exps[p] for p in job.coverage], heads)
+        # exposure products carry no footprint keywords (inventory 4.5)
+        kw = {} if job.level == "exposure" else _footprint(path, state.grid, polys, times)
+    with timed("header"), fits.open(path, mode="update") as hdul:
         h = hdul[0].header
         h["ROOTNAME"] = (stem, "rootname of the product")
         h["FILENAME"] = (path.name, "name of this file")
@@ -233,14 +236,16 @@ def _refine_headers(path: Path, job: DrizzleJob, state: DetectorState, exps: dic
             for k, v in kw.items():
                 h[k] = (float(v), "HAP footprint keyword (inventory 4.5)")
         sci = hdul["SCI"].header
-        sci["S_REGION"] = s_region(hdul["SCI"].data, state.grid.wcs())
+        with timed("s_region"):
+            sci["S_REGION"] = s_region(hdul["SCI"].data, state.grid.wcs())
         names = list(dict.fromkeys(
             str(heads[(e.rootname, c.extver)]["WCSNAME"]) if (e.rootname, c.extver) in heads
             and "WCSNAME" in heads[(e.rootname, c.extver)] else c.wcsname
             for e in (exps[q] for q in job.inputs) for c in e.chips))
         sci["WCSNAME"] = (names[0] if len(names) == 1 else "MULTIPLE",
                           "WCS solution of the inputs")
-    add_hapexpname(path, dict(job.hapexpnames))
+    with timed("hapexpname"):
+        add_hapexpname(path, dict(job.hapexpnames))
 
 
 def _filter_value(exps: list) -> str:
@@ -251,15 +256,68 @@ def _filter_value(exps: list) -> str:
 
 
 def _drizzle_graph(job: DrizzleJob, staging: str, state: DetectorState,
-                   masks: dict, after: tuple, pixmaps: dict) -> DrizzleGraph:
+                   masks: dict, after: tuple, pixmaps: dict,
+                   early: _EarlyWork | None = None) -> DrizzleGraph:
     """The engine's graph of one SVM drizzle product (AstroDrizzle's job with the product
     level's parameters on the detector's grid; ``masks``: the filter products' cosmic-ray
-    masks the total uses, written by the tasks ``after``)."""
+    masks the total uses, written by the tasks ``after``; ``early``: computes the static
+    masks and sky levels while the chips are placed, on its pool)."""
     stem = job.name.rsplit("_", 1)[0]
     params = {**dict(job.params), **_grid_params(state.grid)}
     return drizzle_graph(list(job.inputs), Path(staging) / stem, params=params,
                          wcs_updates=state.headers(), crmasks=masks or None, after=after,
-                         pixmaps=pixmaps, reserve_cards=RESERVE_CARDS, grid=state.grid)
+                         pixmaps=pixmaps, reserve_cards=RESERVE_CARDS, grid=state.grid,
+                         early=early, pool=early.pool if early is not None else None)
+
+
+class _EarlyWork:
+    """The ``early`` hook of :func:`~hapdask.mosaic.job.drizzle_graph` for all the products of
+    a visit: each product's static-mask and sky tasks (they need only the chips) are computed
+    while the chips of the visit are placed, one product's after the other in a background
+    thread, on :attr:`pool`, the threads that also place the chips (as many tasks at once as
+    threads: the cores the client's serial planning leaves idle are used, and no more memory
+    is held than by either alone). :meth:`apply` then puts the results into a product's graph
+    in place of their tasks (the values those tasks give in the product compute)."""
+
+    def __init__(self, nthreads: int) -> None:
+        self.nthreads = max(1, int(nthreads))
+        self.pool = ThreadPoolExecutor(self.nthreads, thread_name_prefix="hapdask-svm-plan")
+        # one compute at a time: the profile's records of a compute are taken as a whole
+        self._runner = ThreadPoolExecutor(1, thread_name_prefix="hapdask-svm-early")
+        self._pending: list = []
+        self.values: dict = {}
+
+    def __call__(self, graph: dict, keys: list) -> None:
+        self._pending.append(self._runner.submit(self._compute, graph, list(keys)))
+
+    def _compute(self, graph: dict, keys: list) -> dict:
+        prof = profile.active()
+        if prof is None:
+            got = threaded_get(graph, keys, pool=self.pool, num_workers=self.nthreads)
+        else:
+            got = profile.profiled_local(prof, threaded_get, graph, keys, self.nthreads,
+                                         pool=self.pool, beside_client=True)
+        return dict(zip(keys, got, strict=True))
+
+    def join(self) -> None:
+        """Wait for every early compute (re-raising the first failure) and stop the threads."""
+        try:
+            for f in self._pending:
+                self.values.update(f.result())
+        finally:
+            self._runner.shutdown()
+            self.pool.shutdown()
+
+    def apply(self, job: DrizzleGraph) -> dict:
+        """``job``'s graph with its early tasks replaced by their results (as it is when the
+        results do not apply, :attr:`~hapdask.mosaic.job.DrizzleGraph.early` empty)."""
+        if not job.early:
+            return job.graph
+        tasks, keys = job.early
+        drop = set(tasks)
+        graph = {k: v for k, v in job.graph.items() if k not in drop}
+        graph.update({k: self.values[k] for k in keys})
+        return graph
 
 
 def _product_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorState,
@@ -428,7 +486,7 @@ def alignment_graph(p: SvmPlan, refcat) -> tuple[dict, dict]:
 
 
 def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str, *,
-                   previews: bool = True, catalogs: bool = True
+                   previews: bool = True, catalogs: bool = True, early_threads: int = 0
                    ) -> tuple[dict, dict, list[DrizzleGraph]]:
     """Every product of the visit as one graph, once the alignment is known (``states``: the
     :class:`DetectorState` of each detector, by ``"<detector>-<prefix>"``).
@@ -442,7 +500,10 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     detector's total and filter products are made (while its exposure products are still being
     drizzled on the other threads) and run one detector at a time. The pixel maps of every product
     are computed here (in threads), before the graph runs, once per chip and grid (the
-    exposure, filter and total products of a detector share them).
+    exposure, filter and total products of a detector share them). With ``early_threads``
+    (the compute runs on local threads), the static masks and sky levels of every product are
+    computed meanwhile on as many threads, which also place the chips (:class:`_EarlyWork`);
+    the graph then holds their values in place of their tasks.
 
     Returns the graph, its named keys (``drizzle``, ``catalogs``, ``previews``) and the
     :class:`~hapdask.mosaic.job.DrizzleGraph` of each product (remove their scratch after the
@@ -454,18 +515,25 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     jobs_made: list[DrizzleGraph] = []
     pixmaps: dict = {}  # a chip's pixel map on the grid, shared by the products
     before = None
-    for det in p.detectors:
+    early = _EarlyWork(early_threads) if early_threads else None
+    try:
+        planned_all = [_plan_products(_jobs(det, exps), det, staging,
+                                      states[det.key + "-" + det.prefix], pixmaps, early)
+                       for det in p.detectors]
+    finally:
+        if early is not None:
+            early.join()
+    for det, planned in zip(p.detectors, planned_all, strict=True):
         state = states[det.key + "-" + det.prefix]
         skey = ("svm-state", det.key + "-" + det.prefix)
         graph[skey] = state
         filter_keys: dict = {}
         total_key = None
         jobs = _jobs(det, exps)
-        planned = _plan_products(jobs, det, staging, state, pixmaps)
         for job in jobs:
             dg = planned[job.name]
             jobs_made.append(dg)
-            graph.update(dg.graph)
+            graph.update(early.apply(dg) if early is not None else dg.graph)
             k = ("svm-keywords", job.name)
             graph[k] = (_product_task, job, staging, exps, skey, dg.done)
             if job.level == "filter":
@@ -498,19 +566,21 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
 
 
 def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
-                   state: DetectorState, pixmaps: dict) -> dict[str, DrizzleGraph]:
+                   state: DetectorState, pixmaps: dict, early: _EarlyWork | None = None
+                   ) -> dict[str, DrizzleGraph]:
     """The engine's graphs of a detector's products (by name), planned side by side in
     :data:`PLAN_THREADS` threads: the pixel maps (numba, GIL released) and their scratch files
     of one product are made while another product's Python planning runs; ``pixmaps`` gives
     each chip's map on a grid to every product (computed once: a product needing a map being
     made waits for it). The total is planned once its filter products' cosmic-ray mask keys
-    are known. The graphs are those of planning the products one after the other."""
+    are known. The graphs are those of planning the products one after the other. ``early``:
+    the products' static masks and sky levels are computed meanwhile (:class:`_EarlyWork`)."""
     futures: dict = {}
     with ThreadPoolExecutor(PLAN_THREADS) as pool:
         for job in jobs:
             if job.level != "total":
                 futures[job.name] = pool.submit(_drizzle_graph, job, staging, state, {}, (),
-                                                pixmaps)
+                                                pixmaps, early)
         for job in jobs:
             if job.level != "total":
                 continue
@@ -520,7 +590,7 @@ def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
                 masks.update({r: str(Path(staging) / crmask_name(r)) for r in fdg.crmask_keys})
                 after += tuple(fdg.crmask_keys.values())
             futures[job.name] = pool.submit(_drizzle_graph, job, staging, state, masks, after,
-                                            pixmaps)
+                                            pixmaps, early)
         return {name: f.result() for name, f in futures.items()}
 
 
@@ -672,8 +742,13 @@ def run(
                 fits_ = [f for st in states_by.values() for f in st.fits_] + list(akeys["kept"])
                 alignment = AlignResult(fits_, cat.name if cat is not None else "")
                 with step("product graph (pixel maps)"):
-                    graph, keys, jobs = products_graph(p, states_by, str(staging),
-                                                       previews=previews, catalogs=catalogs)
+                    # on local threads, the static masks and sky levels are computed while
+                    # the chips are placed
+                    local = scheduler is None and not workers
+                    graph, keys, jobs = products_graph(
+                        p, states_by, str(staging), previews=previews, catalogs=catalogs,
+                        early_threads=(threads_per_worker or os.cpu_count() or 1) if local
+                        else 0)
                 # headerlets need only the alignment: they are made while the products are
                 hkey = ("svm-headerlets", p.manifest)
                 graph[hkey] = (_headerlets, p, alignment, staging)
