@@ -65,7 +65,7 @@ from hapdask.mosaic import OutputGrid, chip_refs
 from hapdask.mosaic.grid import hap_visit_grid
 from hapdask.mosaic.job import DrizzleGraph, DrizzleResult, drizzle_graph
 from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
-from hapdask.preview import write_color_preview, write_previews
+from hapdask.preview import preview_planes, write_color_preview, write_previews
 from hapdask.profile import step, timed
 from hapdask.scheduling import compute_context
 from hapdask.svm.keywords import add_hapexpname, s_region
@@ -212,15 +212,28 @@ def _footprint(path: Path, grid: OutputGrid, polys: list[np.ndarray], times: lis
     return layer_keywords(merge(parts), ny * nx)
 
 
+def _measure_task(job: DrizzleJob, exps: dict, state: DetectorState, res: DrizzleResult
+                  ) -> dict:
+    """The keywords of a finished product that come from its pixels: the footprint keywords
+    (filter and total products, from WHT) and ``S_REGION`` (from SCI). Reads the product only,
+    beside its preview (:func:`_preview_task`); :func:`_product_task` writes them."""
+    with timed("footprint"):
+        polys, times = _chip_polygons(state.grid, [exps[p] for p in job.coverage],
+                                      state.headers())
+        # exposure products carry no footprint keywords (inventory 4.5)
+        kw = ({} if job.level == "exposure" else
+              _footprint(res.output, state.grid, polys, times))
+    with timed("s_region"), fits.open(res.output, memmap=True) as hdul:
+        region = s_region(hdul["SCI"].data, state.grid.wcs())
+    return {"footprint": kw, "s_region": region}
+
+
 def _refine_headers(path: Path, job: DrizzleJob, state: DetectorState, exps: dict,
-                    trailer: str) -> None:
-    """HAP's product keywords (``refine_product_headers``, inventory 4.5) on a staged file."""
+                    trailer: str, measured: dict) -> None:
+    """HAP's product keywords (``refine_product_headers``, inventory 4.5) on a staged file
+    (``measured``: the product's :func:`_measure_task`)."""
     heads = state.headers()
     stem = path.name.rsplit("_", 1)[0]
-    with timed("footprint"):
-        polys, times = _chip_polygons(state.grid, [exps[p] for p in job.coverage], heads)
-        # exposure products carry no footprint keywords (inventory 4.5)
-        kw = {} if job.level == "exposure" else _footprint(path, state.grid, polys, times)
     with timed("header"), fits.open(path, mode="update") as hdul:
         h = hdul[0].header
         h["ROOTNAME"] = (stem, "rootname of the product")
@@ -233,11 +246,10 @@ def _refine_headers(path: Path, job: DrizzleJob, state: DetectorState, exps: dic
         if job.level == "exposure":
             h["IPPPSSOO"] = (job.rootname, "rootname of the exposure")  # 9 characters as HAP
         else:
-            for k, v in kw.items():
+            for k, v in measured["footprint"].items():
                 h[k] = (float(v), "HAP footprint keyword (inventory 4.5)")
         sci = hdul["SCI"].header
-        with timed("s_region"):
-            sci["S_REGION"] = s_region(hdul["SCI"].data, state.grid.wcs())
+        sci["S_REGION"] = measured["s_region"]
         names = list(dict.fromkeys(
             str(heads[(e.rootname, c.extver)]["WCSNAME"]) if (e.rootname, c.extver) in heads
             and "WCSNAME" in heads[(e.rootname, c.extver)] else c.wcsname
@@ -321,14 +333,16 @@ class _EarlyWork:
 
 
 def _product_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorState,
-                  res: DrizzleResult) -> ProductRecord:
-    """HAP's keywords on a finished drizzle product, and its trailer lines."""
+                  res: DrizzleResult, measured: dict, *_readers: object) -> ProductRecord:
+    """HAP's keywords on a finished drizzle product (``measured``: its
+    :func:`_measure_task`), and its trailer lines. Runs after the tasks reading the product
+    (``_readers``: its preview), as the headers are rewritten in place."""
     stem = job.name.rsplit("_", 1)[0]
     params = {**dict(job.params), **_grid_params(state.grid)}
     if res.output.name != job.name:
         raise RuntimeError(f"{job.name}: the drizzle wrote {res.output.name}")
     trailer = f"{stem}_trl.txt"
-    _refine_headers(res.output, job, state, exps, trailer)
+    _refine_headers(res.output, job, state, exps, trailer, measured)
     lines = [f"{job.name}: HAP SVM {job.level} product, parameter set {job.param_set}",
              *[f"  input {p}" for p in job.inputs],
              *[f"  {k} = {v}" for k, v in sorted(params.items())],
@@ -417,19 +431,38 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
     return lines
 
 
-def _preview_task(rec: ProductRecord, staging: str) -> list[str]:
-    paths = write_previews(read_product(rec.path, memmap=True), staging)
-    return [p.name for p in paths]
+@dataclass
+class _PreviewDone:
+    """What a preview task made: file names, and the preview's block averages when a colour
+    preview uses them (:func:`hapdask.preview.preview_planes`)."""
+
+    names: list[str]
+    plane: np.ndarray | None = None
 
 
-def _color_task(total: ProductRecord, staging: str, *filters: ProductRecord) -> list[str]:
+def _preview_task(res: DrizzleResult, staging: str, keep_plane: bool) -> _PreviewDone:
+    """Preview and thumbnail of a finished product (reads it only, beside its
+    :func:`_measure_task`)."""
+    product = read_product(res.output, memmap=True)
+    planes = preview_planes(product)
+    paths = write_previews(product, staging, planes=planes)
+    return _PreviewDone([p.name for p in paths], planes[0] if keep_plane else None)
+
+
+def _color_task(total: ProductRecord, staging: str, previews: list[_PreviewDone],
+                *filters: ProductRecord) -> _PreviewDone:
+    """Colour preview of a total from its filter products (their preview block averages:
+    ``previews``, in the order of ``filters``, when made)."""
     if len(filters) < 2:
-        return []
+        return _PreviewDone([])
+    binned = {r.path.name: pv.plane for r, pv in zip(filters, previews, strict=True)
+              if pv.plane is not None}
     prods = sorted((read_product(r.path, memmap=True) for r in filters),
                    key=lambda q: float(q.keyword("PHOTPLAM", default=0.0)))
     if len(prods) > 3:  # bluest, middle, reddest
         prods = [prods[0], prods[len(prods) // 2], prods[-1]]
-    return [write_color_preview(read_product(total.path, memmap=True), prods, staging).name]
+    return _PreviewDone([write_color_preview(read_product(total.path, memmap=True), prods,
+                                             staging, binned=binned).name])
 
 
 # -- graph -----------------------------------------------------------------------------------
@@ -534,18 +567,23 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             dg = planned[job.name]
             jobs_made.append(dg)
             graph.update(early.apply(dg) if early is not None else dg.graph)
+            # the preview and the keywords from the pixels read the finished product side
+            # by side; then the keywords are written into it
+            mk = ("svm-keywords-measure", job.name)
+            graph[mk] = (_measure_task, job, exps, skey, dg.done)
+            pk = ("svm-preview", job.name)
+            if previews:
+                graph[pk] = (_preview_task, dg.done, staging, job.level == "filter")
+                keys["previews"].append(pk)
             k = ("svm-keywords", job.name)
-            graph[k] = (_product_task, job, staging, exps, skey, dg.done)
+            graph[k] = (_product_task, job, staging, exps, skey, dg.done, mk,
+                        *([pk] if previews else []))
             if job.level == "filter":
                 filter_keys[job.name] = k
             elif job.level == "total":
                 total_key = k
             keys["drizzle"].append(k)
             keys["drizzle"] += dg.keys[1:]  # cosmic-ray masks (and DQ updates)
-            if previews:
-                pk = ("svm-preview", job.name)
-                graph[pk] = (_preview_task, k, staging)
-                keys["previews"].append(pk)
         fk = [filter_keys[f.drizzle_name] for f in det.filters]
         if catalogs:
             # after the total and filter products (their tasks are the catalog's arguments)
@@ -560,7 +598,8 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             before = ck
         if previews:
             ck = ("svm-color", det.drizzle_name)
-            graph[ck] = (_color_task, total_key, staging, *fk)
+            graph[ck] = (_color_task, total_key, staging,
+                         [("svm-preview", f.drizzle_name) for f in det.filters], *fk)
             keys["previews"].append(ck)
     return graph, keys, jobs_made
 
@@ -771,7 +810,7 @@ def run(
             for k in keys["catalogs"]:
                 run_log += values[k]
             for k in keys["previews"]:
-                run_log += [f"preview {n}" for n in values[k]]
+                run_log += [f"preview {n}" for n in values[k].names]
             masks = {r: pth for rec in records.values() for r, pth in rec.crmasks.items()}
             updates = {k: v for s in states for k, v in s.updates.items()}
             _merge_wcs_updates(outdir / "wcs_updates.fits", alignment.updates, staging)
