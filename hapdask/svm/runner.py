@@ -13,11 +13,15 @@
                                 level, on the detector's grid; a chip's pixel map on that grid
                                 is computed once for all products (while the graph is built,
                                 the products of a detector planned side by side in threads)
-    ("svm-keywords", name)      HAP's keywords of a finished product
+    ("svm-keywords-footprint", name), ("svm-keywords-sregion", name), ("svm-preview", name)
+                                the footprint keywords, S_REGION and the JPEG preview +
+                                thumbnail (hapdask.preview) of a finished product, side by
+                                side (they only read it)
+    ("svm-keywords", name)      HAP's keywords written into the product, after those
     ("svm-catalogs", det)       point + segment catalogs (hapdask.catalogs) of the total and
                                 filters, once these are made (beside the exposure products)
-    ("svm-preview", name)       JPEG preview + thumbnail of a product (hapdask.preview)
-    ("svm-color", det)          colour preview of the total from up to three filters
+    ("svm-color", det)          colour preview of the total from up to three filters (from
+                                their previews' block averages)
     ("svm-headerlets", poller)  a headerlet per exposure (needs only the alignment)
 
 Exposure, filter and total products run side by side on the graph's threads; only the total's
@@ -212,26 +216,30 @@ def _footprint(path: Path, grid: OutputGrid, polys: list[np.ndarray], times: lis
     return layer_keywords(merge(parts), ny * nx)
 
 
-def _measure_task(job: DrizzleJob, exps: dict, state: DetectorState, res: DrizzleResult
-                  ) -> dict:
-    """The keywords of a finished product that come from its pixels: the footprint keywords
-    (filter and total products, from WHT) and ``S_REGION`` (from SCI). Reads the product only,
-    beside its preview (:func:`_preview_task`); :func:`_product_task` writes them."""
+def _footprint_task(job: DrizzleJob, exps: dict, state: DetectorState, res: DrizzleResult
+                    ) -> dict:
+    """The footprint keywords of a finished filter or total product (from its WHT; exposure
+    products have none, inventory 4.5). Reads the product only, beside its preview
+    (:func:`_preview_task`) and ``S_REGION`` (:func:`_s_region_task`)."""
+    if job.level == "exposure":
+        return {}
     with timed("footprint"):
         polys, times = _chip_polygons(state.grid, [exps[p] for p in job.coverage],
                                       state.headers())
-        # exposure products carry no footprint keywords (inventory 4.5)
-        kw = ({} if job.level == "exposure" else
-              _footprint(res.output, state.grid, polys, times))
+        return _footprint(res.output, state.grid, polys, times)
+
+
+def _s_region_task(state: DetectorState, res: DrizzleResult) -> str:
+    """``S_REGION`` of a finished product (from its SCI); reads the product only."""
     with timed("s_region"), fits.open(res.output, memmap=True) as hdul:
-        region = s_region(hdul["SCI"].data, state.grid.wcs())
-    return {"footprint": kw, "s_region": region}
+        return s_region(hdul["SCI"].data, state.grid.wcs())
 
 
 def _refine_headers(path: Path, job: DrizzleJob, state: DetectorState, exps: dict,
-                    trailer: str, measured: dict) -> None:
+                    trailer: str, footprint: dict, region: str) -> None:
     """HAP's product keywords (``refine_product_headers``, inventory 4.5) on a staged file
-    (``measured``: the product's :func:`_measure_task`)."""
+    (``footprint``, ``region``: the product's :func:`_footprint_task` and
+    :func:`_s_region_task`)."""
     heads = state.headers()
     stem = path.name.rsplit("_", 1)[0]
     with timed("header"), fits.open(path, mode="update") as hdul:
@@ -246,10 +254,10 @@ def _refine_headers(path: Path, job: DrizzleJob, state: DetectorState, exps: dic
         if job.level == "exposure":
             h["IPPPSSOO"] = (job.rootname, "rootname of the exposure")  # 9 characters as HAP
         else:
-            for k, v in measured["footprint"].items():
+            for k, v in footprint.items():
                 h[k] = (float(v), "HAP footprint keyword (inventory 4.5)")
         sci = hdul["SCI"].header
-        sci["S_REGION"] = measured["s_region"]
+        sci["S_REGION"] = region
         names = list(dict.fromkeys(
             str(heads[(e.rootname, c.extver)]["WCSNAME"]) if (e.rootname, c.extver) in heads
             and "WCSNAME" in heads[(e.rootname, c.extver)] else c.wcsname
@@ -333,16 +341,18 @@ class _EarlyWork:
 
 
 def _product_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorState,
-                  res: DrizzleResult, measured: dict, *_readers: object) -> ProductRecord:
-    """HAP's keywords on a finished drizzle product (``measured``: its
-    :func:`_measure_task`), and its trailer lines. Runs after the tasks reading the product
-    (``_readers``: its preview), as the headers are rewritten in place."""
+                  res: DrizzleResult, footprint: dict, region: str, *_readers: object
+                  ) -> ProductRecord:
+    """HAP's keywords on a finished drizzle product (``footprint``, ``region``: its
+    :func:`_footprint_task` and :func:`_s_region_task`), and its trailer lines. Runs after
+    the tasks reading the product (``_readers``: its preview), as the headers are rewritten
+    in place."""
     stem = job.name.rsplit("_", 1)[0]
     params = {**dict(job.params), **_grid_params(state.grid)}
     if res.output.name != job.name:
         raise RuntimeError(f"{job.name}: the drizzle wrote {res.output.name}")
     trailer = f"{stem}_trl.txt"
-    _refine_headers(res.output, job, state, exps, trailer, measured)
+    _refine_headers(res.output, job, state, exps, trailer, footprint, region)
     lines = [f"{job.name}: HAP SVM {job.level} product, parameter set {job.param_set}",
              *[f"  input {p}" for p in job.inputs],
              *[f"  {k} = {v}" for k, v in sorted(params.items())],
@@ -442,7 +452,7 @@ class _PreviewDone:
 
 def _preview_task(res: DrizzleResult, staging: str, keep_plane: bool) -> _PreviewDone:
     """Preview and thumbnail of a finished product (reads it only, beside its
-    :func:`_measure_task`)."""
+    :func:`_footprint_task` and :func:`_s_region_task`)."""
     product = read_product(res.output, memmap=True)
     planes = preview_planes(product)
     paths = write_previews(product, staging, planes=planes)
@@ -569,14 +579,16 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             graph.update(early.apply(dg) if early is not None else dg.graph)
             # the preview and the keywords from the pixels read the finished product side
             # by side; then the keywords are written into it
-            mk = ("svm-keywords-measure", job.name)
-            graph[mk] = (_measure_task, job, exps, skey, dg.done)
+            fk_ = ("svm-keywords-footprint", job.name)
+            graph[fk_] = (_footprint_task, job, exps, skey, dg.done)
+            rk = ("svm-keywords-sregion", job.name)
+            graph[rk] = (_s_region_task, skey, dg.done)
             pk = ("svm-preview", job.name)
             if previews:
                 graph[pk] = (_preview_task, dg.done, staging, job.level == "filter")
                 keys["previews"].append(pk)
             k = ("svm-keywords", job.name)
-            graph[k] = (_product_task, job, staging, exps, skey, dg.done, mk,
+            graph[k] = (_product_task, job, staging, exps, skey, dg.done, fk_, rk,
                         *([pk] if previews else []))
             if job.level == "filter":
                 filter_keys[job.name] = k
