@@ -793,13 +793,12 @@ def run(
                 fits_ = [f for st in states_by.values() for f in st.fits_] + list(akeys["kept"])
                 alignment = AlignResult(fits_, cat.name if cat is not None else "")
                 with step("product graph (pixel maps)"):
-                    # on local threads, the static masks and sky levels are computed while
-                    # the chips are placed
-                    local = scheduler is None and not workers
-                    graph, keys, jobs = products_graph(
-                        p, states_by, str(staging), previews=previews, catalogs=catalogs,
-                        early_threads=(threads_per_worker or os.cpu_count() or 1) if local
-                        else 0)
+                    # (products_graph's early_threads, computing the static masks and sky
+                    # levels while the chips are placed, is not used: on the demo visit it
+                    # raised the peak RSS from ~1.75 to ~2.05 GB, the catalogs then meeting
+                    # heavier tasks, for no wall-time gain measurable on a loaded machine)
+                    graph, keys, jobs = products_graph(p, states_by, str(staging),
+                                                       previews=previews, catalogs=catalogs)
                 # headerlets need only the alignment: they are made while the products are
                 hkey = ("svm-headerlets", p.manifest)
                 graph[hkey] = (_headerlets, p, alignment, staging)
