@@ -31,12 +31,12 @@ from __future__ import annotations
 import io
 import math
 import os
-import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astropy.nddata import block_reduce
+from astropy.nddata import reshape_as_blocks
 from astropy.stats import sigma_clipped_stats
 from astropy.visualization import AsinhStretch
 from PIL import Image
@@ -45,8 +45,9 @@ from hapdask._memory import drop_file_pages
 from hapdask.catalogs.product import DrizzleProduct
 from hapdask.export.paths import commit, create_temporary, output_path, remove_temporary
 
-__all__ = ["PreviewParams", "display_limits", "grey_levels", "render_preview", "render_color",
-           "write_previews", "write_color_preview", "preview_names", "color_preview_name"]
+__all__ = ["PreviewParams", "display_limits", "grey_levels", "preview_planes", "render_preview",
+           "render_color", "write_previews", "write_color_preview", "preview_names",
+           "color_preview_name"]
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,15 @@ def _binned(sci: np.ndarray, wht: np.ndarray, size: int) -> np.ndarray:
 
 
 class _Binner:
-    """Block averages of one factor, fed bands of masked rows in order (rows that do not fill a
-    block yet wait for the next band)."""
+    """Block averages of one factor, fed bands of rows in order (rows that do not fill a block
+    yet wait for the next band): ``values`` with 0 where ``good`` is False.
+
+    A block's mean is ``np.nanmean`` of its pixels with NaN where there is no data (what
+    :func:`astropy.nddata.block_reduce` gives with ``func=np.nanmean``), computed as
+    ``nanmean`` does it (the sum of the values with NaN replaced by 0, over the same array
+    layout, divided by the count of the others) without making the NaN-filled band and
+    ``nanmean``'s copy of it: the same float64 sums, bit for bit.
+    """
 
     def __init__(self, shape: tuple[int, int], factor: int) -> None:
         ny, nx = shape
@@ -83,29 +91,42 @@ class _Binner:
         self.ox = math.ceil(nx / factor)
         self.out = np.empty((math.ceil(ny / factor), self.ox))
         self.row = 0  # next output row
-        self.pending: np.ndarray | None = None
+        self.pending: tuple[np.ndarray, np.ndarray] | None = None
 
-    def add(self, rows: np.ndarray, last: bool) -> None:
+    def add(self, values: np.ndarray, good: np.ndarray, last: bool) -> None:
         f = self.factor
-        held = 0 if self.pending is None else self.pending.shape[0]  # < f rows
-        n = held + rows.shape[0]
+        held = 0 if self.pending is None else self.pending[0].shape[0]  # < f rows
+        n = held + values.shape[0]
         if not last:
             n = n // f * f
         if n == 0:  # still less than a block's height
-            self.pending = rows.copy() if self.pending is None else np.concatenate(
-                [self.pending, rows])
+            self.pending = ((values.copy(), good.copy()) if self.pending is None else
+                            (np.concatenate([self.pending[0], values]),
+                             np.concatenate([self.pending[1], good])))
             return
-        band = np.full((math.ceil(n / f) * f, self.ox * f), np.nan)
+        shape = (math.ceil(n / f) * f, self.ox * f)
+        band = np.zeros(shape)
+        mask = np.zeros(shape, dtype=bool)
         if held:
-            band[:held, :self.nx] = self.pending
-        band[held:n, :self.nx] = rows[:n - held]
-        self.pending = rows[n - held:].copy() if n - held < rows.shape[0] else None
-        with warnings.catch_warnings():
-            # all-NaN blocks ("Mean of empty slice") stay NaN = no data
-            warnings.simplefilter("ignore", RuntimeWarning)
-            got = block_reduce(band, f, func=np.nanmean)
+            band[:held, :self.nx] = self.pending[0]
+            mask[:held, :self.nx] = self.pending[1]
+        band[held:n, :self.nx] = values[:n - held]
+        mask[held:n, :self.nx] = good[:n - held]
+        self.pending = ((values[n - held:].copy(), good[n - held:].copy())
+                        if n - held < values.shape[0] else None)
+        axis = (2, 3)
+        count = np.sum(reshape_as_blocks(mask, f), axis=axis, dtype=np.intp)
+        total = np.sum(reshape_as_blocks(band, f), axis=axis)
+        with np.errstate(invalid="ignore"):  # blocks without data: 0 / 0 = NaN = no data
+            got = np.divide(total, count, out=total, casting="unsafe")
         self.out[self.row:self.row + got.shape[0]] = got
         self.row += got.shape[0]
+
+
+def _binned_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
+    """Shape of :func:`_binned` of an array of ``shape`` at ``size``."""
+    f = max(1, math.ceil(max(shape) / size))
+    return math.ceil(shape[0] / f), math.ceil(shape[1] / f)
 
 
 def _binned_many(sci: np.ndarray, wht: np.ndarray, sizes: tuple[int, ...]
@@ -125,12 +146,13 @@ def _binned_many(sci: np.ndarray, wht: np.ndarray, sizes: tuple[int, ...]
         for r0 in range(0, ny, step):
             r1 = min(ny, r0 + step)
             s, w = np.asarray(sci[r0:r1]), np.asarray(wht[r0:r1])
-            good = np.where((w > 0) & np.isfinite(s), s, np.nan)
+            good = (w > 0) & np.isfinite(s)
+            values = np.where(good, s, 0.0)
             del s, w
             drop_file_pages(sci)  # the mapped pages read so far (hapdask._memory)
             drop_file_pages(wht)
             for b in binners.values():
-                b.add(good, last=r1 == ny)
+                b.add(values, good, last=r1 == ny)
     return [binners[f].out if f > 1 else
             np.where((wht > 0) & np.isfinite(sci), sci, np.nan).astype(np.float64)
             for f in factors]
@@ -159,10 +181,20 @@ def grey_levels(data: np.ndarray, params: PreviewParams,
     return np.flipud(out)
 
 
-def render_preview(product: DrizzleProduct, params: PreviewParams = PreviewParams()
+def preview_planes(product: DrizzleProduct, params: PreviewParams = PreviewParams()
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """(preview, thumbnail) uint8 grey images of a product."""
+    """The block averages (float64, NaN where no data) of a product's preview and thumbnail
+    (module docstring), from one pass through its SCI and WHT."""
     big, small = _binned_many(product.sci, product.wht, (params.max_size, params.thumb_size))
+    return big, small
+
+
+def render_preview(product: DrizzleProduct, params: PreviewParams = PreviewParams(),
+                   planes: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(preview, thumbnail) uint8 grey images of a product (``planes``: its
+    :func:`preview_planes` if already made)."""
+    big, small = preview_planes(product, params) if planes is None else planes
     return grey_levels(big, params), grey_levels(small, params)
 
 
@@ -182,15 +214,25 @@ def _channels(products: list[DrizzleProduct]) -> list[DrizzleProduct]:
 
 
 def render_color(products: list[DrizzleProduct], params: PreviewParams = PreviewParams(),
-                 size: int | None = None) -> np.ndarray:
-    """(ny, nx, 3) uint8 RGB preview of up to three filter images (module docstring)."""
+                 size: int | None = None, binned: Mapping[str, np.ndarray] | None = None
+                 ) -> np.ndarray:
+    """(ny, nx, 3) uint8 RGB preview of up to three filter images (module docstring).
+    ``binned``: block averages of products (by :attr:`~DrizzleProduct.name`) already made at
+    ``size`` (the preview's, :func:`preview_planes`), used instead of reading them again."""
     ordered = _channels(products)
     size = params.max_size if size is None else size
+    binned = binned or {}
     planes = []
     for p in ordered:
         flam = p.keyword("PHOTFLAM")
         scale = float(flam) if flam is not None else 1.0
-        planes.append(_binned(p.sci, p.wht, size) * scale)
+        plane = binned.get(p.name)
+        if plane is None:
+            plane = _binned(p.sci, p.wht, size)
+        elif plane.shape != _binned_shape(p.sci.shape, size):
+            raise ValueError(f"colour preview: the block averages given for {p.name} have "
+                             f"shape {plane.shape}, not {_binned_shape(p.sci.shape, size)}")
+        planes.append(plane * scale)
     limits = [display_limits(plane) for plane in planes]
     span = max(hi - lo for lo, hi in limits)
     grey = [grey_levels(plane, params, (lo, lo + span)) for plane, (lo, _) in
@@ -250,9 +292,11 @@ def color_preview_name(total_name: str, filters: list[str]) -> str:
 
 def write_previews(product: DrizzleProduct, outdir: str | os.PathLike[str], *,
                    params: PreviewParams = PreviewParams(),
-                   overwrite: bool = False) -> tuple[Path, Path]:
-    """Write ``<product>_dr[cz].jpg`` and ``_thumb.jpg`` into ``outdir``; returns both paths."""
-    preview, thumb = render_preview(product, params)
+                   overwrite: bool = False,
+                   planes: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Path, Path]:
+    """Write ``<product>_dr[cz].jpg`` and ``_thumb.jpg`` into ``outdir``; returns both paths
+    (``planes``: the product's :func:`preview_planes` if already made)."""
+    preview, thumb = render_preview(product, params, planes)
     big_name, thumb_name = preview_names(product.name)
     outdir = Path(outdir)
     for name in (big_name, thumb_name):
@@ -264,10 +308,12 @@ def write_previews(product: DrizzleProduct, outdir: str | os.PathLike[str], *,
 
 def write_color_preview(total: DrizzleProduct, products: list[DrizzleProduct],
                         outdir: str | os.PathLike[str], *, params: PreviewParams = PreviewParams(),
-                        overwrite: bool = False) -> Path:
-    """Write the colour preview of a total product from its filter images; returns the path."""
+                        overwrite: bool = False,
+                        binned: Mapping[str, np.ndarray] | None = None) -> Path:
+    """Write the colour preview of a total product from its filter images; returns the path
+    (``binned``: as :func:`render_color`)."""
     ordered = _channels(products)
     filters = [str(p.keyword("FILTER", default=p.name)) for p in ordered]
-    rgb = render_color(ordered, params)
+    rgb = render_color(ordered, params, binned=binned)
     path = Path(outdir) / color_preview_name(total.name, filters)
     return _write_bytes(path, _jpeg_bytes(rgb, params), overwrite)

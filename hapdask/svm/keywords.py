@@ -174,13 +174,66 @@ def _smoothed(filled: np.ndarray, closing: int, opening: int, sigma: float,
     return out
 
 
+def _outer_rings(smooth: np.ndarray) -> list[tuple[np.ndarray, int, int]] | None:
+    """Each region's outline as :func:`footprint_regions` traces it on the region's padded
+    cut-out, from one :func:`~skimage.measure.find_contours` of the whole array; ``None``
+    when that does not give them (then the regions are labelled and traced one by one).
+
+    Returns, per region in label order, the ring in the coordinates of the region's padded
+    cut-out and the cut-out's first row and column. Marching squares builds a contour from the
+    squares it crosses, in row order, whatever else the array holds (two regions meeting at a
+    corner are kept apart as ``label`` keeps them apart), and a contour's points are
+    half-integers, exact after any shift: the whole array's contours are those of the cut-outs,
+    shifted. Which contour is whose is known without labels when every contour around a region
+    (clockwise, negative area in row/column) is at least as long as every contour around a
+    hole: then each region's longest contour is its outer one, created before its holes'. Outer
+    contours are created in the order of their region's first pixel (row by row), the label
+    order; the region's first row and column are half a pixel inside its outer contour's.
+    """
+    if smooth[0].any() or smooth[-1].any() or smooth[:, 0].any() or smooth[:, -1].any():
+        return None  # contours would be open at the array's edge
+    contours = find_contours(smooth, 0.5)
+    outer, holes = [], []
+    for c in contours:
+        r, q = c[:, 0], c[:, 1]
+        area = float(np.sum(r[:-1] * q[1:] - r[1:] * q[:-1]))
+        (outer if area < 0 else holes).append(c)
+    if not outer or (holes and max(map(len, holes)) > min(map(len, outer))):
+        return None
+    out = []
+    for ring in outer:
+        r0 = int(ring[:, 0].min() + 0.5)
+        c0 = int(ring[:, 1].min() + 0.5)
+        out.append((ring - np.array([r0 - 1, c0 - 1], dtype=ring.dtype), r0, c0))
+    return out
+
+
+def _labelled_rings(smooth: np.ndarray) -> list[tuple[np.ndarray, int, int]]:
+    """:func:`_outer_rings` by labelling the regions and tracing each on its padded cut-out
+    (its longest contour: the outer boundary unless a hole's is longer)."""
+    labels, _ = ndimage.label(smooth)
+    out = []
+    for label, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        sub = np.pad(labels[sl] == label, 1)
+        # the bool mask as it is: find_contours makes its own float64 copy
+        contours = find_contours(sub, 0.5)
+        del sub
+        if contours:
+            out.append((max(contours, key=len), sl[0].start, sl[1].start))
+    return out
+
+
 def footprint_regions(mask: np.ndarray, block: int = 1) -> list[np.ndarray]:
     """Outlines (closed ``(n, 2)`` arrays of 0-based x, y pixels) of the regions of a data mask
     made of ``block x block`` blocks (:func:`data_mask`); lengths are scaled to blocks.
 
     The morphology runs on the mask's bounding box grown by :data:`_MARGIN` pixels (scaled to
     blocks; clipped to the array), and there only near the mask's boundary (:func:`_smoothed`),
-    with the same result as on the whole array.
+    with the same result as on the whole array. Each region's outline is traced on its padded
+    cut-out; all of them are taken from one trace of the whole array when that gives the same
+    (:func:`_outer_rings`).
     """
     if not mask.any():
         return []
@@ -194,24 +247,17 @@ def footprint_regions(mask: np.ndarray, block: int = 1) -> list[np.ndarray]:
     filled = _fill_holes(mask)
     smooth = _smoothed(filled, closing, opening, _SMOOTH_SIGMA / block)
     del filled
-    labels, _ = ndimage.label(smooth)
+    rings = _outer_rings(smooth)
+    if rings is None:
+        rings = _labelled_rings(smooth)
     del smooth
     out = []
-    for label, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        sub = np.pad(labels[sl] == label, 1)
-        # the bool mask as it is: find_contours makes its own float64 copy
-        contours = find_contours(sub, 0.5)
-        del sub
-        if not contours:
-            continue
-        ring = max(contours, key=len)  # the outer boundary (holes were filled)
+    for ring, r0, c0 in rings:
         ring = approximate_polygon(ring, tolerance=_TOLERANCE / block)
         # (row, col) of the padded cut-out -> (x, y) of the blocks -> pixels (block k spans
         # pixels k*block .. k*block + block - 1)
-        xb = ring[:, 1] - 1 + sl[1].start + x0
-        yb = ring[:, 0] - 1 + sl[0].start + y0
+        xb = ring[:, 1] - 1 + c0 + x0
+        yb = ring[:, 0] - 1 + r0 + y0
         xy = np.column_stack([xb, yb]) * block + (block - 1) / 2.0
         if not np.array_equal(xy[0], xy[-1]):
             xy = np.vstack([xy, xy[:1]])

@@ -19,6 +19,7 @@ from hapdask.preview import (
     display_limits,
     grey_levels,
     preview_names,
+    preview_planes,
     render_color,
     render_preview,
     write_color_preview,
@@ -118,6 +119,27 @@ def test_color_preview_channels(tmp_path):
     one = render_color([red], PreviewParams(max_size=500))
     assert (one[..., 0] == one[..., 1]).all() and (one[..., 1] == one[..., 2]).all()
     assert color_preview_name("t_drz.fits", ["F105W", "F160W"]) == "t_f105w-f160w_drz.jpg"
+
+
+def test_color_preview_from_the_previews_block_averages(tmp_path):
+    """``hapdask svm`` gives the colour preview its filter products' preview block averages:
+    the same image as binning the products again; averages of another size are refused."""
+    params = PreviewParams(max_size=120, thumb_size=16)
+    blue = _product(name="b_drc.fits", filt="F435W", pivot=4330.0, seed=1)
+    red = _product(name="r_drc.fits", filt="F814W", pivot=8045.0, spot=(150, 300), seed=3)
+    planes = {p.name: preview_planes(p, params)[0] for p in (blue, red)}
+    assert planes["r_drc.fits"].shape == (60, 100)  # factor 5
+    want = render_color([red, blue], params)
+    assert np.array_equal(render_color([red, blue], params, binned=planes), want)
+    # the plane is used as given: another product's plane changes the image
+    swapped = {"b_drc.fits": planes["r_drc.fits"], "r_drc.fits": planes["b_drc.fits"]}
+    assert not np.array_equal(render_color([red, blue], params, binned=swapped), want)
+    with pytest.raises(ValueError, match="block averages"):
+        render_color([red, blue], params, binned={"r_drc.fits": planes["r_drc.fits"][:-1]})
+    total = _product(name="t_drc.fits")
+    a = write_color_preview(total, [red, blue], tmp_path / "a", params=params)
+    b = write_color_preview(total, [red, blue], tmp_path / "b", params=params, binned=planes)
+    assert a.read_bytes() == b.read_bytes()
 
 
 def test_preview_bad_input(tmp_path):

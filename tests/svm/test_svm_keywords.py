@@ -162,6 +162,76 @@ def test_footprint_regions_equal_whole_array_morphology(seed):
         assert np.array_equal(a, b)
 
 
+def _disk(ny, nx, cy, cx, r):
+    yy, xx = np.mgrid[:ny, :nx]
+    return np.hypot(yy - cy, xx - cx) < r
+
+
+@pytest.mark.parametrize("case", ["corners", "chips"])
+def test_footprint_regions_through_one_trace(case):
+    """Outlines taken from one trace of the whole array (``_outer_rings``) equal the oracle's
+    region-by-region traces: two chips of an exposure, squares meeting at corners."""
+    from hapdask.svm import keywords
+
+    ny, nx = 400, 460
+    if case == "corners":  # squares touching at one corner (kept so by the smoothing)
+        mask = np.zeros((ny, nx), bool)
+        mask[60:160, 60:160] = True
+        mask[160:260, 160:260] = True
+        mask[300:340, 300:420] = True
+    else:
+        yy, xx = np.mgrid[:ny, :nx]
+        u, v = (xx - 230) * 0.9 + (yy - 200) * 0.43, -(xx - 230) * 0.43 + (yy - 200) * 0.9
+        mask = (np.abs(u) < 120) & (np.abs(v) < 120) & (np.abs(v - 4) > 16)
+    traced = []
+    real = keywords._outer_rings
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(keywords, "_outer_rings", lambda a: traced.append(real(a)) or traced[-1])
+        got = footprint_regions(mask)
+    want = _regions_whole_array(mask)
+    assert traced and traced[0] is not None  # the one trace was used
+    assert len(got) == len(want) >= (2 if case == "chips" else 1)
+    for a, b in zip(got, want, strict=True):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("case", ["hole", "island", "long-hole", "corners"])
+def test_outer_rings_equal_region_traces_or_decline(case):
+    """On region masks with holes (the outlines' input after the smoothing), the one trace of
+    the whole array gives each labelled region's longest contour on its padded cut-out, in
+    label order, with the cut-out's origin; it declines (None) when a hole's contour is longer
+    than a region's outer one (which contour is whose then needs the labels; always so for an
+    island in a hole)."""
+    from hapdask.svm.keywords import _outer_rings
+
+    ny, nx = 300, 340
+    smooth = np.zeros((ny, nx), bool)
+    smooth |= _disk(ny, nx, 150, 170, 120) & ~_disk(ny, nx, 150, 170, 60)
+    if case == "island":
+        smooth |= _disk(ny, nx, 150, 170, 20)
+    if case == "long-hole":
+        smooth[4:14, 4:14] = True
+    if case == "corners":
+        smooth[:] = False
+        smooth[20:60, 20:60] = True
+        smooth[60:100, 60:100] = True
+        smooth[100:140, 20:60] = True
+    labels, _ = ndimage.label(smooth)
+    want = []
+    for label, sl in enumerate(ndimage.find_objects(labels), start=1):
+        ring = max(find_contours(np.pad(labels[sl] == label, 1).astype(np.float32), 0.5),
+                   key=len)
+        want.append((ring, sl[0].start, sl[1].start))
+    got = _outer_rings(smooth)
+    if case in ("island", "long-hole"):  # the island's, the square's outline is shorter
+        assert got is None
+        return
+    assert got is not None and len(got) == len(want)
+    for (ring, r0, c0), (wring, wr0, wc0) in zip(got, want, strict=True):
+        assert (r0, c0) == (wr0, wc0)
+        assert np.array_equal(ring, wring)
+
+
 @pytest.mark.parametrize(("seed", "closing", "opening", "sigma"),
                          [(0, 11, 3, 2.0), (1, 11, 3, 2.0), (2, 3, 1, 0.5), (3, 11, 3, 2.0)])
 def test_smoothed_tiles_equal_whole_array_steps(seed, closing, opening, sigma):
