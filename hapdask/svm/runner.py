@@ -50,10 +50,8 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from dask.threaded import get as threaded_get
 
 import skycells
-from hapdask import profile
 from hapdask._memory import drop_file_pages, give_back_free_memory
 from hapdask.align import AlignResult, FileCatalog, read_wcs_updates
 from hapdask.align.headerlet import write_headerlets
@@ -276,68 +274,15 @@ def _filter_value(exps: list) -> str:
 
 
 def _drizzle_graph(job: DrizzleJob, staging: str, state: DetectorState,
-                   masks: dict, after: tuple, pixmaps: dict,
-                   early: _EarlyWork | None = None) -> DrizzleGraph:
+                   masks: dict, after: tuple, pixmaps: dict) -> DrizzleGraph:
     """The engine's graph of one SVM drizzle product (AstroDrizzle's job with the product
     level's parameters on the detector's grid; ``masks``: the filter products' cosmic-ray
-    masks the total uses, written by the tasks ``after``; ``early``: computes the static
-    masks and sky levels while the chips are placed, on its pool)."""
+    masks the total uses, written by the tasks ``after``)."""
     stem = job.name.rsplit("_", 1)[0]
     params = {**dict(job.params), **_grid_params(state.grid)}
     return drizzle_graph(list(job.inputs), Path(staging) / stem, params=params,
                          wcs_updates=state.headers(), crmasks=masks or None, after=after,
-                         pixmaps=pixmaps, reserve_cards=RESERVE_CARDS, grid=state.grid,
-                         early=early, pool=early.pool if early is not None else None)
-
-
-class _EarlyWork:
-    """The ``early`` hook of :func:`~hapdask.mosaic.job.drizzle_graph` for all the products of
-    a visit: each product's static-mask and sky tasks (they need only the chips) are computed
-    while the chips of the visit are placed, one product's after the other in a background
-    thread, on :attr:`pool`, the threads that also place the chips (as many tasks at once as
-    threads: the cores the client's serial planning leaves idle are used, and no more memory
-    is held than by either alone). :meth:`apply` then puts the results into a product's graph
-    in place of their tasks (the values those tasks give in the product compute)."""
-
-    def __init__(self, nthreads: int) -> None:
-        self.nthreads = max(1, int(nthreads))
-        self.pool = ThreadPoolExecutor(self.nthreads, thread_name_prefix="hapdask-svm-plan")
-        # one compute at a time: the profile's records of a compute are taken as a whole
-        self._runner = ThreadPoolExecutor(1, thread_name_prefix="hapdask-svm-early")
-        self._pending: list = []
-        self.values: dict = {}
-
-    def __call__(self, graph: dict, keys: list) -> None:
-        self._pending.append(self._runner.submit(self._compute, graph, list(keys)))
-
-    def _compute(self, graph: dict, keys: list) -> dict:
-        prof = profile.active()
-        if prof is None:
-            got = threaded_get(graph, keys, pool=self.pool, num_workers=self.nthreads)
-        else:
-            got = profile.profiled_local(prof, threaded_get, graph, keys, self.nthreads,
-                                         pool=self.pool, beside_client=True)
-        return dict(zip(keys, got, strict=True))
-
-    def join(self) -> None:
-        """Wait for every early compute (re-raising the first failure) and stop the threads."""
-        try:
-            for f in self._pending:
-                self.values.update(f.result())
-        finally:
-            self._runner.shutdown()
-            self.pool.shutdown()
-
-    def apply(self, job: DrizzleGraph) -> dict:
-        """``job``'s graph with its early tasks replaced by their results (as it is when the
-        results do not apply, :attr:`~hapdask.mosaic.job.DrizzleGraph.early` empty)."""
-        if not job.early:
-            return job.graph
-        tasks, keys = job.early
-        drop = set(tasks)
-        graph = {k: v for k, v in job.graph.items() if k not in drop}
-        graph.update({k: self.values[k] for k in keys})
-        return graph
+                         pixmaps=pixmaps, reserve_cards=RESERVE_CARDS, grid=state.grid)
 
 
 def _product_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorState,
@@ -529,7 +474,7 @@ def alignment_graph(p: SvmPlan, refcat) -> tuple[dict, dict]:
 
 
 def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str, *,
-                   previews: bool = True, catalogs: bool = True, early_threads: int = 0
+                   previews: bool = True, catalogs: bool = True
                    ) -> tuple[dict, dict, list[DrizzleGraph]]:
     """Every product of the visit as one graph, once the alignment is known (``states``: the
     :class:`DetectorState` of each detector, by ``"<detector>-<prefix>"``).
@@ -543,10 +488,7 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     detector's total and filter products are made (while its exposure products are still being
     drizzled on the other threads) and run one detector at a time. The pixel maps of every product
     are computed here (in threads), before the graph runs, once per chip and grid (the
-    exposure, filter and total products of a detector share them). With ``early_threads``
-    (the compute runs on local threads), the static masks and sky levels of every product are
-    computed meanwhile on as many threads, which also place the chips (:class:`_EarlyWork`);
-    the graph then holds their values in place of their tasks.
+    exposure, filter and total products of a detector share them).
 
     Returns the graph, its named keys (``drizzle``, ``catalogs``, ``previews``) and the
     :class:`~hapdask.mosaic.job.DrizzleGraph` of each product (remove their scratch after the
@@ -558,14 +500,9 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     jobs_made: list[DrizzleGraph] = []
     pixmaps: dict = {}  # a chip's pixel map on the grid, shared by the products
     before = None
-    early = _EarlyWork(early_threads) if early_threads else None
-    try:
-        planned_all = [_plan_products(_jobs(det, exps), det, staging,
-                                      states[det.key + "-" + det.prefix], pixmaps, early)
-                       for det in p.detectors]
-    finally:
-        if early is not None:
-            early.join()
+    planned_all = [_plan_products(_jobs(det, exps), det, staging,
+                                  states[det.key + "-" + det.prefix], pixmaps)
+                   for det in p.detectors]
     for det, planned in zip(p.detectors, planned_all, strict=True):
         state = states[det.key + "-" + det.prefix]
         skey = ("svm-state", det.key + "-" + det.prefix)
@@ -576,7 +513,7 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
         for job in jobs:
             dg = planned[job.name]
             jobs_made.append(dg)
-            graph.update(early.apply(dg) if early is not None else dg.graph)
+            graph.update(dg.graph)
             # the preview and the keywords from the pixels read the finished product side
             # by side; then the keywords are written into it
             fk_ = ("svm-keywords-footprint", job.name)
@@ -617,21 +554,19 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
 
 
 def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
-                   state: DetectorState, pixmaps: dict, early: _EarlyWork | None = None
-                   ) -> dict[str, DrizzleGraph]:
+                   state: DetectorState, pixmaps: dict) -> dict[str, DrizzleGraph]:
     """The engine's graphs of a detector's products (by name), planned side by side in
     :data:`PLAN_THREADS` threads: the pixel maps (numba, GIL released) and their scratch files
     of one product are made while another product's Python planning runs; ``pixmaps`` gives
     each chip's map on a grid to every product (computed once: a product needing a map being
     made waits for it). The total is planned once its filter products' cosmic-ray mask keys
-    are known. The graphs are those of planning the products one after the other. ``early``:
-    the products' static masks and sky levels are computed meanwhile (:class:`_EarlyWork`)."""
+    are known. The graphs are those of planning the products one after the other."""
     futures: dict = {}
     with ThreadPoolExecutor(PLAN_THREADS) as pool:
         for job in jobs:
             if job.level != "total":
                 futures[job.name] = pool.submit(_drizzle_graph, job, staging, state, {}, (),
-                                                pixmaps, early)
+                                                pixmaps)
         for job in jobs:
             if job.level != "total":
                 continue
@@ -641,7 +576,7 @@ def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
                 masks.update({r: str(Path(staging) / crmask_name(r)) for r in fdg.crmask_keys})
                 after += tuple(fdg.crmask_keys.values())
             futures[job.name] = pool.submit(_drizzle_graph, job, staging, state, masks, after,
-                                            pixmaps, early)
+                                            pixmaps)
         return {name: f.result() for name, f in futures.items()}
 
 
@@ -793,10 +728,6 @@ def run(
                 fits_ = [f for st in states_by.values() for f in st.fits_] + list(akeys["kept"])
                 alignment = AlignResult(fits_, cat.name if cat is not None else "")
                 with step("product graph (pixel maps)"):
-                    # (products_graph's early_threads, computing the static masks and sky
-                    # levels while the chips are placed, is not used: on the demo visit it
-                    # raised the peak RSS from ~1.75 to ~2.05 GB, the catalogs then meeting
-                    # heavier tasks, for no wall-time gain measurable on a loaded machine)
                     graph, keys, jobs = products_graph(p, states_by, str(staging),
                                                        previews=previews, catalogs=catalogs)
                 # headerlets need only the alignment: they are made while the products are

@@ -5,7 +5,6 @@ the threads)."""
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import warnings
 from collections import Counter
@@ -15,7 +14,6 @@ from dask.core import get_dependencies
 
 import hapdask.drizzle
 from hapdask.align import FileCatalog
-from hapdask.profile import classify
 from hapdask.scheduling import local_compute
 from hapdask.svm import plan, runner
 
@@ -107,44 +105,3 @@ def test_every_product_on_the_one_visit_grid(sim, tmp_path, monkeypatch):
     n_chips = sum(c.has_data for e in p.exposures.values() for c in e.chips)
     assert sum(same(w) for w in grids) == n_chips
     assert not [w for w in grids if near(w) and not same(w)]
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return np.array_equal(a, b)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if dataclasses.is_dataclass(a):
-        return type(a) is type(b) and all(_same(getattr(a, f.name), getattr(b, f.name))
-                                          for f in dataclasses.fields(a))
-    return a == b
-
-
-def test_early_static_masks_and_sky_levels_are_their_tasks_values(sim, tmp_path):
-    """With ``early_threads`` the products' static masks and sky levels are computed while the
-    chips are placed: the graph then holds, in place of those tasks, exactly the values the
-    tasks give when the graph computes them, and nothing else of theirs."""
-    from dask.core import istask
-
-    p, states = _aligned_visit(sim)
-    staging = tmp_path / "staging"
-    staging.mkdir()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        plain, _, jobs = runner.products_graph(p, states, str(staging))
-        early_graph, _, jobs_early = runner.products_graph(p, states, str(staging),
-                                                           early_threads=2)
-        replaced = [k for k, v in early_graph.items()
-                    if not istask(v) and istask(plain.get(k))]
-        want = local_compute(plain, replaced, nthreads=2)
-    for j in jobs + jobs_early:
-        j.scratch.remove()
-    stages = Counter(classify(k) for k in replaced)
-    # the sky levels of the total's 8 chips and of the filter products' 2 x 4, the filter
-    # products' static masks (exposure products subtract no sky: constants in both graphs)
-    assert stages == {"sky": 16, "static": 8}
-    assert not [k for k in early_graph if str(k[0]).startswith("drz-sky-")
-                and istask(early_graph[k])]
-    assert set(early_graph) < set(plain)
-    for k, v in zip(replaced, want, strict=True):
-        assert _same(early_graph[k], v), k
