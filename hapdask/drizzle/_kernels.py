@@ -238,6 +238,22 @@ def _affine_corners(pixmap, j, i, h, qx, qy):
 
 
 @njit(nogil=True, cache=True)
+def _row_pair(j, h, ny):
+    """Rows and fractions interpolating the pixmap to rows ``j - h`` (``ra``, ``rb``, ``ta``)
+    and ``j + h`` (``sa``, ``sb``, ``tb``); clamped cells at the first and last rows (linear
+    extrapolation), as :func:`_row_corners` describes."""
+    if j >= 1:
+        ra, rb, ta = j - 1, j, 1.0 - h
+    else:
+        ra, rb, ta = 0, 1, -h
+    if j <= ny - 2:
+        sa, sb, tb = j, j + 1, h
+    else:
+        sa, sb, tb = ny - 2, ny - 1, 1.0 + h
+    return ra, rb, ta, sa, sb, tb
+
+
+@njit(nogil=True, cache=True)
 def _row_corners(pixmap, j, h, s0, s1, lo, hi, buf):
     """Corners of the shrunk pixels ``(i, j)``, ``s0 <= i < s1``, into ``buf[k * STRIP + i - s0]``.
 
@@ -250,14 +266,7 @@ def _row_corners(pixmap, j, h, s0, s1, lo, hi, buf):
     plain loops over contiguous rows, which the compiler vectorises.
     """
     ny, nx = pixmap.shape[0], pixmap.shape[1]
-    if j >= 1:
-        ra, rb, ta = j - 1, j, 1.0 - h
-    else:
-        ra, rb, ta = 0, 1, -h
-    if j <= ny - 2:
-        sa, sb, tb = j, j + 1, h
-    else:
-        sa, sb, tb = ny - 2, ny - 1, 1.0 + h
+    ra, rb, ta, sa, sb, tb = _row_pair(j, h, ny)
     ilo = max(s0 - 1, 0)
     ihi = min(s1 + 1, nx)
     for c in range(2):
@@ -291,14 +300,7 @@ def _gather_corners(pixmap, j, h, idx, n, lo, hi, buf):
     position ``k``: the same interpolations (bit-identical corners), computed per pixel from its
     three columns of the interpolated rows ``lo``/``hi``."""
     ny, nx = pixmap.shape[0], pixmap.shape[1]
-    if j >= 1:
-        ra, rb, ta = j - 1, j, 1.0 - h
-    else:
-        ra, rb, ta = 0, 1, -h
-    if j <= ny - 2:
-        sa, sb, tb = j, j + 1, h
-    else:
-        sa, sb, tb = ny - 2, ny - 1, 1.0 + h
+    ra, rb, ta, sa, sb, tb = _row_pair(j, h, ny)
     g = 1.0 - h
     for k in range(n):
         i = idx[k]

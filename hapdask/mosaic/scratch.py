@@ -274,6 +274,17 @@ def _save_direct(path: str, array: np.ndarray) -> bool:
         os.close(fd)
 
 
+def _npy_header(fh, path: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and data offset of the ``.npy`` file open as ``fh`` (at its start)."""
+    version = np.lib.format.read_magic(fh)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = read_header(fh)
+    if fortran:
+        raise ValueError(f"{path}: Fortran-ordered scratch arrays are not supported")
+    return shape, dtype, fh.tell()
+
+
 def _load_direct(path: str) -> np.ndarray | None:
     """The whole array of the ``.npy`` file ``path`` read with direct I/O, or None where the
     file system does not do direct I/O."""
@@ -295,13 +306,7 @@ def _load_direct(path: str) -> np.ndarray | None:
                 return None
             raise
         fh = io.BytesIO(bytes(buf[:min(got, _BLOCK * 16)]))
-        version = np.lib.format.read_magic(fh)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, fortran, dtype = read_header(fh)
-        if fortran:
-            raise ValueError(f"{path}: Fortran-ordered scratch arrays are not supported")
-        offset = fh.tell()
+        shape, dtype, offset = _npy_header(fh, path)
         out = np.empty(shape, dtype)
         dest = out.reshape(-1).view(np.uint8)
         pos = 0
@@ -336,13 +341,7 @@ def load_array(path: str, region: Box | None = None, out: np.ndarray | None = No
         if got is not None:
             return got
     with open(path, "rb") as fh:
-        version = np.lib.format.read_magic(fh)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, fortran, dtype = read_header(fh)
-        if fortran:
-            raise ValueError(f"{path}: Fortran-ordered scratch arrays are not supported")
-        offset = fh.tell()
+        shape, dtype, offset = _npy_header(fh, path)
         if region is None:
             y0, y1, x0, x1 = 0, shape[0], 0, shape[1] if len(shape) > 1 else 0
         else:
