@@ -292,7 +292,7 @@ class _ShardWriter:
             if any(a >= n for a, n in zip(lo, data.shape, strict=True)):
                 continue  # outside the array: never written
             block = data[tuple(slice(a, a + k) for a, k in zip(lo, self.chunks, strict=True))]
-            if self._is_fill(block):
+            if _is_fill(block, self.nan_fill):
                 continue
             if block.shape != self.chunks:  # at the array's edge: padded with the fill value
                 full = np.full(self.chunks, np.nan if self.nan_fill else 0, dtype=self.dtype)
@@ -320,18 +320,6 @@ class _ShardWriter:
             tmp.unlink(missing_ok=True)
             raise
 
-    def _is_fill(self, block: np.ndarray) -> bool:
-        """zarr's test of a chunk against the fill value: all NaN (NaN fill), else all bytes
-        0 (so ``-0.0`` is data). A few elements are looked at first: a chunk with data mostly
-        shows it there, and the whole chunk is read only when they are all fill."""
-        if self.nan_fill:
-            if not np.isnan(block[..., ::97, ::89]).all():
-                return False
-            return bool(np.isnan(block).all())
-        view = block.view(f"u{block.dtype.itemsize}")
-        if view[..., ::97, ::89].any():
-            return False
-        return not view.any()
 
 
 def _shard_writer(arr, directory: Path) -> _ShardWriter | None:
@@ -373,6 +361,20 @@ def _shard_writer(arr, directory: Path) -> _ShardWriter | None:
                         tuple(morton_order_iter(cps)), meta.encode_chunk_key)
 
 
+def _is_fill(block: np.ndarray, nan_fill: bool) -> bool:
+    """zarr's test of a chunk against the fill value: all NaN (``nan_fill``), else all bytes 0
+    (so ``-0.0`` is data). A few elements are looked at first: a chunk with data mostly shows
+    it there, and the whole chunk is read only when they are all fill."""
+    if nan_fill:
+        if not np.isnan(block[..., ::97, ::89]).all():
+            return False
+        return bool(np.isnan(block).all())
+    view = block.view(f"u{block.dtype.itemsize}")
+    if view[..., ::97, ::89].any():
+        return False
+    return not view.any()
+
+
 def _has_fill_chunk(data: np.ndarray, chunks: tuple[int, ...], nan_fill: bool) -> bool:
     """Whether any chunk of a tile (a whole shard; chunk grid from its origin) holds only the
     fill value: NaN (``nan_fill``) or bytes all 0 (so ``-0.0`` is not fill, as zarr's test).
@@ -382,17 +384,15 @@ def _has_fill_chunk(data: np.ndarray, chunks: tuple[int, ...], nan_fill: bool) -
     with NaNs: several passes and temporaries each), which cost more than compressing them
     (acs4 benchmark layer: ~0.5 of 1.1 CPU-s). A tile without such a chunk is written with
     the checks off (:func:`_arrays`' ``<name>/all`` arrays): every chunk is stored either way,
-    so the shard's bytes are the same. One pass over the tile here.
+    so the shard's bytes are the same. At most one pass over the tile here (:func:`_is_fill`).
     """
     if data.size == 0:
         return True
     lead = tuple(slice(None) for _ in range(data.ndim - 2))  # plane axis: one chunk (ctx)
     cy, cx = chunks[-2:]
-    view = data if nan_fill else data.view(f"u{data.dtype.itemsize}")
     for y in range(0, data.shape[-2], cy):
         for x in range(0, data.shape[-1], cx):
-            block = view[(*lead, slice(y, y + cy), slice(x, x + cx))]
-            if (np.isnan(block) if nan_fill else block == 0).all():
+            if _is_fill(data[(*lead, slice(y, y + cy), slice(x, x + cx))], nan_fill):
                 return True
     return False
 
