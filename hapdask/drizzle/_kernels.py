@@ -387,6 +387,26 @@ def _pos_part(a, b, sw, sgn, im):
     return v if hi > 0.0 else 0.0
 
 
+@njit(nogil=True, cache=True, inline="always", error_model="numpy")
+def _column(cf, ea, eb, ec, ed):
+    """Signed areas ``(a0, a1, a2)`` of a quad in the three cells of box column ``cf`` (rows 0,
+    1, 2; see :func:`_square_row_small`), from its four edges ``ea``-``ed`` as given by
+    :func:`_edge`; exactly 0 for the cells the quad does not overlap."""
+    la, ha, ta, pa, qa = _piece(ea[0], ea[1], ea[2], ea[3], ea[4], ea[5], ea[6], cf)
+    lb, hb, tb, pb, qb = _piece(eb[0], eb[1], eb[2], eb[3], eb[4], eb[5], eb[6], cf)
+    lc, hc, tc, pc, qc = _piece(ec[0], ec[1], ec[2], ec[3], ec[4], ec[5], ec[6], cf)
+    ld, hd, td, pd, qd = _piece(ed[0], ed[1], ed[2], ed[3], ed[4], ed[5], ed[6], cf)
+    lo = min(min(la, lb), min(lc, ld))
+    hi = max(max(ha, hb), max(hc, hd))
+    t = (ta + tb) + (tc + td)
+    p1 = (pa + pb) + (pc + pd)
+    p2 = (qa + qb) + (qc + qd)
+    a2 = p2 if (lo < 3.0 and hi > 2.0) else 0.0
+    a1 = (p1 - p2) if (lo < 2.0 and hi > 1.0) else 0.0
+    a0 = (t - p1) if (lo < 1.0 and hi > 0.0) else 0.0
+    return a0, a1, a2
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def _square_row_small(buf, n):
     """Overlaps of the first ``n`` shrunk pixels of a strip row with the cells of their bounding
@@ -449,21 +469,24 @@ def _square_row_small(buf, n):
         bl, byl, br, byr, bsg, bm, bim = _edge(x1, y1, x2, y2)
         cl, cyl, cr, cyr, csg, cm, cim = _edge(x2, y2, x3, y3)
         dl, dyl, dr, dyr, dsg, dm, dim = _edge(x3, y3, x0, y0)
-        for c in range(3):
-            cf = float(c)
-            oc = np.uintp(3 * c)
-            la, ha, ta, pa, qa = _piece(al, ayl, ar, ayr, asg, am, aim, cf)
-            lb, hb, tb, pb, qb = _piece(bl, byl, br, byr, bsg, bm, bim, cf)
-            lc, hc, tc, pc, qc = _piece(cl, cyl, cr, cyr, csg, cm, cim, cf)
-            ld, hd, td, pd, qd = _piece(dl, dyl, dr, dyr, dsg, dm, dim, cf)
-            lo = min(min(la, lb), min(lc, ld))
-            hi = max(max(ha, hb), max(hc, hd))
-            t = (ta + tb) + (tc + td)
-            p1 = (pa + pb) + (pc + pd)
-            p2 = (qa + qb) + (qc + qd)
-            buf[(np.uintp(16) + oc) * u + i] = p2 if (lo < 3.0 and hi > 2.0) else 0.0
-            buf[(np.uintp(15) + oc) * u + i] = (p1 - p2) if (lo < 2.0 and hi > 1.0) else 0.0
-            buf[(np.uintp(14) + oc) * u + i] = (t - p1) if (lo < 1.0 and hi > 0.0) else 0.0
+        ea = (al, ayl, ar, ayr, asg, am, aim)
+        eb = (bl, byl, br, byr, bsg, bm, bim)
+        ec = (cl, cyl, cr, cyr, csg, cm, cim)
+        ed = (dl, dyl, dr, dyr, dsg, dm, dim)
+        # the three cell columns written out: as a loop over c they were not unrolled, and the
+        # loop over the pixels then ran scalar (37 ns/px against 11 ns/px, bit-identical)
+        a00, a01, a02 = _column(0.0, ea, eb, ec, ed)
+        a10, a11, a12 = _column(1.0, ea, eb, ec, ed)
+        a20, a21, a22 = _column(2.0, ea, eb, ec, ed)
+        buf[np.uintp(14) * u + i] = a00
+        buf[np.uintp(15) * u + i] = a01
+        buf[np.uintp(16) * u + i] = a02
+        buf[np.uintp(17) * u + i] = a10
+        buf[np.uintp(18) * u + i] = a11
+        buf[np.uintp(19) * u + i] = a12
+        buf[np.uintp(20) * u + i] = a20
+        buf[np.uintp(21) * u + i] = a21
+        buf[np.uintp(22) * u + i] = a22
 
 
 @njit(nogil=True, cache=True)
