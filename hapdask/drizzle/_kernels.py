@@ -254,7 +254,19 @@ def _row_pair(j, h, ny):
 
 
 @njit(nogil=True, cache=True)
-def _row_corners(pixmap, j, h, s0, s1, lo, hi, buf):
+def _shares_row(j, h, ny):
+    """True when row ``j``'s lower interpolated row (``j - h``) is computed exactly as row
+    ``j - 1``'s upper one (same rows and fraction in :func:`_row_pair`): always for ``h = 1/2``
+    (pixfrac 1), where the corners of neighbouring pixels coincide, never otherwise."""
+    if j < 1:
+        return False
+    ra, rb, ta, _, _, _ = _row_pair(j, h, ny)
+    _, _, _, sa, sb, tb = _row_pair(j - 1, h, ny)
+    return ra == sa and rb == sb and ta == tb
+
+
+@njit(nogil=True, cache=True)
+def _row_corners(pixmap, j, h, s0, s1, lo, hi, buf, keep_lo=False):
     """Corners of the shrunk pixels ``(i, j)``, ``s0 <= i < s1``, into ``buf[k * STRIP + i - s0]``.
 
     ``k`` = 0-3: x of the corners ``(-h, -h)``, ``(+h, -h)``, ``(+h, +h)``, ``(-h, +h)`` (input
@@ -263,15 +275,19 @@ def _row_corners(pixmap, j, h, s0, s1, lo, hi, buf):
     on ``(i, j)`` and the array shape, never on coordinates, so a sub-array with a one-pixel margin
     gives bit-identical values (tiling invariance). At the first and last rows and columns the
     bilinear cell is clamped, i.e. the map is extrapolated linearly. The interior columns run in
-    plain loops over contiguous rows, which the compiler vectorises.
+    plain loops over contiguous rows, which the compiler vectorises. ``keep_lo``: ``lo`` already
+    holds row ``j - h`` over the columns needed (the previous row's ``hi``, see
+    :func:`_shares_row`), so only ``hi`` is interpolated.
     """
     ny, nx = pixmap.shape[0], pixmap.shape[1]
     ra, rb, ta, sa, sb, tb = _row_pair(j, h, ny)
     ilo = max(s0 - 1, 0)
     ihi = min(s1 + 1, nx)
     for c in range(2):
+        if not keep_lo:
+            for i in range(ilo, ihi):
+                lo[c, i] = _lerp(pixmap[ra, i, c], pixmap[rb, i, c], ta)
         for i in range(ilo, ihi):
-            lo[c, i] = _lerp(pixmap[ra, i, c], pixmap[rb, i, c], ta)
             hi[c, i] = _lerp(pixmap[sa, i, c], pixmap[sb, i, c], tb)
     g = 1.0 - h
     for c in range(2):
@@ -644,6 +660,10 @@ def drizzle_square(
     ns = _nstrips(i0, i1, sx)
     for strip in range(ns):
         s0, s1 = _strip(i0, i1, sx, strip)
+        # the row whose upper interpolated row ``hi`` holds columns [plo, phi) (-2: none)
+        prev = -2
+        plo = 0
+        phi = 0
         for j in range(j0, j1):
             # only the run from the first to the last weighted pixel of the strip row whose
             # footprint can reach the window gets its corners and small-box overlaps: a tile's
@@ -667,9 +687,20 @@ def drizzle_square(
                         idx[n] = i
                         n += 1
                 _gather_corners(pixmap, j, h, idx, n, lo, hi, buf)
+                prev = -2
             else:
                 n = w1 - w0
-                _row_corners(pixmap, j, h, w0, w1, lo, hi, buf)
+                # pixfrac 1: the previous row's upper interpolated row is this row's lower one
+                # (bit-identical), when it covers the columns needed
+                ilo = max(w0 - 1, 0)
+                ihi = min(w1 + 1, nx)
+                keep = prev == j - 1 and plo <= ilo and ihi <= phi and _shares_row(j, h, ny)
+                if keep:
+                    lo, hi = hi, lo
+                _row_corners(pixmap, j, h, w0, w1, lo, hi, buf, keep)
+                prev = j
+                plo = ilo
+                phi = ihi
             _square_row_small(buf, n)
             # the loop runs over i (a range: LLVM then knows i >= 0 and drops the negative-index
             # wraparound of every array access; i = w0 + p or idx[p] measured 0.84x on a tile's
