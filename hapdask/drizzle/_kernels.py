@@ -607,16 +607,17 @@ def _landing_run(pixmap, weight, j, s0, s1, win, box, radius, reach):
 # of the 3 arrays in cache).
 # Session 23 (in-process interleaved CPU time, load 5-14): _square_row_small wrote its three cell
 # columns in a loop over c that LLVM did not unroll, so the loop over the pixels stayed scalar;
-# with the columns written out (_column) it vectorises (8-wide AVX-512 on this machine; 42 ->
-# 12.5 ns/px compiled for AVX2 only, NUMBA_CPU_NAME=haswell): 37 -> 11 ns/px in isolation, the whole kernel 0.59 -> 0.32 s on a 47-deg ACS-like chip (sums mode),
-# bit-identical. Reusing the previous strip row's upper interpolated pixmap row (pixfrac 1):
-# 1.03-1.04x. What is left on that chip (~36-38 ns/px): overlaps ~11, corners ~5-7, the scatter
-# with its updates ~15 (probes), the rest ~4. Tried and dropped: the overlaps in float32 with a
-# float64 recomputation of close calls (11.8 vs 10.6 ns/px once both vectorise, and ~1e-5
-# relative weight differences to C at the 1 %-weight edge cells); a branch-free fixed 3x3 scatter
-# adding +0 to the cells without overlap (sums mode) 0.36x; a 9-bit mask of the cells with
-# dow > 0 and a table-driven loop over its set bits 0.75x; skipping the per-cell window tests for
-# boxes inside the window 0.90-1.07x (noise).
+# with the columns written out (_column) it vectorises: 37 -> 11 ns/px in isolation (8-wide
+# AVX-512 on this machine; 42 -> 12.5 ns/px compiled for AVX2 only, NUMBA_CPU_NAME=haswell), the
+# whole kernel 0.59 -> 0.32 s on a 47-deg ACS-like chip (sums mode), bit-identical. Reusing the
+# previous strip row's upper interpolated pixmap row (pixfrac 1): 1.03-1.04x. What is left on
+# that chip (~36-38 ns/px): overlaps ~11, corners ~5-7, the scatter with its updates ~15
+# (probes), the rest ~4. Tried and dropped: the overlaps in float32 with a float64
+# recomputation of close calls (11.8 vs 10.6 ns/px once both vectorise, and ~1e-5 relative
+# weight differences to C at the 1 %-weight edge cells); a branch-free fixed 3x3 scatter adding
+# +0 to the cells without overlap (sums mode) 0.36x; a 9-bit mask of the cells with dow > 0 and
+# a table-driven loop over its set bits 0.75x; skipping the per-cell window tests for boxes
+# inside the window 0.90-1.07x (noise).
 @njit(nogil=True, cache=True, error_model="numpy")
 def drizzle_square(
     data, weight, pixmap, j0, j1, i0, i1, num, den, ctx, ctxmask, oy, ox, sx, pixfrac, iscale, ext
