@@ -630,3 +630,35 @@ def test_point_strips_match_c():
         api = Drizzle(kernel="point", out_shape=out_shape)
         api.add_image(data, exptime=1.0, pixmap=pixmap, weight_map=weight)
         assert_matches_c((api.out_img, api.out_wht, api.out_ctx[0]), theirs)
+
+
+@pytest.mark.parametrize("pixfrac", [1.0, 0.8])
+def test_square_corner_row_reuse_is_exact(pixfrac):
+    """With pixfrac 1 a strip row takes its lower interpolated pixmap row from the previous
+    row's upper one instead of interpolating it again: the corners equal those computed from
+    scratch bit for bit on every row (first, interior, last), and rows are shared only then."""
+    from hapdask.drizzle import _kernels as K
+
+    ny, nx = 6, 20
+    rng = np.random.default_rng(11)
+    pixmap = np.dstack([np.indices((ny, nx))[1] * 0.9 + rng.normal(0, 0.05, (ny, nx)),
+                        np.indices((ny, nx))[0] * 1.1 + rng.normal(0, 0.05, (ny, nx))])
+    h = 0.5 * pixfrac
+    s0, s1 = 3, 15
+    for j in range(ny):
+        shared = K._shares_row(j, h, ny)
+        assert shared == (pixfrac == 1.0 and j >= 1)
+        fresh = np.empty(23 * K.STRIP)
+        lo, hi = np.zeros((2, nx)), np.zeros((2, nx))
+        K._row_corners(pixmap, j, h, s0, s1, lo, hi, fresh)
+        if not shared:
+            continue
+        # the previous row's upper row, then this row with keep_lo
+        lo2, hi2 = np.full((2, nx), np.nan), np.full((2, nx), np.nan)
+        K._row_corners(pixmap, j - 1, h, s0, s1, lo2, hi2, np.empty(23 * K.STRIP))
+        reused = np.empty(23 * K.STRIP)
+        K._row_corners(pixmap, j, h, s0, s1, hi2, lo2, reused, True)
+        n = s1 - s0
+        planes = fresh.reshape(23, K.STRIP)[:8, :n]
+        assert np.isfinite(planes).all()
+        assert np.array_equal(reused.reshape(23, K.STRIP)[:8, :n], planes)
