@@ -76,6 +76,7 @@ from hapdask.mvm.graph import alignment_keys, build_graph, layer_polygons, sky_t
 from hapdask.mvm.planning import LayerPlan, MvmPlan, analyze_one, analyze_tasks, header_wcs, plan
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel
 from hapdask.scheduling import compute_context as _scheduler
+from hapdask.scheduling import local_compute
 from skycells import SkyCell
 
 __all__ = ["LateRejection", "MvmResult", "fingerprint_parts", "hash_fingerprint", "measure_skies",
@@ -692,7 +693,7 @@ class _BackgroundAnalysis:
     from its plan (:class:`LateRejection`), exactly as if it had waited.
     """
 
-    def __init__(self, inputs, compute: Callable) -> None:
+    def __init__(self, inputs, nthreads: int | None = None) -> None:
         graph, keys, self.paths = analyze_tasks(inputs)
         self.header_verdicts = {p: analyze_one(p, check_data=False) for p in self.paths}
         self._result: list | None = None
@@ -700,7 +701,8 @@ class _BackgroundAnalysis:
 
         def work() -> None:
             try:
-                self._result = compute(graph, keys, False) if keys else []
+                self._result = local_compute(graph, keys, nthreads=nthreads,
+                                             beside_client=True) if keys else []
             except BaseException as exc:  # re-raised by the caller in verdicts()
                 self._error = exc
 
@@ -858,7 +860,7 @@ def run(
             _start_zarr_import()
         pending = None
         if verdicts is None and _client is None:  # pixel tests beside the tiles
-            pending = _BackgroundAnalysis(inputs, compute)
+            pending = _BackgroundAnalysis(inputs, threads_per_worker)
             verdicts = pending.header_verdicts
         else:
             verdicts = _analyze(inputs, verdicts, compute)
