@@ -42,7 +42,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["ComputeRecord", "Profile", "StageRow", "TaskSpan", "active", "classify", "run_task",
@@ -162,13 +162,20 @@ def timed(operation: str) -> _Timer:
     return _Timer(operation)
 
 
-def drain() -> tuple[list[TaskSpan], dict[tuple[str, str], list]]:
+def drain(keys: Container[str] | None = None
+          ) -> tuple[list[TaskSpan], dict[tuple[str, str], list]]:
     """Take (and clear) this process's task spans and operation times. Called in-process for
-    local threads and through ``Client.run`` on distributed workers."""
+    local threads and through ``Client.run`` on distributed workers. ``keys`` (task keys as
+    text): take only the spans of these tasks and leave the others (a compute running beside
+    another one in the same process takes its own)."""
     with _LOCK:
-        spans = list(_SPANS)
+        if keys is None:
+            spans = list(_SPANS)
+            _SPANS.clear()
+        else:
+            spans = [s for s in _SPANS if s.key in keys]
+            _SPANS[:] = [s for s in _SPANS if s.key not in keys]
         ops = {k: list(v) for k, v in _OPS.items()}
-        _SPANS.clear()
         _OPS.clear()
     return spans, ops
 
@@ -391,8 +398,8 @@ class Profile:
                      f"{100 * t['idle'] / task:>8.1f}%   (critical path, imbalance)")
         if t["beside"]:
             lines.append(f"  {'beside the client':<22}{t['beside']:>10.2f}"
-                         f"{100 * t['beside'] / task:>8.1f}%   (tasks above computed on the "
-                         "planning pool while the client placed the chips)")
+                         f"{100 * t['beside'] / task:>8.1f}%   (tasks above computed beside the "
+                         "client's work: drizzle's static/sky, mvm's analyze)")
         if t["transfer"]:
             lines.append(f"  {'transfer (workers)':<22}{t['transfer']:>10.2f}"
                          f"{100 * t['transfer'] / task:>8.1f}%   (task stream; not in tasks)")
@@ -414,13 +421,14 @@ def profiled_local(prof: Profile, get: Callable, graph: Mapping, keys, nthreads:
     (``beside_client``: on threads the client's own work shares, :class:`ComputeRecord`)."""
     prof.scheduler = "local threads"
     wrapped = prof.wrap(graph)
-    drain()
+    mine = {str(k) for k in wrapped}  # another compute may run beside this one
+    drain(mine)
     start = time.time()
     try:
         return get(wrapped, keys, num_workers=nthreads, **kw)
     finally:
         end = time.time()
-        spans, ops = drain()
+        spans, ops = drain(mine)
         prof.record(graph, start, end, nthreads, spans, ops, beside_client=beside_client)
 
 

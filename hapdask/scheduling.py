@@ -60,16 +60,20 @@ def probe_scheduler(address: str, timeout: float) -> None:
         pool.shutdown(wait=False)
 
 
-def local_compute(graph, keys, progress: bool = False, *, nthreads: int | None = None) -> list:
+def local_compute(graph, keys, progress: bool = False, *, nthreads: int | None = None,
+                  beside_client: bool = False) -> list:
     """Compute ``keys`` of ``graph`` on Dask's local threaded scheduler (``nthreads``, default
-    one per core), timed per task while a :class:`hapdask.profile.Profile` is active."""
+    one per core), timed per task while a :class:`hapdask.profile.Profile` is active
+    (``beside_client``: it runs beside the client's work and other computes, see
+    :class:`hapdask.profile.ComputeRecord`)."""
     nthreads = nthreads or os.cpu_count() or 1
     prof = profile.active()
     with contextlib.ExitStack() as stack:
         if progress:
             stack.enter_context(ProgressBar(out=sys.stderr))
         if prof is not None:
-            return profile.profiled_local(prof, get, graph, keys, nthreads)
+            return profile.profiled_local(prof, get, graph, keys, nthreads,
+                                          beside_client=beside_client)
         return get(graph, keys, num_workers=nthreads)
 
 

@@ -132,6 +132,29 @@ def test_local_threads_breakdown():
         assert word in text
 
 
+def test_computes_side_by_side_each_keep_their_own_tasks():
+    # ``hapdask mvm`` analyses its inputs in a compute of their own beside the tiles' compute:
+    # each record holds the spans of its own graph's tasks, none is lost or counted twice
+    import threading
+
+    from hapdask.scheduling import local_compute
+
+    # two short side tasks end while the main compute runs, a long one outlasts it
+    side = {("side-load", i): (_work, t) for i, t in enumerate((0.1, 0.1, 2.0))}
+    main = {("main-load", i): (_work, 0.3) for i in range(4)}
+    with Profile() as prof:
+        th = threading.Thread(target=local_compute, args=(side, list(side)),
+                              kwargs={"nthreads": 2, "beside_client": True})
+        th.start()
+        time.sleep(0.02)
+        local_compute(main, list(main), nthreads=2)
+        th.join()
+    by_kind = {rec.beside_client: {s.key for s in rec.spans} for rec in prof.computes}
+    assert by_kind[True] == {str(k) for k in side}
+    assert by_kind[False] == {str(k) for k in main}
+    assert prof.totals()["beside"] >= 2 * 0.1 - 1e-3
+
+
 def test_distributed_breakdown_and_performance_report(tmp_path):
     distributed = pytest.importorskip("distributed")
 

@@ -387,12 +387,14 @@ def _old_rows(items: Sequence[str]) -> set[str]:
 
 
 # -- the planner ---------------------------------------------------------------------------
-def analyze_one(path: str):
-    """MVM analyze verdict of one input path; never raises (an unreadable file is rejected)."""
+def analyze_one(path: str, check_data: bool = True):
+    """MVM analyze verdict of one input path; never raises (an unreadable file is rejected).
+    ``check_data=False``: the header rules only (no pixel read, see
+    :func:`hapdask.analyze.analyze_exposure`)."""
     from hapdask.analyze import Verdict, analyze_exposure
 
     try:
-        return analyze_exposure(path, mode="mvm")
+        return analyze_exposure(path, mode="mvm", check_data=check_data)
     except Exception as exc:
         return Verdict(False, "UNREADABLE", f"{type(exc).__name__}: {exc}")
 

@@ -8,6 +8,10 @@ Execution (all lazy until the final compute):
 1. The analyze rules (one task per input), then :func:`hapdask.mvm.plan` — inputs, layers,
    bounded grids, tiles x chips. With ``refcat`` the plan also holds the alignment graph and
    is drawn on the a-priori WCS grown by the alignment margin: nothing waits for alignment.
+   On local threads the rules that read pixels (all-zero SCI, guiding trails) run in a thread
+   of their own while the run plans on the header rules and drizzles; their verdicts are
+   checked before any file is finalised, and an input they reject makes the run start again
+   from its plan without it (:class:`LateRejection`).
 2. Sky levels — one task per chip (:class:`hapdask.mvm.sky.ChipMedianSky`), in the same
    graph as the tiles (step 4): a tile waits for its own chips' skies only, so drizzling
    starts at once. Should a chip turn out unreadable or empty (all NaN, all flagged), the
@@ -69,12 +73,13 @@ from hapdask.export import stats as xstats
 from hapdask.export import zarr as xzarr
 from hapdask.export.lock import OutputLock
 from hapdask.mvm.graph import alignment_keys, build_graph, layer_polygons, sky_tasks
-from hapdask.mvm.planning import LayerPlan, MvmPlan, analyze_tasks, header_wcs, plan
+from hapdask.mvm.planning import LayerPlan, MvmPlan, analyze_one, analyze_tasks, header_wcs, plan
 from hapdask.mvm.sky import ChipMedianSky, SkyLevel
 from hapdask.scheduling import compute_context as _scheduler
+from hapdask.scheduling import local_compute
 from skycells import SkyCell
 
-__all__ = ["MvmResult", "fingerprint_parts", "hash_fingerprint", "measure_skies",
+__all__ = ["LateRejection", "MvmResult", "fingerprint_parts", "hash_fingerprint", "measure_skies",
            "reject_unusable", "run", "store_name", "tile_fingerprint", "validate_arguments",
            "write_layers"]
 
@@ -466,9 +471,14 @@ def write_layers(
     skies: Mapping | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
+    gate: Callable[[MvmPlan], None] | None = None,
 ) -> tuple[list[Path], dict, int, int, dict]:
     """Export every layer of a plan; see the module docstring. Returns (paths, keywords,
     tiles computed, tiles reused, skies).
+
+    ``gate(p)``, when given, is called once the tiles are computed and before any file is
+    finalised; an exception it raises leaves no ``.part`` file and no store made by this call
+    behind (the run's analyze pixel tests: :class:`LateRejection`).
 
     ``skies`` (``chip key -> SkyLevel``) measured beforehand, or None: the chips' skies
     (:class:`ChipMedianSky`) are then tasks of the tiles' graph, so drizzling starts at once;
@@ -495,11 +505,13 @@ def write_layers(
         new_store = "zarr" in formats and not store.exists()
         try:
             return _write_layers(p, outdir, formats, compute, skies, progress, log,
-                                 fits_layouts)
+                                 fits_layouts, gate)
         except BaseException as exc:
             for layout in fits_layouts.values():  # a failed run leaves no .part file behind
                 with contextlib.suppress(OSError):
                     xpaths.remove_temporary(layout.final)
+            if isinstance(exc, LateRejection) and new_store:  # made for a plan that changes
+                shutil.rmtree(store, ignore_errors=True)
             if not isinstance(exc, UnusableSky) or skies is not None:
                 raise
             if new_store:  # made by this attempt for a plan that changes: start afresh
@@ -508,7 +520,7 @@ def write_layers(
             reject_unusable(p, skies)
 
 
-def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layouts):
+def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layouts, gate=None):
     zarr_layouts: dict[str, xzarr.ZarrLayout] = {}
     store = xpaths.output_path(outdir, store_name(p.skycell))
     if "zarr" in formats and store.exists():
@@ -586,6 +598,8 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
         log(f"resuming: {reused} tile(s) already in {store} are reused, {computed} to compute")
     sky_keys = list(sky_key.values()) if in_graph else []
     results = compute(graph, write_keys + align_keys + sky_keys, progress)
+    if gate is not None:
+        gate(p)
     if in_graph:
         skies = dict(zip(sky_key, results[len(results) - len(sky_keys):], strict=True))
         results = results[:len(results) - len(sky_keys)]
@@ -653,6 +667,64 @@ def _analyze(inputs, verdicts, compute) -> dict:
         return dict(verdicts)
     graph, keys, paths = analyze_tasks(inputs)
     return dict(zip(paths, compute(graph, keys, False) if keys else [], strict=True))
+
+
+class LateRejection(Exception):
+    """Raised by :func:`write_layers` (through its ``gate``) when the pixel tests of the analyze
+    rules, run beside the tiles, reject an input the plan used; carries every input's full
+    :class:`hapdask.analyze.Verdict` (``path -> Verdict``)."""
+
+    def __init__(self, verdicts: dict):
+        super().__init__("inputs rejected by the analyze pixel tests")
+        self.verdicts = verdicts
+
+
+class _BackgroundAnalysis:
+    """The analyze rules of every input, computed in a thread of their own while the run plans
+    and drizzles (local threads only).
+
+    The rules that read pixels (Z, all-zero SCI; G, guiding trails) are most of the analysis
+    (scikit-image and scipy imports, sampled SCI windows, Canny + Hough): waiting for them
+    before planning left a core idle for ~0.6 s of an acs4 run. They can only reject an input,
+    never keep one the header rules reject, and a rejected exposure still bounds the layer
+    grids (:func:`hapdask.mvm.plan`), so the run plans on the header rules
+    (:attr:`header_verdicts`: ``check_data=False``) and :meth:`check` compares with the full
+    verdicts before any file is finalised: an input they reject makes the run start again
+    from its plan (:class:`LateRejection`), exactly as if it had waited.
+    """
+
+    def __init__(self, inputs, nthreads: int | None = None) -> None:
+        graph, keys, self.paths = analyze_tasks(inputs)
+        self.header_verdicts = {p: analyze_one(p, check_data=False) for p in self.paths}
+        self._result: list | None = None
+        self._error: BaseException | None = None
+
+        def work() -> None:
+            try:
+                self._result = local_compute(graph, keys, nthreads=nthreads,
+                                             beside_client=True) if keys else []
+            except BaseException as exc:  # re-raised by the caller in verdicts()
+                self._error = exc
+
+        self._thread = threading.Thread(target=work, name="hapdask-analyze", daemon=True)
+        self._thread.start()
+
+    def verdicts(self) -> dict:
+        """The full verdicts (``path -> Verdict``), once computed."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return dict(zip(self.paths, self._result, strict=True))
+
+    def check(self, p: MvmPlan) -> None:
+        """Raise :class:`LateRejection` when a full verdict rejects an input of plan ``p``;
+        otherwise record the full verdicts' warnings in the plan's inputs."""
+        full = self.verdicts()
+        if any(not full[i.path].keep for i in p.inputs if i.path in full):
+            raise LateRejection(full)
+        for info in p.inputs:
+            if info.path in full:
+                info.warnings = list(full[info.path].warnings or [])
 
 
 def _alignment_notes(p: MvmPlan, log) -> list[str]:
@@ -786,25 +858,42 @@ def run(
                     scratch=scratch) as (compute, _client):
         if _client is None and "zarr" in formats:
             _start_zarr_import()
-        verdicts = _analyze(inputs, verdicts, compute)
-        with profile.step("plan"):  # alignment (refcat) is planned, computed with the tiles
-            p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates,
-                     context=context, verdicts=verdicts, only=layers, masks=masks,
-                     refcat=refcat)
-        for path in sorted(set(p.crmasks.values())):
-            notes.append(f"cosmic-ray mask {path}")
-            log(notes[-1])
-        if not p.layers:
-            reasons = "; ".join(str(r) for r in p.rejected[:5]) or "no inputs"
-            if layers:
-                raise ValueError(f"{p.skycell}: no layer of the usable inputs has a name "
-                                 f"containing any of {list(layers)} (names look like "
-                                 f"hst_skycell-..._wfc3_ir_f160w_coarse-all_drz; rejected: "
-                                 f"{reasons})")
-            raise ValueError(f"{p.skycell}: no usable input exposure ({reasons})")
-        _start_warm_up(p, local=_client is None)
-        outputs, keywords, computed, reused, skies = write_layers(
-            p, output, formats=formats, compute=compute, progress=progress, log=log)
+        pending = None
+        if verdicts is None and _client is None:  # pixel tests beside the tiles
+            pending = _BackgroundAnalysis(inputs, threads_per_worker)
+            verdicts = pending.header_verdicts
+        else:
+            verdicts = _analyze(inputs, verdicts, compute)
+        masks_noted = len(notes)
+        while True:
+            with profile.step("plan"):  # alignment (refcat) planned, computed with the tiles
+                p = plan(skycell, inputs, tile_size=tile_size, wcs_updates=wcs_updates,
+                         context=context, verdicts=verdicts, only=layers, masks=masks,
+                         refcat=refcat)
+            if not p.layers and pending is not None:  # the message names every rejection
+                verdicts, pending = pending.verdicts(), None
+                continue
+            del notes[masks_noted:]
+            for path in sorted(set(p.crmasks.values())):
+                notes.append(f"cosmic-ray mask {path}")
+                log(notes[-1])
+            if not p.layers:
+                reasons = "; ".join(str(r) for r in p.rejected[:5]) or "no inputs"
+                if layers:
+                    raise ValueError(f"{p.skycell}: no layer of the usable inputs has a name "
+                                     f"containing any of {list(layers)} (names look like "
+                                     f"hst_skycell-..._wfc3_ir_f160w_coarse-all_drz; "
+                                     f"rejected: {reasons})")
+                raise ValueError(f"{p.skycell}: no usable input exposure ({reasons})")
+            _start_warm_up(p, local=_client is None)
+            try:
+                outputs, keywords, computed, reused, skies = write_layers(
+                    p, output, formats=formats, compute=compute, progress=progress, log=log,
+                    gate=pending.check if pending is not None else None)
+            except LateRejection as exc:  # plan again on the full verdicts
+                verdicts, pending = exc.verdicts, None
+                continue
+            break
         notes += _alignment_notes(p, log)
     wall = time.perf_counter() - t0
     outdir = Path(output)

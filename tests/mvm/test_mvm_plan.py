@@ -97,10 +97,15 @@ def test_layer_selection(sim, true_wcs, verdicts, plan):
 
 
 def test_dry_run_cli_prints_the_plan(sim, capsys):
+    import gc
+
     from hapdask.cli import main
 
+    before = gc.get_threshold(), gc.get_freeze_count()
     assert main(["mvm", SKYCELL, "--input", str(sim.mvm_poller), "--dry-run",
                  "--tile-size", "1024"]) == 0
+    # the command's garbage-collector settings (hapdask.cli.mvm) are undone when it returns
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
     out = capsys.readouterr().out
     assert "9 layer(s)" in out
     assert "hst_skycell-p1889x07y19_wfc3_ir_f160w_coarse-all_drz.fits" in out

@@ -192,3 +192,70 @@ def test_resume_measures_skies_first(sim, true_wcs, verdicts, tmp_path, formats)
     else:
         assert again.tiles_reused == 0
     assert again.skies == first.skies
+
+
+def test_pixel_test_rejection_beside_the_tiles_gives_the_products_of_waiting(sim, tmp_path,
+                                                                            monkeypatch):
+    """On local threads the analyze rules that read pixels run beside the tiles while the run
+    plans on the header rules. An exposure whose SCI is all zero passes the header rules and is
+    rejected by rule Z only there: the run plans again without it before finalising anything.
+    The products (FITS headers but DATE, data, HDRTAB; zarr arrays and tile fingerprints) and
+    the rejections equal those of a run given the full verdicts first; no .part file is left."""
+    from hapdask.mvm.planning import analyze_one
+
+    src = sorted(p for p in sim.exposures if Path(p).name.startswith("j"))
+    data = tmp_path / "inputs"
+    data.mkdir()
+    zero = data / Path(src[0]).name
+    with fits.open(src[0]) as h:
+        for ext in h:
+            if ext.name == "SCI":
+                ext.data = np.zeros_like(ext.data)
+        h.writeto(zero)
+    for p in src[1:]:
+        shutil.copy(p, data / Path(p).name)
+    paths = sorted(str(p) for p in data.iterdir())
+    full = {p: analyze_one(p) for p in paths}
+    assert not full[str(zero)].keep and full[str(zero)].rule == "Z"
+    assert analyze_one(str(zero), check_data=False).keep  # the header rules keep it
+
+    plans = []
+    inner = runner.plan
+
+    def counted(*args, **kw):
+        plans.append(sorted(p for p, v in kw["verdicts"].items() if v.keep))
+        return inner(*args, **kw)
+
+    monkeypatch.setattr(runner, "plan", counted)
+    res = mvm.run(SKYCELL, paths, output=tmp_path / "beside", tile_size=512,
+                  log=lambda m: None)
+    monkeypatch.undo()
+    assert len(plans) == 2 and str(zero) in plans[0] and str(zero) not in plans[1]
+    waited = mvm.run(SKYCELL, paths, output=tmp_path / "waited", tile_size=512,
+                     verdicts=full, log=lambda m: None)
+    assert [(r.path, r.rule, r.reason) for r in res.plan.rejected] == \
+        [(r.path, r.rule, r.reason) for r in waited.plan.rejected]
+    assert any(r.path == str(zero) and r.rule == "Z" for r in res.plan.rejected)
+    assert sorted(res.plan.layers) == sorted(waited.plan.layers)
+    assert not list((tmp_path / "beside").glob("*.part"))
+    for name in waited.plan.layers:
+        fa = _hdus(tmp_path / "beside" / f"{name}.fits")
+        fb = _hdus(tmp_path / "waited" / f"{name}.fits")
+        assert fa.keys() == fb.keys()
+        for ext in fa:
+            ha, hb = fa[ext][0], fb[ext][0]
+            for h in (ha, hb):
+                h.remove("DATE", ignore_missing=True)
+            assert ha.tostring() == hb.tostring(), ext
+            if isinstance(fa[ext][1], bytes):
+                assert fa[ext][1] == fb[ext][1]
+            elif fa[ext][1] is not None:
+                np.testing.assert_array_equal(fa[ext][1], fb[ext][1])
+    ga = zarr.open_group(str(tmp_path / "beside" / runner.store_name(SKYCELL)), mode="r")
+    gb = zarr.open_group(str(tmp_path / "waited" / runner.store_name(SKYCELL)), mode="r")
+    assert sorted(ga.group_keys()) == sorted(gb.group_keys()) == sorted(waited.plan.layers)
+    for name in waited.plan.layers:
+        for arr in ("sci", "wht", "ctx"):
+            np.testing.assert_array_equal(ga[name][arr][...], gb[name][arr][...])
+        np.testing.assert_array_equal(ga[name][xzarr.MARKERS]["tile_fp"][...],
+                                      gb[name][xzarr.MARKERS]["tile_fp"][...])
