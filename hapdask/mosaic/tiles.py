@@ -25,7 +25,7 @@ from astropy.wcs import WCS
 
 from hapdask.mosaic.grid import OutputGrid
 from hapdask.mosaic.inputs import ChipRef
-from hapdask.mosaic.scratch import Scratch, load_array
+from hapdask.mosaic.scratch import Scratch, load_banded
 
 __all__ = ["ChipPlacement", "Region", "SAMPLE_STEP", "Tile", "chip_tile_boxes", "footprint_margin",
            "input_row_spans", "place_chip", "place_chip_configs", "place_chips", "plan_tiles"]
@@ -351,10 +351,10 @@ def _place_configs(chip: ChipRef, grid: OutputGrid, tile_size: int, configs: Seq
     if path is not None and all(k in pixmaps for k in done_keys):
         return [_copy_placement(pixmaps[k], path) for k in done_keys]
     if path is not None:  # the same chip (and WCS) on the same grid: computed once per run
-        pixmap = load_array(path)
+        pixmap = load_banded(path, (0, chip.shape[0], 0, chip.shape[1]))
     else:
         pixmap = calc_pixmap(chip.wcs(), grid.wcs(), chip.shape)
-        path = scratch.save(name, pixmap) if scratch is not None else None
+        path = scratch.save(name, pixmap, banded=True) if scratch is not None else None
         if pixmaps is not None and path is not None:
             pixmaps[key] = path
     ratio = grid.scale_arcsec / chip.pscale
