@@ -57,6 +57,7 @@ import shutil
 import socket
 import tempfile
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,14 +192,16 @@ class Scratch:
         """Path of the scratch file ``name`` (``.npy`` appended)."""
         return os.path.join(self.directory, f"{name}.npy")
 
-    def save(self, name: str, array: np.ndarray, direct: bool = False,
+    def save(self, name: str, array: np.ndarray | Sequence[np.ndarray], direct: bool = False,
              banded: bool = False) -> str:
         """Write ``array`` as ``name`` (temporary name, then renamed); returns its path.
 
         ``direct``: with direct I/O, past the page cache (module docstring), for an array that
-        will be read once, whole (:func:`load_array` with ``direct=True``). ``banded``: a
-        2-D (or more) array kept in column bands of :data:`BAND` pixels, with direct I/O, to
-        be read by region (:func:`load_banded`)."""
+        will be read once, whole (:func:`load_array` with ``direct=True``); ``array`` may then
+        be a sequence of arrays of one shape and dtype, saved as their stack (as
+        ``numpy.stack``, without making it). ``banded``: a 2-D (or more) array kept in column
+        bands of :data:`BAND` pixels, with direct I/O, to be read by region
+        (:func:`load_banded`)."""
         final = self.path(name)
         fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=".npy", dir=self.directory)
         os.close(fd)
@@ -206,10 +209,11 @@ class Scratch:
             if banded:
                 _save_banded(tmp, array)
             else:
-                array = np.ascontiguousarray(array)
-                if not (direct and _save_direct(tmp, array)):
+                parts = [array] if isinstance(array, np.ndarray) else list(array)
+                if not (direct and _save_direct(tmp, parts)):
                     with open(tmp, "wb") as fh:
-                        np.save(fh, array, allow_pickle=False)
+                        np.save(fh, parts[0] if isinstance(array, np.ndarray)
+                                else np.stack(parts), allow_pickle=False)
             os.replace(tmp, final)
         except BaseException:
             if os.path.exists(tmp):
@@ -258,7 +262,7 @@ class _Writer:
 
     def put(self, part: np.ndarray) -> None:
         """Append the bytes of ``part`` in C order: a contiguous array as it is, else row by
-        row along its first axis (each row must fit the buffer)."""
+        row along its first axis (in batches of rows that fit the buffer)."""
         if part.flags.c_contiguous:
             flat = part.reshape(-1).view(np.uint8)
             pos = 0
@@ -271,6 +275,10 @@ class _Writer:
                 pos += take
             return
         row_bytes = part[0].nbytes if len(part) else 0
+        if row_bytes > _CHUNK // 2:  # rows too large to batch: each row on its own
+            for row in part:
+                self.put(row)
+            return
         r = 0
         while r < len(part):
             n = min((_CHUNK - self.used) // row_bytes, len(part) - r)
@@ -326,12 +334,17 @@ def _write(path: str, parts, direct: bool) -> bool:
         os.close(fd)
 
 
-def _save_direct(path: str, array: np.ndarray) -> bool:
-    """Write ``array`` (C-contiguous) to ``path`` as a ``.npy`` file with direct I/O (the end
-    is padded with zeros to a whole block). False, with nothing written, where the file system
-    does not do direct I/O."""
-    head = np.frombuffer(_direct_header(array.shape, array.dtype), np.uint8)
-    return _write(path, [head, array], True)
+def _save_direct(path: str, parts: list[np.ndarray]) -> bool:
+    """Write an array (``parts`` of one element), or the stack of ``parts`` (a list of arrays
+    of one shape and dtype), to ``path`` as a ``.npy`` file with direct I/O (the end is padded
+    with zeros to a whole block). False, with nothing written, where the file system does not
+    do direct I/O."""
+    first = parts[0]
+    if any(p.shape != first.shape or p.dtype != first.dtype for p in parts):
+        raise ValueError("arrays saved as a stack must have one shape and dtype")
+    shape = first.shape if len(parts) == 1 else (len(parts), *first.shape)
+    head = np.frombuffer(_direct_header(shape, first.dtype), np.uint8)
+    return _write(path, [head, *parts], True)
 
 
 def _bands(array: np.ndarray, head: np.ndarray):

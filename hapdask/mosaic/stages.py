@@ -82,14 +82,17 @@ def _sub(mask: np.ndarray | PackedMask | None, region: Box) -> np.ndarray | None
     return mask[y0:y1, x0:x1]
 
 
-def region_mask(parts: Sequence[tuple[Box, np.ndarray]], region: Box) -> np.ndarray:
-    """OR of region masks (``(box, bool array)`` in chip pixels) over a region of the chip."""
+def region_mask(parts: Sequence[tuple[Box, np.ndarray | PackedMask]], region: Box
+                ) -> np.ndarray:
+    """OR of region masks (``(box, bool array or PackedMask)`` in chip pixels) over a region
+    of the chip."""
     y0, y1, x0, x1 = region
     out = np.zeros((y1 - y0, x1 - x0), bool)
     for (b0, b1, a0, a1), m in parts:
         c0, c1, d0, d1 = max(b0, y0), min(b1, y1), max(a0, x0), min(a1, x1)
         if c0 < c1 and d0 < d1:
-            out[c0 - y0:c1 - y0, d0 - x0:d1 - x0] |= m[c0 - b0:c1 - b0, d0 - a0:d1 - a0]
+            out[c0 - y0:c1 - y0, d0 - x0:d1 - x0] |= _sub(m, (c0 - b0, c1 - b0, d0 - a0,
+                                                              d1 - a0))
     return out
 
 
@@ -412,7 +415,7 @@ def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, static
         (chips with ``ok=False`` are skipped).
     statics : sequence of (bool array, PackedMask or None), optional
         Per chip, its whole-chip static mask (True = good).
-    crmasks : sequence of sequences of bool arrays, optional
+    crmasks : sequence of sequences of bool arrays or PackedMask, optional
         Per chip, the cosmic-ray masks of the regions ``job.cr_boxes``.
 
     Returns
@@ -688,8 +691,7 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
         del stack
         if acc is not None:
             inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
-            job.scratch.save(job.sums_name, np.stack([acc[0][inner], acc[1][inner]]),
-                             direct=True)
+            job.scratch.save(job.sums_name, [acc[0][inner], acc[1][inner]], direct=True)
             job.scratch.save(job.sums_name + "-ctx", acc[2][(slice(None), *inner)],
                              direct=True)
     with timed("wsums"):
@@ -811,15 +813,17 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
 
     Returns
     -------
-    bool array of the region's shape (``job.box``)
+    PackedMask of the region's shape (``job.box``)
         True = cosmic ray (never on non-finite SCI pixels, nor on chips whose sky is not ok).
+        Packed: the graph holds every region's mask until the final tiles and the mask files
+        are made (1/8 of the bool arrays' memory).
     """
     from hapdask.combine.crdetect import cr_mask
     from hapdask.drizzle import blot_image
 
     y0, y1, x0, x1 = job.box
     if not sky.ok:  # an unusable chip (e.g. all NaN) is not drizzled: nothing to flag
-        return np.zeros((y1 - y0, x1 - x0), bool)
+        return PackedMask.pack(np.zeros((y1 - y0, x1 - x0), bool))
     # the map's direct read runs while the median pieces are put together
     cached = load_banded_async(job.pixmap, job.grown) if job.pixmap is not None else None
     w0, w1, v0, v1 = job.window
@@ -848,13 +852,14 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
                        rate=chip.is_rate, origin=(g0, h0), chip_shape=chip.shape,
                        good=np.isfinite(sci), bits=chip.bits,
                        dq=lambda: chip.chip.read(job.grown, err=False)[2])
-    return np.ascontiguousarray(mask[y0 - g0:y1 - g0, x0 - h0:x1 - h0], dtype=bool)
+    return PackedMask.pack(mask[y0 - g0:y1 - g0, x0 - h0:x1 - h0])
 
 
-def assemble_mask(shape: tuple[int, int], boxes: Sequence[Box], parts: Sequence[np.ndarray]
-                  ) -> np.ndarray:
-    """Whole-chip uint8 mask (1 = cosmic ray) from its region masks."""
+def assemble_mask(shape: tuple[int, int], boxes: Sequence[Box],
+                  parts: Sequence[np.ndarray | PackedMask]) -> np.ndarray:
+    """Whole-chip uint8 mask (1 = cosmic ray) from its region masks (bool arrays or
+    PackedMask)."""
     out = np.zeros(shape, np.uint8)
     for (y0, y1, x0, x1), m in zip(boxes, parts, strict=True):
-        out[y0:y1, x0:x1] = m
+        out[y0:y1, x0:x1] = _sub(m, (0, y1 - y0, 0, x1 - x0))
     return out
