@@ -73,7 +73,7 @@ Box = tuple[int, int, int, int]
 #: block size in use), and the ``.npy`` header of a direct file is padded to it.
 _BLOCK = 4096
 #: Size of the per-thread aligned buffer the data of direct I/O go through.
-_CHUNK = 8 << 20
+_CHUNK = 2 << 20
 #: Column band width (pixels) of banded scratch arrays (pixel maps; module docstring).
 BAND = 128
 _LOCAL = threading.local()
