@@ -502,9 +502,8 @@ def load_banded(path: str, region: Box, out: np.ndarray | None = None) -> np.nda
     fd, direct = _open_read(path)
     try:
         buf = _bounce()
-        head = _pread(fd, direct, buf, 0, _BLOCK, path) if direct else \
-            np.frombuffer(os.pread(fd, _BLOCK, 0), np.uint8)
-        shape, dtype, offset = _npy_header(io.BytesIO(bytes(head)), path)
+        got = os.preadv(fd, [buf[:_BLOCK]], 0)  # the header (the whole file, if smaller)
+        shape, dtype, offset = _npy_header(io.BytesIO(bytes(buf[:got])), path)
         if len(shape) < 3 or shape[2] != BAND:
             raise ValueError(f"{path}: not a banded scratch array (shape {shape})")
         nb, ny, _, *inner = shape
