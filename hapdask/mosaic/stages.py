@@ -21,6 +21,7 @@ whole-chip map when the plan kept one (:func:`chip_pixmap`), so each is computed
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -465,7 +466,10 @@ def _near_radius(pm: np.ndarray) -> int | None:
         step = 1.0
     else:
         step = 8.0
-    if g.shape[0] < 2 or g.shape[1] < 2 or not np.isfinite(pm).all():
+    # every value finite <=> their sum is (a NaN or inf propagates; a sum of finite positions
+    # could only overflow beyond 1e308, and then the tile is drizzled in full): one pass, no
+    # temporary mask
+    if g.shape[0] < 2 or g.shape[1] < 2 or not math.isfinite(float(pm.sum())):
         return None
     ji = (g[:-1, 1:] - g[:-1, :-1]) / step   # d(x, y)/di
     jj = (g[1:, :-1] - g[:-1, :-1]) / step   # d(x, y)/dj
