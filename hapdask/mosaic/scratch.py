@@ -221,6 +221,11 @@ class Scratch:
             raise
         return final
 
+    def save_async(self, name: str, array: np.ndarray, **kwargs) -> Future:
+        """:meth:`save` in the scratch I/O threads (the future of the path): the direct
+        writes' waits overlap the caller's work. ``array`` must not change until it is done."""
+        return _io_pool().submit(self.save, name, array, **kwargs)
+
     def remove(self) -> None:
         """Delete the directory and everything in it."""
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -532,18 +537,23 @@ def load_banded(path: str, region: Box, out: np.ndarray | None = None) -> np.nda
         os.close(fd)
 
 
-_READER: ThreadPoolExecutor | None = None
-_READER_LOCK = threading.Lock()
+_IO: ThreadPoolExecutor | None = None
+_IO_LOCK = threading.Lock()
+
+
+def _io_pool() -> ThreadPoolExecutor:
+    """This process's scratch I/O threads (one per core, started on first use)."""
+    global _IO
+    if _IO is None:
+        with _IO_LOCK:
+            if _IO is None:
+                _IO = ThreadPoolExecutor(os.cpu_count() or 1,
+                                         thread_name_prefix="hapdask-scratch-io")
+    return _IO
 
 
 def load_banded_async(path: str, region: Box, out: np.ndarray | None = None) -> Future:
-    """:func:`load_banded` in this process's reader threads (one per core, started on first
-    use): a task starts the read of its next pixel map before it works on the current one, so
-    that the direct reads' waits overlap its computing. Returns the future of the array."""
-    global _READER
-    if _READER is None:
-        with _READER_LOCK:
-            if _READER is None:
-                _READER = ThreadPoolExecutor(os.cpu_count() or 1,
-                                             thread_name_prefix="hapdask-scratch-read")
-    return _READER.submit(load_banded, path, region, out)
+    """:func:`load_banded` in the scratch I/O threads: a task starts the read of its next pixel
+    map before it works on the current one, so that the direct reads' waits overlap its
+    computing. Returns the future of the array."""
+    return _io_pool().submit(load_banded, path, region, out)
