@@ -275,6 +275,9 @@ def test_banded_save_and_load_regions(tmp_path, monkeypatch, chunk, direct):
             assert got is buf and np.array_equal(buf, a[y0:y1, x0:x1])
         with pytest.raises(ValueError, match="outside"):
             scratch_mod.load_banded(path, (0, ny + 1, 0, nx))
+        # written by the scratch I/O threads: the same file
+        later = s.save_async("m2", a, banded=True).result()
+        assert later == s.path("m2") and np.array_equal(np.load(later), raw)
     with pytest.raises(ValueError, match="banded"):
         scratch_mod.load_banded(s.save("p", np.zeros((4, 5, 2))), (0, 1, 0, 1))
     s.remove()
