@@ -318,11 +318,12 @@ class MapReader:
 
 
 def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, crparts=None,
-                 pixmap=None, buffer=None):
+                 pixmap=None):
     """What the kernel needs to drizzle a chip's input box onto a window: ``(region, data,
     weight, pixmap, in_box)`` (:func:`prepare_chip_region` over the box grown by one pixel), or
-    None when nothing of the box lands. ``buffer``: where a cached pixel map is read (the
-    returned map is then valid until the buffer's next use)."""
+    None when nothing of the box lands. ``pixmap``: the chip's cached map (path), the future
+    of its read (:class:`MapReader`: the returned map is valid until the reader's buffer is
+    reused), or None (computed in the row spans)."""
     b0, b1, a0, a1 = box
     region = _grown_box(chip.shape, box)
     if region[1] - region[0] < 2 or region[3] - region[2] < 2:
@@ -350,15 +351,14 @@ def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, cr
                   max(in_box[2], int(lo[rows].min()) - region[2]),
                   min(in_box[3], int(hi[rows].max()) - region[2]))
     with timed("pixmap"):
-        pm = chip_pixmap(chip, out_wcs, region, pixmap, spans[1] if spans is not None else None,
-                         buffer)
+        pm = chip_pixmap(chip, out_wcs, region, pixmap, spans[1] if spans is not None else None)
     return region, data, weight, pm, in_box
 
 
 def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale, ratio, out_wcs,
-                  static=None, crparts=None, pixmap=None, buffer=None) -> None:
+                  static=None, crparts=None, pixmap=None) -> None:
     got = _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=static,
-                       crparts=crparts, pixmap=pixmap, buffer=buffer)
+                       crparts=crparts, pixmap=pixmap)
     if got is None:
         return
     region, data, weight, pm, in_box = got
