@@ -11,7 +11,7 @@ deterministic)::
                                 file) -> per-exposure weight sums of the tile
     (<p>-wmean,), (<p>-noise,)  mean weights and minmed noise terms of the exposures
     (<p>-median, ty, tx)        median tile of the separate-drizzle grid
-    (<p>-cr, i, r)              cosmic-ray mask (bool) of region r of chip i
+    (<p>-cr, i, r)              cosmic-ray mask (PackedMask) of region r of chip i
     (<p>-tile, ty, tx)          {"sci", "wht", "ctx"} of a final output tile (drizzled, or
                                 made from the separate drizzles' sums when the final
                                 drizzle is the separate one but for the cosmic rays)
@@ -280,7 +280,7 @@ def cr_tasks(
 
     Returns
     -------
-    graph, per chip: list of (region box, key of its bool mask)
+    graph, per chip: list of (region box, key of its PackedMask)
     """
     graph: dict = {}
     out: list[list] = []

@@ -21,7 +21,9 @@ whole-chip map when the plan kept one (:func:`chip_pixmap`), so each is computed
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +32,7 @@ from astropy.io import fits
 from hapdask.dqflags import good_pixel_mask
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
-from hapdask.mosaic.scratch import Scratch, load_array
+from hapdask.mosaic.scratch import Scratch, load_array, load_banded, load_banded_async
 from hapdask.mosaic.tiles import footprint_margin, input_row_spans
 from hapdask.mosaic.wcsio import thread_header_wcs
 from hapdask.profile import timed
@@ -81,14 +83,17 @@ def _sub(mask: np.ndarray | PackedMask | None, region: Box) -> np.ndarray | None
     return mask[y0:y1, x0:x1]
 
 
-def region_mask(parts: Sequence[tuple[Box, np.ndarray]], region: Box) -> np.ndarray:
-    """OR of region masks (``(box, bool array)`` in chip pixels) over a region of the chip."""
+def region_mask(parts: Sequence[tuple[Box, np.ndarray | PackedMask]], region: Box
+                ) -> np.ndarray:
+    """OR of region masks (``(box, bool array or PackedMask)`` in chip pixels) over a region
+    of the chip."""
     y0, y1, x0, x1 = region
     out = np.zeros((y1 - y0, x1 - x0), bool)
     for (b0, b1, a0, a1), m in parts:
         c0, c1, d0, d1 = max(b0, y0), min(b1, y1), max(a0, x0), min(a1, x1)
         if c0 < c1 and d0 < d1:
-            out[c0 - y0:c1 - y0, d0 - x0:d1 - x0] |= m[c0 - b0:c1 - b0, d0 - a0:d1 - a0]
+            out[c0 - y0:c1 - y0, d0 - x0:d1 - x0] |= _sub(m, (c0 - b0, c1 - b0, d0 - a0,
+                                                              d1 - a0))
     return out
 
 
@@ -199,20 +204,23 @@ class Buffer:
         return self._flat[:n].reshape(shape)
 
 
-def chip_pixmap(chip: ChipRef, out_wcs, region: Box, cached: str | None = None,
+def chip_pixmap(chip: ChipRef, out_wcs, region: Box, cached: str | Future | None = None,
                 spans: tuple[np.ndarray, np.ndarray] | None = None,
                 buffer: Buffer | None = None) -> np.ndarray:
     """Pixel map of a region of a chip on an output grid (0-based output ``(x, y)`` per
     input pixel): read from the chip's cached whole-chip map (``cached``, a scratch file of
     :func:`hapdask.mosaic.tiles.place_chip_configs`) when there is one (into ``buffer``
-    when given), else computed (:func:`hapdask.drizzle.calc_pixmap`; the same values either
-    way), then only in the row ``spans`` when given (NaN elsewhere)."""
+    when given; ``cached`` may also be the future of that read, :class:`MapReader`), else
+    computed (:func:`hapdask.drizzle.calc_pixmap`; the same values either way), then only in
+    the row ``spans`` when given (NaN elsewhere)."""
     from hapdask.drizzle import calc_pixmap
 
+    if isinstance(cached, Future):
+        return cached.result()
     if cached is not None:
         y0, y1, x0, x1 = region
         out = buffer.get((y1 - y0, x1 - x0, 2)) if buffer is not None else None
-        return load_array(cached, region, out)
+        return load_banded(cached, region, out)
     return calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region, spans=spans)
 
 
@@ -249,15 +257,75 @@ def _tile_spans(chip: ChipRef, box: Box, region: Box, window: Box, out_wcs, para
     return (lo, hi), (mlo, mhi)
 
 
+def _grown_box(shape: tuple[int, int], box: Box) -> Box:
+    """The input box grown by one pixel (clipped to the chip): the region whose map the
+    kernel reads for the box's pixels (bilinear corners)."""
+    ny, nx = shape
+    b0, b1, a0, a1 = box
+    return (max(b0 - 1, 0), min(b1 + 1, ny), max(a0 - 1, 0), min(a1 + 1, nx))
+
+
+class MapReader:
+    """The cached pixel maps of one task's chips, each read ahead: when chip ``k``'s map is
+    asked for, the read of the next chip's starts in the scratch reader threads
+    (:func:`~hapdask.mosaic.scratch.load_banded_async`), so that the direct reads' waits
+    overlap the task's work on chip ``k``. Two buffers alternate: a map is valid until the
+    map two chips later in ``order`` is asked for.
+
+    Parameters
+    ----------
+    paths : sequence of str or None
+        Per chip of the task, its cached map (None: computed, not read).
+    boxes : sequence of Box
+        Per chip, its input box (the map of the box grown by one pixel is read).
+    shapes : sequence of (ny, nx)
+        Per chip, its shape.
+    order : sequence of int
+        The chips in the order the task will ask for them.
+    """
+
+    def __init__(self, paths: Sequence[str | None], boxes: Sequence[Box],
+                 shapes: Sequence[tuple[int, int]], order: Sequence[int]) -> None:
+        self.regions = {k: _grown_box(shapes[k], boxes[k]) for k in order
+                        if paths[k] is not None}
+        self.paths = paths
+        self.order = [k for k in order if k in self.regions]
+        self.buffers = (Buffer(), Buffer())
+        self.busy: list[Future | None] = [None, None]
+        self.futures: dict[int, Future] = {}
+
+    def _start(self, pos: int) -> None:
+        k = self.order[pos]
+        if k in self.futures:
+            return
+        slot = pos % 2
+        if self.busy[slot] is not None:
+            self.busy[slot].exception()  # its buffer is reused: wait for the read into it
+        y0, y1, x0, x1 = region = self.regions[k]
+        out = self.buffers[slot].get((y1 - y0, x1 - x0, 2))
+        self.busy[slot] = self.futures[k] = load_banded_async(self.paths[k], region, out)
+
+    def get(self, k: int) -> str | Future | None:
+        """Chip ``k``'s map as :func:`chip_pixmap` takes it: the future of its read (the
+        next chip's read started), or its path/None when it is not read ahead."""
+        if k not in self.regions:
+            return self.paths[k]
+        pos = self.order.index(k)
+        self._start(pos)
+        if pos + 1 < len(self.order):
+            self._start(pos + 1)
+        return self.futures[k]
+
+
 def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, crparts=None,
-                 pixmap=None, buffer=None):
+                 pixmap=None):
     """What the kernel needs to drizzle a chip's input box onto a window: ``(region, data,
     weight, pixmap, in_box)`` (:func:`prepare_chip_region` over the box grown by one pixel), or
-    None when nothing of the box lands. ``buffer``: where a cached pixel map is read (the
-    returned map is then valid until the buffer's next use)."""
-    ny, nx = chip.shape
+    None when nothing of the box lands. ``pixmap``: the chip's cached map (path), the future
+    of its read (:class:`MapReader`: the returned map is valid until the reader's buffer is
+    reused), or None (computed in the row spans)."""
     b0, b1, a0, a1 = box
-    region = (max(b0 - 1, 0), min(b1 + 1, ny), max(a0 - 1, 0), min(a1 + 1, nx))
+    region = _grown_box(chip.shape, box)
     if region[1] - region[0] < 2 or region[3] - region[2] < 2:
         return None
     spans = None
@@ -283,15 +351,14 @@ def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, cr
                   max(in_box[2], int(lo[rows].min()) - region[2]),
                   min(in_box[3], int(hi[rows].max()) - region[2]))
     with timed("pixmap"):
-        pm = chip_pixmap(chip, out_wcs, region, pixmap, spans[1] if spans is not None else None,
-                         buffer)
+        pm = chip_pixmap(chip, out_wcs, region, pixmap, spans[1] if spans is not None else None)
     return region, data, weight, pm, in_box
 
 
 def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale, ratio, out_wcs,
-                  static=None, crparts=None, pixmap=None, buffer=None) -> None:
+                  static=None, crparts=None, pixmap=None) -> None:
     got = _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=static,
-                       crparts=crparts, pixmap=pixmap, buffer=buffer)
+                       crparts=crparts, pixmap=pixmap)
     if got is None:
         return
     region, data, weight, pm, in_box = got
@@ -349,7 +416,7 @@ def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, static
         (chips with ``ok=False`` are skipped).
     statics : sequence of (bool array, PackedMask or None), optional
         Per chip, its whole-chip static mask (True = good).
-    crmasks : sequence of sequences of bool arrays, optional
+    crmasks : sequence of sequences of bool arrays or PackedMask, optional
         Per chip, the cosmic-ray masks of the regions ``job.cr_boxes``.
 
     Returns
@@ -366,7 +433,8 @@ def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, static
     den = np.zeros((th, tw), np.float64)
     ctx = np.zeros((job.nplanes, th, tw), np.int32) if job.nplanes else None
     out_wcs = None
-    buffer = Buffer()
+    maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
+                     [k for k, s in enumerate(skies) if s.ok])
     for k, (chip, sky) in enumerate(zip(chips, skies, strict=True)):
         if not sky.ok:
             continue
@@ -378,7 +446,7 @@ def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, static
         _drizzle_chip(chip, sky, job.boxes[k], job.window, job.params, num, den, ctx,
                       job.ctx_ids[k], job.iscales[k], job.ratios[k], out_wcs,
                       static=statics[k] if statics else None, crparts=crparts,
-                      pixmap=job.pixmaps[k] if job.pixmaps else None, buffer=buffer)
+                      pixmap=maps.get(k))
     with timed("finalize"):
         sci, wht = finalize_tile(num, den, fillval=job.params.fillval)
     return {"sci": sci, "wht": wht, "ctx": ctx}
@@ -398,7 +466,10 @@ def _near_radius(pm: np.ndarray) -> int | None:
         step = 1.0
     else:
         step = 8.0
-    if g.shape[0] < 2 or g.shape[1] < 2 or not np.isfinite(pm).all():
+    # every value finite <=> their sum is (a NaN or inf propagates; a sum of finite positions
+    # could only overflow beyond 1e308, and then the tile is drizzled in full): one pass, no
+    # temporary mask
+    if g.shape[0] < 2 or g.shape[1] < 2 or not math.isfinite(float(pm.sum())):
         return None
     ji = (g[:-1, 1:] - g[:-1, :-1]) / step   # d(x, y)/di
     jj = (g[1:, :-1] - g[:-1, :-1]) / step   # d(x, y)/dj
@@ -464,15 +535,15 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
     junk_d = np.zeros((th, tw))
     out_wcs = None
     p = job.params
-    buffer = Buffer()
+    maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
+                     [k for k, s in enumerate(skies) if s.ok] if crmasks else [])
     for k, (chip, sky) in enumerate(zip(chips, skies, strict=True)):
         if not sky.ok or not crmasks:
             continue
         if out_wcs is None:
             out_wcs = thread_header_wcs(job.header)
         got = _chip_inputs(chip, sky, job.boxes[k], job.window, p, job.ratios[k], out_wcs,
-                           static=statics[k] if statics else None,
-                           pixmap=job.pixmaps[k] if job.pixmaps else None, buffer=buffer)
+                           static=statics[k] if statics else None, pixmap=maps.get(k))
         if got is None:
             continue
         region, data, weight, pm, in_box = got
@@ -574,7 +645,8 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     stack = np.zeros((2, len(job.groups), th, tw), np.float32)
     images, weights = stack[0], stack[1]
     ctx = sums[2] if sums is not None else None
-    buffer = Buffer()
+    maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
+                     [k for m in job.groups for k in m if skies[k].ok])
     for e, members in enumerate(job.groups):
         # fresh zeros (calloc): pages nothing lands on are never touched (a reused, refilled
         # pair measured ~50 MB more peak RSS)
@@ -587,8 +659,7 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
             _drizzle_chip(chip, sky, job.boxes[k], job.grown, job.params, num, den, ctx,
                           job.final_ctx[k] if ctx is not None else 0,
                           job.iscales[k], job.ratios[k], out_wcs,
-                          static=statics[k] if statics else None,
-                          pixmap=job.pixmaps[k] if job.pixmaps else None, buffer=buffer)
+                          static=statics[k] if statics else None, pixmap=maps.get(k))
         with timed("finalize"):
             if sums is not None:
                 np.add(sums[0], num, out=sums[0])
@@ -624,8 +695,7 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
         del stack
         if acc is not None:
             inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
-            job.scratch.save(job.sums_name, np.stack([acc[0][inner], acc[1][inner]]),
-                             direct=True)
+            job.scratch.save(job.sums_name, [acc[0][inner], acc[1][inner]], direct=True)
             job.scratch.save(job.sums_name + "-ctx", acc[2][(slice(None), *inner)],
                              direct=True)
     with timed("wsums"):
@@ -747,15 +817,19 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
 
     Returns
     -------
-    bool array of the region's shape (``job.box``)
+    PackedMask of the region's shape (``job.box``)
         True = cosmic ray (never on non-finite SCI pixels, nor on chips whose sky is not ok).
+        Packed: the graph holds every region's mask until the final tiles and the mask files
+        are made (1/8 of the bool arrays' memory).
     """
     from hapdask.combine.crdetect import cr_mask
     from hapdask.drizzle import blot_image
 
     y0, y1, x0, x1 = job.box
     if not sky.ok:  # an unusable chip (e.g. all NaN) is not drizzled: nothing to flag
-        return np.zeros((y1 - y0, x1 - x0), bool)
+        return PackedMask.pack(np.zeros((y1 - y0, x1 - x0), bool))
+    # the map's direct read runs while the median pieces are put together
+    cached = load_banded_async(job.pixmap, job.grown) if job.pixmap is not None else None
     w0, w1, v0, v1 = job.window
     mosaic = np.zeros((w1 - w0, v1 - v0), np.float32)
     for (p0, p1, q0, q1), arr in zip(job.parts, medians, strict=True):
@@ -764,7 +838,7 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
             mosaic[c0 - w0:c1 - w0, d0 - v0:d1 - v0] = arr[c0 - p0:c1 - p0, d0 - q0:d1 - q0]
     g0, g1, h0, h1 = job.grown
     with timed("pixmap"):
-        pixmap = chip_pixmap(chip, thread_header_wcs(job.header), job.grown, job.pixmap)
+        pixmap = chip_pixmap(chip, thread_header_wcs(job.header), job.grown, cached)
     pixmap[..., 0] -= v0
     pixmap[..., 1] -= w0
     to_units = (1.0 if chip.is_rate else chip.exptime) / chip.gain
@@ -782,13 +856,14 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
                        rate=chip.is_rate, origin=(g0, h0), chip_shape=chip.shape,
                        good=np.isfinite(sci), bits=chip.bits,
                        dq=lambda: chip.chip.read(job.grown, err=False)[2])
-    return np.ascontiguousarray(mask[y0 - g0:y1 - g0, x0 - h0:x1 - h0], dtype=bool)
+    return PackedMask.pack(mask[y0 - g0:y1 - g0, x0 - h0:x1 - h0])
 
 
-def assemble_mask(shape: tuple[int, int], boxes: Sequence[Box], parts: Sequence[np.ndarray]
-                  ) -> np.ndarray:
-    """Whole-chip uint8 mask (1 = cosmic ray) from its region masks."""
+def assemble_mask(shape: tuple[int, int], boxes: Sequence[Box],
+                  parts: Sequence[np.ndarray | PackedMask]) -> np.ndarray:
+    """Whole-chip uint8 mask (1 = cosmic ray) from its region masks (bool arrays or
+    PackedMask)."""
     out = np.zeros(shape, np.uint8)
     for (y0, y1, x0, x1), m in zip(boxes, parts, strict=True):
-        out[y0:y1, x0:x1] = m
+        out[y0:y1, x0:x1] = _sub(m, (0, y1 - y0, 0, x1 - x0))
     return out

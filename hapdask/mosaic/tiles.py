@@ -25,7 +25,7 @@ from astropy.wcs import WCS
 
 from hapdask.mosaic.grid import OutputGrid
 from hapdask.mosaic.inputs import ChipRef
-from hapdask.mosaic.scratch import Scratch, load_array
+from hapdask.mosaic.scratch import Scratch, load_banded
 
 __all__ = ["ChipPlacement", "Region", "SAMPLE_STEP", "Tile", "chip_tile_boxes", "footprint_margin",
            "input_row_spans", "place_chip", "place_chip_configs", "place_chips", "plan_tiles"]
@@ -350,13 +350,15 @@ def _place_configs(chip: ChipRef, grid: OutputGrid, tile_size: int, configs: Seq
                  for c in configs]
     if path is not None and all(k in pixmaps for k in done_keys):
         return [_copy_placement(pixmaps[k], path) for k in done_keys]
+    saving = None
     if path is not None:  # the same chip (and WCS) on the same grid: computed once per run
-        pixmap = load_array(path)
+        pixmap = load_banded(path, (0, chip.shape[0], 0, chip.shape[1]))
     else:
         pixmap = calc_pixmap(chip.wcs(), grid.wcs(), chip.shape)
-        path = scratch.save(name, pixmap) if scratch is not None else None
-        if pixmaps is not None and path is not None:
-            pixmaps[key] = path
+        if scratch is not None:
+            # written (direct I/O) while the boxes are found, complete before this returns
+            saving = scratch.save_async(name, pixmap, banded=True)
+            path = scratch.path(name)
     ratio = grid.scale_arcsec / chip.pscale
     indexes: dict[tuple, FootprintIndex] = {}  # one per footprint size, shared by the configs
     out = []
@@ -372,6 +374,10 @@ def _place_configs(chip: ChipRef, grid: OutputGrid, tile_size: int, configs: Seq
                               candidates=candidates, **c))
         if pixmaps is not None and path is not None:
             pixmaps[done] = _copy_placement(out[-1], path)
+    if saving is not None:
+        saving.result()
+        if pixmaps is not None:
+            pixmaps[key] = path
     for pl in out:
         pl.pixmap = path
     return out

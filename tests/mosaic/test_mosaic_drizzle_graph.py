@@ -48,7 +48,7 @@ def test_pixmap_cache_shared_by_products(acs_exposure, tmp_path, monkeypatch):
         assert b.pixmap == a.pixmap and b.boxes == c.boxes and b.regions == c.regions
     # a third product with the first one's parameters gets copies of its placements: the
     # pixel maps are not even read
-    monkeypatch.setattr(hapdask.mosaic.tiles, "load_array", fail)
+    monkeypatch.setattr(hapdask.mosaic.tiles, "load_banded", fail)
     third = place_chips(chips, grid, 128, scratch=s2, tag="c", pixmaps=cache)
     monkeypatch.undo()
     plain = place_chips(chips, grid, 128)
