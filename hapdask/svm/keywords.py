@@ -264,8 +264,9 @@ def _contours(smooth: np.ndarray, boxes: list[tuple[int, int, int, int]] | None
 def _outer_rings(smooth: np.ndarray, boxes: list[tuple[int, int, int, int]] | None = None
                  ) -> list[tuple[np.ndarray, int, int]] | None:
     """Each region's outline as :func:`footprint_regions` traces it on the region's padded
-    cut-out, from one :func:`~skimage.measure.find_contours` of the whole array; ``None``
-    when that does not give them (then the regions are labelled and traced one by one).
+    cut-out, from one :func:`~skimage.measure.find_contours` of the whole array (made from
+    the squares in ``boxes`` only, :func:`_contours`); ``None`` when that does not give them
+    (then the regions are labelled and traced one by one).
 
     Returns, per region in label order, the ring in the coordinates of the region's padded
     cut-out and the cut-out's first row and column. Marching squares builds a contour from the
