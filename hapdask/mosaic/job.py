@@ -502,8 +502,8 @@ class _Early:
         with self._lock:  # the hand-overs of jobs planned in several threads, in turn
             thread = threading.Thread(target=run, args=(self.thread,),
                                       name="hapdask-drizzle-sky", daemon=True)
+            thread.start()  # started before the next hand-over can wait for it
             self.thread = thread
-        thread.start()
 
     def join(self) -> None:
         """Wait for the background compute (if one was started) and stop the pool."""
