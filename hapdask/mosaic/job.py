@@ -470,7 +470,8 @@ class _Early:
     thread while the client places the chips (the ``early`` hook), on the same thread pool as
     the placements (:attr:`pool`: as many tasks at once as threads, so no more memory than
     either alone); :meth:`apply` then puts the results into the graph in place of their
-    tasks."""
+    tasks. Several jobs may share one (``hapdask svm``'s products): their tasks are computed
+    one hand-over after the other."""
 
     def __init__(self, nthreads: int | None) -> None:
         self.nthreads = nthreads or os.cpu_count() or 1
@@ -478,9 +479,14 @@ class _Early:
         self.thread: threading.Thread | None = None
         self.values: dict = {}
         self.error: BaseException | None = None
+        self._lock = threading.Lock()
 
     def __call__(self, graph: dict, keys: list) -> None:
-        def run() -> None:
+        def run(before: threading.Thread | None) -> None:
+            if before is not None:
+                before.join()  # one compute at a time (the profile records them in turn)
+            if self.error is not None:
+                return
             try:
                 prof = profile.active()
                 if prof is None:
@@ -489,12 +495,15 @@ class _Early:
                     got = profile.profiled_local(prof, threaded_get, graph, keys,
                                                  self.nthreads, pool=self.pool,
                                                  beside_client=True)
-                self.values = dict(zip(keys, got, strict=True))
+                self.values.update(zip(keys, got, strict=True))
             except BaseException as exc:  # re-raised by apply()
                 self.error = exc
 
-        self.thread = threading.Thread(target=run, name="hapdask-drizzle-sky", daemon=True)
-        self.thread.start()
+        with self._lock:  # the hand-overs of jobs planned in several threads, in turn
+            thread = threading.Thread(target=run, args=(self.thread,),
+                                      name="hapdask-drizzle-sky", daemon=True)
+            thread.start()  # started before the next hand-over can wait for it
+            self.thread = thread
 
     def join(self) -> None:
         """Wait for the background compute (if one was started) and stop the pool."""

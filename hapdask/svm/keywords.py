@@ -26,11 +26,18 @@ corner). Vertices run counter-clockwise on the sky (east of north), as DrizzlePa
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 from skimage.measure import approximate_polygon, find_contours
+
+try:  # find_contours' two steps (private; when missing, find_contours traces the whole array)
+    from skimage.measure._find_contours import _assemble_contours
+    from skimage.measure._find_contours_cy import _get_contour_segments
+except ImportError:  # pragma: no cover - depends on the scikit-image version
+    _assemble_contours = _get_contour_segments = None
 
 from hapdask._memory import drop_file_pages
 from hapdask.archive.sregion import format_s_region
@@ -98,6 +105,8 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
         edge[side] = True
     edge[0] = False  # label 0: the mask itself
+    if edge[1:].all():  # no hole (the usual case: one background around the data)
+        return mask.copy()
     return ~edge[labels]
 
 
@@ -117,9 +126,28 @@ def _smooth_steps(filled: np.ndarray, closing: int, opening: int, sigma: float) 
     return ndimage.gaussian_filter(opened.astype(np.float32), sigma=sigma) > 0.5
 
 
+@dataclass(frozen=True)
+class _Tiles:
+    """The tiles of :func:`_smoothed_tiles`: first rows ``ys`` and columns ``xs``, edge ``size``,
+    and which were computed (``todo``; every other tile is constant)."""
+
+    ys: np.ndarray
+    xs: np.ndarray
+    size: int
+    todo: np.ndarray
+
+
 def _smoothed(filled: np.ndarray, closing: int, opening: int, sigma: float,
               tile: int = _TILE) -> np.ndarray:
-    """:func:`_smooth_steps` of the whole array, computed only near the mask's boundary.
+    """:func:`_smooth_steps` of the whole array, computed only near the mask's boundary
+    (:func:`_smoothed_tiles`)."""
+    return _smoothed_tiles(filled, closing, opening, sigma, tile)[0]
+
+
+def _smoothed_tiles(filled: np.ndarray, closing: int, opening: int, sigma: float,
+                    tile: int = _TILE) -> tuple[np.ndarray, _Tiles]:
+    """:func:`_smooth_steps` of the whole array, computed only near the mask's boundary, and
+    the tiles it was cut into.
 
     A pixel's result depends only on the pixels within ``reach`` (``2 * closing + 2 * opening``
     plus the Gaussian's radius) of it, and the array's edge (erosion treats outside as empty).
@@ -171,13 +199,74 @@ def _smoothed(filled: np.ndarray, closing: int, opening: int, sigma: float,
             got = _smooth_steps(filled[wy0:min(y1 + reach, ny), wx0:min(x1 + reach, nx)],
                                 closing, opening, sigma)
             out[y0:y1, x0:x1] = got[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
-    return out
+    return out, _Tiles(ys, xs, tile, todo)
 
 
-def _outer_rings(smooth: np.ndarray) -> list[tuple[np.ndarray, int, int]] | None:
+def _scan_boxes(tiles: _Tiles, shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Boxes ``(r0, r1, c0, c1)`` of marching squares (square ``(r, c)``: the pixels ``r, r + 1``
+    x ``c, c + 1``) holding every square of :func:`_smoothed_tiles`' result whose corners
+    differ, in row order: one strip of square rows per row of tiles, its runs of columns in
+    order.
+
+    A square with corners of both values has a pixel in a computed tile: the other tiles are
+    constant, and an all-set tile never touches an all-empty one (its 3 x 3 neighbourhood is
+    full). The squares of a strip reach the next row of tiles by one pixel, and a tile's
+    columns are reached by the squares from one column to its left.
+    """
+    ny, nx = shape
+    todo = tiles.todo
+    boxes = []
+    for i in range(todo.shape[0]):
+        r0 = int(tiles.ys[i])
+        r1 = min(r0 + tiles.size, ny - 1)
+        cols = todo[i] | todo[i + 1] if i + 1 < todo.shape[0] else todo[i]
+        j = np.flatnonzero(cols)
+        if r0 >= r1 or not j.size:
+            continue
+        breaks = np.flatnonzero(np.diff(j) > 1)
+        for j0, j1 in zip(j[np.r_[0, breaks + 1]], j[np.r_[breaks, j.size - 1]], strict=True):
+            c0 = max(int(tiles.xs[j0]) - 1, 0)
+            c1 = min(int(tiles.xs[j1]) + tiles.size, nx - 1)
+            if c0 < c1:
+                boxes.append((r0, r1, c0, c1))
+    return boxes
+
+
+def _square_of(segment: tuple) -> tuple[int, int]:
+    """The marching square ``(row, column)`` a segment of :func:`_get_contour_segments` crosses
+    (its end points lie on two different edges of the square)."""
+    (a, b), (c, d) = segment
+    return int(min(a, c) // 1), int(min(b, d) // 1)
+
+
+def _contours(smooth: np.ndarray, boxes: list[tuple[int, int, int, int]] | None
+              ) -> list[np.ndarray]:
+    """``find_contours(smooth, 0.5)`` of a bool array, from the squares in ``boxes`` only
+    (:func:`_scan_boxes`; None: the whole array).
+
+    find_contours makes a segment for every square with corners on both sides of the level,
+    scanning the squares row by row, and joins the segments in that order; the segments of the
+    boxes (their squares' segments as the whole scan makes them, shifted) are put in that order
+    and joined the same way: the same contours, without the float64 copy and scan of the whole
+    array.
+    """
+    if boxes is None or _get_contour_segments is None:
+        return find_contours(smooth, 0.5)
+    segments = []
+    for r0, r1, c0, c1 in boxes:
+        sub = smooth[r0:r1 + 1, c0:c1 + 1].astype(np.float64)
+        segments += [((a + r0, b + c0), (c + r0, d + c0))
+                     for (a, b), (c, d) in _get_contour_segments(sub, 0.5, False, None)]
+    segments.sort(key=_square_of)  # stable: a square's two segments keep their order
+    return _assemble_contours(segments)
+
+
+def _outer_rings(smooth: np.ndarray, boxes: list[tuple[int, int, int, int]] | None = None
+                 ) -> list[tuple[np.ndarray, int, int]] | None:
     """Each region's outline as :func:`footprint_regions` traces it on the region's padded
-    cut-out, from one :func:`~skimage.measure.find_contours` of the whole array; ``None``
-    when that does not give them (then the regions are labelled and traced one by one).
+    cut-out, from one :func:`~skimage.measure.find_contours` of the whole array (made from
+    the squares in ``boxes`` only, :func:`_contours`); ``None`` when that does not give them
+    (then the regions are labelled and traced one by one).
 
     Returns, per region in label order, the ring in the coordinates of the region's padded
     cut-out and the cut-out's first row and column. Marching squares builds a contour from the
@@ -192,7 +281,7 @@ def _outer_rings(smooth: np.ndarray) -> list[tuple[np.ndarray, int, int]] | None
     """
     if smooth[0].any() or smooth[-1].any() or smooth[:, 0].any() or smooth[:, -1].any():
         return None  # contours would be open at the array's edge
-    contours = find_contours(smooth, 0.5)
+    contours = _contours(smooth, boxes)
     outer, holes = [], []
     for c in contours:
         r, q = c[:, 0], c[:, 1]
@@ -245,9 +334,9 @@ def footprint_regions(mask: np.ndarray, block: int = 1) -> list[np.ndarray]:
     y0, x0 = max(0, int(rows[0]) - margin), max(0, int(cols[0]) - margin)
     mask = mask[y0:int(rows[-1]) + margin + 1, x0:int(cols[-1]) + margin + 1]
     filled = _fill_holes(mask)
-    smooth = _smoothed(filled, closing, opening, _SMOOTH_SIGMA / block)
+    smooth, tiles = _smoothed_tiles(filled, closing, opening, _SMOOTH_SIGMA / block)
     del filled
-    rings = _outer_rings(smooth)
+    rings = _outer_rings(smooth, _scan_boxes(tiles, smooth.shape))
     if rings is None:
         rings = _labelled_rings(smooth)
     del smooth

@@ -12,7 +12,8 @@
                                 driz_cr, final tiles, writes) with HAP's SVM parameters of its
                                 level, on the detector's grid; a chip's pixel map on that grid
                                 is computed once for all products (while the graph is built,
-                                the products of a detector planned side by side in threads)
+                                the products of a detector planned side by side in threads,
+                                their static masks and sky levels computed meanwhile)
     ("svm-keywords-footprint", name), ("svm-keywords-sregion", name), ("svm-preview", name)
                                 the footprint keywords, S_REGION and the JPEG preview +
                                 thumbnail (hapdask.preview) of a finished product, side by
@@ -65,7 +66,7 @@ from hapdask.export.stats import coverage_stats, layer_keywords, merge
 from hapdask.io import linear_pixel_scale
 from hapdask.mosaic import OutputGrid, chip_refs
 from hapdask.mosaic.grid import hap_visit_grid
-from hapdask.mosaic.job import DrizzleGraph, DrizzleResult, drizzle_graph
+from hapdask.mosaic.job import DrizzleGraph, DrizzleResult, _Early, drizzle_graph
 from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
 from hapdask.preview import preview_planes, write_color_preview, write_previews
 from hapdask.profile import step, timed
@@ -274,15 +275,18 @@ def _filter_value(exps: list) -> str:
 
 
 def _drizzle_graph(job: DrizzleJob, staging: str, state: DetectorState,
-                   masks: dict, after: tuple, pixmaps: dict) -> DrizzleGraph:
+                   masks: dict, after: tuple, pixmaps: dict, early: _Early | None = None
+                   ) -> DrizzleGraph:
     """The engine's graph of one SVM drizzle product (AstroDrizzle's job with the product
     level's parameters on the detector's grid; ``masks``: the filter products' cosmic-ray
-    masks the total uses, written by the tasks ``after``)."""
+    masks the total uses, written by the tasks ``after``; ``early``: computes its static masks
+    and sky levels while the chips are placed, on its pool)."""
     stem = job.name.rsplit("_", 1)[0]
     params = {**dict(job.params), **_grid_params(state.grid)}
     return drizzle_graph(list(job.inputs), Path(staging) / stem, params=params,
                          wcs_updates=state.headers(), crmasks=masks or None, after=after,
-                         pixmaps=pixmaps, reserve_cards=RESERVE_CARDS, grid=state.grid)
+                         pixmaps=pixmaps, reserve_cards=RESERVE_CARDS, grid=state.grid,
+                         early=early, pool=early.pool if early is not None else None)
 
 
 def _product_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorState,
@@ -474,7 +478,7 @@ def alignment_graph(p: SvmPlan, refcat) -> tuple[dict, dict]:
 
 
 def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str, *,
-                   previews: bool = True, catalogs: bool = True
+                   previews: bool = True, catalogs: bool = True, early: bool = False
                    ) -> tuple[dict, dict, list[DrizzleGraph]]:
     """Every product of the visit as one graph, once the alignment is known (``states``: the
     :class:`DetectorState` of each detector, by ``"<detector>-<prefix>"``).
@@ -488,7 +492,9 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     detector's total and filter products are made (while its exposure products are still being
     drizzled on the other threads) and run one detector at a time. The pixel maps of every product
     are computed here (in threads), before the graph runs, once per chip and grid (the
-    exposure, filter and total products of a detector share them).
+    exposure, filter and total products of a detector share them); with ``early`` (local
+    threads), the products' static masks and sky levels are computed meanwhile on the threads
+    that place the chips, and their values replace their tasks in the graph.
 
     Returns the graph, its named keys (``drizzle``, ``catalogs``, ``previews``) and the
     :class:`~hapdask.mosaic.job.DrizzleGraph` of each product (remove their scratch after the
@@ -500,9 +506,15 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     jobs_made: list[DrizzleGraph] = []
     pixmaps: dict = {}  # a chip's pixel map on the grid, shared by the products
     before = None
-    planned_all = [_plan_products(_jobs(det, exps), det, staging,
-                                  states[det.key + "-" + det.prefix], pixmaps)
-                   for det in p.detectors]
+    # the products' static masks and sky levels, computed while the chips are placed
+    pre = _Early(None) if early else None
+    try:
+        planned_all = [_plan_products(_jobs(det, exps), det, staging,
+                                      states[det.key + "-" + det.prefix], pixmaps, pre)
+                       for det in p.detectors]
+    finally:
+        if pre is not None:
+            pre.join()
     for det, planned in zip(p.detectors, planned_all, strict=True):
         state = states[det.key + "-" + det.prefix]
         skey = ("svm-state", det.key + "-" + det.prefix)
@@ -513,7 +525,7 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
         for job in jobs:
             dg = planned[job.name]
             jobs_made.append(dg)
-            graph.update(dg.graph)
+            graph.update(pre.apply(dg) if pre is not None else dg.graph)
             # the preview and the keywords from the pixels read the finished product side
             # by side; then the keywords are written into it
             fk_ = ("svm-keywords-footprint", job.name)
@@ -554,19 +566,22 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
 
 
 def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
-                   state: DetectorState, pixmaps: dict) -> dict[str, DrizzleGraph]:
+                   state: DetectorState, pixmaps: dict, early: _Early | None = None
+                   ) -> dict[str, DrizzleGraph]:
     """The engine's graphs of a detector's products (by name), planned side by side in
     :data:`PLAN_THREADS` threads: the pixel maps (numba, GIL released) and their scratch files
     of one product are made while another product's Python planning runs; ``pixmaps`` gives
     each chip's map on a grid to every product (computed once: a product needing a map being
     made waits for it). The total is planned once its filter products' cosmic-ray mask keys
-    are known. The graphs are those of planning the products one after the other."""
+    are known. The graphs are those of planning the products one after the other. ``early``:
+    computes the products' static masks and sky levels meanwhile, on its pool, which also
+    places the chips."""
     futures: dict = {}
     with ThreadPoolExecutor(PLAN_THREADS) as pool:
         for job in jobs:
             if job.level != "total":
                 futures[job.name] = pool.submit(_drizzle_graph, job, staging, state, {}, (),
-                                                pixmaps)
+                                                pixmaps, early)
         for job in jobs:
             if job.level != "total":
                 continue
@@ -576,7 +591,7 @@ def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
                 masks.update({r: str(Path(staging) / crmask_name(r)) for r in fdg.crmask_keys})
                 after += tuple(fdg.crmask_keys.values())
             futures[job.name] = pool.submit(_drizzle_graph, job, staging, state, masks, after,
-                                            pixmaps)
+                                            pixmaps, early)
         return {name: f.result() for name, f in futures.items()}
 
 
@@ -728,8 +743,9 @@ def run(
                 fits_ = [f for st in states_by.values() for f in st.fits_] + list(akeys["kept"])
                 alignment = AlignResult(fits_, cat.name if cat is not None else "")
                 with step("product graph (pixel maps)"):
-                    graph, keys, jobs = products_graph(p, states_by, str(staging),
-                                                       previews=previews, catalogs=catalogs)
+                    graph, keys, jobs = products_graph(
+                        p, states_by, str(staging), previews=previews, catalogs=catalogs,
+                        early=_client is None)
                 # headerlets need only the alignment: they are made while the products are
                 hkey = ("svm-headerlets", p.manifest)
                 graph[hkey] = (_headerlets, p, alignment, staging)

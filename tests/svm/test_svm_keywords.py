@@ -186,7 +186,7 @@ def test_footprint_regions_through_one_trace(case):
     traced = []
     real = keywords._outer_rings
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(keywords, "_outer_rings", lambda a: traced.append(real(a)) or traced[-1])
+        mp.setattr(keywords, "_outer_rings", lambda *a: traced.append(real(*a)) or traced[-1])
         got = footprint_regions(mask)
     want = _regions_whole_array(mask)
     assert traced and traced[0] is not None  # the one trace was used
@@ -261,6 +261,51 @@ def test_smoothed_tiles_equal_whole_array_steps(seed, closing, opening, sigma):
     want = _smooth_steps(filled, closing, opening, sigma)
     for tile in (1, 40, 64, 97):
         assert np.array_equal(_smoothed(filled, closing, opening, sigma, tile=tile), want)
+
+
+@pytest.mark.parametrize(("seed", "tile"), [(0, 64), (1, 40), (2, 97), (3, 64), (4, 1),
+                                            (5, 64)])
+def test_contours_from_boundary_tiles_equal_find_contours(seed, tile):
+    """The contours traced from the squares of the computed tiles only (``_scan_boxes``) are
+    scikit-image's ``find_contours`` of the whole array, point for point and in its order:
+    tilted edges, a chip gap, specks, regions touching at corners (saddle squares), set and
+    cleared rectangles, a region at the array's edge."""
+    from hapdask.svm import keywords
+
+    assert keywords._get_contour_segments is not None  # else the whole array is traced
+    rng = np.random.default_rng(seed)
+    ny, nx = (int(v) for v in rng.integers(300, 600, 2))
+    yy, xx = np.mgrid[:ny, :nx]
+    angle = rng.uniform(0, np.pi / 2)
+    u = (xx - nx / 2) * np.cos(angle) + (yy - ny / 2) * np.sin(angle)
+    v = -(xx - nx / 2) * np.sin(angle) + (yy - ny / 2) * np.cos(angle)
+    filled = (np.abs(u) < 0.35 * min(ny, nx)) & (np.abs(v) < 0.4 * min(ny, nx))
+    filled &= np.abs(v - rng.uniform(-20, 20)) > rng.uniform(3, 12)
+    filled |= rng.random((ny, nx)) < 0.0005
+    for _ in range(40):
+        y, x = rng.integers(0, ny), rng.integers(0, nx)
+        h, w = rng.integers(2, 40, 2)
+        filled[y:y + h, x:x + w] = rng.random() < 0.5
+    if seed == 3:  # checkerboard corners: saddle squares after the smoothing
+        filled[:] = False
+        for k in range(4):
+            filled[40 + 60 * k:100 + 60 * k, 40 + 60 * k:100 + 60 * k] = True
+    if seed == 4:
+        filled[:ny // 3, :] = True  # touching the array's edges
+    if seed == 5:  # two regions in one strip of tiles, the right one starting higher: its
+        filled[:] = False  # contour is made first although the left one's squares come
+        filled[100:200, 40:120] = True  # first in its own run of tiles
+        filled[90:200, 330:420] = True
+    smooth, tiles = keywords._smoothed_tiles(filled, 11, 3, 2.0, tile=tile)
+    assert smooth.any() and not smooth.all()
+    boxes = keywords._scan_boxes(tiles, smooth.shape)
+    got = keywords._contours(smooth, boxes)
+    want = find_contours(smooth, 0.5)
+    assert len(got) == len(want) > 0
+    for a, b in zip(got, want, strict=True):
+        assert np.array_equal(a, b)
+    if tile > 1:  # fewer squares than the whole array
+        assert sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in boxes) < smooth.size
 
 
 def _hdrtab_product(path, last: bool = True) -> None:

@@ -5,6 +5,7 @@ the threads)."""
 
 from __future__ import annotations
 
+import pickle
 import threading
 import warnings
 from collections import Counter
@@ -105,3 +106,71 @@ def test_every_product_on_the_one_visit_grid(sim, tmp_path, monkeypatch):
     n_chips = sum(c.has_data for e in p.exposures.values() for c in e.chips)
     assert sum(same(w) for w in grids) == n_chips
     assert not [w for w in grids if near(w) and not same(w)]
+
+
+def test_early_sky_and_static_values_equal_their_tasks(sim, tmp_path):
+    """With ``early`` (local threads), the products' static masks and sky levels are computed
+    while the chips are placed: their keys hold the values their tasks give in the graph
+    planned without it (computed here from that graph), every other task is the same."""
+    from dask.core import istask
+
+    p, states = _aligned_visit(sim)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        early, _, ejobs = runner.products_graph(p, states, str(staging), early=True)
+        plain, _, pjobs = runner.products_graph(p, states, str(staging))
+        try:
+            computed = [k for k, v in early.items() if not istask(v) and istask(plain.get(k))]
+            names = {str(k[0]) for k in computed}
+            assert any("-sky-" in n for n in names) and any("static" in n for n in names)
+            # only the early computes' own intermediate tasks are gone
+            assert set(early) <= set(plain)
+            assert all("-sky-" in str(k[0]) or "static" in str(k[0])
+                       for k in set(plain) - set(early))
+            want = dict(zip(computed, local_compute(plain, computed), strict=True))
+        finally:
+            for j in ejobs + pjobs:
+                j.scratch.remove()
+    for k in computed:
+        assert pickle.dumps(early[k]) == pickle.dumps(want[k]), k
+    for k in set(early) - set(computed):
+        assert get_dependencies(early, k) == get_dependencies(plain, k)
+
+
+def test_early_hand_overs_computed_in_turn():
+    """Several jobs hand their early tasks over from threads: every value is kept, one
+    compute runs at a time, on the shared pool."""
+    import time
+
+    from hapdask.mosaic.job import _Early
+
+    spans = []
+    lock = threading.Lock()
+
+    def work(i):
+        t0 = time.perf_counter()
+        time.sleep(0.01)
+        with lock:
+            spans.append((t0, time.perf_counter(), threading.current_thread().name))
+        return i * i
+
+    early = _Early(2)
+    graphs = [({(f"t{j}", i): (work, 10 * j + i) for i in range(4)},
+               [(f"t{j}", i) for i in range(4)]) for j in range(6)]
+    threads = [threading.Thread(target=early, args=g) for g in graphs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    early.join()
+    assert early.error is None
+    assert early.values == {(f"t{j}", i): (10 * j + i) ** 2 for j in range(6) for i in range(4)}
+    spans.sort()
+    assert {n for *_, n in spans} <= {f"hapdask-plan_{k}" for k in range(2)}
+    # at most two tasks (the pool's threads) at any time
+    ends = []
+    for t0, t1, _ in spans:
+        ends = [e for e in ends if e > t0] + [t1]
+        assert len(ends) <= 2
