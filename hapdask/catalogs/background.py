@@ -218,6 +218,27 @@ def max_filtered(image: np.ndarray, size: int, band: int = 512) -> np.ndarray:
     return out
 
 
+def _masked_max(values: np.ndarray, mask: np.ndarray, band: int = 512) -> np.generic:
+    """``values[mask].max()`` (NaN-free ``values``, some pixel set), band by band: the same
+    value (and numpy type) without gathering the masked pixels into one array."""
+    return max(values[r:r + band][mask[r:r + band]].max()
+               for r in range(0, values.shape[0], band) if mask[r:r + band].any())
+
+
+def _region_noise(rms: np.ndarray, rel: np.ndarray, mask: np.ndarray) -> float:
+    """``nanmedian(rms[mask] * sqrt(1 / rel[mask].max()))``, a weight region's noise.
+
+    For a constant rms map (the read-only broadcast view of a constant background) every
+    value is ``rms x factor``, the same float64 product, so their median is that product
+    (the median of equal values is the value; the mean of two equal middle values too); only
+    a per-pixel map is gathered. The region's weights are not gathered either
+    (:func:`_masked_max`)."""
+    factor = np.sqrt(1.0 / _masked_max(rel, mask))  # in rel's type, as before
+    if rms.ndim == 2 and rms.strides == (0, 0):
+        return float(rms[0, 0] * factor)
+    return float(np.nanmedian(rms[mask] * factor))
+
+
 def weight_regions(product: DrizzleProduct, rms: np.ndarray, params: CatalogParams,
                    footprint: np.ndarray) -> list[WeightRegion]:
     """Split the footprint into nested relative-weight regions (see the module docstring)."""
@@ -237,8 +258,7 @@ def weight_regions(product: DrizzleProduct, rms: np.ndarray, params: CatalogPara
         if mask.any():
             n, left = mask.sum(), remaining.sum()
             if n == left or (n > pthresh and left - n > pthresh):
-                noise_map = rms[mask] * np.sqrt(1.0 / rel[mask].max())
-                regions.append(WeightRegion(mask, limit, float(np.nanmedian(noise_map))))
+                regions.append(WeightRegion(mask, limit, _region_noise(rms, rel, mask)))
                 remaining &= ~mask
             elif left - n <= pthresh:
                 limit = 0.0

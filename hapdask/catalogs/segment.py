@@ -58,8 +58,9 @@ from hapdask.catalogs.photometry import abmag, aperture_photometry_hap, effectiv
 from hapdask.catalogs.point import COLUMN_UNITS
 from hapdask.catalogs.product import DrizzleProduct
 
-__all__ = ["Segmentation", "detect_segments", "measure_segments", "total_error",
-           "above_threshold", "convolve_bands", "segmentation_image", "SEGMENT_COLUMNS"]
+__all__ = ["Segmentation", "detect_segments", "measure_segments", "segment_flux_err",
+           "total_error", "above_threshold", "convolve_bands", "segmentation_image",
+           "SEGMENT_COLUMNS"]
 
 SEGMENT_COLUMNS = ("X-Centroid", "Y-Centroid", "RA", "DEC", "ID", "CI", "Flags", "MagAp1",
                    "MagErrAp1", "FluxAp1", "FluxErrAp1", "MagAp2", "MagErrAp2", "FluxAp2",
@@ -195,6 +196,31 @@ def total_error(data: np.ndarray, rms: np.ndarray, gain: float, band: int = 256)
         e = np.asarray(rms[r:r + band])
         np.sqrt(e ** 2 + var, out=out[r:r + band])
     return out
+
+
+def segment_flux_err(data: np.ndarray, rms: np.ndarray, gain: float, segm: SegmentationImage,
+                     labels: np.ndarray, slices: list) -> np.ndarray:
+    """photutils' ``SourceCatalog(data, segm, error=calc_total_error(data, rms, gain))
+    .segment_flux_err`` of the sources ``labels`` (bounding boxes ``slices``, the catalog's),
+    from the segments' pixels only: each pixel's error is :func:`total_error`'s expression,
+    gathered in photutils' order (row-major in the box, pixels of the segment with finite
+    data), squared and summed by the same ``np.add.reduceat`` (a source without such pixels
+    gives NaN, as photutils). The same values, without the whole-image error array."""
+    values = []
+    for label, box in zip(np.atleast_1d(labels), slices, strict=True):
+        d = np.asarray(data[box])
+        use = (segm.data[box] == label) & np.isfinite(d)
+        d = d[use]
+        var = d / gain if gain != 0 else np.zeros_like(d, dtype=np.float64)
+        np.maximum(var, 0, out=var)
+        e = np.asarray(rms[box])[use]
+        err = np.sqrt(e ** 2 + var)
+        values.append(err if err.size else np.array([np.nan]))
+    if not values:
+        return np.zeros(0)
+    sizes = np.array([len(v) for v in values])
+    splits = np.concatenate(([0], np.cumsum(sizes[:-1])))
+    return np.sqrt(np.add.reduceat(np.square(np.concatenate(values)), splits))
 
 
 def _theta(orientation_deg: np.ndarray) -> np.ndarray:
@@ -376,13 +402,14 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
     # 2. SourceCatalog on the background-subtracted image (subtracted in place)
     data -= background.background
     sub = data
-    # the Poisson term of negative pixels is 0 (as calc_total_error, which clips its source
-    # variance at 0 itself)
-    error = total_error(sub, background.rms, gain)
-    cat = SourceCatalog(sub, seg.segm, error=error, background=background.background,
+    # no error image: photutils reads it for segment_flux_err only, computed from the
+    # segments' pixels (segment_flux_err: the same values, without a whole float64 image; the
+    # Poisson term of negative pixels is 0, as calc_total_error's)
+    cat = SourceCatalog(sub, seg.segm, background=background.background,
                         wcs=image.wcs.celestial, detection_catalog=seg.source_catalog,
                         kron_params=(params.kron_scaling_radius, params.kron_minimum_radius))
     flux = np.asarray(cat.segment_flux, dtype=np.float64)
+    flux_err = segment_flux_err(sub, background.rms, gain, seg.segm, cat.labels, cat.slices)
     values = {
         "X-Centroid": x, "Y-Centroid": y,
         "ID": np.asarray(cat.labels, dtype=np.int64),
@@ -390,7 +417,7 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
         "Area": np.asarray(cat.area.value, dtype=np.float64),
         "FWHM": np.asarray(cat.fwhm.value, dtype=np.float64),
         "MagSegment": abmag(flux, photflam, photplam), "FluxSegment": flux,
-        "FluxSegmentErr": np.asarray(cat.segment_flux_err, dtype=np.float64),
+        "FluxSegmentErr": flux_err,
         "KronRadius": np.asarray(cat.kron_radius.value, dtype=np.float64),
         "Xmin": cat.bbox_xmin, "Ymin": cat.bbox_ymin, "Xmax": cat.bbox_xmax,
         "Ymax": cat.bbox_ymax,
@@ -401,7 +428,7 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
         "Ellipticity": np.asarray(cat.ellipticity.value),
         "Theta": _theta(np.asarray(cat.orientation.value)),
     }
-    del cat, sub, data, error  # whole-image arrays
+    del cat, sub, data  # whole-image arrays
     n_exp = int(image.keyword("NUMEXP", "NDRIZIM", default=1) or 1)
     values["Flags"] = source_flags(phot, x, y, params=params, pixel_scale=image.pixel_scale,
                                    exposure_count=image.exposure_count, n_exposures=n_exp,

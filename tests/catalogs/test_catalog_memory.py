@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from astropy.convolution import RickerWavelet2DKernel, convolve
 from photutils.detection import DAOStarFinder, find_peaks
-from photutils.segmentation import detect_sources, make_2dgaussian_kernel
+from photutils.segmentation import SourceCatalog, detect_sources, make_2dgaussian_kernel
 from photutils.utils import calc_total_error
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import ndimage
@@ -20,6 +20,7 @@ from hapdask.catalogs import (
     CatalogParams,
     WeightRegion,
     assemble,
+    background,
     compute_background,
     detect_point_sources,
     footprint_mask,
@@ -220,11 +221,12 @@ def _psf_sources_whole(region, footprint, fwhm, params):
     return np.asarray(found["x_centroid"]), np.asarray(found["y_centroid"])
 
 
-@pytest.mark.parametrize("block_size", [1024, 96])
-def test_psf_sources_equal_whole_image_path(field, block_size):
-    """The PSF path with the deconvolution made block row by block row and banded peak
-    searches finds the same sources (bit-identical centroids, same order) as the whole-image
-    deconvolution with photutils' find_peaks; with small blocks many block rows and band edges
+@pytest.mark.parametrize(("block_size", "band"), [(1024, 512), (96, 512), (1024, 40)])
+def test_psf_sources_equal_whole_image_path(field, block_size, band):
+    """The PSF path with the region made on demand, the deconvolution made block row by block
+    row, banded peak searches and DAOFIND measured band by band finds the same sources
+    (bit-identical centroids, same order) as the whole-image deconvolution with photutils'
+    find_peaks and DAOStarFinder; with small blocks and bands many block rows and band edges
     cross the sources."""
     params = replace(CatalogParams.for_detector("acs_wfc"), block_size=block_size)
     fp = footprint_mask(field.total, params)
@@ -238,7 +240,9 @@ def test_psf_sources_equal_whole_image_path(field, block_size):
         region[~reg.mask] = 0.0
         np.clip(region, 0.0, None, out=region)
         want = _psf_sources_whole(region.copy(), fp, fwhm, params)
-        got = point._psf_sources(region, fp, fwhm, params)
+        rows = point._region_rows(field.total, bkg, reg, params.nsigma * reg.noise)
+        assert np.array_equal(rows(0, region.shape[0]), region)
+        got = point._psf_sources(rows, region.shape, fp, fwhm, params, band=band)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
         n += got[0].size
     assert n > 50
@@ -326,3 +330,44 @@ def test_measure_segments_own_sci(field, field_catalogs):
             segment.measure_segments(prod.__class__(prod.sci.astype(np.float32), prod.wht,
                                                     prod.wcs, prod.header), seg, fbkg, params,
                                      own_sci=True)
+
+
+@pytest.mark.parametrize("rms_kind", ["broadcast", "map"])
+def test_region_noise_equals_gathered(rms_kind):
+    """A weight region's noise without gathering the region equals the gathered expression
+    ``nanmedian(rms[mask] * sqrt(1 / rel[mask].max()))`` bit for bit (float32 weights, a
+    constant broadcast rms and a per-pixel one; odd and even pixel counts)."""
+    rng = np.random.default_rng(7)
+    rel = rng.uniform(0.0, 1.0, (700, 300)).astype(np.float32)
+    rms = (np.broadcast_to(np.float64(0.0123456789), rel.shape) if rms_kind == "broadcast"
+           else rng.uniform(0.01, 0.02, rel.shape))
+    for frac in (0.3, 0.7):
+        mask = rng.uniform(size=rel.shape) < frac
+        mask[600:] = False  # bands without any pixel
+        for extra in (False, True):  # change the parity of the count
+            mask[0, 0] = extra
+            want = float(np.nanmedian(rms[mask] * np.sqrt(1.0 / rel[mask].max())))
+            got = background._region_noise(rms, rel, mask)
+            assert got == want
+            assert background._masked_max(rel, mask) == rel[mask].max()
+
+
+@pytest.mark.parametrize("gain", [1.0, 850.0, 0.0])
+@pytest.mark.parametrize("rms_kind", ["broadcast", "map"])
+def test_segment_flux_err_equals_photutils(gain, rms_kind):
+    """FluxSegmentErr from the segments' pixels equals photutils' ``segment_flux_err`` with the
+    whole-image ``calc_total_error`` (the oracle), bit for bit (negative pixels included)."""
+    rng = np.random.default_rng(8)
+    data = rng.normal(0.0, 1.0, (120, 140))
+    yy, xx = np.mgrid[:120, :140]
+    for y0, x0, a in ((30, 40, 40.0), (80, 100, 25.0), (60, 20, 60.0), (100, 60, 15.0)):
+        data += a * np.exp(-((yy - y0) ** 2 + (xx - x0) ** 2) / 18.0)
+    segm = detect_sources(data, 4.0, n_pixels=5)
+    rms = (np.broadcast_to(np.float64(0.9), data.shape) if rms_kind == "broadcast"
+           else rng.uniform(0.5, 1.5, data.shape))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = SourceCatalog(data, segm, error=calc_total_error(data, rms, gain)).segment_flux_err
+    cat = SourceCatalog(data, segm)
+    got = segment.segment_flux_err(data, rms, gain, segm, cat.labels, cat.slices)
+    assert segm.n_labels >= 4
+    assert np.array_equal(got, np.asarray(want))
