@@ -78,7 +78,8 @@ def run_once(folder: Path, outdir: Path) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=outdir) as scratch:
-        cats = make_catalogs(read_product(total), OnLookup(), params, scratch=scratch)
+        cats = make_catalogs(read_product(total, weights=False), OnLookup(), params,
+                             scratch=scratch)
     written = cats.write(outdir, overwrite=True)
     print(f"{len(cats.point_total)} point, {len(cats.segment_total)} segment sources; "
           f"{len(written)} files; {time.perf_counter() - t0:.1f} s")

@@ -246,6 +246,16 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     if not filters:
         raise ValueError(f"{total.name}: no filter products given")
     saturated = saturated or {}
+    # the filter products' backgrounds first, while no detection array is held (their sigma
+    # clipping's float64 copies of the footprint values are the step's largest temporaries);
+    # each filter product is looked up (read) again for its measurement. A constant background
+    # is two scalars and kept; a 2-D one (whole images) is made again there (the same values)
+    fbkgs = {}
+    for fname in list(filters):
+        fbkg = _image_background(filters[fname], params)
+        fbkgs[fname] = fbkg if fbkg.method == "constant" else None
+        del fbkg
+        give_back_free_memory()
     footprint = footprint_mask(total, params)
     # the exposure count (a whole image) served the footprint only: dropped here, and WHT after
     # the weight regions (the detections read SCI, the WCS and the pixel scale); both are freed
@@ -278,7 +288,7 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     # it is looked up (the SVM catalog task), so only one is in memory with the total
     for fname in list(filters):
         prod = filters[fname]
-        fbkg = _image_background(prod, params)
+        fbkg = fbkgs.pop(fname) or _image_background(prod, params)
         give_back_free_memory()
         # both measurements read SCI as float64 with NaN as 0: converted once (a new array; the
         # product's own SCI is released when the caller keeps no reference), background-

@@ -42,6 +42,7 @@ from astropy.stats import sigma_clipped_stats
 from photutils.background import Background2D, SExtractorBackground, StdBackgroundRMS
 from scipy import ndimage
 
+from hapdask._memory import drop_file_pages
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.product import DrizzleProduct
 from hapdask.sky.stats import exact_median
@@ -207,7 +208,8 @@ def max_filtered(image: np.ndarray, size: int, band: int = 512) -> np.ndarray:
     """``scipy.ndimage.maximum_filter(np.nan_to_num(image), size=size)`` (mode 'reflect'),
     band by band: each band is filtered with ``size`` rows of context on both sides (the
     filter reaches ``size // 2``), so the values are the same, without whole-image
-    temporaries (a memory-mapped ``image`` is read a band at a time)."""
+    temporaries (a memory-mapped ``image`` is read a band at a time, and its pages are released
+    after each band)."""
     ny = image.shape[0]
     out = np.empty(image.shape, dtype=image.dtype.newbyteorder("="))
     for r0 in range(0, ny, band):
@@ -215,6 +217,7 @@ def max_filtered(image: np.ndarray, size: int, band: int = 512) -> np.ndarray:
         lo, hi = max(0, r0 - size), min(ny, r1 + size)
         sub = ndimage.maximum_filter(np.nan_to_num(np.asarray(image[lo:hi])), size=size)
         out[r0:r1] = sub[r0 - lo:r1 - lo]
+        drop_file_pages(image)  # a memory-mapped image's pages read so far (hapdask._memory)
     return out
 
 

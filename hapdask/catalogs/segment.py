@@ -107,13 +107,15 @@ def _quality(segm: SegmentationImage | None, n_real: int, params: CatalogParams,
 
 
 def above_threshold(conv: np.ndarray, regions: list[WeightRegion], nsigma: float,
-                    footprint: np.ndarray, band: int = 512) -> np.ndarray:
+                    footprint: np.ndarray, band: int = 512,
+                    after_band: Callable[[], None] | None = None) -> np.ndarray:
     """Pixels of ``conv`` above the weight regions' threshold, inside ``footprint`` (bool).
 
     The pixels ``detect_sources(conv, threshold_image(regions, nsigma, shape),
     mask=~footprint)`` selects before it labels them (``conv > threshold``, masked pixels off),
     made band by band without the whole-image float64 threshold map and the comparison's and
-    mask's temporaries."""
+    mask's temporaries (``after_band`` is called after each band, e.g. to release the pages
+    of a memory-mapped ``conv`` read)."""
     out = np.empty(conv.shape, dtype=bool)
     for r in range(0, conv.shape[0], band):
         rows = slice(r, r + band)
@@ -121,12 +123,14 @@ def above_threshold(conv: np.ndarray, regions: list[WeightRegion], nsigma: float
                                   for reg in regions], nsigma, conv[rows].shape)
         np.greater(conv[rows], thresh, out=out[rows])
         out[rows] &= footprint[rows]
+        if after_band is not None:
+            after_band()
     return out
 
 
 def convolve_bands(image: np.ndarray, kernel: np.ndarray, band: int = 512,
-                   workers: int = 2, after_band: Callable[[], None] | None = None
-                   ) -> np.ndarray:
+                   workers: int = 2, after_band: Callable[[], None] | None = None,
+                   out: np.ndarray | None = None) -> np.ndarray:
     """astropy's ``convolve(image, kernel, normalize_kernel=False, boundary="extend")`` of a
     NaN-free image, band by band (in ``workers`` threads: the C convolution releases the GIL).
 
@@ -134,10 +138,12 @@ def convolve_bands(image: np.ndarray, kernel: np.ndarray, band: int = 512,
     reaches half of that) and only its own rows kept: every pixel sees the same neighbours,
     summed in the same order, so the values are the same as the whole-image call's, without
     its whole-image padded copy (a memory-mapped ``image`` is read a band at a time;
-    ``after_band`` is called after each band, e.g. to release the pages read)."""
+    ``after_band`` is called after each band, e.g. to release the pages read). ``out``: a
+    float64 array of the image's shape to write into (e.g. a file map), else a new one."""
     ny = image.shape[0]
     ctx = kernel.shape[0]
-    out = np.empty(image.shape, dtype=np.float64)
+    if out is None:
+        out = np.empty(image.shape, dtype=np.float64)
 
     def one(r0: int) -> None:
         r1 = min(ny, r0 + band)
@@ -154,19 +160,30 @@ def convolve_bands(image: np.ndarray, kernel: np.ndarray, band: int = 512,
 
 
 def _detect(image: np.ndarray, kernel: np.ndarray, regions: list[WeightRegion], nsigma: float,
-            footprint: np.ndarray, params: CatalogParams, maps: tuple[mmap.mmap, ...] = ()
-            ) -> tuple[np.ndarray, SegmentationImage | None]:
-    def release() -> None:  # a spilled image is read by the convolution only
-        for mm in maps:
-            _drop_pages(mm)
+            footprint: np.ndarray, params: CatalogParams, maps: tuple[mmap.mmap, ...] = (),
+            spill: str | os.PathLike[str] | None = None
+            ) -> tuple[np.ndarray, SegmentationImage | None, tuple[mmap.mmap, ...]]:
+    """The convolved image, its segmentation and the convolved image's file map (with
+    ``spill``: it is written into an unlinked file there band by band and its pages are
+    released as they are written and read, so it is never whole in memory; else ``()``)."""
+    if spill is not None:
+        conv, mm = _file_array(image.shape, np.float64, spill)
+        own: tuple[mmap.mmap, ...] = (mm,)
+    else:
+        conv, own = None, ()
 
-    conv = convolve_bands(image, kernel, after_band=release if maps else None)
+    def release() -> None:  # a spilled image is read by the convolution only
+        for m in maps + own:
+            _drop_pages(m)
+
+    conv = convolve_bands(image, kernel, after_band=release if maps or own else None, out=conv)
     release_free_memory()  # the bands' freed heap memory (threads' arenas included)
     # detect_sources labels the pixels above the threshold (its only use of the data and the
     # threshold): given them as 0/1 with threshold 0, it makes the same segmentation image
     # (tested against the call with the convolved image and the threshold map)
-    above = above_threshold(conv, regions, nsigma, footprint).view(np.uint8)
-    return conv, detect_sources(above, 0, n_pixels=params.source_box)
+    above = above_threshold(conv, regions, nsigma, footprint,
+                            after_band=release if own else None).view(np.uint8)
+    return conv, detect_sources(above, 0, n_pixels=params.source_box), own
 
 
 def _deblend(conv: np.ndarray, segm: SegmentationImage, params: CatalogParams) -> SegmentationImage:
@@ -236,20 +253,21 @@ def _empty_catalog() -> Table:
     return out
 
 
-def _spill(array: np.ndarray, directory: str | os.PathLike[str]
-           ) -> tuple[np.ndarray, mmap.mmap]:
-    """``array`` as a read-only memory map of an unlinked file in ``directory`` (the same
-    values; its pages are read, and count in the process's memory, only where used), and the
-    map (for :func:`_drop_pages`)."""
+def _file_array(shape: tuple[int, ...], dtype: type, directory: str | os.PathLike[str]
+                ) -> tuple[np.ndarray, mmap.mmap]:
+    """A writeable array of zeros in an unlinked file in ``directory`` (a shared file map: the
+    pages written are the file's, so :func:`_drop_pages` releases them from the process's
+    memory without losing them; they are read again from the file where used), and the map."""
+    count = int(np.prod(shape))
+    nbytes = max(1, count * np.dtype(dtype).itemsize)
     fd, name = tempfile.mkstemp(suffix=".bin", prefix=".hapdask-segm-", dir=directory)
     try:
-        with os.fdopen(fd, "w+b") as fh:
-            np.ascontiguousarray(array).tofile(fh)
-            fh.flush()
-            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        os.ftruncate(fd, nbytes)
+        mm = mmap.mmap(fd, nbytes)
     finally:
+        os.close(fd)
         os.unlink(name)
-    return np.frombuffer(mm, dtype=array.dtype).reshape(array.shape), mm
+    return np.frombuffer(mm, dtype=dtype, count=count).reshape(shape), mm
 
 
 def _drop_pages(mm: mmap.mmap) -> None:
@@ -319,7 +337,8 @@ def detect_segments(total: DrizzleProduct, background: Background,
     fwhm = params.fwhmpsf / total.pixel_scale
     gauss = make_2dgaussian_kernel(fwhm, size=params.kernel_size).array
     n_real = int(footprint.sum())
-    conv, segm = _detect(image, gauss, regions, params.segm_nsigma, footprint, params, maps)
+    conv, segm, conv_map = _detect(image, gauss, regions, params.segm_nsigma, footprint, params,
+                                   maps, spill)
     ok, big_g = _quality(segm, n_real, params, biggest_only=False)
     kernel_name, big_island = "gaussian", not ok
     if not ok:
@@ -327,19 +346,21 @@ def detect_segments(total: DrizzleProduct, background: Background,
         ricker = RickerWavelet2DKernel(sigma, x_size=params.rw2d_size,
                                        y_size=params.rw2d_size).array
         ricker = ricker / ricker.max()
-        conv_r, segm_r = _detect(image, ricker, regions, params.rw2d_nsigma, footprint, params,
-                                 maps)
+        conv_r, segm_r, map_r = _detect(image, ricker, regions, params.rw2d_nsigma, footprint,
+                                        params, maps, spill)
         ok_r, big_r = _quality(segm_r, n_real, params, biggest_only=True)
         if ok_r or (big_r > 0 and big_g / big_r > params.ratio_bigsource_limit):
-            conv, segm, kernel_name = conv_r, segm_r, "ricker"
+            conv, segm, kernel_name, conv_map = conv_r, segm_r, "ricker", map_r
         else:
             segm = None
     if segm is None or segm.n_labels == 0:
         return Segmentation(None, _empty_catalog(), None, kernel_name, big_island)
     segm = _deblend(conv, segm, params)
-    if spill is not None:
-        conv, mm = _spill(conv, spill)
-        maps += (mm,)
+    if conv_map:
+        # the convolved image's file map is kept with the image's; read-only from here on
+        conv.flags.writeable = False
+        _drop_pages(conv_map[0])
+        maps += conv_map
     cat = SourceCatalog(image, segm, convolved_data=conv, wcs=total.wcs.celestial,
                         kron_params=(params.kron_scaling_radius, params.kron_minimum_radius))
     good = np.isfinite(cat.x_centroid) & np.isfinite(cat.y_centroid)

@@ -371,9 +371,10 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
         sources, lambda src: saturation_map(src[0], state, src[1]))
     lines = []
     try:
-        # the total product is not held here: make_catalogs frees it after the detection
-        cats = make_catalogs(read_product(total.path), fprods, params, saturated=saturated,
-                             scratch=staging)
+        # the total product is not held here: make_catalogs frees it after the detection; its
+        # WHT is read (memory-mapped, band by band) by the weight regions only
+        cats = make_catalogs(read_product(total.path, weights=False), fprods, params,
+                             saturated=saturated, scratch=staging)
     except ValueError as exc:
         return [f"{total.name}: catalogs failed: {exc}"]
     if cats.rejected:

@@ -101,11 +101,11 @@ def test_spilled_detection_images_same_catalogs(field, field_catalogs, tmp_path,
     """With ``scratch``, the segmentation's detection images are memory maps of unlinked files
     there (nothing is left in the directory) and every catalog is the in-memory run's."""
     spilled = []
-    original = segment._spill
+    original = segment._file_array
     original_image = segment.segmentation_image
 
-    def spill(array, directory):
-        got, mm = original(array, directory)
+    def spill(shape, dtype, directory):
+        got, mm = original(shape, dtype, directory)
         spilled.append((type(mm), got.shape, got.flags.owndata, directory))
         return got, mm
 
@@ -114,11 +114,12 @@ def test_spilled_detection_images_same_catalogs(field, field_catalogs, tmp_path,
         spilled.append((*(type(m) for m in maps), got.shape, got.flags.owndata, spill))
         return got, maps
 
-    monkeypatch.setattr(segment, "_spill", spill)
+    monkeypatch.setattr(segment, "_file_array", spill)
     monkeypatch.setattr(assemble, "segmentation_image", image)
     res = make_catalogs(field.total, field.filters, CatalogParams.for_detector("acs_wfc"),
                         scratch=tmp_path)
-    # the detection image (written band by band) and the convolved image
+    # the detection image (written band by band) and the convolved image (written into its
+    # file as it is convolved)
     assert spilled == [(mmap.mmap, field.total.sci.shape, False, tmp_path)] * 2
     assert list(tmp_path.iterdir()) == []
     pairs = [(res.point_total, field_catalogs.point_total),
