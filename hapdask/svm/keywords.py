@@ -31,11 +31,14 @@ import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 from skimage.measure import approximate_polygon, find_contours
+from skimage.measure._find_contours import _assemble_contours
+from skimage.measure._find_contours_cy import _get_contour_segments
 
 from hapdask._memory import drop_file_pages
 from hapdask.archive.sregion import format_s_region
 
-__all__ = ["BLOCK", "HAPEXPNAME", "add_hapexpname", "data_mask", "footprint_regions", "s_region"]
+__all__ = ["BLOCK", "HAPEXPNAME", "add_hapexpname", "contours_05", "data_mask",
+           "footprint_regions", "s_region"]
 
 #: HDRTAB column holding the exposure's HAP product name (DrizzlePac ``HAPCOLNAME``).
 HAPEXPNAME = "HAPEXPNAME"
@@ -174,6 +177,34 @@ def _smoothed(filled: np.ndarray, closing: int, opening: int, sigma: float,
     return out
 
 
+#: rows of squares per band of :func:`contours_05` (a float64 copy of this many rows is made)
+_CONTOUR_BAND = 512
+
+
+def contours_05(mask: np.ndarray, band: int = _CONTOUR_BAND) -> list[np.ndarray]:
+    """``skimage.measure.find_contours(mask, 0.5)`` of a bool array, without its whole-array
+    float64 copy (8 bytes per pixel: 275 MiB for a 6000^2 product).
+
+    find_contours collects the marching squares' segments square by square in row order
+    (skimage's ``_get_contour_segments``, on a float64 copy of the array) and joins them into
+    contours (``_assemble_contours``). Here the segments are collected band by band of rows of
+    squares (a band of ``band`` rows of squares reads ``band + 1`` rows), shifted to the whole
+    array's rows and joined by the same function: the same segments in the same order (the
+    crossings of 0/1 values at 0.5 are at half-integers, exact after any shift), so the same
+    contours."""
+    ny = mask.shape[0]
+    if ny < 2 or mask.shape[1] < 2:
+        return find_contours(mask, 0.5)  # its own error
+    segments = []
+    for r0 in range(0, ny - 1, band):
+        rows = np.asarray(mask[r0:min(ny, r0 + band + 1)], dtype=np.float64)
+        got = _get_contour_segments(rows, 0.5, False, mask=None)
+        if r0:
+            got = [((a + r0, b), (c + r0, d)) for (a, b), (c, d) in got]
+        segments.extend(got)
+    return _assemble_contours(segments)
+
+
 def _outer_rings(smooth: np.ndarray) -> list[tuple[np.ndarray, int, int]] | None:
     """Each region's outline as :func:`footprint_regions` traces it on the region's padded
     cut-out, from one :func:`~skimage.measure.find_contours` of the whole array; ``None``
@@ -192,7 +223,7 @@ def _outer_rings(smooth: np.ndarray) -> list[tuple[np.ndarray, int, int]] | None
     """
     if smooth[0].any() or smooth[-1].any() or smooth[:, 0].any() or smooth[:, -1].any():
         return None  # contours would be open at the array's edge
-    contours = find_contours(smooth, 0.5)
+    contours = contours_05(smooth)
     outer, holes = [], []
     for c in contours:
         r, q = c[:, 0], c[:, 1]
@@ -217,8 +248,7 @@ def _labelled_rings(smooth: np.ndarray) -> list[tuple[np.ndarray, int, int]]:
         if sl is None:
             continue
         sub = np.pad(labels[sl] == label, 1)
-        # the bool mask as it is: find_contours makes its own float64 copy
-        contours = find_contours(sub, 0.5)
+        contours = contours_05(sub)  # without a float64 copy of the whole cut-out
         del sub
         if contours:
             out.append((max(contours, key=len), sl[0].start, sl[1].start))

@@ -357,6 +357,10 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
         params = CatalogParams.for_detector(det_key)
     except (KeyError, ValueError) as exc:
         return [f"{total.name}: no catalogs ({exc})"]
+    # the heap's free memory kept by the earlier stages (hapdask._memory) is handed back before
+    # the catalog's whole-image arrays are made: they would not fit its holes, and both would
+    # count in the run's peak
+    give_back_free_memory()
     paths, sources = {}, {}
     for rec in filters:
         head = read_product(rec.path, memmap=True)  # keywords only; pixels are not read
