@@ -57,7 +57,7 @@ from hapdask.align import AlignResult, FileCatalog, read_wcs_updates
 from hapdask.align.headerlet import write_headerlets
 from hapdask.align.pipeline import align_graph, visit_key
 from hapdask.align.updates import WcsUpdate, apply_update, write_wcs_updates
-from hapdask.catalogs import CatalogParams, make_catalogs, read_product
+from hapdask.catalogs import CatalogParams, filter_backgrounds, make_catalogs, read_product
 from hapdask.dqflags import DQ_FLAGS
 from hapdask.export.lock import OutputLock
 from hapdask.export.manifest import write_atomic
@@ -375,10 +375,14 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
         sources, lambda src: saturation_map(src[0], state, src[1]))
     lines = []
     try:
-        # the total product is not held here: make_catalogs frees it after the detection; its
-        # WHT is read (memory-mapped, band by band) by the weight regions only
+        # the filter backgrounds before the total is read (their statistics are the catalog
+        # step's largest temporaries); the total product is not held here: make_catalogs frees
+        # it after the detection; its WHT is read (memory-mapped, band by band) by the weight
+        # regions only
+        fbkgs = filter_backgrounds(fprods, params)
         cats = make_catalogs(read_product(total.path, weights=False), fprods, params,
-                             saturated=saturated, scratch=staging)
+                             saturated=saturated, scratch=staging, backgrounds=fbkgs)
+        del fbkgs
     except ValueError as exc:
         return [f"{total.name}: catalogs failed: {exc}"]
     if cats.rejected:

@@ -69,11 +69,15 @@ class _Lookup(Mapping):
         return len(self._filters)
 
 
-def test_total_pixels_freed_before_filters(field, field_catalogs, monkeypatch):
+@pytest.mark.parametrize("given", [False, True])
+def test_total_pixels_freed_before_filters(field, field_catalogs, monkeypatch, given):
     """Passed without a reference kept, the total's WHT is released before the detections and
-    its SCI after them (before any filter product is looked up); the catalogs are those of the
-    fixture."""
+    its SCI after them (before any filter product is looked up for its measurement); the
+    filter backgrounds are made first (each filter looked up once more, before the detection)
+    unless given (``filter_backgrounds``, as the SVM catalog task makes them before it reads
+    the total); the catalogs are those of the fixture."""
     params = CatalogParams.for_detector("acs_wfc")
+    fbkgs = assemble.filter_backgrounds(field.filters, params) if given else None
     total = replace(field.total, sci=field.total.sci.copy(), wht=field.total.wht.copy())
     ref = weakref.ref(total.sci)
     wht = weakref.ref(total.wht)
@@ -87,9 +91,12 @@ def test_total_pixels_freed_before_filters(field, field_catalogs, monkeypatch):
     lookup = _Lookup(dict(field.filters), ref)
     args = [total]
     del total
-    res = make_catalogs(args.pop(), lookup, params)
+    res = make_catalogs(args.pop(), lookup, params, backgrounds=fbkgs)
     assert wht_alive == [False]
-    assert lookup.seen == [False] * len(field.filters)
+    first = [] if given else [True] * len(field.filters)  # the backgrounds, before detection
+    assert lookup.seen == first + [False] * len(field.filters)
+    assert given or all(b is not None for b in assemble.filter_backgrounds(field.filters,
+                                                                            params).values())
     for got, want in ((res.point_total, field_catalogs.point_total),
                       (res.segment_total, field_catalogs.segment_total)):
         assert got.colnames == want.colnames and len(got) == len(want)
