@@ -267,7 +267,17 @@ def _file_array(shape: tuple[int, ...], dtype: type, directory: str | os.PathLik
     finally:
         os.close(fd)
         os.unlink(name)
+    _read_sparsely(mm)
     return np.frombuffer(mm, dtype=dtype, count=count).reshape(shape), mm
+
+
+def _read_sparsely(mm: mmap.mmap) -> None:
+    """Tell the kernel that a file map is read in small pieces (Linux ``MADV_RANDOM``): a
+    fault maps its own page only, not the up to 16 cached pages around it ("fault-around"),
+    so cut-outs of a few pixels per row (photutils' per-source cut-outs) make only the pages
+    they read resident; no read-ahead either. The values read are not affected."""
+    if hasattr(mmap, "MADV_RANDOM"):
+        mm.madvise(mmap.MADV_RANDOM)
 
 
 def _drop_pages(mm: mmap.mmap) -> None:
@@ -311,7 +321,30 @@ def segmentation_image(total: DrizzleProduct, background: Background, footprint:
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     finally:
         os.unlink(name)
+    _read_sparsely(mm)
     return np.frombuffer(mm, dtype=dtype).reshape(shape), (mm,)
+
+
+#: detection properties that read large areas around every source (Kron's elliptical apertures:
+#: the whole spilled image's pages for a 6000^2 total), computed :data:`_CHUNK` sources at a time
+_CHUNKED_PROPERTIES = ("kron_radius",)
+_CHUNK = 128
+
+
+def _property_in_chunks(cat: SourceCatalog, name: str, maps: tuple[mmap.mmap, ...]) -> None:
+    """Put photutils' lazy property ``name`` of ``cat`` into its cache, computed on slices of
+    :data:`_CHUNK` sources (``cat[i:j]``, photutils' own sub-catalogs) with the pages read
+    released after each: the same per-source values (each source's aperture sums are its own),
+    joined in order, without every source's pages in memory at once."""
+    if len(cat) <= _CHUNK:
+        getattr(cat, name)
+        return
+    parts = []
+    for i in range(0, len(cat), _CHUNK):
+        parts.append(getattr(cat[i:i + _CHUNK], name))
+        for mm in maps:
+            _drop_pages(mm)
+    cat.__dict__[name] = np.concatenate(parts)  # where photutils' lazyproperty caches it
 
 
 def detect_segments(total: DrizzleProduct, background: Background,
@@ -374,7 +407,10 @@ def detect_segments(total: DrizzleProduct, background: Background,
         # (photutils caches them), then the pages read are released: the filter catalogs
         # hardly read the spilled images again (the same values, from the cache)
         for name in DETECTION_PROPERTIES:
-            getattr(cat, name)
+            if name in _CHUNKED_PROPERTIES:
+                _property_in_chunks(cat, name, maps)
+            else:
+                getattr(cat, name)
             for mm in maps:  # after each: the pages one property read, not all of them at once
                 _drop_pages(mm)
     ra, dec = total.wcs.celestial.all_pix2world(cat.x_centroid, cat.y_centroid, 0)

@@ -139,11 +139,14 @@ def test_spilled_detection_images_same_catalogs(field, field_catalogs, tmp_path,
             assert np.array_equal(np.asarray(got[name]), np.asarray(want[name]), equal_nan=True)
 
 
-def test_filter_catalogs_compute_nothing_on_spilled_detection(field, tmp_path):
+@pytest.mark.parametrize("chunk", [128, 7])
+def test_filter_catalogs_compute_nothing_on_spilled_detection(field, tmp_path, monkeypatch,
+                                                              chunk):
     """With ``spill``, every detection property the filter catalogs take from the detection
     catalog (photutils' ``use_detcat``) is already in photutils' cache: measuring the filters
     adds nothing to it (so nothing reads the released detection images again), and the filter
-    catalogs equal those of an in-memory detection."""
+    catalogs equal those of an in-memory detection (also with the Kron radii computed on
+    slices of a few sources)."""
     from hapdask.catalogs.background import compute_background, footprint_mask, weight_regions
     from hapdask.catalogs.segment import detect_segments, measure_segments
 
@@ -151,8 +154,13 @@ def test_filter_catalogs_compute_nothing_on_spilled_detection(field, tmp_path):
     fp = footprint_mask(field.total, params)
     bkg = compute_background(field.total, params, fp)
     regions = weight_regions(field.total, bkg.rms, params, fp)
+    monkeypatch.setattr(segment, "_CHUNK", chunk)  # Kron radii of slices of sources
     spilled = detect_segments(field.total, bkg, regions, fp, params, spill=tmp_path)
     plain = detect_segments(field.total, bkg, regions, fp, params)
+    assert len(plain.catalog) > 2 * chunk or chunk == 128
+    want_kron = plain.source_catalog.kron_radius
+    got_kron = spilled.source_catalog.kron_radius
+    assert got_kron.unit == want_kron.unit and np.array_equal(got_kron, want_kron)
     cached = set(vars(spilled.source_catalog))
     assert {"area", "kron_radius", "orientation"} <= cached  # photutils caches in the instance
     for prod in field.filters.values():
