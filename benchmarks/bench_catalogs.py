@@ -54,6 +54,7 @@ def find_products(folder: Path) -> tuple[Path, list[Path]]:
 def run_once(folder: Path, outdir: Path) -> None:
     """The catalog step on the products in ``folder``; ECSV files into ``outdir``."""
     # imported here: the tree on PYTHONPATH (base or this one) decides which hapdask runs
+    from hapdask import catalogs
     from hapdask.catalogs import CatalogParams, make_catalogs, read_product
 
     total, filters = find_products(folder)
@@ -78,7 +79,12 @@ def run_once(folder: Path, outdir: Path) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=outdir) as scratch:
-        cats = make_catalogs(read_product(total), OnLookup(), params, scratch=scratch)
+        if hasattr(catalogs, "filter_backgrounds"):  # before the total is read, as SVM's
+            fbkgs = catalogs.filter_backgrounds(OnLookup(), params)
+            cats = make_catalogs(read_product(total, weights=False), OnLookup(), params,
+                                 scratch=scratch, backgrounds=fbkgs)
+        else:  # an older tree (e.g. --base), as its SVM runner called it
+            cats = make_catalogs(read_product(total), OnLookup(), params, scratch=scratch)
     written = cats.write(outdir, overwrite=True)
     print(f"{len(cats.point_total)} point, {len(cats.segment_total)} segment sources; "
           f"{len(written)} files; {time.perf_counter() - t0:.1f} s")

@@ -26,7 +26,9 @@ arrays of the catalog task (0.14-0.28 GiB each for the demo's 6000^2 products) a
 heap that the drizzle, keyword and preview tasks running beside them keep using, so their pages
 stayed resident (session 21: up to 1 GiB of free heap memory in the run's 1.9 GiB peak, which
 was the catalog task beside a preview). :func:`give_back_free_memory` (``malloc_trim(0)``: free
-pages inside the heap too) is called at the catalog stages and at the end of the catalog task;
+pages inside the heap too) is called at the start of the catalog task (session 23, demo visit:
+the earlier stages' kept free memory, ~0.45 GiB, handed back before the catalog's arrays are
+made; the run's system time did not grow), at the catalog stages and at the end of the task;
 :func:`drop_file_pages` lets the tasks that read memory-mapped products band by band release the
 pages they have read. Handing back after each preview and keyword task as well was measured and
 not kept (one run each, side by side, load 12-17; that tree's first run: peak 1.90 GiB vs

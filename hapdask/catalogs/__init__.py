@@ -18,6 +18,7 @@ from hapdask.catalogs.assemble import (
     CatalogProducts,
     catalog_filename,
     cr_contamination,
+    filter_backgrounds,
     make_catalogs,
     total_catalog,
     write_catalog,
@@ -41,7 +42,8 @@ __all__ = [
     "Background", "CatalogParams", "CatalogProducts", "DrizzleProduct", "FLAG_BITS",
     "Segmentation", "WeightRegion", "abmag", "aperture_photometry_hap", "catalog_filename",
     "compute_background", "context_count", "cr_contamination", "detect_point_sources",
-    "detect_segments", "footprint_mask", "make_catalogs", "measure_point_sources",
+    "detect_segments", "filter_backgrounds", "footprint_mask", "make_catalogs",
+    "measure_point_sources",
     "measure_segments", "read_product", "source_flags", "threshold_image", "total_catalog",
     "weight_regions", "write_catalog",
 ]

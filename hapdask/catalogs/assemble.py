@@ -52,8 +52,8 @@ from hapdask.catalogs.segment import (
 )
 from hapdask.export.paths import commit, create_temporary, output_path, remove_temporary
 
-__all__ = ["CatalogProducts", "make_catalogs", "total_catalog", "trim_total", "cr_contamination",
-           "write_catalog", "catalog_filename", "FILL_VALUE"]
+__all__ = ["CatalogProducts", "filter_backgrounds", "make_catalogs", "total_catalog",
+           "trim_total", "cr_contamination", "write_catalog", "catalog_filename", "FILL_VALUE"]
 
 FILL_VALUE = -9999
 
@@ -228,10 +228,29 @@ def _image_background(product: DrizzleProduct, params: CatalogParams) -> Backgro
     return compute_background(product, params, footprint_mask(product, params))
 
 
+def filter_backgrounds(filters: Mapping[str, DrizzleProduct], params: CatalogParams
+                       ) -> dict[str, Background | None]:
+    """The background of each filter product, for :func:`make_catalogs` ``backgrounds``.
+
+    Each product is looked up once (a mapping that reads on lookup holds one at a time); a
+    constant background (two scalars) is kept, a 2-D one (whole images) is not (None: made
+    again, the same values, when the filter is measured).
+    """
+    out: dict[str, Background | None] = {}
+    for fname in list(filters):
+        fbkg = _image_background(filters[fname], params)
+        out[fname] = fbkg if fbkg.method == "constant" else None
+        del fbkg
+        give_back_free_memory()  # its statistics' copies of the footprint values
+    return out
+
+
 def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
                   params: CatalogParams, *,
                   saturated: Mapping[str, np.ndarray] | None = None,
-                  scratch: str | os.PathLike[str] | None = None) -> CatalogProducts:
+                  scratch: str | os.PathLike[str] | None = None,
+                  backgrounds: Mapping[str, Background | None] | None = None
+                  ) -> CatalogProducts:
     """Point and segment catalogs of a total product and its filter products (module docstring).
 
     ``saturated`` optionally maps a filter to its saturated-pixel mask in the drizzle frame.
@@ -242,10 +261,16 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     ``scratch``: a directory where the segmentation's detection images are kept as memory maps
     (:func:`~hapdask.catalogs.segment.detect_segments` ``spill``; the filter catalogs do not read
     them again: ~0.55 GiB less memory for a 6000^2 total); default in memory.
+    ``backgrounds``: the filter products' backgrounds made by :func:`filter_backgrounds` before
+    the total was read (its sigma clipping is the step's largest temporary: the caller can then
+    run it without the total in memory); by default they are made first here.
     """
     if not filters:
         raise ValueError(f"{total.name}: no filter products given")
     saturated = saturated or {}
+    # the filter products' backgrounds first, while no detection array is held (their sigma
+    # clipping's float64 copies of the footprint values are the step's largest temporaries)
+    fbkgs = dict(backgrounds) if backgrounds is not None else filter_backgrounds(filters, params)
     footprint = footprint_mask(total, params)
     # the exposure count (a whole image) served the footprint only: dropped here, and WHT after
     # the weight regions (the detections read SCI, the WCS and the pixel scale); both are freed
@@ -278,7 +303,7 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     # it is looked up (the SVM catalog task), so only one is in memory with the total
     for fname in list(filters):
         prod = filters[fname]
-        fbkg = _image_background(prod, params)
+        fbkg = fbkgs.pop(fname, None) or _image_background(prod, params)
         give_back_free_memory()
         # both measurements read SCI as float64 with NaN as 0: converted once (a new array; the
         # product's own SCI is released when the caller keeps no reference), background-

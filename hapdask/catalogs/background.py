@@ -42,6 +42,7 @@ from astropy.stats import sigma_clipped_stats
 from photutils.background import Background2D, SExtractorBackground, StdBackgroundRMS
 from scipy import ndimage
 
+from hapdask._memory import drop_file_pages
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.product import DrizzleProduct
 from hapdask.sky.stats import exact_median
@@ -207,7 +208,8 @@ def max_filtered(image: np.ndarray, size: int, band: int = 512) -> np.ndarray:
     """``scipy.ndimage.maximum_filter(np.nan_to_num(image), size=size)`` (mode 'reflect'),
     band by band: each band is filtered with ``size`` rows of context on both sides (the
     filter reaches ``size // 2``), so the values are the same, without whole-image
-    temporaries (a memory-mapped ``image`` is read a band at a time)."""
+    temporaries (a memory-mapped ``image`` is read a band at a time, and its pages are released
+    after each band)."""
     ny = image.shape[0]
     out = np.empty(image.shape, dtype=image.dtype.newbyteorder("="))
     for r0 in range(0, ny, band):
@@ -215,7 +217,29 @@ def max_filtered(image: np.ndarray, size: int, band: int = 512) -> np.ndarray:
         lo, hi = max(0, r0 - size), min(ny, r1 + size)
         sub = ndimage.maximum_filter(np.nan_to_num(np.asarray(image[lo:hi])), size=size)
         out[r0:r1] = sub[r0 - lo:r1 - lo]
+        drop_file_pages(image)  # a memory-mapped image's pages read so far (hapdask._memory)
     return out
+
+
+def _masked_max(values: np.ndarray, mask: np.ndarray, band: int = 512) -> np.generic:
+    """``values[mask].max()`` (NaN-free ``values``, some pixel set), band by band: the same
+    value (and numpy type) without gathering the masked pixels into one array."""
+    return max(values[r:r + band][mask[r:r + band]].max()
+               for r in range(0, values.shape[0], band) if mask[r:r + band].any())
+
+
+def _region_noise(rms: np.ndarray, rel: np.ndarray, mask: np.ndarray) -> float:
+    """``nanmedian(rms[mask] * sqrt(1 / rel[mask].max()))``, a weight region's noise.
+
+    For a constant rms map (the read-only broadcast view of a constant background) every
+    value is ``rms x factor``, the same float64 product, so their median is that product
+    (the median of equal values is the value; the mean of two equal middle values too); only
+    a per-pixel map is gathered. The region's weights are not gathered either
+    (:func:`_masked_max`)."""
+    factor = np.sqrt(1.0 / _masked_max(rel, mask))  # in rel's type, as before
+    if rms.ndim == 2 and rms.strides == (0, 0):
+        return float(rms[0, 0] * factor)
+    return float(np.nanmedian(rms[mask] * factor))
 
 
 def weight_regions(product: DrizzleProduct, rms: np.ndarray, params: CatalogParams,
@@ -237,8 +261,7 @@ def weight_regions(product: DrizzleProduct, rms: np.ndarray, params: CatalogPara
         if mask.any():
             n, left = mask.sum(), remaining.sum()
             if n == left or (n > pthresh and left - n > pthresh):
-                noise_map = rms[mask] * np.sqrt(1.0 / rel[mask].max())
-                regions.append(WeightRegion(mask, limit, float(np.nanmedian(noise_map))))
+                regions.append(WeightRegion(mask, limit, _region_noise(rms, rel, mask)))
                 remaining &= ~mask
             elif left - n <= pthresh:
                 limit = 0.0

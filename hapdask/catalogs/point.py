@@ -40,11 +40,14 @@ MagErrAp2, MSkyAp2, StdevAp2, FluxAp2, FluxErrAp2, CI, Flags.
 
 from __future__ import annotations
 
+import mmap
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from astropy.table import Table
 from photutils.detection import DAOStarFinder
+from photutils.detection.daofinder import _DAOStarFinderCatalog
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import fft, ndimage
 
@@ -129,20 +132,23 @@ def band_peaks(rows, shape: tuple[int, int], box_size: int, *, threshold: float 
 
 
 class _DeconvolvedRows:
-    """Rows of :func:`deconvolve` (times ``weight``), computed one block row at a time when
-    requested (increasing order, as :func:`band_peaks` asks): only the block rows that the
-    current band and its context touch are held, never the whole deconvolved image."""
+    """Rows of :func:`deconvolve` (times ``weight``) of the image whose rows ``rows(lo, hi)``
+    returns, computed one block row at a time when requested (increasing order, as
+    :func:`band_peaks` asks): only the block rows that the current band and its context touch
+    are held, never the whole deconvolved image (nor the whole image, when ``rows`` makes its
+    rows on demand)."""
 
-    def __init__(self, image: np.ndarray, fwhm: float, params: CatalogParams,
-                 weight: np.ndarray) -> None:
-        self._image, self._fwhm, self._params, self._weight = image, fwhm, params, weight
+    def __init__(self, rows: Callable[[int, int], np.ndarray], shape: tuple[int, int],
+                 fwhm: float, params: CatalogParams, weight: np.ndarray) -> None:
+        self._rows, self._shape = rows, shape
+        self._fwhm, self._params, self._weight = fwhm, params, weight
         self._filt = _deconvolution_filter(fwhm, params)
         self._cache: dict[int, np.ndarray] = {}
 
     def _block_row(self, k: int) -> np.ndarray:
         if k not in self._cache:
             b = self._params.block_size
-            rows = _deconvolve_rows(self._image, k * b, self._filt, self._params)
+            rows = _deconvolve_rows(self._rows, self._shape, k * b, self._filt, self._params)
             rows *= self._weight[k * b:k * b + rows.shape[0]]
             self._cache[k] = rows
         return self._cache[k]
@@ -166,7 +172,8 @@ def deconvolve(image: np.ndarray, fwhm: float, params: CatalogParams) -> np.ndar
     transformed with a margin of ``region_size`` pixels on each side (no seams).
     """
     filt = _deconvolution_filter(fwhm, params)
-    return np.concatenate([_deconvolve_rows(image, y0, filt, params)
+    return np.concatenate([_deconvolve_rows(lambda lo, hi: image[lo:hi], image.shape, y0, filt,
+                                            params)
                            for y0 in range(0, image.shape[0], params.block_size)])
 
 
@@ -183,19 +190,21 @@ def _deconvolution_filter(fwhm: float, params: CatalogParams) -> np.ndarray:
     return psf_t / (psf_t * psf_t + alpha * alpha)
 
 
-def _deconvolve_rows(image: np.ndarray, y0: int, filt: np.ndarray,
-                     params: CatalogParams) -> np.ndarray:
-    """Rows ``y0 .. y0 + block_size`` of :func:`deconvolve` (one row of blocks)."""
+def _deconvolve_rows(rows: Callable[[int, int], np.ndarray], shape: tuple[int, int], y0: int,
+                     filt: np.ndarray, params: CatalogParams) -> np.ndarray:
+    """Rows ``y0 .. y0 + block_size`` of :func:`deconvolve` (one row of blocks) of the image
+    whose rows ``rows(lo, hi)`` returns (read once: the block row and its margins)."""
     margin = params.region_size
     b = params.block_size
     n = b + 2 * margin
-    ny, nx = image.shape
+    ny, nx = shape
     h = min(b, ny - y0)
     out = np.zeros((h, nx), dtype=np.float64)
     ys = max(0, y0 - margin)
+    image = np.asarray(rows(ys, min(ny, y0 + b + margin)))  # rows ys .. of the image
     for x0 in range(0, nx, b):
         xs = max(0, x0 - margin)
-        src = image[ys:min(ny, y0 + b + margin), xs:min(nx, x0 + b + margin)]
+        src = image[:, xs:min(nx, x0 + b + margin)]
         if not src.any():
             continue
         block = np.zeros((n, n))
@@ -204,48 +213,127 @@ def _deconvolve_rows(image: np.ndarray, y0: int, filt: np.ndarray,
         oy, ox = y0 - ys, x0 - xs
         w = min(b, nx - x0)
         out[:, x0:x0 + w] = dec[oy:oy + h, ox:ox + w]
-    out[image[y0:y0 + h] <= 0] = 0.0
+    out[image[y0 - ys:y0 - ys + h] <= 0] = 0.0
     return out
 
 
-def _psf_sources(region: np.ndarray, footprint: np.ndarray, fwhm: float,
-                 params: CatalogParams) -> tuple[np.ndarray, np.ndarray] | None:
+def _sparse_zeros(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    """A writeable array of zeros whose memory is taken only where it is written: an anonymous
+    memory map (the kernel maps a page when it is first touched; unmapped with the array)."""
+    count = int(np.prod(shape))
+    mm = mmap.mmap(-1, max(1, count * np.dtype(dtype).itemsize))
+    return np.frombuffer(mm, dtype=dtype, count=count).reshape(shape)
+
+
+def _dao_at_peaks(rows: Callable[[int, int], np.ndarray], shape: tuple[int, int],
+                  peaks: tuple[np.ndarray, np.ndarray], finder: DAOStarFinder,
+                  band: int = _BAND) -> tuple[np.ndarray, np.ndarray] | None:
+    """``finder(image)`` for a ``finder`` with ``xycoords=np.column_stack(peaks)`` (peaks in
+    row-major order, as :func:`band_peaks` gives them), computed band by band: the centroids
+    of the sources photutils keeps, in its order; None when it finds none.
+
+    photutils convolves the whole image with the DAOFIND kernel (``scipy.ndimage.convolve``,
+    ``mode="constant"``, ``cval=0``) and measures each source on the image's and the convolved
+    image's kernel-sized cut-outs at its peak. Here each band of peaks gets the image's rows
+    around it (``rows(lo, hi)``) convolved with twice the kernel's size of context (each pixel
+    sums the same neighbours in the same order: the same values), placed at their whole-image
+    rows in two otherwise empty whole-image arrays (:func:`_sparse_zeros`: only the band's
+    pages are memory), and photutils' DAOFIND catalog of those peaks is made on them; the
+    positions, and so the centroids (peak + offset), are the whole image's. The per-source
+    filters (finite values, sharpness and roundness ranges) do not depend on the other sources.
+    """
+    ny = shape[0]
+    kern = finder.kernel
+    ctx = int(max(kern.data.shape))  # > the cut-outs' and the convolution's reach (half of it)
+    xy = np.column_stack(peaks)
+    ys = xy[:, 1]
+    xs_out, ys_out = [], []
+    for r0 in range(0, ny, band):
+        r1 = min(ny, r0 + band)
+        sel = (ys >= r0) & (ys < r1)
+        if not sel.any():
+            continue
+        lo, hi = max(0, r0 - 2 * ctx), min(ny, r1 + 2 * ctx)
+        sub = np.asarray(rows(lo, hi))
+        conv = ndimage.convolve(sub, kern.data, mode="constant", cval=0.0)
+        a, b = max(0, r0 - ctx), min(ny, r1 + ctx)  # rows the cut-outs read
+        data = _sparse_zeros(shape, sub.dtype)
+        conv_data = _sparse_zeros(shape, conv.dtype)
+        data[a:b] = sub[a - lo:b - lo]
+        conv_data[a:b] = conv[a - lo:b - lo]
+        del sub, conv
+        cat = _DAOStarFinderCatalog(data, conv_data, xy[sel], finder.threshold, kern,
+                                    sharpness_range=finder.sharpness_range,
+                                    roundness_range=finder.roundness_range,
+                                    n_brightest=finder.n_brightest, peak_max=finder.peak_max,
+                                    scale_threshold=finder.scale_threshold)
+        cat = cat.apply_all_filters()
+        if cat is not None:
+            xs_out.append(np.atleast_1d(np.asarray(cat.x_centroid, dtype=np.float64)))
+            ys_out.append(np.atleast_1d(np.asarray(cat.y_centroid, dtype=np.float64)))
+        del cat, data, conv_data  # the band's pages are unmapped with the arrays
+    if not xs_out:
+        return None
+    return np.concatenate(xs_out), np.concatenate(ys_out)
+
+
+def _psf_sources(rows: Callable[[int, int], np.ndarray], shape: tuple[int, int],
+                 footprint: np.ndarray, fwhm: float, params: CatalogParams, *,
+                 band: int = _BAND) -> tuple[np.ndarray, np.ndarray] | None:
     """HAP's PSF path on one thresholded region (module docstring); None when no peak.
-    ``region`` is modified (pixels far from the peaks of the deconvolved image set to 0).
+    ``rows(lo, hi)`` returns the region's rows ``lo:hi`` (a new array each call, which is
+    modified; the region is made on demand and never held whole).
 
     The deconvolved image is made block row by block row as the banded peak search reads it
-    (never whole), and both peak searches run in row bands (:func:`band_peaks`): the same
-    peaks as photutils' ``find_peaks`` on the whole images."""
+    (never whole), both peak searches run in row bands (:func:`band_peaks`): the same peaks as
+    photutils' ``find_peaks`` on the whole images, and DAOFIND measures them band by band
+    (:func:`_dao_at_peaks`): the same sources as photutils' ``DAOStarFinder`` on the whole
+    region."""
     box = params.region_size
     inside = ndimage.binary_erosion(footprint, iterations=box)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
-        peaks = band_peaks(_DeconvolvedRows(region, fwhm, params, inside), region.shape, box,
-                           mask=~footprint)
+        peaks = band_peaks(_DeconvolvedRows(rows, shape, fwhm, params, inside), shape, box,
+                           mask=~footprint, band=band)
     del inside
     release_free_memory()  # the bands' freed heap memory (before the whole-image steps)
     if peaks is None:
         return None
     half = box // 2
-    near = np.zeros(region.shape, dtype=bool)
+    near = np.zeros(shape, dtype=bool)
     for x, y in zip(*peaks, strict=True):
         near[max(0, y - half):y + half + 1, max(0, x - half):x + half + 1] = True
-    region[~near] = 0.0  # in place (the caller's array: it is not used again)
-    del near
-    peaks = band_peaks(lambda lo, hi: region[lo:hi], region.shape, half)
+
+    def kept(lo: int, hi: int) -> np.ndarray:  # the region, 0 far from the peaks
+        r = rows(lo, hi)
+        r[~near[lo:hi]] = 0.0
+        return r
+
+    peaks = band_peaks(kept, shape, half, band=band)
     if peaks is None:
         return None
-    # DAOFIND at the peaks on the whole image (its pixel positions are whole-image positions:
-    # measured in a band, the centroids would be rounded differently)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NoDetectionsWarning)
-        finder = DAOStarFinder(threshold=1e-10, fwhm=fwhm, sharpness_range=PSF_SHARPNESS,
-                               xycoords=np.column_stack(peaks))
-        found = finder(region, mask=~footprint)
-    if found is None:
-        return None
-    return (np.asarray(found["x_centroid"], dtype=np.float64),
-            np.asarray(found["y_centroid"], dtype=np.float64))
+    finder = DAOStarFinder(threshold=1e-10, fwhm=fwhm, sharpness_range=PSF_SHARPNESS)
+    return _dao_at_peaks(kept, shape, peaks, finder, band=band)
+
+
+def _region_rows(total: DrizzleProduct, background: Background, reg: WeightRegion,
+                 threshold: float) -> Callable[[int, int], np.ndarray]:
+    """``rows(lo, hi)``: rows of :func:`_detection_image` minus ``threshold`` inside the weight
+    region, 0 outside it, clipped at 0 (new arrays, made on demand: the same values as the
+    whole-image steps, which are all per pixel)."""
+    dtype = np.result_type(total.sci, background.background)
+
+    def rows(lo: int, hi: int) -> np.ndarray:
+        x = np.array(total.sci[lo:hi], dtype=dtype)
+        np.nan_to_num(x, copy=False, nan=0.0)
+        x -= background.background[lo:hi]
+        np.clip(x, 0.0, None, out=x)
+        x -= threshold
+        x[~reg.mask[lo:hi]] = 0.0
+        np.clip(x, 0.0, None, out=x)
+        return x
+
+    return rows
 
 
 def _detection_image(total: DrizzleProduct, background: Background) -> np.ndarray:
@@ -270,13 +358,9 @@ def detect_point_sources(total: DrizzleProduct, background: Background,
         # the detection image is made again for each use (the same values; never kept beside
         # the thresholded region and the deconvolution)
         if params.starfinder == "psf":
-            # np.where(mask, image - t, 0) clipped at 0, made in one array
-            region = _detection_image(total, background)
-            region -= params.nsigma * reg.noise
-            region[~reg.mask] = 0.0
-            np.clip(region, 0.0, None, out=region)
-            got = _psf_sources(region, footprint, fwhm, params)
-            del region
+            # np.where(mask, image - t, 0) clipped at 0, made a few rows at a time
+            got = _psf_sources(_region_rows(total, background, reg, params.nsigma * reg.noise),
+                               total.sci.shape, footprint, fwhm, params)
             if got is not None:
                 xs.append(got[0])
                 ys.append(got[1])

@@ -58,8 +58,9 @@ from hapdask.catalogs.photometry import abmag, aperture_photometry_hap, effectiv
 from hapdask.catalogs.point import COLUMN_UNITS
 from hapdask.catalogs.product import DrizzleProduct
 
-__all__ = ["Segmentation", "detect_segments", "measure_segments", "total_error",
-           "above_threshold", "convolve_bands", "segmentation_image", "SEGMENT_COLUMNS"]
+__all__ = ["Segmentation", "detect_segments", "measure_segments", "segment_flux_err",
+           "total_error", "above_threshold", "convolve_bands", "segmentation_image",
+           "SEGMENT_COLUMNS"]
 
 SEGMENT_COLUMNS = ("X-Centroid", "Y-Centroid", "RA", "DEC", "ID", "CI", "Flags", "MagAp1",
                    "MagErrAp1", "FluxAp1", "FluxErrAp1", "MagAp2", "MagErrAp2", "FluxAp2",
@@ -106,13 +107,15 @@ def _quality(segm: SegmentationImage | None, n_real: int, params: CatalogParams,
 
 
 def above_threshold(conv: np.ndarray, regions: list[WeightRegion], nsigma: float,
-                    footprint: np.ndarray, band: int = 512) -> np.ndarray:
+                    footprint: np.ndarray, band: int = 512,
+                    after_band: Callable[[], None] | None = None) -> np.ndarray:
     """Pixels of ``conv`` above the weight regions' threshold, inside ``footprint`` (bool).
 
     The pixels ``detect_sources(conv, threshold_image(regions, nsigma, shape),
     mask=~footprint)`` selects before it labels them (``conv > threshold``, masked pixels off),
     made band by band without the whole-image float64 threshold map and the comparison's and
-    mask's temporaries."""
+    mask's temporaries (``after_band`` is called after each band, e.g. to release the pages
+    of a memory-mapped ``conv`` read)."""
     out = np.empty(conv.shape, dtype=bool)
     for r in range(0, conv.shape[0], band):
         rows = slice(r, r + band)
@@ -120,12 +123,14 @@ def above_threshold(conv: np.ndarray, regions: list[WeightRegion], nsigma: float
                                   for reg in regions], nsigma, conv[rows].shape)
         np.greater(conv[rows], thresh, out=out[rows])
         out[rows] &= footprint[rows]
+        if after_band is not None:
+            after_band()
     return out
 
 
 def convolve_bands(image: np.ndarray, kernel: np.ndarray, band: int = 512,
-                   workers: int = 2, after_band: Callable[[], None] | None = None
-                   ) -> np.ndarray:
+                   workers: int = 2, after_band: Callable[[], None] | None = None,
+                   out: np.ndarray | None = None) -> np.ndarray:
     """astropy's ``convolve(image, kernel, normalize_kernel=False, boundary="extend")`` of a
     NaN-free image, band by band (in ``workers`` threads: the C convolution releases the GIL).
 
@@ -133,10 +138,12 @@ def convolve_bands(image: np.ndarray, kernel: np.ndarray, band: int = 512,
     reaches half of that) and only its own rows kept: every pixel sees the same neighbours,
     summed in the same order, so the values are the same as the whole-image call's, without
     its whole-image padded copy (a memory-mapped ``image`` is read a band at a time;
-    ``after_band`` is called after each band, e.g. to release the pages read)."""
+    ``after_band`` is called after each band, e.g. to release the pages read). ``out``: a
+    float64 array of the image's shape to write into (e.g. a file map), else a new one."""
     ny = image.shape[0]
     ctx = kernel.shape[0]
-    out = np.empty(image.shape, dtype=np.float64)
+    if out is None:
+        out = np.empty(image.shape, dtype=np.float64)
 
     def one(r0: int) -> None:
         r1 = min(ny, r0 + band)
@@ -153,19 +160,30 @@ def convolve_bands(image: np.ndarray, kernel: np.ndarray, band: int = 512,
 
 
 def _detect(image: np.ndarray, kernel: np.ndarray, regions: list[WeightRegion], nsigma: float,
-            footprint: np.ndarray, params: CatalogParams, maps: tuple[mmap.mmap, ...] = ()
-            ) -> tuple[np.ndarray, SegmentationImage | None]:
-    def release() -> None:  # a spilled image is read by the convolution only
-        for mm in maps:
-            _drop_pages(mm)
+            footprint: np.ndarray, params: CatalogParams, maps: tuple[mmap.mmap, ...] = (),
+            spill: str | os.PathLike[str] | None = None
+            ) -> tuple[np.ndarray, SegmentationImage | None, tuple[mmap.mmap, ...]]:
+    """The convolved image, its segmentation and the convolved image's file map (with
+    ``spill``: it is written into an unlinked file there band by band and its pages are
+    released as they are written and read, so it is never whole in memory; else ``()``)."""
+    if spill is not None:
+        conv, mm = _file_array(image.shape, np.float64, spill)
+        own: tuple[mmap.mmap, ...] = (mm,)
+    else:
+        conv, own = None, ()
 
-    conv = convolve_bands(image, kernel, after_band=release if maps else None)
+    def release() -> None:  # a spilled image is read by the convolution only
+        for m in maps + own:
+            _drop_pages(m)
+
+    conv = convolve_bands(image, kernel, after_band=release if maps or own else None, out=conv)
     release_free_memory()  # the bands' freed heap memory (threads' arenas included)
     # detect_sources labels the pixels above the threshold (its only use of the data and the
     # threshold): given them as 0/1 with threshold 0, it makes the same segmentation image
     # (tested against the call with the convolved image and the threshold map)
-    above = above_threshold(conv, regions, nsigma, footprint).view(np.uint8)
-    return conv, detect_sources(above, 0, n_pixels=params.source_box)
+    above = above_threshold(conv, regions, nsigma, footprint,
+                            after_band=release if own else None).view(np.uint8)
+    return conv, detect_sources(above, 0, n_pixels=params.source_box), own
 
 
 def _deblend(conv: np.ndarray, segm: SegmentationImage, params: CatalogParams) -> SegmentationImage:
@@ -197,6 +215,31 @@ def total_error(data: np.ndarray, rms: np.ndarray, gain: float, band: int = 256)
     return out
 
 
+def segment_flux_err(data: np.ndarray, rms: np.ndarray, gain: float, segm: SegmentationImage,
+                     labels: np.ndarray, slices: list) -> np.ndarray:
+    """photutils' ``SourceCatalog(data, segm, error=calc_total_error(data, rms, gain))
+    .segment_flux_err`` of the sources ``labels`` (bounding boxes ``slices``, the catalog's),
+    from the segments' pixels only: each pixel's error is :func:`total_error`'s expression,
+    gathered in photutils' order (row-major in the box, pixels of the segment with finite
+    data), squared and summed by the same ``np.add.reduceat`` (a source without such pixels
+    gives NaN, as photutils). The same values, without the whole-image error array."""
+    values = []
+    for label, box in zip(np.atleast_1d(labels), slices, strict=True):
+        d = np.asarray(data[box])
+        use = (segm.data[box] == label) & np.isfinite(d)
+        d = d[use]
+        var = d / gain if gain != 0 else np.zeros_like(d, dtype=np.float64)
+        np.maximum(var, 0, out=var)
+        e = np.asarray(rms[box])[use]
+        err = np.sqrt(e ** 2 + var)
+        values.append(err if err.size else np.array([np.nan]))
+    if not values:
+        return np.zeros(0)
+    sizes = np.array([len(v) for v in values])
+    splits = np.concatenate(([0], np.cumsum(sizes[:-1])))
+    return np.sqrt(np.add.reduceat(np.square(np.concatenate(values)), splits))
+
+
 def _theta(orientation_deg: np.ndarray) -> np.ndarray:
     """Orientation (deg, any range) -> radians in [-pi/2, pi/2) (an ellipse axis is modulo pi)."""
     return np.radians((orientation_deg + 90.0) % 180.0 - 90.0)
@@ -210,20 +253,31 @@ def _empty_catalog() -> Table:
     return out
 
 
-def _spill(array: np.ndarray, directory: str | os.PathLike[str]
-           ) -> tuple[np.ndarray, mmap.mmap]:
-    """``array`` as a read-only memory map of an unlinked file in ``directory`` (the same
-    values; its pages are read, and count in the process's memory, only where used), and the
-    map (for :func:`_drop_pages`)."""
+def _file_array(shape: tuple[int, ...], dtype: type, directory: str | os.PathLike[str]
+                ) -> tuple[np.ndarray, mmap.mmap]:
+    """A writeable array of zeros in an unlinked file in ``directory`` (a shared file map: the
+    pages written are the file's, so :func:`_drop_pages` releases them from the process's
+    memory without losing them; they are read again from the file where used), and the map."""
+    count = int(np.prod(shape))
+    nbytes = max(1, count * np.dtype(dtype).itemsize)
     fd, name = tempfile.mkstemp(suffix=".bin", prefix=".hapdask-segm-", dir=directory)
     try:
-        with os.fdopen(fd, "w+b") as fh:
-            np.ascontiguousarray(array).tofile(fh)
-            fh.flush()
-            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        os.ftruncate(fd, nbytes)
+        mm = mmap.mmap(fd, nbytes)
     finally:
+        os.close(fd)
         os.unlink(name)
-    return np.frombuffer(mm, dtype=array.dtype).reshape(array.shape), mm
+    _read_sparsely(mm)
+    return np.frombuffer(mm, dtype=dtype, count=count).reshape(shape), mm
+
+
+def _read_sparsely(mm: mmap.mmap) -> None:
+    """Tell the kernel that a file map is read in small pieces (Linux ``MADV_RANDOM``): a
+    fault maps its own page only, not the up to 16 cached pages around it ("fault-around"),
+    so cut-outs of a few pixels per row (photutils' per-source cut-outs) make only the pages
+    they read resident; no read-ahead either. The values read are not affected."""
+    if hasattr(mmap, "MADV_RANDOM"):
+        mm.madvise(mmap.MADV_RANDOM)
 
 
 def _drop_pages(mm: mmap.mmap) -> None:
@@ -267,7 +321,30 @@ def segmentation_image(total: DrizzleProduct, background: Background, footprint:
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     finally:
         os.unlink(name)
+    _read_sparsely(mm)
     return np.frombuffer(mm, dtype=dtype).reshape(shape), (mm,)
+
+
+#: detection properties that read large areas around every source (Kron's elliptical apertures:
+#: the whole spilled image's pages for a 6000^2 total), computed :data:`_CHUNK` sources at a time
+_CHUNKED_PROPERTIES = ("kron_radius",)
+_CHUNK = 128
+
+
+def _property_in_chunks(cat: SourceCatalog, name: str, maps: tuple[mmap.mmap, ...]) -> None:
+    """Put photutils' lazy property ``name`` of ``cat`` into its cache, computed on slices of
+    :data:`_CHUNK` sources (``cat[i:j]``, photutils' own sub-catalogs) with the pages read
+    released after each: the same per-source values (each source's aperture sums are its own),
+    joined in order, without every source's pages in memory at once."""
+    if len(cat) <= _CHUNK:
+        getattr(cat, name)
+        return
+    parts = []
+    for i in range(0, len(cat), _CHUNK):
+        parts.append(getattr(cat[i:i + _CHUNK], name))
+        for mm in maps:
+            _drop_pages(mm)
+    cat.__dict__[name] = np.concatenate(parts)  # where photutils' lazyproperty caches it
 
 
 def detect_segments(total: DrizzleProduct, background: Background,
@@ -293,7 +370,8 @@ def detect_segments(total: DrizzleProduct, background: Background,
     fwhm = params.fwhmpsf / total.pixel_scale
     gauss = make_2dgaussian_kernel(fwhm, size=params.kernel_size).array
     n_real = int(footprint.sum())
-    conv, segm = _detect(image, gauss, regions, params.segm_nsigma, footprint, params, maps)
+    conv, segm, conv_map = _detect(image, gauss, regions, params.segm_nsigma, footprint, params,
+                                   maps, spill)
     ok, big_g = _quality(segm, n_real, params, biggest_only=False)
     kernel_name, big_island = "gaussian", not ok
     if not ok:
@@ -301,19 +379,21 @@ def detect_segments(total: DrizzleProduct, background: Background,
         ricker = RickerWavelet2DKernel(sigma, x_size=params.rw2d_size,
                                        y_size=params.rw2d_size).array
         ricker = ricker / ricker.max()
-        conv_r, segm_r = _detect(image, ricker, regions, params.rw2d_nsigma, footprint, params,
-                                 maps)
+        conv_r, segm_r, map_r = _detect(image, ricker, regions, params.rw2d_nsigma, footprint,
+                                        params, maps, spill)
         ok_r, big_r = _quality(segm_r, n_real, params, biggest_only=True)
         if ok_r or (big_r > 0 and big_g / big_r > params.ratio_bigsource_limit):
-            conv, segm, kernel_name = conv_r, segm_r, "ricker"
+            conv, segm, kernel_name, conv_map = conv_r, segm_r, "ricker", map_r
         else:
             segm = None
     if segm is None or segm.n_labels == 0:
         return Segmentation(None, _empty_catalog(), None, kernel_name, big_island)
     segm = _deblend(conv, segm, params)
-    if spill is not None:
-        conv, mm = _spill(conv, spill)
-        maps += (mm,)
+    if conv_map:
+        # the convolved image's file map is kept with the image's; read-only from here on
+        conv.flags.writeable = False
+        _drop_pages(conv_map[0])
+        maps += conv_map
     cat = SourceCatalog(image, segm, convolved_data=conv, wcs=total.wcs.celestial,
                         kron_params=(params.kron_scaling_radius, params.kron_minimum_radius))
     good = np.isfinite(cat.x_centroid) & np.isfinite(cat.y_centroid)
@@ -327,7 +407,10 @@ def detect_segments(total: DrizzleProduct, background: Background,
         # (photutils caches them), then the pages read are released: the filter catalogs
         # hardly read the spilled images again (the same values, from the cache)
         for name in DETECTION_PROPERTIES:
-            getattr(cat, name)
+            if name in _CHUNKED_PROPERTIES:
+                _property_in_chunks(cat, name, maps)
+            else:
+                getattr(cat, name)
             for mm in maps:  # after each: the pages one property read, not all of them at once
                 _drop_pages(mm)
     ra, dec = total.wcs.celestial.all_pix2world(cat.x_centroid, cat.y_centroid, 0)
@@ -376,13 +459,14 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
     # 2. SourceCatalog on the background-subtracted image (subtracted in place)
     data -= background.background
     sub = data
-    # the Poisson term of negative pixels is 0 (as calc_total_error, which clips its source
-    # variance at 0 itself)
-    error = total_error(sub, background.rms, gain)
-    cat = SourceCatalog(sub, seg.segm, error=error, background=background.background,
+    # no error image: photutils reads it for segment_flux_err only, computed from the
+    # segments' pixels (segment_flux_err: the same values, without a whole float64 image; the
+    # Poisson term of negative pixels is 0, as calc_total_error's)
+    cat = SourceCatalog(sub, seg.segm, background=background.background,
                         wcs=image.wcs.celestial, detection_catalog=seg.source_catalog,
                         kron_params=(params.kron_scaling_radius, params.kron_minimum_radius))
     flux = np.asarray(cat.segment_flux, dtype=np.float64)
+    flux_err = segment_flux_err(sub, background.rms, gain, seg.segm, cat.labels, cat.slices)
     values = {
         "X-Centroid": x, "Y-Centroid": y,
         "ID": np.asarray(cat.labels, dtype=np.int64),
@@ -390,7 +474,7 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
         "Area": np.asarray(cat.area.value, dtype=np.float64),
         "FWHM": np.asarray(cat.fwhm.value, dtype=np.float64),
         "MagSegment": abmag(flux, photflam, photplam), "FluxSegment": flux,
-        "FluxSegmentErr": np.asarray(cat.segment_flux_err, dtype=np.float64),
+        "FluxSegmentErr": flux_err,
         "KronRadius": np.asarray(cat.kron_radius.value, dtype=np.float64),
         "Xmin": cat.bbox_xmin, "Ymin": cat.bbox_ymin, "Xmax": cat.bbox_xmax,
         "Ymax": cat.bbox_ymax,
@@ -401,7 +485,7 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
         "Ellipticity": np.asarray(cat.ellipticity.value),
         "Theta": _theta(np.asarray(cat.orientation.value)),
     }
-    del cat, sub, data, error  # whole-image arrays
+    del cat, sub, data  # whole-image arrays
     n_exp = int(image.keyword("NUMEXP", "NDRIZIM", default=1) or 1)
     values["Flags"] = source_flags(phot, x, y, params=params, pixel_scale=image.pixel_scale,
                                    exposure_count=image.exposure_count, n_exposures=n_exp,

@@ -42,7 +42,8 @@ except ImportError:  # pragma: no cover - depends on the scikit-image version
 from hapdask._memory import drop_file_pages
 from hapdask.archive.sregion import format_s_region
 
-__all__ = ["BLOCK", "HAPEXPNAME", "add_hapexpname", "data_mask", "footprint_regions", "s_region"]
+__all__ = ["BLOCK", "HAPEXPNAME", "add_hapexpname", "data_mask",
+           "footprint_regions", "s_region"]
 
 #: HDRTAB column holding the exposure's HAP product name (DrizzlePac ``HAPCOLNAME``).
 HAPEXPNAME = "HAPEXPNAME"
@@ -239,19 +240,28 @@ def _square_of(segment: tuple) -> tuple[int, int]:
     return int(min(a, c) // 1), int(min(b, d) // 1)
 
 
-def _contours(smooth: np.ndarray, boxes: list[tuple[int, int, int, int]] | None
-              ) -> list[np.ndarray]:
+#: rows of squares per band when :func:`_contours` traces a whole array (a float64 copy of
+#: this many rows is made at a time)
+_CONTOUR_BAND = 512
+
+
+def _contours(smooth: np.ndarray, boxes: list[tuple[int, int, int, int]] | None,
+              band: int = _CONTOUR_BAND) -> list[np.ndarray]:
     """``find_contours(smooth, 0.5)`` of a bool array, from the squares in ``boxes`` only
-    (:func:`_scan_boxes`; None: the whole array).
+    (:func:`_scan_boxes`; None: the whole array, in bands of ``band`` rows of squares).
 
     find_contours makes a segment for every square with corners on both sides of the level,
-    scanning the squares row by row, and joins the segments in that order; the segments of the
-    boxes (their squares' segments as the whole scan makes them, shifted) are put in that order
-    and joined the same way: the same contours, without the float64 copy and scan of the whole
-    array.
+    scanning the squares row by row on a float64 copy of the array, and joins the segments in
+    that order; the segments of the boxes (their squares' segments as the whole scan makes
+    them, shifted: crossings of 0/1 values at 0.5 are at half-integers, exact after any shift)
+    are put in that order and joined the same way: the same contours, without the float64
+    copy and scan of the whole array.
     """
-    if boxes is None or _get_contour_segments is None:
+    ny, nx = smooth.shape
+    if _get_contour_segments is None or ny < 2 or nx < 2:
         return find_contours(smooth, 0.5)
+    if boxes is None:
+        boxes = [(r0, min(r0 + band, ny - 1), 0, nx - 1) for r0 in range(0, ny - 1, band)]
     segments = []
     for r0, r1, c0, c1 in boxes:
         sub = smooth[r0:r1 + 1, c0:c1 + 1].astype(np.float64)
@@ -306,8 +316,7 @@ def _labelled_rings(smooth: np.ndarray) -> list[tuple[np.ndarray, int, int]]:
         if sl is None:
             continue
         sub = np.pad(labels[sl] == label, 1)
-        # the bool mask as it is: find_contours makes its own float64 copy
-        contours = find_contours(sub, 0.5)
+        contours = _contours(sub, None)  # without a float64 copy of the whole cut-out
         del sub
         if contours:
             out.append((max(contours, key=len), sl[0].start, sl[1].start))

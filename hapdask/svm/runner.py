@@ -58,7 +58,7 @@ from hapdask.align import AlignResult, FileCatalog, read_wcs_updates
 from hapdask.align.headerlet import write_headerlets
 from hapdask.align.pipeline import align_graph, visit_key
 from hapdask.align.updates import WcsUpdate, apply_update, write_wcs_updates
-from hapdask.catalogs import CatalogParams, make_catalogs, read_product
+from hapdask.catalogs import CatalogParams, filter_backgrounds, make_catalogs, read_product
 from hapdask.dqflags import DQ_FLAGS
 from hapdask.export.lock import OutputLock
 from hapdask.export.manifest import write_atomic
@@ -361,6 +361,10 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
         params = CatalogParams.for_detector(det_key)
     except (KeyError, ValueError) as exc:
         return [f"{total.name}: no catalogs ({exc})"]
+    # the heap's free memory kept by the earlier stages (hapdask._memory) is handed back before
+    # the catalog's whole-image arrays are made: they would not fit its holes, and both would
+    # count in the run's peak
+    give_back_free_memory()
     paths, sources = {}, {}
     for rec in filters:
         head = read_product(rec.path, memmap=True)  # keywords only; pixels are not read
@@ -375,9 +379,14 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
         sources, lambda src: saturation_map(src[0], state, src[1]))
     lines = []
     try:
-        # the total product is not held here: make_catalogs frees it after the detection
-        cats = make_catalogs(read_product(total.path), fprods, params, saturated=saturated,
-                             scratch=staging)
+        # the filter backgrounds before the total is read (their statistics are the catalog
+        # step's largest temporaries); the total product is not held here: make_catalogs frees
+        # it after the detection; its WHT is read (memory-mapped, band by band) by the weight
+        # regions only
+        fbkgs = filter_backgrounds(fprods, params)
+        cats = make_catalogs(read_product(total.path, weights=False), fprods, params,
+                             saturated=saturated, scratch=staging, backgrounds=fbkgs)
+        del fbkgs
     except ValueError as exc:
         return [f"{total.name}: catalogs failed: {exc}"]
     if cats.rejected:

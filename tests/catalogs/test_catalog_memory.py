@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from astropy.convolution import RickerWavelet2DKernel, convolve
 from photutils.detection import DAOStarFinder, find_peaks
-from photutils.segmentation import detect_sources, make_2dgaussian_kernel
+from photutils.segmentation import SourceCatalog, detect_sources, make_2dgaussian_kernel
 from photutils.utils import calc_total_error
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import ndimage
@@ -20,6 +20,7 @@ from hapdask.catalogs import (
     CatalogParams,
     WeightRegion,
     assemble,
+    background,
     compute_background,
     detect_point_sources,
     footprint_mask,
@@ -68,11 +69,15 @@ class _Lookup(Mapping):
         return len(self._filters)
 
 
-def test_total_pixels_freed_before_filters(field, field_catalogs, monkeypatch):
+@pytest.mark.parametrize("given", [False, True])
+def test_total_pixels_freed_before_filters(field, field_catalogs, monkeypatch, given):
     """Passed without a reference kept, the total's WHT is released before the detections and
-    its SCI after them (before any filter product is looked up); the catalogs are those of the
-    fixture."""
+    its SCI after them (before any filter product is looked up for its measurement); the
+    filter backgrounds are made first (each filter looked up once more, before the detection)
+    unless given (``filter_backgrounds``, as the SVM catalog task makes them before it reads
+    the total); the catalogs are those of the fixture."""
     params = CatalogParams.for_detector("acs_wfc")
+    fbkgs = assemble.filter_backgrounds(field.filters, params) if given else None
     total = replace(field.total, sci=field.total.sci.copy(), wht=field.total.wht.copy())
     ref = weakref.ref(total.sci)
     wht = weakref.ref(total.wht)
@@ -86,9 +91,12 @@ def test_total_pixels_freed_before_filters(field, field_catalogs, monkeypatch):
     lookup = _Lookup(dict(field.filters), ref)
     args = [total]
     del total
-    res = make_catalogs(args.pop(), lookup, params)
+    res = make_catalogs(args.pop(), lookup, params, backgrounds=fbkgs)
     assert wht_alive == [False]
-    assert lookup.seen == [False] * len(field.filters)
+    first = [] if given else [True] * len(field.filters)  # the backgrounds, before detection
+    assert lookup.seen == first + [False] * len(field.filters)
+    assert given or all(b is not None for b in assemble.filter_backgrounds(field.filters,
+                                                                            params).values())
     for got, want in ((res.point_total, field_catalogs.point_total),
                       (res.segment_total, field_catalogs.segment_total)):
         assert got.colnames == want.colnames and len(got) == len(want)
@@ -100,11 +108,11 @@ def test_spilled_detection_images_same_catalogs(field, field_catalogs, tmp_path,
     """With ``scratch``, the segmentation's detection images are memory maps of unlinked files
     there (nothing is left in the directory) and every catalog is the in-memory run's."""
     spilled = []
-    original = segment._spill
+    original = segment._file_array
     original_image = segment.segmentation_image
 
-    def spill(array, directory):
-        got, mm = original(array, directory)
+    def spill(shape, dtype, directory):
+        got, mm = original(shape, dtype, directory)
         spilled.append((type(mm), got.shape, got.flags.owndata, directory))
         return got, mm
 
@@ -113,11 +121,12 @@ def test_spilled_detection_images_same_catalogs(field, field_catalogs, tmp_path,
         spilled.append((*(type(m) for m in maps), got.shape, got.flags.owndata, spill))
         return got, maps
 
-    monkeypatch.setattr(segment, "_spill", spill)
+    monkeypatch.setattr(segment, "_file_array", spill)
     monkeypatch.setattr(assemble, "segmentation_image", image)
     res = make_catalogs(field.total, field.filters, CatalogParams.for_detector("acs_wfc"),
                         scratch=tmp_path)
-    # the detection image (written band by band) and the convolved image
+    # the detection image (written band by band) and the convolved image (written into its
+    # file as it is convolved)
     assert spilled == [(mmap.mmap, field.total.sci.shape, False, tmp_path)] * 2
     assert list(tmp_path.iterdir()) == []
     pairs = [(res.point_total, field_catalogs.point_total),
@@ -130,11 +139,14 @@ def test_spilled_detection_images_same_catalogs(field, field_catalogs, tmp_path,
             assert np.array_equal(np.asarray(got[name]), np.asarray(want[name]), equal_nan=True)
 
 
-def test_filter_catalogs_compute_nothing_on_spilled_detection(field, tmp_path):
+@pytest.mark.parametrize("chunk", [128, 7])
+def test_filter_catalogs_compute_nothing_on_spilled_detection(field, tmp_path, monkeypatch,
+                                                              chunk):
     """With ``spill``, every detection property the filter catalogs take from the detection
     catalog (photutils' ``use_detcat``) is already in photutils' cache: measuring the filters
     adds nothing to it (so nothing reads the released detection images again), and the filter
-    catalogs equal those of an in-memory detection."""
+    catalogs equal those of an in-memory detection (also with the Kron radii computed on
+    slices of a few sources)."""
     from hapdask.catalogs.background import compute_background, footprint_mask, weight_regions
     from hapdask.catalogs.segment import detect_segments, measure_segments
 
@@ -142,8 +154,13 @@ def test_filter_catalogs_compute_nothing_on_spilled_detection(field, tmp_path):
     fp = footprint_mask(field.total, params)
     bkg = compute_background(field.total, params, fp)
     regions = weight_regions(field.total, bkg.rms, params, fp)
+    monkeypatch.setattr(segment, "_CHUNK", chunk)  # Kron radii of slices of sources
     spilled = detect_segments(field.total, bkg, regions, fp, params, spill=tmp_path)
     plain = detect_segments(field.total, bkg, regions, fp, params)
+    assert len(plain.catalog) > 2 * chunk or chunk == 128
+    want_kron = plain.source_catalog.kron_radius
+    got_kron = spilled.source_catalog.kron_radius
+    assert got_kron.unit == want_kron.unit and np.array_equal(got_kron, want_kron)
     cached = set(vars(spilled.source_catalog))
     assert {"area", "kron_radius", "orientation"} <= cached  # photutils caches in the instance
     for prod in field.filters.values():
@@ -220,11 +237,12 @@ def _psf_sources_whole(region, footprint, fwhm, params):
     return np.asarray(found["x_centroid"]), np.asarray(found["y_centroid"])
 
 
-@pytest.mark.parametrize("block_size", [1024, 96])
-def test_psf_sources_equal_whole_image_path(field, block_size):
-    """The PSF path with the deconvolution made block row by block row and banded peak
-    searches finds the same sources (bit-identical centroids, same order) as the whole-image
-    deconvolution with photutils' find_peaks; with small blocks many block rows and band edges
+@pytest.mark.parametrize(("block_size", "band"), [(1024, 512), (96, 512), (1024, 40)])
+def test_psf_sources_equal_whole_image_path(field, block_size, band):
+    """The PSF path with the region made on demand, the deconvolution made block row by block
+    row, banded peak searches and DAOFIND measured band by band finds the same sources
+    (bit-identical centroids, same order) as the whole-image deconvolution with photutils'
+    find_peaks and DAOStarFinder; with small blocks and bands many block rows and band edges
     cross the sources."""
     params = replace(CatalogParams.for_detector("acs_wfc"), block_size=block_size)
     fp = footprint_mask(field.total, params)
@@ -238,7 +256,9 @@ def test_psf_sources_equal_whole_image_path(field, block_size):
         region[~reg.mask] = 0.0
         np.clip(region, 0.0, None, out=region)
         want = _psf_sources_whole(region.copy(), fp, fwhm, params)
-        got = point._psf_sources(region, fp, fwhm, params)
+        rows = point._region_rows(field.total, bkg, reg, params.nsigma * reg.noise)
+        assert np.array_equal(rows(0, region.shape[0]), region)
+        got = point._psf_sources(rows, region.shape, fp, fwhm, params, band=band)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
         n += got[0].size
     assert n > 50
@@ -326,3 +346,44 @@ def test_measure_segments_own_sci(field, field_catalogs):
             segment.measure_segments(prod.__class__(prod.sci.astype(np.float32), prod.wht,
                                                     prod.wcs, prod.header), seg, fbkg, params,
                                      own_sci=True)
+
+
+@pytest.mark.parametrize("rms_kind", ["broadcast", "map"])
+def test_region_noise_equals_gathered(rms_kind):
+    """A weight region's noise without gathering the region equals the gathered expression
+    ``nanmedian(rms[mask] * sqrt(1 / rel[mask].max()))`` bit for bit (float32 weights, a
+    constant broadcast rms and a per-pixel one; odd and even pixel counts)."""
+    rng = np.random.default_rng(7)
+    rel = rng.uniform(0.0, 1.0, (700, 300)).astype(np.float32)
+    rms = (np.broadcast_to(np.float64(0.0123456789), rel.shape) if rms_kind == "broadcast"
+           else rng.uniform(0.01, 0.02, rel.shape))
+    for frac in (0.3, 0.7):
+        mask = rng.uniform(size=rel.shape) < frac
+        mask[600:] = False  # bands without any pixel
+        for extra in (False, True):  # change the parity of the count
+            mask[0, 0] = extra
+            want = float(np.nanmedian(rms[mask] * np.sqrt(1.0 / rel[mask].max())))
+            got = background._region_noise(rms, rel, mask)
+            assert got == want
+            assert background._masked_max(rel, mask) == rel[mask].max()
+
+
+@pytest.mark.parametrize("gain", [1.0, 850.0, 0.0])
+@pytest.mark.parametrize("rms_kind", ["broadcast", "map"])
+def test_segment_flux_err_equals_photutils(gain, rms_kind):
+    """FluxSegmentErr from the segments' pixels equals photutils' ``segment_flux_err`` with the
+    whole-image ``calc_total_error`` (the oracle), bit for bit (negative pixels included)."""
+    rng = np.random.default_rng(8)
+    data = rng.normal(0.0, 1.0, (120, 140))
+    yy, xx = np.mgrid[:120, :140]
+    for y0, x0, a in ((30, 40, 40.0), (80, 100, 25.0), (60, 20, 60.0), (100, 60, 15.0)):
+        data += a * np.exp(-((yy - y0) ** 2 + (xx - x0) ** 2) / 18.0)
+    segm = detect_sources(data, 4.0, n_pixels=5)
+    rms = (np.broadcast_to(np.float64(0.9), data.shape) if rms_kind == "broadcast"
+           else rng.uniform(0.5, 1.5, data.shape))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = SourceCatalog(data, segm, error=calc_total_error(data, rms, gain)).segment_flux_err
+    cat = SourceCatalog(data, segm)
+    got = segment.segment_flux_err(data, rms, gain, segm, cat.labels, cat.slices)
+    assert segm.n_labels >= 4
+    assert np.array_equal(got, np.asarray(want))

@@ -144,3 +144,30 @@ def test_drop_file_pages_releases_read_pages_and_keeps_the_values(tmp_path):
         assert float(np.sum(mapped, dtype=np.float64)) == total
         np.testing.assert_array_equal(mapped, data)
     assert not _memory.drop_file_pages(data)  # no mapping: nothing done
+
+
+@pytest.mark.parametrize("band", [1, 2, 7, 64, 10_000])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_banded_contours_equal_find_contours(band, seed):
+    """``_contours`` of a whole array (segments collected band by band of rows) gives skimage's
+    ``find_contours(mask, 0.5)`` exactly: the same contours, points and order, for masks with
+    holes, regions meeting at a corner, regions touching the array's edges and one-pixel
+    regions, whatever the band."""
+    from scipy import ndimage
+    from skimage.measure import find_contours
+
+    from hapdask.svm.keywords import _contours
+
+    rng = np.random.default_rng(seed)
+    mask = ndimage.gaussian_filter(rng.normal(size=(157, 131)), 3.0) > 0.05
+    mask[40:60, 30:50] = True
+    mask[45:50, 35:40] = False  # a hole
+    mask[100, 100] = mask[101, 101] = True  # meeting at a corner
+    mask[0, :20] = True  # at the edge
+    mask[-1, -1] = True
+    want = find_contours(mask, 0.5)
+    got = _contours(mask, None, band=band)
+    assert len(want) > 10
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype and np.array_equal(g, w)
