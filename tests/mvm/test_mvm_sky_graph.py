@@ -71,6 +71,32 @@ def _hdus(path: Path) -> dict:
                           else e.data.tobytes())) for e in h}
 
 
+def _assert_same_products(a, b, layers) -> None:
+    """The FITS layers (headers but DATE, data) and the zarr store (sci/wht/ctx and the tile
+    fingerprints) of two output folders are identical."""
+    for name in layers:
+        fa = _hdus(a / f"{name}.fits")
+        fb = _hdus(b / f"{name}.fits")
+        assert fa.keys() == fb.keys()
+        for ext in fa:
+            ha, hb = fa[ext][0], fb[ext][0]
+            for h in (ha, hb):
+                h.remove("DATE", ignore_missing=True)
+            assert ha.tostring() == hb.tostring(), ext
+            if isinstance(fa[ext][1], bytes):
+                assert fa[ext][1] == fb[ext][1]
+            elif fa[ext][1] is not None:
+                np.testing.assert_array_equal(fa[ext][1], fb[ext][1])
+    ga = zarr.open_group(str(a / runner.store_name(SKYCELL)), mode="r")
+    gb = zarr.open_group(str(b / runner.store_name(SKYCELL)), mode="r")
+    assert sorted(ga.group_keys()) == sorted(gb.group_keys()) == sorted(layers)
+    for name in layers:
+        for arr in ("sci", "wht", "ctx"):
+            np.testing.assert_array_equal(ga[name][arr][...], gb[name][arr][...])
+        np.testing.assert_array_equal(ga[name][xzarr.MARKERS]["tile_fp"][...],
+                                      gb[name][xzarr.MARKERS]["tile_fp"][...])
+
+
 def test_skies_in_graph_recorded_and_same_for_any_tiling_and_threads(sim, true_wcs, verdicts,
                                                                      tmp_path):
     """Tiles of 256 on one thread and one whole tile on two threads: every D###SKY card and
@@ -156,27 +182,7 @@ def test_unusable_chip_found_in_graph_gives_the_products_of_measuring_first(sim,
     outputs, *_ = runner.write_layers(p, tmp_path / "first", compute=local_compute,
                                       skies=skies, log=lambda m: None)
     assert sorted(res.plan.layers) == sorted(p.layers)
-    for name in p.layers:
-        fa = _hdus(tmp_path / "graph" / f"{name}.fits")
-        fb = _hdus(tmp_path / "first" / f"{name}.fits")
-        assert fa.keys() == fb.keys()
-        for ext in fa:
-            ha, hb = fa[ext][0], fb[ext][0]
-            for h in (ha, hb):
-                h.remove("DATE", ignore_missing=True)
-            assert ha.tostring() == hb.tostring(), ext
-            if isinstance(fa[ext][1], bytes):
-                assert fa[ext][1] == fb[ext][1]
-            elif fa[ext][1] is not None:
-                np.testing.assert_array_equal(fa[ext][1], fb[ext][1])
-    ga = zarr.open_group(str(tmp_path / "graph" / runner.store_name(SKYCELL)), mode="r")
-    gb = zarr.open_group(str(tmp_path / "first" / runner.store_name(SKYCELL)), mode="r")
-    assert sorted(ga.group_keys()) == sorted(gb.group_keys()) == sorted(p.layers)
-    for name in p.layers:
-        for arr in ("sci", "wht", "ctx"):
-            np.testing.assert_array_equal(ga[name][arr][...], gb[name][arr][...])
-        np.testing.assert_array_equal(ga[name][xzarr.MARKERS]["tile_fp"][...],
-                                      gb[name][xzarr.MARKERS]["tile_fp"][...])
+    _assert_same_products(tmp_path / "graph", tmp_path / "first", p.layers)
 
 
 @pytest.mark.parametrize("formats", [("fits",), ("fits", "zarr")])
@@ -238,24 +244,4 @@ def test_pixel_test_rejection_beside_the_tiles_gives_the_products_of_waiting(sim
     assert any(r.path == str(zero) and r.rule == "Z" for r in res.plan.rejected)
     assert sorted(res.plan.layers) == sorted(waited.plan.layers)
     assert not list((tmp_path / "beside").glob("*.part"))
-    for name in waited.plan.layers:
-        fa = _hdus(tmp_path / "beside" / f"{name}.fits")
-        fb = _hdus(tmp_path / "waited" / f"{name}.fits")
-        assert fa.keys() == fb.keys()
-        for ext in fa:
-            ha, hb = fa[ext][0], fb[ext][0]
-            for h in (ha, hb):
-                h.remove("DATE", ignore_missing=True)
-            assert ha.tostring() == hb.tostring(), ext
-            if isinstance(fa[ext][1], bytes):
-                assert fa[ext][1] == fb[ext][1]
-            elif fa[ext][1] is not None:
-                np.testing.assert_array_equal(fa[ext][1], fb[ext][1])
-    ga = zarr.open_group(str(tmp_path / "beside" / runner.store_name(SKYCELL)), mode="r")
-    gb = zarr.open_group(str(tmp_path / "waited" / runner.store_name(SKYCELL)), mode="r")
-    assert sorted(ga.group_keys()) == sorted(gb.group_keys()) == sorted(waited.plan.layers)
-    for name in waited.plan.layers:
-        for arr in ("sci", "wht", "ctx"):
-            np.testing.assert_array_equal(ga[name][arr][...], gb[name][arr][...])
-        np.testing.assert_array_equal(ga[name][xzarr.MARKERS]["tile_fp"][...],
-                                      gb[name][xzarr.MARKERS]["tile_fp"][...])
+    _assert_same_products(tmp_path / "beside", tmp_path / "waited", waited.plan.layers)

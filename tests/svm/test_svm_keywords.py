@@ -232,6 +232,16 @@ def test_outer_rings_equal_region_traces_or_decline(case):
         assert np.array_equal(ring, wring)
 
 
+def _rotated_axes(rng, ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates of an ``ny`` x ``nx`` array about its centre, along two axes rotated
+    by a random angle (tilted footprint edges for the outline tests)."""
+    yy, xx = np.mgrid[:ny, :nx]
+    angle = rng.uniform(0, np.pi / 2)
+    u = (xx - nx / 2) * np.cos(angle) + (yy - ny / 2) * np.sin(angle)
+    v = -(xx - nx / 2) * np.sin(angle) + (yy - ny / 2) * np.cos(angle)
+    return u, v
+
+
 @pytest.mark.parametrize(("seed", "closing", "opening", "sigma"),
                          [(0, 11, 3, 2.0), (1, 11, 3, 2.0), (2, 3, 1, 0.5), (3, 11, 3, 2.0)])
 def test_smoothed_tiles_equal_whole_array_steps(seed, closing, opening, sigma):
@@ -242,10 +252,7 @@ def test_smoothed_tiles_equal_whole_array_steps(seed, closing, opening, sigma):
 
     rng = np.random.default_rng(seed)
     ny, nx = (int(v) for v in rng.integers(500, 800, 2))
-    yy, xx = np.mgrid[:ny, :nx]
-    angle = rng.uniform(0, np.pi / 2)
-    u = (xx - nx / 2) * np.cos(angle) + (yy - ny / 2) * np.sin(angle)
-    v = -(xx - nx / 2) * np.sin(angle) + (yy - ny / 2) * np.cos(angle)
+    u, v = _rotated_axes(rng, ny, nx)
     half = rng.uniform(0.3, 0.45) * min(ny, nx)
     filled = (np.abs(u) < half) & (np.abs(v) < half * 1.2)
     filled &= np.abs(v - rng.uniform(-20, 20)) > rng.uniform(3, 12)  # a gap
@@ -275,10 +282,7 @@ def test_contours_from_boundary_tiles_equal_find_contours(seed, tile):
     assert keywords._get_contour_segments is not None  # else the whole array is traced
     rng = np.random.default_rng(seed)
     ny, nx = (int(v) for v in rng.integers(300, 600, 2))
-    yy, xx = np.mgrid[:ny, :nx]
-    angle = rng.uniform(0, np.pi / 2)
-    u = (xx - nx / 2) * np.cos(angle) + (yy - ny / 2) * np.sin(angle)
-    v = -(xx - nx / 2) * np.sin(angle) + (yy - ny / 2) * np.cos(angle)
+    u, v = _rotated_axes(rng, ny, nx)
     filled = (np.abs(u) < 0.35 * min(ny, nx)) & (np.abs(v) < 0.4 * min(ny, nx))
     filled &= np.abs(v - rng.uniform(-20, 20)) > rng.uniform(3, 12)
     filled |= rng.random((ny, nx)) < 0.0005
