@@ -273,6 +273,9 @@ def run_acs4(a, work: Path) -> None:
             msg += f", runmultihap {m['wall']:.1f} s (CPU {m['cpu']:.1f} s, exit {m['rc']}, " \
                    f"peak RSS {m['rss']:.0f} MiB, {len(m['products'])} products)"
         print(msg, flush=True)
+        if k < a.repeat - 1:  # ~1.5 GB (ours) + ~3 GB (runmultihap) a run: keep the last only
+            for name in (f"cli{k}", f"runmultihap{k}", "warm"):
+                shutil.rmtree(work / name, ignore_errors=True)
     t_ours = statistics.median(o["wall"] for o in ours)
     print(f"\n4 ACS/WFC exposures ({', '.join(Path(p).name for p in paths)}), SkyCell "
           f"{a.skycell}: hapdask mvm (CLI, local threads, FITS + zarr) median {t_ours:.1f} s "
