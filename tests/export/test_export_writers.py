@@ -217,6 +217,19 @@ def test_combine_primary_rules():
     assert "ASN_ID" not in h and h["PA_V3"] == 0.0
 
 
+def _write_window(group, lay, t: int, window, sci, wht, ctx) -> None:
+    """Write one tile window of sci/wht/ctx: through zarr's own array API into ``group`` (the
+    oracle) when it is given, else through :func:`xzarr.write_zarr_tile` into ``lay``."""
+    y0, y1, x0, x1 = window
+    if group is not None:
+        group["sci"][y0:y1, x0:x1] = sci[y0:y1, x0:x1]
+        group["wht"][y0:y1, x0:x1] = wht[y0:y1, x0:x1]
+        group["ctx"][:, y0:y1, x0:x1] = ctx[:, y0:y1, x0:x1]
+    else:
+        xzarr.write_zarr_tile(lay, (y0 // t, x0 // t), window, sci[y0:y1, x0:x1],
+                              wht[y0:y1, x0:x1], ctx[:, y0:y1, x0:x1])
+
+
 def _store_bytes(root) -> dict:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file()}
@@ -252,14 +265,8 @@ def test_zarr_tiles_same_bytes_as_zarrs_own_fill_checks(tmp_path, case):
                                       wcs_header=fits.Header(), fingerprint="f", nplanes=1)
         g = zarr.open_group(str(root / "s.zarr"), mode="r+", zarr_format=3)["lay"]
         for y0, y1, x0, x1 in windows:
-            if checked:  # zarr alone, fill checks on (write_empty_chunks False)
-                g["sci"][y0:y1, x0:x1] = sci[y0:y1, x0:x1]
-                g["wht"][y0:y1, x0:x1] = wht[y0:y1, x0:x1]
-                g["ctx"][:, y0:y1, x0:x1] = ctx[:, y0:y1, x0:x1]
-            else:
-                xzarr.write_zarr_tile(lay, (y0 // t, x0 // t), (y0, y1, x0, x1),
-                                      sci[y0:y1, x0:x1], wht[y0:y1, x0:x1],
-                                      ctx[:, y0:y1, x0:x1])
+            # checked: zarr alone, fill checks on (write_empty_chunks False)
+            _write_window(g if checked else None, lay, t, (y0, y1, x0, x1), sci, wht, ctx)
         return _store_bytes(root / "s.zarr" / "lay")
 
     assert not zarr.config.get("array.write_empty_chunks")
@@ -375,14 +382,7 @@ def test_zarr_shard_writer_same_bytes_as_zarr(tmp_path, case, monkeypatch):
             passes[1][2][:, :64, :64] = 0
         for s, w, c in passes:
             for y0, y1, x0, x1 in windows:
-                if oracle:
-                    g["sci"][y0:y1, x0:x1] = s[y0:y1, x0:x1]
-                    g["wht"][y0:y1, x0:x1] = w[y0:y1, x0:x1]
-                    g["ctx"][:, y0:y1, x0:x1] = c[:, y0:y1, x0:x1]
-                else:
-                    xzarr.write_zarr_tile(lay, (y0 // t, x0 // t), (y0, y1, x0, x1),
-                                          s[y0:y1, x0:x1], w[y0:y1, x0:x1],
-                                          c[:, y0:y1, x0:x1])
+                _write_window(g if oracle else None, lay, t, (y0, y1, x0, x1), s, w, c)
         files = _store_bytes(root / "s.zarr" / "lay")
         return {k: v for k, v in files.items() if k.split("/")[0] in ("sci", "wht", "ctx")
                 and "/c/" in k}
