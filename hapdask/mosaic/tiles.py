@@ -28,7 +28,8 @@ from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.scratch import Scratch, load_banded
 
 __all__ = ["ChipPlacement", "Region", "SAMPLE_STEP", "Tile", "chip_tile_boxes", "footprint_margin",
-           "input_row_spans", "place_chip", "place_chip_configs", "place_chips", "plan_tiles"]
+           "input_row_spans", "place_chip", "place_chip_configs", "place_chips", "plan_tiles",
+           "quick_index"]
 
 #: sampling step (input pixels) of the coarse per-chip pixel map of :func:`chip_tile_boxes`
 SAMPLE_STEP = 32
@@ -393,9 +394,9 @@ def quick_index(pixmap: np.ndarray, *, kernel: str = "square", pixfrac: float = 
     returns the same boxes: a block it takes whole is inside the window by the exact extents
     too, and the blocks near the window's edge are scanned pixel by pixel with the exact
     reaches either way (a block inside the window by the exact extents but not by these is
-    scanned, and gives its whole range unless some of its edge pixels have no position). The
-    exact pass cost ~0.17 CPU-s per 4096 x 2048 chip, this one a fraction of it.
-    """
+    scanned, and gives its whole range unless some of its edge pixels have no position).
+    Measured on a 4096 x 2048 ACS/WFC map (interleaved, loaded machine): 0.12 CPU-s for the
+    exact extents, 0.07 for these (median of 9 each)."""
     from hapdask.drizzle.tile import FootprintIndex, _check_kernel_args, _reach_params
     from hapdask.mosaic._extent import block_bounds
 
