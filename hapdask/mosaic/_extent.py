@@ -1,5 +1,5 @@
-"""numba helper of the chip placements (:mod:`hapdask.mosaic.tiles`), in its own module so that
-importing the engine does not load numba (``tiles`` imports it when a chip is placed)."""
+"""numba helpers of the chip placements (:mod:`hapdask.mosaic.tiles`), in their own module so
+that importing the engine does not load numba (``tiles`` imports it when a chip is placed)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["finite_extent"]
+__all__ = ["block_bounds", "finite_extent"]
 
 
 @njit(nogil=True, cache=True)
@@ -33,3 +33,136 @@ def finite_extent(pixmap, y0, y1, x0, x1):  # pragma: no cover - numba
                 ymn = min(ymn, y)
                 ymx = max(ymx, y)
     return n, xmn, xmx, ymn, ymx
+
+
+@njit(nogil=True, cache=True)
+def _all_finite(bits, j0, j1, i0, i1):  # pragma: no cover - numba
+    """Whether every position of ``bits[j0:j1, i0:i1]`` (the pixmap viewed as uint64) is
+    finite: no exponent field all ones (integer operations on contiguous rows: vectorised)."""
+    expo = np.uint64(0x7FF0000000000000)
+    bad = 0
+    for j in range(j0, j1):
+        row = bits[j].reshape(-1)
+        for k in range(2 * i0, 2 * i1):
+            bad += (row[k] & expo) == expo
+    return bad == 0
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def _finite_block(pixmap, j0, j1, i0, i1, ga, gb, ha, hb):  # pragma: no cover - numba
+    """For a block whose grown region ``[ga:gb, ha:hb]`` has only finite positions:
+    ``(xmin, xmax, ymin, ymax)`` of the block ``[j0:j1, i0:i1]`` and the largest ``|dx|``,
+    ``|dy|`` of the row and column steps of the grown region. Finite values only, so the
+    fast-math minima, maxima and absolute values are exact (vectorised over contiguous rows)."""
+    xmn = np.inf
+    xmx = -np.inf
+    ymn = np.inf
+    ymx = -np.inf
+    for j in range(j0, j1):
+        row = pixmap[j].reshape(-1)
+        for i in range(i0, i1):
+            x = row[2 * i]
+            y = row[2 * i + 1]
+            xmn = min(xmn, x)
+            xmx = max(xmx, x)
+            ymn = min(ymn, y)
+            ymx = max(ymx, y)
+    hx = 0.0
+    hy = 0.0
+    for j in range(ga, gb):
+        row = pixmap[j].reshape(-1)
+        for i in range(ha, hb - 1):
+            hx = max(hx, abs(row[2 * i + 2] - row[2 * i]))
+            hy = max(hy, abs(row[2 * i + 3] - row[2 * i + 1]))
+    vx = 0.0
+    vy = 0.0
+    for j in range(ga, gb - 1):
+        row = pixmap[j].reshape(-1)
+        nxt = pixmap[j + 1].reshape(-1)
+        for i in range(ha, hb):
+            vx = max(vx, abs(nxt[2 * i] - row[2 * i]))
+            vy = max(vy, abs(nxt[2 * i + 1] - row[2 * i + 1]))
+    return xmn, xmx, ymn, ymx, hx, hy, vx, vy
+
+
+@njit(nogil=True, cache=True)
+def _any_block(pixmap, j0, j1, i0, i1, ny, nx):  # pragma: no cover - numba
+    """:func:`_finite_block`'s extremes for a block with non-finite positions nearby: the
+    positions that are finite, and the largest steps from them to their 8 neighbours (NaN
+    steps ignored, as the exact reach does); returned as ``(..., sx, sy, 0, 0)``."""
+    xmn = np.inf
+    xmx = -np.inf
+    ymn = np.inf
+    ymx = -np.inf
+    sx = 0.0
+    sy = 0.0
+    for j in range(j0, j1):
+        for i in range(i0, i1):
+            x = pixmap[j, i, 0]
+            y = pixmap[j, i, 1]
+            if not (math.isfinite(x) and math.isfinite(y)):
+                continue
+            xmn = min(xmn, x)
+            xmx = max(xmx, x)
+            ymn = min(ymn, y)
+            ymx = max(ymx, y)
+            for jn in range(max(j - 1, 0), min(j + 2, ny)):
+                for iN in range(max(i - 1, 0), min(i + 2, nx)):
+                    ex = abs(pixmap[jn, iN, 0] - x)
+                    ey = abs(pixmap[jn, iN, 1] - y)
+                    if ex > sx:
+                        sx = ex
+                    if ey > sy:
+                        sy = ey
+    return xmn, xmx, ymn, ymx, sx, sy, 0.0, 0.0
+
+
+@njit(nogil=True, cache=True)
+def block_bounds(pixmap, block, kind, radius):  # pragma: no cover - numba
+    """Footprint extents ``(xmin, xmax, ymin, ymax)`` of every ``block x block`` group of input
+    pixels that hold the exact ones of :class:`hapdask.drizzle.tile.FootprintIndex` (its
+    ``block_extents``), from a few vectorised passes: ``+inf/-inf`` for blocks without a
+    valid pixel.
+
+    The exact extent pads each pixel's position by its own reach (``kind`` 0, the square
+    kernel: ``radius`` times the largest step of the map to its 8 neighbours, NaN steps
+    ignored; ``kind`` 1: ``radius``). Here a block's positions are padded by a bound of the
+    largest reach of its pixels: ``radius`` times the largest row step plus the largest column
+    step of the block grown by one pixel (a diagonal step is at most one of each), times
+    ``1 + 1e-9`` against rounding; blocks with a non-finite position nearby take the largest
+    step to the 8 neighbours of their own finite pixels. Rounding is monotonic, so
+    ``xmin - r - eps`` is never above any pixel's ``x - r_pixel - eps``. The extents are larger
+    than the exact ones by about one reach at most.
+    """
+    ny, nx = pixmap.shape[0], pixmap.shape[1]
+    nby = (ny + block - 1) // block
+    nbx = (nx + block - 1) // block
+    ext = np.empty((nby, nbx, 4))
+    eps = 1e-6
+    bits = pixmap.view(np.uint64)
+    for bj in range(nby):
+        j0 = bj * block
+        j1 = min(j0 + block, ny)
+        ga = max(j0 - 1, 0)
+        gb = min(j1 + 1, ny)
+        for bi in range(nbx):
+            i0 = bi * block
+            i1 = min(i0 + block, nx)
+            ha = max(i0 - 1, 0)
+            hb = min(i1 + 1, nx)
+            if _all_finite(bits, ga, gb, ha, hb):
+                xmn, xmx, ymn, ymx, hx, hy, vx, vy = _finite_block(pixmap, j0, j1, i0, i1,
+                                                                    ga, gb, ha, hb)
+            else:
+                xmn, xmx, ymn, ymx, hx, hy, vx, vy = _any_block(pixmap, j0, j1, i0, i1, ny, nx)
+            if kind == 0:
+                rx = radius * ((hx + vx) * (1.0 + 1e-9))
+                ry = radius * ((hy + vy) * (1.0 + 1e-9))
+            else:
+                rx = radius
+                ry = radius
+            ext[bj, bi, 0] = xmn - rx - eps
+            ext[bj, bi, 1] = xmx + rx + eps
+            ext[bj, bi, 2] = ymn - ry - eps
+            ext[bj, bi, 3] = ymx + ry + eps
+    return ext

@@ -75,3 +75,50 @@ def test_region_windows_follow_their_definition(chip):
         assert r.window == want, r.box
         windows += want is not None
     assert 0 < windows < len(pl.regions)
+
+
+def _warped_pixmap(ny: int, nx: int, holes: bool) -> np.ndarray:
+    """A rotated, scaled and curved map (steps vary across the chip), optionally with NaN
+    holes (single positions, a block edge, a whole block) and an infinite position."""
+    j, i = np.mgrid[0:ny, 0:nx].astype(np.float64)
+    t = math.radians(23.0)
+    x = 40 + 0.97 * (math.cos(t) * i - math.sin(t) * j) + 2e-4 * i * j
+    y = 90 + 1.03 * (math.sin(t) * i + math.cos(t) * j) + 3e-4 * i * i
+    pm = np.stack([x, y], axis=-1)
+    if holes:
+        rng = np.random.default_rng(7)
+        pm[rng.random((ny, nx)) < 0.01, 0] = np.nan
+        pm[63:65, 10:90, 1] = np.nan          # across a block edge
+        pm[128:192, 64:128] = np.nan          # a whole block
+        pm[100, 100, 0] = np.inf
+    return pm
+
+
+@pytest.mark.parametrize("holes", [False, True])
+@pytest.mark.parametrize(("kernel", "pixfrac"), [("square", 1.0), ("square", 0.6),
+                                                 ("gaussian", 1.0)])
+def test_quick_index_extents_hold_the_exact_ones_and_give_the_same_boxes(holes, kernel,
+                                                                         pixfrac):
+    from hapdask.drizzle.tile import FootprintIndex
+    from hapdask.mosaic.tiles import quick_index
+
+    pm = _warped_pixmap(300, 250, holes)
+    exact = FootprintIndex(pm, kernel=kernel, pixfrac=pixfrac, pixel_scale_ratio=1.0)
+    quick = quick_index(pm, kernel=kernel, pixfrac=pixfrac, pixel_scale_ratio=1.0)
+    e, q = exact.extents, quick.extents
+    assert e.shape == q.shape
+    # every block's extent holds the exact one (empty blocks stay empty: +inf / -inf)
+    assert (q[..., 0] <= e[..., 0]).all() and (q[..., 2] <= e[..., 2]).all()
+    assert (q[..., 1] >= e[..., 1]).all() and (q[..., 3] >= e[..., 3]).all()
+    assert np.isinf(q[2, 1]).all() if holes else np.isfinite(q).all()
+    # and not much larger (a pixel's reach at most)
+    fin = np.isfinite(e)
+    assert np.abs(q[fin] - e[fin]).max() < 2.0
+    n = 0
+    for size in (37, 64, 100):
+        for y0 in range(-20, 420, size):
+            for x0 in range(-20, 400, size):
+                w = (y0, y0 + size, x0, x0 + size)
+                assert quick.covering_bbox(w) == exact.covering_bbox(w), w
+                n += 1
+    assert n > 100
