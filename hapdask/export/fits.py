@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import mmap
 import os
 import queue
 import threading
@@ -441,11 +442,48 @@ class _Band:
         self.planes: list[np.ndarray] = []
         nbytes = (y1 - y0) * nx * 4
         self.nbytes = nbytes * (2 + layout.nplanes)
-        for off in _plane_offsets(layout):
+        offsets = _plane_offsets(layout)
+        self.memory = _take_memory(len(offsets) * (nbytes + DIRECT_ALIGN))
+        raw = np.frombuffer(self.memory, dtype=np.uint8)
+        pos = 0
+        for off in offsets:
             # placed so that the file's 4 KiB boundaries fall on 4 KiB boundaries in memory
-            raw = np.empty(nbytes + 2 * DIRECT_ALIGN, dtype=np.uint8)
-            start = (off + y0 * nx * 4 - raw.ctypes.data) % DIRECT_ALIGN
-            self.planes.append(raw[start:start + nbytes])
+            # (the mapping starts on a page)
+            pos += (off + y0 * nx * 4 - pos) % DIRECT_ALIGN
+            self.planes.append(raw[pos:pos + nbytes])
+            pos += nbytes
+
+    def release(self) -> None:
+        """Give the band's memory back for the next band (once written or forgotten)."""
+        self.planes = []
+        memory, self.memory = self.memory, None
+        if memory is not None:
+            _give_memory(memory)
+
+
+#: anonymous mappings of written bands, kept for the next bands (under _FILES_LOCK): outside
+#: the allocator's heap (a band's 10-100 MB blocks freed there left holes the tiles' arrays
+#: split, and the next band grew the heap), and not page-faulted afresh for every band
+_POOL: list[mmap.mmap] = []
+
+
+def _take_memory(size: int) -> mmap.mmap:
+    with _FILES_LOCK:
+        fitting = [m for m in _POOL if len(m) >= size]
+        if fitting:
+            m = min(fitting, key=len)
+            _POOL.remove(m)
+            return m
+    m = mmap.mmap(-1, size)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        m.madvise(mmap.MADV_HUGEPAGE)
+    return m
+
+
+def _give_memory(m: mmap.mmap) -> None:
+    with _FILES_LOCK:
+        if sum(map(len, _POOL)) + len(m) + _HELD[0] <= BAND_MEMORY:
+            _POOL.append(m)  # (else unmapped once its last view is gone)
 
 
 class _FileBands:
@@ -539,6 +577,7 @@ def _band_writer() -> None:
         finally:
             with _FILES_LOCK:
                 _HELD[0] -= band.nbytes
+            band.release()
             del band
             with fb.lock:
                 fb.pending -= 1
@@ -603,20 +642,23 @@ def _flush_bands(layout: FitsLayout) -> None:
             fb.done.wait()
         bands, fb.bands = list(fb.bands.values()), {}
         error = fb.error
-    _release(bands)
-    if error is not None:
-        raise OSError(f"{layout.final}: writing its data failed: {error}") from error
-    nx = layout.shape[1]
-    for band in bands:
-        edges = np.flatnonzero(np.diff(np.concatenate(([False], band.covered, [False]))
-                                       .astype(np.int8)))
-        rows = band.y1 - band.y0
-        views = [buf.view(">f4" if k < 2 else ">i4").reshape(rows, nx)
-                 for k, buf in enumerate(band.planes)]
-        for x0, x1 in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
-            ctx = np.stack([v[:, x0:x1] for v in views[2:]]) if layout.nplanes else None
-            _write_tile_rows(layout, (band.y0, band.y1, x0, x1), views[0][:, x0:x1],
-                             views[1][:, x0:x1], ctx)
+    try:
+        if error is not None:
+            raise OSError(f"{layout.final}: writing its data failed: {error}") from error
+        nx = layout.shape[1]
+        for band in bands:
+            edges = np.flatnonzero(np.diff(np.concatenate(([False], band.covered, [False]))
+                                           .astype(np.int8)))
+            rows = band.y1 - band.y0
+            views = [buf.view(">f4" if k < 2 else ">i4").reshape(rows, nx)
+                     for k, buf in enumerate(band.planes)]
+            for x0, x1 in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+                ctx = np.stack([v[:, x0:x1] for v in views[2:]]) if layout.nplanes else None
+                _write_tile_rows(layout, (band.y0, band.y1, x0, x1), views[0][:, x0:x1],
+                                 views[1][:, x0:x1], ctx)
+            del views
+    finally:
+        _release(bands)
 
 
 def discard_fits(layout: FitsLayout) -> None:
@@ -635,6 +677,8 @@ def discard_fits(layout: FitsLayout) -> None:
 def _release(bands: list[_Band]) -> None:
     with _FILES_LOCK:
         _HELD[0] -= sum(b.nbytes for b in bands)
+    for b in bands:
+        b.release()
 
 
 def finalize_fits(layout: FitsLayout, updates: dict[str, object] | None = None, *,

@@ -546,6 +546,7 @@ def test_fits_bands_memory_bound_and_missing_tiles(tmp_path, monkeypatch):
     assert got == ref
     assert calls  # some tiles went the tile-by-tile way
     assert xfits._HELD[0] == 0  # every band's memory accounted back
+    assert sum(map(len, xfits._POOL)) <= xfits.BAND_MEMORY  # kept for the next bands
 
 
 def test_fits_bands_of_an_abandoned_file_never_written(tmp_path):
