@@ -540,6 +540,7 @@ def test_fits_bands_memory_bound_and_missing_tiles(tmp_path, monkeypatch):
     real = xfits._write_tile_rows
     monkeypatch.setattr(xfits, "_write_tile_rows", lambda *a: (calls.append(a[1]), real(*a)))
     monkeypatch.setattr(xfits, "BAND_MEMORY", band + band // 2)  # one band at a time
+    monkeypatch.setattr(xfits, "_POOL", [])
     by_column = lambda n: sorted(range(n), key=lambda i: (i % 12, i // 12))  # noqa: E731
     got = _write_layer(tmp_path / "b_drz.fits", arrays, tile, bands=True, skip=skip,
                        order=by_column)
