@@ -540,14 +540,12 @@ def test_fits_bands_memory_bound_and_missing_tiles(tmp_path, monkeypatch):
     real = xfits._write_tile_rows
     monkeypatch.setattr(xfits, "_write_tile_rows", lambda *a: (calls.append(a[1]), real(*a)))
     monkeypatch.setattr(xfits, "BAND_MEMORY", band + band // 2)  # one band at a time
-    monkeypatch.setattr(xfits, "_POOL", [])
     by_column = lambda n: sorted(range(n), key=lambda i: (i % 12, i // 12))  # noqa: E731
     got = _write_layer(tmp_path / "b_drz.fits", arrays, tile, bands=True, skip=skip,
                        order=by_column)
     assert got == ref
     assert calls  # some tiles went the tile-by-tile way
     assert xfits._HELD[0] == 0  # every band's memory accounted back
-    assert sum(map(len, xfits._POOL)) <= xfits.BAND_MEMORY  # kept for the next bands
 
 
 def test_fits_bands_of_an_abandoned_file_never_written(tmp_path):
