@@ -472,6 +472,7 @@ def write_layers(
     progress: bool = False,
     log: Callable[[str], None] = print,
     gate: Callable[[MvmPlan], None] | None = None,
+    bands: bool = False,
 ) -> tuple[list[Path], dict, int, int, dict]:
     """Export every layer of a plan; see the module docstring. Returns (paths, keywords,
     tiles computed, tiles reused, skies).
@@ -491,7 +492,11 @@ def write_layers(
     With alignment in the plan's graph (:attr:`MvmPlan.alignment`), it is computed with the
     tiles; its result is recorded in the plan (:meth:`MvmPlan.apply_alignment`) and the input
     cards (``D###WKEY``, HDRTAB) are written when the files are finalised. The
-    :class:`hapdask.align.AlignResult` is then ``p.alignment.result``."""
+    :class:`hapdask.align.AlignResult` is then ``p.alignment.result``.
+
+    ``bands``: every tile task runs in this process (``compute`` is the local threaded
+    scheduler): the FITS files are then written in full-width bands of rows with direct I/O
+    (:func:`hapdask.export.fits.create_fits`)."""
     formats = {f.strip().lower() for f in formats}
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -505,9 +510,10 @@ def write_layers(
         new_store = "zarr" in formats and not store.exists()
         try:
             return _write_layers(p, outdir, formats, compute, skies, progress, log,
-                                 fits_layouts, gate)
+                                 fits_layouts, gate, bands)
         except BaseException as exc:
             for layout in fits_layouts.values():  # a failed run leaves no .part file behind
+                xfits.discard_fits(layout)
                 with contextlib.suppress(OSError):
                     xpaths.remove_temporary(layout.final)
             if isinstance(exc, LateRejection) and new_store:  # made for a plan that changes
@@ -520,7 +526,8 @@ def write_layers(
             reject_unusable(p, skies)
 
 
-def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layouts, gate=None):
+def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layouts, gate=None,
+                  bands=False):
     zarr_layouts: dict[str, xzarr.ZarrLayout] = {}
     store = xpaths.output_path(outdir, store_name(p.skycell))
     if "zarr" in formats and store.exists():
@@ -554,7 +561,7 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
                     fits_layouts[name] = xfits.create_fits(
                         xpaths.output_path(outdir, lay.filename), lay.shape,
                         primary=hdrs["primary"], sci=hdrs["sci"], wht=hdrs["wht"],
-                        ctx=hdrs["ctx"], nplanes=nplanes)
+                        ctx=hdrs["ctx"], nplanes=nplanes, bands=bands)
         if made is not None:
             zarr_layouts.update(made.result())
     graph, tile_keys = build_graph(p, ChipMedianSky() if in_graph else skies)
@@ -597,7 +604,20 @@ def _write_layers(p, outdir, formats, compute, skies, progress, log, fits_layout
     if reused:
         log(f"resuming: {reused} tile(s) already in {store} are reused, {computed} to compute")
     sky_keys = list(sky_key.values()) if in_graph else []
-    results = compute(graph, write_keys + align_keys + sky_keys, progress)
+    band_keys: list = []
+    if bands and fits_layouts:
+        # one small task per row of tiles, on its tiles' write tasks: Dask's ordering then
+        # finishes a row's tiles together (a FITS band is written once its row is complete;
+        # without these, the last tiles of every row came at the end of the run)
+        rows: dict = {}
+        for key, name in zip(write_keys, layer_of, strict=True):
+            rows.setdefault(("mvm-band-" + name + "-" + p.fingerprint, key[1]), []).append(key)
+        for bkey, members in rows.items():
+            graph[bkey] = (len, members)
+            band_keys.append(bkey)
+    results = compute(graph, write_keys + align_keys + sky_keys + band_keys, progress)
+    if band_keys:
+        results = results[:len(results) - len(band_keys)]
     if gate is not None:
         gate(p)
     if in_graph:
@@ -889,7 +909,8 @@ def run(
             try:
                 outputs, keywords, computed, reused, skies = write_layers(
                     p, output, formats=formats, compute=compute, progress=progress, log=log,
-                    gate=pending.check if pending is not None else None)
+                    gate=pending.check if pending is not None else None,
+                    bands=_client is None)
             except LateRejection as exc:  # plan again on the full verdicts
                 verdicts, pending = exc.verdicts, None
                 continue
