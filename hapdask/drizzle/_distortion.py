@@ -312,14 +312,6 @@ def _x_parts(data, par, p, ci, ci1, cw):
 
 
 @njit(**_JIT)
-def _table_row(data, ci, ci1, cw, iy, iy1, wy, iwy, base, out):
-    """``out[ii] = base[ii] + table`` for a row whose y-part and column x-parts are known."""
-    for ii in range(out.shape[0]):
-        w = cw[ii]
-        out[ii] = base[ii] + _bilin(data, ci[ii], ci1[ii], w, 1.0 - w, iy, iy1, wy, iwy)
-
-
-@njit(**_JIT)
 def _col_products(data, ci, ci1, cw, iy, iy1, q):
     """Per-column products of a table row pair: the x-halves of :func:`_bilin`'s terms.
 
@@ -348,25 +340,30 @@ def _add_products(q, wy, iwy, out):
 
 
 @njit(**_JIT)
-def _table_add_y(data, par, dy, ci, ci1, cw, out):
-    """``out[ii] += table(x_ii, dy[ii])`` with known x-parts, y-part per pixel."""
-    ny = data.shape[0]
+def _base_plus_products(q, wy, iwy, base, out):
+    """``out[ii] = base[ii] + `` the bilinear sum from :func:`_col_products`."""
     for ii in range(out.shape[0]):
-        by, by1, wy, iwy = _axis(dy[ii], par[4], par[6], par[8], par[2], ny)
-        wx = cw[ii]
-        out[ii] += _bilin(data, ci[ii], ci1[ii], wx, 1.0 - wx, by, by1, wy, iwy)
+        out[ii] = base[ii] + (q[0, ii] * iwy + q[1, ii] * wy + q[2, ii] * iwy + q[3, ii] * wy)
 
 
 @njit(**_JIT)
-def _table_add_y2(d1, d2, par, dy, ci, ci1, cw, out1, out2):
-    """:func:`_table_add_y` for two tables with the same grid: each y-part computed once."""
-    ny = d1.shape[0]
-    for ii in range(out1.shape[0]):
-        by, by1, wy, iwy = _axis(dy[ii], par[4], par[6], par[8], par[2], ny)
-        wx = cw[ii]
-        iwx = 1.0 - wx
-        out1[ii] += _bilin(d1, ci[ii], ci1[ii], wx, iwx, by, by1, wy, iwy)
-        out2[ii] += _bilin(d2, ci[ii], ci1[ii], wx, iwx, by, by1, wy, iwy)
+def _y_parts(data, par, p, ci, ci1, cw):
+    """y-axis cell indices and weights of a table for the 1-based y coordinates ``p``."""
+    n = data.shape[0]
+    for ii in range(p.shape[0]):
+        i, i1, w, _ = _axis(p[ii], par[4], par[6], par[8], par[2], n)
+        ci[ii] = i
+        ci1[ii] = i1
+        cw[ii] = w
+
+
+@njit(**_JIT)
+def _table_add_xy(data, xi, xi1, xw, yi, yi1, yw, out):
+    """``out[ii] += table`` with x- and y-parts known per pixel (same sum as :func:`_bilin`)."""
+    for ii in range(out.shape[0]):
+        wx = xw[ii]
+        wy = yw[ii]
+        out[ii] += _bilin(data, xi[ii], xi1[ii], wx, 1.0 - wx, yi[ii], yi1[ii], wy, 1.0 - wy)
 
 
 @njit(**_JIT)
@@ -520,7 +517,7 @@ def pixmap_kernel(
     for ii in range(nx):
         px[ii] = float(x0 + ii) + 1.0
     pyr = np.empty(nx)
-    # x cells/weights: [0], [1] det2im at the raw column; [2], [3] NPOL at dx
+    # x cells/weights per column: [0], [1] det2im at the raw column; [2], [3] NPOL at dx
     ci = np.zeros((4, nx), dtype=np.int64)
     ci1 = np.zeros((4, nx), dtype=np.int64)
     cw = np.zeros((4, nx))
@@ -528,10 +525,18 @@ def pixmap_kernel(
         _x_parts(t0, pars[0], px, ci[0], ci1[0], cw[0])
     if has_d2:
         _x_parts(t1, pars[1], px, ci[1], ci1[1], cw[1])
+    # the two NPOL tables on one grid share their cell parts (computed for table 2)
     npol_pair = has_c1 and has_c2 and _same_grid(t2, t3, pars[2], pars[3])
-    q = np.empty((2, 4, nx))  # NPOL per-column products (dy constant along the row)
-    q_iy = np.full(2, -1, dtype=np.int64)
-    q_iy1 = np.full(2, -1, dtype=np.int64)
+    xc3 = 2 if npol_pair else 3
+    # per-column products (table value * x weight) of each table, valid for the table cell
+    # rows q_iy, q_iy1 (and, for NPOL, the current dx)
+    q = np.empty((4, 4, nx))
+    q_iy = np.full(4, -1, dtype=np.int64)
+    q_iy1 = np.full(4, -1, dtype=np.int64)
+    # NPOL y cells/weights per pixel (when dy varies along the row)
+    yi = np.zeros((2, nx), dtype=np.int64)
+    yi1 = np.zeros((2, nx), dtype=np.int64)
+    yw = np.zeros((2, nx))
     dx = px.copy()
     dy = np.empty(nx)
     ux = np.empty(nx)
@@ -562,11 +567,17 @@ def pixmap_kernel(
         new_dx = jj == 0
         if has_d1 and (new_dx or ay[0] != d1_iy or ay1[0] != d1_iy1 or wy[0] != d1_wy):
             d1_iy, d1_iy1, d1_wy = ay[0], ay1[0], wy[0]
-            _table_row(t0, ci[0], ci1[0], cw[0], ay[0], ay1[0], wy[0], 1.0 - wy[0], px, dx)
+            if q_iy[0] != ay[0] or q_iy1[0] != ay1[0]:
+                _col_products(t0, ci[0], ci1[0], cw[0], ay[0], ay1[0], q[0])
+                q_iy[0], q_iy1[0] = ay[0], ay1[0]
+            _base_plus_products(q[0], wy[0], 1.0 - wy[0], px, dx)
             new_dx = True
+        pyr[:] = py
         if has_d2:
-            pyr[:] = py
-            _table_row(t1, ci[1], ci1[1], cw[1], ay[1], ay1[1], wy[1], 1.0 - wy[1], pyr, dy)
+            if q_iy[1] != ay[1] or q_iy1[1] != ay1[1]:
+                _col_products(t1, ci[1], ci1[1], cw[1], ay[1], ay1[1], q[1])
+                q_iy[1], q_iy1[1] = ay[1], ay1[1]
+            _base_plus_products(q[1], wy[1], 1.0 - wy[1], pyr, dy)
         else:
             dy[:] = py
         if new_dx:
@@ -574,9 +585,9 @@ def pixmap_kernel(
                 ux[ii] = dx[ii] - sx
             if has_c1:
                 _x_parts(t2, pars[2], dx, ci[2], ci1[2], cw[2])
-            if has_c2:
+            if has_c2 and not npol_pair:
                 _x_parts(t3, pars[3], dx, ci[3], ci1[3], cw[3])
-            q_iy[:] = -1
+            q_iy[2:] = -1
         # 2. SIP on the det2im-corrected coordinates: f = d + SIP
         if has_sip and not has_d2:
             _sip_const_v(sip_a, ma, py - sy, hc)
@@ -590,21 +601,21 @@ def pixmap_kernel(
             fx[:] = dx
             fy[:] = dy
         # 3. NPOL tables on the det2im-corrected coordinates: f += cpdis(d)
-        if not has_d2:
-            for k in range(2):
-                if not (has_c1 if k == 0 else has_c2):
-                    continue
-                t = 2 + k
-                if q_iy[k] != ay[t] or q_iy1[k] != ay1[t]:
-                    _col_products(tabs[t], ci[t], ci1[t], cw[t], ay[t], ay1[t], q[k])
-                    q_iy[k], q_iy1[k] = ay[t], ay1[t]
-                _add_products(q[k], wy[t], 1.0 - wy[t], fx if k == 0 else fy)
-        elif npol_pair:
-            _table_add_y2(t2, t3, pars[2], dy, ci[2], ci1[2], cw[2], fx, fy)
-        else:
-            if has_c1:
-                _table_add_y(t2, pars[2], dy, ci[2], ci1[2], cw[2], fx)
-            if has_c2:
-                _table_add_y(t3, pars[3], dy, ci[3], ci1[3], cw[3], fy)
+        for k in range(2):
+            t = 2 + k
+            if not (has_c1 if k == 0 else has_c2):
+                continue
+            xc = 2 if k == 0 else xc3
+            f = fx if k == 0 else fy
+            if not has_d2:  # dy = the row coordinate: products per column
+                if q_iy[t] != ay[t] or q_iy1[t] != ay1[t]:
+                    _col_products(tabs[t], ci[xc], ci1[xc], cw[xc], ay[t], ay1[t], q[t])
+                    q_iy[t], q_iy1[t] = ay[t], ay1[t]
+                _add_products(q[t], wy[t], 1.0 - wy[t], f)
+            else:
+                yc = 0 if (k == 0 or npol_pair or not has_c1) else 1
+                if k == 0 or yc == 1 or not has_c1:
+                    _y_parts(tabs[t], pars[t], dy, yi[yc], yi1[yc], yw[yc])
+                _table_add_xy(tabs[t], ci[xc], ci1[xc], cw[xc], yi[yc], yi1[yc], yw[yc], f)
         # 4. linear, TAN deprojection, rotation, TAN projection, output linear
         _project_row(fx, fy, c, ax, ay_, out[jj])
