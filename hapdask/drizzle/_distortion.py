@@ -487,6 +487,8 @@ def pixmap_kernel(
     x0,
     y0,
     out,
+    lo,
+    hi,
     t0,
     t1,
     t2,
@@ -503,6 +505,8 @@ def pixmap_kernel(
 ):
     """Fill ``out[jj, ii] = (x, y)``: 0-based output pixel of input pixel ``(x0+ii, y0+jj)``.
 
+    Only columns ``lo[jj] <= ii < hi[jj]`` of row ``jj`` are computed (``lo``, ``hi``: int64,
+    relative to ``x0``, within ``[0, nx]``); the rest of the row is set to NaN.
     Every value depends only on the absolute (0-based) input pixel, never on ``x0, y0`` or the
     shape of ``out``, so a sub-region is bit-identical to the same pixels of a full-chip call.
     The work is done row by row in simple passes (lookup tables, SIP, projection) that the
@@ -579,14 +583,28 @@ def pixmap_kernel(
     d1_iy = -1
     d1_iy1 = -1
     d1_wy = 0.0
+    first = True
+    nan = np.nan
     for jj in range(ny):
+        a0 = lo[jj]
+        b0 = hi[jj]
+        if b0 <= a0:
+            out[jj] = nan
+            continue
+        for ii in range(a0):
+            out[jj, ii, 0] = nan
+            out[jj, ii, 1] = nan
+        for ii in range(b0, nx):
+            out[jj, ii, 0] = nan
+            out[jj, ii, 1] = nan
         py = float(y0 + jj) + 1.0
         # y-parts constant along the row (tables evaluated at the raw row coordinate)
         for k in range(4):
             a, b, v, _ = _axis(py, pars[k, 4], pars[k, 6], pars[k, 8], pars[k, 2], tabs[k].shape[0])
             ay[k], ay1[k], wy[k] = a, b, v
         # 1. det2im, evaluated at the raw pixel; dx kept while det2im1's y-part is unchanged
-        new_dx = jj == 0
+        new_dx = first
+        first = False
         if has_d1 and (new_dx or ay[0] != d1_iy or ay1[0] != d1_iy1 or wy[0] != d1_wy):
             d1_iy, d1_iy1, d1_wy = ay[0], ay1[0], wy[0]
             if q_iy[0] != ay[0] or q_iy1[0] != ay1[0]:
@@ -599,7 +617,7 @@ def pixmap_kernel(
             if q_iy[1] != ay[1] or q_iy1[1] != ay1[1]:
                 _col_products(t1, ci[1], ci1[1], cw[1], ay[1], ay1[1], q[1])
                 q_iy[1], q_iy1[1] = ay[1], ay1[1]
-            _base_plus_products(q[1], wy[1], 1.0 - wy[1], pyr, dy)
+            _base_plus_products(q[1][:, a0:b0], wy[1], 1.0 - wy[1], pyr[a0:b0], dy[a0:b0])
         else:
             dy[:] = py
         if new_dx:
@@ -611,39 +629,43 @@ def pixmap_kernel(
                 _x_parts(t3, pars[3], dx, ci[3], ci1[3], cw[3])
             q_iy[2:] = -1
         # 2. SIP on the det2im-corrected coordinates: f = d + SIP
+        sdx, sdy, sux, sfx, sfy = dx[a0:b0], dy[a0:b0], ux[a0:b0], fx[a0:b0], fy[a0:b0]
         if has_sip and not has_d2:
             _sip_const_v(sip_a, ma, py - sy, hc)
-            _sip_add_const(hc, ma, ux, dx, fx)
+            _sip_add_const(hc, ma, sux, sdx, sfx)
             _sip_const_v(sip_b, mb, py - sy, hc)
-            _sip_add_const(hc, mb, ux, dy, fy)
+            _sip_add_const(hc, mb, sux, sdy, sfy)
         elif has_sip:
             if ma == 4:
-                _sip_add4(sip_a, sy, dy, ux, dx, fx)
+                _sip_add4(sip_a, sy, sdy, sux, sdx, sfx)
             else:
-                _sip_add(sip_a, ma, sy, dy, ux, tmp, dx, fx)
+                _sip_add(sip_a, ma, sy, sdy, sux, tmp[:, a0:b0], sdx, sfx)
             if mb == 4:
-                _sip_add4(sip_b, sy, dy, ux, dy, fy)
+                _sip_add4(sip_b, sy, sdy, sux, sdy, sfy)
             else:
-                _sip_add(sip_b, mb, sy, dy, ux, tmp, dy, fy)
+                _sip_add(sip_b, mb, sy, sdy, sux, tmp[:, a0:b0], sdy, sfy)
         else:
-            fx[:] = dx
-            fy[:] = dy
+            sfx[:] = sdx
+            sfy[:] = sdy
         # 3. NPOL tables on the det2im-corrected coordinates: f += cpdis(d)
         for k in range(2):
             t = 2 + k
             if not (has_c1 if k == 0 else has_c2):
                 continue
             xc = 2 if k == 0 else xc3
-            f = fx if k == 0 else fy
+            f = sfx if k == 0 else sfy
             if not has_d2:  # dy = the row coordinate: products per column
                 if q_iy[t] != ay[t] or q_iy1[t] != ay1[t]:
                     _col_products(tabs[t], ci[xc], ci1[xc], cw[xc], ay[t], ay1[t], q[t])
                     q_iy[t], q_iy1[t] = ay[t], ay1[t]
-                _add_products(q[t], wy[t], 1.0 - wy[t], f)
+                _add_products(q[t][:, a0:b0], wy[t], 1.0 - wy[t], f)
             else:
                 yc = 0 if (k == 0 or npol_pair or not has_c1) else 1
                 if k == 0 or yc == 1 or not has_c1:
-                    _y_parts(tabs[t], pars[t], dy, yi[yc], yi1[yc], yw[yc])
-                _table_add_xy(tabs[t], ci[xc], ci1[xc], cw[xc], yi[yc], yi1[yc], yw[yc], f)
+                    _y_parts(tabs[t], pars[t], sdy, yi[yc, a0:b0], yi1[yc, a0:b0], yw[yc, a0:b0])
+                _table_add_xy(
+                    tabs[t], ci[xc, a0:b0], ci1[xc, a0:b0], cw[xc, a0:b0],
+                    yi[yc, a0:b0], yi1[yc, a0:b0], yw[yc, a0:b0], f,
+                )  # fmt: skip
         # 4. linear, TAN deprojection, rotation, TAN projection, output linear
-        _project_row(fx, fy, c, ax, ay_, out[jj])
+        _project_row(sfx, sfy, c, ax[a0:b0], ay_[a0:b0], out[jj, a0:b0])

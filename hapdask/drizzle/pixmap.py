@@ -105,13 +105,32 @@ def _fast_models(wcs_from: Any, wcs_to: Any) -> tuple[ForwardModel, TanTarget] |
     return fwd, tgt
 
 
-def _run_kernel(fwd: ForwardModel, tgt: TanTarget, y0: int, y1: int, x0: int, x1: int):
+def _run_kernel(
+    fwd: ForwardModel,
+    tgt: TanTarget,
+    y0: int,
+    y1: int,
+    x0: int,
+    x1: int,
+    lo: np.ndarray | None = None,
+    hi: np.ndarray | None = None,
+) -> np.ndarray:
+    """Map of input rows ``y0:y1``, columns ``x0:x1``; only ``lo[r] <= x < hi[r]`` (chip
+    columns) of row ``r`` when ``lo``/``hi`` are given, NaN elsewhere."""
     out = np.empty((y1 - y0, x1 - x0, 2), dtype=np.float64)
+    if lo is None:
+        lo = np.zeros(y1 - y0, dtype=np.int64)
+        hi = np.full(y1 - y0, x1 - x0, dtype=np.int64)
+    else:
+        lo = np.ascontiguousarray(lo - x0, dtype=np.int64)
+        hi = np.ascontiguousarray(hi - x0, dtype=np.int64)
     rot = tgt.cel_to_native @ fwd.native_to_cel
     pixmap_kernel(
         x0,
         y0,
         out,
+        lo,
+        hi,
         *fwd.tables,
         fwd.table_par,
         fwd.sip_a,
@@ -278,7 +297,10 @@ def calc_pixmap(
     used = hi > lo
     if np.any(used & ((lo < x0) | (hi > x1))):
         raise ValueError(f"calc_pixmap: spans leave the region's columns [{x0}, {x1})")
-    # every value is written once: the spans from the kernel, NaN only around them
+    if not isinstance(sel, str):  # one kernel call; it writes the NaN around the spans
+        return _run_kernel(sel[0], sel[1], y0, y1, x0, x1, np.where(used, lo, x0),
+                           np.where(used, hi, x0))  # fmt: skip
+    # every value is written once: the spans from astropy, NaN only around them
     out = np.empty((y1 - y0, x1 - x0, 2))
     r = 0
     n = y1 - y0
