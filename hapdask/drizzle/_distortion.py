@@ -612,14 +612,14 @@ def pixmap_kernel(
                 q_iy[0], q_iy1[0] = ay[0], ay1[0]
             _base_plus_products(q[0], wy[0], 1.0 - wy[0], px, dx)
             new_dx = True
-        pyr[:] = py
         if has_d2:
+            pyr[a0:b0] = py
             if q_iy[1] != ay[1] or q_iy1[1] != ay1[1]:
                 _col_products(t1, ci[1], ci1[1], cw[1], ay[1], ay1[1], q[1])
                 q_iy[1], q_iy1[1] = ay[1], ay1[1]
             _base_plus_products(q[1][:, a0:b0], wy[1], 1.0 - wy[1], pyr[a0:b0], dy[a0:b0])
         else:
-            dy[:] = py
+            dy[a0:b0] = py
         if new_dx:
             for ii in range(nx):
                 ux[ii] = dx[ii] - sx
