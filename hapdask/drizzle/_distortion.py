@@ -484,8 +484,8 @@ def _project_row(fx, fy, c, ax, ay, out_row):
 
 @njit(**_JIT)
 def pixmap_kernel(
-    x0,
-    y0,
+    xs,
+    ys,
     out,
     lo,
     hi,
@@ -503,11 +503,14 @@ def pixmap_kernel(
     lin_inv,
     crpix_to,
 ):
-    """Fill ``out[jj, ii] = (x, y)``: 0-based output pixel of input pixel ``(x0+ii, y0+jj)``.
+    """Fill ``out[jj, ii] = (x, y)``: 0-based output pixel of input pixel ``(xs[ii], ys[jj])``.
+
+    ``xs``, ``ys``: int64 arrays of 0-based input columns and rows (a region's ``arange``, or
+    any grid of check points).
 
     Only columns ``lo[jj] <= ii < hi[jj]`` of row ``jj`` are computed (``lo``, ``hi``: int64,
-    relative to ``x0``, within ``[0, nx]``); the rest of the row is set to NaN.
-    Every value depends only on the absolute (0-based) input pixel, never on ``x0, y0`` or the
+    indices into ``xs``, within ``[0, nx]``); the rest of the row is set to NaN.
+    Every value depends only on the absolute (0-based) input pixel, never on the others or the
     shape of ``out``, so a sub-region is bit-identical to the same pixels of a full-chip call.
     The work is done row by row in simple passes (lookup tables, SIP, projection) that the
     compiler vectorises. The distortion part (det2im, SIP, NPOL) does the same floating-point
@@ -541,7 +544,7 @@ def pixmap_kernel(
     hc = np.empty(max(ma, mb) + 1)
     px = np.empty(nx)
     for ii in range(nx):
-        px[ii] = float(x0 + ii) + 1.0
+        px[ii] = float(xs[ii]) + 1.0
     pyr = np.empty(nx)
     # x cells/weights per column: [0], [1] det2im at the raw column; [2], [3] NPOL at dx
     ci = np.zeros((4, nx), dtype=np.int64)
@@ -597,7 +600,7 @@ def pixmap_kernel(
         for ii in range(b0, nx):
             out[jj, ii, 0] = nan
             out[jj, ii, 1] = nan
-        py = float(y0 + jj) + 1.0
+        py = float(ys[jj]) + 1.0
         # y-parts constant along the row (tables evaluated at the raw row coordinate)
         for k in range(4):
             a, b, v, _ = _axis(py, pars[k, 4], pars[k, 6], pars[k, 8], pars[k, 2], tabs[k].shape[0])

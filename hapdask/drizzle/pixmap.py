@@ -111,6 +111,13 @@ def _fast_models(wcs_from: Any, wcs_to: Any) -> tuple[ForwardModel, TanTarget] |
     return fwd, tgt
 
 
+def _kernel_args(fwd: ForwardModel, tgt: TanTarget) -> tuple:
+    """The model arguments of :func:`pixmap_kernel` (after ``xs, ys, out, lo, hi``)."""
+    rot = tgt.cel_to_native @ fwd.native_to_cel
+    return (*fwd.tables, fwd.table_par, fwd.sip_a, fwd.sip_b, fwd.sip_par, fwd.lin, fwd.crpix,
+            rot, tgt.lin_inv, tgt.crpix)  # fmt: skip
+
+
 def _run_kernel(
     fwd: ForwardModel,
     tgt: TanTarget,
@@ -134,22 +141,13 @@ def _run_kernel(
     else:
         lo = np.ascontiguousarray(lo - x0, dtype=np.int64)
         hi = np.ascontiguousarray(hi - x0, dtype=np.int64)
-    rot = tgt.cel_to_native @ fwd.native_to_cel
-    args = (
-        *fwd.tables,
-        fwd.table_par,
-        fwd.sip_a,
-        fwd.sip_b,
-        fwd.sip_par,
-        fwd.lin,
-        fwd.crpix,
-        rot,
-        tgt.lin_inv,
-        tgt.crpix,
-    )
+    args = _kernel_args(fwd, tgt)
+
+    xs = np.arange(x0, x1, dtype=np.int64)
+    ys = np.arange(y0, y1, dtype=np.int64)
 
     def band(r0: int, r1: int) -> None:
-        pixmap_kernel(x0, y0 + r0, out[r0:r1], lo[r0:r1], hi[r0:r1], *args)
+        pixmap_kernel(xs, ys[r0:r1], out[r0:r1], lo[r0:r1], hi[r0:r1], *args)
 
     # bands of at least _MIN_BAND_ROWS rows: below that a thread costs more than it saves
     nb = max(1, min(int(threads), n // _MIN_BAND_ROWS))
@@ -164,11 +162,20 @@ def _run_kernel(
 
 
 def _verify_points(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Columns and rows (int64) of the 5 x 5 grid of check points of a chip."""
     ny, nx = shape
-    gx = np.unique(np.linspace(0.0, nx - 1.0, 5).round())
-    gy = np.unique(np.linspace(0.0, ny - 1.0, 5).round())
-    x, y = np.meshgrid(gx, gy)
-    return x.ravel(), y.ravel()
+    gx = np.unique(np.linspace(0.0, nx - 1.0, 5).round()).astype(np.int64)
+    gy = np.unique(np.linspace(0.0, ny - 1.0, 5).round()).astype(np.int64)
+    return gx, gy
+
+
+def _kernel_points(fwd: ForwardModel, tgt: TanTarget, gx: np.ndarray, gy: np.ndarray):
+    """The kernel's map of the grid ``gx`` x ``gy`` (one call), ``(len(gy), len(gx), 2)``."""
+    out = np.empty((gy.size, gx.size, 2))
+    lo = np.zeros(gy.size, dtype=np.int64)
+    hi = np.full(gy.size, gx.size, dtype=np.int64)
+    pixmap_kernel(gx, gy, out, lo, hi, *_kernel_args(fwd, tgt))
+    return out
 
 
 def fast_path_reason(wcs_from: Any, wcs_to: Any, shape=None) -> str | None:
@@ -203,15 +210,13 @@ def _select(wcs_from: Any, wcs_to: Any, shape: tuple[int, int], disable_bbox: st
     # Explicit check of the fast path against astropy on a 5x5 grid of the *whole chip* (never
     # the region, so that the choice cannot differ between tiles of one chip): anything the
     # header carries that the kernel does not model (e.g. wcslib-native distortions) shows up.
-    x, y = _verify_points(shape)
+    gx, gy = _verify_points(shape)
+    x, y = (v.ravel().astype(np.float64) for v in np.meshgrid(gx, gy))
     try:
         xa, ya = _astropy_map(wf, wt, x, y, disable_bbox, copied=True)
     except Exception as exc:  # astropy itself fails: let the fallback path raise it
         return f"astropy check of the fast path failed: {exc}"
-    mine = np.empty((x.size, 2))
-    for k in range(x.size):
-        ix, iy = int(x[k]), int(y[k])
-        mine[k] = _run_kernel(fwd, tgt, iy, iy + 1, ix, ix + 1)[0, 0]
+    mine = _kernel_points(fwd, tgt, gx, gy).reshape(-1, 2)
     err = np.hypot(mine[:, 0] - xa, mine[:, 1] - ya)
     both_nan = np.isnan(mine[:, 0]) & np.isnan(xa)
     err = np.where(both_nan, 0.0, err)
