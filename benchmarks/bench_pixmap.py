@@ -12,10 +12,17 @@ Cases:
 * the same for the fully distorted ACS/WFC chip ``j94f05bgq`` SCI,1 (SIP + NPOL + D2IM from
   ``stwcs.updatewcs`` with ``jref`` pointing at the reference files beside it, made in a temp
   dir);
+* region maps, as the tile tasks compute them: 32 regions of 256 x 512 input pixels of the
+  ACS/WFC chip, one ``calc_pixmap(..., region=...)`` call each, against astropy's transform
+  of the same pixels (``wcs_to.world_to_pixel_values(*wcs_from.pixel_to_world_values(x, y))``,
+  what drizzle's calc_pixmap does for a whole chip);
+* one full UVIS chip with ``threads=2`` against ``threads=1`` (wall; same values), and two
+  chips one after the other against two threads;
 * blot_image (poly5, lanczos3) of a 0.04" image back onto the full UVIS chip, against
   ``drizzle.resample.blot_image``.
 
-Times are medians of ``--runs`` runs after a warm-up call (numba compilation excluded); both
+Times are medians of ``--runs`` runs after a warm-up call (numba compilation and the first
+whole-chip allocation excluded); both
 wall-clock and process CPU times are printed, since the machine is shared. ``ratio =
 reference_time / our_time``. Errors are the maximum distance, in output pixels, between our
 pixmap and astropy's exact transform (which is what drizzle computes) over the whole chip.
@@ -81,13 +88,16 @@ def bench_pixmap(label: str, wfrom: WCS, wto: WCS, runs: int) -> np.ndarray:
     from drizzle.utils import calc_pixmap as ref_calc_pixmap
 
     reason = fast_path_reason(wfrom, wto)
-    calc_pixmap(wfrom, wto, region=(0, 2, 0, 2))  # warm-up: numba compile / cache load
+    # warm-up: numba compile / cache load, and the process's first whole-chip allocation (the
+    # OS sets up its huge pages then: up to ~0.8 s of system time on a busy machine)
+    calc_pixmap(wfrom, wto)
     t_ours, c_ours, ours = timed(lambda: calc_pixmap(wfrom, wto), runs)
     t_ref, c_ref, ref = timed(lambda: ref_calc_pixmap(wfrom, wto), runs)
     err = np.hypot(ours[..., 0] - ref[..., 0], ours[..., 1] - ref[..., 1])
     ny, nx = ours.shape[:2]
     print(f"calc_pixmap {label} ({nx}x{ny}, path: {'numba' if reason is None else reason})")
-    print(f"  ours    wall {t_ours:7.3f} s   cpu {c_ours:7.3f} s")
+    print(f"  ours    wall {t_ours:7.3f} s   cpu {c_ours:7.3f} s   ({c_ours / (nx * ny) * 1e9:.2f} "
+          "CPU-ns per pixel)")  # fmt: skip
     print(f"  drizzle wall {t_ref:7.3f} s   cpu {c_ref:7.3f} s")
     print(f"  ratio = {t_ref / t_ours:.1f} (wall), {c_ref / c_ours:.1f} (cpu)")
     print(f"  max error vs astropy = {np.nanmax(err):.3g} px; NaN ours/ref = "
@@ -120,9 +130,44 @@ def bench_blot(pixmap: np.ndarray, src_shape: tuple[int, int], runs: int) -> Non
         print(f"  max |ours - C| / max|data| (interior) = {diff:.3g}")
 
 
+def bench_regions(label: str, wfrom: WCS, wto: WCS, runs: int) -> None:
+    """32 region maps of 256 x 512 pixels (one call each) vs astropy on the same pixels."""
+    regions = [(y, y + 256, x, x + 512) for y in range(0, 2048, 256) for x in (0, 1024, 2048, 3072)]
+
+    def ours():
+        return [calc_pixmap(wfrom, wto, region=r) for r in regions]
+
+    def ref():
+        out = []
+        for y0, y1, x0, x1 in regions:
+            y, x = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+            out.append(np.stack(wto.world_to_pixel_values(*wfrom.pixel_to_world_values(x, y)), -1))
+        return out
+
+    t_ours, c_ours, a = timed(ours, runs)
+    t_ref, c_ref, b = timed(ref, runs)
+    err = max(
+        float(np.nanmax(np.hypot(p[..., 0] - q[..., 0], p[..., 1] - q[..., 1])))
+        for p, q in zip(a, b, strict=True)
+    )
+    print(f"calc_pixmap {label}: 32 regions of 256x512, one call each")
+    print(f"  ours    wall {t_ours:7.3f} s   cpu {c_ours:7.3f} s   ({c_ours / 32 * 1e3:.2f} CPU-ms "
+          "per region)")  # fmt: skip
+    print(f"  astropy wall {t_ref:7.3f} s   cpu {c_ref:7.3f} s")
+    print(f"  ratio = {t_ref / t_ours:.1f} (wall), {c_ref / c_ours:.1f} (cpu)")
+    print(f"  max error vs astropy = {err:.3g} px")
+
+
 def bench_threads(wfrom: WCS, wto: WCS, runs: int) -> None:
-    """Two full-chip pixmaps one after the other vs. in 2 threads (numba releases the GIL)."""
+    """One chip with threads=2 vs 1; two chips one after the other vs in 2 threads."""
     from concurrent.futures import ThreadPoolExecutor
+
+    t1, _, one = timed(lambda: calc_pixmap(wfrom, wto), runs)
+    t2, _, two = timed(lambda: calc_pixmap(wfrom, wto, threads=2), runs)
+    same = np.array_equal(one, two, equal_nan=True)
+    print("calc_pixmap, 1 full UVIS chip: threads=1 vs threads=2")
+    print(f"  threads=1 wall {t1:7.3f} s   threads=2 wall {t2:7.3f} s   speed-up {t1 / t2:.2f}"
+          f"   (same values: {same})")  # fmt: skip
 
     def serial():
         return [calc_pixmap(wfrom, wto) for _ in range(2)]
@@ -158,6 +203,7 @@ def main() -> int:
             acs = WCS(hdul["SCI", 1].header, hdul)
     acs_grid = north_up(acs, 0.04, (5600, 5600))
     bench_pixmap('ACS/WFC SCI,1 (SIP+NPOL+D2IM) -> 0.04" TAN', acs, acs_grid, args.runs)
+    bench_regions("ACS/WFC SCI,1", acs, acs_grid, args.runs)
 
     bench_threads(uvis, grid, args.runs)
     bench_blot(pm_uvis, (5000, 5000), args.runs)

@@ -248,8 +248,13 @@ def extract_target(wcs) -> TanTarget | str:
 # numba kernels
 # --------------------------------------------------------------------------------------------
 
+# error_model="numpy": IEEE division (x / 0 gives inf or NaN) instead of Python's ZeroDivisionError
+# check. The check is a branch in every division that stops LLVM from vectorising the loops;
+# without it the same operations run 4 at a time and give the same bits.
+_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
-@njit(nogil=True, cache=True)
+
+@njit(**_JIT)
 def _axis(p, crval, cdelt, inv, crpix, n):
     """Cell index, next index and weights of 1-based pixel ``p`` on one table axis.
 
@@ -276,7 +281,7 @@ def _axis(p, crval, cdelt, inv, crpix, n):
     return i, i1, w, 1.0 - w
 
 
-@njit(nogil=True, cache=True)
+@njit(**_JIT)
 def _bilin(data, ix, ix1, wx, iwx, iy, iy1, wy, iwy):
     """astropy's bilinear sum, same terms in the same order (float32 table, float64 sum).
 
@@ -295,87 +300,195 @@ def _bilin(data, ix, ix1, wx, iwx, iy, iy1, wy, iwy):
     )
 
 
-@njit(nogil=True, cache=True)
-def _col_parts(data, par, x0, nx, ci, ci1, cw):
-    """x-axis cell indices/weights of a table for 1-based pixels ``x0 + 1 ... x0 + nx``."""
+@njit(**_JIT)
+def _x_parts(data, par, p, ci, ci1, cw):
+    """x-axis cell indices and weights of a table for the 1-based x coordinates ``p``."""
     n = data.shape[1]
-    for ii in range(nx):
-        i, i1, w, _ = _axis(float(x0 + ii) + 1.0, par[3], par[5], par[7], par[1], n)
+    for ii in range(p.shape[0]):
+        i, i1, w, _ = _axis(p[ii], par[3], par[5], par[7], par[1], n)
         ci[ii] = i
         ci1[ii] = i1
         cw[ii] = w
 
 
-@njit(nogil=True, cache=True)
-def _table_row(data, par, ci, ci1, cw, iy, iy1, wy, iwy, base, out):
-    """``out[ii] = base[ii] + table`` for a row whose y-part and column x-parts are known."""
+@njit(**_JIT)
+def _col_products(data, ci, ci1, cw, iy, iy1, q):
+    """Per-column products of a table row pair: the x-halves of :func:`_bilin`'s terms.
+
+    ``_bilin`` sums ``(v * iwx) * iwy + ...`` left to right, so ``v * iwx`` (and ``v * wx``)
+    can be formed once for all rows that share the table cell rows ``iy, iy1`` and the
+    column parts, with the same rounding.
+    """
+    jy = np.uintp(iy)
+    jy1 = np.uintp(iy1)
+    for ii in range(q.shape[1]):
+        wx = cw[ii]
+        iwx = 1.0 - wx
+        jx = np.uintp(ci[ii])
+        jx1 = np.uintp(ci1[ii])
+        q[0, ii] = float(data[jy, jx]) * iwx
+        q[1, ii] = float(data[jy1, jx]) * iwx
+        q[2, ii] = float(data[jy, jx1]) * wx
+        q[3, ii] = float(data[jy1, jx1]) * wx
+
+
+@njit(**_JIT)
+def _add_products(q, wy, iwy, out):
+    """``out[ii] += `` the bilinear sum from :func:`_col_products` (same order as _bilin)."""
     for ii in range(out.shape[0]):
-        w = cw[ii]
-        out[ii] = base[ii] + _bilin(data, ci[ii], ci1[ii], w, 1.0 - w, iy, iy1, wy, iwy)
+        out[ii] += q[0, ii] * iwy + q[1, ii] * wy + q[2, ii] * iwy + q[3, ii] * wy
 
 
-@njit(nogil=True, cache=True)
-def _table_add(data, par, dx, dy, dx_const, dy_const, ci, ci1, cw, ay, ay1, wy0, iwy0, out):
-    """``out[ii] += table(dx[ii], dy[ii])``; precomputed parts where an input is constant."""
-    ny, nx = data.shape
+@njit(**_JIT)
+def _base_plus_products(q, wy, iwy, base, out):
+    """``out[ii] = base[ii] + `` the bilinear sum from :func:`_col_products`."""
+    for ii in range(out.shape[0]):
+        out[ii] = base[ii] + (q[0, ii] * iwy + q[1, ii] * wy + q[2, ii] * iwy + q[3, ii] * wy)
+
+
+@njit(**_JIT)
+def _y_parts(data, par, p, ci, ci1, cw):
+    """y-axis cell indices and weights of a table for the 1-based y coordinates ``p``."""
+    n = data.shape[0]
+    for ii in range(p.shape[0]):
+        i, i1, w, _ = _axis(p[ii], par[4], par[6], par[8], par[2], n)
+        ci[ii] = i
+        ci1[ii] = i1
+        cw[ii] = w
+
+
+@njit(**_JIT)
+def _table_add_xy(data, xi, xi1, xw, yi, yi1, yw, out):
+    """``out[ii] += table`` with x- and y-parts known per pixel (same sum as :func:`_bilin`)."""
+    for ii in range(out.shape[0]):
+        wx = xw[ii]
+        wy = yw[ii]
+        out[ii] += _bilin(data, xi[ii], xi1[ii], wx, 1.0 - wx, yi[ii], yi1[ii], wy, 1.0 - wy)
+
+
+@njit(**_JIT)
+def _sip_const_v(coef, order, v, hc):
+    """Horner sums in ``v`` of the SIP columns (astropy's order) for a constant ``v``."""
+    for j in range(order + 1):
+        t = coef[order - j, j]
+        for k in range(j - 1, -1, -1):
+            t = v * t + coef[order - j, k]
+        hc[j] = t
+
+
+@njit(**_JIT)
+def _sip_add_const(hc, order, ux, base, out):
+    """``out[ii] = base[ii] + SIP`` when the Horner sums in v are the constants ``hc``."""
     n = out.shape[0]
-    if dx_const and dy_const:
-        for ii in range(n):
-            wx = cw[ii]
-            out[ii] += _bilin(data, ci[ii], ci1[ii], wx, 1.0 - wx, ay, ay1, wy0, iwy0)
-    elif dy_const:
-        for ii in range(n):
-            bx, bx1, wx, iwx = _axis(dx[ii], par[3], par[5], par[7], par[1], nx)
-            out[ii] += _bilin(data, bx, bx1, wx, iwx, ay, ay1, wy0, iwy0)
-    elif dx_const:
-        for ii in range(n):
-            wx = cw[ii]
-            by, by1, wy, iwy = _axis(dy[ii], par[4], par[6], par[8], par[2], ny)
-            out[ii] += _bilin(data, ci[ii], ci1[ii], wx, 1.0 - wx, by, by1, wy, iwy)
-    else:
-        for ii in range(n):
-            bx, bx1, wx, iwx = _axis(dx[ii], par[3], par[5], par[7], par[1], nx)
-            by, by1, wy, iwy = _axis(dy[ii], par[4], par[6], par[8], par[2], ny)
-            out[ii] += _bilin(data, bx, bx1, wx, iwx, by, by1, wy, iwy)
-
-
-@njit(nogil=True, cache=True)
-def _sip_row(coef, order, sy, dy, dy_const, ux, tmp, out):
-    """``out[ii] += SIP(ux[ii], dy[ii] - sy)`` with astropy's Horner order, row-vectorised."""
-    n = out.shape[0]
-    if dy_const:
-        v = dy[0] - sy
-        for j in range(order + 1):
-            t = coef[order - j, j]
-            for k in range(j - 1, -1, -1):
-                t = v * t + coef[order - j, k]
-            for ii in range(n):
-                tmp[j, ii] = t
-    else:
-        for j in range(order + 1):
-            c = coef[order - j, j]
-            for ii in range(n):
-                tmp[j, ii] = c
-            for k in range(j - 1, -1, -1):
-                c = coef[order - j, k]
-                for ii in range(n):
-                    tmp[j, ii] = (dy[ii] - sy) * tmp[j, ii] + c
-    s = tmp[order + 1]
+    c0 = hc[0]
     for ii in range(n):
-        s[ii] = tmp[0, ii]
+        out[ii] = c0
+    for j in range(order, 0, -1):
+        t = hc[order - j + 1]
+        for ii in range(n):
+            out[ii] = ux[ii] * out[ii] + t
+    for ii in range(n):
+        out[ii] = base[ii] + out[ii]
+
+
+@njit(**_JIT)
+def _sip_add(coef, order, sy, dy, ux, tmp, base, out):
+    """``out[ii] = base[ii] + SIP(ux[ii], dy[ii] - sy)`` with astropy's Horner order."""
+    n = out.shape[0]
+    for j in range(order + 1):
+        c = coef[order - j, j]
+        for ii in range(n):
+            tmp[j, ii] = c
+        for k in range(j - 1, -1, -1):
+            c = coef[order - j, k]
+            for ii in range(n):
+                tmp[j, ii] = (dy[ii] - sy) * tmp[j, ii] + c
+    for ii in range(n):
+        out[ii] = tmp[0, ii]
     for j in range(order, 0, -1):
         t = tmp[order - j + 1]
         for ii in range(n):
-            s[ii] = ux[ii] * s[ii] + t[ii]
+            out[ii] = ux[ii] * out[ii] + t[ii]
     for ii in range(n):
-        out[ii] += s[ii]
+        out[ii] = base[ii] + out[ii]
 
 
-@njit(nogil=True, cache=True)
+@njit(**_JIT)
+def _sip_add4(coef, sy, dy, ux, base, out):
+    """:func:`_sip_add` for order 4 (every HST SIP header), one pass the compiler vectorises.
+
+    Same operations in the same order: ``t_j`` is the Horner sum in ``v`` of column
+    ``coef[4 - j, :]``, then ``s = ((((t_0) u + t_1) u + t_2) u + t_3) u + t_4``.
+    """
+    c00, c01, c02, c03, c04 = coef[0, 0], coef[0, 1], coef[0, 2], coef[0, 3], coef[0, 4]
+    c10, c11, c12, c13 = coef[1, 0], coef[1, 1], coef[1, 2], coef[1, 3]
+    c20, c21, c22 = coef[2, 0], coef[2, 1], coef[2, 2]
+    c30, c31 = coef[3, 0], coef[3, 1]
+    c40 = coef[4, 0]
+    for ii in range(out.shape[0]):
+        v = dy[ii] - sy
+        u = ux[ii]
+        t1 = v * c31 + c30
+        t2 = v * (v * c22 + c21) + c20
+        t3 = v * (v * (v * c13 + c12) + c11) + c10
+        t4 = v * (v * (v * (v * c04 + c03) + c02) + c01) + c00
+        out[ii] = base[ii] + (u * (u * (u * (u * c40 + t1) + t2) + t3) + t4)
+
+
+@njit(**_JIT)
+def _same_grid(ta, tb, pa, pb):
+    """Whether two tables share shape and grid keywords (then their cell parts are equal)."""
+    if ta.shape[0] != tb.shape[0] or ta.shape[1] != tb.shape[1]:
+        return False
+    for k in range(1, 9):
+        if pa[k] != pb[k]:
+            return False
+    return True
+
+
+@njit(**_JIT)
+def _project_row(fx, fy, c, ax, ay, out_row):
+    """Linear, TAN deprojection, rotation, TAN projection and output linear for one row.
+
+    ``c`` holds the constants (see :func:`pixmap_kernel`). The results go to the contiguous
+    ``ax``/``ay`` first (a loop LLVM vectorises), then are interleaved into ``out_row``.
+    """
+    cx, cy = c[0], c[1]
+    l00, l01, l10, l11 = c[2], c[3], c[4], c[5]
+    r00, r01, r02 = c[6], c[7], c[8]
+    r10, r11, r12 = c[9], c[10], c[11]
+    r20, r21, r22 = c[12], c[13], c[14]
+    m00, m01, m10, m11 = c[15], c[16], c[17], c[18]
+    ox, oy = c[19], c[20]
+    deg = 180.0 / math.pi
+    rad = math.pi / 180.0
+    nan = np.nan
+    for ii in range(fx.shape[0]):
+        ex = fx[ii] - cx
+        ey = fy[ii] - cy
+        xr = (l00 * ex + l01 * ey) * rad
+        yr = (l10 * ex + l11 * ey) * rad
+        # native direction (-Y, X, 1) rotated into the output native frame
+        n0 = r00 * -yr + r01 * xr + r02
+        n1 = r10 * -yr + r11 * xr + r12
+        n2 = r20 * -yr + r21 * xr + r22
+        xo = n1 / n2 * deg
+        yo = -n0 / n2 * deg
+        ok = n2 > 0.0
+        ax[ii] = m00 * xo + m01 * yo + ox - 1.0 if ok else nan
+        ay[ii] = m10 * xo + m11 * yo + oy - 1.0 if ok else nan
+    for ii in range(fx.shape[0]):
+        out_row[ii, 0] = ax[ii]
+        out_row[ii, 1] = ay[ii]
+
+
+@njit(**_JIT)
 def pixmap_kernel(
-    x0,
-    y0,
+    xs,
+    ys,
     out,
+    lo,
+    hi,
     t0,
     t1,
     t2,
@@ -390,16 +503,30 @@ def pixmap_kernel(
     lin_inv,
     crpix_to,
 ):
-    """Fill ``out[jj, ii] = (x, y)``: 0-based output pixel of input pixel ``(x0+ii, y0+jj)``.
+    """Fill ``out[jj, ii] = (x, y)``: 0-based output pixel of input pixel ``(xs[ii], ys[jj])``.
 
-    Every value depends only on the absolute (0-based) input pixel, never on ``x0, y0`` or the
+    ``xs``, ``ys``: int64 arrays of 0-based input columns and rows (a region's ``arange``, or
+    any grid of check points).
+
+    Only columns ``lo[jj] <= ii < hi[jj]`` of row ``jj`` are computed (``lo``, ``hi``: int64,
+    indices into ``xs``, within ``[0, nx]``); the rest of the row is set to NaN.
+    Every value depends only on the absolute (0-based) input pixel, never on the others or the
     shape of ``out``, so a sub-region is bit-identical to the same pixels of a full-chip call.
     The work is done row by row in simple passes (lookup tables, SIP, projection) that the
     compiler vectorises. The distortion part (det2im, SIP, NPOL) does the same floating-point
     operations as astropy for every pixel; the linear and TAN steps are the mathematically
-    identical matrix form described in the module docstring. Table-axis parts whose input
-    is constant along a row (or a column) are computed once per row (column), with the same
-    arithmetic. ``rot`` maps input-native to output-native direction vectors.
+    identical matrix form described in the module docstring. ``rot`` maps input-native to
+    output-native direction vectors.
+
+    Parts that do not change from one row to the next are kept, not recomputed (each is the
+    same arithmetic on the same inputs, so the values are the same bits):
+
+    * the det2im-corrected x row ``dx = P_x + det2im1(P)`` while det2im1's y cell and weight
+      are unchanged (always, for ACS/WFC's one-row table), and with it the NPOL tables' x
+      cells and weights at ``dx`` and the SIP ``u = dx - CRPIX``;
+    * without a det2im y table, ``dy`` is the constant row coordinate: the SIP Horner sums in
+      ``v`` are per-row constants, and the NPOL products ``table * x-weight`` are per-column
+      constants while the row stays in the same table cell rows.
     """
     ny, nx = out.shape[0], out.shape[1]
     has_d1 = tpar[0, 0] != 0.0
@@ -411,94 +538,137 @@ def pixmap_kernel(
     mb = int(sip_par[2])
     sx = sip_par[3]
     sy = sip_par[4]
+    pars = tpar
+    tabs = (t0, t1, t2, t3)
     tmp = np.empty((max(ma, mb) + 2, nx))
-    # x-parts of the tables evaluated at the raw column coordinate: det2im always, cpdis
-    # when there is no x det2im correction.
+    hc = np.empty(max(ma, mb) + 1)
+    px = np.empty(nx)
+    for ii in range(nx):
+        px[ii] = float(xs[ii]) + 1.0
+    pyr = np.empty(nx)
+    # x cells/weights per column: [0], [1] det2im at the raw column; [2], [3] NPOL at dx
     ci = np.zeros((4, nx), dtype=np.int64)
     ci1 = np.zeros((4, nx), dtype=np.int64)
     cw = np.zeros((4, nx))
-    pars = tpar
-    tabs = (t0, t1, t2, t3)
     if has_d1:
-        _col_parts(t0, pars[0], x0, nx, ci[0], ci1[0], cw[0])
+        _x_parts(t0, pars[0], px, ci[0], ci1[0], cw[0])
     if has_d2:
-        _col_parts(t1, pars[1], x0, nx, ci[1], ci1[1], cw[1])
-    if not has_d1:
-        if has_c1:
-            _col_parts(t2, pars[2], x0, nx, ci[2], ci1[2], cw[2])
-        if has_c2:
-            _col_parts(t3, pars[3], x0, nx, ci[3], ci1[3], cw[3])
-    px = np.empty(nx)
-    for ii in range(nx):
-        px[ii] = float(x0 + ii) + 1.0
-    pyr = np.empty(nx)
-    dx = np.empty(nx)
+        _x_parts(t1, pars[1], px, ci[1], ci1[1], cw[1])
+    # the two NPOL tables on one grid share their cell parts (computed for table 2)
+    npol_pair = has_c1 and has_c2 and _same_grid(t2, t3, pars[2], pars[3])
+    xc3 = 2 if npol_pair else 3
+    # per-column products (table value * x weight) of each table, valid for the table cell
+    # rows q_iy, q_iy1 (and, for NPOL, the current dx)
+    q = np.empty((4, 4, nx))
+    q_iy = np.full(4, -1, dtype=np.int64)
+    q_iy1 = np.full(4, -1, dtype=np.int64)
+    # NPOL y cells/weights per pixel (when dy varies along the row)
+    yi = np.zeros((2, nx), dtype=np.int64)
+    yi1 = np.zeros((2, nx), dtype=np.int64)
+    yw = np.zeros((2, nx))
+    dx = px.copy()
     dy = np.empty(nx)
+    ux = np.empty(nx)
     fx = np.empty(nx)
     fy = np.empty(nx)
-    ux = np.empty(nx)
-    deg = 180.0 / math.pi
-    rad = math.pi / 180.0
-    l00, l01, l10, l11 = lin[0, 0], lin[0, 1], lin[1, 0], lin[1, 1]
-    m00, m01, m10, m11 = lin_inv[0, 0], lin_inv[0, 1], lin_inv[1, 0], lin_inv[1, 1]
-    r00, r01, r02 = rot[0, 0], rot[0, 1], rot[0, 2]
-    r10, r11, r12 = rot[1, 0], rot[1, 1], rot[1, 2]
-    r20, r21, r22 = rot[2, 0], rot[2, 1], rot[2, 2]
-    cx, cy = crpix[0], crpix[1]
-    ox, oy = crpix_to[0], crpix_to[1]
-    nan = np.nan
+    ax = np.empty(nx)
+    ay_ = np.empty(nx)
+    c = np.empty(21)
+    c[0], c[1] = crpix[0], crpix[1]
+    c[2], c[3], c[4], c[5] = lin[0, 0], lin[0, 1], lin[1, 0], lin[1, 1]
+    for k in range(9):
+        c[6 + k] = rot[k // 3, k % 3]
+    c[15], c[16], c[17], c[18] = lin_inv[0, 0], lin_inv[0, 1], lin_inv[1, 0], lin_inv[1, 1]
+    c[19], c[20] = crpix_to[0], crpix_to[1]
     ay = np.empty(4, dtype=np.int64)
     ay1 = np.empty(4, dtype=np.int64)
     wy = np.empty(4)
+    d1_iy = -1
+    d1_iy1 = -1
+    d1_wy = 0.0
+    first = True
+    nan = np.nan
     for jj in range(ny):
-        py = float(y0 + jj) + 1.0
-        pyr[:] = py
+        a0 = lo[jj]
+        b0 = hi[jj]
+        if b0 <= a0:
+            out[jj] = nan
+            continue
+        for ii in range(a0):
+            out[jj, ii, 0] = nan
+            out[jj, ii, 1] = nan
+        for ii in range(b0, nx):
+            out[jj, ii, 0] = nan
+            out[jj, ii, 1] = nan
+        py = float(ys[jj]) + 1.0
         # y-parts constant along the row (tables evaluated at the raw row coordinate)
         for k in range(4):
             a, b, v, _ = _axis(py, pars[k, 4], pars[k, 6], pars[k, 8], pars[k, 2], tabs[k].shape[0])
             ay[k], ay1[k], wy[k] = a, b, v
-        # 1. det2im, evaluated at the raw pixel
-        if has_d1:
-            _table_row(t0, pars[0], ci[0], ci1[0], cw[0], ay[0], ay1[0], wy[0], 1.0 - wy[0], px, dx)
-        else:
-            dx[:] = px
+        # 1. det2im, evaluated at the raw pixel; dx kept while det2im1's y-part is unchanged
+        new_dx = first
+        first = False
+        if has_d1 and (new_dx or ay[0] != d1_iy or ay1[0] != d1_iy1 or wy[0] != d1_wy):
+            d1_iy, d1_iy1, d1_wy = ay[0], ay1[0], wy[0]
+            if q_iy[0] != ay[0] or q_iy1[0] != ay1[0]:
+                _col_products(t0, ci[0], ci1[0], cw[0], ay[0], ay1[0], q[0])
+                q_iy[0], q_iy1[0] = ay[0], ay1[0]
+            _base_plus_products(q[0], wy[0], 1.0 - wy[0], px, dx)
+            new_dx = True
         if has_d2:
-            _table_row(
-                t1, pars[1], ci[1], ci1[1], cw[1], ay[1], ay1[1], wy[1], 1.0 - wy[1], pyr, dy
-            )
+            pyr[a0:b0] = py
+            if q_iy[1] != ay[1] or q_iy1[1] != ay1[1]:
+                _col_products(t1, ci[1], ci1[1], cw[1], ay[1], ay1[1], q[1])
+                q_iy[1], q_iy1[1] = ay[1], ay1[1]
+            _base_plus_products(q[1][:, a0:b0], wy[1], 1.0 - wy[1], pyr[a0:b0], dy[a0:b0])
         else:
-            dy[:] = pyr
-        fx[:] = dx
-        fy[:] = dy
-        # 2. SIP on the det2im-corrected coordinates
-        if has_sip:
+            dy[a0:b0] = py
+        if new_dx:
             for ii in range(nx):
                 ux[ii] = dx[ii] - sx
-            _sip_row(sip_a, ma, sy, dy, not has_d2, ux, tmp, fx)
-            _sip_row(sip_b, mb, sy, dy, not has_d2, ux, tmp, fy)
-        # 3. NPOL tables on the det2im-corrected coordinates
-        if has_c1:
-            _table_add(
-                t2, pars[2], dx, dy, not has_d1, not has_d2,
-                ci[2], ci1[2], cw[2], ay[2], ay1[2], wy[2], 1.0 - wy[2], fx,
-            )  # fmt: skip
-        if has_c2:
-            _table_add(
-                t3, pars[3], dx, dy, not has_d1, not has_d2,
-                ci[3], ci1[3], cw[3], ay[3], ay1[3], wy[3], 1.0 - wy[3], fy,
-            )  # fmt: skip
+            if has_c1:
+                _x_parts(t2, pars[2], dx, ci[2], ci1[2], cw[2])
+            if has_c2 and not npol_pair:
+                _x_parts(t3, pars[3], dx, ci[3], ci1[3], cw[3])
+            q_iy[2:] = -1
+        # 2. SIP on the det2im-corrected coordinates: f = d + SIP
+        sdx, sdy, sux, sfx, sfy = dx[a0:b0], dy[a0:b0], ux[a0:b0], fx[a0:b0], fy[a0:b0]
+        if has_sip and not has_d2:
+            _sip_const_v(sip_a, ma, py - sy, hc)
+            _sip_add_const(hc, ma, sux, sdx, sfx)
+            _sip_const_v(sip_b, mb, py - sy, hc)
+            _sip_add_const(hc, mb, sux, sdy, sfy)
+        elif has_sip:
+            if ma == 4:
+                _sip_add4(sip_a, sy, sdy, sux, sdx, sfx)
+            else:
+                _sip_add(sip_a, ma, sy, sdy, sux, tmp[:, a0:b0], sdx, sfx)
+            if mb == 4:
+                _sip_add4(sip_b, sy, sdy, sux, sdy, sfy)
+            else:
+                _sip_add(sip_b, mb, sy, sdy, sux, tmp[:, a0:b0], sdy, sfy)
+        else:
+            sfx[:] = sdx
+            sfy[:] = sdy
+        # 3. NPOL tables on the det2im-corrected coordinates: f += cpdis(d)
+        for k in range(2):
+            t = 2 + k
+            if not (has_c1 if k == 0 else has_c2):
+                continue
+            xc = 2 if k == 0 else xc3
+            f = sfx if k == 0 else sfy
+            if not has_d2:  # dy = the row coordinate: products per column
+                if q_iy[t] != ay[t] or q_iy1[t] != ay1[t]:
+                    _col_products(tabs[t], ci[xc], ci1[xc], cw[xc], ay[t], ay1[t], q[t])
+                    q_iy[t], q_iy1[t] = ay[t], ay1[t]
+                _add_products(q[t][:, a0:b0], wy[t], 1.0 - wy[t], f)
+            else:
+                yc = 0 if (k == 0 or npol_pair or not has_c1) else 1
+                if k == 0 or yc == 1 or not has_c1:
+                    _y_parts(tabs[t], pars[t], sdy, yi[yc, a0:b0], yi1[yc, a0:b0], yw[yc, a0:b0])
+                _table_add_xy(
+                    tabs[t], ci[xc, a0:b0], ci1[xc, a0:b0], cw[xc, a0:b0],
+                    yi[yc, a0:b0], yi1[yc, a0:b0], yw[yc, a0:b0], f,
+                )  # fmt: skip
         # 4. linear, TAN deprojection, rotation, TAN projection, output linear
-        for ii in range(nx):
-            ex = fx[ii] - cx
-            ey = fy[ii] - cy
-            xr = (l00 * ex + l01 * ey) * rad
-            yr = (l10 * ex + l11 * ey) * rad
-            # native direction (-Y, X, 1) rotated into the output native frame
-            n0 = r00 * -yr + r01 * xr + r02
-            n1 = r10 * -yr + r11 * xr + r12
-            n2 = r20 * -yr + r21 * xr + r22
-            xo = n1 / n2 * deg
-            yo = -n0 / n2 * deg
-            ok = n2 > 0.0
-            out[jj, ii, 0] = m00 * xo + m01 * yo + ox - 1.0 if ok else nan
-            out[jj, ii, 1] = m10 * xo + m11 * yo + oy - 1.0 if ok else nan
+        _project_row(sfx, sfy, c, ax[a0:b0], ay_[a0:b0], out[jj, a0:b0])

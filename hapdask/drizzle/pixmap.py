@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 # difference (output pixels) it is not trusted and astropy is used instead.
 _VERIFY_TOL = 1e-6
 _DISABLE_BBOX = ("to", "from", "both", "none")
+_MIN_BAND_ROWS = 64
 
 
 def _copy_wcs(wcs: Any) -> Any:
@@ -83,10 +85,13 @@ def _resolve_region(region, shape: tuple[int, int]) -> tuple[int, int, int, int]
     return y0, y1, x0, x1
 
 
-def _astropy_map(wcs_from: Any, wcs_to: Any, x: np.ndarray, y: np.ndarray, disable_bbox: str):
-    """Exact (slow) mapping through the WCS objects' own transforms (private copies)."""
-    wf = _copy_wcs(wcs_from)
-    wt = _copy_wcs(wcs_to)
+def _astropy_map(
+    wcs_from: Any, wcs_to: Any, x: np.ndarray, y: np.ndarray, disable_bbox: str, copied=False
+):
+    """Exact (slow) mapping through the WCS objects' own transforms (on private copies: made
+    here unless ``copied`` says the objects already are the caller's private copies)."""
+    wf = wcs_from if copied else _copy_wcs(wcs_from)
+    wt = wcs_to if copied else _copy_wcs(wcs_to)
     if disable_bbox in ("from", "both") and getattr(wf, "bounding_box", None) is not None:
         wf.bounding_box = None
     if disable_bbox in ("to", "both") and getattr(wt, "bounding_box", None) is not None:
@@ -96,42 +101,81 @@ def _astropy_map(wcs_from: Any, wcs_to: Any, x: np.ndarray, y: np.ndarray, disab
 
 
 def _fast_models(wcs_from: Any, wcs_to: Any) -> tuple[ForwardModel, TanTarget] | str:
-    fwd = extract_forward(_copy_wcs(wcs_from))
+    """The numba models of two private WCS copies (``wcs.set()`` is called on them)."""
+    fwd = extract_forward(wcs_from)
     if isinstance(fwd, str):
         return fwd
-    tgt = extract_target(_copy_wcs(wcs_to))
+    tgt = extract_target(wcs_to)
     if isinstance(tgt, str):
         return tgt
     return fwd, tgt
 
 
-def _run_kernel(fwd: ForwardModel, tgt: TanTarget, y0: int, y1: int, x0: int, x1: int):
-    out = np.empty((y1 - y0, x1 - x0, 2), dtype=np.float64)
+def _kernel_args(fwd: ForwardModel, tgt: TanTarget) -> tuple:
+    """The model arguments of :func:`pixmap_kernel` (after ``xs, ys, out, lo, hi``)."""
     rot = tgt.cel_to_native @ fwd.native_to_cel
-    pixmap_kernel(
-        x0,
-        y0,
-        out,
-        *fwd.tables,
-        fwd.table_par,
-        fwd.sip_a,
-        fwd.sip_b,
-        fwd.sip_par,
-        fwd.lin,
-        fwd.crpix,
-        rot,
-        tgt.lin_inv,
-        tgt.crpix,
-    )
+    return (*fwd.tables, fwd.table_par, fwd.sip_a, fwd.sip_b, fwd.sip_par, fwd.lin, fwd.crpix,
+            rot, tgt.lin_inv, tgt.crpix)  # fmt: skip
+
+
+def _run_kernel(
+    fwd: ForwardModel,
+    tgt: TanTarget,
+    y0: int,
+    y1: int,
+    x0: int,
+    x1: int,
+    lo: np.ndarray | None = None,
+    hi: np.ndarray | None = None,
+    threads: int = 1,
+) -> np.ndarray:
+    """Map of input rows ``y0:y1``, columns ``x0:x1``; only ``lo[r] <= x < hi[r]`` (chip
+    columns) of row ``r`` when ``lo``/``hi`` are given, NaN elsewhere. ``threads > 1``
+    computes bands of rows in that many threads (the kernel releases the GIL; every value
+    depends only on its input pixel, so the bands give the same bits)."""
+    n = y1 - y0
+    out = np.empty((n, x1 - x0, 2), dtype=np.float64)
+    if lo is None:
+        lo = np.zeros(n, dtype=np.int64)
+        hi = np.full(n, x1 - x0, dtype=np.int64)
+    else:
+        lo = np.ascontiguousarray(lo - x0, dtype=np.int64)
+        hi = np.ascontiguousarray(hi - x0, dtype=np.int64)
+    args = _kernel_args(fwd, tgt)
+
+    xs = np.arange(x0, x1, dtype=np.int64)
+    ys = np.arange(y0, y1, dtype=np.int64)
+
+    def band(r0: int, r1: int) -> None:
+        pixmap_kernel(xs, ys[r0:r1], out[r0:r1], lo[r0:r1], hi[r0:r1], *args)
+
+    # bands of at least _MIN_BAND_ROWS rows: below that a thread costs more than it saves
+    nb = max(1, min(int(threads), n // _MIN_BAND_ROWS))
+    if nb == 1:
+        band(0, n)
+        return out
+    edges = [n * k // nb for k in range(nb + 1)]
+    with ThreadPoolExecutor(max_workers=nb) as pool:
+        for f in [pool.submit(band, a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]:
+            f.result()
     return out
 
 
 def _verify_points(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Columns and rows (int64) of the 5 x 5 grid of check points of a chip."""
     ny, nx = shape
-    gx = np.unique(np.linspace(0.0, nx - 1.0, 5).round())
-    gy = np.unique(np.linspace(0.0, ny - 1.0, 5).round())
-    x, y = np.meshgrid(gx, gy)
-    return x.ravel(), y.ravel()
+    gx = np.unique(np.linspace(0.0, nx - 1.0, 5).round()).astype(np.int64)
+    gy = np.unique(np.linspace(0.0, ny - 1.0, 5).round()).astype(np.int64)
+    return gx, gy
+
+
+def _kernel_points(fwd: ForwardModel, tgt: TanTarget, gx: np.ndarray, gy: np.ndarray):
+    """The kernel's map of the grid ``gx`` x ``gy`` (one call), ``(len(gy), len(gx), 2)``."""
+    out = np.empty((gy.size, gx.size, 2))
+    lo = np.zeros(gy.size, dtype=np.int64)
+    hi = np.full(gy.size, gx.size, dtype=np.int64)
+    pixmap_kernel(gx, gy, out, lo, hi, *_kernel_args(fwd, tgt))
+    return out
 
 
 def fast_path_reason(wcs_from: Any, wcs_to: Any, shape=None) -> str | None:
@@ -155,22 +199,24 @@ def fast_path_reason(wcs_from: Any, wcs_to: Any, shape=None) -> str | None:
 
 
 def _select(wcs_from: Any, wcs_to: Any, shape: tuple[int, int], disable_bbox: str):
-    res = _fast_models(wcs_from, wcs_to)
+    # one private copy of each WCS serves both the model extraction and the astropy check
+    # (wcslib's set() done by the extraction is what any transform would do first)
+    wf = _copy_wcs(wcs_from)
+    wt = _copy_wcs(wcs_to)
+    res = _fast_models(wf, wt)
     if isinstance(res, str):
         return res
     fwd, tgt = res
     # Explicit check of the fast path against astropy on a 5x5 grid of the *whole chip* (never
     # the region, so that the choice cannot differ between tiles of one chip): anything the
     # header carries that the kernel does not model (e.g. wcslib-native distortions) shows up.
-    x, y = _verify_points(shape)
+    gx, gy = _verify_points(shape)
+    x, y = (v.ravel().astype(np.float64) for v in np.meshgrid(gx, gy))
     try:
-        xa, ya = _astropy_map(wcs_from, wcs_to, x, y, disable_bbox)
+        xa, ya = _astropy_map(wf, wt, x, y, disable_bbox, copied=True)
     except Exception as exc:  # astropy itself fails: let the fallback path raise it
         return f"astropy check of the fast path failed: {exc}"
-    mine = np.empty((x.size, 2))
-    for k in range(x.size):
-        ix, iy = int(x[k]), int(y[k])
-        mine[k] = _run_kernel(fwd, tgt, iy, iy + 1, ix, ix + 1)[0, 0]
+    mine = _kernel_points(fwd, tgt, gx, gy).reshape(-1, 2)
     err = np.hypot(mine[:, 0] - xa, mine[:, 1] - ya)
     both_nan = np.isnan(mine[:, 0]) & np.isnan(xa)
     err = np.where(both_nan, 0.0, err)
@@ -190,6 +236,7 @@ def calc_pixmap(
     *,
     region: tuple[int, int, int, int] | None = None,
     spans: tuple[np.ndarray, np.ndarray] | None = None,
+    threads: int = 1,
 ) -> np.ndarray:
     """Map every input pixel centre to 0-based pixel coordinates of another WCS.
 
@@ -235,8 +282,12 @@ def calc_pixmap(
     spans : (lo, hi), optional
         Two integer arrays of the region's (or chip's) height: compute only input columns
         ``lo[r] <= x < hi[r]`` (chip columns, inside the region) of its row ``r``; the other
-        pixels are NaN. The values computed are those of the call without ``spans`` (rows
-        with equal spans are computed together, as rectangles of the region).
+        pixels are NaN. The values computed are those of the call without ``spans``.
+    threads : int, optional
+        On the numba path, compute bands of rows (at least 64 each) in up to this many
+        threads; the values are those of ``threads=1``. For callers that map a whole chip
+        while no other work runs (the client before a graph starts); leave it at 1 inside
+        tasks that already keep every core busy. Ignored on the astropy path.
 
     Returns
     -------
@@ -254,6 +305,8 @@ def calc_pixmap(
         raise ValueError(
             f"calc_pixmap: disable_bbox must be one of {_DISABLE_BBOX}, got {disable_bbox!r}"
         )
+    if int(threads) < 1:
+        raise ValueError(f"calc_pixmap: threads must be >= 1, got {threads!r}")
     shape = _resolve_shape(wcs_from, shape)
     y0, y1, x0, x1 = _resolve_region(region, shape)
     sel = _select(wcs_from, wcs_to, shape, disable_bbox)
@@ -262,7 +315,7 @@ def calc_pixmap(
 
     def rect(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         if not isinstance(sel, str):
-            return _run_kernel(sel[0], sel[1], r0, r1, c0, c1)
+            return _run_kernel(sel[0], sel[1], r0, r1, c0, c1, threads=threads)
         y, x = np.mgrid[r0:r1, c0:c1].astype(np.float64)
         xo, yo = _astropy_map(wcs_from, wcs_to, x, y, disable_bbox)
         return np.stack([xo, yo], axis=-1)
@@ -278,7 +331,10 @@ def calc_pixmap(
     used = hi > lo
     if np.any(used & ((lo < x0) | (hi > x1))):
         raise ValueError(f"calc_pixmap: spans leave the region's columns [{x0}, {x1})")
-    # every value is written once: the spans from the kernel, NaN only around them
+    if not isinstance(sel, str):  # one kernel call; it writes the NaN around the spans
+        return _run_kernel(sel[0], sel[1], y0, y1, x0, x1, np.where(used, lo, x0),
+                           np.where(used, hi, x0), threads)  # fmt: skip
+    # every value is written once: the spans from astropy, NaN only around them
     out = np.empty((y1 - y0, x1 - x0, 2))
     r = 0
     n = y1 - y0

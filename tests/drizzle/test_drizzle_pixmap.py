@@ -454,3 +454,104 @@ def test_check_points_guard_the_fast_path(monkeypatch):
     y, x = np.mgrid[0:20, 0:30].astype(float)
     xa, ya = _astropy(wfrom, wto, x, y)
     assert np.array_equal(pm[..., 0], xa) and np.array_equal(pm[..., 1], ya)
+
+
+# Lookup-table layouts that take different paths through the kernel's row-to-row reuse
+# (det2im x row kept while its table cell is unchanged, NPOL x cells at dx, per-column NPOL
+# products when dy is the row coordinate, per-pixel y cells otherwise, NPOL tables sharing
+# one grid, SIP of order 4 in one pass or of another order): each is checked against astropy,
+# and its regions, row spans and thread bands against its own full map, bit for bit.
+_LAYOUTS = {
+    # ACS/WFC-like: one-row det2im x table, NPOL on one grid, no det2im y
+    "d2im_x_one_row": dict(d2im1=((1, 420), (0.0, 0.0), (0.0, 0.0), (1.0, 1.0)),
+                           npol_same_grid=True, sip_order=4),
+    # det2im x with several rows (dx changes along y), no det2im y, NPOL on two grids
+    "d2im_x_rows": dict(d2im1=((7, 9), (1.5, 2.0), (10.0, -3.0), (50.0, 45.0)), sip_order=4),
+    # det2im y only, one NPOL table (y), SIP order 4 varying along the row
+    "d2im_y_npol_y": dict(d2im2=((5, 11), (0.0, 1.0), (0.0, 0.0), (37.0, 61.0)),
+                          npol=(False, True), sip_order=4),
+    # WFC3/UVIS-like: both det2im axes, NPOL on one grid, SIP order 4
+    "uvis_like": dict(d2im1=((10, 10), (0.0, 0.0), (0.0, 0.0), (45.5, 33.3)),
+                      d2im2=((10, 10), (0.0, 0.0), (0.0, 0.0), (45.5, 33.3)),
+                      npol_same_grid=True, sip_order=4),
+    # both det2im axes, one NPOL table (x), SIP of order 5 (the general Horner path)
+    "d2im_xy_npol_x_sip5": dict(d2im1=((7, 9), (1.5, 2.0), (10.0, -3.0), (50.0, 45.0)),
+                                d2im2=((5, 11), (0.0, 1.0), (0.0, 0.0), (37.0, 61.0)),
+                                npol=(True, False), sip_order=5),
+    # no det2im, SIP of order 2 (row-constant v, general order)
+    "npol_sip2": dict(sip_order=2),
+}
+
+
+def _layout_wcs(d2im1=None, d2im2=None, npol=(True, True), npol_same_grid=False,
+                sip_order=4) -> WCS:
+    """TAN-SIP WCS (420 x 310 pixels) with the lookup tables of one of ``_LAYOUTS``."""
+    from astropy.wcs import Sip
+
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
+    w.wcs.crval = [150.1, -30.2]
+    w.wcs.crpix = [210.5, 155.25]
+    w.wcs.cd = np.array([[-1.1e-5, 2.0e-6], [1.5e-6, 1.2e-5]])
+    w.pixel_shape = (420, 310)
+    rng = np.random.default_rng(11)
+    m = sip_order + 1
+    tri = np.add.outer(np.arange(m), np.arange(m))
+    scale = np.where((tri >= 2) & (tri <= sip_order), 10.0 ** (-3.0 * tri), 0.0)
+    a = rng.normal(0.0, 1.0, (m, m)) * scale
+    b = rng.normal(0.0, 1.0, (m, m)) * scale
+    w.sip = Sip(a, b, None, None, w.wcs.crpix)
+
+    def tab(spec):
+        shape, crpix, crval, cdelt = spec
+        data = rng.normal(0.0, 0.3, shape).astype(np.float32)
+        return DistortionLookupTable(data, crpix, crval, cdelt)
+
+    if d2im1 is not None:
+        w.det2im1 = tab(d2im1)
+    if d2im2 is not None:
+        w.det2im2 = tab(d2im2)
+    grid1 = ((6, 8), (2.0, 1.0), (-5.0, 7.0), (60.0, 70.0))
+    grid2 = grid1 if npol_same_grid else ((9, 12), (12.0, 3.0), (3.0, 3.0), (-32.0, 33.0))
+    if npol[0]:
+        w.cpdis1 = tab(grid1)
+    if npol[1]:
+        w.cpdis2 = tab(grid2)
+    return w
+
+
+@pytest.mark.parametrize("layout", list(_LAYOUTS))
+def test_table_layouts_match_astropy(layout):
+    wfrom = _layout_wcs(**_LAYOUTS[layout])
+    wto = _north_up(wfrom, 0.03, shape=(900, 900))
+    assert fast_path_reason(wfrom, wto) is None
+    pm = calc_pixmap(wfrom, wto)
+    y, x = np.indices(pm.shape[:2], dtype=float)
+    xa, ya = _astropy(wfrom, wto, x, y)
+    assert np.hypot(pm[..., 0] - xa, pm[..., 1] - ya).max() <= TOL_PX
+    # without the tables the map moves by far more than the tolerance: they are applied
+    bare = wfrom.deepcopy()
+    bare.cpdis1 = bare.cpdis2 = bare.det2im1 = bare.det2im2 = None
+    assert np.abs(calc_pixmap(bare, wto) - pm).max() > 100 * TOL_PX
+    for region in [(33, 101, 250, 420), (0, 310, 0, 1), (309, 310, 0, 420), (77, 78, 5, 6)]:
+        y0, y1, x0, x1 = region
+        assert np.array_equal(calc_pixmap(wfrom, wto, region=region), pm[y0:y1, x0:x1]), region
+    region = (3, 303, 11, 400)
+    lo, hi = _test_spans(region[1] - region[0], region[2], region[3])
+    _spans_check(calc_pixmap(wfrom, wto, region=region, spans=(lo, hi)),
+                 pm[3:303, 11:400], region, lo, hi)
+    assert np.array_equal(calc_pixmap(wfrom, wto, threads=3), pm)
+
+
+@pytest.mark.parametrize("name", ["acs_wfc1", "wfc3_uvis"])
+def test_threads_give_the_same_bits(cases, full_pixmaps, name):
+    """Row bands in several threads: the map of one thread, also with row spans."""
+    wfrom, wto = cases[name]
+    full = full_pixmaps(name)
+    assert np.array_equal(calc_pixmap(wfrom, wto, threads=2), full)
+    region = (100, 1100, 500, 1500)
+    lo, hi = _test_spans(region[1] - region[0], region[2], region[3])
+    pm = calc_pixmap(wfrom, wto, region=region, spans=(lo, hi), threads=4)
+    _spans_check(pm, full[100:1100, 500:1500], region, lo, hi)
+    with pytest.raises(ValueError, match="threads"):
+        calc_pixmap(wfrom, wto, region=(0, 2, 0, 2), threads=0)
