@@ -43,7 +43,6 @@ from __future__ import annotations
 import mmap
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from astropy.table import Table
@@ -192,12 +191,9 @@ def _deconvolution_filter(fwhm: float, params: CatalogParams) -> np.ndarray:
 
 
 def _deconvolve_rows(rows: Callable[[int, int], np.ndarray], shape: tuple[int, int], y0: int,
-                     filt: np.ndarray, params: CatalogParams, workers: int = 2) -> np.ndarray:
+                     filt: np.ndarray, params: CatalogParams) -> np.ndarray:
     """Rows ``y0 .. y0 + block_size`` of :func:`deconvolve` (one row of blocks) of the image
-    whose rows ``rows(lo, hi)`` returns (read once: the block row and its margins).
-
-    The row's blocks are transformed in ``workers`` threads (scipy's FFTs release the GIL);
-    each writes its own columns of the result: the same values in any order."""
+    whose rows ``rows(lo, hi)`` returns (read once: the block row and its margins)."""
     margin = params.region_size
     b = params.block_size
     n = b + 2 * margin
@@ -206,21 +202,17 @@ def _deconvolve_rows(rows: Callable[[int, int], np.ndarray], shape: tuple[int, i
     out = np.zeros((h, nx), dtype=np.float64)
     ys = max(0, y0 - margin)
     image = np.asarray(rows(ys, min(ny, y0 + b + margin)))  # rows ys .. of the image
-
-    def one(x0: int) -> None:
+    for x0 in range(0, nx, b):
         xs = max(0, x0 - margin)
         src = image[:, xs:min(nx, x0 + b + margin)]
         if not src.any():
-            return
+            continue
         block = np.zeros((n, n))
         block[:src.shape[0], :src.shape[1]] = src
         dec = fft.irfft2(fft.rfft2(block) * filt, s=(n, n))
         oy, ox = y0 - ys, x0 - xs
         w = min(b, nx - x0)
         out[:, x0:x0 + w] = dec[oy:oy + h, ox:ox + w]
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(pool.map(one, range(0, nx, b)))
     out[image[y0 - ys:y0 - ys + h] <= 0] = 0.0
     return out
 

@@ -9,8 +9,6 @@ keeps more (sharpness 0.2-1.0 on the unthresholded image) and searches up to the
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 from catalog_truth import BORDER, SHAPE
@@ -21,7 +19,6 @@ from hapdask.catalogs import (
     compute_background,
     detect_point_sources,
     footprint_mask,
-    point,
     weight_regions,
 )
 
@@ -75,20 +72,3 @@ def test_dao_fallback_finds_more_and_edge_sources(field):
 def test_starfinder_is_validated():
     with pytest.raises(ValueError, match="starfinder"):
         CatalogParams.for_detector("acs_wfc", starfinder="iraf")
-
-
-def test_deconvolution_blocks_in_threads_are_the_serial_ones():
-    """The deconvolution's blocks transformed in two threads give the one-thread values bit for
-    bit (each block writes its own columns), for an image of several blocks with a blank one."""
-    params = replace(CatalogParams.for_detector("acs_wfc"), block_size=32, region_size=5)
-    rng = np.random.default_rng(3)
-    image = rng.normal(0.0, 1.0, (70, 101))
-    image[:, 64:96] = 0.0  # a blank block: skipped
-    filt = point._deconvolution_filter(2.5, params)
-    for y0 in range(0, image.shape[0], params.block_size):
-        one = point._deconvolve_rows(lambda lo, hi: image[lo:hi], image.shape, y0, filt, params,
-                                     workers=1)
-        two = point._deconvolve_rows(lambda lo, hi: image[lo:hi], image.shape, y0, filt, params,
-                                     workers=2)
-        assert np.array_equal(one, two)
-        assert one.any()
