@@ -205,9 +205,9 @@ def test_clipped_statistics_in_two_threads_equal_astropy(n, maxiters):
     assert tuple(map(float, got)) == tuple(map(float, want))
 
 
-@pytest.mark.parametrize("band, workers", [(512, 2), (7, 2), (7, 3), (1000, 1)])
-def test_mad_rms_bands_in_threads_equal_whole_image(band, workers):
-    """The DER_SNR-like rms gathered band by band in threads equals the whole image's value
+@pytest.mark.parametrize("band", [512, 7, 1000])
+def test_mad_rms_bands_equal_whole_image(band):
+    """The DER_SNR-like rms gathered band by band into one buffer equals the whole image's value
     computed at once with numpy (the definition in the module docstring): finite, non-zero
     pixels whose neighbours at +-2 columns are too; NaN counts as 0."""
     rng = np.random.default_rng(band)
@@ -219,5 +219,5 @@ def test_mad_rms_bands_in_threads_equal_whole_image(band, workers):
     use = ok[:, 2:-2] & ok[:, :-4] & ok[:, 4:]
     values = np.abs(2 * x[:, 2:-2] - x[:, :-4] - x[:, 4:])[use]
     want = float(np.median(values)) * MAD_SIGMA / np.sqrt(6.0)
-    assert _mad_rms(data, band=band, workers=workers) == want
-    assert _mad_rms(np.zeros((9, 9), np.float32), band=band, workers=workers) == 0.0
+    assert _mad_rms(data, band=band) == want
+    assert _mad_rms(np.zeros((9, 9), np.float32), band=band) == 0.0
