@@ -51,6 +51,7 @@ from hapdask.catalogs.segment import (
     segmentation_image,
 )
 from hapdask.export.paths import commit, create_temporary, output_path, remove_temporary
+from hapdask.profile import timed
 
 __all__ = ["CatalogProducts", "filter_backgrounds", "make_catalogs", "total_catalog",
            "trim_total", "cr_contamination", "write_catalog", "catalog_filename", "FILL_VALUE"]
@@ -161,8 +162,9 @@ class CatalogProducts:
             if self.rejected:
                 meta["rejected"] = self.rejected
                 table = table[:0]
-            paths.append(write_catalog(table, outdir / catalog_filename(pname, kind), meta=meta,
-                                       overwrite=overwrite))
+            with timed("ecsv"):
+                paths.append(write_catalog(table, outdir / catalog_filename(pname, kind),
+                                           meta=meta, overwrite=overwrite))
         return sorted(paths)
 
 
@@ -238,7 +240,8 @@ def filter_backgrounds(filters: Mapping[str, DrizzleProduct], params: CatalogPar
     """
     out: dict[str, Background | None] = {}
     for fname in list(filters):
-        fbkg = _image_background(filters[fname], params)
+        with timed("background"):
+            fbkg = _image_background(filters[fname], params)
         out[fname] = fbkg if fbkg.method == "constant" else None
         del fbkg
         give_back_free_memory()  # its statistics' copies of the footprint values
@@ -271,24 +274,27 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     # the filter products' backgrounds first, while no detection array is held (their sigma
     # clipping's float64 copies of the footprint values are the step's largest temporaries)
     fbkgs = dict(backgrounds) if backgrounds is not None else filter_backgrounds(filters, params)
-    footprint = footprint_mask(total, params)
-    # the exposure count (a whole image) served the footprint only: dropped here, and WHT after
-    # the weight regions (the detections read SCI, the WCS and the pixel scale); both are freed
-    # when the caller keeps no reference (see above)
-    total = replace(total, nexp=None)
-    bkg = compute_background(total, params, footprint)
-    give_back_free_memory()  # its statistics' copies of the footprint values
-    regions = weight_regions(total, bkg.rms, params, footprint)
+    with timed("background"):
+        footprint = footprint_mask(total, params)
+        # the exposure count (a whole image) served the footprint only: dropped here, and WHT
+        # after the weight regions (the detections read SCI, the WCS and the pixel scale); both
+        # are freed when the caller keeps no reference (see above)
+        total = replace(total, nexp=None)
+        bkg = compute_background(total, params, footprint)
+        give_back_free_memory()  # its statistics' copies of the footprint values
+        regions = weight_regions(total, bkg.rms, params, footprint)
     total = replace(total, wht=np.broadcast_to(np.float32(0), total.sci.shape))
-    points = detect_point_sources(total, bkg, regions, footprint, params)
+    with timed("point-detect"):
+        points = detect_point_sources(total, bkg, regions, footprint, params)
     give_back_free_memory()  # the banded steps' freed heap memory (see there), at each stage
-    # the segmentation's detection image is made (spilled band by band with ``scratch``), then
-    # the total's SCI is not needed any more: released here during the segmentation
-    seg_image = segmentation_image(total, bkg, footprint, spill=scratch)
-    total = replace(total, sci=np.broadcast_to(np.float32(0), total.sci.shape))
-    seg = detect_segments(total, bkg, regions, footprint, params, spill=scratch,
-                          image=seg_image)
-    del seg_image
+    with timed("segment-detect"):
+        # the segmentation's detection image is made (spilled band by band with ``scratch``),
+        # then the total's SCI is not needed any more: released here during the segmentation
+        seg_image = segmentation_image(total, bkg, footprint, spill=scratch)
+        total = replace(total, sci=np.broadcast_to(np.float32(0), total.sci.shape))
+        seg = detect_segments(total, bkg, regions, footprint, params, spill=scratch,
+                              image=seg_image)
+        del seg_image
     give_back_free_memory()
     # the total's pixels are needed for detection only: from here on only its name, keywords and
     # TEXPTIME (with ``make_catalogs(read_product(path), ...)`` its arrays are freed here)
@@ -311,8 +317,11 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
         prod = replace(prod, sci=np.nan_to_num(np.array(prod.sci, dtype=np.float64), nan=0.0,
                                                copy=False))
         sat = saturated.get(fname)
-        point_f[fname] = measure_point_sources(prod, points, fbkg, params, saturated=sat)
-        seg_f[fname] = measure_segments(prod, seg, fbkg, params, saturated=sat, own_sci=True)
+        with timed("point-measure"):
+            point_f[fname] = measure_point_sources(prod, points, fbkg, params, saturated=sat)
+        with timed("segment-measure"):
+            seg_f[fname] = measure_segments(prod, seg, fbkg, params, saturated=sat,
+                                            own_sci=True)
         names[fname] = prod.name
         meta[prod.name] = _meta(prod, params, f"filter catalog of {fname}")
         nexp.append(int(prod.keyword("NUMEXP", "NDRIZIM", default=1) or 1))

@@ -19,6 +19,7 @@ from hapdask.catalogs import (
     threshold_image,
     weight_regions,
 )
+from hapdask.catalogs.background import MAD_SIGMA, _clipped_stats, _mad_rms
 from hapdask.simulate import instruments
 from hapdask.sky.stats import exact_median
 
@@ -188,3 +189,35 @@ def test_exact_median_equals_numpy(n, kind):
     want = np.nanmedian(v)
     got = exact_median(v)
     assert got == want or (np.isnan(want) and np.isnan(got))
+
+
+@pytest.mark.parametrize("n", [5000, 300_001])
+@pytest.mark.parametrize("maxiters", [1, 5, None])
+def test_clipped_statistics_in_two_threads_equal_astropy(n, maxiters):
+    """The background's sigma-clipped statistics, computed with each iteration's median beside
+    its standard deviation and the kept values' median beside their mean and std, are astropy's
+    ``sigma_clipped_stats`` with its default median centre (the oracle) bit for bit."""
+    rng = np.random.default_rng(n)
+    v = rng.normal(0.05, 0.01, n)
+    v[rng.integers(0, n, n // 30)] += rng.exponential(0.5, n // 30)  # a source tail
+    want = sigma_clipped_stats(v, sigma=3.0, maxiters=maxiters)
+    got = _clipped_stats(v, 3.0, maxiters)
+    assert tuple(map(float, got)) == tuple(map(float, want))
+
+
+@pytest.mark.parametrize("band", [512, 7, 1000])
+def test_mad_rms_bands_equal_whole_image(band):
+    """The DER_SNR-like rms gathered band by band into one buffer equals the whole image's value
+    computed at once with numpy (the definition in the module docstring): finite, non-zero
+    pixels whose neighbours at +-2 columns are too; NaN counts as 0."""
+    rng = np.random.default_rng(band)
+    data = rng.normal(0.05, 0.01, (61, 83)).astype(np.float32)
+    data[rng.random(data.shape) < 0.05] = np.nan
+    data[10:14, 20:40] = 0.0
+    x = np.nan_to_num(data.astype(np.float64), nan=0.0)
+    ok = (x != 0) & np.isfinite(x)
+    use = ok[:, 2:-2] & ok[:, :-4] & ok[:, 4:]
+    values = np.abs(2 * x[:, 2:-2] - x[:, :-4] - x[:, 4:])[use]
+    want = float(np.median(values)) * MAD_SIGMA / np.sqrt(6.0)
+    assert _mad_rms(data, band=band) == want
+    assert _mad_rms(np.zeros((9, 9), np.float32), band=band) == 0.0
