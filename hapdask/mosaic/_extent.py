@@ -8,6 +8,8 @@ import math
 import numpy as np
 from numba import njit
 
+from hapdask.drizzle._kernels import _pixel_reach
+
 __all__ = ["block_bounds", "finite_extent"]
 
 
@@ -86,7 +88,7 @@ def _finite_block(pixmap, j0, j1, i0, i1, ga, gb, ha, hb):  # pragma: no cover -
 
 
 @njit(nogil=True, cache=True)
-def _any_block(pixmap, j0, j1, i0, i1, ny, nx):  # pragma: no cover - numba
+def _any_block(pixmap, j0, j1, i0, i1):  # pragma: no cover - numba
     """:func:`_finite_block`'s extremes for a block with non-finite positions nearby: the
     positions that are finite, and the largest steps from them to their 8 neighbours (NaN
     steps ignored, as the exact reach does); returned as ``(..., sx, sy, 0, 0)``."""
@@ -106,14 +108,9 @@ def _any_block(pixmap, j0, j1, i0, i1, ny, nx):  # pragma: no cover - numba
             xmx = max(xmx, x)
             ymn = min(ymn, y)
             ymx = max(ymx, y)
-            for jn in range(max(j - 1, 0), min(j + 2, ny)):
-                for iN in range(max(i - 1, 0), min(i + 2, nx)):
-                    ex = abs(pixmap[jn, iN, 0] - x)
-                    ey = abs(pixmap[jn, iN, 1] - y)
-                    if ex > sx:
-                        sx = ex
-                    if ey > sy:
-                        sy = ey
+            ex, ey = _pixel_reach(pixmap, j, i, 0, 1.0)  # the exact reach's own steps
+            sx = max(sx, ex)
+            sy = max(sy, ey)
     return xmn, xmx, ymn, ymx, sx, sy, 0.0, 0.0
 
 
@@ -154,7 +151,7 @@ def block_bounds(pixmap, block, kind, radius):  # pragma: no cover - numba
                 xmn, xmx, ymn, ymx, hx, hy, vx, vy = _finite_block(pixmap, j0, j1, i0, i1,
                                                                     ga, gb, ha, hb)
             else:
-                xmn, xmx, ymn, ymx, hx, hy, vx, vy = _any_block(pixmap, j0, j1, i0, i1, ny, nx)
+                xmn, xmx, ymn, ymx, hx, hy, vx, vy = _any_block(pixmap, j0, j1, i0, i1)
             if kind == 0:
                 rx = radius * ((hx + vx) * (1.0 + 1e-9))
                 ry = radius * ((hy + vy) * (1.0 + 1e-9))
