@@ -43,7 +43,7 @@ from hapdask.catalogs.background import (
 from hapdask.catalogs.flags import FLAG_BITS
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.point import detect_point_sources, measure_point_sources
-from hapdask.catalogs.product import DrizzleProduct
+from hapdask.catalogs.product import DrizzleProduct, nan_to_zero
 from hapdask.catalogs.segment import (
     Segmentation,
     detect_segments,
@@ -314,8 +314,7 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
         # both measurements read SCI as float64 with NaN as 0: converted once (a new array; the
         # product's own SCI is released when the caller keeps no reference), background-
         # subtracted in place by the segment measurement (its last use)
-        prod = replace(prod, sci=np.nan_to_num(np.array(prod.sci, dtype=np.float64), nan=0.0,
-                                               copy=False))
+        prod = replace(prod, sci=nan_to_zero(np.array(prod.sci, dtype=np.float64)))
         sat = saturated.get(fname)
         with timed("point-measure"):
             point_f[fname] = measure_point_sources(prod, points, fbkg, params, saturated=sat)

@@ -29,7 +29,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
 
 from hapdask.catalogs.params import CatalogParams
-from hapdask.catalogs.product import DrizzleProduct
+from hapdask.catalogs.product import DrizzleProduct, nan_to_zero
 
 __all__ = ["abmag", "effective_gain", "aperture_photometry_hap"]
 
@@ -96,7 +96,7 @@ def aperture_photometry_hap(data: np.ndarray, x: np.ndarray, y: np.ndarray, *,
     image = np.asarray(data, dtype=np.float64)
     if not np.isfinite(image).all():
         # NaN -> 0 in place when asarray made a float64 copy (float32 products), else in a copy
-        image = np.nan_to_num(image, nan=0.0, copy=np.may_share_memory(image, data))
+        image = nan_to_zero(image.copy() if np.may_share_memory(image, data) else image)
     pos = np.column_stack([x, y])
     r_in = params.skyannulus_arcsec / pixel_scale
     annulus = CircularAnnulus(pos, r_in=r_in,

@@ -56,7 +56,7 @@ from hapdask.catalogs.background import Background, WeightRegion
 from hapdask.catalogs.flags import source_flags
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.photometry import aperture_photometry_hap, effective_gain
-from hapdask.catalogs.product import DrizzleProduct
+from hapdask.catalogs.product import DrizzleProduct, nan_to_zero
 
 __all__ = ["detect_point_sources", "measure_point_sources", "deconvolve", "band_peaks",
            "POINT_COLUMNS", "COLUMN_UNITS", "PSF_SHARPNESS"]
@@ -325,7 +325,7 @@ def _region_rows(total: DrizzleProduct, background: Background, reg: WeightRegio
 
     def rows(lo: int, hi: int) -> np.ndarray:
         x = np.array(total.sci[lo:hi], dtype=dtype)
-        np.nan_to_num(x, copy=False, nan=0.0)
+        nan_to_zero(x)
         x -= background.background[lo:hi]
         np.clip(x, 0.0, None, out=x)
         x -= threshold
@@ -339,7 +339,7 @@ def _region_rows(total: DrizzleProduct, background: Background, reg: WeightRegio
 def _detection_image(total: DrizzleProduct, background: Background) -> np.ndarray:
     """SCI (NaN as 0) minus the background, clipped at 0, in one whole-image array."""
     image = np.array(total.sci, dtype=np.result_type(total.sci, background.background))
-    np.nan_to_num(image, copy=False, nan=0.0)
+    nan_to_zero(image)
     image -= background.background
     np.clip(image, 0.0, None, out=image)
     return image

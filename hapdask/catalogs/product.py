@@ -16,7 +16,22 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 
-__all__ = ["DrizzleProduct", "read_product", "context_count"]
+__all__ = ["DrizzleProduct", "read_product", "context_count", "nan_to_zero"]
+
+
+def nan_to_zero(x: np.ndarray) -> np.ndarray:
+    """``np.nan_to_num(x, copy=False, nan=0.0)`` of a writeable float array, in place: NaN
+    becomes 0 (and +-inf the largest finite values, as numpy's function does when any is
+    there); returns ``x``.
+
+    The same values with fewer passes: numpy's function also finds and replaces the infinities
+    of each sign (``isposinf``/``isneginf``, two masks and two more passes), which the drizzled
+    products do not hold (NaN marks no data); here one ``isinf`` pass checks it and numpy's
+    function is called only when some is found."""
+    np.copyto(x, 0, where=np.isnan(x))
+    if np.isinf(x).any():
+        np.nan_to_num(x, copy=False)
+    return x
 
 
 @dataclass

