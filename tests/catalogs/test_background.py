@@ -19,7 +19,8 @@ from hapdask.catalogs import (
     threshold_image,
     weight_regions,
 )
-from hapdask.catalogs.background import MAD_SIGMA, _clipped_stats, _mad_rms
+from hapdask.catalogs.background import MAD_SIGMA, _clipped_stats, _mad_rms, _mean, _std
+from hapdask.catalogs.product import nan_to_zero
 from hapdask.simulate import instruments
 from hapdask.sky.stats import exact_median
 
@@ -166,7 +167,8 @@ def test_bad_inputs():
 
 
 @pytest.mark.parametrize("n", [65536, 65537, 400_001])
-@pytest.mark.parametrize("kind", ["skewed", "ties", "few_values", "sorted", "inf", "nan", "int"])
+@pytest.mark.parametrize("kind", ["skewed", "ties", "few_values", "sorted", "inf", "nan", "int",
+                                  "one_bin"])
 def test_exact_median_equals_numpy(n, kind):
     """``exact_median`` returns ``np.nanmedian``'s value (the oracle) bit for bit: odd and even
     sizes, ties, a handful of distinct values, sorted data, inf; NaN and non-float64 data go
@@ -186,6 +188,8 @@ def test_exact_median_equals_numpy(n, kind):
         v[17] = np.nan
     elif kind == "int":
         v = rng.integers(0, 1000, n)
+    elif kind == "one_bin":  # one far value: every other value in the median's bin (selection)
+        v[n // 3] = 1e9
     want = np.nanmedian(v)
     got = exact_median(v)
     assert got == want or (np.isnan(want) and np.isnan(got))
@@ -221,3 +225,35 @@ def test_mad_rms_bands_equal_whole_image(band):
     want = float(np.median(values)) * MAD_SIGMA / np.sqrt(6.0)
     assert _mad_rms(data, band=band) == want
     assert _mad_rms(np.zeros((9, 9), np.float32), band=band) == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, ">f4", ">f8"])
+@pytest.mark.parametrize("infs", [False, True])
+def test_nan_to_zero_is_numpys_nan_to_num(dtype, infs):
+    """``nan_to_zero`` (in place) gives ``np.nan_to_num(x, nan=0.0)``'s values and dtype (the
+    oracle) for native and big-endian (FITS) arrays, with and without infinities."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.05, 0.01, (37, 53)).astype(dtype)
+    x[rng.random(x.shape) < 0.3] = np.nan
+    if infs:
+        x[3, 4], x[5, 6] = np.inf, -np.inf
+    want = np.nan_to_num(x, nan=0.0)
+    y = x.copy()
+    got = nan_to_zero(y)
+    assert got is y and got.dtype == want.dtype
+    assert np.array_equal(got, want) and not np.isnan(got).any()
+
+
+@pytest.mark.parametrize("n", [1, 7, 128, 8193, 300_001])
+@pytest.mark.parametrize("nan", [False, True])
+def test_std_and_mean_are_astropys_nan_functions(n, nan):
+    """The clipping's standard deviation and mean (numpy's ``std``/``mean`` for NaN-free data)
+    equal astropy's ``nanstd``/``nanmean`` (the functions ``sigma_clipped_stats`` uses; the
+    oracle) bit for bit, with and without NaN in the data."""
+    from astropy.stats.nanfunctions import nanmean, nanstd
+
+    rng = np.random.default_rng(n)
+    v = rng.normal(0.05, 0.01, n) + rng.exponential(0.2, n) * (rng.random(n) < 0.05)
+    if nan and n > 1:
+        v[n // 2] = np.nan
+    assert _std(v) == nanstd(v) and _mean(v) == nanmean(v)
