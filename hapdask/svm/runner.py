@@ -378,6 +378,9 @@ def _background_task(det_key: str, _after: object, rec: ProductRecord
     clipping is the catalog step's largest part, and runs then off the visit's critical path.
     ``(filter, background)``; None when the detector has no catalog parameters (the catalog
     task reports it) or the background fails (the catalog task makes it again and reports)."""
+    # as the catalog task: the heap's free memory kept by the earlier stages is handed back
+    # first (hapdask._memory; the clipping's copies would not fit its holes)
+    give_back_free_memory()
     try:
         params = CatalogParams.for_detector(det_key)
         fname = _filter_name(rec)
