@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.stats import SigmaClip
 from astropy.stats.nanfunctions import nanmean, nanstd
+from numba import njit
 from photutils.background import Background2D, SExtractorBackground, StdBackgroundRMS
 from scipy import ndimage
 
@@ -175,8 +176,46 @@ class _ClipStatistics:
         return _std(data, axis=axis)
 
 
-def _clipped_stats(values: np.ndarray, sigma: float, maxiters: int | None = 5
-                   ) -> tuple[float, float, float]:
+@njit(nogil=True, cache=True)
+def _keep_between(v, n, lo, hi):  # pragma: no cover - numba
+    """Move the values of ``v[:n]`` inside ``[lo, hi]`` to the front of ``v``, in their order
+    (``v[:n][(v[:n] >= lo) & (v[:n] <= hi)]`` written over ``v``); returns their count."""
+    j = 0
+    for i in range(n):
+        x = v[i]
+        if x >= lo and x <= hi:
+            v[j] = x
+            j += 1
+    return j
+
+
+def _sigma_clip_in_place(values: np.ndarray, sigma: float, maxiters: int | None,
+                         clip: _ClipStatistics) -> np.ndarray:
+    """astropy's ``SigmaClip(sigma, maxiters=maxiters, cenfunc=clip.center,
+    stdfunc=clip.std)(values, masked=False)`` of a 1-D float64 array of finite values, the
+    values kept written over ``values`` (returned: a view of its front).
+
+    The same loop as astropy's (``SigmaClip._sigmaclip_noaxis``): at each iteration the centre
+    and standard deviation of the values kept, bounds ``centre -+ std x sigma``, the values
+    inside them kept in their order, until none is removed or after ``maxiters`` iterations
+    (None: no limit). Each iteration's values are kept in place (:func:`_keep_between`)
+    instead of in a new array selected by two comparison masks: no second copy of the values
+    and no masks (the catalog background's largest temporaries)."""
+    limit = maxiters or np.inf
+    n = values.size
+    changed, iteration = 1, 0
+    while changed != 0 and iteration < limit:
+        iteration += 1
+        data = values[:n]
+        centre = clip.center(data)
+        std = clip.std(data)
+        m = _keep_between(values, n, centre - std * sigma, centre + std * sigma)
+        changed, n = n - m, m
+    return values[:n]
+
+
+def _clipped_stats(values: np.ndarray, sigma: float, maxiters: int | None = 5, *,
+                   overwrite: bool = False) -> tuple[float, float, float]:
     """``sigma_clipped_stats(values, sigma=sigma, maxiters=maxiters, cenfunc=exact_median)``
     (mean, median, standard deviation of the clipped values) of a float64 array of finite
     values, in two threads: the same values, as astropy's function computes them (astropy's
@@ -186,14 +225,29 @@ def _clipped_stats(values: np.ndarray, sigma: float, maxiters: int | None = 5
     Each clipping iteration's median and standard deviation are computed side by side
     (:class:`_ClipStatistics`), and so is the median of the values kept
     (:func:`~hapdask.sky.stats.exact_median`: ``np.nanmedian``'s value without its copy of the
-    values) beside their mean and standard deviation."""
+    values) beside their mean and standard deviation. The clipping keeps its values in place
+    (:func:`_sigma_clip_in_place`) in a copy of ``values``, or in ``values`` itself with
+    ``overwrite`` (its contents are then lost); values that are not all finite (which astropy
+    drops first, with a warning) go to astropy's ``SigmaClip``."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         clip = _ClipStatistics(pool)
-        kept = SigmaClip(sigma=sigma, maxiters=maxiters, cenfunc=clip.center,
-                         stdfunc=clip.std)(values, masked=False, copy=True)
+        if values.ndim == 1 and values.dtype == np.float64 and np.isfinite(values).all():
+            work = values if overwrite and values.flags.writeable else values.copy()
+            kept = _sigma_clip_in_place(work, sigma, maxiters, clip)
+        else:
+            kept = SigmaClip(sigma=sigma, maxiters=maxiters, cenfunc=clip.center,
+                             stdfunc=clip.std)(values, masked=False, copy=True)
         median = pool.submit(exact_median, kept)
         mean, std = _mean(kept), _std(kept)
         return mean, median.result(), std
+
+
+def _values(raw: np.ndarray, shift: float) -> np.ndarray:
+    """The statistics' values: ``raw`` as a new float64 array, NaN as 0, minus ``shift``."""
+    vals = nan_to_zero(np.array(raw, dtype=np.float64))
+    if shift:
+        vals -= shift
+    return vals
 
 
 def compute_background(product: DrizzleProduct, params: CatalogParams,
@@ -219,19 +273,23 @@ def compute_background(product: DrizzleProduct, params: CatalogParams,
     # the statistics read the footprint's values only (float64, NaN as 0; the same values as
     # the whole image converted and indexed, without that whole-image float64 copy, which is
     # made only for Background2D)
-    vals = np.asarray(product.sci[footprint], dtype=np.float64)
-    nan_to_zero(vals)
+    # (the footprint's values are kept in the image's type, half the size of float64, and
+    # converted for each use: the clipping overwrites its float64 copy)
+    raw = product.sci[footprint]
     shift = 0.0
     # cenfunc: each clipping iteration's median by sky.stats.exact_median (np.nanmedian's)
-    mean, median, rms = _clipped_stats(vals, params.nsigma_clip, params.maxiters)
+    mean, median, rms = _clipped_stats(_values(raw, shift), params.nsigma_clip, params.maxiters,
+                                       overwrite=True)
     if median < 0:
         shift = median - rms
-        vals -= shift
-        mean, median, rms = _clipped_stats(vals, params.nsigma_clip, params.maxiters)
+        mean, median, rms = _clipped_stats(_values(raw, shift), params.nsigma_clip,
+                                           params.maxiters, overwrite=True)
     skew = float(abs(3.0 * (mean - median) / rms)) if rms > 0 else 0.0
+    vals = _values(raw, shift)
     vals = vals[(vals > 0) & (vals < median + 0.1 * rms)]
+    del raw
     if vals.size:
-        _, bkg_median, bkg_rms = _clipped_stats(vals, params.nsigma_clip)
+        _, bkg_median, bkg_rms = _clipped_stats(vals, params.nsigma_clip, overwrite=True)
     else:
         bkg_median, bkg_rms = 0.0, 0.0
     del vals

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -257,3 +258,28 @@ def test_std_and_mean_are_astropys_nan_functions(n, nan):
     if nan and n > 1:
         v[n // 2] = np.nan
     assert _std(v) == nanstd(v) and _mean(v) == nanmean(v)
+
+
+@pytest.mark.parametrize("kind", ["overwrite", "nonfinite", "strided"])
+def test_clipped_statistics_in_place_and_fallback_equal_astropy(kind):
+    """The clipping kept in place over the caller's array (``overwrite``), in a copy of a
+    strided view, and astropy's own loop for values that are not all finite, give astropy's
+    ``sigma_clipped_stats`` (the oracle) bit for bit; without ``overwrite`` the caller's values
+    are left alone."""
+    rng = np.random.default_rng(7)
+    v = rng.normal(0.05, 0.01, 200_001)
+    v[rng.integers(0, v.size, 5000)] += rng.exponential(0.5, 5000)
+    if kind == "nonfinite":
+        v[::997] = np.inf
+        v[5] = np.nan
+    elif kind == "strided":
+        v = np.repeat(v, 2)[::2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy's warning about the values it drops
+        want = sigma_clipped_stats(v, sigma=3.0, maxiters=5)
+        work = v if kind == "strided" else v.copy()
+        before = work.copy()
+        got = _clipped_stats(work, 3.0, 5, overwrite=kind == "overwrite")
+    assert tuple(map(float, got)) == tuple(map(float, want))
+    if kind != "overwrite":
+        assert np.array_equal(work, before, equal_nan=True)
