@@ -58,14 +58,7 @@ from hapdask.align import AlignResult, FileCatalog, read_wcs_updates
 from hapdask.align.headerlet import write_headerlets
 from hapdask.align.pipeline import align_graph, visit_key
 from hapdask.align.updates import WcsUpdate, apply_update, write_wcs_updates
-from hapdask.catalogs import (
-    Background,
-    CatalogParams,
-    DrizzleProduct,
-    filter_backgrounds,
-    make_catalogs,
-    read_product,
-)
+from hapdask.catalogs import CatalogParams, filter_backgrounds, make_catalogs, read_product
 from hapdask.dqflags import DQ_FLAGS
 from hapdask.export.lock import OutputLock
 from hapdask.export.manifest import write_atomic
@@ -360,42 +353,10 @@ class _OnLookup(Mapping):
         return len(self._sources)
 
 
-def _filter_name(rec: ProductRecord) -> str:
-    """A filter product's filter, as the catalogs name it (``FILTER`` keyword, lower case)."""
-    head = read_product(rec.path, memmap=True)  # keywords only; pixels are not read
-    return str(head.keyword("FILTER", default=rec.name)).lower()
-
-
-def _read_filter(path: Path) -> DrizzleProduct:
-    """A filter product as the catalogs read it (no WHT: they do not use it)."""
-    return read_product(path, weights=False)
-
-
-def _background_task(det_key: str, _after: object, rec: ProductRecord
-                     ) -> tuple[str, Background | None] | None:
-    """The catalogs' background of one filter product (:func:`filter_backgrounds`), made as
-    soon as the product is written, while the visit's other products are drizzled: its sigma
-    clipping is the catalog step's largest part, and runs then off the visit's critical path.
-    ``(filter, background)``; None when the detector has no catalog parameters (the catalog
-    task reports it) or the background fails (the catalog task makes it again and reports)."""
-    # as the catalog task: the heap's free memory kept by the earlier stages is handed back
-    # first (hapdask._memory; the clipping's copies would not fit its holes)
-    give_back_free_memory()
-    try:
-        params = CatalogParams.for_detector(det_key)
-        fname = _filter_name(rec)
-        bkg = filter_backgrounds(_OnLookup({fname: rec.path}, _read_filter), params)[fname]
-    except (KeyError, ValueError):
-        return None
-    give_back_free_memory()
-    return fname, bkg
-
-
 def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
                   state: DetectorState, _after: object, total: ProductRecord,
-                  backgrounds: list, *filters: ProductRecord) -> list[str]:
-    """Point and segment catalogs of a detector (total detection, forced filter photometry);
-    ``backgrounds``: the :func:`_background_task` results of the filter products."""
+                  *filters: ProductRecord) -> list[str]:
+    """Point and segment catalogs of a detector (total detection, forced filter photometry)."""
     try:
         params = CatalogParams.for_detector(det_key)
     except (KeyError, ValueError) as exc:
@@ -411,22 +372,18 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
         paths[fname] = rec.path
         sources[fname] = ([exps[q] for q in filter_paths[rec.name]], head.sci.shape)
         del head
-    # made by the background tasks; any missing (failed there) is made again here
-    made = dict(b for b in backgrounds if b is not None)
     # filter products and saturation maps are read when make_catalogs looks them up, one filter
     # at a time (each is a whole image: holding them all at once was the catalog step's peak)
-    fprods = _OnLookup(paths, _read_filter)
+    fprods = _OnLookup(paths, lambda path: read_product(path, weights=False))  # no WHT used
     saturated = {} if params.ir else _OnLookup(
         sources, lambda src: saturation_map(src[0], state, src[1]))
     lines = []
     try:
-        # the filter backgrounds (made by their tasks) before the total is read (their
-        # statistics are the catalog step's largest temporaries); the total product is not
-        # held here: make_catalogs frees it after the detection; its WHT is read (memory-
-        # mapped, band by band) by the weight regions only
-        fbkgs = {f: made[f] if f in made else filter_backgrounds(
-            _OnLookup({f: paths[f]}, _read_filter), params)[f] for f in paths}
-        del made
+        # the filter backgrounds before the total is read (their statistics are the catalog
+        # step's largest temporaries); the total product is not held here: make_catalogs frees
+        # it after the detection; its WHT is read (memory-mapped, band by band) by the weight
+        # regions only
+        fbkgs = filter_backgrounds(fprods, params)
         cats = make_catalogs(read_product(total.path, weights=False), fprods, params,
                              saturated=saturated, scratch=staging, backgrounds=fbkgs)
         del fbkgs
@@ -603,18 +560,10 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             # and the previous detector's catalogs; the exposure products go on beside them
             wait = ("svm-drizzled", det.drizzle_name)
             graph[wait] = (_barrier, *([before] if before is not None else []))
-            # each filter product's background as soon as it is written (one at a time: each
-            # holds its clipping's copies of the footprint values)
-            bkeys, prev = [], wait
-            for f, key in zip(det.filters, fk, strict=True):
-                bk = ("svm-catalogs-background", f.drizzle_name)
-                graph[bk] = (_background_task, det.key, prev, key)
-                bkeys.append(bk)
-                prev = bk
             ck = ("svm-catalogs", det.drizzle_name)
             fpaths = {f.drizzle_name: [e.path for e in f.exposures] for f in det.filters}
             graph[ck] = (_catalog_task, det.key, staging, exps, fpaths, skey, wait, total_key,
-                         bkeys, *fk)
+                         *fk)
             keys["catalogs"].append(ck)
             before = ck
         if previews:
