@@ -35,6 +35,7 @@ noise is ``median(rms * sqrt(1 / max relative weight in the region))`` and
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -207,8 +208,10 @@ def _sigma_clip_in_place(values: np.ndarray, sigma: float, maxiters: int | None,
     while changed != 0 and iteration < limit:
         iteration += 1
         data = values[:n]
-        centre = clip.center(data)
-        std = clip.std(data)
+        with warnings.catch_warnings():  # as astropy: no warning of an empty or NaN statistic
+            warnings.simplefilter("ignore", category=RuntimeWarning)
+            centre = clip.center(data)
+            std = clip.std(data)
         m = _keep_between(values, n, centre - std * sigma, centre + std * sigma)
         changed, n = n - m, m
     return values[:n]
