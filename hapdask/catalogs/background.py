@@ -96,21 +96,49 @@ def _readnoise_floor(product: DrizzleProduct) -> float:
     return float(np.sqrt(numexp) * max(readnoise) / product.exptime)
 
 
-def _mad_band(data: np.ndarray, r0: int, band: int, shift: float) -> np.ndarray:
-    """The ``|2 f(i) - f(i-2) - f(i+2)|`` values of rows ``r0 .. r0 + band`` (:func:`_mad_rms`)."""
-    x = nan_to_zero(np.array(data[r0:r0 + band], dtype=np.float64))
-    if shift:
+_BIG = float(np.finfo(np.float64).max)
+
+
+@njit(nogil=True, cache=True)
+def _mad_value(v, shift):  # pragma: no cover - numba
+    """A pixel as :func:`_mad_rms` reads it: float64, NaN as 0 and +-inf as the largest finite
+    values (``np.nan_to_num``), minus ``shift`` when it is not 0."""
+    x = np.float64(v)
+    if x != x:
+        x = 0.0
+    elif x == np.inf:
+        x = _BIG
+    elif x == -np.inf:
+        x = -_BIG
+    if shift != 0.0:
         x -= shift
-    ok = (x != 0) & np.isfinite(x)
-    use = ok[:, 2:-2] & ok[:, :-4] & ok[:, 4:]
-    return np.abs(2 * x[:, 2:-2] - x[:, :-4] - x[:, 4:])[use]
+    return x
+
+
+@njit(nogil=True, cache=True)
+def _mad_band(x, shift, out, n):  # pragma: no cover - numba
+    """The ``|2 f(i) - f(i-2) - f(i+2)|`` values of the rows of ``x`` (:func:`_mad_value` of
+    each pixel; the three pixels finite and non-zero), row by row, written into ``out`` from
+    index ``n``; returns the index after the last one written. The same float64 operations as
+    ``np.abs(2 * f[:, 2:-2] - f[:, :-4] - f[:, 4:])[use]`` in numpy, in the same order, in one
+    pass without the whole-band temporaries."""
+    for r in range(x.shape[0]):
+        for i in range(2, x.shape[1] - 2):
+            a = _mad_value(x[r, i - 2], shift)
+            b = _mad_value(x[r, i], shift)
+            c = _mad_value(x[r, i + 2], shift)
+            if (a != 0.0 and np.isfinite(a) and b != 0.0 and np.isfinite(b)
+                    and c != 0.0 and np.isfinite(c)):
+                out[n] = abs(2.0 * b - a - c)
+                n += 1
+    return n
 
 
 def _mad_rms(data: np.ndarray, band: int = 512, shift: float = 0.0) -> float:
     """DER_SNR-like rms along rows over pixels that are finite and non-zero (with both
     neighbours at +-2) of ``data`` as float64 with NaN set to 0, minus ``shift`` when it is not
     0; the differences are gathered band by band (no whole-image temporaries besides the
-    gathered values).
+    gathered values), each band in one pass (:func:`_mad_band`).
 
     Each band's values are copied, in band order, into one array sized for every pixel (the
     pages past the values gathered are never touched, so take no memory): the same array as
@@ -120,10 +148,10 @@ def _mad_rms(data: np.ndarray, band: int = 512, shift: float = 0.0) -> float:
     out = np.empty(data.shape[0] * max(data.shape[1] - 4, 0), dtype=np.float64)
     n = 0
     for r0 in range(0, data.shape[0], band):
-        part = _mad_band(data, r0, band, shift)
-        out[n:n + part.size] = part
-        n += part.size
-        del part
+        x = np.asarray(data[r0:r0 + band])
+        if x.dtype not in (np.float32, np.float64) or not x.dtype.isnative:
+            x = np.array(x, dtype=np.float64)  # e.g. a big-endian (FITS) memory map's rows
+        n = _mad_band(x, float(shift), out, n)
     if not n:
         return 0.0
     return float(exact_median(out[:n])) * MAD_SIGMA / np.sqrt(6.0)

@@ -283,3 +283,26 @@ def test_clipped_statistics_in_place_and_fallback_equal_astropy(kind):
     assert tuple(map(float, got)) == tuple(map(float, want))
     if kind != "overwrite":
         assert np.array_equal(work, before, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, ">f4"])
+@pytest.mark.parametrize("shift", [0.0, -0.3, 0.05])
+def test_mad_rms_one_pass_equals_numpy(dtype, shift):
+    """The DER_SNR-like rms made in one pass per band equals numpy's whole-image definition
+    (module docstring; the oracle) with the constant ``shift`` subtracted after NaN -> 0 (so
+    former NaN pixels count when the shift is not 0) and +-inf as ``np.nan_to_num`` makes them,
+    for float32, float64 and big-endian (FITS) data."""
+    rng = np.random.default_rng(11)
+    data = rng.normal(0.05, 0.01, (67, 91)).astype(dtype)
+    data[rng.random(data.shape) < 0.05] = np.nan
+    data[3, 5], data[7, 9] = np.inf, -np.inf
+    data[10:12, 20:40] = 0.0
+    x = np.nan_to_num(data.astype(np.float64), nan=0.0)
+    if shift:
+        x -= shift
+    ok = (x != 0) & np.isfinite(x)
+    use = ok[:, 2:-2] & ok[:, :-4] & ok[:, 4:]
+    with np.errstate(over="ignore"):
+        values = np.abs(2 * x[:, 2:-2] - x[:, :-4] - x[:, 4:])[use]
+    want = float(np.median(values)) * MAD_SIGMA / np.sqrt(6.0)
+    assert _mad_rms(data, band=16, shift=shift) == want
