@@ -25,6 +25,7 @@ corner). Vertices run counter-clockwise on the sky (east of north), as DrizzlePa
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -127,6 +128,43 @@ def _smooth_steps(filled: np.ndarray, closing: int, opening: int, sigma: float) 
     return ndimage.gaussian_filter(opened.astype(np.float32), sigma=sigma) > 0.5
 
 
+def _smooth_box(filled: np.ndarray, box: tuple[int, int, int, int], closing: int,
+                opening: int, sigma: float) -> np.ndarray:
+    """:func:`_smooth_steps` of the whole array on the box ``(y0, y1, x0, x1)`` only.
+
+    Each step runs on the box grown by the reach of the steps after it (clipped to the array):
+    a step's result is exact but within its own reach of a cut that is not the array's edge
+    (there the cut-out's edge stands for pixels it does not hold), and the next step reads it
+    only inside that, down to the Gaussian's cut-out, the box grown by its radius.
+    """
+    ny, nx = filled.shape
+    y0, y1, x0, x1 = box
+    radius = int(4.0 * sigma + 0.5)  # scipy's truncate=4
+
+    def cut(m: int) -> tuple[slice, slice]:
+        return (slice(max(y0 - m, 0), min(y1 + m, ny)), slice(max(x0 - m, 0), min(x1 + m, nx)))
+
+    def within(inner: tuple[slice, slice], outer: tuple[slice, slice]) -> tuple[slice, slice]:
+        return tuple(slice(i.start - o.start, i.stop - o.start)
+                     for i, o in zip(inner, outer, strict=True))
+
+    m = 2 * closing + 2 * opening + radius
+    a = cut(m)
+    dilated = ndimage.binary_dilation(filled[a], iterations=closing)
+    b = cut(m - closing)
+    closed = ndimage.binary_erosion(dilated[within(b, a)], iterations=closing)
+    del dilated
+    c = cut(m - 2 * closing)
+    eroded = ndimage.binary_erosion(filled[c] | closed[within(c, b)], iterations=opening)
+    del closed
+    d = cut(radius + opening)
+    opened = ndimage.binary_dilation(eroded[within(d, c)], iterations=opening)
+    del eroded
+    e = cut(radius)
+    smooth = ndimage.gaussian_filter(opened[within(e, d)].astype(np.float32), sigma=sigma)
+    return smooth[within(cut(0), e)] > 0.5
+
+
 @dataclass(frozen=True)
 class _Tiles:
     """The tiles of :func:`_smoothed_tiles`: first rows ``ys`` and columns ``xs``, edge ``size``,
@@ -143,6 +181,18 @@ def _smoothed(filled: np.ndarray, closing: int, opening: int, sigma: float,
     """:func:`_smooth_steps` of the whole array, computed only near the mask's boundary
     (:func:`_smoothed_tiles`)."""
     return _smoothed_tiles(filled, closing, opening, sigma, tile)[0]
+
+
+def _cell_table(mask: np.ndarray, cell: int) -> np.ndarray:
+    """Summed-area table of the set pixels of ``cell x cell`` cells (the last ones partial):
+    ``table[i, j]`` counts the pixels of the cells above row ``i`` and left of column ``j``."""
+    ny, nx = mask.shape
+    starts = np.arange(0, nx, cell)
+    rows = np.stack([np.add.reduceat(mask[y:y + cell].sum(axis=0, dtype=np.int64), starts)
+                     for y in range(0, ny, cell)])
+    table = np.zeros((rows.shape[0] + 1, rows.shape[1] + 1), np.int64)
+    np.cumsum(np.cumsum(rows, axis=0), axis=1, out=table[1:, 1:])
+    return table
 
 
 def _smoothed_tiles(filled: np.ndarray, closing: int, opening: int, sigma: float,
@@ -164,22 +214,20 @@ def _smoothed_tiles(filled: np.ndarray, closing: int, opening: int, sigma: float
     tile = max(int(tile), reach)
     ys = np.arange(0, ny, tile)
     xs = np.arange(0, nx, tile)
-    # pixels set per tile: column sums of each row of tiles, then summed over the tiles' columns
-    # (np.add.reduceat over the rows of the bool array is ~25x slower)
-    rows = np.stack([filled[y:y + tile].sum(axis=0, dtype=np.int64) for y in ys])
-    counts = np.add.reduceat(rows, xs, axis=1)
-    del rows
-    sizes = np.outer(np.diff(np.append(ys, ny)), np.diff(np.append(xs, nx)))
-    # 3 x 3 neighbourhoods: any pixel set / every pixel set (outside the array: neither)
-    some = np.pad(counts > 0, 1)
-    full = np.pad(counts == sizes, 1)
-    any_set = np.zeros(counts.shape, bool)
-    all_set = np.ones(counts.shape, bool)
-    for dy in range(3):
-        for dx in range(3):
-            any_set |= some[dy:dy + counts.shape[0], dx:dx + counts.shape[1]]
-            all_set &= full[dy:dy + counts.shape[0], dx:dx + counts.shape[1]]
-    # True tiles must have the whole neighbourhood inside the array
+    # set pixels in each tile's window (the tile grown by ``reach``, clipped to the array),
+    # from a summed-area table of cells (their edge divides the tile's and the reach: the
+    # windows' edges are cell edges, but at the array's end)
+    cell = math.gcd(tile, reach)
+    table = _cell_table(filled, cell)
+    lo_y, hi_y = np.maximum(ys - reach, 0), np.minimum(ys + tile + reach, ny)
+    lo_x, hi_x = np.maximum(xs - reach, 0), np.minimum(xs + tile + reach, nx)
+    cy0, cy1 = lo_y // cell, -(-hi_y // cell)
+    cx0, cx1 = lo_x // cell, -(-hi_x // cell)
+    counts = (table[cy1][:, cx1] - table[cy0][:, cx1] - table[cy1][:, cx0]
+              + table[cy0][:, cx0])
+    any_set = counts > 0
+    # True tiles: every pixel of the window set, the window inside the array
+    all_set = counts == np.outer(hi_y - lo_y, hi_x - lo_x)
     all_set &= ((ys - reach >= 0) & (np.minimum(ys + tile, ny) + reach <= ny))[:, None]
     all_set &= ((xs - reach >= 0) & (np.minimum(xs + tile, nx) + reach <= nx))[None, :]
     out = np.zeros((ny, nx), bool)
@@ -196,10 +244,8 @@ def _smoothed_tiles(filled: np.ndarray, closing: int, opening: int, sigma: float
                           strict=True):
             y0, y1 = int(ys[i]), min(int(ys[i]) + tile, ny)
             x0, x1 = int(xs[j0]), min(int(xs[j1]) + tile, nx)
-            wy0, wx0 = max(y0 - reach, 0), max(x0 - reach, 0)
-            got = _smooth_steps(filled[wy0:min(y1 + reach, ny), wx0:min(x1 + reach, nx)],
-                                closing, opening, sigma)
-            out[y0:y1, x0:x1] = got[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
+            out[y0:y1, x0:x1] = _smooth_box(filled, (y0, y1, x0, x1), closing, opening,
+                                            sigma)
     return out, _Tiles(ys, xs, tile, todo)
 
 
