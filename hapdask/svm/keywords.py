@@ -202,12 +202,12 @@ def _smoothed_tiles(filled: np.ndarray, closing: int, opening: int, sigma: float
 
     A pixel's result depends only on the pixels within ``reach`` (``2 * closing + 2 * opening``
     plus the Gaussian's radius) of it, and the array's edge (erosion treats outside as empty).
-    The array is cut into tiles of at least ``reach``: a tile whose neighbourhood (its 3 x 3
-    tiles) is all empty gives False, all set and ``reach`` away from the array's edges gives
-    True (dilation, erosion and the normalised Gaussian keep a constant); the other tiles are
-    computed, a row of adjacent tiles at a time, on the tiles grown by ``reach`` (clipped to
-    the array), which gives exactly the whole-array values on the tiles themselves (~4x less
-    work than the whole array for an ACS/WFC product).
+    The array is cut into tiles of at least ``reach``: a tile whose window (the tile grown by
+    ``reach``, clipped to the array; its pixels counted from a summed-area table) is all empty
+    gives False, all set and inside the array gives True (dilation, erosion and the normalised
+    Gaussian keep a constant); the other tiles are computed, a row of adjacent tiles at a
+    time, by :func:`_smooth_box`, which gives exactly the whole-array values on the tiles
+    themselves (~10x less work than the whole array for an ACS/WFC product).
     """
     ny, nx = filled.shape
     reach = 2 * closing + 2 * opening + int(4.0 * sigma + 0.5)  # scipy's truncate=4 radius
@@ -256,9 +256,9 @@ def _scan_boxes(tiles: _Tiles, shape: tuple[int, int]) -> list[tuple[int, int, i
     order.
 
     A square with corners of both values has a pixel in a computed tile: the other tiles are
-    constant, and an all-set tile never touches an all-empty one (its 3 x 3 neighbourhood is
-    full). The squares of a strip reach the next row of tiles by one pixel, and a tile's
-    columns are reached by the squares from one column to its left.
+    constant, and an all-set tile never touches an all-empty one (its window, which reaches
+    into all eight neighbours, is full). The squares of a strip reach the next row of tiles by
+    one pixel, and a tile's columns are reached by the squares from one column to its left.
     """
     ny, nx = shape
     todo = tiles.todo
