@@ -93,6 +93,7 @@ class DrizzleGraph:
     scratch: Scratch    # pixel maps and stacks; remove after the compute
     crmask_keys: dict = field(default_factory=dict)  # rootname -> key writing its crmask file
     early: tuple = ()   # (task keys, result keys) of the work given to ``early``, if it applies
+    tiles: dict = field(default_factory=dict)  # (ty, tx) -> key of the final-tile task
 
 
 def _open_inputs(inputs) -> list:
@@ -446,7 +447,7 @@ def drizzle_graph(
         raise
     masks_written = {root: (f"drz-crmask-{fp}", root) for root, _ in cr_layout}
     return DrizzleGraph(graph, [done, *mask_keys], done, final_path, scratch, masks_written,
-                        early_keys)
+                        early_keys, dict(tile_keys))
 
 
 def _sky_graph(chips: list[ChipRef], p: AstroDrizzleParams, fp: str
