@@ -23,10 +23,12 @@ rounding (the sky term is applied in float64 instead of to each float32 input va
 exactly; the order is fixed (chips in the family's order, each chip's common part then the
 members' complements), so the products do not depend on tiling, workers or input order.
 
-:func:`family_tasks` rewrites the final-tile tasks of the members' graphs
-(:class:`~hapdask.mosaic.job.DrizzleGraph` ``tiles``) into one family task per tile
-position, which makes every member's tile (one task at a time holds one tile of each member:
-no exposure's partial tile is kept across tasks); every other task is left as it is.
+:func:`family_tasks` replaces the final-tile and tile-write tasks of the members' graphs
+(:class:`~hapdask.mosaic.job.DrizzleGraph` ``tiles``, ``writes``) by one family task per
+tile position, which makes and writes every member's tile (:func:`family_write`: a task
+holds one tile of each member while it runs, and returns only counts, so the scheduler never
+keeps finished tiles); the members' write keys pick their counts from it, every other task
+is left as it is.
 :func:`family_groups` says which products can share a family from their parameters; members
 that differ in grid, tiling, kernel, pixfrac or weights keep their own drizzle.
 """
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hapdask.mosaic.job import _write_tile
 from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.stages import (
     MapReader,
@@ -54,7 +57,8 @@ from hapdask.mosaic.wcsio import thread_header_wcs
 from hapdask.profile import timed
 from hapdask.sky.level import SkyLevel
 
-__all__ = ["FamilyJob", "family_groups", "family_key", "family_tasks", "family_tile"]
+__all__ = ["FamilyJob", "family_groups", "family_key", "family_tasks", "family_tile",
+           "family_write"]
 
 #: the sky of the family's common pass (nothing subtracted)
 _NO_SKY = SkyLevel(0.0, 0.0, 0)
@@ -126,8 +130,37 @@ def family_tile(job: FamilyJob, inputs: list) -> list[dict[str, np.ndarray]]:
     list of dict
         Per member, :func:`drizzle_tile`'s result (``sci``, ``wht``, ``ctx``).
     """
+    return [_finalize(m, acc) for m, acc in zip(job.members, _sums(job, inputs), strict=True)]
+
+
+def family_write(job: FamilyJob, inputs: list, outputs: list) -> list[float]:
+    """:func:`family_tile`, each member's tile written as soon as it is finalized (its sums
+    then freed): the task's result is small, so the scheduler never holds finished tiles.
+
+    ``outputs``: per member ``[layout, scale]`` as the engine's write task takes them (the
+    product file's :class:`~hapdask.export.fits.FitsLayout` and the SCI scale). Returns per
+    member the write task's result (its tile's count of pixels with weight).
+    """
+    accs = _sums(job, inputs)
+    out = []
+    for q, (m, (layout, scale)) in enumerate(zip(job.members, outputs, strict=True)):
+        result = _finalize(m, accs[q])
+        accs[q] = None
+        out.append(_write_tile(layout, job.window, scale, result))
+    return out
+
+
+def _finalize(m: TileJob, acc: tuple) -> dict[str, np.ndarray]:
     from hapdask.drizzle import finalize_tile
 
+    num, den, ctx = acc
+    with timed("finalize"):
+        sci, wht = finalize_tile(num, den, fillval=m.params.fillval)
+    return {"sci": sci, "wht": wht, "ctx": ctx}
+
+
+def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
+    """Every member's ``(num, den, ctx)`` of the tile (see :func:`family_tile`)."""
     y0, y1, x0, x1 = job.window
     th, tw = y1 - y0, x1 - x0
     accs = []
@@ -227,16 +260,11 @@ def family_tile(job: FamilyJob, inputs: list) -> list[dict[str, np.ndarray]]:
             _kernel(datas[j], np.where(extra, weights[j], np.float32(0)), pm, num, den, ctx,
                     job.window, in_box, mq.params, mq.iscales[k], mq.ratios[k], mq.ctx_ids[k],
                     region)
-    out = []
-    with timed("finalize"):
-        for m, (num, den, ctx) in zip(job.members, accs, strict=True):
-            sci, wht = finalize_tile(num, den, fillval=m.params.fillval)
-            out.append({"sci": sci, "wht": wht, "ctx": ctx})
-    return out
+    return accs
 
 
-def _pick(results: list, q: int) -> dict[str, np.ndarray]:
-    """Member ``q``'s tile of a family task's result."""
+def _pick(results: list, q: int):
+    """Member ``q``'s part of a family task's result."""
     return results[q]
 
 
@@ -277,7 +305,9 @@ def family_tasks(members: Sequence, graphs: Sequence[dict], prefix: str) -> bool
         parts = []
         for m, g in zip(members, graphs, strict=True):
             got = _tile_parts(g.get(m.tiles[t]))
-            if got is None:
+            write = g.get(m.writes.get(t))
+            if got is None or not (isinstance(write, tuple) and write[0] is _write_tile
+                                   and write[4] == m.tiles[t]):
                 return False
             parts.append(got)
         jobs = [p[0] for p in parts]
@@ -305,9 +335,13 @@ def family_tasks(members: Sequence, graphs: Sequence[dict], prefix: str) -> bool
     for t, (jobs, parts, order) in planned.items():
         fjob = FamilyJob(index=t, window=jobs[0].window, members=tuple(jobs),
                          order=tuple(tuple(order[i]) for i in sorted(order, key=rank.get)))
-        key = (f"{prefix}-family", *t)
-        graphs[0][key] = (family_tile, fjob, [[list(p[1]), list(p[2]), list(p[3]),
-                                               [list(c) for c in p[4]]] for p in parts])
+        key = (f"{prefix}-tile", *t)
+        outputs = [[g[m.writes[t]][1], g[m.writes[t]][3]]
+                   for m, g in zip(members, graphs, strict=True)]
+        graphs[0][key] = (family_write, fjob, [[list(p[1]), list(p[2]), list(p[3]),
+                                                [list(c) for c in p[4]]] for p in parts],
+                          outputs)
         for q, (m, g) in enumerate(zip(members, graphs, strict=True)):
-            g[m.tiles[t]] = (_pick, key, q)
+            del g[m.tiles[t]]
+            g[m.writes[t]] = (_pick, key, q)
     return True
