@@ -201,7 +201,15 @@ def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
             continue
         region, data0, weight0, pm, in_box = got
         datas, weights = [data0], [weight0]
+        # the sky-free values: a member subtracting no sky has them (0 off its pixels, all of
+        # which hold the common ones), else they are made from the pixels once more
+        free = next((j for j, (q, k) in enumerate(members)
+                     if _subtracted(inputs[q][1][k]) == 0.0), None)
         with timed("read"):
+            if len(members) > 1 or free is None:
+                # the other members' pixels from one more read of the region (copies of it)
+                sci, err, dq = chip.chip.read(region, err=any(
+                    job.members[q].params.wht_type == "ERR" for q, _ in members))
             for q, k in members[1:]:
                 st = inputs[q][2]
                 pp = parts(q, k)
@@ -209,21 +217,17 @@ def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
                     chip, inputs[q][1][k], region, job.members[q].params,
                     static=st[k] if st else None,
                     crmask=region_mask(pp, region) if pp else None,
-                    pix_ratio=job.members[q].ratios[k])
+                    pix_ratio=job.members[q].ratios[k], pixels=(sci.copy(), err, dq))
                 datas.append(d)
                 weights.append(w)
             common = weights[0] > 0
             for w in weights[1:]:
                 common &= w > 0
-            # the sky-free values: a member subtracting no sky has them (0 off its pixels, all
-            # of which hold the common ones), else they are read once more
-            free = next((j for j, (q, k) in enumerate(members)
-                         if _subtracted(inputs[q][1][k]) == 0.0), None)
             if free is not None:
                 x = datas[free]
             else:
                 x, _ = prepare_chip_region(chip, _NO_SKY, region, m0.params,
-                                           pix_ratio=m0.ratios[k0])
+                                           pix_ratio=m0.ratios[k0], pixels=(sci, err, dq))
         iscale = float(m0.iscales[k0])
         ratio = float(m0.ratios[k0])
         n_c.fill(0.0)

@@ -133,7 +133,8 @@ def read_flat(chip: ChipRef, region: Box) -> np.ndarray | None:
 def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, *,
                         static: np.ndarray | PackedMask | None = None,
                         crmask: np.ndarray | None = None,
-                        pix_ratio: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                        pix_ratio: float = 1.0, pixels: tuple | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """Read a region of a chip: ``(data, weight)`` ready for :func:`hapdask.drizzle.add_to_tile`.
 
     ``data`` = (SCI - sky) x effective gain in rate units (over EXPTIME for non-rate data), 0
@@ -141,6 +142,8 @@ def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, 
     ``params.bits``, finite, in the static mask (``static``: whole chip, True = good; a bool
     array or a :class:`PackedMask`) and not in
     the cosmic-ray mask (``crmask``: the region's shape, True = cosmic ray); 0 elsewhere.
+    ``pixels``: the region's ``(sci, err, dq)`` as ``chip.chip.read`` gives them, when the
+    caller has read them already (``sci`` is then used as this call's own copy: modified).
 
     Weights are AstroDrizzle's (``buildEXPmask``, ``buildERRmask``, ``buildIVMmask`` times the
     ``wt_scl`` it sets; ``pix_ratio`` = output / input pixel scale):
@@ -154,7 +157,8 @@ def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, 
       is on this machine, else 1 (AstroDrizzle's fallback). User IVM files and WFC3/IR dark
       images are not read.
     """
-    sci, err, dq = chip.chip.read(region, err=params.wht_type == "ERR")
+    sci, err, dq = pixels if pixels is not None else chip.chip.read(
+        region, err=params.wht_type == "ERR")
     good = good_pixel_mask(dq, params.bits) & np.isfinite(sci)
     st = _sub(static, region)
     if st is not None:
