@@ -281,15 +281,17 @@ def _tile_parts(task) -> tuple | None:
 
 
 def family_tasks(members: Sequence, graphs: Sequence[dict], prefix: str) -> bool:
-    """Make the members' final tiles from one family task per tile position.
+    """Make and write the members' final tiles in one family task per tile position.
 
     Parameters
     ----------
     members : sequence of DrizzleGraph
-        The products (their ``tiles``: tile index -> key of the final-tile task).
+        The products (their ``tiles`` and ``writes``: tile index -> key of the final-tile
+        task and of the task writing it).
     graphs : sequence of dict
-        Per member, the graph holding its tasks (updated in place: each final-tile task
-        becomes a pick from the family task, which goes into ``graphs[0]``).
+        Per member, the graph holding its tasks (updated in place: the final-tile tasks are
+        removed and each write task becomes a pick of its count from the family task
+        (:func:`family_write`), which goes into ``graphs[0]``).
     prefix : str
         Unique prefix of the family's task keys.
 
