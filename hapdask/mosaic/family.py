@@ -46,6 +46,7 @@ from hapdask.mosaic.stages import (
     MapReader,
     TileJob,
     _chip_inputs,
+    _grown_box,
     _kernel,
     _subtracted,
     drizzle_tile,
@@ -192,11 +193,16 @@ def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
             crs = inputs[q][3]
             return list(zip(job.members[q].cr_boxes[k], crs[k], strict=True)) if crs else None
 
+        # the region's pixels, read once for every member (each gets its own copy of SCI)
+        with timed("read"):
+            sci, err, dq = chip.chip.read(_grown_box(chip.shape, m0.boxes[k0]), err=any(
+                job.members[q].params.wht_type == "ERR" for q, _ in members))
         # the first member's pixels through the engine's own reader (spans when the map is not
         # cached), which also gives the region, the map and the input box
         got = _chip_inputs(chip, skies0[k0], m0.boxes[k0], job.window, m0.params,
                            m0.ratios[k0], out_wcs, static=statics0[k0] if statics0 else None,
-                           crparts=parts(q0, k0), pixmap=maps.get(i))
+                           crparts=parts(q0, k0), pixmap=maps.get(i),
+                           pixels=(sci.copy(), err, dq))
         if got is None:
             continue
         region, data0, weight0, pm, in_box = got
@@ -206,10 +212,6 @@ def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
         free = next((j for j, (q, k) in enumerate(members)
                      if _subtracted(inputs[q][1][k]) == 0.0), None)
         with timed("read"):
-            if len(members) > 1 or free is None:
-                # the other members' pixels from one more read of the region (copies of it)
-                sci, err, dq = chip.chip.read(region, err=any(
-                    job.members[q].params.wht_type == "ERR" for q, _ in members))
             for q, k in members[1:]:
                 st = inputs[q][2]
                 pp = parts(q, k)

@@ -322,12 +322,13 @@ class MapReader:
 
 
 def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, crparts=None,
-                 pixmap=None):
+                 pixmap=None, pixels=None):
     """What the kernel needs to drizzle a chip's input box onto a window: ``(region, data,
     weight, pixmap, in_box)`` (:func:`prepare_chip_region` over the box grown by one pixel), or
     None when nothing of the box lands. ``pixmap``: the chip's cached map (path), the future
     of its read (:class:`MapReader`: the returned map is valid until the reader's buffer is
-    reused), or None (computed in the row spans)."""
+    reused), or None (computed in the row spans). ``pixels``: the region's pixels already read
+    (:func:`prepare_chip_region`)."""
     b0, b1, a0, a1 = box
     region = _grown_box(chip.shape, box)
     if region[1] - region[0] < 2 or region[3] - region[2] < 2:
@@ -343,7 +344,7 @@ def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, cr
     with timed("read"):
         cr = region_mask(crparts, region) if crparts else None
         data, weight = prepare_chip_region(chip, sky, region, params, static=static, crmask=cr,
-                                           pix_ratio=ratio)
+                                           pix_ratio=ratio, pixels=pixels)
     in_box = (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
     if spans is not None:
         (lo, hi), _ = spans
