@@ -93,6 +93,8 @@ class DrizzleGraph:
     scratch: Scratch    # pixel maps and stacks; remove after the compute
     crmask_keys: dict = field(default_factory=dict)  # rootname -> key writing its crmask file
     early: tuple = ()   # (task keys, result keys) of the work given to ``early``, if it applies
+    tiles: dict = field(default_factory=dict)  # (ty, tx) -> key of the final-tile task
+    writes: dict = field(default_factory=dict)  # (ty, tx) -> key of the task writing it
 
 
 def _open_inputs(inputs) -> list:
@@ -416,6 +418,7 @@ def drizzle_graph(
             key = (f"drz-write-{fp}", *t.index)
             graph[key] = (_write_tile, head_key, t.window, scale, tile_keys[t.index])
             keys.append(key)
+        writes = {t.index: k for t, k in zip(tiles, keys, strict=True)}
         mask_keys = []
         if do_cr:
             by_exp: dict[str, list[int]] = {}
@@ -446,7 +449,7 @@ def drizzle_graph(
         raise
     masks_written = {root: (f"drz-crmask-{fp}", root) for root, _ in cr_layout}
     return DrizzleGraph(graph, [done, *mask_keys], done, final_path, scratch, masks_written,
-                        early_keys)
+                        early_keys, dict(tile_keys), writes)
 
 
 def _sky_graph(chips: list[ChipRef], p: AstroDrizzleParams, fp: str

@@ -133,7 +133,8 @@ def read_flat(chip: ChipRef, region: Box) -> np.ndarray | None:
 def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, *,
                         static: np.ndarray | PackedMask | None = None,
                         crmask: np.ndarray | None = None,
-                        pix_ratio: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                        pix_ratio: float = 1.0, pixels: tuple | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """Read a region of a chip: ``(data, weight)`` ready for :func:`hapdask.drizzle.add_to_tile`.
 
     ``data`` = (SCI - sky) x effective gain in rate units (over EXPTIME for non-rate data), 0
@@ -141,6 +142,8 @@ def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, 
     ``params.bits``, finite, in the static mask (``static``: whole chip, True = good; a bool
     array or a :class:`PackedMask`) and not in
     the cosmic-ray mask (``crmask``: the region's shape, True = cosmic ray); 0 elsewhere.
+    ``pixels``: the region's ``(sci, err, dq)`` as ``chip.chip.read`` gives them, when the
+    caller has read them already (``sci`` is then used as this call's own copy: modified).
 
     Weights are AstroDrizzle's (``buildEXPmask``, ``buildERRmask``, ``buildIVMmask`` times the
     ``wt_scl`` it sets; ``pix_ratio`` = output / input pixel scale):
@@ -154,7 +157,8 @@ def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, 
       is on this machine, else 1 (AstroDrizzle's fallback). User IVM files and WFC3/IR dark
       images are not read.
     """
-    sci, err, dq = chip.chip.read(region, err=params.wht_type == "ERR")
+    sci, err, dq = pixels if pixels is not None else chip.chip.read(
+        region, err=params.wht_type == "ERR")
     good = good_pixel_mask(dq, params.bits) & np.isfinite(sci)
     st = _sub(static, region)
     if st is not None:
@@ -318,12 +322,13 @@ class MapReader:
 
 
 def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, crparts=None,
-                 pixmap=None):
+                 pixmap=None, pixels=None):
     """What the kernel needs to drizzle a chip's input box onto a window: ``(region, data,
     weight, pixmap, in_box)`` (:func:`prepare_chip_region` over the box grown by one pixel), or
     None when nothing of the box lands. ``pixmap``: the chip's cached map (path), the future
     of its read (:class:`MapReader`: the returned map is valid until the reader's buffer is
-    reused), or None (computed in the row spans)."""
+    reused), or None (computed in the row spans). ``pixels``: the region's pixels already read
+    (:func:`prepare_chip_region`)."""
     b0, b1, a0, a1 = box
     region = _grown_box(chip.shape, box)
     if region[1] - region[0] < 2 or region[3] - region[2] < 2:
@@ -339,7 +344,7 @@ def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, cr
     with timed("read"):
         cr = region_mask(crparts, region) if crparts else None
         data, weight = prepare_chip_region(chip, sky, region, params, static=static, crmask=cr,
-                                           pix_ratio=ratio)
+                                           pix_ratio=ratio, pixels=pixels)
     in_box = (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
     if spans is not None:
         (lo, hi), _ = spans

@@ -65,8 +65,10 @@ from hapdask.export.manifest import write_atomic
 from hapdask.export.stats import coverage_stats, layer_keywords, merge
 from hapdask.io import linear_pixel_scale
 from hapdask.mosaic import OutputGrid, chip_refs
+from hapdask.mosaic.family import family_groups, family_tasks
 from hapdask.mosaic.grid import hap_visit_grid
 from hapdask.mosaic.job import DrizzleGraph, DrizzleResult, _Early, drizzle_graph
+from hapdask.mosaic.params import AstroDrizzleParams
 from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
 from hapdask.preview import preview_planes, write_color_preview, write_previews
 from hapdask.profile import step, timed
@@ -275,18 +277,28 @@ def _filter_value(exps: list) -> str:
 
 
 def _drizzle_graph(job: DrizzleJob, staging: str, state: DetectorState,
-                   masks: dict, after: tuple, pixmaps: dict, early: _Early | None = None
-                   ) -> DrizzleGraph:
+                   masks: dict, after: tuple, pixmaps: dict, early: _Early | None = None,
+                   reuse_separate: bool = True) -> DrizzleGraph:
     """The engine's graph of one SVM drizzle product (AstroDrizzle's job with the product
     level's parameters on the detector's grid; ``masks``: the filter products' cosmic-ray
     masks the total uses, written by the tasks ``after``; ``early``: computes its static masks
-    and sky levels while the chips are placed, on its pool)."""
+    and sky levels while the chips are placed, on its pool; ``reuse_separate``: the engine's
+    option, off for products whose final tiles a product family makes)."""
     stem = job.name.rsplit("_", 1)[0]
     params = {**dict(job.params), **_grid_params(state.grid)}
     return drizzle_graph(list(job.inputs), Path(staging) / stem, params=params,
                          wcs_updates=state.headers(), crmasks=masks or None, after=after,
                          pixmaps=pixmaps, reserve_cards=RESERVE_CARDS, grid=state.grid,
-                         early=early, pool=early.pool if early is not None else None)
+                         early=early, pool=early.pool if early is not None else None,
+                         reuse_separate=reuse_separate)
+
+
+def _families(jobs: list[DrizzleJob]) -> list[list[str]]:
+    """Names of the detector's products that can share a product family
+    (:func:`hapdask.mosaic.family.family_groups`: same kernel, pixfrac and weights; they are on
+    one grid and tiling by construction)."""
+    finals = [AstroDrizzleParams.from_mapping(dict(j.params)).final for j in jobs]
+    return [[jobs[i].name for i in g] for g in family_groups(finals)]
 
 
 def _product_task(job: DrizzleJob, staging: str, exps: dict, state: DetectorState,
@@ -487,8 +499,8 @@ def alignment_graph(p: SvmPlan, refcat) -> tuple[dict, dict]:
 
 
 def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str, *,
-                   previews: bool = True, catalogs: bool = True, early: bool = False
-                   ) -> tuple[dict, dict, list[DrizzleGraph]]:
+                   previews: bool = True, catalogs: bool = True, early: bool = False,
+                   family: bool = True) -> tuple[dict, dict, list[DrizzleGraph]]:
     """Every product of the visit as one graph, once the alignment is known (``states``: the
     :class:`DetectorState` of each detector, by ``"<detector>-<prefix>"``).
 
@@ -503,7 +515,11 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     are computed here (in threads), before the graph runs, once per chip and grid (the
     exposure, filter and total products of a detector share them); with ``early`` (local
     threads), the products' static masks and sky levels are computed meanwhile on the threads
-    that place the chips, and their values replace their tasks in the graph.
+    that place the chips, and their values replace their tasks in the graph. With ``family``
+    (default), the products of a detector drizzled with the same kernel, pixfrac and weights
+    (HAP's ACS/WFC exposure, filter and total products) get their final tiles from one
+    drizzle pass per chip and tile (:mod:`hapdask.mosaic.family`; equal to their own drizzles
+    to float32 rounding).
 
     Returns the graph, its named keys (``drizzle``, ``catalogs``, ``previews``) and the
     :class:`~hapdask.mosaic.job.DrizzleGraph` of each product (remove their scratch after the
@@ -518,23 +534,30 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     # the products' static masks and sky levels, computed while the chips are placed
     pre = _Early(None) if early else None
     try:
+        families = [_families(_jobs(det, exps)) if family else [] for det in p.detectors]
         planned_all = [_plan_products(_jobs(det, exps), det, staging,
-                                      states[det.key + "-" + det.prefix], pixmaps, pre)
-                       for det in p.detectors]
+                                      states[det.key + "-" + det.prefix], pixmaps, pre, fam)
+                       for det, fam in zip(p.detectors, families, strict=True)]
     finally:
         if pre is not None:
             pre.join()
-    for det, planned in zip(p.detectors, planned_all, strict=True):
+    for det, planned, fams in zip(p.detectors, planned_all, families, strict=True):
         state = states[det.key + "-" + det.prefix]
         skey = ("svm-state", det.key + "-" + det.prefix)
         graph[skey] = state
         filter_keys: dict = {}
         total_key = None
         jobs = _jobs(det, exps)
+        graphs = {j.name: pre.apply(planned[j.name]) if pre is not None
+                  else planned[j.name].graph for j in jobs}
+        for n, names in enumerate(fams):
+            # one drizzle pass per chip for the family's products (else each its own)
+            family_tasks([planned[m] for m in names], [graphs[m] for m in names],
+                         f"svm-family-{det.drizzle_name}-{n}")
         for job in jobs:
             dg = planned[job.name]
             jobs_made.append(dg)
-            graph.update(pre.apply(dg) if pre is not None else dg.graph)
+            graph.update(graphs[job.name])
             # the preview and the keywords from the pixels read the finished product side
             # by side; then the keywords are written into it
             fk_ = ("svm-keywords-footprint", job.name)
@@ -575,8 +598,8 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
 
 
 def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
-                   state: DetectorState, pixmaps: dict, early: _Early | None = None
-                   ) -> dict[str, DrizzleGraph]:
+                   state: DetectorState, pixmaps: dict, early: _Early | None = None,
+                   families: list[list[str]] = ()) -> dict[str, DrizzleGraph]:
     """The engine's graphs of a detector's products (by name), planned side by side in
     :data:`PLAN_THREADS` threads: the pixel maps (numba, GIL released) and their scratch files
     of one product are made while another product's Python planning runs; ``pixmaps`` gives
@@ -584,13 +607,15 @@ def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
     made waits for it). The total is planned once its filter products' cosmic-ray mask keys
     are known. The graphs are those of planning the products one after the other. ``early``:
     computes the products' static masks and sky levels meanwhile, on its pool, which also
-    places the chips."""
+    places the chips. ``families``: names of the products whose final tiles product families
+    make (their separate drizzles keep no sums for the final tiles)."""
     futures: dict = {}
+    in_family = {n for g in families for n in g}
     with ThreadPoolExecutor(PLAN_THREADS) as pool:
         for job in jobs:
             if job.level != "total":
                 futures[job.name] = pool.submit(_drizzle_graph, job, staging, state, {}, (),
-                                                pixmaps, early)
+                                                pixmaps, early, job.name not in in_family)
         for job in jobs:
             if job.level != "total":
                 continue
@@ -600,7 +625,7 @@ def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
                 masks.update({r: str(Path(staging) / crmask_name(r)) for r in fdg.crmask_keys})
                 after += tuple(fdg.crmask_keys.values())
             futures[job.name] = pool.submit(_drizzle_graph, job, staging, state, masks, after,
-                                            pixmaps, early)
+                                            pixmaps, early, job.name not in in_family)
         return {name: f.result() for name, f in futures.items()}
 
 
@@ -686,6 +711,7 @@ def run(
     catalogs: bool = True,
     previews: bool = True,
     log: Callable[[str], None] = print,
+    family: bool = True,
 ) -> SvmResult:
     """Make a visit's SVM products.
 
@@ -708,6 +734,9 @@ def run(
         Also write HAP's renamed copies of the inputs with the aligned WCS and CR flags.
     catalogs, previews : bool
     log : callable
+    family : bool
+        Product families (:func:`products_graph`; default); False: every product drizzles
+        its own chips.
 
     Returns
     -------
@@ -754,7 +783,7 @@ def run(
                 with step("product graph (pixel maps)"):
                     graph, keys, jobs = products_graph(
                         p, states_by, str(staging), previews=previews, catalogs=catalogs,
-                        early=_client is None)
+                        early=_client is None, family=family)
                 # headerlets need only the alignment: they are made while the products are
                 hkey = ("svm-headerlets", p.manifest)
                 graph[hkey] = (_headerlets, p, alignment, staging)
