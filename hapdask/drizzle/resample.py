@@ -32,6 +32,7 @@ from hapdask.drizzle.tile import (
     _check_kernel_args,
     _reach_params,
     _run_kernel,
+    context_mask,
 )
 
 CTX_PLANE_BITS = 32
@@ -586,7 +587,7 @@ class Drizzle:
                 setattr(self, name, np.ascontiguousarray(arr).copy())
         octx = self._out_ctx[plane] if plane is not None else np.zeros((0, 0), np.int32)
         bit = 0 if plane is None else ctx_id % CTX_PLANE_BITS
-        ctxmask = np.array([1 << bit], dtype=np.uint32).view(np.int32)[0]
+        ctxmask = context_mask(bit)
         # every out_img2 plane takes part; a None data2 item contributes zeros (its weights
         # still enter the running mean), as in drizzle C 3.0
         sel = [] if data2 is None else list(range(len(data2)))
@@ -702,7 +703,7 @@ class Drizzle:
         num = np.zeros(shape)
         den = np.zeros(shape)
         ctx = np.zeros(shape, np.int32) if use_ctx else np.zeros((0, 0), np.int32)
-        ctxmask = np.array([1 << bit], dtype=np.uint32).view(np.int32)[0]
+        ctxmask = context_mask(bit)
         _run_kernel(
             kernel,
             data,

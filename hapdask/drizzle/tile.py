@@ -34,6 +34,12 @@ KERNELS = ("square", "point", "turbo", "gaussian", "lanczos2", "lanczos3")
 _LUTS: dict[int, np.ndarray] = {}
 
 
+
+def context_mask(ctx_id: int) -> np.int32:
+    """The bit of context id ``ctx_id`` in its 32-bit context plane (plane ``ctx_id // 32``),
+    as the int32 value the kernels OR into that plane (bit 31 gives a negative int32)."""
+    return np.array([1 << (int(ctx_id) % 32)], dtype=np.uint32).view(np.int32)[0]
+
 def _lut(order: int) -> np.ndarray:
     lut = _LUTS.get(order)
     if lut is None:
@@ -193,7 +199,7 @@ def add_to_tile(
         plane = ctx[ctx_id // 32]
         if not plane.flags.c_contiguous:
             raise ValueError("ctx must be C-contiguous (it is updated in place)")
-    ctxmask = np.array([1 << (ctx_id % 32)], dtype=np.uint32).view(np.int32)[0]
+    ctxmask = context_mask(ctx_id)
     if in_box is None:
         j0, j1, i0, i1 = 0, ny, 0, nx
     else:

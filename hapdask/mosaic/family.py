@@ -9,7 +9,7 @@ subtract. A drizzle deposit is linear in the input value::
 
 so, for a chip ``c`` and a product ``P`` with sky ``s_P`` (in the drizzled units),
 ``num_P = N_c - s_P * iscale * D_c`` over any set of pixels, where ``N_c``/``D_c`` are the
-sums of the sky-free values. The family's tile task (:func:`family_tile`) drizzles, per chip,
+sums of the sky-free values. The family's tile task (:func:`family_write`) drizzles, per chip,
 the pixels *every* member takes (``A_c``) once, and adds to each member its ``N_c - s_P
 iscale D_c``, ``D_c`` and the chip's context bit; then it drizzles, for each member, the
 pixels that member takes beyond ``A_c`` (its complement: e.g. an exposure product's DQ-,
@@ -35,6 +35,7 @@ that differ in grid, tiling, kernel, pixfrac or weights keep their own drizzle.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,8 +59,7 @@ from hapdask.mosaic.wcsio import thread_header_wcs
 from hapdask.profile import timed
 from hapdask.sky.level import SkyLevel
 
-__all__ = ["FamilyJob", "family_groups", "family_key", "family_tasks", "family_tile",
-           "family_write"]
+__all__ = ["FamilyJob", "family_groups", "family_key", "family_tasks", "family_write"]
 
 #: the sky of the family's common pass (nothing subtracted)
 _NO_SKY = SkyLevel(0.0, 0.0, 0)
@@ -116,27 +116,14 @@ def _bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
-def family_tile(job: FamilyJob, inputs: list) -> list[dict[str, np.ndarray]]:
-    """Every member's tile from one drizzle of each chip's common pixels.
-
-    Parameters
-    ----------
-    job : FamilyJob
-    inputs : list
-        Per member: ``[chips, skies, statics, crmasks]`` as :func:`drizzle_tile` takes them
-        (``statics``/``crmasks`` may be empty lists).
-
-    Returns
-    -------
-    list of dict
-        Per member, :func:`drizzle_tile`'s result (``sci``, ``wht``, ``ctx``).
-    """
-    return [_finalize(m, acc) for m, acc in zip(job.members, _sums(job, inputs), strict=True)]
-
-
 def family_write(job: FamilyJob, inputs: list, outputs: list) -> list[float]:
-    """:func:`family_tile`, each member's tile written as soon as it is finalized (its sums
-    then freed): the task's result is small, so the scheduler never holds finished tiles.
+    """Every member's tile from one drizzle of each chip's common pixels, each written as soon
+    as it is finalized (its sums then freed): the task's result is small, so the scheduler
+    never holds finished tiles.
+
+    ``inputs``: per member ``[chips, skies, statics, crmasks]`` as
+    :func:`~hapdask.mosaic.stages.drizzle_tile` takes them (``statics``/``crmasks`` may be
+    empty lists).
 
     ``outputs``: per member ``[layout, scale]`` as the engine's write task takes them (the
     product file's :class:`~hapdask.export.fits.FitsLayout` and the SCI scale). Returns per
@@ -161,7 +148,9 @@ def _finalize(m: TileJob, acc: tuple) -> dict[str, np.ndarray]:
 
 
 def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
-    """Every member's ``(num, den, ctx)`` of the tile (see :func:`family_tile`)."""
+    """Every member's ``(num, den, ctx)`` of the tile (see the module docstring)."""
+    from hapdask.drizzle.tile import context_mask  # numba module: loaded when a tile runs
+
     y0, y1, x0, x1 = job.window
     th, tw = y1 - y0, x1 - x0
     accs = []
@@ -246,8 +235,8 @@ def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
                 num, den, ctx = accs[q]
                 if box is not None:
                     sky = inputs[q][1][k]
-                    c = chip
-                    s = _subtracted(sky) * c.gain / (1.0 if c.is_rate else c.exptime) * iscale
+                    s = (_subtracted(sky) * chip.gain / (1.0 if chip.is_rate else chip.exptime)
+                         * iscale)
                     if s == 0.0:
                         num[box] += nb
                     else:
@@ -255,7 +244,7 @@ def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
                     den[box] += db
                     if ctx is not None:
                         cid = job.members[q].ctx_ids[k]
-                        bit = np.array([1 << (cid % 32)], np.uint32).view(np.int32)[0]
+                        bit = context_mask(cid)
                         ctx[cid // 32][box] |= np.where(touched, bit, np.int32(0))
         for j, (q, k) in enumerate(members):
             extra = (weights[j] > 0) & ~common
@@ -267,11 +256,6 @@ def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
                     job.window, in_box, mq.params, mq.iscales[k], mq.ratios[k], mq.ctx_ids[k],
                     region)
     return accs
-
-
-def _pick(results: list, q: int):
-    """Member ``q``'s part of a family task's result."""
-    return results[q]
 
 
 def _tile_parts(task) -> tuple | None:
@@ -351,5 +335,5 @@ def family_tasks(members: Sequence, graphs: Sequence[dict], prefix: str) -> bool
                           outputs)
         for q, (m, g) in enumerate(zip(members, graphs, strict=True)):
             del g[m.tiles[t]]
-            g[m.writes[t]] = (_pick, key, q)
+            g[m.writes[t]] = (operator.getitem, key, q)  # member q's count
     return True
