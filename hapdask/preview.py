@@ -80,47 +80,72 @@ class _Binner:
 
     A block's mean is ``np.nanmean`` of its pixels with NaN where there is no data (what
     :func:`astropy.nddata.block_reduce` gives with ``func=np.nanmean``), computed as
-    ``nanmean`` does it (the sum of the values with NaN replaced by 0, over the same array
+    ``nanmean`` does it (the sum of the values with NaN replaced by 0, over the same block
     layout, divided by the count of the others) without making the NaN-filled band and
-    ``nanmean``'s copy of it: the same float64 sums, bit for bit.
+    ``nanmean``'s copy of it: the same float64 sums, bit for bit. The sums of the blocks are
+    taken on views of the band (a block's sum depends only on its own values); only a last,
+    partial column of blocks is padded with zeros (to the block layout ``block_reduce``
+    sums), and the counts are added up as small integers.
     """
 
     def __init__(self, shape: tuple[int, int], factor: int) -> None:
         ny, nx = shape
         self.factor, self.nx = factor, nx
         self.ox = math.ceil(nx / factor)
+        self.whole = nx // factor  # columns of blocks without padding
         self.out = np.empty((math.ceil(ny / factor), self.ox))
         self.row = 0  # next output row
         self.pending: tuple[np.ndarray, np.ndarray] | None = None
+        # widest integer the counts of a block row's pixels need (per column, then per block)
+        self._rows_t = np.uint8 if factor <= np.iinfo(np.uint8).max else np.int64
 
     def add(self, values: np.ndarray, good: np.ndarray, last: bool) -> None:
         f = self.factor
-        held = 0 if self.pending is None else self.pending[0].shape[0]  # < f rows
-        n = held + values.shape[0]
-        if not last:
-            n = n // f * f
-        if n == 0:  # still less than a block's height
-            self.pending = ((values.copy(), good.copy()) if self.pending is None else
-                            (np.concatenate([self.pending[0], values]),
-                             np.concatenate([self.pending[1], good])))
-            return
-        shape = (math.ceil(n / f) * f, self.ox * f)
-        band = np.zeros(shape)
-        mask = np.zeros(shape, dtype=bool)
-        if held:
-            band[:held, :self.nx] = self.pending[0]
-            mask[:held, :self.nx] = self.pending[1]
-        band[held:n, :self.nx] = values[:n - held]
-        mask[held:n, :self.nx] = good[:n - held]
-        self.pending = ((values[n - held:].copy(), good[n - held:].copy())
-                        if n - held < values.shape[0] else None)
+        if self.pending is not None:  # the rows held back complete a block row first
+            held = self.pending[0].shape[0]
+            take = min(f - held, values.shape[0])
+            v = np.concatenate([self.pending[0], values[:take]])
+            g = np.concatenate([self.pending[1], good[:take]])
+            values, good = values[take:], good[take:]
+            self.pending = None
+            if v.shape[0] < f and not last:
+                self.pending = (v, g)
+                return
+            self._blocks(v, g)
+        n = values.shape[0] if last else values.shape[0] // f * f
+        if n < values.shape[0]:
+            self.pending = (values[n:].copy(), good[n:].copy())
+        if n:
+            self._blocks(values[:n], good[:n])
+
+    def _blocks(self, values: np.ndarray, good: np.ndarray) -> None:
+        """Means of the blocks of ``values`` (rows: a multiple of the factor, or the image's
+        last rows), into the next rows of :attr:`out`."""
+        f, whole, ox = self.factor, self.whole, self.ox
+        n = values.shape[0]
+        if n % f:  # the image's last, partial block row: padded with rows of no data
+            pad = -(-n // f) * f
+            values = np.concatenate([values, np.zeros((pad - n, values.shape[1]))])
+            good = np.concatenate([good, np.zeros((pad - n, good.shape[1]), dtype=bool)])
+            n = pad
+        by = n // f
+        total = np.empty((by, ox))
         axis = (2, 3)
-        count = np.sum(reshape_as_blocks(mask, f), axis=axis, dtype=np.intp)
-        total = np.sum(reshape_as_blocks(band, f), axis=axis)
+        if whole:
+            total[:, :whole] = np.sum(reshape_as_blocks(values[:, :whole * f], f), axis=axis)
+        if whole < ox:  # the last column of blocks, padded with no data
+            edge = np.zeros((n, f))
+            edge[:, :self.nx - whole * f] = values[:, whole * f:]
+            total[:, whole] = np.sum(reshape_as_blocks(edge, f), axis=axis)[:, 0]
+        # pixels with data: per column of each block row, then per block
+        cols = np.add.reduce(good.view(np.uint8).reshape(by, f, self.nx), axis=1,
+                             dtype=self._rows_t)
+        starts = np.arange(0, self.nx, f)
+        count = np.add.reduceat(cols, starts, axis=1, dtype=np.intp)
         with np.errstate(invalid="ignore"):  # blocks without data: 0 / 0 = NaN = no data
             got = np.divide(total, count, out=total, casting="unsafe")
-        self.out[self.row:self.row + got.shape[0]] = got
-        self.row += got.shape[0]
+        self.out[self.row:self.row + by] = got
+        self.row += by
 
 
 def _binned_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
@@ -147,7 +172,7 @@ def _binned_many(sci: np.ndarray, wht: np.ndarray, sizes: tuple[int, ...]
             r1 = min(ny, r0 + step)
             s, w = np.asarray(sci[r0:r1]), np.asarray(wht[r0:r1])
             good = (w > 0) & np.isfinite(s)
-            values = np.where(good, s, 0.0)
+            values = np.where(good, s, np.float64(0.0))  # float64: the sums of the blocks
             del s, w
             drop_file_pages(sci)  # the mapped pages read so far (hapdask._memory)
             drop_file_pages(wht)

@@ -157,7 +157,10 @@ def test_preview_bad_input(tmp_path):
 
 @pytest.mark.parametrize("shape,sizes", [((1300, 700), (100, 13)),   # factors 13 and 100
                                          ((2051, 2051), (1024, 128, 3000)),  # 3, 17 and 1
-                                         ((600, 1100), (1024, 7))])  # factor 2 and 158 > rows
+                                         ((600, 1100), (1024, 7)),  # factor 2 and 158 > rows
+                                         # 700: blocks taller than a band and > 255 rows
+                                         ((1400, 1390), (2, 1400)),
+                                         ((1200, 960), (20,))])  # no partial block
 def test_one_pass_binning_equals_whole_frame_block_average(shape, sizes):
     """The preview and thumbnail come from one banded pass: every block must be the NaN-aware
     mean of its pixels with data (WHT > 0, finite) exactly as astropy's block_reduce gives it on
