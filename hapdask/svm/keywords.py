@@ -79,7 +79,9 @@ def data_mask(sci: np.ndarray, block: int = BLOCK, band: int = 1024) -> np.ndarr
         drop_file_pages(sci)  # the mapped pages read so far (hapdask._memory)
         nan = np.isnan(rows)
         has_nan = has_nan or bool(nan.any())
-        for out, good in ((not_nan, ~nan), (not_zero, rows != 0)):
+        # once a NaN is seen the zeros no longer matter (the NaN rule is returned)
+        masks = ((not_nan, ~nan),) if has_nan else ((not_nan, ~nan), (not_zero, rows != 0))
+        for out, good in masks:
             if block == 1:
                 out[r:r + good.shape[0]] = good
                 continue
@@ -99,21 +101,23 @@ _MARGIN = _CLOSING + int(4 * _SMOOTH_SIGMA) + 5
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """``scipy.ndimage.binary_fill_holes(mask)`` (4-connected background), by labelling the
-    background once: the components not touching the array's edge are holes."""
+    background once: the components not touching the array's edge are holes. Without a hole,
+    ``mask`` itself is returned (the caller only reads it)."""
     labels, n = ndimage.label(~mask)
     if n == 0:
-        return mask.copy()
+        return mask
     edge = np.zeros(n + 1, dtype=bool)
     for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
         edge[side] = True
     edge[0] = False  # label 0: the mask itself
     if edge[1:].all():  # no hole (the usual case: one background around the data)
-        return mask.copy()
+        return mask
     return ~edge[labels]
 
 
-#: edge (pixels) of the tiles :func:`_smoothed` sorts into constant and boundary tiles (at
-#: least its reach)
+#: least edge (pixels) of the tiles :func:`_smoothed` sorts into constant and boundary tiles
+#: by default (rounded up to a multiple of the steps' reach: the cells of the windows'
+#: summed-area table are then the reach, not their greatest common divisor)
 _TILE = 64
 
 
@@ -177,7 +181,7 @@ class _Tiles:
 
 
 def _smoothed(filled: np.ndarray, closing: int, opening: int, sigma: float,
-              tile: int = _TILE) -> np.ndarray:
+              tile: int | None = None) -> np.ndarray:
     """:func:`_smooth_steps` of the whole array, computed only near the mask's boundary
     (:func:`_smoothed_tiles`)."""
     return _smoothed_tiles(filled, closing, opening, sigma, tile)[0]
@@ -196,7 +200,7 @@ def _cell_table(mask: np.ndarray, cell: int) -> np.ndarray:
 
 
 def _smoothed_tiles(filled: np.ndarray, closing: int, opening: int, sigma: float,
-                    tile: int = _TILE) -> tuple[np.ndarray, _Tiles]:
+                    tile: int | None = None) -> tuple[np.ndarray, _Tiles]:
     """:func:`_smooth_steps` of the whole array, computed only near the mask's boundary, and
     the tiles it was cut into.
 
@@ -211,6 +215,8 @@ def _smoothed_tiles(filled: np.ndarray, closing: int, opening: int, sigma: float
     """
     ny, nx = filled.shape
     reach = 2 * closing + 2 * opening + int(4.0 * sigma + 0.5)  # scipy's truncate=4 radius
+    if tile is None:  # the least multiple of the reach >= _TILE
+        tile = -(-_TILE // reach) * reach
     tile = max(int(tile), reach)
     ys = np.arange(0, ny, tile)
     xs = np.arange(0, nx, tile)

@@ -162,6 +162,25 @@ def test_footprint_regions_equal_whole_array_morphology(seed):
         assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("block", [1, 4])
+def test_data_mask_rule_from_the_whole_array(block):
+    """DrizzlePac's rule on the whole array: NaN marks no data as soon as one pixel anywhere is
+    NaN (then zeros are data), else 0 does, whichever band holds the first NaN; blocks have
+    data when at least half their pixels have."""
+    rng = np.random.default_rng(7)
+    sci = rng.normal(1.0, 1.0, (300, 130)).astype(np.float32)
+    sci[rng.random(sci.shape) < 0.2] = 0.0  # zeros in every band
+    for nan_row in (None, 5, 290):  # no NaN, NaN in the first band, only in the last one
+        a = sci.copy()
+        if nan_row is not None:
+            a[nan_row:nan_row + 3, 20:90] = np.nan
+        good = ~np.isnan(a) if nan_row is not None else a != 0
+        pad = np.zeros((-(-300 // block) * block, -(-130 // block) * block), bool)
+        pad[:300, :130] = good
+        counts = pad.reshape(pad.shape[0] // block, block, -1, block).sum(axis=(1, 3))
+        assert np.array_equal(data_mask(a, block=block, band=64), counts * 2 >= block * block)
+
+
 def _disk(ny, nx, cy, cx, r):
     yy, xx = np.mgrid[:ny, :nx]
     return np.hypot(yy - cy, xx - cx) < r
@@ -266,7 +285,7 @@ def test_smoothed_tiles_equal_whole_array_steps(seed, closing, opening, sigma):
         h, w = rng.integers(2, 40, 2)
         filled[y:y + h, x:x + w] = rng.random() < 0.5
     want = _smooth_steps(filled, closing, opening, sigma)
-    for tile in (1, 40, 64, 97):
+    for tile in (1, 40, 64, 97, None):  # None: the default, a multiple of the reach
         assert np.array_equal(_smoothed(filled, closing, opening, sigma, tile=tile), want)
 
 
