@@ -234,9 +234,10 @@ def coverage_stats(wht: np.ndarray, polys, exptimes, window: tuple[int, int, int
     """:func:`tile_stats` of a window with its coverage (C and T) from the chips' outlines.
 
     Up to :data:`~hapdask.mosaic.coverage.MAX_CODE_POLYGONS` outlines the coverage comes from
-    one scan of all their crossings (:func:`~hapdask.mosaic.coverage.coverage_code_counts`, or
-    the per-pixel :func:`~hapdask.mosaic.coverage.coverage_codes` when ``covered_only``), beyond
-    that from :func:`~hapdask.mosaic.coverage.tile_coverage`; the results are the same.
+    one scan of all their crossings (:func:`~hapdask.mosaic.coverage.coverage_code_counts`;
+    with ``covered_only``, the covered pixels from the per-pixel
+    :func:`~hapdask.mosaic.coverage.coverage_codes`, in their compact type), beyond that from
+    :func:`~hapdask.mosaic.coverage.tile_coverage`; the results are the same.
 
     Parameters
     ----------
@@ -256,8 +257,12 @@ def coverage_stats(wht: np.ndarray, polys, exptimes, window: tuple[int, int, int
         if not covered_only:
             codes, counts = coverage_code_counts(polys, window)
             return add_code_counts(tile_stats(wht), codes, counts, exptimes)
-        codes = coverage_codes(polys, window)
-        return add_coverage(tile_stats(np.where(codes != 0, wht, 0.0)), codes, exptimes)
+        # the pixels some outline covers from the per-pixel codes (one byte each up to 8
+        # outlines), C and T from their histogram (cost ~ crossings)
+        covered = coverage_codes(polys, window, compact=True) != 0
+        codes, counts = coverage_code_counts(polys, window)
+        return add_code_counts(tile_stats(np.where(covered, wht, 0.0)), codes, counts,
+                               exptimes)
     count, expt = tile_coverage(polys, exptimes, window)
     if covered_only:
         wht = np.where(count > 0, wht, 0.0)

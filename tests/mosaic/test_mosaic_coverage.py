@@ -28,6 +28,23 @@ def test_coverage_codes_bits_are_polygon_membership():
         np.testing.assert_array_equal((codes >> i) & 1, ref.astype(np.int64))
 
 
+@pytest.mark.parametrize("n", [1, 8, 9, 16, 17, 33])
+def test_compact_coverage_codes_bits_are_polygon_membership(n):
+    """``compact=True``: the smallest unsigned type holding a bit per polygon (8 -> uint8, 9 ->
+    uint16, 17 -> uint32, 33 -> uint64), the same membership bits."""
+    rng = np.random.default_rng(n)
+    polys = [_blob(rng, *rng.uniform(20, 100, 2)) for _ in range(n)]
+    win = (7, 121, 3, 140)
+    codes = coverage_codes(polys, win, compact=True)
+    assert codes.dtype == {1: np.uint8, 8: np.uint8, 9: np.uint16, 16: np.uint16,
+                           17: np.uint32, 33: np.uint64}[n]
+    yy, xx = np.mgrid[win[0]:win[1], win[2]:win[3]]
+    pts = np.column_stack([xx.ravel(), yy.ravel()])
+    for i, poly in enumerate(polys):
+        ref = MplPath(poly).contains_points(pts).reshape(codes.shape)
+        np.testing.assert_array_equal((codes >> codes.dtype.type(i)) & 1, ref)
+
+
 def test_coverage_codes_limit():
     sq = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0]])
     codes = coverage_codes([sq] * MAX_CODE_POLYGONS, (0, 5, 0, 5))
