@@ -170,10 +170,12 @@ def _binned_many(sci: np.ndarray, wht: np.ndarray, sizes: tuple[int, ...]
         step = max(512, *binners)
         for r0 in range(0, ny, step):
             r1 = min(ny, r0 + step)
-            s, w = np.asarray(sci[r0:r1]), np.asarray(wht[r0:r1])
-            good = (w > 0) & np.isfinite(s)
-            values = np.where(good, s, np.float64(0.0))  # float64: the sums of the blocks
-            del s, w
+            # the band in float64 (the blocks are summed in float64) converted once from the
+            # file's (big-endian) floats, the test and the zeros on native values: 2x cheaper
+            values = np.asarray(sci[r0:r1]).astype(np.float64)
+            good = np.isfinite(values)
+            good &= np.asarray(wht[r0:r1]) > 0
+            np.copyto(values, 0.0, where=~good)
             drop_file_pages(sci)  # the mapped pages read so far (hapdask._memory)
             drop_file_pages(wht)
             for b in binners.values():
