@@ -477,6 +477,37 @@ def count_dtype(ratios: Sequence[float]) -> np.dtype:
     return np.dtype(np.uint32)
 
 
+def _cosmic_ray_inputs(chip, sky, box, params, ratio, parts, static):
+    """:func:`_chip_inputs` for the cosmic-ray pixels of a chip's input box only: ``(region,
+    data, weight, in_box)`` with the data and weight of :func:`prepare_chip_region` at the
+    good pixels of the cosmic-ray masks ``parts`` and 0 elsewhere, or None when the box has
+    none. Only those pixels are prepared (the region's pixels are read, then gathered): the
+    same float32 operations on each pixel, so the same values."""
+    b0, b1, a0, a1 = box
+    region = _grown_box(chip.shape, box)
+    if not parts or region[1] - region[0] < 2 or region[3] - region[2] < 2:
+        return None
+    with timed("read"):
+        idx = np.flatnonzero(region_mask(parts, region))
+        if idx.size == 0:
+            return None
+        sci, err, dq = chip.chip.read(region, err=params.wht_type == "ERR")
+        st = _sub(static, region)
+        n = idx.size
+        if params.wht_type == "IVM":  # read_flat would need the region, not the gathered row
+            raise ValueError("IVM weights: the final drizzle never reuses the separate one")
+        d, w = prepare_chip_region(
+            chip, sky, (0, 1, 0, n), params,
+            static=st.ravel()[idx][None] if st is not None else None, pix_ratio=ratio,
+            pixels=(sci.ravel()[idx][None], err.ravel()[idx][None] if err is not None else None,
+                    dq.ravel()[idx][None]))
+        data = np.zeros(sci.shape, np.float32)
+        weight = np.zeros(sci.shape, np.float32)
+        data.ravel()[idx] = d[0]
+        weight.ravel()[idx] = w[0]
+    return region, data, weight, (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
+
+
 def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics: Sequence = (),
                crmasks: Sequence[Sequence[np.ndarray]] = (), _separate: object = None
                ) -> dict[str, np.ndarray]:
@@ -520,24 +551,22 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
     for k, (chip, sky) in enumerate(zip(chips, skies, strict=True)):
         if not sky.ok or not crmasks:
             continue
-        if out_wcs is None:
-            out_wcs = thread_header_wcs(job.header)
-        got = _chip_inputs(chip, sky, job.boxes[k], job.window, p, job.ratios[k], out_wcs,
-                           static=statics[k] if statics else None, pixmap=maps.get(k))
+        got = _cosmic_ray_inputs(chip, sky, job.boxes[k], p, job.ratios[k],
+                                 list(zip(job.cr_boxes[k], crmasks[k], strict=True)),
+                                 statics[k] if statics else None)
         if got is None:
             continue
-        region, data, weight, pm, in_box = got
-        parts = list(zip(job.cr_boxes[k], crmasks[k], strict=True))
-        good = weight > 0
-        cr = region_mask(parts, region) & good if parts else None
-        if cr is None or not cr.any():
-            continue
+        region, data, weight, in_box = got
+        if out_wcs is None:
+            out_wcs = thread_header_wcs(job.header)
+        with timed("pixmap"):
+            pm = chip_pixmap(chip, out_wcs, region, maps.get(k))
         if cnt_c is None:
             cnt_c = np.zeros((th, tw), counts.dtype)
         else:
             cnt_c.fill(0)
-        _kernel(data, np.where(cr, weight, np.float32(0)), pm, num_c, den_c, None, job.window,
-                in_box, p, job.iscales[k], job.ratios[k], job.ctx_ids[k], region, count=cnt_c)
+        _kernel(data, weight, pm, num_c, den_c, None, job.window, in_box, p, job.iscales[k],
+                job.ratios[k], job.ctx_ids[k], region, count=cnt_c)
         with timed("finalize"):
             left = counts[plane_of[job.ctx_ids[k]]]
             hit = cnt_c > 0
