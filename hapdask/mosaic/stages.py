@@ -467,7 +467,7 @@ def count_dtype(ratios: Sequence[float]) -> np.dtype:
     A square-kernel footprint (pixfrac <= 1) spans at most about one input pixel, and an output
     pixel ``ratio`` input pixels on a side, so at most ``(ratio x sqrt(2) + 2)**2`` pixels of a
     chip overlap it (any rotation); the bound used, ``(ceil(1.5 ratio) + 2)**2``, leaves 6 %
-    for distortion (uint8 up to ratio 8.6, the HAP grids' ratios are 0.3-1.3).
+    for distortion (uint8 up to ratio 8.6; HAP's grids have ratios of about 1 or less).
     """
     worst = max([float(r) for r in ratios], default=1.0)
     n = (math.ceil(1.5 * worst) + 2) ** 2
