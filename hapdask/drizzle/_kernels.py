@@ -19,11 +19,13 @@ tiles (smaller) can afford.
 The context plane ``ctx`` is a 2-D int32 array (or a 0x0 array to disable it); ``ctxmask`` is the
 int32 bit to OR in where a contribution has ``dow > 0``.
 
-The last argument ``ext = (num2, data2, iscale2, dq, dqo, direct, stats)`` of every kernel holds
-the optional parts (each None when unused; see :func:`_accumulate`): variance (``data2``) and DQ
-propagation, ``direct`` mode (``num``/``den`` are then the float32 ``out_img``/``out_wht`` of
-``Drizzle``, updated with the C code's running mean contribution by contribution, so that no
-scratch accumulators and no merge pass are needed), and ``stats`` (miss and row-hit counts).
+The last argument ``ext = (num2, data2, iscale2, dq, dqo, direct, stats, count)`` of every kernel
+holds the optional parts (each None when unused; see :func:`_accumulate`): variance (``data2``)
+and DQ propagation, ``direct`` mode (``num``/``den`` are then the float32 ``out_img``/``out_wht``
+of ``Drizzle``, updated with the C code's running mean contribution by contribution, so that no
+scratch accumulators and no merge pass are needed), ``stats`` (miss and row-hit counts) and
+``count`` (per output pixel, the number of input pixels giving it ``dow > 0``: how many set its
+context bit).
 numba compiles a kernel per argument types and prunes the ``is None`` branches, so the unused
 parts cost nothing in the inner loops.
 """
@@ -91,12 +93,15 @@ def _lerp(a, b, t):
 
 @njit(nogil=True, cache=True)
 def _accumulate(
-    num, den, ctx, use_ctx, ctxmask, ly, lx, dow, d, num2, data2, iscale2, dq, dqo, direct, j, i
+    num, den, ctx, use_ctx, ctxmask, ly, lx, dow, d, num2, data2, iscale2, dq, dqo, direct,
+    count, j, i
 ):
     """Add one contribution ``dow`` of input pixel ``(i, j)`` (value ``d``) to output ``(ly, lx)``.
 
-    The kernels take ``ext = (num2, data2, iscale2, dq, dqo, direct, stats)`` and unpack it once
-    (``stats``: None, or int64 ``[nmiss, row flags...]`` filled by :func:`_miss`/:func:`_hit`). The
+    The kernels take ``ext = (num2, data2, iscale2, dq, dqo, direct, stats, count)`` and unpack it
+    once (``stats``: None, or int64 ``[nmiss, row flags...]`` filled by :func:`_miss`/:func:`_hit`;
+    ``count``: None, or a 2-D unsigned integer tile incremented by 1 wherever the context bit is
+    set, i.e. per contribution with ``dow > 0``). The
     optional parts are None when unused: numba compiles this function per argument types and
     prunes the ``is None`` branches, so the unused paths cost nothing in the inner loop.
 
@@ -154,6 +159,8 @@ def _accumulate(
                 dqo[ly, lx] |= dq[j, i]
         if use_ctx and dowf > 0.0:
             ctx[ly, lx] |= ctxmask
+        if count is not None and dowf > 0.0:
+            count[ly, lx] += 1
     else:
         num[ly, lx] += dow * d
         den[ly, lx] += dow
@@ -164,6 +171,8 @@ def _accumulate(
             dqo[ly, lx] |= dq[j, i]
         if use_ctx and dow > 0.0:
             ctx[ly, lx] |= ctxmask
+        if count is not None and dow > 0.0:
+            count[ly, lx] += 1
 
 
 @njit(nogil=True, cache=True)
@@ -644,7 +653,7 @@ def drizzle_square(
     ny, nx = data.shape
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
-    num2, data2, iscale2, dq, dqo, direct, stats = ext
+    num2, data2, iscale2, dq, dqo, direct, stats, count = ext
     h = 0.5 * pixfrac
     radius = square_reach_radius(h)
     # the window grown by a hair (footprint_bbox's test): a pixel whose footprint bound stays
@@ -765,6 +774,7 @@ def drizzle_square(
                                     dq,
                                     dqo,
                                     direct,
+                                    count,
                                     j,
                                     i,
                                 )
@@ -921,6 +931,7 @@ def drizzle_square(
                                 dq,
                                 dqo,
                                 direct,
+                                count,
                                 j,
                                 i,
                             )
@@ -941,7 +952,7 @@ def drizzle_point(
     uth = np.uintp(th)
     utw = np.uintp(tw)
     use_ctx = ctx.shape[0] > 0
-    num2, data2, iscale2, dq, dqo, direct, stats = ext
+    num2, data2, iscale2, dq, dqo, direct, stats, count = ext
     wid = width if width > 0 else max(i1 - i0, 1)
     ns = _nstrips(i0, i1, sx if width > 0 else -i0, wid)
     for strip in range(ns):
@@ -981,6 +992,7 @@ def drizzle_point(
                     dq,
                     dqo,
                     direct,
+                    count,
                     j,
                     i,
                 )
@@ -1012,7 +1024,7 @@ def drizzle_turbo(
     """Turbo kernel: axis-aligned box of half-width ``pixfrac / (2 s)`` around the mapped centre."""
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
-    num2, data2, iscale2, dq, dqo, direct, stats = ext
+    num2, data2, iscale2, dq, dqo, direct, stats, count = ext
     pfo = 0.5 * pixfrac / pscale
     ac = (pscale * pscale) / (pixfrac * pixfrac)
     ns = _nstrips(i0, i1, sx)
@@ -1067,6 +1079,7 @@ def drizzle_turbo(
                             dq,
                             dqo,
                             direct,
+                            count,
                             j,
                             i,
                         )
@@ -1096,7 +1109,7 @@ def drizzle_gaussian(
     """Gaussian kernel: unit-integral Gaussian of FWHM ``pixfrac`` input pixels (C cut-off box)."""
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
-    num2, data2, iscale2, dq, dqo, direct, stats = ext
+    num2, data2, iscale2, dq, dqo, direct, stats, count = ext
     pfo = max(2.5 * pixfrac / 2.3548 / pscale, 1.2 / pscale)
     efac = 2.3548 * 2.3548 * pscale * pscale / (2.0 * pixfrac * pixfrac)
     es = efac / math.pi
@@ -1145,6 +1158,7 @@ def drizzle_gaussian(
                                 dq,
                                 dqo,
                                 direct,
+                                count,
                                 j,
                                 i,
                             )
@@ -1194,7 +1208,7 @@ def drizzle_lanczos(
     """
     th, tw = num.shape
     use_ctx = ctx.shape[0] > 0
-    num2, data2, iscale2, dq, dqo, direct, stats = ext
+    num2, data2, iscale2, dq, dqo, direct, stats, count = ext
     # the C code keeps the scale ratio in single precision; using the same value makes the LUT
     # indices (rounded) identical to C's
     pscale = np.float64(np.float32(pscale))
@@ -1270,6 +1284,7 @@ def drizzle_lanczos(
                             dq,
                             dqo,
                             direct,
+                            count,
                             j,
                             i,
                         )

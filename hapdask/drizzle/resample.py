@@ -660,7 +660,7 @@ class Drizzle:
                 float(iscale),
                 float(pixel_scale_ratio),
                 True,
-                (out2, d2, float(iscale) ** 2, dqi, dqo, True, stats),
+                (out2, d2, float(iscale) ** 2, dqi, dqo, True, stats, None),
                 _point_width(pixmap, (y0, y1 + 1, x0, x1 + 1)) if kernel == "point" else 0,
             )
             if len(sel) > 1:
@@ -720,7 +720,7 @@ class Drizzle:
             float(iscale),
             float(pscale),
             True,
-            (None, None, 1.0, None, None, None, stats),
+            (None, None, 1.0, None, None, None, stats, None),
         )
         K.merge_and_clear(
             self._out_img,

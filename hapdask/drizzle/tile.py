@@ -32,6 +32,7 @@ from hapdask.drizzle import _kernels as K
 KERNELS = ("square", "point", "turbo", "gaussian", "lanczos2", "lanczos3")
 
 _LUTS: dict[int, np.ndarray] = {}
+_COUNT_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32))
 
 
 
@@ -104,6 +105,7 @@ def add_to_tile(
     num2: np.ndarray | None = None,
     dq: np.ndarray | None = None,
     out_dq: np.ndarray | None = None,
+    count: np.ndarray | None = None,
 ) -> None:
     """Drizzle input pixels into the accumulators of one output tile (in place).
 
@@ -158,6 +160,10 @@ def add_to_tile(
     out_dq : (th, tw) uint32 array, optional
         Output DQ, updated in place: OR of the ``dq`` of every input pixel contributing a
         non-zero weight (drizzle C's ``out_dq``).
+    count : (th, tw) uint8, uint16 or uint32 array, optional
+        Updated in place: +1 per input pixel giving the output pixel ``dow > 0`` (the rule of
+        the context bit), i.e. how many input pixels set its context bit. The caller picks a
+        dtype wide enough (no saturation: a count past its maximum wraps).
 
     Raises
     ------
@@ -210,6 +216,13 @@ def add_to_tile(
         return
     oy, ox = (int(v) for v in origin)
     d2, n2, dqi, dqo = _check_var_dq(data2, num2, dq, out_dq, (ny, nx), num.shape, np.float64)
+    if count is not None:
+        if not isinstance(count, np.ndarray) or count.dtype not in _COUNT_DTYPES:
+            raise ValueError("count must be a uint8, uint16 or uint32 array")
+        if count.shape != num.shape or not count.flags.c_contiguous \
+                or not count.flags.writeable:
+            raise ValueError(f"count must be C-contiguous, writeable and of the tile shape "
+                             f"{num.shape}")
     _run_kernel(
         kernel,
         data,
@@ -226,7 +239,7 @@ def add_to_tile(
         float(iscale),
         float(pixel_scale_ratio),
         bool(lanczos_normalize),
-        (n2, d2, float(iscale) ** 2, dqi, dqo, None, None),
+        (n2, d2, float(iscale) ** 2, dqi, dqo, None, None, count),
     )
 
 

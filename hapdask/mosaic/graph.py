@@ -146,9 +146,10 @@ def drizzle_tasks(
     cr_regions : sequence, optional
         Per chip, ``(region box, key of its cosmic-ray mask)`` pairs.
     sums : dict, optional
-        Tile index -> ``(key of its separate-drizzle task, scratch files of its sums)``
-        (:func:`median_tasks` with ``final_planes``): those tiles are made from the separate
-        pass's sums (:func:`~hapdask.mosaic.stages.reuse_tile`) instead of drizzled again.
+        Tile index -> ``(key of its separate-drizzle task, scratch files of its sums and
+        counts, context ids of the count planes)`` (:func:`median_tasks` with ``keep_sums``):
+        those tiles are made from the separate pass's sums
+        (:func:`~hapdask.mosaic.stages.reuse_tile`) instead of drizzled again.
 
     Returns
     -------
@@ -168,12 +169,12 @@ def drizzle_tasks(
                 sel = [(b, k) for b, k in cr_regions[i] if _overlaps(b, grown)]
                 cr_boxes.append(tuple(b for b, _ in sel))
                 cr_keys.append([k for _, k in sel])
-        sep_key, files = (sums or {}).get(tile.index, (None, None))
+        sep_key, files, ids = (sums or {}).get(tile.index, (None, None, ()))
         job = TileJob(index=tile.index, window=tile.window, header=grid.header, boxes=boxes,
                       ctx_ids=tuple(idx), iscales=tuple(r * r for r in ratios), ratios=ratios,
                       nplanes=nplanes, params=params, cr_boxes=tuple(cr_boxes),
                       pixmaps=tuple(grid.pixmap(i) for i in idx)
-                      if grid.pixmaps is not None else (), sums=files)
+                      if grid.pixmaps is not None else (), sums=files, sums_ids=ids)
         key = (f"{prefix}-tile", *tile.index)
         args = (job, [grid.chip_keys[i] for i in idx], [grid.sky_keys[i] for i in idx],
                 grid.statics(idx), cr_keys)
@@ -191,7 +192,7 @@ def median_tasks(
     tile_boxes: Sequence[dict],
     prefix: str,
     scratch: Scratch,
-    final_planes: int = 0,
+    keep_sums: bool = False,
 ) -> tuple[dict, dict[tuple[int, int], tuple], dict[tuple[int, int], tuple]]:
     """Separate drizzles + median: one separate-drizzle and one median task per tile.
 
@@ -200,15 +201,15 @@ def median_tasks(
     ``combine_maskpt``) gates the median tasks, which read the stacks back. Exposures are the
     chips' rootnames in chip order. ``tile_boxes[i]`` maps tile index -> input box of chip
     ``i`` for the tile grown by ``combine.halo`` (see :func:`hapdask.mosaic.tiles.place_chip`).
-    With ``final_planes`` (context planes, > 0), each separate-drizzle task also keeps the sums
-    of all exposures over its tile and their context (chip ``i`` = context id ``i``), from
-    which :func:`drizzle_tasks` makes the final tiles when the final drizzle is the separate
-    one.
+    With ``keep_sums``, each separate-drizzle task also keeps the sums of all exposures over its
+    tile and each chip's contribution counts (chip ``i`` = context id ``i``), from which
+    :func:`drizzle_tasks` makes the final tiles when the final drizzle is the separate one.
 
     Returns
     -------
     graph, {(ty, tx): key of the median tile}, {(ty, tx): (key of the separate-drizzle task,
-    scratch files of its sums)} (empty without ``final_planes``)
+    scratch files of its sums and counts, context ids of the count planes)} (empty without
+    ``keep_sums``)
     """
     halo = int(combine.halo)
     ny, nx = grid_shape
@@ -242,13 +243,12 @@ def median_tasks(
                         params=params, combine=combine, scratch=scratch,
                         pixmaps=tuple(grid.pixmap(i) for i in idx)
                         if grid.pixmaps is not None else (),
-                        final_ctx=tuple(idx) if final_planes else (),
-                        final_planes=int(final_planes))
+                        final_ctx=tuple(idx) if keep_sums else ())
         ckeys = [grid.chip_keys[i] for i in idx]
         skey = (f"{prefix}-sep", *tile.index)
-        if final_planes:
+        if keep_sums:
             sums[tile.index] = (skey, (scratch.path(job.sums_name),
-                                       scratch.path(job.sums_name + "-ctx")))
+                                       scratch.path(job.sums_name + "-count")), tuple(idx))
         graph[skey] = (separate_tile, job, ckeys, [grid.sky_keys[i] for i in idx],
                        grid.statics(idx))
         jobs.append((job, ckeys, skey))

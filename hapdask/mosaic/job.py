@@ -379,7 +379,7 @@ def drizzle_graph(
             g, med_keys, sums = median_tasks(
                 plan_tiles(sep_grid, tile_size, sep_place), sep_grid.shape, sep_inputs, sep,
                 combine, [pl.boxes for pl in sep_place], f"drz-{fp}", scratch,
-                final_planes=max(1, math.ceil(len(chips) / 32)) if reuse else 0)
+                keep_sums=reuse)
             graph.update(g)
             # a final tile is made from the sums only when every chip landing on it was in its
             # separate drizzle (the grown separate tiles' boxes hold the final ones)

@@ -38,8 +38,8 @@ from hapdask.mosaic.wcsio import thread_header_wcs
 from hapdask.profile import timed
 
 __all__ = ["Buffer", "CrJob", "MedianJob", "PackedMask", "TileJob", "assemble_mask",
-           "blot_cr_region", "chip_pixmap", "cte_direction", "drizzle_tile", "exposure_noise",
-           "median_tile",
+           "blot_cr_region", "chip_pixmap", "count_dtype", "cte_direction", "drizzle_tile",
+           "exposure_noise", "median_tile",
            "prepare_chip_region", "read_flat", "reuse_tile", "separate_drizzles", "separate_tile",
            "weight_means"]
 
@@ -361,18 +361,18 @@ def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, cr
 
 
 def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale, ratio, out_wcs,
-                  static=None, crparts=None, pixmap=None) -> None:
+                  static=None, crparts=None, pixmap=None, count=None) -> None:
     got = _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=static,
                        crparts=crparts, pixmap=pixmap)
     if got is None:
         return
     region, data, weight, pm, in_box = got
     _kernel(data, weight, pm, num, den, ctx, window, in_box, params, iscale, ratio, ctx_id,
-            region)
+            region, count=count)
 
 
 def _kernel(data, weight, pm, num, den, ctx, window, in_box, params, iscale, ratio, ctx_id,
-            region, pixfrac=None) -> None:
+            region, pixfrac=None, count=None) -> None:
     from hapdask.drizzle import add_to_tile
 
     with timed("kernel"):
@@ -380,7 +380,7 @@ def _kernel(data, weight, pm, num, den, ctx, window, in_box, params, iscale, rat
                     in_box=in_box, kernel=params.kernel,
                     pixfrac=params.pixfrac if pixfrac is None else pixfrac,
                     iscale=float(iscale), pixel_scale_ratio=float(ratio), ctx_id=int(ctx_id),
-                    in_origin=(region[0], region[2]))
+                    in_origin=(region[0], region[2]), count=count)
 
 
 @dataclass(frozen=True)
@@ -391,8 +391,9 @@ class TileJob:
     the chips passed to :func:`drizzle_tile`); ``cr_boxes`` lists, per chip, the boxes of the
     cosmic-ray mask regions passed with it; ``pixmaps`` per chip its cached pixel map on the
     grid (path or None; empty: none cached).
-    ``sums``: the scratch files of the tile's summed separate drizzles and their context
-    (:func:`separate_tile`), when :func:`reuse_tile` makes the tile from them.
+    ``sums``: the scratch files of the tile's summed separate drizzles and their per-chip
+    contribution counts (:func:`separate_tile`), when :func:`reuse_tile` makes the tile from
+    them; ``sums_ids``: the context ids (chips) of the count planes, in order.
     """
 
     index: tuple[int, int]
@@ -407,6 +408,7 @@ class TileJob:
     cr_boxes: tuple[tuple[Box, ...], ...] = ()
     pixmaps: tuple[str | None, ...] = ()
     sums: tuple[str, str] | None = None
+    sums_ids: tuple[int, ...] = ()
 
 
 def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics: Sequence = (),
@@ -457,49 +459,53 @@ def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, static
     return {"sci": sci, "wht": wht, "ctx": ctx}
 
 
-def _near_radius(pm: np.ndarray) -> int | None:
-    """Chebyshev radius (input pixels) around a cosmic-ray pixel that holds every pixel whose
-    footprint (square kernel, pixfrac 1) can share an output pixel with it, from the map's
-    smallest local scale ``s`` (output pixels per input pixel, sampled every 8 pixels, 10 %
-    margin): both footprints meet the output pixel, whose preimage is at most ``sqrt(2) / s``
-    across, so the two pixels are at most ``1 + sqrt(2) / s`` apart. None when the map has
-    NaN (then the caller drizzles in full).
+def count_dtype(ratios: Sequence[float]) -> np.dtype:
+    """The unsigned integer type of the per-chip contribution counts (:func:`separate_tile`)
+    of chips drizzled with these output / input pixel-scale ratios: wide enough for every
+    pixel of one chip that can overlap one output pixel.
+
+    A square-kernel footprint (pixfrac <= 1) spans at most about one input pixel, and an output
+    pixel ``ratio`` input pixels on a side, so at most ``(ratio x sqrt(2) + 2)**2`` pixels of a
+    chip overlap it (any rotation); the bound used, ``(ceil(1.5 ratio) + 2)**2``, leaves 6 %
+    for distortion (uint8 up to ratio 8.6; HAP's grids have ratios of about 1 or less).
     """
-    g = pm[::8, ::8]
-    if g.shape[0] < 2 or g.shape[1] < 2:
-        g = pm
-        step = 1.0
-    else:
-        step = 8.0
-    # every value finite <=> their sum is (a NaN or inf propagates; a sum of finite positions
-    # could only overflow beyond 1e308, and then the tile is drizzled in full): one pass, no
-    # temporary mask
-    if g.shape[0] < 2 or g.shape[1] < 2 or not math.isfinite(float(pm.sum())):
-        return None
-    ji = (g[:-1, 1:] - g[:-1, :-1]) / step   # d(x, y)/di
-    jj = (g[1:, :-1] - g[:-1, :-1]) / step   # d(x, y)/dj
-    a, c = ji[..., 0], ji[..., 1]
-    b, d = jj[..., 0], jj[..., 1]
-    tot = a * a + b * b + c * c + d * d
-    det = a * d - b * c
-    smin2 = 0.5 * (tot - np.sqrt(np.maximum(tot * tot - 4.0 * det * det, 0.0)))
-    smin = 0.9 * float(np.sqrt(max(float(smin2.min()), 0.0)))
-    if not smin > 0:
-        return None
-    return int(np.floor(1.0 + np.sqrt(2.0) / smin))
+    worst = max([float(r) for r in ratios], default=1.0)
+    n = (math.ceil(1.5 * worst) + 2) ** 2
+    for dt in (np.uint8, np.uint16):
+        if n <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.uint32)
 
 
-def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
-    """Chebyshev dilation of a bool mask by ``r`` pixels (shifted ORs along each axis)."""
-    rows = mask.copy()
-    for k in range(1, min(r, mask.shape[0] - 1) + 1):
-        rows[k:] |= mask[:-k]
-        rows[:-k] |= mask[k:]
-    out = rows.copy()
-    for k in range(1, min(r, mask.shape[1] - 1) + 1):
-        out[:, k:] |= rows[:, :-k]
-        out[:, :-k] |= rows[:, k:]
-    return out
+def _cosmic_ray_inputs(chip, sky, box, params, ratio, parts, static):
+    """:func:`_chip_inputs` for the cosmic-ray pixels of a chip's input box only: ``(region,
+    data, weight, in_box)`` with the data and weight of :func:`prepare_chip_region` at the
+    good pixels of the cosmic-ray masks ``parts`` and 0 elsewhere, or None when the box has
+    none. Only those pixels are prepared (the region's pixels are read, then gathered): the
+    same float32 operations on each pixel, so the same values."""
+    b0, b1, a0, a1 = box
+    region = _grown_box(chip.shape, box)
+    if not parts or region[1] - region[0] < 2 or region[3] - region[2] < 2:
+        return None
+    with timed("read"):
+        idx = np.flatnonzero(region_mask(parts, region))
+        if idx.size == 0:
+            return None
+        sci, err, dq = chip.chip.read(region, err=params.wht_type == "ERR")
+        st = _sub(static, region)
+        n = idx.size
+        if params.wht_type == "IVM":  # read_flat would need the region, not the gathered row
+            raise ValueError("IVM weights: the final drizzle never reuses the separate one")
+        d, w = prepare_chip_region(
+            chip, sky, (0, 1, 0, n), params,
+            static=st.ravel()[idx][None] if st is not None else None, pix_ratio=ratio,
+            pixels=(sci.ravel()[idx][None], err.ravel()[idx][None] if err is not None else None,
+                    dq.ravel()[idx][None]))
+        data = np.zeros(sci.shape, np.float32)
+        weight = np.zeros(sci.shape, np.float32)
+        data.ravel()[idx] = d[0]
+        weight.ravel()[idx] = w[0]
+    return region, data, weight, (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
 
 
 def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics: Sequence = (),
@@ -514,30 +520,30 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
     pixels) instead of every pixel. Sums in another order: SCI and WHT agree with
     :func:`drizzle_tile` to float64 rounding (a float32 ulp at most where they differ).
 
-    The context is exact: an output pixel touched by a chip's cosmic rays keeps the chip's bit
-    only if one of its good pixels near them (:func:`_near_radius`) lands there (those are
-    drizzled for the context only); a pixel left without any bit has no weight (as in
-    :func:`drizzle_tile`, not a rounding residue). When the map has NaN, or where a sum
-    cancels to less than 1e-6 of itself, the tile is drizzled in full (:func:`drizzle_tile`),
-    so the result never depends on a residue.
+    The context is exact: the separate pass counted, per chip and output pixel, the chip's
+    pixels landing there (``dow > 0``, the rule of the context bit); the cosmic-ray pixels'
+    own counts are taken off, and a chip keeps its bit where some of its pixels are left
+    (integers: no rounding). A pixel left without any bit has no weight (as in
+    :func:`drizzle_tile`, not a rounding residue). Where a sum cancels to less than 1e-6 of
+    itself, or a count would go below 0 (the two passes disagree: never expected), the tile is
+    drizzled in full (:func:`drizzle_tile`), so the result never depends on a residue.
 
     ``_separate`` is the tile's :func:`separate_tile` result (the task waits for it).
     """
     from hapdask.drizzle import finalize_tile
+    from hapdask.drizzle.tile import context_mask  # numba module: loaded when a tile runs
 
     y0, y1, x0, x1 = job.window
     th, tw = y1 - y0, x1 - x0
     with timed("read"):
         sums = load_array(job.sums[0], direct=True)
-        ctx_all = load_array(job.sums[1], direct=True)
+        counts = load_array(job.sums[1], direct=True)
     num, den = sums[0], sums[1]
-    planes = ctx_all.shape[0]
+    plane_of = {cid: n for n, cid in enumerate(job.sums_ids)}
     num_c = np.zeros((th, tw))
     den_c = np.zeros((th, tw))
-    ctx_c = np.zeros((planes, th, tw), np.int32)
-    ctx_d = np.zeros_like(ctx_c)
-    junk_n = np.zeros((th, tw))
-    junk_d = np.zeros((th, tw))
+    touched = np.zeros((th, tw), bool)
+    cnt_c = None
     out_wcs = None
     p = job.params
     maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
@@ -545,31 +551,38 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
     for k, (chip, sky) in enumerate(zip(chips, skies, strict=True)):
         if not sky.ok or not crmasks:
             continue
-        if out_wcs is None:
-            out_wcs = thread_header_wcs(job.header)
-        got = _chip_inputs(chip, sky, job.boxes[k], job.window, p, job.ratios[k], out_wcs,
-                           static=statics[k] if statics else None, pixmap=maps.get(k))
+        got = _cosmic_ray_inputs(chip, sky, job.boxes[k], p, job.ratios[k],
+                                 list(zip(job.cr_boxes[k], crmasks[k], strict=True)),
+                                 statics[k] if statics else None)
         if got is None:
             continue
-        region, data, weight, pm, in_box = got
-        parts = list(zip(job.cr_boxes[k], crmasks[k], strict=True))
-        good = weight > 0
-        cr = region_mask(parts, region) & good if parts else None
-        if cr is None or not cr.any():
-            continue
-        r = _near_radius(pm)
-        if r is None:
-            return drizzle_tile(job, chips, skies, statics, crmasks)
-        args = (job.window, in_box, p, job.iscales[k], job.ratios[k], job.ctx_ids[k], region)
-        _kernel(data, np.where(cr, weight, np.float32(0)), pm, num_c, den_c, ctx_c, *args)
-        near = _dilate(cr, r)
-        near &= good
-        near &= ~cr
-        _kernel(data, np.where(near, weight, np.float32(0)), pm, junk_n, junk_d, ctx_d, *args)
+        region, data, weight, in_box = got
+        if out_wcs is None:
+            out_wcs = thread_header_wcs(job.header)
+        with timed("pixmap"):
+            pm = chip_pixmap(chip, out_wcs, region, maps.get(k))
+        if cnt_c is None:
+            cnt_c = np.zeros((th, tw), counts.dtype)
+        else:
+            cnt_c.fill(0)
+        _kernel(data, weight, pm, num_c, den_c, None, job.window, in_box, p, job.iscales[k],
+                job.ratios[k], job.ctx_ids[k], region, count=cnt_c)
+        with timed("finalize"):
+            left = counts[plane_of[job.ctx_ids[k]]]
+            hit = cnt_c > 0
+            if (cnt_c > left).any():
+                return drizzle_tile(job, chips, skies, statics, crmasks)
+            np.subtract(left, cnt_c, out=left)
+            touched |= hit
     with timed("finalize"):
-        ctx = (ctx_all & ~ctx_c) | (ctx_d & ctx_c)
-        touched = ctx_c.any(axis=0)
-        empty = touched & ~ctx.any(axis=0)
+        ctx = np.zeros((job.nplanes, th, tw), np.int32) if job.nplanes else None
+        covered = np.zeros((th, tw), bool)
+        for cid, n in plane_of.items():
+            on = counts[n] > 0
+            covered |= on
+            if ctx is not None:
+                np.bitwise_or(ctx[cid // 32], context_mask(cid), out=ctx[cid // 32], where=on)
+        empty = touched & ~covered
         left = den - den_c
         if (touched & ~empty & (left < 1e-6 * den)).any():
             return drizzle_tile(job, chips, skies, statics, crmasks)
@@ -577,7 +590,7 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
         num[empty] = 0.0
         left[empty] = 0.0
         sci, wht = finalize_tile(num, left, fillval=p.fillval)
-    return {"sci": sci, "wht": wht, "ctx": ctx if job.nplanes else None}
+    return {"sci": sci, "wht": wht, "ctx": ctx}
 
 
 @dataclass(frozen=True)
@@ -588,6 +601,8 @@ class MedianJob:
     ``boxes`` are the input boxes of the chips for ``grown``. ``groups`` lists, per exposure
     (fixed order), the positions of its chips among the chips passed; ``exposures`` the
     exposure's index in the whole stack (for the weight means and minmed's noise terms).
+    ``final_ctx``: per chip, its context id in the final drizzle, when the task keeps the sums
+    and contribution counts :func:`reuse_tile` makes the final tile from (empty: it does not).
     """
 
     index: tuple[int, int]
@@ -605,7 +620,6 @@ class MedianJob:
     scratch: Scratch
     pixmaps: tuple[str | None, ...] = ()
     final_ctx: tuple[int, ...] = ()
-    final_planes: int = 0
 
     @property
     def stack_name(self) -> str:
@@ -624,9 +638,10 @@ def separate_drizzles(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Drizzle each exposure separately onto the grown tile (in memory).
 
-    ``sums``: optional ``(num, den, ctx)`` accumulators of the grown tile (float64, float64,
-    ``(job.final_planes, gy, gx)`` int32), to which every exposure's sums are added in the
-    order of ``job.groups`` and the context bits ``job.final_ctx`` of its chips are set.
+    ``sums``: optional ``(num, den, counts)`` accumulators of the grown tile (float64,
+    float64, ``(len(chips), gy, gx)`` unsigned integers of :func:`count_dtype`), to which every
+    exposure's sums are added in the order of ``job.groups``, and each chip's number of pixels
+    landing on each output pixel (``dow > 0``: those that set its context bit) into its plane.
 
     Returns
     -------
@@ -649,7 +664,7 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     out_wcs = thread_header_wcs(job.header)
     stack = np.zeros((2, len(job.groups), th, tw), np.float32)
     images, weights = stack[0], stack[1]
-    ctx = sums[2] if sums is not None else None
+    counts = sums[2] if sums is not None else None
     maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
                      [k for m in job.groups for k in m if skies[k].ok])
     for e, members in enumerate(job.groups):
@@ -661,10 +676,10 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
             chip, sky = chips[k], skies[k]
             if not sky.ok:
                 continue
-            _drizzle_chip(chip, sky, job.boxes[k], job.grown, job.params, num, den, ctx,
-                          job.final_ctx[k] if ctx is not None else 0,
+            _drizzle_chip(chip, sky, job.boxes[k], job.grown, job.params, num, den, None, 0,
                           job.iscales[k], job.ratios[k], out_wcs,
-                          static=statics[k] if statics else None, pixmap=maps.get(k))
+                          static=statics[k] if statics else None, pixmap=maps.get(k),
+                          count=counts[k] if counts is not None else None)
         with timed("finalize"):
             if sums is not None:
                 np.add(sums[0], num, out=sums[0])
@@ -682,8 +697,9 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     exposure of the whole stack, the sum and count of the positive weights inside the tile
     (not its halo), to reduce into the weight means of ``combine_maskpt``
     (:func:`weight_means`). With ``job.final_ctx``, the tile's (not the halo's) sums of all
-    exposures and their context are kept too (``job.sums_name``: float64 ``(2, ty, tx)`` num
-    and den; ``job.sums_name + "-ctx"``: int32 context planes), for :func:`reuse_tile`.
+    exposures and each chip's contribution counts are kept too (``job.sums_name``: float64
+    ``(2, ty, tx)`` num and den; ``job.sums_name + "-count"``: ``(n chips, ty, tx)`` counts,
+    chip order, :func:`separate_drizzles`), for :func:`reuse_tile`.
     """
     from hapdask.combine.median import weight_sums
 
@@ -692,7 +708,8 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     acc = None
     if job.final_ctx:
         shape = (g1 - g0, h1 - h0)
-        acc = (np.zeros(shape), np.zeros(shape), np.zeros((job.final_planes, *shape), np.int32))
+        acc = (np.zeros(shape), np.zeros(shape),
+               np.zeros((len(chips), *shape), count_dtype(job.ratios)))
     stack = _separate_stack(job, chips, skies, statics, acc)
     with timed("save"):
         job.scratch.save(job.stack_name, stack, direct=True)
@@ -701,7 +718,7 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
         if acc is not None:
             inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
             job.scratch.save(job.sums_name, [acc[0][inner], acc[1][inner]], direct=True)
-            job.scratch.save(job.sums_name + "-ctx", acc[2][(slice(None), *inner)],
+            job.scratch.save(job.sums_name + "-count", acc[2][(slice(None), *inner)],
                              direct=True)
     with timed("wsums"):
         sums, counts = weight_sums(weights[:, y0 - g0:y1 - g0, x0 - h0:x1 - h0])

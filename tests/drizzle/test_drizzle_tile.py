@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -332,3 +334,62 @@ def test_square_tile_skips_only_pixels_that_cannot_land(sparse):
             edge += int((out & near & (weight > 0)).sum())
     assert edge > 100
     assert (den > 0).sum() > 0.5 * (weight > 0).sum()
+
+
+@pytest.mark.parametrize("kernel,pixfrac", [("square", 1.0), ("square", 0.7), ("point", 1.0),
+                                            ("turbo", 0.8), ("gaussian", 0.8)])
+def test_count_is_the_number_of_pixels_setting_the_context_bit(kernel, pixfrac):
+    """``count`` against drizzle C: each input pixel drizzled alone by the C ``Drizzle`` (all
+    other weights 0) sets the context bit where it lands with ``dow > 0``; the count of an
+    output pixel is how many of those single-pixel drizzles set it. Ours comes from one call
+    per tile of a tiling (windows, zero weights), with ctx disabled and enabled (the count must
+    not depend on it). No NaN positions: the C code drops the whole image then."""
+    cres = pytest.importorskip("drizzle.resample")
+    rng = np.random.default_rng(11)
+    ny, nx = 14, 17
+    y, x = np.indices((ny, nx), dtype=np.float64)
+    theta, scale = 0.6, 1.0 / 2.2  # output pixels ~2.2 input pixels wide: counts up to ~9
+    xs = scale * (np.cos(theta) * x - np.sin(theta) * y) + 0.05 * np.sin(x / 3) + 6.3
+    ys = scale * (np.sin(theta) * x + np.cos(theta) * y) + 0.04 * np.cos(y / 4) + 1.7
+    pixmap = np.dstack([xs, ys])
+    data = rng.uniform(1, 5, (ny, nx)).astype(np.float32)
+    weight = rng.uniform(0.5, 2, (ny, nx)).astype(np.float32)
+    weight[7, 2:6] = 0.0
+    out_shape = (12, 14)  # holds the whole footprint (C differs at the frame's edges)
+    want = np.zeros(out_shape, np.int64)
+    for j in range(ny):
+        for i in range(nx):
+            if weight[j, i] == 0:
+                continue
+            one = np.zeros_like(weight)
+            one[j, i] = weight[j, i]
+            d = cres.Drizzle(kernel=kernel, out_shape=out_shape, fillval=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                d.add_image(data, exptime=1.0, pixmap=pixmap, weight_map=one, pixfrac=pixfrac,
+                            pixel_scale_ratio=1 / scale)
+            want += d.out_ctx[0] != 0
+    assert want.max() >= 4 and (want > 0).mean() > 0.3
+    for use_ctx in (False, True):
+        for ys_, xs_ in ((np.r_[0, 12], np.r_[0, 14]), (np.r_[0, 4, 8, 12], np.r_[0, 6, 14])):
+            got = np.zeros(out_shape, np.uint8)
+            ctx = np.zeros((1,) + out_shape, np.int32) if use_ctx else None
+            for a, b in zip(ys_[:-1], ys_[1:], strict=True):
+                for c, e in zip(xs_[:-1], xs_[1:], strict=True):
+                    cnt = np.zeros((b - a, e - c), np.uint8)
+                    add_to_tile(data, weight, pixmap, np.zeros((b - a, e - c)),
+                                np.zeros((b - a, e - c)),
+                                None if ctx is None else np.zeros((1, b - a, e - c), np.int32),
+                                origin=(a, c), kernel=kernel, pixfrac=pixfrac,
+                                pixel_scale_ratio=1 / scale, count=cnt)
+                    got[a:b, c:e] = cnt
+            np.testing.assert_array_equal(got, want)
+
+
+def test_count_rejects_bad_arrays():
+    data, weight, pixmap, out_shape, _ = chip_case(3)
+    num, den = np.zeros(out_shape), np.zeros(out_shape)
+    for bad in (np.zeros(out_shape, np.int32), np.zeros((3, 3), np.uint8),
+                np.zeros(out_shape[::-1], np.uint16).T):
+        with pytest.raises(ValueError, match="count"):
+            add_to_tile(data, weight, pixmap, num, den, None, origin=(0, 0), count=bad)
