@@ -538,7 +538,8 @@ def test_fits_bands_memory_bound_and_missing_tiles(tmp_path, monkeypatch):
     band = tile * nx * 4 * 4
     calls = []
     real = xfits._write_tile_rows
-    monkeypatch.setattr(xfits, "_write_tile_rows", lambda *a: (calls.append(a[1]), real(*a)))
+    monkeypatch.setattr(xfits, "_write_tile_rows",
+                        lambda *a, **k: (calls.append(a[1]), real(*a, **k)))
     monkeypatch.setattr(xfits, "BAND_MEMORY", band + band // 2)  # one band at a time
     by_column = lambda n: sorted(range(n), key=lambda i: (i % 12, i // 12))  # noqa: E731
     got = _write_layer(tmp_path / "b_drz.fits", arrays, tile, bands=True, skip=skip,
