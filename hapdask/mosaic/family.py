@@ -134,7 +134,7 @@ def family_write(job: FamilyJob, inputs: list, outputs: list) -> list[float]:
     for q, (m, (layout, scale)) in enumerate(zip(job.members, outputs, strict=True)):
         result = _finalize(m, accs[q])
         accs[q] = None
-        with timed("write"):
+        with timed("write"):  # the product file's rows (most of the task's system time)
             out.append(_write_tile(layout, job.window, scale, result))
     return out
 
@@ -154,14 +154,13 @@ def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
 
     y0, y1, x0, x1 = job.window
     th, tw = y1 - y0, x1 - x0
-    with timed("alloc"):
-        accs = []
-        for m in job.members:
-            ctx = np.zeros((m.nplanes, th, tw), np.int32) if m.nplanes else None
-            accs.append((np.zeros((th, tw)), np.zeros((th, tw)), ctx))
-        n_c = np.zeros((th, tw))
-        d_c = np.zeros((th, tw))
-        t_c = np.zeros((1, th, tw), np.int32)
+    accs = []
+    for m in job.members:
+        ctx = np.zeros((m.nplanes, th, tw), np.int32) if m.nplanes else None
+        accs.append((np.zeros((th, tw)), np.zeros((th, tw)), ctx))
+    n_c = np.zeros((th, tw))
+    d_c = np.zeros((th, tw))
+    t_c = np.zeros((1, th, tw), np.int32)
     out_wcs = thread_header_wcs(job.members[0].header)
     # each chip's pixel map comes from its first member holding it (all members map the chip
     # onto the same grid with the same footprint: the same boxes and maps)
@@ -190,12 +189,10 @@ def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
                 job.members[q].params.wht_type == "ERR" for q, _ in members))
         # the first member's pixels through the engine's own reader (spans when the map is not
         # cached), which also gives the region, the map and the input box
-        with timed("copy0"):
-            sci0 = sci.copy()
         got = _chip_inputs(chip, skies0[k0], m0.boxes[k0], job.window, m0.params,
                            m0.ratios[k0], out_wcs, static=statics0[k0] if statics0 else None,
                            crparts=parts(q0, k0), pixmap=maps.get(i),
-                           pixels=(sci0, err, dq))
+                           pixels=(sci.copy(), err, dq))
         if got is None:
             continue
         region, data0, weight0, pm, in_box = got
@@ -225,12 +222,10 @@ def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
                                            pix_ratio=m0.ratios[k0], pixels=(sci, err, dq))
         iscale = float(m0.iscales[k0])
         ratio = float(m0.ratios[k0])
-        with timed("fill"):
-            n_c.fill(0.0)
-            d_c.fill(0.0)
-            t_c.fill(0)
-            wc = np.where(common, weights[0], np.float32(0))
-        _kernel(x, wc, pm, n_c, d_c, t_c, job.window,
+        n_c.fill(0.0)
+        d_c.fill(0.0)
+        t_c.fill(0)
+        _kernel(x, np.where(common, weights[0], np.float32(0)), pm, n_c, d_c, t_c, job.window,
                 in_box, m0.params, iscale, ratio, 0, region)
         with timed("family"):
             box = _bbox(t_c[0] != 0)
@@ -253,14 +248,12 @@ def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
                         bit = context_mask(cid)
                         ctx[cid // 32][box] |= np.where(touched, bit, np.int32(0))
         for j, (q, k) in enumerate(members):
-            with timed("extra"):
-                extra = (weights[j] > 0) & ~common
-                if not extra.any():
-                    continue
-                num, den, ctx = accs[q]
-                mq = job.members[q]
-                we = np.where(extra, weights[j], np.float32(0))
-            _kernel(datas[j], we, pm, num, den, ctx,
+            extra = (weights[j] > 0) & ~common
+            if not extra.any():
+                continue
+            num, den, ctx = accs[q]
+            mq = job.members[q]
+            _kernel(datas[j], np.where(extra, weights[j], np.float32(0)), pm, num, den, ctx,
                     job.window, in_box, mq.params, mq.iscales[k], mq.ratios[k], mq.ctx_ids[k],
                     region)
     return accs
