@@ -583,7 +583,8 @@ def _spill_tile(layout: FitsLayout, fb: _FileBands, window: tuple[int, int, int,
     a grid's row). A spilled band's write-back is hinted once, for its whole rows, when its
     last column is written: hinted tile by tile, the pages the tiles share at their seams (a
     tile row is a few pages long: nearly every page) went to the disk twice, once half
-    written (the demo visit's 2.2 GB of products cost 7 GB of disk writes)."""
+    written (7 files of 6015^2 pixels in 1024-pixel tiles from 2 threads, 3.04 GB of data:
+    3.35-4.87 GB dirtied, and 3.04 GB hinted per row; system time median 8.6 -> 7.3 s)."""
     y0, y1, x0, x1 = window
     # beside the file's band writes (never at once: they share pages), unless it has none
     with fb.io if layout.gather else contextlib.nullcontext():
