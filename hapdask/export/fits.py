@@ -24,7 +24,6 @@ only when the file is complete, so a partial FITS file never appears under a fin
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import io
 import mmap
@@ -136,8 +135,6 @@ class FitsLayout:
     bands : bool
         Tiles are assembled into full-width bands of rows in this process and written with
         direct I/O (:func:`create_fits`).
-    gather : bool
-        With ``bands``: False when no tile is held in band memory (:func:`create_fits`).
     inode : tuple of int
         ``(st_dev, st_ino)`` of the temporary file: a band is never written into another file
         made under the same name.
@@ -153,7 +150,6 @@ class FitsLayout:
     primary_size: int
     bands: bool = False
     inode: tuple[int, int] = (0, 0)
-    gather: bool = True
 
 
 def _image_header(base: fits.Header, extname: str, bitpix: int,
@@ -205,7 +201,6 @@ def create_fits(
     nplanes: int = 0,
     hdrtab: bytes | fits.BinTableHDU | None = None,
     bands: bool = False,
-    gather: bool = True,
 ) -> FitsLayout:
     """Create the temporary file of a layer: all headers written, data areas preallocated.
 
@@ -233,15 +228,7 @@ def create_fits(
         bands of rows (the rows of the tiles sharing a window's ``y0, y1``), each written once
         complete, by a background thread, with direct I/O (module docstring). A band holds
         its tile rows' SCI, WHT and CTX until its last tile arrives. False (processes of a
-        cluster): each tile's rows are written at once through the page cache, and their
-        write-back started at once (:func:`start_writeback`).
-    gather : bool
-        With ``bands``: False holds no tile in band memory (for a run whose memory is needed
-        elsewhere: ``hapdask svm``, whose 7 products' rows of tiles would take ~0.5 GB): every
-        tile is written at once through the page cache as a band over :data:`BAND_MEMORY`
-        is, and the write-back of a band's rows is started once, when its last tile is
-        written (hinted tile by tile, the pages the tiles share at their seams, nearly every
-        page of a row of 1024-pixel tiles, go to the disk twice, once half written).
+        cluster): each tile's rows are written at once through the page cache.
 
     Returns
     -------
@@ -306,7 +293,7 @@ def create_fits(
         st = os.fstat(fh.fileno())
     return FitsLayout(str(final), str(tmp), (ny, nx), int(nplanes), sci_offset, wht_offset,
                       ctx_offset, len(pbytes), bands=bool(bands),
-                      inode=(st.st_dev, st.st_ino), gather=bool(gather))
+                      inode=(st.st_dev, st.st_ino))
 
 
 def _pwrite_all(fd: int, buf: memoryview, offset: int) -> None:
@@ -421,10 +408,8 @@ def write_fits_tile(
 
 
 def _write_tile_rows(layout: FitsLayout, window: tuple[int, int, int, int], sci: np.ndarray,
-                     wht: np.ndarray, ctx: np.ndarray | None, hint: bool = True) -> None:
-    """A tile's rows written at once through the page cache (``ctx``: (planes, y, x) int32);
-    ``hint``: start their write-back (:func:`start_writeback`: the whole rows ``y0:y1`` of
-    every data plane)."""
+                     wht: np.ndarray, ctx: np.ndarray | None) -> None:
+    """A tile's rows written at once through the page cache (``ctx``: (planes, y, x) int32)."""
     y0, y1, x0, x1 = window
     ny, nx = layout.shape
     fd = os.open(layout.tmp, os.O_WRONLY | _NOFOLLOW)
@@ -434,17 +419,10 @@ def _write_tile_rows(layout: FitsLayout, window: tuple[int, int, int, int], sci:
         if ctx is not None:
             _write_rows(fd, layout.ctx_offset, nx, window, ctx, ">i4",
                         plane_stride=ny * nx * 4, skip_zero_rows=True)
+        band = (y1 - y0) * nx * 4  # the tile's rows in each extension (other tiles' too)
+        start_writeback(layout.tmp, [(s + y0 * nx * 4, band) for s in _plane_offsets(layout)])
     finally:
         os.close(fd)
-    if hint:
-        _hint_rows(layout, y0, y1)
-
-
-def _hint_rows(layout: FitsLayout, y0: int, y1: int) -> None:
-    """:func:`start_writeback` of the rows ``y0:y1`` of every data plane (other tiles' too)."""
-    nx = layout.shape[1]
-    band = (y1 - y0) * nx * 4
-    start_writeback(layout.tmp, [(s + y0 * nx * 4, band) for s in _plane_offsets(layout)])
 
 
 def _plane_offsets(layout: FitsLayout) -> list[int]:
@@ -502,9 +480,7 @@ class _FileBands:
         self.lock = threading.Lock()
         self.io = threading.Lock()  # a band's writes, or a tile's written on its own
         self.bands: dict[tuple[int, int], _Band] = {}
-        # bands written tile by tile (over the memory bound): the columns written so far, or
-        # None once complete (their write-back hinted)
-        self.spilled: dict[tuple[int, int], np.ndarray | None] = {}
+        self.spilled: set[tuple[int, int]] = set()  # bands written tile by tile
         self.pending = 0  # complete bands queued or being written
         self.done = threading.Condition(self.lock)
         self.error: BaseException | None = None
@@ -543,20 +519,19 @@ def _add_to_band(layout: FitsLayout, window: tuple[int, int, int, int], sci: np.
     ny, nx = layout.shape
     with fb.lock:
         band = fb.bands.get((y0, y1))
-        spilled = (y0, y1) in fb.spilled
-        if band is None and not spilled and not any(
+        if band is None and (y0, y1) not in fb.spilled and not any(
                 a < y1 and y0 < b for a, b in [*fb.bands, *fb.spilled]):  # a grid's row
             nbytes = (y1 - y0) * nx * 4 * (2 + layout.nplanes)
             with _FILES_LOCK:
-                fits_in = layout.gather and _HELD[0] + nbytes <= BAND_MEMORY
+                fits_in = _HELD[0] + nbytes <= BAND_MEMORY
                 _HELD[0] += nbytes if fits_in else 0
             if fits_in:
                 band = fb.bands[(y0, y1)] = _Band(layout, y0, y1)
             else:
-                fb.spilled[(y0, y1)] = np.zeros(nx, dtype=bool)
-                spilled = True
+                fb.spilled.add((y0, y1))
     if band is None:  # over the memory bound, or not a grid's row
-        _spill_tile(layout, fb, window, sci, wht, ctx, spilled)
+        with fb.io:
+            _write_tile_rows(layout, window, sci, wht, ctx)
         return
     planes = [sci, wht] + ([] if ctx is None else list(ctx))
     for buf, tile, dtype in zip(band.planes, planes, [">f4", ">f4"] + [">i4"] * layout.nplanes,
@@ -574,34 +549,6 @@ def _add_to_band(layout: FitsLayout, window: tuple[int, int, int, int], sci: np.
                                             name="hapdask-fits-bands")
             _BAND_THREAD.start()
     _BAND_QUEUE.put((layout, fb, band))
-
-
-def _spill_tile(layout: FitsLayout, fb: _FileBands, window: tuple[int, int, int, int],
-                sci: np.ndarray, wht: np.ndarray, ctx: np.ndarray | None,
-                spilled: bool) -> None:
-    """A tile written at once through the page cache (its band over the memory bound, or not
-    a grid's row). A spilled band's write-back is hinted once, for its whole rows, when its
-    last column is written: hinted tile by tile, the pages the tiles share at their seams (a
-    tile row is a few pages long: nearly every page) went to the disk twice, once half
-    written (7 files of 6015^2 pixels in 1024-pixel tiles from 2 threads, 3.04 GB of data:
-    3.35-4.87 GB dirtied, and 3.04 GB hinted per row; system time median 8.6 -> 7.3 s)."""
-    y0, y1, x0, x1 = window
-    # beside the file's band writes (never at once: they share pages), unless it has none
-    with fb.io if layout.gather else contextlib.nullcontext():
-        _write_tile_rows(layout, window, sci, wht, ctx, hint=not spilled)
-    if not spilled:
-        return
-    with fb.lock:
-        columns = fb.spilled.get((y0, y1))
-        if columns is None:  # complete already (a tile written again): hinted then
-            complete = False
-        else:
-            columns[x0:x1] = True
-            complete = bool(columns.all())
-            if complete:
-                fb.spilled[(y0, y1)] = None
-    if complete:
-        _hint_rows(layout, y0, y1)
 
 
 def _band_writer() -> None:

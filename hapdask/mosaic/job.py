@@ -233,7 +233,6 @@ def drizzle_graph(
     early: Callable[[dict, list], None] | None = None,
     pool: Executor | None = None,
     grid: OutputGrid | None = None,
-    bands: bool = False,
 ) -> DrizzleGraph:
     """The Dask graph of one :func:`drizzle` job, to be computed alone or merged into a bigger
     graph (``hapdask svm`` computes a visit's products as one graph).
@@ -273,11 +272,6 @@ def drizzle_graph(
         The final grid itself, used as given instead of the one the ``final_*`` parameters
         build from the job's first chip (``hapdask svm`` puts every product of a detector on
         one visit grid: the same WCS object, so the products share their pixel maps).
-    bands : bool
-        Every tile of the product is written by this process (the local threaded scheduler):
-        each tile's rows are written through the page cache at once, and their write-back is
-        started once per complete row of tiles (:func:`hapdask.export.fits.create_fits`
-        ``bands=True, gather=False``; the same bytes).
 
     Returns
     -------
@@ -417,7 +411,7 @@ def drizzle_graph(
         head_key = (f"drz-header-{fp}",)
         graph[head_key] = (_create_product, final_path, filename, final_grid, chips, primaries,
                            sci_headers, final, nplanes, p.changed(), int(reserve_cards),
-                           bool(bands), *sky_keys)
+                           *sky_keys)
         scale = 1.0 if final.units == "cps" else texptime
         keys = []
         for t in tiles:
@@ -550,7 +544,7 @@ def reuses_separate(p: AstroDrizzleParams, sep_grid: OutputGrid | None,
 
 
 def _create_product(final_path, filename, grid, chips, primaries, sci_headers, final, nplanes,
-                    changed, reserve, bands, *skies) -> xfits.FitsLayout:
+                    changed, reserve, *skies) -> xfits.FitsLayout:
     """The product's temporary file with every header (they hold the sky levels)."""
     sky = {c.key: s for c, s in zip(chips, skies, strict=True)}
     with warnings.catch_warnings():
@@ -562,8 +556,7 @@ def _create_product(final_path, filename, grid, chips, primaries, sci_headers, f
                 hdrs[name].append(fits.Card(), useblanks=False, bottom=True)
         return xfits.create_fits(final_path, grid.shape, primary=hdrs["primary"],
                                  sci=hdrs["sci"], wht=hdrs["wht"], ctx=hdrs["ctx"],
-                                 nplanes=nplanes, hdrtab=hdrs["hdrtab"], bands=bands,
-                                 gather=False)
+                                 nplanes=nplanes, hdrtab=hdrs["hdrtab"])
 
 
 def _finish_product(layout, chip_keys, labels, p, notes, timings, crmasks, n_sky, *rest

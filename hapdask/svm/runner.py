@@ -290,10 +290,7 @@ def _drizzle_graph(job: DrizzleJob, staging: str, state: DetectorState,
                          wcs_updates=state.headers(), crmasks=masks or None, after=after,
                          pixmaps=pixmaps, reserve_cards=RESERVE_CARDS, grid=state.grid,
                          early=early, pool=early.pool if early is not None else None,
-                         reuse_separate=reuse_separate,
-                         # local threads (``early`` then exists): this process writes every
-                         # tile, so the products' write-back is started per row of tiles
-                         bands=early is not None)
+                         reuse_separate=reuse_separate)
 
 
 def _families(jobs: list[DrizzleJob]) -> list[list[str]]:

@@ -538,8 +538,7 @@ def test_fits_bands_memory_bound_and_missing_tiles(tmp_path, monkeypatch):
     band = tile * nx * 4 * 4
     calls = []
     real = xfits._write_tile_rows
-    monkeypatch.setattr(xfits, "_write_tile_rows",
-                        lambda *a, **k: (calls.append(a[1]), real(*a, **k)))
+    monkeypatch.setattr(xfits, "_write_tile_rows", lambda *a: (calls.append(a[1]), real(*a)))
     monkeypatch.setattr(xfits, "BAND_MEMORY", band + band // 2)  # one band at a time
     by_column = lambda n: sorted(range(n), key=lambda i: (i % 12, i // 12))  # noqa: E731
     got = _write_layer(tmp_path / "b_drz.fits", arrays, tile, bands=True, skip=skip,
@@ -547,47 +546,6 @@ def test_fits_bands_memory_bound_and_missing_tiles(tmp_path, monkeypatch):
     assert got == ref
     assert calls  # some tiles went the tile-by-tile way
     assert xfits._HELD[0] == 0  # every band's memory accounted back
-
-
-@pytest.mark.parametrize("gather", [False, True])
-def test_fits_rows_writeback_hinted_once_complete(tmp_path, monkeypatch, gather):
-    """Tiles written at once through the page cache in a single-process layout (``bands=True``
-    with ``gather=False``, or bands over :data:`BAND_MEMORY`) hint the write-back of their row
-    of tiles once, when its last tile is written: whole rows of every data plane, never a row
-    half written (its seam pages would go to the disk twice). No tile is held (no band made);
-    the bytes are the tile-by-tile writer's."""
-    calls = []
-    monkeypatch.setattr(xfits, "start_writeback", lambda path, ranges: calls.append(ranges))
-    if gather:
-        monkeypatch.setattr(xfits, "BAND_MEMORY", 0)  # every band over the bound
-    monkeypatch.setattr(xfits, "_Band", None)  # must not be made
-    ny, nx, tile, nplanes = 301, 1500, 128, 2
-    sci, wht, ctx = _layer_arrays(ny, nx, nplanes)
-    path = tmp_path / "h_drz.fits"
-    layout = xfits.create_fits(path, (ny, nx), primary=fits.Header({"MEANWHT": 0.0}),
-                               sci=_wcs_header(ny, nx), nplanes=nplanes, bands=True,
-                               gather=gather,
-                               hdrtab=headers.hdrtab([{"ROOTNAME": "a", "EXPTIME": 1.0}]))
-    planes = [layout.sci_offset, layout.wht_offset] + [
-        layout.ctx_offset + p * ny * nx * 4 for p in range(nplanes)]
-    rows = {}
-    for t in _tiles(ny, nx, tile):
-        rows.setdefault(t[1][:2], []).append(t[1])
-    for (y0, y1), windows in sorted(rows.items(), reverse=True):  # any order of rows
-        for k, (a, b, x0, x1) in enumerate(windows[::-1]):
-            xfits.write_fits_tile(layout, (a, b, x0, x1), sci[a:b, x0:x1], wht[a:b, x0:x1],
-                                  ctx[:, a:b, x0:x1])
-            if k < len(windows) - 1:
-                assert calls == []
-        assert calls == [[(off + y0 * nx * 4, (y1 - y0) * nx * 4) for off in planes]]
-        calls.clear()
-    xfits.write_fits_tile(layout, windows[0], sci[:tile, :tile], wht[:tile, :tile],
-                          ctx[:, :tile, :tile])  # a tile written again: no second hint
-    assert calls == []
-    assert xfits._HELD[0] == 0
-    got = xfits.finalize_fits(layout, {"MEANWHT": 2.5}).read_bytes()
-    monkeypatch.undo()
-    assert got == _write_layer(tmp_path / "ref_drz.fits", (sci, wht, ctx), tile, bands=False)
 
 
 def test_fits_bands_of_an_abandoned_file_never_written(tmp_path):

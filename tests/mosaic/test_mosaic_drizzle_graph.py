@@ -85,35 +85,3 @@ def test_two_jobs_one_graph_and_reserved_cards(acs_exposure, tmp_path):
     with fits.open(path) as hdul:
         assert hdul[0].header["HAPK19"] == 19.0
         assert hdul["SCI"].header["S_REGION"].startswith("POLYGON ICRS")
-
-
-def test_bands_product_same_file_writeback_per_row_of_tiles(acs_exposure, tmp_path,
-                                                             monkeypatch):
-    """``bands=True`` (one process writes every tile: ``hapdask svm`` on local threads) writes
-    the same product, and hints the write-back of each row of tiles once, when it is complete,
-    instead of once per tile (no tile held in memory: no band is made)."""
-    from hapdask.export import fits as xfits
-
-    hints: dict[str, list] = {}
-    monkeypatch.setattr(xfits, "start_writeback",
-                        lambda path, ranges: hints.setdefault(path, []).append(ranges[0]))
-    monkeypatch.setattr(xfits, "_Band", None)  # must not be made
-    params = {"final_wcs": True, "final_scale": 0.1}
-    out = {}
-    for bands in (False, True):
-        job = drizzle_graph([acs_exposure], tmp_path / f"b{bands:d}", params=params,
-                            tile_size=128, bands=bands)
-        out[bands] = local_compute(job.graph, [job.done])[0].output
-        job.scratch.remove()
-    with fits.open(out[False]) as a, fits.open(out[True]) as b:
-        for ext in ("SCI", "WHT", "CTX"):
-            assert np.array_equal(a[ext].data, b[ext].data, equal_nan=True), ext
-        ny, nx = a["SCI"].data.shape
-        sci_offset = a["SCI"].fileinfo()["datLoc"]
-    rows = -(-ny // 128)
-    tiles = rows * -(-nx // 128)
-    assert rows < tiles
-    by_tile, by_row = (sorted(hints[str(xfits.temporary_name(out[b]))]) for b in (False, True))
-    assert len(by_tile) == tiles
-    assert by_row == [(sci_offset + y0 * nx * 4, min(128, ny - y0) * nx * 4)
-                      for y0 in range(0, ny, 128)]
