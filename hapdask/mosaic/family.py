@@ -134,7 +134,8 @@ def family_write(job: FamilyJob, inputs: list, outputs: list) -> list[float]:
     for q, (m, (layout, scale)) in enumerate(zip(job.members, outputs, strict=True)):
         result = _finalize(m, accs[q])
         accs[q] = None
-        out.append(_write_tile(layout, job.window, scale, result))
+        with timed("write"):  # the product file's rows (most of the task's system time)
+            out.append(_write_tile(layout, job.window, scale, result))
     return out
 
 
