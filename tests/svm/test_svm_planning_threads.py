@@ -174,3 +174,44 @@ def test_early_hand_overs_computed_in_turn():
     for t0, t1, _ in spans:
         ends = [e for e in ends if e > t0] + [t1]
         assert len(ends) <= 2
+
+
+def _ancestors(graph: dict, key) -> set:
+    """Every task ``key`` depends on, directly or through others."""
+    seen: set = set()
+    todo = [key]
+    while todo:
+        for d in get_dependencies(graph, todo.pop()):
+            if d not in seen:
+                seen.add(d)
+                todo.append(d)
+    return seen
+
+
+def test_catalog_inputs_before_exposure_readers(sim, tmp_path):
+    """The catalogs (the visit's longest task) start once the total and filter products carry
+    their keywords; the exposure products' readers (footprint, S_REGION, preview) wait for
+    these, so that with product families (every product finished at about the same time)
+    they run beside the catalogs instead of delaying them. Without catalogs, nothing waits."""
+    p, states = _aligned_visit(sim)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    for catalogs in (True, False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph, keys, jobs = runner.products_graph(p, states, str(staging),
+                                                      catalogs=catalogs)
+        for j in jobs:
+            j.scratch.remove()
+        for det in p.detectors:
+            products = runner._jobs(det, p.exposures)
+            first = {("svm-keywords", j.name) for j in products if j.level != "exposure"}
+            cat = ("svm-catalogs", det.drizzle_name)
+            if catalogs:
+                assert first <= _ancestors(graph, cat)
+            exposures = [j for j in products if j.level == "exposure"]
+            assert exposures
+            for j in exposures:
+                for kind in ("svm-keywords-footprint", "svm-keywords-sregion", "svm-preview"):
+                    before = _ancestors(graph, (kind, j.name))
+                    assert (first <= before) == catalogs, (kind, j.name, catalogs)
