@@ -524,13 +524,19 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     exposure, filter and total products) get their final tiles from one drizzle pass per chip
     and tile (:mod:`hapdask.mosaic.family`; equal to their own drizzles to float32 rounding).
 
-    Returns the graph, its named keys (``drizzle``, ``catalogs``, ``previews``) and the
+    With catalogs, the catalogs and their inputs' tasks have a priority (``priority``: key
+    -> int, for :func:`hapdask.scheduling.local_compute`): when a thread is free, the catalogs
+    start before any other ready task, the total and filter products' readers and keywords
+    next.
+
+    Returns the graph, its named keys (``drizzle``, ``catalogs``, ``previews``; ``priority``
+    a mapping) and the
     :class:`~hapdask.mosaic.job.DrizzleGraph` of each product (remove their scratch after the
     compute).
     """
     exps = p.exposures
     graph: dict = {}
-    keys: dict = {"drizzle": [], "catalogs": [], "previews": []}
+    keys: dict = {"drizzle": [], "catalogs": [], "previews": [], "priority": {}}
     jobs_made: list[DrizzleGraph] = []
     pixmaps: dict = {}  # a chip's pixel map on the grid, shared by the products
     before = None
@@ -585,6 +591,10 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             k = ("svm-keywords", job.name)
             graph[k] = (_product_task, job, staging, exps, skey, done, fk_, rk,
                         *([pk] if previews else []))
+            if gate and job.level != "exposure":
+                # the catalogs' inputs before other ready tasks (local threads)
+                keys["priority"].update(dict.fromkeys([dg.done, fk_, rk, k] + (
+                    [pk] if previews else []), 1))
             if job.level == "filter":
                 filter_keys[job.name] = k
             elif job.level == "total":
@@ -602,6 +612,7 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             graph[ck] = (_catalog_task, det.key, staging, exps, fpaths, skey, wait, total_key,
                          *fk)
             keys["catalogs"].append(ck)
+            keys["priority"][ck] = 2  # started as soon as it is ready (local threads)
             before = ck
         if previews:
             ck = ("svm-color", det.drizzle_name)
@@ -809,7 +820,8 @@ def run(
                 try:
                     t1 = time.perf_counter()
                     want = keys["drizzle"] + keys["catalogs"] + keys["previews"] + [hkey]
-                    values = dict(zip(want, compute(graph, want, False), strict=True))
+                    values = dict(zip(want, compute(graph, want, False,
+                                                    priority=keys["priority"]), strict=True))
                 finally:
                     for j in jobs:
                         j.scratch.remove()

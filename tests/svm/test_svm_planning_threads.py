@@ -207,11 +207,18 @@ def test_catalog_inputs_before_exposure_readers(sim, tmp_path):
             products = runner._jobs(det, p.exposures)
             first = {("svm-keywords", j.name) for j in products if j.level != "exposure"}
             cat = ("svm-catalogs", det.drizzle_name)
+            prio = keys["priority"]
             if catalogs:
                 assert first <= _ancestors(graph, cat)
+                # on local threads: the catalogs first when ready, then their inputs' tasks
+                assert prio[cat] > max(prio.get(k, 0) for k in _ancestors(graph, cat))
+                assert all(prio.get(k, 0) > 0 for k in first)
+            else:
+                assert not prio
             exposures = [j for j in products if j.level == "exposure"]
             assert exposures
             for j in exposures:
                 for kind in ("svm-keywords-footprint", "svm-keywords-sregion", "svm-preview"):
                     before = _ancestors(graph, (kind, j.name))
                     assert (first <= before) == catalogs, (kind, j.name, catalogs)
+                    assert prio.get((kind, j.name), 0) == 0
