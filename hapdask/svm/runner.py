@@ -814,9 +814,11 @@ def run(
                     graph, keys, jobs = products_graph(
                         p, states_by, str(staging), previews=previews, catalogs=catalogs,
                         early=_client is None, family=family)
-                # headerlets need only the alignment: they are made while the products are
+                # headerlets need only the alignment: they are made while the products are,
+                # when a thread has nothing else to do (beside the catalogs, on local threads)
                 hkey = ("svm-headerlets", p.manifest)
                 graph[hkey] = (_headerlets, p, alignment, staging)
+                keys["priority"][hkey] = -1
                 try:
                     t1 = time.perf_counter()
                     want = keys["drizzle"] + keys["catalogs"] + keys["previews"] + [hkey]
