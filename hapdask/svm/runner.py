@@ -26,10 +26,11 @@
     ("svm-headerlets", poller)  a headerlet per exposure (needs only the alignment)
 
 Exposure, filter and total products run side by side on the graph's threads; only the total's
-reading of its filter products' cosmic-ray masks waits for them. With catalogs, the exposure
-products' readers (footprint, ``S_REGION``, preview) wait for the total and filter products'
-keywords, so that the catalogs start first and these run beside them. ``--profile`` shows the time
-per stage (``hapdask.profile``; ``keywords``, ``catalogs`` and ``preview`` are SVM's stages).
+reading of its filter products' cosmic-ray masks waits for them. With catalogs (on local
+threads), the catalogs and the total and filter products' readers and keywords have priority
+over other ready tasks, so that the catalogs start first and the exposure products' readers
+run beside them. ``--profile`` shows the time per stage (``hapdask.profile``; ``keywords``,
+``catalogs`` and ``preview`` are SVM's stages).
 Everything is written
 into a private staging directory inside the output directory and moved to its final name only at
 the end, after checking that no file of the same name exists: nothing the user had is
@@ -508,31 +509,31 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
 
     Keys: the engine's tasks of every drizzle product (``drz-...``: sky, separate drizzles,
     medians, cosmic rays, final tiles, writes), ``("svm-keywords", name)`` HAP's keywords of a
-    finished product, ``("svm-catalogs", det)``, ``("svm-preview", name)`` and ``("svm-color",
-    det)``. Exposure and filter products have no dependency between them; a total reads its
-    filter products' cosmic-ray masks, so its mask tasks wait for those files (its sky and pixel
-    work do not). Catalogs hold whole images: they start once their detector's total and filter
-    products are made and carry their keywords, and run one detector at a time; the exposure
-    products' readers (footprint, ``S_REGION``, preview: ``svm-gate``) wait for those keywords,
-    so that they run beside the catalogs rather than before them (with product families every
-    product of a detector is finished at about the same time). The pixel maps of every product
-    are computed here (in threads), before the graph runs, once per chip and grid (the exposure,
-    filter and total products of a detector share them); with ``early`` (local threads), the
-    products' static masks and sky levels are computed meanwhile on the threads that place the
-    chips, and their values replace their tasks in the graph. With ``family`` (default), the
-    products of a detector drizzled with the same kernel, pixfrac and weights (HAP's ACS/WFC
-    exposure, filter and total products) get their final tiles from one drizzle pass per chip
-    and tile (:mod:`hapdask.mosaic.family`; equal to their own drizzles to float32 rounding).
+    finished product, ``("svm-catalogs", det)``, ``("svm-preview", name)`` and
+    ``("svm-color", det)``. Exposure and filter products have no dependency between them; a
+    total reads its filter products' cosmic-ray masks, so its mask tasks wait for those files
+    (its sky and pixel work do not). Catalogs hold whole images: they start once their
+    detector's total and filter products are made (while its exposure products are still being
+    drizzled on the other threads) and run one detector at a time. The pixel maps of every product
+    are computed here (in threads), before the graph runs, once per chip and grid (the
+    exposure, filter and total products of a detector share them); with ``early`` (local
+    threads), the products' static masks and sky levels are computed meanwhile on the threads
+    that place the chips, and their values replace their tasks in the graph. With ``family``
+    (default), the products of a detector drizzled with the same kernel, pixfrac and weights
+    (HAP's ACS/WFC exposure, filter and total products) get their final tiles from one
+    drizzle pass per chip and tile (:mod:`hapdask.mosaic.family`; equal to their own drizzles
+    to float32 rounding).
 
     With catalogs, the catalogs and their inputs' tasks have a priority (``priority``: key
     -> int, for :func:`hapdask.scheduling.local_compute`): when a thread is free, the catalogs
     start before any other ready task, the total and filter products' readers and keywords
-    next.
+    next, so that the exposure products' readers (footprint, ``S_REGION``, preview) run
+    beside the catalogs rather than before them (with product families every product of a
+    detector is finished at about the same time).
 
-    Returns the graph, its named keys (``drizzle``, ``catalogs``, ``previews``; ``priority``
-    a mapping) and the
-    :class:`~hapdask.mosaic.job.DrizzleGraph` of each product (remove their scratch after the
-    compute).
+    Returns the graph, its named keys (``drizzle``, ``catalogs``, ``previews``; ``priority``:
+    a mapping) and the :class:`~hapdask.mosaic.job.DrizzleGraph` of each product (remove their
+    scratch after the compute).
     """
     exps = p.exposures
     graph: dict = {}
@@ -563,36 +564,26 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             # one drizzle pass per chip for the family's products (else each its own)
             family_tasks([planned[m] for m in names], [graphs[m] for m in names],
                          f"svm-family-{det.drizzle_name}-{n}")
-        # the catalogs' inputs first: the exposure products' readers (footprint, S_REGION,
-        # preview) wait for the total and filter products' keywords, so that the catalogs
-        # (the visit's longest task) start as soon as these are made, with the exposure
-        # products' readers beside them (with product families, every product of the
-        # detector is finished at about the same time)
-        gate = tuple(("svm-keywords", j.name) for j in jobs
-                     if j.level != "exposure") if catalogs else ()
         for job in jobs:
             dg = planned[job.name]
             jobs_made.append(dg)
             graph.update(graphs[job.name])
-            done = dg.done
-            if gate and job.level == "exposure":
-                done = ("svm-gate", job.name)
-                graph[done] = (_after, dg.done, *gate)
             # the preview and the keywords from the pixels read the finished product side
             # by side; then the keywords are written into it
             fk_ = ("svm-keywords-footprint", job.name)
-            graph[fk_] = (_footprint_task, job, exps, skey, done)
+            graph[fk_] = (_footprint_task, job, exps, skey, dg.done)
             rk = ("svm-keywords-sregion", job.name)
-            graph[rk] = (_s_region_task, skey, done)
+            graph[rk] = (_s_region_task, skey, dg.done)
             pk = ("svm-preview", job.name)
             if previews:
-                graph[pk] = (_preview_task, done, staging, job.level == "filter")
+                graph[pk] = (_preview_task, dg.done, staging, job.level == "filter")
                 keys["previews"].append(pk)
             k = ("svm-keywords", job.name)
-            graph[k] = (_product_task, job, staging, exps, skey, done, fk_, rk,
+            graph[k] = (_product_task, job, staging, exps, skey, dg.done, fk_, rk,
                         *([pk] if previews else []))
-            if gate and job.level != "exposure":
-                # the catalogs' inputs before other ready tasks (local threads)
+            if catalogs and job.level != "exposure":
+                # the catalogs' inputs before other ready tasks (local threads): with product
+                # families every product of a detector is finished at about the same time
                 keys["priority"].update(dict.fromkeys([dg.done, fk_, rk, k] + (
                     [pk] if previews else []), 1))
             if job.level == "filter":
@@ -657,11 +648,6 @@ def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
 def _barrier(*_done) -> None:
     """A task that completes when its dependencies have (ordering only)."""
     return None
-
-
-def _after(value: object, *_done: object) -> object:
-    """``value`` once the tasks ``_done`` are computed too (ordering only)."""
-    return value
 
 
 # -- run -------------------------------------------------------------------------------------

@@ -188,14 +188,17 @@ def _ancestors(graph: dict, key) -> set:
     return seen
 
 
-def test_catalog_inputs_before_exposure_readers(sim, tmp_path):
+def test_catalogs_and_their_inputs_first(sim, tmp_path):
     """The catalogs (the visit's longest task) start once the total and filter products carry
-    their keywords; the exposure products' readers (footprint, S_REGION, preview) wait for
-    these, so that with product families (every product finished at about the same time)
-    they run beside the catalogs instead of delaying them. Without catalogs, nothing waits."""
+    their keywords. With product families every product is finished at about the same time:
+    on local threads, the catalogs and the tasks of their inputs (done, readers, keywords)
+    have priority over the exposure products' readers (footprint, S_REGION, preview), which
+    then run beside the catalogs instead of delaying them; no dependency is added. Without
+    catalogs, nothing has a priority."""
     p, states = _aligned_visit(sim)
     staging = tmp_path / "staging"
     staging.mkdir()
+    graphs = {}
     for catalogs in (True, False):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -203,22 +206,32 @@ def test_catalog_inputs_before_exposure_readers(sim, tmp_path):
                                                       catalogs=catalogs)
         for j in jobs:
             j.scratch.remove()
+        graphs[catalogs] = graph
+        prio = keys["priority"]
+        if not catalogs:
+            assert not prio
+            continue
         for det in p.detectors:
             products = runner._jobs(det, p.exposures)
             first = {("svm-keywords", j.name) for j in products if j.level != "exposure"}
             cat = ("svm-catalogs", det.drizzle_name)
-            prio = keys["priority"]
-            if catalogs:
-                assert first <= _ancestors(graph, cat)
-                # on local threads: the catalogs first when ready, then their inputs' tasks
-                assert prio[cat] > max(prio.get(k, 0) for k in _ancestors(graph, cat))
-                assert all(prio.get(k, 0) > 0 for k in first)
-            else:
-                assert not prio
-            exposures = [j for j in products if j.level == "exposure"]
-            assert exposures
-            for j in exposures:
-                for kind in ("svm-keywords-footprint", "svm-keywords-sregion", "svm-preview"):
-                    before = _ancestors(graph, (kind, j.name))
-                    assert (first <= before) == catalogs, (kind, j.name, catalogs)
-                    assert prio.get((kind, j.name), 0) == 0
+            before = _ancestors(graph, cat)
+            assert first <= before
+            # the catalogs first when ready, then the tasks of their inputs
+            assert prio[cat] > max(prio.get(k, 0) for k in before)
+            for j in products:
+                readers = [(kind, j.name) for kind in ("svm-keywords-footprint",
+                                                       "svm-keywords-sregion", "svm-preview",
+                                                       "svm-keywords")]
+                if j.level == "exposure":
+                    assert all(prio.get(k, 0) == 0 for k in readers)
+                else:
+                    assert all(prio[k] > 0 for k in readers)
+    # the same tasks and dependencies with or without the catalogs' priorities
+    plain = {k: v for k, v in graphs[False].items()}
+    with_cat = {k: v for k, v in graphs[True].items() if k[0] not in ("svm-catalogs",
+                                                                       "svm-drizzled")}
+    assert set(plain) == set(with_cat)
+    for k in plain:
+        assert ({str(d) for d in get_dependencies(plain, k)}
+                == {str(d) for d in get_dependencies(with_cat, k)}), k
