@@ -527,9 +527,10 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     With catalogs, the catalogs and their inputs' tasks have a priority (``priority``: key
     -> int, for :func:`hapdask.scheduling.local_compute`): when a thread is free, the catalogs
     start before any other ready task, the total and filter products' readers and keywords
-    next, so that the exposure products' readers (footprint, ``S_REGION``, preview) run
-    beside the catalogs rather than before them (with product families every product of a
-    detector is finished at about the same time).
+    next; the exposure products' finishing and readers (footprint, ``S_REGION``, preview)
+    come after every other task, so that they run beside the catalogs rather than before
+    them (with product families every product of a detector is finished at about the same
+    time).
 
     Returns the graph, its named keys (``drizzle``, ``catalogs``, ``previews``; ``priority``:
     a mapping) and the :class:`~hapdask.mosaic.job.DrizzleGraph` of each product (remove their
@@ -581,11 +582,12 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             k = ("svm-keywords", job.name)
             graph[k] = (_product_task, job, staging, exps, skey, dg.done, fk_, rk,
                         *([pk] if previews else []))
-            if catalogs and job.level != "exposure":
-                # the catalogs' inputs before other ready tasks (local threads): with product
-                # families every product of a detector is finished at about the same time
+            if catalogs:
+                # the catalogs' inputs before other ready tasks, the exposure products' readers
+                # after every other (local threads; with product families every product of a
+                # detector is finished at about the same time)
                 keys["priority"].update(dict.fromkeys([dg.done, fk_, rk, k] + (
-                    [pk] if previews else []), 1))
+                    [pk] if previews else []), -1 if job.level == "exposure" else 1))
             if job.level == "filter":
                 filter_keys[job.name] = k
             elif job.level == "total":
