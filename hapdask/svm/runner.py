@@ -26,11 +26,8 @@
     ("svm-headerlets", poller)  a headerlet per exposure (needs only the alignment)
 
 Exposure, filter and total products run side by side on the graph's threads; only the total's
-reading of its filter products' cosmic-ray masks waits for them. With catalogs (on local
-threads), the catalogs and the total and filter products' readers and keywords have priority
-over other ready tasks, so that the catalogs start first and the exposure products' readers
-run beside them. ``--profile`` shows the time per stage (``hapdask.profile``; ``keywords``,
-``catalogs`` and ``preview`` are SVM's stages).
+reading of its filter products' cosmic-ray masks waits for them. ``--profile`` shows the time
+per stage (``hapdask.profile``; ``keywords``, ``catalogs`` and ``preview`` are SVM's stages).
 Everything is written
 into a private staging directory inside the output directory and moved to its final name only at
 the end, after checking that no file of the same name exists: nothing the user had is
@@ -524,21 +521,13 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     drizzle pass per chip and tile (:mod:`hapdask.mosaic.family`; equal to their own drizzles
     to float32 rounding).
 
-    With catalogs, the catalogs and their inputs' tasks have a priority (``priority``: key
-    -> int, for :func:`hapdask.scheduling.local_compute`): when a thread is free, the catalogs
-    start before any other ready task, the total and filter products' readers and keywords
-    next; the exposure products' finishing and readers (footprint, ``S_REGION``, preview)
-    come after every other task, so that they run beside the catalogs rather than before
-    them (with product families every product of a detector is finished at about the same
-    time).
-
-    Returns the graph, its named keys (``drizzle``, ``catalogs``, ``previews``; ``priority``:
-    a mapping) and the :class:`~hapdask.mosaic.job.DrizzleGraph` of each product (remove their
-    scratch after the compute).
+    Returns the graph, its named keys (``drizzle``, ``catalogs``, ``previews``) and the
+    :class:`~hapdask.mosaic.job.DrizzleGraph` of each product (remove their scratch after the
+    compute).
     """
     exps = p.exposures
     graph: dict = {}
-    keys: dict = {"drizzle": [], "catalogs": [], "previews": [], "priority": {}}
+    keys: dict = {"drizzle": [], "catalogs": [], "previews": []}
     jobs_made: list[DrizzleGraph] = []
     pixmaps: dict = {}  # a chip's pixel map on the grid, shared by the products
     before = None
@@ -582,12 +571,6 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             k = ("svm-keywords", job.name)
             graph[k] = (_product_task, job, staging, exps, skey, dg.done, fk_, rk,
                         *([pk] if previews else []))
-            if catalogs:
-                # the catalogs' inputs before other ready tasks, the exposure products' readers
-                # after every other (local threads; with product families every product of a
-                # detector is finished at about the same time)
-                keys["priority"].update(dict.fromkeys([dg.done, fk_, rk, k] + (
-                    [pk] if previews else []), -1 if job.level == "exposure" else 1))
             if job.level == "filter":
                 filter_keys[job.name] = k
             elif job.level == "total":
@@ -605,7 +588,6 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             graph[ck] = (_catalog_task, det.key, staging, exps, fpaths, skey, wait, total_key,
                          *fk)
             keys["catalogs"].append(ck)
-            keys["priority"][ck] = 2  # started as soon as it is ready (local threads)
             before = ck
         if previews:
             ck = ("svm-color", det.drizzle_name)
@@ -802,16 +784,13 @@ def run(
                     graph, keys, jobs = products_graph(
                         p, states_by, str(staging), previews=previews, catalogs=catalogs,
                         early=_client is None, family=family)
-                # headerlets need only the alignment: they are made while the products are,
-                # when a thread has nothing else to do (beside the catalogs, on local threads)
+                # headerlets need only the alignment: they are made while the products are
                 hkey = ("svm-headerlets", p.manifest)
                 graph[hkey] = (_headerlets, p, alignment, staging)
-                keys["priority"][hkey] = -1
                 try:
                     t1 = time.perf_counter()
                     want = keys["drizzle"] + keys["catalogs"] + keys["previews"] + [hkey]
-                    values = dict(zip(want, compute(graph, want, False,
-                                                    priority=keys["priority"]), strict=True))
+                    values = dict(zip(want, compute(graph, want, False), strict=True))
                 finally:
                     for j in jobs:
                         j.scratch.remove()
