@@ -61,11 +61,13 @@ class Overlap:
 
 
 def corners_sky(ref) -> np.ndarray:
-    """RA/Dec (deg, ``(4, 2)``) of a chip's outer pixel-edge corners, full distortion."""
+    """RA/Dec (deg, ``(4, 2)``) of a chip's outer pixel-edge corners, full distortion (the
+    chip's WCS private to this thread, :meth:`~hapdask.mosaic.inputs.ChipRef.thread_wcs`:
+    built once per thread, not per call)."""
     ny, nx = ref.shape
     x = np.array([-0.5, nx - 0.5, nx - 0.5, -0.5])
     y = np.array([-0.5, -0.5, ny - 0.5, ny - 0.5])
-    ra, dec = ref.wcs().all_pix2world(x, y, 0)
+    ra, dec = ref.thread_wcs().all_pix2world(x, y, 0)
     return np.column_stack([ra, dec])
 
 
@@ -117,11 +119,12 @@ def spans_in(w, shape: tuple[int, int], radec: np.ndarray) -> Spans | None:
 
 def chip_overlap(ref_a, ref_b) -> Overlap | None:
     """The pixels of two chips (:class:`hapdask.mosaic.inputs.ChipRef`) inside their common sky
-    region, or None when they do not overlap."""
-    sa = spans_in(ref_a.wcs(), ref_a.shape, corners_sky(ref_b))
+    region, or None when they do not overlap. Each chip's WCS is built once per thread
+    (:meth:`~hapdask.mosaic.inputs.ChipRef.thread_wcs`; the pairs of a chip share it)."""
+    sa = spans_in(ref_a.thread_wcs(), ref_a.shape, corners_sky(ref_b))
     if sa is None:
         return None
-    sb = spans_in(ref_b.wcs(), ref_b.shape, corners_sky(ref_a))
+    sb = spans_in(ref_b.thread_wcs(), ref_b.shape, corners_sky(ref_a))
     if sb is None:
         return None
     return Overlap(sa, sb)

@@ -147,3 +147,52 @@ def test_input_order_does_not_matter(acs):
     bwd = {c.key: lv.value for c, lv in zip(rev, dask.get(g, keys), strict=True)}
     for k, v in fwd.items():
         assert bwd[k] == pytest.approx(v, rel=1e-9, abs=1e-9)
+
+
+def test_overlaps_build_each_chip_wcs_once_per_thread(acs, monkeypatch):
+    """The overlap tasks of aligned chips (a replacement WCS: SIP + lookup tables rebuilt from
+    bytes, ~5 ms each) build each chip's WCS once per thread, not four times per pair; the
+    overlaps are those of WCS objects built afresh for every use."""
+    from hapdask.io import open_exposure
+    from hapdask.mosaic import chip_refs as mosaic_chip_refs
+    from hapdask.mosaic import inputs, wcsio
+    from hapdask.sky import overlap
+
+    files = acs["plain"]
+    updates = {}
+    for f in files:
+        e = open_exposure(f)
+        for c in e.chips:
+            h = c.wcs().to_header(relax=True)
+            h["CRVAL1"] += 1e-6  # an aligned WCS: the chips carry serialised bytes
+            updates[(e.rootname, c.extver)] = h
+    chips = [r for f in files for r in mosaic_chip_refs(open_exposure(f), 80, updates)]
+    assert all(c.wcs_bytes is not None for c in chips)
+    pairs = [(i, j) for i in range(len(chips)) for j in range(i + 1, len(chips))
+             if chips[i].rootname != chips[j].rootname]
+
+    def fresh(a, b):  # the oracle: a new WCS object for every use
+        sa = overlap.spans_in(a.wcs(), a.shape, _corners(b))
+        sb = overlap.spans_in(b.wcs(), b.shape, _corners(a)) if sa is not None else None
+        return None if sa is None or sb is None else overlap.Overlap(sa, sb)
+
+    def _corners(ref):
+        ny, nx = ref.shape
+        ra, dec = ref.wcs().all_pix2world(np.array([-0.5, nx - 0.5, nx - 0.5, -0.5]),
+                                          np.array([-0.5, -0.5, ny - 0.5, ny - 0.5]), 0)
+        return np.column_stack([ra, dec])
+
+    want = [fresh(chips[i], chips[j]) for i, j in pairs]
+    builds = []
+    real = wcsio.wcs_from_bytes
+    for module in (wcsio, inputs):  # every way a chip's WCS is built from its bytes
+        monkeypatch.setattr(module, "wcs_from_bytes", lambda b: builds.append(1) or real(b))
+    got = [overlap.chip_overlap(chips[i], chips[j]) for i, j in pairs]
+    assert sum(o is not None for o in want) >= 4
+    for g, w in zip(got, want, strict=True):
+        assert (g is None) == (w is None)
+        if g is not None:
+            for s, t in ((g.a, w.a), (g.b, w.b)):
+                assert s.y0 == t.y0
+                assert np.array_equal(s.xlo, t.xlo) and np.array_equal(s.xhi, t.xhi)
+    assert len(builds) <= len(chips)
