@@ -279,7 +279,14 @@ def _blot_poly5(data, pixmap, out, scale, fillval, wx, wy):
     """poly5 over every pixmap position: :func:`_poly` with the weights of a whole row
     computed first in vectorised loops (:func:`_poly5_row`) for stencils inside the image;
     the same operations in the same order, so the same values. Stencils that cross an edge
-    take :func:`_poly`."""
+    take :func:`_poly`.
+
+    Per output row, three loops: where each stencil starts and whether it lies inside the
+    image (``kind``: 2) or crosses an edge (1) or the position is off the image (0); the 6x6
+    sums of every position, without a branch (stencils not inside are computed at the
+    corner ``(0, 0)`` and discarded); the outputs. Measured against one loop that branches
+    per position: 16-17 vs 18.5-19.5 ns/px (1100x1100 rotated map, CPU time), the same
+    values."""
     ny, nx = data.shape
     no = out.shape[1]
     xhi = nx - 0.5
@@ -288,6 +295,11 @@ def _blot_poly5(data, pixmap, out, scale, fillval, wx, wy):
     py = np.empty(no)
     wxr = np.empty((6, no))
     wyr = np.empty((6, no))
+    ia = np.empty(no, np.int64)
+    ja = np.empty(no, np.int64)
+    kind = np.empty(no, np.uint8)
+    val = np.empty(no)
+    sums = ny >= 6 and nx >= 6  # else no stencil is inside (and (0, 0) is not readable)
     for jj in range(out.shape[0]):
         for ii in range(no):
             px[ii] = pixmap[jj, ii, 0]
@@ -297,30 +309,40 @@ def _blot_poly5(data, pixmap, out, scale, fillval, wx, wy):
         for ii in range(no):
             x = px[ii]
             y = py[ii]
-            if not (x >= -0.5 and x < xhi and y >= -0.5 and y < yhi):
-                out[jj, ii] = fillval
-                continue
-            i0 = int(math.floor(x)) - 2
-            j0 = int(math.floor(y)) - 2
-            if not (i0 >= 0 and j0 >= 0 and i0 + 6 <= nx and j0 + 6 <= ny):
-                out[jj, ii] = _poly(data, x, y, 5, wx, wy) * scale
-                continue
+            on = x >= -0.5 and x < xhi and y >= -0.5 and y < yhi  # False for NaN
+            # converted only when on the image (finite, in range)
+            i0 = int(math.floor(x if on else 0.0)) - 2
+            j0 = int(math.floor(y if on else 0.0)) - 2
+            inside = on and i0 >= 0 and j0 >= 0 and i0 + 6 <= nx and j0 + 6 <= ny
+            ia[ii] = i0 if inside else 0
+            ja[ii] = j0 if inside else 0
+            kind[ii] = 2 if inside else (1 if on else 0)
+        if sums:
             # _sep6's sum written out with the row tables: calling _sep6 with the strided
             # views wxr[:, ii] / wyr[:, ii] gives the same values but measured 34 vs 19 ns/px
-            t0 = t1 = t2 = t3 = t4 = t5 = 0.0
-            i = np.uintp(i0)
-            for r in range(6):
-                j = np.uintp(j0 + r)
-                w = wyr[r, ii]
-                t0 += data[j, i] * w
-                t1 += data[j, i + 1] * w
-                t2 += data[j, i + 2] * w
-                t3 += data[j, i + 3] * w
-                t4 += data[j, i + 4] * w
-                t5 += data[j, i + 5] * w
-            v = ((t0 * wxr[0, ii] + t1 * wxr[1, ii]) + (t2 * wxr[2, ii] + t3 * wxr[3, ii])
-                 + (t4 * wxr[4, ii] + t5 * wxr[5, ii]))
-            out[jj, ii] = v * scale
+            for ii in range(no):
+                i = np.uintp(ia[ii])
+                j0 = np.uintp(ja[ii])
+                t0 = t1 = t2 = t3 = t4 = t5 = 0.0
+                for r in range(6):
+                    j = j0 + np.uintp(r)
+                    w = wyr[r, ii]
+                    t0 += data[j, i] * w
+                    t1 += data[j, i + np.uintp(1)] * w
+                    t2 += data[j, i + np.uintp(2)] * w
+                    t3 += data[j, i + np.uintp(3)] * w
+                    t4 += data[j, i + np.uintp(4)] * w
+                    t5 += data[j, i + np.uintp(5)] * w
+                val[ii] = ((t0 * wxr[0, ii] + t1 * wxr[1, ii]) + (t2 * wxr[2, ii] + t3 * wxr[3, ii])
+                           + (t4 * wxr[4, ii] + t5 * wxr[5, ii]))
+        for ii in range(no):
+            k = kind[ii]
+            if k == 2:
+                out[jj, ii] = val[ii] * scale
+            elif k == 1:
+                out[jj, ii] = _poly(data, px[ii], py[ii], 5, wx, wy) * scale
+            else:
+                out[jj, ii] = fillval
 
 
 @njit(nogil=True, cache=True)
