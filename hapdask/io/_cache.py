@@ -128,12 +128,14 @@ class FitsHandle:
         return layout
 
     def read_raw(self, layout: tuple[int, str, int, int], region) -> np.ndarray:
-        """Pixels ``[y0:y1, x0:x1]`` of an image with ``layout`` (big-endian, a fresh array).
+        """Pixels ``[y0:y1, x0:x1]`` of an image with ``layout``, in native byte order (a
+        fresh C-contiguous array; values unchanged).
 
-        Thread-safe without ``lock``: the bytes are copied from a read-only memory map of the
-        file, then the map's pages of those rows are released (``MADV_DONTNEED``; they stay in
-        the page cache), so a long-lived handle does not keep the file resident in this
-        process's memory.
+        Thread-safe without ``lock``: the values are copied from a read-only memory map of the
+        file, byte-swapped on the way (one pass: a big-endian copy then a swapped copy cost
+        ~1.8x the CPU for a whole ACS/WFC chip), then the map's pages of those rows are
+        released (``MADV_DONTNEED``; they stay in the page cache), so a long-lived handle does
+        not keep the file resident in this process's memory.
 
         Raises
         ------
@@ -148,7 +150,8 @@ class FitsHandle:
             raise OSError(f"image data end at byte {offset + ny * row} beyond the end of the "
                           f"file ({len(mm)} bytes): file truncated?")
         view = np.ndarray((ny, nx), dtype, buffer=mm, offset=offset)
-        out = np.array(view[y0:y1, x0:x1])
+        out = np.empty((y1 - y0, x1 - x0), np.dtype(dtype).newbyteorder("="))
+        np.copyto(out, view[y0:y1, x0:x1])
         del view
         if _DONTNEED is not None:
             start = (offset + y0 * row) // _PAGE * _PAGE

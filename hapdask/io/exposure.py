@@ -347,10 +347,10 @@ class Chip:
             # copy (and convert) while the handle is in use: regions of memory-mapped files
             # are views into the map
             box = (y0, y1, x0, x1)
-            sci = np.array(self._read_one(handle, self._sci, box), dtype=np.float32, order="C")
+            sci = _own(self._read_one(handle, self._sci, box), np.float32)
             e = None
             if err:
-                e = np.array(self._read_one(handle, self._err, box), dtype=np.float32, order="C")
+                e = _own(self._read_one(handle, self._err, box), np.float32)
             dq = _as_unsigned_dq(self._read_one(handle, self._dq, box), self.path, self.extver)
         return sci, e, dq
 
@@ -365,7 +365,7 @@ class Chip:
             return np.full((y1 - y0, x1 - x0), self._sci.value, np.float32)
         with fits_handle(self.path) as handle:
             sci = self._read_one(handle, self._sci, (y0, y1, x0, x1))
-            return np.array(sci, dtype=np.float32, order="C")
+            return _own(sci, np.float32)
 
     def sci_all_zero(self, block_rows: int = 256) -> bool | None:
         """True if every SCI pixel is exactly 0 (NaN counts as non-zero).
@@ -404,7 +404,9 @@ class Chip:
     def _read_one(self, handle, spec: _ArraySpec, region) -> np.ndarray:
         """One array of ``region`` from an open :class:`~hapdask.io._cache.FitsHandle`.
 
-        Big-endian for FITS images read directly; callers convert.
+        Images of local uncompressed files come as fresh native-endian arrays
+        (:meth:`~hapdask.io._cache.FitsHandle.read_raw`), others possibly as big-endian views
+        of the file: callers convert with :func:`_own`.
         """
         y0, y1, x0, x1 = region
         if spec.kind != "image":
@@ -440,15 +442,27 @@ class Chip:
         return arr
 
 
+def _own(arr: np.ndarray, dtype: type) -> np.ndarray:
+    """``arr`` as a C-contiguous, writable array of ``dtype`` that is the caller's own:
+    ``arr`` itself when it already is one (a fresh array of
+    :meth:`~hapdask.io._cache.FitsHandle.read_raw`), else a converted copy (a view of a
+    memory map, a big-endian or another-typed array)."""
+    arr = np.asarray(arr)
+    if (arr.dtype == np.dtype(dtype) and arr.dtype.isnative and arr.flags.c_contiguous
+            and arr.flags.owndata and arr.flags.writeable):
+        return arr
+    return np.array(arr, dtype=dtype, order="C")
+
+
 def _as_unsigned_dq(dq: np.ndarray, path: str, extver: int) -> np.ndarray:
     dq = np.asarray(dq)
     if dq.dtype.kind == "u":
-        return np.array(dq, dtype=np.uint16 if dq.dtype.itemsize <= 2 else np.uint32, order="C")
+        return _own(dq, np.uint16 if dq.dtype.itemsize <= 2 else np.uint32)
     if dq.dtype.kind == "i":
         if dq.dtype.itemsize <= 2:
-            return np.array(dq, dtype=np.int16, order="C").view(np.uint16)
+            return _own(dq, np.int16).view(np.uint16)
         if dq.dtype.itemsize == 4:
-            return np.array(dq, dtype=np.int32, order="C").view(np.uint32)
+            return _own(dq, np.int32).view(np.uint32)
     raise OSError(f"{path}: DQ,{extver}: unsupported DQ data type {dq.dtype} (need integers)")
 
 

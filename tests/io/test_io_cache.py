@@ -123,3 +123,38 @@ def test_cache_exposures_are_private_copies(tmp_path):
     assert a is not b and a.chips is not b.chips and a.chips[0] is b.chips[0]
     a.chips.clear()
     assert len(open_exposure(path).chips) == 1
+
+
+def test_cache_read_raw_swaps_once_with_exact_bits(tmp_path, monkeypatch):
+    """read_raw gives native-endian values with the file's exact bits (NaN payloads, -0.0,
+    subnormals; the oracle: the big-endian bytes astropy wrote, swapped by numpy), and
+    Chip.read hands those arrays out as they are (fresh, writable), without a second copy."""
+    rng = np.random.default_rng(5)
+    bits = rng.integers(0, 2**32, (40, 36), dtype=np.uint32)
+    bits[0, :4] = [0x7FC00001, 0xFFA00000, 0x80000000, 0x00000001]  # NaNs, -0.0, subnormal
+    data = bits.view(np.float32)
+    path = _write(tmp_path / "icac01aaq_flt.fits", data)
+    made = []
+    original = _cache.FitsHandle.read_raw
+
+    def spy(self, layout, region):
+        made.append(original(self, layout, region))
+        return made[-1]
+
+    monkeypatch.setattr(_cache.FitsHandle, "read_raw", spy)
+    chip = open_exposure(path).chips[0]
+    with fits.open(path) as h:
+        want = np.asarray(h["SCI"].data).astype(">f4").byteswap().view("<f4")
+    for box in [(0, 40, 0, 36), (3, 31, 2, 17)]:
+        made.clear()
+        sci, _, dq = chip.read(box, err=False)
+        assert sci.dtype == np.float32 and sci.dtype.isnative and sci.flags.writeable
+        np.testing.assert_array_equal(sci.view(np.uint32),
+                                      want[box[0]:box[1], box[2]:box[3]].view(np.uint32))
+        assert dq.dtype == np.uint16 and not dq.any()
+        assert all(a.dtype.isnative for a in made)
+        assert made[0] is sci  # no copy after read_raw
+        assert np.shares_memory(made[1], dq)
+        sci[:] = 1.0  # the caller's own array: the next read is unchanged
+        np.testing.assert_array_equal(chip.read_sci(box).view(np.uint32),
+                                      want[box[0]:box[1], box[2]:box[3]].view(np.uint32))
