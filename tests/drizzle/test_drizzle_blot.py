@@ -298,3 +298,27 @@ def test_poly5_is_the_quintic_lagrange_interpolant_per_pixel():
             checked += 1
     assert checked > 300
     assert out[0, 5] == d[20, 10]
+
+
+@pytest.mark.parametrize("shape", [(5, 9), (9, 4), (4, 5), (6, 6)])
+def test_poly5_small_images_and_infinite_positions(shape):
+    """poly5 on images with fewer than 6 rows or columns (no stencil lies inside: every
+    position takes the edge path) and 6x6: a plane stays exact (point reflection, the
+    physics of a linear interpolant; it needs 4 pixels a side), infinite and NaN positions
+    give the fill value."""
+    ny, nx = shape
+    yy, xx = np.mgrid[0:ny, 0:nx].astype(float)
+    d = (3.0 + 0.5 * xx - 0.25 * yy).astype(np.float32)
+    rng = np.random.default_rng(11)
+    n = 300
+    pm = np.dstack([rng.uniform(-0.5, nx - 0.5, (2, n)), rng.uniform(-0.5, ny - 0.5, (2, n))])
+    pm[0, ::7, 0] = np.inf
+    pm[1, ::5, 1] = -np.inf
+    pm[0, 3::11] = np.nan
+    pm[1, 2::9, 0] = 1e300
+    out = blot_image(d, pm, interp="poly5", fillval=-9.0)
+    off = ~(np.isfinite(pm).all(axis=2) & (pm[..., 0] < nx - 0.5) & (pm[..., 1] < ny - 0.5))
+    assert off.sum() > 100
+    assert (out[off] == np.float32(-9.0)).all()
+    truth = 3.0 + 0.5 * pm[..., 0] - 0.25 * pm[..., 1]
+    assert np.abs(out[~off] - truth[~off]).max() < 2e-5
