@@ -341,6 +341,7 @@ def finalize_tile(
     fillval: float = np.nan,
     num2: np.ndarray | None = None,
     fillval2: float | None = None,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Turn tile accumulators into science and weight images (and the propagated variance).
 
@@ -354,6 +355,9 @@ def finalize_tile(
         ``data2`` accumulator(s) of :func:`add_to_tile` (sum of ``dow**2 * d2``).
     fillval2 : float, optional
         Value of the propagated image(s) where ``den == 0`` (default: ``fillval``).
+    out : (sci, wht), optional
+        Writable float32 arrays of the tile shape (e.g. planes of a stack) to fill and return
+        instead of new ones (without ``num2``): the same values, no allocation or copy.
 
     Returns
     -------
@@ -368,6 +372,18 @@ def finalize_tile(
     if num.shape != den.shape:
         raise ValueError(f"num shape {num.shape} differs from den shape {den.shape}")
     hit = den != 0
+    if out is not None:
+        if num2 is not None:
+            raise ValueError("finalize_tile: out is not supported with num2")
+        sci, wht = out
+        for a in out:
+            if a.shape != num.shape or a.dtype != np.float32:
+                raise ValueError(f"finalize_tile: out arrays must be float32 of shape "
+                                 f"{num.shape}, got {a.dtype} {a.shape}")
+        sci.fill(fillval)
+        np.divide(num, den, out=sci, where=hit, casting="unsafe")
+        np.copyto(wht, den, casting="unsafe")
+        return sci, wht
     sci = np.full(num.shape, fillval, dtype=np.float32)
     np.divide(num, den, out=sci, where=hit, casting="unsafe")
     if num2 is None:

@@ -684,7 +684,7 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
             if sums is not None:
                 np.add(sums[0], num, out=sums[0])
                 np.add(sums[1], den, out=sums[1])
-            images[e], weights[e] = finalize_tile(num, den, fillval=0.0)
+            finalize_tile(num, den, fillval=0.0, out=(images[e], weights[e]))
     return stack
 
 

@@ -393,3 +393,23 @@ def test_count_rejects_bad_arrays():
                 np.zeros(out_shape[::-1], np.uint16).T):
         with pytest.raises(ValueError, match="count"):
             add_to_tile(data, weight, pixmap, num, den, None, origin=(0, 0), count=bad)
+
+
+def test_finalize_tile_into_given_planes():
+    """``out``: the planes given (e.g. of a stack) are filled and returned, with the values of
+    numpy's division of the sums (float32; the fill value where no weight) and the weights."""
+    rng = np.random.default_rng(4)
+    num = rng.normal(0, 50, (30, 40))
+    den = rng.uniform(0, 3, (30, 40))
+    den[::3, ::5] = 0.0
+    stack = np.full((2, 3, 30, 40), 7.0, np.float32)
+    sci, wht = finalize_tile(num, den, fillval=-1.5, out=(stack[0, 1], stack[1, 1]))
+    assert np.shares_memory(sci, stack[0, 1]) and np.shares_memory(wht, stack[1, 1])
+    hit = den != 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = np.where(hit, num / den, -1.5).astype(np.float32)
+    np.testing.assert_array_equal(stack[0, 1], want)
+    np.testing.assert_array_equal(stack[1, 1], den.astype(np.float32))
+    assert (stack[:, [0, 2]] == 7.0).all()  # the other planes untouched
+    with pytest.raises(ValueError, match="float32"):
+        finalize_tile(num, den, out=(np.zeros((30, 40)), np.zeros((30, 40), np.float32)))
