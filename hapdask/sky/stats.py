@@ -183,22 +183,21 @@ def _order_stats(v, lo, hi, n, r1, r2):  # pragma: no cover - numba
 @njit(nogil=True, cache=True)
 def gather_spans(sci, good, y0, xlo, xhi):  # pragma: no cover - numba
     """Values of ``sci`` where ``good`` inside row spans (rows ``y0 + k``, columns
-    ``xlo[k]..xhi[k]`` inclusive), in row-major order (as a boolean-mask selection)."""
-    n = 0
+    ``xlo[k]..xhi[k]`` inclusive), in row-major order (as a boolean-mask selection).
+
+    One pass into an array the size of the spans (the good pixels are most of them), returned
+    as the view of its filled part: a counting pass first cost ~40 % more CPU."""
+    m = 0
     for k in range(xlo.size):
-        y = y0 + k
-        for x in range(xlo[k], xhi[k] + 1):
-            if good[y, x]:
-                n += 1
-    out = np.empty(n, sci.dtype)
+        m += max(xhi[k] - xlo[k] + 1, 0)
+    out = np.empty(m, sci.dtype)
     j = 0
     for k in range(xlo.size):
         y = y0 + k
         for x in range(xlo[k], xhi[k] + 1):
-            if good[y, x]:
-                out[j] = sci[y, x]
-                j += 1
-    return out
+            out[j] = sci[y, x]
+            j += good[y, x]
+    return out[:j]
 
 
 def _median(v: np.ndarray, lo: float, hi: float, n: int) -> float:

@@ -82,3 +82,25 @@ def test_median_is_numpy_median_of_the_selection(kind):
         if sel.size == 0:
             continue
         assert _median(v, lo, hi, sel.size) == float(np.median(sel))
+
+
+def test_gather_spans_equals_mask_selection():
+    """gather_spans gives the values of a boolean-mask selection (numpy, the oracle): spans
+    with empty rows, rows without a good pixel, and none good at all."""
+    from hapdask.sky.overlap import Spans
+    from hapdask.sky.stats import gather_spans
+
+    rng = np.random.default_rng(9)
+    sci = rng.normal(10.0, 2.0, (60, 70)).astype(np.float32)
+    good = rng.random((60, 70)) > 0.1
+    good[20] = False
+    rows = np.arange(5, 55)
+    xlo = (3 + rows // 2).astype(np.int64)
+    xhi = np.minimum(xlo + 40, 69)
+    xhi[::7] = xlo[::7] - 1  # empty rows
+    sp = Spans(5, xlo, xhi)
+    want = sci[sp.mask(sci.shape) & good]
+    got = gather_spans(sci, good, sp.y0, sp.xlo, sp.xhi)
+    assert got.dtype == np.float32 and got.size == want.size > 1000
+    np.testing.assert_array_equal(got, want)
+    assert gather_spans(sci, np.zeros_like(good), sp.y0, sp.xlo, sp.xhi).size == 0
