@@ -104,3 +104,18 @@ def test_gather_spans_equals_mask_selection():
     assert got.dtype == np.float32 and got.size == want.size > 1000
     np.testing.assert_array_equal(got, want)
     assert gather_spans(sci, np.zeros_like(good), sp.y0, sp.xlo, sp.xhi).size == 0
+
+
+@pytest.mark.parametrize("kind", ["normal", "integers", "constant"])
+@pytest.mark.parametrize("nclip", [1, 3, 5])
+def test_clipped_median_is_numpy_median_of_the_final_range(kind, nclip):
+    """The median of clipped_stats (its fine bins counted in the last clipping pass) equals
+    numpy's median of the values inside the final range, exactly."""
+    rng = np.random.default_rng(nclip)
+    n = 250_001
+    v = {"normal": _data(n, 3), "integers": rng.integers(0, 9, n).astype(np.float32),
+         "constant": np.full(n, 2.5, np.float32)}[kind]
+    st = clipped_stats(v, nclip=nclip, lsig=3.0, usig=3.0, lower=-100.0, median=True)
+    sel = v[(v >= np.float32(st.lo)) & (v <= np.float32(st.hi))]
+    assert sel.size == st.npix
+    assert st.median == float(np.median(sel))
