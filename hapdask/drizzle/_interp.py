@@ -275,7 +275,7 @@ def _poly5_row(pos, n, w):
 
 
 @njit(nogil=True, cache=True)
-def _blot_poly5(data, pixmap, out, scale, fillval, wx, wy):
+def _blot_poly5(data, pixmap, out, scale, fillval, wx, wy, ox, oy):
     """poly5 over every pixmap position: :func:`_poly` with the weights of a whole row
     computed first in vectorised loops (:func:`_poly5_row`) for stencils inside the image;
     the same operations in the same order, so the same values. Stencils that cross an edge
@@ -286,7 +286,7 @@ def _blot_poly5(data, pixmap, out, scale, fillval, wx, wy):
     sums of every position, without a branch (stencils not inside are computed at the
     corner ``(0, 0)`` and discarded); the outputs. Measured against one loop that branches
     per position: 16-17 vs 18.5-19.5 ns/px (1100x1100 rotated map, CPU time), the same
-    values."""
+    values. ``(ox, oy)`` is subtracted from every position (see :func:`blot_kernel`)."""
     ny, nx = data.shape
     no = out.shape[1]
     xhi = nx - 0.5
@@ -302,8 +302,8 @@ def _blot_poly5(data, pixmap, out, scale, fillval, wx, wy):
     sums = ny >= 6 and nx >= 6  # else no stencil is inside (and (0, 0) is not readable)
     for jj in range(out.shape[0]):
         for ii in range(no):
-            px[ii] = pixmap[jj, ii, 0]
-            py[ii] = pixmap[jj, ii, 1]
+            px[ii] = pixmap[jj, ii, 0] - ox
+            py[ii] = pixmap[jj, ii, 1] - oy
         _poly5_row(px, no, wxr)
         _poly5_row(py, no, wyr)
         for ii in range(no):
@@ -346,26 +346,28 @@ def _blot_poly5(data, pixmap, out, scale, fillval, wx, wy):
 
 
 @njit(nogil=True, cache=True)
-def blot_kernel(data, pixmap, out, mode, scale, fillval, lut, a):
+def blot_kernel(data, pixmap, out, mode, scale, fillval, lut, a, ox=0.0, oy=0.0):
     """Interpolate ``data`` at every pixmap position into ``out`` (see module docstring).
 
     A position is on the image when ``-0.5 <= x < nx - 0.5`` and ``-0.5 <= y < ny - 0.5``
     (the area covered by the image's pixels); elsewhere, and for NaN, ``out = fillval``.
-    On-image values are ``interp(x, y) * scale``.
+    On-image values are ``interp(x, y) * scale``. The positions are the pixmap's minus
+    ``(ox, oy)`` (float64 subtractions, as the caller's own would be: a pixmap in another
+    frame is used without a shifted copy).
     """
     ny, nx = data.shape
     wx = np.empty(max(2 * a + 2, 6))
     wy = np.empty(max(2 * a + 2, 6))
     if mode == 3:
-        _blot_poly5(data, pixmap, out, scale, fillval, wx, wy)
+        _blot_poly5(data, pixmap, out, scale, fillval, wx, wy, ox, oy)
         return
 
     xhi = nx - 0.5
     yhi = ny - 0.5
     for jj in range(out.shape[0]):
         for ii in range(out.shape[1]):
-            x = pixmap[jj, ii, 0]
-            y = pixmap[jj, ii, 1]
+            x = pixmap[jj, ii, 0] - ox
+            y = pixmap[jj, ii, 1] - oy
             if not (x >= -0.5 and x < xhi and y >= -0.5 and y < yhi):
                 out[jj, ii] = fillval
                 continue

@@ -25,6 +25,7 @@ def blot_image(
     iscale: float = 1.0,
     interp: str = "poly5",
     sinscl: float = 1.0,
+    offset: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
     """Interpolate ``data`` at the positions of ``pixmap`` (inverse of drizzling).
 
@@ -85,6 +86,10 @@ def blot_image(
         Scale of the "sinc" kernels of drizzle 1.x, which drizzle 3.0 removed; accepted so
         that DrizzlePac-style calls work, and has no effect on the interpolations offered
         here (a value other than 1 gives a warning).
+    offset : (x0, y0), optional
+        The positions in ``data`` are ``pixmap - offset`` (float64 subtractions): for a
+        pixmap in a larger frame where ``data`` starts at pixel ``(x0, y0)``, without a
+        shifted copy of the pixmap.
 
     Returns
     -------
@@ -128,7 +133,8 @@ def blot_image(
     scale = float(iscale) * float(exptime) / (float(pix_ratio) * float(pix_ratio))
     a = {"lanczos3": 3, "lanczos5": 5}.get(name, 1)
     lut = lanczos_table(a) if name.startswith("lanczos") else np.zeros(2)
-    blot_kernel(data, pixmap, out, INTERP_CODES[name], scale, float(fillval), lut, a)
+    ox, oy = (float(v) for v in offset)
+    blot_kernel(data, pixmap, out, INTERP_CODES[name], scale, float(fillval), lut, a, ox, oy)
     return out
 
 

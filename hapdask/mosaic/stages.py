@@ -861,12 +861,12 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
     g0, g1, h0, h1 = job.grown
     with timed("pixmap"):
         pixmap = chip_pixmap(chip, thread_header_wcs(job.header), job.grown, cached)
-    pixmap[..., 0] -= v0
-    pixmap[..., 1] -= w0
     to_units = (1.0 if chip.is_rate else chip.exptime) / chip.gain
     with timed("blot"):
+        # the map is on the median grid, the mosaic starts at its pixel (v0, w0)
         blot = blot_image(mosaic, pixmap, interp=job.interp, sinscl=job.sinscl,
-                          iscale=to_units / (job.ratio * job.ratio), fillval=0.0)
+                          iscale=to_units / (job.ratio * job.ratio), fillval=0.0,
+                          offset=(v0, w0))
     sky_units = _subtracted(sky) if job.addsky else float(job.skyval)
     blot += np.float32(sky_units)
     with timed("read"):

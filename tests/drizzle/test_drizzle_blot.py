@@ -322,3 +322,20 @@ def test_poly5_small_images_and_infinite_positions(shape):
     assert (out[off] == np.float32(-9.0)).all()
     truth = 3.0 + 0.5 * pm[..., 0] - 0.25 * pm[..., 1]
     assert np.abs(out[~off] - truth[~off]).max() < 2e-5
+
+
+@pytest.mark.parametrize("interp", INTERPS)
+def test_offset_equals_shifted_pixmap(interp):
+    """``offset``: a pixmap in a larger frame gives, bit for bit, the blot of the pixmap
+    shifted by numpy (positions ``pixmap - offset``), edges, off-image and NaN included."""
+    d = _image(120, 150)
+    pm = _pixmap((90, 100), theta=0.4, scale=1.05, shift=(640.0, 310.0))
+    pm[3, 4:9] = np.nan
+    off = (600, 300)
+    shifted = pm.copy()
+    shifted[..., 0] -= off[0]
+    shifted[..., 1] -= off[1]
+    want = blot_image(d, shifted, interp=interp, fillval=-2.0, iscale=0.8)
+    got = blot_image(d, pm, interp=interp, fillval=-2.0, iscale=0.8, offset=off)
+    assert (want == -2.0).sum() > 100 and (want != -2.0).sum() > 1000
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
