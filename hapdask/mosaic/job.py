@@ -52,14 +52,7 @@ from hapdask.mosaic.grid import OutputGrid, astrodrizzle_grid
 from hapdask.mosaic.inputs import ChipRef, chip_refs
 from hapdask.mosaic.params import AstroDrizzleParams, ParameterError, load_config
 from hapdask.mosaic.scratch import Scratch, remove_stale
-from hapdask.mosaic.stages import (
-    assemble_mask,
-    blot_cr_region,
-    drizzle_tile,
-    median_tile,
-    reuse_tile,
-    separate_tile,
-)
+from hapdask.mosaic.stages import CrJob, MedianJob, TileJob, assemble_mask
 from hapdask.mosaic.tiles import place_chips, plan_tiles
 from hapdask.scheduling import compute_context
 
@@ -471,8 +464,11 @@ def drizzle_graph(
 
 
 def _scratch_readers(graph: Mapping, scratch: Scratch) -> dict[str, list]:
-    """Scratch file -> keys of the tasks of ``graph`` that read or write it (the pixel maps,
-    separate-drizzle stacks and sums their jobs name), for :func:`release_scratch`."""
+    """Scratch file -> keys of the tasks of ``graph`` that may read or write it, for
+    :func:`release_scratch`: every task given a job naming the file (a
+    :class:`~hapdask.mosaic.stages.MedianJob`: its chips' pixel maps, its stack and sums; a
+    :class:`~hapdask.mosaic.stages.TileJob`: pixel maps and sums; a
+    :class:`~hapdask.mosaic.stages.CrJob`: its chip's map), whatever function runs it."""
     readers: dict[str, list] = {}
 
     def add(key, *paths) -> None:
@@ -481,19 +477,18 @@ def _scratch_readers(graph: Mapping, scratch: Scratch) -> dict[str, list]:
                 readers.setdefault(path, []).append(key)
 
     for key, task in graph.items():
-        if not (isinstance(task, tuple) and len(task) > 1):
+        if not (isinstance(task, tuple) and task and callable(task[0])):
             continue
-        func, job = task[0], task[1]
-        if func is separate_tile:
-            add(key, *job.pixmaps, scratch.path(job.stack_name))
-            if job.final_ctx:
-                add(key, scratch.path(job.sums_name), scratch.path(job.sums_name + "-count"))
-        elif func is median_tile:
-            add(key, scratch.path(job.stack_name))
-        elif func is drizzle_tile or func is reuse_tile:
-            add(key, *job.pixmaps, *(job.sums or ()))
-        elif func is blot_cr_region:
-            add(key, job.pixmap)
+        for job in task[1:]:
+            if isinstance(job, MedianJob):
+                add(key, *job.pixmaps, scratch.path(job.stack_name))
+                if job.final_ctx:
+                    add(key, scratch.path(job.sums_name),
+                        scratch.path(job.sums_name + "-count"))
+            elif isinstance(job, TileJob):
+                add(key, *job.pixmaps, *(job.sums or ()))
+            elif isinstance(job, CrJob):
+                add(key, job.pixmap)
     return readers
 
 
