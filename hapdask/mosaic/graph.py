@@ -311,7 +311,6 @@ def cr_tasks(
     return graph, out
 
 
-
 class _Reads:
     """What a wrapped task (:func:`_then_release`) read: its scratch files and the counter
     they are released to. A plain object (not a tuple or string), so Dask passes it through
