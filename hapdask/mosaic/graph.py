@@ -24,7 +24,8 @@ half-open.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hapdask.mosaic.inputs import ChipRef
@@ -46,7 +47,7 @@ from hapdask.mosaic.stages import (
 from hapdask.mosaic.tiles import ChipPlacement, Tile
 
 __all__ = ["GridInputs", "chip_tasks", "cr_tasks", "drizzle_tasks", "median_tasks",
-           "static_tasks"]
+           "release_scratch", "static_tasks"]
 
 Box = tuple[int, int, int, int]
 
@@ -308,3 +309,73 @@ def cr_tasks(
             mine.append((region.box, key))
         out.append(mine)
     return graph, out
+
+
+class _Reads:
+    """What a wrapped task (:func:`_then_release`) read: its scratch files and the counter
+    they are released to. A plain object (not a tuple or string), so Dask passes it through
+    untouched."""
+
+    __slots__ = ("paths", "release")
+
+    def __init__(self, release: _Release, paths: tuple[str, ...]) -> None:
+        self.release = release
+        self.paths = paths
+
+
+class _Release:
+    """Readers left per scratch file; a file is handed to
+    :meth:`~hapdask.mosaic.scratch.Scratch.discard` when its last reader is done."""
+
+    def __init__(self, scratch: Scratch, readers: Mapping[str, Sequence]) -> None:
+        self.scratch = scratch
+        self.left = {path: len(set(keys)) for path, keys in readers.items()}
+        self.lock = threading.Lock()
+
+    def read(self, paths: Sequence[str]) -> None:
+        done = []
+        with self.lock:
+            for path in paths:
+                self.left[path] -= 1
+                if self.left[path] == 0:
+                    done.append(path)
+        if done:
+            self.scratch.discard(*done)
+
+
+def _then_release(reads: _Reads, func, *args):
+    out = func(*args)
+    reads.release.read(reads.paths)
+    return out
+
+
+def release_scratch(graph: Mapping, readers: Mapping[str, Sequence], scratch: Scratch) -> dict:
+    """``graph`` with every task that reads (or writes) scratch files wrapped so that a file is
+    deleted as soon as its last such task is done (:meth:`~hapdask.mosaic.scratch.Scratch.discard`:
+    by the scratch's deleting thread), instead of all of them when the run ends.
+
+    The graph keeps its tasks and dependencies (so Dask orders it as before); the counts live
+    in this process, so the graph is for one compute on local threads (a task recomputed after
+    the deletion, as ``distributed`` does when a worker is lost, would miss its file).
+
+    Parameters
+    ----------
+    graph : mapping
+    readers : mapping
+        Scratch file path -> keys of every task of ``graph`` that reads or writes it.
+    scratch : Scratch
+
+    Returns
+    -------
+    dict
+        The new graph.
+    """
+    release = _Release(scratch, readers)
+    paths_of: dict = {}
+    for path, keys in readers.items():
+        for key in dict.fromkeys(keys):
+            paths_of.setdefault(key, []).append(path)
+    out = dict(graph)
+    for key, paths in paths_of.items():
+        out[key] = (_then_release, _Reads(release, tuple(paths)), *graph[key])
+    return out

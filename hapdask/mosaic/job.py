@@ -45,13 +45,14 @@ from hapdask.mosaic.graph import (
     cr_tasks,
     drizzle_tasks,
     median_tasks,
+    release_scratch,
     static_tasks,
 )
 from hapdask.mosaic.grid import OutputGrid, astrodrizzle_grid
 from hapdask.mosaic.inputs import ChipRef, chip_refs
 from hapdask.mosaic.params import AstroDrizzleParams, ParameterError, load_config
 from hapdask.mosaic.scratch import Scratch, remove_stale
-from hapdask.mosaic.stages import assemble_mask
+from hapdask.mosaic.stages import CrJob, MedianJob, TileJob, assemble_mask
 from hapdask.mosaic.tiles import place_chips, plan_tiles
 from hapdask.scheduling import compute_context
 
@@ -233,6 +234,7 @@ def drizzle_graph(
     early: Callable[[dict, list], None] | None = None,
     pool: Executor | None = None,
     grid: OutputGrid | None = None,
+    discard: bool = False,
 ) -> DrizzleGraph:
     """The Dask graph of one :func:`drizzle` job, to be computed alone or merged into a bigger
     graph (``hapdask svm`` computes a visit's products as one graph).
@@ -272,6 +274,13 @@ def drizzle_graph(
         The final grid itself, used as given instead of the one the ``final_*`` parameters
         build from the job's first chip (``hapdask svm`` puts every product of a detector on
         one visit grid: the same WCS object, so the products share their pixel maps).
+    discard : bool
+        Delete every scratch file (pixel maps, separate-drizzle stacks and sums) once the
+        tasks reading it are done (:func:`~hapdask.mosaic.graph.release_scratch`), so that the
+        file system's deletion waits overlap the run instead of following it. Only with the
+        job's own scratch and pixel maps (no ``scratch``, no ``pixmaps``), and only for a
+        graph computed once on local threads: a task recomputed after the deletion (e.g. when
+        a ``distributed`` worker is lost) would miss its file.
 
     Returns
     -------
@@ -438,6 +447,8 @@ def drizzle_graph(
                     graph[dkey] = (_update_dq_after, key, chips[idx[0]].chip.path, p["crbit"],
                                    p["resetbits"] or 0)
                     mask_keys.append(dkey)
+        if discard and own_scratch and pixmaps is None:
+            graph = release_scratch(graph, _scratch_readers(graph, scratch), scratch)
         done = (f"drz-done-{fp}",)
         graph[done] = (_finish_product, head_key, [c.key for c in chips], [c.label for c in chips],
                        p, notes, {"plan": time.perf_counter() - t_start},
@@ -450,6 +461,35 @@ def drizzle_graph(
     masks_written = {root: (f"drz-crmask-{fp}", root) for root, _ in cr_layout}
     return DrizzleGraph(graph, [done, *mask_keys], done, final_path, scratch, masks_written,
                         early_keys, dict(tile_keys), writes)
+
+
+def _scratch_readers(graph: Mapping, scratch: Scratch) -> dict[str, list]:
+    """Scratch file -> keys of the tasks of ``graph`` that may read or write it, for
+    :func:`release_scratch`: every task given a job naming the file (a
+    :class:`~hapdask.mosaic.stages.MedianJob`: its chips' pixel maps, its stack and sums; a
+    :class:`~hapdask.mosaic.stages.TileJob`: pixel maps and sums; a
+    :class:`~hapdask.mosaic.stages.CrJob`: its chip's map), whatever function runs it."""
+    readers: dict[str, list] = {}
+
+    def add(key, *paths) -> None:
+        for path in paths:
+            if path is not None:
+                readers.setdefault(path, []).append(key)
+
+    for key, task in graph.items():
+        if not (isinstance(task, tuple) and task and callable(task[0])):
+            continue
+        for job in task[1:]:
+            if isinstance(job, MedianJob):
+                add(key, *job.pixmaps, scratch.path(job.stack_name))
+                if job.final_ctx:
+                    add(key, scratch.path(job.sums_name),
+                        scratch.path(job.sums_name + "-count"))
+            elif isinstance(job, TileJob):
+                add(key, *job.pixmaps, *(job.sums or ()))
+            elif isinstance(job, CrJob):
+                add(key, job.pixmap)
+    return readers
 
 
 def _sky_graph(chips: list[ChipRef], p: AstroDrizzleParams, fp: str
@@ -644,6 +684,7 @@ def drizzle(
                             region_size=region_size, update_dq=update_dq,
                             wcs_updates=wcs_updates, crmasks=crmasks,
                             reuse_separate=reuse_separate, early=early,
+                            discard=early is not None,
                             pool=early.pool if early is not None else None)
     finally:
         if early is not None:

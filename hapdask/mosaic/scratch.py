@@ -42,7 +42,12 @@ path is taken.
   3.9-4.7 -> 2.4-2.9 s, products identical.
 
 The directory lives beside the output (workers of a cluster must see it, as they see the
-output file) and is removed when the run ends.
+output file) and is removed when the run ends. A file no task will read again may be deleted
+before that (:meth:`Scratch.discard`, the ``discard`` tasks of ``hapdask drizzle``'s graph): on
+this project's file system (ext4 mounted with ``discard``) an unlink waits for the device to
+trim the freed blocks, ~0.23 s per GB of wall time and almost no CPU (2.4 GB: 0.55 s, 0.01
+CPU-s), so the deletions are made by a thread of their own while the run goes on instead of
+all at its end.
 
 A run that is killed cannot remove its directory. Each directory therefore records its owner
 (:data:`OWNER_FILE`: host, process id and the process's start time); :func:`remove_stale`,
@@ -53,6 +58,7 @@ readable owner record, or holding anything but scratch files is left alone.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -231,9 +237,28 @@ class Scratch:
         writes' waits overlap the caller's work. ``array`` must not change until it is done."""
         return _io_pool().submit(self.save, name, array, **kwargs)
 
+    def discard(self, *paths: str) -> None:
+        """Delete scratch files that nothing will read again, in this process's deleting
+        thread (module docstring): the caller does not wait for the file system. Missing files
+        are no error. :meth:`remove` waits for the deletions handed over here."""
+        future = _discard_pool().submit(_unlink_all, paths)
+        with _DISCARD_LOCK:
+            _DISCARDING.setdefault(self.directory, []).append(future)
+
     def remove(self) -> None:
-        """Delete the directory and everything in it."""
+        """Delete the directory and everything in it (after the pending :meth:`discard`
+        deletions of this process)."""
+        with _DISCARD_LOCK:
+            pending = _DISCARDING.pop(self.directory, [])
+        for future in pending:
+            future.exception()  # wait; a failed deletion is left to rmtree
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _unlink_all(paths: Sequence[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def _bounce() -> np.ndarray:
@@ -555,6 +580,23 @@ def _io_pool() -> ThreadPoolExecutor:
                 _IO = ThreadPoolExecutor(os.cpu_count() or 1,
                                          thread_name_prefix="hapdask-scratch-io")
     return _IO
+
+
+_DISCARD: ThreadPoolExecutor | None = None
+#: scratch directory -> futures of its pending :meth:`Scratch.discard` deletions
+_DISCARDING: dict[str, list[Future]] = {}
+_DISCARD_LOCK = threading.Lock()
+
+
+def _discard_pool() -> ThreadPoolExecutor:
+    """This process's deleting thread of :meth:`Scratch.discard` (one: the deletions wait on
+    the device, not on a core; started on first use)."""
+    global _DISCARD
+    if _DISCARD is None:
+        with _DISCARD_LOCK:
+            if _DISCARD is None:
+                _DISCARD = ThreadPoolExecutor(1, thread_name_prefix="hapdask-scratch-discard")
+    return _DISCARD
 
 
 def load_banded_async(path: str, region: Box, out: np.ndarray | None = None) -> Future:
