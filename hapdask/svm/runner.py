@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.table import Table
 
 import skycells
 from hapdask._memory import drop_file_pages, give_back_free_memory
@@ -58,7 +59,21 @@ from hapdask.align import AlignResult, FileCatalog, read_wcs_updates
 from hapdask.align.headerlet import write_headerlets
 from hapdask.align.pipeline import align_graph, visit_key
 from hapdask.align.updates import WcsUpdate, apply_update, write_wcs_updates
-from hapdask.catalogs import CatalogParams, filter_backgrounds, make_catalogs, read_product
+from hapdask.catalogs import (
+    Background,
+    CatalogParams,
+    Detection,
+    FilterCatalogs,
+    Segmentation,
+    assemble_catalogs,
+    catalog_meta,
+    detect_points,
+    detect_segmentation,
+    filter_background,
+    measure_filter,
+    prepare_detection,
+    read_product,
+)
 from hapdask.dqflags import DQ_FLAGS
 from hapdask.export.lock import OutputLock
 from hapdask.export.manifest import write_atomic
@@ -348,59 +363,117 @@ def saturation_map(exps: list, state: DetectorState, shape: tuple[int, int]) -> 
     return out
 
 
-class _OnLookup(Mapping):
-    """A read-only mapping whose values are made by ``make(source)`` at each lookup (not kept)."""
+@dataclass(frozen=True)
+class _CatalogFailed:
+    """A catalog task's ValueError (the message), handed on to the detector's catalog writer."""
 
-    def __init__(self, sources: dict, make: Callable) -> None:
-        self._sources = sources
-        self._make = make
-
-    def __getitem__(self, key):
-        return self._make(self._sources[key])
-
-    def __iter__(self):
-        return iter(self._sources)
-
-    def __len__(self) -> int:
-        return len(self._sources)
+    reason: str
 
 
-def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
-                  state: DetectorState, _after: object, total: ProductRecord,
-                  *filters: ProductRecord) -> list[str]:
-    """Point and segment catalogs of a detector (total detection, forced filter photometry)."""
+def _catalog_failure(*values: object) -> _CatalogFailed | None:
+    return next((v for v in values if isinstance(v, _CatalogFailed)), None)
+
+
+def _catalog_background_task(det_key: str, product: DrizzleResult, _after: object
+                             ) -> Background | None | _CatalogFailed:
+    """A filter product's background (:func:`hapdask.catalogs.filter_background`), before
+    the total's detection arrays are made; one filter at a time (``_after``: the previous
+    one, or the previous detector's catalogs)."""
+    give_back_free_memory()  # the earlier stages' kept free memory (see _catalog_detect_task)
     try:
-        params = CatalogParams.for_detector(det_key)
-    except (KeyError, ValueError) as exc:
-        return [f"{total.name}: no catalogs ({exc})"]
+        return filter_background(read_product(product.output, weights=False),
+                                 CatalogParams.for_detector(det_key))
+    except ValueError as exc:
+        return _CatalogFailed(str(exc))
+
+
+def _catalog_detect_task(det_key: str, total: DrizzleResult, _after: object
+                         ) -> Detection | _CatalogFailed:
+    """The total's footprint, background and weight regions (``total``: the written product;
+    its keywords are written once the detections are done, as they read the file)."""
+    params = CatalogParams.for_detector(det_key)
     # the heap's free memory kept by the earlier stages (hapdask._memory) is handed back before
     # the catalog's whole-image arrays are made: they would not fit its holes, and both would
     # count in the run's peak
     give_back_free_memory()
-    paths, sources = {}, {}
-    for rec in filters:
-        head = read_product(rec.path, memmap=True)  # keywords only; pixels are not read
-        fname = str(head.keyword("FILTER", default=rec.name)).lower()
-        paths[fname] = rec.path
-        sources[fname] = ([exps[q] for q in filter_paths[rec.name]], head.sci.shape)
-        del head
-    # filter products and saturation maps are read when make_catalogs looks them up, one filter
-    # at a time (each is a whole image: holding them all at once was the catalog step's peak)
-    fprods = _OnLookup(paths, lambda path: read_product(path, weights=False))  # no WHT used
-    saturated = {} if params.ir else _OnLookup(
-        sources, lambda src: saturation_map(src[0], state, src[1]))
-    lines = []
     try:
-        # the filter backgrounds before the total is read (their statistics are the catalog
-        # step's largest temporaries); the total product is not held here: make_catalogs frees
-        # it after the detection; its WHT is read (memory-mapped, band by band) by the weight
-        # regions only
-        fbkgs = filter_backgrounds(fprods, params)
-        cats = make_catalogs(read_product(total.path, weights=False), fprods, params,
-                             saturated=saturated, scratch=staging, backgrounds=fbkgs)
-        del fbkgs
+        # WHT is read (memory-mapped, band by band) by the weight regions only
+        return prepare_detection(read_product(total.output, weights=False), params)
+    except ValueError as exc:
+        return _CatalogFailed(str(exc))
+
+
+def _catalog_points_task(det_key: str, detection: Detection | _CatalogFailed
+                         ) -> Table | _CatalogFailed:
+    """The total's point sources."""
+    if isinstance(detection, _CatalogFailed):
+        return detection
+    try:
+        return detect_points(detection, CatalogParams.for_detector(det_key))
+    except ValueError as exc:
+        return _CatalogFailed(str(exc))
+
+
+def _catalog_segments_task(det_key: str, staging: str, detection: Detection | _CatalogFailed,
+                           _points: object) -> Segmentation | _CatalogFailed:
+    """The total's segmentation (its detection images kept as file maps in ``staging``), after
+    its point sources (``_points``): the total's SCI is released once the segmentation's
+    detection image is made (two detections side by side raised the run's peak RSS by
+    0.25-0.3 GiB)."""
+    if isinstance(detection, _CatalogFailed):
+        return detection
+    try:
+        return detect_segmentation(detection, CatalogParams.for_detector(det_key),
+                                   scratch=staging, release=True)
+    except ValueError as exc:
+        return _CatalogFailed(str(exc))
+
+
+def _catalog_filter_task(det_key: str, product: DrizzleResult, exposures: list,
+                         state: DetectorState, background: Background | None | _CatalogFailed,
+                         points: Table | _CatalogFailed, seg: Segmentation | _CatalogFailed,
+                         _after: object) -> FilterCatalogs | _CatalogFailed:
+    """One filter product's point and segment catalogs (forced photometry at the total's
+    sources; ``background``: its :func:`_catalog_background_task`, None: made here) and its
+    saturated pixels' flag; one filter at a time (``_after``: the previous one): each holds
+    the product's whole images."""
+    failed = _catalog_failure(background, points, seg)
+    if failed is not None:
+        return failed
+    params = CatalogParams.for_detector(det_key)
+    try:
+        prod = read_product(product.output, weights=False)  # no WHT used
+        sat = None if params.ir else saturation_map(exposures, state, prod.sci.shape)
+        return measure_filter(prod, points, seg, params, background=background,
+                              saturated=sat)
+    except ValueError as exc:
+        return _CatalogFailed(str(exc))
+
+
+def _catalog_task(det_key: str, staging: str, fnames: list[str],
+                  points: Table | _CatalogFailed, seg: Segmentation | _CatalogFailed,
+                  measured: list, total: ProductRecord, *filters: ProductRecord) -> list[str]:
+    """A detector's catalogs assembled and written (after the products' keywords, which the
+    catalogs' metadata carry: ``total``, ``filters``), from its detections and the filter
+    tasks' catalogs ``measured`` (in the order of ``fnames`` and ``filters``)."""
+    params = CatalogParams.for_detector(det_key)
+    try:
+        if not filters:
+            raise ValueError(f"{total.name}: no filter products given")
+        failed = _catalog_failure(points, seg, *measured)
+        if failed is not None:
+            raise ValueError(failed.reason)
+        head = read_product(total.path, memmap=True)  # keywords only; pixels are not read
+        meta = {}
+        for fname, rec, cat in zip(fnames, filters, measured, strict=True):
+            meta[cat.name] = catalog_meta(read_product(rec.path, memmap=True), params, fname)
+        meta[head.name] = catalog_meta(head, params)
+        cats = assemble_catalogs(head.name, head.exptime if not params.ir else 0.0, points,
+                                 seg, dict(zip(fnames, measured, strict=True)), params, meta)
+        del head
     except ValueError as exc:
         return [f"{total.name}: catalogs failed: {exc}"]
+    lines = []
     if cats.rejected:
         lines.append(f"{total.name}: catalogs written empty: {cats.rejected}")
     written = cats.write(staging)
@@ -409,6 +482,11 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
     del cats  # the segmentation map and tables: their memory is handed back (hapdask._memory)
     give_back_free_memory()
     return lines
+
+
+def _no_catalogs_task(reason: str, total: ProductRecord) -> list[str]:
+    """The trailer line of a detector without HAP catalog parameters."""
+    return [f"{total.name}: no catalogs ({reason})"]
 
 
 @dataclass
@@ -554,6 +632,32 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             # one drizzle pass per chip for the family's products (else each its own)
             family_tasks([planned[m] for m in names], [graphs[m] for m in names],
                          f"svm-family-{det.drizzle_name}-{n}")
+        # the catalog tasks (hapdask.catalogs' steps, in make_catalogs' order, one after the
+        # other: each holds whole images), started once the total and filter products are
+        # written (not after their keywords: beside the other products' previews and
+        # keywords): the filters' backgrounds, the total's detection inputs, its point
+        # sources, its segmentation, each filter's photometry, then the catalogs assembled
+        # and written once the products' keywords are (the catalogs' metadata carry them); a
+        # product's keywords are written after the catalog tasks that read its file
+        cat_keys, readers = {}, {}
+        if catalogs:
+            try:
+                CatalogParams.for_detector(det.key)
+                no_catalogs = None
+            except (KeyError, ValueError) as exc:
+                no_catalogs = str(exc)
+            if no_catalogs is None:
+                dk = ("svm-catalogs-detect", det.drizzle_name)
+                pk_ = ("svm-catalogs-points", det.drizzle_name)
+                sk_ = ("svm-catalogs-segments", det.drizzle_name)
+                fck = {f.drizzle_name: ("svm-catalogs-filter", f.drizzle_name)
+                       for f in det.filters}
+                fbk = {f.drizzle_name: ("svm-catalogs-background", f.drizzle_name)
+                       for f in det.filters}
+                cat_keys = {"detect": dk, "points": pk_, "segments": sk_, "filters": fck,
+                            "backgrounds": fbk}
+                readers[det.drizzle_name] = [pk_, sk_]
+                readers.update({n: [fbk[n], k_] for n, k_ in fck.items()})
         for job in jobs:
             dg = planned[job.name]
             jobs_made.append(dg)
@@ -570,23 +674,46 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
                 keys["previews"].append(pk)
             k = ("svm-keywords", job.name)
             graph[k] = (_product_task, job, staging, exps, skey, dg.done, fk_, rk,
-                        *([pk] if previews else []))
+                        *([pk] if previews else []), *readers.get(job.name, ()))
             if job.level == "filter":
                 filter_keys[job.name] = k
             elif job.level == "total":
                 total_key = k
             keys["drizzle"].append(k)
             keys["drizzle"] += dg.keys[1:]  # cosmic-ray masks (and DQ updates)
+            if cat_keys and job.level == "total":
+                # after the previous detector's catalogs and the filters' backgrounds
+                wait = ("svm-drizzled", det.drizzle_name)
+                graph[wait] = (_barrier, *([before] if before is not None else []))
+                prev = wait
+                for f in det.filters:
+                    bk = cat_keys["backgrounds"][f.drizzle_name]
+                    graph[bk] = (_catalog_background_task, det.key,
+                                 planned[f.drizzle_name].done, prev)
+                    prev = bk
+                graph[cat_keys["detect"]] = (_catalog_detect_task, det.key, dg.done, prev)
+                graph[cat_keys["points"]] = (_catalog_points_task, det.key, cat_keys["detect"])
+                graph[cat_keys["segments"]] = (_catalog_segments_task, det.key, staging,
+                                               cat_keys["detect"], cat_keys["points"])
         fk = [filter_keys[f.drizzle_name] for f in det.filters]
         if catalogs:
-            # after the total and filter products (their tasks are the catalog's arguments)
-            # and the previous detector's catalogs; the exposure products go on beside them
-            wait = ("svm-drizzled", det.drizzle_name)
-            graph[wait] = (_barrier, *([before] if before is not None else []))
             ck = ("svm-catalogs", det.drizzle_name)
-            fpaths = {f.drizzle_name: [e.path for e in f.exposures] for f in det.filters}
-            graph[ck] = (_catalog_task, det.key, staging, exps, fpaths, skey, wait, total_key,
-                         *fk)
+            if cat_keys:
+                prev = None
+                for f in det.filters:
+                    graph[cat_keys["filters"][f.drizzle_name]] = (
+                        _catalog_filter_task, det.key, planned[f.drizzle_name].done,
+                        [exps[e.path] for e in f.exposures], skey,
+                        cat_keys["backgrounds"][f.drizzle_name], cat_keys["points"],
+                        cat_keys["segments"], prev)
+                    prev = cat_keys["filters"][f.drizzle_name]
+                graph[ck] = (_catalog_task, det.key, staging,
+                             [next(j for j in jobs if j.name == f.drizzle_name)
+                              .filter_value.lower() for f in det.filters],
+                             cat_keys["points"], cat_keys["segments"],
+                             list(cat_keys["filters"].values()), total_key, *fk)
+            else:
+                graph[ck] = (_no_catalogs_task, no_catalogs, total_key)
             keys["catalogs"].append(ck)
             before = ck
         if previews:
