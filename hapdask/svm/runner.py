@@ -19,8 +19,15 @@
                                 thumbnail (hapdask.preview) of a finished product, side by
                                 side (they only read it)
     ("svm-keywords", name)      HAP's keywords written into the product, after those
-    ("svm-catalogs", det)       point + segment catalogs (hapdask.catalogs) of the total and
-                                filters, once these are made (beside the exposure products)
+    ("svm-catalogs-...", name)  point + segment catalogs (hapdask.catalogs' steps) as a chain
+                                of tasks, one after the other (each holds whole images), from
+                                when the total and filter products are written (beside the
+                                other products' previews and keywords): each filter's
+                                background, the total's detection inputs, its point sources,
+                                its segmentation, each filter's photometry; the keywords of a
+                                product are written after the catalog tasks reading its file
+    ("svm-catalogs", det)       the catalogs assembled and written as ECSV, after the products'
+                                keywords (the catalogs' metadata)
     ("svm-color", det)          colour preview of the total from up to three filters (from
                                 their previews' block averages)
     ("svm-headerlets", poller)  a headerlet per exposure (needs only the alignment)
@@ -587,9 +594,9 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     finished product, ``("svm-catalogs", det)``, ``("svm-preview", name)`` and
     ``("svm-color", det)``. Exposure and filter products have no dependency between them; a
     total reads its filter products' cosmic-ray masks, so its mask tasks wait for those files
-    (its sky and pixel work do not). Catalogs hold whole images: they start once their
-    detector's total and filter products are made (while its exposure products are still being
-    drizzled on the other threads) and run one detector at a time. The pixel maps of every product
+    (its sky and pixel work do not). Catalogs hold whole images: their tasks run one after
+    the other, from when their detector's total and filter products are written (beside the
+    other products' previews and keywords), one detector at a time. The pixel maps of every product
     are computed here (in threads), before the graph runs, once per chip and grid (the
     exposure, filter and total products of a detector share them); with ``early`` (local
     threads), the products' static masks and sky levels are computed meanwhile on the threads
