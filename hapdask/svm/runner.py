@@ -689,10 +689,11 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             keys["drizzle"].append(k)
             keys["drizzle"] += dg.keys[1:]  # cosmic-ray masks (and DQ updates)
             if cat_keys and job.level == "total":
-                # after the previous detector's catalogs and the filters' backgrounds
-                wait = ("svm-drizzled", det.drizzle_name)
-                graph[wait] = (_barrier, *([before] if before is not None else []))
-                prev = wait
+                # after the previous detector's catalogs (directly: a task without
+                # dependencies, e.g. a barrier, is run by Dask's local scheduler only when
+                # nothing made ready later is left, i.e. after the other products' previews
+                # and keywords, and the chain would wait for it) and the filters' backgrounds
+                prev = before
                 for f in det.filters:
                     bk = cat_keys["backgrounds"][f.drizzle_name]
                     graph[bk] = (_catalog_background_task, det.key,
@@ -761,11 +762,6 @@ def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
             futures[job.name] = pool.submit(_drizzle_graph, job, staging, state, masks, after,
                                             pixmaps, early, job.name not in in_family)
         return {name: f.result() for name, f in futures.items()}
-
-
-def _barrier(*_done) -> None:
-    """A task that completes when its dependencies have (ordering only)."""
-    return None
 
 
 # -- run -------------------------------------------------------------------------------------
