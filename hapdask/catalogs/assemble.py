@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -255,6 +256,10 @@ def filter_backgrounds(filters: Mapping[str, DrizzleProduct], params: CatalogPar
     return {fname: filter_background(filters[fname], params) for fname in list(filters)}
 
 
+#: guards :meth:`Detection.release_sci`'s count (the two detections may run in two threads)
+_SCI_LOCK = threading.Lock()
+
+
 @dataclass
 class Detection:
     """What the total's point and segment detections read (:func:`prepare_detection`).
@@ -264,13 +269,25 @@ class Detection:
     ``footprint`` are those of :func:`~hapdask.catalogs.background.compute_background`,
     :func:`~hapdask.catalogs.background.weight_regions` and
     :func:`~hapdask.catalogs.background.footprint_mask`. The point and the segment detections
-    only read it, so they may run side by side (two threads) on one :class:`Detection`.
+    only read it, so they may run side by side (two threads) on one :class:`Detection`; the
+    total's SCI is dropped once both are done with it (:meth:`release_sci`).
     """
 
     total: DrizzleProduct
     background: Background
     regions: list
     footprint: np.ndarray
+    sci_users: int = 2  # the detections still reading ``total.sci`` (see release_sci)
+
+    def release_sci(self) -> None:
+        """One of the two detections is done with ``total.sci``: after the second one, the SCI
+        is replaced by a broadcast 0 (freed when nothing else holds it). Thread-safe; the
+        detection that is still running keeps its own reference until it returns."""
+        with _SCI_LOCK:
+            self.sci_users -= 1
+            if self.sci_users == 0:
+                self.total = replace(self.total, sci=np.broadcast_to(np.float32(0),
+                                                                     self.total.sci.shape))
 
 
 def prepare_detection(total: DrizzleProduct, params: CatalogParams) -> Detection:
@@ -290,11 +307,18 @@ def prepare_detection(total: DrizzleProduct, params: CatalogParams) -> Detection
     return Detection(total, bkg, regions, footprint)
 
 
-def detect_points(detection: Detection, params: CatalogParams) -> Table:
-    """The total's point sources (:func:`~hapdask.catalogs.point.detect_point_sources`)."""
+def detect_points(detection: Detection, params: CatalogParams, *,
+                  release: bool = False) -> Table:
+    """The total's point sources (:func:`~hapdask.catalogs.point.detect_point_sources`).
+    ``release=True``: done with ``detection.total``'s SCI afterwards
+    (:meth:`Detection.release_sci`)."""
+    total = detection.total  # taken once: the segmentation may release it meanwhile
     with timed("point-detect"):
-        points = detect_point_sources(detection.total, detection.background,
-                                      detection.regions, detection.footprint, params)
+        points = detect_point_sources(total, detection.background, detection.regions,
+                                      detection.footprint, params)
+    del total
+    if release:
+        detection.release_sci()
     give_back_free_memory()  # the banded steps' freed heap memory (see there), at each stage
     return points
 
@@ -305,19 +329,19 @@ def detect_segmentation(detection: Detection, params: CatalogParams, *,
     """The total's segmentation (:func:`~hapdask.catalogs.segment.detect_segments`).
 
     ``scratch``: where the detection images are kept as memory maps (see
-    :func:`make_catalogs`). ``release=True``: ``detection.total``'s SCI is dropped once the
-    segmentation's detection image is made (replaced by a broadcast 0: freed when nothing else
-    holds it); only for a caller whose point detection is done.
+    :func:`make_catalogs`). ``release=True``: done with ``detection.total``'s SCI once the
+    segmentation's detection image is made (:meth:`Detection.release_sci`: dropped when the
+    point detection, before or beside this one, is done with it too).
     """
     with timed("segment-detect"):
         # the segmentation's detection image is made (spilled band by band with ``scratch``),
-        # then the total's SCI is not needed any more (``release``)
-        seg_image = segmentation_image(detection.total, detection.background,
-                                       detection.footprint, spill=scratch)
+        # then the total's SCI is not read any more: the segmentation gets the total without it
         total = detection.total
+        seg_image = segmentation_image(total, detection.background, detection.footprint,
+                                       spill=scratch)
+        total = replace(total, sci=np.broadcast_to(np.float32(0), total.sci.shape))
         if release:
-            total = replace(total, sci=np.broadcast_to(np.float32(0), total.sci.shape))
-            detection.total = total
+            detection.release_sci()
         seg = detect_segments(total, detection.background, detection.regions,
                               detection.footprint, params, spill=scratch, image=seg_image)
         del seg_image, total
@@ -343,14 +367,17 @@ class FilterCatalogs:
 def measure_filter(product: DrizzleProduct, points: Table, segmentation: Segmentation,
                    params: CatalogParams, *, background: Background | None = None,
                    saturated: np.ndarray | None = None,
-                   filter_name: str | None = None) -> FilterCatalogs:
+                   filter_name: str | None = None, own_sci: bool = False) -> FilterCatalogs:
     """Forced point and segment photometry of one filter product at the total's sources.
 
     ``background``: the product's background when already made (:func:`filter_backgrounds`),
     else it is made here. ``product``'s SCI is read once (converted to float64, NaN as 0, then
     background-subtracted in place by the segment measurement): pass ``read_product(path)``
-    directly and it is freed here. ``filter_name``: the filter's name in the catalog metadata
-    (:func:`catalog_meta` of the product's header, in the result); None: no metadata.
+    directly and it is freed here. ``own_sci=True``: a float64 SCI (``read_product(path,
+    sci_dtype=np.float64)``) is used in place (NaN set to 0, background subtracted), not
+    copied: the whole-image float32 and float64 arrays are never held together.
+    ``filter_name``: the filter's name in the catalog metadata (:func:`catalog_meta` of the
+    product's header, in the result); None: no metadata.
     """
     meta = catalog_meta(product, params, filter_name) if filter_name is not None else None
     if background is None:
@@ -360,7 +387,11 @@ def measure_filter(product: DrizzleProduct, points: Table, segmentation: Segment
     # both measurements read SCI as float64 with NaN as 0: converted once (a new array; the
     # product's own SCI is released when the caller keeps no reference), background-
     # subtracted in place by the segment measurement (its last use)
-    product = replace(product, sci=nan_to_zero(np.array(product.sci, dtype=np.float64)))
+    sci = product.sci
+    if not (own_sci and sci.dtype == np.float64 and sci.flags.writeable):
+        sci = np.array(sci, dtype=np.float64)
+    product = replace(product, sci=nan_to_zero(sci))
+    del sci
     with timed("point-measure"):
         point = measure_point_sources(product, points, background, params, saturated=saturated)
     with timed("segment-measure"):
@@ -457,7 +488,7 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     total_meta = catalog_meta(detection.total, params)
     total_exptime = detection.total.exptime if not params.ir else 0.0
     del total
-    points = detect_points(detection, params)
+    points = detect_points(detection, params, release=True)
     seg = detect_segmentation(detection, params, scratch=scratch, release=True)
     del detection
     measured: dict[str, FilterCatalogs] = {}

@@ -19,13 +19,16 @@
                                 thumbnail (hapdask.preview) of a finished product, side by
                                 side (they only read it)
     ("svm-keywords", name)      HAP's keywords written into the product, after those
-    ("svm-catalogs-...", name)  point + segment catalogs (hapdask.catalogs' steps) as a chain
-                                of tasks, one after the other (each holds whole images), from
-                                when the total and filter products are written (beside the
-                                other products' previews and keywords): each filter's
-                                background, the total's detection inputs, its point sources,
-                                its segmentation, each filter's photometry; the keywords of a
-                                product are written after the catalog tasks reading its file
+    ("svm-catalogs-...", name)  point + segment catalogs (hapdask.catalogs' steps) as tasks,
+                                from when the total and filter products are written (beside
+                                the other products' previews and keywords): each filter's
+                                background (one after the other), the total's detection
+                                inputs, then its point sources and its segmentation side by
+                                side, then each filter's photometry (side by side); the
+                                keywords of a product are written after the catalog tasks
+                                reading its file. They have the first priority among ready
+                                tasks, the total and filter products' ends, readers and
+                                keywords the second (scheduling.local_compute(priority=))
     ("svm-catalogs", det)       the catalogs assembled and written as ECSV, after the products'
                                 keywords (the catalogs' metadata)
     ("svm-color", det)          colour preview of the total from up to three filters (from
@@ -385,7 +388,8 @@ def _catalog_background_task(det_key: str, product: DrizzleResult, _after: objec
                              ) -> Background | None | _CatalogFailed:
     """A filter product's background (:func:`hapdask.catalogs.filter_background`), before
     the total's detection arrays are made; one filter at a time (``_after``: the previous
-    one, or the previous detector's catalogs)."""
+    one, or the previous detector's catalogs): its sigma clipping's float64 copies are the
+    catalogs' largest temporaries (0.6-0.9 GiB on the ACS/WFC demo)."""
     give_back_free_memory()  # the earlier stages' kept free memory (see _catalog_detect_task)
     try:
         return filter_background(read_product(product.output, weights=False),
@@ -412,21 +416,20 @@ def _catalog_detect_task(det_key: str, total: DrizzleResult, _after: object
 
 def _catalog_points_task(det_key: str, detection: Detection | _CatalogFailed
                          ) -> Table | _CatalogFailed:
-    """The total's point sources."""
+    """The total's point sources (beside its segmentation: the total's SCI is released when
+    both are done with it)."""
     if isinstance(detection, _CatalogFailed):
         return detection
     try:
-        return detect_points(detection, CatalogParams.for_detector(det_key))
+        return detect_points(detection, CatalogParams.for_detector(det_key), release=True)
     except ValueError as exc:
         return _CatalogFailed(str(exc))
 
 
-def _catalog_segments_task(det_key: str, staging: str, detection: Detection | _CatalogFailed,
-                           _points: object) -> Segmentation | _CatalogFailed:
-    """The total's segmentation (its detection images kept as file maps in ``staging``), after
-    its point sources (``_points``): the total's SCI is released once the segmentation's
-    detection image is made (two detections side by side raised the run's peak RSS by
-    0.25-0.3 GiB)."""
+def _catalog_segments_task(det_key: str, staging: str, detection: Detection | _CatalogFailed
+                           ) -> Segmentation | _CatalogFailed:
+    """The total's segmentation (its detection images kept as file maps in ``staging``),
+    beside its point sources."""
     if isinstance(detection, _CatalogFailed):
         return detection
     try:
@@ -438,21 +441,32 @@ def _catalog_segments_task(det_key: str, staging: str, detection: Detection | _C
 
 def _catalog_filter_task(det_key: str, product: DrizzleResult, exposures: list,
                          state: DetectorState, background: Background | None | _CatalogFailed,
-                         points: Table | _CatalogFailed, seg: Segmentation | _CatalogFailed,
-                         _after: object) -> FilterCatalogs | _CatalogFailed:
+                         points: Table | _CatalogFailed, seg: Segmentation | _CatalogFailed
+                         ) -> FilterCatalogs | _CatalogFailed:
     """One filter product's point and segment catalogs (forced photometry at the total's
     sources; ``background``: its :func:`_catalog_background_task`, None: made here) and its
-    saturated pixels' flag; one filter at a time (``_after``: the previous one): each holds
-    the product's whole images."""
+    saturated pixels' flag; the filters side by side (each holds its product's SCI as one
+    float64 image)."""
     failed = _catalog_failure(background, points, seg)
     if failed is not None:
         return failed
     params = CatalogParams.for_detector(det_key)
     try:
-        prod = read_product(product.output, weights=False)  # no WHT used
-        sat = None if params.ir else saturation_map(exposures, state, prod.sci.shape)
-        return measure_filter(prod, points, seg, params, background=background,
-                              saturated=sat)
+        if params.ir:
+            sat = None
+        else:  # made first: its temporaries are gone when the product is read
+            with fits.open(product.output, memmap=True) as hdul:
+                shape = hdul["SCI"].shape
+            sat = saturation_map(exposures, state, shape)
+        # SCI read as float64 and used in place (no whole float32 copy besides) when the
+        # background is made (a 2-D one is made here again, from the float32 SCI as before);
+        # no WHT; the product is handed over (no name kept here): the filters' tasks run
+        # side by side
+        own = background is not None
+        return measure_filter(read_product(product.output, weights=False,
+                                           sci_dtype=np.float64 if own else np.float32),
+                              points, seg, params, background=background, saturated=sat,
+                              own_sci=own)
     except ValueError as exc:
         return _CatalogFailed(str(exc))
 
@@ -612,7 +626,7 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     """
     exps = p.exposures
     graph: dict = {}
-    keys: dict = {"drizzle": [], "catalogs": [], "previews": []}
+    keys: dict = {"drizzle": [], "catalogs": [], "previews": [], "priority": {}}
     jobs_made: list[DrizzleGraph] = []
     pixmaps: dict = {}  # a chip's pixel map on the grid, shared by the products
     before = None
@@ -639,13 +653,15 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             # one drizzle pass per chip for the family's products (else each its own)
             family_tasks([planned[m] for m in names], [graphs[m] for m in names],
                          f"svm-family-{det.drizzle_name}-{n}")
-        # the catalog tasks (hapdask.catalogs' steps, in make_catalogs' order, one after the
-        # other: each holds whole images), started once the total and filter products are
-        # written (not after their keywords: beside the other products' previews and
-        # keywords): the filters' backgrounds, the total's detection inputs, its point
-        # sources, its segmentation, each filter's photometry, then the catalogs assembled
-        # and written once the products' keywords are (the catalogs' metadata carry them); a
-        # product's keywords are written after the catalog tasks that read its file
+        # the catalog tasks (hapdask.catalogs' steps), started once the total and filter
+        # products are written (not after their keywords: beside the other products'
+        # previews and keywords): the filters' backgrounds one after the other (their sigma
+        # clipping's copies are the largest temporaries), the total's detection inputs, its
+        # point sources and segmentation side by side, each filter's photometry (side by
+        # side), then the catalogs assembled and written once the products' keywords are
+        # (the catalogs' metadata carry them); a product's keywords are written after the
+        # catalog tasks that read its file. Svm demo peak RSS: detections 1.49 GiB, filters
+        # 1.42 GiB (the limit is 1.60)
         cat_keys, readers = {}, {}
         if catalogs:
             try:
@@ -682,6 +698,11 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             k = ("svm-keywords", job.name)
             graph[k] = (_product_task, job, staging, exps, skey, dg.done, fk_, rk,
                         *([pk] if previews else []), *readers.get(job.name, ()))
+            if cat_keys and job.level != "exposure":
+                # the catalogs' inputs (their products' ends) and the readers and keywords
+                # their assembly waits for, before the exposure products' (local threads)
+                keys["priority"].update(dict.fromkeys(
+                    [dg.done, fk_, rk, k, *([pk] if previews else [])], 1))
             if job.level == "filter":
                 filter_keys[job.name] = k
             elif job.level == "total":
@@ -702,19 +723,17 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
                 graph[cat_keys["detect"]] = (_catalog_detect_task, det.key, dg.done, prev)
                 graph[cat_keys["points"]] = (_catalog_points_task, det.key, cat_keys["detect"])
                 graph[cat_keys["segments"]] = (_catalog_segments_task, det.key, staging,
-                                               cat_keys["detect"], cat_keys["points"])
+                                               cat_keys["detect"])
         fk = [filter_keys[f.drizzle_name] for f in det.filters]
         if catalogs:
             ck = ("svm-catalogs", det.drizzle_name)
             if cat_keys:
-                prev = None
                 for f in det.filters:
                     graph[cat_keys["filters"][f.drizzle_name]] = (
                         _catalog_filter_task, det.key, planned[f.drizzle_name].done,
                         [exps[e.path] for e in f.exposures], skey,
                         cat_keys["backgrounds"][f.drizzle_name], cat_keys["points"],
-                        cat_keys["segments"], prev)
-                    prev = cat_keys["filters"][f.drizzle_name]
+                        cat_keys["segments"])
                 graph[ck] = (_catalog_task, det.key, staging,
                              [next(j for j in jobs if j.name == f.drizzle_name)
                               .filter_value.lower() for f in det.filters],
@@ -723,6 +742,10 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             else:
                 graph[ck] = (_no_catalogs_task, no_catalogs, total_key)
             keys["catalogs"].append(ck)
+            if cat_keys:  # started first among the ready tasks (local threads)
+                keys["priority"].update(dict.fromkeys(
+                    [cat_keys["detect"], cat_keys["points"], cat_keys["segments"], ck,
+                     *cat_keys["filters"].values(), *cat_keys["backgrounds"].values()], 2))
             before = ck
         if previews:
             ck = ("svm-color", det.drizzle_name)
@@ -920,7 +943,8 @@ def run(
                 try:
                     t1 = time.perf_counter()
                     want = keys["drizzle"] + keys["catalogs"] + keys["previews"] + [hkey]
-                    values = dict(zip(want, compute(graph, want, False), strict=True))
+                    values = dict(zip(want, compute(graph, want, False,
+                                                    priority=keys["priority"]), strict=True))
                 finally:
                     for j in jobs:
                         j.scratch.remove()

@@ -39,7 +39,7 @@ def _upstream(graph: dict, key) -> set:
     return seen
 
 
-def test_catalog_chain_starts_before_keywords(sim, tmp_path):
+def test_catalog_tasks_order_and_priorities(sim, tmp_path):
     p, states = _aligned_visit(sim)
     staging = tmp_path / "staging"
     staging.mkdir()
@@ -49,26 +49,49 @@ def test_catalog_chain_starts_before_keywords(sim, tmp_path):
     (det,) = p.detectors
     total = det.drizzle_name
     filters = [f.drizzle_name for f in det.filters]
-    chain = [*(("svm-catalogs-background", f) for f in filters),
-             ("svm-catalogs-detect", total), ("svm-catalogs-points", total),
-             ("svm-catalogs-segments", total), *(("svm-catalogs-filter", f) for f in filters)]
-    for k in chain:
+    backgrounds = [("svm-catalogs-background", f) for f in filters]
+    detect, points, segments = (("svm-catalogs-detect", total), ("svm-catalogs-points", total),
+                                ("svm-catalogs-segments", total))
+    measures = [("svm-catalogs-filter", f) for f in filters]
+    tasks = [*backgrounds, detect, points, segments, *measures]
+    for k in tasks:
         # no product's keywords before any of the pixel work (it reads the written products)
         assert not any(u[0] == "svm-keywords" for u in _upstream(graph, k)), k
-    # one after the other (each holds whole images)
+    # the backgrounds (their sigma clipping: the largest temporaries) one after the other,
+    # then the total's detection inputs
+    chain = [*backgrounds, detect]
     for a, b in zip(chain, chain[1:], strict=False):
         assert a in _upstream(graph, b), (a, b)
+    # the point and segment detections side by side, after the detection inputs
+    assert {detect} == get_dependencies(graph, points) == get_dependencies(graph, segments)
+    # each filter's photometry after both detections and its background, beside the others'
+    for f, m in zip(filters, measures, strict=True):
+        assert {points, segments, ("svm-catalogs-background", f)} <= get_dependencies(graph, m)
+        assert not set(measures) & _upstream(graph, m)
     # a product's keywords (rewritten headers) wait for the catalog tasks reading its file
     kw_total = get_dependencies(graph, ("svm-keywords", total))
-    assert {("svm-catalogs-points", total), ("svm-catalogs-segments", total)} <= kw_total
+    assert {points, segments} <= kw_total
     for f in filters:
         assert {("svm-catalogs-background", f), ("svm-catalogs-filter", f)} <= \
             get_dependencies(graph, ("svm-keywords", f))
     # the ECSV files after every keyword (their metadata) and the measurements
     write = ("svm-catalogs", total)
     assert keys["catalogs"] == [write]
-    assert {("svm-keywords", n) for n in [total, *filters]} | set(chain[-len(filters):]) <= \
+    assert {("svm-keywords", n) for n in [total, *filters]} | set(measures) <= \
         get_dependencies(graph, write)
+    # priorities (local threads): the catalog tasks first, then the total and filter
+    # products' ends, readers and keywords, then the rest (the exposure products')
+    prio = keys["priority"]
+    assert all(prio[k] == 2 for k in [*tasks, write])
+    for n in [total, *filters]:
+        for kind in ("svm-keywords", "svm-keywords-footprint", "svm-keywords-sregion",
+                     "svm-preview"):
+            assert prio[(kind, n)] == 1, (kind, n)
+        assert prio[get_dependencies(graph, ("svm-preview", n)).pop()] == 1  # its end
+    exposures = [e.drizzle_name for f in det.filters for e in f.exposures]
+    assert exposures
+    assert not any(k[1] in exposures for k in prio if isinstance(k, tuple) and len(k) > 1)
+    assert set(prio) <= set(graph)
 
 
 def test_catalog_tasks_equal_one_call(sim, acs_run, tmp_path):
