@@ -416,8 +416,8 @@ def _catalog_detect_task(det_key: str, total: DrizzleResult, _after: object
 
 def _catalog_points_task(det_key: str, detection: Detection | _CatalogFailed
                          ) -> Table | _CatalogFailed:
-    """The total's point sources (beside its segmentation: the total's SCI is released when
-    both are done with it)."""
+    """The total's point sources (the total's SCI is released when both detections are done
+    with it)."""
     if isinstance(detection, _CatalogFailed):
         return detection
     try:
@@ -426,10 +426,12 @@ def _catalog_points_task(det_key: str, detection: Detection | _CatalogFailed
         return _CatalogFailed(str(exc))
 
 
-def _catalog_segments_task(det_key: str, staging: str, detection: Detection | _CatalogFailed
-                           ) -> Segmentation | _CatalogFailed:
+def _catalog_segments_task(det_key: str, staging: str, detection: Detection | _CatalogFailed,
+                           _points: object) -> Segmentation | _CatalogFailed:
     """The total's segmentation (its detection images kept as file maps in ``staging``),
-    beside its point sources."""
+    after its point sources (``_points``; the total's SCI is then dropped once the
+    segmentation's detection image is made): side by side, the two detections raised the svm
+    demo's peak RSS to 1.44-1.63 GiB (1.16-1.30 GiB one after the other)."""
     if isinstance(detection, _CatalogFailed):
         return detection
     try:
@@ -439,34 +441,44 @@ def _catalog_segments_task(det_key: str, staging: str, detection: Detection | _C
         return _CatalogFailed(str(exc))
 
 
-def _catalog_filter_task(det_key: str, product: DrizzleResult, exposures: list,
-                         state: DetectorState, background: Background | None | _CatalogFailed,
+def _catalog_saturation_task(det_key: str, exposures: list, state: DetectorState
+                             ) -> np.ndarray | None:
+    """A filter's saturated input pixels on the product grid (:func:`saturation_map`; None
+    for WFC3/IR, which has no such flag): needs the alignment only, so it is made while the
+    products are drizzled, off the catalogs' critical path."""
+    if CatalogParams.for_detector(det_key).ir:
+        return None
+    with timed("saturation"):
+        return saturation_map(exposures, state, state.grid.shape)
+
+
+def _catalog_filter_task(det_key: str, product: DrizzleResult, saturated: np.ndarray | None,
+                         background: Background | None | _CatalogFailed,
                          points: Table | _CatalogFailed, seg: Segmentation | _CatalogFailed
                          ) -> FilterCatalogs | _CatalogFailed:
     """One filter product's point and segment catalogs (forced photometry at the total's
-    sources; ``background``: its :func:`_catalog_background_task`, None: made here) and its
-    saturated pixels' flag; the filters side by side (each holds its product's SCI as one
-    float64 image)."""
+    sources; ``background``: its :func:`_catalog_background_task`, None: made here) with its
+    saturated pixels' flag (``saturated``: its :func:`_catalog_saturation_task`); the
+    filters side by side (each holds its product's SCI as one float64 image)."""
     failed = _catalog_failure(background, points, seg)
     if failed is not None:
         return failed
+    give_back_free_memory()  # the detections' freed memory, before the whole images are made
     params = CatalogParams.for_detector(det_key)
     try:
-        if params.ir:
-            sat = None
-        else:  # made first: its temporaries are gone when the product is read
-            with fits.open(product.output, memmap=True) as hdul:
-                shape = hdul["SCI"].shape
-            sat = saturation_map(exposures, state, shape)
+        with fits.open(product.output, memmap=True) as hdul:
+            shape = hdul["SCI"].shape
+        if saturated is not None and saturated.shape != shape:
+            raise ValueError(f"{product.output.name}: SCI shape {shape} differs from its "
+                             f"grid's {saturated.shape}")
         # SCI read as float64 and used in place (no whole float32 copy besides) when the
         # background is made (a 2-D one is made here again, from the float32 SCI as before);
-        # no WHT; the product is handed over (no name kept here): the filters' tasks run
-        # side by side
+        # no WHT; the product is handed over (no name kept here)
         own = background is not None
         return measure_filter(read_product(product.output, weights=False,
                                            sci_dtype=np.float64 if own else np.float32),
-                              points, seg, params, background=background, saturated=sat,
-                              own_sci=own)
+                              points, seg, params, background=background,
+                              saturated=saturated, own_sci=own)
     except ValueError as exc:
         return _CatalogFailed(str(exc))
 
@@ -699,10 +711,13 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             graph[k] = (_product_task, job, staging, exps, skey, dg.done, fk_, rk,
                         *([pk] if previews else []), *readers.get(job.name, ()))
             if cat_keys and job.level != "exposure":
-                # the catalogs' inputs (their products' ends) and the readers and keywords
-                # their assembly waits for, before the exposure products' (local threads)
+                # the catalogs' inputs (their products' tile writes, a pick each from the
+                # family's tile task, and ends) and the readers and keywords their assembly
+                # waits for, before the exposure products' (local threads; else Dask's
+                # newest-first order left them behind the exposure products' previews)
                 keys["priority"].update(dict.fromkeys(
-                    [dg.done, fk_, rk, k, *([pk] if previews else [])], 1))
+                    [*dg.writes.values(), dg.done, fk_, rk, k, *([pk] if previews else [])],
+                    1))
             if job.level == "filter":
                 filter_keys[job.name] = k
             elif job.level == "total":
@@ -723,15 +738,20 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
                 graph[cat_keys["detect"]] = (_catalog_detect_task, det.key, dg.done, prev)
                 graph[cat_keys["points"]] = (_catalog_points_task, det.key, cat_keys["detect"])
                 graph[cat_keys["segments"]] = (_catalog_segments_task, det.key, staging,
-                                               cat_keys["detect"])
+                                               cat_keys["detect"], cat_keys["points"])
         fk = [filter_keys[f.drizzle_name] for f in det.filters]
         if catalogs:
             ck = ("svm-catalogs", det.drizzle_name)
             if cat_keys:
                 for f in det.filters:
+                    satk = ("svm-catalogs-saturation", f.drizzle_name)
+                    graph[satk] = (_catalog_saturation_task, det.key,
+                                   [exps[e.path] for e in f.exposures], skey)
+                    # started with the compute (else Dask's newest-first order leaves a task
+                    # ready from the start until the end)
+                    keys["priority"][satk] = 1
                     graph[cat_keys["filters"][f.drizzle_name]] = (
-                        _catalog_filter_task, det.key, planned[f.drizzle_name].done,
-                        [exps[e.path] for e in f.exposures], skey,
+                        _catalog_filter_task, det.key, planned[f.drizzle_name].done, satk,
                         cat_keys["backgrounds"][f.drizzle_name], cat_keys["points"],
                         cat_keys["segments"])
                 graph[ck] = (_catalog_task, det.key, staging,

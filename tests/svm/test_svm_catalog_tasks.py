@@ -58,16 +58,19 @@ def test_catalog_tasks_order_and_priorities(sim, tmp_path):
         # no product's keywords before any of the pixel work (it reads the written products)
         assert not any(u[0] == "svm-keywords" for u in _upstream(graph, k)), k
     # the backgrounds (their sigma clipping: the largest temporaries) one after the other,
-    # then the total's detection inputs
-    chain = [*backgrounds, detect]
+    # then the total's detection inputs, its point sources, its segmentation (memory)
+    chain = [*backgrounds, detect, points, segments]
     for a, b in zip(chain, chain[1:], strict=False):
         assert a in _upstream(graph, b), (a, b)
-    # the point and segment detections side by side, after the detection inputs
-    assert {detect} == get_dependencies(graph, points) == get_dependencies(graph, segments)
     # each filter's photometry after both detections and its background, beside the others'
     for f, m in zip(filters, measures, strict=True):
         assert {points, segments, ("svm-catalogs-background", f)} <= get_dependencies(graph, m)
         assert not set(measures) & _upstream(graph, m)
+        # its saturation map from the alignment only: made while the products are drizzled
+        sat = ("svm-catalogs-saturation", f)
+        assert sat in get_dependencies(graph, m)
+        assert get_dependencies(graph, sat) == {("svm-state", det.key + "-" + det.prefix)}
+        assert keys["priority"][sat] == 1
     # a product's keywords (rewritten headers) wait for the catalog tasks reading its file
     kw_total = get_dependencies(graph, ("svm-keywords", total))
     assert {points, segments} <= kw_total
@@ -87,7 +90,10 @@ def test_catalog_tasks_order_and_priorities(sim, tmp_path):
         for kind in ("svm-keywords", "svm-keywords-footprint", "svm-keywords-sregion",
                      "svm-preview"):
             assert prio[(kind, n)] == 1, (kind, n)
-        assert prio[get_dependencies(graph, ("svm-preview", n)).pop()] == 1  # its end
+        (end,) = get_dependencies(graph, ("svm-preview", n))
+        assert prio[end] == 1  # its end and the writes of its tiles
+        writes = [d for d in get_dependencies(graph, end) if str(d[0]).startswith("drz-write")]
+        assert writes and all(prio[w] == 1 for w in writes)
     exposures = [e.drizzle_name for f in det.filters for e in f.exposures]
     assert exposures
     assert not any(k[1] in exposures for k in prio if isinstance(k, tuple) and len(k) > 1)
