@@ -26,9 +26,10 @@
                                 inputs, then its point sources and its segmentation side by
                                 side, then each filter's photometry (side by side); the
                                 keywords of a product are written after the catalog tasks
-                                reading its file. They have the first priority among ready
-                                tasks, the total and filter products' ends, readers and
-                                keywords the second (scheduling.local_compute(priority=))
+                                reading its file. Among ready tasks (local threads,
+                                scheduling.local_compute(priority=)) the total and filter
+                                products' tile writes and ends start first, then the
+                                catalog tasks, then those products' readers and keywords
     ("svm-catalogs", det)       the catalogs assembled and written as ECSV, after the products'
                                 keywords (the catalogs' metadata)
     ("svm-color", det)          colour preview of the total from up to three filters (from
@@ -711,13 +712,14 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             graph[k] = (_product_task, job, staging, exps, skey, dg.done, fk_, rk,
                         *([pk] if previews else []), *readers.get(job.name, ()))
             if cat_keys and job.level != "exposure":
-                # the catalogs' inputs (their products' tile writes, a pick each from the
-                # family's tile task, and ends) and the readers and keywords their assembly
-                # waits for, before the exposure products' (local threads; else Dask's
-                # newest-first order left them behind the exposure products' previews)
+                # the catalogs' inputs first (their products' tile writes, a pick each from
+                # the family's tile task, and ends: else Dask's newest-first order left them
+                # behind the other products' previews and keywords), the readers and
+                # keywords the catalogs' assembly waits for before the exposure products'
+                # (local threads)
+                keys["priority"].update(dict.fromkeys([*dg.writes.values(), dg.done], 3))
                 keys["priority"].update(dict.fromkeys(
-                    [*dg.writes.values(), dg.done, fk_, rk, k, *([pk] if previews else [])],
-                    1))
+                    [fk_, rk, k, *([pk] if previews else [])], 1))
             if job.level == "filter":
                 filter_keys[job.name] = k
             elif job.level == "total":

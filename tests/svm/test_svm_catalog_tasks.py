@@ -82,8 +82,9 @@ def test_catalog_tasks_order_and_priorities(sim, tmp_path):
     assert keys["catalogs"] == [write]
     assert {("svm-keywords", n) for n in [total, *filters]} | set(measures) <= \
         get_dependencies(graph, write)
-    # priorities (local threads): the catalog tasks first, then the total and filter
-    # products' ends, readers and keywords, then the rest (the exposure products')
+    # priorities (local threads): the total and filter products' tile writes and ends (the
+    # catalogs' inputs) first, then the catalog tasks, then those products' readers and
+    # keywords, then the rest (the exposure products')
     prio = keys["priority"]
     assert all(prio[k] == 2 for k in [*tasks, write])
     for n in [total, *filters]:
@@ -91,9 +92,9 @@ def test_catalog_tasks_order_and_priorities(sim, tmp_path):
                      "svm-preview"):
             assert prio[(kind, n)] == 1, (kind, n)
         (end,) = get_dependencies(graph, ("svm-preview", n))
-        assert prio[end] == 1  # its end and the writes of its tiles
+        assert prio[end] == 3  # its end and the writes of its tiles
         writes = [d for d in get_dependencies(graph, end) if str(d[0]).startswith("drz-write")]
-        assert writes and all(prio[w] == 1 for w in writes)
+        assert writes and all(prio[w] == 3 for w in writes)
     exposures = [e.drizzle_name for f in det.filters for e in f.exposures]
     assert exposures
     assert not any(k[1] in exposures for k in prio if isinstance(k, tuple) and len(k) > 1)
