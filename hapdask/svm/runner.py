@@ -22,14 +22,16 @@
     ("svm-catalogs-...", name)  point + segment catalogs (hapdask.catalogs' steps) as tasks,
                                 from when the total and filter products are written (beside
                                 the other products' previews and keywords): each filter's
-                                background (one after the other), the total's detection
-                                inputs, then its point sources and its segmentation side by
-                                side, then each filter's photometry (side by side); the
-                                keywords of a product are written after the catalog tasks
-                                reading its file. Among ready tasks (local threads,
-                                scheduling.local_compute(priority=)) the total and filter
-                                products' tile writes and ends start first, then the
-                                catalog tasks, then those products' readers and keywords
+                                background, the total's detection inputs, its point sources,
+                                its segmentation (one after the other: each holds whole
+                                images), then the filters' photometry side by side (their
+                                saturation maps made from the alignment, while the products
+                                are drizzled); the keywords of a product are written after
+                                the catalog tasks reading its file. Among ready tasks
+                                (local threads, scheduling.local_compute(priority=)) the
+                                total and filter products' tile writes and ends start first,
+                                then the catalog tasks, then those products' readers and
+                                keywords
     ("svm-catalogs", det)       the catalogs assembled and written as ECSV, after the products'
                                 keywords (the catalogs' metadata)
     ("svm-color", det)          colour preview of the total from up to three filters (from
@@ -668,13 +670,13 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
                          f"svm-family-{det.drizzle_name}-{n}")
         # the catalog tasks (hapdask.catalogs' steps), started once the total and filter
         # products are written (not after their keywords: beside the other products'
-        # previews and keywords): the filters' backgrounds one after the other (their sigma
-        # clipping's copies are the largest temporaries), the total's detection inputs, its
-        # point sources and segmentation side by side, each filter's photometry (side by
-        # side), then the catalogs assembled and written once the products' keywords are
-        # (the catalogs' metadata carry them); a product's keywords are written after the
-        # catalog tasks that read its file. Svm demo peak RSS: detections 1.49 GiB, filters
-        # 1.42 GiB (the limit is 1.60)
+        # previews and keywords): the filters' backgrounds (their sigma clipping's copies
+        # are the largest temporaries, ~0.6 GiB each), the total's detection inputs, its
+        # point sources, its segmentation, one after the other (svm demo, peak RSS: the two
+        # detections side by side 1.44-1.63 GiB, too near the 1.60 GiB rule), then the
+        # filters' photometry side by side (1.36-1.40 GiB), the catalogs assembled and
+        # written once the products' keywords are (the catalogs' metadata carry them); a
+        # product's keywords are written after the catalog tasks that read its file
         cat_keys, readers = {}, {}
         if catalogs:
             try:
