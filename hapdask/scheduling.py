@@ -14,16 +14,18 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dask
+from dask.callbacks import Callback, normalize_callback
 from dask.diagnostics import ProgressBar
 from dask.threaded import get
 
 from hapdask import _memory, profile
 
-__all__ = ["compute_context", "local_compute", "probe_scheduler"]
+__all__ = ["compute_context", "local_compute", "priority_callback", "probe_scheduler"]
 
 
 def probe_scheduler(address: str, timeout: float) -> None:
@@ -60,27 +62,52 @@ def probe_scheduler(address: str, timeout: float) -> None:
         pool.shutdown(wait=False)
 
 
+def priority_callback(priority: Mapping) -> Callback:
+    """A Dask local-scheduler callback that starts the ready tasks of higher ``priority``
+    (``key -> int``, default 0) first.
+
+    Dask's threaded scheduler keeps its ready tasks in a list and starts the last one
+    (:func:`dask.order.order`, newest first); after every finished task (and at the start)
+    the list is sorted here by priority, stably, so tasks of one priority keep Dask's order.
+    A priority only chooses among ready tasks: it never delays one whose inputs are done
+    while a thread is free.
+    """
+    def order_ready(state: dict) -> None:
+        ready = state["ready"]
+        if len(ready) > 1:
+            ready.sort(key=lambda k: priority.get(k, 0))  # the end is started first
+
+    return Callback(start_state=lambda dsk, state: order_ready(state),
+                    posttask=lambda key, result, dsk, state, worker: order_ready(state))
+
+
 def local_compute(graph, keys, progress: bool = False, *, nthreads: int | None = None,
-                  beside_client: bool = False) -> list:
+                  beside_client: bool = False, priority: Mapping | None = None) -> list:
     """Compute ``keys`` of ``graph`` on Dask's local threaded scheduler (``nthreads``, default
     one per core), timed per task while a :class:`hapdask.profile.Profile` is active
     (``beside_client``: it runs beside the client's work and other computes, see
-    :class:`hapdask.profile.ComputeRecord`)."""
+    :class:`hapdask.profile.ComputeRecord`); ``priority``: ``key -> int``, ready tasks of
+    a higher priority start first (:func:`priority_callback`)."""
     nthreads = nthreads or os.cpu_count() or 1
     prof = profile.active()
     with contextlib.ExitStack() as stack:
         if progress:
             stack.enter_context(ProgressBar(out=sys.stderr))
+        # callbacks given to a compute replace the active ones (the progress bar): both
+        kw = {"callbacks": [*Callback.active, normalize_callback(priority_callback(priority))]
+              } if priority else {}
         if prof is not None:
             return profile.profiled_local(prof, get, graph, keys, nthreads,
-                                          beside_client=beside_client)
-        return get(graph, keys, num_workers=nthreads)
+                                          beside_client=beside_client, **kw)
+        return get(graph, keys, num_workers=nthreads, **kw)
 
 
 @contextlib.contextmanager
 def compute_context(scheduler, workers, threads_per_worker, log, *, timeout=30.0,
                     scratch=None):
-    """Yield ``(compute, client)``: a compute function and the distributed client (or None).
+    """Yield ``(compute, client)``: a compute function ``compute(graph, keys, progress,
+    priority=None)`` (``priority``: :func:`local_compute`'s, for local threads; a distributed
+    scheduler keeps its own order) and the distributed client (or None).
 
     ``timeout`` (s) bounds the connection to a ``scheduler`` address; a local cluster keeps its
     scratch space in a new directory under ``scratch`` (removed on exit).
@@ -133,7 +160,7 @@ def compute_context(scheduler, workers, threads_per_worker, log, *, timeout=30.0
             print(file=sys.stderr)
         return client.gather(futs)
 
-    def compute(graph, keys, show):
+    def compute(graph, keys, show, priority=None):  # priorities: local threads only
         prof = profile.active()
         if prof is None:
             return run_graph(graph, keys, show)

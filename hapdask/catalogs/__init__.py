@@ -10,16 +10,27 @@ photometry     two-aperture photometry with annulus sky, ABMAG, CI
 flags          HAP flag bits (5.5)
 point          point-source detection and forced photometry (5.3)
 segment        segmentation detection, deblending, SourceCatalog columns (5.4)
-assemble       total-catalog assembly, trimming, CR-contamination rule, ECSV output (5.6)
+assemble       the chain's steps (detection inputs, point / segment detection, per-filter
+               measurement: separate tasks for a caller that schedules them), total-catalog
+               assembly, trimming, CR-contamination rule, ECSV output (5.6)
 =============  ==================================================================================
 """
 
 from hapdask.catalogs.assemble import (
     CatalogProducts,
+    Detection,
+    FilterCatalogs,
+    assemble_catalogs,
     catalog_filename,
+    catalog_meta,
     cr_contamination,
+    detect_points,
+    detect_segmentation,
+    filter_background,
     filter_backgrounds,
     make_catalogs,
+    measure_filter,
+    prepare_detection,
     total_catalog,
     write_catalog,
 )
@@ -39,11 +50,14 @@ from hapdask.catalogs.product import DrizzleProduct, context_count, read_product
 from hapdask.catalogs.segment import Segmentation, detect_segments, measure_segments
 
 __all__ = [
-    "Background", "CatalogParams", "CatalogProducts", "DrizzleProduct", "FLAG_BITS",
-    "Segmentation", "WeightRegion", "abmag", "aperture_photometry_hap", "catalog_filename",
+    "Background", "CatalogParams", "CatalogProducts", "Detection", "DrizzleProduct", "FLAG_BITS",
+    "FilterCatalogs", "Segmentation", "WeightRegion", "abmag", "aperture_photometry_hap",
+    "assemble_catalogs", "catalog_filename", "catalog_meta",
     "compute_background", "context_count", "cr_contamination", "detect_point_sources",
-    "detect_segments", "filter_backgrounds", "footprint_mask", "make_catalogs",
-    "measure_point_sources",
+    "detect_points", "detect_segmentation", "detect_segments", "filter_background",
+    "filter_backgrounds",
+    "footprint_mask", "make_catalogs", "measure_filter", "measure_point_sources",
+    "prepare_detection",
     "measure_segments", "read_product", "source_flags", "threshold_image", "total_catalog",
     "weight_regions", "write_catalog",
 ]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -53,7 +54,10 @@ from hapdask.catalogs.segment import (
 from hapdask.export.paths import commit, create_temporary, output_path, remove_temporary
 from hapdask.profile import timed
 
-__all__ = ["CatalogProducts", "filter_backgrounds", "make_catalogs", "total_catalog",
+__all__ = ["CatalogProducts", "Detection", "FilterCatalogs", "assemble_catalogs",
+           "catalog_meta", "detect_points", "detect_segmentation", "filter_background",
+           "filter_backgrounds",
+           "make_catalogs", "measure_filter", "prepare_detection", "total_catalog",
            "trim_total", "cr_contamination", "write_catalog", "catalog_filename", "FILL_VALUE"]
 
 FILL_VALUE = -9999
@@ -230,22 +234,221 @@ def _image_background(product: DrizzleProduct, params: CatalogParams) -> Backgro
     return compute_background(product, params, footprint_mask(product, params))
 
 
+def filter_background(product: DrizzleProduct, params: CatalogParams) -> Background | None:
+    """A filter product's background for :func:`measure_filter`, made before the detections
+    (its sigma clipping's float64 copies of the footprint values are the catalogs' largest
+    temporaries: made while no detection array is held): a constant background (two
+    scalars) is returned, a 2-D one (whole images) is not (None: made again, the same values,
+    when the filter is measured)."""
+    with timed("background"):
+        fbkg = _image_background(product, params)
+    out = fbkg if fbkg.method == "constant" else None
+    del fbkg, product
+    give_back_free_memory()  # its statistics' copies of the footprint values
+    return out
+
+
 def filter_backgrounds(filters: Mapping[str, DrizzleProduct], params: CatalogParams
                        ) -> dict[str, Background | None]:
-    """The background of each filter product, for :func:`make_catalogs` ``backgrounds``.
+    """:func:`filter_background` of each filter product, for :func:`make_catalogs`
+    ``backgrounds`` (each product is looked up once: a mapping that reads on lookup holds one
+    at a time)."""
+    return {fname: filter_background(filters[fname], params) for fname in list(filters)}
 
-    Each product is looked up once (a mapping that reads on lookup holds one at a time); a
-    constant background (two scalars) is kept, a 2-D one (whole images) is not (None: made
-    again, the same values, when the filter is measured).
+
+#: guards :meth:`Detection.release_sci`'s count (the two detections may run in two threads)
+_SCI_LOCK = threading.Lock()
+
+
+@dataclass
+class Detection:
+    """What the total's point and segment detections read (:func:`prepare_detection`).
+
+    ``total`` keeps its SCI, WCS and header only (WHT and the exposure count served the
+    footprint and the weight regions and are dropped); ``background``, ``regions`` and
+    ``footprint`` are those of :func:`~hapdask.catalogs.background.compute_background`,
+    :func:`~hapdask.catalogs.background.weight_regions` and
+    :func:`~hapdask.catalogs.background.footprint_mask`. The point and the segment detections
+    only read it, so they may run side by side (two threads) on one :class:`Detection`; the
+    total's SCI is dropped once both are done with it (:meth:`release_sci`).
     """
-    out: dict[str, Background | None] = {}
-    for fname in list(filters):
-        with timed("background"):
-            fbkg = _image_background(filters[fname], params)
-        out[fname] = fbkg if fbkg.method == "constant" else None
-        del fbkg
+
+    total: DrizzleProduct
+    background: Background
+    regions: list
+    footprint: np.ndarray
+    sci_users: int = 2  # the detections still reading ``total.sci`` (see release_sci)
+
+    def release_sci(self) -> None:
+        """One of the two detections is done with ``total.sci``: after the second one, the SCI
+        is replaced by a broadcast 0 (freed when nothing else holds it). Thread-safe; the
+        detection that is still running keeps its own reference until it returns."""
+        with _SCI_LOCK:
+            self.sci_users -= 1
+            if self.sci_users == 0:
+                self.total = replace(self.total, sci=np.broadcast_to(np.float32(0),
+                                                                     self.total.sci.shape))
+
+
+def prepare_detection(total: DrizzleProduct, params: CatalogParams) -> Detection:
+    """The total's footprint, background and weight regions (HAP inventory 5.1, 5.2).
+
+    The exposure count (a whole image) serves the footprint only and WHT the weight regions:
+    neither is in the result (pass ``read_product(path)`` directly, not a name the caller keeps,
+    and they are freed here; WHT memory-mapped is read band by band).
+    """
+    with timed("background"):
+        footprint = footprint_mask(total, params)
+        total = replace(total, nexp=None)
+        bkg = compute_background(total, params, footprint)
         give_back_free_memory()  # its statistics' copies of the footprint values
-    return out
+        regions = weight_regions(total, bkg.rms, params, footprint)
+    total = replace(total, wht=np.broadcast_to(np.float32(0), total.sci.shape))
+    return Detection(total, bkg, regions, footprint)
+
+
+def detect_points(detection: Detection, params: CatalogParams, *,
+                  release: bool = False) -> Table:
+    """The total's point sources (:func:`~hapdask.catalogs.point.detect_point_sources`).
+    ``release=True``: done with ``detection.total``'s SCI afterwards
+    (:meth:`Detection.release_sci`)."""
+    total = detection.total  # taken once: the segmentation may release it meanwhile
+    with timed("point-detect"):
+        points = detect_point_sources(total, detection.background, detection.regions,
+                                      detection.footprint, params)
+    del total
+    if release:
+        detection.release_sci()
+    give_back_free_memory()  # the banded steps' freed heap memory (see there), at each stage
+    return points
+
+
+def detect_segmentation(detection: Detection, params: CatalogParams, *,
+                        scratch: str | os.PathLike[str] | None = None,
+                        release: bool = False) -> Segmentation:
+    """The total's segmentation (:func:`~hapdask.catalogs.segment.detect_segments`).
+
+    ``scratch``: where the detection images are kept as memory maps (see
+    :func:`make_catalogs`). ``release=True``: done with ``detection.total``'s SCI once the
+    segmentation's detection image is made (:meth:`Detection.release_sci`: dropped when the
+    point detection, before or beside this one, is done with it too).
+    """
+    with timed("segment-detect"):
+        # the segmentation's detection image is made (spilled band by band with ``scratch``),
+        # then the total's SCI is not read any more: the segmentation gets the total without it
+        total = detection.total
+        seg_image = segmentation_image(total, detection.background, detection.footprint,
+                                       spill=scratch)
+        total = replace(total, sci=np.broadcast_to(np.float32(0), total.sci.shape))
+        if release:
+            detection.release_sci()
+        seg = detect_segments(total, detection.background, detection.regions,
+                              detection.footprint, params, spill=scratch, image=seg_image)
+        del seg_image, total
+    give_back_free_memory()
+    return seg
+
+
+@dataclass
+class FilterCatalogs:
+    """One filter product's catalogs (:func:`measure_filter`) and what the total's assembly
+    reads of it (``nexp``: NUMEXP/NDRIZIM; ``exptime``: its exposure time, or the ValueError
+    of a product without one, raised only when the CR rule needs it; ``meta``: its
+    :func:`catalog_meta` when asked for)."""
+
+    point: Table
+    segment: Table
+    name: str
+    nexp: int
+    exptime: float | ValueError
+    meta: dict | None = None
+
+
+def measure_filter(product: DrizzleProduct, points: Table, segmentation: Segmentation,
+                   params: CatalogParams, *, background: Background | None = None,
+                   saturated: np.ndarray | None = None,
+                   filter_name: str | None = None, own_sci: bool = False) -> FilterCatalogs:
+    """Forced point and segment photometry of one filter product at the total's sources.
+
+    ``background``: the product's background when already made (:func:`filter_backgrounds`),
+    else it is made here. ``product``'s SCI is read once (converted to float64, NaN as 0, then
+    background-subtracted in place by the segment measurement): pass ``read_product(path)``
+    directly and it is freed here. ``own_sci=True``: a float64 SCI (``read_product(path,
+    sci_dtype=np.float64)``) is used in place (NaN set to 0, background subtracted), not
+    copied: the whole-image float32 and float64 arrays are never held together.
+    ``filter_name``: the filter's name in the catalog metadata (:func:`catalog_meta` of the
+    product's header, in the result); None: no metadata.
+    """
+    meta = catalog_meta(product, params, filter_name) if filter_name is not None else None
+    if background is None:
+        with timed("background"):
+            background = _image_background(product, params)
+        give_back_free_memory()
+    # both measurements read SCI as float64 with NaN as 0: converted once (a new array; the
+    # product's own SCI is released when the caller keeps no reference), background-
+    # subtracted in place by the segment measurement (its last use)
+    sci = product.sci
+    if not (own_sci and sci.dtype == np.float64 and sci.flags.writeable):
+        sci = np.array(sci, dtype=np.float64)
+    product = replace(product, sci=nan_to_zero(sci))
+    del sci
+    with timed("point-measure"):
+        point = measure_point_sources(product, points, background, params, saturated=saturated)
+    with timed("segment-measure"):
+        seg = measure_segments(product, segmentation, background, params, saturated=saturated,
+                               own_sci=True)
+    nexp = int(product.keyword("NUMEXP", "NDRIZIM", default=1) or 1)
+    try:  # needed (and an error) only when every filter product is a single exposure
+        exptime: float | ValueError = product.exptime
+    except ValueError as exc:
+        exptime = exc
+    name = product.name
+    del product, background
+    give_back_free_memory()
+    return FilterCatalogs(point, seg, name, nexp, exptime, meta)
+
+
+def catalog_meta(product: DrizzleProduct, params: CatalogParams,
+                 filter_name: str | None = None) -> dict:
+    """The ECSV metadata of a product's catalogs (its keywords, apertures, thresholds, notes);
+    ``filter_name`` None: the total (detection) product's."""
+    note = (f"filter catalog of {filter_name}" if filter_name is not None else
+            "total (detection) catalog; per-filter columns MagAP2_/CI_/Flags_<filter>")
+    return _meta(product, params, note)
+
+
+def assemble_catalogs(total_name: str, total_exptime: float, points: Table,
+                      segmentation: Segmentation, filters: Mapping[str, FilterCatalogs],
+                      params: CatalogParams, meta: dict[str, dict]) -> CatalogProducts:
+    """The total catalogs (per-filter columns, trimming) and the CR-contamination rule
+    (module docstring) from the detections and each filter's :func:`measure_filter`
+    (``filters`` in the catalog's column order; ``total_exptime``: the total's TEXPTIME, not
+    used for WFC3/IR; ``meta``: :func:`catalog_meta` of each product, by product name)."""
+    flist = list(filters)
+    point_f = {f: c.point for f, c in filters.items()}
+    seg_f = {f: c.segment for f, c in filters.items()}
+    names = {f: c.name for f, c in filters.items()}
+    point_total = trim_total(total_catalog(points, point_f), flist, params)
+    seg_total = trim_total(
+        total_catalog(segmentation.catalog["ID", "X-Centroid", "Y-Centroid", "RA", "DEC"],
+                      seg_f), flist, params)
+    rejected = None
+    if not params.ir:
+        nexp = [c.nexp for c in filters.values()]
+        exptimes = [c.exptime for c in filters.values()]
+        singles = exptimes if all(n == 1 for n in nexp) else None
+        for t in singles or ():
+            if isinstance(t, ValueError):
+                raise t
+        for kind, table, factor in (("point", point_total, params.crfactor_point),
+                                    ("segment", seg_total, params.crfactor_segment)):
+            n_good = n_good_sources(table, flist)
+            if cr_contamination(n_good, factor, singles, total_exptime):
+                rejected = (f"CR contamination: {n_good} good {kind} sources < "
+                            f"{factor} x T1^2 / TEXPTIME")
+                break
+    return CatalogProducts(total_name, point_total, seg_total, point_f, seg_f, names,
+                           segmentation, rejected, dict(meta))
 
 
 def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
@@ -256,6 +459,9 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
                   ) -> CatalogProducts:
     """Point and segment catalogs of a total product and its filter products (module docstring).
 
+    The steps in one call: :func:`prepare_detection`, :func:`detect_points`,
+    :func:`detect_segmentation`, :func:`measure_filter` per filter, :func:`assemble_catalogs`
+    (callers that run them as separate tasks get the same catalogs).
     ``saturated`` optionally maps a filter to its saturated-pixel mask in the drizzle frame.
     Each filter product (and mask) is looked up once and released before the next, so lazy
     mappings that read on lookup keep one filter product in memory at a time. The total's
@@ -274,80 +480,24 @@ def make_catalogs(total: DrizzleProduct, filters: Mapping[str, DrizzleProduct],
     # the filter products' backgrounds first, while no detection array is held (their sigma
     # clipping's float64 copies of the footprint values are the step's largest temporaries)
     fbkgs = dict(backgrounds) if backgrounds is not None else filter_backgrounds(filters, params)
-    with timed("background"):
-        footprint = footprint_mask(total, params)
-        # the exposure count (a whole image) served the footprint only: dropped here, and WHT
-        # after the weight regions (the detections read SCI, the WCS and the pixel scale); both
-        # are freed when the caller keeps no reference (see above)
-        total = replace(total, nexp=None)
-        bkg = compute_background(total, params, footprint)
-        give_back_free_memory()  # its statistics' copies of the footprint values
-        regions = weight_regions(total, bkg.rms, params, footprint)
-    total = replace(total, wht=np.broadcast_to(np.float32(0), total.sci.shape))
-    with timed("point-detect"):
-        points = detect_point_sources(total, bkg, regions, footprint, params)
-    give_back_free_memory()  # the banded steps' freed heap memory (see there), at each stage
-    with timed("segment-detect"):
-        # the segmentation's detection image is made (spilled band by band with ``scratch``),
-        # then the total's SCI is not needed any more: released here during the segmentation
-        seg_image = segmentation_image(total, bkg, footprint, spill=scratch)
-        total = replace(total, sci=np.broadcast_to(np.float32(0), total.sci.shape))
-        seg = detect_segments(total, bkg, regions, footprint, params, spill=scratch,
-                              image=seg_image)
-        del seg_image
-    give_back_free_memory()
+    detection = prepare_detection(total, params)
     # the total's pixels are needed for detection only: from here on only its name, keywords and
     # TEXPTIME (with ``make_catalogs(read_product(path), ...)`` its arrays are freed here)
-    total_name = total.name
-    total_meta = _meta(total, params, "total (detection) catalog; per-filter columns "
-                                      "MagAP2_/CI_/Flags_<filter>")
-    total_exptime = total.exptime if not params.ir else 0.0
-    del bkg, regions, footprint, total
-    point_f, seg_f, names, meta = {}, {}, {}, {}
-    nexp, exptimes = [], []
+    total_name = detection.total.name
+    meta = {}
+    total_meta = catalog_meta(detection.total, params)
+    total_exptime = detection.total.exptime if not params.ir else 0.0
+    del total
+    points = detect_points(detection, params, release=True)
+    seg = detect_segmentation(detection, params, scratch=scratch, release=True)
+    del detection
+    measured: dict[str, FilterCatalogs] = {}
     # one filter product at a time: ``filters`` may be a mapping that reads each product when
     # it is looked up (the SVM catalog task), so only one is in memory with the total
     for fname in list(filters):
-        prod = filters[fname]
-        fbkg = fbkgs.pop(fname, None) or _image_background(prod, params)
-        give_back_free_memory()
-        # both measurements read SCI as float64 with NaN as 0: converted once (a new array; the
-        # product's own SCI is released when the caller keeps no reference), background-
-        # subtracted in place by the segment measurement (its last use)
-        prod = replace(prod, sci=nan_to_zero(np.array(prod.sci, dtype=np.float64)))
-        sat = saturated.get(fname)
-        with timed("point-measure"):
-            point_f[fname] = measure_point_sources(prod, points, fbkg, params, saturated=sat)
-        with timed("segment-measure"):
-            seg_f[fname] = measure_segments(prod, seg, fbkg, params, saturated=sat,
-                                            own_sci=True)
-        names[fname] = prod.name
-        meta[prod.name] = _meta(prod, params, f"filter catalog of {fname}")
-        nexp.append(int(prod.keyword("NUMEXP", "NDRIZIM", default=1) or 1))
-        try:  # needed (and an error) only when every filter product is a single exposure
-            exptimes.append(prod.exptime)
-        except ValueError as exc:
-            exptimes.append(exc)
-        del prod, fbkg, sat
-        give_back_free_memory()
+        measured[fname] = measure_filter(filters[fname], points, seg, params,
+                                         background=fbkgs.pop(fname, None),
+                                         saturated=saturated.get(fname), filter_name=fname)
+        meta[measured[fname].name] = measured[fname].meta
     meta[total_name] = total_meta
-    flist = list(filters)
-    point_total = trim_total(total_catalog(points, point_f), flist, params)
-    seg_total = trim_total(
-        total_catalog(seg.catalog["ID", "X-Centroid", "Y-Centroid", "RA", "DEC"], seg_f),
-        flist, params)
-    rejected = None
-    if not params.ir:
-        singles = exptimes if all(n == 1 for n in nexp) else None
-        for t in singles or ():
-            if isinstance(t, ValueError):
-                raise t
-        for kind, table, factor in (("point", point_total, params.crfactor_point),
-                                    ("segment", seg_total, params.crfactor_segment)):
-            n_good = n_good_sources(table, flist)
-            if cr_contamination(n_good, factor, singles, total_exptime):
-                rejected = (f"CR contamination: {n_good} good {kind} sources < "
-                            f"{factor} x T1^2 / TEXPTIME")
-                break
-    return CatalogProducts(total_name, point_total, seg_total, point_f, seg_f, names, seg,
-                           rejected, meta)
+    return assemble_catalogs(total_name, total_exptime, points, seg, measured, params, meta)

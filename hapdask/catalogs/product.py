@@ -172,14 +172,15 @@ def _read_context(hdu: fits.ImageHDU) -> np.ndarray:
 
 
 def read_product(path: str | os.PathLike[str], *, memmap: bool = False,
-                 weights: bool = True) -> DrizzleProduct:
+                 weights: bool = True, sci_dtype: type = np.float32) -> DrizzleProduct:
     """Read a drizzle product (``SCI``, ``WHT`` and optional ``CTX`` extensions).
 
     ``memmap=True`` leaves SCI and WHT memory-mapped (pixels read where used, e.g. by the band-wise
     previews) and skips the exposure count (CTX). Otherwise SCI and WHT are read as native
-    float32 and CTX as the exposure count (:func:`context_count`), band by band.
-    ``weights=False`` leaves WHT memory-mapped (read only where used: the filter products of the
-    catalogs never read it).
+    float32 (SCI as ``sci_dtype``: e.g. float64 for a caller that converts it anyway, without a
+    whole float32 copy besides) and CTX as the exposure count (:func:`context_count`), band by
+    band. ``weights=False`` leaves WHT memory-mapped (read only where used: the filter products
+    of the catalogs never read it).
     """
     path = os.fspath(path)
     with fits.open(path, memmap=memmap) as hdul:
@@ -193,7 +194,7 @@ def read_product(path: str | os.PathLike[str], *, memmap: bool = False,
         if memmap:
             sci, wht, nexp = hdul["SCI"].data, hdul["WHT"].data, None
         else:
-            sci = _read_image(hdul["SCI"], np.float32)
+            sci = _read_image(hdul["SCI"], sci_dtype)
             wht = _read_image(hdul["WHT"], np.float32) if weights else None
             nexp = _read_context(hdul["CTX"]) if "CTX" in names and \
                 hdul["CTX"].header.get("NAXIS", 0) >= 2 else None

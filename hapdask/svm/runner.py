@@ -19,8 +19,21 @@
                                 thumbnail (hapdask.preview) of a finished product, side by
                                 side (they only read it)
     ("svm-keywords", name)      HAP's keywords written into the product, after those
-    ("svm-catalogs", det)       point + segment catalogs (hapdask.catalogs) of the total and
-                                filters, once these are made (beside the exposure products)
+    ("svm-catalogs-...", name)  point + segment catalogs (hapdask.catalogs' steps) as tasks,
+                                from when the total and filter products are written (beside
+                                the other products' previews and keywords): each filter's
+                                background, the total's detection inputs, its point sources,
+                                its segmentation (one after the other: each holds whole
+                                images), then the filters' photometry side by side (their
+                                saturation maps made from the alignment, while the products
+                                are drizzled); the keywords of a product are written after
+                                the catalog tasks reading its file. Among ready tasks
+                                (local threads, scheduling.local_compute(priority=)) the
+                                total and filter products' tile writes and ends start first,
+                                then the catalog tasks, then those products' readers and
+                                keywords
+    ("svm-catalogs", det)       the catalogs assembled and written as ECSV, after the products'
+                                keywords (the catalogs' metadata)
     ("svm-color", det)          colour preview of the total from up to three filters (from
                                 their previews' block averages)
     ("svm-headerlets", poller)  a headerlet per exposure (needs only the alignment)
@@ -51,6 +64,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.table import Table
 
 import skycells
 from hapdask._memory import drop_file_pages, give_back_free_memory
@@ -58,7 +72,21 @@ from hapdask.align import AlignResult, FileCatalog, read_wcs_updates
 from hapdask.align.headerlet import write_headerlets
 from hapdask.align.pipeline import align_graph, visit_key
 from hapdask.align.updates import WcsUpdate, apply_update, write_wcs_updates
-from hapdask.catalogs import CatalogParams, filter_backgrounds, make_catalogs, read_product
+from hapdask.catalogs import (
+    Background,
+    CatalogParams,
+    Detection,
+    FilterCatalogs,
+    Segmentation,
+    assemble_catalogs,
+    catalog_meta,
+    detect_points,
+    detect_segmentation,
+    filter_background,
+    measure_filter,
+    prepare_detection,
+    read_product,
+)
 from hapdask.dqflags import DQ_FLAGS
 from hapdask.export.lock import OutputLock
 from hapdask.export.manifest import write_atomic
@@ -348,59 +376,140 @@ def saturation_map(exps: list, state: DetectorState, shape: tuple[int, int]) -> 
     return out
 
 
-class _OnLookup(Mapping):
-    """A read-only mapping whose values are made by ``make(source)`` at each lookup (not kept)."""
+@dataclass(frozen=True)
+class _CatalogFailed:
+    """A catalog task's ValueError (the message), handed on to the detector's catalog writer."""
 
-    def __init__(self, sources: dict, make: Callable) -> None:
-        self._sources = sources
-        self._make = make
-
-    def __getitem__(self, key):
-        return self._make(self._sources[key])
-
-    def __iter__(self):
-        return iter(self._sources)
-
-    def __len__(self) -> int:
-        return len(self._sources)
+    reason: str
 
 
-def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
-                  state: DetectorState, _after: object, total: ProductRecord,
-                  *filters: ProductRecord) -> list[str]:
-    """Point and segment catalogs of a detector (total detection, forced filter photometry)."""
+def _catalog_failure(*values: object) -> _CatalogFailed | None:
+    return next((v for v in values if isinstance(v, _CatalogFailed)), None)
+
+
+def _catalog_background_task(det_key: str, product: DrizzleResult, _after: object
+                             ) -> Background | None | _CatalogFailed:
+    """A filter product's background (:func:`hapdask.catalogs.filter_background`), before
+    the total's detection arrays are made; one filter at a time (``_after``: the previous
+    one, or the previous detector's catalogs): its sigma clipping's float64 copies are the
+    catalogs' largest temporaries (0.6-0.9 GiB on the ACS/WFC demo)."""
+    give_back_free_memory()  # the earlier stages' kept free memory (see _catalog_detect_task)
     try:
-        params = CatalogParams.for_detector(det_key)
-    except (KeyError, ValueError) as exc:
-        return [f"{total.name}: no catalogs ({exc})"]
+        return filter_background(read_product(product.output, weights=False),
+                                 CatalogParams.for_detector(det_key))
+    except ValueError as exc:
+        return _CatalogFailed(str(exc))
+
+
+def _catalog_detect_task(det_key: str, total: DrizzleResult, _after: object
+                         ) -> Detection | _CatalogFailed:
+    """The total's footprint, background and weight regions (``total``: the written product;
+    its keywords are written once the detections are done, as they read the file)."""
+    params = CatalogParams.for_detector(det_key)
     # the heap's free memory kept by the earlier stages (hapdask._memory) is handed back before
     # the catalog's whole-image arrays are made: they would not fit its holes, and both would
     # count in the run's peak
     give_back_free_memory()
-    paths, sources = {}, {}
-    for rec in filters:
-        head = read_product(rec.path, memmap=True)  # keywords only; pixels are not read
-        fname = str(head.keyword("FILTER", default=rec.name)).lower()
-        paths[fname] = rec.path
-        sources[fname] = ([exps[q] for q in filter_paths[rec.name]], head.sci.shape)
-        del head
-    # filter products and saturation maps are read when make_catalogs looks them up, one filter
-    # at a time (each is a whole image: holding them all at once was the catalog step's peak)
-    fprods = _OnLookup(paths, lambda path: read_product(path, weights=False))  # no WHT used
-    saturated = {} if params.ir else _OnLookup(
-        sources, lambda src: saturation_map(src[0], state, src[1]))
-    lines = []
     try:
-        # the filter backgrounds before the total is read (their statistics are the catalog
-        # step's largest temporaries); the total product is not held here: make_catalogs frees
-        # it after the detection; its WHT is read (memory-mapped, band by band) by the weight
-        # regions only
-        fbkgs = filter_backgrounds(fprods, params)
-        cats = make_catalogs(read_product(total.path, weights=False), fprods, params,
-                             saturated=saturated, scratch=staging, backgrounds=fbkgs)
-        del fbkgs
+        # WHT is read (memory-mapped, band by band) by the weight regions only
+        return prepare_detection(read_product(total.output, weights=False), params)
+    except ValueError as exc:
+        return _CatalogFailed(str(exc))
+
+
+def _catalog_points_task(det_key: str, detection: Detection | _CatalogFailed
+                         ) -> Table | _CatalogFailed:
+    """The total's point sources (the total's SCI is released when both detections are done
+    with it)."""
+    if isinstance(detection, _CatalogFailed):
+        return detection
+    try:
+        return detect_points(detection, CatalogParams.for_detector(det_key), release=True)
+    except ValueError as exc:
+        return _CatalogFailed(str(exc))
+
+
+def _catalog_segments_task(det_key: str, staging: str, detection: Detection | _CatalogFailed,
+                           _points: object) -> Segmentation | _CatalogFailed:
+    """The total's segmentation (its detection images kept as file maps in ``staging``),
+    after its point sources (``_points``; the total's SCI is then dropped once the
+    segmentation's detection image is made): side by side, the two detections raised the svm
+    demo's peak RSS to 1.44-1.63 GiB (1.16-1.30 GiB one after the other)."""
+    if isinstance(detection, _CatalogFailed):
+        return detection
+    try:
+        return detect_segmentation(detection, CatalogParams.for_detector(det_key),
+                                   scratch=staging, release=True)
+    except ValueError as exc:
+        return _CatalogFailed(str(exc))
+
+
+def _catalog_saturation_task(det_key: str, exposures: list, state: DetectorState
+                             ) -> np.ndarray | None:
+    """A filter's saturated input pixels on the product grid (:func:`saturation_map`; None
+    for WFC3/IR, which has no such flag): needs the alignment only, so it is made while the
+    products are drizzled, off the catalogs' critical path."""
+    if CatalogParams.for_detector(det_key).ir:
+        return None
+    with timed("saturation"):
+        return saturation_map(exposures, state, state.grid.shape)
+
+
+def _catalog_filter_task(det_key: str, product: DrizzleResult, saturated: np.ndarray | None,
+                         background: Background | None | _CatalogFailed,
+                         points: Table | _CatalogFailed, seg: Segmentation | _CatalogFailed
+                         ) -> FilterCatalogs | _CatalogFailed:
+    """One filter product's point and segment catalogs (forced photometry at the total's
+    sources; ``background``: its :func:`_catalog_background_task`, None: made here) with its
+    saturated pixels' flag (``saturated``: its :func:`_catalog_saturation_task`); the
+    filters side by side (each holds its product's SCI as one float64 image)."""
+    failed = _catalog_failure(background, points, seg)
+    if failed is not None:
+        return failed
+    give_back_free_memory()  # the detections' freed memory, before the whole images are made
+    params = CatalogParams.for_detector(det_key)
+    try:
+        with fits.open(product.output, memmap=True) as hdul:
+            shape = hdul["SCI"].shape
+        if saturated is not None and saturated.shape != shape:
+            raise ValueError(f"{product.output.name}: SCI shape {shape} differs from its "
+                             f"grid's {saturated.shape}")
+        # SCI read as float64 and used in place (no whole float32 copy besides) when the
+        # background is made (a 2-D one is made here again, from the float32 SCI as before);
+        # no WHT; the product is handed over (no name kept here)
+        own = background is not None
+        return measure_filter(read_product(product.output, weights=False,
+                                           sci_dtype=np.float64 if own else np.float32),
+                              points, seg, params, background=background,
+                              saturated=saturated, own_sci=own)
+    except ValueError as exc:
+        return _CatalogFailed(str(exc))
+
+
+def _catalog_task(det_key: str, staging: str, fnames: list[str],
+                  points: Table | _CatalogFailed, seg: Segmentation | _CatalogFailed,
+                  measured: list, total: ProductRecord, *filters: ProductRecord) -> list[str]:
+    """A detector's catalogs assembled and written (after the products' keywords, which the
+    catalogs' metadata carry: ``total``, ``filters``), from its detections and the filter
+    tasks' catalogs ``measured`` (in the order of ``fnames`` and ``filters``)."""
+    params = CatalogParams.for_detector(det_key)
+    try:
+        if not filters:
+            raise ValueError(f"{total.name}: no filter products given")
+        failed = _catalog_failure(points, seg, *measured)
+        if failed is not None:
+            raise ValueError(failed.reason)
+        head = read_product(total.path, memmap=True)  # keywords only; pixels are not read
+        meta = {}
+        for fname, rec, cat in zip(fnames, filters, measured, strict=True):
+            meta[cat.name] = catalog_meta(read_product(rec.path, memmap=True), params, fname)
+        meta[head.name] = catalog_meta(head, params)
+        cats = assemble_catalogs(head.name, head.exptime if not params.ir else 0.0, points,
+                                 seg, dict(zip(fnames, measured, strict=True)), params, meta)
+        del head
     except ValueError as exc:
         return [f"{total.name}: catalogs failed: {exc}"]
+    lines = []
     if cats.rejected:
         lines.append(f"{total.name}: catalogs written empty: {cats.rejected}")
     written = cats.write(staging)
@@ -409,6 +518,11 @@ def _catalog_task(det_key: str, staging: str, exps: dict, filter_paths: dict,
     del cats  # the segmentation map and tables: their memory is handed back (hapdask._memory)
     give_back_free_memory()
     return lines
+
+
+def _no_catalogs_task(reason: str, total: ProductRecord) -> list[str]:
+    """The trailer line of a detector without HAP catalog parameters."""
+    return [f"{total.name}: no catalogs ({reason})"]
 
 
 @dataclass
@@ -509,9 +623,9 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     finished product, ``("svm-catalogs", det)``, ``("svm-preview", name)`` and
     ``("svm-color", det)``. Exposure and filter products have no dependency between them; a
     total reads its filter products' cosmic-ray masks, so its mask tasks wait for those files
-    (its sky and pixel work do not). Catalogs hold whole images: they start once their
-    detector's total and filter products are made (while its exposure products are still being
-    drizzled on the other threads) and run one detector at a time. The pixel maps of every product
+    (its sky and pixel work do not). Catalogs hold whole images: their tasks run one after
+    the other, from when their detector's total and filter products are written (beside the
+    other products' previews and keywords), one detector at a time. The pixel maps of every product
     are computed here (in threads), before the graph runs, once per chip and grid (the
     exposure, filter and total products of a detector share them); with ``early`` (local
     threads), the products' static masks and sky levels are computed meanwhile on the threads
@@ -527,7 +641,7 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     """
     exps = p.exposures
     graph: dict = {}
-    keys: dict = {"drizzle": [], "catalogs": [], "previews": []}
+    keys: dict = {"drizzle": [], "catalogs": [], "previews": [], "priority": {}}
     jobs_made: list[DrizzleGraph] = []
     pixmaps: dict = {}  # a chip's pixel map on the grid, shared by the products
     before = None
@@ -554,6 +668,34 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             # one drizzle pass per chip for the family's products (else each its own)
             family_tasks([planned[m] for m in names], [graphs[m] for m in names],
                          f"svm-family-{det.drizzle_name}-{n}")
+        # the catalog tasks (hapdask.catalogs' steps), started once the total and filter
+        # products are written (not after their keywords: beside the other products'
+        # previews and keywords): the filters' backgrounds (their sigma clipping's copies
+        # are the largest temporaries, ~0.6 GiB each), the total's detection inputs, its
+        # point sources, its segmentation, one after the other (svm demo, peak RSS: the two
+        # detections side by side 1.44-1.63 GiB, too near the 1.60 GiB rule), then the
+        # filters' photometry side by side (1.36-1.40 GiB), the catalogs assembled and
+        # written once the products' keywords are (the catalogs' metadata carry them); a
+        # product's keywords are written after the catalog tasks that read its file
+        cat_keys, readers = {}, {}
+        if catalogs:
+            try:
+                CatalogParams.for_detector(det.key)
+                no_catalogs = None
+            except (KeyError, ValueError) as exc:
+                no_catalogs = str(exc)
+            if no_catalogs is None:
+                dk = ("svm-catalogs-detect", det.drizzle_name)
+                pk_ = ("svm-catalogs-points", det.drizzle_name)
+                sk_ = ("svm-catalogs-segments", det.drizzle_name)
+                fck = {f.drizzle_name: ("svm-catalogs-filter", f.drizzle_name)
+                       for f in det.filters}
+                fbk = {f.drizzle_name: ("svm-catalogs-background", f.drizzle_name)
+                       for f in det.filters}
+                cat_keys = {"detect": dk, "points": pk_, "segments": sk_, "filters": fck,
+                            "backgrounds": fbk}
+                readers[det.drizzle_name] = [pk_, sk_]
+                readers.update({n: [fbk[n], k_] for n, k_ in fck.items()})
         for job in jobs:
             dg = planned[job.name]
             jobs_made.append(dg)
@@ -570,24 +712,64 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
                 keys["previews"].append(pk)
             k = ("svm-keywords", job.name)
             graph[k] = (_product_task, job, staging, exps, skey, dg.done, fk_, rk,
-                        *([pk] if previews else []))
+                        *([pk] if previews else []), *readers.get(job.name, ()))
+            if cat_keys and job.level != "exposure":
+                # the catalogs' inputs first (their products' tile writes, a pick each from
+                # the family's tile task, and ends: else Dask's newest-first order left them
+                # behind the other products' previews and keywords), the readers and
+                # keywords the catalogs' assembly waits for before the exposure products'
+                # (local threads)
+                keys["priority"].update(dict.fromkeys([*dg.writes.values(), dg.done], 3))
+                keys["priority"].update(dict.fromkeys(
+                    [fk_, rk, k, *([pk] if previews else [])], 1))
             if job.level == "filter":
                 filter_keys[job.name] = k
             elif job.level == "total":
                 total_key = k
             keys["drizzle"].append(k)
             keys["drizzle"] += dg.keys[1:]  # cosmic-ray masks (and DQ updates)
+            if cat_keys and job.level == "total":
+                # after the previous detector's catalogs (directly: a task without
+                # dependencies, e.g. a barrier, is run by Dask's local scheduler only when
+                # nothing made ready later is left, i.e. after the other products' previews
+                # and keywords, and the chain would wait for it) and the filters' backgrounds
+                prev = before
+                for f in det.filters:
+                    bk = cat_keys["backgrounds"][f.drizzle_name]
+                    graph[bk] = (_catalog_background_task, det.key,
+                                 planned[f.drizzle_name].done, prev)
+                    prev = bk
+                graph[cat_keys["detect"]] = (_catalog_detect_task, det.key, dg.done, prev)
+                graph[cat_keys["points"]] = (_catalog_points_task, det.key, cat_keys["detect"])
+                graph[cat_keys["segments"]] = (_catalog_segments_task, det.key, staging,
+                                               cat_keys["detect"], cat_keys["points"])
         fk = [filter_keys[f.drizzle_name] for f in det.filters]
         if catalogs:
-            # after the total and filter products (their tasks are the catalog's arguments)
-            # and the previous detector's catalogs; the exposure products go on beside them
-            wait = ("svm-drizzled", det.drizzle_name)
-            graph[wait] = (_barrier, *([before] if before is not None else []))
             ck = ("svm-catalogs", det.drizzle_name)
-            fpaths = {f.drizzle_name: [e.path for e in f.exposures] for f in det.filters}
-            graph[ck] = (_catalog_task, det.key, staging, exps, fpaths, skey, wait, total_key,
-                         *fk)
+            if cat_keys:
+                for f in det.filters:
+                    satk = ("svm-catalogs-saturation", f.drizzle_name)
+                    graph[satk] = (_catalog_saturation_task, det.key,
+                                   [exps[e.path] for e in f.exposures], skey)
+                    # started with the compute (else Dask's newest-first order leaves a task
+                    # ready from the start until the end)
+                    keys["priority"][satk] = 1
+                    graph[cat_keys["filters"][f.drizzle_name]] = (
+                        _catalog_filter_task, det.key, planned[f.drizzle_name].done, satk,
+                        cat_keys["backgrounds"][f.drizzle_name], cat_keys["points"],
+                        cat_keys["segments"])
+                graph[ck] = (_catalog_task, det.key, staging,
+                             [next(j for j in jobs if j.name == f.drizzle_name)
+                              .filter_value.lower() for f in det.filters],
+                             cat_keys["points"], cat_keys["segments"],
+                             list(cat_keys["filters"].values()), total_key, *fk)
+            else:
+                graph[ck] = (_no_catalogs_task, no_catalogs, total_key)
             keys["catalogs"].append(ck)
+            if cat_keys:  # started first among the ready tasks (local threads)
+                keys["priority"].update(dict.fromkeys(
+                    [cat_keys["detect"], cat_keys["points"], cat_keys["segments"], ck,
+                     *cat_keys["filters"].values(), *cat_keys["backgrounds"].values()], 2))
             before = ck
         if previews:
             ck = ("svm-color", det.drizzle_name)
@@ -627,11 +809,6 @@ def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
             futures[job.name] = pool.submit(_drizzle_graph, job, staging, state, masks, after,
                                             pixmaps, early, job.name not in in_family)
         return {name: f.result() for name, f in futures.items()}
-
-
-def _barrier(*_done) -> None:
-    """A task that completes when its dependencies have (ordering only)."""
-    return None
 
 
 # -- run -------------------------------------------------------------------------------------
@@ -790,7 +967,8 @@ def run(
                 try:
                     t1 = time.perf_counter()
                     want = keys["drizzle"] + keys["catalogs"] + keys["previews"] + [hkey]
-                    values = dict(zip(want, compute(graph, want, False), strict=True))
+                    values = dict(zip(want, compute(graph, want, False,
+                                                    priority=keys["priority"]), strict=True))
                 finally:
                     for j in jobs:
                         j.scratch.remove()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -14,10 +15,17 @@ from catalog_truth import make_wcs
 from hapdask.catalogs import (
     CatalogParams,
     DrizzleProduct,
+    assemble_catalogs,
     catalog_filename,
+    catalog_meta,
     context_count,
     cr_contamination,
+    detect_points,
+    detect_segmentation,
+    filter_background,
     make_catalogs,
+    measure_filter,
+    prepare_detection,
     product,
     read_product,
     total_catalog,
@@ -222,3 +230,66 @@ def test_context_count_wide():
     got = context_count(ctx)
     assert got.dtype == np.uint16
     assert np.array_equal(got, _popcount_oracle(ctx))
+
+
+def _steps_apart(field, order_detections):
+    """make_catalogs' steps called apart, as the SVM tasks call them (each detection releases
+    its use of the total's SCI; ``order_detections(det)`` runs the two detections and returns
+    ``(points, seg)``; the filters measured in the other order, from a float64 SCI used in
+    place): the catalogs and the Detection."""
+    bkgs = {f: filter_background(p, PARAMS) for f, p in field.filters.items()}
+    det = prepare_detection(field.total, PARAMS)
+    points, seg = order_detections(det)
+    measured = {f: measure_filter(replace(field.filters[f],
+                                          sci=field.filters[f].sci.astype(np.float64)),
+                                  points, seg, PARAMS, background=bkgs[f], own_sci=True)
+                for f in reversed(field.filters)}
+    meta = {field.filters[f].name: catalog_meta(field.filters[f], PARAMS, f)
+            for f in field.filters}
+    meta[field.total.name] = catalog_meta(field.total, PARAMS)
+    cats = assemble_catalogs(field.total.name, field.total.exptime, points, seg,
+                             {f: measured[f] for f in field.filters}, PARAMS, meta)
+    return cats, det
+
+
+def _side_by_side(det):
+    with ThreadPoolExecutor(2) as pool:
+        seg = pool.submit(detect_segmentation, det, PARAMS, release=True)
+        points = pool.submit(detect_points, det, PARAMS, release=True)
+        return points.result(), seg.result()
+
+
+def _segmentation_first(det):
+    """The order a free thread may give the SVM tasks: the segmentation done (and its use of
+    the SCI released) before the point detection starts."""
+    seg = detect_segmentation(det, PARAMS, release=True)
+    assert det.total.sci.strides != (0, 0) and det.sci_users == 1  # still held for points
+    return detect_points(det, PARAMS, release=True), seg
+
+
+@pytest.mark.parametrize("order", [_side_by_side, _segmentation_first])
+def test_steps_apart_equal_make_catalogs(field, field_catalogs, tmp_path, order):
+    """The steps apart (detections side by side or the segmentation first, filters in the
+    other order, float64 SCI in place): the same ECSV bytes as the one call; the total's SCI
+    is dropped once both detections are done with it."""
+    cats, det = _steps_apart(field, order)
+    assert det.total.sci.strides == (0, 0) and det.sci_users == 0  # released: a broadcast 0
+    one = field_catalogs.write(tmp_path / "one")
+    apart = cats.write(tmp_path / order.__name__)
+    assert [p.name for p in one] == [p.name for p in apart]
+    for a, b in zip(one, apart, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    assert len(field_catalogs.point_total) > 10 and len(field_catalogs.segment_total) > 10
+
+
+def test_read_product_float64_sci(field, tmp_path):
+    """``sci_dtype=np.float64``: the file's float32 SCI exactly, as float64 (NaN kept)."""
+    prod = field.filters[next(iter(field.filters))]
+    sci = prod.sci.copy()
+    sci[3, 4] = np.nan
+    path = tmp_path / "p_drz.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(sci, name="SCI"),
+                  fits.ImageHDU(prod.wht, name="WHT")]).writeto(path)
+    got = read_product(path, sci_dtype=np.float64).sci
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, sci.astype(np.float64))
