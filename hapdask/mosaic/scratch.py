@@ -43,7 +43,8 @@ path is taken.
 
 The directory lives beside the output (workers of a cluster must see it, as they see the
 output file) and is removed when the run ends. A file no task will read again may be deleted
-before that (:meth:`Scratch.discard`, the ``discard`` tasks of ``hapdask drizzle``'s graph): on
+before that (:meth:`Scratch.discard`, called when the last task reading it is done:
+:func:`hapdask.mosaic.graph.release_scratch`, used by ``hapdask drizzle``): on
 this project's file system (ext4 mounted with ``discard``) an unlink waits for the device to
 trim the freed blocks, ~0.23 s per GB of wall time and almost no CPU (2.4 GB: 0.55 s, 0.01
 CPU-s), so the deletions are made by a thread of their own while the run goes on instead of
