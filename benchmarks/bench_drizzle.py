@@ -59,12 +59,16 @@ import json, re, resource, sys, time, warnings
 warnings.filterwarnings("ignore")
 sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
+import gc
 from hapdask._memory import keep_freed_memory
-keep_freed_memory()  # as the ``hapdask drizzle`` command does before its threads start
+from hapdask.cli import fewer_full_collections
 from dask.diagnostics import Profiler
 from hapdask.mosaic import drizzle
 cfg = json.load(open({cfg!r}))
-with Profiler() as prof:
+# as the ``hapdask drizzle`` command does before its threads start (hapdask.cli.drizzle)
+keep_freed_memory()
+with fewer_full_collections(), Profiler() as prof:
+    gc.freeze()
     r = drizzle(cfg["inputs"], cfg["output"], params=cfg["params"], tile_size=cfg["tile"],
                 region_size=cfg["tile"], threads_per_worker=cfg["threads"], log=lambda m: None)
 wall = time.perf_counter() - t0

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from hapdask._memory import keep_freed_memory
-from hapdask.cli import CLIError, printable
+from hapdask.cli import CLIError, fewer_full_collections, printable
 from hapdask.cli._mvm_batch import add_arguments as add_batch_arguments
 from hapdask.cli._mvm_batch import run_batch
 from hapdask.cli._profile import add_arguments as add_profile_arguments
@@ -64,29 +62,11 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def _fewer_full_collections() -> Iterator[None]:
-    """For one SkyCell's run: the garbage collector's full passes after 100 instead of 10
-    passes over the young objects, and none over the objects made before :func:`gc.freeze`
-    (the imports', called once they are done). An acs4 run made 4 full passes, each walking
-    every object while holding the GIL (two during the imports, two while the first tiles are
-    drizzled, after numba's import in the warm-up thread), 0.2-0.4 s in all, for a few hundred
-    small objects of cyclic garbage; the young generations are collected as before. The
-    collector's settings are restored afterwards (tests call :func:`run` in their process)."""
-    young, middle, old = gc.get_threshold()
-    gc.set_threshold(young, middle, 100)
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(young, middle, old)
-
-
 def run(args: argparse.Namespace) -> int:
     """Execute ``hapdask mvm``."""
     if args.plan is not None:
         return run_batch(args)
-    with _fewer_full_collections():
+    with fewer_full_collections():
         return _run_one(args)
 
 
@@ -144,7 +124,7 @@ def _run_one(args: argparse.Namespace) -> int:
     # faults (hapdask._memory; a local cluster's workers get it too). acs4 benchmark, load 6-8:
     # system time 6.1-8.3 s -> 4.9-5.0 s, minor faults 200-280 k -> 86 k, peak RSS unchanged
     keep_freed_memory()
-    gc.freeze()  # the ~1e5 objects of the imports: see _fewer_full_collections
+    gc.freeze()  # the ~1e5 objects of the imports: see fewer_full_collections
     try:
         with profiling(args, Path(args.output) / f"{args.skycell}_dask-report.html"):
             result = mvm.run(

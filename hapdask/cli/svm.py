@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
 from hapdask._memory import keep_freed_memory
-from hapdask.cli import CLIError, printable
+from hapdask.cli import CLIError, fewer_full_collections, printable
 from hapdask.cli._profile import add_arguments as add_profile_arguments
 from hapdask.cli._profile import profiling
 
@@ -57,6 +58,11 @@ def _log(msg: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``hapdask svm``."""
+    with fewer_full_collections():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from hapdask import svm
 
     if args.workers is not None and args.workers < 1:
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         # before the graph's threads start: freed arrays are reused without new page faults
         # (hapdask._memory; a local cluster's workers get it too)
         keep_freed_memory()
+        gc.freeze()  # the imports' objects: see fewer_full_collections
         report = Path(args.output) / f"{Path(args.poller).stem}_dask-report.html"
         with profiling(args, report):
             result = svm.run(args.poller, output=args.output, refcat=args.refcat,
