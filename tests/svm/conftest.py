@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from hapdask.align import FileCatalog
+from hapdask.scheduling import local_compute
+from hapdask.svm import plan, runner
+
 SKYCELL = "p1889x07y19"
 
 
@@ -63,3 +67,21 @@ def file_digest_fixture():
 @pytest.fixture
 def run_svm():
     return _run
+
+
+@pytest.fixture
+def aligned_acs_visit(sim):
+    """A function giving the demo-like ACS visit's plan and its detectors' alignment states
+    (computed when called, so a test can patch what it records first)."""
+    def aligned():
+        poller = next(q for q in sim.svm_pollers if q.name == "acs_f3t_03_input.out")
+        p = plan(poller)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph, akeys = runner.alignment_graph(p, FileCatalog(sim.refcat))
+            states = dict(zip(akeys["states"],
+                              local_compute(graph, list(akeys["states"].values())),
+                              strict=True))
+        return p, states
+
+    return aligned

@@ -6,26 +6,10 @@ products."""
 
 from __future__ import annotations
 
-import warnings
-
 from dask.core import get_dependencies
 
-from hapdask.align import FileCatalog
 from hapdask.catalogs import CatalogParams, make_catalogs, read_product
-from hapdask.scheduling import local_compute
-from hapdask.svm import plan, runner
-
-
-def _aligned_visit(sim):
-    """The ACS visit's plan and its detectors' alignment states (computed here)."""
-    poller = next(q for q in sim.svm_pollers if q.name == "acs_f3t_03_input.out")
-    p = plan(poller)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        graph, akeys = runner.alignment_graph(p, FileCatalog(sim.refcat))
-        states = dict(zip(akeys["states"], local_compute(graph, list(akeys["states"].values())),
-                          strict=True))
-    return p, states
+from hapdask.svm import runner
 
 
 def _upstream(graph: dict, key) -> set:
@@ -39,8 +23,8 @@ def _upstream(graph: dict, key) -> set:
     return seen
 
 
-def test_catalog_tasks_order_and_priorities(sim, tmp_path):
-    p, states = _aligned_visit(sim)
+def test_catalog_tasks_order_and_priorities(sim, tmp_path, aligned_acs_visit):
+    p, states = aligned_acs_visit()
     staging = tmp_path / "staging"
     staging.mkdir()
     graph, keys, jobs = runner.products_graph(p, states, str(staging))
@@ -101,11 +85,11 @@ def test_catalog_tasks_order_and_priorities(sim, tmp_path):
     assert set(prio) <= set(graph)
 
 
-def test_catalog_tasks_equal_one_call(sim, acs_run, tmp_path):
+def test_catalog_tasks_equal_one_call(sim, acs_run, tmp_path, aligned_acs_visit):
     """The chain's ECSV files are byte for byte make_catalogs' (the one-task path before the
     chain) on the run's finished products, with the same saturation maps."""
     _, _, out = acs_run
-    p, states = _aligned_visit(sim)
+    p, states = aligned_acs_visit()
     (det,) = p.detectors
     state = states[det.key + "-" + det.prefix]
     filters, saturated = {}, {}

@@ -14,9 +14,8 @@ import numpy as np
 from dask.core import get_dependencies
 
 import hapdask.drizzle
-from hapdask.align import FileCatalog
 from hapdask.scheduling import local_compute
-from hapdask.svm import plan, runner
+from hapdask.svm import runner
 
 
 def _graph(p, states, staging):
@@ -25,18 +24,6 @@ def _graph(p, states, staging):
         j.scratch.remove()
     deps = {k: sorted(map(str, get_dependencies(graph, k))) for k in graph}
     return deps, keys
-
-
-def _aligned_visit(sim):
-    """The demo ACS visit's plan and its detectors' alignment states (computed here)."""
-    poller = next(q for q in sim.svm_pollers if q.name == "acs_f3t_03_input.out")
-    p = plan(poller)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        graph, akeys = runner.alignment_graph(p, FileCatalog(sim.refcat))
-        states = dict(zip(akeys["states"], local_compute(graph, list(akeys["states"].values())),
-                          strict=True))
-    return p, states
 
 
 def _record_pixmaps(monkeypatch) -> list:
@@ -54,8 +41,8 @@ def _record_pixmaps(monkeypatch) -> list:
     return made
 
 
-def test_threaded_planning_same_graph_maps_once(sim, tmp_path, monkeypatch):
-    p, states = _aligned_visit(sim)
+def test_threaded_planning_same_graph_maps_once(sim, tmp_path, monkeypatch, aligned_acs_visit):
+    p, states = aligned_acs_visit()
     staging = tmp_path / "staging"
     staging.mkdir()
     records = _record_pixmaps(monkeypatch)
@@ -75,11 +62,11 @@ def test_threaded_planning_same_graph_maps_once(sim, tmp_path, monkeypatch):
     assert sum(made.values()) < sum(2 * len(j.inputs) for j in products)
 
 
-def test_every_product_on_the_one_visit_grid(sim, tmp_path, monkeypatch):
+def test_every_product_on_the_one_visit_grid(sim, tmp_path, monkeypatch, aligned_acs_visit):
     """HAP drizzles a detector's exposure, filter and total products onto one visit grid: each
     chip's final pixel map is made once, on exactly that grid (not on a copy rebuilt from
     another product's first chip, which differs in the last bits of its CD matrix)."""
-    p, states = _aligned_visit(sim)
+    p, states = aligned_acs_visit()
     (state,) = states.values()
     visit = state.grid.wcs()
     staging = tmp_path / "staging"
@@ -108,13 +95,13 @@ def test_every_product_on_the_one_visit_grid(sim, tmp_path, monkeypatch):
     assert not [w for w in grids if near(w) and not same(w)]
 
 
-def test_early_sky_and_static_values_equal_their_tasks(sim, tmp_path):
+def test_early_sky_and_static_values_equal_their_tasks(sim, tmp_path, aligned_acs_visit):
     """With ``early`` (local threads), the products' static masks and sky levels are computed
     while the chips are placed: their keys hold the values their tasks give in the graph
     planned without it (computed here from that graph), every other task is the same."""
     from dask.core import istask
 
-    p, states = _aligned_visit(sim)
+    p, states = aligned_acs_visit()
     staging = tmp_path / "staging"
     staging.mkdir()
     with warnings.catch_warnings():
