@@ -72,12 +72,16 @@ class ClippedStats:
 
 
 @njit(nogil=True, cache=True)
-def _moments(v, lo, hi):  # pragma: no cover - numba
+def _moments(v, lo, hi, flo, inv, nb):  # pragma: no cover - numba
+    """Count, sum, sum of squares, min and max of the values of v inside [lo, hi] and, when
+    ``nb`` > 0, in the same pass their :func:`_bin_counts` in ``nb`` bins ``(x - flo) * inv``
+    (the last clipping pass of a median's statistic; ``nb`` 0: no counts, an empty array)."""
     n = 0
     s = 0.0
     ss = 0.0
     mn = hi
     mx = lo
+    h = np.zeros(nb, np.int64)
     for i in range(v.size):
         x = v[i]
         if x >= lo and x <= hi:
@@ -88,7 +92,12 @@ def _moments(v, lo, hi):  # pragma: no cover - numba
                 mn = x
             if x > mx:
                 mx = x
-    return n, s, ss, mn, mx
+            if nb > 0:
+                k = int((np.float64(x) - flo) * inv)
+                if k >= nb:
+                    k = nb - 1
+                h[k] += 1
+    return n, s, ss, mn, mx, h
 
 
 @njit(nogil=True, cache=True)
@@ -150,34 +159,6 @@ def _bin_params(lo, hi):  # pragma: no cover - numba
     if not width > 0:
         return flo, 0.0
     return flo, 1.0 / width
-
-
-@njit(nogil=True, cache=True)
-def _moments_bins(v, lo, hi, flo, inv):  # pragma: no cover - numba
-    """:func:`_moments` and, in the same pass, :func:`_bin_counts` of the values inside
-    ``[lo, hi]`` (``flo``, ``inv`` from :func:`_bin_params`; ``inv`` > 0): the last clipping
-    pass of a median's statistic (the same sums in the same order, the same counts)."""
-    n = 0
-    s = 0.0
-    ss = 0.0
-    mn = hi
-    mx = lo
-    h = np.zeros(_NBINS, np.int64)
-    for i in range(v.size):
-        x = v[i]
-        if x >= lo and x <= hi:
-            n += 1
-            s += x
-            ss += np.float64(x) * np.float64(x)
-            if x < mn:
-                mn = x
-            if x > mx:
-                mx = x
-            k = int((np.float64(x) - flo) * inv)
-            if k >= _NBINS:
-                k = _NBINS - 1
-            h[k] += 1
-    return n, s, ss, mn, mx, h
 
 
 @njit(nogil=True, cache=True)
@@ -251,7 +232,7 @@ def gather_spans(sci, good, y0, xlo, xhi):  # pragma: no cover - numba
 def _median(v: np.ndarray, lo: float, hi: float, n: int, bins: np.ndarray | None = None
             ) -> float:
     """``numpy.median`` of the n values of v inside [lo, hi] (float32 arithmetic as numpy).
-    ``bins``: their fine-bin counts when a pass made them already (:func:`_moments_bins`)."""
+    ``bins``: their fine-bin counts when a pass made them already (:func:`_moments`)."""
     lo32, hi32 = np.float32(lo), np.float32(hi)
     if bins is None:
         a, b = _order_stats(v, lo32, hi32, n, (n - 1) // 2, n // 2)
@@ -345,9 +326,9 @@ def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
         flo, inv = _bin_params(lo32, hi32)
         if median and it == nclip > 0 and inv > 0.0:
             # the last pass selects the median's values: their fine bins in the same pass
-            n, s, ss, mn, mx, bins = _moments_bins(v, lo32, hi32, flo, inv)
+            n, s, ss, mn, mx, bins = _moments(v, lo32, hi32, flo, inv, _NBINS)
         else:
-            n, s, ss, mn, mx = _moments(v, lo32, hi32)
+            n, s, ss, mn, mx, _ = _moments(v, lo32, hi32, 0.0, 0.0, 0)
         if n <= 0:
             raise ValueError(f"no pixel left after clipping pass {it} "
                              f"(range [{lo:g}, {hi:g}])")
