@@ -7,7 +7,6 @@ here (``distributed`` only when a cluster is asked for), so a threaded run does 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import os
@@ -40,7 +39,10 @@ def probe_scheduler(address: str, timeout: float) -> None:
     TimeoutError, OSError
         No answer in time, or the connection failed.
     """
-    from distributed.comm import connect  # distributed is costly to import: only for clusters
+    # distributed and asyncio (~0.1 s of imports) are costly: only for clusters
+    import asyncio
+
+    from distributed.comm import connect
 
     async def probe():
         comm = await connect(address, timeout=timeout)

@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 
-import fsspec
-
 from hapdask.io._fits import _fsspec_kwargs, is_url
 
 __all__ = ["EDGE_BYTES", "FULL_CHECKSUM_BYTES", "content_identity"]
@@ -52,6 +50,9 @@ def content_identity(path: str) -> str:
 
 
 def _url_identity(url: str) -> str:
+    # fsspec costs ~0.1 s of imports (asyncio, an entry-point scan): only URLs pay it
+    import fsspec
+
     fs, _, paths = fsspec.get_fs_token_paths(url, storage_options=_fsspec_kwargs(url))
     info = fs.info(paths[0])
     keys = ("size", "ETag", "etag", "LastModified", "last_modified", "mtime", "md5")

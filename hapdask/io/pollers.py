@@ -37,7 +37,6 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 
-import fsspec
 from astropy.io import fits
 from astropy.table import Table
 
@@ -296,6 +295,8 @@ def _resolve_row(table: Table, row) -> str:
 
 def _read_remote_text(url: str) -> str:
     """Text of a remote file (fsspec; anonymous for ``s3://`` like the exposures)."""
+    import fsspec  # ~0.1 s of imports (asyncio, an entry-point scan): only URLs pay it
+
     with fsspec.open(url, "rt", encoding="utf-8", **_fsspec_kwargs(url)) as fh:
         return fh.read()
 
@@ -304,6 +305,8 @@ def _remote_is_fits(url: str) -> bool:
     """A URL names an exposure if its name is a FITS name, or its first bytes are FITS."""
     if _FITS_NAME_RE.search(url.split("?", 1)[0]):
         return True
+    import fsspec  # as in _read_remote_text
+
     try:
         with fsspec.open(url, "rb", **_fsspec_kwargs(url)) as fh:
             return fh.read(9) == b"SIMPLE  ="
