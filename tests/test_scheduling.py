@@ -3,7 +3,10 @@ first; a priority never changes results or delays a task while a thread is free.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 from hapdask.scheduling import local_compute
 
@@ -47,3 +50,15 @@ def test_priority_starts_ready_tasks_first():
     # tasks of equal priority keep Dask's order
     rest = [n for n in got if n not in (late_w, late_s)]
     assert [n for n in rest if n[0] == "w"] == [n for n in plain if n[0] == "w" and n != late_w]
+
+
+def test_local_engine_imports_no_remote_machinery():
+    """The drizzle engine and the input readers import fsspec (URLs) and asyncio (clusters)
+    only when those are used: a local run does not pay for their imports."""
+    code = ("import sys\n"
+            "import hapdask.io, hapdask.scheduling, hapdask.mosaic.job\n"
+            "print(sorted(m for m in ('fsspec', 'asyncio') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
