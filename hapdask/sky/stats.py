@@ -149,19 +149,19 @@ def _bin_counts(v, lo, hi, flo, inv, nb):  # pragma: no cover - numba
 def _bin_values(v, lo, hi, flo, inv, nb, b1, b2, m):  # pragma: no cover - numba
     """The m values of v inside [lo, hi] that fall in bins b1..b2 of :func:`_bin_counts`.
 
-    The bin index is computed only for values near those bins' range (two bin widths of
-    margin: far more than the rounding of the edges), a fraction of the values: ~40 % less
-    CPU per pass."""
+    The bin index (its truncation and clamping) is computed only for values whose bin
+    coordinate is within two bins of b1..b2 (far more than the rounding of that test, in bin
+    units whatever the values' magnitude), a fraction of the values: ~45 % less CPU per pass."""
     buf = np.empty(m, v.dtype)
-    w = 1.0 / inv
-    mid = flo + (0.5 * (b1 + b2) + 0.5) * w  # centre of bins b1..b2
-    near = (0.5 * (b2 - b1) + 2.5) * w  # their half width, plus two bins
+    mid = 0.5 * (b1 + b2 + 1)  # centre of bins b1..b2, bin units
+    near = 0.5 * (b2 - b1 + 1) + 2.0  # their half width, plus two bins
     j = 0
     for i in range(v.size):
         x = v[i]
+        t = (np.float64(x) - flo) * inv
         # one rarely true test (two would be a branch mispredicted half the time)
-        if abs(np.float64(x) - mid) <= near and x >= lo and x <= hi:
-            k = int((np.float64(x) - flo) * inv)
+        if abs(t - mid) <= near and x >= lo and x <= hi:
+            k = int(t)
             if k >= nb:
                 k = nb - 1
             if k >= b1 and k <= b2:
