@@ -191,8 +191,10 @@ def test_exact_median_equals_numpy(n, kind):
         v = rng.integers(0, 1000, n)
     elif kind == "one_bin":  # one far value: every other value in the median's bin (selection)
         v[n // 3] = 1e9
-    elif kind == "narrow":  # spread of a few float64 ulps of the magnitude: bins below an ulp
-        v = 1e6 + np.round(v * 1e3) * 2.0**-32
+    elif kind == "narrow":  # 0, 1 and 100 ulps above 1e6: fine bins far below an ulp, the
+        # two middle values (even n) one ulp apart
+        k = np.concatenate([np.zeros(n // 2), np.ones(n // 4), np.full(n - n // 2 - n // 4, 100.0)])
+        v = 1e6 + rng.permutation(k) * 2.0**-33
     want = np.nanmedian(v)
     got = exact_median(v)
     assert got == want or (np.isnan(want) and np.isnan(got))
