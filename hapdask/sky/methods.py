@@ -120,20 +120,34 @@ def measure_chip(ref, params: SkyParams, static: np.ndarray | None,
         except ValueError as exc:
             note = f"no sky statistic: {exc}"
     found = {}
+    # overlaps selecting the same pixels have the same statistic: measured once (the chips of
+    # exposures at one pointing, e.g. a CR-SPLIT, cover this chip alike)
+    done: dict[tuple, tuple[float, int] | None] = {}
     for ov, side, pid in zip(overlaps, sides, pair_ids, strict=True):
         if ov is None:
             continue
         sp = ov.a if side == 0 else ov.b
-        with timed("gather"):
-            vals = gather_spans(sci, good, sp.y0, sp.xlo, sp.xhi)
-        if vals.size == 0:
-            continue
-        try:
-            with timed("stats"):
-                found[int(pid)] = sky_statistic(vals, params)
-        except ValueError:
-            continue
+        key = (sp.y0, sp.xlo.tobytes(), sp.xhi.tobytes())
+        if key not in done:
+            done[key] = _span_statistic(sci, good, sp, params)
+        if done[key] is not None:
+            found[int(pid)] = done[key]
     return ChipMeasure(True, "", mine, found, note)
+
+
+def _span_statistic(sci: np.ndarray, good: np.ndarray, sp, params: SkyParams
+                    ) -> tuple[float, int] | None:
+    """The statistic of the good pixels of ``sci`` inside the spans ``sp``; None when there
+    is nothing to measure."""
+    with timed("gather"):
+        vals = gather_spans(sci, good, sp.y0, sp.xlo, sp.xhi)
+    if vals.size == 0:
+        return None
+    try:
+        with timed("stats"):
+            return sky_statistic(vals, params)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,7 @@ def test_bad_inputs():
 
 @pytest.mark.parametrize("n", [65536, 65537, 400_001])
 @pytest.mark.parametrize("kind", ["skewed", "ties", "few_values", "sorted", "inf", "nan", "int",
-                                  "one_bin"])
+                                  "one_bin", "narrow"])
 def test_exact_median_equals_numpy(n, kind):
     """``exact_median`` returns ``np.nanmedian``'s value (the oracle) bit for bit: odd and even
     sizes, ties, a handful of distinct values, sorted data, inf; NaN and non-float64 data go
@@ -191,6 +191,10 @@ def test_exact_median_equals_numpy(n, kind):
         v = rng.integers(0, 1000, n)
     elif kind == "one_bin":  # one far value: every other value in the median's bin (selection)
         v[n // 3] = 1e9
+    elif kind == "narrow":  # 0, 1 and 100 ulps above 1e6: fine bins far below an ulp, the
+        # two middle values (even n) one ulp apart
+        k = np.concatenate([np.zeros(n // 2), np.ones(n // 4), np.full(n - n // 2 - n // 4, 100.0)])
+        v = 1e6 + rng.permutation(k) * 2.0**-33
     want = np.nanmedian(v)
     got = exact_median(v)
     assert got == want or (np.isnan(want) and np.isnan(got))

@@ -196,3 +196,33 @@ def test_overlaps_build_each_chip_wcs_once_per_thread(acs, monkeypatch):
                 assert s.y0 == t.y0
                 assert np.array_equal(s.xlo, t.xlo) and np.array_equal(s.xhi, t.xhi)
     assert len(builds) <= len(chips)
+
+
+def test_overlaps_with_the_same_pixels_are_measured_once(monkeypatch):
+    """Two pairs selecting the same pixels of a chip (other chips at one pointing) share one
+    statistic; each pair still gets the value of its pixels (numpy's median, skyclip=0)."""
+    from types import SimpleNamespace
+
+    from hapdask.sky import methods
+    from hapdask.sky.overlap import Overlap, Spans
+
+    rng = np.random.default_rng(4)
+    sci = rng.normal(30.0, 3.0, (40, 50)).astype(np.float32)
+    dq = (rng.random((40, 50)) < 0.05).astype(np.uint16) * 4
+    ref = SimpleNamespace(chip=SimpleNamespace(read=lambda err: (sci, None, dq)))
+    rows = np.arange(30)
+    a = Spans(5, (rows % 7).astype(np.int32), np.full(30, 44, np.int32))
+    same = Spans(5, a.xlo.copy(), a.xhi.copy())
+    other = Spans(0, np.zeros(40, np.int32), np.full(40, 20, np.int32))
+    calls = []
+    real = methods.sky_statistic
+    monkeypatch.setattr(methods, "sky_statistic", lambda v, p: calls.append(v.size) or real(v, p))
+    p = SkyParams(skyclip=0, skystat="median")
+    ovs = [Overlap(a, other), Overlap(other, same), Overlap(other, other)]
+    got = methods.measure_chip(ref, p, None, ovs, [0, 1, 1], [3, 5, 4], False)
+    good = dq == 0
+    want_a = sci[a.mask(sci.shape) & good]
+    want_o = sci[other.mask(sci.shape) & good]
+    assert got.overlaps[3] == got.overlaps[5] == (float(np.median(want_a)), want_a.size)
+    assert got.overlaps[4] == (float(np.median(want_o)), want_o.size)
+    assert sorted(calls) == sorted([want_a.size, want_o.size])
