@@ -49,7 +49,7 @@ from scipy import ndimage
 from hapdask._memory import drop_file_pages
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.product import DrizzleProduct, nan_to_zero
-from hapdask.sky.stats import exact_median
+from hapdask.sky.stats import exact_median, numpy_std
 
 __all__ = ["Background", "WeightRegion", "footprint_mask", "compute_background",
            "weight_regions", "threshold_image", "max_filtered", "MAD_SIGMA"]
@@ -161,10 +161,11 @@ def _std(data: np.ndarray, axis=None):
     """``astropy.stats.nanfunctions.nanstd(data, axis)`` (numpy's ``nanstd`` without
     bottleneck): for NaN-free data ``np.std``'s value, which is the same arithmetic (sum, mean,
     squared deviations, their sum, divided by the count) without ``nanstd``'s NaN mask and copy
-    of the data (one pass and a whole copy less per clipping iteration); a NaN result (NaN in
-    the data) is ``nanstd``'s."""
+    of the data (one pass and a whole copy less per clipping iteration), by
+    :func:`~hapdask.sky.stats.numpy_std` (np.std's value without its whole-array temporary); a
+    NaN result (NaN in the data) is ``nanstd``'s."""
     if axis is None:
-        std = np.std(data)
+        std = numpy_std(data)
         if not np.isnan(std):
             return std
     return nanstd(data, axis=axis)

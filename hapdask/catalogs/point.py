@@ -177,15 +177,25 @@ def deconvolve(image: np.ndarray, fwhm: float, params: CatalogParams) -> np.ndar
                            for y0 in range(0, image.shape[0], params.block_size)])
 
 
+def _block_fft_size(params: CatalogParams) -> int:
+    """Edge of the deconvolution's transforms: a block with its margins (``block_size + 2 x
+    region_size``) zero-padded to the next size whose factors are 2, 3 and 5 only
+    (``scipy.fft.next_fast_len``; 1024 + 22 = 2 x 523 is transformed ~3x slower than 1080)."""
+    return fft.next_fast_len(params.block_size + 2 * params.region_size, real=True)
+
+
 def _deconvolution_filter(fwhm: float, params: CatalogParams) -> np.ndarray:
-    """``conj(P) / (|P|^2 + alpha^2)`` on the rfft grid of a block with its margins."""
+    """``conj(P) / (|P|^2 + alpha^2)`` on the rfft grid of a block with its margins,
+    zero-padded to :func:`_block_fft_size`."""
     sigma = fwhm / _FWHM_PER_SIGMA
-    n = params.block_size + 2 * params.region_size
+    n = _block_fft_size(params)
     ky = fft.fftfreq(n)[:, None]
     kx = fft.rfftfreq(n)[None, :]
     psf_t = np.exp(-2.0 * (np.pi * sigma) ** 2 * (kx * kx + ky * ky))
-    # alpha from the full (two-sided) spectrum, as DrizzlePac sorts |P| of the whole block
-    full = np.exp(-2.0 * (np.pi * sigma) ** 2 * (fft.fftfreq(n)[None, :] ** 2 + ky * ky))
+    # alpha from the full (two-sided) spectrum, as DrizzlePac sorts |P| of the whole block,
+    # on the grid of the block with its margins (before the zero-padding to ``n``)
+    f0 = fft.fftfreq(params.block_size + 2 * params.region_size)
+    full = np.exp(-2.0 * (np.pi * sigma) ** 2 * (f0[None, :] ** 2 + f0[:, None] ** 2))
     alpha = np.sort(full.ravel())[::-1][int(full.size * params.freq_limit)]
     return psf_t / (psf_t * psf_t + alpha * alpha)
 
@@ -196,7 +206,7 @@ def _deconvolve_rows(rows: Callable[[int, int], np.ndarray], shape: tuple[int, i
     whose rows ``rows(lo, hi)`` returns (read once: the block row and its margins)."""
     margin = params.region_size
     b = params.block_size
-    n = b + 2 * margin
+    n = _block_fft_size(params)
     ny, nx = shape
     h = min(b, ny - y0)
     out = np.zeros((h, nx), dtype=np.float64)

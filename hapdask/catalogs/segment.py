@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.convolution import RickerWavelet2DKernel, convolve
 from astropy.table import Table
+from numba import njit
 from photutils.segmentation import (
     SegmentationImage,
     SourceCatalog,
@@ -49,6 +50,7 @@ from photutils.segmentation import (
     detect_sources,
     make_2dgaussian_kernel,
 )
+from photutils.segmentation.deblend import _update_deblend_label_map
 
 from hapdask._memory import release_free_memory
 from hapdask.catalogs.background import Background, WeightRegion, threshold_image
@@ -59,8 +61,8 @@ from hapdask.catalogs.point import COLUMN_UNITS
 from hapdask.catalogs.product import DrizzleProduct, nan_to_zero
 
 __all__ = ["Segmentation", "detect_segments", "measure_segments", "segment_flux_err",
-           "total_error", "above_threshold", "convolve_bands", "segmentation_image",
-           "SEGMENT_COLUMNS"]
+           "total_error", "above_threshold", "convolve_bands", "convolve_extend",
+           "segmentation_image", "SEGMENT_COLUMNS"]
 
 SEGMENT_COLUMNS = ("X-Centroid", "Y-Centroid", "RA", "DEC", "ID", "CI", "Flags", "MagAp1",
                    "MagErrAp1", "FluxAp1", "FluxErrAp1", "MagAp2", "MagErrAp2", "FluxAp2",
@@ -128,29 +130,80 @@ def above_threshold(conv: np.ndarray, regions: list[WeightRegion], nsigma: float
     return out
 
 
+#: output columns per pass of :func:`_convolve_padded` (its running sums stay in L1 cache)
+_CONV_COLUMNS = 1024
+
+
+@njit(nogil=True, cache=True)
+def _convolve_padded(p, kernel, out):  # pragma: no cover - numba
+    """``out[r, c] = sum(p[r + i, c + j] * kernel[n0 - 1 - i, n1 - 1 - j])`` over ``i`` then
+    ``j`` in ascending order, each product added to a running sum that starts at 0: the loop
+    of astropy's C ``convolve2d`` (``nan_interpolate`` off), the same float64 operations per
+    pixel in the same order (so the same values), run over a block of output columns per
+    kernel tap (the sums of a block stay in cache; the taps' loops vectorise)."""
+    nk0, nk1 = kernel.shape
+    ny, nx = out.shape
+    acc = np.empty(min(_CONV_COLUMNS, nx))
+    for r in range(ny):
+        for c0 in range(0, nx, _CONV_COLUMNS):
+            m = min(_CONV_COLUMNS, nx - c0)
+            acc[:m] = 0.0
+            for i in range(nk0):
+                row = p[r + i, c0:c0 + m + nk1 - 1]
+                for j in range(nk1):
+                    w = kernel[nk0 - 1 - i, nk1 - 1 - j]
+                    for c in range(m):
+                        acc[c] += row[c + j] * w
+            out[r, c0:c0 + m] = acc[:m]
+
+
+def convolve_extend(image: np.ndarray, kernel: np.ndarray, rows: tuple[int, int] | None = None,
+                    out: np.ndarray | None = None) -> np.ndarray:
+    """astropy's ``convolve(image, kernel, normalize_kernel=False, boundary="extend")`` of a
+    NaN-free ``image`` with an odd-sized float64 ``kernel``: the same values (astropy's loop,
+    :func:`_convolve_padded`, in a compiled loop that vectorises: ~4x less CPU).
+
+    ``rows``: ``(r0, r1)``, only those rows of the result, from ``image[r0 - h:r1 + h]`` (``h``
+    half the kernel's height; rows past the image's edges are its edge rows, as astropy's
+    padding makes them), written into ``out`` (``r1 - r0`` rows) or a new array. An image
+    holding NaN (which astropy interpolates over) is handed to astropy's function."""
+    ny, nx = image.shape
+    r0, r1 = rows if rows is not None else (0, ny)
+    kernel = np.ascontiguousarray(kernel, dtype=np.float64)
+    h0, h1 = kernel.shape[0] // 2, kernel.shape[1] // 2
+    lo, hi = max(0, r0 - h0), min(ny, r1 + h0)
+    block = np.asarray(image[lo:hi], dtype=np.float64)
+    if out is None:
+        out = np.empty((r1 - r0, nx), dtype=np.float64)
+    if np.isnan(block.sum()) or kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
+        conv = convolve(block, kernel, normalize_kernel=False, boundary="extend")
+        out[:] = conv[r0 - lo:r1 - lo]
+        return out
+    padded = np.pad(block, ((h0 - (r0 - lo), h0 - (hi - r1)), (h1, h1)), mode="edge")
+    _convolve_padded(padded, kernel, out)
+    return out
+
+
 def convolve_bands(image: np.ndarray, kernel: np.ndarray, band: int = 512,
                    workers: int = 2, after_band: Callable[[], None] | None = None,
                    out: np.ndarray | None = None) -> np.ndarray:
     """astropy's ``convolve(image, kernel, normalize_kernel=False, boundary="extend")`` of a
-    NaN-free image, band by band (in ``workers`` threads: the C convolution releases the GIL).
+    NaN-free image, band by band (:func:`convolve_extend`, in ``workers`` threads: the
+    compiled loop releases the GIL).
 
-    Each band is convolved with ``kernel.shape[0]`` rows of context on both sides (the kernel
-    reaches half of that) and only its own rows kept: every pixel sees the same neighbours,
-    summed in the same order, so the values are the same as the whole-image call's, without
-    its whole-image padded copy (a memory-mapped ``image`` is read a band at a time;
-    ``after_band`` is called after each band, e.g. to release the pages read). ``out``: a
-    float64 array of the image's shape to write into (e.g. a file map), else a new one."""
+    Each band is convolved from its rows and the kernel's half height of context on both
+    sides: every pixel sees the same neighbours, summed in the same order, so the values are
+    the same as the whole-image call's, without its whole-image padded copy (a memory-mapped
+    ``image`` is read a band at a time; ``after_band`` is called after each band, e.g. to
+    release the pages read). ``out``: a float64 array of the image's shape to write into
+    (e.g. a file map), else a new one."""
     ny = image.shape[0]
-    ctx = kernel.shape[0]
     if out is None:
         out = np.empty(image.shape, dtype=np.float64)
 
     def one(r0: int) -> None:
         r1 = min(ny, r0 + band)
-        lo, hi = max(0, r0 - ctx), min(ny, r1 + ctx)
-        conv = convolve(np.asarray(image[lo:hi]), kernel, normalize_kernel=False,
-                        boundary="extend")
-        out[r0:r1] = conv[r0 - lo:r1 - lo]
+        convolve_extend(image, kernel, rows=(r0, r1), out=out[r0:r1])
         if after_band is not None:
             after_band()
 
@@ -194,9 +247,42 @@ def _deblend(conv: np.ndarray, segm: SegmentationImage, params: CatalogParams) -
         candidates = candidates[candidates != segm.labels[order[0]]]
     if candidates.size == 0:
         return segm
-    return deblend_sources(conv, segm, n_pixels=params.source_box, labels=candidates,
-                           n_levels=params.nlevels, contrast=params.contrast,
-                           progress_bar=False)
+    out = deblend_sources(conv, segm, n_pixels=params.source_box, labels=candidates,
+                          n_levels=params.nlevels, contrast=params.contrast, relabel=False,
+                          progress_bar=False)
+    return _relabelled(out)
+
+
+@njit(nogil=True, cache=True)
+def _labels_present(flat, top):  # pragma: no cover - numba
+    """Which of the labels ``0 .. top`` occur in ``flat`` (a bool per label; one pass)."""
+    present = np.zeros(top + 1, dtype=np.bool_)
+    for i in range(flat.size):
+        present[flat[i]] = True
+    return present
+
+
+def _relabelled(segm: SegmentationImage) -> SegmentationImage:
+    """``deblend_sources(..., relabel=True)``'s relabelling of its ``relabel=False`` result
+    ``segm``: the labels present mapped in order to ``1 .. n`` (photutils'
+    ``_create_relabel_map``, the same map, from a pass marking the labels present instead of
+    ``np.unique`` of the whole map: a sort of every pixel), the deblending's label map updated
+    (photutils' ``_update_deblend_label_map``); ``segm`` itself when already consecutive.
+    The result's ``labels`` (``1 .. n``, what ``np.unique`` of its pixels gives) is set."""
+    data = segm.data
+    present = _labels_present(data.ravel(), int(data.max()) if data.size else 0)
+    labels = np.flatnonzero(present[1:]).astype(data.dtype) + 1
+    if labels.size == 0 or (labels[0] == 1 and labels[-1] == labels.size):
+        return segm
+    relabel_map = np.zeros(int(labels[-1]) + 1, dtype=data.dtype)
+    relabel_map[labels] = np.arange(len(labels)) + 1
+    out = object.__new__(SegmentationImage)
+    out._data = relabel_map[data]
+    out._deblend_label_map = _update_deblend_label_map(segm._deblend_label_map, relabel_map)
+    if "info" in segm.__dict__:
+        out.info = segm.info
+    out.__dict__["labels"] = np.arange(1, len(labels) + 1, dtype=data.dtype)
+    return out
 
 
 def total_error(data: np.ndarray, rms: np.ndarray, gain: float, band: int = 256) -> np.ndarray:

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 from astropy.convolution import RickerWavelet2DKernel, convolve
 from photutils.detection import DAOStarFinder, find_peaks
-from photutils.segmentation import SourceCatalog, detect_sources, make_2dgaussian_kernel
+from photutils.segmentation import (
+    SourceCatalog,
+    deblend_sources,
+    detect_sources,
+    make_2dgaussian_kernel,
+)
 from photutils.utils import calc_total_error
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import ndimage
@@ -313,6 +318,25 @@ def test_convolve_bands_equals_astropy(workers):
     assert len(calls) == 2 * 15  # ceil(900 / 64) bands per kernel
 
 
+def test_convolve_extend_equals_astropy():
+    """The compiled convolution gives astropy's values bit for bit: asymmetric kernels (the
+    flip), images narrower and shorter than the kernel (edge padding on both axes), heavy-tailed
+    values (any change of summation order would show), a row range of the whole result, and an
+    image holding NaN (astropy's interpolation, by astropy)."""
+    rng = np.random.default_rng(11)
+    for shape, ksize in (((300, 1500), (11, 11)), ((7, 5), (9, 13)), ((40, 33), (3, 1))):
+        img = rng.normal(0.0, 1.0, shape) * rng.random(shape) ** 6 * 1e3
+        kernel = rng.random(ksize) - 0.3
+        want = convolve(img, kernel, normalize_kernel=False, boundary="extend")
+        assert np.array_equal(segment.convolve_extend(img, kernel), want)
+        r0, r1 = shape[0] // 3, shape[0] - 1
+        assert np.array_equal(segment.convolve_extend(img, kernel, rows=(r0, r1)),
+                              want[r0:r1])
+    img[3, 4] = np.nan
+    want = convolve(img, kernel, normalize_kernel=False, boundary="extend")
+    assert np.array_equal(segment.convolve_extend(img, kernel), want, equal_nan=True)
+
+
 @pytest.mark.parametrize("spill", [False, True])
 def test_segmentation_image_values(field, tmp_path, spill):
     """The segmentation's detection image, made band by band (and written to a file band by
@@ -387,3 +411,71 @@ def test_segment_flux_err_equals_photutils(gain, rms_kind):
     got = segment.segment_flux_err(data, rms, gain, segm, cat.labels, cat.slices)
     assert segm.n_labels >= 4
     assert np.array_equal(got, np.asarray(want))
+
+
+def test_deconvolution_block_padding():
+    """The deconvolution's blocks (block + margins, e.g. 100 + 22 = 2 x 61) are transformed at
+    a 2-3-5-smooth size: the deconvolved image equals the one at the blocks' own size (the
+    margins' periodic wrap, reference computed here) up to a small fraction of its peaks, and
+    recovers point sources blurred by the PSF at their pixels."""
+    params = replace(CatalogParams.for_detector("acs_wfc"), block_size=100)
+    n0 = params.block_size + 2 * params.region_size
+    n = point._block_fft_size(params)
+    assert n >= n0 and n != n0
+    m = n
+    for f in (2, 3, 5):
+        while m % f == 0:
+            m //= f
+    assert m == 1
+    fwhm = 3.0
+    sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    yy, xx = np.mgrid[0:230, 0:210]
+    stars = [(40.0, 50.0, 5.0), (121.0, 77.0, 3.0), (180.0, 160.0, 8.0)]
+    image = sum(a * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
+                for y, x, a in stars)
+    got = point.deconvolve(image, fwhm, params)
+    for y, x, _ in stars:
+        cut = got[int(y) - 5:int(y) + 6, int(x) - 5:int(x) + 6]
+        assert np.unravel_index(np.argmax(cut), cut.shape) == (5, 5)
+    # reference: the same filter (alpha from the n0 grid) at the blocks' own size n0
+    ky, kx = np.fft.fftfreq(n0)[:, None], np.fft.rfftfreq(n0)[None, :]
+    psf_t = np.exp(-2.0 * (np.pi * sigma) ** 2 * (kx * kx + ky * ky))
+    f0 = np.fft.fftfreq(n0)
+    full = np.exp(-2.0 * (np.pi * sigma) ** 2 * (f0[None, :] ** 2 + f0[:, None] ** 2))
+    alpha = np.sort(full.ravel())[::-1][int(full.size * params.freq_limit)]
+    filt = psf_t / (psf_t * psf_t + alpha * alpha)
+    want = np.zeros_like(image)
+    b, g = params.block_size, params.region_size
+    for y0 in range(0, image.shape[0], b):
+        for x0 in range(0, image.shape[1], b):
+            ys, xs = max(0, y0 - g), max(0, x0 - g)
+            src = image[ys:y0 + b + g, xs:x0 + b + g]
+            block = np.zeros((n0, n0))
+            block[:src.shape[0], :src.shape[1]] = src
+            dec = np.fft.irfft2(np.fft.rfft2(block) * filt, s=(n0, n0))
+            h, w = min(b, image.shape[0] - y0), min(b, image.shape[1] - x0)
+            want[y0:y0 + h, x0:x0 + w] = dec[y0 - ys:y0 - ys + h, x0 - xs:x0 - xs + w]
+    want[image <= 0] = 0.0
+    assert np.abs(got - want).max() < 5e-3 * np.abs(want).max()  # 1.2e-3 measured
+
+
+def test_relabelled_equals_photutils_relabel():
+    """The deblended map relabelled by ``_relabelled`` equals ``deblend_sources(relabel=True)``:
+    the same pixels, labels (as ``np.unique`` of the pixels gives them) and deblending map."""
+    rng = np.random.default_rng(21)
+    yy, xx = np.mgrid[0:160, 0:200]
+    image = rng.normal(0.0, 0.01, yy.shape)
+    for y, x in ((40, 40), (40, 47), (100, 150), (104, 157), (130, 30), (20, 180)):
+        image += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.0 ** 2))
+    segm = detect_sources(image, 0.05, n_pixels=5)
+    want = deblend_sources(image, segm, n_pixels=5, contrast=0.001, progress_bar=False)
+    raw = deblend_sources(image, segm, n_pixels=5, contrast=0.001, relabel=False,
+                          progress_bar=False)
+    assert not np.array_equal(raw.data, want.data)  # the case where relabelling matters
+    got = segment._relabelled(raw)
+    assert np.array_equal(got.data, want.data) and got.data.dtype == want.data.dtype
+    assert np.array_equal(got.labels, np.unique(want.data[want.data != 0]))
+    assert got._deblend_label_map.keys() == want._deblend_label_map.keys()
+    for k, v in want._deblend_label_map.items():
+        assert np.array_equal(got._deblend_label_map[k], v)
+    assert segment._relabelled(want) is want  # consecutive already
