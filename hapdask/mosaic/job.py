@@ -448,7 +448,7 @@ def drizzle_graph(
                                    p["resetbits"] or 0)
                     mask_keys.append(dkey)
         if discard and own_scratch and pixmaps is None:
-            graph = release_scratch(graph, _scratch_readers(graph, scratch), scratch)
+            graph = release_scratch(graph, _scratch_readers(graph), scratch)
         done = (f"drz-done-{fp}",)
         graph[done] = (_finish_product, head_key, [c.key for c in chips], [c.label for c in chips],
                        p, notes, {"plan": time.perf_counter() - t_start},
@@ -463,12 +463,14 @@ def drizzle_graph(
                         early_keys, dict(tile_keys), writes)
 
 
-def _scratch_readers(graph: Mapping, scratch: Scratch) -> dict[str, list]:
+def _scratch_readers(graph: Mapping) -> dict[str, list]:
     """Scratch file -> keys of the tasks of ``graph`` that may read or write it, for
     :func:`release_scratch`: every task given a job naming the file (a
-    :class:`~hapdask.mosaic.stages.MedianJob`: its chips' pixel maps, its stack and sums; a
-    :class:`~hapdask.mosaic.stages.TileJob`: pixel maps and sums; a
-    :class:`~hapdask.mosaic.stages.CrJob`: its chip's map), whatever function runs it."""
+    :class:`~hapdask.mosaic.stages.MedianJob`: its chips' pixel maps, its stack and sums in
+    its scratch; a :class:`~hapdask.mosaic.stages.TileJob`: pixel maps and sums; a
+    :class:`~hapdask.mosaic.stages.CrJob`: its chip's map; a job of member tile jobs,
+    :class:`hapdask.mosaic.family.FamilyJob`: theirs), whatever function runs it. A graph
+    merging several jobs (``hapdask svm``) gets the files of all their scratches."""
     readers: dict[str, list] = {}
 
     def add(key, *paths) -> None:
@@ -479,16 +481,18 @@ def _scratch_readers(graph: Mapping, scratch: Scratch) -> dict[str, list]:
     for key, task in graph.items():
         if not (isinstance(task, tuple) and task and callable(task[0])):
             continue
-        for job in task[1:]:
-            if isinstance(job, MedianJob):
-                add(key, *job.pixmaps, scratch.path(job.stack_name))
-                if job.final_ctx:
-                    add(key, scratch.path(job.sums_name),
-                        scratch.path(job.sums_name + "-count"))
-            elif isinstance(job, TileJob):
-                add(key, *job.pixmaps, *(job.sums or ()))
-            elif isinstance(job, CrJob):
-                add(key, job.pixmap)
+        for arg in task[1:]:
+            members = getattr(arg, "members", None)
+            for job in members if isinstance(members, tuple) else (arg,):
+                if isinstance(job, MedianJob):
+                    add(key, *job.pixmaps, job.scratch.path(job.stack_name))
+                    if job.final_ctx:
+                        add(key, job.scratch.path(job.sums_name),
+                            job.scratch.path(job.sums_name + "-count"))
+                elif isinstance(job, TileJob):
+                    add(key, *job.pixmaps, *(job.sums or ()))
+                elif isinstance(job, CrJob):
+                    add(key, job.pixmap)
     return readers
 
 

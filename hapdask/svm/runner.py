@@ -94,8 +94,9 @@ from hapdask.export.stats import coverage_stats, layer_keywords, merge
 from hapdask.io import linear_pixel_scale
 from hapdask.mosaic import OutputGrid, chip_refs
 from hapdask.mosaic.family import family_groups, family_tasks
+from hapdask.mosaic.graph import release_scratch
 from hapdask.mosaic.grid import hap_visit_grid
-from hapdask.mosaic.job import DrizzleGraph, DrizzleResult, _Early, drizzle_graph
+from hapdask.mosaic.job import DrizzleGraph, DrizzleResult, _Early, _scratch_readers, drizzle_graph
 from hapdask.mosaic.params import AstroDrizzleParams
 from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
 from hapdask.preview import preview_planes, write_color_preview, write_previews
@@ -444,11 +445,12 @@ def _catalog_segments_task(det_key: str, staging: str, detection: Detection | _C
         return _CatalogFailed(str(exc))
 
 
-def _catalog_saturation_task(det_key: str, exposures: list, state: DetectorState
-                             ) -> np.ndarray | None:
+def _catalog_saturation_task(det_key: str, exposures: list, state: DetectorState,
+                             _after: object = None) -> np.ndarray | None:
     """A filter's saturated input pixels on the product grid (:func:`saturation_map`; None
-    for WFC3/IR, which has no such flag): needs the alignment only, so it is made while the
-    products are drizzled, off the catalogs' critical path."""
+    for WFC3/IR, which has no such flag): needs the alignment only; made beside the total's
+    point sources (``_after``: its detection inputs), off the catalogs' critical path, on
+    the thread the products' previews and keywords otherwise leave idle at the end."""
     if CatalogParams.for_detector(det_key).ir:
         return None
     with timed("saturation"):
@@ -749,11 +751,14 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             if cat_keys:
                 for f in det.filters:
                     satk = ("svm-catalogs-saturation", f.drizzle_name)
+                    # ready once the total's detection inputs are made: beside its point
+                    # sources (~2x longer), so it is done before the filters' photometry
+                    # needs it; not with the compute, where it delayed the products' tiles
+                    # (and so the catalogs' start) by its ~1 thread-s
                     graph[satk] = (_catalog_saturation_task, det.key,
-                                   [exps[e.path] for e in f.exposures], skey)
-                    # started with the compute (else Dask's newest-first order leaves a task
-                    # ready from the start until the end)
-                    keys["priority"][satk] = 1
+                                   [exps[e.path] for e in f.exposures], skey,
+                                   cat_keys["detect"])
+                    keys["priority"][satk] = 1  # after the points (2) on the chain's thread
                     graph[cat_keys["filters"][f.drizzle_name]] = (
                         _catalog_filter_task, det.key, planned[f.drizzle_name].done, satk,
                         cat_keys["backgrounds"][f.drizzle_name], cat_keys["points"],
@@ -776,7 +781,25 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             graph[ck] = (_color_task, total_key, staging,
                          [("svm-preview", f.drizzle_name) for f in det.filters], *fk)
             keys["previews"].append(ck)
+    if early:
+        graph = _released(graph, jobs_made)
     return graph, keys, jobs_made
+
+
+def _released(graph: dict, jobs: list[DrizzleGraph]) -> dict:
+    """``graph`` (computed once, on local threads) with each scratch file of the products
+    (pixel maps shared by them, separate-drizzle stacks and sums) deleted once its last
+    reader is done (:func:`hapdask.mosaic.graph.release_scratch`, as ``hapdask drizzle``
+    does), not all at the end of the run: the deletions' waits (~0.35 s/GB on ext4 with
+    ``discard``) overlap the run instead of following it."""
+    scratches = {j.scratch.directory: j.scratch for j in jobs}
+    by_dir: dict[str, dict] = {}
+    for path, readers in _scratch_readers(graph).items():
+        by_dir.setdefault(os.path.dirname(path), {})[path] = readers
+    for directory, readers in by_dir.items():
+        if directory in scratches:  # else not a product's file: left to its owner
+            graph = release_scratch(graph, readers, scratches[directory])
+    return graph
 
 
 def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,

@@ -50,11 +50,13 @@ def test_catalog_tasks_order_and_priorities(sim, tmp_path, aligned_acs_visit):
     for f, m in zip(filters, measures, strict=True):
         assert {points, segments, ("svm-catalogs-background", f)} <= get_dependencies(graph, m)
         assert not set(measures) & _upstream(graph, m)
-        # its saturation map from the alignment only: made while the products are drizzled
+        # its saturation map from the alignment, made beside the total's point sources
+        # (after its detection inputs, below the chain's priority), not before the tiles
         sat = ("svm-catalogs-saturation", f)
         assert sat in get_dependencies(graph, m)
-        assert get_dependencies(graph, sat) == {("svm-state", det.key + "-" + det.prefix)}
-        assert keys["priority"][sat] == 1
+        assert get_dependencies(graph, sat) == {("svm-state", det.key + "-" + det.prefix),
+                                                detect}
+        assert keys["priority"][sat] == 1 < keys["priority"][points]
     # a product's keywords (rewritten headers) wait for the catalog tasks reading its file
     kw_total = get_dependencies(graph, ("svm-keywords", total))
     assert {points, segments} <= kw_total
