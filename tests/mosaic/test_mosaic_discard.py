@@ -6,7 +6,6 @@ orders the plain one (the readers are wrapped, no task is added)."""
 
 from __future__ import annotations
 
-import builtins
 import os
 import threading
 import time
@@ -64,7 +63,8 @@ def test_discard_deletes_in_its_own_thread_and_remove_waits(tmp_path, monkeypatc
     assert not os.path.exists(s.directory)
 
 
-def test_scratch_files_deleted_after_their_last_read(pair, tmp_path, monkeypatch):
+def test_scratch_files_deleted_after_their_last_read(pair, tmp_path, monkeypatch,
+                                                      file_events):
     plain = drizzle_graph(pair, tmp_path / "plain" / "m", params=PARAMS, tile_size=128,
                           region_size=128)
     with warnings.catch_warnings():
@@ -79,33 +79,8 @@ def test_scratch_files_deleted_after_their_last_read(pair, tmp_path, monkeypatch
     job = drizzle_graph(pair, tmp_path / "disc" / "m", params=PARAMS, tile_size=128,
                         region_size=128, discard=True)
     directory = job.scratch.directory
-    events = []  # (time, "open" / "unlink", path) of the files of the scratch directory
-    lock = threading.Lock()
-    real_open, real_builtin_open, real_unlink = os.open, builtins.open, os.unlink
-
-    def note(kind, path):
-        path = os.fspath(path) if isinstance(path, str | os.PathLike) else ""
-        if path.startswith(directory) and path.endswith(".npy"):
-            with lock:
-                events.append((time.perf_counter(), kind, path))
-
-    def os_open(path, flags, *a, **k):
-        if not flags & (os.O_WRONLY | os.O_RDWR):
-            note("open", path)
-        return real_open(path, flags, *a, **k)
-
-    def builtin_open(path, mode="r", *a, **k):
-        if "r" in mode and "+" not in mode:
-            note("open", path)
-        return real_builtin_open(path, mode, *a, **k)
-
-    def unlink(path, *a, **k):
-        note("unlink", path)
-        return real_unlink(path, *a, **k)
-
-    monkeypatch.setattr(os, "open", os_open)
-    monkeypatch.setattr(builtins, "open", builtin_open)
-    monkeypatch.setattr(os, "unlink", unlink)
+    # (time, "open" / "unlink" / "made", path) of the files of the scratch directory
+    events = file_events(lambda path: path.startswith(directory) and path.endswith(".npy"))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -7,11 +7,8 @@ is one of its readers."""
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import os
-import threading
-import time
 
 import numpy as np
 from astropy.io import fits
@@ -61,42 +58,19 @@ def test_every_task_naming_a_scratch_file_is_its_reader(tmp_path, aligned_acs_vi
             j.scratch.remove()
 
 
-def test_scratch_files_deleted_after_their_last_read(sim, run_svm, tmp_path, monkeypatch):
+def test_scratch_files_deleted_after_their_last_read(sim, run_svm, tmp_path, monkeypatch,
+                                                      file_events):
     poller = next(q for q in sim.svm_pollers if q.name == "acs_f3t_03_input.out")
     # the reference: the same run keeping every scratch file until its end
     with monkeypatch.context() as m:
         m.setattr(runner, "_released", lambda graph, jobs: graph)
         ref = run_svm(poller, tmp_path / "kept", refcat=sim.refcat)
 
-    events = []  # (time, "made" / "open" / "unlink", path) of the scratch files
-    lock = threading.Lock()
+    # (time, "made" / "open" / "unlink", path) of the scratch files
+    events = file_events(lambda path: (path.endswith(".npy") and "/.part-" not in path
+                                       and "/.hapdask-svm-" in path))
     left = []  # scratch files still there when the run removes its directories
-    real_open, real_builtin_open = os.open, builtins.open
-    real_unlink, real_replace, real_remove = os.unlink, os.replace, Scratch.remove
-
-    def note(kind, path):
-        path = os.fspath(path) if isinstance(path, str | os.PathLike) else ""
-        if path.endswith(".npy") and "/.part-" not in path and "/.hapdask-svm-" in path:
-            with lock:
-                events.append((time.perf_counter(), kind, path))
-
-    def os_open(path, flags, *a, **k):
-        if not flags & (os.O_WRONLY | os.O_RDWR):
-            note("open", path)
-        return real_open(path, flags, *a, **k)
-
-    def builtin_open(path, mode="r", *a, **k):
-        if "r" in mode and "+" not in mode:
-            note("open", path)
-        return real_builtin_open(path, mode, *a, **k)
-
-    def unlink(path, *a, **k):
-        note("unlink", path)
-        return real_unlink(path, *a, **k)
-
-    def replace(src, dst, *a, **k):
-        note("made", dst)
-        return real_replace(src, dst, *a, **k)
+    real_remove = Scratch.remove
 
     def remove(self):
         for pending in list(scratch_module._DISCARDING.get(self.directory, [])):
@@ -104,10 +78,6 @@ def test_scratch_files_deleted_after_their_last_read(sim, run_svm, tmp_path, mon
         left.extend(n for n in os.listdir(self.directory) if n.endswith(".npy"))
         real_remove(self)
 
-    monkeypatch.setattr(os, "open", os_open)
-    monkeypatch.setattr(builtins, "open", builtin_open)
-    monkeypatch.setattr(os, "unlink", unlink)
-    monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(Scratch, "remove", remove)
     try:
         out = run_svm(poller, tmp_path / "released", refcat=sim.refcat)
