@@ -50,7 +50,6 @@ from photutils.segmentation import (
     detect_sources,
     make_2dgaussian_kernel,
 )
-from photutils.segmentation.deblend import _update_deblend_label_map
 
 from hapdask._memory import release_free_memory
 from hapdask.catalogs.background import Background, WeightRegion, threshold_image
@@ -247,42 +246,9 @@ def _deblend(conv: np.ndarray, segm: SegmentationImage, params: CatalogParams) -
         candidates = candidates[candidates != segm.labels[order[0]]]
     if candidates.size == 0:
         return segm
-    out = deblend_sources(conv, segm, n_pixels=params.source_box, labels=candidates,
-                          n_levels=params.nlevels, contrast=params.contrast, relabel=False,
-                          progress_bar=False)
-    return _relabelled(out)
-
-
-@njit(nogil=True, cache=True)
-def _labels_present(flat, top):  # pragma: no cover - numba
-    """Which of the labels ``0 .. top`` occur in ``flat`` (a bool per label; one pass)."""
-    present = np.zeros(top + 1, dtype=np.bool_)
-    for i in range(flat.size):
-        present[flat[i]] = True
-    return present
-
-
-def _relabelled(segm: SegmentationImage) -> SegmentationImage:
-    """``deblend_sources(..., relabel=True)``'s relabelling of its ``relabel=False`` result
-    ``segm``: the labels present mapped in order to ``1 .. n`` (photutils'
-    ``_create_relabel_map``, the same map, from a pass marking the labels present instead of
-    ``np.unique`` of the whole map: a sort of every pixel), the deblending's label map updated
-    (photutils' ``_update_deblend_label_map``); ``segm`` itself when already consecutive.
-    The result's ``labels`` (``1 .. n``, what ``np.unique`` of its pixels gives) is set."""
-    data = segm.data
-    present = _labels_present(data.ravel(), int(data.max()) if data.size else 0)
-    labels = np.flatnonzero(present[1:]).astype(data.dtype) + 1
-    if labels.size == 0 or (labels[0] == 1 and labels[-1] == labels.size):
-        return segm
-    relabel_map = np.zeros(int(labels[-1]) + 1, dtype=data.dtype)
-    relabel_map[labels] = np.arange(len(labels)) + 1
-    out = object.__new__(SegmentationImage)
-    out._data = relabel_map[data]
-    out._deblend_label_map = _update_deblend_label_map(segm._deblend_label_map, relabel_map)
-    if "info" in segm.__dict__:
-        out.info = segm.info
-    out.__dict__["labels"] = np.arange(1, len(labels) + 1, dtype=data.dtype)
-    return out
+    return deblend_sources(conv, segm, n_pixels=params.source_box, labels=candidates,
+                           n_levels=params.nlevels, contrast=params.contrast,
+                           progress_bar=False)
 
 
 def total_error(data: np.ndarray, rms: np.ndarray, gain: float, band: int = 256) -> np.ndarray:

@@ -11,12 +11,7 @@ import numpy as np
 import pytest
 from astropy.convolution import RickerWavelet2DKernel, convolve
 from photutils.detection import DAOStarFinder, find_peaks
-from photutils.segmentation import (
-    SourceCatalog,
-    deblend_sources,
-    detect_sources,
-    make_2dgaussian_kernel,
-)
+from photutils.segmentation import SourceCatalog, detect_sources, make_2dgaussian_kernel
 from photutils.utils import calc_total_error
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import ndimage
@@ -457,25 +452,3 @@ def test_deconvolution_block_padding():
             want[y0:y0 + h, x0:x0 + w] = dec[y0 - ys:y0 - ys + h, x0 - xs:x0 - xs + w]
     want[image <= 0] = 0.0
     assert np.abs(got - want).max() < 5e-3 * np.abs(want).max()  # 1.2e-3 measured
-
-
-def test_relabelled_equals_photutils_relabel():
-    """The deblended map relabelled by ``_relabelled`` equals ``deblend_sources(relabel=True)``:
-    the same pixels, labels (as ``np.unique`` of the pixels gives them) and deblending map."""
-    rng = np.random.default_rng(21)
-    yy, xx = np.mgrid[0:160, 0:200]
-    image = rng.normal(0.0, 0.01, yy.shape)
-    for y, x in ((40, 40), (40, 47), (100, 150), (104, 157), (130, 30), (20, 180)):
-        image += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.0 ** 2))
-    segm = detect_sources(image, 0.05, n_pixels=5)
-    want = deblend_sources(image, segm, n_pixels=5, contrast=0.001, progress_bar=False)
-    raw = deblend_sources(image, segm, n_pixels=5, contrast=0.001, relabel=False,
-                          progress_bar=False)
-    assert not np.array_equal(raw.data, want.data)  # the case where relabelling matters
-    got = segment._relabelled(raw)
-    assert np.array_equal(got.data, want.data) and got.data.dtype == want.data.dtype
-    assert np.array_equal(got.labels, np.unique(want.data[want.data != 0]))
-    assert got._deblend_label_map.keys() == want._deblend_label_map.keys()
-    for k, v in want._deblend_label_map.items():
-        assert np.array_equal(got._deblend_label_map[k], v)
-    assert segment._relabelled(want) is want  # consecutive already
