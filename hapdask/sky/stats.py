@@ -72,10 +72,13 @@ class ClippedStats:
 
 
 @njit(nogil=True, cache=True)
-def _moments(v, lo, hi, flo, inv, nb):  # pragma: no cover - numba
-    """Count, sum, sum of squares, min and max of the values of v inside [lo, hi] and, when
-    ``nb`` > 0, in the same pass their :func:`_bin_counts` in ``nb`` bins ``(x - flo) * inv``
-    (the last clipping pass of a median's statistic; ``nb`` 0: no counts, an empty array)."""
+def _moments(v, lo, hi, flo, inv, nb, extremes):  # pragma: no cover - numba
+    """Count, sum, sum of squares and, with ``extremes``, min and max (else ``hi``, ``lo``) of
+    the values of v inside [lo, hi] and, when ``nb`` > 0, in the same pass their
+    :func:`_bin_counts` in ``nb`` bins ``(x - flo) * inv`` (the last clipping pass of a
+    median's statistic; ``nb`` 0: no counts, an empty array). The clipping passes before the
+    last need no extremes: without them a pass costs ~25 % less (the flag's test is hoisted
+    out of the loop by the compiler: as fast as a loop without it)."""
     n = 0
     s = 0.0
     ss = 0.0
@@ -88,32 +91,17 @@ def _moments(v, lo, hi, flo, inv, nb):  # pragma: no cover - numba
             n += 1
             s += x
             ss += np.float64(x) * np.float64(x)
-            if x < mn:
-                mn = x
-            if x > mx:
-                mx = x
+            if extremes:
+                if x < mn:
+                    mn = x
+                if x > mx:
+                    mx = x
             if nb > 0:
                 k = int((np.float64(x) - flo) * inv)
                 if k >= nb:
                     k = nb - 1
                 h[k] += 1
     return n, s, ss, mn, mx, h
-
-
-@njit(nogil=True, cache=True)
-def _sums(v, lo, hi):  # pragma: no cover - numba
-    """Count, sum and sum of squares of the values of v inside [lo, hi]: :func:`_moments`
-    without the extremes (the clipping passes before the last; ~25 % less CPU per pass)."""
-    n = 0
-    s = 0.0
-    ss = 0.0
-    for i in range(v.size):
-        x = v[i]
-        if x >= lo and x <= hi:
-            n += 1
-            s += x
-            ss += np.float64(x) * np.float64(x)
-    return n, s, ss
 
 
 @njit(nogil=True, cache=True)
@@ -454,14 +442,14 @@ def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
         # pass's range) gives them
         last = last or it == nclip
         if not last:
-            n, s, ss = _sums(v, lo32, hi32)
+            n, s, ss, _, _, _ = _moments(v, lo32, hi32, 0.0, 0.0, 0, False)
         else:
             flo, inv = _bin_params(lo32, hi32)
             if median and nclip > 0 and inv > 0.0:
                 # the last pass selects the median's values: their fine bins in the same pass
-                n, s, ss, mn, mx, bins = _moments(v, lo32, hi32, flo, inv, _NBINS)
+                n, s, ss, mn, mx, bins = _moments(v, lo32, hi32, flo, inv, _NBINS, True)
             else:
-                n, s, ss, mn, mx, _ = _moments(v, lo32, hi32, 0.0, 0.0, 0)
+                n, s, ss, mn, mx, _ = _moments(v, lo32, hi32, 0.0, 0.0, 0, True)
         if n <= 0:
             raise ValueError(f"no pixel left after clipping pass {it} "
                              f"(range [{lo:g}, {hi:g}])")
