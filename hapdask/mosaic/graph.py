@@ -47,7 +47,7 @@ from hapdask.mosaic.stages import (
 from hapdask.mosaic.tiles import ChipPlacement, Tile
 
 __all__ = ["GridInputs", "chip_tasks", "cr_tasks", "drizzle_tasks", "median_tasks",
-           "release_scratch", "static_tasks"]
+           "release_scratch", "scratch_readers", "static_tasks"]
 
 Box = tuple[int, int, int, int]
 
@@ -347,6 +347,39 @@ def _then_release(reads: _Reads, func, *args):
     out = func(*args)
     reads.release.read(reads.paths)
     return out
+
+
+def scratch_readers(graph: Mapping) -> dict[str, list]:
+    """Scratch file -> keys of the tasks of ``graph`` that may read or write it, for
+    :func:`release_scratch`: every task given a job naming the file (a
+    :class:`~hapdask.mosaic.stages.MedianJob`: its chips' pixel maps, its stack and sums in
+    its scratch; a :class:`~hapdask.mosaic.stages.TileJob`: pixel maps and sums; a
+    :class:`~hapdask.mosaic.stages.CrJob`: its chip's map; a job of member tile jobs,
+    :class:`hapdask.mosaic.family.FamilyJob`: theirs), whatever function runs it. A graph
+    merging several jobs (``hapdask svm``) gets the files of all their scratches."""
+    readers: dict[str, list] = {}
+
+    def add(key, *paths) -> None:
+        for path in paths:
+            if path is not None:
+                readers.setdefault(path, []).append(key)
+
+    for key, task in graph.items():
+        if not (isinstance(task, tuple) and task and callable(task[0])):
+            continue
+        for arg in task[1:]:
+            members = getattr(arg, "members", None)
+            for job in members if isinstance(members, tuple) else (arg,):
+                if isinstance(job, MedianJob):
+                    add(key, *job.pixmaps, job.scratch.path(job.stack_name))
+                    if job.final_ctx:
+                        add(key, job.scratch.path(job.sums_name),
+                            job.scratch.path(job.sums_name + "-count"))
+                elif isinstance(job, TileJob):
+                    add(key, *job.pixmaps, *(job.sums or ()))
+                elif isinstance(job, CrJob):
+                    add(key, job.pixmap)
+    return readers
 
 
 def release_scratch(graph: Mapping, readers: Mapping[str, Sequence], scratch: Scratch) -> dict:

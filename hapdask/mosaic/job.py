@@ -46,13 +46,14 @@ from hapdask.mosaic.graph import (
     drizzle_tasks,
     median_tasks,
     release_scratch,
+    scratch_readers,
     static_tasks,
 )
 from hapdask.mosaic.grid import OutputGrid, astrodrizzle_grid
 from hapdask.mosaic.inputs import ChipRef, chip_refs
 from hapdask.mosaic.params import AstroDrizzleParams, ParameterError, load_config
 from hapdask.mosaic.scratch import Scratch, remove_stale
-from hapdask.mosaic.stages import CrJob, MedianJob, TileJob, assemble_mask
+from hapdask.mosaic.stages import assemble_mask
 from hapdask.mosaic.tiles import place_chips, plan_tiles
 from hapdask.scheduling import compute_context
 
@@ -448,7 +449,7 @@ def drizzle_graph(
                                    p["resetbits"] or 0)
                     mask_keys.append(dkey)
         if discard and own_scratch and pixmaps is None:
-            graph = release_scratch(graph, _scratch_readers(graph), scratch)
+            graph = release_scratch(graph, scratch_readers(graph), scratch)
         done = (f"drz-done-{fp}",)
         graph[done] = (_finish_product, head_key, [c.key for c in chips], [c.label for c in chips],
                        p, notes, {"plan": time.perf_counter() - t_start},
@@ -461,39 +462,6 @@ def drizzle_graph(
     masks_written = {root: (f"drz-crmask-{fp}", root) for root, _ in cr_layout}
     return DrizzleGraph(graph, [done, *mask_keys], done, final_path, scratch, masks_written,
                         early_keys, dict(tile_keys), writes)
-
-
-def _scratch_readers(graph: Mapping) -> dict[str, list]:
-    """Scratch file -> keys of the tasks of ``graph`` that may read or write it, for
-    :func:`release_scratch`: every task given a job naming the file (a
-    :class:`~hapdask.mosaic.stages.MedianJob`: its chips' pixel maps, its stack and sums in
-    its scratch; a :class:`~hapdask.mosaic.stages.TileJob`: pixel maps and sums; a
-    :class:`~hapdask.mosaic.stages.CrJob`: its chip's map; a job of member tile jobs,
-    :class:`hapdask.mosaic.family.FamilyJob`: theirs), whatever function runs it. A graph
-    merging several jobs (``hapdask svm``) gets the files of all their scratches."""
-    readers: dict[str, list] = {}
-
-    def add(key, *paths) -> None:
-        for path in paths:
-            if path is not None:
-                readers.setdefault(path, []).append(key)
-
-    for key, task in graph.items():
-        if not (isinstance(task, tuple) and task and callable(task[0])):
-            continue
-        for arg in task[1:]:
-            members = getattr(arg, "members", None)
-            for job in members if isinstance(members, tuple) else (arg,):
-                if isinstance(job, MedianJob):
-                    add(key, *job.pixmaps, job.scratch.path(job.stack_name))
-                    if job.final_ctx:
-                        add(key, job.scratch.path(job.sums_name),
-                            job.scratch.path(job.sums_name + "-count"))
-                elif isinstance(job, TileJob):
-                    add(key, *job.pixmaps, *(job.sums or ()))
-                elif isinstance(job, CrJob):
-                    add(key, job.pixmap)
-    return readers
 
 
 def _sky_graph(chips: list[ChipRef], p: AstroDrizzleParams, fp: str

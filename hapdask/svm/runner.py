@@ -94,9 +94,9 @@ from hapdask.export.stats import coverage_stats, layer_keywords, merge
 from hapdask.io import linear_pixel_scale
 from hapdask.mosaic import OutputGrid, chip_refs
 from hapdask.mosaic.family import family_groups, family_tasks
-from hapdask.mosaic.graph import release_scratch
+from hapdask.mosaic.graph import release_scratch, scratch_readers
 from hapdask.mosaic.grid import hap_visit_grid
-from hapdask.mosaic.job import DrizzleGraph, DrizzleResult, _Early, _scratch_readers, drizzle_graph
+from hapdask.mosaic.job import DrizzleGraph, DrizzleResult, _Early, drizzle_graph
 from hapdask.mosaic.params import AstroDrizzleParams
 from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
 from hapdask.preview import preview_planes, write_color_preview, write_previews
@@ -794,7 +794,7 @@ def _released(graph: dict, jobs: list[DrizzleGraph]) -> dict:
     ``discard``) overlap the run instead of following it."""
     scratches = {j.scratch.directory: j.scratch for j in jobs}
     by_dir: dict[str, dict] = {}
-    for path, readers in _scratch_readers(graph).items():
+    for path, readers in scratch_readers(graph).items():
         by_dir.setdefault(os.path.dirname(path), {})[path] = readers
     for directory, readers in by_dir.items():
         if directory in scratches:  # else not a product's file: left to its owner

@@ -14,6 +14,7 @@ import numpy as np
 from astropy.io import fits
 
 import hapdask.mosaic.scratch as scratch_module
+from hapdask.mosaic.graph import scratch_readers
 from hapdask.mosaic.scratch import Scratch
 from hapdask.svm import runner
 
@@ -42,7 +43,7 @@ def test_every_task_naming_a_scratch_file_is_its_reader(tmp_path, aligned_acs_vi
     graph, _, jobs = runner.products_graph(p, states, str(staging))
     try:
         dirs = {j.scratch.directory for j in jobs}
-        readers = runner._scratch_readers(graph)
+        readers = scratch_readers(graph)
         assert readers and {os.path.dirname(q) for q in readers} <= dirs
         # the files the planning made (pixel maps) are all read in the graph
         made = {os.path.join(d, n) for d in dirs for n in os.listdir(d) if n.endswith(".npy")}
