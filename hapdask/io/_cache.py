@@ -158,6 +158,37 @@ class FitsHandle:
             mm.madvise(_DONTNEED, start, min(len(mm), offset + y1 * row) - start)
         return out
 
+    def read_raw_at(self, layout: tuple[int, str, int, int], rows: np.ndarray,
+                    cols: np.ndarray) -> np.ndarray:
+        """Pixels ``[rows[k], cols[k]]`` of an image with ``layout``, in native byte order (a
+        fresh 1-D array; values unchanged): as :meth:`read_raw`, but only the pages holding
+        those pixels are touched, and no array of their bounding box is made (e.g. the
+        cosmic-ray pixels of a region, ~1 % of it). ``rows``/``cols`` must lie inside the
+        image (not checked here: :meth:`hapdask.io.Chip.read_at` does).
+
+        Raises
+        ------
+        OSError
+            If the image extends beyond the end of the file (truncated).
+        """
+        offset, dtype, ny, nx = layout
+        mm = self._map()
+        row = nx * np.dtype(dtype).itemsize
+        if offset + ny * row > len(mm):
+            raise OSError(f"image data end at byte {offset + ny * row} beyond the end of the "
+                          f"file ({len(mm)} bytes): file truncated?")
+        out = np.empty(len(rows), np.dtype(dtype).newbyteorder("="))
+        if len(rows) == 0:
+            return out
+        view = np.ndarray((ny, nx), dtype, buffer=mm, offset=offset)
+        np.copyto(out, view[rows, cols])
+        del view
+        if _DONTNEED is not None:
+            lo, hi = int(np.min(rows)), int(np.max(rows)) + 1
+            start = (offset + lo * row) // _PAGE * _PAGE
+            mm.madvise(_DONTNEED, start, min(len(mm), offset + hi * row) - start)
+        return out
+
     def _map(self) -> mmap.mmap:
         mm = self._mm
         if mm is None:

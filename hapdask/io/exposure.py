@@ -354,6 +354,80 @@ class Chip:
             dq = _as_unsigned_dq(self._read_one(handle, self._dq, box), self.path, self.extver)
         return sci, e, dq
 
+    def read_at(self, rows: np.ndarray, cols: np.ndarray, *, err: bool = True
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Read SCI, ERR and DQ at scattered pixels ``(rows[k], cols[k])`` only.
+
+        The same values as :meth:`read` of a region holding them, indexed there, without
+        reading the region: for a few pixels of a large region (e.g. its cosmic rays), only the
+        file pages holding them are touched where the file is memory-mapped (local
+        uncompressed images); elsewhere their bounding box is read and indexed.
+
+        Parameters
+        ----------
+        rows, cols : 1-D integer arrays of one length
+            0-based pixel indices (``sci[rows, cols]``), inside the chip.
+        err : bool
+            Read ERR (default); False: None in its place.
+
+        Returns
+        -------
+        sci : (n,) float32
+        err : (n,) float32 or None
+        dq : (n,) uint16 (uint32 for 32-bit DQ)
+
+        Raises
+        ------
+        ValueError
+            For pixels outside the chip, arrays of different lengths or a header-only chip.
+        OSError
+            If the file cannot be read (named with its HDU).
+        """
+        rows = np.asarray(rows, np.intp).ravel()
+        cols = np.asarray(cols, np.intp).ravel()
+        ny, nx = self.shape
+        if rows.shape != cols.shape:
+            raise ValueError(f"rows and cols differ in length: {rows.size} != {cols.size}")
+        if rows.size and not (0 <= rows.min() and rows.max() < ny
+                              and 0 <= cols.min() and cols.max() < nx):
+            raise ValueError(f"{self.path}: SCI,{self.extver}: pixels outside the chip "
+                             f"(ny, nx) = {self.shape}")
+        if self._sci.kind == "none":
+            raise ValueError(
+                f"{self.path}: SCI,{self.extver} has no pixel data (header-only extension)"
+            )
+        box = ((int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1)
+               if rows.size else (0, 1, 0, 1))
+        with fits_handle(self.path) as handle:
+            sci = _own(self._read_points(handle, self._sci, rows, cols, box), np.float32)
+            e = None
+            if err:
+                e = _own(self._read_points(handle, self._err, rows, cols, box), np.float32)
+            dq = _as_unsigned_dq(self._read_points(handle, self._dq, rows, cols, box),
+                                 self.path, self.extver)
+        return sci, e, dq
+
+    def _read_points(self, handle, spec: _ArraySpec, rows: np.ndarray, cols: np.ndarray,
+                     box: tuple[int, int, int, int]) -> np.ndarray:
+        """One array at the pixels ``(rows, cols)`` (inside ``box``): gathered from the file's
+        memory map where :meth:`_read_one` would read it from there, else ``box`` read and
+        indexed."""
+        if spec.kind == "image":
+            where = f"{self.path}: {spec.extname},{self.extver} (HDU {spec.hdu})"
+            try:
+                with handle.lock:
+                    hdu = handle.hdul[spec.hdu]
+                    if str(hdu.header.get("EXTNAME", "")).strip().upper() != spec.extname:
+                        raise OSError("file changed since it was opened (extension order "
+                                      "differs)")
+                    layout = handle.raw_layout(spec.hdu, hdu)
+                if layout is not None:
+                    return handle.read_raw_at(layout, rows, cols)
+            except OSError as exc:
+                raise OSError(f"{where}: cannot read pixels: {exc}") from exc
+        arr = self._read_one(handle, spec, box)
+        return np.asarray(arr)[rows - box[0], cols - box[2]]
+
     def read_sci(self, region: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """Read only SCI (float32), for a region like :meth:`read`."""
         y0, y1, x0, x1 = self._check_region(region)

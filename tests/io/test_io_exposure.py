@@ -95,6 +95,30 @@ def test_io_region_read_equals_full_read(shared_data, region):
     np.testing.assert_array_equal(nd, dq[y0:y1, x0:x1])
 
 
+def test_io_scattered_pixels_equal_region_read(shared_data):
+    """read_at (cosmic-ray pixels of a region) gives the full read's values at those pixels,
+    bit for bit (NaN payloads included: compared as bytes), with ERR optional."""
+    chip = open_exposure(shared_data / "real/j8bt06nyq_flt.fits").chips[0]
+    sci, err, dq = chip.read()
+    rng = np.random.default_rng(9)
+    idx = np.sort(rng.choice(sci.size, 5000, replace=False))
+    rows, cols = np.divmod(idx, sci.shape[1])
+    rows = np.r_[rows, 0, sci.shape[0] - 1]  # the chip's corners too
+    cols = np.r_[cols, 0, sci.shape[1] - 1]
+    s, e, d = chip.read_at(rows, cols)
+    assert s.dtype == np.float32 and e.dtype == np.float32 and d.dtype == dq.dtype
+    assert s.tobytes() == sci[rows, cols].tobytes()
+    assert e.tobytes() == err[rows, cols].tobytes()
+    np.testing.assert_array_equal(d, dq[rows, cols])
+    s2, e2, d2 = chip.read_at(rows[:3], cols[:3], err=False)
+    assert e2 is None and s2.tobytes() == sci[rows[:3], cols[:3]].tobytes()
+    np.testing.assert_array_equal(d2, dq[rows[:3], cols[:3]])
+    s0, _, d0 = chip.read_at(rows[:0], cols[:0], err=False)
+    assert s0.shape == d0.shape == (0,)
+    with pytest.raises(ValueError, match="outside the chip"):
+        chip.read_at([0, sci.shape[0]], [0, 0])
+
+
 def test_io_full_read_matches_astropy(shared_data):
     path = shared_data / "real/j8bt06nyq_flt.fits"
     sci, err, dq = open_exposure(path).chips[0].read()
@@ -271,6 +295,11 @@ def test_io_constant_arrays_and_signed_dq(tmp_path):
     np.testing.assert_array_equal(s, sci[1:5, 2:7])
     np.testing.assert_array_equal(e, np.full((4, 5), 1.5, np.float32))
     assert d.dtype == np.uint16 and d[1, 1] == 32768 and d[3, 3] == 4096
+    # scattered pixels: the same conversions (constant ERR expanded, signed DQ as unsigned)
+    s, e, d = chip.read_at([2, 4, 0], [3, 5, 7])
+    np.testing.assert_array_equal(s, sci[[2, 4, 0], [3, 5, 7]])
+    np.testing.assert_array_equal(e, np.full(3, 1.5, np.float32))
+    assert d.dtype == np.uint16 and list(d) == [32768, 4096, 0]
 
 
 def test_io_drz_without_err_dq(tmp_path):

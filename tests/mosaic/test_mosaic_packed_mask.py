@@ -22,6 +22,19 @@ def test_packed_mask_regions_equal_bool_slices():
         np.testing.assert_array_equal(_sub(packed, (y0, y1, x0, x1)), mask[y0:y1, x0:x1])
 
 
+def test_packed_mask_at_pixels_equals_bool_indexing():
+    rng = np.random.default_rng(5)
+    mask = rng.random((29, 83)) < 0.4
+    packed = PackedMask.pack(mask)
+    rows = rng.integers(0, 29, 500)
+    cols = rng.integers(0, 83, 500)
+    rows = np.r_[rows, 0, 28, 28]
+    cols = np.r_[cols, 0, 82, 80]  # the last, partly used byte of a row
+    got = packed.at(rows, cols)
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, mask[rows, cols])
+
+
 def test_packed_region_masks_combine_as_bool_ones():
     """Cosmic-ray region masks are held packed: ORed over a region and assembled into a whole
     chip exactly as the bool masks are (expected values from plain numpy on the bool masks)."""
