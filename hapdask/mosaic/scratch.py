@@ -76,7 +76,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BAND", "OWNER_FILE", "Scratch", "load_array", "load_banded",
+__all__ = ["BAND", "OWNER_FILE", "Scratch", "load_array", "load_array_async", "load_banded",
            "load_banded_async", "remove_stale"]
 
 Box = tuple[int, int, int, int]
@@ -530,11 +530,17 @@ def _pread(fd: int, direct: bool, buf: np.ndarray, start: int, nbytes: int, path
     return buf[lead:lead + nbytes]
 
 
-def load_banded(path: str, region: Box, out: np.ndarray | None = None) -> np.ndarray:
+def load_banded(path: str, region: Box, out: np.ndarray | None = None,
+                spans: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Read the ``(y0, y1, x0, x1)`` region (0-based, half-open) of a banded scratch array
     (:meth:`Scratch.save` with ``banded=True``) into a new array (or into ``out``, a
     C-contiguous array of the region's shape and the file's dtype; returned): one contiguous
-    read per column band the region crosses, with direct I/O where the file system does it."""
+    read per column band the region crosses, with direct I/O where the file system does it.
+
+    ``spans``: per row of the region, the columns ``[lo, hi)`` (array coordinates) that are
+    needed (``lo >= hi``: none); each band is then read only from the first to the last row
+    whose span meets its columns, and the band's other rows are NaN (floating-point arrays
+    only; e.g. a tile's rotated footprint piece within its axis-aligned box)."""
     fd, direct = _open_read(path)
     try:
         buf = _bounce()
@@ -555,10 +561,24 @@ def load_banded(path: str, region: Box, out: np.ndarray | None = None) -> np.nda
                              f"{want}, got {out.dtype} {out.shape}")
         row = BAND * int(np.prod(inner, dtype=np.int64)) * dtype.itemsize
         per_read = max((_CHUNK - 2 * _BLOCK) // row, 1)
+        if spans is not None:
+            if dtype.kind != "f":
+                raise ValueError(f"{path}: spans need a floating-point array (NaN fill)")
+            lo = np.asarray(spans[0])
+            hi = np.asarray(spans[1])
+            if lo.shape != (y1 - y0,) or hi.shape != (y1 - y0,):
+                raise ValueError(f"{path}: spans must have one entry per region row "
+                                 f"({y1 - y0})")
         for b in range(x0 // BAND, (x1 - 1) // BAND + 1):
             c0, c1 = max(x0, b * BAND), min(x1, (b + 1) * BAND)
-            for r0 in range(y0, y1, per_read):
-                r1 = min(r0 + per_read, y1)
+            ya, yb = y0, y1
+            if spans is not None:
+                meets = np.flatnonzero((lo < c1) & (hi > c0) & (lo < hi))
+                ya, yb = (y0 + int(meets[0]), y0 + int(meets[-1]) + 1) if meets.size else (y0, y0)
+                out[:ya - y0, c0 - x0:c1 - x0] = np.nan
+                out[yb - y0:, c0 - x0:c1 - x0] = np.nan
+            for r0 in range(ya, yb, per_read):
+                r1 = min(r0 + per_read, yb)
                 got = _pread(fd, direct, buf, offset + (b * ny + r0) * row, (r1 - r0) * row,
                              path)
                 rows = got.view(dtype).reshape(r1 - r0, BAND, *inner)
@@ -600,8 +620,16 @@ def _discard_pool() -> ThreadPoolExecutor:
     return _DISCARD
 
 
-def load_banded_async(path: str, region: Box, out: np.ndarray | None = None) -> Future:
+def load_banded_async(path: str, region: Box, out: np.ndarray | None = None,
+                      spans: tuple[np.ndarray, np.ndarray] | None = None) -> Future:
     """:func:`load_banded` in the scratch I/O threads: a task starts the read of its next pixel
     map before it works on the current one, so that the direct reads' waits overlap its
     computing. Returns the future of the array."""
-    return _io_pool().submit(load_banded, path, region, out)
+    return _io_pool().submit(load_banded, path, region, out, spans)
+
+
+def load_array_async(path: str, direct: bool = False) -> Future:
+    """:func:`load_array` of a whole array in the scratch I/O threads: a task starts the read
+    of an array it needs later (e.g. a final tile's separate-drizzle sums) before its other
+    work, so that the direct read's wait overlaps it. Returns the future of the array."""
+    return _io_pool().submit(load_array, path, None, None, direct)

@@ -22,7 +22,7 @@ whole-chip map when the plan kept one (:func:`chip_pixmap`), so each is computed
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -32,7 +32,13 @@ from astropy.io import fits
 from hapdask.dqflags import good_pixel_mask
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
-from hapdask.mosaic.scratch import Scratch, load_array, load_banded, load_banded_async
+from hapdask.mosaic.scratch import (
+    Scratch,
+    load_array,
+    load_array_async,
+    load_banded,
+    load_banded_async,
+)
 from hapdask.mosaic.tiles import footprint_margin, input_row_spans
 from hapdask.mosaic.wcsio import thread_header_wcs
 from hapdask.profile import timed
@@ -267,6 +273,15 @@ def _tile_spans(chip: ChipRef, box: Box, region: Box, window: Box, out_wcs, para
     return (lo, hi), (mlo, mhi)
 
 
+def _span_finder(chips: Sequence[ChipRef], boxes: Sequence[Box], window: Box, out_wcs, params,
+                 ratios: Sequence[float]) -> Callable[[int], tuple | None]:
+    """``k -> _tile_spans`` of chip ``k``'s box onto ``window`` (for :class:`MapReader`)."""
+    def spans(k: int) -> tuple | None:
+        return _tile_spans(chips[k], boxes[k], _grown_box(chips[k].shape, boxes[k]), window,
+                           out_wcs, params, ratios[k])
+    return spans
+
+
 def _grown_box(shape: tuple[int, int], box: Box) -> Box:
     """The input box grown by one pixel (clipped to the chip): the region whose map the
     kernel reads for the box's pixels (bilinear corners)."""
@@ -292,10 +307,16 @@ class MapReader:
         Per chip, its shape.
     order : sequence of int
         The chips in the order the task will ask for them.
+    spans : callable, optional
+        ``spans(k)``: chip ``k``'s :func:`_tile_spans` (None: nothing of its box lands), found
+        when its read starts; then only the rows of each column band that the mapped spans
+        meet are read (NaN elsewhere: :func:`~hapdask.mosaic.scratch.load_banded`), and
+        :meth:`spans_of` hands them to :func:`_chip_inputs` (the computed maps' rule).
     """
 
     def __init__(self, paths: Sequence[str | None], boxes: Sequence[Box],
-                 shapes: Sequence[tuple[int, int]], order: Sequence[int]) -> None:
+                 shapes: Sequence[tuple[int, int]], order: Sequence[int],
+                 spans: Callable[[int], tuple | None] | None = None) -> None:
         self.regions = {k: _grown_box(shapes[k], boxes[k]) for k in order
                         if paths[k] is not None}
         self.paths = paths
@@ -303,6 +324,8 @@ class MapReader:
         self.buffers = (Buffer(), Buffer())
         self.busy: list[Future | None] = [None, None]
         self.futures: dict[int, Future] = {}
+        self.span_fn = spans
+        self.spans: dict[int, tuple | None] = {}
 
     def _start(self, pos: int) -> None:
         k = self.order[pos]
@@ -312,8 +335,25 @@ class MapReader:
         if self.busy[slot] is not None:
             self.busy[slot].exception()  # its buffer is reused: wait for the read into it
         y0, y1, x0, x1 = region = self.regions[k]
+        mapped = None
+        if self.span_fn is not None:
+            with timed("spans"):
+                got = self.spans[k] = self.span_fn(k)
+            if got is None:  # nothing lands: no map is needed
+                self.futures[k] = Future()
+                self.futures[k].set_result(None)
+                return
+            mapped = got[1]
         out = self.buffers[slot].get((y1 - y0, x1 - x0, 2))
-        self.busy[slot] = self.futures[k] = load_banded_async(self.paths[k], region, out)
+        self.busy[slot] = self.futures[k] = load_banded_async(self.paths[k], region, out,
+                                                              mapped)
+
+    def start(self) -> MapReader:
+        """Start the read of the first chip's map now (returns ``self``): a task calls it
+        before its other work on that chip (reading the chip, its masks)."""
+        if self.order:
+            self._start(0)
+        return self
 
     def get(self, k: int) -> str | Future | None:
         """Chip ``k``'s map as :func:`chip_pixmap` takes it: the future of its read (the
@@ -326,21 +366,32 @@ class MapReader:
             self._start(pos + 1)
         return self.futures[k]
 
+    def spans_of(self, k: int) -> tuple | None | bool:
+        """Chip ``k``'s spans as :func:`_chip_inputs` takes them (after :meth:`get`): the
+        :func:`_tile_spans` found for its read (None: nothing lands), or False when none were
+        (no ``spans``, or a map not read ahead)."""
+        return self.spans[k] if k in self.spans else False
+
 
 def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, crparts=None,
-                 pixmap=None, pixels=None):
+                 pixmap=None, pixels=None, spans=False):
     """What the kernel needs to drizzle a chip's input box onto a window: ``(region, data,
     weight, pixmap, in_box)`` (:func:`prepare_chip_region` over the box grown by one pixel), or
     None when nothing of the box lands. ``pixmap``: the chip's cached map (path), the future
     of its read (:class:`MapReader`: the returned map is valid until the reader's buffer is
     reused), or None (computed in the row spans). ``pixels``: the region's pixels already read
-    (:func:`prepare_chip_region`)."""
+    (:func:`prepare_chip_region`). ``spans``: the box's :func:`_tile_spans` when known (None:
+    nothing lands; :meth:`MapReader.spans_of`), False when not: then found for a computed
+    map."""
     b0, b1, a0, a1 = box
     region = _grown_box(chip.shape, box)
     if region[1] - region[0] < 2 or region[3] - region[2] < 2:
         return None
-    spans = None
-    if pixmap is None:
+    if spans is None:
+        return None
+    if spans is False:
+        spans = None
+    if spans is None and pixmap is None:
         # without a cached whole-chip map, compute it only where the tile's pixels are: the
         # box around a rotated footprint piece holds up to ~2x the pixels that land
         with timed("spans"):
@@ -367,9 +418,9 @@ def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, cr
 
 
 def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale, ratio, out_wcs,
-                  static=None, crparts=None, pixmap=None, count=None) -> None:
+                  static=None, crparts=None, pixmap=None, count=None, spans=False) -> None:
     got = _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=static,
-                       crparts=crparts, pixmap=pixmap)
+                       crparts=crparts, pixmap=pixmap, spans=spans)
     if got is None:
         return
     region, data, weight, pm, in_box = got
@@ -445,21 +496,21 @@ def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, static
     num = np.zeros((th, tw), np.float64)
     den = np.zeros((th, tw), np.float64)
     ctx = np.zeros((job.nplanes, th, tw), np.int32) if job.nplanes else None
-    out_wcs = None
+    out_wcs = thread_header_wcs(job.header) if any(s.ok for s in skies) else None
     maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
-                     [k for k, s in enumerate(skies) if s.ok])
+                     [k for k, s in enumerate(skies) if s.ok],
+                     spans=_span_finder(chips, job.boxes, job.window, out_wcs, job.params,
+                                        job.ratios)).start()
     for k, (chip, sky) in enumerate(zip(chips, skies, strict=True)):
         if not sky.ok:
             continue
-        if out_wcs is None:
-            out_wcs = thread_header_wcs(job.header)
         crparts = None
         if crmasks:
             crparts = list(zip(job.cr_boxes[k], crmasks[k], strict=True))
         _drizzle_chip(chip, sky, job.boxes[k], job.window, job.params, num, den, ctx,
                       job.ctx_ids[k], job.iscales[k], job.ratios[k], out_wcs,
                       static=statics[k] if statics else None, crparts=crparts,
-                      pixmap=maps.get(k))
+                      pixmap=maps.get(k), spans=maps.spans_of(k))
     with timed("finalize"):
         sci, wht = finalize_tile(num, den, fillval=job.params.fillval)
     return {"sci": sci, "wht": wht, "ctx": ctx}
@@ -546,10 +597,13 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
 
     y0, y1, x0, x1 = job.window
     th, tw = y1 - y0, x1 - x0
-    with timed("read"):
-        sums = load_array(job.sums[0], direct=True)
-        counts = load_array(job.sums[1], direct=True)
-    num, den = sums[0], sums[1]
+    # the reads are started first (scratch I/O threads): their waits overlap the work on the
+    # first chip's cosmic-ray pixels
+    maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
+                     [k for k, s in enumerate(skies) if s.ok] if crmasks else []).start()
+    counts_read = load_array_async(job.sums[1], direct=True)
+    sums_read = load_array_async(job.sums[0], direct=True)
+    counts = None
     plane_of = {cid: n for n, cid in enumerate(job.sums_ids)}
     num_c = np.zeros((th, tw))
     den_c = np.zeros((th, tw))
@@ -557,8 +611,6 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
     cnt_c = None
     out_wcs = None
     p = job.params
-    maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
-                     [k for k, s in enumerate(skies) if s.ok] if crmasks else [])
     for k, (chip, sky) in enumerate(zip(chips, skies, strict=True)):
         if not sky.ok or not crmasks:
             continue
@@ -572,6 +624,9 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
             out_wcs = thread_header_wcs(job.header)
         with timed("pixmap"):
             pm = chip_pixmap(chip, out_wcs, region, maps.get(k))
+        if counts is None:
+            with timed("read"):
+                counts = counts_read.result()
         if cnt_c is None:
             cnt_c = np.zeros((th, tw), counts.dtype)
         else:
@@ -585,6 +640,10 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
                 return drizzle_tile(job, chips, skies, statics, crmasks)
             np.subtract(left, cnt_c, out=left)
             touched |= hit
+    with timed("read"):
+        counts = counts_read.result()
+        sums = sums_read.result()
+    num, den = sums[0], sums[1]
     with timed("finalize"):
         ctx = np.zeros((job.nplanes, th, tw), np.int32) if job.nplanes else None
         covered = np.zeros((th, tw), bool)
@@ -677,7 +736,9 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     images, weights = stack[0], stack[1]
     counts = sums[2] if sums is not None else None
     maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
-                     [k for m in job.groups for k in m if skies[k].ok])
+                     [k for m in job.groups for k in m if skies[k].ok],
+                     spans=_span_finder(chips, job.boxes, job.grown, out_wcs, job.params,
+                                        job.ratios)).start()
     for e, members in enumerate(job.groups):
         # fresh zeros (calloc): pages nothing lands on are never touched (a reused, refilled
         # pair measured ~50 MB more peak RSS)
@@ -690,7 +751,8 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
             _drizzle_chip(chip, sky, job.boxes[k], job.grown, job.params, num, den, None, 0,
                           job.iscales[k], job.ratios[k], out_wcs,
                           static=statics[k] if statics else None, pixmap=maps.get(k),
-                          count=counts[k] if counts is not None else None)
+                          count=counts[k] if counts is not None else None,
+                          spans=maps.spans_of(k))
         with timed("finalize"):
             if sums is not None:
                 np.add(sums[0], num, out=sums[0])

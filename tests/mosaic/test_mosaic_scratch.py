@@ -14,7 +14,13 @@ import pytest
 from hapdask.drizzle import calc_pixmap
 from hapdask.io import open_exposure
 from hapdask.mosaic import chip_refs, north_up_grid
-from hapdask.mosaic.scratch import OWNER_FILE, Scratch, load_array, remove_stale
+from hapdask.mosaic.scratch import (
+    OWNER_FILE,
+    Scratch,
+    load_array,
+    load_array_async,
+    remove_stale,
+)
 from hapdask.mosaic.stages import chip_pixmap
 from hapdask.mosaic.tiles import place_chips
 
@@ -188,7 +194,8 @@ def test_direct_save_and_load(tmp_path, monkeypatch, chunk):
                          ((chunk // 4, 1), np.float32), ((3 * chunk // 8 + 5, 2), np.float64)):
         a = (rng.random(shape) * 1000).astype(dtype)
         path = s.save("a", a, direct=True)
-        for got in (load_array(path, direct=True), load_array(path), np.load(path)):
+        for got in (load_array(path, direct=True), load_array(path), np.load(path),
+                    load_array_async(path, direct=True).result()):
             assert got.dtype == a.dtype and got.shape == a.shape
             assert np.array_equal(got, a)
         with open(path, "rb") as fh:
@@ -273,8 +280,27 @@ def test_banded_save_and_load_regions(tmp_path, monkeypatch, chunk, direct):
             buf = np.full((y1 - y0, x1 - x0, 2), np.nan)
             got = scratch_mod.load_banded_async(path, region, buf).result()
             assert got is buf and np.array_equal(buf, a[y0:y1, x0:x1])
+            # with row spans: every needed pixel (inside its row's span) is the whole read's;
+            # each band is read from the first to the last row its spans meet, NaN elsewhere
+            lo = rng.integers(x0, x1 + 1, y1 - y0)
+            hi = np.minimum(lo + rng.integers(0, 2 * band, y1 - y0), x1)
+            if y1 - y0 > 2:
+                lo[1], hi[1] = x1, x0  # a row without pixels
+            part = scratch_mod.load_banded_async(path, region, None, (lo, hi)).result()
+            cols = np.arange(x0, x1)
+            need = (cols >= lo[:, None]) & (cols < hi[:, None])
+            assert np.array_equal(part[need], a[y0:y1, x0:x1][need])
+            for b in range(x0 // band, (x1 - 1) // band + 1):
+                c0, c1 = max(x0, b * band), min(x1, (b + 1) * band)
+                rows = np.flatnonzero(need[:, c0 - x0:c1 - x0].any(1))
+                first, last = (rows[0], rows[-1] + 1) if rows.size else (0, 0)
+                got = part[:, c0 - x0:c1 - x0]
+                assert np.isnan(got[:first]).all() and np.isnan(got[last:]).all()
+                assert np.array_equal(got[first:last], a[y0 + first:y0 + last, c0:c1])
         with pytest.raises(ValueError, match="outside"):
             scratch_mod.load_banded(path, (0, ny + 1, 0, nx))
+        with pytest.raises(ValueError, match="one entry per region row"):
+            scratch_mod.load_banded(path, (0, ny, 0, nx), spans=(np.zeros(1), np.zeros(1)))
         # written by the scratch I/O threads: the same file
         later = s.save_async("m2", a, banded=True).result()
         assert later == s.path("m2") and np.array_equal(np.load(later), raw)
@@ -300,7 +326,7 @@ def test_direct_save_of_a_stack(tmp_path):
 def test_map_reader_reads_ahead_without_clobbering(tmp_path):
     """The maps a task asks for, in its order and with chips skipped, are each the region of
     its cached map (the buffer a map lives in is reused only two chips later)."""
-    from hapdask.mosaic.stages import MapReader, chip_pixmap
+    from hapdask.mosaic.stages import MapReader
 
     s = Scratch.create(tmp_path, "out")
     rng = np.random.default_rng(3)
@@ -310,7 +336,16 @@ def test_map_reader_reads_ahead_without_clobbering(tmp_path):
     paths[3] = None  # not cached: the reader hands back None (the map is computed)
     boxes = [(3, 40, 10, 250), (0, 45, 0, 200), (10, 60, 100, 300), (0, 10, 0, 10),
              (5, 50, 0, 129)]
-    reader = MapReader(paths, boxes, shapes, [4, 0, 1, 2, 3])
+    for first in (False, True):  # with the first chip's read started at once, or not
+        reader = MapReader(paths, boxes, shapes, [4, 0, 1, 2, 3])
+        if first:
+            assert reader.start() is reader
+        _check_reads(reader, paths, boxes, shapes, maps)
+    assert MapReader([None], [(0, 1, 0, 1)], [(5, 5)], [0]).start().get(0) is None
+    s.remove()
+
+
+def _check_reads(reader, paths, boxes, shapes, maps):
     held = {}
     for k in (4, 1, 2, 3):  # chip 0 skipped after its read was started
         got = reader.get(k)
@@ -325,4 +360,3 @@ def test_map_reader_reads_ahead_without_clobbering(tmp_path):
         # the map asked for just before this one is still intact
         for prev in list(held)[-2:]:
             assert np.array_equal(*held[prev])
-    s.remove()
