@@ -17,7 +17,15 @@ from skimage.measure import approximate_polygon, find_contours
 
 from hapdask.export.stats import layer_keywords, merge, tile_stats
 from hapdask.mosaic.coverage import tile_coverage
-from hapdask.svm.keywords import add_hapexpname, data_mask, footprint_regions, s_region
+from hapdask.svm.keywords import (
+    add_hapexpname,
+    data_mask,
+    footprint_regions,
+    mask_part,
+    merge_mask,
+    region_of_mask,
+    s_region,
+)
 from hapdask.svm.runner import _footprint
 
 
@@ -460,3 +468,54 @@ def test_footprint_keywords_from_coverage_codes(tmp_path):
         parts.append(tile_stats(np.where(count > 0, wht[win[0]:win[1]], 0.0), count, expt))
     want = layer_keywords(merge(parts), ny * nx)
     assert got == want and len(got) > 3
+
+
+def _tiles(ny: int, nx: int, th: int, tw: int) -> list[tuple[int, int, int, int]]:
+    return [(y, min(y + th, ny), x, min(x + tw, nx))
+            for y in range(0, ny, th) for x in range(0, nx, tw)]
+
+
+@pytest.mark.parametrize("block", [1, 3, 4])
+@pytest.mark.parametrize("tile", [(64, 64), (37, 50), (300, 41)])
+def test_mask_parts_of_tiles_equal_whole_array_data_mask(block, tile):
+    """The data mask merged from tiles' parts (in any order, blocks straddling tile edges:
+    tiles of 37 or 41 pixels against blocks of 3 and 4) is the whole array's
+    :func:`data_mask` (the oracle), whichever tile holds the array's NaN (zeros then count
+    as data in every tile), and without NaN."""
+    rng = np.random.default_rng(11)
+    sci = rng.normal(1.0, 1.0, (300, 130)).astype(np.float32)
+    sci[rng.random(sci.shape) < 0.3] = 0.0
+    sci[100:180, 30:90] = 0.0  # a block of zeros: no data without NaN
+    for nan_at in (None, (5, 20), (297, 128)):  # no NaN, NaN in the first / last tile
+        a = sci.copy()
+        if nan_at is not None:
+            a[nan_at[0]:nan_at[0] + 3, nan_at[1]:nan_at[1] + 2] = np.nan
+        windows = _tiles(*a.shape, *tile)
+        order = rng.permutation(len(windows))
+        parts = [mask_part(a[y0:y1, x0:x1], (y0, y1, x0, x1), block)
+                 for y0, y1, x0, x1 in (windows[i] for i in order)]
+        assert np.array_equal(merge_mask(parts, a.shape, block), data_mask(a, block=block))
+
+
+def test_mask_parts_take_the_values_as_float32():
+    """A tile's values are taken as written (float32): a float64 value below float32's range
+    is 0 there, as the whole array read back from the file gives; a part must cover the
+    array exactly once."""
+    a = np.ones((40, 40))
+    a[3, 4] = 1e-50
+    parts = [mask_part(a[y0:y1, x0:x1], (y0, y1, x0, x1))
+             for y0, y1, x0, x1 in _tiles(40, 40, 16, 16)]
+    assert np.array_equal(merge_mask(parts, a.shape), data_mask(a.astype(np.float32)))
+    assert not merge_mask(parts, a.shape)[3, 4]
+    with pytest.raises(ValueError, match="windows"):
+        merge_mask(parts[1:], a.shape)
+
+
+def test_region_of_mask_is_s_region():
+    """:func:`region_of_mask` of the tiles' merged mask is the whole array's S_REGION."""
+    sci, _ = _two_chips()
+    w = _wcs(*sci.shape)
+    parts = [mask_part(sci[y0:y1, x0:x1], (y0, y1, x0, x1))
+             for y0, y1, x0, x1 in _tiles(*sci.shape, 128, 128)]
+    got = region_of_mask(merge_mask(parts, sci.shape), w)
+    assert got == s_region(sci, w) and got.count("POLYGON") == 2
