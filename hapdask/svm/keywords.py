@@ -202,20 +202,15 @@ _MARGIN = _CLOSING + int(4 * _SMOOTH_SIGMA) + 5
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``scipy.ndimage.binary_fill_holes(mask)`` (4-connected background), by labelling the
-    background once: the components not touching the array's edge are holes. Without a hole,
-    ``mask`` in C order (the caller only reads it; a cut-out is copied: the later steps read a
-    contiguous array faster than they save on the copy)."""
-    labels, n = ndimage.label(~mask)
-    if n == 0:
-        return np.ascontiguousarray(mask)
-    edge = np.zeros(n + 1, dtype=bool)
-    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-        edge[side] = True
-    edge[0] = False  # label 0: the mask itself
-    if edge[1:].all():  # no hole (the usual case: one background around the data)
-        return np.ascontiguousarray(mask)
-    return ~edge[labels]
+    """``scipy.ndimage.binary_fill_holes(mask)`` (4-connected background): the components of
+    the background not touching the array's edge are holes (:func:`hapdask.svm._holes.
+    fill_holes`: runs of background joined by union-find, ~10x cheaper than labelling every
+    pixel). Without a hole, ``mask`` in C order (the caller only reads it; a cut-out is
+    copied: the later steps read a contiguous array faster than they save on the copy)."""
+    from hapdask.svm._holes import fill_holes  # numba module: loaded when a mask is traced
+
+    filled = fill_holes(mask)
+    return np.ascontiguousarray(mask) if filled is None else filled
 
 
 #: least edge (pixels) of the tiles :func:`_smoothed` sorts into constant and boundary tiles

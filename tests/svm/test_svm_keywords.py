@@ -18,6 +18,7 @@ from skimage.measure import approximate_polygon, find_contours
 from hapdask.export.stats import layer_keywords, merge, tile_stats
 from hapdask.mosaic.coverage import tile_coverage
 from hapdask.svm.keywords import (
+    _fill_holes,
     add_hapexpname,
     data_mask,
     footprint_regions,
@@ -149,7 +150,7 @@ def _regions_whole_array(mask: np.ndarray) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_footprint_regions_equal_whole_array_morphology(seed):
-    """The cut-out morphology (bounding box plus margin, holes filled by labelling) gives the
+    """The cut-out morphology (bounding box plus margin, holes filled from runs) gives the
     vertices of the whole-array steps exactly: blobs with holes, near and on the array edges,
     gaps narrower and wider than the closing."""
     rng = np.random.default_rng(seed)
@@ -519,3 +520,25 @@ def test_region_of_mask_is_s_region():
              for y0, y1, x0, x1 in _tiles(*sci.shape, 128, 128)]
     got = region_of_mask(merge_mask(parts, sci.shape), w)
     assert got == s_region(sci, w) and got.count("POLYGON") == 2
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fill_holes_equal_scipy(seed):
+    """The holes filled from runs of background (union-find) are scipy's
+    ``binary_fill_holes`` (the oracle; 4-connected background): random masks with pixel and
+    blob holes, holes that touch the edge only diagonally or through one pixel, empty and full
+    masks."""
+    rng = np.random.default_rng(seed)
+    ny, nx = (int(v) for v in rng.integers(1, 90, 2))
+    mask = rng.random((ny, nx)) < rng.uniform(0.3, 0.95)
+    if seed % 2:
+        mask = ndimage.binary_dilation(mask, iterations=int(rng.integers(1, 4)))
+    for m in (mask, ~mask, np.zeros((ny, nx), bool), np.ones((ny, nx), bool)):
+        assert np.array_equal(_fill_holes(m), ndimage.binary_fill_holes(m))
+    ring = np.ones((7, 7), bool)
+    ring[3, 3] = ring[0, 0] = False  # a hole, and a corner pixel touching the edge
+    ring[2, 3] = False               # the hole is two pixels
+    ring[5, 6] = False               # an edge pixel: not a hole
+    ring[5, 5] = False               # connected to the edge through it
+    want = ndimage.binary_fill_holes(ring)
+    assert np.array_equal(_fill_holes(ring), want) and want[3, 3] and not want[5, 5]
