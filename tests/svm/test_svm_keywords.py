@@ -418,6 +418,19 @@ def test_products_s_region_and_hapexpname(acs_run):
                 assert name.strip().startswith("hst_") and name.strip().endswith(root[:8])
 
 
+def test_products_s_region_from_tiles_equals_whole_array(acs_run):
+    """The S_REGION the run made from its final tiles' data-mask parts (the tiles written by
+    the product family's tasks) is the whole written SCI's :func:`s_region` (the oracle: the
+    product read back, as before the parts), in every product."""
+    _result, _poller, out = acs_run
+    paths = sorted(out.glob("hst_*_dr[cz].fits"))
+    assert len(paths) == 7
+    for path in paths:
+        with fits.open(path) as hdul:
+            sci = hdul["SCI"]
+            assert sci.header["S_REGION"] == s_region(sci.data, WCS(sci.header)), path.name
+
+
 def test_catalog_name_reaches_the_wcsname(sim, tmp_path, monkeypatch):
     """``hapdask svm --catalog-name GAIAeDR3`` names the fit as DrizzlePac names its Gaia DR3
     fits (``...-FIT_SVM_GAIAeDR3``); the reference catalog object gets that name."""
