@@ -125,17 +125,19 @@ def family_write(job: FamilyJob, inputs: list, outputs: list) -> list[float]:
     :func:`~hapdask.mosaic.stages.drizzle_tile` takes them (``statics``/``crmasks`` may be
     empty lists).
 
-    ``outputs``: per member ``[layout, scale]`` as the engine's write task takes them (the
-    product file's :class:`~hapdask.export.fits.FitsLayout` and the SCI scale). Returns per
-    member the write task's result (its tile's count of pixels with weight).
+    ``outputs``: per member ``[layout, scale]`` or ``[layout, scale, summary]`` as the
+    engine's write task takes them (the product file's
+    :class:`~hapdask.export.fits.FitsLayout`, the SCI scale and its ``tile_summary``). Returns
+    per member the write task's result (its tile's count of pixels with weight, with a
+    summary the pair ``(count, summary)``).
     """
     accs = _sums(job, inputs)
     out = []
-    for q, (m, (layout, scale)) in enumerate(zip(job.members, outputs, strict=True)):
+    for q, (m, (layout, scale, *summary)) in enumerate(zip(job.members, outputs, strict=True)):
         result = _finalize(m, accs[q])
         accs[q] = None
         with timed("write"):  # the product file's rows (most of the task's system time)
-            out.append(_write_tile(layout, job.window, scale, result))
+            out.append(_write_tile(layout, job.window, scale, result, *summary))
     return out
 
 
@@ -329,7 +331,7 @@ def family_tasks(members: Sequence, graphs: Sequence[dict], prefix: str) -> bool
         fjob = FamilyJob(index=t, window=jobs[0].window, members=tuple(jobs),
                          order=tuple(tuple(order[i]) for i in sorted(order, key=rank.get)))
         key = (f"{prefix}-tile", *t)
-        outputs = [[g[m.writes[t]][1], g[m.writes[t]][3]]
+        outputs = [[g[m.writes[t]][1], g[m.writes[t]][3], *g[m.writes[t]][5:]]
                    for m, g in zip(members, graphs, strict=True)]
         graphs[0][key] = (family_write, fjob, [[list(p[1]), list(p[2]), list(p[3]),
                                                 [list(c) for c in p[4]]] for p in parts],

@@ -169,10 +169,17 @@ def _grid(prefix: str, p: AstroDrizzleParams, chips: list[ChipRef], first) -> Ou
         raise ParameterError(f"{prefix}_* parameters: {exc}") from None
 
 
-def _write_tile(layout: xfits.FitsLayout, window, scale: float, result: dict) -> float:
+def _write_tile(layout: xfits.FitsLayout, window, scale: float, result: dict,
+                summary: Callable | None = None) -> float | tuple[float, object]:
+    """Write a final tile into the product; returns its count of pixels with weight, and
+    with ``summary`` (``drizzle_graph(tile_summary=)``) the pair ``(count, summary(window,
+    sci, wht))`` of the values as written."""
     sci = result["sci"] if scale == 1.0 else result["sci"] * np.float32(scale)
     xfits.write_fits_tile(layout, window, sci, result["wht"], result["ctx"])
-    return float(np.count_nonzero(result["wht"]))
+    count = float(np.count_nonzero(result["wht"]))
+    if summary is None:
+        return count
+    return count, summary(window, sci, result["wht"])
 
 
 def _crmask_file(path, rootname, shapes, extvers, boxes_per_chip, keep, *parts):
@@ -236,6 +243,7 @@ def drizzle_graph(
     pool: Executor | None = None,
     grid: OutputGrid | None = None,
     discard: bool = False,
+    tile_summary: Callable | None = None,
 ) -> DrizzleGraph:
     """The Dask graph of one :func:`drizzle` job, to be computed alone or merged into a bigger
     graph (``hapdask svm`` computes a visit's products as one graph).
@@ -282,6 +290,13 @@ def drizzle_graph(
         job's own scratch and pixel maps (no ``scratch``, no ``pixmaps``), and only for a
         graph computed once on local threads: a task recomputed after the deletion (e.g. when
         a ``distributed`` worker is lost) would miss its file.
+    tile_summary : callable, optional
+        ``tile_summary(window, sci, wht)`` of each final tile as it is written (the values
+        written, ``window`` = ``(y0, y1, x0, x1)``), for what a caller reduces from the
+        product's pixels without reading the file back (``hapdask svm``: S_REGION's data
+        mask); each write task's value is then ``(count, summary)``
+        (:attr:`DrizzleGraph.writes`). Keep it small: the scheduler holds it until read.
+        Picklable for a ``distributed`` scheduler.
 
     Returns
     -------
@@ -426,7 +441,8 @@ def drizzle_graph(
         keys = []
         for t in tiles:
             key = (f"drz-write-{fp}", *t.index)
-            graph[key] = (_write_tile, head_key, t.window, scale, tile_keys[t.index])
+            graph[key] = (_write_tile, head_key, t.window, scale, tile_keys[t.index],
+                          *([tile_summary] if tile_summary is not None else []))
             keys.append(key)
         writes = {t.index: k for t, k in zip(tiles, keys, strict=True)}
         mask_keys = []

@@ -43,8 +43,8 @@ except ImportError:  # pragma: no cover - depends on the scikit-image version
 from hapdask._memory import drop_file_pages
 from hapdask.archive.sregion import format_s_region
 
-__all__ = ["BLOCK", "HAPEXPNAME", "add_hapexpname", "data_mask",
-           "footprint_regions", "s_region"]
+__all__ = ["BLOCK", "HAPEXPNAME", "MaskPart", "add_hapexpname", "data_mask",
+           "footprint_regions", "mask_part", "merge_mask", "region_of_mask", "s_region"]
 
 #: HDRTAB column holding the exposure's HAP product name (DrizzlePac ``HAPCOLNAME``).
 HAPEXPNAME = "HAPEXPNAME"
@@ -60,13 +60,24 @@ _TOLERANCE = 10.0    # find_corners: simplify(min_dist=10) (pixels)
 BLOCK = 1
 
 
+def _pixel_rule(values: np.ndarray) -> tuple[bool, np.ndarray]:
+    """``(has_nan, good)`` of float32 pixels: with a NaN among them, ``good`` is not NaN;
+    else not 0 (the rule :func:`data_mask` applies to a whole array once it knows whether the
+    array holds a NaN)."""
+    nan = np.isnan(values)
+    if nan.any():
+        return True, ~nan
+    return False, values != 0
+
+
 def data_mask(sci: np.ndarray, block: int = BLOCK, band: int = 1024) -> np.ndarray:
     """Blocks with data, ``block x block`` pixels each (the last ones padded with no data).
 
     A pixel has data when it is not NaN if the array holds a NaN, else when it is not 0
     (``extract_mask``); a block has data when at least half of its pixels have. Read once, in
     bands of ``band`` rows (a multiple of ``block``): memory is two block masks (both rules)
-    plus one band.
+    plus one band. :func:`mask_part` and :func:`merge_mask` give the same from pieces of the
+    array (tiles).
     """
     band = max(block, band // block * block)
     ny, nx = sci.shape
@@ -77,19 +88,110 @@ def data_mask(sci: np.ndarray, block: int = BLOCK, band: int = 1024) -> np.ndarr
     for r in range(0, ny, band):
         rows = np.asarray(sci[r:r + band], dtype=np.float32)
         drop_file_pages(sci)  # the mapped pages read so far (hapdask._memory)
-        nan = np.isnan(rows)
-        has_nan = has_nan or bool(nan.any())
-        # once a NaN is seen the zeros no longer matter (the NaN rule is returned)
-        masks = ((not_nan, ~nan),) if has_nan else ((not_nan, ~nan), (not_zero, rows != 0))
-        for out, good in masks:
+        nan, good = _pixel_rule(rows)
+        has_nan = has_nan or nan
+        # once a NaN is seen the zeros no longer matter (the NaN rule is returned); a band
+        # without NaN has every pixel not NaN
+        masks = ((not_nan, good),) if nan else (
+            ((not_nan, np.ones(rows.shape, bool)),) if has_nan
+            else ((not_nan, np.ones(rows.shape, bool)), (not_zero, good)))
+        for out, ok in masks:
             if block == 1:
-                out[r:r + good.shape[0]] = good
+                out[r:r + ok.shape[0]] = ok
                 continue
-            pad = np.zeros((-(-good.shape[0] // block) * block, bx * block), dtype=np.uint8)
-            pad[:good.shape[0], :nx] = good
+            pad = np.zeros((-(-ok.shape[0] // block) * block, bx * block), dtype=np.uint8)
+            pad[:ok.shape[0], :nx] = ok
             counts = pad.reshape(pad.shape[0] // block, block, bx, block).sum(axis=(1, 3))
             out[r // block:r // block + counts.shape[0]] = counts * 2 >= block * block
     return not_nan if has_nan else not_zero
+
+
+@dataclass(frozen=True)
+class MaskPart:
+    """What :func:`data_mask` needs from one window of the array (:func:`mask_part`).
+
+    Attributes
+    ----------
+    window : (y0, y1, x0, x1)
+        The window on the array (0-based, half-open).
+    has_nan : bool
+        Whether the window holds a NaN.
+    good : np.ndarray
+        Block 1: the window's pixels with data by its own rule (not NaN when ``has_nan``, else
+        not 0), packed 8 to a byte along rows (``np.packbits``, ``axis=1``). Block > 1: the
+        count of those pixels in each block the window reaches (the blocks from ``y0 //
+        block`` to ``ceil(y1 / block)`` and likewise in x; a block straddling the window's
+        edge counts only the window's pixels: :func:`merge_mask` adds the windows' counts).
+    """
+
+    window: tuple[int, int, int, int]
+    has_nan: bool
+    good: np.ndarray
+
+
+def _block_counts(good: np.ndarray, window: tuple[int, int, int, int], block: int
+                  ) -> np.ndarray:
+    """Pixels set in ``good`` (the window's) per block of the array the window reaches."""
+    y0, y1, x0, x1 = window
+    oy, ox = y0 % block, x0 % block  # the window's offset in its first block
+    h = -(-(y1 - y0 + oy) // block) * block
+    w = -(-(x1 - x0 + ox) // block) * block
+    pad = np.zeros((h, w), dtype=np.uint8)
+    pad[oy:oy + good.shape[0], ox:ox + good.shape[1]] = good
+    dtype = np.uint16 if block * block <= np.iinfo(np.uint16).max else np.int64
+    return pad.reshape(h // block, block, w // block, block).sum(axis=(1, 3), dtype=dtype)
+
+
+def mask_part(sci: np.ndarray, window: tuple[int, int, int, int], block: int = BLOCK
+              ) -> MaskPart:
+    """The :class:`MaskPart` of ``sci``, the values (as written: float32) of ``window``.
+
+    The windows of an array (any tiling: :func:`merge_mask` combines blocks that straddle
+    windows exactly) give its :func:`data_mask`; a part is ~1/8 of the window's pixels in bytes
+    (block 1), the block counts otherwise.
+    """
+    values = np.asarray(sci, dtype=np.float32)
+    y0, y1, x0, x1 = (int(v) for v in window)
+    if values.shape != (y1 - y0, x1 - x0):
+        raise ValueError(f"mask_part: values {values.shape} do not match window {window}")
+    has_nan, good = _pixel_rule(values)
+    if block == 1:
+        return MaskPart((y0, y1, x0, x1), has_nan, np.packbits(good, axis=1))
+    return MaskPart((y0, y1, x0, x1), has_nan, _block_counts(good, (y0, y1, x0, x1), block))
+
+
+def merge_mask(parts: list[MaskPart], shape: tuple[int, int], block: int = BLOCK
+               ) -> np.ndarray:
+    """:func:`data_mask` of a ``shape`` array from the :func:`mask_part` of each window of a
+    tiling of it (windows covering the array once, in any order).
+
+    The array holds a NaN when a window does; then a window without NaN has every pixel with
+    data (not NaN), else each window's own rule is the array's. Block counts are added over
+    the windows, so a block straddling windows counts all its pixels.
+    """
+    ny, nx = shape
+    area = sum((p.window[1] - p.window[0]) * (p.window[3] - p.window[2]) for p in parts)
+    if area != ny * nx:
+        raise ValueError(f"merge_mask: the windows hold {area} pixels, the array {ny * nx}")
+    has_nan = any(p.has_nan for p in parts)
+    if block == 1:
+        out = np.zeros((ny, nx), dtype=bool)
+        for p in parts:
+            y0, y1, x0, x1 = p.window
+            if has_nan and not p.has_nan:
+                out[y0:y1, x0:x1] = True
+            else:
+                out[y0:y1, x0:x1] = np.unpackbits(p.good, axis=1, count=x1 - x0).view(bool)
+        return out
+    counts = np.zeros((-(-ny // block), -(-nx // block)), dtype=np.int64)
+    for p in parts:
+        y0, y1, x0, x1 = p.window
+        good = p.good
+        if has_nan and not p.has_nan:  # every pixel of the window: not NaN
+            good = _block_counts(np.ones((y1 - y0, x1 - x0), bool), p.window, block)
+        by, bx = y0 // block, x0 // block
+        counts[by:by + good.shape[0], bx:bx + good.shape[1]] += good
+    return counts * 2 >= block * block
 
 
 #: pixels (at block 1) around the mask's bounding box that :func:`footprint_regions` keeps:
@@ -100,20 +202,15 @@ _MARGIN = _CLOSING + int(4 * _SMOOTH_SIGMA) + 5
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``scipy.ndimage.binary_fill_holes(mask)`` (4-connected background), by labelling the
-    background once: the components not touching the array's edge are holes. Without a hole,
-    ``mask`` in C order (the caller only reads it; a cut-out is copied: the later steps read a
-    contiguous array faster than they save on the copy)."""
-    labels, n = ndimage.label(~mask)
-    if n == 0:
-        return np.ascontiguousarray(mask)
-    edge = np.zeros(n + 1, dtype=bool)
-    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-        edge[side] = True
-    edge[0] = False  # label 0: the mask itself
-    if edge[1:].all():  # no hole (the usual case: one background around the data)
-        return np.ascontiguousarray(mask)
-    return ~edge[labels]
+    """``scipy.ndimage.binary_fill_holes(mask)`` (4-connected background): the components of
+    the background not touching the array's edge are holes (:func:`hapdask.svm._holes.
+    fill_holes`: runs of background joined by union-find, ~10x cheaper than labelling every
+    pixel). Without a hole, ``mask`` in C order (the caller only reads it; a cut-out is
+    copied: the later steps read a contiguous array faster than they save on the copy)."""
+    from hapdask.svm._holes import fill_holes  # numba module: loaded when a mask is traced
+
+    filled = fill_holes(mask)
+    return np.ascontiguousarray(mask) if filled is None else filled
 
 
 #: least edge (pixels) of the tiles :func:`_smoothed` sorts into constant and boundary tiles
@@ -433,8 +530,24 @@ def s_region(sci: np.ndarray, wcs, block: int = BLOCK) -> str:
     block : int
         Block size of the traced mask (:data:`BLOCK`; 1 traces every pixel).
     """
+    return region_of_mask(data_mask(sci, block), wcs, block)
+
+
+def region_of_mask(mask: np.ndarray, wcs, block: int = BLOCK) -> str:
+    """:func:`s_region` from the array's :func:`data_mask` (or :func:`merge_mask` of its
+    tiles' :func:`mask_part`) of the same ``block``.
+
+    Parameters
+    ----------
+    mask : (by, bx) bool array
+        Blocks with data.
+    wcs : astropy.wcs.WCS
+        The product's celestial WCS.
+    block : int
+        The mask's block size.
+    """
     polys = []
-    for xy in footprint_regions(data_mask(sci, block), block):
+    for xy in footprint_regions(mask, block):
         ra, dec = wcs.all_pix2world(xy[:, 0], xy[:, 1], 0)
         sky = np.column_stack([ra, dec])
         # counter-clockwise on the sky = clockwise in (RA, Dec) seen with RA increasing to the

@@ -17,7 +17,9 @@
     ("svm-keywords-footprint", name), ("svm-keywords-sregion", name), ("svm-preview", name)
                                 the footprint keywords, S_REGION and the JPEG preview +
                                 thumbnail (hapdask.preview) of a finished product, side by
-                                side (they only read it)
+                                side (they only read it; S_REGION reads nothing: its data
+                                mask is made by the tile writes, from the values written,
+                                and merged from the tiles' parts)
     ("svm-keywords", name)      HAP's keywords written into the product, after those
     ("svm-catalogs-...", name)  point + segment catalogs (hapdask.catalogs' steps) as tasks,
                                 from when the total and filter products are written (beside
@@ -102,7 +104,13 @@ from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
 from hapdask.preview import preview_planes, write_color_preview, write_previews
 from hapdask.profile import step, timed
 from hapdask.scheduling import compute_context
-from hapdask.svm.keywords import add_hapexpname, s_region
+from hapdask.svm.keywords import (
+    MaskPart,
+    add_hapexpname,
+    mask_part,
+    merge_mask,
+    region_of_mask,
+)
 from hapdask.svm.params import level_key, svm_drizzle_params
 from hapdask.svm.planning import SvmPlan, plan
 from hapdask.svm.products import DetectorProducts, output_names, sort_key
@@ -250,7 +258,7 @@ def _footprint_task(job: DrizzleJob, exps: dict, state: DetectorState, res: Driz
                     ) -> dict:
     """The footprint keywords of a finished filter or total product (from its WHT; exposure
     products have none, inventory 4.5). Reads the product only, beside its preview
-    (:func:`_preview_task`) and ``S_REGION`` (:func:`_s_region_task`)."""
+    (:func:`_preview_task`)."""
     if job.level == "exposure":
         return {}
     with timed("footprint"):
@@ -259,10 +267,19 @@ def _footprint_task(job: DrizzleJob, exps: dict, state: DetectorState, res: Driz
         return _footprint(res.output, state.grid, polys, times)
 
 
-def _s_region_task(state: DetectorState, res: DrizzleResult) -> str:
-    """``S_REGION`` of a finished product (from its SCI); reads the product only."""
-    with timed("s_region"), fits.open(res.output, memmap=True) as hdul:
-        return s_region(hdul["SCI"].data, state.grid.wcs())
+def _tile_mask(window: tuple[int, int, int, int], sci: np.ndarray, _wht: np.ndarray
+               ) -> MaskPart:
+    """``S_REGION``'s part of a final tile (:func:`~hapdask.svm.keywords.mask_part`), made by
+    its write task from the values written (``drizzle_graph(tile_summary=)``)."""
+    return mask_part(sci, window)
+
+
+def _s_region_task(state: DetectorState, *written: tuple[float, MaskPart]) -> str:
+    """``S_REGION`` of a product from its final tiles' data masks (``written``: its write
+    tasks' values, :func:`_tile_mask`): the product is not read back."""
+    with timed("s_region"):
+        mask = merge_mask([part for _, part in written], state.grid.shape)
+        return region_of_mask(mask, state.grid.wcs())
 
 
 def _refine_headers(path: Path, job: DrizzleJob, state: DetectorState, exps: dict,
@@ -319,7 +336,7 @@ def _drizzle_graph(job: DrizzleJob, staging: str, state: DetectorState,
                          wcs_updates=state.headers(), crmasks=masks or None, after=after,
                          pixmaps=pixmaps, reserve_cards=RESERVE_CARDS, grid=state.grid,
                          early=early, pool=early.pool if early is not None else None,
-                         reuse_separate=reuse_separate)
+                         reuse_separate=reuse_separate, tile_summary=_tile_mask)
 
 
 def _families(jobs: list[DrizzleJob]) -> list[list[str]]:
@@ -538,7 +555,7 @@ class _PreviewDone:
 
 def _preview_task(res: DrizzleResult, staging: str, keep_plane: bool) -> _PreviewDone:
     """Preview and thumbnail of a finished product (reads it only, beside its
-    :func:`_footprint_task` and :func:`_s_region_task`)."""
+    :func:`_footprint_task`)."""
     product = read_product(res.output, memmap=True)
     planes = preview_planes(product)
     paths = write_previews(product, staging, planes=planes)
@@ -707,7 +724,7 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
             fk_ = ("svm-keywords-footprint", job.name)
             graph[fk_] = (_footprint_task, job, exps, skey, dg.done)
             rk = ("svm-keywords-sregion", job.name)
-            graph[rk] = (_s_region_task, skey, dg.done)
+            graph[rk] = (_s_region_task, skey, *[dg.writes[t] for t in sorted(dg.writes)])
             pk = ("svm-preview", job.name)
             if previews:
                 graph[pk] = (_preview_task, dg.done, staging, job.level == "filter")

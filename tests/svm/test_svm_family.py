@@ -7,10 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.wcs import WCS
 from dask.callbacks import Callback
 
 from hapdask.mosaic.family import family_groups
 from hapdask.mosaic.params import AstroDrizzleParams
+from hapdask.svm.keywords import s_region
 from hapdask.svm.params import svm_drizzle_params
 from hapdask.svm.planning import plan
 from hapdask.svm.runner import _families, _jobs
@@ -84,6 +86,13 @@ def test_family_products_equal_direct(sim, run_svm, tmp_path, poller_name):
     assert not any(n.startswith("svm-family-") for n in direct.names)
     for line in assert_products_agree(tmp_path / "direct", tmp_path / "family"):
         print(line)
+    # S_REGION from the tiles' data-mask parts, made by the family tasks' writes and by the
+    # products' own write tasks: the whole written SCI's (the oracle reads the product back)
+    for path in [*(tmp_path / "family").glob("*_dr[cz].fits"),
+                 *(tmp_path / "direct").glob("*_dr[cz].fits")]:
+        with fits.open(path) as hdul:
+            sci = hdul["SCI"]
+            assert sci.header["S_REGION"] == s_region(sci.data, WCS(sci.header)), path
 
 
 def test_filter_with_other_pixfrac_is_left_out():

@@ -17,7 +17,16 @@ from skimage.measure import approximate_polygon, find_contours
 
 from hapdask.export.stats import layer_keywords, merge, tile_stats
 from hapdask.mosaic.coverage import tile_coverage
-from hapdask.svm.keywords import add_hapexpname, data_mask, footprint_regions, s_region
+from hapdask.svm.keywords import (
+    _fill_holes,
+    add_hapexpname,
+    data_mask,
+    footprint_regions,
+    mask_part,
+    merge_mask,
+    region_of_mask,
+    s_region,
+)
 from hapdask.svm.runner import _footprint
 
 
@@ -141,7 +150,7 @@ def _regions_whole_array(mask: np.ndarray) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_footprint_regions_equal_whole_array_morphology(seed):
-    """The cut-out morphology (bounding box plus margin, holes filled by labelling) gives the
+    """The cut-out morphology (bounding box plus margin, holes filled from runs) gives the
     vertices of the whole-array steps exactly: blobs with holes, near and on the array edges,
     gaps narrower and wider than the closing."""
     rng = np.random.default_rng(seed)
@@ -409,6 +418,19 @@ def test_products_s_region_and_hapexpname(acs_run):
                 assert name.strip().startswith("hst_") and name.strip().endswith(root[:8])
 
 
+def test_products_s_region_from_tiles_equals_whole_array(acs_run):
+    """The S_REGION the run made from its final tiles' data-mask parts (the tiles written by
+    the product family's tasks) is the whole written SCI's :func:`s_region` (the oracle: the
+    product read back, as before the parts), in every product."""
+    _result, _poller, out = acs_run
+    paths = sorted(out.glob("hst_*_dr[cz].fits"))
+    assert len(paths) == 7
+    for path in paths:
+        with fits.open(path) as hdul:
+            sci = hdul["SCI"]
+            assert sci.header["S_REGION"] == s_region(sci.data, WCS(sci.header)), path.name
+
+
 def test_catalog_name_reaches_the_wcsname(sim, tmp_path, monkeypatch):
     """``hapdask svm --catalog-name GAIAeDR3`` names the fit as DrizzlePac names its Gaia DR3
     fits (``...-FIT_SVM_GAIAeDR3``); the reference catalog object gets that name."""
@@ -460,3 +482,76 @@ def test_footprint_keywords_from_coverage_codes(tmp_path):
         parts.append(tile_stats(np.where(count > 0, wht[win[0]:win[1]], 0.0), count, expt))
     want = layer_keywords(merge(parts), ny * nx)
     assert got == want and len(got) > 3
+
+
+def _tiles(ny: int, nx: int, th: int, tw: int) -> list[tuple[int, int, int, int]]:
+    return [(y, min(y + th, ny), x, min(x + tw, nx))
+            for y in range(0, ny, th) for x in range(0, nx, tw)]
+
+
+@pytest.mark.parametrize("block", [1, 3, 4])
+@pytest.mark.parametrize("tile", [(64, 64), (37, 50), (300, 41)])
+def test_mask_parts_of_tiles_equal_whole_array_data_mask(block, tile):
+    """The data mask merged from tiles' parts (in any order, blocks straddling tile edges:
+    tiles of 37 or 41 pixels against blocks of 3 and 4) is the whole array's
+    :func:`data_mask` (the oracle), whichever tile holds the array's NaN (zeros then count
+    as data in every tile), and without NaN."""
+    rng = np.random.default_rng(11)
+    sci = rng.normal(1.0, 1.0, (300, 130)).astype(np.float32)
+    sci[rng.random(sci.shape) < 0.3] = 0.0
+    sci[100:180, 30:90] = 0.0  # a block of zeros: no data without NaN
+    for nan_at in (None, (5, 20), (297, 128)):  # no NaN, NaN in the first / last tile
+        a = sci.copy()
+        if nan_at is not None:
+            a[nan_at[0]:nan_at[0] + 3, nan_at[1]:nan_at[1] + 2] = np.nan
+        windows = _tiles(*a.shape, *tile)
+        order = rng.permutation(len(windows))
+        parts = [mask_part(a[y0:y1, x0:x1], (y0, y1, x0, x1), block)
+                 for y0, y1, x0, x1 in (windows[i] for i in order)]
+        assert np.array_equal(merge_mask(parts, a.shape, block), data_mask(a, block=block))
+
+
+def test_mask_parts_take_the_values_as_float32():
+    """A tile's values are taken as written (float32): a float64 value below float32's range
+    is 0 there, as the whole array read back from the file gives; a part must cover the
+    array exactly once."""
+    a = np.ones((40, 40))
+    a[3, 4] = 1e-50
+    parts = [mask_part(a[y0:y1, x0:x1], (y0, y1, x0, x1))
+             for y0, y1, x0, x1 in _tiles(40, 40, 16, 16)]
+    assert np.array_equal(merge_mask(parts, a.shape), data_mask(a.astype(np.float32)))
+    assert not merge_mask(parts, a.shape)[3, 4]
+    with pytest.raises(ValueError, match="windows"):
+        merge_mask(parts[1:], a.shape)
+
+
+def test_region_of_mask_is_s_region():
+    """:func:`region_of_mask` of the tiles' merged mask is the whole array's S_REGION."""
+    sci, _ = _two_chips()
+    w = _wcs(*sci.shape)
+    parts = [mask_part(sci[y0:y1, x0:x1], (y0, y1, x0, x1))
+             for y0, y1, x0, x1 in _tiles(*sci.shape, 128, 128)]
+    got = region_of_mask(merge_mask(parts, sci.shape), w)
+    assert got == s_region(sci, w) and got.count("POLYGON") == 2
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fill_holes_equal_scipy(seed):
+    """The holes filled from runs of background (union-find) are scipy's
+    ``binary_fill_holes`` (the oracle; 4-connected background): random masks with pixel and
+    blob holes, holes that touch the edge only diagonally or through one pixel, empty and full
+    masks."""
+    rng = np.random.default_rng(seed)
+    ny, nx = (int(v) for v in rng.integers(1, 90, 2))
+    mask = rng.random((ny, nx)) < rng.uniform(0.3, 0.95)
+    if seed % 2:
+        mask = ndimage.binary_dilation(mask, iterations=int(rng.integers(1, 4)))
+    for m in (mask, ~mask, np.zeros((ny, nx), bool), np.ones((ny, nx), bool)):
+        assert np.array_equal(_fill_holes(m), ndimage.binary_fill_holes(m))
+    ring = np.ones((7, 7), bool)
+    ring[3, 3] = ring[0, 0] = False  # a hole, and a corner pixel touching the edge
+    ring[2, 3] = False               # the hole is two pixels
+    ring[5, 6] = False               # an edge pixel: not a hole
+    ring[5, 5] = False               # connected to the edge through it
+    want = ndimage.binary_fill_holes(ring)
+    assert np.array_equal(_fill_holes(ring), want) and want[3, 3] and not want[5, 5]
