@@ -49,9 +49,9 @@ from scipy import ndimage
 from hapdask._memory import drop_file_pages
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.product import DrizzleProduct, nan_to_zero
-from hapdask.sky.stats import exact_median, numpy_std
+from hapdask.sky.stats import exact_median, mean_float64, median_float64, numpy_std, std_float64
 
-__all__ = ["Background", "WeightRegion", "footprint_mask", "compute_background",
+__all__ = ["Background", "WeightRegion", "erode", "footprint_mask", "compute_background",
            "weight_regions", "threshold_image", "max_filtered", "MAD_SIGMA"]
 
 #: Gaussian sigma per median absolute deviation (the constant HAP uses).
@@ -80,12 +80,66 @@ class WeightRegion:
     noise: float
 
 
+@njit(nogil=True, cache=True)
+def _erode_l1(d, k):  # pragma: no cover - numba
+    """``d`` (uint8, 1 where set) eroded in place: each set pixel's city-block distance to the
+    nearest unset pixel or the outside of the array, capped at ``k + 1 <= 255``, by the two
+    raster passes of the city-block distance transform (exact for that metric), then 1 where
+    it exceeds ``k``, else 0 (a third pass: the second reads the distances below and right)."""
+    ny, nx = d.shape
+    cap = k + 1
+    for y in range(ny):
+        for x in range(nx):
+            if d[y, x]:
+                up = d[y - 1, x] if y > 0 else 0
+                left = d[y, x - 1] if x > 0 else 0
+                v = min(up, left) + 1
+                d[y, x] = min(v, cap)
+    for y in range(ny - 1, -1, -1):
+        for x in range(nx - 1, -1, -1):
+            v = d[y, x]
+            if v:
+                down = d[y + 1, x] if y < ny - 1 else 0
+                right = d[y, x + 1] if x < nx - 1 else 0
+                d[y, x] = min(v, down + 1, right + 1)
+    for y in range(ny):
+        for x in range(nx):
+            d[y, x] = d[y, x] > k
+
+
+def erode(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """``scipy.ndimage.binary_erosion(mask, iterations=iterations)`` of a 2-D mask (the
+    4-connected cross, the outside of the array unset): the same mask, from the city-block
+    distance to the nearest unset pixel (``iterations`` erosions by the cross are the erosion
+    by the city-block disc of that radius) in two compiled passes over one uint8 array,
+    instead of ``iterations`` passes. Other shapes and iterations above 254 are scipy's.
+
+    Parameters
+    ----------
+    mask : array of bool
+        The mask (not modified).
+    iterations : int
+        Erosions by the cross (>= 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        The eroded mask (bool, ``mask``'s shape).
+    """
+    if mask.ndim != 2 or not 1 <= iterations <= 254:
+        return ndimage.binary_erosion(mask, iterations=iterations)
+    d = np.array(mask, dtype=np.uint8)
+    _erode_l1(d, iterations)
+    return d.view(bool)
+
+
 def footprint_mask(product: DrizzleProduct, params: CatalogParams) -> np.ndarray:
-    """Pixels with data (exposure count > 0 and finite SCI), eroded by ``footprint_erosion``."""
+    """Pixels with data (exposure count > 0 and finite SCI), eroded by ``footprint_erosion``
+    (:func:`erode`: scipy's ``binary_erosion`` with that many iterations)."""
     covered = (product.exposure_count > 0) & np.isfinite(product.sci)
     if params.footprint_erosion <= 0:
         return covered
-    return ndimage.binary_erosion(covered, iterations=params.footprint_erosion)
+    return erode(covered, params.footprint_erosion)
 
 
 def _readnoise_floor(product: DrizzleProduct) -> float:
@@ -196,13 +250,21 @@ class _ClipStatistics:
         self._pending: tuple[np.ndarray, object, Future] | None = None
 
     def center(self, data: np.ndarray, axis=None):
-        self._pending = (data, axis, self._pool.submit(_std, data, axis=axis))
+        self._pending = (data, axis, self._pool.submit(self._spread, data, axis))
+        if data.dtype == np.float32 and axis is None:  # the in-place clipping's float32 values
+            return median_float64(data)
         return exact_median(data, axis=axis)
 
     def std(self, data: np.ndarray, axis=None):
         pending, self._pending = self._pending, None
         if pending is not None and pending[0] is data and pending[1] == axis:
             return pending[2].result()
+        return self._spread(data, axis)
+
+    @staticmethod
+    def _spread(data: np.ndarray, axis=None):
+        if data.dtype == np.float32 and axis is None:
+            return std_float64(data)
         return _std(data, axis=axis)
 
 
@@ -223,7 +285,9 @@ def _sigma_clip_in_place(values: np.ndarray, sigma: float, maxiters: int | None,
                          clip: _ClipStatistics) -> np.ndarray:
     """astropy's ``SigmaClip(sigma, maxiters=maxiters, cenfunc=clip.center,
     stdfunc=clip.std)(values, masked=False)`` of a 1-D float64 array of finite values, the
-    values kept written over ``values`` (returned: a view of its front).
+    values kept written over ``values`` (returned: a view of its front). A float32 array is
+    clipped as its float64 copy would be (statistics of the widened values, bounds compared
+    in float64), the values kept in float32.
 
     The same loop as astropy's (``SigmaClip._sigmaclip_noaxis``): at each iteration the centre
     and standard deviation of the values kept, bounds ``centre -+ std x sigma``, the values
@@ -252,7 +316,9 @@ def _clipped_stats(values: np.ndarray, sigma: float, maxiters: int | None = 5, *
     (mean, median, standard deviation of the clipped values) of a float64 array of finite
     values, in two threads: the same values, as astropy's function computes them (astropy's
     ``SigmaClip`` with ``masked=False``, then ``nanmean``, ``nanmedian`` and ``nanstd`` of the
-    values kept).
+    values kept). A 1-D float32 array of finite values gives the statistics of its float64
+    copy (the same values) without that copy: half the bytes per clipping pass
+    (:func:`~hapdask.sky.stats.median_float64`, ``std_float64``, ``mean_float64``).
 
     Each clipping iteration's median and standard deviation are computed side by side
     (:class:`_ClipStatistics`), and so is the median of the values kept
@@ -263,23 +329,55 @@ def _clipped_stats(values: np.ndarray, sigma: float, maxiters: int | None = 5, *
     drops first, with a warning) go to astropy's ``SigmaClip``."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         clip = _ClipStatistics(pool)
-        if values.ndim == 1 and values.dtype == np.float64 and np.isfinite(values).all():
-            work = values if overwrite and values.flags.writeable else values.copy()
+        if (values.ndim == 1 and values.dtype in (np.float32, np.float64)
+                and values.dtype.isnative and np.isfinite(values).all()):
+            work = (values if overwrite and values.flags.writeable and values.flags.c_contiguous
+                    else np.ascontiguousarray(values).copy())
             kept = _sigma_clip_in_place(work, sigma, maxiters, clip)
         else:
             kept = SigmaClip(sigma=sigma, maxiters=maxiters, cenfunc=clip.center,
                              stdfunc=clip.std)(values, masked=False, copy=True)
-        median = pool.submit(exact_median, kept)
-        mean, std = _mean(kept), _std(kept)
+        if kept.dtype == np.float32:
+            median = pool.submit(median_float64, kept)
+            mean, std = mean_float64(kept), std_float64(kept)
+        else:
+            median = pool.submit(exact_median, kept)
+            mean, std = _mean(kept), _std(kept)
         return mean, median.result(), std
 
 
-def _values(raw: np.ndarray, shift: float) -> np.ndarray:
-    """The statistics' values: ``raw`` as a new float64 array, NaN as 0, minus ``shift``."""
+def _values(raw: np.ndarray, shift: float, *, copy: bool = True) -> np.ndarray:
+    """The statistics' values: ``raw`` as a new float64 array, NaN as 0, minus ``shift``; a
+    native float32 ``raw`` of finite values with no ``shift`` as a float32 copy (or ``raw``
+    itself when not ``copy``): the same values once widened, and the statistics of
+    :func:`_clipped_stats` and the comparisons of :func:`_between` are made in float64."""
+    if (not shift and raw.dtype == np.float32 and raw.dtype.isnative
+            and np.isfinite(raw).all()):
+        return raw.copy() if copy else raw
     vals = nan_to_zero(np.array(raw, dtype=np.float64))
     if shift:
         vals -= shift
     return vals
+
+
+@njit(nogil=True, cache=True)
+def _between_band(v, lo, hi, out):  # pragma: no cover - numba
+    j = 0
+    for i in range(v.size):
+        x = v[i]
+        if np.float64(x) > lo and np.float64(x) < hi:
+            out[j] = x
+            j += 1
+    return j
+
+
+def _between(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``values[(values > lo) & (values < hi)]`` of a 1-D array, compared in float64 (a
+    float32 value widened), in one pass without the masks: a view of the front of a new
+    array of ``values``' size and type (its pages past the values kept are never touched,
+    so take no memory)."""
+    out = np.empty(values.size, dtype=values.dtype)
+    return out[:_between_band(values, float(lo), float(hi), out)]
 
 
 def compute_background(product: DrizzleProduct, params: CatalogParams,
@@ -305,8 +403,9 @@ def compute_background(product: DrizzleProduct, params: CatalogParams,
     # the statistics read the footprint's values only (float64, NaN as 0; the same values as
     # the whole image converted and indexed, without that whole-image float64 copy, which is
     # made only for Background2D)
-    # (the footprint's values are kept in the image's type, half the size of float64, and
-    # converted for each use: the clipping overwrites its float64 copy)
+    # (the footprint's values are kept in the image's type, half the size of float64; a float32
+    # image's finite values without a shift are clipped in float32 (_values), their statistics
+    # those of the float64 values, else converted for each use: the clipping overwrites its copy)
     raw = product.sci[footprint]
     shift = 0.0
     # cenfunc: each clipping iteration's median by sky.stats.exact_median (np.nanmedian's)
@@ -317,8 +416,7 @@ def compute_background(product: DrizzleProduct, params: CatalogParams,
         mean, median, rms = _clipped_stats(_values(raw, shift), params.nsigma_clip,
                                            params.maxiters, overwrite=True)
     skew = float(abs(3.0 * (mean - median) / rms)) if rms > 0 else 0.0
-    vals = _values(raw, shift)
-    vals = vals[(vals > 0) & (vals < median + 0.1 * rms)]
+    vals = _between(_values(raw, shift, copy=False), 0.0, median + 0.1 * rms)
     del raw
     if vals.size:
         _, bkg_median, bkg_rms = _clipped_stats(vals, params.nsigma_clip, overwrite=True)

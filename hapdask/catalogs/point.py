@@ -52,7 +52,7 @@ from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import fft, ndimage
 
 from hapdask._memory import release_free_memory
-from hapdask.catalogs.background import Background, WeightRegion
+from hapdask.catalogs.background import Background, WeightRegion, erode
 from hapdask.catalogs.flags import source_flags
 from hapdask.catalogs.params import CatalogParams
 from hapdask.catalogs.photometry import aperture_photometry_hap, effective_gain
@@ -300,7 +300,7 @@ def _psf_sources(rows: Callable[[int, int], np.ndarray], shape: tuple[int, int],
     (:func:`_dao_at_peaks`): the same sources as photutils' ``DAOStarFinder`` on the whole
     region."""
     box = params.region_size
-    inside = ndimage.binary_erosion(footprint, iterations=box)
+    inside = erode(footprint, box)  # scipy binary_erosion(footprint, iterations=box)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
         peaks = band_peaks(_DeconvolvedRows(rows, shape, fwhm, params, inside), shape, box,

@@ -38,7 +38,8 @@ from numba import njit
 from hapdask.dqflags import good_pixel_mask
 
 __all__ = ["ClippedStats", "brightness_factor", "clipped_stats", "exact_median", "gather_spans",
-           "good_sky_pixels", "numpy_std", "sky_statistic"]
+           "good_sky_pixels", "mean_float64", "median_float64", "numpy_std", "sky_statistic",
+           "std_float64"]
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,82 @@ def _ranks(v, lo, hi, flo, inv, h, r1, r2):  # pragma: no cover - numba
     return part[k1], np.partition(rest, r2 - r1 - 1)[r2 - r1 - 1]
 
 
+#: values sampled to bracket the middle ranks (:func:`_bracketed_order_stats`)
+_SAMPLE = 16384
+
+
+@njit(nogil=True, cache=True)
+def _bracket_counts(v, lo, hi, flo, inv, nb):  # pragma: no cover - numba
+    """:func:`_bin_counts` of the values of v inside [lo, hi], and the counts of those below
+    ``lo`` and above ``hi`` (NaN in none of the three)."""
+    h = np.zeros(nb, np.int64)
+    below = 0
+    above = 0
+    for i in range(v.size):
+        x = v[i]
+        if x >= lo and x <= hi:
+            k = int((np.float64(x) - flo) * inv)
+            if k >= nb:
+                k = nb - 1
+            h[k] += 1
+        elif x < lo:
+            below += 1
+        elif x > hi:
+            above += 1
+    return h, below, above
+
+
+#: the values' range over the sampled bracket's width above which the bracket is used
+_TAIL = 64.0
+
+
+@njit(nogil=True, cache=True)
+def _bracketed_order_stats(v, vmin, vmax, r1, r2):  # pragma: no cover - numba
+    """:func:`_order_stats` of all the values of v (finite, ``vmin``..``vmax``; ``r1 <=
+    r2``), its fine bins over a bracket of the two ranks estimated from a strided sample of
+    ``_SAMPLE`` values (their sample quantiles -+ 8 standard deviations of a sample
+    quantile's rank) instead of the values' whole range, when that range is more than
+    ``_TAIL`` times the bracket's width: a long tail (sources, cosmic rays) no longer puts
+    most values in the middle bins (whose values are then partitioned). Exact whatever the
+    sample: one counting pass finds how many values lie below, inside and above the bracket,
+    and the ranks are selected inside it when it holds them; returns ``(ok, a, b)``, ``ok``
+    False (nothing selected) when it does not, or when the range is not that wide (the
+    whole range's fine bins are then as good: a counting pass with few values in the
+    bracket costs ~4x more than one that bins every value, in its branches)."""
+    n = v.size
+    step = max(1, n // _SAMPLE)
+    s = np.sort(v[::step])
+    m = s.size
+    margin = int(8.0 * np.sqrt(0.25 * m)) + 8
+    lo = s[max(0, (r1 * m) // n - margin)]
+    hi = s[min(m - 1, (r2 * m) // n + margin)]
+    if not (np.float64(vmax) - np.float64(vmin) > _TAIL * (np.float64(hi) - np.float64(lo))):
+        return False, lo, hi
+    flo, inv = _bin_params(lo, hi)
+    if inv == 0.0:  # lo == hi: every value of the bracket is lo
+        h = np.zeros(0, np.int64)
+        inside = 0
+        below = 0
+        above = 0
+        for i in range(n):
+            x = v[i]
+            if x == lo:
+                inside += 1
+            elif x < lo:
+                below += 1
+            elif x > lo:
+                above += 1
+    else:
+        h, below, above = _bracket_counts(v, lo, hi, flo, inv, _NBINS)
+        inside = h.sum()
+    if below + inside + above != n or below > r1 or r2 >= below + inside:
+        return False, lo, hi
+    if inv == 0.0:
+        return True, lo, lo
+    a, b = _ranks(v, lo, hi, flo, inv, h, r1 - below, r2 - below)
+    return True, a, b
+
+
 @njit(nogil=True, cache=True)
 def gather_spans(sci, good, y0, xlo, xhi):  # pragma: no cover - numba
     """Values of ``sci`` where ``good`` inside row spans (rows ``y0 + k``, columns
@@ -260,7 +337,10 @@ _PW_BLOCKSIZE = 128
 
 @njit(nogil=True, cache=True, inline="always")
 def _term(x, m, squares):  # pragma: no cover - numba
-    """A value of :func:`_pairwise_sum`: ``x``, or with ``squares`` ``(x - m) * (x - m)``."""
+    """A value of :func:`_pairwise_sum`: ``x``, or with ``squares`` ``(x - m) * (x - m)``, in
+    float64 (a float32 value widened first: the sums of a float32 array are those of its
+    float64 copy)."""
+    x = np.float64(x)
     if squares:
         return (x - m) * (x - m)
     return x
@@ -340,10 +420,16 @@ def _pairwise_sum(a, m, squares):  # pragma: no cover - numba
 
 
 @njit(nogil=True, cache=True)
+def _mean_1d(a):  # pragma: no cover - numba
+    """``np.mean`` of a float64 array (its pairwise sum over the count); of a float32 array
+    that of its float64 copy."""
+    return (0.0 + _pairwise_sum(a, 0.0, False)) / a.size
+
+
+@njit(nogil=True, cache=True)
 def _std_1d(a):  # pragma: no cover - numba
-    n = a.size
-    mean = (0.0 + _pairwise_sum(a, 0.0, False)) / n
-    return np.sqrt((0.0 + _pairwise_sum(a, mean, True)) / n)
+    mean = _mean_1d(a)
+    return np.sqrt((0.0 + _pairwise_sum(a, mean, True)) / a.size)
 
 
 def numpy_std(values: np.ndarray) -> np.floating:
@@ -357,9 +443,58 @@ def numpy_std(values: np.ndarray) -> np.floating:
     return np.float64(_std_1d(a))
 
 
+def _compiled_1d(a: np.ndarray) -> bool:
+    """Whether the compiled float64 statistics take ``a`` as it is: a non-empty 1-D contiguous
+    native float32 or float64 array."""
+    return (a.ndim == 1 and a.size > 0 and a.dtype in (np.float32, np.float64)
+            and a.dtype.isnative and a.flags.c_contiguous)
+
+
+def mean_float64(values: np.ndarray) -> np.float64:
+    """``np.mean(values.astype(np.float64))`` of a 1-D float32 or float64 array: for a
+    contiguous one the same value (numpy's pairwise sum of the widened values, in the same
+    order, over the count) from one compiled pass, without the float64 copy."""
+    a = np.asarray(values)
+    if not _compiled_1d(a):
+        return np.mean(np.asarray(a, dtype=np.float64))
+    return np.float64(_mean_1d(a))
+
+
+def std_float64(values: np.ndarray) -> np.float64:
+    """``np.std(values.astype(np.float64))`` of a 1-D float32 or float64 array: for a
+    contiguous one the same value (:func:`numpy_std`'s two compiled passes over the widened
+    values), without the float64 copy."""
+    a = np.asarray(values)
+    if not _compiled_1d(a):
+        return np.std(np.asarray(a, dtype=np.float64))
+    return np.float64(_std_1d(a))
+
+
+def median_float64(values: np.ndarray) -> np.float64:
+    """``np.median(values.astype(np.float64))`` of a 1-D float32 or float64 array of finite
+    values: the same value (the order statistics of float32 values are float32 values, exact
+    in float64; the two middle ones averaged in float64 as numpy does) by the compiled order
+    statistics of :func:`exact_median`, without the float64 copy."""
+    a = np.asarray(values)
+    if a.dtype == np.float64:
+        return np.float64(exact_median(a))
+    if a.ndim != 1 or a.dtype != np.float32 or not a.dtype.isnative or a.size < 65536:
+        return np.float64(np.median(np.asarray(a, dtype=np.float64)))
+    lo, hi = a.min(), a.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return np.float64(np.median(np.asarray(a, dtype=np.float64)))
+    n = a.size
+    ok, x, y = _bracketed_order_stats(a, lo, hi, (n - 1) // 2, n // 2)
+    if not ok:
+        x, y = _order_stats(a, lo, hi, n, (n - 1) // 2, n // 2)
+    return np.float64(x) if n % 2 else np.mean(np.array([x, y], dtype=np.float64))
+
+
 def exact_median(values: np.ndarray, axis: int | None = None) -> np.floating:
     """``np.nanmedian(values, axis)``, for a large float64 array of finite values by the
-    order statistics of :func:`_order_stats` (the same value, a fraction of numpy's CPU).
+    order statistics of :func:`_bracketed_order_stats` (fine bins over a sampled bracket of
+    the middle ranks, for values with a long tail), else of :func:`_order_stats` (fine bins
+    over the values' range): the same value, a fraction of numpy's CPU.
 
     The two middle values of the whole array are selected exactly and averaged as numpy does
     (``np.mean`` of the two; the middle value itself for an odd count). Anything else
@@ -374,7 +509,9 @@ def exact_median(values: np.ndarray, axis: int | None = None) -> np.floating:
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return np.nanmedian(a)
     n = a.size
-    x, y = _order_stats(a, lo, hi, n, (n - 1) // 2, n // 2)
+    ok, x, y = _bracketed_order_stats(a, lo, hi, (n - 1) // 2, n // 2)
+    if not ok:
+        x, y = _order_stats(a, lo, hi, n, (n - 1) // 2, n // 2)
     return np.float64(x) if n % 2 else np.mean(np.array([x, y]))
 
 

@@ -20,7 +20,15 @@ from hapdask.catalogs import (
     threshold_image,
     weight_regions,
 )
-from hapdask.catalogs.background import MAD_SIGMA, _clipped_stats, _mad_rms, _mean, _std
+from hapdask.catalogs.background import (
+    MAD_SIGMA,
+    _between,
+    _clipped_stats,
+    _mad_rms,
+    _mean,
+    _std,
+    erode,
+)
 from hapdask.catalogs.product import nan_to_zero
 from hapdask.simulate import instruments
 from hapdask.sky.stats import exact_median
@@ -169,7 +177,7 @@ def test_bad_inputs():
 
 @pytest.mark.parametrize("n", [65536, 65537, 400_001])
 @pytest.mark.parametrize("kind", ["skewed", "ties", "few_values", "sorted", "inf", "nan", "int",
-                                  "one_bin", "narrow"])
+                                  "one_bin", "narrow", "cauchy", "half_equal", "sorted_tail"])
 def test_exact_median_equals_numpy(n, kind):
     """``exact_median`` returns ``np.nanmedian``'s value (the oracle) bit for bit: odd and even
     sizes, ties, a handful of distinct values, sorted data, inf; NaN and non-float64 data go
@@ -177,7 +185,13 @@ def test_exact_median_equals_numpy(n, kind):
     rng = np.random.default_rng(n)
     v = rng.normal(0.05, 0.01, n)
     v[rng.integers(0, n, n // 50)] += rng.exponential(1.0, n // 50)  # a source tail
-    if kind == "ties":
+    if kind == "cauchy":  # a long tail: fine bins over a sampled bracket of the middle ranks
+        v = np.abs(rng.standard_cauchy(n))
+    elif kind == "half_equal":  # the bracket one value wide (most values equal)
+        v = np.where(rng.random(n) < 0.7, 0.25, rng.standard_cauchy(n))
+    elif kind == "sorted_tail":  # a strided sample of sorted long-tailed values
+        v = np.sort(np.abs(rng.standard_cauchy(n)))
+    elif kind == "ties":
         v = np.round(v, 3)
     elif kind == "few_values":
         v = rng.integers(0, 3, n).astype(np.float64)
@@ -310,3 +324,61 @@ def test_mad_rms_one_pass_equals_numpy(dtype, shift):
         values = np.abs(2 * x[:, 2:-2] - x[:, :-4] - x[:, 4:])[use]
     want = float(np.median(values)) * MAD_SIGMA / np.sqrt(6.0)
     assert _mad_rms(data, band=16, shift=shift) == want
+
+
+@pytest.mark.parametrize("n", [5000, 300_001])
+@pytest.mark.parametrize("maxiters", [1, 5, None])
+def test_clipped_statistics_of_float32_values_are_those_of_float64(n, maxiters):
+    """Float32 values clipped in place in float32 give astropy's ``sigma_clipped_stats`` of
+    their float64 copy (the oracle) bit for bit, and are left alone without ``overwrite``."""
+    rng = np.random.default_rng(n + 1)
+    v = rng.normal(0.05, 0.01, n).astype(np.float32)
+    v[rng.integers(0, n, n // 30)] += rng.exponential(0.5, n // 30).astype(np.float32)
+    want = sigma_clipped_stats(v.astype(np.float64), sigma=3.0, maxiters=maxiters)
+    before = v.copy()
+    got = _clipped_stats(v, 3.0, maxiters)
+    assert tuple(map(float, got)) == tuple(map(float, want))
+    assert np.array_equal(v, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_between_is_numpys_selection(dtype):
+    """``_between`` keeps ``values[(values > lo) & (values < hi)]`` of the float64 values (the
+    float32 values widened), in order, in the values' type."""
+    rng = np.random.default_rng(4)
+    v = rng.normal(0.05, 0.01, 100_003).astype(dtype)
+    v[::7] = 0.0
+    hi = 0.05 + 1e-9  # between two float32 values: compared in float64, not rounded to float32
+    v64 = v.astype(np.float64)
+    want = v64[(v64 > 0) & (v64 < hi)]
+    got = _between(v, 0.0, hi)
+    assert got.dtype == dtype and np.array_equal(got.astype(np.float64), want)
+
+
+def test_background_of_float32_image_equals_float64_image():
+    """The background of a float32 image (its footprint's values clipped in float32) is that
+    of the same image as float64 (the statistics' float64 values, the unchanged path)."""
+    prod = _blank(shape=(400, 300), seed=11, extra=np.linspace(0.0, 0.3, 300)[None, :] ** 4)
+    p32 = replace(prod, sci=prod.sci.astype(np.float32))
+    p64 = replace(prod, sci=p32.sci.astype(np.float64))
+    a, b = compute_background(p32, PARAMS), compute_background(p64, PARAMS)
+    assert (a.median, a.rms_median, a.skew, a.method, a.note) == (
+        b.median, b.rms_median, b.skew, b.method, b.note)
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3, 10, 11, 40])
+def test_erode_is_scipys_binary_erosion(iterations):
+    """``erode`` gives ``scipy.ndimage.binary_erosion(mask, iterations=k)`` (the oracle): random
+    masks with holes and edges, thin shapes, a full and an empty mask; the input is kept."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(iterations)
+    masks = [rng.random((ny, nx)) < rng.uniform(0.6, 0.999)
+             for ny, nx in rng.integers(1, 70, (12, 2))]
+    masks += [np.ones((50, 60), bool), np.zeros((5, 5), bool), np.ones((1, 30), bool)]
+    for m in masks:
+        before = m.copy()
+        got = erode(m, iterations)
+        assert got.dtype == bool and np.array_equal(got, ndimage.binary_erosion(
+            m, iterations=iterations))
+        assert np.array_equal(m, before)

@@ -7,7 +7,7 @@ import pytest
 from stsci.imagestats import ImageStats
 
 from hapdask.sky import SkyParams, brightness_factor, clipped_stats, sky_statistic
-from hapdask.sky.stats import numpy_std
+from hapdask.sky.stats import mean_float64, median_float64, numpy_std, std_float64
 
 
 def _data(n, seed):
@@ -158,3 +158,25 @@ def test_numpy_std_is_numpys():
     assert numpy_std(b.astype(np.float32)) == np.std(b.astype(np.float32))
     with pytest.warns(RuntimeWarning):
         assert np.isnan(numpy_std(np.zeros(0)))
+
+
+def test_float64_statistics_of_float32_values():
+    """``mean_float64``, ``std_float64`` and ``median_float64`` of float32 values are numpy's
+    ``mean``, ``std`` and ``median`` of their float64 copy (the oracle) bit for bit: lengths
+    around the pairwise blocks and the median's sizes, odd and even, long tails, ties; float64
+    values give numpy's own statistics."""
+    rng = np.random.default_rng(12)
+    for n in [1, 7, 129, 8193, 65535, 65536, 65537, 300_001, 1_000_000]:
+        for v in (rng.normal(0.3, 1.0, n) * rng.random(n) ** 5 * 1e3,
+                  np.abs(rng.standard_cauchy(n)), np.round(rng.normal(0, 2, n))):
+            a = v.astype(np.float32)
+            w = a.astype(np.float64)
+            assert mean_float64(a) == np.mean(w)
+            assert std_float64(a) == np.std(w)
+            assert median_float64(a) == np.median(w)
+            assert (mean_float64(w), std_float64(w), median_float64(w)) == (
+                np.mean(w), np.std(w), np.median(w))
+    s = np.arange(200_000, dtype=np.float32)[::2]  # a strided view: numpy's values
+    assert (mean_float64(s), std_float64(s), median_float64(s)) == (
+        np.mean(s.astype(np.float64)), np.std(s.astype(np.float64)),
+        np.median(s.astype(np.float64)))
