@@ -80,6 +80,86 @@ def residual(sci, dq, ignore_bits, grid, c0, step):  # pragma: no cover - compil
 
 
 @njit(nogil=True, cache=True)
+def convolve(img, weights):  # pragma: no cover - compiled
+    """``scipy.ndimage.convolve(img, weights, mode="constant", cval=0.0)`` of a float32 image
+    with odd-sized float64 ``weights``, to the same bits.
+
+    As ndimage's correlation: the flipped weights of magnitude above DBL_EPSILON, in C order,
+    each times the pixel (``0.0`` beyond the image) summed in float64 from ``0.0``, the sum
+    rounded to float32. Returns float32 ``(ny, nx)``.
+    """
+    ny, nx = img.shape
+    fy, fx = weights.shape
+    hy, hx = fy // 2, fx // 2
+    eps = np.finfo(np.float64).eps
+    n = 0
+    for j in range(fy):
+        for i in range(fx):
+            if abs(weights[fy - 1 - j, fx - 1 - i]) > eps:
+                n += 1
+    dy = np.empty(n, np.int64)
+    dx = np.empty(n, np.int64)
+    w = np.empty(n, np.float64)
+    n = 0
+    for j in range(fy):
+        for i in range(fx):
+            v = weights[fy - 1 - j, fx - 1 - i]
+            if abs(v) > eps:
+                dy[n] = j - hy
+                dx[n] = i - hx
+                w[n] = v
+                n += 1
+    out = np.empty((ny, nx), np.float32)
+    acc = np.empty(nx, np.float64)
+    for y in range(ny):
+        acc[:] = 0.0
+        # tap by tap along the row: every pixel still sums its taps in C order
+        for k in range(n):
+            yy = y + dy[k]
+            wk = w[k]
+            if yy < 0 or yy >= ny:
+                for x in range(nx):
+                    acc[x] += wk * 0.0
+                continue
+            d = dx[k]
+            lo = max(0, -d)
+            hi = min(nx, nx - d)
+            for x in range(lo):
+                acc[x] += wk * 0.0
+            src = img[yy, lo + d:hi + d]
+            dst = acc[lo:hi]
+            for x in range(hi - lo):
+                dst[x] += wk * np.float64(src[x])
+            for x in range(hi, nx):
+                acc[x] += wk * 0.0
+        for x in range(nx):
+            out[y, x] = np.float32(acc[x])
+    return out
+
+
+@njit(nogil=True, cache=True)
+def stamps(img, y0, x0, half, fill):  # pragma: no cover - compiled
+    """``(n, 2 half + 1, 2 half + 1)`` stamps of ``img`` (its dtype) centred on ``(y0, x0)``,
+    ``fill`` (cast to that dtype) on the pixels beyond the image."""
+    ny, nx = img.shape
+    s = 2 * half + 1
+    n = y0.size
+    out = np.empty((n, s, s), img.dtype)
+    f = img.dtype.type(fill)
+    for k in range(n):
+        for j in range(s):
+            yy = y0[k] + j - half
+            row_in = yy >= 0 and yy < ny
+            for i in range(s):
+                xx = x0[k] + i - half
+                if row_in and xx >= 0 and xx < nx:
+                    out[k, j, i] = img[yy, xx]
+                else:
+                    out[k, j, i] = f
+    return out
+
+
+@njit(nogil=True, cache=True)
 def peaks(img, good, footprint, threshold, border):  # pragma: no cover - compiled
     """Local maxima of ``img`` within ``footprint`` above ``threshold`` (photutils
     ``find_peaks`` with a footprint, as DAOStarFinder calls it).

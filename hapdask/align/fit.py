@@ -21,6 +21,7 @@ from tweakwcs.correctors import FITSWCSCorrector
 from hapdask.align.catalog import RefCatalog
 from hapdask.align.params import FitParams, MatchParams
 from hapdask.align.updates import WcsUpdate
+from hapdask.profile import timed
 
 #: tweakwcs logs every step at INFO; keep warnings only.
 logging.getLogger("tweakwcs").setLevel(logging.WARNING)
@@ -342,7 +343,8 @@ def fit_visit(exposures: list[ExposureInput], refcat: RefCatalog | None,
                 fp.append(cs.chip.footprint())
                 fp.append(np.full((1, 2), np.nan))
         epoch = float(np.mean([e.epoch for e in usable]))
-        ref = refcat.query(np.vstack(fp), epoch)
+        with timed("refcat"):
+            ref = refcat.query(np.vstack(fp), epoch)
         for e in usable:
             results[e.rootname].nref = len(ref)
         if len(ref) < p.min_matches:
@@ -359,7 +361,8 @@ def fit_visit(exposures: list[ExposureInput], refcat: RefCatalog | None,
     good: set[str] = set()
     for m in methods:
         if m.name == "relative":
-            cs, geom = _relative(make(lambda e: e.rootname), usable[0].rootname, m, p)
+            with timed("fit-relative"):
+                cs, geom = _relative(make(lambda e: e.rootname), usable[0].rootname, m, p)
             good, bad, rel_info = _relative_split(cs, m, p)
             for root, why in bad.items():
                 reasons[root].append(f"relative: {why}")
@@ -379,7 +382,8 @@ def fit_visit(exposures: list[ExposureInput], refcat: RefCatalog | None,
                 c.meta.pop("fit_info", None)
             # the relative solution is the start of the absolute fit
             base = [FITSWCSCorrector(c.wcs, meta=dict(c.meta)) for c in cs]
-            abs_cs, geom = _run(base, ref, m, p, relative=False)
+            with timed("fit-absolute"):
+                abs_cs, geom = _run(base, ref, m, p, relative=False)
             info = abs_cs[0].meta.get("fit_info", {}) if abs_cs else {}
             q = (_quality(info, ref, p, abs_cs[0].meta["pscale_mas"], m.tolerance) if geom
                  else _Fit(False, str(info.get("status", "no fit"))))
@@ -407,7 +411,8 @@ def fit_visit(exposures: list[ExposureInput], refcat: RefCatalog | None,
                 if results[e.rootname].status == "aligned":
                     continue
                 own = [c for c in make(lambda x: x.rootname) if c.meta["rootname"] == e.rootname]
-                cs, geom = _run(own, ref, m, p, relative=False)
+                with timed("fit-absolute"):
+                    cs, geom = _run(own, ref, m, p, relative=False)
                 info = cs[0].meta.get("fit_info", {}) if cs else {}
                 q = (_quality(info, ref, p, cs[0].meta["pscale_mas"], m.tolerance) if geom
                      else _Fit(False, str(info.get("status", "no fit"))))

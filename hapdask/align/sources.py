@@ -17,12 +17,12 @@ from photutils.background import (
     Background2D,
     MedianBackground,
     SExtractorBackground,
-    StdBackgroundRMS,
 )
 from photutils.detection import DAOStarFinder
 from scipy import ndimage
 
 from hapdask.align.params import SourceParams
+from hapdask.profile import timed
 
 #: Columns of a source table (see :func:`find_sources`).
 SOURCE_COLUMNS = ("x", "y", "sigma", "flux", "flux_err", "peak", "snr")
@@ -53,6 +53,14 @@ def bin_factor(p: SourceParams) -> int:
     return max(1, min(3, p.box_size // 6))
 
 
+class _NoRms:
+    """A Background2D rms estimator that measures nothing (zeros): only the background mesh
+    is used, which Background2D computes independently of its rms mesh."""
+
+    def __call__(self, data, axis=None, masked=False):
+        return 0.0 if axis is None else np.zeros(np.shape(data)[:-1])
+
+
 def _background(binned: np.ndarray, mask: np.ndarray, p: SourceParams, b: int
                 ) -> tuple[np.ndarray, float] | None:
     """Background mesh of the ``b``-binned chip: ``(mesh, box)``, ``box`` in chip pixels.
@@ -71,7 +79,7 @@ def _background(binned: np.ndarray, mask: np.ndarray, p: SourceParams, b: int
                 warnings.simplefilter("ignore")
                 bkg = Background2D(binned, box, mask=mask, filter_size=1,
                                    sigma_clip=SigmaClip(sigma=3.0), bkg_estimator=est,
-                                   bkg_rms_estimator=StdBackgroundRMS(),
+                                   bkg_rms_estimator=_NoRms(),
                                    exclude_percentile=pct)
                 mesh = np.asarray(bkg.background_mesh, dtype=np.float64)
         except ValueError:
@@ -134,17 +142,16 @@ def windowed_centroids(data: np.ndarray, x: np.ndarray, y: np.ndarray, sigma: fl
                                 int(niter), float(tol))
 
 
-def _gather(img: np.ndarray, y0: np.ndarray, x0: np.ndarray, half: int, fill
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """``(n, 2 half + 1, 2 half + 1)`` stamps of ``img`` centred on ``(y0, x0)`` and which of
-    their pixels lie on the image (``fill`` elsewhere)."""
-    off = np.arange(-half, half + 1)
-    gy = y0[:, None, None] + off[None, :, None]
-    gx = x0[:, None, None] + off[None, None, :]
-    ny, nx = img.shape
-    inside = (gy >= 0) & (gy < ny) & (gx >= 0) & (gx < nx)
-    vals = img[np.clip(gy, 0, ny - 1), np.clip(gx, 0, nx - 1)]
-    return np.where(inside, vals, fill), inside
+def _gather(img: np.ndarray, y0: np.ndarray, x0: np.ndarray, half: int, fill) -> np.ndarray:
+    """``(n, 2 half + 1, 2 half + 1)`` stamps of ``img`` centred on ``(y0, x0)`` (``fill``
+    beyond the image), a numba loop."""
+    from hapdask.align import _kernels as K  # numba: compiled on first use, not on import
+
+    img = np.asarray(img)
+    if not img.dtype.isnative:
+        img = img.astype(img.dtype.newbyteorder("="))
+    return K.stamps(img, np.asarray(y0, dtype=np.int64), np.asarray(x0, dtype=np.int64),
+                    int(half), fill)
 
 
 def _mosaic(stamps: np.ndarray, ncol: int, fill) -> np.ndarray:
@@ -160,7 +167,7 @@ def find_sources(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, pixel_scale: 
                  params: SourceParams | None = None) -> tuple[Table, str]:
     """Detect and centroid the point-like sources of one chip.
 
-    Full-chip passes are numba kernels (GIL released) and one scipy convolution:
+    Full-chip passes are numba kernels (GIL released):
 
     1. the good pixels (finite, DQ) are averaged in ``b x b`` blocks (:func:`bin_factor`);
        photutils' Background2D of that binned image gives the background mesh (boxes of
@@ -212,15 +219,18 @@ def find_sources(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, pixel_scale: 
         dq = dq.astype(np.int64)
     ny, nx = sci.shape
     b = bin_factor(p)
-    binned, ngood = K.block_mean(sci, dq, int(p.ignore_bits), b)
+    with timed("bin"):
+        binned, ngood = K.block_mean(sci, dq, int(p.ignore_bits), b)
     if not (ngood > 0).any():
         return empty_sources(), "no good pixels"
-    bg = _background(binned, ngood == 0, p, b)
+    with timed("background"):
+        bg = _background(binned, ngood == 0, p, b)
     if bg is None:
         return empty_sources(), "background estimation failed (too few good pixels)"
     mesh, step = bg
-    resid, good = K.residual(sci, dq, int(p.ignore_bits), mesh, (step - 1.0) / 2.0, step)
-    rms = _pixel_rms(resid, good)
+    with timed("residual"):
+        resid, good = K.residual(sci, dq, int(p.ignore_bits), mesh, (step - 1.0) / 2.0, step)
+        rms = _pixel_rms(resid, good)
     if not rms > 0:
         return empty_sources(), "zero background noise (constant image)"
     fwhm = max(p.fwhmpsf / pixel_scale, 1.0)
@@ -233,23 +243,27 @@ def find_sources(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, pixel_scale: 
            "n_brightest": 8 * p.max_sources}
     finder = DAOStarFinder(threshold, fwhm, exclude_border=True, **dao)
     kern = finder.kernel
-    conv = ndimage.convolve(resid, kern.data.astype(np.float32), mode="constant", cval=0.0)
+    with timed("detect"):
+        # = ndimage.convolve(resid, kern.data.astype(np.float32), mode="constant"), bit for bit
+        conv = K.convolve(resid, kern.data.astype(np.float32).astype(np.float64))
     r = finder.min_separation  # find_peaks' circular footprint, as DAOStarFinder builds it
     idx = np.arange(-r, r + 1)
     foot = ((idx[None, :] ** 2 + idx[:, None] ** 2) <= r ** 2).astype(np.uint8)
-    py, px = K.peaks(conv, good, foot, float(finder.threshold_eff),
-                     max(kern.y_radius, kern.x_radius))
+    with timed("detect"):
+        py, px = K.peaks(conv, good, foot, float(finder.threshold_eff),
+                         max(kern.y_radius, kern.x_radius))
+    del conv
     if py.size == 0:
         return empty_sources(), "no source above the detection threshold"
     # stamps of 2 kernel radii: the convolution at every pixel DAOStarFinder reads is exact
     h1 = 2 * (max(kern.shape) // 2)
     s1 = 2 * h1 + 1
-    st, _ = _gather(resid, py, px, h1, 0.0)
+    st = _gather(resid, py, px, h1, 0.0)
     ncol1 = max(1, int(math.ceil(math.sqrt(py.size))))
     k1 = np.arange(py.size)
     finder = DAOStarFinder(threshold, fwhm, exclude_border=False, **dao, xycoords=np.column_stack(
         [(k1 % ncol1) * s1 + h1, (k1 // ncol1) * s1 + h1]))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), timed("daofind"):
         warnings.simplefilter("ignore")
         found = finder(_mosaic(st, ncol1, 0.0))
     if found is None or len(found) == 0:
@@ -274,28 +288,30 @@ def find_sources(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, pixel_scale: 
     k = np.arange(cy.size)
     ox = (k % ncol) * size + half - cx  # mosaic = chip + (ox, oy) per stamp
     oy = (k // ncol) * size + half - cy
-    s_dq, _ = _gather(dq, cy, cx, half, 0)
+    s_dq = _gather(dq, cy, cx, half, 0)
     # reject detections touching saturated / CR-flagged pixels
     near = ((s_dq.astype(np.int64) & p.reject_bits) != 0)[:, half - rad:half + rad + 1,
                                                           half - rad:half + rad + 1]
     keep = ~near.any(axis=(1, 2))
     if not keep.any():
         return empty_sources(), "all detections saturated or cosmic-ray flagged"
-    s_res, _ = _gather(resid, cy, cx, half, 0.0)
-    s_good, _ = _gather(good, cy, cx, half, 0)
+    s_res = _gather(resid, cy, cx, half, 0.0)
+    s_good = _gather(good, cy, cx, half, 0)
     data = _mosaic(s_res, ncol, 0.0)
     valid = _mosaic(s_good.astype(bool), ncol, False)
     xm, ym = (x + ox)[keep], (y + oy)[keep]
     ox, oy = ox[keep], oy[keep]
-    xc, yc = windowed_centroids(data, xm, ym, sig_w, valid=valid)
+    with timed("centroid"):
+        xc, yc = windowed_centroids(data, xm, ym, sig_w, valid=valid)
     ok = np.isfinite(xc) & np.isfinite(yc) & (np.hypot(xc - xm, yc - ym) < 1.0)
     xc, yc, ox, oy = xc[ok], yc[ok], ox[ok], oy[ok]
     if xc.size == 0:
         return empty_sources(), "no source could be centroided"
-    s_err, _ = _gather(np.asarray(err), cy, cx, half, 0.0)
+    s_err = _gather(np.asarray(err), cy, cx, half, 0.0)
     err_img = _mosaic(np.where(s_good.astype(bool), s_err, 0.0), ncol, 0.0)
     aper = CircularAperture(np.column_stack([xc, yc]), r=1.5 * fwhm)
-    phot = aperture_photometry(data, aper, error=err_img, mask=~valid)
+    with timed("photometry"):
+        phot = aperture_photometry(data, aper, error=err_img, mask=~valid)
     flux = np.asarray(phot["aperture_sum"], dtype=float)
     ferr = np.asarray(phot["aperture_sum_err"], dtype=float)
     snr = np.where(ferr > 0, flux / np.where(ferr > 0, ferr, 1.0), 0.0)
@@ -320,7 +336,8 @@ def chip_sources(chip, params: SourceParams | None = None) -> tuple[Table, str]:
     Returns ``(sources, note)``; an unreadable chip gives no sources and the error as the note.
     """
     try:
-        sci, err, dq = chip.read()
+        with timed("read"):
+            sci, err, dq = chip.read()
     except (OSError, ValueError) as exc:
         return empty_sources(), f"unreadable: {exc}"
     return find_sources(sci, err, dq, chip.pixel_scale, params)

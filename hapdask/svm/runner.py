@@ -204,9 +204,10 @@ def _state_task(exps: list, kept_updates: dict, *fit_results) -> DetectorState:
     w0 = first.wcs()
     hdr = first.chip.header
     scale = float(hdr["IDCSCALE"]) if "IDCSCALE" in hdr else linear_pixel_scale(w0)
-    grid = hap_visit_grid([w0] + [c.wcs() for c in refs[1:]], scale, sci_header=hdr,
-                          pa_v3=exps[0].primary.get("PA_V3"),
-                          detector=(exps[0].instrument, exps[0].detector))
+    with timed("grid"):
+        grid = hap_visit_grid([w0] + [c.wcs() for c in refs[1:]], scale, sci_header=hdr,
+                              pa_v3=exps[0].primary.get("PA_V3"),
+                              detector=(exps[0].instrument, exps[0].detector))
     return DetectorState(updates, fits_, grid)
 
 

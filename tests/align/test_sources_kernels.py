@@ -98,3 +98,63 @@ def test_windowed_centroids_recover_true_positions():
     valid[:, :] = False
     xn, yn = windowed_centroids(img, x0[:2], y0[:2], 1.5, valid=valid)
     assert np.isnan(xn).all() and np.isnan(yn).all()
+
+
+def test_convolve_equals_ndimage_convolve_bit_for_bit():
+    """ndimage.convolve (mode constant, cval 0) is the oracle: the same float32 bits, on
+    DAOStarFinder's kernel and on asymmetric kernels with zero and tiny weights, images
+    smaller than the kernel included."""
+    rng = np.random.default_rng(6)
+    kern = DAOStarFinder(5.0, 2.6).kernel.data.astype(np.float32)
+    kernels = [kern, rng.normal(size=(3, 5)).astype(np.float32),
+               np.array([[0, 1, 0], [2, -3, 0], [0, 0, 1e-20]], np.float32)]
+    images = [_image(7)[0], rng.normal(size=(37, 53)).astype(np.float32),
+              rng.normal(size=(2, 3)).astype(np.float32)]
+    images[0] = np.nan_to_num(images[0])
+    for w in kernels:
+        for img in images:
+            want = ndimage.convolve(img, w, mode="constant", cval=0.0)
+            got = K.convolve(img, w.astype(np.float64))
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_stamps_equal_fancy_index_gather():
+    """NumPy fancy indexing (``fill`` beyond the image) is the oracle, for the dtypes the
+    source finder gathers (float32 residual and error, uint16 DQ, uint8 good mask)."""
+    rng = np.random.default_rng(8)
+    y0 = rng.integers(-6, 46, 300)
+    x0 = rng.integers(-6, 66, 300)
+    for img, fill in ((rng.normal(size=(40, 60)).astype(np.float32), 0.0),
+                      (rng.integers(0, 9999, (40, 60)).astype(np.uint16), 0),
+                      (rng.integers(0, 2, (40, 60)).astype(np.uint8), 0)):
+        for half in (0, 4, 8):
+            off = np.arange(-half, half + 1)
+            gy = y0[:, None, None] + off[None, :, None]
+            gx = x0[:, None, None] + off[None, None, :]
+            inside = (gy >= 0) & (gy < 40) & (gx >= 0) & (gx < 60)
+            want = np.where(inside, img[np.clip(gy, 0, 39), np.clip(gx, 0, 59)], fill)
+            got = K.stamps(img, y0, x0, half, fill)
+            assert got.dtype == img.dtype
+            np.testing.assert_array_equal(got, want)
+
+
+def test_background_mesh_without_rms_estimator_is_photutils_mesh():
+    """Background2D's mesh does not depend on its rms estimator: the source finder's
+    (rms not measured) equals the one with photutils' StdBackgroundRMS (the oracle)."""
+    from astropy.stats import SigmaClip
+    from photutils.background import Background2D, SExtractorBackground, StdBackgroundRMS
+
+    from hapdask.align.params import SourceParams
+    from hapdask.align.sources import _background
+
+    rng = np.random.default_rng(9)
+    binned = rng.normal(100.0, 5.0, (83, 131))
+    binned[rng.random(binned.shape) < 0.01] += 500.0
+    mask = rng.random(binned.shape) < 0.05
+    mesh, box = _background(binned, mask, SourceParams(filter_size=1), 3)
+    want = Background2D(binned, 9, mask=mask, filter_size=1, sigma_clip=SigmaClip(sigma=3.0),
+                        bkg_estimator=SExtractorBackground(),
+                        bkg_rms_estimator=StdBackgroundRMS(), exclude_percentile=10.0)
+    assert box == 27.0
+    np.testing.assert_array_equal(mesh, np.asarray(want.background_mesh, dtype=np.float64))
