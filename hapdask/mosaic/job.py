@@ -52,7 +52,7 @@ from hapdask.mosaic.graph import (
 from hapdask.mosaic.grid import OutputGrid, astrodrizzle_grid
 from hapdask.mosaic.inputs import ChipRef, chip_refs
 from hapdask.mosaic.params import AstroDrizzleParams, ParameterError, load_config
-from hapdask.mosaic.scratch import Scratch, remove_stale
+from hapdask.mosaic.scratch import Scratch, load_array, remove_stale
 from hapdask.mosaic.stages import assemble_mask
 from hapdask.mosaic.tiles import place_chips, plan_tiles
 from hapdask.scheduling import compute_context
@@ -175,6 +175,54 @@ def _write_tile(layout: xfits.FitsLayout, window, scale: float, result: dict) ->
     return float(np.count_nonzero(result["wht"]))
 
 
+#: bytes per data plane of the bands of rows :func:`_write_rows` writes at once
+_ROWS_BYTES = 2 << 20
+
+
+def _stage_tile(scratch: Scratch, name: str, scale: float, nplanes: int, result: dict
+                ) -> float:
+    """Keep a final tile for :func:`_write_rows`: its SCI (in the product's units: times
+    ``scale``), WHT and ``nplanes`` CTX planes, as the file has them (float32, float32,
+    int32), saved as the bits of one ``(2 + nplanes, ty, tx)`` uint32 array (direct I/O).
+    Returns the tile's number of pixels with weight (as :func:`_write_tile`)."""
+    sci = result["sci"] if scale == 1.0 else result["sci"] * np.float32(scale)
+    planes = [np.asarray(sci, np.float32), np.asarray(result["wht"], np.float32)]
+    ctx = result["ctx"]
+    if nplanes:
+        cube = ctx if ctx.ndim == 3 else ctx[None]
+        if len(cube) != nplanes:
+            raise ValueError(f"tile {name}: {len(cube)} CTX planes, the product has {nplanes}")
+        if cube.dtype == np.uint32:  # as write_fits_tile: the bits, as int32
+            cube = cube.view(np.int32)
+        planes += list(np.asarray(cube, np.int32))
+    scratch.save(name, [p.view(np.uint32) for p in planes], direct=True)
+    return float(np.count_nonzero(result["wht"]))
+
+
+def _write_rows(layout: xfits.FitsLayout, y0: int, y1: int, parts: list, *_tiles) -> None:
+    """Write the product's rows ``y0:y1`` (a row of tiles) from the tiles :func:`_stage_tile`
+    kept (``parts``: ``(scratch file, window)`` of each; columns of no tile are zeros, as
+    :func:`~hapdask.export.fits.create_fits` made them) in bands of :data:`_ROWS_BYTES` per
+    plane (:class:`~hapdask.export.fits.FitsRows`: direct I/O; the tiles are read with direct
+    I/O too, band by band)."""
+    nx = layout.shape[1]
+    nplanes = 2 + layout.nplanes
+    covered = np.zeros(nx, bool)
+    for _, (_, _, x0, x1) in parts:
+        covered[x0:x1] = True
+    step = max(1, _ROWS_BYTES // (nx * 4))
+    for r0 in range(y0, y1, step):
+        r1 = min(r0 + step, y1)
+        rows = xfits.FitsRows(layout, r0, r1)
+        for plane in rows.planes if not covered.all() else ():
+            plane[:, ~covered] = 0
+        for path, (t0, _, x0, x1) in parts:
+            bits = load_array(path, (0, nplanes, r0 - t0, r1 - t0), direct=True)
+            for plane, tile in zip(rows.planes, bits, strict=True):
+                plane.view(">u4")[:, x0:x1] = tile  # to the file's byte order
+        rows.write()
+
+
 def _crmask_file(path, rootname, shapes, extvers, boxes_per_chip, keep, *parts):
     """Write ``<rootname>_crmask.fits``; returns ``(path, {extver: mask})`` with ``keep`` (the
     ``update_dq`` task needs them), else ``(path, None)``: the whole-chip masks are not held
@@ -236,6 +284,7 @@ def drizzle_graph(
     pool: Executor | None = None,
     grid: OutputGrid | None = None,
     discard: bool = False,
+    banded_product: bool = False,
 ) -> DrizzleGraph:
     """The Dask graph of one :func:`drizzle` job, to be computed alone or merged into a bigger
     graph (``hapdask svm`` computes a visit's products as one graph).
@@ -282,6 +331,12 @@ def drizzle_graph(
         job's own scratch and pixel maps (no ``scratch``, no ``pixmaps``), and only for a
         graph computed once on local threads: a task recomputed after the deletion (e.g. when
         a ``distributed`` worker is lost) would miss its file.
+    banded_product : bool
+        Write the product in full-width bands of rows with direct I/O (:func:`_write_rows`)
+        from its tiles kept in the scratch directory (:func:`_stage_tile`), instead of each
+        tile's rows through the page cache (:func:`hapdask.export.fits.write_fits_tile`): the
+        same bytes. ``writes`` then names the tasks keeping the tiles; the product's rows are
+        in the file once ``done`` is.
 
     Returns
     -------
@@ -424,11 +479,28 @@ def drizzle_graph(
                            *sky_keys)
         scale = 1.0 if final.units == "cps" else texptime
         keys = []
+        staged: dict[str, list] = {}  # scratch file of a staged tile -> keys using it
+        bands: dict[tuple[int, int], list] = {}  # (y0, y1) -> [(staged file, window)]
         for t in tiles:
             key = (f"drz-write-{fp}", *t.index)
-            graph[key] = (_write_tile, head_key, t.window, scale, tile_keys[t.index])
+            if banded_product:
+                name = f"final-{fp}-{t.index[0]}-{t.index[1]}"
+                graph[key] = (_stage_tile, scratch, name, scale, nplanes, tile_keys[t.index])
+                staged[scratch.path(name)] = [key]
+                bands.setdefault(tuple(t.window[:2]), []).append((scratch.path(name), t.window))
+            else:
+                graph[key] = (_write_tile, head_key, t.window, scale, tile_keys[t.index])
             keys.append(key)
         writes = {t.index: k for t, k in zip(tiles, keys, strict=True)}
+        if banded_product:
+            keys = []
+            for (y0, y1), parts in bands.items():
+                key = (f"drz-rows-{fp}", y0)
+                graph[key] = (_write_rows, head_key, y0, y1, parts,
+                              *[writes[t.index] for t in tiles if tuple(t.window[:2]) == (y0, y1)])
+                for path, _ in parts:
+                    staged[path].append(key)
+                keys.append(key)
         mask_keys = []
         if do_cr:
             by_exp: dict[str, list[int]] = {}
@@ -449,7 +521,7 @@ def drizzle_graph(
                                    p["resetbits"] or 0)
                     mask_keys.append(dkey)
         if discard and own_scratch and pixmaps is None:
-            graph = release_scratch(graph, scratch_readers(graph), scratch)
+            graph = release_scratch(graph, {**scratch_readers(graph), **staged}, scratch)
         done = (f"drz-done-{fp}",)
         graph[done] = (_finish_product, head_key, [c.key for c in chips], [c.label for c in chips],
                        p, notes, {"plan": time.perf_counter() - t_start},
@@ -656,7 +728,7 @@ def drizzle(
                             region_size=region_size, update_dq=update_dq,
                             wcs_updates=wcs_updates, crmasks=crmasks,
                             reuse_separate=reuse_separate, early=early,
-                            discard=early is not None,
+                            discard=early is not None, banded_product=early is not None,
                             pool=early.pool if early is not None else None)
     finally:
         if early is not None:
