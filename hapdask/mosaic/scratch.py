@@ -469,8 +469,9 @@ def load_array(path: str, region: Box | None = None, out: np.ndarray | None = No
     A region is read row by row (positional reads of just its bytes), so the task's memory is
     the region, not the whole rows of a memory map. ``direct``: read with direct I/O, past the
     page cache (module docstring), where the file system does it: the whole array, or a
-    region, one read of the enclosing whole blocks per row of it (e.g. rows ``r0:r1`` of every
-    plane of a ``(planes, ny, nx)`` array: ``region=(0, planes, r0, r1)``).
+    region, one read of the enclosing whole blocks per row of it (per buffer's worth), or of
+    all of it when its rows are whole (e.g. rows ``r0:r1`` of a ``(ny, planes, nx)`` array:
+    ``region=(r0, r1, 0, planes)``).
     """
     if direct and region is None and out is None:
         got = _load_direct(path)
@@ -537,11 +538,13 @@ def _load_region_direct(path: str, region: Box, out: np.ndarray | None) -> np.nd
         row = shape[1] * inner
         width = (x1 - x0) * inner
         piece = _CHUNK - _BLOCK  # bytes per read: with its enclosing blocks, in the buffer
-        for k, y in enumerate(range(y0, y1)):
-            dest = out[k].reshape(-1).view(np.uint8)
-            start = offset + y * row + x0 * inner
-            for pos in range(0, width, piece):
-                n = min(piece, width - pos)
+        # whole rows are one run of bytes; else one run per row
+        runs = ([(out.reshape(-1).view(np.uint8), offset + y0 * row)] if width == row else
+                [(out[k].reshape(-1).view(np.uint8), offset + y * row + x0 * inner)
+                 for k, y in enumerate(range(y0, y1))])
+        for dest, start in runs:
+            for pos in range(0, dest.size, piece):
+                n = min(piece, dest.size - pos)
                 dest[pos:pos + n] = _pread(fd, True, buf, start + pos, n, path)
         return out
     finally:
