@@ -179,13 +179,21 @@ def _write_tile(layout: xfits.FitsLayout, window, scale: float, result: dict) ->
 _ROWS_BYTES = 2 << 20
 
 
+#: tiles whose saves (:func:`_stage_tile`) may be under way at once; a tile task beyond them
+#: waits for the oldest (memory: each holds its tile until saved)
+_STAGING = 4
+_STAGED: list[Future] = []
+_STAGED_LOCK = threading.Lock()
+
+
 def _stage_tile(scratch: Scratch, name: str, scale: float, nplanes: int, result: dict
-                ) -> float:
+                ) -> Future:
     """Keep a final tile for :func:`_write_rows`: its SCI (in the product's units: times
     ``scale``), WHT and ``nplanes`` CTX planes, as the file has them (float32, float32,
     int32), saved as the bits of one ``(ty, 2 + nplanes, tx)`` uint32 array (direct I/O): a
-    band of its rows is one run of the file.
-    Returns the tile's number of pixels with weight (as :func:`_write_tile`)."""
+    band of its rows is one run of the file. Saved by the scratch I/O threads
+    (:meth:`~hapdask.mosaic.scratch.Scratch.save_async`: the task does not wait for the disk;
+    at most :data:`_STAGING` tiles at once); returns the future of the save."""
     sci = result["sci"] if scale == 1.0 else result["sci"] * np.float32(scale)
     planes = [np.asarray(sci, np.float32), np.asarray(result["wht"], np.float32)]
     ctx = result["ctx"]
@@ -196,8 +204,14 @@ def _stage_tile(scratch: Scratch, name: str, scale: float, nplanes: int, result:
         if cube.dtype == np.uint32:  # as write_fits_tile: the bits, as int32
             cube = cube.view(np.int32)
         planes += list(np.asarray(cube, np.int32))
-    scratch.save(name, np.stack([p.view(np.uint32) for p in planes], axis=1), direct=True)
-    return float(np.count_nonzero(result["wht"]))
+    future = scratch.save_async(name, np.stack([p.view(np.uint32) for p in planes], axis=1),
+                                direct=True)
+    with _STAGED_LOCK:
+        _STAGED[:] = [f for f in _STAGED if not f.done()] + [future]
+        wait = _STAGED[:-_STAGING]
+    for f in wait:
+        f.exception()
+    return future
 
 
 _ROWS_POOL: ThreadPoolExecutor | None = None
@@ -232,11 +246,11 @@ def _rows_written() -> None:
 
 
 def _write_rows(layout: xfits.FitsLayout, y0: int, y1: int, parts: list,
-                discard: Scratch | None, *_tiles) -> Future:
+                discard: Scratch | None, *tiles: Future) -> Future:
     """Hand the writing of the product's rows ``y0:y1`` (:func:`_put_rows`) to this process's
     product-rows threads; returns its future, which :func:`_finish_product` waits for (so the
     graph is for a compute on local threads: the future is an object of this process)."""
-    future = _rows_pool().submit(_put_rows, layout, y0, y1, parts, discard)
+    future = _rows_pool().submit(_put_rows, layout, y0, y1, parts, discard, tiles)
     with _ROWS_LOCK:
         _ROWS_PENDING.add(future)
     future.add_done_callback(_rows_done)
@@ -249,14 +263,17 @@ def _rows_done(future: Future) -> None:
 
 
 def _put_rows(layout: xfits.FitsLayout, y0: int, y1: int, parts: list,
-              discard: Scratch | None) -> None:
+              discard: Scratch | None, tiles: tuple[Future, ...] = ()) -> None:
     """Write the product's rows ``y0:y1`` (a row of tiles) from the tiles :func:`_stage_tile`
     kept (``parts``: ``(scratch file, window)`` of each; columns of no tile are zeros, as
     :func:`~hapdask.export.fits.create_fits` made them) in bands of :data:`_ROWS_BYTES` per
     plane (:class:`~hapdask.export.fits.FitsRows`: direct I/O; the tiles are read with direct
-    I/O too, band by band). The tiles' files are then deleted (``discard``: by its
-    :meth:`~hapdask.mosaic.scratch.Scratch.discard`), else left to the scratch's removal."""
+    I/O too, band by band), once their saves (``tiles``: futures) are done. The tiles' files
+    are then deleted (``discard``: by its :meth:`~hapdask.mosaic.scratch.Scratch.discard`),
+    else left to the scratch's removal."""
     try:
+        for saved in tiles:
+            saved.result()
         _rows_from_tiles(layout, y0, y1, parts)
     finally:
         if discard is not None:
