@@ -469,11 +469,18 @@ def load_array(path: str, region: Box | None = None, out: np.ndarray | None = No
     shape and the file's dtype, e.g. a buffer a task reuses; returned).
 
     A region is read row by row (positional reads of just its bytes), so the task's memory is
-    the region, not the whole rows of a memory map. ``direct``: read the whole array with
-    direct I/O, past the page cache (module docstring; not with ``region`` or ``out``).
+    the region, not the whole rows of a memory map. ``direct``: read with direct I/O, past the
+    page cache (module docstring), where the file system does it: the whole array, or a
+    region, one read of the enclosing whole blocks per row of it (per buffer's worth), or of
+    all of it when its rows are whole (e.g. rows ``r0:r1`` of a ``(ny, planes, nx)`` array:
+    ``region=(r0, r1, 0, planes)``).
     """
     if direct and region is None and out is None:
         got = _load_direct(path)
+        if got is not None:
+            return got
+    if direct and region is not None:
+        got = _load_region_direct(path, region, out)
         if got is not None:
             return got
     with open(path, "rb") as fh:
@@ -482,17 +489,9 @@ def load_array(path: str, region: Box | None = None, out: np.ndarray | None = No
             y0, y1, x0, x1 = 0, shape[0], 0, shape[1] if len(shape) > 1 else 0
         else:
             y0, y1, x0, x1 = region
-        if len(shape) < 2 or not (0 <= y0 < y1 <= shape[0] and 0 <= x0 < x1 <= shape[1]):
-            raise ValueError(f"{path}: region {region} is outside the array of shape "
-                             f"{shape[:2]}")
+        out = _region_out(path, shape, dtype, (y0, y1, x0, x1), out)
         inner = int(np.prod(shape[2:], dtype=np.int64)) * dtype.itemsize
         row = shape[1] * inner
-        want = (y1 - y0, x1 - x0, *shape[2:])
-        if out is None:
-            out = np.empty(want, dtype)
-        elif out.shape != want or out.dtype != dtype or not out.flags.c_contiguous:
-            raise ValueError(f"{path}: out must be a C-contiguous {dtype} array of shape "
-                             f"{want}, got {out.dtype} {out.shape}")
         if region is None or (x0 == 0 and x1 == shape[1]):
             fh.seek(offset + y0 * row)
             if fh.readinto(memoryview(out.reshape(-1).view(np.uint8))) != out.nbytes:
@@ -505,6 +504,53 @@ def load_array(path: str, region: Box | None = None, out: np.ndarray | None = No
             if os.preadv(fd, [buf], offset + y * row + x0 * inner) != width:
                 raise OSError(f"{path}: truncated scratch file")
         return out
+
+
+def _region_out(path: str, shape: tuple[int, ...], dtype: np.dtype, region: Box,
+                out: np.ndarray | None) -> np.ndarray:
+    """:func:`load_array`'s checks of ``region`` and ``out``; ``out`` or a new array."""
+    y0, y1, x0, x1 = region
+    if len(shape) < 2 or not (0 <= y0 < y1 <= shape[0] and 0 <= x0 < x1 <= shape[1]):
+        raise ValueError(f"{path}: region {region} is outside the array of shape "
+                         f"{shape[:2]}")
+    want = (y1 - y0, x1 - x0, *shape[2:])
+    if out is None:
+        return np.empty(want, dtype)
+    if out.shape != want or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"{path}: out must be a C-contiguous {dtype} array of shape "
+                         f"{want}, got {out.dtype} {out.shape}")
+    return out
+
+
+def _load_region_direct(path: str, region: Box, out: np.ndarray | None) -> np.ndarray | None:
+    """:func:`load_array` of a region with direct I/O: per row of the region, its bytes read
+    in the enclosing whole blocks through this thread's aligned buffer. None where the file
+    system does not do direct I/O."""
+    fd, direct = _open_read(path)
+    if not direct:
+        os.close(fd)
+        return None
+    try:
+        buf = _bounce()
+        got = os.preadv(fd, [buf[:_BLOCK]], 0)  # the header (the whole file, if smaller)
+        shape, dtype, offset = _npy_header(io.BytesIO(bytes(buf[:got])), path)
+        out = _region_out(path, shape, dtype, region, out)
+        y0, y1, x0, x1 = region
+        inner = int(np.prod(shape[2:], dtype=np.int64)) * dtype.itemsize
+        row = shape[1] * inner
+        width = (x1 - x0) * inner
+        piece = _CHUNK - _BLOCK  # bytes per read: with its enclosing blocks, in the buffer
+        # whole rows are one run of bytes; else one run per row
+        runs = ([(out.reshape(-1).view(np.uint8), offset + y0 * row)] if width == row else
+                [(out[k].reshape(-1).view(np.uint8), offset + y * row + x0 * inner)
+                 for k, y in enumerate(range(y0, y1))])
+        for dest, start in runs:
+            for pos in range(0, dest.size, piece):
+                n = min(piece, dest.size - pos)
+                dest[pos:pos + n] = _pread(fd, True, buf, start + pos, n, path)
+        return out
+    finally:
+        os.close(fd)
 
 
 def _open_read(path: str) -> tuple[int, bool]:

@@ -563,3 +563,37 @@ def test_fits_bands_of_an_abandoned_file_never_written(tmp_path):
     got = _write_layer(path, arrays, tile, bands=True)
     assert got == _write_layer(tmp_path / "ref_drz.fits", arrays, tile, bands=False)
     assert xfits._HELD[0] == 0
+
+
+@pytest.mark.parametrize("bands", [False, True])
+def test_fits_rows_same_bytes_as_tile_rows(tmp_path, bands):
+    """Full-width rows written at once (:class:`~hapdask.export.fits.FitsRows`, direct I/O for
+    their aligned bulk) in bands of any height, from 3 threads in a random order, give the
+    file the tiles make (test above), whichever way the layout was created; a thread's next
+    rows reuse its memory."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ny, nx = 301, 1500  # 6000-byte rows: the bands' ends fall inside 4 KiB pages
+    sci, wht, ctx = _layer_arrays(ny, nx, 2)
+    ref = _write_layer(tmp_path / "ref_drz.fits", (sci, wht, ctx), 128, bands=False)
+    layout = xfits.create_fits(tmp_path / "rows_drz.fits", (ny, nx),
+                               primary=fits.Header({"MEANWHT": 0.0}),
+                               sci=_wcs_header(ny, nx), nplanes=2, bands=bands,
+                               hdrtab=headers.hdrtab([{"ROOTNAME": "a", "EXPTIME": 1.0}]))
+    edges = [0, 1, 2, 5, 77, 78, 160, 161, 300, 301]
+    rng = np.random.default_rng(5)
+    spans = [(edges[i], edges[i + 1]) for i in rng.permutation(len(edges) - 1)]
+
+    def one(span):
+        y0, y1 = span
+        rows = xfits.FitsRows(layout, y0, y1)
+        for plane, data in zip(rows.planes, [sci, wht, *ctx.view(np.int32)], strict=True):
+            plane[...] = data[y0:y1]
+        rows.write()
+
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(one, spans))
+    got = xfits.finalize_fits(layout, {"MEANWHT": 2.5}).read_bytes()
+    assert got == ref
+    with pytest.raises(ValueError, match="outside"):
+        xfits.FitsRows(layout, 300, 302)

@@ -106,14 +106,16 @@ def test_bad_values_are_named(pair, tmp_path, name, value):
 
 
 def test_write_failure_keeps_the_error_and_leaves_nothing(pair, tmp_path, monkeypatch):
-    """A failing tile write (here: a full disk) surfaces as itself and removes the partial
-    product (regression: the clean-up raised AttributeError over it and left the .part)."""
+    """A failing product write (here: a full disk; tile by tile, or in bands of rows as
+    ``drizzle`` writes on local threads) surfaces as itself and removes the partial product
+    (regression: the clean-up raised AttributeError over it and left the .part)."""
     from hapdask.export import fits as xfits
 
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(xfits, "write_fits_tile", full)
+    monkeypatch.setattr(xfits.FitsRows, "write", full)
     with pytest.raises(OSError, match="No space left"):
         _run(pair, tmp_path / "m")
     assert [p.name for p in tmp_path.iterdir() if ".part" in p.name or "_dr" in p.name] == []

@@ -360,3 +360,28 @@ def _check_reads(reader, paths, boxes, shapes, maps):
         # the map asked for just before this one is still intact
         for prev in list(held)[-2:]:
             assert np.array_equal(*held[prev])
+
+
+@pytest.mark.parametrize("chunk", [8192, 3 * 4096, 2 << 20])
+def test_direct_region_reads(tmp_path, monkeypatch, chunk):
+    """A region read with direct I/O (``load_array(region=..., direct=True)``: per row of the
+    region its enclosing blocks, in pieces of the aligned buffer) is the array's region, for
+    rows of any offset and length against the blocks and the buffer, and into ``out``."""
+    import hapdask.mosaic.scratch as scratch_mod
+
+    monkeypatch.setattr(scratch_mod, "_CHUNK", chunk)
+    s = Scratch.create(tmp_path, "out")
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 2**32, size=(3, 1031, 517), dtype=np.uint32)
+    path = s.save("a", list(a), direct=True)
+    for region in ((0, 3, 0, 1031), (1, 2, 5, 6), (0, 3, 17, 700), (2, 3, 1000, 1031),
+                   (0, 2, 0, 1)):
+        y0, y1, x0, x1 = region
+        got = load_array(path, region, direct=True)
+        assert got.dtype == a.dtype and np.array_equal(got, a[y0:y1, x0:x1])
+    out = np.empty((3, 40, 517), np.uint32)
+    assert load_array(path, (0, 3, 90, 130), out=out, direct=True) is out
+    assert np.array_equal(out, a[:, 90:130])
+    with pytest.raises(ValueError, match="outside"):
+        load_array(path, (0, 4, 0, 1), direct=True)
+    s.remove()

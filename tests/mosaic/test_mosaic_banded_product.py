@@ -1,0 +1,78 @@
+"""The product written in full-width bands of rows from its tiles kept in the scratch
+(``drizzle_graph(banded_product=True)``, what ``hapdask drizzle`` does on local threads): the
+product file is the one the tile-by-tile writes make, byte for byte but for its date cards, and
+each kept tile is read after it was made and deleted after its last read."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+from astropy.io import fits
+
+import hapdask.mosaic.job as job_module
+import hapdask.mosaic.scratch as scratch_module
+from hapdask.mosaic.job import drizzle_graph
+from hapdask.mosaic.scratch import OWNER_FILE
+from hapdask.scheduling import local_compute
+from hapdask.simulate import simulate_visits
+
+PARAMS = {"static": True, "skysub": True, "skymethod": "match", "combine_type": "minmed",
+          "combine_nhigh": 1, "final_bits": "336", "driz_sep_bits": "336", "context": True,
+          "driz_sep_kernel": "square", "final_wht_type": "EXP", "final_units": "counts"}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    s = simulate_visits("p1889x07y19", tmp_path_factory.mktemp("banded") / "set", visits=3,
+                        small=True, seed=2, exposures_per_filter=2, filters=["F775W"])
+    return [str(p) for p in s.exposures]
+
+
+def _blocks_without_dates(path) -> list[bytes]:
+    """The file's 2880-byte blocks, the header cards holding dates blanked."""
+    raw = bytearray(open(path, "rb").read())
+    with fits.open(path) as h:
+        for hdu in h:
+            start = hdu.fileinfo()["hdrLoc"]
+            for i, card in enumerate(hdu.header.cards):
+                if "DATE" in card.keyword:
+                    raw[start + 80 * i:start + 80 * (i + 1)] = b" " * 80
+    return [bytes(raw[i:i + 2880]) for i in range(0, len(raw), 2880)]
+
+
+@pytest.mark.parametrize("rows_bytes", [3000, 2 << 20])  # bands of 1 row; whole tile rows
+def test_banded_product_same_bytes_and_tiles_deleted(pair, tmp_path, monkeypatch, file_events,
+                                                     rows_bytes):
+    plain = drizzle_graph(pair, tmp_path / "plain" / "m", params=PARAMS, tile_size=96,
+                          region_size=96)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = local_compute(plain.graph, plain.keys, nthreads=2)[0]
+    plain.scratch.remove()
+
+    monkeypatch.setattr(job_module, "_ROWS_BYTES", rows_bytes)
+    job = drizzle_graph(pair, tmp_path / "band" / "m", params=PARAMS, tile_size=96,
+                        region_size=96, discard=True, banded_product=True)
+    directory = job.scratch.directory
+    events = file_events(lambda p: p.startswith(directory) and "/final-" in p)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = local_compute(job.graph, job.keys, nthreads=2)[0]
+        for future in list(scratch_module._DISCARDING.get(directory, [])):
+            future.result()
+        assert sorted(os.listdir(directory)) == [OWNER_FILE]
+    finally:
+        monkeypatch.undo()
+        job.scratch.remove()
+    made = {p: t for t, k, p in events if k == "made"}
+    unlinked = {p: t for t, k, p in events if k == "unlink"}
+    opened = [(t, p) for t, k, p in events if k == "open"]
+    assert len(made) == len(job.writes) > 1 and set(unlinked) == set(made)
+    assert {p for _, p in opened} == set(made)
+    assert all(made[p] < t < unlinked[p] for t, p in opened)
+    with fits.open(out.output) as h:
+        assert h[0].header["NAXIS"] == 0 and h["CTX"].data.any()
+    assert _blocks_without_dates(out.output) == _blocks_without_dates(ref.output)
