@@ -655,11 +655,16 @@ def _landing_run(pixmap, weight, j, s0, s1, win, box, radius, reach):
     beyond one of the window's edges by more than the bound of every footprint's reach in the
     input box ``box = (j0, j1, i0, i1)``, plus 1e-6 (the test of :func:`footprint_bbox`).
     The bound is the pixel's own reach (:func:`_pixel_reach` with ``radius``) for the first
-    ``reach[2]`` pixels tested, then the box-wide bound of :func:`_reach_bound`, computed once
-    (a pass over the box) and kept in ``reach[:2]`` (negative until then): only calls with
-    many pixels off the window pay for it, never one whose window holds the whole input (as
-    in ``Drizzle``). One call per strip row: a per-pixel helper taking arrays cost ~30 ns/px
-    (reference counting), the loop below ~4 (box-wide bound) to ~20 (own reach).
+    ``reach[2]`` pixels tested, then the box-wide bound of :func:`_landing_bound`, computed
+    once (one vectorised pass over the box) and kept in ``reach[:2]`` (negative until then),
+    with the box's largest row steps in ``reach[3:5]`` (negative: none, NaN positions): only
+    calls with many pixels off the window pay for it, never one whose window holds the whole
+    input (as in ``Drizzle``). With the box-wide bound, a pixel beyond an edge moves the walk
+    on by as many pixels as surely stay beyond it (:func:`_skip`) instead of one. One call
+    per strip row: a per-pixel helper taking arrays cost ~30 ns/px (reference counting).
+    Replaying 20 tile calls of the bench (13.7 M box pixels, 7.6 M landing): the runs took
+    0.077 s against 0.105 s when every pixel off the window was tested (own reach for 1/8 of
+    the box, then the 8-neighbour bound pass).
     """
     w0 = s0
     w1 = s1
