@@ -124,11 +124,6 @@ def minmed_pass1(images, weights, thr, sky_rate, rn2, n_inputs, fill, nsigma1, n
     thr[i] = weight cut of image i; sky_rate[i] = background electrons / exptime of image i;
     rn2[i] = readnoise**2 (e-**2). Fills minimum/median (float32 data values), flag1 (the minimum
     wins at nsigma1), take2 (it wins at nsigma2) and allbad (no valid input).
-
-    One loop over the inputs of a pixel gathers its valid values and sums its weights,
-    background and read-noise terms (in the same order as separate loops would): 0.033 s vs
-    0.049 s for a 1026 x 1026 tile of 4 inputs with three separate loops over a pixel-major
-    copy of the row (same outputs).
     """
     n, ny, nx = images.shape
     buf = np.empty(max(n, 1), np.float64)
@@ -312,41 +307,64 @@ def crmask(sci, blot, deriv, conv, backg, gain, rn2, snr1, snr2, mult1, mult2, g
             v2 = _f32(_f32(np.float64(snr2) * np.float64(ta)) / np.float64(gain))
             good1[y, x] = t1 <= _f32(np.float64(u1) + np.float64(v1))
             good2[y, x] = t1 <= _f32(np.float64(u2) + np.float64(v2))
-    # a pixel is good if it passes the second test or its whole 3x3 neighbourhood the first
-    good = np.empty((h, w), np.bool_)
-    for y in range(h):
+    # a pixel is good if it passes the second test or its whole 3x3 neighbourhood the first;
+    # the neighbours' rows and columns (reflected at the chip's edges, clamped into the
+    # region) from index tables, so the loops are branch-free byte ANDs
+    ys = np.empty((3, h), np.int64)
+    xs = np.empty((3, w), np.int64)
+    for d in range(3):
+        for y in range(h):
+            ys[d, y] = _local(_reflect(oy + y + d - 1, NY), oy, h)
         for x in range(w):
-            if good2[y, x]:
-                good[y, x] = True
-                continue
-            allg = True
-            for dy in range(-1, 2):
-                yy = _local(_reflect(oy + y + dy, NY), oy, h)
-                for dx in range(-1, 2):
-                    xx = _local(_reflect(ox + x + dx, NX), ox, w)
-                    if not good1[yy, xx]:
-                        allg = False
-            good[y, x] = allg
+            xs[d, x] = _local(_reflect(ox + x + d - 1, NX), ox, w)
+    g1 = good1.view(np.uint8)
+    g2 = good2.view(np.uint8)
+    good = np.empty((h, w), np.uint8)
+    for y in range(h):
+        r0 = g1[ys[0, y]]
+        r1 = g1[ys[1, y]]
+        r2 = g1[ys[2, y]]
+        g = good[y]
+        s2 = g2[y]
+        for x in range(w):
+            a = xs[0, x]
+            b = xs[1, x]
+            c = xs[2, x]
+            allg = (r0[a] & r0[b] & r0[c]) & (r1[a] & r1[b] & r1[c]) & (r2[a] & r2[b] & r2[c])
+            g[x] = s2[x] | allg
     lo = grow // 2
     hi = (grow - 1) // 2
-    for y in range(h):
+    m = lo + hi + 1
+    gy = np.empty((max(m, 1), h), np.int64)
+    gx = np.empty((max(m, 1), w), np.int64)
+    for d in range(m):
+        for y in range(h):
+            gy[d, y] = _local(_reflect(oy + y + d - lo, NY), oy, h)
         for x in range(w):
-            ok = True
-            # radial: every pixel of the grow x grow box (offsets -lo..hi) must be good
-            for dy in range(-lo, hi + 1):
-                yy = _local(_reflect(oy + y + dy, NY), oy, h)
-                for dx in range(-lo, hi + 1):
-                    xx = _local(_reflect(ox + x + dx, NX), ox, w)
-                    if not good[yy, xx]:
-                        ok = False
-            # CTE tail: the ctegrow pixels on the read-out side must be good
-            if ok and ctegrow > 0 and cte_dir != 0:
-                for k in range(1, ctegrow + 1):
-                    yy = _local(_reflect(oy + y + k * cte_dir, NY), oy, h)
-                    if not good[yy, x]:
-                        ok = False
-                        break
-            out[y, x] = not ok
+            gx[d, x] = _local(_reflect(ox + x + d - lo, NX), ox, w)
+    nct = ctegrow if (ctegrow > 0 and cte_dir != 0) else 0
+    cy = np.empty((max(nct, 1), h), np.int64)
+    for k in range(nct):
+        for y in range(h):
+            cy[k, y] = _local(_reflect(oy + y + (k + 1) * cte_dir, NY), oy, h)
+    ok = np.empty(w, np.uint8)
+    for y in range(h):
+        # radial: every pixel of the grow x grow box (offsets -lo..hi) must be good
+        ok[:] = 1
+        for dy in range(m):
+            row = good[gy[dy, y]]
+            for dx in range(m):
+                cols = gx[dx]
+                for x in range(w):
+                    ok[x] &= row[cols[x]]
+        # CTE tail: the ctegrow pixels on the read-out side must be good
+        for k in range(nct):
+            row = good[cy[k, y]]
+            for x in range(w):
+                ok[x] &= row[x]
+        o = out[y]
+        for x in range(w):
+            o[x] = ok[x] == 0
 
 
 @njit(nogil=True, cache=True)
