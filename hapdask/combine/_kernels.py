@@ -28,28 +28,18 @@ def _f32(x):
 
 
 @njit(nogil=True, cache=True)
-def _load_row(images, weights, y, vals, wts):
-    """Copy row ``y`` of the stacks into (nx, n) buffers: pixel-major, so that the per-pixel
-    loops read contiguous memory (the (n, ny, nx) stride across images defeats the caches)."""
-    n, _, nx = images.shape
-    for i in range(n):
-        for x in range(nx):
-            vals[x, i] = images[i, y, x]
-            wts[x, i] = weights[i, y, x]
-
-
-@njit(nogil=True, cache=True)
-def _gather_sorted(vals, wts, thr, lo, hi, x, buf):
-    """Insert the valid values of pixel x of the row buffers into ``buf`` in ascending order;
-    return the count.
+def _gather_sorted(images, weights, thr, lo, hi, y, x, buf):
+    """Insert the valid values of pixel ``(y, x)`` of the ``(n, ny, nx)`` stacks into ``buf``
+    in ascending order; return the count.
 
     Valid: weight > 0, not weight < thr[i], finite value, not value < lo, not value >= hi
-    (lo/hi are float32; +-inf disables them).
+    (lo/hi are float32; +-inf disables them). The stacks are read in place: the loops over a
+    row's pixels stream each image's row (a pixel-major copy of the row cost more).
     """
     g = 0
-    for i in range(vals.shape[1]):
-        wt = np.float64(wts[x, i])
-        v32 = vals[x, i]
+    for i in range(images.shape[0]):
+        wt = np.float64(weights[i, y, x])
+        v32 = images[i, y, x]
         # weight > 0 (False for NaN), not below the cut, value finite and within [lo, hi)
         if not (wt > 0.0 and wt >= thr[i] and v32 >= lo and v32 < hi and v32 - v32 == 0):
             continue
@@ -64,11 +54,11 @@ def _gather_sorted(vals, wts, thr, lo, hi, x, buf):
 
 
 @njit(nogil=True, cache=True)
-def _first_nonzero(vals, x, buf):
+def _first_nonzero(images, y, x, buf):
     """The 'i' combine types: with no valid value, use the first non-zero input value."""
-    for i in range(vals.shape[1]):
-        if vals[x, i] != 0:
-            buf[0] = np.float64(vals[x, i])
+    for i in range(images.shape[0]):
+        if images[i, y, x] != 0:
+            buf[0] = np.float64(images[i, y, x])
             return 1
     return 0
 
@@ -115,14 +105,11 @@ def numcombine(images, weights, thr, lo, hi, kind, nlow, nhigh, fill, out):
     """
     n, ny, nx = images.shape
     buf = np.empty(max(n, 1), np.float64)
-    vals = np.empty((nx, n), np.float32)
-    wts = np.empty((nx, n), np.float32)
     for y in range(ny):
-        _load_row(images, weights, y, vals, wts)
         for x in range(nx):
-            g = _gather_sorted(vals, wts, thr, lo, hi, x, buf)
+            g = _gather_sorted(images, weights, thr, lo, hi, y, x, buf)
             if g == 0 and fill:
-                g = _first_nonzero(vals, x, buf)
+                g = _first_nonzero(images, y, x, buf)
             if kind == KIND_MEDIAN:
                 out[y, x] = _f32(_median_of(buf, g, nlow, nhigh))
             else:
@@ -140,36 +127,41 @@ def minmed_pass1(images, weights, thr, sky_rate, rn2, n_inputs, fill, nsigma1, n
     """
     n, ny, nx = images.shape
     buf = np.empty(max(n, 1), np.float64)
-    ninf = np.float32(-np.inf)
-    pinf = np.float32(np.inf)
-    vals = np.empty((nx, n), np.float32)
-    wts = np.empty((nx, n), np.float32)
     for y in range(ny):
-        _load_row(images, weights, y, vals, wts)
         for x in range(nx):
-            g = _gather_sorted(vals, wts, thr, ninf, pinf, x, buf)
-            allbad[y, x] = g == 0
-            # minimum of the valid values (0 if none)
-            mn = buf[0] if g > 0 else 0.0
-            ng = g
-            if g == 0 and fill:
-                g = _first_nonzero(vals, x, buf)
-            if n_inputs == 2:
-                md = _mean_of(buf, g, 0, 0)
-            else:
-                md = _median_of(buf, g, 0, 1)
+            # one pass over the inputs: the sorted valid values (as _gather_sorted), the
+            # float32 weight sum, the background and the read-noise terms
+            g = 0
             w = np.float32(0.0)
             bk = 0.0
             rn = 0.0
             for i in range(n):
-                wi = wts[x, i]
+                wi = weights[i, y, x]
+                v32 = images[i, y, x]
                 w = _f32(np.float64(w) + np.float64(wi))
                 bk += np.float64(wi) * sky_rate[i]
-            if ng > 0:
-                for i in range(n):
-                    wi = wts[x, i]
-                    if wi > 0 and not np.float64(wi) < thr[i] and np.isfinite(vals[x, i]):
-                        rn += rn2[i]
+                wt = np.float64(wi)
+                if not (wt > 0.0 and wt >= thr[i] and v32 - v32 == 0):
+                    continue
+                rn += rn2[i]
+                v = np.float64(v32)
+                k = g
+                while k > 0 and buf[k - 1] > v:
+                    buf[k] = buf[k - 1]
+                    k -= 1
+                buf[k] = v
+                g += 1
+            allbad[y, x] = g == 0
+            # minimum of the valid values (0 if none)
+            mn = buf[0] if g > 0 else 0.0
+            if g == 0:
+                rn = 0.0
+                if fill:
+                    g = _first_nonzero(images, y, x, buf)
+            if n_inputs == 2:
+                md = _mean_of(buf, g, 0, 0)
+            else:
+                md = _median_of(buf, g, 0, 1)
             mn32 = _f32(mn)
             md32 = _f32(md)
             minimum[y, x] = mn32
@@ -186,32 +178,38 @@ def minmed_pass1(images, weights, thr, sky_rate, rn2, n_inputs, fill, nsigma1, n
 def minmed_pass2(minimum, median, flag1, take2, allbad, grow, out):
     """Choose minimum or median per pixel; within ``grow`` pixels (box) of a pixel where the
     minimum wins at nsigma1 the nsigma2 decision is used (``grow`` 0: nsigma1 everywhere).
-    Pixels beyond the array edges count as not flagged (AstroDrizzle's zero-filled boxcar)."""
+    Pixels beyond the array edges count as not flagged (AstroDrizzle's zero-filled boxcar).
+
+    The box test is separable: ``near`` = the flags OR-ed over ``2 grow + 1`` columns, then
+    over as many rows (branch-free byte loops)."""
     ny, nx = minimum.shape
+    near = np.zeros((ny if grow > 0 else 1, nx), np.uint8)
+    if grow > 0:
+        across = np.zeros((ny, nx), np.uint8)
+        for y in range(ny):
+            f = flag1[y].view(np.uint8)
+            a = across[y]
+            for d in range(-grow, grow + 1):
+                for x in range(max(0, -d), min(nx, nx - d)):
+                    a[x] |= f[x + d]
+        for y in range(ny):
+            r = near[y]
+            for yy in range(max(0, y - grow), min(ny, y + grow + 1)):
+                a = across[yy]
+                for x in range(nx):
+                    r[x] |= a[x]
     for y in range(ny):
-        y0 = max(0, y - grow)
-        y1 = min(ny, y + grow + 1)
+        nr = near[y if grow > 0 else 0]
+        f = flag1[y].view(np.uint8)
+        t = take2[y].view(np.uint8)
+        b = allbad[y].view(np.uint8)
+        mnr = minimum[y]
+        mdr = median[y]
+        o = out[y]
         for x in range(nx):
-            take = flag1[y, x]
-            if grow > 0 and not take:
-                hit = False
-                for yy in range(y0, y1):
-                    for xx in range(max(0, x - grow), min(nx, x + grow + 1)):
-                        if flag1[yy, xx]:
-                            hit = True
-                            break
-                    if hit:
-                        break
-                if hit:
-                    take = take2[y, x]
-            elif grow > 0:
-                take = take2[y, x]
-            if allbad[y, x]:
-                out[y, x] = 0.0
-            elif take:
-                out[y, x] = minimum[y, x]
-            else:
-                out[y, x] = median[y, x]
+            take = (nr[x] & t[x]) if grow > 0 else f[x]
+            v = mnr[x] if take != 0 else mdr[x]
+            o[x] = np.float32(0.0) if b[x] != 0 else v
 
 
 # ------------------------------------------------------------------------------------------
@@ -309,41 +307,64 @@ def crmask(sci, blot, deriv, conv, backg, gain, rn2, snr1, snr2, mult1, mult2, g
             v2 = _f32(_f32(np.float64(snr2) * np.float64(ta)) / np.float64(gain))
             good1[y, x] = t1 <= _f32(np.float64(u1) + np.float64(v1))
             good2[y, x] = t1 <= _f32(np.float64(u2) + np.float64(v2))
-    # a pixel is good if it passes the second test or its whole 3x3 neighbourhood the first
-    good = np.empty((h, w), np.bool_)
-    for y in range(h):
+    # a pixel is good if it passes the second test or its whole 3x3 neighbourhood the first;
+    # the neighbours' rows and columns (reflected at the chip's edges, clamped into the
+    # region) from index tables, so the loops are branch-free byte ANDs
+    ys = np.empty((3, h), np.int64)
+    xs = np.empty((3, w), np.int64)
+    for d in range(3):
+        for y in range(h):
+            ys[d, y] = _local(_reflect(oy + y + d - 1, NY), oy, h)
         for x in range(w):
-            if good2[y, x]:
-                good[y, x] = True
-                continue
-            allg = True
-            for dy in range(-1, 2):
-                yy = _local(_reflect(oy + y + dy, NY), oy, h)
-                for dx in range(-1, 2):
-                    xx = _local(_reflect(ox + x + dx, NX), ox, w)
-                    if not good1[yy, xx]:
-                        allg = False
-            good[y, x] = allg
+            xs[d, x] = _local(_reflect(ox + x + d - 1, NX), ox, w)
+    g1 = good1.view(np.uint8)
+    g2 = good2.view(np.uint8)
+    good = np.empty((h, w), np.uint8)
+    for y in range(h):
+        r0 = g1[ys[0, y]]
+        r1 = g1[ys[1, y]]
+        r2 = g1[ys[2, y]]
+        g = good[y]
+        s2 = g2[y]
+        for x in range(w):
+            a = xs[0, x]
+            b = xs[1, x]
+            c = xs[2, x]
+            allg = (r0[a] & r0[b] & r0[c]) & (r1[a] & r1[b] & r1[c]) & (r2[a] & r2[b] & r2[c])
+            g[x] = s2[x] | allg
     lo = grow // 2
     hi = (grow - 1) // 2
-    for y in range(h):
+    m = lo + hi + 1
+    gy = np.empty((max(m, 1), h), np.int64)
+    gx = np.empty((max(m, 1), w), np.int64)
+    for d in range(m):
+        for y in range(h):
+            gy[d, y] = _local(_reflect(oy + y + d - lo, NY), oy, h)
         for x in range(w):
-            ok = True
-            # radial: every pixel of the grow x grow box (offsets -lo..hi) must be good
-            for dy in range(-lo, hi + 1):
-                yy = _local(_reflect(oy + y + dy, NY), oy, h)
-                for dx in range(-lo, hi + 1):
-                    xx = _local(_reflect(ox + x + dx, NX), ox, w)
-                    if not good[yy, xx]:
-                        ok = False
-            # CTE tail: the ctegrow pixels on the read-out side must be good
-            if ok and ctegrow > 0 and cte_dir != 0:
-                for k in range(1, ctegrow + 1):
-                    yy = _local(_reflect(oy + y + k * cte_dir, NY), oy, h)
-                    if not good[yy, x]:
-                        ok = False
-                        break
-            out[y, x] = not ok
+            gx[d, x] = _local(_reflect(ox + x + d - lo, NX), ox, w)
+    nct = ctegrow if (ctegrow > 0 and cte_dir != 0) else 0
+    cy = np.empty((max(nct, 1), h), np.int64)
+    for k in range(nct):
+        for y in range(h):
+            cy[k, y] = _local(_reflect(oy + y + (k + 1) * cte_dir, NY), oy, h)
+    ok = np.empty(w, np.uint8)
+    for y in range(h):
+        # radial: every pixel of the grow x grow box (offsets -lo..hi) must be good
+        ok[:] = 1
+        for dy in range(m):
+            row = good[gy[dy, y]]
+            for dx in range(m):
+                cols = gx[dx]
+                for x in range(w):
+                    ok[x] &= row[cols[x]]
+        # CTE tail: the ctegrow pixels on the read-out side must be good
+        for k in range(nct):
+            row = good[cy[k, y]]
+            for x in range(w):
+                ok[x] &= row[x]
+        o = out[y]
+        for x in range(w):
+            o[x] = ok[x] == 0
 
 
 @njit(nogil=True, cache=True)

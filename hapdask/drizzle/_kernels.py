@@ -524,6 +524,127 @@ def square_reach_radius(h):
     return max(2.0, 1.1 * (2.0 * h * (1.0 + h) + h * h))
 
 
+@njit(nogil=True, cache=True, fastmath=True)
+def _grid_steps(pixmap, j0, j1, i0, i1):
+    """Largest step in ``x`` or ``y`` between row neighbours (``h``) and between column
+    neighbours (``v``) of ``pixmap[j0:j1, i0:i1]``, and whether all its positions are finite
+    (else the maxima are meaningless). One pass over the rows, each as one contiguous run of
+    ``(x, y)`` values: its finiteness is checked on its bits (integer operations, exact under
+    fast-math) before its steps, whose fast-math maxima and absolute values are then exact;
+    all three loops vectorise."""
+    bits = pixmap.view(np.uint64)
+    expo = np.uint64(0x7FF0000000000000)
+    h = 0.0
+    v = 0.0
+    n = 2 * (i1 - i0)
+    for j in range(j0, j1):
+        # row slices indexed from 0 (a range from 0: no negative-index wraparound code)
+        brow = bits[j].reshape(-1)[2 * i0 : 2 * i1]
+        bad = 0
+        for k in range(n):
+            bad += (brow[k] & expo) == expo
+        if bad:
+            return h, v, False
+        row = pixmap[j].reshape(-1)[2 * i0 : 2 * i1]
+        for k in range(n - 2):
+            d = abs(row[k + 2] - row[k])
+            h = d if d > h else h
+        if j > j0:
+            prv = pixmap[j - 1].reshape(-1)[2 * i0 : 2 * i1]
+            for k in range(n):
+                d = abs(row[k] - prv[k])
+                v = d if d > v else v
+    return h, v, True
+
+
+@njit(nogil=True, cache=True)
+def _landing_bound(pixmap, box, radius, fallback=True):
+    """Box-wide bound ``(bx, by)`` of the square footprints' reach (``radius`` as in
+    :func:`_pixel_reach`) for the pixels of ``box = (j0, j1, i0, i1)``, and the largest row
+    steps ``(hx, hy)`` there, for :func:`_landing_run`.
+
+    Where the box grown by one pixel has only finite positions: from one vectorised pass,
+    ``radius`` times the largest row step plus the largest column step, in ``x`` or ``y`` (a
+    diagonal step is at most one of each; times ``1 + 1e-9`` against rounding), for both
+    axes, and ``hx = hy`` = the largest row step; otherwise :func:`_reach_bound`
+    (8-neighbour steps, NaN ignored) and ``hx = hy = -1`` (no step bound holds across a NaN,
+    so :func:`_skip` is not used), or, with ``fallback`` False, ``-1`` for all four (no
+    bound: the caller tests every pixel with its own reach)."""
+    ny, nx = pixmap.shape[0], pixmap.shape[1]
+    ga = max(box[0] - 1, 0)
+    gb = min(box[1] + 1, ny)
+    ha = max(box[2] - 1, 0)
+    hb = min(box[3] + 1, nx)
+    h, v, finite = _grid_steps(pixmap, ga, gb, ha, hb)
+    if finite:
+        r = radius * ((h + v) * (1.0 + 1e-9))
+        return r, r, h, h
+    if not fallback:
+        return -1.0, -1.0, -1.0, -1.0
+    bx, by = _reach_bound(pixmap, box[0], box[1], box[2], box[3], 0, radius)
+    return bx, by, -1.0, -1.0
+
+
+@njit(nogil=True, cache=True)
+def _steps_to(dist, h):
+    """``dist / h`` (how many steps of at most ``h`` fit in ``dist``); inf for ``h = 0`` (no
+    move at all) and 0 for steps under 1e-3 (too small a margin against rounding)."""
+    if h == 0.0:
+        return np.inf
+    if h < 1e-3:
+        return 0.0
+    return dist / h
+
+
+@njit(nogil=True, cache=True)
+def _skip(x, y, rx, ry, win, hx, hy, n):
+    """How far (>= 1, <= ``n``) along a row to move from a pixel at ``(x, y)`` that cannot
+    reach the window ``win`` with the box-wide reach ``(rx, ry)``: the pixels in between
+    cannot either, their centres being at most ``hx``/``hy`` per column away
+    (:func:`_landing_bound`).
+    The distance is taken 0.1 % short, and one pixel less, to stay clear of rounding."""
+    d = 0.0
+    if x + rx <= win[0]:
+        d = max(d, _steps_to(win[0] - (x + rx), hx))
+    if x - rx >= win[1]:
+        d = max(d, _steps_to((x - rx) - win[1], hx))
+    if y + ry <= win[2]:
+        d = max(d, _steps_to(win[2] - (y + ry), hy))
+    if y - ry >= win[3]:
+        d = max(d, _steps_to((y - ry) - win[3], hy))
+    m = min(0.999 * d, float(n)) - 1.0
+    return max(int(m), 1)
+
+
+@njit(nogil=True, cache=True)
+def _count_weighted(weight, j0, j1, i0, i1):
+    """Number of non-zero weights in ``weight[j0:j1, i0:i1]`` (vectorised)."""
+    n = 0
+    for j in range(j0, j1):
+        row = weight[j, i0:i1]
+        for k in range(i1 - i0):
+            n += row[k] != 0.0
+    return n
+
+
+@njit(nogil=True, cache=True)
+def _weighted_span(weight, j, s0, s1):
+    """``(f0, f1)``: from the first to the last non-zero weight of ``weight[j, s0:s1]``
+    (half-open; ``f0 == f1`` when there is none), in one vectorised pass (integer minimum and
+    maximum of selects)."""
+    row = weight[j, s0:s1]
+    n = s1 - s0
+    a = n
+    b = 0
+    for k in range(n):
+        on = row[k] != 0.0
+        a = min(a, k if on else n)
+        b = max(b, k + 1 if on else 0)
+    if b == 0:
+        return s0, s0
+    return s0 + a, s0 + b
+
+
 @njit(nogil=True, cache=True)
 def _landing_run(pixmap, weight, j, s0, s1, win, box, radius, reach):
     """The run ``[w0, w1)`` of strip row ``j`` from its first to its last pixel that can add
@@ -534,17 +655,23 @@ def _landing_run(pixmap, weight, j, s0, s1, win, box, radius, reach):
     beyond one of the window's edges by more than the bound of every footprint's reach in the
     input box ``box = (j0, j1, i0, i1)``, plus 1e-6 (the test of :func:`footprint_bbox`).
     The bound is the pixel's own reach (:func:`_pixel_reach` with ``radius``) for the first
-    ``reach[2]`` pixels tested, then the box-wide bound of :func:`_reach_bound`, computed once
-    (a pass over the box) and kept in ``reach[:2]`` (negative until then): only calls with
-    many pixels off the window pay for it, never one whose window holds the whole input (as
-    in ``Drizzle``). One call per strip row: a per-pixel helper taking arrays cost ~30 ns/px
-    (reference counting), the loop below ~4 (box-wide bound) to ~20 (own reach).
+    ``reach[2]`` pixels tested, then the box-wide bound of :func:`_landing_bound`, computed
+    once (one vectorised pass over the box) and kept in ``reach[:2]`` (negative until then),
+    with the box's largest row steps in ``reach[3:5]`` (negative: none, NaN positions): only
+    calls with many pixels off the window pay for it, never one whose window holds the whole
+    input (as in ``Drizzle``). With the box-wide bound, a pixel beyond an edge moves the walk
+    on by as many pixels as surely stay beyond it (:func:`_skip`) instead of one. One call
+    per strip row: a per-pixel helper taking arrays cost ~30 ns/px (reference counting).
+    Replaying 20 tile calls of the bench (13.7 M box pixels, 7.6 M landing): the runs took
+    0.077 s against 0.105 s when every pixel off the window was tested (own reach for 1/8 of
+    the box, then the 8-neighbour bound pass).
     """
     w0 = s0
     w1 = s1
     for end in range(2):
         while w0 < w1:
             i = w0 if end == 0 else w1 - 1
+            step = 1
             if weight[j, i] != 0.0:
                 x = pixmap[j, i, 0]
                 y = pixmap[j, i, 1]
@@ -552,16 +679,17 @@ def _landing_run(pixmap, weight, j, s0, s1, win, box, radius, reach):
                     if win[0] < x < win[1] and win[2] < y < win[3]:
                         break
                     if reach[0] < 0.0 and reach[2] > 0.0:
-                        # the pixel's own reach (~20 ns), until as many as 1/8 of the box have
+                        # the pixel's own reach (~20 ns), until as many as ``reach[2]`` have
                         # been tested: then the box-wide bound (~3 ns/px of the box) is cheaper
                         reach[2] -= 1.0
                         rx, ry = _pixel_reach(pixmap, j, i, 0, radius)
                     else:
                         if reach[0] < 0.0:
-                            bx, by = _reach_bound(pixmap, box[0], box[1], box[2], box[3], 0,
-                                                  radius)
+                            bx, by, hx, hy = _landing_bound(pixmap, box, radius)
                             reach[0] = bx
                             reach[1] = by
+                            reach[3] = hx
+                            reach[4] = hy
                         rx = reach[0]
                         ry = reach[1]
                     rx += 1e-6
@@ -569,10 +697,12 @@ def _landing_run(pixmap, weight, j, s0, s1, win, box, radius, reach):
                     if not (x + rx <= win[0] or x - rx >= win[1] or y + ry <= win[2]
                             or y - ry >= win[3]):
                         break
+                    if reach[3] >= 0.0 and rx == reach[0] + 1e-6:
+                        step = _skip(x, y, rx, ry, win, reach[3], reach[4], w1 - w0)
             if end == 0:
-                w0 += 1
+                w0 += step
             else:
-                w1 -= 1
+                w1 -= step
     return w0, w1
 
 
@@ -662,7 +792,7 @@ def drizzle_square(
     box = (j0, j1, i0, i1)
     # _landing_run's state: the box-wide reach bound (x, y; -1 until computed) and how many
     # pixels may still have their own reach computed first
-    reach = np.array([-1.0, -1.0, 0.125 * (j1 - j0) * (i1 - i0)])
+    reach = np.array([-1.0, -1.0, (j1 - j0) * (i1 - i0) / 64.0, -1.0, -1.0])
     lo = np.empty((2, nx))
     hi = np.empty((2, nx))
     # strip buffer, planes of STRIP values indexed from the strip start: 0-7 the corners
@@ -679,6 +809,11 @@ def drizzle_square(
     rmax = np.empty(maxc, np.int64)
     sxk = np.empty(4)
     syk = np.empty(4)
+    nweighted = _count_weighted(weight, j0, j1, i0, i1)
+    few = 4 * nweighted < (j1 - j0) * (i1 - i0)
+    if few:
+        # only weighted pixels are tested: their own reaches cost less than a box-wide pass
+        reach[2] = nweighted + 1.0
     ns = _nstrips(i0, i1, sx)
     for strip in range(ns):
         s0, s1 = _strip(i0, i1, sx, strip)
@@ -691,8 +826,15 @@ def drizzle_square(
             # footprint can reach the window gets its corners and small-box overlaps: a tile's
             # input box around a rotated footprint piece holds up to ~2x the pixels that land
             # (weight 0 where the caller knew it, else they land off the window)
-            w0, w1 = _landing_run(pixmap, weight, j, s0, s1, win, box, radius, reach)
-            _misses(stats, (w0 - s0) + (s1 - w1))
+            if few:
+                # mostly weight 0 (e.g. the cosmic-ray pixels of a final tile made from the
+                # separate drizzles' sums): the first and last weighted pixels in one
+                # vectorised pass instead of a walk over the zeros
+                f0, f1 = _weighted_span(weight, j, s0, s1)
+                w0, w1 = _landing_run(pixmap, weight, j, f0, f1, win, box, radius, reach)
+            else:
+                w0, w1 = _landing_run(pixmap, weight, j, s0, s1, win, box, radius, reach)
+            _misses(stats, (s1 - s0) - (w1 - w0))
             if w0 == w1:
                 continue
             # the pixels to compute, into buffer positions 0..n-1: the whole run, or only its
@@ -1322,6 +1464,12 @@ def footprint_bbox(pixmap, sj0, sj1, si0, si1, wy0, wy1, wx0, wx1, kind, radius)
     output window ``[wy0:wy1, wx0:wx1]`` (footprints as in :func:`_pixel_reach`).
 
     Returns ``(j0, j1, i0, i1)`` half-open, or ``j1 == 0`` when nothing touches the window.
+
+    Only the pixels near the window's edges need their own reach: a centre inside the window
+    touches it whatever the reach, and one beyond an edge by more than a bound of every
+    reach here (square: :func:`_landing_bound`'s, from one vectorised pass, when the
+    positions around are all finite) cannot, so the result is the same as testing every
+    pixel with its own reach.
     """
     ny, nx = pixmap.shape[0], pixmap.shape[1]
     lox = wx0 - 0.5
@@ -1329,6 +1477,16 @@ def footprint_bbox(pixmap, sj0, sj1, si0, si1, wy0, wy1, wx0, wx1, kind, radius)
     loy = wy0 - 0.5
     hiy = wy1 - 0.5
     eps = 1e-6
+    if sj1 <= sj0 or si1 <= si0:
+        return 0, 0, 0, 0
+    coarse = True
+    if kind == 0:
+        bx, by, _, _ = _landing_bound(pixmap, (sj0, sj1, si0, si1), radius, False)
+        coarse = bx >= 0.0
+    else:
+        bx = by = radius
+    bx += eps
+    by += eps
     bj0 = ny
     bj1 = 0
     bi0 = nx
@@ -1339,11 +1497,15 @@ def footprint_bbox(pixmap, sj0, sj1, si0, si1, wy0, wy1, wx0, wx1, kind, radius)
             y = pixmap[j, i, 1]
             if not (math.isfinite(x) and math.isfinite(y)):
                 continue
-            rx, ry = _pixel_reach(pixmap, j, i, kind, radius)
-            rx += eps
-            ry += eps
-            if x + rx <= lox or x - rx >= hix or y + ry <= loy or y - ry >= hiy:
-                continue
+            if not (lox < x < hix and loy < y < hiy):
+                if coarse and (x + bx <= lox or x - bx >= hix or y + by <= loy
+                                  or y - by >= hiy):
+                    continue
+                rx, ry = _pixel_reach(pixmap, j, i, kind, radius)
+                rx += eps
+                ry += eps
+                if x + rx <= lox or x - rx >= hix or y + ry <= loy or y - ry >= hiy:
+                    continue
             if j < bj0:
                 bj0 = j
             if j + 1 > bj1:

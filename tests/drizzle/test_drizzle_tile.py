@@ -289,14 +289,16 @@ def test_footprint_extent_counts_exact_and_extent_conservative(kernel, seed):
     assert max(ext[0] - ymn, ymx - ext[1], ext[2] - xmn, xmx - ext[3]) < 3.0
 
 
-@pytest.mark.parametrize("sparse", [False, True])
-def test_square_tile_skips_only_pixels_that_cannot_land(sparse):
+@pytest.mark.parametrize("sparse,nan", [(False, False), (True, False), (False, True),
+                                        (True, True)])
+def test_square_tile_skips_only_pixels_that_cannot_land(sparse, nan):
     """A tile task drizzles a chip's whole axis-aligned input box (the SVM/drizzle pipelines
     with a cached whole-chip map): the square kernel skips, per strip row, the pixels whose
-    footprint cannot reach the tile, and gathers the weighted pixels of sparse rows (cosmic-ray
-    re-drizzles). Every tile gets exactly the whole-frame accumulators (bit-identical), so no
-    pixel whose footprint lands in a tile (centre up to ~1.5 output pixels outside it) is
-    skipped, whichever path computed it."""
+    footprint cannot reach the tile (jumping along the row by the box's largest step when its
+    positions are all finite, pixel by pixel next to NaNs), and gathers the weighted pixels
+    of sparse rows (cosmic-ray re-drizzles). Every tile gets exactly the whole-frame
+    accumulators (bit-identical), so no pixel whose footprint lands in a tile (centre up to
+    ~1.5 output pixels outside it) is skipped, whichever path computed it."""
     ny, nx = 40, 300  # three 128-column strips
     jj, ii = np.mgrid[0:ny, 0:nx].astype(np.float64)
     t = np.deg2rad(57.0)
@@ -307,9 +309,12 @@ def test_square_tile_skips_only_pixels_that_cannot_land(sparse):
     rng = np.random.default_rng(11)
     data = rng.normal(10.0, 2.0, (ny, nx)).astype(np.float32)
     weight = rng.uniform(0.5, 1.5, (ny, nx)).astype(np.float32)
+    if nan:  # positions missing here and there: no step bound across them
+        pixmap[rng.integers(0, ny, 12), rng.integers(0, nx, 12)] = np.nan
+        pixmap[7, 50:60, 0] = np.nan
     if sparse:
         weight[rng.random((ny, nx)) > 0.1] = 0.0  # ~10 % weighted: the gathered path
-    out_shape = (int(pixmap[..., 1].max()) + 6, int(pixmap[..., 0].max()) + 6)
+    out_shape = (int(np.nanmax(pixmap[..., 1])) + 6, int(np.nanmax(pixmap[..., 0])) + 6)
     kw = dict(kernel="square", pixfrac=1.0, ctx_id=5)
     num = np.zeros(out_shape)
     den = np.zeros(out_shape)
@@ -329,8 +334,9 @@ def test_square_tile_skips_only_pixels_that_cannot_land(sparse):
             np.testing.assert_array_equal(td, den[a:b, c:e])
             np.testing.assert_array_equal(tc, ctx[:, a:b, c:e])
             x, y = pixmap[..., 0], pixmap[..., 1]
-            out = (x < c - 0.5) | (x > e - 0.5) | (y < a - 0.5) | (y > b - 0.5)
-            near = (x > c - 1.5) & (x < e + 0.5) & (y > a - 1.5) & (y < b + 0.5)
+            with np.errstate(invalid="ignore"):
+                out = (x < c - 0.5) | (x > e - 0.5) | (y < a - 0.5) | (y > b - 0.5)
+                near = (x > c - 1.5) & (x < e + 0.5) & (y > a - 1.5) & (y < b + 0.5)
             edge += int((out & near & (weight > 0)).sum())
     assert edge > 100
     assert (den > 0).sum() > 0.5 * (weight > 0).sum()
