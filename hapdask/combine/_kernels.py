@@ -28,6 +28,17 @@ def _f32(x):
 
 
 @njit(nogil=True, cache=True)
+def _insert_sorted(buf, g, v):
+    """Insert ``v`` into the ascending ``buf[:g]`` (insertion sort step); return ``g + 1``."""
+    k = g
+    while k > 0 and buf[k - 1] > v:
+        buf[k] = buf[k - 1]
+        k -= 1
+    buf[k] = v
+    return g + 1
+
+
+@njit(nogil=True, cache=True)
 def _gather_sorted(images, weights, thr, lo, hi, y, x, buf):
     """Insert the valid values of pixel ``(y, x)`` of the ``(n, ny, nx)`` stacks into ``buf``
     in ascending order; return the count.
@@ -43,13 +54,7 @@ def _gather_sorted(images, weights, thr, lo, hi, y, x, buf):
         # weight > 0 (False for NaN), not below the cut, value finite and within [lo, hi)
         if not (wt > 0.0 and wt >= thr[i] and v32 >= lo and v32 < hi and v32 - v32 == 0):
             continue
-        v = np.float64(v32)
-        k = g
-        while k > 0 and buf[k - 1] > v:
-            buf[k] = buf[k - 1]
-            k -= 1
-        buf[k] = v
-        g += 1
+        g = _insert_sorted(buf, g, np.float64(v32))
     return g
 
 
@@ -144,13 +149,7 @@ def minmed_pass1(images, weights, thr, sky_rate, rn2, n_inputs, fill, nsigma1, n
                 if not (wt > 0.0 and wt >= thr[i] and v32 - v32 == 0):
                     continue
                 rn += rn2[i]
-                v = np.float64(v32)
-                k = g
-                while k > 0 and buf[k - 1] > v:
-                    buf[k] = buf[k - 1]
-                    k -= 1
-                buf[k] = v
-                g += 1
+                g = _insert_sorted(buf, g, np.float64(v32))
             allbad[y, x] = g == 0
             # minimum of the valid values (0 if none)
             mn = buf[0] if g > 0 else 0.0

@@ -144,11 +144,7 @@ class FitsHandle:
         """
         offset, dtype, ny, nx = layout
         y0, y1, x0, x1 = region
-        mm = self._map()
-        row = nx * np.dtype(dtype).itemsize
-        if offset + ny * row > len(mm):
-            raise OSError(f"image data end at byte {offset + ny * row} beyond the end of the "
-                          f"file ({len(mm)} bytes): file truncated?")
+        mm, row = self._image_map(layout)
         view = np.ndarray((ny, nx), dtype, buffer=mm, offset=offset)
         out = np.empty((y1 - y0, x1 - x0), np.dtype(dtype).newbyteorder("="))
         np.copyto(out, view[y0:y1, x0:x1])
@@ -172,11 +168,7 @@ class FitsHandle:
             If the image extends beyond the end of the file (truncated).
         """
         offset, dtype, ny, nx = layout
-        mm = self._map()
-        row = nx * np.dtype(dtype).itemsize
-        if offset + ny * row > len(mm):
-            raise OSError(f"image data end at byte {offset + ny * row} beyond the end of the "
-                          f"file ({len(mm)} bytes): file truncated?")
+        mm, row = self._image_map(layout)
         out = np.empty(len(rows), np.dtype(dtype).newbyteorder("="))
         if len(rows) == 0:
             return out
@@ -188,6 +180,17 @@ class FitsHandle:
             start = (offset + lo * row) // _PAGE * _PAGE
             mm.madvise(_DONTNEED, start, min(len(mm), offset + hi * row) - start)
         return out
+
+    def _image_map(self, layout: tuple[int, str, int, int]) -> tuple[mmap.mmap, int]:
+        """The file's memory map and the byte length of a row of the image with ``layout``,
+        after checking the file holds the whole image (OSError: truncated)."""
+        offset, dtype, ny, nx = layout
+        mm = self._map()
+        row = nx * np.dtype(dtype).itemsize
+        if offset + ny * row > len(mm):
+            raise OSError(f"image data end at byte {offset + ny * row} beyond the end of the "
+                          f"file ({len(mm)} bytes): file truncated?")
+        return mm, row
 
     def _map(self) -> mmap.mmap:
         mm = self._mm

@@ -76,7 +76,7 @@ class ClippedStats:
 def _moments(v, lo, hi, flo, inv, nb, extremes):  # pragma: no cover - numba
     """Count, sum, sum of squares and, with ``extremes``, min and max (else ``hi``, ``lo``) of
     the values of v inside [lo, hi] and, when ``nb`` > 0, in the same pass their
-    :func:`_bin_counts` in ``nb`` bins ``(x - flo) * inv`` (the last clipping pass of a
+    :func:`_bracket_counts` in ``nb`` bins ``(x - flo) * inv`` (the last clipping pass of a
     median's statistic; ``nb`` 0: no counts, an empty array). The clipping passes before the
     last need no extremes: without them a pass costs ~25 % less (the flag's test is hoisted
     out of the loop by the compiler: as fast as a loop without it)."""
@@ -121,22 +121,8 @@ def _histogram(v, nbins, vmin, vmax, inv_width):  # pragma: no cover - numba
 
 
 @njit(nogil=True, cache=True)
-def _bin_counts(v, lo, hi, flo, inv, nb):  # pragma: no cover - numba
-    """Counts of the values of v inside [lo, hi] in ``nb`` bins ``(x - flo) * inv``."""
-    h = np.zeros(nb, np.int64)
-    for i in range(v.size):
-        x = v[i]
-        if x >= lo and x <= hi:
-            k = int((np.float64(x) - flo) * inv)
-            if k >= nb:
-                k = nb - 1
-            h[k] += 1
-    return h
-
-
-@njit(nogil=True, cache=True)
 def _bin_values(v, lo, hi, flo, inv, nb, b1, b2, m):  # pragma: no cover - numba
-    """The m values of v inside [lo, hi] that fall in bins b1..b2 of :func:`_bin_counts`.
+    """The m values of v inside [lo, hi] that fall in bins b1..b2 of :func:`_bracket_counts`.
 
     The bin index (its truncation and clamping) is computed only for values whose bin
     coordinate is within two bins of b1..b2 (far more than the rounding of that test, in bin
@@ -185,7 +171,7 @@ def _order_stats(v, lo, hi, n, r1, r2):  # pragma: no cover - numba
     if inv == 0.0:
         return lo, lo
     # bins by a multiplication (monotonic in x, the same in both passes: all exactness needs)
-    h = _bin_counts(v, lo, hi, flo, inv, _NBINS)
+    h = _bracket_counts(v, lo, hi, flo, inv, _NBINS)[0]
     return _ranks(v, lo, hi, flo, inv, h, r1, r2)
 
 
@@ -228,8 +214,8 @@ _SAMPLE = 16384
 
 @njit(nogil=True, cache=True)
 def _bracket_counts(v, lo, hi, flo, inv, nb):  # pragma: no cover - numba
-    """:func:`_bin_counts` of the values of v inside [lo, hi], and the counts of those below
-    ``lo`` and above ``hi`` (NaN in none of the three)."""
+    """Counts of the values of v inside [lo, hi] in ``nb`` bins ``(x - flo) * inv``, and the
+    counts of those below ``lo`` and above ``hi`` (NaN in none of the three)."""
     h = np.zeros(nb, np.int64)
     below = 0
     above = 0
