@@ -226,9 +226,10 @@ def main() -> int:
     for label, res in (("AstroDrizzle", theirs), ("hapdask", ours)):
         walls = ", ".join(f"{r['wall']:.1f}" for r in res)
         cpus = ", ".join(f"{r['cpu']:.1f}" for r in res)
+        peaks = ", ".join(f"{r['rss']:.0f}" for r in res)
         print(f"{label}: wall {statistics.median(r['wall'] for r in res):.1f} s (runs {walls}), "
               f"CPU {statistics.median(r['cpu'] for r in res):.1f} s (runs {cpus}), "
-              f"peak RSS {max(r['rss'] for r in res):.0f} MiB; sky method run: "
+              f"peak RSS {max(r['rss'] for r in res):.0f} MiB (runs {peaks}); sky method run: "
               f"{', '.join(sorted({r['sky'] for r in res}))}")
         for k, v in res[-1]["steps"].items():
             print(f"    {k:24s} {v:8.2f} s")

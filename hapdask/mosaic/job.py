@@ -188,7 +188,7 @@ _ROWS_BYTES = 2 << 20
 
 #: tiles whose saves (:func:`_stage_tile`) may be under way at once; a tile task beyond them
 #: waits for the oldest (memory: each holds its tile until saved)
-_STAGING = 4
+_STAGING = 2
 _STAGED: list[Future] = []
 _STAGED_LOCK = threading.Lock()
 
