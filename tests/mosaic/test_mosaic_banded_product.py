@@ -16,18 +16,10 @@ import hapdask.mosaic.scratch as scratch_module
 from hapdask.mosaic.job import drizzle_graph
 from hapdask.mosaic.scratch import OWNER_FILE
 from hapdask.scheduling import local_compute
-from hapdask.simulate import simulate_visits
 
 PARAMS = {"static": True, "skysub": True, "skymethod": "match", "combine_type": "minmed",
           "combine_nhigh": 1, "final_bits": "336", "driz_sep_bits": "336", "context": True,
           "driz_sep_kernel": "square", "final_wht_type": "EXP", "final_units": "counts"}
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    s = simulate_visits("p1889x07y19", tmp_path_factory.mktemp("banded") / "set", visits=3,
-                        small=True, seed=2, exposures_per_filter=2, filters=["F775W"])
-    return [str(p) for p in s.exposures]
 
 
 def _blocks_without_dates(path) -> list[bytes]:
@@ -43,9 +35,9 @@ def _blocks_without_dates(path) -> list[bytes]:
 
 
 @pytest.mark.parametrize("rows_bytes", [3000, 2 << 20])  # bands of 1 row; whole tile rows
-def test_banded_product_same_bytes_and_tiles_deleted(pair, tmp_path, monkeypatch, file_events,
+def test_banded_product_same_bytes_and_tiles_deleted(trio, tmp_path, monkeypatch, file_events,
                                                      rows_bytes):
-    plain = drizzle_graph(pair, tmp_path / "plain" / "m", params=PARAMS, tile_size=96,
+    plain = drizzle_graph(trio, tmp_path / "plain" / "m", params=PARAMS, tile_size=96,
                           region_size=96)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -53,7 +45,7 @@ def test_banded_product_same_bytes_and_tiles_deleted(pair, tmp_path, monkeypatch
     plain.scratch.remove()
 
     monkeypatch.setattr(job_module, "_ROWS_BYTES", rows_bytes)
-    job = drizzle_graph(pair, tmp_path / "band" / "m", params=PARAMS, tile_size=96,
+    job = drizzle_graph(trio, tmp_path / "band" / "m", params=PARAMS, tile_size=96,
                         region_size=96, discard=True, banded_product=True)
     directory = job.scratch.directory
     events = file_events(lambda p: p.startswith(directory) and "/final-" in p)

@@ -12,7 +12,6 @@ import time
 import warnings
 
 import numpy as np
-import pytest
 from astropy.io import fits
 from dask.order import order
 
@@ -20,18 +19,10 @@ import hapdask.mosaic.scratch as scratch_module
 from hapdask.mosaic.job import drizzle_graph
 from hapdask.mosaic.scratch import OWNER_FILE, Scratch
 from hapdask.scheduling import local_compute
-from hapdask.simulate import simulate_visits
 
 PARAMS = {"static": True, "skysub": True, "skymethod": "match", "combine_type": "minmed",
           "combine_nhigh": 1, "final_bits": "336", "driz_sep_bits": "336", "context": True,
           "driz_sep_kernel": "square", "final_wht_type": "EXP"}  # the separate sums are reused
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    s = simulate_visits("p1889x07y19", tmp_path_factory.mktemp("discard") / "set", visits=3,
-                        small=True, seed=2, exposures_per_filter=2, filters=["F775W"])
-    return [str(p) for p in s.exposures]
 
 
 def _pending(scratch: Scratch) -> None:
@@ -63,9 +54,9 @@ def test_discard_deletes_in_its_own_thread_and_remove_waits(tmp_path, monkeypatc
     assert not os.path.exists(s.directory)
 
 
-def test_scratch_files_deleted_after_their_last_read(pair, tmp_path, monkeypatch,
+def test_scratch_files_deleted_after_their_last_read(trio, tmp_path, monkeypatch,
                                                       file_events):
-    plain = drizzle_graph(pair, tmp_path / "plain" / "m", params=PARAMS, tile_size=128,
+    plain = drizzle_graph(trio, tmp_path / "plain" / "m", params=PARAMS, tile_size=128,
                           region_size=128)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -76,7 +67,7 @@ def test_scratch_files_deleted_after_their_last_read(pair, tmp_path, monkeypatch
     assert any(f.startswith("pixmap-") for f in left)
     assert any(f.startswith("sep-") for f in left) and any(f.startswith("sum-") for f in left)
 
-    job = drizzle_graph(pair, tmp_path / "disc" / "m", params=PARAMS, tile_size=128,
+    job = drizzle_graph(trio, tmp_path / "disc" / "m", params=PARAMS, tile_size=128,
                         region_size=128, discard=True)
     directory = job.scratch.directory
     # (time, "open" / "unlink" / "made", path) of the files of the scratch directory
@@ -114,10 +105,10 @@ def test_scratch_files_deleted_after_their_last_read(pair, tmp_path, monkeypatch
                 np.testing.assert_array_equal(ha.data, hb.data)
 
 
-def test_discard_keeps_the_graph_and_its_order(pair, tmp_path):
+def test_discard_keeps_the_graph_and_its_order(trio, tmp_path):
     jobs = []
     for discard in (False, True):
-        jobs.append(drizzle_graph(pair, tmp_path / "o" / "m", params=PARAMS, tile_size=128,
+        jobs.append(drizzle_graph(trio, tmp_path / "o" / "m", params=PARAMS, tile_size=128,
                                   region_size=128, discard=discard))
         jobs[-1].scratch.remove()
     plain, disc = jobs
