@@ -40,14 +40,18 @@ def finite_extent(pixmap, y0, y1, x0, x1):  # pragma: no cover - numba
 @njit(nogil=True, cache=True)
 def _all_finite(bits, j0, j1, i0, i1):  # pragma: no cover - numba
     """Whether every position of ``bits[j0:j1, i0:i1]`` (the pixmap viewed as uint64) is
-    finite: no exponent field all ones (integer operations on contiguous rows: vectorised)."""
+    finite: no exponent field all ones, i.e. the largest exponent field is not all ones
+    (integer maximum over contiguous row slices indexed from 0: vectorised; a count of the
+    non-finite values with signed indices measured 3x slower)."""
     expo = np.uint64(0x7FF0000000000000)
-    bad = 0
+    top = np.uint64(0)
+    n = 2 * (i1 - i0)
     for j in range(j0, j1):
-        row = bits[j].reshape(-1)
-        for k in range(2 * i0, 2 * i1):
-            bad += (row[k] & expo) == expo
-    return bad == 0
+        row = bits[j].reshape(-1)[2 * i0 : 2 * i1]
+        for k in range(n):
+            v = row[k] & expo
+            top = v if v > top else top
+    return top != expo
 
 
 @njit(nogil=True, cache=True, fastmath=True)
@@ -55,14 +59,16 @@ def _finite_block(pixmap, j0, j1, i0, i1, ga, gb, ha, hb):  # pragma: no cover -
     """For a block whose grown region ``[ga:gb, ha:hb]`` has only finite positions:
     ``(xmin, xmax, ymin, ymax)`` of the block ``[j0:j1, i0:i1]`` and the largest ``|dx|``,
     ``|dy|`` of the row and column steps of the grown region. Finite values only, so the
-    fast-math minima, maxima and absolute values are exact (vectorised over contiguous rows)."""
+    fast-math minima, maxima and absolute values are exact (vectorised over contiguous row
+    slices indexed from 0, which spares the negative-index wraparound code)."""
     xmn = np.inf
     xmx = -np.inf
     ymn = np.inf
     ymx = -np.inf
+    n = i1 - i0
     for j in range(j0, j1):
-        row = pixmap[j].reshape(-1)
-        for i in range(i0, i1):
+        row = pixmap[j].reshape(-1)[2 * i0 : 2 * i1]
+        for i in range(n):
             x = row[2 * i]
             y = row[2 * i + 1]
             xmn = min(xmn, x)
@@ -71,19 +77,19 @@ def _finite_block(pixmap, j0, j1, i0, i1, ga, gb, ha, hb):  # pragma: no cover -
             ymx = max(ymx, y)
     hx = 0.0
     hy = 0.0
-    for j in range(ga, gb):
-        row = pixmap[j].reshape(-1)
-        for i in range(ha, hb - 1):
-            hx = max(hx, abs(row[2 * i + 2] - row[2 * i]))
-            hy = max(hy, abs(row[2 * i + 3] - row[2 * i + 1]))
     vx = 0.0
     vy = 0.0
-    for j in range(ga, gb - 1):
-        row = pixmap[j].reshape(-1)
-        nxt = pixmap[j + 1].reshape(-1)
-        for i in range(ha, hb):
-            vx = max(vx, abs(nxt[2 * i] - row[2 * i]))
-            vy = max(vy, abs(nxt[2 * i + 1] - row[2 * i + 1]))
+    m = hb - ha
+    for j in range(ga, gb):
+        row = pixmap[j].reshape(-1)[2 * ha : 2 * hb]
+        for i in range(m - 1):
+            hx = max(hx, abs(row[2 * i + 2] - row[2 * i]))
+            hy = max(hy, abs(row[2 * i + 3] - row[2 * i + 1]))
+        if j + 1 < gb:
+            nxt = pixmap[j + 1].reshape(-1)[2 * ha : 2 * hb]
+            for i in range(m):
+                vx = max(vx, abs(nxt[2 * i] - row[2 * i]))
+                vy = max(vy, abs(nxt[2 * i + 1] - row[2 * i + 1]))
     return xmn, xmx, ymn, ymx, hx, hy, vx, vy
 
 

@@ -122,3 +122,18 @@ def test_quick_index_extents_hold_the_exact_ones_and_give_the_same_boxes(holes, 
                 assert quick.covering_bbox(w) == exact.covering_bbox(w), w
                 n += 1
     assert n > 100
+
+
+def test_all_finite_agrees_with_numpy_on_nan_and_inf_of_either_sign():
+    from hapdask.mosaic._extent import _all_finite
+
+    rng = np.random.default_rng(3)
+    specials = (np.nan, -np.nan, np.inf, -np.inf, np.finfo(np.float64).max, -0.0, 5e-324)
+    for _ in range(500):
+        pm = rng.normal(size=(6, 9, 2)) * 1e3
+        for _ in range(int(rng.integers(0, 3))):
+            pm[rng.integers(6), rng.integers(9), rng.integers(2)] = rng.choice(specials)
+        j0, j1 = sorted(int(v) for v in rng.integers(0, 7, 2))
+        i0, i1 = sorted(int(v) for v in rng.integers(0, 10, 2))
+        want = bool(np.isfinite(pm[j0:j1, i0:i1]).all())
+        assert _all_finite(pm.view(np.uint64), j0, j1, i0, i1) == want
