@@ -35,11 +35,43 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 LANCZOS_LUT_STEP = 0.003
 
 KERNEL_CODES = {"square": 0, "point": 1, "turbo": 2, "gaussian": 3, "lanczos2": 4, "lanczos3": 5}
+
+
+@intrinsic
+def _prefetch(typingctx, arr, j, i):
+    """Hint the CPU to bring the cache line of ``arr[j, i, 0...]`` (a C-contiguous array of 2
+    or more dimensions, in bounds) into its caches (LLVM ``prefetch``: read, high locality).
+    No effect on any value."""
+    sig = types.void(arr, j, i)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        inds = [context.cast(builder, args[1], signature.args[1], types.intp),
+                context.cast(builder, args[2], signature.args[2], types.intp)]
+        inds += [zero] * (aryty.ndim - 2)
+        ptr = cgutils.get_item_pointer2(
+            context, builder, data=ary.data, shape=cgutils.unpack_tuple(builder, ary.shape),
+            strides=cgutils.unpack_tuple(builder, ary.strides), layout=aryty.layout, inds=inds,
+            wraparound=False, boundscheck=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @njit(nogil=True, cache=True)
@@ -822,6 +854,18 @@ def drizzle_square(
         plo = 0
         phi = 0
         for j in range(j0, j1):
+            if not few:
+                # the next rows' parts of the strip, requested ahead: the pixel map row that
+                # row j + 1 adds to its corners, and row j + 1's weights and data (the
+                # strip-by-strip walk jumps to another page every row, where the hardware
+                # prefetcher starts anew; 0.93x the CPU time on 8 bench tile calls)
+                if j + 2 < ny:
+                    for ip in range(max(s0 - 1, 0), min(s1 + 1, nx), 4):
+                        _prefetch(pixmap, j + 2, ip)
+                if j + 1 < j1:
+                    for ip in range(s0, s1, 16):
+                        _prefetch(weight, j + 1, ip)
+                        _prefetch(data, j + 1, ip)
             # only the run from the first to the last weighted pixel of the strip row whose
             # footprint can reach the window gets its corners and small-box overlaps: a tile's
             # input box around a rotated footprint piece holds up to ~2x the pixels that land
