@@ -662,3 +662,28 @@ def test_square_corner_row_reuse_is_exact(pixfrac):
         planes = fresh.reshape(23, K.STRIP)[:8, :n]
         assert np.isfinite(planes).all()
         assert np.array_equal(reused.reshape(23, K.STRIP)[:8, :n], planes)
+
+
+def test_prefetch_hint_compiles_for_2d_and_3d_arrays_and_changes_no_value():
+    from numba import njit
+
+    from hapdask.drizzle._kernels import _prefetch
+
+    @njit
+    def touched_sum(a, b):
+        s = 0.0
+        for j in range(a.shape[0]):
+            for i in range(a.shape[1]):
+                _prefetch(a, j, i)
+                _prefetch(b, j, i)
+                s += a[j, i, 0] + a[j, i, 1] + b[j, i]
+        return s
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(7, 11, 2))
+    b = rng.normal(size=(7, 11)).astype(np.float32)
+    a0, b0 = a.copy(), b.copy()
+    want = sum(float(a[j, i, 0]) + float(a[j, i, 1]) + float(b[j, i])
+               for j in range(7) for i in range(11))
+    assert touched_sum(a, b) == want
+    assert np.array_equal(a, a0) and np.array_equal(b, b0)
