@@ -46,7 +46,7 @@ from hapdask.mosaic.stages import (
 )
 from hapdask.mosaic.tiles import ChipPlacement, Tile
 
-__all__ = ["GridInputs", "chip_tasks", "cr_map_paths", "cr_tasks", "drizzle_tasks", "median_tasks",
+__all__ = ["GridInputs", "chip_tasks", "cr_tasks", "drizzle_tasks", "median_tasks",
            "release_scratch", "scratch_readers", "static_tasks"]
 
 Box = tuple[int, int, int, int]
@@ -132,7 +132,6 @@ def drizzle_tasks(
     *,
     cr_regions: Sequence[Sequence[tuple[Box, object]]] | None = None,
     sums: dict[tuple[int, int], tuple] | None = None,
-    cr_maps: Mapping[object, str | None] | None = None,
 ) -> tuple[dict, dict[tuple[int, int], tuple]]:
     """Final drizzle: one task per output tile.
 
@@ -152,10 +151,6 @@ def drizzle_tasks(
         counts, context ids of the count planes)`` (:func:`median_tasks` with ``keep_sums``):
         those tiles are made from the separate pass's sums
         (:func:`~hapdask.mosaic.stages.reuse_tile`) instead of drizzled again.
-    cr_maps : mapping, optional
-        Key of a cosmic-ray mask -> the scratch file in which its task kept the pixel map
-        around the cosmic rays, or None (:func:`cr_map_paths`): the reuse tiles read those
-        instead of their chips' whole maps.
 
     Returns
     -------
@@ -180,9 +175,7 @@ def drizzle_tasks(
                       ctx_ids=tuple(idx), iscales=tuple(r * r for r in ratios), ratios=ratios,
                       nplanes=nplanes, params=params, cr_boxes=tuple(cr_boxes),
                       pixmaps=tuple(grid.pixmap(i) for i in idx)
-                      if grid.pixmaps is not None else (), sums=files, sums_ids=ids,
-                      cr_maps=tuple(tuple(cr_maps.get(k) for k in keys) for keys in cr_keys)
-                      if cr_maps is not None and files is not None else ())
+                      if grid.pixmaps is not None else (), sums=files, sums_ids=ids)
         key = (f"{prefix}-tile", *tile.index)
         args = (job, [grid.chip_keys[i] for i in idx], [grid.sky_keys[i] for i in idx],
                 grid.statics(idx), cr_keys)
@@ -279,15 +272,12 @@ def cr_tasks(
     blot: dict,
     cr,
     prefix: str,
-    keep_maps: Scratch | None = None,
 ) -> tuple[dict, list[list[tuple[Box, object]]]]:
     """Blot + driz_cr: one task per chip region.
 
     ``grid`` is the median grid; ``blot`` holds ``interp``, ``sinscl``, ``addsky``,
     ``skyval``. Regions mapping outside the median grid, or onto tiles without a median, get
-    no task (no cosmic ray flagged). ``keep_maps``: the tasks of chips with a cached map keep
-    its entries around their cosmic rays in this scratch (:attr:`CrJob.crmap
-    <hapdask.mosaic.stages.CrJob>`, for the final drizzle's reuse tiles: :func:`cr_map_paths`).
+    no task (no cosmic ray flagged).
 
     Returns
     -------
@@ -312,23 +302,13 @@ def cr_tasks(
                         parts=tuple(w for w, _ in parts), header=grid.header,
                         ratio=grid.scale_arcsec / chip.pscale, interp=blot["interp"],
                         sinscl=blot["sinscl"], addsky=blot["addsky"], skyval=blot["skyval"],
-                        cr=cr, pixmap=grid.pixmap(i),
-                        crmap=keep_maps.path(f"crmap-{prefix}-{i}-{r}")
-                        if keep_maps is not None and grid.pixmap(i) is not None else None)
+                        cr=cr, pixmap=grid.pixmap(i))
             key = (f"{prefix}-cr", i, r)
             graph[key] = (blot_cr_region, job, grid.chip_keys[i], grid.sky_keys[i],
                           [k for _, k in parts])
             mine.append((region.box, key))
         out.append(mine)
     return graph, out
-
-
-def cr_map_paths(graph: Mapping, cr_regions: Sequence[Sequence[tuple[Box, object]]]
-                 ) -> dict[object, str | None]:
-    """Key of each cosmic-ray mask task of :func:`cr_tasks` (``cr_regions``, in ``graph``)
-    -> the scratch file in which it keeps the pixel map around its cosmic rays (None: it
-    keeps none), for :func:`drizzle_tasks`' ``cr_maps``."""
-    return {key: graph[key][1].crmap for regions in cr_regions for _, key in regions}
 
 
 class _Reads:
@@ -373,9 +353,8 @@ def scratch_readers(graph: Mapping) -> dict[str, list]:
     """Scratch file -> keys of the tasks of ``graph`` that may read or write it, for
     :func:`release_scratch`: every task given a job naming the file (a
     :class:`~hapdask.mosaic.stages.MedianJob`: its chips' pixel maps, its stack and sums in
-    its scratch; a :class:`~hapdask.mosaic.stages.TileJob`: pixel maps, sums and kept
-    cosmic-ray maps; a :class:`~hapdask.mosaic.stages.CrJob`: its chip's map and the
-    cosmic-ray map it keeps; a job of member tile jobs,
+    its scratch; a :class:`~hapdask.mosaic.stages.TileJob`: pixel maps and sums; a
+    :class:`~hapdask.mosaic.stages.CrJob`: its chip's map; a job of member tile jobs,
     :class:`hapdask.mosaic.family.FamilyJob`: theirs), whatever function runs it. A graph
     merging several jobs (``hapdask svm``) gets the files of all their scratches."""
     readers: dict[str, list] = {}
@@ -397,10 +376,9 @@ def scratch_readers(graph: Mapping) -> dict[str, list]:
                         add(key, job.scratch.path(job.sums_name),
                             job.scratch.path(job.sums_name + "-count"))
                 elif isinstance(job, TileJob):
-                    add(key, *job.pixmaps, *(job.sums or ()),
-                        *(path for paths in job.cr_maps for path in paths))
+                    add(key, *job.pixmaps, *(job.sums or ()))
                 elif isinstance(job, CrJob):
-                    add(key, job.pixmap, job.crmap)
+                    add(key, job.pixmap)
     return readers
 
 

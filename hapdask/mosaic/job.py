@@ -42,7 +42,6 @@ from hapdask.mosaic import products
 from hapdask.mosaic.graph import (
     GridInputs,
     chip_tasks,
-    cr_map_paths,
     cr_tasks,
     drizzle_tasks,
     median_tasks,
@@ -543,7 +542,6 @@ def drizzle_graph(
         graph.update(g)
         cr_regions = None
         sums = None
-        cr_maps = None
         cr_layout: list[tuple] = []
         if do_cr:
             if sep_place is None:
@@ -569,10 +567,8 @@ def drizzle_graph(
             g, cr_regions = cr_tasks(sep_place, sep_inputs, windows, med_keys, cr.halo,
                                      {"interp": p["blot_interp"], "sinscl": p["blot_sinscl"],
                                       "addsky": p["blot_addsky"], "skyval": p["blot_skyval"]},
-                                     cr, f"drz-{fp}", keep_maps=scratch if sums else None)
+                                     cr, f"drz-{fp}")
             graph.update(g)
-            if sums:
-                cr_maps = cr_map_paths(g, cr_regions)
         elif crmasks:
             cr_regions = _given_masks(chips, crmasks, p["crbit"], f"drz-{fp}", graph,
                                       tuple(after))
@@ -581,7 +577,7 @@ def drizzle_graph(
                                   final_grid.scale_arcsec, static_keys=packed_static,
                                   pixmaps=[pl.pixmap for pl in placements])
         g, tile_keys = drizzle_tasks(tiles, final_inputs, final, nplanes, f"drz-{fp}",
-                                     cr_regions=cr_regions, sums=sums, cr_maps=cr_maps)
+                                     cr_regions=cr_regions, sums=sums)
         graph.update(g)
         primaries = {e.rootname: e.primary for e in exps}
         sci_headers = {(e.rootname, c.extver): c.header for e in exps for c in e.chips}

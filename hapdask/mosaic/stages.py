@@ -22,7 +22,6 @@ whole-chip map when the plan kept one (:func:`chip_pixmap`), so each is computed
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from hapdask.profile import timed
 
 __all__ = ["Buffer", "CrJob", "MedianJob", "PackedMask", "TileJob", "assemble_mask",
            "blot_cr_region", "chip_pixmap", "count_dtype", "cte_direction", "drizzle_tile",
-           "exposure_noise", "grow1", "keep_cr_map", "median_tile",
+           "exposure_noise", "median_tile",
            "prepare_chip_region", "read_flat", "reuse_tile", "separate_drizzles", "separate_tile",
            "weight_means"]
 
@@ -452,9 +451,6 @@ class TileJob:
     ``sums``: the scratch files of the tile's summed separate drizzles and their per-chip
     contribution counts (:func:`separate_tile`), when :func:`reuse_tile` makes the tile from
     them; ``sums_ids``: the context ids (chips) of the count planes, in order.
-    ``cr_maps``: per chip, parallel to ``cr_boxes``, the scratch files in which the blot tasks
-    of those regions kept the pixel map around their cosmic rays (:attr:`CrJob.crmap`; None:
-    not kept), which :func:`reuse_tile` reads instead of the chip's whole map.
     """
 
     index: tuple[int, int]
@@ -470,7 +466,6 @@ class TileJob:
     pixmaps: tuple[str | None, ...] = ()
     sums: tuple[str, str] | None = None
     sums_ids: tuple[int, ...] = ()
-    cr_maps: tuple[tuple[str | None, ...], ...] = ()
 
 
 def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics: Sequence = (),
@@ -604,16 +599,8 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
     th, tw = y1 - y0, x1 - x0
     # the reads are started first (scratch I/O threads): their waits overlap the work on the
     # first chip's cosmic-ray pixels
-    # chips whose blot tasks kept the map around their cosmic rays (keep_cr_map) read those
-    # entries, not the map of the whole region
-    kept = [bool(crmasks) and bool(job.cr_maps) and bool(job.cr_maps[k])
-            and all(p is not None for p in job.cr_maps[k]) for k in range(len(chips))]
     maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
-                     [k for k, s in enumerate(skies) if s.ok and not kept[k]] if crmasks
-                     else []).start()
-    kept_reads = {path: load_array_async(path, direct=True)
-                  for k, s in enumerate(skies) if s.ok and kept[k] for path in job.cr_maps[k]}
-    buffer = Buffer()
+                     [k for k, s in enumerate(skies) if s.ok] if crmasks else []).start()
     counts_read = load_array_async(job.sums[1], direct=True)
     sums_read = load_array_async(job.sums[0], direct=True)
     counts = None
@@ -636,13 +623,7 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
         if out_wcs is None:
             out_wcs = thread_header_wcs(job.header)
         with timed("pixmap"):
-            pm = None
-            if kept[k]:
-                pm = _kept_pixmap(region, weight, in_box,
-                                  [(b, kept_reads[path]) for b, path in
-                                   zip(job.cr_boxes[k], job.cr_maps[k], strict=True)], buffer)
-            if pm is None:
-                pm = chip_pixmap(chip, out_wcs, region, maps.get(k))
+            pm = chip_pixmap(chip, out_wcs, region, maps.get(k))
         if counts is None:
             with timed("read"):
                 counts = counts_read.result()
@@ -895,9 +876,7 @@ class CrJob:
 
     ``box`` is the region; ``grown`` the region grown by the halo driz_cr needs (clipped to
     the chip); ``window`` the median-grid window the blot reads; ``parts`` the windows of the
-    median tiles passed with it. ``crmap``: a scratch file (path) in which the task keeps the
-    pixel map of the region's pixels the final drizzle's :func:`reuse_tile` reads
-    (:func:`keep_cr_map`), or None.
+    median tiles passed with it.
     """
 
     box: Box
@@ -912,7 +891,6 @@ class CrJob:
     skyval: float
     cr: object
     pixmap: str | None = None
-    crmap: str | None = None
 
 
 def cte_direction(chip: ChipRef) -> int:
@@ -973,96 +951,7 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
                        rate=chip.is_rate, origin=(g0, h0), chip_shape=chip.shape,
                        good=np.isfinite(sci), bits=chip.bits,
                        dq=lambda: chip.chip.read(job.grown, err=False)[2])
-    mask = mask[y0 - g0:y1 - g0, x0 - h0:x1 - h0]
-    if job.crmap is not None:
-        with timed("save"):
-            keep_cr_map(job.crmap, mask, pixmap[y0 - g0:y1 - g0, x0 - h0:x1 - h0])
-    return PackedMask.pack(mask)
-
-
-def grow1(mask: np.ndarray) -> np.ndarray:
-    """A 2-D bool ``mask`` dilated by one pixel (3x3 square neighbourhood, not beyond the
-    array): a new array."""
-    out = mask.copy()
-    out[1:] |= mask[:-1]
-    out[:-1] |= mask[1:]
-    rows = out.copy()
-    out[:, 1:] |= rows[:, :-1]
-    out[:, :-1] |= rows[:, 1:]
-    return out
-
-
-def keep_cr_map(path: str, mask: np.ndarray, pixmap: np.ndarray) -> None:
-    """Save the pixel map of a region's pixels that the final drizzle's reuse tiles read.
-
-    A reuse tile (:func:`reuse_tile`) drizzles only the cosmic-ray pixels again, and the square
-    kernel reads the map of a drizzled pixel's 3x3 neighbourhood (bilinear corners), ~5 % of
-    the pixels, not the whole region it would otherwise read (a ~1100^2 box of 16-byte entries
-    per chip and tile). The blot task has the region's map and mask in hand: it keeps the map
-    at the region's cosmic rays grown by one pixel, and at the region's border (the neighbours
-    of a cosmic ray flagged in the next region), as the float64 ``(n, 3)`` array of the
-    entries' flat index in the region (row-major), x and y, in the scratch file ``path``
-    (direct I/O, renamed when complete; :meth:`hapdask.mosaic.scratch.Scratch.save`).
-
-    Parameters
-    ----------
-    path : str
-        The scratch file (``<directory>/<name>.npy``).
-    mask : (ny, nx) bool array
-        The region's cosmic rays.
-    pixmap : (ny, nx, 2) float64 array
-        The region's pixel map.
-    """
-    need = grow1(mask)
-    need[0] = need[-1] = True
-    need[:, 0] = need[:, -1] = True
-    idx = np.flatnonzero(need)
-    rows, cols = np.divmod(idx, mask.shape[1])
-    kept = np.empty((idx.size, 3))
-    kept[:, 0] = idx
-    kept[:, 1:] = pixmap[rows, cols]
-    name = os.path.basename(path)
-    if not name.endswith(".npy"):
-        raise ValueError(f"{path}: not a scratch array file (.npy)")
-    Scratch(os.path.dirname(path)).save(name[:-4], kept, direct=True)
-
-
-def _kept_pixmap(region: Box, weight: np.ndarray, in_box: Box,
-                 parts: Sequence[tuple[Box, Future]], buffer: Buffer) -> np.ndarray | None:
-    """The pixel map of a reuse tile's chip ``region`` where the square kernel reads it for
-    the weighted pixels of ``in_box`` (their 3x3 neighbourhoods; NaN elsewhere), put together
-    from the entries the blot tasks kept (:func:`keep_cr_map`; ``parts``: per cosmic-ray
-    region of the chip, its box and the future of its kept entries), into ``buffer``.
-
-    None when they do not serve: some neighbourhood reaches outside every part (a region
-    without a blot task), or a quarter of the box or more is weighted (the kernel then bounds
-    the reach of the pixels with one pass over the whole box's map). The values are the map's
-    own, so the kernel gives the same bits as with the whole map."""
-    y0, y1, x0, x1 = region
-    h, w = y1 - y0, x1 - x0
-    j0, j1, i0, i1 = in_box
-    weighted = np.zeros((h, w), bool)
-    np.not_equal(weight[j0:j1, i0:i1], 0.0, out=weighted[j0:j1, i0:i1])
-    if 4 * np.count_nonzero(weighted) >= (j1 - j0) * (i1 - i0):
-        return None
-    need = grow1(weighted)
-    covered = np.zeros((h, w), bool)
-    for b0, b1, a0, a1 in (box for box, _ in parts):
-        c0, c1, d0, d1 = max(b0, y0), min(b1, y1), max(a0, x0), min(a1, x1)
-        if c0 < c1 and d0 < d1:
-            covered[c0 - y0:c1 - y0, d0 - x0:d1 - x0] = True
-    if (need & ~covered).any():
-        return None
-    pm = buffer.get((h, w, 2))
-    pm.fill(np.nan)
-    for (b0, _b1, a0, a1), future in parts:
-        kept = future.result()
-        rows, cols = np.divmod(kept[:, 0].astype(np.int64), a1 - a0)
-        rows += b0 - y0
-        cols += a0 - x0
-        sel = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-        pm[rows[sel], cols[sel]] = kept[sel, 1:]
-    return pm
+    return PackedMask.pack(mask[y0 - g0:y1 - g0, x0 - h0:x1 - h0])
 
 
 def assemble_mask(shape: tuple[int, int], boxes: Sequence[Box],
