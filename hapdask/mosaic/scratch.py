@@ -78,8 +78,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BAND", "OWNER_FILE", "Scratch", "load_array", "load_array_async", "load_banded",
-           "load_banded_async", "remove_stale"]
+__all__ = ["BAND", "OWNER_FILE", "Scratch", "aligned_empty", "aligned_zeros", "load_array",
+           "load_array_async", "load_banded", "load_banded_async", "remove_stale"]
 
 Box = tuple[int, int, int, int]
 
@@ -88,6 +88,8 @@ Box = tuple[int, int, int, int]
 _BLOCK = 4096
 #: Size of the per-thread aligned buffer the data of direct I/O go through.
 _CHUNK = 2 << 20
+#: Largest write of an array's bulk straight from its memory (:meth:`_Writer.put`).
+_DIRECT_WRITE = 64 << 20
 #: Column band width (pixels) of banded scratch arrays (pixel maps; module docstring).
 BAND = 128
 _LOCAL = threading.local()
@@ -299,11 +301,23 @@ class _Writer:
         self.path = path
 
     def put(self, part: np.ndarray) -> None:
-        """Append the bytes of ``part`` in C order: a contiguous array as it is, else row by
-        row along its first axis (in batches of rows that fit the buffer)."""
+        """Append the bytes of ``part`` in C order: a contiguous array as it is (its whole
+        blocks written straight from its memory when it starts on a block boundary, e.g.
+        :func:`aligned_zeros`, and the file is at one), else row by row along its first axis
+        (in batches of rows that fit the buffer)."""
         if part.flags.c_contiguous:
             flat = part.reshape(-1).view(np.uint8)
             pos = 0
+            if flat.size >= _CHUNK and flat.ctypes.data % _BLOCK == 0:
+                self.flush()
+                if self.used == 0:  # the file is at a block boundary: no copy of the bulk
+                    bulk = flat.size - flat.size % _BLOCK
+                    while pos < bulk:
+                        done = os.write(self.fd, flat[pos:min(pos + _DIRECT_WRITE, bulk)])
+                        if done <= 0 or done % _BLOCK:
+                            raise OSError(f"{self.path}: short write ({done} bytes)")
+                        self.written += done
+                        pos += done
             while pos < flat.size:
                 if self.used == _CHUNK:
                     self.flush()
@@ -421,9 +435,21 @@ def _npy_header(fh, path: str) -> tuple[tuple[int, ...], np.dtype, int]:
     return shape, dtype, fh.tell()
 
 
-def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A new C-contiguous array whose data start on a ``_BLOCK`` boundary (direct reads can
-    land in it without going through the bounce buffer)."""
+def aligned_zeros(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """A new C-contiguous array of zeros whose data start on a block boundary: saved with
+    direct I/O (:meth:`Scratch.save`), its whole blocks are written straight from its memory,
+    not copied through the bounce buffer. Its pages are the calloc'ed zero pages of
+    ``numpy.zeros`` (not touched until written)."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    raw = np.zeros(nbytes + _BLOCK, np.uint8)
+    start = -raw.ctypes.data % _BLOCK
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """A new (uninitialised) C-contiguous array whose data start on a block boundary: direct
+    reads land in it, and direct saves (:meth:`Scratch.save`) write its whole blocks straight
+    from its memory, without the bounce buffer's copy."""
     nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
     raw = np.empty(nbytes + _BLOCK, np.uint8)
     start = -raw.ctypes.data % _BLOCK
@@ -456,7 +482,7 @@ def _load_direct(path: str) -> np.ndarray | None:
         shape, dtype, offset = _npy_header(fh, path)
         if offset % _BLOCK:  # not a direct-saved file: through the buffer
             return _load_buffered_direct(fd, path, shape, dtype, offset)
-        out = _aligned_empty(shape, dtype)
+        out = aligned_empty(shape, dtype)
         dest = out.reshape(-1).view(np.uint8)
         bulk = dest.size - dest.size % _BLOCK
         pos = 0
