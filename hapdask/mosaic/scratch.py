@@ -21,8 +21,12 @@ virtual machines a page the kernel has not used for a few seconds is handed back
 and using it again costs the guest ~2 CPU-s per GB and more in wall time (measured: 1 GB
 written into new files 2.2 CPU-s, 1 GB written with O_DIRECT 0.03 CPU-s and 0.7 s); a
 page-cache copy of scratch data is that cost for nothing. The data go through a
-small aligned buffer per thread; the ``.npy`` header is padded to one block, so the files stay
-ordinary ``.npy`` files. Where the file system refuses ``O_DIRECT`` (e.g. tmpfs) the ordinary
+small aligned buffer per thread, except the whole blocks of an array that starts on a block
+boundary (:func:`aligned_zeros`, :func:`aligned_empty`: the separate-drizzle stacks, the staged
+final tiles), written straight from its memory, and of a whole direct load, read straight into
+the new block-aligned array (a 38.7 MB stack: save 5.2-7.9 -> 1.0 CPU-ms, load ~3x less CPU and
+~2x less wall); the ``.npy`` header is padded to one block, so the files stay ordinary ``.npy``
+files. Where the file system refuses ``O_DIRECT`` (e.g. tmpfs) the ordinary
 path is taken.
 
 * Stacks and sums are written once and read once, whole (:meth:`Scratch.save` and
