@@ -52,7 +52,7 @@ from hapdask.mosaic.graph import (
 from hapdask.mosaic.grid import OutputGrid, astrodrizzle_grid
 from hapdask.mosaic.inputs import ChipRef, chip_refs
 from hapdask.mosaic.params import AstroDrizzleParams, ParameterError, load_config
-from hapdask.mosaic.scratch import Scratch, load_array, remove_stale
+from hapdask.mosaic.scratch import Scratch, aligned_empty, load_array, remove_stale
 from hapdask.mosaic.stages import assemble_mask
 from hapdask.mosaic.tiles import place_chips, plan_tiles
 from hapdask.scheduling import compute_context
@@ -211,8 +211,11 @@ def _stage_tile(scratch: Scratch, name: str, scale: float, nplanes: int, result:
         if cube.dtype == np.uint32:  # as write_fits_tile: the bits, as int32
             cube = cube.view(np.int32)
         planes += list(np.asarray(cube, np.int32))
-    future = scratch.save_async(name, np.stack([p.view(np.uint32) for p in planes], axis=1),
-                                direct=True)
+    ty, tx = planes[0].shape
+    # block-aligned: the direct save writes it without a copy
+    staged = np.stack([p.view(np.uint32) for p in planes], axis=1,
+                      out=aligned_empty((ty, len(planes), tx), np.uint32))
+    future = scratch.save_async(name, staged, direct=True)
     with _STAGED_LOCK:
         _STAGED[:] = [f for f in _STAGED if not f.done()] + [future]
         wait = _STAGED[:-_STAGING]

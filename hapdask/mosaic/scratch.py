@@ -21,8 +21,12 @@ virtual machines a page the kernel has not used for a few seconds is handed back
 and using it again costs the guest ~2 CPU-s per GB and more in wall time (measured: 1 GB
 written into new files 2.2 CPU-s, 1 GB written with O_DIRECT 0.03 CPU-s and 0.7 s); a
 page-cache copy of scratch data is that cost for nothing. The data go through a
-small aligned buffer per thread; the ``.npy`` header is padded to one block, so the files stay
-ordinary ``.npy`` files. Where the file system refuses ``O_DIRECT`` (e.g. tmpfs) the ordinary
+small aligned buffer per thread, except the whole blocks of an array that starts on a block
+boundary (:func:`aligned_zeros`, :func:`aligned_empty`: the separate-drizzle stacks, the staged
+final tiles), written straight from its memory, and of a whole direct load, read straight into
+the new block-aligned array (a 38.7 MB stack: save 5.2-7.9 -> 1.0 CPU-ms, load ~3x less CPU and
+~2x less wall); the ``.npy`` header is padded to one block, so the files stay ordinary ``.npy``
+files. Where the file system refuses ``O_DIRECT`` (e.g. tmpfs) the ordinary
 path is taken.
 
 * Stacks and sums are written once and read once, whole (:meth:`Scratch.save` and
@@ -78,8 +82,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BAND", "OWNER_FILE", "Scratch", "load_array", "load_array_async", "load_banded",
-           "load_banded_async", "remove_stale"]
+__all__ = ["BAND", "OWNER_FILE", "Scratch", "aligned_empty", "aligned_zeros", "load_array",
+           "load_array_async", "load_banded", "load_banded_async", "remove_stale"]
 
 Box = tuple[int, int, int, int]
 
@@ -88,6 +92,8 @@ Box = tuple[int, int, int, int]
 _BLOCK = 4096
 #: Size of the per-thread aligned buffer the data of direct I/O go through.
 _CHUNK = 2 << 20
+#: Largest write of an array's bulk straight from its memory (:meth:`_Writer.put`).
+_DIRECT_WRITE = 64 << 20
 #: Column band width (pixels) of banded scratch arrays (pixel maps; module docstring).
 BAND = 128
 _LOCAL = threading.local()
@@ -299,11 +305,23 @@ class _Writer:
         self.path = path
 
     def put(self, part: np.ndarray) -> None:
-        """Append the bytes of ``part`` in C order: a contiguous array as it is, else row by
-        row along its first axis (in batches of rows that fit the buffer)."""
+        """Append the bytes of ``part`` in C order: a contiguous array as it is (its whole
+        blocks written straight from its memory when it starts on a block boundary, e.g.
+        :func:`aligned_zeros`, and the file is at one), else row by row along its first axis
+        (in batches of rows that fit the buffer)."""
         if part.flags.c_contiguous:
             flat = part.reshape(-1).view(np.uint8)
             pos = 0
+            if flat.size >= _CHUNK and flat.ctypes.data % _BLOCK == 0:
+                self.flush()
+                if self.used == 0:  # the file is at a block boundary: no copy of the bulk
+                    bulk = flat.size - flat.size % _BLOCK
+                    while pos < bulk:
+                        done = os.write(self.fd, flat[pos:min(pos + _DIRECT_WRITE, bulk)])
+                        if done <= 0 or done % _BLOCK:
+                            raise OSError(f"{self.path}: short write ({done} bytes)")
+                        self.written += done
+                        pos += done
             while pos < flat.size:
                 if self.used == _CHUNK:
                     self.flush()
@@ -421,9 +439,32 @@ def _npy_header(fh, path: str) -> tuple[tuple[int, ...], np.dtype, int]:
     return shape, dtype, fh.tell()
 
 
+def aligned_zeros(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """A new C-contiguous array of zeros whose data start on a block boundary: saved with
+    direct I/O (:meth:`Scratch.save`), its whole blocks are written straight from its memory,
+    not copied through the bounce buffer. Its pages are the calloc'ed zero pages of
+    ``numpy.zeros`` (not touched until written)."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    raw = np.zeros(nbytes + _BLOCK, np.uint8)
+    start = -raw.ctypes.data % _BLOCK
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """A new (uninitialised) C-contiguous array whose data start on a block boundary: direct
+    reads land in it, and direct saves (:meth:`Scratch.save`) write its whole blocks straight
+    from its memory, without the bounce buffer's copy."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + _BLOCK, np.uint8)
+    start = -raw.ctypes.data % _BLOCK
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 def _load_direct(path: str) -> np.ndarray | None:
     """The whole array of the ``.npy`` file ``path`` read with direct I/O, or None where the
-    file system does not do direct I/O."""
+    file system does not do direct I/O. The whole blocks of a file whose data start on a
+    block (:func:`_direct_header`) are read straight into the (block-aligned) new array,
+    the last partial block through this thread's aligned buffer: no copy of the bulk."""
     flag = getattr(os, "O_DIRECT", 0)
     if not flag:
         return None
@@ -436,30 +477,44 @@ def _load_direct(path: str) -> np.ndarray | None:
     try:
         buf = _bounce()
         try:
-            got = os.readv(fd, [buf])
+            got = os.preadv(fd, [buf[:_BLOCK]], 0)
         except OSError as exc:
             if exc.errno in _NO_DIRECT:
                 return None
             raise
-        fh = io.BytesIO(bytes(buf[:min(got, _BLOCK * 16)]))
+        fh = io.BytesIO(bytes(buf[:got]))
         shape, dtype, offset = _npy_header(fh, path)
-        out = np.empty(shape, dtype)
+        if offset % _BLOCK:  # not a direct-saved file: through the buffer
+            return _load_buffered_direct(fd, path, shape, dtype, offset)
+        out = aligned_empty(shape, dtype)
         dest = out.reshape(-1).view(np.uint8)
+        bulk = dest.size - dest.size % _BLOCK
         pos = 0
-        while True:
-            take = min(got - offset, dest.size - pos)
-            if take < 0:
+        while pos < bulk:
+            n = os.preadv(fd, [dest[pos:min(pos + (64 << 20), bulk)]], offset + pos)
+            if n <= 0:
                 raise OSError(f"{path}: truncated scratch file")
-            dest[pos:pos + take] = buf[offset:offset + take]
-            pos += take
-            if pos == dest.size:
-                return out
-            got = os.readv(fd, [buf])
-            offset = 0
-            if got == 0:
-                raise OSError(f"{path}: truncated scratch file")
+            pos += n
+        if bulk < dest.size:
+            tail = dest.size - bulk
+            dest[bulk:] = _pread(fd, True, buf, offset + bulk, tail, path)
+        return out
     finally:
         os.close(fd)
+
+
+def _load_buffered_direct(fd: int, path: str, shape: tuple[int, ...], dtype: np.dtype,
+                          offset: int) -> np.ndarray:
+    """:func:`_load_direct` of a file whose data do not start on a block: every byte through
+    this thread's aligned buffer."""
+    buf = _bounce()
+    out = np.empty(shape, dtype)
+    dest = out.reshape(-1).view(np.uint8)
+    piece = _CHUNK - _BLOCK
+    for pos in range(0, dest.size, piece):
+        n = min(piece, dest.size - pos)
+        dest[pos:pos + n] = _pread(fd, True, buf, offset + pos, n, path)
+    return out
 
 
 def load_array(path: str, region: Box | None = None, out: np.ndarray | None = None,

@@ -17,6 +17,8 @@ from hapdask.mosaic import chip_refs, north_up_grid
 from hapdask.mosaic.scratch import (
     OWNER_FILE,
     Scratch,
+    aligned_empty,
+    aligned_zeros,
     load_array,
     load_array_async,
     remove_stale,
@@ -179,6 +181,25 @@ def test_drizzle_removes_stale_scratch_of_dead_run(tmp_path):
     live.remove()
 
 
+def _file_bytes(path: str) -> bytes:
+    """The bytes of the file ``path``."""
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def direct_io(directory: str) -> bool:
+    """Whether files in ``directory`` can be opened with O_DIRECT."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return False
+    try:
+        fd = os.open(os.path.join(directory, OWNER_FILE), os.O_RDONLY | flag)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
 @pytest.mark.parametrize("chunk", [8192, 3 * 4096])
 def test_direct_save_and_load(tmp_path, monkeypatch, chunk):
     """Stacks and sums go past the page cache (O_DIRECT) through a small aligned buffer: any
@@ -198,12 +219,24 @@ def test_direct_save_and_load(tmp_path, monkeypatch, chunk):
                     load_array_async(path, direct=True).result()):
             assert got.dtype == a.dtype and got.shape == a.shape
             assert np.array_equal(got, a)
+        # a block-aligned array (written from its own memory) and a stack of it: same files
+        for make in (aligned_empty, aligned_zeros):
+            b = make(shape, dtype)
+            assert b.ctypes.data % 4096 == 0 and b.flags.c_contiguous
+            b[...] = a
+            assert _file_bytes(s.save("c", b, direct=True)) == _file_bytes(path)
+            assert (_file_bytes(s.save("c", [b, b], direct=True))
+                    == _file_bytes(s.save("d", [a, a], direct=True)))
+            assert np.array_equal(load_array(s.path("c"), direct=True), np.stack([a, a]))
         with open(path, "rb") as fh:
             np.lib.format.read_magic(fh)
             np.lib.format.read_array_header_1_0(fh)
             assert fh.tell() == 4096
         # an ordinary file is read by the direct path too
         assert np.array_equal(load_array(s.save("b", a), direct=True), a)
+        if direct_io(s.directory):
+            # the whole blocks land in the new array itself (block-aligned), not via the buffer
+            assert load_array(path, direct=True).ctypes.data % 4096 == 0
     assert np.array_equal(load_array(path, (1, 3, 0, 2), direct=True), a[1:3, 0:2])
     s.remove()
 
