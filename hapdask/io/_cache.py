@@ -38,6 +38,7 @@ from contextlib import contextmanager
 import numpy as np
 from astropy.io import fits
 
+from hapdask._memory import drop_map_pages
 from hapdask.io._fits import is_url, open_fits
 
 __all__ = ["FITS_CACHE_SIZE", "EXPOSURE_CACHE_SIZE", "cached_exposure", "clear_caches",
@@ -148,10 +149,10 @@ class FitsHandle:
         view = np.ndarray((ny, nx), dtype, buffer=mm, offset=offset)
         out = np.empty((y1 - y0, x1 - x0), np.dtype(dtype).newbyteorder("="))
         np.copyto(out, view[y0:y1, x0:x1])
-        del view
         if _DONTNEED is not None:
             start = (offset + y0 * row) // _PAGE * _PAGE
-            mm.madvise(_DONTNEED, start, min(len(mm), offset + y1 * row) - start)
+            drop_map_pages(mm, view, offset, start, min(len(mm), offset + y1 * row) - start)
+        del view
         return out
 
     def read_raw_at(self, layout: tuple[int, str, int, int], rows: np.ndarray,
@@ -174,11 +175,11 @@ class FitsHandle:
             return out
         view = np.ndarray((ny, nx), dtype, buffer=mm, offset=offset)
         np.copyto(out, view[rows, cols])
-        del view
         if _DONTNEED is not None:
             lo, hi = int(np.min(rows)), int(np.max(rows)) + 1
             start = (offset + lo * row) // _PAGE * _PAGE
-            mm.madvise(_DONTNEED, start, min(len(mm), offset + hi * row) - start)
+            drop_map_pages(mm, view, offset, start, min(len(mm), offset + hi * row) - start)
+        del view
         return out
 
     def _image_map(self, layout: tuple[int, str, int, int]) -> tuple[mmap.mmap, int]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from hapdask import _memory
 from hapdask.io import _cache, open_exposure
 
 
@@ -158,3 +159,68 @@ def test_cache_read_raw_swaps_once_with_exact_bits(tmp_path, monkeypatch):
         sci[:] = 1.0  # the caller's own array: the next read is unchanged
         np.testing.assert_array_equal(chip.read_sci(box).view(np.uint32),
                                       want[box[0]:box[1], box[2]:box[3]].view(np.uint32))
+
+
+def _mapped_rss_kib(path) -> int | None:
+    """Resident KiB of this process's mappings of ``path`` (/proc/self/smaps), None if unknown."""
+    try:
+        lines = open("/proc/self/smaps").read().splitlines()
+    except OSError:
+        return None
+    total, inside = 0, False
+    for line in lines:
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+            inside = len(head) >= 6 and head[-1] == str(path)
+        elif inside and line.startswith("Rss:"):
+            total += int(head[1])
+    return total
+
+
+@pytest.mark.parametrize("libc", [True, False])
+def test_cache_read_raw_releases_pages(tmp_path, monkeypatch, libc):
+    """The pages read_raw / read_raw_at copied from the file's map are released afterwards
+    (MADV_DONTNEED: they do not stay resident in the process), through libc's madvise by ctypes
+    (a foreign call releases the GIL) when there is one, else mmap.madvise; values exact."""
+    if _cache._DONTNEED is None:
+        pytest.skip("no MADV_DONTNEED on this platform")
+    calls = []
+    if libc:
+        if _memory._MADVISE is None:
+            pytest.skip("no libc madvise")
+        original = _memory._MADVISE
+
+        def counting(addr, length, advice):
+            calls.append((addr % _cache._PAGE, length, advice))
+            return original(addr, length, advice)
+        monkeypatch.setattr(_memory, "_MADVISE", counting)
+    else:
+        monkeypatch.setattr(_memory, "_MADVISE", None)
+    data = np.arange(512 * 640, dtype=np.float32).reshape(512, 640)
+    path = _write(tmp_path / "icac01aaq_flt.fits", data)
+    chip = open_exposure(str(path)).chips[0]
+    np.testing.assert_array_equal(chip.read_sci((0, 512, 0, 640)), data)
+    rows, cols = np.array([3, 200, 511]), np.array([0, 17, 639])
+    sci, _, dq = chip.read_at(rows, cols, err=False)
+    np.testing.assert_array_equal(sci, data[rows, cols])
+    assert not dq.any()
+    rss = _mapped_rss_kib(path)
+    if rss is not None:  # the SCI is 1280 KiB; astropy's own map of the file may keep a few pages
+        assert rss < 256
+    if libc:
+        assert calls and all(a == 0 and n > 0 and adv == _cache._DONTNEED for a, n, adv in calls)
+
+
+def test_cache_release_pages_reports_failure():
+    """A madvise the kernel refuses (start not page-aligned: EINVAL) raises OSError."""
+    if _memory._MADVISE is None:
+        pytest.skip("no libc madvise")
+    import mmap
+
+    mm = mmap.mmap(-1, 4 * _cache._PAGE)
+    view = np.frombuffer(mm, np.uint8)
+    with pytest.raises(OSError):
+        _memory.drop_map_pages(mm, view, 0, 1, _cache._PAGE)
+    _memory.drop_map_pages(mm, view, 0, _cache._PAGE, _cache._PAGE)  # aligned: fine
+    del view
+    mm.close()
