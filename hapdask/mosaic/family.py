@@ -127,7 +127,8 @@ def family_write(job: FamilyJob, inputs: list, outputs: list) -> list[float]:
 
     ``outputs``: per member ``[layout, scale]`` or ``[layout, scale, summary]`` as the
     engine's write task takes them (the product file's
-    :class:`~hapdask.export.fits.FitsLayout`, the SCI scale and its ``tile_summary``). Returns
+    :class:`~hapdask.export.fits.FitsLayout`, or where a banded product keeps its tiles,
+    ``drizzle_graph(banded_product=True)``; the SCI scale and its ``tile_summary``). Returns
     per member the write task's result (its tile's count of pixels with weight, with a
     summary the pair ``(count, summary)``).
     """

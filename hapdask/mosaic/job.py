@@ -169,13 +169,28 @@ def _grid(prefix: str, p: AstroDrizzleParams, chips: list[ChipRef], first) -> Ou
         raise ParameterError(f"{prefix}_* parameters: {exc}") from None
 
 
-def _write_tile(layout: xfits.FitsLayout, window, scale: float, result: dict,
+@dataclass(frozen=True)
+class _Staged:
+    """Where a final tile of a banded product is kept (``drizzle_graph(banded_product=True)``):
+    the write task saves it there (:func:`_stage_tile`) instead of writing it into the product,
+    whose rows are then written from the kept tiles (:func:`_write_rows`)."""
+
+    scratch: Scratch
+    name: str
+    nplanes: int
+
+
+def _write_tile(target: xfits.FitsLayout | _Staged, window, scale: float, result: dict,
                 summary: Callable | None = None) -> float | tuple[float, object]:
-    """Write a final tile into the product; returns its count of pixels with weight, and
-    with ``summary`` (``drizzle_graph(tile_summary=)``) the pair ``(count, summary(window,
-    sci, wht))`` of the values as written."""
+    """Write a final tile into the product (``target``: its layout), or keep it for the
+    product's rows (``target``: a :class:`_Staged`, ``banded_product``); returns its count of
+    pixels with weight, and with ``summary`` (``drizzle_graph(tile_summary=)``) the pair
+    ``(count, summary(window, sci, wht))`` of the values as written."""
     sci = result["sci"] if scale == 1.0 else result["sci"] * np.float32(scale)
-    xfits.write_fits_tile(layout, window, sci, result["wht"], result["ctx"])
+    if isinstance(target, _Staged):
+        _stage_tile(target, sci, result)
+    else:
+        xfits.write_fits_tile(target, window, sci, result["wht"], result["ctx"])
     count = float(np.count_nonzero(result["wht"]))
     if summary is None:
         return count
@@ -193,21 +208,24 @@ _STAGED: list[Future] = []
 _STAGED_LOCK = threading.Lock()
 
 
-def _stage_tile(scratch: Scratch, name: str, scale: float, nplanes: int, result: dict
-                ) -> Future:
-    """Keep a final tile for :func:`_write_rows`: its SCI (in the product's units: times
-    ``scale``), WHT and ``nplanes`` CTX planes, as the file has them (float32, float32,
-    int32), saved as the bits of one ``(ty, 2 + nplanes, tx)`` uint32 array (direct I/O): a
-    band of its rows is one run of the file. Saved by the scratch I/O threads
+_SAVES: dict[str, Future] = {}  # kept tile's path -> its save, until its rows are written
+
+
+def _stage_tile(target: _Staged, sci: np.ndarray, result: dict) -> None:
+    """Keep a final tile for :func:`_write_rows`: its SCI (in the product's units), WHT and
+    ``target.nplanes`` CTX planes, as the file has them (float32, float32, int32), saved as the
+    bits of one ``(ty, 2 + nplanes, tx)`` uint32 array (direct I/O): a band of its rows is one
+    run of the file. Saved by the scratch I/O threads
     (:meth:`~hapdask.mosaic.scratch.Scratch.save_async`: the task does not wait for the disk;
-    at most :data:`_STAGING` tiles at once); returns the future of the save."""
-    sci = result["sci"] if scale == 1.0 else result["sci"] * np.float32(scale)
+    at most :data:`_STAGING` tiles at once); the save's future is kept in :data:`_SAVES` for
+    the rows' writing (:func:`_put_rows`)."""
     planes = [np.asarray(sci, np.float32), np.asarray(result["wht"], np.float32)]
     ctx = result["ctx"]
-    if nplanes:
+    if target.nplanes:
         cube = ctx if ctx.ndim == 3 else ctx[None]
-        if len(cube) != nplanes:
-            raise ValueError(f"tile {name}: {len(cube)} CTX planes, the product has {nplanes}")
+        if len(cube) != target.nplanes:
+            raise ValueError(f"tile {target.name}: {len(cube)} CTX planes, the product has "
+                             f"{target.nplanes}")
         if cube.dtype == np.uint32:  # as write_fits_tile: the bits, as int32
             cube = cube.view(np.int32)
         planes += list(np.asarray(cube, np.int32))
@@ -215,13 +233,13 @@ def _stage_tile(scratch: Scratch, name: str, scale: float, nplanes: int, result:
     # block-aligned: the direct save writes it without a copy
     staged = np.stack([p.view(np.uint32) for p in planes], axis=1,
                       out=aligned_empty((ty, len(planes), tx), np.uint32))
-    future = scratch.save_async(name, staged, direct=True)
+    future = target.scratch.save_async(target.name, staged, direct=True)
     with _STAGED_LOCK:
+        _SAVES[target.scratch.path(target.name)] = future
         _STAGED[:] = [f for f in _STAGED if not f.done()] + [future]
         wait = _STAGED[:-_STAGING]
     for f in wait:
         f.exception()
-    return future
 
 
 _ROWS_POOL: ThreadPoolExecutor | None = None
@@ -256,11 +274,14 @@ def _rows_written() -> None:
 
 
 def _write_rows(layout: xfits.FitsLayout, y0: int, y1: int, parts: list,
-                discard: Scratch | None, *tiles: Future) -> list[Future]:
+                discard: Scratch | None, *_kept: object) -> list[Future]:
     """Hand the writing of the product's rows ``y0:y1`` (:func:`_put_rows`) to this process's
     product-rows threads, in :data:`_ROWS_THREADS` parts (the last row of tiles is written by
-    all of them); returns their futures, which :func:`_finish_product` waits for (so the
-    graph is for a compute on local threads: a future is an object of this process)."""
+    all of them), once the tasks keeping its tiles are done (``_kept``: their values); returns
+    their futures, which :func:`_finish_product` waits for (so the graph is for a compute on
+    local threads: a future is an object of this process)."""
+    with _STAGED_LOCK:
+        tiles = tuple(_SAVES[path] for path, _ in parts)
     cuts = sorted({y0 + (y1 - y0) * k // _ROWS_THREADS for k in range(_ROWS_THREADS + 1)})
     shared = _RowsJob(parts, discard, tiles, len(cuts) - 1)
     futures = [_rows_pool().submit(_put_rows, layout, a, b, shared)
@@ -302,6 +323,10 @@ def _put_rows(layout: xfits.FitsLayout, y0: int, y1: int, job: _RowsJob) -> None
         with _ROWS_LOCK:
             job.left -= 1
             last = job.left == 0
+        if last:
+            with _STAGED_LOCK:
+                for path, _ in job.parts:
+                    _SAVES.pop(path, None)
         if last and job.discard is not None:
             job.discard.discard(*[path for path, _ in job.parts])
 
@@ -440,15 +465,16 @@ def drizzle_graph(
         product's pixels without reading the file back (``hapdask svm``: S_REGION's data
         mask); each write task's value is then ``(count, summary)``
         (:attr:`DrizzleGraph.writes`). Keep it small: the scheduler holds it until read.
-        Picklable for a ``distributed`` scheduler. Not with ``banded_product``.
+        Picklable for a ``distributed`` scheduler.
     banded_product : bool
         Write the product in full-width bands of rows with direct I/O (:func:`_write_rows`)
         from its tiles kept in the scratch directory (:func:`_stage_tile`), instead of each
         tile's rows through the page cache (:func:`hapdask.export.fits.write_fits_tile`): the
-        same bytes. ``writes`` then names the tasks keeping the tiles; the rows are written
-        by a thread of this process, and are in the file once ``done`` is: only for a graph
-        computed on local threads (as ``discard``). With ``discard``, each kept tile is
-        deleted once its rows are written.
+        same bytes. ``writes`` then names the tasks keeping the tiles (their values as
+        without it: counts, or pairs with ``tile_summary``); the rows are written by a thread
+        of this process, and are in the file once ``done`` is: only for a graph computed once
+        on local threads (as ``discard``). Each kept tile is deleted once its rows are
+        written.
 
     Returns
     -------
@@ -458,8 +484,6 @@ def drizzle_graph(
         while the graph is built.
     """
     t_start = time.perf_counter()
-    if banded_product and tile_summary is not None:
-        raise ValueError("drizzle_graph: tile_summary is not supported with banded_product")
     given = dict(load_config(config)) if config else {}
     if isinstance(params, AstroDrizzleParams):
         p = AstroDrizzleParams.from_mapping({**given, **params.changed()})
@@ -596,13 +620,13 @@ def drizzle_graph(
         bands: dict[tuple[int, int], list] = {}  # (y0, y1) -> [(staged file, window)]
         for t in tiles:
             key = (f"drz-write-{fp}", *t.index)
+            target = head_key
             if banded_product:
                 name = f"final-{fp}-{t.index[0]}-{t.index[1]}"
-                graph[key] = (_stage_tile, scratch, name, scale, nplanes, tile_keys[t.index])
+                target = _Staged(scratch, name, nplanes)
                 bands.setdefault(tuple(t.window[:2]), []).append((scratch.path(name), t.window))
-            else:
-                graph[key] = (_write_tile, head_key, t.window, scale, tile_keys[t.index],
-                              *([tile_summary] if tile_summary is not None else []))
+            graph[key] = (_write_tile, target, t.window, scale, tile_keys[t.index],
+                          *([tile_summary] if tile_summary is not None else []))
             keys.append(key)
         writes = {t.index: k for t, k in zip(tiles, keys, strict=True)}
         if banded_product:
@@ -610,7 +634,7 @@ def drizzle_graph(
             for (y0, y1), parts in bands.items():
                 key = (f"drz-rows-{fp}", y0)
                 graph[key] = (_write_rows, head_key, y0, y1, parts,
-                              scratch if discard and own_scratch and pixmaps is None else None,
+                              scratch,
                               *[writes[t.index] for t in tiles if tuple(t.window[:2]) == (y0, y1)])
                 keys.append(key)
         mask_keys = []

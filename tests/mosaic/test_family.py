@@ -67,9 +67,11 @@ def _products(pair, pixfrac: float = 1.0) -> list[tuple[str, list, dict]]:
             ("total", list(pair), total)]
 
 
-def _run(pair, out, *, family=True, tile=128, workers=2, reverse=False, pixfrac=1.0):
+def _run(pair, out, *, family=True, tile=128, workers=2, reverse=False, pixfrac=1.0,
+         banded=False):
     """Plan the three products (the total reads the filter's cosmic-ray masks), optionally as
-    a family, and compute them; returns ``({name: product path}, family applied)``."""
+    a family, optionally written in bands of rows from their kept tiles (``banded_product``),
+    and compute them; returns ``({name: product path}, family applied)``."""
     out.mkdir(parents=True, exist_ok=True)
     prods = _products(pair, pixfrac)
     dgs, applied = {}, False
@@ -83,7 +85,8 @@ def _run(pair, out, *, family=True, tile=128, workers=2, reverse=False, pixfrac=
                 after = tuple(f.crmask_keys.values())
             dgs[name] = drizzle_graph(inputs[::-1] if reverse else inputs, out / name,
                                       params=params, tile_size=tile, region_size=tile,
-                                      crmasks=masks, after=after, reuse_separate=not family)
+                                      crmasks=masks, after=after, reuse_separate=not family,
+                                      banded_product=banded)
         if family:
             finals = [AstroDrizzleParams.from_mapping(p).final for _, _, p in prods]
             for g in family_groups(finals):
@@ -219,9 +222,12 @@ def test_family_against_drizzle_c(pair, family):
 
 
 @pytest.mark.parametrize("variant", [dict(tile=200, workers=1), dict(tile=96, workers=2,
-                                                                      reverse=True)])
+                                                                      reverse=True),
+                                     dict(tile=128, workers=2, banded=True)])
 def test_family_deterministic(pair, family, tmp_path, variant):
-    """Other tile sizes, worker counts and input orders give identical bytes."""
+    """Other tile sizes, worker counts and input orders give identical bytes, and so does the
+    family writing its members' products in bands of rows from their kept tiles (what
+    ``hapdask svm`` does on local threads)."""
     paths, _ = family
     other, used = _run(pair, tmp_path / "v", **variant)
     assert used

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import warnings
 
+import numpy as np
 import pytest
 from astropy.io import fits
 
@@ -68,3 +69,32 @@ def test_banded_product_same_bytes_and_tiles_deleted(trio, tmp_path, monkeypatch
     with fits.open(out.output) as h:
         assert h[0].header["NAXIS"] == 0 and h["CTX"].data.any()
     assert _blocks_without_dates(out.output) == _blocks_without_dates(ref.output)
+
+
+def _summary(window, sci, wht) -> tuple:
+    """A tile's summary as ``hapdask svm``'s S_REGION mask takes it from its write task."""
+    return tuple(window), sci.tobytes(), int(np.count_nonzero(wht))
+
+
+def test_banded_product_with_tile_summary(trio, tmp_path):
+    """With ``tile_summary``, the tasks keeping the tiles of a banded product return what the
+    tile writes do: each tile's weighted-pixel count and its summary of the values written,
+    here compared with the product file's own pixels."""
+    job = drizzle_graph(trio, tmp_path / "band" / "m", params=PARAMS, tile_size=96,
+                        region_size=96, banded_product=True, tile_summary=_summary)
+    writes = sorted(job.writes)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = local_compute(job.graph, [*job.keys, *[job.writes[t] for t in writes]],
+                                nthreads=2)
+    finally:
+        job.scratch.remove()
+    values = out[len(job.keys):]
+    with fits.open(out[0].output) as h:
+        sci, wht = h["SCI"].data.astype(np.float32), h["WHT"].data
+        for (count, (window, raw, nonzero)), t in zip(values, writes, strict=True):
+            y0, y1, x0, x1 = window
+            assert raw == np.ascontiguousarray(sci[y0:y1, x0:x1]).tobytes(), t
+            assert count == nonzero == np.count_nonzero(wht[y0:y1, x0:x1]), t
+    assert len(writes) > 1
