@@ -338,46 +338,19 @@ def _smoothed_tiles(filled: np.ndarray, closing: int, opening: int, sigma: float
     for i, j in zip(*np.nonzero(all_set), strict=True):
         out[ys[i]:ys[i] + tile, xs[j]:xs[j] + tile] = True
     todo = any_set & ~all_set
-    for y0, y1, x0, x1 in _merged_boxes(todo, ys, xs, tile, (ny, nx), reach):
-        out[y0:y1, x0:x1] = _smooth_box(filled, (y0, y1, x0, x1), closing, opening, sigma)
-    return out, _Tiles(ys, xs, tile, todo)
-
-
-def _merged_boxes(todo: np.ndarray, ys: np.ndarray, xs: np.ndarray, tile: int,
-                  shape: tuple[int, int], reach: int) -> list[tuple[int, int, int, int]]:
-    """Boxes ``(y0, y1, x0, x1)`` covering the tiles of ``todo`` for :func:`_smooth_box`: each
-    row's runs of adjacent tiles, a run joined to a box of the rows above it (their bounding
-    box) when that box grown by ``reach`` on every side is no larger than the two grown
-    separately (:func:`_smooth_box` works on its box grown by the reach: a one-tile run
-    costs 4x its pixels at the default tile, a column of them ~2x when joined). Any box
-    gives the whole array's values on all of its pixels, so boxes may hold constant tiles
-    or overlap."""
-    ny, nx = shape
-
-    def cost(b: tuple[int, int, int, int]) -> int:
-        return ((min(b[1] + reach, ny) - max(b[0] - reach, 0))
-                * (min(b[3] + reach, nx) - max(b[2] - reach, 0)))
-
-    done: list[tuple[int, int, int, int]] = []
-    open_: list[tuple[int, int, int, int]] = []  # boxes ending at the previous row
     for i in range(todo.shape[0]):
         cols = np.flatnonzero(todo[i])
-        below: list[tuple[int, int, int, int]] = []
+        if not cols.size:
+            continue
+        # runs of adjacent tiles of the row
         breaks = np.flatnonzero(np.diff(cols) > 1)
         for j0, j1 in zip(cols[np.r_[0, breaks + 1]], cols[np.r_[breaks, cols.size - 1]],
-                          strict=True) if cols.size else ():
-            run = (int(ys[i]), min(int(ys[i]) + tile, ny), int(xs[j0]),
-                   min(int(xs[j1]) + tile, nx))
-            for k, b in enumerate(open_):
-                joined = (b[0], run[1], min(b[2], run[2]), max(b[3], run[3]))
-                if cost(joined) <= cost(b) + cost(run):
-                    run = joined
-                    del open_[k]
-                    break
-            below.append(run)
-        done += open_
-        open_ = below
-    return done + open_
+                          strict=True):
+            y0, y1 = int(ys[i]), min(int(ys[i]) + tile, ny)
+            x0, x1 = int(xs[j0]), min(int(xs[j1]) + tile, nx)
+            out[y0:y1, x0:x1] = _smooth_box(filled, (y0, y1, x0, x1), closing, opening,
+                                            sigma)
+    return out, _Tiles(ys, xs, tile, todo)
 
 
 def _scan_boxes(tiles: _Tiles, shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
