@@ -397,6 +397,54 @@ def test_add_hapexpname_in_place(tmp_path, last):
         add_hapexpname(path, {"jf3t03a1": "x"})
 
 
+def _astropy_hapexpname(path, names: dict[str, str]) -> None:
+    """The oracle: HAPEXPNAME appended with astropy's table machinery (``from_columns`` with
+    the old table's header, the file cut at HDRTAB and the table appended)."""
+    with fits.open(path) as hdul:
+        tab = hdul["HDRTAB"]
+        values = [names[str(r).strip().lower()[:8]] for r in tab.data["ROOTNAME"]]
+        width = max(51, max(len(v) for v in values))
+        cols = list(tab.columns) + [fits.Column(name="HAPEXPNAME", format=f"{width}A",
+                                                array=np.array(values, dtype=f"U{width}"))]
+        new = fits.BinTableHDU.from_columns(fits.ColDefs(cols), header=tab.header.copy())
+        start = hdul.fileinfo(hdul.index_of("HDRTAB"))["hdrLoc"]
+    with open(path, "r+b") as fh:
+        fh.truncate(start)
+    with fits.open(path, mode="append") as hdul:
+        hdul.append(new)
+
+
+@pytest.mark.parametrize("long_name", [False, True])
+def test_add_hapexpname_as_astropy(tmp_path, long_name):
+    """A product's HDRTAB as the drizzle writes it (:func:`hapdask.export.headers.hdrtab`:
+    integer, float with a missing value, text with inner, leading and trailing blanks and
+    boolean columns; rows of two exposures) gets from :func:`add_hapexpname` the same file
+    bytes as from astropy's table machinery (the oracle), also with a name longer than 51."""
+    from hapdask.export.headers import hdrtab
+
+    rows = [{"ROOTNAME": "jf3t03a1q", "EXTVER": 1, "X": 1.5, "S": "a b  ", "T": " c\t",
+             "FLAG": True},
+            {"ROOTNAME": "JF3T03A2Q", "EXTVER": 2, "X": None, "S": "abcdef", "T": "",
+             "FLAG": False},
+            {"ROOTNAME": "jf3t03a1q", "EXTVER": 2, "X": -2.0, "S": "", "T": "x",
+             "FLAG": True}]
+    names = {"jf3t03a1": "hst_1_03_acs_wfc_f775w_jf3t03a1" + "x" * (40 if long_name else 0),
+             "jf3t03a2": "hst_1_03_acs_wfc_x"}
+    sci = np.arange(100, dtype=np.float32).reshape(10, 10)
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(sci, name="SCI")]).writeto(tmp_path / "a")
+    with open(tmp_path / "a", "ab") as fh:
+        fh.write(hdrtab(rows))
+    (tmp_path / "b").write_bytes((tmp_path / "a").read_bytes())
+    add_hapexpname(tmp_path / "a", names)
+    _astropy_hapexpname(tmp_path / "b", names)
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+    fits.HDUList([fits.PrimaryHDU()]).writeto(tmp_path / "c")
+    with open(tmp_path / "c", "ab") as fh:
+        fh.write(hdrtab(rows))
+    with pytest.raises(ValueError, match="jf3t03a2"):
+        add_hapexpname(tmp_path / "c", {"jf3t03a1": "x"})
+
+
 def test_products_s_region_and_hapexpname(acs_run):
     """The ACS visit: an exposure product has two polygons (ACS/WFC's chip gap, ~50 drizzled
     pixels, is wider than the 11-pixel closing), a filter or total product one or two (two when
