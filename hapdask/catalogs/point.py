@@ -40,7 +40,6 @@ MagErrAp2, MSkyAp2, StdevAp2, FluxAp2, FluxErrAp2, CI, Flags.
 
 from __future__ import annotations
 
-import mmap
 import warnings
 from collections.abc import Callable
 
@@ -227,14 +226,6 @@ def _deconvolve_rows(rows: Callable[[int, int], np.ndarray], shape: tuple[int, i
     return out
 
 
-def _sparse_zeros(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
-    """A writeable array of zeros whose memory is taken only where it is written: an anonymous
-    memory map (the kernel maps a page when it is first touched; unmapped with the array)."""
-    count = int(np.prod(shape))
-    mm = mmap.mmap(-1, max(1, count * np.dtype(dtype).itemsize))
-    return np.frombuffer(mm, dtype=dtype, count=count).reshape(shape)
-
-
 def _dao_at_peaks(rows: Callable[[int, int], np.ndarray], shape: tuple[int, int],
                   peaks: tuple[np.ndarray, np.ndarray], finder: DAOStarFinder,
                   band: int = _BAND) -> tuple[np.ndarray, np.ndarray] | None:
@@ -246,11 +237,14 @@ def _dao_at_peaks(rows: Callable[[int, int], np.ndarray], shape: tuple[int, int]
     ``mode="constant"``, ``cval=0``) and measures each source on the image's and the convolved
     image's kernel-sized cut-outs at its peak. Here each band of peaks gets the image's rows
     around it (``rows(lo, hi)``) convolved with twice the kernel's size of context (each pixel
-    sums the same neighbours in the same order: the same values), placed at their whole-image
-    rows in two otherwise empty whole-image arrays (:func:`_sparse_zeros`: only the band's
-    pages are memory), and photutils' DAOFIND catalog of those peaks is made on them; the
-    positions, and so the centroids (peak + offset), are the whole image's. The per-source
-    filters (finite values, sharpness and roundness ranges) do not depend on the other sources.
+    sums the same neighbours in the same order: the same values), and photutils' DAOFIND
+    catalog of those peaks is made on the band's rows and their convolution, the peaks' rows
+    counted from the band's first row (the cut-outs read rows inside the band, or past the
+    image's edges, which are the band's there: the same cut-outs, offsets and filters); the
+    centroids are photutils' expression ``peak + offset`` with the whole image's peak rows,
+    the same values. The per-source filters (finite values, sharpness and roundness ranges)
+    do not depend on the other sources. (Whole-image-shaped arrays holding the band, as
+    before, page-faulted ~0.6 GB of zero pages per detection on a 6000^2 image.)
     """
     ny = shape[0]
     kern = finder.kernel
@@ -267,21 +261,21 @@ def _dao_at_peaks(rows: Callable[[int, int], np.ndarray], shape: tuple[int, int]
         sub = np.asarray(rows(lo, hi))
         conv = ndimage.convolve(sub, kern.data, mode="constant", cval=0.0)
         a, b = max(0, r0 - ctx), min(ny, r1 + ctx)  # rows the cut-outs read
-        data = _sparse_zeros(shape, sub.dtype)
-        conv_data = _sparse_zeros(shape, conv.dtype)
-        data[a:b] = sub[a - lo:b - lo]
-        conv_data[a:b] = conv[a - lo:b - lo]
-        del sub, conv
-        cat = _DAOStarFinderCatalog(data, conv_data, xy[sel], finder.threshold, kern,
+        # the band's rows a:b as the catalog's images, its peaks' rows counted from a
+        local = xy[sel] - np.array([0, a], dtype=xy.dtype)
+        cat = _DAOStarFinderCatalog(sub[a - lo:b - lo], conv[a - lo:b - lo], local,
+                                    finder.threshold, kern,
                                     sharpness_range=finder.sharpness_range,
                                     roundness_range=finder.roundness_range,
                                     n_brightest=finder.n_brightest, peak_max=finder.peak_max,
                                     scale_threshold=finder.scale_threshold)
         cat = cat.apply_all_filters()
         if cat is not None:
+            # photutils' centroids (``xypos + (dx, dy)``) at the whole image's peak rows
             xs_out.append(np.atleast_1d(np.asarray(cat.x_centroid, dtype=np.float64)))
-            ys_out.append(np.atleast_1d(np.asarray(cat.y_centroid, dtype=np.float64)))
-        del cat, data, conv_data  # the band's pages are unmapped with the arrays
+            ys_out.append(np.atleast_1d(np.asarray(
+                np.transpose(cat.xypos)[1] + a + cat.dy, dtype=np.float64)))
+        del cat, sub, conv
     if not xs_out:
         return None
     return np.concatenate(xs_out), np.concatenate(ys_out)

@@ -64,7 +64,7 @@ from hapdask.catalogs.product import DrizzleProduct, nan_to_zero
 
 __all__ = ["Segmentation", "detect_segments", "measure_segments", "segment_flux_err",
            "total_error", "above_threshold", "convolve_bands", "convolve_extend",
-           "segmentation_image", "SEGMENT_COLUMNS"]
+           "segmentation_image", "detect_above", "SEGMENT_COLUMNS"]
 
 SEGMENT_COLUMNS = ("X-Centroid", "Y-Centroid", "RA", "DEC", "ID", "CI", "Flags", "MagAp1",
                    "MagErrAp1", "FluxAp1", "FluxErrAp1", "MagAp2", "MagErrAp2", "FluxAp2",
