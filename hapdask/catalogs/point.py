@@ -40,7 +40,6 @@ MagErrAp2, MSkyAp2, StdevAp2, FluxAp2, FluxErrAp2, CI, Flags.
 
 from __future__ import annotations
 
-import mmap
 import warnings
 from collections.abc import Callable
 
@@ -227,12 +226,28 @@ def _deconvolve_rows(rows: Callable[[int, int], np.ndarray], shape: tuple[int, i
     return out
 
 
-def _sparse_zeros(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
-    """A writeable array of zeros whose memory is taken only where it is written: an anonymous
-    memory map (the kernel maps a page when it is first touched; unmapped with the array)."""
-    count = int(np.prod(shape))
-    mm = mmap.mmap(-1, max(1, count * np.dtype(dtype).itemsize))
-    return np.frombuffer(mm, dtype=dtype, count=count).reshape(shape)
+def _convolved_cutouts(sub: np.ndarray, lo: int, a: int, b: int, xy: np.ndarray,
+                       kernel: np.ndarray) -> np.ndarray:
+    """Rows ``a:b`` of ``scipy.ndimage.convolve(image, kernel, mode="constant", cval=0.0)``
+    at the kernel-sized cut-outs around the peaks ``xy`` (``(x, y)`` rows, whole-image
+    pixels), 0 elsewhere: ``sub`` holds the image's rows from ``lo`` (with the cut-outs and
+    the kernel's reach beyond them). Each cut-out is convolved from a patch of the image
+    reaching the kernel's half size beyond it (cut at the image's edges, as the whole-image
+    call is): every value sums the same neighbours times the same weights in the same order
+    as the whole-image call, so it is the same, from ~1/20 of the pixels (DAOFIND reads
+    the convolved image at those cut-outs only)."""
+    ny, nx = sub.shape[0] + lo, sub.shape[1]
+    hy, hx = kernel.shape[0] // 2, kernel.shape[1] // 2
+    out = np.zeros((b - a, nx), dtype=np.result_type(sub, kernel))
+    for x, y in xy:
+        y0, y1 = max(0, y - hy), min(ny, y + hy + 1)  # the cut-out
+        x0, x1 = max(0, x - hx), min(nx, x + hx + 1)
+        p0, p1 = max(0, y0 - hy), min(ny, y1 + hy)  # and the kernel's reach
+        q0, q1 = max(0, x0 - hx), min(nx, x1 + hx)
+        patch = ndimage.convolve(sub[p0 - lo:p1 - lo, q0:q1], kernel, mode="constant",
+                                 cval=0.0)
+        out[y0 - a:y1 - a, x0:x1] = patch[y0 - p0:y1 - p0, x0 - q0:x1 - q0]
+    return out
 
 
 def _dao_at_peaks(rows: Callable[[int, int], np.ndarray], shape: tuple[int, int],
@@ -246,11 +261,14 @@ def _dao_at_peaks(rows: Callable[[int, int], np.ndarray], shape: tuple[int, int]
     ``mode="constant"``, ``cval=0``) and measures each source on the image's and the convolved
     image's kernel-sized cut-outs at its peak. Here each band of peaks gets the image's rows
     around it (``rows(lo, hi)``) convolved with twice the kernel's size of context (each pixel
-    sums the same neighbours in the same order: the same values), placed at their whole-image
-    rows in two otherwise empty whole-image arrays (:func:`_sparse_zeros`: only the band's
-    pages are memory), and photutils' DAOFIND catalog of those peaks is made on them; the
-    positions, and so the centroids (peak + offset), are the whole image's. The per-source
-    filters (finite values, sharpness and roundness ranges) do not depend on the other sources.
+    sums the same neighbours in the same order: the same values), and photutils' DAOFIND
+    catalog of those peaks is made on the band's rows and their convolution, the peaks' rows
+    counted from the band's first row (the cut-outs read rows inside the band, or past the
+    image's edges, which are the band's there: the same cut-outs, offsets and filters); the
+    centroids are photutils' expression ``peak + offset`` with the whole image's peak rows,
+    the same values. The per-source filters (finite values, sharpness and roundness ranges)
+    do not depend on the other sources. (Whole-image-shaped arrays holding the band, as
+    before, page-faulted ~0.6 GB of zero pages per detection on a 6000^2 image.)
     """
     ny = shape[0]
     kern = finder.kernel
@@ -265,23 +283,23 @@ def _dao_at_peaks(rows: Callable[[int, int], np.ndarray], shape: tuple[int, int]
             continue
         lo, hi = max(0, r0 - 2 * ctx), min(ny, r1 + 2 * ctx)
         sub = np.asarray(rows(lo, hi))
-        conv = ndimage.convolve(sub, kern.data, mode="constant", cval=0.0)
         a, b = max(0, r0 - ctx), min(ny, r1 + ctx)  # rows the cut-outs read
-        data = _sparse_zeros(shape, sub.dtype)
-        conv_data = _sparse_zeros(shape, conv.dtype)
-        data[a:b] = sub[a - lo:b - lo]
-        conv_data[a:b] = conv[a - lo:b - lo]
-        del sub, conv
-        cat = _DAOStarFinderCatalog(data, conv_data, xy[sel], finder.threshold, kern,
+        conv = _convolved_cutouts(sub, lo, a, b, xy[sel], kern.data)
+        # the band's rows a:b as the catalog's images, its peaks' rows counted from a
+        local = xy[sel] - np.array([0, a], dtype=xy.dtype)
+        cat = _DAOStarFinderCatalog(sub[a - lo:b - lo], conv, local,
+                                    finder.threshold, kern,
                                     sharpness_range=finder.sharpness_range,
                                     roundness_range=finder.roundness_range,
                                     n_brightest=finder.n_brightest, peak_max=finder.peak_max,
                                     scale_threshold=finder.scale_threshold)
         cat = cat.apply_all_filters()
         if cat is not None:
+            # photutils' centroids (``xypos + (dx, dy)``) at the whole image's peak rows
             xs_out.append(np.atleast_1d(np.asarray(cat.x_centroid, dtype=np.float64)))
-            ys_out.append(np.atleast_1d(np.asarray(cat.y_centroid, dtype=np.float64)))
-        del cat, data, conv_data  # the band's pages are unmapped with the arrays
+            ys_out.append(np.atleast_1d(np.asarray(
+                np.transpose(cat.xypos)[1] + a + cat.dy, dtype=np.float64)))
+        del cat, sub, conv
     if not xs_out:
         return None
     return np.concatenate(xs_out), np.concatenate(ys_out)

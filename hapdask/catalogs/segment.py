@@ -35,6 +35,7 @@ from __future__ import annotations
 import mmap
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,9 +48,11 @@ from photutils.segmentation import (
     SegmentationImage,
     SourceCatalog,
     deblend_sources,
-    detect_sources,
     make_2dgaussian_kernel,
 )
+from photutils.segmentation.deblend import _update_deblend_label_map
+from photutils.utils.exceptions import NoDetectionsWarning
+from scipy import ndimage
 
 from hapdask._memory import release_free_memory
 from hapdask.catalogs.background import Background, WeightRegion, threshold_image
@@ -61,7 +64,7 @@ from hapdask.catalogs.product import DrizzleProduct, nan_to_zero
 
 __all__ = ["Segmentation", "detect_segments", "measure_segments", "segment_flux_err",
            "total_error", "above_threshold", "convolve_bands", "convolve_extend",
-           "segmentation_image", "SEGMENT_COLUMNS"]
+           "segmentation_image", "detect_above", "SEGMENT_COLUMNS"]
 
 SEGMENT_COLUMNS = ("X-Centroid", "Y-Centroid", "RA", "DEC", "ID", "CI", "Flags", "MagAp1",
                    "MagErrAp1", "FluxAp1", "FluxErrAp1", "MagAp2", "MagErrAp2", "FluxAp2",
@@ -234,8 +237,71 @@ def _detect(image: np.ndarray, kernel: np.ndarray, regions: list[WeightRegion], 
     # threshold): given them as 0/1 with threshold 0, it makes the same segmentation image
     # (tested against the call with the convolved image and the threshold map)
     above = above_threshold(conv, regions, nsigma, footprint,
-                            after_band=release if own else None).view(np.uint8)
-    return conv, detect_sources(above, 0, n_pixels=params.source_box), own
+                            after_band=release if own else None)
+    return conv, detect_above(above, params.source_box), own
+
+
+@njit(nogil=True, cache=True)
+def _label_counts(labels, n):  # pragma: no cover - numba
+    """Pixels per label ``0 .. n`` of a 2-D label image (``np.bincount`` of it, without its
+    whole-image intp copy)."""
+    counts = np.zeros(n + 1, np.int64)
+    for r in range(labels.shape[0]):
+        for c in range(labels.shape[1]):
+            counts[labels[r, c]] += 1
+    return counts
+
+
+@njit(nogil=True, cache=True)
+def _map_labels(labels, label_map):  # pragma: no cover - numba
+    """``labels[:] = label_map[labels]`` of a 2-D label image, in place (numpy's fancy index
+    makes a whole-image intp copy of the index and a new image)."""
+    for r in range(labels.shape[0]):
+        for c in range(labels.shape[1]):
+            labels[r, c] = label_map[labels[r, c]]
+
+
+def _segmentation(data: np.ndarray, labels: np.ndarray, slices: list) -> SegmentationImage:
+    """A :class:`SegmentationImage` of a label image whose labels ``labels`` and bounding
+    boxes ``slices`` are known, made as photutils' ``detect_sources`` makes its result (no
+    second pass over the image for them)."""
+    segm = object.__new__(SegmentationImage)
+    segm._data = data
+    segm.__dict__["labels"] = labels
+    segm.__dict__["slices"] = slices
+    segm.__dict__["_deblend_label_map"] = {}
+    return segm
+
+
+def detect_above(above: np.ndarray, n_pixels: int) -> SegmentationImage | None:
+    """photutils' ``detect_sources(above.view(np.uint8), 0, n_pixels)`` of a boolean image of
+    the pixels above the threshold (:func:`above_threshold`): the same segmentation image
+    (labels, their order, bounding boxes), or None (with photutils' ``NoDetectionsWarning``).
+
+    The same steps as photutils' ``_detect_sources`` (8-connected ``scipy.ndimage.label``,
+    ``find_objects``, segments of fewer than ``n_pixels`` pixels removed, the others relabelled
+    ``1 .. n`` in their order), with the pixels per label counted in one compiled pass instead
+    of a cut-out comparison per label, and the relabelling done in place by a compiled lookup
+    instead of numpy's fancy index (its whole-image intp copy of the index and a new image:
+    ~0.8 s for a 6000^2 image).
+    """
+    data = None
+    if np.count_nonzero(above):
+        data, nlabels = ndimage.label(above, structure=np.ones((3, 3), dtype=bool))
+        counts = _label_counts(data, nlabels)
+        keep = counts[1:] >= n_pixels
+        if keep.any():
+            slices = ndimage.find_objects(data)
+            kept = [slc for slc, k in zip(slices, keep, strict=True) if k]
+            n_kept = len(kept)
+            if n_kept != nlabels:
+                label_map = np.zeros(nlabels + 1, dtype=data.dtype)
+                label_map[1:][keep] = np.arange(n_kept, dtype=data.dtype) + 1
+                _map_labels(data, label_map)
+            return _segmentation(data, np.arange(n_kept, dtype=data.dtype) + 1, kept)
+    warnings.warn("No sources were found. Try lowering the threshold or pixels parameters.",
+                  NoDetectionsWarning, stacklevel=2)
+    return None
 
 
 def _deblend(conv: np.ndarray, segm: SegmentationImage, params: CatalogParams) -> SegmentationImage:
@@ -246,9 +312,29 @@ def _deblend(conv: np.ndarray, segm: SegmentationImage, params: CatalogParams) -
         candidates = candidates[candidates != segm.labels[order[0]]]
     if candidates.size == 0:
         return segm
-    return deblend_sources(conv, segm, n_pixels=params.source_box, labels=candidates,
-                           n_levels=params.nlevels, contrast=params.contrast,
-                           progress_bar=False)
+    out = deblend_sources(conv, segm, n_pixels=params.source_box, labels=candidates,
+                          n_levels=params.nlevels, contrast=params.contrast, relabel=False,
+                          progress_bar=False)
+    _relabel_consecutive(out)
+    return out
+
+
+def _relabel_consecutive(segm: SegmentationImage) -> None:
+    """What ``deblend_sources(..., relabel=True)`` does after deblending, in place: the labels
+    present renumbered ``1 .. n`` in their order (``_create_relabel_map``), and the deblended
+    labels' map updated (``_update_deblend_label_map``); the same image and map, with the
+    labels found by one compiled counting pass and the lookup done in place (photutils
+    sorts the whole image with ``np.unique`` and indexes it with numpy: ~1.5 s for a 6000^2
+    image)."""
+    data = segm._data
+    top = int(data.max())
+    present = np.flatnonzero(_label_counts(data, top)[1:]) + 1
+    if present.size == 0 or (present[0] == 1 and present[-1] == present.size):
+        return
+    label_map = np.zeros(top + 1, dtype=data.dtype)
+    label_map[present] = np.arange(present.size) + 1
+    _map_labels(data, label_map)
+    segm._deblend_label_map = _update_deblend_label_map(segm._deblend_label_map, label_map)
 
 
 def total_error(data: np.ndarray, rms: np.ndarray, gain: float, band: int = 256) -> np.ndarray:

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 from astropy.convolution import RickerWavelet2DKernel, convolve
 from photutils.detection import DAOStarFinder, find_peaks
-from photutils.segmentation import SourceCatalog, detect_sources, make_2dgaussian_kernel
+from photutils.segmentation import (
+    SourceCatalog,
+    deblend_sources,
+    detect_sources,
+    make_2dgaussian_kernel,
+)
 from photutils.utils import calc_total_error
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import ndimage
@@ -281,6 +286,40 @@ def test_above_threshold_same_segmentation():
     got = detect_sources(above.view(np.uint8), 0, n_pixels=5)
     assert want.n_labels > 20
     assert np.array_equal(got.data, want.data)
+    # hapdask's detect_sources of those pixels: photutils' segmentation image, labels, boxes
+    ours = segment.detect_above(above, 5)
+    assert ours.data.dtype == want.data.dtype and np.array_equal(ours.data, want.data)
+    assert np.array_equal(ours.labels, want.labels) and ours.slices == want.slices
+    assert np.array_equal(ours.areas, want.areas)
+    with pytest.warns(NoDetectionsWarning):
+        assert segment.detect_above(np.zeros((40, 30), bool), 5) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_deblend_relabel_equals_photutils(seed):
+    """``deblend_sources(..., relabel=False)`` then :func:`segment._relabel_consecutive` gives
+    photutils' ``relabel=True`` segmentation image, labels and deblended-label map (blended
+    pairs of sources on noise, most segments too small to deblend)."""
+    rng = np.random.default_rng(seed)
+    img = ndimage.gaussian_filter(rng.normal(0.0, 1.0, (400, 500)), 1.5)
+    yy, xx = np.mgrid[:400, :500]
+    for _ in range(25):
+        x, y = rng.uniform(10, 490), rng.uniform(10, 390)
+        for dx in (0.0, rng.uniform(4, 9)):
+            img += rng.uniform(0.5, 3) * np.exp(-((xx - x - dx) ** 2 + (yy - y) ** 2)
+                                                / (2 * rng.uniform(1.2, 3) ** 2))
+    segm = detect_sources(img, 0.2, n_pixels=6)
+    labels = segm.labels[segm.areas >= 121]
+    want = deblend_sources(img, segm, n_pixels=6, labels=labels, n_levels=64,
+                           contrast=0.001, progress_bar=False)
+    got = deblend_sources(img, segm, n_pixels=6, labels=labels, n_levels=64, contrast=0.001,
+                          relabel=False, progress_bar=False)
+    segment._relabel_consecutive(got)
+    assert len(want._deblend_label_map) > 5 and want.n_labels > segm.n_labels
+    assert np.array_equal(got.data, want.data) and np.array_equal(got.labels, want.labels)
+    assert got._deblend_label_map.keys() == want._deblend_label_map.keys()
+    for key, value in want._deblend_label_map.items():
+        assert np.array_equal(got._deblend_label_map[key], value)
 
 
 @pytest.mark.parametrize("size", [11, 4])

@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from catalog_truth import PSCALE, SHALLOW_X, encircled_energy, interior, nearest, psf_sigmas
+from photutils.aperture import CircularAperture
 
 from hapdask.catalogs import (
     CatalogParams,
@@ -135,6 +136,49 @@ def test_flag_rules():
     wide = replace(SIM_PARAMS, ci_upper=CI_STAR - 0.1, ci_lower=CI_STAR - 0.5)
     assert source_flags(phot, x, y, params=wide, pixel_scale=PSCALE, exposure_count=count,
                         n_exposures=2)[0] == 1
+
+
+def _flags_per_circle(x, y, sat, count, radius_sat, radius, limit):
+    """Flags 4 and 64 one source at a time from photutils' aperture masks ("center" pixels;
+    a circle reaching past the image counts 0 there): the reference."""
+    flags = np.zeros(x.size, dtype=np.int32)
+    for k, (xk, yk) in enumerate(zip(x, y, strict=True)):
+        m = CircularAperture((xk, yk), r=radius_sat).to_mask(method="center")
+        if np.any(m.get_values(sat) > 0):
+            flags[k] |= 4
+        m = CircularAperture((xk, yk), r=radius).to_mask(method="center")
+        rows, cols = np.nonzero(m.data > 0)
+        rows, cols = rows + m.bbox.iymin, cols + m.bbox.ixmin
+        off = (rows < 0) | (cols < 0) | (rows >= count.shape[0]) | (cols >= count.shape[1])
+        values = m.get_values(count)
+        if off.any() or values.min() < limit:
+            flags[k] |= 64
+    return flags
+
+
+def test_flags_4_and_64_equal_per_circle():
+    """Flags 4 and 64 equal the per-source reference from photutils' aperture masks, for
+    sources everywhere (past the edges, in holes, next to saturated and low-count pixels)."""
+    rng = np.random.default_rng(5)
+    shape = (300, 260)
+    count = np.full(shape, 3, dtype=np.uint8)
+    count[:, :20] = 0
+    count[100:130, 60:200] = 1  # a gap covered once
+    count[rng.integers(0, 300, 40), rng.integers(0, 260, 40)] = 1
+    sat = np.zeros(shape, dtype=bool)
+    sat[rng.integers(0, 300, 15), rng.integers(0, 260, 15)] = True
+    sat[0, 5] = sat[299, 259] = True
+    x = np.concatenate([rng.uniform(-5, 265, 3000), [0.0, 259.0, 3.2, 130.0]])
+    y = np.concatenate([rng.uniform(-5, 305, 3000), [0.0, 299.0, 150.0, 2.7]])
+    n = x.size
+    phot = {"CI": np.full(n, CI_STAR), "MagErrAp1": np.full(n, 0.01),
+            "MagErrAp2": np.full(n, 0.01), "FluxAp2": np.full(n, 100.0),
+            "FluxErrAp2": np.ones(n)}
+    flags = source_flags(phot, x, y, params=SIM_PARAMS, pixel_scale=PSCALE,
+                         exposure_count=count, n_exposures=3, saturated=sat)
+    want = _flags_per_circle(x, y, sat, count, round(R2 + 0.5) * 2, R2, 1.5)
+    assert np.array_equal(flags, want)
+    assert 50 < np.count_nonzero(want & 4) < n - 50 and 50 < np.count_nonzero(want & 64) < n - 50
 
 
 def test_catalog_flags_on_simulated_field(field):
