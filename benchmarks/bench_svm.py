@@ -109,6 +109,9 @@ def run_measured(cmd: list[str], cwd: Path, env: dict[str, str], log: Path,
     """Run ``cmd`` under ``/usr/bin/time -v``; sample the RSS of its whole process tree."""
     timefile = log.with_suffix(".time")
     full = ["/usr/bin/time", "-v", "-o", str(timefile), *cmd]
+    # the files the step before wrote (the staged inputs, the previous run's products) reach
+    # the disk before the clock starts: no run is timed while the kernel writes back another's
+    os.sync()
     t0 = time.perf_counter()
     peak = 0
     with open(log, "w") as out:
