@@ -50,9 +50,13 @@ from photutils.segmentation import (
     deblend_sources,
     make_2dgaussian_kernel,
 )
-from photutils.segmentation.deblend import _update_deblend_label_map
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import ndimage
+
+try:  # photutils' private helper (3.x): without it, deblend_sources relabels itself
+    from photutils.segmentation.deblend import _update_deblend_label_map
+except ImportError:  # pragma: no cover - a photutils without it
+    _update_deblend_label_map = None
 
 from hapdask._memory import release_free_memory
 from hapdask.catalogs.background import Background, WeightRegion, threshold_image
@@ -313,9 +317,10 @@ def _deblend(conv: np.ndarray, segm: SegmentationImage, params: CatalogParams) -
     if candidates.size == 0:
         return segm
     out = deblend_sources(conv, segm, n_pixels=params.source_box, labels=candidates,
-                          n_levels=params.nlevels, contrast=params.contrast, relabel=False,
-                          progress_bar=False)
-    _relabel_consecutive(out)
+                          n_levels=params.nlevels, contrast=params.contrast,
+                          relabel=_update_deblend_label_map is None, progress_bar=False)
+    if _update_deblend_label_map is not None:
+        _relabel_consecutive(out)
     return out
 
 

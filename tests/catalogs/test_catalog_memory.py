@@ -295,11 +295,8 @@ def test_above_threshold_same_segmentation():
         assert segment.detect_above(np.zeros((40, 30), bool), 5) is None
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_deblend_relabel_equals_photutils(seed):
-    """``deblend_sources(..., relabel=False)`` then :func:`segment._relabel_consecutive` gives
-    photutils' ``relabel=True`` segmentation image, labels and deblended-label map (blended
-    pairs of sources on noise, most segments too small to deblend)."""
+def _blended_pairs(seed: int):
+    """Blended pairs of sources on noise and photutils' segmentation of them."""
     rng = np.random.default_rng(seed)
     img = ndimage.gaussian_filter(rng.normal(0.0, 1.0, (400, 500)), 1.5)
     yy, xx = np.mgrid[:400, :500]
@@ -308,7 +305,22 @@ def test_deblend_relabel_equals_photutils(seed):
         for dx in (0.0, rng.uniform(4, 9)):
             img += rng.uniform(0.5, 3) * np.exp(-((xx - x - dx) ** 2 + (yy - y) ** 2)
                                                 / (2 * rng.uniform(1.2, 3) ** 2))
-    segm = detect_sources(img, 0.2, n_pixels=6)
+    return img, detect_sources(img, 0.2, n_pixels=6)
+
+
+def _assert_same_deblend(got, want):
+    assert np.array_equal(got.data, want.data) and np.array_equal(got.labels, want.labels)
+    assert got._deblend_label_map.keys() == want._deblend_label_map.keys()
+    for key, value in want._deblend_label_map.items():
+        assert np.array_equal(got._deblend_label_map[key], value)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_deblend_relabel_equals_photutils(seed):
+    """``deblend_sources(..., relabel=False)`` then :func:`segment._relabel_consecutive` gives
+    photutils' ``relabel=True`` segmentation image, labels and deblended-label map (blended
+    pairs of sources on noise, most segments too small to deblend)."""
+    img, segm = _blended_pairs(seed)
     labels = segm.labels[segm.areas >= 121]
     want = deblend_sources(img, segm, n_pixels=6, labels=labels, n_levels=64,
                            contrast=0.001, progress_bar=False)
@@ -316,10 +328,21 @@ def test_deblend_relabel_equals_photutils(seed):
                           relabel=False, progress_bar=False)
     segment._relabel_consecutive(got)
     assert len(want._deblend_label_map) > 5 and want.n_labels > segm.n_labels
-    assert np.array_equal(got.data, want.data) and np.array_equal(got.labels, want.labels)
-    assert got._deblend_label_map.keys() == want._deblend_label_map.keys()
-    for key, value in want._deblend_label_map.items():
-        assert np.array_equal(got._deblend_label_map[key], value)
+    _assert_same_deblend(got, want)
+
+
+def test_deblend_without_photutils_private_relabel_helper(monkeypatch):
+    """A photutils without ``_update_deblend_label_map`` (private): the deblending relabels
+    itself and gives photutils' own ``deblend_sources`` result."""
+    img, segm = _blended_pairs(0)
+    params = CatalogParams(kernel_size=11)
+    labels = segm.labels[segm.areas >= params.kernel_size ** 2]
+    want = deblend_sources(img, segm, n_pixels=params.source_box, labels=labels,
+                           n_levels=params.nlevels, contrast=params.contrast,
+                           progress_bar=False)
+    _assert_same_deblend(segment._deblend(img, segm, params), want)
+    monkeypatch.setattr(segment, "_update_deblend_label_map", None)
+    _assert_same_deblend(segment._deblend(img, segm, params), want)
 
 
 @pytest.mark.parametrize("size", [11, 4])
