@@ -273,17 +273,18 @@ def _rows_written() -> None:
         future.exception()
 
 
-def _write_rows(layout: xfits.FitsLayout, y0: int, y1: int, parts: list,
-                discard: Scratch | None, *_kept: object) -> list[Future]:
+def _write_rows(layout: xfits.FitsLayout, y0: int, y1: int, parts: list, scratch: Scratch,
+                *_kept: object) -> list[Future]:
     """Hand the writing of the product's rows ``y0:y1`` (:func:`_put_rows`) to this process's
     product-rows threads, in :data:`_ROWS_THREADS` parts (the last row of tiles is written by
     all of them), once the tasks keeping its tiles are done (``_kept``: their values); returns
     their futures, which :func:`_finish_product` waits for (so the graph is for a compute on
-    local threads: a future is an object of this process)."""
+    local threads: a future is an object of this process). ``scratch`` holds the tiles' files,
+    deleted once the rows are written."""
     with _STAGED_LOCK:
         tiles = tuple(_SAVES[path] for path, _ in parts)
     cuts = sorted({y0 + (y1 - y0) * k // _ROWS_THREADS for k in range(_ROWS_THREADS + 1)})
-    shared = _RowsJob(parts, discard, tiles, len(cuts) - 1)
+    shared = _RowsJob(parts, scratch, tiles, len(cuts) - 1)
     futures = [_rows_pool().submit(_put_rows, layout, a, b, shared)
                for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     for future in futures:
@@ -297,8 +298,8 @@ class _RowsJob:
     """What the parts of a row of tiles' writing share: the tiles (``parts``), the futures of
     their saves, and how many parts are left before the tiles' files can be deleted."""
 
-    def __init__(self, parts: list, discard: Scratch | None, tiles: tuple, n: int) -> None:
-        self.parts, self.discard, self.tiles, self.left = parts, discard, tiles, n
+    def __init__(self, parts: list, scratch: Scratch, tiles: tuple, n: int) -> None:
+        self.parts, self.scratch, self.tiles, self.left = parts, scratch, tiles, n
 
 
 def _rows_done(future: Future) -> None:
@@ -312,9 +313,8 @@ def _put_rows(layout: xfits.FitsLayout, y0: int, y1: int, job: _RowsJob) -> None
     tile are zeros, as :func:`~hapdask.export.fits.create_fits` made them) in bands of
     :data:`_ROWS_BYTES` per plane (:class:`~hapdask.export.fits.FitsRows`: direct I/O; the
     tiles are read with direct I/O too, band by band), once their saves (``job.tiles``:
-    futures) are done. After the job's last part the tiles' files are deleted
-    (``job.discard``: by its :meth:`~hapdask.mosaic.scratch.Scratch.discard`), else left to
-    the scratch's removal."""
+    futures) are done. After the job's last part the tiles' files are deleted (by
+    ``job.scratch``'s :meth:`~hapdask.mosaic.scratch.Scratch.discard`)."""
     try:
         for saved in job.tiles:
             saved.result()
@@ -327,8 +327,7 @@ def _put_rows(layout: xfits.FitsLayout, y0: int, y1: int, job: _RowsJob) -> None
             with _STAGED_LOCK:
                 for path, _ in job.parts:
                     _SAVES.pop(path, None)
-        if last and job.discard is not None:
-            job.discard.discard(*[path for path, _ in job.parts])
+            job.scratch.discard(*[path for path, _ in job.parts])
 
 
 def _rows_from_tiles(layout: xfits.FitsLayout, y0: int, y1: int, parts: list) -> None:
@@ -633,8 +632,7 @@ def drizzle_graph(
             keys = []
             for (y0, y1), parts in bands.items():
                 key = (f"drz-rows-{fp}", y0)
-                graph[key] = (_write_rows, head_key, y0, y1, parts,
-                              scratch,
+                graph[key] = (_write_rows, head_key, y0, y1, parts, scratch,
                               *[writes[t.index] for t in tiles if tuple(t.window[:2]) == (y0, y1)])
                 keys.append(key)
         mask_keys = []

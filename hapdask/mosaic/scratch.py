@@ -92,8 +92,9 @@ Box = tuple[int, int, int, int]
 _BLOCK = 4096
 #: Size of the per-thread aligned buffer the data of direct I/O go through.
 _CHUNK = 2 << 20
-#: Largest write of an array's bulk straight from its memory (:meth:`_Writer.put`).
-_DIRECT_WRITE = 64 << 20
+#: Largest single transfer of an array's bulk straight between its memory and the file
+#: (:meth:`_Writer.put`, :func:`_load_direct`).
+_DIRECT_RUN = 64 << 20
 #: Column band width (pixels) of banded scratch arrays (pixel maps; module docstring).
 BAND = 128
 _LOCAL = threading.local()
@@ -317,7 +318,7 @@ class _Writer:
                 if self.used == 0:  # the file is at a block boundary: no copy of the bulk
                     bulk = flat.size - flat.size % _BLOCK
                     while pos < bulk:
-                        done = os.write(self.fd, flat[pos:min(pos + _DIRECT_WRITE, bulk)])
+                        done = os.write(self.fd, flat[pos:min(pos + _DIRECT_RUN, bulk)])
                         if done <= 0 or done % _BLOCK:
                             raise OSError(f"{self.path}: short write ({done} bytes)")
                         self.written += done
@@ -439,25 +440,28 @@ def _npy_header(fh, path: str) -> tuple[tuple[int, ...], np.dtype, int]:
     return shape, dtype, fh.tell()
 
 
+def _aligned(shape: tuple[int, ...], dtype: np.dtype | type, alloc) -> np.ndarray:
+    """A new C-contiguous array from ``alloc`` (``np.zeros`` or ``np.empty``) whose data
+    start on a block boundary."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    raw = alloc(nbytes + _BLOCK, np.uint8)
+    start = -raw.ctypes.data % _BLOCK
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 def aligned_zeros(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
     """A new C-contiguous array of zeros whose data start on a block boundary: saved with
     direct I/O (:meth:`Scratch.save`), its whole blocks are written straight from its memory,
     not copied through the bounce buffer. Its pages are the calloc'ed zero pages of
     ``numpy.zeros`` (not touched until written)."""
-    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-    raw = np.zeros(nbytes + _BLOCK, np.uint8)
-    start = -raw.ctypes.data % _BLOCK
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
+    return _aligned(shape, dtype, np.zeros)
 
 
 def aligned_empty(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
     """A new (uninitialised) C-contiguous array whose data start on a block boundary: direct
     reads land in it, and direct saves (:meth:`Scratch.save`) write its whole blocks straight
     from its memory, without the bounce buffer's copy."""
-    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-    raw = np.empty(nbytes + _BLOCK, np.uint8)
-    start = -raw.ctypes.data % _BLOCK
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
+    return _aligned(shape, dtype, np.empty)
 
 
 def _load_direct(path: str) -> np.ndarray | None:
@@ -491,7 +495,7 @@ def _load_direct(path: str) -> np.ndarray | None:
         bulk = dest.size - dest.size % _BLOCK
         pos = 0
         while pos < bulk:
-            n = os.preadv(fd, [dest[pos:min(pos + (64 << 20), bulk)]], offset + pos)
+            n = os.preadv(fd, [dest[pos:min(pos + _DIRECT_RUN, bulk)]], offset + pos)
             if n <= 0:
                 raise OSError(f"{path}: truncated scratch file")
             pos += n

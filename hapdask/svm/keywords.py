@@ -592,7 +592,7 @@ def _plain_hdrtab(header: fits.Header) -> list[tuple[str, str, int, int]] | None
             return None
         form = tform.value.strip()
         code = form.lstrip("0123456789")
-        if code not in _TFORM_BYTES or code in ("L",):  # logicals: astropy maps their bytes
+        if code not in _TFORM_BYTES or code == "L":  # logicals: astropy maps their bytes
             return None
         repeat = int(form[:-len(code)] or 1)
         width = repeat * _TFORM_BYTES[code]
@@ -616,14 +616,9 @@ def _hapexpname_bytes(header: fits.Header, cols: list[tuple[str, str, int, int]]
     if root is None or not root[1].endswith("A"):
         raise KeyError("ROOTNAME")
     _, _, off, w = root
-    roots = [bytes(r[off:off + w]).rstrip(b"\0").decode("ascii").strip().lower()[:8]
-             for r in rows]
-    missing = sorted(set(roots) - set(names))
-    if missing:
-        raise ValueError(f"{path}: HDRTAB rootname(s) {', '.join(missing)} are not "
-                         f"exposures of this visit")
-    values = [names[r].encode("ascii") for r in roots]
-    width = max(51, max((len(v) for v in values), default=0))
+    roots = [bytes(r[off:off + w]).rstrip(b"\0").decode("ascii") for r in rows]
+    names_, width = _hapexpname_values(roots, names, path)
+    values = [v.encode("ascii") for v in names_]
     out = np.zeros((nrows, rowlen + width), dtype=np.uint8)
     out[:, :rowlen] = rows
     for _, form, off, w in cols:  # text as astropy writes it back: trailing blanks as NULs
@@ -646,6 +641,19 @@ def _hapexpname_bytes(header: fits.Header, cols: list[tuple[str, str, int, int]]
             + b"\0" * (-len(table) % 2880))
 
 
+def _hapexpname_values(roots: list[str], names: dict[str, str], path: str | os.PathLike
+                       ) -> tuple[list[str], int]:
+    """HAPEXPNAME of each HDRTAB row (``names`` by the first 8 characters of its ROOTNAME, in
+    lower case) and the column's width (at least 51 characters)."""
+    roots = [str(r).strip().lower()[:8] for r in roots]
+    missing = sorted(set(roots) - set(names))
+    if missing:
+        raise ValueError(f"{path}: HDRTAB rootname(s) {', '.join(missing)} are not "
+                         f"exposures of this visit")
+    values = [names[r] for r in roots]
+    return values, max(51, max((len(v) for v in values), default=0))
+
+
 def add_hapexpname(path: str | os.PathLike, names: dict[str, str]) -> None:
     """Append HDRTAB's ``HAPEXPNAME`` column to a product file (in place).
 
@@ -660,40 +668,32 @@ def add_hapexpname(path: str | os.PathLike, names: dict[str, str]) -> None:
     extended byte by byte, to the bytes astropy's table machinery writes (~0.1 s of astropy
     per product less for the ~170 columns of HST headers); other tables through astropy.
     """
+    ext = new = None
     with fits.open(path) as hdul:
         index = hdul.index_of("HDRTAB")
         last = index == len(hdul) - 1
         info = hdul.fileinfo(index)
-        start, data_at = info["hdrLoc"], info["datLoc"]
-        header = hdul[index].header
-        cols = _plain_hdrtab(header) if last else None
+        start = info["hdrLoc"]
+        tab = hdul[index]
+        cols = _plain_hdrtab(tab.header) if last else None
         if cols is not None and HAPEXPNAME not in [c[0] for c in cols]:
             with open(path, "rb") as fh:
-                fh.seek(data_at)
-                data = fh.read(int(header["NAXIS1"]) * int(header["NAXIS2"]))
-            ext = _hapexpname_bytes(header, cols, data, names, path)
-            with open(path, "r+b") as fh:
-                fh.truncate(start)
-                fh.seek(start)
-                fh.write(ext)
-            return
-    with fits.open(path) as hdul:
-        index = hdul.index_of("HDRTAB")
-        tab = hdul[index]
-        roots = [str(r).strip().lower()[:8] for r in tab.data["ROOTNAME"]]
-        missing = sorted(set(roots) - set(names))
-        if missing:
-            raise ValueError(f"{path}: HDRTAB rootname(s) {', '.join(missing)} are not "
-                             f"exposures of this visit")
-        values = [names[r] for r in roots]
-        width = max(51, max((len(v) for v in values), default=0))
-        cols = [c for c in tab.columns if c.name != HAPEXPNAME]
-        cols.append(fits.Column(name=HAPEXPNAME, format=f"{width}A",
-                                array=np.array(values, dtype=f"U{width}")))
-        new = fits.BinTableHDU.from_columns(fits.ColDefs(cols), header=tab.header.copy())
-        new.header["EXTNAME"] = "HDRTAB"
-        last = index == len(hdul) - 1
-        start = hdul.fileinfo(index)["hdrLoc"]
+                fh.seek(info["datLoc"])
+                data = fh.read(int(tab.header["NAXIS1"]) * int(tab.header["NAXIS2"]))
+            ext = _hapexpname_bytes(tab.header, cols, data, names, path)
+        else:
+            values, width = _hapexpname_values(list(tab.data["ROOTNAME"]), names, path)
+            cols = [c for c in tab.columns if c.name != HAPEXPNAME]
+            cols.append(fits.Column(name=HAPEXPNAME, format=f"{width}A",
+                                    array=np.array(values, dtype=f"U{width}")))
+            new = fits.BinTableHDU.from_columns(fits.ColDefs(cols), header=tab.header.copy())
+            new.header["EXTNAME"] = "HDRTAB"
+    if ext is not None:
+        with open(path, "r+b") as fh:
+            fh.truncate(start)
+            fh.seek(start)
+            fh.write(ext)
+        return
     if not last:  # HDRTAB followed by other extensions: astropy rewrites the file
         with fits.open(path, mode="update") as hdul:
             hdul[index] = new
