@@ -201,8 +201,10 @@ def main() -> int:
     params = {**PARAMS, **_grid(inputs)}
     ours_params = {**params, "skymethod": "localmin"} if a.unpatched else params
     # as an installed package is (pip compiles its bytecode, as it did drizzlepac's): the
-    # runs must not pay for compiling hapdask's sources (PYTHONDONTWRITEBYTECODE may be set)
-    compileall.compile_dir(str(ROOT / "hapdask"), quiet=1)
+    # runs must not pay for compiling the distribution's sources (PYTHONDONTWRITEBYTECODE may
+    # be set): hapdask and skycells (imported from the tree too, e.g. by hapdask.io.filters)
+    for package in ("hapdask", "skycells"):
+        compileall.compile_dir(str(ROOT / package), quiet=1)
     ours, theirs = [], []
     for run in range(a.runs):
         # AstroDrizzle on fresh copies (it writes into its inputs)

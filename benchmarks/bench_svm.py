@@ -568,8 +568,10 @@ def main() -> int:
             print(f"  {name}")
         return 1
     # as an installed package is (pip compiles its bytecode, as it did drizzlepac's): the
-    # runs must not pay for compiling hapdask's sources (PYTHONDONTWRITEBYTECODE may be set)
-    compileall.compile_dir(str(a.hapdask_tree / "hapdask"), quiet=1)
+    # runs must not pay for compiling the distribution's sources (PYTHONDONTWRITEBYTECODE may
+    # be set): hapdask and skycells (imported from the tree too, e.g. by hapdask.io.filters)
+    for package in ("hapdask", "skycells"):
+        compileall.compile_dir(str(a.hapdask_tree / package), quiet=1)
     ours = []
     for k in range(a.repeat):
         r = run_ours(poller, refcat, work / f"hapdask{k}", a.hapdask_tree, a.svm_arg, a.timeout)
