@@ -237,8 +237,12 @@ def _smooth_box(filled: np.ndarray, box: tuple[int, int, int, int], closing: int
     Each step runs on the box grown by the reach of the steps after it (clipped to the array):
     a step's result is exact but within its own reach of a cut that is not the array's edge
     (there the cut-out's edge stands for pixels it does not hold), and the next step reads it
-    only inside that, down to the Gaussian's cut-out, the box grown by its radius.
+    only inside that, down to the Gaussian's cut-out, the box grown by its radius. The
+    dilations and erosions are scipy's with ``iterations`` (:mod:`hapdask.svm._morph`: from a
+    distance transform, not ``iterations`` passes).
     """
+    from hapdask.svm._morph import dilate, erode  # numba module: loaded when a mask is traced
+
     ny, nx = filled.shape
     y0, y1, x0, x1 = box
     radius = int(4.0 * sigma + 0.5)  # scipy's truncate=4
@@ -252,15 +256,15 @@ def _smooth_box(filled: np.ndarray, box: tuple[int, int, int, int], closing: int
 
     m = 2 * closing + 2 * opening + radius
     a = cut(m)
-    dilated = ndimage.binary_dilation(filled[a], iterations=closing)
+    dilated = dilate(filled[a], closing)
     b = cut(m - closing)
-    closed = ndimage.binary_erosion(dilated[within(b, a)], iterations=closing)
+    closed = erode(dilated[within(b, a)], closing)
     del dilated
     c = cut(m - 2 * closing)
-    eroded = ndimage.binary_erosion(filled[c] | closed[within(c, b)], iterations=opening)
+    eroded = erode(filled[c] | closed[within(c, b)], opening)
     del closed
     d = cut(radius + opening)
-    opened = ndimage.binary_dilation(eroded[within(d, c)], iterations=opening)
+    opened = dilate(eroded[within(d, c)], opening)
     del eroded
     e = cut(radius)
     smooth = ndimage.gaussian_filter(opened[within(e, d)].astype(np.float32), sigma=sigma)
