@@ -234,14 +234,14 @@ def _smooth_box(filled: np.ndarray, box: tuple[int, int, int, int], closing: int
                 opening: int, sigma: float) -> np.ndarray:
     """:func:`_smooth_steps` of the whole array on the box ``(y0, y1, x0, x1)`` only.
 
-    Each step runs on the box grown by the reach of the steps after it (clipped to the array):
-    a step's result is exact but within its own reach of a cut that is not the array's edge
-    (there the cut-out's edge stands for pixels it does not hold), and the next step reads it
-    only inside that, down to the Gaussian's cut-out, the box grown by its radius. The
-    dilations and erosions are scipy's with ``iterations`` (:mod:`hapdask.svm._morph`: from a
-    distance transform, not ``iterations`` passes).
+    The morphology runs on the box grown by the reach of all the steps (clipped to the array:
+    ``2 * closing + 2 * opening`` plus the Gaussian's radius; :func:`hapdask.svm._morph.
+    close_open`, scipy's steps on that cut-out). A step's result is exact but within its own
+    reach of a cut that is not the array's edge (there the cut-out's edge stands for pixels it
+    does not hold), so the opened mask is exact on the box grown by the Gaussian's radius,
+    the Gaussian's cut-out.
     """
-    from hapdask.svm._morph import dilate, erode  # numba module: loaded when a mask is traced
+    from hapdask.svm._morph import close_open  # numba module: loaded when a mask is traced
 
     ny, nx = filled.shape
     y0, y1, x0, x1 = box
@@ -254,20 +254,10 @@ def _smooth_box(filled: np.ndarray, box: tuple[int, int, int, int], closing: int
         return tuple(slice(i.start - o.start, i.stop - o.start)
                      for i, o in zip(inner, outer, strict=True))
 
-    m = 2 * closing + 2 * opening + radius
-    a = cut(m)
-    dilated = dilate(filled[a], closing)
-    b = cut(m - closing)
-    closed = erode(dilated[within(b, a)], closing)
-    del dilated
-    c = cut(m - 2 * closing)
-    eroded = erode(filled[c] | closed[within(c, b)], opening)
-    del closed
-    d = cut(radius + opening)
-    opened = dilate(eroded[within(d, c)], opening)
-    del eroded
+    a = cut(2 * closing + 2 * opening + radius)
+    opened = close_open(filled[a], closing, opening)
     e = cut(radius)
-    smooth = ndimage.gaussian_filter(opened[within(e, d)].astype(np.float32), sigma=sigma)
+    smooth = ndimage.gaussian_filter(opened[within(e, a)].astype(np.float32), sigma=sigma)
     return smooth[within(cut(0), e)] > 0.5
 
 
