@@ -234,11 +234,15 @@ def _smooth_box(filled: np.ndarray, box: tuple[int, int, int, int], closing: int
                 opening: int, sigma: float) -> np.ndarray:
     """:func:`_smooth_steps` of the whole array on the box ``(y0, y1, x0, x1)`` only.
 
-    Each step runs on the box grown by the reach of the steps after it (clipped to the array):
-    a step's result is exact but within its own reach of a cut that is not the array's edge
-    (there the cut-out's edge stands for pixels it does not hold), and the next step reads it
-    only inside that, down to the Gaussian's cut-out, the box grown by its radius.
+    The morphology runs on the box grown by the reach of all the steps (clipped to the array:
+    ``2 * closing + 2 * opening`` plus the Gaussian's radius; :func:`hapdask.svm._morph.
+    close_open`, scipy's steps on that cut-out). A step's result is exact but within its own
+    reach of a cut that is not the array's edge (there the cut-out's edge stands for pixels it
+    does not hold), so the opened mask is exact on the box grown by the Gaussian's radius,
+    the Gaussian's cut-out.
     """
+    from hapdask.svm._morph import close_open  # numba module: loaded when a mask is traced
+
     ny, nx = filled.shape
     y0, y1, x0, x1 = box
     radius = int(4.0 * sigma + 0.5)  # scipy's truncate=4
@@ -250,20 +254,10 @@ def _smooth_box(filled: np.ndarray, box: tuple[int, int, int, int], closing: int
         return tuple(slice(i.start - o.start, i.stop - o.start)
                      for i, o in zip(inner, outer, strict=True))
 
-    m = 2 * closing + 2 * opening + radius
-    a = cut(m)
-    dilated = ndimage.binary_dilation(filled[a], iterations=closing)
-    b = cut(m - closing)
-    closed = ndimage.binary_erosion(dilated[within(b, a)], iterations=closing)
-    del dilated
-    c = cut(m - 2 * closing)
-    eroded = ndimage.binary_erosion(filled[c] | closed[within(c, b)], iterations=opening)
-    del closed
-    d = cut(radius + opening)
-    opened = ndimage.binary_dilation(eroded[within(d, c)], iterations=opening)
-    del eroded
+    a = cut(2 * closing + 2 * opening + radius)
+    opened = close_open(filled[a], closing, opening)
     e = cut(radius)
-    smooth = ndimage.gaussian_filter(opened[within(e, d)].astype(np.float32), sigma=sigma)
+    smooth = ndimage.gaussian_filter(opened[within(e, a)].astype(np.float32), sigma=sigma)
     return smooth[within(cut(0), e)] > 0.5
 
 

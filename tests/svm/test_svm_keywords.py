@@ -603,3 +603,26 @@ def test_fill_holes_equal_scipy(seed):
     ring[5, 5] = False               # connected to the edge through it
     want = ndimage.binary_fill_holes(ring)
     assert np.array_equal(_fill_holes(ring), want) and want[3, 3] and not want[5, 5]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_close_open_equal_scipy(seed):
+    """The packed-row morphology of the outline steps is scipy's ``binary_dilation``/
+    ``binary_erosion`` with ``iterations`` (the oracle; cross structure, nothing set outside
+    the array): random masks, specks and blobs, near and on the edges, rows shorter and longer
+    than a word (64 pixels) and not a multiple of it, thin arrays, empty and full masks, radii
+    below and beyond the array's size."""
+    from hapdask.svm._morph import close_open
+
+    rng = np.random.default_rng(seed)
+    ny, nx = (int(v) for v in rng.integers(1, 150, 2))
+    mask = rng.random((ny, nx)) < rng.uniform(0.02, 0.98)
+    if seed % 2:
+        mask = ndimage.binary_dilation(mask, iterations=int(rng.integers(1, 5)))
+    for m in (mask, ~mask, np.zeros((ny, nx), bool), np.ones((ny, nx), bool)):
+        for closing, opening in ((11, 3), (1, 1), (3, 7), (40, 2)):
+            closed = ndimage.binary_erosion(ndimage.binary_dilation(m, iterations=closing),
+                                            iterations=closing)
+            want = ndimage.binary_dilation(ndimage.binary_erosion(m | closed, iterations=opening),
+                                           iterations=opening)
+            assert np.array_equal(close_open(m, closing, opening), want)
