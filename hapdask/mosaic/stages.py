@@ -34,7 +34,7 @@ from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.scratch import (
     Scratch,
-    aligned_empty,
+    aligned_zeros,
     load_array,
     load_array_async,
     load_banded,
@@ -784,9 +784,8 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     g0, g1, h0, h1 = job.grown
     th, tw = g1 - g0, h1 - h0
     out_wcs = thread_header_wcs(job.header)
-    # block-aligned: separate_tile's direct save writes it without a copy; not zeroed: every
-    # plane is written whole below (finalize_tile's ``out``)
-    stack = aligned_empty((2, len(job.groups), th, tw), np.float32)
+    # block-aligned: separate_tile's direct save writes it without a copy
+    stack = aligned_zeros((2, len(job.groups), th, tw), np.float32)
     images, weights = stack[0], stack[1]
     counts = sums[2] if sums is not None else None
     maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
