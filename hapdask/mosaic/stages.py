@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.io import fits
 
-from hapdask.dqflags import good_pixel_mask
+from hapdask.dqflags import good_pixel_mask, interpret_bits
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.scratch import (
@@ -146,7 +146,8 @@ def read_flat(chip: ChipRef, region: Box) -> np.ndarray | None:
 def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, *,
                         static: np.ndarray | PackedMask | None = None,
                         crmask: np.ndarray | None = None,
-                        pix_ratio: float = 1.0, pixels: tuple | None = None
+                        pix_ratio: float = 1.0, pixels: tuple | None = None,
+                        spans: tuple[np.ndarray, np.ndarray] | None = None
                         ) -> tuple[np.ndarray, np.ndarray]:
     """Read a region of a chip: ``(data, weight)`` ready for :func:`hapdask.drizzle.add_to_tile`.
 
@@ -157,6 +158,8 @@ def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, 
     the cosmic-ray mask (``crmask``: the region's shape, True = cosmic ray); 0 elsewhere.
     ``pixels``: the region's ``(sci, err, dq)`` as ``chip.chip.read`` gives them, when the
     caller has read them already (``sci`` is then used as this call's own copy: modified).
+    ``spans``: per region row, the chip columns ``[lo, hi)`` whose weight is kept (0 outside
+    them: the pixels that cannot land on the caller's window, :func:`_tile_spans`).
 
     Weights are AstroDrizzle's (``buildEXPmask``, ``buildERRmask``, ``buildIVMmask`` times the
     ``wt_scl`` it sets; ``pix_ratio`` = output / input pixel scale):
@@ -172,8 +175,12 @@ def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, 
     """
     sci, err, dq = pixels if pixels is not None else chip.chip.read(
         region, err=params.wht_type == "ERR")
-    good = good_pixel_mask(dq, params.bits) & np.isfinite(sci)
     st = _sub(static, region)
+    if params.wht_type == "EXP":
+        got = _prepare_exp(chip, sky, region, params, sci, dq, st, crmask, spans)
+        if got is not None:
+            return got
+    good = good_pixel_mask(dq, params.bits) & np.isfinite(sci)
     if st is not None:
         good &= st
     if crmask is not None:
@@ -202,6 +209,50 @@ def prepare_chip_region(chip: ChipRef, sky, region: Box, params: DrizzleParams, 
             ivm = np.where(var > 0, f * f / var, 0.0) * (chip.exptime ** 2 / ratio4)
         ivm = np.broadcast_to(ivm, good.shape)
         weight = np.where(good & np.isfinite(ivm), ivm, 0.0).astype(np.float32)
+    if spans is not None:
+        lo, hi = spans
+        cols = np.arange(region[2], region[3])
+        weight[(cols < lo[:, None]) | (cols >= hi[:, None])] = 0.0
+    return data, weight
+
+
+def _prepare_exp(chip: ChipRef, sky, region: Box, params: DrizzleParams, sci: np.ndarray,
+                 dq: np.ndarray, static: np.ndarray | None, crmask: np.ndarray | None,
+                 spans: tuple[np.ndarray, np.ndarray] | None
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`prepare_chip_region` with EXP weights in one compiled pass over the region (the
+    same values as its numpy operations, :mod:`hapdask.mosaic._prepare`); None when the inputs
+    are not what the kernel takes (then the numpy path runs)."""
+    from hapdask.mosaic._prepare import prepare_exp  # numba: compiled on first use
+
+    data = sci.astype(np.float32, copy=False)
+    dq = np.asarray(dq)
+    if (data.ndim != 2 or not data.flags.writeable or dq.shape != data.shape
+            or dq.dtype.kind not in "iu" or not dq.dtype.isnative
+            or (static is not None and (static.dtype != bool or static.shape != data.shape))
+            or (crmask is not None and (crmask.dtype != bool or crmask.shape != data.shape))):
+        return None
+    if dq.dtype.kind == "i":  # same bytes, as good_pixel_mask reads them
+        dq = dq.view(dq.dtype.str.replace("i", "u"))
+    bits = interpret_bits(params.bits)
+    bad = 0 if bits is None else ~bits & int(np.iinfo(dq.dtype).max)
+    ny, nx = data.shape
+    if spans is not None:
+        lo = np.asarray(spans[0], np.int64)
+        hi = np.asarray(spans[1], np.int64)
+        if lo.shape != (ny,) or hi.shape != (ny,):
+            return None
+    else:  # every column of every row
+        lo = np.array([region[2]], np.int64)
+        hi = np.array([region[3]], np.int64)
+    weight = np.empty(data.shape, np.float32)
+    f = np.float32
+    prepare_exp(data, dq, dq.dtype.type(bad),
+                np.ones((1, nx), bool) if static is None else static,
+                np.zeros((1, nx), bool) if crmask is None else crmask,
+                f(_subtracted(sky)), f(chip.gain),
+                f(1.0) if chip.is_rate else f(chip.exptime),
+                f(params.exp_weight(chip.exptime)), lo, hi, int(region[2]), weight)
     return data, weight
 
 
@@ -401,14 +452,14 @@ def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, cr
             return None
     with timed("read"):
         cr = region_mask(crparts, region) if crparts else None
+        # weight 0 outside the spans: the kernel skips these pixels before anything else
+        # (add_to_tile)
         data, weight = prepare_chip_region(chip, sky, region, params, static=static, crmask=cr,
-                                           pix_ratio=ratio, pixels=pixels)
+                                           pix_ratio=ratio, pixels=pixels,
+                                           spans=spans[0] if spans is not None else None)
     in_box = (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
     if spans is not None:
         (lo, hi), _ = spans
-        cols = np.arange(region[2], region[3])
-        # weight 0: the kernel skips these pixels before anything else (add_to_tile)
-        weight[(cols < lo[:, None]) | (cols >= hi[:, None])] = 0.0
         rows = np.nonzero(hi > lo)[0]
         in_box = (max(in_box[0], int(rows[0])), min(in_box[1], int(rows[-1]) + 1),
                   max(in_box[2], int(lo[rows].min()) - region[2]),
