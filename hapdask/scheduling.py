@@ -13,7 +13,8 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from dask.threaded import get
 
 from hapdask import _memory, profile
 
-__all__ = ["compute_context", "local_compute", "priority_callback", "probe_scheduler"]
+__all__ = ["compute_context", "local_compute", "priority_callback", "probe_scheduler", "waiting"]
 
 
 def probe_scheduler(address: str, timeout: float) -> None:
@@ -83,15 +84,91 @@ def priority_callback(priority: Mapping) -> Callback:
                     posttask=lambda key, result, dsk, state, worker: order_ready(state))
 
 
+class _Cores:
+    """The cores of a compute with spare threads (``local_compute(spare=)``): a task runs
+    holding one of ``n``; a task that waits (:func:`waiting`) hands it to another task
+    meanwhile. A task taking its core back after a wait goes before tasks not started yet."""
+
+    def __init__(self, n: int) -> None:
+        self._cond = threading.Condition()
+        self._free = n
+        self._returning = 0  # tasks waiting to take their core back
+
+    def acquire(self, returning: bool = False) -> None:
+        with self._cond:
+            self._returning += returning
+            while self._free == 0 or (self._returning and not returning):
+                self._cond.wait()
+            self._returning -= returning
+            self._free -= 1
+
+    def release(self) -> None:
+        with self._cond:
+            self._free += 1
+            self._cond.notify_all()
+
+
+_HELD = threading.local()  # .cores: the _Cores one of whose cores this thread's task holds
+
+
+def _on_core(cores: _Cores, func, *args):
+    """Run a task of a compute with spare threads once it holds one of its cores."""
+    cores.acquire()
+    _HELD.cores = cores
+    try:
+        return func(*args)
+    finally:
+        held, _HELD.cores = getattr(_HELD, "cores", None), None
+        if held is not None:
+            held.release()
+
+
+@contextlib.contextmanager
+def waiting(resume: bool = True) -> Iterator[None]:
+    """Inside a task: the block waits (for another thread's work, for I/O) without using its
+    core, which another task of the compute gets meanwhile, if the compute has a spare thread
+    for it (``local_compute(spare=)``; otherwise nothing changes). With ``resume`` the task
+    takes a core back after the block (first among the tasks waiting for one); without it the
+    rest of the task runs without one (only for a little work: it is then beside the
+    compute's ``nthreads`` tasks)."""
+    cores = getattr(_HELD, "cores", None)
+    if cores is None:
+        yield
+        return
+    _HELD.cores = None
+    cores.release()
+    try:
+        yield
+    finally:
+        if resume:
+            cores.acquire(returning=True)
+            _HELD.cores = cores
+
+
+def _get_with_cores(graph, keys, *, num_workers: int, spare: int, **kw):
+    """Dask's threaded ``get`` with ``num_workers + spare`` threads of which at most
+    ``num_workers`` run tasks at once, the others' tasks waiting for a core (:func:`waiting`
+    hands a waiting task's core to them)."""
+    from dask.core import istask
+
+    cores = _Cores(num_workers)
+    graph = {k: (_on_core, cores, *v) if istask(v) else v for k, v in graph.items()}
+    return get(graph, keys, num_workers=num_workers + spare, **kw)
+
+
 def local_compute(graph, keys, progress: bool = False, *, nthreads: int | None = None,
-                  beside_client: bool = False, priority: Mapping | None = None) -> list:
+                  beside_client: bool = False, priority: Mapping | None = None,
+                  spare: int = 0) -> list:
     """Compute ``keys`` of ``graph`` on Dask's local threaded scheduler (``nthreads``, default
     one per core), timed per task while a :class:`hapdask.profile.Profile` is active
     (``beside_client``: it runs beside the client's work and other computes, see
     :class:`hapdask.profile.ComputeRecord`); ``priority``: ``key -> int``, ready tasks of
-    a higher priority start first (:func:`priority_callback`)."""
+    a higher priority start first (:func:`priority_callback`). ``spare``: threads beyond
+    ``nthreads`` whose tasks run while others wait without their core (:func:`waiting`):
+    still at most ``nthreads`` tasks computing at once."""
     nthreads = nthreads or os.cpu_count() or 1
     prof = profile.active()
+    run = functools.partial(_get_with_cores, spare=spare) if spare > 0 else get
     with contextlib.ExitStack() as stack:
         if progress:
             stack.enter_context(ProgressBar(out=sys.stderr))
@@ -99,17 +176,18 @@ def local_compute(graph, keys, progress: bool = False, *, nthreads: int | None =
         kw = {"callbacks": [*Callback.active, normalize_callback(priority_callback(priority))]
               } if priority else {}
         if prof is not None:
-            return profile.profiled_local(prof, get, graph, keys, nthreads,
+            return profile.profiled_local(prof, run, graph, keys, nthreads,
                                           beside_client=beside_client, **kw)
-        return get(graph, keys, num_workers=nthreads, **kw)
+        return run(graph, keys, num_workers=nthreads, **kw)
 
 
 @contextlib.contextmanager
 def compute_context(scheduler, workers, threads_per_worker, log, *, timeout=30.0,
                     scratch=None):
     """Yield ``(compute, client)``: a compute function ``compute(graph, keys, progress,
-    priority=None)`` (``priority``: :func:`local_compute`'s, for local threads; a distributed
-    scheduler keeps its own order) and the distributed client (or None).
+    priority=None, spare=0)`` (``priority``, ``spare``: :func:`local_compute`'s, for local
+    threads; a distributed scheduler keeps its own order and threads) and the distributed
+    client (or None).
 
     ``timeout`` (s) bounds the connection to a ``scheduler`` address; a local cluster keeps its
     scratch space in a new directory under ``scratch`` (removed on exit).
@@ -162,7 +240,7 @@ def compute_context(scheduler, workers, threads_per_worker, log, *, timeout=30.0
             print(file=sys.stderr)
         return client.gather(futs)
 
-    def compute(graph, keys, show, priority=None):  # priorities: local threads only
+    def compute(graph, keys, show, priority=None, spare=0):  # local threads only: both
         prof = profile.active()
         if prof is None:
             return run_graph(graph, keys, show)

@@ -1,14 +1,20 @@
 """``hapdask.scheduling.local_compute(priority=)``: among ready tasks, higher priorities start
-first; a priority never changes results or delays a task while a thread is free."""
+first; a priority never changes results or delays a task while a thread is free.
+``local_compute(spare=)``: a task waiting in :func:`~hapdask.scheduling.waiting` hands its core
+to another task; never more than ``nthreads`` tasks compute at once."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
-from hapdask.scheduling import local_compute
+import pytest
+
+from hapdask.scheduling import local_compute, waiting
 
 
 def _graph(log: list) -> tuple[dict, list]:
@@ -50,6 +56,85 @@ def test_priority_starts_ready_tasks_first():
     # tasks of equal priority keep Dask's order
     rest = [n for n in got if n not in (late_w, late_s)]
     assert [n for n in rest if n[0] == "w"] == [n for n in plain if n[0] == "w" and n != late_w]
+
+
+class _Cores:
+    """Counts the tasks computing at once (outside :func:`waiting`)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = self.most = 0
+
+    @contextlib.contextmanager
+    def computing(self):
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def _waiting_graph(cores: _Cores, resume: bool, timeout: float = 10.0
+                   ) -> tuple[dict, list, threading.Event]:
+    """``waiter`` waits (in :func:`waiting`) for an event that only ``setter``, a task ready
+    at the same time, sets; ``busy`` tasks compute meanwhile."""
+    event = threading.Event()
+
+    def waiter():
+        with cores.computing():
+            pass
+        with waiting(resume=resume):
+            got = event.wait(timeout)
+        if resume:
+            with cores.computing():
+                time.sleep(0.01)
+        return got
+
+    def setter():
+        with cores.computing():
+            time.sleep(0.05)
+        event.set()
+        return True
+
+    def busy(i):
+        with cores.computing():
+            time.sleep(0.02)
+        return i
+
+    graph = {"waiter": (waiter,), "setter": (setter,)}
+    graph.update({f"busy{i}": (busy, i) for i in range(6)})
+    return graph, ["waiter", "setter", *[f"busy{i}" for i in range(6)]], event
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_spare_thread_runs_a_task_while_another_waits(resume):
+    cores = _Cores()
+    graph, keys, _ = _waiting_graph(cores, resume)
+    # one core: without the spare thread, the waiter would wait for a task that cannot start
+    # (event.wait times out); with it, the setter computes while the waiter waits
+    got = local_compute(graph, keys, nthreads=1, spare=1,
+                        priority={"waiter": 2, "setter": 0, **{f"busy{i}": 1 for i in range(6)}})
+    assert got == (True, True, *range(6))
+    assert cores.most == 1  # never two tasks computing at once on one core
+    cores = _Cores()
+    graph, keys, _ = _waiting_graph(cores, resume)
+    assert local_compute(graph, keys, nthreads=2, spare=1)[:2] == (True, True)
+    assert cores.most <= 2
+
+
+def test_waiting_without_a_spare_thread_changes_nothing():
+    with waiting():  # outside a compute: nothing held, nothing given back
+        pass
+    cores = _Cores()
+    graph, keys, event = _waiting_graph(cores, True, timeout=0.3)
+    # one core, no spare thread: the waiter keeps its thread, the setter starts after it
+    got = local_compute(graph, keys, nthreads=1,
+                        priority={"waiter": 2, "setter": 0, **{f"busy{i}": 1 for i in range(6)}})
+    assert got == (False, True, *range(6))
+    assert event.is_set() and cores.most == 1
 
 
 def test_local_engine_imports_no_remote_machinery():

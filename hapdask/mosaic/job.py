@@ -55,7 +55,7 @@ from hapdask.mosaic.params import AstroDrizzleParams, ParameterError, load_confi
 from hapdask.mosaic.scratch import Scratch, aligned_empty, load_array, remove_stale
 from hapdask.mosaic.stages import assemble_mask
 from hapdask.mosaic.tiles import place_chips, plan_tiles
-from hapdask.scheduling import compute_context
+from hapdask.scheduling import compute_context, waiting
 
 __all__ = ["DrizzleGraph", "DrizzleResult", "drizzle", "drizzle_graph", "reuses_separate"]
 
@@ -238,8 +238,10 @@ def _stage_tile(target: _Staged, sci: np.ndarray, result: dict) -> None:
         _SAVES[target.scratch.path(target.name)] = future
         _STAGED[:] = [f for f in _STAGED if not f.done()] + [future]
         wait = _STAGED[:-_STAGING]
-    for f in wait:
-        f.exception()
+    if wait:
+        with waiting():  # another task may use the core meanwhile
+            for f in wait:
+                f.exception()
 
 
 _ROWS_POOL: ThreadPoolExecutor | None = None
@@ -781,10 +783,15 @@ def _finish_product(layout, chip_keys, labels, p, notes, timings, crmasks, n_sky
                     ) -> DrizzleResult:
     """Rename the product to its final name once every tile is written."""
     t0 = time.perf_counter()
-    for r in rest:
-        if isinstance(r, list) and r and isinstance(r[0], Future):  # rows (banded_product)
-            for future in r:
+    rows = [f for r in rest if isinstance(r, list) and r and isinstance(r[0], Future)
+            for f in r]  # banded_product
+    if rows and not all(f.done() for f in rows):
+        # the rest is a rename: with a spare thread, another task gets this core meanwhile
+        with waiting(resume=False):
+            for future in rows:
                 future.result()
+    for future in rows:
+        future.result()
     skies = dict(zip(chip_keys, rest[:n_sky], strict=True))
     notes = list(notes)
     for key, label in zip(chip_keys, labels, strict=True):

@@ -43,6 +43,7 @@ from hapdask.mosaic.scratch import (
 from hapdask.mosaic.tiles import footprint_margin, input_row_spans
 from hapdask.mosaic.wcsio import thread_header_wcs
 from hapdask.profile import timed
+from hapdask.scheduling import waiting
 
 __all__ = ["Buffer", "CrJob", "MedianJob", "PackedMask", "TileJob", "assemble_mask",
            "blot_cr_region", "chip_pixmap", "count_dtype", "cte_direction", "drizzle_tile",
@@ -284,11 +285,13 @@ def chip_pixmap(chip: ChipRef, out_wcs, region: Box, cached: str | Future | None
     from hapdask.drizzle import calc_pixmap
 
     if isinstance(cached, Future):
-        return cached.result()
+        with waiting():  # the read's I/O: another task may use the core meanwhile
+            return cached.result()
     if cached is not None:
         y0, y1, x0, x1 = region
         out = buffer.get((y1 - y0, x1 - x0, 2)) if buffer is not None else None
-        return load_banded(cached, region, out)
+        with waiting():
+            return load_banded(cached, region, out)
     return calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region, spans=spans)
 
 
@@ -837,7 +840,7 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
         acc = (np.zeros(shape), np.zeros(shape),
                np.zeros((len(chips), *shape), count_dtype(job.ratios)))
     stack = _separate_stack(job, chips, skies, statics, acc)
-    with timed("save"):
+    with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
         job.scratch.save(job.stack_name, stack, direct=True)
         weights = stack[1]
         del stack
@@ -891,7 +894,7 @@ def median_tile(job: MedianJob, chips: Sequence[ChipRef], separated: object,
     """
     from hapdask.combine.median import combine_stack
 
-    with timed("load"):
+    with timed("load"), waiting():  # direct I/O: another task may use the core meanwhile
         images, weights = load_array(job.scratch.path(job.stack_name), direct=True)
     ex = list(job.exposures)
     expt = np.array([chips[m[0]].exptime for m in job.groups], np.float64)

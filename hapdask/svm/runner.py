@@ -33,7 +33,9 @@
                                 (local threads, scheduling.local_compute(priority=)) the
                                 total and filter products' tile writes and ends start first,
                                 then the catalog tasks, then those products' readers and
-                                keywords
+                                keywords; a task waiting (a product's end for its rows'
+                                writes, a tile's direct I/O) hands its core to another
+                                (:data:`SPARE_THREADS`, hapdask.scheduling.waiting)
     ("svm-catalogs", det)       the catalogs assembled and written as ECSV, after the products'
                                 keywords (the catalogs' metadata)
     ("svm-color", det)          colour preview of the total from up to three filters (from
@@ -124,6 +126,9 @@ RESERVE_CARDS = 36
 #: threads planning a detector's drizzle products (:func:`_plan_products`); each product maps
 #: its chips in up to one thread per core besides
 PLAN_THREADS = 2
+#: threads of the product graph's compute beyond its cores, for the tasks that wait without
+#: their core (:func:`hapdask.scheduling.waiting`)
+SPARE_THREADS = 1
 
 
 @dataclass
@@ -1020,8 +1025,11 @@ def run(
                 try:
                     t1 = time.perf_counter()
                     want = keys["drizzle"] + keys["catalogs"] + keys["previews"] + [hkey]
+                    # a spare thread: a product's end waiting for its rows' writes
+                    # (mosaic.job._finish_product) hands its core to another task
                     values = dict(zip(want, compute(graph, want, False,
-                                                    priority=keys["priority"]), strict=True))
+                                                    priority=keys["priority"],
+                                                    spare=SPARE_THREADS), strict=True))
                 finally:
                     _rows_written()  # a failed run: the product rows still being written
                     for j in jobs:
