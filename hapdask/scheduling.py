@@ -25,7 +25,13 @@ from dask.threaded import get
 
 from hapdask import _memory, profile
 
-__all__ = ["compute_context", "local_compute", "priority_callback", "probe_scheduler", "waiting"]
+__all__ = ["SPARE_THREADS", "compute_context", "local_compute", "priority_callback",
+           "probe_scheduler", "waiting"]
+
+#: threads of a local compute beyond its cores, for the tasks that wait without their core
+#: (:func:`waiting`: direct reads of pixel maps and median stacks, a product's last row
+#: writes); the engine's ``drizzle`` and ``hapdask svm`` pass it to their product compute
+SPARE_THREADS = 1
 
 
 def probe_scheduler(address: str, timeout: float) -> None:

@@ -105,7 +105,7 @@ from hapdask.mosaic.params import AstroDrizzleParams
 from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
 from hapdask.preview import preview_planes, write_color_preview, write_previews
 from hapdask.profile import step, timed
-from hapdask.scheduling import compute_context
+from hapdask.scheduling import SPARE_THREADS, compute_context
 from hapdask.svm.keywords import (
     MaskPart,
     add_hapexpname,
@@ -126,9 +126,6 @@ RESERVE_CARDS = 36
 #: threads planning a detector's drizzle products (:func:`_plan_products`); each product maps
 #: its chips in up to one thread per core besides
 PLAN_THREADS = 2
-#: threads of the product graph's compute beyond its cores, for the tasks that wait without
-#: their core (:func:`hapdask.scheduling.waiting`)
-SPARE_THREADS = 1
 
 
 @dataclass
