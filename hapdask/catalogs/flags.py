@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 from astropy.table import Table
-from photutils.aperture import CircularAperture
 
 from hapdask.catalogs.params import CatalogParams
+from hapdask.catalogs.photometry import center_masks, overlap_slices
 
 __all__ = ["FLAG_BITS", "source_flags", "edge_limit"]
 
@@ -48,18 +48,20 @@ def edge_limit(n_exposures: int, params: CatalogParams) -> float:
 
 def _circle_values(image: np.ndarray, x: np.ndarray, y: np.ndarray, radius: float,
                    reduce, empty: float) -> np.ndarray:
-    """``reduce`` of the image values inside circles; pixels off the image count as ``empty``.
+    """``reduce`` of the image values inside circles (photutils' ``CircularAperture((x, y),
+    radius).to_mask(method="center")``, by :func:`~hapdask.catalogs.photometry.center_masks`:
+    the same masks without the per-source objects); pixels off the image count as ``empty``.
 
     Only the cutouts are converted to float64 (the image keeps its dtype: bool/int maps)."""
     out = np.full(x.size, empty, dtype=np.float64)
-    for k, aper in enumerate(CircularAperture(np.column_stack([x, y]), r=radius)):
-        amask = aper.to_mask(method="center")
-        big, small = amask.get_overlap_slices(image.shape)
-        if big is None:
+    for k, (iymin, ixmin, weights) in enumerate(center_masks(x, y, radius)):
+        slices = overlap_slices(iymin, ixmin, weights.shape, image.shape)
+        if slices is None:
             continue
-        cut = np.full(amask.shape, empty, dtype=np.float64)
+        big, small = slices
+        cut = np.full(weights.shape, empty, dtype=np.float64)
         cut[small] = image[big]
-        out[k] = reduce(cut[amask.data > 0])
+        out[k] = reduce(cut[weights > 0])
     return out
 
 
