@@ -15,6 +15,7 @@ _LAZY = {
     "Drizzle": "resample",
     "blot_image": "blot",
     "calc_pixmap": "pixmap",
+    "calc_pixmap_at": "pixmap",
     "add_to_tile": "tile",
     "finalize_tile": "tile",
     "input_bbox": "tile",

@@ -45,7 +45,10 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-__all__ = ["ForwardModel", "TanTarget", "extract_forward", "extract_target", "pixmap_kernel"]
+__all__ = [
+    "ForwardModel", "TanTarget", "extract_forward", "extract_target", "pixmap_kernel",
+    "pixmap_points_kernel",
+]
 
 # Columns of the lookup-table parameter rows: present, crpix1, crpix2, crval1, crval2,
 # cdelt1, cdelt2 (the table's own header keywords, as astropy stores them), inv1, inv2.
@@ -672,3 +675,61 @@ def pixmap_kernel(
                 )  # fmt: skip
         # 4. linear, TAN deprojection, rotation, TAN projection, output linear
         _project_row(sfx, sfy, c, ax[a0:b0], ay_[a0:b0], out[jj, a0:b0])
+
+
+@njit(**_JIT)
+def pixmap_points_kernel(
+    need,
+    y0,
+    x0,
+    out,
+    fill,
+    t0,
+    t1,
+    t2,
+    t3,
+    tpar,
+    sip_a,
+    sip_b,
+    sip_par,
+    lin,
+    crpix,
+    rot,
+    lin_inv,
+    crpix_to,
+):
+    """Fill ``out[j, i]`` with the map of input pixel ``(x0 + i, y0 + j)`` where ``need[j, i]``
+    is True, NaN elsewhere when ``fill`` (else the rest of ``out`` is left as it is); ``need``:
+    bool, the shape of ``out`` without its last axis.
+
+    Each row's needed columns are passed to :func:`pixmap_kernel` as its ``xs`` (one call per
+    row with any): every value is the same arithmetic on the same absolute input pixel as in a
+    whole-region call, so the values are bit-identical to it.
+    """
+    ny, nx = need.shape[0], need.shape[1]
+    xs = np.empty(nx, dtype=np.int64)
+    ys = np.empty(1, dtype=np.int64)
+    lo = np.zeros(1, dtype=np.int64)
+    hi = np.empty(1, dtype=np.int64)
+    tmp = np.empty((1, nx, 2))
+    nan = np.nan
+    for jj in range(ny):
+        n = 0
+        if fill:
+            for ii in range(nx):
+                out[jj, ii, 0] = nan
+                out[jj, ii, 1] = nan
+        for ii in range(nx):
+            if need[jj, ii]:
+                xs[n] = x0 + ii
+                n += 1
+        if n == 0:
+            continue
+        ys[0] = y0 + jj
+        hi[0] = n
+        pixmap_kernel(xs[:n], ys, tmp[:, :n], lo, hi, t0, t1, t2, t3, tpar, sip_a, sip_b,
+                      sip_par, lin, crpix, rot, lin_inv, crpix_to)
+        for k in range(n):
+            ii = xs[k] - x0
+            out[jj, ii, 0] = tmp[0, k, 0]
+            out[jj, ii, 1] = tmp[0, k, 1]

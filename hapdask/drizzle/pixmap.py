@@ -17,9 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from ._distortion import ForwardModel, TanTarget, extract_forward, extract_target, pixmap_kernel
+from ._distortion import (
+    ForwardModel,
+    TanTarget,
+    extract_forward,
+    extract_target,
+    pixmap_kernel,
+    pixmap_points_kernel,
+)
 
-__all__ = ["calc_pixmap", "fast_path_reason"]
+__all__ = ["calc_pixmap", "calc_pixmap_at", "fast_path_reason"]
 
 log = logging.getLogger(__name__)
 
@@ -350,4 +357,65 @@ def calc_pixmap(
         else:
             out[r:e] = np.nan
         r = e
+    return out
+
+
+def calc_pixmap_at(
+    wcs_from: Any,
+    wcs_to: Any,
+    need: np.ndarray,
+    shape: tuple[int, int] | None = None,
+    *,
+    region: tuple[int, int, int, int] | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """:func:`calc_pixmap` of a region at some of its pixels only, on the numba path.
+
+    For a sparse set of pixels (e.g. the neighbourhoods of a chip's cosmic-ray pixels), whose
+    map would otherwise be computed or read for the whole region. Each row's pixels go to the
+    kernel as its column list: the values are bit-identical to those of
+    ``calc_pixmap(wcs_from, wcs_to, shape, region=region)`` at the same pixels.
+
+    Parameters
+    ----------
+    wcs_from, wcs_to, shape, region
+        As for :func:`calc_pixmap` (``disable_bbox`` is ``"to"``).
+    need : bool array
+        The region's shape: True where the map is wanted.
+    out : float64 array, optional
+        The region's shape + ``(2,)``, C-contiguous: written at ``need`` only (and returned),
+        the caller keeping it NaN elsewhere (e.g. a buffer reset there after each use, which
+        spares writing the whole region).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        float64 ``(y1 - y0, x1 - x0, 2)``: the map where ``need``, NaN elsewhere; None when
+        the numba path does not apply (:func:`fast_path_reason`): the caller then computes or
+        reads the whole map instead.
+
+    Raises
+    ------
+    ValueError
+        If the shape cannot be determined, or ``region``/``need`` are invalid.
+    """
+    shape = _resolve_shape(wcs_from, shape)
+    y0, y1, x0, x1 = _resolve_region(region, shape)
+    need = np.ascontiguousarray(need, dtype=bool)
+    if need.shape != (y1 - y0, x1 - x0):
+        raise ValueError(
+            f"calc_pixmap_at: need has shape {need.shape}, the region {(y1 - y0, x1 - x0)}"
+        )
+    fill = out is None
+    if not fill and (out.shape != (y1 - y0, x1 - x0, 2) or out.dtype != np.float64
+                     or not out.flags.c_contiguous or not out.flags.writeable):
+        raise ValueError("calc_pixmap_at: out must be a writeable C-contiguous float64 array "
+                         f"of shape {(y1 - y0, x1 - x0, 2)}")
+    sel = _select(wcs_from, wcs_to, shape, "to")
+    if isinstance(sel, str):
+        log.debug("calc_pixmap_at: no numba path (%s)", sel)
+        return None
+    if fill:
+        out = np.empty((y1 - y0, x1 - x0, 2))
+    pixmap_points_kernel(need, y0, x0, out, fill, *_kernel_args(sel[0], sel[1]))
     return out

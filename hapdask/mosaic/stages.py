@@ -625,6 +625,66 @@ def _cosmic_ray_inputs(chip, sky, box, params, ratio, parts, static):
     return region, data, weight, (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
 
 
+# the cosmic-ray pixels' map is computed at their neighbourhoods (calc_pixmap_at) while these
+# are under this fraction of the region, else the whole map is read (or computed)
+_SPARSE_MAP = 0.25
+
+
+def _near(mask: np.ndarray) -> np.ndarray:
+    """``mask`` grown by one pixel in every direction (8 neighbours), same shape."""
+    rows = mask.copy()
+    rows[1:] |= mask[:-1]
+    rows[:-1] |= mask[1:]
+    out = rows.copy()
+    out[:, 1:] |= rows[:, :-1]
+    out[:, :-1] |= rows[:, 1:]
+    return out
+
+
+class _NanMap:
+    """One task's buffer for :func:`_cosmic_ray_pixmap`'s maps: kept NaN except at the points
+    of the map last handed out (valid until the next :meth:`get`), which are reset to NaN
+    then, instead of filling a whole region for each chip."""
+
+    def __init__(self) -> None:
+        self.flat: np.ndarray | None = None
+        self.points: np.ndarray | None = None
+
+    def get(self, shape: tuple[int, int], need: np.ndarray) -> np.ndarray:
+        """An all-NaN ``shape + (2,)`` float64 map whose points ``need`` the caller fills."""
+        size = 2 * shape[0] * shape[1]
+        if self.flat is None or self.flat.size < size:
+            self.flat = np.full(size, np.nan)
+        elif self.points is not None:
+            self.flat.reshape(-1, 2)[self.points] = np.nan
+        self.points = np.flatnonzero(need)
+        return self.flat[:size].reshape(shape[0], shape[1], 2)
+
+
+def _cosmic_ray_pixmap(chip: ChipRef, out_wcs, region: Box, weight: np.ndarray,
+                       cached: str | None, buffer: _NanMap | None = None) -> np.ndarray:
+    """Pixel map of a chip region for redrizzling its weighted (cosmic-ray) pixels only.
+
+    The square kernel reads the map of a weighted pixel and of its 8 neighbours (corner
+    interpolation, footprint reach; :func:`hapdask.drizzle.add_to_tile`): while those are
+    under ``_SPARSE_MAP`` of the region, the map is computed there only
+    (:func:`hapdask.drizzle.calc_pixmap_at`: the same bits as the whole map; NaN elsewhere,
+    where no weighted pixel's result depends on it; into ``buffer`` when given). Otherwise,
+    or when its numba path does not apply, the whole region's map (:func:`chip_pixmap`: read
+    from ``cached`` if any).
+    """
+    from hapdask.drizzle import calc_pixmap_at
+
+    need = _near(weight != 0)
+    if np.count_nonzero(need) < _SPARSE_MAP * need.size:
+        out = buffer.get(need.shape, need) if buffer is not None else None
+        pm = calc_pixmap_at(chip.thread_wcs(), out_wcs, need, chip.shape, region=region,
+                            out=out)
+        if pm is not None:
+            return pm
+    return chip_pixmap(chip, out_wcs, region, cached)
+
+
 def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics: Sequence = (),
                crmasks: Sequence[Sequence[np.ndarray]] = (), _separate: object = None
                ) -> dict[str, np.ndarray]:
@@ -652,13 +712,12 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
 
     y0, y1, x0, x1 = job.window
     th, tw = y1 - y0, x1 - x0
-    # the reads are started first (scratch I/O threads): their waits overlap the work on the
-    # first chip's cosmic-ray pixels
-    maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
-                     [k for k, s in enumerate(skies) if s.ok] if crmasks else []).start()
+    # the sums' reads are started first (scratch I/O threads): their waits overlap the work on
+    # the chips' cosmic-ray pixels
     counts_read = load_array_async(job.sums[1], direct=True)
     sums_read = load_array_async(job.sums[0], direct=True)
     counts = None
+    nan_map = _NanMap()
     plane_of = {cid: n for n, cid in enumerate(job.sums_ids)}
     num_c = np.zeros((th, tw))
     den_c = np.zeros((th, tw))
@@ -678,7 +737,8 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
         if out_wcs is None:
             out_wcs = thread_header_wcs(job.header)
         with timed("pixmap"):
-            pm = chip_pixmap(chip, out_wcs, region, maps.get(k))
+            pm = _cosmic_ray_pixmap(chip, out_wcs, region, weight,
+                                    job.pixmaps[k] if job.pixmaps else None, nan_map)
         if counts is None:
             with timed("read"):
                 counts = counts_read.result()

@@ -11,7 +11,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, DistortionLookupTable
 
 from hapdask.drizzle import calc_pixmap
-from hapdask.drizzle.pixmap import fast_path_reason
+from hapdask.drizzle.pixmap import calc_pixmap_at, fast_path_reason
 from hapdask.io import apply_reference_distortion
 
 # Accuracy we assert against astropy's exact transform (the issue's target is 0.01 px; the
@@ -153,6 +153,48 @@ def test_regions_are_bit_identical(cases, full_pixmaps, name):
         sub = calc_pixmap(wfrom, wto, region=region)
         assert sub.shape == (y1 - y0, x1 - x0, 2)
         assert np.array_equal(sub, full[y0:y1, x0:x1]), region
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_points_are_the_whole_map_bitwise(cases, full_pixmaps, name):
+    """calc_pixmap_at at scattered pixels (isolated, clusters, whole rows, region edges) holds
+    the whole-chip map's bits there and NaN elsewhere."""
+    wfrom, wto = cases[name]
+    ny, nx = wfrom.array_shape
+    full = full_pixmaps(name)
+    rng = np.random.default_rng(11)
+    for region in [(0, ny, 0, nx), (ny // 3, ny // 3 + 257, nx // 5 + 3, nx // 5 + 700),
+                   (ny - 40, ny, nx - 90, nx)]:
+        y0, y1, x0, x1 = region
+        need = rng.random((y1 - y0, x1 - x0)) < 0.02
+        need[5:9, 10:14] = True  # a cluster
+        need[-1] = True  # a whole row at the region's edge
+        need[:, 0] = True  # its first column
+        need[2] = False  # a row without any
+        pm = calc_pixmap_at(wfrom, wto, need, region=region)
+        assert pm.shape == (y1 - y0, x1 - x0, 2) and pm.dtype == np.float64
+        ref = full[y0:y1, x0:x1]
+        assert np.array_equal(pm[need].view(np.uint64), ref[need].view(np.uint64)), region
+        assert np.isnan(pm[~need]).all()
+        # into a caller's buffer: written at the points only
+        buf = np.full((y1 - y0, x1 - x0, 2), -7.0)
+        assert calc_pixmap_at(wfrom, wto, need, region=region, out=buf) is buf
+        assert np.array_equal(buf[need].view(np.uint64), ref[need].view(np.uint64))
+        assert (buf[~need] == -7.0).all()
+
+
+def test_points_without_the_numba_path():
+    wfrom = _synthetic_wcs(with_tables=True)
+    wto = _north_up(wfrom, 0.03, shape=(900, 900))
+    need = np.zeros((30, 70), bool)
+    need[3, 4] = True
+    assert calc_pixmap_at(wfrom, wto, need, region=(10, 40, 20, 90)) is not None
+    wto.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    assert calc_pixmap_at(wfrom, wto, need, region=(10, 40, 20, 90)) is None
+    with pytest.raises(ValueError, match="need"):
+        calc_pixmap_at(wfrom, wto, need[1:], region=(10, 40, 20, 90))
+    with pytest.raises(ValueError, match="out"):
+        calc_pixmap_at(wfrom, wto, need, region=(10, 40, 20, 90), out=np.empty((30, 70, 2), "f4"))
 
 
 def _spans_check(pm, ref, region, lo, hi):

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+import hapdask.drizzle
 import hapdask.mosaic.graph as mosaic_graph
+import hapdask.mosaic.stages as mosaic_stages
 from hapdask.mosaic import drizzle
 from hapdask.mosaic.grid import north_up_grid
 from hapdask.mosaic.job import reuses_separate
@@ -83,6 +85,27 @@ def test_reuse_matches_full_drizzle(trio, tmp_path, monkeypatch):
     again = _arrays(_run(trio[::-1], tmp_path / "again" / "m", tile_size=200))
     for k, v in reused.items():
         np.testing.assert_array_equal(again[k], v, err_msg=k)
+
+
+def test_sparse_cosmic_ray_maps_give_the_same_bits(trio, tmp_path, monkeypatch):
+    """reuse_tile's maps computed at the cosmic-ray pixels' neighbourhoods only give the
+    products of the whole maps (read from the scratch), bit for bit."""
+    monkeypatch.setattr(mosaic_stages, "_SPARSE_MAP", 0.0)  # never sparse: the whole maps
+    whole = _arrays(_run(trio, tmp_path / "whole" / "m", tile_size=128))
+    monkeypatch.undo()
+    sparse_calls = []
+    real = hapdask.drizzle.calc_pixmap_at
+
+    def counting(*args, **kw):
+        got = real(*args, **kw)
+        sparse_calls.append(got is not None)
+        return got
+
+    monkeypatch.setattr(hapdask.drizzle, "calc_pixmap_at", counting)
+    sparse = _arrays(_run(trio, tmp_path / "sparse" / "m", tile_size=128))
+    assert len(sparse_calls) > 4 and all(sparse_calls)
+    for k, v in whole.items():
+        np.testing.assert_array_equal(sparse[k], v, err_msg=k)
 
 
 def test_reuse_only_when_the_drizzles_agree(trio):
