@@ -30,7 +30,7 @@ __all__ = ["SPARE_THREADS", "compute_context", "local_compute", "priority_callba
 
 #: threads of a local compute beyond its cores, for the tasks that wait without their core
 #: (:func:`waiting`: direct reads of pixel maps and median stacks, a product's last row
-#: writes); the engine's ``drizzle`` and ``hapdask svm`` pass it to their product compute
+#: writes): ``hapdask svm``'s product compute
 SPARE_THREADS = 1
 
 
