@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hapdask.mosaic.job import _write_tile
+from hapdask.mosaic.job import write_product_tile
 from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.stages import (
     MapReader,
@@ -138,7 +138,7 @@ def family_write(job: FamilyJob, inputs: list, outputs: list) -> list[float]:
         result = _finalize(m, accs[q])
         accs[q] = None
         with timed("write"):  # the product file's rows (most of the task's system time)
-            out.append(_write_tile(layout, job.window, scale, result, *summary))
+            out.append(write_product_tile(layout, job.window, scale, result, *summary))
     return out
 
 
@@ -302,7 +302,7 @@ def family_tasks(members: Sequence, graphs: Sequence[dict], prefix: str) -> bool
         for m, g in zip(members, graphs, strict=True):
             got = _tile_parts(g.get(m.tiles[t]))
             write = g.get(m.writes.get(t))
-            if got is None or not (isinstance(write, tuple) and write[0] is _write_tile
+            if got is None or not (isinstance(write, tuple) and write[0] is write_product_tile
                                    and write[4] == m.tiles[t]):
                 return False
             parts.append(got)

@@ -57,7 +57,8 @@ from hapdask.mosaic.stages import assemble_mask
 from hapdask.mosaic.tiles import place_chips, plan_tiles
 from hapdask.scheduling import compute_context, waiting
 
-__all__ = ["DrizzleGraph", "DrizzleResult", "drizzle", "drizzle_graph", "reuses_separate"]
+__all__ = ["DrizzleGraph", "DrizzleResult", "EarlyWork", "drizzle", "drizzle_graph",
+           "reuses_separate", "wait_product_rows", "write_product_tile"]
 
 #: output pixels blot may read around a position (poly5 reads 3, lanczos5 5)
 BLOT_REACH = 6
@@ -180,8 +181,8 @@ class _Staged:
     nplanes: int
 
 
-def _write_tile(target: xfits.FitsLayout | _Staged, window, scale: float, result: dict,
-                summary: Callable | None = None) -> float | tuple[float, object]:
+def write_product_tile(target: xfits.FitsLayout | _Staged, window, scale: float, result: dict,
+                       summary: Callable | None = None) -> float | tuple[float, object]:
     """Write a final tile into the product (``target``: its layout), or keep it for the
     product's rows (``target``: a :class:`_Staged`, ``banded_product``); returns its count of
     pixels with weight, and with ``summary`` (``drizzle_graph(tile_summary=)``) the pair
@@ -266,7 +267,7 @@ def _rows_pool() -> ThreadPoolExecutor:
     return _ROWS_POOL
 
 
-def _rows_written() -> None:
+def wait_product_rows() -> None:
     """Wait until every product-rows job handed over so far is done: a failed run waits for
     them before it removes the product's temporary file."""
     with _ROWS_LOCK:
@@ -626,7 +627,7 @@ def drizzle_graph(
                 name = f"final-{fp}-{t.index[0]}-{t.index[1]}"
                 target = _Staged(scratch, name, nplanes)
                 bands.setdefault(tuple(t.window[:2]), []).append((scratch.path(name), t.window))
-            graph[key] = (_write_tile, target, t.window, scale, tile_keys[t.index],
+            graph[key] = (write_product_tile, target, t.window, scale, tile_keys[t.index],
                           *([tile_summary] if tile_summary is not None else []))
             keys.append(key)
         writes = {t.index: k for t, k in zip(tiles, keys, strict=True)}
@@ -688,7 +689,7 @@ def _sky_graph(chips: list[ChipRef], p: AstroDrizzleParams, fp: str
     return graph, sky_keys, packed_static
 
 
-class _Early:
+class EarlyWork:
     """Computes the static masks and sky levels of a :func:`drizzle_graph` in a background
     thread while the client places the chips (the ``early`` hook), on the same thread pool as
     the placements (:attr:`pool`: as many tasks at once as threads, so no more memory than
@@ -867,7 +868,7 @@ def drizzle(
     """
     t_start = time.perf_counter()
     # on local threads, the static masks and sky levels are computed while the chips are placed
-    early = _Early(threads_per_worker) if scheduler is None and not workers else None
+    early = EarlyWork(threads_per_worker) if scheduler is None and not workers else None
     try:
         job = drizzle_graph(inputs, output, params=params, config=config, tile_size=tile_size,
                             region_size=region_size, update_dq=update_dq,
@@ -889,7 +890,7 @@ def drizzle(
                 # AstroDrizzle's) for ~0.6 s of its ~13 s
                 result = compute(graph, job.keys, progress)[0]
             except BaseException:
-                _rows_written()
+                wait_product_rows()
                 remove_temporary(job.output)
                 raise
         result.timings["compute"] = time.perf_counter() - t0

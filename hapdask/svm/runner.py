@@ -100,7 +100,13 @@ from hapdask.mosaic import OutputGrid, chip_refs
 from hapdask.mosaic.family import family_groups, family_tasks
 from hapdask.mosaic.graph import release_scratch, scratch_readers
 from hapdask.mosaic.grid import hap_visit_grid
-from hapdask.mosaic.job import DrizzleGraph, DrizzleResult, _Early, _rows_written, drizzle_graph
+from hapdask.mosaic.job import (
+    DrizzleGraph,
+    DrizzleResult,
+    EarlyWork,
+    drizzle_graph,
+    wait_product_rows,
+)
 from hapdask.mosaic.params import AstroDrizzleParams
 from hapdask.mosaic.products import crmask_name, read_crmask, update_dq
 from hapdask.preview import preview_planes, write_color_preview, write_previews
@@ -326,7 +332,7 @@ def _filter_value(exps: list) -> str:
 
 
 def _drizzle_graph(job: DrizzleJob, staging: str, state: DetectorState,
-                   masks: dict, after: tuple, pixmaps: dict, early: _Early | None = None,
+                   masks: dict, after: tuple, pixmaps: dict, early: EarlyWork | None = None,
                    reuse_separate: bool = True, banded: bool = False) -> DrizzleGraph:
     """The engine's graph of one SVM drizzle product (AstroDrizzle's job with the product
     level's parameters on the detector's grid; ``masks``: the filter products' cosmic-ray
@@ -676,7 +682,7 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     pixmaps: dict = {}  # a chip's pixel map on the grid, shared by the products
     before = None
     # the products' static masks and sky levels, computed while the chips are placed
-    pre = _Early(None) if early else None
+    pre = EarlyWork(None) if early else None
     try:
         families = [_families(_jobs(det, exps)) if family else [] for det in p.detectors]
         planned_all = [_plan_products(_jobs(det, exps), det, staging,
@@ -832,7 +838,7 @@ def _released(graph: dict, jobs: list[DrizzleGraph]) -> dict:
 
 
 def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
-                   state: DetectorState, pixmaps: dict, early: _Early | None = None,
+                   state: DetectorState, pixmaps: dict, early: EarlyWork | None = None,
                    families: list[list[str]] = (), banded: bool = False
                    ) -> dict[str, DrizzleGraph]:
     """The engine's graphs of a detector's products (by name), planned side by side in
@@ -1028,7 +1034,7 @@ def run(
                                                     priority=keys["priority"],
                                                     spare=SPARE_THREADS), strict=True))
                 finally:
-                    _rows_written()  # a failed run: the product rows still being written
+                    wait_product_rows()  # a failed run: the product rows still being written
                     for j in jobs:
                         j.scratch.remove()
                 run_log.append(f"product graph: {len(graph)} tasks, built in {t1 - t0:.1f} s "

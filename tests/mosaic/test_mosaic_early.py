@@ -13,7 +13,7 @@ from astropy.wcs import WCS
 
 import hapdask.mosaic.job as job_module
 from hapdask.mosaic import chip_refs, north_up_grid
-from hapdask.mosaic.job import _Early, drizzle_graph
+from hapdask.mosaic.job import EarlyWork, drizzle_graph
 from hapdask.mosaic.tiles import place_chips
 from hapdask.scheduling import local_compute
 from hapdask.simulate import simulate_visits
@@ -42,7 +42,7 @@ def test_early_sky_gives_the_plain_graph_products(pair, tmp_path, monkeypatch):
     plain = drizzle_graph(pair, tmp_path / "plain" / "m", params=PARAMS, tile_size=128,
                           region_size=128)
     ref = _compute(plain, plain.graph)
-    early = _Early(2)
+    early = EarlyWork(2)
     seen = []
     real = job_module.place_chips
 
@@ -91,7 +91,7 @@ def test_early_results_dropped_when_a_chip_misses_the_grid(pair, tmp_path):
     for k, v in {"rot": 0.0, "scale": 0.05, "ra": float(ra), "dec": float(dec), "outnx": 700,
                  "outny": 700}.items():
         params[f"final_{k}"] = params[f"driz_sep_{k}"] = v
-    early = _Early(2)
+    early = EarlyWork(2)
     try:
         job = drizzle_graph([pair[0], str(far)], tmp_path / "far" / "m", params=params,
                             tile_size=128, region_size=128, early=early, pool=early.pool)

@@ -134,7 +134,7 @@ def test_early_hand_overs_computed_in_turn():
     compute runs at a time, on the shared pool."""
     import time
 
-    from hapdask.mosaic.job import _Early
+    from hapdask.mosaic.job import EarlyWork
 
     spans = []
     lock = threading.Lock()
@@ -146,7 +146,7 @@ def test_early_hand_overs_computed_in_turn():
             spans.append((t0, time.perf_counter(), threading.current_thread().name))
         return i * i
 
-    early = _Early(2)
+    early = EarlyWork(2)
     graphs = [({(f"t{j}", i): (work, 10 * j + i) for i in range(4)},
                [(f"t{j}", i) for i in range(4)]) for j in range(6)]
     threads = [threading.Thread(target=early, args=g) for g in graphs]
