@@ -35,7 +35,7 @@
                                 then the catalog tasks, then those products' readers and
                                 keywords; a task waiting (a product's end for its rows'
                                 writes, a tile's direct I/O) hands its core to another
-                                (:data:`SPARE_THREADS`, hapdask.scheduling.waiting)
+                                (hapdask.scheduling.SPARE_THREADS and waiting)
     ("svm-catalogs", det)       the catalogs assembled and written as ECSV, after the products'
                                 keywords (the catalogs' metadata)
     ("svm-color", det)          colour preview of the total from up to three filters (from
