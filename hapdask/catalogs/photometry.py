@@ -96,6 +96,26 @@ def overlap_slices(iymin: int, ixmin: int, shape_small: tuple[int, int], shape: 
              slice(max(-ixmin, 0), min(nx, shape[1] - ixmin))))
 
 
+def _weighted_pixels(shape: tuple[int, int], mask: np.ndarray | None, x: np.ndarray,
+                     y: np.ndarray, r: float, r_in: float | None = None, *, exact: bool = False
+                     ) -> Iterator[tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None]:
+    """Per position (:func:`center_masks`' aperture or annulus on an image of ``shape``): the
+    image slices of its overlap, the weights there and the pixels used (weight > 0, not
+    ``mask``ed), as photutils' ``do_photometry``/``get_values`` select them; None when the
+    aperture misses the image."""
+    for iymin, ixmin, weights in center_masks(x, y, r, r_in, exact=exact):
+        slices = overlap_slices(iymin, ixmin, weights.shape, shape)
+        if slices is None:
+            yield None
+            continue
+        big, small = slices
+        w = weights[small]
+        use = w > 0
+        if mask is not None:
+            use &= ~mask[big]
+        yield big, w, use
+
+
 def _annulus_stats(image: np.ndarray, x: np.ndarray, y: np.ndarray, r_in: float, r_out: float,
                    mask: np.ndarray | None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -108,16 +128,11 @@ def _annulus_stats(image: np.ndarray, x: np.ndarray, y: np.ndarray, r_in: float,
     costs ~3 ms per source).
     """
     values = []
-    for iymin, ixmin, weights in center_masks(x, y, r_out, r_in):
-        slices = overlap_slices(iymin, ixmin, weights.shape, image.shape)
-        if slices is None:
+    for got in _weighted_pixels(image.shape, mask, x, y, r_out, r_in):
+        if got is None:
             values.append(np.zeros(0))
             continue
-        big, small = slices
-        w = weights[small]
-        use = w > 0
-        if mask is not None:
-            use &= ~mask[big]
+        big, w, use = got
         with warnings.catch_warnings():  # as photutils: non-finite values times the weights
             warnings.simplefilter("ignore", RuntimeWarning)
             v = (image[big] * w)[use]
@@ -144,17 +159,12 @@ def _aperture_sums(data: np.ndarray, error: np.ndarray, x: np.ndarray, y: np.nda
     pixels and weights, selected and summed as photutils' ``do_photometry`` does (NaN for no
     overlap), without its per-source objects."""
     sums, errs = [], []
-    for iymin, ixmin, weights in center_masks(x, y, r, exact=True):
-        slices = overlap_slices(iymin, ixmin, weights.shape, data.shape)
-        if slices is None:
+    for got in _weighted_pixels(data.shape, mask, x, y, r, exact=True):
+        if got is None:
             sums.append(np.nan)
             errs.append(np.nan)
             continue
-        big, small = slices
-        w = weights[small]
-        use = w > 0
-        if mask is not None:
-            use &= ~mask[big]
+        big, w, use = got
         with warnings.catch_warnings():  # as photutils: non-finite values times the weights
             warnings.simplefilter("ignore", RuntimeWarning)
             sums.append((data[big] * w)[use].sum())
