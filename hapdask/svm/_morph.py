@@ -51,22 +51,21 @@ def _pass(src, dst, last, dilate):  # pragma: no cover - numba
 
 
 @njit(nogil=True, cache=True)
+def _passes(a, b, last, n, dilate):  # pragma: no cover - numba
+    """``n`` dilations (or erosions) of ``a``, ping-ponging with ``b``: (result, spare)."""
+    for _ in range(n):
+        _pass(a, b, last, dilate)
+        a, b = b, a
+    return a, b
+
+
+@njit(nogil=True, cache=True)
 def _close_open(words, last, closing, opening):  # pragma: no cover - numba
-    a = words.copy()
-    b = np.empty_like(words)
-    for _ in range(closing):
-        _pass(a, b, last, True)
-        a, b = b, a
-    for _ in range(closing):
-        _pass(a, b, last, False)
-        a, b = b, a
+    a, b = _passes(words.copy(), np.empty_like(words), last, closing, True)
+    a, b = _passes(a, b, last, closing, False)
     a |= words
-    for _ in range(opening):
-        _pass(a, b, last, False)
-        a, b = b, a
-    for _ in range(opening):
-        _pass(a, b, last, True)
-        a, b = b, a
+    a, b = _passes(a, b, last, opening, False)
+    a, b = _passes(a, b, last, opening, True)
     return a
 
 
