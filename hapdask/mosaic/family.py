@@ -44,7 +44,6 @@ import numpy as np
 from hapdask.mosaic.job import write_product_tile
 from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.stages import (
-    MapReader,
     TileJob,
     _chip_inputs,
     _grown_box,
@@ -165,15 +164,9 @@ def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
     d_c = np.zeros((th, tw))
     t_c = np.zeros((1, th, tw), np.int32)
     out_wcs = thread_header_wcs(job.members[0].header)
-    # each chip's pixel map comes from its first member holding it (all members map the chip
+    # each chip's pixel map is computed once, for its first member (all members map the chip
     # onto the same grid with the same footprint: the same boxes and maps)
-    firsts = [next(((q, k) for q, k in chip if inputs[q][1][k].ok), None) for chip in job.order]
-    paths = [job.members[f[0]].pixmaps[f[1]] if f is not None and job.members[f[0]].pixmaps
-             else None for f in firsts]
-    shapes = [inputs[f[0]][0][f[1]].shape if f is not None else (0, 0) for f in firsts]
-    boxes = [job.members[f[0]].boxes[f[1]] if f is not None else (0, 0, 0, 0) for f in firsts]
-    maps = MapReader(paths, boxes, shapes, [i for i, f in enumerate(firsts) if f is not None])
-    for i, chip_members in enumerate(job.order):
+    for chip_members in job.order:
         members = [(q, k) for q, k in chip_members if inputs[q][1][k].ok]
         if not members:
             continue
@@ -190,12 +183,11 @@ def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
         with timed("read"):
             sci, err, dq = chip.chip.read(_grown_box(chip.shape, m0.boxes[k0]), err=any(
                 job.members[q].params.wht_type == "ERR" for q, _ in members))
-        # the first member's pixels through the engine's own reader (spans when the map is not
-        # cached), which also gives the region, the map and the input box
+        # the first member's pixels through the engine's own reader (in the row spans), which
+        # also gives the region, the map and the input box
         got = _chip_inputs(chip, skies0[k0], m0.boxes[k0], job.window, m0.params,
                            m0.ratios[k0], out_wcs, static=statics0[k0] if statics0 else None,
-                           crparts=parts(q0, k0), pixmap=maps.get(i),
-                           pixels=(sci.copy(), err, dq))
+                           crparts=parts(q0, k0), pixels=(sci.copy(), err, dq))
         if got is None:
             continue
         region, data0, weight0, pm, in_box = got

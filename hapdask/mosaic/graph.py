@@ -70,9 +70,6 @@ class GridInputs:
         Its pixel scale.
     static_keys : sequence, optional
         Per chip, the key of its static mask (True = good).
-    pixmaps : sequence, optional
-        Per chip, its cached whole-chip pixel map on this grid (scratch path or None;
-        :attr:`hapdask.mosaic.tiles.ChipPlacement.pixmap`).
     """
 
     chips: Sequence[ChipRef]
@@ -81,11 +78,6 @@ class GridInputs:
     header: str
     scale_arcsec: float
     static_keys: Sequence | None = None
-    pixmaps: Sequence[str | None] | None = None
-
-    def pixmap(self, i: int) -> str | None:
-        """Chip ``i``'s cached pixel map (None: compute it)."""
-        return self.pixmaps[i] if self.pixmaps is not None else None
 
     def statics(self, idx: Sequence[int]) -> list:
         """Static-mask keys of chips ``idx`` ([] without static masks)."""
@@ -174,8 +166,7 @@ def drizzle_tasks(
         job = TileJob(index=tile.index, window=tile.window, header=grid.header, boxes=boxes,
                       ctx_ids=tuple(idx), iscales=tuple(r * r for r in ratios), ratios=ratios,
                       nplanes=nplanes, params=params, cr_boxes=tuple(cr_boxes),
-                      pixmaps=tuple(grid.pixmap(i) for i in idx)
-                      if grid.pixmaps is not None else (), sums=files, sums_ids=ids)
+                      sums=files, sums_ids=ids)
         key = (f"{prefix}-tile", *tile.index)
         args = (job, [grid.chip_keys[i] for i in idx], [grid.sky_keys[i] for i in idx],
                 grid.statics(idx), cr_keys)
@@ -242,8 +233,6 @@ def median_tasks(
                         groups=tuple(tuple(v) for v in groups.values()),
                         exposures=tuple(exp_index[r] for r in groups), n_inputs=n_inputs,
                         params=params, combine=combine, scratch=scratch,
-                        pixmaps=tuple(grid.pixmap(i) for i in idx)
-                        if grid.pixmaps is not None else (),
                         final_ctx=tuple(idx) if keep_sums else ())
         ckeys = [grid.chip_keys[i] for i in idx]
         skey = (f"{prefix}-sep", *tile.index)
@@ -302,7 +291,7 @@ def cr_tasks(
                         parts=tuple(w for w, _ in parts), header=grid.header,
                         ratio=grid.scale_arcsec / chip.pscale, interp=blot["interp"],
                         sinscl=blot["sinscl"], addsky=blot["addsky"], skyval=blot["skyval"],
-                        cr=cr, pixmap=grid.pixmap(i))
+                        cr=cr)
             key = (f"{prefix}-cr", i, r)
             graph[key] = (blot_cr_region, job, grid.chip_keys[i], grid.sky_keys[i],
                           [k for _, k in parts])
@@ -352,9 +341,8 @@ def _then_release(reads: _Reads, func, *args):
 def scratch_readers(graph: Mapping) -> dict[str, list]:
     """Scratch file -> keys of the tasks of ``graph`` that may read or write it, for
     :func:`release_scratch`: every task given a job naming the file (a
-    :class:`~hapdask.mosaic.stages.MedianJob`: its chips' pixel maps, its stack and sums in
-    its scratch; a :class:`~hapdask.mosaic.stages.TileJob`: pixel maps and sums; a
-    :class:`~hapdask.mosaic.stages.CrJob`: its chip's map; a job of member tile jobs,
+    :class:`~hapdask.mosaic.stages.MedianJob`: its stack and sums in its scratch; a
+    :class:`~hapdask.mosaic.stages.TileJob`: the sums it reads; a job of member tile jobs,
     :class:`hapdask.mosaic.family.FamilyJob`: theirs), whatever function runs it. A graph
     merging several jobs (``hapdask svm``) gets the files of all their scratches."""
     readers: dict[str, list] = {}
@@ -371,14 +359,12 @@ def scratch_readers(graph: Mapping) -> dict[str, list]:
             members = getattr(arg, "members", None)
             for job in members if isinstance(members, tuple) else (arg,):
                 if isinstance(job, MedianJob):
-                    add(key, *job.pixmaps, job.scratch.path(job.stack_name))
+                    add(key, job.scratch.path(job.stack_name))
                     if job.final_ctx:
                         add(key, job.scratch.path(job.sums_name),
                             job.scratch.path(job.sums_name + "-count"))
                 elif isinstance(job, TileJob):
-                    add(key, *job.pixmaps, *(job.sums or ()))
-                elif isinstance(job, CrJob):
-                    add(key, job.pixmap)
+                    add(key, *(job.sums or ()))
     return readers
 
 

@@ -93,7 +93,7 @@ class DrizzleGraph:
     keys: list          # what to compute: ``done`` first, then the cosmic-ray mask tasks
     done: tuple         # key of the DrizzleResult (the product renamed to its final name)
     output: Path        # the product's final path
-    scratch: Scratch    # pixel maps and stacks; remove after the compute
+    scratch: Scratch    # separate-drizzle stacks and sums; remove after the compute
     crmask_keys: dict = field(default_factory=dict)  # rootname -> key writing its crmask file
     early: tuple = ()   # (task keys, result keys) of the work given to ``early``, if it applies
     tiles: dict = field(default_factory=dict)  # (ty, tx) -> key of the final-tile task
@@ -406,7 +406,7 @@ def drizzle_graph(
     crmasks: Mapping | None = None,
     after: Iterable = (),
     scratch: Scratch | None = None,
-    pixmaps: dict | None = None,
+    placed: dict | None = None,
     reserve_cards: int = 0,
     reuse_separate: bool = True,
     early: Callable[[dict, list], None] | None = None,
@@ -425,13 +425,12 @@ def drizzle_graph(
         Keys of the enclosing graph that must be computed before the given ``crmasks`` files
         are read (the tasks that write them).
     scratch : Scratch, optional
-        Where pixel maps and separate-drizzle stacks go (default: a new one beside the output,
+        Where separate-drizzle stacks and sums go (default: a new one beside the output,
         :attr:`DrizzleGraph.scratch`); the caller removes it after the compute.
-    pixmaps : dict, optional
-        Pixel-map cache shared by the jobs of one run (:func:`~hapdask.mosaic.tiles.place_chips`):
-        a chip's map on a grid another job already made is read, not recomputed, and its
-        placement with the same drizzle parameters is copied. Keep every job's scratch until
-        all of them are computed.
+    placed : dict, optional
+        Placement cache shared by the jobs of one run (:func:`~hapdask.mosaic.tiles.place_chips`):
+        a chip's placement on a grid with drizzle parameters another job already used is
+        copied, not made again.
     reserve_cards : int
         Blank cards left at the end of the primary and SCI headers, for keywords a caller adds
         to the finished product (astropy fills them in place instead of rewriting the file).
@@ -453,12 +452,12 @@ def drizzle_graph(
     grid : OutputGrid, optional
         The final grid itself, used as given instead of the one the ``final_*`` parameters
         build from the job's first chip (``hapdask svm`` puts every product of a detector on
-        one visit grid: the same WCS object, so the products share their pixel maps).
+        one visit grid: the same WCS object, so the products share their chip placements).
     discard : bool
-        Delete every scratch file (pixel maps, separate-drizzle stacks and sums) once the
+        Delete every scratch file (separate-drizzle stacks and sums) once the
         tasks reading it are done (:func:`~hapdask.mosaic.graph.release_scratch`), so that the
         file system's deletion waits overlap the run instead of following it. Only with the
-        job's own scratch and pixel maps (no ``scratch``, no ``pixmaps``), and only for a
+        job's own scratch (no ``scratch``), and only for a
         graph computed once on local threads: a task recomputed after the deletion (e.g. when
         a ``distributed`` worker is lost) would miss its file.
     tile_summary : callable, optional
@@ -482,8 +481,9 @@ def drizzle_graph(
     -------
     DrizzleGraph
         ``graph``; ``keys`` to compute; ``done``, the key whose value is the
-        :class:`DrizzleResult` (the product then has its final name). Pixel maps are computed
-        while the graph is built.
+        :class:`DrizzleResult` (the product then has its final name). The chips are placed
+        (their pixel maps computed, reduced to boxes and windows) while the graph is built;
+        the tasks compute the maps of the pixels they use.
     """
     t_start = time.perf_counter()
     given = dict(load_config(config)) if config else {}
@@ -520,7 +520,7 @@ def drizzle_graph(
     sep_cfg = {"kernel": sep.kernel, "pixfrac": sep.pixfrac, "grow": combine.halo,
                "region_size": region_size, "halo": cr.halo, "reach": BLOT_REACH}
     sep_grid = _grid("driz_sep", p, chips, first) if want_cr else None
-    # pixel maps and separate-drizzle stacks are kept here until the caller removes it
+    # separate-drizzle stacks and sums are kept here until the caller removes it
     own_scratch = scratch is None
     if scratch is None:
         # scratch left by killed runs (owner dead on this host) goes first
@@ -540,13 +540,11 @@ def drizzle_graph(
         sep_place = None
         if sep_grid is not None and sep_grid.header == final_grid.header:
             both = place_chips(chips, final_grid, tile_size, configs=[final_cfg, sep_cfg],
-                               scratch=scratch, tag=f"final-{fp}", pixmaps=pixmaps,
-                               pool=pool)
+                               placed=placed, pool=pool)
             placements = [b[0] for b in both]
             sep_place = [b[1] for b in both]
         else:
-            placements = place_chips(chips, final_grid, tile_size, scratch=scratch,
-                                     tag=f"final-{fp}", pixmaps=pixmaps, pool=pool,
+            placements = place_chips(chips, final_grid, tile_size, placed=placed, pool=pool,
                                      **final_cfg)
         keep = [i for i, pl in enumerate(placements) if pl.boxes]
         for i in range(len(chips)):
@@ -574,12 +572,10 @@ def drizzle_graph(
         cr_layout: list[tuple] = []
         if do_cr:
             if sep_place is None:
-                sep_place = place_chips(chips, sep_grid, tile_size, scratch=scratch,
-                                        tag=f"sep-{fp}", pixmaps=pixmaps, pool=pool,
+                sep_place = place_chips(chips, sep_grid, tile_size, placed=placed, pool=pool,
                                         **sep_cfg)
             sep_inputs = GridInputs(chips, ckeys, sky_keys, sep_grid.header,
-                                    sep_grid.scale_arcsec, static_keys=packed_static,
-                                    pixmaps=[pl.pixmap for pl in sep_place])
+                                    sep_grid.scale_arcsec, static_keys=packed_static)
             reuse = reuse_separate and reuses_separate(p, sep_grid, final_grid)
             g, med_keys, sums = median_tasks(
                 plan_tiles(sep_grid, tile_size, sep_place), sep_grid.shape, sep_inputs, sep,
@@ -603,8 +599,7 @@ def drizzle_graph(
                                       tuple(after))
         nplanes = max(1, math.ceil(len(chips) / 32)) if p["context"] else 0
         final_inputs = GridInputs(chips, ckeys, sky_keys, final_grid.header,
-                                  final_grid.scale_arcsec, static_keys=packed_static,
-                                  pixmaps=[pl.pixmap for pl in placements])
+                                  final_grid.scale_arcsec, static_keys=packed_static)
         g, tile_keys = drizzle_tasks(tiles, final_inputs, final, nplanes, f"drz-{fp}",
                                      cr_regions=cr_regions, sums=sums)
         graph.update(g)
@@ -657,7 +652,7 @@ def drizzle_graph(
                     graph[dkey] = (_update_dq_after, key, chips[idx[0]].chip.path, p["crbit"],
                                    p["resetbits"] or 0)
                     mask_keys.append(dkey)
-        if discard and own_scratch and pixmaps is None:
+        if discard and own_scratch:
             graph = release_scratch(graph, scratch_readers(graph), scratch)
         done = (f"drz-done-{fp}",)
         graph[done] = (_finish_product, head_key, [c.key for c in chips], [c.label for c in chips],

@@ -1,17 +1,18 @@
-"""Scratch files of one mosaic run: cached pixel maps, separate-drizzle stacks and sums.
+"""Scratch files of one mosaic run: separate-drizzle stacks and sums.
 
 AstroDrizzle keeps its singly-drizzled images and masks as intermediate files; the engine does
-the same with three kinds of arrays that would otherwise be recomputed or held in memory:
+the same with two kinds of arrays that would otherwise be recomputed or held in memory:
 
-* the **pixel map** of every chip on an output grid (computed once while planning, where the
-  per-tile input boxes need it anyway) — the separate drizzle, blot and final drizzle tasks
-  read the region they need instead of recomputing it;
 * the **separate-drizzle stack** of every median tile — written by the one separate-drizzle
   pass (which also yields the weight statistics of ``combine_maskpt``) and read back by the
   median task once the whole grid's mean weights are known;
 * the **separate-drizzle sums** of every tile (all exposures' float64 num/den and context),
   when the final drizzle is the separate one but for the cosmic rays: the final tile task
   subtracts the cosmic-ray pixels from them instead of drizzling every pixel again.
+
+Pixel maps are not kept: each task computes the map of the pixels it uses (the numba
+``calc_pixmap``, ~8 ns per pixel, is cheaper than the direct reads' waits of a kept map; 3
+interleaved pairs of the drizzle bench: wall medians 10.86 -> 10.38 s, products identical).
 
 Files are ``.npy``, written under a temporary name and renamed when complete (a retried task
 rewrites the same bytes).
@@ -29,23 +30,8 @@ the new block-aligned array (a 38.7 MB stack: save 5.2-7.9 -> 1.0 CPU-ms, load ~
 files. Where the file system refuses ``O_DIRECT`` (e.g. tmpfs) the ordinary
 path is taken.
 
-* Stacks and sums are written once and read once, whole (:meth:`Scratch.save` and
-  :func:`load_array` with ``direct=True``).
-* Pixel maps are read by region many times (a tile's or a chip region's input box). They are
-  kept *banded* (:meth:`Scratch.save` with ``banded=True``): the chip's columns cut into bands
-  of :data:`BAND` pixels, each band's rows contiguous (the ``.npy`` array has the shape
-  ``(nbands, ny, BAND, 2)``, the last band padded with zeros), so a region is a few contiguous
-  reads, one per band it crosses (:func:`load_banded`; ~1.1x the region's bytes for a
-  1000-pixel-wide box). Measured on a 2048x4096 map: a 1100x1100 region in 15 ms of wall time
-  and 3 ms of CPU, against 3 ms of CPU from the page cache plus the ~6 ms per region of CPU
-  its fresh page-cache pages cost when the map was written. The waits are hidden: maps are
-  written by the scratch I/O threads while the chip's boxes are found
-  (:meth:`Scratch.save_async`), and a task reads its next chip's map while it drizzles the
-  current one (:func:`load_banded_async`, :class:`hapdask.mosaic.stages.MapReader`); a tile
-  whose rotated footprint piece fills ~0.6 of its box reads each band only over the rows its
-  row spans meet (``load_banded(spans=...)``). On
-  ``benchmarks/bench_drizzle.py`` (4 ACS/WFC exposures, 8 maps of 134 MB): system time
-  3.9-4.7 -> 2.4-2.9 s, products identical.
+Stacks and sums are written once and read once, whole (:meth:`Scratch.save` and
+:func:`load_array` with ``direct=True``).
 
 The directory lives beside the output (workers of a cluster must see it, as they see the
 output file) and is removed when the run ends. A file no task will read again may be deleted
@@ -82,8 +68,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BAND", "OWNER_FILE", "Scratch", "aligned_empty", "aligned_zeros", "load_array",
-           "load_array_async", "load_banded", "load_banded_async", "remove_stale"]
+__all__ = ["OWNER_FILE", "Scratch", "aligned_empty", "aligned_zeros", "load_array",
+           "load_array_async", "remove_stale"]
 
 Box = tuple[int, int, int, int]
 
@@ -95,8 +81,6 @@ _CHUNK = 2 << 20
 #: Largest single transfer of an array's bulk straight between its memory and the file
 #: (:meth:`_Writer.put`, :func:`_load_direct`).
 _DIRECT_RUN = 64 << 20
-#: Column band width (pixels) of banded scratch arrays (pixel maps; module docstring).
-BAND = 128
 _LOCAL = threading.local()
 #: errnos meaning "this file system or file does not do O_DIRECT" (then: the ordinary path)
 _NO_DIRECT = {errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
@@ -213,28 +197,23 @@ class Scratch:
         """Path of the scratch file ``name`` (``.npy`` appended)."""
         return os.path.join(self.directory, f"{name}.npy")
 
-    def save(self, name: str, array: np.ndarray | Sequence[np.ndarray], direct: bool = False,
-             banded: bool = False) -> str:
+    def save(self, name: str, array: np.ndarray | Sequence[np.ndarray], direct: bool = False
+             ) -> str:
         """Write ``array`` as ``name`` (temporary name, then renamed); returns its path.
 
         ``direct``: with direct I/O, past the page cache (module docstring), for an array that
         will be read once, whole (:func:`load_array` with ``direct=True``); ``array`` may then
         be a sequence of arrays of one shape and dtype, saved as their stack (as
-        ``numpy.stack``, without making it). ``banded``: a 2-D (or more) array kept in column
-        bands of :data:`BAND` pixels, with direct I/O, to be read by region
-        (:func:`load_banded`)."""
+        ``numpy.stack``, without making it)."""
         final = self.path(name)
         fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=".npy", dir=self.directory)
         os.close(fd)
         try:
-            if banded:
-                _save_banded(tmp, array)
-            else:
-                parts = [array] if isinstance(array, np.ndarray) else list(array)
-                if not (direct and _save_direct(tmp, parts)):
-                    with open(tmp, "wb") as fh:
-                        np.save(fh, parts[0] if isinstance(array, np.ndarray)
-                                else np.stack(parts), allow_pickle=False)
+            parts = [array] if isinstance(array, np.ndarray) else list(array)
+            if not (direct and _save_direct(tmp, parts)):
+                with open(tmp, "wb") as fh:
+                    np.save(fh, parts[0] if isinstance(array, np.ndarray)
+                            else np.stack(parts), allow_pickle=False)
             os.replace(tmp, final)
         except BaseException:
             if os.path.exists(tmp):
@@ -402,31 +381,6 @@ def _save_direct(path: str, parts: list[np.ndarray]) -> bool:
     shape = first.shape if len(parts) == 1 else (len(parts), *first.shape)
     head = np.frombuffer(_direct_header(shape, first.dtype), np.uint8)
     return _write(path, [head, *parts], True)
-
-
-def _bands(array: np.ndarray, head: np.ndarray):
-    """The parts of :func:`_save_banded`'s file: header, then each column band's rows."""
-    ny, nx = array.shape[:2]
-    yield head
-    for c0 in range(0, nx, BAND):
-        if c0 + BAND <= nx:
-            yield array[:, c0:c0 + BAND]
-        else:  # the last band: its columns, then zeros
-            last = np.zeros((ny, BAND, *array.shape[2:]), array.dtype)
-            last[:, :nx - c0] = array[:, c0:]
-            yield last
-
-
-def _save_banded(path: str, array: np.ndarray) -> None:
-    """Write ``array`` (``(ny, nx, ...)``) to ``path`` as the ``.npy`` array of shape
-    ``(nbands, ny, BAND, ...)`` of its column bands (the last one padded with zeros), with
-    direct I/O where the file system does it."""
-    ny, nx = array.shape[:2]
-    nb = max(-(-nx // BAND), 1)
-    head = np.frombuffer(_direct_header((nb, ny, BAND, *array.shape[2:]), array.dtype),
-                         np.uint8)
-    if not _write(path, _bands(array, head), True):
-        _write(path, _bands(array, head), False)
 
 
 def _npy_header(fh, path: str) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -637,64 +591,6 @@ def _pread(fd: int, direct: bool, buf: np.ndarray, start: int, nbytes: int, path
     return buf[lead:lead + nbytes]
 
 
-def load_banded(path: str, region: Box, out: np.ndarray | None = None,
-                spans: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Read the ``(y0, y1, x0, x1)`` region (0-based, half-open) of a banded scratch array
-    (:meth:`Scratch.save` with ``banded=True``) into a new array (or into ``out``, a
-    C-contiguous array of the region's shape and the file's dtype; returned): one contiguous
-    read per column band the region crosses, with direct I/O where the file system does it.
-
-    ``spans``: per row of the region, the columns ``[lo, hi)`` (array coordinates) that are
-    needed (``lo >= hi``: none); each band is then read only from the first to the last row
-    whose span meets its columns, and the band's other rows are NaN (floating-point arrays
-    only; e.g. a tile's rotated footprint piece within its axis-aligned box)."""
-    fd, direct = _open_read(path)
-    try:
-        buf = _bounce()
-        got = os.preadv(fd, [buf[:_BLOCK]], 0)  # the header (the whole file, if smaller)
-        shape, dtype, offset = _npy_header(io.BytesIO(bytes(buf[:got])), path)
-        if len(shape) < 3 or shape[2] != BAND:
-            raise ValueError(f"{path}: not a banded scratch array (shape {shape})")
-        nb, ny, _, *inner = shape
-        y0, y1, x0, x1 = region
-        if not (0 <= y0 < y1 <= ny and 0 <= x0 < x1 <= nb * BAND):
-            raise ValueError(f"{path}: region {region} is outside the array of shape "
-                             f"{(ny, nb * BAND)}")
-        want = (y1 - y0, x1 - x0, *inner)
-        if out is None:
-            out = np.empty(want, dtype)
-        elif out.shape != want or out.dtype != dtype or not out.flags.c_contiguous:
-            raise ValueError(f"{path}: out must be a C-contiguous {dtype} array of shape "
-                             f"{want}, got {out.dtype} {out.shape}")
-        row = BAND * int(np.prod(inner, dtype=np.int64)) * dtype.itemsize
-        per_read = max((_CHUNK - 2 * _BLOCK) // row, 1)
-        if spans is not None:
-            if dtype.kind != "f":
-                raise ValueError(f"{path}: spans need a floating-point array (NaN fill)")
-            lo = np.asarray(spans[0])
-            hi = np.asarray(spans[1])
-            if lo.shape != (y1 - y0,) or hi.shape != (y1 - y0,):
-                raise ValueError(f"{path}: spans must have one entry per region row "
-                                 f"({y1 - y0})")
-        for b in range(x0 // BAND, (x1 - 1) // BAND + 1):
-            c0, c1 = max(x0, b * BAND), min(x1, (b + 1) * BAND)
-            ya, yb = y0, y1
-            if spans is not None:
-                meets = np.flatnonzero((lo < c1) & (hi > c0) & (lo < hi))
-                ya, yb = (y0 + int(meets[0]), y0 + int(meets[-1]) + 1) if meets.size else (y0, y0)
-                out[:ya - y0, c0 - x0:c1 - x0] = np.nan
-                out[yb - y0:, c0 - x0:c1 - x0] = np.nan
-            for r0 in range(ya, yb, per_read):
-                r1 = min(r0 + per_read, yb)
-                got = _pread(fd, direct, buf, offset + (b * ny + r0) * row, (r1 - r0) * row,
-                             path)
-                rows = got.view(dtype).reshape(r1 - r0, BAND, *inner)
-                out[r0 - y0:r1 - y0, c0 - x0:c1 - x0] = rows[:, c0 - b * BAND:c1 - b * BAND]
-        return out
-    finally:
-        os.close(fd)
-
-
 _IO: ThreadPoolExecutor | None = None
 _IO_LOCK = threading.Lock()
 
@@ -725,14 +621,6 @@ def _discard_pool() -> ThreadPoolExecutor:
             if _DISCARD is None:
                 _DISCARD = ThreadPoolExecutor(1, thread_name_prefix="hapdask-scratch-discard")
     return _DISCARD
-
-
-def load_banded_async(path: str, region: Box, out: np.ndarray | None = None,
-                      spans: tuple[np.ndarray, np.ndarray] | None = None) -> Future:
-    """:func:`load_banded` in the scratch I/O threads: a task starts the read of its next pixel
-    map before it works on the current one, so that the direct reads' waits overlap its
-    computing. Returns the future of the array."""
-    return _io_pool().submit(load_banded, path, region, out, spans)
 
 
 def load_array_async(path: str, direct: bool = False) -> Future:

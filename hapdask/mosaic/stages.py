@@ -15,15 +15,15 @@
 
 Units: SCI enters drizzles in electrons/s (or the input's rate units) after sky subtraction;
 driz_cr works in the chip's own units, as AstroDrizzle does. Pixel coordinates are 0-based;
-windows and boxes are ``(y0, y1, x0, x1)``, half-open. Pixel maps come from the chip's cached
-whole-chip map when the plan kept one (:func:`chip_pixmap`), so each is computed once per grid.
+windows and boxes are ``(y0, y1, x0, x1)``, half-open. Each task computes the pixel maps of
+the chip pixels it uses (:func:`chip_pixmap`, the numba map: ~8 ns per pixel), where it uses
+them; nothing is kept between tasks.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,20 +32,13 @@ from astropy.io import fits
 from hapdask.dqflags import good_pixel_mask, interpret_bits
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
-from hapdask.mosaic.scratch import (
-    Scratch,
-    aligned_zeros,
-    load_array,
-    load_array_async,
-    load_banded,
-    load_banded_async,
-)
+from hapdask.mosaic.scratch import Scratch, aligned_zeros, load_array, load_array_async
 from hapdask.mosaic.tiles import footprint_margin, input_row_spans
 from hapdask.mosaic.wcsio import thread_header_wcs
 from hapdask.profile import timed
 from hapdask.scheduling import waiting
 
-__all__ = ["Buffer", "CrJob", "MedianJob", "PackedMask", "TileJob", "assemble_mask",
+__all__ = ["CrJob", "MedianJob", "PackedMask", "TileJob", "assemble_mask",
            "blot_cr_region", "chip_pixmap", "count_dtype", "cte_direction", "drizzle_tile",
            "exposure_noise", "median_tile",
            "prepare_chip_region", "read_flat", "reuse_tile", "separate_drizzles", "separate_tile",
@@ -257,41 +250,13 @@ def _prepare_exp(chip: ChipRef, sky, region: Box, params: DrizzleParams, sci: np
     return data, weight
 
 
-class Buffer:
-    """A float64 buffer that the arrays of one task's loop reuse (one fresh allocation per
-    task instead of one per chip: fresh pages cost page faults and zeroing)."""
-
-    def __init__(self) -> None:
-        self._flat = np.empty(0)
-
-    def get(self, shape: tuple[int, ...]) -> np.ndarray:
-        """An uninitialised C-contiguous float64 array of ``shape`` (valid until the next
-        call)."""
-        n = int(np.prod(shape, dtype=np.int64))
-        if self._flat.size < n:
-            self._flat = np.empty(n)
-        return self._flat[:n].reshape(shape)
-
-
-def chip_pixmap(chip: ChipRef, out_wcs, region: Box, cached: str | Future | None = None,
-                spans: tuple[np.ndarray, np.ndarray] | None = None,
-                buffer: Buffer | None = None) -> np.ndarray:
+def chip_pixmap(chip: ChipRef, out_wcs, region: Box,
+                spans: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Pixel map of a region of a chip on an output grid (0-based output ``(x, y)`` per
-    input pixel): read from the chip's cached whole-chip map (``cached``, a scratch file of
-    :func:`hapdask.mosaic.tiles.place_chip_configs`) when there is one (into ``buffer``
-    when given; ``cached`` may also be the future of that read, :class:`MapReader`), else
-    computed (:func:`hapdask.drizzle.calc_pixmap`; the same values either way), then only in
-    the row ``spans`` when given (NaN elsewhere)."""
+    input pixel; :func:`hapdask.drizzle.calc_pixmap`), only in the row ``spans`` when given
+    (NaN elsewhere)."""
     from hapdask.drizzle import calc_pixmap
 
-    if isinstance(cached, Future):
-        with waiting():  # the read's I/O: another task may use the core meanwhile
-            return cached.result()
-    if cached is not None:
-        y0, y1, x0, x1 = region
-        out = buffer.get((y1 - y0, x1 - x0, 2)) if buffer is not None else None
-        with waiting():
-            return load_banded(cached, region, out)
     return calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region, spans=spans)
 
 
@@ -328,15 +293,6 @@ def _tile_spans(chip: ChipRef, box: Box, region: Box, window: Box, out_wcs, para
     return (lo, hi), (mlo, mhi)
 
 
-def _span_finder(chips: Sequence[ChipRef], boxes: Sequence[Box], window: Box, out_wcs, params,
-                 ratios: Sequence[float]) -> Callable[[int], tuple | None]:
-    """``k -> _tile_spans`` of chip ``k``'s box onto ``window`` (for :class:`MapReader`)."""
-    def spans(k: int) -> tuple | None:
-        return _tile_spans(chips[k], boxes[k], _grown_box(chips[k].shape, boxes[k]), window,
-                           out_wcs, params, ratios[k])
-    return spans
-
-
 def _grown_box(shape: tuple[int, int], box: Box) -> Box:
     """The input box grown by one pixel (clipped to the chip): the region whose map the
     kernel reads for the box's pixels (bilinear corners)."""
@@ -345,137 +301,42 @@ def _grown_box(shape: tuple[int, int], box: Box) -> Box:
     return (max(b0 - 1, 0), min(b1 + 1, ny), max(a0 - 1, 0), min(a1 + 1, nx))
 
 
-class MapReader:
-    """The cached pixel maps of one task's chips, each read ahead: when chip ``k``'s map is
-    asked for, the read of the next chip's starts in the scratch reader threads
-    (:func:`~hapdask.mosaic.scratch.load_banded_async`), so that the direct reads' waits
-    overlap the task's work on chip ``k``. Two buffers alternate: a map is valid until the
-    map two chips later in ``order`` is asked for.
-
-    Parameters
-    ----------
-    paths : sequence of str or None
-        Per chip of the task, its cached map (None: computed, not read).
-    boxes : sequence of Box
-        Per chip, its input box (the map of the box grown by one pixel is read).
-    shapes : sequence of (ny, nx)
-        Per chip, its shape.
-    order : sequence of int
-        The chips in the order the task will ask for them.
-    spans : callable, optional
-        ``spans(k)``: chip ``k``'s :func:`_tile_spans` (None: nothing of its box lands), found
-        when its read starts; then only the rows of each column band that the mapped spans
-        meet are read (NaN elsewhere: :func:`~hapdask.mosaic.scratch.load_banded`), and
-        :meth:`spans_of` hands them to :func:`_chip_inputs` (the computed maps' rule).
-    """
-
-    def __init__(self, paths: Sequence[str | None], boxes: Sequence[Box],
-                 shapes: Sequence[tuple[int, int]], order: Sequence[int],
-                 spans: Callable[[int], tuple | None] | None = None) -> None:
-        self.regions = {k: _grown_box(shapes[k], boxes[k]) for k in order
-                        if paths[k] is not None}
-        self.paths = paths
-        self.order = [k for k in order if k in self.regions]
-        self.buffers = (Buffer(), Buffer())
-        self.busy: list[Future | None] = [None, None]
-        self.futures: dict[int, Future] = {}
-        self.span_fn = spans
-        self.spans: dict[int, tuple | None] = {}
-
-    def _start(self, pos: int) -> None:
-        k = self.order[pos]
-        if k in self.futures:
-            return
-        slot = pos % 2
-        if self.busy[slot] is not None:
-            self.busy[slot].exception()  # its buffer is reused: wait for the read into it
-        y0, y1, x0, x1 = region = self.regions[k]
-        mapped = None
-        if self.span_fn is not None:
-            with timed("spans"):
-                got = self.spans[k] = self.span_fn(k)
-            if got is None:  # nothing lands: no map is needed
-                self.futures[k] = Future()
-                self.futures[k].set_result(None)
-                return
-            mapped = got[1]
-        out = self.buffers[slot].get((y1 - y0, x1 - x0, 2))
-        self.busy[slot] = self.futures[k] = load_banded_async(self.paths[k], region, out,
-                                                              mapped)
-
-    def start(self) -> MapReader:
-        """Start the read of the first chip's map now (returns ``self``): a task calls it
-        before its other work on that chip (reading the chip, its masks)."""
-        if self.order:
-            self._start(0)
-        return self
-
-    def get(self, k: int) -> str | Future | None:
-        """Chip ``k``'s map as :func:`chip_pixmap` takes it: the future of its read (the
-        next chip's read started), or its path/None when it is not read ahead."""
-        if k not in self.regions:
-            return self.paths[k]
-        pos = self.order.index(k)
-        self._start(pos)
-        if pos + 1 < len(self.order):
-            self._start(pos + 1)
-        return self.futures[k]
-
-    def spans_of(self, k: int) -> tuple | None | bool:
-        """Chip ``k``'s spans as :func:`_chip_inputs` takes them (after :meth:`get`): the
-        :func:`_tile_spans` found for its read (None: nothing lands), or False when none were
-        (no ``spans``, or a map not read ahead)."""
-        return self.spans[k] if k in self.spans else False
-
-
 def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, crparts=None,
-                 pixmap=None, pixels=None, spans=False):
+                 pixels=None):
     """What the kernel needs to drizzle a chip's input box onto a window: ``(region, data,
     weight, pixmap, in_box)`` (:func:`prepare_chip_region` over the box grown by one pixel), or
-    None when nothing of the box lands. ``pixmap``: the chip's cached map (path), the future
-    of its read (:class:`MapReader`: the returned map is valid until the reader's buffer is
-    reused), or None (computed in the row spans). ``pixels``: the region's pixels already read
-    (:func:`prepare_chip_region`). ``spans``: the box's :func:`_tile_spans` when known (None:
-    nothing lands; :meth:`MapReader.spans_of`), False when not: then found for a computed
-    map."""
+    None when nothing of the box lands. ``pixels``: the region's pixels already read
+    (:func:`prepare_chip_region`). The map is computed only where the window's pixels can be
+    (:func:`_tile_spans`: the box around a rotated footprint piece holds up to ~2x the pixels
+    that land), NaN elsewhere; the weight is 0 outside those spans."""
     b0, b1, a0, a1 = box
     region = _grown_box(chip.shape, box)
     if region[1] - region[0] < 2 or region[3] - region[2] < 2:
         return None
+    with timed("spans"):
+        spans = _tile_spans(chip, box, region, window, out_wcs, params, ratio)
     if spans is None:
         return None
-    if spans is False:
-        spans = None
-    if spans is None and pixmap is None:
-        # without a cached whole-chip map, compute it only where the tile's pixels are: the
-        # box around a rotated footprint piece holds up to ~2x the pixels that land
-        with timed("spans"):
-            spans = _tile_spans(chip, box, region, window, out_wcs, params, ratio)
-        if spans is None:
-            return None
     with timed("read"):
         cr = region_mask(crparts, region) if crparts else None
         # weight 0 outside the spans: the kernel skips these pixels before anything else
         # (add_to_tile)
         data, weight = prepare_chip_region(chip, sky, region, params, static=static, crmask=cr,
-                                           pix_ratio=ratio, pixels=pixels,
-                                           spans=spans[0] if spans is not None else None)
-    in_box = (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
-    if spans is not None:
-        (lo, hi), _ = spans
-        rows = np.nonzero(hi > lo)[0]
-        in_box = (max(in_box[0], int(rows[0])), min(in_box[1], int(rows[-1]) + 1),
-                  max(in_box[2], int(lo[rows].min()) - region[2]),
-                  min(in_box[3], int(hi[rows].max()) - region[2]))
+                                           pix_ratio=ratio, pixels=pixels, spans=spans[0])
+    (lo, hi), mapped = spans
+    rows = np.nonzero(hi > lo)[0]
+    in_box = (max(b0 - region[0], int(rows[0])), min(b1 - region[0], int(rows[-1]) + 1),
+              max(a0 - region[2], int(lo[rows].min()) - region[2]),
+              min(a1 - region[2], int(hi[rows].max()) - region[2]))
     with timed("pixmap"):
-        pm = chip_pixmap(chip, out_wcs, region, pixmap, spans[1] if spans is not None else None)
+        pm = chip_pixmap(chip, out_wcs, region, mapped)
     return region, data, weight, pm, in_box
 
 
 def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale, ratio, out_wcs,
-                  static=None, crparts=None, pixmap=None, count=None, spans=False) -> None:
+                  static=None, crparts=None, count=None) -> None:
     got = _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=static,
-                       crparts=crparts, pixmap=pixmap, spans=spans)
+                       crparts=crparts)
     if got is None:
         return
     region, data, weight, pm, in_box = got
@@ -501,8 +362,7 @@ class TileJob:
 
     ``boxes``, ``ctx_ids``, ``iscales``, ``ratios`` are per contributing chip (same order as
     the chips passed to :func:`drizzle_tile`); ``cr_boxes`` lists, per chip, the boxes of the
-    cosmic-ray mask regions passed with it; ``pixmaps`` per chip its cached pixel map on the
-    grid (path or None; empty: none cached).
+    cosmic-ray mask regions passed with it.
     ``sums``: the scratch files of the tile's summed separate drizzles and their per-chip
     contribution counts (:func:`separate_tile`), when :func:`reuse_tile` makes the tile from
     them; ``sums_ids``: the context ids (chips) of the count planes, in order.
@@ -518,7 +378,6 @@ class TileJob:
     nplanes: int
     params: DrizzleParams
     cr_boxes: tuple[tuple[Box, ...], ...] = ()
-    pixmaps: tuple[str | None, ...] = ()
     sums: tuple[str, str] | None = None
     sums_ids: tuple[int, ...] = ()
 
@@ -552,10 +411,6 @@ def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, static
     den = np.zeros((th, tw), np.float64)
     ctx = np.zeros((job.nplanes, th, tw), np.int32) if job.nplanes else None
     out_wcs = thread_header_wcs(job.header) if any(s.ok for s in skies) else None
-    maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
-                     [k for k, s in enumerate(skies) if s.ok],
-                     spans=_span_finder(chips, job.boxes, job.window, out_wcs, job.params,
-                                        job.ratios)).start()
     for k, (chip, sky) in enumerate(zip(chips, skies, strict=True)):
         if not sky.ok:
             continue
@@ -564,8 +419,7 @@ def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, static
             crparts = list(zip(job.cr_boxes[k], crmasks[k], strict=True))
         _drizzle_chip(chip, sky, job.boxes[k], job.window, job.params, num, den, ctx,
                       job.ctx_ids[k], job.iscales[k], job.ratios[k], out_wcs,
-                      static=statics[k] if statics else None, crparts=crparts,
-                      pixmap=maps.get(k), spans=maps.spans_of(k))
+                      static=statics[k] if statics else None, crparts=crparts)
     with timed("finalize"):
         sci, wht = finalize_tile(num, den, fillval=job.params.fillval)
     return {"sci": sci, "wht": wht, "ctx": ctx}
@@ -662,7 +516,7 @@ class _NanMap:
 
 
 def _cosmic_ray_pixmap(chip: ChipRef, out_wcs, region: Box, weight: np.ndarray,
-                       cached: str | None, buffer: _NanMap | None = None) -> np.ndarray:
+                       buffer: _NanMap | None = None) -> np.ndarray:
     """Pixel map of a chip region for redrizzling its weighted (cosmic-ray) pixels only.
 
     The square kernel reads the map of a weighted pixel and of its 8 neighbours (corner
@@ -670,8 +524,7 @@ def _cosmic_ray_pixmap(chip: ChipRef, out_wcs, region: Box, weight: np.ndarray,
     under ``_SPARSE_MAP`` of the region, the map is computed there only
     (:func:`hapdask.drizzle.calc_pixmap_at`: the same bits as the whole map; NaN elsewhere,
     where no weighted pixel's result depends on it; into ``buffer`` when given). Otherwise,
-    or when its numba path does not apply, the whole region's map (:func:`chip_pixmap`: read
-    from ``cached`` if any).
+    or when its numba path does not apply, the whole region's map (:func:`chip_pixmap`).
     """
     from hapdask.drizzle import calc_pixmap_at
 
@@ -682,7 +535,7 @@ def _cosmic_ray_pixmap(chip: ChipRef, out_wcs, region: Box, weight: np.ndarray,
                             out=out)
         if pm is not None:
             return pm
-    return chip_pixmap(chip, out_wcs, region, cached)
+    return chip_pixmap(chip, out_wcs, region)
 
 
 def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics: Sequence = (),
@@ -737,8 +590,7 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
         if out_wcs is None:
             out_wcs = thread_header_wcs(job.header)
         with timed("pixmap"):
-            pm = _cosmic_ray_pixmap(chip, out_wcs, region, weight,
-                                    job.pixmaps[k] if job.pixmaps else None, nan_map)
+            pm = _cosmic_ray_pixmap(chip, out_wcs, region, weight, nan_map)
         if counts is None:
             with timed("read"):
                 counts = counts_read.result()
@@ -803,7 +655,6 @@ class MedianJob:
     params: DrizzleParams
     combine: object
     scratch: Scratch
-    pixmaps: tuple[str | None, ...] = ()
     final_ctx: tuple[int, ...] = ()
 
     @property
@@ -851,10 +702,6 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     stack = aligned_zeros((2, len(job.groups), th, tw), np.float32)
     images, weights = stack[0], stack[1]
     counts = sums[2] if sums is not None else None
-    maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
-                     [k for m in job.groups for k in m if skies[k].ok],
-                     spans=_span_finder(chips, job.boxes, job.grown, out_wcs, job.params,
-                                        job.ratios)).start()
     for e, members in enumerate(job.groups):
         # fresh zeros (calloc): pages nothing lands on are never touched (a reused, refilled
         # pair measured ~50 MB more peak RSS)
@@ -866,9 +713,8 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
                 continue
             _drizzle_chip(chip, sky, job.boxes[k], job.grown, job.params, num, den, None, 0,
                           job.iscales[k], job.ratios[k], out_wcs,
-                          static=statics[k] if statics else None, pixmap=maps.get(k),
-                          count=counts[k] if counts is not None else None,
-                          spans=maps.spans_of(k))
+                          static=statics[k] if statics else None,
+                          count=counts[k] if counts is not None else None)
         with timed("finalize"):
             if sums is not None:
                 np.add(sums[0], num, out=sums[0])
@@ -1006,7 +852,6 @@ class CrJob:
     addsky: bool
     skyval: float
     cr: object
-    pixmap: str | None = None
 
 
 def cte_direction(chip: ChipRef) -> int:
@@ -1039,8 +884,6 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
     y0, y1, x0, x1 = job.box
     if not sky.ok:  # an unusable chip (e.g. all NaN) is not drizzled: nothing to flag
         return PackedMask.pack(np.zeros((y1 - y0, x1 - x0), bool))
-    # the map's direct read runs while the median pieces are put together
-    cached = load_banded_async(job.pixmap, job.grown) if job.pixmap is not None else None
     w0, w1, v0, v1 = job.window
     mosaic = np.zeros((w1 - w0, v1 - v0), np.float32)
     for (p0, p1, q0, q1), arr in zip(job.parts, medians, strict=True):
@@ -1049,7 +892,7 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
             mosaic[c0 - w0:c1 - w0, d0 - v0:d1 - v0] = arr[c0 - p0:c1 - p0, d0 - q0:d1 - q0]
     g0, g1, h0, h1 = job.grown
     with timed("pixmap"):
-        pixmap = chip_pixmap(chip, thread_header_wcs(job.header), job.grown, cached)
+        pixmap = chip_pixmap(chip, thread_header_wcs(job.header), job.grown)
     to_units = (1.0 if chip.is_rate else chip.exptime) / chip.gain
     with timed("blot"):
         # the map is on the median grid, the mosaic starts at its pixel (v0, w0)

@@ -25,7 +25,6 @@ from astropy.wcs import WCS
 
 from hapdask.mosaic.grid import OutputGrid
 from hapdask.mosaic.inputs import ChipRef
-from hapdask.mosaic.scratch import Scratch, load_banded
 
 __all__ = ["ChipPlacement", "Region", "SAMPLE_STEP", "Tile", "chip_tile_boxes", "footprint_margin",
            "input_row_spans", "place_chip", "place_chip_configs", "place_chips", "plan_tiles",
@@ -78,15 +77,10 @@ class Region:
 
 @dataclass
 class ChipPlacement:
-    """Where one chip lands on a grid: per-tile input boxes and chip regions.
-
-    ``pixmap`` is the path of the chip's whole pixel map on the grid when it was kept as a
-    scratch file (:class:`~hapdask.mosaic.scratch.Scratch`), else None.
-    """
+    """Where one chip lands on a grid: per-tile input boxes and chip regions."""
 
     boxes: dict[tuple[int, int], Box]
     regions: list[Region]
-    pixmap: str | None = None
 
 
 def _sample_grid(n: int, step: int) -> np.ndarray:
@@ -316,56 +310,40 @@ def place_chip(chip: ChipRef, grid: OutputGrid, tile_size: int, *, kernel: str =
 def place_chip_configs(chip: ChipRef, grid: OutputGrid, tile_size: int,
                        configs: Sequence[dict], *,
                        candidates: Sequence[tuple[int, int]] | None = None,
-                       scratch: Scratch | None = None, name: str = "",
-                       pixmaps: dict | None = None) -> list[ChipPlacement]:
+                       placed: dict | None = None) -> list[ChipPlacement]:
     """:func:`place_chip` for several parameter sets (keyword dicts of :func:`place_chip`)
     from one pixel map of the chip (e.g. the separate and the final drizzle on one grid).
 
-    With ``scratch``, the pixel map is also kept there as ``name`` (the placements'
-    ``pixmap``), so that the stages read it instead of recomputing it. ``pixmaps``: a cache
-    ``(file, chip key, WCS, grid header) -> scratch path`` shared by several products of one
-    run (e.g. an SVM visit's products on one grid): a chip's map on a grid is computed once
-    (the scratch holding it must live until every product is done); the placements made from
-    it are kept there too, so that a product placing the chip with a config another product
-    used (e.g. the exposure, filter and total products of an SVM visit) gets a copy of that
-    placement without reading the map. The cache may be shared by threads."""
+    ``placed``: a cache of placements shared by several products of one run (e.g. an SVM
+    visit's exposure, filter and total products on one grid): a product placing a chip (same
+    file, WCS and grid) with a config another product used gets a copy of that placement
+    instead of mapping the chip again. The cache may be shared by threads."""
     key = (chip.chip.path, chip.key, chip.wcs_bytes, grid.header)
-    # products planned in several threads share the cache: one computes a map, the others wait
+    # products planned in several threads share the cache: one places a chip, the others wait
     # for it (dict.setdefault is atomic)
-    lock = (pixmaps.setdefault(("lock", key), threading.Lock()) if pixmaps is not None
+    lock = (placed.setdefault(("lock", key), threading.Lock()) if placed is not None
             else contextlib.nullcontext())
     with lock:
-        return _place_configs(chip, grid, tile_size, configs, key, candidates, scratch, name,
-                              pixmaps)
+        return _place_configs(chip, grid, tile_size, configs, key, candidates, placed)
 
 
 def _place_configs(chip: ChipRef, grid: OutputGrid, tile_size: int, configs: Sequence[dict],
-                   key: tuple, candidates, scratch: Scratch | None, name: str,
-                   pixmaps: dict | None) -> list[ChipPlacement]:
+                   key: tuple, candidates, placed: dict | None) -> list[ChipPlacement]:
     from hapdask.drizzle import calc_pixmap  # numba code: loaded when a chip is placed
     from hapdask.drizzle.tile import FootprintIndex
 
-    path = pixmaps.get(key) if pixmaps is not None else None
     cand = tuple(candidates) if candidates is not None else None
     done_keys = [("placement", key, int(tile_size), cand, tuple(sorted(c.items())))
                  for c in configs]
-    if path is not None and all(k in pixmaps for k in done_keys):
-        return [_copy_placement(pixmaps[k], path) for k in done_keys]
-    saving = None
-    if path is not None:  # the same chip (and WCS) on the same grid: computed once per run
-        pixmap = load_banded(path, (0, chip.shape[0], 0, chip.shape[1]))
-    else:
-        pixmap = calc_pixmap(chip.wcs(), grid.wcs(), chip.shape)
-        if scratch is not None:
-            # written (direct I/O) while the boxes are found, complete before this returns
-            saving = scratch.save_async(name, pixmap, banded=True)
-            path = scratch.path(name)
+    if placed is not None and all(k in placed for k in done_keys):
+        return [_copy_placement(placed[k]) for k in done_keys]
+    pixmap = calc_pixmap(chip.wcs(), grid.wcs(), chip.shape)
     ratio = grid.scale_arcsec / chip.pscale
     indexes: dict[tuple, FootprintIndex] = {}  # one per footprint size, shared by the configs
     out = []
     for c, done in zip(configs, done_keys, strict=True):
-        if pixmaps is not None and done in pixmaps:
-            out.append(_copy_placement(pixmaps[done], path))
+        if placed is not None and done in placed:
+            out.append(_copy_placement(placed[done]))
             continue
         reach = (c.get("kernel", "square"), float(c.get("pixfrac", 1.0)))
         if reach not in indexes:
@@ -373,14 +351,8 @@ def _place_configs(chip: ChipRef, grid: OutputGrid, tile_size: int, configs: Seq
                                          pixel_scale_ratio=ratio)
         out.append(_placement(pixmap, indexes[reach], chip, grid, tile_size,
                               candidates=candidates, **c))
-        if pixmaps is not None and path is not None:
-            pixmaps[done] = _copy_placement(out[-1], path)
-    if saving is not None:
-        saving.result()
-        if pixmaps is not None:
-            pixmaps[key] = path
-    for pl in out:
-        pl.pixmap = path
+        if placed is not None:
+            placed[done] = _copy_placement(out[-1])
     return out
 
 
@@ -411,8 +383,8 @@ def quick_index(pixmap: np.ndarray, *, kernel: str = "square", pixfrac: float = 
     return index
 
 
-def _copy_placement(pl: ChipPlacement, pixmap: str | None) -> ChipPlacement:
-    return ChipPlacement(dict(pl.boxes), list(pl.regions), pixmap)
+def _copy_placement(pl: ChipPlacement) -> ChipPlacement:
+    return ChipPlacement(dict(pl.boxes), list(pl.regions))
 
 
 def _placement(pixmap: np.ndarray, index, chip: ChipRef, grid: OutputGrid, tile_size: int, *,
@@ -459,14 +431,12 @@ def _placement(pixmap: np.ndarray, index, chip: ChipRef, grid: OutputGrid, tile_
 def place_chips(chips: Sequence[ChipRef], grid: OutputGrid, tile_size: int, *,
                 candidates: Sequence[Sequence[tuple[int, int]] | None] | None = None,
                 threads: int | None = None, configs: Sequence[dict] | None = None,
-                scratch: Scratch | None = None, tag: str = "", pixmaps: dict | None = None,
-                pool: Executor | None = None, **kwargs) -> list:
+                placed: dict | None = None, pool: Executor | None = None, **kwargs) -> list:
     """:func:`place_chip` for many chips (``candidates``: one list or None per chip), in
     threads (the numba pixel maps release the GIL). With ``configs`` (keyword dicts of
     :func:`place_chip`), each chip's entry is the list of its placements, one per config,
-    from one pixel map. With ``scratch``, chip ``k``'s pixel map is kept there as
-    ``pixmap-<tag>-<k>`` (:func:`place_chip_configs`, also for ``pixmaps``, a cache shared
-    by the products of a run). ``pool``: run the chips there instead of on ``threads`` new
+    from one pixel map. ``placed``: a cache of placements shared by the products of a run
+    (:func:`place_chip_configs`). ``pool``: run the chips there instead of on ``threads`` new
     threads."""
 
     cands = list(candidates) if candidates is not None else [None] * len(chips)
@@ -474,7 +444,7 @@ def place_chips(chips: Sequence[ChipRef], grid: OutputGrid, tile_size: int, *,
     def one(k: int):
         cfgs = configs if configs is not None else [kwargs]
         got = place_chip_configs(chips[k], grid, tile_size, cfgs, candidates=cands[k],
-                                 scratch=scratch, name=f"pixmap-{tag}-{k}", pixmaps=pixmaps)
+                                 placed=placed)
         return got if configs is not None else got[0]
 
     if pool is not None:

@@ -10,8 +10,8 @@
     ("drz-...-<fp>", ...)       every drizzle product's AstroDrizzle graph (hapdask.mosaic
                                 drizzle_graph: static, sky, separate drizzles, medians, blot +
                                 driz_cr, final tiles, writes) with HAP's SVM parameters of its
-                                level, on the detector's grid; a chip's pixel map on that grid
-                                is computed once for all products (while the graph is built,
+                                level, on the detector's grid; a chip is placed on that grid
+                                once for all products (while the graph is built,
                                 the products of a detector planned side by side in threads,
                                 their static masks and sky levels computed meanwhile)
     ("svm-keywords-footprint", name), ("svm-keywords-sregion", name), ("svm-preview", name)
@@ -332,7 +332,7 @@ def _filter_value(exps: list) -> str:
 
 
 def _drizzle_graph(job: DrizzleJob, staging: str, state: DetectorState,
-                   masks: dict, after: tuple, pixmaps: dict, early: EarlyWork | None = None,
+                   masks: dict, after: tuple, placed: dict, early: EarlyWork | None = None,
                    reuse_separate: bool = True, banded: bool = False) -> DrizzleGraph:
     """The engine's graph of one SVM drizzle product (AstroDrizzle's job with the product
     level's parameters on the detector's grid; ``masks``: the filter products' cosmic-ray
@@ -347,7 +347,7 @@ def _drizzle_graph(job: DrizzleJob, staging: str, state: DetectorState,
     params = {**dict(job.params), **_grid_params(state.grid)}
     return drizzle_graph(list(job.inputs), Path(staging) / stem, params=params,
                          wcs_updates=state.headers(), crmasks=masks or None, after=after,
-                         pixmaps=pixmaps, reserve_cards=RESERVE_CARDS, grid=state.grid,
+                         placed=placed, reserve_cards=RESERVE_CARDS, grid=state.grid,
                          early=early, pool=early.pool if early is not None else None,
                          reuse_separate=reuse_separate, tile_summary=_tile_mask,
                          banded_product=banded)
@@ -659,17 +659,17 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     total reads its filter products' cosmic-ray masks, so its mask tasks wait for those files
     (its sky and pixel work do not). Catalogs hold whole images: their tasks run one after
     the other, from when their detector's total and filter products are written (beside the
-    other products' previews and keywords), one detector at a time. The pixel maps of every product
-    are computed here (in threads), before the graph runs, once per chip and grid (the
-    exposure, filter and total products of a detector share them); with ``early`` (local
-    threads), the products' static masks and sky levels are computed meanwhile on the threads
-    that place the chips, and their values replace their tasks in the graph. With ``family``
-    (default), the products of a detector drizzled with the same kernel, pixfrac and weights
-    (HAP's ACS/WFC exposure, filter and total products) get their final tiles from one
-    drizzle pass per chip and tile (:mod:`hapdask.mosaic.family`; equal to their own drizzles
-    to float32 rounding). With ``banded`` (default: ``early``; local threads, one compute),
-    the products are written in full-width bands of rows with direct I/O from their tiles
-    kept in the scratch (``drizzle_graph(banded_product=True)``), not tile by tile.
+    other products' previews and keywords), one detector at a time. The chips of every product are
+    placed here (in threads), before the graph runs, once per chip, grid and drizzle parameters (the
+    exposure, filter and total products of a detector share them); with ``early`` (local threads),
+    the products' static masks and sky levels are computed meanwhile on the threads that place the
+    chips, and their values replace their tasks in the graph. With ``family`` (default), the
+    products of a detector drizzled with the same kernel, pixfrac and weights (HAP's ACS/WFC
+    exposure, filter and total products) get their final tiles from one drizzle pass per chip and
+    tile (:mod:`hapdask.mosaic.family`; equal to their own drizzles to float32 rounding). With
+    ``banded`` (default: ``early``; local threads, one compute), the products are written in
+    full-width bands of rows with direct I/O from their tiles kept in the scratch
+    (``drizzle_graph(banded_product=True)``), not tile by tile.
 
     Returns the graph, its named keys (``drizzle``, ``catalogs``, ``previews``) and the
     :class:`~hapdask.mosaic.job.DrizzleGraph` of each product (remove their scratch after the
@@ -679,14 +679,14 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
     graph: dict = {}
     keys: dict = {"drizzle": [], "catalogs": [], "previews": [], "priority": {}}
     jobs_made: list[DrizzleGraph] = []
-    pixmaps: dict = {}  # a chip's pixel map on the grid, shared by the products
+    placed: dict = {}  # a chip's placements on the grid, shared by the products
     before = None
     # the products' static masks and sky levels, computed while the chips are placed
     pre = EarlyWork(None) if early else None
     try:
         families = [_families(_jobs(det, exps)) if family else [] for det in p.detectors]
         planned_all = [_plan_products(_jobs(det, exps), det, staging,
-                                      states[det.key + "-" + det.prefix], pixmaps, pre, fam,
+                                      states[det.key + "-" + det.prefix], placed, pre, fam,
                                       early if banded is None else banded)
                        for det, fam in zip(p.detectors, families, strict=True)]
     finally:
@@ -823,7 +823,7 @@ def products_graph(p: SvmPlan, states: Mapping[str, DetectorState], staging: str
 
 def _released(graph: dict, jobs: list[DrizzleGraph]) -> dict:
     """``graph`` (computed once, on local threads) with each scratch file of the products
-    (pixel maps shared by them, separate-drizzle stacks and sums) deleted once its last
+    (separate-drizzle stacks and sums) deleted once its last
     reader is done (:func:`hapdask.mosaic.graph.release_scratch`, as ``hapdask drizzle``
     does), not all at the end of the run: the deletions' waits (~0.35 s/GB on ext4 with
     ``discard``) overlap the run instead of following it."""
@@ -838,18 +838,18 @@ def _released(graph: dict, jobs: list[DrizzleGraph]) -> dict:
 
 
 def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
-                   state: DetectorState, pixmaps: dict, early: EarlyWork | None = None,
+                   state: DetectorState, placed: dict, early: EarlyWork | None = None,
                    families: list[list[str]] = (), banded: bool = False
                    ) -> dict[str, DrizzleGraph]:
     """The engine's graphs of a detector's products (by name), planned side by side in
-    :data:`PLAN_THREADS` threads: the pixel maps (numba, GIL released) and their scratch files
-    of one product are made while another product's Python planning runs; ``pixmaps`` gives
-    each chip's map on a grid to every product (computed once: a product needing a map being
-    made waits for it). The total is planned once its filter products' cosmic-ray mask keys
-    are known. The graphs are those of planning the products one after the other. ``early``:
-    computes the products' static masks and sky levels meanwhile, on its pool, which also
-    places the chips. ``families``: names of the products whose final tiles product families
-    make (their separate drizzles keep no sums for the final tiles). ``banded``: as
+    :data:`PLAN_THREADS` threads: the pixel maps of one product's placements (numba, GIL released)
+    are made while another product's Python planning runs; ``placed`` gives each chip's placement on
+    a grid to every product using the same drizzle parameters (made once: a product needing a
+    placement being made waits for it). The total is planned once its filter products' cosmic-ray
+    mask keys are known. The graphs are those of planning the products one after the other.
+    ``early``: computes the products' static masks and sky levels meanwhile, on its pool, which also
+    places the chips. ``families``: names of the products whose final tiles product families make
+    (their separate drizzles keep no sums for the final tiles). ``banded``: as
     :func:`products_graph`."""
     futures: dict = {}
     in_family = {n for g in families for n in g}
@@ -857,7 +857,7 @@ def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
         for job in jobs:
             if job.level != "total":
                 futures[job.name] = pool.submit(_drizzle_graph, job, staging, state, {}, (),
-                                                pixmaps, early, job.name not in in_family,
+                                                placed, early, job.name not in in_family,
                                                 banded)
         for job in jobs:
             if job.level != "total":
@@ -868,7 +868,7 @@ def _plan_products(jobs: list[DrizzleJob], det: DetectorProducts, staging: str,
                 masks.update({r: str(Path(staging) / crmask_name(r)) for r in fdg.crmask_keys})
                 after += tuple(fdg.crmask_keys.values())
             futures[job.name] = pool.submit(_drizzle_graph, job, staging, state, masks, after,
-                                            pixmaps, early, job.name not in in_family, banded)
+                                            placed, early, job.name not in in_family, banded)
         return {name: f.result() for name, f in futures.items()}
 
 

@@ -63,8 +63,7 @@ def test_scratch_files_deleted_after_their_last_read(trio, tmp_path, monkeypatch
         ref = local_compute(plain.graph, plain.keys, nthreads=2)[0]
     left = sorted(f for f in os.listdir(plain.scratch.directory) if f != OWNER_FILE)
     plain.scratch.remove()
-    # without discard the files stay until the scratch is removed: pixel maps, stacks, sums
-    assert any(f.startswith("pixmap-") for f in left)
+    # without discard the files stay until the scratch is removed: stacks, sums
     assert any(f.startswith("sep-") for f in left) and any(f.startswith("sum-") for f in left)
 
     job = drizzle_graph(trio, tmp_path / "disc" / "m", params=PARAMS, tile_size=128,
@@ -84,13 +83,12 @@ def test_scratch_files_deleted_after_their_last_read(trio, tmp_path, monkeypatch
         job.scratch.remove()
     opened = {p for _, k, p in events if k == "open"}
     unlinked = {p: t for t, k, p in events if k == "unlink"}
-    assert any("pixmap-" in p for p in opened) and any("/sep-" in p for p in opened)
+    assert any("/sep-" in p for p in opened)
     assert any("/sum-" in p for p in opened)
     # each file of the run was deleted once, after every read of it
     names = [os.path.basename(p) for p in unlinked]
     assert len(names) == len(left)
-    assert ({n for n in names if not n.startswith("pixmap-")}
-            == {n for n in left if not n.startswith("pixmap-")})
+    assert set(names) == set(left)
     assert len([e for e in events if e[1] == "unlink"]) == len(unlinked)
     assert opened <= set(unlinked)
     for t, kind, path in events:

@@ -1,4 +1,4 @@
-"""Run-scoped scratch files: cached chip pixel maps and separate-drizzle stacks."""
+"""Run-scoped scratch files: separate-drizzle stacks and sums."""
 
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ import sys
 import numpy as np
 import pytest
 
-from hapdask.drizzle import calc_pixmap
-from hapdask.io import open_exposure
-from hapdask.mosaic import chip_refs, north_up_grid
 from hapdask.mosaic.scratch import (
     OWNER_FILE,
     Scratch,
@@ -23,8 +20,6 @@ from hapdask.mosaic.scratch import (
     load_array_async,
     remove_stale,
 )
-from hapdask.mosaic.stages import chip_pixmap
-from hapdask.mosaic.tiles import place_chips
 
 
 def test_save_and_load_regions(tmp_path):
@@ -47,29 +42,6 @@ def test_save_and_load_regions(tmp_path):
             load_array(path, (1, 4, 2, 6), bad)
     s.remove()
     assert not (tmp_path / s.directory).exists()
-
-
-def test_cached_pixmap_equals_computed(tmp_path):
-    """The plan's cached whole-chip map gives, per region, exactly what calc_pixmap gives."""
-    from hapdask.simulate import simulate_visits
-
-    sim = simulate_visits("p1889x07y19", tmp_path / "sim", small=True, visits=3)
-    path = next(p for p in sim.exposures if p.name.startswith("jf3t03a1q"))
-    chips = chip_refs(open_exposure(str(path)), 0)
-    grid = north_up_grid([c.wcs() for c in chips], scale=0.04)
-    scratch = Scratch.create(tmp_path, "m")
-    placed = place_chips(chips, grid, 128, scratch=scratch, tag="t")
-    plain = place_chips(chips, grid, 128)
-    for chip, pl, ref in zip(chips, placed, plain, strict=True):
-        assert pl.pixmap is not None and ref.pixmap is None
-        assert pl.boxes == ref.boxes
-        for region in [(0, chip.shape[0], 0, chip.shape[1]), (3, 70, 100, 301)]:
-            want = calc_pixmap(chip.wcs(), grid.wcs(), chip.shape, region=region)
-            got = chip_pixmap(chip, grid.thread_wcs(), region, pl.pixmap)
-            assert np.array_equal(got, want, equal_nan=True)
-            assert np.array_equal(chip_pixmap(chip, grid.thread_wcs(), region), want,
-                                  equal_nan=True)
-    scratch.remove()
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -269,79 +241,6 @@ def test_direct_io_refused_falls_back(tmp_path, monkeypatch):
     s.remove()
 
 
-@pytest.mark.parametrize("chunk", [3 * 4096, 2 << 20])
-@pytest.mark.parametrize("direct", [True, False])
-def test_banded_save_and_load_regions(tmp_path, monkeypatch, chunk, direct):
-    """Pixel maps are kept in column bands (direct I/O) and read by region: every region,
-    within one band or across several, at any buffer size, gives back numpy's slice; the
-    file is an ordinary .npy of the bands. Without O_DIRECT the same file is written and read
-    through the ordinary path."""
-    import errno
-
-    import hapdask.mosaic.scratch as scratch_mod
-
-    monkeypatch.setattr(scratch_mod, "_CHUNK", chunk)
-    if not direct:
-        real_open = os.open
-
-        def no_direct(path, flags, *args):
-            if flags & getattr(os, "O_DIRECT", 0):
-                raise OSError(errno.EINVAL, "Invalid argument", path)
-            return real_open(path, flags, *args)
-
-        monkeypatch.setattr(scratch_mod.os, "open", no_direct)
-    band = scratch_mod.BAND
-    s = Scratch.create(tmp_path, "out")
-    rng = np.random.default_rng(2)
-    for ny, nx in ((37, 2 * band + 5), (64, band), (5, 3), (301, 3 * band)):
-        a = rng.random((ny, nx, 2))
-        path = s.save("m", a, banded=True)
-        nb = -(-nx // band)
-        raw = np.load(path)
-        assert raw.shape == (nb, ny, band, 2)
-        for b in range(nb):
-            w = min(band, nx - b * band)
-            assert np.array_equal(raw[b, :, :w], a[:, b * band:b * band + w])
-            assert not raw[b, :, w:].any()  # the last band's padding
-        regions = [(0, ny, 0, nx), (1, ny - 1, 1, nx - 1), (ny // 2, ny // 2 + 1, 0, 1),
-                   (0, ny, nx - 1, nx)]
-        if nx > band:
-            regions += [(2, ny - 3, band - 2, band + 2), (0, ny, band, nx)]
-        for region in regions:
-            y0, y1, x0, x1 = region
-            assert np.array_equal(scratch_mod.load_banded(path, region), a[y0:y1, x0:x1])
-            buf = np.full((y1 - y0, x1 - x0, 2), np.nan)
-            got = scratch_mod.load_banded_async(path, region, buf).result()
-            assert got is buf and np.array_equal(buf, a[y0:y1, x0:x1])
-            # with row spans: every needed pixel (inside its row's span) is the whole read's;
-            # each band is read from the first to the last row its spans meet, NaN elsewhere
-            lo = rng.integers(x0, x1 + 1, y1 - y0)
-            hi = np.minimum(lo + rng.integers(0, 2 * band, y1 - y0), x1)
-            if y1 - y0 > 2:
-                lo[1], hi[1] = x1, x0  # a row without pixels
-            part = scratch_mod.load_banded_async(path, region, None, (lo, hi)).result()
-            cols = np.arange(x0, x1)
-            need = (cols >= lo[:, None]) & (cols < hi[:, None])
-            assert np.array_equal(part[need], a[y0:y1, x0:x1][need])
-            for b in range(x0 // band, (x1 - 1) // band + 1):
-                c0, c1 = max(x0, b * band), min(x1, (b + 1) * band)
-                rows = np.flatnonzero(need[:, c0 - x0:c1 - x0].any(1))
-                first, last = (rows[0], rows[-1] + 1) if rows.size else (0, 0)
-                got = part[:, c0 - x0:c1 - x0]
-                assert np.isnan(got[:first]).all() and np.isnan(got[last:]).all()
-                assert np.array_equal(got[first:last], a[y0 + first:y0 + last, c0:c1])
-        with pytest.raises(ValueError, match="outside"):
-            scratch_mod.load_banded(path, (0, ny + 1, 0, nx))
-        with pytest.raises(ValueError, match="one entry per region row"):
-            scratch_mod.load_banded(path, (0, ny, 0, nx), spans=(np.zeros(1), np.zeros(1)))
-        # written by the scratch I/O threads: the same file
-        later = s.save_async("m2", a, banded=True).result()
-        assert later == s.path("m2") and np.array_equal(np.load(later), raw)
-    with pytest.raises(ValueError, match="banded"):
-        scratch_mod.load_banded(s.save("p", np.zeros((4, 5, 2))), (0, 1, 0, 1))
-    s.remove()
-
-
 def test_direct_save_of_a_stack(tmp_path):
     """A sequence of arrays (views, not contiguous) is saved as their stack, as numpy.stack."""
     s = Scratch.create(tmp_path, "out")
@@ -354,45 +253,6 @@ def test_direct_save_of_a_stack(tmp_path):
     with pytest.raises(ValueError, match="one shape"):
         s.save("bad", [base[0], base[1, :3]], direct=True)
     s.remove()
-
-
-def test_map_reader_reads_ahead_without_clobbering(tmp_path):
-    """The maps a task asks for, in its order and with chips skipped, are each the region of
-    its cached map (the buffer a map lives in is reused only two chips later)."""
-    from hapdask.mosaic.stages import MapReader
-
-    s = Scratch.create(tmp_path, "out")
-    rng = np.random.default_rng(3)
-    shapes = [(60, 300), (45, 200), (60, 300), (70, 150), (50, 260)]
-    maps = [rng.random((*sh, 2)) for sh in shapes]
-    paths = [s.save(f"m{k}", m, banded=True) for k, m in enumerate(maps)]
-    paths[3] = None  # not cached: the reader hands back None (the map is computed)
-    boxes = [(3, 40, 10, 250), (0, 45, 0, 200), (10, 60, 100, 300), (0, 10, 0, 10),
-             (5, 50, 0, 129)]
-    for first in (False, True):  # with the first chip's read started at once, or not
-        reader = MapReader(paths, boxes, shapes, [4, 0, 1, 2, 3])
-        if first:
-            assert reader.start() is reader
-        _check_reads(reader, paths, boxes, shapes, maps)
-    assert MapReader([None], [(0, 1, 0, 1)], [(5, 5)], [0]).start().get(0) is None
-    s.remove()
-
-
-def _check_reads(reader, paths, boxes, shapes, maps):
-    held = {}
-    for k in (4, 1, 2, 3):  # chip 0 skipped after its read was started
-        got = reader.get(k)
-        if paths[k] is None:
-            assert got is None
-            continue
-        y0, y1, x0, x1 = (max(boxes[k][0] - 1, 0), min(boxes[k][1] + 1, shapes[k][0]),
-                          max(boxes[k][2] - 1, 0), min(boxes[k][3] + 1, shapes[k][1]))
-        pm = chip_pixmap(None, None, (y0, y1, x0, x1), got)
-        assert np.array_equal(pm, maps[k][y0:y1, x0:x1])
-        held[k] = (pm, maps[k][y0:y1, x0:x1])
-        # the map asked for just before this one is still intact
-        for prev in list(held)[-2:]:
-            assert np.array_equal(*held[prev])
 
 
 @pytest.mark.parametrize("chunk", [8192, 3 * 4096, 2 << 20])
