@@ -10,7 +10,7 @@ from numba import njit
 
 from hapdask.drizzle._kernels import _pixel_reach
 
-__all__ = ["block_bounds", "finite_extent"]
+__all__ = ["block_bounds", "finite_extent", "rows_block_bounds"]
 
 
 @njit(nogil=True, cache=True)
@@ -137,15 +137,28 @@ def block_bounds(pixmap, block, kind, radius):  # pragma: no cover - numba
     ``xmin - r - eps`` is never above any pixel's ``x - r_pixel - eps``. The extents are larger
     than the exact ones by about one reach at most.
     """
-    ny, nx = pixmap.shape[0], pixmap.shape[1]
-    nby = (ny + block - 1) // block
+    return rows_block_bounds(pixmap, 0, pixmap.shape[0], block, kind, radius)
+
+
+@njit(nogil=True, cache=True)
+def rows_block_bounds(pixmap, r0, r1, block, kind, radius):  # pragma: no cover - numba
+    """:func:`block_bounds` of the blocks of rows ``[r0, r1)`` of ``pixmap`` only (blocks of
+    ``block`` rows from ``r0``, the last one ending at ``r1``), a ``(nby, nbx, 4)`` array.
+
+    The rows just outside ``[r0, r1)`` (when ``pixmap`` has them) are read as the blocks'
+    neighbours, as in the whole map: for a band of a chip's map holding one more row on each
+    side where the chip has one, the extents are those of the same blocks of the whole map
+    (:func:`hapdask.mosaic.tiles.place_chip_configs` maps chips band by band)."""
+    nx = pixmap.shape[1]
+    ny = pixmap.shape[0]
+    nby = (r1 - r0 + block - 1) // block
     nbx = (nx + block - 1) // block
     ext = np.empty((nby, nbx, 4))
     eps = 1e-6
     bits = pixmap.view(np.uint64)
     for bj in range(nby):
-        j0 = bj * block
-        j1 = min(j0 + block, ny)
+        j0 = r0 + bj * block
+        j1 = min(j0 + block, r1)
         ga = max(j0 - 1, 0)
         gb = min(j1 + 1, ny)
         for bi in range(nbx):

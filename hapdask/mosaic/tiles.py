@@ -1,9 +1,10 @@
 """Tiles of an output grid and, per tile, the input boxes of the chips that land in it.
 
-:func:`place_chip` maps one chip onto a grid once (the fast numba pixel map) and answers, with
-the exact kernel-aware :class:`hapdask.drizzle.tile.FootprintIndex`, which input pixels can land
-in every tile; it also cuts the chip into regions (for blot and driz_cr) and finds the output
-window each region's pixels sample. :func:`plan_tiles` assembles the per-tile lists that *are*
+:func:`place_chip` maps one chip onto a grid once (the fast numba pixel map, band by band of
+rows: the whole map is never held) and answers, with the exact kernel-aware rule of
+:class:`hapdask.drizzle.tile.FootprintIndex`, which input pixels can land in every tile; it
+also cuts the chip into regions (for blot and driz_cr) and finds the output window each
+region's pixels sample. :func:`plan_tiles` assembles the per-tile lists that *are*
 the drizzle graph. :func:`chip_tile_boxes` is a cheap, conservative sampled estimate, used to
 skip chips that miss a grid altogether before any exact work.
 
@@ -327,33 +328,160 @@ def place_chip_configs(chip: ChipRef, grid: OutputGrid, tile_size: int,
         return _place_configs(chip, grid, tile_size, configs, key, candidates, placed)
 
 
+#: chip rows mapped at once while a chip is placed (a multiple of the footprint blocks)
+PLACE_ROWS = 256
+#: edge (input pixels) of the footprint blocks of the placements (FootprintIndex's block)
+_BLOCK = 64
+
+
 def _place_configs(chip: ChipRef, grid: OutputGrid, tile_size: int, configs: Sequence[dict],
                    key: tuple, candidates, placed: dict | None) -> list[ChipPlacement]:
+    """The placements of ``configs``, from the chip's pixel map computed band by band.
+
+    Nothing needs the whole map at once: a tile's box is the union, over the bands of
+    :data:`PLACE_ROWS` chip rows, of what :meth:`hapdask.drizzle.tile.FootprintIndex.covering_bbox`
+    finds among the band's blocks (:func:`quick_index`'s extents, from the band mapped with one
+    more row on each side: the neighbours the pixels' reaches read), and a region's window
+    comes from the finite extents of its rows in each band, merged. Minima and maxima are
+    exact, so the boxes and windows are those of the whole map (tested); the whole map
+    (134 MB for an ACS/WFC chip) is never held, only one band (~17 MB)."""
     from hapdask.drizzle import calc_pixmap  # numba code: loaded when a chip is placed
-    from hapdask.drizzle.tile import FootprintIndex
+    from hapdask.drizzle.tile import _check_kernel_args, _reach_params
+    from hapdask.mosaic._extent import rows_block_bounds
 
     cand = tuple(candidates) if candidates is not None else None
     done_keys = [("placement", key, int(tile_size), cand, tuple(sorted(c.items())))
                  for c in configs]
     if placed is not None and all(k in placed for k in done_keys):
         return [_copy_placement(placed[k]) for k in done_keys]
-    pixmap = calc_pixmap(chip.wcs(), grid.wcs(), chip.shape)
     ratio = grid.scale_arcsec / chip.pscale
-    indexes: dict[tuple, FootprintIndex] = {}  # one per footprint size, shared by the configs
-    out = []
+    todo = {}
     for c, done in zip(configs, done_keys, strict=True):
-        if placed is not None and done in placed:
+        if (placed is None or done not in placed) and done not in todo:
+            todo[done] = _Placing(chip, grid, tile_size, candidates, **c)
+            _check_kernel_args(*todo[done].footprint, ratio)
+    # one footprint bound per (kernel, pixfrac), shared by the configs
+    reaches = {p.footprint: _reach_params(*p.footprint, ratio) for p in todo.values()}
+    ny, nx = chip.shape
+    chip_wcs, grid_wcs = chip.wcs(), grid.wcs()
+    for r0 in range(0, ny, PLACE_ROWS):
+        r1 = min(r0 + PLACE_ROWS, ny)
+        a0, a1 = max(r0 - 1, 0), min(r1 + 1, ny)
+        band = calc_pixmap(chip_wcs, grid_wcs, chip.shape, region=(a0, a1, 0, nx))
+        extents = {r: rows_block_bounds(band, r0 - a0, r1 - a0, _BLOCK, *kr)
+                   for r, kr in reaches.items()}
+        for p in todo.values():
+            p.add_band(band, a0, r0, r1, extents[p.footprint], *reaches[p.footprint])
+    out = []
+    for done in done_keys:
+        if done in todo:
+            pl = todo[done].placement()
+            if placed is not None:
+                placed[done] = _copy_placement(pl)
+            out.append(pl)
+        else:
             out.append(_copy_placement(placed[done]))
-            continue
-        reach = (c.get("kernel", "square"), float(c.get("pixfrac", 1.0)))
-        if reach not in indexes:
-            indexes[reach] = quick_index(pixmap, kernel=reach[0], pixfrac=reach[1],
-                                         pixel_scale_ratio=ratio)
-        out.append(_placement(pixmap, indexes[reach], chip, grid, tile_size,
-                              candidates=candidates, **c))
-        if placed is not None:
-            placed[done] = _copy_placement(out[-1])
     return out
+
+
+class _Placing:
+    """One config's placement of a chip, accumulated band by band (:func:`_place_configs`)."""
+
+    def __init__(self, chip: ChipRef, grid: OutputGrid, tile_size: int, candidates, *,
+                 kernel: str = "square", pixfrac: float = 1.0,
+                 region_size: int | None = None, halo: int = 0, reach: int = 0,
+                 grow: int = 0) -> None:
+        self.footprint = (kernel, float(pixfrac))
+        self.shape = chip.shape
+        self.grid_shape = grid.shape
+        self.read_reach = int(reach)
+        ny_out, nx_out = grid.shape
+        windows = grid.windows(tile_size)
+        if candidates is not None:
+            wanted = set(candidates)
+            windows = [(i, w) for i, w in windows if i in wanted]
+        # each tile's window grown by ``grow`` (clipped to the grid) and its box so far
+        self.windows = [(idx, (max(y0 - grow, 0), min(y1 + grow, ny_out), max(x0 - grow, 0),
+                               min(x1 + grow, nx_out))) for idx, (y0, y1, x0, x1) in windows]
+        self.boxes = {idx: [self.shape[0], 0, self.shape[1], 0] for idx, _ in self.windows}
+        # each region and the rows and columns of its grown pixels, with their finite extent
+        cy, cx = chip.shape
+        self.regions = []
+        if region_size:
+            for box in _regions(chip.shape, int(region_size)):
+                y0, y1, x0, x1 = box
+                self.regions.append((box, (max(y0 - halo, 0), min(y1 + halo, cy),
+                                           max(x0 - halo, 0), min(x1 + halo, cx)),
+                                     [0, np.inf, -np.inf, np.inf, -np.inf]))
+
+    def add_band(self, band: np.ndarray, a0: int, r0: int, r1: int, ext: np.ndarray,
+                 kind: int, radius: float) -> None:
+        """Take in chip rows ``[r0, r1)``: ``band`` is the map of rows ``[a0, a0 + len)``
+        (one more on each side where the chip has one), ``ext`` its blocks' extents."""
+        from hapdask.drizzle._kernels import footprint_bbox
+        from hapdask.mosaic._extent import finite_extent
+
+        b = _BLOCK
+        nx = self.shape[1]
+        n = r1 - r0
+        for idx, (y0, y1, x0, x1) in self.windows:
+            if y1 <= y0 or x1 <= x0:
+                continue
+            out = self.boxes[idx]
+            lo_x, hi_x, lo_y, hi_y = x0 - 0.5, x1 - 0.5, y0 - 0.5, y1 - 0.5
+            hit = ((ext[..., 1] > lo_x) & (ext[..., 0] < hi_x) & (ext[..., 3] > lo_y)
+                   & (ext[..., 2] < hi_y))
+            if not hit.any():
+                continue
+            inside = (hit & (ext[..., 0] >= lo_x) & (ext[..., 1] <= hi_x)
+                      & (ext[..., 2] >= lo_y) & (ext[..., 3] <= hi_y))
+            for bj, bi in zip(*np.nonzero(inside), strict=True):
+                _grow(out, r0 + int(bj) * b, r0 + min((int(bj) + 1) * b, n), int(bi) * b,
+                      min((int(bi) + 1) * b, nx))
+            for bj, bi in zip(*np.nonzero(hit & ~inside), strict=True):
+                j0, j1 = r0 + int(bj) * b, r0 + min((int(bj) + 1) * b, n)
+                i0, i1 = int(bi) * b, min((int(bi) + 1) * b, nx)
+                if out[0] <= j0 and j1 <= out[1] and out[2] <= i0 and i1 <= out[3]:
+                    continue  # already inside the box found so far
+                c0, c1, c2, c3 = footprint_bbox(band, j0 - a0, j1 - a0, i0, i1, y0, y1, x0,
+                                                x1, kind, radius)
+                if c1 > 0:
+                    _grow(out, int(c0) + a0, int(c1) + a0, int(c2), int(c3))
+        for _, (g0, g1, h0, h1), acc in self.regions:
+            j0, j1 = max(g0, r0), min(g1, r1)
+            if j0 >= j1:
+                continue
+            got, xmn, xmx, ymn, ymx = finite_extent(band, j0 - a0, j1 - a0, h0, h1)
+            if got:
+                acc[0] += got
+                acc[1], acc[2] = min(acc[1], xmn), max(acc[2], xmx)
+                acc[3], acc[4] = min(acc[3], ymn), max(acc[4], ymx)
+
+    def placement(self) -> ChipPlacement:
+        """The placement, once every band is in."""
+        boxes = {idx: (b[0], b[1], b[2], b[3]) for idx, b in self.boxes.items()
+                 if b[1] > b[0] and b[3] > b[2]}
+        ny_out, nx_out = self.grid_shape
+        reach = self.read_reach
+        regions = []
+        for box, _, (got, xmn, xmx, ymn, ymx) in self.regions:
+            # the output window the region's (grown) pixels sample: positions with a finite
+            # x and y
+            window = None
+            if got:
+                wy0 = max(math.floor(ymn) - reach, 0)
+                wy1 = min(math.ceil(ymx) + reach + 1, ny_out)
+                wx0 = max(math.floor(xmn) - reach, 0)
+                wx1 = min(math.ceil(xmx) + reach + 1, nx_out)
+                if wy0 < wy1 and wx0 < wx1:
+                    window = (wy0, wy1, wx0, wx1)
+            regions.append(Region(box, window))
+        return ChipPlacement(boxes, regions)
+
+
+def _grow(out: list, j0: int, j1: int, i0: int, i1: int) -> None:
+    out[0], out[1] = min(out[0], j0), max(out[1], j1)
+    out[2], out[3] = min(out[2], i0), max(out[3], i1)
 
 
 def quick_index(pixmap: np.ndarray, *, kernel: str = "square", pixfrac: float = 1.0,
@@ -385,47 +513,6 @@ def quick_index(pixmap: np.ndarray, *, kernel: str = "square", pixfrac: float = 
 
 def _copy_placement(pl: ChipPlacement) -> ChipPlacement:
     return ChipPlacement(dict(pl.boxes), list(pl.regions))
-
-
-def _placement(pixmap: np.ndarray, index, chip: ChipRef, grid: OutputGrid, tile_size: int, *,
-               kernel: str = "square", pixfrac: float = 1.0, region_size: int | None = None,
-               halo: int = 0, reach: int = 0, grow: int = 0,
-               candidates: Sequence[tuple[int, int]] | None = None) -> ChipPlacement:
-    """Placement of a chip from its pixel map and the FootprintIndex of (kernel, pixfrac)."""
-    ny_out, nx_out = grid.shape
-    windows = grid.windows(tile_size)
-    if candidates is not None:
-        wanted = set(candidates)
-        windows = [(i, w) for i, w in windows if i in wanted]
-    boxes = {}
-    for idx, (y0, y1, x0, x1) in windows:
-        window = (max(y0 - grow, 0), min(y1 + grow, ny_out), max(x0 - grow, 0),
-                  min(x1 + grow, nx_out))
-        b = index.covering_bbox(window)
-        if b is not None:
-            boxes[idx] = b
-    regions = []
-    if region_size:
-        from hapdask.mosaic._extent import finite_extent  # numba: loaded when a chip is placed
-
-        cy, cx = chip.shape
-        for box in _regions(chip.shape, int(region_size)):
-            y0, y1, x0, x1 = box
-            # the output window the region's (grown) pixels sample: positions with a finite x
-            # and y, in one pass over the map (no strided or boolean-selected copies)
-            n, xmn, xmx, ymn, ymx = finite_extent(pixmap, max(y0 - halo, 0),
-                                                  min(y1 + halo, cy), max(x0 - halo, 0),
-                                                  min(x1 + halo, cx))
-            window = None
-            if n:
-                wy0 = max(math.floor(ymn) - reach, 0)
-                wy1 = min(math.ceil(ymx) + reach + 1, ny_out)
-                wx0 = max(math.floor(xmn) - reach, 0)
-                wx1 = min(math.ceil(xmx) + reach + 1, nx_out)
-                if wy0 < wy1 and wx0 < wx1:
-                    window = (wy0, wy1, wx0, wx1)
-            regions.append(Region(box, window))
-    return ChipPlacement(boxes, regions)
 
 
 def place_chips(chips: Sequence[ChipRef], grid: OutputGrid, tile_size: int, *,

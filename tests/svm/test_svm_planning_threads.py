@@ -1,7 +1,7 @@
 """The SVM product graph planned in threads (``hapdask.svm.runner._plan_products``): the same
-graph as planning the products one after the other, and each chip's pixel map on a grid made
-once for all products (the cache of :func:`hapdask.mosaic.tiles.place_chip_configs` shared by
-the threads)."""
+graph as planning the products one after the other, and each chip placed on a grid once for
+all products using the same parameters (the cache of
+:func:`hapdask.mosaic.tiles.place_chip_configs` shared by the threads)."""
 
 from __future__ import annotations
 
@@ -27,15 +27,17 @@ def _graph(p, states, staging):
 
 
 def _record_pixmaps(monkeypatch) -> list:
-    """Spy on every pixel map made: ``(made in the main thread, output WCS)`` per call."""
+    """Spy on every chip's pixel map made while placing it: ``(made in the main thread,
+    output WCS)`` per chip (its first band of rows: the placements map a chip band by band)."""
     made: list = []
     lock = threading.Lock()
     real = hapdask.drizzle.calc_pixmap
 
-    def recorded(wcs_in, wcs_out, shape):
-        with lock:
-            made.append((threading.current_thread() is threading.main_thread(), wcs_out))
-        return real(wcs_in, wcs_out, shape)
+    def recorded(wcs_in, wcs_out, shape, *, region):
+        if region[0] == 0:
+            with lock:
+                made.append((threading.current_thread() is threading.main_thread(), wcs_out))
+        return real(wcs_in, wcs_out, shape, region=region)
 
     monkeypatch.setattr(hapdask.drizzle, "calc_pixmap", recorded)
     return made
@@ -55,8 +57,8 @@ def test_threaded_planning_same_graph_maps_once(sim, tmp_path, monkeypatch, alig
         serial = _graph(p, states, staging)
         calls = Counter(main for main, _ in records)
     assert threaded == serial
-    # as many maps as planning one product after the other, which makes each chip's map on a
-    # grid once (a cache hit for the products sharing it), none in the main thread
+    # as many maps as planning one product after the other, which places each chip on a grid
+    # once per parameter set (a cache hit for the products sharing it), none in the main thread
     assert made == calls and set(made) == {False}
     products = [j for d in p.detectors for j in runner._jobs(d, p.exposures)]
     assert sum(made.values()) < sum(2 * len(j.inputs) for j in products)
