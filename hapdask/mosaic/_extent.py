@@ -10,7 +10,7 @@ from numba import njit
 
 from hapdask.drizzle._kernels import _pixel_reach
 
-__all__ = ["block_bounds", "finite_extent", "rows_block_bounds"]
+__all__ = ["finite_extent", "rows_block_bounds"]
 
 
 @njit(nogil=True, cache=True)
@@ -121,11 +121,12 @@ def _any_block(pixmap, j0, j1, i0, i1):  # pragma: no cover - numba
 
 
 @njit(nogil=True, cache=True)
-def block_bounds(pixmap, block, kind, radius):  # pragma: no cover - numba
+def rows_block_bounds(pixmap, r0, r1, block, kind, radius):  # pragma: no cover - numba
     """Footprint extents ``(xmin, xmax, ymin, ymax)`` of every ``block x block`` group of input
-    pixels that hold the exact ones of :class:`hapdask.drizzle.tile.FootprintIndex` (its
-    ``block_extents``), from a few vectorised passes: ``+inf/-inf`` for blocks without a
-    valid pixel.
+    pixels of the rows ``[r0, r1)`` of ``pixmap`` (blocks of ``block`` rows from ``r0``, the
+    last one ending at ``r1``; ``(nby, nbx, 4)``) that hold the exact ones of
+    :class:`hapdask.drizzle.tile.FootprintIndex` (its ``block_extents``), from a few
+    vectorised passes: ``+inf/-inf`` for blocks without a valid pixel.
 
     The exact extent pads each pixel's position by its own reach (``kind`` 0, the square
     kernel: ``radius`` times the largest step of the map to its 8 neighbours, NaN steps
@@ -136,14 +137,6 @@ def block_bounds(pixmap, block, kind, radius):  # pragma: no cover - numba
     step to the 8 neighbours of their own finite pixels. Rounding is monotonic, so
     ``xmin - r - eps`` is never above any pixel's ``x - r_pixel - eps``. The extents are larger
     than the exact ones by about one reach at most.
-    """
-    return rows_block_bounds(pixmap, 0, pixmap.shape[0], block, kind, radius)
-
-
-@njit(nogil=True, cache=True)
-def rows_block_bounds(pixmap, r0, r1, block, kind, radius):  # pragma: no cover - numba
-    """:func:`block_bounds` of the blocks of rows ``[r0, r1)`` of ``pixmap`` only (blocks of
-    ``block`` rows from ``r0``, the last one ending at ``r1``), a ``(nby, nbx, 4)`` array.
 
     The rows just outside ``[r0, r1)`` (when ``pixmap`` has them) are read as the blocks'
     neighbours, as in the whole map: for a band of a chip's map holding one more row on each

@@ -28,8 +28,7 @@ from hapdask.mosaic.grid import OutputGrid
 from hapdask.mosaic.inputs import ChipRef
 
 __all__ = ["ChipPlacement", "Region", "SAMPLE_STEP", "Tile", "chip_tile_boxes", "footprint_margin",
-           "input_row_spans", "place_chip", "place_chip_configs", "place_chips", "plan_tiles",
-           "quick_index"]
+           "input_row_spans", "place_chip", "place_chip_configs", "place_chips", "plan_tiles"]
 
 #: sampling step (input pixels) of the coarse per-chip pixel map of :func:`chip_tile_boxes`
 SAMPLE_STEP = 32
@@ -340,8 +339,10 @@ def _place_configs(chip: ChipRef, grid: OutputGrid, tile_size: int, configs: Seq
 
     Nothing needs the whole map at once: a tile's box is the union, over the bands of
     :data:`PLACE_ROWS` chip rows, of what :meth:`hapdask.drizzle.tile.FootprintIndex.covering_bbox`
-    finds among the band's blocks (:func:`quick_index`'s extents, from the band mapped with one
-    more row on each side: the neighbours the pixels' reaches read), and a region's window
+    finds among the band's blocks (the cheap extents of
+    :func:`hapdask.mosaic._extent.rows_block_bounds`, which hold the exact ones: the same boxes;
+    from the band mapped with one more row on each side: the neighbours the pixels' reaches
+    read), and a region's window
     comes from the finite extents of its rows in each band, merged. Minima and maxima are
     exact, so the boxes and windows are those of the whole map (tested); the whole map
     (134 MB for an ACS/WFC chip) is never held, only one band (~17 MB)."""
@@ -482,33 +483,6 @@ class _Placing:
 def _grow(out: list, j0: int, j1: int, i0: int, i1: int) -> None:
     out[0], out[1] = min(out[0], j0), max(out[1], j1)
     out[2], out[3] = min(out[2], i0), max(out[3], i1)
-
-
-def quick_index(pixmap: np.ndarray, *, kernel: str = "square", pixfrac: float = 1.0,
-                pixel_scale_ratio: float = 1.0, block: int = 64):
-    """A :class:`hapdask.drizzle.tile.FootprintIndex` of ``pixmap`` whose block extents come
-    from one cheap pass (:func:`hapdask.mosaic._extent.block_bounds`: each block padded by
-    its pixels' largest footprint reach) instead of every pixel's own reach.
-
-    The extents hold the exact ones, so :meth:`~hapdask.drizzle.tile.FootprintIndex.covering_bbox`
-    returns the same boxes: a block it takes whole is inside the window by the exact extents
-    too, and the blocks near the window's edge are scanned pixel by pixel with the exact
-    reaches either way (a block inside the window by the exact extents but not by these is
-    scanned, and gives its whole range unless some of its edge pixels have no position).
-    Measured on a 4096 x 2048 ACS/WFC map (interleaved, loaded machine): 0.12 CPU-s for the
-    exact extents, 0.07 for these (median of 9 each)."""
-    from hapdask.drizzle.tile import FootprintIndex, _check_kernel_args, _reach_params
-    from hapdask.mosaic._extent import block_bounds
-
-    _check_kernel_args(kernel, pixfrac, pixel_scale_ratio)
-    index = FootprintIndex.__new__(FootprintIndex)  # the attributes its __init__ sets
-    index.pixmap = np.ascontiguousarray(pixmap, dtype=np.float64)
-    if index.pixmap.ndim != 3 or index.pixmap.shape[2] != 2:
-        raise ValueError(f"pixmap must have shape (ny, nx, 2), got {index.pixmap.shape}")
-    index.block = int(block)
-    index.kind, index.radius = _reach_params(kernel, pixfrac, pixel_scale_ratio)
-    index.extents = block_bounds(index.pixmap, index.block, index.kind, index.radius)
-    return index
 
 
 def _copy_placement(pl: ChipPlacement) -> ChipPlacement:

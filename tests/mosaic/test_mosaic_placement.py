@@ -97,14 +97,17 @@ def _warped_pixmap(ny: int, nx: int, holes: bool) -> np.ndarray:
 @pytest.mark.parametrize("holes", [False, True])
 @pytest.mark.parametrize(("kernel", "pixfrac"), [("square", 1.0), ("square", 0.6),
                                                  ("gaussian", 1.0)])
-def test_quick_index_extents_hold_the_exact_ones_and_give_the_same_boxes(holes, kernel,
-                                                                         pixfrac):
-    from hapdask.drizzle.tile import FootprintIndex
-    from hapdask.mosaic.tiles import quick_index
+def test_rows_block_bounds_hold_the_exact_extents_and_give_the_same_boxes(holes, kernel, pixfrac):
+    """The placements' cheap block extents (:func:`hapdask.mosaic._extent.rows_block_bounds`) hold
+    FootprintIndex's exact ones, and an index using them finds the same covering boxes."""
+    from hapdask.drizzle.tile import FootprintIndex, _reach_params
+    from hapdask.mosaic._extent import rows_block_bounds
 
     pm = _warped_pixmap(300, 250, holes)
     exact = FootprintIndex(pm, kernel=kernel, pixfrac=pixfrac, pixel_scale_ratio=1.0)
-    quick = quick_index(pm, kernel=kernel, pixfrac=pixfrac, pixel_scale_ratio=1.0)
+    quick = FootprintIndex(pm, kernel=kernel, pixfrac=pixfrac, pixel_scale_ratio=1.0)
+    quick.extents = rows_block_bounds(pm, 0, pm.shape[0], quick.block,
+                                      *_reach_params(kernel, pixfrac, 1.0))
     e, q = exact.extents, quick.extents
     assert e.shape == q.shape
     # every block's extent holds the exact one (empty blocks stay empty: +inf / -inf)
