@@ -46,8 +46,9 @@ import numpy as np
 from numba import njit
 
 __all__ = [
-    "ForwardModel", "TanTarget", "extract_forward", "extract_target", "pixmap_kernel",
-    "pixmap_points_kernel",
+    "ForwardModel", "TanTarget", "extract_forward", "extract_target", "fill_segments",
+    "grown_segments", "need_segments", "pixmap_kernel", "pixmap_points_kernel",
+    "pixmap_segments_kernel",
 ]
 
 # Columns of the lookup-table parameter rows: present, crpix1, crpix2, crval1, crval2,
@@ -512,7 +513,48 @@ def pixmap_kernel(
     any grid of check points).
 
     Only columns ``lo[jj] <= ii < hi[jj]`` of row ``jj`` are computed (``lo``, ``hi``: int64,
-    indices into ``xs``, within ``[0, nx]``); the rest of the row is set to NaN.
+    indices into ``xs``, within ``[0, nx]``); the rest of the row is set to NaN. This is
+    :func:`pixmap_segments_kernel` with one segment per row.
+    """
+    ptr = np.arange(out.shape[0] + 1)
+    pixmap_segments_kernel(xs, ys, out, ptr, lo, hi, True, t0, t1, t2, t3, tpar, sip_a, sip_b,
+                           sip_par, lin, crpix, rot, lin_inv, crpix_to)
+
+
+@njit(**_JIT)
+def pixmap_segments_kernel(
+    xs,
+    ys,
+    out,
+    ptr,
+    lo,
+    hi,
+    fill,
+    t0,
+    t1,
+    t2,
+    t3,
+    tpar,
+    sip_a,
+    sip_b,
+    sip_par,
+    lin,
+    crpix,
+    rot,
+    lin_inv,
+    crpix_to,
+):
+    """Fill ``out[jj, ii] = (x, y)``: 0-based output pixel of input pixel ``(xs[ii], ys[jj])``,
+    in some column segments of each row.
+
+    ``xs``, ``ys``: int64 arrays of 0-based input columns and rows (a region's ``arange``, or
+    any grid of check points).
+
+    Row ``jj``'s segments are ``k`` in ``ptr[jj]:ptr[jj + 1]`` (``ptr``: int64, ``ny + 1``
+    entries), columns ``lo[k] <= ii < hi[k]`` (indices into ``xs``, within ``[0, nx]``, in
+    increasing order, not overlapping; empty ones are skipped); only these are computed. With
+    ``fill``, the rest of each row is set to NaN; without, it is left as it is (a caller's
+    buffer kept NaN there: e.g. the sparse neighbourhoods of cosmic-ray pixels).
     Every value depends only on the absolute (0-based) input pixel, never on the others or the
     shape of ``out``, so a sub-region is bit-identical to the same pixels of a full-chip call.
     The work is done row by row in simple passes (lookup tables, SIP, projection) that the
@@ -544,7 +586,8 @@ def pixmap_kernel(
     pars = tpar
     tabs = (t0, t1, t2, t3)
     tmp = np.empty((max(ma, mb) + 2, nx))
-    hc = np.empty(max(ma, mb) + 1)
+    hca = np.empty(max(ma, mb) + 1)
+    hcb = np.empty(max(ma, mb) + 1)
     px = np.empty(nx)
     for ii in range(nx):
         px[ii] = float(xs[ii]) + 1.0
@@ -576,6 +619,15 @@ def pixmap_kernel(
     fy = np.empty(nx)
     ax = np.empty(nx)
     ay_ = np.empty(nx)
+    # a row's columns gathered from its segments: their parts, their map
+    cols = np.empty(nx, dtype=np.int64)
+    gdx = np.empty(nx)
+    gux = np.empty(nx)
+    gq = np.empty((4, 4, nx))
+    gci = np.zeros((4, nx), dtype=np.int64)
+    gci1 = np.zeros((4, nx), dtype=np.int64)
+    gcw = np.zeros((4, nx))
+    gout = np.empty((nx, 2))
     c = np.empty(21)
     c[0], c[1] = crpix[0], crpix[1]
     c[2], c[3], c[4], c[5] = lin[0, 0], lin[0, 1], lin[1, 0], lin[1, 1]
@@ -592,17 +644,22 @@ def pixmap_kernel(
     first = True
     nan = np.nan
     for jj in range(ny):
-        a0 = lo[jj]
-        b0 = hi[jj]
-        if b0 <= a0:
-            out[jj] = nan
+        used = False
+        end = 0  # with fill: columns before ``end`` are written
+        for s in range(ptr[jj], ptr[jj + 1]):
+            if hi[s] > lo[s]:
+                used = True
+                if fill:
+                    for ii in range(end, lo[s]):
+                        out[jj, ii, 0] = nan
+                        out[jj, ii, 1] = nan
+                    end = hi[s]
+        if fill:
+            for ii in range(end, nx):
+                out[jj, ii, 0] = nan
+                out[jj, ii, 1] = nan
+        if not used:
             continue
-        for ii in range(a0):
-            out[jj, ii, 0] = nan
-            out[jj, ii, 1] = nan
-        for ii in range(b0, nx):
-            out[jj, ii, 0] = nan
-            out[jj, ii, 1] = nan
         py = float(ys[jj]) + 1.0
         # y-parts constant along the row (tables evaluated at the raw row coordinate)
         for k in range(4):
@@ -618,14 +675,6 @@ def pixmap_kernel(
                 q_iy[0], q_iy1[0] = ay[0], ay1[0]
             _base_plus_products(q[0], wy[0], 1.0 - wy[0], px, dx)
             new_dx = True
-        if has_d2:
-            pyr[a0:b0] = py
-            if q_iy[1] != ay[1] or q_iy1[1] != ay1[1]:
-                _col_products(t1, ci[1], ci1[1], cw[1], ay[1], ay1[1], q[1])
-                q_iy[1], q_iy1[1] = ay[1], ay1[1]
-            _base_plus_products(q[1][:, a0:b0], wy[1], 1.0 - wy[1], pyr[a0:b0], dy[a0:b0])
-        else:
-            dy[a0:b0] = py
         if new_dx:
             for ii in range(nx):
                 ux[ii] = dx[ii] - sx
@@ -634,47 +683,211 @@ def pixmap_kernel(
             if has_c2 and not npol_pair:
                 _x_parts(t3, pars[3], dx, ci[3], ci1[3], cw[3])
             q_iy[2:] = -1
-        # 2. SIP on the det2im-corrected coordinates: f = d + SIP
-        sdx, sdy, sux, sfx, sfy = dx[a0:b0], dy[a0:b0], ux[a0:b0], fx[a0:b0], fy[a0:b0]
-        if has_sip and not has_d2:
-            _sip_const_v(sip_a, ma, py - sy, hc)
-            _sip_add_const(hc, ma, sux, sdx, sfx)
-            _sip_const_v(sip_b, mb, py - sy, hc)
-            _sip_add_const(hc, mb, sux, sdy, sfy)
-        elif has_sip:
-            if ma == 4:
-                _sip_add4(sip_a, sy, sdy, sux, sdx, sfx)
-            else:
-                _sip_add(sip_a, ma, sy, sdy, sux, tmp[:, a0:b0], sdx, sfx)
-            if mb == 4:
-                _sip_add4(sip_b, sy, sdy, sux, sdy, sfy)
-            else:
-                _sip_add(sip_b, mb, sy, sdy, sux, tmp[:, a0:b0], sdy, sfy)
-        else:
-            sfx[:] = sdx
-            sfy[:] = sdy
-        # 3. NPOL tables on the det2im-corrected coordinates: f += cpdis(d)
-        for k in range(2):
-            t = 2 + k
-            if not (has_c1 if k == 0 else has_c2):
-                continue
-            xc = 2 if k == 0 else xc3
-            f = sfx if k == 0 else sfy
-            if not has_d2:  # dy = the row coordinate: products per column
-                if q_iy[t] != ay[t] or q_iy1[t] != ay1[t]:
+        # per-row parts of the tables' products (whole row; kept while the cells are the same)
+        if has_d2 and (q_iy[1] != ay[1] or q_iy1[1] != ay1[1]):
+            _col_products(t1, ci[1], ci1[1], cw[1], ay[1], ay1[1], q[1])
+            q_iy[1], q_iy1[1] = ay[1], ay1[1]
+        if not has_d2:  # dy = the row coordinate: NPOL products per column
+            for t in range(2, 4):
+                if (has_c1 if t == 2 else has_c2) and (q_iy[t] != ay[t] or q_iy1[t] != ay1[t]):
+                    xc = 2 if t == 2 else xc3
                     _col_products(tabs[t], ci[xc], ci1[xc], cw[xc], ay[t], ay1[t], q[t])
                     q_iy[t], q_iy1[t] = ay[t], ay1[t]
-                _add_products(q[t][:, a0:b0], wy[t], 1.0 - wy[t], f)
+            if has_sip:
+                _sip_const_v(sip_a, ma, py - sy, hca)
+                _sip_const_v(sip_b, mb, py - sy, hcb)
+        # steps 2-4: on the row's one segment in place, or on its segments' columns gathered
+        # into one short row (many small segments: the neighbourhoods of scattered pixels)
+        s0 = ptr[jj]
+        nseg = 0
+        for s in range(s0, ptr[jj + 1]):
+            if hi[s] > lo[s]:
+                nseg += 1
+                s0 = s if nseg == 1 else s0
+        if nseg == 1:
+            a0, b0 = lo[s0], hi[s0]
+            _row_steps(py, has_d2, has_sip, has_c1, has_c2, xc3, ma, mb, sy, sip_a, sip_b,
+                       hca, hcb, tabs, pars, wy, c, dx[a0:b0], ux[a0:b0], q[:, :, a0:b0],
+                       ci[:, a0:b0], ci1[:, a0:b0], cw[:, a0:b0], dy[a0:b0], pyr[a0:b0],
+                       fx[a0:b0], fy[a0:b0], tmp[:, a0:b0], yi[:, a0:b0], yi1[:, a0:b0],
+                       yw[:, a0:b0], ax[a0:b0], ay_[a0:b0], out[jj, a0:b0])
+            continue
+        n = 0
+        for s in range(ptr[jj], ptr[jj + 1]):
+            for ii in range(lo[s], hi[s]):
+                cols[n] = ii
+                n += 1
+        for m in range(n):
+            ii = cols[m]
+            gdx[m] = dx[ii]
+            gux[m] = ux[ii]
+        for t in range(1, 4):
+            if t == 1 and not has_d2 or t > 1 and (has_d2 or not (has_c1 if t == 2 else has_c2)):
+                continue
+            for r in range(4):
+                for m in range(n):
+                    gq[t, r, m] = q[t, r, cols[m]]
+        if has_d2:
+            for xc in range(2, 4):
+                for m in range(n):
+                    gci[xc, m] = ci[xc, cols[m]]
+                    gci1[xc, m] = ci1[xc, cols[m]]
+                    gcw[xc, m] = cw[xc, cols[m]]
+        _row_steps(py, has_d2, has_sip, has_c1, has_c2, xc3, ma, mb, sy, sip_a, sip_b, hca, hcb,
+                   tabs, pars, wy, c, gdx[:n], gux[:n], gq[:, :, :n], gci[:, :n], gci1[:, :n],
+                   gcw[:, :n], dy[:n], pyr[:n], fx[:n], fy[:n], tmp[:, :n], yi[:, :n],
+                   yi1[:, :n], yw[:, :n], ax[:n], ay_[:n], gout[:n])
+        for m in range(n):
+            out[jj, cols[m], 0] = gout[m, 0]
+            out[jj, cols[m], 1] = gout[m, 1]
+
+
+@njit(**_JIT)
+def _row_steps(py, has_d2, has_sip, has_c1, has_c2, xc3, ma, mb, sy, sip_a, sip_b, hca, hcb,
+               tabs, pars, wy, c, sdx, sux, qv, civ, ci1v, cwv, sdy, pyr, sfx, sfy, tmp, yi, yi1,
+               yw, ax, ay_, out_row):
+    """Steps 2-4 of :func:`pixmap_segments_kernel` on some pixels of one row: ``sdx``, ``sux``
+    (det2im-corrected x and SIP u) and the tables' per-column parts ``qv``, ``civ``, ``ci1v``,
+    ``cwv`` at these pixels; ``sdy`` ... ``ay_``: scratch of their length; the map into
+    ``out_row``. The same operations on each pixel, whatever pixels are passed together."""
+    if has_d2:
+        pyr[:] = py
+        _base_plus_products(qv[1], wy[1], 1.0 - wy[1], pyr, sdy)
+    else:
+        sdy[:] = py
+    # 2. SIP on the det2im-corrected coordinates: f = d + SIP
+    if has_sip and not has_d2:
+        _sip_add_const(hca, ma, sux, sdx, sfx)
+        _sip_add_const(hcb, mb, sux, sdy, sfy)
+    elif has_sip:
+        if ma == 4:
+            _sip_add4(sip_a, sy, sdy, sux, sdx, sfx)
+        else:
+            _sip_add(sip_a, ma, sy, sdy, sux, tmp, sdx, sfx)
+        if mb == 4:
+            _sip_add4(sip_b, sy, sdy, sux, sdy, sfy)
+        else:
+            _sip_add(sip_b, mb, sy, sdy, sux, tmp, sdy, sfy)
+    else:
+        sfx[:] = sdx
+        sfy[:] = sdy
+    # 3. NPOL tables on the det2im-corrected coordinates: f += cpdis(d)
+    npol_pair = xc3 == 2
+    for k in range(2):
+        t = 2 + k
+        if not (has_c1 if k == 0 else has_c2):
+            continue
+        xc = 2 if k == 0 else xc3
+        f = sfx if k == 0 else sfy
+        if not has_d2:  # dy = the row coordinate: products per column
+            _add_products(qv[t], wy[t], 1.0 - wy[t], f)
+        else:
+            yc = 0 if (k == 0 or npol_pair or not has_c1) else 1
+            if k == 0 or yc == 1 or not has_c1:
+                _y_parts(tabs[t], pars[t], sdy, yi[yc], yi1[yc], yw[yc])
+            _table_add_xy(tabs[t], civ[xc], ci1v[xc], cwv[xc], yi[yc], yi1[yc], yw[yc], f)
+    # 4. linear, TAN deprojection, rotation, TAN projection, output linear
+    _project_row(sfx, sfy, c, ax, ay_, out_row)
+
+
+@njit(**_JIT)
+def need_segments(need):
+    """The runs of True of each row of the bool array ``need``: ``(ptr, lo, hi)``, int64; row
+    ``r``'s runs are columns ``lo[k] <= i < hi[k]`` for ``k`` in ``ptr[r]:ptr[r + 1]`` (the
+    layout of :func:`pixmap_segments_kernel`)."""
+    ny, nx = need.shape[0], need.shape[1]
+    ptr = np.zeros(ny + 1, dtype=np.int64)
+    lo = np.empty(ny * ((nx + 1) // 2), dtype=np.int64)
+    hi = np.empty_like(lo)
+    n = 0
+    for jj in range(ny):
+        ii = 0
+        while ii < nx:
+            if not need[jj, ii]:
+                ii += 1
+                continue
+            lo[n] = ii
+            while ii < nx and need[jj, ii]:
+                ii += 1
+            hi[n] = ii
+            n += 1
+        ptr[jj + 1] = n
+    return ptr, lo[:n].copy(), hi[:n].copy()
+
+
+@njit(**_JIT)
+def grown_segments(points, ny, nx):
+    """The 3 x 3 neighbourhoods of some pixels of an ``(ny, nx)`` array, as row segments.
+
+    ``points``: int64 flat (row-major) indices of the pixels, increasing. Returns ``(ptr, lo,
+    hi)`` as :func:`need_segments` of the pixels grown by one in every direction (8
+    neighbours, clipped to the array), without an array of the region's size: each row's
+    segments merge the column ranges ``[c - 1, c + 2)`` of the pixels of the row and of the
+    rows above and below.
+    """
+    npts = points.shape[0]
+    # first point of each row (rows ny.. hold none)
+    start = np.zeros(ny + 1, dtype=np.int64)
+    for k in range(npts):
+        start[points[k] // nx + 1] += 1
+    for r in range(ny):
+        start[r + 1] += start[r]
+    ptr = np.zeros(ny + 1, dtype=np.int64)
+    lo = np.empty(3 * npts + 1, dtype=np.int64)
+    hi = np.empty_like(lo)
+    heads = np.empty(3, dtype=np.int64)
+    ends = np.empty(3, dtype=np.int64)
+    n = 0
+    for r in range(ny):
+        for d in range(3):
+            rr = r - 1 + d
+            if 0 <= rr < ny:
+                heads[d] = start[rr]
+                ends[d] = start[rr + 1]
             else:
-                yc = 0 if (k == 0 or npol_pair or not has_c1) else 1
-                if k == 0 or yc == 1 or not has_c1:
-                    _y_parts(tabs[t], pars[t], sdy, yi[yc, a0:b0], yi1[yc, a0:b0], yw[yc, a0:b0])
-                _table_add_xy(
-                    tabs[t], ci[xc, a0:b0], ci1[xc, a0:b0], cw[xc, a0:b0],
-                    yi[yc, a0:b0], yi1[yc, a0:b0], yw[yc, a0:b0], f,
-                )  # fmt: skip
-        # 4. linear, TAN deprojection, rotation, TAN projection, output linear
-        _project_row(sfx, sfy, c, ax[a0:b0], ay_[a0:b0], out[jj, a0:b0])
+                heads[d] = 0
+                ends[d] = 0
+        cur_lo = -1
+        cur_hi = -1
+        while True:
+            best = -1
+            col = nx
+            for d in range(3):
+                if heads[d] < ends[d]:
+                    c = points[heads[d]] % nx
+                    if c < col:
+                        col = c
+                        best = d
+            if best < 0:
+                break
+            heads[best] += 1
+            a = col - 1 if col > 0 else 0
+            b = col + 2 if col + 2 < nx else nx
+            if a <= cur_hi:
+                if b > cur_hi:
+                    cur_hi = b
+            else:
+                if cur_hi >= 0:
+                    lo[n] = cur_lo
+                    hi[n] = cur_hi
+                    n += 1
+                cur_lo = a
+                cur_hi = b
+        if cur_hi >= 0:
+            lo[n] = cur_lo
+            hi[n] = cur_hi
+            n += 1
+        ptr[r + 1] = n
+    return ptr, lo[:n].copy(), hi[:n].copy()
+
+
+@njit(**_JIT)
+def fill_segments(out, ptr, lo, hi, value):
+    """``out[r, lo[k]:hi[k]] = value`` for every row ``r`` and its segments ``k`` (the layout
+    of :func:`need_segments`); ``out``: 2-D, or 3-D (every value of the last axis)."""
+    for r in range(ptr.shape[0] - 1):
+        for k in range(ptr[r], ptr[r + 1]):
+            out[r, lo[k]:hi[k]] = value
 
 
 @njit(**_JIT)
@@ -700,36 +913,19 @@ def pixmap_points_kernel(
 ):
     """Fill ``out[j, i]`` with the map of input pixel ``(x0 + i, y0 + j)`` where ``need[j, i]``
     is True, NaN elsewhere when ``fill`` (else the rest of ``out`` is left as it is); ``need``:
-    bool, the shape of ``out`` without its last axis.
+    bool, the shape of ``out`` without its last axis, or its runs ``(ptr, lo, hi)``
+    (:func:`need_segments`).
 
-    Each row's needed columns are passed to :func:`pixmap_kernel` as its ``xs`` (one call per
-    row with any): every value is the same arithmetic on the same absolute input pixel as in a
-    whole-region call, so the values are bit-identical to it.
+    The runs of each row are :func:`pixmap_segments_kernel`'s segments: every value is the
+    same arithmetic on the same absolute input pixel as in a whole-region call, so the values
+    are bit-identical to it.
     """
-    ny, nx = need.shape[0], need.shape[1]
-    xs = np.empty(nx, dtype=np.int64)
-    ys = np.empty(1, dtype=np.int64)
-    lo = np.zeros(1, dtype=np.int64)
-    hi = np.empty(1, dtype=np.int64)
-    tmp = np.empty((1, nx, 2))
-    nan = np.nan
-    for jj in range(ny):
-        n = 0
-        if fill:
-            for ii in range(nx):
-                out[jj, ii, 0] = nan
-                out[jj, ii, 1] = nan
-        for ii in range(nx):
-            if need[jj, ii]:
-                xs[n] = x0 + ii
-                n += 1
-        if n == 0:
-            continue
-        ys[0] = y0 + jj
-        hi[0] = n
-        pixmap_kernel(xs[:n], ys, tmp[:, :n], lo, hi, t0, t1, t2, t3, tpar, sip_a, sip_b,
-                      sip_par, lin, crpix, rot, lin_inv, crpix_to)
-        for k in range(n):
-            ii = xs[k] - x0
-            out[jj, ii, 0] = tmp[0, k, 0]
-            out[jj, ii, 1] = tmp[0, k, 1]
+    ny, nx = out.shape[0], out.shape[1]
+    if isinstance(need, tuple):
+        ptr, lo, hi = need
+    else:
+        ptr, lo, hi = need_segments(need)
+    xs = np.arange(x0, x0 + nx)
+    ys = np.arange(y0, y0 + ny)
+    pixmap_segments_kernel(xs, ys, out, ptr, lo, hi, fill, t0, t1, t2, t3, tpar, sip_a, sip_b,
+                           sip_par, lin, crpix, rot, lin_inv, crpix_to)

@@ -13,6 +13,7 @@ import copy
 import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,11 +23,14 @@ from ._distortion import (
     TanTarget,
     extract_forward,
     extract_target,
+    fill_segments,
+    grown_segments,
     pixmap_kernel,
     pixmap_points_kernel,
 )
 
-__all__ = ["calc_pixmap", "calc_pixmap_at", "fast_path_reason"]
+__all__ = ["FastModels", "calc_pixmap", "calc_pixmap_at", "fast_models", "fast_path_reason",
+           "fill_segments", "grown_segments"]
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +209,44 @@ def fast_path_reason(wcs_from: Any, wcs_to: Any, shape=None) -> str | None:
     return res if isinstance(res, str) else None
 
 
+@dataclass(frozen=True)
+class FastModels:
+    """The numba path's models of a pair of WCSs, checked against astropy (:func:`fast_models`).
+
+    Attributes
+    ----------
+    shape : (ny, nx)
+        The input chip's shape (the check points' grid).
+    args : tuple
+        The model arrays (read-only use) of the map kernels.
+    """
+
+    shape: tuple[int, int]
+    args: tuple
+
+
+def fast_models(wcs_from: Any, wcs_to: Any, shape=None) -> FastModels | str:
+    """The numba path's models of two WCSs, checked against astropy once, for many
+    :func:`calc_pixmap_at` calls (``models=``) on the same pair.
+
+    Parameters
+    ----------
+    wcs_from, wcs_to, shape
+        As for :func:`calc_pixmap` (``disable_bbox`` is ``"to"``); the objects are not
+        modified (private copies are used).
+
+    Returns
+    -------
+    FastModels or str
+        The models, or why the numba path does not apply (:func:`fast_path_reason`).
+    """
+    shape = _resolve_shape(wcs_from, shape)
+    sel = _select(wcs_from, wcs_to, shape, "to")
+    if isinstance(sel, str):
+        return sel
+    return FastModels(shape, _kernel_args(sel[0], sel[1]))
+
+
 def _select(wcs_from: Any, wcs_to: Any, shape: tuple[int, int], disable_bbox: str):
     # one private copy of each WCS serves both the model extraction and the astropy check
     # (wcslib's set() done by the extraction is what any transform would do first)
@@ -363,29 +405,39 @@ def calc_pixmap(
 def calc_pixmap_at(
     wcs_from: Any,
     wcs_to: Any,
-    need: np.ndarray,
+    need: np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray],
     shape: tuple[int, int] | None = None,
     *,
     region: tuple[int, int, int, int] | None = None,
     out: np.ndarray | None = None,
+    models: FastModels | str | None = None,
 ) -> np.ndarray | None:
     """:func:`calc_pixmap` of a region at some of its pixels only, on the numba path.
 
     For a sparse set of pixels (e.g. the neighbourhoods of a chip's cosmic-ray pixels), whose
     map would otherwise be computed or read for the whole region. Each row's pixels go to the
-    kernel as its column list: the values are bit-identical to those of
-    ``calc_pixmap(wcs_from, wcs_to, shape, region=region)`` at the same pixels.
+    kernel together (:func:`~hapdask.drizzle._distortion.pixmap_segments_kernel`): the values
+    are bit-identical to those of ``calc_pixmap(wcs_from, wcs_to, shape, region=region)`` at
+    the same pixels.
 
     Parameters
     ----------
     wcs_from, wcs_to, shape, region
         As for :func:`calc_pixmap` (``disable_bbox`` is ``"to"``).
-    need : bool array
-        The region's shape: True where the map is wanted.
+    need : bool array or (ptr, lo, hi)
+        The region's shape: True where the map is wanted. Or the same as row segments, three
+        int64 arrays: row ``r``'s wanted columns (0-based in the region) are ``lo[k] <= i <
+        hi[k]`` for ``k`` in ``ptr[r]:ptr[r + 1]`` (``ptr``: the region's height + 1 entries;
+        segments increasing, not overlapping), as
+        :func:`~hapdask.drizzle._distortion.grown_segments` gives them.
     out : float64 array, optional
         The region's shape + ``(2,)``, C-contiguous: written at ``need`` only (and returned),
         the caller keeping it NaN elsewhere (e.g. a buffer reset there after each use, which
         spares writing the whole region).
+    models : FastModels or str, optional
+        :func:`fast_models` of the same WCSs and shape (e.g. kept for many calls): the check
+        against astropy is not repeated, and the WCSs are not used (``wcs_from`` may be None
+        when ``shape`` is given). A str (no numba path) returns None at once.
 
     Returns
     -------
@@ -397,25 +449,35 @@ def calc_pixmap_at(
     Raises
     ------
     ValueError
-        If the shape cannot be determined, or ``region``/``need`` are invalid.
+        If the shape cannot be determined, or ``region``/``need``/``models`` are invalid.
     """
     shape = _resolve_shape(wcs_from, shape)
     y0, y1, x0, x1 = _resolve_region(region, shape)
-    need = np.ascontiguousarray(need, dtype=bool)
-    if need.shape != (y1 - y0, x1 - x0):
-        raise ValueError(
-            f"calc_pixmap_at: need has shape {need.shape}, the region {(y1 - y0, x1 - x0)}"
-        )
+    ny, nx = y1 - y0, x1 - x0
+    if isinstance(need, tuple):
+        ptr, lo, hi = (np.ascontiguousarray(v, dtype=np.int64) for v in need)
+        if (ptr.shape != (ny + 1,) or ptr[0] != 0 or np.any(np.diff(ptr) < 0)
+                or lo.shape != hi.shape or lo.shape != (int(ptr[-1]),)
+                or np.any(lo < 0) or np.any(hi > nx)):
+            raise ValueError(f"calc_pixmap_at: need segments do not fit the region {(ny, nx)}")
+        need = (ptr, lo, hi)
+    else:
+        need = np.ascontiguousarray(need, dtype=bool)
+        if need.shape != (ny, nx):
+            raise ValueError(f"calc_pixmap_at: need has shape {need.shape}, the region {(ny, nx)}")
     fill = out is None
-    if not fill and (out.shape != (y1 - y0, x1 - x0, 2) or out.dtype != np.float64
+    if not fill and (out.shape != (ny, nx, 2) or out.dtype != np.float64
                      or not out.flags.c_contiguous or not out.flags.writeable):
         raise ValueError("calc_pixmap_at: out must be a writeable C-contiguous float64 array "
-                         f"of shape {(y1 - y0, x1 - x0, 2)}")
-    sel = _select(wcs_from, wcs_to, shape, "to")
-    if isinstance(sel, str):
-        log.debug("calc_pixmap_at: no numba path (%s)", sel)
+                         f"of shape {(ny, nx, 2)}")
+    if models is None:
+        models = fast_models(wcs_from, wcs_to, shape)
+    if isinstance(models, str):
+        log.debug("calc_pixmap_at: no numba path (%s)", models)
         return None
+    if models.shape != shape:
+        raise ValueError(f"calc_pixmap_at: models of shape {models.shape}, not {shape}")
     if fill:
-        out = np.empty((y1 - y0, x1 - x0, 2))
-    pixmap_points_kernel(need, y0, x0, out, fill, *_kernel_args(sel[0], sel[1]))
+        out = np.empty((ny, nx, 2))
+    pixmap_points_kernel(need, y0, x0, out, fill, *models.args)
     return out

@@ -23,6 +23,8 @@ them; nothing is kept between tasks.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -445,8 +447,9 @@ def count_dtype(ratios: Sequence[float]) -> np.dtype:
 
 def _cosmic_ray_inputs(chip, sky, box, params, ratio, parts, static):
     """:func:`_chip_inputs` for the cosmic-ray pixels of a chip's input box only: ``(region,
-    data, weight, in_box)`` with the data and weight of :func:`prepare_chip_region` at the
-    good pixels of the cosmic-ray masks ``parts`` and 0 elsewhere, or None when the box has
+    data, weight, in_box, points)`` with the data and weight of :func:`prepare_chip_region` at
+    the good pixels of the cosmic-ray masks ``parts`` and 0 elsewhere, and ``points`` the flat
+    indices (increasing, int64) of the region's pixels with a weight, or None when the box has
     none. Only those pixels are read (:meth:`hapdask.io.Chip.read_at`: ~1 % of the region)
     and prepared: the same float32 operations on each pixel, so the same values."""
     b0, b1, a0, a1 = box
@@ -476,7 +479,9 @@ def _cosmic_ray_inputs(chip, sky, box, params, ratio, parts, static):
         weight = np.zeros(shape, np.float32)
         data.ravel()[idx] = d[0]
         weight.ravel()[idx] = w[0]
-    return region, data, weight, (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2])
+        points = idx[w[0] != 0]
+    return (region, data, weight, (b0 - region[0], b1 - region[0], a0 - region[2], a1 - region[2]),
+            points)
 
 
 # the cosmic-ray pixels' map is computed at their neighbourhoods (calc_pixmap_at) while these
@@ -484,57 +489,85 @@ def _cosmic_ray_inputs(chip, sky, box, params, ratio, parts, static):
 _SPARSE_MAP = 0.25
 
 
-def _near(mask: np.ndarray) -> np.ndarray:
-    """``mask`` grown by one pixel in every direction (8 neighbours), same shape."""
-    rows = mask.copy()
-    rows[1:] |= mask[:-1]
-    rows[:-1] |= mask[1:]
-    out = rows.copy()
-    out[:, 1:] |= rows[:, :-1]
-    out[:, :-1] |= rows[:, 1:]
-    return out
-
-
 class _NanMap:
-    """One task's buffer for :func:`_cosmic_ray_pixmap`'s maps: kept NaN except at the points
-    of the map last handed out (valid until the next :meth:`get`), which are reset to NaN
-    then, instead of filling a whole region for each chip."""
+    """One task's buffer for :func:`_cosmic_ray_pixmap`'s maps: kept NaN except at the row
+    segments of the map last handed out (valid until the next :meth:`get`), which are reset
+    to NaN then, instead of filling a whole region for each chip."""
 
     def __init__(self) -> None:
         self.flat: np.ndarray | None = None
-        self.points: np.ndarray | None = None
+        self.last: tuple | None = None
 
-    def get(self, shape: tuple[int, int], need: np.ndarray) -> np.ndarray:
-        """An all-NaN ``shape + (2,)`` float64 map whose points ``need`` the caller fills."""
+    def get(self, shape: tuple[int, int], segments: tuple) -> np.ndarray:
+        """An all-NaN ``shape + (2,)`` float64 map whose ``segments`` (``(ptr, lo, hi)``,
+        :func:`hapdask.drizzle.grown_segments`) the caller fills."""
+        from hapdask.drizzle import fill_segments
+
         size = 2 * shape[0] * shape[1]
         if self.flat is None or self.flat.size < size:
             self.flat = np.full(size, np.nan)
-        elif self.points is not None:
-            self.flat.reshape(-1, 2)[self.points] = np.nan
-        self.points = np.flatnonzero(need)
+        elif self.last is not None:
+            last_shape, last_segments = self.last
+            fill_segments(self.flat[:2 * last_shape[0] * last_shape[1]].reshape(
+                last_shape[0], last_shape[1], 2), *last_segments, np.nan)
+        self.last = (shape, segments)
         return self.flat[:size].reshape(shape[0], shape[1], 2)
 
 
-def _cosmic_ray_pixmap(chip: ChipRef, out_wcs, region: Box, weight: np.ndarray,
+# the numba path's models (hapdask.drizzle.fast_models) of (chip, chip WCS, grid) triples, kept
+# for the process: each final tile's calc_pixmap_at would otherwise repeat the astropy check
+_MODELS: OrderedDict = OrderedDict()
+_MODELS_LOCK = threading.Lock()
+_MODELS_SIZE = 64
+
+
+def _chip_models(chip: ChipRef, out_wcs, grid: str):
+    """:func:`hapdask.drizzle.fast_models` of a chip on the grid of header ``grid``
+    (``out_wcs``), computed once per process for the chip object, its WCS and the grid."""
+    from hapdask.drizzle import fast_models
+
+    try:
+        key = (chip.chip, chip.wcs_bytes, grid)
+        hash(key)
+    except TypeError:  # an unhashable chip object: no cache
+        return fast_models(chip.thread_wcs(), out_wcs, chip.shape)
+    with _MODELS_LOCK:
+        got = _MODELS.get(key)
+        if got is not None:
+            _MODELS.move_to_end(key)
+            return got
+    got = fast_models(chip.thread_wcs(), out_wcs, chip.shape)
+    with _MODELS_LOCK:
+        _MODELS[key] = got
+        while len(_MODELS) > _MODELS_SIZE:
+            _MODELS.popitem(last=False)
+    return got
+
+
+def _cosmic_ray_pixmap(chip: ChipRef, out_wcs, grid: str, region: Box, points: np.ndarray,
                        buffer: _NanMap | None = None) -> np.ndarray:
     """Pixel map of a chip region for redrizzling its weighted (cosmic-ray) pixels only.
 
-    The square kernel reads the map of a weighted pixel and of its 8 neighbours (corner
-    interpolation, footprint reach; :func:`hapdask.drizzle.add_to_tile`): while those are
-    under ``_SPARSE_MAP`` of the region, the map is computed there only
-    (:func:`hapdask.drizzle.calc_pixmap_at`: the same bits as the whole map; NaN elsewhere,
-    where no weighted pixel's result depends on it; into ``buffer`` when given). Otherwise,
-    or when its numba path does not apply, the whole region's map (:func:`chip_pixmap`).
+    The square kernel reads the map of a weighted pixel (``points``: flat indices in the
+    region, increasing) and of its 8 neighbours (corner interpolation, footprint reach;
+    :func:`hapdask.drizzle.add_to_tile`): while those are under ``_SPARSE_MAP`` of the
+    region, the map is computed there only (their row segments,
+    :func:`hapdask.drizzle.grown_segments`, to :func:`hapdask.drizzle.calc_pixmap_at`: the
+    same bits as the whole map; NaN elsewhere, where no weighted pixel's result depends on it;
+    into ``buffer`` when given; the numba models of the chip on the grid of header ``grid``
+    kept for the process, :func:`_chip_models`). Otherwise, or when its numba path does not
+    apply, the whole region's map (:func:`chip_pixmap`).
     """
-    from hapdask.drizzle import calc_pixmap_at
+    from hapdask.drizzle import calc_pixmap_at, grown_segments
 
-    need = _near(weight != 0)
-    if np.count_nonzero(need) < _SPARSE_MAP * need.size:
-        out = buffer.get(need.shape, need) if buffer is not None else None
-        pm = calc_pixmap_at(chip.thread_wcs(), out_wcs, need, chip.shape, region=region,
-                            out=out)
-        if pm is not None:
-            return pm
+    shape = (region[1] - region[0], region[3] - region[2])
+    segments = grown_segments(points, shape[0], shape[1])
+    if int(np.sum(segments[2] - segments[1])) < _SPARSE_MAP * shape[0] * shape[1]:
+        models = _chip_models(chip, out_wcs, grid)
+        if not isinstance(models, str):
+            out = buffer.get(shape, segments) if buffer is not None else None
+            return calc_pixmap_at(None, out_wcs, segments, chip.shape, region=region, out=out,
+                                  models=models)
     return chip_pixmap(chip, out_wcs, region)
 
 
@@ -586,11 +619,11 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
                                  statics[k] if statics else None)
         if got is None:
             continue
-        region, data, weight, in_box = got
+        region, data, weight, in_box, points = got
         if out_wcs is None:
             out_wcs = thread_header_wcs(job.header)
         with timed("pixmap"):
-            pm = _cosmic_ray_pixmap(chip, out_wcs, region, weight, nan_map)
+            pm = _cosmic_ray_pixmap(chip, out_wcs, job.header, region, points, nan_map)
         if counts is None:
             with timed("read"):
                 counts = counts_read.result()

@@ -11,7 +11,13 @@ from astropy.io import fits
 from astropy.wcs import WCS, DistortionLookupTable
 
 from hapdask.drizzle import calc_pixmap
-from hapdask.drizzle.pixmap import calc_pixmap_at, fast_path_reason
+from hapdask.drizzle.pixmap import (
+    calc_pixmap_at,
+    fast_models,
+    fast_path_reason,
+    fill_segments,
+    grown_segments,
+)
 from hapdask.io import apply_reference_distortion
 
 # Accuracy we assert against astropy's exact transform (the issue's target is 0.01 px; the
@@ -183,6 +189,74 @@ def test_points_are_the_whole_map_bitwise(cases, full_pixmaps, name):
         assert (buf[~need] == -7.0).all()
 
 
+def _segments_mask(segments, shape) -> np.ndarray:
+    """The bool mask of row segments ``(ptr, lo, hi)``, checked increasing and disjoint."""
+    ptr, lo, hi = segments
+    mask = np.zeros(shape, bool)
+    for r in range(shape[0]):
+        prev = -1
+        for k in range(ptr[r], ptr[r + 1]):
+            assert prev < lo[k] < hi[k] <= shape[1]
+            mask[r, lo[k]:hi[k]] = True
+            prev = hi[k]
+    return mask
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (40, 57)])
+def test_grown_segments_are_the_3x3_dilation(shape):
+    """grown_segments of scattered pixels (edges, corners, clusters, neighbours) covers
+    scipy's 3 x 3 binary dilation of them, nothing else."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    for frac in (0.0, 0.03, 0.3, 1.0):
+        mask = rng.random(shape) < frac
+        mask[0, -1] |= frac > 0.1
+        mask[-1, 0] |= frac > 0.1
+        points = np.flatnonzero(mask).astype(np.int64)
+        want = ndimage.binary_dilation(mask, np.ones((3, 3), bool))
+        got = _segments_mask(grown_segments(points, *shape), shape)
+        assert np.array_equal(got, want), frac
+
+
+@pytest.mark.parametrize("name", [*CASES, "synthetic"])
+def test_point_segments_with_kept_models_are_the_whole_map_bitwise(cases, full_pixmaps, name):
+    """calc_pixmap_at on the row segments of cosmic-ray-like neighbourhoods (several per row),
+    with fast_models kept from another call and no input WCS, holds the whole map's bits
+    there; a buffer is written there only, and fill_segments puts NaN back."""
+    if name == "synthetic":
+        wfrom = _synthetic_wcs(with_tables=True)  # both det2im axes, SIP order 3
+        wto = _north_up(wfrom, 0.03, shape=(900, 900))
+        full = calc_pixmap(wfrom, wto)
+    else:
+        wfrom, wto = cases[name]
+        full = full_pixmaps(name)
+    ny, nx = wfrom.array_shape
+    models = fast_models(wfrom, wto)
+    rng = np.random.default_rng(5)
+    for region in [(0, ny, 0, nx), (ny // 3, ny // 3 + 101, nx // 5 + 3, nx // 5 + 250)]:
+        y0, y1, x0, x1 = region
+        shape = (y1 - y0, x1 - x0)
+        points = np.flatnonzero(rng.random(shape) < 0.01).astype(np.int64)
+        segments = grown_segments(points, *shape)
+        need = _segments_mask(segments, shape)
+        assert (np.diff(segments[0]) > 1).any()  # rows with several segments
+        ref = full[y0:y1, x0:x1]
+        pm = calc_pixmap_at(None, wto, segments, (ny, nx), region=region, models=models)
+        assert np.array_equal(pm[need].view(np.uint64), ref[need].view(np.uint64)), region
+        assert np.isnan(pm[~need]).all()
+        buf = np.full(shape + (2,), -7.0)
+        assert calc_pixmap_at(wfrom, wto, segments, region=region, out=buf, models=models) is buf
+        assert np.array_equal(buf[need].view(np.uint64), ref[need].view(np.uint64))
+        assert (buf[~need] == -7.0).all()
+        fill_segments(buf, *segments, np.nan)
+        assert np.isnan(buf[need]).all() and (buf[~need] == -7.0).all()
+    with pytest.raises(ValueError, match="models"):
+        calc_pixmap_at(wfrom, wto, segments, (ny + 1, nx), region=region, models=models)
+    with pytest.raises(ValueError, match="segments"):
+        calc_pixmap_at(wfrom, wto, (segments[0][:-1], *segments[1:]), region=region)
+
+
 def test_points_without_the_numba_path():
     wfrom = _synthetic_wcs(with_tables=True)
     wto = _north_up(wfrom, 0.03, shape=(900, 900))
@@ -191,6 +265,9 @@ def test_points_without_the_numba_path():
     assert calc_pixmap_at(wfrom, wto, need, region=(10, 40, 20, 90)) is not None
     wto.wcs.ctype = ["RA---SIN", "DEC--SIN"]
     assert calc_pixmap_at(wfrom, wto, need, region=(10, 40, 20, 90)) is None
+    models = fast_models(wfrom, wto)
+    assert isinstance(models, str) and "TAN" in models
+    assert calc_pixmap_at(wfrom, wto, need, region=(10, 40, 20, 90), models=models) is None
     with pytest.raises(ValueError, match="need"):
         calc_pixmap_at(wfrom, wto, need[1:], region=(10, 40, 20, 90))
     with pytest.raises(ValueError, match="out"):

@@ -16,6 +16,7 @@ import pytest
 from astropy.io import fits
 
 import hapdask.drizzle
+import hapdask.io
 import hapdask.mosaic.graph as mosaic_graph
 import hapdask.mosaic.stages as mosaic_stages
 from hapdask.mosaic import drizzle
@@ -101,9 +102,21 @@ def test_sparse_cosmic_ray_maps_give_the_same_bits(trio, tmp_path, monkeypatch):
         sparse_calls.append(got is not None)
         return got
 
+    models = []
+    real_models = hapdask.drizzle.fast_models
+
+    def counting_models(wcs_from, wcs_to, shape=None):
+        models.append(shape)
+        return real_models(wcs_from, wcs_to, shape)
+
     monkeypatch.setattr(hapdask.drizzle, "calc_pixmap_at", counting)
+    monkeypatch.setattr(hapdask.drizzle, "fast_models", counting_models)
+    monkeypatch.setattr(mosaic_stages, "_MODELS", type(mosaic_stages._MODELS)())
     sparse = _arrays(_run(trio, tmp_path / "sparse" / "m", tile_size=128))
     assert len(sparse_calls) > 4 and all(sparse_calls)
+    # the astropy check of the numba models runs once per chip, not once per tile and chip
+    nchips = sum(len(e.chips) for e in map(hapdask.io.open_exposure, trio))
+    assert 0 < len(models) <= nchips < len(sparse_calls)
     for k, v in whole.items():
         np.testing.assert_array_equal(sparse[k], v, err_msg=k)
 
