@@ -130,8 +130,7 @@ def _kernel_args(fwd: ForwardModel, tgt: TanTarget) -> tuple:
 
 
 def _run_kernel(
-    fwd: ForwardModel,
-    tgt: TanTarget,
+    args: tuple,
     y0: int,
     y1: int,
     x0: int,
@@ -140,10 +139,11 @@ def _run_kernel(
     hi: np.ndarray | None = None,
     threads: int = 1,
 ) -> np.ndarray:
-    """Map of input rows ``y0:y1``, columns ``x0:x1``; only ``lo[r] <= x < hi[r]`` (chip
-    columns) of row ``r`` when ``lo``/``hi`` are given, NaN elsewhere. ``threads > 1``
-    computes bands of rows in that many threads (the kernel releases the GIL; every value
-    depends only on its input pixel, so the bands give the same bits)."""
+    """Map of input rows ``y0:y1``, columns ``x0:x1`` (``args``: :func:`_kernel_args`); only
+    ``lo[r] <= x < hi[r]`` (chip columns) of row ``r`` when ``lo``/``hi`` are given, NaN
+    elsewhere. ``threads > 1`` computes bands of rows in that many threads (the kernel
+    releases the GIL; every value depends only on its input pixel, so the bands give the same
+    bits)."""
     n = y1 - y0
     out = np.empty((n, x1 - x0, 2), dtype=np.float64)
     if lo is None:
@@ -152,8 +152,6 @@ def _run_kernel(
     else:
         lo = np.ascontiguousarray(lo - x0, dtype=np.int64)
         hi = np.ascontiguousarray(hi - x0, dtype=np.int64)
-    args = _kernel_args(fwd, tgt)
-
     xs = np.arange(x0, x1, dtype=np.int64)
     ys = np.arange(y0, y1, dtype=np.int64)
 
@@ -286,6 +284,7 @@ def calc_pixmap(
     region: tuple[int, int, int, int] | None = None,
     spans: tuple[np.ndarray, np.ndarray] | None = None,
     threads: int = 1,
+    models: FastModels | None = None,
 ) -> np.ndarray:
     """Map every input pixel centre to 0-based pixel coordinates of another WCS.
 
@@ -337,6 +336,10 @@ def calc_pixmap(
         threads; the values are those of ``threads=1``. For callers that map a whole chip
         while no other work runs (the client before a graph starts); leave it at 1 inside
         tasks that already keep every core busy. Ignored on the astropy path.
+    models : FastModels, optional
+        :func:`fast_models` of the same WCSs and shape, kept by the caller for many calls on
+        the same pair: the numba path without repeating the WCS copies and the astropy check
+        (the same values).
 
     Returns
     -------
@@ -358,13 +361,20 @@ def calc_pixmap(
         raise ValueError(f"calc_pixmap: threads must be >= 1, got {threads!r}")
     shape = _resolve_shape(wcs_from, shape)
     y0, y1, x0, x1 = _resolve_region(region, shape)
-    sel = _select(wcs_from, wcs_to, shape, disable_bbox)
-    if isinstance(sel, str):
-        log.debug("calc_pixmap: using astropy (%s)", sel)
+    if models is not None:
+        if models.shape != shape:
+            raise ValueError(f"calc_pixmap: models of shape {models.shape}, not {shape}")
+        sel = models.args
+    else:
+        sel = _select(wcs_from, wcs_to, shape, disable_bbox)
+        if isinstance(sel, str):
+            log.debug("calc_pixmap: using astropy (%s)", sel)
+        else:
+            sel = _kernel_args(*sel)
 
     def rect(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         if not isinstance(sel, str):
-            return _run_kernel(sel[0], sel[1], r0, r1, c0, c1, threads=threads)
+            return _run_kernel(sel, r0, r1, c0, c1, threads=threads)
         y, x = np.mgrid[r0:r1, c0:c1].astype(np.float64)
         xo, yo = _astropy_map(wcs_from, wcs_to, x, y, disable_bbox)
         return np.stack([xo, yo], axis=-1)
@@ -381,7 +391,7 @@ def calc_pixmap(
     if np.any(used & ((lo < x0) | (hi > x1))):
         raise ValueError(f"calc_pixmap: spans leave the region's columns [{x0}, {x1})")
     if not isinstance(sel, str):  # one kernel call; it writes the NaN around the spans
-        return _run_kernel(sel[0], sel[1], y0, y1, x0, x1, np.where(used, lo, x0),
+        return _run_kernel(sel, y0, y1, x0, x1, np.where(used, lo, x0),
                            np.where(used, hi, x0), threads)  # fmt: skip
     # every value is written once: the spans from astropy, NaN only around them
     out = np.empty((y1 - y0, x1 - x0, 2))

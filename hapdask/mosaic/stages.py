@@ -253,13 +253,17 @@ def _prepare_exp(chip: ChipRef, sky, region: Box, params: DrizzleParams, sci: np
 
 
 def chip_pixmap(chip: ChipRef, out_wcs, region: Box,
-                spans: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                spans: tuple[np.ndarray, np.ndarray] | None = None,
+                grid: str | None = None) -> np.ndarray:
     """Pixel map of a region of a chip on an output grid (0-based output ``(x, y)`` per
     input pixel; :func:`hapdask.drizzle.calc_pixmap`), only in the row ``spans`` when given
-    (NaN elsewhere)."""
+    (NaN elsewhere). ``grid``: the header string of ``out_wcs``, to use the chip's numba
+    models kept for the process (:func:`_chip_models`) instead of checking them again."""
     from hapdask.drizzle import calc_pixmap
 
-    return calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region, spans=spans)
+    models = _chip_models(chip, out_wcs, grid) if grid is not None else None
+    return calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region, spans=spans,
+                       models=None if isinstance(models, str) else models)
 
 
 def _tile_spans(chip: ChipRef, box: Box, region: Box, window: Box, out_wcs, params,
@@ -568,7 +572,7 @@ def _cosmic_ray_pixmap(chip: ChipRef, out_wcs, grid: str, region: Box, points: n
             out = buffer.get(shape, segments) if buffer is not None else None
             return calc_pixmap_at(None, out_wcs, segments, chip.shape, region=region, out=out,
                                   models=models)
-    return chip_pixmap(chip, out_wcs, region)
+    return chip_pixmap(chip, out_wcs, region, grid=grid)
 
 
 def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics: Sequence = (),
@@ -925,7 +929,7 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
             mosaic[c0 - w0:c1 - w0, d0 - v0:d1 - v0] = arr[c0 - p0:c1 - p0, d0 - q0:d1 - q0]
     g0, g1, h0, h1 = job.grown
     with timed("pixmap"):
-        pixmap = chip_pixmap(chip, thread_header_wcs(job.header), job.grown)
+        pixmap = chip_pixmap(chip, thread_header_wcs(job.header), job.grown, grid=job.header)
     to_units = (1.0 if chip.is_rate else chip.exptime) / chip.gain
     with timed("blot"):
         # the map is on the median grid, the mosaic starts at its pixel (v0, w0)
