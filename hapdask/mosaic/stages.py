@@ -1051,13 +1051,13 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
     with timed("pixmap"):
         pixmap = chip_pixmap(chip, thread_header_wcs(job.header), job.grown, cached)
     to_units = (1.0 if chip.is_rate else chip.exptime) / chip.gain
+    sky_units = _subtracted(sky) if job.addsky else float(job.skyval)
     with timed("blot"):
-        # the map is on the median grid, the mosaic starts at its pixel (v0, w0)
+        # the map is on the median grid, the mosaic starts at its pixel (v0, w0); the sky
+        # is added to the float32 blot in the kernel (as ``blot += float32(sky)`` would be)
         blot = blot_image(mosaic, pixmap, interp=job.interp, sinscl=job.sinscl,
                           iscale=to_units / (job.ratio * job.ratio), fillval=0.0,
-                          offset=(v0, w0))
-    sky_units = _subtracted(sky) if job.addsky else float(job.skyval)
-    blot += np.float32(sky_units)
+                          offset=(v0, w0), addend=sky_units)
     with timed("read"):
         sci = chip.chip.read_sci(job.grown)
     with timed("detect"):
