@@ -1033,7 +1033,7 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
         Packed: the graph holds every region's mask until the final tiles and the mask files
         are made (1/8 of the bool arrays' memory).
     """
-    from hapdask.combine.crdetect import cr_mask
+    from hapdask.combine.crdetect import HysteresisParams, cr_mask
     from hapdask.drizzle import blot_image
 
     y0, y1, x0, x1 = job.box
@@ -1059,14 +1059,18 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
                           iscale=to_units / (job.ratio * job.ratio), fillval=0.0,
                           offset=(v0, w0), addend=sky_units)
     with timed("read"):
-        sci = chip.chip.read_sci(job.grown)
+        # the hysteresis detector also uses the region's DQ: read with SCI in one go
+        if isinstance(job.cr, HysteresisParams):
+            sci, _, dq = chip.chip.read(job.grown, err=False)
+        else:
+            sci, dq = chip.chip.read_sci(job.grown), None
     with timed("detect"):
         mask = cr_mask(sci, blot, sky=sky_units, exptime=chip.exptime, gain=chip.gain,
                        readnoise=chip.readnoise, params=job.cr,
                        cte_direction=cte_direction(chip) if job.cr.driz_cr_ctegrow else 0,
                        rate=chip.is_rate, origin=(g0, h0), chip_shape=chip.shape,
                        good=np.isfinite(sci), bits=chip.bits,
-                       dq=lambda: chip.chip.read(job.grown, err=False)[2])
+                       dq=None if dq is None else (lambda: dq))
     return PackedMask.pack(mask[y0 - g0:y1 - g0, x0 - h0:x1 - h0])
 
 
