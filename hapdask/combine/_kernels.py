@@ -359,6 +359,8 @@ def crmask(sci, blot, deriv, conv, backg, gain, rn2, snr1, snr2, mult1, mult2, g
     hi = (grow - 1) // 2
     m = lo + hi + 1
     nct = ctegrow if (ctegrow > 0 and cte_dir != 0) else 0
+    if h == 0 or w == 0:  # nothing to flag (the edge columns below need w >= 1)
+        return
     # no growth (grow 1, no CTE tail): the mask is "not good", written row by row
     direct = m == 1 and nct == 0
     good = np.empty((1 if direct else h, w), np.uint8)

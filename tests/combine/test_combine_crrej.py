@@ -101,6 +101,14 @@ def test_mask_of_tiny_chips_matches_drizcr(shape, grow):
     np.testing.assert_array_equal(ours, ref)
 
 
+@pytest.mark.parametrize("shape", [(5, 0), (0, 5), (0, 0)])
+def test_empty_region_gives_an_empty_mask(shape):
+    a = np.zeros(shape, np.float32)
+    m = driz_cr_mask(a, a, None, sky=80.0, exptime=1.0, gain=1.0, readnoise=4.5,
+                     params=CRParams(), origin=(1, 1), chip_shape=(10, 10))
+    assert m.shape == shape and m.dtype == bool
+
+
 def test_mask_with_gain_matches_drizcr():
     sci, blot, _ = _chip(seed=4)
     g = 2.0
