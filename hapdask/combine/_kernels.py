@@ -237,45 +237,82 @@ def _local(c, origin, size):
 
 
 @njit(nogil=True, cache=True)
+def _qderiv_at(a, y, x, oy, ox, NY, NX):
+    """:func:`qderiv` of one pixel ``(y, x)`` of the region, any position (edge rules)."""
+    h, w = a.shape
+    i = oy + y
+    j = ox + x
+    v = np.float64(a[y, x])
+    m = 0.0
+    # left neighbour
+    if i <= NY - 2 and 1 <= j <= NX - 2:
+        d = abs(v - np.float64(a[y, _local(j - 1, ox, w)]))
+    else:
+        d = abs(v)
+    m = max(m, d)
+    # right neighbour
+    if i <= NY - 2 and j <= NX - 3:
+        d = abs(v - np.float64(a[y, _local(j + 1, ox, w)]))
+    else:
+        d = abs(v)
+    m = max(m, d)
+    # previous row
+    if 1 <= i <= NY - 2 and j <= NX - 2:
+        d = abs(v - np.float64(a[_local(i - 1, oy, h), x]))
+    else:
+        d = abs(v)
+    m = max(m, d)
+    # next row
+    if i <= NY - 3 and j <= NX - 2:
+        d = abs(v - np.float64(a[_local(i + 1, oy, h), x]))
+    else:
+        d = abs(v)
+    m = max(m, d)
+    return np.float32(m)
+
+
+@njit(nogil=True, cache=True)
 def qderiv(a, oy, ox, NY, NX, out):
     """AstroDrizzle's quick derivative of the region ``a`` whose [0, 0] is chip pixel (oy, ox).
 
     out = max over the 4 neighbours of |a - neighbour| (float64, stored as float32), where a
     neighbour that AstroDrizzle's shifted copies do not provide (the chip's last row, its last
     one or two columns, the first row/column depending on direction) counts as 0.
+
+    Pixels whose four neighbours are all in the region and in the chip's shifted copies
+    (region rows/columns 1 .. size - 2 at chip rows 1 .. NY - 3 and columns 1 .. NX - 3) take
+    a loop without branches (the same operations as :func:`_qderiv_at`, vectorised); the
+    others :func:`_qderiv_at`.
     """
     h, w = a.shape
+    xa = max(1, 1 - ox)
+    xb = min(w - 1, NX - 2 - ox)
+    ya = max(1, 1 - oy)
+    yb = min(h - 1, NY - 2 - oy)
     for y in range(h):
-        i = oy + y
-        for x in range(w):
-            j = ox + x
-            v = np.float64(a[y, x])
-            m = 0.0
-            # left neighbour
-            if i <= NY - 2 and 1 <= j <= NX - 2:
-                d = abs(v - np.float64(a[y, _local(j - 1, ox, w)]))
-            else:
-                d = abs(v)
-            m = max(m, d)
-            # right neighbour
-            if i <= NY - 2 and j <= NX - 3:
-                d = abs(v - np.float64(a[y, _local(j + 1, ox, w)]))
-            else:
-                d = abs(v)
-            m = max(m, d)
-            # previous row
-            if 1 <= i <= NY - 2 and j <= NX - 2:
-                d = abs(v - np.float64(a[_local(i - 1, oy, h), x]))
-            else:
-                d = abs(v)
-            m = max(m, d)
-            # next row
-            if i <= NY - 3 and j <= NX - 2:
-                d = abs(v - np.float64(a[_local(i + 1, oy, h), x]))
-            else:
-                d = abs(v)
-            m = max(m, d)
-            out[y, x] = np.float32(m)
+        if ya <= y < yb and xa < xb:
+            for x in range(xa):
+                out[y, x] = _qderiv_at(a, y, x, oy, ox, NY, NX)
+            # slices indexed from 0: no negative-index wrap-around (gathers) in the loop
+            mid = a[y, xa:xb]
+            left = a[y, xa - 1:xb - 1]
+            right = a[y, xa + 1:xb + 1]
+            up = a[y - 1, xa:xb]
+            dn = a[y + 1, xa:xb]
+            o = out[y, xa:xb]
+            for k in range(xb - xa):
+                v = np.float64(mid[k])
+                m = 0.0
+                m = max(m, abs(v - np.float64(left[k])))
+                m = max(m, abs(v - np.float64(right[k])))
+                m = max(m, abs(v - np.float64(up[k])))
+                m = max(m, abs(v - np.float64(dn[k])))
+                o[k] = np.float32(m)
+            for x in range(xb, w):
+                out[y, x] = _qderiv_at(a, y, x, oy, ox, NY, NX)
+        else:
+            for x in range(w):
+                out[y, x] = _qderiv_at(a, y, x, oy, ox, NY, NX)
 
 
 @njit(nogil=True, cache=True)
@@ -318,22 +355,46 @@ def crmask(sci, blot, deriv, conv, backg, gain, rn2, snr1, snr2, mult1, mult2, g
             xs[d, x] = _local(_reflect(ox + x + d - 1, NX), ox, w)
     g1 = good1.view(np.uint8)
     g2 = good2.view(np.uint8)
-    good = np.empty((h, w), np.uint8)
+    lo = grow // 2
+    hi = (grow - 1) // 2
+    m = lo + hi + 1
+    nct = ctegrow if (ctegrow > 0 and cte_dir != 0) else 0
+    if h == 0 or w == 0:  # nothing to flag (the edge columns below need w >= 1)
+        return
+    # no growth (grow 1, no CTE tail): the mask is "not good", written row by row
+    direct = m == 1 and nct == 0
+    good = np.empty((1 if direct else h, w), np.uint8)
     for y in range(h):
         r0 = g1[ys[0, y]]
         r1 = g1[ys[1, y]]
         r2 = g1[ys[2, y]]
-        g = good[y]
+        g = good[0 if direct else y]
         s2 = g2[y]
-        for x in range(w):
+        for x in (0, w - 1):  # the edge columns (reflected or clamped neighbours)
             a = xs[0, x]
             b = xs[1, x]
             c = xs[2, x]
             allg = (r0[a] & r0[b] & r0[c]) & (r1[a] & r1[b] & r1[c]) & (r2[a] & r2[b] & r2[c])
             g[x] = s2[x] | allg
-    lo = grow // 2
-    hi = (grow - 1) // 2
-    m = lo + hi + 1
+        # columns 1 .. w - 2: the neighbours are x - 1, x, x + 1 (xs); slices from 0 so the
+        # loop is vectorised (no index tables, no negative-index wrap-around)
+        n = w - 2
+        if n > 0:
+            a0, b0, c0 = r0[0:n], r0[1:n + 1], r0[2:n + 2]
+            a1, b1, c1 = r1[0:n], r1[1:n + 1], r1[2:n + 2]
+            a2, b2, c2 = r2[0:n], r2[1:n + 1], r2[2:n + 2]
+            gi = g[1:n + 1]
+            si = s2[1:n + 1]
+            for k in range(n):
+                allg = ((a0[k] & b0[k] & c0[k]) & (a1[k] & b1[k] & c1[k])
+                        & (a2[k] & b2[k] & c2[k]))
+                gi[k] = si[k] | allg
+        if direct:
+            o = out[y]
+            for x in range(w):
+                o[x] = g[x] == 0
+    if direct:
+        return
     gy = np.empty((max(m, 1), h), np.int64)
     gx = np.empty((max(m, 1), w), np.int64)
     for d in range(m):
@@ -341,7 +402,6 @@ def crmask(sci, blot, deriv, conv, backg, gain, rn2, snr1, snr2, mult1, mult2, g
             gy[d, y] = _local(_reflect(oy + y + d - lo, NY), oy, h)
         for x in range(w):
             gx[d, x] = _local(_reflect(ox + x + d - lo, NX), ox, w)
-    nct = ctegrow if (ctegrow > 0 and cte_dir != 0) else 0
     cy = np.empty((max(nct, 1), h), np.int64)
     for k in range(nct):
         for y in range(h):

@@ -26,6 +26,7 @@ def blot_image(
     interp: str = "poly5",
     sinscl: float = 1.0,
     offset: tuple[float, float] = (0.0, 0.0),
+    addend: float | None = None,
 ) -> np.ndarray:
     """Interpolate ``data`` at the positions of ``pixmap`` (inverse of drizzling).
 
@@ -90,6 +91,11 @@ def blot_image(
         The positions in ``data`` are ``pixmap - offset`` (float64 subtractions): for a
         pixmap in a larger frame where ``data`` starts at pixel ``(x0, y0)``, without a
         shifted copy of the pixmap.
+    addend : float, optional
+        Added to every float32 output value, the fill value included, in float32: the same
+        bits as ``out += np.float32(addend)`` after the call, without the second pass over
+        the output (e.g. the sky AstroDrizzle's ``blot_addsky`` puts back). None adds
+        nothing (0.0 would turn ``-0.0`` outputs into ``+0.0``, as the addition does).
 
     Returns
     -------
@@ -134,7 +140,8 @@ def blot_image(
     a = {"lanczos3": 3, "lanczos5": 5}.get(name, 1)
     lut = lanczos_table(a) if name.startswith("lanczos") else np.zeros(2)
     ox, oy = (float(v) for v in offset)
-    blot_kernel(data, pixmap, out, INTERP_CODES[name], scale, float(fillval), lut, a, ox, oy)
+    blot_kernel(data, pixmap, out, INTERP_CODES[name], scale, float(fillval), lut, a, ox, oy,
+                0.0 if addend is None else float(addend), addend is not None)
     return out
 
 

@@ -915,7 +915,7 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
         Packed: the graph holds every region's mask until the final tiles and the mask files
         are made (1/8 of the bool arrays' memory).
     """
-    from hapdask.combine.crdetect import cr_mask
+    from hapdask.combine.crdetect import HysteresisParams, cr_mask
     from hapdask.drizzle import blot_image
 
     y0, y1, x0, x1 = job.box
@@ -931,22 +931,26 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
     with timed("pixmap"):
         pixmap = chip_pixmap(chip, thread_header_wcs(job.header), job.grown, grid=job.header)
     to_units = (1.0 if chip.is_rate else chip.exptime) / chip.gain
+    sky_units = _subtracted(sky) if job.addsky else float(job.skyval)
     with timed("blot"):
-        # the map is on the median grid, the mosaic starts at its pixel (v0, w0)
+        # the map is on the median grid, the mosaic starts at its pixel (v0, w0); the sky
+        # is added to the float32 blot in the kernel (as ``blot += float32(sky)`` would be)
         blot = blot_image(mosaic, pixmap, interp=job.interp, sinscl=job.sinscl,
                           iscale=to_units / (job.ratio * job.ratio), fillval=0.0,
-                          offset=(v0, w0))
-    sky_units = _subtracted(sky) if job.addsky else float(job.skyval)
-    blot += np.float32(sky_units)
+                          offset=(v0, w0), addend=sky_units)
     with timed("read"):
-        sci = chip.chip.read_sci(job.grown)
+        # the hysteresis detector also uses the region's DQ: read with SCI in one go
+        if isinstance(job.cr, HysteresisParams):
+            sci, _, dq = chip.chip.read(job.grown, err=False)
+        else:
+            sci, dq = chip.chip.read_sci(job.grown), None
     with timed("detect"):
         mask = cr_mask(sci, blot, sky=sky_units, exptime=chip.exptime, gain=chip.gain,
                        readnoise=chip.readnoise, params=job.cr,
                        cte_direction=cte_direction(chip) if job.cr.driz_cr_ctegrow else 0,
                        rate=chip.is_rate, origin=(g0, h0), chip_shape=chip.shape,
                        good=np.isfinite(sci), bits=chip.bits,
-                       dq=lambda: chip.chip.read(job.grown, err=False)[2])
+                       dq=None if dq is None else (lambda: dq))
     return PackedMask.pack(mask[y0 - g0:y1 - g0, x0 - h0:x1 - h0])
 
 

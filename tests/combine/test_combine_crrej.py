@@ -32,7 +32,8 @@ def _chip(shape=(120, 90), seed=0, sky=80.0, rn=4.5):
     return sci.astype(np.float32), blot, crs
 
 
-@pytest.mark.parametrize("shape", [(3, 3), (4, 7), (40, 31), (64, 64)])
+@pytest.mark.parametrize("shape", [(3, 3), (4, 7), (40, 31), (64, 64), (1, 6), (6, 1), (2, 2),
+                                   (2, 9), (9, 2), (5, 3)])
 def test_derivative_matches_qderiv(shape):
     rng = np.random.default_rng(shape[0])
     a = rng.normal(100, 30, shape).astype(np.float32)
@@ -82,6 +83,30 @@ def test_mask_matches_drizcr(snr, scale, grow, ctegrow, cte_dir, rate):
         given = driz_cr_mask(sci, blot, blot_derivative(blot), sky=sky, exptime=exptime,
                              gain=1.0, readnoise=rn, params=p, cte_direction=cte_dir)
         np.testing.assert_array_equal(given, ref)
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (2, 9), (9, 2), (4, 5), (1, 7), (7, 1)])
+@pytest.mark.parametrize("grow", [1, 3])
+def test_mask_of_tiny_chips_matches_drizcr(shape, grow):
+    """Chips of 1-3 rows or columns: every pixel is an edge pixel of the derivative and of
+    the 3x3 test (the kernels' branch-free interior loops are empty)."""
+    rng = np.random.default_rng(shape[0] * 10 + shape[1])
+    blot = rng.uniform(50.0, 3000.0, shape).astype(np.float32)
+    sci = (blot + rng.normal(0.0, 30.0, shape) + 400.0 * (rng.random(shape) < 0.3)).astype(
+        np.float32)
+    ref = drizzlepac_crmask(sci, blot, sky=80.0, gain=1.0, readnoise=4.5, snr="3.5 3.0",
+                            scale="1.2 0.7", grow=grow, ctegrow=0)
+    ours = driz_cr_mask(sci, blot, None, sky=80.0, exptime=1.0, gain=1.0, readnoise=4.5,
+                        params=CRParams(driz_cr_grow=grow))
+    np.testing.assert_array_equal(ours, ref)
+
+
+@pytest.mark.parametrize("shape", [(5, 0), (0, 5), (0, 0)])
+def test_empty_region_gives_an_empty_mask(shape):
+    a = np.zeros(shape, np.float32)
+    m = driz_cr_mask(a, a, None, sky=80.0, exptime=1.0, gain=1.0, readnoise=4.5,
+                     params=CRParams(), origin=(1, 1), chip_shape=(10, 10))
+    assert m.shape == shape and m.dtype == bool
 
 
 def test_mask_with_gain_matches_drizcr():

@@ -339,3 +339,67 @@ def test_offset_equals_shifted_pixmap(interp):
     got = blot_image(d, pm, interp=interp, fillval=-2.0, iscale=0.8, offset=off)
     assert (want == -2.0).sum() > 100 and (want != -2.0).sum() > 1000
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_poly5_sum_order_is_the_documented_one():
+    """The poly5 value of an interior stencil is, bit for bit, the float64 sum in the order the
+    kernel documents (per column ``t_c = 0 + d[0, c] wy[0] + ... + d[5, c] wy[5]``, then
+    ``((t0 wx0 + t1 wx1) + (t2 wx2 + t3 wx3)) + (t4 wx4 + t5 wx5)``) times the scale, rounded
+    to float32: the vectorised 6x6 sum is checked against that order evaluated in Python
+    (blocks of zeros of either sign included)."""
+    rng = np.random.default_rng(5)
+    d = rng.normal(0.0, 50.0, (30, 40)).astype(np.float32)
+    d[10:20, 10:20] = 0.0
+    d[12:18, 22:30] = -0.0
+    n = 300
+    pm = np.empty((1, n, 2))
+    pm[0, :, 0] = rng.uniform(2.0, 36.0, n)
+    pm[0, :, 1] = rng.uniform(2.0, 26.0, n)
+    pm[0, :40, 0] = rng.uniform(12.0, 16.0, 40)  # all-zero blocks
+    pm[0, :40, 1] = rng.uniform(12.0, 16.0, 40)
+    pm[0, 40:80, 0] = rng.uniform(24.0, 26.0, 40)  # all-negative-zero blocks
+    pm[0, 40:80, 1] = rng.uniform(14.0, 15.0, 40)
+    scale = 0.75
+    out = blot_image(d, pm, interp="poly5", iscale=scale)
+
+    def weights(s: float) -> list[float]:  # the module's Everett form, in Python floats
+        t = 1.0 - s
+        a = s * (s * s - 1.0) / 6.0
+        c = t * (t * t - 1.0) / 6.0
+        b = a * (s * s - 4.0) / 20.0
+        e = c * (t * t - 4.0) / 20.0
+        return [e, b + c - 4.0 * e, a - 4.0 * b + t - 2.0 * c + 6.0 * e,
+                s - 2.0 * a + 6.0 * b + c - 4.0 * e, a - 4.0 * b + e, b]
+
+    zeros = 0
+    for ii in range(n):
+        x, y = pm[0, ii]
+        ix, iy = int(np.floor(x)), int(np.floor(y))
+        wx, wy = weights(x - ix), weights(y - iy)
+        t = [0.0] * 6
+        for r in range(6):
+            for c in range(6):
+                t[c] += float(d[iy - 2 + r, ix - 2 + c]) * wy[r]
+        v = ((t[0] * wx[0] + t[1] * wx[1]) + (t[2] * wx[2] + t[3] * wx[3])) + (
+            t[4] * wx[4] + t[5] * wx[5])
+        want = np.float32(v * scale)
+        assert out[0, ii].tobytes() == want.tobytes(), (ii, x, y)
+        zeros += int(want == 0)
+    assert zeros >= 80
+
+
+@pytest.mark.parametrize("interp", INTERPS)
+@pytest.mark.parametrize("addend", [0.0, 19.998923370528406, -3.25])
+def test_addend_equals_adding_after_the_call(interp, addend):
+    """``addend``: the same bits as ``out += np.float32(addend)`` after a blot without it,
+    fill values, edges, off-image and NaN positions and ``-0.0`` outputs included (0.0 turns
+    them into +0.0 both ways)."""
+    d = _image(60, 70)
+    d[20:40, 20:40] = 0.0
+    pm = _pixmap((50, 80), theta=0.3, scale=1.1, shift=(-4.0, -3.0))
+    pm[5, 10:20] = np.nan
+    want = blot_image(d, pm, interp=interp, fillval=-0.0, iscale=-1.5)
+    assert np.signbit(want[want == 0]).any()
+    want += np.float32(addend)
+    got = blot_image(d, pm, interp=interp, fillval=-0.0, iscale=-1.5, addend=addend)
+    assert got.tobytes() == want.tobytes()
