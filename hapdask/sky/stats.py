@@ -19,7 +19,8 @@ ImageStats 1.8 starts the running min/max from the first pixel clamped to the ra
 histogram's lower edge can be the clip limit rather than the lowest pixel: reproduced (it moves
 ``mode`` by a fraction of a bin). Values are float32 as in ImageStats (sums in float64). The
 passes are one numba kernel each; the median is exact (equal to :func:`numpy.median` of the
-final selection) from a counting pass over fine bins and a sort of the bins holding the middle.
+final selection) from a counting pass over fine bins (with clipping: by the values' order keys,
+in the last clipping pass) and a selection in the bins holding the middle.
 
 Units: statistics are in the chip's SCI units. To compare chips and exposures AstroDrizzle
 (skypac ``SkyLineMember.data2brightness``) converts a value to surface brightness by dividing
@@ -73,19 +74,17 @@ class ClippedStats:
 
 
 @njit(nogil=True, cache=True)
-def _moments(v, lo, hi, flo, inv, nb, extremes):  # pragma: no cover - numba
+def _moments(v, lo, hi, extremes):  # pragma: no cover - numba
     """Count, sum, sum of squares and, with ``extremes``, min and max (else ``hi``, ``lo``) of
-    the values of v inside [lo, hi] and, when ``nb`` > 0, in the same pass their
-    :func:`_bracket_counts` in ``nb`` bins ``(x - flo) * inv`` (the last clipping pass of a
-    median's statistic; ``nb`` 0: no counts, an empty array). The clipping passes before the
-    last need no extremes: without them a pass costs ~25 % less (the flag's test is hoisted
-    out of the loop by the compiler: as fast as a loop without it)."""
+    the values of v inside [lo, hi]. The clipping passes before the last need no extremes:
+    without them a pass costs ~25 % less (the flag's test is hoisted out of the loop by the
+    compiler: as fast as a loop without it). (The last pass of a median's statistic is
+    :func:`_moments_keys`.)"""
     n = 0
     s = 0.0
     ss = 0.0
     mn = hi
     mx = lo
-    h = np.zeros(nb, np.int64)
     for i in range(v.size):
         x = v[i]
         if x >= lo and x <= hi:
@@ -97,12 +96,7 @@ def _moments(v, lo, hi, flo, inv, nb, extremes):  # pragma: no cover - numba
                     mn = x
                 if x > mx:
                     mx = x
-            if nb > 0:
-                k = int((np.float64(x) - flo) * inv)
-                if k >= nb:
-                    k = nb - 1
-                h[k] += 1
-    return n, s, ss, mn, mx, h
+    return n, s, ss, mn, mx
 
 
 @njit(nogil=True, cache=True)
@@ -305,14 +299,13 @@ def gather_spans(sci, good, y0, xlo, xhi):  # pragma: no cover - numba
 
 
 @njit(nogil=True, cache=True)
-def _gather_first(sci, good, y0, xlo, xhi, lower, upper, has_lower,
-                  has_upper):  # pragma: no cover - numba
+def _gather_first(sci, good, y0, xlo, xhi, lower, upper):  # pragma: no cover - numba
     """:func:`gather_spans` and, in the same pass, :func:`clipped_stats`' first clipping pass
     over the gathered values: their count, sum and sum of squares inside ``[lower, upper]``
-    (a bound not given: none on that side, i.e. the data range) in the same order, their min
-    and max, and how many are NaN (left out of all of these). The gather alone is bound by
-    its loads and stores, the clipping pass by its sums' additions: together ~45 % less CPU
-    than one after the other (rows as 1-D views: no per-pixel 2-D index arithmetic)."""
+    in the same order, and their min and max (NaN: see :func:`gather_first_pass`). The
+    gather alone is bound by its loads and stores, the clipping pass by its sums' additions:
+    together about the gather's CPU (rows as 1-D views: no per-pixel 2-D index arithmetic;
+    any further test per pixel, e.g. counting NaN, costs ~40 % more)."""
     m = 0
     for k in range(xlo.size):
         m += max(xhi[k] - xlo[k] + 1, 0)
@@ -323,7 +316,6 @@ def _gather_first(sci, good, y0, xlo, xhi, lower, upper, has_lower,
     ss = 0.0
     mn = np.float32(np.inf)
     mx = np.float32(-np.inf)
-    nan = 0
     for k in range(xlo.size):
         a = xlo[k]
         b = xhi[k] + 1
@@ -336,25 +328,21 @@ def _gather_first(sci, good, y0, xlo, xhi, lower, upper, has_lower,
             if g[i]:
                 out[j] = x
                 j += 1
-                if x != x:
-                    nan += 1
-                    continue
-                if x < mn:
-                    mn = x
-                if x > mx:
-                    mx = x
-                if (not has_lower or x >= lower) and (not has_upper or x <= upper):
+                mn = min(mn, x)
+                mx = max(mx, x)
+                if x >= lower and x <= upper:
                     n += 1
                     s += x
                     ss += np.float64(x) * np.float64(x)
-    return out[:j], n, s, ss, mn, mx, nan
+    return out[:j], n, s, ss, mn, mx
 
 
 def gather_first_pass(sci: np.ndarray, good: np.ndarray, y0: int, xlo: np.ndarray,
                       xhi: np.ndarray, lower: float | None = None, upper: float | None = None
                       ) -> tuple[np.ndarray, tuple | None]:
     """:func:`gather_spans`' values and the first clipping pass of :func:`clipped_stats`
-    (``lower``, ``upper``: its bounds) over them, from one pass over the spans.
+    (``lower``, ``upper``: its bounds, None: the data range) over them, from one pass over
+    the spans.
 
     Returns
     -------
@@ -367,10 +355,12 @@ def gather_first_pass(sci: np.ndarray, good: np.ndarray, y0: int, xlo: np.ndarra
     """
     if sci.dtype != np.float32 or not sci.dtype.isnative:
         return gather_spans(sci, good, y0, xlo, xhi), None
-    vals, n, s, ss, mn, mx, nan = _gather_first(
-        sci, good, y0, xlo, xhi, np.float32(0.0 if lower is None else lower),
-        np.float32(0.0 if upper is None else upper), lower is not None, upper is not None)
-    if nan or vals.size == 0:
+    # no bound: +-inf, the same selection as the data range for every value but NaN
+    vals, n, s, ss, mn, mx = _gather_first(
+        sci, good, y0, xlo, xhi, np.float32(-np.inf if lower is None else lower),
+        np.float32(np.inf if upper is None else upper))
+    # a NaN is in no range: only when some value is outside it can one be among them
+    if vals.size == 0 or (n != vals.size and np.isnan(vals).any()):
         return vals, None
     return vals, (n, s, ss, mn, mx)
 
@@ -415,16 +405,10 @@ def finite_range(values: np.ndarray) -> tuple[np.float32, np.float32] | None:
     return _float_of_key(int(kmn)), _float_of_key(int(kmx))
 
 
-def _median(v: np.ndarray, lo: float, hi: float, n: int, bins: np.ndarray | None = None
-            ) -> float:
-    """``numpy.median`` of the n values of v inside [lo, hi] (float32 arithmetic as numpy).
-    ``bins``: their fine-bin counts when a pass made them already (:func:`_moments`)."""
+def _median(v: np.ndarray, lo: float, hi: float, n: int) -> float:
+    """``numpy.median`` of the n values of v inside [lo, hi] (float32 arithmetic as numpy)."""
     lo32, hi32 = np.float32(lo), np.float32(hi)
-    if bins is None:
-        a, b = _order_stats(v, lo32, hi32, n, (n - 1) // 2, n // 2)
-    else:
-        flo, inv = _bin_params(lo32, hi32)
-        a, b = _ranks(v, lo32, hi32, flo, inv, bins, (n - 1) // 2, n // 2)
+    a, b = _order_stats(v, lo32, hi32, n, (n - 1) // 2, n // 2)
     return float((np.float32(a) + np.float32(b)) / np.float32(2))
 
 
@@ -809,7 +793,7 @@ def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
         if it == 0 and first is not None:  # made beside the gather (not the last: nclip > 0)
             n, s, ss = first[0], first[1], first[2]
         elif not last:
-            n, s, ss, _, _, _ = _moments(v, lo32, hi32, 0.0, 0.0, 0, False)
+            n, s, ss, _, _ = _moments(v, lo32, hi32, False)
         else:
             if median and nclip > 0:
                 # the last pass selects the median's values: their fine bins (by order key)
@@ -818,7 +802,7 @@ def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
                 n, s, ss, mn, mx, bins = _moments_keys(v, v.view(np.int32), lo32, hi32,
                                                        kb.klo, kb.shift, kb.nb)
             else:
-                n, s, ss, mn, mx, _ = _moments(v, lo32, hi32, 0.0, 0.0, 0, True)
+                n, s, ss, mn, mx = _moments(v, lo32, hi32, True)
         if n <= 0:
             raise ValueError(f"no pixel left after clipping pass {it} "
                              f"(range [{lo:g}, {hi:g}])")
@@ -837,7 +821,7 @@ def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
     if median:  # ImageStats: median of the final range, of all values without clipping
         if nclip > 0:
             med = _key_median(v, kb, bins, n)
-            if med is None:  # a zero in the middle: numpy's sign of it, by the value bins
+            if med is None:  # a zero in the middle: its sign as the value bins pick it
                 med = _median(v, lo, hi, n)
         else:
             med = _median(v, vmin, vmax, v.size)
