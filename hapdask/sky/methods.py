@@ -53,7 +53,7 @@ from hapdask.sky.level import SkyLevel
 from hapdask.sky.overlap import Overlap, chip_overlap, corners_sky
 from hapdask.sky.params import SkyParams
 from hapdask.sky.static import static_mask_tasks
-from hapdask.sky.stats import brightness_factor, gather_spans, good_sky_pixels, sky_statistic
+from hapdask.sky.stats import brightness_factor, gather_first_pass, good_sky_pixels, sky_statistic
 
 __all__ = ["AstroDrizzleSky", "ChipMeasure", "measure_chip", "solve_sky"]
 
@@ -116,7 +116,12 @@ def measure_chip(ref, params: SkyParams, static: np.ndarray | None,
     if own:
         try:
             with timed("stats"):
-                mine = sky_statistic(sci[good], params)
+                # sci[good] (whole rows) with the first clipping pass in the same loop
+                ny, nx = sci.shape
+                vals, first = gather_first_pass(sci, good, 0, np.zeros(ny, np.int64),
+                                                np.full(ny, nx - 1, np.int64),
+                                                params.skylower, params.skyupper)
+                mine = sky_statistic(vals, params, first)
         except ValueError as exc:
             note = f"no sky statistic: {exc}"
     found = {}
@@ -139,13 +144,14 @@ def _span_statistic(sci: np.ndarray, good: np.ndarray, sp, params: SkyParams
                     ) -> tuple[float, int] | None:
     """The statistic of the good pixels of ``sci`` inside the spans ``sp``; None when there
     is nothing to measure."""
-    with timed("gather"):
-        vals = gather_spans(sci, good, sp.y0, sp.xlo, sp.xhi)
+    with timed("gather"):  # with the statistic's first clipping pass, in the same loop
+        vals, first = gather_first_pass(sci, good, sp.y0, sp.xlo, sp.xhi, params.skylower,
+                                        params.skyupper)
     if vals.size == 0:
         return None
     try:
         with timed("stats"):
-            return sky_statistic(vals, params)
+            return sky_statistic(vals, params, first)
     except ValueError:
         return None
 

@@ -29,9 +29,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from numba import njit
 
 from hapdask.profile import timed
-from hapdask.sky.stats import clipped_stats
+from hapdask.sky.stats import clipped_stats, finite_range
 
 __all__ = ["combine", "signature", "static_mask_tasks", "static_part"]
 
@@ -60,19 +61,37 @@ def static_part(sci: np.ndarray, static_sig: float) -> np.ndarray | None:
     out of the statistics and never flagged. Returns None when the chip cannot contribute (no
     finite pixel, or clipped data within one histogram bin), as AstroDrizzle skips it.
     """
-    finite = np.isfinite(sci)
-    # the finite values in row order: the chip itself (no copy) when all are finite
-    vals = sci.ravel() if finite.all() else sci[finite]
+    # the finite values in row order: the chip itself (no copy) when all are finite (their
+    # range found in the same pass)
+    vals = np.ascontiguousarray(sci).ravel()
+    data_range = finite_range(vals)
+    if data_range is None:
+        vals = vals[np.isfinite(vals)]
     if vals.size == 0:
         return None
     try:
         # range: the data range (clipped_stats' default)
-        st = clipped_stats(vals, nclip=3, lsig=3.0, usig=3.0, binwidth=0.1, mode=True)
+        st = clipped_stats(vals, nclip=3, lsig=3.0, usig=3.0, binwidth=0.1, mode=True,
+                           data_range=data_range)
     except ValueError:
         return None
     if st.nbins < 2:
         return None
-    return ~(sci < np.float32(st.mode - static_sig * st.stddev))
+    return _not_below(sci, np.float32(st.mode - static_sig * st.stddev))
+
+
+@njit(nogil=True, cache=True)
+def _not_below_kernel(a, t, out):  # pragma: no cover - numba
+    for i in range(a.size):
+        out[i] = not a[i] < t
+
+
+def _not_below(sci: np.ndarray, t: np.float32) -> np.ndarray:
+    """``~(sci < t)`` (True also where ``sci`` is NaN) in one pass instead of numpy's two."""
+    a = np.ascontiguousarray(sci)
+    out = np.empty(a.shape, dtype=bool)
+    _not_below_kernel(a.ravel(), t, out.ravel())
+    return out
 
 
 def _read_part(ref, static_sig: float) -> np.ndarray | None:

@@ -19,7 +19,8 @@ ImageStats 1.8 starts the running min/max from the first pixel clamped to the ra
 histogram's lower edge can be the clip limit rather than the lowest pixel: reproduced (it moves
 ``mode`` by a fraction of a bin). Values are float32 as in ImageStats (sums in float64). The
 passes are one numba kernel each; the median is exact (equal to :func:`numpy.median` of the
-final selection) from a counting pass over fine bins and a sort of the bins holding the middle.
+final selection) from a counting pass over fine bins (with clipping: by the values' order keys,
+in the last clipping pass) and a selection in the bins holding the middle.
 
 Units: statistics are in the chip's SCI units. To compare chips and exposures AstroDrizzle
 (skypac ``SkyLineMember.data2brightness``) converts a value to surface brightness by dividing
@@ -37,9 +38,9 @@ from numba import njit
 
 from hapdask.dqflags import good_pixel_mask
 
-__all__ = ["ClippedStats", "brightness_factor", "clipped_stats", "exact_median", "gather_spans",
-           "good_sky_pixels", "mean_float64", "median_float64", "numpy_std", "sky_statistic",
-           "std_float64"]
+__all__ = ["ClippedStats", "brightness_factor", "clipped_stats", "exact_median",
+           "finite_range", "gather_first_pass", "gather_spans", "good_sky_pixels", "mean_float64",
+           "median_float64", "numpy_std", "sky_statistic", "std_float64"]
 
 
 @dataclass(frozen=True)
@@ -73,19 +74,17 @@ class ClippedStats:
 
 
 @njit(nogil=True, cache=True)
-def _moments(v, lo, hi, flo, inv, nb, extremes):  # pragma: no cover - numba
+def _moments(v, lo, hi, extremes):  # pragma: no cover - numba
     """Count, sum, sum of squares and, with ``extremes``, min and max (else ``hi``, ``lo``) of
-    the values of v inside [lo, hi] and, when ``nb`` > 0, in the same pass their
-    :func:`_bracket_counts` in ``nb`` bins ``(x - flo) * inv`` (the last clipping pass of a
-    median's statistic; ``nb`` 0: no counts, an empty array). The clipping passes before the
-    last need no extremes: without them a pass costs ~25 % less (the flag's test is hoisted
-    out of the loop by the compiler: as fast as a loop without it)."""
+    the values of v inside [lo, hi]. The clipping passes before the last need no extremes:
+    without them a pass costs ~25 % less (the flag's test is hoisted out of the loop by the
+    compiler: as fast as a loop without it). (The last pass of a median's statistic is
+    :func:`_moments_keys`.)"""
     n = 0
     s = 0.0
     ss = 0.0
     mn = hi
     mx = lo
-    h = np.zeros(nb, np.int64)
     for i in range(v.size):
         x = v[i]
         if x >= lo and x <= hi:
@@ -97,12 +96,7 @@ def _moments(v, lo, hi, flo, inv, nb, extremes):  # pragma: no cover - numba
                     mn = x
                 if x > mx:
                     mx = x
-            if nb > 0:
-                k = int((np.float64(x) - flo) * inv)
-                if k >= nb:
-                    k = nb - 1
-                h[k] += 1
-    return n, s, ss, mn, mx, h
+    return n, s, ss, mn, mx
 
 
 @njit(nogil=True, cache=True)
@@ -304,16 +298,233 @@ def gather_spans(sci, good, y0, xlo, xhi):  # pragma: no cover - numba
     return out[:j]
 
 
-def _median(v: np.ndarray, lo: float, hi: float, n: int, bins: np.ndarray | None = None
-            ) -> float:
-    """``numpy.median`` of the n values of v inside [lo, hi] (float32 arithmetic as numpy).
-    ``bins``: their fine-bin counts when a pass made them already (:func:`_moments`)."""
+@njit(nogil=True, cache=True)
+def _gather_first(sci, good, y0, xlo, xhi, lower, upper):  # pragma: no cover - numba
+    """:func:`gather_spans` and, in the same pass, :func:`clipped_stats`' first clipping pass
+    over the gathered values: their count, sum and sum of squares inside ``[lower, upper]``
+    in the same order, and their min and max (NaN: see :func:`gather_first_pass`). The
+    gather alone is bound by its loads and stores, the clipping pass by its sums' additions:
+    together about the gather's CPU (rows as 1-D views: no per-pixel 2-D index arithmetic;
+    any further test per pixel, e.g. counting NaN, costs ~40 % more)."""
+    m = 0
+    for k in range(xlo.size):
+        m += max(xhi[k] - xlo[k] + 1, 0)
+    out = np.empty(m, sci.dtype)
+    j = 0
+    n = 0
+    s = 0.0
+    ss = 0.0
+    mn = np.float32(np.inf)
+    mx = np.float32(-np.inf)
+    for k in range(xlo.size):
+        a = xlo[k]
+        b = xhi[k] + 1
+        if b <= a:
+            continue
+        row = sci[y0 + k, a:b]
+        g = good[y0 + k, a:b]
+        for i in range(row.size):
+            x = row[i]
+            if g[i]:
+                out[j] = x
+                j += 1
+                mn = min(mn, x)
+                mx = max(mx, x)
+                if x >= lower and x <= upper:
+                    n += 1
+                    s += x
+                    ss += np.float64(x) * np.float64(x)
+    return out[:j], n, s, ss, mn, mx
+
+
+def gather_first_pass(sci: np.ndarray, good: np.ndarray, y0: int, xlo: np.ndarray,
+                      xhi: np.ndarray, lower: float | None = None, upper: float | None = None
+                      ) -> tuple[np.ndarray, tuple | None]:
+    """:func:`gather_spans`' values and the first clipping pass of :func:`clipped_stats`
+    (``lower``, ``upper``: its bounds, None: the data range) over them, from one pass over
+    the spans.
+
+    Returns
+    -------
+    values : ndarray
+        As :func:`gather_spans` (float32 ``sci``).
+    first : tuple or None
+        ``(n, sum, sum of squares, min, max)`` for ``clipped_stats(values, first=...)``;
+        None when the values are not float32 or hold a NaN (then ``clipped_stats`` makes
+        that pass itself).
+    """
+    if sci.dtype != np.float32 or not sci.dtype.isnative:
+        return gather_spans(sci, good, y0, xlo, xhi), None
+    # no bound: +-inf, the same selection as the data range for every value but NaN
+    vals, n, s, ss, mn, mx = _gather_first(
+        sci, good, y0, xlo, xhi, np.float32(-np.inf if lower is None else lower),
+        np.float32(np.inf if upper is None else upper))
+    # a NaN is in no range: only when some value is outside it can one be among them
+    if vals.size == 0 or (n != vals.size and np.isnan(vals).any()):
+        return vals, None
+    return vals, (n, s, ss, mn, mx)
+
+
+@njit(nogil=True, cache=True)
+def _key_range(bits):  # pragma: no cover - numba
+    """Smallest and largest order key (:func:`_key_of`) of float32 values given as their int32
+    bit patterns, and how many are NaN or infinite: integer operations only, which the compiler
+    turns into SIMD (float min/max with NaN semantics it does not): ~3x less CPU than numpy's
+    min, max and isfinite passes."""
+    kmn = np.int64(2**31)
+    kmx = np.int64(-2**31 - 1)
+    bad = 0
+    for i in range(bits.size):
+        b = np.int64(bits[i])
+        bad += (b & 0x7F800000) == 0x7F800000
+        k = b ^ ((b >> 31) & 0x7FFFFFFF)
+        kmn = min(kmn, k)
+        kmx = max(kmx, k)
+    return kmn, kmx, bad
+
+
+def _float_of_key(k: int) -> np.float32:
+    """The float32 whose order key (``b ^ ((b >> 31) & 0x7FFFFFFF)`` of its bit pattern b, as
+    a signed integer; monotonic in the value for non-NaN values) is k."""
+    return np.array([k ^ ((k >> 31) & 0x7FFFFFFF)], np.int64).astype(np.int32).view(
+        np.float32)[0]
+
+
+def finite_range(values: np.ndarray) -> tuple[np.float32, np.float32] | None:
+    """``(values.min(), values.max())`` of a non-empty 1-D contiguous float32 array whose
+    values are all finite; None when one is NaN or infinite (or another array), from one
+    pass (:func:`_key_range`). A zero extreme may have either sign (``clipped_stats`` asks
+    numpy then)."""
+    v = np.asarray(values)
+    if (v.ndim != 1 or v.size == 0 or v.dtype != np.float32 or not v.dtype.isnative
+            or not v.flags.c_contiguous):
+        return None
+    kmn, kmx, bad = _key_range(v.view(np.int32))
+    if bad:
+        return None
+    return _float_of_key(int(kmn)), _float_of_key(int(kmx))
+
+
+def _median(v: np.ndarray, lo: float, hi: float, n: int) -> float:
+    """``numpy.median`` of the n values of v inside [lo, hi] (float32 arithmetic as numpy)."""
     lo32, hi32 = np.float32(lo), np.float32(hi)
-    if bins is None:
-        a, b = _order_stats(v, lo32, hi32, n, (n - 1) // 2, n // 2)
-    else:
-        flo, inv = _bin_params(lo32, hi32)
-        a, b = _ranks(v, lo32, hi32, flo, inv, bins, (n - 1) // 2, n // 2)
+    a, b = _order_stats(v, lo32, hi32, n, (n - 1) // 2, n // 2)
+    return float((np.float32(a) + np.float32(b)) / np.float32(2))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _key_of(b):  # pragma: no cover - numba
+    """Order key of a float32 given as its int32 bit pattern b: an integer increasing with the
+    value (-0.0 just below +0.0; NaN below -inf or above +inf), consecutive for consecutive
+    floats."""
+    b = np.int64(b)
+    return b ^ ((b >> 31) & 0x7FFFFFFF)
+
+
+@dataclass(frozen=True)
+class _KeyBins:
+    """Fine bins of the values in ``[lo, hi]`` by order key: bin ``(key - klo) >> shift`` (at
+    most :data:`_NBINS` bins; equal numbers of float32 values, not equal widths)."""
+
+    klo: int
+    khi: int
+    shift: int
+    nb: int
+
+    @staticmethod
+    def of(lo: np.float32, hi: np.float32) -> _KeyBins:
+        bits = np.array([lo, hi], np.float32).view(np.int32).astype(np.int64)
+        klo, khi = (int(b ^ ((b >> 31) & 0x7FFFFFFF)) for b in bits)
+        # a zero bound holds both zeros (keys -1 and 0)
+        klo = -1 if lo == 0 else klo
+        khi = 0 if hi == 0 else khi
+        shift = 0
+        while (khi - klo) >> shift >= _NBINS:
+            shift += 1
+        return _KeyBins(klo, khi, shift, ((khi - klo) >> shift) + 1)
+
+
+@njit(nogil=True, cache=True)
+def _moments_keys(v, bits, lo, hi, klo, shift, nb):  # pragma: no cover - numba
+    """:func:`_moments` with extremes and the counts of the values inside [lo, hi] in the fine
+    bins of :class:`_KeyBins` (the last clipping pass of a median's statistic): the bin from
+    the value's bits by integer operations, beside the pass's floating-point sums (the value
+    bins of :func:`_moments` compete with them for the same units: ~2x the extra cost)."""
+    n = 0
+    s = 0.0
+    ss = 0.0
+    mn = hi
+    mx = lo
+    h = np.zeros(nb, np.int64)
+    for i in range(v.size):
+        x = v[i]
+        if x >= lo and x <= hi:
+            n += 1
+            s += x
+            ss += np.float64(x) * np.float64(x)
+            if x < mn:
+                mn = x
+            if x > mx:
+                mx = x
+            h[(_key_of(bits[i]) - klo) >> shift] += 1
+    return n, s, ss, mn, mx, h
+
+
+@njit(nogil=True, cache=True)
+def _key_values(v, bits, ka, kb, m):  # pragma: no cover - numba
+    """The m values of v whose order key is in ``[ka, kb)``, in index order."""
+    buf = np.empty(m, v.dtype)
+    j = 0
+    w = np.uint64(kb - ka)
+    for i in range(v.size):
+        if np.uint64(_key_of(bits[i]) - ka) < w:
+            buf[j] = v[i]
+            j += 1
+    return buf
+
+
+@njit(nogil=True, cache=True)
+def _key_ranks(v, bits, klo, khi, shift, h, r1, r2):  # pragma: no cover - numba
+    """The r1-th and r2-th smallest (0-based) of the values inside the key range ``[klo,
+    khi]`` from their :class:`_KeyBins` counts h: the values of the bins holding those ranks
+    (:func:`_key_values`), then a selection among them as :func:`_ranks`."""
+    cum = 0
+    b1 = -1
+    b2 = -1
+    start = 0
+    for k in range(h.size):
+        if b1 < 0 and r1 < cum + h[k]:
+            b1 = k
+            start = cum
+        if r2 < cum + h[k]:
+            b2 = k
+            break
+        cum += h[k]
+    m = 0
+    for k in range(b1, b2 + 1):
+        m += h[k]
+    ka = klo + (b1 << shift)
+    kb = min(klo + ((b2 + 1) << shift), khi + 1)
+    buf = _key_values(v, bits, ka, kb, m)
+    k1 = r1 - start
+    part = np.partition(buf, k1)
+    if r2 == r1:
+        return part[k1], part[k1]
+    rest = part[k1 + 1:]
+    if r2 == r1 + 1:
+        return part[k1], rest.min()
+    return part[k1], np.partition(rest, r2 - r1 - 1)[r2 - r1 - 1]
+
+
+def _key_median(v: np.ndarray, kb: _KeyBins, bins: np.ndarray, n: int) -> float | None:
+    """``numpy.median`` of the n values of v inside the range of ``kb`` from their bin counts
+    (:func:`_moments_keys`); None when a middle value is a zero (the keys order -0.0 before
+    +0.0, numbers do not: the sign of a zero median is then the value bins' choice,
+    :func:`_median`). Other middle values are the same numbers in either order."""
+    a, b = _key_ranks(v, v.view(np.int32), kb.klo, kb.khi, kb.shift, bins, (n - 1) // 2,
+                      n // 2)
+    if a == 0 or b == 0:
+        return None
     return float((np.float32(a) + np.float32(b)) / np.float32(2))
 
 
@@ -538,9 +749,17 @@ def _mode(v: np.ndarray, vmin: np.float32, vmax: np.float32, stddev: float,
 
 def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
                   lower: float | None = None, upper: float | None = None,
-                  binwidth: float = 0.1, median: bool = False, mode: bool = False
+                  binwidth: float = 0.1, median: bool = False, mode: bool = False,
+                  first: tuple | None = None, data_range: tuple | None = None
                   ) -> ClippedStats:
     """ImageStats' clipped statistics of a 1-D array of finite values (module docstring).
+
+    ``data_range``: ``(min, max)`` of ``values`` when the caller knows them
+    (:func:`finite_range`).
+
+    ``first``: the first clipping pass over ``values`` as :func:`gather_first_pass` made it
+    beside the gather, ``(n, sum, sum of squares, min, max)`` with the same ``lower`` and
+    ``upper`` (used when ``nclip`` > 0; the statistics are the same values).
 
     Raises
     ------
@@ -550,7 +769,14 @@ def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
     v = np.ascontiguousarray(values, dtype=np.float32).ravel()
     if v.size == 0:
         raise ValueError("no pixel to compute statistics on")
-    vmin, vmax = float(v.min()), float(v.max())
+    if nclip <= 0:
+        first = None
+    if first is not None:
+        data_range = (first[3], first[4])
+    if data_range is not None and data_range[0] != 0 and data_range[1] != 0:
+        vmin, vmax = float(data_range[0]), float(data_range[1])
+    else:  # (an extreme that is a zero: numpy's, its sign as numpy picks it)
+        vmin, vmax = float(v.min()), float(v.max())
     lower = vmin if lower is None else float(lower)
     upper = vmax if upper is None else float(upper)
     if lower > vmax or upper < vmin:
@@ -564,15 +790,19 @@ def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
         # the passes before the last need no extremes: the last one (or the one repeating a
         # pass's range) gives them
         last = last or it == nclip
-        if not last:
-            n, s, ss, _, _, _ = _moments(v, lo32, hi32, 0.0, 0.0, 0, False)
+        if it == 0 and first is not None:  # made beside the gather (not the last: nclip > 0)
+            n, s, ss = first[0], first[1], first[2]
+        elif not last:
+            n, s, ss, _, _ = _moments(v, lo32, hi32, False)
         else:
-            flo, inv = _bin_params(lo32, hi32)
-            if median and nclip > 0 and inv > 0.0:
-                # the last pass selects the median's values: their fine bins in the same pass
-                n, s, ss, mn, mx, bins = _moments(v, lo32, hi32, flo, inv, _NBINS, True)
+            if median and nclip > 0:
+                # the last pass selects the median's values: their fine bins (by order key)
+                # counted in the same pass
+                kb = _KeyBins.of(lo32, hi32)
+                n, s, ss, mn, mx, bins = _moments_keys(v, v.view(np.int32), lo32, hi32,
+                                                       kb.klo, kb.shift, kb.nb)
             else:
-                n, s, ss, mn, mx, _ = _moments(v, lo32, hi32, 0.0, 0.0, 0, True)
+                n, s, ss, mn, mx = _moments(v, lo32, hi32, True)
         if n <= 0:
             raise ValueError(f"no pixel left after clipping pass {it} "
                              f"(range [{lo:g}, {hi:g}])")
@@ -589,7 +819,12 @@ def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
         lo, hi = nlo, nhi
     med = None
     if median:  # ImageStats: median of the final range, of all values without clipping
-        med = _median(v, lo, hi, n, bins) if nclip > 0 else _median(v, vmin, vmax, v.size)
+        if nclip > 0:
+            med = _key_median(v, kb, bins, n)
+            if med is None:  # a zero in the middle: its sign as the value bins pick it
+                med = _median(v, lo, hi, n)
+        else:
+            med = _median(v, vmin, vmax, v.size)
     # stsci.imagestats 1.8's computeMean starts its min/max from the first pixel clamped to
     # the range, so the reported extremes (which place the mode histogram) include it: kept
     v0 = v[0]
@@ -602,7 +837,8 @@ def clipped_stats(values: np.ndarray, *, nclip: int, lsig: float, usig: float,
                         med, mo, nbins)
 
 
-def sky_statistic(values: np.ndarray, params) -> tuple[float, int]:
+def sky_statistic(values: np.ndarray, params, first: tuple | None = None
+                  ) -> tuple[float, int]:
     """AstroDrizzle's sky value (``params.skystat``) and pixel count of 1-D finite values.
 
     Parameters
@@ -610,6 +846,9 @@ def sky_statistic(values: np.ndarray, params) -> tuple[float, int]:
     values : ndarray
         Good pixels in SCI units.
     params : hapdask.sky.SkyParams
+    first : tuple, optional
+        The first clipping pass made beside the gather of ``values``
+        (:func:`gather_first_pass` with ``params.skylower``, ``params.skyupper``).
 
     Raises
     ------
@@ -619,7 +858,7 @@ def sky_statistic(values: np.ndarray, params) -> tuple[float, int]:
     st = clipped_stats(values, nclip=params.skyclip, lsig=params.skylsigma,
                        usig=params.skyusigma, lower=params.skylower, upper=params.skyupper,
                        binwidth=params.skywidth, median=params.skystat == "median",
-                       mode=params.skystat == "mode")
+                       mode=params.skystat == "mode", first=first)
     value = {"median": st.median, "mode": st.mode, "mean": st.mean}[params.skystat]
     return float(value), st.npix
 

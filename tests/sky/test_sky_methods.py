@@ -216,7 +216,8 @@ def test_overlaps_with_the_same_pixels_are_measured_once(monkeypatch):
     other = Spans(0, np.zeros(40, np.int32), np.full(40, 20, np.int32))
     calls = []
     real = methods.sky_statistic
-    monkeypatch.setattr(methods, "sky_statistic", lambda v, p: calls.append(v.size) or real(v, p))
+    monkeypatch.setattr(methods, "sky_statistic",
+                        lambda v, p, first=None: calls.append(v.size) or real(v, p, first))
     p = SkyParams(skyclip=0, skystat="median")
     ovs = [Overlap(a, other), Overlap(other, same), Overlap(other, other)]
     got = methods.measure_chip(ref, p, None, ovs, [0, 1, 1], [3, 5, 4], False)

@@ -180,3 +180,199 @@ def test_float64_statistics_of_float32_values():
     assert (mean_float64(s), std_float64(s), median_float64(s)) == (
         np.mean(s.astype(np.float64)), np.std(s.astype(np.float64)),
         np.median(s.astype(np.float64)))
+
+
+def _numpy_clipping(v, nclip, lsig, usig, lower=None, upper=None):
+    """ImageStats' clipping passes in plain numpy, the oracle of the fused passes: each pass's
+    selection by float32 comparisons, its sums in float64 in index order (``np.cumsum`` adds
+    one value after the other, as ImageStats' C loop), mean and stddev rounded to float32; the
+    median numpy's of the final selection. Returns ``(npix, mean, stddev, lo, hi, median)``."""
+    import math
+
+    vmin, vmax = float(v.min()), float(v.max())
+    lower = vmin if lower is None else float(lower)
+    upper = vmax if upper is None else float(upper)
+    lo, hi = lower, upper
+    for it in range(nclip + 1):
+        sel = v[(v >= np.float32(lo)) & (v <= np.float32(hi))].astype(np.float64)
+        n = sel.size
+        s = float(np.cumsum(sel)[-1])
+        ss = float(np.cumsum(sel * sel)[-1])
+        mean = float(np.float32(s / n))
+        var = (ss - s * s / n) / (n - 1) if n > 1 else float("nan")
+        std = float(np.float32(math.sqrt(var))) if var >= 0 else 0.0
+        if it == nclip:
+            break
+        lo, hi = max(lower, mean - lsig * std), min(upper, mean + usig * std)
+    final = v[(v >= np.float32(lo)) & (v <= np.float32(hi))]
+    return n, mean, std, lo, hi, float(np.median(final))
+
+
+def _adversarial(kind, n, rng):
+    if kind == "tails":  # sky + cosmic rays + a few huge values
+        v = _data(n, 1)
+        v[rng.integers(0, n, 20)] = rng.choice([-3e4, 1e30, 6e5], 20)
+        return v
+    if kind == "cauchy":
+        return (rng.standard_cauchy(n) * 10.0).astype(np.float32)
+    if kind == "constant":
+        return np.full(n, 2.5, np.float32)
+    if kind == "one":
+        return np.full(1, -7.25, np.float32)
+    if kind == "integers":
+        return rng.integers(-3, 9, n).astype(np.float32)
+    if kind == "zeros":  # signed zeros at the extremes, tiny and subnormal values
+        v = rng.normal(0.0, 1e-3, n).astype(np.float32)
+        v[::7] = -0.0
+        v[::11] = 0.0
+        v[::13] = np.float32(1e-42)
+        return np.abs(v) if rng.random() < 0.5 else -np.abs(v)
+    raise ValueError(kind)
+
+
+KINDS = ["tails", "cauchy", "constant", "one", "integers", "zeros"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("nclip", "lower", "upper"), [(5, -100.0, None), (3, None, None),
+                                                        (2, 20.0, 300.0), (0, None, None)])
+def test_fused_first_pass_and_range_are_the_plain_statistics(kind, nclip, lower, upper):
+    """``clipped_stats`` given the first clipping pass made beside the gather
+    (``gather_first_pass``) or the data range (``finite_range``) returns the same values as
+    without them (every field equal, bit for bit), and npix, mean, stddev, the final range and
+    the median equal a plain numpy implementation's (the oracle), on adversarial data: heavy
+    tails, Cauchy, a constant, one value, integer ties, signed zeros and subnormals at the
+    extremes, NaN where the good mask leaves them in (then there is no fused pass)."""
+    from hapdask.sky.stats import finite_range, gather_first_pass
+
+    rng = np.random.default_rng(abs(hash(kind)) % 1000 + nclip)
+    ny, nx = (1, 1) if kind == "one" else (150, 200)
+    sci = _adversarial(kind, ny * nx, rng).reshape(ny, nx)
+    good = rng.random(sci.shape) > 0.05
+    good[40:45, :] = False
+    good.flat[0] = True
+    if kind == "tails":  # NaN in the image, some of them inside the good mask
+        sci[3, ::9] = np.nan
+        good[3, ::18] = False
+    rows = np.arange(ny)
+    xlo = (rows % 5).astype(np.int64)
+    xhi = np.full(ny, nx - 1 - 3 * (rows % 2), np.int64)
+    if ny > 1:
+        xhi[::17] = xlo[::17] - 1  # empty rows
+    mask = np.zeros(sci.shape, bool)
+    for k in range(ny):
+        mask[k, xlo[k]:xhi[k] + 1] = True
+    want_vals = sci[mask & good]
+    vals, first = gather_first_pass(sci, good, 0, xlo, xhi, lower, upper)
+    np.testing.assert_array_equal(vals, want_vals)
+    has_nan = bool(np.isnan(want_vals).any())
+    assert (first is None) == has_nan
+    data_range = finite_range(vals)
+    assert (data_range is None) == has_nan
+    if has_nan:
+        return
+    sel = vals[((lower is None) | (vals >= np.float32(lower or 0)))
+               & ((upper is None) | (vals <= np.float32(upper or 0)))].astype(np.float64)
+    assert first[:3] == (sel.size, float(np.cumsum(sel)[-1]) if sel.size else 0.0,
+                         float(np.cumsum(sel * sel)[-1]) if sel.size else 0.0)
+    assert (first[3], first[4]) == (vals.min(), vals.max())
+    assert data_range == (vals.min(), vals.max())
+    kw = dict(nclip=nclip, lsig=3.0, usig=3.0, lower=lower, upper=upper, binwidth=0.1,
+              median=True, mode=True)
+
+    def outcome(**extra):  # the statistics, or the message of the ValueError raised
+        try:
+            return clipped_stats(vals, **kw, **extra)
+        except ValueError as exc:
+            return str(exc)
+
+    plain = outcome()
+    assert outcome(first=first) == plain
+    assert outcome(data_range=data_range) == plain
+    if isinstance(plain, str):  # no pixel inside the range
+        assert plain.startswith("no pixel")
+        return
+    assert (plain.npix, plain.mean, plain.stddev, plain.lo, plain.hi, plain.median) == \
+        _numpy_clipping(vals, nclip, 3.0, 3.0, lower, upper)
+
+
+def test_finite_range_is_numpys():
+    """``finite_range`` is ``(min, max)`` of finite float32 values (numpy the oracle): signs,
+    huge and subnormal values; None with NaN or an infinity, or for other arrays."""
+    from hapdask.sky.stats import finite_range
+
+    rng = np.random.default_rng(3)
+    for v in (rng.normal(0, 1, 10_001), -np.abs(rng.standard_cauchy(999)) * 1e30,
+              np.array([3.0e38, -3.0e38, 1e-45]), np.array([-1e-45, 5.0]), np.array([7.0])):
+        a = v.astype(np.float32)
+        assert finite_range(a) == (a.min(), a.max())
+    a = rng.normal(0, 1, 1000).astype(np.float32)
+    for bad in (np.nan, np.inf, -np.inf):
+        b = a.copy()
+        b[500] = bad
+        assert finite_range(b) is None
+    assert finite_range(a.astype(np.float64)) is None
+    assert finite_range(a[::2]) is None
+    assert finite_range(np.zeros(0, np.float32)) is None
+
+
+def test_static_part_is_the_plain_computation():
+    """``static_part`` (range in one pass, mask in one pass) equals the plain numpy
+    computation: statistics of the finite values (``sci[np.isfinite(sci)]``), pixels not below
+    ``mode - static_sig * stddev`` (NaN pixels never flagged), with and without NaN; None for
+    an all-NaN chip or a constant one."""
+    from hapdask.sky.static import static_part
+
+    rng = np.random.default_rng(8)
+    sci = _data(300 * 200, 4).reshape(300, 200)
+    sci[rng.random(sci.shape) < 0.01] -= 60.0  # low pixels to flag
+    for with_nan in (False, True):
+        s = sci.copy()
+        if with_nan:
+            s[5, 7:90] = np.nan
+            s[100, 3] = np.inf
+        st = clipped_stats(s[np.isfinite(s)], nclip=3, lsig=3.0, usig=3.0, binwidth=0.1,
+                           mode=True)
+        want = ~(s < np.float32(st.mode - 4.0 * st.stddev))
+        got = static_part(s, 4.0)
+        assert got.dtype == bool and (~got).sum() > 100
+        np.testing.assert_array_equal(got, want)
+    assert static_part(np.full((20, 30), np.nan, np.float32), 4.0) is None
+    assert static_part(np.full((20, 30), 3.0, np.float32), 4.0) is None
+
+
+@pytest.mark.parametrize("kind", ["mixed_sign", "zero_median", "zero_bounds", "binades",
+                                  "ties"])
+def test_clipped_median_by_order_key_bins_is_numpys(kind):
+    """The median counted in the last clipping pass by order-key bins equals numpy's median of
+    the final selection (the oracle): values of both signs around zero, a zero median with
+    both zeros present, a range bounded by zeros, values over many binades (wide key bins),
+    heavy ties. (The sign of a zero median is the value bins' selection's, as before the key
+    bins: not always numpy's.)"""
+    rng = np.random.default_rng(21)
+    n = 120_001
+    if kind == "mixed_sign":
+        v = rng.normal(0.0, 1.0, n).astype(np.float32)
+    elif kind == "zero_median":
+        v = rng.normal(0.0, 1.0, n).astype(np.float32)
+        v[rng.random(n) < 0.2] = 0.0
+        v[rng.random(n) < 0.2] = -0.0
+    elif kind == "zero_bounds":
+        v = np.abs(rng.normal(0.0, 1.0, n)).astype(np.float32)
+        v[::5] = -0.0
+        v[::3] = 0.0
+    elif kind == "binades":
+        v = (rng.standard_cauchy(n) ** 3).astype(np.float32)
+    else:
+        v = rng.integers(-2, 3, n).astype(np.float32)
+    for nclip, lower, upper in ((1, None, None), (4, -100.0, None), (2, 0.0, None),
+                                (2, None, 0.0), (3, -0.0, 5.0)):
+        try:
+            st = clipped_stats(v, nclip=nclip, lsig=2.5, usig=2.5, lower=lower, upper=upper,
+                               median=True)
+        except ValueError:
+            continue
+        sel = v[(v >= np.float32(st.lo)) & (v <= np.float32(st.hi))]
+        assert sel.size == st.npix
+        want = np.median(sel)
+        assert st.median == float(want)
