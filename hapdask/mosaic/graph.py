@@ -194,6 +194,7 @@ def median_tasks(
     prefix: str,
     scratch: Scratch,
     keep_sums: bool = False,
+    save_behind: bool = False,
 ) -> tuple[dict, dict[tuple[int, int], tuple], dict[tuple[int, int], tuple]]:
     """Separate drizzles + median: one separate-drizzle and one median task per tile.
 
@@ -205,6 +206,9 @@ def median_tasks(
     With ``keep_sums``, each separate-drizzle task also keeps the sums of all exposures over its
     tile and each chip's contribution counts (chip ``i`` = context id ``i``), from which
     :func:`drizzle_tasks` makes the final tiles when the final drizzle is the separate one.
+    With ``save_behind``, a separate-drizzle task hands these saves to the scratch's saving
+    thread and returns (:attr:`~hapdask.mosaic.stages.MedianJob.save_behind`; the tasks reading
+    the files wait for them): only for a graph computed on local threads.
 
     Returns
     -------
@@ -244,7 +248,8 @@ def median_tasks(
                         params=params, combine=combine, scratch=scratch,
                         pixmaps=tuple(grid.pixmap(i) for i in idx)
                         if grid.pixmaps is not None else (),
-                        final_ctx=tuple(idx) if keep_sums else ())
+                        final_ctx=tuple(idx) if keep_sums else (),
+                        save_behind=save_behind)
         ckeys = [grid.chip_keys[i] for i in idx]
         skey = (f"{prefix}-sep", *tile.index)
         if keep_sums:

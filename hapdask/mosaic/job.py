@@ -415,6 +415,7 @@ def drizzle_graph(
     discard: bool = False,
     tile_summary: Callable | None = None,
     banded_product: bool = False,
+    save_behind: bool = False,
 ) -> DrizzleGraph:
     """The Dask graph of one :func:`drizzle` job, to be computed alone or merged into a bigger
     graph (``hapdask svm`` computes a visit's products as one graph).
@@ -477,6 +478,13 @@ def drizzle_graph(
         of this process, and are in the file once ``done`` is: only for a graph computed once
         on local threads (as ``discard``). Each kept tile is deleted once its rows are
         written.
+    save_behind : bool
+        The separate-drizzle tasks hand the saves of their stacks and sums to the scratch's
+        saving thread and return, instead of waiting for the disk
+        (:meth:`~hapdask.mosaic.scratch.Scratch.save_behind`; the median and final tile tasks
+        wait for the files they read, at most
+        :data:`~hapdask.mosaic.stages.SAVES_BEHIND` tiles' saves under way at once): only
+        for a graph computed on local threads (as ``discard``).
 
     Returns
     -------
@@ -584,7 +592,7 @@ def drizzle_graph(
             g, med_keys, sums = median_tasks(
                 plan_tiles(sep_grid, tile_size, sep_place), sep_grid.shape, sep_inputs, sep,
                 combine, [pl.boxes for pl in sep_place], f"drz-{fp}", scratch,
-                keep_sums=reuse)
+                keep_sums=reuse, save_behind=save_behind)
             graph.update(g)
             # a final tile is made from the sums only when every chip landing on it was in its
             # separate drizzle (the grown separate tiles' boxes hold the final ones)
@@ -875,6 +883,7 @@ def drizzle(
                             wcs_updates=wcs_updates, crmasks=crmasks,
                             reuse_separate=reuse_separate, early=early,
                             discard=early is not None, banded_product=early is not None,
+                            save_behind=early is not None,
                             pool=early.pool if early is not None else None)
     finally:
         if early is not None:

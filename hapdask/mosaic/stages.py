@@ -22,6 +22,7 @@ whole-chip map when the plan kept one (:func:`chip_pixmap`), so each is computed
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from hapdask.mosaic.scratch import (
     load_array_async,
     load_banded,
     load_banded_async,
+    wait_saved,
 )
 from hapdask.mosaic.tiles import footprint_margin, input_row_spans
 from hapdask.mosaic.wcsio import thread_header_wcs
@@ -713,7 +715,10 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
     y0, y1, x0, x1 = job.window
     th, tw = y1 - y0, x1 - x0
     # the sums' reads are started first (scratch I/O threads): their waits overlap the work on
-    # the chips' cosmic-ray pixels
+    # the chips' cosmic-ray pixels (once their saves by separate_tile are done: save_behind)
+    with timed("read"), waiting():
+        for path in job.sums:
+            wait_saved(path)
     counts_read = load_array_async(job.sums[1], direct=True)
     sums_read = load_array_async(job.sums[0], direct=True)
     counts = None
@@ -788,6 +793,9 @@ class MedianJob:
     exposure's index in the whole stack (for the weight means and minmed's noise terms).
     ``final_ctx``: per chip, its context id in the final drizzle, when the task keeps the sums
     and contribution counts :func:`reuse_tile` makes the final tile from (empty: it does not).
+    ``save_behind``: the separate-drizzle task hands the saves of its stack and sums to the
+    scratch's saving thread and returns (:meth:`~hapdask.mosaic.scratch.Scratch.save_behind`;
+    their readers wait for them): only for a graph computed on local threads.
     """
 
     index: tuple[int, int]
@@ -805,6 +813,7 @@ class MedianJob:
     scratch: Scratch
     pixmaps: tuple[str | None, ...] = ()
     final_ctx: tuple[int, ...] = ()
+    save_behind: bool = False
 
     @property
     def stack_name(self) -> str:
@@ -888,7 +897,9 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     (:func:`weight_means`). With ``job.final_ctx``, the tile's (not the halo's) sums of all
     exposures and each chip's contribution counts are kept too (``job.sums_name``: float64
     ``(2, ty, tx)`` num and den; ``job.sums_name + "-count"``: ``(n chips, ty, tx)`` counts,
-    chip order, :func:`separate_drizzles`), for :func:`reuse_tile`.
+    chip order, :func:`separate_drizzles`), for :func:`reuse_tile`. With ``job.save_behind``
+    these are saved by the scratch's saving thread while the task returns
+    (:func:`_save_behind`).
     """
     from hapdask.combine.median import weight_sums
 
@@ -900,15 +911,20 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
         acc = (np.zeros(shape), np.zeros(shape),
                np.zeros((len(chips), *shape), count_dtype(job.ratios)))
     stack = _separate_stack(job, chips, skies, statics, acc)
-    with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
-        job.scratch.save(job.stack_name, stack, direct=True)
-        weights = stack[1]
-        del stack
-        if acc is not None:
-            inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
-            job.scratch.save(job.sums_name, [acc[0][inner], acc[1][inner]], direct=True)
-            job.scratch.save(job.sums_name + "-count", acc[2][(slice(None), *inner)],
-                             direct=True)
+    items: list[tuple[str, object]] = [(job.stack_name, stack)]
+    if acc is not None:
+        inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
+        items += [(job.sums_name, [acc[0][inner], acc[1][inner]]),
+                  (job.sums_name + "-count", acc[2][(slice(None), *inner)])]
+    weights = stack[1]
+    del stack, acc
+    if job.save_behind:
+        _save_behind(job.scratch, items)
+    else:
+        with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
+            for name, array in items:
+                job.scratch.save(name, array, direct=True)
+    del items
     with timed("wsums"):
         sums, counts = weight_sums(weights[:, y0 - g0:y1 - g0, x0 - h0:x1 - h0])
     all_sums = np.zeros(job.n_inputs, np.float64)
@@ -916,6 +932,29 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     all_sums[list(job.exposures)] = sums
     all_counts[list(job.exposures)] = counts
     return all_sums, all_counts
+
+
+#: separate-drizzle tiles whose saves (:func:`_save_behind`) may be under way at once; a task
+#: beyond them waits for the oldest (memory: each keeps its stack and sums until saved)
+SAVES_BEHIND = 2
+_BEHIND: list[Future] = []
+_BEHIND_LOCK = threading.Lock()
+
+
+def _save_behind(scratch: Scratch, items: list[tuple[str, object]]) -> None:
+    """Hand a separate-drizzle tile's arrays to the scratch's saving thread
+    (:meth:`~hapdask.mosaic.scratch.Scratch.save_behind`: their readers wait for them) and
+    return; with more than :data:`SAVES_BEHIND` tiles' saves under way, wait for the oldest
+    first (without the core, :func:`~hapdask.scheduling.waiting`). A failed save is raised
+    to the file's reader (:func:`~hapdask.mosaic.scratch.wait_saved`)."""
+    future = scratch.save_behind(items, direct=True)
+    with _BEHIND_LOCK:
+        _BEHIND[:] = [f for f in _BEHIND if not f.done()] + [future]
+        wait = _BEHIND[:-SAVES_BEHIND]
+    if wait:
+        with timed("save"), waiting():
+            for f in wait:
+                f.exception()
 
 
 def weight_means(*parts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -954,8 +993,10 @@ def median_tile(job: MedianJob, chips: Sequence[ChipRef], separated: object,
     """
     from hapdask.combine.median import combine_stack
 
+    path = job.scratch.path(job.stack_name)
     with timed("load"), waiting():  # direct I/O: another task may use the core meanwhile
-        images, weights = load_array(job.scratch.path(job.stack_name), direct=True)
+        wait_saved(path)  # a save handed over by separate_tile (job.save_behind) is done
+        images, weights = load_array(path, direct=True)
     ex = list(job.exposures)
     expt = np.array([chips[m[0]].exptime for m in job.groups], np.float64)
     with timed("combine"):
