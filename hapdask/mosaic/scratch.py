@@ -269,7 +269,12 @@ class Scratch:
         return future
 
     def _save_items(self, items: list, direct: bool) -> list[str]:
-        return [self.save(name, array, direct=direct) for name, array in items]
+        paths = []
+        while items:  # each array let go once saved: its memory is free for reuse at once
+            name, array = items.pop(0)
+            paths.append(self.save(name, array, direct=direct))
+            del array
+        return paths
 
     def discard(self, *paths: str) -> None:
         """Delete scratch files that nothing will read again, in this process's deleting
@@ -278,7 +283,8 @@ class Scratch:
         save. :meth:`remove` waits for the deletions handed over here."""
         with _BEHIND_LOCK:
             saves = [f for f in (_BEHIND.pop(p, None) for p in paths) if f is not None]
-        future = _discard_pool().submit(_unlink_all, paths, saves)
+        future = (_discard_pool().submit(_unlink_after, saves, paths) if saves else
+                  _discard_pool().submit(_unlink_all, paths))
         with _DISCARD_LOCK:
             _DISCARDING.setdefault(self.directory, []).append(future)
 
@@ -311,9 +317,13 @@ def wait_saved(path: str) -> None:
             del _BEHIND[path]
 
 
-def _unlink_all(paths: Sequence[str], saves: Sequence[Future] = ()) -> None:
+def _unlink_after(saves: Sequence[Future], paths: Sequence[str]) -> None:
     for future in saves:
         future.exception()  # the file exists (or never will) once its save is over
+    _unlink_all(paths)
+
+
+def _unlink_all(paths: Sequence[str]) -> None:
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)

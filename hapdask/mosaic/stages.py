@@ -21,6 +21,7 @@ whole-chip map when the plan kept one (:func:`chip_pixmap`), so each is computed
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -848,17 +849,31 @@ def separate_drizzles(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
 
 
 def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
-                    statics: Sequence = (), sums: tuple | None = None) -> np.ndarray:
+                    statics: Sequence = (), sums: Sequence | None = None,
+                    before: Callable[[], None] | None = None) -> np.ndarray:
     """:func:`separate_drizzles` as the one ``(2, n, gy, gx)`` float32 array (images,
-    weights) that :func:`separate_tile` keeps: no stacking copy."""
+    weights) that :func:`separate_tile` keeps: no stacking copy.
+
+    The stack is allocated once the first exposure is drizzled, after a call of ``before``
+    (when given), and so are the sums' num and den when ``sums`` holds None for them (a
+    list: filled in): :func:`separate_tile` waits there for the saves of earlier tiles
+    (:func:`_save_behind`), whose memory the allocator then reuses."""
     from hapdask.drizzle import finalize_tile
 
     g0, g1, h0, h1 = job.grown
     th, tw = g1 - g0, h1 - h0
     out_wcs = thread_header_wcs(job.header)
-    # block-aligned: separate_tile's direct save writes it without a copy
-    stack = aligned_zeros((2, len(job.groups), th, tw), np.float32)
-    images, weights = stack[0], stack[1]
+    stack = None
+
+    def allocate() -> np.ndarray:
+        if before is not None:
+            before()
+        if sums is not None and sums[0] is None:
+            sums[0] = np.zeros((th, tw))
+            sums[1] = np.zeros((th, tw))
+        # block-aligned: separate_tile's direct save writes it without a copy
+        return aligned_zeros((2, len(job.groups), th, tw), np.float32)
+
     counts = sums[2] if sums is not None else None
     maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
                      [k for m in job.groups for k in m if skies[k].ok],
@@ -878,12 +893,14 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
                           static=statics[k] if statics else None, pixmap=maps.get(k),
                           count=counts[k] if counts is not None else None,
                           spans=maps.spans_of(k))
+        if stack is None:
+            stack = allocate()
         with timed("finalize"):
             if sums is not None:
                 np.add(sums[0], num, out=sums[0])
                 np.add(sums[1], den, out=sums[1])
-            finalize_tile(num, den, fillval=0.0, out=(images[e], weights[e]))
-    return stack
+            finalize_tile(num, den, fillval=0.0, out=(stack[0, e], stack[1, e]))
+    return stack if stack is not None else allocate()
 
 
 def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
@@ -906,11 +923,11 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     g0, g1, h0, h1 = job.grown
     y0, y1, x0, x1 = job.window
     acc = None
-    if job.final_ctx:
-        shape = (g1 - g0, h1 - h0)
-        acc = (np.zeros(shape), np.zeros(shape),
-               np.zeros((len(chips), *shape), count_dtype(job.ratios)))
-    stack = _separate_stack(job, chips, skies, statics, acc)
+    if job.final_ctx:  # num and den made with the stack (_separate_stack)
+        acc = [None, None, np.zeros((len(chips), g1 - g0, h1 - h0), count_dtype(job.ratios))]
+    # before the stack is made: the saves of the tiles handed over before this one started
+    before = functools.partial(_wait_saves, _saves_under_way()) if job.save_behind else None
+    stack = _separate_stack(job, chips, skies, statics, acc, before)
     items: list[tuple[str, object]] = [(job.stack_name, stack)]
     if acc is not None:
         inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
@@ -945,15 +962,27 @@ def _save_behind(scratch: Scratch, items: list[tuple[str, object]]) -> None:
     """Hand a separate-drizzle tile's arrays to the scratch's saving thread
     (:meth:`~hapdask.mosaic.scratch.Scratch.save_behind`: their readers wait for them) and
     return; with more than :data:`SAVES_BEHIND` tiles' saves under way, wait for the oldest
-    first (without the core, :func:`~hapdask.scheduling.waiting`). A failed save is raised
-    to the file's reader (:func:`~hapdask.mosaic.scratch.wait_saved`)."""
+    first. A failed save is raised to the file's reader
+    (:func:`~hapdask.mosaic.scratch.wait_saved`)."""
     future = scratch.save_behind(items, direct=True)
     with _BEHIND_LOCK:
         _BEHIND[:] = [f for f in _BEHIND if not f.done()] + [future]
         wait = _BEHIND[:-SAVES_BEHIND]
-    if wait:
+    _wait_saves(wait)
+
+
+def _saves_under_way() -> list[Future]:
+    """The separate-drizzle saves handed over (:func:`_save_behind`) and not done yet."""
+    with _BEHIND_LOCK:
+        return [f for f in _BEHIND if not f.done()]
+
+
+def _wait_saves(futures: Sequence[Future]) -> None:
+    """Wait for these saves (without the core, :func:`~hapdask.scheduling.waiting`); their
+    errors are their readers' to raise."""
+    if any(not f.done() for f in futures):
         with timed("save"), waiting():
-            for f in wait:
+            for f in futures:
                 f.exception()
 
 
