@@ -929,18 +929,24 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     before = functools.partial(_wait_saves, _saves_under_way()) if job.save_behind else None
     stack = _separate_stack(job, chips, skies, statics, acc, before)
     items: list[tuple[str, object]] = [(job.stack_name, stack)]
+    counts = []
     if acc is not None:
         inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
-        items += [(job.sums_name, [acc[0][inner], acc[1][inner]]),
-                  (job.sums_name + "-count", acc[2][(slice(None), *inner)])]
+        items.append((job.sums_name, [acc[0][inner], acc[1][inner]]))
+        counts.append((job.sums_name + "-count", acc[2][(slice(None), *inner)]))
     weights = stack[1]
     del stack, acc
     if job.save_behind:
         _save_behind(job.scratch, items)
+        # the counts (made when the task starts, before the earlier saves are waited for:
+        # held by a save, the next task's would be new memory) are saved here, meanwhile
+        items = counts
     else:
-        with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
-            for name, array in items:
-                job.scratch.save(name, array, direct=True)
+        items += counts
+    del counts
+    with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
+        for name, array in items:
+            job.scratch.save(name, array, direct=True)
     del items
     with timed("wsums"):
         sums, counts = weight_sums(weights[:, y0 - g0:y1 - g0, x0 - h0:x1 - h0])
