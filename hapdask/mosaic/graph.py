@@ -47,7 +47,7 @@ from hapdask.mosaic.stages import (
 from hapdask.mosaic.tiles import ChipPlacement, Tile
 
 __all__ = ["GridInputs", "chip_tasks", "cr_tasks", "drizzle_tasks", "median_tasks",
-           "release_scratch", "scratch_readers", "static_tasks"]
+           "release_scratch", "scratch_readers", "separate_priority", "static_tasks"]
 
 Box = tuple[int, int, int, int]
 
@@ -266,6 +266,25 @@ def median_tasks(
         graph[key] = (median_tile, job, ckeys, skey, means_key, noise_key)
         keys[job.index] = key
     return graph, keys, sums
+
+
+def separate_priority(graph: Mapping) -> dict:
+    """Priorities (``key -> int``, :func:`hapdask.scheduling.local_compute`) that start the
+    separate-drizzle tasks of ``graph`` (:func:`median_tasks`) largest first, by the input
+    pixels of their chips' boxes (ties in key order), before any task without one.
+
+    Every median task waits for all of them (the grid's mean weights): in Dask's own order the
+    last ones were among the largest, one core computing while the other had nothing left to
+    do (the drizzle bench: ~2 s of a 2.5 s task at load 10, the ~0.4 s dip of the quiet
+    timeline); largest first, the last ones are the smallest, and the tasks that need no
+    median fill the other core meanwhile."""
+    cost = {}
+    for key, task in graph.items():
+        if isinstance(task, tuple) and task and task[0] is separate_tile:
+            job = task[1]
+            cost[key] = sum((b1 - b0) * (a1 - a0) for b0, b1, a0, a1 in job.boxes)
+    ranked = sorted(cost, key=lambda k: (cost[k], str(k)))
+    return {key: n + 1 for n, key in enumerate(ranked)}
 
 
 def cr_tasks(

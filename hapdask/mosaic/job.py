@@ -47,6 +47,7 @@ from hapdask.mosaic.graph import (
     median_tasks,
     release_scratch,
     scratch_readers,
+    separate_priority,
     static_tasks,
 )
 from hapdask.mosaic.grid import OutputGrid, astrodrizzle_grid
@@ -98,6 +99,8 @@ class DrizzleGraph:
     early: tuple = ()   # (task keys, result keys) of the work given to ``early``, if it applies
     tiles: dict = field(default_factory=dict)  # (ty, tx) -> key of the final-tile task
     writes: dict = field(default_factory=dict)  # (ty, tx) -> key of the task writing it
+    # key -> priority of the tasks to start first on local threads (graph.separate_priority)
+    priority: dict = field(default_factory=dict)
 
 
 def _open_inputs(inputs) -> list:
@@ -665,6 +668,7 @@ def drizzle_graph(
                     graph[dkey] = (_update_dq_after, key, chips[idx[0]].chip.path, p["crbit"],
                                    p["resetbits"] or 0)
                     mask_keys.append(dkey)
+        priority = separate_priority(graph)
         if discard and own_scratch and pixmaps is None:
             graph = release_scratch(graph, scratch_readers(graph), scratch)
         done = (f"drz-done-{fp}",)
@@ -678,7 +682,7 @@ def drizzle_graph(
         raise
     masks_written = {root: (f"drz-crmask-{fp}", root) for root, _ in cr_layout}
     return DrizzleGraph(graph, [done, *mask_keys], done, final_path, scratch, masks_written,
-                        early_keys, dict(tile_keys), writes)
+                        early_keys, dict(tile_keys), writes, priority)
 
 
 def _sky_graph(chips: list[ChipRef], p: AstroDrizzleParams, fp: str
@@ -897,7 +901,8 @@ def drizzle(
                 # no spare thread (hapdask.scheduling.SPARE_THREADS, as hapdask svm has): its
                 # third task's buffers raised the bench's peak RSS by 80-110 MiB (to ~1/2 of
                 # AstroDrizzle's) for ~0.6 s of its ~13 s
-                result = compute(graph, job.keys, progress)[0]
+                # the separate drizzles largest first (graph.separate_priority)
+                result = compute(graph, job.keys, progress, priority=job.priority)[0]
             except BaseException:
                 wait_product_rows()
                 remove_temporary(job.output)
