@@ -30,7 +30,10 @@ files. Where the file system refuses ``O_DIRECT`` (e.g. tmpfs) the ordinary
 path is taken.
 
 * Stacks and sums are written once and read once, whole (:meth:`Scratch.save` and
-  :func:`load_array` with ``direct=True``).
+  :func:`load_array` with ``direct=True``). On local threads the separate-drizzle task hands
+  them to this process's saving thread and returns (:meth:`Scratch.save_behind`: the task's
+  core does not wait for the disk, ~1 thread-s over the bench's 27 tiles); a reader calls
+  :func:`wait_saved` first, a deletion or the directory's removal waits for them.
 * Pixel maps are read by region many times (a tile's or a chip region's input box). They are
   kept *banded* (:meth:`Scratch.save` with ``banded=True``): the chip's columns cut into bands
   of :data:`BAND` pixels, each band's rows contiguous (the ``.npy`` array has the shape
