@@ -944,9 +944,10 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     else:
         items += counts
     del counts
-    with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
-        for name, array in items:
-            job.scratch.save(name, array, direct=True)
+    if items:
+        with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
+            for name, array in items:
+                job.scratch.save(name, array, direct=True)
     del items
     with timed("wsums"):
         sums, counts = weight_sums(weights[:, y0 - g0:y1 - g0, x0 - h0:x1 - h0])
