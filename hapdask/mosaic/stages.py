@@ -936,18 +936,17 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
         counts.append((job.sums_name + "-count", acc[2][(slice(None), *inner)]))
     weights = stack[1]
     del stack, acc
+    # the counts are saved by the task when the others go behind: made when the task starts,
+    # before the earlier saves are waited for, one held by a save would make the next task's
+    # new memory; saved first, so that the disk is not busy with the stack meanwhile
+    here = counts if job.save_behind else items + counts
+    if here:
+        with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
+            for name, array in here:
+                job.scratch.save(name, array, direct=True)
+    del here, counts
     if job.save_behind:
         _save_behind(job.scratch, items)
-        # the counts (made when the task starts, before the earlier saves are waited for:
-        # held by a save, the next task's would be new memory) are saved here, meanwhile
-        items = counts
-    else:
-        items += counts
-    del counts
-    if items:
-        with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
-            for name, array in items:
-                job.scratch.save(name, array, direct=True)
     del items
     with timed("wsums"):
         sums, counts = weight_sums(weights[:, y0 - g0:y1 - g0, x0 - h0:x1 - h0])
