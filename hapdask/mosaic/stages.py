@@ -854,16 +854,15 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     """:func:`separate_drizzles` as the one ``(2, n, gy, gx)`` float32 array (images,
     weights) that :func:`separate_tile` keeps: no stacking copy.
 
-    The stack is allocated once the first exposure is drizzled, after a call of ``before``
-    (when given), and so are the sums' num and den when ``sums`` holds None for them (a
+    With ``before``, the stack is allocated once the first exposure is drizzled, after a call
+    of ``before``, and so are the sums' num and den when ``sums`` holds None for them (a
     list: filled in): :func:`separate_tile` waits there for the saves of earlier tiles
-    (:func:`_save_behind`), whose memory the allocator then reuses."""
+    (:func:`_save_behind`), whose memory the allocator then reuses. Without, at once."""
     from hapdask.drizzle import finalize_tile
 
     g0, g1, h0, h1 = job.grown
     th, tw = g1 - g0, h1 - h0
     out_wcs = thread_header_wcs(job.header)
-    stack = None
 
     def allocate() -> np.ndarray:
         if before is not None:
@@ -874,6 +873,7 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
         # block-aligned: separate_tile's direct save writes it without a copy
         return aligned_zeros((2, len(job.groups), th, tw), np.float32)
 
+    stack = None if before is not None else allocate()
     counts = sums[2] if sums is not None else None
     maps = MapReader(job.pixmaps or [None] * len(chips), job.boxes, [c.shape for c in chips],
                      [k for m in job.groups for k in m if skies[k].ok],
@@ -923,8 +923,11 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     g0, g1, h0, h1 = job.grown
     y0, y1, x0, x1 = job.window
     acc = None
-    if job.final_ctx:  # num and den made with the stack (_separate_stack)
-        acc = [None, None, np.zeros((len(chips), g1 - g0, h1 - h0), count_dtype(job.ratios))]
+    if job.final_ctx:  # with save_behind, num and den made with the stack (_separate_stack)
+        shape = (g1 - g0, h1 - h0)
+        acc = [None if job.save_behind else np.zeros(shape),
+               None if job.save_behind else np.zeros(shape),
+               np.zeros((len(chips), *shape), count_dtype(job.ratios))]
     # before the stack is made: the saves of the tiles handed over before this one started
     before = functools.partial(_wait_saves, _saves_under_way()) if job.save_behind else None
     stack = _separate_stack(job, chips, skies, statics, acc, before)
