@@ -47,7 +47,7 @@ from hapdask.mosaic.stages import (
 from hapdask.mosaic.tiles import ChipPlacement, Tile
 
 __all__ = ["GridInputs", "chip_tasks", "cr_tasks", "drizzle_tasks", "median_tasks",
-           "release_scratch", "scratch_readers", "static_tasks"]
+           "release_scratch", "scratch_readers", "separate_priority", "static_tasks"]
 
 Box = tuple[int, int, int, int]
 
@@ -185,6 +185,7 @@ def median_tasks(
     prefix: str,
     scratch: Scratch,
     keep_sums: bool = False,
+    save_behind: bool = False,
 ) -> tuple[dict, dict[tuple[int, int], tuple], dict[tuple[int, int], tuple]]:
     """Separate drizzles + median: one separate-drizzle and one median task per tile.
 
@@ -196,6 +197,9 @@ def median_tasks(
     With ``keep_sums``, each separate-drizzle task also keeps the sums of all exposures over its
     tile and each chip's contribution counts (chip ``i`` = context id ``i``), from which
     :func:`drizzle_tasks` makes the final tiles when the final drizzle is the separate one.
+    With ``save_behind``, a separate-drizzle task hands these saves to the scratch's saving
+    thread and returns (:attr:`~hapdask.mosaic.stages.MedianJob.save_behind`; the tasks reading
+    the files wait for them): only for a graph computed on local threads.
 
     Returns
     -------
@@ -233,7 +237,8 @@ def median_tasks(
                         groups=tuple(tuple(v) for v in groups.values()),
                         exposures=tuple(exp_index[r] for r in groups), n_inputs=n_inputs,
                         params=params, combine=combine, scratch=scratch,
-                        final_ctx=tuple(idx) if keep_sums else ())
+                        final_ctx=tuple(idx) if keep_sums else (),
+                        save_behind=save_behind)
         ckeys = [grid.chip_keys[i] for i in idx]
         skey = (f"{prefix}-sep", *tile.index)
         if keep_sums:
@@ -250,6 +255,25 @@ def median_tasks(
         graph[key] = (median_tile, job, ckeys, skey, means_key, noise_key)
         keys[job.index] = key
     return graph, keys, sums
+
+
+def separate_priority(graph: Mapping) -> dict:
+    """Priorities (``key -> int``, :func:`hapdask.scheduling.local_compute`) that start the
+    separate-drizzle tasks of ``graph`` (:func:`median_tasks`) largest first, by the input
+    pixels of their chips' boxes (ties in key order), before any task without one.
+
+    Every median task waits for all of them (the grid's mean weights): in Dask's own order the
+    last ones were among the largest, one core computing while the other had nothing left to
+    do (the drizzle bench: ~2 s of a 2.5 s task at load 10, the ~0.4 s dip of the quiet
+    timeline); largest first, the last ones are the smallest, and the tasks that need no
+    median fill the other core meanwhile."""
+    cost = {}
+    for key, task in graph.items():
+        if isinstance(task, tuple) and task and task[0] is separate_tile:
+            job = task[1]
+            cost[key] = sum((b1 - b0) * (a1 - a0) for b0, b1, a0, a1 in job.boxes)
+    ranked = sorted(cost, key=lambda k: (cost[k], str(k)))
+    return {key: n + 1 for n, key in enumerate(ranked)}
 
 
 def cr_tasks(

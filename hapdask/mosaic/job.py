@@ -47,6 +47,7 @@ from hapdask.mosaic.graph import (
     median_tasks,
     release_scratch,
     scratch_readers,
+    separate_priority,
     static_tasks,
 )
 from hapdask.mosaic.grid import OutputGrid, astrodrizzle_grid
@@ -98,6 +99,8 @@ class DrizzleGraph:
     early: tuple = ()   # (task keys, result keys) of the work given to ``early``, if it applies
     tiles: dict = field(default_factory=dict)  # (ty, tx) -> key of the final-tile task
     writes: dict = field(default_factory=dict)  # (ty, tx) -> key of the task writing it
+    # key -> priority of the tasks to start first on local threads (graph.separate_priority)
+    priority: dict = field(default_factory=dict)
 
 
 def _open_inputs(inputs) -> list:
@@ -415,6 +418,7 @@ def drizzle_graph(
     discard: bool = False,
     tile_summary: Callable | None = None,
     banded_product: bool = False,
+    save_behind: bool = False,
 ) -> DrizzleGraph:
     """The Dask graph of one :func:`drizzle` job, to be computed alone or merged into a bigger
     graph (``hapdask svm`` computes a visit's products as one graph).
@@ -476,6 +480,13 @@ def drizzle_graph(
         of this process, and are in the file once ``done`` is: only for a graph computed once
         on local threads (as ``discard``). Each kept tile is deleted once its rows are
         written.
+    save_behind : bool
+        The separate-drizzle tasks hand the saves of their stacks and sums to the scratch's
+        saving thread and return, instead of waiting for the disk
+        (:meth:`~hapdask.mosaic.scratch.Scratch.save_behind`; the median and final tile tasks
+        wait for the files they read, at most
+        :data:`~hapdask.mosaic.stages.SAVES_BEHIND` tiles' saves under way at once): only
+        for a graph computed on local threads (as ``discard``).
 
     Returns
     -------
@@ -580,7 +591,7 @@ def drizzle_graph(
             g, med_keys, sums = median_tasks(
                 plan_tiles(sep_grid, tile_size, sep_place), sep_grid.shape, sep_inputs, sep,
                 combine, [pl.boxes for pl in sep_place], f"drz-{fp}", scratch,
-                keep_sums=reuse)
+                keep_sums=reuse, save_behind=save_behind)
             graph.update(g)
             # a final tile is made from the sums only when every chip landing on it was in its
             # separate drizzle (the grown separate tiles' boxes hold the final ones)
@@ -652,6 +663,7 @@ def drizzle_graph(
                     graph[dkey] = (_update_dq_after, key, chips[idx[0]].chip.path, p["crbit"],
                                    p["resetbits"] or 0)
                     mask_keys.append(dkey)
+        priority = separate_priority(graph)
         if discard and own_scratch:
             graph = release_scratch(graph, scratch_readers(graph), scratch)
         done = (f"drz-done-{fp}",)
@@ -665,7 +677,7 @@ def drizzle_graph(
         raise
     masks_written = {root: (f"drz-crmask-{fp}", root) for root, _ in cr_layout}
     return DrizzleGraph(graph, [done, *mask_keys], done, final_path, scratch, masks_written,
-                        early_keys, dict(tile_keys), writes)
+                        early_keys, dict(tile_keys), writes, priority)
 
 
 def _sky_graph(chips: list[ChipRef], p: AstroDrizzleParams, fp: str
@@ -870,6 +882,7 @@ def drizzle(
                             wcs_updates=wcs_updates, crmasks=crmasks,
                             reuse_separate=reuse_separate, early=early,
                             discard=early is not None, banded_product=early is not None,
+                            save_behind=early is not None,
                             pool=early.pool if early is not None else None)
     finally:
         if early is not None:
@@ -883,7 +896,8 @@ def drizzle(
                 # no spare thread (hapdask.scheduling.SPARE_THREADS, as hapdask svm has): its
                 # third task's buffers raised the bench's peak RSS by 80-110 MiB (to ~1/2 of
                 # AstroDrizzle's) for ~0.6 s of its ~13 s
-                result = compute(graph, job.keys, progress)[0]
+                # the separate drizzles largest first (graph.separate_priority)
+                result = compute(graph, job.keys, progress, priority=job.priority)[0]
             except BaseException:
                 wait_product_rows()
                 remove_temporary(job.output)

@@ -34,7 +34,10 @@ files. Where the file system refuses ``O_DIRECT`` (e.g. tmpfs) the ordinary
 path is taken.
 
 Stacks and sums are written once and read once, whole (:meth:`Scratch.save` and
-:func:`load_array` with ``direct=True``).
+:func:`load_array` with ``direct=True``). On local threads the separate-drizzle task hands
+them to this process's saving thread and returns (:meth:`Scratch.save_behind`: the task's
+core does not wait for the disk, ~1 thread-s over the bench's 27 tiles); a reader calls
+:func:`wait_saved` first, a deletion or the directory's removal waits for them.
 
 The directory lives beside the output (workers of a cluster must see it, as they see the
 output file) and is removed when the run ends. A file no task will read again may be deleted
@@ -72,7 +75,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["OWNER_FILE", "Scratch", "aligned_empty", "aligned_zeros", "load_array",
-           "load_array_async", "remove_stale"]
+           "load_array_async", "remove_stale", "wait_saved"]
 
 Box = tuple[int, int, int, int]
 
@@ -229,22 +232,79 @@ class Scratch:
         writes' waits overlap the caller's work. ``array`` must not change until it is done."""
         return _io_pool().submit(self.save, name, array, **kwargs)
 
+    def save_behind(self, items: Sequence[tuple[str, np.ndarray | Sequence[np.ndarray]]],
+                    direct: bool = True) -> Future:
+        """Save ``items`` (``(name, array)`` pairs, as :meth:`save` takes them) one after the
+        other in this process's saving thread, and return at once: the future of their paths.
+
+        Each file is known as pending until its save is done: a reader of this process calls
+        :func:`wait_saved` before it opens one (it then waits, and gets the save's error if
+        it failed), :meth:`discard` deletes one only after its save, and :meth:`remove` waits
+        for them all. So only for files read in this process (a graph computed on local
+        threads): a reader in another process would not know the file is still being written.
+        The arrays must not change until the future is done (they are kept until then).
+        """
+        paths = [self.path(name) for name, _ in items]
+        pool = _save_pool()
+        with _BEHIND_LOCK:  # known as pending before a reader can look
+            future = pool.submit(self._save_items, list(items), direct)
+            for path in paths:
+                _BEHIND[path] = future
+        return future
+
+    def _save_items(self, items: list, direct: bool) -> list[str]:
+        paths = []
+        while items:  # each array let go once saved: its memory is free for reuse at once
+            name, array = items.pop(0)
+            paths.append(self.save(name, array, direct=direct))
+            del array
+        return paths
+
     def discard(self, *paths: str) -> None:
         """Delete scratch files that nothing will read again, in this process's deleting
         thread (module docstring): the caller does not wait for the file system. Missing files
-        are no error. :meth:`remove` waits for the deletions handed over here."""
-        future = _discard_pool().submit(_unlink_all, paths)
+        are no error; a file still being saved (:meth:`save_behind`) is deleted after its
+        save. :meth:`remove` waits for the deletions handed over here."""
+        with _BEHIND_LOCK:
+            saves = [f for f in (_BEHIND.pop(p, None) for p in paths) if f is not None]
+        future = (_discard_pool().submit(_unlink_after, saves, paths) if saves else
+                  _discard_pool().submit(_unlink_all, paths))
         with _DISCARD_LOCK:
             _DISCARDING.setdefault(self.directory, []).append(future)
 
     def remove(self) -> None:
-        """Delete the directory and everything in it (after the pending :meth:`discard`
-        deletions of this process)."""
+        """Delete the directory and everything in it (after the pending :meth:`save_behind`
+        saves and :meth:`discard` deletions of this process)."""
+        inside = self.directory + os.sep
+        with _BEHIND_LOCK:
+            saves = [_BEHIND.pop(p) for p in [p for p in _BEHIND if p.startswith(inside)]]
+        for future in saves:
+            future.exception()  # wait: nothing is written into the directory after rmtree
         with _DISCARD_LOCK:
             pending = _DISCARDING.pop(self.directory, [])
         for future in pending:
             future.exception()  # wait; a failed deletion is left to rmtree
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def wait_saved(path: str) -> None:
+    """Wait until the save of scratch file ``path`` handed to :meth:`Scratch.save_behind` in
+    this process is done (at once if there is none): a reader calls it before it opens the
+    file. Raises the save's error if it failed (again for every later reader)."""
+    with _BEHIND_LOCK:
+        future = _BEHIND.get(path)
+    if future is None:
+        return
+    future.result()
+    with _BEHIND_LOCK:
+        if _BEHIND.get(path) is future:
+            del _BEHIND[path]
+
+
+def _unlink_after(saves: Sequence[Future], paths: Sequence[str]) -> None:
+    for future in saves:
+        future.exception()  # the file exists (or never will) once its save is over
+    _unlink_all(paths)
 
 
 def _unlink_all(paths: Sequence[str]) -> None:
@@ -607,6 +667,25 @@ def _io_pool() -> ThreadPoolExecutor:
                 _IO = ThreadPoolExecutor(os.cpu_count() or 1,
                                          thread_name_prefix="hapdask-scratch-io")
     return _IO
+
+
+_SAVE: ThreadPoolExecutor | None = None
+#: scratch file path -> future of its pending :meth:`Scratch.save_behind` save (this process)
+_BEHIND: dict[str, Future] = {}
+_BEHIND_LOCK = threading.Lock()
+_SAVE_LOCK = threading.Lock()
+
+
+def _save_pool() -> ThreadPoolExecutor:
+    """This process's saving thread of :meth:`Scratch.save_behind` (one: the saves wait on the
+    device, not on a core, and do not queue ahead of the I/O threads' reads; started on first
+    use)."""
+    global _SAVE
+    if _SAVE is None:
+        with _SAVE_LOCK:
+            if _SAVE is None:
+                _SAVE = ThreadPoolExecutor(1, thread_name_prefix="hapdask-scratch-save")
+    return _SAVE
 
 
 _DISCARD: ThreadPoolExecutor | None = None

@@ -22,10 +22,12 @@ them; nothing is kept between tasks.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +36,13 @@ from astropy.io import fits
 from hapdask.dqflags import good_pixel_mask, interpret_bits
 from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
-from hapdask.mosaic.scratch import Scratch, aligned_zeros, load_array, load_array_async
+from hapdask.mosaic.scratch import (
+    Scratch,
+    aligned_zeros,
+    load_array,
+    load_array_async,
+    wait_saved,
+)
 from hapdask.mosaic.tiles import footprint_margin, input_row_spans
 from hapdask.mosaic.wcsio import thread_header_wcs
 from hapdask.profile import timed
@@ -603,7 +611,10 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
     y0, y1, x0, x1 = job.window
     th, tw = y1 - y0, x1 - x0
     # the sums' reads are started first (scratch I/O threads): their waits overlap the work on
-    # the chips' cosmic-ray pixels
+    # the chips' cosmic-ray pixels (once their saves by separate_tile are done: save_behind)
+    with timed("read"), waiting():
+        for path in job.sums:
+            wait_saved(path)
     counts_read = load_array_async(job.sums[1], direct=True)
     sums_read = load_array_async(job.sums[0], direct=True)
     counts = None
@@ -677,6 +688,9 @@ class MedianJob:
     exposure's index in the whole stack (for the weight means and minmed's noise terms).
     ``final_ctx``: per chip, its context id in the final drizzle, when the task keeps the sums
     and contribution counts :func:`reuse_tile` makes the final tile from (empty: it does not).
+    ``save_behind``: the separate-drizzle task hands the saves of its stack and sums to the
+    scratch's saving thread and returns (:meth:`~hapdask.mosaic.scratch.Scratch.save_behind`;
+    their readers wait for them): only for a graph computed on local threads.
     """
 
     index: tuple[int, int]
@@ -693,6 +707,7 @@ class MedianJob:
     combine: object
     scratch: Scratch
     final_ctx: tuple[int, ...] = ()
+    save_behind: bool = False
 
     @property
     def stack_name(self) -> str:
@@ -727,17 +742,31 @@ def separate_drizzles(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
 
 
 def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
-                    statics: Sequence = (), sums: tuple | None = None) -> np.ndarray:
+                    statics: Sequence = (), sums: Sequence | None = None,
+                    before: Callable[[], None] | None = None) -> np.ndarray:
     """:func:`separate_drizzles` as the one ``(2, n, gy, gx)`` float32 array (images,
-    weights) that :func:`separate_tile` keeps: no stacking copy."""
+    weights) that :func:`separate_tile` keeps: no stacking copy.
+
+    With ``before``, the stack is allocated once the first exposure is drizzled, after a call
+    of ``before``, and so are the sums' num and den when ``sums`` holds None for them (a
+    list: filled in): :func:`separate_tile` waits there for the saves of earlier tiles
+    (:func:`_save_behind`), whose memory the allocator then reuses. Without, at once."""
     from hapdask.drizzle import finalize_tile
 
     g0, g1, h0, h1 = job.grown
     th, tw = g1 - g0, h1 - h0
     out_wcs = thread_header_wcs(job.header)
-    # block-aligned: separate_tile's direct save writes it without a copy
-    stack = aligned_zeros((2, len(job.groups), th, tw), np.float32)
-    images, weights = stack[0], stack[1]
+
+    def allocate() -> np.ndarray:
+        if before is not None:
+            before()
+        if sums is not None and sums[0] is None:
+            sums[0] = np.zeros((th, tw))
+            sums[1] = np.zeros((th, tw))
+        # block-aligned: separate_tile's direct save writes it without a copy
+        return aligned_zeros((2, len(job.groups), th, tw), np.float32)
+
+    stack = None if before is not None else allocate()
     counts = sums[2] if sums is not None else None
     for e, members in enumerate(job.groups):
         # fresh zeros (calloc): pages nothing lands on are never touched (a reused, refilled
@@ -752,12 +781,14 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
                           job.iscales[k], job.ratios[k], out_wcs,
                           static=statics[k] if statics else None,
                           count=counts[k] if counts is not None else None)
+        if stack is None:
+            stack = allocate()
         with timed("finalize"):
             if sums is not None:
                 np.add(sums[0], num, out=sums[0])
                 np.add(sums[1], den, out=sums[1])
-            finalize_tile(num, den, fillval=0.0, out=(images[e], weights[e]))
-    return stack
+            finalize_tile(num, den, fillval=0.0, out=(stack[0, e], stack[1, e]))
+    return stack if stack is not None else allocate()
 
 
 def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
@@ -771,27 +802,43 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     (:func:`weight_means`). With ``job.final_ctx``, the tile's (not the halo's) sums of all
     exposures and each chip's contribution counts are kept too (``job.sums_name``: float64
     ``(2, ty, tx)`` num and den; ``job.sums_name + "-count"``: ``(n chips, ty, tx)`` counts,
-    chip order, :func:`separate_drizzles`), for :func:`reuse_tile`.
+    chip order, :func:`separate_drizzles`), for :func:`reuse_tile`. With ``job.save_behind``
+    these are saved by the scratch's saving thread while the task returns
+    (:func:`_save_behind`).
     """
     from hapdask.combine.median import weight_sums
 
     g0, g1, h0, h1 = job.grown
     y0, y1, x0, x1 = job.window
     acc = None
-    if job.final_ctx:
+    if job.final_ctx:  # with save_behind, num and den made with the stack (_separate_stack)
         shape = (g1 - g0, h1 - h0)
-        acc = (np.zeros(shape), np.zeros(shape),
-               np.zeros((len(chips), *shape), count_dtype(job.ratios)))
-    stack = _separate_stack(job, chips, skies, statics, acc)
-    with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
-        job.scratch.save(job.stack_name, stack, direct=True)
-        weights = stack[1]
-        del stack
-        if acc is not None:
-            inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
-            job.scratch.save(job.sums_name, [acc[0][inner], acc[1][inner]], direct=True)
-            job.scratch.save(job.sums_name + "-count", acc[2][(slice(None), *inner)],
-                             direct=True)
+        acc = [None if job.save_behind else np.zeros(shape),
+               None if job.save_behind else np.zeros(shape),
+               np.zeros((len(chips), *shape), count_dtype(job.ratios))]
+    # before the stack is made: the saves of the tiles handed over before this one started
+    before = functools.partial(_wait_saves, _saves_under_way()) if job.save_behind else None
+    stack = _separate_stack(job, chips, skies, statics, acc, before)
+    items: list[tuple[str, object]] = [(job.stack_name, stack)]
+    counts = []
+    if acc is not None:
+        inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
+        items.append((job.sums_name, [acc[0][inner], acc[1][inner]]))
+        counts.append((job.sums_name + "-count", acc[2][(slice(None), *inner)]))
+    weights = stack[1]
+    del stack, acc
+    # the counts are saved by the task when the others go behind: made when the task starts,
+    # before the earlier saves are waited for, one held by a save would make the next task's
+    # new memory; saved first, so that the disk is not busy with the stack meanwhile
+    here = counts if job.save_behind else items + counts
+    if here:
+        with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
+            for name, array in here:
+                job.scratch.save(name, array, direct=True)
+    del here, counts
+    if job.save_behind:
+        _save_behind(job.scratch, items)
+    del items
     with timed("wsums"):
         sums, counts = weight_sums(weights[:, y0 - g0:y1 - g0, x0 - h0:x1 - h0])
     all_sums = np.zeros(job.n_inputs, np.float64)
@@ -799,6 +846,41 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     all_sums[list(job.exposures)] = sums
     all_counts[list(job.exposures)] = counts
     return all_sums, all_counts
+
+
+#: separate-drizzle tiles whose saves (:func:`_save_behind`) may be under way at once; a task
+#: beyond them waits for the oldest (memory: each keeps its stack and sums until saved)
+SAVES_BEHIND = 2
+_BEHIND: list[Future] = []
+_BEHIND_LOCK = threading.Lock()
+
+
+def _save_behind(scratch: Scratch, items: list[tuple[str, object]]) -> None:
+    """Hand a separate-drizzle tile's arrays to the scratch's saving thread
+    (:meth:`~hapdask.mosaic.scratch.Scratch.save_behind`: their readers wait for them) and
+    return; with more than :data:`SAVES_BEHIND` tiles' saves under way, wait for the oldest
+    first. A failed save is raised to the file's reader
+    (:func:`~hapdask.mosaic.scratch.wait_saved`)."""
+    future = scratch.save_behind(items, direct=True)
+    with _BEHIND_LOCK:
+        _BEHIND[:] = [f for f in _BEHIND if not f.done()] + [future]
+        wait = _BEHIND[:-SAVES_BEHIND]
+    _wait_saves(wait)
+
+
+def _saves_under_way() -> list[Future]:
+    """The separate-drizzle saves handed over (:func:`_save_behind`) and not done yet."""
+    with _BEHIND_LOCK:
+        return [f for f in _BEHIND if not f.done()]
+
+
+def _wait_saves(futures: Sequence[Future]) -> None:
+    """Wait for these saves (without the core, :func:`~hapdask.scheduling.waiting`); their
+    errors are their readers' to raise."""
+    if any(not f.done() for f in futures):
+        with timed("save"), waiting():
+            for f in futures:
+                f.exception()
 
 
 def weight_means(*parts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -837,8 +919,10 @@ def median_tile(job: MedianJob, chips: Sequence[ChipRef], separated: object,
     """
     from hapdask.combine.median import combine_stack
 
+    path = job.scratch.path(job.stack_name)
     with timed("load"), waiting():  # direct I/O: another task may use the core meanwhile
-        images, weights = load_array(job.scratch.path(job.stack_name), direct=True)
+        wait_saved(path)  # a save handed over by separate_tile (job.save_behind) is done
+        images, weights = load_array(path, direct=True)
     ex = list(job.exposures)
     expt = np.array([chips[m[0]].exptime for m in job.groups], np.float64)
     with timed("combine"):
