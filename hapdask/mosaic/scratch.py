@@ -654,55 +654,40 @@ def _pread(fd: int, direct: bool, buf: np.ndarray, start: int, nbytes: int, path
     return buf[lead:lead + nbytes]
 
 
-_IO: ThreadPoolExecutor | None = None
-_IO_LOCK = threading.Lock()
-
-
-def _io_pool() -> ThreadPoolExecutor:
-    """This process's scratch I/O threads (one per core, started on first use)."""
-    global _IO
-    if _IO is None:
-        with _IO_LOCK:
-            if _IO is None:
-                _IO = ThreadPoolExecutor(os.cpu_count() or 1,
-                                         thread_name_prefix="hapdask-scratch-io")
-    return _IO
-
-
-_SAVE: ThreadPoolExecutor | None = None
+#: this process's scratch threads by role (started on first use, :func:`_pool`)
+_POOLS: dict[str, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
 #: scratch file path -> future of its pending :meth:`Scratch.save_behind` save (this process)
 _BEHIND: dict[str, Future] = {}
 _BEHIND_LOCK = threading.Lock()
-_SAVE_LOCK = threading.Lock()
-
-
-def _save_pool() -> ThreadPoolExecutor:
-    """This process's saving thread of :meth:`Scratch.save_behind` (one: the saves wait on the
-    device, not on a core, and do not queue ahead of the I/O threads' reads; started on first
-    use)."""
-    global _SAVE
-    if _SAVE is None:
-        with _SAVE_LOCK:
-            if _SAVE is None:
-                _SAVE = ThreadPoolExecutor(1, thread_name_prefix="hapdask-scratch-save")
-    return _SAVE
-
-
-_DISCARD: ThreadPoolExecutor | None = None
 #: scratch directory -> futures of its pending :meth:`Scratch.discard` deletions
 _DISCARDING: dict[str, list[Future]] = {}
 _DISCARD_LOCK = threading.Lock()
 
 
+def _pool(role: str, workers: int) -> ThreadPoolExecutor:
+    """This process's ``hapdask-scratch-<role>`` threads, started on first use."""
+    with _POOLS_LOCK:
+        if role not in _POOLS:
+            _POOLS[role] = ThreadPoolExecutor(workers, thread_name_prefix=f"hapdask-scratch-{role}")
+        return _POOLS[role]
+
+
+def _io_pool() -> ThreadPoolExecutor:
+    """The scratch I/O threads (one per core)."""
+    return _pool("io", os.cpu_count() or 1)
+
+
+def _save_pool() -> ThreadPoolExecutor:
+    """The saving thread of :meth:`Scratch.save_behind` (one: the saves wait on the device,
+    not on a core, and do not queue ahead of the I/O threads' reads)."""
+    return _pool("save", 1)
+
+
 def _discard_pool() -> ThreadPoolExecutor:
-    """This process's deleting thread of :meth:`Scratch.discard` (one: the deletions wait on
-    the device, not on a core; started on first use)."""
-    global _DISCARD
-    if _DISCARD is None:
-        with _DISCARD_LOCK:
-            if _DISCARD is None:
-                _DISCARD = ThreadPoolExecutor(1, thread_name_prefix="hapdask-scratch-discard")
-    return _DISCARD
+    """The deleting thread of :meth:`Scratch.discard` (one: the deletions wait on the device,
+    not on a core)."""
+    return _pool("discard", 1)
 
 
 def load_array_async(path: str, direct: bool = False) -> Future:

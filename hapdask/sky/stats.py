@@ -170,14 +170,14 @@ def _order_stats(v, lo, hi, n, r1, r2):  # pragma: no cover - numba
 
 
 @njit(nogil=True, cache=True)
-def _ranks(v, lo, hi, flo, inv, h, r1, r2):  # pragma: no cover - numba
-    """:func:`_order_stats` from the bin counts ``h`` of the values inside [lo, hi]."""
-    nb = _NBINS
+def _rank_bins(h, r1, r2):  # pragma: no cover - numba
+    """The bins ``b1 <= b2`` of counts ``h`` holding the r1-th and r2-th smallest values
+    (0-based, r1 <= r2), the rank of ``b1``'s first value and the count of ``b1..b2``."""
     cum = 0
     b1 = -1
     b2 = -1
     start = 0
-    for k in range(nb):
+    for k in range(h.size):
         if b1 < 0 and r1 < cum + h[k]:
             b1 = k
             start = cum
@@ -188,7 +188,14 @@ def _ranks(v, lo, hi, flo, inv, h, r1, r2):  # pragma: no cover - numba
     m = 0
     for k in range(b1, b2 + 1):
         m += h[k]
-    buf = _bin_values(v, lo, hi, flo, inv, nb, b1, b2, m)
+    return b1, b2, start, m
+
+
+@njit(nogil=True, cache=True)
+def _ranks(v, lo, hi, flo, inv, h, r1, r2):  # pragma: no cover - numba
+    """:func:`_order_stats` from the bin counts ``h`` of the values inside [lo, hi]."""
+    b1, b2, start, m = _rank_bins(h, r1, r2)
+    buf = _bin_values(v, lo, hi, flo, inv, _NBINS, b1, b2, m)
     # the two ranks by selection, not a sort of the bins' values (the first clipping
     # iteration of a catalog background has ~2 M values in the median's bin: 55 ms instead of
     # 210 ms)
@@ -488,21 +495,7 @@ def _key_ranks(v, bits, klo, khi, shift, h, r1, r2):  # pragma: no cover - numba
     """The r1-th and r2-th smallest (0-based) of the values inside the key range ``[klo,
     khi]`` from their :class:`_KeyBins` counts h: the values of the bins holding those ranks
     (:func:`_key_values`), then a selection among them as :func:`_ranks`."""
-    cum = 0
-    b1 = -1
-    b2 = -1
-    start = 0
-    for k in range(h.size):
-        if b1 < 0 and r1 < cum + h[k]:
-            b1 = k
-            start = cum
-        if r2 < cum + h[k]:
-            b2 = k
-            break
-        cum += h[k]
-    m = 0
-    for k in range(b1, b2 + 1):
-        m += h[k]
+    b1, b2, start, m = _rank_bins(h, r1, r2)
     ka = klo + (b1 << shift)
     kb = min(klo + ((b2 + 1) << shift), khi + 1)
     buf = _key_values(v, bits, ka, kb, m)
