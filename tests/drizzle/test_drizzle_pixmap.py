@@ -674,3 +674,22 @@ def test_threads_give_the_same_bits(cases, full_pixmaps, name):
     _spans_check(pm, full[100:1100, 500:1500], region, lo, hi)
     with pytest.raises(ValueError, match="threads"):
         calc_pixmap(wfrom, wto, region=(0, 2, 0, 2), threads=0)
+
+
+@pytest.mark.parametrize("name", ["acs_wfc1", "wfc3_uvis"])
+def test_kept_models_give_the_same_bits(cases, full_pixmaps, name):
+    """calc_pixmap(models=fast_models(...)) skips the per-call WCS copies and astropy check:
+    the whole map, a region and its row spans hold the bits of the calls without them; models
+    of another shape are refused."""
+    wfrom, wto = cases[name]
+    full = full_pixmaps(name)
+    models = fast_models(wfrom, wto)
+    ny, nx = wfrom.array_shape
+    assert np.array_equal(calc_pixmap(wfrom, wto, models=models).view(np.uint64),
+                          full.view(np.uint64))
+    region = (100, 1100, 500, 1500)
+    lo, hi = _test_spans(region[1] - region[0], region[2], region[3])
+    pm = calc_pixmap(wfrom, wto, region=region, spans=(lo, hi), models=models)
+    _spans_check(pm, full[100:1100, 500:1500], region, lo, hi)
+    with pytest.raises(ValueError, match="models"):
+        calc_pixmap(wfrom, wto, (ny + 1, nx), models=models)
