@@ -851,8 +851,8 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
 #: separate-drizzle tiles whose saves (:func:`_save_behind`) may be under way at once; a task
 #: beyond them waits for the oldest (memory: each keeps its stack and sums until saved)
 SAVES_BEHIND = 2
-_BEHIND: list[Future] = []
-_BEHIND_LOCK = threading.Lock()
+_TILES_SAVING: list[Future] = []
+_TILES_SAVING_LOCK = threading.Lock()
 
 
 def _save_behind(scratch: Scratch, items: list[tuple[str, object]]) -> None:
@@ -862,16 +862,16 @@ def _save_behind(scratch: Scratch, items: list[tuple[str, object]]) -> None:
     first. A failed save is raised to the file's reader
     (:func:`~hapdask.mosaic.scratch.wait_saved`)."""
     future = scratch.save_behind(items, direct=True)
-    with _BEHIND_LOCK:
-        _BEHIND[:] = [f for f in _BEHIND if not f.done()] + [future]
-        wait = _BEHIND[:-SAVES_BEHIND]
+    with _TILES_SAVING_LOCK:
+        _TILES_SAVING[:] = [f for f in _TILES_SAVING if not f.done()] + [future]
+        wait = _TILES_SAVING[:-SAVES_BEHIND]
     _wait_saves(wait)
 
 
 def _saves_under_way() -> list[Future]:
     """The separate-drizzle saves handed over (:func:`_save_behind`) and not done yet."""
-    with _BEHIND_LOCK:
-        return [f for f in _BEHIND if not f.done()]
+    with _TILES_SAVING_LOCK:
+        return [f for f in _TILES_SAVING if not f.done()]
 
 
 def _wait_saves(futures: Sequence[Future]) -> None:

@@ -46,8 +46,8 @@ def _slow_saves(monkeypatch, delay: float, fail: str | None = None) -> list:
     return seen
 
 
-def test_save_behind_wait_discard_and_remove(tmp_path, monkeypatch):
-    s = Scratch.create(tmp_path, "b")
+def _gate_saves(monkeypatch) -> threading.Event:
+    """Make every Scratch.save wait until the returned event is set (at most 10 s)."""
     gate = threading.Event()
     real = Scratch.save
 
@@ -56,6 +56,12 @@ def test_save_behind_wait_discard_and_remove(tmp_path, monkeypatch):
         return real(self, name, array, *a, **k)
 
     monkeypatch.setattr(Scratch, "save", gated)
+    return gate
+
+
+def test_save_behind_wait_discard_and_remove(tmp_path, monkeypatch):
+    s = Scratch.create(tmp_path, "b")
+    gate = _gate_saves(monkeypatch)
     a = scratch_module.aligned_zeros((2, 3, 40, 50), np.float32)
     a[...] = np.arange(a.size, dtype=np.float32).reshape(a.shape)
     parts = [np.arange(12.0).reshape(3, 4), -np.arange(12.0).reshape(3, 4)]
@@ -147,14 +153,7 @@ def test_separate_saves_behind_bounded(tmp_path, monkeypatch):
     oldest."""
     monkeypatch.setattr(stages, "SAVES_BEHIND", 1)
     s = Scratch.create(tmp_path, "n")
-    gate = threading.Event()
-    real = Scratch.save
-
-    def gated(self, name, array, *a, **k):
-        gate.wait(10)
-        return real(self, name, array, *a, **k)
-
-    monkeypatch.setattr(Scratch, "save", gated)
+    gate = _gate_saves(monkeypatch)
     t0 = time.perf_counter()
     stages._save_behind(s, [("a", np.zeros(3))])
     assert time.perf_counter() - t0 < 5  # the first one is handed over at once
