@@ -173,6 +173,162 @@ def minmed_pass1(images, weights, thr, sky_rate, rn2, n_inputs, fill, nsigma1, n
             take2[y, x] = mw < dw - rms * nsigma2
 
 
+#: largest stack :func:`minmed_rows` takes (its rank sort makes n * (n - 1) passes over a row)
+MINMED_ROWS_MAX = 8
+
+
+@njit(nogil=True, cache=True)
+def _minmed_emit(yo, ny, grow, R, mins_r, meds_r, f1_r, t2_r, bad_r, across_r, near, out):
+    """Output row ``yo`` of :func:`minmed_rows` from its ring of rows (:func:`minmed_pass2`'s
+    choice: the rows ``yo - grow .. yo + grow`` within the frame are in the ring)."""
+    nx = near.shape[0]
+    s = yo % R
+    o = out[yo]
+    mnr = mins_r[s]
+    mdr = meds_r[s]
+    b = bad_r[s]
+    if grow > 0:
+        near[:] = 0
+        for yy in range(max(0, yo - grow), min(ny, yo + grow + 1)):
+            a = across_r[yy % R]
+            for x in range(nx):
+                near[x] |= a[x]
+        t = t2_r[s]
+        for x in range(nx):
+            v = mnr[x] if (near[x] & t[x]) != 0 else mdr[x]
+            o[x] = np.float32(0.0) if b[x] != 0 else v
+    else:
+        f = f1_r[s]
+        for x in range(nx):
+            v = mnr[x] if f[x] != 0 else mdr[x]
+            o[x] = np.float32(0.0) if b[x] != 0 else v
+
+
+@njit(nogil=True, cache=True)
+def minmed_rows(images, weights, thr, sky_rate, rn2, nsigma1, nsigma2, grow, out):
+    """:func:`minmed_pass1` then :func:`minmed_pass2` for ``n_inputs >= 3`` without the ``i``
+    fill, a row at a time in branch-free loops over the row's pixels (vectorised) instead of
+    a sort per pixel, each output row made once the ``grow`` rows after it are known (a ring
+    of ``2 grow + 1`` rows instead of whole-tile temporaries).
+
+    The valid values of a pixel are ranked (the number of smaller values, ties in stack order:
+    the positions of a stable sort, as :func:`_insert_sorted` gives), invalid ones get +inf
+    and rank after them; the minimum and the two middle values are picked by rank. The sums
+    (weight, background, read noise) are taken in stack order per pixel as in
+    :func:`minmed_pass1` (adding 0.0 for an invalid input changes no sum: they are >= +0), so
+    every output is the same bits.
+    """
+    n, ny, nx = images.shape
+    R = 2 * grow + 1
+    vals = np.empty((n, nx), np.float64)
+    rank = np.empty((n, nx), np.int32)
+    cnt = np.empty(nx, np.int32)
+    wsum = np.empty(nx, np.float32)
+    bks = np.empty(nx, np.float64)
+    rns = np.empty(nx, np.float64)
+    lo = np.empty(nx, np.float64)
+    hi = np.empty(nx, np.float64)
+    mins = np.empty(nx, np.float64)
+    mins_r = np.empty((R, nx), np.float32)
+    meds_r = np.empty((R, nx), np.float32)
+    f1_r = np.empty((R, nx), np.uint8)
+    t2_r = np.empty((R, nx), np.uint8)
+    bad_r = np.empty((R, nx), np.uint8)
+    across_r = np.zeros((R, nx), np.uint8)
+    near = np.empty(nx, np.uint8)
+    inf = np.inf
+    done = 0
+    for y in range(ny):
+        cnt[:] = 0
+        wsum[:] = 0.0
+        bks[:] = 0.0
+        rns[:] = 0.0
+        for i in range(n):
+            irow = images[i, y]
+            wrow = weights[i, y]
+            vi = vals[i]
+            ti = thr[i]
+            si = sky_rate[i]
+            ri = rn2[i]
+            for x in range(nx):
+                wt = np.float64(wrow[x])
+                v = np.float64(irow[x])
+                ok = (wt > 0.0) & (wt >= ti) & (v - v == 0.0)
+                vi[x] = v if ok else inf
+                cnt[x] += ok
+                wsum[x] = np.float32(np.float64(wsum[x]) + wt)
+                bks[x] += wt * si
+                rns[x] += ri if ok else 0.0
+        # stable ranks: earlier inputs (j < i) rank before equal values
+        for i in range(n):
+            ri_ = rank[i]
+            ri_[:] = 0
+            vi = vals[i]
+            for j in range(n):
+                vj = vals[j]
+                if j < i:
+                    for x in range(nx):
+                        ri_[x] += vj[x] <= vi[x]
+                elif j > i:
+                    for x in range(nx):
+                        ri_[x] += vj[x] < vi[x]
+        # the median of the g valid values less the highest (_median_of(.., 0, 1)): m = g - 1
+        # values (1 for g == 1), the mean of ranks (m - 1) // 2 and m // 2 when m is even
+        for x in range(nx):
+            lo[x] = 0.0
+            hi[x] = 0.0
+            mins[x] = 0.0
+        for i in range(n):
+            ri_ = rank[i]
+            vi = vals[i]
+            for x in range(nx):
+                m = max(cnt[x] - 1, 1)
+                r = ri_[x]
+                v = vi[x]
+                lo[x] = v if r == (m - 1) // 2 else lo[x]
+                hi[x] = v if r == m // 2 else hi[x]
+                mins[x] = v if r == 0 else mins[x]
+        s = y % R
+        mnr = mins_r[s]
+        mdr = meds_r[s]
+        f1 = f1_r[s]
+        t2 = t2_r[s]
+        ab = bad_r[s]
+        for x in range(nx):
+            g = cnt[x]
+            m = max(g - 1, 1)
+            md = hi[x] if m % 2 == 1 else (hi[x] + lo[x]) / 2.0
+            none = g == 0
+            mn = 0.0 if none else mins[x]
+            md = 0.0 if none else md
+            rn = 0.0 if none else rns[x]
+            mn32 = np.float32(mn)
+            md32 = np.float32(md)
+            mnr[x] = mn32
+            mdr[x] = md32
+            w = np.float64(wsum[x])
+            mw = np.float64(np.float32(np.float64(mn32) * w))
+            dw = np.float64(np.float32(np.float64(md32) * w))
+            r2 = dw + bks[x] + rn
+            rms = math.sqrt(r2) if r2 > 0.0 else 0.0
+            f1[x] = mw < dw - rms * nsigma1
+            t2[x] = mw < dw - rms * nsigma2
+            ab[x] = none
+        if grow > 0:  # the flags OR-ed over 2 grow + 1 columns (beyond the edges: not flagged)
+            a = across_r[s]
+            a[:] = 0
+            for d in range(-grow, grow + 1):
+                for x in range(max(0, -d), min(nx, nx - d)):
+                    a[x] |= f1[x + d]
+        while done <= y - grow:
+            _minmed_emit(done, ny, grow, R, mins_r, meds_r, f1_r, t2_r, bad_r, across_r, near,
+                         out)
+            done += 1
+    while done < ny:
+        _minmed_emit(done, ny, grow, R, mins_r, meds_r, f1_r, t2_r, bad_r, across_r, near, out)
+        done += 1
+
+
 @njit(nogil=True, cache=True)
 def minmed_pass2(minimum, median, flag1, take2, allbad, grow, out):
     """Choose minimum or median per pixel; within ``grow`` pixels (box) of a pixel where the

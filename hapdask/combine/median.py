@@ -330,13 +330,16 @@ def combine_stack(images: np.ndarray, weights: np.ndarray, params: CombineParams
         et = _per_image("exptimes", exptimes, n)
         if np.any(et <= 0):
             raise ValueError(f"exptimes: must be > 0, got {et.tolist()}")
+        n1, n2 = params.nsigma
+        if total >= 3 and not fill and 0 < n <= k.MINMED_ROWS_MAX:
+            k.minmed_rows(img, wht, thr, sky / et, rn ** 2, n1, n2, params.combine_grow, out)
+            return out
         shape = img.shape[1:]
         minimum = np.empty(shape, np.float32)
         median = np.empty(shape, np.float32)
         flag1 = np.empty(shape, np.bool_)
         take2 = np.empty(shape, np.bool_)
         allbad = np.empty(shape, np.bool_)
-        n1, n2 = params.nsigma
         k.minmed_pass1(img, wht, thr, sky / et, rn ** 2, total, fill, n1, n2,
                        minimum, median, flag1, take2, allbad)
         k.minmed_pass2(minimum, median, flag1, take2, allbad, params.combine_grow, out)
