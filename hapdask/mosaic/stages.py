@@ -605,8 +605,8 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
 
     ``_separate`` is the tile's :func:`separate_tile` result (the task waits for it).
     """
-    from hapdask.drizzle import finalize_tile
     from hapdask.drizzle.tile import context_mask  # numba module: loaded when a tile runs
+    from hapdask.mosaic._finalize import reuse_finish, take_counts
 
     y0, y1, x0, x1 = job.window
     th, tw = y1 - y0, x1 - x0
@@ -642,39 +642,32 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
         if counts is None:
             with timed("read"):
                 counts = counts_read.result()
-        if cnt_c is None:
+        if cnt_c is None:  # zeros: take_counts resets it after each chip
             cnt_c = np.zeros((th, tw), counts.dtype)
-        else:
-            cnt_c.fill(0)
         _kernel(data, weight, pm, num_c, den_c, None, job.window, in_box, p, job.iscales[k],
                 job.ratios[k], job.ctx_ids[k], region, count=cnt_c)
         with timed("finalize"):
-            left = counts[plane_of[job.ctx_ids[k]]]
-            hit = cnt_c > 0
-            if (cnt_c > left).any():
+            # counts[plane] -= cnt_c, touched |= cnt_c > 0; a count below 0: drizzled in full
+            if not take_counts(counts[plane_of[job.ctx_ids[k]]], cnt_c, touched):
                 return drizzle_tile(job, chips, skies, statics, crmasks)
-            np.subtract(left, cnt_c, out=left)
-            touched |= hit
     with timed("read"):
         counts = counts_read.result()
         sums = sums_read.result()
     num, den = sums[0], sums[1]
     with timed("finalize"):
+        # per chip plane (counts[n] > 0) its context bit, the pixels "covered" by some chip;
+        # touched and not covered: "empty" (no weight); left = den - den_c; a touched pixel
+        # left with < 1e-6 of its weight: drizzled in full; then finalize_tile(num - num_c,
+        # left, fillval) (0 and 0 where empty), in one pass (hapdask.mosaic._finalize)
         ctx = np.zeros((job.nplanes, th, tw), np.int32) if job.nplanes else None
-        covered = np.zeros((th, tw), bool)
-        for cid, n in plane_of.items():
-            on = counts[n] > 0
-            covered |= on
-            if ctx is not None:
-                np.bitwise_or(ctx[cid // 32], context_mask(cid), out=ctx[cid // 32], where=on)
-        empty = touched & ~covered
-        left = den - den_c
-        if (touched & ~empty & (left < 1e-6 * den)).any():
+        cids = np.array(job.sums_ids, np.int64)
+        masks = np.array([context_mask(c) for c in job.sums_ids], np.int32)
+        sci = np.empty((th, tw), np.float32)
+        wht = np.empty((th, tw), np.float32)
+        if not reuse_finish(counts, cids, masks,
+                            ctx if ctx is not None else np.zeros((0, 1, 1), np.int32),
+                            num, den, num_c, den_c, touched, p.fillval, sci, wht):
             return drizzle_tile(job, chips, skies, statics, crmasks)
-        num -= num_c
-        num[empty] = 0.0
-        left[empty] = 0.0
-        sci, wht = finalize_tile(num, left, fillval=p.fillval)
     return {"sci": sci, "wht": wht, "ctx": ctx}
 
 
@@ -743,15 +736,22 @@ def separate_drizzles(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
 
 def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
                     statics: Sequence = (), sums: Sequence | None = None,
-                    before: Callable[[], None] | None = None) -> np.ndarray:
+                    before: Callable[[], None] | None = None,
+                    wsums: tuple[Box, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """:func:`separate_drizzles` as the one ``(2, n, gy, gx)`` float32 array (images,
     weights) that :func:`separate_tile` keeps: no stacking copy.
 
     With ``before``, the stack is allocated once the first exposure is drizzled, after a call
     of ``before``, and so are the sums' num and den when ``sums`` holds None for them (a
     list: filled in): :func:`separate_tile` waits there for the saves of earlier tiles
-    (:func:`_save_behind`), whose memory the allocator then reuses. Without, at once."""
-    from hapdask.drizzle import finalize_tile
+    (:func:`_save_behind`), whose memory the allocator then reuses. Without, at once.
+
+    ``wsums``: ``(box, sums, counts)`` with ``box`` a window of the grown tile and ``sums``
+    (float64) and ``counts`` (int64) of ``len(job.groups)``: filled with
+    :func:`hapdask.combine.weight_sums` of the weights in ``box`` (the same values: made in
+    the pass that writes each exposure's planes, :mod:`hapdask.mosaic._finalize`)."""
+    from hapdask.combine.median import WEIGHT_MEAN_LOWER
+    from hapdask.mosaic._finalize import finalize_exposure  # numba: loaded when a tile runs
 
     g0, g1, h0, h1 = job.grown
     th, tw = g1 - g0, h1 - h0
@@ -784,10 +784,15 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
         if stack is None:
             stack = allocate()
         with timed("finalize"):
-            if sums is not None:
-                np.add(sums[0], num, out=sums[0])
-                np.add(sums[1], den, out=sums[1])
-            finalize_tile(num, den, fillval=0.0, out=(stack[0, e], stack[1, e]))
+            # finalize_tile(num, den, fillval=0.0, out=stack planes), the tile sums added and
+            # the weight sums, in one pass
+            add = sums is not None
+            got = finalize_exposure(num, den, 0.0, stack[0, e], stack[1, e],
+                                    sums[0] if add else num, sums[1] if add else den, add,
+                                    wsums[0] if wsums is not None else (0, 0, 0, 0),
+                                    WEIGHT_MEAN_LOWER)
+            if wsums is not None:
+                wsums[1][e], wsums[2][e] = got
     return stack if stack is not None else allocate()
 
 
@@ -806,8 +811,6 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
     these are saved by the scratch's saving thread while the task returns
     (:func:`_save_behind`).
     """
-    from hapdask.combine.median import weight_sums
-
     g0, g1, h0, h1 = job.grown
     y0, y1, x0, x1 = job.window
     acc = None
@@ -818,29 +821,31 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
                np.zeros((len(chips), *shape), count_dtype(job.ratios))]
     # before the stack is made: the saves of the tiles handed over before this one started
     before = functools.partial(_wait_saves, _saves_under_way()) if job.save_behind else None
-    stack = _separate_stack(job, chips, skies, statics, acc, before)
+    # the weights' sums and counts in the tile (not its halo): weight_sums of its planes,
+    # made as they are written
+    sums = np.zeros(len(job.groups), np.float64)
+    counts = np.zeros(len(job.groups), np.int64)
+    inner = (y0 - g0, y1 - g0, x0 - h0, x1 - h0)
+    stack = _separate_stack(job, chips, skies, statics, acc, before, (inner, sums, counts))
     items: list[tuple[str, object]] = [(job.stack_name, stack)]
-    counts = []
+    cnt_items = []
     if acc is not None:
-        inner = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
-        items.append((job.sums_name, [acc[0][inner], acc[1][inner]]))
-        counts.append((job.sums_name + "-count", acc[2][(slice(None), *inner)]))
-    weights = stack[1]
+        part = (slice(y0 - g0, y1 - g0), slice(x0 - h0, x1 - h0))
+        items.append((job.sums_name, [acc[0][part], acc[1][part]]))
+        cnt_items.append((job.sums_name + "-count", acc[2][(slice(None), *part)]))
     del stack, acc
     # the counts are saved by the task when the others go behind: made when the task starts,
     # before the earlier saves are waited for, one held by a save would make the next task's
     # new memory; saved first, so that the disk is not busy with the stack meanwhile
-    here = counts if job.save_behind else items + counts
+    here = cnt_items if job.save_behind else items + cnt_items
     if here:
         with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
             for name, array in here:
                 job.scratch.save(name, array, direct=True)
-    del here, counts
+    del here, cnt_items
     if job.save_behind:
         _save_behind(job.scratch, items)
     del items
-    with timed("wsums"):
-        sums, counts = weight_sums(weights[:, y0 - g0:y1 - g0, x0 - h0:x1 - h0])
     all_sums = np.zeros(job.n_inputs, np.float64)
     all_counts = np.zeros(job.n_inputs, np.int64)
     all_sums[list(job.exposures)] = sums
