@@ -220,15 +220,17 @@ def minmed_rows(images, weights, thr, sky_rate, rn2, nsigma1, nsigma2, grow, out
     """
     n, ny, nx = images.shape
     R = 2 * grow + 1
-    vals = np.empty((n, nx), np.float64)
+    vals = np.empty((n, nx), np.float32)  # float32: exact values, twice the lanes
     rank = np.empty((n, nx), np.int32)
     cnt = np.empty(nx, np.int32)
     wsum = np.empty(nx, np.float32)
     bks = np.empty(nx, np.float64)
     rns = np.empty(nx, np.float64)
-    lo = np.empty(nx, np.float64)
-    hi = np.empty(nx, np.float64)
-    mins = np.empty(nx, np.float64)
+    lo = np.empty(nx, np.float32)
+    hi = np.empty(nx, np.float32)
+    mins = np.empty(nx, np.float32)
+    rlo = np.empty(nx, np.int32)
+    rhi = np.empty(nx, np.int32)
     mins_r = np.empty((R, nx), np.float32)
     meds_r = np.empty((R, nx), np.float32)
     f1_r = np.empty((R, nx), np.uint8)
@@ -236,7 +238,7 @@ def minmed_rows(images, weights, thr, sky_rate, rn2, nsigma1, nsigma2, grow, out
     bad_r = np.empty((R, nx), np.uint8)
     across_r = np.zeros((R, nx), np.uint8)
     near = np.empty(nx, np.uint8)
-    inf = np.inf
+    inf = np.float32(np.inf)
     done = 0
     for y in range(ny):
         cnt[:] = 0
@@ -252,8 +254,8 @@ def minmed_rows(images, weights, thr, sky_rate, rn2, nsigma1, nsigma2, grow, out
             ri = rn2[i]
             for x in range(nx):
                 wt = np.float64(wrow[x])
-                v = np.float64(irow[x])
-                ok = (wt > 0.0) & (wt >= ti) & (v - v == 0.0)
+                v = irow[x]
+                ok = (wt > 0.0) & (wt >= ti) & (v - v == 0)
                 vi[x] = v if ok else inf
                 cnt[x] += ok
                 wsum[x] = np.float32(np.float64(wsum[x]) + wt)
@@ -275,18 +277,20 @@ def minmed_rows(images, weights, thr, sky_rate, rn2, nsigma1, nsigma2, grow, out
         # the median of the g valid values less the highest (_median_of(.., 0, 1)): m = g - 1
         # values (1 for g == 1), the mean of ranks (m - 1) // 2 and m // 2 when m is even
         for x in range(nx):
-            lo[x] = 0.0
-            hi[x] = 0.0
-            mins[x] = 0.0
+            lo[x] = 0
+            hi[x] = 0
+            mins[x] = 0
+            m = max(cnt[x] - 1, 1)
+            rlo[x] = (m - 1) >> 1
+            rhi[x] = m >> 1
         for i in range(n):
             ri_ = rank[i]
             vi = vals[i]
             for x in range(nx):
-                m = max(cnt[x] - 1, 1)
                 r = ri_[x]
                 v = vi[x]
-                lo[x] = v if r == (m - 1) // 2 else lo[x]
-                hi[x] = v if r == m // 2 else hi[x]
+                lo[x] = v if r == rlo[x] else lo[x]
+                hi[x] = v if r == rhi[x] else hi[x]
                 mins[x] = v if r == 0 else mins[x]
         s = y % R
         mnr = mins_r[s]
@@ -297,9 +301,10 @@ def minmed_rows(images, weights, thr, sky_rate, rn2, nsigma1, nsigma2, grow, out
         for x in range(nx):
             g = cnt[x]
             m = max(g - 1, 1)
-            md = hi[x] if m % 2 == 1 else (hi[x] + lo[x]) / 2.0
+            h = np.float64(hi[x])
+            md = h if m % 2 == 1 else (h + np.float64(lo[x])) / 2.0
             none = g == 0
-            mn = 0.0 if none else mins[x]
+            mn = 0.0 if none else np.float64(mins[x])
             md = 0.0 if none else md
             rn = 0.0 if none else rns[x]
             mn32 = np.float32(mn)
@@ -318,8 +323,15 @@ def minmed_rows(images, weights, thr, sky_rate, rn2, nsigma1, nsigma2, grow, out
             a = across_r[s]
             a[:] = 0
             for d in range(-grow, grow + 1):
-                for x in range(max(0, -d), min(nx, nx - d)):
-                    a[x] |= f1[x + d]
+                x0 = max(0, -d)
+                x1 = min(nx, nx - d)
+                if x1 <= x0:
+                    continue
+                # slices indexed from 0: no negative-index wrap-around (gathers) in the loop
+                dst = a[x0:x1]
+                src = f1[x0 + d:x1 + d]
+                for k in range(x1 - x0):
+                    dst[k] |= src[k]
         while done <= y - grow:
             _minmed_emit(done, ny, grow, R, mins_r, meds_r, f1_r, t2_r, bad_r, across_r, near,
                          out)
