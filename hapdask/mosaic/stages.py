@@ -988,6 +988,27 @@ def cte_direction(chip: ChipRef) -> int:
     return 0
 
 
+def _median_window(window: Box, parts: Sequence[Box], medians: Sequence[np.ndarray]
+                   ) -> np.ndarray:
+    """The median image in ``window`` (float32, 0 where no median tile covers it) from the
+    median tiles ``medians`` of windows ``parts``. Not zeroed first when the tiles' pieces
+    cover the window without overlapping (the graph's tiles: the usual case)."""
+    w0, w1, v0, v1 = window
+    pieces = []
+    for (p0, p1, q0, q1), arr in zip(parts, medians, strict=True):
+        c0, c1, d0, d1 = max(p0, w0), min(p1, w1), max(q0, v0), min(q1, v1)
+        if c0 < c1 and d0 < d1:
+            pieces.append(((c0, c1, d0, d1), arr[c0 - p0:c1 - p0, d0 - q0:d1 - q0]))
+    area = sum((c1 - c0) * (d1 - d0) for (c0, c1, d0, d1), _ in pieces)
+    apart = all(a[1] <= b[0] or b[1] <= a[0] or a[3] <= b[2] or b[3] <= a[2]
+                for k, (a, _) in enumerate(pieces) for b, _ in pieces[k + 1:])
+    whole = apart and area == (w1 - w0) * (v1 - v0)
+    mosaic = (np.empty if whole else np.zeros)((w1 - w0, v1 - v0), np.float32)
+    for (c0, c1, d0, d1), piece in pieces:
+        mosaic[c0 - w0:c1 - w0, d0 - v0:d1 - v0] = piece
+    return mosaic
+
+
 def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]) -> np.ndarray:
     """Blot the median onto a region of a chip and flag its cosmic rays.
 
@@ -1011,11 +1032,7 @@ def blot_cr_region(job: CrJob, chip: ChipRef, sky, medians: Sequence[np.ndarray]
     if not sky.ok:  # an unusable chip (e.g. all NaN) is not drizzled: nothing to flag
         return PackedMask.pack(np.zeros((y1 - y0, x1 - x0), bool))
     w0, w1, v0, v1 = job.window
-    mosaic = np.zeros((w1 - w0, v1 - v0), np.float32)
-    for (p0, p1, q0, q1), arr in zip(job.parts, medians, strict=True):
-        c0, c1, d0, d1 = max(p0, w0), min(p1, w1), max(q0, v0), min(q1, v1)
-        if c0 < c1 and d0 < d1:
-            mosaic[c0 - w0:c1 - w0, d0 - v0:d1 - v0] = arr[c0 - p0:c1 - p0, d0 - q0:d1 - q0]
+    mosaic = _median_window(job.window, job.parts, medians)
     g0, g1, h0, h1 = job.grown
     with timed("pixmap"):
         pixmap = chip_pixmap(chip, thread_header_wcs(job.header), job.grown, grid=job.header)
