@@ -38,7 +38,7 @@ from hapdask.mosaic.inputs import ChipRef
 from hapdask.mosaic.params import DrizzleParams
 from hapdask.mosaic.scratch import (
     Scratch,
-    aligned_zeros,
+    aligned_empty,
     load_array,
     load_array_async,
     wait_saved,
@@ -763,8 +763,9 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
         if sums is not None and sums[0] is None:
             sums[0] = np.zeros((th, tw))
             sums[1] = np.zeros((th, tw))
-        # block-aligned: separate_tile's direct save writes it without a copy
-        return aligned_zeros((2, len(job.groups), th, tw), np.float32)
+        # block-aligned: separate_tile's direct save writes it without a copy; not zeroed
+        # (calloc clears reused heap memory): every plane is written by finalize_exposure
+        return aligned_empty((2, len(job.groups), th, tw), np.float32)
 
     stack = None if before is not None else allocate()
     counts = sums[2] if sums is not None else None
