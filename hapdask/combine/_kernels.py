@@ -205,9 +205,10 @@ def _minmed_emit(yo, ny, grow, R, mins_r, meds_r, f1_r, t2_r, bad_r, across_r, n
 
 
 @njit(nogil=True, cache=True)
-def minmed_rows(images, weights, thr, sky_rate, rn2, nsigma1, nsigma2, grow, out):
-    """:func:`minmed_pass1` then :func:`minmed_pass2` for ``n_inputs >= 3`` without the ``i``
-    fill, a row at a time in branch-free loops over the row's pixels (vectorised) instead of
+def minmed_rows(images, weights, thr, sky_rate, rn2, mean2, nsigma1, nsigma2, grow, out):
+    """:func:`minmed_pass1` then :func:`minmed_pass2` without the ``i`` fill (``mean2``:
+    ``n_inputs == 2``, the mean of the valid values as :func:`_mean_of`, else the median less
+    the highest), a row at a time in branch-free loops over the row's pixels (vectorised) instead of
     a sort per pixel, each output row made once the ``grow`` rows after it are known (a ring
     of ``2 grow + 1`` rows instead of whole-tile temporaries).
 
@@ -281,8 +282,8 @@ def minmed_rows(images, weights, thr, sky_rate, rn2, nsigma1, nsigma2, grow, out
             hi[x] = 0
             mins[x] = 0
             m = max(cnt[x] - 1, 1)
-            rlo[x] = (m - 1) >> 1
-            rhi[x] = m >> 1
+            rlo[x] = 0 if mean2 else (m - 1) >> 1
+            rhi[x] = 1 if mean2 else m >> 1
         for i in range(n):
             ri_ = rank[i]
             vi = vals[i]
@@ -302,7 +303,11 @@ def minmed_rows(images, weights, thr, sky_rate, rn2, nsigma1, nsigma2, grow, out
             g = cnt[x]
             m = max(g - 1, 1)
             h = np.float64(hi[x])
-            md = h if m % 2 == 1 else (h + np.float64(lo[x])) / 2.0
+            if mean2:  # _mean_of: 0.0 + the values in order, over their count (1 or 2)
+                lv = 0.0 + np.float64(lo[x])
+                md = (lv + h) / 2.0 if g >= 2 else lv
+            else:
+                md = h if m % 2 == 1 else (h + np.float64(lo[x])) / 2.0
             none = g == 0
             mn = 0.0 if none else np.float64(mins[x])
             md = 0.0 if none else md

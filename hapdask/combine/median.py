@@ -331,8 +331,9 @@ def combine_stack(images: np.ndarray, weights: np.ndarray, params: CombineParams
         if np.any(et <= 0):
             raise ValueError(f"exptimes: must be > 0, got {et.tolist()}")
         n1, n2 = params.nsigma
-        if total >= 3 and not fill and 0 < n <= k.MINMED_ROWS_MAX:
-            k.minmed_rows(img, wht, thr, sky / et, rn ** 2, n1, n2, params.combine_grow, out)
+        if not fill and 0 < n <= k.MINMED_ROWS_MAX:
+            k.minmed_rows(img, wht, thr, sky / et, rn ** 2, total == 2, n1, n2,
+                          params.combine_grow, out)
             return out
         shape = img.shape[1:]
         minimum = np.empty(shape, np.float32)
