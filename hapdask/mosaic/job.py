@@ -48,6 +48,7 @@ from hapdask.mosaic.graph import (
     release_scratch,
     scratch_readers,
     separate_priority,
+    stack_prefetch,
     static_tasks,
 )
 from hapdask.mosaic.grid import OutputGrid, astrodrizzle_grid
@@ -101,6 +102,8 @@ class DrizzleGraph:
     writes: dict = field(default_factory=dict)  # (ty, tx) -> key of the task writing it
     # key -> priority of the tasks to start first on local threads (graph.separate_priority)
     priority: dict = field(default_factory=dict)
+    # key -> callable started ahead of its task on local threads (graph.stack_prefetch)
+    prefetch: dict = field(default_factory=dict)
 
 
 def _open_inputs(inputs) -> list:
@@ -591,7 +594,7 @@ def drizzle_graph(
             g, med_keys, sums = median_tasks(
                 plan_tiles(sep_grid, tile_size, sep_place), sep_grid.shape, sep_inputs, sep,
                 combine, [pl.boxes for pl in sep_place], f"drz-{fp}", scratch,
-                keep_sums=reuse, save_behind=save_behind)
+                keep_sums=reuse, save_behind=save_behind, prefetch=save_behind)
             graph.update(g)
             # a final tile is made from the sums only when every chip landing on it was in its
             # separate drizzle (the grown separate tiles' boxes hold the final ones)
@@ -664,6 +667,7 @@ def drizzle_graph(
                                    p["resetbits"] or 0)
                     mask_keys.append(dkey)
         priority = separate_priority(graph)
+        prefetch = stack_prefetch(graph)
         if discard and own_scratch:
             graph = release_scratch(graph, scratch_readers(graph), scratch)
         done = (f"drz-done-{fp}",)
@@ -677,7 +681,7 @@ def drizzle_graph(
         raise
     masks_written = {root: (f"drz-crmask-{fp}", root) for root, _ in cr_layout}
     return DrizzleGraph(graph, [done, *mask_keys], done, final_path, scratch, masks_written,
-                        early_keys, dict(tile_keys), writes, priority)
+                        early_keys, dict(tile_keys), writes, priority, prefetch)
 
 
 def _sky_graph(chips: list[ChipRef], p: AstroDrizzleParams, fp: str
@@ -897,7 +901,9 @@ def drizzle(
                 # third task's buffers raised the bench's peak RSS by 80-110 MiB (to ~1/2 of
                 # AstroDrizzle's) for ~0.6 s of its ~13 s
                 # the separate drizzles largest first (graph.separate_priority)
-                result = compute(graph, job.keys, progress, priority=job.priority)[0]
+                # the medians' stacks read ahead of them (graph.stack_prefetch)
+                result = compute(graph, job.keys, progress, priority=job.priority,
+                                 prefetch=job.prefetch)[0]
             except BaseException:
                 wait_product_rows()
                 remove_temporary(job.output)
