@@ -94,14 +94,18 @@ def prefetch_callback(prefetch: Mapping[object, Callable[[], object]]) -> Callba
     """A Dask local-scheduler callback that starts a task's preparation before the task:
     ``prefetch`` maps keys to callables (no arguments, e.g. the start of a read the task will
     take over, in another thread; they must return at once). Whenever a task starts or
-    finishes, the ready task with a prefetch that the scheduler will start first (the last one
-    in its ready list, which it starts from the end) gets it called, once. So at most one
-    prefetch is ahead of the tasks started, whatever the order, and it is the next one's (the
-    threaded scheduler only appends to the list and pops its end; a callback sorting it, as
-    :func:`priority_callback`, must be before this one)."""
+    finishes while at most one task with a prefetch is running, the ready task with a prefetch
+    that the scheduler will start first (the last one in its ready list, which it starts from
+    the end) gets it called, once. So at most one prefetch is ahead of the tasks started,
+    whatever the order, and it is the next one's (the threaded scheduler only appends to the
+    list and pops its end; a callback sorting it, as :func:`priority_callback`, must be before
+    this one); and tasks with a prefetch running or prefetched are at most two (memory: e.g.
+    the median tiles' stacks, two at once as with two threads without prefetches)."""
     started: set = set()
 
     def next_one(state: dict) -> None:
+        if sum(key in prefetch for key in state["running"]) > 1:
+            return
         for key in reversed(state["ready"]):
             call = prefetch.get(key)
             if call is not None:

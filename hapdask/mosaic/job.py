@@ -489,7 +489,10 @@ def drizzle_graph(
         (:meth:`~hapdask.mosaic.scratch.Scratch.save_behind`; the median and final tile tasks
         wait for the files they read, at most
         :data:`~hapdask.mosaic.stages.SAVES_BEHIND` tiles' saves under way at once): only
-        for a graph computed on local threads (as ``discard``).
+        for a graph computed on local threads (as ``discard``). The median tasks then also
+        take reads of their stacks that the scheduler may start ahead of them
+        (:attr:`DrizzleGraph.prefetch`, :func:`~hapdask.mosaic.graph.stack_prefetch`: pass
+        it as ``local_compute(prefetch=)``).
 
     Returns
     -------

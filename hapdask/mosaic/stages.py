@@ -827,18 +827,17 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
         counts.append((job.sums_name + "-count", acc[2][(slice(None), *inner)]))
     weights = stack[1]
     del stack, acc
-    # the counts are saved by the task when the others go behind: made when the task starts,
-    # before the earlier saves are waited for, one held by a save would make the next task's
-    # new memory; saved first, so that the disk is not busy with the stack meanwhile
-    here = counts if job.save_behind else items + counts
-    if here:
-        with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
-            for name, array in here:
-                job.scratch.save(name, array, direct=True)
-    del here, counts
     if job.save_behind:
-        _save_behind(job.scratch, items)
-    del items
+        # everything behind, the counts first: the task's core does not wait for the disk (no
+        # spare thread in hapdask drizzle). A pending save holds its counts, made when the next
+        # task starts (before it waits for the earlier saves): at most SAVES_BEHIND tiles'
+        # counts more in memory, in the separate pass (not the run's peak)
+        _save_behind(job.scratch, counts + items)
+    else:
+        with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
+            for name, array in items + counts:
+                job.scratch.save(name, array, direct=True)
+    del items, counts
     with timed("wsums"):
         sums, counts = weight_sums(weights[:, y0 - g0:y1 - g0, x0 - h0:x1 - h0])
     all_sums = np.zeros(job.n_inputs, np.float64)
