@@ -670,14 +670,14 @@ def drizzle_graph(
                                    p["resetbits"] or 0)
                     mask_keys.append(dkey)
         priority = separate_priority(graph)
-        # the mask files (and DQ updates) after every ready final tile: the last product rows'
-        # writes (by the product-rows threads, once the last tiles are done) then overlap
-        # their work instead of the run's end waiting for them on one core
-        priority.update(dict.fromkeys(mask_keys, -1))
+        # the mask files (and DQ updates) after every ready final tile (-2): the last product
+        # rows' writes (by the product-rows threads, once the last tiles are done) then
+        # overlap their work instead of the run's end waiting for them on one core
+        priority.update(dict.fromkeys(mask_keys, -2))
         if len(bands) > 1:
-            # the tiles of the band with the fewest rows last (when nothing else is ready):
-            # the rows written after the last tile, one core idle meanwhile, are the fewest
-            # (the rows of the bands before are written while they compute)
+            # the tiles of the band with the fewest rows after the other tiles (-1): the rows
+            # written after the last tile are the fewest (the rows of the bands before are
+            # written while they compute)
             last = min(bands, key=lambda b: (b[1] - b[0], -b[0]))
             priority.update(dict.fromkeys([tile_keys[t.index] for t in tiles
                                            if tuple(t.window[:2]) == last], -1))
