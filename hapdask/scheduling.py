@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,8 +25,8 @@ from dask.threaded import get
 
 from hapdask import _memory, profile
 
-__all__ = ["SPARE_THREADS", "compute_context", "local_compute", "priority_callback",
-           "probe_scheduler", "waiting"]
+__all__ = ["SPARE_THREADS", "compute_context", "local_compute", "prefetch_callback",
+           "priority_callback", "probe_scheduler", "waiting"]
 
 #: threads of a local compute beyond its cores, for the tasks that wait without their core
 #: (:func:`waiting`: direct reads of pixel maps and median stacks, a product's last row
@@ -88,6 +88,35 @@ def priority_callback(priority: Mapping) -> Callback:
 
     return Callback(start_state=lambda dsk, state: order_ready(state),
                     posttask=lambda key, result, dsk, state, worker: order_ready(state))
+
+
+def prefetch_callback(prefetch: Mapping[object, Callable[[], object]]) -> Callback:
+    """A Dask local-scheduler callback that starts a task's preparation before the task:
+    ``prefetch`` maps keys to callables (no arguments, e.g. the start of a read the task will
+    take over, in another thread; they must return at once). Whenever a task starts or
+    finishes while at most one task with a prefetch is running, the ready task with a prefetch
+    that the scheduler will start first (the last one in its ready list, which it starts from
+    the end) gets it called, once. So at most one prefetch is ahead of the tasks started,
+    whatever the order, and it is the next one's (the threaded scheduler only appends to the
+    list and pops its end; a callback sorting it, as :func:`priority_callback`, must be before
+    this one); and tasks with a prefetch running or prefetched are at most two (memory: e.g.
+    the median tiles' stacks, two at once as with two threads without prefetches)."""
+    started: set = set()
+
+    def next_one(state: dict) -> None:
+        if sum(key in prefetch for key in state["running"]) > 1:
+            return
+        for key in reversed(state["ready"]):
+            call = prefetch.get(key)
+            if call is not None:
+                if key not in started:
+                    started.add(key)
+                    call()
+                return
+
+    return Callback(start_state=lambda dsk, state: next_one(state),
+                    pretask=lambda key, dsk, state: next_one(state),
+                    posttask=lambda key, result, dsk, state, worker: next_one(state))
 
 
 class _Cores:
@@ -164,23 +193,26 @@ def _get_with_cores(graph, keys, *, num_workers: int, spare: int, **kw):
 
 def local_compute(graph, keys, progress: bool = False, *, nthreads: int | None = None,
                   beside_client: bool = False, priority: Mapping | None = None,
-                  spare: int = 0) -> list:
+                  spare: int = 0, prefetch: Mapping | None = None) -> list:
     """Compute ``keys`` of ``graph`` on Dask's local threaded scheduler (``nthreads``, default
     one per core), timed per task while a :class:`hapdask.profile.Profile` is active
     (``beside_client``: it runs beside the client's work and other computes, see
     :class:`hapdask.profile.ComputeRecord`); ``priority``: ``key -> int``, ready tasks of
     a higher priority start first (:func:`priority_callback`). ``spare``: threads beyond
     ``nthreads`` whose tasks run while others wait without their core (:func:`waiting`):
-    still at most ``nthreads`` tasks computing at once."""
+    still at most ``nthreads`` tasks computing at once. ``prefetch``: ``key -> callable``
+    started ahead of its task (:func:`prefetch_callback`)."""
     nthreads = nthreads or os.cpu_count() or 1
     prof = profile.active()
     run = functools.partial(_get_with_cores, spare=spare) if spare > 0 else get
     with contextlib.ExitStack() as stack:
         if progress:
             stack.enter_context(ProgressBar(out=sys.stderr))
-        # callbacks given to a compute replace the active ones (the progress bar): both
-        kw = {"callbacks": [*Callback.active, normalize_callback(priority_callback(priority))]
-              } if priority else {}
+        # callbacks given to a compute replace the active ones (the progress bar): both; the
+        # prefetch after the priority, which sorts the ready tasks
+        mine = ([priority_callback(priority)] if priority else []) + (
+            [prefetch_callback(prefetch)] if prefetch else [])
+        kw = {"callbacks": [*Callback.active, *map(normalize_callback, mine)]} if mine else {}
         if prof is not None:
             return profile.profiled_local(prof, run, graph, keys, nthreads,
                                           beside_client=beside_client, **kw)
@@ -191,9 +223,9 @@ def local_compute(graph, keys, progress: bool = False, *, nthreads: int | None =
 def compute_context(scheduler, workers, threads_per_worker, log, *, timeout=30.0,
                     scratch=None):
     """Yield ``(compute, client)``: a compute function ``compute(graph, keys, progress,
-    priority=None, spare=0)`` (``priority``, ``spare``: :func:`local_compute`'s, for local
-    threads; a distributed scheduler keeps its own order and threads) and the distributed
-    client (or None).
+    priority=None, spare=0, prefetch=None)`` (``priority``, ``spare``, ``prefetch``:
+    :func:`local_compute`'s, for local threads; a distributed scheduler keeps its own order
+    and threads) and the distributed client (or None).
 
     ``timeout`` (s) bounds the connection to a ``scheduler`` address; a local cluster keeps its
     scratch space in a new directory under ``scratch`` (removed on exit).
@@ -246,7 +278,7 @@ def compute_context(scheduler, workers, threads_per_worker, log, *, timeout=30.0
             print(file=sys.stderr)
         return client.gather(futs)
 
-    def compute(graph, keys, show, priority=None, spare=0):  # local threads only: both
+    def compute(graph, keys, show, priority=None, spare=0, prefetch=None):  # local only: all
         prof = profile.active()
         if prof is None:
             return run_graph(graph, keys, show)

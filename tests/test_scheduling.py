@@ -1,7 +1,9 @@
 """``hapdask.scheduling.local_compute(priority=)``: among ready tasks, higher priorities start
 first; a priority never changes results or delays a task while a thread is free.
 ``local_compute(spare=)``: a task waiting in :func:`~hapdask.scheduling.waiting` hands its core
-to another task; never more than ``nthreads`` tasks compute at once."""
+to another task; never more than ``nthreads`` tasks compute at once.
+``local_compute(prefetch=)``: the next ready task with a prefetch gets it called before it
+starts, once, one ahead of the tasks started."""
 
 from __future__ import annotations
 
@@ -56,6 +58,43 @@ def test_priority_starts_ready_tasks_first():
     # tasks of equal priority keep Dask's order
     rest = [n for n in got if n not in (late_w, late_s)]
     assert [n for n in rest if n[0] == "w"] == [n for n in plain if n[0] == "w" and n != late_w]
+
+
+@pytest.mark.parametrize("first", [None, "w2"])
+def test_prefetch_called_for_the_next_task_once(first):
+    plain: list = []
+    graph, keys = _graph(plain)
+    local_compute(graph, keys, nthreads=1)
+    got: list = []
+    graph, keys = _graph(got)
+    lock = threading.Lock()
+
+    def prefetch(name):
+        def call():
+            with lock:
+                got.append("pf " + name)
+        return call
+
+    prefetch_of = {f"w{i}": prefetch(f"w{i}") for i in range(6)}
+    priority = {first: 1} if first else None
+    assert local_compute(graph, keys, nthreads=1, priority=priority,
+                         prefetch=prefetch_of) == ("end",)
+    runs = [n for n in got if not n.startswith("pf ")]
+    if first is None:
+        assert runs == plain  # a prefetch changes no order
+    else:
+        assert runs[runs.index("root") + 1] == first
+    w_runs = [n for n in runs if n[0] == "w"]
+    calls = [n.removeprefix("pf ") for n in got if n.startswith("pf ")]
+    # each once, in the order the tasks start, each before its task
+    assert calls == w_runs
+    for name in w_runs:
+        assert got.index("pf " + name) < got.index(name)
+    # one ahead: when a prefetch is called, at most one earlier prefetched task has not run
+    for k, name in enumerate(got):
+        if name.startswith("pf "):
+            started = sum(1 for n in got[:k] if n[0] == "w")
+            assert k and sum(1 for n in got[:k] if n.startswith("pf ")) - started <= 1
 
 
 class _Cores:

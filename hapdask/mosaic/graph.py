@@ -35,6 +35,7 @@ from hapdask.mosaic.stages import (
     CrJob,
     MedianJob,
     PackedMask,
+    StackRead,
     TileJob,
     blot_cr_region,
     drizzle_tile,
@@ -47,7 +48,8 @@ from hapdask.mosaic.stages import (
 from hapdask.mosaic.tiles import ChipPlacement, Tile
 
 __all__ = ["GridInputs", "chip_tasks", "cr_tasks", "drizzle_tasks", "median_tasks",
-           "release_scratch", "scratch_readers", "separate_priority", "static_tasks"]
+           "release_scratch", "scratch_readers", "separate_priority", "stack_prefetch",
+           "static_tasks"]
 
 Box = tuple[int, int, int, int]
 
@@ -186,6 +188,7 @@ def median_tasks(
     scratch: Scratch,
     keep_sums: bool = False,
     save_behind: bool = False,
+    prefetch: bool = False,
 ) -> tuple[dict, dict[tuple[int, int], tuple], dict[tuple[int, int], tuple]]:
     """Separate drizzles + median: one separate-drizzle and one median task per tile.
 
@@ -200,6 +203,9 @@ def median_tasks(
     With ``save_behind``, a separate-drizzle task hands these saves to the scratch's saving
     thread and returns (:attr:`~hapdask.mosaic.stages.MedianJob.save_behind`; the tasks reading
     the files wait for them): only for a graph computed on local threads.
+    With ``prefetch``, each median task is given a :class:`~hapdask.mosaic.stages.StackRead`
+    of its stack, which the scheduler may start before the task (:func:`stack_prefetch`): also
+    only for a graph computed on local threads.
 
     Returns
     -------
@@ -252,7 +258,8 @@ def median_tasks(
     keys: dict = {}
     for job, ckeys, skey in jobs:
         key = (f"{prefix}-median", *job.index)
-        graph[key] = (median_tile, job, ckeys, skey, means_key, noise_key)
+        read = (StackRead(scratch.path(job.stack_name)),) if prefetch else ()
+        graph[key] = (median_tile, job, ckeys, skey, means_key, noise_key, *read)
         keys[job.index] = key
     return graph, keys, sums
 
@@ -274,6 +281,20 @@ def separate_priority(graph: Mapping) -> dict:
             cost[key] = sum((b1 - b0) * (a1 - a0) for b0, b1, a0, a1 in job.boxes)
     ranked = sorted(cost, key=lambda k: (cost[k], str(k)))
     return {key: n + 1 for n, key in enumerate(ranked)}
+
+
+def stack_prefetch(graph: Mapping) -> dict:
+    """``key -> callable`` (:func:`hapdask.scheduling.local_compute`'s ``prefetch``) starting
+    the stack reads of the median tasks of ``graph`` that have one (:func:`median_tasks` with
+    ``prefetch``): the scheduler starts the next median's read as the one before starts (the
+    median tasks are ready at once, after the grid's mean weights, and started in a fixed
+    order), so that the read's wait overlaps the tasks instead of idling a core."""
+    out = {}
+    for key, task in graph.items():
+        if (isinstance(task, tuple) and len(task) == 7 and task[0] is median_tile
+                and isinstance(task[6], StackRead)):
+            out[key] = task[6].start
+    return out
 
 
 def cr_tasks(

@@ -48,6 +48,7 @@ from hapdask.mosaic.graph import (
     release_scratch,
     scratch_readers,
     separate_priority,
+    stack_prefetch,
     static_tasks,
 )
 from hapdask.mosaic.grid import OutputGrid, astrodrizzle_grid
@@ -101,6 +102,8 @@ class DrizzleGraph:
     writes: dict = field(default_factory=dict)  # (ty, tx) -> key of the task writing it
     # key -> priority of the tasks to start first on local threads (graph.separate_priority)
     priority: dict = field(default_factory=dict)
+    # key -> callable started ahead of its task on local threads (graph.stack_prefetch)
+    prefetch: dict = field(default_factory=dict)
 
 
 def _open_inputs(inputs) -> list:
@@ -486,7 +489,10 @@ def drizzle_graph(
         (:meth:`~hapdask.mosaic.scratch.Scratch.save_behind`; the median and final tile tasks
         wait for the files they read, at most
         :data:`~hapdask.mosaic.stages.SAVES_BEHIND` tiles' saves under way at once): only
-        for a graph computed on local threads (as ``discard``).
+        for a graph computed on local threads (as ``discard``). The median tasks then also
+        take reads of their stacks that the scheduler may start ahead of them
+        (:attr:`DrizzleGraph.prefetch`, :func:`~hapdask.mosaic.graph.stack_prefetch`: pass
+        it as ``local_compute(prefetch=)``).
 
     Returns
     -------
@@ -591,7 +597,7 @@ def drizzle_graph(
             g, med_keys, sums = median_tasks(
                 plan_tiles(sep_grid, tile_size, sep_place), sep_grid.shape, sep_inputs, sep,
                 combine, [pl.boxes for pl in sep_place], f"drz-{fp}", scratch,
-                keep_sums=reuse, save_behind=save_behind)
+                keep_sums=reuse, save_behind=save_behind, prefetch=save_behind)
             graph.update(g)
             # a final tile is made from the sums only when every chip landing on it was in its
             # separate drizzle (the grown separate tiles' boxes hold the final ones)
@@ -664,6 +670,18 @@ def drizzle_graph(
                                    p["resetbits"] or 0)
                     mask_keys.append(dkey)
         priority = separate_priority(graph)
+        # the mask files (and DQ updates) after every ready final tile (-2): the last product
+        # rows' writes (by the product-rows threads, once the last tiles are done) then
+        # overlap their work instead of the run's end waiting for them on one core
+        priority.update(dict.fromkeys(mask_keys, -2))
+        if len(bands) > 1:
+            # the tiles of the band with the fewest rows after the other tiles (-1): the rows
+            # written after the last tile are the fewest (the rows of the bands before are
+            # written while they compute)
+            last = min(bands, key=lambda b: (b[1] - b[0], -b[0]))
+            priority.update(dict.fromkeys([tile_keys[t.index] for t in tiles
+                                           if tuple(t.window[:2]) == last], -1))
+        prefetch = stack_prefetch(graph)
         if discard and own_scratch:
             graph = release_scratch(graph, scratch_readers(graph), scratch)
         done = (f"drz-done-{fp}",)
@@ -677,7 +695,7 @@ def drizzle_graph(
         raise
     masks_written = {root: (f"drz-crmask-{fp}", root) for root, _ in cr_layout}
     return DrizzleGraph(graph, [done, *mask_keys], done, final_path, scratch, masks_written,
-                        early_keys, dict(tile_keys), writes, priority)
+                        early_keys, dict(tile_keys), writes, priority, prefetch)
 
 
 def _sky_graph(chips: list[ChipRef], p: AstroDrizzleParams, fp: str
@@ -897,7 +915,9 @@ def drizzle(
                 # third task's buffers raised the bench's peak RSS by 80-110 MiB (to ~1/2 of
                 # AstroDrizzle's) for ~0.6 s of its ~13 s
                 # the separate drizzles largest first (graph.separate_priority)
-                result = compute(graph, job.keys, progress, priority=job.priority)[0]
+                # the medians' stacks read ahead of them (graph.stack_prefetch)
+                result = compute(graph, job.keys, progress, priority=job.priority,
+                                 prefetch=job.prefetch)[0]
             except BaseException:
                 wait_product_rows()
                 remove_temporary(job.output)

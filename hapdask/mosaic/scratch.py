@@ -693,5 +693,12 @@ def _discard_pool() -> ThreadPoolExecutor:
 def load_array_async(path: str, direct: bool = False) -> Future:
     """:func:`load_array` of a whole array in the scratch I/O threads: a task starts the read
     of an array it needs later (e.g. a final tile's separate-drizzle sums) before its other
-    work, so that the direct read's wait overlaps it. Returns the future of the array."""
-    return _io_pool().submit(load_array, path, None, None, direct)
+    work, so that the direct read's wait overlaps it. Returns the future of the array. A save
+    of the file handed to :meth:`Scratch.save_behind` is waited for first (:func:`wait_saved`,
+    in the I/O thread)."""
+    return _io_pool().submit(_load_saved, path, direct)
+
+
+def _load_saved(path: str, direct: bool) -> np.ndarray:
+    wait_saved(path)
+    return load_array(path, None, None, direct)

@@ -48,7 +48,7 @@ from hapdask.mosaic.wcsio import thread_header_wcs
 from hapdask.profile import timed
 from hapdask.scheduling import waiting
 
-__all__ = ["CrJob", "MedianJob", "PackedMask", "TileJob", "assemble_mask",
+__all__ = ["CrJob", "MedianJob", "PackedMask", "StackRead", "TileJob", "assemble_mask",
            "blot_cr_region", "chip_pixmap", "count_dtype", "cte_direction", "drizzle_tile",
            "exposure_noise", "median_tile",
            "prepare_chip_region", "read_flat", "reuse_tile", "separate_drizzles", "separate_tile",
@@ -835,18 +835,17 @@ def separate_tile(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
         items.append((job.sums_name, [acc[0][part], acc[1][part]]))
         cnt_items.append((job.sums_name + "-count", acc[2][(slice(None), *part)]))
     del stack, acc
-    # the counts are saved by the task when the others go behind: made when the task starts,
-    # before the earlier saves are waited for, one held by a save would make the next task's
-    # new memory; saved first, so that the disk is not busy with the stack meanwhile
-    here = cnt_items if job.save_behind else items + cnt_items
-    if here:
-        with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
-            for name, array in here:
-                job.scratch.save(name, array, direct=True)
-    del here, cnt_items
     if job.save_behind:
-        _save_behind(job.scratch, items)
-    del items
+        # everything behind, the counts first: the task's core does not wait for the disk (no
+        # spare thread in hapdask drizzle). A pending save holds its counts, made when the next
+        # task starts (before it waits for the earlier saves): at most SAVES_BEHIND tiles'
+        # counts more in memory, in the separate pass (not the run's peak)
+        _save_behind(job.scratch, cnt_items + items)
+    else:
+        with timed("save"), waiting():  # direct I/O: another task may use the core meanwhile
+            for name, array in items + cnt_items:
+                job.scratch.save(name, array, direct=True)
+    del items, cnt_items
     all_sums = np.zeros(job.n_inputs, np.float64)
     all_counts = np.zeros(job.n_inputs, np.int64)
     all_sums[list(job.exposures)] = sums
@@ -900,8 +899,40 @@ def weight_means(*parts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
 
 
+class StackRead:
+    """The read of a median tile's separate-drizzle stack, which the scheduler may start
+    before the tile's :func:`median_tile` task (:meth:`start`, by
+    :func:`hapdask.scheduling.prefetch_callback`, see :func:`hapdask.mosaic.graph.stack_prefetch`):
+    the task then takes the array read meanwhile (:meth:`take`) instead of waiting for the
+    disk on its core. A plain object (Dask passes it to the task untouched), of one compute on
+    local threads (the read is a future of this process)."""
+
+    __slots__ = ("_future", "_lock", "_taken", "path")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._future: Future | None = None
+        self._taken = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the read in the scratch I/O threads (once it is saved: ``save_behind``);
+        nothing once started or taken."""
+        with self._lock:
+            if self._future is None and not self._taken:
+                self._future = load_array_async(self.path, direct=True)
+
+    def take(self) -> Future | None:
+        """The started read (None if it was not started; it never will be after this)."""
+        with self._lock:
+            self._taken = True
+            future, self._future = self._future, None
+        return future
+
+
 def median_tile(job: MedianJob, chips: Sequence[ChipRef], separated: object,
-                means: np.ndarray, noise: np.ndarray) -> np.ndarray:
+                means: np.ndarray, noise: np.ndarray, read: StackRead | None = None
+                ) -> np.ndarray:
     """Separate drizzles of one tile combined (the combine package's ``combine_stack``).
 
     Parameters
@@ -917,6 +948,8 @@ def median_tile(job: MedianJob, chips: Sequence[ChipRef], separated: object,
     noise : (n_inputs, 2) array
         Per exposure, minmed's sky (electrons per input pixel) and read noise (electrons)
         (:func:`exposure_noise`).
+    read : StackRead, optional
+        The stack's read, maybe started before the task (then taken over).
 
     Returns
     -------
@@ -926,9 +959,14 @@ def median_tile(job: MedianJob, chips: Sequence[ChipRef], separated: object,
     from hapdask.combine.median import combine_stack
 
     path = job.scratch.path(job.stack_name)
+    started = read.take() if read is not None else None
     with timed("load"), waiting():  # direct I/O: another task may use the core meanwhile
-        wait_saved(path)  # a save handed over by separate_tile (job.save_behind) is done
-        images, weights = load_array(path, direct=True)
+        if started is not None:
+            images, weights = started.result()
+        else:
+            wait_saved(path)  # a save handed over by separate_tile (job.save_behind) is done
+            images, weights = load_array(path, direct=True)
+    del started
     ex = list(job.exposures)
     expt = np.array([chips[m[0]].exptime for m in job.groups], np.float64)
     with timed("combine"):

@@ -1,6 +1,8 @@
-"""Separate-drizzle stacks and sums saved behind their task (``drizzle_graph(save_behind=True)``,
-what ``hapdask drizzle`` does on local threads): the task returns while the scratch's saving
-thread writes them; every read of such a file comes after the file is complete (the file
+"""Separate-drizzle stacks, sums and counts saved behind their task
+(``drizzle_graph(save_behind=True)``, what ``hapdask drizzle`` does on local threads): the task
+returns while the scratch's saving thread writes them; every read of such a file (also the
+median stacks' reads started ahead of their tasks, ``DrizzleGraph.prefetch``) comes after
+the file is complete (the file
 system is the oracle: the renames and opens it sees), the products are those of the plain graph
 bit for bit, a failed save is raised by the run, and deletions and the scratch's removal wait
 for the saves."""
@@ -115,25 +117,34 @@ def test_separate_saves_behind_read_when_complete(trio, tmp_path, monkeypatch, f
     job = drizzle_graph(trio, tmp_path / "behind" / "m", params=PARAMS, tile_size=128,
                         region_size=128, discard=True, save_behind=True)
     directory = job.scratch.directory
+    medians = [k for k in job.graph if "-median" in str(k[0])]
+    assert medians and sorted(job.prefetch, key=str) == sorted(medians, key=str)
     # slow saves: without the readers' waits the median and final tiles would read first
     seen = _slow_saves(monkeypatch, 0.05)
+    taken = []
+    real_take = stages.StackRead.take
+    monkeypatch.setattr(stages.StackRead, "take",
+                        lambda self: taken.append(real_take(self)) or taken[-1])
     events = file_events(lambda path: path.startswith(directory)
                          and os.path.basename(path).startswith(("sep-", "sum-")))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out = local_compute(job.graph, job.keys, nthreads=2)[0]
+            # as drizzle does: the medians' stacks read ahead (job.prefetch)
+            out = local_compute(job.graph, job.keys, nthreads=2, priority=job.priority,
+                                prefetch=job.prefetch)[0]
         for f in list(scratch_module._DISCARDING.get(directory, [])):
             f.result()
         assert sorted(os.listdir(directory)) == [OWNER_FILE]
     finally:
         monkeypatch.undo()
         job.scratch.remove()
-    # stacks and sums by the saving thread; the counts by the task (they are made before the
-    # earlier saves are waited for)
+    # stacks, sums and counts by the saving thread, none by the task
     saved = [(n, t) for n, t in seen if n.startswith(("sep-", "sum-"))]
-    assert saved and all(t.startswith("hapdask-scratch-save") != n.endswith("-count")
-                         for n, t in saved)
+    assert saved and all(t.startswith("hapdask-scratch-save") for _, t in saved)
+    assert any(n.endswith("-count") for n, _ in saved)
+    # every median took its stack's read, the ones after the first started ahead of them
+    assert len(taken) == len(medians) and sum(f is not None for f in taken) >= len(medians) - 2
     made = {p: t for t, k, p in events if k == "made"}
     opened = [(t, p) for t, k, p in events if k == "open"]
     assert any("/sep-" in p for _, p in opened) and any("/sum-" in p for _, p in opened)

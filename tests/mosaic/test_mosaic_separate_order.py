@@ -1,7 +1,8 @@
 """The separate-drizzle tasks start largest first on local threads (``DrizzleGraph.priority``,
 :func:`hapdask.mosaic.graph.separate_priority`): every median task waits for all of them, so
 the last ones should be small. The oracle is the scheduler's own state (its callbacks: which
-tasks were ready when each started) and the tiles' input boxes."""
+tasks were ready when each started) and the tiles' input boxes. The mask files and the
+final tiles of the band with the fewest rows go last."""
 
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ def test_separate_tasks_start_largest_first(trio, tmp_path):
                         region_size=128)
     seps = {k: t[1] for k, t in job.graph.items()
             if isinstance(t, tuple) and t and t[0] is separate_tile}
-    assert len(seps) > 3 and set(job.priority) == set(seps)
-    assert sorted(job.priority.values()) == list(range(1, len(seps) + 1))
+    first = {k: v for k, v in job.priority.items() if v > 0}
+    assert len(seps) > 3 and set(first) == set(seps)
+    assert sorted(first.values()) == list(range(1, len(seps) + 1))
     pixels = {k: _input_pixels(j) for k, j in seps.items()}
     assert len(set(pixels.values())) > 2  # tiles of several sizes
     started: list = []
@@ -66,4 +68,24 @@ def test_drizzle_computes_with_the_priority(trio, tmp_path, monkeypatch):
         drizzle(trio, tmp_path / "d" / "m", params=PARAMS, tile_size=128, region_size=128,
                 threads_per_worker=2, log=lambda m: None)
     main = [p for p in seen if p]
-    assert len(main) == 1 and all("-sep" in str(k[0]) for k in main[0])
+    assert len(main) == 1 and all("-sep" in str(k[0]) for k, v in main[0].items() if v > 0)
+    assert all(("-crmask" in str(k[0])) == (v == -2) for k, v in main[0].items())
+
+
+def test_mask_files_and_smallest_band_last(trio, tmp_path):
+    """The crmask tasks at -2 and the final tiles of the band with the fewest rows at -1
+    (banded products): the last rows written after the last tile are the fewest, and the
+    mask files are made meanwhile. Oracle: the tiles' windows."""
+    job = drizzle_graph(trio, tmp_path / "b" / "m", params=PARAMS, tile_size=128,
+                        region_size=128, banded_product=True)
+    windows = {key: task[1].window for key, task in job.graph.items()
+               if key in set(job.tiles.values())}
+    bands = {w[:2] for w in windows.values()}
+    assert len(bands) > 1
+    fewest = min(b1 - b0 for b0, b1 in bands)
+    last = max(b for b in bands if b[1] - b[0] == fewest)
+    assert {k for k, v in job.priority.items() if v == -1} == {
+        k for k, w in windows.items() if w[:2] == last}
+    masks = {k for k in job.graph if "-crmask" in str(k[0])}
+    assert masks and {k for k, v in job.priority.items() if v == -2} == masks
+    job.scratch.remove()
