@@ -346,7 +346,7 @@ def _place_configs(chip: ChipRef, grid: OutputGrid, tile_size: int, configs: Seq
     comes from the finite extents of its rows in each band, merged. Minima and maxima are
     exact, so the boxes and windows are those of the whole map (tested); the whole map
     (134 MB for an ACS/WFC chip) is never held, only one band (~17 MB)."""
-    from hapdask.drizzle import calc_pixmap  # numba code: loaded when a chip is placed
+    from hapdask.drizzle import calc_pixmap, fast_models  # numba code: loaded when placing
     from hapdask.drizzle.tile import _check_kernel_args, _reach_params
     from hapdask.mosaic._extent import rows_block_bounds
 
@@ -365,10 +365,13 @@ def _place_configs(chip: ChipRef, grid: OutputGrid, tile_size: int, configs: Seq
     reaches = {p.footprint: _reach_params(*p.footprint, ratio) for p in todo.values()}
     ny, nx = chip.shape
     chip_wcs, grid_wcs = chip.wcs(), grid.wcs()
+    # the numba models checked once for the chip's bands (the same values as each band's own)
+    models = fast_models(chip_wcs, grid_wcs, chip.shape)
+    models = None if isinstance(models, str) else models
     for r0 in range(0, ny, PLACE_ROWS):
         r1 = min(r0 + PLACE_ROWS, ny)
         a0, a1 = max(r0 - 1, 0), min(r1 + 1, ny)
-        band = calc_pixmap(chip_wcs, grid_wcs, chip.shape, region=(a0, a1, 0, nx))
+        band = calc_pixmap(chip_wcs, grid_wcs, chip.shape, region=(a0, a1, 0, nx), models=models)
         extents = {r: rows_block_bounds(band, r0 - a0, r1 - a0, _BLOCK, *kr)
                    for r, kr in reaches.items()}
         for p in todo.values():
