@@ -316,13 +316,14 @@ def _grown_box(shape: tuple[int, int], box: Box) -> Box:
 
 
 def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, crparts=None,
-                 pixels=None):
+                 pixels=None, grid: str | None = None):
     """What the kernel needs to drizzle a chip's input box onto a window: ``(region, data,
     weight, pixmap, in_box)`` (:func:`prepare_chip_region` over the box grown by one pixel), or
     None when nothing of the box lands. ``pixels``: the region's pixels already read
     (:func:`prepare_chip_region`). The map is computed only where the window's pixels can be
     (:func:`_tile_spans`: the box around a rotated footprint piece holds up to ~2x the pixels
-    that land), NaN elsewhere; the weight is 0 outside those spans."""
+    that land), NaN elsewhere; the weight is 0 outside those spans. ``grid``: the header
+    string of ``out_wcs`` (:func:`chip_pixmap`'s models kept for the process)."""
     b0, b1, a0, a1 = box
     region = _grown_box(chip.shape, box)
     if region[1] - region[0] < 2 or region[3] - region[2] < 2:
@@ -343,14 +344,14 @@ def _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=None, cr
               max(a0 - region[2], int(lo[rows].min()) - region[2]),
               min(a1 - region[2], int(hi[rows].max()) - region[2]))
     with timed("pixmap"):
-        pm = chip_pixmap(chip, out_wcs, region, mapped)
+        pm = chip_pixmap(chip, out_wcs, region, mapped, grid=grid)
     return region, data, weight, pm, in_box
 
 
 def _drizzle_chip(chip, sky, box, window, params, num, den, ctx, ctx_id, iscale, ratio, out_wcs,
-                  static=None, crparts=None, count=None) -> None:
+                  static=None, crparts=None, count=None, grid: str | None = None) -> None:
     got = _chip_inputs(chip, sky, box, window, params, ratio, out_wcs, static=static,
-                       crparts=crparts)
+                       crparts=crparts, grid=grid)
     if got is None:
         return
     region, data, weight, pm, in_box = got
@@ -433,7 +434,8 @@ def drizzle_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, static
             crparts = list(zip(job.cr_boxes[k], crmasks[k], strict=True))
         _drizzle_chip(chip, sky, job.boxes[k], job.window, job.params, num, den, ctx,
                       job.ctx_ids[k], job.iscales[k], job.ratios[k], out_wcs,
-                      static=statics[k] if statics else None, crparts=crparts)
+                      static=statics[k] if statics else None, crparts=crparts,
+                      grid=job.header)
     with timed("finalize"):
         sci, wht = finalize_tile(num, den, fillval=job.params.fillval)
     return {"sci": sci, "wht": wht, "ctx": ctx}
@@ -502,9 +504,11 @@ _SPARSE_MAP = 0.25
 
 
 class _NanMap:
-    """One task's buffer for :func:`_cosmic_ray_pixmap`'s maps: kept NaN except at the row
-    segments of the map last handed out (valid until the next :meth:`get`), which are reset
-    to NaN then, instead of filling a whole region for each chip."""
+    """A buffer for :func:`_cosmic_ray_pixmap`'s maps: kept NaN except at the row segments of
+    the map last handed out (valid until the next :meth:`get`), which are reset to NaN then,
+    instead of filling a whole region for each chip. One per thread (:func:`_thread_nan_map`):
+    a final tile's region (~30 MB of map) is not allocated and filled with NaN again by each
+    task."""
 
     def __init__(self) -> None:
         self.flat: np.ndarray | None = None
@@ -524,6 +528,17 @@ class _NanMap:
                 last_shape[0], last_shape[1], 2), *last_segments, np.nan)
         self.last = (shape, segments)
         return self.flat[:size].reshape(shape[0], shape[1], 2)
+
+
+_NAN_MAPS = threading.local()
+
+
+def _thread_nan_map() -> _NanMap:
+    """This thread's :class:`_NanMap` (kept for the thread's life, its largest region's size)."""
+    got = getattr(_NAN_MAPS, "map", None)
+    if got is None:
+        got = _NAN_MAPS.map = _NanMap()
+    return got
 
 
 # the numba path's models (hapdask.drizzle.fast_models) of (chip, chip WCS, grid) triples, kept
@@ -618,7 +633,7 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
     counts_read = load_array_async(job.sums[1], direct=True)
     sums_read = load_array_async(job.sums[0], direct=True)
     counts = None
-    nan_map = _NanMap()
+    nan_map = _thread_nan_map()
     plane_of = {cid: n for n, cid in enumerate(job.sums_ids)}
     num_c = np.zeros((th, tw))
     den_c = np.zeros((th, tw))
@@ -780,7 +795,7 @@ def _separate_stack(job: MedianJob, chips: Sequence[ChipRef], skies: Sequence,
             _drizzle_chip(chip, sky, job.boxes[k], job.grown, job.params, num, den, None, 0,
                           job.iscales[k], job.ratios[k], out_wcs,
                           static=statics[k] if statics else None,
-                          count=counts[k] if counts is not None else None)
+                          count=counts[k] if counts is not None else None, grid=job.header)
         if stack is None:
             stack = allocate()
         with timed("finalize"):
