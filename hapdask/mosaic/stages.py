@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from hapdask.mosaic.scratch import (
     load_array_async,
     wait_saved,
 )
-from hapdask.mosaic.tiles import footprint_margin, input_row_spans
+from hapdask.mosaic.tiles import chip_models, footprint_margin, input_row_spans
 from hapdask.mosaic.wcsio import thread_header_wcs
 from hapdask.profile import timed
 from hapdask.scheduling import waiting
@@ -266,10 +265,11 @@ def chip_pixmap(chip: ChipRef, out_wcs, region: Box,
     """Pixel map of a region of a chip on an output grid (0-based output ``(x, y)`` per
     input pixel; :func:`hapdask.drizzle.calc_pixmap`), only in the row ``spans`` when given
     (NaN elsewhere). ``grid``: the header string of ``out_wcs``, to use the chip's numba
-    models kept for the process (:func:`_chip_models`) instead of checking them again."""
+    models kept for the process (:func:`~hapdask.mosaic.tiles.chip_models`) instead of
+    checking them again."""
     from hapdask.drizzle import calc_pixmap
 
-    models = _chip_models(chip, out_wcs, grid) if grid is not None else None
+    models = chip_models(chip, out_wcs, grid) if grid is not None else None
     return calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region, spans=spans,
                        models=None if isinstance(models, str) else models)
 
@@ -541,36 +541,6 @@ def _thread_nan_map() -> _NanMap:
     return got
 
 
-# the numba path's models (hapdask.drizzle.fast_models) of (chip, chip WCS, grid) triples, kept
-# for the process: each final tile's calc_pixmap_at would otherwise repeat the astropy check
-_MODELS: OrderedDict = OrderedDict()
-_MODELS_LOCK = threading.Lock()
-_MODELS_SIZE = 64
-
-
-def _chip_models(chip: ChipRef, out_wcs, grid: str):
-    """:func:`hapdask.drizzle.fast_models` of a chip on the grid of header ``grid``
-    (``out_wcs``), computed once per process for the chip object, its WCS and the grid."""
-    from hapdask.drizzle import fast_models
-
-    try:
-        key = (chip.chip, chip.wcs_bytes, grid)
-        hash(key)
-    except TypeError:  # an unhashable chip object: no cache
-        return fast_models(chip.thread_wcs(), out_wcs, chip.shape)
-    with _MODELS_LOCK:
-        got = _MODELS.get(key)
-        if got is not None:
-            _MODELS.move_to_end(key)
-            return got
-    got = fast_models(chip.thread_wcs(), out_wcs, chip.shape)
-    with _MODELS_LOCK:
-        _MODELS[key] = got
-        while len(_MODELS) > _MODELS_SIZE:
-            _MODELS.popitem(last=False)
-    return got
-
-
 def _cosmic_ray_pixmap(chip: ChipRef, out_wcs, grid: str, region: Box, points: np.ndarray,
                        buffer: _NanMap | None = None) -> np.ndarray:
     """Pixel map of a chip region for redrizzling its weighted (cosmic-ray) pixels only.
@@ -582,15 +552,15 @@ def _cosmic_ray_pixmap(chip: ChipRef, out_wcs, grid: str, region: Box, points: n
     :func:`hapdask.drizzle.grown_segments`, to :func:`hapdask.drizzle.calc_pixmap_at`: the
     same bits as the whole map; NaN elsewhere, where no weighted pixel's result depends on it;
     into ``buffer`` when given; the numba models of the chip on the grid of header ``grid``
-    kept for the process, :func:`_chip_models`). Otherwise, or when its numba path does not
-    apply, the whole region's map (:func:`chip_pixmap`).
+    kept for the process, :func:`~hapdask.mosaic.tiles.chip_models`). Otherwise, or when its
+    numba path does not apply, the whole region's map (:func:`chip_pixmap`).
     """
     from hapdask.drizzle import calc_pixmap_at, grown_segments
 
     shape = (region[1] - region[0], region[3] - region[2])
     segments = grown_segments(points, shape[0], shape[1])
     if int(np.sum(segments[2] - segments[1])) < _SPARSE_MAP * shape[0] * shape[1]:
-        models = _chip_models(chip, out_wcs, grid)
+        models = chip_models(chip, out_wcs, grid)
         if not isinstance(models, str):
             out = buffer.get(shape, segments) if buffer is not None else None
             return calc_pixmap_at(None, out_wcs, segments, chip.shape, region=region, out=out,
