@@ -505,11 +505,9 @@ _SPARSE_MAP = 0.25
 
 
 class _NanMap:
-    """A buffer for :func:`_cosmic_ray_pixmap`'s maps: kept NaN except at the row segments of
-    the map last handed out (valid until the next :meth:`get`), which are reset to NaN then,
-    instead of filling a whole region for each chip. One per thread (:func:`_thread_nan_map`):
-    a final tile's region (~30 MB of map) is not allocated and filled with NaN again by each
-    task."""
+    """One task's buffer for :func:`_cosmic_ray_pixmap`'s maps: kept NaN except at the row
+    segments of the map last handed out (valid until the next :meth:`get`), which are reset
+    to NaN then, instead of filling a whole region for each chip."""
 
     def __init__(self) -> None:
         self.flat: np.ndarray | None = None
@@ -529,17 +527,6 @@ class _NanMap:
                 last_shape[0], last_shape[1], 2), *last_segments, np.nan)
         self.last = (shape, segments)
         return self.flat[:size].reshape(shape[0], shape[1], 2)
-
-
-_NAN_MAPS = threading.local()
-
-
-def _thread_nan_map() -> _NanMap:
-    """This thread's :class:`_NanMap` (kept for the thread's life, its largest region's size)."""
-    got = getattr(_NAN_MAPS, "map", None)
-    if got is None:
-        got = _NAN_MAPS.map = _NanMap()
-    return got
 
 
 def _cosmic_ray_pixmap(chip: ChipRef, out_wcs, grid: str, region: Box, points: np.ndarray,
@@ -604,7 +591,7 @@ def reuse_tile(job: TileJob, chips: Sequence[ChipRef], skies: Sequence, statics:
     counts_read = load_array_async(job.sums[1], direct=True)
     sums_read = load_array_async(job.sums[0], direct=True)
     counts = None
-    nan_map = _thread_nan_map()
+    nan_map = _NanMap()
     plane_of = {cid: n for n, cid in enumerate(job.sums_ids)}
     num_c = np.zeros((th, tw))
     den_c = np.zeros((th, tw))
