@@ -187,7 +187,8 @@ def _sums(job: FamilyJob, inputs: list) -> list[tuple]:
         # also gives the region, the map and the input box
         got = _chip_inputs(chip, skies0[k0], m0.boxes[k0], job.window, m0.params,
                            m0.ratios[k0], out_wcs, static=statics0[k0] if statics0 else None,
-                           crparts=parts(q0, k0), pixels=(sci.copy(), err, dq))
+                           crparts=parts(q0, k0), pixels=(sci.copy(), err, dq),
+                           grid=job.members[0].header)
         if got is None:
             continue
         region, data0, weight0, pm, in_box = got

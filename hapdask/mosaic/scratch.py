@@ -11,8 +11,9 @@ the same with two kinds of arrays that would otherwise be recomputed or held in 
   subtracts the cosmic-ray pixels from them instead of drizzling every pixel again.
 
 Pixel maps are not kept: each task computes the map of the pixels it uses (the numba
-``calc_pixmap``, ~8 ns per pixel, instead of the direct reads' waits of a kept map; 3
-interleaved pairs of the drizzle bench: wall medians 10.86 -> 10.38 s, products identical).
+``calc_pixmap``, ~8 ns per pixel then, ~4 since session 33, instead of the direct reads'
+waits of a kept map; 3 interleaved pairs of the drizzle bench: wall medians 10.86 -> 10.38 s,
+products identical).
 It costs CPU: the drizzle bench's process +0.3-0.8 CPU-s of ~19 (the tasks' maps +1.2, the
 plan's saves and page faults -0.4), ``hapdask svm``'s demo +2.2-3.2 task CPU-s in its
 drizzle stages (its 7 products read each stored map several times).

@@ -17,6 +17,7 @@ import contextlib
 import math
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,8 +28,9 @@ from astropy.wcs import WCS
 from hapdask.mosaic.grid import OutputGrid
 from hapdask.mosaic.inputs import ChipRef
 
-__all__ = ["ChipPlacement", "Region", "SAMPLE_STEP", "Tile", "chip_tile_boxes", "footprint_margin",
-           "input_row_spans", "place_chip", "place_chip_configs", "place_chips", "plan_tiles"]
+__all__ = ["ChipPlacement", "Region", "SAMPLE_STEP", "Tile", "chip_models", "chip_tile_boxes",
+           "footprint_margin", "input_row_spans", "place_chip", "place_chip_configs", "place_chips",
+           "plan_tiles"]
 
 #: sampling step (input pixels) of the coarse per-chip pixel map of :func:`chip_tile_boxes`
 SAMPLE_STEP = 32
@@ -327,6 +329,44 @@ def place_chip_configs(chip: ChipRef, grid: OutputGrid, tile_size: int,
         return _place_configs(chip, grid, tile_size, configs, key, candidates, placed)
 
 
+# the numba path's models (hapdask.drizzle.fast_models) of (chip, chip WCS, grid) triples, kept
+# for the process: each map of a chip would otherwise repeat the WCS copies and astropy check
+_MODELS: OrderedDict = OrderedDict()
+_MODELS_LOCK = threading.Lock()
+_MODELS_SIZE = 64
+
+
+def chip_models(chip: ChipRef, out_wcs, grid: str):
+    """:func:`hapdask.drizzle.fast_models` of a chip on the grid of header ``grid``
+    (``out_wcs``), computed once per process for the chip object, its WCS and the grid: the
+    placement's (:func:`place_chip_configs`) serve the tasks' maps of the chip (separate
+    drizzle boxes, blot regions, final tiles' cosmic-ray pixels).
+
+    Returns
+    -------
+    FastModels or str
+        The models, or why the numba path does not apply (then each map uses astropy).
+    """
+    from hapdask.drizzle import fast_models  # numba code: loaded when a chip is mapped
+
+    try:
+        key = (chip.chip, chip.wcs_bytes, grid)
+        hash(key)
+    except TypeError:  # an unhashable chip object: no cache
+        return fast_models(chip.thread_wcs(), out_wcs, chip.shape)
+    with _MODELS_LOCK:
+        got = _MODELS.get(key)
+        if got is not None:
+            _MODELS.move_to_end(key)
+            return got
+    got = fast_models(chip.thread_wcs(), out_wcs, chip.shape)
+    with _MODELS_LOCK:
+        _MODELS[key] = got
+        while len(_MODELS) > _MODELS_SIZE:
+            _MODELS.popitem(last=False)
+    return got
+
+
 #: chip rows mapped at once while a chip is placed (a multiple of the footprint blocks)
 PLACE_ROWS = 256
 #: edge (input pixels) of the footprint blocks of the placements (FootprintIndex's block)
@@ -365,10 +405,14 @@ def _place_configs(chip: ChipRef, grid: OutputGrid, tile_size: int, configs: Seq
     reaches = {p.footprint: _reach_params(*p.footprint, ratio) for p in todo.values()}
     ny, nx = chip.shape
     chip_wcs, grid_wcs = chip.wcs(), grid.wcs()
+    # the numba models checked once for the chip (kept for its tasks' maps): the same values
+    # as each band's own check would give
+    models = chip_models(chip, grid_wcs, grid.header)
+    models = None if isinstance(models, str) else models
     for r0 in range(0, ny, PLACE_ROWS):
         r1 = min(r0 + PLACE_ROWS, ny)
         a0, a1 = max(r0 - 1, 0), min(r1 + 1, ny)
-        band = calc_pixmap(chip_wcs, grid_wcs, chip.shape, region=(a0, a1, 0, nx))
+        band = calc_pixmap(chip_wcs, grid_wcs, chip.shape, region=(a0, a1, 0, nx), models=models)
         extents = {r: rows_block_bounds(band, r0 - a0, r1 - a0, _BLOCK, *kr)
                    for r, kr in reaches.items()}
         for p in todo.values():

@@ -578,8 +578,9 @@ def test_check_points_guard_the_fast_path(monkeypatch):
 # Lookup-table layouts that take different paths through the kernel's row-to-row reuse
 # (det2im x row kept while its table cell is unchanged, NPOL x cells at dx, per-column NPOL
 # products when dy is the row coordinate, per-pixel y cells otherwise, NPOL tables sharing
-# one grid, SIP of order 4 in one pass or of another order): each is checked against astropy,
-# and its regions, row spans and thread bands against its own full map, bit for bit.
+# one grid, SIP of order 4 in one pass or of another order; the first two, like ACS/WFC, take
+# the kernel's one-pass rows, _row_fused): each is checked against astropy, and its regions,
+# row spans and thread bands against its own full map, bit for bit.
 _LAYOUTS = {
     # ACS/WFC-like: one-row det2im x table, NPOL on one grid, no det2im y
     "d2im_x_one_row": dict(d2im1=((1, 420), (0.0, 0.0), (0.0, 0.0), (1.0, 1.0)),

@@ -100,7 +100,7 @@ def test_banded_placement_with_holes_at_band_edges(shared_data, monkeypatch):
     pm[4 * PLACE_ROWS, 2000, 1] = np.inf
     pm[-1, :, 0] = np.nan                                      # the chip's last row
 
-    def mapped(wcs_from, wcs_to, shape, *, region):
+    def mapped(wcs_from, wcs_to, shape, *, region, models=None):
         y0, y1, x0, x1 = region
         return pm[y0:y1, x0:x1].copy()
 

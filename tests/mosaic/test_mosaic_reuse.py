@@ -19,6 +19,7 @@ import hapdask.drizzle
 import hapdask.io
 import hapdask.mosaic.graph as mosaic_graph
 import hapdask.mosaic.stages as mosaic_stages
+import hapdask.mosaic.tiles as mosaic_tiles
 from hapdask.mosaic import drizzle
 from hapdask.mosaic.grid import north_up_grid
 from hapdask.mosaic.job import reuses_separate
@@ -111,10 +112,11 @@ def test_sparse_cosmic_ray_maps_give_the_same_bits(trio, tmp_path, monkeypatch):
 
     monkeypatch.setattr(hapdask.drizzle, "calc_pixmap_at", counting)
     monkeypatch.setattr(hapdask.drizzle, "fast_models", counting_models)
-    monkeypatch.setattr(mosaic_stages, "_MODELS", type(mosaic_stages._MODELS)())
+    monkeypatch.setattr(mosaic_tiles, "_MODELS", type(mosaic_tiles._MODELS)())
     sparse = _arrays(_run(trio, tmp_path / "sparse" / "m", tile_size=128))
     assert len(sparse_calls) > 4 and all(sparse_calls)
-    # the astropy check of the numba models runs once per chip, not once per tile and chip
+    # the astropy check of the numba models runs once per chip (its placement's, kept for its
+    # tasks), not once per tile and chip
     nchips = sum(len(e.chips) for e in map(hapdask.io.open_exposure, trio))
     assert 0 < len(models) <= nchips < len(sparse_calls)
     for k, v in whole.items():
