@@ -326,29 +326,55 @@ def _row_corners(pixmap, j, h, s0, s1, lo, hi, buf, keep_lo=False):
     ihi = min(s1 + 1, nx)
     for c in range(2):
         if not keep_lo:
-            for i in range(ilo, ihi):
-                lo[c, i] = _lerp(pixmap[ra, i, c], pixmap[rb, i, c], ta)
-        for i in range(ilo, ihi):
-            hi[c, i] = _lerp(pixmap[sa, i, c], pixmap[sb, i, c], tb)
-    g = 1.0 - h
+            _lerp_rows(pixmap[ra].reshape(-1), pixmap[rb].reshape(-1), ta, lo[c], c, ilo, ihi)
+        _lerp_rows(pixmap[sa].reshape(-1), pixmap[sb].reshape(-1), tb, hi[c], c, ilo, ihi)
+    a0 = max(s0, 1)
+    a1 = min(s1, nx - 1)
+    if a1 > a0:
+        _lerp_corners(lo[0], hi[0], a0, a1 - a0, a0 - s0, 0, h, buf)
+        _lerp_corners(lo[1], hi[1], a0, a1 - a0, a0 - s0, 4 * STRIP, h, buf)
     for c in range(2):
         k = 4 * c
         lc = lo[c]
         hc = hi[c]
-        # planes of the strip buffer, indexed from the strip start s0
-        q0 = buf[k * STRIP : (k + 1) * STRIP]
-        q1 = buf[(k + 1) * STRIP : (k + 2) * STRIP]
-        q2 = buf[(k + 2) * STRIP : (k + 3) * STRIP]
-        q3 = buf[(k + 3) * STRIP : (k + 4) * STRIP]
-        for i in range(max(s0, 1), min(s1, nx - 1)):
-            q0[i - s0] = _lerp(lc[i - 1], lc[i], g)
-            q1[i - s0] = _lerp(lc[i], lc[i + 1], h)
-            q2[i - s0] = _lerp(hc[i], hc[i + 1], h)
-            q3[i - s0] = _lerp(hc[i - 1], hc[i], g)
         for i in (0, nx - 1):
             if s0 <= i < s1:
-                q0[i - s0], q1[i - s0] = _col_interp(lc, i, h, nx)
-                q3[i - s0], q2[i - s0] = _col_interp(hc, i, h, nx)
+                q = i - s0
+                buf[k * STRIP + q], buf[(k + 1) * STRIP + q] = _col_interp(lc, i, h, nx)
+                buf[(k + 3) * STRIP + q], buf[(k + 2) * STRIP + q] = _col_interp(hc, i, h, nx)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _lerp_rows(a, b, t, out, c, i0, i1):
+    """``out[i] = _lerp(a[2 i + c], b[2 i + c], t)`` for ``i0 <= i < i1``: component ``c`` of
+    two flattened ``(x, y)`` pixmap rows interpolated (unsigned indices: the loop
+    vectorises)."""
+    two = np.uintp(2)
+    uc = np.uintp(c)
+    u0 = np.uintp(i0)
+    for p in range(np.uintp(i1 - i0)):
+        i = u0 + p
+        out[i] = _lerp(a[two * i + uc], b[two * i + uc], t)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _lerp_corners(lc, hc, a0, n, q0, k0, h, buf):
+    """The four corner values of one coordinate for the columns ``a0 <= i < a0 + n`` (all
+    interior: ``1 <= i <= nx - 2``) from the interpolated rows ``lc`` (``j - h``) and ``hc``
+    (``j + h``), into ``buf[k0 + k * STRIP + q0 + i - a0]``, ``k`` = 0-3 (see
+    :func:`_row_corners`); unsigned indices and one buffer at fixed plane offsets, so the
+    loop vectorises."""
+    g = 1.0 - h
+    one = np.uintp(1)
+    u = np.uintp(STRIP)
+    b0 = np.uintp(k0) + np.uintp(q0)
+    ua = np.uintp(a0)
+    for p in range(np.uintp(n)):
+        i = ua + p
+        buf[b0 + p] = _lerp(lc[i - one], lc[i], g)
+        buf[b0 + u + p] = _lerp(lc[i], lc[i + one], h)
+        buf[b0 + np.uintp(2) * u + p] = _lerp(hc[i], hc[i + one], h)
+        buf[b0 + np.uintp(3) * u + p] = _lerp(hc[i - one], hc[i], g)
 
 
 @njit(nogil=True, cache=True)
