@@ -1634,7 +1634,11 @@ def block_extents(pixmap, block, kind, radius):
 @njit(nogil=True, cache=True)
 def _max_steps(pixmap, j0, j1, i0, i1):
     """Largest ``|x|`` and ``|y|`` steps of the pixmap between any two 8-connected neighbours of
-    ``[j0:j1, i0:i1]`` grown by one pixel (NaN steps are ignored, as in :func:`_pixel_reach`)."""
+    ``[j0:j1, i0:i1]`` grown by one pixel (NaN steps are ignored, as in :func:`_pixel_reach`).
+
+    The steps are kept per position of the flattened ``(x, y)`` rows (:func:`_max_into`,
+    element-wise, so the loops vectorise without fast-math) and reduced once at the end; a
+    maximum does not depend on the order, so the values are those of a pixel-by-pixel scan."""
     ny, nx = pixmap.shape[0], pixmap.shape[1]
     ja = max(j0 - 1, 0)
     jb = min(j1 + 1, ny)
@@ -1642,24 +1646,38 @@ def _max_steps(pixmap, j0, j1, i0, i1):
     ib = min(i1 + 1, nx)
     mx = 0.0
     my = 0.0
+    if ib <= ia:
+        return mx, my
+    n = 2 * (ib - ia)
+    acc = np.zeros(n)
+    k0 = 2 * ia
     for j in range(ja, jb):
-        for i in range(ia, ib - 1):
-            ex = abs(pixmap[j, i + 1, 0] - pixmap[j, i, 0])
-            ey = abs(pixmap[j, i + 1, 1] - pixmap[j, i, 1])
-            mx = ex if ex > mx else mx
-            my = ey if ey > my else my
+        cur = pixmap[j].reshape(-1)
+        # row neighbours (i, i + 1)
+        _max_into(acc, 0, cur, k0, cur, k0 + 2, n - 2)
         if j + 1 < jb:
-            for i in range(ia, ib):
-                x = pixmap[j, i, 0]
-                y = pixmap[j, i, 1]
-                for di in range(-1, 2):
-                    if i + di < ia or i + di >= ib:
-                        continue
-                    ex = abs(pixmap[j + 1, i + di, 0] - x)
-                    ey = abs(pixmap[j + 1, i + di, 1] - y)
-                    mx = ex if ex > mx else mx
-                    my = ey if ey > my else my
+            nxt = pixmap[j + 1].reshape(-1)
+            # (i, j) to (i + di, j + 1), di = 0, +1, -1
+            _max_into(acc, 0, cur, k0, nxt, k0, n)
+            _max_into(acc, 0, cur, k0, nxt, k0 + 2, n - 2)
+            _max_into(acc, 2, cur, k0 + 2, nxt, k0, n - 2)
+    for k in range(0, n, 2):
+        mx = acc[k] if acc[k] > mx else mx
+        my = acc[k + 1] if acc[k + 1] > my else my
     return mx, my
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _max_into(acc, q, a, ka, b, kb, n):
+    """``acc[q + p] = max(acc[q + p], |b[kb + p] - a[ka + p]|)`` for ``p < n``, a NaN step
+    leaving ``acc`` as it is (unsigned indices: the loop vectorises)."""
+    uq = np.uintp(q)
+    ua = np.uintp(ka)
+    ub = np.uintp(kb)
+    for p in range(np.uintp(n)):
+        e = abs(b[ub + p] - a[ua + p])
+        m = acc[uq + p]
+        acc[uq + p] = e if e > m else m
 
 
 @njit(nogil=True, cache=True)
