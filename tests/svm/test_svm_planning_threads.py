@@ -33,11 +33,11 @@ def _record_pixmaps(monkeypatch) -> list:
     lock = threading.Lock()
     real = hapdask.drizzle.calc_pixmap
 
-    def recorded(wcs_in, wcs_out, shape, *, region):
+    def recorded(wcs_in, wcs_out, shape, *, region, **kwargs):
         if region[0] == 0:
             with lock:
                 made.append((threading.current_thread() is threading.main_thread(), wcs_out))
-        return real(wcs_in, wcs_out, shape, region=region)
+        return real(wcs_in, wcs_out, shape, region=region, **kwargs)
 
     monkeypatch.setattr(hapdask.drizzle, "calc_pixmap", recorded)
     return made
