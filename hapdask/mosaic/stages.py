@@ -272,7 +272,7 @@ def chip_pixmap(chip: ChipRef, out_wcs, region: Box,
 
     models = chip_models(chip, out_wcs, grid) if grid is not None else None
     return calc_pixmap(chip.thread_wcs(), out_wcs, chip.shape, region=region, spans=spans,
-                       models=None if isinstance(models, str) else models)
+                       models=models)
 
 
 def _tile_spans(chip: ChipRef, box: Box, region: Box, window: Box, out_wcs, params,
@@ -549,7 +549,7 @@ def _cosmic_ray_pixmap(chip: ChipRef, out_wcs, grid: str, region: Box, points: n
     segments = grown_segments(points, shape[0], shape[1])
     if int(np.sum(segments[2] - segments[1])) < _SPARSE_MAP * shape[0] * shape[1]:
         models = chip_models(chip, out_wcs, grid)
-        if not isinstance(models, str):
+        if models is not None:
             out = buffer.get(shape, segments) if buffer is not None else None
             return calc_pixmap_at(None, out_wcs, segments, chip.shape, region=region, out=out,
                                   models=models)

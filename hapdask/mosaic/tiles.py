@@ -21,12 +21,16 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.wcs import WCS
 
 from hapdask.mosaic.grid import OutputGrid
 from hapdask.mosaic.inputs import ChipRef
+
+if TYPE_CHECKING:  # numba module: imported where a chip is mapped
+    from hapdask.drizzle import FastModels
 
 __all__ = ["ChipPlacement", "Region", "SAMPLE_STEP", "Tile", "chip_models", "chip_tile_boxes",
            "footprint_margin", "input_row_spans", "place_chip", "place_chip_configs", "place_chips",
@@ -336,7 +340,7 @@ _MODELS_LOCK = threading.Lock()
 _MODELS_SIZE = 64
 
 
-def chip_models(chip: ChipRef, out_wcs, grid: str):
+def chip_models(chip: ChipRef, out_wcs, grid: str) -> FastModels | None:
     """:func:`hapdask.drizzle.fast_models` of a chip on the grid of header ``grid``
     (``out_wcs``), computed once per process for the chip object, its WCS and the grid: the
     placement's (:func:`place_chip_configs`) serve the tasks' maps of the chip (separate
@@ -344,8 +348,8 @@ def chip_models(chip: ChipRef, out_wcs, grid: str):
 
     Returns
     -------
-    FastModels or str
-        The models, or why the numba path does not apply (then each map uses astropy).
+    FastModels or None
+        The models, or None when the numba path does not apply (each map then uses astropy).
     """
     from hapdask.drizzle import fast_models  # numba code: loaded when a chip is mapped
 
@@ -353,18 +357,22 @@ def chip_models(chip: ChipRef, out_wcs, grid: str):
         key = (chip.chip, chip.wcs_bytes, grid)
         hash(key)
     except TypeError:  # an unhashable chip object: no cache
-        return fast_models(chip.thread_wcs(), out_wcs, chip.shape)
+        return _numba_or_none(fast_models(chip.thread_wcs(), out_wcs, chip.shape))
     with _MODELS_LOCK:
-        got = _MODELS.get(key)
-        if got is not None:
+        if key in _MODELS:
             _MODELS.move_to_end(key)
-            return got
-    got = fast_models(chip.thread_wcs(), out_wcs, chip.shape)
+            return _MODELS[key]
+    got = _numba_or_none(fast_models(chip.thread_wcs(), out_wcs, chip.shape))
     with _MODELS_LOCK:
         _MODELS[key] = got
         while len(_MODELS) > _MODELS_SIZE:
             _MODELS.popitem(last=False)
     return got
+
+
+def _numba_or_none(models):
+    """``fast_models``' result, None for its reason (a str) why the numba path does not apply."""
+    return None if isinstance(models, str) else models
 
 
 #: chip rows mapped at once while a chip is placed (a multiple of the footprint blocks)
@@ -408,7 +416,6 @@ def _place_configs(chip: ChipRef, grid: OutputGrid, tile_size: int, configs: Seq
     # the numba models checked once for the chip (kept for its tasks' maps): the same values
     # as each band's own check would give
     models = chip_models(chip, grid_wcs, grid.header)
-    models = None if isinstance(models, str) else models
     for r0 in range(0, ny, PLACE_ROWS):
         r1 = min(r0 + PLACE_ROWS, ny)
         a0, a1 = max(r0 - 1, 0), min(r1 + 1, ny)
